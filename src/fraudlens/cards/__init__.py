@@ -1,0 +1,3 @@
+"""Card-transaction fraud detection."""
+
+__all__: list[str] = []

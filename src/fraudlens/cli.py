@@ -1,0 +1,35 @@
+"""The ``fraudlens`` command line: a thin shell over the library.
+
+Sub-commands live in ``_cli_*`` modules, one per area, and are mounted here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from fraudlens._cli_cards import app as cards_app
+from fraudlens._cli_market import app as market_app
+from fraudlens._cli_models import app as models_app
+from fraudlens._cli_quickstart import quickstart
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="fraudlens",
+    help="Local-first fraud detection: brokerage account takeover (market) and card fraud (cards).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(market_app, name="market", help="Account-takeover detection on trades and 5-minute bars.")
+app.add_typer(cards_app, name="cards", help="Card-transaction fraud models.")
+app.add_typer(models_app, name="models", help="Inspect the model registry.")
+app.command("quickstart")(quickstart)
+
+
+def main() -> None:
+    """Entry point of the ``fraudlens`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
