@@ -1,0 +1,236 @@
+"""Window features for raw transactions: exact values, agreement with a brute-force
+reference, and no look-ahead."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fraudlens.cards.features import FEATURE_NAMES, feature_names, transaction_features
+from fraudlens.cards.simulate import simulate
+from fraudlens.errors import DataError
+
+
+def reference_features(
+    df: pd.DataFrame, windows: tuple[float, ...] = (1, 7, 30), delay_days: float = 7
+) -> pd.DataFrame:
+    """Row-by-row definition of the features, written for clarity rather than speed."""
+    ts = pd.to_datetime(df["ts"], utc=True).reset_index(drop=True)
+    tt = ts.to_numpy("datetime64[ns]").astype(np.int64)
+    amount = df["amount"].to_numpy(float)
+    label = df["label"].to_numpy(float) if "label" in df else np.zeros(len(df))
+    cust = df["customer_id"].to_numpy()
+    term = df["terminal_id"].to_numpy()
+    day = 86_400 * 10**9
+    delay = round(delay_days * day)
+    pos = np.arange(len(df))
+    rows = []
+    for i in range(len(df)):
+        t = tt[i]
+        r = {
+            "tx_amount": amount[i],
+            "tx_during_weekend": float(ts[i].weekday() >= 5),
+            "tx_during_night": float(ts[i].hour <= 6),
+        }
+        # Earlier rows, or rows at the same time that come first in the input.
+        known = (tt < t) | ((tt == t) & (pos <= i))
+        for w in windows:
+            m = (cust == cust[i]) & known & (tt > t - round(w * day))
+            r[f"customer_id_nb_tx_{w:g}day_window"] = m.sum()
+            r[f"customer_id_avg_amount_{w:g}day_window"] = amount[m].mean()
+        for w in windows:
+            m = (term == term[i]) & (tt >= t - delay - round(w * day)) & (tt < t - delay)
+            r[f"terminal_id_nb_tx_{w:g}day_window"] = m.sum()
+            r[f"terminal_id_risk_{w:g}day_window"] = label[m].mean() if m.any() else 0.0
+        rows.append(r)
+    return pd.DataFrame(rows, columns=list(feature_names(windows))).astype(np.float32)
+
+
+def test_feature_names_are_stable() -> None:
+    assert FEATURE_NAMES[:3] == ("tx_amount", "tx_during_weekend", "tx_during_night")
+    assert len(FEATURE_NAMES) == 15
+    assert FEATURE_NAMES[3:5] == (
+        "customer_id_nb_tx_1day_window",
+        "customer_id_avg_amount_1day_window",
+    )
+    assert FEATURE_NAMES[-2:] == ("terminal_id_nb_tx_30day_window", "terminal_id_risk_30day_window")
+    assert feature_names((2,)) == (
+        "tx_amount",
+        "tx_during_weekend",
+        "tx_during_night",
+        "customer_id_nb_tx_2day_window",
+        "customer_id_avg_amount_2day_window",
+        "terminal_id_nb_tx_2day_window",
+        "terminal_id_risk_2day_window",
+    )
+
+
+def test_exact_values_on_a_hand_made_example() -> None:
+    # 2026-04-04 is a Saturday.
+    df = pd.DataFrame(
+        {
+            "transaction_id": [1, 2, 3, 4, 5, 6],
+            "ts": [
+                "2026-04-01T08:00:00",  # Wed, customer A at terminal T
+                "2026-04-01T20:00:00",  # Wed, A at T, fraud
+                "2026-04-02T09:00:00",  # Thu, A at U: within 1 day of row 2, not row 1
+                "2026-04-04T05:00:00",  # Sat night, B at T
+                "2026-04-09T12:00:00",  # Thu, A at T: rows 1-2 are 8 days back
+                "2026-04-09T12:00:00",  # same time, B at T
+            ],
+            "customer_id": ["A", "A", "A", "B", "A", "B"],
+            "terminal_id": ["T", "T", "U", "T", "T", "T"],
+            "amount": [10.0, 30.0, 20.0, 50.0, 40.0, 60.0],
+            "label": [0, 1, 0, 0, 0, 0],
+        }
+    )
+    f = transaction_features(df, windows=(1, 7), delay_days=7)
+    assert list(f.columns) == list(feature_names((1, 7)))
+    assert (f.dtypes == np.float32).all()
+    np.testing.assert_array_equal(f["tx_during_weekend"], [0, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(f["tx_during_night"], [0, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(f["customer_id_nb_tx_1day_window"], [1, 2, 2, 1, 1, 1])
+    np.testing.assert_allclose(f["customer_id_avg_amount_1day_window"], [10, 20, 25, 50, 40, 60])
+    # Row 5 (A, Apr 9 12:00): the 7-day window (Apr 2 12:00, Apr 9 12:00] holds only itself.
+    np.testing.assert_array_equal(f["customer_id_nb_tx_7day_window"], [1, 2, 3, 1, 1, 2])
+    np.testing.assert_allclose(f["customer_id_avg_amount_7day_window"], [10, 20, 20, 50, 40, 55])
+    # Rows 5 and 6 at T on Apr 9 12:00: delayed windows end at Apr 2 12:00.
+    # 1 day: [Apr 1 12:00, Apr 2 12:00) -> row 2 (fraud). 7 days: [Mar 26 12:00, Apr 2 12:00)
+    # -> rows 1 and 2, one fraud.
+    np.testing.assert_array_equal(f["terminal_id_nb_tx_1day_window"], [0, 0, 0, 0, 1, 1])
+    np.testing.assert_allclose(f["terminal_id_risk_1day_window"], [0, 0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(f["terminal_id_nb_tx_7day_window"], [0, 0, 0, 0, 2, 2])
+    np.testing.assert_allclose(f["terminal_id_risk_7day_window"], [0, 0, 0, 0, 0.5, 0.5])
+    pd.testing.assert_frame_equal(f, reference_features(df, (1, 7)), check_exact=False, rtol=1e-6)
+
+
+def test_index_and_order_are_kept() -> None:
+    df = simulate(60, 120, 20, seed=3)
+    assert not df.duplicated(["customer_id", "ts"]).any()
+    f = transaction_features(df)
+    shuffled = df.sample(frac=1.0, random_state=1)
+    shuffled.index = shuffled.index + 1000
+    g = transaction_features(shuffled)
+    assert (g.index == shuffled.index).all()
+    np.testing.assert_allclose(g.to_numpy(), f.loc[shuffled.index - 1000].to_numpy(), rtol=1e-6)
+
+
+def test_customer_windows_match_pandas_time_rolling() -> None:
+    # The handbook computes these with pandas' time-based rolling windows.
+    df = simulate(80, 160, 40, seed=5)
+    f = transaction_features(df)
+    g = df.sort_values(["customer_id", "ts"]).set_index("ts")
+    for w in (1, 7, 30):
+        roll = g.groupby("customer_id")["amount"].rolling(f"{w}D")
+        count = roll.count().to_numpy()
+        mean = roll.mean().to_numpy()
+        pos = df.sort_values(["customer_id", "ts"]).index
+        np.testing.assert_array_equal(f.loc[pos, f"customer_id_nb_tx_{w}day_window"], count)
+        np.testing.assert_allclose(
+            f.loc[pos, f"customer_id_avg_amount_{w}day_window"], mean, rtol=1e-5
+        )
+
+
+def test_matches_reference_on_simulated_rows() -> None:
+    df = simulate(15, 10, 45, seed=11)
+    f = transaction_features(df)
+    ref = reference_features(df)
+    assert f["terminal_id_risk_30day_window"].max() > 0  # the check covers real risk values
+    np.testing.assert_allclose(f.to_numpy(), ref.to_numpy(), rtol=1e-5)
+
+
+def _truncated_with_garbage_labels(df: pd.DataFrame, i: int, delay_days: float) -> pd.DataFrame:
+    """Only what is known at row i's time; labels not yet known are flipped."""
+    t = df["ts"].iloc[i]
+    cut = df[df["ts"] <= t].copy()
+    unknown = cut["ts"] >= t - pd.Timedelta(days=delay_days)
+    cut.loc[unknown, "label"] = 1 - cut.loc[unknown, "label"]
+    return cut
+
+
+def test_no_look_ahead_on_simulated_data() -> None:
+    df = simulate(200, 300, 60, seed=2)
+    full = transaction_features(df)
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(df), size=25, replace=False)
+    # Include rows late in the data, where truncation removes the most.
+    rows = np.r_[rows, len(df) - 1, len(df) // 2]
+    for i in rows:
+        cut = _truncated_with_garbage_labels(df, int(i), 7)
+        part = transaction_features(cut)
+        key = df.index[i]
+        np.testing.assert_array_equal(part.loc[key].to_numpy(), full.loc[key].to_numpy())
+    # The garbage labels do change features of later rows: the test has teeth.
+    flipped = df.assign(label=1 - df["label"])
+    assert not np.array_equal(
+        transaction_features(flipped)["terminal_id_risk_7day_window"],
+        full["terminal_id_risk_7day_window"],
+    )
+
+
+@st.composite
+def small_frames(draw: st.DrawFn) -> pd.DataFrame:
+    n = draw(st.integers(1, 30))
+    # Coarse times (hours over 20 days) so that ties and window edges are common.
+    hours = draw(st.lists(st.integers(0, 20 * 24), min_size=n, max_size=n))
+    base = pd.Timestamp("2026-03-01", tz="UTC")
+    return pd.DataFrame(
+        {
+            "ts": [base + pd.Timedelta(hours=h) for h in hours],
+            "customer_id": draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)),
+            "terminal_id": draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=n, max_size=n)),
+            "amount": draw(
+                st.lists(
+                    st.floats(0, 500, allow_nan=False).map(lambda x: round(x, 2)),
+                    min_size=n,
+                    max_size=n,
+                )
+            ),
+            "label": draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)),
+        }
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    df=small_frames(),
+    windows=st.sampled_from([(1, 7, 30), (1, 2), (0.5, 3)]),
+    delay=st.sampled_from([0, 1, 2]),
+)
+def test_property_matches_reference_and_has_no_look_ahead(
+    df: pd.DataFrame, windows: tuple[float, ...], delay: int
+) -> None:
+    f = transaction_features(df, windows=windows, delay_days=delay)
+    ref = reference_features(df, windows, delay)
+    np.testing.assert_allclose(f.to_numpy(), ref.to_numpy(), rtol=1e-5, atol=1e-4)
+    i = len(df) - 1 - (len(df) // 3)
+    cut = _truncated_with_garbage_labels(df, i, delay)
+    part = transaction_features(cut, windows=windows, delay_days=delay)
+    np.testing.assert_array_equal(part.loc[df.index[i]].to_numpy(), f.loc[df.index[i]].to_numpy())
+
+
+def test_missing_column_and_bad_timestamp() -> None:
+    df = pd.DataFrame({"ts": ["2026-04-01"], "customer_id": [1], "amount": [1.0]})
+    with pytest.raises(DataError, match="terminal_id"):
+        transaction_features(df)
+    df = pd.DataFrame(
+        {
+            "ts": ["2026-04-01", "soon"],
+            "customer_id": [1, 1],
+            "terminal_id": [1, 1],
+            "amount": [1.0, 2.0],
+        }
+    )
+    with pytest.raises(DataError) as err:
+        transaction_features(df)
+    assert err.value.row == 2 and err.value.column == "ts"
+
+
+def test_without_labels_risk_is_zero() -> None:
+    df = simulate(30, 40, 20, seed=1).drop(columns=["label"])
+    f = transaction_features(df)
+    assert (f["terminal_id_risk_7day_window"] == 0).all()
+    assert f["terminal_id_nb_tx_7day_window"].max() > 0
