@@ -1,0 +1,257 @@
+"""The queue contract every backend implements, and the helpers they share.
+
+Delivery is *at least once*: a message stays in the queue until a consumer acks it. A
+received message is leased for ``visibility_timeout`` seconds; if the consumer neither acks
+nor nacks it in that time (it crashed, or is too slow) the message becomes visible again and
+its delivery count goes up. When a message is about to be delivered for more than
+``max_attempts`` times it is moved to the dead-letter store instead, with the reason
+``"max attempts exceeded: <last reason>"``.
+
+Malformed bodies: a message whose text is not a JSON object is never handed to a consumer.
+``receive`` moves it to the dead-letter store at once with the reason
+``"malformed JSON: <what is wrong>"`` (the raw text is kept), so a consumer only ever sees
+``Message.body`` as a ``dict`` and cannot crash on decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from fraudlens.errors import ConfigError, QueueError
+
+__all__ = [
+    "EXPIRED_REASON",
+    "Message",
+    "Queue",
+    "decode_body",
+    "encode_body",
+    "max_attempts_reason",
+    "utc_iso",
+]
+
+log = logging.getLogger("fraudlens.queues")
+
+#: Last reason recorded for a message whose lease ran out without an ack or nack.
+EXPIRED_REASON = "visibility timeout expired without ack"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One delivery of a queued message.
+
+    Attributes
+    ----------
+    id
+        Backend handle of this delivery: SQLite row id, Redis stream entry id, or SQS
+        receipt handle. Pass the whole message back to ``ack``/``nack``/``dead_letter``.
+    body
+        The decoded JSON object.
+    attempts
+        How many times the message has been delivered, this delivery included (1 = first).
+    raw
+        The message text exactly as stored.
+    """
+
+    id: str
+    body: dict[str, Any] = field(repr=False)
+    attempts: int
+    raw: str = field(repr=False)
+
+
+def encode_body(body: dict[str, Any] | str) -> str:
+    """Return the text stored for ``body``.
+
+    A ``dict`` is serialised as strict JSON (no NaN or infinity, which other languages'
+    parsers reject). A ``str`` is stored unchanged, so text from an outside producer can be
+    forwarded as is; whether it is a JSON object is checked when it is received.
+
+    Raises
+    ------
+    QueueError
+        If ``body`` is neither a dict nor a str, or the dict cannot be written as JSON.
+    """
+    if isinstance(body, str):
+        return body
+    if not isinstance(body, dict):
+        raise QueueError(f"message body must be a dict or str, not {type(body).__name__}")
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise QueueError(f"message body is not JSON-serialisable: {exc}") from exc
+
+
+def decode_body(raw: str) -> tuple[dict[str, Any], str | None]:
+    """Parse ``raw`` as a JSON object.
+
+    Returns
+    -------
+    (body, error)
+        ``body`` is the object (``{}`` when parsing fails); ``error`` is ``None`` on success,
+        else a short description such as ``"malformed JSON: Expecting value (char 0)"``.
+    """
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        pos = f" (char {exc.pos})" if isinstance(exc, json.JSONDecodeError) else ""
+        return {}, f"malformed JSON: {detail}{pos}"
+    if not isinstance(value, dict):
+        return {}, f"malformed JSON: expected an object, got {type(value).__name__}"
+    return value, None
+
+
+def max_attempts_reason(last_reason: str | None) -> str:
+    """Return the dead-letter reason for a message that ran out of attempts."""
+    return f"max attempts exceeded: {last_reason or EXPIRED_REASON}"
+
+
+def utc_iso(ts: float) -> str:
+    """Return the Unix time ``ts`` as an ISO-8601 UTC string with milliseconds."""
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
+
+
+class Queue(ABC):
+    """A work queue with leases, retries and a dead-letter store.
+
+    Parameters
+    ----------
+    name
+        Logical queue name (``"checks"`` by default in :func:`fraudlens.queues.open_queue`).
+    max_attempts
+        Deliveries allowed per message before it is dead-lettered (at least 1).
+
+    Notes
+    -----
+    Instances can be used as context managers; leaving the block calls :meth:`close`.
+    """
+
+    max_attempts: int = 5
+
+    def __init__(self, name: str, *, max_attempts: int = 5) -> None:
+        if not name:
+            raise ConfigError("queue name must not be empty")
+        if int(max_attempts) < 1:
+            raise ConfigError(f"max_attempts must be at least 1, got {max_attempts}")
+        self.name = name
+        self.max_attempts = int(max_attempts)
+
+    # -- producing -----------------------------------------------------------------------
+    @abstractmethod
+    def send(self, body: dict[str, Any] | str) -> str:
+        """Enqueue one message and return its backend id.
+
+        Parameters
+        ----------
+        body
+            A JSON-serialisable dict, or text that is stored unchanged.
+        """
+
+    def send_batch(self, bodies: Iterable[dict[str, Any] | str]) -> list[str]:
+        """Enqueue many messages; return their ids in order.
+
+        Backends override this with one round trip (or transaction) per chunk.
+        """
+        return [self.send(b) for b in bodies]
+
+    # -- consuming -----------------------------------------------------------------------
+    @abstractmethod
+    def receive(
+        self, max_messages: int = 10, *, visibility_timeout: float = 30.0, wait: float = 0.0
+    ) -> list[Message]:
+        """Lease up to ``max_messages`` visible messages.
+
+        Parameters
+        ----------
+        max_messages
+            Upper bound on the number of messages returned.
+        visibility_timeout
+            Seconds the messages stay hidden from other consumers unless acked or nacked.
+        wait
+            Seconds to wait for a message when none is visible (0 returns at once).
+
+        Returns
+        -------
+        list of Message
+            Possibly empty. Messages over ``max_attempts`` and malformed bodies are
+            dead-lettered here and not returned.
+        """
+
+    @abstractmethod
+    def ack(self, msg: Message) -> None:
+        """Delete a processed message for good."""
+
+    def ack_many(self, msgs: Iterable[Message]) -> None:
+        """Ack several messages (one transaction or round trip where the backend allows)."""
+        for m in msgs:
+            self.ack(m)
+
+    @abstractmethod
+    def nack(self, msg: Message, *, reason: str = "", delay: float = 0.0) -> None:
+        """Give a message back for another attempt.
+
+        The message becomes visible again after ``delay`` seconds. If it has already been
+        delivered ``max_attempts`` times it is dead-lettered with the reason
+        ``"max attempts exceeded: <reason>"`` instead.
+        """
+
+    @abstractmethod
+    def dead_letter(self, msg: Message, reason: str) -> None:
+        """Move a message to the dead-letter store now, recording ``reason``."""
+
+    @abstractmethod
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Return up to ``limit`` dead letters, oldest first.
+
+        Each is a dict with keys ``id`` (the message's id in the source queue), ``body``
+        (the object, or ``None`` if the text was not a JSON object), ``raw``, ``reason``,
+        ``attempts`` and ``failed_at`` (ISO-8601 UTC). ``attempts`` is the delivery count
+        when the message was moved; for "max attempts exceeded" at receive time it counts
+        the refused delivery too, so it is ``max_attempts + 1``.
+        """
+
+    # -- housekeeping --------------------------------------------------------------------
+    @abstractmethod
+    def depth(self) -> int:
+        """Return the number of messages not yet acked: visible plus in flight."""
+
+    @abstractmethod
+    def purge(self) -> None:
+        """Delete every message and every dead letter of this queue."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections. The instance cannot be used afterwards."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, max_attempts={self.max_attempts})"
+
+    # -- shared rule ---------------------------------------------------------------------
+    def _verdict(self, attempts: int, raw: str, last_error: str | None) -> str | dict[str, Any]:
+        """Decide what a receive does with a delivery: the body to hand out, or a DLQ reason.
+
+        ``attempts`` is the delivery count including the delivery being decided.
+        """
+        if attempts > self.max_attempts:
+            return max_attempts_reason(last_error)
+        body, error = decode_body(raw)
+        if error is not None:
+            return error
+        return body

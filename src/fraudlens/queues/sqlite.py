@@ -1,0 +1,378 @@
+"""Embedded queue in a SQLite file: durable, and safe for several processes on one host.
+
+Every message is a row of ``messages``; a receive leases rows by pushing their
+``visible_at`` into the future inside a ``BEGIN IMMEDIATE`` transaction, which takes
+SQLite's write lock first, so two processes can never lease the same row. When a consumer
+dies, its leased rows become visible again once their lease runs out.
+
+The file is opened in WAL mode (readers do not block the writer) with ``synchronous=NORMAL``:
+a committed send survives a crash of the process, but the last transactions before a power
+loss may be rolled back. Pass ``?synchronous=FULL`` in the URL to trade speed for that.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fraudlens.errors import ConfigError, QueueError
+from fraudlens.queues._base import (
+    EXPIRED_REASON,
+    Message,
+    Queue,
+    decode_body,
+    encode_body,
+    log,
+    max_attempts_reason,
+    utc_iso,
+)
+
+__all__ = ["DEFAULT_SQLITE_PATH", "SQLiteQueue"]
+
+#: Where ``open_queue("sqlite")`` keeps its file (relative to the working directory).
+DEFAULT_SQLITE_PATH = "./fraudlens-queue.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue       TEXT    NOT NULL,
+    body        TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    visible_at  REAL    NOT NULL,
+    created_at  REAL    NOT NULL,
+    last_error  TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_visible ON messages (queue, visible_at, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue       TEXT    NOT NULL,
+    message_id  INTEGER NOT NULL,
+    body        TEXT    NOT NULL,
+    reason      TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL,
+    created_at  REAL    NOT NULL,
+    failed_at   REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_queue ON dead_letters (queue, id);
+"""
+
+_SYNC_MODES = {"OFF", "NORMAL", "FULL", "EXTRA"}
+# Rows per INSERT in send_batch; bounded so one transaction does not hold the lock for long.
+_SEND_CHUNK = 1000
+_POLL_MIN, _POLL_MAX = 0.01, 0.2
+
+
+class SQLiteQueue(Queue):
+    """A queue stored in a SQLite database file.
+
+    Parameters
+    ----------
+    path
+        Database file; created (with its folder) if missing. Several queues, told apart
+        by ``name``, can share one file.
+    name
+        Queue name.
+    max_attempts
+        Deliveries allowed per message before it is dead-lettered.
+    busy_timeout
+        Seconds a statement waits for another process's write lock before failing.
+    synchronous
+        SQLite ``synchronous`` pragma: ``NORMAL`` (default) or ``FULL`` for power-loss safety.
+
+    Notes
+    -----
+    ``Message.id`` is the row id. Ack, nack and dead-letter only act while the caller still
+    holds the lease (the row's delivery count equals ``Message.attempts``); a consumer whose
+    lease ran out and was re-delivered elsewhere gets a logged warning and changes nothing.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = DEFAULT_SQLITE_PATH,
+        *,
+        name: str = "checks",
+        max_attempts: int = 5,
+        busy_timeout: float = 30.0,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        super().__init__(name, max_attempts=max_attempts)
+        sync = synchronous.upper()
+        if sync not in _SYNC_MODES:
+            raise ConfigError(
+                f"synchronous must be one of {sorted(_SYNC_MODES)}, got {synchronous!r}"
+            )
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are begun explicitly, so the write lock is
+            # taken by BEGIN IMMEDIATE rather than lazily at the first UPDATE.
+            self._db: sqlite3.Connection | None = sqlite3.connect(
+                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute(f"PRAGMA synchronous = {sync}")
+            with self._tx():
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        self._conn.execute(stmt)
+        except sqlite3.Error as exc:
+            raise QueueError(f"cannot open SQLite queue at {self.path}: {exc}") from exc
+
+    @classmethod
+    def from_url(cls, url: str, *, name: str = "checks", max_attempts: int = 5) -> SQLiteQueue:
+        """Open ``sqlite``, ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
+
+        As in SQLAlchemy URLs, three slashes start a relative path and four an absolute one.
+        Query parameters ``synchronous`` and ``busy_timeout`` (seconds) are honoured.
+        """
+        rest = url[len("sqlite") :] if url.startswith("sqlite") else None
+        if rest is None or (rest and not rest.startswith(":")):
+            raise ConfigError(f"not a SQLite queue URL: {url!r}")
+        rest = rest[1:].removeprefix("///") if rest.startswith(":///") else rest[1:]
+        path, _, query = rest.partition("?")
+        if path == "//":
+            path = ""
+        if path.startswith("//"):
+            raise ConfigError(f"SQLite queue URL {url!r} has a host part; use sqlite:///path")
+        opts = {k: v[-1] for k, v in parse_qs(query).items()}
+        unknown = set(opts) - {"synchronous", "busy_timeout"}
+        if unknown:
+            raise ConfigError(f"unknown SQLite queue option(s) {sorted(unknown)} in {url!r}")
+        try:
+            busy = float(opts.get("busy_timeout", 30.0))
+        except ValueError as exc:
+            raise ConfigError(f"busy_timeout in {url!r} is not a number") from exc
+        return cls(
+            path or DEFAULT_SQLITE_PATH,
+            name=name,
+            max_attempts=max_attempts,
+            busy_timeout=busy,
+            synchronous=opts.get("synchronous", "NORMAL"),
+        )
+
+    # -- plumbing ------------------------------------------------------------------------
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise QueueError(f"queue {self.name!r} at {self.path} is closed")
+        return self._db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """Run a block in one write transaction (BEGIN IMMEDIATE), thread-safely."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise QueueError(f"SQLite queue {self.path}: {exc}") from exc
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK")
+                    raise QueueError(f"SQLite queue {self.path}: {exc}") from exc
+
+    def _move_to_dead_letters(
+        self, conn: sqlite3.Connection, row_id: int, attempts: int, reason: str, now: float
+    ) -> bool:
+        """Copy one leased row to ``dead_letters`` and delete it; False if the lease is gone."""
+        cur = conn.execute(
+            "INSERT INTO dead_letters (queue, message_id, body, reason, attempts, created_at,"
+            " failed_at) SELECT queue, id, body, ?, attempts, created_at, ? FROM messages"
+            " WHERE id = ? AND attempts = ?",
+            (reason, now, row_id, attempts),
+        )
+        if cur.rowcount == 0:
+            return False
+        conn.execute("DELETE FROM messages WHERE id = ?", (row_id,))
+        return True
+
+    # -- producing -----------------------------------------------------------------------
+    def send(self, body: dict[str, Any] | str) -> str:
+        """Enqueue one message; return its row id."""
+        return self.send_batch([body])[0]
+
+    def send_batch(self, bodies: Iterable[dict[str, Any] | str]) -> list[str]:
+        """Enqueue many messages, one transaction per 1,000; return their row ids."""
+        raws = [encode_body(b) for b in bodies]
+        ids: list[str] = []
+        for start in range(0, len(raws), _SEND_CHUNK):
+            chunk = raws[start : start + _SEND_CHUNK]
+            now = time.time()
+            with self._tx() as conn:
+                # RETURNING keeps the ids exact even when other processes insert concurrently.
+                for raw in chunk:
+                    cur = conn.execute(
+                        "INSERT INTO messages (queue, body, attempts, visible_at, created_at)"
+                        " VALUES (?, ?, 0, ?, ?) RETURNING id",
+                        (self.name, raw, now, now),
+                    )
+                    ids.append(str(cur.fetchone()[0]))
+        return ids
+
+    # -- consuming -----------------------------------------------------------------------
+    def receive(
+        self, max_messages: int = 10, *, visibility_timeout: float = 30.0, wait: float = 0.0
+    ) -> list[Message]:
+        """Lease up to ``max_messages`` visible messages, polling up to ``wait`` seconds."""
+        if max_messages < 1:
+            return []
+        deadline = time.monotonic() + max(0.0, wait)
+        pause = _POLL_MIN
+        while True:
+            got, dead = self._receive_once(max_messages, visibility_timeout)
+            if got:
+                return got
+            if dead:
+                continue  # rows were dead-lettered: there may be more behind them
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, _POLL_MAX)
+
+    def _receive_once(self, limit: int, visibility_timeout: float) -> tuple[list[Message], int]:
+        now = time.time()
+        out: list[Message] = []
+        leases: list[tuple[float, int]] = []
+        dead = 0
+        # Idle consumers poll: check with a plain read first (WAL readers take no lock) so
+        # they do not queue up for the write lock only to find nothing.
+        with self._lock:
+            (ready,) = self._conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE queue = ? AND visible_at <= ?)",
+                (self.name, now),
+            ).fetchone()
+        if not ready:
+            return out, dead
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT id, body, attempts, last_error FROM messages"
+                " WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, id LIMIT ?",
+                (self.name, now, limit),
+            ).fetchall()
+            for row_id, raw, attempts, last_error in rows:
+                # Delivered before and not acked or nacked since: its lease ran out.
+                if attempts > 0 and last_error is None:
+                    last_error = EXPIRED_REASON
+                verdict = self._verdict(attempts + 1, raw, last_error)
+                if isinstance(verdict, str):
+                    conn.execute(
+                        "UPDATE messages SET attempts = attempts + 1 WHERE id = ?", (row_id,)
+                    )
+                    self._move_to_dead_letters(conn, row_id, attempts + 1, verdict, now)
+                    dead += 1
+                    continue
+                leases.append((now + visibility_timeout, row_id))
+                out.append(Message(str(row_id), verdict, attempts + 1, raw))
+            conn.executemany(
+                "UPDATE messages SET attempts = attempts + 1, visible_at = ?, last_error = NULL"
+                " WHERE id = ?",
+                leases,
+            )
+        return out, dead
+
+    def ack(self, msg: Message) -> None:
+        """Delete a processed message."""
+        self.ack_many([msg])
+
+    def ack_many(self, msgs: Iterable[Message]) -> None:
+        """Delete several processed messages in one transaction."""
+        pairs = [(int(m.id), m.attempts) for m in msgs]
+        if not pairs:
+            return
+        with self._tx() as conn:
+            before = conn.total_changes
+            conn.executemany("DELETE FROM messages WHERE id = ? AND attempts = ?", pairs)
+            lost = len(pairs) - (conn.total_changes - before)
+        if lost:
+            log.warning("queue %s: %d ack(s) came after the lease was lost", self.name, lost)
+
+    def nack(self, msg: Message, *, reason: str = "", delay: float = 0.0) -> None:
+        """Make the message visible again after ``delay`` s, or dead-letter it if exhausted."""
+        now = time.time()
+        with self._tx() as conn:
+            if msg.attempts >= self.max_attempts:
+                ok = self._move_to_dead_letters(
+                    conn, int(msg.id), msg.attempts, max_attempts_reason(reason or "nacked"), now
+                )
+            else:
+                cur = conn.execute(
+                    "UPDATE messages SET visible_at = ?, last_error = ?"
+                    " WHERE id = ? AND attempts = ?",
+                    (now + max(0.0, delay), reason or "nacked", int(msg.id), msg.attempts),
+                )
+                ok = cur.rowcount > 0
+        if not ok:
+            log.warning("queue %s: nack of %s came after the lease was lost", self.name, msg.id)
+
+    def dead_letter(self, msg: Message, reason: str) -> None:
+        """Move the message to ``dead_letters`` now."""
+        with self._tx() as conn:
+            ok = self._move_to_dead_letters(conn, int(msg.id), msg.attempts, reason, time.time())
+        if not ok:
+            log.warning(
+                "queue %s: dead_letter of %s came after the lease was lost", self.name, msg.id
+            )
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Return up to ``limit`` dead letters of this queue, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT message_id, body, reason, attempts, failed_at FROM dead_letters"
+                " WHERE queue = ? ORDER BY id LIMIT ?",
+                (self.name, int(limit)),
+            ).fetchall()
+        out = []
+        for message_id, raw, reason, attempts, failed_at in rows:
+            body, error = decode_body(raw)
+            out.append(
+                {
+                    "id": str(message_id),
+                    "body": None if error else body,
+                    "raw": raw,
+                    "reason": reason,
+                    "attempts": attempts,
+                    "failed_at": utc_iso(failed_at),
+                }
+            )
+        return out
+
+    # -- housekeeping --------------------------------------------------------------------
+    def depth(self) -> int:
+        """Return visible plus leased messages of this queue."""
+        with self._lock:
+            (n,) = self._conn.execute(
+                "SELECT COUNT(*) FROM messages WHERE queue = ?", (self.name,)
+            ).fetchone()
+        return int(n)
+
+    def purge(self) -> None:
+        """Delete every message and dead letter of this queue (other queues in the file stay)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM messages WHERE queue = ?", (self.name,))
+            conn.execute("DELETE FROM dead_letters WHERE queue = ?", (self.name,))
+
+    def close(self) -> None:
+        """Close the database connection (idempotent)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __repr__(self) -> str:
+        return f"SQLiteQueue(path={str(self.path)!r}, name={self.name!r})"

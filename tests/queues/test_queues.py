@@ -1,0 +1,207 @@
+"""The Queue contract, run against every backend: SQLite, Redis and SQS.
+
+SQLite runs on a temporary file and Redis on the real server (see ``conftest.py``). SQS is
+tested against moto's SQS emulator served over HTTP on 127.0.0.1, because no AWS account is
+reachable from CI: it checks that the adapter drives the SQS API correctly (batching,
+visibility timeouts, receive counts, the explicit dead-letter queue), not AWS itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from fraudlens.errors import QueueError
+from fraudlens.queues import Message, Queue
+
+QueueFactory = Callable[..., Queue]
+
+
+def drain(
+    q: Queue, n: int, *, visibility_timeout: float = 30.0, timeout: float = 5.0
+) -> list[Message]:
+    """Receive until ``n`` messages arrived (SQS may hand out fewer per call than asked)."""
+    got: list[Message] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        # Poll without long-polling: moto's emulated long poll waits for a full batch.
+        batch = q.receive(min(10, n - len(got)), visibility_timeout=visibility_timeout)
+        got += batch
+        if not batch:
+            time.sleep(0.05)
+    return got
+
+
+def test_send_receive_ack(make_queue: QueueFactory) -> None:
+    q = make_queue()
+    bodies = [{"account_id": f"A{i}", "n": i, "note": "käse"} for i in range(3)]
+    ids = [q.send(b) for b in bodies]
+    assert len(set(ids)) == 3
+    assert q.depth() == 3
+
+    got = drain(q, 3)
+    assert sorted((m.body for m in got), key=lambda b: b["n"]) == bodies
+    assert all(m.attempts == 1 for m in got)
+    assert all(isinstance(m.raw, str) and m.raw for m in got)
+    assert q.depth() == 3  # in flight still counts until acked
+
+    for m in got:
+        q.ack(m)
+    assert q.depth() == 0
+    assert q.receive(10, wait=0.0) == []
+    assert q.dead_letters() == []
+
+
+def test_expired_lease_is_redelivered_with_attempts_incremented(
+    make_queue: QueueFactory, lease: float
+) -> None:
+    producer, consumer = make_queue(), make_queue()
+    producer.send({"account_id": "A1"})
+
+    (first,) = drain(consumer, 1, visibility_timeout=lease)
+    assert first.attempts == 1
+    # Leased: nobody else sees it, the consumer "crashes" and never acks.
+    assert producer.receive(10, visibility_timeout=lease) == []
+
+    time.sleep(lease + 0.15)
+    # Same timeout as the first consumer: Redis judges expiry by the claimer's timeout.
+    (second,) = drain(producer, 1, visibility_timeout=lease)
+    assert second.body == {"account_id": "A1"}
+    assert second.attempts == 2
+    producer.ack(second)
+    assert producer.depth() == 0
+
+
+def test_nack_retries_then_dead_letters_after_max_attempts(make_queue: QueueFactory) -> None:
+    q = make_queue(max_attempts=3)
+    q.send({"account_id": "A7"})
+    for attempt in range(1, 4):
+        (msg,) = drain(q, 1)
+        assert msg.attempts == attempt
+        q.nack(msg, reason=f"scoring failed #{attempt}")
+
+    assert q.receive(10) == []
+    assert q.depth() == 0
+    (dead,) = q.dead_letters()
+    assert dead["reason"] == "max attempts exceeded: scoring failed #3"
+    assert dead["body"] == {"account_id": "A7"}
+    assert dead["attempts"] == 3
+    assert dead["failed_at"].endswith("+00:00")
+
+
+def test_expired_leases_count_towards_max_attempts(make_queue: QueueFactory, lease: float) -> None:
+    q = make_queue(max_attempts=2)
+    q.send({"account_id": "A9"})
+    for attempt in (1, 2):
+        (msg,) = drain(q, 1, visibility_timeout=lease)
+        assert msg.attempts == attempt
+        time.sleep(lease + 0.15)  # never acked: the lease runs out
+
+    assert q.receive(10, visibility_timeout=lease) == []
+    (dead,) = q.dead_letters()
+    assert dead["reason"] == "max attempts exceeded: visibility timeout expired without ack"
+    assert dead["body"] == {"account_id": "A9"}
+    assert q.depth() == 0
+
+
+def test_nack_with_delay_hides_the_message_for_that_long(
+    make_queue: QueueFactory, lease: float
+) -> None:
+    delay = lease
+    vt = 5 * delay
+    q = make_queue()
+    q.send({"account_id": "A3"})
+    (msg,) = drain(q, 1, visibility_timeout=vt)
+    q.nack(msg, reason="rate limited", delay=delay)
+
+    assert q.receive(10, visibility_timeout=vt) == []
+    time.sleep(delay + 0.15)
+    (again,) = drain(q, 1, visibility_timeout=vt)
+    assert again.body == {"account_id": "A3"}
+    assert again.attempts == 2
+    q.ack(again)
+
+
+def test_malformed_bodies_are_dead_lettered_not_delivered(make_queue: QueueFactory) -> None:
+    q = make_queue()
+    q.send("this is {not json")
+    q.send("[1, 2, 3]")
+    q.send({"account_id": "A5"})
+
+    got = drain(q, 1)
+    got += q.receive(10)
+    assert [m.body for m in got] == [{"account_id": "A5"}]
+    q.ack(got[0])
+
+    dead = {d["raw"]: d for d in q.dead_letters()}
+    assert set(dead) == {"this is {not json", "[1, 2, 3]"}
+    assert dead["this is {not json"]["reason"].startswith("malformed JSON: Expecting value")
+    assert dead["[1, 2, 3]"]["reason"] == "malformed JSON: expected an object, got list"
+    assert all(d["body"] is None for d in dead.values())
+    assert q.depth() == 0
+
+
+def test_dead_letter_moves_message_immediately(make_queue: QueueFactory) -> None:
+    q = make_queue()
+    q.send({"account_id": "A8", "ts": "2024-01-01T00:00:00Z"})
+    (msg,) = drain(q, 1)
+    q.dead_letter(msg, "unknown account A8")
+    assert q.depth() == 0
+    assert q.receive(10) == []
+    (dead,) = q.dead_letters()
+    assert dead["reason"] == "unknown account A8"
+    assert dead["body"] == {"account_id": "A8", "ts": "2024-01-01T00:00:00Z"}
+    assert dead["attempts"] == 1
+
+
+def test_depth_counts_visible_and_in_flight(make_queue: QueueFactory) -> None:
+    q = make_queue()
+    q.send_batch([{"i": i} for i in range(5)])
+    assert q.depth() == 5
+    got = drain(q, 2)
+    assert len(got) == 2
+    assert q.depth() == 5
+    q.ack_many(got)
+    assert q.depth() == 3
+
+
+def test_send_batch_round_trip(make_queue: QueueFactory) -> None:
+    q = make_queue()
+    bodies: list[dict[str, Any]] = [{"i": i, "payload": "x" * (i % 7)} for i in range(25)]
+    ids = q.send_batch(bodies)
+    assert len(ids) == 25
+    assert len(set(ids)) == 25
+    assert q.depth() == 25
+
+    got = drain(q, 25)
+    assert sorted(m.body["i"] for m in got) == list(range(25))
+    assert all(json.loads(m.raw) == m.body for m in got)
+    q.ack_many(got)
+    assert q.depth() == 0
+
+
+def test_purge_removes_messages_and_dead_letters(make_queue: QueueFactory) -> None:
+    q = make_queue()
+    q.send_batch([{"i": i} for i in range(4)])
+    (msg,) = drain(q, 1)
+    q.dead_letter(msg, "bad")
+    assert q.depth() == 3
+    assert len(q.dead_letters()) == 1
+    q.purge()
+    assert q.depth() == 0
+    assert q.dead_letters() == []
+    assert q.receive(10) == []
+
+
+def test_bodies_that_are_not_json_serialisable_are_refused(make_queue: QueueFactory) -> None:
+    q = make_queue()
+    with pytest.raises(QueueError, match="not JSON-serialisable"):
+        q.send({"score": math.nan})
+    with pytest.raises(QueueError, match="dict or str"):
+        q.send(42)  # type: ignore[arg-type]
+    assert q.depth() == 0
