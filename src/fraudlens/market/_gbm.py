@@ -1,0 +1,212 @@
+"""Gradient-boosted trees (XGBoost) on per-account trade features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from fraudlens._detector import Detector
+from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError
+from fraudlens.market.data import MarketData
+from fraudlens.market.features import FEATURE_NAMES, account_features
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+
+__all__ = ["FeatureDetector"]
+
+_MODEL_FILE = "model.json"
+
+
+class FeatureDetector(Detector):
+    """Account-takeover detector: XGBoost on :func:`~fraudlens.market.features.account_features`.
+
+    Parameters
+    ----------
+    n_estimators
+        Boosting rounds.
+    max_depth
+        Depth of each tree.
+    learning_rate
+        Shrinkage (XGBoost ``eta``).
+    seed
+        Random seed of row and column subsampling.
+    threshold
+        Probability above which :meth:`predict` flags an account.
+    n_jobs
+        Threads used by XGBoost for training and prediction.
+    subsample, colsample_bytree, min_child_weight
+        Usual XGBoost regularisation knobs.
+
+    Attributes
+    ----------
+    booster_ : xgboost.Booster
+        The fitted model.
+    feature_names_ : list[str]
+        Columns the model was trained on, in order.
+    feature_importances_ : dict[str, float]
+        Total gain per feature, normalised to sum to 1 (0 for unused features).
+    """
+
+    name: ClassVar[str] = "market-features"
+    domain: ClassVar[str] = "market"
+
+    def __init__(
+        self,
+        n_estimators: int = 300,
+        max_depth: int = 5,
+        learning_rate: float = 0.1,
+        seed: int = 0,
+        threshold: float = 0.5,
+        n_jobs: int = 2,
+        subsample: float = 0.9,
+        colsample_bytree: float = 0.8,
+        min_child_weight: float = 1.0,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.seed = seed
+        self.threshold = threshold
+        self.n_jobs = n_jobs
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_child_weight = min_child_weight
+
+    # -- training ------------------------------------------------------------------------
+    def _xgb_params(self) -> dict[str, Any]:
+        return {
+            "objective": "binary:logistic",
+            "eval_metric": "auc",
+            "tree_method": "hist",
+            "max_depth": int(self.max_depth),
+            "eta": float(self.learning_rate),
+            "subsample": float(self.subsample),
+            "colsample_bytree": float(self.colsample_bytree),
+            "min_child_weight": float(self.min_child_weight),
+            "seed": int(self.seed),
+            "nthread": int(self.n_jobs),
+        }
+
+    def fit(self, X: MarketData, y: np.ndarray | None = None) -> Self:
+        """Train on the accounts of ``X``.
+
+        Parameters
+        ----------
+        X
+            Trades, k-lines and (unless ``y`` is given) labels.
+        y
+            Labels in ``X.account_ids`` order; defaults to ``X.y()``.
+        """
+        labels = X.y() if y is None else np.asarray(y)
+        return self.fit_features(account_features(X), labels)
+
+    def fit_features(self, X: pd.DataFrame, y: np.ndarray) -> Self:
+        """Train on precomputed :func:`~fraudlens.market.features.account_features`."""
+        import xgboost as xgb
+
+        y = np.asarray(y).astype(np.float32).ravel()
+        if len(y) != len(X):
+            raise DataError(f"{len(X)} feature rows but {len(y)} labels")
+        if len(np.unique(y)) < 2:
+            raise DataError("training needs both takeover (1) and normal (0) accounts")
+        names = list(X.columns)
+        dtrain = xgb.DMatrix(X.to_numpy(dtype=np.float32), label=y, feature_names=names)
+        self.booster_ = xgb.train(
+            self._xgb_params(), dtrain, num_boost_round=int(self.n_estimators)
+        )
+        self.feature_names_ = names
+        self.threshold_ = float(self.threshold)
+        return self
+
+    # -- scoring -------------------------------------------------------------------------
+    def _check_fitted(self) -> xgb.Booster:
+        booster = getattr(self, "booster_", None)
+        if booster is None:
+            raise FraudlensError("FeatureDetector is not fitted; call fit() or load a model")
+        return booster
+
+    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.feature_names_ if c not in X.columns]
+        if missing:
+            raise DataError(f"feature columns missing: {missing[:5]}")
+        cols = X.columns.tolist()
+        if cols == self.feature_names_:
+            return np.ascontiguousarray(X.to_numpy(dtype=np.float32))
+        return np.ascontiguousarray(X[self.feature_names_].to_numpy(dtype=np.float32))
+
+    def decision_function(self, X: MarketData) -> np.ndarray:
+        """P(takeover) per account, in ``X.account_ids`` order."""
+        self._check_fitted()
+        return self.decision_function_features(account_features(X))
+
+    def decision_function_features(self, X: pd.DataFrame) -> np.ndarray:
+        """P(takeover) per row of precomputed features."""
+        booster = self._check_fitted()
+        if len(X) == 0:
+            return np.zeros(0, dtype=np.float64)
+        pred = booster.inplace_predict(self._matrix(X), validate_features=False)
+        return np.asarray(pred, dtype=np.float64)
+
+    def feature_contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per-row SHAP contributions (log-odds) of each feature, plus a ``bias`` column.
+
+        Rows and index follow ``X``; each row sums to the model's log-odds for that row.
+        """
+        import xgboost as xgb
+
+        booster = self._check_fitted()
+        dm = xgb.DMatrix(self._matrix(X), feature_names=self.feature_names_)
+        contrib = booster.predict(dm, pred_contribs=True)
+        return pd.DataFrame(contrib, index=X.index, columns=[*self.feature_names_, "bias"])
+
+    @property
+    def feature_importances_(self) -> dict[str, float]:
+        """Total gain per feature, normalised to sum to 1."""
+        booster = self._check_fitted()
+        raw = booster.get_score(importance_type="total_gain")
+        # one value per feature for tree boosters (lists only appear for linear models)
+        gain = {k: float(np.sum(v)) for k, v in raw.items()}
+        total = sum(gain.values()) or 1.0
+        return {n: gain.get(n, 0.0) / total for n in self.feature_names_}
+
+    # -- persistence ---------------------------------------------------------------------
+    def save_files(self, path: Path) -> dict[str, Any]:
+        """Write ``model.json`` (XGBoost JSON); return the feature names for the metadata."""
+        booster = self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        booster.save_model(str(path / _MODEL_FILE))
+        return {"feature_names": list(self.feature_names_), "model_file": _MODEL_FILE}
+
+    @classmethod
+    def load_files(cls, path: Path, metadata: dict[str, Any]) -> Self:
+        """Rebuild a detector from ``model.json`` and its metadata (no pickle involved)."""
+        import xgboost as xgb
+
+        model_file = Path(path) / str(metadata.get("model_file", _MODEL_FILE))
+        if not model_file.is_file():
+            raise ModelNotFoundError(f"no XGBoost model file at {model_file}")
+        known = set(cls().get_params())
+        params = {k: v for k, v in dict(metadata.get("params") or {}).items() if k in known}
+        det = cls(**params)
+        booster = xgb.Booster()
+        booster.load_model(str(model_file))
+        booster.set_param({"nthread": int(det.n_jobs)})
+        names = metadata.get("feature_names") or booster.feature_names or list(FEATURE_NAMES)
+        unknown = sorted(set(names) - set(FEATURE_NAMES))
+        if unknown:
+            raise ModelNotFoundError(
+                f"model at {path} uses features this version does not compute: {unknown[:5]}"
+            )
+        det.booster_ = booster
+        det.feature_names_ = list(names)
+        det.threshold_ = float(metadata.get("threshold", det.threshold))
+        return det
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"FeatureDetector({params})"

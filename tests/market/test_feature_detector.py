@@ -1,0 +1,144 @@
+"""FeatureDetector: quality on simulated accounts, score order, persistence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError
+from fraudlens.evaluation import recall_at_fpr
+from fraudlens.market._gbm import FeatureDetector
+from fraudlens.market.data import MarketData, window
+from fraudlens.market.features import FEATURE_NAMES, account_features
+from fraudlens.market.simulate import simulate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def train() -> MarketData:
+    return window(simulate(800, seed=11))
+
+
+@pytest.fixture(scope="module")
+def test_data() -> MarketData:
+    return window(simulate(400, seed=12))
+
+
+@pytest.fixture(scope="module")
+def fitted(train: MarketData) -> FeatureDetector:
+    return FeatureDetector(n_estimators=150, max_depth=4, seed=0).fit(train)
+
+
+def test_quality_floor(fitted: FeatureDetector, test_data: MarketData) -> None:
+    y = test_data.y()
+    score = fitted.decision_function(test_data)
+    assert score.shape == (len(test_data.account_ids),)
+    assert np.all((score >= 0) & (score <= 1))
+    assert roc_auc_score(y, score) >= 0.97
+    assert recall_at_fpr(y, score, 0.01) >= 0.85
+    # every takeover kind is caught more often than not at the default threshold
+    kinds = test_data.label_column("kind")
+    assert kinds is not None
+    flagged = fitted.predict(test_data)
+    for kind in sorted(set(kinds[y == 1])):
+        assert flagged[kinds == kind].mean() >= 0.8, kind
+    assert flagged[y == 0].mean() <= 0.05
+
+
+def test_scores_follow_account_ids_order(fitted: FeatureDetector, test_data: MarketData) -> None:
+    base = fitted.decision_function(test_data)
+    # shuffling the trade rows changes nothing
+    rng = np.random.default_rng(0)
+    shuffled = test_data.trades.iloc[rng.permutation(len(test_data.trades))]
+    again = fitted.decision_function(MarketData(test_data.klines, shuffled, test_data.labels))
+    np.testing.assert_allclose(again, base, rtol=0, atol=1e-7)
+    # a subset of accounts scores the same as within the full batch
+    ids = test_data.account_ids[::7]
+    part = fitted.decision_function(test_data.subset(ids))
+    np.testing.assert_allclose(part, base[::7], rtol=0, atol=1e-7)
+    # precomputed features give the same scores
+    feats = account_features(test_data)
+    np.testing.assert_allclose(fitted.decision_function_features(feats), base, atol=1e-7)
+    # and columns may come in any order
+    reordered = feats[list(reversed(feats.columns))]
+    np.testing.assert_allclose(fitted.decision_function_features(reordered), base, atol=1e-7)
+
+
+def test_predict_proba_and_importances(fitted: FeatureDetector, test_data: MarketData) -> None:
+    proba = fitted.predict_proba(test_data)
+    assert proba.shape == (len(test_data.account_ids), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    imp = fitted.feature_importances_
+    assert list(imp) == list(FEATURE_NAMES)
+    assert sum(imp.values()) == pytest.approx(1.0)
+    # the model leans on the round-trip features, not on activity counts
+    top = sorted(imp, key=imp.__getitem__, reverse=True)[:5]
+    assert any(("rt" in n) or ("delta" in n) for n in top), top
+
+
+def test_feature_contributions_sum_to_log_odds(
+    fitted: FeatureDetector, test_data: MarketData
+) -> None:
+    feats = account_features(test_data.subset(test_data.account_ids[:20]))
+    contrib = fitted.feature_contributions(feats)
+    assert list(contrib.columns) == [*FEATURE_NAMES, "bias"]
+    p = fitted.decision_function_features(feats)
+    logit = np.log(p / (1 - p))
+    np.testing.assert_allclose(contrib.sum(axis=1).to_numpy(), logit, atol=1e-3)
+
+
+def test_save_load_round_trip(
+    fitted: FeatureDetector, test_data: MarketData, tmp_path: Path
+) -> None:
+    meta = fitted.save_files(tmp_path)
+    model = tmp_path / "model.json"
+    assert model.is_file()
+    assert "learner" in json.loads(model.read_text())  # XGBoost JSON, not a pickle
+    assert meta["feature_names"] == list(FEATURE_NAMES)
+    metadata = {**meta, "params": fitted.get_params(), "threshold": 0.7}
+    loaded = FeatureDetector.load_files(tmp_path, metadata)
+    assert loaded.threshold_ == 0.7
+    assert loaded.get_params() == fitted.get_params()
+    np.testing.assert_array_equal(
+        loaded.decision_function(test_data), fitted.decision_function(test_data)
+    )
+
+
+def test_registry_round_trip(
+    fitted: FeatureDetector, test_data: MarketData, tmp_path: Path
+) -> None:
+    pytest.importorskip("fraudlens.market.detectors")
+    from fraudlens.registry import Registry
+
+    reg = Registry(tmp_path)
+    mv = reg.save(fitted, metrics={"auc": 1.0})
+    assert (mv.path / "model.json").is_file()
+    loaded = reg.load("market")
+    assert type(loaded).__name__ == "FeatureDetector"
+    np.testing.assert_array_equal(
+        loaded.decision_function(test_data), fitted.decision_function(test_data)
+    )
+
+
+def test_load_rejects_unknown_features(fitted: FeatureDetector, tmp_path: Path) -> None:
+    meta = fitted.save_files(tmp_path)
+    meta["feature_names"] = [*meta["feature_names"][:-1], "not_a_feature"]
+    with pytest.raises(ModelNotFoundError, match="not_a_feature"):
+        FeatureDetector.load_files(tmp_path, meta)
+    with pytest.raises(ModelNotFoundError, match="no XGBoost model"):
+        FeatureDetector.load_files(tmp_path / "missing", meta)
+
+
+def test_errors(train: MarketData) -> None:
+    with pytest.raises(FraudlensError, match="not fitted"):
+        FeatureDetector().decision_function(train)
+    y = np.zeros(len(train.account_ids), dtype=int)
+    with pytest.raises(DataError, match="both"):
+        FeatureDetector().fit(train, y)
+    with pytest.raises(DataError, match="labels"):
+        FeatureDetector().fit(train, y[:-1])
