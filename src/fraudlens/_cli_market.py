@@ -2,6 +2,261 @@
 
 from __future__ import annotations
 
+import time
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import numpy as np
 import typer
+from rich.table import Table
+
+from fraudlens._cli_common import cli_errors, console, progress
+from fraudlens.config import get_settings
+
+if TYPE_CHECKING:
+    from fraudlens._detector import Detector
+    from fraudlens.market.data import MarketData
 
 app = typer.Typer(no_args_is_help=True)
+
+
+class DetectorChoice(str, Enum):
+    """Which market detector to train or use."""
+
+    cnn = "cnn"
+    features = "features"
+
+
+class Engine(str, Enum):
+    """Where batch scoring runs."""
+
+    local = "local"
+    ray = "ray"
+
+
+ModelDir = Annotated[
+    Path | None,
+    typer.Option("--model-dir", "-m", help="Model registry folder [default: FRAUDLENS_MODELS_DIR or ./models]."),
+]
+
+
+def _models_dir(model_dir: Path | None) -> Path:
+    return model_dir or get_settings().models_dir
+
+
+def _model_name(detector: DetectorChoice | None) -> str:
+    return "market" if detector is None else f"market-{detector.value}"
+
+
+@app.command()
+@cli_errors
+def simulate(
+    out: Annotated[Path, typer.Option(help="Output folder for klines.csv, trades.csv, labels.csv.")],
+    accounts: Annotated[int, typer.Option(min=2, help="Number of accounts.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    fraud_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of takeover accounts.")] = 0.5,
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+) -> None:
+    """Simulate 5-minute bars and accounts (normal and takeover kinds) with labels."""
+    from fraudlens.market.data import write_market
+    from fraudlens.market.simulate import simulate as run
+
+    with progress() as bar:
+        task = bar.add_task("simulating accounts", total=accounts)
+        data = run(accounts, seed=seed, fraud_share=fraud_share, progress=lambda k: bar.advance(task, k))
+    paths = write_market(data, out, fmt=fmt)
+    assert data.labels is not None
+    console.print(
+        f"wrote {len(data.klines):,} bars, {len(data.trades):,} trades, "
+        f"{len(data.labels):,} accounts ({int(data.labels['label'].sum()):,} takeover) to {out}"
+    )
+    for name, p in paths.items():
+        console.print(f"  {name}: {p}")
+
+
+@app.command()
+@cli_errors
+def render(
+    klines: Annotated[Path, typer.Option(help="k-lines file (CSV or Parquet).")],
+    trades: Annotated[Path, typer.Option(help="Trades file (CSV or Parquet).")],
+    account: Annotated[str, typer.Option(help="Account id to draw.")],
+    out: Annotated[Path, typer.Option(help="Output PNG.")],
+    style: Annotated[str, typer.Option(help="fraudlens (CNN input) or reference (the seed's look).")] = "fraudlens",
+    scale: Annotated[int, typer.Option(min=1, max=16, help="Enlarge pixels by this factor.")] = 1,
+    window_hours: Annotated[float, typer.Option(help="Window that ends at the latest trade.")] = 24.0,
+) -> None:
+    """Render one account's trades over its bars as an image."""
+    from fraudlens.errors import DataError
+    from fraudlens.market.data import load_market_files, window
+    from fraudlens.market.render import render_account, save_png
+
+    data = window(load_market_files(klines, trades), window_hours)
+    if account not in set(data.account_ids.tolist()):
+        raise DataError(f"account {account!r} has no trades", file=str(trades), column="account_id")
+    image = render_account(data, account, style=style)
+    if scale > 1:
+        image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+    save_png(image, out)
+    console.print(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, style {style})")
+
+
+def _fit(
+    kind: DetectorChoice, data: MarketData, seed: int, epochs: int | None, arch: str
+) -> tuple[Detector, dict[str, Any]]:
+    """Fit one detector with progress; return it and its validation metrics."""
+    from fraudlens.evaluation import binary_metrics
+    from fraudlens.market.detectors import CNNDetector, FeatureDetector
+
+    y = data.y()
+    if kind is DetectorChoice.features:
+        # A stratified hold-out gives honest validation figures; the stored model is
+        # then refit on everything (boosting is fast).
+        rng = np.random.default_rng(seed)
+        ids = data.account_ids
+        val = np.zeros(len(ids), dtype=bool)
+        for label in (0, 1):
+            idx = np.flatnonzero(y == label)
+            val[rng.choice(idx, size=max(1, len(idx) // 5), replace=False)] = True
+        with console.status("training the feature detector (hold-out validation)"):
+            det = FeatureDetector(seed=seed).fit(data.subset(ids[~val]), y[~val])
+            s = det.decision_function(data.subset(ids[val]))
+            metrics = _headline(binary_metrics(y[val], s, det.threshold_))
+            det = FeatureDetector(seed=seed).fit(data, y)
+        return det, metrics
+    params: dict[str, Any] = {"seed": seed, "arch": arch}
+    if epochs is not None:
+        params["epochs"] = epochs
+    det_cnn = CNNDetector(**params)
+    with progress() as bar:
+        task = bar.add_task("training the CNN (epochs)", total=det_cnn.epochs)
+
+        def on_epoch(epoch: int, total: int, m: dict[str, float]) -> None:
+            desc = ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
+            bar.update(task, completed=epoch, total=total, description=f"training the CNN  {desc}")
+
+        det_cnn.fit(data, y, progress=on_epoch)
+    metrics = dict(getattr(det_cnn, "validation_", {}) or {})
+    return det_cnn, metrics
+
+
+def _headline(report: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n", "roc_auc", "average_precision", "accuracy", "recall_at_1pct_fpr")
+    return {k: report[k] for k in keys if k in report}
+
+
+@app.command()
+@cli_errors
+def train(
+    data: Annotated[Path, typer.Option(help="Folder with klines, trades and labels (CSV or Parquet).")],
+    model_dir: ModelDir = None,
+    detector: Annotated[DetectorChoice, typer.Option(help="cnn (image CNN) or features (boosting).")] = DetectorChoice.features,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    epochs: Annotated[int | None, typer.Option(help="CNN epochs [default: the detector's].")] = None,
+    arch: Annotated[str, typer.Option(help="CNN architecture: compact or resnet18.")] = "compact",
+    window_hours: Annotated[float, typer.Option(help="Scoring window that ends at the latest trade.")] = 24.0,
+) -> None:
+    """Train a market detector and store it as the next registry version."""
+    from fraudlens.market.data import load_market, window
+    from fraudlens.registry import Registry, data_hash
+
+    with console.status(f"loading {data}"):
+        md = window(load_market(data, require_labels=True), window_hours)
+    y = md.y()
+    console.print(f"{len(y):,} accounts ({int(y.sum()):,} takeover), {len(md.trades):,} trades")
+    t0 = time.perf_counter()
+    det, metrics = _fit(detector, md, seed, epochs, arch)
+    seconds = time.perf_counter() - t0
+    mv = Registry(_models_dir(model_dir)).save(
+        det,
+        metrics={"validation": metrics, "train_seconds": round(seconds, 2)},
+        data_digest=data_hash(md.trades, md.klines),
+        extra={"window_hours": window_hours, "train_accounts": int(len(y))},
+    )
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    console.print(f"trained {mv.name} {mv.version} in {seconds:.1f} s; validation: {shown or 'n/a'}")
+    console.print(f"stored in {mv.path}")
+
+
+@app.command()
+@cli_errors
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Folder with klines, trades and labels.")],
+    model_dir: ModelDir = None,
+    detector: Annotated[DetectorChoice | None, typer.Option(help="Model [default: the last trained market model].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder [default: <model-dir>/reports/<model>-<version>].")] = None,
+    window_hours: Annotated[float, typer.Option(help="Scoring window that ends at the latest trade.")] = 24.0,
+) -> None:
+    """Evaluate a stored detector on labelled data and write a report with plots."""
+    from fraudlens.market.data import load_market
+    from fraudlens.market.evaluate import evaluate_market
+    from fraudlens.registry import Registry
+
+    reg = Registry(_models_dir(model_dir))
+    mv = reg.get(_model_name(detector))
+    det = reg.load(mv.name, mv.version)
+    with console.status(f"loading {data}"):
+        md = load_market(data, require_labels=True)
+    out_dir = out or reg.root / "reports" / f"{mv.name}-{mv.version}"
+    with progress() as bar:
+        task = bar.add_task("scoring accounts", total=len(md.account_ids))
+        report = evaluate_market(det, md, out_dir, window_hours=window_hours,
+                                 progress=lambda k: bar.advance(task, k))
+    reg.update_metadata(mv.name, mv.version, evaluation={"data": str(data), **_headline(report)})
+    _print_report(report)
+    console.print(f"report: {out_dir / 'report.json'} (plots: roc.png, pr.png, by_kind.png, samples.png)")
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    t = Table("metric", "value", title=f"evaluation of {report.get('model', '')}")
+    for k in ("n", "positives", "roc_auc", "average_precision", "accuracy", "recall_at_1pct_fpr", "threshold"):
+        v = report[k]
+        t.add_row(k, f"{v:.4f}" if isinstance(v, float) else f"{v:,}")
+    cm = report["confusion_matrix"]
+    t.add_row("confusion (tn fp / fn tp)", f"{cm['tn']} {cm['fp']} / {cm['fn']} {cm['tp']}")
+    console.print(t)
+    if "by_kind" in report:
+        k = Table("kind", "label", "n", "flagged share", "mean score", title="by kind")
+        for name, row in report["by_kind"].items():
+            k.add_row(name, str(row["label"]), str(row["n"]), f"{row['flagged_share']:.3f}", f"{row['mean_score']:.3f}")
+        console.print(k)
+
+
+@app.command()
+@cli_errors
+def score(
+    klines: Annotated[Path, typer.Option(help="k-lines file (CSV or Parquet).")],
+    trades: Annotated[Path, typer.Option(help="Trades file (CSV or Parquet).")],
+    out: Annotated[Path, typer.Option(help="Output scores CSV.")],
+    model_dir: ModelDir = None,
+    detector: Annotated[DetectorChoice | None, typer.Option(help="Model [default: the last trained market model].")] = None,
+    window_hours: Annotated[float, typer.Option(help="Scoring window that ends at each account's latest trade.")] = 24.0,
+    engine: Annotated[Engine, typer.Option(help="local (in-process) or ray.")] = Engine.local,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (ray engine).")] = None,
+) -> None:
+    """Score every account in a trades file: one row per account."""
+    from fraudlens.batch import score_market, score_market_ray
+    from fraudlens.market.data import load_market_files
+    from fraudlens.registry import Registry
+
+    t0 = time.perf_counter()
+    with console.status("loading and validating"):
+        md = load_market_files(klines, trades)
+    reg = Registry(_models_dir(model_dir))
+    name = _model_name(detector)
+    if engine is Engine.ray:
+        with console.status("scoring on Ray"):
+            frame = score_market_ray(md, str(reg.root), reg.resolve(name), window_hours=window_hours,
+                                     address=ray_address)
+    else:
+        det = reg.load(name)
+        with progress() as bar:
+            task = bar.add_task("scoring accounts", total=len(md.account_ids))
+            frame = score_market(md, det, window_hours=window_hours, progress=lambda k: bar.advance(task, k))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    secs = time.perf_counter() - t0
+    console.print(
+        f"scored {len(frame):,} accounts in {secs:.2f} s ({len(frame) / max(secs, 1e-9):,.0f}/s); "
+        f"{int(frame['flagged'].sum()):,} flagged -> {out}"
+    )
