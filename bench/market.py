@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--test", type=int, default=2000, help="hard test accounts (every kind)")
     ap.add_argument("--ref-train", type=int, default=4000, help="reference-generator accounts")
     ap.add_argument("--ref-n", type=int, default=40, help="accounts timed on the reference path")
-    ap.add_argument("--throughput-n", type=int, default=20000, help="accounts for feature throughput")
+    ap.add_argument(
+        "--throughput-n", type=int, default=20000, help="accounts for feature throughput"
+    )
     ap.add_argument("--epochs", type=int, default=None, help="CNN epochs [detector default]")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -79,14 +81,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     from _reference import render_matplotlib, resnet18_eager_scorer
-
     from fraudlens.market.data import window
     from fraudlens.market.detectors import CNNDetector, FeatureDetector
     from fraudlens.market.render import render_batch
     from fraudlens.market.simulate import simulate, simulate_reference
 
     fig: dict = {"machine": {"cores": os.cpu_count(), "threads": args.threads}}
-    print(f"simulating: train {args.train}, test {args.test}, reference train {args.ref_train}", flush=True)
+    print(
+        f"simulating: train {args.train}, test {args.test}, reference train {args.ref_train}",
+        flush=True,
+    )
     train = window(simulate(args.train, seed=101))
     test = window(simulate(args.test, seed=202))
     ref_train = simulate_reference(args.ref_train, seed=303)
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     scorer = resnet18_eager_scorer(size=512)
     scorer(ref_imgs[:2])  # warm up
     t0 = time.perf_counter()
-    for acct, k, b, s in ref_inputs:
+    for _acct, k, b, s in ref_inputs:
         scorer([render_matplotlib(k, b, s)])  # the reference scores one account per call
     ref_ms = (time.perf_counter() - t0) / len(ref_inputs) * 1e3
     cnn.decision_function(test.subset(ids[:64]))  # warm up the ORT session
@@ -168,22 +172,39 @@ def _print_table(f: dict) -> None:
     rows = [
         ("render ms/image: reference matplotlib", f"{r['reference_matplotlib']:.3f}", ""),
         ("render ms/image: fraudlens numpy", f"{r['fraudlens_numpy']:.4f}", f"{r['speedup']:.0f}x"),
-        ("render ms/image: numpy, reference look", f"{r['fraudlens_numpy_reference_look']:.4f}",
-         f"{r['speedup_reference_look']:.0f}x"),
-        ("score ms/account: reference (mpl + ResNet-18 512 eager)",
-         f"{s['reference_matplotlib_resnet18_512_eager']:.2f}", ""),
-        ("score ms/account: fraudlens CNN (numpy + ORT)", f"{s['fraudlens_cnn_onnx']:.4f}",
-         f"{s['cnn_speedup']:.0f}x"),
-        ("score ms/account: fraudlens features", f"{s['fraudlens_features']:.4f}",
-         f"{s['features_speedup']:.0f}x"),
+        (
+            "render ms/image: numpy, reference look",
+            f"{r['fraudlens_numpy_reference_look']:.4f}",
+            f"{r['speedup_reference_look']:.0f}x",
+        ),
+        (
+            "score ms/account: reference (mpl + ResNet-18 512 eager)",
+            f"{s['reference_matplotlib_resnet18_512_eager']:.2f}",
+            "",
+        ),
+        (
+            "score ms/account: fraudlens CNN (numpy + ORT)",
+            f"{s['fraudlens_cnn_onnx']:.4f}",
+            f"{s['cnn_speedup']:.0f}x",
+        ),
+        (
+            "score ms/account: fraudlens features",
+            f"{s['fraudlens_features']:.4f}",
+            f"{s['features_speedup']:.0f}x",
+        ),
         ("accounts/s: reference", f"{a['reference']:.1f}", ""),
         ("accounts/s: fraudlens CNN", f"{a['fraudlens_cnn_onnx']:.0f}", ""),
         ("accounts/s: fraudlens features", f"{a['fraudlens_features']:.0f}", ""),
         ("accounts/s: features, large batch", f"{a['fraudlens_features_large_batch']:.0f}", ""),
     ]
     for name, qq in q.items():
-        rows.append((f"hard test AUC / recall@1%FPR: {name}",
-                     f"{qq['roc_auc']:.4f} / {qq['recall_at_1pct_fpr']:.4f}", ""))
+        rows.append(
+            (
+                f"hard test AUC / recall@1%FPR: {name}",
+                f"{qq['roc_auc']:.4f} / {qq['recall_at_1pct_fpr']:.4f}",
+                "",
+            )
+        )
     for name, secs in f["train_seconds"].items():
         rows.append((f"train seconds: {name}", f"{secs:.1f}", ""))
     w = max(len(n) for n, _, _ in rows)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,14 +21,14 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True)
 
 
-class DetectorChoice(str, Enum):
+class DetectorChoice(StrEnum):
     """Which market detector to train or use."""
 
     cnn = "cnn"
     features = "features"
 
 
-class Engine(str, Enum):
+class Engine(StrEnum):
     """Where batch scoring runs."""
 
     local = "local"
@@ -37,7 +37,11 @@ class Engine(str, Enum):
 
 ModelDir = Annotated[
     Path | None,
-    typer.Option("--model-dir", "-m", help="Model registry folder [default: FRAUDLENS_MODELS_DIR or ./models]."),
+    typer.Option(
+        "--model-dir",
+        "-m",
+        help="Model registry folder [default: FRAUDLENS_MODELS_DIR or ./models].",
+    ),
 ]
 
 
@@ -52,10 +56,14 @@ def _model_name(detector: DetectorChoice | None) -> str:
 @app.command()
 @cli_errors
 def simulate(
-    out: Annotated[Path, typer.Option(help="Output folder for klines.csv, trades.csv, labels.csv.")],
+    out: Annotated[
+        Path, typer.Option(help="Output folder for klines.csv, trades.csv, labels.csv.")
+    ],
     accounts: Annotated[int, typer.Option(min=2, help="Number of accounts.")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    fraud_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of takeover accounts.")] = 0.5,
+    fraud_share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of takeover accounts.")
+    ] = 0.5,
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
 ) -> None:
     """Simulate 5-minute bars and accounts (normal and takeover kinds) with labels."""
@@ -64,7 +72,9 @@ def simulate(
 
     with progress() as bar:
         task = bar.add_task("simulating accounts", total=accounts)
-        data = run(accounts, seed=seed, fraud_share=fraud_share, progress=lambda k: bar.advance(task, k))
+        data = run(
+            accounts, seed=seed, fraud_share=fraud_share, progress=lambda k: bar.advance(task, k)
+        )
     paths = write_market(data, out, fmt=fmt)
     assert data.labels is not None
     console.print(
@@ -82,9 +92,13 @@ def render(
     trades: Annotated[Path, typer.Option(help="Trades file (CSV or Parquet).")],
     account: Annotated[str, typer.Option(help="Account id to draw.")],
     out: Annotated[Path, typer.Option(help="Output PNG.")],
-    style: Annotated[str, typer.Option(help="fraudlens (CNN input) or reference (the seed's look).")] = "fraudlens",
+    style: Annotated[
+        str, typer.Option(help="fraudlens (CNN input) or reference (the seed's look).")
+    ] = "fraudlens",
     scale: Annotated[int, typer.Option(min=1, max=16, help="Enlarge pixels by this factor.")] = 1,
-    window_hours: Annotated[float, typer.Option(help="Window that ends at the latest trade.")] = 24.0,
+    window_hours: Annotated[
+        float, typer.Option(help="Window that ends at the latest trade.")
+    ] = 24.0,
 ) -> None:
     """Render one account's trades over its bars as an image."""
     from fraudlens.errors import DataError
@@ -148,13 +162,21 @@ def _headline(report: dict[str, Any]) -> dict[str, Any]:
 @app.command()
 @cli_errors
 def train(
-    data: Annotated[Path, typer.Option(help="Folder with klines, trades and labels (CSV or Parquet).")],
+    data: Annotated[
+        Path, typer.Option(help="Folder with klines, trades and labels (CSV or Parquet).")
+    ],
     model_dir: ModelDir = None,
-    detector: Annotated[DetectorChoice, typer.Option(help="cnn (image CNN) or features (boosting).")] = DetectorChoice.features,
+    detector: Annotated[
+        DetectorChoice, typer.Option(help="cnn (image CNN) or features (boosting).")
+    ] = DetectorChoice.features,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    epochs: Annotated[int | None, typer.Option(help="CNN epochs [default: the detector's].")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="CNN epochs [default: the detector's].")
+    ] = None,
     arch: Annotated[str, typer.Option(help="CNN architecture: compact or resnet18.")] = "compact",
-    window_hours: Annotated[float, typer.Option(help="Scoring window that ends at the latest trade.")] = 24.0,
+    window_hours: Annotated[
+        float, typer.Option(help="Scoring window that ends at the latest trade.")
+    ] = 24.0,
 ) -> None:
     """Train a market detector and store it as the next registry version."""
     from fraudlens.market.data import load_market, window
@@ -171,10 +193,12 @@ def train(
         det,
         metrics={"validation": metrics, "train_seconds": round(seconds, 2)},
         data_digest=data_hash(md.trades, md.klines),
-        extra={"window_hours": window_hours, "train_accounts": int(len(y))},
+        extra={"window_hours": window_hours, "train_accounts": len(y)},
     )
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-    console.print(f"trained {mv.name} {mv.version} in {seconds:.1f} s; validation: {shown or 'n/a'}")
+    console.print(
+        f"trained {mv.name} {mv.version} in {seconds:.1f} s; validation: {shown or 'n/a'}"
+    )
     console.print(f"stored in {mv.path}")
 
 
@@ -183,9 +207,16 @@ def train(
 def evaluate(
     data: Annotated[Path, typer.Option(help="Folder with klines, trades and labels.")],
     model_dir: ModelDir = None,
-    detector: Annotated[DetectorChoice | None, typer.Option(help="Model [default: the last trained market model].")] = None,
-    out: Annotated[Path | None, typer.Option(help="Report folder [default: <model-dir>/reports/<model>-<version>].")] = None,
-    window_hours: Annotated[float, typer.Option(help="Scoring window that ends at the latest trade.")] = 24.0,
+    detector: Annotated[
+        DetectorChoice | None, typer.Option(help="Model [default: the last trained market model].")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Report folder [default: <model-dir>/reports/<model>-<version>]."),
+    ] = None,
+    window_hours: Annotated[
+        float, typer.Option(help="Scoring window that ends at the latest trade.")
+    ] = 24.0,
 ) -> None:
     """Evaluate a stored detector on labelled data and write a report with plots."""
     from fraudlens.market.data import load_market
@@ -200,16 +231,27 @@ def evaluate(
     out_dir = out or reg.root / "reports" / f"{mv.name}-{mv.version}"
     with progress() as bar:
         task = bar.add_task("scoring accounts", total=len(md.account_ids))
-        report = evaluate_market(det, md, out_dir, window_hours=window_hours,
-                                 progress=lambda k: bar.advance(task, k))
+        report = evaluate_market(
+            det, md, out_dir, window_hours=window_hours, progress=lambda k: bar.advance(task, k)
+        )
     reg.update_metadata(mv.name, mv.version, evaluation={"data": str(data), **_headline(report)})
     _print_report(report)
-    console.print(f"report: {out_dir / 'report.json'} (plots: roc.png, pr.png, by_kind.png, samples.png)")
+    console.print(
+        f"report: {out_dir / 'report.json'} (plots: roc.png, pr.png, by_kind.png, samples.png)"
+    )
 
 
 def _print_report(report: dict[str, Any]) -> None:
     t = Table("metric", "value", title=f"evaluation of {report.get('model', '')}")
-    for k in ("n", "positives", "roc_auc", "average_precision", "accuracy", "recall_at_1pct_fpr", "threshold"):
+    for k in (
+        "n",
+        "positives",
+        "roc_auc",
+        "average_precision",
+        "accuracy",
+        "recall_at_1pct_fpr",
+        "threshold",
+    ):
         v = report[k]
         t.add_row(k, f"{v:.4f}" if isinstance(v, float) else f"{v:,}")
     cm = report["confusion_matrix"]
@@ -218,7 +260,13 @@ def _print_report(report: dict[str, Any]) -> None:
     if "by_kind" in report:
         k = Table("kind", "label", "n", "flagged share", "mean score", title="by kind")
         for name, row in report["by_kind"].items():
-            k.add_row(name, str(row["label"]), str(row["n"]), f"{row['flagged_share']:.3f}", f"{row['mean_score']:.3f}")
+            k.add_row(
+                name,
+                str(row["label"]),
+                str(row["n"]),
+                f"{row['flagged_share']:.3f}",
+                f"{row['mean_score']:.3f}",
+            )
         console.print(k)
 
 
@@ -229,10 +277,16 @@ def score(
     trades: Annotated[Path, typer.Option(help="Trades file (CSV or Parquet).")],
     out: Annotated[Path, typer.Option(help="Output scores CSV.")],
     model_dir: ModelDir = None,
-    detector: Annotated[DetectorChoice | None, typer.Option(help="Model [default: the last trained market model].")] = None,
-    window_hours: Annotated[float, typer.Option(help="Scoring window that ends at each account's latest trade.")] = 24.0,
+    detector: Annotated[
+        DetectorChoice | None, typer.Option(help="Model [default: the last trained market model].")
+    ] = None,
+    window_hours: Annotated[
+        float, typer.Option(help="Scoring window that ends at each account's latest trade.")
+    ] = 24.0,
     engine: Annotated[Engine, typer.Option(help="local (in-process) or ray.")] = Engine.local,
-    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (ray engine).")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (ray engine).")
+    ] = None,
 ) -> None:
     """Score every account in a trades file: one row per account."""
     from fraudlens.batch import score_market, score_market_ray
@@ -246,13 +300,16 @@ def score(
     name = _model_name(detector)
     if engine is Engine.ray:
         with console.status("scoring on Ray"):
-            frame = score_market_ray(md, str(reg.root), reg.resolve(name), window_hours=window_hours,
-                                     address=ray_address)
+            frame = score_market_ray(
+                md, str(reg.root), reg.resolve(name), window_hours=window_hours, address=ray_address
+            )
     else:
         det = reg.load(name)
         with progress() as bar:
             task = bar.add_task("scoring accounts", total=len(md.account_ids))
-            frame = score_market(md, det, window_hours=window_hours, progress=lambda k: bar.advance(task, k))
+            frame = score_market(
+                md, det, window_hours=window_hours, progress=lambda k: bar.advance(task, k)
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
     secs = time.perf_counter() - t0

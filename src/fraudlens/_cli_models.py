@@ -15,7 +15,10 @@ from fraudlens.registry import Registry
 app = typer.Typer(no_args_is_help=True)
 
 ModelDir = Annotated[
-    Path | None, typer.Option("--model-dir", "-m", help="Registry folder [default: FRAUDLENS_MODELS_DIR or ./models].")
+    Path | None,
+    typer.Option(
+        "--model-dir", "-m", help="Registry folder [default: FRAUDLENS_MODELS_DIR or ./models]."
+    ),
 ]
 
 
@@ -29,8 +32,12 @@ def list_models(model_dir: ModelDir = None) -> None:
         m = mv.metadata.get("metrics", {})
         short = ", ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float))[:80]
         table.add_row(
-            mv.name, mv.version, "*" if mv.active else "", mv.metadata.get("created_at", ""),
-            f"{mv.metadata.get('threshold', float('nan')):.4f}", short,
+            mv.name,
+            mv.version,
+            "*" if mv.active else "",
+            mv.metadata.get("created_at", ""),
+            f"{mv.metadata.get('threshold', float('nan')):.4f}",
+            short,
         )
     console.print(table)
     defaults = reg.defaults()

@@ -20,7 +20,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-app.add_typer(market_app, name="market", help="Account-takeover detection on trades and 5-minute bars.")
+app.add_typer(
+    market_app, name="market", help="Account-takeover detection on trades and 5-minute bars."
+)
 app.add_typer(cards_app, name="cards", help="Card-transaction fraud models.")
 app.add_typer(models_app, name="models", help="Inspect the model registry.")
 app.command("quickstart")(quickstart)

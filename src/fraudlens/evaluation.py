@@ -130,7 +130,7 @@ def binary_metrics(
         y, pred, labels=[0, 1], zero_division=0
     )
     out: dict[str, Any] = {
-        "n": int(len(y)),
+        "n": len(y),
         "positives": int(y.sum()),
         "threshold": float(threshold),
         "roc_auc": float(roc_auc_score(y, score)) if both else float("nan"),
@@ -158,7 +158,7 @@ def binary_metrics(
             m = g == kind
             by[str(kind)] = {
                 "n": int(m.sum()),
-                "label": int(round(float(y[m].mean()))),
+                "label": round(float(y[m].mean())),
                 "flagged_share": float(pred[m].mean()),
                 "mean_score": float(score[m].mean()),
             }
@@ -172,7 +172,12 @@ def plot_curves(y: np.ndarray, score: np.ndarray, out_dir: Path, title: str = ""
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+    from sklearn.metrics import (
+        average_precision_score,
+        precision_recall_curve,
+        roc_auc_score,
+        roc_curve,
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     y = np.asarray(y).astype(np.int8)

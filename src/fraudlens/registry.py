@@ -46,21 +46,29 @@ DETECTORS: dict[str, str] = {
     "cards-anomaly": "fraudlens.cards.detectors:AnomalyDetector",
 }
 
-_LIBS = ("numpy", "pandas", "scikit-learn", "xgboost", "xgboost-cpu", "torch", "onnx", "onnxruntime")
+#: Library -> distribution names that may provide it (first installed one wins).
+_LIBS: dict[str, tuple[str, ...]] = {
+    "numpy": ("numpy",),
+    "pandas": ("pandas",),
+    "scikit-learn": ("scikit-learn",),
+    "xgboost": ("xgboost", "xgboost-cpu"),
+    "torch": ("torch",),
+    "onnx": ("onnx",),
+    "onnxruntime": ("onnxruntime",),
+    "fraudlens": ("fraudlens",),
+}
 
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape a model, for its metadata."""
     out = {"python": platform.python_version()}
-    for lib in _LIBS:
-        try:
-            out[lib] = importlib_metadata.version(lib)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    try:
-        out["fraudlens"] = importlib_metadata.version("fraudlens")
-    except importlib_metadata.PackageNotFoundError:
-        pass
+    for lib, dists in _LIBS.items():
+        for dist in dists:
+            try:
+                out[lib] = importlib_metadata.version(dist)
+                break
+            except importlib_metadata.PackageNotFoundError:
+                continue
     return out
 
 
@@ -180,7 +188,9 @@ class Registry:
         domain = json.loads((path / "metadata.json").read_text())["domain"]
         defaults = self.defaults()
         defaults[domain] = name
-        _atomic_write_text(self.root / "defaults.json", json.dumps(defaults, indent=2, sort_keys=True))
+        _atomic_write_text(
+            self.root / "defaults.json", json.dumps(defaults, indent=2, sort_keys=True)
+        )
 
     def update_metadata(self, name: str, version: str, **fields: Any) -> None:
         """Merge ``fields`` into a stored version's metadata (e.g. evaluation metrics)."""

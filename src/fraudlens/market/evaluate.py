@@ -67,8 +67,10 @@ def sample_grid(
             if c >= len(chosen):
                 continue
             ax.imshow(images[c], interpolation="nearest", aspect="auto")
-            title = str(kind_of.get(chosen[c], label)).replace("takeover_", "T:").replace(
-                "normal_", "N:"
+            title = (
+                str(kind_of.get(chosen[c], label))
+                .replace("takeover_", "T:")
+                .replace("normal_", "N:")
             )
             if scores is not None:
                 title += f"\n{scores.get(chosen[c], float('nan')):.3f}"

@@ -1,0 +1,187 @@
+"""``fraudlens serve`` (the HTTP scoring service) and ``fraudlens cards process``
+(the card event processor)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fraudlens._cli_common import cli_errors, console
+from fraudlens.config import get_settings
+
+__all__ = ["in_container", "process", "serve"]
+
+#: Where SageMaker puts a model's artifacts inside a serving container.
+SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+
+
+def in_container() -> bool:
+    """True inside Docker/Podman (or when ``FRAUDLENS_IN_CONTAINER=1``)."""
+    if os.environ.get("FRAUDLENS_IN_CONTAINER", "").lower() in ("1", "true", "yes"):
+        return True
+    return Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()
+
+
+def _default_host() -> str:
+    # SageMaker starts a serving container as `docker run <image> serve` and expects the
+    # service on 0.0.0.0:8080; anywhere else, stay on loopback unless told otherwise.
+    if in_container() and len(sys.argv) > 1 and sys.argv[1] == "serve":
+        return "0.0.0.0"
+    return "127.0.0.1"
+
+
+def _default_models_dir() -> Path:
+    if "FRAUDLENS_MODELS_DIR" not in os.environ and in_container() and SAGEMAKER_MODEL_DIR.is_dir():
+        return SAGEMAKER_MODEL_DIR
+    return Path(get_settings().models_dir)
+
+
+@cli_errors
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FRAUDLENS_HOST",
+            help="Address to bind [default: 127.0.0.1; 0.0.0.0 for `serve` inside a container].",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[
+        int, typer.Option(envvar="FRAUDLENS_PORT", min=1, max=65535, help="Port.")
+    ] = 8080,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-dir",
+            "-m",
+            help="Model registry [default: FRAUDLENS_MODELS_DIR, /opt/ml/model in a container, "
+            "./models].",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    sink: Annotated[
+        str | None,
+        typer.Option(
+            help="Also write each /v1/cards/score row to this sink (folder or s3://...); "
+            "one worker only.",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the scoring service: SageMaker /ping + /invocations, /v1 API, /metrics, /docs."""
+    import uvicorn
+
+    bind = host or _default_host()
+    models = (model_dir or _default_models_dir()).expanduser().resolve()
+    console.print(f"serving models from {models} on http://{bind}:{port} (docs at /docs)")
+    if sink is not None and workers > 1:
+        raise typer.BadParameter("--sink needs --workers 1 (each sink folder has one writer)")
+    if workers == 1:
+        from fraudlens.service.app import create_app
+        from fraudlens.sinks import open_sink
+
+        out = open_sink(sink) if sink is not None else None
+        uvicorn.run(
+            create_app(models_dir=models, sink=out), host=bind, port=port, log_level=log_level
+        )
+        return
+    # Worker processes build their own app from the settings, so pass the folder by env.
+    os.environ["FRAUDLENS_MODELS_DIR"] = str(models)
+    uvicorn.run(
+        "fraudlens.service.app:create_app",
+        factory=True,
+        host=bind,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
+
+
+@cli_errors
+def process(
+    source: Annotated[
+        str,
+        typer.Argument(help="file:PATH (or a path), generate, generate:PATH, or queue:URL."),
+    ],
+    sink: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder or s3://bucket/prefix [default: FRAUDLENS_SINK or ./sink].",
+            show_default=False,
+        ),
+    ] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-dir",
+            "-m",
+            help="Model registry [default: FRAUDLENS_MODELS_DIR or ./models].",
+            show_default=False,
+        ),
+    ] = None,
+    every: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, help="Repeat a pass every N seconds (e.g. 60, as the reference's rule)."
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="Stop after this many records.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Records scored together.")] = 500,
+    history: Annotated[
+        Path | None, typer.Option(help="Raw transactions preceding the source's (window features).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed of the generate source.")] = None,
+    queue_name: Annotated[str, typer.Option(help="Queue name for queue: sources.")] = "card-events",
+    fmt: Annotated[str, typer.Option("--format", help="Sink object format: csv or jsonl.")] = "csv",
+    max_seconds: Annotated[
+        float, typer.Option(min=0.001, help="Flush the sink when its oldest record is this old.")
+    ] = 60.0,
+) -> None:
+    """Score card transactions from a source and write them to a sink (Firehose-like)."""
+    from fraudlens.processor import ProcessStats
+    from fraudlens.processor import process as run
+    from fraudlens.sinks import open_sink
+
+    settings = get_settings()
+    target = sink or settings.sink
+    models = model_dir or Path(settings.models_dir)
+    if fmt not in ("csv", "jsonl"):
+        raise typer.BadParameter("--format must be csv or jsonl")
+
+    with console.status("starting...") as status:
+
+        def show(stats: ProcessStats) -> None:
+            status.update(
+                f"[bold]{stats.records:,}[/] scored, {stats.flagged:,} flagged, "
+                f"{stats.dead_lettered:,} dead-lettered, {stats.rate:,.0f}/s, "
+                f"pass {stats.passes + 1} ({', '.join(stats.models.values())})"
+            )
+
+        with open_sink(target, fmt=fmt, max_seconds=max_seconds) as out:  # type: ignore[arg-type]
+            if out.recovered:
+                console.print(f"recovered {out.recovered:,} records from the sink spool")
+            stats = run(
+                source,
+                out,
+                models,
+                every=every,
+                limit=limit,
+                batch_size=batch_size,
+                history=history,
+                seed=seed,
+                queue_name=queue_name,
+                on_batch=show,
+            )
+    console.print(
+        f"scored {stats.records:,} records ({stats.flagged:,} flagged, "
+        f"{stats.dead_lettered:,} dead-lettered) in {stats.seconds:.1f} s over {stats.passes} "
+        f"pass(es); wrote {len(out.written):,} object(s) to {target}"
+    )
+    for path in out.written[-5:]:
+        console.print(f"  {path}")
