@@ -1,0 +1,446 @@
+"""Shared plumbing of the card detectors: inputs, validation tail, imbalance, threshold.
+
+Every card detector trains the same way:
+
+1. the input (DataFrame or array) is checked and turned into a float64 matrix, and the
+   feature names are remembered;
+2. the most recent ``validation_fraction`` of the training rows (rows are taken in time
+   order) is held out as a validation tail;
+3. the older rows are optionally oversampled (SMOTE or random copies of frauds) and
+   weighted so frauds count more;
+4. the model is fitted on them, the tail is scored and a decision threshold is chosen
+   on the tail (best F1, a target recall or a target false-positive rate);
+5. with ``refit`` the model is fitted once more on all rows (with the number of boosting
+   rounds found in step 4), keeping the threshold of step 4.
+
+Subclasses only say how to fit, score and store their model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from fraudlens._detector import Detector
+from fraudlens.errors import ConfigError, DataError
+
+__all__ = ["ThresholdStrategy", "parse_threshold_strategy"]
+
+#: ``"f1"``, ``("recall", 0.8)``, ``("fpr", 0.01)``, the strings ``"recall:0.8"`` /
+#: ``"fpr:0.01"``, or ``None`` to keep a fixed threshold.
+ThresholdStrategy = str | tuple[str, float] | list[Any] | None
+
+_META_FILE = "detector.json"
+
+
+def parse_threshold_strategy(value: Any) -> tuple[str, float | None] | None:
+    """Normalise a threshold strategy to ``(kind, target)`` or ``None``.
+
+    Parameters
+    ----------
+    value
+        ``"f1"``, ``"recall:0.8"``, ``"fpr:0.01"``, ``("recall", 0.8)``,
+        ``("fpr", 0.01)``, ``"fixed"`` / ``"none"`` / ``None`` (keep the fixed threshold),
+        or a number (a fixed threshold, returned as ``("fixed", value)``).
+
+    Raises
+    ------
+    ConfigError
+        For anything else.
+    """
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return ("fixed", float(value))
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "none", "fixed"):
+            return None
+        if text == "f1":
+            return ("f1", None)
+        try:
+            return ("fixed", float(text))
+        except ValueError:
+            pass
+        name, sep, number = text.partition(":")
+        if not sep:
+            name, sep, number = text.partition("=")
+        if sep:
+            value = (name.strip(), number.strip())
+        else:
+            raise ConfigError(
+                f"unknown threshold strategy {value!r}; use f1, recall:0.8, fpr:0.01 or none"
+            )
+    if isinstance(value, tuple | list) and len(value) == 2:
+        kind = str(value[0]).lower()
+        try:
+            goal = float(value[1])
+        except (TypeError, ValueError):
+            raise ConfigError(f"threshold target {value[1]!r} is not a number") from None
+        if kind in ("recall", "fpr") and 0.0 <= goal <= 1.0:
+            return (kind, goal)
+        if kind == "fixed":
+            return (kind, goal)
+    raise ConfigError(f"unknown threshold strategy {value!r}; use f1, recall:0.8, fpr:0.01 or none")
+
+
+def _positive_weight(class_weight: Any, y: np.ndarray) -> float:
+    """Weight of one fraud relative to one normal row."""
+    if class_weight is None:
+        return 1.0
+    n_pos = int(y.sum())
+    n_neg = int(len(y) - n_pos)
+    ratio = n_neg / n_pos if n_pos else 1.0
+    if class_weight == "balanced":
+        return ratio
+    if class_weight == "sqrt":
+        return float(np.sqrt(ratio))
+    if isinstance(class_weight, int | float) and not isinstance(class_weight, bool):
+        return float(class_weight)
+    raise ConfigError(
+        f"class_weight must be None, 'balanced', 'sqrt' or a number, not {class_weight!r}"
+    )
+
+
+class _TabularDetector(Detector):
+    """Base class of the card detectors (logistic, XGBoost, Isolation Forest).
+
+    Subclasses implement :meth:`_fit_model`, :meth:`_score`, :meth:`_save_model` and
+    :meth:`_load_model`; this class handles everything else.
+    """
+
+    domain: ClassVar[str] = "cards"
+    #: Whether fitting needs labels.
+    _supervised: ClassVar[bool] = True
+
+    feature_names_: list[str]
+    fit_info_: dict[str, Any]
+
+    def __init__(
+        self,
+        *,
+        class_weight: Any = None,
+        oversample: str | None = None,
+        threshold_strategy: ThresholdStrategy = "f1",
+        validation_fraction: float = 0.2,
+        refit: bool = False,
+        random_state: int = 0,
+    ) -> None:
+        self.class_weight = class_weight
+        self.oversample = oversample
+        self.threshold_strategy = threshold_strategy
+        self.validation_fraction = validation_fraction
+        self.refit = refit
+        self.random_state = random_state
+
+    # -- hooks -------------------------------------------------------------------------
+    @abstractmethod
+    def _fit_model(
+        self,
+        X: np.ndarray,
+        y: np.ndarray | None,
+        pos_weight: float,
+        X_val: np.ndarray | None,
+        y_val: np.ndarray | None,
+    ) -> None:
+        """Fit the underlying model (``X_val`` is the validation tail, or ``None``)."""
+
+    @abstractmethod
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        """Scores of a checked float64 matrix; higher means more suspicious."""
+
+    @abstractmethod
+    def _save_model(self, path: Path) -> dict[str, Any]:
+        """Write the model's own files into ``path``; return extra metadata."""
+
+    @abstractmethod
+    def _load_model(self, path: Path, metadata: dict[str, Any]) -> None:
+        """Read the files written by :meth:`_save_model`."""
+
+    def _unlabelled_share(self, strategy: tuple[str, float | None]) -> float:
+        """Share of rows to flag when the threshold must be chosen without labels."""
+        kind, target = strategy
+        return float(target) if kind == "fpr" and target is not None else 0.01
+
+    def _prepare_refit(self) -> None:
+        """Adjust settings before refitting on all rows (e.g. fix the number of rounds)."""
+
+    # -- input checks ------------------------------------------------------------------
+    def _matrix(self, X: Any, *, fitting: bool = False) -> np.ndarray:
+        """Check ``X`` and return it as a float64 matrix in ``feature_names_`` order."""
+        import pandas as pd
+
+        if isinstance(X, pd.DataFrame):
+            names = [str(c) for c in X.columns]
+            if fitting:
+                self.feature_names_ = names
+                frame = X
+            else:
+                missing = [n for n in self.feature_names_ if n not in set(names)]
+                if missing:
+                    raise DataError(
+                        f"{len(missing)} feature column(s) missing; model {self.name} needs "
+                        f"{len(self.feature_names_)} columns, first missing: {missing[:5]}",
+                        column=missing[0],
+                    )
+                frame = X.loc[:, self.feature_names_] if names != self.feature_names_ else X
+            for col in frame.columns:
+                if not (
+                    pd.api.types.is_numeric_dtype(frame[col])
+                    or pd.api.types.is_bool_dtype(frame[col])
+                ):
+                    raise DataError(
+                        f"feature column is not numeric (dtype {frame[col].dtype})", column=str(col)
+                    )
+            arr = frame.to_numpy(dtype=np.float64)
+        else:
+            arr = np.asarray(X, dtype=np.float64)
+            if arr.ndim == 1 and not fitting:
+                arr = arr.reshape(1, -1)
+            if arr.ndim != 2:
+                raise DataError(f"features must be a 2-D table, got shape {arr.shape}")
+            if fitting:
+                self.feature_names_ = [f"x{i}" for i in range(arr.shape[1])]
+            elif arr.shape[1] != len(self.feature_names_):
+                raise DataError(
+                    f"expected {len(self.feature_names_)} feature columns "
+                    f"({', '.join(self.feature_names_[:3])}, ...), got {arr.shape[1]}"
+                )
+        finite = np.isfinite(arr)
+        if not finite.all():
+            row, col = np.argwhere(~finite)[0]
+            raise DataError(
+                f"value {arr[row, col]} is not a finite number",
+                row=int(row) + 1,
+                column=self.feature_names_[int(col)],
+            )
+        return arr
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "feature_names_"):
+            raise ConfigError(f"{type(self).__name__} is not fitted; call fit() or load a model")
+
+    @staticmethod
+    def _labels(y: Any, n: int) -> np.ndarray:
+        labels = np.asarray(y)
+        if labels.shape != (n,):
+            raise DataError(f"expected {n} labels, got shape {labels.shape}")
+        bad = ~np.isin(labels, (0, 1))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"label {labels[row]!r} is not 0 or 1", row=row + 1, column="label")
+        return labels.astype(np.int8)
+
+    # -- imbalance ---------------------------------------------------------------------
+    def _resample(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.oversample is None or y.sum() == 0:
+            return X, y
+        try:
+            from imblearn.over_sampling import SMOTE, RandomOverSampler
+        except ImportError:  # pragma: no cover - depends on the install
+            raise ConfigError(
+                "oversampling needs imbalanced-learn: pip install 'fraudlens[imbalance]'"
+            ) from None
+        if self.oversample == "smote":
+            k = int(min(5, max(1, y.sum() - 1)))
+            sampler: Any = SMOTE(random_state=self.random_state, k_neighbors=k)
+        elif self.oversample == "random":
+            sampler = RandomOverSampler(random_state=self.random_state)
+        else:
+            raise ConfigError(
+                f"oversample must be None, 'smote' or 'random', not {self.oversample!r}"
+            )
+        Xr, yr = sampler.fit_resample(X, y)
+        return np.asarray(Xr, dtype=np.float64), np.asarray(yr, dtype=np.int8)
+
+    # -- fitting -----------------------------------------------------------------------
+    def _needs_validation(self) -> bool:
+        strategy = parse_threshold_strategy(self.threshold_strategy)
+        return strategy is not None and strategy[0] != "fixed"
+
+    def fit(self, X: Any, y: Any = None, *, time_order: Any = None) -> Self:
+        """Fit on ``X`` (rows in time order, or ordered by ``time_order``) and labels ``y``.
+
+        Parameters
+        ----------
+        X
+            DataFrame of numeric features (column names are remembered) or a 2-D array.
+        y
+            0/1 labels, one per row. Required for supervised detectors.
+        time_order
+            Optional timestamps or sortable values, one per row; the validation tail is
+            taken from the latest rows. Without it, rows are taken to be in time order.
+
+        Returns
+        -------
+        Self
+            The fitted detector.
+        """
+        t0 = time.perf_counter()
+        Xa = self._matrix(X, fitting=True)
+        n = len(Xa)
+        if n < 2:
+            raise DataError(f"need at least 2 training rows, got {n}")
+        labels = None if y is None else self._labels(y, n)
+        if labels is None and self._supervised:
+            raise DataError(f"{self.name} is supervised: labels are required to fit it")
+        if self._supervised and labels is not None and labels.sum() == 0:
+            raise DataError("the training rows contain no fraud (label 1); cannot fit")
+        if time_order is not None:
+            order = np.argsort(np.asarray(time_order), kind="stable")
+            Xa = Xa[order]
+            labels = None if labels is None else labels[order]
+        strategy = parse_threshold_strategy(self.threshold_strategy)
+        n_val = round(self.validation_fraction * n) if self._needs_validation() else 0
+        n_val = min(max(n_val, 0), n - 1)
+        head = slice(0, n - n_val)
+        tail = slice(n - n_val, n)
+        X_fit, y_fit = Xa[head], None if labels is None else labels[head]
+        X_val = Xa[tail] if n_val else None
+        y_val = None if labels is None or not n_val else labels[tail]
+        if y_fit is not None and self._supervised:
+            if y_fit.sum() == 0:
+                raise DataError(
+                    "no fraud in the training rows before the validation tail; "
+                    "lower validation_fraction or use more data"
+                )
+            X_fit, y_fit = self._resample(X_fit, y_fit)
+        pos_weight = 1.0 if y_fit is None else _positive_weight(self.class_weight, y_fit)
+        self.fit_info_ = {
+            "n_train": int(n),
+            "n_fit": len(X_fit),
+            "n_validation": int(n_val),
+            "train_positives": None if labels is None else int(labels.sum()),
+            "positive_weight": float(pos_weight),
+        }
+        self._fit_model(X_fit, y_fit, pos_weight, X_val, y_val)
+        self.threshold_ = self._choose_threshold(strategy, X_val, y_val, X_fit)
+        if self.refit and n_val:
+            self._prepare_refit()
+            X_all, y_all = Xa, labels
+            if y_all is not None and self._supervised:
+                X_all, y_all = self._resample(X_all, y_all)
+            pos_all = 1.0 if y_all is None else _positive_weight(self.class_weight, y_all)
+            self._fit_model(X_all, y_all, pos_all, None, None)
+            self.fit_info_["refit_rows"] = len(X_all)
+        self.fit_info_["fit_seconds"] = round(time.perf_counter() - t0, 3)
+        return self
+
+    def _choose_threshold(
+        self,
+        strategy: tuple[str, float | None] | None,
+        X_val: np.ndarray | None,
+        y_val: np.ndarray | None,
+        X_fit: np.ndarray,
+    ) -> float:
+        from fraudlens.evaluation import threshold_for
+
+        if strategy is None:
+            self.fit_info_["threshold_source"] = "fixed"
+            return float(self.threshold_)
+        kind, target = strategy
+        if kind == "fixed":
+            self.fit_info_["threshold_source"] = "fixed"
+            return float(target if target is not None else self.threshold_)
+        if y_val is None or X_val is None:
+            # No labels (unsupervised fit): treat every row as normal, so a target FPR
+            # becomes the share of rows flagged.
+            rows = X_val if X_val is not None else X_fit
+            score = self._score(rows)
+            share = self._unlabelled_share(strategy)
+            self.fit_info_["threshold_source"] = f"top {share:.2%} of unlabelled validation rows"
+            return threshold_for(np.zeros(len(score), dtype=np.int8), score, target_fpr=share)
+        score = self._score(X_val)
+        n_pos = int(y_val.sum())
+        if n_pos == 0 and kind != "fpr":
+            warnings.warn(
+                "no fraud in the validation tail; keeping the default threshold",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self.fit_info_["threshold_source"] = "default (no fraud in validation tail)"
+            return float(self.threshold_)
+        self.fit_info_["threshold_source"] = f"{kind} on validation tail ({n_pos} frauds)"
+        if kind == "recall":
+            return threshold_for(y_val, score, target_recall=target)
+        if kind == "fpr":
+            return threshold_for(y_val, score, target_fpr=target)
+        return threshold_for(y_val, score)
+
+    # -- scoring -----------------------------------------------------------------------
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Score each row; higher means more suspicious.
+
+        Parameters
+        ----------
+        X
+            DataFrame with (at least) the training feature columns, in any order, or an
+            array with exactly as many columns as were used in training.
+
+        Raises
+        ------
+        DataError
+            When a feature column is missing, the width is wrong or a value is not finite.
+        """
+        self._check_fitted()
+        return self._score(self._matrix(X))
+
+    # -- persistence -------------------------------------------------------------------
+    def save_files(self, path: Path) -> dict[str, Any]:
+        """Write the model files and ``detector.json`` into ``path``; return the metadata."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta: dict[str, Any] = {
+            "feature_names": list(self.feature_names_),
+            "fit_info": getattr(self, "fit_info_", {}),
+            **self._save_model(path),
+        }
+        own = {
+            "name": self.name,
+            "params": self.get_params(),
+            "threshold": float(self.threshold_),
+            **meta,
+        }
+        (path / _META_FILE).write_text(json.dumps(_plain(own), indent=2, sort_keys=True))
+        return meta
+
+    @classmethod
+    def load_files(cls, path: Path, metadata: dict[str, Any] | None = None) -> Self:
+        """Rebuild a detector from a folder written by :meth:`save_files`."""
+        path = Path(path)
+        own_file = path / _META_FILE
+        own = json.loads(own_file.read_text()) if own_file.is_file() else {}
+        meta = {**own, **(metadata or {})}
+        if meta.get("name", cls.name) != cls.name:
+            raise ConfigError(f"folder {path} holds a {meta['name']} model, not {cls.name}")
+        params = dict(meta.get("params", {}))
+        strategy = params.get("threshold_strategy")
+        if isinstance(strategy, list):
+            params["threshold_strategy"] = tuple(strategy)
+        known = set(cls().get_params())
+        det = cls(**{k: v for k, v in params.items() if k in known})
+        det.feature_names_ = list(meta["feature_names"])
+        det.fit_info_ = dict(meta.get("fit_info", {}))
+        det.threshold_ = float(meta.get("threshold", det.threshold_))
+        det._load_model(path, meta)
+        return det
+
+
+def _plain(obj: Any) -> Any:
+    """Make numpy scalars and tuples JSON-friendly."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
