@@ -1,4 +1,4 @@
-"""Market data contracts: k-lines, trades and labels; windowing and bar lookup.
+"""Market data contracts: k-lines, trades and labels; loading, validation, windowing.
 
 Contracts (see the README's "Data contracts"):
 
@@ -7,15 +7,27 @@ Contracts (see the README's "Data contracts"):
 - ``labels``: ``account_id, label`` (1 = takeover pattern, 0 = normal) + optional columns
 
 In memory, ``ts`` columns are ``datetime64[ns, UTC]``; ``account_id``, ``symbol`` and
-``trade_id`` are strings; ``side`` is ``"buy"`` or ``"sell"``.
+``trade_id`` are strings; ``side`` is ``"buy"`` or ``"sell"``; prices, volumes and
+quantities are ``float64``; ``label`` is ``int64``.
+
+Files are CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``) with a header
+row. Timestamps are ISO-8601; a timestamp without a zone is read as UTC. Every
+loader validates what it reads and raises :class:`~fraudlens.errors.DataError` naming
+the file, the 1-based data row (the header is row 0) and the column of the first bad
+value.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from fraudlens.errors import DataError
 
 __all__ = [
     "BAR",
@@ -24,7 +36,17 @@ __all__ = [
     "TRADE_COLUMNS",
     "MarketData",
     "attach_bars",
+    "import_reference",
+    "load_klines",
+    "load_labels",
+    "load_market",
+    "load_market_files",
+    "load_trades",
+    "validate_klines",
+    "validate_labels",
+    "validate_trades",
     "window",
+    "write_market",
 ]
 
 KLINE_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
@@ -32,6 +54,10 @@ TRADE_COLUMNS = ("trade_id", "account_id", "symbol", "ts", "side", "price", "qua
 LABEL_COLUMNS = ("account_id", "label")
 #: Default bar length.
 BAR = pd.Timedelta(minutes=5)
+
+_SUFFIXES = (".parquet", ".pq", ".csv.gz", ".csv")
+_FRAME = "<frame>"
+_TS_DTYPE = "datetime64[ns, UTC]"
 
 
 @dataclass
@@ -91,7 +117,9 @@ def window(data: MarketData, hours: float = 24.0) -> MarketData:
     return MarketData(data.klines, t[keep].reset_index(drop=True), data.labels, data.bar)
 
 
-def attach_bars(trades: pd.DataFrame, klines: pd.DataFrame, bar: pd.Timedelta = BAR) -> pd.DataFrame:
+def attach_bars(
+    trades: pd.DataFrame, klines: pd.DataFrame, bar: pd.Timedelta = BAR
+) -> pd.DataFrame:
     """Join each trade to the bar of its symbol that contains its timestamp.
 
     Returns a copy of ``trades`` (same row order) with ``bar_ts, bar_open, bar_high,
@@ -100,6 +128,20 @@ def attach_bars(trades: pd.DataFrame, klines: pd.DataFrame, bar: pd.Timedelta = 
     Vectorised: one sort and one ``searchsorted`` per call, no Python loop per trade.
     """
     k = klines.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
+    pos = _bar_positions(trades, k, bar)
+    out = trades.copy()
+    has = pos >= 0
+    safe = np.where(has, pos, 0)
+    out["bar_row"] = pos
+    out["bar_ts"] = pd.Series(k["ts"].to_numpy()[safe], index=out.index).where(has)
+    for col in ("open", "high", "low", "close"):
+        vals = k[col].to_numpy(dtype=np.float64)[safe]
+        out[f"bar_{col}"] = np.where(has, vals, np.nan)
+    return out
+
+
+def _bar_positions(trades: pd.DataFrame, k: pd.DataFrame, bar: pd.Timedelta) -> np.ndarray:
+    """Row of the bar in ``k`` (sorted by symbol, ts) holding each trade; -1 if none."""
     sym_codes, sym_uniques = pd.factorize(
         pd.concat([k["symbol"], trades["symbol"]], ignore_index=True), sort=True
     )
@@ -123,12 +165,751 @@ def attach_bars(trades: pd.DataFrame, klines: pd.DataFrame, bar: pd.Timedelta = 
         j = np.searchsorted(seg, t_ts[idx], side="right") - 1
         ok = (j >= 0) & (t_ts[idx] < seg[np.clip(j, 0, None)] + bar_ns)
         pos[idx[ok]] = starts[s] + j[ok]
-    out = trades.copy()
-    has = pos >= 0
-    safe = np.where(has, pos, 0)
-    out["bar_row"] = pos
-    out["bar_ts"] = pd.Series(k["ts"].to_numpy()[safe], index=out.index).where(has)
-    for col in ("open", "high", "low", "close"):
-        vals = k[col].to_numpy(dtype=np.float64)[safe]
-        out[f"bar_{col}"] = np.where(has, vals, np.nan)
+    return pos
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _Checks:
+    """Collects the first failing row of each check; raises the earliest one.
+
+    Checks are registered in order; when two checks fail on the same row, the one
+    registered first wins, so a missing value is reported before a range violation.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.found: list[tuple[int, int, str, Callable[[int], str]]] = []
+
+    def add(self, bad: np.ndarray | pd.Series, column: str, message: Callable[[int], str]) -> None:
+        mask = np.asarray(bad, dtype=bool)
+        if mask.any():
+            self.found.append((int(mask.argmax()), len(self.found), column, message))
+
+    def positive(self, arr: np.ndarray, column: str) -> None:
+        """Values must be > 0 (NaN is reported by the parser check)."""
+
+        def message(i: int) -> str:
+            return f"{column} must be > 0, got {arr[i]}"
+
+        self.add(arr <= 0, column, message)
+
+    def raise_first(self) -> None:
+        if not self.found:
+            return
+        pos, _, column, message = min(self.found, key=lambda f: (f[0], f[1]))
+        raise DataError(message(pos), file=self.source, row=pos + 1, column=column)
+
+
+def _require_columns(df: pd.DataFrame, required: tuple[str, ...], source: str) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        names = ", ".join(repr(c) for c in missing)
+        found = ", ".join(repr(str(c)) for c in df.columns) or "none"
+        plural = "s" if len(missing) > 1 else ""
+        raise DataError(
+            f"missing column{plural} {names} (found: {found})",
+            file=source,
+            row=0,
+            column=missing[0],
+        )
+
+
+def _show(value: object) -> str:
+    """A short, readable rendering of a bad value for an error message."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _text_column(df: pd.DataFrame, col: str, checks: _Checks) -> pd.Series:
+    """An id-like column as ``str``; missing or blank values are reported."""
+    s = df[col]
+    null = s.isna().to_numpy()
+    if pd.api.types.is_float_dtype(s.dtype):
+        # Parquet or pandas turns integer ids with gaps into floats: 12.0 means "12".
+        vals = s.to_numpy(dtype=np.float64)
+        if np.all(np.isnan(vals) | (vals == np.round(vals))):
+            out = pd.Series(
+                np.where(null, "", np.nan_to_num(vals).astype(np.int64).astype(str)),
+                index=s.index,
+                dtype=str,
+            )
+        else:
+            out = s.astype(str)
+    else:
+        out = s.astype(str)
+    out = out.where(~null, "").str.strip()
+    checks.add(null | (out == "").to_numpy(), col, lambda i: f"missing {col}")
     return out
+
+
+def _float_column(df: pd.DataFrame, col: str, checks: _Checks) -> pd.Series:
+    """A numeric column as float64; values that are not numbers are reported."""
+    s = df[col]
+    if pd.api.types.is_bool_dtype(s.dtype):
+        num = s.astype(np.float64)
+    elif pd.api.types.is_numeric_dtype(s.dtype):
+        num = s
+    else:
+        # A CSV column with one stray word is read as text: find the values that fail.
+        num = pd.to_numeric(s.astype(object).where(s.notna(), None), errors="coerce")
+    out = pd.Series(num.to_numpy(dtype=np.float64, na_value=np.nan), index=s.index)
+    raw_null = s.isna().to_numpy()
+    bad = ~np.isfinite(out.to_numpy())
+    checks.add(raw_null, col, lambda i: f"missing {col}")
+    checks.add(bad & ~raw_null, col, lambda i: f"{_show(s.iloc[i])} is not a finite number")
+    return out
+
+
+def _ts_column(df: pd.DataFrame, col: str, checks: _Checks, *, lenient: bool = False) -> pd.Series:
+    """Parse ISO-8601 timestamps to UTC (a value with no zone is UTC).
+
+    ``lenient`` also accepts other unambiguous date formats (for the reference files).
+    """
+    s = df[col]
+    raw_null = s.isna().to_numpy()
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        out = s.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(s.dtype):
+        out = s.dt.tz_localize("UTC")
+    elif pd.api.types.is_numeric_dtype(s.dtype) and not raw_null.all():
+        # Epoch numbers are ambiguous (s, ms, ns): ask for ISO-8601 instead of guessing.
+        checks.add(
+            ~raw_null,
+            col,
+            lambda i: f"{_show(s.iloc[i])} is a number, not an ISO-8601 timestamp",
+        )
+        return pd.Series(pd.NaT, index=s.index, dtype=_TS_DTYPE)
+    else:
+        text = s.astype(object).where(s.notna(), None)
+        out = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+        if lenient:
+            retry = out.isna().to_numpy() & ~raw_null
+            if retry.any():
+                again = pd.to_datetime(text[retry], utc=True, format="mixed", errors="coerce")
+                out = out.astype(_TS_DTYPE)
+                out[retry] = again.astype(_TS_DTYPE)
+    out = out.astype(_TS_DTYPE)
+    parsed = out.notna().to_numpy()
+    checks.add(raw_null, col, lambda i: f"missing {col}")
+    expect = "a date and time" if lenient else "an ISO-8601 timestamp"
+    checks.add(
+        ~parsed & ~raw_null,
+        col,
+        lambda i: f"cannot parse {_show(s.iloc[i])} as {expect}",
+    )
+    return out
+
+
+def _first_duplicate(
+    keys: pd.DataFrame, column: str, what: str, checks: _Checks, source_bad: np.ndarray
+) -> None:
+    """Report the first row whose key repeats an earlier row, naming both rows."""
+    dup = keys.duplicated(keep="first").to_numpy() & ~source_bad
+    if not dup.any():
+        return
+
+    def message(i: int) -> str:
+        row = keys.iloc[i]
+        same = np.ones(len(keys), dtype=bool)
+        for c in keys.columns:
+            same &= (keys[c] == row[c]).to_numpy()
+        first = int(same.argmax())
+        key = ", ".join(f"{c} {_show(row[c])}" for c in keys.columns)
+        return f"duplicate {what} ({key}): rows {first + 1} and {i + 1}"
+
+    checks.add(dup, column, message)
+
+
+def _extras(df: pd.DataFrame, required: tuple[str, ...]) -> list[str]:
+    return [c for c in df.columns if c not in required]
+
+
+def _outside(col: str, arr: np.ndarray, lo: np.ndarray, h: np.ndarray) -> Callable[[int], str]:
+    def message(i: int) -> str:
+        return f"{col} {arr[i]} is outside [low {lo[i]}, high {h[i]}]"
+
+    return message
+
+
+def validate_klines(df: pd.DataFrame, source: str = _FRAME) -> pd.DataFrame:
+    """Check a k-line table and return a normalised copy.
+
+    Parameters
+    ----------
+    df
+        Columns ``symbol, ts, open, high, low, close, volume`` (extra columns are kept).
+    source
+        Name used in error messages (normally the file path).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same rows in the same order; ``ts`` as ``datetime64[ns, UTC]``, ``symbol`` as
+        ``str``, prices and volume as ``float64``.
+
+    Raises
+    ------
+    DataError
+        For the first bad row: missing column or value, unparseable timestamp, a price
+        that is not > 0, ``high < low``, ``open``/``close`` outside ``[low, high]``,
+        negative volume, or a second bar for the same ``(symbol, ts)``.
+    """
+    _require_columns(df, KLINE_COLUMNS, source)
+    df = df.reset_index(drop=True)
+    checks = _Checks(source)
+    out = pd.DataFrame(index=df.index)
+    out["symbol"] = _text_column(df, "symbol", checks)
+    out["ts"] = _ts_column(df, "ts", checks)
+    for col in ("open", "high", "low", "close", "volume"):
+        out[col] = _float_column(df, col, checks)
+    o, h, lo, c, v = (out[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
+    for col, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
+        checks.positive(arr, col)
+    checks.add(h < lo, "high", lambda i: f"high {h[i]} is below low {lo[i]}")
+    for col, arr in (("open", o), ("close", c)):
+        checks.add((arr < lo) | (arr > h), col, _outside(col, arr, lo, h))
+    checks.add(v < 0, "volume", lambda i: f"volume must be >= 0, got {v[i]}")
+    bad_key = out["symbol"].eq("").to_numpy() | out["ts"].isna().to_numpy()
+    _first_duplicate(out[["symbol", "ts"]], "ts", "bar", checks, bad_key)
+    checks.raise_first()
+    for col in _extras(df, KLINE_COLUMNS):
+        out[col] = df[col]
+    return out
+
+
+def validate_trades(
+    df: pd.DataFrame,
+    source: str = _FRAME,
+    klines: pd.DataFrame | None = None,
+    bar: pd.Timedelta = BAR,
+) -> pd.DataFrame:
+    """Check a trade table and return a normalised copy.
+
+    Parameters
+    ----------
+    df
+        Columns ``trade_id, account_id, symbol, ts, side, price, quantity`` (extra
+        columns are kept).
+    source
+        Name used in error messages (normally the file path).
+    klines
+        If given (validated k-lines, or a raw table that is validated first), every
+        trade must fall inside a bar of its symbol: ``bar.ts <= trade.ts < bar.ts + bar``.
+    bar
+        Bar length for that check.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same rows in the same order; ids as ``str``, ``side`` lower-cased, ``ts`` as
+        ``datetime64[ns, UTC]``, ``price``/``quantity`` as ``float64``.
+
+    Raises
+    ------
+    DataError
+        For the first bad row: missing column or value, unparseable timestamp, side
+        other than buy/sell, price or quantity not > 0, a repeated ``trade_id`` (both
+        rows named), or a trade no bar of its symbol contains.
+    """
+    _require_columns(df, TRADE_COLUMNS, source)
+    df = df.reset_index(drop=True)
+    checks = _Checks(source)
+    out = pd.DataFrame(index=df.index)
+    for col in ("trade_id", "account_id", "symbol"):
+        out[col] = _text_column(df, col, checks)
+    out["ts"] = _ts_column(df, "ts", checks)
+    side_raw = df["side"]
+    side = side_raw.astype(str).str.strip().str.lower().where(side_raw.notna(), "")
+    out["side"] = side
+    checks.add(side_raw.isna().to_numpy(), "side", lambda i: "missing side")
+    checks.add(
+        ~side.isin(["buy", "sell"]).to_numpy() & side_raw.notna().to_numpy(),
+        "side",
+        lambda i: f"unknown side {_show(side_raw.iloc[i])} (expected 'buy' or 'sell')",
+    )
+    for col in ("price", "quantity"):
+        out[col] = _float_column(df, col, checks)
+        arr = out[col].to_numpy()
+        checks.positive(arr, col)
+    _first_duplicate(
+        out[["trade_id"]], "trade_id", "trade_id", checks, out["trade_id"].eq("").to_numpy()
+    )
+    if klines is not None:
+        _check_in_bars(out, klines, bar, checks)
+    checks.raise_first()
+    for col in _extras(df, TRADE_COLUMNS):
+        out[col] = df[col]
+    return out
+
+
+def _check_in_bars(
+    out: pd.DataFrame, klines: pd.DataFrame, bar: pd.Timedelta, checks: _Checks
+) -> None:
+    if not isinstance(klines["ts"].dtype, pd.DatetimeTZDtype):
+        klines = validate_klines(klines, "<klines>")
+    k = klines.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
+    valid = out["ts"].notna().to_numpy() & out["symbol"].ne("").to_numpy()
+    probe = out[["symbol", "ts"]].copy()
+    probe.loc[~valid, "ts"] = pd.Timestamp(0, tz="UTC")
+    pos = _bar_positions(probe, k, bar)
+    known = out["symbol"].isin(pd.unique(k["symbol"])).to_numpy()
+    minutes = bar / pd.Timedelta(minutes=1)
+    checks.add(
+        valid & ~known,
+        "symbol",
+        lambda i: f"symbol {_show(out['symbol'].iat[i])} has no k-lines",
+    )
+    checks.add(
+        valid & known & (pos < 0),
+        "ts",
+        lambda i: (
+            f"no {minutes:g}-minute bar of symbol {_show(out['symbol'].iat[i])} "
+            f"contains {out['ts'].iat[i].isoformat()}"
+        ),
+    )
+
+
+def validate_labels(df: pd.DataFrame, source: str = _FRAME) -> pd.DataFrame:
+    """Check a label table and return a normalised copy.
+
+    Parameters
+    ----------
+    df
+        Columns ``account_id, label`` plus optional extras (e.g. ``kind``), kept as is.
+    source
+        Name used in error messages (normally the file path).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``account_id`` as ``str``, ``label`` as ``int64`` (0 or 1).
+
+    Raises
+    ------
+    DataError
+        For the first bad row: missing column or value, a label other than 0/1, or an
+        account listed twice (both rows named).
+    """
+    _require_columns(df, LABEL_COLUMNS, source)
+    df = df.reset_index(drop=True)
+    checks = _Checks(source)
+    out = pd.DataFrame(index=df.index)
+    out["account_id"] = _text_column(df, "account_id", checks)
+    lab = _float_column(df, "label", checks).to_numpy()
+    raw = df["label"]
+    checks.add(
+        np.isfinite(lab) & (lab != 0) & (lab != 1),
+        "label",
+        lambda i: f"label must be 0 or 1, got {_show(raw.iloc[i])}",
+    )
+    _first_duplicate(
+        out[["account_id"]], "account_id", "account_id", checks, out["account_id"].eq("").to_numpy()
+    )
+    checks.raise_first()
+    out["label"] = lab.astype(np.int64)
+    for col in _extras(df, LABEL_COLUMNS):
+        out[col] = df[col]
+    return out
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suf in _SUFFIXES:
+        if name.endswith(suf):
+            return suf
+    raise DataError(
+        "unsupported file type (expected .csv, .csv.gz, .parquet or .pq)", file=str(path)
+    )
+
+
+def _read_table(path: str | Path, text_columns: tuple[str, ...]) -> pd.DataFrame:
+    """Read a CSV or Parquet file; ``text_columns`` are read as strings from CSV."""
+    p = Path(path)
+    suf = _suffix(p)
+    if not p.is_file():
+        raise DataError("file not found", file=str(p))
+    try:
+        if suf in (".parquet", ".pq"):
+            df = pd.read_parquet(p)
+        else:
+            # Ids such as "000123" or a symbol "NA" must survive as written.
+            df = pd.read_csv(
+                p,
+                dtype=dict.fromkeys(text_columns, str),
+                keep_default_na=False,
+                na_values=[""],
+                encoding="utf-8-sig",
+                skipinitialspace=True,
+            )
+    except pd.errors.EmptyDataError:
+        raise DataError("file is empty (no header row)", file=str(p), row=0) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read file: {exc}", file=str(p)) from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def load_klines(path: str | Path) -> pd.DataFrame:
+    """Read and validate a k-line file (see :func:`validate_klines`).
+
+    Parameters
+    ----------
+    path
+        ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The normalised k-lines, in file order.
+    """
+    return validate_klines(_read_table(path, ("symbol", "ts")), str(path))
+
+
+def load_trades(path: str | Path, klines: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Read and validate a trade file (see :func:`validate_trades`).
+
+    Parameters
+    ----------
+    path
+        ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file.
+    klines
+        If given, every trade must lie inside a bar of its symbol.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The normalised trades, in file order.
+    """
+    df = _read_table(path, ("trade_id", "account_id", "symbol", "ts", "side"))
+    return validate_trades(df, str(path), klines=klines)
+
+
+def load_labels(path: str | Path) -> pd.DataFrame:
+    """Read and validate a label file (see :func:`validate_labels`).
+
+    Parameters
+    ----------
+    path
+        ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The normalised labels, in file order.
+    """
+    return validate_labels(_read_table(path, ("account_id", "kind")), str(path))
+
+
+def _find(data_dir: Path, stem: str, required: bool) -> Path | None:
+    hits = [data_dir / f"{stem}{suf}" for suf in _SUFFIXES if (data_dir / f"{stem}{suf}").is_file()]
+    if len(hits) > 1:
+        names = ", ".join(h.name for h in hits)
+        raise DataError(f"more than one {stem} file ({names}); keep one", file=str(data_dir))
+    if not hits:
+        if required:
+            raise DataError(
+                f"no {stem} file (expected {stem}.csv, {stem}.csv.gz, {stem}.parquet or {stem}.pq)",
+                file=str(data_dir),
+            )
+        return None
+    return hits[0]
+
+
+def _assemble(
+    klines: pd.DataFrame,
+    trades: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    labels_source: str,
+    require_labels: bool,
+) -> MarketData:
+    if labels is not None and require_labels:
+        missing = np.setdiff1d(trades["account_id"].unique(), labels["account_id"].to_numpy())
+        if len(missing):
+            raise DataError(
+                f"{len(missing)} accounts with trades have no label, e.g. {sorted(missing)[:3]}",
+                file=labels_source,
+                column="account_id",
+            )
+    klines = klines.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
+    trades = trades.sort_values(["ts", "account_id", "trade_id"], kind="stable").reset_index(
+        drop=True
+    )
+    if labels is not None:
+        labels = labels.sort_values("account_id", kind="stable").reset_index(drop=True)
+    return MarketData(klines, trades, labels)
+
+
+def load_market(data_dir: str | Path, *, require_labels: bool = False) -> MarketData:
+    """Load ``klines``, ``trades`` and optional ``labels`` files from one folder.
+
+    Each is looked up as ``<name>.csv``, ``.csv.gz``, ``.parquet`` or ``.pq``; all are
+    validated, trades against the k-lines.
+
+    Parameters
+    ----------
+    data_dir
+        The folder.
+    require_labels
+        Fail if there is no labels file or an account with trades has no label.
+
+    Returns
+    -------
+    MarketData
+        K-lines sorted by ``(symbol, ts)``, trades by ``(ts, account_id, trade_id)``,
+        labels by ``account_id``.
+
+    Raises
+    ------
+    DataError
+        A file is missing, ambiguous (two formats) or invalid.
+    """
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise DataError("folder not found", file=str(d))
+    k_path = _find(d, "klines", True)
+    t_path = _find(d, "trades", True)
+    l_path = _find(d, "labels", require_labels)
+    assert k_path is not None and t_path is not None
+    return load_market_files(k_path, t_path, l_path, require_labels=require_labels)
+
+
+def load_market_files(
+    klines: str | Path,
+    trades: str | Path,
+    labels: str | Path | None = None,
+    *,
+    require_labels: bool = False,
+) -> MarketData:
+    """Load and validate explicitly named k-line, trade and (optional) label files.
+
+    Parameters
+    ----------
+    klines, trades, labels
+        File paths (CSV or Parquet).
+    require_labels
+        Fail if an account with trades has no label.
+
+    Returns
+    -------
+    MarketData
+        Sorted as in :func:`load_market`.
+    """
+    k = load_klines(klines)
+    t = load_trades(trades, klines=k)
+    lab = load_labels(labels) if labels is not None else None
+    if require_labels and lab is None:
+        raise DataError("labels are required but no labels file was given")
+    return _assemble(k, t, lab, str(labels), require_labels)
+
+
+def _iso(ts: pd.Series) -> np.ndarray:
+    """ISO-8601 UTC strings ending in ``Z``, as short as the data's precision allows."""
+    ns = ts.to_numpy("datetime64[ns]")
+    ints = ns.astype(np.int64)
+    units: tuple[tuple[Literal["s", "ms", "us"], int], ...] = (
+        ("s", 10**9),
+        ("ms", 10**6),
+        ("us", 10**3),
+    )
+    unit: Literal["s", "ms", "us", "ns"] = "ns"
+    for u, step in units:
+        if len(ints) == 0 or not np.any(ints % step):
+            unit = u
+            break
+    out: np.ndarray = np.datetime_as_string(
+        ns.astype(f"datetime64[{unit}]"), unit=unit, timezone="UTC"
+    )
+    return out
+
+
+def write_market(data: MarketData, out_dir: str | Path, fmt: str = "csv") -> dict[str, Path]:
+    """Write k-lines, trades and (if present) labels to a folder.
+
+    Parameters
+    ----------
+    data
+        What to write.
+    out_dir
+        Target folder (created if needed).
+    fmt
+        ``"csv"``, ``"csv.gz"`` or ``"parquet"``. CSV timestamps are ISO-8601 in UTC
+        (``2026-03-02T14:30:00Z``).
+
+    Returns
+    -------
+    dict[str, pathlib.Path]
+        ``{"klines": ..., "trades": ..., "labels": ...}`` (labels only if present).
+    """
+    if fmt not in ("csv", "csv.gz", "parquet"):
+        raise ValueError(f"fmt must be 'csv', 'csv.gz' or 'parquet', not {fmt!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = {"klines": data.klines, "trades": data.trades}
+    if data.labels is not None:
+        frames["labels"] = data.labels
+    paths: dict[str, Path] = {}
+    for name, df in frames.items():
+        path = out / f"{name}.{fmt}"
+        if fmt == "parquet":
+            df.to_parquet(path, index=False)
+        else:
+            df = df.copy()
+            if "ts" in df.columns:
+                df["ts"] = _iso(df["ts"])
+            df.to_csv(path, index=False)
+        paths[name] = path
+    return paths
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def _reraise(exc: DataError, file: str, row: int | None, rename: Mapping[str, str]) -> DataError:
+    column = rename.get(exc.column, exc.column) if exc.column is not None else None
+    return DataError(exc.reason, file=file, row=row, column=column)
+
+
+def _reference_klines(path: Path, symbol: str) -> pd.DataFrame:
+    raw = _read_table(path, ("time",))
+    raw.columns = [c.lower() for c in raw.columns]
+    _require_columns(raw, ("time", "high", "low"), str(path))
+    raw = raw.reset_index(drop=True)
+    checks = _Checks(str(path))
+    ts = _ts_column(raw, "time", checks, lenient=True)
+    high = _float_column(raw, "high", checks)
+    low = _float_column(raw, "low", checks)
+    checks.raise_first()
+    mid = (high + low) / 2.0
+    frame = pd.DataFrame(
+        {
+            "symbol": symbol,
+            "ts": ts,
+            "open": mid,
+            "high": high,
+            "low": low,
+            "close": mid,
+            "volume": 0.0,
+        }
+    )
+    try:
+        return validate_klines(frame, str(path))
+    except DataError as exc:
+        raise _reraise(exc, str(path), exc.row, {"ts": "time"}) from None
+
+
+def _reference_side(folder: Path, side: str, symbol: str) -> tuple[pd.DataFrame, list[Path]]:
+    if not folder.is_dir():
+        raise DataError("folder not found", file=str(folder))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(".csv"))
+    frames = []
+    for f in files:
+        raw = _read_table(f, ("time",))
+        raw.columns = [c.lower() for c in raw.columns]
+        _require_columns(raw, ("time", "price"), str(f))
+        raw = raw.reset_index(drop=True)
+        checks = _Checks(str(f))
+        ts = _ts_column(raw, "time", checks, lenient=True)
+        price = _float_column(raw, "price", checks)
+        checks.positive(price.to_numpy(), "price")
+        checks.raise_first()
+        stem = f.name[: -len(".csv")]
+        # The reference names files buy_<id>.csv / sell_<id>.csv; both mean account <id>.
+        prefix = f"{side}_"
+        account = stem[len(prefix) :] if stem.lower().startswith(prefix) else stem
+        rows = np.arange(1, len(raw) + 1)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "trade_id": [f"{account}:{side}:{r}" for r in rows],
+                    "account_id": account,
+                    "symbol": symbol,
+                    "ts": ts,
+                    "side": side,
+                    "price": price,
+                    "quantity": 1.0,
+                    "_file": str(f),
+                    "_row": rows,
+                }
+            )
+        )
+    cols = [*TRADE_COLUMNS, "_file", "_row"]
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+    return out, files
+
+
+def import_reference(
+    klines_csv: str | Path,
+    buy_dir: str | Path,
+    sell_dir: str | Path,
+    *,
+    symbol: str = "COIN",
+    labels: str | Path | pd.DataFrame | Mapping[str, int] | None = None,
+) -> MarketData:
+    """Import the reference system's files: one k-line CSV and per-account trade CSVs.
+
+    The k-line CSV has columns ``time, high, low``. Open and close are unknown there,
+    so both are set to ``(high + low) / 2``, and volume to 0. Trades come as one CSV per
+    account (columns ``time, price``) in ``buy_dir`` and ``sell_dir``; the account id is
+    the file name without ``.csv`` and without a leading ``buy_`` / ``sell_`` (the
+    reference's own naming), so ``buy/buy_COIN_7.csv`` and ``sell/sell_COIN_7.csv`` are
+    account ``COIN_7``. Every trade gets quantity 1 and the id
+    ``<account>:<side>:<row>``. Times may be ISO-8601 or another unambiguous date
+    format; a time with no zone is UTC.
+
+    Parameters
+    ----------
+    klines_csv
+        The k-line CSV.
+    buy_dir, sell_dir
+        Folders of per-account CSVs (files with only a header are allowed).
+    symbol
+        Symbol given to the k-lines and every trade.
+    labels
+        Optional labels: a labels file, a table with ``account_id, label``, or a
+        mapping ``{account_id: label}``.
+
+    Returns
+    -------
+    MarketData
+
+    Raises
+    ------
+    DataError
+        Naming the file, row and column of the first bad value, e.g. a trade time that
+        no bar contains.
+    """
+    kpath = Path(klines_csv)
+    klines = _reference_klines(kpath, symbol)
+    buys, buy_files = _reference_side(Path(buy_dir), "buy", symbol)
+    sells, sell_files = _reference_side(Path(sell_dir), "sell", symbol)
+    if not buy_files and not sell_files:
+        raise DataError(f"no account CSV files in {buy_dir} or {sell_dir}", file=str(buy_dir))
+    both = pd.concat([buys, sells], ignore_index=True)
+    try:
+        trades = validate_trades(both[list(TRADE_COLUMNS)], "<reference trades>", klines=klines)
+    except DataError as exc:
+        if exc.row is None or exc.row < 1:
+            raise
+        src = both.iloc[exc.row - 1]
+        raise _reraise(exc, str(src["_file"]), int(src["_row"]), {"ts": "time"}) from None
+    lab: pd.DataFrame | None = None
+    lab_source = _FRAME
+    if isinstance(labels, (str, Path)):
+        lab = load_labels(labels)
+        lab_source = str(labels)
+    elif isinstance(labels, pd.DataFrame):
+        lab = validate_labels(labels)
+    elif labels is not None:
+        lab = validate_labels(
+            pd.DataFrame({"account_id": list(labels.keys()), "label": list(labels.values())})
+        )
+    return _assemble(klines, trades, lab, lab_source, False)

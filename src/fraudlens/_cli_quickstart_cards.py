@@ -1,0 +1,57 @@
+"""The cards pass of ``fraudlens quickstart``: simulate, train, evaluate, stream to a sink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fraudlens._cli_common import console
+
+
+def cards_pass(
+    out: Path, models: Path, seed: int, *, customers: int = 1000, days: int = 60
+) -> dict[str, Path]:
+    """Run the cards flow under ``out``; return the report folders by model name."""
+    from fraudlens import _cli_cards as c
+    from fraudlens._cli_serve import process
+
+    data_dir = out / "cards"
+    console.rule("[bold]cards: simulate")
+    c.simulate_cmd(out=data_dir, customers=customers, days=days, seed=seed, terminals=None)
+    tx = data_dir / "transactions.csv"
+    reports: dict[str, Path] = {}
+    # The anomaly model first, so the supervised one ends up as the cards default.
+    for det in ("anomaly", "xgboost"):
+        console.rule(f"[bold]cards: train and evaluate {det}")
+        c.train_cmd(
+            data=tx,
+            model_dir=models,
+            detector=det,
+            label=None,
+            preset="default",
+            split="time",
+            oversample=None,
+            threshold=None,
+            seed=seed,
+        )
+        rep = out / "reports" / f"cards-{det}"
+        c.evaluate_cmd(
+            data=tx, model_dir=models, detector=det, out=rep, label=None, rows="auto", k=100
+        )
+        reports[f"cards-{det}"] = rep
+    console.rule("[bold]cards: stream scored records into the sink")
+    sink = out / "sink"
+    process(
+        source=f"generate:{tx}",
+        sink=str(sink),
+        model_dir=models,
+        every=None,
+        limit=2000,
+        batch_size=500,
+        history=tx,
+        seed=seed,
+        queue_name="card-events",
+        fmt="csv",
+        max_seconds=60.0,
+    )
+    console.print(f"sink: {sink} (partitioned yyyy/mm/dd/HH)")
+    return reports

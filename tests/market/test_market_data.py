@@ -1,0 +1,376 @@
+"""Loaders, validation, file round trips and the reference importer."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudlens.errors import DataError
+from fraudlens.market.data import (
+    MarketData,
+    attach_bars,
+    import_reference,
+    load_klines,
+    load_labels,
+    load_market,
+    load_market_files,
+    load_trades,
+    validate_klines,
+    validate_labels,
+    validate_trades,
+    write_market,
+)
+from fraudlens.market.simulate import simulate
+
+KLINES_CSV = """symbol,ts,open,high,low,close,volume
+AAA,2026-03-02T14:30:00Z,10.0,10.5,9.8,10.2,1000
+AAA,2026-03-02T14:35:00Z,10.2,10.4,10.0,10.1,800
+AAA,2026-03-02T14:40:00Z,10.1,10.3,9.9,10.0,900
+BBB,2026-03-02T14:30:00Z,200.0,201.0,199.0,200.5,50
+"""
+
+TRADES_CSV = """trade_id,account_id,symbol,ts,side,price,quantity
+000001,000123,AAA,2026-03-02T14:31:10Z,buy,10.1,5
+000002,000123,AAA,2026-03-02T14:36:00Z,sell,10.3,5
+000003,000777,BBB,2026-03-02T14:34:59.999Z,BUY,200.2,1
+000004,000777,AAA,2026-03-02T14:44:00Z,Sell,10.0,2
+"""
+
+LABELS_CSV = """account_id,label,kind
+000123,0,normal
+000777,1,takeover
+"""
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _edit(text: str, row: int, column: str, value: str) -> str:
+    """Replace one cell of a small CSV (row 1 = first data row)."""
+    lines = text.strip("\n").split("\n")
+    header = lines[0].split(",")
+    cells = lines[row].split(",")
+    cells[header.index(column)] = value
+    lines[row] = ",".join(cells)
+    return "\n".join(lines) + "\n"
+
+
+def _expect(exc: pytest.ExceptionInfo[DataError], file: Path, row: int, column: str) -> None:
+    err = exc.value
+    assert err.file == str(file)
+    assert err.row == row
+    assert err.column == column
+    text = str(err)
+    assert str(file) in text
+    assert f"row {row}" in text
+    assert repr(column) in text
+
+
+# --------------------------------------------------------------------- happy path
+
+
+def test_load_valid_files_normalises_types(tmp_path: Path) -> None:
+    k = load_klines(_write(tmp_path / "klines.csv", KLINES_CSV))
+    t = load_trades(_write(tmp_path / "trades.csv", TRADES_CSV), klines=k)
+    lab = load_labels(_write(tmp_path / "labels.csv", LABELS_CSV))
+    assert str(k["ts"].dtype) == "datetime64[ns, UTC]"
+    assert str(t["ts"].dtype) == "datetime64[ns, UTC]"
+    assert k["high"].dtype == np.float64 and t["quantity"].dtype == np.float64
+    # Leading zeros of ids survive; side is lower-cased.
+    assert t["trade_id"].tolist() == ["000001", "000002", "000003", "000004"]
+    assert t["account_id"].iloc[0] == "000123"
+    assert t["side"].tolist() == ["buy", "sell", "buy", "sell"]
+    assert t["ts"].iloc[2] == pd.Timestamp("2026-03-02T14:34:59.999Z")
+    assert lab["label"].tolist() == [0, 1] and lab["label"].dtype == np.int64
+    assert lab["kind"].tolist() == ["normal", "takeover"]
+
+
+def test_timestamps_without_zone_are_utc_and_offsets_convert() -> None:
+    df = pd.read_csv(pd.io.common.StringIO(KLINES_CSV), dtype={"ts": str})
+    df.loc[0, "ts"] = "2026-03-02 14:30:00"
+    df.loc[3, "ts"] = "2026-03-02T09:30:00-05:00"
+    k = validate_klines(df)
+    assert k["ts"].iloc[0] == pd.Timestamp("2026-03-02T14:30:00Z")
+    assert k["ts"].iloc[3] == pd.Timestamp("2026-03-02T14:30:00Z")
+
+
+def test_load_market_folder_and_files(tmp_path: Path) -> None:
+    _write(tmp_path / "klines.csv", KLINES_CSV)
+    _write(tmp_path / "trades.csv", TRADES_CSV)
+    _write(tmp_path / "labels.csv", LABELS_CSV)
+    data = load_market(tmp_path, require_labels=True)
+    assert data.account_ids.tolist() == ["000123", "000777"]
+    assert data.y().tolist() == [0, 1]
+    # Sorted: k-lines by (symbol, ts), trades by ts.
+    assert data.trades["ts"].is_monotonic_increasing
+    same = load_market_files(tmp_path / "klines.csv", tmp_path / "trades.csv")
+    assert same.labels is None
+    pd.testing.assert_frame_equal(same.trades, data.trades)
+
+
+def test_load_market_missing_file(tmp_path: Path) -> None:
+    _write(tmp_path / "klines.csv", KLINES_CSV)
+    with pytest.raises(DataError, match="no trades file") as exc:
+        load_market(tmp_path)
+    assert exc.value.file == str(tmp_path)
+    _write(tmp_path / "trades.csv", TRADES_CSV)
+    with pytest.raises(DataError, match="no labels file"):
+        load_market(tmp_path, require_labels=True)
+
+
+def test_load_market_unlabelled_account(tmp_path: Path) -> None:
+    _write(tmp_path / "klines.csv", KLINES_CSV)
+    _write(tmp_path / "trades.csv", TRADES_CSV)
+    _write(tmp_path / "labels.csv", "account_id,label\n000123,0\n")
+    assert load_market(tmp_path).labels is not None
+    with pytest.raises(DataError, match="have no label") as exc:
+        load_market(tmp_path, require_labels=True)
+    assert exc.value.column == "account_id"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "parquet"])
+def test_write_and_load_round_trip(tmp_path: Path, fmt: str) -> None:
+    data = simulate(60, seed=4, n_symbols=6, days=2)
+    paths = write_market(data, tmp_path, fmt=fmt)
+    assert set(paths) == {"klines", "trades", "labels"}
+    assert all(p.is_file() and p.name.endswith(fmt) for p in paths.values())
+    if fmt == "csv":
+        first = paths["trades"].read_text().splitlines()[1]
+        # ISO-8601 in UTC with a Z.
+        assert "T" in first.split(",")[3] and first.split(",")[3].endswith("Z")
+    back = load_market(tmp_path, require_labels=True)
+    pd.testing.assert_frame_equal(back.klines, data.klines)
+    pd.testing.assert_frame_equal(back.trades, data.trades)
+    pd.testing.assert_frame_equal(back.labels, data.labels)
+
+
+def test_two_formats_in_one_folder_is_ambiguous(tmp_path: Path) -> None:
+    data = simulate(12, seed=1, n_symbols=3, days=1)
+    write_market(data, tmp_path, fmt="csv")
+    write_market(data, tmp_path, fmt="parquet")
+    with pytest.raises(DataError, match="more than one klines file"):
+        load_market(tmp_path)
+
+
+# --------------------------------------------------------------------- errors
+
+
+def test_error_high_below_low(tmp_path: Path) -> None:
+    path = _write(tmp_path / "k.csv", _edit(KLINES_CSV, 2, "high", "9.5"))
+    with pytest.raises(DataError, match="below low") as exc:
+        load_klines(path)
+    _expect(exc, path, 2, "high")
+
+
+def test_error_open_outside_range_and_negative_volume(tmp_path: Path) -> None:
+    path = _write(tmp_path / "k.csv", _edit(KLINES_CSV, 3, "open", "10.9"))
+    with pytest.raises(DataError, match="outside") as exc:
+        load_klines(path)
+    _expect(exc, path, 3, "open")
+    path = _write(tmp_path / "k2.csv", _edit(KLINES_CSV, 4, "volume", "-1"))
+    with pytest.raises(DataError, match="volume must be >= 0") as exc:
+        load_klines(path)
+    _expect(exc, path, 4, "volume")
+
+
+def test_error_unparseable_timestamp(tmp_path: Path) -> None:
+    path = _write(tmp_path / "k.csv", _edit(KLINES_CSV, 3, "ts", "03/02/2026 2pm"))
+    with pytest.raises(DataError, match="cannot parse") as exc:
+        load_klines(path)
+    _expect(exc, path, 3, "ts")
+    assert "03/02/2026 2pm" in str(exc.value)
+
+
+def test_error_duplicate_bar(tmp_path: Path) -> None:
+    path = _write(tmp_path / "k.csv", _edit(KLINES_CSV, 3, "ts", "2026-03-02T14:30:00Z"))
+    with pytest.raises(DataError, match="duplicate bar") as exc:
+        load_klines(path)
+    _expect(exc, path, 3, "ts")
+    assert "rows 1 and 3" in str(exc.value)
+
+
+def test_error_price_not_positive(tmp_path: Path) -> None:
+    k = load_klines(_write(tmp_path / "k.csv", KLINES_CSV))
+    path = _write(tmp_path / "t.csv", _edit(TRADES_CSV, 2, "price", "0"))
+    with pytest.raises(DataError, match="price must be > 0") as exc:
+        load_trades(path, klines=k)
+    _expect(exc, path, 2, "price")
+    path = _write(tmp_path / "t2.csv", _edit(TRADES_CSV, 3, "price", "abc"))
+    with pytest.raises(DataError, match="not a finite number") as exc:
+        load_trades(path)
+    _expect(exc, path, 3, "price")
+    path = _write(tmp_path / "t3.csv", _edit(TRADES_CSV, 4, "quantity", "-2"))
+    with pytest.raises(DataError, match="quantity must be > 0") as exc:
+        load_trades(path)
+    _expect(exc, path, 4, "quantity")
+
+
+def test_error_unknown_side(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.csv", _edit(TRADES_CSV, 3, "side", "hold"))
+    with pytest.raises(DataError, match="unknown side 'hold'") as exc:
+        load_trades(path)
+    _expect(exc, path, 3, "side")
+
+
+def test_error_trade_without_bar(tmp_path: Path) -> None:
+    k = load_klines(_write(tmp_path / "k.csv", KLINES_CSV))
+    # BBB has a single bar 14:30-14:35; 14:35:00 is already outside it.
+    path = _write(tmp_path / "t.csv", _edit(TRADES_CSV, 3, "ts", "2026-03-02T14:35:00Z"))
+    with pytest.raises(DataError, match="no 5-minute bar of symbol 'BBB'") as exc:
+        load_trades(path, klines=k)
+    _expect(exc, path, 3, "ts")
+    path = _write(tmp_path / "t2.csv", _edit(TRADES_CSV, 4, "symbol", "ZZZ"))
+    with pytest.raises(DataError, match="'ZZZ' has no k-lines") as exc:
+        load_trades(path, klines=k)
+    _expect(exc, path, 4, "symbol")
+
+
+def test_error_duplicate_trade_ids_names_both_rows(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.csv", _edit(TRADES_CSV, 4, "trade_id", "000002"))
+    with pytest.raises(DataError, match="duplicate trade_id") as exc:
+        load_trades(path)
+    _expect(exc, path, 4, "trade_id")
+    assert "rows 2 and 4" in str(exc.value)
+
+
+def test_error_missing_column(tmp_path: Path) -> None:
+    text = "\n".join(",".join(line.split(",")[:-1]) for line in TRADES_CSV.splitlines())
+    path = _write(tmp_path / "t.csv", text + "\n")
+    with pytest.raises(DataError, match="missing column 'quantity'") as exc:
+        load_trades(path)
+    _expect(exc, path, 0, "quantity")
+
+
+def test_error_labels(tmp_path: Path) -> None:
+    path = _write(tmp_path / "l.csv", _edit(LABELS_CSV, 2, "label", "2"))
+    with pytest.raises(DataError, match="label must be 0 or 1") as exc:
+        load_labels(path)
+    _expect(exc, path, 2, "label")
+    path = _write(tmp_path / "l2.csv", _edit(LABELS_CSV, 2, "account_id", "000123"))
+    with pytest.raises(DataError, match="duplicate account_id") as exc:
+        load_labels(path)
+    _expect(exc, path, 2, "account_id")
+
+
+def test_first_offending_row_is_reported() -> None:
+    df = pd.read_csv(pd.io.common.StringIO(TRADES_CSV), dtype=str)
+    df.loc[3, "side"] = "hold"
+    df.loc[1, "quantity"] = "0"
+    with pytest.raises(DataError) as exc:
+        validate_trades(df, "frame")
+    assert exc.value.row == 2 and exc.value.column == "quantity"
+
+
+def test_unsupported_suffix_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="unsupported file type"):
+        load_klines(_write(tmp_path / "k.json", "{}"))
+    with pytest.raises(DataError, match="file not found"):
+        load_klines(tmp_path / "nope.csv")
+
+
+def test_validation_is_vectorised() -> None:
+    data = simulate(300, seed=2, n_symbols=8, days=2)
+    t = data.trades
+    reps = -(-300_000 // len(t))
+    big = pd.concat([t] * reps, ignore_index=True)
+    big["trade_id"] = np.arange(len(big)).astype(str)
+    start = time.perf_counter()
+    out = validate_trades(big, klines=data.klines)
+    elapsed = time.perf_counter() - start
+    assert len(out) == len(big)
+    assert elapsed < 8.0, f"validating {len(big)} trades took {elapsed:.1f} s"
+
+
+def test_validate_labels_accepts_bool_and_float() -> None:
+    out = validate_labels(pd.DataFrame({"account_id": [1, 2], "label": [True, 0.0]}))
+    assert out["account_id"].tolist() == ["1", "2"]
+    assert out["label"].tolist() == [1, 0]
+
+
+# --------------------------------------------------------------------- reference
+
+
+def _reference_files(root: Path) -> tuple[Path, Path, Path]:
+    kl = root / "COIN.csv"
+    # Newest first, as the market-data API delivers it; no zone.
+    kl.write_text(
+        "time,high,low\n"
+        "2022-01-04 19:40:00,231.5,229.0\n"
+        "2022-01-04 19:35:00,230.0,228.0\n"
+        "2022-01-04 19:30:00,229.0,226.0\n"
+    )
+    buy, sell = root / "buy", root / "sell"
+    buy.mkdir()
+    sell.mkdir()
+    (buy / "buy_COIN_hacker_1.csv").write_text(
+        "time,price\n2022-01-04 19:30:00,226.1\n2022-01-04 19:40:00,229.2\n"
+    )
+    (sell / "sell_COIN_hacker_1.csv").write_text(
+        "time,price\n2022-01-04 19:30:00,228.9\n2022-01-04 19:40:00,231.3\n"
+    )
+    (buy / "u42.csv").write_text("time,price\n2022-01-04 19:36:10,229.0\n")
+    (sell / "u42.csv").write_text("time,price\n")  # header only: no sells
+    return kl, buy, sell
+
+
+def test_import_reference(tmp_path: Path) -> None:
+    kl, buy, sell = _reference_files(tmp_path)
+    data = import_reference(kl, buy, sell, labels={"COIN_hacker_1": 1, "u42": 0})
+    k = data.klines
+    assert k["symbol"].unique().tolist() == ["COIN"]
+    assert k["ts"].is_monotonic_increasing
+    assert k["ts"].iloc[0] == pd.Timestamp("2022-01-04T19:30:00Z")
+    np.testing.assert_allclose(k["open"], (k["high"] + k["low"]) / 2)
+    np.testing.assert_allclose(k["close"], k["open"])
+    assert (k["volume"] == 0).all()
+    assert data.account_ids.tolist() == ["COIN_hacker_1", "u42"]
+    t = data.trades
+    assert len(t) == 5 and (t["quantity"] == 1).all()
+    assert t["trade_id"].is_unique
+    assert set(t.loc[t["account_id"] == "COIN_hacker_1", "side"]) == {"buy", "sell"}
+    assert data.y().tolist() == [1, 0]
+    joined = attach_bars(t, k)
+    assert (joined["bar_row"] >= 0).all()
+    # Deterministic ids.
+    again = import_reference(kl, buy, sell)
+    assert again.trades["trade_id"].tolist() == t["trade_id"].tolist()
+    assert again.labels is None
+
+
+def test_import_reference_errors_name_file_and_row(tmp_path: Path) -> None:
+    kl, buy, sell = _reference_files(tmp_path)
+    bad = sell / "sell_COIN_hacker_1.csv"
+    bad.write_text("time,price\n2022-01-04 19:30:00,228.9\n2022-01-04 21:00:00,231.3\n")
+    with pytest.raises(DataError, match="no 5-minute bar") as exc:
+        import_reference(kl, buy, sell)
+    _expect(exc, bad, 2, "time")
+    bad.write_text("time,price\n2022-01-04 19:30:00,-1\n")
+    with pytest.raises(DataError, match="price must be > 0") as exc:
+        import_reference(kl, buy, sell)
+    _expect(exc, bad, 1, "price")
+    kl.write_text("time,high,low\n2022-01-04 19:30:00,229.0,226.0\nnot a time,230,228\n")
+    with pytest.raises(DataError, match="cannot parse") as exc:
+        import_reference(kl, buy, sell)
+    _expect(exc, kl, 2, "time")
+    kl.write_text("time,high,low\n2022-01-04 19:30:00,225.0,226.0\n")
+    with pytest.raises(DataError, match="below low") as exc:
+        import_reference(kl, buy, sell)
+    _expect(exc, kl, 1, "high")
+
+
+def test_marketdata_helpers_on_loaded_data(tmp_path: Path) -> None:
+    _write(tmp_path / "klines.csv", KLINES_CSV)
+    _write(tmp_path / "trades.csv", TRADES_CSV)
+    _write(tmp_path / "labels.csv", LABELS_CSV)
+    data = load_market(tmp_path)
+    sub = data.subset(["000777"])
+    assert isinstance(sub, MarketData)
+    assert sub.account_ids.tolist() == ["000777"]
+    kinds = data.label_column("kind")
+    assert kinds is not None and kinds.tolist() == ["normal", "takeover"]

@@ -1,0 +1,266 @@
+"""Pixel-level tests of the numpy trade-image rasteriser (both styles)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fraudlens.errors import ConfigError, DataError
+from fraudlens.market import render
+from fraudlens.market.data import MarketData
+from fraudlens.market.render import STYLES, render_account, render_batch, save_png
+
+T0 = pd.Timestamp("2026-03-02 14:30", tz="UTC")
+BAR = pd.Timedelta(minutes=5)
+N_BARS = 60
+WIDE = 30  # the one wide bar: lowest low and highest high of the symbol
+RED = (255, 0, 0)
+GREEN = (0, 128, 0)
+
+
+def _bars(symbol: str, base: float) -> pd.DataFrame:
+    rng = np.random.default_rng(len(symbol) + int(base))
+    low = base + rng.uniform(-4.0, 3.0, N_BARS)
+    high = low + rng.uniform(0.5, 2.0, N_BARS)
+    low[WIDE], high[WIDE] = base - 10.0, base + 10.0
+    return pd.DataFrame(
+        {
+            "symbol": symbol,
+            "ts": T0 + BAR * np.arange(N_BARS),
+            "open": low,
+            "high": high,
+            "low": low,
+            "close": high,
+            "volume": 100.0,
+        }
+    )
+
+
+def _trade(tid: str, acc: str, sym: str, bar: int, side: str, price: float) -> dict:
+    return {
+        "trade_id": tid,
+        "account_id": acc,
+        "symbol": sym,
+        "ts": T0 + BAR * bar + pd.Timedelta(seconds=90),
+        "side": side,
+        "price": price,
+        "quantity": 1.0,
+    }
+
+
+@pytest.fixture()
+def data() -> MarketData:
+    k = pd.concat([_bars("AAA", 100.0), _bars("BBB", 50.0)], ignore_index=True)
+    t = pd.DataFrame(
+        [
+            # acct-1: a matched round trip at the extremes of the wide bar.
+            _trade("t1", "acct-1", "AAA", WIDE, "buy", 90.0),
+            _trade("t2", "acct-1", "AAA", WIDE, "sell", 110.0),
+            # acct-2: ordinary trades in two symbols.
+            _trade("t3", "acct-2", "AAA", 20, "buy", float(k["low"][20] + 0.2)),
+            _trade("t4", "acct-2", "BBB", 25, "sell", float(k["high"][N_BARS + 25] - 0.1)),
+            _trade("t5", "acct-2", "BBB", 40, "buy", float(k["low"][N_BARS + 40])),
+            # acct-3: one sell at the wide bar's low.
+            _trade("t6", "acct-3", "AAA", WIDE, "sell", 90.0),
+        ]
+    )
+    t["ts"] = t["ts"].astype("datetime64[ns, UTC]")
+    return MarketData(k, t)
+
+
+def _reference_module():
+    path = Path(__file__).resolve().parents[2] / "bench" / "_reference.py"
+    spec = importlib.util.spec_from_file_location("bench_reference", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ------------------------------------------------------------------ shapes and API
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_batch_shape_dtype_and_order(data: MarketData, style: str) -> None:
+    imgs = render_batch(data, style=style)
+    h, w = STYLES[style]
+    assert imgs.shape == (3, h, w, 3)
+    assert imgs.dtype == np.uint8
+    # A custom order (with a repeat) gives the same images, rearranged.
+    again = render_batch(data, ["acct-3", "acct-1", "acct-3"], style=style)
+    np.testing.assert_array_equal(again[0], imgs[2])
+    np.testing.assert_array_equal(again[1], imgs[0])
+    np.testing.assert_array_equal(again[2], imgs[2])
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_batch_equals_single(data: MarketData, style: str) -> None:
+    imgs = render_batch(data, style=style)
+    for i, acc in enumerate(data.account_ids):
+        np.testing.assert_array_equal(imgs[i], render_account(data, acc, style=style))
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_chunking_does_not_change_pixels(
+    data: MarketData, style: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = render_batch(data, style=style)
+    monkeypatch.setattr(render, "_CHUNK", 2)
+    done: list[int] = []
+    chunked = render_batch(data, style=style, progress=done.append)
+    np.testing.assert_array_equal(whole, chunked)
+    assert done == [2, 1]
+
+
+def test_unknown_account_and_style(data: MarketData) -> None:
+    blank = render_batch(data, ["nobody"], style="reference")
+    assert (blank == 255).all()
+    assert (render_batch(data, ["nobody"]) == 0).all()
+    with pytest.raises(DataError, match="nobody"):
+        render_account(data, "nobody")
+    with pytest.raises(ConfigError, match="unknown image style"):
+        render_batch(data, style="plotly")
+
+
+def test_save_png_round_trip(data: MarketData, tmp_path: Path) -> None:
+    img = render_account(data, "acct-2")
+    path = save_png(img, tmp_path / "a.png")
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), img)
+
+
+# ------------------------------------------------------------------ "fraudlens" pixels
+
+
+def _mark_centres(channel: np.ndarray) -> list[tuple[int, int]]:
+    """Centres of the 3 x 3 marks in one channel (pixels equal to 255)."""
+    rows, cols = np.nonzero(channel == 255)
+    return sorted({(int(r), int(c)) for r, c in zip(rows, cols, strict=True)
+                   if (channel[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] == 255).sum()
+                   == channel[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].size})  # fmt: skip
+
+
+def test_fraudlens_round_trip_at_the_extremes(data: MarketData) -> None:
+    img = render_account(data, "acct-1")
+    top_h = render._FL.price_rows
+    red, green, blue = img[..., 0], img[..., 1], img[..., 2]
+    # 48 bars are drawn (the minimum) centred on the trade's bar: its slot starts at
+    # column (margin + ...) * 192 // 48; all that matters here is red and green share it.
+    red_cols = np.flatnonzero(red.any(axis=0))
+    green_cols = np.flatnonzero(green.any(axis=0))
+    np.testing.assert_array_equal(red_cols, green_cols)
+    assert len(red_cols) == 3
+    col = int(red_cols[1])
+    # Price panel: the buy at the window's lowest low sits on the panel's bottom row, the
+    # sell at the highest high on the top row; both 255 and clipped to 2 rows.
+    assert red[top_h - 1, col] == 255 and red[top_h - 2, col] == 255
+    assert red[: top_h - 2, col].max() == 0
+    assert green[0, col] == 255 and green[1, col] == 255
+    assert green[2:top_h, col].max() == 0
+    # Range panel: the buy at its bar's low on the last row, the sell at the high on the
+    # panel's first row.
+    assert red[-1, col] == 255 and red[top_h:-2, col].max() == 0
+    assert green[top_h, col] == 255 and green[top_h + 2 :, col].max() == 0
+    # The wide bar spans the whole price panel in blue, at the bar intensity; it is the
+    # widest bar, so its range-panel column is at full intensity.
+    assert (blue[:top_h, col] == render._FL.bar_value).all()
+    assert (blue[top_h:, col] == 255).all()
+    # Nothing else is red or green.
+    assert red.astype(bool).sum() == 3 * 2 * 2  # two 3 x 2 marks (clipped)
+    assert green.astype(bool).sum() == 3 * 2 * 2
+
+
+def test_fraudlens_sell_is_green_and_buy_is_red(data: MarketData) -> None:
+    img = render_account(data, "acct-3")
+    top_h = render._FL.price_rows
+    # A sell at the bar's low: green, at the bottom of both panels, no red anywhere.
+    assert img[..., 0].max() == 0
+    rows, _ = np.nonzero(img[:top_h, :, 1] == 255)
+    assert set(rows.tolist()) == {top_h - 2, top_h - 1}
+    rows, _ = np.nonzero(img[top_h:, :, 1] == 255)
+    assert set((rows + top_h).tolist()) == {img.shape[0] - 2, img.shape[0] - 1}
+
+
+def test_fraudlens_two_symbols_use_their_own_scale(data: MarketData) -> None:
+    img = render_account(data, "acct-2")
+    top_h = render._FL.price_rows
+    # The BBB buy at its bar's low, BBB's prices are ~50 and AAA's ~100: per-symbol
+    # scaling keeps every mark inside the price panel, not squashed to one edge.
+    reds = _mark_centres(img[:top_h, :, 0])
+    greens = _mark_centres(img[:top_h, :, 1])
+    assert len(reds) == 2 and len(greens) == 1
+    assert all(3 <= r <= top_h - 4 for r, _ in reds + greens)
+    # In the range panel the BBB buy at its bar's low is on the last row.
+    assert img[-1, :, 0].max() == 255
+
+
+def test_fraudlens_bar_line_matches_the_bar(data: MarketData) -> None:
+    img = render_account(data, "acct-3")
+    top_h = render._FL.price_rows
+    blue = img[:top_h, :, 2]
+    cols = np.flatnonzero((blue == render._FL.bar_value).any(axis=0))
+    # 48 bars drawn over 192 columns: slots of 4 px, lines of 3 px with a 1 px gap.
+    assert len(cols) == 48 * 3
+    # Every drawn column is one contiguous run of rows (a bar from high to low).
+    for c in cols:
+        rows = np.flatnonzero(blue[:, c])
+        assert rows.max() - rows.min() + 1 == len(rows)
+
+
+# ------------------------------------------------------------------ "reference" pixels
+
+
+def _colour_class(img: np.ndarray) -> np.ndarray:
+    """0 white, 1 red, 2 green, by the nearest of the three colours."""
+    palette = np.array([(255, 255, 255), RED, GREEN], dtype=np.float64)
+    d = ((img[..., None, :].astype(np.float64) - palette) ** 2).sum(-1)
+    return d.argmin(-1)
+
+
+def test_reference_disc_positions(data: MarketData) -> None:
+    img = render_account(data, "acct-1", style="reference")
+    # The buy at the lowest low: the axes' bottom has no margin (bar bottoms are sticky),
+    # so the disc centre is at 150 - 16.5 = 133.5 -> row 134, clipped below row 134.
+    red_rows, red_cols = np.nonzero((img == RED).all(-1))
+    assert red_rows.max() == 134
+    assert red_rows.min() == 134 - 6
+    # The sell at the highest high: 5 % top margin -> display y 126.5 -> row 24.
+    green_rows, green_cols = np.nonzero((img == GREEN).all(-1))
+    assert green_rows.min() == 24 - 6 and green_rows.max() == 24 + 6
+    assert len(green_rows) == 145  # a whole disc
+    assert red_cols.mean() == pytest.approx(green_cols.mean())
+    # White elsewhere.
+    assert ((img == 255).all(-1) | (img == RED).all(-1) | (img == GREEN).all(-1)).all()
+
+
+def test_reference_matches_matplotlib(data: MarketData) -> None:
+    ref = _reference_module()
+    from fraudlens.market.data import attach_bars
+
+    imgs = render_batch(data, style="reference")
+    for i, acc in enumerate(data.account_ids):
+        t = data.trades[data.trades["account_id"] == acc]
+        if t["symbol"].nunique() != 1:
+            continue  # the reference draws one symbol
+        last = t["ts"].max()
+        k = data.klines[
+            (data.klines["symbol"] == t["symbol"].iloc[0])
+            & (data.klines["ts"] >= last - pd.Timedelta(hours=23))
+            & (data.klines["ts"] <= last + pd.Timedelta(hours=1))
+        ]
+        tb = attach_bars(t, data.klines)
+        buys = tb.loc[tb["side"] == "buy", ["bar_ts", "price"]]
+        sells = tb.loc[tb["side"] == "sell", ["bar_ts", "price"]]
+        mpl = ref.render_matplotlib(k, buys, sells, image_format="png")
+        assert mpl.shape == imgs[i].shape
+        ours, theirs = _colour_class(imgs[i]), _colour_class(mpl)
+        marked = (ours > 0) | (theirs > 0)
+        # Only anti-aliased edge pixels may fall on the other side of the halfway mark.
+        assert marked.sum() >= 60
+        assert (ours != theirs).sum() <= 0.03 * marked.sum()
