@@ -258,16 +258,16 @@ def _print_report(report: dict[str, Any]) -> None:
     t.add_row("confusion (tn fp / fn tp)", f"{cm['tn']} {cm['fp']} / {cm['fn']} {cm['tp']}")
     console.print(t)
     if "by_kind" in report:
-        k = Table("kind", "label", "n", "flagged share", "mean score", title="by kind")
+        kt = Table("kind", "label", "n", "flagged share", "mean score", title="by kind")
         for name, row in report["by_kind"].items():
-            k.add_row(
+            kt.add_row(
                 name,
                 str(row["label"]),
                 str(row["n"]),
                 f"{row['flagged_share']:.3f}",
                 f"{row['mean_score']:.3f}",
             )
-        console.print(k)
+        console.print(kt)
 
 
 @app.command()

@@ -133,7 +133,8 @@ def attach_bars(
     has = pos >= 0
     safe = np.where(has, pos, 0)
     out["bar_row"] = pos
-    out["bar_ts"] = pd.Series(k["ts"].to_numpy()[safe], index=out.index).where(has)
+    # .array.take keeps the tz-aware dtype; .to_numpy() would box every timestamp.
+    out["bar_ts"] = pd.Series(k["ts"].array.take(safe), index=out.index).where(has)
     for col in ("open", "high", "low", "close"):
         vals = k[col].to_numpy(dtype=np.float64)[safe]
         out[f"bar_{col}"] = np.where(has, vals, np.nan)

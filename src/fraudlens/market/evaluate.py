@@ -59,8 +59,8 @@ def sample_grid(
     ncols = max(len(r) for r in rows)
     fig, axes = plt.subplots(2, ncols, figsize=(2.2 * ncols, 3.2), dpi=110, squeeze=False)
     kind_of = dict(zip(ids, kinds, strict=True)) if kinds is not None else {}
-    for r, (label, chosen) in enumerate(zip(("takeover", "normal"), rows, strict=True)):
-        images = render_batch(data, chosen, style=style) if chosen else []
+    for r, (name, chosen) in enumerate(zip(("takeover", "normal"), rows, strict=True)):
+        images = render_batch(data, chosen, style=style) if chosen else np.zeros((0, 1, 1, 3))
         for c in range(ncols):
             ax = axes[r][c]
             ax.axis("off")
@@ -131,7 +131,8 @@ def evaluate_market(
     y = data.y()
     kinds = data.label_column("kind")
     thr = detector.threshold_ if threshold is None else threshold
-    report = binary_metrics(y, scores["score"].to_numpy(), thr, groups=kinds)
+    groups = None if kinds is None else kinds.tolist()
+    report = binary_metrics(y, scores["score"].to_numpy(), thr, groups=groups)
     report["model"] = getattr(detector, "model_version_", detector.name)
     files = {"scores": "scores.csv"}
     frame = scores.assign(label=y)
