@@ -1,0 +1,141 @@
+"""Request and reply bodies of the HTTP API (pydantic v2)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AnomalyResult",
+    "CardScoreRequest",
+    "CardScoreResponse",
+    "ErrorResponse",
+    "FraudClassifierResult",
+    "MarketAccountScore",
+    "MarketScoreRequest",
+    "MarketScoreResponse",
+    "PingResponse",
+]
+
+
+class ErrorResponse(BaseModel):
+    """Every error reply: a sentence and, when useful, where the problem is."""
+
+    error: str = Field(description="What is wrong.")
+    detail: Any = Field(None, description="Row/column of bad input, validation errors, ...")
+
+
+class PingResponse(BaseModel):
+    """Health check reply."""
+
+    status: Literal["healthy"]
+    models: dict[str, str] = Field(description="Loaded model name -> version.")
+
+
+class CardScoreRequest(BaseModel):
+    """Card transactions to score, in the shape of the reference REST API."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    data: str | list[list[float]] = Field(
+        description="Headerless CSV rows (one transaction a line) or a list of numeric rows, "
+        "features in the model's order (for the ULB table: Time, V1..V28, Amount).",
+        examples=[
+            "0,-1.36,-0.07,2.54,1.38,-0.34,0.46,0.24,0.10,0.36,0.09,-0.55,-0.62,-0.99,"
+            "-0.31,1.47,-0.47,0.21,0.03,0.40,0.25,-0.02,0.28,-0.11,0.07,0.13,-0.19,"
+            "0.13,-0.02,149.62"
+        ],
+    )
+    metadata: list[Any] | None = Field(
+        None,
+        description="Free-form metadata: one item per row, or (for one row) a flat list. "
+        "Written to the sink beside the predictions when the service has one.",
+    )
+    model: Literal["fraud_classifier", "anomaly_detector"] | None = Field(
+        None, description="Which model to run; both when null."
+    )
+
+
+class FraudClassifierResult(BaseModel):
+    """Supervised classifier output, one entry per row."""
+
+    pred_proba: list[float]
+    prediction: list[int]
+
+
+class AnomalyResult(BaseModel):
+    """Anomaly detector output, one entry per row (higher = more unusual)."""
+
+    score: list[float]
+
+
+class CardScoreResponse(BaseModel):
+    """Reply of ``/v1/cards/score``: the requested model(s) only."""
+
+    fraud_classifier: FraudClassifierResult | None = None
+    anomaly_detector: AnomalyResult | None = None
+
+
+class MarketScoreRequest(BaseModel):
+    """Trades and the 5-minute bars they were made in."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    klines: list[dict[str, Any]] = Field(
+        description="Bars: symbol, ts (bar start, ISO-8601), open, high, low, close, volume.",
+        examples=[
+            [
+                {
+                    "symbol": "COIN",
+                    "ts": "2024-03-01T14:30:00Z",
+                    "open": 10.0,
+                    "high": 10.6,
+                    "low": 9.8,
+                    "close": 10.2,
+                    "volume": 1200,
+                }
+            ]
+        ],
+    )
+    trades: list[dict[str, Any]] = Field(
+        description="Trades: trade_id, account_id, symbol, ts, side (buy|sell), price, quantity.",
+        examples=[
+            [
+                {
+                    "trade_id": "t1",
+                    "account_id": "a1",
+                    "symbol": "COIN",
+                    "ts": "2024-03-01T14:31:00Z",
+                    "side": "buy",
+                    "price": 9.81,
+                    "quantity": 100,
+                }
+            ]
+        ],
+    )
+    model: str | None = Field(
+        None, description="market-cnn, market-features (or cnn, features); the default if null."
+    )
+    top: int = Field(10, ge=0, le=1000, description="Trades to return per account (v1 API).")
+
+
+class MarketAccountScore(BaseModel):
+    """One account's score."""
+
+    account_id: str
+    score: float
+    flagged: bool
+    trades: list[dict[str, Any]] | None = Field(
+        None, description="The trades that drove the score, strongest first (v1 API)."
+    )
+
+
+class MarketScoreResponse(BaseModel):
+    """Scores in account order, with the model that produced them."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    threshold: float
+    scores: list[MarketAccountScore]

@@ -1,0 +1,396 @@
+"""The card event processor with real models: file, generate and queue sources into a sink."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudlens.errors import ConfigError, DataError
+from fraudlens.processor import CHANNELS, OUTPUT_COLUMNS, parse_source, process
+from fraudlens.registry import Registry
+from fraudlens.sinks import SPOOL_NAME, open_sink
+
+# Every test here uses models trained for real in the module fixtures.
+pytestmark = pytest.mark.slow
+
+ULB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ulb_creditcard_day1.csv"
+
+
+def sink_rows(root: Path) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for f in sorted(p for p in root.rglob("*.csv")):
+        with open(f, newline="") as fh:
+            rows.extend(csv.DictReader(fh))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def ulb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2,400-row ULB file (all frauds of the sample and normal rows)."""
+    if not ULB.is_file():
+        pytest.skip(f"ULB sample not found at {ULB}")
+    df = pd.read_csv(ULB)
+    rng = np.random.default_rng(1)
+    frauds = np.flatnonzero(df["Class"].to_numpy() == 1)
+    normal = rng.choice(
+        np.flatnonzero(df["Class"].to_numpy() == 0), 2400 - len(frauds), replace=False
+    )
+    out = tmp_path_factory.mktemp("data") / "ulb.csv"
+    df.iloc[np.sort(np.concatenate([frauds, normal]))].to_csv(out, index=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ulb_models(tmp_path_factory: pytest.TempPathFactory, ulb: Path) -> Path:
+    from fraudlens.cards.detectors import AnomalyDetector, XGBoostDetector
+
+    df = pd.read_csv(ulb)
+    X, y = df.drop(columns="Class"), df["Class"].to_numpy()
+    root = tmp_path_factory.mktemp("ulb-models")
+    reg = Registry(root)
+    reg.save(
+        XGBoostDetector(n_estimators=40, early_stopping_rounds=None, refit=False, n_jobs=1).fit(
+            X, y
+        )
+    )
+    reg.save(AnomalyDetector(n_estimators=30, refit=False).fit(X, y))
+    return root
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """Simulated raw transactions split in history and live parts, and a model on their features."""
+    from fraudlens.cards.detectors import XGBoostDetector
+    from fraudlens.cards.features import transaction_features
+    from fraudlens.cards.simulate import simulate
+
+    tx = simulate(
+        150, 300, 50, seed=3, compromised_terminals_per_day=1, compromised_customers_per_day=1
+    )
+    X = transaction_features(tx)
+    root = tmp_path_factory.mktemp("sim")
+    reg = Registry(root / "models")
+    det = XGBoostDetector(n_estimators=30, early_stopping_rounds=None, refit=False, n_jobs=1)
+    reg.save(det.fit(X, tx["label"].to_numpy()))
+    cut = tx["ts"].min() + pd.Timedelta(days=40)
+    cols = ["transaction_id", "ts", "customer_id", "terminal_id", "amount", "label"]
+    tx[cols].to_csv(root / "all.csv", index=False)
+    tx.loc[tx["ts"] < cut, cols].to_csv(root / "history.csv", index=False)
+    tx.loc[tx["ts"] >= cut, cols].to_csv(root / "live.csv", index=False)
+    return root / "models", root / "all.csv", root / "history.csv"
+
+
+def test_parse_source() -> None:
+    assert parse_source("file:/x/y.csv") == ("file", "/x/y.csv")
+    assert parse_source("data.parquet") == ("file", "data.parquet")
+    assert parse_source("generate") == ("generate", None)
+    assert parse_source("generate:t.csv") == ("generate", "t.csv")
+    assert parse_source("queue:sqlite:///q.db") == ("queue", "sqlite:///q.db")
+    for bad in ("", "queue:", "http://example.com/x"):
+        with pytest.raises(ConfigError):
+            parse_source(bad)
+
+
+def test_file_source_scores_every_row(ulb: Path, ulb_models: Path, tmp_path: Path) -> None:
+    stats = process(f"file:{ulb}", tmp_path / "sink", ulb_models, batch_size=700)
+    assert stats.records == 2400
+    assert stats.batches == 4
+    rows = sink_rows(tmp_path / "sink")
+    assert len(rows) == 2400
+    assert list(rows[0])[: len(OUTPUT_COLUMNS)] == list(OUTPUT_COLUMNS)
+    assert [r["transaction_id"] for r in rows] == [str(i) for i in range(1, 2401)]
+    assert {r["source"] for r in rows} == {"file"}
+
+    df = pd.read_csv(ulb)
+    reg = Registry(ulb_models)
+    xgb, iforest = reg.load("cards-xgboost"), reg.load("cards-anomaly")
+    features = df.drop(columns="Class")
+    np.testing.assert_allclose(
+        [float(r["score"]) for r in rows], xgb.decision_function(features), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        [float(r["anomaly_score"]) for r in rows], iforest.decision_function(features), rtol=1e-9
+    )
+    assert [int(r["prediction"]) for r in rows] == xgb.predict(features).tolist()
+    np.testing.assert_allclose([float(r["amount"]) for r in rows], df["Amount"])
+    # The classifier learnt something: frauds are flagged far more often than normal rows.
+    pred = np.array([int(r["prediction"]) for r in rows])
+    y = df["Class"].to_numpy()
+    assert pred[y == 1].mean() > 0.5 > 0.01 > pred[y == 0].mean()
+    assert stats.flagged == pred.sum()
+    assert not (tmp_path / "sink" / SPOOL_NAME).read_text()
+
+
+def test_file_source_bad_file(ulb_models: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Time,V1,Amount\n0,1.0,3\n")
+    with pytest.raises(DataError) as err:
+        process(f"file:{bad}", tmp_path / "sink", ulb_models)
+    assert err.value.column == "V2"
+    assert err.value.file == str(bad)
+    ulb_text = ULB.read_text().splitlines()[:4]
+    fields = ulb_text[3].split(",")
+    fields[5] = "oops"
+    ulb_text[3] = ",".join(fields)
+    bad.write_text("\n".join(ulb_text) + "\n")
+    with pytest.raises(DataError) as err:
+        process(f"file:{bad}", tmp_path / "sink", ulb_models)
+    assert (err.value.row, err.value.column) == (3, "V5")
+
+
+def test_limit_and_generate(ulb: Path, ulb_models: Path, tmp_path: Path) -> None:
+    stats = process(
+        f"generate:{ulb}",
+        tmp_path / "sink",
+        ulb_models,
+        limit=130,
+        batch_size=50,
+        every=0.0,
+        seed=7,
+    )
+    assert stats.records == 130
+    assert stats.passes == 3
+    rows = sink_rows(tmp_path / "sink")
+    assert len(rows) == 130
+    assert {r["source"] for r in rows} <= set(CHANNELS)
+    assert len({r["source"] for r in rows}) == 3
+    assert len({r["transaction_id"] for r in rows}) == 130
+    assert all(1 <= int(r["replayed_from"]) <= 2400 for r in rows)
+    stamps = pd.to_datetime([r["timestamp"] for r in rows], utc=True)
+    assert (stamps >= pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=5)).all()
+
+    one = process(f"file:{ulb}", tmp_path / "sink2", ulb_models, limit=10)
+    assert one.records == 10
+    assert len(sink_rows(tmp_path / "sink2")) == 10
+
+
+def test_generate_from_simulator(sim: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    models, _, _ = sim
+    stats = process("generate", tmp_path / "sink", models, batch_size=40, seed=1)
+    assert stats.records == 40
+    rows = sink_rows(tmp_path / "sink")
+    assert {"customer_id", "terminal_id", "amount"} <= set(rows[0])
+    assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
+
+
+def test_raw_file_with_history_matches_full_file(
+    sim: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    models, all_csv, history = sim
+    live = all_csv.parent / "live.csv"
+    full = process(f"file:{all_csv}", tmp_path / "full", models)
+    split = process(f"file:{live}", tmp_path / "split", models, history=history)
+    alone = process(f"file:{live}", tmp_path / "alone", models)
+    by_id = {r["transaction_id"]: float(r["score"]) for r in sink_rows(tmp_path / "full")}
+    with_history = {r["transaction_id"]: float(r["score"]) for r in sink_rows(tmp_path / "split")}
+    without = {r["transaction_id"]: float(r["score"]) for r in sink_rows(tmp_path / "alone")}
+    assert split.records == alone.records == len(with_history) > 1000
+    assert full.records == len(by_id) > split.records
+    # With the history, live rows score exactly as they do inside the full file.
+    assert all(with_history[k] == pytest.approx(by_id[k], rel=1e-6) for k in with_history)
+    # Without it, the window features of early live rows differ.
+    assert sum(without[k] != pytest.approx(by_id[k], rel=1e-6) for k in without) > 10
+
+
+def queue_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'q.db'}"
+
+
+def test_queue_source_acks_and_dead_letters(ulb: Path, ulb_models: Path, tmp_path: Path) -> None:
+    from fraudlens.queues import open_queue
+
+    df = pd.read_csv(ulb).head(25).drop(columns="Class")
+    url = queue_url(tmp_path)
+    with open_queue(url, name="card-events") as q:
+        for i, rec in enumerate(df.to_dict(orient="records")):
+            q.send({"record": {**rec, "transaction_id": f"q{i}"}, "source": "Mobile"})
+        q.send({"Time": 1.0, "V1": 0.5})  # most features missing
+        bad = {**df.iloc[0].to_dict(), "V3": "seven"}
+        q.send(bad)
+        q.send("this is not JSON")
+    stats = process(f"queue:{url}", tmp_path / "sink", ulb_models, batch_size=10)
+    assert stats.records == 25
+    assert stats.dead_lettered == 2  # the non-JSON text is dead-lettered by the queue itself
+    rows = sink_rows(tmp_path / "sink")
+    assert sorted(r["transaction_id"] for r in rows) == sorted(f"q{i}" for i in range(25))
+    assert {r["source"] for r in rows} == {"Mobile"}
+    xgb = Registry(ulb_models).load("cards-xgboost")
+    by_id = {r["transaction_id"]: float(r["score"]) for r in rows}
+    np.testing.assert_allclose(
+        [by_id[f"q{i}"] for i in range(25)], xgb.decision_function(df), rtol=1e-6
+    )
+    with open_queue(url, name="card-events") as q:
+        assert q.depth() == 0
+        reasons = [d["reason"] for d in q.dead_letters()]
+    assert any("missing field 'V2'" in r for r in reasons), reasons
+    assert any("'V3'" in r and "seven" in r for r in reasons), reasons
+    assert any("malformed JSON" in r for r in reasons), reasons
+
+
+def test_queue_raw_records_with_history(sim: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from fraudlens.queues import open_queue
+
+    models, all_csv, history = sim
+    live = pd.read_csv(all_csv.parent / "live.csv").head(60)
+    url = queue_url(tmp_path)
+    with open_queue(url, name="card-events") as q:
+        for rec in live.drop(columns="label").to_dict(orient="records"):
+            q.send({**rec, "ts": str(rec["ts"])})
+        q.send(
+            {
+                **live.drop(columns="label").iloc[0].to_dict(),
+                "transaction_id": "late",
+                "ts": "not a time",
+            }
+        )
+    stats = process(f"queue:{url}", tmp_path / "sink", models, history=history, batch_size=25)
+    assert stats.records == 60
+    assert stats.dead_lettered == 1
+    process(f"file:{all_csv}", tmp_path / "full", models)
+    full = {r["transaction_id"]: float(r["score"]) for r in sink_rows(tmp_path / "full")}
+    streamed = {r["transaction_id"]: float(r["score"]) for r in sink_rows(tmp_path / "sink")}
+    # Streamed in batches, each scored over history + what came before it: same as offline.
+    assert all(streamed[k] == pytest.approx(full[k], rel=1e-6) for k in streamed)
+    with open_queue(url, name="card-events") as q:
+        assert "'ts'" in q.dead_letters()[0]["reason"]
+
+
+def test_queue_with_remote_sink_flushes_before_ack(
+    ulb: Path, ulb_models: Path, tmp_path: Path
+) -> None:
+    import uuid
+
+    import fsspec
+
+    from fraudlens.queues import open_queue
+
+    url = queue_url(tmp_path)
+    df = pd.read_csv(ulb).head(5).drop(columns="Class")
+    with open_queue(url, name="card-events") as q:
+        for rec in df.to_dict(orient="records"):
+            q.send(rec)
+    root = f"memory://proc-{uuid.uuid4().hex}"
+    with open_sink(root, timer=False) as sink:
+        stats = process(f"queue:{url}", sink, ulb_models)
+        # Acked only after the rows were written out: they are already in an object.
+        assert sink.buffered == 0
+    assert stats.records == 5
+    (obj,) = fsspec.filesystem("memory").find(root.replace("memory://", "/"))
+    assert len(fsspec.filesystem("memory").cat_file(obj).decode().splitlines()) == 6
+
+
+def test_stop_event_finishes_and_flushes(ulb: Path, ulb_models: Path, tmp_path: Path) -> None:
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def on_batch(stats: object) -> None:
+        seen.append(stats.records)  # type: ignore[attr-defined]
+        if len(seen) == 3:
+            stop.set()
+
+    with open_sink(tmp_path / "sink", max_seconds=3600, timer=False) as sink:
+        stats = process(
+            f"generate:{ulb}",
+            sink,
+            ulb_models,
+            every=0.01,
+            batch_size=5,
+            stop_event=stop,
+            on_batch=on_batch,
+        )
+        assert sink.buffered == 0  # flushed on stop although no threshold was reached
+    assert stats.records == 15
+    assert len(sink_rows(tmp_path / "sink")) == 15
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from fraudlens.processor import process
+
+    stats = process("generate:" + sys.argv[1], sys.argv[2], sys.argv[3], every=0.05, batch_size=3,
+                    on_batch=lambda s: print(s.records, flush=True))
+    print("done", stats.records, flush=True)
+    """
+)
+
+
+def test_sigterm_stops_cleanly(ulb: Path, ulb_models: Path, tmp_path: Path) -> None:
+    sink = tmp_path / "sink"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(ulb), str(sink), str(ulb_models)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if int(line) >= 9:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    done = [line for line in out.splitlines() if line.startswith("done")]
+    assert done, out
+    total = int(done[0].split()[1])
+    assert total >= 9 and total % 3 == 0
+    assert len(sink_rows(sink)) == total
+    assert (sink / SPOOL_NAME).read_text() == ""
+
+
+def test_no_model(tmp_path: Path, ulb: Path) -> None:
+    from fraudlens.errors import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError):
+        process(f"file:{ulb}", tmp_path / "sink", tmp_path / "models")
+
+
+def test_cli_process(ulb: Path, ulb_models: Path, tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from fraudlens._cli_serve import process as process_cmd
+
+    app = typer.Typer()
+    app.command()(process_cmd)
+    app.command("noop")(lambda: None)
+    result = CliRunner().invoke(
+        app,
+        [
+            "process",
+            f"file:{ulb}",
+            "--sink",
+            str(tmp_path / "sink"),
+            "-m",
+            str(ulb_models),
+            "--limit",
+            "50",
+            "--format",
+            "jsonl",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "scored 50 records" in result.output
+    lines = [
+        json.loads(x)
+        for f in (tmp_path / "sink").rglob("*.jsonl")
+        for x in f.read_text().splitlines()
+    ]
+    assert len(lines) == 50
+    bad = CliRunner().invoke(
+        app,
+        ["process", "file:/nonexistent.csv", "--sink", str(tmp_path / "s2"), "-m", str(ulb_models)],
+    )
+    assert bad.exit_code == 2
+    assert "no such file" in bad.output
