@@ -357,18 +357,18 @@ def test_no_model(tmp_path: Path, ulb: Path) -> None:
 
 
 def test_cli_process(ulb: Path, ulb_models: Path, tmp_path: Path) -> None:
-    import typer
     from typer.testing import CliRunner
 
-    from fraudlens._cli_serve import process as process_cmd
+    from fraudlens._cli_serve import parse_duration
+    from fraudlens.cli import app
 
-    app = typer.Typer()
-    app.command()(process_cmd)
-    app.command("noop")(lambda: None)
+    assert [parse_duration(x) for x in ("60", "60s", "5m", "1h")] == [60, 60, 300, 3600]
     result = CliRunner().invoke(
         app,
         [
+            "cards",
             "process",
+            "--source",
             f"file:{ulb}",
             "--sink",
             str(tmp_path / "sink"),
@@ -390,7 +390,16 @@ def test_cli_process(ulb: Path, ulb_models: Path, tmp_path: Path) -> None:
     assert len(lines) == 50
     bad = CliRunner().invoke(
         app,
-        ["process", "file:/nonexistent.csv", "--sink", str(tmp_path / "s2"), "-m", str(ulb_models)],
+        [
+            "cards",
+            "process",
+            "--source",
+            "file:/nonexistent.csv",
+            "--sink",
+            str(tmp_path / "s2"),
+            "-m",
+            str(ulb_models),
+        ],
     )
     assert bad.exit_code == 2
     assert "no such file" in bad.output

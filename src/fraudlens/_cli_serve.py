@@ -12,6 +12,7 @@ import typer
 
 from fraudlens._cli_common import cli_errors, console
 from fraudlens.config import get_settings
+from fraudlens.errors import ConfigError
 
 __all__ = ["in_container", "process", "serve"]
 
@@ -103,11 +104,30 @@ def serve(
     )
 
 
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90"``, ``"60s"``, ``"5m"`` or ``"1h"``; raises ConfigError otherwise."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    scale = units.get(t[-1:], None)
+    number = t[:-1] if scale is not None else t
+    try:
+        value = float(number) * (scale or 1.0)
+    except ValueError:
+        raise ConfigError(f"--every {text!r}: use seconds (60), or 60s, 5m, 1h") from None
+    if value <= 0:
+        raise ConfigError(f"--every {text!r} must be positive")
+    return value
+
+
 @cli_errors
 def process(
     source: Annotated[
         str,
-        typer.Argument(help="file:PATH (or a path), generate, generate:PATH, or queue:URL."),
+        typer.Option(
+            "--source",
+            help="file:PATH (or a path), generate, generate:PATH, queue:URL, or queue "
+            "(the FRAUDLENS_QUEUE_URL queue).",
+        ),
     ],
     sink: Annotated[
         str | None,
@@ -126,10 +146,8 @@ def process(
         ),
     ] = None,
     every: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0, help="Repeat a pass every N seconds (e.g. 60, as the reference's rule)."
-        ),
+        str | None,
+        typer.Option(help="Repeat a pass on a schedule: 60, 60s, 5m or 1h (the reference: 1m)."),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="Stop after this many records.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Records scored together.")] = 500,
@@ -149,6 +167,9 @@ def process(
     from fraudlens.sinks import open_sink
 
     settings = get_settings()
+    if source == "queue":
+        source = f"queue:{settings.queue_url}"
+    every_s = parse_duration(every) if every is not None else None
     target = sink or settings.sink
     models = model_dir or Path(settings.models_dir)
     if fmt not in ("csv", "jsonl"):
@@ -170,7 +191,7 @@ def process(
                 source,
                 out,
                 models,
-                every=every,
+                every=every_s,
                 limit=limit,
                 batch_size=batch_size,
                 history=history,

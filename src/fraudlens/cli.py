@@ -11,6 +11,7 @@ from fraudlens._cli_cards import app as cards_app
 from fraudlens._cli_market import app as market_app
 from fraudlens._cli_models import app as models_app
 from fraudlens._cli_quickstart import quickstart
+from fraudlens._cli_serve import process, serve
 
 __all__ = ["app", "main"]
 
@@ -26,6 +27,8 @@ app.add_typer(
 app.add_typer(cards_app, name="cards", help="Card-transaction fraud models.")
 app.add_typer(models_app, name="models", help="Inspect the model registry.")
 app.command("quickstart")(quickstart)
+app.command("serve")(serve)
+cards_app.command("process")(process)
 
 
 def main() -> None:

@@ -25,7 +25,12 @@ class Settings(BaseSettings):
     sink: str = Field("./sink", description="Where scored card records go: a folder or s3://...")
     models_dir: Path = Field(Path("./models"), description="Model registry folder.")
     market_threshold: float = Field(0.9, ge=0.0, le=1.0, description="Risk-event threshold.")
-    window_hours: float = Field(24.0, gt=0, description="Scoring window that ends at the latest trade.")
+    window_hours: float = Field(
+        24.0, gt=0, description="Scoring window that ends at the latest trade."
+    )
+    max_body_bytes: int = Field(
+        5 * 2**20, gt=0, description="Largest request body the service reads."
+    )
     log_json: bool = Field(False, description="Log as JSON lines.")
 
 
