@@ -108,7 +108,7 @@ def parse_duration(text: str) -> float:
     """Seconds in ``"90"``, ``"60s"``, ``"5m"`` or ``"1h"``; raises ConfigError otherwise."""
     units = {"s": 1.0, "m": 60.0, "h": 3600.0}
     t = text.strip().lower()
-    scale = units.get(t[-1:], None)
+    scale = units.get(t[-1:])
     number = t[:-1] if scale is not None else t
     try:
         value = float(number) * (scale or 1.0)
