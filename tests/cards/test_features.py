@@ -1,5 +1,5 @@
-"""Window features for raw transactions: exact values, agreement with a brute-force
-reference, and no look-ahead."""
+"""Features of raw transactions: exact values, agreement with a brute-force reference,
+and no look-ahead."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraudlens.cards.features import FEATURE_NAMES, feature_names, transaction_features
+from fraudlens.cards.features import (
+    FEATURE_NAMES,
+    HANDBOOK_FEATURE_NAMES,
+    feature_names,
+    transaction_features,
+)
 from fraudlens.cards.simulate import simulate
 from fraudlens.errors import DataError
 
@@ -26,6 +31,8 @@ def reference_features(
     term = df["terminal_id"].to_numpy()
     day = 86_400 * 10**9
     delay = round(delay_days * day)
+    longest = max(windows)
+    big = f"{longest:g}"
     pos = np.arange(len(df))
     rows = []
     for i in range(len(df)):
@@ -37,26 +44,83 @@ def reference_features(
         }
         # Earlier rows, or rows at the same time that come first in the input.
         known = (tt < t) | ((tt == t) & (pos <= i))
+        nb, avg = {}, {}
         for w in windows:
             m = (cust == cust[i]) & known & (tt > t - round(w * day))
-            r[f"customer_id_nb_tx_{w:g}day_window"] = m.sum()
-            r[f"customer_id_avg_amount_{w:g}day_window"] = amount[m].mean()
+            nb[w], avg[w] = m.sum(), amount[m].mean()
+            r[f"customer_id_nb_tx_{w:g}day_window"] = nb[w]
+            r[f"customer_id_avg_amount_{w:g}day_window"] = avg[w]
+            r[f"customer_id_amount_to_avg_{w:g}day_window"] = (
+                amount[i] / avg[w] if avg[w] != 0 else 1.0
+            )
+            if w == longest:
+                # Equal amounts have no spread (np.std may round it to a tiny number).
+                std = amount[m].std() if np.ptp(amount[m]) > 0 else 0.0
+                r[f"customer_id_std_amount_{big}day_window"] = std
+                r[f"customer_id_amount_zscore_{big}day_window"] = (
+                    (amount[i] - avg[w]) / std if std > 0 else 0.0
+                )
+        for w in windows:
+            if w < longest:
+                name = f"{w:g}day_to_{big}day_window"
+                r[f"customer_id_avg_amount_{name}"] = (
+                    avg[w] / avg[longest] if avg[longest] != 0 else 1.0
+                )
+                r[f"customer_id_nb_tx_{name}"] = nb[w] / (nb[longest] * w / longest)
+        before = (cust == cust[i]) & known & (pos != i)
+        gap = (t - tt[before].max()) / day if before.any() else longest
+        r["customer_id_days_since_previous_tx"] = min(gap, longest)
         for w in windows:
             m = (term == term[i]) & (tt >= t - delay - round(w * day)) & (tt < t - delay)
             r[f"terminal_id_nb_tx_{w:g}day_window"] = m.sum()
             r[f"terminal_id_risk_{w:g}day_window"] = label[m].mean() if m.any() else 0.0
+        # The terminal's known rows of the longest window, oldest first (input order on ties).
+        m = (term == term[i]) & (tt >= t - delay - round(longest * day)) & (tt < t - delay)
+        seen = sorted(np.flatnonzero(m), key=lambda j: (tt[j], j))
+        streak = 0
+        while streak < len(seen) and label[seen[-1 - streak]] > 0:
+            streak += 1
+        r[f"terminal_id_fraud_streak_{big}day_window"] = streak
+        r[f"terminal_id_days_since_streak_start_{big}day_window"] = (
+            (t - tt[seen[-streak]]) / day if streak else 0.0
+        )
+        frauds = [j for j in seen if label[j] > 0]
+        mean = amount[seen].mean() if seen else 0.0
+        r[f"terminal_id_last_fraud_amount_ratio_{big}day_window"] = (
+            amount[frauds[-1]] / mean if frauds and mean != 0 else 0.0
+        )
         rows.append(r)
     return pd.DataFrame(rows, columns=list(feature_names(windows))).astype(np.float32)
 
 
 def test_feature_names_are_stable() -> None:
     assert FEATURE_NAMES[:3] == ("tx_amount", "tx_during_weekend", "tx_during_night")
-    assert len(FEATURE_NAMES) == 15
+    assert len(FEATURE_NAMES) == 28 == len(set(FEATURE_NAMES))
+    # The handbook's 15 come first, in their order; the behavioural ones follow.
+    assert FEATURE_NAMES[:15] == HANDBOOK_FEATURE_NAMES
     assert FEATURE_NAMES[3:5] == (
         "customer_id_nb_tx_1day_window",
         "customer_id_avg_amount_1day_window",
     )
-    assert FEATURE_NAMES[-2:] == ("terminal_id_nb_tx_30day_window", "terminal_id_risk_30day_window")
+    assert FEATURE_NAMES[13:15] == (
+        "terminal_id_nb_tx_30day_window",
+        "terminal_id_risk_30day_window",
+    )
+    assert FEATURE_NAMES[15:] == (
+        "customer_id_amount_to_avg_1day_window",
+        "customer_id_amount_to_avg_7day_window",
+        "customer_id_amount_to_avg_30day_window",
+        "customer_id_avg_amount_1day_to_30day_window",
+        "customer_id_nb_tx_1day_to_30day_window",
+        "customer_id_avg_amount_7day_to_30day_window",
+        "customer_id_nb_tx_7day_to_30day_window",
+        "customer_id_std_amount_30day_window",
+        "customer_id_amount_zscore_30day_window",
+        "customer_id_days_since_previous_tx",
+        "terminal_id_fraud_streak_30day_window",
+        "terminal_id_days_since_streak_start_30day_window",
+        "terminal_id_last_fraud_amount_ratio_30day_window",
+    )
     assert feature_names((2,)) == (
         "tx_amount",
         "tx_during_weekend",
@@ -65,7 +129,17 @@ def test_feature_names_are_stable() -> None:
         "customer_id_avg_amount_2day_window",
         "terminal_id_nb_tx_2day_window",
         "terminal_id_risk_2day_window",
+        "customer_id_amount_to_avg_2day_window",
+        "customer_id_std_amount_2day_window",
+        "customer_id_amount_zscore_2day_window",
+        "customer_id_days_since_previous_tx",
+        "terminal_id_fraud_streak_2day_window",
+        "terminal_id_days_since_streak_start_2day_window",
+        "terminal_id_last_fraud_amount_ratio_2day_window",
     )
+    for bad in ((), (7, 0), (-1,)):
+        with pytest.raises(ValueError, match="positive"):
+            feature_names(bad)
 
 
 def test_exact_values_on_a_hand_made_example() -> None:
@@ -104,7 +178,82 @@ def test_exact_values_on_a_hand_made_example() -> None:
     np.testing.assert_allclose(f["terminal_id_risk_1day_window"], [0, 0, 0, 0, 1, 1])
     np.testing.assert_array_equal(f["terminal_id_nb_tx_7day_window"], [0, 0, 0, 0, 2, 2])
     np.testing.assert_allclose(f["terminal_id_risk_7day_window"], [0, 0, 0, 0, 0.5, 0.5])
+    # Behavioural features; the longest window here is 7 days.
+    np.testing.assert_allclose(
+        f["customer_id_amount_to_avg_1day_window"], [1, 1.5, 0.8, 1, 1, 1], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        f["customer_id_amount_to_avg_7day_window"], [1, 1.5, 1, 1, 1, 60 / 55], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        f["customer_id_avg_amount_1day_to_7day_window"], [1, 1, 1.25, 1, 1, 60 / 55], rtol=1e-6
+    )
+    # nb_1 / (nb_7 * 1 / 7)
+    np.testing.assert_allclose(
+        f["customer_id_nb_tx_1day_to_7day_window"], [7, 7, 14 / 3, 7, 7, 3.5], rtol=1e-6
+    )
+    # Row 3: amounts 10, 30, 20 -> mean 20, population std sqrt(200 / 3).
+    np.testing.assert_allclose(
+        f["customer_id_std_amount_7day_window"], [0, 10, np.sqrt(200 / 3), 0, 0, 5], rtol=1e-6
+    )
+    np.testing.assert_allclose(f["customer_id_amount_zscore_7day_window"], [0, 1, 0, 0, 0, 1])
+    # First rows of a customer and gaps over 7 days read 7 (row 5: 7 days 3 hours).
+    np.testing.assert_allclose(
+        f["customer_id_days_since_previous_tx"], [7, 0.5, 13 / 24, 7, 7, 5 + 7 / 24], rtol=1e-6
+    )
+    # Rows 5 and 6: the known rows at T are rows 1 (genuine) and 2 (fraud, Apr 1 20:00):
+    # a run of one fraud that started 7 days 16 hours earlier; its amount 30 against the
+    # window's mean of 20.
+    np.testing.assert_array_equal(f["terminal_id_fraud_streak_7day_window"], [0, 0, 0, 0, 1, 1])
+    np.testing.assert_allclose(
+        f["terminal_id_days_since_streak_start_7day_window"],
+        [0, 0, 0, 0, 7 + 16 / 24, 7 + 16 / 24],
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        f["terminal_id_last_fraud_amount_ratio_7day_window"], [0, 0, 0, 0, 1.5, 1.5], rtol=1e-6
+    )
     pd.testing.assert_frame_equal(f, reference_features(df, (1, 7)), check_exact=False, rtol=1e-6)
+
+
+def test_terminal_fraud_streak_by_hand() -> None:
+    # One terminal; two-day label delay, one 7-day window.
+    df = pd.DataFrame(
+        {
+            "ts": pd.to_datetime(
+                [
+                    "2026-04-01 00:00",  # genuine, 10
+                    "2026-04-02 00:00",  # fraud, 20
+                    "2026-04-03 00:00",  # fraud, 30
+                    "2026-04-04 06:00",  # genuine, 40; knows rows 1-2: a run of 1 fraud
+                    "2026-04-05 12:00",  # known by then: rows 1-3, a run of 2 frauds
+                    "2026-04-06 12:00",  # rows 1-4 known: the run is broken
+                    "2026-04-10 12:00",  # window [Apr 1 12:00, Apr 8 12:00): rows 2-6
+                    "2026-04-12 00:00",  # window [Apr 3, Apr 10): rows 3-6, row 3 on the edge
+                ],
+                utc=True,
+            ),
+            "customer_id": np.arange(8),
+            "terminal_id": "X",
+            "amount": [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0],
+            "label": [0, 1, 1, 0, 0, 0, 0, 0],
+        }
+    )
+    f = transaction_features(df, windows=(7,), delay_days=2)
+    np.testing.assert_array_equal(
+        f["terminal_id_fraud_streak_7day_window"], [0, 0, 0, 1, 2, 0, 0, 0]
+    )
+    # Row 4's run is row 2 alone, 2 days 6 hours back.
+    np.testing.assert_allclose(
+        f["terminal_id_days_since_streak_start_7day_window"], [0, 0, 0, 2.25, 3.5, 0, 0, 0]
+    )
+    # The latest known fraud is row 2 for row 4, row 3 after that; over the window's mean.
+    np.testing.assert_allclose(
+        f["terminal_id_last_fraud_amount_ratio_7day_window"],
+        [0, 0, 0, 20 / 15, 30 / 20, 30 / 25, 30 / 40, 30 / 45],
+        rtol=1e-6,
+    )
+    pd.testing.assert_frame_equal(f, reference_features(df, (7,), 2), check_exact=False, rtol=1e-6)
 
 
 def test_index_and_order_are_kept() -> None:
@@ -123,15 +272,24 @@ def test_customer_windows_match_pandas_time_rolling() -> None:
     df = simulate(80, 160, 40, seed=5)
     f = transaction_features(df)
     g = df.sort_values(["customer_id", "ts"]).set_index("ts")
+    pos = df.sort_values(["customer_id", "ts"]).index
     for w in (1, 7, 30):
         roll = g.groupby("customer_id")["amount"].rolling(f"{w}D")
         count = roll.count().to_numpy()
         mean = roll.mean().to_numpy()
-        pos = df.sort_values(["customer_id", "ts"]).index
         np.testing.assert_array_equal(f.loc[pos, f"customer_id_nb_tx_{w}day_window"], count)
         np.testing.assert_allclose(
             f.loc[pos, f"customer_id_avg_amount_{w}day_window"], mean, rtol=1e-5
         )
+        np.testing.assert_allclose(
+            f.loc[pos, f"customer_id_amount_to_avg_{w}day_window"],
+            df.loc[pos, "amount"] / mean,
+            rtol=1e-5,
+        )
+    std = g.groupby("customer_id")["amount"].rolling("30D").std(ddof=0).to_numpy()
+    np.testing.assert_allclose(
+        f.loc[pos, "customer_id_std_amount_30day_window"], std, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_matches_reference_on_simulated_rows() -> None:
@@ -158,17 +316,32 @@ def test_no_look_ahead_on_simulated_data() -> None:
     rows = rng.choice(len(df), size=25, replace=False)
     # Include rows late in the data, where truncation removes the most.
     rows = np.r_[rows, len(df) - 1, len(df) // 2]
+    dropped_near = 0
     for i in rows:
         cut = _truncated_with_garbage_labels(df, int(i), 7)
         part = transaction_features(cut)
         key = df.index[i]
+        # Every feature, the behavioural ones included, is the same without the future.
         np.testing.assert_array_equal(part.loc[key].to_numpy(), full.loc[key].to_numpy())
-    # The garbage labels do change features of later rows: the test has teeth.
-    flipped = df.assign(label=1 - df["label"])
-    assert not np.array_equal(
-        transaction_features(flipped)["terminal_id_risk_7day_window"],
-        full["terminal_id_risk_7day_window"],
-    )
+        t = df["ts"].iloc[i]
+        later = df[(df["ts"] > t) & (df["ts"] <= t + pd.Timedelta(days=30))]
+        dropped_near += bool(
+            (later["customer_id"] == df["customer_id"].iloc[i]).any()
+            and (later["terminal_id"] == df["terminal_id"].iloc[i]).any()
+        )
+    # Most checked rows lost rows of their own customer and terminal within the longest
+    # window: a feature that read them would have failed.
+    assert dropped_near >= len(rows) // 2
+    # The garbage labels do change every label-based feature of later rows: the test has
+    # teeth.
+    flipped = transaction_features(df.assign(label=1 - df["label"]))
+    for name in (
+        "terminal_id_risk_7day_window",
+        "terminal_id_fraud_streak_30day_window",
+        "terminal_id_days_since_streak_start_30day_window",
+        "terminal_id_last_fraud_amount_ratio_30day_window",
+    ):
+        assert not np.array_equal(flipped[name], full[name]), name
 
 
 @st.composite

@@ -1,6 +1,10 @@
-"""Leak-free window features for raw card transactions (after the Fraud Detection Handbook).
+"""Leak-free features for raw card transactions (after the Fraud Detection Handbook).
 
-For each transaction at time ``t`` (features are aligned to the input rows):
+For each transaction at time ``t`` (features are aligned to the input rows), with the
+window lengths ``windows`` (days; ``L`` the longest) and the label delay ``delay_days``
+(``D``):
+
+The handbook's features, first and in its order:
 
 - ``tx_amount``; ``tx_during_weekend`` (Saturday or Sunday); ``tx_during_night``
   (hour <= 6, the handbook's definition). Day and hour are read on the timestamp's own
@@ -10,14 +14,43 @@ For each transaction at time ``t`` (features are aligned to the input rows):
   ``(t - w, t]`` up to and including the current one. The current amount is known when
   the transaction is scored, so including it leaks nothing. Transactions with the same
   timestamp count in input order: a later row never feeds an earlier one.
-- Terminal risk with a label delay of ``delay_days`` (frauds are only known that long
-  after the fact): ``terminal_id_nb_tx_{w}day_window`` and ``terminal_id_risk_{w}day_window``,
-  the number of the terminal's transactions in ``[t - delay - w, t - delay)`` and the share
-  of them labelled fraud (0 when there are none). Only labels of transactions that happened
-  before ``t - delay`` are read. A missing label counts as not (yet) fraud.
+- Terminal risk with a label delay (frauds are only known ``D`` days after the fact):
+  ``terminal_id_nb_tx_{w}day_window`` and ``terminal_id_risk_{w}day_window``, the number
+  of the terminal's transactions in ``[t - D - w, t - D)`` and the share of them labelled
+  fraud (0 when there are none). Only labels of transactions that happened before
+  ``t - D`` are read. A missing label counts as not (yet) fraud.
 
-Everything is computed with one sort, cumulative sums and ``searchsorted``; there is no
-Python loop over rows or groups.
+Then behavioural features, over the same customer windows and delayed terminal windows:
+
+- ``customer_id_amount_to_avg_{w}day_window``: the amount over the customer's mean amount
+  of that window (1 when that mean is 0). A stolen card used for larger amounts stands
+  out against its own history, whatever the card's usual spending.
+- ``customer_id_avg_amount_{w}day_to_{L}day_window`` and
+  ``customer_id_nb_tx_{w}day_to_{L}day_window`` for each window shorter than ``L``: the
+  mean amount of the short window over the long one (1 when the long mean is 0), and the
+  number of transactions of the short window over the number expected from the long
+  window's daily rate (``nb_w / (nb_L * w / L)``).
+- ``customer_id_std_amount_{L}day_window`` (population standard deviation of the amounts
+  in the long window) and ``customer_id_amount_zscore_{L}day_window``
+  (``(amount - mean) / std``, 0 when the standard deviation is 0).
+- ``customer_id_days_since_previous_tx``: days since the customer's previous transaction,
+  capped at ``L`` (also ``L`` for the first one seen).
+- ``terminal_id_fraud_streak_{L}day_window``: how many of the terminal's latest
+  transactions in ``[t - D - L, t - D)`` were all fraud, counted back from the latest
+  one to the first genuine one. A compromised terminal makes a run of frauds; a stolen
+  card used there once makes a single fraud followed by genuine transactions.
+- ``terminal_id_days_since_streak_start_{L}day_window``: days from the first fraud of
+  that run to ``t`` (0 without a run): a compromise that started long ago may be over.
+- ``terminal_id_last_fraud_amount_ratio_{L}day_window``: the amount of the terminal's
+  latest known fraud in ``[t - D - L, t - D)`` over the terminal's mean amount in that
+  window (0 without a fraud). Frauds with ordinary amounts point at the terminal, frauds
+  with large amounts at the card used there.
+
+Nothing looks back further than ``D + L`` days, so a history of that length is enough to
+compute every feature of a new transaction exactly.
+
+Everything is computed with one sort per key, cumulative sums and ``searchsorted``; there
+is no Python loop over rows or groups.
 """
 
 from __future__ import annotations
@@ -30,7 +63,13 @@ import pandas as pd
 
 from fraudlens.errors import DataError
 
-__all__ = ["FEATURE_NAMES", "REQUIRED_COLUMNS", "feature_names", "transaction_features"]
+__all__ = [
+    "FEATURE_NAMES",
+    "HANDBOOK_FEATURE_NAMES",
+    "REQUIRED_COLUMNS",
+    "feature_names",
+    "transaction_features",
+]
 
 #: Columns :func:`transaction_features` needs (``label`` is optional).
 REQUIRED_COLUMNS = ("ts", "customer_id", "terminal_id", "amount")
@@ -43,20 +82,14 @@ def _fmt(w: float) -> str:
     return f"{w:g}"
 
 
-def feature_names(windows: Sequence[float] = (1, 7, 30)) -> tuple[str, ...]:
-    """Names of the columns :func:`transaction_features` returns, in order.
+def _check_windows(windows: Sequence[float]) -> tuple[float, ...]:
+    out = tuple(float(w) for w in windows)
+    if not out or min(out) <= 0:
+        raise ValueError(f"windows must be one or more positive lengths in days, got {windows!r}")
+    return out
 
-    Parameters
-    ----------
-    windows
-        Window lengths in days.
 
-    Returns
-    -------
-    tuple of str
-        ``tx_amount, tx_during_weekend, tx_during_night``, then the customer pair and
-        the terminal pair for each window.
-    """
+def _handbook_names(windows: Sequence[float]) -> list[str]:
     names = ["tx_amount", "tx_during_weekend", "tx_during_night"]
     for w in windows:
         names += [
@@ -65,11 +98,57 @@ def feature_names(windows: Sequence[float] = (1, 7, 30)) -> tuple[str, ...]:
         ]
     for w in windows:
         names += [f"terminal_id_nb_tx_{_fmt(w)}day_window", f"terminal_id_risk_{_fmt(w)}day_window"]
-    return tuple(names)
+    return names
+
+
+def _behaviour_names(windows: Sequence[float]) -> list[str]:
+    longest = _fmt(max(windows))
+    names = [f"customer_id_amount_to_avg_{_fmt(w)}day_window" for w in windows]
+    for w in windows:
+        if w < max(windows):
+            names += [
+                f"customer_id_avg_amount_{_fmt(w)}day_to_{longest}day_window",
+                f"customer_id_nb_tx_{_fmt(w)}day_to_{longest}day_window",
+            ]
+    return [
+        *names,
+        f"customer_id_std_amount_{longest}day_window",
+        f"customer_id_amount_zscore_{longest}day_window",
+        "customer_id_days_since_previous_tx",
+        f"terminal_id_fraud_streak_{longest}day_window",
+        f"terminal_id_days_since_streak_start_{longest}day_window",
+        f"terminal_id_last_fraud_amount_ratio_{longest}day_window",
+    ]
+
+
+def feature_names(windows: Sequence[float] = (1, 7, 30)) -> tuple[str, ...]:
+    """Names of the columns :func:`transaction_features` returns, in order.
+
+    Parameters
+    ----------
+    windows
+        Window lengths in days (one or more, all positive).
+
+    Returns
+    -------
+    tuple of str
+        The handbook's features (``tx_amount, tx_during_weekend, tx_during_night``, then
+        the customer pair and the terminal pair for each window), then the behavioural
+        features described in the module docstring.
+
+    Raises
+    ------
+    ValueError
+        When ``windows`` is empty or holds a length that is not positive.
+    """
+    windows = _check_windows(windows)
+    return (*_handbook_names(windows), *_behaviour_names(windows))
 
 
 #: Feature names for the default windows (1, 7 and 30 days); a stable order.
 FEATURE_NAMES = feature_names()
+#: The first 15 of :data:`FEATURE_NAMES`: the Fraud Detection Handbook's own features.
+HANDBOOK_FEATURE_NAMES = tuple(_handbook_names((1.0, 7.0, 30.0)))
 
 
 def _timestamps(ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -140,6 +219,153 @@ class _GroupedTimes:
         """
         return np.searchsorted(self.key, self.group * self.m + rank[self.order], side="left")
 
+    def running_sum(self, values: np.ndarray) -> np.ndarray:
+        """Running sum of ``values`` (in sorted order) that restarts at each group.
+
+        The sum for a row only ever adds the same rows in the same order, whatever other
+        groups hold, so dropping later rows or other groups leaves it bit-for-bit equal.
+        """
+        return pd.Series(values).groupby(self.group).cumsum().to_numpy()
+
+    def window_sum(
+        self, running: np.ndarray, lo: np.ndarray, last: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Per row: sum over sorted positions ``lo .. last`` of what :meth:`running_sum` summed.
+
+        ``lo`` and ``last`` (default: the row itself) are sorted positions inside the row's
+        group, with ``lo <= last + 1`` (an empty window sums to 0).
+        """
+        end = running if last is None else running[last]
+        before = np.where(lo > self.group_start, running[np.maximum(lo - 1, 0)], 0.0)
+        return end - before
+
+    def scatter(self, values: np.ndarray) -> np.ndarray:
+        """Values in sorted order, back to input order."""
+        out = np.empty(len(values), dtype=np.float64)
+        out[self.order] = values
+        return out
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, default: float) -> np.ndarray:
+    return np.divide(num, den, out=np.full(len(num), default), where=den != 0)
+
+
+def _customer_features(
+    out: dict[str, np.ndarray],
+    cg: _GroupedTimes,
+    ranks: _TimeRanks,
+    t: np.ndarray,
+    amount: np.ndarray,
+    windows: tuple[float, ...],
+) -> None:
+    """Customer windows ``(t - w, t]``, up to and including the current row."""
+    n = len(amount)
+    pos = np.arange(n, dtype=np.int64)
+    a = amount[cg.order]
+    csum = cg.running_sum(a)
+    # Running sums are compensated (pandas), so a window of zero amounts can sum to a
+    # tiny non-zero value; counting the non-zero amounts keeps its mean exactly 0.
+    nonzero = cg.running_sum((a != 0).astype(np.float64))
+    # Moments of amounts shifted by the customer's first amount: the variance does not
+    # change, and sums of squares stay small, so their differences lose less precision.
+    shifted = a - a[cg.group_start]
+    s1 = cg.running_sum(shifted)
+    s2 = cg.running_sum(shifted * shifted)
+    counts: dict[float, np.ndarray] = {}
+    means: dict[float, np.ndarray] = {}
+    longest = max(windows)
+    for w in windows:
+        lo = cg.first_at(ranks.rank(np.int64(round(w * _NS_PER_DAY)), strict=True))
+        counts[w] = (pos - lo + 1).astype(np.float64)
+        means[w] = np.where(
+            cg.window_sum(nonzero, lo) > 0, cg.window_sum(csum, lo) / counts[w], 0.0
+        )
+        out[f"customer_id_nb_tx_{_fmt(w)}day_window"] = cg.scatter(counts[w])
+        out[f"customer_id_avg_amount_{_fmt(w)}day_window"] = cg.scatter(means[w])
+        out[f"customer_id_amount_to_avg_{_fmt(w)}day_window"] = cg.scatter(_ratio(a, means[w], 1.0))
+        if w == longest:
+            m1 = cg.window_sum(s1, lo) / counts[w]
+            m2 = cg.window_sum(s2, lo) / counts[w]
+            var = m2 - m1 * m1
+            # What is left of the cancellation in ``m2 - m1 ** 2`` is rounding, not spread:
+            # equal amounts get a standard deviation (and z-score) of exactly 0.
+            std = np.sqrt(np.where(var > 1e-14 * m2, var, 0.0))
+            key = _fmt(w)
+            out[f"customer_id_std_amount_{key}day_window"] = cg.scatter(std)
+            # Numerator from the same shifted sums as the denominator, so that rounding in
+            # both stays consistent.
+            out[f"customer_id_amount_zscore_{key}day_window"] = cg.scatter(
+                _ratio(shifted - m1, std, 0.0)
+            )
+    for w in windows:
+        if w < longest:
+            name = f"{_fmt(w)}day_to_{_fmt(longest)}day_window"
+            out[f"customer_id_avg_amount_{name}"] = cg.scatter(
+                _ratio(means[w], means[longest], 1.0)
+            )
+            out[f"customer_id_nb_tx_{name}"] = cg.scatter(
+                counts[w] / (counts[longest] * (w / longest))
+            )
+    ts = t[cg.order]
+    first = pos == cg.group_start
+    gap = (ts - np.r_[ts[:1], ts[:-1]]) / _NS_PER_DAY
+    out["customer_id_days_since_previous_tx"] = cg.scatter(
+        np.where(first, longest, np.minimum(gap, longest))
+    )
+
+
+def _terminal_features(
+    out: dict[str, np.ndarray],
+    tg: _GroupedTimes,
+    ranks: _TimeRanks,
+    t: np.ndarray,
+    amount: np.ndarray,
+    fraud: np.ndarray,
+    windows: tuple[float, ...],
+    delay: np.int64,
+) -> None:
+    """Terminal windows ``[t - delay - w, t - delay)``: every label read is known by ``t``."""
+    n = len(amount)
+    pos = np.arange(n, dtype=np.int64)
+    f = fraud[tg.order]
+    cfraud = np.r_[0, np.cumsum(f)]
+    hi = tg.first_at(ranks.rank(delay))
+    longest = max(windows)
+    lo_longest = hi
+    for w in windows:
+        lo = tg.first_at(ranks.rank(delay + np.int64(round(w * _NS_PER_DAY))))
+        count = (hi - lo).astype(np.float64)
+        frauds = cfraud[hi] - cfraud[lo]
+        out[f"terminal_id_nb_tx_{_fmt(w)}day_window"] = tg.scatter(count)
+        out[f"terminal_id_risk_{_fmt(w)}day_window"] = tg.scatter(
+            np.divide(frauds, count, out=np.zeros(n), where=count > 0)
+        )
+        if w == longest:
+            lo_longest = lo
+    lo = lo_longest
+    known = hi > lo
+    last = np.maximum(hi - 1, 0)
+    # Latest genuine and latest fraudulent row at or before each sorted position. Both
+    # may belong to an earlier group; comparing them with ``lo`` (inside the row's own
+    # group) rules that out.
+    last_genuine = np.maximum.accumulate(np.where(f == 0, pos, -1))[last]
+    last_fraud = np.maximum.accumulate(np.where(f == 1, pos, -1))[last]
+    start = np.maximum(last_genuine + 1, lo)
+    streak = np.where(known, hi - start, 0)
+    ts = t[tg.order]
+    since = np.where(streak > 0, (ts - ts[np.minimum(start, n - 1)]) / _NS_PER_DAY, 0.0)
+    key = _fmt(longest)
+    out[f"terminal_id_fraud_streak_{key}day_window"] = tg.scatter(streak.astype(np.float64))
+    out[f"terminal_id_days_since_streak_start_{key}day_window"] = tg.scatter(since)
+    a = amount[tg.order]
+    # Sum over [lo, hi) = window sum over lo .. hi - 1, per group (see ``running_sum``).
+    total = np.where(known, tg.window_sum(tg.running_sum(a), lo, last), 0.0)
+    mean = np.divide(total, hi - lo, out=np.zeros(n), where=known)
+    has_fraud = known & (last_fraud >= lo)
+    fraud_amount = a[np.maximum(last_fraud, 0)]
+    ratio = np.divide(fraud_amount, mean, out=np.zeros(n), where=has_fraud & (mean != 0))
+    out[f"terminal_id_last_fraud_amount_ratio_{key}day_window"] = tg.scatter(ratio)
+
 
 def transaction_features(
     df: pd.DataFrame,
@@ -147,7 +373,7 @@ def transaction_features(
     windows: Sequence[float] = (1, 7, 30),
     delay_days: float = 7,
 ) -> pd.DataFrame:
-    """Customer and terminal window features for raw transactions, without look-ahead.
+    """Customer and terminal features for raw transactions, without look-ahead.
 
     Parameters
     ----------
@@ -156,26 +382,29 @@ def transaction_features(
         ``customer_id``, ``terminal_id``, ``amount`` and optionally ``label`` (0/1; missing
         values count as not fraud). Row order is free.
     windows
-        Window lengths in days.
+        Window lengths in days (one or more, all positive).
     delay_days
-        Label delay for the terminal risk features.
+        Label delay for the terminal features.
 
     Returns
     -------
     pandas.DataFrame
         float32 columns :func:`feature_names` ``(windows)``, same index and row order as
-        ``df``.
+        ``df``. See the module docstring for each feature's definition.
 
     Raises
     ------
     DataError
         When a required column is missing or a timestamp cannot be read.
+    ValueError
+        When ``windows`` is empty or holds a length that is not positive.
     """
     for col in REQUIRED_COLUMNS:
         if col not in df.columns:
             raise DataError("missing column", column=col)
+    wins = _check_windows(windows)
     n = len(df)
-    names = feature_names(windows)
+    names = feature_names(wins)
     if n == 0:
         return pd.DataFrame({c: np.empty(0, np.float32) for c in names}, index=df.index)
 
@@ -194,41 +423,10 @@ def transaction_features(
     out["tx_during_night"] = ((wall - day * _NS_PER_DAY) // _NS_PER_HOUR <= 6).astype(np.float64)
 
     ranks = _TimeRanks(t)
-    spans = [np.int64(round(w * _NS_PER_DAY)) for w in windows]
+    customers = _GroupedTimes(pd.factorize(df["customer_id"])[0].astype(np.int64), ranks)
+    _customer_features(out, customers, ranks, t, amount, wins)
+    terminals = _GroupedTimes(pd.factorize(df["terminal_id"])[0].astype(np.int64), ranks)
     delay = np.int64(round(delay_days * _NS_PER_DAY))
-
-    # Customers: (t - w, t], up to and including the current row.
-    cg = _GroupedTimes(pd.factorize(df["customer_id"])[0].astype(np.int64), ranks)
-    pos = np.arange(n, dtype=np.int64)
-    a_sorted = amount[cg.order]
-    # Per-group running sums restart at each group, so the sum for a row only ever adds
-    # the same rows in the same order, whatever other groups hold.
-    csum = pd.Series(a_sorted).groupby(cg.group).cumsum().to_numpy()
-    for w, span in zip(windows, spans, strict=True):
-        lo = cg.first_at(ranks.rank(span, strict=True))
-        count = pos - lo + 1
-        before = np.where(lo > cg.group_start, csum[np.maximum(lo - 1, 0)], 0.0)
-        total = csum - before
-        nb = np.empty(n)
-        avg = np.empty(n)
-        nb[cg.order] = count
-        avg[cg.order] = total / count
-        out[f"customer_id_nb_tx_{_fmt(w)}day_window"] = nb
-        out[f"customer_id_avg_amount_{_fmt(w)}day_window"] = avg
-
-    # Terminals: [t - delay - w, t - delay); every label read belongs to a row before t - delay.
-    tg = _GroupedTimes(pd.factorize(df["terminal_id"])[0].astype(np.int64), ranks)
-    cfraud = np.r_[0, np.cumsum(fraud[tg.order])]
-    hi = tg.first_at(ranks.rank(delay))
-    for w, span in zip(windows, spans, strict=True):
-        lo = tg.first_at(ranks.rank(delay + span))
-        count = hi - lo
-        frauds = cfraud[hi] - cfraud[lo]
-        nb = np.empty(n)
-        risk = np.empty(n)
-        nb[tg.order] = count
-        risk[tg.order] = np.divide(frauds, count, out=np.zeros(n), where=count > 0)
-        out[f"terminal_id_nb_tx_{_fmt(w)}day_window"] = nb
-        out[f"terminal_id_risk_{_fmt(w)}day_window"] = risk
+    _terminal_features(out, terminals, ranks, t, amount, fraud, wins, delay)
 
     return pd.DataFrame({c: out[c].astype(np.float32) for c in names}, index=df.index)
