@@ -8,7 +8,7 @@ from fraudlens._cli_common import console
 
 
 def cards_pass(
-    out: Path, models: Path, seed: int, *, customers: int = 1000, days: int = 60
+    out: Path, models: Path, seed: int, *, customers: int = 2000, days: int = 90
 ) -> dict[str, Path]:
     """Run the cards flow under ``out``; return the report folders by model name."""
     from fraudlens import _cli_cards as c
@@ -46,7 +46,7 @@ def cards_pass(
         model_dir=models,
         every=None,
         limit=2000,
-        batch_size=500,
+        batch_size=2000,
         history=tx,
         seed=seed,
         queue_name="card-events",

@@ -264,3 +264,15 @@ def test_reference_matches_matplotlib(data: MarketData) -> None:
         # Only anti-aliased edge pixels may fall on the other side of the halfway mark.
         assert marked.sum() >= 60
         assert (ours != theirs).sum() <= 0.03 * marked.sum()
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_no_trades_and_no_bars(data: MarketData, style: str) -> None:
+    h, w = STYLES[style]
+    empty = MarketData(data.klines, data.trades.iloc[:0])
+    assert render_batch(empty, style=style).shape == (0, h, w, 3)
+    # Without any k-lines the fills are still drawn (in their own price range).
+    bare = MarketData(data.klines.iloc[:0], data.trades)
+    imgs = render_batch(bare, style=style)
+    background = 0 if style == "fraudlens" else 255
+    assert all((img != background).any() for img in imgs)
