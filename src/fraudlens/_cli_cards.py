@@ -48,6 +48,10 @@ ModelDir = Annotated[
 LabelOpt = Annotated[
     str | None, typer.Option("--label", help="Label column [default: Class, label or is_fraud].")
 ]
+DetectorOpt = Annotated[
+    str | None,
+    typer.Option("--detector", help="logistic, xgboost or anomaly [default: the cards default]."),
+]
 
 
 def _registry(model_dir: Path | None) -> Any:
@@ -345,12 +349,7 @@ def train_cmd(
 def evaluate_cmd(
     data: DataOpt,
     model_dir: ModelDir = None,
-    detector: Annotated[
-        str | None,
-        typer.Option(
-            "--detector", help="logistic, xgboost or anomaly [default: the cards default]."
-        ),
-    ] = None,
+    detector: DetectorOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("cards-report"),
     label: LabelOpt = None,
     rows: Annotated[
@@ -409,12 +408,7 @@ def score_cmd(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV.")],
     model_dir: ModelDir = None,
-    detector: Annotated[
-        str | None,
-        typer.Option(
-            "--detector", help="logistic, xgboost or anomaly [default: the cards default]."
-        ),
-    ] = None,
+    detector: DetectorOpt = None,
     label: LabelOpt = None,
 ) -> None:
     """Score every row of DATA; write transaction_id, score, flagged (and anomaly_score).

@@ -43,6 +43,8 @@ ModelDir = Annotated[
         help="Model registry folder [default: FRAUDLENS_MODELS_DIR or ./models].",
     ),
 ]
+KlinesOpt = Annotated[Path, typer.Option(help="k-lines file (CSV or Parquet).")]
+TradesOpt = Annotated[Path, typer.Option(help="Trades file (CSV or Parquet).")]
 
 
 def _models_dir(model_dir: Path | None) -> Path:
@@ -88,8 +90,8 @@ def simulate(
 @app.command()
 @cli_errors
 def render(
-    klines: Annotated[Path, typer.Option(help="k-lines file (CSV or Parquet).")],
-    trades: Annotated[Path, typer.Option(help="Trades file (CSV or Parquet).")],
+    klines: KlinesOpt,
+    trades: TradesOpt,
     account: Annotated[str, typer.Option(help="Account id to draw.")],
     out: Annotated[Path, typer.Option(help="Output PNG.")],
     style: Annotated[
@@ -273,8 +275,8 @@ def _print_report(report: dict[str, Any]) -> None:
 @app.command()
 @cli_errors
 def score(
-    klines: Annotated[Path, typer.Option(help="k-lines file (CSV or Parquet).")],
-    trades: Annotated[Path, typer.Option(help="Trades file (CSV or Parquet).")],
+    klines: KlinesOpt,
+    trades: TradesOpt,
     out: Annotated[Path, typer.Option(help="Output scores CSV.")],
     model_dir: ModelDir = None,
     detector: Annotated[

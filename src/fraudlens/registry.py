@@ -30,6 +30,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fraudlens._io import atomic_write
 from fraudlens.errors import ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -103,19 +104,6 @@ class ModelVersion:
     active: bool
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class Registry:
     """A folder of versioned models.
 
@@ -184,20 +172,18 @@ class Registry:
         path = self.root / name / version
         if not (path / "metadata.json").is_file():
             raise ModelNotFoundError(f"no version {version!r} of model {name!r} in {self.root}")
-        _atomic_write_text(self.root / name / "ACTIVE", version + "\n")
+        atomic_write(self.root / name / "ACTIVE", version + "\n")
         domain = json.loads((path / "metadata.json").read_text())["domain"]
         defaults = self.defaults()
         defaults[domain] = name
-        _atomic_write_text(
-            self.root / "defaults.json", json.dumps(defaults, indent=2, sort_keys=True)
-        )
+        atomic_write(self.root / "defaults.json", json.dumps(defaults, indent=2, sort_keys=True))
 
     def update_metadata(self, name: str, version: str, **fields: Any) -> None:
         """Merge ``fields`` into a stored version's metadata (e.g. evaluation metrics)."""
         path = self.root / name / version / "metadata.json"
         meta = json.loads(path.read_text())
         meta.update(_jsonable(fields))
-        _atomic_write_text(path, json.dumps(meta, indent=2, sort_keys=True))
+        atomic_write(path, json.dumps(meta, indent=2, sort_keys=True))
 
     # -- reading -----------------------------------------------------------------------
     def defaults(self) -> dict[str, str]:

@@ -34,7 +34,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -44,6 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from fraudlens._io import atomic_write
 from fraudlens.errors import ConfigError
 
 __all__ = ["SPOOL_NAME", "Sink", "open_sink"]
@@ -341,17 +341,8 @@ class Sink:
     def _write_local(self, part: str, name: str, data: bytes) -> str:
         folder = Path(self._root) / part
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            final = folder / name
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        final = folder / name
+        atomic_write(final, data, suffix=".tmp")
         _fsync_dir(folder)
         return str(final)
 

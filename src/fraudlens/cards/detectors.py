@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
+from fraudlens._xgb import load_booster
 from fraudlens.cards._iforest import FlatForest
 from fraudlens.cards._tabular import ThresholdStrategy, _TabularDetector, parse_threshold_strategy
 from fraudlens.errors import ConfigError
@@ -367,11 +368,7 @@ class XGBoostDetector(_TabularDetector):
         return {"model_file": "xgboost.json"}
 
     def _load_model(self, path: Path, metadata: dict[str, Any]) -> None:
-        import xgboost as xgb
-
-        booster = xgb.Booster()
-        booster.load_model(str(path / "xgboost.json"))
-        self.booster_ = booster
+        self.booster_ = load_booster(path / "xgboost.json")
 
     @property
     def feature_importances_(self) -> dict[str, float]:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlens._detector import Detector
+from fraudlens._xgb import load_booster
 from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError
 from fraudlens.market.data import MarketData
 from fraudlens.market.features import FEATURE_NAMES, account_features
@@ -185,17 +186,13 @@ class FeatureDetector(Detector):
     @classmethod
     def load_files(cls, path: Path, metadata: dict[str, Any]) -> Self:
         """Rebuild a detector from ``model.json`` and its metadata (no pickle involved)."""
-        import xgboost as xgb
-
         model_file = Path(path) / str(metadata.get("model_file", _MODEL_FILE))
         if not model_file.is_file():
             raise ModelNotFoundError(f"no XGBoost model file at {model_file}")
         known = set(cls().get_params())
         params = {k: v for k, v in dict(metadata.get("params") or {}).items() if k in known}
         det = cls(**params)
-        booster = xgb.Booster()
-        booster.load_model(str(model_file))
-        booster.set_param({"nthread": int(det.n_jobs)})
+        booster = load_booster(model_file, nthread=det.n_jobs)
         names = metadata.get("feature_names") or booster.feature_names or list(FEATURE_NAMES)
         unknown = sorted(set(names) - set(FEATURE_NAMES))
         if unknown:

@@ -68,7 +68,7 @@ def sample_grid(
                 continue
             ax.imshow(images[c], interpolation="nearest", aspect="auto")
             title = (
-                str(kind_of.get(chosen[c], label))
+                str(kind_of.get(chosen[c], name))
                 .replace("takeover_", "T:")
                 .replace("normal_", "N:")
             )
