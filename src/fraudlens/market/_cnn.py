@@ -1,0 +1,341 @@
+"""The market image CNN: trained in PyTorch, scored with ONNX Runtime.
+
+:class:`CNNDetector` renders each account's trades over its bars
+(:mod:`fraudlens.market.render`), trains a small CNN from scratch on those images and
+exports it to ONNX. Scoring runs the ONNX graph in ONNX Runtime, so the service and the
+workers need neither torch nor a GPU. Importing this module does not import torch:
+training pulls in :mod:`fraudlens.market._cnn_torch` on demand.
+
+The exported graph takes the rendered images as they are (uint8, ``(batch, H, W, 3)``)
+and replies with class probabilities in the order ``["takeover", "normal"]``: the
+reference endpoint's ``["hacker", "normal"]``.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import numpy as np
+
+from fraudlens._detector import Detector
+from fraudlens.errors import DataError
+from fraudlens.market.render import STYLES, panels, render_batch
+
+if TYPE_CHECKING:
+    from fraudlens.market.data import MarketData
+
+__all__ = ["CLASSES", "CNNDetector", "resize_images"]
+
+#: Class order of :meth:`CNNDetector.score_images` replies.
+CLASSES = ("takeover", "normal")
+
+_ONNX_FILE = "model.onnx"
+_WEIGHTS_FILE = "model.safetensors"
+_SCORE_BATCH = 512
+
+
+def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize uint8 ``(n, H, W, 3)`` images to ``size = (height, width)`` with Pillow."""
+    from PIL import Image
+
+    height, width = size
+    if images.shape[1:3] == (height, width):
+        return images
+    out = np.empty((len(images), height, width, 3), dtype=np.uint8)
+    for i, im in enumerate(images):
+        out[i] = np.asarray(Image.fromarray(im).resize((width, height), Image.Resampling.BILINEAR))
+    return out
+
+
+class CNNDetector(Detector):
+    """Account takeover detector: trade images classified by a CNN.
+
+    Parameters
+    ----------
+    arch
+        ``"compact"`` (default: a small CNN made for these sparse images) or
+        ``"resnet18"`` (the reference's architecture, much slower).
+    style
+        Image style of :mod:`fraudlens.market.render` (``"fraudlens"`` or
+        ``"reference"``).
+    epochs, batch_size, lr, weight_decay
+        Training: AdamW with a one-cycle schedule, from scratch.
+    seed
+        Seeds the split, the initialisation and the augmentation.
+    val_share
+        Stratified share of the accounts held out to pick the best epoch.
+    threshold
+        P(takeover) above which an account is flagged; ``None`` picks it on the
+        validation split for a 1 % false-positive rate.
+    num_threads
+        CPU threads for training (torch) and scoring (ONNX Runtime intra-op).
+    input_size
+        ``(height, width)`` the images are resized to before the network; default the
+        style's own size.
+
+    Attributes
+    ----------
+    onnx_bytes_ : bytes
+        The exported model (uint8 images in, ``[p_takeover, p_normal]`` out).
+    input_shape_ : tuple[int, int, int]
+        ``(height, width, 3)`` the model takes.
+    history_ : list[dict]
+        Per-epoch training metrics.
+    best_epoch_ : int
+        The epoch kept (lowest validation loss).
+    validation_ : dict
+        Validation metrics of the kept epoch.
+    train_seconds_ : float
+        Wall time of :meth:`fit`.
+    """
+
+    name = "market-cnn"
+    domain = "market"
+
+    def __init__(
+        self,
+        arch: str = "compact",
+        style: str = "fraudlens",
+        epochs: int = 20,
+        batch_size: int = 64,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        seed: int = 0,
+        val_share: float = 0.15,
+        threshold: float | None = 0.5,
+        num_threads: int = 2,
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
+        self.arch = arch
+        self.style = style
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.seed = seed
+        self.val_share = val_share
+        self.threshold = threshold
+        self.num_threads = num_threads
+        self.input_size = input_size
+        self._session: Any = None
+
+    # -- training ------------------------------------------------------------------------
+    def _size(self) -> tuple[int, int]:
+        if self.input_size is not None:
+            return int(self.input_size[0]), int(self.input_size[1])
+        return STYLES[self.style]
+
+    def fit(
+        self,
+        data: MarketData,
+        y: np.ndarray | None = None,
+        *,
+        progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    ) -> Self:
+        """Render every account of ``data`` and train the CNN from scratch.
+
+        Parameters
+        ----------
+        data
+            Trades (already windowed) and k-lines.
+        y
+            Labels aligned to ``data.account_ids``; default ``data.y()``.
+        progress
+            Called after each epoch with ``(epoch, epochs, metrics)``.
+        """
+        from fraudlens.market import _cnn_torch
+
+        t0 = time.perf_counter()
+        labels = data.y() if y is None else np.asarray(y)
+        if len(labels) != len(data.account_ids):
+            raise DataError(
+                f"got {len(labels)} labels for {len(data.account_ids)} accounts", column="label"
+            )
+        if len(np.unique(labels)) < 2:
+            raise DataError("training needs both takeover (1) and normal (0) accounts")
+        size = self._size()
+        images = resize_images(render_batch(data, style=self.style), size)
+        result = _cnn_torch.train_network(
+            images,
+            labels,
+            arch=self.arch,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            seed=self.seed,
+            val_share=self.val_share,
+            num_threads=self.num_threads,
+            flip_bands=panels(self.style) if self.input_size is None else None,
+            progress=progress,
+        )
+        self.state_dict_ = {
+            k: v.detach().cpu().numpy().copy() for k, v in result.net.state_dict().items()
+        }
+        self.onnx_bytes_ = _cnn_torch.export_onnx(result.net, *size)
+        self.input_shape_ = (size[0], size[1], 3)
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        y_val = labels[result.val_index]
+        if self.threshold is not None:
+            self.threshold_ = float(self.threshold)
+        elif len(np.unique(y_val)) == 2:
+            from fraudlens.evaluation import threshold_for
+
+            self.threshold_ = threshold_for(y_val, result.val_scores, target_fpr=0.01)
+        else:
+            self.threshold_ = 0.5
+        self.validation_ = self._validation_metrics(y_val, result.val_scores)
+        self._session = None
+        self._weights_path: Path | None = None
+        self.train_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _validation_metrics(self, y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+        if len(y) == 0 or len(np.unique(y)) < 2:
+            return {}
+        from fraudlens.evaluation import recall_at_fpr
+
+        order = np.argsort(s)
+        ranks = np.empty(len(s))
+        ranks[order] = np.arange(1, len(s) + 1)
+        pos = y == 1
+        auc = (ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * (~pos).sum())
+        return {
+            "n": len(y),
+            "roc_auc": float(auc),
+            "recall_at_1pct_fpr": recall_at_fpr(y, s, 0.01),
+            "threshold": float(self.threshold_),
+            "accuracy": float(np.mean((s > self.threshold_) == pos)),
+        }
+
+    # -- scoring -------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "onnx_bytes_"):
+            raise RuntimeError("this CNNDetector is not fitted; call fit() or load it first")
+
+    def _ort(self) -> Any:
+        if self._session is None:
+            import onnxruntime as ort
+
+            self._check_fitted()
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = max(1, int(self.num_threads))
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self._session = ort.InferenceSession(
+                self.onnx_bytes_, sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        return self._session
+
+    def score_images(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, 2)`` as ``[p_takeover, p_normal]`` for RGB images.
+
+        ``images``: uint8 ``(n, H, W, 3)`` (or one ``(H, W, 3)`` image); images of
+        another size are resized to the model's input size first.
+        """
+        self._check_fitted()
+        arr = np.asarray(images)
+        if arr.ndim == 3:
+            arr = arr[None]
+        if arr.ndim != 4 or arr.shape[-1] != 3:
+            raise DataError(f"expected RGB images (n, height, width, 3), got shape {arr.shape}")
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        arr = resize_images(arr, self.input_shape_[:2])
+        sess = self._ort()
+        out = np.empty((len(arr), 2), dtype=np.float32)
+        for i in range(0, len(arr), _SCORE_BATCH):
+            batch = np.ascontiguousarray(arr[i : i + _SCORE_BATCH])
+            out[i : i + len(batch)] = sess.run(None, {"images": batch})[0]
+        return out
+
+    def score_image_bytes(self, payload: bytes) -> list[float]:
+        """Score one encoded image (PNG, JPEG, ...): ``[p_takeover, p_normal]``.
+
+        Raises
+        ------
+        DataError
+            If the bytes are not an image Pillow can decode.
+        """
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(payload)) as im:
+                im.load()
+                rgb = np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"the request body is not a decodable image: {exc}") from exc
+        return [float(v) for v in self.score_images(rgb[None])[0]]
+
+    def decision_function(self, data: MarketData) -> np.ndarray:
+        """P(takeover) for each account, in ``data.account_ids`` order."""
+        self._check_fitted()
+        images = render_batch(data, style=self.style)
+        return self.score_images(images)[:, 0].astype(np.float64)
+
+    # -- persistence ---------------------------------------------------------------------
+    def save_files(self, path: Path) -> dict[str, Any]:
+        """Write ``model.onnx`` and ``model.safetensors`` into ``path``; return metadata."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / _ONNX_FILE).write_bytes(self.onnx_bytes_)
+        state = getattr(self, "state_dict_", None)
+        if state is not None:
+            from safetensors.numpy import save_file
+
+            save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, path / _WEIGHTS_FILE)
+        else:
+            weights = getattr(self, "_weights_path", None)
+            if weights is not None and weights.is_file():
+                (path / _WEIGHTS_FILE).write_bytes(weights.read_bytes())
+        return {
+            "arch": self.arch,
+            "style": self.style,
+            "input_shape": list(self.input_shape_),
+            "input_dtype": "uint8",
+            "classes": list(CLASSES),
+            "onnx_input": "images",
+            "onnx_output": "probs",
+            "best_epoch": getattr(self, "best_epoch_", None),
+            "history": getattr(self, "history_", []),
+            "validation": getattr(self, "validation_", {}),
+            "train_seconds": getattr(self, "train_seconds_", None),
+        }
+
+    @classmethod
+    def load_files(cls, path: Path, metadata: dict[str, Any]) -> Self:
+        """Load a detector for scoring from ``model.onnx`` (torch is not needed)."""
+        import inspect
+
+        path = Path(path)
+        onnx_path = path / _ONNX_FILE
+        if not onnx_path.is_file():
+            raise FileNotFoundError(f"no {_ONNX_FILE} in {path}")
+        params = dict(metadata.get("params", {}))
+        allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        for key in ("arch", "style"):
+            if key in metadata:
+                params[key] = metadata[key]
+        if params.get("input_size") is not None:
+            params["input_size"] = tuple(params["input_size"])
+        det = cls(**{k: v for k, v in params.items() if k in allowed})
+        det.onnx_bytes_ = onnx_path.read_bytes()
+        shape = metadata.get("input_shape")
+        if shape is None:
+            dims = det._ort().get_inputs()[0].shape
+            shape = [int(dims[1]), int(dims[2]), 3]
+        det.input_shape_ = (int(shape[0]), int(shape[1]), 3)
+        default = 0.5 if det.threshold is None else det.threshold
+        det.threshold_ = float(metadata.get("threshold", default))
+        det.history_ = list(metadata.get("history", []))
+        best = metadata.get("best_epoch")
+        det.best_epoch_ = int(best) if best is not None else 0
+        det.validation_ = dict(metadata.get("validation", {}))
+        det._weights_path = path / _WEIGHTS_FILE
+        return det

@@ -1,0 +1,392 @@
+"""PyTorch side of the market image CNN: networks, training loop and ONNX export.
+
+Only training (and the benchmark) imports this module; scoring runs the exported ONNX
+graph in ONNX Runtime and never needs torch.
+
+Every network here takes what the renderer produces, uint8 images ``(n, H, W, 3)``
+(channels last), and returns two logits in the reply order ``[takeover, normal]``.
+Scaling to 0..1 and the move to channels-first happen inside the network, so the
+exported ONNX graph takes the rendered images as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+__all__ = [
+    "ARCHS",
+    "CompactCNN",
+    "ResNet18",
+    "TrainResult",
+    "build_network",
+    "export_onnx",
+    "train_network",
+]
+
+ARCHS = ("compact", "resnet18")
+
+
+class _Input(nn.Module):
+    """uint8 NHWC -> float NCHW in 0..1."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2).float().mul(1.0 / 255.0)
+
+
+def _conv_bn(
+    c_in: int, c_out: int, kernel: int | tuple[int, int], stride: int = 1
+) -> nn.Sequential:
+    k = (kernel, kernel) if isinstance(kernel, int) else kernel
+    pad = (k[0] // 2, k[1] // 2)
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class CompactCNN(nn.Module):
+    """A small CNN for sparse trade images.
+
+    Four strided 3 x 3 convolutions (each sees every pixel, then halves the resolution):
+    their receptive field (31 px) spans a whole 32-row panel, so a fill at a bar's low
+    and one at its high are seen together. Then global max and global mean pooling side
+    by side: max says whether a pattern occurs anywhere, mean how often. A dropout layer
+    and a linear layer give the two logits.
+    """
+
+    def __init__(
+        self, n_classes: int = 2, channels: tuple[int, ...] = (16, 32, 48, 64), dropout: float = 0.1
+    ) -> None:
+        super().__init__()
+        self.input = _Input()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c_out in channels:
+            layers.append(_conv_bn(c_in, c_out, 3, stride=2))
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(2 * c_in, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.features(self.input(x))
+        pooled = torch.cat([z.amax(dim=(2, 3)), z.mean(dim=(2, 3))], dim=1)
+        return self.head(self.dropout(pooled))
+
+
+class _BasicBlock(nn.Module):
+    """Two 3 x 3 convolutions with a shortcut (ResNet v1 basic block)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x), inplace=True)
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 (basic blocks, [2, 2, 2, 2]), the reference's architecture.
+
+    Any input size works: the stem downsamples by 4, the stages by 8 more, and an
+    adaptive average pool ends the feature extractor.
+    """
+
+    def __init__(self, n_classes: int = 2) -> None:
+        super().__init__()
+        self.input = _Input()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        layers: list[nn.Module] = []
+        c_in = 64
+        for c_out, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            layers += [_BasicBlock(c_in, c_out, stride), _BasicBlock(c_out, c_out, 1)]
+            c_in = c_out
+        self.layers = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_float(self.input(x))
+
+    def forward_float(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for float images ``(n, 3, H, W)`` scaled to 0..1."""
+        z = self.layers(self.stem(x))
+        return self.fc(torch.flatten(self.pool(z), 1))
+
+
+def build_network(arch: str, n_classes: int = 2) -> nn.Module:
+    """A freshly initialised network: ``"compact"`` or ``"resnet18"``."""
+    if arch == "compact":
+        return CompactCNN(n_classes)
+    if arch == "resnet18":
+        return ResNet18(n_classes)
+    raise ValueError(f"unknown CNN architecture {arch!r}; choose one of {ARCHS}")
+
+
+class _WithSoftmax(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.net(x), dim=1)
+
+
+def export_onnx(net: nn.Module, height: int, width: int) -> bytes:
+    """Export ``net`` plus a softmax to ONNX bytes.
+
+    Input ``images``: uint8 ``(batch, height, width, 3)``; output ``probs``: float32
+    ``(batch, 2)`` in the order ``[takeover, normal]``. The batch size is dynamic.
+    Uses the ``torch.export`` based exporter, falling back to the TorchScript one.
+    """
+    import logging
+    import warnings
+
+    model = _WithSoftmax(copy.deepcopy(net)).eval()
+    example = torch.zeros((2, height, width, 3), dtype=torch.uint8)
+    quiet = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in quiet]
+    try:
+        for lg in quiet:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            try:
+                program = torch.onnx.export(
+                    model,
+                    (example,),
+                    input_names=["images"],
+                    output_names=["probs"],
+                    dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                    opset_version=18,
+                    dynamo=True,
+                    verbose=False,
+                )
+                if program is None:
+                    raise RuntimeError("the exporter returned no program")
+                return bytes(program.model_proto.SerializeToString())
+            except Exception:  # the new exporter is young: fall back to TorchScript's
+                buf = io.BytesIO()
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    buf,  # type: ignore[arg-type]
+                    input_names=["images"],
+                    output_names=["probs"],
+                    dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}},
+                    opset_version=17,
+                    dynamo=False,
+                )
+                return buf.getvalue()
+    finally:
+        for lg, level in zip(quiet, levels, strict=True):
+            lg.setLevel(level)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_network` returns."""
+
+    net: nn.Module
+    history: list[dict[str, float]]
+    best_epoch: int
+    val_index: np.ndarray
+    val_scores: np.ndarray  # P(takeover) of the validation images at the best epoch
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _augment(
+    x: torch.Tensor, gen: torch.Generator, max_shift: int, flip_bands: tuple[tuple[int, int], ...]
+) -> torch.Tensor:
+    """Random horizontal shifts (zero fill) and vertical flips of a uint8 NHWC batch.
+
+    Each band of rows ``[r0, r1)`` in ``flip_bands`` (an image's panels) is flipped on
+    its own. A vertical flip turns "buy low, sell high" into "buy high, sell low": both
+    are the takeover pattern, and a flipped normal account stays normal.
+    """
+    n = x.shape[0]
+    flip = torch.rand(n, generator=gen) < 0.5
+    if flip_bands and bool(flip.any()):
+        x = x.clone()
+        idx = torch.nonzero(flip).flatten()
+        for r0, r1 in flip_bands:
+            x[idx, r0:r1] = x[idx, r0:r1].flip(1)
+    if max_shift > 0:
+        shift = int(torch.randint(-max_shift, max_shift + 1, (1,), generator=gen))
+        if shift:
+            x = torch.roll(x, shift, dims=2)
+            if shift > 0:
+                x[:, :, :shift] = 0
+            else:
+                x[:, :, shift:] = 0
+    return x
+
+
+def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    order = np.argsort(-s, kind="stable")
+    yy = y[order]
+    if yy.sum() == 0:
+        return float("nan")
+    tp = np.cumsum(yy)
+    precision = tp / np.arange(1, len(yy) + 1)
+    return float(np.sum(precision * yy) / yy.sum())
+
+
+def _predict(net: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            out.append(torch.softmax(net(x[i : i + batch_size]), dim=1)[:, 0])
+    return torch.cat(out).numpy() if out else np.empty(0, dtype=np.float32)
+
+
+def train_network(
+    images: np.ndarray,
+    y: np.ndarray,
+    *,
+    arch: str = "compact",
+    epochs: int = 20,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+    val_share: float = 0.15,
+    num_threads: int = 2,
+    max_shift: int = 8,
+    flip_bands: tuple[tuple[int, int], ...] | None = None,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train a network from scratch on rendered images.
+
+    AdamW with a one-cycle learning-rate schedule, class-balanced cross-entropy, random
+    shifts and flips. A stratified ``val_share`` of the images is held out; the epoch
+    with the lowest validation loss is kept.
+
+    Parameters
+    ----------
+    images
+        uint8 ``(n, H, W, 3)``.
+    y
+        1 = takeover, 0 = normal.
+    max_shift
+        Largest random horizontal shift, in pixels.
+    flip_bands
+        Row bands flipped (each on its own) in half of the training images; default the
+        whole image, ``()`` for no flips.
+    progress
+        Called after each epoch with ``(epoch, epochs, metrics)``.
+    """
+    t_start = time.perf_counter()
+    torch.set_num_threads(max(1, int(num_threads)))
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y).astype(np.int64)
+    n = len(y)
+    bands = ((0, images.shape[1]),) if flip_bands is None else tuple(flip_bands)
+
+    # Stratified hold-out.
+    val_parts = []
+    for label in (0, 1):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        val_parts.append(idx[: round(val_share * len(idx))])
+    val_idx = np.sort(np.concatenate(val_parts)) if val_share > 0 else np.empty(0, np.int64)
+    train_idx = np.setdiff1d(np.arange(n), val_idx)
+
+    x_all = torch.from_numpy(np.ascontiguousarray(images))
+    # Class order of the logits is [takeover, normal].
+    target = torch.from_numpy(1 - y)
+    counts = np.bincount(y[train_idx], minlength=2).astype(np.float64)
+    weights = torch.tensor(
+        [n / (2 * max(counts[1], 1)), n / (2 * max(counts[0], 1))], dtype=torch.float32
+    )
+
+    net = build_network(arch)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25
+    )
+    gen = torch.Generator().manual_seed(seed)
+    x_val = x_all[torch.from_numpy(val_idx)]
+    y_val = y[val_idx]
+
+    history: list[dict[str, float]] = []
+    best = (math.inf, -1)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_scores = np.empty(0)
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        order = torch.from_numpy(rng.permutation(train_idx))
+        total, seen = 0.0, 0
+        for i in range(0, len(order), batch_size):
+            b = order[i : i + batch_size]
+            if len(b) < 2:  # batch norm needs two samples
+                continue
+            xb = _augment(x_all[b], gen, max_shift, bands)
+            loss = F.cross_entropy(net(xb), target[b], weight=weights)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(b)
+            seen += len(b)
+        metrics: dict[str, float] = {"epoch": epoch, "train_loss": total / max(seen, 1)}
+        if len(val_idx):
+            s = _predict(net, x_val, 256)
+            p = np.clip(s.astype(np.float64), 1e-7, 1 - 1e-7)
+            metrics["val_loss"] = float(-np.mean(y_val * np.log(p) + (1 - y_val) * np.log(1 - p)))
+            metrics["val_ap"] = _average_precision(y_val, s)
+            metrics["val_accuracy"] = float(np.mean((s > 0.5) == (y_val == 1)))
+            key = metrics["val_loss"]
+        else:
+            key = metrics["train_loss"]
+            s = np.empty(0)
+        metrics["seconds"] = time.perf_counter() - t0
+        history.append(metrics)
+        if key < best[0]:
+            best = (key, epoch)
+            best_state = copy.deepcopy(net.state_dict())
+            best_scores = s
+        if progress is not None:
+            progress(epoch, epochs, metrics)
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    return TrainResult(
+        net=net,
+        history=history,
+        best_epoch=best[1],
+        val_index=val_idx,
+        val_scores=best_scores,
+        seconds=time.perf_counter() - t_start,
+    )

@@ -1,0 +1,646 @@
+"""Draw each account's trades over the bars of what it traded, as RGB images.
+
+A vectorised numpy rasteriser renders whole batches: every step works on flat arrays
+of trades, (account, symbol) pairs and bars at once, with no Python loop per account
+(only a loop over symbols and over chunks of a few thousand accounts). It needs no
+plotting library.
+
+Styles (``STYLES`` maps each name to its ``(height, width)``):
+
+``"fraudlens"`` (default, 64 x 192), the encoding the image CNN is trained on: two
+panels on a black background, sharing one time axis.
+
+- x, both panels: the bar grid, one slot per 5-minute bar, from 3 bars before the
+  account's first trade to 3 bars after its last; at least 48 bars (4 h), at most 294
+  (24 h and the margins; older trades fall off). Each bar gets ``192 / n_bars`` columns:
+  its line is one column narrower than its slot when the slot is 2 px or wider, and two
+  bars share a column only when the window holds more than 192 bars.
+- Price panel (rows 0-31): y is price, normalised per (account, symbol) to that
+  symbol's drawn bars (min low at the bottom row, max high at the top, widened to
+  include the fills), so several symbols share the panel each in its own scale.
+  Blue (80): every bar as a vertical line from its low to its high.
+- Range panel (rows 32-63): y is the position inside the fill's own bar, its low at the
+  bottom row and its high at the top, whatever the bar's size, so "at the bar's
+  extreme" reads the same in a quiet bar and in a wild one. Blue: every bar as a
+  full-height column whose intensity (24-255) grows with the bar's range relative to
+  the largest range of that symbol in the window, so volatile bars stand out.
+- Fills, both panels: red (255) for buys, green (255) for sells, a 3 x 3 mark centred
+  on the bar's slot and the fill's row (clipped at the panel's edges). A matched round
+  trip at a bar's two extremes shows as a red and a green mark in one column, at the
+  range panel's top and bottom rows; fills in one bar at one price add up to yellow.
+  Quantities are not drawn.
+
+``"reference"`` (250 x 150), the reference system's look, matching its matplotlib
+recipe (2.5 x 1.5 in at dpi 100) pixel for pixel apart from JPEG noise:
+
+- white background, no axes; the plot box is matplotlib's default subplot position
+  (left 0.125, bottom 0.11, width 0.775, height 0.77 of the figure) and clips the marks;
+- bars: those whose start lies from 23 h before to 1 h after the account's latest
+  trade, as the reference's real-time path selects them; they are invisible and only
+  set the data limits, as in the reference: the bar boxes (0.001 day wide) plus
+  matplotlib's default 5 % margins, except at the bottom, which sits on the lowest low
+  (matplotlib's sticky edge of bar bottoms);
+- x: the fill's bar start time; y: price, normalised per symbol to its bars' range when
+  the account traded several symbols (identical to the raw price scale for one);
+- buys as red (255, 0, 0) and then sells as green (0, 128, 0) discs of matplotlib's
+  ``s=80`` marker with its 1.5 pt edge, centred on the pixel matplotlib snaps them to;
+  without anti-aliasing: a disc is the 145 pixels (13 across) that matplotlib's
+  anti-aliased disc covers by half or more.
+
+Accounts are rendered with the trades given (apply :func:`fraudlens.market.window`
+first for the usual 24 h scoring window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fraudlens.errors import ConfigError, DataError
+from fraudlens.market.data import MarketData, attach_bars
+
+__all__ = ["STYLES", "panels", "render_account", "render_batch", "save_png"]
+
+#: Style name -> image ``(height, width)`` in pixels.
+STYLES: dict[str, tuple[int, int]] = {
+    "fraudlens": (64, 192),
+    "reference": (150, 250),
+}
+
+#: Accounts rendered per chunk: bounds the temporary arrays, sets the progress step.
+_CHUNK = 512
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class _FraudlensLook:
+    """Layout constants of the ``"fraudlens"`` style."""
+
+    margin: int = 3  # bars drawn before the first and after the last trade
+    min_bars: int = 48  # 4 h of 5-minute bars
+    max_bars: int = 24 * 12 + 6  # a 24 h window of 5-minute bars plus the margins
+    price_rows: int = 32  # the price panel; the range panel takes the rows below
+    bar_value: int = 80
+    range_floor: int = 24  # range panel intensity of a flat bar (the largest gets 255)
+    fill_value: int = 255
+    narrow_marks: bool = False  # marks only as wide as the bar's line (1-3 px), not 3 px
+
+
+_FL = _FraudlensLook()
+
+# The reference's matplotlib geometry (figure 250 x 150 px, default subplot box).
+_REF_LEFT, _REF_BOTTOM, _REF_WIDTH, _REF_HEIGHT = 0.125, 0.11, 0.775, 0.77
+_REF_BAR_HALF_S = 0.0005 * 86400.0  # bar width 0.001 day, centred on the bar start
+_REF_MARGIN = 0.05
+_REF_RED = (255, 0, 0)
+_REF_GREEN = (0, 128, 0)
+
+
+def _ref_disc() -> tuple[np.ndarray, np.ndarray]:
+    # Pixels that the s=80 disc (8.94 pt) with its 1.5 pt edge covers by half or more at
+    # dpi 100, once Agg has snapped its centre to a pixel: measured on matplotlib's output.
+    d = np.arange(-7, 8)
+    dy, dx = np.meshgrid(d, d, indexing="ij")
+    keep = dy**2 + dx**2 <= 47
+    return dy[keep].astype(np.int64), dx[keep].astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------
+# Preparation shared by both styles
+# --------------------------------------------------------------------------------------
+def _group_reduce(
+    ufunc: np.ufunc, values: np.ndarray, group: np.ndarray, n: int, fill: float
+) -> np.ndarray:
+    """Reduce ``values`` per group id (``group`` sorted ascending) into ``n`` slots.
+
+    ``ufunc.reduceat`` over sorted runs: far faster than ``ufunc.at``.
+    """
+    dtype = np.float64 if isinstance(fill, float) else values.dtype
+    out = np.full(n, fill, dtype=dtype)
+    if len(values):
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+        out[group[starts]] = ufunc.reduceat(values, starts)
+    return out
+
+
+@dataclass
+class _Prepared:
+    """Trades of the accounts to draw, flat arrays sorted by account, then symbol."""
+
+    acc: np.ndarray  # account position in the (sorted, unique) batch
+    sym: np.ndarray  # symbol code
+    ts: np.ndarray  # trade time, ns
+    x_ts: np.ndarray  # time its mark is drawn at: the bar start, else the trade time, ns
+    t_bar: np.ndarray  # row of the trade's bar in the sorted k-lines, -1 if none
+    price: np.ndarray
+    buy: np.ndarray  # bool
+    bounds: np.ndarray  # trades of account i are [bounds[i], bounds[i + 1])
+    k_ts: np.ndarray
+    k_grid: np.ndarray  # bar start in whole bar lengths since the epoch
+    k_low: np.ndarray  # with one extra trailing element (a sentinel for reduceat)
+    k_high: np.ndarray  # idem
+    k_amp: np.ndarray  # high - low, idem
+    k_start: np.ndarray  # bars of symbol s are [k_start[s], k_start[s + 1])
+    bar_ns: int
+
+
+def _prepare(data: MarketData, ids: np.ndarray) -> _Prepared:
+    trades = data.trades
+    acc = pd.Index(ids).get_indexer(trades["account_id"].astype(str))
+    keep = acc >= 0
+    if not keep.all():
+        trades = trades.loc[keep]
+        acc = acc[keep]
+    # The same order attach_bars uses, so that its bar_row indexes these arrays.
+    k = data.klines.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
+    codes, uniques = pd.factorize(
+        pd.concat([k["symbol"], trades["symbol"]], ignore_index=True).astype(str), sort=True
+    )
+    k_sym = codes[: len(k)].astype(np.int64)
+    t_sym = codes[len(k) :].astype(np.int64)
+    k_ts = k["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    t_ts = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    if len(k) and len(trades):
+        tb = attach_bars(trades[["symbol", "ts"]], data.klines, data.bar)
+        bar_row = tb["bar_row"].to_numpy(dtype=np.int64)
+    else:
+        bar_row = np.full(len(trades), -1, dtype=np.int64)
+    x_ts = t_ts.copy()
+    has_bar = bar_row >= 0
+    x_ts[has_bar] = k_ts[bar_row[has_bar]]
+
+    side = trades["side"].astype(str).str.lower().to_numpy()
+    price = trades["price"].to_numpy(dtype=np.float64)
+    order = np.lexsort((t_sym, acc))
+    acc = acc[order].astype(np.int64)
+    return _Prepared(
+        acc=acc,
+        sym=t_sym[order],
+        ts=t_ts[order],
+        x_ts=x_ts[order],
+        t_bar=bar_row[order],
+        price=price[order],
+        buy=(side == "buy")[order],
+        bounds=np.searchsorted(acc, np.arange(len(ids) + 1), side="left"),
+        k_ts=k_ts,
+        k_grid=k_ts // int(data.bar.value),
+        k_low=np.append(k["low"].to_numpy(dtype=np.float64), np.inf),
+        k_high=np.append(k["high"].to_numpy(dtype=np.float64), -np.inf),
+        k_amp=np.append((k["high"] - k["low"]).to_numpy(dtype=np.float64), -np.inf),
+        k_start=np.searchsorted(k_sym, np.arange(len(uniques) + 1), side="left"),
+        bar_ns=int(data.bar.value),
+    )
+
+
+def _range_reduce(
+    ufunc: np.ufunc, values: np.ndarray, first: np.ndarray, last: np.ndarray, fill: float
+) -> np.ndarray:
+    """``ufunc`` over ``values[first[i]:last[i]]`` for each i (``fill`` where empty).
+
+    ``values`` must end with one spare element. One ``reduceat`` call over the ranges
+    sorted by start, so the work is about the ranges' total length plus ``len(values)``.
+    """
+    out = np.full(len(first), fill)
+    if len(first) == 0:
+        return out
+    order = np.argsort(first, kind="stable")
+    idx = np.empty(2 * len(first), dtype=np.int64)
+    idx[0::2] = first[order]
+    idx[1::2] = last[order]
+    red = ufunc.reduceat(values, idx)[0::2]
+    out[order] = np.where(last[order] > first[order], red, fill)
+    return out
+
+
+@dataclass
+class _Chunk:
+    """One chunk's trades and (account, symbol) pairs, sorted by account then symbol.
+
+    Each pair has a range ``[first, last)`` of bar rows (sorted k-lines) to draw and a
+    price normalisation ``(price - p_lo) * p_inv + p_add`` onto 0 .. 1.
+    """
+
+    acc: np.ndarray  # local account index of each trade
+    pair: np.ndarray  # pair index of each trade
+    x_ts: np.ndarray
+    t_bar: np.ndarray
+    price: np.ndarray
+    buy: np.ndarray
+    pair_acc: np.ndarray
+    pair_rank: np.ndarray  # 0 for an account's first symbol, 1 for its second, ...
+    first: np.ndarray
+    last: np.ndarray
+    bar_lo: np.ndarray  # lowest low of the pair's bars (inf if none)
+    bar_hi: np.ndarray  # highest high (-inf if none)
+    p_lo: np.ndarray
+    p_inv: np.ndarray
+    p_add: np.ndarray
+
+
+def _chunk(p: _Prepared, start: int, stop: int, lo_ns: np.ndarray, hi_ns: np.ndarray) -> _Chunk:
+    """Gather one chunk: bars of each (account, symbol) pair with ``lo_ns <= ts < hi_ns``.
+
+    ``lo_ns`` and ``hi_ns`` are per local account.
+    """
+    a, b = p.bounds[start], p.bounds[stop]
+    acc = p.acc[a:b] - start
+    sym = p.sym[a:b]
+    new_pair = np.r_[True, (acc[1:] != acc[:-1]) | (sym[1:] != sym[:-1])]
+    pair = np.cumsum(new_pair) - 1
+    heads = np.flatnonzero(new_pair)
+    pair_acc = acc[heads]
+    pair_sym = sym[heads]
+    n_pairs = len(heads)
+    pair_rank = np.arange(n_pairs) - np.searchsorted(pair_acc, pair_acc, side="left")
+    first = np.zeros(n_pairs, dtype=np.int64)
+    last = np.zeros(n_pairs, dtype=np.int64)
+    for s in np.unique(pair_sym):
+        sel = np.flatnonzero(pair_sym == s)
+        k0, k1 = p.k_start[s], p.k_start[s + 1]
+        seg = p.k_ts[k0:k1]
+        first[sel] = k0 + np.searchsorted(seg, lo_ns[pair_acc[sel]], side="left")
+        last[sel] = k0 + np.searchsorted(seg, hi_ns[pair_acc[sel]], side="left")
+    last = np.maximum(last, first)
+
+    price = p.price[a:b]
+    bar_lo = _range_reduce(np.minimum, p.k_low, first, last, np.inf)
+    bar_hi = _range_reduce(np.maximum, p.k_high, first, last, -np.inf)
+    p_lo = np.minimum(bar_lo, _group_reduce(np.minimum, price, pair, n_pairs, np.inf))
+    p_hi = np.maximum(bar_hi, _group_reduce(np.maximum, price, pair, n_pairs, -np.inf))
+    span = p_hi - p_lo
+    ok = span > 0
+    p_inv = np.divide(1.0, span, out=np.zeros_like(span), where=ok)
+    return _Chunk(
+        acc=acc,
+        pair=pair,
+        x_ts=p.x_ts[a:b],
+        t_bar=p.t_bar[a:b],
+        price=price,
+        buy=p.buy[a:b],
+        pair_acc=pair_acc,
+        pair_rank=pair_rank,
+        first=first,
+        last=last,
+        bar_lo=bar_lo,
+        bar_hi=bar_hi,
+        p_lo=p_lo,
+        p_inv=p_inv,
+        p_add=np.where(ok, 0.0, 0.5),
+    )
+
+
+def _normalise(values: np.ndarray, pair: np.ndarray, c: _Chunk) -> np.ndarray:
+    """Prices as 0 (pair's low) .. 1 (pair's high); a flat range maps to 0.5."""
+    return (values - c.p_lo[pair]) * c.p_inv[pair] + c.p_add[pair]
+
+
+def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For items repeated ``counts`` times: (item index, 0-based repeat number)."""
+    idx = np.repeat(np.arange(len(counts)), counts)
+    k = np.arange(len(idx)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return idx, k
+
+
+def _stamp(
+    out: np.ndarray,
+    img: np.ndarray,
+    row: np.ndarray,
+    col: np.ndarray,
+    dy: np.ndarray,
+    dx: np.ndarray,
+    box: tuple[int, int, int, int],
+    colour: tuple[int, ...],
+) -> None:
+    """Paint a fixed pixel pattern (offsets ``dy, dx``) centred on each (row, col).
+
+    Pixels outside ``box = (row_min, row_max, col_min, col_max)`` (inclusive) are clipped.
+    ``colour`` gives one value per channel; a ``-1`` leaves that channel alone.
+    """
+    if len(img) == 0:
+        return
+    height, width = out.shape[1:3]
+    r_min, r_max, c_min, c_max = box
+    base = (img * height + row) * width + col
+    pix = base[:, None] + (dy * width + dx)[None, :]
+    # Most patterns lie wholly inside the box; only the others need a per-pixel test.
+    inside = (
+        (row + dy.min() >= r_min) & (row + dy.max() <= r_max)
+        & (col + dx.min() >= c_min) & (col + dx.max() <= c_max)
+    )  # fmt: skip
+    flat_pix = pix[inside].reshape(-1)
+    if not inside.all():
+        rr = row[~inside][:, None] + dy[None, :]
+        cc = col[~inside][:, None] + dx[None, :]
+        ok = (rr >= r_min) & (rr <= r_max) & (cc >= c_min) & (cc <= c_max)
+        flat_pix = np.concatenate([flat_pix, pix[~inside][ok]])
+    flat_pix *= 3
+    flat = out.reshape(-1)
+    for ch, value in enumerate(colour):
+        if value >= 0:
+            flat[flat_pix + ch] = value
+
+
+# --------------------------------------------------------------------------------------
+# Style "fraudlens"
+# --------------------------------------------------------------------------------------
+# A mark column: 3 rows centred on the fill's row.
+_MARK_DY, _MARK_DX = np.array([-1, 0, 1]), np.array([0, 0, 0])
+# _LOW_BITS[k]: the k lowest bits set (k = 0..64).
+_LOW_BITS = np.array([(1 << k) - 1 for k in range(65)], dtype=np.uint64)
+
+
+def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> None:
+    height, width = out.shape[1:3]
+    n = stop - start
+    out[...] = 0
+    a, b = p.bounds[start], p.bounds[stop]
+    if a == b:
+        return
+    acc_all = p.acc[a:b] - start
+    grid = p.x_ts[a:b] // p.bar_ns
+    big = np.iinfo(np.int64).max
+    g_first = _group_reduce(np.minimum, grid, acc_all, n, big)
+    g_last = _group_reduce(np.maximum, grid, acc_all, n, -big)
+    has = g_last >= g_first
+    g0 = np.where(has, g_first - _FL.margin, 0)
+    g1 = np.where(has, g_last + _FL.margin, 0)
+    short = np.maximum(_FL.min_bars - (g1 - g0 + 1), 0)
+    g0 -= short // 2
+    g1 += short - short // 2
+    g0 = np.maximum(g0, g1 - _FL.max_bars + 1)
+    n_bars = g1 - g0 + 1
+
+    c = _chunk(p, start, stop, g0 * p.bar_ns, (g1 + 1) * p.bar_ns)
+    top_h = _FL.price_rows
+    scale = top_h - 1
+
+    # Every drawn bar: its pair, k-line row, column slot.
+    counts = c.last - c.first
+    bar_pair = np.repeat(np.arange(len(counts)), counts)
+    bar_row = np.arange(len(bar_pair)) + np.repeat(c.first - (np.cumsum(counts) - counts), counts)
+    pa = c.pair_acc
+    k_idx = p.k_grid[bar_row] - g0[pa][bar_pair]
+    nb = n_bars[pa][bar_pair]
+    col0 = k_idx * width // nb
+    slot = (k_idx + 1) * width // nb - col0
+    line_w = np.maximum(slot - 1, 1)  # a 1 px gap between bars wider than 1 px
+
+    # Price panel: each column is a bit mask of its rows (bit r = row r); a bar sets the
+    # bits from its high's row to its low's row. Rows: offset - price * gain, per pair.
+    gain = (scale * c.p_inv)[bar_pair]
+    offset = ((1.0 - c.p_add) * scale + c.p_lo * scale * c.p_inv)[bar_pair]
+    top = np.clip(np.rint(offset - p.k_high[bar_row] * gain), 0, scale).astype(np.int64)
+    bot = np.clip(np.rint(offset - p.k_low[bar_row] * gain), 0, scale).astype(np.int64)
+    bits = _LOW_BITS[bot + 1] ^ _LOW_BITS[top]
+    # Range panel: one intensity per column, the bar's range relative to the largest
+    # range of that symbol in the window.
+    amp_max = _range_reduce(np.maximum, p.k_amp, c.first, c.last, -np.inf)
+    amp_inv = np.divide(1.0, amp_max, out=np.zeros_like(amp_max), where=amp_max > 0)
+    level = _FL.range_floor + (255 - _FL.range_floor) * np.clip(
+        p.k_amp[bar_row] * amp_inv[bar_pair], 0.0, 1.0
+    )
+
+    # Bars of one (account, symbol) pair share a column only when there are more bars
+    # than columns, and then only bars less than `per_col` apart: planes indexed by
+    # (symbol rank, bar index mod per_col) never see a column twice, so each is filled by
+    # plain assignment (no slow unbuffered ufunc.at), then the planes are merged.
+    per_col = max(1, -(-int(n_bars.max()) // width))
+    plane = c.pair_rank[bar_pair] * per_col + k_idx % per_col
+    key = c.pair_acc[bar_pair] * width + col0
+    n_planes = int(plane.max()) + 1 if len(plane) else 0
+    masks = np.zeros(n * width, dtype=np.uint64)
+    levels = np.zeros(n * width, dtype=np.uint8)
+    for p0 in range(0, n_planes, 8):
+        depth = min(8, n_planes - p0)
+        mask_planes = np.zeros((depth, n * width), dtype=np.uint64)
+        level_planes = np.zeros((depth, n * width), dtype=np.uint8)
+        blk = (plane >= p0) & (plane < p0 + 8) if n_planes > 8 else slice(None)
+        plane_key = ((plane - p0) * (n * width) + key)[blk]
+        b_bits, b_level, b_w = bits[blk], level[blk].astype(np.uint8), line_w[blk]
+        flat_m, flat_l = mask_planes.reshape(-1), level_planes.reshape(-1)
+        for d in range(int(b_w.max()) if len(b_w) else 0):
+            sel = b_w > d
+            flat_m[plane_key[sel] + d] = b_bits[sel]
+            flat_l[plane_key[sel] + d] = b_level[sel]
+        masks |= np.bitwise_or.reduce(mask_planes, axis=0)
+        np.maximum(levels, level_planes.max(axis=0), out=levels)
+    col_bits = np.unpackbits(masks.view(np.uint8).reshape(n, width, 8), axis=2, bitorder="little")
+    np.multiply(
+        col_bits[:, :, :top_h].transpose(0, 2, 1),
+        _FL.bar_value,
+        out=out[:, :top_h, :, 2],
+        casting="unsafe",
+    )
+    out[:, top_h:, :, 2] = levels.reshape(n, 1, width)
+
+    # Fills: marks 3 rows tall on the bar's line columns (at most 3), at the fill's price
+    # row in the price panel and at its position inside its bar in the range panel.
+    tk = c.x_ts // p.bar_ns - g0[c.acc]
+    tn = n_bars[c.acc]
+    inside = (tk >= 0) & (tk < tn)
+    t_col0 = tk * width // tn
+    t_slot = (tk + 1) * width // tn - t_col0
+    t_line = np.maximum(t_slot - 1, 1)
+    if _FL.narrow_marks:
+        mark_w = np.minimum(t_line, 3)
+        first_col = t_col0 + (t_line - mark_w) // 2
+    else:
+        mark_w = np.full(len(tk), 3)
+        first_col = t_col0 + np.maximum(t_slot - 1, 0) // 2 - 1
+    row = np.rint((1.0 - _normalise(c.price, c.pair, c)) * scale)
+    row = np.clip(row, 0, scale).astype(np.int64)
+    tb = np.where(c.t_bar >= 0, c.t_bar, len(p.k_ts))  # the sentinel: no bar
+    b_lo = p.k_low[tb]
+    b_amp = p.k_amp[tb]
+    pos = np.divide(c.price - b_lo, b_amp, out=np.full(len(tb), 0.5), where=b_amp > 0)
+    low_h = height - top_h
+    row2 = top_h + np.clip(np.rint((1.0 - pos) * (low_h - 1)), 0, low_h - 1).astype(np.int64)
+    box_top = (0, top_h - 1, 0, width - 1)
+    box_low = (top_h, height - 1, 0, width - 1)
+    v = _FL.fill_value
+    for colour, side in (((v, -1, -1), c.buy), ((-1, v, -1), ~c.buy)):
+        for d in range(3):
+            m = inside & side & (mark_w > d)
+            cc = first_col[m] + d
+            _stamp(out, c.acc[m], row[m], cc, _MARK_DY, _MARK_DX, box_top, colour)
+            m2 = m & (c.t_bar >= 0)
+            cc = first_col[m2] + d
+            _stamp(out, c.acc[m2], row2[m2], cc, _MARK_DY, _MARK_DX, box_low, colour)
+
+
+# --------------------------------------------------------------------------------------
+# Style "reference"
+# --------------------------------------------------------------------------------------
+def _limits(
+    n: int,
+    groups: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    sticky: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-account axis limits as matplotlib's autoscaling sets them.
+
+    ``groups``: ``(account, lo, hi)`` arrays, each sorted by account, whose union gives
+    the data limits. Adds 5 % margins, but no margin beyond a sticky edge (``(account,
+    value)``, sorted by account: the lowest bar bottom per symbol) that the data limit
+    reaches within matplotlib's 1e-5 relative tolerance. (Matplotlib stops the top margin
+    at a bar bottom there too, which needs a flat bar at the very top: not modelled.)
+    """
+    d0 = np.full(n, np.inf)
+    d1 = np.full(n, -np.inf)
+    for acc, lo, hi in groups:
+        d0 = np.minimum(d0, _group_reduce(np.minimum, lo, acc, n, np.inf))
+        d1 = np.maximum(d1, _group_reduce(np.maximum, hi, acc, n, -np.inf))
+    empty = ~np.isfinite(d0)
+    d0[empty], d1[empty] = 0.0, 1.0
+    flat = d1 - d0 <= 0
+    d0 = np.where(flat, d0 - 0.5, d0)
+    d1 = np.where(flat, d1 + 0.5, d1)
+    delta = _REF_MARGIN * (d1 - d0)
+    v0, v1 = d0 - delta, d1 + delta
+    if sticky is not None and len(sticky[0]):
+        s_acc, s_val = sticky
+        tol = 1e-5 * np.maximum(np.maximum(np.abs(d0), np.abs(d1)), d1 - d0)
+        # The largest sticky value below d0 + tol bounds the lower limit.
+        below = np.where(s_val <= (d0 + tol)[s_acc], s_val, -np.inf)
+        v0 = np.maximum(v0, _group_reduce(np.maximum, below, s_acc, n, -np.inf))
+    return v0, v1
+
+
+_DISC_DY, _DISC_DX = _ref_disc()
+
+
+def _render_reference(p: _Prepared, start: int, stop: int, out: np.ndarray) -> None:
+    height, width = out.shape[1:3]
+    n = stop - start
+    out[...] = 255
+    a, b = p.bounds[start], p.bounds[stop]
+    if a == b:
+        return
+    acc_all = p.acc[a:b] - start
+    last = _group_reduce(np.maximum, p.ts[a:b], acc_all, n, 0)
+    c = _chunk(p, start, stop, last - 23 * 3600 * _NS, last + 3600 * _NS + 1)
+
+    # Data limits need only each pair's first and last bar and its extreme prices.
+    has = c.last > c.first
+    pa = c.pair_acc[has]
+    pl = last[pa]
+    bx0 = (p.k_ts[c.first[has]] - pl) / _NS - _REF_BAR_HALF_S
+    bx1 = (p.k_ts[c.last[has] - 1] - pl) / _NS + _REF_BAR_HALF_S
+    # x in seconds relative to the account's latest trade keeps float64 precision.
+    tx = (c.x_ts - last[c.acc]) / _NS
+    x0, x1 = _limits(n, [(pa, bx0, bx1), (c.acc, tx, tx)])
+    lo_norm = (c.bar_lo[has] - c.p_lo[has]) * c.p_inv[has] + c.p_add[has]
+    hi_norm = (c.bar_hi[has] - c.p_lo[has]) * c.p_inv[has] + c.p_add[has]
+    ty = _normalise(c.price, c.pair, c)
+    # The bar bottoms are sticky: only the lowest one can stop the bottom margin.
+    y0, y1 = _limits(n, [(pa, lo_norm, hi_norm), (c.acc, ty, ty)], sticky=(pa, lo_norm))
+
+    ta = c.acc
+    disp_x = width * (_REF_LEFT + _REF_WIDTH * (tx - x0[ta]) / (x1[ta] - x0[ta]))
+    disp_y = height * (_REF_BOTTOM + _REF_HEIGHT * (ty - y0[ta]) / (y1[ta] - y0[ta]))
+    # Agg snaps marker centres to whole pixels: floor(v + 0.5) in top-down coordinates.
+    col = np.floor(disp_x + 0.5).astype(np.int64)
+    row = np.floor(height - disp_y + 0.5).astype(np.int64)
+    # The axes clip box, rounded as Agg rounds it; both ends inclusive.
+    box = (
+        int(np.floor(height - height * (_REF_BOTTOM + _REF_HEIGHT) + 0.5)),
+        int(np.floor(height - height * _REF_BOTTOM + 0.5)),
+        int(np.floor(width * _REF_LEFT + 0.5)),
+        int(np.floor(width * (_REF_LEFT + _REF_WIDTH) + 0.5)),
+    )
+    for side, colour in ((c.buy, _REF_RED), (~c.buy, _REF_GREEN)):
+        _stamp(out, ta[side], row[side], col[side], _DISC_DY, _DISC_DX, box, colour)
+
+
+_RENDERERS: dict[str, Callable[[_Prepared, int, int, np.ndarray], None]] = {
+    "fraudlens": _render_fraudlens,
+    "reference": _render_reference,
+}
+
+
+# --------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------
+def render_batch(
+    data: MarketData,
+    account_ids: Sequence[str] | np.ndarray | None = None,
+    *,
+    style: str = "fraudlens",
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Render one image per account.
+
+    Parameters
+    ----------
+    data
+        K-lines and trades. Every trade given is drawn (window the data first).
+    account_ids
+        Accounts to draw, in output order; default ``data.account_ids``. An account
+        with no trades gets an empty image (background only).
+    style
+        A key of :data:`STYLES`: ``"fraudlens"`` (default) or ``"reference"``.
+    progress
+        Called with the number of images just finished, after each chunk.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 ``(n, height, width, 3)`` RGB.
+    """
+    if style not in STYLES:
+        raise ConfigError(f"unknown image style {style!r}; choose one of {sorted(STYLES)}")
+    ids = data.account_ids if account_ids is None else np.asarray(account_ids, dtype=str)
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    # Render each account once, in sorted order, then put them in the order asked for.
+    height, width = STYLES[style]
+    imgs = np.empty((len(uniq), height, width, 3), dtype=np.uint8)
+    prepared = _prepare(data, uniq)
+    draw = _RENDERERS[style]
+    for start in range(0, len(uniq), _CHUNK):
+        stop = min(start + _CHUNK, len(uniq))
+        draw(prepared, start, stop, imgs[start:stop])
+        if progress is not None:
+            progress(stop - start)
+    if len(uniq) == len(ids) and np.array_equal(uniq, ids):
+        return imgs
+    return imgs[inverse.reshape(-1)]
+
+
+def panels(style: str = "fraudlens") -> tuple[tuple[int, int], ...]:
+    """The row bands ``(first, stop)`` of a style's panels, top to bottom.
+
+    A vertical flip of one panel swaps high and low prices in it; augmentation flips
+    each panel on its own.
+    """
+    if style not in STYLES:
+        raise ConfigError(f"unknown image style {style!r}; choose one of {sorted(STYLES)}")
+    height = STYLES[style][0]
+    if style == "fraudlens":
+        return ((0, _FL.price_rows), (_FL.price_rows, height))
+    return ((0, height),)
+
+
+def render_account(data: MarketData, account_id: str, *, style: str = "fraudlens") -> np.ndarray:
+    """Render one account's image, uint8 ``(height, width, 3)``.
+
+    Raises
+    ------
+    DataError
+        If the account has no trades in ``data``.
+    """
+    if not (data.trades["account_id"].astype(str) == str(account_id)).any():
+        raise DataError(f"account {account_id!r} has no trades to draw", column="account_id")
+    return render_batch(data, [str(account_id)], style=style)[0]
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """Write a uint8 ``(height, width, 3)`` image as PNG; return the path."""
+    from PIL import Image
+
+    path = Path(path)
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(path, format="PNG")
+    return path

@@ -1,0 +1,184 @@
+"""The market image CNN: training, ONNX export, ONNX Runtime scoring, persistence."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fraudlens.errors import DataError
+from fraudlens.evaluation import recall_at_fpr
+from fraudlens.market._cnn import CLASSES, CNNDetector, resize_images
+from fraudlens.market.data import MarketData, window
+from fraudlens.market.render import STYLES, render_batch
+from fraudlens.market.simulate import simulate
+
+
+def _auc(y: np.ndarray, s: np.ndarray) -> float:
+    order = np.argsort(s, kind="stable")
+    ranks = np.empty(len(s))
+    ranks[order] = np.arange(1, len(s) + 1)
+    pos = y == 1
+    return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * (~pos).sum()))
+
+
+@pytest.fixture(scope="module")
+def test_data() -> MarketData:
+    return window(simulate(400, seed=12))
+
+
+@pytest.fixture(scope="module")
+def fitted() -> CNNDetector:
+    train = window(simulate(600, seed=11))
+    det = CNNDetector(epochs=8, seed=0, num_threads=2)
+    seen: list[int] = []
+    det.fit(train, progress=lambda epoch, n, metrics: seen.append(epoch))
+    assert seen == list(range(1, 9))
+    return det
+
+
+def test_import_does_not_load_torch() -> None:
+    code = (
+        "import sys, fraudlens.market._cnn, fraudlens.market.render; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.slow
+def test_training_reaches_a_quality_floor(fitted: CNNDetector, test_data: MarketData) -> None:
+    y = test_data.y()
+    s = fitted.decision_function(test_data)
+    assert s.shape == (len(test_data.account_ids),)
+    assert ((s >= 0) & (s <= 1)).all()
+    # Small data and 8 short epochs: far from the full model, well above chance.
+    assert _auc(y, s) > 0.93
+    assert recall_at_fpr(y, s, 0.05) > 0.6
+    assert fitted.history_ and {"train_loss", "val_loss", "val_ap"} <= set(fitted.history_[0])
+    assert 1 <= fitted.best_epoch_ <= 8
+    assert fitted.input_shape_ == (*STYLES["fraudlens"], 3)
+
+
+@pytest.mark.slow
+def test_score_images_reply_shape_and_order(fitted: CNNDetector, test_data: MarketData) -> None:
+    ids = test_data.account_ids[:16]
+    imgs = render_batch(test_data, ids)
+    reply = fitted.score_images(imgs)
+    assert reply.shape == (16, 2)
+    np.testing.assert_allclose(reply.sum(axis=1), 1.0, atol=1e-5)
+    # Column 0 is P(takeover): the same number decision_function returns.
+    scores = fitted.decision_function(test_data.subset(ids))
+    np.testing.assert_allclose(reply[:, 0], scores, atol=1e-6)
+    assert CLASSES == ("takeover", "normal")
+    # One image, and images of another size (resized to the model's input).
+    assert fitted.score_images(imgs[0]).shape == (1, 2)
+    big = resize_images(imgs[:3], (128, 384))
+    assert big.shape == (3, 128, 384, 3)
+    assert fitted.score_images(big).shape == (3, 2)
+
+
+@pytest.mark.slow
+def test_score_image_bytes(fitted: CNNDetector, test_data: MarketData) -> None:
+    img = render_batch(test_data, test_data.account_ids[:1])[0]
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    reply = fitted.score_image_bytes(buf.getvalue())
+    assert isinstance(reply, list) and len(reply) == 2
+    np.testing.assert_allclose(reply, fitted.score_images(img[None])[0], atol=1e-6)
+    jpeg = io.BytesIO()
+    Image.fromarray(img).save(jpeg, format="JPEG", quality=95)
+    assert len(fitted.score_image_bytes(jpeg.getvalue())) == 2
+    with pytest.raises(DataError, match="not a decodable image"):
+        fitted.score_image_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    with pytest.raises(DataError):
+        fitted.score_image_bytes(buf.getvalue()[:60])  # truncated
+
+
+@pytest.mark.slow
+def test_save_and_load_round_trip(
+    fitted: CNNDetector, test_data: MarketData, tmp_path: Path
+) -> None:
+    before = fitted.decision_function(test_data)
+    meta = fitted.save_files(tmp_path)
+    assert (tmp_path / "model.onnx").is_file()
+    assert (tmp_path / "model.safetensors").is_file()
+    assert meta["classes"] == ["takeover", "normal"]
+    assert meta["arch"] == "compact" and meta["style"] == "fraudlens"
+    assert meta["input_shape"] == [*STYLES["fraudlens"], 3]
+    assert len(meta["history"]) == 8
+
+    from safetensors.numpy import load_file
+
+    weights = load_file(tmp_path / "model.safetensors")
+    assert set(weights) == set(fitted.state_dict_)
+
+    loaded = CNNDetector.load_files(
+        tmp_path, {**meta, "params": fitted.get_params(), "threshold": 0.42}
+    )
+    np.testing.assert_allclose(loaded.decision_function(test_data), before, atol=1e-5)
+    assert loaded.threshold_ == 0.42
+    # A loaded model can be saved again, weights included.
+    again = tmp_path / "again"
+    loaded.save_files(again)
+    assert (again / "model.safetensors").read_bytes() == (
+        tmp_path / "model.safetensors"
+    ).read_bytes()
+
+
+@pytest.mark.slow
+def test_registry_round_trip_scores_without_torch(
+    fitted: CNNDetector, test_data: MarketData, tmp_path: Path
+) -> None:
+    from fraudlens.registry import Registry
+
+    before = fitted.decision_function(test_data)
+    mv = Registry(tmp_path).save(fitted, metrics={"note": "test"})
+    assert {"model.onnx", "model.safetensors"} <= set(mv.metadata["files"])
+    np.save(tmp_path / "trades_ids.npy", test_data.account_ids.astype(str))
+    np.save(tmp_path / "expected.npy", before)
+    # Score in a fresh interpreter where importing torch fails.
+    code = f"""
+import sys
+sys.modules["torch"] = None
+import numpy as np
+from fraudlens.market.data import window
+from fraudlens.market.simulate import simulate
+from fraudlens.registry import Registry
+det = Registry({str(tmp_path)!r}).load("market")
+data = window(simulate(400, seed=12))
+s = det.decision_function(data)
+assert np.allclose(s, np.load({str(tmp_path / "expected.npy")!r}), atol=1e-5), "scores differ"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fit_rejects_bad_labels() -> None:
+    data = window(simulate(40, seed=3))
+    with pytest.raises(DataError, match="labels"):
+        CNNDetector(epochs=1).fit(data, np.zeros(3))
+    with pytest.raises(DataError, match="both"):
+        CNNDetector(epochs=1).fit(data, np.zeros(len(data.account_ids)))
+
+
+def test_unfitted_detector_refuses_to_score() -> None:
+    with pytest.raises(RuntimeError, match="not fitted"):
+        CNNDetector().score_images(np.zeros((1, 64, 192, 3), dtype=np.uint8))
+
+
+def test_resnet18_accepts_any_input_size() -> None:
+    torch = pytest.importorskip("torch")
+    from fraudlens.market._cnn_torch import build_network
+
+    net = build_network("resnet18").eval()
+    assert sum(p.numel() for p in net.parameters()) > 11_000_000  # ResNet-18 size
+    with torch.no_grad():
+        for h, w in ((64, 192), (150, 250)):
+            out = net(torch.zeros((2, h, w, 3), dtype=torch.uint8))
+            assert tuple(out.shape) == (2, 2)
+    with pytest.raises(ValueError, match="unknown CNN architecture"):
+        build_network("vgg")
