@@ -150,8 +150,8 @@ def test_fraudlens_round_trip_at_the_extremes(data: MarketData) -> None:
     img = render_account(data, "acct-1")
     top_h = render._FL.price_rows
     red, green, blue = img[..., 0], img[..., 1], img[..., 2]
-    # 48 bars are drawn (the minimum) centred on the trade's bar: its slot starts at
-    # column (margin + ...) * 192 // 48; all that matters here is red and green share it.
+    # 48 bars are drawn (the minimum) centred on the trade's bar; red and green share
+    # its slot, on the middle 3 of its 5 line columns.
     red_cols = np.flatnonzero(red.any(axis=0))
     green_cols = np.flatnonzero(green.any(axis=0))
     np.testing.assert_array_equal(red_cols, green_cols)
@@ -205,8 +205,8 @@ def test_fraudlens_bar_line_matches_the_bar(data: MarketData) -> None:
     top_h = render._FL.price_rows
     blue = img[:top_h, :, 2]
     cols = np.flatnonzero((blue == render._FL.bar_value).any(axis=0))
-    # 48 bars drawn over 192 columns: slots of 4 px, lines of 3 px with a 1 px gap.
-    assert len(cols) == 48 * 3
+    # 48 bars drawn over 288 columns: slots of 6 px, lines of 5 px with a 1 px gap.
+    assert len(cols) == 48 * 5
     # Every drawn column is one contiguous run of rows (a bar from high to low).
     for c in cols:
         rows = np.flatnonzero(blue[:, c])
@@ -276,3 +276,40 @@ def test_no_trades_and_no_bars(data: MarketData, style: str) -> None:
     imgs = render_batch(bare, style=style)
     background = 0 if style == "fraudlens" else 255
     assert all((img != background).any() for img in imgs)
+
+
+def test_fraudlens_long_window_keeps_neighbouring_bars_apart() -> None:
+    n = 300
+    low = 100.0 + np.sin(np.arange(n) / 7.0)
+    k = pd.DataFrame(
+        {
+            "symbol": "AAA",
+            "ts": T0 + BAR * np.arange(n),
+            "open": low,
+            "high": low + 1.0,
+            "low": low,
+            "close": low + 0.5,
+            "volume": 1.0,
+        }
+    )
+    t = pd.DataFrame(
+        [
+            _trade("t1", "a", "AAA", 10, "buy", float(low[10])),
+            _trade("t2", "a", "AAA", 150, "buy", float(low[150])),
+            _trade("t3", "a", "AAA", 151, "sell", float(low[151] + 1.0)),
+            _trade("t4", "a", "AAA", 280, "sell", float(low[280] + 1.0)),
+        ]
+    )
+    t["ts"] = t["ts"].astype("datetime64[ns, UTC]")
+    img = render_account(MarketData(k, t), "a")
+    top_h = render._FL.price_rows
+    # 271 bars + margins over 288 columns: 1 px per bar, so each fill is a mark one
+    # column wide, and the buy in bar 150 and the sell in bar 151 sit side by side.
+    red_cols = np.flatnonzero(img[top_h:, :, 0].any(axis=0))
+    green_cols = np.flatnonzero(img[top_h:, :, 1].any(axis=0))
+    assert len(red_cols) == 2 and len(green_cols) == 2
+    assert not set(red_cols) & set(green_cols)
+    assert green_cols[0] - red_cols[1] == 1
+    # In the range panel the buys are on the bottom rows and the sells on the top rows.
+    assert set(np.flatnonzero(img[top_h:, red_cols[1], 0])) == {30, 31}
+    assert set(np.flatnonzero(img[top_h:, green_cols[0], 1])) == {0, 1}

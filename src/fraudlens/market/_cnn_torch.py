@@ -332,9 +332,14 @@ def train_network(
     net = build_network(arch)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25
-    )
+    total_steps = epochs * steps_per_epoch
+    sched: torch.optim.lr_scheduler.LRScheduler
+    if total_steps >= 8:
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=total_steps, pct_start=0.25
+        )
+    else:  # too few steps for the schedule's phases: a constant rate
+        sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
     gen = torch.Generator().manual_seed(seed)
     x_val = x_all[torch.from_numpy(val_idx)]
     y_val = y[val_idx]

@@ -7,27 +7,28 @@ plotting library.
 
 Styles (``STYLES`` maps each name to its ``(height, width)``):
 
-``"fraudlens"`` (default, 64 x 192), the encoding the image CNN is trained on: two
+``"fraudlens"`` (default, 64 x 288), the encoding the image CNN is trained on: two
 panels on a black background, sharing one time axis.
 
 - x, both panels: the bar grid, one slot per 5-minute bar, from 3 bars before the
-  account's first trade to 3 bars after its last; at least 48 bars (4 h), at most 294
-  (24 h and the margins; older trades fall off). Each bar gets ``192 / n_bars`` columns:
-  its line is one column narrower than its slot when the slot is 2 px or wider, and two
-  bars share a column only when the window holds more than 192 bars.
+  account's first trade to 3 bars after its last; at least 48 bars (4 h) and at most
+  288 (24 h: the margins go first, then the oldest bars). Each bar gets
+  ``288 / n_bars`` columns (at least one), and its line is one column narrower than
+  its slot when the slot is 2 px or wider, leaving a gap between bars.
 - Price panel (rows 0-31): y is price, normalised per (account, symbol) to that
   symbol's drawn bars (min low at the bottom row, max high at the top, widened to
-  include the fills), so several symbols share the panel each in its own scale.
+  include the fills), so several symbols share the panel, each in its own scale.
   Blue (80): every bar as a vertical line from its low to its high.
 - Range panel (rows 32-63): y is the position inside the fill's own bar, its low at the
   bottom row and its high at the top, whatever the bar's size, so "at the bar's
   extreme" reads the same in a quiet bar and in a wild one. Blue: every bar as a
   full-height column whose intensity (24-255) grows with the bar's range relative to
   the largest range of that symbol in the window, so volatile bars stand out.
-- Fills, both panels: red (255) for buys, green (255) for sells, a 3 x 3 mark centred
-  on the bar's slot and the fill's row (clipped at the panel's edges). A matched round
-  trip at a bar's two extremes shows as a red and a green mark in one column, at the
-  range panel's top and bottom rows; fills in one bar at one price add up to yellow.
+- Fills, both panels: red (255) for buys, green (255) for sells; a mark 3 rows tall
+  (clipped at the panel's edges) over the bar's line columns (1-3 px wide), so fills
+  of neighbouring bars never share a column. A matched round trip at a bar's two
+  extremes shows as a red and a green mark in one column, at the range panel's top and
+  bottom rows; a buy and a sell in one bar at one price add up to yellow.
   Quantities are not drawn.
 
 ``"reference"`` (250 x 150), the reference system's look, matching its matplotlib
@@ -67,7 +68,7 @@ __all__ = ["STYLES", "panels", "render_account", "render_batch", "save_png"]
 
 #: Style name -> image ``(height, width)`` in pixels.
 STYLES: dict[str, tuple[int, int]] = {
-    "fraudlens": (64, 192),
+    "fraudlens": (64, 288),
     "reference": (150, 250),
 }
 
@@ -83,12 +84,12 @@ class _FraudlensLook:
 
     margin: int = 3  # bars drawn before the first and after the last trade
     min_bars: int = 48  # 4 h of 5-minute bars
-    max_bars: int = 24 * 12 + 6  # a 24 h window of 5-minute bars plus the margins
+    max_bars: int = 288  # 24 h of 5-minute bars: one column per bar at width 288
     price_rows: int = 32  # the price panel; the range panel takes the rows below
     bar_value: int = 80
     range_floor: int = 24  # range panel intensity of a flat bar (the largest gets 255)
     fill_value: int = 255
-    narrow_marks: bool = False  # marks only as wide as the bar's line (1-3 px), not 3 px
+    narrow_marks: bool = True  # marks as wide as the bar's line (1-3 px), not always 3 px
 
 
 _FL = _FraudlensLook()
@@ -372,6 +373,9 @@ def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
     short = np.maximum(_FL.min_bars - (g1 - g0 + 1), 0)
     g0 -= short // 2
     g1 += short - short // 2
+    # Too long: give up the margins first, then the oldest bars.
+    room = _FL.max_bars - (g_last - g_first + 1)
+    g1 = np.where(g1 - g0 + 1 > _FL.max_bars, g_last + np.clip(room // 2, 0, _FL.margin), g1)
     g0 = np.maximum(g0, g1 - _FL.max_bars + 1)
     n_bars = g1 - g0 + 1
 
