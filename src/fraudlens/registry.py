@@ -227,10 +227,9 @@ class Registry:
         defaults = self.defaults()
         if name_or_domain in defaults:
             return defaults[name_or_domain]
-        short = f"{name_or_domain}"
         for domain in ("market", "cards"):
-            if f"{domain}-{short}" in DETECTORS:
-                return f"{domain}-{short}"
+            if f"{domain}-{name_or_domain}" in DETECTORS:
+                return f"{domain}-{name_or_domain}"
         raise ModelNotFoundError(
             f"no model for {name_or_domain!r} in registry {self.root}; train one first"
         )

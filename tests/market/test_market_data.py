@@ -374,3 +374,24 @@ def test_marketdata_helpers_on_loaded_data(tmp_path: Path) -> None:
     assert sub.account_ids.tolist() == ["000777"]
     kinds = data.label_column("kind")
     assert kinds is not None and kinds.tolist() == ["normal", "takeover"]
+
+
+def test_attach_bars_with_no_klines_leaves_every_trade_unmatched() -> None:
+    from fraudlens.market.data import KLINE_COLUMNS, attach_bars
+
+    trades = pd.DataFrame(
+        {
+            "trade_id": ["t1"],
+            "account_id": ["a"],
+            "symbol": ["X"],
+            "ts": pd.to_datetime(["2026-03-02T14:31:00Z"]),
+            "side": ["buy"],
+            "price": [10.0],
+            "quantity": [1.0],
+        }
+    )
+    klines = pd.DataFrame({c: [] for c in KLINE_COLUMNS})
+    klines["ts"] = pd.to_datetime(klines["ts"], utc=True)
+    out = attach_bars(trades, klines)
+    assert out["bar_row"].tolist() == [-1]
+    assert out["bar_high"].isna().all() and out["bar_ts"].isna().all()

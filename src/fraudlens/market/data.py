@@ -131,6 +131,14 @@ def attach_bars(
     pos = _bar_positions(trades, k, bar)
     out = trades.copy()
     has = pos >= 0
+    # With no k-lines every trade is unmatched; index a single NaN bar instead of nothing.
+    if len(k) == 0:
+        k = pd.DataFrame(
+            {
+                "ts": pd.Series([pd.NaT], dtype="datetime64[ns, UTC]"),
+                **{c: [np.nan] for c in ("open", "high", "low", "close")},
+            }
+        )
     safe = np.where(has, pos, 0)
     out["bar_row"] = pos
     # .array.take keeps the tz-aware dtype; .to_numpy() would box every timestamp.
