@@ -11,7 +11,9 @@ __all__ = [
     "DataError",
     "FraudlensError",
     "ModelNotFoundError",
+    "NotFoundError",
     "QueueError",
+    "StoreError",
 ]
 
 
@@ -66,3 +68,11 @@ class QueueError(FraudlensError):
 
 class ConfigError(FraudlensError):
     """A setting has a value fraudlens cannot use."""
+
+
+class StoreError(FraudlensError):
+    """The database could not be reached, or is not at the schema this version needs."""
+
+
+class NotFoundError(FraudlensError, LookupError):
+    """A record asked for by id (a risk event, say) does not exist."""

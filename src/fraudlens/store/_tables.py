@@ -1,0 +1,130 @@
+"""SQLAlchemy 2 table definitions of the store: trades, klines and risk events.
+
+Timestamps are stored as naive UTC (the one form PostgreSQL, MariaDB and SQLite all keep
+without surprises) and come back timezone-aware. Prices are double precision: MariaDB's
+``FLOAT`` is single precision, which would move a fill off its bar's extreme.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "FRAUD_TYPE",
+    "RISK_STATUSES",
+    "Base",
+    "Kline",
+    "RiskEvent",
+    "Trade",
+    "UTCDateTime",
+]
+
+#: Statuses of a risk event: new, confirmed as fraud by an analyst, or dismissed.
+RISK_STATUSES = ("open", "confirmed", "dismissed")
+
+#: ``fraud_type`` of the market detector's events (the reference's ``suspiciousTransaction``).
+FRAUD_TYPE = "suspicious_transaction"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime stored as naive UTC with microseconds."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "mysql":
+            # MySQL/MariaDB DATETIME drops fractions of a second unless asked.
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime(timezone=False))
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # defensive: raw text from a hand-written SQLite row
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the store's tables."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), float: sa.Double()}
+
+
+class Kline(Base):
+    """One price bar of one symbol."""
+
+    __tablename__ = "klines"
+
+    symbol: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(primary_key=True)
+    open: Mapped[float]
+    high: Mapped[float]
+    low: Mapped[float]
+    close: Mapped[float]
+    volume: Mapped[float]
+
+
+class Trade(Base):
+    """One fill of one account."""
+
+    __tablename__ = "trades"
+    __table_args__ = (sa.Index("ix_trades_account_ts", "account_id", "ts"),)
+
+    trade_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(sa.String(64))
+    symbol: Mapped[str] = mapped_column(sa.String(32))
+    ts: Mapped[datetime]
+    side: Mapped[str] = mapped_column(sa.String(4))
+    price: Mapped[float]
+    quantity: Mapped[float]
+
+
+class RiskEvent(Base):
+    """A score above the threshold, for an analyst to confirm or dismiss.
+
+    The unique key ``(account_id, fraud_type, window_end)`` makes writes idempotent: the
+    same evidence (the window ending at the same latest trade) raises one event, however
+    often the account is checked or a message is redelivered.
+    """
+
+    __tablename__ = "risk_events"
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "fraud_type", "window_end", name="uq_risk_events_key"),
+        sa.Index("ix_risk_events_status_created", "status", "created_at"),
+        sa.Index("ix_risk_events_account", "account_id"),
+        sa.CheckConstraint(
+            "status IN ('open', 'confirmed', 'dismissed')", name="ck_risk_events_status"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(sa.String(64))
+    fraud_type: Mapped[str] = mapped_column(sa.String(64))
+    business_type: Mapped[str | None] = mapped_column(sa.String(64))
+    score: Mapped[float]
+    threshold: Mapped[float]
+    model_version: Mapped[str] = mapped_column(sa.String(128))
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), default="open")
+    created_at: Mapped[datetime]
+    requested_at: Mapped[datetime | None]
+    reviewed_at: Mapped[datetime | None]
+    reviewed_by: Mapped[str | None] = mapped_column(sa.String(128))

@@ -1,0 +1,665 @@
+"""The store: trades and bars to score, and the risk events analysts review.
+
+One class, :class:`Store`, over SQLAlchemy 2. SQLite is the embedded default
+(``sqlite:///fraudlens.db``); PostgreSQL (``postgresql+psycopg://``) and MySQL/MariaDB
+(``mysql+pymysql://``) are the real deployments. The schema is managed by Alembic
+(:meth:`Store.upgrade`, ``fraudlens db upgrade``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from fraudlens.errors import ConfigError, DataError, NotFoundError, StoreError
+from fraudlens.store._tables import FRAUD_TYPE, RISK_STATUSES, Base, Kline, RiskEvent, Trade
+
+if TYPE_CHECKING:
+    from fraudlens.market.data import MarketData
+
+__all__ = ["DEFAULT_DATABASE_URL", "Store", "normalise_url", "open_store"]
+
+#: The embedded default.
+DEFAULT_DATABASE_URL = "sqlite:///fraudlens.db"
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+#: Rows per INSERT batch (and per progress callback) when loading.
+_LOAD_CHUNK = 20_000
+#: Accounts per window query: three bound values each, far below every driver's limit.
+_WINDOW_CHUNK = 200
+_KLINE_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
+_TRADE_COLUMNS = ("trade_id", "account_id", "symbol", "ts", "side", "price", "quantity")
+_EVENT_FIELDS = (
+    "account_id",
+    "fraud_type",
+    "business_type",
+    "score",
+    "threshold",
+    "model_version",
+    "window_start",
+    "window_end",
+    "details",
+    "note",
+    "status",
+    "created_at",
+    "requested_at",
+)
+
+
+def normalise_url(url: str) -> str:
+    """Return a SQLAlchemy URL with the driver fraudlens ships for each database.
+
+    ``sqlite`` alone is the default file; ``postgresql://`` / ``postgres://`` get
+    psycopg 3 and ``mysql://`` / ``mariadb://`` get PyMySQL, unless a driver is named.
+    """
+    url = url.strip()
+    if url in ("", "sqlite"):
+        return DEFAULT_DATABASE_URL
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(
+            f"database URL {url!r} is not a URL: expected sqlite:///path.db, "
+            "postgresql://user@host/db or mysql://user@host/db"
+        )
+    swap = {
+        "postgres": "postgresql+psycopg",
+        "postgresql": "postgresql+psycopg",
+        "mysql": "mysql+pymysql",
+        "mariadb": "mysql+pymysql",
+        "mariadb+pymysql": "mysql+pymysql",
+    }
+    return f"{swap.get(scheme, scheme)}://{rest}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _naive_utc(ts: pd.Series) -> np.ndarray:
+    """Python datetimes (naive UTC) of a UTC timestamp column: what every driver accepts."""
+    values = pd.to_datetime(ts, utc=True).dt.tz_localize(None)
+    return values.to_numpy("datetime64[us]").astype(object)
+
+
+def _as_utc(value: datetime | str | None, column: str) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo else value
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise DataError(f"cannot parse {value!r} as an ISO-8601 timestamp", column=column) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+class Store:
+    """Trades, k-lines and risk events in one SQL database.
+
+    Parameters
+    ----------
+    url
+        SQLAlchemy URL; ``None`` uses the ``database_url`` setting
+        (``FRAUDLENS_DATABASE_URL``, default ``sqlite:///fraudlens.db``).
+    pool_size
+        Connections kept open per process (not SQLite).
+
+    Notes
+    -----
+    Safe to share between threads. Each process opens its own :class:`Store` (engines
+    must not cross a ``fork``).
+    """
+
+    def __init__(self, url: str | None = None, *, pool_size: int = 5) -> None:
+        if url is None:
+            from fraudlens.config import get_settings
+
+            url = get_settings().database_url
+        self.url = normalise_url(url)
+        try:
+            parsed = sa.engine.make_url(self.url)
+        except sa.exc.ArgumentError as exc:
+            raise ConfigError(f"database URL {url!r}: {exc}") from None
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if self.dialect == "sqlite":
+            memory = parsed.database in (None, "", ":memory:")
+            if not memory and parsed.database:
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30.0}
+            if memory:
+                kwargs["poolclass"] = sa.pool.StaticPool
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+        try:
+            self.engine = sa.create_engine(parsed, **kwargs)
+        except Exception as exc:  # a missing driver module, say
+            raise ConfigError(f"cannot open database {self._safe_url()}: {exc}") from None
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    # -- lifecycle -------------------------------------------------------------------
+    def _safe_url(self) -> str:
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"Store({self._safe_url()!r})"
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _connect(self) -> sa.Connection:
+        try:
+            return self.engine.connect()
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"cannot connect to {self._safe_url()}: {exc.orig}") from None
+
+    def _begin(self) -> Any:
+        try:
+            return self.engine.begin()
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"cannot connect to {self._safe_url()}: {exc.orig}") from None
+
+    # -- schema ----------------------------------------------------------------------
+    def _alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS).replace("%", "%%"))
+        return cfg
+
+    def upgrade(self, revision: str = "head") -> str | None:
+        """Migrate the schema to ``revision`` (idempotent); return the revision reached."""
+        from alembic import command
+
+        cfg = self._alembic_config()
+        with self._begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+        return self.current_revision()
+
+    def downgrade(self, revision: str = "base") -> str | None:
+        """Migrate the schema down to ``revision`` (``base`` drops every table)."""
+        from alembic import command
+
+        cfg = self._alembic_config()
+        with self._begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+        return self.current_revision()
+
+    def current_revision(self) -> str | None:
+        """The schema revision the database is at (None before the first upgrade)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self._connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        """The newest revision this version of fraudlens ships."""
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+
+    def require_schema(self, *, upgrade_empty: bool = True) -> None:
+        """Check the schema is current.
+
+        Parameters
+        ----------
+        upgrade_empty
+            Create the schema when the database has none yet (an embedded first run).
+
+        Raises
+        ------
+        StoreError
+            If the database is at another revision: run ``fraudlens db upgrade``.
+        """
+        current, head = self.current_revision(), self.head_revision()
+        if current == head:
+            return
+        if current is None and upgrade_empty:
+            self.upgrade()
+            return
+        raise StoreError(
+            f"database {self._safe_url()} is at schema revision {current}, this fraudlens "
+            f"needs {head}: run `fraudlens db upgrade --db URL`"
+        )
+
+    def drop_all(self) -> None:
+        """Drop the store's tables and Alembic's version table (tests and resets)."""
+        with self._begin() as conn:
+            Base.metadata.drop_all(conn)
+            conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table."""
+        with self._connect() as conn:
+            return {
+                t.__tablename__: int(
+                    conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                )
+                for t in (Kline, Trade, RiskEvent)
+            }
+
+    # -- market data -----------------------------------------------------------------
+    def load_klines(
+        self, klines: pd.DataFrame, *, on_progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Insert validated k-lines; a bar already stored for ``(symbol, ts)`` is kept.
+
+        Parameters
+        ----------
+        klines
+            A frame from :func:`fraudlens.market.data.validate_klines` (or a loader).
+        on_progress
+            Called with the number of rows of each chunk sent.
+
+        Returns
+        -------
+        int
+            Rows inserted (duplicates not counted).
+        """
+        cols = {c: klines[c] for c in _KLINE_COLUMNS}
+        cols["ts"] = _naive_utc(klines["ts"])
+        return self._bulk_insert(_table(Kline), cols, len(klines), on_progress)
+
+    def load_trades(
+        self, trades: pd.DataFrame, *, on_progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Insert validated trades; a ``trade_id`` already stored is kept.
+
+        Returns
+        -------
+        int
+            Rows inserted (duplicates not counted).
+        """
+        cols = {c: trades[c] for c in _TRADE_COLUMNS}
+        cols["ts"] = _naive_utc(trades["ts"])
+        return self._bulk_insert(_table(Trade), cols, len(trades), on_progress)
+
+    def _bulk_insert(
+        self,
+        table: sa.Table,
+        columns: dict[str, Any],
+        n: int,
+        on_progress: Callable[[int], None] | None,
+    ) -> int:
+        names = list(columns)
+        values = [
+            np.asarray(v, dtype=object) if not isinstance(v, np.ndarray) else v
+            for v in columns.values()
+        ]
+        # numpy scalars confuse some drivers: hand over plain Python values.
+        lists = [v.tolist() if v.dtype != object else list(v) for v in values]
+        inserted = 0
+        for start in range(0, n, _LOAD_CHUNK):
+            rows = list(zip(*(col[start : start + _LOAD_CHUNK] for col in lists), strict=True))
+            with self._begin() as conn:
+                if self.dialect == "postgresql":
+                    inserted += _pg_copy_ignore(conn, table, names, rows)
+                else:
+                    stmt = _insert_ignore(self.dialect, table)
+                    result = conn.execute(stmt, [dict(zip(names, r, strict=True)) for r in rows])
+                    inserted += max(int(result.rowcount), 0)
+            if on_progress is not None:
+                on_progress(len(rows))
+        return inserted
+
+    def account_ids(self) -> list[str]:
+        """Every account with at least one stored trade, sorted."""
+        with self._connect() as conn:
+            rows = conn.execute(sa.select(Trade.account_id).distinct().order_by(Trade.account_id))
+            return [str(r[0]) for r in rows]
+
+    def account_windows(self, account_ids: Iterable[str], *, hours: float = 24.0) -> MarketData:
+        """Each account's trades in the ``hours`` that end at its latest trade, with bars.
+
+        The bars are those of every symbol the accounts traded, over the whole UTC days
+        the windows touch: the feature detector ranks a bar within its symbol's day, so
+        whole days make a score here equal the batch score of the same files.
+
+        Parameters
+        ----------
+        account_ids
+            Accounts to load; unknown ids are left out of the result.
+        hours
+            Window length.
+
+        Returns
+        -------
+        fraudlens.market.data.MarketData
+            Empty trades when none of the accounts has any.
+        """
+        from fraudlens.market.data import MarketData
+
+        ids = list(dict.fromkeys(str(a) for a in account_ids))
+        span = timedelta(hours=hours)
+        trade_rows: list[Any] = []
+        with self._connect() as conn:
+            for chunk in _chunks(ids, _WINDOW_CHUNK):
+                latest = conn.execute(
+                    sa.select(Trade.account_id, sa.func.max(Trade.ts, type_=Trade.ts.type))
+                    .where(Trade.account_id.in_(chunk))
+                    .group_by(Trade.account_id)
+                ).all()
+                if not latest:
+                    continue
+                cond = sa.or_(
+                    *(
+                        sa.and_(Trade.account_id == a, Trade.ts >= end - span, Trade.ts <= end)
+                        for a, end in latest
+                    )
+                )
+                trade_rows.extend(
+                    conn.execute(sa.select(*_raw_columns(Trade, _TRADE_COLUMNS)).where(cond))
+                )
+            trades = _frame(trade_rows, _TRADE_COLUMNS)
+            if trades.empty:
+                return MarketData(_frame([], _KLINE_COLUMNS), trades)
+            # Whole UTC days of each symbol the windows touch, one range per symbol.
+            day = trades["ts"].dt.floor("D")
+            spans = day.groupby(trades["symbol"]).agg(["min", "max"])
+            kline_rows = conn.execute(
+                sa.select(*_raw_columns(Kline, _KLINE_COLUMNS)).where(
+                    sa.or_(
+                        *(
+                            sa.and_(
+                                Kline.symbol == sym,
+                                Kline.ts >= lo.to_pydatetime(),
+                                Kline.ts < (hi + pd.Timedelta(days=1)).to_pydatetime(),
+                            )
+                            for sym, lo, hi in spans.itertuples()
+                        )
+                    )
+                )
+            ).all()
+        klines = _frame(kline_rows, _KLINE_COLUMNS)
+        trades = trades.sort_values(["account_id", "ts", "trade_id"], kind="stable")
+        return MarketData(klines.reset_index(drop=True), trades.reset_index(drop=True))
+
+    # -- risk events -----------------------------------------------------------------
+    def add_risk_events(self, events: Sequence[dict[str, Any]]) -> int:
+        """Write risk events; an event whose key is already stored is skipped.
+
+        Parameters
+        ----------
+        events
+            Dicts with ``account_id, score, threshold, model_version, window_start,
+            window_end`` and optionally ``fraud_type`` (default
+            ``suspicious_transaction``), ``business_type``, ``details`` (JSON object),
+            ``note``, ``requested_at`` and ``created_at`` (default now). Timestamps are
+            datetimes or ISO-8601 strings.
+
+        Returns
+        -------
+        int
+            Events inserted; the rest were already there (the key is ``account_id,
+            fraud_type, window_end``), which makes redelivered work harmless.
+        """
+        if not events:
+            return 0
+        rows = [self._event_row(e, i) for i, e in enumerate(events)]
+        stmt = _insert_ignore(self.dialect, _table(RiskEvent))
+        inserted = 0
+        with self._begin() as conn:
+            # One statement per event: its rowcount says whether it was new, on every
+            # driver, and the whole batch still commits (or not) together.
+            for row in rows:
+                if self.dialect == "postgresql":
+                    # psycopg reports no rowcount for a skipped ON CONFLICT row it returned
+                    # nothing for: count the returned ids instead.
+                    inserted += len(conn.execute(stmt.returning(RiskEvent.id), row).all())
+                else:
+                    inserted += max(int(conn.execute(stmt, row).rowcount), 0)
+        return inserted
+
+    @staticmethod
+    def _event_row(event: dict[str, Any], i: int) -> dict[str, Any]:
+        missing = [
+            k
+            for k in (
+                "account_id",
+                "score",
+                "threshold",
+                "model_version",
+                "window_start",
+                "window_end",
+            )
+            if event.get(k) is None
+        ]
+        if missing:
+            raise DataError(
+                f"risk event {i} lacks {', '.join(missing)}", row=i + 1, column=missing[0]
+            )
+        unknown = set(event) - set(_EVENT_FIELDS)
+        if unknown:
+            raise DataError(f"unknown risk event fields {sorted(unknown)}", row=i + 1)
+        row = {k: event.get(k) for k in _EVENT_FIELDS}
+        row["account_id"] = str(row["account_id"])
+        row["fraud_type"] = row["fraud_type"] or FRAUD_TYPE
+        row["status"] = row["status"] or "open"
+        if row["status"] not in RISK_STATUSES:
+            raise DataError(
+                f"status {row['status']!r} is not one of {RISK_STATUSES}", column="status"
+            )
+        row["details"] = row["details"] if row["details"] is not None else {}
+        row["score"], row["threshold"] = float(event["score"]), float(event["threshold"])
+        for col in ("window_start", "window_end", "created_at", "requested_at"):
+            row[col] = _as_utc(row[col], col)
+        row["created_at"] = row["created_at"] or _now()
+        return row
+
+    def list_risk_events(
+        self,
+        *,
+        status: str | None = None,
+        account_id: str | None = None,
+        business_type: str | None = None,
+        fraud_type: str | None = None,
+        min_score: float | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of risk events, newest first, and how many match in all.
+
+        ``since``/``until`` bound ``created_at`` (inclusive/exclusive).
+        """
+        if status is not None and status not in RISK_STATUSES:
+            raise DataError(f"status {status!r} is not one of {RISK_STATUSES}", column="status")
+        if limit < 1 or offset < 0:
+            raise DataError("limit must be >= 1 and offset >= 0", column="limit")
+        conds: list[Any] = []
+        for col, value in (
+            (RiskEvent.status, status),
+            (RiskEvent.account_id, account_id),
+            (RiskEvent.business_type, business_type),
+            (RiskEvent.fraud_type, fraud_type),
+        ):
+            if value is not None:
+                conds.append(col == value)
+        if min_score is not None:
+            conds.append(RiskEvent.score >= float(min_score))
+        if since is not None:
+            conds.append(RiskEvent.created_at >= _as_utc(since, "since"))
+        if until is not None:
+            conds.append(RiskEvent.created_at < _as_utc(until, "until"))
+        where = sa.and_(sa.true(), *conds)
+        with self._connect() as conn:
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(RiskEvent).where(where)
+            ).scalar_one()
+            rows = conn.execute(
+                sa.select(RiskEvent.__table__)
+                .where(where)
+                .order_by(RiskEvent.created_at.desc(), RiskEvent.id.desc())
+                .limit(limit)
+                .offset(offset)
+            ).mappings()
+            return [_event_dict(r) for r in rows], int(total)
+
+    def get_risk_event(self, event_id: int) -> dict[str, Any] | None:
+        """One risk event by id, or None."""
+        with self._connect() as conn:
+            row = (
+                conn.execute(sa.select(RiskEvent.__table__).where(RiskEvent.id == int(event_id)))
+                .mappings()
+                .first()
+            )
+            return None if row is None else _event_dict(row)
+
+    def review_risk_event(
+        self, event_id: int, *, status: str, reviewed_by: str, note: str | None = None
+    ) -> dict[str, Any]:
+        """Record an analyst's decision on an event and return the event.
+
+        Parameters
+        ----------
+        status
+            ``confirmed`` (fraud), ``dismissed`` (not fraud) or ``open`` (reopen).
+        reviewed_by
+            Who decided (non-empty).
+        note
+            Replaces the event's note when given.
+
+        Raises
+        ------
+        NotFoundError
+            No event has this id.
+        DataError
+            Bad status or reviewer.
+        """
+        if status not in RISK_STATUSES:
+            raise DataError(f"status {status!r} is not one of {RISK_STATUSES}", column="status")
+        if not reviewed_by or not reviewed_by.strip():
+            raise DataError("reviewed_by must not be empty", column="reviewed_by")
+        values: dict[str, Any] = {
+            "status": status,
+            "reviewed_by": reviewed_by.strip(),
+            "reviewed_at": _now(),
+        }
+        if note is not None:
+            values["note"] = note
+        with self._begin() as conn:
+            result = conn.execute(
+                sa.update(RiskEvent).where(RiskEvent.id == int(event_id)).values(**values)
+            )
+            if result.rowcount == 0:
+                raise NotFoundError(f"no risk event with id {event_id}")
+        event = self.get_risk_event(event_id)
+        assert event is not None
+        return event
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open the store a URL names (``None``: the ``database_url`` setting)."""
+    return Store(url)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _table(model: type[Base]) -> sa.Table:
+    table = model.__table__
+    assert isinstance(table, sa.Table)
+    return table
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets the worker write while the service and analysts read; NORMAL sync in WAL
+    # mode is still durable against a process crash, which is the failure that matters.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _insert_ignore(dialect: str, table: sa.Table) -> Any:
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "mysql":
+        return mysql.insert(table).prefix_with("IGNORE")
+    raise ConfigError(f"unsupported database {dialect!r}: use SQLite, PostgreSQL or MySQL/MariaDB")
+
+
+def _pg_copy_ignore(conn: sa.Connection, table: sa.Table, names: list[str], rows: list[Any]) -> int:
+    """COPY rows into a temporary table, then insert the new ones: PostgreSQL's fast path."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cols = ", ".join(names)
+    with raw.cursor() as cur:
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS _fraudlens_load_{table.name} "
+            f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with cur.copy(f"COPY _fraudlens_load_{table.name} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(
+            f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM _fraudlens_load_{table.name} "
+            "ON CONFLICT DO NOTHING"
+        )
+        return max(int(cur.rowcount), 0)
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _raw_columns(table: type[Kline] | type[Trade], names: tuple[str, ...]) -> list[Any]:
+    """Columns to select, with ``ts`` left unprocessed: pandas parses a whole column of
+    driver values (text on SQLite, naive datetimes elsewhere) far faster than a per-row
+    type processor."""
+    cols = table.__table__.c
+    return [sa.type_coerce(cols[c], sa.types.NullType()) if c == "ts" else cols[c] for c in names]
+
+
+def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:
+    """Rows from the database as a frame with the dtypes the market loaders produce."""
+    df = pd.DataFrame.from_records([tuple(r) for r in rows], columns=list(columns))
+    df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
+    for col in columns:
+        if col in ("trade_id", "account_id", "symbol", "side"):
+            df[col] = df[col].astype(str)
+        elif col != "ts":
+            df[col] = df[col].astype(np.float64)
+    return df
+
+
+def _event_dict(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    for col in ("window_start", "window_end", "created_at", "requested_at", "reviewed_at"):
+        out[col] = _iso(out[col])
+    details = out.get("details")
+    if isinstance(details, str):  # MariaDB hands JSON back as text
+        import json
+
+        out["details"] = json.loads(details)
+    return out

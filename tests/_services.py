@@ -1,0 +1,32 @@
+"""Shared test helpers: whether services are mandatory, and the real database servers.
+
+Tests that need PostgreSQL, MariaDB or Redis use the real servers. When a server cannot be
+reached the test is skipped, unless the environment variable ``CI`` is set (to anything but
+``""``, ``0``, ``false`` or ``no``): then it fails, because CI must exercise the real parts.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+#: Database URLs of the machine's servers (override with FRAUDLENS_TEST_*_URL).
+POSTGRES_URL = os.environ.get(
+    "FRAUDLENS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+MARIADB_URL = os.environ.get(
+    "FRAUDLENS_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
+)
+
+
+def in_ci() -> bool:
+    """True when the environment variable CI asks for services to be mandatory."""
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally, fail under CI."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set, so a missing service is a failure)", pytrace=False)
+    pytest.skip(f"{reason} (set CI=true to make this a failure)")

@@ -1,0 +1,187 @@
+"""The SQL store against SQLite, and the real PostgreSQL and MariaDB servers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _services import MARIADB_URL, POSTGRES_URL, unavailable  # type: ignore[import-not-found]
+from fraudlens.errors import DataError, NotFoundError, StoreError
+from fraudlens.market.data import MarketData, window
+from fraudlens.market.simulate import simulate
+from fraudlens.store import Store, normalise_url, open_store
+
+pytest.importorskip("sqlalchemy")
+
+
+@pytest.fixture(scope="module")
+def market() -> MarketData:
+    return simulate(120, seed=3, days=3)
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.services),
+        pytest.param("mariadb", marks=pytest.mark.services),
+    ]
+)
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
+    url = {
+        "sqlite": f"sqlite:///{tmp_path / 'store.db'}",
+        "postgresql": POSTGRES_URL,
+        "mariadb": MARIADB_URL,
+    }[request.param]
+    s = open_store(url)
+    try:
+        s.drop_all()
+    except StoreError as exc:
+        unavailable(f"{request.param} is unreachable: {exc}")
+    s.upgrade()
+    yield s
+    s.drop_all()
+    s.close()
+
+
+def _event(account: str, end: datetime, score: float = 0.97, **extra: object) -> dict[str, object]:
+    return {
+        "account_id": account,
+        "score": score,
+        "threshold": 0.9,
+        "model_version": "market-features:v0001",
+        "window_start": end - timedelta(hours=24),
+        "window_end": end,
+        "details": {"trades": [{"trade_id": "T1", "reason": "buy at the bar's low"}]},
+        **extra,
+    }
+
+
+def test_url_normalisation() -> None:
+    assert normalise_url("sqlite") == "sqlite:///fraudlens.db"
+    assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("mariadb://root@h/db") == "mysql+pymysql://root@h/db"
+    assert normalise_url("mysql+pymysql://root@h/db") == "mysql+pymysql://root@h/db"
+
+
+def test_migrations_match_the_models(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from fraudlens.store import Base
+
+    assert store.current_revision() == store.head_revision()
+    assert store.upgrade() == store.head_revision()  # idempotent
+    with store.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": False})
+        diff = [d for d in compare_metadata(ctx, Base.metadata) if "alembic_version" not in str(d)]
+    assert diff == []
+
+
+def test_downgrade_and_schema_check(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    assert s.current_revision() is None
+    s.require_schema()  # an empty embedded database is created
+    assert s.current_revision() == s.head_revision()
+    s.downgrade("base")
+    assert s.current_revision() is None
+    with pytest.raises(StoreError, match="db upgrade"):
+        s.require_schema(upgrade_empty=False)
+    s.close()
+
+
+def test_load_is_idempotent_and_windows_match_batch(store: Store, market: MarketData) -> None:
+    assert store.load_klines(market.klines) == len(market.klines)
+    assert store.load_trades(market.trades) == len(market.trades)
+    assert store.load_trades(market.trades) == 0
+    assert store.load_klines(market.klines.iloc[:50]) == 0
+    assert store.counts() == {
+        "klines": len(market.klines),
+        "trades": len(market.trades),
+        "risk_events": 0,
+    }
+    assert store.account_ids() == sorted(market.account_ids.tolist())
+    ids = market.account_ids[::7]
+    got = store.account_windows([*ids, "no-such-account"], hours=24.0)
+    want = window(market.subset(ids), hours=24.0).trades
+    cols = list(got.trades.columns)
+    pd.testing.assert_frame_equal(
+        got.trades.sort_values("trade_id").reset_index(drop=True),
+        want[cols].sort_values("trade_id").reset_index(drop=True),
+    )
+    # The bars are whole UTC days of the traded symbols, so bar ranks match the files.
+    k = got.klines
+    assert set(k["symbol"]) == set(got.trades["symbol"])
+    full = market.klines.merge(
+        k[["symbol", "ts"]].assign(day=k["ts"].dt.floor("D"))[["symbol", "day"]].drop_duplicates(),
+        left_on=["symbol", market.klines["ts"].dt.floor("D")],
+        right_on=["symbol", "day"],
+    )
+    assert len(k) == len(full)
+    np.testing.assert_allclose(
+        k.sort_values(["symbol", "ts"])["high"].to_numpy(),
+        full.sort_values(["symbol", "ts"])["high"].to_numpy(),
+    )
+    empty = store.account_windows(["no-such-account"])
+    assert empty.trades.empty and empty.klines.empty
+
+
+def test_scores_from_the_store_equal_scores_from_files(store: Store, market: MarketData) -> None:
+    from fraudlens.market.detectors import FeatureDetector
+
+    det = FeatureDetector(n_estimators=40).fit(window(market))
+    store.load_klines(market.klines)
+    store.load_trades(market.trades)
+    ids = market.account_ids[:40]
+    from_db = det.decision_function(store.account_windows(ids))
+    from_files = det.decision_function(window(market.subset(ids)))
+    np.testing.assert_allclose(from_db, from_files, rtol=1e-6)
+
+
+def test_risk_events_are_idempotent_and_reviewable(store: Store) -> None:
+    end = datetime(2026, 3, 3, 14, 5, 1, 123456, tzinfo=UTC)
+    assert store.add_risk_events([_event("A1", end), _event("A1", end)]) == 1
+    assert store.add_risk_events([_event("A1", end, score=0.99)]) == 0
+    assert store.add_risk_events([_event("A1", end + timedelta(minutes=5))]) == 1
+    assert store.add_risk_events([_event("B2", end, business_type="withdrawal")]) == 1
+    items, total = store.list_risk_events()
+    assert total == 3 and len(items) == 3
+    first = items[-1]
+    assert first["window_end"] == end.isoformat()  # microseconds survive on every database
+    assert first["details"]["trades"][0]["trade_id"] == "T1"
+    assert first["status"] == "open" and first["fraud_type"] == "suspicious_transaction"
+    page, total = store.list_risk_events(limit=2, offset=2)
+    assert total == 3 and len(page) == 1
+    assert store.list_risk_events(business_type="withdrawal")[1] == 1
+    assert store.list_risk_events(account_id="A1")[1] == 2
+    assert store.list_risk_events(min_score=0.98)[1] == 0
+
+    reviewed = store.review_risk_event(
+        first["id"], status="confirmed", reviewed_by=" ann ", note="x"
+    )
+    assert reviewed["status"] == "confirmed" and reviewed["reviewed_by"] == "ann"
+    assert reviewed["note"] == "x" and reviewed["reviewed_at"] is not None
+    # A fresh connection sees the decision.
+    again = open_store(store.url)
+    assert again.get_risk_event(first["id"])["status"] == "confirmed"  # type: ignore[index]
+    assert again.list_risk_events(status="open")[1] == 2
+    again.close()
+    with pytest.raises(NotFoundError):
+        store.review_risk_event(999_999, status="dismissed", reviewed_by="ann")
+    with pytest.raises(DataError, match="status"):
+        store.review_risk_event(first["id"], status="maybe", reviewed_by="ann")
+    with pytest.raises(DataError, match="reviewed_by"):
+        store.review_risk_event(first["id"], status="dismissed", reviewed_by=" ")
+    with pytest.raises(DataError, match="lacks"):
+        store.add_risk_events([{"account_id": "C3"}])
+    assert store.get_risk_event(999_999) is None
+
+
+def test_unreachable_database_is_a_store_error() -> None:
+    s = open_store(f"postgresql://nobody@127.0.0.1:1/{uuid.uuid4().hex}")
+    with pytest.raises(StoreError, match="cannot connect"):
+        s.counts()
