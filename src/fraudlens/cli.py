@@ -10,6 +10,7 @@ import typer
 from fraudlens._cli_cards import app as cards_app
 from fraudlens._cli_market import app as market_app
 from fraudlens._cli_models import app as models_app
+from fraudlens._cli_pipeline import db_app, enqueue, worker
 from fraudlens._cli_quickstart import quickstart
 from fraudlens._cli_serve import process, serve
 
@@ -26,8 +27,11 @@ app.add_typer(
 )
 app.add_typer(cards_app, name="cards", help="Card-transaction fraud models.")
 app.add_typer(models_app, name="models", help="Inspect the model registry.")
+app.add_typer(db_app, name="db", help="The SQL store: schema, bulk loads, risk events.")
 app.command("quickstart")(quickstart)
 app.command("serve")(serve)
+app.command("enqueue")(enqueue)
+app.command("worker")(worker)
 cards_app.command("process")(process)
 
 

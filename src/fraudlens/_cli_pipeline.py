@@ -1,0 +1,327 @@
+"""The real-time pipeline's commands: ``fraudlens db ...``, ``enqueue`` and ``worker``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from fraudlens._cli_common import cli_errors, console, progress
+from fraudlens.config import get_settings
+
+if TYPE_CHECKING:
+    from fraudlens.worker import WorkerStats
+
+__all__ = ["db_app", "enqueue", "worker"]
+
+db_app = typer.Typer(no_args_is_help=True)
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database URL [default: FRAUDLENS_DATABASE_URL or sqlite:///fraudlens.db].",
+        show_default=False,
+    ),
+]
+QueueOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--queue",
+        help="Queue URL: sqlite[:///path], redis://host:port/db, sqs://name "
+        "[default: FRAUDLENS_QUEUE_URL or sqlite].",
+        show_default=False,
+    ),
+]
+QueueNameOpt = Annotated[str, typer.Option(help="Queue name (SQLite and Redis).")]
+
+
+def _db_url(db: str | None) -> str:
+    return db or get_settings().database_url
+
+
+def _queue_url(queue: str | None) -> str:
+    return queue or get_settings().queue_url
+
+
+@db_app.command("upgrade")
+@cli_errors
+def db_upgrade(
+    db: DbOpt = None,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Create or migrate the tables (trades, klines, risk_events) with Alembic."""
+    from fraudlens.store import open_store
+
+    with open_store(_db_url(db)) as store:
+        before = store.current_revision()
+        after = store.upgrade(revision)
+        console.print(f"{store!r}: schema revision {before or '(none)'} -> {after}")
+
+
+@db_app.command("status")
+@cli_errors
+def db_status(db: DbOpt = None) -> None:
+    """Show the schema revision and the number of rows per table."""
+    from fraudlens.store import open_store
+
+    with open_store(_db_url(db)) as store:
+        current, head = store.current_revision(), store.head_revision()
+        console.print(f"{store!r}: revision {current or '(none)'} (newest {head})")
+        if current is not None:
+            for table, n in store.counts().items():
+                console.print(f"  {table:12s} {n:>12,}")
+
+
+@db_app.command("load")
+@cli_errors
+def db_load(
+    klines: Annotated[Path, typer.Option(help="k-lines file (CSV or Parquet).")],
+    trades: Annotated[Path, typer.Option(help="Trades file (CSV or Parquet).")],
+    db: DbOpt = None,
+) -> None:
+    """Validate and bulk-import k-lines and trades (rows already stored are kept)."""
+    from fraudlens.market.data import load_klines, load_trades
+    from fraudlens.store import open_store
+
+    t0 = time.perf_counter()
+    with console.status("reading and validating the files..."):
+        k = load_klines(klines)
+        t = load_trades(trades, klines=k)
+    with open_store(_db_url(db)) as store:
+        store.require_schema()
+        with progress() as bar:
+            task = bar.add_task("k-lines", total=len(k))
+            nk = store.load_klines(k, on_progress=lambda n: bar.advance(task, n))
+            task = bar.add_task("trades", total=len(t))
+            nt = store.load_trades(t, on_progress=lambda n: bar.advance(task, n))
+    seconds = time.perf_counter() - t0
+    console.print(
+        f"loaded {nk:,} new k-lines (of {len(k):,}) and {nt:,} new trades (of {len(t):,}) "
+        f"in {seconds:.1f} s"
+    )
+
+
+@db_app.command("events")
+@cli_errors
+def db_events(
+    db: DbOpt = None,
+    status: Annotated[str | None, typer.Option(help="open, confirmed or dismissed.")] = None,
+    account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Rows to show.")] = 20,
+) -> None:
+    """List risk events, newest first."""
+    from fraudlens.store import open_store
+
+    with open_store(_db_url(db)) as store:
+        store.require_schema(upgrade_empty=False)
+        items, total = store.list_risk_events(status=status, account_id=account, limit=limit)
+    table = Table(title=f"risk events ({len(items)} of {total:,})")
+    for col in ("id", "account", "score", "status", "business", "window end", "model"):
+        table.add_column(col)
+    for e in items:
+        table.add_row(
+            str(e["id"]),
+            e["account_id"],
+            f"{e['score']:.3f}",
+            e["status"],
+            e["business_type"] or "",
+            e["window_end"],
+            e["model_version"],
+        )
+    console.print(table)
+
+
+@cli_errors
+def enqueue(
+    account_ids: Annotated[
+        list[str] | None, typer.Argument(help="Accounts to check.", show_default=False)
+    ] = None,
+    all_accounts: Annotated[
+        bool, typer.Option("--all", help="Every account with trades in the database.")
+    ] = False,
+    file: Annotated[Path | None, typer.Option(help="A file with one account id per line.")] = None,
+    business_type: Annotated[
+        str | None, typer.Option(help="Why the check is asked for (e.g. withdrawal).")
+    ] = None,
+    queue: QueueOpt = None,
+    queue_name: QueueNameOpt = "checks",
+    db: DbOpt = None,
+) -> None:
+    """Queue account checks for the worker."""
+    from fraudlens.errors import ConfigError
+    from fraudlens.queues import open_queue
+    from fraudlens.worker import check_message
+
+    ids = list(account_ids or [])
+    if file is not None:
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {file}: {exc}") from None
+        ids += [line.strip() for line in lines if line.strip() and line.strip() != "account_id"]
+    if all_accounts:
+        from fraudlens.store import open_store
+
+        with open_store(_db_url(db)) as store:
+            store.require_schema(upgrade_empty=False)
+            ids += store.account_ids()
+    if not ids:
+        raise typer.BadParameter("give account ids, --file or --all")
+    with open_queue(_queue_url(queue), name=queue_name) as q, progress() as bar:
+        task = bar.add_task("enqueue", total=len(ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            q.send_batch([check_message(a, business_type) for a in chunk])
+            bar.advance(task, len(chunk))
+    console.print(f"queued {len(ids):,} checks on {_queue_url(queue)} ({queue_name})")
+
+
+@cli_errors
+def worker(
+    queue: QueueOpt = None,
+    db: DbOpt = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-dir",
+            "-m",
+            help="Model registry [default: FRAUDLENS_MODELS_DIR or ./models].",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[str, typer.Option(help="Model name or domain.")] = "market",
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Risk-event threshold [default: FRAUDLENS_MARKET_THRESHOLD or 0.9].",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Messages worked together.")] = 100,
+    visibility_timeout: Annotated[
+        float, typer.Option(min=1.0, help="Seconds a received batch stays leased.")
+    ] = 60.0,
+    queue_name: QueueNameOpt = "checks",
+    max_attempts: Annotated[
+        int, typer.Option(min=1, help="Deliveries before a message is dead-lettered.")
+    ] = 5,
+    metrics_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Prometheus metrics port (0: off).")
+    ] = 9108,
+    idle_exit: Annotated[
+        float | None,
+        typer.Option(help="Exit after the queue has been empty this many seconds."),
+    ] = None,
+) -> None:
+    """Work account checks from the queue: score the last 24 h, write risk events.
+
+    Stops on SIGTERM or Ctrl-C after finishing the batch in hand.
+    """
+    from fraudlens.store import open_store
+
+    settings = get_settings()
+    queue_url, db_url = _queue_url(queue), _db_url(db)
+    models = (model_dir or Path(settings.models_dir)).expanduser().resolve()
+    # The parent migrates an empty embedded database before any worker starts, so the
+    # processes never race to create the tables.
+    with open_store(db_url) as store:
+        store.require_schema()
+    options: dict[str, Any] = {
+        "model": model,
+        "threshold": threshold,
+        "batch_size": batch_size,
+        "visibility_timeout": visibility_timeout,
+    }
+    console.print(
+        f"worker x{concurrency}: {queue_url} ({queue_name}) -> {db_url}, models {models}"
+        + (f", metrics on :{metrics_port}/metrics" if metrics_port else "")
+    )
+    if concurrency == 1:
+        stats = _run_one(
+            queue_url, queue_name, max_attempts, db_url, models, options, metrics_port, idle_exit
+        )
+        all_stats = [stats]
+    else:
+        from fraudlens.worker import run_workers
+
+        if metrics_port:
+            _serve_multiprocess_metrics(metrics_port)
+        all_stats = run_workers(
+            queue_url,
+            db_url,
+            models,
+            concurrency=concurrency,
+            queue_name=queue_name,
+            max_attempts=max_attempts,
+            idle_exit=idle_exit,
+            **options,
+        )
+    processed = sum(s.processed for s in all_stats)
+    flagged = sum(s.flagged for s in all_stats)
+    seconds = max((s.seconds for s in all_stats), default=0.0)
+    console.print(
+        f"processed {processed:,} checks ({flagged:,} flagged, "
+        f"{sum(s.events_written for s in all_stats):,} new risk events, "
+        f"{sum(s.failed for s in all_stats):,} failed, "
+        f"{sum(s.dead_lettered for s in all_stats):,} dead-lettered) in {seconds:.1f} s"
+    )
+
+
+def _run_one(
+    queue_url: str,
+    queue_name: str,
+    max_attempts: int,
+    db_url: str,
+    models: Path,
+    options: dict[str, Any],
+    metrics_port: int,
+    idle_exit: float | None,
+) -> WorkerStats:
+    from fraudlens.queues import open_queue
+    from fraudlens.store import open_store
+    from fraudlens.worker import Worker, WorkerMetrics
+
+    metrics = WorkerMetrics()
+    if metrics_port:
+        metrics.serve(metrics_port)
+    with (
+        open_queue(queue_url, name=queue_name, max_attempts=max_attempts) as q,
+        open_store(db_url) as store,
+    ):
+        w = Worker(q, store, models, metrics=metrics, **options)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: w.stop())
+        with console.status("waiting for checks...") as status:
+
+            def show(s: WorkerStats) -> None:
+                status.update(
+                    f"[bold]{s.processed:,}[/] checks, {s.flagged:,} flagged, "
+                    f"{s.failed:,} failed, {s.dead_lettered:,} dead-lettered, {s.rate:,.0f}/s"
+                )
+
+            return w.run(idle_exit=idle_exit, on_batch=show)
+
+
+def _serve_multiprocess_metrics(port: int) -> None:
+    """Collect the worker processes' metrics (prometheus-client multiprocess mode)."""
+    folder = tempfile.mkdtemp(prefix="fraudlens-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=folder)
+    try:
+        start_http_server(port, addr="127.0.0.1", registry=registry)
+    except OSError as exc:
+        console.print(f"[yellow]metrics not exported on :{port}: {exc}")

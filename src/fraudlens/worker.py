@@ -1,0 +1,513 @@
+"""The account-check worker: queue in, risk events out.
+
+For each message ``{"account_id", "business_type", "requested_at"}`` (the reference's
+``userid`` and ``businessType`` are accepted too) the worker loads the account's last
+24 h of trades and the bars of its symbols from the store, scores them with the active
+market model, writes a risk event when the score is above the threshold (0.9 by
+default), then acks the message.
+
+Delivery is at least once, and the work is idempotent: a risk event's unique key is
+``(account_id, fraud_type, window_end)``, so a message redelivered after a crash (its
+event already committed, its ack lost) writes nothing new. Messages are worked in
+batches: one window query, one scoring call and one transaction per batch, acked only
+after that transaction commits. A malformed message goes to the dead-letter queue with
+the reason and never stops the worker. On SIGTERM the worker finishes and acks the batch
+in hand, then exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fraudlens.errors import DataError, FraudlensError
+
+if TYPE_CHECKING:
+    from fraudlens.queues import Message, Queue
+    from fraudlens.service._models import ModelCache
+    from fraudlens.store import Store
+
+__all__ = [
+    "Check",
+    "Worker",
+    "WorkerMetrics",
+    "WorkerStats",
+    "check_message",
+    "parse_check",
+    "run_workers",
+]
+
+log = logging.getLogger("fraudlens.worker")
+
+#: Longest pause between polls of a queue that cannot block (SQLite): bounds the latency
+#: an idle worker adds to the first message after a quiet spell.
+_MAX_POLL = 0.02
+_ID_MAX = 64
+
+
+@dataclass(frozen=True)
+class Check:
+    """One account check asked for through the queue."""
+
+    account_id: str
+    business_type: str | None = None
+    requested_at: datetime | None = None
+
+
+def check_message(
+    account_id: str, business_type: str | None = None, requested_at: datetime | None = None
+) -> dict[str, Any]:
+    """The queue message asking for a check of ``account_id`` (``requested_at``: now)."""
+    when = requested_at or datetime.now(UTC)
+    return {
+        "account_id": str(account_id),
+        "business_type": business_type,
+        "requested_at": when.astimezone(UTC).isoformat(timespec="microseconds"),
+    }
+
+
+def parse_check(body: dict[str, Any]) -> Check:
+    """Read a check message.
+
+    Accepts ``account_id`` (or the reference's ``userid``), an optional
+    ``business_type`` (or ``businessType``) and an optional ``requested_at`` (ISO-8601
+    text, or Unix seconds).
+
+    Raises
+    ------
+    DataError
+        Naming the field that is missing or wrong.
+    """
+    account: Any = None
+    for key in ("account_id", "userid", "userId", "accountId"):
+        if body.get(key) is not None:
+            account = body[key]
+            break
+    if account is None:
+        raise DataError("missing account_id (or userid)", column="account_id")
+    if isinstance(account, bool) or not isinstance(account, str | int):
+        raise DataError(
+            f"account_id must be a string, not {type(account).__name__}", column="account_id"
+        )
+    account = str(account).strip()
+    if not account or len(account) > _ID_MAX:
+        raise DataError(f"account_id must have 1 to {_ID_MAX} characters", column="account_id")
+    business = body.get("business_type", body.get("businessType"))
+    if business is not None and (not isinstance(business, str) or len(business) > 64):
+        raise DataError(
+            "business_type must be a string of at most 64 characters", column="business_type"
+        )
+    return Check(account, business or None, _requested_at(body.get("requested_at")))
+
+
+def _requested_at(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise DataError("requested_at must be ISO-8601 text or Unix seconds", column="requested_at")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise DataError("requested_at must be finite", column="requested_at")
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    if isinstance(value, str):
+        try:
+            ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise DataError(
+                f"cannot parse requested_at {value!r} as ISO-8601", column="requested_at"
+            ) from None
+        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    raise DataError("requested_at must be ISO-8601 text or Unix seconds", column="requested_at")
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+class WorkerMetrics:
+    """Prometheus metrics of a worker process (a private registry unless one is given).
+
+    ``fraudlens_worker_messages_total{outcome}`` counts processed, flagged, failed and
+    dead_lettered messages; ``fraudlens_worker_latency_seconds`` is the time from a
+    check's ``requested_at`` to the commit of its result; ``fraudlens_worker_batch_seconds``
+    the time to work one batch.
+    """
+
+    def __init__(self, registry: Any = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.messages = Counter(
+            "fraudlens_worker_messages",
+            "Messages handled by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "fraudlens_worker_latency_seconds",
+            "From a check's requested_at to the commit of its result.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.batch = Histogram(
+            "fraudlens_worker_batch_seconds",
+            "Time to work one batch.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        for outcome in ("processed", "flagged", "failed", "dead_lettered"):
+            self.messages.labels(outcome)
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> bool:
+        """Expose the metrics over HTTP; False (and a warning) if the port is taken."""
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(port, addr=addr, registry=self.registry)
+        except OSError as exc:
+            log.warning("metrics not exported on %s:%d: %s", addr, port, exc)
+            return False
+        return True
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did; ``latencies`` holds the last 100,000 check latencies (s)."""
+
+    received: int = 0
+    processed: int = 0
+    flagged: int = 0
+    events_written: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def rate(self) -> float:
+        """Processed messages per second."""
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+
+# ------------------------------------------------------------------------------- worker
+
+
+class Worker:
+    """Consume account checks from a queue and write risk events to the store.
+
+    Parameters
+    ----------
+    queue, store
+        Where checks come from and where trades, bars and risk events live.
+    models
+        A :class:`~fraudlens.service._models.ModelCache` or a registry folder. The model is
+        looked up per batch, so activating a new version takes effect without a restart.
+    model
+        Registry model or domain (``market`` = the market default).
+    threshold
+        Scores above it raise a risk event (default: the ``market_threshold`` setting, 0.9).
+    hours
+        Window length ending at the account's latest trade.
+    batch_size
+        Messages received (and scored) together at most.
+    visibility_timeout
+        Lease of a received batch; a crashed worker's batch is redelivered after it.
+    wait
+        Seconds one receive call may block waiting for messages.
+    explain_top
+        Trades recorded in an event's ``details``.
+    metrics
+        Prometheus metrics to update, if any.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        store: Store,
+        models: ModelCache | str | os.PathLike[str],
+        *,
+        model: str = "market",
+        threshold: float | None = None,
+        hours: float | None = None,
+        batch_size: int = 100,
+        visibility_timeout: float = 60.0,
+        wait: float = 1.0,
+        explain_top: int = 10,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        from fraudlens.config import get_settings
+        from fraudlens.service._models import ModelCache
+
+        settings = get_settings()
+        self.queue = queue
+        self.store = store
+        self.models = models if isinstance(models, ModelCache) else ModelCache(Path(models))
+        self.model = model
+        self.threshold = float(settings.market_threshold if threshold is None else threshold)
+        self.hours = float(settings.window_hours if hours is None else hours)
+        self.batch_size = int(batch_size)
+        self.visibility_timeout = float(visibility_timeout)
+        self.wait = float(wait)
+        self.explain_top = int(explain_top)
+        self.metrics = metrics
+        self.stats = WorkerStats()
+        self.stop_event = threading.Event()
+        from fraudlens.queues import SQLiteQueue
+
+        # SQLite cannot block on an empty queue: poll it ourselves at a short interval.
+        self._polls = isinstance(queue, SQLiteQueue)
+
+    # -- loop ------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to exit after the batch in hand (what SIGTERM does)."""
+        self.stop_event.set()
+
+    def run(
+        self,
+        *,
+        limit: int | None = None,
+        idle_exit: float | None = None,
+        on_batch: Callable[[WorkerStats], None] | None = None,
+    ) -> WorkerStats:
+        """Work until stopped, ``limit`` messages are handled, or the queue stays empty
+        for ``idle_exit`` seconds.
+        """
+        t0 = time.perf_counter()
+        idle_since = time.monotonic()
+        pause = 0.001
+        while not self.stop_event.is_set():
+            handled = self.stats.processed + self.stats.failed + self.stats.dead_lettered
+            if limit is not None and handled >= limit:
+                break
+            want = (
+                self.batch_size if limit is None else max(1, min(self.batch_size, limit - handled))
+            )
+            wait = 0.0 if self._polls else self.wait
+            msgs = self.queue.receive(want, visibility_timeout=self.visibility_timeout, wait=wait)
+            if not msgs:
+                if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                    break
+                if self._polls:
+                    self.stop_event.wait(pause)
+                    pause = min(pause * 2, _MAX_POLL)
+                continue
+            pause = 0.001
+            idle_since = time.monotonic()
+            self.process(msgs)
+            self.stats.seconds = time.perf_counter() - t0
+            if on_batch is not None:
+                on_batch(self.stats)
+        self.stats.seconds = time.perf_counter() - t0
+        return self.stats
+
+    # -- one batch -------------------------------------------------------------------
+    def process(self, msgs: Sequence[Message]) -> None:
+        """Work one batch of messages: score, write events, ack (or nack on failure)."""
+        started = time.perf_counter()
+        self.stats.received += len(msgs)
+        self.stats.batches += 1
+        good: list[tuple[Message, Check]] = []
+        for msg in msgs:
+            try:
+                good.append((msg, parse_check(msg.body)))
+            except DataError as exc:
+                self.queue.dead_letter(msg, f"invalid check message: {exc}")
+                self._count("dead_lettered")
+        if good:
+            try:
+                self._score_and_write(good)
+            except Exception as exc:
+                if len(good) == 1:
+                    self._fail(good[0][0], exc)
+                else:
+                    # One bad account must not hold back the rest: retry them one by one.
+                    log.warning("batch of %d failed (%s); retrying one by one", len(good), exc)
+                    for item in good:
+                        try:
+                            self._score_and_write([item])
+                        except Exception as one_exc:
+                            self._fail(item[0], one_exc)
+        if self.metrics is not None:
+            self.metrics.batch.observe(time.perf_counter() - started)
+
+    def _fail(self, msg: Message, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        if isinstance(exc, FraudlensError):
+            log.warning("check %s failed: %s", msg.id, reason)
+        else:
+            log.exception("check %s failed", msg.id, exc_info=exc)
+        # Back off a little: a database that is down now may be up in a few seconds.
+        self.queue.nack(msg, reason=reason, delay=min(2.0**msg.attempts, 60.0))
+        self._count("failed")
+
+    def _count(self, outcome: str, n: int = 1) -> None:
+        setattr(self.stats, outcome, getattr(self.stats, outcome) + n)
+        if self.metrics is not None:
+            self.metrics.messages.labels(outcome).inc(n)
+
+    def _score_and_write(self, items: Sequence[tuple[Message, Check]]) -> None:
+        ids = list(dict.fromkeys(c.account_id for _, c in items))
+        data = self.store.account_windows(ids, hours=self.hours)
+        scored: dict[str, float] = {}
+        det = None
+        if len(data.trades):
+            det = self.models.get(self.model)
+            scores = np.asarray(det.decision_function(data), dtype=np.float64)
+            scored = dict(zip(data.account_ids.tolist(), scores.tolist(), strict=True))
+        flagged = [a for a in ids if scored.get(a, 0.0) > self.threshold]
+        events = []
+        if flagged:
+            from fraudlens.market.explain import explain_batch
+            from fraudlens.service._models import version_of
+
+            assert det is not None
+            drivers = explain_batch(data, flagged, top=self.explain_top)
+            last = data.trades.groupby("account_id")["ts"].max()
+            first_check: dict[str, Check] = {}
+            for _, c in items:
+                first_check.setdefault(c.account_id, c)
+            now = datetime.now(UTC)
+            for a in flagged:
+                end = last[a].to_pydatetime()
+                events.append(
+                    {
+                        "account_id": a,
+                        "business_type": first_check[a].business_type,
+                        "score": scored[a],
+                        "threshold": self.threshold,
+                        "model_version": version_of(det),
+                        "window_start": end - timedelta(hours=self.hours),
+                        "window_end": end,
+                        "details": {"trades": _jsonable(drivers.get(a, []))},
+                        "requested_at": first_check[a].requested_at,
+                        "created_at": now,
+                    }
+                )
+        written = self.store.add_risk_events(events)
+        done = datetime.now(UTC)
+        # The events are committed: only now may the messages go.
+        self.queue.ack_many([m for m, _ in items])
+        self.stats.events_written += written
+        self._count("processed", len(items))
+        flagged_set = set(flagged)
+        self._count("flagged", sum(1 for _, c in items if c.account_id in flagged_set))
+        for _, c in items:
+            if c.requested_at is not None:
+                seconds = (done - c.requested_at).total_seconds()
+                if len(self.stats.latencies) < 100_000:
+                    self.stats.latencies.append(seconds)
+                if self.metrics is not None:
+                    self.metrics.latency.observe(max(seconds, 0.0))
+
+
+def _jsonable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from fastapi.encoders import jsonable_encoder
+
+    out: list[dict[str, Any]] = jsonable_encoder(records)
+    return out
+
+
+# ------------------------------------------------------------------ several processes
+
+
+@dataclass(frozen=True)
+class _Config:
+    queue_url: str
+    queue_name: str
+    max_attempts: int
+    db_url: str
+    models_dir: str
+    idle_exit: float | None
+    options: dict[str, Any]
+
+
+def _child(config: _Config, index: int, results: Any) -> None:
+    """One worker process of :func:`run_workers`: work, then report its stats."""
+    from fraudlens.queues import open_queue
+    from fraudlens.store import open_store
+
+    metrics = None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import REGISTRY
+
+        # In multiprocess mode the metrics write to files the parent collects; they must
+        # be registered in the default registry.
+        metrics = WorkerMetrics(registry=REGISTRY)
+    with (
+        open_queue(config.queue_url, name=config.queue_name, max_attempts=config.max_attempts) as q,
+        open_store(config.db_url) as store,
+    ):
+        worker = Worker(q, store, config.models_dir, metrics=metrics, **config.options)
+        signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+        signal.signal(signal.SIGINT, lambda *_: worker.stop())
+        stats = worker.run(idle_exit=config.idle_exit)
+    stats.latencies = stats.latencies[:20_000]
+    results.put((index, stats))
+
+
+def run_workers(
+    queue_url: str,
+    db_url: str,
+    models_dir: str | os.PathLike[str],
+    *,
+    concurrency: int = 2,
+    queue_name: str = "checks",
+    max_attempts: int = 5,
+    idle_exit: float | None = None,
+    **options: Any,
+) -> list[WorkerStats]:
+    """Run ``concurrency`` worker processes until SIGTERM/SIGINT (or ``idle_exit``).
+
+    Each process opens its own queue and store connections. SIGTERM and SIGINT sent to
+    the caller are forwarded; each process finishes its batch in hand before it exits.
+    ``options`` go to :class:`Worker`.
+
+    Returns
+    -------
+    list of WorkerStats
+        One per process that exited normally.
+    """
+    import multiprocessing as mp
+    import queue as stdlib_queue
+
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    config = _Config(
+        queue_url, queue_name, max_attempts, db_url, str(models_dir), idle_exit, dict(options)
+    )
+    procs = [ctx.Process(target=_child, args=(config, i, results)) for i in range(concurrency)]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, _frame: Any) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGTERM)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        out: dict[int, WorkerStats] = {}
+        while len(out) < len(procs):
+            try:
+                i, stats = results.get(timeout=0.5)
+                out[i] = stats
+            except stdlib_queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    break
+        for p in procs:
+            p.join()
+        return [out[i] for i in sorted(out)]
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
