@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "AccountCheckQueued",
+    "AccountCheckRequest",
     "AnomalyResult",
     "CardScoreRequest",
     "CardScoreResponse",
@@ -16,6 +19,9 @@ __all__ = [
     "MarketScoreRequest",
     "MarketScoreResponse",
     "PingResponse",
+    "ReviewRequest",
+    "RiskEvent",
+    "RiskEventPage",
 ]
 
 
@@ -139,3 +145,81 @@ class MarketScoreResponse(BaseModel):
     model: str
     threshold: float
     scores: list[MarketAccountScore]
+
+
+# --------------------------------------------------------------------- risk events
+
+
+class AccountCheckRequest(BaseModel):
+    """Optional body of ``POST /v1/accounts/{account_id}/check``."""
+
+    business_type: str | None = Field(
+        None,
+        max_length=64,
+        description="Line of business the check is for (kept on the risk event).",
+        examples=["brokerage"],
+    )
+
+
+class AccountCheckQueued(BaseModel):
+    """The check was put on the queue; a worker scores the account and records an event."""
+
+    queued: Literal[True] = True
+    message_id: str = Field(description="Backend id of the queue message.")
+    account_id: str
+
+
+class RiskEvent(BaseModel):
+    """An account whose score reached the threshold, and what analysts decided about it."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    id: int
+    account_id: str
+    fraud_type: str = Field(examples=["suspicious_transaction"])
+    business_type: str | None = None
+    score: float = Field(description="Model score (higher = more suspicious).")
+    threshold: float = Field(description="Threshold the score was compared with.")
+    model_version: str = Field(examples=["market-features:v0001"])
+    window_start: datetime | None = Field(None, description="Start of the scored window (UTC).")
+    window_end: datetime | None = Field(None, description="End of the scored window (UTC).")
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="``trades``: the trades that drove the score, strongest first, each with "
+        "its ``reason``.",
+    )
+    note: str | None = Field(None, description="Analyst's note.")
+    status: Literal["open", "confirmed", "dismissed"]
+    created_at: datetime | None = None
+    requested_at: datetime | None = Field(None, description="When the check was asked for.")
+    reviewed_at: datetime | None = None
+    reviewed_by: str | None = None
+
+
+class RiskEventPage(BaseModel):
+    """One page of risk events, newest first, and how many match the filters in all."""
+
+    items: list[RiskEvent]
+    total: int = Field(description="Events matching the filters (all pages).")
+    limit: int
+    offset: int
+
+
+class ReviewRequest(BaseModel):
+    """An analyst's decision on a risk event."""
+
+    status: Literal["confirmed", "dismissed", "open"] = Field(
+        description="confirmed (fraud), dismissed (not fraud) or open (back to the queue)."
+    )
+    reviewed_by: str = Field(
+        min_length=1, max_length=128, description="Who decided.", examples=["j.doe"]
+    )
+    note: str | None = Field(None, max_length=4000, description="Why; shown to other analysts.")
+
+    @field_validator("reviewed_by")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("reviewed_by must not be blank")
+        return value

@@ -24,12 +24,30 @@ Routes
     "prediction"}, "anomaly_detector": {"score"}}`` (the requested model, or both).
 ``POST /v1/market/score``
     Trades and bars; reply per-account score, flag and the trades that drove the score.
+``POST /v1/accounts/{account_id}/check``
+    Optional body ``{"business_type"}``. Puts ``{"account_id", "business_type",
+    "requested_at"}`` on the checks queue for a worker to score; reply 202 ``{"queued",
+    "message_id", "account_id"}``.
+``GET /v1/risk-events``
+    Filters ``status``, ``account_id``, ``business_type``, ``fraud_type``, ``min_score``,
+    ``since``, ``until``; pages with ``limit`` (1..500, default 50) and ``offset``. Reply
+    ``{"items", "total", "limit", "offset"}``, newest first.
+``GET /v1/risk-events/{id}``
+    One risk event, with the trades that drove its score in ``details.trades``.
+``POST /v1/risk-events/{id}/review``
+    ``{"status": "confirmed" | "dismissed" | "open", "reviewed_by", "note"}``; reply the
+    updated event.
+``GET /review``
+    The analysts' review page (``/`` redirects there): a self-contained HTML page that
+    lists, filters and pages risk events and confirms or dismisses them.
 ``GET /metrics``
     Prometheus text: request counts and latency by route, loaded model versions.
 
 Every error is JSON ``{"error": "...", "detail": ...}``. Bad input gets a 4xx (415 wrong
 content type, 400 corrupt image or unreadable body, 422 missing fields or bad values with
-row and column, 413 body over the size limit), a missing model 503.
+row and column, 404 unknown risk event, 413 body over the size limit), a missing model,
+an unreachable store or queue 503. The store and the queue are opened from the settings
+(``database_url``, ``queue_url``) on first use unless :func:`create_app` is given them.
 """
 
 from __future__ import annotations
@@ -55,6 +73,7 @@ from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError
 from fraudlens.registry import DETECTORS
 from fraudlens.service._middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from fraudlens.service._models import ModelCache, version_of
+from fraudlens.service._risk import Lazy, install_risk_routes
 from fraudlens.service._schemas import (
     AnomalyResult,
     CardScoreRequest,
@@ -70,7 +89,9 @@ from fraudlens.service._schemas import (
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
     from fraudlens.market.data import MarketData
+    from fraudlens.queues import Queue
     from fraudlens.sinks import Sink
+    from fraudlens.store import Store
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
@@ -145,6 +166,8 @@ def create_app(
     sink: Sink | None = None,
     check_seconds: float = 1.0,
     preload: bool = True,
+    store: Store | None = None,
+    queue: Queue | None = None,
 ) -> FastAPI:
     """Build the scoring service.
 
@@ -163,6 +186,13 @@ def create_app(
         How often, at most, the registry markers are re-read to pick up a new version.
     preload
         Load the domain default models at startup (errors are left for requests).
+    store
+        Risk-event store for the ``/v1/risk-events`` routes and the review page. If None,
+        ``open_store(settings.database_url)`` on first use, closed at shutdown; a given
+        store is left open for its owner.
+    queue
+        Queue the account checks go to. If None, ``open_queue(settings.queue_url)`` on
+        first use, closed at shutdown; a given queue is left open for its owner.
 
     Returns
     -------
@@ -176,6 +206,8 @@ def create_app(
         else getattr(settings, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
     )
     metrics = Metrics()
+    risk_store: Lazy[Store] = Lazy(store, lambda: _open_store(settings))
+    check_queue: Lazy[Queue] = Lazy(queue, lambda: _open_queue(settings))
     cache = ModelCache(
         root, check_seconds=check_seconds, on_load=metrics.model_loaded, prepare=_serving_threads
     )
@@ -188,9 +220,13 @@ def create_app(
                     await run_in_threadpool(cache.get, key)
                 except Exception as exc:
                     log.info("not preloading %s: %s", key, exc)
-        yield
-        if sink is not None:
-            sink.close()
+        try:
+            yield
+        finally:
+            if sink is not None:
+                sink.close()
+            risk_store.close()
+            check_queue.close()
 
     app = FastAPI(
         title="fraudlens scoring service",
@@ -206,6 +242,8 @@ def create_app(
     app.state.metrics = metrics
     app.state.sink = sink
     app.state.max_body_bytes = limit
+    app.state.risk_store = risk_store
+    app.state.check_queue = check_queue
     # Outermost first in the chain: metrics see every reply, including a 413.
     app.add_middleware(BodyLimitMiddleware, limit=limit)
     known_paths: set[str] = set()
@@ -409,6 +447,8 @@ def create_app(
             ],
         )
 
+    install_risk_routes(app, risk_store, check_queue)
+
     # Filled now that the routes exist; the middleware reads it per request.
     known_paths.update(str(getattr(r, "path", "")) for r in app.routes)
     return app
@@ -433,6 +473,18 @@ def _serving_threads(det: Detector) -> None:
     booster = getattr(det, "booster_", None)
     if booster is not None and hasattr(booster, "set_param"):
         booster.set_param({"nthread": 1})
+
+
+def _open_store(settings: Settings) -> Store:
+    from fraudlens.store import open_store
+
+    return open_store(settings.database_url)
+
+
+def _open_queue(settings: Settings) -> Queue:
+    from fraudlens.queues import open_queue
+
+    return open_queue(settings.queue_url)
 
 
 def _supported() -> dict[str, list[str]]:

@@ -1,0 +1,576 @@
+// fraudlens risk review page: lists risk events, shows the trades behind a score, and
+// records an analyst's decision through the /v1 API. No framework and no external assets:
+// the service may run on a machine without internet access.
+"use strict";
+
+(function () {
+  const API = "/v1/risk-events";
+  const STATUSES = ["open", "confirmed", "dismissed", ""];
+  const REVIEWER_KEY = "fraudlens.reviewer";
+  const SVG_NS = "http://www.w3.org/2000/svg";
+
+  const state = {
+    status: "open",
+    account: "",
+    minScore: "",
+    limit: 50,
+    offset: 0,
+    items: [],
+    total: 0,
+    selectedId: null,
+    event: null,
+    busy: false,
+  };
+  // Replies can arrive out of order when the analyst clicks fast: only the newest counts.
+  let listSeq = 0;
+  let detailSeq = 0;
+
+  const $ = (id) => document.getElementById(id);
+
+  // ------------------------------------------------------------------ API access
+  class ApiError extends Error {
+    constructor(status, error, detail) {
+      super(error);
+      this.status = status;
+      this.detail = detail;
+    }
+  }
+
+  async function api(path, options) {
+    let response;
+    try {
+      response = await fetch(path, Object.assign({ headers: { Accept: "application/json" } }, options));
+    } catch (err) {
+      throw new ApiError(0, "The service cannot be reached", String(err && err.message ? err.message : err));
+    }
+    const text = await response.text();
+    let body = null;
+    if (text) {
+      try {
+        body = JSON.parse(text);
+      } catch (err) {
+        body = null;
+      }
+    }
+    if (!response.ok) {
+      const error = body && typeof body.error === "string" ? body.error : `HTTP ${response.status} ${response.statusText}`;
+      throw new ApiError(response.status, error, body ? body.detail : text.slice(0, 300));
+    }
+    return body;
+  }
+
+  function describeDetail(detail) {
+    if (detail === null || detail === undefined || detail === "") return "";
+    if (typeof detail === "string") return detail;
+    if (Array.isArray(detail)) {
+      return detail
+        .map((d) => (d && d.msg ? `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}` : JSON.stringify(d)))
+        .join("\n");
+    }
+    if (typeof detail === "object") {
+      const parts = [];
+      for (const [k, v] of Object.entries(detail)) {
+        if (v !== null && v !== undefined) parts.push(`${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`);
+      }
+      return parts.join("\n");
+    }
+    return String(detail);
+  }
+
+  // ------------------------------------------------------------------ feedback
+  function showError(err, context) {
+    const status = err && err.status ? ` (HTTP ${err.status})` : "";
+    $("banner-title").textContent = `${context}: ${err && err.message ? err.message : err}${status}`;
+    $("banner-detail").textContent = describeDetail(err ? err.detail : null);
+    $("banner").hidden = false;
+  }
+
+  function clearError() {
+    $("banner").hidden = true;
+  }
+
+  let toastTimer = null;
+  function toast(text) {
+    const el = $("toast");
+    el.textContent = text;
+    el.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => {
+      el.hidden = true;
+    }, 2600);
+  }
+
+  // ------------------------------------------------------------------ formatting
+  function fmtTime(value) {
+    if (!value) return "—";
+    const d = new Date(value);
+    if (Number.isNaN(d.getTime())) return String(value);
+    return d.toISOString().replace("T", " ").slice(0, 19);
+  }
+
+  function fmtScore(value) {
+    return typeof value === "number" && Number.isFinite(value) ? value.toFixed(3) : "—";
+  }
+
+  function fmtNumber(value, digits) {
+    if (typeof value !== "number" || !Number.isFinite(value)) return value === null || value === undefined ? "—" : String(value);
+    return value.toLocaleString("en-US", { maximumFractionDigits: digits });
+  }
+
+  function text(value) {
+    return value === null || value === undefined || value === "" ? "—" : String(value);
+  }
+
+  function el(tag, className, content) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (content !== undefined && content !== null) node.textContent = content;
+    return node;
+  }
+
+  function badge(status) {
+    const known = ["open", "confirmed", "dismissed"].includes(status);
+    return el("span", `badge ${known ? "badge-" + status : ""}`, status || "—");
+  }
+
+  function svg(tag, attrs) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    return node;
+  }
+
+  const clamp01 = (v) => Math.max(0, Math.min(1, Number(v) || 0));
+
+  // A small bar: the score's share of 0..1, the threshold as a tick.
+  function scoreBar(score, threshold, width) {
+    const w = width || 90;
+    const h = 10;
+    const root = svg("svg", { width: w, height: h, viewBox: `0 0 ${w} ${h}`, role: "img" });
+    root.appendChild(svg("title", {})).textContent = `score ${fmtScore(score)}, threshold ${fmtScore(threshold)}`;
+    root.appendChild(svg("rect", { x: 0, y: 2, width: w, height: h - 4, rx: 3, fill: "#e7eaee" }));
+    const over = typeof threshold === "number" && score >= threshold;
+    root.appendChild(
+      svg("rect", { x: 0, y: 2, width: Math.max(2, clamp01(score) * w), height: h - 4, rx: 3, fill: over ? "#c43c32" : "#6b86b8" })
+    );
+    if (typeof threshold === "number") {
+      const x = Math.round(clamp01(threshold) * (w - 2)) + 1;
+      root.appendChild(svg("rect", { x: x - 1, y: 0, width: 2, height: h, fill: "#1b1f24" }));
+    }
+    return root;
+  }
+
+  // The larger gauge in the detail pane, with a scale and a labelled threshold.
+  function scoreGauge(score, threshold) {
+    const w = 400;
+    const root = svg("svg", { viewBox: `0 0 ${w} 34`, preserveAspectRatio: "none", role: "img" });
+    root.appendChild(svg("title", {})).textContent = `score ${fmtScore(score)} against threshold ${fmtScore(threshold)}`;
+    root.appendChild(svg("rect", { x: 0, y: 6, width: w, height: 12, rx: 4, fill: "#e7eaee" }));
+    const over = typeof threshold === "number" && score >= threshold;
+    root.appendChild(svg("rect", { x: 0, y: 6, width: Math.max(3, clamp01(score) * w), height: 12, rx: 4, fill: over ? "#c43c32" : "#6b86b8" }));
+    for (const t of [0, 0.25, 0.5, 0.75, 1]) {
+      const x = Math.min(w - 1, Math.max(1, t * w));
+      root.appendChild(svg("rect", { x: x - 0.5, y: 20, width: 1, height: 4, fill: "#8a93a0" }));
+      const label = svg("text", { x, y: 33, "font-size": 9, fill: "#5d6673", "text-anchor": t === 0 ? "start" : t === 1 ? "end" : "middle" });
+      label.textContent = String(t);
+      root.appendChild(label);
+    }
+    if (typeof threshold === "number") {
+      const x = clamp01(threshold) * w;
+      root.appendChild(svg("rect", { x: Math.min(w - 2, Math.max(0, x - 1)), y: 1, width: 2, height: 22, fill: "#1b1f24" }));
+    }
+    return root;
+  }
+
+  // Where a fill sits in its bar: the bar's low..high range as a line, the fill as a dot.
+  function barPosition(trade) {
+    const pos = typeof trade.bar_position === "number" ? trade.bar_position : trade.pos;
+    if (typeof pos !== "number" || !Number.isFinite(pos)) return el("span", "muted", "—");
+    const w = 60;
+    const root = svg("svg", { width: w + 44, height: 14, viewBox: `0 0 ${w + 44} 14`, role: "img" });
+    const low = typeof trade.bar_low === "number" ? trade.bar_low : null;
+    const high = typeof trade.bar_high === "number" ? trade.bar_high : null;
+    root.appendChild(svg("title", {})).textContent =
+      `${Math.round(pos * 100)}% of the bar's range` + (low !== null && high !== null ? ` (low ${low}, high ${high})` : "");
+    root.appendChild(svg("rect", { x: 2, y: 6, width: w, height: 2, fill: "#c8ced6" }));
+    root.appendChild(svg("rect", { x: 1, y: 3, width: 1.5, height: 8, fill: "#8a93a0" }));
+    root.appendChild(svg("rect", { x: w + 1, y: 3, width: 1.5, height: 8, fill: "#8a93a0" }));
+    const extreme = pos <= 0.05 || pos >= 0.95;
+    const fill = trade.side === "sell" ? "#a23b2a" : "#1f6f43";
+    root.appendChild(svg("circle", { cx: 2 + clamp01(pos) * w, cy: 7, r: extreme ? 4 : 3, fill, stroke: extreme ? "#1b1f24" : "none", "stroke-width": 1 }));
+    const label = svg("text", { x: w + 8, y: 11, "font-size": 10, fill: "#5d6673" });
+    label.textContent = `${Math.round(pos * 100)}%`;
+    root.appendChild(label);
+    return root;
+  }
+
+  // ------------------------------------------------------------------ URL state
+  function readUrl() {
+    const q = new URLSearchParams(window.location.search);
+    if (q.has("status")) {
+      const s = q.get("status");
+      state.status = STATUSES.includes(s) ? s : "open";
+    }
+    state.account = q.get("account") || "";
+    state.minScore = q.get("min_score") || "";
+    const limit = parseInt(q.get("limit") || "", 10);
+    if ([25, 50, 100, 200].includes(limit)) state.limit = limit;
+    const offset = parseInt(q.get("offset") || "", 10);
+    if (offset > 0) state.offset = offset;
+    const id = parseInt(q.get("event") || "", 10);
+    if (id > 0) state.selectedId = id;
+  }
+
+  function writeUrl() {
+    const q = new URLSearchParams();
+    if (state.status !== "open") q.set("status", state.status);
+    if (state.account) q.set("account", state.account);
+    if (state.minScore) q.set("min_score", state.minScore);
+    if (state.limit !== 50) q.set("limit", String(state.limit));
+    if (state.offset) q.set("offset", String(state.offset));
+    if (state.selectedId) q.set("event", String(state.selectedId));
+    const qs = q.toString();
+    history.replaceState(null, "", qs ? `?${qs}` : window.location.pathname);
+  }
+
+  // ------------------------------------------------------------------ the list
+  function listQuery() {
+    const q = new URLSearchParams();
+    if (state.status) q.set("status", state.status);
+    if (state.account) q.set("account_id", state.account);
+    if (state.minScore !== "") q.set("min_score", state.minScore);
+    q.set("limit", String(state.limit));
+    q.set("offset", String(state.offset));
+    return q.toString();
+  }
+
+  async function loadList(options) {
+    const opts = options || {};
+    const seq = ++listSeq;
+    $("loading").hidden = false;
+    try {
+      const page = await api(`${API}?${listQuery()}`);
+      if (seq !== listSeq) return;
+      clearError();
+      // Reviewing the last events of the last page can leave an offset past the end.
+      if (page.items.length === 0 && page.total > 0 && state.offset > 0) {
+        state.offset = Math.max(0, Math.floor((page.total - 1) / state.limit) * state.limit);
+        return loadList(opts);
+      }
+      state.items = page.items;
+      state.total = page.total;
+      renderList();
+      let target = null;
+      if (state.selectedId !== null && state.items.some((e) => e.id === state.selectedId)) {
+        target = state.selectedId;
+      } else if (typeof opts.selectIndex === "number" && state.items.length) {
+        target = state.items[Math.min(opts.selectIndex, state.items.length - 1)].id;
+      } else if (opts.autoSelect && state.items.length) {
+        target = state.items[0].id;
+      }
+      if (target !== null) {
+        await select(target, { keepDetail: opts.keepDetail && target === state.selectedId });
+      } else if (state.selectedId !== null && !opts.keepDetail) {
+        // The selected event is on no page of this filter: keep showing it, unhighlighted.
+        highlight(null);
+      }
+    } catch (err) {
+      if (seq !== listSeq) return;
+      state.items = [];
+      state.total = 0;
+      renderList("The list could not be loaded: see the message above.");
+      showError(err, "Could not load risk events");
+    } finally {
+      if (seq === listSeq) $("loading").hidden = true;
+      writeUrl();
+    }
+  }
+
+  function renderList(emptyText) {
+    const body = $("events-body");
+    body.replaceChildren();
+    for (const e of state.items) {
+      const tr = document.createElement("tr");
+      tr.dataset.id = String(e.id);
+      tr.setAttribute("aria-selected", String(e.id === state.selectedId));
+      tr.appendChild(el("td", "num", String(e.id)));
+      tr.appendChild(el("td", "account", e.account_id));
+      const scoreTd = el("td");
+      const cell = el("div", "scorecell");
+      cell.appendChild(el("span", "val", fmtScore(e.score)));
+      cell.appendChild(scoreBar(e.score, e.threshold));
+      scoreTd.appendChild(cell);
+      tr.appendChild(scoreTd);
+      tr.appendChild(el("td", "", text(e.business_type)));
+      tr.appendChild(el("td", "when", fmtTime(e.window_end)));
+      const statusTd = el("td");
+      statusTd.appendChild(badge(e.status));
+      tr.appendChild(statusTd);
+      tr.appendChild(el("td", "muted", text(e.reviewed_by)));
+      tr.addEventListener("click", () => select(e.id));
+      body.appendChild(tr);
+    }
+    $("empty").textContent = emptyText || "No risk events match these filters.";
+    $("empty").hidden = state.items.length > 0;
+    const first = state.total ? state.offset + 1 : 0;
+    const last = state.offset + state.items.length;
+    $("range").textContent = state.total
+      ? `${first.toLocaleString()}–${last.toLocaleString()} of ${state.total.toLocaleString()}`
+      : "0 events";
+    $("prev").disabled = state.offset === 0;
+    $("next").disabled = last >= state.total;
+    for (const b of document.querySelectorAll(".segmented button")) {
+      b.setAttribute("aria-checked", String(b.dataset.status === state.status));
+    }
+  }
+
+  function highlight(id) {
+    for (const tr of $("events-body").children) {
+      const on = id !== null && tr.dataset.id === String(id);
+      tr.setAttribute("aria-selected", String(on));
+      if (on) tr.scrollIntoView({ block: "nearest" });
+    }
+  }
+
+  // ------------------------------------------------------------------ the detail pane
+  async function select(id, options) {
+    const opts = options || {};
+    state.selectedId = id;
+    highlight(id);
+    writeUrl();
+    if (opts.keepDetail && state.event && state.event.id === id) return;
+    const seq = ++detailSeq;
+    try {
+      const event = await api(`${API}/${encodeURIComponent(id)}`);
+      if (seq !== detailSeq) return;
+      renderDetail(event);
+    } catch (err) {
+      if (seq !== detailSeq) return;
+      showError(err, `Could not load risk event ${id}`);
+    }
+  }
+
+  function renderDetail(e) {
+    state.event = e;
+    $("detail-empty").hidden = true;
+    $("detail-body").hidden = false;
+    $("d-id").textContent = `#${e.id}`;
+    $("d-fraud-type").textContent = text(e.fraud_type).replace(/_/g, " ");
+    $("d-account").textContent = e.account_id;
+    const status = $("d-status");
+    status.className = `badge badge-${e.status}`;
+    status.textContent = e.status;
+    $("d-gauge").replaceChildren(scoreGauge(e.score, e.threshold));
+    $("d-score").textContent = fmtScore(e.score);
+    $("d-threshold").textContent = fmtScore(e.threshold);
+    $("d-model").textContent = text(e.model_version);
+    $("d-business").textContent = text(e.business_type);
+    $("d-window-start").textContent = fmtTime(e.window_start);
+    $("d-window-end").textContent = fmtTime(e.window_end);
+    $("d-requested").textContent = fmtTime(e.requested_at);
+    $("d-created").textContent = fmtTime(e.created_at);
+    $("d-reviewed").textContent = e.reviewed_at ? `${fmtTime(e.reviewed_at)} by ${text(e.reviewed_by)}` : "—";
+    $("d-note").textContent = text(e.note);
+    $("note").value = e.note || "";
+    renderTrades((e.details && Array.isArray(e.details.trades) && e.details.trades) || []);
+    updateButtons();
+  }
+
+  function renderTrades(trades) {
+    const body = $("trades-body");
+    body.replaceChildren();
+    trades.forEach((t, i) => {
+      const tr = document.createElement("tr");
+      tr.appendChild(el("td", "num", String(i + 1)));
+      const time = el("td", "time", fmtTime(t.ts).slice(5));
+      time.title = `${fmtTime(t.ts)} UTC` + (t.trade_id !== undefined ? ` · trade ${t.trade_id}` : "");
+      tr.appendChild(time);
+      tr.appendChild(el("td", "mono", text(t.symbol)));
+      tr.appendChild(el("td", t.side === "buy" ? "side-buy" : t.side === "sell" ? "side-sell" : "", text(t.side)));
+      tr.appendChild(el("td", "num", fmtNumber(t.price, 6)));
+      tr.appendChild(el("td", "num", fmtNumber(t.quantity, 4)));
+      const pos = el("td");
+      pos.appendChild(barPosition(t));
+      tr.appendChild(pos);
+      tr.appendChild(el("td", "reason", text(t.reason)));
+      body.appendChild(tr);
+    });
+    $("trades-empty").hidden = trades.length > 0;
+    $("d-trade-count").textContent = trades.length ? `(${trades.length})` : "";
+  }
+
+  function updateButtons() {
+    const e = state.event;
+    const who = reviewer();
+    $("review-who").textContent = who ? `as ${who}` : "enter your name at the top to review";
+    for (const id of ["confirm", "dismiss", "reopen"]) {
+      const b = $(id);
+      b.disabled = state.busy || !e || e.status === b.dataset.review;
+    }
+    $("reopen").hidden = !e || e.status === "open";
+  }
+
+  // ------------------------------------------------------------------ reviewing
+  function reviewer() {
+    return $("reviewer").value.trim();
+  }
+
+  async function review(status) {
+    const e = state.event;
+    if (!e || state.busy) return;
+    const who = reviewer();
+    if (!who) {
+      $("reviewer").classList.add("missing");
+      $("reviewer").focus();
+      showError(new ApiError(0, "Enter your name as reviewer first", "It is recorded with the decision."), "Cannot review");
+      return;
+    }
+    const note = $("note").value.trim();
+    state.busy = true;
+    updateButtons();
+    try {
+      const updated = await api(`${API}/${encodeURIComponent(e.id)}/review`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ status, reviewed_by: who, note: note || null }),
+      });
+      clearError();
+      toast(`Event #${updated.id} (${updated.account_id}) ${status === "open" ? "reopened" : status}`);
+      const index = state.items.findIndex((x) => x.id === updated.id);
+      const stays = !state.status || state.status === updated.status;
+      if (stays) {
+        renderDetail(updated);
+        await loadList({ keepDetail: true });
+      } else {
+        // Move on to the event that takes its place in the list, as in a work queue.
+        state.selectedId = null;
+        state.event = null;
+        await loadList({ selectIndex: Math.max(0, index) });
+        if (state.selectedId === null) showNothing();
+      }
+    } catch (err) {
+      showError(err, `Could not record the review of event #${e.id}`);
+    } finally {
+      state.busy = false;
+      updateButtons();
+    }
+  }
+
+  function showNothing() {
+    state.event = null;
+    $("detail-body").hidden = true;
+    $("detail-empty").hidden = false;
+  }
+
+  // ------------------------------------------------------------------ wiring
+  function setStatus(status) {
+    state.status = status;
+    state.offset = 0;
+    loadList({ autoSelect: true });
+  }
+
+  function move(step) {
+    if (!state.items.length) return;
+    let i = state.items.findIndex((e) => e.id === state.selectedId);
+    i = i < 0 ? 0 : Math.max(0, Math.min(state.items.length - 1, i + step));
+    select(state.items[i].id);
+  }
+
+  function page(step) {
+    const offset = state.offset + step * state.limit;
+    if (offset < 0 || offset >= state.total) return;
+    state.offset = offset;
+    loadList({ autoSelect: true });
+  }
+
+  let searchTimer = null;
+  function onFilterInput() {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      state.account = $("account-search").value.trim();
+      state.minScore = $("min-score").value.trim();
+      state.offset = 0;
+      loadList({ autoSelect: true });
+    }, 300);
+  }
+
+  function typing(target) {
+    return target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT" || target.isContentEditable);
+  }
+
+  function onKey(ev) {
+    if (ev.metaKey || ev.ctrlKey || ev.altKey) return;
+    if (ev.key === "Escape" && typing(ev.target)) {
+      ev.target.blur();
+      return;
+    }
+    if (typing(ev.target) || $("help").open) return;
+    const actions = {
+      j: () => move(1),
+      ArrowDown: () => move(1),
+      k: () => move(-1),
+      ArrowUp: () => move(-1),
+      c: () => review("confirmed"),
+      d: () => review("dismissed"),
+      n: () => state.event && $("note").focus(),
+      "/": () => $("account-search").focus(),
+      r: () => loadList({ keepDetail: true }),
+      "[": () => page(-1),
+      "]": () => page(1),
+      "?": () => $("help").showModal(),
+      1: () => setStatus("open"),
+      2: () => setStatus("confirmed"),
+      3: () => setStatus("dismissed"),
+      4: () => setStatus(""),
+    };
+    const action = actions[ev.key];
+    if (action) {
+      ev.preventDefault();
+      action();
+    }
+  }
+
+  function init() {
+    readUrl();
+    const saved = window.localStorage ? localStorage.getItem(REVIEWER_KEY) : null;
+    $("reviewer").value = saved || "";
+    $("account-search").value = state.account;
+    $("min-score").value = state.minScore;
+    $("page-size").value = String(state.limit);
+
+    $("reviewer").addEventListener("input", () => {
+      const who = reviewer();
+      $("reviewer").classList.toggle("missing", !who);
+      if (window.localStorage) localStorage.setItem(REVIEWER_KEY, who);
+      updateButtons();
+    });
+    $("filters").addEventListener("submit", (ev) => ev.preventDefault());
+    $("account-search").addEventListener("input", onFilterInput);
+    $("min-score").addEventListener("input", onFilterInput);
+    $("page-size").addEventListener("change", () => {
+      state.limit = parseInt($("page-size").value, 10) || 50;
+      state.offset = 0;
+      loadList({ autoSelect: true });
+    });
+    for (const b of document.querySelectorAll(".segmented button")) {
+      b.addEventListener("click", () => setStatus(b.dataset.status));
+    }
+    $("refresh").addEventListener("click", () => loadList({ keepDetail: true }));
+    $("prev").addEventListener("click", () => page(-1));
+    $("next").addEventListener("click", () => page(1));
+    for (const b of document.querySelectorAll("[data-review]")) {
+      b.addEventListener("click", () => review(b.dataset.review));
+    }
+    $("banner-close").addEventListener("click", clearError);
+    $("help-button").addEventListener("click", () => $("help").showModal());
+    $("help-close").addEventListener("click", () => $("help").close());
+    document.addEventListener("keydown", onKey);
+
+    const wanted = state.selectedId;
+    loadList({ autoSelect: true }).then(() => {
+      // An event named in the URL opens even when it is not on this page.
+      if (wanted !== null && (!state.event || state.event.id !== wanted)) select(wanted);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", init);
+})();
