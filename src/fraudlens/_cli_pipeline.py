@@ -6,6 +6,7 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -301,6 +302,10 @@ def _run_one(
         w = Worker(q, store, models, metrics=metrics, **options)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: w.stop())
+        if not console.is_terminal:
+            # Under a supervisor (a container, systemd) there is no one to watch a spinner,
+            # and its refresh thread would compete with the checks for the interpreter.
+            return w.run(idle_exit=idle_exit, on_batch=_log_every(60.0))
         with console.status("waiting for checks...") as status:
 
             def show(s: WorkerStats) -> None:
@@ -310,6 +315,22 @@ def _run_one(
                 )
 
             return w.run(idle_exit=idle_exit, on_batch=show)
+
+
+def _log_every(seconds: float) -> Callable[[WorkerStats], None]:
+    """A batch callback that prints the counts at most once per ``seconds``."""
+    last = [time.monotonic()]
+
+    def log(s: WorkerStats) -> None:
+        now = time.monotonic()
+        if now - last[0] >= seconds:
+            last[0] = now
+            console.print(
+                f"{s.processed:,} checks, {s.flagged:,} flagged, {s.failed:,} failed, "
+                f"{s.dead_lettered:,} dead-lettered"
+            )
+
+    return log
 
 
 def _serve_multiprocess_metrics(port: int) -> None:

@@ -74,13 +74,41 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Database of risk events for /v1/risk-events and /review "
+            "[default: FRAUDLENS_DATABASE_URL or sqlite:///fraudlens.db].",
+            show_default=False,
+        ),
+    ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            "--queue",
+            help="Queue that /v1/accounts/{id}/check sends to "
+            "[default: FRAUDLENS_QUEUE_URL or sqlite].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run the scoring service: SageMaker /ping + /invocations, /v1 API, /metrics, /docs."""
+    """Run the scoring service: SageMaker /ping + /invocations, /v1 API, /metrics, /docs,
+    and the analysts' review page at /review."""
     import uvicorn
+
+    # Through the environment, so uvicorn's worker processes see the same settings.
+    for var, value in (("FRAUDLENS_DATABASE_URL", db), ("FRAUDLENS_QUEUE_URL", queue)):
+        if value is not None:
+            os.environ[var] = value
+    get_settings.cache_clear()
 
     bind = host or _default_host()
     models = (model_dir or _default_models_dir()).expanduser().resolve()
-    console.print(f"serving models from {models} on http://{bind}:{port} (docs at /docs)")
+    console.print(
+        f"serving models from {models} on http://{bind}:{port} "
+        f"(docs at /docs, review page at /review)"
+    )
     if sink is not None and workers > 1:
         raise typer.BadParameter("--sink needs --workers 1 (each sink folder has one writer)")
     if workers == 1:

@@ -76,15 +76,19 @@ def _annotate(tl: pd.DataFrame) -> pd.DataFrame:
     idx = np.arange(n)
     group = np.where(matched, np.minimum(idx, partner), idx)
     pair_w = pd.Series(weight).groupby(group).transform("max").to_numpy()
-    out = tl.copy()
-    out["_direction"] = np.where(matched, np.where(use_rev, "reverse", "forward"), "")
-    out["_delta"] = np.where(matched, delta, np.nan)
-    out["_partner"] = np.where(matched, partner, -1)
-    out["_same_ts"] = same_ts
-    out["_weight"] = weight
-    out["_pair_weight"] = pair_w
-    out["_group"] = group
-    return out
+    extra = pd.DataFrame(
+        {
+            "_direction": np.where(matched, np.where(use_rev, "reverse", "forward"), ""),
+            "_delta": np.where(matched, delta, np.nan),
+            "_partner": np.where(matched, partner, -1),
+            "_same_ts": same_ts,
+            "_weight": weight,
+            "_pair_weight": pair_w,
+            "_group": group,
+        },
+        index=tl.index,
+    )
+    return pd.concat([tl, extra], axis=1)
 
 
 def _reason(row: dict[str, Any], partner: dict[str, Any] | None) -> str:
@@ -139,7 +143,9 @@ def _records(tl: pd.DataFrame, rows: np.ndarray) -> list[dict[str, Any]]:
     # plain Python rows only for the trades reported and their partners
     partners = tl["_partner"].to_numpy()[rows]
     needed = np.unique(np.r_[rows, partners[partners >= 0]]).astype(np.int64)
-    recs = dict(zip(needed.tolist(), tl.iloc[needed][cols].to_dict("records"), strict=True))
+    # Column arrays, then plain dicts: DataFrame.to_dict("records") is slow on a few rows.
+    values = {c: tl[c].to_numpy()[needed].tolist() for c in cols}
+    recs = {int(i): {c: values[c][j] for c in cols} for j, i in enumerate(needed.tolist())}
     out: list[dict[str, Any]] = []
     for i in rows:
         r = recs[int(i)]

@@ -26,7 +26,7 @@ Terms used in names and docstrings:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -724,25 +724,28 @@ def trade_level_frame(data: MarketData) -> pd.DataFrame:
     """
     k = _sorted_klines(data.klines)
     tr = _trade_arrays(data.trades, k, data.bar)
-    out = data.trades.reset_index(drop=True).copy()
-    n = len(out)
+    base = data.trades.reset_index(drop=True)
+    n = len(base)
+    # Columns are gathered first and joined once: inserting them one at a time costs
+    # more than the arithmetic on a small window.
+    cols: dict[str, Any] = {}
     # the columns attach_bars adds, taken from arrays already computed
     has = tr.has_bar
     safe = np.where(has, tr.bar_row, 0)
-    out["bar_row"] = tr.bar_row
+    cols["bar_row"] = tr.bar_row
     if len(k):
-        out["bar_ts"] = pd.Series(k["ts"].array.take(safe), index=out.index).where(has)
+        cols["bar_ts"] = pd.Series(k["ts"].array.take(safe)).where(has)
         for col in ("open", "high", "low", "close"):
-            out[f"bar_{col}"] = np.where(has, k[col].to_numpy(dtype=np.float64)[safe], np.nan)
+            cols[f"bar_{col}"] = np.where(has, k[col].to_numpy(dtype=np.float64)[safe], np.nan)
     else:
-        out["bar_ts"] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns, UTC]")
+        cols["bar_ts"] = pd.Series(pd.NaT, index=base.index, dtype="datetime64[ns, UTC]")
         for col in ("open", "high", "low", "close"):
-            out[f"bar_{col}"] = np.nan
-    out["pos"] = tr.pos
-    out["wick"] = tr.wick
-    out["amp_rank"] = tr.amp_rank
-    out["bars_in_day"] = tr.bars_in_day
-    out["amp_rel"] = tr.amp_rel
+            cols[f"bar_{col}"] = np.full(n, np.nan)
+    cols["pos"] = tr.pos
+    cols["wick"] = tr.wick
+    cols["amp_rank"] = tr.amp_rank
+    cols["bars_in_day"] = tr.bars_in_day
+    cols["amp_rel"] = tr.amp_rel
     for prefix, pairs in (("fwd", tr.fwd), ("rev", tr.rev), ("same_ts", tr.same_ts)):
         partner = np.full(n, -1, dtype=np.int64)
         delta = np.full(n, np.nan)
@@ -750,6 +753,7 @@ def trade_level_frame(data: MarketData) -> pd.DataFrame:
         partner[pairs.sell] = pairs.buy
         delta[pairs.buy] = pairs.delta
         delta[pairs.sell] = pairs.delta
-        out[f"{prefix}_partner"] = partner
-        out[f"{prefix}_delta"] = delta
-    return out
+        cols[f"{prefix}_partner"] = partner
+        cols[f"{prefix}_delta"] = delta
+    extra = pd.DataFrame(cols, index=base.index)
+    return pd.concat([base.drop(columns=list(cols), errors="ignore"), extra], axis=1)

@@ -72,7 +72,7 @@ from fraudlens.config import Settings, get_settings
 from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError
 from fraudlens.registry import DETECTORS
 from fraudlens.service._middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
-from fraudlens.service._models import ModelCache, version_of
+from fraudlens.service._models import ModelCache, serving_threads, version_of
 from fraudlens.service._risk import Lazy, install_risk_routes
 from fraudlens.service._schemas import (
     AnomalyResult,
@@ -209,7 +209,7 @@ def create_app(
     risk_store: Lazy[Store] = Lazy(store, lambda: _open_store(settings))
     check_queue: Lazy[Queue] = Lazy(queue, lambda: _open_queue(settings))
     cache = ModelCache(
-        root, check_seconds=check_seconds, on_load=metrics.model_loaded, prepare=_serving_threads
+        root, check_seconds=check_seconds, on_load=metrics.model_loaded, prepare=serving_threads
     )
 
     @asynccontextmanager
@@ -461,18 +461,6 @@ def _version() -> str:
     from fraudlens import __version__
 
     return __version__
-
-
-def _serving_threads(det: Detector) -> None:
-    """One scoring thread per request.
-
-    The service scores a few rows per request, and concurrency comes from concurrent
-    requests and workers. XGBoost's default (all cores) makes a one-row prediction wait
-    for a thread team: about 10x slower on a busy 2-core machine.
-    """
-    booster = getattr(det, "booster_", None)
-    if booster is not None and hasattr(booster, "set_param"):
-        booster.set_param({"nthread": 1})
 
 
 def _open_store(settings: Settings) -> Store:

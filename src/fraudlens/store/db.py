@@ -8,6 +8,8 @@ One class, :class:`Store`, over SQLAlchemy 2. SQLite is the embedded default
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +37,8 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 _LOAD_CHUNK = 20_000
 #: Accounts per window query: three bound values each, far below every driver's limit.
 _WINDOW_CHUNK = 200
+#: How long after a UTC day ends its bars are taken as final and may be cached.
+_SETTLE = pd.Timedelta(hours=1)
 _KLINE_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
 _TRADE_COLUMNS = ("trade_id", "account_id", "symbol", "ts", "side", "price", "quantity")
 _EVENT_FIELDS = (
@@ -113,6 +117,10 @@ class Store:
         (``FRAUDLENS_DATABASE_URL``, default ``sqlite:///fraudlens.db``).
     pool_size
         Connections kept open per process (not SQLite).
+    bar_cache_days
+        (symbol, UTC day) sets of bars kept in memory once the day has closed (an hour
+        after midnight UTC), so checks of recent windows do not read them again. 0 turns
+        the cache off. Bars are only ever added, never changed, for a closed day.
 
     Notes
     -----
@@ -120,12 +128,17 @@ class Store:
     must not cross a ``fork``).
     """
 
-    def __init__(self, url: str | None = None, *, pool_size: int = 5) -> None:
+    def __init__(
+        self, url: str | None = None, *, pool_size: int = 5, bar_cache_days: int = 4096
+    ) -> None:
         if url is None:
             from fraudlens.config import get_settings
 
             url = get_settings().database_url
         self.url = normalise_url(url)
+        self.bar_cache_days = int(bar_cache_days)
+        self._bar_cache: OrderedDict[tuple[str, int], pd.DataFrame] = OrderedDict()
+        self._cache_lock = threading.Lock()
         try:
             parsed = sa.engine.make_url(self.url)
         except sa.exc.ArgumentError as exc:
@@ -378,26 +391,58 @@ class Store:
             trades = _frame(trade_rows, _TRADE_COLUMNS)
             if trades.empty:
                 return MarketData(_frame([], _KLINE_COLUMNS), trades)
-            # Whole UTC days of each symbol the windows touch, one range per symbol.
-            day = trades["ts"].dt.floor("D")
-            spans = day.groupby(trades["symbol"]).agg(["min", "max"])
-            kline_rows = conn.execute(
+            klines = self._day_bars(conn, trades)
+        trades = trades.sort_values(["account_id", "ts", "trade_id"], kind="stable")
+        return MarketData(klines.reset_index(drop=True), trades.reset_index(drop=True))
+
+    def _day_bars(self, conn: sa.Connection, trades: pd.DataFrame) -> pd.DataFrame:
+        """The bars of every (symbol, UTC day) the trades fall on, cached once closed."""
+        day = trades["ts"].dt.floor("D")
+        pairs = pd.DataFrame({"symbol": trades["symbol"], "day": day}).drop_duplicates()
+        parts: list[pd.DataFrame] = []
+        missing: list[tuple[str, pd.Timestamp]] = []
+        with self._cache_lock:
+            for sym, d in pairs.itertuples(index=False):
+                hit = self._bar_cache.get((sym, d.value))
+                if hit is None:
+                    missing.append((sym, d))
+                else:
+                    self._bar_cache.move_to_end((sym, d.value))
+                    parts.append(hit)
+        if missing:
+            one_day = pd.Timedelta(days=1)
+            rows = conn.execute(
                 sa.select(*_raw_columns(Kline, _KLINE_COLUMNS)).where(
                     sa.or_(
                         *(
                             sa.and_(
                                 Kline.symbol == sym,
-                                Kline.ts >= lo.to_pydatetime(),
-                                Kline.ts < (hi + pd.Timedelta(days=1)).to_pydatetime(),
+                                Kline.ts >= d.to_pydatetime(),
+                                Kline.ts < (d + one_day).to_pydatetime(),
                             )
-                            for sym, lo, hi in spans.itertuples()
+                            for sym, d in missing
                         )
                     )
                 )
             ).all()
-        klines = _frame(kline_rows, _KLINE_COLUMNS)
-        trades = trades.sort_values(["account_id", "ts", "trade_id"], kind="stable")
-        return MarketData(klines.reset_index(drop=True), trades.reset_index(drop=True))
+            fresh = _frame(rows, _KLINE_COLUMNS)
+            parts.append(fresh)
+            # A day is cached once it closed a while ago: later bars of it are unlikely,
+            # while today's bars keep arriving and are always read fresh.
+            settled = pd.Timestamp.now(tz="UTC") - one_day - _SETTLE
+            closed = [(sym, d) for sym, d in missing if d <= settled]
+            if closed and self.bar_cache_days > 0:
+                groups = dict(list(fresh.groupby([fresh["symbol"], fresh["ts"].dt.floor("D")])))
+                with self._cache_lock:
+                    for sym, d in closed:
+                        self._bar_cache[(sym, d.value)] = groups.get(
+                            (sym, d), fresh.iloc[:0]
+                        ).reset_index(drop=True)
+                    while len(self._bar_cache) > self.bar_cache_days:
+                        self._bar_cache.popitem(last=False)
+        if not parts:
+            return _frame([], _KLINE_COLUMNS)
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     # -- risk events -----------------------------------------------------------------
     def add_risk_events(self, events: Sequence[dict[str, Any]]) -> int:
@@ -643,14 +688,17 @@ def _raw_columns(table: type[Kline] | type[Trade], names: tuple[str, ...]) -> li
 
 def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:
     """Rows from the database as a frame with the dtypes the market loaders produce."""
-    df = pd.DataFrame.from_records([tuple(r) for r in rows], columns=list(columns))
-    df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
-    for col in columns:
-        if col in ("trade_id", "account_id", "symbol", "side"):
-            df[col] = df[col].astype(str)
-        elif col != "ts":
-            df[col] = df[col].astype(np.float64)
-    return df
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    data: dict[str, Any] = {}
+    for name, values in zip(columns, cols, strict=True):
+        if name == "ts":
+            ts = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
+            data[name] = ts.astype("datetime64[ns, UTC]")
+        elif name in ("trade_id", "account_id", "symbol", "side"):
+            data[name] = pd.Series(values, dtype=object).astype(str)
+        else:
+            data[name] = pd.Series(np.asarray(values, dtype=np.float64))
+    return pd.DataFrame(data)
 
 
 def _event_dict(row: Any) -> dict[str, Any]:

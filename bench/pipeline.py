@@ -1,0 +1,233 @@
+"""Pipeline benchmark: account checks from the queue to risk rows, on real backends.
+
+Run:  python bench/pipeline.py [--accounts 3000] [--rate 100] [--seconds 10]
+                              [--setups sqlite,redis+postgresql,redis+mariadb]
+
+For each setup (queue + database):
+
+1. Throughput. Every simulated account is queued (half of them take-over patterns), then
+   the worker drains the queue: one process in this interpreter, then ``--concurrency 2``
+   (two processes, the machine's two cores). Rate = checks / busy time (first batch in
+   to last batch done, without start-up or idle waits).
+2. Latency at moderate load. A ``fraudlens worker`` process runs; once it has worked
+   the normal accounts' checks (a warm-up to steady state: libraries, model and the
+   closed days' bars loaded), a producer sends checks of distinct take-over accounts at
+   ``--rate`` per second, each stamped with ``requested_at``, so each makes a risk row.
+   Latency = the risk row's ``created_at`` minus ``requested_at``, read back from the
+   database (p50, p99, max).
+
+Targets (issue): >= 300 checks/s with the embedded queue and SQLite; p99 <= 50 ms at
+moderate load. The last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fraudlens.market.data import window
+from fraudlens.market.detectors import FeatureDetector
+from fraudlens.market.simulate import simulate
+from fraudlens.queues import Queue, open_queue
+from fraudlens.registry import Registry
+from fraudlens.store import Store, open_store
+from fraudlens.worker import Worker, check_message, run_workers
+
+SETUPS = {
+    "sqlite": ("sqlite:///{tmp}/queue.db", "sqlite:///{tmp}/store.db"),
+    "redis+postgresql": (
+        "redis://127.0.0.1:6379/0?stream=fraudlens-bench-{uid}",
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    ),
+    "redis+mariadb": (
+        "redis://127.0.0.1:6379/0?stream=fraudlens-bench-{uid}",
+        "mysql+pymysql://root@127.0.0.1:3306/test",
+    ),
+}
+
+
+def _fresh(store_url: str, data: Any) -> Store:
+    store = open_store(store_url)
+    store.drop_all()
+    store.upgrade()
+    store.load_klines(data.klines)
+    store.load_trades(data.trades)
+    return store
+
+
+def _drain_in_process(queue_url: str, store: Store, models: Path, ids: list[str]) -> float:
+    with open_queue(queue_url) as q:
+        q.send_batch([check_message(a) for a in ids])
+        w = Worker(q, store, models, batch_size=100)
+        stats = w.run(idle_exit=0.5)
+        assert stats.processed == len(ids), stats
+        assert q.depth() == 0
+    assert stats.first_at is not None and stats.last_at is not None
+    return stats.processed / (stats.last_at - stats.first_at)
+
+
+def _drain_processes(queue_url: str, store_url: str, models: Path, ids: list[str]) -> float:
+    with open_queue(queue_url) as q:
+        q.send_batch([check_message(a) for a in ids])
+    all_stats = run_workers(queue_url, store_url, models, concurrency=2, idle_exit=1.0)
+    first = min(s.first_at for s in all_stats if s.first_at is not None)
+    last = max(s.last_at for s in all_stats if s.last_at is not None)
+    done = sum(s.processed for s in all_stats)
+    assert done == len(ids), [s.processed for s in all_stats]
+    return done / (last - first)
+
+
+def _latency(
+    queue_url: str,
+    store: Store,
+    models: Path,
+    flagged: list[str],
+    normal: list[str],
+    rate: float,
+    seconds: float,
+) -> dict[str, float]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "fraudlens.cli",
+        "worker",
+        "--queue",
+        queue_url,
+        "--db",
+        store.url,
+        "--model-dir",
+        str(models),
+        "--metrics-port",
+        "0",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    q: Queue = open_queue(queue_url)
+    try:
+        # Warm up to a steady state: the normal accounts' checks (no events) load the
+        # libraries, the model and the closed days' bars, as a long-running worker has.
+        q.send_batch([check_message(a) for a in normal])
+        q.send(check_message(flagged[0]))
+        deadline = time.monotonic() + 300
+        while store.counts()["risk_events"] < 1 or q.depth() > 0:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the worker did not start")
+            time.sleep(0.05)
+        n = min(int(rate * seconds), len(flagged) - 1)
+        todo = flagged[1 : n + 1]
+        t0 = time.perf_counter()
+        for i, account in enumerate(todo):
+            # An even arrival rate: sleep until this message's slot.
+            pause = t0 + i / rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            q.send(check_message(account, "withdrawal", datetime.now(UTC)))
+        deadline = time.monotonic() + 120
+        while store.counts()["risk_events"] < n + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        items, total = store.list_risk_events(business_type="withdrawal", limit=10_000)
+        lat = np.array(
+            [
+                (
+                    datetime.fromisoformat(e["created_at"])
+                    - datetime.fromisoformat(e["requested_at"])
+                ).total_seconds()
+                for e in items
+            ]
+        )
+        return {
+            "sent": float(n),
+            "rows": float(total),
+            "p50_ms": float(np.percentile(lat, 50) * 1000),
+            "p99_ms": float(np.percentile(lat, 99) * 1000),
+            "max_ms": float(lat.max() * 1000),
+        }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        q.purge()
+        q.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--accounts", type=int, default=3000)
+    ap.add_argument("--rate", type=float, default=100.0, help="checks per second (latency run)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
+    ap.add_argument("--setups", default="sqlite,redis+postgresql")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="fraudlens-bench-pipeline-"))
+    print(
+        f"simulating {args.accounts:,} accounts and training the feature detector ...", flush=True
+    )
+    data = simulate(args.accounts, seed=args.seed + 1, days=3)
+    models = tmp / "models"
+    Registry(models).save(FeatureDetector().fit(window(simulate(2000, seed=args.seed + 2, days=3))))
+    det = Registry(models).load("market")
+    scores = det.decision_function(window(data))
+    ids = [str(a) for a in data.account_ids]
+    flagged = [a for a, s in zip(ids, scores, strict=True) if s > 0.9]
+    normal = sorted(set(ids) - set(flagged))
+    print(f"{len(ids):,} accounts, {len(flagged):,} above 0.9", flush=True)
+
+    results: dict[str, dict[str, float]] = {}
+    for name in args.setups.split(","):
+        q_tpl, db_tpl = SETUPS[name]
+        uid = uuid.uuid4().hex[:8]
+        queue_url, store_url = (t.format(tmp=tmp, uid=uid) for t in (q_tpl, db_tpl))
+        print(f"\n== {name}", flush=True)
+        store = _fresh(store_url, data)
+        one = _drain_in_process(queue_url, store, models, ids)
+        print(f"  1 process : {one:,.0f} checks/s", flush=True)
+        store.close()
+        store = _fresh(store_url, data)
+        two = _drain_processes(queue_url, store_url, models, ids)
+        print(f"  2 processes: {two:,.0f} checks/s", flush=True)
+        store.close()
+        store = _fresh(store_url, data)
+        lat = _latency(queue_url, store, models, flagged, normal, args.rate, args.seconds)
+        print(
+            f"  latency at {args.rate:.0f}/s: p50 {lat['p50_ms']:.1f} ms, "
+            f"p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms ({lat['rows']:.0f} rows)",
+            flush=True,
+        )
+        store.drop_all()
+        store.close()
+        results[name] = {"checks_per_s_1proc": one, "checks_per_s_2proc": two, **lat}
+
+    print("\n| setup | checks/s, 1 process | checks/s, 2 processes | p50 ms | p99 ms | max ms |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, r in results.items():
+        print(
+            f"| {name} | {r['checks_per_s_1proc']:,.0f} | {r['checks_per_s_2proc']:,.0f} | "
+            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
+        )
+    base = results.get("sqlite")
+    if base:
+        print(
+            f"target >= 300 checks/s (embedded): {base['checks_per_s_1proc']:,.0f} "
+            f"({base['checks_per_s_1proc'] / 300:.2f}x); p99 <= 50 ms: {base['p99_ms']:.1f} ms"
+        )
+    print(
+        json.dumps(
+            {"accounts": len(ids), "rate": args.rate, "cpu_count": os.cpu_count(), **results}
+        )
+    )
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "bench"
+    main()
