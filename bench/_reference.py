@@ -132,12 +132,11 @@ def resnet18_eager_scorer(
     import torch
     from torch.nn import functional as F  # noqa: N812
 
-    from fraudlens.market._cnn_torch import build_network
+    from fraudlens.market._cnn_torch import ResNet18
 
     if num_threads is not None:
         torch.set_num_threads(num_threads)
-    net = build_network("resnet18", n_classes=2).eval()
-    forward = net.forward_float  # type: ignore[operator]
+    net = ResNet18(n_classes=2).eval()
 
     def scorer(images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         batch = (
@@ -148,7 +147,7 @@ def resnet18_eager_scorer(
         x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
         with torch.inference_mode():
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-            out = torch.softmax(forward(x), dim=1)
+            out = torch.softmax(net.forward_float(x), dim=1)
         return out.numpy()
 
     return scorer

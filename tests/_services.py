@@ -8,6 +8,7 @@ reached the test is skipped, unless the environment variable ``CI`` is set (to a
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -30,3 +31,23 @@ def unavailable(reason: str) -> None:
     if in_ci():
         pytest.fail(f"{reason} (CI is set, so a missing service is a failure)", pytrace=False)
     pytest.skip(f"{reason} (set CI=true to make this a failure)")
+
+
+def fresh_store(kind: str, tmp_path: Any) -> Any:
+    """An empty, migrated store: a SQLite file in ``tmp_path``, or the PostgreSQL or
+    MariaDB server (its fraudlens tables dropped first); skip or fail if unreachable."""
+    from fraudlens.errors import StoreError
+    from fraudlens.store import open_store
+
+    url = {
+        "sqlite": f"sqlite:///{tmp_path / 'store.db'}",
+        "postgresql": POSTGRES_URL,
+        "mariadb": MARIADB_URL,
+    }[kind]
+    store = open_store(url)
+    try:
+        store.drop_all()
+    except StoreError as exc:
+        unavailable(f"{kind} is unreachable: {exc}")
+    store.upgrade()
+    return store

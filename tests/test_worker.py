@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from _services import MARIADB_URL, POSTGRES_URL, unavailable  # type: ignore[import-not-found]
-from fraudlens.errors import DataError, StoreError
+from _services import fresh_store, unavailable  # type: ignore[import-not-found]
+from fraudlens.errors import DataError
 from fraudlens.market.data import MarketData, window
 from fraudlens.market.detectors import FeatureDetector
 from fraudlens.market.simulate import simulate
@@ -57,15 +57,7 @@ def _expected_flags(market: MarketData, models: Path, threshold: float = 0.9) ->
 
 
 def _open_db(kind: str, tmp_path: Path) -> Store:
-    url = {"sqlite": f"sqlite:///{tmp_path / 'store.db'}", "postgresql": POSTGRES_URL}.get(
-        kind, MARIADB_URL
-    )
-    store = open_store(url)
-    try:
-        store.drop_all()
-    except StoreError as exc:
-        unavailable(f"{kind} is unreachable: {exc}")
-    store.upgrade()
+    store: Store = fresh_store(kind, tmp_path)
     return store
 
 

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fraudlens._cli_common import cli_errors, console, progress
+from fraudlens._cli_common import ModelDir, cli_errors, console, progress
 from fraudlens.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from fraudlens.cards._tabular import _TabularDetector
     from fraudlens.cards.data import CardTable
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 stdout = Console()
 
 _KINDS = ("logistic", "xgboost", "anomaly")
@@ -38,12 +38,6 @@ _KINDS = ("logistic", "xgboost", "anomaly")
 DataOpt = Annotated[
     Path,
     typer.Option("--data", "-d", help="Card table: ULB CSV, raw transactions or a feature table."),
-]
-ModelDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--model-dir", "-m", help="Registry folder [default: FRAUDLENS_MODELS_DIR or ./models]."
-    ),
 ]
 LabelOpt = Annotated[
     str | None, typer.Option("--label", help="Label column [default: Class, label or is_fraud].")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,9 +21,20 @@ from rich.progress import (
 
 from fraudlens.errors import FraudlensError
 
-__all__ = ["console", "fail_cleanly", "progress"]
+__all__ = ["ModelDir", "cli_errors", "console", "fail_cleanly", "progress"]
 
 console = Console(stderr=True)
+
+#: The ``--model-dir`` / ``-m`` option every command that reads the registry takes.
+ModelDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--model-dir",
+        "-m",
+        help="Model registry folder [default: FRAUDLENS_MODELS_DIR or ./models].",
+        show_default=False,
+    ),
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -11,14 +11,14 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from fraudlens._cli_common import cli_errors, console, progress
+from fraudlens._cli_common import ModelDir, cli_errors, console, progress
 from fraudlens.config import get_settings
 
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
     from fraudlens.market.data import MarketData
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 
 class DetectorChoice(StrEnum):
@@ -35,14 +35,6 @@ class Engine(StrEnum):
     ray = "ray"
 
 
-ModelDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--model-dir",
-        "-m",
-        help="Model registry folder [default: FRAUDLENS_MODELS_DIR or ./models].",
-    ),
-]
 KlinesOpt = Annotated[Path, typer.Option(help="k-lines file (CSV or Parquet).")]
 TradesOpt = Annotated[Path, typer.Option(help="Trades file (CSV or Parquet).")]
 

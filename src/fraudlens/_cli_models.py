@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 from rich.table import Table
 
-from fraudlens._cli_common import cli_errors, console
+from fraudlens._cli_common import ModelDir, cli_errors, console
 from fraudlens.config import get_settings
 from fraudlens.registry import Registry
 
-app = typer.Typer(no_args_is_help=True)
-
-ModelDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--model-dir", "-m", help="Registry folder [default: FRAUDLENS_MODELS_DIR or ./models]."
-    ),
-]
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("list")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from fraudlens._cli_common import cli_errors, console, progress
+from fraudlens._cli_common import ModelDir, cli_errors, console, progress
 from fraudlens.config import get_settings
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["db_app", "enqueue", "worker"]
 
-db_app = typer.Typer(no_args_is_help=True)
+db_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 DbOpt = Annotated[
     str | None,
@@ -189,15 +189,7 @@ def worker(
     queue: QueueOpt = None,
     db: DbOpt = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
-    model_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--model-dir",
-            "-m",
-            help="Model registry [default: FRAUDLENS_MODELS_DIR or ./models].",
-            show_default=False,
-        ),
-    ] = None,
+    model_dir: ModelDir = None,
     model: Annotated[str, typer.Option(help="Model name or domain.")] = "market",
     threshold: Annotated[
         float | None,

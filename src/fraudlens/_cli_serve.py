@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from fraudlens._cli_common import cli_errors, console
+from fraudlens._cli_common import ModelDir, cli_errors, console
 from fraudlens.config import get_settings
 from fraudlens.errors import ConfigError
 
@@ -164,15 +164,7 @@ def process(
             show_default=False,
         ),
     ] = None,
-    model_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--model-dir",
-            "-m",
-            help="Model registry [default: FRAUDLENS_MODELS_DIR or ./models].",
-            show_default=False,
-        ),
-    ] = None,
+    model_dir: ModelDir = None,
     every: Annotated[
         str | None,
         typer.Option(help="Repeat a pass on a schedule: 60, 60s, 5m or 1h (the reference: 1m)."),

@@ -20,6 +20,7 @@ app = typer.Typer(
     name="fraudlens",
     help="Local-first fraud detection: brokerage account takeover (market) and card fraud (cards).",
     no_args_is_help=True,
+    rich_markup_mode=None,
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(

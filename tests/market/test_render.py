@@ -313,3 +313,15 @@ def test_fraudlens_long_window_keeps_neighbouring_bars_apart() -> None:
     # In the range panel the buys are on the bottom rows and the sells on the top rows.
     assert set(np.flatnonzero(img[top_h:, red_cols[1], 0])) == {30, 31}
     assert set(np.flatnonzero(img[top_h:, green_cols[0], 1])) == {0, 1}
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_unsorted_klines_and_trades_give_the_same_images(data: MarketData, style: str) -> None:
+    rng = np.random.default_rng(0)
+    shuffled = MarketData(
+        data.klines.iloc[rng.permutation(len(data.klines))].reset_index(drop=True),
+        data.trades.iloc[rng.permutation(len(data.trades))].reset_index(drop=True),
+    )
+    np.testing.assert_array_equal(
+        render_batch(shuffled, style=style), render_batch(data, style=style)
+    )

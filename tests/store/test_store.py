@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _services import MARIADB_URL, POSTGRES_URL, unavailable  # type: ignore[import-not-found]
+from _services import fresh_store  # type: ignore[import-not-found]
 from fraudlens.errors import DataError, NotFoundError, StoreError
 from fraudlens.market.data import MarketData, window
 from fraudlens.market.simulate import simulate
@@ -32,17 +32,7 @@ def market() -> MarketData:
     ]
 )
 def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
-    url = {
-        "sqlite": f"sqlite:///{tmp_path / 'store.db'}",
-        "postgresql": POSTGRES_URL,
-        "mariadb": MARIADB_URL,
-    }[request.param]
-    s = open_store(url)
-    try:
-        s.drop_all()
-    except StoreError as exc:
-        unavailable(f"{request.param} is unreachable: {exc}")
-    s.upgrade()
+    s = fresh_store(request.param, tmp_path)
     yield s
     s.drop_all()
     s.close()

@@ -32,7 +32,7 @@ panels on a black background, sharing one time axis.
   Quantities are not drawn.
 
 ``"reference"`` (250 x 150), the reference system's look, matching its matplotlib
-recipe (2.5 x 1.5 in at dpi 100) pixel for pixel apart from JPEG noise:
+recipe (2.5 x 1.5 in at dpi 100) pixel for pixel, save for anti-aliasing and JPEG noise:
 
 - white background, no axes; the plot box is matplotlib's default subplot position
   (left 0.125, bottom 0.11, width 0.775, height 0.77 of the figure) and clips the marks;
@@ -157,8 +157,7 @@ def _prepare(data: MarketData, ids: np.ndarray) -> _Prepared:
     if not keep.all():
         trades = trades.loc[keep]
         acc = acc[keep]
-    # The same order attach_bars uses, so that its bar_row indexes these arrays.
-    k = data.klines.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
+    k = data.klines
     codes, uniques = pd.factorize(
         pd.concat([k["symbol"], trades["symbol"]], ignore_index=True).astype(str), sort=True
     )
@@ -166,6 +165,15 @@ def _prepare(data: MarketData, ids: np.ndarray) -> _Prepared:
     t_sym = codes[len(k) :].astype(np.int64)
     k_ts = k["ts"].to_numpy("datetime64[ns]").astype(np.int64)
     t_ts = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    k_low = k["low"].to_numpy(dtype=np.float64)
+    k_high = k["high"].to_numpy(dtype=np.float64)
+    # Bars in attach_bars' order (stable by symbol, then ts), so that its bar_row indexes
+    # these arrays; k-lines usually come sorted already.
+    if len(k) > 1 and not (
+        (np.diff(k_sym) >= 0).all() and (np.diff(k_ts)[k_sym[1:] == k_sym[:-1]] >= 0).all()
+    ):
+        k_order = np.lexsort((k_ts, k_sym))
+        k_sym, k_ts, k_low, k_high = (a[k_order] for a in (k_sym, k_ts, k_low, k_high))
     if len(k) and len(trades):
         tb = attach_bars(trades[["symbol", "ts"]], data.klines, data.bar)
         bar_row = tb["bar_row"].to_numpy(dtype=np.int64)
@@ -190,9 +198,9 @@ def _prepare(data: MarketData, ids: np.ndarray) -> _Prepared:
         bounds=np.searchsorted(acc, np.arange(len(ids) + 1), side="left"),
         k_ts=k_ts,
         k_grid=k_ts // int(data.bar.value),
-        k_low=np.append(k["low"].to_numpy(dtype=np.float64), np.inf),
-        k_high=np.append(k["high"].to_numpy(dtype=np.float64), -np.inf),
-        k_amp=np.append((k["high"] - k["low"]).to_numpy(dtype=np.float64), -np.inf),
+        k_low=np.append(k_low, np.inf),
+        k_high=np.append(k_high, -np.inf),
+        k_amp=np.append(k_high - k_low, -np.inf),
         k_start=np.searchsorted(k_sym, np.arange(len(uniques) + 1), side="left"),
         bar_ns=int(data.bar.value),
     )
