@@ -93,7 +93,7 @@ def test_score_image_bytes(fitted: CNNDetector, test_data: MarketData) -> None:
     jpeg = io.BytesIO()
     Image.fromarray(img).save(jpeg, format="JPEG", quality=95)
     assert len(fitted.score_image_bytes(jpeg.getvalue())) == 2
-    with pytest.raises(DataError, match="not a decodable image"):
+    with pytest.raises(DataError, match="is not a JPEG or PNG image"):
         fitted.score_image_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
     with pytest.raises(DataError):
         fitted.score_image_bytes(buf.getvalue()[:60])  # truncated

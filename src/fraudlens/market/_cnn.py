@@ -268,7 +268,12 @@ class CNNDetector(Detector):
             with Image.open(io.BytesIO(payload)) as im:
                 im.load()
                 rgb = np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        except UnidentifiedImageError:
+            # Pillow's own message names an in-memory buffer object: of no use to a client.
+            raise DataError(
+                f"the request body ({len(payload):,} bytes) is not a JPEG or PNG image"
+            ) from None
+        except (OSError, SyntaxError, ValueError) as exc:
             raise DataError(f"the request body is not a decodable image: {exc}") from exc
         return [float(v) for v in self.score_images(rgb[None])[0]]
 
