@@ -332,3 +332,23 @@ def test_sigterm_finishes_the_batch_in_hand(
     np.testing.assert_equal(len(flagged), len(expected & done))
     q.close()
     store.close()
+
+
+def test_two_worker_processes_share_the_queue(
+    market: MarketData, models: Path, tmp_path: Path
+) -> None:
+    store = _open_db("sqlite", tmp_path)
+    store.load_klines(market.klines)
+    store.load_trades(market.trades)
+    q, queue_url = _queue_for("sqlite", tmp_path)
+    ids = [str(a) for a in market.account_ids]
+    q.send_batch([check_message(a) for a in ids])
+    cmd = _worker_cmd(queue_url, store.url, models, "--concurrency", "2", "--batch-size", "10")
+    done = subprocess.run([*cmd, "--idle-exit", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"processed {len(ids):,} checks" in " ".join(done.stderr.split())
+    assert q.depth() == 0
+    flagged = {e["account_id"] for e in store.list_risk_events(limit=500)[0]}
+    assert flagged == _expected_flags(market, models)
+    q.close()
+    store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -247,18 +248,21 @@ def worker(
     else:
         from fraudlens.worker import run_workers
 
-        if metrics_port:
-            _serve_multiprocess_metrics(metrics_port)
-        all_stats = run_workers(
-            queue_url,
-            db_url,
-            models,
-            concurrency=concurrency,
-            queue_name=queue_name,
-            max_attempts=max_attempts,
-            idle_exit=idle_exit,
-            **options,
-        )
+        folder = _serve_multiprocess_metrics(metrics_port) if metrics_port else None
+        try:
+            all_stats = run_workers(
+                queue_url,
+                db_url,
+                models,
+                concurrency=concurrency,
+                queue_name=queue_name,
+                max_attempts=max_attempts,
+                idle_exit=idle_exit,
+                **options,
+            )
+        finally:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
     processed = sum(s.processed for s in all_stats)
     flagged = sum(s.flagged for s in all_stats)
     seconds = max((s.seconds for s in all_stats), default=0.0)
@@ -325,8 +329,9 @@ def _log_every(seconds: float) -> Callable[[WorkerStats], None]:
     return log
 
 
-def _serve_multiprocess_metrics(port: int) -> None:
-    """Collect the worker processes' metrics (prometheus-client multiprocess mode)."""
+def _serve_multiprocess_metrics(port: int) -> str:
+    """Collect the worker processes' metrics (prometheus-client multiprocess mode); return
+    the folder the processes write them to."""
     folder = tempfile.mkdtemp(prefix="fraudlens-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     from prometheus_client import CollectorRegistry, start_http_server
@@ -338,3 +343,4 @@ def _serve_multiprocess_metrics(port: int) -> None:
         start_http_server(port, addr="127.0.0.1", registry=registry)
     except OSError as exc:
         console.print(f"[yellow]metrics not exported on :{port}: {exc}")
+    return folder
