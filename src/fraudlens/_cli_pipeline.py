@@ -210,7 +210,12 @@ def worker(
         int, typer.Option(min=1, help="Deliveries before a message is dead-lettered.")
     ] = 5,
     metrics_port: Annotated[
-        int, typer.Option(min=0, max=65535, help="Prometheus metrics port (0: off).")
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Prometheus metrics port (0: off); on 127.0.0.1, or 0.0.0.0 in a container.",
+        ),
     ] = 9108,
     idle_exit: Annotated[
         float | None,
@@ -290,7 +295,7 @@ def _run_one(
 
     metrics = WorkerMetrics()
     if metrics_port:
-        metrics.serve(metrics_port)
+        metrics.serve(metrics_port, addr=_metrics_host())
     with (
         open_queue(queue_url, name=queue_name, max_attempts=max_attempts) as q,
         open_store(db_url) as store,
@@ -329,6 +334,13 @@ def _log_every(seconds: float) -> Callable[[WorkerStats], None]:
     return log
 
 
+def _metrics_host() -> str:
+    # Inside a container the scraper is outside it; elsewhere stay on loopback.
+    from fraudlens._cli_serve import in_container
+
+    return "0.0.0.0" if in_container() else "127.0.0.1"
+
+
 def _serve_multiprocess_metrics(port: int) -> str:
     """Collect the worker processes' metrics (prometheus-client multiprocess mode); return
     the folder the processes write them to."""
@@ -340,7 +352,7 @@ def _serve_multiprocess_metrics(port: int) -> str:
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=folder)
     try:
-        start_http_server(port, addr="127.0.0.1", registry=registry)
+        start_http_server(port, addr=_metrics_host(), registry=registry)
     except OSError as exc:
         console.print(f"[yellow]metrics not exported on :{port}: {exc}")
     return folder
