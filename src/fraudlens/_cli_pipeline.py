@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from fraudlens._cli_common import ModelDir, cli_errors, console, progress
 from fraudlens.config import get_settings
 
 if TYPE_CHECKING:
-    from fraudlens.worker import WorkerStats
+    from fraudlens.worker import WorkerConfig, WorkerStats
 
 __all__ = ["db_app", "enqueue", "worker"]
 
@@ -227,6 +226,7 @@ def worker(
     Stops on SIGTERM or Ctrl-C after finishing the batch in hand.
     """
     from fraudlens.store import open_store
+    from fraudlens.worker import WorkerConfig
 
     settings = get_settings()
     queue_url, db_url = _queue_url(queue), _db_url(db)
@@ -245,26 +245,17 @@ def worker(
         f"worker x{concurrency}: {queue_url} ({queue_name}) -> {db_url}, models {models}"
         + (f", metrics on :{metrics_port}/metrics" if metrics_port else "")
     )
+    config = WorkerConfig(
+        queue_url, queue_name, max_attempts, db_url, str(models), idle_exit, options
+    )
     if concurrency == 1:
-        stats = _run_one(
-            queue_url, queue_name, max_attempts, db_url, models, options, metrics_port, idle_exit
-        )
-        all_stats = [stats]
+        all_stats = [_run_one(config, metrics_port)]
     else:
         from fraudlens.worker import run_workers
 
         folder = _serve_multiprocess_metrics(metrics_port) if metrics_port else None
         try:
-            all_stats = run_workers(
-                queue_url,
-                db_url,
-                models,
-                concurrency=concurrency,
-                queue_name=queue_name,
-                max_attempts=max_attempts,
-                idle_exit=idle_exit,
-                **options,
-            )
+            all_stats = run_workers(config, concurrency)
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -279,43 +270,25 @@ def worker(
     )
 
 
-def _run_one(
-    queue_url: str,
-    queue_name: str,
-    max_attempts: int,
-    db_url: str,
-    models: Path,
-    options: dict[str, Any],
-    metrics_port: int,
-    idle_exit: float | None,
-) -> WorkerStats:
-    from fraudlens.queues import open_queue
-    from fraudlens.store import open_store
-    from fraudlens.worker import Worker, WorkerMetrics
+def _run_one(config: WorkerConfig, metrics_port: int) -> WorkerStats:
+    from fraudlens.worker import WorkerMetrics, work
 
     metrics = WorkerMetrics()
     if metrics_port:
         metrics.serve(metrics_port, addr=_metrics_host())
-    with (
-        open_queue(queue_url, name=queue_name, max_attempts=max_attempts) as q,
-        open_store(db_url) as store,
-    ):
-        w = Worker(q, store, models, metrics=metrics, **options)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: w.stop())
-        if not console.is_terminal:
-            # Under a supervisor (a container, systemd) there is no one to watch a spinner,
-            # and its refresh thread would compete with the checks for the interpreter.
-            return w.run(idle_exit=idle_exit, on_batch=_log_every(60.0))
-        with console.status("waiting for checks...") as status:
+    if not console.is_terminal:
+        # Under a supervisor (a container, systemd) there is no one to watch a spinner,
+        # and its refresh thread would compete with the checks for the interpreter.
+        return work(config, metrics=metrics, on_batch=_log_every(60.0))
+    with console.status("waiting for checks...") as status:
 
-            def show(s: WorkerStats) -> None:
-                status.update(
-                    f"[bold]{s.processed:,}[/] checks, {s.flagged:,} flagged, "
-                    f"{s.failed:,} failed, {s.dead_lettered:,} dead-lettered, {s.rate:,.0f}/s"
-                )
+        def show(s: WorkerStats) -> None:
+            status.update(
+                f"[bold]{s.processed:,}[/] checks, {s.flagged:,} flagged, "
+                f"{s.failed:,} failed, {s.dead_lettered:,} dead-lettered, {s.rate:,.0f}/s"
+            )
 
-            return w.run(idle_exit=idle_exit, on_batch=show)
+        return work(config, metrics=metrics, on_batch=show)
 
 
 def _log_every(seconds: float) -> Callable[[WorkerStats], None]:

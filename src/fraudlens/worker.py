@@ -42,11 +42,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Check",
     "Worker",
+    "WorkerConfig",
     "WorkerMetrics",
     "WorkerStats",
     "check_message",
     "parse_check",
     "run_workers",
+    "work",
 ]
 
 log = logging.getLogger("fraudlens.worker")
@@ -410,7 +412,7 @@ class Worker:
                         "model_version": version_of(det),
                         "window_start": end - timedelta(hours=self.hours),
                         "window_end": end,
-                        "details": {"trades": _jsonable(drivers.get(a, []))},
+                        "details": {"trades": drivers.get(a, [])},
                         "requested_at": first_check[a].requested_at,
                         "created_at": now,
                     }
@@ -432,32 +434,49 @@ class Worker:
                     self.metrics.latency.observe(max(seconds, 0.0))
 
 
-def _jsonable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from fastapi.encoders import jsonable_encoder
-
-    out: list[dict[str, Any]] = jsonable_encoder(records)
-    return out
-
-
 # ------------------------------------------------------------------ several processes
 
 
 @dataclass(frozen=True)
-class _Config:
+class WorkerConfig:
+    """Where a worker process reads, writes and finds its model, and how it runs.
+
+    ``options`` are keyword arguments of :class:`Worker` (``model``, ``threshold``,
+    ``batch_size``, ...); ``idle_exit`` is passed to :meth:`Worker.run`.
+    """
+
     queue_url: str
     queue_name: str
     max_attempts: int
     db_url: str
     models_dir: str
-    idle_exit: float | None
-    options: dict[str, Any]
+    idle_exit: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
-def _child(config: _Config, index: int, results: Any) -> None:
-    """One worker process of :func:`run_workers`: work, then report its stats."""
+def work(
+    config: WorkerConfig,
+    *,
+    metrics: WorkerMetrics | None = None,
+    on_batch: Callable[[WorkerStats], None] | None = None,
+) -> WorkerStats:
+    """Open the queue and the store ``config`` names and work checks in this process
+    until SIGTERM or SIGINT (each finishes the batch in hand) or ``config.idle_exit``."""
     from fraudlens.queues import open_queue
     from fraudlens.store import open_store
 
+    with (
+        open_queue(config.queue_url, name=config.queue_name, max_attempts=config.max_attempts) as q,
+        open_store(config.db_url) as store,
+    ):
+        worker = Worker(q, store, config.models_dir, metrics=metrics, **config.options)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: worker.stop())
+        return worker.run(idle_exit=config.idle_exit, on_batch=on_batch)
+
+
+def _child(config: WorkerConfig, index: int, results: Any) -> None:
+    """One worker process of :func:`run_workers`: work, then report its stats."""
     metrics = None
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import REGISTRY
@@ -465,34 +484,16 @@ def _child(config: _Config, index: int, results: Any) -> None:
         # In multiprocess mode the metrics write to files the parent collects; they must
         # be registered in the default registry.
         metrics = WorkerMetrics(registry=REGISTRY)
-    with (
-        open_queue(config.queue_url, name=config.queue_name, max_attempts=config.max_attempts) as q,
-        open_store(config.db_url) as store,
-    ):
-        worker = Worker(q, store, config.models_dir, metrics=metrics, **config.options)
-        signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-        signal.signal(signal.SIGINT, lambda *_: worker.stop())
-        stats = worker.run(idle_exit=config.idle_exit)
+    stats = work(config, metrics=metrics)
     stats.latencies = stats.latencies[:20_000]
     results.put((index, stats))
 
 
-def run_workers(
-    queue_url: str,
-    db_url: str,
-    models_dir: str | os.PathLike[str],
-    *,
-    concurrency: int = 2,
-    queue_name: str = "checks",
-    max_attempts: int = 5,
-    idle_exit: float | None = None,
-    **options: Any,
-) -> list[WorkerStats]:
-    """Run ``concurrency`` worker processes until SIGTERM/SIGINT (or ``idle_exit``).
+def run_workers(config: WorkerConfig, concurrency: int = 2) -> list[WorkerStats]:
+    """Run ``concurrency`` worker processes, each as :func:`work` does.
 
     Each process opens its own queue and store connections. SIGTERM and SIGINT sent to
     the caller are forwarded; each process finishes its batch in hand before it exits.
-    ``options`` go to :class:`Worker`.
 
     Returns
     -------
@@ -504,9 +505,6 @@ def run_workers(
 
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    config = _Config(
-        queue_url, queue_name, max_attempts, db_url, str(models_dir), idle_exit, dict(options)
-    )
     procs = [ctx.Process(target=_child, args=(config, i, results)) for i in range(concurrency)]
     for p in procs:
         p.start()

@@ -182,11 +182,9 @@ def install_risk_routes(app: FastAPI, store: Lazy[Store], queue: Lazy[Queue]) ->
     ) -> Any:
         """Ask for an account to be scored: a worker takes the message from the queue,
         scores the account's latest window and records a risk event if it is flagged."""
-        message = {
-            "account_id": account_id,
-            "business_type": body.business_type if body is not None else None,
-            "requested_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        }
+        from fraudlens.worker import check_message
+
+        message = check_message(account_id, body.business_type if body is not None else None)
 
         def send() -> str:
             return queue.get().send(message)
