@@ -56,16 +56,17 @@ def _expected_flags(market: MarketData, models: Path, threshold: float = 0.9) ->
     return {a for a, s in zip(market.account_ids, scores, strict=True) if s > threshold}
 
 
-def _open_db(kind: str, tmp_path: Path) -> Store:
+def _loaded_db(kind: str, tmp_path: Path, market: MarketData) -> Store:
+    """A fresh store of ``kind`` holding the simulated market's bars and trades."""
     store: Store = fresh_store(kind, tmp_path)
+    store.load_klines(market.klines)
+    store.load_trades(market.trades)
     return store
 
 
 @pytest.fixture
 def loaded_store(market: MarketData, tmp_path: Path) -> Iterator[Store]:
-    store = _open_db("sqlite", tmp_path)
-    store.load_klines(market.klines)
-    store.load_trades(market.trades)
+    store = _loaded_db("sqlite", tmp_path, market)
     yield store
     store.close()
 
@@ -256,9 +257,7 @@ def test_kill_9_mid_batch_then_restart_processes_every_check_exactly_once(
     setup: tuple[str, str], market: MarketData, models: Path, tmp_path: Path
 ) -> None:
     queue_kind, db_kind = setup
-    store = _open_db(db_kind, tmp_path)
-    store.load_klines(market.klines)
-    store.load_trades(market.trades)
+    store = _loaded_db(db_kind, tmp_path, market)
     q, queue_url = _queue_for(queue_kind, tmp_path)
     expected = _expected_flags(market, models)
     # Every account twice: duplicates must not double the events either.
@@ -302,9 +301,7 @@ def test_kill_9_mid_batch_then_restart_processes_every_check_exactly_once(
 def test_sigterm_finishes_the_batch_in_hand(
     market: MarketData, models: Path, tmp_path: Path
 ) -> None:
-    store = _open_db("sqlite", tmp_path)
-    store.load_klines(market.klines)
-    store.load_trades(market.trades)
+    store = _loaded_db("sqlite", tmp_path, market)
     q, queue_url = _queue_for("sqlite", tmp_path)
     ids = [str(a) for a in market.account_ids]
     q.send_batch([check_message(a) for a in ids])
@@ -337,9 +334,7 @@ def test_sigterm_finishes_the_batch_in_hand(
 def test_two_worker_processes_share_the_queue(
     market: MarketData, models: Path, tmp_path: Path
 ) -> None:
-    store = _open_db("sqlite", tmp_path)
-    store.load_klines(market.klines)
-    store.load_trades(market.trades)
+    store = _loaded_db("sqlite", tmp_path, market)
     q, queue_url = _queue_for("sqlite", tmp_path)
     ids = [str(a) for a in market.account_ids]
     q.send_batch([check_message(a) for a in ids])
