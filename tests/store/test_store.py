@@ -175,3 +175,11 @@ def test_unreachable_database_is_a_store_error() -> None:
     s = open_store(f"postgresql://nobody@127.0.0.1:1/{uuid.uuid4().hex}")
     with pytest.raises(StoreError, match="cannot connect"):
         s.counts()
+
+
+def test_unreachable_database_on_write_is_a_store_error() -> None:
+    s = open_store(f"postgresql://nobody@127.0.0.1:1/{uuid.uuid4().hex}")
+    with pytest.raises(StoreError, match="cannot connect"):
+        s.upgrade()
+    with pytest.raises(StoreError, match="cannot connect"):
+        s.add_risk_events([_event("A1", datetime(2026, 3, 3, tzinfo=UTC))])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -189,11 +190,12 @@ class Store:
         except sa.exc.OperationalError as exc:
             raise StoreError(f"cannot connect to {self._safe_url()}: {exc.orig}") from None
 
-    def _begin(self) -> Any:
-        try:
-            return self.engine.begin()
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot connect to {self._safe_url()}: {exc.orig}") from None
+    @contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        # engine.begin() only connects on entry, past any try around the call: connect
+        # here, so a write to an unreachable server is a StoreError like a read.
+        with self._connect() as conn, conn.begin():
+            yield conn
 
     # -- schema ----------------------------------------------------------------------
     def _alembic_config(self) -> Any:
