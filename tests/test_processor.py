@@ -359,8 +359,8 @@ def test_no_model(tmp_path: Path, ulb: Path) -> None:
 def test_cli_process(ulb: Path, ulb_models: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from fraudlens._cli_serve import parse_duration
     from fraudlens.cli import app
+    from fraudlens.cli.serve import parse_duration
 
     assert [parse_duration(x) for x in ("60", "60s", "5m", "1h")] == [60, 60, 300, 3600]
     result = CliRunner().invoke(

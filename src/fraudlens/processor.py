@@ -70,8 +70,8 @@ from fraudlens.sinks import Sink, open_sink
 
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
+    from fraudlens.model_cache import ModelCache
     from fraudlens.queues import Message, Queue
-    from fraudlens.service._models import ModelCache
 
 __all__ = ["CHANNELS", "OUTPUT_COLUMNS", "ProcessStats", "parse_source", "process"]
 
@@ -182,7 +182,7 @@ class _Models:
         return list(names)
 
     def versions(self) -> dict[str, str]:
-        from fraudlens.service._models import version_of
+        from fraudlens.model_cache import version_of
 
         return {
             role: version_of(det)
@@ -634,7 +634,7 @@ def process(
         raise ConfigError(f"limit must be >= 0, got {limit}")
     if every is not None and every < 0:
         raise ConfigError(f"every must be >= 0 seconds, got {every}")
-    from fraudlens.service._models import ModelCache
+    from fraudlens.model_cache import ModelCache
 
     models = _Models(ModelCache(models_dir, check_seconds=0.0))
     models.refresh()

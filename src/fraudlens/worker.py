@@ -35,8 +35,8 @@ import numpy as np
 from fraudlens.errors import DataError, FraudlensError
 
 if TYPE_CHECKING:
+    from fraudlens.model_cache import ModelCache
     from fraudlens.queues import Message, Queue
-    from fraudlens.service._models import ModelCache
     from fraudlens.store import Store
 
 __all__ = [
@@ -221,7 +221,7 @@ class Worker:
     queue, store
         Where checks come from and where trades, bars and risk events live.
     models
-        A :class:`~fraudlens.service._models.ModelCache` or a registry folder. The model is
+        A :class:`~fraudlens.model_cache.ModelCache` or a registry folder. The model is
         looked up per batch, so activating a new version takes effect without a restart.
     model
         Registry model or domain (``market`` = the market default).
@@ -257,7 +257,7 @@ class Worker:
         metrics: WorkerMetrics | None = None,
     ) -> None:
         from fraudlens.config import get_settings
-        from fraudlens.service._models import ModelCache, serving_threads
+        from fraudlens.model_cache import ModelCache, serving_threads
 
         settings = get_settings()
         self.queue = queue
@@ -392,7 +392,7 @@ class Worker:
         events = []
         if flagged:
             from fraudlens.market.explain import explain_batch
-            from fraudlens.service._models import version_of
+            from fraudlens.model_cache import version_of
 
             assert det is not None
             drivers = explain_batch(data, flagged, top=self.explain_top)

@@ -654,7 +654,7 @@ def test_dockerignore_keeps_the_context_small_but_complete() -> None:
         "sink/2024/01/01/00/part.csv",
         "fraudlens-quickstart/models/defaults.json",
         "fraudlens.db",
-        "src/fraudlens/__pycache__/cli.cpython-311.pyc",
+        "src/fraudlens/cli/__pycache__/market.cpython-311.pyc",
         ".mypy_cache/3.11/x.json",
         ".pytest_cache/v/cache/lastfailed",
         ".ruff_cache/x",
@@ -663,7 +663,7 @@ def test_dockerignore_keeps_the_context_small_but_complete() -> None:
     for rel in (
         "pyproject.toml",
         "README.md",
-        "src/fraudlens/cli.py",
+        "src/fraudlens/cli/__init__.py",
         "src/fraudlens/cards/data.py",
         "src/fraudlens/py.typed",
         "scripts/constraints.txt",

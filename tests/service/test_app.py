@@ -439,7 +439,7 @@ def test_real_uvicorn_server(models_dir: Path, sample: pd.DataFrame) -> None:
 
 
 def test_serve_host_rule(monkeypatch: pytest.MonkeyPatch) -> None:
-    import fraudlens._cli_serve as cli
+    import fraudlens.cli.serve as cli
 
     monkeypatch.setattr(cli, "in_container", lambda: True)
     monkeypatch.setattr(sys, "argv", ["fraudlens", "serve"])
@@ -454,7 +454,7 @@ def test_serve_host_rule(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_in_container_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fraudlens._cli_serve import in_container
+    from fraudlens.cli.serve import in_container
 
     monkeypatch.setenv("FRAUDLENS_IN_CONTAINER", "1")
     assert in_container()

@@ -122,7 +122,7 @@ def evaluate_market(
     ``by_kind.png`` (when labels have ``kind``), ``samples.png`` (rendered accounts).
     Returns the report dict.
     """
-    from fraudlens.batch import score_market
+    from fraudlens.market.batch import score_market
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if window_hours is not None:

@@ -1,8 +1,8 @@
 """The HTTP scoring service (FastAPI): SageMaker-compatible ``/ping`` and ``/invocations``,
 the ``/v1`` API and ``/metrics``.
 
-``create_app`` is imported on first use, so ``fraudlens.service._models`` (the model cache
-shared with workers and the event processor) works without the web stack installed.
+``create_app`` is imported on first use, so importing this package does not pull in the
+web stack.
 """
 
 from __future__ import annotations

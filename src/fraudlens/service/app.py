@@ -70,9 +70,9 @@ from starlette.exceptions import HTTPException
 
 from fraudlens.config import Settings, get_settings
 from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError
+from fraudlens.model_cache import ModelCache, serving_threads, version_of
 from fraudlens.registry import DETECTORS
 from fraudlens.service._middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
-from fraudlens.service._models import ModelCache, serving_threads, version_of
 from fraudlens.service._risk import Lazy, install_risk_routes
 from fraudlens.service._schemas import (
     AnomalyResult,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from fraudlens._cli_common import ModelDir, cli_errors, console
+from fraudlens.cli._common import ModelDir, cli_errors, console
 from fraudlens.config import get_settings
 from fraudlens.registry import Registry
 

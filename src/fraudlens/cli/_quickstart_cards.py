@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fraudlens._cli_common import console
+from fraudlens.cli._common import console
 
 
 def cards_pass(
     out: Path, models: Path, seed: int, *, customers: int = 2000, days: int = 90
 ) -> dict[str, Path]:
     """Run the cards flow under ``out``; return the report folders by model name."""
-    from fraudlens import _cli_cards as c
-    from fraudlens._cli_serve import process
+    from fraudlens.cli import cards as c
+    from fraudlens.cli.serve import process
 
     data_dir = out / "cards"
     console.rule("[bold]cards: simulate")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fraudlens.batch import score_market, score_market_ray
+from fraudlens.market.batch import score_market, score_market_ray
 from fraudlens.market.data import window
 from fraudlens.market.detectors import FeatureDetector
 from fraudlens.market.simulate import simulate

@@ -11,7 +11,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from fraudlens._cli_common import ModelDir, cli_errors, console, progress
+from fraudlens.cli._common import ModelDir, cli_errors, console, progress
 from fraudlens.config import get_settings
 
 if TYPE_CHECKING:
@@ -283,7 +283,7 @@ def score(
     ] = None,
 ) -> None:
     """Score every account in a trades file: one row per account."""
-    from fraudlens.batch import score_market, score_market_ray
+    from fraudlens.market.batch import score_market, score_market_ray
     from fraudlens.market.data import load_market_files
     from fraudlens.registry import Registry
 

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fraudlens._cli_common import ModelDir, cli_errors, console, progress
+from fraudlens.cli._common import ModelDir, cli_errors, console, progress
 from fraudlens.errors import ConfigError, DataError
 
 if TYPE_CHECKING:

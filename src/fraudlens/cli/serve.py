@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from fraudlens._cli_common import ModelDir, cli_errors, console
+from fraudlens.cli._common import ModelDir, cli_errors, console
 from fraudlens.config import get_settings
 from fraudlens.errors import ConfigError
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from fraudlens._cli_common import ModelDir, cli_errors, console, progress
+from fraudlens.cli._common import ModelDir, cli_errors, console, progress
 from fraudlens.config import get_settings
 
 if TYPE_CHECKING:
@@ -309,7 +309,7 @@ def _log_every(seconds: float) -> Callable[[WorkerStats], None]:
 
 def _metrics_host() -> str:
     # Inside a container the scraper is outside it; elsewhere stay on loopback.
-    from fraudlens._cli_serve import in_container
+    from fraudlens.cli.serve import in_container
 
     return "0.0.0.0" if in_container() else "127.0.0.1"
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.panel import Panel
 
-from fraudlens._cli_common import cli_errors, console, progress
+from fraudlens.cli._common import cli_errors, console, progress
 
 
 @cli_errors
@@ -33,7 +33,7 @@ def quickstart(
 
     Everything lands under OUT: data/, models/ (the registry), reports/ and scores.
     """
-    from fraudlens import _cli_market as m
+    from fraudlens.cli import market as m
 
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def quickstart(
     )
     db_url, flagged = _pipeline_pass(out, models, test_dir)
     if cards:
-        from fraudlens._cli_quickstart_cards import cards_pass
+        from fraudlens.cli._quickstart_cards import cards_pass
 
         reports.update(cards_pass(out, models, seed))
     lines = [f"{name}: {path / 'report.json'}" for name, path in reports.items()]
@@ -99,7 +99,7 @@ def _pipeline_pass(out: Path, models: Path, test_dir: Path) -> tuple[str, int]:
     show the flagged accounts: the real-time path, on embedded SQLite."""
     from rich.table import Table
 
-    from fraudlens import _cli_pipeline as p
+    from fraudlens.cli import pipeline as p
     from fraudlens.queues import open_queue
     from fraudlens.store import open_store
     from fraudlens.worker import Worker

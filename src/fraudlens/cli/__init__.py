@@ -1,18 +1,19 @@
 """The ``fraudlens`` command line: a thin shell over the library.
 
-Sub-commands live in ``_cli_*`` modules, one per area, and are mounted here.
+Sub-commands live in one module per command group (``market``, ``cards``, ``models``,
+``pipeline``, ``quickstart``, ``serve``), mounted here; ``_common`` holds their shared helpers.
 """
 
 from __future__ import annotations
 
 import typer
 
-from fraudlens._cli_cards import app as cards_app
-from fraudlens._cli_market import app as market_app
-from fraudlens._cli_models import app as models_app
-from fraudlens._cli_pipeline import db_app, enqueue, worker
-from fraudlens._cli_quickstart import quickstart
-from fraudlens._cli_serve import process, serve
+from fraudlens.cli.cards import app as cards_app
+from fraudlens.cli.market import app as market_app
+from fraudlens.cli.models import app as models_app
+from fraudlens.cli.pipeline import db_app, enqueue, worker
+from fraudlens.cli.quickstart import quickstart
+from fraudlens.cli.serve import process, serve
 
 __all__ = ["app", "main"]
 
