@@ -1,7 +1,22 @@
 """One exception hierarchy for the whole package.
 
 Every error raised on purpose by fraudlens derives from :class:`FraudlensError`, so a
-caller (the CLI, the service, a worker) can tell bad input from a bug.
+caller (the CLI, the service, a worker) can tell bad input from a bug::
+
+    FraudlensError
+    ├── DataError (ValueError)        bad input: names file, row and column
+    ├── ModelNotFoundError (LookupError)
+    ├── NotFoundError (LookupError)   a record asked for by id
+    ├── ConfigError                   a setting fraudlens cannot use
+    ├── QueueError                    a queue could not be used
+    ├── StoreError                    a database call failed
+    │   └── StoreUnavailableError     ... because the database is unreachable (also below)
+    └── UnavailableError              an infrastructure outage: store, sink, model, queue
+        └── StoreUnavailableError
+
+:class:`UnavailableError` is what a consumer loop tells apart from a bad message: the
+work was fine, something it depends on is down, so the message is handed back without
+spending a delivery attempt and consumption pauses until the dependency answers again.
 """
 
 from __future__ import annotations
@@ -14,6 +29,8 @@ __all__ = [
     "NotFoundError",
     "QueueError",
     "StoreError",
+    "StoreUnavailableError",
+    "UnavailableError",
 ]
 
 
@@ -71,7 +88,34 @@ class ConfigError(FraudlensError):
 
 
 class StoreError(FraudlensError):
-    """The database could not be reached, or is not at the schema this version needs."""
+    """A database call failed (bad data, a schema this version does not know, or an
+    outage: see :class:`StoreUnavailableError`)."""
+
+
+class UnavailableError(FraudlensError):
+    """Something the work depends on is down: the store, the sink, the model or the queue.
+
+    Not the message's fault: retrying the same work later can succeed.
+
+    Parameters
+    ----------
+    message
+        What is unavailable and why.
+    what
+        The component (``"store"``, ``"sink"``, ``"model"``, ``"queue"``), if known.
+    """
+
+    def __init__(self, message: str, *, what: str | None = None) -> None:
+        self.what = what
+        super().__init__(message)
+
+
+class StoreUnavailableError(StoreError, UnavailableError):
+    """The database cannot be reached or used at all: connection refused or closed,
+    server shut down, file locked or unopenable, tables missing."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, what="store")
 
 
 class NotFoundError(FraudlensError, LookupError):
