@@ -1,0 +1,484 @@
+"""The one scoring path: parsed input and a loaded detector in, typed results out.
+
+The HTTP service, the queue worker, the card event processor and batch scoring all score
+through the two functions here, so a score, a flag and an explanation mean the same thing
+whichever way a record arrived:
+
+- :func:`score_market`: accounts' trades with their bars (:class:`~fraudlens.market.data.
+  MarketData`) and a market detector -> :class:`MarketScores`;
+- :func:`score_cards`: card feature rows and a card classifier (and/or the anomaly model)
+  -> :class:`CardScores`.
+
+Neither reads files, parses requests, windows data or loads models: callers do that and
+pass parsed input. Both are cheap around the detector call itself (no pandas frame is
+built unless asked for), because the worker calls them on its hot path.
+
+The flag rule
+-------------
+One rule for the whole project, written once in :func:`flag`: **a record is flagged when
+its score is strictly greater than the threshold** (``score > threshold``), as PyOD's
+``predict`` and the reference's "above 0.90". A score equal to the threshold is not
+flagged.
+
+Two thresholds, named apart
+---------------------------
+- ``model_threshold``: the model's own operating point, chosen on validation data when
+  it was trained and stored in its ``metadata.json``. Used when no threshold is given.
+- ``event_threshold``: the risk-event threshold of the real-time pipeline
+  (:data:`EVENT_THRESHOLD`, 0.9, the reference's), passed as ``threshold=`` by the worker.
+
+Every result carries ``model`` (``name:version``), ``model_threshold`` and ``threshold``
+(the one the flags were computed with), so each flag can be traced to a model and a
+threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from fraudlens.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fraudlens._detector import Detector
+    from fraudlens.market.data import MarketData
+
+__all__ = [
+    "EVENT_THRESHOLD",
+    "EVIDENCE_COLUMNS",
+    "CardScores",
+    "Explain",
+    "MarketScores",
+    "flag",
+    "model_id",
+    "resolve_threshold",
+    "score_cards",
+    "score_market",
+]
+
+#: The risk-event threshold of the real-time pipeline (the reference's 0.9); the
+#: ``market_threshold`` setting overrides it.
+EVENT_THRESHOLD = 0.9
+
+#: Per-account evidence columns that :func:`score_market` adds to its results beside the
+#: score (filled by :func:`_market_evidence`; empty until a source of evidence is wired).
+EVIDENCE_COLUMNS: tuple[str, ...] = ()
+
+#: ``True`` explains every record, ``"flagged"`` only the flagged ones, ``False`` none.
+Explain = bool | Literal["flagged"]
+
+
+def flag(scores: Any, threshold: float) -> np.ndarray:
+    """The flag rule: ``scores > threshold``, element-wise, as a boolean array.
+
+    Parameters
+    ----------
+    scores
+        Scores (array-like of floats); higher means more suspicious.
+    threshold
+        The threshold; a score equal to it is not flagged.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean array of the shape of ``scores``.
+    """
+    return np.asarray(scores, dtype=np.float64) > float(threshold)
+
+
+def model_id(detector: Detector) -> str:
+    """``name:version`` of a detector loaded from the registry (its name if unsaved)."""
+    return str(getattr(detector, "model_version_", None) or detector.name)
+
+
+def resolve_threshold(detector: Detector, threshold: float | None) -> float:
+    """The threshold to flag with: ``threshold`` if given, else the model's own.
+
+    Raises
+    ------
+    ConfigError
+        If ``threshold`` is not a finite number.
+    """
+    if threshold is None:
+        return float(detector.threshold_)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise ConfigError(f"threshold must be a number, not {type(threshold).__name__}")
+    value = float(threshold)
+    if not math.isfinite(value):
+        raise ConfigError(f"threshold must be a finite number, not {threshold!r}")
+    return value
+
+
+# ------------------------------------------------------------------------------ market
+
+
+@dataclass(frozen=True, eq=False)
+class MarketScores:
+    """Scores of accounts by one market model, in ``account_ids`` order (sorted ids).
+
+    Attributes
+    ----------
+    account_ids
+        Account ids (str), sorted, one per scored account.
+    scores
+        float64 scores (probability of takeover), aligned to ``account_ids``.
+    flagged
+        Boolean flags, ``flag(scores, threshold)``.
+    model
+        ``name:version`` of the model that scored.
+    model_threshold
+        The model's own threshold (from its metadata).
+    threshold
+        The threshold the flags were computed with (``model_threshold`` unless the caller
+        gave another, e.g. the risk-event threshold).
+    explanations
+        ``account_id -> trades that drove the score`` for the explained accounts (see
+        :func:`fraudlens.market.explain.explain_batch`), or None when not asked.
+    evidence
+        Per-account evidence (columns :data:`EVIDENCE_COLUMNS`) indexed by account id, or
+        None when there is none.
+    """
+
+    account_ids: np.ndarray
+    scores: np.ndarray
+    flagged: np.ndarray
+    model: str
+    model_threshold: float
+    threshold: float
+    explanations: dict[str, list[dict[str, Any]]] | None = None
+    evidence: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.account_ids)
+
+    @property
+    def n_flagged(self) -> int:
+        """How many accounts are flagged."""
+        return int(np.count_nonzero(self.flagged))
+
+    def flagged_ids(self) -> list[str]:
+        """Flagged account ids, in ``account_ids`` order."""
+        return [str(a) for a in self.account_ids[self.flagged]]
+
+    def score_map(self) -> dict[str, float]:
+        """``account_id -> score``."""
+        return dict(zip(self.account_ids.tolist(), self.scores.tolist(), strict=True))
+
+    def frame(self) -> pd.DataFrame:
+        """The public ``scores`` table: ``account_id, score, flagged, model, threshold``
+        (``flagged`` as 0/1), then the evidence columns."""
+        import pandas as pd
+
+        out = pd.DataFrame(
+            {
+                "account_id": self.account_ids,
+                "score": self.scores,
+                "flagged": self.flagged.astype(np.int8),
+                "model": self.model,
+                "threshold": self.threshold,
+            }
+        )
+        if self.evidence is not None and len(self.evidence.columns):
+            ev = self.evidence.reindex(pd.Index(self.account_ids, name="account_id"))
+            for col in ev.columns:
+                out[str(col)] = ev[col].to_numpy()
+        return out
+
+    def records(self) -> list[dict[str, Any]]:
+        """One plain-JSON dict per account: ``account_id, score, flagged``, the evidence
+        fields, and ``trades`` (the explanation) when explanations were asked for."""
+        ev: dict[str, dict[str, Any]] = {}
+        if self.evidence is not None and len(self.evidence.columns):
+            ev = {
+                str(k): {str(c): _plain(v) for c, v in row.items()}
+                for k, row in self.evidence.to_dict("index").items()
+            }
+        out = []
+        for a, s, f in zip(
+            self.account_ids.tolist(), self.scores.tolist(), self.flagged.tolist(), strict=True
+        ):
+            rec: dict[str, Any] = {"account_id": a, "score": s, "flagged": f}
+            rec.update(ev.get(a, {}))
+            if self.explanations is not None:
+                rec["trades"] = self.explanations.get(a, [])
+            out.append(rec)
+        return out
+
+
+def score_market(
+    detector: Detector,
+    data: MarketData,
+    *,
+    threshold: float | None = None,
+    explain: Explain = False,
+    top: int = 10,
+) -> MarketScores:
+    """Score every account in ``data`` with a market detector.
+
+    Parameters
+    ----------
+    detector
+        A fitted market detector (``market-features`` or ``market-cnn``).
+    data
+        Validated trades and bars, already cut to the scoring window (see
+        :func:`fraudlens.market.data.window`). Every account with a trade is scored.
+    threshold
+        Flag above this; the model's own threshold (``detector.threshold_``) when None.
+        The worker passes the risk-event threshold here.
+    explain
+        ``True``: the trades that drove each account's score; ``"flagged"``: only for
+        flagged accounts (the worker's case: explanations cost more than the score);
+        ``False``: none.
+    top
+        At most this many trades per explained account.
+
+    Returns
+    -------
+    MarketScores
+
+    Raises
+    ------
+    DataError
+        If the detector rejects the data.
+    ConfigError
+        If ``threshold`` is not a finite number.
+    """
+    thr = resolve_threshold(detector, threshold)
+    ids = np.asarray(data.account_ids, dtype=str)
+    if len(ids):
+        scores = np.asarray(detector.decision_function(data), dtype=np.float64)
+    else:
+        scores = np.zeros(0, dtype=np.float64)
+    if scores.shape != ids.shape:
+        raise RuntimeError(
+            f"{model_id(detector)} returned {scores.shape} scores for {len(ids)} accounts"
+        )
+    flags = flag(scores, thr)
+    explanations = None
+    if explain:
+        wanted = ids[flags] if explain == "flagged" else ids
+        explanations = _explain_market(data, wanted, top)
+    return MarketScores(
+        account_ids=ids,
+        scores=scores,
+        flagged=flags,
+        model=model_id(detector),
+        model_threshold=float(detector.threshold_),
+        threshold=thr,
+        explanations=explanations,
+        evidence=_market_evidence(data, ids),
+    )
+
+
+def _explain_market(
+    data: MarketData, account_ids: Iterable[str], top: int
+) -> dict[str, list[dict[str, Any]]]:
+    ids = [str(a) for a in account_ids]
+    if not ids or top <= 0:
+        return {a: [] for a in ids}
+    from fraudlens.market.explain import explain_batch
+
+    return explain_batch(data, ids, top=top)
+
+
+def _market_evidence(data: MarketData, account_ids: np.ndarray) -> pd.DataFrame | None:
+    """Per-account evidence beside the score (columns :data:`EVIDENCE_COLUMNS`), indexed
+    by account id; None while no source of evidence is wired in."""
+    return None
+
+
+# ------------------------------------------------------------------------------- cards
+
+
+@dataclass(frozen=True, eq=False)
+class CardScores:
+    """Scores of card rows, in input order.
+
+    Attributes
+    ----------
+    scores
+        Classifier scores (P(fraud)), or None when only the anomaly model ran.
+    flagged
+        Boolean flags from the classifier, or from the anomaly model when it ran alone.
+    model
+        ``name:version`` of the model the flags come from.
+    model_threshold
+        That model's own threshold.
+    threshold
+        The threshold the flags were computed with.
+    anomaly_scores
+        Anomaly scores (higher = more unusual), or None.
+    anomaly_model
+        ``name:version`` of the anomaly model, or None.
+    anomaly_threshold
+        The anomaly model's own threshold, or None.
+    explanations
+        Per row, the features that pushed the classifier's score up most (``feature,
+        value, contribution``), or None when not asked or not available for the model.
+    """
+
+    scores: np.ndarray | None
+    flagged: np.ndarray
+    model: str
+    model_threshold: float
+    threshold: float
+    anomaly_scores: np.ndarray | None = None
+    anomaly_model: str | None = None
+    anomaly_threshold: float | None = None
+    explanations: list[list[dict[str, Any]]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.flagged)
+
+    @property
+    def n_flagged(self) -> int:
+        """How many rows are flagged."""
+        return int(np.count_nonzero(self.flagged))
+
+    @property
+    def models(self) -> list[str]:
+        """Every model that scored, flagging model first."""
+        out = [self.model]
+        if self.anomaly_model is not None and self.anomaly_model != self.model:
+            out.append(self.anomaly_model)
+        return out
+
+    def frame(self, ids: Sequence[Any] | None = None, id_column: str = "transaction_id") -> Any:
+        """A table: ``[id_column,] score, flagged, model, threshold[, anomaly_score]``.
+
+        ``score`` is the flagging model's score (the anomaly score when it ran alone).
+        """
+        import pandas as pd
+
+        out = pd.DataFrame()
+        if ids is not None:
+            out[id_column] = np.asarray(ids)
+        flagging = self.scores if self.scores is not None else self.anomaly_scores
+        out["score"] = flagging
+        out["flagged"] = self.flagged.astype(np.int8)
+        out["model"] = self.model
+        out["threshold"] = self.threshold
+        if self.scores is not None and self.anomaly_scores is not None:
+            out["anomaly_score"] = self.anomaly_scores
+            out["anomaly_model"] = self.anomaly_model
+        return out
+
+
+def score_cards(
+    classifier: Detector | None,
+    frame: Any,
+    *,
+    anomaly: Detector | None = None,
+    threshold: float | None = None,
+    explain: Explain = False,
+    top: int = 5,
+) -> CardScores:
+    """Score card feature rows with a classifier and/or the anomaly model.
+
+    Parameters
+    ----------
+    classifier
+        A fitted supervised card detector (``cards-xgboost``, ``cards-logistic``), or
+        None to flag with ``anomaly`` alone.
+    frame
+        Feature rows: a DataFrame with the model's feature columns, or a 2-D array in
+        the model's feature order.
+    anomaly
+        The anomaly model (``cards-anomaly``), scored beside the classifier if given.
+    threshold
+        Flag above this; the flagging model's own threshold when None.
+    explain
+        ``True`` (every row) or ``"flagged"`` (flagged rows only): the features that
+        pushed the classifier's score up most. Tree SHAP for XGBoost, the linear terms
+        for logistic regression; not available for the anomaly model.
+    top
+        At most this many features per explained row.
+
+    Returns
+    -------
+    CardScores
+
+    Raises
+    ------
+    DataError
+        If a detector rejects the rows (naming the row and column).
+    ConfigError
+        If neither model is given, or ``threshold`` is not a finite number.
+    """
+    flagging = classifier if classifier is not None else anomaly
+    if flagging is None:
+        raise ConfigError("score_cards needs a classifier or an anomaly model")
+    thr = resolve_threshold(flagging, threshold)
+    scores = a_scores = None
+    if classifier is not None:
+        scores = np.asarray(classifier.decision_function(frame), dtype=np.float64)
+    if anomaly is not None:
+        a_scores = np.asarray(anomaly.decision_function(frame), dtype=np.float64)
+    flag_on = scores if scores is not None else a_scores
+    assert flag_on is not None
+    flags = flag(flag_on, thr)
+    explanations = None
+    if explain and classifier is not None:
+        rows = np.flatnonzero(flags) if explain == "flagged" else np.arange(len(flags))
+        explanations = _explain_cards(classifier, frame, rows, top)
+    return CardScores(
+        scores=scores,
+        flagged=flags,
+        model=model_id(flagging),
+        model_threshold=float(flagging.threshold_),
+        threshold=thr,
+        anomaly_scores=a_scores,
+        anomaly_model=model_id(anomaly) if anomaly is not None else None,
+        anomaly_threshold=float(anomaly.threshold_) if anomaly is not None else None,
+        explanations=explanations,
+    )
+
+
+def _explain_cards(
+    det: Detector, frame: Any, rows: np.ndarray, top: int
+) -> list[list[dict[str, Any]]] | None:
+    """Top positive feature contributions of the given rows (empty lists elsewhere)."""
+    matrix = getattr(det, "_matrix", None)
+    names = list(getattr(det, "feature_names_", []))
+    if matrix is None or not names:
+        return None
+    X = matrix(frame)
+    out: list[list[dict[str, Any]]] = [[] for _ in range(len(X))]
+    if not len(rows) or top <= 0:
+        return out
+    Xr = X[rows]
+    booster = getattr(det, "booster_", None)
+    if booster is not None:
+        import xgboost as xgb
+
+        contrib = booster.predict(xgb.DMatrix(Xr), pred_contribs=True)[:, : len(names)]
+    elif hasattr(det, "coef_") and hasattr(det, "mean_") and hasattr(det, "scale_"):
+        contrib = (Xr - det.mean_) / det.scale_ * det.coef_
+    else:
+        return None
+    for i, r in enumerate(rows.tolist()):
+        c = contrib[i]
+        order = np.argsort(-c, kind="stable")[:top]
+        out[r] = [
+            {"feature": names[j], "value": float(Xr[i, j]), "contribution": float(c[j])}
+            for j in order
+            if c[j] > 0
+        ]
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A numpy/pandas scalar as a plain JSON value (NaN as None)."""
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
