@@ -39,13 +39,14 @@ from typing import Any
 
 import numpy as np
 
+from fraudlens.checks import check_message
 from fraudlens.market.data import window
 from fraudlens.market.detectors import FeatureDetector
 from fraudlens.market.simulate import simulate
 from fraudlens.queues import Queue, open_queue
 from fraudlens.registry import Registry
 from fraudlens.store import Store, open_store
-from fraudlens.worker import Worker, WorkerConfig, check_message, run_workers
+from fraudlens.worker import Worker, WorkerConfig, run_workers
 
 SETUPS = {
     "sqlite": ("sqlite:///{tmp}/queue.db", "sqlite:///{tmp}/store.db"),

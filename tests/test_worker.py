@@ -15,20 +15,19 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from _services import fresh_store, unavailable  # type: ignore[import-not-found]
-from fraudlens.errors import DataError
+from fraudlens.checks import check_message
 from fraudlens.market.data import MarketData, window
 from fraudlens.market.detectors import FeatureDetector
 from fraudlens.market.simulate import simulate
 from fraudlens.queues import Queue, RedisQueue, SQLiteQueue
 from fraudlens.registry import Registry
 from fraudlens.store import Store, open_store
-from fraudlens.worker import Worker, WorkerMetrics, check_message, parse_check
+from fraudlens.worker import Worker, WorkerMetrics
 
 REDIS_URL = os.environ.get("FRAUDLENS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -69,42 +68,6 @@ def loaded_store(market: MarketData, tmp_path: Path) -> Iterator[Store]:
     store = _loaded_db("sqlite", tmp_path, market)
     yield store
     store.close()
-
-
-# ------------------------------------------------------------------------ message parsing
-
-
-def test_parse_check_accepts_both_shapes() -> None:
-    c = parse_check(
-        {"account_id": "A1", "business_type": "withdrawal", "requested_at": "2026-03-02T10:00:00Z"}
-    )
-    assert c.account_id == "A1" and c.business_type == "withdrawal"
-    assert c.requested_at == datetime(2026, 3, 2, 10, tzinfo=UTC)
-    ref = parse_check({"userid": 123, "businessType": "login"})
-    assert ref.account_id == "123" and ref.business_type == "login" and ref.requested_at is None
-    assert parse_check({"account_id": "x", "requested_at": 0}).requested_at == datetime(
-        1970, 1, 1, tzinfo=UTC
-    )
-    body = check_message("A9", "withdrawal")
-    assert parse_check(body).account_id == "A9"
-
-
-@pytest.mark.parametrize(
-    ("body", "column"),
-    [
-        ({}, "account_id"),
-        ({"account_id": ""}, "account_id"),
-        ({"account_id": ["A1"]}, "account_id"),
-        ({"account_id": True}, "account_id"),
-        ({"account_id": "x" * 65}, "account_id"),
-        ({"account_id": "A1", "business_type": 5}, "business_type"),
-        ({"account_id": "A1", "requested_at": "yesterday"}, "requested_at"),
-    ],
-)
-def test_parse_check_names_the_bad_field(body: dict[str, Any], column: str) -> None:
-    with pytest.raises(DataError) as err:
-        parse_check(body)
-    assert err.value.column == column
 
 
 # --------------------------------------------------------------------- in-process worker

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import os
 import signal
 import threading
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fraudlens.checks import AccountCheck, parse_check
 from fraudlens.errors import DataError, FraudlensError
 
 if TYPE_CHECKING:
@@ -40,13 +40,10 @@ if TYPE_CHECKING:
     from fraudlens.store import Store
 
 __all__ = [
-    "Check",
     "Worker",
     "WorkerConfig",
     "WorkerMetrics",
     "WorkerStats",
-    "check_message",
-    "parse_check",
     "run_workers",
     "work",
 ]
@@ -56,82 +53,6 @@ log = logging.getLogger("fraudlens.worker")
 #: Longest pause between polls of a queue that cannot block (SQLite): bounds the latency
 #: an idle worker adds to the first message after a quiet spell.
 _MAX_POLL = 0.005
-_ID_MAX = 64
-
-
-@dataclass(frozen=True)
-class Check:
-    """One account check asked for through the queue."""
-
-    account_id: str
-    business_type: str | None = None
-    requested_at: datetime | None = None
-
-
-def check_message(
-    account_id: str, business_type: str | None = None, requested_at: datetime | None = None
-) -> dict[str, Any]:
-    """The queue message asking for a check of ``account_id`` (``requested_at``: now)."""
-    when = requested_at or datetime.now(UTC)
-    return {
-        "account_id": str(account_id),
-        "business_type": business_type,
-        "requested_at": when.astimezone(UTC).isoformat(timespec="microseconds"),
-    }
-
-
-def parse_check(body: dict[str, Any]) -> Check:
-    """Read a check message.
-
-    Accepts ``account_id`` (or the reference's ``userid``), an optional
-    ``business_type`` (or ``businessType``) and an optional ``requested_at`` (ISO-8601
-    text, or Unix seconds).
-
-    Raises
-    ------
-    DataError
-        Naming the field that is missing or wrong.
-    """
-    account: Any = None
-    for key in ("account_id", "userid", "userId", "accountId"):
-        if body.get(key) is not None:
-            account = body[key]
-            break
-    if account is None:
-        raise DataError("missing account_id (or userid)", column="account_id")
-    if isinstance(account, bool) or not isinstance(account, str | int):
-        raise DataError(
-            f"account_id must be a string, not {type(account).__name__}", column="account_id"
-        )
-    account = str(account).strip()
-    if not account or len(account) > _ID_MAX:
-        raise DataError(f"account_id must have 1 to {_ID_MAX} characters", column="account_id")
-    business = body.get("business_type", body.get("businessType"))
-    if business is not None and (not isinstance(business, str) or len(business) > 64):
-        raise DataError(
-            "business_type must be a string of at most 64 characters", column="business_type"
-        )
-    return Check(account, business or None, _requested_at(body.get("requested_at")))
-
-
-def _requested_at(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise DataError("requested_at must be ISO-8601 text or Unix seconds", column="requested_at")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise DataError("requested_at must be finite", column="requested_at")
-        return datetime.fromtimestamp(float(value), tz=UTC)
-    if isinstance(value, str):
-        try:
-            ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise DataError(
-                f"cannot parse requested_at {value!r} as ISO-8601", column="requested_at"
-            ) from None
-        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    raise DataError("requested_at must be ISO-8601 text or Unix seconds", column="requested_at")
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -339,7 +260,7 @@ class Worker:
             self.stats.first_at = time.time()
         self.stats.received += len(msgs)
         self.stats.batches += 1
-        good: list[tuple[Message, Check]] = []
+        good: list[tuple[Message, AccountCheck]] = []
         for msg in msgs:
             try:
                 good.append((msg, parse_check(msg.body)))
@@ -379,7 +300,7 @@ class Worker:
         if self.metrics is not None:
             self.metrics.messages.labels(outcome).inc(n)
 
-    def _score_and_write(self, items: Sequence[tuple[Message, Check]]) -> None:
+    def _score_and_write(self, items: Sequence[tuple[Message, AccountCheck]]) -> None:
         ids = list(dict.fromkeys(c.account_id for _, c in items))
         data = self.store.account_windows(ids, hours=self.hours)
         scored: dict[str, float] = {}
@@ -397,7 +318,7 @@ class Worker:
             assert det is not None
             drivers = explain_batch(data, flagged, top=self.explain_top)
             last = data.trades.groupby("account_id")["ts"].max()
-            first_check: dict[str, Check] = {}
+            first_check: dict[str, AccountCheck] = {}
             for _, c in items:
                 first_check.setdefault(c.account_id, c)
             now = datetime.now(UTC)

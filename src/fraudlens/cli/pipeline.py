@@ -156,9 +156,9 @@ def enqueue(
     db: DbOpt = None,
 ) -> None:
     """Queue account checks for the worker."""
+    from fraudlens.checks import check_message
     from fraudlens.errors import ConfigError
     from fraudlens.queues import open_queue
-    from fraudlens.worker import check_message
 
     ids = list(account_ids or [])
     if file is not None:

@@ -182,7 +182,7 @@ def install_risk_routes(app: FastAPI, store: Lazy[Store], queue: Lazy[Queue]) ->
     ) -> Any:
         """Ask for an account to be scored: a worker takes the message from the queue,
         scores the account's latest window and records a risk event if it is flagged."""
-        from fraudlens.worker import check_message
+        from fraudlens.checks import check_message
 
         message = check_message(account_id, body.business_type if body is not None else None)
 
