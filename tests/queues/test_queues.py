@@ -205,3 +205,64 @@ def test_bodies_that_are_not_json_serialisable_are_refused(make_queue: QueueFact
     with pytest.raises(QueueError, match="dict or str"):
         q.send(42)  # type: ignore[arg-type]
     assert q.depth() == 0
+
+
+def test_release_hands_messages_back_without_spending_an_attempt(
+    make_queue: QueueFactory, lease: float
+) -> None:
+    q = make_queue(max_attempts=2)
+    q.send({"account_id": "R1"})
+    q.send({"account_id": "R2"})
+    # Far more hand-backs than max_attempts (an outage of any length) dead-letter nothing.
+    for _ in range(4):
+        got = drain(q, 2)
+        assert sorted(m.body["account_id"] for m in got) == ["R1", "R2"]
+        assert all(m.attempts == 1 for m in got)
+        assert q.release(got, reason="store unavailable") == 2
+    assert q.dead_letters() == [] and q.dead_letter_count == 0
+    # A failure after a release still counts: first delivery nacked, second is attempt 2.
+    got = drain(q, 2)
+    for m in got:
+        q.nack(m, reason="bad account")
+    again = drain(q, 2)
+    assert all(m.attempts == 2 for m in again)
+    q.release(again, reason="outage again")
+    last = drain(q, 2)
+    assert all(m.attempts == 2 for m in last)
+    q.ack_many(last)
+    assert q.depth() == 0 and q.dead_letters() == []
+
+
+def test_release_with_delay_hides_the_messages(make_queue: QueueFactory, lease: float) -> None:
+    delay = lease
+    vt = 5 * delay
+    q = make_queue()
+    q.send({"account_id": "D1"})
+    got = drain(q, 1, visibility_timeout=vt)
+    q.release(got, delay=delay)
+    assert q.receive(10, visibility_timeout=vt) == []
+    time.sleep(delay + 0.15)
+    (again,) = drain(q, 1, visibility_timeout=vt)
+    assert again.attempts == 1
+    q.ack(again)
+
+
+def test_every_move_to_the_dead_letter_store_is_counted(make_queue: QueueFactory) -> None:
+    """Explicit dead letters, the last attempt's nack, and receive-time moves (malformed
+    bodies, exhausted attempts) all reach ``dead_letter_count`` and the hook."""
+    q = make_queue(max_attempts=1)
+    seen: list[str] = []
+    q.on_dead_letter = seen.append
+    q.send("not json")
+    q.send({"account_id": "N1"})
+    q.send({"account_id": "N2"})
+    got = drain(q, 2)  # the malformed one is moved during the receive
+    by_id = {m.body["account_id"]: m for m in got}
+    q.dead_letter(by_id["N1"], "invalid check message")
+    q.nack(by_id["N2"], reason="scoring failed")  # the only attempt: dead-lettered
+    assert q.dead_letter_count == 3 == len(seen) == len(q.dead_letters())
+    assert sorted(s.split(":")[0] for s in seen) == [
+        "invalid check message",
+        "malformed JSON",
+        "max attempts exceeded",
+    ]

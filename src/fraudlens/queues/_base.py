@@ -11,6 +11,18 @@ Malformed bodies: a message whose text is not a JSON object is never handed to a
 ``receive`` moves it to the dead-letter store at once with the reason
 ``"malformed JSON: <what is wrong>"`` (the raw text is kept), so a consumer only ever sees
 ``Message.body`` as a ``dict`` and cannot crash on decoding.
+
+Handing back without spending an attempt: ``nack`` says "this delivery failed" and counts
+towards ``max_attempts``. ``release`` says "I could not try": the consumer's own
+dependencies (its database, its sink) are down, the message is not at fault. A released
+message becomes visible again after ``delay`` seconds with the delivery undone, so an
+outage of any length dead-letters nothing.
+
+Every move to the dead-letter store an instance makes (an explicit ``dead_letter``, a
+``nack`` of the last attempt, a receive that finds a message over ``max_attempts`` or
+malformed) adds one to :attr:`Queue.dead_letter_count` and calls
+:attr:`Queue.on_dead_letter` with the reason, so a consumer's counts can match what the
+dead-letter store received.
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -127,6 +139,13 @@ class Queue(ABC):
     max_attempts
         Deliveries allowed per message before it is dead-lettered (at least 1).
 
+    Attributes
+    ----------
+    dead_letter_count
+        Messages this instance moved to the dead-letter store, whatever the cause.
+    on_dead_letter
+        Called with the reason after each such move (for metrics), or None.
+
     Notes
     -----
     Instances can be used as context managers; leaving the block calls :meth:`close`.
@@ -141,6 +160,17 @@ class Queue(ABC):
             raise ConfigError(f"max_attempts must be at least 1, got {max_attempts}")
         self.name = name
         self.max_attempts = int(max_attempts)
+        self.dead_letter_count = 0
+        self.on_dead_letter: Callable[[str], None] | None = None
+
+    def _counted_dead_letter(self, reason: str) -> None:
+        """Record one move to the dead-letter store (call after it is committed)."""
+        self.dead_letter_count += 1
+        if self.on_dead_letter is not None:
+            try:
+                self.on_dead_letter(reason)
+            except Exception:  # a metrics hook must never undo a committed move
+                log.exception("queue %s: on_dead_letter hook failed", self.name)
 
     # -- producing -----------------------------------------------------------------------
     @abstractmethod
@@ -199,6 +229,21 @@ class Queue(ABC):
         The message becomes visible again after ``delay`` seconds. If it has already been
         delivered ``max_attempts`` times it is dead-lettered with the reason
         ``"max attempts exceeded: <reason>"`` instead.
+        """
+
+    @abstractmethod
+    def release(self, msgs: Iterable[Message], *, delay: float = 0.0, reason: str = "") -> int:
+        """Hand leased messages back without spending a delivery attempt.
+
+        For failures that are not the messages' fault (the consumer's store or sink is
+        down): each message becomes visible again after ``delay`` seconds, and its next
+        delivery has the ``attempts`` this one had. Messages whose lease was already lost
+        are left alone.
+
+        Returns
+        -------
+        int
+            Messages handed back.
         """
 
     @abstractmethod

@@ -17,6 +17,8 @@ How the contract maps onto Redis:
   same timeout claim it ``delay`` seconds later. Redis keeps no per-entry "visible at", so a
   delay longer than that visibility timeout is cut down to it. The nack reason is kept in
   the hash ``<stream>:errors`` until the message is acked or dead-lettered.
+- ``release`` is ``XCLAIM ... IDLE <ms> RETRYCOUNT <attempts - 1> JUSTID``: the entry stays
+  pending, claimable after ``delay`` like a nack, with its delivery counter set back by one.
 - Dead letters go to the stream ``<stream>:dlq`` with fields ``id``, ``body``, ``reason``,
   ``attempts`` and ``failed_at``; moving one is a Lua script, so it is atomic.
 
@@ -202,7 +204,14 @@ class RedisQueue(Queue):
             args=[self.group, entry_id, raw, reason, attempts, time.time()],
         )
         self._leases.pop(entry_id, None)
+        if done:
+            self._counted_dead_letter(reason)
         return bool(done)
+
+    def _idle_for(self, entry_id: str, delay: float) -> int:
+        """Idle time (ms) that makes a pending entry claimable ``delay`` s from now."""
+        vt = self._leases.pop(entry_id, 30.0)
+        return _IDLE_NOW_MS if delay <= 0 else max(0, math.floor((vt - delay) * 1000))
 
     # -- producing -----------------------------------------------------------------------
     def send(self, body: dict[str, Any] | str) -> str:
@@ -336,8 +345,7 @@ class RedisQueue(Queue):
             if msg.attempts >= self.max_attempts:
                 self._move_to_dlq(msg.id, msg.raw, max_attempts_reason(reason), msg.attempts)
                 return
-            vt = self._leases.pop(msg.id, 30.0)
-            idle = _IDLE_NOW_MS if delay <= 0 else max(0, math.floor((vt - delay) * 1000))
+            idle = self._idle_for(msg.id, delay)
             pipe = self._redis.pipeline(transaction=True)
             pipe.hset(self._errors_key, msg.id, reason)
             pipe.xclaim(self.stream, self.group, self.consumer, 0, [msg.id], idle=idle, justid=True)
@@ -345,6 +353,34 @@ class RedisQueue(Queue):
             if not claimed:
                 log.warning("queue %s: nack of %s after it was acked", self.name, msg.id)
                 self._redis.hdel(self._errors_key, msg.id)
+
+    def release(self, msgs: Iterable[Message], *, delay: float = 0.0, reason: str = "") -> int:
+        """Leave the entries pending, claimable after ``delay``, delivery counters set back."""
+        todo = list(msgs)
+        if not todo:
+            return 0
+        with self._guard("release"):
+            pipe = self._redis.pipeline(transaction=True)
+            for msg in todo:
+                # RETRYCOUNT sets the counter the next claim increments: that claim then
+                # sees the attempts this delivery had. JUSTID leaves it unchanged here.
+                pipe.xclaim(
+                    self.stream,
+                    self.group,
+                    self.consumer,
+                    0,
+                    [msg.id],
+                    idle=self._idle_for(msg.id, delay),
+                    retrycount=max(0, msg.attempts - 1),
+                    justid=True,
+                )
+            claimed = pipe.execute()
+        done = sum(1 for c in claimed if c)
+        if done < len(todo):
+            log.warning(
+                "queue %s: %d release(s) after the entry was acked", self.name, len(todo) - done
+            )
+        return done
 
     def dead_letter(self, msg: Message, reason: str) -> None:
         """Move the entry to ``<stream>:dlq`` now."""

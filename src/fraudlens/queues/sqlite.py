@@ -265,6 +265,7 @@ class SQLiteQueue(Queue):
                 " WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, id LIMIT ?",
                 (self.name, now, limit),
             ).fetchall()
+            reasons: list[str] = []
             for row_id, raw, attempts, last_error in rows:
                 # Delivered before and not acked or nacked since: its lease ran out.
                 if attempts > 0 and last_error is None:
@@ -275,6 +276,7 @@ class SQLiteQueue(Queue):
                         "UPDATE messages SET attempts = attempts + 1 WHERE id = ?", (row_id,)
                     )
                     self._move_to_dead_letters(conn, row_id, attempts + 1, verdict, now)
+                    reasons.append(verdict)
                     dead += 1
                     continue
                 leases.append((now + visibility_timeout, row_id))
@@ -284,6 +286,8 @@ class SQLiteQueue(Queue):
                 " WHERE id = ?",
                 leases,
             )
+        for reason in reasons:
+            self._counted_dead_letter(reason)
         return out, dead
 
     def ack(self, msg: Message) -> None:
@@ -305,10 +309,12 @@ class SQLiteQueue(Queue):
     def nack(self, msg: Message, *, reason: str = "", delay: float = 0.0) -> None:
         """Make the message visible again after ``delay`` s, or dead-letter it if exhausted."""
         now = time.time()
+        dead_reason = max_attempts_reason(reason or "nacked")
+        moved = False
         with self._tx() as conn:
             if msg.attempts >= self.max_attempts:
-                ok = self._move_to_dead_letters(
-                    conn, int(msg.id), msg.attempts, max_attempts_reason(reason or "nacked"), now
+                ok = moved = self._move_to_dead_letters(
+                    conn, int(msg.id), msg.attempts, dead_reason, now
                 )
             else:
                 cur = conn.execute(
@@ -317,13 +323,44 @@ class SQLiteQueue(Queue):
                     (now + max(0.0, delay), reason or "nacked", int(msg.id), msg.attempts),
                 )
                 ok = cur.rowcount > 0
+        if moved:
+            self._counted_dead_letter(dead_reason)
         if not ok:
             log.warning("queue %s: nack of %s came after the lease was lost", self.name, msg.id)
+
+    def release(self, msgs: Iterable[Message], *, delay: float = 0.0, reason: str = "") -> int:
+        """Make the messages visible again after ``delay`` s with their delivery undone.
+
+        The row's delivery count goes back by one. A row that had been delivered before
+        keeps a reason on record (``released: <reason>``), so its next receive does not
+        take it for an expired lease.
+        """
+        todo = [(int(m.id), m.attempts) for m in msgs]
+        if not todo:
+            return 0
+        visible = time.time() + max(0.0, delay)
+        note = f"released: {reason or 'handed back'}"[:500]
+        with self._tx() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "UPDATE messages SET attempts = attempts - 1, visible_at = ?,"
+                " last_error = CASE WHEN attempts > 1 THEN ? ELSE NULL END"
+                " WHERE id = ? AND attempts = ?",
+                [(visible, note, row_id, attempts) for row_id, attempts in todo],
+            )
+            done = conn.total_changes - before
+        if done < len(todo):
+            log.warning(
+                "queue %s: %d release(s) came after the lease was lost", self.name, len(todo) - done
+            )
+        return done
 
     def dead_letter(self, msg: Message, reason: str) -> None:
         """Move the message to ``dead_letters`` now."""
         with self._tx() as conn:
             ok = self._move_to_dead_letters(conn, int(msg.id), msg.attempts, reason, time.time())
+        if ok:
+            self._counted_dead_letter(reason)
         if not ok:
             log.warning(
                 "queue %s: dead_letter of %s came after the lease was lost", self.name, msg.id

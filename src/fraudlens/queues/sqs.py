@@ -7,6 +7,11 @@ How the contract maps onto SQS:
   (``WaitTimeSeconds``); SQS takes whole seconds, so both are rounded up. ``Message.id`` is
   the receipt handle and ``attempts`` is ``ApproximateReceiveCount``.
 - ``ack`` is ``DeleteMessage``; ``nack`` is ``ChangeMessageVisibility`` to ``delay``.
+- ``release`` cannot lower SQS's own receive count, so it sends a copy of each message (with
+  ``DelaySeconds`` = ``delay``, at most 15 minutes) carrying the attempts already spent in
+  the message attribute ``fraudlens_attempts_spent``, then deletes the original. ``attempts``
+  is that attribute plus ``ApproximateReceiveCount``. A crash between the two calls leaves
+  both copies: delivery stays at least once.
 - Dead letters go to an explicit queue ``<name>-dlq`` (created if missing): the adapter sends
   the raw body there with message attributes ``reason``, ``attempts``, ``failed_at``,
   ``source_message_id`` and ``source_queue``, then deletes the original. The send and the
@@ -49,6 +54,9 @@ _BATCH = 10  # SQS limit for batch calls and for MaxNumberOfMessages
 _MAX_WAIT = 20  # SQS limit for WaitTimeSeconds
 _MAX_VISIBILITY = 12 * 3600  # SQS limit for VisibilityTimeout
 _BROWSE_LEASE = 30  # seconds dead letters are hidden while dead_letters() pages through them
+_MAX_DELAY = 900  # SQS limit for DelaySeconds
+#: Message attribute with the delivery attempts spent before a release re-sent the message.
+SPENT_ATTRIBUTE = "fraudlens_attempts_spent"
 
 
 def _seconds(value: float, upper: int) -> int:
@@ -227,6 +235,7 @@ class SQSQueue(Queue):
                     VisibilityTimeout=_seconds(visibility_timeout, _MAX_VISIBILITY),
                     WaitTimeSeconds=poll,
                     MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                    MessageAttributeNames=[SPENT_ATTRIBUTE],
                 )
                 raw_msgs = resp.get("Messages", [])
                 got = self._settle_received(raw_msgs)
@@ -240,6 +249,9 @@ class SQSQueue(Queue):
         for m in raw_msgs:
             handle, message_id, raw = m["ReceiptHandle"], m["MessageId"], m["Body"]
             attempts = int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+            spent = m.get("MessageAttributes", {}).get(SPENT_ATTRIBUTE, {}).get("StringValue")
+            if spent is not None and spent.isdigit():
+                attempts += int(spent)
             verdict = self._verdict(attempts, raw, self._reasons.get(message_id))
             self._message_ids[handle] = message_id
             msg = Message(handle, verdict if isinstance(verdict, dict) else {}, attempts, raw)
@@ -301,6 +313,48 @@ class SQSQueue(Queue):
             with self._guard("nack"):
                 raise
 
+    def release(self, msgs: Iterable[Message], *, delay: float = 0.0, reason: str = "") -> int:
+        """Re-send each message with its spent attempts recorded, then delete the original.
+
+        The copy becomes visible after ``delay`` seconds (whole seconds, at most 900).
+        """
+        todo = list(msgs)
+        done = 0
+        with self._guard("release"):
+            for start in range(0, len(todo), _BATCH):
+                chunk = todo[start : start + _BATCH]
+                resp = self._client.send_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {
+                            "Id": str(i),
+                            "MessageBody": m.raw,
+                            "DelaySeconds": _seconds(delay, _MAX_DELAY),
+                            "MessageAttributes": {
+                                SPENT_ATTRIBUTE: {
+                                    "DataType": "Number",
+                                    "StringValue": str(max(0, m.attempts - 1)),
+                                }
+                            },
+                        }
+                        for i, m in enumerate(chunk)
+                    ],
+                )
+                sent = [chunk[int(e["Id"])] for e in resp.get("Successful", [])]
+                for failed in resp.get("Failed", []):
+                    # Not copied: leave the original leased; it comes back when its lease
+                    # runs out (that delivery then counts, as SQS counts it).
+                    log.warning("queue %s: release failed: %s", self.name, failed.get("Message"))
+                if sent:
+                    self._client.delete_message_batch(
+                        QueueUrl=self.queue_url,
+                        Entries=[{"Id": str(i), "ReceiptHandle": m.id} for i, m in enumerate(sent)],
+                    )
+                for m in sent:
+                    self._forget(m)
+                done += len(sent)
+        return done
+
     def dead_letter(self, msg: Message, reason: str) -> None:
         """Send the raw body with its reason to ``<name>-dlq``, then delete the original."""
         message_id = self._message_ids.get(msg.id, "")
@@ -318,6 +372,7 @@ class SQSQueue(Queue):
             )
             self._client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=msg.id)
         self._forget(msg)
+        self._counted_dead_letter(reason)
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """Browse up to ``limit`` dead letters, oldest first, leaving them in the DLQ."""
