@@ -56,8 +56,10 @@ class Detector(ABC):
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: Any) -> np.ndarray:
-        """Return 1 where the score exceeds ``threshold_``, else 0."""
-        return (np.asarray(self.decision_function(X)) > self.threshold_).astype(np.int8)
+        """Return 1 where the score exceeds ``threshold_``, else 0 (the one flag rule)."""
+        from fraudlens.scoring import flag
+
+        return flag(self.decision_function(X), self.threshold_).astype(np.int8)
 
     # -- persistence -------------------------------------------------------------------
     @abstractmethod

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from fraudlens.scoring import flag
+
 __all__ = [
     "binary_metrics",
     "plot_curves",
@@ -77,7 +79,7 @@ def threshold_sweep(
     score = np.asarray(score, dtype=np.float64)
     rows = []
     for t in thresholds if thresholds is not None else np.round(np.arange(0.1, 1.0, 0.1), 2):
-        pred = score > t
+        pred = flag(score, t)
         tp = int(np.sum(pred & y))
         fp = int(np.sum(pred & ~y))
         fn = int(np.sum(~pred & y))
@@ -123,7 +125,7 @@ def binary_metrics(
 
     y = np.asarray(y).astype(np.int8)
     score = np.asarray(score, dtype=np.float64)
-    pred = (score > threshold).astype(np.int8)
+    pred = flag(score, threshold).astype(np.int8)
     both = len(np.unique(y)) == 2
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
     prec, rec, f1, support = precision_recall_fscore_support(

@@ -35,7 +35,7 @@ threshold.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -56,6 +56,7 @@ __all__ = [
     "Explain",
     "MarketScores",
     "flag",
+    "market_chunks",
     "model_id",
     "resolve_threshold",
     "score_cards",
@@ -218,6 +219,8 @@ def score_market(
     threshold: float | None = None,
     explain: Explain = False,
     top: int = 10,
+    chunk_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> MarketScores:
     """Score every account in ``data`` with a market detector.
 
@@ -237,6 +240,11 @@ def score_market(
         ``False``: none.
     top
         At most this many trades per explained account.
+    chunk_size
+        Score at most this many accounts per detector call (bounds memory on large
+        batches: the CNN renders an image per account); all at once when None.
+    progress
+        Called with the number of accounts finished after each chunk.
 
     Returns
     -------
@@ -251,14 +259,17 @@ def score_market(
     """
     thr = resolve_threshold(detector, threshold)
     ids = np.asarray(data.account_ids, dtype=str)
-    if len(ids):
-        scores = np.asarray(detector.decision_function(data), dtype=np.float64)
+    if chunk_size is not None and len(ids) > chunk_size:
+        parts = []
+        for chunk in market_chunks(data, chunk_size, ids):
+            parts.append(_market_scores(detector, chunk))
+            if progress is not None:
+                progress(len(parts[-1]))
+        scores = np.concatenate(parts)
     else:
-        scores = np.zeros(0, dtype=np.float64)
-    if scores.shape != ids.shape:
-        raise RuntimeError(
-            f"{model_id(detector)} returned {scores.shape} scores for {len(ids)} accounts"
-        )
+        scores = _market_scores(detector, data, ids)
+        if progress is not None:
+            progress(len(ids))
     flags = flag(scores, thr)
     explanations = None
     if explain:
@@ -274,6 +285,47 @@ def score_market(
         explanations=explanations,
         evidence=_market_evidence(data, ids),
     )
+
+
+def _market_scores(
+    detector: Detector, data: MarketData, ids: np.ndarray | None = None
+) -> np.ndarray:
+    n = len(data.account_ids if ids is None else ids)
+    if n == 0:
+        return np.zeros(0, dtype=np.float64)
+    scores = np.asarray(detector.decision_function(data), dtype=np.float64)
+    if scores.shape != (n,):
+        raise RuntimeError(f"{model_id(detector)} returned {scores.shape} scores for {n} accounts")
+    return scores
+
+
+def market_chunks(
+    data: MarketData, chunk_size: int, account_ids: np.ndarray | None = None
+) -> Iterator[MarketData]:
+    """Split ``data`` into consecutive groups of at most ``chunk_size`` accounts.
+
+    Each chunk holds all the trades of its accounts and shares the bars, so chunks are
+    independent and score the same alone as together. Chunks follow the sorted account
+    order, so their scores concatenate in ``data.account_ids`` order.
+
+    Raises
+    ------
+    ConfigError
+        If ``chunk_size`` is not positive.
+    """
+    from fraudlens.market.data import MarketData
+
+    if chunk_size <= 0:
+        raise ConfigError(f"chunk_size must be positive, not {chunk_size}")
+    ids = np.asarray(data.account_ids if account_ids is None else account_ids, dtype=str)
+    # One stable sort, then slices: cheaper than one isin() per chunk.
+    trades = data.trades.sort_values("account_id", kind="stable")
+    acc = trades["account_id"].to_numpy(dtype=str)
+    for i in range(0, len(ids), chunk_size):
+        part = ids[i : i + chunk_size]
+        lo = int(np.searchsorted(acc, part[0], side="left"))
+        hi = int(np.searchsorted(acc, part[-1], side="right"))
+        yield MarketData(data.klines, trades.iloc[lo:hi], None, data.bar)
 
 
 def _explain_market(

@@ -106,12 +106,23 @@ def test_simulate_train_evaluate_score_round_trip(workspace: Path) -> None:
         str(scores_csv),
     )
     scores = pd.read_csv(scores_csv)
-    assert list(scores.columns) == ["transaction_id", "score", "flagged", "anomaly_score"]
+    assert list(scores.columns) == [
+        "transaction_id",
+        "score",
+        "flagged",
+        "model",
+        "threshold",
+        "anomaly_score",
+        "anomaly_model",
+    ]
+    assert set(scores["model"]) == {"cards-xgboost:v0001"}
+    assert set(scores["anomaly_model"]) == {"cards-anomaly:v0001"}
     assert scores["transaction_id"].tolist() == shuffled["transaction_id"].tolist()
     det = reg.load("cards-xgboost")
     assert np.array_equal(
         scores["flagged"].to_numpy(), (scores["score"] > det.threshold_).astype(int).to_numpy()
     )
+    assert set(scores["threshold"]) == {det.threshold_}
     assert scores["anomaly_score"].between(0, 1).all()
 
     # The same rows in file order score the same (features do not depend on row order).
@@ -150,7 +161,7 @@ def test_anomaly_model_alone_gives_no_extra_column(workspace: Path) -> None:
     )
     _run("score", "--data", str(data), "-m", str(models), "--out", str(workspace / "a.csv"))
     scores = pd.read_csv(workspace / "a.csv")
-    assert list(scores.columns) == ["transaction_id", "score", "flagged"]
+    assert list(scores.columns) == ["transaction_id", "score", "flagged", "model", "threshold"]
     assert 0.0 < scores["flagged"].mean() < 0.1
 
 
@@ -176,7 +187,7 @@ def test_train_on_real_ulb_uses_the_first_16_hours(tmp_path: Path) -> None:
     _run("score", "--data", str(ULB_DAY1), "-m", str(tmp_path), "--out", str(tmp_path / "s.csv"))
     scores = pd.read_csv(tmp_path / "s.csv")
     # The ULB table has no transaction ids.
-    assert list(scores.columns) == ["score", "flagged"]
+    assert list(scores.columns) == ["score", "flagged", "model", "threshold"]
     assert len(scores) == 26_325
 
 

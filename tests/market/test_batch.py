@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fraudlens.market.batch import score_market, score_market_ray
+from fraudlens.market.batch import score_accounts, score_accounts_ray
 from fraudlens.market.data import window
 from fraudlens.market.detectors import FeatureDetector
 from fraudlens.market.simulate import simulate
@@ -27,8 +27,9 @@ def test_chunked_scores_equal_one_batch(trained) -> None:
     _, det = trained
     data = window(simulate(300, seed=12))
     whole = det.decision_function(data)
-    frame = score_market(data, det, chunk_size=37)
-    assert list(frame.columns) == ["account_id", "score", "flagged", "model"]
+    frame = score_accounts(data, det, chunk_size=37)
+    assert list(frame.columns) == ["account_id", "score", "flagged", "model", "threshold"]
+    assert set(frame["threshold"]) == {det.threshold_}
     assert frame["account_id"].tolist() == data.account_ids.tolist()
     np.testing.assert_allclose(frame["score"].to_numpy(), whole, rtol=1e-6)
     assert (frame["flagged"] == (whole > det.threshold_)).all()
@@ -43,10 +44,14 @@ def test_ray_scores_equal_local(trained, tmp_path: Path) -> None:
 
     root, det = trained
     data = window(simulate(300, seed=13))
-    local = score_market(data, det)
+    local = score_accounts(data, det, threshold=0.9)
     try:
-        remote = score_market_ray(data, str(root), "market", chunk_size=64, num_actors=1)
+        remote = score_accounts_ray(
+            data, str(root), "market", threshold=0.9, chunk_size=64, num_actors=1
+        )
     finally:
         ray.shutdown()
     assert remote["account_id"].tolist() == local["account_id"].tolist()
     np.testing.assert_allclose(remote["score"].to_numpy(), local["score"].to_numpy(), rtol=1e-6)
+    assert remote["flagged"].tolist() == local["flagged"].tolist()
+    assert set(remote["threshold"]) == {0.9}

@@ -59,10 +59,22 @@ def test_simulate_train_evaluate_score(tmp_path: Path) -> None:
         ]
     )
     s = pd.read_csv(scores)
-    assert list(s.columns) == ["account_id", "score", "flagged", "model"]
+    assert list(s.columns) == ["account_id", "score", "flagged", "model", "threshold"]
     assert len(s) == 300 and s["score"].between(0, 1).all()
+    meta = json.loads((models / "market-features" / "v0001" / "metadata.json").read_text())
+    assert set(s["model"]) == {"market-features:v0001"}
+    assert set(s["threshold"]) == {meta["threshold"]}
+    assert (s["flagged"] == (s["score"] > meta["threshold"])).all()
     merged = s.merge(pd.read_csv(test / "labels.csv"), on="account_id")
     assert (merged["flagged"] == merged["label"]).mean() > 0.95
+    event = tmp_path / "scores_event.csv"
+    args = ["market", "score", "--klines", str(test / "klines.csv")]
+    args += ["--trades", str(test / "trades.csv"), "--model-dir", str(models)]
+    said = _ok([*args, "--out", str(event), "--threshold", "0.9"])
+    e = pd.read_csv(event)
+    assert set(e["threshold"]) == {0.9}
+    assert (e["flagged"] == (e["score"] > 0.9)).all()
+    assert "score > 0.9000 (given with --threshold)" in said
     png = tmp_path / "a.png"
     _ok(
         [

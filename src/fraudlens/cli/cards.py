@@ -405,15 +405,16 @@ def score_cmd(
     detector: DetectorOpt = None,
     label: LabelOpt = None,
 ) -> None:
-    """Score every row of DATA; write transaction_id, score, flagged (and anomaly_score).
+    """Score every row of DATA; write transaction_id, score, flagged, model, threshold (and
+    anomaly_score, anomaly_model).
 
     Rows keep the input order. ``anomaly_score`` is added when the registry also holds a
     cards-anomaly model and the chosen model is a different one.
     """
-    import numpy as np
     import pandas as pd
 
     from fraudlens.errors import ModelNotFoundError
+    from fraudlens.scoring import score_cards
 
     reg = _registry(model_dir)
     mv = reg.get(_model_name(detector))
@@ -427,30 +428,24 @@ def score_cmd(
     table = _load(data, label, require_label=False)
     n = len(table)
     chunk = 200_000
-    score = np.empty(n)
-    a_score = np.empty(n) if anomaly is not None else None
+    classifier, anomaly = (None, det) if mv.name == "cards-anomaly" else (det, anomaly)
+    parts = []
     t0 = time.perf_counter()
     with progress() as bar:
         task = bar.add_task(f"scoring with {mv.name}:{mv.version}", total=n)
-        for lo in range(0, n, chunk):
+        for lo in range(0, max(n, 1), chunk):
             part = table.X.iloc[lo : lo + chunk]
-            score[lo : lo + chunk] = det.decision_function(part)
-            if anomaly is not None and a_score is not None:
-                a_score[lo : lo + chunk] = anomaly.decision_function(part)
+            parts.append(score_cards(classifier, part, anomaly=anomaly).frame())
             bar.advance(task, len(part))
-    result = pd.DataFrame()
+    result = pd.concat(parts, ignore_index=True)
     if table.ids is not None:
-        result["transaction_id"] = table.ids.to_numpy()
-    result["score"] = score
-    result["flagged"] = (score > det.threshold_).astype(np.int8)
-    if a_score is not None:
-        result["anomaly_score"] = a_score
+        result.insert(0, "transaction_id", table.ids.to_numpy())
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
     seconds = time.perf_counter() - t0
     stdout.print(
         f"{n:,} rows scored by {mv.name}:{mv.version}, {int(result['flagged'].sum()):,} flagged "
-        f"(threshold {det.threshold_:.4f}) -> {out} in {seconds:.1f} s"
+        f"(score > {det.threshold_:.4f}, the model's own threshold) -> {out} in {seconds:.1f} s"
     )
-    if anomaly is not None:
+    if classifier is not None and anomaly is not None:
         console.print(f"anomaly_score from {getattr(anomaly, 'model_version_', 'cards-anomaly')}")

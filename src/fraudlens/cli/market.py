@@ -244,10 +244,12 @@ def _print_report(report: dict[str, Any]) -> None:
         "average_precision",
         "accuracy",
         "recall_at_1pct_fpr",
-        "threshold",
     ):
         v = report[k]
         t.add_row(k, f"{v:.4f}" if isinstance(v, float) else f"{v:,}")
+    own = report.get("model_threshold", report["threshold"])
+    which = "the model's own" if report["threshold"] == own else f"model's own {own:.4f}"
+    t.add_row(f"threshold ({which}; flagged: score >)", f"{report['threshold']:.4f}")
     cm = report["confusion_matrix"]
     t.add_row("confusion (tn fp / fn tp)", f"{cm['tn']} {cm['fp']} / {cm['fn']} {cm['tp']}")
     console.print(t)
@@ -281,9 +283,18 @@ def score(
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address (ray engine).")
     ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Flag scores above this [default: the model's own threshold].",
+        ),
+    ] = None,
 ) -> None:
-    """Score every account in a trades file: one row per account."""
-    from fraudlens.market.batch import score_market, score_market_ray
+    """Score every account in a trades file: one row per account
+    (account_id, score, flagged, model, threshold)."""
+    from fraudlens.market.batch import score_accounts, score_accounts_ray
     from fraudlens.market.data import load_market_files
     from fraudlens.registry import Registry
 
@@ -294,15 +305,24 @@ def score(
     name = _model_name(detector)
     if engine is Engine.ray:
         with console.status("scoring on Ray"):
-            frame = score_market_ray(
-                md, str(reg.root), reg.resolve(name), window_hours=window_hours, address=ray_address
+            frame = score_accounts_ray(
+                md,
+                str(reg.root),
+                reg.resolve(name),
+                window_hours=window_hours,
+                threshold=threshold,
+                address=ray_address,
             )
     else:
         det = reg.load(name)
         with progress() as bar:
             task = bar.add_task("scoring accounts", total=len(md.account_ids))
-            frame = score_market(
-                md, det, window_hours=window_hours, progress=lambda k: bar.advance(task, k)
+            frame = score_accounts(
+                md,
+                det,
+                window_hours=window_hours,
+                threshold=threshold,
+                progress=lambda k: bar.advance(task, k),
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
@@ -311,3 +331,7 @@ def score(
         f"scored {len(frame):,} accounts in {secs:.2f} s ({len(frame) / max(secs, 1e-9):,.0f}/s); "
         f"{int(frame['flagged'].sum()):,} flagged -> {out}"
     )
+    if len(frame):
+        used = float(frame["threshold"].iloc[0])
+        which = "given with --threshold" if threshold is not None else "the model's own threshold"
+        console.print(f"model {frame['model'].iloc[0]}; flagged: score > {used:.4f} ({which})")

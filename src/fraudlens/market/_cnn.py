@@ -199,6 +199,7 @@ class CNNDetector(Detector):
         if len(y) == 0 or len(np.unique(y)) < 2:
             return {}
         from fraudlens.evaluation import recall_at_fpr
+        from fraudlens.scoring import flag
 
         order = np.argsort(s)
         ranks = np.empty(len(s))
@@ -210,7 +211,7 @@ class CNNDetector(Detector):
             "roc_auc": float(auc),
             "recall_at_1pct_fpr": recall_at_fpr(y, s, 0.01),
             "threshold": float(self.threshold_),
-            "accuracy": float(np.mean((s > self.threshold_) == pos)),
+            "accuracy": float(np.mean(flag(s, self.threshold_) == pos)),
         }
 
     # -- scoring -------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """Batch scoring of market accounts: in-process in chunks, or on a Ray cluster.
 
-The unit of work is a chunk of accounts. Every chunk carries all of its accounts' trades,
-so chunks are independent and can be scored anywhere the model and the k-lines are.
+Both engines score through :func:`fraudlens.scoring.score_market`, the one scoring path,
+and return the public ``scores`` table: ``account_id, score, flagged, model, threshold``
+(plus any per-account evidence columns). The unit of work is a chunk of accounts; every
+chunk carries all of its accounts' trades, so chunks are independent and can be scored
+anywhere the model and the k-lines are.
 """
 
 from __future__ import annotations
@@ -9,105 +12,83 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from fraudlens.market.data import MarketData, window
+from fraudlens.scoring import market_chunks, score_market
 
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
 
-__all__ = ["chunk_accounts", "score_market", "score_market_ray", "scores_frame"]
+__all__ = ["score_accounts", "score_accounts_ray"]
 
 
-def chunk_accounts(account_ids: np.ndarray, chunk_size: int) -> list[np.ndarray]:
-    """Split sorted account ids into consecutive chunks of at most ``chunk_size``."""
-    if chunk_size <= 0:
-        raise ValueError("chunk_size must be positive")
-    return [account_ids[i : i + chunk_size] for i in range(0, len(account_ids), chunk_size)]
-
-
-def scores_frame(
-    account_ids: np.ndarray, scores: np.ndarray, threshold: float, model: str
-) -> pd.DataFrame:
-    """The public ``scores`` contract: ``account_id, score, flagged, model``."""
-    return pd.DataFrame(
-        {
-            "account_id": account_ids,
-            "score": np.asarray(scores, dtype=np.float64),
-            "flagged": (np.asarray(scores) > threshold).astype(np.int8),
-            "model": model,
-        }
-    )
-
-
-def _split_by_account(trades: pd.DataFrame, chunks: list[np.ndarray]) -> list[pd.DataFrame]:
-    # One stable sort, then slices: cheaper than one isin() per chunk.
-    t = trades.sort_values("account_id", kind="stable")
-    acc = t["account_id"].to_numpy(dtype=str)
-    out = []
-    for ids in chunks:
-        lo = np.searchsorted(acc, ids[0], side="left")
-        hi = np.searchsorted(acc, ids[-1], side="right")
-        out.append(t.iloc[lo:hi])
-    return out
-
-
-def score_market(
+def score_accounts(
     data: MarketData,
     detector: Detector,
     *,
     window_hours: float | None = 24.0,
+    threshold: float | None = None,
     chunk_size: int = 4096,
     progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Score every account in-process, ``chunk_size`` accounts at a time.
 
-    Returns the ``scores`` frame (sorted by account id). ``progress`` is called with the
-    number of accounts finished after each chunk.
+    Parameters
+    ----------
+    data
+        Validated trades and bars.
+    detector
+        A fitted market detector.
+    window_hours
+        Cut each account to the window that ends at its latest trade first (None: the
+        data is already windowed).
+    threshold
+        Flag above this; the model's own threshold when None.
+    chunk_size
+        Accounts per detector call.
+    progress
+        Called with the number of accounts finished after each chunk.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ``scores`` table, sorted by account id.
     """
     if window_hours is not None:
         data = window(data, window_hours)
-    ids = data.account_ids
-    chunks = chunk_accounts(ids, chunk_size)
-    parts = []
-    for ids_c, trades_c in zip(chunks, _split_by_account(data.trades, chunks), strict=True):
-        parts.append(detector.decision_function(MarketData(data.klines, trades_c, None, data.bar)))
-        if progress is not None:
-            progress(len(ids_c))
-    scores = np.concatenate(parts) if parts else np.zeros(0)
-    model = getattr(detector, "model_version_", detector.name)
-    return scores_frame(ids, scores, detector.threshold_, model)
+    result = score_market(
+        detector, data, threshold=threshold, chunk_size=chunk_size, progress=progress
+    )
+    return result.frame()
 
 
 class _RayScorer:
     """Ray actor: loads the model once, then scores chunks of trades."""
 
-    def __init__(self, models_dir: str, model: str, klines_ref: Any) -> None:
+    def __init__(
+        self, models_dir: str, model: str, klines_ref: Any, threshold: float | None
+    ) -> None:
         import ray
 
         from fraudlens.registry import Registry
 
         self.detector = Registry(models_dir).load(model)
         self.klines = ray.get(klines_ref) if isinstance(klines_ref, ray.ObjectRef) else klines_ref
+        self.threshold = threshold
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         data = MarketData(self.klines, batch.drop(columns=["_chunk"]), None)
-        scores = self.detector.decision_function(data)
-        return scores_frame(
-            data.account_ids,
-            scores,
-            self.detector.threshold_,
-            getattr(self.detector, "model_version_", self.detector.name),
-        )
+        return score_market(self.detector, data, threshold=self.threshold).frame()
 
 
-def score_market_ray(
+def score_accounts_ray(
     data: MarketData,
     models_dir: str,
     model: str = "market",
     *,
     window_hours: float | None = 24.0,
+    threshold: float | None = None,
     chunk_size: int = 4096,
     num_actors: int = 2,
     address: str | None = None,
@@ -118,7 +99,7 @@ def score_market_ray(
     from every node, e.g. a shared volume) and gets the k-lines through the object store.
     Batches are whole account chunks, so no account is split across actors.
     ``address=None`` starts a local Ray runtime; pass ``"auto"`` or ``ray://...`` for a
-    cluster.
+    cluster. Returns the same table as :func:`score_accounts`.
     """
     import ray
 
@@ -126,16 +107,14 @@ def score_market_ray(
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     if window_hours is not None:
         data = window(data, window_hours)
-    ids = data.account_ids
-    chunks = chunk_accounts(ids, chunk_size)
-    pieces = _split_by_account(data.trades, chunks)
-    for i, p in enumerate(pieces):
-        pieces[i] = p.assign(_chunk=i)
+    pieces = [
+        chunk.trades.assign(_chunk=i) for i, chunk in enumerate(market_chunks(data, chunk_size))
+    ]
     klines_ref = ray.put(data.klines)
     ds = ray.data.from_pandas(pieces)
     out = ds.map_batches(
         _RayScorer,
-        fn_constructor_args=(str(models_dir), model, klines_ref),
+        fn_constructor_args=(str(models_dir), model, klines_ref, threshold),
         batch_format="pandas",
         batch_size=None,
         compute=ray.data.ActorPoolStrategy(size=num_actors),

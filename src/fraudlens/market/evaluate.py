@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["evaluate_market", "plot_by_kind", "sample_grid"]
 
+# Accounts per scoring call: bounds the CNN's image memory on large test sets.
+_CHUNK = 4096
+
 
 def sample_grid(
     data: MarketData,
@@ -122,18 +125,19 @@ def evaluate_market(
     ``by_kind.png`` (when labels have ``kind``), ``samples.png`` (rendered accounts).
     Returns the report dict.
     """
-    from fraudlens.market.batch import score_market
+    from fraudlens.scoring import score_market
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if window_hours is not None:
         data = window(data, window_hours)
-    scores = score_market(data, detector, window_hours=None, progress=progress)
+    result = score_market(detector, data, threshold=threshold, chunk_size=_CHUNK, progress=progress)
+    scores = result.frame()
     y = data.y()
     kinds = data.label_column("kind")
-    thr = detector.threshold_ if threshold is None else threshold
     groups = None if kinds is None else kinds.tolist()
-    report = binary_metrics(y, scores["score"].to_numpy(), thr, groups=groups)
-    report["model"] = getattr(detector, "model_version_", detector.name)
+    report = binary_metrics(y, result.scores, result.threshold, groups=groups)
+    report["model"] = result.model
+    report["model_threshold"] = result.model_threshold
     files = {"scores": "scores.csv"}
     frame = scores.assign(label=y)
     if kinds is not None:
