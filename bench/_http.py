@@ -7,18 +7,30 @@ payment flow would call the service.
 Run directly to measure a service it starts itself::
 
     python bench/_http.py --models ./models --n 2000
+
+The request row holds the values of the chosen model's own features, in the model's
+order (from its registry metadata), taken from the first row of ``--csv``: by default
+the file the model was trained on (its metadata's ``data_file``) when it still exists,
+else the ULB sample. Raw card transactions are turned into features the way training
+did, so a registry trained on any card table works.
 """
 
 from __future__ import annotations
 
 import http.client
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
-__all__ = ["http_latency", "serve_in_subprocess", "serve_in_thread"]
+__all__ = ["http_latency", "request_row", "serve_in_subprocess", "serve_in_thread"]
+
+#: Rows sent when neither ``--csv`` nor the model's training file is at hand.
+ULB_SAMPLE = str(
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "ulb_creditcard_day1.csv"
+)
 
 
 def http_latency(
@@ -150,22 +162,71 @@ def serve_in_subprocess(models_dir: str, *, host: str = "127.0.0.1") -> tuple[An
         time.sleep(0.1)
 
 
+def request_row(models_dir: str, model: str, csv: str | None = None) -> str:
+    """One headerless ``text/csv`` record for ``model``: its own features, in its order.
+
+    Parameters
+    ----------
+    models_dir
+        The registry folder.
+    model
+        A card model as the ``X-Model`` header names it (``xgboost``, ``cards-xgboost``,
+        ``cards`` for the domain default, ...).
+    csv
+        A card table (ULB, raw transactions or a feature table) to take the first row
+        from [default: the model's training file if it exists, else the ULB sample].
+
+    Returns
+    -------
+    str
+        The comma-separated feature values of the first row.
+
+    Raises
+    ------
+    SystemExit
+        When the table lacks some of the model's features (they are named).
+    """
+    from fraudlens.cards.data import load_table
+    from fraudlens.registry import Registry
+
+    reg = Registry(models_dir)
+    name = model if model.startswith("cards") else f"cards-{model}"
+    mv = reg.get(name)
+    names = [str(n) for n in mv.metadata.get("feature_names", [])]
+    if not names:
+        raise SystemExit(f"{mv.name}:{mv.version} records no feature names")
+    if csv is None:
+        trained_on = mv.metadata.get("data_file")
+        csv = trained_on if trained_on and Path(trained_on).is_file() else ULB_SAMPLE
+    table = load_table(csv)
+    missing = [n for n in names if n not in table.X.columns]
+    if missing:
+        raise SystemExit(
+            f"{csv} does not give {mv.name}:{mv.version}'s features {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}; pass --csv with the table it was trained on"
+        )
+    values = table.X[names].iloc[0].to_numpy(dtype=np.float64)
+    return ",".join(format(float(v), ".17g") for v in values)
+
+
 def _main() -> None:
     import argparse
     import json
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", required=True, help="model registry folder")
-    ap.add_argument("--csv", default="../shared/data/ulb_creditcard_day1.csv", help="rows to send")
+    ap.add_argument(
+        "--csv",
+        default=None,
+        help="card table to take the row from [default: the model's training file if it "
+        f"exists, else {ULB_SAMPLE}]",
+    )
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument(
         "--model", default="xgboost", help="X-Model header (xgboost, logistic, anomaly)"
     )
     args = ap.parse_args()
-    with open(args.csv) as f:
-        f.readline()
-        # The ULB row without its Class column: one SageMaker text/csv record.
-        row = f.readline().strip().rsplit(",", 1)[0]
+    row = request_row(args.models, args.model, args.csv)
     proc, url = serve_in_subprocess(args.models)
     try:
         out = http_latency(url, row, args.n, headers={"X-Model": args.model, "Accept": "text/csv"})

@@ -8,6 +8,7 @@ caller (the CLI, the service, a worker) can tell bad input from a bug::
     ├── ModelNotFoundError (LookupError)
     ├── NotFoundError (LookupError)   a record asked for by id
     ├── ConfigError                   a setting fraudlens cannot use
+    ├── MissingDependencyError (ImportError)  an optional extra is not installed
     ├── QueueError                    a queue could not be used
     ├── StoreError                    a database call failed
     │   └── StoreUnavailableError     ... because the database is unreachable (also below)
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "FraudlensError",
+    "MissingDependencyError",
     "ModelNotFoundError",
     "NotFoundError",
     "QueueError",
@@ -85,6 +87,28 @@ class QueueError(FraudlensError):
 
 class ConfigError(FraudlensError):
     """A setting has a value fraudlens cannot use."""
+
+
+class MissingDependencyError(FraudlensError, ImportError):
+    """A feature needs an optional dependency (an extra) that is not installed.
+
+    The message names the extra and the command that installs it; see
+    :func:`fraudlens._optional.require`.
+
+    Parameters
+    ----------
+    message
+        The whole user-facing message.
+    module
+        The module that could not be imported.
+    extra
+        The fraudlens extra that provides it.
+    """
+
+    def __init__(self, message: str, *, module: str, extra: str) -> None:
+        super().__init__(message, name=module)
+        self.module = module
+        self.extra = extra
 
 
 class StoreError(FraudlensError):
