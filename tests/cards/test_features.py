@@ -71,11 +71,11 @@ def reference_features(
         gap = (t - tt[before].max()) / day if before.any() else longest
         r["customer_id_days_since_previous_tx"] = min(gap, longest)
         for w in windows:
-            m = (term == term[i]) & (tt >= t - delay - round(w * day)) & (tt < t - delay)
+            m = (term == term[i]) & (tt > t - delay - round(w * day)) & (tt <= t - delay)
             r[f"terminal_id_nb_tx_{w:g}day_window"] = m.sum()
             r[f"terminal_id_risk_{w:g}day_window"] = label[m].mean() if m.any() else 0.0
         # The terminal's known rows of the longest window, oldest first (input order on ties).
-        m = (term == term[i]) & (tt >= t - delay - round(longest * day)) & (tt < t - delay)
+        m = (term == term[i]) & (tt > t - delay - round(longest * day)) & (tt <= t - delay)
         seen = sorted(np.flatnonzero(m), key=lambda j: (tt[j], j))
         streak = 0
         while streak < len(seen) and label[seen[-1 - streak]] > 0:
@@ -228,8 +228,9 @@ def test_terminal_fraud_streak_by_hand() -> None:
                     "2026-04-04 06:00",  # genuine, 40; knows rows 1-2: a run of 1 fraud
                     "2026-04-05 12:00",  # known by then: rows 1-3, a run of 2 frauds
                     "2026-04-06 12:00",  # rows 1-4 known: the run is broken
-                    "2026-04-10 12:00",  # window [Apr 1 12:00, Apr 8 12:00): rows 2-6
-                    "2026-04-12 00:00",  # window [Apr 3, Apr 10): rows 3-6, row 3 on the edge
+                    "2026-04-10 12:00",  # window (Apr 1 12:00, Apr 8 12:00]: rows 2-6
+                    "2026-04-12 00:00",  # window (Apr 3, Apr 10]: rows 4-6; row 3 (exactly
+                    # 9 days old) is out, as in the handbook's rolling windows
                 ],
                 utc=True,
             ),
@@ -248,9 +249,10 @@ def test_terminal_fraud_streak_by_hand() -> None:
         f["terminal_id_days_since_streak_start_7day_window"], [0, 0, 0, 2.25, 3.5, 0, 0, 0]
     )
     # The latest known fraud is row 2 for row 4, row 3 after that; over the window's mean.
+    # Row 8's window holds no fraud.
     np.testing.assert_allclose(
         f["terminal_id_last_fraud_amount_ratio_7day_window"],
-        [0, 0, 0, 20 / 15, 30 / 20, 30 / 25, 30 / 40, 30 / 45],
+        [0, 0, 0, 20 / 15, 30 / 20, 30 / 25, 30 / 40, 0],
         rtol=1e-6,
     )
     pd.testing.assert_frame_equal(f, reference_features(df, (7,), 2), check_exact=False, rtol=1e-6)
@@ -304,7 +306,8 @@ def _truncated_with_garbage_labels(df: pd.DataFrame, i: int, delay_days: float) 
     """Only what is known at row i's time; labels not yet known are flipped."""
     t = df["ts"].iloc[i]
     cut = df[df["ts"] <= t].copy()
-    unknown = cut["ts"] >= t - pd.Timedelta(days=delay_days)
+    # A label is known once the transaction is ``delay_days`` old.
+    unknown = cut["ts"] > t - pd.Timedelta(days=delay_days)
     cut.loc[unknown, "label"] = 1 - cut.loc[unknown, "label"]
     return cut
 
@@ -371,10 +374,10 @@ def small_frames(draw: st.DrawFn) -> pd.DataFrame:
 @given(
     df=small_frames(),
     windows=st.sampled_from([(1, 7, 30), (1, 2), (0.5, 3)]),
-    delay=st.sampled_from([0, 1, 2]),
+    delay=st.sampled_from([0.5, 1, 2]),
 )
 def test_property_matches_reference_and_has_no_look_ahead(
-    df: pd.DataFrame, windows: tuple[float, ...], delay: int
+    df: pd.DataFrame, windows: tuple[float, ...], delay: float
 ) -> None:
     f = transaction_features(df, windows=windows, delay_days=delay)
     ref = reference_features(df, windows, delay)
@@ -407,3 +410,129 @@ def test_without_labels_risk_is_zero() -> None:
     f = transaction_features(df)
     assert (f["terminal_id_risk_7day_window"] == 0).all()
     assert f["terminal_id_nb_tx_7day_window"].max() > 0
+
+
+def test_window_edges_by_hand() -> None:
+    # Customer windows are (t - w, t]; terminal windows (t - D - w, t - D], the handbook's.
+    t0 = pd.Timestamp("2026-05-01 12:00", tz="UTC")
+    day = pd.Timedelta(days=1)
+    df = pd.DataFrame(
+        {
+            "ts": [t0, t0 + day, t0 + 2 * day, t0 + 3 * day, t0 + 4 * day + pd.Timedelta(1, "s")],
+            "customer_id": ["A", "A", "A", "A", "A"],
+            "terminal_id": ["T", "T", "U", "T", "T"],
+            "amount": [10.0, 20.0, 40.0, 80.0, 160.0],
+            "label": [1, 0, 0, 0, 0],
+        }
+    )
+    f = transaction_features(df, windows=(1, 2), delay_days=2)
+    # Row 2 (t0 + 1 day): row 1 is exactly 1 day old, out of the 1-day window, in the 2-day.
+    np.testing.assert_array_equal(f["customer_id_nb_tx_1day_window"], [1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(f["customer_id_nb_tx_2day_window"], [1, 2, 2, 2, 2])
+    np.testing.assert_allclose(f["customer_id_avg_amount_2day_window"], [10, 15, 30, 60, 120])
+    # Row 4 (t0 + 3 days, at T): t - D = t0 + 1 day. Row 2 is exactly D days old: in.
+    # Row 1 is exactly D + 1 days old: out of the 1-day window, in the 2-day one.
+    np.testing.assert_array_equal(f["terminal_id_nb_tx_1day_window"], [0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(f["terminal_id_nb_tx_2day_window"], [0, 0, 0, 2, 1])
+    np.testing.assert_allclose(f["terminal_id_risk_2day_window"], [0, 0, 0, 0.5, 0])
+    # Row 4's window ends on a genuine row: no run; its one fraud (10) over the mean (15).
+    np.testing.assert_array_equal(f["terminal_id_fraud_streak_2day_window"], [0, 0, 0, 0, 0])
+    np.testing.assert_allclose(
+        f["terminal_id_last_fraud_amount_ratio_2day_window"], [0, 0, 0, 2 / 3, 0], rtol=1e-6
+    )
+    # Row 5 (t0 + 4 days + 1 s): its 2-day window (t0 + 1 s, t0 + 2 days + 1 s] at T holds
+    # row 2 only; row 1, one second older than the window, is out.
+    pd.testing.assert_frame_equal(
+        f, reference_features(df, (1, 2), 2), check_exact=False, rtol=1e-6
+    )
+
+
+def test_same_time_rows_count_in_input_order() -> None:
+    ts = pd.Timestamp("2026-05-01 12:00", tz="UTC")
+    df = pd.DataFrame(
+        {
+            "ts": [ts, ts, ts],
+            "customer_id": ["A", "A", "A"],
+            "terminal_id": ["T", "T", "T"],
+            "amount": [5.0, 7.0, 9.0],
+        }
+    )
+    f = transaction_features(df)
+    np.testing.assert_array_equal(f["customer_id_nb_tx_1day_window"], [1, 2, 3])
+    np.testing.assert_allclose(f["customer_id_avg_amount_1day_window"], [5, 6, 7])
+    g = transaction_features(df.iloc[::-1])
+    np.testing.assert_array_equal(g["customer_id_nb_tx_1day_window"], [1, 2, 3])
+    np.testing.assert_array_equal(f["customer_id_days_since_previous_tx"], [30, 0, 0])
+
+
+def _handbook_recipe(df: pd.DataFrame) -> pd.DataFrame:
+    """The handbook's own pandas recipe for its customer features (per customer: default
+    sort by time, then time-based rolling count and mean)."""
+    parts = []
+    for _, g in df.groupby("customer_id", sort=False):
+        g = g.sort_values("ts").set_index("ts", drop=False)
+        out = pd.DataFrame(index=g.index)
+        for w in (1, 7, 30):
+            nb = g["amount"].rolling(f"{w}D").count()
+            total = g["amount"].rolling(f"{w}D").sum()
+            out[f"customer_id_nb_tx_{w}day_window"] = nb.to_numpy()
+            out[f"customer_id_avg_amount_{w}day_window"] = (total / nb).to_numpy()
+        out.index = g["row"].to_numpy()
+        parts.append(out)
+    return pd.concat(parts).sort_index()
+
+
+def test_handbook_ties_replay_the_handbook_order() -> None:
+    # Many rows of one customer at few distinct seconds: numpy's quicksort reorders ties
+    # in groups of more than 16 rows.
+    rng = np.random.default_rng(4)
+    n = 400
+    # Whole 6-hour steps over 40 days: many exact ties.
+    seconds = rng.integers(0, 40 * 4, n) * 6 * 3_600
+    df = pd.DataFrame(
+        {
+            "ts": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(seconds, unit="s"),
+            "customer_id": rng.integers(0, 3, n),
+            "terminal_id": rng.integers(0, 5, n),
+            "amount": np.round(rng.uniform(1, 200, n), 2),
+        }
+    )
+    df = df.iloc[rng.permutation(n)].reset_index(drop=True)
+    df["row"] = np.arange(n)
+    assert df.duplicated(["customer_id", "ts"]).sum() > 100
+    want = _handbook_recipe(df)
+    got = transaction_features(df, ties="handbook")
+    for col in want.columns:
+        np.testing.assert_allclose(got[col], want[col], rtol=1e-6, err_msg=col)
+    # The input order differs from the handbook's somewhere: the option has teeth.
+    plain = transaction_features(df)
+    assert (plain["customer_id_nb_tx_30day_window"] != got["customer_id_nb_tx_30day_window"]).any()
+    with pytest.raises(ValueError, match="ties"):
+        transaction_features(df, ties="random")
+    with pytest.raises(ValueError, match="delay_days"):
+        transaction_features(df, delay_days=0)
+
+
+def test_features_do_not_depend_on_where_the_file_starts() -> None:
+    # Amounts whose float sums round differently with different prefixes (0.1 + 0.2 ...),
+    # and runs of equal amounts whose standard deviation must be exactly 0.
+    df = simulate(40, 60, 80, seed=9)
+    rng = np.random.default_rng(0)
+    odd = rng.random(len(df)) < 0.4
+    df.loc[odd, "amount"] = rng.choice([0.1, 0.2, 0.3, 1e-3, 12345.67], odd.sum())
+    df.loc[df["customer_id"] == df["customer_id"].iloc[0], "amount"] = 0.7
+    full = transaction_features(df)
+    start = df["ts"].min()
+    for cut_days in (1, 5, 13):
+        part = df[df["ts"] >= start + pd.Timedelta(days=cut_days)]
+        # Other customers and terminals dropped too: they must not matter either.
+        part = part[part["customer_id"] % 3 != 1]
+        g = transaction_features(part)
+        warm = part["ts"] >= start + pd.Timedelta(days=cut_days + 37)
+        idx = part.index[warm.to_numpy()]
+        assert len(idx) > 300
+        np.testing.assert_array_equal(g.loc[idx].to_numpy(), full.loc[idx].to_numpy())
+    std = full.loc[
+        df["customer_id"] == df["customer_id"].iloc[0], "customer_id_std_amount_30day_window"
+    ]
+    assert (std == 0).all()

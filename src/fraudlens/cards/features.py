@@ -2,23 +2,35 @@
 
 For each transaction at time ``t`` (features are aligned to the input rows), with the
 window lengths ``windows`` (days; ``L`` the longest) and the label delay ``delay_days``
-(``D``):
+(``D``, positive):
 
-The handbook's features, first and in its order:
+The handbook's 15 features, first and in its order, with its definitions:
 
 - ``tx_amount``; ``tx_during_weekend`` (Saturday or Sunday); ``tx_during_night``
-  (hour <= 6, the handbook's definition). Day and hour are read on the timestamp's own
-  wall clock (UTC when it has no zone).
+  (hour <= 6). Day and hour are read on the timestamp's own wall clock (UTC when it has
+  no zone).
 - Customer behaviour over each window of ``w`` days: ``customer_id_nb_tx_{w}day_window``
   and ``customer_id_avg_amount_{w}day_window``, over the customer's transactions in
-  ``(t - w, t]`` up to and including the current one. The current amount is known when
-  the transaction is scored, so including it leaks nothing. Transactions with the same
-  timestamp count in input order: a later row never feeds an earlier one.
-- Terminal risk with a label delay (frauds are only known ``D`` days after the fact):
+  ``(t - w, t]`` up to and including the current one (pandas' time-based rolling window,
+  which the handbook uses). The current amount is known when the transaction is scored,
+  so including it leaks nothing.
+- Terminal risk with a label delay (a fraud is known ``D`` days after the fact):
   ``terminal_id_nb_tx_{w}day_window`` and ``terminal_id_risk_{w}day_window``, the number
-  of the terminal's transactions in ``[t - D - w, t - D)`` and the share of them labelled
-  fraud (0 when there are none). Only labels of transactions that happened before
-  ``t - D`` are read. A missing label counts as not (yet) fraud.
+  of the terminal's transactions in ``(t - D - w, t - D]`` and the share of them labelled
+  fraud (0 when there are none). This is the handbook's window: its rolling counts over
+  ``D + w`` days minus those over ``D`` days, so a transaction exactly ``D`` days old is
+  in, one exactly ``D + w`` days old is out. Only labels of transactions at least ``D``
+  days old are read. A missing label counts as not (yet) fraud.
+
+Same-time rows of one customer
+    With ``ties="input"`` (default) they count in input order: a later row never feeds an
+    earlier one, so a row's features never depend on rows that come after it. The handbook
+    orders each customer's rows with pandas' default sort, which is not stable: on its
+    public data, 29 pairs of one customer's transactions share a second and about a third
+    of them come out reversed. ``ties="handbook"`` reproduces that order exactly (numpy's
+    quicksort over each customer's rows taken in input order; feed rows in
+    ``transaction_id`` order, as the handbook reads them). That order depends on all of
+    the customer's rows, so only use it to reproduce the handbook's files.
 
 Then behavioural features, over the same customer windows and delayed terminal windows:
 
@@ -31,26 +43,30 @@ Then behavioural features, over the same customer windows and delayed terminal w
   number of transactions of the short window over the number expected from the long
   window's daily rate (``nb_w / (nb_L * w / L)``).
 - ``customer_id_std_amount_{L}day_window`` (population standard deviation of the amounts
-  in the long window) and ``customer_id_amount_zscore_{L}day_window``
+  in the long window; 0 when it is below 1e-7 of their root mean square, which is
+  rounding, not spread) and ``customer_id_amount_zscore_{L}day_window``
   (``(amount - mean) / std``, 0 when the standard deviation is 0).
 - ``customer_id_days_since_previous_tx``: days since the customer's previous transaction,
   capped at ``L`` (also ``L`` for the first one seen).
 - ``terminal_id_fraud_streak_{L}day_window``: how many of the terminal's latest
-  transactions in ``[t - D - L, t - D)`` were all fraud, counted back from the latest
+  transactions in ``(t - D - L, t - D]`` were all fraud, counted back from the latest
   one to the first genuine one. A compromised terminal makes a run of frauds; a stolen
   card used there once makes a single fraud followed by genuine transactions.
 - ``terminal_id_days_since_streak_start_{L}day_window``: days from the first fraud of
   that run to ``t`` (0 without a run): a compromise that started long ago may be over.
 - ``terminal_id_last_fraud_amount_ratio_{L}day_window``: the amount of the terminal's
-  latest known fraud in ``[t - D - L, t - D)`` over the terminal's mean amount in that
+  latest known fraud in ``(t - D - L, t - D]`` over the terminal's mean amount in that
   window (0 without a fraud). Frauds with ordinary amounts point at the terminal, frauds
   with large amounts at the card used there.
 
-Nothing looks back further than ``D + L`` days, so a history of that length is enough to
-compute every feature of a new transaction exactly.
+Nothing looks back further than ``D + L`` days, and every feature of a row is a function
+of the rows inside its own windows only: sums of amounts are exact integer sums of a
+fixed-point split of each amount (see :class:`_ExactSums`), so a file that starts earlier
+or later, or holds other customers, gives bit-for-bit the same features for a row with
+``D + L`` days of history.
 
 Everything is computed with one sort per key, cumulative sums and ``searchsorted``; there
-is no Python loop over rows or groups.
+is no Python loop over rows (``ties="handbook"`` loops over the customers that have ties).
 """
 
 from __future__ import annotations
@@ -67,12 +83,15 @@ __all__ = [
     "FEATURE_NAMES",
     "HANDBOOK_FEATURE_NAMES",
     "REQUIRED_COLUMNS",
+    "TIES",
     "feature_names",
     "transaction_features",
 ]
 
 #: Columns :func:`transaction_features` needs (``label`` is optional).
 REQUIRED_COLUMNS = ("ts", "customer_id", "terminal_id", "amount")
+#: Orders for one customer's same-time rows (see the module docstring).
+TIES = ("input", "handbook")
 
 _NS_PER_DAY = 86_400 * 10**9
 _NS_PER_HOUR = 3_600 * 10**9
@@ -195,18 +214,23 @@ class _TimeRanks:
 
 
 class _GroupedTimes:
-    """Rows sorted by (group, time, input position), with window lookups per group.
+    """Rows sorted by (group, time, tie order), with window lookups per group.
 
     A lookup "first row of my group at time >= q" is one ``searchsorted`` into a composite
     key ``group * M + time_rank``; ranks (not raw times) keep the key within int64
     whatever the time span and number of groups.
     """
 
-    def __init__(self, group: np.ndarray, ranks: _TimeRanks) -> None:
+    def __init__(
+        self, group: np.ndarray, ranks: _TimeRanks, tiebreak: np.ndarray | None = None
+    ) -> None:
         self.m = np.int64(len(ranks.uniq) + 1)
         key = group * self.m + ranks.rank()
-        # A stable sort keeps input order among equal (group, time).
-        self.order = np.argsort(key, kind="stable")
+        if tiebreak is None:
+            # A stable sort keeps input order among equal (group, time).
+            self.order = np.argsort(key, kind="stable")
+        else:
+            self.order = np.lexsort((tiebreak, key))
         self.key = key[self.order]
         self.group = group[self.order]
         first = np.r_[True, self.group[1:] != self.group[:-1]]
@@ -219,26 +243,6 @@ class _GroupedTimes:
         """
         return np.searchsorted(self.key, self.group * self.m + rank[self.order], side="left")
 
-    def running_sum(self, values: np.ndarray) -> np.ndarray:
-        """Running sum of ``values`` (in sorted order) that restarts at each group.
-
-        The sum for a row only ever adds the same rows in the same order, whatever other
-        groups hold, so dropping later rows or other groups leaves it bit-for-bit equal.
-        """
-        return pd.Series(values).groupby(self.group).cumsum().to_numpy()
-
-    def window_sum(
-        self, running: np.ndarray, lo: np.ndarray, last: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Per row: sum over sorted positions ``lo .. last`` of what :meth:`running_sum` summed.
-
-        ``lo`` and ``last`` (default: the row itself) are sorted positions inside the row's
-        group, with ``lo <= last + 1`` (an empty window sums to 0).
-        """
-        end = running if last is None else running[last]
-        before = np.where(lo > self.group_start, running[np.maximum(lo - 1, 0)], 0.0)
-        return end - before
-
     def scatter(self, values: np.ndarray) -> np.ndarray:
         """Values in sorted order, back to input order."""
         out = np.empty(len(values), dtype=np.float64)
@@ -246,8 +250,67 @@ class _GroupedTimes:
         return out
 
 
+class _ExactSums:
+    """Sums over ranges of positions that depend only on the values in the range.
+
+    Prefix sums in floating point carry the rounding of every earlier row into each
+    difference, so a window's sum would change in its last bits with where the data
+    start. Here each value ``v`` (scaled by a power of two, ``2**e`` above the largest
+    magnitude) is split into three 31-bit integer limbs, ``v = (l0 / 2**31 + l1 / 2**62
+    + l2 / 2**93) * 2**e`` (exact for every value within 2**40 of the largest; smaller
+    ones lose bits below ``2**(e - 93)``). Integer prefix sums of the limbs are exact, so
+    a range's limb sums are exact and independent of the other rows, and the one final
+    conversion to float is a fixed function of them.
+    """
+
+    _BITS = 31
+
+    def __init__(self, values: np.ndarray) -> None:
+        v = np.asarray(values, dtype=np.float64)
+        top = float(np.max(np.abs(v))) if len(v) else 0.0
+        self.exp = int(np.frexp(top)[1]) if top > 0 else 0
+        u = np.ldexp(np.abs(v), -self.exp)
+        sign = np.where(v < 0, -1, 1).astype(np.int64)
+        self.prefix: list[np.ndarray] = []
+        for _ in range(3):
+            u = np.ldexp(u, self._BITS)
+            limb = np.floor(u)
+            u = u - limb
+            self.prefix.append(np.r_[np.int64(0), np.cumsum(limb.astype(np.int64) * sign)])
+
+    def between(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Sum over positions ``lo .. hi - 1`` (0 where ``hi <= lo``)."""
+        s0, s1, s2 = (p[hi] - p[lo] for p in self.prefix)
+        total = np.ldexp(s2.astype(np.float64), -self._BITS) + s1
+        total = np.ldexp(total, -self._BITS) + s0
+        return np.where(hi > lo, np.ldexp(total, self.exp - self._BITS), 0.0)
+
+
 def _ratio(num: np.ndarray, den: np.ndarray, default: float) -> np.ndarray:
     return np.divide(num, den, out=np.full(len(num), default), where=den != 0)
+
+
+def _handbook_tiebreak(group: np.ndarray, t: np.ndarray) -> np.ndarray | None:
+    """Tie order of the handbook: numpy's quicksort of each group's times, rows in input order.
+
+    Returns a per-row secondary sort key (None when no group has two rows at one time).
+    """
+    by_group = np.lexsort((t, group))
+    g, ts = group[by_group], t[by_group]
+    tied = (g[1:] == g[:-1]) & (ts[1:] == ts[:-1])
+    if not tied.any():
+        return None
+    rows_by_group = np.argsort(group, kind="stable")
+    sorted_groups = group[rows_by_group]
+    tiebreak = np.arange(len(group), dtype=np.int64)
+    for gid in np.unique(g[1:][tied]):
+        lo, hi = np.searchsorted(sorted_groups, [gid, gid + 1])
+        rows = rows_by_group[lo:hi]  # the group's rows, in input order
+        # The handbook sorts each customer's rows with pandas' default (numpy's
+        # quicksort on datetime64), which is not stable; replay it.
+        qs = np.argsort(t[rows].view("datetime64[ns]"), kind="quicksort")
+        tiebreak[rows[qs]] = rows
+    return tiebreak
 
 
 def _customer_features(
@@ -262,40 +325,33 @@ def _customer_features(
     n = len(amount)
     pos = np.arange(n, dtype=np.int64)
     a = amount[cg.order]
-    csum = cg.running_sum(a)
-    # Running sums are compensated (pandas), so a window of zero amounts can sum to a
-    # tiny non-zero value; counting the non-zero amounts keeps its mean exactly 0.
-    nonzero = cg.running_sum((a != 0).astype(np.float64))
-    # Moments of amounts shifted by the customer's first amount: the variance does not
-    # change, and sums of squares stay small, so their differences lose less precision.
-    shifted = a - a[cg.group_start]
-    s1 = cg.running_sum(shifted)
-    s2 = cg.running_sum(shifted * shifted)
+    # Amounts over a power of two (exact) so that squares cannot overflow.
+    top = float(np.max(np.abs(a))) if n else 0.0
+    scale = float(np.ldexp(1.0, int(np.frexp(top)[1]))) if top > 0 else 1.0
+    b = a / scale
+    sums = _ExactSums(b)
+    squares = _ExactSums(b * b)
     counts: dict[float, np.ndarray] = {}
     means: dict[float, np.ndarray] = {}
     longest = max(windows)
     for w in windows:
         lo = cg.first_at(ranks.rank(np.int64(round(w * _NS_PER_DAY)), strict=True))
         counts[w] = (pos - lo + 1).astype(np.float64)
-        means[w] = np.where(
-            cg.window_sum(nonzero, lo) > 0, cg.window_sum(csum, lo) / counts[w], 0.0
-        )
+        mean_b = sums.between(lo, pos + 1) / counts[w]
+        means[w] = mean_b * scale
         out[f"customer_id_nb_tx_{_fmt(w)}day_window"] = cg.scatter(counts[w])
         out[f"customer_id_avg_amount_{_fmt(w)}day_window"] = cg.scatter(means[w])
         out[f"customer_id_amount_to_avg_{_fmt(w)}day_window"] = cg.scatter(_ratio(a, means[w], 1.0))
         if w == longest:
-            m1 = cg.window_sum(s1, lo) / counts[w]
-            m2 = cg.window_sum(s2, lo) / counts[w]
-            var = m2 - m1 * m1
-            # What is left of the cancellation in ``m2 - m1 ** 2`` is rounding, not spread:
-            # equal amounts get a standard deviation (and z-score) of exactly 0.
-            std = np.sqrt(np.where(var > 1e-14 * m2, var, 0.0))
+            m2 = squares.between(lo, pos + 1) / counts[w]
+            var = m2 - mean_b * mean_b
+            # What is left of the cancellation in ``m2 - mean ** 2`` is rounding, not
+            # spread: equal amounts get a standard deviation (and z-score) of exactly 0.
+            std = np.sqrt(np.where(var > 1e-14 * m2, var, 0.0)) * scale
             key = _fmt(w)
             out[f"customer_id_std_amount_{key}day_window"] = cg.scatter(std)
-            # Numerator from the same shifted sums as the denominator, so that rounding in
-            # both stays consistent.
             out[f"customer_id_amount_zscore_{key}day_window"] = cg.scatter(
-                _ratio(shifted - m1, std, 0.0)
+                _ratio(a - means[w], std, 0.0)
             )
     for w in windows:
         if w < longest:
@@ -324,16 +380,17 @@ def _terminal_features(
     windows: tuple[float, ...],
     delay: np.int64,
 ) -> None:
-    """Terminal windows ``[t - delay - w, t - delay)``: every label read is known by ``t``."""
+    """Terminal windows ``(t - delay - w, t - delay]``: every label read is known by ``t``."""
     n = len(amount)
     pos = np.arange(n, dtype=np.int64)
     f = fraud[tg.order]
     cfraud = np.r_[0, np.cumsum(f)]
-    hi = tg.first_at(ranks.rank(delay))
+    # Sorted positions: the window is lo .. hi - 1 (rows of the row's own group).
+    hi = tg.first_at(ranks.rank(delay, strict=True))
     longest = max(windows)
     lo_longest = hi
     for w in windows:
-        lo = tg.first_at(ranks.rank(delay + np.int64(round(w * _NS_PER_DAY))))
+        lo = tg.first_at(ranks.rank(delay + np.int64(round(w * _NS_PER_DAY)), strict=True))
         count = (hi - lo).astype(np.float64)
         frauds = cfraud[hi] - cfraud[lo]
         out[f"terminal_id_nb_tx_{_fmt(w)}day_window"] = tg.scatter(count)
@@ -358,9 +415,7 @@ def _terminal_features(
     out[f"terminal_id_fraud_streak_{key}day_window"] = tg.scatter(streak.astype(np.float64))
     out[f"terminal_id_days_since_streak_start_{key}day_window"] = tg.scatter(since)
     a = amount[tg.order]
-    # Sum over [lo, hi) = window sum over lo .. hi - 1, per group (see ``running_sum``).
-    total = np.where(known, tg.window_sum(tg.running_sum(a), lo, last), 0.0)
-    mean = np.divide(total, hi - lo, out=np.zeros(n), where=known)
+    mean = np.divide(_ExactSums(a).between(lo, hi), hi - lo, out=np.zeros(n), where=known)
     has_fraud = known & (last_fraud >= lo)
     fraud_amount = a[np.maximum(last_fraud, 0)]
     ratio = np.divide(fraud_amount, mean, out=np.zeros(n), where=has_fraud & (mean != 0))
@@ -372,6 +427,7 @@ def transaction_features(
     *,
     windows: Sequence[float] = (1, 7, 30),
     delay_days: float = 7,
+    ties: str = "input",
 ) -> pd.DataFrame:
     """Customer and terminal features for raw transactions, without look-ahead.
 
@@ -384,7 +440,10 @@ def transaction_features(
     windows
         Window lengths in days (one or more, all positive).
     delay_days
-        Label delay for the terminal features.
+        Label delay for the terminal features, in days (positive).
+    ties
+        Order of one customer's same-time rows: ``"input"`` or ``"handbook"`` (see the
+        module docstring).
 
     Returns
     -------
@@ -397,12 +456,18 @@ def transaction_features(
     DataError
         When a required column is missing or a timestamp cannot be read.
     ValueError
-        When ``windows`` is empty or holds a length that is not positive.
+        When ``windows`` is empty or holds a length that is not positive, ``delay_days``
+        is not positive, or ``ties`` is unknown.
     """
     for col in REQUIRED_COLUMNS:
         if col not in df.columns:
             raise DataError("missing column", column=col)
     wins = _check_windows(windows)
+    if not delay_days > 0:
+        # With no delay the terminal windows would read the current row's own label.
+        raise ValueError(f"delay_days must be positive, got {delay_days!r}")
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {', '.join(TIES)}, not {ties!r}")
     n = len(df)
     names = feature_names(wins)
     if n == 0:
@@ -423,7 +488,9 @@ def transaction_features(
     out["tx_during_night"] = ((wall - day * _NS_PER_DAY) // _NS_PER_HOUR <= 6).astype(np.float64)
 
     ranks = _TimeRanks(t)
-    customers = _GroupedTimes(pd.factorize(df["customer_id"])[0].astype(np.int64), ranks)
+    customer = pd.factorize(df["customer_id"])[0].astype(np.int64)
+    tiebreak = _handbook_tiebreak(customer, t) if ties == "handbook" else None
+    customers = _GroupedTimes(customer, ranks, tiebreak)
     _customer_features(out, customers, ranks, t, amount, wins)
     terminals = _GroupedTimes(pd.factorize(df["terminal_id"])[0].astype(np.int64), ranks)
     delay = np.int64(round(delay_days * _NS_PER_DAY))
