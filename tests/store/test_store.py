@@ -183,3 +183,95 @@ def test_unreachable_database_on_write_is_a_store_error() -> None:
         s.upgrade()
     with pytest.raises(StoreError, match="cannot connect"):
         s.add_risk_events([_event("A1", datetime(2026, 3, 3, tzinfo=UTC))])
+
+
+# ------------------------------------------------------------------- errors at the boundary
+
+
+def test_unreachable_database_is_an_outage() -> None:
+    from fraudlens.errors import StoreUnavailableError, UnavailableError
+
+    s = open_store(f"postgresql://nobody@127.0.0.1:1/{uuid.uuid4().hex}")
+    with pytest.raises(StoreUnavailableError) as err:
+        s.ping()
+    assert isinstance(err.value, StoreError) and isinstance(err.value, UnavailableError)
+    with pytest.raises(StoreUnavailableError):
+        s.account_windows(["A1"])
+
+
+def test_missing_tables_are_an_outage_not_bad_data(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fraudlens.errors import StoreUnavailableError
+
+    s = open_store(f"sqlite:///{tmp_path / 'never-migrated.db'}")
+    with pytest.raises(StoreUnavailableError, match="no such table"):
+        s.add_risk_events([_event("A1", datetime(2026, 3, 3, tzinfo=UTC))])
+    with pytest.raises(StoreUnavailableError):
+        s.ping()
+    s.close()
+
+
+def test_a_locked_sqlite_file_is_an_outage(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Another process holding the write lock makes writes fail with "database is locked"
+    after the busy timeout; ping(write=True) reports it within its own short timeout."""
+    import sqlite3
+    import time
+
+    from fraudlens.errors import StoreUnavailableError
+
+    path = tmp_path / "locked.db"
+    s = open_store(f"sqlite:///{path}")
+    s.upgrade()
+    s.ping(write=True)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        s.ping()  # WAL readers are not blocked by the writer
+        t0 = time.monotonic()
+        with pytest.raises(StoreUnavailableError, match="database is locked"):
+            s.ping(write=True, timeout=0.2)
+        assert time.monotonic() - t0 < 5
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    s.ping(write=True)
+    s.close()
+
+
+@pytest.mark.services
+def test_data_the_database_refuses_is_a_store_error_not_an_outage(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL refuses a NUL character in text: that is the data's fault."""
+    from fraudlens.errors import StoreUnavailableError
+
+    s = fresh_store("postgresql", tmp_path)
+    try:
+        bars = simulate(5, seed=1, days=1)
+        trades = bars.trades.head(1).copy()
+        trades["symbol"] = "A\x00B"
+        with pytest.raises(StoreError) as err:
+            s.load_trades(trades)
+        assert not isinstance(err.value, StoreUnavailableError)
+    finally:
+        s.drop_all()
+        s.close()
+
+
+def test_risk_event_records_are_checked_once() -> None:
+    from fraudlens.store import RiskEvent
+
+    end = datetime(2026, 3, 3, 14, 5, tzinfo=UTC)
+    e = RiskEvent.from_mapping(_event("A1", end, requested_at="2026-03-03T14:06:00"))
+    assert e.event_threshold == 0.9 and e.model_threshold is None
+    assert e.requested_at == datetime(2026, 3, 3, 14, 6, tzinfo=UTC)  # no zone means UTC
+    assert e.to_dict()["threshold"] == 0.9 == e.to_dict()["event_threshold"]
+    with pytest.raises(AttributeError):
+        e.score = 0.1  # type: ignore[misc]
+    for bad, column in (
+        ({"account_id": "a\x00b"}, "account_id"),
+        ({"score": float("nan")}, "score"),
+        ({"status": "maybe"}, "status"),
+        ({"window_end": "soon"}, "window_end"),
+        ({"colour": "red"}, "colour"),
+    ):
+        with pytest.raises(DataError) as err:
+            RiskEvent.from_mapping({**_event("A1", end), **bad}, row=3)
+        assert err.value.column == column and err.value.row == 3

@@ -10,8 +10,9 @@ the real deployments. Alembic migrations ship in ``fraudlens/store/migrations``.
 
 from __future__ import annotations
 
-from fraudlens.store._tables import FRAUD_TYPE, RISK_STATUSES, Base, Kline, RiskEvent, Trade
-from fraudlens.store.db import DEFAULT_DATABASE_URL, Store, normalise_url, open_store
+from fraudlens.store._tables import Base, Kline, RiskEventRow, Trade
+from fraudlens.store.db import DEFAULT_DATABASE_URL, Store, is_outage, normalise_url, open_store
+from fraudlens.store.records import FRAUD_TYPE, RISK_STATUSES, RiskEvent
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -20,8 +21,10 @@ __all__ = [
     "Base",
     "Kline",
     "RiskEvent",
+    "RiskEventRow",
     "Store",
     "Trade",
+    "is_outage",
     "normalise_url",
     "open_store",
 ]

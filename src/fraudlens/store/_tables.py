@@ -15,21 +15,15 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from fraudlens._ids import MAX_ID_LENGTH
+
 __all__ = [
-    "FRAUD_TYPE",
-    "RISK_STATUSES",
     "Base",
     "Kline",
-    "RiskEvent",
+    "RiskEventRow",
     "Trade",
     "UTCDateTime",
 ]
-
-#: Statuses of a risk event: new, confirmed as fraud by an analyst, or dismissed.
-RISK_STATUSES = ("open", "confirmed", "dismissed")
-
-#: ``fraud_type`` of the market detector's events (the reference's ``suspiciousTransaction``).
-FRAUD_TYPE = "suspicious_transaction"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -85,8 +79,8 @@ class Trade(Base):
     __tablename__ = "trades"
     __table_args__ = (sa.Index("ix_trades_account_ts", "account_id", "ts"),)
 
-    trade_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    account_id: Mapped[str] = mapped_column(sa.String(64))
+    trade_id: Mapped[str] = mapped_column(sa.String(MAX_ID_LENGTH), primary_key=True)
+    account_id: Mapped[str] = mapped_column(sa.String(MAX_ID_LENGTH))
     symbol: Mapped[str] = mapped_column(sa.String(32))
     ts: Mapped[datetime]
     side: Mapped[str] = mapped_column(sa.String(4))
@@ -94,8 +88,9 @@ class Trade(Base):
     quantity: Mapped[float]
 
 
-class RiskEvent(Base):
-    """A score above the threshold, for an analyst to confirm or dismiss.
+class RiskEventRow(Base):
+    """A score above the risk-event threshold, for an analyst to confirm or dismiss (the
+    typed record that crosses layers is :class:`fraudlens.store.records.RiskEvent`).
 
     The unique key ``(account_id, fraud_type, window_end)`` makes writes idempotent: the
     same evidence (the window ending at the same latest trade) raises one event, however
@@ -113,11 +108,13 @@ class RiskEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    account_id: Mapped[str] = mapped_column(sa.String(64))
+    account_id: Mapped[str] = mapped_column(sa.String(MAX_ID_LENGTH))
     fraud_type: Mapped[str] = mapped_column(sa.String(64))
     business_type: Mapped[str | None] = mapped_column(sa.String(64))
     score: Mapped[float]
+    # The risk-event threshold (``event_threshold``); the column keeps its first name.
     threshold: Mapped[float]
+    model_threshold: Mapped[float | None]
     model_version: Mapped[str] = mapped_column(sa.String(128))
     window_start: Mapped[datetime]
     window_end: Mapped[datetime]

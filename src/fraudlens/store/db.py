@@ -4,31 +4,61 @@ One class, :class:`Store`, over SQLAlchemy 2. SQLite is the embedded default
 (``sqlite:///fraudlens.db``); PostgreSQL (``postgresql+psycopg://``) and MySQL/MariaDB
 (``mysql+pymysql://``) are the real deployments. The schema is managed by Alembic
 (:meth:`Store.upgrade`, ``fraudlens db upgrade``).
+
+Errors
+------
+No SQLAlchemy or driver exception leaves a public method: each is mapped at this boundary
+to :class:`~fraudlens.errors.StoreError` with the driver's first line as the reason. When the
+database cannot be used at all, whatever the data, the error is a
+:class:`~fraudlens.errors.StoreUnavailableError` (a StoreError and an UnavailableError), so a
+consumer can hand its messages back and wait instead of spending their attempts
+(:func:`is_outage` decides):
+
+- connection refused, reset or closed, server shut down or starting up, a pooled
+  connection found dead, a pool timeout (SQLAlchemy ``OperationalError`` and
+  ``InterfaceError``, invalidated connections; PostgreSQL's and MySQL's operational
+  errors, which also cover lock-wait timeouts and deadlocks);
+- SQLite: ``database is locked``, ``unable to open database file``, disk I/O errors, a
+  read-only or full disk, a file that is not a database;
+- tables missing or access denied (the schema was never created, or was dropped).
+
+Anything else (a value the database refuses, a constraint) is a plain StoreError: a
+problem with the data at hand.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from fraudlens.errors import ConfigError, DataError, NotFoundError, StoreError
-from fraudlens.store._tables import FRAUD_TYPE, RISK_STATUSES, Base, Kline, RiskEvent, Trade
+from fraudlens._time import utc, utcnow
+from fraudlens.errors import (
+    ConfigError,
+    DataError,
+    FraudlensError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
+from fraudlens.store._tables import Base, Kline, RiskEventRow, Trade
+from fraudlens.store.records import RISK_STATUSES, RiskEvent
 
 if TYPE_CHECKING:
     from fraudlens.market.data import MarketData
 
-__all__ = ["DEFAULT_DATABASE_URL", "Store", "normalise_url", "open_store"]
+__all__ = ["DEFAULT_DATABASE_URL", "Store", "is_outage", "normalise_url", "open_store"]
 
 #: The embedded default.
 DEFAULT_DATABASE_URL = "sqlite:///fraudlens.db"
@@ -38,25 +68,13 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 _LOAD_CHUNK = 20_000
 #: Accounts per window query: three bound values each, far below every driver's limit.
 _WINDOW_CHUNK = 200
+#: How long a SQLite statement waits for another process's write lock before "database
+#: is locked": long enough to ride out a busy writer, short enough to report an outage.
+_SQLITE_BUSY_MS = 30_000
 #: How long after a UTC day ends its bars are taken as final and may be cached.
 _SETTLE = pd.Timedelta(hours=1)
 _KLINE_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
 _TRADE_COLUMNS = ("trade_id", "account_id", "symbol", "ts", "side", "price", "quantity")
-_EVENT_FIELDS = (
-    "account_id",
-    "fraud_type",
-    "business_type",
-    "score",
-    "threshold",
-    "model_version",
-    "window_start",
-    "window_end",
-    "details",
-    "note",
-    "status",
-    "created_at",
-    "requested_at",
-)
 
 
 def normalise_url(url: str) -> str:
@@ -84,14 +102,6 @@ def normalise_url(url: str) -> str:
     return f"{swap.get(scheme, scheme)}://{rest}"
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
 def _naive_utc(ts: pd.Series) -> np.ndarray:
     """Python datetimes (naive UTC) of a UTC timestamp column: what every driver accepts."""
     values = pd.to_datetime(ts, utc=True).dt.tz_localize(None)
@@ -100,12 +110,92 @@ def _naive_utc(ts: pd.Series) -> np.ndarray:
 
 def _as_utc(value: datetime | str | None, column: str) -> datetime | None:
     if value is None or isinstance(value, datetime):
-        return value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo else value
+        return utc(value)
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         raise DataError(f"cannot parse {value!r} as an ISO-8601 timestamp", column=column) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return utc(parsed)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+#: SQLite messages that mean the file cannot be used now, whatever the statement.
+_SQLITE_OUTAGES = (
+    "database is locked",
+    "database table is locked",
+    "unable to open database",
+    "disk i/o error",
+    "readonly database",
+    "database or disk is full",
+    "file is not a database",
+    "no such table",
+)
+#: Modules whose exceptions the store maps; anything else (a bug) passes through.
+_DRIVERS = frozenset({"sqlalchemy", "psycopg", "pymysql", "sqlite3", "_sqlite3", "alembic"})
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc`` (a SQLAlchemy or driver error) means the database cannot be used
+    at all right now, rather than that the statement's data was refused.
+
+    Parameters
+    ----------
+    exc
+        An exception raised by SQLAlchemy or a database driver.
+    """
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa.exc.DisconnectionError | sa.exc.TimeoutError):
+        return True
+    orig: BaseException = (
+        exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+    )
+    names = {c.__name__ for c in type(orig).__mro__}
+    module = type(orig).__module__.split(".", 1)[0]
+    if module in ("sqlite3", "_sqlite3"):
+        text = str(orig).lower()
+        return any(s in text for s in _SQLITE_OUTAGES)
+    if "OperationalError" in names or "InterfaceError" in names:
+        return True
+    if module == "psycopg":
+        # undefined table, unknown database, no privilege: the schema or grants are gone
+        return getattr(orig, "sqlstate", None) in {"42P01", "3D000", "42501"}
+    if module == "pymysql":
+        code = orig.args[0] if orig.args else None
+        return code in {1044, 1045, 1049, 1142, 1146}
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+    text = str(orig).strip()
+    return (text.splitlines()[0] if text else type(orig).__name__)[:500]
+
+
+def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Map every SQLAlchemy/driver error a store method raises to StoreError (or to
+    StoreUnavailableError for an outage), naming the database."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except FraudlensError:
+            raise
+        except Exception as exc:
+            if type(exc).__module__.split(".", 1)[0] not in _DRIVERS:
+                raise
+            store = args[0] if args else None
+            where = store._safe_url() if isinstance(store, Store) else "the database"
+            if is_outage(exc):
+                raise StoreUnavailableError(
+                    f"database {where} is unavailable: {_first_line(exc)}"
+                ) from exc
+            raise StoreError(f"database {where}: {_first_line(exc)}") from exc
+
+    return wrapper
 
 
 class Store:
@@ -150,7 +240,7 @@ class Store:
             memory = parsed.database in (None, "", ":memory:")
             if not memory and parsed.database:
                 Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30.0}
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": _SQLITE_BUSY_MS / 1000}
             if memory:
                 kwargs["poolclass"] = sa.pool.StaticPool
         else:
@@ -187,8 +277,9 @@ class Store:
     def _connect(self) -> sa.Connection:
         try:
             return self.engine.connect()
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot connect to {self._safe_url()}: {exc.orig}") from None
+        except sa.exc.SQLAlchemyError as exc:
+            error = StoreUnavailableError if is_outage(exc) else StoreError
+            raise error(f"cannot connect to {self._safe_url()}: {_first_line(exc)}") from exc
 
     @contextmanager
     def _begin(self) -> Iterator[sa.Connection]:
@@ -205,6 +296,7 @@ class Store:
         cfg.set_main_option("script_location", str(_MIGRATIONS).replace("%", "%%"))
         return cfg
 
+    @_mapped
     def upgrade(self, revision: str = "head") -> str | None:
         """Migrate the schema to ``revision`` (idempotent); return the revision reached."""
         from alembic import command
@@ -215,6 +307,7 @@ class Store:
             command.upgrade(cfg, revision)
         return self.current_revision()
 
+    @_mapped
     def downgrade(self, revision: str = "base") -> str | None:
         """Migrate the schema down to ``revision`` (``base`` drops every table)."""
         from alembic import command
@@ -225,6 +318,7 @@ class Store:
             command.downgrade(cfg, revision)
         return self.current_revision()
 
+    @_mapped
     def current_revision(self) -> str | None:
         """The schema revision the database is at (None before the first upgrade)."""
         from alembic.runtime.migration import MigrationContext
@@ -238,6 +332,7 @@ class Store:
 
         return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
 
+    @_mapped
     def require_schema(self, *, upgrade_empty: bool = True) -> None:
         """Check the schema is current.
 
@@ -262,12 +357,47 @@ class Store:
             f"needs {head}: run `fraudlens db upgrade --db URL`"
         )
 
+    @_mapped
     def drop_all(self) -> None:
         """Drop the store's tables and Alembic's version table (tests and resets)."""
         with self._begin() as conn:
             Base.metadata.drop_all(conn)
             conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
 
+    @_mapped
+    def ping(self, *, write: bool = False, timeout: float = 1.0) -> None:
+        """Check that the database answers and holds the risk-event table.
+
+        A consumer calls this while it waits out an outage, to learn when to resume.
+
+        Parameters
+        ----------
+        write
+            Also check that a write could start now: on SQLite, that the file's write
+            lock can be taken within ``timeout`` seconds (a server database takes row
+            locks, so answering is enough there).
+        timeout
+            Seconds the SQLite write check waits for the lock.
+
+        Raises
+        ------
+        StoreUnavailableError
+            The database cannot be used now.
+        StoreError
+            Any other failure.
+        """
+        with self._connect() as conn:
+            if write and self.dialect == "sqlite":
+                raw: Any = conn.connection.driver_connection
+                raw.execute(f"PRAGMA busy_timeout = {max(1, int(timeout * 1000))}")
+                try:
+                    raw.execute("BEGIN IMMEDIATE")
+                    raw.execute("ROLLBACK")
+                finally:
+                    raw.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_MS}")
+            conn.execute(sa.select(RiskEventRow.id).limit(1)).all()
+
+    @_mapped
     def counts(self) -> dict[str, int]:
         """Rows per table."""
         with self._connect() as conn:
@@ -275,10 +405,11 @@ class Store:
                 t.__tablename__: int(
                     conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
                 )
-                for t in (Kline, Trade, RiskEvent)
+                for t in (Kline, Trade, RiskEventRow)
             }
 
     # -- market data -----------------------------------------------------------------
+    @_mapped
     def load_klines(
         self, klines: pd.DataFrame, *, on_progress: Callable[[int], None] | None = None
     ) -> int:
@@ -300,6 +431,7 @@ class Store:
         cols["ts"] = _naive_utc(klines["ts"])
         return self._bulk_insert(_table(Kline), cols, len(klines), on_progress)
 
+    @_mapped
     def load_trades(
         self, trades: pd.DataFrame, *, on_progress: Callable[[int], None] | None = None
     ) -> int:
@@ -342,12 +474,14 @@ class Store:
                 on_progress(len(rows))
         return inserted
 
+    @_mapped
     def account_ids(self) -> list[str]:
         """Every account with at least one stored trade, sorted."""
         with self._connect() as conn:
             rows = conn.execute(sa.select(Trade.account_id).distinct().order_by(Trade.account_id))
             return [str(r[0]) for r in rows]
 
+    @_mapped
     def account_windows(self, account_ids: Iterable[str], *, hours: float = 24.0) -> MarketData:
         """Each account's trades in the ``hours`` that end at its latest trade, with bars.
 
@@ -447,28 +581,37 @@ class Store:
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     # -- risk events -----------------------------------------------------------------
-    def add_risk_events(self, events: Sequence[dict[str, Any]]) -> int:
+    @_mapped
+    def add_risk_events(self, events: Sequence[RiskEvent | Mapping[str, Any]]) -> int:
         """Write risk events; an event whose key is already stored is skipped.
 
         Parameters
         ----------
         events
-            Dicts with ``account_id, score, threshold, model_version, window_start,
-            window_end`` and optionally ``fraud_type`` (default
-            ``suspicious_transaction``), ``business_type``, ``details`` (JSON object),
-            ``note``, ``requested_at`` and ``created_at`` (default now). Timestamps are
-            datetimes or ISO-8601 strings.
+            :class:`~fraudlens.store.records.RiskEvent` records. A mapping is turned into
+            one first (:meth:`RiskEvent.from_mapping`), which checks it once. ``id``,
+            ``reviewed_at`` and ``reviewed_by`` are not written; ``created_at`` defaults
+            to now.
 
         Returns
         -------
         int
             Events inserted; the rest were already there (the key is ``account_id,
             fraud_type, window_end``), which makes redelivered work harmless.
+
+        Raises
+        ------
+        DataError
+            A mapping that is not a valid event (its 1-based position is the row).
         """
         if not events:
             return 0
-        rows = [self._event_row(e, i) for i, e in enumerate(events)]
-        stmt = _insert_ignore(self.dialect, _table(RiskEvent))
+        now = utcnow()
+        rows = [
+            _event_row(e if isinstance(e, RiskEvent) else RiskEvent.from_mapping(e, row=i + 1), now)
+            for i, e in enumerate(events)
+        ]
+        stmt = _insert_ignore(self.dialect, _table(RiskEventRow))
         inserted = 0
         with self._begin() as conn:
             # One statement per event: its rowcount says whether it was new, on every
@@ -477,47 +620,12 @@ class Store:
                 if self.dialect == "postgresql":
                     # psycopg reports no rowcount for a skipped ON CONFLICT row it returned
                     # nothing for: count the returned ids instead.
-                    inserted += len(conn.execute(stmt.returning(RiskEvent.id), row).all())
+                    inserted += len(conn.execute(stmt.returning(RiskEventRow.id), row).all())
                 else:
                     inserted += max(int(conn.execute(stmt, row).rowcount), 0)
         return inserted
 
-    @staticmethod
-    def _event_row(event: dict[str, Any], i: int) -> dict[str, Any]:
-        missing = [
-            k
-            for k in (
-                "account_id",
-                "score",
-                "threshold",
-                "model_version",
-                "window_start",
-                "window_end",
-            )
-            if event.get(k) is None
-        ]
-        if missing:
-            raise DataError(
-                f"risk event {i} lacks {', '.join(missing)}", row=i + 1, column=missing[0]
-            )
-        unknown = set(event) - set(_EVENT_FIELDS)
-        if unknown:
-            raise DataError(f"unknown risk event fields {sorted(unknown)}", row=i + 1)
-        row = {k: event.get(k) for k in _EVENT_FIELDS}
-        row["account_id"] = str(row["account_id"])
-        row["fraud_type"] = row["fraud_type"] or FRAUD_TYPE
-        row["status"] = row["status"] or "open"
-        if row["status"] not in RISK_STATUSES:
-            raise DataError(
-                f"status {row['status']!r} is not one of {RISK_STATUSES}", column="status"
-            )
-        row["details"] = row["details"] if row["details"] is not None else {}
-        row["score"], row["threshold"] = float(event["score"]), float(event["threshold"])
-        for col in ("window_start", "window_end", "created_at", "requested_at"):
-            row[col] = _as_utc(row[col], col)
-        row["created_at"] = row["created_at"] or _now()
-        return row
-
+    @_mapped
     def list_risk_events(
         self,
         *,
@@ -541,43 +649,47 @@ class Store:
             raise DataError("limit must be >= 1 and offset >= 0", column="limit")
         conds: list[Any] = []
         for col, value in (
-            (RiskEvent.status, status),
-            (RiskEvent.account_id, account_id),
-            (RiskEvent.business_type, business_type),
-            (RiskEvent.fraud_type, fraud_type),
+            (RiskEventRow.status, status),
+            (RiskEventRow.account_id, account_id),
+            (RiskEventRow.business_type, business_type),
+            (RiskEventRow.fraud_type, fraud_type),
         ):
             if value is not None:
                 conds.append(col == value)
         if min_score is not None:
-            conds.append(RiskEvent.score >= float(min_score))
+            conds.append(RiskEventRow.score >= float(min_score))
         if since is not None:
-            conds.append(RiskEvent.created_at >= _as_utc(since, "since"))
+            conds.append(RiskEventRow.created_at >= _as_utc(since, "since"))
         if until is not None:
-            conds.append(RiskEvent.created_at < _as_utc(until, "until"))
+            conds.append(RiskEventRow.created_at < _as_utc(until, "until"))
         where = sa.and_(sa.true(), *conds)
         with self._connect() as conn:
             total = conn.execute(
-                sa.select(sa.func.count()).select_from(RiskEvent).where(where)
+                sa.select(sa.func.count()).select_from(RiskEventRow).where(where)
             ).scalar_one()
             rows = conn.execute(
-                sa.select(RiskEvent.__table__)
+                sa.select(RiskEventRow.__table__)
                 .where(where)
-                .order_by(RiskEvent.created_at.desc(), RiskEvent.id.desc())
+                .order_by(RiskEventRow.created_at.desc(), RiskEventRow.id.desc())
                 .limit(limit)
                 .offset(offset)
             ).mappings()
             return [_event_dict(r) for r in rows], int(total)
 
+    @_mapped
     def get_risk_event(self, event_id: int) -> dict[str, Any] | None:
         """One risk event by id, or None."""
         with self._connect() as conn:
             row = (
-                conn.execute(sa.select(RiskEvent.__table__).where(RiskEvent.id == int(event_id)))
+                conn.execute(
+                    sa.select(RiskEventRow.__table__).where(RiskEventRow.id == int(event_id))
+                )
                 .mappings()
                 .first()
             )
             return None if row is None else _event_dict(row)
 
+    @_mapped
     def review_risk_event(
         self, event_id: int, *, status: str, reviewed_by: str, note: str | None = None
     ) -> dict[str, Any]:
@@ -606,13 +718,13 @@ class Store:
         values: dict[str, Any] = {
             "status": status,
             "reviewed_by": reviewed_by.strip(),
-            "reviewed_at": _now(),
+            "reviewed_at": utcnow(),
         }
         if note is not None:
             values["note"] = note
         with self._begin() as conn:
             result = conn.execute(
-                sa.update(RiskEvent).where(RiskEvent.id == int(event_id)).values(**values)
+                sa.update(RiskEventRow).where(RiskEventRow.id == int(event_id)).values(**values)
             )
             if result.rowcount == 0:
                 raise NotFoundError(f"no risk event with id {event_id}")
@@ -641,7 +753,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # mode is still durable against a process crash, which is the failure that matters.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
     cur.close()
 
 
@@ -703,13 +815,38 @@ def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def _event_dict(row: Any) -> dict[str, Any]:
-    out = dict(row)
-    for col in ("window_start", "window_end", "created_at", "requested_at", "reviewed_at"):
-        out[col] = _iso(out[col])
-    details = out.get("details")
+def _event_row(event: RiskEvent, now: datetime) -> dict[str, Any]:
+    """The column values of a new event's row."""
+    return {
+        "account_id": event.account_id,
+        "fraud_type": event.fraud_type,
+        "business_type": event.business_type,
+        "score": event.score,
+        "threshold": event.event_threshold,
+        "model_threshold": event.model_threshold,
+        "model_version": event.model_version,
+        "window_start": event.window_start,
+        "window_end": event.window_end,
+        "details": dict(event.details),
+        "note": event.note,
+        "status": event.status,
+        "created_at": event.created_at or now,
+        "requested_at": event.requested_at,
+    }
+
+
+def _event_record(row: Any) -> RiskEvent:
+    values = dict(row)
+    values["event_threshold"] = values.pop("threshold")
+    details = values.get("details")
     if isinstance(details, str):  # MariaDB hands JSON back as text
         import json
 
-        out["details"] = json.loads(details)
-    return out
+        values["details"] = json.loads(details)
+    elif details is None:
+        values["details"] = {}
+    return RiskEvent(**values)
+
+
+def _event_dict(row: Any) -> dict[str, Any]:
+    return _event_record(row).to_dict()
