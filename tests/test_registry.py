@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fraudlens.errors import ModelNotFoundError
+from fraudlens.errors import DataError, ModelNotFoundError, UnavailableError
 from fraudlens.market.detectors import FeatureDetector
 from fraudlens.market.simulate import simulate
 from fraudlens.registry import Registry
@@ -61,3 +61,108 @@ def test_failed_save_leaves_no_version(tmp_path: Path, small_market) -> None:
         reg.save(det)
     assert reg.versions("market-features") == []
     assert not any(p.name.startswith(".incoming") for p in (tmp_path / "market-features").iterdir())
+
+
+# ----------------------------------------------------------------- hostile registries
+
+
+@pytest.fixture
+def saved(tmp_path: Path, small_market) -> Registry:
+    reg = Registry(tmp_path / "models")
+    reg.save(FeatureDetector(n_estimators=5).fit(small_market))
+    return reg
+
+
+@pytest.mark.parametrize(
+    "version", ["../../outside/x", "v0001/../../x", "/etc", "v1", "V0001", "v0001\x00", ""]
+)
+def test_activate_refuses_bad_versions(saved: Registry, tmp_path: Path, version: str) -> None:
+    # A folder an attacker prepared outside the registry, with a plausible metadata.json.
+    outside = tmp_path / "outside" / "x"
+    outside.mkdir(parents=True)
+    (outside / "metadata.json").write_text('{"domain": "market"}')
+    with pytest.raises(DataError, match="invalid model version"):
+        saved.activate("market-features", version)
+    assert saved.active_version("market-features") == "v0001"
+    assert (saved.root / "market-features" / "ACTIVE").read_text().strip() == "v0001"
+
+
+@pytest.mark.parametrize("name", ["../outside", "Market", "market-features/..", "a b", "-x"])
+def test_bad_names_refused(saved: Registry, name: str) -> None:
+    for call in (
+        lambda: saved.activate(name, "v0001"),
+        lambda: saved.versions(name),
+        lambda: saved.load(name, "v0001"),
+    ):
+        with pytest.raises((DataError, ModelNotFoundError)):
+            call()
+
+
+def test_cli_activate_refuses_escape(saved: Registry) -> None:
+    from typer.testing import CliRunner
+
+    from fraudlens.cli import app
+
+    res = CliRunner().invoke(
+        app, ["models", "activate", "market-features", "../../outside/x", "-m", str(saved.root)]
+    )
+    assert res.exit_code != 0
+    assert "invalid model version" in res.output
+    assert saved.active_version("market-features") == "v0001"
+
+
+def test_active_marker_outside_is_unavailable(saved: Registry) -> None:
+    (saved.root / "market-features" / "ACTIVE").write_text("../../outside/x\n")
+    with pytest.raises(UnavailableError, match="not a version"):
+        saved.load("market")
+
+
+@pytest.mark.parametrize("model_file", ["/etc/passwd", "../v0002/model.json", "sub/model.json"])
+def test_metadata_may_not_name_outside_files(saved: Registry, model_file: str) -> None:
+    meta_path = saved.root / "market-features" / "v0001" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["model_file"] = model_file
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(UnavailableError, match="plain names inside their version folder"):
+        saved.load("market-features")
+
+
+def test_linked_version_folder_is_refused(saved: Registry, tmp_path: Path) -> None:
+    import shutil
+
+    real = saved.root / "market-features" / "v0001"
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(real, elsewhere)
+    (saved.root / "market-features" / "v0002").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UnavailableError, match="not a folder inside the registry"):
+        saved.load("market-features", "v0002")
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (lambda p: (p / "model.json").write_text('{"learner": trunc'), "cannot be loaded"),
+        (lambda p: (p / "model.json").unlink(), "cannot be loaded"),
+        (lambda p: (p / "metadata.json").write_text("{not json"), "not valid JSON"),
+    ],
+)
+def test_corrupt_version_is_unavailable(saved: Registry, damage: Any, words: str) -> None:
+    damage(saved.root / "market-features" / "v0001")
+    with pytest.raises(UnavailableError, match=words) as info:
+        saved.load("market")
+    assert info.value.what == "model"
+
+
+def test_model_cache_remembers_a_failure(saved: Registry) -> None:
+    from fraudlens.model_cache import ModelCache
+
+    cache = ModelCache(saved.root, check_seconds=60)
+    (saved.root / "market-features" / "v0001" / "model.json").write_text("garbage")
+    with pytest.raises(UnavailableError):
+        cache.get("market")
+    calls = []
+    original = saved.load
+    cache.registry.load = lambda *a, **k: calls.append(a) or original(*a, **k)  # type: ignore[method-assign]
+    with pytest.raises(UnavailableError, match="cannot be loaded"):
+        cache.get("market")
+    assert calls == []  # not re-read from disk within check_seconds

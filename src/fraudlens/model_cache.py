@@ -5,6 +5,11 @@ and kept. At most once per ``check_seconds`` per model, the cache re-reads the r
 ``defaults.json`` and ``<name>/ACTIVE`` markers; when they point to another model or
 version, the next request loads it. So activating a new version takes effect without a
 restart. This module has no web dependency: workers and the event processor use it too.
+
+A version that exists but cannot be loaded raises
+:class:`~fraudlens.errors.UnavailableError` (see :meth:`Registry.load
+<fraudlens.registry.Registry.load>`); the failure is remembered for ``check_seconds``, so
+a broken model is not re-read from disk on every request.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fraudlens.errors import ModelNotFoundError
+from fraudlens.errors import ModelNotFoundError, UnavailableError
 from fraudlens.registry import Registry
 
 if TYPE_CHECKING:
@@ -31,7 +36,9 @@ CARD_CLASSIFIERS = ("cards-xgboost", "cards-logistic")
 
 def version_of(detector: Detector) -> str:
     """``name:version`` of a detector loaded from a registry (its name if unknown)."""
-    return str(getattr(detector, "model_version_", detector.name))
+    from fraudlens.scoring import model_id
+
+    return model_id(detector)
 
 
 def serving_threads(det: Detector) -> None:
@@ -83,6 +90,9 @@ class ModelCache:
         self._lock = threading.RLock()
         self._resolved: dict[str, _Resolved] = {}
         self._models: dict[str, tuple[str, Detector]] = {}
+        # name -> (version, reason, when): versions that failed to load, not retried
+        # before check_seconds have passed.
+        self._failed: dict[str, tuple[str, str, float]] = {}
 
     @property
     def root(self) -> Path:
@@ -117,6 +127,9 @@ class ModelCache:
         ------
         ModelNotFoundError
             No such model in the registry.
+        UnavailableError
+            The active version cannot be loaded (corrupt, or it breaks the registry's
+            rules); the reason is in the message.
         """
         now = time.monotonic()
         with self._lock:
@@ -128,7 +141,19 @@ class ModelCache:
             held = self._models.get(res.name)
             if held is not None and held[0] == res.version:
                 return held[1]
-            detector = self.registry.load(res.name, res.version)
+            failed = self._failed.get(res.name)
+            if (
+                failed is not None
+                and failed[0] == res.version
+                and now - failed[2] < self.check_seconds
+            ):
+                raise UnavailableError(failed[1], what="model")
+            try:
+                detector = self.registry.load(res.name, res.version)
+            except UnavailableError as exc:
+                self._failed[res.name] = (res.version, str(exc), now)
+                raise
+            self._failed.pop(res.name, None)
             if self.prepare is not None:
                 self.prepare(detector)
             self._models[res.name] = (res.version, detector)

@@ -13,6 +13,15 @@ Layout::
 A version folder is written under a temporary name and renamed into place, so a crash
 never leaves a half-written version visible. Detector classes are looked up in a fixed
 table (:data:`DETECTORS`), never imported from a name stored on disk.
+
+Nothing a user names escapes the registry folder: model names and versions must match
+strict patterns (:data:`NAME_PATTERN`, :data:`VERSION_PATTERN`) wherever they come from
+(arguments, ``ACTIVE`` markers, ``defaults.json``), version folders must be real folders
+inside their model's folder, and the files a ``metadata.json`` names are plain file names
+inside the version folder. A stored version that breaks these rules, or that its
+detector cannot load (a truncated ONNX file, say), raises
+:class:`~fraudlens.errors.UnavailableError` from :meth:`Registry.load` with the reason, so
+the service answers 503 and a worker pauses instead of failing message after message.
 """
 
 from __future__ import annotations
@@ -20,8 +29,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import os
 import platform
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -31,12 +42,37 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraudlens._io import atomic_write
-from fraudlens.errors import ModelNotFoundError
+from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError, UnavailableError
 
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
 
-__all__ = ["DETECTORS", "ModelVersion", "Registry", "data_hash", "library_versions"]
+__all__ = [
+    "DETECTORS",
+    "FILE_PATTERN",
+    "NAME_PATTERN",
+    "VERSION_PATTERN",
+    "ModelVersion",
+    "Registry",
+    "check_file_name",
+    "check_name",
+    "check_version",
+    "data_hash",
+    "library_versions",
+]
+
+#: Model names: lower-case letters, digits and dashes (``market-features``).
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}[a-z0-9]$"
+#: Versions: ``v`` and at least four digits (``v0001``).
+VERSION_PATTERN = r"^v[0-9]{4,9}$"
+#: Model files named in metadata: a plain file name, no folder part.
+FILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+_NAME = re.compile(NAME_PATTERN)
+_VERSION = re.compile(VERSION_PATTERN)
+_FILE = re.compile(FILE_PATTERN)
+# Metadata keys that name a file of the version folder.
+_FILE_KEYS = ("model_file", "weights_file", "onnx_file")
 
 #: Registry name -> "module:Class". Only these classes can be loaded from a registry.
 DETECTORS: dict[str, str] = {
@@ -71,6 +107,38 @@ def library_versions() -> dict[str, str]:
             except importlib_metadata.PackageNotFoundError:
                 continue
     return out
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a well-formed model name, else raise DataError."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise DataError(
+            f"invalid model name {name!r}: lower-case letters, digits and dashes "
+            "(e.g. market-features)",
+            column="name",
+        )
+    return name
+
+
+def check_version(version: str) -> str:
+    """Return ``version`` if it is a well-formed version (``v0001``), else raise DataError."""
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        raise DataError(
+            f"invalid model version {version!r}: versions look like v0001", column="version"
+        )
+    return version
+
+
+def check_file_name(name: Any) -> str:
+    """Return ``name`` if it is a plain file name (no folder part, not hidden), else raise
+    DataError."""
+    if not isinstance(name, str) or not _FILE.fullmatch(name) or name in (".", ".."):
+        raise DataError(
+            f"invalid model file name {name!r}: model files are plain names inside "
+            "their version folder",
+            column="files",
+        )
+    return name
 
 
 def data_hash(*parts: Any) -> str:
@@ -168,51 +236,101 @@ class Registry:
         return self.get(name, version)
 
     def activate(self, name: str, version: str) -> None:
-        """Make ``version`` the active version of ``name`` and ``name`` its domain's default."""
-        path = self.root / name / version
+        """Make ``version`` the active version of ``name`` and ``name`` its domain's default.
+
+        Raises
+        ------
+        DataError
+            If ``name`` or ``version`` is not well formed (``../x`` is refused).
+        ModelNotFoundError
+            If there is no such model or version.
+        """
+        path = self._version_path(name, version)
+        if name not in DETECTORS:
+            raise ModelNotFoundError(f"unknown model name {name!r}; known: {sorted(DETECTORS)}")
         if not (path / "metadata.json").is_file():
             raise ModelNotFoundError(f"no version {version!r} of model {name!r} in {self.root}")
-        atomic_write(self.root / name / "ACTIVE", version + "\n")
         domain = json.loads((path / "metadata.json").read_text())["domain"]
+        if domain not in ("market", "cards"):
+            raise DataError(f"metadata of {name} {version} names an unknown domain {domain!r}")
+        atomic_write(self.root / name / "ACTIVE", version + "\n")
         defaults = self.defaults()
         defaults[domain] = name
         atomic_write(self.root / "defaults.json", json.dumps(defaults, indent=2, sort_keys=True))
 
     def update_metadata(self, name: str, version: str, **fields: Any) -> None:
         """Merge ``fields`` into a stored version's metadata (e.g. evaluation metrics)."""
-        path = self.root / name / version / "metadata.json"
+        path = self._version_path(name, version) / "metadata.json"
         meta = json.loads(path.read_text())
         meta.update(_jsonable(fields))
         atomic_write(path, json.dumps(meta, indent=2, sort_keys=True))
 
+    # -- paths -------------------------------------------------------------------------
+    def _version_path(self, name: str, version: str) -> Path:
+        """The folder of one version, after checking both names (raises DataError)."""
+        return self.root / check_name(name) / check_version(version)
+
+    def _check_inside(self, path: Path, name: str, version: str) -> None:
+        # A version folder that is a link to somewhere else would load a model from
+        # outside the registry.
+        if path.is_symlink() or not path.resolve().is_relative_to((self.root / name).resolve()):
+            raise UnavailableError(
+                f"model {name}:{version} is not a folder inside the registry ({path})",
+                what="model",
+            )
+
     # -- reading -----------------------------------------------------------------------
     def defaults(self) -> dict[str, str]:
-        """Domain -> default model name."""
+        """Domain -> default model name (entries that are not model names are left out)."""
         p = self.root / "defaults.json"
-        return json.loads(p.read_text()) if p.is_file() else {}
+        if not p.is_file():
+            return {}
+        try:
+            raw = json.loads(p.read_text())
+        except ValueError as exc:
+            raise UnavailableError(f"{p} is not valid JSON: {exc}", what="model") from None
+        if not isinstance(raw, dict):
+            raise UnavailableError(f"{p} does not hold a JSON object", what="model")
+        return {str(k): v for k, v in raw.items() if isinstance(v, str) and _NAME.fullmatch(v)}
 
     def names(self) -> list[str]:
         """Model names that have at least one version."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if _NAME.fullmatch(p.name) and p.is_dir() and self.versions(p.name)
+        )
 
     def versions(self, name: str) -> list[str]:
-        """Stored versions of ``name``, oldest first."""
-        base = self.root / name
+        """Stored versions of ``name``, oldest first (folders with other names are not
+        versions: temporary folders of a save in progress, say)."""
+        base = self.root / check_name(name)
         if not base.is_dir():
             return []
         return sorted(
             p.name
             for p in base.iterdir()
-            if p.is_dir() and p.name.startswith("v") and (p / "metadata.json").is_file()
+            if _VERSION.fullmatch(p.name) and p.is_dir() and (p / "metadata.json").is_file()
         )
 
     def active_version(self, name: str) -> str:
-        """The active version of ``name`` (the newest if none was marked)."""
-        marker = self.root / name / "ACTIVE"
+        """The active version of ``name`` (the newest if none was marked).
+
+        Raises
+        ------
+        UnavailableError
+            If the ``ACTIVE`` marker names something that is not a version.
+        """
+        marker = self.root / check_name(name) / "ACTIVE"
         if marker.is_file():
             v = marker.read_text().strip()
+            if not _VERSION.fullmatch(v):
+                raise UnavailableError(
+                    f"{marker} names {v[:80]!r}, which is not a version (v0001, ...)",
+                    what="model",
+                )
             if (self.root / name / v / "metadata.json").is_file():
                 return v
         versions = self.versions(name)
@@ -238,26 +356,82 @@ class Registry:
         """Describe one version (the active one by default)."""
         name = self.resolve(name)
         version = version or self.active_version(name)
-        path = self.root / name / version
+        path = self._version_path(name, version)
         meta_path = path / "metadata.json"
         if not meta_path.is_file():
             raise ModelNotFoundError(f"no version {version!r} of model {name!r} in {self.root}")
+        self._check_inside(path, name, version)
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UnavailableError(
+                f"model {name}:{version}: {meta_path} is not valid JSON ({exc})", what="model"
+            ) from None
+        if not isinstance(meta, dict):
+            raise UnavailableError(
+                f"model {name}:{version}: {meta_path} does not hold a JSON object", what="model"
+            )
         active = version == self.active_version(name)
-        return ModelVersion(name, version, path, json.loads(meta_path.read_text()), active)
+        return ModelVersion(name, version, path, meta, active)
 
     def list(self) -> list[ModelVersion]:
         """Every stored version of every model."""
         return [self.get(n, v) for n in self.names() for v in self.versions(n)]
 
     def load(self, name: str, version: str | None = None) -> Detector:
-        """Load a fitted detector (the active version of ``name`` by default)."""
+        """Load a fitted detector (the active version of ``name`` by default).
+
+        Raises
+        ------
+        ModelNotFoundError
+            No such model or version.
+        DataError
+            ``name`` or ``version`` is not well formed.
+        UnavailableError
+            The version exists but cannot be loaded: its metadata names a file outside
+            its folder, a file is missing or corrupt, the threshold is not a number.
+        """
         mv = self.get(name, version)
-        module_name, cls_name = DETECTORS[mv.name].split(":")
-        cls = getattr(importlib.import_module(module_name), cls_name)
-        det: Detector = cls.load_files(mv.path, mv.metadata)
-        det.threshold_ = float(mv.metadata.get("threshold", det.threshold_))
+        if mv.name not in DETECTORS:
+            raise ModelNotFoundError(f"unknown model name {mv.name!r}; known: {sorted(DETECTORS)}")
+        where = f"model {mv.name}:{mv.version}"
+        try:
+            _check_files(mv)
+            module_name, cls_name = DETECTORS[mv.name].split(":")
+            cls = getattr(importlib.import_module(module_name), cls_name)
+            det: Detector = cls.load_files(mv.path, mv.metadata)
+            det.threshold_ = float(mv.metadata.get("threshold", det.threshold_))
+            if not math.isfinite(det.threshold_):
+                raise ValueError(f"threshold {det.threshold_} is not a finite number")
+        except ImportError:
+            raise  # a missing optional dependency says so itself
+        except UnavailableError:
+            raise
+        except Exception as exc:
+            text = str(exc).strip().splitlines()
+            reason = (text[0] if text else type(exc).__name__)[:300]
+            raise UnavailableError(f"{where} cannot be loaded: {reason}", what="model") from exc
         det.model_version_ = f"{mv.name}:{mv.version}"  # type: ignore[attr-defined]
         return det
+
+
+def _check_files(mv: ModelVersion) -> None:
+    """Every file the metadata names is a plain name of a regular file in the version
+    folder (raises UnavailableError otherwise)."""
+    names: list[Any] = [mv.metadata.get(k) for k in _FILE_KEYS if k in mv.metadata]
+    listed = mv.metadata.get("files", [])
+    names += listed if isinstance(listed, list) else [listed]
+    for raw in names:
+        try:
+            fname = check_file_name(raw)
+        except FraudlensError as exc:
+            raise UnavailableError(f"model {mv.name}:{mv.version}: {exc}", what="model") from None
+        f = mv.path / fname
+        if f.is_symlink() or (f.exists() and not f.is_file()):
+            raise UnavailableError(
+                f"model {mv.name}:{mv.version}: {fname} is not a regular file in {mv.path}",
+                what="model",
+            )
 
 
 def _jsonable(obj: Any) -> Any:

@@ -332,9 +332,12 @@ class CNNDetector(Detector):
             params["input_size"] = tuple(params["input_size"])
         det = cls(**{k: v for k, v in params.items() if k in allowed})
         det.onnx_bytes_ = onnx_path.read_bytes()
+        # Build the inference session now: a truncated or corrupt ONNX file then fails
+        # here, where the registry reports the model as unloadable, not on first use.
+        session = det._ort()
         shape = metadata.get("input_shape")
         if shape is None:
-            dims = det._ort().get_inputs()[0].shape
+            dims = session.get_inputs()[0].shape
             shape = [int(dims[1]), int(dims[2]), 3]
         det.input_shape_ = (int(shape[0]), int(shape[1]), 3)
         default = 0.5 if det.threshold is None else det.threshold
