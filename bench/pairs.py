@@ -95,7 +95,8 @@ def make_book(
     side = np.where(rng.random(m) < 0.5, "buy", "sell")
     # market makers: every other fill is the same quantity the other way, same bar
     mk = maker[ta]
-    prev = np.r_[False, (ta[1:] == ta[:-1]) & mk[1:] & (np.arange(1, m) % 2 == 1)]
+    same = (ta[1:] == ta[:-1]) & (ts_[1:] == ts_[:-1])
+    prev = np.r_[False, same & mk[1:] & (np.arange(1, m) % 2 == 1)]
     qty[prev] = qty[np.flatnonzero(prev) - 1]
     side[prev] = np.where(side[np.flatnonzero(prev) - 1] == "buy", "sell", "buy")
     bar[prev] = bar[np.flatnonzero(prev) - 1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -426,7 +427,6 @@ def test_strongest_counterparty_wins() -> None:
 def test_scale_smoke() -> None:
     """A generated book of many accounts links every planted pair (timings: bench/pairs.py)."""
     import importlib.util
-    from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
         "bench_pairs", Path(__file__).resolve().parents[2] / "bench" / "pairs.py"
@@ -445,3 +445,69 @@ def test_scale_smoke() -> None:
     assert (ev.loc[planted["victim"], "counterparty_value_lost"] >= 0).all()
     assert (ev.loc[planted["victim"], "counterparty_value_lost"] > 0).mean() > 0.9
     assert (ev.loc[planted["beneficiary"], "counterparty_value_lost"] <= 0).all()
+
+
+# --------------------------------------------------------------------------------- CLI
+
+
+def test_cli_pairs_writes_table_and_matches(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fraudlens.cli import app
+    from fraudlens.market.data import MarketData, write_market
+
+    tr = _takeover()
+    paths = write_market(MarketData(_klines("X", 6, 8.0, 14.0), tr), tmp_path / "book")
+    out, m_out = tmp_path / "out" / "pairs.csv", tmp_path / "out" / "matches.csv"
+    res = CliRunner().invoke(
+        app,
+        [
+            "market",
+            "pairs",
+            "--klines",
+            str(paths["klines"]),
+            "--trades",
+            str(paths["trades"]),
+            "--out",
+            str(out),
+            "--matches",
+            str(m_out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "top 2 pairs by value moved" in res.output
+    table = pd.read_csv(out)
+    assert list(table.columns) == list(PAIR_COLUMNS)
+    vb = table[(table["account_id"] == "V") & (table["counterparty"] == "B")].iloc[0]
+    assert vb["value_lost"] == pytest.approx(22.0)
+    assert vb["trade_ids"] == "t0;t2;t4;t6"
+    assert vb["first_ts"] == "2026-03-02T14:30:10Z"
+    assert len(pd.read_csv(m_out)) == 5
+
+
+def test_cli_pairs_bad_input_names_file_row_column(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fraudlens.cli import app
+    from fraudlens.market.data import MarketData, write_market
+
+    tr = _takeover()
+    tr.loc[3, "quantity"] = -1.0
+    paths = write_market(MarketData(_klines("X", 6, 8.0, 14.0), tr), tmp_path / "book")
+    res = CliRunner().invoke(
+        app,
+        [
+            "market",
+            "pairs",
+            "--klines",
+            str(paths["klines"]),
+            "--trades",
+            str(paths["trades"]),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+    )
+    assert res.exit_code == 2
+    text = " ".join(res.output.split())
+    assert "trades.csv" in text and "row 4" in text and "'quantity'" in text
+    assert not (tmp_path / "p.csv").exists()

@@ -335,3 +335,92 @@ def score(
         used = float(frame["threshold"].iloc[0])
         which = "given with --threshold" if threshold is not None else "the model's own threshold"
         console.print(f"model {frame['model'].iloc[0]}; flagged: score > {used:.4f} ({which})")
+
+
+@app.command()
+@cli_errors
+def pairs(
+    klines: KlinesOpt,
+    trades: TradesOpt,
+    out: Annotated[Path, typer.Option(help="Output CSV: one row per (account, counterparty).")],
+    matches: Annotated[
+        Path | None, typer.Option(help="Also write every mirrored trade match to this CSV.")
+    ] = None,
+    max_gap: Annotated[
+        float, typer.Option(min=0.0, help="Largest time between mirrored legs, in seconds.")
+    ] = 60.0,
+    price_tol: Annotated[
+        float, typer.Option(min=0.0, help="Relative tolerance for equal prices.")
+    ] = 1e-9,
+    top: Annotated[int, typer.Option(min=0, help="Pairs shown in the summary table.")] = 10,
+) -> None:
+    """Find account pairs whose trades mirror each other, with the value moved between them.
+
+    Mirrored trades: same symbol, opposite sides, equal price and quantity, at most
+    --max-gap apart, different accounts. Each pair is written from both sides;
+    value_lost is what the account lost to the counterparty through the mirrored round
+    trips (quote currency), value_moved its size.
+    """
+    import pandas as pd
+
+    from fraudlens.market.data import _iso, load_klines, load_trades
+    from fraudlens.market.pairs import account_pairs, find_pairs
+
+    t0 = time.perf_counter()
+    gap = pd.Timedelta(seconds=max_gap)
+    with progress() as bar:
+        task = bar.add_task("loading k-lines", total=4)
+        k = load_klines(klines)
+        bar.update(task, advance=1, description="loading trades")
+        t = load_trades(trades, klines=k)
+        bar.update(task, advance=1, description=f"matching {len(t):,} trades")
+        table = account_pairs(t, max_gap=gap, price_tol=price_tol)
+        bar.update(task, advance=1, description="writing")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shown = table.copy()
+        for col in ("first_ts", "last_ts"):
+            shown[col] = _iso(shown[col])
+        shown.to_csv(out, index=False)
+        n_matches = None
+        if matches is not None:
+            m = find_pairs(t, max_gap=gap, price_tol=price_tol)
+            n_matches = len(m)
+            for col in ("buy_ts", "sell_ts"):
+                m[col] = _iso(m[col])
+            matches.parent.mkdir(parents=True, exist_ok=True)
+            m.to_csv(matches, index=False)
+        bar.update(task, advance=1, description="done")
+    secs = time.perf_counter() - t0
+    n_acc = t["account_id"].nunique()
+    console.print(
+        f"{n_acc:,} accounts, {len(t):,} trades: {len(table) // 2:,} account pairs with "
+        f"mirrored trades in {secs:.2f} s -> {out}"
+        + (f" ({n_matches:,} matches -> {matches})" if matches is not None else "")
+    )
+    if top and len(table):
+        # each pair once, from the side that lost the value
+        lost = table["value_lost"]
+        one = table[(lost > 0) | ((lost == 0) & (table["account_id"] < table["counterparty"]))]
+        tt = Table(
+            "account (lost)",
+            "counterparty",
+            "matched",
+            "round trips",
+            "value moved",
+            "symbols",
+            "first (UTC)",
+            "last (UTC)",
+            title=f"top {min(top, len(one))} pairs by value moved",
+        )
+        for row in one.head(top).itertuples(index=False):
+            tt.add_row(
+                str(row.account_id),
+                str(row.counterparty),
+                f"{row.n_matched:,}",
+                f"{row.n_round_trips:,}",
+                f"{row.value_moved:,.6g}",
+                str(row.symbols),
+                f"{row.first_ts:%m-%d %H:%M}",
+                f"{row.last_ts:%m-%d %H:%M}",
+            )
+        console.print(tt)
