@@ -37,6 +37,8 @@ EXTRAS: dict[str, tuple[str, str, str]] = {
     "python_multipart": ("serve", "python-multipart", "the HTTP service"),
     "prometheus_client": ("serve", "prometheus-client", "metrics"),
     "httpx": ("serve", "httpx", "the HTTP client"),
+    "argon2": ("store", "argon2-cffi", "password hashing"),
+    "itsdangerous": ("store", "itsdangerous", "signed session cookies"),
     "sqlalchemy": ("store", "SQLAlchemy", "the SQL store"),
     "alembic": ("store", "Alembic", "store migrations"),
     "psycopg": ("store", "psycopg", "PostgreSQL"),

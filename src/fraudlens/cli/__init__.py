@@ -1,7 +1,8 @@
 """The ``fraudlens`` command line: a thin shell over the library.
 
 Sub-commands live in one module per command group (``market``, ``cards``, ``models``,
-``pipeline``, ``quickstart``, ``serve``), mounted here; ``_common`` holds their shared helpers.
+``pipeline``, ``quickstart``, ``serve``, ``users``), mounted here; ``_common`` holds their
+shared helpers.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fraudlens.cli.models import app as models_app
 from fraudlens.cli.pipeline import db_app, enqueue, worker
 from fraudlens.cli.quickstart import quickstart
 from fraudlens.cli.serve import process, serve
+from fraudlens.cli.users import tokens_app, users_app
 
 __all__ = ["app", "main"]
 
@@ -30,6 +32,8 @@ app.add_typer(
 app.add_typer(cards_app, name="cards", help="Card-transaction fraud models.")
 app.add_typer(models_app, name="models", help="Inspect the model registry.")
 app.add_typer(db_app, name="db", help="The SQL store: schema, bulk loads, risk events.")
+app.add_typer(users_app, name="users", help="Who may sign in: analysts, admins, service accounts.")
+app.add_typer(tokens_app, name="tokens", help="API tokens for the /v1 API and scoring endpoints.")
 app.command("quickstart")(quickstart)
 app.command("serve")(serve)
 app.command("enqueue")(enqueue)

@@ -52,6 +52,7 @@ from fraudlens.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from fraudlens.store._auth import AuthStore, append_review_audit
 from fraudlens.store._tables import Base, Kline, RiskEventRow, Trade
 from fraudlens.store.records import RISK_STATUSES, RiskEvent
 
@@ -198,7 +199,7 @@ def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
-class Store:
+class Store(AuthStore):
     """Trades, k-lines and risk events in one SQL database.
 
     Parameters
@@ -691,18 +692,29 @@ class Store:
 
     @_mapped
     def review_risk_event(
-        self, event_id: int, *, status: str, reviewed_by: str, note: str | None = None
+        self,
+        event_id: int,
+        *,
+        status: str,
+        reviewed_by: str,
+        note: str | None = None,
+        user_id: int | None = None,
     ) -> dict[str, Any]:
         """Record an analyst's decision on an event and return the event.
+
+        The decision is also appended to the event's review history (``review_audit``,
+        :meth:`review_history`) in the same transaction.
 
         Parameters
         ----------
         status
             ``confirmed`` (fraud), ``dismissed`` (not fraud) or ``open`` (reopen).
         reviewed_by
-            Who decided (non-empty).
+            Who decided (non-empty): the signed-in user's name.
         note
             Replaces the event's note when given.
+        user_id
+            The deciding user's id, when the decision came from a signed-in user.
 
         Raises
         ------
@@ -723,6 +735,17 @@ class Store:
         if note is not None:
             values["note"] = note
         with self._begin() as conn:
+            appended = append_review_audit(
+                conn,
+                event_id,
+                actor=values["reviewed_by"],
+                user_id=user_id,
+                to_status=status,
+                note=note,
+                at=values["reviewed_at"],
+            )
+            if appended == 0:
+                raise NotFoundError(f"no risk event with id {event_id}")
             result = conn.execute(
                 sa.update(RiskEventRow).where(RiskEventRow.id == int(event_id)).values(**values)
             )
