@@ -1,13 +1,14 @@
-# Example root: fraudlens in the account's default VPC, in one region.
+# Example root: fraudlens in a VPC of its own, in one region.
 #
 #   cp terraform.tfvars.example terraform.tfvars   # then edit it
 #   terraform init && terraform plan && terraform apply
 #
-# The default VPC has public subnets only, so the tasks get public IPs to reach ECR, S3, SQS
-# and Secrets Manager (no NAT gateway to pay for); their security groups still accept no
-# traffic but the load balancer's. The database is never publicly accessible. For
-# production, pass a VPC with private subnets and a NAT gateway or VPC endpoints, and set
-# assign_public_ip = false.
+# modules/network makes the VPC: the load balancer in public subnets, the Fargate tasks and
+# the database in private subnets without public IPs, which reach ECR, S3, SQS, Secrets
+# Manager and CloudWatch Logs through VPC endpoints (and the internet through a NAT gateway
+# only if nat_gateway asks for one). The load balancer serves HTTPS with your ACM
+# certificate. Multi-AZ database, WAF, deletion protection and one-year log retention are
+# on: this is the production shape.
 
 terraform {
   required_version = ">= 1.5"
@@ -46,32 +47,29 @@ provider "aws" {
   }
 }
 
-data "aws_vpc" "default" {
-  default = true
-}
+module "network" {
+  source = "../../modules/network"
 
-data "aws_subnets" "default" {
-  filter {
-    name   = "vpc-id"
-    values = [data.aws_vpc.default.id]
-  }
-
-  filter {
-    name   = "default-for-az"
-    values = ["true"]
-  }
+  name               = var.name
+  cidr_block         = var.vpc_cidr
+  availability_zones = coalesce(var.availability_zones, ["${var.region}a", "${var.region}b"])
+  nat_gateway        = var.nat_gateway
+  vpc_endpoints      = var.vpc_endpoints
+  # The flow logs use the deployment's key (its policy lets CloudWatch Logs use it).
+  kms_key_arn = module.fraudlens.kms_key_arn
 }
 
 module "fraudlens" {
   source = "../../modules/fraudlens"
 
   name                = var.name
-  vpc_id              = data.aws_vpc.default.id
-  public_subnet_ids   = data.aws_subnets.default.ids
-  private_subnet_ids  = data.aws_subnets.default.ids
-  assign_public_ip    = true
+  vpc_id              = module.network.vpc_id
+  public_subnet_ids   = module.network.public_subnet_ids
+  private_subnet_ids  = module.network.private_subnet_ids
   allowed_cidr_blocks = var.allowed_cidr_blocks
   certificate_arn     = var.certificate_arn
+  service_domain_name = var.service_domain_name
+  enable_waf          = var.enable_waf
 
   image_tag = var.image_tag
 
@@ -81,7 +79,11 @@ module "fraudlens" {
   enable_card_processor = var.enable_card_processor
   enable_sagemaker      = var.enable_sagemaker
 
-  db_deletion_protection = var.db_deletion_protection
-  db_skip_final_snapshot = var.db_skip_final_snapshot
-  force_destroy          = var.force_destroy
+  db_instance_class       = var.db_instance_class
+  db_multi_az             = var.db_multi_az
+  db_deletion_protection  = var.db_deletion_protection
+  db_skip_final_snapshot  = var.db_skip_final_snapshot
+  alb_deletion_protection = var.alb_deletion_protection
+  log_retention_days      = var.log_retention_days
+  force_destroy           = var.force_destroy
 }

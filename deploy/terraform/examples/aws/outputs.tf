@@ -62,3 +62,23 @@ output "worker_service_name" {
   description = "ECS service of the queue worker."
   value       = module.fraudlens.worker_service_name
 }
+
+output "kms_key_arn" {
+  description = "KMS key of the deployment's data; producers sending to the queues need kms:GenerateDataKey and kms:Decrypt on it."
+  value       = module.fraudlens.kms_key_arn
+}
+
+output "logs_bucket" {
+  description = "Bucket of the load balancer and S3 access logs."
+  value       = module.fraudlens.logs_bucket
+}
+
+output "alb_dns_name" {
+  description = "Point service_domain_name at this name (CNAME or alias record)."
+  value       = module.fraudlens.alb_dns_name
+}
+
+output "nat_public_ips" {
+  description = "Source addresses of the tasks on the internet (empty with nat_gateway = none)."
+  value       = module.network.nat_public_ips
+}

@@ -1,5 +1,8 @@
-# Application load balancer in front of the scoring service. The target group checks
-# GET /ping, which answers 200 only once a model is loadable (SageMaker's contract too).
+# Application load balancer in front of the scoring service. Clients speak HTTPS to it
+# (certificate_arn, TLS 1.2/1.3 policy ssl_policy); port 80 only redirects to HTTPS. TLS
+# ends at the load balancer: it forwards to the tasks on 8080 inside the VPC, and only the
+# load balancer's security group may reach that port. The target group checks GET /ping,
+# which answers 200 only once a model is loadable (SageMaker's contract too).
 
 resource "aws_lb" "this" {
   name                       = "${var.name}-alb"
@@ -8,8 +11,19 @@ resource "aws_lb" "this" {
   security_groups            = [aws_security_group.alb.id]
   subnets                    = var.public_subnet_ids
   drop_invalid_header_fields = true
+  enable_deletion_protection = var.alb_deletion_protection
   idle_timeout               = 60
-  tags                       = local.tags
+
+  access_logs {
+    bucket  = aws_s3_bucket.logs.id
+    prefix  = "alb"
+    enabled = true
+  }
+
+  tags = local.tags
+
+  # The load balancer checks that it may write to the bucket when access logs are turned on.
+  depends_on = [aws_s3_bucket_policy.logs]
 }
 
 resource "aws_lb_target_group" "service" {
@@ -39,18 +53,14 @@ resource "aws_lb_listener" "http" {
   port              = 80
   protocol          = "HTTP"
 
+  # Port 80 serves nothing: every request is redirected to HTTPS.
   default_action {
-    # With a certificate, port 80 only redirects to HTTPS.
-    type             = var.certificate_arn == null ? "forward" : "redirect"
-    target_group_arn = var.certificate_arn == null ? aws_lb_target_group.service.arn : null
+    type = "redirect"
 
-    dynamic "redirect" {
-      for_each = var.certificate_arn == null ? [] : [1]
-      content {
-        port        = "443"
-        protocol    = "HTTPS"
-        status_code = "HTTP_301"
-      }
+    redirect {
+      port        = "443"
+      protocol    = "HTTPS"
+      status_code = "HTTP_301"
     }
   }
 
@@ -58,12 +68,10 @@ resource "aws_lb_listener" "http" {
 }
 
 resource "aws_lb_listener" "https" {
-  count = var.certificate_arn == null ? 0 : 1
-
   load_balancer_arn = aws_lb.this.arn
   port              = 443
   protocol          = "HTTPS"
-  ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+  ssl_policy        = var.ssl_policy
   certificate_arn   = var.certificate_arn
 
   default_action {

@@ -1,5 +1,8 @@
 # The image registry. One image serves every role: `serve`, `worker`, `process`,
-# `db upgrade` (deploy/docker/Dockerfile).
+# `db upgrade` (deploy/docker/Dockerfile). Tags are immutable by default, so a tag names one
+# image for good: push each release under a new tag and set image_tag to it. Images are
+# scanned on push and encrypted with the deployment's KMS key (ECR decrypts through a grant
+# it holds on the key, so the roles that pull need no KMS permission of their own).
 
 resource "aws_ecr_repository" "this" {
   name                 = var.name
@@ -11,7 +14,8 @@ resource "aws_ecr_repository" "this" {
   }
 
   encryption_configuration {
-    encryption_type = "AES256"
+    encryption_type = "KMS"
+    kms_key         = aws_kms_key.this.arn
   }
 
   tags = local.tags

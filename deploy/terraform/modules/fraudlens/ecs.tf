@@ -4,6 +4,10 @@
 # - worker:    `worker`, consumes the checks queue and writes risk events to the store;
 # - processor: `process`, one pass over the card-events queue into the sink (scheduled);
 # - migrate:   `db upgrade`, run on demand (see the migrate_command output).
+#
+# Every task runs in the private subnets without a public IP. It reaches ECR, S3, SQS,
+# Secrets Manager and CloudWatch Logs through the VPC's NAT gateway or VPC endpoints
+# (modules/network makes either).
 
 resource "aws_ecs_cluster" "this" {
   name = var.name
@@ -60,6 +64,7 @@ resource "aws_cloudwatch_log_group" "this" {
 
   name              = "/ecs/${var.name}/${each.key}"
   retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.this.arn
   tags              = local.tags
 }
 
@@ -115,6 +120,13 @@ resource "aws_ecs_task_definition" "this" {
   ])
 
   tags = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = local.image != null
+      error_message = "Set image_tag (a tag pushed to the module's ECR repository) or image_uri."
+    }
+  }
 }
 
 resource "aws_ecs_service" "service" {
@@ -123,13 +135,14 @@ resource "aws_ecs_service" "service" {
   task_definition                   = aws_ecs_task_definition.this["service"].arn
   desired_count                     = var.service_desired_count
   launch_type                       = "FARGATE"
+  platform_version                  = "LATEST"
   health_check_grace_period_seconds = 120
   propagate_tags                    = "SERVICE"
 
   network_configuration {
     subnets          = var.private_subnet_ids
     security_groups  = [aws_security_group.service.id]
-    assign_public_ip = var.assign_public_ip
+    assign_public_ip = false
   }
 
   load_balancer {
@@ -146,21 +159,22 @@ resource "aws_ecs_service" "service" {
   tags = local.tags
 
   # The target group must be attached to a listener before a service can use it.
-  depends_on = [aws_lb_listener.http]
+  depends_on = [aws_lb_listener.https]
 }
 
 resource "aws_ecs_service" "worker" {
-  name            = "${var.name}-worker"
-  cluster         = aws_ecs_cluster.this.id
-  task_definition = aws_ecs_task_definition.this["worker"].arn
-  desired_count   = var.worker_count
-  launch_type     = "FARGATE"
-  propagate_tags  = "SERVICE"
+  name             = "${var.name}-worker"
+  cluster          = aws_ecs_cluster.this.id
+  task_definition  = aws_ecs_task_definition.this["worker"].arn
+  desired_count    = var.worker_count
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
+  propagate_tags   = "SERVICE"
 
   network_configuration {
     subnets          = var.private_subnet_ids
     security_groups  = [aws_security_group.worker.id]
-    assign_public_ip = var.assign_public_ip
+    assign_public_ip = false
   }
 
   deployment_circuit_breaker {

@@ -4,7 +4,11 @@
 # - task: what fraudlens does at run time (read models, write scored records, use the two
 #   queues and their dead-letter queues, read the database secret);
 # - events (with the card processor): start the processor task on the schedule;
-# - sagemaker (with the endpoint): pull the image and read the model tarball.
+# - sagemaker (with the endpoint): pull the image and read the model tarball;
+# - rds-monitoring: RDS enhanced monitoring publishes OS metrics with it.
+#
+# The data they touch is encrypted with the deployment's KMS key, so each role may also use
+# that key, but only through the services it works with (kms:ViaService).
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
   statement {
@@ -60,6 +64,18 @@ data "aws_iam_policy_document" "execution" {
     sid       = "InjectDatabasePassword"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [local.db_secret_arn]
+  }
+
+  statement {
+    sid       = "DecryptDatabaseSecret"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.this.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${local.region}.amazonaws.com"]
+    }
   }
 }
 
@@ -123,6 +139,23 @@ data "aws_iam_policy_document" "task" {
     sid       = "ReadDatabaseSecret"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [local.db_secret_arn]
+  }
+
+  # SSE-KMS objects (read and write), KMS-encrypted queues (send and receive), the secret.
+  statement {
+    sid       = "UseDataKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.this.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values = [
+        "s3.${local.region}.amazonaws.com",
+        "sqs.${local.region}.amazonaws.com",
+        "secretsmanager.${local.region}.amazonaws.com",
+      ]
+    }
   }
 }
 
@@ -237,6 +270,18 @@ data "aws_iam_policy_document" "sagemaker" {
   }
 
   statement {
+    sid       = "DecryptModelTarball"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.this.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${local.region}.amazonaws.com"]
+    }
+  }
+
+  statement {
     sid = "WriteEndpointLogs"
     actions = [
       "logs:CreateLogGroup",
@@ -268,4 +313,36 @@ resource "aws_iam_role_policy" "sagemaker" {
   name   = "fraudlens-sagemaker"
   role   = aws_iam_role.sagemaker[0].id
   policy = data.aws_iam_policy_document.sagemaker.json
+}
+
+# -- RDS enhanced monitoring -------------------------------------------------------------------
+
+data "aws_iam_policy_document" "rds_monitoring_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["monitoring.rds.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "rds_monitoring" {
+  name_prefix        = "${var.name}-rdsmon-"
+  description        = "RDS enhanced monitoring of the fraudlens store"
+  assume_role_policy = data.aws_iam_policy_document.rds_monitoring_assume.json
+  tags               = local.tags
+}
+
+# AWS's policy for this role: create and write the RDSOSMetrics log group, nothing else.
+resource "aws_iam_role_policy_attachment" "rds_monitoring" {
+  role       = aws_iam_role.rds_monitoring.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
 }

@@ -2,8 +2,9 @@
 # RDS PostgreSQL, the model registry and the scored-records sink on S3, the checks queue on
 # SQS, and optionally a SageMaker endpoint and a scheduled card event processor.
 #
-# Files: storage.tf (S3), queues.tf (SQS), ecr.tf, network.tf (security groups), alb.tf,
-# database.tf (RDS), iam.tf, ecs.tf, autoscaling.tf, schedule.tf, sagemaker.tf.
+# Files: kms.tf (the deployment's key), storage.tf (S3), logs.tf (the log bucket), queues.tf
+# (SQS), ecr.tf, network.tf (security groups), alb.tf, waf.tf, database.tf (RDS), iam.tf,
+# ecs.tf, autoscaling.tf, schedule.tf, sagemaker.tf.
 
 data "aws_region" "current" {}
 
@@ -18,7 +19,13 @@ locals {
 
   tags = merge({ Application = "fraudlens", Deployment = var.name }, var.tags)
 
-  image = coalesce(var.image_uri, "${aws_ecr_repository.this.repository_url}:${var.image_tag}")
+  # image_uri wins; otherwise image_tag in this module's repository (a precondition on the
+  # task definitions asks for one of the two).
+  image = (
+    var.image_uri != null ? var.image_uri
+    : var.image_tag != null ? "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
+    : null
+  )
 
   # The SQS adapter finds a queue's dead-letter queue by the name "<queue>-dlq", so the
   # names here must keep that shape.
@@ -66,9 +73,5 @@ locals {
   worker_autoscaling   = var.worker_max_count > var.worker_count
   sagemaker_serverless = var.sagemaker_serverless_memory_mb != null
 
-  service_url = format(
-    "%s://%s",
-    var.certificate_arn == null ? "http" : "https",
-    coalesce(var.service_domain_name, aws_lb.this.dns_name),
-  )
+  service_url = "https://${coalesce(var.service_domain_name, aws_lb.this.dns_name)}"
 }

@@ -1,5 +1,5 @@
 # Security groups. Traffic allowed:
-#   allowed_cidr_blocks -> ALB :80/:443 -> service tasks :8080
+#   allowed_cidr_blocks -> ALB :443 (and :80, which only redirects) -> service tasks :8080
 #   service, worker and processor tasks -> database :5432
 #   tasks -> HTTPS anywhere (ECR, S3, SQS, Secrets Manager, CloudWatch Logs)
 # Worker and processor tasks accept no inbound traffic.
@@ -54,7 +54,7 @@ resource "aws_vpc_security_group_ingress_rule" "alb_http" {
   for_each = toset(var.allowed_cidr_blocks)
 
   security_group_id = aws_security_group.alb.id
-  description       = "HTTP from an allowed range"
+  description       = "HTTP from an allowed range (redirected to HTTPS)"
   cidr_ipv4         = each.value
   ip_protocol       = "tcp"
   from_port         = 80
@@ -62,7 +62,7 @@ resource "aws_vpc_security_group_ingress_rule" "alb_http" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "alb_https" {
-  for_each = var.certificate_arn == null ? toset([]) : toset(var.allowed_cidr_blocks)
+  for_each = toset(var.allowed_cidr_blocks)
 
   security_group_id = aws_security_group.alb.id
   description       = "HTTPS from an allowed range"

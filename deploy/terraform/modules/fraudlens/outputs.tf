@@ -83,6 +83,21 @@ output "task_definition_arns" {
   value       = { for k, t in aws_ecs_task_definition.this : k => t.arn }
 }
 
+output "kms_key_arn" {
+  description = "KMS key of this deployment's data at rest. Producers that send to the queues or read the buckets need kms:GenerateDataKey / kms:Decrypt on it."
+  value       = aws_kms_key.this.arn
+}
+
+output "logs_bucket" {
+  description = "Bucket of the load balancer's access logs (alb/) and the data buckets' server access logs (s3/)."
+  value       = aws_s3_bucket.logs.bucket
+}
+
+output "waf_web_acl_arn" {
+  description = "ARN of the WAF web ACL on the load balancer, or null when enable_waf is false."
+  value       = one(aws_wafv2_web_acl.this[*].arn)
+}
+
 output "log_group_names" {
   description = "CloudWatch log group per role."
   value       = { for k, g in aws_cloudwatch_log_group.this : k => g.name }
@@ -117,10 +132,9 @@ output "migrate_command" {
     "--launch-type FARGATE",
     "--task-definition ${aws_ecs_task_definition.this["migrate"].family}",
     format(
-      "--network-configuration 'awsvpcConfiguration={subnets=[%s],securityGroups=[%s],assignPublicIp=%s}'",
+      "--network-configuration 'awsvpcConfiguration={subnets=[%s],securityGroups=[%s],assignPublicIp=DISABLED}'",
       join(",", var.private_subnet_ids),
       aws_security_group.worker.id,
-      var.assign_public_ip ? "ENABLED" : "DISABLED",
     ),
   ])
 }

@@ -10,6 +10,9 @@ resource "aws_sagemaker_model" "this" {
   # No name: SageMaker models cannot be updated in place, and a generated name lets a
   # replacement exist beside the old one until the endpoint has moved over.
   execution_role_arn = aws_iam_role.sagemaker[0].arn
+  # The container makes no outbound calls: SageMaker itself unpacks the model tarball into
+  # /opt/ml/model, and `serve` reads it from there.
+  enable_network_isolation = true
 
   primary_container {
     image          = local.image
@@ -34,6 +37,8 @@ resource "aws_sagemaker_endpoint_configuration" "this" {
   count = var.enable_sagemaker ? 1 : 0
 
   name_prefix = "${var.name}-"
+  # The instances' storage volumes; serverless endpoints take no key (AWS encrypts them).
+  kms_key_arn = local.sagemaker_serverless ? null : aws_kms_key.this.arn
 
   production_variants {
     variant_name           = "primary"

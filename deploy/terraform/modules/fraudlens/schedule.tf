@@ -23,11 +23,12 @@ resource "aws_cloudwatch_event_target" "processor" {
     task_definition_arn = aws_ecs_task_definition.this["processor"].arn
     task_count          = 1
     launch_type         = "FARGATE"
+    platform_version    = "LATEST"
 
     network_configuration {
       subnets          = var.private_subnet_ids
       security_groups  = [aws_security_group.worker.id]
-      assign_public_ip = var.assign_public_ip
+      assign_public_ip = false
     }
   }
 }

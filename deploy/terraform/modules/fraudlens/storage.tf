@@ -1,6 +1,7 @@
-# Two buckets: "models" holds the model registry (and the SageMaker tarball), "sink" receives
-# scored card records, the target of the Firehose-like sink (FRAUDLENS_SINK). Both are
-# private, encrypted, versioned and refuse plain-HTTP requests.
+# Two data buckets: "models" holds the model registry (and the SageMaker tarball), "sink"
+# receives scored card records, the target of the Firehose-like sink (FRAUDLENS_SINK). Both
+# are private, versioned, encrypted with the deployment's KMS key, refuse plain-HTTP
+# requests and log every access to the log bucket (logs.tf).
 
 locals {
   buckets = toset(["models", "sink"])
@@ -8,6 +9,8 @@ locals {
 
 resource "aws_s3_bucket" "this" {
   for_each = local.buckets
+  #checkov:skip=CKV_AWS_144:cross-region replication is a disaster-recovery choice left to the operator (a second region, its own key)
+  #checkov:skip=CKV2_AWS_62:no consumer of S3 event notifications here; tasks read models at start and the sink is write-only
 
   # A prefix, because bucket names are global; the outputs give the full names.
   bucket_prefix = "${var.name}-${each.key}-"
@@ -16,18 +19,18 @@ resource "aws_s3_bucket" "this" {
 }
 
 resource "aws_s3_bucket_ownership_controls" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = local.buckets
 
-  bucket = each.value.id
+  bucket = aws_s3_bucket.this[each.key].id
   rule {
     object_ownership = "BucketOwnerEnforced"
   }
 }
 
 resource "aws_s3_bucket_public_access_block" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = local.buckets
 
-  bucket                  = each.value.id
+  bucket                  = aws_s3_bucket.this[each.key].id
   block_public_acls       = true
   block_public_policy     = true
   ignore_public_acls      = true
@@ -35,33 +38,46 @@ resource "aws_s3_bucket_public_access_block" "this" {
 }
 
 resource "aws_s3_bucket_versioning" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = local.buckets
 
-  bucket = each.value.id
+  bucket = aws_s3_bucket.this[each.key].id
   versioning_configuration {
     status = "Enabled"
   }
 }
 
 resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = local.buckets
 
-  bucket = each.value.id
+  bucket = aws_s3_bucket.this[each.key].id
   rule {
     apply_server_side_encryption_by_default {
-      sse_algorithm = "AES256"
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = aws_kms_key.this.arn
     }
+    # One data key per bucket for a while instead of a KMS call per object.
+    bucket_key_enabled = true
   }
 }
 
+resource "aws_s3_bucket_logging" "this" {
+  for_each = local.buckets
+
+  bucket        = aws_s3_bucket.this[each.key].id
+  target_bucket = aws_s3_bucket.logs.id
+  target_prefix = "s3/${each.key}/"
+
+  depends_on = [aws_s3_bucket_policy.logs]
+}
+
 data "aws_iam_policy_document" "bucket_tls_only" {
-  for_each = aws_s3_bucket.this
+  for_each = local.buckets
 
   statement {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"
     actions   = ["s3:*"]
-    resources = [each.value.arn, "${each.value.arn}/*"]
+    resources = [aws_s3_bucket.this[each.key].arn, "${aws_s3_bucket.this[each.key].arn}/*"]
 
     principals {
       type        = "*"
@@ -77,9 +93,9 @@ data "aws_iam_policy_document" "bucket_tls_only" {
 }
 
 resource "aws_s3_bucket_policy" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = local.buckets
 
-  bucket = each.value.id
+  bucket = aws_s3_bucket.this[each.key].id
   policy = data.aws_iam_policy_document.bucket_tls_only[each.key].json
 
   # S3 rejects a bucket policy while the public access block is being written.

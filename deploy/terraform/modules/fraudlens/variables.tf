@@ -33,19 +33,13 @@ variable "public_subnet_ids" {
 }
 
 variable "private_subnet_ids" {
-  description = "Subnets of the ECS tasks and the database (at least two zones). They need a route to ECR, S3, SQS and Secrets Manager: a NAT gateway, VPC endpoints, or public subnets with assign_public_ip = true."
+  description = "Private subnets of the ECS tasks and the database (at least two zones). Tasks get no public IP: the subnets need a NAT gateway or VPC endpoints for ECR (api, dkr), S3, SQS, Secrets Manager and CloudWatch Logs (modules/network makes either)."
   type        = list(string)
 
   validation {
     condition     = length(var.private_subnet_ids) >= 2
     error_message = "The database subnet group needs subnets in at least two availability zones."
   }
-}
-
-variable "assign_public_ip" {
-  description = "Give ECS tasks a public IP (needed when their subnets have no NAT gateway nor VPC endpoints)."
-  type        = bool
-  default     = false
 }
 
 variable "allowed_cidr_blocks" {
@@ -65,9 +59,47 @@ variable "internal_alb" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for an HTTPS listener on 443; when set, port 80 redirects to HTTPS. Null: HTTP on port 80 only."
+  description = "ARN of the ACM certificate (same region) the load balancer serves HTTPS with on 443; port 80 only redirects to HTTPS."
   type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/.+$", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)."
+  }
+}
+
+variable "ssl_policy" {
+  description = "TLS policy of the HTTPS listener. The default allows TLS 1.3 and TLS 1.2 with forward-secret AEAD ciphers only."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-Res-2021-06"
+
+  validation {
+    condition     = startswith(var.ssl_policy, "ELBSecurityPolicy-TLS13-")
+    error_message = "ssl_policy must be one of the ELBSecurityPolicy-TLS13-* policies (TLS 1.2 at least)."
+  }
+}
+
+variable "alb_deletion_protection" {
+  description = "Refuse to delete the load balancer; set false before terraform destroy."
+  type        = bool
+  default     = true
+}
+
+variable "enable_waf" {
+  description = "Attach an AWS WAF web ACL with AWS managed rule groups (IP reputation, known bad inputs, anonymous IPs, common rule set) to the load balancer."
+  type        = bool
+  default     = true
+}
+
+variable "waf_rate_limit" {
+  description = "Requests per 5 minutes from one IP address above which WAF blocks it; null adds no rate rule."
+  type        = number
   default     = null
+
+  validation {
+    condition     = var.waf_rate_limit == null || try(var.waf_rate_limit >= 10, false)
+    error_message = "waf_rate_limit must be at least 10 (a WAF limit), or null."
+  }
 }
 
 variable "service_domain_name" {
@@ -79,9 +111,9 @@ variable "service_domain_name" {
 # -- image ----------------------------------------------------------------------------------
 
 variable "image_tag" {
-  description = "Tag of the fraudlens image in the module's ECR repository."
+  description = "Tag of the fraudlens image in the module's ECR repository (tags are immutable: push each release under a new one). Required unless image_uri is set."
   type        = string
-  default     = "latest"
+  default     = null
 }
 
 variable "image_uri" {
@@ -102,9 +134,9 @@ variable "cpu_architecture" {
 }
 
 variable "ecr_image_tag_mutability" {
-  description = "MUTABLE lets a tag such as latest be pushed again; IMMUTABLE forbids it."
+  description = "IMMUTABLE (default) refuses to push a tag twice, so a tag always names the image that was scanned and deployed; MUTABLE allows it."
   type        = string
-  default     = "MUTABLE"
+  default     = "IMMUTABLE"
 
   validation {
     condition     = contains(["MUTABLE", "IMMUTABLE"], var.ecr_image_tag_mutability)
@@ -332,9 +364,43 @@ variable "db_username" {
 }
 
 variable "db_multi_az" {
-  description = "Keep a standby replica in a second zone (doubles the instance cost)."
+  description = "Keep a standby replica in a second zone, with automatic failover (doubles the instance cost)."
   type        = bool
-  default     = false
+  default     = true
+}
+
+variable "db_monitoring_interval" {
+  description = "Seconds between RDS enhanced monitoring samples (1, 5, 10, 15, 30 or 60; 0 turns it off)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = contains([0, 1, 5, 10, 15, 30, 60], var.db_monitoring_interval)
+    error_message = "db_monitoring_interval must be one of 0, 1, 5, 10, 15, 30, 60."
+  }
+}
+
+variable "db_performance_insights_retention_days" {
+  description = "Days of Performance Insights data (7 is the free tier; longer: a multiple of 31, up to 731)."
+  type        = number
+  default     = 7
+}
+
+variable "db_log_statement" {
+  description = "PostgreSQL log_statement: none, ddl (default: schema changes), mod (also writes) or all. Statements hold account data, so more than ddl puts it in the logs."
+  type        = string
+  default     = "ddl"
+
+  validation {
+    condition     = contains(["none", "ddl", "mod", "all"], var.db_log_statement)
+    error_message = "db_log_statement must be none, ddl, mod or all."
+  }
+}
+
+variable "db_log_min_duration_ms" {
+  description = "PostgreSQL log_min_duration_statement: log every statement slower than this many milliseconds (-1 turns it off)."
+  type        = number
+  default     = 1000
 }
 
 variable "db_backup_retention_days" {
@@ -358,15 +424,37 @@ variable "db_skip_final_snapshot" {
 # -- logs and metrics -----------------------------------------------------------------------
 
 variable "log_retention_days" {
-  description = "Days CloudWatch keeps the containers' logs."
+  description = "Days CloudWatch keeps the logs of the containers, the database and WAF (a CloudWatch retention value, e.g. 365, 731, 3653)."
   type        = number
-  default     = 30
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a CloudWatch Logs retention value (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653)."
+  }
+}
+
+variable "access_log_retention_days" {
+  description = "Days the log bucket keeps load balancer and S3 access logs."
+  type        = number
+  default     = 365
 }
 
 variable "container_insights" {
   description = "Turn on CloudWatch Container Insights for the ECS cluster (billed as custom metrics)."
   type        = bool
-  default     = false
+  default     = true
+}
+
+variable "kms_deletion_window_days" {
+  description = "Days KMS waits before deleting the deployment's key after it is scheduled for deletion (7-30). Data encrypted with a deleted key is lost."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.kms_deletion_window_days >= 7 && var.kms_deletion_window_days <= 30
+    error_message = "kms_deletion_window_days must be between 7 and 30."
+  }
 }
 
 # -- SageMaker (optional) -------------------------------------------------------------------

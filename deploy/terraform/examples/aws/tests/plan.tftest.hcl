@@ -14,11 +14,20 @@ mock_provider "aws" {
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
   }
-  mock_data "aws_vpc" {
-    defaults = { id = "vpc-0123456789abcdef0" }
+  mock_resource "aws_vpc" {
+    defaults = { id = "vpc-0123456789abcdef0", cidr_block = "10.40.0.0/16" }
   }
-  mock_data "aws_subnets" {
-    defaults = { ids = ["subnet-0a", "subnet-0b", "subnet-0c"] }
+  mock_resource "aws_kms_key" {
+    defaults = {
+      arn    = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+      key_id = "11111111-2222-3333-4444-555555555555"
+    }
+  }
+  mock_resource "aws_wafv2_web_acl" {
+    defaults = { arn = "arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/fraudlens-alb/1" }
+  }
+  mock_data "aws_elb_service_account" {
+    defaults = { arn = "arn:aws:iam::156460612806:root" }
   }
   mock_resource "aws_db_instance" {
     defaults = {
@@ -69,14 +78,17 @@ mock_provider "aws" {
 
 variables {
   allowed_cidr_blocks = ["203.0.113.0/24"]
+  certificate_arn     = "arn:aws:acm:eu-west-1:123456789012:certificate/abc"
+  service_domain_name = "fraud.example.com"
+  image_tag           = "v1"
 }
 
 run "example" {
   command = apply
 
   assert {
-    condition     = output.service_url == "http://fraudlens-alb-1.eu-west-1.elb.amazonaws.com"
-    error_message = "The example must expose the service URL."
+    condition     = output.service_url == "https://fraud.example.com"
+    error_message = "The example serves HTTPS on the certificate's name."
   }
 
   assert {
@@ -85,7 +97,24 @@ run "example" {
   }
 
   assert {
-    condition     = strcontains(output.migrate_command, "assignPublicIp=ENABLED")
-    error_message = "Tasks in the default VPC need public IPs."
+    condition     = strcontains(output.migrate_command, "assignPublicIp=DISABLED")
+    error_message = "Tasks in the private subnets get no public IP."
+  }
+
+  assert {
+    condition = (
+      module.fraudlens.kms_key_arn == "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+      && output.kms_key_arn == module.fraudlens.kms_key_arn
+      && output.nat_public_ips == []
+    )
+    error_message = "One deployment key; no NAT gateway by default (VPC endpoints instead)."
+  }
+
+  assert {
+    condition = (
+      toset(module.network.vpc_endpoint_services) == toset(["ecr.api", "ecr.dkr", "sqs", "secretsmanager", "logs", "s3"])
+      && length(module.network.private_subnet_ids) == 2
+    )
+    error_message = "The example's tasks reach ECR, S3, SQS, Secrets Manager and CloudWatch Logs through VPC endpoints, in two zones."
   }
 }
