@@ -14,6 +14,7 @@ from fraudlens.market.simulate import simulate
 from fraudlens.registry import Registry
 from fraudlens.scoring import (
     EVENT_THRESHOLD,
+    EVIDENCE_COLUMNS,
     flag,
     model_id,
     resolve_threshold,
@@ -66,7 +67,8 @@ def test_score_market_model_threshold_and_event_threshold(market) -> None:
     assert np.mean(by_event.flagged == data.y().astype(bool)) > 0.9
 
     frame = by_event.frame()
-    assert list(frame.columns) == ["account_id", "score", "flagged", "model", "threshold"]
+    base = ["account_id", "score", "flagged", "model", "threshold"]
+    assert list(frame.columns) == [*base, *EVIDENCE_COLUMNS]
     assert set(frame["model"]) == {"market-features:v0001"}
     assert set(frame["threshold"]) == {0.9}
     assert frame["flagged"].sum() == by_event.n_flagged > 0

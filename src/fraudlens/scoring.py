@@ -57,6 +57,7 @@ __all__ = [
     "MarketScores",
     "flag",
     "market_chunks",
+    "market_evidence",
     "model_id",
     "resolve_threshold",
     "score_cards",
@@ -68,8 +69,19 @@ __all__ = [
 EVENT_THRESHOLD = 0.9
 
 #: Per-account evidence columns that :func:`score_market` adds to its results beside the
-#: score (filled by :func:`_market_evidence`; empty until a source of evidence is wired).
-EVIDENCE_COLUMNS: tuple[str, ...] = ()
+#: score, from :func:`fraudlens.market.pairs.account_evidence` (see its
+#: ``EVIDENCE_DESCRIPTIONS``): the value the account's matched round trips moved
+#: (``value_moved`` >= 0, ``value_lost`` signed: > 0 moved out of the account), its round
+#: trips, its strongest mirror partner (``counterparty``, None if none), its mirrored
+#: trades and the value moved with that partner. Values are in the quote currency.
+EVIDENCE_COLUMNS: tuple[str, ...] = (
+    "value_moved",
+    "value_lost",
+    "n_round_trips",
+    "counterparty",
+    "n_mirrored",
+    "counterparty_value_moved",
+)
 
 #: ``True`` explains every record, ``"flagged"`` only the flagged ones, ``False`` none.
 Explain = bool | Literal["flagged"]
@@ -221,6 +233,7 @@ def score_market(
     top: int = 10,
     chunk_size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    context_trades: pd.DataFrame | None = None,
 ) -> MarketScores:
     """Score every account in ``data`` with a market detector.
 
@@ -245,6 +258,12 @@ def score_market(
         batches: the CNN renders an image per account); all at once when None.
     progress
         Called with the number of accounts finished after each chunk.
+    context_trades
+        Trades of other accounts (the trades contract) that may mirror the scored
+        accounts' trades, e.g. from :meth:`fraudlens.store.Store.mirror_candidates`.
+        They only serve the counterparty evidence; their accounts are not scored. The
+        evidence is computed on all of ``data`` at once (not per chunk), so accounts in
+        ``data`` are found as each other's counterparties.
 
     Returns
     -------
@@ -283,7 +302,7 @@ def score_market(
         model_threshold=float(detector.threshold_),
         threshold=thr,
         explanations=explanations,
-        evidence=_market_evidence(data, ids),
+        evidence=market_evidence(data, ids, context_trades=context_trades),
     )
 
 
@@ -339,10 +358,44 @@ def _explain_market(
     return explain_batch(data, ids, top=top)
 
 
-def _market_evidence(data: MarketData, account_ids: np.ndarray) -> pd.DataFrame | None:
-    """Per-account evidence beside the score (columns :data:`EVIDENCE_COLUMNS`), indexed
-    by account id; None while no source of evidence is wired in."""
-    return None
+def market_evidence(
+    data: MarketData,
+    account_ids: np.ndarray | None = None,
+    *,
+    context_trades: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Per-account evidence beside the score: columns :data:`EVIDENCE_COLUMNS`.
+
+    Parameters
+    ----------
+    data
+        The scored trades and their bars.
+    account_ids
+        The accounts to return, in this order (``data.account_ids`` when None).
+    context_trades
+        Other accounts' trades that may be the other side of the scored accounts'
+        trades (see :func:`score_market`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``account_id``.
+    """
+    import pandas as pd
+
+    from fraudlens.market.data import TRADE_COLUMNS
+    from fraudlens.market.pairs import account_evidence
+
+    trades = data.trades
+    if context_trades is not None and len(context_trades):
+        cols = list(TRADE_COLUMNS)
+        extra = context_trades.loc[~context_trades["trade_id"].isin(trades["trade_id"]), cols]
+        trades = pd.concat([trades[cols], extra], ignore_index=True)
+    ev = account_evidence(trades, data.klines, bar=data.bar)
+    ids = data.account_ids if account_ids is None else account_ids
+    return ev.reindex(pd.Index(np.asarray(ids, dtype=object), name="account_id"))[
+        list(EVIDENCE_COLUMNS)
+    ]
 
 
 # ------------------------------------------------------------------------------- cards

@@ -12,6 +12,7 @@ from fraudlens.market.data import window
 from fraudlens.market.detectors import FeatureDetector
 from fraudlens.market.simulate import simulate
 from fraudlens.registry import Registry
+from fraudlens.scoring import EVIDENCE_COLUMNS, market_evidence
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,13 @@ def test_chunked_scores_equal_one_batch(trained) -> None:
     data = window(simulate(300, seed=12))
     whole = det.decision_function(data)
     frame = score_accounts(data, det, chunk_size=37)
-    assert list(frame.columns) == ["account_id", "score", "flagged", "model", "threshold"]
+    base = ["account_id", "score", "flagged", "model", "threshold"]
+    assert list(frame.columns) == [*base, *EVIDENCE_COLUMNS]
+    # evidence is computed on the whole data, not per chunk
+    whole_ev = market_evidence(data)
+    np.testing.assert_allclose(frame["value_moved"], whole_ev["value_moved"])
+    got = frame["counterparty"].fillna("").tolist()
+    assert got == whole_ev["counterparty"].fillna("").tolist()
     assert set(frame["threshold"]) == {det.threshold_}
     assert frame["account_id"].tolist() == data.account_ids.tolist()
     np.testing.assert_allclose(frame["score"].to_numpy(), whole, rtol=1e-6)
@@ -55,3 +62,6 @@ def test_ray_scores_equal_local(trained, tmp_path: Path) -> None:
     np.testing.assert_allclose(remote["score"].to_numpy(), local["score"].to_numpy(), rtol=1e-6)
     assert remote["flagged"].tolist() == local["flagged"].tolist()
     assert set(remote["threshold"]) == {0.9}
+    np.testing.assert_allclose(remote["value_moved"], local["value_moved"])
+    got = remote["counterparty"].fillna("").tolist()
+    assert got == local["counterparty"].fillna("").tolist()

@@ -9,6 +9,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from fraudlens.cli import app
+from fraudlens.scoring import EVIDENCE_COLUMNS
 
 runner = CliRunner()
 
@@ -59,7 +60,9 @@ def test_simulate_train_evaluate_score(tmp_path: Path) -> None:
         ]
     )
     s = pd.read_csv(scores)
-    assert list(s.columns) == ["account_id", "score", "flagged", "model", "threshold"]
+    base = ["account_id", "score", "flagged", "model", "threshold"]
+    assert list(s.columns) == [*base, *EVIDENCE_COLUMNS]
+    assert (s["value_moved"] >= 0).all() and s["value_moved"].notna().all()
     assert len(s) == 300 and s["score"].between(0, 1).all()
     meta = json.loads((models / "market-features" / "v0001" / "metadata.json").read_text())
     assert set(s["model"]) == {"market-features:v0001"}

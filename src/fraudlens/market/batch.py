@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from fraudlens.market.data import MarketData, window
-from fraudlens.scoring import market_chunks, score_market
+from fraudlens.scoring import EVIDENCE_COLUMNS, market_chunks, market_evidence, score_market
 
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
@@ -119,4 +119,9 @@ def score_accounts_ray(
         batch_size=None,
         compute=ray.data.ActorPoolStrategy(size=num_actors),
     ).to_pandas()
-    return out.sort_values("account_id", kind="stable").reset_index(drop=True)
+    out = out.sort_values("account_id", kind="stable").reset_index(drop=True)
+    # A counterparty can sit in another chunk: the evidence comes from the whole data.
+    ev = market_evidence(data, out["account_id"].to_numpy())
+    for col in EVIDENCE_COLUMNS:
+        out[col] = ev[col].to_numpy()
+    return out
