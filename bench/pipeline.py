@@ -89,7 +89,7 @@ def _drain_in_process(queue_url: str, store: Store, models: Path, ids: list[str]
 def _drain_processes(queue_url: str, store_url: str, models: Path, ids: list[str]) -> float:
     with open_queue(queue_url) as q:
         q.send_batch([check_message(a) for a in ids])
-    config = WorkerConfig(queue_url, "checks", 5, store_url, str(models), idle_exit=1.0)
+    config = WorkerConfig(queue_url, store_url, models, idle_exit=1.0)
     all_stats = run_workers(config, concurrency=2)
     first = min(s.first_at for s in all_stats if s.first_at is not None)
     last = max(s.last_at for s in all_stats if s.last_at is not None)

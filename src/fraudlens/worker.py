@@ -1,45 +1,55 @@
 """The account-check worker: queue in, risk events out.
 
-For each message ``{"account_id", "business_type", "requested_at"}`` (the reference's
-``userid`` and ``businessType`` are accepted too) the worker loads the account's last
-24 h of trades and the bars of its symbols from the store, scores them with the active
-market model, writes a risk event when the score is above the threshold (0.9 by
-default), then acks the message.
+For each message (the contract is :mod:`fraudlens.checks`: ``account_id``,
+``business_type``, ``requested_at``) the worker loads the account's last 24 h of trades
+and the bars of its symbols from the store, scores them through the one scoring path
+(:func:`fraudlens.scoring.score_market`) with the active market model, writes a risk
+event when the score is above the risk-event threshold (0.9 by default), then acks.
 
-Delivery is at least once, and the work is idempotent: a risk event's unique key is
-``(account_id, fraud_type, window_end)``, so a message redelivered after a crash (its
-event already committed, its ack lost) writes nothing new. Messages are worked in
-batches: one window query, one scoring call and one transaction per batch, acked only
-after that transaction commits. A malformed message goes to the dead-letter queue with
-the reason and never stops the worker. On SIGTERM the worker finishes and acks the batch
-in hand, then exits.
+The loop around the work is :class:`fraudlens.consume.Consumer`; this module is the
+handler (:class:`CheckHandler`) and the process plumbing.
+
+- Delivery is at least once, and the work is idempotent: a risk event's unique key is
+  ``(account_id, fraud_type, window_end)``, so a message redelivered after a crash (its
+  event committed, its ack lost) writes nothing new.
+- Messages are worked in batches: one window query, one scoring call and one
+  transaction per batch, acked only after that transaction commits. A failing batch is
+  retried message by message, so one bad account cannot hold back the rest.
+- A message that breaks the contract is dead-lettered with the reason. A message whose
+  work fails (bad account data) spends a delivery attempt and is retried with back-off.
+- When the store or the model is unavailable (:class:`~fraudlens.errors.
+  UnavailableError`) the batch is handed back without spending attempts and the worker
+  pauses, probing with back-off, until the store answers again.
+- On SIGTERM the worker finishes and acks the batch in hand, then exits.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from fraudlens._time import utc, utcnow
 from fraudlens.checks import AccountCheck, parse_check
-from fraudlens.errors import DataError, FraudlensError
+from fraudlens.consume import BatchResult, Consumer, ConsumerMetrics, ConsumerStats
+from fraudlens.errors import DataError, FraudlensError, UnavailableError
 
 if TYPE_CHECKING:
+    from fraudlens._detector import Detector
+    from fraudlens.market.data import MarketData
     from fraudlens.model_cache import ModelCache
     from fraudlens.queues import Message, Queue
-    from fraudlens.store import Store
+    from fraudlens.scoring import MarketScores
+    from fraudlens.store import RiskEvent, Store
 
 __all__ = [
+    "CheckHandler",
     "Worker",
     "WorkerConfig",
     "WorkerMetrics",
@@ -50,85 +60,214 @@ __all__ = [
 
 log = logging.getLogger("fraudlens.worker")
 
-#: Longest pause between polls of a queue that cannot block (SQLite): bounds the latency
-#: an idle worker adds to the first message after a quiet spell.
-_MAX_POLL = 0.005
+#: What a worker did (the consumer loop's counts; ``written`` = new risk events).
+WorkerStats = ConsumerStats
 
 
-# ------------------------------------------------------------------------------ metrics
-
-
-class WorkerMetrics:
-    """Prometheus metrics of a worker process (a private registry unless one is given).
-
-    ``fraudlens_worker_messages_total{outcome}`` counts processed, flagged, failed and
-    dead_lettered messages; ``fraudlens_worker_latency_seconds`` is the time from a
-    check's ``requested_at`` to the commit of its result; ``fraudlens_worker_batch_seconds``
-    the time to work one batch.
-    """
+class WorkerMetrics(ConsumerMetrics):
+    """Prometheus metrics of a worker process: :class:`~fraudlens.consume.ConsumerMetrics`
+    named ``fraudlens_worker_*`` (``fraudlens_worker_messages_total{outcome}``, latency
+    from a check's ``requested_at`` to the commit of its result, batch time, health)."""
 
     def __init__(self, registry: Any = None) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
-
-        self.registry = registry if registry is not None else CollectorRegistry()
-        self.messages = Counter(
-            "fraudlens_worker_messages",
-            "Messages handled by outcome.",
-            ["outcome"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "fraudlens_worker_latency_seconds",
-            "From a check's requested_at to the commit of its result.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=self.registry,
-        )
-        self.batch = Histogram(
-            "fraudlens_worker_batch_seconds",
-            "Time to work one batch.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=self.registry,
-        )
-        for outcome in ("processed", "flagged", "failed", "dead_lettered"):
-            self.messages.labels(outcome)
-
-    def serve(self, port: int, addr: str = "127.0.0.1") -> bool:
-        """Expose the metrics over HTTP; False (and a warning) if the port is taken."""
-        from prometheus_client import start_http_server
-
-        try:
-            start_http_server(port, addr=addr, registry=self.registry)
-        except OSError as exc:
-            log.warning("metrics not exported on %s:%d: %s", addr, port, exc)
-            return False
-        return True
+        super().__init__("fraudlens_worker", registry)
 
 
-@dataclass
-class WorkerStats:
-    """What a worker did.
+# ------------------------------------------------------------------------------ handler
 
-    ``first_at``/``last_at`` are the Unix times the first batch arrived and the last one
-    was done (busy time, without idle waits); ``latencies`` holds up to 100,000 check
-    latencies in seconds.
+
+class CheckHandler:
+    """Score account checks and write risk events: the worker's part of the loop.
+
+    Parameters
+    ----------
+    store
+        Where trades, bars and risk events live.
+    models
+        A :class:`~fraudlens.model_cache.ModelCache` or a registry folder. The model is
+        looked up per batch, so activating a new version takes effect without a restart.
+    model
+        Registry model or domain (``market`` = the market default).
+    threshold
+        The risk-event threshold: scores above it raise an event (default: the
+        ``market_threshold`` setting, 0.9).
+    hours
+        Window length ending at the account's latest trade.
+    explain_top
+        Trades recorded in an event's ``details``.
     """
 
-    received: int = 0
-    processed: int = 0
-    flagged: int = 0
-    events_written: int = 0
-    failed: int = 0
-    dead_lettered: int = 0
-    batches: int = 0
-    seconds: float = 0.0
-    first_at: float | None = None
-    last_at: float | None = None
-    latencies: list[float] = field(default_factory=list, repr=False)
+    def __init__(
+        self,
+        store: Store,
+        models: ModelCache | str | os.PathLike[str],
+        *,
+        model: str = "market",
+        threshold: float | None = None,
+        hours: float | None = None,
+        explain_top: int = 10,
+    ) -> None:
+        from fraudlens.config import get_settings
+        from fraudlens.model_cache import ModelCache, serving_threads
 
-    @property
-    def rate(self) -> float:
-        """Processed messages per second."""
-        return self.processed / self.seconds if self.seconds > 0 else 0.0
+        settings = get_settings()
+        self.store = store
+        self.models = (
+            models
+            if isinstance(models, ModelCache)
+            else ModelCache(Path(models), prepare=serving_threads)
+        )
+        self.model = model
+        self.threshold = float(settings.market_threshold if threshold is None else threshold)
+        self.hours = float(settings.window_hours if hours is None else hours)
+        self.explain_top = int(explain_top)
+
+    # -- Handler protocol ------------------------------------------------------------
+    def probe(self) -> None:
+        """Raise UnavailableError until the store can be written and the model loads."""
+        self.store.ping(write=True)
+        self._detector()
+
+    def handle(self, msgs: Sequence[Message]) -> BatchResult:
+        """Work one batch: parse, score, write events; report each message's fate."""
+        result = BatchResult()
+        good: list[tuple[Message, AccountCheck]] = []
+        for msg in msgs:
+            try:
+                good.append((msg, parse_check(msg.body)))
+            except DataError as exc:
+                result.invalid.append((msg, f"invalid check message: {exc}"))
+        if not good:
+            return result
+        try:
+            self._work(good, result)
+        except UnavailableError as exc:
+            result.released.extend(m for m, _ in good)
+            result.outage = exc
+        except Exception as exc:
+            if len(good) == 1:
+                result.failed.append((good[0][0], _reason(exc)))
+                return result
+            # One bad account must not hold back the rest: retry them one by one.
+            log.warning("batch of %d failed (%s); retrying one by one", len(good), _reason(exc))
+            for i, item in enumerate(good):
+                try:
+                    self._work([item], result)
+                except UnavailableError as one_exc:
+                    result.released.extend(m for m, _ in good[i:])
+                    result.outage = one_exc
+                    break
+                except Exception as one_exc:
+                    result.failed.append((item[0], _reason(one_exc)))
+        return result
+
+    # -- the work --------------------------------------------------------------------
+    def _detector(self) -> Detector:
+        try:
+            return self.models.get(self.model)
+        except UnavailableError:
+            raise
+        except Exception as exc:
+            # No model, or one that does not load: nothing any message can fix.
+            raise UnavailableError(
+                f"model {self.model!r} in {self.models.root} cannot be used: {_reason(exc)}",
+                what="model",
+            ) from exc
+
+    def _work(self, items: Sequence[tuple[Message, AccountCheck]], result: BatchResult) -> None:
+        from fraudlens.scoring import score_market
+
+        ids = list(dict.fromkeys(c.account_id for _, c in items))
+        data = self.store.account_windows(ids, hours=self.hours)
+        events: list[RiskEvent] = []
+        flagged: set[str] = set()
+        if len(data.trades):
+            scores = score_market(
+                self._detector(),
+                data,
+                threshold=self.threshold,
+                explain="flagged",
+                top=self.explain_top,
+            )
+            flagged = set(scores.flagged_ids())
+            if flagged:
+                events = self._events(items, data, scores, flagged)
+        written = self.store.add_risk_events(events)
+        done = utcnow()
+        # The events are committed: only now may the messages go (the loop acks them).
+        result.done.extend(m for m, _ in items)
+        result.written += written
+        result.flagged += sum(1 for _, c in items if c.account_id in flagged)
+        result.latencies.extend(
+            (done - c.requested_at).total_seconds() for _, c in items if c.requested_at
+        )
+
+    def _events(
+        self,
+        items: Sequence[tuple[Message, AccountCheck]],
+        data: MarketData,
+        scores: MarketScores,
+        flagged: set[str],
+    ) -> list[RiskEvent]:
+        from fraudlens.store import RiskEvent
+
+        first: dict[str, AccountCheck] = {}
+        for _, c in items:
+            first.setdefault(c.account_id, c)
+        last = _latest_trades(data, flagged)
+        score_of = scores.score_map()
+        evidence = _evidence(scores, flagged)
+        explained = scores.explanations or {}
+        now = utcnow()
+        span = timedelta(hours=self.hours)
+        out = []
+        for a in sorted(flagged):
+            end = last[a]
+            out.append(
+                RiskEvent(
+                    account_id=a,
+                    score=score_of[a],
+                    event_threshold=scores.threshold,
+                    model_threshold=scores.model_threshold,
+                    model_version=scores.model,
+                    window_start=end - span,
+                    window_end=end,
+                    business_type=first[a].business_type,
+                    details={"trades": explained.get(a, []), **evidence.get(a, {})},
+                    requested_at=first[a].requested_at,
+                    created_at=now,
+                )
+            )
+        return out
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _latest_trades(data: MarketData, accounts: set[str]) -> dict[str, Any]:
+    """Each account's latest trade time (its window's end), as aware datetimes."""
+    trades = data.trades
+    acc = trades["account_id"].to_numpy()
+    ts = trades["ts"].to_numpy("datetime64[us]")
+    return {a: utc(ts[acc == a].max().astype(object)) for a in accounts}
+
+
+def _evidence(scores: MarketScores, accounts: set[str]) -> dict[str, dict[str, Any]]:
+    """Per-account evidence beside the score (counterparty, value moved...), when the
+    scoring path provides it."""
+    if scores.evidence is None or not len(scores.evidence.columns):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for rec in scores.records():
+        a = rec["account_id"]
+        if a in accounts:
+            out[a] = {
+                k: v
+                for k, v in rec.items()
+                if k not in ("account_id", "score", "flagged", "trades")
+            }
+    return out
 
 
 # ------------------------------------------------------------------------------- worker
@@ -137,27 +276,24 @@ class WorkerStats:
 class Worker:
     """Consume account checks from a queue and write risk events to the store.
 
+    A :class:`~fraudlens.consume.Consumer` running a :class:`CheckHandler`.
+
     Parameters
     ----------
     queue, store
         Where checks come from and where trades, bars and risk events live.
     models
-        A :class:`~fraudlens.model_cache.ModelCache` or a registry folder. The model is
-        looked up per batch, so activating a new version takes effect without a restart.
-    model
-        Registry model or domain (``market`` = the market default).
-    threshold
-        Scores above it raise a risk event (default: the ``market_threshold`` setting, 0.9).
-    hours
-        Window length ending at the account's latest trade.
+        A :class:`~fraudlens.model_cache.ModelCache` or a registry folder.
+    model, threshold, hours, explain_top
+        See :class:`CheckHandler` (``threshold`` is the risk-event threshold).
     batch_size
         Messages received (and scored) together at most.
     visibility_timeout
         Lease of a received batch; a crashed worker's batch is redelivered after it.
     wait
         Seconds one receive call may block waiting for messages.
-    explain_top
-        Trades recorded in an event's ``details``.
+    pause_cap
+        Longest wait between probes while the store is down.
     metrics
         Prometheus metrics to update, if any.
     """
@@ -175,38 +311,47 @@ class Worker:
         visibility_timeout: float = 60.0,
         wait: float = 1.0,
         explain_top: int = 10,
+        pause_cap: float = 30.0,
         metrics: WorkerMetrics | None = None,
     ) -> None:
-        from fraudlens.config import get_settings
-        from fraudlens.model_cache import ModelCache, serving_threads
-
-        settings = get_settings()
-        self.queue = queue
-        self.store = store
-        self.models = (
-            models
-            if isinstance(models, ModelCache)
-            else ModelCache(Path(models), prepare=serving_threads)
-        )
-        self.model = model
-        self.threshold = float(settings.market_threshold if threshold is None else threshold)
-        self.hours = float(settings.window_hours if hours is None else hours)
-        self.batch_size = int(batch_size)
-        self.visibility_timeout = float(visibility_timeout)
-        self.wait = float(wait)
-        self.explain_top = int(explain_top)
-        self.metrics = metrics
-        self.stats = WorkerStats()
-        self.stop_event = threading.Event()
         from fraudlens.queues import SQLiteQueue
 
-        # SQLite cannot block on an empty queue: poll it ourselves at a short interval.
-        self._polls = isinstance(queue, SQLiteQueue)
+        self.queue = queue
+        self.store = store
+        self.handler = CheckHandler(
+            store, models, model=model, threshold=threshold, hours=hours, explain_top=explain_top
+        )
+        self.metrics = metrics
+        self.consumer = Consumer(
+            queue,
+            self.handler,
+            batch_size=batch_size,
+            visibility_timeout=visibility_timeout,
+            wait=wait,
+            # SQLite cannot block on an empty queue: the loop polls it at a short interval.
+            poll=isinstance(queue, SQLiteQueue),
+            pause_cap=pause_cap,
+            metrics=metrics,
+        )
 
-    # -- loop ------------------------------------------------------------------------
+    @property
+    def stats(self) -> WorkerStats:
+        """The running counts."""
+        return self.consumer.stats
+
+    @property
+    def threshold(self) -> float:
+        """The risk-event threshold."""
+        return self.handler.threshold
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set to stop after the batch in hand."""
+        return self.consumer.stop_event
+
     def stop(self) -> None:
         """Ask the loop to exit after the batch in hand (what SIGTERM does)."""
-        self.stop_event.set()
+        self.consumer.stop()
 
     def run(
         self,
@@ -215,144 +360,13 @@ class Worker:
         idle_exit: float | None = None,
         on_batch: Callable[[WorkerStats], None] | None = None,
     ) -> WorkerStats:
-        """Work until stopped, ``limit`` messages are handled, or the queue stays empty
-        for ``idle_exit`` seconds.
-        """
-        t0 = time.perf_counter()
-        idle_since = time.monotonic()
-        pause = 0.001
-        while not self.stop_event.is_set():
-            handled = self.stats.processed + self.stats.failed + self.stats.dead_lettered
-            if limit is not None and handled >= limit:
-                break
-            want = (
-                self.batch_size if limit is None else max(1, min(self.batch_size, limit - handled))
-            )
-            wait = 0.0 if self._polls else self.wait
-            msgs = self.queue.receive(want, visibility_timeout=self.visibility_timeout, wait=wait)
-            if not msgs:
-                if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
-                    break
-                if self._polls:
-                    self.stop_event.wait(pause)
-                    pause = min(pause * 2, _MAX_POLL)
-                continue
-            pause = 0.001
-            idle_since = time.monotonic()
-            self.process(msgs)
-            if self.stats.batches == 1:
-                # The model, bars and libraries loaded by the first batch live for the
-                # whole run: move them out of the collector's way, or a full collection
-                # walking them stalls a check for tens of milliseconds now and then.
-                gc.collect()
-                gc.freeze()
-            self.stats.seconds = time.perf_counter() - t0
-            if on_batch is not None:
-                on_batch(self.stats)
-        self.stats.seconds = time.perf_counter() - t0
-        return self.stats
+        """Work until stopped, ``limit`` messages are settled, or the queue stays empty
+        for ``idle_exit`` seconds."""
+        return self.consumer.run(limit=limit, idle_exit=idle_exit, on_batch=on_batch)
 
-    # -- one batch -------------------------------------------------------------------
     def process(self, msgs: Sequence[Message]) -> None:
-        """Work one batch of messages: score, write events, ack (or nack on failure)."""
-        started = time.perf_counter()
-        if self.stats.first_at is None:
-            self.stats.first_at = time.time()
-        self.stats.received += len(msgs)
-        self.stats.batches += 1
-        good: list[tuple[Message, AccountCheck]] = []
-        for msg in msgs:
-            try:
-                good.append((msg, parse_check(msg.body)))
-            except DataError as exc:
-                self.queue.dead_letter(msg, f"invalid check message: {exc}")
-                self._count("dead_lettered")
-        if good:
-            try:
-                self._score_and_write(good)
-            except Exception as exc:
-                if len(good) == 1:
-                    self._fail(good[0][0], exc)
-                else:
-                    # One bad account must not hold back the rest: retry them one by one.
-                    log.warning("batch of %d failed (%s); retrying one by one", len(good), exc)
-                    for item in good:
-                        try:
-                            self._score_and_write([item])
-                        except Exception as one_exc:
-                            self._fail(item[0], one_exc)
-        self.stats.last_at = time.time()
-        if self.metrics is not None:
-            self.metrics.batch.observe(time.perf_counter() - started)
-
-    def _fail(self, msg: Message, exc: BaseException) -> None:
-        reason = f"{type(exc).__name__}: {exc}"[:500]
-        if isinstance(exc, FraudlensError):
-            log.warning("check %s failed: %s", msg.id, reason)
-        else:
-            log.exception("check %s failed", msg.id, exc_info=exc)
-        # Back off a little: a database that is down now may be up in a few seconds.
-        self.queue.nack(msg, reason=reason, delay=min(2.0**msg.attempts, 60.0))
-        self._count("failed")
-
-    def _count(self, outcome: str, n: int = 1) -> None:
-        setattr(self.stats, outcome, getattr(self.stats, outcome) + n)
-        if self.metrics is not None:
-            self.metrics.messages.labels(outcome).inc(n)
-
-    def _score_and_write(self, items: Sequence[tuple[Message, AccountCheck]]) -> None:
-        ids = list(dict.fromkeys(c.account_id for _, c in items))
-        data = self.store.account_windows(ids, hours=self.hours)
-        scored: dict[str, float] = {}
-        det = None
-        if len(data.trades):
-            det = self.models.get(self.model)
-            scores = np.asarray(det.decision_function(data), dtype=np.float64)
-            scored = dict(zip(data.account_ids.tolist(), scores.tolist(), strict=True))
-        flagged = [a for a in ids if scored.get(a, 0.0) > self.threshold]
-        events = []
-        if flagged:
-            from fraudlens.market.explain import explain_batch
-            from fraudlens.model_cache import version_of
-
-            assert det is not None
-            drivers = explain_batch(data, flagged, top=self.explain_top)
-            last = data.trades.groupby("account_id")["ts"].max()
-            first_check: dict[str, AccountCheck] = {}
-            for _, c in items:
-                first_check.setdefault(c.account_id, c)
-            now = datetime.now(UTC)
-            for a in flagged:
-                end = last[a].to_pydatetime()
-                events.append(
-                    {
-                        "account_id": a,
-                        "business_type": first_check[a].business_type,
-                        "score": scored[a],
-                        "threshold": self.threshold,
-                        "model_version": version_of(det),
-                        "window_start": end - timedelta(hours=self.hours),
-                        "window_end": end,
-                        "details": {"trades": drivers.get(a, [])},
-                        "requested_at": first_check[a].requested_at,
-                        "created_at": now,
-                    }
-                )
-        written = self.store.add_risk_events(events)
-        done = datetime.now(UTC)
-        # The events are committed: only now may the messages go.
-        self.queue.ack_many([m for m, _ in items])
-        self.stats.events_written += written
-        self._count("processed", len(items))
-        flagged_set = set(flagged)
-        self._count("flagged", sum(1 for _, c in items if c.account_id in flagged_set))
-        for _, c in items:
-            if c.requested_at is not None:
-                seconds = (done - c.requested_at).total_seconds()
-                if len(self.stats.latencies) < 100_000:
-                    self.stats.latencies.append(seconds)
-                if self.metrics is not None:
-                    self.metrics.latency.observe(max(seconds, 0.0))
+        """Work one received batch and settle its messages."""
+        self.consumer.process(msgs)
 
 
 # ------------------------------------------------------------------ several processes
@@ -362,17 +376,47 @@ class Worker:
 class WorkerConfig:
     """Where a worker process reads, writes and finds its model, and how it runs.
 
-    ``options`` are keyword arguments of :class:`Worker` (``model``, ``threshold``,
-    ``batch_size``, ...); ``idle_exit`` is passed to :meth:`Worker.run`.
+    Attributes
+    ----------
+    queue_url, queue_name, max_attempts
+        The queue (:func:`fraudlens.queues.open_queue`) and its dead-letter rule.
+    db_url
+        The store.
+    models_dir
+        The model registry.
+    model
+        Registry model or domain.
+    threshold
+        The risk-event threshold (None: the ``market_threshold`` setting).
+    hours
+        Window length (None: the ``window_hours`` setting).
+    batch_size, visibility_timeout, explain_top, pause_cap
+        See :class:`Worker`.
+    idle_exit
+        Exit after the queue has been empty this many seconds (None: run until stopped).
     """
 
     queue_url: str
-    queue_name: str
-    max_attempts: int
     db_url: str
-    models_dir: str
+    models_dir: Path
+    queue_name: str = "checks"
+    max_attempts: int = 5
+    model: str = "market"
+    threshold: float | None = None
+    hours: float | None = None
+    batch_size: int = 100
+    visibility_timeout: float = 60.0
+    explain_top: int = 10
+    pause_cap: float = 30.0
     idle_exit: float | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.models_dir, Path):
+            object.__setattr__(self, "models_dir", Path(self.models_dir))
+        if self.batch_size < 1 or self.max_attempts < 1 or self.visibility_timeout <= 0:
+            raise FraudlensError(
+                "batch_size and max_attempts must be at least 1, visibility_timeout above 0"
+            )
 
 
 def work(
@@ -380,9 +424,13 @@ def work(
     *,
     metrics: WorkerMetrics | None = None,
     on_batch: Callable[[WorkerStats], None] | None = None,
+    on_start: Callable[[Worker], None] | None = None,
 ) -> WorkerStats:
     """Open the queue and the store ``config`` names and work checks in this process
-    until SIGTERM or SIGINT (each finishes the batch in hand) or ``config.idle_exit``."""
+    until SIGTERM or SIGINT (each finishes the batch in hand) or ``config.idle_exit``.
+
+    ``on_start`` is called with the worker before it starts (e.g. to serve its health).
+    """
     from fraudlens.queues import open_queue
     from fraudlens.store import open_store
 
@@ -390,7 +438,21 @@ def work(
         open_queue(config.queue_url, name=config.queue_name, max_attempts=config.max_attempts) as q,
         open_store(config.db_url) as store,
     ):
-        worker = Worker(q, store, config.models_dir, metrics=metrics, **config.options)
+        worker = Worker(
+            q,
+            store,
+            config.models_dir,
+            model=config.model,
+            threshold=config.threshold,
+            hours=config.hours,
+            batch_size=config.batch_size,
+            visibility_timeout=config.visibility_timeout,
+            explain_top=config.explain_top,
+            pause_cap=config.pause_cap,
+            metrics=metrics,
+        )
+        if on_start is not None:
+            on_start(worker)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop())
         return worker.run(idle_exit=config.idle_exit, on_batch=on_batch)

@@ -8,7 +8,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -235,18 +235,21 @@ def worker(
     # processes never race to create the tables.
     with open_store(db_url) as store:
         store.require_schema()
-    options: dict[str, Any] = {
-        "model": model,
-        "threshold": threshold,
-        "batch_size": batch_size,
-        "visibility_timeout": visibility_timeout,
-    }
     console.print(
         f"worker x{concurrency}: {queue_url} ({queue_name}) -> {db_url}, models {models}"
         + (f", metrics on :{metrics_port}/metrics" if metrics_port else "")
     )
     config = WorkerConfig(
-        queue_url, queue_name, max_attempts, db_url, str(models), idle_exit, options
+        queue_url=queue_url,
+        db_url=db_url,
+        models_dir=models,
+        queue_name=queue_name,
+        max_attempts=max_attempts,
+        model=model,
+        threshold=threshold,
+        batch_size=batch_size,
+        visibility_timeout=visibility_timeout,
+        idle_exit=idle_exit,
     )
     if concurrency == 1:
         all_stats = [_run_one(config, metrics_port)]
@@ -264,22 +267,26 @@ def worker(
     seconds = max((s.seconds for s in all_stats), default=0.0)
     console.print(
         f"processed {processed:,} checks ({flagged:,} flagged, "
-        f"{sum(s.events_written for s in all_stats):,} new risk events, "
-        f"{sum(s.failed for s in all_stats):,} failed, "
+        f"{sum(s.written for s in all_stats):,} new risk events, "
+        f"{sum(s.failed for s in all_stats):,} failed attempts, "
         f"{sum(s.dead_lettered for s in all_stats):,} dead-lettered) in {seconds:.1f} s"
     )
 
 
 def _run_one(config: WorkerConfig, metrics_port: int) -> WorkerStats:
-    from fraudlens.worker import WorkerMetrics, work
+    from fraudlens.worker import Worker, WorkerMetrics, work
 
     metrics = WorkerMetrics()
-    if metrics_port:
-        metrics.serve(metrics_port, addr=_metrics_host())
+
+    def serve(worker: Worker) -> None:
+        # /metrics and /healthz (503 with the reason while the store is down)
+        metrics.serve(metrics_port, addr=_metrics_host(), health=worker.consumer.health)
+
+    on_start = serve if metrics_port else None
     if not console.is_terminal:
         # Under a supervisor (a container, systemd) there is no one to watch a spinner,
         # and its refresh thread would compete with the checks for the interpreter.
-        return work(config, metrics=metrics, on_batch=_log_every(60.0))
+        return work(config, metrics=metrics, on_batch=_log_every(60.0), on_start=on_start)
     with console.status("waiting for checks...") as status:
 
         def show(s: WorkerStats) -> None:
@@ -287,8 +294,14 @@ def _run_one(config: WorkerConfig, metrics_port: int) -> WorkerStats:
                 f"[bold]{s.processed:,}[/] checks, {s.flagged:,} flagged, "
                 f"{s.failed:,} failed, {s.dead_lettered:,} dead-lettered, {s.rate:,.0f}/s"
             )
+    outages = sum(s.outages for s in all_stats)
+    if outages:
+        console.print(
+            f"paused by {outages:,} outage(s) for {sum(s.paused_seconds for s in all_stats):.1f} s "
+            f"in all; {sum(s.released for s in all_stats):,} messages handed back unspent"
+        )
 
-        return work(config, metrics=metrics, on_batch=show)
+        return work(config, metrics=metrics, on_batch=show, on_start=on_start)
 
 
 def _log_every(seconds: float) -> Callable[[WorkerStats], None]:

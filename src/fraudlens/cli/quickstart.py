@@ -120,7 +120,7 @@ def _pipeline_pass(out: Path, models: Path, test_dir: Path) -> tuple[str, int]:
     console.print(
         f"worker: {stats.processed:,} checks in {busy:.1f} s "
         f"({stats.processed / busy if busy > 0 else 0:,.0f}/s), {stats.flagged:,} above "
-        f"{worker.threshold}, {stats.events_written:,} new risk events, "
+        f"{worker.threshold}, {stats.written:,} new risk events, "
         f"{stats.dead_lettered:,} dead-lettered"
     )
     table = Table(title=f"flagged accounts (top 10 of {total:,} by score)")

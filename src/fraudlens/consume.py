@@ -1,0 +1,698 @@
+"""The one consumer loop: receive, handle, then ack, dead-letter, retry or hand back.
+
+The account-check worker (:mod:`fraudlens.worker`) and the card event processor
+(:mod:`fraudlens.processor`) both run on :class:`Consumer`. Each supplies a
+:class:`Handler` that does the work of a batch and says what became of each message; the
+loop owns everything around it: leases, acks, retries with back-off, dead letters, outage
+handling, metrics, health and signals.
+
+Failures are classified
+-----------------------
+A handler reports each message of a batch as
+
+- **done**: its effect is durable (risk events committed, records accepted by the sink);
+  the loop acks it;
+- **invalid**: the message itself can never succeed (not a check message, a record with a
+  bad field); the loop dead-letters it now, with the reason;
+- **failed**: working this message failed (bad account data, a value the database refused);
+  the loop nacks it, which spends a delivery attempt, with an exponential back-off
+  (``retry_base * 2 ** (attempts - 1)``, at most ``retry_cap``). The queue dead-letters it,
+  with the last reason, once ``max_attempts`` deliveries have failed;
+- **released**: not tried, because something the work depends on is down. The handler
+  raises :class:`~fraudlens.errors.UnavailableError` (a store, sink or model outage) or
+  returns the outage in :class:`BatchResult`.
+
+An outage is not the messages' fault, so it must cost them nothing. The loop then:
+
+1. asks the handler's :meth:`Handler.probe` whether the dependency really is down. If the
+   probe passes at once, the failure followed the messages after all (a statement that
+   times out only for them, say): they are nacked as *failed*. This keeps one poisonous
+   message from pausing the consumer forever;
+2. otherwise hands the unsettled messages back with :meth:`Queue.release
+   <fraudlens.queues.Queue.release>`, which returns them *without spending a delivery
+   attempt*, marks itself unhealthy (log line, ``<prefix>_healthy`` gauge at 0,
+   ``/healthz`` answering 503 with the reason), and stops receiving;
+3. waits with exponential back-off (``pause_base``, doubling, at most ``pause_cap``
+   seconds, with 10 % jitter so many consumers do not probe in step), probing after each
+   wait, until the probe passes; then it marks itself healthy and resumes.
+
+So an outage of any length dead-letters nothing and loses nothing: the messages stay in
+the queue, and delivery attempts are only spent on work that was really tried.
+
+The queue itself failing (``QueueError`` on receive or ack) is an outage too: the loop
+pauses the same way, probing the queue. Messages whose ack was lost come back after their
+lease and are redone; handlers must be idempotent (the worker's risk-event key and the
+processor's checkpointed sink are).
+
+Dead letters are counted where they happen: through the queue's ``on_dead_letter`` hook,
+so moves the queue makes on its own (a receive that finds a message over ``max_attempts``,
+the nack of a last attempt) count as well as the loop's own.
+
+Stopping
+--------
+:meth:`Consumer.stop` (what SIGTERM and SIGINT do under :func:`stop_on_signals`) lets the
+batch in hand finish, settle and be acked, then returns. A second SIGINT interrupts at
+once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fraudlens.errors import QueueError, UnavailableError
+
+if TYPE_CHECKING:
+    from fraudlens.queues import Message
+
+__all__ = [
+    "BatchResult",
+    "Consumer",
+    "ConsumerMetrics",
+    "ConsumerStats",
+    "Handler",
+    "Health",
+    "Source",
+    "stop_on_signals",
+]
+
+log = logging.getLogger("fraudlens.consume")
+
+#: Longest pause between polls of a source that cannot block (SQLite, files): bounds the
+#: latency an idle consumer adds to the first message after a quiet spell.
+_MAX_POLL = 0.005
+#: Check latencies kept in memory for summaries and benchmarks.
+_KEEP_LATENCIES = 100_000
+
+
+class Source(Protocol):
+    """What the loop needs from where messages come from: a
+    :class:`~fraudlens.queues.Queue`, or a local source shaped like one."""
+
+    name: str
+    on_dead_letter: Callable[[str], None] | None
+
+    def receive(
+        self, max_messages: int = 10, *, visibility_timeout: float = 30.0, wait: float = 0.0
+    ) -> list[Message]: ...
+
+    def ack_many(self, msgs: Iterable[Message]) -> None: ...
+
+    def nack(self, msg: Message, *, reason: str = "", delay: float = 0.0) -> None: ...
+
+    def release(self, msgs: Iterable[Message], *, delay: float = 0.0, reason: str = "") -> int: ...
+
+    def dead_letter(self, msg: Message, reason: str) -> None: ...
+
+    def depth(self) -> int: ...
+
+
+@dataclass
+class BatchResult:
+    """What became of each message of a batch (each in exactly one list).
+
+    Attributes
+    ----------
+    done
+        Durably worked: to ack.
+    invalid
+        ``(message, reason)``: can never succeed; dead-lettered now.
+    failed
+        ``(message, reason)``: this attempt failed; retried with back-off until the
+        queue's ``max_attempts``.
+    released
+        Not tried because of ``outage``: handed back without spending an attempt.
+    outage
+        The infrastructure failure that stopped the batch, if any.
+    flagged
+        Messages among ``done`` whose record was flagged.
+    written
+        New durable effects (risk events inserted, records put to the sink).
+    latencies
+        Seconds from each done message's request time to its durable effect, if known.
+    """
+
+    done: list[Message] = field(default_factory=list)
+    invalid: list[tuple[Message, str]] = field(default_factory=list)
+    failed: list[tuple[Message, str]] = field(default_factory=list)
+    released: list[Message] = field(default_factory=list)
+    outage: UnavailableError | None = None
+    flagged: int = 0
+    written: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+class Handler(Protocol):
+    """The work of one kind of message.
+
+    ``handle`` works a batch and reports each message in a :class:`BatchResult`. It may
+    raise :class:`~fraudlens.errors.UnavailableError` instead when nothing of the batch
+    was made durable. ``probe`` raises UnavailableError while what the work depends on is
+    still down, and returns when work can resume.
+    """
+
+    def handle(self, msgs: Sequence[Message]) -> BatchResult: ...
+
+    def probe(self) -> None: ...
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+class ConsumerMetrics:
+    """Prometheus metrics of a consumer (a private registry unless one is given).
+
+    Names start with ``prefix`` (``fraudlens_worker`` for the worker,
+    ``fraudlens_processor`` for the card processor):
+
+    - ``<prefix>_messages_total{outcome}``: ``processed``, ``flagged``, ``failed``
+      (attempts spent on failures), ``dead_lettered`` (every move to the dead-letter
+      store, the queue's own included), ``released`` (handed back during an outage);
+    - ``<prefix>_latency_seconds``: from a message's request time to its durable effect;
+    - ``<prefix>_batch_seconds``: time to work one batch;
+    - ``<prefix>_healthy``: 1 while consuming, 0 while paused by an outage;
+    - ``<prefix>_outages_total`` and ``<prefix>_paused_seconds_total``.
+
+    Parameters
+    ----------
+    prefix
+        Metric name prefix.
+    registry
+        A prometheus-client registry (the default one in multiprocess mode).
+    """
+
+    OUTCOMES = ("processed", "flagged", "failed", "dead_lettered", "released")
+
+    def __init__(self, prefix: str = "fraudlens_worker", registry: Any = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.prefix = prefix
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.messages = Counter(
+            f"{prefix}_messages",
+            "Messages handled by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            f"{prefix}_latency_seconds",
+            "From a message's request time to the commit of its result.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.batch = Histogram(
+            f"{prefix}_batch_seconds",
+            "Time to work one batch.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        # livemin: across processes, unhealthy when any live one is.
+        self.healthy = Gauge(
+            f"{prefix}_healthy",
+            "1 while consuming, 0 while paused by an outage of what the work depends on.",
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+        self.outages = Counter(
+            f"{prefix}_outages", "Outages that paused consumption.", registry=self.registry
+        )
+        self.paused = Counter(
+            f"{prefix}_paused_seconds", "Time spent paused by outages.", registry=self.registry
+        )
+        self.healthy.set(1)
+        for outcome in self.OUTCOMES:
+            self.messages.labels(outcome)
+
+    def serve(self, port: int, addr: str = "127.0.0.1", health: Health | None = None) -> bool:
+        """Serve ``/metrics`` (and ``/healthz`` from ``health``) over HTTP in a thread.
+
+        Returns
+        -------
+        bool
+            False (and a warning) if the port is taken.
+        """
+        try:
+            serve_metrics(self.registry, port, addr, health)
+        except OSError as exc:
+            log.warning("metrics not exported on %s:%d: %s", addr, port, exc)
+            return False
+        return True
+
+
+@dataclass
+class Health:
+    """Whether a consumer is consuming, and if not, why.
+
+    One instance per consumer, updated in place (the HTTP thread reads it).
+    """
+
+    healthy: bool = True
+    what: str | None = None
+    reason: str | None = None
+    since: float | None = None
+
+    def down(self, what: str | None, reason: str) -> None:
+        """Mark unhealthy."""
+        self.what, self.reason, self.since = what, reason, time.time()
+        self.healthy = False
+
+    def up(self) -> None:
+        """Mark healthy."""
+        self.healthy = True
+        self.what = self.reason = self.since = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``/healthz`` body."""
+        if self.healthy:
+            return {"status": "ok"}
+        return {
+            "status": "unavailable",
+            "what": self.what,
+            "reason": self.reason,
+            "down_seconds": round(time.time() - (self.since or time.time()), 1),
+        }
+
+
+def serve_metrics(
+    registry: Any, port: int, addr: str = "127.0.0.1", health: Health | None = None
+) -> Any:
+    """Start a threaded HTTP server with ``/metrics`` and ``/healthz``; return it.
+
+    ``/healthz`` answers 200 ``{"status": "ok"}`` while ``health`` is healthy (or when
+    there is no ``health``), else 503 with what is down and why.
+
+    Raises
+    ------
+    OSError
+        If the address cannot be bound.
+    """
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import make_wsgi_app
+
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            state = health.as_json() if health is not None else {"status": "ok"}
+            code = "200 OK" if state["status"] == "ok" else "503 Service Unavailable"
+            start_response(code, [("Content-Type", "application/json")])
+            return [json.dumps(state).encode()]
+        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    class _Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class _Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # scrapes every few seconds would flood the log
+
+    server = make_server(addr, port, app, server_class=_Server, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True, name="fraudlens-metrics").start()
+    return server
+
+
+# -------------------------------------------------------------------------------- stats
+
+
+@dataclass
+class ConsumerStats:
+    """What a consumer did.
+
+    ``first_at``/``last_at`` are the Unix times the first batch arrived and the last one
+    was done (busy time, without idle waits); ``latencies`` holds up to 100,000 message
+    latencies in seconds. ``dead_lettered`` counts every move to the dead-letter store
+    this consumer's queue handle made, including the queue's own moves after
+    ``max_attempts``.
+    """
+
+    received: int = 0
+    processed: int = 0
+    flagged: int = 0
+    written: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    released: int = 0
+    outages: int = 0
+    paused_seconds: float = 0.0
+    batches: int = 0
+    seconds: float = 0.0
+    first_at: float | None = None
+    last_at: float | None = None
+    latencies: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def rate(self) -> float:
+        """Processed messages per second."""
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def handled(self) -> int:
+        """Messages settled for good: processed or dead-lettered."""
+        return self.processed + self.dead_lettered
+
+
+# --------------------------------------------------------------------------------- loop
+
+
+class Consumer:
+    """Run a :class:`Handler` over a :class:`Source` until stopped.
+
+    Parameters
+    ----------
+    source
+        A :class:`~fraudlens.queues.Queue` or a queue-shaped local source.
+    handler
+        The work.
+    batch_size
+        Messages received and handled together at most.
+    visibility_timeout
+        Lease of a received batch; a crashed consumer's batch is redelivered after it.
+    wait
+        Seconds one receive may block for messages (sources that can block).
+    poll
+        True for sources that cannot block (SQLite, files): the loop polls them at a
+        short interval instead.
+    retry_base, retry_cap
+        Back-off of a failed message: ``retry_base * 2 ** (attempts - 1)``, at most
+        ``retry_cap`` seconds.
+    pause_base, pause_cap
+        Back-off while an outage lasts: the first wait, doubled after each failed probe,
+        at most ``pause_cap`` seconds.
+    metrics
+        Prometheus metrics to update, if any.
+    stop_event
+        Set it to stop after the batch in hand (a fresh one by default).
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        handler: Handler,
+        *,
+        batch_size: int = 100,
+        visibility_timeout: float = 60.0,
+        wait: float = 1.0,
+        poll: bool = False,
+        retry_base: float = 1.0,
+        retry_cap: float = 60.0,
+        pause_base: float = 0.5,
+        pause_cap: float = 30.0,
+        metrics: ConsumerMetrics | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.source = source
+        self.handler = handler
+        self.batch_size = max(1, int(batch_size))
+        self.visibility_timeout = float(visibility_timeout)
+        self.wait = float(wait)
+        self.poll = bool(poll)
+        self.retry_base = float(retry_base)
+        self.retry_cap = float(retry_cap)
+        self.pause_base = float(pause_base)
+        self.pause_cap = float(pause_cap)
+        self.metrics = metrics
+        self.stats = ConsumerStats()
+        self.health = Health()
+        self.stop_event = stop_event or threading.Event()
+        self._frozen = False
+        self._count_dead_letters()
+
+    def _count_dead_letters(self) -> None:
+        chained = self.source.on_dead_letter
+
+        def counted(reason: str) -> None:
+            self._count("dead_lettered")
+            if chained is not None:
+                chained(reason)
+
+        self.source.on_dead_letter = counted
+
+    # -- control ---------------------------------------------------------------------
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from :meth:`run`."""
+        self.stop_event.set()
+
+    def run(
+        self,
+        *,
+        limit: int | None = None,
+        idle_exit: float | None = None,
+        drain: bool = False,
+        on_batch: Callable[[ConsumerStats], None] | None = None,
+    ) -> ConsumerStats:
+        """Consume until stopped, ``limit`` messages are settled (processed or
+        dead-lettered), the source stays empty for ``idle_exit`` seconds, or (``drain``)
+        the first receive that finds nothing.
+
+        Returns
+        -------
+        ConsumerStats
+            The running totals (also :attr:`stats`).
+        """
+        t0 = time.perf_counter() - self.stats.seconds
+        idle_since = time.monotonic()
+        pause = 0.001
+        while not self.stop_event.is_set():
+            if not self.health.healthy:
+                self._wait_out_outage()
+                continue
+            settled = self.stats.handled
+            if limit is not None and settled >= limit:
+                break
+            want = self.batch_size if limit is None else min(self.batch_size, limit - settled)
+            try:
+                msgs = self.source.receive(
+                    max(1, want),
+                    visibility_timeout=self.visibility_timeout,
+                    wait=0.0 if self.poll else self.wait,
+                )
+            except QueueError as exc:
+                self._enter_outage(UnavailableError(str(exc), what="queue"))
+                continue
+            if not msgs:
+                if drain or (idle_exit is not None and time.monotonic() - idle_since >= idle_exit):
+                    break
+                if self.poll:
+                    self.stop_event.wait(pause)
+                    pause = min(pause * 2, _MAX_POLL)
+                continue
+            pause = 0.001
+            idle_since = time.monotonic()
+            self.process(msgs)
+            self.stats.seconds = time.perf_counter() - t0
+            if on_batch is not None:
+                on_batch(self.stats)
+        self.stats.seconds = time.perf_counter() - t0
+        return self.stats
+
+    # -- one batch -------------------------------------------------------------------
+    def process(self, msgs: Sequence[Message]) -> None:
+        """Handle one received batch and settle every message of it."""
+        started = time.perf_counter()
+        if self.stats.first_at is None:
+            self.stats.first_at = time.time()
+        self.stats.received += len(msgs)
+        self.stats.batches += 1
+        try:
+            result = self.handler.handle(msgs)
+        except UnavailableError as exc:
+            result = BatchResult(released=list(msgs), outage=exc)
+        except Exception as exc:
+            # A bug or an unexpected library error: the messages' attempts pay for it, so
+            # a poisonous message ends in the dead-letter store instead of looping.
+            log.exception("handling a batch of %d failed", len(msgs))
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            result = BatchResult(failed=[(m, reason) for m in msgs])
+        self._settle(msgs, result)
+        self.stats.last_at = time.time()
+        if self.metrics is not None:
+            self.metrics.batch.observe(time.perf_counter() - started)
+        if not self._frozen and self.stats.processed:
+            # The model, caches and libraries loaded by the first batches live for the
+            # whole run: move them out of the collector's way, or a full collection
+            # walking them stalls a message for tens of milliseconds now and then.
+            gc.collect()
+            gc.freeze()
+            self._frozen = True
+
+    def _settle(self, msgs: Sequence[Message], result: BatchResult) -> None:
+        accounted = {
+            id(m)
+            for m in (
+                *result.done,
+                *(m for m, _ in result.invalid),
+                *(m for m, _ in result.failed),
+                *result.released,
+            )
+        }
+        missing = [m for m in msgs if id(m) not in accounted]
+        if missing:
+            log.error("handler left %d message(s) unsettled: handing them back", len(missing))
+            result.released.extend(missing)
+        if result.released and result.outage is None:
+            result.outage = UnavailableError("handler released messages", what="handler")
+
+        try:
+            if result.done:
+                self.source.ack_many(result.done)
+        except QueueError as exc:
+            # The effects are durable; the messages come back after their lease and are
+            # redone as no-ops. Stop pulling until the queue answers.
+            log.warning("ack of %d message(s) failed: %s", len(result.done), exc)
+            self._enter_outage(UnavailableError(str(exc), what="queue"))
+        self._count("processed", len(result.done))
+        self._count("flagged", result.flagged)
+        self.stats.written += result.written
+        for seconds in result.latencies:
+            if len(self.stats.latencies) < _KEEP_LATENCIES:
+                self.stats.latencies.append(seconds)
+            if self.metrics is not None:
+                self.metrics.latency.observe(max(seconds, 0.0))
+
+        for msg, reason in result.invalid:
+            log.warning("message %s dead-lettered: %s", msg.id, reason)
+            self._queue_call(self.source.dead_letter, msg, reason)
+
+        if result.outage is not None:
+            if self._confirmed(result.outage):
+                if result.released:
+                    self._release(result.released, result.outage)
+                self._enter_outage(result.outage)
+            else:
+                reason = f"{result.outage} (the probe passed: not an outage)"
+                result.failed.extend((m, reason) for m in result.released)
+
+        for msg, reason in result.failed:
+            log.warning("message %s failed (attempt %d): %s", msg.id, msg.attempts, reason)
+            delay = min(self.retry_base * 2.0 ** max(0, msg.attempts - 1), self.retry_cap)
+            self._queue_call(self.source.nack, msg, reason=reason[:500], delay=delay)
+            self._count("failed")
+
+    def _queue_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except QueueError as exc:
+            # The lease runs out and the message comes back: nothing is lost.
+            log.warning("queue call %s failed: %s", getattr(fn, "__name__", fn), exc)
+            self._enter_outage(UnavailableError(str(exc), what="queue"))
+
+    def _release(self, msgs: list[Message], outage: UnavailableError) -> None:
+        try:
+            n = self.source.release(msgs, reason=str(outage)[:200])
+        except QueueError as exc:
+            log.warning("release of %d message(s) failed: %s", len(msgs), exc)
+            return
+        self.stats.released += n
+        if self.metrics is not None:
+            self.metrics.messages.labels("released").inc(n)
+
+    # -- outages ---------------------------------------------------------------------
+    def _probe(self) -> UnavailableError | None:
+        try:
+            if self.health.what == "queue":
+                self.source.depth()
+            self.handler.probe()
+        except UnavailableError as exc:
+            return exc
+        except QueueError as exc:
+            return UnavailableError(str(exc), what="queue")
+        except Exception as exc:  # a probe that cannot tell is a probe that failed
+            log.warning("probe failed unexpectedly: %s: %s", type(exc).__name__, exc)
+            return UnavailableError(f"probe failed: {type(exc).__name__}: {exc}")
+        return None
+
+    def _confirmed(self, outage: UnavailableError) -> bool:
+        """Whether the dependency is really down (the probe fails too)."""
+        if outage.what == "queue":
+            return True
+        return self._probe() is not None
+
+    def _enter_outage(self, outage: UnavailableError) -> None:
+        if not self.health.healthy:
+            return
+        self.health.down(outage.what, str(outage)[:500])
+        self.stats.outages += 1
+        log.error(
+            "%s unavailable, pausing consumption until it answers: %s",
+            outage.what or "a dependency",
+            outage,
+        )
+        if self.metrics is not None:
+            self.metrics.healthy.set(0)
+            self.metrics.outages.inc()
+
+    def _wait_out_outage(self) -> None:
+        """Back off and probe until the dependency answers (or we are stopped)."""
+        started = time.monotonic()
+        pause = self.pause_base
+        probes = 0
+        while not self.stop_event.is_set():
+            jittered = pause * random.uniform(0.9, 1.1)
+            self.stop_event.wait(jittered)
+            if self.stop_event.is_set():
+                break
+            probes += 1
+            problem = self._probe()
+            if problem is None:
+                down = time.monotonic() - started
+                log.warning(
+                    "%s answers again after %.1f s (%d probes): resuming",
+                    self.health.what or "dependency",
+                    down,
+                    probes,
+                )
+                self.health.up()
+                if self.metrics is not None:
+                    self.metrics.healthy.set(1)
+                break
+            self.health.reason = str(problem)[:500]
+            if probes == 1 or probes % 10 == 0:
+                log.warning("still unavailable after %d probes: %s", probes, problem)
+            pause = min(pause * 2, self.pause_cap)
+        paused = time.monotonic() - started
+        self.stats.paused_seconds += paused
+        if self.metrics is not None:
+            self.metrics.paused.inc(paused)
+
+    def _count(self, outcome: str, n: int = 1) -> None:
+        if n <= 0:
+            return
+        setattr(self.stats, outcome, getattr(self.stats, outcome) + n)
+        if self.metrics is not None:
+            self.metrics.messages.labels(outcome).inc(n)
+
+
+# ------------------------------------------------------------------------------ signals
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event, *, enabled: bool = True) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT set ``stop``; a second SIGINT raises
+    KeyboardInterrupt. Does nothing outside the main thread or when not ``enabled``."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, _frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        log.info("signal %s: finishing the batch in hand, then stopping", signum)
+        stop.set()
+
+    old = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
