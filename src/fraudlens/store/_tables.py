@@ -77,7 +77,11 @@ class Trade(Base):
     """One fill of one account."""
 
     __tablename__ = "trades"
-    __table_args__ = (sa.Index("ix_trades_account_ts", "account_id", "ts"),)
+    __table_args__ = (
+        sa.Index("ix_trades_account_ts", "account_id", "ts"),
+        # the counterparty lookup (Store.mirror_candidates): a symbol's trades around a time
+        sa.Index("ix_trades_symbol_ts", "symbol", "ts"),
+    )
 
     trade_id: Mapped[str] = mapped_column(sa.String(MAX_ID_LENGTH), primary_key=True)
     account_id: Mapped[str] = mapped_column(sa.String(MAX_ID_LENGTH))
@@ -102,6 +106,7 @@ class RiskEventRow(Base):
         sa.UniqueConstraint("account_id", "fraud_type", "window_end", name="uq_risk_events_key"),
         sa.Index("ix_risk_events_status_created", "status", "created_at"),
         sa.Index("ix_risk_events_account", "account_id"),
+        sa.Index("ix_risk_events_value_moved", "value_moved"),
         sa.CheckConstraint(
             "status IN ('open', 'confirmed', 'dismissed')", name="ck_risk_events_status"
         ),
@@ -119,6 +124,10 @@ class RiskEventRow(Base):
     window_start: Mapped[datetime]
     window_end: Mapped[datetime]
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    # Value the account's matched round trips moved (quote currency) and the suspected
+    # counterparty: columns, so events can be ranked and filtered by them.
+    value_moved: Mapped[float | None]
+    counterparty: Mapped[str | None] = mapped_column(sa.String(MAX_ID_LENGTH))
     note: Mapped[str | None] = mapped_column(sa.Text)
     status: Mapped[str] = mapped_column(sa.String(16), default="open")
     created_at: Mapped[datetime]

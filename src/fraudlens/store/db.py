@@ -69,6 +69,8 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 _LOAD_CHUNK = 20_000
 #: Accounts per window query: three bound values each, far below every driver's limit.
 _WINDOW_CHUNK = 200
+#: Conditions per mirror-candidate query: eight bound values each.
+_MIRROR_CHUNK = 100
 #: How long a SQLite statement waits for another process's write lock before "database
 #: is locked": long enough to ride out a busy writer, short enough to report an outage.
 _SQLITE_BUSY_MS = 30_000
@@ -532,6 +534,93 @@ class Store(AuthStore):
         trades = trades.sort_values(["account_id", "ts", "trade_id"], kind="stable")
         return MarketData(klines.reset_index(drop=True), trades.reset_index(drop=True))
 
+    @_mapped
+    def mirror_candidates(
+        self,
+        trades: pd.DataFrame,
+        *,
+        max_gap: timedelta = timedelta(seconds=60),
+        price_tol: float = 1e-9,
+        qty_tol: float = 1e-9,
+    ) -> pd.DataFrame:
+        """Stored trades of other accounts that may be the other side of ``trades``.
+
+        A candidate has the symbol of one of the given trades, the opposite side, a price
+        and a quantity within the relative tolerances of its, and a time at most
+        ``max_gap`` from it; its account is none of ``trades``' accounts. Which candidate
+        mirrors which trade is for :func:`fraudlens.market.pairs.find_pairs` to decide
+        (pass the result to :func:`fraudlens.scoring.score_market` as ``context_trades``).
+
+        Parameters
+        ----------
+        trades
+            The trades contract (e.g. :meth:`account_windows`'s trades).
+        max_gap, price_tol, qty_tol
+            As in :func:`fraudlens.market.pairs.find_pairs`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The candidates (trades contract), each once, sorted by ``ts`` and ``trade_id``.
+        """
+        if max_gap < timedelta(0) or price_tol < 0 or qty_tol < 0:
+            raise DataError("max_gap, price_tol and qty_tol must be >= 0")
+        if trades.empty:
+            return _frame([], _TRADE_COLUMNS)
+        gap = pd.Timedelta(max_gap)
+        # one condition per run of equal (symbol, side, price, quantity) whose times are
+        # at most 2 x max_gap apart: every time in [first - gap, last + gap] is then
+        # within max_gap of one of them, so nothing beyond the tolerance is fetched
+        keys = ["symbol", "side", "price", "quantity"]
+        t = trades[[*keys, "ts"]].sort_values([*keys, "ts"], kind="stable")
+        same = np.ones(len(t), dtype=bool)
+        for k in keys:
+            col = t[k].to_numpy()
+            same[1:] &= col[1:] == col[:-1]
+        ts = t["ts"].to_numpy("datetime64[ns]")
+        same[1:] &= (ts[1:] - ts[:-1]) <= np.timedelta64(2 * gap.value, "ns")
+        same[0] = False
+        run = np.cumsum(~same) - 1
+        runs = (
+            t.assign(_run=run)
+            .groupby("_run", sort=True)
+            .agg(
+                symbol=("symbol", "first"),
+                side=("side", "first"),
+                price=("price", "first"),
+                quantity=("quantity", "first"),
+                start=("ts", "min"),
+                end=("ts", "max"),
+            )
+        )
+        conds = []
+        for r in runs.itertuples(index=False):
+            p, q = float(r.price), float(r.quantity)
+            conds.append(
+                sa.and_(
+                    Trade.symbol == str(r.symbol),
+                    Trade.side == ("sell" if r.side == "buy" else "buy"),
+                    # the store keeps microseconds
+                    Trade.ts >= (r.start - gap).floor("us").to_pydatetime(),
+                    Trade.ts <= (r.end + gap).ceil("us").to_pydatetime(),
+                    Trade.price >= p - price_tol * abs(p),
+                    Trade.price <= p + price_tol * abs(p),
+                    Trade.quantity >= q - qty_tol * abs(q),
+                    Trade.quantity <= q + qty_tol * abs(q),
+                )
+            )
+        rows: list[Any] = []
+        with self._connect() as conn:
+            for i in range(0, len(conds), _MIRROR_CHUNK):
+                stmt = sa.select(*_raw_columns(Trade, _TRADE_COLUMNS)).where(
+                    sa.or_(*conds[i : i + _MIRROR_CHUNK])
+                )
+                rows.extend(conn.execute(stmt))
+        found = _frame(rows, _TRADE_COLUMNS)
+        found = found[~found["account_id"].isin(pd.unique(trades["account_id"].astype(str)))]
+        found = found.drop_duplicates("trade_id").sort_values(["ts", "trade_id"], kind="stable")
+        return found.reset_index(drop=True)
+
     def _day_bars(self, conn: sa.Connection, trades: pd.DataFrame) -> pd.DataFrame:
         """The bars of every (symbol, UTC day) the trades fall on, cached once closed."""
         day = trades["ts"].dt.floor("D")
@@ -851,6 +940,8 @@ def _event_row(event: RiskEvent, now: datetime) -> dict[str, Any]:
         "window_start": event.window_start,
         "window_end": event.window_end,
         "details": dict(event.details),
+        "value_moved": event.value_moved,
+        "counterparty": event.counterparty,
         "note": event.note,
         "status": event.status,
         "created_at": event.created_at or now,

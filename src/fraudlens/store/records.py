@@ -63,6 +63,12 @@ class RiskEvent:
         Why the check was asked for (e.g. ``withdrawal``), or None.
     details
         JSON object with the evidence (the trades that drove the score, ...).
+    value_moved
+        Value the account's matched round trips moved, in the quote currency (>= 0;
+        :func:`fraudlens.market.pairs.account_evidence`), or None if unknown.
+    counterparty
+        The suspected counterparty: the account whose trades mirror this one's most, or
+        None.
     note
         Analyst's note.
     status
@@ -85,6 +91,8 @@ class RiskEvent:
     fraud_type: str = FRAUD_TYPE
     business_type: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    value_moved: float | None = None
+    counterparty: str | None = None
     note: str | None = None
     status: str = "open"
     created_at: datetime | None = None
@@ -96,9 +104,11 @@ class RiskEvent:
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise in place once, here
         set_(self, "account_id", check_id(self.account_id, column="account_id"))
-        for name in ("score", "event_threshold", "model_threshold"):
+        if self.counterparty is not None:
+            set_(self, "counterparty", check_id(self.counterparty, column="counterparty"))
+        for name in ("score", "event_threshold", "model_threshold", "value_moved"):
             value = getattr(self, name)
-            if value is None and name == "model_threshold":
+            if value is None and name in ("model_threshold", "value_moved"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise DataError(f"{name} must be a number, not {value!r}", column=name)
