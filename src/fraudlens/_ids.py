@@ -4,10 +4,14 @@ One rule everywhere (API paths and queries, queue messages, loaders, the store):
 
 - at most :data:`MAX_ID_LENGTH` characters, the width of the store's id columns, so an id
   that is accepted at the edge always fits the database;
-- not empty, and every character printable (:meth:`str.isprintable`): no control
-  characters (NUL, newline, DEL, C1), no invisible formatting or bidirectional overrides,
-  no lone surrogates, private-use or unassigned code points. PostgreSQL refuses NUL in
-  text, and invisible characters would let two different ids look the same to an analyst.
+- not empty, and none of its characters forbidden: control characters (C0 such as NUL
+  and newline, DEL, C1), lone surrogates (they cannot be encoded), and the invisible
+  formatting characters (zero-width spaces and joiners, bidirectional overrides and
+  isolates, the byte-order mark, the soft hyphen, ...). PostgreSQL refuses NUL in text,
+  and invisible characters would let two different ids look the same to an analyst.
+
+The rule is one character class, :data:`FORBIDDEN` (plus lone surrogates), so it can
+also be published as a regular expression (:data:`ID_PATTERN`) in the API's schema.
 """
 
 from __future__ import annotations
@@ -16,16 +20,24 @@ import re
 
 from fraudlens.errors import DataError
 
-__all__ = ["ID_PATTERN", "MAX_ID_LENGTH", "check_id", "id_problem"]
+__all__ = ["FORBIDDEN", "ID_PATTERN", "MAX_ID_LENGTH", "check_id", "id_problem"]
 
 #: Longest id fraudlens accepts (the store's ``String(64)`` id columns).
 MAX_ID_LENGTH = 64
 
-#: The same rule as a regular expression for OpenAPI schemas: 1 to 64 characters, none a
-#: C0/C1 control character. (JSON Schema patterns cannot name Unicode categories, so the
-#: format and unassigned characters that :func:`id_problem` also refuses are not in it.)
-ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$"
+#: Characters no id may hold, as the body of a regular-expression character class (the
+#: escapes read the same in Python, Rust and JSON Schema / ECMAScript patterns). Lone
+#: surrogates are refused too (see :func:`id_problem`), but they are not in this class:
+#: no URL or UTF-8 JSON text can carry one, and some regex engines cannot name them.
+FORBIDDEN = (
+    r"\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f"
+    r"\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
+)
 
+#: The whole id rule as a regular expression (for OpenAPI schemas).
+ID_PATTERN = f"^[^{FORBIDDEN}]{{1,{MAX_ID_LENGTH}}}$"
+
+_BAD = re.compile(f"[{FORBIDDEN}\\ud800-\\udfff]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -48,16 +60,17 @@ def id_problem(value: str, *, max_length: int = MAX_ID_LENGTH) -> str | None:
         return "must not be empty"
     if len(value) > max_length:
         return f"has {len(value)} characters; at most {max_length} are allowed"
-    if value.isprintable():
+    bad = _BAD.search(value)
+    if bad is None:
         return None
-    bad = _CONTROL.search(value)
-    pos = (
-        bad.start()
-        if bad is not None
-        else next(i for i, c in enumerate(value) if not c.isprintable())
-    )
-    kind = "a control character" if bad is not None else "a non-printable character"
-    return f"contains {kind} (U+{ord(value[pos]):04X} at position {pos + 1})"
+    ch = bad.group()
+    if _CONTROL.fullmatch(ch):
+        kind = "a control character"
+    elif "\ud800" <= ch <= "\udfff":
+        kind = "a lone surrogate"
+    else:
+        kind = "an invisible formatting character"
+    return f"contains {kind} (U+{ord(ch):04X} at position {bad.start() + 1})"
 
 
 def check_id(

@@ -363,10 +363,10 @@ def test_store_and_queue_opened_from_settings(tmp_path: Path, store: Store, db_u
     with _client(tmp_path, None, None, database_url=db_url, queue_url=queue_url) as c:
         assert c.get("/v1/risk-events").json()["total"] == 5
         assert c.post("/v1/accounts/acct-01/check").status_code == 202
-        state = c.app.state  # type: ignore[attr-defined]
-        assert state.risk_store._value is not None and state.check_queue._value is not None
+        state = c.app.state.fraudlens  # type: ignore[attr-defined]
+        assert state.store.opened and state.queue.opened
     # Shutdown closed what the app opened itself.
-    assert state.risk_store._value is None and state.check_queue._value is None
+    assert not state.store.opened and not state.queue.opened
     with SQLiteQueue(tmp_path / "settings-q.db") as q:
         (msg,) = q.receive(1)
         assert msg.body["account_id"] == "acct-01"

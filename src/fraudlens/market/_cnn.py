@@ -13,7 +13,6 @@ reference endpoint's ``["hacker", "normal"]``.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from fraudlens._detector import Detector
+from fraudlens._images import DEFAULT_MAX_PIXELS, decode_image
 from fraudlens.errors import DataError
 from fraudlens.market.render import STYLES, panels, render_batch
 
@@ -255,27 +255,20 @@ class CNNDetector(Detector):
             out[i : i + len(batch)] = sess.run(None, {"images": batch})[0]
         return out
 
-    def score_image_bytes(self, payload: bytes) -> list[float]:
-        """Score one encoded image (PNG, JPEG, ...): ``[p_takeover, p_normal]``.
+    def score_image_bytes(
+        self, payload: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> list[float]:
+        """Score one encoded PNG or JPEG image: ``[p_takeover, p_normal]``.
 
         Raises
         ------
+        ImageTooLargeError
+            If the image header declares more than ``max_pixels`` pixels (checked before
+            anything is decoded).
         DataError
-            If the bytes are not an image Pillow can decode.
+            If the bytes are not a PNG or JPEG image that can be decoded.
         """
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(io.BytesIO(payload)) as im:
-                im.load()
-                rgb = np.asarray(im.convert("RGB"))
-        except UnidentifiedImageError:
-            # Pillow's own message names an in-memory buffer object: of no use to a client.
-            raise DataError(
-                f"the request body ({len(payload):,} bytes) is not a JPEG or PNG image"
-            ) from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise DataError(f"the request body is not a decodable image: {exc}") from exc
+        rgb = decode_image(payload, max_pixels=max_pixels)
         return [float(v) for v in self.score_images(rgb[None])[0]]
 
     def decision_function(self, data: MarketData) -> np.ndarray:

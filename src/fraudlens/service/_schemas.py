@@ -3,26 +3,69 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from fraudlens._ids import FORBIDDEN, ID_PATTERN, MAX_ID_LENGTH, id_problem
 
 __all__ = [
     "AccountCheckQueued",
     "AccountCheckRequest",
+    "AccountId",
     "AnomalyResult",
     "CardScoreRequest",
     "CardScoreResponse",
     "ErrorResponse",
     "FraudClassifierResult",
+    "Label",
     "MarketAccountScore",
     "MarketScoreRequest",
     "MarketScoreResponse",
+    "Name",
     "PingResponse",
     "ReviewRequest",
     "RiskEvent",
     "RiskEventPage",
+    "Text",
 ]
+
+
+def _valid_id(value: str) -> str:
+    problem = id_problem(value, max_length=len(value))
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: An account id (or any other id): the one id rule of :mod:`fraudlens._ids`.
+AccountId = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN),
+    AfterValidator(_valid_id),
+]
+#: A short label (business type, fraud type): the id rule.
+Label = AccountId
+#: A person's name (reviewer): the id rule, up to 128 characters.
+Name = Annotated[
+    str,
+    # At least one character that is not blank; none forbidden by the id rule.
+    Field(
+        min_length=1, max_length=128, pattern=f"^[^{FORBIDDEN}]*[^\\s{FORBIDDEN}][^{FORBIDDEN}]*$"
+    ),
+    AfterValidator(_valid_id),
+]
+
+
+def _storable(value: str) -> str:
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise ValueError("contains a lone surrogate, which cannot be stored")
+    return value
+
+
+#: Free text (an analyst's note): anything a database can store (no NUL, no lone
+#: surrogate); newlines and tabs are fine.
+Text = Annotated[str, Field(pattern="^[^\\x00]*$"), AfterValidator(_storable)]
 
 
 class ErrorResponse(BaseModel):
@@ -120,7 +163,7 @@ class MarketScoreRequest(BaseModel):
             ]
         ],
     )
-    model: str | None = Field(
+    model: Literal["market", "market-cnn", "market-features", "cnn", "features"] | None = Field(
         None, description="market-cnn, market-features (or cnn, features); the default if null."
     )
     top: int = Field(10, ge=0, le=1000, description="Trades to return per account (v1 API).")
@@ -142,8 +185,10 @@ class MarketScoreResponse(BaseModel):
 
     model_config = ConfigDict(protected_namespaces=())
 
-    model: str
-    threshold: float
+    model: str = Field(description="The model that scored (name:version).")
+    threshold: float = Field(
+        description="The model's own threshold, from its metadata: flagged means score > threshold."
+    )
     scores: list[MarketAccountScore]
 
 
@@ -153,9 +198,8 @@ class MarketScoreResponse(BaseModel):
 class AccountCheckRequest(BaseModel):
     """Optional body of ``POST /v1/accounts/{account_id}/check``."""
 
-    business_type: str | None = Field(
+    business_type: Label | None = Field(
         None,
-        max_length=64,
         description="Line of business the check is for (kept on the risk event).",
         examples=["brokerage"],
     )
@@ -179,7 +223,16 @@ class RiskEvent(BaseModel):
     fraud_type: str = Field(examples=["suspicious_transaction"])
     business_type: str | None = None
     score: float = Field(description="Model score (higher = more suspicious).")
-    threshold: float = Field(description="Threshold the score was compared with.")
+    threshold: float = Field(
+        description="The risk-event threshold the score was compared with (flagged: score > "
+        "threshold); the same as event_threshold."
+    )
+    event_threshold: float | None = Field(
+        None, description="The risk-event threshold (0.9 unless the worker was told otherwise)."
+    )
+    model_threshold: float | None = Field(
+        None, description="The model's own operating threshold, from its metadata."
+    )
     model_version: str = Field(examples=["market-features:v0001"])
     window_start: datetime | None = Field(None, description="Start of the scored window (UTC).")
     window_end: datetime | None = Field(None, description="End of the scored window (UTC).")
@@ -211,10 +264,8 @@ class ReviewRequest(BaseModel):
     status: Literal["confirmed", "dismissed", "open"] = Field(
         description="confirmed (fraud), dismissed (not fraud) or open (back to the queue)."
     )
-    reviewed_by: str = Field(
-        min_length=1, max_length=128, description="Who decided.", examples=["j.doe"]
-    )
-    note: str | None = Field(None, max_length=4000, description="Why; shown to other analysts.")
+    reviewed_by: Name = Field(description="Who decided.", examples=["j.doe"])
+    note: Text | None = Field(None, max_length=4000, description="Why; shown to other analysts.")
 
     @field_validator("reviewed_by")
     @classmethod

@@ -1,0 +1,177 @@
+"""Every error reply of the service, decided in one place.
+
+Each reply is JSON ``{"error": sentence, "detail": ...}``. The exception tree of
+:mod:`fraudlens.errors` maps to statuses as follows:
+
+======================================  ======  ==========================================
+exception                               status  detail
+======================================  ======  ==========================================
+``ImageTooLargeError``                  413     width, height, max_pixels
+``DataError``                           422     file, row, column, reason
+``NotFoundError``                       404
+``ModelNotFoundError``                  503     (no model trained for the request)
+``StoreError`` / ``UnavailableError``   503     reason, and a hint when one is known
+``QueueError``, ``ConfigError``,        503     reason
+``MissingDependencyError``
+any other ``FraudlensError``            400
+``HTTPException``                       its own (413 body limit, 404 unknown path, ...)
+``RequestValidationError``              422     (400 when the body is not JSON at all)
+anything else                           500     the exception's class name, logged
+======================================  ======  ==========================================
+
+SQLAlchemy errors that reach this far (the store maps its own; a store given by a caller
+may not) count as the store being unavailable, never as a bad request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from fraudlens._images import ImageTooLargeError
+from fraudlens.errors import (
+    ConfigError,
+    DataError,
+    FraudlensError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    NotFoundError,
+    QueueError,
+    StoreError,
+    UnavailableError,
+)
+
+__all__ = ["error_reply", "install_error_handlers", "reply_for"]
+
+log = logging.getLogger("fraudlens.service")
+
+_WHAT = {"store": "the risk-event store", "queue": "the queue", "sink": "the sink"}
+
+
+def error_reply(status: int, error: str, detail: Any = None) -> JSONResponse:
+    """The JSON error reply ``{"error", "detail"}``."""
+    return JSONResponse({"error": error, "detail": jsonable_encoder(detail)}, status_code=status)
+
+
+def data_error_detail(exc: DataError) -> dict[str, Any]:
+    """Where the bad value is: file, row, column and what is wrong."""
+    return {"file": exc.file, "row": exc.row, "column": exc.column, "reason": exc.reason}
+
+
+def reply_for(exc: FraudlensError) -> tuple[int, str, Any]:
+    """Status, error sentence and detail for an exception of the fraudlens tree."""
+    if isinstance(exc, ImageTooLargeError):
+        size = {"width": exc.width, "height": exc.height, "max_pixels": exc.max_pixels}
+        return 413, str(exc), size
+    if isinstance(exc, DataError):
+        return 422, str(exc), data_error_detail(exc)
+    if isinstance(exc, NotFoundError):
+        return 404, str(exc), None
+    if isinstance(exc, ModelNotFoundError):
+        return 503, str(exc), None
+    if isinstance(exc, StoreError | UnavailableError | QueueError):
+        what = getattr(exc, "what", None)
+        if isinstance(exc, StoreError):
+            what = "store"
+        elif isinstance(exc, QueueError):
+            what = "queue"
+        reason = _first_line(exc)
+        if what in _WHAT:
+            return 503, f"{_WHAT[what]} is unavailable", {"reason": reason, "hint": _hint(reason)}
+        return 503, str(exc), {"reason": reason, "what": what}
+    if isinstance(exc, ConfigError | MissingDependencyError):
+        return 503, f"the service cannot serve this request: {_first_line(exc)}", None
+    return 400, str(exc), None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:500]
+
+
+def _hint(reason: str) -> str | None:
+    lowered = reason.lower()
+    if (
+        "no such table" in lowered
+        or "doesn't exist" in lowered
+        or ("relation" in lowered and "does not exist" in lowered)
+        or "fraudlens db upgrade" in lowered
+    ):
+        return "the database has no fraudlens tables yet: run `fraudlens db upgrade`"
+    return None
+
+
+def _message(error: Any) -> Any:
+    if error.get("type") == "string_pattern_mismatch":
+        # The patterns are the id and text rules; their regex says little to a client.
+        return (
+            "contains a character that is not allowed (a control or invisible formatting "
+            "character), or nothing but blanks"
+        )
+    return error.get("msg")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every exception into a JSON reply."""
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        detail = exc.detail
+        error = detail if isinstance(detail, str) else "request failed"
+        extra = None if isinstance(detail, str) else detail
+        if exc.status_code == 413:
+            extra = {"limit": request.app.state.fraudlens.max_body_bytes}
+        reply = error_reply(exc.status_code, error, extra)
+        for name, value in (exc.headers or {}).items():
+            # e.g. Allow on a 405: clients learn which methods the path has.
+            reply.headers[name] = value
+        return reply
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": _message(e), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        if any(e["type"] == "json_invalid" for e in errors):
+            return error_reply(400, "the body is not valid JSON", errors)
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+        return error_reply(422, f"{where}: {first['msg']}", errors)
+
+    async def fraudlens_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, FraudlensError)
+        status, error, detail = reply_for(exc)
+        if status >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return error_reply(status, error, detail)
+
+    async def other_error(request: Request, exc: Exception) -> Response:
+        if type(exc).__module__.split(".", 1)[0] == "sqlalchemy":
+            # A caller's store that does not map its driver's errors: still an outage of
+            # the store as far as the client can tell.
+            reason = _first_line(exc)
+            log.warning("store error on %s %s: %s", request.method, request.url.path, reason)
+            return error_reply(
+                503,
+                "the risk-event store is unavailable",
+                {"reason": reason, "hint": _hint(reason)},
+            )
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_reply(500, "internal server error", type(exc).__name__)
+
+    handlers: dict[Any, Callable[..., Any]] = {
+        HTTPException: http_error,
+        RequestValidationError: validation_error,
+        FraudlensError: fraudlens_error,
+        Exception: other_error,
+    }
+    for exc_type, handler in handlers.items():
+        app.add_exception_handler(exc_type, handler)

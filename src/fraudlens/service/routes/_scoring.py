@@ -1,0 +1,117 @@
+"""Scoring steps shared by the SageMaker and v1 routers: model lookup, the one scoring
+path of :mod:`fraudlens.scoring`, metrics. Blocking work runs in the thread pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from fraudlens.errors import DataError, UnavailableError
+from fraudlens.scoring import CardScores, MarketScores, score_cards, score_market
+from fraudlens.service._parse import card_matrix, market_data, market_model_key, name_card_column
+
+if TYPE_CHECKING:
+    from fraudlens._detector import Detector
+    from fraudlens.config import Settings
+    from fraudlens.service._middleware import Metrics
+    from fraudlens.service._schemas import MarketScoreRequest
+    from fraudlens.service._state import ImageGate, ServiceModels
+
+__all__ = ["cards_scored", "image_scored", "market_scored"]
+
+R = TypeVar("R")
+
+# Bodies up to this size (a few card rows) are scored on the event loop: cheaper than a
+# hop to the thread pool. Larger work goes to the pool so the loop stays free.
+INLINE_BYTES = 4096
+# How long an image waits for a decode slot before the reply is 503.
+_DECODE_WAIT_SECONDS = 10.0
+
+
+async def run(inline: bool, func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """``func(*args)`` on the event loop when ``inline``, else in the thread pool."""
+    return func(*args, **kwargs) if inline else await run_in_threadpool(func, *args, **kwargs)
+
+
+def _cards(
+    classifier: Detector | None, anomaly: Detector | None, text: str | None, rows: Any
+) -> CardScores:
+    shape = classifier if classifier is not None else anomaly
+    assert shape is not None
+    X = card_matrix(shape, text, rows)
+    try:
+        return score_cards(classifier, X, anomaly=anomaly)
+    except DataError as exc:
+        raise name_card_column(exc, shape) from None
+
+
+async def cards_scored(
+    metrics: Metrics,
+    classifier: Detector | None,
+    anomaly: Detector | None,
+    *,
+    text: str | None = None,
+    rows: list[list[float]] | None = None,
+    inline: bool = False,
+) -> CardScores:
+    """Card rows (CSV ``text`` or numeric ``rows``) scored through :func:`score_cards`."""
+    res = await run(inline, _cards, classifier, anomaly, text, rows)
+    for version in res.models:
+        metrics.scored.labels(version).inc(len(res))
+    return res
+
+
+async def market_scored(
+    models: ServiceModels,
+    settings: Settings,
+    metrics: Metrics,
+    req: MarketScoreRequest,
+    *,
+    explain: bool,
+) -> MarketScores:
+    """A market request scored through :func:`score_market` (its default model if the
+    request names none), with the trades behind each score when ``explain``."""
+    # Bad input is answered 422 whether or not a model is trained: parse first.
+    data = await run_in_threadpool(market_data, req, settings.window_hours)
+    det = await models.get(market_model_key(req.model))
+    res = await run_in_threadpool(lambda: score_market(det, data, explain=explain, top=req.top))
+    metrics.scored.labels(res.model).inc(len(res))
+    return res
+
+
+async def image_scored(
+    models: ServiceModels, images: ImageGate, metrics: Metrics, body: bytes
+) -> tuple[list[float], str]:
+    """``[p_takeover, p_normal]`` of one encoded image, and the model's ``name:version``.
+
+    The pixel limit is checked from the header first, outside the decode slots, so an
+    oversized image is refused at once even when every slot is busy; at most
+    ``images.concurrency`` images are then decoded and scored at a time.
+    """
+    from fraudlens._images import check_image
+    from fraudlens.scoring import model_id
+
+    det = await models.get("market-cnn")
+    await run_in_threadpool(check_image, body, max_pixels=images.max_pixels)
+    try:
+        await asyncio.wait_for(images.semaphore.acquire(), _DECODE_WAIT_SECONDS)
+    except TimeoutError:
+        raise UnavailableError(
+            f"every image decode slot ({images.concurrency}) stayed busy for "
+            f"{_DECODE_WAIT_SECONDS:.0f} s; retry later",
+            what="image decoder",
+        ) from None
+    try:
+        probs = await run_in_threadpool(
+            det.score_image_bytes,  # type: ignore[attr-defined]
+            body,
+            max_pixels=images.max_pixels,
+        )
+    finally:
+        images.semaphore.release()
+    version = model_id(det)
+    metrics.scored.labels(version).inc()
+    return [float(p) for p in probs], version

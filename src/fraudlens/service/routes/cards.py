@@ -1,0 +1,86 @@
+"""``POST /v1/cards/score``: card rows scored by the classifier, the anomaly model or both,
+in the shape of the reference REST API; rows go to the sink when the service has one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from fraudlens._time import utcnow
+from fraudlens.scoring import CardScores
+from fraudlens.service._parse import align_metadata
+from fraudlens.service._responses import error_docs
+from fraudlens.service._schemas import (
+    AnomalyResult,
+    CardScoreRequest,
+    CardScoreResponse,
+    FraudClassifierResult,
+)
+from fraudlens.service.deps import MetricsDep, ModelsDep, SinkDep
+from fraudlens.service.routes._scoring import cards_scored
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/cards", tags=["cards"])
+
+
+@router.post(
+    "/score",
+    response_model=CardScoreResponse,
+    response_model_exclude_none=True,
+    responses=error_docs(400, 413, 422, 503),
+)
+async def cards_score(
+    req: CardScoreRequest, models: ModelsDep, metrics: MetricsDep, sink: SinkDep
+) -> Any:
+    """Score card rows with the fraud classifier, the anomaly detector, or both.
+
+    ``prediction`` is the one flag rule: the classifier's score above its own threshold.
+    """
+    wanted = [req.model] if req.model else ["fraud_classifier", "anomaly_detector"]
+    classifier = await models.get("cards-classifier") if "fraud_classifier" in wanted else None
+    anomaly = await models.get("cards-anomaly") if "anomaly_detector" in wanted else None
+    text = req.data if isinstance(req.data, str) else None
+    rows = None if isinstance(req.data, str) else req.data
+    res = await cards_scored(metrics, classifier, anomaly, text=text, rows=rows)
+    out = CardScoreResponse()
+    if res.scores is not None:
+        out.fraud_classifier = FraudClassifierResult(
+            pred_proba=res.scores.tolist(), prediction=res.flagged.astype(int).tolist()
+        )
+    if res.anomaly_scores is not None:
+        out.anomaly_detector = AnomalyResult(score=res.anomaly_scores.tolist())
+    meta = align_metadata(req.metadata, len(res))
+    if sink is not None:
+        await run_in_threadpool(sink.put_many, _sink_rows(res, meta))
+    return JSONResponse(
+        out.model_dump(exclude_none=True), headers={"X-Model-Version": ",".join(res.models)}
+    )
+
+
+def _sink_rows(res: CardScores, meta: list[Any]) -> list[dict[str, Any]]:
+    """One sink record per row: its metadata, the scores, the model(s) and the threshold."""
+    now = utcnow().isoformat()
+    rows = []
+    scores = res.scores.tolist() if res.scores is not None else None
+    anomaly = res.anomaly_scores.tolist() if res.anomaly_scores is not None else None
+    flagged = res.flagged.astype(int).tolist()
+    for i, m in enumerate(meta):
+        row: dict[str, Any] = {"timestamp": now}
+        if isinstance(m, dict):
+            row.update({str(k): v for k, v in m.items()})
+        elif m is not None:
+            row["metadata"] = json.dumps(m)
+        if scores is not None:
+            row["prediction"] = flagged[i]
+            row["score"] = scores[i]
+            row["threshold"] = res.threshold
+        if anomaly is not None:
+            row["anomaly_score"] = anomaly[i]
+        row["model"] = ",".join(res.models)
+        rows.append(row)
+    return rows

@@ -1,0 +1,147 @@
+"""Account checks onto the queue, and the risk events analysts review.
+
+- ``POST /v1/accounts/{account_id}/check``: queue a check of the account for the worker.
+- ``GET /v1/risk-events``: filtered, paginated, newest first.
+- ``GET /v1/risk-events/{event_id}``: one event with the trades behind its score.
+- ``POST /v1/risk-events/{event_id}/review``: an analyst's decision.
+
+The store and the queue are blocking clients: every call goes through the thread pool.
+Their failures are answered 503 by the service's error handlers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Path, Query
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from fraudlens._time import utc
+from fraudlens.errors import DataError, NotFoundError
+from fraudlens.service._responses import error_docs
+from fraudlens.service._schemas import (
+    AccountCheckQueued,
+    AccountCheckRequest,
+    AccountId,
+    Label,
+    ReviewRequest,
+    RiskEvent,
+    RiskEventPage,
+)
+from fraudlens.service.deps import QueueDep, StoreDep
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["risk events"])
+
+# Largest id any backend's integer key can hold: bigger ids cannot exist, and sending them to
+# PostgreSQL would be an "out of range" error instead of a 404.
+_MAX_EVENT_ID = 2**31 - 1
+
+_EVENT_ERRORS = error_docs(
+    404, 422, 503, _404="No risk event with this id", _422="Bad filter, status or reviewer"
+)
+
+
+@router.post(
+    "/accounts/{account_id}/check",
+    status_code=202,
+    response_model=AccountCheckQueued,
+    responses=error_docs(
+        400, 413, 422, 503, _422="Bad account id or body", _503="The queue cannot be reached"
+    ),
+)
+async def check_account(
+    account_id: Annotated[AccountId, Path(description="Account to score.")],
+    queue: QueueDep,
+    body: Annotated[AccountCheckRequest | None, Body()] = None,
+) -> Any:
+    """Ask for an account to be scored: a worker takes the message from the queue,
+    scores the account's latest window and records a risk event if it is flagged."""
+    from fraudlens.checks import check_message
+
+    message = check_message(account_id, body.business_type if body is not None else None)
+    message_id = await run_in_threadpool(queue.send, message)
+    return JSONResponse(
+        AccountCheckQueued(message_id=str(message_id), account_id=account_id).model_dump(),
+        status_code=202,
+    )
+
+
+@router.get("/risk-events", response_model=RiskEventPage, responses=_EVENT_ERRORS)
+async def list_risk_events(
+    store: StoreDep,
+    status: Annotated[
+        Literal["open", "confirmed", "dismissed"] | None,
+        Query(description="Only events in this review state."),
+    ] = None,
+    account_id: Annotated[AccountId | None, Query(description="Exact account id.")] = None,
+    business_type: Annotated[Label | None, Query()] = None,
+    fraud_type: Annotated[Label | None, Query()] = None,
+    min_score: Annotated[
+        float | None, Query(allow_inf_nan=False, description="Score at least this.")
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="Recorded at or after this time (ISO-8601; UTC if no zone)."),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        Query(description="Recorded before this time (ISO-8601; UTC if no zone)."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9, description="Events to skip.")] = 0,
+) -> Any:
+    """Risk events matching every filter given, newest first, one page at a time."""
+    lo, hi = utc(since), utc(until)
+    if lo is not None and hi is not None and lo > hi:
+        raise DataError(f"since ({lo.isoformat()}) is after until ({hi.isoformat()})")
+    items, total = await run_in_threadpool(
+        lambda: store.list_risk_events(
+            status=status,
+            account_id=account_id,
+            business_type=business_type,
+            fraud_type=fraud_type,
+            min_score=min_score,
+            since=lo,
+            until=hi,
+            limit=limit,
+            offset=offset,
+        )
+    )
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/risk-events/{event_id}", response_model=RiskEvent, responses=_EVENT_ERRORS)
+async def get_risk_event(event_id: Annotated[int, Path(ge=1)], store: StoreDep) -> Any:
+    """One risk event with the trades that drove its score."""
+    event = None
+    if event_id <= _MAX_EVENT_ID:
+        event = await run_in_threadpool(store.get_risk_event, event_id)
+    if event is None:
+        raise HTTPException(404, f"no risk event with id {event_id}")
+    return event
+
+
+@router.post(
+    "/risk-events/{event_id}/review",
+    response_model=RiskEvent,
+    responses={**_EVENT_ERRORS, **error_docs(400, 413)},
+)
+async def review_risk_event(
+    event_id: Annotated[int, Path(ge=1)], review: ReviewRequest, store: StoreDep
+) -> Any:
+    """Record an analyst's decision (confirmed, dismissed, or back to open)."""
+    if event_id > _MAX_EVENT_ID:
+        raise HTTPException(404, f"no risk event with id {event_id}")
+    try:
+        return await run_in_threadpool(
+            lambda: store.review_risk_event(
+                event_id, status=review.status, reviewed_by=review.reviewed_by, note=review.note
+            )
+        )
+    except NotFoundError:
+        raise HTTPException(404, f"no risk event with id {event_id}") from None

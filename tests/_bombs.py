@@ -1,0 +1,33 @@
+"""Decompression bombs for the hostile-input tests: tiny files that declare huge images."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def png_bomb(width: int, height: int, *, bit_depth: int = 8, color_type: int = 2) -> bytes:
+    """A valid PNG of ``width`` x ``height`` black pixels, made with zlib's best
+    compression: 20000 x 20000 at 1 bit grey is about 48 KB, 13000 x 13000 RGB about 490 KB.
+    """
+    row_bytes = (width * _CHANNELS[color_type] * bit_depth + 7) // 8
+    row = b"\x00" * (1 + row_bytes)  # filter byte 0, then zero samples
+    comp = zlib.compressobj(9)
+    block = 64
+    parts = [comp.compress(row * block) for _ in range(height // block)]
+    parts.append(comp.compress(row * (height % block)))
+    parts.append(comp.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", b"".join(parts))
+        + _chunk(b"IEND", b"")
+    )
