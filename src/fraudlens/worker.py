@@ -182,12 +182,16 @@ class CheckHandler:
         events: list[RiskEvent] = []
         flagged: set[str] = set()
         if len(data.trades):
+            # Other accounts' trades that may be the other side of these: the suspected
+            # counterparty of each account comes from them.
+            context = self.store.mirror_candidates(data.trades)
             scores = score_market(
                 self._detector(),
                 data,
                 threshold=self.threshold,
                 explain="flagged",
                 top=self.explain_top,
+                context_trades=context,
             )
             flagged = set(scores.flagged_ids())
             if flagged:
@@ -234,6 +238,8 @@ class CheckHandler:
                     window_end=end,
                     business_type=first[a].business_type,
                     details={"trades": explained.get(a, []), **evidence.get(a, {})},
+                    value_moved=evidence.get(a, {}).get("value_moved"),
+                    counterparty=evidence.get(a, {}).get("counterparty"),
                     requested_at=first[a].requested_at,
                     created_at=now,
                 )
