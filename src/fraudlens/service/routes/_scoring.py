@@ -94,8 +94,9 @@ async def image_scored(
     from fraudlens._images import check_image
     from fraudlens.scoring import model_id
 
-    det = await models.get("market-cnn")
+    # The header first: an oversized image is refused whether or not a CNN is trained.
     await run_in_threadpool(check_image, body, max_pixels=images.max_pixels)
+    det = await models.get("market-cnn")
     try:
         await asyncio.wait_for(images.semaphore.acquire(), _DECODE_WAIT_SECONDS)
     except TimeoutError:
