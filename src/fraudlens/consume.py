@@ -407,7 +407,7 @@ class Consumer:
         retry_base: float = 1.0,
         retry_cap: float = 60.0,
         pause_base: float = 0.5,
-        pause_cap: float = 30.0,
+        pause_cap: float = 10.0,
         metrics: ConsumerMetrics | None = None,
         stop_event: threading.Event | None = None,
     ) -> None:

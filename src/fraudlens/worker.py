@@ -317,7 +317,7 @@ class Worker:
         visibility_timeout: float = 60.0,
         wait: float = 1.0,
         explain_top: int = 10,
-        pause_cap: float = 30.0,
+        pause_cap: float = 10.0,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         from fraudlens.queues import SQLiteQueue
@@ -413,7 +413,7 @@ class WorkerConfig:
     batch_size: int = 100
     visibility_timeout: float = 60.0
     explain_top: int = 10
-    pause_cap: float = 30.0
+    pause_cap: float = 10.0
     idle_exit: float | None = None
 
     def __post_init__(self) -> None:

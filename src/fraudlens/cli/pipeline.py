@@ -271,6 +271,12 @@ def worker(
         f"{sum(s.failed for s in all_stats):,} failed attempts, "
         f"{sum(s.dead_lettered for s in all_stats):,} dead-lettered) in {seconds:.1f} s"
     )
+    outages = sum(s.outages for s in all_stats)
+    if outages:
+        console.print(
+            f"paused by {outages:,} outage(s) for {sum(s.paused_seconds for s in all_stats):.1f} s "
+            f"in all; {sum(s.released for s in all_stats):,} messages handed back unspent"
+        )
 
 
 def _run_one(config: WorkerConfig, metrics_port: int) -> WorkerStats:
@@ -294,12 +300,6 @@ def _run_one(config: WorkerConfig, metrics_port: int) -> WorkerStats:
                 f"[bold]{s.processed:,}[/] checks, {s.flagged:,} flagged, "
                 f"{s.failed:,} failed, {s.dead_lettered:,} dead-lettered, {s.rate:,.0f}/s"
             )
-    outages = sum(s.outages for s in all_stats)
-    if outages:
-        console.print(
-            f"paused by {outages:,} outage(s) for {sum(s.paused_seconds for s in all_stats):.1f} s "
-            f"in all; {sum(s.released for s in all_stats):,} messages handed back unspent"
-        )
 
         return work(config, metrics=metrics, on_batch=show, on_start=on_start)
 
