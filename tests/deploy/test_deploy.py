@@ -598,6 +598,9 @@ def test_checkov_terraform_has_no_failed_checks(tmp_path: Path) -> None:
     (report,) = report if isinstance(report, list) else [report]
     assert report["check_type"] == "terraform"
     results = report["results"]
+    # A file checkov cannot parse is a file it did not check.
+    assert not results.get("parsing_errors"), results.get("parsing_errors")
+    assert report["summary"]["parsing_errors"] == 0, report["summary"]
     failed = [
         f"{c['check_id']} {c['resource']} ({c['file_path']}:{c['file_line_range']})"
         for c in results["failed_checks"]

@@ -131,8 +131,8 @@ run "defaults" {
 
   assert {
     condition = (
-      !aws_ecs_service.service.network_configuration[0].assign_public_ip
-      && !aws_ecs_service.worker.network_configuration[0].assign_public_ip
+      aws_ecs_service.service.network_configuration[0].assign_public_ip == false
+      && aws_ecs_service.worker.network_configuration[0].assign_public_ip == false
       && strcontains(output.migrate_command, "assignPublicIp=DISABLED")
     )
     error_message = "Tasks get no public IP."
@@ -248,7 +248,7 @@ run "everything_enabled" {
     condition = (
       aws_sagemaker_model.this[0].enable_network_isolation
       && aws_sagemaker_endpoint_configuration.this[0].kms_key_arn == null
-      && !aws_cloudwatch_event_target.processor[0].ecs_target[0].network_configuration[0].assign_public_ip
+      && aws_cloudwatch_event_target.processor[0].ecs_target[0].network_configuration[0].assign_public_ip == false
     )
     error_message = "SageMaker: network isolation, no KMS key on a serverless endpoint; the scheduled processor gets no public IP."
   }
@@ -305,9 +305,9 @@ run "options_off" {
 
   assert {
     condition = (
-      !aws_db_instance.this.multi_az
+      aws_db_instance.this.multi_az == false
       && aws_db_instance.this.monitoring_interval == 0
-      && !aws_lb.this.enable_deletion_protection
+      && aws_lb.this.enable_deletion_protection == false
     )
     error_message = "The switches reach the database and the load balancer."
   }

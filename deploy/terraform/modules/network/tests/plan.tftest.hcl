@@ -36,7 +36,7 @@ run "endpoints_only" {
       [for s in aws_subnet.public : s.cidr_block] == ["10.40.0.0/24", "10.40.1.0/24"]
       && [for s in aws_subnet.private : s.cidr_block] == ["10.40.128.0/20", "10.40.144.0/20"]
       && [for s in aws_subnet.private : s.availability_zone] == ["eu-west-1a", "eu-west-1b"]
-      && alltrue([for s in concat(aws_subnet.public, aws_subnet.private) : !s.map_public_ip_on_launch])
+      && alltrue([for s in concat(aws_subnet.public, aws_subnet.private) : s.map_public_ip_on_launch == false])
     )
     error_message = "One public /24 and one private /20 per zone; no subnet hands out public IPs."
   }
