@@ -335,8 +335,36 @@ class Registry:
                 return v
         versions = self.versions(name)
         if not versions:
-            raise ModelNotFoundError(f"no model named {name!r} in registry {self.root}")
+            raise ModelNotFoundError(
+                self.root_problem() or f"no model named {name!r} in registry {self.root}"
+            )
         return versions[-1]
+
+    def root_problem(self) -> str | None:
+        """Why :attr:`root` is not a registry folder, or ``None`` when it can be one.
+
+        Names the usual slips: a folder that does not exist, a file, a model's folder
+        (``models/market-features``) or a version folder (``models/market-features/v0001``)
+        given where the registry folder (``models``) was meant.
+        """
+        root = self.root
+        if not root.exists():
+            return f"no model registry at {root}: the folder does not exist"
+        if not root.is_dir():
+            return f"{root} is a file, not a model registry folder"
+        if _VERSION.fullmatch(root.name) and (root / "metadata.json").is_file():
+            return (
+                f"{root} is version {root.name} of model {root.parent.name}, not a registry: "
+                f"the registry folder is {root.parent.parent}"
+            )
+        if (root / "ACTIVE").is_file() or any(
+            _VERSION.fullmatch(p.name) and (p / "metadata.json").is_file() for p in root.iterdir()
+        ):
+            return (
+                f"{root} is the folder of model {root.name}, not a registry: "
+                f"the registry folder is {root.parent}"
+            )
+        return None
 
     def resolve(self, name_or_domain: str) -> str:
         """Turn a domain (``market``/``cards``) or a model name into a model name."""
@@ -349,7 +377,8 @@ class Registry:
             if f"{domain}-{name_or_domain}" in DETECTORS:
                 return f"{domain}-{name_or_domain}"
         raise ModelNotFoundError(
-            f"no model for {name_or_domain!r} in registry {self.root}; train one first"
+            self.root_problem()
+            or f"no model for {name_or_domain!r} in registry {self.root}; train one first"
         )
 
     def get(self, name: str, version: str | None = None) -> ModelVersion:

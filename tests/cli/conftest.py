@@ -29,3 +29,13 @@ def market_models(tmp_path_factory: pytest.TempPathFactory, market_dir: Path) ->
     )
     assert res.exit_code == 0, res.output
     return models
+
+
+@pytest.fixture(scope="session")
+def card_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli-cards")
+    res = CliRunner().invoke(
+        app, ["cards", "simulate", "--out", str(out), "--customers", "60", "--days", "25"]
+    )
+    assert res.exit_code == 0, res.output
+    return out / "transactions.csv"

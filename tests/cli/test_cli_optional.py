@@ -75,14 +75,6 @@ def _assert_one_line_error(proc: object, extra: str, package: str) -> None:
     assert extra in PYPROJECT_EXTRAS
 
 
-@pytest.fixture(scope="module")
-def card_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("cards")
-    proc = run_cli(["cards", "simulate", "--out", str(out), "--customers", "60", "--days", "25"])
-    assert proc.returncode == 0, proc.stderr
-    return out / "transactions.csv"
-
-
 def test_ray_engine(market_dir: Path, market_models: Path, tmp_path: Path) -> None:
     proc = run_cli(
         [

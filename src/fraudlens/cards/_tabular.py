@@ -79,14 +79,26 @@ def parse_threshold_strategy(value: Any) -> tuple[str, float | None] | None:
             )
     if isinstance(value, tuple | list) and len(value) == 2:
         kind = str(value[0]).lower()
+        shown = f"{value[0]}:{value[1]}"
         try:
             goal = float(value[1])
         except (TypeError, ValueError):
-            raise ConfigError(f"threshold target {value[1]!r} is not a number") from None
-        if kind in ("recall", "fpr") and 0.0 <= goal <= 1.0:
+            raise ConfigError(
+                f"threshold strategy {shown!r}: the target {value[1]!r} is not a number"
+            ) from None
+        if kind in ("recall", "fpr"):
+            if not 0.0 <= goal <= 1.0:
+                example = "recall:0.8" if kind == "recall" else "fpr:0.01"
+                raise ConfigError(
+                    f"threshold strategy {shown!r}: the {kind} target {goal:g} is out of "
+                    f"range; it must be between 0 and 1 (e.g. {example})"
+                )
             return (kind, goal)
         if kind == "fixed":
             return (kind, goal)
+        raise ConfigError(
+            f"unknown threshold strategy {shown!r}; use f1, recall:0.8, fpr:0.01 or none"
+        )
     raise ConfigError(f"unknown threshold strategy {value!r}; use f1, recall:0.8, fpr:0.01 or none")
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fraudlens._csvread import NO_DATA_ROWS, read_error
 from fraudlens.errors import DataError
 
 __all__ = [
@@ -139,10 +140,10 @@ def _read(path: str | PathLike[str]) -> pd.DataFrame:
         if name.endswith((".parquet", ".pq")):
             return pd.read_parquet(p)
         return pd.read_csv(p, low_memory=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise DataError(f"cannot read the file: {exc}", file=str(p)) from exc
-    except ValueError as exc:  # pyarrow reports a bad Parquet file as ArrowInvalid(ValueError)
-        raise DataError(f"cannot read the file: {exc}", file=str(p)) from exc
+    except (pd.errors.ParserError, OSError, ValueError) as exc:
+        # ValueError covers an empty file, bytes that are not UTF-8 and a bad Parquet file
+        # (pyarrow's ArrowInvalid); the wording is the market loader's.
+        raise read_error(p, exc) from None
 
 
 def load_table(
@@ -175,7 +176,10 @@ def load_table(
     DataError
         Naming file, row and column of the first problem.
     """
-    return validate_frame(_read(path), kind, str(path), label, require_label=require_label)
+    df = _read(path)
+    if len(df) == 0:
+        raise DataError(NO_DATA_ROWS, file=str(path))
+    return validate_frame(df, kind, str(path), label, require_label=require_label)
 
 
 # --------------------------------------------------------------------------- validation

@@ -7,8 +7,11 @@ shared helpers.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from fraudlens.cli._market_import import import_reference
 from fraudlens.cli.cards import app as cards_app
 from fraudlens.cli.market import app as market_app
 from fraudlens.cli.models import app as models_app
@@ -26,6 +29,28 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_show_locals=False,
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from fraudlens import __version__
+
+        typer.echo(f"fraudlens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options of the ``fraudlens`` command itself."""
+
+
 app.add_typer(
     market_app, name="market", help="Account-takeover detection on trades and 5-minute bars."
 )
@@ -39,6 +64,7 @@ app.command("serve")(serve)
 app.command("enqueue")(enqueue)
 app.command("worker")(worker)
 cards_app.command("process")(process)
+market_app.command("import-reference")(import_reference)
 
 
 def main() -> None:

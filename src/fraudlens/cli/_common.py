@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +25,18 @@ from rich.progress import (
 
 from fraudlens.errors import FraudlensError
 
-__all__ = ["ModelDir", "cli_errors", "console", "fail_cleanly", "progress"]
+__all__ = [
+    "ModelDir",
+    "cli_errors",
+    "command_name",
+    "console",
+    "error",
+    "fail_cleanly",
+    "fraudlens_command",
+    "progress",
+    "registry_root",
+    "shell_path",
+]
 
 console = Console(stderr=True)
 
@@ -35,6 +50,60 @@ ModelDir = Annotated[
         show_default=False,
     ),
 ]
+
+
+def registry_root(model_dir: Path | None, *, must_exist: bool = False) -> Path:
+    """The registry folder ``-m`` names (default: the ``models_dir`` setting).
+
+    A model's folder, a version folder or a file given instead of the registry is refused
+    with a message that names the right folder. A folder that does not exist is refused
+    only with ``must_exist`` (commands that train create it).
+
+    Raises
+    ------
+    ModelNotFoundError
+        Saying what the folder is and which one was meant.
+    """
+    from fraudlens.config import get_settings
+    from fraudlens.errors import ModelNotFoundError
+    from fraudlens.registry import Registry
+
+    root = Path(model_dir or get_settings().models_dir)
+    problem = Registry(root).root_problem()
+    if problem is not None and (must_exist or root.exists()):
+        raise ModelNotFoundError(problem)
+    return root
+
+
+def fraudlens_command() -> str:
+    """How to run this very ``fraudlens`` from the working folder, as a shell word.
+
+    ``fraudlens`` when that name on ``PATH`` is this installation (an activated
+    virtualenv); else the path of this installation's script (``.venv/bin/fraudlens``
+    after the README's install), relative when it lies under the working folder; else
+    ``python -m fraudlens`` with this interpreter.
+    """
+    bindir = Path(sys.executable).parent
+    script = bindir / ("fraudlens.exe" if os.name == "nt" else "fraudlens")
+    if not script.is_file():
+        return f"{shlex.quote(shell_path(Path(sys.executable)))} -m fraudlens"
+    on_path = shutil.which("fraudlens")
+    if on_path is not None and Path(on_path).resolve() == script.resolve():
+        return "fraudlens"
+    return shlex.quote(shell_path(script))
+
+
+def shell_path(path: Path) -> str:
+    """``path`` as typed in a shell: relative to the working folder when under it (a
+    leading ``./`` when it would otherwise be a bare name), else absolute. Symlinks are
+    kept (a virtualenv's python is one)."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        rel = absolute.relative_to(os.getcwd())
+    except ValueError:
+        return str(absolute)
+    return str(rel) if len(rel.parts) > 1 else f".{os.sep}{rel}"
+
 
 P = ParamSpec("P")
 R = TypeVar("R")

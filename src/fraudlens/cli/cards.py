@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fraudlens.cli._common import ModelDir, cli_errors, console, progress
+from fraudlens.cli._common import ModelDir, cli_errors, console, progress, registry_root
 from fraudlens.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -49,10 +49,10 @@ DetectorOpt = Annotated[
 
 
 def _registry(model_dir: Path | None) -> Any:
-    from fraudlens.config import get_settings
     from fraudlens.registry import Registry
 
-    return Registry(model_dir or get_settings().models_dir)
+    # A model's or a version's folder given for the registry is refused, naming the right one.
+    return Registry(registry_root(model_dir))
 
 
 def _model_name(detector: str | None) -> str:

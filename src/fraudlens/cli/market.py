@@ -11,8 +11,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from fraudlens.cli._common import ModelDir, cli_errors, console, progress
-from fraudlens.config import get_settings
+from fraudlens.cli._common import ModelDir, cli_errors, console, progress, registry_root
 
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
@@ -40,7 +39,8 @@ TradesOpt = Annotated[Path, typer.Option(help="Trades file (CSV or Parquet).")]
 
 
 def _models_dir(model_dir: Path | None) -> Path:
-    return model_dir or get_settings().models_dir
+    # A model's or a version's folder given for the registry is refused, naming the right one.
+    return registry_root(model_dir)
 
 
 def _model_name(detector: DetectorChoice | None) -> str:
@@ -230,8 +230,11 @@ def evaluate(
         )
     reg.update_metadata(mv.name, mv.version, evaluation={"data": str(data), **_headline(report)})
     _print_report(report)
+    # Only the plots this run wrote: by_kind.png needs a kind column in the labels.
+    plots = [name for name in report.get("files", {}).values() if str(name).endswith(".png")]
     console.print(
-        f"report: {out_dir / 'report.json'} (plots: roc.png, pr.png, by_kind.png, samples.png)"
+        f"report: {out_dir / 'report.json'} (plots: {', '.join(plots) or 'none'})",
+        soft_wrap=True,
     )
 
 

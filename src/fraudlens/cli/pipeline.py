@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from fraudlens.cli._common import ModelDir, cli_errors, console, progress
+from fraudlens.cli._common import ModelDir, cli_errors, console, progress, registry_root
 from fraudlens.config import get_settings
 
 if TYPE_CHECKING:
@@ -51,6 +51,25 @@ def _queue_url(queue: str | None) -> str:
     return queue or get_settings().queue_url
 
 
+def _existing_db(db: str | None) -> str:
+    """The database URL for a command that only reads: an embedded SQLite file that does
+    not exist is an error, not a new empty database."""
+    from fraudlens.errors import StoreError
+
+    url = _db_url(db)
+    scheme, sep, rest = url.strip().partition("://")
+    if url.strip() == "sqlite":
+        scheme, sep, rest = "sqlite", "://", "/fraudlens.db"
+    if sep and scheme.split("+")[0] == "sqlite":
+        file = rest.removeprefix("/").split("?")[0]
+        if file not in ("", ":memory:") and not Path(file).expanduser().exists():
+            raise StoreError(
+                f"database file {file} does not exist (--db {url}); "
+                f"`fraudlens db upgrade --db {url}` creates it and `fraudlens db load` fills it"
+            )
+    return url
+
+
 @db_app.command("upgrade")
 @cli_errors
 def db_upgrade(
@@ -72,7 +91,7 @@ def db_status(db: DbOpt = None) -> None:
     """Show the schema revision and the number of rows per table."""
     from fraudlens.store import open_store
 
-    with open_store(_db_url(db)) as store:
+    with open_store(_existing_db(db)) as store:
         current, head = store.current_revision(), store.head_revision()
         console.print(f"{store!r}: revision {current or '(none)'} (newest {head})")
         if current is not None:
@@ -120,7 +139,7 @@ def db_events(
     """List risk events, newest first."""
     from fraudlens.store import open_store
 
-    with open_store(_db_url(db)) as store:
+    with open_store(_existing_db(db)) as store:
         store.require_schema(upgrade_empty=False)
         items, total = store.list_risk_events(status=status, account_id=account, limit=limit)
     table = Table(title=f"risk events ({len(items)} of {total:,})")
@@ -170,7 +189,7 @@ def enqueue(
     if all_accounts:
         from fraudlens.store import open_store
 
-        with open_store(_db_url(db)) as store:
+        with open_store(_existing_db(db)) as store:
             store.require_schema(upgrade_empty=False)
             ids += store.account_ids()
     if not ids:
@@ -228,9 +247,8 @@ def worker(
     from fraudlens.store import open_store
     from fraudlens.worker import WorkerConfig
 
-    settings = get_settings()
     queue_url, db_url = _queue_url(queue), _db_url(db)
-    models = (model_dir or Path(settings.models_dir)).expanduser().resolve()
+    models = registry_root(model_dir).expanduser().resolve()
     # The parent migrates an empty embedded database before any worker starts, so the
     # processes never race to create the tables.
     with open_store(db_url) as store:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +12,16 @@ from typing import Annotated
 import typer
 from rich.panel import Panel
 
-from fraudlens.cli._common import cli_errors, console, progress
+from fraudlens.cli._common import cli_errors, console, fraudlens_command, progress, shell_path
+
+#: Where the service of the printed ``serve`` command listens: loopback only.
+SERVE_HOST = "127.0.0.1"
+
+
+def _serve_port() -> int:
+    # The port `fraudlens serve` itself would take from the environment, else its default.
+    text = os.environ.get("FRAUDLENS_PORT", "")
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else 8080
 
 
 @cli_errors
@@ -31,7 +43,19 @@ def quickstart(
 ) -> None:
     """Simulate, train, evaluate and score, for market (and cards), with local defaults.
 
-    Everything lands under OUT: data/, models/ (the registry), reports/ and scores.
+    Everything lands under OUT (default ./fraudlens-quickstart):
+
+    \b
+      market/train, market/test  simulated k-lines, trades and labels (CSV)
+      market/scores.csv          batch scores of the test accounts
+      models/                    the model registry (fraudlens models list -m OUT/models)
+      reports/<model>/           report.json and plots of each evaluated model
+      fraudlens.db, queue.db     the real-time pass: store with risk events, and its queue
+      cards/transactions.csv     simulated card transactions (unless --no-cards)
+      sink/                      scored card records, partitioned yyyy/mm/dd/HH
+
+    At the end it prints the commands to look at the results; run them from the same
+    folder.
     """
     from fraudlens.cli import market as m
 
@@ -80,11 +104,7 @@ def quickstart(
     lines = [f"{name}: {path / 'report.json'}" for name, path in reports.items()]
     lines.append(f"market scores: {scores}")
     lines.append(f"risk events: {flagged:,} flagged accounts in {db_url}")
-    lines.append(
-        f"review them: fraudlens serve -m {models} --db {db_url}  "
-        "then open http://127.0.0.1:8080/review"
-    )
-    lines.append(f"registry: {models}  (fraudlens models list -m {models})")
+    lines.append(f"registry: {models}")
     console.print(
         Panel(
             "\n".join(lines),
@@ -92,6 +112,50 @@ def quickstart(
             expand=False,
         )
     )
+    _print_next_steps(next_steps(models, db_url, test_dir))
+
+
+def next_steps(models: Path, db_url: str, test_dir: Path) -> list[tuple[str, str]]:
+    """The commands the quickstart suggests next, as ``(what, command)`` pairs.
+
+    Each runs as printed from the folder the quickstart ran in; the last one (the
+    service) runs until stopped.
+    """
+    exe = fraudlens_command()
+    port = _serve_port()
+    m, db = shlex.quote(str(models)), shlex.quote(db_url)
+    klines, trades = (shlex.quote(str(test_dir / f)) for f in ("klines.csv", "trades.csv"))
+    return [
+        ("the model registry", f"{exe} models list -m {m}"),
+        ("the newest risk events", f"{exe} db events --db {db} --limit 10"),
+        (
+            "score a trades file in batch",
+            f"{exe} market score --klines {klines} --trades {trades} -m {m} "
+            f"--out {shlex.quote(str(test_dir.parent / 'scores-again.csv'))}",
+        ),
+        (
+            f"review the flagged accounts at http://{SERVE_HOST}:{port}/review (Ctrl-C stops it)",
+            f"{exe} serve -m {m} --db {db} --host {SERVE_HOST} --port {port}",
+        ),
+    ]
+
+
+def _print_next_steps(steps: list[tuple[str, str]]) -> None:
+    # Printed outside the panel and never wrapped, so each command can be copied whole.
+    console.print(f"[bold]next[/], from {os.getcwd()}:", soft_wrap=True, highlight=False)
+    for what, command in steps:
+        console.print(f"  {what}:", highlight=False)
+        console.print(f"    $ {command}", soft_wrap=True, highlight=False, markup=False)
+    exe = fraudlens_command()
+    activate = Path(sys.executable).parent / "activate"
+    if exe != "fraudlens" and activate.is_file() and "-m fraudlens" not in exe:
+        console.print(
+            f"  (or activate the virtualenv with `source {shell_path(activate)}`, "
+            "then type fraudlens ... instead of the path)",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
 
 
 def _pipeline_pass(out: Path, models: Path, test_dir: Path) -> tuple[str, int]:

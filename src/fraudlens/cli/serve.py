@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from fraudlens.cli._common import ModelDir, cli_errors, console
+from fraudlens.cli._common import ModelDir, cli_errors, console, registry_root
 from fraudlens.config import get_settings
 from fraudlens.errors import ConfigError
 
@@ -104,7 +104,13 @@ def serve(
     get_settings.cache_clear()
 
     bind = host or _default_host()
-    models = (model_dir or _default_models_dir()).expanduser().resolve()
+    models = registry_root(model_dir or _default_models_dir()).expanduser().resolve()
+    if not models.is_dir():
+        console.print(
+            f"[yellow]no model registry at {models} yet:[/] /ping answers 503 until a model "
+            "is trained there",
+            soft_wrap=True,
+        )
     console.print(
         f"serving models from {models} on http://{bind}:{port} "
         f"(docs at /docs, review page at /review)"
@@ -191,7 +197,7 @@ def process(
         source = f"queue:{settings.queue_url}"
     every_s = parse_duration(every) if every is not None else None
     target = sink or settings.sink
-    models = model_dir or Path(settings.models_dir)
+    models = registry_root(model_dir)
     if fmt not in ("csv", "jsonl"):
         raise typer.BadParameter("--format must be csv or jsonl")
 

@@ -14,7 +14,8 @@ Files are CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``) with a 
 row. Timestamps are ISO-8601; a timestamp without a zone is read as UTC. Every
 loader validates what it reads and raises :class:`~fraudlens.errors.DataError` naming
 the file, the 1-based data row (the header is row 0) and the column of the first bad
-value.
+value; a missing column names the column only, and an empty file, a file with only a
+header row, or one that is not UTF-8 get the same words as the card loader's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from fraudlens._csvread import NO_DATA_ROWS, read_error
 from fraudlens.errors import DataError
 
 __all__ = [
@@ -218,10 +220,7 @@ def _require_columns(df: pd.DataFrame, required: tuple[str, ...], source: str) -
         found = ", ".join(repr(str(c)) for c in df.columns) or "none"
         plural = "s" if len(missing) > 1 else ""
         raise DataError(
-            f"missing column{plural} {names} (found: {found})",
-            file=source,
-            row=0,
-            column=missing[0],
+            f"missing column{plural} {names} (found: {found})", file=source, column=missing[0]
         )
 
 
@@ -540,8 +539,14 @@ def _suffix(path: Path) -> str:
     )
 
 
-def _read_table(path: str | Path, text_columns: tuple[str, ...]) -> pd.DataFrame:
-    """Read a CSV or Parquet file; ``text_columns`` are read as strings from CSV."""
+def _read_table(
+    path: str | Path, text_columns: tuple[str, ...], *, header_only: bool = False
+) -> pd.DataFrame:
+    """Read a CSV or Parquet file; ``text_columns`` are read as strings from CSV.
+
+    A file with a header row and no data rows is refused unless ``header_only``, so the
+    error names that file rather than a later check on another one.
+    """
     p = Path(path)
     suf = _suffix(p)
     if not p.is_file():
@@ -559,10 +564,11 @@ def _read_table(path: str | Path, text_columns: tuple[str, ...]) -> pd.DataFrame
                 encoding="utf-8-sig",
                 skipinitialspace=True,
             )
-    except pd.errors.EmptyDataError:
-        raise DataError("file is empty (no header row)", file=str(p), row=0) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read file: {exc}", file=str(p)) from None
+    except (pd.errors.ParserError, OSError, ValueError) as exc:
+        # ValueError covers an empty file, bytes that are not UTF-8 and a bad Parquet file.
+        raise read_error(p, exc) from None
+    if len(df) == 0 and not header_only:
+        raise DataError(NO_DATA_ROWS, file=str(p))
     df.columns = [str(c).strip() for c in df.columns]
     return df
 
@@ -821,7 +827,8 @@ def _reference_side(folder: Path, side: str, symbol: str) -> tuple[pd.DataFrame,
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(".csv"))
     frames = []
     for f in files:
-        raw = _read_table(f, ("time",))
+        # An account may have no trades on one side: a header-only file is allowed.
+        raw = _read_table(f, ("time",), header_only=True)
         raw.columns = [c.lower() for c in raw.columns]
         _require_columns(raw, ("time", "price"), str(f))
         raw = raw.reset_index(drop=True)
