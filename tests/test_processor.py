@@ -29,7 +29,8 @@ ULB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ulb_cred
 
 def sink_rows(root: Path) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
-    for f in sorted(p for p in root.rglob("*.csv")):
+    # Published objects only: hidden names are the spool and unfinished temporary files.
+    for f in sorted(p for p in root.rglob("*.csv") if not p.name.startswith(".")):
         with open(f, newline="") as fh:
             rows.extend(csv.DictReader(fh))
     return rows
@@ -385,6 +386,7 @@ def test_cli_process(ulb: Path, ulb_models: Path, tmp_path: Path) -> None:
     lines = [
         json.loads(x)
         for f in (tmp_path / "sink").rglob("*.jsonl")
+        if not f.name.startswith(".")  # not the spool (.spool.jsonl)
         for x in f.read_text().splitlines()
     ]
     assert len(lines) == 50
