@@ -182,19 +182,16 @@ class CheckHandler:
         events: list[RiskEvent] = []
         flagged: set[str] = set()
         if len(data.trades):
-            # Other accounts' trades that may be the other side of these: the suspected
-            # counterparty of each account comes from them.
-            context = self.store.mirror_candidates(data.trades)
             scores = score_market(
                 self._detector(),
                 data,
                 threshold=self.threshold,
                 explain="flagged",
                 top=self.explain_top,
-                context_trades=context,
             )
             flagged = set(scores.flagged_ids())
             if flagged:
+                scores = self._with_counterparties(data, scores, flagged)
                 events = self._events(items, data, scores, flagged)
         written = self.store.add_risk_events(events)
         done = utcnow()
@@ -205,6 +202,26 @@ class CheckHandler:
         result.latencies.extend(
             (done - c.requested_at).total_seconds() for _, c in items if c.requested_at
         )
+
+    def _with_counterparties(
+        self, data: MarketData, scores: MarketScores, flagged: set[str]
+    ) -> MarketScores:
+        """The flagged accounts' evidence again, now with the stored trades of other
+        accounts that may be the other side of theirs: the suspected counterparty.
+
+        Only events carry it, so only flagged accounts pay for the store lookup.
+        """
+        from dataclasses import replace
+
+        import numpy as np
+
+        from fraudlens.scoring import market_evidence
+
+        mine = data.trades[data.trades["account_id"].isin(flagged)]
+        context = self.store.mirror_candidates(mine)
+        ids = np.asarray(sorted(flagged), dtype=object)
+        # on the whole batch: its accounts can be each other's counterparty
+        return replace(scores, evidence=market_evidence(data, ids, context_trades=context))
 
     def _events(
         self,

@@ -69,8 +69,10 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 _LOAD_CHUNK = 20_000
 #: Accounts per window query: three bound values each, far below every driver's limit.
 _WINDOW_CHUNK = 200
-#: Conditions per mirror-candidate query: eight bound values each.
-_MIRROR_CHUNK = 100
+#: Conditions per mirror-candidate query: eight bound values each (2,000 per query,
+#: far below every driver's limit).
+_MIRROR_CHUNK = 256
+_MIRROR_SHAPES = (4, 16, 64, _MIRROR_CHUNK)
 #: How long a SQLite statement waits for another process's write lock before "database
 #: is locked": long enough to ride out a busy writer, short enough to report an outage.
 _SQLITE_BUSY_MS = 30_000
@@ -573,49 +575,50 @@ class Store(AuthStore):
         # within max_gap of one of them, so nothing beyond the tolerance is fetched
         keys = ["symbol", "side", "price", "quantity"]
         t = trades[[*keys, "ts"]].sort_values([*keys, "ts"], kind="stable")
-        same = np.ones(len(t), dtype=bool)
-        for k in keys:
-            col = t[k].to_numpy()
-            same[1:] &= col[1:] == col[:-1]
+        cols = {k: t[k].to_numpy() for k in keys}
         ts = t["ts"].to_numpy("datetime64[ns]")
-        same[1:] &= (ts[1:] - ts[:-1]) <= np.timedelta64(2 * gap.value, "ns")
+        same = np.ones(len(t), dtype=bool)
         same[0] = False
-        run = np.cumsum(~same) - 1
-        runs = (
-            t.assign(_run=run)
-            .groupby("_run", sort=True)
-            .agg(
-                symbol=("symbol", "first"),
-                side=("side", "first"),
-                price=("price", "first"),
-                quantity=("quantity", "first"),
-                start=("ts", "min"),
-                end=("ts", "max"),
+        for col in cols.values():
+            same[1:] &= col[1:] == col[:-1]
+        same[1:] &= (ts[1:] - ts[:-1]) <= np.timedelta64(2 * gap.value, "ns")
+        first = np.flatnonzero(~same)
+        last = np.r_[first[1:] - 1, len(t) - 1]
+        gap64 = np.timedelta64(gap.value, "ns")
+        # the store keeps microseconds: widen the box to whole microseconds
+        lo_t = (ts[first] - gap64).astype("datetime64[us]").astype(object)
+        hi_ns = (ts[last] + gap64).astype(np.int64)
+        hi_t = (-(-hi_ns // 1000)).astype("datetime64[us]").astype(object)
+        price = cols["price"][first].astype(np.float64)
+        qty = cols["quantity"][first].astype(np.float64)
+        values = list(
+            zip(
+                cols["symbol"][first].astype(str).tolist(),
+                np.where(cols["side"][first] == "buy", "sell", "buy").tolist(),
+                lo_t.tolist(),
+                hi_t.tolist(),
+                (price - price_tol * np.abs(price)).tolist(),
+                (price + price_tol * np.abs(price)).tolist(),
+                (qty - qty_tol * np.abs(qty)).tolist(),
+                (qty + qty_tol * np.abs(qty)).tolist(),
+                strict=True,
             )
         )
-        conds = []
-        for r in runs.itertuples(index=False):
-            p, q = float(r.price), float(r.quantity)
-            conds.append(
-                sa.and_(
-                    Trade.symbol == str(r.symbol),
-                    Trade.side == ("sell" if r.side == "buy" else "buy"),
-                    # the store keeps microseconds
-                    Trade.ts >= (r.start - gap).floor("us").to_pydatetime(),
-                    Trade.ts <= (r.end + gap).ceil("us").to_pydatetime(),
-                    Trade.price >= p - price_tol * abs(p),
-                    Trade.price <= p + price_tol * abs(p),
-                    Trade.quantity >= q - qty_tol * abs(q),
-                    Trade.quantity <= q + qty_tol * abs(q),
-                )
-            )
+        # A few statement shapes, each compiled once (building SQL expressions per
+        # condition costs more than the query): a chunk is padded with its own last
+        # condition up to the smallest shape that holds it.
         rows: list[Any] = []
         with self._connect() as conn:
-            for i in range(0, len(conds), _MIRROR_CHUNK):
-                stmt = sa.select(*_raw_columns(Trade, _TRADE_COLUMNS)).where(
-                    sa.or_(*conds[i : i + _MIRROR_CHUNK])
-                )
-                rows.extend(conn.execute(stmt))
+            for i in range(0, len(values), _MIRROR_CHUNK):
+                part = values[i : i + _MIRROR_CHUNK]
+                size = next(n for n in _MIRROR_SHAPES if n >= len(part))
+                part += [part[-1]] * (size - len(part))
+                params = {
+                    f"{k}{j}": v
+                    for j, row in enumerate(part)
+                    for k, v in zip("sdabpPqQ", row, strict=True)
+                }
+                rows.extend(conn.execute(_mirror_statement(size), params))
         found = _frame(rows, _TRADE_COLUMNS)
         found = found[~found["account_id"].isin(pd.unique(trades["account_id"].astype(str)))]
         found = found.drop_duplicates("trade_id").sort_values(["ts", "trade_id"], kind="stable")
@@ -902,6 +905,24 @@ def _pg_copy_ignore(conn: sa.Connection, table: sa.Table, names: list[str], rows
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+@functools.lru_cache(maxsize=8)
+def _mirror_statement(n: int) -> sa.TextClause:
+    """``SELECT`` of trades matching any of ``n`` (symbol, side, time, price, quantity)
+    boxes, with bind parameters ``s0, d0, a0, b0, p0, P0, q0, Q0, s1, ...``; each box is
+    served by the ``(symbol, ts)`` index. Timestamps come back as raw driver values, as
+    in :func:`_raw_columns`."""
+    box = (
+        "(symbol = :s{i} AND side = :d{i} AND ts >= :a{i} AND ts <= :b{i} "
+        "AND price >= :p{i} AND price <= :P{i} AND quantity >= :q{i} AND quantity <= :Q{i})"
+    )
+    sql = f"SELECT {', '.join(_TRADE_COLUMNS)} FROM {Trade.__tablename__} WHERE " + " OR ".join(
+        box.format(i=i) for i in range(n)
+    )
+    stamp = Trade.__table__.c["ts"].type
+    binds = [sa.bindparam(f"{k}{i}", type_=stamp) for i in range(n) for k in "ab"]
+    return sa.text(sql).bindparams(*binds)
 
 
 def _raw_columns(table: type[Kline] | type[Trade], names: tuple[str, ...]) -> list[Any]:
