@@ -258,7 +258,7 @@ def test_bad_input_never_500(client: TestClient, sample: pd.DataFrame) -> None:
         ("bad model", {"data": good[0], "model": "svm"}, 422, "model"),
         ("ragged rows", {"data": [[1.0, 2.0]]}, 422, "expected 30"),
         ("metadata mismatch", {"data": "\n".join(good), "metadata": [1, 2, 3]}, 422, "metadata"),
-        ("empty rows", {"data": []}, 422, "no rows"),
+        ("empty rows", {"data": []}, 422, "at least 1 item"),
     ]
     for what, payload, status, needle in v1:
         r = client.post("/v1/cards/score", json=payload)
@@ -530,7 +530,9 @@ def test_market_scores(market: tuple[Path, object]) -> None:
         assert r.status_code == 200, r.text
         sm = r.json()
         assert set(sm) == {"model", "threshold", "scores"}
-        assert set(sm["scores"][0]) == {"account_id", "score", "flagged"}
+        from fraudlens.scoring import EVIDENCE_COLUMNS
+
+        assert set(sm["scores"][0]) == {"account_id", "score", "flagged", *EVIDENCE_COLUMNS}
         np.testing.assert_allclose([s["score"] for s in sm["scores"]], expected, rtol=1e-6)
 
         cnn = Registry(root).load("market-cnn")
@@ -573,6 +575,6 @@ def test_image_reply(market: tuple[Path, object], client: TestClient) -> None:
             assert r.status_code == 400, r.text
             assert "image" in r.json()["error"]
     # A registry without a CNN answers an image with 503, not 500.
-    r = client.post("/invocations", content=b"\xff\xd8\xff", headers={"Content-Type": "image/jpeg"})
+    r = client.post("/invocations", content=png.getvalue(), headers={"Content-Type": "image/png"})
     assert r.status_code == 503
     assert "market-cnn" in r.json()["error"]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from fraudlens._ids import FORBIDDEN, ID_PATTERN, MAX_ID_LENGTH, id_problem
 
 __all__ = [
+    "CARD_ROW_EXAMPLE",
     "AccountCheckQueued",
     "AccountCheckRequest",
     "AccountId",
@@ -18,6 +20,7 @@ __all__ = [
     "CardScoreResponse",
     "ErrorResponse",
     "FraudClassifierResult",
+    "IsoTime",
     "Label",
     "MarketAccountScore",
     "MarketScoreRequest",
@@ -68,6 +71,17 @@ def _storable(value: str) -> str:
 Text = Annotated[str, Field(pattern="^[^\\x00]*$"), AfterValidator(_storable)]
 
 
+def _iso_text(value: Any) -> Any:
+    # Lax parsing would read "0.5" as Unix seconds; the API takes ISO-8601 text only.
+    if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}", value.strip()):
+        raise ValueError("expected an ISO-8601 date or time, e.g. 2024-03-01T12:00:00Z")
+    return value
+
+
+#: A timestamp in ISO-8601 text (UTC when no zone is given).
+IsoTime = Annotated[datetime, BeforeValidator(_iso_text)]
+
+
 class ErrorResponse(BaseModel):
     """Every error reply: a sentence and, when useful, where the problem is."""
 
@@ -82,19 +96,28 @@ class PingResponse(BaseModel):
     models: dict[str, str] = Field(description="Loaded model name -> version.")
 
 
+#: One valid ULB row (Time, V1..V28, Amount), the examples' card transaction.
+CARD_ROW_EXAMPLE = (
+    "0,-1.36,-0.07,2.54,1.38,-0.34,0.46,0.24,0.10,0.36,0.09,-0.55,-0.62,-0.99,"
+    "-0.31,1.47,-0.47,0.21,0.03,0.40,0.25,-0.02,0.28,-0.11,0.07,0.13,-0.19,"
+    "0.13,-0.02,149.62"
+)
+
+_Rows = Annotated[list[Annotated[list[float], Field(min_length=1)]], Field(min_length=1)]
+
+# Request bodies are strict: true is not 1, "3" is not 3.
+_REQUEST = ConfigDict(protected_namespaces=(), strict=True)
+
+
 class CardScoreRequest(BaseModel):
     """Card transactions to score, in the shape of the reference REST API."""
 
-    model_config = ConfigDict(protected_namespaces=())
+    model_config = _REQUEST
 
-    data: str | list[list[float]] = Field(
+    data: str | _Rows = Field(
         description="Headerless CSV rows (one transaction a line) or a list of numeric rows, "
         "features in the model's order (for the ULB table: Time, V1..V28, Amount).",
-        examples=[
-            "0,-1.36,-0.07,2.54,1.38,-0.34,0.46,0.24,0.10,0.36,0.09,-0.55,-0.62,-0.99,"
-            "-0.31,1.47,-0.47,0.21,0.03,0.40,0.25,-0.02,0.28,-0.11,0.07,0.13,-0.19,"
-            "0.13,-0.02,149.62"
-        ],
+        examples=[CARD_ROW_EXAMPLE],
     )
     metadata: list[Any] | None = Field(
         None,
@@ -129,7 +152,7 @@ class CardScoreResponse(BaseModel):
 class MarketScoreRequest(BaseModel):
     """Trades and the 5-minute bars they were made in."""
 
-    model_config = ConfigDict(protected_namespaces=())
+    model_config = _REQUEST
 
     klines: list[dict[str, Any]] = Field(
         description="Bars: symbol, ts (bar start, ISO-8601), open, high, low, close, volume.",
@@ -174,30 +197,9 @@ class MarketAccountScore(BaseModel):
 
     account_id: str
     score: float
-    flagged: bool
+    flagged: bool = Field(description="score > threshold (the one flag rule).")
     trades: list[dict[str, Any]] | None = Field(
         None, description="The trades that drove the score, strongest first (v1 API)."
-    )
-    value_moved: float | None = Field(
-        None,
-        description="Value the account's own matched round trips moved (equal-quantity buy "
-        "and sell of a symbol in the same or adjacent bars; price gap x quantity, in the "
-        "quote currency), >= 0: what alerts are ranked by.",
-    )
-    value_lost: float | None = Field(
-        None, description="Signed value_moved: > 0 moved out of the account, < 0 into it."
-    )
-    n_round_trips: int | None = Field(None, description="The account's own round trips.")
-    counterparty: str | None = Field(
-        None,
-        description="The account in the request whose trades mirror this one's most (same "
-        "symbol, opposite side, equal price and quantity, within a minute), or null.",
-    )
-    n_mirrored: int | None = Field(
-        None, description="Trades of the account mirrored by another account's."
-    )
-    counterparty_value_moved: float | None = Field(
-        None, description="Value moved through the round trips mirrored by the counterparty."
     )
 
 
@@ -218,6 +220,8 @@ class MarketScoreResponse(BaseModel):
 
 class AccountCheckRequest(BaseModel):
     """Optional body of ``POST /v1/accounts/{account_id}/check``."""
+
+    model_config = _REQUEST
 
     business_type: Label | None = Field(
         None,
@@ -260,16 +264,7 @@ class RiskEvent(BaseModel):
     details: dict[str, Any] = Field(
         default_factory=dict,
         description="``trades``: the trades that drove the score, strongest first, each with "
-        "its ``reason``; the account's evidence (``value_moved``, ``counterparty``, "
-        "``n_mirrored``, ...).",
-    )
-    value_moved: float | None = Field(
-        None,
-        description="Value the account's matched round trips moved, in the quote currency "
-        "(>= 0), to rank alerts by.",
-    )
-    counterparty: str | None = Field(
-        None, description="The suspected counterparty: the account whose trades mirror this one's."
+        "its ``reason``.",
     )
     note: str | None = Field(None, description="Analyst's note.")
     status: Literal["open", "confirmed", "dismissed"]
@@ -290,6 +285,8 @@ class RiskEventPage(BaseModel):
 
 class ReviewRequest(BaseModel):
     """An analyst's decision on a risk event."""
+
+    model_config = _REQUEST
 
     status: Literal["confirmed", "dismissed", "open"] = Field(
         description="confirmed (fraud), dismissed (not fraud) or open (back to the queue)."

@@ -11,7 +11,6 @@ Their failures are answered 503 by the service's error handlers.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query
@@ -26,6 +25,7 @@ from fraudlens.service._schemas import (
     AccountCheckQueued,
     AccountCheckRequest,
     AccountId,
+    IsoTime,
     Label,
     ReviewRequest,
     RiskEvent,
@@ -85,11 +85,11 @@ async def list_risk_events(
         float | None, Query(allow_inf_nan=False, description="Score at least this.")
     ] = None,
     since: Annotated[
-        datetime | None,
+        IsoTime | None,
         Query(description="Recorded at or after this time (ISO-8601; UTC if no zone)."),
     ] = None,
     until: Annotated[
-        datetime | None,
+        IsoTime | None,
         Query(description="Recorded before this time (ISO-8601; UTC if no zone)."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,

@@ -28,7 +28,7 @@ from fraudlens.registry import DETECTORS
 from fraudlens.service._errors import error_reply
 from fraudlens.service._parse import decode_text, media_type
 from fraudlens.service._responses import error_docs, model_reply
-from fraudlens.service._schemas import MarketScoreRequest
+from fraudlens.service._schemas import CARD_ROW_EXAMPLE, MarketScoreRequest
 from fraudlens.service.deps import ImagesDep, MetricsDep, ModelsDep, SettingsDep
 from fraudlens.service.routes._scoring import (
     INLINE_BYTES,
@@ -51,7 +51,7 @@ _BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "text/csv": {"schema": {"type": "string"}, "example": "0,-1.36,-0.07,...,149.62"},
+            "text/csv": {"schema": {"type": "string", "minLength": 1}, "example": CARD_ROW_EXAMPLE},
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             "image/png": {"schema": {"type": "string", "format": "binary"}},
             "application/json": {"schema": {"$ref": "#/components/schemas/MarketScoreRequest"}},
@@ -80,11 +80,21 @@ def _supported() -> dict[str, list[str]]:
     return {"supported": sorted(IMAGE_TYPES | JSON_TYPES | CSV_TYPES)}
 
 
-@router.post(
-    "/invocations",
-    responses=error_docs(400, 413, 415, 422, 503),
-    openapi_extra=_BODY,
-)
+_REPLIES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Scores: ``[p_takeover, p_normal]`` for an image; ``{model, threshold, "
+        "scores}`` for market JSON; ``{predictions}`` or ``{scores}`` for card CSV, or one "
+        "probability per line as text/csv (``Accept: text/csv`` or ``format=xgboost``).",
+        "content": {
+            "application/json": {"schema": {}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    },
+    **error_docs(400, 413, 415, 422, 503),
+}
+
+
+@router.post("/invocations", responses=_REPLIES, openapi_extra=_BODY)
 async def invocations(
     request: Request,
     models: ModelsDep,

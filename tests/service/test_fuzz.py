@@ -1,0 +1,130 @@
+"""A bounded schemathesis run, every check, against a real server: the app in its own
+uvicorn process with trained models, a SQLite store holding risk events and a SQLite
+queue. No request may get a server error, and every other check must pass too (the
+documented exceptions are in schemathesis.toml beside this file)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).resolve().parent
+#: Examples per operation and phase: about 1,800 test cases, under a minute on 2 cores.
+MAX_EXAMPLES = int(os.environ.get("FRAUDLENS_FUZZ_EXAMPLES", "100"))
+SEED = 20260301
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _seed_store(url: str) -> None:
+    from fraudlens.store import open_store
+
+    base = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    with open_store(url) as store:
+        store.upgrade()
+        store.add_risk_events(
+            [
+                {
+                    "account_id": f"acct-{i:02d}",
+                    "score": 0.91 + i / 100,
+                    "event_threshold": 0.9,
+                    "model_threshold": 0.5,
+                    "model_version": "market-features:v0001",
+                    "business_type": "brokerage",
+                    "window_start": base + timedelta(hours=i) - timedelta(hours=24),
+                    "window_end": base + timedelta(hours=i),
+                    "details": {"trades": []},
+                }
+                for i in range(5)
+            ]
+        )
+
+
+def test_schemathesis_all_checks(full_registry: Path, tmp_path: Path) -> None:
+    st = shutil.which("st", path=str(Path(sys.executable).parent))
+    if st is None:
+        pytest.skip("schemathesis is not installed (dev extra)")
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    _seed_store(db)
+    port = _free_port()
+    code = (
+        "import uvicorn; from fraudlens.config import Settings; "
+        "from fraudlens.service import create_app; "
+        f"s = Settings(models_dir={str(full_registry)!r}, database_url={db!r}, "
+        f"queue_url={'sqlite:///' + str(tmp_path / 'q.db')!r}); "
+        f"uvicorn.run(create_app(s), host='127.0.0.1', port={port}, log_level='error')"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, "the server died"
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/ping")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        report = tmp_path / "report.json"
+        t0 = time.perf_counter()
+        run = subprocess.run(
+            [
+                st,
+                "--config-file",
+                str(HERE / "schemathesis.toml"),
+                "--no-color",
+                "run",
+                f"http://127.0.0.1:{port}/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                str(MAX_EXAMPLES),
+                "--seed",
+                str(SEED),
+                "--workers",
+                "2",
+                "--continue-on-failure",
+                "--report",
+                "json",
+                "--report-json-path",
+                str(report),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=tmp_path,
+        )
+        seconds = time.perf_counter() - t0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    out = run.stdout + run.stderr
+    summary = out[out.rfind("SUMMARY") :] if "SUMMARY" in out else out[-3000:]
+    print(f"schemathesis: {seconds:.0f} s, rc {run.returncode}\n{summary}")
+    assert "Server error" not in out, out[-20000:]
+    assert run.returncode == 0, out[-20000:]
+    stats = json.loads(report.read_text())
+    print(json.dumps({k: stats[k] for k in ("running_time", "operations", "test_cases", "phases")}))
+    assert stats["complete"] and stats["exit_code"] == 0
+    assert stats["failures"] == [] and stats["errors"] == []
+    assert stats["operations"]["tested"] == stats["operations"]["total"] >= 9
+    assert stats["test_cases"]["generated"] >= 10 * MAX_EXAMPLES
