@@ -201,6 +201,27 @@ class MarketAccountScore(BaseModel):
     trades: list[dict[str, Any]] | None = Field(
         None, description="The trades that drove the score, strongest first (v1 API)."
     )
+    value_moved: float | None = Field(
+        None,
+        description="Value the account's own matched round trips moved (equal-quantity buy "
+        "and sell of a symbol in the same or adjacent bars; price gap x quantity, in the "
+        "quote currency), >= 0: what alerts are ranked by.",
+    )
+    value_lost: float | None = Field(
+        None, description="Signed value_moved: > 0 moved out of the account, < 0 into it."
+    )
+    n_round_trips: int | None = Field(None, description="The account's own round trips.")
+    counterparty: str | None = Field(
+        None,
+        description="The account in the request whose trades mirror this one's most (same "
+        "symbol, opposite side, equal price and quantity, within a minute), or null.",
+    )
+    n_mirrored: int | None = Field(
+        None, description="Trades of the account mirrored by another account's."
+    )
+    counterparty_value_moved: float | None = Field(
+        None, description="Value moved through the round trips mirrored by the counterparty."
+    )
 
 
 class MarketScoreResponse(BaseModel):
@@ -264,7 +285,16 @@ class RiskEvent(BaseModel):
     details: dict[str, Any] = Field(
         default_factory=dict,
         description="``trades``: the trades that drove the score, strongest first, each with "
-        "its ``reason``.",
+        "its ``reason``; the account's evidence (``value_moved``, ``counterparty``, "
+        "``n_mirrored``, ...).",
+    )
+    value_moved: float | None = Field(
+        None,
+        description="Value the account's matched round trips moved, in the quote currency "
+        "(>= 0), to rank alerts by.",
+    )
+    counterparty: str | None = Field(
+        None, description="The suspected counterparty: the account whose trades mirror this one's."
     )
     note: str | None = Field(None, description="Analyst's note.")
     status: Literal["open", "confirmed", "dismissed"]
