@@ -148,7 +148,7 @@
     const root = svg("svg", { width: w, height: h, viewBox: `0 0 ${w} ${h}`, role: "img" });
     root.appendChild(svg("title", {})).textContent = `score ${fmtScore(score)}, threshold ${fmtScore(threshold)}`;
     root.appendChild(svg("rect", { x: 0, y: 2, width: w, height: h - 4, rx: 3, fill: "#e7eaee" }));
-    const over = typeof threshold === "number" && score >= threshold;
+    const over = typeof threshold === "number" && score > threshold; // the one flag rule
     root.appendChild(
       svg("rect", { x: 0, y: 2, width: Math.max(2, clamp01(score) * w), height: h - 4, rx: 3, fill: over ? "#c43c32" : "#6b86b8" })
     );
@@ -165,7 +165,7 @@
     const root = svg("svg", { viewBox: `0 0 ${w} 34`, preserveAspectRatio: "none", role: "img" });
     root.appendChild(svg("title", {})).textContent = `score ${fmtScore(score)} against threshold ${fmtScore(threshold)}`;
     root.appendChild(svg("rect", { x: 0, y: 6, width: w, height: 12, rx: 4, fill: "#e7eaee" }));
-    const over = typeof threshold === "number" && score >= threshold;
+    const over = typeof threshold === "number" && score > threshold; // the one flag rule
     root.appendChild(svg("rect", { x: 0, y: 6, width: Math.max(3, clamp01(score) * w), height: 12, rx: 4, fill: over ? "#c43c32" : "#6b86b8" }));
     for (const t of [0, 0.25, 0.5, 0.75, 1]) {
       const x = Math.min(w - 1, Math.max(1, t * w));
