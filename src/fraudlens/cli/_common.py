@@ -31,6 +31,7 @@ __all__ = [
     "command_name",
     "console",
     "error",
+    "existing_database",
     "fail_cleanly",
     "fraudlens_command",
     "progress",
@@ -103,6 +104,31 @@ def shell_path(path: Path) -> str:
     except ValueError:
         return str(absolute)
     return str(rel) if len(rel.parts) > 1 else f".{os.sep}{rel}"
+
+
+def existing_database(url: str) -> str:
+    """``url``, for a command that only reads the database: an embedded SQLite file that
+    does not exist is an error, not a new empty database.
+
+    Raises
+    ------
+    StoreError
+        Naming the file and the command that creates it.
+    """
+    from fraudlens.errors import StoreError
+
+    text = url.strip()
+    scheme, sep, rest = (
+        ("sqlite", "://", "/fraudlens.db") if text == "sqlite" else text.partition("://")
+    )
+    if sep and scheme.split("+")[0] == "sqlite":
+        file = rest.removeprefix("/").split("?")[0]
+        if file not in ("", ":memory:") and not Path(file).expanduser().exists():
+            raise StoreError(
+                f"database file {file} does not exist (--db {url}); "
+                f"`fraudlens db upgrade --db {url}` creates it and `fraudlens db load` fills it"
+            )
+    return url
 
 
 P = ParamSpec("P")

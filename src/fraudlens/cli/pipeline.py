@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from fraudlens.cli._common import ModelDir, cli_errors, console, progress, registry_root
+from fraudlens.cli._common import (
+    ModelDir,
+    cli_errors,
+    console,
+    existing_database,
+    progress,
+    registry_root,
+)
 from fraudlens.config import get_settings
 
 if TYPE_CHECKING:
@@ -52,22 +59,7 @@ def _queue_url(queue: str | None) -> str:
 
 
 def _existing_db(db: str | None) -> str:
-    """The database URL for a command that only reads: an embedded SQLite file that does
-    not exist is an error, not a new empty database."""
-    from fraudlens.errors import StoreError
-
-    url = _db_url(db)
-    scheme, sep, rest = url.strip().partition("://")
-    if url.strip() == "sqlite":
-        scheme, sep, rest = "sqlite", "://", "/fraudlens.db"
-    if sep and scheme.split("+")[0] == "sqlite":
-        file = rest.removeprefix("/").split("?")[0]
-        if file not in ("", ":memory:") and not Path(file).expanduser().exists():
-            raise StoreError(
-                f"database file {file} does not exist (--db {url}); "
-                f"`fraudlens db upgrade --db {url}` creates it and `fraudlens db load` fills it"
-            )
-    return url
+    return existing_database(_db_url(db))
 
 
 @db_app.command("upgrade")

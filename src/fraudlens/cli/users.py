@@ -12,15 +12,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from fraudlens.cli._common import cli_errors, console
+from fraudlens.cli._common import cli_errors, console, existing_database
 from fraudlens.config import get_settings
-from fraudlens.errors import ConfigError, DataError
+from fraudlens.errors import DataError
 
 if TYPE_CHECKING:
     from fraudlens.auth import Authenticator
@@ -55,10 +54,8 @@ def _auth(db: str | None, *, create: bool) -> Iterator[Authenticator]:
     from fraudlens.store import normalise_url, open_store
 
     url = normalise_url(db or get_settings().database_url)
-    if url.startswith("sqlite:///") and not create:
-        path = Path(url.removeprefix("sqlite:///"))
-        if str(path) not in ("", ":memory:") and not path.exists():
-            raise ConfigError(f"database file {path} does not exist (wrong --db?)")
+    if not create:
+        existing_database(url)
     with open_store(url) as store:
         store.require_schema(upgrade_empty=create)
         yield Authenticator(store)
