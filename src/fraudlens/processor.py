@@ -214,8 +214,11 @@ def _read_any(path: str) -> pd.DataFrame:
         if p.name.lower().endswith((".parquet", ".pq")):
             return pd.read_parquet(p)
         return pd.read_csv(p, low_memory=False)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read the file: {exc}", file=path) from exc
+    except (ValueError, OSError) as exc:
+        from fraudlens._csvread import read_error
+
+        # The card loader's words: empty file, not UTF-8 (with row and column), bad file.
+        raise read_error(p, exc) from None
 
 
 def _table(

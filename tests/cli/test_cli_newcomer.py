@@ -154,6 +154,20 @@ def test_non_utf8_files_name_file_row_and_column(
     )
 
 
+def test_non_utf8_stream_source(bad_files: Path, card_file: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    res = run_cli(["cards", "train", "--data", str(card_file), "-m", str(models),
+                   "--detector", "logistic"])  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    cards = bad_files / "cards_latin1.csv"
+    out = _fails(["cards", "process", "--source", f"file:{cards}", "--sink",
+                  str(tmp_path / "sink"), "-m", str(models), "--limit", "5"])  # fmt: skip
+    assert f"file {cards}, row 7, column 'terminal_id': the file is not UTF-8 text" in out
+    out = _fails(["cards", "process", "--source", f"file:{bad_files / 'empty.csv'}", "--sink",
+                  str(tmp_path / "sink2"), "-m", str(models), "--limit", "5"])  # fmt: skip
+    assert "the file is empty (no header row, no data rows)" in out
+
+
 def test_empty_header_only_and_missing_column(
     bad_files: Path, market_dir: Path, market_models: Path, tmp_path: Path
 ) -> None:
