@@ -217,11 +217,11 @@ class CheckHandler:
 
         from fraudlens.scoring import market_evidence
 
-        mine = data.trades[data.trades["account_id"].isin(flagged)]
-        context = self.store.mirror_candidates(mine)
         ids = np.asarray(sorted(flagged), dtype=object)
-        # on the whole batch: its accounts can be each other's counterparty
-        return replace(scores, evidence=market_evidence(data, ids, context_trades=context))
+        mine = data.subset(ids)
+        # the store's candidates include the batch's other accounts' mirror trades
+        context = self.store.mirror_candidates(mine.trades)
+        return replace(scores, evidence=market_evidence(mine, ids, context_trades=context))
 
     def _events(
         self,

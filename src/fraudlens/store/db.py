@@ -573,17 +573,26 @@ class Store(AuthStore):
         # one condition per run of equal (symbol, side, price, quantity) whose times are
         # at most 2 x max_gap apart: every time in [first - gap, last + gap] is then
         # within max_gap of one of them, so nothing beyond the tolerance is fetched
-        keys = ["symbol", "side", "price", "quantity"]
-        t = trades[[*keys, "ts"]].sort_values([*keys, "ts"], kind="stable")
-        cols = {k: t[k].to_numpy() for k in keys}
-        ts = t["ts"].to_numpy("datetime64[ns]")
-        same = np.ones(len(t), dtype=bool)
+        sym_code, sym_names = pd.factorize(trades["symbol"].astype(str))
+        is_buy = (trades["side"] == "buy").to_numpy()
+        price_all = trades["price"].to_numpy(dtype=np.float64)
+        qty_all = trades["quantity"].to_numpy(dtype=np.float64)
+        ts_all = trades["ts"].to_numpy("datetime64[ns]")
+        order = np.lexsort((ts_all, qty_all, price_all, is_buy, sym_code))
+        cols = {
+            "symbol": np.asarray(sym_names, dtype=object)[sym_code[order]],
+            "side": np.where(is_buy[order], "buy", "sell"),
+            "price": price_all[order],
+            "quantity": qty_all[order],
+        }
+        ts = ts_all[order]
+        same = np.ones(len(ts), dtype=bool)
         same[0] = False
         for col in cols.values():
             same[1:] &= col[1:] == col[:-1]
         same[1:] &= (ts[1:] - ts[:-1]) <= np.timedelta64(2 * gap.value, "ns")
         first = np.flatnonzero(~same)
-        last = np.r_[first[1:] - 1, len(t) - 1]
+        last = np.r_[first[1:] - 1, len(ts) - 1]
         gap64 = np.timedelta64(gap.value, "ns")
         # the store keeps microseconds: widen the box to whole microseconds
         lo_t = (ts[first] - gap64).astype("datetime64[us]").astype(object)
