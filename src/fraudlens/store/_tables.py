@@ -21,6 +21,7 @@ __all__ = [
     "Base",
     "Kline",
     "RiskEventRow",
+    "RiskEventSymbol",
     "Trade",
     "UTCDateTime",
 ]
@@ -105,8 +106,21 @@ class RiskEventRow(Base):
     __table_args__ = (
         sa.UniqueConstraint("account_id", "fraud_type", "window_end", name="uq_risk_events_key"),
         sa.Index("ix_risk_events_status_created", "status", "created_at"),
-        sa.Index("ix_risk_events_account", "account_id"),
+        # varchar_pattern_ops: PostgreSQL serves a prefix LIKE from it whatever the
+        # database's collation (a plain index does only under the C collation)
+        sa.Index(
+            "ix_risk_events_account",
+            "account_id",
+            postgresql_ops={"account_id": "varchar_pattern_ops"},
+        ),
         sa.Index("ix_risk_events_value_moved", "value_moved"),
+        # the triage orders (fraudlens.store._triage): each ends in id, the tie-break, so
+        # a page is read from the index without sorting
+        sa.Index("ix_risk_events_status_priority", "status", "priority", "score", "id"),
+        sa.Index("ix_risk_events_priority", "priority", "score", "id"),
+        sa.Index("ix_risk_events_status_score", "status", "score", "id"),
+        sa.Index("ix_risk_events_status_value", "status", "value_moved", "id"),
+        sa.Index("ix_risk_events_counterparty", "counterparty"),
         sa.CheckConstraint(
             "status IN ('open', 'confirmed', 'dismissed')", name="ck_risk_events_status"
         ),
@@ -128,9 +142,25 @@ class RiskEventRow(Base):
     # counterparty: columns, so events can be ranked and filtered by them.
     value_moved: Mapped[float | None]
     counterparty: Mapped[str | None] = mapped_column(sa.String(MAX_ID_LENGTH))
+    # The triage's default order: score x value moved (the expected value at risk), 0
+    # when no value was moved or none is known; written with the event.
+    priority: Mapped[float] = mapped_column(server_default=sa.text("0"))
     note: Mapped[str | None] = mapped_column(sa.Text)
     status: Mapped[str] = mapped_column(sa.String(16), default="open")
     created_at: Mapped[datetime]
     requested_at: Mapped[datetime | None]
     reviewed_at: Mapped[datetime | None]
     reviewed_by: Mapped[str | None] = mapped_column(sa.String(128))
+
+
+class RiskEventSymbol(Base):
+    """A symbol a risk event's evidence trades: one row per (event, symbol), so events
+    can be filtered by symbol with an index rather than by searching their JSON."""
+
+    __tablename__ = "risk_event_symbols"
+    __table_args__ = (sa.Index("ix_risk_event_symbols_symbol", "symbol", "event_id"),)
+
+    event_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("risk_events.id", name="fk_risk_event_symbols_event"), primary_key=True
+    )
+    symbol: Mapped[str] = mapped_column(sa.String(32), primary_key=True)

@@ -53,7 +53,14 @@ from fraudlens.errors import (
     StoreUnavailableError,
 )
 from fraudlens.store._auth import AuthStore, append_review_audit
-from fraudlens.store._tables import Base, Kline, RiskEventRow, Trade
+from fraudlens.store._tables import Base, Kline, RiskEventRow, RiskEventSymbol, Trade
+from fraudlens.store._triage import (
+    TriageStore,
+    event_priority,
+    filter_conditions,
+    order_by,
+    symbol_rows,
+)
 from fraudlens.store.records import RISK_STATUSES, RiskEvent
 
 if TYPE_CHECKING:
@@ -203,7 +210,7 @@ def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
-class Store(AuthStore):
+class Store(AuthStore, TriageStore):
     """Trades, k-lines and risk events in one SQL database.
 
     Parameters
@@ -537,6 +544,40 @@ class Store(AuthStore):
         return MarketData(klines.reset_index(drop=True), trades.reset_index(drop=True))
 
     @_mapped
+    def trades_between(
+        self, account_ids: Iterable[str], start: datetime, end: datetime
+    ) -> MarketData:
+        """The accounts' trades with ``start <= ts <= end``, with the bars of the symbols
+        they traded over the whole UTC days those trades fall on (as
+        :meth:`account_windows`); e.g. a risk event's window, for its picture.
+
+        Returns
+        -------
+        fraudlens.market.data.MarketData
+        """
+        from fraudlens.market.data import MarketData
+
+        ids = list(dict.fromkeys(str(a) for a in account_ids))
+        rows: list[Any] = []
+        with self._connect() as conn:
+            for chunk in _chunks(ids, _WINDOW_CHUNK):
+                rows.extend(
+                    conn.execute(
+                        sa.select(*_raw_columns(Trade, _TRADE_COLUMNS)).where(
+                            Trade.account_id.in_(chunk),
+                            Trade.ts >= utc(start),
+                            Trade.ts <= utc(end),
+                        )
+                    )
+                )
+            trades = _frame(rows, _TRADE_COLUMNS)
+            if trades.empty:
+                return MarketData(_frame([], _KLINE_COLUMNS), trades)
+            klines = self._day_bars(conn, trades)
+        trades = trades.sort_values(["account_id", "ts", "trade_id"], kind="stable")
+        return MarketData(klines.reset_index(drop=True), trades.reset_index(drop=True))
+
+    @_mapped
     def mirror_candidates(
         self,
         trades: pd.DataFrame,
@@ -715,6 +756,7 @@ class Store(AuthStore):
         ]
         stmt = _insert_ignore(self.dialect, _table(RiskEventRow))
         inserted = 0
+        symbols: list[dict[str, Any]] = []
         with self._begin() as conn:
             # One statement per event: its rowcount says whether it was new, on every
             # driver, and the whole batch still commits (or not) together.
@@ -722,9 +764,16 @@ class Store(AuthStore):
                 if self.dialect == "postgresql":
                     # psycopg reports no rowcount for a skipped ON CONFLICT row it returned
                     # nothing for: count the returned ids instead.
-                    inserted += len(conn.execute(stmt.returning(RiskEventRow.id), row).all())
+                    ids = conn.execute(stmt.returning(RiskEventRow.id), row).scalars().all()
+                    new_id = ids[0] if ids else None
                 else:
-                    inserted += max(int(conn.execute(stmt, row).rowcount), 0)
+                    result = conn.execute(stmt, row)
+                    new_id = result.lastrowid if result.rowcount > 0 else None
+                if new_id is not None:
+                    inserted += 1
+                    symbols.extend(symbol_rows(new_id, row["details"]))
+            if symbols:
+                conn.execute(sa.insert(_table(RiskEventSymbol)), symbols)
         return inserted
 
     @_mapped
@@ -740,10 +789,21 @@ class Store(AuthStore):
         until: datetime | str | None = None,
         limit: int = 50,
         offset: int = 0,
+        account_prefix: str | None = None,
+        symbol: str | None = None,
+        counterparty: str | None = None,
+        min_value_moved: float | None = None,
+        sort: str = "-created_at",
     ) -> tuple[list[dict[str, Any]], int]:
-        """A page of risk events, newest first, and how many match in all.
+        """A page of risk events in ``sort`` order (newest first by default), and how many
+        match in all.
 
-        ``since``/``until`` bound ``created_at`` (inclusive/exclusive).
+        ``since``/``until`` bound ``created_at`` (inclusive/exclusive). ``account_prefix``
+        matches account ids that start with it, ``symbol`` events whose evidence trades
+        the symbol, ``counterparty`` the suspected counterparty exactly; ``sort`` is one
+        of :data:`fraudlens.store._triage.SORT_KEYS`, ``-`` first for descending (the
+        review queue's ``-priority``: score x value moved). See
+        :mod:`fraudlens.store._triage`.
         """
         if status is not None and status not in RISK_STATUSES:
             raise DataError(f"status {status!r} is not one of {RISK_STATUSES}", column="status")
@@ -764,6 +824,14 @@ class Store(AuthStore):
             conds.append(RiskEventRow.created_at >= _as_utc(since, "since"))
         if until is not None:
             conds.append(RiskEventRow.created_at < _as_utc(until, "until"))
+        conds += filter_conditions(
+            self.dialect,
+            account_prefix=account_prefix,
+            symbol=symbol,
+            counterparty=counterparty,
+            min_value_moved=min_value_moved,
+        )
+        order = order_by(sort, self.dialect)
         where = sa.and_(sa.true(), *conds)
         with self._connect() as conn:
             total = conn.execute(
@@ -772,7 +840,7 @@ class Store(AuthStore):
             rows = conn.execute(
                 sa.select(RiskEventRow.__table__)
                 .where(where)
-                .order_by(RiskEventRow.created_at.desc(), RiskEventRow.id.desc())
+                .order_by(*order)
                 .limit(limit)
                 .offset(offset)
             ).mappings()
@@ -972,6 +1040,7 @@ def _event_row(event: RiskEvent, now: datetime) -> dict[str, Any]:
         "details": dict(event.details),
         "value_moved": event.value_moved,
         "counterparty": event.counterparty,
+        "priority": event_priority(event.score, event.value_moved),
         "note": event.note,
         "status": event.status,
         "created_at": event.created_at or now,
@@ -981,6 +1050,7 @@ def _event_row(event: RiskEvent, now: datetime) -> dict[str, Any]:
 
 def _event_record(row: Any) -> RiskEvent:
     values = dict(row)
+    values.pop("priority", None)  # derived from score and value moved
     values["event_threshold"] = values.pop("threshold")
     details = values.get("details")
     if isinstance(details, str):  # MariaDB hands JSON back as text
@@ -993,4 +1063,6 @@ def _event_record(row: Any) -> RiskEvent:
 
 
 def _event_dict(row: Any) -> dict[str, Any]:
-    return _event_record(row).to_dict()
+    out = _event_record(row).to_dict()
+    out["priority"] = float(row["priority"]) if row.get("priority") is not None else 0.0
+    return out

@@ -1,0 +1,374 @@
+"""Triage of risk events: sorts, filters, bulk decisions and the figures monitoring reads.
+
+Orders
+------
+``sort`` names one key, with a leading ``-`` for descending; every order ends with the
+event id in the same direction, so pages never overlap or skip an event.
+
+``priority``
+    ``score x value_moved``: the expected value at risk, the review queue's default
+    (``-priority``, highest first). Events that moved no value (or whose value moved is
+    unknown) have priority 0 and come after every event that did, highest score first.
+    Ties go to the higher score, then the newer id.
+``score``, ``value_moved``, ``created_at`` (recorded), ``window_end`` (the evidence's
+latest trade), ``account_id``, ``counterparty``, ``id``
+    As named. An unknown value moved or counterparty sorts as the smallest value on every
+    database (first ascending, last descending).
+
+The default queue (open events by priority), the score and value-moved sorts and the
+newest-first list are served by indexes (migration 0005), so the first page of 100,000
+events is read without sorting them (``bench/desk.py`` measures it).
+
+Account prefix search
+---------------------
+``account_prefix`` matches account ids that begin with the given text, as
+``LIKE 'text%'`` with ``%``, ``_`` and the escape character escaped, so they match only
+themselves. The index on ``account_id`` serves it: on PostgreSQL it is built with
+``varchar_pattern_ops`` (any collation), MySQL/MariaDB use a prefix LIKE directly, and on
+SQLite (whose LIKE ignores ASCII case and so cannot use a case-sensitive index) the LIKE
+comes with the equivalent range ``prefix <= account_id < next(prefix)``. Matching is
+case-sensitive on SQLite and PostgreSQL and follows the column's collation on
+MySQL/MariaDB (case-insensitive by default), as exact account ids do there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from fraudlens.errors import DataError, NotFoundError
+from fraudlens.store._auth import _mapped, append_review_audit
+from fraudlens.store._tables import RiskEventRow, RiskEventSymbol
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+__all__ = [
+    "DEFAULT_SORT",
+    "MAX_BULK",
+    "SORT_KEYS",
+    "TriageStore",
+    "event_priority",
+    "event_symbols",
+    "like_prefix",
+    "order_by",
+]
+
+#: Keys ``sort`` accepts (each also with a leading ``-`` for descending).
+SORT_KEYS = (
+    "priority",
+    "score",
+    "value_moved",
+    "created_at",
+    "window_end",
+    "account_id",
+    "counterparty",
+    "id",
+)
+#: The review queue's default order.
+DEFAULT_SORT = "-priority"
+#: Most events one bulk decision may name.
+MAX_BULK = 500
+#: Escape character of prefix patterns (portable: no backslash quoting differences).
+_ESCAPE = "/"
+_NULLABLE = frozenset({"value_moved", "counterparty"})
+
+
+def event_priority(score: float, value_moved: float | None) -> float:
+    """The triage priority of an event: ``score x value_moved`` (0 when unknown).
+
+    Parameters
+    ----------
+    score
+        The model's score, 0..1.
+    value_moved
+        Value the account's matched round trips moved (quote currency), or None.
+    """
+    if value_moved is None:
+        return 0.0
+    return float(score) * max(float(value_moved), 0.0)
+
+
+def event_symbols(details: Mapping[str, Any] | str | None) -> list[str]:
+    """Symbols of the trades an event's ``details`` lists (sorted, each once)."""
+    if isinstance(details, str):
+        try:
+            details = json.loads(details)
+        except ValueError:
+            return []
+    trades = details.get("trades") if isinstance(details, Mapping) else None
+    if not isinstance(trades, list):
+        return []
+    out = {
+        t["symbol"]
+        for t in trades
+        if isinstance(t, Mapping)
+        and isinstance(t.get("symbol"), str)
+        and 0 < len(t["symbol"]) <= 32
+    }
+    return sorted(out)
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching strings that start with ``prefix`` (escape ``/``)."""
+    escaped = prefix.replace(_ESCAPE, _ESCAPE * 2).replace("%", _ESCAPE + "%")
+    return escaped.replace("_", _ESCAPE + "_") + "%"
+
+
+def _next_prefix(prefix: str) -> str | None:
+    """The smallest string above every string that starts with ``prefix`` (code point
+    order, SQLite's BINARY collation on UTF-8), or None when there is none."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:  # surrogates cannot be encoded: skip them
+                nxt = 0xE000
+            return "".join(chars) + chr(nxt)
+    return None
+
+
+def prefix_condition(prefix: str, dialect: str) -> Any:
+    """The WHERE condition of an account prefix search (see the module docstring)."""
+    col = RiskEventRow.account_id
+    cond: Any = col.like(like_prefix(prefix), escape=_ESCAPE)
+    if dialect == "sqlite":
+        upper = _next_prefix(prefix)
+        bounds = [col >= prefix] + ([col < upper] if upper is not None else [])
+        cond = sa.and_(*bounds, cond)
+    return cond
+
+
+def order_by(sort: str, dialect: str) -> list[Any]:
+    """ORDER BY clauses of a ``sort`` value (see the module docstring).
+
+    Raises
+    ------
+    DataError
+        An unknown key.
+    """
+    desc = sort.startswith("-")
+    key = sort[1:] if desc else sort
+    if key not in SORT_KEYS:
+        raise DataError(
+            f"cannot sort by {sort!r}: use one of {', '.join(SORT_KEYS)}, "
+            "with a leading '-' for descending",
+            column="sort",
+        )
+    cols = [getattr(RiskEventRow, key)]
+    if key == "priority":
+        cols.append(RiskEventRow.score)
+    if key != "id":
+        cols.append(RiskEventRow.id)
+    out = []
+    for col in cols:
+        clause = col.desc() if desc else col.asc()
+        if dialect == "postgresql" and col.key in _NULLABLE:
+            # PostgreSQL sorts NULL as the largest value; the others as the smallest
+            clause = clause.nulls_last() if desc else clause.nulls_first()
+        out.append(clause)
+    return out
+
+
+def filter_conditions(
+    dialect: str,
+    *,
+    account_prefix: str | None = None,
+    symbol: str | None = None,
+    counterparty: str | None = None,
+    min_value_moved: float | None = None,
+) -> list[Any]:
+    """WHERE conditions of the triage filters beyond the plain column matches."""
+    conds: list[Any] = []
+    if account_prefix:
+        conds.append(prefix_condition(account_prefix, dialect))
+    if symbol is not None:
+        conds.append(
+            RiskEventRow.id.in_(
+                sa.select(RiskEventSymbol.event_id).where(RiskEventSymbol.symbol == symbol)
+            )
+        )
+    if counterparty is not None:
+        conds.append(RiskEventRow.counterparty == counterparty)
+    if min_value_moved is not None:
+        conds.append(RiskEventRow.value_moved >= float(min_value_moved))
+    return conds
+
+
+_EVENTS = RiskEventRow.__table__
+_SYMBOLS = RiskEventSymbol.__table__
+
+
+class TriageStore:
+    """Bulk decisions and monitoring figures; mixed into :class:`fraudlens.store.Store`."""
+
+    dialect: str
+
+    def _connect(self) -> sa.Connection:  # pragma: no cover - provided by Store
+        raise NotImplementedError
+
+    def _begin(self) -> AbstractContextManager[sa.Connection]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _review_in(
+        self,
+        conn: sa.Connection,
+        event_id: int,
+        values: Mapping[str, Any],
+        *,
+        user_id: int | None,
+        note: str | None,
+    ) -> None:
+        appended = append_review_audit(
+            conn,
+            event_id,
+            actor=values["reviewed_by"],
+            user_id=user_id,
+            to_status=values["status"],
+            note=note,
+            at=values["reviewed_at"],
+        )
+        if appended == 0:
+            raise NotFoundError(f"no risk event with id {event_id}")
+        conn.execute(
+            sa.update(RiskEventRow).where(RiskEventRow.id == int(event_id)).values(**values)
+        )
+
+    @_mapped
+    def review_risk_events(
+        self,
+        event_ids: Sequence[int],
+        *,
+        status: str,
+        reviewed_by: str,
+        note: str | None = None,
+        user_id: int | None = None,
+    ) -> list[int]:
+        """Record one decision on several events, all or none, each in the audit trail.
+
+        Parameters
+        ----------
+        event_ids
+            The events (each once; at most :data:`MAX_BULK`).
+        status, reviewed_by, note, user_id
+            As in :meth:`fraudlens.store.Store.review_risk_event`; the note replaces each
+            event's note when given.
+
+        Returns
+        -------
+        list of int
+            The ids decided, in the order given.
+
+        Raises
+        ------
+        NotFoundError
+            Some id names no event (nothing is changed; the message lists them).
+        DataError
+            Bad status, reviewer, or list of ids.
+        """
+        from fraudlens._time import utcnow
+        from fraudlens.store.records import RISK_STATUSES
+
+        if status not in RISK_STATUSES:
+            raise DataError(f"status {status!r} is not one of {RISK_STATUSES}", column="status")
+        if not reviewed_by or not reviewed_by.strip():
+            raise DataError("reviewed_by must not be empty", column="reviewed_by")
+        ids = [int(i) for i in event_ids]
+        if not ids:
+            raise DataError("no event ids given", column="ids")
+        if len(ids) > MAX_BULK:
+            raise DataError(f"at most {MAX_BULK} events per decision, not {len(ids)}", column="ids")
+        if len(set(ids)) != len(ids):
+            raise DataError("an event id is given twice", column="ids")
+        values: dict[str, Any] = {
+            "status": status,
+            "reviewed_by": reviewed_by.strip(),
+            "reviewed_at": utcnow(),
+        }
+        if note is not None:
+            values["note"] = note
+        with self._begin() as conn:
+            found = {
+                int(r[0])
+                for chunk in _chunked(ids, 500)
+                for r in conn.execute(sa.select(RiskEventRow.id).where(RiskEventRow.id.in_(chunk)))
+            }
+            missing = [i for i in ids if i not in found]
+            if missing:
+                shown = ", ".join(str(i) for i in missing[:20])
+                raise NotFoundError(
+                    f"no risk event with id {shown}" + (" ..." if len(missing) > 20 else "")
+                )
+            # in id order: two bulk decisions over overlapping events lock them in the
+            # same order, so they queue behind each other instead of deadlocking
+            for event_id in sorted(ids):
+                self._review_in(conn, event_id, values, user_id=user_id, note=note)
+        return ids
+
+    # -- monitoring --------------------------------------------------------------------
+    def _day(self, col: Any) -> Any:
+        if self.dialect == "sqlite":
+            return sa.func.date(col)
+        return sa.cast(col, sa.Date)
+
+    @_mapped
+    def risk_events_per_day(self, *, since: datetime | None = None) -> list[tuple[str, str, int]]:
+        """Risk events recorded per UTC day and model version.
+
+        Returns
+        -------
+        list of (day, model_version, count)
+            ``day`` as ``YYYY-MM-DD``, oldest first.
+        """
+        day = self._day(RiskEventRow.created_at).label("day")
+        stmt = sa.select(day, RiskEventRow.model_version, sa.func.count()).group_by(
+            day, RiskEventRow.model_version
+        )
+        if since is not None:
+            stmt = stmt.where(RiskEventRow.created_at >= since)
+        with self._connect() as conn:
+            rows = conn.execute(stmt).all()
+        return sorted((str(d)[:10], str(m), int(n)) for d, m, n in rows)
+
+    @_mapped
+    def reviewed_per_day(self) -> list[tuple[str, str, str, int]]:
+        """Decided events (confirmed or dismissed) per UTC day they were recorded, model
+        version and status: what reviewed precision is computed from.
+
+        Returns
+        -------
+        list of (day, model_version, status, count)
+        """
+        day = self._day(RiskEventRow.created_at).label("day")
+        stmt = (
+            sa.select(day, RiskEventRow.model_version, RiskEventRow.status, sa.func.count())
+            .where(RiskEventRow.status.in_(("confirmed", "dismissed")))
+            .group_by(day, RiskEventRow.model_version, RiskEventRow.status)
+        )
+        with self._connect() as conn:
+            rows = conn.execute(stmt).all()
+        return sorted((str(d)[:10], str(m), str(s), int(n)) for d, m, s, n in rows)
+
+    @_mapped
+    def risk_event_status_counts(self) -> dict[str, int]:
+        """Risk events per status."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                sa.select(RiskEventRow.status, sa.func.count()).group_by(RiskEventRow.status)
+            ).all()
+        return {str(s): int(n) for s, n in rows}
+
+
+def _chunked(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def symbol_rows(event_id: int, details: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows of ``risk_event_symbols`` for a new event."""
+    return [{"event_id": int(event_id), "symbol": s} for s in event_symbols(details)]
