@@ -7,6 +7,8 @@ Measures, on the same simulated accounts:
 - scoring per account: matplotlib + ResNet-18 at 512x512 in PyTorch eager (the reference
   endpoint's path) vs numpy rendering + the compact CNN on ONNX Runtime, and the
   feature detector;
+- pair linkage (counterparty and value moved, ``market/pairs.py``) on a generated one-day
+  book of ``--pairs-n`` accounts (``bench/pairs.py`` has the details);
 - quality on fraudlens's hard test set (every simulated kind) for: the reference way of
   training (the reference generator, whose normal accounts hold one buy and one sell, then
   an image CNN), fraudlens's CNN and fraudlens's feature detector.
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--throughput-n", type=int, default=20000, help="accounts for feature throughput"
     )
     ap.add_argument("--epochs", type=int, default=None, help="CNN epochs [detector default]")
+    ap.add_argument(
+        "--pairs-n", type=int, default=100_000, help="accounts in the pair-linkage book"
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
 
@@ -153,6 +158,20 @@ def main(argv: list[str] | None = None) -> dict:
         "fraudlens_features_large_batch": args.throughput_n / t_big,
     }
 
+    # -- pair linkage: counterparty and value moved on a one-day book --------------------
+    from fraudlens.market.pairs import account_evidence
+    from pairs import make_book
+
+    p_klines, p_trades, _ = make_book(args.pairs_n)
+    _, t_pairs = _timed(account_evidence, p_trades, p_klines, repeat=3)
+    fig["pair_linkage"] = {
+        "accounts": int(p_trades["account_id"].nunique()),
+        "trades": len(p_trades),
+        "seconds": t_pairs,
+        "accounts_per_second": p_trades["account_id"].nunique() / t_pairs,
+        "trades_per_second": len(p_trades) / t_pairs,
+    }
+
     # -- quality on the hard test set -----------------------------------------------
     fig["quality_hard_test"] = {
         "reference_way_cnn": _quality(y_test, s_ref),
@@ -197,6 +216,14 @@ def _print_table(f: dict) -> None:
         ("accounts/s: fraudlens features", f"{a['fraudlens_features']:.0f}", ""),
         ("accounts/s: features, large batch", f"{a['fraudlens_features_large_batch']:.0f}", ""),
     ]
+    pl = f["pair_linkage"]
+    rows.append(
+        (
+            f"pair linkage accounts/s ({pl['accounts']:,} accounts, {pl['trades']:,} trades)",
+            f"{pl['accounts_per_second']:.0f}",
+            f"{pl['seconds']:.2f} s",
+        )
+    )
     for name, qq in q.items():
         rows.append(
             (

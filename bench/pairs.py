@@ -33,18 +33,25 @@ _BAR_NS = 5 * 60 * 10**9
 
 
 def make_book(
-    n_accounts: int, per_symbol: int = 20, mirrored: float = 0.02, seed: int = 0
+    n_accounts: int,
+    per_symbol: int = 20,
+    mirrored: float = 0.02,
+    seed: int = 0,
+    tick_rel: float = 1e-4,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """A generated one-day book: ``(klines, trades, planted)``.
 
     ``planted`` lists the ``victim, beneficiary`` pairs whose trades mirror each other.
-    Everything is vectorised so that generating 100,000 accounts takes seconds.
+    ``tick_rel`` is the tick relative to the price (a power of ten near it): 1e-4 gives
+    bars tens of ticks wide, 1e-3 bars a few ticks wide (many fills share a price, so
+    chance mirrors are common). Everything is vectorised so that generating 100,000
+    accounts takes seconds.
     """
     rng = np.random.default_rng(seed)
     n_sym = max(1, n_accounts // per_symbol)
     crypto = rng.random(n_sym) < 0.4
     level = 10.0 ** rng.uniform(-8, 5, n_sym)
-    tick = 10.0 ** (np.floor(np.log10(level)) - 4)
+    tick = 10.0 ** np.round(np.log10(level * tick_rel))
     n_bars = np.where(crypto, 288, 78)
     first_bar = np.where(crypto, 0, (14 * 60 + 30) // 5)
     sym_start = np.r_[0, np.cumsum(n_bars)[:-1]]
@@ -171,13 +178,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--per-symbol", type=int, default=20, help="accounts per symbol-day")
     ap.add_argument("--mirrored", type=float, default=0.02, help="share of accounts in pairs")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--tick-rel", type=float, default=1e-4, help="tick / price (1e-3: bars a few ticks wide)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
     from fraudlens.market.pairs import account_evidence, account_pairs, find_pairs
 
     t0 = time.perf_counter()
-    klines, trades, planted = make_book(args.accounts, args.per_symbol, args.mirrored, args.seed)
+    klines, trades, planted = make_book(
+        args.accounts, args.per_symbol, args.mirrored, args.seed, args.tick_rel
+    )
     gen_s = time.perf_counter() - t0
     n_acc = trades["account_id"].nunique()
     n_tr = len(trades)
@@ -191,6 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
         "symbols": int(klines["symbol"].nunique()),
         "bars": len(klines),
         "planted_pairs": len(planted),
+        "tick_rel": args.tick_rel,
         "cpu_count": os.cpu_count(),
     }
     matches, s_match = _best(lambda: find_pairs(trades), args.repeat)
