@@ -20,6 +20,7 @@ from fraudlens.market.pairs import (
     account_evidence,
     account_pairs,
     find_pairs,
+    mirrored_mask,
     round_trips,
 )
 
@@ -105,6 +106,19 @@ def test_one_to_one_nearest_in_time() -> None:
     assert matched(m) == {("t0", "t1"), ("t2", "t3")}
     legs = np.r_[m["buy_row"], m["sell_row"]]
     assert len(legs) == len(set(legs.tolist()))
+
+
+def test_mirrored_mask_marks_both_legs_in_row_order() -> None:
+    tr = book(
+        [
+            ("C", "X", 0, "buy", 5.0, 1.0),
+            ("A", "X", 0, "buy", 5.0, 2.0),
+            ("B", "X", 1, "sell", 5.0, 2.0),
+        ]
+    )
+    assert mirrored_mask(tr).tolist() == [False, True, True]
+    assert mirrored_mask(tr.iloc[::-1].reset_index(drop=True)).tolist() == [True, True, False]
+    assert mirrored_mask(tr.iloc[:0]).tolist() == []
 
 
 def test_same_account_neighbour_is_skipped() -> None:

@@ -64,6 +64,7 @@ __all__ = [
     "account_evidence",
     "account_pairs",
     "find_pairs",
+    "mirrored_mask",
     "round_trips",
 ]
 
@@ -612,6 +613,28 @@ def find_pairs(
     book = _Book(trades, price_tol, qty_tol)
     bi, si = book.mirrors(pd.Timedelta(max_gap))
     return _match_frame(book, bi, si)
+
+
+def mirrored_mask(
+    trades: pd.DataFrame,
+    *,
+    max_gap: pd.Timedelta | str = DEFAULT_MAX_GAP,
+    price_tol: float = DEFAULT_PRICE_TOL,
+    qty_tol: float = DEFAULT_QTY_TOL,
+) -> np.ndarray:
+    """Which rows of ``trades`` are mirrored by another account's trade (:func:`find_pairs`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, one per row of ``trades`` in its row order.
+    """
+    book = _Book(trades, price_tol, qty_tol)
+    bi, si = book.mirrors(pd.Timedelta(max_gap))
+    out = np.zeros(len(trades), dtype=bool)
+    out[bi] = True
+    out[si] = True
+    return out
 
 
 def round_trips(
