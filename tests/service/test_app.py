@@ -439,7 +439,10 @@ def test_real_uvicorn_server(models_dir: Path, sample: pd.DataFrame) -> None:
 
 
 def test_serve_host_rule(monkeypatch: pytest.MonkeyPatch) -> None:
-    import fraudlens.cli.serve as cli
+    import importlib
+
+    # The package re-exports the command function under the module's name.
+    cli = importlib.import_module("fraudlens.cli.serve")
 
     monkeypatch.setattr(cli, "in_container", lambda: True)
     monkeypatch.setattr(sys, "argv", ["fraudlens", "serve"])
