@@ -274,6 +274,33 @@ def test_round_trips_equal_sequential_greedy(
     assert got == want
 
 
+@pytest.mark.parametrize("fast_rounds", [16, 0])
+def test_busy_price_level_equals_sequential_greedy(
+    fast_rounds: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one price level crowded by a few accounts, one of them most of the fills: long runs
+    # of the element's own account to skip, in both the rounds and the sequential path
+    monkeypatch.setattr(pairs, "_FAST_ROUNDS", fast_rounds)
+    rng = np.random.default_rng(7)
+    n = 400
+    rows = [
+        (str(a), "X", float(s), str(side), 3.0, 1.0)
+        for a, s, side in zip(
+            rng.choice(["a", "b", "c", "d"], n, p=[0.7, 0.1, 0.1, 0.1]),
+            np.sort(rng.integers(0, 200_000, n)) / 1000,
+            rng.choice(["buy", "sell"], n),
+            strict=True,
+        )
+    ]
+    tr = book(rows)
+    got = set(
+        zip(*(find_pairs(tr, max_gap="30s")[c] for c in ("buy_row", "sell_row")), strict=True)
+    )
+    ts = tr["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    want = _greedy_reference(tr, ["symbol", "price", "quantity"], ts, 30 * 10**9, True)
+    assert got == want and len(want) > 20
+
+
 def test_long_chain_settles_quickly() -> None:
     # alternating sides, ever wider gaps: the rounds settle one pair each, the sequential
     # fallback takes over; both give the greedy (nearest pairs: 0-1, 2-3, ...)

@@ -39,7 +39,9 @@ accept every edge that is the best remaining edge of both its trades; such an ed
 the one the sequential greedy would take, so the result equals it. Each round is a few
 vectorised passes over the remaining trades (no Python loop per trade); realistic books
 settle in a handful of rounds. A chain of trades at one price whose time gaps grow
-monotonically settles one pair per round (bounded: ``n / 2`` rounds of shrinking size).
+monotonically would settle one pair per round: when rounds stop making progress, the
+rest goes to the same greedy run one edge at a time (a heap and union-finds, about
+``n log n``), which tests check against the rounds and against brute force.
 """
 
 from __future__ import annotations
@@ -393,6 +395,31 @@ class _Alive:
         return x
 
 
+class _Runs:
+    """Runs of one (group, account) among a side's members, as ranks; a union-find whose
+    roots hold each run's lowest and highest rank. Two runs of one account merge when the
+    last alive member between them is matched."""
+
+    def __init__(self, first: list[int], last: list[int]) -> None:
+        self.parent = list(first)
+        self.lo = list(first)
+        self.hi = list(last)
+
+    def find(self, r: int) -> int:
+        par = self.parent
+        while par[r] != r:
+            par[r] = par[par[r]]
+            r = par[r]
+        return r
+
+    def union(self, x: int, y: int) -> None:
+        rx, ry = self.find(x), self.find(y)
+        if rx != ry:
+            self.parent[ry] = rx
+            self.lo[rx] = min(self.lo[rx], self.lo[ry])
+            self.hi[rx] = max(self.hi[rx], self.hi[ry])
+
+
 def _match_sequential(
     g: np.ndarray,
     t: np.ndarray,
@@ -439,11 +466,12 @@ def _match_sequential(
         run_last[side] = np.minimum.accumulate(np.where(np.r_[change, True], k, m - 1)[::-1])[
             ::-1
         ].tolist()
+    runs = {side: _Runs(run_first[side], run_last[side]) for side in (True, False)}
     done = [False] * n
 
     def partner(i: int, step: int) -> int:
         side = not bl[i]
-        mem, live = members[side], alive[side]
+        mem, live, run = members[side], alive[side], runs[side]
         m = len(mem)
         r = before[side][i] if step < 0 else before[side][i] + 1
         while True:
@@ -455,8 +483,23 @@ def _match_sequential(
                 return -1
             if al is None or al[j] != al[i]:
                 return j if abs(vl[j] - vl[i]) <= limit else -1
-            # skip the rest of the partner's run of the element's own account
-            r = run_first[side][r] - 1 if step < 0 else run_last[side][r] + 1
+            # skip the partner's run of the element's own account: the member beyond it
+            # is of another account (the runs merge as members between them are matched)
+            root = run.find(r)
+            r = run.lo[root] - 1 if step < 0 else run.hi[root] + 1
+
+    def kill(i: int) -> None:
+        side = bl[i]
+        mem, live = members[side], alive[side]
+        r = int(rank[i])
+        live.kill(r)
+        if al is None:
+            return
+        lo, hi = live.at_or_before(r - 1), live.at_or_after(r + 1)
+        if lo >= 0 and hi < len(mem):
+            x, y = mem[lo], mem[hi]
+            if gl[x] == gl[y] and al[x] == al[y]:
+                runs[side].union(lo, hi)
 
     def best(i: int) -> tuple[int, int, int, int] | None:
         lo, hi = partner(i, -1), partner(i, 1)
@@ -484,8 +527,8 @@ def _match_sequential(
                 heapq.heappush(heap, (*e[:3], i, e[3]))
             continue
         done[i] = done[j] = True
-        alive[bl[i]].kill(int(rank[i]))
-        alive[bl[j]].kill(int(rank[j]))
+        kill(i)
+        kill(j)
         bi, si = (i, j) if bl[i] else (j, i)
         out_b.append(bi)
         out_s.append(si)
