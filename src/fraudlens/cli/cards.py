@@ -290,6 +290,7 @@ def train_cmd(
     """Train a card model on the train part of a split, test it, and store it."""
     from fraudlens.cards.evaluate import card_precision_at_k
     from fraudlens.evaluation import binary_metrics
+    from fraudlens.monitoring import reference_profile
     from fraudlens.registry import data_hash
 
     det = make_detector(detector, preset, oversample=oversample, threshold=threshold, seed=seed)
@@ -327,6 +328,8 @@ def train_cmd(
             "table_kind": table.kind,
             "label_column": table.label_column,
             "preset": preset,
+            # what monitoring measures feature drift against
+            "reference_profile": reference_profile(table.X.iloc[train]),
         },
     )
     stdout.print(

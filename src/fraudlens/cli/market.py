@@ -174,6 +174,7 @@ def train(
 ) -> None:
     """Train a market detector and store it as the next registry version."""
     from fraudlens.market.data import load_market, window
+    from fraudlens.monitoring import market_reference_profile
     from fraudlens.registry import Registry, data_hash
 
     with console.status(f"loading {data}"):
@@ -187,7 +188,12 @@ def train(
         det,
         metrics={"validation": metrics, "train_seconds": round(seconds, 2)},
         data_digest=data_hash(md.trades, md.klines),
-        extra={"window_hours": window_hours, "train_accounts": len(y)},
+        extra={
+            "window_hours": window_hours,
+            "train_accounts": len(y),
+            # what monitoring measures feature drift against
+            "reference_profile": market_reference_profile(md),
+        },
     )
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
     console.print(

@@ -82,6 +82,8 @@ class Trade(Base):
         sa.Index("ix_trades_account_ts", "account_id", "ts"),
         # the counterparty lookup (Store.mirror_candidates): a symbol's trades around a time
         sa.Index("ix_trades_symbol_ts", "symbol", "ts"),
+        # the newest trade and the accounts active since a time (monitoring's sample)
+        sa.Index("ix_trades_ts", "ts"),
     )
 
     trade_id: Mapped[str] = mapped_column(sa.String(MAX_ID_LENGTH), primary_key=True)

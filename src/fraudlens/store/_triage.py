@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from fraudlens._time import utc
 from fraudlens.errors import DataError, NotFoundError
 from fraudlens.store._auth import _mapped, append_review_audit
 from fraudlens.store._tables import RiskEventRow, RiskEventSymbol
@@ -353,6 +354,29 @@ class TriageStore:
         with self._connect() as conn:
             rows = conn.execute(stmt).all()
         return sorted((str(d)[:10], str(m), str(s), int(n)) for d, m, s, n in rows)
+
+    @_mapped
+    def recent_accounts(self, *, hours: float = 24.0) -> tuple[list[str], datetime | None]:
+        """Accounts with a trade in the ``hours`` up to the newest stored trade.
+
+        Returns
+        -------
+        (list of str, datetime or None)
+            The account ids, sorted, and the newest trade's time (None: no trades).
+        """
+        from fraudlens.store._tables import Trade
+
+        with self._connect() as conn:
+            latest = conn.execute(sa.select(sa.func.max(Trade.ts))).scalar_one_or_none()
+            if latest is None:
+                return [], None
+            latest = utc(latest)
+            rows = conn.execute(
+                sa.select(Trade.account_id)
+                .where(Trade.ts >= latest - timedelta(hours=hours))
+                .distinct()
+            ).all()
+        return sorted(str(r[0]) for r in rows), latest
 
     @_mapped
     def risk_event_status_counts(self) -> dict[str, int]:
