@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -222,7 +223,8 @@ def test_queue_source_acks_and_dead_letters(ulb: Path, ulb_models: Path, tmp_pat
         q.send("this is not JSON")
     stats = process(f"queue:{url}", tmp_path / "sink", ulb_models, batch_size=10)
     assert stats.records == 25
-    assert stats.dead_lettered == 2  # the non-JSON text is dead-lettered by the queue itself
+    # Counted wherever they happen: the non-JSON text is moved by the queue itself.
+    assert stats.dead_lettered == 3
     rows = sink_rows(tmp_path / "sink")
     assert sorted(r["transaction_id"] for r in rows) == sorted(f"q{i}" for i in range(25))
     assert {r["source"] for r in rows} == {"Mobile"}
@@ -405,3 +407,139 @@ def test_cli_process(ulb: Path, ulb_models: Path, tmp_path: Path) -> None:
     )
     assert bad.exit_code == 2
     assert "no such file" in bad.output
+
+
+# -------------------------------------------------------------- checkpoints and outages
+
+
+KILLED_CHILD = textwrap.dedent(
+    """
+    import sys
+    from fraudlens.processor import process
+    from fraudlens.sinks import open_sink
+
+    source, root, models = sys.argv[1:4]
+    with open_sink(root, max_records=300, timer=False) as sink:
+        stats = process(source, sink, models, batch_size=40,
+                        on_batch=lambda s: print(s.records, flush=True))
+    print("done", stats.records, stats.resumed_from, flush=True)
+    """
+)
+
+
+def test_kill_9_mid_file_then_restart_leaves_each_record_once(
+    ulb: Path, ulb_models: Path, tmp_path: Path
+) -> None:
+    """The file source's position is checkpointed with the sink's spool: a processor
+    killed with SIGKILL mid-file, three times, and restarted ends with every input row
+    exactly once in the sink."""
+    df = pd.read_csv(ulb).drop(columns="Class")
+    big = pd.concat([df] * 5, ignore_index=True)
+    big["transaction_id"] = [f"t{i}" for i in range(len(big))]
+    data = tmp_path / "cards.csv"
+    big.to_csv(data, index=False)
+    root = tmp_path / "sink"
+    cmd = [sys.executable, "-c", KILLED_CHILD, f"file:{data}", str(root), str(ulb_models)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    seen = []
+    for kill_after in (1500, 3100, 7000):
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            assert not line.startswith("done"), "the run ended before the kill"
+            if int(line) >= kill_after - (seen[-1] if seen else 0):
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        seen.append(kill_after)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    final = done.stdout.strip().splitlines()[-1].split()
+    assert final[0] == "done" and int(final[2]) > 0  # it resumed from a checkpoint
+    rows = sink_rows(root)
+    ids = [r["transaction_id"] for r in rows]
+    assert len(ids) == len(set(ids)) == len(big)
+    assert (root / SPOOL_NAME).read_text() == ""
+    # A further run on the same file has nothing left to do.
+    again = process(f"file:{data}", root, ulb_models)
+    assert again.records == 0 and again.resumed_from == len(big)
+    assert len(sink_rows(root)) == len(big)
+
+
+def test_a_sink_that_cannot_write_pauses_the_processor(
+    ulb: Path, ulb_models: Path, tmp_path: Path
+) -> None:
+    """Objects cannot be written (the partition folder's place is taken by a file): the
+    processor hands its batch back, reports itself unhealthy and probes; once the sink
+    can write again it finishes, with each row exactly once."""
+    from datetime import UTC, datetime
+
+    from prometheus_client import generate_latest
+
+    from fraudlens.processor import ProcessorMetrics
+
+    root = tmp_path / "sink"
+    root.mkdir()
+    blocker = root / datetime.now(UTC).strftime("%Y")
+    blocker.write_text("not a folder")
+    metrics = ProcessorMetrics()
+    down: list[bytes] = []
+
+    def unblock() -> None:
+        deadline = time.monotonic() + 60
+        while b"fraudlens_processor_healthy 0.0" not in generate_latest(metrics.registry):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        down.append(generate_latest(metrics.registry))
+        time.sleep(1.0)
+        blocker.unlink()
+
+    fixer = threading.Thread(target=unblock)
+    fixer.start()
+    with open_sink(root, max_records=200, timer=False) as sink:
+        stats = process(
+            f"file:{ulb}", sink, ulb_models, batch_size=100, metrics=metrics, pause_cap=0.2
+        )
+    fixer.join()
+    assert down
+    assert stats.outages == 1 and stats.released > 0 and stats.paused_seconds >= 1.0
+    assert stats.records == 2400
+    ids = [r["transaction_id"] for r in sink_rows(root)]
+    assert len(ids) == len(set(ids)) == 2400
+    text = generate_latest(metrics.registry).decode()
+    assert "fraudlens_processor_healthy 1.0" in text
+    assert 'fraudlens_processor_messages_total{outcome="processed"} 2400.0' in text
+
+
+def test_processor_metrics_count_queue_outcomes(
+    ulb: Path, ulb_models: Path, tmp_path: Path
+) -> None:
+    from prometheus_client import generate_latest
+
+    from fraudlens.processor import ProcessorMetrics
+    from fraudlens.queues import open_queue
+
+    url = queue_url(tmp_path)
+    df = pd.read_csv(ulb).head(12).drop(columns="Class")
+    with open_queue(url, name="card-events") as q:
+        for i, rec in enumerate(df.to_dict(orient="records")):
+            q.send({"record": {**rec, "transaction_id": f"m{i}"}})
+        q.send(
+            {
+                "transaction_id": "a\x00b",
+                "ts": "2026-01-01T00:00:00",
+                "customer_id": "c",
+                "terminal_id": "t",
+                "amount": 3.0,
+            }
+        )
+        q.send("{broken")
+    metrics = ProcessorMetrics()
+    stats = process(f"queue:{url}", tmp_path / "sink", ulb_models, metrics=metrics)
+    assert stats.records == 12 and stats.dead_lettered == 2
+    text = generate_latest(metrics.registry).decode()
+    assert 'fraudlens_processor_messages_total{outcome="processed"} 12.0' in text
+    assert 'fraudlens_processor_messages_total{outcome="dead_lettered"} 2.0' in text
+    with open_queue(url, name="card-events") as q:
+        reasons = sorted(d["reason"] for d in q.dead_letters())
+    assert any("U+0000" in r for r in reasons), reasons

@@ -3,9 +3,14 @@
 The reference system fires a function every minute that picks a transaction, scores it
 and puts a CSV line ``timestamp, id, source, prediction`` (later with metadata and an
 anomaly score) to a Firehose stream landing in S3. :func:`process` does the same job
-without the cloud: it reads records from a source, scores each with the registry's
-default card classifier (and the anomaly model when the registry has one) and writes one
-row per record to a :class:`~fraudlens.sinks.Sink`.
+without the cloud: it reads records from a source, scores each through the one scoring
+path (:func:`fraudlens.scoring.score_cards`) with the registry's card classifier (and the
+anomaly model when the registry has one) and writes one row per record to a
+:class:`~fraudlens.sinks.Sink`.
+
+It runs on the same consumer loop as the account-check worker
+(:class:`fraudlens.consume.Consumer`): the same classification of failures, back-off,
+outage handling, Prometheus metrics (``fraudlens_processor_*``) and signal handling.
 
 Sources
 -------
@@ -14,19 +19,32 @@ Sources
     or raw transactions (``transaction_id, ts, customer_id, terminal_id, amount``). Raw
     transactions get their window features from the whole file (it is its own history,
     and the features never look ahead), plus the ``history=`` file if one is given.
+    **Checkpointed**: each batch is put to the sink together with the file's position
+    (the SHA-256 of the file and the next row), durable in the same fsync as the rows
+    (see :mod:`fraudlens.sinks`). A run on the same file and sink resumes after the last
+    row the sink accepted, so ``kill -9`` and a restart leave every row in the sink exactly
+    once. A file whose content changed starts from its first row.
 ``generate`` or ``generate:PATH``
     Replays traffic like the reference's generator: samples rows of ``PATH`` (any table
     above) or, without a path, of a small simulated card history; gives each a fresh id
     and timestamp and a random channel ``source`` (Mobile, Web or Store). A pass makes
     ``batch_size`` records (or what is left of ``limit``).
 ``queue:URL``
-    Messages of :func:`fraudlens.queues.open_queue` ``(URL, name=queue_name)``. A body is the record
-    itself, or holds it under ``"record"`` or ``"transaction"`` (other top-level keys
-    such as ``source`` are kept). A record is a feature row (every feature the models need)
-    or a raw transaction. A message is acked only after the sink accepted its row (with
-    a durable sink: spooled to disk; otherwise the sink is flushed first). A record that
-    cannot be scored (missing fields, values that are not numbers, bad timestamp) is
-    dead-lettered with a reason naming the field.
+    Messages of :func:`fraudlens.queues.open_queue` ``(URL, name=queue_name)``. A body is
+    the record itself, or holds it under ``"record"`` or ``"transaction"`` (other
+    top-level keys such as ``source`` are kept). A record is a feature row (every feature
+    the models need) or a raw transaction. A message is acked only after the sink accepted
+    its row (with a durable sink: spooled to disk; otherwise the sink is flushed first). A
+    record that cannot be scored (missing fields, values that are not numbers, bad
+    timestamp, an id with control characters) is dead-lettered with a reason naming the
+    field.
+
+Outages
+-------
+A sink that cannot write (disk full, folder gone, object store down) or a model that
+cannot be loaded pauses the processor: the batch is handed back (queue messages without
+spending an attempt, file rows from the last checkpoint), ``fraudlens_processor_healthy``
+drops to 0, and it probes with back-off until it can write again.
 
 Raw transactions and history
 ----------------------------
@@ -42,38 +60,48 @@ terminal risk features only count the frauds present in the history file. Featur
 Scheduling and stopping
 -----------------------
 With ``every``, a pass starts every ``every`` seconds (a queue pass drains what is
-visible, a file pass re-reads the file, a generate pass makes one batch) until ``limit``
-records are done, ``stop_event`` is set, or SIGTERM/SIGINT arrives (when called from the
-main thread). Stopping finishes the batch in flight and flushes the sink; a second
-SIGINT interrupts at once.
+visible, a file pass scores the rows not yet scored, a generate pass makes one batch)
+until ``limit`` records are done, ``stop_event`` is set, or SIGTERM/SIGINT arrives (when
+called from the main thread). Stopping finishes the batch in flight and flushes the sink;
+a second SIGINT interrupts at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from fraudlens.errors import ConfigError, DataError, ModelNotFoundError
+from fraudlens._ids import id_problem
+from fraudlens._time import utc, utcnow
+from fraudlens.consume import BatchResult, Consumer, ConsumerMetrics, stop_on_signals
+from fraudlens.errors import ConfigError, DataError, ModelNotFoundError, UnavailableError
+from fraudlens.queues import Message
 from fraudlens.sinks import Sink, open_sink
 
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
     from fraudlens.model_cache import ModelCache
-    from fraudlens.queues import Message, Queue
+    from fraudlens.queues import Queue
 
-__all__ = ["CHANNELS", "OUTPUT_COLUMNS", "ProcessStats", "parse_source", "process"]
+__all__ = [
+    "CHANNELS",
+    "OUTPUT_COLUMNS",
+    "ProcessStats",
+    "ProcessorMetrics",
+    "parse_source",
+    "process",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +122,33 @@ _RAW_REQUIRED = ("transaction_id", "ts", "customer_id", "terminal_id", "amount")
 _HISTORY_SPAN = pd.Timedelta(days=38)
 
 
+class ProcessorMetrics(ConsumerMetrics):
+    """Prometheus metrics of the card processor: the consumer loop's metrics named
+    ``fraudlens_processor_*`` (records by outcome, latency, batch time, health)."""
+
+    def __init__(self, registry: Any = None) -> None:
+        super().__init__("fraudlens_processor", registry)
+
+
 @dataclass
 class ProcessStats:
-    """What a :func:`process` run did."""
+    """What a :func:`process` run did.
+
+    ``records`` are rows written to the sink; ``dead_lettered`` counts every queue message
+    moved to the dead-letter store (the queue's own moves included); ``resumed_from`` is
+    the row a file source resumed at from its checkpoint (None: it started at the top).
+    """
 
     records: int = 0
     flagged: int = 0
     batches: int = 0
     passes: int = 0
     dead_lettered: int = 0
+    failed: int = 0
+    released: int = 0
+    outages: int = 0
+    paused_seconds: float = 0.0
+    resumed_from: int | None = None
     seconds: float = 0.0
     models: dict[str, str] = field(default_factory=dict)
     objects: list[str] = field(default_factory=list)
@@ -111,19 +157,6 @@ class ProcessStats:
     def rate(self) -> float:
         """Records per second."""
         return self.records / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass
-class _Batch:
-    X: pd.DataFrame
-    meta: list[dict[str, Any]]
-    messages: list[Message] | None = None
-
-
-@dataclass(frozen=True)
-class _Source:
-    kind: str  # "file" | "generate" | "queue"
-    arg: str | None
 
 
 def parse_source(source: str) -> tuple[str, str | None]:
@@ -173,6 +206,16 @@ class _Models:
                 "train one with `fraudlens cards train`"
             )
 
+    def refresh_or_unavailable(self) -> None:
+        """:meth:`refresh`, with any failure reported as a model outage."""
+        try:
+            self.refresh()
+        except Exception as exc:
+            raise UnavailableError(
+                f"card models in {self.cache.root} cannot be used: {type(exc).__name__}: {exc}",
+                what="model",
+            ) from exc
+
     @property
     def features(self) -> list[str]:
         names: dict[str, None] = {}
@@ -182,25 +225,43 @@ class _Models:
         return list(names)
 
     def versions(self) -> dict[str, str]:
-        from fraudlens.model_cache import version_of
+        from fraudlens.scoring import model_id
 
         return {
-            role: version_of(det)
+            role: model_id(det)
             for role, det in (("classifier", self.classifier), ("anomaly", self.anomaly))
             if det is not None
         }
 
-    def score(self, X: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-        """(classifier score or None, prediction, anomaly score or None)."""
-        score = anomaly = None
-        if self.classifier is not None:
-            score = np.asarray(self.classifier.decision_function(X), dtype=np.float64)
-            prediction = (score > self.classifier.threshold_).astype(np.int8)
-        if self.anomaly is not None:
-            anomaly = np.asarray(self.anomaly.decision_function(X), dtype=np.float64)
-            if self.classifier is None:
-                prediction = (anomaly > self.anomaly.threshold_).astype(np.int8)
-        return score, prediction, anomaly
+    def rows(self, X: pd.DataFrame, meta: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Score ``X`` through the one scoring path; one output row per record."""
+        from fraudlens.scoring import score_cards
+
+        scored = score_cards(self.classifier, X, anomaly=self.anomaly)
+        now = utcnow().isoformat(timespec="milliseconds")
+        version = ",".join(self.versions().values())
+        score = scored.scores
+        anomaly = scored.anomaly_scores
+        flags = scored.flagged
+        rows = []
+        for i, m in enumerate(meta):
+            row: dict[str, Any] = {
+                "timestamp": now,
+                "transaction_id": m.get("transaction_id"),
+                "source": m.get("source"),
+                "prediction": int(flags[i]),
+                "score": None if score is None else float(score[i]),
+                "anomaly_score": None if anomaly is None else float(anomaly[i]),
+            }
+            for col in _META_COLUMNS:
+                if col in m:
+                    row[col] = m[col]
+            if "replayed_from" in m:
+                row["replayed_from"] = m["replayed_from"]
+            row["model"] = version
+            row["threshold"] = scored.threshold
+            rows.append(row)
+        return rows
 
 
 # --------------------------------------------------------------------------- tables
@@ -300,23 +361,6 @@ def _meta(frame: pd.DataFrame, original: pd.DataFrame, default_source: str) -> l
     return [{k: out[k][i] for k in keys} for i in range(n)]
 
 
-# --------------------------------------------------------------------------- sources
-
-
-def _file_batches(
-    path: str, models: _Models, history: pd.DataFrame | None, batch_size: int, budget: int | None
-) -> Iterator[_Batch]:
-    df = _read_any(path)
-    X, frame = _table(df, models.features, path)
-    if history is not None and "customer_id" in frame.columns and "ts" in frame.columns:
-        X = _raw_features(frame, history).loc[:, models.features]
-    meta = _meta(frame, df.reset_index(drop=True), "file")
-    n = len(X) if budget is None else min(len(X), budget)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        yield _Batch(X.iloc[start:stop].reset_index(drop=True), meta[start:stop])
-
-
 class _Generator:
     """A pool of scorable rows to replay as fresh traffic."""
 
@@ -353,7 +397,7 @@ class _Generator:
             sim.loc[ok].reset_index(drop=True), sim.loc[ok].reset_index(drop=True), ""
         )
 
-    def batch(self, n: int) -> _Batch:
+    def batch(self, n: int) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         idx = self.rng.integers(0, len(self.X), size=n)
         channels = self.rng.choice(CHANNELS, size=n)
         meta = []
@@ -364,7 +408,7 @@ class _Generator:
             m["source"] = str(ch)
             m.pop("transaction_ts", None)
             meta.append(m)
-        return _Batch(self.X.iloc[idx].reset_index(drop=True), meta)
+        return self.X.iloc[idx].reset_index(drop=True), meta
 
 
 def _record_of(body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -386,7 +430,7 @@ def _number(value: Any) -> float | None:
     return x if np.isfinite(x) else None
 
 
-def _utc(value: Any) -> pd.Timestamp | None:
+def _ts(value: Any) -> pd.Timestamp | None:
     """An ISO-8601 text as a UTC timestamp (no zone means UTC), else None."""
     if not isinstance(value, str):
         return None
@@ -396,126 +440,36 @@ def _utc(value: Any) -> pd.Timestamp | None:
         return None
     if pd.isna(ts):
         return None
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return utc(ts)
 
 
-class _QueueReader:
-    """Leases messages, splits them into scorable rows and dead letters."""
-
-    def __init__(
-        self,
-        url: str,
-        models: _Models,
-        history: pd.DataFrame | None,
-        visibility_timeout: float,
-        name: str,
-    ) -> None:
-        from fraudlens.queues import open_queue
-
-        self.queue: Queue = open_queue(url, name=name)
-        self.models = models
-        self.history = history
-        self.visibility_timeout = visibility_timeout
-
-    def close(self) -> None:
-        self.queue.close()
-
-    def batch(self, n: int, stats: ProcessStats) -> _Batch | None:
-        msgs = self.queue.receive(n, visibility_timeout=self.visibility_timeout, wait=0.0)
-        if not msgs:
-            return None
-        features = self.models.features
-        feat_rows: list[tuple[Message, dict[str, Any], dict[str, Any]]] = []
-        raw_rows: list[tuple[Message, dict[str, Any], dict[str, Any]]] = []
-        for msg in msgs:
-            record, outer = _record_of(msg.body)
-            problem, kind = self._check(record, features)
+def _check(record: dict[str, Any], features: Sequence[str]) -> tuple[str | None, str]:
+    """Why a queued record cannot be scored (None if it can), and its kind."""
+    if all(c in record for c in features):
+        for c in features:
+            if _number(record[c]) is None:
+                return f"field {c!r}: {record[c]!r} is not a finite number", "features"
+        return None, "features"
+    if all(c in record for c in _RAW_REQUIRED):
+        for c in ("transaction_id", "customer_id", "terminal_id"):
+            if record[c] is None or str(record[c]).strip() == "":
+                return f"field {c!r}: missing value", "raw"
+            problem = id_problem(str(record[c]))
             if problem is not None:
-                self.queue.dead_letter(msg, problem)
-                stats.dead_lettered += 1
-                continue
-            (feat_rows if kind == "features" else raw_rows).append((msg, record, outer))
-        parts: list[_Batch] = []
-        if feat_rows:
-            X = pd.DataFrame(
-                [[float(r[c]) for c in features] for _, r, _ in feat_rows], columns=features
-            )
-            parts.append(
-                _Batch(X, [self._meta(r, o) for _, r, o in feat_rows], [m for m, _, _ in feat_rows])
-            )
-        if raw_rows:
-            frame = pd.DataFrame(
-                {
-                    "ts": pd.DatetimeIndex([_utc(r["ts"]) for _, r, _ in raw_rows]),
-                    "customer_id": [str(r["customer_id"]) for _, r, _ in raw_rows],
-                    "terminal_id": [str(r["terminal_id"]) for _, r, _ in raw_rows],
-                    "amount": [float(r["amount"]) for _, r, _ in raw_rows],
-                    "label": [np.nan] * len(raw_rows),
-                }
-            )
-            X = _raw_features(frame, self.history).loc[:, features]
-            self._remember(frame)
-            parts.append(
-                _Batch(X, [self._meta(r, o) for _, r, o in raw_rows], [m for m, _, _ in raw_rows])
-            )
-        if not parts:
-            return _Batch(pd.DataFrame(columns=features), [], [])
-        if len(parts) == 1:
-            return parts[0]
-        return _Batch(
-            pd.concat([p.X for p in parts], ignore_index=True),
-            parts[0].meta + parts[1].meta,
-            (parts[0].messages or []) + (parts[1].messages or []),
-        )
-
-    @staticmethod
-    def _check(record: dict[str, Any], features: Sequence[str]) -> tuple[str | None, str]:
-        if all(c in record for c in features):
-            for c in features:
-                if _number(record[c]) is None:
-                    return f"field {c!r}: {record[c]!r} is not a finite number", "features"
-            return None, "features"
-        if all(c in record for c in _RAW_REQUIRED):
-            for c in ("transaction_id", "customer_id", "terminal_id"):
-                if record[c] is None or str(record[c]).strip() == "":
-                    return f"field {c!r}: missing value", "raw"
-            amount = _number(record["amount"])
-            if amount is None or amount < 0:
-                return f"field 'amount': {record['amount']!r} is not a number >= 0", "raw"
-            if _utc(record["ts"]) is None:
-                return f"field 'ts': {record['ts']!r} is not an ISO-8601 timestamp", "raw"
-            return None, "raw"
-        missing = [c for c in features if c not in record]
-        missing_raw = [c for c in _RAW_REQUIRED if c not in record]
-        return (
-            f"missing field {missing[0]!r} ({len(missing)} of the model's {len(features)} "
-            f"features missing) and not a raw transaction (missing {missing_raw[0]!r})",
-            "",
-        )
-
-    @staticmethod
-    def _meta(record: dict[str, Any], outer: dict[str, Any]) -> dict[str, Any]:
-        m: dict[str, Any] = {
-            "transaction_id": str(record.get("transaction_id", outer.get("transaction_id", ""))),
-            "source": str(outer.get("source", record.get("source", "queue"))),
-        }
-        for col in ("customer_id", "terminal_id"):
-            if col in record:
-                m[col] = str(record[col])
-        for col in ("amount", "Amount"):
-            if col in record:
-                m["amount"] = _number(record[col])
-                break
-        if isinstance(record.get("ts"), str):
-            m["transaction_ts"] = record["ts"]
-        return m
-
-    def _remember(self, frame: pd.DataFrame) -> None:
-        both = (
-            frame if self.history is None else pd.concat([self.history, frame], ignore_index=True)
-        )
-        latest = both["ts"].max()
-        self.history = both[both["ts"] >= latest - _HISTORY_SPAN].reset_index(drop=True)
+                return f"field {c!r}: {c} {problem}", "raw"
+        amount = _number(record["amount"])
+        if amount is None or amount < 0:
+            return f"field 'amount': {record['amount']!r} is not a number >= 0", "raw"
+        if _ts(record["ts"]) is None:
+            return f"field 'ts': {record['ts']!r} is not an ISO-8601 timestamp", "raw"
+        return None, "raw"
+    missing = [c for c in features if c not in record]
+    missing_raw = [c for c in _RAW_REQUIRED if c not in record]
+    return (
+        f"missing field {missing[0]!r} ({len(missing)} of the model's {len(features)} "
+        f"features missing) and not a raw transaction (missing {missing_raw[0]!r})",
+        "",
+    )
 
 
 def _load_history(path: str | os.PathLike[str] | None) -> pd.DataFrame | None:
@@ -535,32 +489,243 @@ def _load_history(path: str | os.PathLike[str] | None) -> pd.DataFrame | None:
     return frame
 
 
-# --------------------------------------------------------------------------- main loop
+# --------------------------------------------------------------------------- sources
 
 
-class _Signals:
-    """SIGTERM/SIGINT set ``stop`` (a second SIGINT raises KeyboardInterrupt)."""
+def _row_message(row: int) -> Message:
+    return Message(str(row), {"row": row}, 1, "")
 
-    def __init__(self, stop: threading.Event, enabled: bool) -> None:
+
+class _RowSource:
+    """Prepared rows (a file, or a generated batch) shaped like a queue.
+
+    A message is one row; ``receive`` hands out the next rows. Rows handed back by
+    ``release`` (an outage) are handed out again. There is nowhere to dead-letter a row
+    of a file: a row that fails is an error naming it.
+    """
+
+    def __init__(
+        self, name: str, X: pd.DataFrame, meta: list[dict[str, Any]], start: int, stop: int
+    ):
+        self.name = name
+        self.X = X
+        self.meta = meta
+        self.cursor = start
         self.stop = stop
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.old: dict[int, Any] = {}
+        self.on_dead_letter: Callable[[str], None] | None = None
 
-    def __enter__(self) -> _Signals:
-        if self.enabled:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self.old[sig] = signal.signal(sig, self._handle)
-        return self
+    def receive(
+        self, max_messages: int = 10, *, visibility_timeout: float = 30.0, wait: float = 0.0
+    ) -> list[Message]:
+        end = min(self.stop, self.cursor + max(1, max_messages))
+        msgs = [_row_message(i) for i in range(self.cursor, end)]
+        self.cursor = end
+        return msgs
 
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        log.info("signal %s: finishing the batch in flight, then stopping", signum)
-        self.stop.set()
+    def ack_many(self, msgs: Iterable[Message]) -> None:
+        pass  # the checkpoint went to the sink with the rows
 
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.old.items():
-            signal.signal(sig, handler)
+    def release(self, msgs: Iterable[Message], *, delay: float = 0.0, reason: str = "") -> int:
+        rows = [int(m.id) for m in msgs]
+        if rows:
+            self.cursor = min(self.cursor, min(rows))
+        return len(rows)
+
+    def nack(self, msg: Message, *, reason: str = "", delay: float = 0.0) -> None:
+        self.dead_letter(msg, reason)
+
+    def dead_letter(self, msg: Message, reason: str) -> None:
+        raise DataError(f"{self.name}: row {int(msg.id) + 1} could not be scored: {reason}")
+
+    def depth(self) -> int:
+        return self.stop - self.cursor
+
+
+def _digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+class _Handler:
+    """Shared part of the processor's handlers: score, put to the sink, report."""
+
+    def __init__(self, models: _Models, sink: Sink, *, ack_needs_flush: bool) -> None:
+        self.models = models
+        self.sink = sink
+        # Queue messages may only be acked once their rows survive a crash: with a sink
+        # that has no spool, that means written out in an object.
+        self.ack_needs_flush = ack_needs_flush and not sink.durable
+        self.records = 0
+        self.flagged = 0
+
+    def handle(self, msgs: Sequence[Message]) -> BatchResult:
+        """Work one batch (each kind of source has its own)."""
+        raise NotImplementedError
+
+    def probe(self) -> None:
+        """Raise UnavailableError until the models load and the sink can write."""
+        self.models.refresh_or_unavailable()
+        try:
+            self.sink.probe()
+        except OSError as exc:
+            raise UnavailableError(
+                f"sink {self.sink.target} cannot write: {exc}", what="sink"
+            ) from exc
+
+    def _put(
+        self, X: pd.DataFrame, meta: Sequence[Mapping[str, Any]], checkpoint: dict[str, Any] | None
+    ) -> int:
+        rows = self.models.rows(X, meta)
+        try:
+            self.sink.put_many(rows, checkpoint=checkpoint)
+            if self.ack_needs_flush:
+                self.sink.flush()
+        except OSError as exc:
+            raise UnavailableError(
+                f"sink {self.sink.target} cannot write: {exc}", what="sink"
+            ) from exc
+        flagged = sum(r["prediction"] for r in rows)
+        self.records += len(rows)
+        self.flagged += flagged
+        return flagged
+
+
+class _RowHandler(_Handler):
+    """Rows of a :class:`_RowSource`; a file's position rides with each put."""
+
+    def __init__(
+        self, models: _Models, sink: Sink, source: _RowSource, key: str | None, digest: str | None
+    ):
+        super().__init__(models, sink, ack_needs_flush=False)
+        self.source = source
+        self.key = key
+        self.digest = digest
+
+    def handle(self, msgs: Sequence[Message]) -> BatchResult:
+        rows = [int(m.id) for m in msgs]
+        X = self.source.X.iloc[rows[0] : rows[-1] + 1].reset_index(drop=True)
+        meta = self.source.meta[rows[0] : rows[-1] + 1]
+        checkpoint = None
+        if self.key is not None:
+            checkpoint = {
+                self.key: {"sha256": self.digest, "offset": rows[-1] + 1, "rows": self.source.stop}
+            }
+        flagged = self._put(X, meta, checkpoint)
+        return BatchResult(done=list(msgs), flagged=flagged, written=len(msgs))
+
+
+class _QueueHandler(_Handler):
+    """Card records from queue messages; bad ones are dead-lettered with the reason."""
+
+    def __init__(self, models: _Models, sink: Sink, history: pd.DataFrame | None):
+        super().__init__(models, sink, ack_needs_flush=True)
+        self.history = history
+
+    def handle(self, msgs: Sequence[Message]) -> BatchResult:
+        result = BatchResult()
+        features = self.models.features
+        good: list[tuple[Message, dict[str, Any], dict[str, Any], str]] = []
+        for msg in msgs:
+            record, outer = _record_of(msg.body)
+            problem, kind = _check(record, features)
+            if problem is not None:
+                result.invalid.append((msg, problem))
+            else:
+                good.append((msg, record, outer, kind))
+        if not good:
+            return result
+        try:
+            self._work(good, result)
+        except UnavailableError as exc:
+            result.released.extend(m for m, *_ in good)
+            result.outage = exc
+        except Exception as exc:
+            if len(good) == 1:
+                result.failed.append((good[0][0], _reason(exc)))
+                return result
+            log.warning("batch of %d failed (%s); retrying one by one", len(good), _reason(exc))
+            for i, item in enumerate(good):
+                try:
+                    self._work([item], result)
+                except UnavailableError as one:
+                    result.released.extend(m for m, *_ in good[i:])
+                    result.outage = one
+                    break
+                except Exception as one_exc:
+                    result.failed.append((item[0], _reason(one_exc)))
+        return result
+
+    def _work(
+        self,
+        items: Sequence[tuple[Message, dict[str, Any], dict[str, Any], str]],
+        result: BatchResult,
+    ) -> None:
+        features = self.models.features
+        parts: list[tuple[pd.DataFrame, list[dict[str, Any]]]] = []
+        feat = [(r, o) for _, r, o, k in items if k == "features"]
+        raw = [(r, o) for _, r, o, k in items if k == "raw"]
+        frame = None
+        if feat:
+            X = pd.DataFrame([[float(r[c]) for c in features] for r, _ in feat], columns=features)
+            parts.append((X, [_queue_meta(r, o) for r, o in feat]))
+        if raw:
+            frame = pd.DataFrame(
+                {
+                    "ts": pd.DatetimeIndex([_ts(r["ts"]) for r, _ in raw]),
+                    "customer_id": [str(r["customer_id"]) for r, _ in raw],
+                    "terminal_id": [str(r["terminal_id"]) for r, _ in raw],
+                    "amount": [float(r["amount"]) for r, _ in raw],
+                    "label": [np.nan] * len(raw),
+                }
+            )
+            X = _raw_features(frame, self.history).loc[:, features]
+            parts.append((X, [_queue_meta(r, o) for r, o in raw]))
+        X = pd.concat([p[0] for p in parts], ignore_index=True) if len(parts) > 1 else parts[0][0]
+        meta = [m for p in parts for m in p[1]]
+        flagged = self._put(X, meta, None)
+        if frame is not None:
+            self._remember(frame)
+        # The rows are accepted (spooled, or written out): the loop may ack now.
+        result.done.extend(m for m, *_ in items)
+        result.flagged += flagged
+        result.written += len(meta)
+
+    def _remember(self, frame: pd.DataFrame) -> None:
+        both = (
+            frame if self.history is None else pd.concat([self.history, frame], ignore_index=True)
+        )
+        latest = both["ts"].max()
+        self.history = both[both["ts"] >= latest - _HISTORY_SPAN].reset_index(drop=True)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _queue_meta(record: dict[str, Any], outer: dict[str, Any]) -> dict[str, Any]:
+    m: dict[str, Any] = {
+        "transaction_id": str(record.get("transaction_id", outer.get("transaction_id", ""))),
+        "source": str(outer.get("source", record.get("source", "queue"))),
+    }
+    for col in ("customer_id", "terminal_id"):
+        if col in record:
+            m[col] = str(record[col])
+    for col in ("amount", "Amount"):
+        if col in record:
+            m["amount"] = _number(record[col])
+            break
+    if isinstance(record.get("ts"), str):
+        m["transaction_ts"] = record["ts"]
+    return m
+
+
+# --------------------------------------------------------------------------- main loop
 
 
 def process(
@@ -578,13 +743,16 @@ def process(
     queue_name: str = "card-events",
     handle_signals: bool = True,
     on_batch: Callable[[ProcessStats], None] | None = None,
+    metrics: ProcessorMetrics | None = None,
+    pause_cap: float = 10.0,
 ) -> ProcessStats:
     """Score card records from ``source`` and write one row per record to ``sink``.
 
     Each row holds ``timestamp`` (scoring time, UTC ISO-8601), ``transaction_id``,
-    ``source`` (channel), ``prediction`` (0/1), ``score`` (classifier probability),
-    ``anomaly_score``, then ``customer_id``, ``terminal_id``, ``amount`` and
-    ``transaction_ts`` when known, and ``model`` (the versions that scored it).
+    ``source`` (channel), ``prediction`` (0/1: the flag of the one flag rule), ``score``
+    (classifier probability), ``anomaly_score``, then ``customer_id``, ``terminal_id``,
+    ``amount`` and ``transaction_ts`` when known, ``model`` (the versions that scored it)
+    and ``threshold`` (the model's own, which the prediction used).
 
     Parameters
     ----------
@@ -601,7 +769,8 @@ def process(
     limit
         Stop after this many scored records.
     batch_size
-        Records scored together (and, for ``generate``, records per pass).
+        Records scored together (and, for ``generate``, records per pass); at most the
+        sink's ``max_records`` for a file, so a batch and its checkpoint stay one object.
     stop_event
         Set it to stop after the batch in flight.
     history
@@ -616,6 +785,10 @@ def process(
         Stop cleanly on SIGTERM/SIGINT (only when called from the main thread).
     on_batch
         Called with the running stats after each batch (progress display).
+    metrics
+        Prometheus metrics to update (``fraudlens_processor_*``), if any.
+    pause_cap
+        Longest wait between probes while the sink or the model is unavailable.
 
     Returns
     -------
@@ -649,27 +822,55 @@ def process(
     started = time.monotonic()
     written_before = len(out.written)
     generator: _Generator | None = None
-    reader: _QueueReader | None = None
+    queue: Queue | None = None
+    if kind == "file":
+        # A batch and its checkpoint go to the sink as one unit, in one object.
+        batch_size = min(batch_size, out.max_records)
     try:
-        with _Signals(stop, handle_signals):
+        with stop_on_signals(stop, enabled=handle_signals):
             if kind == "queue":
+                from fraudlens.queues import open_queue
+
                 assert arg is not None
-                reader = _QueueReader(arg, models, hist, visibility_timeout, queue_name)
+                queue = open_queue(arg, name=queue_name)
+                queue_handler = _QueueHandler(models, out, hist)
             while not stop.is_set():
                 pass_start = time.monotonic()
                 models.refresh()
                 stats.models = models.versions()
-                if kind == "generate" and generator is None:
-                    generator = _Generator(arg, models, seed)
-                for batch in _pass(
-                    kind, arg, models, hist, batch_size, stats, limit, generator, reader, stop
-                ):
-                    _emit(batch, models, out, reader, stats)
-                    stats.seconds = time.monotonic() - started
-                    if on_batch is not None:
-                        on_batch(stats)
-                    if stop.is_set():
-                        break
+                left = None if limit is None else max(0, limit - stats.records)
+                if left == 0:
+                    break
+                if kind == "queue":
+                    assert queue is not None
+                    src: Any = queue
+                    handler: Any = queue_handler
+                elif kind == "file":
+                    assert arg is not None
+                    src, handler = _file_pass(arg, models, hist, out, left, stats)
+                else:
+                    if generator is None:
+                        generator = _Generator(arg, models, seed)
+                    n = batch_size if left is None else min(batch_size, left)
+                    X, meta = generator.batch(n)
+                    src = _RowSource("generated traffic", X, meta, 0, len(X))
+                    handler = _RowHandler(models, out, src, None, None)
+                _run_pass(
+                    src,
+                    handler,
+                    kind,
+                    stats,
+                    batch_size,
+                    left,
+                    visibility_timeout,
+                    metrics,
+                    stop,
+                    pause_cap,
+                    on_batch,
+                    started,
+                )
+                if queue is not None:
+                    queue.on_dead_letter = None  # the next pass's loop counts its own
                 stats.passes += 1
                 if every is None or (limit is not None and stats.records >= limit):
                     break
@@ -681,87 +882,86 @@ def process(
             else:
                 out.flush()
         finally:
-            if reader is not None:
-                reader.close()
+            if queue is not None:
+                queue.close()
     stats.seconds = time.monotonic() - started
     stats.objects = list(out.written[written_before:])
     return stats
 
 
-def _pass(
-    kind: str,
-    arg: str | None,
+def _file_pass(
+    path: str,
     models: _Models,
     hist: pd.DataFrame | None,
-    batch_size: int,
+    out: Sink,
+    left: int | None,
     stats: ProcessStats,
-    limit: int | None,
-    generator: _Generator | None,
-    reader: _QueueReader | None,
+) -> tuple[_RowSource, _RowHandler]:
+    df = _read_any(path)
+    X, frame = _table(df, models.features, path)
+    if hist is not None and "customer_id" in frame.columns and "ts" in frame.columns:
+        X = _raw_features(frame, hist).loc[:, models.features]
+    meta = _meta(frame, df.reset_index(drop=True), "file")
+    key = f"file:{Path(path).resolve()}"
+    digest = _digest(path)
+    start = 0
+    saved = out.checkpoint(key)
+    if isinstance(saved, dict) and saved.get("sha256") == digest:
+        start = min(int(saved.get("offset", 0)), len(X))
+        if start:
+            log.info("%s: resuming at row %d of %d (checkpoint)", path, start + 1, len(X))
+            if stats.resumed_from is None:
+                stats.resumed_from = start
+    elif saved is not None:
+        log.info("%s changed since its checkpoint: starting from its first row", path)
+    stop = len(X) if left is None else min(len(X), start + left)
+    src = _RowSource(f"file {path}", X, meta, start, stop)
+    return src, _RowHandler(models, out, src, key, digest)
+
+
+def _run_pass(
+    src: Any,
+    handler: _Handler,
+    kind: str,
+    stats: ProcessStats,
+    batch_size: int,
+    left: int | None,
+    visibility_timeout: float,
+    metrics: ProcessorMetrics | None,
     stop: threading.Event,
-) -> Iterator[_Batch]:
-    def left() -> int | None:
-        return None if limit is None else max(0, limit - stats.records)
-
-    if left() == 0:
-        return
-    if kind == "file":
-        assert arg is not None
-        yield from _file_batches(arg, models, hist, batch_size, left())
-    elif kind == "generate":
-        assert generator is not None
-        n = batch_size if left() is None else min(batch_size, left() or 0)
-        yield generator.batch(n)
-    else:
-        assert reader is not None
-        while not stop.is_set():
-            remaining = left()
-            if remaining == 0:
-                return
-            batch = reader.batch(
-                batch_size if remaining is None else min(batch_size, remaining), stats
-            )
-            if batch is None:
-                return
-            if batch.meta:
-                yield batch
-
-
-def _emit(
-    batch: _Batch, models: _Models, out: Sink, reader: _QueueReader | None, stats: ProcessStats
+    pause_cap: float,
+    on_batch: Callable[[ProcessStats], None] | None,
+    started: float,
 ) -> None:
-    try:
-        score, prediction, anomaly = models.score(batch.X)
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        version = ",".join(models.versions().values())
-        rows = []
-        for i, m in enumerate(batch.meta):
-            row: dict[str, Any] = {
-                "timestamp": now,
-                "transaction_id": m.get("transaction_id"),
-                "source": m.get("source"),
-                "prediction": int(prediction[i]),
-                "score": None if score is None else float(score[i]),
-                "anomaly_score": None if anomaly is None else float(anomaly[i]),
-            }
-            for col in _META_COLUMNS:
-                if col in m:
-                    row[col] = m[col]
-            if "replayed_from" in m:
-                row["replayed_from"] = m["replayed_from"]
-            row["model"] = version
-            rows.append(row)
-        out.put_many(rows)
-        if batch.messages and not out.durable:
-            # Nothing on disk holds the rows yet: write them out before the ack.
-            out.flush()
-    except BaseException as exc:
-        if reader is not None and batch.messages:
-            for msg in batch.messages:
-                reader.queue.nack(msg, reason=f"processing failed: {exc}")
-        raise
-    if reader is not None and batch.messages:
-        reader.queue.ack_many(batch.messages)
-    stats.records += len(rows)
-    stats.flagged += int(np.sum(prediction))
-    stats.batches += 1
+    from fraudlens.queues import SQLiteQueue
+
+    consumer = Consumer(
+        src,
+        handler,
+        batch_size=batch_size,
+        visibility_timeout=visibility_timeout,
+        poll=kind != "queue" or isinstance(src, SQLiteQueue),
+        wait=0.0,
+        pause_cap=pause_cap,
+        metrics=metrics,
+        stop_event=stop,
+    )
+    records0, flagged0 = stats.records, stats.flagged
+    handled0, marked0 = handler.records, handler.flagged
+
+    def progress(_c: Any) -> None:
+        stats.records = records0 + handler.records - handled0
+        stats.flagged = flagged0 + handler.flagged - marked0
+        stats.batches += 1
+        stats.seconds = time.monotonic() - started
+        if on_batch is not None:
+            on_batch(stats)
+
+    c = consumer.run(limit=left, drain=True, on_batch=progress)
+    stats.records = records0 + handler.records - handled0
+    stats.flagged = flagged0 + handler.flagged - marked0
+    stats.dead_lettered += c.dead_lettered
+    stats.failed += c.failed
+    stats.released += c.released
+    stats.outages += c.outages
+    stats.paused_seconds += c.paused_seconds

@@ -26,14 +26,35 @@ remote target the same way.
 
 One process at a time may own a spool. A second sink opened on the same folder raises
 :class:`~fraudlens.errors.ConfigError` instead of mixing the two buffers.
+
+Exactly once with the spool, and source checkpoints
+---------------------------------------------------
+Each :meth:`Sink.put_many` is appended to the spool as its records followed by an end mark,
+in one write and one fsync; on replay only puts whose end mark is there count (a torn put
+never returned, so it was never accepted). A put may carry a *checkpoint*: where its source
+stands once these records are in (say ``{"file:/data/x.csv": {"offset": 1500, ...}}``). The
+checkpoint goes in the put's end mark, so it becomes durable in the same fsync as the
+records it covers, and :meth:`Sink.checkpoint` returns it after a restart: a source that
+resumes from it neither skips nor repeats a record.
+
+A flush first appends the name of the object it is about to write to the spool (a *flush
+intent*), then writes the object, then saves the checkpoints to ``<root>/.checkpoints.json``
+and only then truncates the spool. A crash anywhere in between is replayed by writing the
+same records under the same name again, which replaces the object instead of adding a
+second copy. So, with the spool, every accepted record lands in exactly one object.
+
+A checkpointed put is never split across objects (the buffer is flushed first when the put
+would not fit); an oversized one becomes one larger object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -46,10 +67,18 @@ from typing import Any, Literal
 from fraudlens._io import atomic_write
 from fraudlens.errors import ConfigError
 
-__all__ = ["SPOOL_NAME", "Sink", "open_sink"]
+__all__ = ["CHECKPOINTS_NAME", "SPOOL_NAME", "Sink", "open_sink"]
 
 #: Name of the spool file kept in a local sink's root folder.
 SPOOL_NAME = ".spool.jsonl"
+#: Name of the file (or object) in the sink root holding the sources' checkpoints.
+CHECKPOINTS_NAME = ".checkpoints.json"
+# Spool lines that are not records are JSON arrays: the end mark of a put and the intent
+# of a flush. Records are JSON objects.
+_PUT_MARK = "put"
+_FLUSH_MARK = "flush"
+# First line of a spool whose puts carry end marks (older spools have none).
+_SPOOL_HEADER = json.dumps(["spool", 2])
 
 Format = Literal["csv", "jsonl"]
 
@@ -143,6 +172,16 @@ class Sink:
         self.records_written = 0
         #: Records recovered from the spool when the sink was opened.
         self.recovered = 0
+        # Checkpoints of every accepted put (durable with the spool), and the part of them
+        # already saved beside the objects.
+        self._checkpoints: dict[str, Any] = {}
+        self._saved_checkpoints: dict[str, Any] = {}
+        # A flush that failed after accepting puts: kept and retried, and the object name
+        # it announced in the spool is reused, so a half-done write is replaced, not doubled.
+        self._flush_error: OSError | None = None
+        self._intent: tuple[str, str] | None = None
+        # Size to cut the spool back to after a failed write (a torn put or intent).
+        self._spool_good: int | None = None
 
         self._lock = threading.RLock()
         self._buffer: list[dict[str, Any]] = []
@@ -182,6 +221,8 @@ class Sink:
         else:
             self._spool_path = Path(spool).expanduser().resolve()
         self._spool: io.TextIOWrapper | None = None
+        self._saved_checkpoints = self._load_checkpoints()
+        self._checkpoints = dict(self._saved_checkpoints)
         if self._spool_path is not None:
             self._open_spool()
 
@@ -209,36 +250,111 @@ class Sink:
         """Accept one record (see :meth:`put_many`)."""
         self.put_many([record])
 
-    def put_many(self, records: Iterable[Mapping[str, Any]]) -> None:
+    def put_many(
+        self,
+        records: Iterable[Mapping[str, Any]],
+        *,
+        checkpoint: Mapping[str, Any] | None = None,
+    ) -> None:
         """Accept records; flush whenever a threshold is reached.
 
         With a spool, the records are on disk (fsynced) when this returns. A large batch
-        is split so that no object holds more than ``max_records`` records.
+        is split so that no object holds more than ``max_records`` records, unless it
+        carries a checkpoint.
+
+        Parameters
+        ----------
+        records
+            Flat mappings of JSON-able values.
+        checkpoint
+            ``{source key: position}`` (JSON values): where the source of these records
+            stands once they are in. Durable together with them (see the module
+            documentation); read back with :meth:`checkpoint`.
+
+        Raises
+        ------
+        OSError
+            The spool or an object could not be written (disk full, folder gone, ...):
+            nothing of this put was accepted unless it was written before the error.
         """
         batch = [dict(r) for r in records]
-        if not batch:
+        if not batch and not checkpoint:
             return
         lines = [json.dumps(r, default=_json_default, separators=(",", ":")) for r in batch]
         with self._lock:
             if self._closed:
                 raise ConfigError("sink is closed")
+            if self._flush_error is not None and len(self._buffer) >= self.max_records:
+                # Objects could not be written lately and the buffer is full: accept
+                # nothing more until a flush works (raises OSError while it does not).
+                self._flush_locked()
+            if checkpoint:
+                # One unit: records, then the end mark with the checkpoint, one fsync.
+                if self._buffer and len(self._buffer) + len(batch) > self.max_records:
+                    self._flush_locked()
+                mark = json.dumps([_PUT_MARK, len(lines), dict(checkpoint)], default=_json_default)
+                self._append(lines, batch, mark)
+                self._checkpoints.update(checkpoint)
+                self._flush_if_due()
+                return
             start = 0
             # Fill the buffer up to max_records at a time, so no object holds more.
             while start < len(batch):
                 stop = start + max(1, self.max_records - len(self._buffer))
                 chunk = lines[start:stop]
-                if self._spool is not None:
-                    self._spool.write("".join(line + "\n" for line in chunk))
-                    self._spool.flush()
-                    os.fsync(self._spool.fileno())
-                if self._first_at is None:
-                    self._first_at = time.monotonic()
-                self._buffer.extend(batch[start:stop])
-                # The JSON form is a close stand-in for the written size in either format.
-                self._bytes += sum(len(line) + 1 for line in chunk)
-                if self._due():
-                    self._flush_locked()
+                mark = json.dumps([_PUT_MARK, len(chunk), None])
+                self._append(chunk, batch[start:stop], mark)
+                self._flush_if_due()
                 start = stop
+
+    def _flush_if_due(self) -> None:
+        """Flush when a threshold is reached; a failure is kept, not raised: the put that
+        got here is accepted already (spooled), and the flush is retried later."""
+        if not self._due():
+            return
+        try:
+            self._flush_locked()
+        except OSError as exc:
+            import logging
+
+            logging.getLogger(__name__).warning("sink flush failed, will retry: %s", exc)
+
+    def checkpoint(self, key: str) -> Any:
+        """The position last recorded for source ``key`` with an accepted put, or None.
+
+        With a spool (or after a flush) it survives a crash of this process.
+        """
+        with self._lock:
+            return self._checkpoints.get(key)
+
+    def probe(self) -> None:
+        """Check that the sink can write now (its folder, or the remote target).
+
+        Raises
+        ------
+        OSError
+            It cannot.
+        """
+        with self._lock:
+            if self._spool is not None:
+                self._repair_spool()
+            if self._flush_error is not None and self._buffer:
+                self._flush_locked()  # what failed last time must work now
+        if self._fs is None:
+            fd, tmp = tempfile.mkstemp(dir=self._root, prefix=".probe-")
+            os.close(fd)
+            os.unlink(tmp)
+        else:
+            self._fs.ls(self._root or "/", detail=False)
+
+    def _append(self, lines: list[str], records: list[dict[str, Any]], mark: str) -> None:
+        if self._spool is not None:
+            self._spool_write("".join(line + "\n" for line in lines) + mark + "\n")
+        if self._first_at is None:
+            self._first_at = time.monotonic()
+        self._buffer.extend(records)
+        # The JSON form is a close stand-in for the written size in either format.
+        self._bytes += sum(len(line) + 1 for line in lines)
 
     def flush(self) -> str | None:
         """Write the buffer out as one object now; return its path/URL (None if empty)."""
@@ -313,18 +429,36 @@ class Sink:
             w.writerow([_cell(r.get(c)) for c in columns])
         return out.getvalue().encode()
 
-    def _flush_locked(self) -> str | None:
+    def _flush_locked(self, part: str | None = None, name: str | None = None) -> str | None:
         if not self._buffer:
+            self._save_checkpoints()
             return None
         records = self._buffer
         data = self._encode(records)
-        now = datetime.now(UTC)
-        part = now.strftime("%Y/%m/%d/%H")
-        name = f"{self.prefix}-{now.strftime('%Y-%m-%d-%H-%M-%S')}-{uuid.uuid4()}.{self.fmt}"
-        if self._fs is None:
-            where = self._write_local(part, name, data)
-        else:
-            where = self._write_remote(part, name, data)
+        if part is None or name is None:
+            if self._intent is not None:
+                part, name = self._intent  # a flush that failed after announcing its name
+            else:
+                now = datetime.now(UTC)
+                part = now.strftime("%Y/%m/%d/%H")
+                name = (
+                    f"{self.prefix}-{now.strftime('%Y-%m-%d-%H-%M-%S')}-{uuid.uuid4()}.{self.fmt}"
+                )
+                if self._spool is not None:
+                    # The intent first: a crash from here on replays into this very name.
+                    self._spool_write(json.dumps([_FLUSH_MARK, part, name]) + "\n")
+                self._intent = (part, name)
+        try:
+            if self._fs is None:
+                where = self._write_local(part, name, data)
+            else:
+                where = self._write_remote(part, name, data)
+            self._save_checkpoints()
+        except OSError as exc:
+            self._flush_error = exc
+            raise
+        self._flush_error = None
+        self._intent = None
         # Only now is the buffer safe to forget.
         self._buffer = []
         self._bytes = 0
@@ -332,11 +466,74 @@ class Sink:
         self.written.append(where)
         self.records_written += len(records)
         if self._spool is not None:
-            self._spool.seek(0)
-            self._spool.truncate()
-            self._spool.flush()
-            os.fsync(self._spool.fileno())
+            self._reset_spool()
         return where
+
+    def _reset_spool(self) -> None:
+        assert self._spool is not None
+        self._spool.seek(0)
+        self._spool.truncate()
+        self._spool.flush()
+        os.fsync(self._spool.fileno())
+
+    def _spool_write(self, text: str) -> None:
+        """Append to the spool and fsync; on failure cut it back to where it was, so no
+        torn line can glue onto the next put."""
+        assert self._spool is not None
+        self._repair_spool()
+        fd = self._spool.fileno()
+        size = os.fstat(fd).st_size
+        # An empty spool starts with the header that says its puts carry end marks.
+        head = _SPOOL_HEADER + "\n" if size == 0 else ""
+        try:
+            self._spool.write(head + text)
+            self._spool.flush()
+            os.fsync(fd)
+        except OSError:
+            self._spool_good = size
+            with contextlib.suppress(OSError):
+                self._repair_spool()
+            raise
+
+    def _repair_spool(self) -> None:
+        if self._spool is None or self._spool_good is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self._spool.flush()  # drop what the text layer still holds
+        os.ftruncate(self._spool.fileno(), self._spool_good)
+        self._spool.seek(0, os.SEEK_END)
+        self._spool_good = None
+
+    def _save_checkpoints(self) -> None:
+        """Save the checkpoints beside the objects (before the spool that holds them goes)."""
+        if self._checkpoints == self._saved_checkpoints:
+            return
+        data = json.dumps(self._checkpoints, default=_json_default, sort_keys=True).encode()
+        if self._fs is None:
+            atomic_write(Path(self._root) / CHECKPOINTS_NAME, data, suffix=".tmp")
+            _fsync_dir(Path(self._root))
+        else:
+            key = f"{self._root}/{CHECKPOINTS_NAME}" if self._root else CHECKPOINTS_NAME
+            self._fs.pipe_file(key, data)
+        self._saved_checkpoints = dict(self._checkpoints)
+
+    def _load_checkpoints(self) -> dict[str, Any]:
+        try:
+            if self._fs is None:
+                path = Path(self._root) / CHECKPOINTS_NAME
+                raw = path.read_bytes() if path.exists() else b""
+            else:
+                key = f"{self._root}/{CHECKPOINTS_NAME}" if self._root else CHECKPOINTS_NAME
+                raw = self._fs.cat_file(key) if self._fs.exists(key) else b""
+        except OSError as exc:
+            raise ConfigError(f"cannot read the sink's checkpoints: {exc}") from exc
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(f"the sink's {CHECKPOINTS_NAME} is not JSON: {exc}") from exc
+        return dict(value) if isinstance(value, dict) else {}
 
     def _write_local(self, part: str, name: str, data: bytes) -> str:
         folder = Path(self._root) / part
@@ -363,25 +560,49 @@ class Sink:
             raise
         self._spool = spool
         spool.seek(0)
-        recovered: list[dict[str, Any]] = []
-        for line in spool.read().splitlines():
-            # A torn last line is a put that never returned: it was not accepted.
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                recovered.append(rec)
+        recovered, intent = _replay(spool.read(), self._checkpoints)
         spool.seek(0, os.SEEK_END)
         if recovered:
             self._buffer = recovered
             self._bytes = sum(len(json.dumps(r, default=_json_default)) + 1 for r in recovered)
             self._first_at = time.monotonic()
             self.recovered = len(recovered)
-            self._flush_locked()
-        elif spool.tell():
-            spool.seek(0)
-            spool.truncate()
+            # A flush that was under way is finished under its own name: its object, if
+            # it was written, is replaced by the same records, not doubled.
+            self._flush_locked(*(intent or (None, None)))
+        else:
+            self._save_checkpoints()
+            self._reset_spool()
+
+
+def _replay(text: str, checkpoints: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
+    """The accepted records of a spool, the last flush intent (or None), and the
+    checkpoints of the accepted puts (merged into ``checkpoints``)."""
+    records: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    lines = text.splitlines()
+    marked = bool(lines) and lines[0] == _SPOOL_HEADER
+    intent = None
+    for line in lines:
+        # A torn line belongs to a put that never returned: it was not accepted.
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(item, dict):
+            pending.append(item)
+        elif isinstance(item, list) and item and item[0] == _PUT_MARK:
+            records.extend(pending)
+            pending = []
+            if len(item) > 2 and isinstance(item[2], dict):
+                checkpoints.update(item[2])
+        elif isinstance(item, list) and len(item) == 3 and item[0] == _FLUSH_MARK:
+            intent = (str(item[1]), str(item[2]))
+    if not marked:
+        # A spool written before puts had end marks: every whole line was accepted.
+        records.extend(pending)
+    # (With end marks, records after the last one are a torn put: not accepted.)
+    return records, intent
 
 
 def _fsync_dir(folder: Path) -> None:

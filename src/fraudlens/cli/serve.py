@@ -186,9 +186,21 @@ def process(
     max_seconds: Annotated[
         float, typer.Option(min=0.001, help="Flush the sink when its oldest record is this old.")
     ] = 60.0,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Prometheus metrics port (0: off), fraudlens_processor_*; on 127.0.0.1.",
+        ),
+    ] = 0,
 ) -> None:
-    """Score card transactions from a source and write them to a sink (Firehose-like)."""
-    from fraudlens.processor import ProcessStats
+    """Score card transactions from a source and write them to a sink (Firehose-like).
+
+    A file source resumes after the last row the sink accepted (a checkpoint kept with
+    the sink), so an interrupted run can simply be started again.
+    """
+    from fraudlens.processor import ProcessorMetrics, ProcessStats
     from fraudlens.processor import process as run
     from fraudlens.sinks import open_sink
 
@@ -200,6 +212,9 @@ def process(
     models = registry_root(model_dir)
     if fmt not in ("csv", "jsonl"):
         raise typer.BadParameter("--format must be csv or jsonl")
+    metrics = ProcessorMetrics()
+    if metrics_port:
+        metrics.serve(metrics_port)
 
     with console.status("starting...") as status:
 
@@ -224,7 +239,15 @@ def process(
                 seed=seed,
                 queue_name=queue_name,
                 on_batch=show,
+                metrics=metrics,
             )
+    if stats.resumed_from:
+        console.print(f"resumed after row {stats.resumed_from:,} (the sink's checkpoint)")
+    if stats.outages:
+        console.print(
+            f"paused by {stats.outages:,} outage(s) for {stats.paused_seconds:.1f} s "
+            f"in all; {stats.released:,} records handed back and redone"
+        )
     console.print(
         f"scored {stats.records:,} records ({stats.flagged:,} flagged, "
         f"{stats.dead_lettered:,} dead-lettered) in {stats.seconds:.1f} s over {stats.passes} "

@@ -1,0 +1,107 @@
+"""A worker drains 10,000 account checks through a real store outage and loses nothing.
+
+Runs the scenario of ``bench/outage.py`` (which the README's figures come from, with a
+5-minute outage) once per store, with a shorter outage:
+
+- Redis Streams + a private PostgreSQL server that is stopped (``pg_ctl stop -m fast``)
+  for 40 s mid-run and started again;
+- SQLite queue + SQLite store whose write lock another process holds for 45 s (longer
+  than the store's 30 s busy timeout, so writes really fail with "database is locked").
+
+Each ends with every check worked: no dead letters, an empty queue, exactly one risk event
+per expected account (none lost, none duplicated), the worker having reported itself
+unhealthy on ``/healthz`` while the store was down.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from _services import unavailable  # type: ignore[import-not-found]
+
+pytestmark = pytest.mark.slow
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "outage.py"
+
+
+def _outage_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fraudlens_bench_outage", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check(r: Any) -> None:
+    summary = r.worker_output[-2000:]
+    assert r.worker_exit == 0, summary
+    assert r.expected_events > 1000
+    assert r.dead_letters == 0, summary
+    assert r.left_in_queue == 0
+    assert r.lost == 0 and r.duplicated == 0 and r.unexpected == 0
+    assert r.events == r.expected_events
+    # The outage was seen and waited out, not spent on attempts.
+    assert r.healthz_503_seen, summary
+    assert r.worker_outages is not None and r.worker_outages >= 1, summary
+    assert r.worker_released is not None and r.worker_released >= 1
+    assert r.worker_dead_lettered == 0
+
+
+@pytest.mark.services
+def test_postgresql_outage_loses_nothing(tmp_path: Path) -> None:
+    outage = _outage_module()
+    try:
+        outage.PrivatePostgres()
+    except RuntimeError as exc:
+        unavailable(f"cannot run a private PostgreSQL server: {exc}")
+    try:
+        import redis
+
+        redis.Redis.from_url(outage.REDIS_URL, socket_connect_timeout=1).ping()
+    except Exception as exc:
+        unavailable(f"Redis is unreachable at {outage.REDIS_URL}: {exc}")
+    result = outage.run_outage(
+        "postgresql", checks=10_000, outage=40, outage_at=2_000, workdir=tmp_path, log=print
+    )
+    _check(result)
+
+
+def test_sqlite_locked_store_loses_nothing(tmp_path: Path) -> None:
+    outage = _outage_module()
+    result = outage.run_outage(
+        "sqlite", checks=10_000, outage=45, outage_at=2_000, workdir=tmp_path, log=print
+    )
+    _check(result)
+    assert "database is locked" in result.healthz_reason
+
+
+def test_private_postgres_helper_cleans_up() -> None:
+    outage = _outage_module()
+    try:
+        pg = outage.PrivatePostgres()
+    except RuntimeError as exc:
+        unavailable(f"cannot run a private PostgreSQL server: {exc}")
+    root = pg.root
+    try:
+        pg.init()
+        pg.start()
+        from fraudlens.store import open_store
+
+        with open_store(pg.url) as store:
+            store.upgrade()
+            store.ping(write=True)
+        pg.stop()
+        from fraudlens.errors import StoreUnavailableError
+
+        with open_store(pg.url) as store, pytest.raises(StoreUnavailableError):
+            store.ping()
+    finally:
+        pg.cleanup()
+    assert not root.exists()
