@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -32,6 +33,37 @@ class Settings(BaseSettings):
         5 * 2**20, gt=0, description="Largest request body the service reads."
     )
     log_json: bool = Field(False, description="Log as JSON lines.")
+    # -- identity (see fraudlens.auth and the README's "Sign-in and roles") --------------
+    host: str = Field(
+        "127.0.0.1",
+        description="Address the service binds; with auth=auto, anything but loopback turns "
+        "authentication on.",
+    )
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Authentication of the service: auto (on unless it binds only to "
+        "loopback), on, or off.",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Key (32+ characters) that signs session cookies; by default a random "
+        "key kept in the database.",
+    )
+    session_hours: float = Field(12.0, gt=0, description="A sign-in lasts at most this long.")
+    session_idle_minutes: float = Field(
+        120.0, gt=0, description="A sign-in ends after this long without a request."
+    )
+    behind_tls_proxy: bool = Field(
+        False,
+        description="Clients reach the service through a TLS-terminating proxy: session "
+        "cookies are marked Secure even on plain-HTTP requests.",
+    )
+    login_failures_per_user: int = Field(
+        10, ge=1, description="Failed sign-ins per user name per 15 minutes (per process)."
+    )
+    login_failures_per_address: int = Field(
+        30, ge=1, description="Failed sign-ins per client address per 15 minutes (per process)."
+    )
 
 
 @lru_cache(maxsize=1)

@@ -41,8 +41,8 @@ from fraudlens.auth._passwords import (
     check_password,
     normalise_username,
 )
+from fraudlens.auth._records import ROLES, ApiToken, AuditEntry, Session, User
 from fraudlens.auth._secrets import TOKEN_PREFIX, csrf_token, digest
-from fraudlens.store._auth import ROLES, ApiToken, AuditEntry, Session, User
 
 __all__ = [
     "ADMIN",

@@ -20,6 +20,7 @@ from fraudlens.auth._passwords import (
     check_password,
     normalise_username,
 )
+from fraudlens.auth._records import ROLES, ApiToken, Session, User
 from fraudlens.auth._secrets import (
     SHOWN_CHARS,
     TOKEN_PREFIX,
@@ -31,7 +32,6 @@ from fraudlens.auth._secrets import (
     same_secret,
 )
 from fraudlens.errors import DataError, NotFoundError
-from fraudlens.store._auth import ROLES, ApiToken, Session, User
 
 if TYPE_CHECKING:
     from fraudlens.store import Store

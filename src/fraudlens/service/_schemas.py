@@ -27,8 +27,10 @@ __all__ = [
     "MarketScoreResponse",
     "Name",
     "PingResponse",
+    "ReviewEntry",
     "ReviewRequest",
     "RiskEvent",
+    "RiskEventDetail",
     "RiskEventPage",
     "Text",
 ]
@@ -304,6 +306,26 @@ class RiskEvent(BaseModel):
     reviewed_by: str | None = None
 
 
+class ReviewEntry(BaseModel):
+    """One decision in a risk event's history (the append-only review audit)."""
+
+    id: int
+    actor: str = Field(description="Who decided: the signed-in user or token's user.")
+    user_id: int | None = Field(
+        None, description="The user's id; None when nobody was signed in (auth off)."
+    )
+    at: datetime = Field(description="When (UTC).")
+    from_status: Literal["open", "confirmed", "dismissed"]
+    to_status: Literal["open", "confirmed", "dismissed"]
+    note: str | None = None
+
+
+class RiskEventDetail(RiskEvent):
+    """One risk event with its review history, oldest decision first."""
+
+    history: list[ReviewEntry] = Field(default_factory=list)
+
+
 class RiskEventPage(BaseModel):
     """One page of risk events, newest first, and how many match the filters in all."""
 
@@ -321,12 +343,20 @@ class ReviewRequest(BaseModel):
     status: Literal["confirmed", "dismissed", "open"] = Field(
         description="confirmed (fraud), dismissed (not fraud) or open (back to the queue)."
     )
-    reviewed_by: Name = Field(description="Who decided.", examples=["j.doe"])
+    reviewed_by: Name | None = Field(
+        None,
+        description="Who decided. Ignored for a signed-in user or an API token (their own "
+        "name is recorded); required only when authentication is off and the caller sent "
+        "neither.",
+        examples=["j.doe"],
+    )
     note: Text | None = Field(None, max_length=4000, description="Why; shown to other analysts.")
 
     @field_validator("reviewed_by")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         value = value.strip()
         if not value:
             raise ValueError("reviewed_by must not be blank")

@@ -46,6 +46,7 @@ from starlette.concurrency import run_in_threadpool
 from fraudlens._images import DEFAULT_MAX_PIXELS
 from fraudlens.config import Settings, get_settings
 from fraudlens.model_cache import ModelCache, serving_threads
+from fraudlens.service._auth import install_auth
 from fraudlens.service._errors import install_error_handlers
 from fraudlens.service._middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from fraudlens.service._state import ImageGate, Lazy, ServiceModels, ServiceState
@@ -170,6 +171,8 @@ def create_app(
     app.state.fraudlens = state
     for router in ROUTERS:
         app.include_router(router)
+    # Identity checks run last before routing (after the body limit and the metrics).
+    install_auth(app, settings, state.store)
     # Outermost first in the chain: metrics see every reply, including a 413.
     app.add_middleware(BodyLimitMiddleware, limit=state.max_body_bytes)
     # Paths of requests answered before routing (a 413 from the body limit) are labelled

@@ -2,8 +2,15 @@
 
 A route declares what it needs in its signature (``store: StoreDep``) and FastAPI hands
 it over; nothing is read from module globals. Each dependency is a small function, so a
-new one (an authenticated user for the state-changing routes, say) is one more function
-and one more ``Annotated`` alias here, added to the routes that need it.
+new one is one more function and one more ``Annotated`` alias here, added to the routes
+that need it.
+
+Every route also declares who may call it, with one of ``ForEveryone``,
+``ForAnalysts``, ``ForServices`` or ``ForAnyRole`` (or ``Depends(require_role(...))``)
+in its ``dependencies``; the service refuses a route that declares none whenever
+authentication is on (:mod:`fraudlens.service._auth`). ``UserDep`` is the caller: the
+signed-in user or the API token's user, None when authentication is off and the caller
+sent neither.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 
+from fraudlens.auth import ADMIN, ANALYST, SERVICE, User
 from fraudlens.config import Settings
+from fraudlens.service._auth import PUBLIC, identity_of, require_role
 from fraudlens.service._middleware import Metrics
 from fraudlens.service._state import ImageGate, ServiceModels, ServiceState
 
@@ -22,6 +31,10 @@ if TYPE_CHECKING:
     from fraudlens.store import Store
 
 __all__ = [
+    "ForAnalysts",
+    "ForAnyRole",
+    "ForEveryone",
+    "ForServices",
     "ImagesDep",
     "MetricsDep",
     "ModelsDep",
@@ -30,9 +43,12 @@ __all__ = [
     "SinkDep",
     "StateDep",
     "StoreDep",
+    "UserDep",
     "get_queue",
     "get_state",
     "get_store",
+    "get_user",
+    "require_role",
 ]
 
 
@@ -80,6 +96,19 @@ async def get_queue(state: StateDep) -> Queue:
     return await state.queue.aget()
 
 
+def get_user(request: Request) -> User | None:
+    """The caller (None: anonymous, which only a service with authentication off admits)."""
+    ident = identity_of(request)
+    return ident.user if ident is not None else None
+
+
+#: Access policies, for a route's ``dependencies=[...]``.
+ForEveryone = Depends(PUBLIC)
+ForAnalysts = Depends(require_role(ANALYST, ADMIN))
+ForServices = Depends(require_role(SERVICE))
+ForAnyRole = Depends(require_role(ANALYST, ADMIN, SERVICE))
+
+UserDep = Annotated[User | None, Depends(get_user)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModelsDep = Annotated[ServiceModels, Depends(get_models)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -19,13 +19,13 @@ import contextlib
 import functools
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from fraudlens.auth._records import ROLES, ApiToken, AuditEntry, Session, User
 from fraudlens.errors import DataError, NotFoundError
 from fraudlens.store._tables import Base
 
@@ -33,23 +33,14 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
 __all__ = [
-    "ROLES",
-    "ApiToken",
     "ApiTokenRow",
-    "AuditEntry",
     "AuthSecretRow",
     "AuthStore",
     "ReviewAuditRow",
-    "Session",
     "SessionRow",
-    "User",
     "UserRow",
     "append_review_audit",
 ]
-
-#: The roles a user can have: analysts review risk events; admins can do what analysts
-#: can; service accounts are machines calling the scoring and check endpoints with a token.
-ROLES = ("analyst", "admin", "service")
 
 
 #: How long an ended session's row is kept before a new sign-in clears it away.
@@ -160,80 +151,6 @@ class ReviewAuditRow(Base):
     from_status: Mapped[str] = mapped_column(sa.String(16))
     to_status: Mapped[str] = mapped_column(sa.String(16))
     note: Mapped[str | None] = mapped_column(sa.Text)
-
-
-# -------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True, slots=True)
-class User:
-    """A user as the rest of fraudlens sees it (never with the password hash)."""
-
-    id: int
-    username: str
-    role: str
-    disabled: bool
-    created_at: datetime
-    disabled_at: datetime | None = None
-    has_password: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ApiToken:
-    """An API token's record (its value is shown once, at creation, and never stored)."""
-
-    id: int
-    user_id: int
-    username: str
-    name: str
-    prefix: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-
-    def active(self, now: datetime) -> bool:
-        """Not revoked and not expired at ``now``."""
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """A sign-in session's record."""
-
-    id: str
-    user_id: int
-    created_at: datetime
-    expires_at: datetime
-    last_seen_at: datetime
-    revoked_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One row of a risk event's review history."""
-
-    id: int
-    event_id: int
-    actor: str
-    user_id: int | None
-    at: datetime
-    from_status: str
-    to_status: str
-    note: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form (ISO-8601 UTC time)."""
-        return {
-            "id": self.id,
-            "event_id": self.event_id,
-            "actor": self.actor,
-            "user_id": self.user_id,
-            "at": self.at.astimezone(UTC).isoformat(),
-            "from_status": self.from_status,
-            "to_status": self.to_status,
-            "note": self.note,
-        }
 
 
 def _table(model: Any) -> sa.Table:

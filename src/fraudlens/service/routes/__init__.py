@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from fraudlens.service.routes import cards, docs, health, market, review, risk_events, sagemaker
+from fraudlens.service.routes import (
+    auth,
+    cards,
+    docs,
+    health,
+    market,
+    review,
+    risk_events,
+    sagemaker,
+)
 
 __all__ = ["ROUTERS"]
 
@@ -18,4 +27,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     risk_events.router,
     review.router,
     docs.router,
+    auth.router,
 )

@@ -20,12 +20,13 @@ from fraudlens.service._schemas import (
     CardScoreResponse,
     FraudClassifierResult,
 )
-from fraudlens.service.deps import MetricsDep, ModelsDep, SinkDep
+from fraudlens.service.deps import ForServices, MetricsDep, ModelsDep, SinkDep
 from fraudlens.service.routes._scoring import cards_scored
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/cards", tags=["cards"])
+# Machines score: a service token when authentication is on.
+router = APIRouter(prefix="/v1/cards", tags=["cards"], dependencies=[ForServices])
 
 
 @router.post(

@@ -15,9 +15,12 @@ from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redi
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from fraudlens.service.deps import ForEveryone
+
 __all__ = ["ASSETS", "router"]
 
-router = APIRouter(include_in_schema=False)
+# Open to anyone: the API description holds no data.
+router = APIRouter(include_in_schema=False, dependencies=[ForEveryone])
 
 #: Files of the Swagger UI distribution that the page loads, and their media types.
 ASSETS = {

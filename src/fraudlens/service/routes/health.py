@@ -13,11 +13,12 @@ from fraudlens.registry import DETECTORS
 from fraudlens.service._errors import error_reply
 from fraudlens.service._responses import error_docs
 from fraudlens.service._schemas import PingResponse
-from fraudlens.service.deps import MetricsDep, ModelsDep
+from fraudlens.service.deps import ForEveryone, MetricsDep, ModelsDep
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["health"])
+# Open to anyone: load balancers and Prometheus carry no credentials.
+router = APIRouter(tags=["health"], dependencies=[ForEveryone])
 
 
 @router.get(

@@ -8,12 +8,13 @@ from fastapi import APIRouter
 
 from fraudlens.service._responses import error_docs, model_reply
 from fraudlens.service._schemas import MarketScoreRequest, MarketScoreResponse
-from fraudlens.service.deps import MetricsDep, ModelsDep, SettingsDep
+from fraudlens.service.deps import ForServices, MetricsDep, ModelsDep, SettingsDep
 from fraudlens.service.routes._scoring import market_scored
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/market", tags=["market"])
+# Machines score: a service token when authentication is on.
+router = APIRouter(prefix="/v1/market", tags=["market"], dependencies=[ForServices])
 
 
 @router.post(

@@ -12,6 +12,8 @@ from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from fraudlens.service.deps import ForAnalysts, ForEveryone
+
 __all__ = ["PAGE_HEADERS", "router"]
 
 router = APIRouter(include_in_schema=False)
@@ -37,13 +39,13 @@ def _page_file(name: str) -> bytes:
     return resources.files("fraudlens.service").joinpath(_STATIC, name).read_bytes()
 
 
-@router.get("/")
+@router.get("/", dependencies=[ForEveryone])
 async def root() -> Response:
     """Redirect to the review page."""
     return RedirectResponse("/review", status_code=307)
 
 
-@router.get("/review")
+@router.get("/review", dependencies=[ForAnalysts])
 async def review_page() -> Response:
     """The review page."""
     html = await run_in_threadpool(_page_file, "review.html")
@@ -60,4 +62,6 @@ def _static(name: str, media: str) -> Callable[[], Any]:
 
 
 for _name, _media in _PAGE_FILES.items():
-    router.add_api_route(f"/review/{_name}", _static(_name, _media), methods=["GET"])
+    router.add_api_route(
+        f"/review/{_name}", _static(_name, _media), methods=["GET"], dependencies=[ForAnalysts]
+    )

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from fraudlens._time import utc
 from fraudlens.errors import DataError, NotFoundError
+from fraudlens.service._auth import actor_for
 from fraudlens.service._responses import error_docs
 from fraudlens.service._schemas import (
     AccountCheckQueued,
@@ -29,9 +30,17 @@ from fraudlens.service._schemas import (
     Label,
     ReviewRequest,
     RiskEvent,
+    RiskEventDetail,
     RiskEventPage,
 )
-from fraudlens.service.deps import QueueDep, StoreDep
+from fraudlens.service.deps import (
+    ForAnalysts,
+    ForAnyRole,
+    ForServices,
+    QueueDep,
+    StoreDep,
+    UserDep,
+)
 
 __all__ = ["router"]
 
@@ -48,6 +57,7 @@ _EVENT_ERRORS = error_docs(
 
 @router.post(
     "/accounts/{account_id}/check",
+    dependencies=[ForServices],
     status_code=202,
     response_model=AccountCheckQueued,
     responses=error_docs(
@@ -71,7 +81,12 @@ async def check_account(
     )
 
 
-@router.get("/risk-events", response_model=RiskEventPage, responses=_EVENT_ERRORS)
+@router.get(
+    "/risk-events",
+    response_model=RiskEventPage,
+    responses=_EVENT_ERRORS,
+    dependencies=[ForAnyRole],
+)
 async def list_risk_events(
     store: StoreDep,
     status: Annotated[
@@ -115,32 +130,42 @@ async def list_risk_events(
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-@router.get("/risk-events/{event_id}", response_model=RiskEvent, responses=_EVENT_ERRORS)
+@router.get(
+    "/risk-events/{event_id}",
+    response_model=RiskEventDetail,
+    responses=_EVENT_ERRORS,
+    dependencies=[ForAnyRole],
+)
 async def get_risk_event(event_id: Annotated[int, Path(ge=1)], store: StoreDep) -> Any:
-    """One risk event with the trades that drove its score."""
+    """One risk event with the trades that drove its score, and its review history
+    (every decision, oldest first: who, when, from which status to which, note)."""
     event = None
     if event_id <= _MAX_EVENT_ID:
         event = await run_in_threadpool(store.get_risk_event, event_id)
     if event is None:
         raise HTTPException(404, f"no risk event with id {event_id}")
-    return event
+    history = await run_in_threadpool(store.review_history, event_id)
+    return {**event, "history": [h.as_dict() for h in history]}
 
 
 @router.post(
     "/risk-events/{event_id}/review",
     response_model=RiskEvent,
     responses={**_EVENT_ERRORS, **error_docs(400, 413)},
+    dependencies=[ForAnalysts],
 )
 async def review_risk_event(
-    event_id: Annotated[int, Path(ge=1)], review: ReviewRequest, store: StoreDep
+    event_id: Annotated[int, Path(ge=1)], review: ReviewRequest, store: StoreDep, user: UserDep
 ) -> Any:
-    """Record an analyst's decision (confirmed, dismissed, or back to open)."""
+    """Record an analyst's decision (confirmed, dismissed, or back to open) in the
+    caller's name, and append it to the event's history."""
     if event_id > _MAX_EVENT_ID:
         raise HTTPException(404, f"no risk event with id {event_id}")
+    actor, user_id = actor_for(user, review.reviewed_by)
     try:
         return await run_in_threadpool(
             lambda: store.review_risk_event(
-                event_id, status=review.status, reviewed_by=review.reviewed_by, note=review.note
+                event_id, status=review.status, reviewed_by=actor, note=review.note, user_id=user_id
             )
         )
     except NotFoundError:

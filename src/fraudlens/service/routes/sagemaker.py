@@ -29,7 +29,7 @@ from fraudlens.service._errors import error_reply
 from fraudlens.service._parse import decode_text, media_type
 from fraudlens.service._responses import error_docs, model_reply
 from fraudlens.service._schemas import CARD_ROW_EXAMPLE, MarketScoreRequest
-from fraudlens.service.deps import ImagesDep, MetricsDep, ModelsDep, SettingsDep
+from fraudlens.service.deps import ForServices, ImagesDep, MetricsDep, ModelsDep, SettingsDep
 from fraudlens.service.routes._scoring import (
     INLINE_BYTES,
     cards_scored,
@@ -39,7 +39,8 @@ from fraudlens.service.routes._scoring import (
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["sagemaker"])
+# Machines score: a service token when authentication is on.
+router = APIRouter(tags=["sagemaker"], dependencies=[ForServices])
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/jpg", "image/png", "application/x-image"})
 JSON_TYPES = frozenset({"application/json"})

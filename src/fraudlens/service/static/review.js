@@ -21,6 +21,10 @@
     event: null,
     busy: false,
   };
+  // Who is signed in (GET /v1/me). With a session, every state-changing request carries
+  // its CSRF token; with authentication off and nobody signed in, the reviewer's name
+  // comes from the field at the top.
+  const session = { username: null, role: null, csrf: null, required: false };
   // Replies can arrive out of order when the analyst clicks fast: only the newest counts.
   let listSeq = 0;
   let detailSeq = 0;
@@ -38,8 +42,13 @@
 
   async function api(path, options) {
     let response;
+    const opts = Object.assign({}, options);
+    const headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
+    if (opts.method && opts.method !== "GET" && session.csrf) headers["X-CSRF-Token"] = session.csrf;
+    opts.headers = headers;
+    opts.credentials = "same-origin";
     try {
-      response = await fetch(path, Object.assign({ headers: { Accept: "application/json" } }, options));
+      response = await fetch(path, opts);
     } catch (err) {
       throw new ApiError(0, "The service cannot be reached", String(err && err.message ? err.message : err));
     }
@@ -51,6 +60,10 @@
       } catch (err) {
         body = null;
       }
+    }
+    if (response.status === 401 && session.required) {
+      // The session ended (signed out elsewhere, expired, or the user was disabled).
+      window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
     }
     if (!response.ok) {
       const error = body && typeof body.error === "string" ? body.error : `HTTP ${response.status} ${response.statusText}`;
@@ -411,7 +424,36 @@
 
   // ------------------------------------------------------------------ reviewing
   function reviewer() {
-    return $("reviewer").value.trim();
+    return session.username || $("reviewer").value.trim();
+  }
+
+  async function loadSession() {
+    try {
+      const me = await api("/v1/me");
+      session.username = me.username;
+      session.role = me.role;
+      session.csrf = me.csrf_token;
+      session.required = me.auth_required;
+    } catch (err) {
+      return; // an older service without /v1/me: the reviewer field stays
+    }
+    if (session.username) {
+      $("reviewer").closest("label").hidden = true;
+      $("user-name").textContent = `${session.username} (${session.role})`;
+      $("signed-in").hidden = false;
+      $("sign-out").hidden = session.csrf === null; // a token has no session to end
+    }
+    updateButtons();
+  }
+
+  async function signOut() {
+    try {
+      await api("/logout", { method: "POST" });
+    } catch (err) {
+      showError(err, "Could not sign out");
+      return;
+    }
+    window.location.assign("/login");
   }
 
   async function review(status) {
@@ -531,6 +573,8 @@
 
   function init() {
     readUrl();
+    loadSession();
+    $("sign-out").addEventListener("click", signOut);
     const saved = window.localStorage ? localStorage.getItem(REVIEWER_KEY) : null;
     $("reviewer").value = saved || "";
     $("account-search").value = state.account;
