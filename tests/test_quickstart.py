@@ -32,3 +32,13 @@ def test_quickstart_runs_the_whole_market_flow(tmp_path: Path) -> None:
     with open_queue(f"sqlite:///{out / 'queue.db'}") as q:
         assert q.depth() == 0 and q.dead_letters() == []
     assert "flagged accounts" in result.output and "/review" in result.output
+    # A local analyst exists, and the printed password signs in.
+    import re
+
+    from fraudlens.auth import Authenticator
+
+    found = re.search(r"as user (\S+) with password (\S+) ", result.output)
+    assert found is not None, result.output
+    with open_store(f"sqlite:///{out / 'fraudlens.db'}") as store:
+        grant = Authenticator(store).sign_in(found[1], found[2], "127.0.0.1")
+        assert grant.user.role == "analyst"

@@ -113,6 +113,16 @@ def quickstart(
         )
     )
     _print_next_steps(next_steps(models, db_url, test_dir))
+    from fraudlens.cli.users import local_analyst
+
+    user, password = local_analyst(db_url)
+    console.print(
+        f"  sign in to the review page as user {user} with password {password} (shown only "
+        f"now; `fraudlens users password {user} --db {db_url}` sets another)",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
 
 
 def next_steps(models: Path, db_url: str, test_dir: Path) -> list[tuple[str, str]]:
@@ -134,7 +144,9 @@ def next_steps(models: Path, db_url: str, test_dir: Path) -> list[tuple[str, str
             f"--out {shlex.quote(str(test_dir.parent / 'scores-again.csv'))}",
         ),
         (
-            f"review the flagged accounts at http://{SERVE_HOST}:{port}/review (Ctrl-C stops it)",
+            f"review the flagged accounts at http://{SERVE_HOST}:{port}/review (Ctrl-C stops "
+            f"it); on loopback sign-in is optional (http://{SERVE_HOST}:{port}/login), "
+            "FRAUDLENS_AUTH=on demands it",
             f"{exe} serve -m {m} --db {db} --host {SERVE_HOST} --port {port}",
         ),
     ]

@@ -104,6 +104,10 @@ def serve(
     get_settings.cache_clear()
 
     bind = host or _default_host()
+    # The service demands sign-in unless it binds to loopback only (FRAUDLENS_AUTH
+    # overrides); through the environment, so worker processes decide the same.
+    os.environ["FRAUDLENS_HOST"] = bind
+    get_settings.cache_clear()
     models = registry_root(model_dir or _default_models_dir()).expanduser().resolve()
     if not models.is_dir():
         console.print(
@@ -115,6 +119,7 @@ def serve(
         f"serving models from {models} on http://{bind}:{port} "
         f"(docs at /docs, review page at /review)"
     )
+    _say_auth(bind, port)
     if sink is not None and workers > 1:
         raise typer.BadParameter("--sink needs --workers 1 (each sink folder has one writer)")
     if workers == 1:
@@ -136,6 +141,39 @@ def serve(
         workers=workers,
         log_level=log_level,
     )
+
+
+def _say_auth(bind: str, port: int) -> None:
+    """Tell whether the service will demand sign-in, and how to get an identity."""
+    from fraudlens.service._auth import auth_always
+
+    settings = get_settings()
+    if not auth_always(settings):
+        why = (
+            "FRAUDLENS_AUTH=off"
+            if settings.auth == "off"
+            else "bound to loopback only; FRAUDLENS_AUTH=on demands sign-in"
+        )
+        console.print(f"authentication is off ({why})", soft_wrap=True)
+        return
+    where = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+    console.print(
+        f"authentication is on: analysts sign in at http://{where}:{port}/login; machines send "
+        "Authorization: Bearer TOKEN (fraudlens tokens create NAME)",
+        soft_wrap=True,
+    )
+    try:
+        from fraudlens.store import open_store
+
+        with open_store(settings.database_url) as store:
+            if store.current_revision() is not None and not store.list_users():
+                console.print(
+                    "[yellow]no users yet:[/] add one with "
+                    f"fraudlens users add NAME --db {settings.database_url}",
+                    soft_wrap=True,
+                )
+    except Exception:  # the store is the service's to report; this is only a hint
+        pass
 
 
 def parse_duration(text: str) -> float:

@@ -24,7 +24,7 @@ from fraudlens.errors import DataError
 if TYPE_CHECKING:
     from fraudlens.auth import Authenticator
 
-__all__ = ["tokens_app", "users_app"]
+__all__ = ["local_analyst", "tokens_app", "users_app"]
 
 users_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 tokens_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
@@ -233,3 +233,25 @@ def tokens_list(
             state,
         )
     console.print(table)
+
+
+def local_analyst(db: str, username: str = "analyst") -> tuple[str, str]:
+    """Make sure a local analyst exists in ``db`` and give it a new random password.
+
+    Used by the quickstart, so the review page can be tried with a sign-in.
+
+    Returns
+    -------
+    (str, str)
+        The user name and the password (shown once; only its Argon2 hash is stored).
+    """
+    import secrets
+
+    password = secrets.token_urlsafe(12)  # 16 characters, 96 random bits
+    with _auth(db, create=True) as auth:
+        if auth.store.get_user(username) is None:
+            auth.create_user(username, "analyst", password)
+        else:
+            auth.enable_user(username)
+            auth.set_password(username, password)
+    return username, password

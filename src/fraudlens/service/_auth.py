@@ -70,6 +70,7 @@ __all__ = [
     "RouteEntry",
     "ServiceAuth",
     "actor_for",
+    "auth_always",
     "auth_of",
     "cookie_names",
     "error_reply",
@@ -289,6 +290,13 @@ def actor_for(user: User | None, reviewed_by: str | None) -> tuple[str, int | No
 # ------------------------------------------------------------------------------- state
 
 
+def auth_always(settings: Settings) -> bool:
+    """Whether a service with these settings demands an identity on every request:
+    ``auth=on``, or ``auth=auto`` with a ``host`` that is not loopback."""
+    mode = getattr(settings, "auth", "auto")
+    return mode == "on" or (mode == "auto" and not is_loopback(getattr(settings, "host", "")))
+
+
 class ServiceAuth:
     """The service's view of identity: settings, the authenticator, the on/off decision.
 
@@ -306,10 +314,8 @@ class ServiceAuth:
         self._store = store
         self._auth: Authenticator | None = None
         self._lock = threading.Lock()
-        mode = getattr(settings, "auth", "auto")
-        host = getattr(settings, "host", "127.0.0.1")
-        self.mode = mode
-        self.always = mode == "on" or (mode == "auto" and not is_loopback(host))
+        self.mode = getattr(settings, "auth", "auto")
+        self.always = auth_always(settings)
 
     def required(self, scope: Scope) -> bool:
         """Whether this request must carry an identity."""
@@ -411,7 +417,12 @@ def _host_port(netloc: str, default: int | None) -> tuple[str, int | None]:
 def _cross_site(headers: Headers, scope: Scope) -> str | None:
     """Why a state-changing request looks like it came from another site, or None."""
     site = headers.get("sec-fetch-site")
-    if site is not None and site.lower() not in ("same-origin", "none"):
+    if site is not None:
+        # Set by the browser itself, out of any page's reach, and exact about origins; a
+        # page with Referrer-Policy no-referrer sends "Origin: null" on its own posts, so
+        # when this header is there it decides.
+        if site.lower() in ("same-origin", "none"):
+            return None
         return f"a {site} request (Sec-Fetch-Site)"
     origin = headers.get("origin")
     if origin is None:

@@ -20,6 +20,10 @@ resource "aws_sagemaker_model" "this" {
     model_data_url = "s3://${aws_s3_bucket.this["models"].bucket}/${var.sagemaker_model_data_key}"
     environment = {
       FRAUDLENS_LOG_JSON = "true"
+      # SageMaker's runtime authenticates callers itself (IAM, InvokeEndpoint) and cannot
+      # send the service's bearer tokens; with network isolation nothing else reaches the
+      # container, so the service's own sign-in stays off here.
+      FRAUDLENS_AUTH = "off"
     }
   }
 
