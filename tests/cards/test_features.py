@@ -67,6 +67,20 @@ def reference_features(
                     avg[w] / avg[longest] if avg[longest] != 0 else 1.0
                 )
                 r[f"customer_id_nb_tx_{name}"] = nb[w] / (nb[longest] * w / longest)
+        recent = max([w for w in windows if w < longest], default=None)
+        if recent is not None:
+
+            def baseline(j: int, recent: float = recent) -> float:
+                m = (cust == cust[j]) & (tt > tt[j] - round(longest * day))
+                m &= tt <= tt[j] - round(recent * day)
+                return float(amount[m].mean()) if m.any() else 0.0
+
+            b = baseline(i)
+            r[f"customer_id_amount_to_baseline_{big}day_window"] = amount[i] / b if b else 1.0
+            mine = (cust == cust[i]) & known & (tt > t - round(recent * day))
+            r[f"customer_id_nb_large_tx_{recent:g}day_window"] = sum(
+                baseline(j) > 0 and amount[j] > 3 * baseline(j) for j in np.flatnonzero(mine)
+            )
         before = (cust == cust[i]) & known & (pos != i)
         gap = (t - tt[before].max()) / day if before.any() else longest
         r["customer_id_days_since_previous_tx"] = min(gap, longest)
@@ -95,7 +109,7 @@ def reference_features(
 
 def test_feature_names_are_stable() -> None:
     assert FEATURE_NAMES[:3] == ("tx_amount", "tx_during_weekend", "tx_during_night")
-    assert len(FEATURE_NAMES) == 28 == len(set(FEATURE_NAMES))
+    assert len(FEATURE_NAMES) == 30 == len(set(FEATURE_NAMES))
     # The handbook's 15 come first, in their order; the behavioural ones follow.
     assert FEATURE_NAMES[:15] == HANDBOOK_FEATURE_NAMES
     assert FEATURE_NAMES[3:5] == (
@@ -120,6 +134,8 @@ def test_feature_names_are_stable() -> None:
         "terminal_id_fraud_streak_30day_window",
         "terminal_id_days_since_streak_start_30day_window",
         "terminal_id_last_fraud_amount_ratio_30day_window",
+        "customer_id_amount_to_baseline_30day_window",
+        "customer_id_nb_large_tx_7day_window",
     )
     assert feature_names((2,)) == (
         "tx_amount",
@@ -536,3 +552,29 @@ def test_features_do_not_depend_on_where_the_file_starts() -> None:
         df["customer_id"] == df["customer_id"].iloc[0], "customer_id_std_amount_30day_window"
     ]
     assert (std == 0).all()
+
+
+def test_baseline_features_by_hand() -> None:
+    # Windows 2 and 7 days: the baseline is the mean over (t - 7, t - 2], "large" is over
+    # three times it, and large ones are counted over (t - 2, t].
+    d0 = pd.Timestamp("2026-06-01 12:00", tz="UTC")
+    hours = [0, 24, 96, 108, 120, 156]
+    df = pd.DataFrame(
+        {
+            "ts": [d0 + pd.Timedelta(hours=h) for h in hours],
+            "customer_id": "C",
+            "terminal_id": ["T1", "T2", "T3", "T4", "T5", "T6"],
+            "amount": [10.0, 20.0, 35.0, 50.0, 60.0, 12.0],
+        }
+    )
+    f = transaction_features(df, windows=(2, 7))
+    # Rows 3-5 see rows 1-2 (mean 15); row 6 (day 5 12:00 + 1.5 days) sees rows 1-4,
+    # row 4 exactly 2 days old included.
+    np.testing.assert_allclose(
+        f["customer_id_amount_to_baseline_7day_window"],
+        [1, 1, 35 / 15, 50 / 15, 60 / 15, 12 / 28.75],
+        rtol=1e-6,
+    )
+    # Rows 4 and 5 are large (over 45). Row 6's window (t - 2, t] starts just after row 4.
+    np.testing.assert_array_equal(f["customer_id_nb_large_tx_2day_window"], [0, 0, 0, 1, 2, 1])
+    pd.testing.assert_frame_equal(f, reference_features(df, (2, 7)), check_exact=False, rtol=1e-6)

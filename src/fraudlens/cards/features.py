@@ -59,6 +59,17 @@ Then behavioural features, over the same customer windows and delayed terminal w
   window (0 without a fraud). Frauds with ordinary amounts point at the terminal, frauds
   with large amounts at the card used there.
 
+With ``R`` the longest window shorter than ``L`` (7 days by default; these two are left
+out when there is a single window), against the customer's *baseline*, their mean amount
+over ``(t - L, t - R]``: spending from before the last ``R`` days, which a card stolen
+in those days has not yet inflated:
+
+- ``customer_id_amount_to_baseline_{L}day_window``: the amount over the baseline (1
+  without a baseline);
+- ``customer_id_nb_large_tx_{R}day_window``: how many of the customer's transactions in
+  ``(t - R, t]``, this one included, were over three times their own baseline. A thief
+  who spends big once looks like a one-off; one who keeps spending big does not.
+
 Nothing looks back further than ``D + L`` days, and every feature of a row is a function
 of the rows inside its own windows only: sums of amounts are exact integer sums of a
 fixed-point split of each amount (see :class:`_ExactSums`), so a file that starts earlier
@@ -95,6 +106,8 @@ TIES = ("input", "handbook")
 
 _NS_PER_DAY = 86_400 * 10**9
 _NS_PER_HOUR = 3_600 * 10**9
+# A transaction is "large" above this many times the customer's baseline mean.
+_LARGE = 3.0
 
 
 def _fmt(w: float) -> str:
@@ -120,6 +133,12 @@ def _handbook_names(windows: Sequence[float]) -> list[str]:
     return names
 
 
+def _recent(windows: Sequence[float]) -> float | None:
+    """The "recent" window of the baseline features: the longest one shorter than ``L``."""
+    shorter = [w for w in windows if w < max(windows)]
+    return max(shorter) if shorter else None
+
+
 def _behaviour_names(windows: Sequence[float]) -> list[str]:
     longest = _fmt(max(windows))
     names = [f"customer_id_amount_to_avg_{_fmt(w)}day_window" for w in windows]
@@ -129,8 +148,7 @@ def _behaviour_names(windows: Sequence[float]) -> list[str]:
                 f"customer_id_avg_amount_{_fmt(w)}day_to_{longest}day_window",
                 f"customer_id_nb_tx_{_fmt(w)}day_to_{longest}day_window",
             ]
-    return [
-        *names,
+    names += [
         f"customer_id_std_amount_{longest}day_window",
         f"customer_id_amount_zscore_{longest}day_window",
         "customer_id_days_since_previous_tx",
@@ -138,6 +156,13 @@ def _behaviour_names(windows: Sequence[float]) -> list[str]:
         f"terminal_id_days_since_streak_start_{longest}day_window",
         f"terminal_id_last_fraud_amount_ratio_{longest}day_window",
     ]
+    recent = _recent(windows)
+    if recent is not None:
+        names += [
+            f"customer_id_amount_to_baseline_{longest}day_window",
+            f"customer_id_nb_large_tx_{_fmt(recent)}day_window",
+        ]
+    return names
 
 
 def feature_names(windows: Sequence[float] = (1, 7, 30)) -> tuple[str, ...]:
@@ -362,6 +387,20 @@ def _customer_features(
             out[f"customer_id_nb_tx_{name}"] = cg.scatter(
                 counts[w] / (counts[longest] * (w / longest))
             )
+    recent = _recent(windows)
+    if recent is not None:
+        lo = cg.first_at(ranks.rank(np.int64(round(longest * _NS_PER_DAY)), strict=True))
+        hi = cg.first_at(ranks.rank(np.int64(round(recent * _NS_PER_DAY)), strict=True))
+        n_base = hi - lo
+        base = np.divide(sums.between(lo, hi), n_base, out=np.zeros(n), where=n_base > 0) * scale
+        out[f"customer_id_amount_to_baseline_{_fmt(longest)}day_window"] = cg.scatter(
+            _ratio(a, base, 1.0)
+        )
+        # Each row is large or not against its own baseline; count those in (t - R, t].
+        large = np.r_[0, np.cumsum((n_base > 0) & (base > 0) & (a > _LARGE * base))]
+        out[f"customer_id_nb_large_tx_{_fmt(recent)}day_window"] = cg.scatter(
+            (large[pos + 1] - large[hi]).astype(np.float64)
+        )
     ts = t[cg.order]
     first = pos == cg.group_start
     gap = (ts - np.r_[ts[:1], ts[:-1]]) / _NS_PER_DAY
