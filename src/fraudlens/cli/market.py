@@ -110,9 +110,17 @@ def render(
 
 
 def _fit(
-    kind: DetectorChoice, data: MarketData, seed: int, epochs: int | None, arch: str
+    kind: DetectorChoice,
+    data: MarketData,
+    seed: int,
+    epochs: int | None,
+    arch: str,
+    weights: np.ndarray | None = None,
 ) -> tuple[Detector, dict[str, Any]]:
-    """Fit one detector with progress; return it and its validation metrics."""
+    """Fit one detector with progress; return it and its validation metrics.
+
+    ``weights``: per-account sample weights in ``data.account_ids`` order (None: all 1).
+    """
     from fraudlens.evaluation import binary_metrics
     from fraudlens.market.detectors import CNNDetector, FeatureDetector
 
@@ -127,10 +135,13 @@ def _fit(
             idx = np.flatnonzero(y == label)
             val[rng.choice(idx, size=max(1, len(idx) // 5), replace=False)] = True
         with console.status("training the feature detector (hold-out validation)"):
-            det = FeatureDetector(seed=seed).fit(data.subset(ids[~val]), y[~val])
+            w_fit = None if weights is None else weights[~val]
+            det = FeatureDetector(seed=seed).fit(
+                data.subset(ids[~val]), y[~val], sample_weight=w_fit
+            )
             s = det.decision_function(data.subset(ids[val]))
             metrics = _headline(binary_metrics(y[val], s, det.threshold_))
-            det = FeatureDetector(seed=seed).fit(data, y)
+            det = FeatureDetector(seed=seed).fit(data, y, sample_weight=weights)
         return det, metrics
     params: dict[str, Any] = {"seed": seed, "arch": arch}
     if epochs is not None:
@@ -143,9 +154,52 @@ def _fit(
             desc = ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
             bar.update(task, completed=epoch, total=total, description=f"training the CNN  {desc}")
 
-        det_cnn.fit(data, y, progress=on_epoch)
+        if weights is None:
+            det_cnn.fit(data, y, progress=on_epoch)
+        else:
+            det_cnn.fit(data, y, sample_weight=weights, progress=on_epoch)  # type: ignore[call-arg,unused-ignore]
     metrics = dict(getattr(det_cnn, "validation_", {}) or {})
     return det_cnn, metrics
+
+
+def _load_reviewed(url: str, split: Any, detector: DetectorChoice) -> Any:
+    """The reviewed windows to train on (the part ``split`` does not hold out)."""
+    import inspect
+
+    from fraudlens.cli._common import existing_database
+    from fraudlens.errors import DataError
+    from fraudlens.feedback import load_reviewed
+    from fraudlens.market.detectors import CNNDetector
+
+    if detector is DetectorChoice.cnn and (
+        "sample_weight" not in inspect.signature(CNNDetector.fit).parameters
+    ):
+        raise DataError(
+            "the CNN does not take sample weights yet, so it cannot weight reviewed "
+            "events: train --detector features with --reviewed-from"
+        )
+    with console.status("loading reviewed events") as status:
+        rev = load_reviewed(
+            existing_database(url), split=split, part="train", progress=status.update
+        )
+    counts = rev.counts()
+    words = {"held_out": "held out for comparison", "no_trades": "without trades in the store"}
+    skipped = ", ".join(f"{v:,} {words.get(k, k)}" for k, v in rev.skipped.items())
+    console.print(
+        f"reviewed events from {rev.database}: {counts['confirmed']:,} confirmed and "
+        f"{counts['dismissed']:,} dismissed to train on"
+        + (f"; {skipped}" if skipped else "")
+        + (f" (held out: {split.describe()})" if split.active else ""),
+        soft_wrap=True,
+        highlight=False,
+    )
+    if len(rev) == 0:
+        raise DataError(
+            f"no confirmed or dismissed market risk events to train on in {rev.database}"
+            + (f" ({skipped})" if skipped else "")
+            + ": review alerts first, or train without --reviewed-from"
+        )
+    return rev
 
 
 def _headline(report: dict[str, Any]) -> dict[str, Any]:
@@ -171,35 +225,119 @@ def train(
     window_hours: Annotated[
         float, typer.Option(help="Scoring window that ends at the latest trade.")
     ] = 24.0,
+    reviewed_from: Annotated[
+        str | None,
+        typer.Option(
+            help="Store URL whose confirmed (label 1) and dismissed (label 0) market risk "
+            "events join the training labels, each event's window as one sample."
+        ),
+    ] = None,
+    review_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="What one reviewed event counts for, in simulated accounts [default: 5]."
+        ),
+    ] = None,
+    holdout_after: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep reviewed events whose window ends after this ISO-8601 time out of "
+            "training (for models compare)."
+        ),
+    ] = None,
+    holdout_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Keep this share of reviewed events (chosen by event id) out of training."
+        ),
+    ] = None,
+    activate: Annotated[
+        bool | None,
+        typer.Option(
+            "--activate/--no-activate",
+            help="Make the new version the active one [default: yes, except with "
+            "--reviewed-from, whose versions wait for models compare and models activate].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Train a market detector and store it as the next registry version."""
+    """Train a market detector and store it as the next registry version.
+
+    With --reviewed-from, the analysts' decisions in that store join the simulated
+    labels (weighted by --review-weight); reviewed events held out by --holdout-after or
+    --holdout-fraction are not trained on. The version's metadata records every source
+    of labels ("labels": simulated data hash and path, the store, event ids, counts).
+    Such a version is stored as a candidate, not activated: `fraudlens models compare`
+    measures it on the held-out reviewed events, `fraudlens models activate` puts it in
+    service.
+    """
+    from fraudlens import feedback
     from fraudlens.market.data import load_market, window
     from fraudlens.monitoring import market_reference_profile
     from fraudlens.registry import Registry, data_hash
 
+    split = feedback.HoldoutSplit.parse(holdout_after, holdout_fraction)
+    if reviewed_from is None and (split.active or review_weight is not None):
+        from fraudlens.errors import ConfigError
+
+        raise ConfigError(
+            "--review-weight, --holdout-after and --holdout-fraction need --reviewed-from"
+        )
     with console.status(f"loading {data}"):
         md = window(load_market(data, require_labels=True), window_hours)
     y = md.y()
     console.print(f"{len(y):,} accounts ({int(y.sum()):,} takeover), {len(md.trades):,} trades")
+    sim_hash = data_hash(md.trades, md.klines)
+    reviewed = None
+    if reviewed_from is not None:
+        reviewed = _load_reviewed(reviewed_from, split, detector)
+    training = feedback.merge_training(
+        md,
+        reviewed,
+        review_weight=feedback.REVIEW_WEIGHT if review_weight is None else review_weight,
+    )
     t0 = time.perf_counter()
-    det, metrics = _fit(detector, md, seed, epochs, arch)
+    weights = training.sample_weight if reviewed is not None else None
+    det, metrics = _fit(detector, training.data, seed, epochs, arch, weights)
     seconds = time.perf_counter() - t0
     mv = Registry(_models_dir(model_dir)).save(
         det,
+        activate=reviewed is None if activate is None else activate,
         metrics={"validation": metrics, "train_seconds": round(seconds, 2)},
-        data_digest=data_hash(md.trades, md.klines),
+        data_digest=(
+            sim_hash if reviewed is None else data_hash(training.data.trades, training.data.klines)
+        ),
         extra={
             "window_hours": window_hours,
-            "train_accounts": len(y),
+            "train_accounts": len(training.y),
+            # which labels trained this version (simulated, analysts' reviewed events)
+            "labels": feedback.label_sources(
+                training, simulated_path=str(data), simulated_hash=sim_hash
+            ),
             # what monitoring measures feature drift against
-            "reference_profile": market_reference_profile(md),
+            "reference_profile": market_reference_profile(training.data),
         },
     )
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
     console.print(
         f"trained {mv.name} {mv.version} in {seconds:.1f} s; validation: {shown or 'n/a'}"
     )
+    if reviewed is not None:
+        c = reviewed.counts()
+        console.print(
+            f"labels: {int((~training.is_reviewed).sum()):,} simulated accounts + "
+            f"{c['confirmed']:,} confirmed and {c['dismissed']:,} dismissed reviewed events "
+            f"(weight {training.review_weight:g} each)",
+            highlight=False,
+        )
     console.print(f"stored in {mv.path}")
+    if not mv.active:
+        console.print(
+            f"not activated: compare it with `fraudlens models compare {mv.name} {mv.version} "
+            f"--db URL`, then `fraudlens models activate {mv.name} {mv.version}`",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 @app.command()

@@ -1,8 +1,9 @@
-"""``fraudlens models``: list and activate registry versions."""
+"""``fraudlens models``: list, compare and activate registry versions."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -12,6 +13,9 @@ from rich.table import Table
 from fraudlens.cli._common import ModelDir, cli_errors, console, registry_root
 from fraudlens.errors import ModelNotFoundError
 from fraudlens.registry import Registry
+
+if TYPE_CHECKING:
+    from fraudlens.feedback import Comparison
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 stdout = Console()
@@ -47,8 +51,12 @@ def list_models(model_dir: ModelDir = None) -> None:
     """List every stored model version with its threshold and headline figure.
 
     The headline is ROC AUC from `evaluate` (eval), else from the test part of the
-    training split (test, cards), else from the training hold-out (val, market).
+    training split (test, cards), else from the training hold-out (val, market). A
+    version marked * was trained with analysts' reviewed labels (market train
+    --reviewed-from).
     """
+    from fraudlens.feedback import trained_on_reviewed
+
     reg = Registry(registry_root(model_dir, must_exist=True))
     versions = reg.list()
     if not versions:
@@ -66,7 +74,7 @@ def list_models(model_dir: ModelDir = None) -> None:
         threshold = mv.metadata.get("threshold")
         table.add_row(
             mv.name,
-            mv.version,
+            mv.version + ("*" if trained_on_reviewed(mv.metadata) else ""),
             "yes" if mv.active else "",
             created,
             f"{threshold:.4f}" if isinstance(threshold, int | float) else "-",
@@ -74,6 +82,8 @@ def list_models(model_dir: ModelDir = None) -> None:
         )
     stdout.print(f"models in {reg.root}", soft_wrap=True, highlight=False)
     stdout.print(table)
+    if any(trained_on_reviewed(mv.metadata) for mv in versions):
+        stdout.print("* trained with analysts' reviewed labels", highlight=False)
     defaults = reg.defaults()
     if defaults:
         stdout.print(
@@ -89,3 +99,142 @@ def activate(name: str, version: str, model_dir: ModelDir = None) -> None:
     reg = Registry(registry_root(model_dir, must_exist=True))
     reg.activate(reg.resolve(name), version)
     console.print(f"{name} -> {version}")
+
+
+@app.command("compare")
+@cli_errors
+def compare(
+    name: Annotated[str, typer.Argument(help="Model name (market-features, market-cnn, market).")],
+    candidate: Annotated[str, typer.Argument(help="The version to judge, e.g. v0002.")],
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Store with the reviewed risk events [default: FRAUDLENS_DATABASE_URL].",
+            show_default=False,
+        ),
+    ] = None,
+    against: Annotated[
+        str | None, typer.Option(help="Version to compare with [default: the active one].")
+    ] = None,
+    model_dir: ModelDir = None,
+    event_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Risk-event threshold: flagged = score > it [default: the market_threshold "
+            "setting, 0.9].",
+        ),
+    ] = None,
+    holdout_after: Annotated[
+        str | None,
+        typer.Option(help="Compare only on events whose window ends after this ISO-8601 time."),
+    ] = None,
+    holdout_fraction: Annotated[
+        float | None,
+        typer.Option(help="Compare only on this held-out share of events (by event id hash)."),
+    ] = None,
+    include_trained: Annotated[
+        bool,
+        typer.Option(help="Keep events a version trained on (its figures on them are optimistic)."),
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write each compared event's label and scores to this CSV."),
+    ] = None,
+) -> None:
+    """Score CANDIDATE and the active version on the analysts' reviewed events.
+
+    Prints, per version: reviewed precision at the event threshold (confirmed /
+    flagged among reviewed events), recall of the confirmed events, dismissed alerts
+    that would no longer fire, and ROC AUC / AP when both classes are present. Events
+    either version trained on are left out (see README, "Feedback loop"). The figures
+    are recorded in the candidate's metadata ("reviewed_comparison"). Exits 2 when no
+    reviewed events are left to compare on.
+    """
+    from fraudlens.cli._common import existing_database
+    from fraudlens.config import get_settings
+    from fraudlens.feedback import HoldoutSplit, compare_versions
+
+    reg = Registry(registry_root(model_dir, must_exist=True))
+    url = existing_database(db or get_settings().database_url)
+    with console.status("comparing") as status:
+        result = compare_versions(
+            reg,
+            name,
+            candidate,
+            url,
+            against=against,
+            event_threshold=event_threshold,
+            split=HoldoutSplit.parse(holdout_after, holdout_fraction),
+            include_trained=include_trained,
+            progress=status.update,
+        )
+    _print_comparison(result)
+    cand = result.versions[0].model.split(":")
+    reg.update_metadata(cand[0], cand[1], reviewed_comparison=result.to_dict())
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result.events.to_csv(out, index=False)
+        console.print(f"per-event scores -> {out}", soft_wrap=True)
+
+
+def _share(n: int, of: int) -> str:
+    return f"{n:,} of {of:,}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _print_comparison(result: Comparison) -> None:
+    """The comparison table, with warnings first and in red."""
+    for text in result.warnings:
+        console.print(f"[bold red]WARNING:[/] {text}", soft_wrap=True, highlight=False)
+    n = len(result.events)
+    stdout.print(
+        f"{n:,} reviewed events of {result.database} ({result.confirmed:,} confirmed, "
+        f"{result.dismissed:,} dismissed); flagged: score > {result.event_threshold:g}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    for tag, k in result.excluded.items():
+        stdout.print(f"left out: {k:,} events {tag} trained on", soft_wrap=True, highlight=False)
+    if result.split.active:
+        stdout.print(f"held-out events only: {result.split.describe()}", highlight=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("figure", no_wrap=True)
+    for v in result.versions:
+        table.add_column(f"{v.model.split(':')[-1]} {v.role}", justify="right", no_wrap=True)
+    rows: list[tuple[str, list[str]]] = [
+        ("reviewed precision", [_num(v.precision) for v in result.versions]),
+        ("flagged", [f"{v.flagged:,}" for v in result.versions]),
+        (
+            "recall of confirmed",
+            [_num(v.recall) for v in result.versions],
+        ),
+        (
+            "dismissed no longer firing",
+            [_share(v.dismissed_silenced, result.dismissed) for v in result.versions],
+        ),
+        (
+            "confirmed no longer firing",
+            [_share(v.confirmed_missed, result.confirmed) for v in result.versions],
+        ),
+        ("ROC AUC", [_num(v.roc_auc) for v in result.versions]),
+        ("average precision", [_num(v.average_precision) for v in result.versions]),
+        (
+            "recorded scores reproduced",
+            ["-" if v.reproduced is None else _share(*v.reproduced) for v in result.versions],
+        ),
+    ]
+    for label, values in rows:
+        table.add_row(label, *values)
+    stdout.print(table)
+    for r in result.raised_by:
+        stdout.print(
+            f"as raised by {r['model_version']}: {r['reviewed']:,} reviewed, "
+            f"precision {_num(r['precision'])}",
+            soft_wrap=True,
+            highlight=False,
+        )

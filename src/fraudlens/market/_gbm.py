@@ -92,7 +92,13 @@ class FeatureDetector(Detector):
             "nthread": int(self.n_jobs),
         }
 
-    def fit(self, X: MarketData, y: np.ndarray | None = None) -> Self:
+    def fit(
+        self,
+        X: MarketData,
+        y: np.ndarray | None = None,
+        *,
+        sample_weight: np.ndarray | None = None,
+    ) -> Self:
         """Train on the accounts of ``X``.
 
         Parameters
@@ -101,12 +107,18 @@ class FeatureDetector(Detector):
             Trades, k-lines and (unless ``y`` is given) labels.
         y
             Labels in ``X.account_ids`` order; defaults to ``X.y()``.
+        sample_weight
+            Non-negative weight of each account in ``X.account_ids`` order (e.g. analysts'
+            reviewed cases counted as several simulated ones); all 1 when None.
         """
         labels = X.y() if y is None else np.asarray(y)
-        return self.fit_features(account_features(X), labels)
+        return self.fit_features(account_features(X), labels, sample_weight=sample_weight)
 
-    def fit_features(self, X: pd.DataFrame, y: np.ndarray) -> Self:
-        """Train on precomputed :func:`~fraudlens.market.features.account_features`."""
+    def fit_features(
+        self, X: pd.DataFrame, y: np.ndarray, *, sample_weight: np.ndarray | None = None
+    ) -> Self:
+        """Train on precomputed :func:`~fraudlens.market.features.account_features`
+        (``sample_weight`` as in :meth:`fit`)."""
         import xgboost as xgb
 
         y = np.asarray(y).astype(np.float32).ravel()
@@ -114,8 +126,17 @@ class FeatureDetector(Detector):
             raise DataError(f"{len(X)} feature rows but {len(y)} labels")
         if len(np.unique(y)) < 2:
             raise DataError("training needs both takeover (1) and normal (0) accounts")
+        weight = None
+        if sample_weight is not None:
+            weight = np.asarray(sample_weight, dtype=np.float32).ravel()
+            if len(weight) != len(y):
+                raise DataError(f"{len(y)} labels but {len(weight)} sample weights")
+            if not np.all(np.isfinite(weight)) or bool((weight < 0).any()) or weight.sum() <= 0:
+                raise DataError("sample weights must be finite, >= 0 and not all 0")
         names = list(X.columns)
-        dtrain = xgb.DMatrix(X.to_numpy(dtype=np.float32), label=y, feature_names=names)
+        dtrain = xgb.DMatrix(
+            X.to_numpy(dtype=np.float32), label=y, weight=weight, feature_names=names
+        )
         self.booster_ = xgb.train(
             self._xgb_params(), dtrain, num_boost_round=int(self.n_estimators)
         )

@@ -84,13 +84,14 @@ def precision_tables(
         by_version[version][i] += n
         by_week[(_week(day), version)][i] += n
 
+    from fraudlens.feedback import reviewed_precision
+
     def row(confirmed: int, dismissed: int) -> dict[str, Any]:
-        total = confirmed + dismissed
         return {
             "confirmed": confirmed,
             "dismissed": dismissed,
-            "reviewed": total,
-            "precision": confirmed / total if total else None,
+            "reviewed": confirmed + dismissed,
+            "precision": reviewed_precision(confirmed, dismissed),
         }
 
     versions = [{"model_version": v, **row(*c)} for v, c in sorted(by_version.items())]
