@@ -234,6 +234,7 @@ def score_market(
     chunk_size: int | None = None,
     progress: Callable[[int], None] | None = None,
     context_trades: pd.DataFrame | None = None,
+    evidence: bool = True,
 ) -> MarketScores:
     """Score every account in ``data`` with a market detector.
 
@@ -264,6 +265,10 @@ def score_market(
         They only serve the counterparty evidence; their accounts are not scored. The
         evidence is computed on all of ``data`` at once (not per chunk), so accounts in
         ``data`` are found as each other's counterparties.
+    evidence
+        Compute the per-account evidence (:func:`market_evidence`). A caller that needs
+        it for some accounts only (the worker: for the flagged ones, with their stored
+        counterparties) passes False and calls :func:`market_evidence` itself.
 
     Returns
     -------
@@ -302,7 +307,7 @@ def score_market(
         model_threshold=float(detector.threshold_),
         threshold=thr,
         explanations=explanations,
-        evidence=market_evidence(data, ids, context_trades=context_trades),
+        evidence=market_evidence(data, ids, context_trades=context_trades) if evidence else None,
     )
 
 

@@ -188,6 +188,9 @@ class CheckHandler:
                 threshold=self.threshold,
                 explain="flagged",
                 top=self.explain_top,
+                # Only events carry evidence: it is computed below for the flagged
+                # accounts alone, with their stored counterparties.
+                evidence=False,
             )
             flagged = set(scores.flagged_ids())
             if flagged:
@@ -278,19 +281,28 @@ def _latest_trades(data: MarketData, accounts: set[str]) -> dict[str, Any]:
 
 def _evidence(scores: MarketScores, accounts: set[str]) -> dict[str, dict[str, Any]]:
     """Per-account evidence beside the score (counterparty, value moved...), when the
-    scoring path provides it."""
-    if scores.evidence is None or not len(scores.evidence.columns):
+    scoring path provides it, as plain JSON values (NaN as None)."""
+    ev = scores.evidence
+    if ev is None or not len(ev.columns):
         return {}
+    cols = [str(c) for c in ev.columns]
     out: dict[str, dict[str, Any]] = {}
-    for rec in scores.records():
-        a = rec["account_id"]
-        if a in accounts:
-            out[a] = {
-                k: v
-                for k, v in rec.items()
-                if k not in ("account_id", "score", "flagged", "trades")
-            }
+    for account, values in zip(ev.index.tolist(), ev.itertuples(index=False), strict=True):
+        if account in accounts:
+            out[str(account)] = {c: _json_value(v) for c, v in zip(cols, values, strict=True)}
     return out
+
+
+def _json_value(value: Any) -> Any:
+    import pandas as pd
+
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    return value
 
 
 # ------------------------------------------------------------------------------- worker

@@ -240,7 +240,7 @@ class Store(AuthStore, TriageStore):
             url = get_settings().database_url
         self.url = normalise_url(url)
         self.bar_cache_days = int(bar_cache_days)
-        self._bar_cache: OrderedDict[tuple[str, int], pd.DataFrame] = OrderedDict()
+        self._bar_cache: OrderedDict[tuple[str, int], tuple[np.ndarray, ...]] = OrderedDict()
         self._cache_lock = threading.Lock()
         try:
             parsed = sa.engine.make_url(self.url)
@@ -517,31 +517,35 @@ class Store(AuthStore, TriageStore):
 
         ids = list(dict.fromkeys(str(a) for a in account_ids))
         span = timedelta(hours=hours)
-        trade_rows: list[Any] = []
+        span_ns = int(hours * 3600 * 10**9)
+        parts: list[pd.DataFrame] = []
         with self._connect() as conn:
             for chunk in _chunks(ids, _WINDOW_CHUNK):
-                latest = conn.execute(
-                    sa.select(Trade.account_id, sa.func.max(Trade.ts, type_=Trade.ts.type))
-                    .where(Trade.account_id.in_(chunk))
-                    .group_by(Trade.account_id)
-                ).all()
+                # Two statements compiled once (an expanding IN list): each account's
+                # latest trade, then the trades of the chunk since the earliest window
+                # start, cut to each account's own window here.
+                latest = conn.execute(_latest_statement(), {"ids": chunk}).all()
                 if not latest:
                     continue
-                cond = sa.or_(
-                    *(
-                        sa.and_(Trade.account_id == a, Trade.ts >= end - span, Trade.ts <= end)
-                        for a, end in latest
-                    )
+                ends = dict(latest)
+                lo = min(ends.values()) - span
+                hi = max(ends.values())
+                rows = conn.execute(
+                    _window_statement(), {"ids": list(ends), "lo": lo, "hi": hi}
+                ).all()
+                frame = _frame(rows, _TRADE_COLUMNS)
+                start_ns = {a: pd.Timestamp(e).value - span_ns for a, e in ends.items()}
+                starts = np.fromiter(
+                    (start_ns[a] for a in frame["account_id"].tolist()), np.int64, len(frame)
                 )
-                trade_rows.extend(
-                    conn.execute(sa.select(*_raw_columns(Trade, _TRADE_COLUMNS)).where(cond))
-                )
-            trades = _frame(trade_rows, _TRADE_COLUMNS)
-            if trades.empty:
-                return MarketData(_frame([], _KLINE_COLUMNS), trades)
+                keep = frame["ts"].to_numpy("datetime64[ns]").astype(np.int64) >= starts
+                parts.append(frame if bool(keep.all()) else frame[keep])
+            if not parts:
+                return MarketData(_frame([], _KLINE_COLUMNS), _frame([], _TRADE_COLUMNS))
+            trades = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
             klines = self._day_bars(conn, trades)
-        trades = trades.sort_values(["account_id", "ts", "trade_id"], kind="stable")
-        return MarketData(klines.reset_index(drop=True), trades.reset_index(drop=True))
+        # Rows come ordered by (account_id, ts, trade_id) from the database.
+        return MarketData(klines, trades.reset_index(drop=True))
 
     @_mapped
     def trades_between(
@@ -573,40 +577,6 @@ class Store(AuthStore, TriageStore):
             trades = _frame(rows, _TRADE_COLUMNS)
             if trades.empty:
                 return MarketData(_frame([], _KLINE_COLUMNS), trades)
-            klines = self._day_bars(conn, trades)
-        trades = trades.sort_values(["account_id", "ts", "trade_id"], kind="stable")
-        return MarketData(klines.reset_index(drop=True), trades.reset_index(drop=True))
-
-    @_mapped
-    def trades_in_windows(self, windows: Iterable[tuple[str, datetime, datetime]]) -> MarketData:
-        """The trades of several ``(account_id, start, end)`` windows (``start <= ts <=
-        end``), each trade once, with the bars of the symbols they traded over the whole
-        UTC days those trades fall on (as :meth:`account_windows`): e.g. the windows of
-        many risk events at once. Which trade belongs to which window is for the caller
-        to tell (windows of one account may overlap).
-
-        Returns
-        -------
-        fraudlens.market.data.MarketData
-        """
-        from fraudlens.market.data import MarketData
-
-        wanted = [(str(a), utc(s), utc(e)) for a, s, e in windows]
-        rows: list[Any] = []
-        with self._connect() as conn:
-            for i in range(0, len(wanted), _WINDOW_CHUNK):
-                cond = sa.or_(
-                    *(
-                        sa.and_(Trade.account_id == a, Trade.ts >= s, Trade.ts <= e)
-                        for a, s, e in wanted[i : i + _WINDOW_CHUNK]
-                    )
-                )
-                rows.extend(
-                    conn.execute(sa.select(*_raw_columns(Trade, _TRADE_COLUMNS)).where(cond))
-                )
-            trades = _frame(rows, _TRADE_COLUMNS).drop_duplicates("trade_id")
-            if trades.empty:
-                return MarketData(_frame([], _KLINE_COLUMNS), trades.reset_index(drop=True))
             klines = self._day_bars(conn, trades)
         trades = trades.sort_values(["account_id", "ts", "trade_id"], kind="stable")
         return MarketData(klines.reset_index(drop=True), trades.reset_index(drop=True))
@@ -709,53 +679,49 @@ class Store(AuthStore, TriageStore):
         return found.reset_index(drop=True)
 
     def _day_bars(self, conn: sa.Connection, trades: pd.DataFrame) -> pd.DataFrame:
-        """The bars of every (symbol, UTC day) the trades fall on, cached once closed."""
-        day = trades["ts"].dt.floor("D")
-        pairs = pd.DataFrame({"symbol": trades["symbol"], "day": day}).drop_duplicates()
-        parts: list[pd.DataFrame] = []
-        missing: list[tuple[str, pd.Timestamp]] = []
+        """The bars of every (symbol, UTC day) the trades fall on, sorted by ``(symbol,
+        ts)``; the days that closed a while ago are cached as arrays."""
+        day_ns = 86_400 * 10**9
+        days = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64) // day_ns
+        wanted = sorted(set(zip(trades["symbol"].tolist(), days.tolist(), strict=True)))
+        found: dict[tuple[str, int], tuple[np.ndarray, ...]] = {}
+        missing: list[tuple[str, int]] = []
         with self._cache_lock:
-            for sym, d in pairs.itertuples(index=False):
-                hit = self._bar_cache.get((sym, d.value))
+            for key in wanted:
+                hit = self._bar_cache.get(key)
                 if hit is None:
-                    missing.append((sym, d))
+                    missing.append(key)
                 else:
-                    self._bar_cache.move_to_end((sym, d.value))
-                    parts.append(hit)
+                    self._bar_cache.move_to_end(key)
+                    found[key] = hit
         if missing:
-            one_day = pd.Timedelta(days=1)
+            # One statement for every missing symbol over the span of the missing days,
+            # compiled once; the rows are then cut to the wanted (symbol, day) pairs.
+            lo = min(d for _, d in missing)
+            hi = max(d for _, d in missing) + 1
             rows = conn.execute(
-                sa.select(*_raw_columns(Kline, _KLINE_COLUMNS)).where(
-                    sa.or_(
-                        *(
-                            sa.and_(
-                                Kline.symbol == sym,
-                                Kline.ts >= d.to_pydatetime(),
-                                Kline.ts < (d + one_day).to_pydatetime(),
-                            )
-                            for sym, d in missing
-                        )
-                    )
-                )
+                _bars_statement(),
+                {
+                    "symbols": sorted({sym for sym, _ in missing}),
+                    "lo": _naive(lo * day_ns),
+                    "hi": _naive(hi * day_ns),
+                },
             ).all()
-            fresh = _frame(rows, _KLINE_COLUMNS)
-            parts.append(fresh)
-            # A day is cached once it closed a while ago: later bars of it are unlikely,
-            # while today's bars keep arriving and are always read fresh.
-            settled = pd.Timestamp.now(tz="UTC") - one_day - _SETTLE
-            closed = [(sym, d) for sym, d in missing if d <= settled]
-            if closed and self.bar_cache_days > 0:
-                groups = dict(list(fresh.groupby([fresh["symbol"], fresh["ts"].dt.floor("D")])))
-                with self._cache_lock:
-                    for sym, d in closed:
-                        self._bar_cache[(sym, d.value)] = groups.get(
-                            (sym, d), fresh.iloc[:0]
-                        ).reset_index(drop=True)
-                    while len(self._bar_cache) > self.bar_cache_days:
-                        self._bar_cache.popitem(last=False)
-        if not parts:
-            return _frame([], _KLINE_COLUMNS)
-        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+            fresh = _bar_arrays(rows)
+            settled = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=1) - _SETTLE).value
+            cache = self.bar_cache_days > 0
+            for key in missing:
+                arrays = fresh.get(key) or _EMPTY_BARS
+                found[key] = arrays
+                # A day is cached once it closed a while ago: later bars of it are
+                # unlikely, while today's bars keep arriving and are always read fresh.
+                if cache and key[1] * day_ns <= settled:
+                    with self._cache_lock:
+                        self._bar_cache[key] = arrays
+            with self._cache_lock:
+                while len(self._bar_cache) > self.bar_cache_days:
+                    self._bar_cache.popitem(last=False)
+        return _bars_frame([(key[0], found[key]) for key in wanted])
 
     # -- risk events -----------------------------------------------------------------
     @_mapped
@@ -1045,18 +1011,117 @@ def _raw_columns(table: type[Kline] | type[Trade], names: tuple[str, ...]) -> li
 
 
 def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:
-    """Rows from the database as a frame with the dtypes the market loaders produce."""
+    """Rows from the database as a frame with the dtypes the market loaders produce,
+    built column by column with numpy (pandas' per-value parsing costs more than the
+    query on the worker's small windows)."""
+    n = len(rows)
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
     data: dict[str, Any] = {}
     for name, values in zip(columns, cols, strict=True):
         if name == "ts":
-            ts = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
-            data[name] = ts.astype("datetime64[ns, UTC]")
+            data[name] = _utc_index(values)
         elif name in ("trade_id", "account_id", "symbol", "side"):
-            data[name] = pd.Series(values, dtype=object).astype(str)
+            arr = np.empty(n, dtype=object)
+            arr[:] = [v if isinstance(v, str) else str(v) for v in values]
+            data[name] = arr
         else:
-            data[name] = pd.Series(np.asarray(values, dtype=np.float64))
+            data[name] = np.asarray(values, dtype=np.float64)
     return pd.DataFrame(data)
+
+
+def _utc_index(values: Sequence[Any]) -> pd.DatetimeIndex:
+    """Driver timestamps (ISO text on SQLite, naive UTC datetimes elsewhere) as UTC."""
+    if not values:
+        return pd.DatetimeIndex([], dtype="datetime64[ns, UTC]")
+    if isinstance(values[0], str):
+        try:
+            parsed = np.array(values, dtype="datetime64[us]")
+        except ValueError:  # not plain ISO text: let pandas read it
+            return pd.DatetimeIndex(pd.to_datetime(list(values), utc=True, format="ISO8601"))
+        return pd.DatetimeIndex(parsed.astype("datetime64[ns]"), tz="UTC")
+    index = pd.DatetimeIndex(list(values)).as_unit("ns")
+    return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+
+
+def _naive(ns: int) -> datetime:
+    """Unix nanoseconds as the naive UTC datetime the drivers take."""
+    return datetime(1970, 1, 1) + timedelta(microseconds=ns // 1000)
+
+
+_BAR_VALUES = ("open", "high", "low", "close", "volume")
+_EMPTY_BARS: tuple[np.ndarray, ...] = (
+    np.zeros(0, dtype=np.int64),
+    *(np.zeros(0) for _ in _BAR_VALUES),
+)
+
+
+def _bar_arrays(rows: Sequence[Any]) -> dict[tuple[str, int], tuple[np.ndarray, ...]]:
+    """Bar rows ``(symbol, ts, open, high, low, close, volume)`` grouped by (symbol, UTC
+    day) as arrays (``ts`` in Unix ns), each sorted by time."""
+    if not rows:
+        return {}
+    frame = _frame(rows, _KLINE_COLUMNS)
+    ts = frame["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    sym = frame["symbol"].to_numpy()
+    day = ts // (86_400 * 10**9)
+    values = [frame[c].to_numpy(dtype=np.float64) for c in _BAR_VALUES]
+    order = np.lexsort((ts, day, sym))
+    sym, day, ts = sym[order], day[order], ts[order]
+    values = [v[order] for v in values]
+    cut = np.flatnonzero((sym[1:] != sym[:-1]) | (day[1:] != day[:-1])) + 1
+    out: dict[tuple[str, int], tuple[np.ndarray, ...]] = {}
+    for lo, hi in zip(np.r_[0, cut], np.r_[cut, len(ts)], strict=True):
+        out[(str(sym[lo]), int(day[lo]))] = (ts[lo:hi].copy(), *(v[lo:hi].copy() for v in values))
+    return out
+
+
+def _bars_frame(parts: list[tuple[str, tuple[np.ndarray, ...]]]) -> pd.DataFrame:
+    """One k-line frame from per-(symbol, day) arrays, in the given order."""
+    n = sum(len(a[0]) for _, a in parts)
+    symbols = np.empty(n, dtype=object)
+    pos = 0
+    for sym, arrays in parts:
+        symbols[pos : pos + len(arrays[0])] = sym
+        pos += len(arrays[0])
+    ts = np.concatenate([a[0] for _, a in parts]) if parts else np.zeros(0, dtype=np.int64)
+    data: dict[str, Any] = {
+        "symbol": symbols,
+        "ts": pd.DatetimeIndex(ts.astype("datetime64[ns]"), tz="UTC"),
+    }
+    for i, col in enumerate(_BAR_VALUES, start=1):
+        data[col] = np.concatenate([a[i] for _, a in parts]) if parts else np.zeros(0)
+    return pd.DataFrame(data)
+
+
+@functools.cache
+def _latest_statement() -> Any:
+    return (
+        sa.select(Trade.account_id, sa.func.max(Trade.ts, type_=Trade.ts.type))
+        .where(Trade.account_id.in_(sa.bindparam("ids", expanding=True)))
+        .group_by(Trade.account_id)
+    )
+
+
+@functools.cache
+def _window_statement() -> Any:
+    return (
+        sa.select(*_raw_columns(Trade, _TRADE_COLUMNS))
+        .where(
+            Trade.account_id.in_(sa.bindparam("ids", expanding=True)),
+            Trade.ts >= sa.bindparam("lo", type_=Trade.ts.type),
+            Trade.ts <= sa.bindparam("hi", type_=Trade.ts.type),
+        )
+        .order_by(Trade.account_id, Trade.ts, Trade.trade_id)
+    )
+
+
+@functools.cache
+def _bars_statement() -> Any:
+    return sa.select(*_raw_columns(Kline, _KLINE_COLUMNS)).where(
+        Kline.symbol.in_(sa.bindparam("symbols", expanding=True)),
+        Kline.ts >= sa.bindparam("lo", type_=Kline.ts.type),
+        Kline.ts < sa.bindparam("hi", type_=Kline.ts.type),
+    )
 
 
 def _event_row(event: RiskEvent, now: datetime) -> dict[str, Any]:
