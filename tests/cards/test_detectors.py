@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from _cards_data import sim, ulb
 from sklearn.ensemble import IsolationForest
@@ -276,3 +277,70 @@ def test_supervised_detector_needs_labels_with_fraud() -> None:
 def test_unfitted_detector_says_so() -> None:
     with pytest.raises(ConfigError, match="not fitted"):
         XGBoostDetector().decision_function(np.zeros((1, 3)))
+
+
+# ------------------------------------------------------------------ validation protocol
+
+
+def test_eval_set_chooses_threshold_and_rounds_and_refit_keeps_them() -> None:
+    table, train, test = sim()
+    assert table.y is not None
+    det = XGBoostDetector(n_estimators=120, n_jobs=1)
+    det.fit(table.X.iloc[train], table.y[train], eval_set=(table.X.iloc[test], table.y[test]))
+    info = det.fit_info_
+    assert info["validation"] == "eval_set" and info["n_validation"] == len(test)
+    # Every training row was fitted (no tail held out of X).
+    assert info["n_fit"] == len(train)
+    best = info["best_rounds"]
+    assert 20 <= best <= 120 and info["rounds"] == best
+    curve = info["rounds_curve"]["average_precision"]
+    assert len(curve) == 12 and max(curve) > 0.3
+    # The threshold is the best F1 on the eval set's scores.
+    from fraudlens.evaluation import threshold_for
+
+    score = det.decision_function(table.X.iloc[test])
+    assert det.threshold_ == threshold_for(table.y[test], score)
+    # Refit on every row: same threshold and rounds, more rows.
+    rows = np.r_[train, test]
+    threshold = det.threshold_
+    det.refit_on(table.X.iloc[rows], table.y[rows])
+    assert det.threshold_ == threshold
+    assert det.booster_.num_boosted_rounds() == best
+    assert det.fit_info_["refit_rows"] == len(rows)
+    assert det.fit_info_["refit_positives"] == int(table.y[rows].sum())
+    assert not np.array_equal(det.decision_function(table.X.iloc[test]), score)
+
+
+def test_rounds_are_chosen_on_the_validation_curve_and_reference_keeps_all() -> None:
+    table, train, _ = sim()
+    assert table.y is not None
+    det = XGBoostDetector(n_estimators=200, n_jobs=1).fit(table.X.iloc[train], table.y[train])
+    curve = np.asarray(det.fit_info_["rounds_curve"]["average_precision"])
+    best = det.fit_info_["best_rounds"]
+    # The kept rounds sit at the peak of the curve averaged over 5 points.
+    smooth = np.convolve(np.pad(curve, (2, 2), mode="edge"), np.ones(5) / 5, mode="valid")
+    assert best == max(20, 10 * (int(np.argmax(smooth)) + 1))
+    ref = XGBoostDetector.reference().fit(table.X.iloc[train], table.y[train])
+    assert ref.booster_.num_boosted_rounds() == 100 and "best_rounds" not in ref.fit_info_
+
+
+def test_time_of_day_reads_later_days_at_the_same_hours() -> None:
+    table, train, _ = ulb()
+    assert table.y is not None
+    X = table.X.iloc[train]
+    det = XGBoostDetector(n_estimators=60, n_jobs=1, time_of_day="Time")
+    det.fit(X, table.y[train])
+    day2 = X.assign(Time=X["Time"] + 86_400.0)
+    before = X.copy()
+    np.testing.assert_array_equal(det.decision_function(day2), det.decision_function(X))
+    arr = X.to_numpy()
+    det.decision_function(arr)
+    # The caller's data are not changed in place.
+    pd.testing.assert_frame_equal(X, before)
+    np.testing.assert_array_equal(arr, before.to_numpy())
+    assert det.model_feature_names_[0] == "Time (hour of day)"
+    # Without the option, a later day reads as past the end of the training hours.
+    plain = XGBoostDetector(n_estimators=60, n_jobs=1).fit(X, table.y[train])
+    assert not np.array_equal(plain.decision_function(day2), plain.decision_function(X))
+    with pytest.raises(DataError, match="time_of_day"):
+        XGBoostDetector(n_estimators=5, time_of_day="When").fit(X, table.y[train])

@@ -1,17 +1,23 @@
-"""Shared plumbing of the card detectors: inputs, validation tail, imbalance, threshold.
+"""Shared plumbing of the card detectors: inputs, validation data, imbalance, threshold.
 
 Every card detector trains the same way:
 
 1. the input (DataFrame or array) is checked and turned into a float64 matrix, and the
-   feature names are remembered;
-2. the most recent ``validation_fraction`` of the training rows (rows are taken in time
-   order) is held out as a validation tail;
-3. the older rows are optionally oversampled (SMOTE or random copies of frauds) and
+   feature names are remembered; with ``time_of_day`` set, that column (seconds, as ULB's
+   ``Time``) is folded to the hour of the day, so a model trained on one day reads the
+   next day's rows at the same hours instead of past the end of its training data;
+2. validation data: the rows given as ``eval_set`` (e.g. a later time window), or else
+   the most recent ``validation_fraction`` of the training rows (rows are taken in time
+   order), held out as a validation tail;
+3. the training rows are optionally oversampled (SMOTE or random copies of frauds) and
    weighted so frauds count more;
-4. the model is fitted on them, the tail is scored and a decision threshold is chosen
-   on the tail (best F1, a target recall or a target false-positive rate);
-5. with ``refit`` the model is fitted once more on all rows (with the number of boosting
-   rounds found in step 4), keeping the threshold of step 4.
+4. the model is fitted on them, the validation rows are scored and a decision threshold
+   is chosen on them (best F1, a target recall or a target false-positive rate);
+   XGBoost also chooses its number of boosting rounds there;
+5. with ``refit`` and a validation tail, the model is fitted once more on all rows (with
+   the number of boosting rounds found in step 4), keeping the threshold of step 4.
+   :meth:`_TabularDetector.refit_on` does the same on any rows, e.g. all labelled rows
+   after validating on a held-out window.
 
 Subclasses only say how to fit, score and store their model.
 """
@@ -37,6 +43,7 @@ __all__ = ["ThresholdStrategy", "parse_threshold_strategy"]
 ThresholdStrategy = str | tuple[str, float] | list[Any] | None
 
 _META_FILE = "detector.json"
+_DAY_S = 86_400.0
 
 
 def parse_threshold_strategy(value: Any) -> tuple[str, float | None] | None:
@@ -142,6 +149,7 @@ class _TabularDetector(Detector):
         threshold_strategy: ThresholdStrategy = "f1",
         validation_fraction: float = 0.2,
         refit: bool = False,
+        time_of_day: str | None = None,
         random_state: int = 0,
     ) -> None:
         self.class_weight = class_weight
@@ -149,6 +157,7 @@ class _TabularDetector(Detector):
         self.threshold_strategy = threshold_strategy
         self.validation_fraction = validation_fraction
         self.refit = refit
+        self.time_of_day = time_of_day
         self.random_state = random_state
 
     # -- hooks -------------------------------------------------------------------------
@@ -232,7 +241,39 @@ class _TabularDetector(Detector):
                 row=int(row) + 1,
                 column=self.feature_names_[int(col)],
             )
+        if self.time_of_day is not None:
+            arr = self._fold_time_of_day(arr, X)
         return arr
+
+    def _fold_time_of_day(self, arr: np.ndarray, source: Any) -> np.ndarray:
+        """The ``time_of_day`` column (seconds) as the hour of the day, in a copy if needed."""
+        name = self.time_of_day
+        if name not in self.feature_names_:
+            raise DataError(
+                f"time_of_day names {name!r}, which is not a feature column "
+                f"({', '.join(self.feature_names_[:3])}, ...)",
+                column=str(name),
+            )
+        j = self.feature_names_.index(str(name))
+        # Never write into the caller's data: an array may be the input itself, and a
+        # DataFrame may hand out a view of its own block.
+        if isinstance(source, np.ndarray):
+            shared = bool(np.may_share_memory(arr, source))
+        else:
+            shared = not arr.flags.owndata
+        if shared or not arr.flags.writeable:
+            arr = arr.copy()
+        arr[:, j] = np.mod(arr[:, j], _DAY_S) / 3600.0
+        return arr
+
+    @property
+    def model_feature_names_(self) -> list[str]:
+        """What the model sees: ``feature_names_``, the time-of-day column renamed."""
+        self._check_fitted()
+        names = list(self.feature_names_)
+        if self.time_of_day in names:
+            names[names.index(str(self.time_of_day))] = f"{self.time_of_day} (hour of day)"
+        return names
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "feature_names_"):
@@ -276,7 +317,14 @@ class _TabularDetector(Detector):
         strategy = parse_threshold_strategy(self.threshold_strategy)
         return strategy is not None and strategy[0] != "fixed"
 
-    def fit(self, X: Any, y: Any = None, *, time_order: Any = None) -> Self:
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        time_order: Any = None,
+        eval_set: tuple[Any, Any] | None = None,
+    ) -> Self:
         """Fit on ``X`` (rows in time order, or ordered by ``time_order``) and labels ``y``.
 
         Parameters
@@ -288,6 +336,11 @@ class _TabularDetector(Detector):
         time_order
             Optional timestamps or sortable values, one per row; the validation tail is
             taken from the latest rows. Without it, rows are taken to be in time order.
+        eval_set
+            ``(X_val, y_val)``: validation rows (e.g. a later time window) that choose the
+            threshold (and XGBoost's number of rounds) instead of a tail of ``X``. The
+            model is then fitted on every row of ``X`` and not refitted; call
+            :meth:`refit_on` for that.
 
         Returns
         -------
@@ -309,13 +362,20 @@ class _TabularDetector(Detector):
             Xa = Xa[order]
             labels = None if labels is None else labels[order]
         strategy = parse_threshold_strategy(self.threshold_strategy)
-        n_val = round(self.validation_fraction * n) if self._needs_validation() else 0
-        n_val = min(max(n_val, 0), n - 1)
-        head = slice(0, n - n_val)
-        tail = slice(n - n_val, n)
-        X_fit, y_fit = Xa[head], None if labels is None else labels[head]
-        X_val = Xa[tail] if n_val else None
-        y_val = None if labels is None or not n_val else labels[tail]
+        X_val: np.ndarray | None
+        y_val: np.ndarray | None
+        if eval_set is not None:
+            X_val = self._matrix(eval_set[0])
+            y_val = None if eval_set[1] is None else self._labels(eval_set[1], len(X_val))
+            X_fit, y_fit = Xa, labels
+            n_val = 0
+        else:
+            n_val = round(self.validation_fraction * n) if self._needs_validation() else 0
+            n_val = min(max(n_val, 0), n - 1)
+            X_fit = Xa[: n - n_val]
+            y_fit = None if labels is None else labels[: n - n_val]
+            X_val = Xa[n - n_val :] if n_val else None
+            y_val = None if labels is None or not n_val else labels[n - n_val :]
         if y_fit is not None and self._supervised:
             if y_fit.sum() == 0:
                 raise DataError(
@@ -327,22 +387,58 @@ class _TabularDetector(Detector):
         self.fit_info_ = {
             "n_train": int(n),
             "n_fit": len(X_fit),
-            "n_validation": int(n_val),
+            "n_validation": int(n_val) if X_val is None or eval_set is None else len(X_val),
+            "validation": "tail" if eval_set is None else "eval_set",
             "train_positives": None if labels is None else int(labels.sum()),
             "positive_weight": float(pos_weight),
         }
         self._fit_model(X_fit, y_fit, pos_weight, X_val, y_val)
         self.threshold_ = self._choose_threshold(strategy, X_val, y_val, X_fit)
         if self.refit and n_val:
-            self._prepare_refit()
-            X_all, y_all = Xa, labels
-            if y_all is not None and self._supervised:
-                X_all, y_all = self._resample(X_all, y_all)
-            pos_all = 1.0 if y_all is None else _positive_weight(self.class_weight, y_all)
-            self._fit_model(X_all, y_all, pos_all, None, None)
-            self.fit_info_["refit_rows"] = len(X_all)
+            self._refit_matrix(Xa, labels)
         self.fit_info_["fit_seconds"] = round(time.perf_counter() - t0, 3)
         return self
+
+    def refit_on(self, X: Any, y: Any = None, *, time_order: Any = None) -> Self:
+        """Fit the model again on ``X`` (e.g. every labelled row), keeping what validation chose.
+
+        The threshold and, for XGBoost, the number of boosting rounds stay those chosen
+        by :meth:`fit` on its validation rows. Feature columns must be the same.
+
+        Parameters
+        ----------
+        X, y
+            Rows and 0/1 labels (labels required for supervised detectors).
+        time_order
+            Ignored for the fit itself (no rows are held out); accepted for symmetry.
+
+        Returns
+        -------
+        Self
+        """
+        self._check_fitted()
+        t0 = time.perf_counter()
+        Xa = self._matrix(X)
+        labels = None if y is None else self._labels(y, len(Xa))
+        if labels is None and self._supervised:
+            raise DataError(f"{self.name} is supervised: labels are required to refit it")
+        if self._supervised and labels is not None and labels.sum() == 0:
+            raise DataError("the rows to refit on contain no fraud (label 1); cannot refit")
+        del time_order
+        self._refit_matrix(Xa, labels)
+        self.fit_info_["refit_seconds"] = round(time.perf_counter() - t0, 3)
+        return self
+
+    def _refit_matrix(self, Xa: np.ndarray, labels: np.ndarray | None) -> None:
+        self._prepare_refit()
+        X_all, y_all = Xa, labels
+        if y_all is not None and self._supervised:
+            X_all, y_all = self._resample(X_all, y_all)
+        pos_all = 1.0 if y_all is None else _positive_weight(self.class_weight, y_all)
+        self._fit_model(X_all, y_all, pos_all, None, None)
+        self.fit_info_["refit_rows"] = len(X_all)
+        if labels is not None:
+            self.fit_info_["refit_positives"] = int(labels.sum())
 
     def _choose_threshold(
         self,
