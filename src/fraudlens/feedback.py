@@ -954,6 +954,8 @@ def compare_versions(
     model_name = registry.resolve(name)
     cand = registry.get(model_name, candidate)
     other = registry.get(model_name, against or registry.active_version(model_name))
+    if cand.metadata.get("domain") != "market":
+        raise DataError(f"{model_name} is not a market model: reviewed events are market windows")
     if other.version == cand.version:
         raise DataError(
             f"{model_name} {cand.version} is "
