@@ -554,33 +554,11 @@ def _explain_cards(
     det: Detector, frame: Any, rows: np.ndarray, top: int
 ) -> list[list[dict[str, Any]]] | None:
     """Top positive feature contributions of the given rows (empty lists elsewhere)."""
-    matrix = getattr(det, "_matrix", None)
-    names = list(getattr(det, "feature_names_", []))
-    if matrix is None or not names:
-        return None
-    X = matrix(frame)
-    out: list[list[dict[str, Any]]] = [[] for _ in range(len(X))]
-    if not len(rows) or top <= 0:
-        return out
-    Xr = X[rows]
-    booster = getattr(det, "booster_", None)
-    if booster is not None:
-        import xgboost as xgb
+    from fraudlens.cards.explain import explain, supports
 
-        contrib = booster.predict(xgb.DMatrix(Xr), pred_contribs=True)[:, : len(names)]
-    elif hasattr(det, "coef_") and hasattr(det, "mean_") and hasattr(det, "scale_"):
-        contrib = (Xr - det.mean_) / det.scale_ * det.coef_
-    else:
+    if not supports(det):
         return None
-    for i, r in enumerate(rows.tolist()):
-        c = contrib[i]
-        order = np.argsort(-c, kind="stable")[:top]
-        out[r] = [
-            {"feature": names[j], "value": float(Xr[i, j]), "contribution": float(c[j])}
-            for j in order
-            if c[j] > 0
-        ]
-    return out
+    return explain(det, frame, rows=rows, top=top)
 
 
 def _plain(value: Any) -> Any:
