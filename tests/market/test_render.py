@@ -139,10 +139,10 @@ def test_save_png_round_trip(data: MarketData, tmp_path: Path) -> None:
 
 
 def _mark_centres(channel: np.ndarray) -> list[tuple[int, int]]:
-    """Centres of the 3 x 3 marks in one channel (pixels equal to 255)."""
-    rows, cols = np.nonzero(channel == 255)
+    """Centres of the 3 x 3 marks in one channel (pixels lit)."""
+    rows, cols = np.nonzero(channel > 0)
     return sorted({(int(r), int(c)) for r, c in zip(rows, cols, strict=True)
-                   if (channel[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] == 255).sum()
+                   if (channel[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] > 0).sum()
                    == channel[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].size})  # fmt: skip
 
 
@@ -179,11 +179,13 @@ def test_fraudlens_round_trip_at_the_extremes(data: MarketData) -> None:
 def test_fraudlens_sell_is_green_and_buy_is_red(data: MarketData) -> None:
     img = render_account(data, "acct-3")
     top_h = render._FL.price_rows
-    # A sell at the bar's low: green, at the bottom of both panels, no red anywhere.
+    # A sell at the bar's low: green, at the bottom of both panels, no red anywhere;
+    # not a leg of an equal-size round trip, so at the dimmer mark value.
     assert img[..., 0].max() == 0
-    rows, _ = np.nonzero(img[:top_h, :, 1] == 255)
+    assert img[..., 1].max() == render._FL.unmatched_value
+    rows, _ = np.nonzero(img[:top_h, :, 1] > 0)
     assert set(rows.tolist()) == {top_h - 2, top_h - 1}
-    rows, _ = np.nonzero(img[top_h:, :, 1] == 255)
+    rows, _ = np.nonzero(img[top_h:, :, 1] > 0)
     assert set((rows + top_h).tolist()) == {img.shape[0] - 2, img.shape[0] - 1}
 
 
@@ -197,7 +199,7 @@ def test_fraudlens_two_symbols_use_their_own_scale(data: MarketData) -> None:
     assert len(reds) == 2 and len(greens) == 1
     assert all(3 <= r <= top_h - 4 for r, _ in reds + greens)
     # In the range panel the BBB buy at its bar's low is on the last row.
-    assert img[-1, :, 0].max() == 255
+    assert img[-1, :, 0].max() > 0
 
 
 def test_fraudlens_bar_line_matches_the_bar(data: MarketData) -> None:
@@ -325,3 +327,51 @@ def test_unsorted_klines_and_trades_give_the_same_images(data: MarketData, style
     np.testing.assert_array_equal(
         render_batch(shuffled, style=style), render_batch(data, style=style)
     )
+
+
+def test_range_panel_reads_the_bar_against_its_day() -> None:
+    """Intensity follows range / the day's median range, the same at any price level;
+    legs of an equal-size round trip are bright, other fills dim."""
+    t0 = pd.Timestamp("2024-03-04 14:00", tz="UTC")
+
+    def book(scale: float) -> MarketData:
+        rows = []
+        for i in range(48):
+            low = (100.0 + 0.37 * i) * scale
+            amp = (8.0 if i == 20 else 0.5 if i == 10 else 1.0) * scale
+            rows.append(
+                ("AAA", t0 + pd.Timedelta(minutes=5 * i), low, low + amp, low, low + amp, 1e3)
+            )
+        k = pd.DataFrame(rows, columns=["symbol", "ts", "open", "high", "low", "close", "volume"])
+        lo20, hi20 = k.loc[20, "low"], k.loc[20, "high"]
+        trades = pd.DataFrame(
+            [
+                ("a", "x", "AAA", t0 + pd.Timedelta(minutes=100, seconds=5), "buy", lo20, 3.0),
+                ("b", "x", "AAA", t0 + pd.Timedelta(minutes=100, seconds=9), "sell", hi20, 3.0),
+                (
+                    "c",
+                    "x",
+                    "AAA",
+                    t0 + pd.Timedelta(minutes=50, seconds=9),
+                    "sell",
+                    k.loc[10, "low"],
+                    1.0,
+                ),
+            ],
+            columns=["trade_id", "account_id", "symbol", "ts", "side", "price", "quantity"],
+        )
+        return MarketData(k, trades)
+
+    img = render_account(book(1.0), "x")
+    top_h = render._FL.price_rows
+    blue = img[top_h:, :, 2].max(axis=0)
+    red, green = img[..., 0], img[..., 1]
+    wide_col = int(np.flatnonzero(red[top_h:].any(axis=0))[1])
+    assert blue[wide_col] == 255  # 8x the median
+    levels = sorted(set(blue[blue > 0].tolist()))
+    # a bar half the median is at the floor, an ordinary bar a third of the way up
+    assert levels[0] == render._FL.range_floor
+    assert 90 <= levels[1] <= 110
+    assert red.max() == 255 and green[:, wide_col].max() == 255  # the matched legs
+    assert render._FL.unmatched_value in set(green.ravel().tolist())  # the lone sell
+    np.testing.assert_array_equal(render_account(book(1e-6), "x"), img)

@@ -59,16 +59,46 @@ def simulate(
         float, typer.Option(min=0.0, max=1.0, help="Share of takeover accounts.")
     ] = 0.5,
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    klines: Annotated[
+        Path | None,
+        typer.Option(
+            help="Place the accounts on these k-lines (CSV or Parquet, the klines contract, "
+            "any symbols and days) instead of simulated bars."
+        ),
+    ] = None,
+    tick_size: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Price tick of every symbol of --klines [default: derived from each "
+            "symbol-day's prices].",
+        ),
+    ] = None,
 ) -> None:
     """Simulate 5-minute bars and accounts (normal and takeover kinds) with labels."""
-    from fraudlens.market.data import write_market
+    from fraudlens.errors import DataError
+    from fraudlens.market.data import load_klines, write_market
     from fraudlens.market.simulate import simulate as run
 
+    bars = None
+    if klines is not None:
+        with console.status(f"loading {klines}"):
+            bars = load_klines(klines)
     with progress() as bar:
         task = bar.add_task("simulating accounts", total=accounts)
-        data = run(
-            accounts, seed=seed, fraud_share=fraud_share, progress=lambda k: bar.advance(task, k)
-        )
+        try:
+            data = run(
+                accounts,
+                seed=seed,
+                fraud_share=fraud_share,
+                klines=bars,
+                tick_size=tick_size or None,
+                progress=lambda k: bar.advance(task, k),
+            )
+        except DataError as exc:
+            if klines is None:
+                raise
+            raise DataError(exc.reason, file=str(klines), column=exc.column) from None
     paths = write_market(data, out, fmt=fmt)
     assert data.labels is not None
     console.print(
@@ -370,7 +400,12 @@ def evaluate(
     with progress() as bar:
         task = bar.add_task("scoring accounts", total=len(md.account_ids))
         report = evaluate_market(
-            det, md, out_dir, window_hours=window_hours, progress=lambda k: bar.advance(task, k)
+            det,
+            md,
+            out_dir,
+            window_hours=window_hours,
+            progress=lambda k: bar.advance(task, k),
+            data_name=str(data),
         )
     reg.update_metadata(mv.name, mv.version, evaluation={"data": str(data), **_headline(report)})
     _print_report(report)

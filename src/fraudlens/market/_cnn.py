@@ -13,6 +13,7 @@ reference endpoint's ``["hacker", "normal"]``.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ from fraudlens.market.render import STYLES, panels, render_batch
 if TYPE_CHECKING:
     from fraudlens.market.data import MarketData
 
-__all__ = ["CLASSES", "CNNDetector", "resize_images"]
+__all__ = ["CLASSES", "CNNDetector", "free_cores", "resize_images"]
 
 #: Class order of :meth:`CNNDetector.score_images` replies.
 CLASSES = ("takeover", "normal")
@@ -36,6 +37,30 @@ CLASSES = ("takeover", "normal")
 _ONNX_FILE = "model.onnx"
 _WEIGHTS_FILE = "model.safetensors"
 _SCORE_BATCH = 512
+
+
+def free_cores(own_threads: int = 0) -> int:
+    """How many cores this process can use now without fighting other jobs for them.
+
+    The cores it may run on (``os.sched_getaffinity``) minus the other runnable tasks,
+    read from the one-minute load average less this process's own busy threads
+    (``own_threads``). Never less than 1.
+
+    Oversubscribing cores hurts a multi-threaded training loop far more than it slows a
+    single thread: each step waits for its slowest thread, and a thread that loses its
+    core to another job stalls all the others. Sizing to the free cores keeps training
+    at about "cores left over" speed instead of collapsing.
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        n = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return max(1, n)
+    others = max(0.0, load - max(0, own_threads))
+    return int(max(1, min(n, n - int(others + 0.5))))
 
 
 def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -72,7 +97,9 @@ class CNNDetector(Detector):
         P(takeover) above which an account is flagged; ``None`` picks it on the
         validation split for a 1 % false-positive rate.
     num_threads
-        CPU threads for training (torch) and scoring (ONNX Runtime intra-op).
+        CPU threads for training (torch) and scoring (ONNX Runtime intra-op); ``None``
+        (default) sizes them to the free cores (:func:`free_cores`), re-read after every
+        training epoch.
     input_size
         ``(height, width)`` the images are resized to before the network; default the
         style's own size.
@@ -107,7 +134,7 @@ class CNNDetector(Detector):
         seed: int = 0,
         val_share: float = 0.15,
         threshold: float | None = 0.5,
-        num_threads: int = 2,
+        num_threads: int | None = None,
         input_size: tuple[int, int] | None = None,
     ) -> None:
         self.arch = arch
@@ -134,6 +161,7 @@ class CNNDetector(Detector):
         data: MarketData,
         y: np.ndarray | None = None,
         *,
+        sample_weight: np.ndarray | None = None,
         progress: Callable[[int, int, dict[str, float]], None] | None = None,
     ) -> Self:
         """Render every account of ``data`` and train the CNN from scratch.
@@ -144,6 +172,10 @@ class CNNDetector(Detector):
             Trades (already windowed) and k-lines.
         y
             Labels aligned to ``data.account_ids``; default ``data.y()``.
+        sample_weight
+            Non-negative weight of each account (aligned like ``y``) in the training
+            loss, e.g. analysts' reviewed cases counted as several simulated ones; all 1
+            when None.
         progress
             Called after each epoch with ``(epoch, epochs, metrics)``.
         """
@@ -157,6 +189,13 @@ class CNNDetector(Detector):
             )
         if len(np.unique(labels)) < 2:
             raise DataError("training needs both takeover (1) and normal (0) accounts")
+        weight = None
+        if sample_weight is not None:
+            weight = np.asarray(sample_weight, dtype=np.float64).ravel()
+            if len(weight) != len(labels):
+                raise DataError(f"{len(labels)} labels but {len(weight)} sample weights")
+            if not np.all(np.isfinite(weight)) or bool((weight < 0).any()) or weight.sum() <= 0:
+                raise DataError("sample weights must be finite, >= 0 and not all 0")
         size = self._size()
         images = resize_images(render_batch(data, style=self.style), size)
         result = _cnn_torch.train_network(
@@ -171,6 +210,7 @@ class CNNDetector(Detector):
             val_share=self.val_share,
             num_threads=self.num_threads,
             flip_bands=panels(self.style) if self.input_size is None else None,
+            sample_weight=weight,
             progress=progress,
         )
         self.state_dict_ = {
@@ -225,7 +265,8 @@ class CNNDetector(Detector):
 
             self._check_fitted()
             opts = ort.SessionOptions()
-            opts.intra_op_num_threads = max(1, int(self.num_threads))
+            threads = free_cores() if self.num_threads is None else int(self.num_threads)
+            opts.intra_op_num_threads = max(1, threads)
             opts.inter_op_num_threads = 1
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             self._session = ort.InferenceSession(

@@ -45,7 +45,7 @@ class _Input(nn.Module):
 
 
 def _conv_bn(
-    c_in: int, c_out: int, kernel: int | tuple[int, int], stride: int = 1
+    c_in: int, c_out: int, kernel: int | tuple[int, int], stride: int | tuple[int, int] = 1
 ) -> nn.Sequential:
     k = (kernel, kernel) if isinstance(kernel, int) else kernel
     pad = (k[0] // 2, k[1] // 2)
@@ -57,32 +57,62 @@ def _conv_bn(
 
 
 class CompactCNN(nn.Module):
-    """A small CNN for sparse trade images.
+    """A small CNN for trade images that reads them bar by bar and counts patterns.
 
-    Four strided 3 x 3 convolutions (each sees every pixel, then halves the resolution):
-    their receptive field (31 px) spans a whole 32-row panel, so a fill at a bar's low
-    and one at its high are seen together. Then global max and global mean pooling side
-    by side: max says whether a pattern occurs anywhere, mean how often. A dropout layer
-    and a linear layer give the two logits.
+    2-D convolutions (3 x 3) halve the height at each step but keep most of the time
+    resolution (one halving of the width), so a bar one pixel wide and its neighbours
+    stay apart; after them each column of the feature map describes one or two bars:
+    where its fills sit in their bars, how volatile the bar is, and what the
+    neighbouring bars hold. A convolution as tall as what is left collapses the height,
+    and a 1-D convolution over time relates each bar to its neighbours (round trips
+    split over adjacent bars).
+
+    Pooling over time keeps, per channel, the largest, the second and the third largest
+    local peak (a column that is the largest within two on either side) and the mean:
+    "the second strongest round trip" is what tells a repeated pattern from one
+    stopped-out trade, and top-k pooling makes that count readable to the linear head.
+    Two logits come out, ``[takeover, normal]``.
     """
 
     def __init__(
-        self, n_classes: int = 2, channels: tuple[int, ...] = (16, 32, 48, 64), dropout: float = 0.1
+        self,
+        n_classes: int = 2,
+        channels: tuple[int, ...] = (12, 24, 32, 48),
+        width: int = 64,
+        dropout: float = 0.1,
+        height: int = 64,
     ) -> None:
         super().__init__()
         self.input = _Input()
         layers: list[nn.Module] = []
         c_in = 3
-        for c_out in channels:
-            layers.append(_conv_bn(c_in, c_out, 3, stride=2))
+        h = height
+        for i, c_out in enumerate(channels):
+            stride = (2, 2) if i == 1 else (2, 1)
+            layers.append(_conv_bn(c_in, c_out, 3, stride=stride))
             c_in = c_out
+            h = (h + 1) // 2
         self.features = nn.Sequential(*layers)
+        self.collapse = nn.Sequential(
+            nn.Conv2d(c_in, width, (h, 1), bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
+        self.temporal = nn.Sequential(
+            nn.Conv1d(width, width, 3, padding=1, bias=False),
+            nn.BatchNorm1d(width),
+            nn.ReLU(inplace=True),
+        )
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * c_in, n_classes)
+        self.head = nn.Linear(4 * width, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.features(self.input(x))
-        pooled = torch.cat([z.amax(dim=(2, 3)), z.mean(dim=(2, 3))], dim=1)
+        z = self.collapse(self.features(self.input(x))).squeeze(2)  # (n, width, time)
+        z = self.temporal(z)
+        # One event (a round trip, whose two legs may sit in neighbouring bars) spreads
+        # over a few columns: keep only each channel's local maxima before ranking, so
+        # the second largest is a second event, not the first one's neighbour.
+        peak = F.max_pool1d(z, 5, stride=1, padding=2)
+        top = (z * (z >= peak).to(z.dtype)).topk(3, dim=2).values
+        pooled = torch.cat([top[:, :, 0], top[:, :, 1], top[:, :, 2], z.mean(dim=2)], dim=1)
         return self.head(self.dropout(pooled))
 
 
@@ -141,10 +171,10 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.pool(z), 1))
 
 
-def build_network(arch: str, n_classes: int = 2) -> nn.Module:
+def build_network(arch: str, n_classes: int = 2, height: int = 64) -> nn.Module:
     """A freshly initialised network: ``"compact"`` or ``"resnet18"``."""
     if arch == "compact":
-        return CompactCNN(n_classes)
+        return CompactCNN(n_classes, height=height)
     if arch == "resnet18":
         return ResNet18(n_classes)
     raise ValueError(f"unknown CNN architecture {arch!r}; choose one of {ARCHS}")
@@ -280,9 +310,10 @@ def train_network(
     weight_decay: float = 1e-4,
     seed: int = 0,
     val_share: float = 0.15,
-    num_threads: int = 2,
+    num_threads: int | None = None,
     max_shift: int = 8,
     flip_bands: tuple[tuple[int, int], ...] | None = None,
+    sample_weight: np.ndarray | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train a network from scratch on rendered images.
@@ -297,16 +328,26 @@ def train_network(
         uint8 ``(n, H, W, 3)``.
     y
         1 = takeover, 0 = normal.
+    num_threads
+        Torch threads; ``None`` sizes them to the free cores before every epoch
+        (:func:`fraudlens.market._cnn.free_cores`), so training neither idles cores
+        nor collapses beside other CPU-bound jobs.
     max_shift
         Largest random horizontal shift, in pixels.
     flip_bands
         Row bands flipped (each on its own) in half of the training images; default the
         whole image, ``()`` for no flips.
+    sample_weight
+        Per-image weight in the loss (normalised to mean 1 over the training part, so
+        the learning rate means the same with or without it); all 1 when None.
     progress
         Called after each epoch with ``(epoch, epochs, metrics)``.
     """
+    from fraudlens.market._cnn import free_cores
+
     t_start = time.perf_counter()
-    torch.set_num_threads(max(1, int(num_threads)))
+    threads = free_cores() if num_threads is None else max(1, int(num_threads))
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     y = np.asarray(y).astype(np.int64)
@@ -329,7 +370,10 @@ def train_network(
         [n / (2 * max(counts[1], 1)), n / (2 * max(counts[0], 1))], dtype=torch.float32
     )
 
-    net = build_network(arch)
+    sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    sw = sw / max(float(sw[train_idx].mean()), 1e-12)
+    sw_t = torch.from_numpy(sw.astype(np.float32))
+    net = build_network(arch, height=int(images.shape[1]))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
     total_steps = epochs * steps_per_epoch
@@ -350,6 +394,9 @@ def train_network(
     best_scores = np.empty(0)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
+        if num_threads is None and epoch > 1:
+            threads = free_cores(own_threads=threads)
+            torch.set_num_threads(threads)
         net.train()
         order = torch.from_numpy(rng.permutation(train_idx))
         total, seen = 0.0, 0
@@ -358,14 +405,20 @@ def train_network(
             if len(b) < 2:  # batch norm needs two samples
                 continue
             xb = _augment(x_all[b], gen, max_shift, bands)
-            loss = F.cross_entropy(net(xb), target[b], weight=weights)
+            per = F.cross_entropy(net(xb), target[b], weight=weights, reduction="none")
+            w = sw_t[b]
+            loss = (per * w).sum() / (weights[target[b]] * w).sum().clamp_min(1e-12)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(b)
             seen += len(b)
-        metrics: dict[str, float] = {"epoch": epoch, "train_loss": total / max(seen, 1)}
+        metrics: dict[str, float] = {
+            "epoch": epoch,
+            "train_loss": total / max(seen, 1),
+            "threads": threads,
+        }
         if len(val_idx):
             s = _predict(net, x_val, 256)
             p = np.clip(s.astype(np.float64), 1e-7, 1 - 1e-7)

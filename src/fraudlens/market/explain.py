@@ -2,10 +2,12 @@
 
 The trades are ranked by how strongly they show the takeover pattern:
 
-1. legs of a same-bar round trip whose buy and sell sit at opposite ends of the bar
-   (either direction), stronger when they share a timestamp, set the bar's high or low,
-   or fall in one of the day's widest bars;
-2. fills priced exactly at the bar's high or low without a matching opposite fill;
+1. legs of a round trip (a buy and a sell of the account in the same bar or the next)
+   at opposite ends of their bars, either direction; "strong" ones (both legs within a
+   quarter of the range from the extremes, more than an ordinary bar's range apart)
+   first, then by how extreme, how far apart relative to the day's ordinary bar, and
+   whether the two sizes are equal;
+2. fills priced exactly at a wide bar's high or low without a matching opposite fill;
 3. other fills near a bar extreme;
 4. everything else, by how far from the middle of its bar it sits.
 
@@ -24,7 +26,7 @@ import pandas as pd
 
 from fraudlens.errors import DataError
 from fraudlens.market.data import MarketData
-from fraudlens.market.features import NEAR_DELTA, trade_level_frame
+from fraudlens.market.features import STRONG_EXT, trade_level_frame
 
 __all__ = ["explain_account", "explain_batch"]
 
@@ -49,42 +51,41 @@ def _num(value: Any) -> float | None:
 def _annotate(tl: pd.DataFrame) -> pd.DataFrame:
     """Add ``direction, delta, partner, weight, group`` columns to a trade-level frame."""
     n = len(tl)
-    fwd_d = tl["fwd_delta"].to_numpy(dtype=np.float64)
-    rev_d = tl["rev_delta"].to_numpy(dtype=np.float64)
-    fwd_d = np.where(np.isnan(fwd_d), -np.inf, fwd_d)
-    rev_d = np.where(np.isnan(rev_d), -np.inf, rev_d)
-    use_rev = rev_d > fwd_d
-    delta = np.where(use_rev, rev_d, fwd_d)
-    partner = np.where(
-        use_rev, tl["rev_partner"].to_numpy(np.int64), tl["fwd_partner"].to_numpy(np.int64)
-    )
-    matched = delta >= NEAR_DELTA
+    partner = tl["rt_partner"].to_numpy(np.int64)
+    ext = np.nan_to_num(tl["rt_ext"].to_numpy(dtype=np.float64), nan=-np.inf)
+    gap = np.nan_to_num(tl["rt_gap"].to_numpy(dtype=np.float64))
+    strong = tl["rt_strong"].to_numpy(dtype=bool)
+    matched = (partner >= 0) & (ext >= STRONG_EXT)
+    forward = tl["rt_forward"].to_numpy(dtype=bool)
+    equal = tl["rt_equal_qty"].to_numpy(dtype=bool)
     pos = tl["pos"].to_numpy(dtype=np.float64)
-    wick = tl["wick"].to_numpy(dtype=bool)
-    top_bar = tl["amp_rank"].to_numpy(dtype=np.float64) <= _TOP_BARS
+    wick = tl["wick"].to_numpy(dtype=bool) & (tl["ticks"].to_numpy(dtype=np.float64) >= 4)
     ts = tl["ts"].to_numpy("datetime64[ns]").astype(np.int64)
     same_ts = matched & (ts[np.where(matched, partner, 0)] == ts)
     edge = np.abs(pos - 0.5) * 2.0  # 0 at the middle of the bar, 1 at either end
     # tiers keep the categories apart; the small terms order trades inside a tier
     weight = np.select(
-        [matched, wick, edge >= 0.8],
-        [3.0 + delta, 2.0 + edge, 1.0 + edge],
+        [matched & strong, matched, wick, edge >= 0.8],
+        [5.0 + ext + np.minimum(gap, 8.0) / 8.0, 3.0 + ext, 2.0 + edge, 1.0 + edge],
         default=edge,
     )
-    weight = weight + 0.2 * same_ts + 0.1 * (wick & matched) + 0.1 * (top_bar & matched)
+    weight = weight + 0.2 * (matched & equal) + 0.1 * same_ts
     # both legs of a pair share the stronger leg's weight so they sort together
     idx = np.arange(n)
-    group = np.where(matched, np.minimum(idx, partner), idx)
+    group = np.where(matched, np.minimum(idx, np.where(matched, partner, idx)), idx)
     pair_w = pd.Series(weight).groupby(group).transform("max").to_numpy()
     extra = pd.DataFrame(
         {
-            "_direction": np.where(matched, np.where(use_rev, "reverse", "forward"), ""),
-            "_delta": np.where(matched, delta, np.nan),
+            "_direction": np.where(matched, np.where(forward, "forward", "reverse"), ""),
+            "_delta": np.where(matched, ext, np.nan),
             "_partner": np.where(matched, partner, -1),
             "_same_ts": same_ts,
             "_weight": weight,
             "_pair_weight": pair_w,
             "_group": group,
+            "_strong": matched & strong,
+            "_gap": np.where(matched, gap, np.nan),
+            "_equal": matched & equal,
         },
         index=tl.index,
     )
@@ -97,6 +98,7 @@ def _reason(row: dict[str, Any], partner: dict[str, Any] | None) -> str:
     rank = row["amp_rank"]
     rank_txt = (
         f"; bar amplitude rank {int(rank)} of {int(row['bars_in_day'])}"
+        f" ({row['rel']:.1f}x the day's median bar, {int(row['ticks'])} ticks)"
         if not math.isnan(rank) and row["bars_in_day"] > 0
         else ""
     )
@@ -104,8 +106,16 @@ def _reason(row: dict[str, Any], partner: dict[str, Any] | None) -> str:
         return f"{side} with no price bar for its symbol and time"
     if partner is not None:
         other = "sell" if side == "buy" else "buy"
-        when = "at the same timestamp" if row["_same_ts"] else "in the same bar"
-        text = f"{where} matched by {other} at {_pct(partner['pos'])} {when}"
+        if row["_same_ts"]:
+            when = "at the same timestamp"
+        elif partner["bar_row"] != row["bar_row"]:
+            when = "in the neighbouring bar"
+        else:
+            when = "in the same bar"
+        size = "the same size" if row["_equal"] else "a different size"
+        text = f"{where} matched by {other} of {size} at {_pct(partner['pos'])} {when}"
+        if row["_strong"]:
+            text += f", {row['_gap']:.1f} ordinary bar ranges apart"
         if row["wick"]:
             text += f"; the {side} sets the bar's {'low' if row['pos'] < 0.5 else 'high'}"
         return text + rank_txt
@@ -139,6 +149,11 @@ def _records(tl: pd.DataFrame, rows: np.ndarray) -> list[dict[str, Any]]:
         "_same_ts",
         "_weight",
         "bar_row",
+        "rel",
+        "ticks",
+        "_strong",
+        "_gap",
+        "_equal",
     ]
     # plain Python rows only for the trades reported and their partners
     partners = tl["_partner"].to_numpy()[rows]
@@ -171,6 +186,11 @@ def _records(tl: pd.DataFrame, rows: np.ndarray) -> list[dict[str, Any]]:
                 "delta": None if partner is None else round(float(r["_delta"]), 4),
                 "partner_trade_id": None if partner is None else str(partner["trade_id"]),
                 "same_timestamp": bool(r["_same_ts"]),
+                "strong": bool(r["_strong"]),
+                "gap": None if partner is None else round(float(r["_gap"]), 4),
+                "equal_quantity": bool(r["_equal"]),
+                "bar_range_vs_day": round(float(r["rel"]), 4) if r["_has_bar"] else None,
+                "bar_ticks": int(r["ticks"]) if r["_has_bar"] else None,
                 "weight": round(float(r["_weight"]), 4),
                 "reason": _reason(r, partner),
             }
@@ -198,8 +218,10 @@ def explain_batch(
         ``account_id -> [record, ...]``. Each record holds ``trade_id, symbol, ts, side,
         price, quantity, bar_ts, bar_high, bar_low, pos`` (0 = bar low, 1 = bar high),
         ``wick, amp_rank, bars_in_day, pattern`` (``"forward"``: buy low / sell high,
-        ``"reverse"``: buy high / sell low, or ``None``), ``delta, partner_trade_id,
-        same_timestamp, weight`` and a ``reason`` sentence.
+        ``"reverse"``: buy high / sell low, or ``None``), ``delta`` (how close both legs
+        sit to opposite extremes, 1 = exactly), ``partner_trade_id, same_timestamp,
+        strong, gap`` (the legs' price gap in ordinary bar ranges of the day),
+        ``equal_quantity, bar_range_vs_day, bar_ticks, weight`` and a ``reason``.
     """
     ids = [str(a) for a in account_ids]
     result: dict[str, list[dict[str, Any]]] = {a: [] for a in ids}

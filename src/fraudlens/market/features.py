@@ -1,26 +1,51 @@
 """Per-account features read directly from trades and their 5-minute bars.
 
-An account takeover shows up as matched trades at the two extremes of a volatile bar: a
-buy near the bar's low and a sell near its high in the same bar (or the reverse, a buy
-near the high and a sell near the low), often at the same timestamp, in the day's
-highest-amplitude bars. The features below measure that pattern and the ordinary
-trading it hides in.
+An account takeover shows up as **repeated matched round trips at the opposite extremes
+of volatile bars**: the stolen account buys at one end of a wide bar and sells the same
+quantity at the other end (in the same bar or the next), again and again, so value
+moves to whoever took the other side. Legitimate traders make each of those marks on
+their own: market makers buy the low and sell the high of quiet bars, market orders in
+a bar a few ticks wide fill at its edges, a momentum trader stopped out once buys one
+bar's high and sells the next bar's low. What sets the threat apart, in terms that hold
+on any market, is the combination, and every feature below is relative so that it
+reads the same at any price level:
 
-Everything is vectorised over all trades at once (one sort per pairing, ``np.bincount``
-per aggregate); there is no Python loop per account or per trade.
+- the bar's **range relative to its symbol-day** (over the day's median range) and in
+  **ticks** (:mod:`fraudlens.market._bars`), rather than in currency;
+- **equal-quantity round trips in the same or adjacent bars**, and how far each leg sits
+  from its bar's extreme;
+- the round trip's **price gap relative to the day's typical bar** (value moved, scale
+  free) and **repetition** (two or more such round trips against one stop-out);
+- the account's **share of the bar's volume**;
+- **mirror trades with a counterparty** in the same data, when there is one
+  (:mod:`fraudlens.market.pairs`).
+
+Everything is vectorised over all trades at once (sorts, ``searchsorted`` and
+``np.bincount``); there is no Python loop per account or per trade.
 
 Terms used in names and docstrings:
 
 ``pos``
     where a fill sits in its bar's range, ``(price - low) / (high - low)``, clipped to
     ``[0, 1]``; 0.5 when the bar has no range or no bar was found.
-``fwd`` / ``rev``
-    the two directions of a round trip: *forward* buys low and sells high (the reference
-    generator's recipe); *reverse* buys high and sells low (what the SEC's intrusion
-    cases describe).
-``delta``
-    how far apart the two legs of a same-bar round trip sit, ``sell_pos - buy_pos``
-    for forward pairs and ``buy_pos - sell_pos`` for reverse pairs.
+``leg``
+    an account's fills on one side, in one bar, in one third of the bar's range (low,
+    middle or high): a parent order cut into several fills is one leg.
+``round trip``
+    a buy leg matched with a sell leg of the same account and symbol in the same bar or
+    a neighbouring one (each leg used once, the most extreme pairing first).
+``ext``
+    how close both legs sit to opposite extremes of their own bars: for buy-low /
+    sell-high (``fwd``) ``min(1 - buy_pos, sell_pos)``, for buy-high / sell-low
+    (``rev``) ``min(buy_pos, 1 - sell_pos)``; 1 = both exactly at the extremes.
+``gap``
+    the price gap between the two legs over the symbol-day's median bar range (how much
+    value a unit moved, relative to an ordinary bar).
+``strong``
+    a round trip with ``ext >= 0.75`` (both legs within a quarter of the range from
+    their extremes), ``gap >= 1.25`` (clearly more than an ordinary bar's range apart)
+    and at least one leg in a bar wider than the day's median: a market maker's round
+    trip across quiet bars never is one, not even when its legs straddle two of them.
 """
 
 from __future__ import annotations
@@ -31,101 +56,111 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from fraudlens.market._bars import BarContext, bar_context
 from fraudlens.market.data import MarketData, _bar_positions
 
 __all__ = [
-    "EXTREME_DELTA",
     "FEATURE_DESCRIPTIONS",
     "FEATURE_NAMES",
-    "NEAR_DELTA",
+    "STRONG_EXT",
+    "STRONG_GAP",
     "account_features",
     "trade_level_frame",
 ]
 
-#: A same-bar round trip whose legs are at least this far apart (in bar-range units) is
-#: "extreme" (the reference recipe gives >= 0.81).
-EXTREME_DELTA: Final = 0.8
-#: A looser cut for round trips placed a little further from the extremes.
-NEAR_DELTA: Final = 0.65
-#: A fill within this share of the range from a bar end counts as "at the extreme".
+#: A round trip is "strong" when both legs are within a quarter of the range from
+#: opposite extremes ...
+STRONG_EXT: Final = 0.75
+#: ... and the legs are a quarter more than the symbol-day's median bar range apart.
+STRONG_GAP: Final = 1.25
+#: Float slack for comparisons of a range with the day's median range.
+_EPS: Final = 1e-6
+#: A fill within this share of the range from a bar end is "at the edge".
 _EDGE: Final = 0.1
-#: Bars ranked this high (or better) by amplitude within their symbol's day are "top" bars.
+#: Legs are fills of one side in one third of the bar: below this, above 1 - this, or between.
+_ZONE: Final = 1.0 / 3.0
+#: Bars ranked this high (or better) by range within their symbol-day are "top" bars.
 _TOP_BARS: Final = 10
-#: Placeholder rank for "no such bar" (worse than any real rank).
-_NO_RANK: Final = 999.0
-_DAY_NS: Final = 86_400 * 10**9
+#: A bar at least this many ticks wide can show where in it a fill sits.
+_WIDE_TICKS: Final = 4
+#: Neighbouring bars further apart than this many bar lengths are not adjacent.
+_ADJ_MAX_BARS: Final = 2.5
 
-#: What each feature measures, per account (``pos``, ``delta``, fwd/rev: see the module
-#: docstring). "Round trip" means a same-bar buy/sell pair; "near" ones have
-#: delta >= NEAR_DELTA, "extreme" ones delta >= EXTREME_DELTA. Counts of pairs come from
-#: the largest matching of buys with sells per bar, so one mid-bar fill cannot hide an
-#: extreme pair.
+#: What each feature measures, per account (terms: see the module docstring).
 FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {
     # activity
-    "n_trades": "number of fills",
-    "log_notional": "log(1 + total price x quantity)",
-    "buy_share": "share of fills that are buys",
-    "n_symbols": "distinct symbols traded",
+    "log_trades": "log(1 + number of fills)",
     "n_bars": "distinct bars traded in",
     "trades_per_bar": "fills per bar traded in",
-    "span_hours": "hours from the first to the last fill",
+    "n_symbols": "distinct symbols traded",
+    "buy_share": "share of fills that are buys",
     "no_bar_share": "share of fills no bar of their symbol contains",
-    # where fills sit in their bars
-    "pos_mean": "mean pos",
-    "pos_std": "standard deviation of pos",
-    "buy_pos_mean": "mean pos of buys (0.5 if none)",
-    "sell_pos_mean": "mean pos of sells (0.5 if none)",
-    "mid_share": "share of fills with 0.25 < pos < 0.75",
-    "edge_share": "share of fills within 10 % of the range from either end",
-    "n_edge_fav": "buys near the low plus sells near the high",
-    "n_edge_unfav": "buys near the high plus sells near the low",
-    "edge_fav_share": "n_edge_fav / n_trades",
-    "edge_unfav_share": "n_edge_unfav / n_trades",
-    # fills that set the bar's high or low
-    "n_wick": "fills priced exactly at their bar's high or low",
-    "wick_share": "n_wick / n_trades",
-    "n_wick_bars_both": "bars where the account's fills hit both the high and the low",
-    "n_wick_in_rt": "wick fills that are a leg of a near round trip",
-    # same-bar opposite-side fills
-    "n_bars_both_sides": "bars holding both a buy and a sell of the account",
-    "bars_both_share": "n_bars_both_sides / n_bars",
-    "n_pairs": "sum over bars of min(buys, sells)",
-    "spread_mean": "mean over two-sided bars of the widest buy/sell pos gap",
-    "n_rt_fwd_ext": "extreme forward round trips",
-    "n_rt_rev_ext": "extreme reverse round trips",
-    "n_rt_ext": "extreme round trips, both directions",
-    "n_rt_fwd_near": "near forward round trips",
-    "n_rt_rev_near": "near reverse round trips",
-    "n_rt_near": "near round trips, both directions",
-    "max_delta_fwd": "largest max(sell pos) - min(buy pos) over two-sided bars",
-    "max_delta_rev": "largest max(buy pos) - min(sell pos) over two-sided bars",
-    "max_delta": "max(max_delta_fwd, max_delta_rev)",
-    "second_delta": "second-largest two-sided bar spread (repeated round trips)",
-    "sum_delta_near": "sum of delta over near round trips",
-    "rt_trade_share": "share of fills that are a leg of a near round trip",
-    "rt_value_share": "share of notional in near round-trip legs",
-    "log_rt_value": "log(1 + notional of near round-trip legs)",
-    "rt_pnl_rel": "(sell - buy) x quantity over near round trips, / total notional",
-    "rt_equal_qty_share": "share of near round trips whose legs have equal quantity",
-    "n_bars_adjacent_sides": "bars with a buy whose neighbouring bar holds a sell",
-    # same-timestamp opposite-side fills
-    "n_same_ts_pairs": "buy/sell pairs sharing symbol and timestamp",
-    "same_ts_share": "2 x n_same_ts_pairs / n_trades",
-    "n_same_ts_near": "same-timestamp pairs with delta >= NEAR_DELTA, both directions",
-    "same_ts_max_delta": "widest pos gap between same-timestamp buys and sells",
-    # bar amplitude within the symbol's day
-    "amp_rank_min": "best amplitude rank (1 = widest bar of the symbol's day) traded in",
-    "amp_rank_mean": "mean amplitude rank of the fills' bars",
-    "amp_pct_mean": "mean amplitude rank / bars that day",
-    "top_bar_share": "share of fills in one of the day's 10 widest bars",
-    "n_top_bars": "distinct top-10 bars traded in",
-    "amp_rel_mean": "mean bar amplitude / bar low",
-    "amp_rel_max": "largest bar amplitude / bar low",
-    "amp_vs_median_mean": "mean bar amplitude / the symbol-day's median amplitude",
-    "rt_amp_rank_min": "best amplitude rank among near round trips' bars (999 if none)",
-    "rt_amp_rank_mean": "mean amplitude rank of near round trips' bars (999 if none)",
-    "n_rt_top_bars": "near round trips in a top-10 bar",
-    "rt_amp_rel_mean": "mean amplitude / low of near round trips' bars",
+    "legs_per_bar": "legs per bar traded in",
+    "fills_per_leg": "fills per leg (orders cut into pieces)",
+    # where fills sit, in bars wide enough to tell
+    "wide_share": f"share of fills in bars at least {_WIDE_TICKS} ticks wide",
+    "pos_std": "standard deviation of pos over fills in wide bars",
+    "mid_share": "share of fills in wide bars with 0.25 < pos < 0.75",
+    "edge_share": "share of fills in wide bars within 10 % of the range from an end",
+    "edge_fav_share": "buys near the low plus sells near the high, over fills (wide bars)",
+    "edge_unfav_share": "buys near the high plus sells near the low, over fills (wide bars)",
+    "wick_share": "share of fills priced exactly at a wide bar's high or low",
+    # the bars the account trades in
+    "rel_mean": "mean log2(range / day's median range) of the fills' bars",
+    "rel_max": "largest log2(range / day's median range) of a fill's bar",
+    "quiet_share": "share of fills in bars no wider than the day's median",
+    "top_share": "share of fills in one of the day's 10 widest bars",
+    "pct_min": "best amplitude percentile (0 = widest bar of the day) traded in",
+    "ticks_mean": "mean log2(1 + range in ticks) of the fills' bars",
+    "ticks_min": "smallest log2(1 + range in ticks) of a fill's bar",
+    "vol_share_mean": "geometric mean of fill size over its bar's volume (missing without volume)",
+    "vol_share_max": "largest fill size over its bar's volume",
+    "size_cv": "coefficient of variation of fill sizes",
+    # round trips
+    "n_rt": "round trips (any pos)",
+    "rt_fill_share": "share of fills in a round trip",
+    "rt_eq_share": "share of round trips whose legs have equal quantity",
+    "rt_adjacent_share": "share of round trips with legs in neighbouring bars",
+    "n_rt_ext": "round trips with ext >= 0.75",
+    "n_rt_ext_quiet": "round trips with ext >= 0.75 in bars no wider than the day's median",
+    "n_strong": "strong round trips (ext >= 0.75 and gap >= 1.25)",
+    "n_strong_eq": "strong round trips with equal quantities",
+    "n_strong_fwd": "strong buy-low / sell-high round trips",
+    "n_strong_rev": "strong buy-high / sell-low round trips",
+    "n_strong_bars": "distinct bars holding a strong round trip's buy leg",
+    "n_strong_hi": "round trips with ext >= 0.9 and gap >= 2",
+    "n_strong_loose": "round trips with ext >= 0.6 and gap >= 0.75",
+    "n_strong_top": "strong round trips whose narrower bar is in the day's widest tenth",
+    "n_strong_pure": "strong round trips whose bars hold no other leg of the account",
+    "strong_crowd": "mean number of the account's other legs in strong round trips' bars",
+    "n_rt_wide": "round trips with gap >= 1.25, at any pos",
+    "strong_share_wide": "strong round trips over round trips with gap >= 1.25",
+    "ext_mean_wide": "mean ext of round trips with gap >= 1.25 (0 if none)",
+    "strong_gap_sum": "sum of gap over strong round trips (value moved, in ordinary bars)",
+    "strong_pnl_sign": "mean sign of strong round trips' gain (+1 all gains, -1 all losses)",
+    "strong_adjacent_share": "share of strong round trips with legs in neighbouring bars",
+    "strong_vol_share_max": "largest leg size over its bar's volume among strong round trips",
+    # the two strongest round trips (ranked by ext + gap + equal size), the second to tell a
+    # repeated pattern from a single stop-out
+    "rt1_ext": "ext of the strongest round trip (0 if none)",
+    "rt1_gap": "log2(1 + gap) of the strongest round trip",
+    "rt1_rel": "log2 range / day's median range of its narrower bar",
+    "rt1_ticks": "log2(1 + range in ticks) of its narrower bar",
+    "rt1_pct": "amplitude percentile of its narrower bar (0 = widest)",
+    "rt1_eq": "1 if its legs have equal quantity",
+    "rt2_ext": "ext of the second strongest round trip (0 if none)",
+    "rt2_gap": "log2(1 + gap) of the second strongest",
+    "rt2_rel": "log2 range / day's median range of its narrower bar",
+    "rt2_ticks": "log2(1 + range in ticks) of its narrower bar",
+    "rt2_pct": "amplitude percentile of its narrower bar",
+    "rt2_eq": "1 if its legs have equal quantity",
+    "rt3_ext": "ext of the third strongest round trip (0 if none)",
+    "rt3_gap": "log2(1 + gap) of the third strongest",
+    # counterparty (mirror trades with another account in the same data)
+    "n_strong_mirrored": (
+        "strong round trips with a leg another account's round trip mirrors (same symbol, "
+        "opposite side, same price and size, close in time): the counterparty is in the data"
+    ),
 }
 
 #: Column order of :func:`account_features` (stable; a saved model records it).
@@ -133,135 +168,8 @@ FEATURE_NAMES: Final[tuple[str, ...]] = tuple(FEATURE_DESCRIPTIONS)
 
 
 # ---------------------------------------------------------------------------------------
-# trade-level arrays
+# small vectorised helpers
 # ---------------------------------------------------------------------------------------
-@dataclass
-class _Pairs:
-    """Buy/sell index pairs (into the trade arrays) and their delta."""
-
-    buy: np.ndarray
-    sell: np.ndarray
-    delta: np.ndarray
-
-
-@dataclass
-class _Groups:
-    """Fills grouped (by account and bar, or account, symbol and timestamp) with side stats."""
-
-    code: np.ndarray  # dense group id per fill, -1 when the fill takes no part
-    n: int
-    first: np.ndarray  # one fill of each group (a row index into the trade arrays)
-    nb: np.ndarray  # buys per group
-    ns: np.ndarray  # sells per group
-    min_buy: np.ndarray  # lowest buy pos per group (inf if none)
-    max_buy: np.ndarray
-    min_sell: np.ndarray
-    max_sell: np.ndarray
-
-    @property
-    def both(self) -> np.ndarray:
-        """Groups holding at least one buy and one sell."""
-        return (self.nb > 0) & (self.ns > 0)
-
-
-@dataclass
-class _Trades:
-    """Trades joined to bars, as flat numpy arrays in the trades' row order."""
-
-    acct: np.ndarray  # account code, index into account_ids
-    account_ids: np.ndarray
-    is_buy: np.ndarray
-    price: np.ndarray
-    qty: np.ndarray
-    ts: np.ndarray  # int64 ns
-    sym: np.ndarray  # symbol code
-    bar_row: np.ndarray  # row in the (symbol, ts)-sorted k-lines; -1 when no bar
-    has_bar: np.ndarray
-    pos: np.ndarray
-    wick: np.ndarray
-    amp_rank: np.ndarray
-    bars_in_day: np.ndarray
-    amp_rel: np.ndarray
-    amp_vs_median: np.ndarray
-    row_symbol: np.ndarray  # symbol code of each k-line row
-    bars: _Groups  # one group per (account, bar)
-    stamps: _Groups  # one group per (account, symbol, timestamp)
-    fwd: _Pairs  # same-bar forward round trips with delta >= NEAR_DELTA
-    rev: _Pairs  # same-bar reverse round trips with delta >= NEAR_DELTA
-    fwd_ext: np.ndarray  # forward round trips with delta >= EXTREME_DELTA, per bar group
-    rev_ext: np.ndarray
-    same_ts: _Pairs  # same-timestamp round trips (either direction) with delta >= NEAR_DELTA
-
-
-def _traded_symbols_only(klines: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
-    """The k-lines of the symbols in ``trades`` (whole days are kept for amplitude ranks)."""
-    keep = klines["symbol"].isin(pd.unique(trades["symbol"])).to_numpy()
-    return klines if bool(keep.all()) else klines[keep]
-
-
-def _sorted_klines(klines: pd.DataFrame) -> pd.DataFrame:
-    """K-lines in the row order ``attach_bars`` numbers its ``bar_row`` by."""
-    return klines.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
-
-
-def _bar_context(k: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Amplitude rank (1 = widest), bars per day, amplitude / low and amplitude / median.
-
-    ``k`` is sorted by ``(symbol, ts)``; results follow its rows.
-    """
-    n = len(k)
-    if n == 0:
-        empty = np.zeros(0, dtype=np.float64)
-        return {
-            "rank": empty,
-            "n": empty,
-            "amp_rel": empty,
-            "amp_vs_median": empty,
-            "symbol": np.zeros(0, dtype=np.int64),
-        }
-    high = k["high"].to_numpy(dtype=np.float64)
-    low = k["low"].to_numpy(dtype=np.float64)
-    amp = high - low
-    sym = np.asarray(pd.factorize(k["symbol"])[0], dtype=np.int64)
-    day = k["ts"].to_numpy("datetime64[ns]").astype(np.int64) // _DAY_NS
-    # k is sorted by (symbol, ts), so (symbol, day) groups are contiguous runs
-    new_group = np.r_[True, (sym[1:] != sym[:-1]) | (day[1:] != day[:-1])]
-    group = np.cumsum(new_group) - 1
-    # widest first inside each (symbol, day)
-    order = _group_order(group, -amp)
-    g_sorted = group[order]
-    start = np.flatnonzero(new_group)
-    counts = np.diff(np.r_[start, n])
-    # equal amplitudes share the best rank ("min" ranking)
-    amp_sorted = amp[order]
-    new_value = np.r_[True, (g_sorted[1:] != g_sorted[:-1]) | (amp_sorted[1:] != amp_sorted[:-1])]
-    first_of_value = np.maximum.accumulate(np.where(new_value, np.arange(n), 0))
-    rank_sorted = first_of_value - np.repeat(start, counts) + 1
-    rank = np.empty(n, dtype=np.float64)
-    rank[order] = rank_sorted
-    per_day = counts.astype(np.float64)[group]
-    # median amplitude of each symbol-day: middle of the sorted slice
-    mid = start + (counts - 1) // 2
-    mid2 = start + counts // 2
-    median = ((amp_sorted[mid] + amp_sorted[mid2]) / 2.0)[group]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        amp_rel = np.where(low > 0, amp / low, 0.0)
-        amp_vs_median = np.where(median > 0, amp / median, 1.0)
-    return {
-        "rank": rank,
-        "n": per_day,
-        "amp_rel": amp_rel,
-        "amp_vs_median": amp_vs_median,
-        "symbol": sym,
-    }
-
-
-def _group_order(group: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """Indices sorting by ``group`` then ``value`` (``np.lexsort`` is much slower here)."""
-    order = np.argsort(value, kind="stable")
-    return order[np.argsort(group[order], kind="stable")]
-
-
 def _dense(key: np.ndarray) -> np.ndarray:
     """Dense ids ``0..n-1`` for the distinct values of ``key`` (in sorted key order)."""
     n = len(key)
@@ -274,115 +182,182 @@ def _dense(key: np.ndarray) -> np.ndarray:
     return ids
 
 
-def _n_distinct_per(owner: np.ndarray, value: np.ndarray, n_owner: int) -> np.ndarray:
-    """How many distinct ``value`` each owner has (both non-negative ints)."""
-    if len(owner) == 0:
-        return np.zeros(n_owner)
-    key = np.sort(owner * (int(value.max()) + 1) + value)
-    first = np.r_[True, key[1:] != key[:-1]]
-    return np.bincount(key[first] // (int(value.max()) + 1), minlength=n_owner).astype(np.float64)
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / b, 0.0)
 
 
-def _triple_group(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Dense ids for the distinct ``(a, b, c)`` triples of non-negative ints."""
-    n = len(a)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    c_ids = _dense(c)
-    nb_, nc = int(b.max()) + 1, int(c_ids.max()) + 1
-    if (int(a.max()) + 1) * nb_ * nc < 2**62:
-        return _dense((a * nb_ + b) * nc + c_ids)
-    order = np.lexsort((c, b, a))
-    a_s, b_s, c_s = a[order], b[order], c[order]
-    change = np.r_[True, (a_s[1:] != a_s[:-1]) | (b_s[1:] != b_s[:-1]) | (c_s[1:] != c_s[:-1])]
-    ids = np.empty(n, dtype=np.int64)
-    ids[order] = np.cumsum(change) - 1
-    return ids
-
-
-def _groups(ids: np.ndarray, valid: np.ndarray, is_buy: np.ndarray, pos: np.ndarray) -> _Groups:
-    """Side counts and pos extremes per group; ``ids`` must be dense where ``valid``."""
-    code = np.where(valid, ids, -1)
-    sel = np.flatnonzero(code >= 0)
-    c = code[sel]
-    n = int(c.max()) + 1 if len(c) else 0
-    first = np.zeros(n, dtype=np.int64)
-    first[c] = sel
-    b = is_buy[sel]
-    p = pos[sel]
-    nb = np.bincount(c[b], minlength=n)
-    ns = np.bincount(c[~b], minlength=n)
-    ext = {}
-    for name, side, fn, init in (
-        ("min_buy", b, np.minimum, np.inf),
-        ("max_buy", b, np.maximum, -np.inf),
-        ("min_sell", ~b, np.minimum, np.inf),
-        ("max_sell", ~b, np.maximum, -np.inf),
-    ):
-        arr = np.full(n, init)
-        fn.at(arr, c[side], p[side])
-        ext[name] = arr
-    return _Groups(code=code, n=n, first=first, nb=nb, ns=ns, **ext)
-
-
-def _match(
-    g: _Groups, is_buy: np.ndarray, pos: np.ndarray, min_deltas: tuple[float, ...]
-) -> list[_Pairs]:
-    """Most pairs per group of a buy and a sell with ``sell_pos - buy_pos >= min_delta``.
-
-    Each buy can pair with the sells at or above ``buy_pos + min_delta``; these sets
-    are nested (a lower buy reaches every sell a higher buy reaches), so by the
-    Konig-Ore formula the largest matching in a group is
-    ``nb - max(0, max_j (j - |N(b_j)|))`` with buys ranked from the highest, ``j = 1..nb``.
-    A matching of that size is the ``k`` lowest buys with the ``k`` highest sells, both
-    in ascending order. One sort over the fills of groups holding both sides serves
-    every cut in ``min_deltas``; one result per cut.
-    """
-    code = np.where(g.code >= 0, g.code, 0)
-    idx = np.flatnonzero((g.code >= 0) & g.both[code])
-    e = np.zeros(0, dtype=np.int64)
-    if len(idx) == 0:
-        return [_Pairs(e, e, np.zeros(0, dtype=np.float64)) for _ in min_deltas]
-    c = g.code[idx]
-    b = is_buy[idx]
-    p = pos[idx]
-    order = _group_order(c, np.where(b, 0.0, 2.0) + p)  # group, buys first, then pos
-    idx, c, b, p = idx[order], c[order], b[order], p[order]
-    seg_start = np.flatnonzero(np.r_[True, (c[1:] != c[:-1]) | (b[1:] != b[:-1])])
-    rank = np.arange(len(idx)) - np.repeat(seg_start, np.diff(np.r_[seg_start, len(idx)]))
-    nb = g.nb[c]
-    ns = g.ns[c]
-    # sells sorted by (group, pos); a float key keeps groups apart since pos + delta < 4
-    s_c = c[~b]
-    s_key = s_c * 4.0 + p[~b]
-    b_c = c[b]
-    sell_start = np.searchsorted(s_c, b_c, side="left")
-    j = nb[b] - rank[b]
-    out = []
-    for min_delta in min_deltas:
-        q = b_c * 4.0 + p[b] + min_delta - 1e-7
-        reach = ns[b] - (np.searchsorted(s_key, q, side="left") - sell_start)
-        deficit = np.zeros(g.n, dtype=np.int64)
-        np.maximum.at(deficit, b_c, j - reach)
-        k = (g.nb - deficit)[c]
-        # both selections are ordered by (group, rank) and hold k fills per group: they align
-        bi = idx[b & (rank < k)]
-        si = idx[~b & (rank >= ns - k)]
-        out.append(_Pairs(bi, si, pos[si] - pos[bi]))
+def _gmax(codes: np.ndarray, values: np.ndarray, n: int, fill: float) -> np.ndarray:
+    out = np.full(n, -np.inf)
+    if len(codes):
+        np.maximum.at(out, codes, values)
+    out[np.isneginf(out)] = fill
     return out
 
 
-def _round_trips(g: _Groups, is_buy: np.ndarray, pos: np.ndarray, min_delta: float) -> _Pairs:
-    """Forward and reverse pairs with delta >= ``min_delta`` (disjoint when delta > 0.5)."""
-    (fwd,) = _match(g, is_buy, pos, (min_delta,))
-    (rev,) = _match(g, is_buy, 1.0 - pos, (min_delta,))
-    return _Pairs(np.r_[fwd.buy, rev.buy], np.r_[fwd.sell, rev.sell], np.r_[fwd.delta, rev.delta])
+def _gmin(codes: np.ndarray, values: np.ndarray, n: int, fill: float) -> np.ndarray:
+    out = np.full(n, np.inf)
+    if len(codes):
+        np.minimum.at(out, codes, values)
+    out[np.isposinf(out)] = fill
+    return out
 
 
-def _trade_arrays(trades: pd.DataFrame, k: pd.DataFrame, bar: pd.Timedelta) -> _Trades:
-    """Flat arrays for ``trades``; ``k`` are the k-lines sorted by ``(symbol, ts)``."""
+def _first_per_group(group: np.ndarray, score: np.ndarray, n_groups: int) -> np.ndarray:
+    """Index of the highest ``score`` in each group present (ties: the lowest index).
+
+    Two passes of ``ufunc.at``, no sort: the matching calls this on every round.
+    """
+    best = np.full(n_groups, -np.inf)
+    np.maximum.at(best, group, score)
+    at_best = np.flatnonzero(score >= best[group])
+    first = np.full(n_groups, np.iinfo(np.int64).max)
+    np.minimum.at(first, group[at_best], at_best)
+    return first[first < np.iinfo(np.int64).max]
+
+
+# ---------------------------------------------------------------------------------------
+# trades, legs and round trips
+# ---------------------------------------------------------------------------------------
+@dataclass
+class _Trades:
+    """Trades joined to bars, as flat arrays in the trades' row order."""
+
+    acct: np.ndarray
+    account_ids: np.ndarray
+    is_buy: np.ndarray
+    price: np.ndarray
+    qty: np.ndarray
+    ts: np.ndarray
+    sym: np.ndarray
+    bar_row: np.ndarray
+    has_bar: np.ndarray
+    pos: np.ndarray
+    wick: np.ndarray
+    rel: np.ndarray  # bar range / day median (1 when unknown)
+    ticks: np.ndarray
+    rank: np.ndarray
+    pct: np.ndarray  # (rank - 1) / bars in day
+    n_day: np.ndarray
+    vol_share: np.ndarray  # qty / bar volume, NaN without volume
+    amp: np.ndarray  # the bar's range
+    median: np.ndarray  # the symbol-day's median range
+    tick: np.ndarray
+    bar_volume: np.ndarray  # NaN without volume
+    leg: np.ndarray  # leg id of each fill (-1 without a bar); ids follow the leg key order
+    mirrored: np.ndarray  # the fill is mirrored by another account
+    first_of_bar: np.ndarray  # one fill per (account, bar)
+    first_of_sym: np.ndarray  # one fill per (account, symbol)
+
+
+@dataclass
+class _Legs:
+    acct: np.ndarray
+    row: np.ndarray
+    buy: np.ndarray
+    qty: np.ndarray
+    pos: np.ndarray  # size-weighted
+    price: np.ndarray  # size-weighted
+    n_fills: np.ndarray
+    mirrored: np.ndarray  # any fill of the leg mirrored
+    first: np.ndarray  # one fill of the leg
+    in_bar: np.ndarray  # legs of the account in the leg's bar (itself included)
+
+
+@dataclass
+class _RoundTrips:
+    """Matched buy/sell legs and what each round trip looks like."""
+
+    buy: np.ndarray  # leg ids
+    sell: np.ndarray
+    acct: np.ndarray
+    ext: np.ndarray
+    fwd: np.ndarray  # bool: buy low / sell high
+    gap: np.ndarray  # price gap / day's median range
+    rel: np.ndarray  # narrower bar's range / day median
+    rel_max: np.ndarray  # wider bar's range / day median
+    ticks: np.ndarray  # narrower bar's range in ticks
+    pct: np.ndarray  # narrower bar's amplitude percentile
+    eq: np.ndarray  # equal quantities
+    adjacent: np.ndarray
+    pnl: np.ndarray  # (sell - buy) x min(qty)
+    value: np.ndarray  # notional of both legs
+    vol_share: np.ndarray  # larger leg's share of its bar's volume
+    mirrored: np.ndarray  # a leg mirrored by another account
+
+    @property
+    def strong(self) -> np.ndarray:
+        return (
+            (self.ext >= STRONG_EXT - _EPS)
+            & (self.gap >= STRONG_GAP - _EPS)
+            & (self.rel_max > 1.0 + _EPS)
+        )
+
+
+def _sorted_klines(klines: pd.DataFrame) -> pd.DataFrame:
+    """K-lines in the row order ``_bar_positions`` numbers its rows by."""
+    return klines.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
+
+
+def _traded_symbols_only(klines: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
+    """The k-lines of the symbols in ``trades`` (whole days are kept for day statistics)."""
+    keep = klines["symbol"].isin(pd.unique(trades["symbol"])).to_numpy()
+    return klines if bool(keep.all()) else klines[keep]
+
+
+def _mark_mirrors(trades: pd.DataFrame, tr: _Trades, legs: _Legs, rt: _RoundTrips) -> None:
+    """Mark fills, legs and round trips that another account's trade mirrors.
+
+    A mirror is :func:`fraudlens.market.pairs.mirrored_mask`'s: same symbol, opposite
+    side, equal price and quantity, close in time. Only legs of round trips that are at
+    least loosely extreme (``ext >= 0.6``, ``gap >= 0.75``) are looked at: the other side
+    of such a round trip is such a round trip too, and the book's ordinary trades are
+    left out of the search.
+    """
+    loose = (rt.ext >= 0.6) & (rt.gap >= 0.75)
+    if not loose.any():
+        return
+    leg_on = np.zeros(len(legs.buy), dtype=bool)
+    leg_on[rt.buy[loose]] = True
+    leg_on[rt.sell[loose]] = True
+    fills = np.flatnonzero((tr.leg >= 0) & leg_on[np.maximum(tr.leg, 0)])
+    # A mirror has the same symbol, price and size on the other side: keep only fills
+    # whose (symbol, price, size) appears on both sides (cheap, and a superset), then
+    # let the linkage apply its own rules to those.
+    if len(fills) < 2:
+        return
+    p_code = pd.factorize(tr.price[fills])[0].astype(np.int64)
+    q_code = pd.factorize(tr.qty[fills])[0].astype(np.int64)
+    n_f = len(fills) + 1
+    code = pd.factorize((tr.sym[fills] * n_f + p_code) * n_f + q_code)[0].astype(np.int64)
+    buys = np.bincount(code, weights=tr.is_buy[fills])
+    sells = np.bincount(code, weights=~tr.is_buy[fills])
+    fills = fills[(buys[code] > 0) & (sells[code] > 0)]
+    if len(np.unique(tr.acct[fills])) < 2:
+        return
+    from fraudlens.market.pairs import mirrored_mask
+
+    sub = trades.iloc[fills].reset_index(drop=True)
+    tr.mirrored[fills] = np.asarray(mirrored_mask(sub), dtype=bool)
+    hit = tr.leg[tr.mirrored]
+    legs.mirrored[hit[hit >= 0]] = True
+    rt.mirrored[:] = legs.mirrored[rt.buy] | legs.mirrored[rt.sell]
+
+
+def _trade_arrays(
+    trades: pd.DataFrame,
+    k: pd.DataFrame,
+    bar: pd.Timedelta,
+    *,
+    ctx: BarContext | None = None,
+    bar_row: np.ndarray | None = None,
+) -> _Trades:
+    """Flat arrays for ``trades``; ``k`` are the k-lines sorted by ``(symbol, ts)``,
+    ``ctx`` their :func:`~fraudlens.market._bars.bar_context` and ``bar_row`` each
+    trade's row in ``k`` (both computed when not given)."""
     n = len(trades)
-    bar_row = np.asarray(_bar_positions(trades, k, bar), dtype=np.int64)
+    if bar_row is None:
+        bar_row = np.asarray(_bar_positions(trades, k, bar), dtype=np.int64)
     has_bar = bar_row >= 0
     safe = np.where(has_bar, bar_row, 0)
     acct_codes, account_ids = pd.factorize(trades["account_id"].astype(str), sort=True)
@@ -395,31 +370,67 @@ def _trade_arrays(trades: pd.DataFrame, k: pd.DataFrame, bar: pd.Timedelta) -> _
     price = trades["price"].to_numpy(dtype=np.float64)
     qty = trades["quantity"].to_numpy(dtype=np.float64) if "quantity" in trades else np.ones(n)
     ts = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    if ctx is None:
+        ctx = bar_context(k)
     if len(k):
         high = np.where(has_bar, k["high"].to_numpy(dtype=np.float64)[safe], np.nan)
         low = np.where(has_bar, k["low"].to_numpy(dtype=np.float64)[safe], np.nan)
     else:
         high = low = np.full(n, np.nan)
-    rng = high - low
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pos = np.where(has_bar & (rng > 0), (price - low) / rng, 0.5)
-    pos = np.clip(np.nan_to_num(pos, nan=0.5), 0.0, 1.0)
-    tol = 1e-9 * np.abs(price)
-    wick = has_bar & (rng > 0) & ((np.abs(price - high) <= tol) | (np.abs(price - low) <= tol))
-
-    ctx = _bar_context(k)
-    sym = np.asarray(pd.factorize(trades["symbol"].astype(str))[0], dtype=np.int64)
 
     def pick(a: np.ndarray, missing: float) -> np.ndarray:
         if len(a) == 0:
             return np.full(n, missing)
         return np.where(has_bar, a[safe], missing)
 
+    amp = high - low
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pos = np.where(has_bar & (amp > 0), (price - low) / amp, 0.5)
+    pos = np.clip(np.nan_to_num(pos, nan=0.5), 0.0, 1.0)
+    tol = 1e-9 * np.abs(price)
+    wick = has_bar & (amp > 0) & ((np.abs(price - high) <= tol) | (np.abs(price - low) <= tol))
+    rel = pick(ctx.rel, 1.0)
+    ticks = pick(ctx.ticks, 0.0)
+    rank = pick(ctx.rank, np.nan)
+    n_day = pick(ctx.n_day, np.nan)
+    pct = np.where(has_bar, _ratio(rank - 1.0, n_day), 1.0)
+    volume = pick(ctx.volume, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vol_share = np.where(volume > 0, qty / volume, np.nan)
+    sym = np.asarray(pd.factorize(trades["symbol"].astype(str))[0], dtype=np.int64)
+    # Legs: (account, bar, side, third of the range). One sort by that key serves every
+    # grouping below: bars of an account, symbols of an account (a symbol's bars are
+    # contiguous rows), legs, and the legs sharing a bar. Fills without a bar get the
+    # spare row len(k), after every real one.
+    zone = np.where(pos <= _ZONE, 0, np.where(pos >= 1.0 - _ZONE, 2, 1))
     n_rows = len(k) + 1
-    bars = _groups(_dense(acct * n_rows + bar_row), has_bar, is_buy, pos)
-    stamps = _groups(_triple_group(acct, sym, ts - ts.min(initial=0)), has_bar, is_buy, pos)
-    fwd, fwd_ext = _match(bars, is_buy, pos, (NEAR_DELTA, EXTREME_DELTA))
-    rev, rev_ext = _match(bars, is_buy, 1.0 - pos, (NEAR_DELTA, EXTREME_DELTA))
+    row = np.where(has_bar, bar_row, len(k))
+    leg_key = ((acct * n_rows + row) * 2 + is_buy) * 3 + zone
+    order = np.argsort(leg_key, kind="stable")
+    key_s = leg_key[order]
+    new_leg = np.r_[True, key_s[1:] != key_s[:-1]] if n else np.zeros(0, dtype=bool)
+    bar_s = key_s // 6
+    new_bar = np.r_[True, bar_s[1:] != bar_s[:-1]] if n else np.zeros(0, dtype=bool)
+    first_of_bar = np.zeros(n, dtype=bool)
+    first_of_bar[order[new_bar]] = True
+    sym_s = sym[order]
+    acct_s = acct[order]
+    new_sym = (
+        np.r_[True, (acct_s[1:] != acct_s[:-1]) | (sym_s[1:] != sym_s[:-1])]
+        if n
+        else np.zeros(0, dtype=bool)
+    )
+    first_of_sym = np.zeros(n, dtype=bool)
+    first_of_sym[order[new_sym]] = True
+    leg_sorted = np.cumsum(new_leg) - 1
+    leg = np.empty(n, dtype=np.int64)
+    leg[order] = leg_sorted
+    # no-bar fills form the last legs of each account: drop them, renumber densely
+    if not has_bar.all():
+        real = np.zeros(int(leg_sorted[-1]) + 1 if n else 0, dtype=bool)
+        real[leg[has_bar]] = True
+        remap = np.cumsum(real) - 1
+        leg = np.where(has_bar, remap[leg], -1)
     return _Trades(
         acct=acct,
         account_ids=np.asarray(account_ids, dtype=object),
@@ -432,59 +443,183 @@ def _trade_arrays(trades: pd.DataFrame, k: pd.DataFrame, bar: pd.Timedelta) -> _
         has_bar=has_bar,
         pos=pos,
         wick=wick,
-        amp_rank=pick(ctx["rank"], _NO_RANK),
-        bars_in_day=pick(ctx["n"], 0.0),
-        amp_rel=pick(ctx["amp_rel"], 0.0),
-        amp_vs_median=pick(ctx["amp_vs_median"], 1.0),
-        row_symbol=ctx["symbol"],
-        bars=bars,
-        stamps=stamps,
+        rel=rel,
+        ticks=ticks,
+        rank=rank,
+        pct=pct,
+        n_day=n_day,
+        vol_share=vol_share,
+        amp=np.nan_to_num(amp),
+        median=pick(ctx.median_amp, 0.0),
+        tick=pick(ctx.tick, np.nan),
+        bar_volume=volume,
+        leg=leg,
+        mirrored=np.zeros(n, dtype=bool),  # filled in by _mark_mirrors
+        first_of_bar=first_of_bar & has_bar,
+        first_of_sym=first_of_sym,
+    )
+
+
+def _legs(tr: _Trades) -> _Legs:
+    sel = np.flatnonzero(tr.leg >= 0)
+    g = tr.leg[sel]
+    n = int(g.max()) + 1 if len(g) else 0
+    q = tr.qty[sel]
+    qty = np.bincount(g, weights=q, minlength=n)
+    first = np.zeros(n, dtype=np.int64)
+    first[g[::-1]] = sel[::-1]
+    acct = tr.acct[first]
+    row = tr.bar_row[first]
+    # leg ids follow (account, row, side, zone): legs of one bar are a run
+    if n:
+        new = np.r_[True, (acct[1:] != acct[:-1]) | (row[1:] != row[:-1])]
+        run = np.cumsum(new) - 1
+        in_bar = np.bincount(run).astype(np.float64)[run]
+    else:
+        in_bar = np.zeros(0)
+    return _Legs(
+        acct=acct,
+        row=row,
+        buy=tr.is_buy[first],
+        qty=qty,
+        pos=_ratio(np.bincount(g, weights=q * tr.pos[sel], minlength=n), qty),
+        price=_ratio(np.bincount(g, weights=q * tr.price[sel], minlength=n), qty),
+        n_fills=np.bincount(g, minlength=n).astype(np.float64),
+        mirrored=np.zeros(n, dtype=bool),
+        first=first,
+        in_bar=in_bar,
+    )
+
+
+def _round_trips(tr: _Trades, legs: _Legs, k: pd.DataFrame, bar: pd.Timedelta) -> _RoundTrips:
+    """Match buy legs with sell legs of the same account in the same or a neighbouring bar.
+
+    Each buy leg has at most nine candidates (three zones in each of three bars). The
+    matching is greedy, most extreme pair first, in a few vectorised rounds: every free
+    buy leg proposes its best free candidate, every sell leg accepts its best proposal.
+    """
+    n_rows = len(k) + 1
+    b_idx = np.flatnonzero(legs.buy)
+    s_idx = np.flatnonzero(~legs.buy)
+    empty = np.zeros(0)
+    if len(b_idx) == 0 or len(s_idx) == 0:
+        e_i = np.zeros(0, dtype=np.int64)
+        e_b = np.zeros(0, dtype=bool)
+        return _RoundTrips(e_i, e_i, e_i, empty, e_b, empty, empty, empty, empty, empty, e_b,
+                           e_b, empty, empty, empty, e_b)  # fmt: skip
+    k_sym = np.asarray(pd.factorize(k["symbol"])[0], dtype=np.int64)
+    k_ts = k["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    # sell legs by (account, row); up to three per key (one per zone)
+    # sell legs come in leg-id order, i.e. sorted by (account, row)
+    s_sorted = legs.acct[s_idx] * n_rows + legs.row[s_idx]
+    cb_parts, cs_parts, adj_parts = [], [], []
+    b_key = legs.acct[b_idx] * n_rows + legs.row[b_idx]
+    for step in (-1, 0, 1):
+        target = b_key + step
+        lo = np.searchsorted(s_sorted, target, side="left")
+        hi = np.searchsorted(s_sorted, target, side="right")
+        for z in range(3):
+            j = lo + z
+            ok = j < hi
+            if not ok.any():
+                continue
+            bi = b_idx[ok]
+            si = s_idx[j[ok]]
+            if step:
+                rb, rs = legs.row[bi], legs.row[si]
+                same = (k_sym[rb] == k_sym[rs]) & (
+                    np.abs(k_ts[rb] - k_ts[rs]) <= _ADJ_MAX_BARS * bar.value
+                )
+                bi, si = bi[same], si[same]
+            cb_parts.append(bi)
+            cs_parts.append(si)
+            adj_parts.append(np.full(len(bi), step != 0))
+    cb = np.concatenate(cb_parts) if cb_parts else np.zeros(0, dtype=np.int64)
+    cs = np.concatenate(cs_parts) if cs_parts else np.zeros(0, dtype=np.int64)
+    adj = np.concatenate(adj_parts) if adj_parts else np.zeros(0, dtype=bool)
+    pb, ps = legs.pos[cb], legs.pos[cs]
+    e_fwd = np.minimum(1.0 - pb, ps)
+    e_rev = np.minimum(pb, 1.0 - ps)
+    ext = np.maximum(e_fwd, e_rev)
+    qb, qs = legs.qty[cb], legs.qty[cs]
+    eq = np.abs(qb - qs) <= 1e-9 * np.maximum(qb, qs)
+    score = ext + 0.25 * eq - 0.05 * adj
+
+    # greedy matching in rounds
+    free_b = np.ones(len(legs.buy), dtype=bool)
+    free_s = np.ones(len(legs.buy), dtype=bool)
+    keep = np.zeros(len(cb), dtype=bool)
+    alive = np.ones(len(cb), dtype=bool)
+    for _ in range(4):
+        alive &= free_b[cb] & free_s[cs]
+        if not alive.any():
+            break
+        cand = np.flatnonzero(alive)
+        n_legs = len(legs.buy)
+        best_b = cand[_first_per_group(cb[cand], score[cand], n_legs)]
+        best = best_b[_first_per_group(cs[best_b], score[best_b], n_legs)]
+        keep[best] = True
+        free_b[cb[best]] = False
+        free_s[cs[best]] = False
+    sel = np.flatnonzero(keep)
+    cb, cs, adj = cb[sel], cs[sel], adj[sel]
+    e_fwd, ext, eq = e_fwd[sel], ext[sel], eq[sel]
+    fwd = e_fwd >= ext - 1e-12
+    # bar context of each leg, through one of its fills
+    fb, fs = legs.first[cb], legs.first[cs]
+    median = np.maximum(tr.median[fb], tr.median[fs])
+    gap_abs = np.abs(legs.price[cs] - legs.price[cb])
+    tick = np.fmax(tr.tick[fb], tr.tick[fs])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # a day whose median bar is flat: count the gap in ticks instead
+        gap = np.where(median > 0, gap_abs / median, np.where(tick > 0, gap_abs / tick, 0.0))
+    q = np.minimum(legs.qty[cb], legs.qty[cs])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share_b = legs.qty[cb] / tr.bar_volume[fb]
+        share_s = legs.qty[cs] / tr.bar_volume[fs]
+    return _RoundTrips(
+        buy=cb,
+        sell=cs,
+        acct=legs.acct[cb],
+        ext=ext,
         fwd=fwd,
-        rev=rev,
-        fwd_ext=np.bincount(bars.code[fwd_ext.buy], minlength=bars.n),
-        rev_ext=np.bincount(bars.code[rev_ext.buy], minlength=bars.n),
-        same_ts=_round_trips(stamps, is_buy, pos, NEAR_DELTA),
+        gap=np.nan_to_num(gap),
+        rel=np.minimum(tr.rel[fb], tr.rel[fs]),
+        rel_max=np.maximum(tr.rel[fb], tr.rel[fs]),
+        ticks=np.minimum(tr.ticks[fb], tr.ticks[fs]),
+        pct=np.maximum(tr.pct[fb], tr.pct[fs]),
+        eq=eq,
+        adjacent=adj,
+        pnl=(legs.price[cs] - legs.price[cb]) * q,
+        value=legs.price[cb] * legs.qty[cb] + legs.price[cs] * legs.qty[cs],
+        vol_share=np.fmax(share_b, share_s),
+        mirrored=legs.mirrored[cb] | legs.mirrored[cs],
     )
 
 
 # ---------------------------------------------------------------------------------------
 # per-account aggregates
 # ---------------------------------------------------------------------------------------
-def _group_max(codes: np.ndarray, values: np.ndarray, n: int, fill: float) -> np.ndarray:
-    out = np.full(n, -np.inf)
-    if len(codes):
-        np.maximum.at(out, codes, values)
-    out[np.isneginf(out)] = fill
-    return out
-
-
-def _group_min(codes: np.ndarray, values: np.ndarray, n: int, fill: float) -> np.ndarray:
-    out = np.full(n, np.inf)
-    if len(codes):
-        np.minimum.at(out, codes, values)
-    out[np.isposinf(out)] = fill
-    return out
-
-
-def _second_largest(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Second-largest value per group (0 when the group has fewer than two)."""
-    out = np.zeros(n)
-    if len(codes) == 0:
+def _top3(rt: _RoundTrips, n_acc: int) -> list[np.ndarray]:
+    """Round-trip indices of each account's 1st, 2nd and 3rd strongest (-1 if none)."""
+    out = [np.full(n_acc, -1, dtype=np.int64) for _ in range(3)]
+    cand = np.flatnonzero(rt.ext >= 0.5)  # weaker ones never make an account's top
+    if len(cand) == 0:
         return out
-    order = _group_order(codes, -values)
-    c, v = codes[order], values[order]
-    first = np.r_[True, c[1:] != c[:-1]]
-    second = np.r_[False, first[:-1]] & ~first
-    out[c[second]] = v[second]
+    strength = rt.ext[cand] + np.minimum(rt.gap[cand], 4.0) / 4.0 + 0.25 * rt.eq[cand]
+    acct = rt.acct[cand]
+    # one sort: by account, strongest first (strength < 3 keeps accounts apart)
+    order = np.argsort(acct * 4.0 + (3.0 - strength), kind="stable")
+    a = acct[order]
+    start = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+    rank = np.arange(len(a)) - np.repeat(start, np.diff(np.r_[start, len(a)]))
+    for r in range(3):
+        m = rank == r
+        out[r][a[m]] = cand[order[m]]
     return out
 
 
-def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b > 0, a / b, 0.0)
-
-
-def _features_from_arrays(tr: _Trades) -> pd.DataFrame:
+def _features(tr: _Trades, legs: _Legs, rt: _RoundTrips) -> pd.DataFrame:
     n_acc = len(tr.account_ids)
     acct = tr.acct
 
@@ -494,174 +629,160 @@ def _features_from_arrays(tr: _Trades) -> pd.DataFrame:
             w = mask.astype(np.float64) if w is None else np.where(mask, w, 0.0)
         return np.bincount(acct, weights=w, minlength=n_acc).astype(np.float64)
 
+    def per_rt(mask: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
+        w = weights
+        if mask is not None:
+            w = mask.astype(np.float64) if w is None else np.where(mask, w, 0.0)
+        return np.bincount(rt.acct, weights=w, minlength=n_acc).astype(np.float64)
+
     f: dict[str, np.ndarray] = {}
     n_tr = count()
-    notional = np.abs(tr.price * tr.qty)
-    total_value = count(weights=notional)
-    f["n_trades"] = n_tr
-    f["log_notional"] = np.log1p(total_value)
-    f["buy_share"] = _ratio(count(tr.is_buy), n_tr)
-
-    # distinct symbols and bars per account; each (account, bar) group is one bar
-    bars = tr.bars
-    g_acc = acct[bars.first]
-    g_row = tr.bar_row[bars.first]
-    f["n_symbols"] = _n_distinct_per(acct, tr.sym, n_acc)
-    n_bars = np.bincount(g_acc, minlength=n_acc).astype(np.float64)
+    hb = tr.has_bar
+    f["log_trades"] = np.log1p(n_tr)
+    n_bars = count(tr.first_of_bar)
     f["n_bars"] = n_bars
-    f["trades_per_bar"] = _ratio(count(tr.has_bar), n_bars)
-    ts_h = tr.ts.astype(np.float64) / 3.6e12
-    f["span_hours"] = _group_max(acct, ts_h, n_acc, 0.0) - _group_min(acct, ts_h, n_acc, 0.0)
-    f["no_bar_share"] = _ratio(count(~tr.has_bar), n_tr)
+    f["trades_per_bar"] = _ratio(count(hb), n_bars)
+    f["n_symbols"] = count(tr.first_of_sym)
+    f["buy_share"] = _ratio(count(tr.is_buy), n_tr)
+    f["no_bar_share"] = _ratio(count(~hb), n_tr)
+    n_legs = np.bincount(legs.acct, minlength=n_acc).astype(np.float64)
+    f["legs_per_bar"] = _ratio(n_legs, n_bars)
+    f["fills_per_leg"] = _ratio(count(hb), n_legs)
 
+    wide = hb & (tr.ticks >= _WIDE_TICKS)
+    n_wide = count(wide)
     pos = tr.pos
-    f["pos_mean"] = _ratio(count(weights=pos), n_tr)
-    sq = _ratio(count(weights=pos * pos), n_tr)
-    f["pos_std"] = np.sqrt(np.maximum(sq - f["pos_mean"] ** 2, 0.0))
-    n_buy = count(tr.is_buy)
-    n_sell = n_tr - n_buy
-    f["buy_pos_mean"] = np.where(n_buy > 0, _ratio(count(tr.is_buy, pos), n_buy), 0.5)
-    f["sell_pos_mean"] = np.where(n_sell > 0, _ratio(count(~tr.is_buy, pos), n_sell), 0.5)
-    f["mid_share"] = _ratio(count((pos > 0.25) & (pos < 0.75)), n_tr)
-    lo_edge = tr.has_bar & (pos <= _EDGE)
-    hi_edge = tr.has_bar & (pos >= 1.0 - _EDGE)
-    f["edge_share"] = _ratio(count(lo_edge | hi_edge), n_tr)
+    f["wide_share"] = _ratio(n_wide, n_tr)
+    mean = _ratio(count(wide, pos), n_wide)
+    f["pos_std"] = np.sqrt(np.maximum(_ratio(count(wide, pos * pos), n_wide) - mean**2, 0.0))
+    f["mid_share"] = _ratio(count(wide & (pos > 0.25) & (pos < 0.75)), n_wide)
+    lo_edge = wide & (pos <= _EDGE)
+    hi_edge = wide & (pos >= 1.0 - _EDGE)
+    f["edge_share"] = _ratio(count(lo_edge | hi_edge), n_wide)
     fav = (tr.is_buy & lo_edge) | (~tr.is_buy & hi_edge)
     unfav = (tr.is_buy & hi_edge) | (~tr.is_buy & lo_edge)
-    f["n_edge_fav"] = count(fav)
-    f["n_edge_unfav"] = count(unfav)
-    f["edge_fav_share"] = _ratio(f["n_edge_fav"], n_tr)
-    f["edge_unfav_share"] = _ratio(f["n_edge_unfav"], n_tr)
+    f["edge_fav_share"] = _ratio(count(fav), n_tr)
+    f["edge_unfav_share"] = _ratio(count(unfav), n_tr)
+    f["wick_share"] = _ratio(count(wide & tr.wick), n_tr)
 
-    # wicks: fills priced exactly at the bar's high or low
-    f["n_wick"] = count(tr.wick)
-    f["wick_share"] = _ratio(f["n_wick"], n_tr)
-    at_high = tr.wick & (pos >= 0.5)
-    at_low = tr.wick & (pos < 0.5)
-    wick_both = (np.bincount(bars.code[at_high], minlength=bars.n) > 0) & (
-        np.bincount(bars.code[at_low], minlength=bars.n) > 0
-    )
-    f["n_wick_bars_both"] = np.bincount(g_acc[wick_both], minlength=n_acc).astype(np.float64)
+    n_hb = count(hb)
+    lrel = np.log2(np.clip(tr.rel, 1.0 / 64, 64.0))
+    f["rel_mean"] = np.where(n_hb > 0, _ratio(count(hb, lrel), n_hb), 0.0)
+    f["rel_max"] = _gmax(acct[hb], lrel[hb], n_acc, 0.0)
+    f["quiet_share"] = _ratio(count(hb & (tr.rel <= 1.0 + _EPS)), n_tr)
+    f["top_share"] = _ratio(count(hb & (tr.rank <= _TOP_BARS)), n_tr)
+    f["pct_min"] = _gmin(acct[hb], tr.pct[hb], n_acc, 1.0)
+    lt = np.log2(1.0 + tr.ticks)
+    f["ticks_mean"] = np.where(n_hb > 0, _ratio(count(hb, lt), n_hb), 0.0)
+    f["ticks_min"] = _gmin(acct[hb], lt[hb], n_acc, 0.0)
+    has_vs = np.isfinite(tr.vol_share) & (tr.vol_share > 0)
+    n_vs = count(has_vs)
+    log_vs = np.log(np.where(has_vs, tr.vol_share, 1.0))
+    f["vol_share_mean"] = np.where(n_vs > 0, np.exp(_ratio(count(has_vs, log_vs), n_vs)), np.nan)
+    vs = np.where(np.isfinite(tr.vol_share), tr.vol_share, -np.inf)
+    f["vol_share_max"] = _gmax(acct, vs, n_acc, np.nan)
+    f["vol_share_max"][np.isneginf(f["vol_share_max"])] = np.nan
+    q_mean = _ratio(count(weights=tr.qty), n_tr)
+    q_sq = _ratio(count(weights=tr.qty**2), n_tr)
+    f["size_cv"] = _ratio(np.sqrt(np.maximum(q_sq - q_mean**2, 0.0)), q_mean)
 
-    # same-bar opposite-side fills, per (account, bar) group
-    both = bars.both
-    spread_fwd = np.where(both, bars.max_sell - bars.min_buy, -np.inf)
-    spread_rev = np.where(both, bars.max_buy - bars.min_sell, -np.inf)
-    spread = np.maximum(spread_fwd, spread_rev)
-    f["n_bars_both_sides"] = np.bincount(g_acc[both], minlength=n_acc).astype(np.float64)
-    f["bars_both_share"] = _ratio(f["n_bars_both_sides"], n_bars)
-    n_pairs = np.bincount(g_acc, weights=np.minimum(bars.nb, bars.ns), minlength=n_acc)
-    f["n_pairs"] = n_pairs
-    f["spread_mean"] = _ratio(
-        np.bincount(g_acc[both], weights=spread[both], minlength=n_acc), f["n_bars_both_sides"]
+    n_rt = per_rt()
+    f["n_rt"] = n_rt
+    fills_in = (
+        np.bincount(rt.acct, weights=legs.n_fills[rt.buy] + legs.n_fills[rt.sell], minlength=n_acc)
+        if len(rt.acct)
+        else np.zeros(n_acc)
     )
-    f["n_rt_fwd_ext"] = np.bincount(g_acc, weights=tr.fwd_ext, minlength=n_acc)
-    f["n_rt_rev_ext"] = np.bincount(g_acc, weights=tr.rev_ext, minlength=n_acc)
-    f["n_rt_ext"] = f["n_rt_fwd_ext"] + f["n_rt_rev_ext"]
-    fwd, rev = tr.fwd, tr.rev
-    f["n_rt_fwd_near"] = np.bincount(acct[fwd.buy], minlength=n_acc).astype(np.float64)
-    f["n_rt_rev_near"] = np.bincount(acct[rev.buy], minlength=n_acc).astype(np.float64)
-    f["n_rt_near"] = f["n_rt_fwd_near"] + f["n_rt_rev_near"]
-    f["max_delta_fwd"] = _group_max(g_acc[both], spread_fwd[both], n_acc, 0.0)
-    f["max_delta_rev"] = _group_max(g_acc[both], spread_rev[both], n_acc, 0.0)
-    f["max_delta"] = np.maximum(f["max_delta_fwd"], f["max_delta_rev"])
-    f["second_delta"] = np.maximum(_second_largest(g_acc[both], spread[both], n_acc), 0.0)
+    f["rt_fill_share"] = _ratio(fills_in, n_tr)
+    f["rt_eq_share"] = _ratio(per_rt(rt.eq), n_rt)
+    f["rt_adjacent_share"] = _ratio(per_rt(rt.adjacent), n_rt)
+    ext_ok = rt.ext >= STRONG_EXT - _EPS
+    f["n_rt_ext"] = per_rt(ext_ok)
+    f["n_rt_ext_quiet"] = per_rt(ext_ok & (rt.rel <= 1.0 + _EPS))
+    strong = rt.strong
+    n_strong = per_rt(strong)
+    f["n_strong"] = n_strong
+    f["n_strong_eq"] = per_rt(strong & rt.eq)
+    f["n_strong_fwd"] = per_rt(strong & rt.fwd)
+    f["n_strong_rev"] = per_rt(strong & ~rt.fwd)
+    s_rows = legs.row[rt.buy[strong]]
+    s_acc = rt.acct[strong]
+    if len(s_acc):
+        key = np.unique(s_acc * (int(s_rows.max()) + 1) + s_rows)
+        f["n_strong_bars"] = np.bincount(key // (int(s_rows.max()) + 1), minlength=n_acc).astype(
+            np.float64
+        )
+    else:
+        f["n_strong_bars"] = np.zeros(n_acc)
+    f["n_strong_hi"] = per_rt((rt.ext >= 0.9) & (rt.gap >= 2.0))
+    f["n_strong_loose"] = per_rt((rt.ext >= 0.6) & (rt.gap >= 0.75))
+    f["n_strong_top"] = per_rt(strong & (rt.pct <= 0.1))
+    # Other legs in a strong round trip's bars: a thief's legs stand alone in their
+    # bars; the most extreme pairs picked out of dense fills at random prices do not.
+    legs_in_bar = legs.in_bar
+    same_bar = legs.row[rt.buy] == legs.row[rt.sell] if len(rt.buy) else np.zeros(0, bool)
+    others = np.where(
+        same_bar,
+        legs_in_bar[rt.buy] - 2,
+        legs_in_bar[rt.buy] + legs_in_bar[rt.sell] - 2,
+    ) if len(rt.buy) else np.zeros(0)  # fmt: skip
+    f["n_strong_pure"] = per_rt(strong & (others <= 0))
+    f["strong_crowd"] = _ratio(per_rt(strong, others), n_strong)
+    wide_rt = rt.gap >= STRONG_GAP - _EPS
+    n_rt_wide = per_rt(wide_rt)
+    f["n_rt_wide"] = n_rt_wide
+    f["strong_share_wide"] = _ratio(n_strong, n_rt_wide)
+    f["ext_mean_wide"] = _ratio(per_rt(wide_rt, rt.ext), n_rt_wide)
+    f["strong_gap_sum"] = per_rt(strong, np.minimum(rt.gap, 20.0))
+    f["strong_pnl_sign"] = _ratio(per_rt(strong, np.sign(rt.pnl)), n_strong)
+    f["strong_adjacent_share"] = _ratio(per_rt(strong & rt.adjacent), n_strong)
+    vs_rt = np.where(strong & np.isfinite(rt.vol_share), rt.vol_share, -np.inf)
+    svm = _gmax(rt.acct, vs_rt, n_acc, np.nan)
+    svm[np.isneginf(svm)] = np.nan
+    f["strong_vol_share_max"] = svm
 
-    # trades that are a leg of a near-extreme round trip (either direction)
-    near_buy = np.r_[fwd.buy, rev.buy]
-    near_sell = np.r_[fwd.sell, rev.sell]
-    near_delta = np.r_[fwd.delta, rev.delta]
-    pair_acc = acct[near_buy]
-    f["sum_delta_near"] = np.bincount(pair_acc, weights=near_delta, minlength=n_acc)
-    in_rt = np.zeros(len(acct), dtype=bool)
-    in_rt[near_buy] = True
-    in_rt[near_sell] = True
-    f["rt_trade_share"] = _ratio(count(in_rt), n_tr)
-    rt_value = count(in_rt, notional)
-    f["rt_value_share"] = _ratio(rt_value, total_value)
-    f["log_rt_value"] = np.log1p(rt_value)
-    pair_q = np.minimum(tr.qty[near_buy], tr.qty[near_sell])
-    pnl = (tr.price[near_sell] - tr.price[near_buy]) * pair_q
-    f["rt_pnl_rel"] = _ratio(np.bincount(pair_acc, weights=pnl, minlength=n_acc), total_value)
-    eq = np.isclose(tr.qty[near_buy], tr.qty[near_sell])
-    n_near_pairs = np.bincount(pair_acc, minlength=n_acc).astype(np.float64)
-    f["rt_equal_qty_share"] = _ratio(
-        np.bincount(pair_acc, weights=eq.astype(np.float64), minlength=n_acc), n_near_pairs
-    )
-    f["n_wick_in_rt"] = count(in_rt & tr.wick)
-    f["n_bars_adjacent_sides"] = _adjacent_sides(tr, g_acc, g_row, n_acc)
+    tops = _top3(rt, n_acc)
+    for r, idx in enumerate(tops[:2], start=1):
+        has = idx >= 0
+        j = np.where(has, idx, 0)
 
-    # same timestamp, per (account, symbol, ts) group
-    st = tr.stamps
-    st_acc = acct[st.first]
-    n_same = np.bincount(st_acc, weights=np.minimum(st.nb, st.ns), minlength=n_acc)
-    f["n_same_ts_pairs"] = n_same
-    f["same_ts_share"] = _ratio(2.0 * n_same, n_tr)
-    f["n_same_ts_near"] = np.bincount(acct[tr.same_ts.buy], minlength=n_acc).astype(np.float64)
-    st_both = st.both
-    st_spread = np.maximum(st.max_sell - st.min_buy, st.max_buy - st.min_sell)
-    f["same_ts_max_delta"] = _group_max(st_acc[st_both], st_spread[st_both], n_acc, 0.0)
+        def take(
+            a: np.ndarray, fill: float, has: np.ndarray = has, j: np.ndarray = j
+        ) -> np.ndarray:
+            if len(a) == 0:
+                return np.full(n_acc, fill)
+            return np.where(has, a[j], fill)
 
-    # amplitude context
-    hb_mask = tr.has_bar
-    n_with_bar = count(hb_mask)
-    f["amp_rank_min"] = _group_min(acct[hb_mask], tr.amp_rank[hb_mask], n_acc, _NO_RANK)
-    f["amp_rank_mean"] = np.where(
-        n_with_bar > 0, _ratio(count(hb_mask, tr.amp_rank), n_with_bar), _NO_RANK
-    )
-    pct = _ratio(tr.amp_rank, tr.bars_in_day)
-    f["amp_pct_mean"] = np.where(n_with_bar > 0, _ratio(count(hb_mask, pct), n_with_bar), 1.0)
-    top = hb_mask & (tr.amp_rank <= _TOP_BARS)
-    f["top_bar_share"] = _ratio(count(top), n_tr)
-    top_group = tr.amp_rank[bars.first] <= _TOP_BARS
-    f["n_top_bars"] = np.bincount(g_acc[top_group], minlength=n_acc).astype(np.float64)
-    f["amp_rel_mean"] = _ratio(count(hb_mask, tr.amp_rel), n_with_bar)
-    f["amp_rel_max"] = _group_max(acct, tr.amp_rel, n_acc, 0.0)
-    f["amp_vs_median_mean"] = np.where(
-        n_with_bar > 0, _ratio(count(hb_mask, tr.amp_vs_median), n_with_bar), 1.0
-    )
-    rank_near = tr.amp_rank[near_buy]
-    f["rt_amp_rank_min"] = _group_min(pair_acc, rank_near, n_acc, _NO_RANK)
-    f["rt_amp_rank_mean"] = np.where(
-        n_near_pairs > 0,
-        _ratio(np.bincount(pair_acc, weights=rank_near, minlength=n_acc), n_near_pairs),
-        _NO_RANK,
-    )
-    f["n_rt_top_bars"] = np.bincount(pair_acc[rank_near <= _TOP_BARS], minlength=n_acc).astype(
-        np.float64
-    )
-    f["rt_amp_rel_mean"] = _ratio(
-        np.bincount(pair_acc, weights=tr.amp_rel[near_buy], minlength=n_acc), n_near_pairs
+        f[f"rt{r}_ext"] = take(rt.ext, 0.0)
+        f[f"rt{r}_gap"] = np.log2(1.0 + np.minimum(take(rt.gap, 0.0), 64.0))
+        f[f"rt{r}_rel"] = np.log2(np.clip(take(rt.rel, 1.0), 1.0 / 64, 64.0))
+        f[f"rt{r}_ticks"] = np.log2(1.0 + take(rt.ticks, 0.0))
+        f[f"rt{r}_pct"] = take(rt.pct, 1.0)
+        f[f"rt{r}_eq"] = take(rt.eq.astype(np.float64), 0.0)
+    has3 = tops[2] >= 0
+    j3 = np.where(has3, tops[2], 0)
+    f["rt3_ext"] = np.where(has3, rt.ext[j3], 0.0) if len(rt.ext) else np.zeros(n_acc)
+    f["rt3_gap"] = (
+        np.where(has3, np.log2(1.0 + np.minimum(rt.gap[j3], 64.0)), 0.0)
+        if len(rt.gap)
+        else np.zeros(n_acc)
     )
 
-    out = pd.DataFrame(
+    f["n_strong_mirrored"] = per_rt(strong & rt.mirrored)
+
+    return pd.DataFrame(
         {name: np.asarray(f[name], dtype=np.float32) for name in FEATURE_NAMES},
         index=pd.Index(tr.account_ids, name="account_id"),
     )
-    return out
 
 
-def _adjacent_sides(tr: _Trades, g_acc: np.ndarray, g_row: np.ndarray, n_acc: int) -> np.ndarray:
-    """Per account: bars holding a buy whose neighbouring bar (same symbol) holds a sell.
-
-    Catches round trips split over two consecutive bars.
-    """
-    bars = tr.bars
-    if bars.n == 0:
-        return np.zeros(n_acc)
-    # group ids are dense in (account, bar_row) order, so group keys are sorted
-    n_rows = len(tr.row_symbol) + 1
-    key = g_acc * n_rows + g_row
-    has_buy = bars.nb > 0
-    hit = np.zeros(bars.n, dtype=bool)
-    for step in (-1, 1):
-        nrow = g_row + step
-        j = np.clip(np.searchsorted(key, key + step), 0, bars.n - 1)
-        ok = (key[j] == key + step) & (nrow >= 0) & (nrow < len(tr.row_symbol))
-        same_sym = np.zeros(bars.n, dtype=bool)
-        same_sym[ok] = tr.row_symbol[nrow[ok]] == tr.row_symbol[g_row[ok]]
-        hit |= has_buy & same_sym & (bars.ns[j] > 0)
-    return np.bincount(g_acc[hit], minlength=n_acc).astype(np.float64)
+def _analyse(data: MarketData) -> tuple[_Trades, _Legs, _RoundTrips, pd.DataFrame]:
+    k = _sorted_klines(_traded_symbols_only(data.klines, data.trades))
+    tr = _trade_arrays(data.trades, k, data.bar)
+    legs = _legs(tr)
+    rt = _round_trips(tr, legs, k, data.bar)
+    _mark_mirrors(data.trades, tr, legs, rt)
+    return tr, legs, rt, k
 
 
 # ---------------------------------------------------------------------------------------
@@ -673,25 +794,27 @@ def account_features(data: MarketData) -> pd.DataFrame:
     Parameters
     ----------
     data
-        Trades and the k-lines of what they traded. Trades outside every bar still count
-        in the activity features (``no_bar_share``) but take no part in the bar features.
+        Trades and the k-lines of what they traded (whole UTC days: a bar is read against
+        its symbol-day). Trades outside every bar still count in the activity features
+        (``no_bar_share``) but take no part in the bar features.
 
     Returns
     -------
     pandas.DataFrame
-        Indexed by ``account_id``; columns :data:`FEATURE_NAMES`, all ``float32``.
+        Indexed by ``account_id``; columns :data:`FEATURE_NAMES`, all ``float32``
+        (``vol_share_*`` are NaN when the k-lines carry no volume).
     """
     if len(data.trades) == 0:
         return pd.DataFrame(
             {name: np.zeros(0, dtype=np.float32) for name in FEATURE_NAMES},
             index=pd.Index([], name="account_id", dtype=object),
         )
-    k = _sorted_klines(_traded_symbols_only(data.klines, data.trades))
-    return _features_from_arrays(_trade_arrays(data.trades, k, data.bar))
+    tr, legs, rt, _ = _analyse(data)
+    return _features(tr, legs, rt)
 
 
 def trade_level_frame(data: MarketData) -> pd.DataFrame:
-    """Every trade joined to its bar, with its position in the bar and round-trip partners.
+    """Every trade joined to its bar, with its place in the bar and its round trip.
 
     Parameters
     ----------
@@ -701,35 +824,37 @@ def trade_level_frame(data: MarketData) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        The trades (same row order) plus the columns of
-        :func:`~fraudlens.market.data.attach_bars` and:
+        The trades (same row order) plus:
 
+        ``bar_row, bar_ts, bar_open, bar_high, bar_low, bar_close``
+            the bar (as :func:`~fraudlens.market.data.attach_bars`; -1 / NaN if none).
         ``pos``
             position in the bar's range (0 = low, 1 = high).
         ``wick``
             the fill is priced exactly at the bar's high or low.
         ``amp_rank`` / ``bars_in_day``
-            the bar's amplitude rank within its symbol's day (1 = widest) and the number
-            of bars that day.
-        ``amp_rel``
-            bar amplitude / bar low.
-        ``fwd_partner`` / ``fwd_delta``
-            row position of the opposite-side fill it is paired with in a forward
-            same-bar round trip with delta >= :data:`NEAR_DELTA` (-1 / NaN if none), and
-            the pair's delta.
-        ``rev_partner`` / ``rev_delta``
-            the same for reverse round trips.
-        ``same_ts_partner`` / ``same_ts_delta``
-            the same for round trips (either direction) whose legs share a timestamp.
+            the bar's range rank within its symbol-day (1 = widest) and the day's bars.
+        ``rel`` / ``ticks``
+            the bar's range over the day's median range, and in ticks.
+        ``rt_partner``
+            row position of a fill of the opposite leg of the fill's round trip (-1 if
+            none); ``rt_ext``, ``rt_gap``, ``rt_forward`` (buy low / sell high),
+            ``rt_adjacent``, ``rt_equal_qty`` and ``rt_strong`` describe that round trip.
+        ``mirrored``
+            the fill is a leg of an extreme round trip and another account in ``data``
+            took the other side of it.
     """
-    k = _sorted_klines(data.klines)
-    tr = _trade_arrays(data.trades, k, data.bar)
     base = data.trades.reset_index(drop=True)
     n = len(base)
-    # Columns are gathered first and joined once: inserting them one at a time costs
-    # more than the arithmetic on a small window.
+    k = _sorted_klines(data.klines)
+    if n == 0:
+        tr_cols: dict[str, Any] = {}
+        return base.assign(**tr_cols)
+    tr = _trade_arrays(base, k, data.bar)
+    legs = _legs(tr)
+    rt = _round_trips(tr, legs, k, data.bar)
+    _mark_mirrors(base, tr, legs, rt)
     cols: dict[str, Any] = {}
-    # the columns attach_bars adds, taken from arrays already computed
     has = tr.has_bar
     safe = np.where(has, tr.bar_row, 0)
     cols["bar_row"] = tr.bar_row
@@ -743,17 +868,55 @@ def trade_level_frame(data: MarketData) -> pd.DataFrame:
             cols[f"bar_{col}"] = np.full(n, np.nan)
     cols["pos"] = tr.pos
     cols["wick"] = tr.wick
-    cols["amp_rank"] = tr.amp_rank
-    cols["bars_in_day"] = tr.bars_in_day
-    cols["amp_rel"] = tr.amp_rel
-    for prefix, pairs in (("fwd", tr.fwd), ("rev", tr.rev), ("same_ts", tr.same_ts)):
-        partner = np.full(n, -1, dtype=np.int64)
-        delta = np.full(n, np.nan)
-        partner[pairs.buy] = pairs.sell
-        partner[pairs.sell] = pairs.buy
-        delta[pairs.buy] = pairs.delta
-        delta[pairs.sell] = pairs.delta
-        cols[f"{prefix}_partner"] = partner
-        cols[f"{prefix}_delta"] = delta
+    cols["amp_rank"] = tr.rank
+    cols["bars_in_day"] = tr.n_day
+    cols["rel"] = tr.rel
+    cols["ticks"] = tr.ticks
+    # each fill -> its leg -> the leg's round trip -> the other leg's first fill
+    leg_rt = np.full(len(legs.buy), -1, dtype=np.int64)
+    leg_other = np.full(len(legs.buy), -1, dtype=np.int64)
+    r = np.arange(len(rt.buy))
+    leg_rt[rt.buy] = r
+    leg_rt[rt.sell] = r
+    leg_other[rt.buy] = legs.first[rt.sell]
+    leg_other[rt.sell] = legs.first[rt.buy]
+    fill_rt = np.where(tr.leg >= 0, leg_rt[np.maximum(tr.leg, 0)], -1)
+    in_rt = fill_rt >= 0
+    j = np.maximum(fill_rt, 0)
+    cols["rt_partner"] = np.where(in_rt, leg_other[np.maximum(tr.leg, 0)], -1)
+
+    def per(a: np.ndarray, fill: Any) -> np.ndarray:
+        if len(a) == 0:
+            return np.full(n, fill)
+        return np.where(in_rt, a[j], fill)
+
+    cols["rt_ext"] = per(rt.ext, np.nan)
+    cols["rt_gap"] = per(rt.gap, np.nan)
+    cols["rt_forward"] = per(rt.fwd, False).astype(bool)
+    cols["rt_adjacent"] = per(rt.adjacent, False).astype(bool)
+    cols["rt_equal_qty"] = per(rt.eq, False).astype(bool)
+    cols["rt_strong"] = per(rt.strong, False).astype(bool)
+    cols["mirrored"] = tr.mirrored
     extra = pd.DataFrame(cols, index=base.index)
     return pd.concat([base.drop(columns=list(cols), errors="ignore"), extra], axis=1)
+
+
+def equal_size_legs(
+    trades: pd.DataFrame,
+    k: pd.DataFrame,
+    bar: pd.Timedelta,
+    ctx: BarContext,
+    bar_row: np.ndarray,
+) -> np.ndarray:
+    """Per fill (rows of ``trades``): it belongs to a round trip whose two legs have the
+    same size. ``k`` sorted by ``(symbol, ts)`` with its ``ctx``, ``bar_row`` each
+    trade's row in ``k``; used by the renderer."""
+    if len(trades) == 0:
+        return np.zeros(0, dtype=bool)
+    tr = _trade_arrays(trades, k, bar, ctx=ctx, bar_row=bar_row)
+    legs = _legs(tr)
+    rt = _round_trips(tr, legs, k, bar)
+    leg_eq = np.zeros(len(legs.buy), dtype=bool)
+    leg_eq[rt.buy[rt.eq]] = True
+    leg_eq[rt.sell[rt.eq]] = True
+    return np.where(tr.leg >= 0, leg_eq[np.maximum(tr.leg, 0)], False)

@@ -22,14 +22,18 @@ panels on a black background, sharing one time axis.
 - Range panel (rows 32-63): y is the position inside the fill's own bar, its low at the
   bottom row and its high at the top, whatever the bar's size, so "at the bar's
   extreme" reads the same in a quiet bar and in a wild one. Blue: every bar as a
-  full-height column whose intensity (24-255) grows with the bar's range relative to
-  the largest range of that symbol in the window, so volatile bars stand out.
-- Fills, both panels: red (255) for buys, green (255) for sells; a mark 3 rows tall
-  (clipped at the panel's edges) over the bar's line columns (1-3 px wide), so fills
-  of neighbouring bars never share a column. A matched round trip at a bar's two
-  extremes shows as a red and a green mark in one column, at the range panel's top and
-  bottom rows; a buy and a sell in one bar at one price add up to yellow.
-  Quantities are not drawn.
+  full-height column whose intensity (24-255) says how volatile the bar is for its
+  market that day: its range over its symbol-day's median range on a log scale (half
+  the median or less: 24; four times or more: 255), dimmed for bars under four ticks
+  wide, where a fill at the edge is only the bid or the ask. The same picture means the
+  same thing for a coin quoted at 1e-7 BTC and an index at 1e5.
+- Fills, both panels: red for buys, green for sells; a mark 3 rows tall (clipped at the
+  panel's edges) over the bar's line columns (1-3 px wide), so fills of neighbouring
+  bars never share a column. Full intensity (255) marks a leg of an equal-size round
+  trip (a buy and a sell of the account of the same total size in the same or the next
+  bar); other fills are drawn at 150. A matched round trip at a bar's two extremes
+  shows as a red and a green mark in one column, at the range panel's top and bottom
+  rows; a buy and a sell in one bar at one price add up to yellow.
 
 ``"reference"`` (250 x 150), the reference system's look, matching its matplotlib
 recipe (2.5 x 1.5 in at dpi 100) pixel for pixel, save for anti-aliasing and JPEG noise:
@@ -62,7 +66,9 @@ import numpy as np
 import pandas as pd
 
 from fraudlens.errors import ConfigError, DataError
-from fraudlens.market.data import MarketData, attach_bars
+from fraudlens.market._bars import BarContext, bar_context
+from fraudlens.market.data import MarketData, _bar_positions
+from fraudlens.market.features import equal_size_legs
 
 __all__ = ["STYLES", "panels", "render_account", "render_batch", "save_png"]
 
@@ -88,7 +94,8 @@ class _FraudlensLook:
     price_rows: int = 32  # the price panel; the range panel takes the rows below
     bar_value: int = 80
     range_floor: int = 24  # range panel intensity of a flat bar (the largest gets 255)
-    fill_value: int = 255
+    fill_value: int = 255  # a leg of an equal-size round trip
+    unmatched_value: int = 150  # any other fill
     narrow_marks: bool = True  # marks as wide as the bar's line (1-3 px), not always 3 px
 
 
@@ -146,11 +153,24 @@ class _Prepared:
     k_low: np.ndarray  # with one extra trailing element (a sentinel for reduceat)
     k_high: np.ndarray  # idem
     k_amp: np.ndarray  # high - low, idem
+    k_level: np.ndarray  # range-panel intensity of each bar (uint8), idem
+    bright: np.ndarray  # per trade: mark value (255: a leg of an equal-size round trip)
     k_start: np.ndarray  # bars of symbol s are [k_start[s], k_start[s + 1])
     bar_ns: int
 
 
-def _prepare(data: MarketData, ids: np.ndarray) -> _Prepared:
+def _bar_levels(ctx: BarContext) -> np.ndarray:
+    """Range-panel intensity per bar: its range over the day's median (log scale: half
+    the median or less is dark, four times or more is full), dimmed for bars under four
+    ticks, where a fill at the edge is only the bid or the ask."""
+    with np.errstate(divide="ignore"):
+        rel = np.clip((np.log2(np.maximum(ctx.rel, 1e-9)) + 1.0) / 3.0, 0.0, 1.0)
+    ticks = np.clip(ctx.ticks / 4.0, 0.25, 1.0)
+    level = _FL.range_floor + (255 - _FL.range_floor) * rel * ticks
+    return np.rint(level).astype(np.uint8)
+
+
+def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepared:
     trades = data.trades
     acc = pd.Index(ids).get_indexer(trades["account_id"].astype(str))
     keep = acc >= 0
@@ -169,16 +189,26 @@ def _prepare(data: MarketData, ids: np.ndarray) -> _Prepared:
     k_high = k["high"].to_numpy(dtype=np.float64)
     # Bars in attach_bars' order (stable by symbol, then ts), so that its bar_row indexes
     # these arrays; k-lines usually come sorted already.
+    k_sorted = k
     if len(k) > 1 and not (
         (np.diff(k_sym) >= 0).all() and (np.diff(k_ts)[k_sym[1:] == k_sym[:-1]] >= 0).all()
     ):
         k_order = np.lexsort((k_ts, k_sym))
         k_sym, k_ts, k_low, k_high = (a[k_order] for a in (k_sym, k_ts, k_low, k_high))
+        k_sorted = k.iloc[k_order]
+    k_sorted = k_sorted.reset_index(drop=True)
     if len(k) and len(trades):
-        tb = attach_bars(trades[["symbol", "ts"]], data.klines, data.bar)
-        bar_row = tb["bar_row"].to_numpy(dtype=np.int64)
+        bar_row = np.asarray(_bar_positions(trades, k_sorted, data.bar), dtype=np.int64)
     else:
         bar_row = np.full(len(trades), -1, dtype=np.int64)
+    k_level = np.zeros(len(k) + 1, dtype=np.uint8)
+    bright = np.full(len(trades), _FL.fill_value, dtype=np.uint8)
+    if context and len(k):
+        ctx = bar_context(k_sorted)
+        k_level[:-1] = _bar_levels(ctx)
+        if len(trades):
+            eq = equal_size_legs(trades.reset_index(drop=True), k_sorted, data.bar, ctx, bar_row)
+            bright = np.where(eq, _FL.fill_value, _FL.unmatched_value).astype(np.uint8)
     x_ts = t_ts.copy()
     has_bar = bar_row >= 0
     x_ts[has_bar] = k_ts[bar_row[has_bar]]
@@ -201,6 +231,8 @@ def _prepare(data: MarketData, ids: np.ndarray) -> _Prepared:
         k_low=np.append(k_low, np.inf),
         k_high=np.append(k_high, -np.inf),
         k_amp=np.append(k_high - k_low, -np.inf),
+        k_level=k_level,
+        bright=bright[order],
         k_start=np.searchsorted(k_sym, np.arange(len(uniques) + 1), side="left"),
         bar_ns=int(data.bar.value),
     )
@@ -240,6 +272,7 @@ class _Chunk:
     t_bar: np.ndarray
     price: np.ndarray
     buy: np.ndarray
+    bright: np.ndarray
     pair_acc: np.ndarray
     pair_rank: np.ndarray  # 0 for an account's first symbol, 1 for its second, ...
     first: np.ndarray
@@ -291,6 +324,7 @@ def _chunk(p: _Prepared, start: int, stop: int, lo_ns: np.ndarray, hi_ns: np.nda
         t_bar=p.t_bar[a:b],
         price=price,
         buy=p.buy[a:b],
+        bright=p.bright[a:b],
         pair_acc=pair_acc,
         pair_rank=pair_rank,
         first=first,
@@ -323,12 +357,14 @@ def _stamp(
     dy: np.ndarray,
     dx: np.ndarray,
     box: tuple[int, int, int, int],
-    colour: tuple[int, ...],
+    colour: tuple[int, ...] | int,
+    values: np.ndarray | None = None,
 ) -> None:
     """Paint a fixed pixel pattern (offsets ``dy, dx``) centred on each (row, col).
 
     Pixels outside ``box = (row_min, row_max, col_min, col_max)`` (inclusive) are clipped.
-    ``colour`` gives one value per channel; a ``-1`` leaves that channel alone.
+    ``colour`` gives one value per channel (a ``-1`` leaves that channel alone), or is
+    one channel index whose value per mark is in ``values``.
     """
     if len(img) == 0:
         return
@@ -342,13 +378,20 @@ def _stamp(
         & (col + dx.min() >= c_min) & (col + dx.max() <= c_max)
     )  # fmt: skip
     flat_pix = pix[inside].reshape(-1)
+    vals = None if values is None else np.repeat(values[inside], len(dy))
     if not inside.all():
         rr = row[~inside][:, None] + dy[None, :]
         cc = col[~inside][:, None] + dx[None, :]
         ok = (rr >= r_min) & (rr <= r_max) & (cc >= c_min) & (cc <= c_max)
         flat_pix = np.concatenate([flat_pix, pix[~inside][ok]])
+        if values is not None and vals is not None:
+            edge_vals = np.broadcast_to(values[~inside][:, None], ok.shape)[ok]
+            vals = np.concatenate([vals, edge_vals])
     flat_pix *= 3
     flat = out.reshape(-1)
+    if isinstance(colour, int):
+        flat[flat_pix + colour] = vals
+        return
     for ch, value in enumerate(colour):
         if value >= 0:
             flat[flat_pix + ch] = value
@@ -409,13 +452,8 @@ def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
     top = np.clip(np.rint(offset - p.k_high[bar_row] * gain), 0, scale).astype(np.int64)
     bot = np.clip(np.rint(offset - p.k_low[bar_row] * gain), 0, scale).astype(np.int64)
     bits = _LOW_BITS[bot + 1] ^ _LOW_BITS[top]
-    # Range panel: one intensity per column, the bar's range relative to the largest
-    # range of that symbol in the window.
-    amp_max = _range_reduce(np.maximum, p.k_amp, c.first, c.last, -np.inf)
-    amp_inv = np.divide(1.0, amp_max, out=np.zeros_like(amp_max), where=amp_max > 0)
-    level = _FL.range_floor + (255 - _FL.range_floor) * np.clip(
-        p.k_amp[bar_row] * amp_inv[bar_pair], 0.0, 1.0
-    )
+    # Range panel: one intensity per column, the bar's range relative to its day.
+    level = p.k_level[bar_row]
 
     # Bars of one (account, symbol) pair share a column only when there are more bars
     # than columns, and then only bars less than `per_col` apart: planes indexed by
@@ -474,15 +512,18 @@ def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
     row2 = top_h + np.clip(np.rint((1.0 - pos) * (low_h - 1)), 0, low_h - 1).astype(np.int64)
     box_top = (0, top_h - 1, 0, width - 1)
     box_low = (top_h, height - 1, 0, width - 1)
-    v = _FL.fill_value
-    for colour, side in (((v, -1, -1), c.buy), ((-1, v, -1), ~c.buy)):
+    # Dim marks first, so that a bright mark wins where two of one side overlap.
+    order = np.argsort(c.bright, kind="stable")
+    for channel, side in ((0, c.buy), (1, ~c.buy)):
         for d in range(3):
-            m = inside & side & (mark_w > d)
+            m = order[(inside & side & (mark_w > d))[order]]
+            v = c.bright[m]
             cc = first_col[m] + d
-            _stamp(out, c.acc[m], row[m], cc, _MARK_DY, _MARK_DX, box_top, colour)
-            m2 = m & (c.t_bar >= 0)
+            _stamp(out, c.acc[m], row[m], cc, _MARK_DY, _MARK_DX, box_top, channel, v)
+            m2 = m[c.t_bar[m] >= 0]
             cc = first_col[m2] + d
-            _stamp(out, c.acc[m2], row2[m2], cc, _MARK_DY, _MARK_DX, box_low, colour)
+            v2 = c.bright[m2]
+            _stamp(out, c.acc[m2], row2[m2], cc, _MARK_DY, _MARK_DX, box_low, channel, v2)
 
 
 # --------------------------------------------------------------------------------------
@@ -610,7 +651,7 @@ def render_batch(
     # Render each account once, in sorted order, then put them in the order asked for.
     height, width = STYLES[style]
     imgs = np.empty((len(uniq), height, width, 3), dtype=np.uint8)
-    prepared = _prepare(data, uniq)
+    prepared = _prepare(data, uniq, context=style == "fraudlens")
     draw = _RENDERERS[style]
     for start in range(0, len(uniq), _CHUNK):
         stop = min(start + _CHUNK, len(uniq))

@@ -1,0 +1,280 @@
+"""What a bar means within its market: tick size, its symbol-day, and bar statistics.
+
+Everything a detector reads about a bar is relative, so it holds at any price level
+(a coin quoted at 1e-7 BTC or an index at 1e5) and any market (24 h or a session):
+
+- the **tick** of each symbol-day, derived from the prices themselves (the largest
+  step of the form ``{1, 2, 2.5, 5} x 10^k`` on which nearly every open, high, low and
+  close lies), so a bar's range can be counted in ticks;
+- the bar's **range relative to its symbol-day** (``high - low`` over the day's median
+  range) and its amplitude rank within the day;
+- the day's median bar volume, so a fill's size can be read as a share of its bar.
+
+A "day" is a UTC calendar day: the k-lines of one symbol and one UTC day are one
+symbol-day. Only that day's bars enter its statistics, so a symbol-day reads the same
+whether it is loaded alone (the real-time worker) or with weeks around it (batch).
+
+:func:`bar_statistics` summarises k-lines the way the simulator's bars are checked
+against real ones: tail weight, volatility clustering, volume against range, tick
+structure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["BarContext", "bar_context", "bar_statistics", "estimate_tick"]
+
+_DAY_NS: Final = 86_400 * 10**9
+#: Mantissas of candidate ticks, largest first within a decade.
+_MANTISSAS: Final = (5.0, 2.5, 2.0, 1.0)
+#: Share of prices that must lie on a candidate tick's grid.
+_ON_GRID: Final = 0.995
+#: Most prices read per symbol-day when estimating its tick.
+_TICK_SAMPLE: Final = 256
+
+
+def estimate_tick(prices: np.ndarray) -> float:
+    """The largest tick ``{1, 2, 2.5, 5} x 10^k`` on which nearly all ``prices`` lie.
+
+    Parameters
+    ----------
+    prices
+        Positive prices of one instrument (opens, highs, lows, closes).
+
+    Returns
+    -------
+    float
+        The tick; ``nan`` when ``prices`` holds no positive finite value. At least 99.5 %
+        of the prices must be whole multiples of it (up to float noise), so a few
+        off-grid prints (an auction price, a split adjustment) do not shrink it.
+    """
+    p = np.asarray(prices, dtype=np.float64)
+    p = p[np.isfinite(p) & (p > 0)]
+    if len(p) == 0:
+        return float("nan")
+    if len(p) > _TICK_SAMPLE:
+        p = p[:: int(np.ceil(len(p) / _TICK_SAMPLE))]
+    top = int(np.floor(np.log10(p.max())))
+    # Candidates from a tick the size of the largest price down to 1e-12 of it, largest
+    # first; all tested at once on the sample.
+    exps = np.arange(top, top - 13, -1, dtype=np.float64)
+    cands = (np.asarray(_MANTISSAS)[None, :] * 10.0 ** exps[:, None]).ravel()
+    q = p[None, :] / cands[:, None]
+    on = np.abs(q - np.rint(q)) <= 1e-4 + 1e-10 * q  # float noise only
+    ok = np.flatnonzero(on.mean(axis=1) >= _ON_GRID)
+    return float(cands[ok[0]]) if len(ok) else float(10.0 ** (top - 12))
+
+
+@dataclass
+class BarContext:
+    """Per-bar context, aligned with k-lines sorted by ``(symbol, ts)``.
+
+    Attributes
+    ----------
+    symbol
+        Symbol code of each bar (dense, in sorted symbol order).
+    day_group
+        Dense id of the bar's symbol-day.
+    amp
+        ``high - low``.
+    rank
+        Amplitude rank within the symbol-day, 1 = widest (ties share the best rank).
+    n_day
+        Bars in the symbol-day.
+    median_amp
+        The symbol-day's median range.
+    rel
+        ``amp / median_amp`` (1 when the median is 0 and the bar is flat; the bar's range
+        in ticks over one tick when the median is 0 and the bar is not).
+    tick
+        The symbol-day's tick (:func:`estimate_tick`).
+    ticks
+        ``amp / tick``, rounded to whole ticks.
+    volume
+        The bar's volume (``nan`` when the k-lines carry none, all zero for the day).
+    median_volume
+        The symbol-day's median bar volume (``nan`` when the day has no volume).
+    """
+
+    symbol: np.ndarray
+    day_group: np.ndarray
+    amp: np.ndarray
+    rank: np.ndarray
+    n_day: np.ndarray
+    median_amp: np.ndarray
+    rel: np.ndarray
+    tick: np.ndarray
+    ticks: np.ndarray
+    volume: np.ndarray
+    median_volume: np.ndarray
+
+
+def _group_median(values: np.ndarray, group: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Median of ``values`` per contiguous group, ``order`` sorting by (group, value)."""
+    g = group[order]
+    v = values[order]
+    n = len(v)
+    start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    counts = np.diff(np.r_[start, n])
+    mid = start + (counts - 1) // 2
+    mid2 = start + counts // 2
+    return (v[mid] + v[mid2]) / 2.0
+
+
+def bar_context(klines: pd.DataFrame) -> BarContext:
+    """Per-bar context of k-lines **sorted by** ``(symbol, ts)``.
+
+    Parameters
+    ----------
+    klines
+        The k-lines contract, sorted by symbol then time.
+
+    Returns
+    -------
+    BarContext
+        Arrays aligned with the rows of ``klines``.
+    """
+    n = len(klines)
+    if n == 0:
+        z = np.zeros(0)
+        zi = np.zeros(0, dtype=np.int64)
+        return BarContext(zi, zi, z, z, z, z, z, z, z, z, z)
+    high = klines["high"].to_numpy(dtype=np.float64)
+    low = klines["low"].to_numpy(dtype=np.float64)
+    amp = high - low
+    sym = np.asarray(pd.factorize(klines["symbol"], sort=True)[0], dtype=np.int64)
+    day = klines["ts"].to_numpy("datetime64[ns]").astype(np.int64) // _DAY_NS
+    new = np.r_[True, (sym[1:] != sym[:-1]) | (day[1:] != day[:-1])]
+    group = np.cumsum(new) - 1
+    start = np.flatnonzero(new)
+    counts = np.diff(np.r_[start, n])
+
+    # Tick per symbol-day from its own prices.
+    opens = klines["open"].to_numpy(dtype=np.float64)
+    closes = klines["close"].to_numpy(dtype=np.float64)
+    ticks_day = np.empty(len(start))
+    for i, (a, c) in enumerate(zip(start, counts, strict=True)):
+        b = a + c
+        ticks_day[i] = estimate_tick(np.concatenate([opens[a:b], high[a:b], low[a:b], closes[a:b]]))
+    tick = ticks_day[group]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_ticks = np.rint(np.where(tick > 0, amp / tick, 0.0))
+
+    # Rank widest first within each symbol-day; equal ranges share the best rank. Ranges
+    # are compared in whole ticks, so float noise cannot split a tie.
+    key = np.where(np.isfinite(tick) & (tick > 0), n_ticks, amp)
+    order = np.argsort(-key, kind="stable")
+    order = order[np.argsort(group[order], kind="stable")]
+    g_sorted = group[order]
+    a_sorted = key[order]
+    new_value = np.r_[True, (g_sorted[1:] != g_sorted[:-1]) | (a_sorted[1:] != a_sorted[:-1])]
+    first_of_value = np.maximum.accumulate(np.where(new_value, np.arange(n), 0))
+    rank = np.empty(n)
+    rank[order] = first_of_value - np.repeat(start, counts) + 1
+    # The median of a group is the same whichever way its values are sorted.
+    median_amp = _group_median(amp, group, order)[group]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(
+            median_amp > 0, amp / median_amp, np.where(amp > 0, np.maximum(n_ticks, 1.0), 1.0)
+        )
+
+    if "volume" in klines.columns:
+        vol = klines["volume"].to_numpy(dtype=np.float64)
+    else:
+        vol = np.full(n, np.nan)
+    v_order = np.argsort(vol, kind="stable")
+    v_order = v_order[np.argsort(group[v_order], kind="stable")]
+    med_vol = _group_median(np.nan_to_num(vol), group, v_order)
+    has_vol = np.bincount(group, weights=np.nan_to_num(vol) > 0, minlength=len(start)) > 0
+    med_vol = np.where(has_vol & (med_vol > 0), med_vol, np.nan)[group]
+    vol = np.where(np.isfinite(med_vol), vol, np.nan)
+    return BarContext(
+        symbol=sym,
+        day_group=group,
+        amp=amp,
+        rank=rank,
+        n_day=counts.astype(np.float64)[group],
+        median_amp=median_amp,
+        rel=rel,
+        tick=tick,
+        ticks=n_ticks,
+        volume=vol,
+        median_volume=med_vol,
+    )
+
+
+def _acf(x: np.ndarray, lag: int) -> float:
+    if len(x) <= lag + 2:
+        return float("nan")
+    a, b = x[:-lag], x[lag:]
+    a = a - a.mean()
+    b = b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+def bar_statistics(klines: pd.DataFrame) -> pd.DataFrame:
+    """Stylised facts of each symbol's bars, one row per symbol.
+
+    Columns: ``bars``, ``days``, ``bars_per_day`` (median), ``price`` (median close),
+    ``tick``, ``range_ticks`` (median range in ticks), ``zero_range`` (share of bars with
+    ``high == low``), ``few_ticks`` (share of bars 1-3 ticks wide), ``kurtosis`` (excess
+    kurtosis of 5-minute log returns within a day), ``acf_abs_1`` / ``acf_abs_12`` (the
+    autocorrelation of absolute returns at 1 and 12 bars: volatility clustering),
+    ``vol_range_corr`` (correlation of log volume with log range over bars with both),
+    ``gap`` (median absolute move from a day's last close to the next day's first open,
+    in units of the median bar range), ``missing`` (share of 5-minute slots between a
+    day's first and last bar with no bar).
+    """
+    k = klines.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
+    ctx = bar_context(k)
+    rows = []
+    ts = k["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    day = ts // _DAY_NS
+    close = k["close"].to_numpy(dtype=np.float64)
+    opn = k["open"].to_numpy(dtype=np.float64)
+    vol = k["volume"].to_numpy(dtype=np.float64)
+    bar_ns = 5 * 60 * 10**9
+    for code, name in enumerate(sorted(k["symbol"].astype(str).unique())):
+        m = np.flatnonzero(ctx.symbol == code)
+        d = day[m]
+        same_day = d[1:] == d[:-1]
+        r = np.diff(np.log(close[m]))[same_day]
+        r_abs = np.abs(r)
+        amp = ctx.amp[m]
+        new_day = np.flatnonzero(~same_day)
+        gap = np.abs(np.log(opn[m][new_day + 1]) - np.log(close[m][new_day]))
+        rel_gap = gap / np.maximum(np.median(amp / close[m]), 1e-12)
+        both = (vol[m] > 0) & (amp > 0)
+        vr = (
+            float(np.corrcoef(np.log(vol[m][both]), np.log(amp[both]))[0, 1])
+            if both.sum() > 10
+            else float("nan")
+        )
+        day_first = pd.Series(ts[m]).groupby(d).agg(["min", "max", "size"])
+        slots = ((day_first["max"] - day_first["min"]) // bar_ns + 1).sum()
+        rows.append(
+            {
+                "symbol": name,
+                "bars": len(m),
+                "days": len(np.unique(d)),
+                "bars_per_day": float(day_first["size"].median()),
+                "price": float(np.median(close[m])),
+                "tick": float(np.median(ctx.tick[m])),
+                "range_ticks": float(np.median(ctx.ticks[m])),
+                "zero_range": float(np.mean(amp == 0)),
+                "few_ticks": float(np.mean((ctx.ticks[m] >= 1) & (ctx.ticks[m] <= 3))),
+                "kurtosis": float(pd.Series(r).kurt()) if len(r) > 10 else float("nan"),
+                "acf_abs_1": _acf(r_abs, 1),
+                "acf_abs_12": _acf(r_abs, 12),
+                "vol_range_corr": vr,
+                "gap": float(np.median(rel_gap)) if len(rel_gap) else float("nan"),
+                "missing": float(1.0 - len(m) / max(int(slots), 1)),
+            }
+        )
+    return pd.DataFrame(rows).set_index("symbol")
