@@ -234,8 +234,8 @@ SAMPLES: dict[tuple[str, str], Sample] = {
         {"json": {"status": "confirmed", "note": "same-bar round trips"}},
         200,
     ),
-    ("POST", "/v1/risk-events/review"): lambda c: (
-        "/v1/risk-events/review",
+    ("POST", "/v1/reviews"): lambda c: (
+        "/v1/reviews",
         {"json": {"ids": [2, 3], "status": "dismissed", "note": "known client"}},
         200,
     ),
@@ -333,7 +333,8 @@ def test_state_changing_route_needs_identity_csrf_and_role(
             r = c.request(method, url, **_with(kw, **headers))
             assert r.status_code == 403, (role, headers, r.text)
         # A forged or tampered cookie is no session at all.
-        r = c.request(method, url, **_with(kw, Cookie=cookie[:-3] + "abc", **{CSRF_HEADER: csrf}))
+        tampered = cookie[:-3] + ("abc" if not cookie.endswith("abc") else "xyz")
+        r = c.request(method, url, **_with(kw, Cookie=tampered, **{CSRF_HEADER: csrf}))
         assert r.status_code == 401, r.text
     # Tokens of every role the route does not admit.
     for role in sorted(set(ROLES) - policy.roles):
