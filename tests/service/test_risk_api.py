@@ -135,8 +135,12 @@ def _assert_error(r: Any, status: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------- listing
 
 
-def test_list_default_is_everything_newest_first(client: TestClient) -> None:
+def test_list_default_is_everything_by_priority(client: TestClient) -> None:
+    # No event here moved value (priority 0): the priority order falls back to the score.
     r = client.get("/v1/risk-events")
+    assert r.status_code == 200
+    assert _ids(r.json()) == [3, 1, 5, 4, 2]
+    r = client.get("/v1/risk-events", params={"sort": "-created_at"})
     assert r.status_code == 200
     body = r.json()
     assert body["total"] == 5 and body["limit"] == 50 and body["offset"] == 0
@@ -151,7 +155,7 @@ def test_list_default_is_everything_newest_first(client: TestClient) -> None:
 
 def test_list_filters(client: TestClient) -> None:
     def ids(**params: Any) -> list[int]:
-        r = client.get("/v1/risk-events", params=params)
+        r = client.get("/v1/risk-events", params={"sort": "-created_at", **params})
         assert r.status_code == 200, r.text
         assert r.json()["total"] == len(r.json()["items"])
         return _ids(r.json())
@@ -175,13 +179,17 @@ def test_list_filters(client: TestClient) -> None:
 def test_list_pagination(client: TestClient) -> None:
     pages = []
     for offset in (0, 2, 4, 6):
-        r = client.get("/v1/risk-events", params={"limit": 2, "offset": offset})
+        r = client.get(
+            "/v1/risk-events", params={"limit": 2, "offset": offset, "sort": "-created_at"}
+        )
         assert r.status_code == 200
         body = r.json()
         assert (body["total"], body["limit"], body["offset"]) == (5, 2, offset)
         pages.append(_ids(body))
     assert pages == [[5, 4], [3, 2], [1], []]
-    r = client.get("/v1/risk-events", params={"limit": 500, "status": "open", "offset": 1})
+    r = client.get(
+        "/v1/risk-events", params={"limit": 500, "status": "open", "offset": 1, "sort": "-id"}
+    )
     assert _ids(r.json()) == [3, 2, 1] and r.json()["total"] == 4
 
 
@@ -273,11 +281,18 @@ def test_review_persists(client: TestClient, db_url: str) -> None:
         assert untouched is not None and untouched["status"] == "open"
 
     # The list sees the decisions; reopening puts the event back in the open queue.
-    assert _ids(client.get("/v1/risk-events", params={"status": "open"}).json()) == [3, 1]
+    assert _ids(client.get("/v1/risk-events", params={"status": "open", "sort": "-id"}).json()) == [
+        3,
+        1,
+    ]
     r = client.post("/v1/risk-events/2/review", json={"status": "open", "reviewed_by": "cy"})
     assert r.status_code == 200 and r.json()["status"] == "open"
     assert r.json()["note"] == "same-bar round trips"  # no note given: the old one stays
-    assert _ids(client.get("/v1/risk-events", params={"status": "open"}).json()) == [3, 2, 1]
+    assert _ids(client.get("/v1/risk-events", params={"status": "open", "sort": "-id"}).json()) == [
+        3,
+        2,
+        1,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -458,11 +473,15 @@ def test_list_and_review_round_trip_on_server(
         server_store.upgrade()
         ids = _seed(server_store)
         with _client(tmp_path, server_store, queue) as c:
-            body = c.get("/v1/risk-events", params={"status": "open", "limit": 2}).json()
+            body = c.get(
+                "/v1/risk-events", params={"status": "open", "limit": 2, "sort": "-created_at"}
+            ).json()
             assert body["total"] == 4 and len(body["items"]) == 2
             newest = body["items"][0]
             assert newest["account_id"] == "acct-01" and newest["details"]["trades"]
-            assert _ids(c.get("/v1/risk-events", params={"account_id": "acct-01"}).json()) == [
+            assert _ids(
+                c.get("/v1/risk-events", params={"account_id": "acct-01", "sort": "-id"}).json()
+            ) == [
                 ids[3],
                 ids[0],
             ]

@@ -16,6 +16,8 @@ __all__ = [
     "AccountCheckRequest",
     "AccountId",
     "AnomalyResult",
+    "BulkReviewRequest",
+    "BulkReviewResult",
     "CardScoreRequest",
     "CardScoreResponse",
     "ErrorResponse",
@@ -298,6 +300,11 @@ class RiskEvent(BaseModel):
     counterparty: str | None = Field(
         None, description="The suspected counterparty: the account whose trades mirror this one's."
     )
+    priority: float = Field(
+        0.0,
+        description="Triage priority: score x value moved (the expected value at risk); 0 "
+        "when no value was moved or none is known.",
+    )
     note: str | None = Field(None, description="Analyst's note.")
     status: Literal["open", "confirmed", "dismissed"]
     created_at: datetime | None = None
@@ -327,7 +334,7 @@ class RiskEventDetail(RiskEvent):
 
 
 class RiskEventPage(BaseModel):
-    """One page of risk events, newest first, and how many match the filters in all."""
+    """One page of risk events in the requested order, and how many match the filters."""
 
     items: list[RiskEvent]
     total: int = Field(description="Events matching the filters (all pages).")
@@ -361,3 +368,23 @@ class ReviewRequest(BaseModel):
         if not value:
             raise ValueError("reviewed_by must not be blank")
         return value
+
+
+class BulkReviewRequest(ReviewRequest):
+    """One decision, with one note, on several risk events at once."""
+
+    ids: list[Annotated[int, Field(ge=1)]] = Field(
+        min_length=1,
+        max_length=500,
+        description="The events to decide (at most 500; an id given twice is decided once). "
+        "All are decided or, if one is unknown, none.",
+        examples=[[12, 15, 19]],
+    )
+
+
+class BulkReviewResult(BaseModel):
+    """The events a bulk decision changed."""
+
+    status: Literal["confirmed", "dismissed", "open"]
+    ids: list[int] = Field(description="The decided events, in the order given.")
+    reviewed_by: str

@@ -49,6 +49,7 @@ from fraudlens.model_cache import ModelCache, serving_threads
 from fraudlens.service._auth import install_auth
 from fraudlens.service._errors import install_error_handlers
 from fraudlens.service._middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from fraudlens.service._monitor import Monitor
 from fraudlens.service._state import ImageGate, Lazy, ServiceModels, ServiceState
 from fraudlens.service.routes import ROUTERS
 
@@ -169,6 +170,9 @@ def create_app(
         redoc_url=None,
     )
     app.state.fraudlens = state
+    # monitoring snapshots for /monitor, /v1/monitor and the gauges in /metrics
+    app.state.fraudlens_monitor = Monitor(state)
+    metrics.registry.register(app.state.fraudlens_monitor)
     for router in ROUTERS:
         app.include_router(router)
     # Identity checks run last before routing (after the body limit and the metrics).

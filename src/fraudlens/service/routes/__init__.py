@@ -11,6 +11,7 @@ from fraudlens.service.routes import (
     docs,
     health,
     market,
+    monitor,
     review,
     risk_events,
     sagemaker,
@@ -26,6 +27,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     market.router,
     risk_events.router,
     review.router,
+    monitor.router,
     docs.router,
     auth.router,
 )

@@ -65,3 +65,15 @@ for _name, _media in _PAGE_FILES.items():
     router.add_api_route(
         f"/review/{_name}", _static(_name, _media), methods=["GET"], dependencies=[ForAnalysts]
     )
+
+
+#: The service's icon: browsers ask for /favicon.ico on every page.
+_ICON_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=86400"}
+
+
+@router.get("/favicon.ico", dependencies=[ForEveryone])
+@router.get("/favicon.svg", dependencies=[ForEveryone])
+async def favicon() -> Response:
+    """The service's icon (SVG, also at ``/favicon.ico``: browsers read it by its type)."""
+    content = await run_in_threadpool(_page_file, "favicon.svg")
+    return Response(content, media_type="image/svg+xml", headers=_ICON_HEADERS)

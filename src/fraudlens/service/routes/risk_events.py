@@ -1,9 +1,12 @@
 """Account checks onto the queue, and the risk events analysts review.
 
 - ``POST /v1/accounts/{account_id}/check``: queue a check of the account for the worker.
-- ``GET /v1/risk-events``: filtered, paginated, newest first.
+- ``GET /v1/risk-events``: filtered, sorted (by priority unless told otherwise),
+  paginated.
 - ``GET /v1/risk-events/{event_id}``: one event with the trades behind its score.
 - ``POST /v1/risk-events/{event_id}/review``: an analyst's decision.
+- ``POST /v1/reviews``: one decision and note on several events (all or none).
+- ``GET /v1/risk-events/{event_id}/picture.svg``: the account's trades over its bars.
 
 The store and the queue are blocking clients: every call goes through the thread pool.
 Their failures are answered 503 by the service's error handlers.
@@ -11,13 +14,16 @@ Their failures are answered 503 by the service's error handlers.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from fraudlens._ids import ID_PATTERN
 from fraudlens._time import utc
 from fraudlens.errors import DataError, NotFoundError
 from fraudlens.service._auth import actor_for
@@ -26,6 +32,8 @@ from fraudlens.service._schemas import (
     AccountCheckQueued,
     AccountCheckRequest,
     AccountId,
+    BulkReviewRequest,
+    BulkReviewResult,
     IsoTime,
     Label,
     ReviewRequest,
@@ -41,6 +49,26 @@ from fraudlens.service.deps import (
     StoreDep,
     UserDep,
 )
+
+#: Keys of ``sort`` (the store's :data:`fraudlens.store._triage.SORT_KEYS`, repeated here
+#: so that importing the routes does not load SQLAlchemy; a test keeps them equal).
+SORT_KEYS = (
+    "priority",
+    "score",
+    "value_moved",
+    "created_at",
+    "window_end",
+    "account_id",
+    "counterparty",
+    "id",
+)
+# Every accepted ``sort`` value, so the schema lists them and anything else is a 422.
+if TYPE_CHECKING:
+    SortKey = str
+else:
+    SortKey = Literal[tuple(k for key in SORT_KEYS for k in (f"-{key}", key))]
+#: A ticker symbol, as the store keeps it.
+Symbol = Annotated[str, Field(min_length=1, max_length=32, pattern=ID_PATTERN)]
 
 __all__ = ["router"]
 
@@ -109,8 +137,32 @@ async def list_risk_events(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9, description="Events to skip.")] = 0,
+    account_prefix: Annotated[
+        AccountId | None,
+        Query(
+            description="Account ids that start with this (``%`` and ``_`` match only themselves)."
+        ),
+    ] = None,
+    symbol: Annotated[
+        Symbol | None, Query(description="Events whose evidence trades this symbol.")
+    ] = None,
+    counterparty: Annotated[
+        AccountId | None, Query(description="Events naming this suspected counterparty.")
+    ] = None,
+    min_value_moved: Annotated[
+        float | None,
+        Query(allow_inf_nan=False, description="Value moved at least this (quote currency)."),
+    ] = None,
+    sort: Annotated[
+        SortKey,
+        Query(
+            description="Order: a key, ``-`` first for descending. ``-priority`` (the "
+            "default) puts the largest expected value at risk (score x value moved) first, "
+            "then the highest score; every order ends with the id."
+        ),
+    ] = "-priority",
 ) -> Any:
-    """Risk events matching every filter given, newest first, one page at a time."""
+    """Risk events matching every filter given, in ``sort`` order, one page at a time."""
     lo, hi = utc(since), utc(until)
     if lo is not None and hi is not None and lo > hi:
         raise DataError(f"since ({lo.isoformat()}) is after until ({hi.isoformat()})")
@@ -125,6 +177,11 @@ async def list_risk_events(
             until=hi,
             limit=limit,
             offset=offset,
+            account_prefix=account_prefix,
+            symbol=symbol,
+            counterparty=counterparty,
+            min_value_moved=min_value_moved,
+            sort=sort,
         )
     )
     return {"items": items, "total": total, "limit": limit, "offset": offset}
@@ -170,3 +227,82 @@ async def review_risk_event(
         )
     except NotFoundError:
         raise HTTPException(404, f"no risk event with id {event_id}") from None
+
+
+@router.post(
+    "/reviews",
+    response_model=BulkReviewResult,
+    dependencies=[ForAnalysts],
+    responses={
+        **_EVENT_ERRORS,
+        **error_docs(400, 413, _404="Some id names no risk event (nothing was changed)"),
+    },
+)
+async def review_risk_events(review: BulkReviewRequest, store: StoreDep, user: UserDep) -> Any:
+    """Record one decision, with one note, on several events: all of them or, when an
+    id is unknown, none. Each event's history gets its own entry; an id given twice is
+    decided once."""
+    actor, user_id = actor_for(user, review.reviewed_by)
+    unique = list(dict.fromkeys(review.ids))
+    too_big = [i for i in unique if i > _MAX_EVENT_ID]
+    if too_big:
+        raise HTTPException(404, f"no risk event with id {too_big[0]}")
+    try:
+        ids = await run_in_threadpool(
+            lambda: store.review_risk_events(
+                unique,
+                status=review.status,
+                reviewed_by=actor,
+                note=review.note,
+                user_id=user_id,
+            )
+        )
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return {"status": review.status, "ids": ids, "reviewed_by": actor}
+
+
+#: The picture loads nothing and runs nothing; its one image is inline.
+_PICTURE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+
+@router.get(
+    "/risk-events/{event_id}/picture.svg",
+    response_class=Response,
+    dependencies=[ForAnyRole],
+    responses={
+        200: {"content": {"image/svg+xml": {}}, "description": "The picture (SVG)."},
+        **_EVENT_ERRORS,
+    },
+)
+async def risk_event_picture(event_id: Annotated[int, Path(ge=1)], store: StoreDep) -> Response:
+    """The account's trades over the bars of its window, drawn by the server: matched
+    round trips joined, the counterparty's mirrored trades ringed, and the detector's own
+    image of the account beneath (:mod:`fraudlens.market.picture`)."""
+    event = None
+    if event_id <= _MAX_EVENT_ID:
+        event = await run_in_threadpool(store.get_risk_event, event_id)
+    if event is None:
+        raise HTTPException(404, f"no risk event with id {event_id}")
+
+    def draw() -> str:
+        from fraudlens.market.picture import account_picture_svg
+
+        account, counterparty = event["account_id"], event.get("counterparty")
+        start = datetime.fromisoformat(event["window_start"])
+        end = datetime.fromisoformat(event["window_end"])
+        accounts = [account] + ([counterparty] if counterparty else [])
+        data = store.trades_between(accounts, start, end)
+        return account_picture_svg(
+            data,
+            account,
+            counterparty=counterparty,
+            title=f"Risk event #{event_id}: account {account}",
+        )
+
+    svg = await run_in_threadpool(draw)
+    return Response(svg, media_type="image/svg+xml", headers=_PICTURE_HEADERS)

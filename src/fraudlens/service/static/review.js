@@ -9,10 +9,23 @@
   const REVIEWER_KEY = "fraudlens.reviewer";
   const SVG_NS = "http://www.w3.org/2000/svg";
 
+  // Sortable columns and the direction a first click sorts them in.
+  const SORTS = {
+    priority: "-", id: "-", account_id: "", score: "-", value_moved: "-", counterparty: "", window_end: "-",
+    created_at: "-",
+  };
+  const DEFAULT_SORT = "-priority";
+
   const state = {
     status: "open",
     account: "",
+    accountExact: "",
+    symbol: "",
     minScore: "",
+    minValue: "",
+    sort: DEFAULT_SORT,
+    selected: new Set(),
+    tab: "trades",
     limit: 50,
     offset: 0,
     items: [],
@@ -125,6 +138,11 @@
     return typeof value === "number" && Number.isFinite(value) ? value.toFixed(3) : "—";
   }
 
+  function fmtMoney(value) {
+    if (typeof value !== "number" || !Number.isFinite(value)) return "—";
+    return value.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  }
+
   function fmtNumber(value, digits) {
     if (typeof value !== "number" || !Number.isFinite(value)) return value === null || value === undefined ? "—" : String(value);
     return value.toLocaleString("en-US", { maximumFractionDigits: digits });
@@ -198,8 +216,8 @@
   function barPosition(trade) {
     const pos = typeof trade.bar_position === "number" ? trade.bar_position : trade.pos;
     if (typeof pos !== "number" || !Number.isFinite(pos)) return el("span", "muted", "—");
-    const w = 60;
-    const root = svg("svg", { width: w + 44, height: 14, viewBox: `0 0 ${w + 44} 14`, role: "img" });
+    const w = 44;
+    const root = svg("svg", { width: w + 40, height: 14, viewBox: `0 0 ${w + 40} 14`, role: "img" });
     const low = typeof trade.bar_low === "number" ? trade.bar_low : null;
     const high = typeof trade.bar_high === "number" ? trade.bar_high : null;
     root.appendChild(svg("title", {})).textContent =
@@ -224,7 +242,12 @@
       state.status = STATUSES.includes(s) ? s : "open";
     }
     state.account = q.get("account") || "";
+    state.accountExact = q.get("account_id") || "";
+    state.symbol = q.get("symbol") || "";
     state.minScore = q.get("min_score") || "";
+    state.minValue = q.get("min_value") || "";
+    const sort = q.get("sort") || "";
+    if (Object.prototype.hasOwnProperty.call(SORTS, sort.replace(/^-/, ""))) state.sort = sort;
     const limit = parseInt(q.get("limit") || "", 10);
     if ([25, 50, 100, 200].includes(limit)) state.limit = limit;
     const offset = parseInt(q.get("offset") || "", 10);
@@ -237,7 +260,11 @@
     const q = new URLSearchParams();
     if (state.status !== "open") q.set("status", state.status);
     if (state.account) q.set("account", state.account);
+    if (state.accountExact) q.set("account_id", state.accountExact);
+    if (state.symbol) q.set("symbol", state.symbol);
     if (state.minScore) q.set("min_score", state.minScore);
+    if (state.minValue) q.set("min_value", state.minValue);
+    if (state.sort !== DEFAULT_SORT) q.set("sort", state.sort);
     if (state.limit !== 50) q.set("limit", String(state.limit));
     if (state.offset) q.set("offset", String(state.offset));
     if (state.selectedId) q.set("event", String(state.selectedId));
@@ -249,8 +276,12 @@
   function listQuery() {
     const q = new URLSearchParams();
     if (state.status) q.set("status", state.status);
-    if (state.account) q.set("account_id", state.account);
+    if (state.account) q.set("account_prefix", state.account);
+    if (state.accountExact) q.set("account_id", state.accountExact);
+    if (state.symbol) q.set("symbol", state.symbol);
     if (state.minScore !== "") q.set("min_score", state.minScore);
+    if (state.minValue !== "") q.set("min_value_moved", state.minValue);
+    q.set("sort", state.sort);
     q.set("limit", String(state.limit));
     q.set("offset", String(state.offset));
     return q.toString();
@@ -271,7 +302,14 @@
       }
       state.items = page.items;
       state.total = page.total;
+      keepSelection();
       renderList();
+      if (!state.items.length) {
+        // Nothing matches: no event is shown, so nothing can be confirmed or dismissed.
+        state.selectedId = null;
+        showNothing();
+        return;
+      }
       let target = null;
       if (state.selectedId !== null && state.items.some((e) => e.id === state.selectedId)) {
         target = state.selectedId;
@@ -290,7 +328,10 @@
       if (seq !== listSeq) return;
       state.items = [];
       state.total = 0;
+      keepSelection();
       renderList("The list could not be loaded: see the message above.");
+      state.selectedId = null;
+      showNothing();
       showError(err, "Could not load risk events");
     } finally {
       if (seq === listSeq) $("loading").hidden = true;
@@ -305,20 +346,36 @@
       const tr = document.createElement("tr");
       tr.dataset.id = String(e.id);
       tr.setAttribute("aria-selected", String(e.id === state.selectedId));
-      tr.appendChild(el("td", "num", String(e.id)));
-      tr.appendChild(el("td", "account", e.account_id));
+      const pickTd = el("td", "pick");
+      const pick = document.createElement("input");
+      pick.type = "checkbox";
+      pick.checked = state.selected.has(e.id);
+      pick.setAttribute("aria-label", `Select event ${e.id} for a bulk decision`);
+      pick.addEventListener("click", (ev) => ev.stopPropagation());
+      pick.addEventListener("change", () => toggleSelected(e.id, pick.checked));
+      pickTd.appendChild(pick);
+      tr.appendChild(pickTd);
+      tr.appendChild(el("td", "num", e.priority > 0 ? fmtMoney(e.priority) : "—"));
+      const account = el("td", "account", e.account_id);
+      account.title = e.account_id;
+      tr.appendChild(account);
       const scoreTd = el("td");
       const cell = el("div", "scorecell");
       cell.appendChild(el("span", "val", fmtScore(e.score)));
-      cell.appendChild(scoreBar(e.score, e.threshold));
+      cell.appendChild(scoreBar(e.score, e.threshold, 40));
       scoreTd.appendChild(cell);
       tr.appendChild(scoreTd);
-      tr.appendChild(el("td", "", text(e.business_type)));
-      tr.appendChild(el("td", "when", fmtTime(e.window_end)));
-      const statusTd = el("td");
+      tr.appendChild(el("td", "num", fmtMoney(e.value_moved)));
+      const cp = el("td", "account", text(e.counterparty));
+      if (e.counterparty) cp.title = e.counterparty;
+      tr.appendChild(cp);
+      const when = el("td", "when", fmtTime(e.window_end).slice(5, 16));
+      when.title = `${fmtTime(e.window_end)} UTC`;
+      tr.appendChild(when);
+      const statusTd = el("td", "col-status");
       statusTd.appendChild(badge(e.status));
+      if (e.reviewed_by) statusTd.title = `by ${e.reviewed_by}`;
       tr.appendChild(statusTd);
-      tr.appendChild(el("td", "muted", text(e.reviewed_by)));
       tr.addEventListener("click", () => select(e.id));
       body.appendChild(tr);
     }
@@ -333,6 +390,132 @@
     $("next").disabled = last >= state.total;
     for (const b of document.querySelectorAll(".segmented button")) {
       b.setAttribute("aria-checked", String(b.dataset.status === state.status));
+    }
+    // one status shown: the filter says it, and the room goes to the other columns
+    $("events").classList.toggle("one-status", Boolean(state.status));
+    renderSortHeaders();
+    renderChips();
+    renderBulk();
+  }
+
+  // ------------------------------------------------------------------ sorting
+  function sortKey() {
+    return state.sort.replace(/^-/, "");
+  }
+
+  function renderSortHeaders() {
+    const key = sortKey();
+    const desc = state.sort.startsWith("-");
+    for (const th of document.querySelectorAll("#events th[data-sort]")) {
+      const on = th.dataset.sort === key;
+      th.setAttribute("aria-sort", on ? (desc ? "descending" : "ascending") : "none");
+    }
+  }
+
+  function sortBy(key) {
+    if (!Object.prototype.hasOwnProperty.call(SORTS, key)) return;
+    if (sortKey() === key) {
+      state.sort = state.sort.startsWith("-") ? key : `-${key}`;
+    } else {
+      state.sort = `${SORTS[key]}${key}`;
+    }
+    state.offset = 0;
+    loadList({ autoSelect: true });
+  }
+
+  // ------------------------------------------------------------------ filters shown as chips
+  function renderChips() {
+    const box = $("chips");
+    box.replaceChildren();
+    if (state.accountExact) {
+      const chip = el("span", "chip");
+      chip.appendChild(el("span", "", `account = ${state.accountExact}`));
+      const x = el("button", "chip-x", "×");
+      x.type = "button";
+      x.setAttribute("aria-label", `Stop filtering on account ${state.accountExact}`);
+      x.addEventListener("click", () => {
+        state.accountExact = "";
+        state.offset = 0;
+        loadList({ autoSelect: true });
+      });
+      chip.appendChild(x);
+      box.appendChild(chip);
+    }
+  }
+
+  function showAccount(account) {
+    // Every alert of one account (e.g. a counterparty), whatever its status.
+    state.accountExact = account;
+    state.account = "";
+    $("account-search").value = "";
+    state.status = "";
+    state.offset = 0;
+    state.selectedId = null;
+    loadList({ autoSelect: true });
+  }
+
+  // ------------------------------------------------------------------ bulk decisions
+  function keepSelection() {
+    // Only events on the page can stay selected: a decision never reaches unseen rows.
+    const shown = new Set(state.items.map((e) => e.id));
+    for (const id of [...state.selected]) if (!shown.has(id)) state.selected.delete(id);
+  }
+
+  function toggleSelected(id, on) {
+    if (on) state.selected.add(id);
+    else state.selected.delete(id);
+    for (const tr of $("events-body").children) {
+      if (tr.dataset.id === String(id)) tr.querySelector("input[type=checkbox]").checked = on;
+    }
+    renderBulk();
+  }
+
+  function renderBulk() {
+    const n = state.selected.size;
+    $("bulk").hidden = n === 0;
+    $("bulk-count").textContent = `${n} selected`;
+    const all = $("select-page");
+    all.checked = n > 0 && n === state.items.length;
+    all.indeterminate = n > 0 && n < state.items.length;
+    for (const b of document.querySelectorAll("[data-bulk]")) b.disabled = state.busy || n === 0;
+  }
+
+  async function bulkReview(status) {
+    const ids = state.items.filter((e) => state.selected.has(e.id)).map((e) => e.id);
+    if (!ids.length || state.busy) return;
+    const who = reviewer();
+    if (!who) {
+      $("reviewer").classList.add("missing");
+      $("reviewer").focus();
+      showError(new ApiError(0, "Enter your name as reviewer first", "It is recorded with the decision."), "Cannot review");
+      return;
+    }
+    const note = $("bulk-note").value.trim();
+    state.busy = true;
+    renderBulk();
+    updateButtons();
+    try {
+      const done = await api("/v1/reviews", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ ids, status, reviewed_by: who, note: note || null }),
+      });
+      clearError();
+      toast(`${done.ids.length} event${done.ids.length === 1 ? "" : "s"} ${status}`);
+      state.selected.clear();
+      $("bulk-note").value = "";
+      if (state.event && done.ids.includes(state.event.id)) {
+        state.selectedId = null;
+        state.event = null;
+      }
+      state.busy = false;
+      await loadList({ autoSelect: true, keepDetail: state.event !== null });
+    } catch (err) {
+      showError(err, `Could not record the decision on ${ids.length} events`);
+    } finally {
+      state.busy = false;
+      renderBulk();
+      updateButtons();
     }
   }
 
@@ -375,7 +558,23 @@
     $("d-gauge").replaceChildren(scoreGauge(e.score, e.threshold));
     $("d-score").textContent = fmtScore(e.score);
     $("d-threshold").textContent = fmtScore(e.threshold);
+    $("d-value").textContent = e.value_moved === null || e.value_moved === undefined ? "—" : fmtMoney(e.value_moved);
+    const cpBox = $("d-counterparty");
+    cpBox.replaceChildren();
+    if (e.counterparty) {
+      const link = el("a", "cp-link", e.counterparty);
+      link.href = `/review?status=&account_id=${encodeURIComponent(e.counterparty)}`;
+      link.title = `Every alert of ${e.counterparty}`;
+      link.addEventListener("click", (ev) => {
+        ev.preventDefault();
+        showAccount(e.counterparty);
+      });
+      cpBox.appendChild(link);
+    } else {
+      cpBox.textContent = "—";
+    }
     $("d-model").textContent = text(e.model_version);
+    $("d-model").title = text(e.model_version);
     $("d-business").textContent = text(e.business_type);
     $("d-window-start").textContent = fmtTime(e.window_start);
     $("d-window-end").textContent = fmtTime(e.window_end);
@@ -385,7 +584,41 @@
     $("d-note").textContent = text(e.note);
     $("note").value = e.note || "";
     renderTrades((e.details && Array.isArray(e.details.trades) && e.details.trades) || []);
+    $("d-picture").dataset.event = "";
+    showTab(state.tab);
     updateButtons();
+  }
+
+  // ------------------------------------------------------------------ evidence tabs
+  function showTab(tab) {
+    state.tab = tab === "picture" ? "picture" : "trades";
+    const picture = state.tab === "picture";
+    $("tab-trades").setAttribute("aria-selected", String(!picture));
+    $("tab-picture").setAttribute("aria-selected", String(picture));
+    $("panel-trades").hidden = picture;
+    $("panel-picture").hidden = !picture;
+    if (picture) loadPicture();
+  }
+
+  function loadPicture() {
+    const e = state.event;
+    const img = $("d-picture");
+    if (!e || img.dataset.event === String(e.id)) return;
+    img.dataset.event = String(e.id);
+    img.alt = `Trades of account ${e.account_id} over the bars of its window`;
+    const status = $("picture-status");
+    status.textContent = "Drawing the account's picture…";
+    status.hidden = false;
+    img.hidden = true;
+    img.onload = () => {
+      status.hidden = true;
+      img.hidden = false;
+    };
+    img.onerror = () => {
+      status.textContent = "The picture could not be drawn (see the service log).";
+      status.hidden = false;
+    };
+    img.src = `${API}/${encodeURIComponent(e.id)}/picture.svg`;
   }
 
   function renderTrades(trades) {
@@ -394,7 +627,7 @@
     trades.forEach((t, i) => {
       const tr = document.createElement("tr");
       tr.appendChild(el("td", "num", String(i + 1)));
-      const time = el("td", "time", fmtTime(t.ts).slice(5));
+      const time = el("td", "time", fmtTime(t.ts).slice(5, 16));
       time.title = `${fmtTime(t.ts)} UTC` + (t.trade_id !== undefined ? ` · trade ${t.trade_id}` : "");
       tr.appendChild(time);
       tr.appendChild(el("td", "mono", text(t.symbol)));
@@ -404,7 +637,15 @@
       const pos = el("td");
       pos.appendChild(barPosition(t));
       tr.appendChild(pos);
-      tr.appendChild(el("td", "reason", text(t.reason)));
+      const reason = el("td", "reason", text(t.reason));
+      reason.title = text(t.reason);
+      tr.appendChild(reason);
+      // one line per trade so that many fit; a click (or Enter) shows the whole reason
+      tr.tabIndex = 0;
+      tr.addEventListener("click", () => tr.classList.toggle("expanded"));
+      tr.addEventListener("keydown", (ev) => {
+        if (ev.key === "Enter") tr.classList.toggle("expanded");
+      });
       body.appendChild(tr);
     });
     $("trades-empty").hidden = trades.length > 0;
@@ -501,6 +742,7 @@
     state.event = null;
     $("detail-body").hidden = true;
     $("detail-empty").hidden = false;
+    updateButtons();
   }
 
   // ------------------------------------------------------------------ wiring
@@ -529,7 +771,9 @@
     clearTimeout(searchTimer);
     searchTimer = setTimeout(() => {
       state.account = $("account-search").value.trim();
+      state.symbol = $("symbol").value.trim();
       state.minScore = $("min-score").value.trim();
+      state.minValue = $("min-value").value.trim();
       state.offset = 0;
       loadList({ autoSelect: true });
     }, 300);
@@ -554,6 +798,9 @@
       c: () => review("confirmed"),
       d: () => review("dismissed"),
       n: () => state.event && $("note").focus(),
+      x: () => state.selectedId !== null && toggleSelected(state.selectedId, !state.selected.has(state.selectedId)),
+      p: () => state.event && showTab("picture"),
+      t: () => state.event && showTab("trades"),
       "/": () => $("account-search").focus(),
       r: () => loadList({ keepDetail: true }),
       "[": () => page(-1),
@@ -578,7 +825,9 @@
     const saved = window.localStorage ? localStorage.getItem(REVIEWER_KEY) : null;
     $("reviewer").value = saved || "";
     $("account-search").value = state.account;
+    $("symbol").value = state.symbol;
     $("min-score").value = state.minScore;
+    $("min-value").value = state.minValue;
     $("page-size").value = String(state.limit);
 
     $("reviewer").addEventListener("input", () => {
@@ -588,8 +837,24 @@
       updateButtons();
     });
     $("filters").addEventListener("submit", (ev) => ev.preventDefault());
-    $("account-search").addEventListener("input", onFilterInput);
-    $("min-score").addEventListener("input", onFilterInput);
+    for (const id of ["account-search", "symbol", "min-score", "min-value"]) {
+      $(id).addEventListener("input", onFilterInput);
+    }
+    for (const th of document.querySelectorAll("#events th[data-sort]")) {
+      th.querySelector("button").addEventListener("click", () => sortBy(th.dataset.sort));
+    }
+    $("select-page").addEventListener("change", () => {
+      const on = $("select-page").checked;
+      for (const e of state.items) toggleSelected(e.id, on);
+    });
+    for (const b of document.querySelectorAll("[data-bulk]")) {
+      b.addEventListener("click", () => bulkReview(b.dataset.bulk));
+    }
+    $("bulk-clear").addEventListener("click", () => {
+      for (const id of [...state.selected]) toggleSelected(id, false);
+    });
+    $("tab-trades").addEventListener("click", () => showTab("trades"));
+    $("tab-picture").addEventListener("click", () => showTab("picture"));
     $("page-size").addEventListener("change", () => {
       state.limit = parseInt($("page-size").value, 10) || 50;
       state.offset = 0;
