@@ -23,11 +23,18 @@ resource "aws_ecs_cluster" "this" {
 locals {
   tasks = {
     service = {
-      command     = ["serve"]
-      cpu         = var.service_cpu
-      memory      = var.service_memory
-      port        = 8080
-      environment = {}
+      command = ["serve"]
+      cpu     = var.service_cpu
+      memory  = var.service_memory
+      port    = 8080
+      environment = {
+        # Clients reach the service through the load balancer's HTTPS listener: session
+        # cookies are marked Secure, and the client address the sign-in limits count is
+        # read from X-Forwarded-For, which only the load balancer can set (the tasks take
+        # traffic from its security group alone).
+        FRAUDLENS_BEHIND_TLS_PROXY = "true"
+        FORWARDED_ALLOW_IPS        = "*"
+      }
     }
     worker = {
       command = [
