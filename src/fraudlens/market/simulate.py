@@ -290,7 +290,7 @@ def _instruments(rng: np.random.Generator, n: int) -> list[_Instrument]:
                 )
             )  # fmt: skip
         else:
-            price = float(np.exp(rng.uniform(np.log(2e-6), np.log(0.1))))
+            price = float(np.exp(rng.uniform(np.log(2e-7), np.log(0.1))))
             out.append(
                 _Instrument(
                     f"{b}-BTC", "crypto_btc", price, 1e-8,
@@ -428,7 +428,7 @@ def generate_bars(
         Instruments: about a third US equities (09:30-16:00 New York, weekdays; ticks of
         0.01 or 0.0001), futures (08:00-22:00 Frankfurt, weekdays; a tick of 0.4-4 basis
         points, so most bars are a few ticks wide), crypto quoted in USD (24 h; 2e-3 to
-        1.2e5) and crypto quoted in BTC (24 h; 2e-6 to 0.1 BTC on a 1e-8 tick, so the
+        1.2e5) and crypto quoted in BTC (24 h; 2e-7 to 0.1 BTC on a 1e-8 tick, so the
         cheapest show many bars of zero or one tick).
     days
         Calendar days from ``start`` (UTC).
@@ -451,6 +451,9 @@ def generate_bars(
     for inst in _instruments(rng, n_symbols):
         bars = _symbol_bars(rng, inst, t0, days)
         if bars is not None:
+            # Some feeds (indices, CFDs) carry no volume at all.
+            if rng.random() < 0.08:
+                bars["volume"] = 0.0
             parts.append(bars)
     if not parts:
         raise ValueError("no bars in that period (equities and futures do not trade at weekends)")
@@ -513,6 +516,9 @@ class _Market:
             )
         self.ext_high = np.zeros(len(k))
         self.ext_low = np.zeros(len(k))
+        # Where traders are busy: the bar's volume, or its range where a feed has none.
+        has_vol = np.bincount(group, weights=self.volume, minlength=len(starts)) > 0
+        self.activity = np.where(has_vol[group], self.volume, self.high - self.low + self.tick)
 
     # ------------------------------------------------------------------ bar pools
     def bars(self, sd: int) -> np.ndarray:
@@ -643,7 +649,8 @@ class _Accounts:
         a, b = int(self.m.sd_start[sd]), int(self.m.sd_end[sd])
         lo = a + int((b - a) * first)
         hi = max(lo + 1, a + int(np.ceil((b - a) * last)))
-        cum = np.cumsum(self.m.volume[lo:hi] + 1e-9 + 0.05 * self.m.volume[lo:hi].mean())
+        act = self.m.activity[lo:hi]
+        cum = np.cumsum(act + 1e-12 + 0.05 * act.mean())
         idx = np.searchsorted(cum, self.rng.random(n) * cum[-1], side="right")
         return lo + np.minimum(idx, hi - lo - 1)
 
@@ -977,8 +984,8 @@ class _Accounts:
         for sd in sds:
             n = int(rng.integers(lo, hi + 1))
             pool = self.m.narrow(sd, self.b.edge_max_ticks)
-            vol = self.m.volume[pool] + 1e-9
-            bars = rng.choice(pool, n, p=vol / vol.sum())
+            act = self.m.activity[pool] + 1e-12
+            bars = rng.choice(pool, n, p=act / act.sum())
             gap = np.where(rng.random(n) < 0.5, 0, 1)
             other = np.where(gap == 1, self.m.neighbour(bars), bars)
             self.trips(
@@ -1026,7 +1033,7 @@ class _Accounts:
         pools = []
         for sd in sds:
             b = self.m.bars(sd)
-            pools.append(b[np.argsort(-self.m.volume[b], kind="stable")[:12]])
+            pools.append(b[np.argsort(-self.m.activity[b], kind="stable")[:12]])
         pool = np.concatenate(pools)
         n_trips = int(rng.binomial(n // 2, 0.6))
         if n_trips:
