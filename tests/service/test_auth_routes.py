@@ -10,6 +10,7 @@ a test fails and says which.
 
 from __future__ import annotations
 
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -616,3 +617,25 @@ def test_when_authentication_is_on() -> None:
     # Bound wider than configured: a request that arrived on a non-loopback address.
     assert on({"server": ("10.0.0.5", 8080)})
     assert not on({"server": ("10.0.0.5", 8080)}, auth="off")
+
+
+def test_an_unreachable_user_store_is_503_not_500(tmp_path: Path) -> None:
+    """Identities live in the database: when it cannot be reached, a request that needs
+    one is told so (503 with the reason), and open routes still answer."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    settings = Settings(
+        models_dir=tmp_path,
+        database_url=f"postgresql+psycopg://nobody@127.0.0.1:{port}/none?connect_timeout=2",
+        auth="on",
+    )
+    with TestClient(create_app(settings, preload=False)) as c:
+        r = c.get("/v1/risk-events", headers={"Authorization": "Bearer flk_" + "x" * 43})
+        assert r.status_code == 503, r.text
+        assert set(r.json()) == {"error", "detail"}
+        r = c.post("/login", data={"username": "ana", "password": PASSWORD})
+        assert r.status_code == 503, r.text
+        assert c.get("/v1/risk-events").status_code == 401  # no identity: no lookup at all
+        assert c.get("/login").status_code == 200
