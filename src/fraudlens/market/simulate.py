@@ -1310,9 +1310,9 @@ def _split_qty(rng: np.random.Generator, total: float, k: int) -> np.ndarray:
     if k <= 1:
         return np.array([total])
     if total >= 20 and float(total).is_integer():
-        cuts = np.sort(
-            rng.choice(np.arange(1, int(total)), min(k - 1, int(total) - 1), replace=False)
-        )
+        # choice(n) draws the same numbers as choice(arange(n)) without building the
+        # range: a quantity of billions of units must not allocate billions of ints.
+        cuts = np.sort(1 + rng.choice(int(total) - 1, min(k - 1, int(total) - 1), replace=False))
         return np.diff(np.r_[0, cuts, int(total)]).astype(np.float64)
     parts = _round_qty(total * rng.dirichlet(np.ones(k)))[:-1]
     last = float(f"{total - parts.sum():.12g}")
