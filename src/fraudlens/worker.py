@@ -37,7 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 from fraudlens._time import utc, utcnow
 from fraudlens.checks import AccountCheck, parse_check
-from fraudlens.consume import BatchResult, Consumer, ConsumerMetrics, ConsumerStats
+from fraudlens.consume import (
+    BatchResult,
+    Consumer,
+    ConsumerMetrics,
+    ConsumerStats,
+    stop_on_signals,
+)
 from fraudlens.errors import DataError, FraudlensError, UnavailableError
 
 if TYPE_CHECKING:
@@ -462,7 +468,8 @@ def work(
     on_start: Callable[[Worker], None] | None = None,
 ) -> WorkerStats:
     """Open the queue and the store ``config`` names and work checks in this process
-    until SIGTERM or SIGINT (each finishes the batch in hand) or ``config.idle_exit``.
+    until SIGTERM or SIGINT (each finishes the batch in hand; a second SIGINT interrupts)
+    or ``config.idle_exit``.
 
     ``on_start`` is called with the worker before it starts (e.g. to serve its health).
     """
@@ -488,9 +495,10 @@ def work(
         )
         if on_start is not None:
             on_start(worker)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: worker.stop())
-        return worker.run(idle_exit=config.idle_exit, on_batch=on_batch)
+        # The same signal handling as the card processor: SIGTERM/SIGINT finish the batch
+        # in hand; a second SIGINT interrupts at once.
+        with stop_on_signals(worker.stop_event):
+            return worker.run(idle_exit=config.idle_exit, on_batch=on_batch)
 
 
 def _child(config: WorkerConfig, index: int, results: Any) -> None:
