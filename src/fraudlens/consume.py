@@ -67,7 +67,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fraudlens.errors import QueueError, UnavailableError
 
@@ -82,7 +82,9 @@ __all__ = [
     "Handler",
     "Health",
     "Source",
+    "failure_reason",
     "stop_on_signals",
+    "work_isolated",
 ]
 
 log = logging.getLogger("fraudlens.consume")
@@ -149,6 +151,50 @@ class BatchResult:
     flagged: int = 0
     written: int = 0
     latencies: list[float] = field(default_factory=list)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The reason recorded for a failed message: the exception's type and text."""
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+_T = TypeVar("_T")
+
+
+def work_isolated(
+    items: Sequence[_T],
+    work: Callable[[Sequence[_T]], None],
+    message: Callable[[_T], Message],
+    result: BatchResult,
+) -> None:
+    """Run ``work`` on all ``items`` at once; if that fails, on each item alone, so one
+    bad item cannot hold back the rest.
+
+    ``work`` adds what it made durable to ``result``. An
+    :class:`~fraudlens.errors.UnavailableError` releases the items not yet worked and
+    records the outage; any other failure marks the item (or the lone item) failed.
+    """
+    try:
+        work(items)
+        return
+    except UnavailableError as exc:
+        result.released.extend(message(i) for i in items)
+        result.outage = exc
+        return
+    except Exception as exc:
+        if len(items) == 1:
+            result.failed.append((message(items[0]), failure_reason(exc)))
+            return
+        log.warning("batch of %d failed (%s); retrying one by one", len(items), exc)
+    for n, item in enumerate(items):
+        try:
+            work([item])
+        except UnavailableError as exc:
+            result.released.extend(message(i) for i in items[n:])
+            result.outage = exc
+            return
+        except Exception as exc:
+            result.failed.append((message(item), failure_reason(exc)))
 
 
 class Handler(Protocol):
@@ -512,7 +558,7 @@ class Consumer:
             # A bug or an unexpected library error: the messages' attempts pay for it, so
             # a poisonous message ends in the dead-letter store instead of looping.
             log.exception("handling a batch of %d failed", len(msgs))
-            reason = f"{type(exc).__name__}: {exc}"[:500]
+            reason = failure_reason(exc)
             result = BatchResult(failed=[(m, reason) for m in msgs])
         self._settle(msgs, result)
         self.stats.last_at = time.time()

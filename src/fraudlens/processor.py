@@ -69,6 +69,7 @@ a second SIGINT interrupts at once.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -84,7 +85,13 @@ import pandas as pd
 
 from fraudlens._ids import id_problem
 from fraudlens._time import utc, utcnow
-from fraudlens.consume import BatchResult, Consumer, ConsumerMetrics, stop_on_signals
+from fraudlens.consume import (
+    BatchResult,
+    Consumer,
+    ConsumerMetrics,
+    stop_on_signals,
+    work_isolated,
+)
 from fraudlens.errors import ConfigError, DataError, ModelNotFoundError, UnavailableError
 from fraudlens.queues import Message
 from fraudlens.sinks import Sink, open_sink
@@ -237,7 +244,8 @@ class _Models:
         """Score ``X`` through the one scoring path; one output row per record."""
         from fraudlens.scoring import score_cards
 
-        scored = score_cards(self.classifier, X, anomaly=self.anomaly)
+        # Flagged records carry their top reasons (a few rows: cheap).
+        scored = score_cards(self.classifier, X, anomaly=self.anomaly, explain="flagged", top=3)
         now = utcnow().isoformat(timespec="milliseconds")
         version = ",".join(self.versions().values())
         score = scored.scores
@@ -258,6 +266,8 @@ class _Models:
                     row[col] = m[col]
             if "replayed_from" in m:
                 row["replayed_from"] = m["replayed_from"]
+            if scored.explanations is not None and scored.explanations[i]:
+                row["reasons"] = json.dumps(scored.explanations[i])
             row["model"] = version
             row["threshold"] = scored.threshold
             rows.append(row)
@@ -638,27 +648,8 @@ class _QueueHandler(_Handler):
                 result.invalid.append((msg, problem))
             else:
                 good.append((msg, record, outer, kind))
-        if not good:
-            return result
-        try:
-            self._work(good, result)
-        except UnavailableError as exc:
-            result.released.extend(m for m, *_ in good)
-            result.outage = exc
-        except Exception as exc:
-            if len(good) == 1:
-                result.failed.append((good[0][0], _reason(exc)))
-                return result
-            log.warning("batch of %d failed (%s); retrying one by one", len(good), _reason(exc))
-            for i, item in enumerate(good):
-                try:
-                    self._work([item], result)
-                except UnavailableError as one:
-                    result.released.extend(m for m, *_ in good[i:])
-                    result.outage = one
-                    break
-                except Exception as one_exc:
-                    result.failed.append((item[0], _reason(one_exc)))
+        if good:
+            work_isolated(good, lambda items: self._work(items, result), _first, result)
         return result
 
     def _work(
@@ -704,8 +695,8 @@ class _QueueHandler(_Handler):
         self.history = both[both["ts"] >= latest - _HISTORY_SPAN].reset_index(drop=True)
 
 
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
+def _first(item: tuple[Message, dict[str, Any], dict[str, Any], str]) -> Message:
+    return item[0]
 
 
 def _queue_meta(record: dict[str, Any], outer: dict[str, Any]) -> dict[str, Any]:
@@ -751,8 +742,10 @@ def process(
     Each row holds ``timestamp`` (scoring time, UTC ISO-8601), ``transaction_id``,
     ``source`` (channel), ``prediction`` (0/1: the flag of the one flag rule), ``score``
     (classifier probability), ``anomaly_score``, then ``customer_id``, ``terminal_id``,
-    ``amount`` and ``transaction_ts`` when known, ``model`` (the versions that scored it)
-    and ``threshold`` (the model's own, which the prediction used).
+    ``amount`` and ``transaction_ts`` when known, ``reasons`` on flagged records (the
+    classifier's top 3 features, JSON: see :mod:`fraudlens.cards.explain`), ``model``
+    (the versions that scored it) and ``threshold`` (the model's own, which the
+    prediction used).
 
     Parameters
     ----------

@@ -42,7 +42,9 @@ from fraudlens.consume import (
     Consumer,
     ConsumerMetrics,
     ConsumerStats,
+    failure_reason,
     stop_on_signals,
+    work_isolated,
 )
 from fraudlens.errors import DataError, FraudlensError, UnavailableError
 
@@ -143,28 +145,8 @@ class CheckHandler:
                 good.append((msg, parse_check(msg.body)))
             except DataError as exc:
                 result.invalid.append((msg, f"invalid check message: {exc}"))
-        if not good:
-            return result
-        try:
-            self._work(good, result)
-        except UnavailableError as exc:
-            result.released.extend(m for m, _ in good)
-            result.outage = exc
-        except Exception as exc:
-            if len(good) == 1:
-                result.failed.append((good[0][0], _reason(exc)))
-                return result
-            # One bad account must not hold back the rest: retry them one by one.
-            log.warning("batch of %d failed (%s); retrying one by one", len(good), _reason(exc))
-            for i, item in enumerate(good):
-                try:
-                    self._work([item], result)
-                except UnavailableError as one_exc:
-                    result.released.extend(m for m, _ in good[i:])
-                    result.outage = one_exc
-                    break
-                except Exception as one_exc:
-                    result.failed.append((item[0], _reason(one_exc)))
+        if good:
+            work_isolated(good, lambda items: self._work(items, result), _message, result)
         return result
 
     # -- the work --------------------------------------------------------------------
@@ -176,7 +158,7 @@ class CheckHandler:
         except Exception as exc:
             # No model, or one that does not load: nothing any message can fix.
             raise UnavailableError(
-                f"model {self.model!r} in {self.models.root} cannot be used: {_reason(exc)}",
+                f"model {self.model!r} in {self.models.root} cannot be used: {failure_reason(exc)}",
                 what="model",
             ) from exc
 
@@ -273,8 +255,8 @@ class CheckHandler:
         return out
 
 
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
+def _message(item: tuple[Message, AccountCheck]) -> Message:
+    return item[0]
 
 
 def _latest_trades(data: MarketData, accounts: set[str]) -> dict[str, Any]:
