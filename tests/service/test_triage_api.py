@@ -61,7 +61,7 @@ def _event(i: int) -> dict[str, Any]:
     }
 
 
-def _expected(ids: dict[int, int], key: str, desc: bool) -> list[int]:
+def _expected(ids: dict[int, int], key: str, desc: bool, dialect: str = "sqlite") -> list[int]:
     """The order the API promises, computed here from the seed (id = position + 1)."""
     rows = []
     for pos, (account, score, value, cp, _sym, _st) in enumerate(SEED):
@@ -82,8 +82,10 @@ def _expected(ids: dict[int, int], key: str, desc: bool) -> list[int]:
 
     def sort_key(r: dict[str, Any]) -> tuple[Any, ...]:
         v = r[key]
-        # unknown values sort as the smallest, whichever the direction
-        head = (0, 0) if v is None else (1, v)
+        # unknown values sort where the database puts NULL: the largest on PostgreSQL,
+        # the smallest elsewhere
+        null_rank = 2 if dialect == "postgresql" else 0
+        head = (null_rank, 0) if v is None else (1, v)
         tail = (r["score"],) if key == "priority" else ()
         return (head, *tail, r["id"])
 
@@ -184,7 +186,7 @@ def test_every_sort_both_ways(seeded: Any, key: str) -> None:
     for desc in (False, True):
         sort = f"-{key}" if desc else key
         got = _ids(client.get("/v1/risk-events", params={"sort": sort, "limit": 500}))
-        want = _expected(ids, key, desc)
+        want = _expected(ids, key, desc, store.dialect)
         if key in ("account_id", "counterparty") and store.dialect == "mysql":
             # MariaDB compares text by its collation, case-insensitively: compare the
             # order of the keys rather than of the ids of equal keys

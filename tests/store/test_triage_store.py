@@ -135,7 +135,8 @@ def test_migration_0005_backfills_and_round_trips(url: str) -> None:
             with store.engine.connect() as conn:
                 ddl = conn.execute(
                     sa.text(
-                        "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_risk_events_account'"
+                        "SELECT indexdef FROM pg_indexes WHERE indexname = "
+                        "'ix_risk_events_account' AND schemaname = current_schema()"
                     )
                 ).scalar_one()
             assert "varchar_pattern_ops" in ddl

@@ -122,6 +122,9 @@ class RiskEventRow(Base):
         sa.Index("ix_risk_events_priority", "priority", "score", "id"),
         sa.Index("ix_risk_events_status_score", "status", "score", "id"),
         sa.Index("ix_risk_events_status_value", "status", "value_moved", "id"),
+        sa.Index("ix_risk_events_status_window", "status", "window_end", "id"),
+        sa.Index("ix_risk_events_status_account", "status", "account_id", "id"),
+        sa.Index("ix_risk_events_status_counterparty", "status", "counterparty", "id"),
         sa.Index("ix_risk_events_counterparty", "counterparty"),
         sa.CheckConstraint(
             "status IN ('open', 'confirmed', 'dismissed')", name="ck_risk_events_status"

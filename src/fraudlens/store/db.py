@@ -582,6 +582,40 @@ class Store(AuthStore, TriageStore):
         return MarketData(klines.reset_index(drop=True), trades.reset_index(drop=True))
 
     @_mapped
+    def trades_in_windows(self, windows: Iterable[tuple[str, datetime, datetime]]) -> MarketData:
+        """The trades of several ``(account_id, start, end)`` windows (``start <= ts <=
+        end``), each trade once, with the bars of the symbols they traded over the whole
+        UTC days those trades fall on (as :meth:`account_windows`): e.g. the windows of
+        many risk events at once. Which trade belongs to which window is for the caller
+        to tell (windows of one account may overlap).
+
+        Returns
+        -------
+        fraudlens.market.data.MarketData
+        """
+        from fraudlens.market.data import MarketData
+
+        wanted = [(str(a), utc(s), utc(e)) for a, s, e in windows]
+        rows: list[Any] = []
+        with self._connect() as conn:
+            for i in range(0, len(wanted), _WINDOW_CHUNK):
+                cond = sa.or_(
+                    *(
+                        sa.and_(Trade.account_id == a, Trade.ts >= s, Trade.ts <= e)
+                        for a, s, e in wanted[i : i + _WINDOW_CHUNK]
+                    )
+                )
+                rows.extend(
+                    conn.execute(sa.select(*_raw_columns(Trade, _TRADE_COLUMNS)).where(cond))
+                )
+            trades = _frame(rows, _TRADE_COLUMNS).drop_duplicates("trade_id")
+            if trades.empty:
+                return MarketData(_frame([], _KLINE_COLUMNS), trades.reset_index(drop=True))
+            klines = self._day_bars(conn, trades)
+        trades = trades.sort_values(["account_id", "ts", "trade_id"], kind="stable")
+        return MarketData(klines.reset_index(drop=True), trades.reset_index(drop=True))
+
+    @_mapped
     def mirror_candidates(
         self,
         trades: pd.DataFrame,
@@ -774,6 +808,7 @@ class Store(AuthStore, TriageStore):
                     symbols.extend(symbol_rows(new_id, row["details"]))
             if symbols:
                 conn.execute(sa.insert(_table(RiskEventSymbol)), symbols)
+        self.refresh_statistics(inserted)
         return inserted
 
     @_mapped

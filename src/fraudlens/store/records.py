@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -161,7 +161,9 @@ class RiskEvent:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values: timestamps as ISO-8601 UTC text, ``threshold`` beside
         ``event_threshold`` (the name the API has always used)."""
-        out = asdict(self)
+        # fields one by one, not asdict(): asdict deep-copies details, which is replaced
+        # by a (shallow) copy just below anyway, and the copy dominated listing events
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["details"] = dict(self.details)
         for name in ("window_start", "window_end", "created_at", "requested_at", "reviewed_at"):
             value = out[name]
