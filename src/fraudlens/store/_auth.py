@@ -599,19 +599,27 @@ class AuthStore:
         if value is not None:
             return str(value)
         # Two processes may race to create it: the primary key lets one insert win and
-        # both read the winner's value back.
-        with contextlib.suppress(sa.exc.IntegrityError), self._begin() as conn:
-            conn.execute(
-                sa.insert(_SECRETS).values(
-                    name=name, value=secrets.token_urlsafe(48), created_at=_now()
-                )
-            )
-        with self._connect() as conn:
-            return str(
+        # every one read the winner's value back. A loser's insert fails (a duplicate key,
+        # or on MySQL possibly a deadlock between waiters); only if no row exists after
+        # that is the failure real.
+        failure: sa.exc.DBAPIError | None = None
+        try:
+            with self._begin() as conn:
                 conn.execute(
-                    sa.select(_SECRETS.c.value).where(_SECRETS.c.name == name)
-                ).scalar_one()
-            )
+                    sa.insert(_SECRETS).values(
+                        name=name, value=secrets.token_urlsafe(48), created_at=_now()
+                    )
+                )
+        except sa.exc.DBAPIError as exc:
+            failure = exc
+        with self._connect() as conn:
+            value = conn.execute(
+                sa.select(_SECRETS.c.value).where(_SECRETS.c.name == name)
+            ).scalar_one_or_none()
+        if value is None:
+            assert failure is not None
+            raise failure
+        return str(value)
 
     # -- audit -----------------------------------------------------------------------
     @_mapped
