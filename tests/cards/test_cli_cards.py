@@ -1,4 +1,5 @@
-"""``fraudlens cards``: simulate -> train -> evaluate -> score, through the real CLI."""
+"""``fraudlens cards``: simulate -> train -> evaluate -> score -> benchmark, through the
+real CLI."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ def _run(*args: str) -> str:
     result = runner.invoke(app, ["cards", *args])
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def _fails(*args: str) -> str:
+    result = runner.invoke(app, ["cards", *args])
+    assert result.exit_code == 2, result.output
+    return " ".join(result.output.split())
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +66,21 @@ def test_simulate_train_evaluate_score_round_trip(workspace: Path) -> None:
         "--preset",
         "reference",
     )
-    assert "roc_auc" in out and "cards-xgboost" in out
+    assert "roc_auc" in out and "cards-xgboost" in out and "refitted on all" in out
     _run("train", "--data", str(data), "-m", str(models), "--detector", "anomaly")
     reg = Registry(models)
     assert reg.defaults()["cards"] == "cards-anomaly"  # the last one trained
     meta = reg.get("cards-xgboost").metadata
-    assert meta["split"]["protocol"] == "handbook 7/7/7"
+    split = meta["split"]
+    # The latest 21 whole days: 7 to train, 7 of label delay, 7 held out.
+    assert split["protocol"] == "handbook 7/7/7 days" and split["known_frauds_removed"]
+    last_day = pd.Timestamp(tx["ts"].max()).normalize()
+    assert pd.Timestamp(split["test_end"]) == last_day + pd.Timedelta(days=1)
+    assert pd.Timestamp(split["train_start"]) == last_day - pd.Timedelta(days=20)
     assert meta["params"]["n_estimators"] == 100 and meta["preset"] == "reference"
-    assert meta["metrics"]["roc_auc"] > 0.6
+    validation = meta["metrics"]["validation"]
+    assert validation["roc_auc"] > 0.6 and validation["rows"] == split["test_rows"]
+    assert meta["refit"]["rows"] == len(tx) and meta["refit"]["frauds"] == tx["label"].sum()
     assert meta["data_hash"]
 
     report_dir = workspace / "report"
@@ -81,14 +95,17 @@ def test_simulate_train_evaluate_score_round_trip(workspace: Path) -> None:
         "--out",
         str(report_dir),
     )
-    assert "report.json" in out
+    assert "report.json" in out and "validation model" in out
     report = json.loads((report_dir / "report.json").read_text())
     for name in ("roc.png", "pr.png", "threshold_sweep.png", "confusion.png"):
         assert (report_dir / name).stat().st_size > 1000
-    # Evaluated on the test part of the training split, so the figures match training's.
-    assert report["metrics"]["roc_auc"] == pytest.approx(meta["metrics"]["roc_auc"])
-    assert report["data"]["rows"] == meta["metrics"]["test_rows"]
+    # The refitted model has seen the held-out rows: the report shows the validation
+    # model's stored scores of them, so its figures are the validation figures.
+    assert report["metrics"]["roc_auc"] == pytest.approx(validation["roc_auc"])
+    assert report["data"]["rows"] == validation["rows"]
     assert "card_precision@100" in report["metrics"]
+    sweep = [r["threshold"] for r in report["metrics"]["threshold_sweep"]]
+    assert sweep[0] == 0.01 and sweep[-1] == 0.99 and len(sweep) >= 21
 
     # Score a shuffled copy: the output keeps the input order, row for row.
     shuffled = tx.sample(frac=1.0, random_state=5)
@@ -107,6 +124,7 @@ def test_simulate_train_evaluate_score_round_trip(workspace: Path) -> None:
     )
     scores = pd.read_csv(scores_csv)
     assert list(scores.columns) == [
+        "row",
         "transaction_id",
         "score",
         "flagged",
@@ -115,6 +133,7 @@ def test_simulate_train_evaluate_score_round_trip(workspace: Path) -> None:
         "anomaly_score",
         "anomaly_model",
     ]
+    assert scores["row"].tolist() == list(range(1, len(tx) + 1))
     assert set(scores["model"]) == {"cards-xgboost:v0001"}
     assert set(scores["anomaly_model"]) == {"cards-anomaly:v0001"}
     assert scores["transaction_id"].tolist() == shuffled["transaction_id"].tolist()
@@ -145,6 +164,110 @@ def test_simulate_train_evaluate_score_round_trip(workspace: Path) -> None:
 
 
 @pytest.mark.slow
+def test_score_with_and_without_label_history(workspace: Path, tmp_path: Path) -> None:
+    data = workspace / "sim" / "transactions.csv"
+    tx = pd.read_csv(data)
+    models = tmp_path / "models"
+    _run("train", "--data", str(data), "-m", str(models), "--detector", "logistic")
+    # The last 3 days arrive without labels; their past (with labels) is the history.
+    cut = pd.Timestamp(tx["ts"].max()) - pd.Timedelta(days=3)
+    ts = pd.to_datetime(tx["ts"])
+    new = tx[ts > cut].drop(columns=["label"])
+    new.to_csv(tmp_path / "new.csv", index=False)
+    tx[ts <= cut].to_csv(tmp_path / "history.csv", index=False)
+    out_args = ["-m", str(models), "--detector", "logistic"]
+
+    new_csv, a_csv = str(tmp_path / "new.csv"), str(tmp_path / "a.csv")
+    result = runner.invoke(app, ["cards", "score", "--data", new_csv, "--out", a_csv, *out_args])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "warning:" in text and "without any known label" in text and "--history" in text
+    out = _fails(
+        "score",
+        "--data",
+        str(tmp_path / "new.csv"),
+        "--out",
+        str(tmp_path / "b.csv"),
+        "--require-history",
+        *out_args,
+    )
+    assert "--require-history refuses this" in out
+    assert not (tmp_path / "b.csv").exists()
+
+    out = _run(
+        "score",
+        "--data",
+        str(tmp_path / "new.csv"),
+        "--history",
+        str(tmp_path / "history.csv"),
+        "--require-history",
+        "--out",
+        str(tmp_path / "c.csv"),
+        *out_args,
+    )
+    assert "warning" not in out and "history rows" in out
+    # With its history, a new row scores exactly as inside the full labelled file (its
+    # own label is never read: terminal windows end 7 days back).
+    _run("score", "--data", str(data), "--out", str(tmp_path / "full.csv"), *out_args)
+    full = pd.read_csv(tmp_path / "full.csv").set_index("transaction_id")
+    with_history = pd.read_csv(tmp_path / "c.csv")
+    np.testing.assert_allclose(
+        with_history["score"], full.loc[with_history["transaction_id"], "score"], rtol=1e-9
+    )
+    without = pd.read_csv(tmp_path / "a.csv")
+    assert not np.allclose(without["score"], with_history["score"])
+
+
+@pytest.mark.slow
+def test_train_windows_no_refit_and_blank_labels(workspace: Path, tmp_path: Path) -> None:
+    data = workspace / "sim" / "transactions.csv"
+    tx = pd.read_csv(data)
+    # The last two days' labels are not known yet.
+    ts = pd.to_datetime(tx["ts"])
+    late = ts > ts.max() - pd.Timedelta(days=2)
+    blank = tx.astype({"label": "object"})
+    blank.loc[late, "label"] = ""
+    blank.to_csv(tmp_path / "blank.csv", index=False)
+    models = tmp_path / "models"
+    end = str((ts.max() - pd.Timedelta(days=2)).normalize().date())
+    out = _run(
+        "train",
+        "--data",
+        str(tmp_path / "blank.csv"),
+        "-m",
+        str(models),
+        "--train-days",
+        "5",
+        "--gap-days",
+        "3",
+        "--test-days",
+        "4",
+        "--test-end",
+        end,
+        "--no-refit",
+    )
+    assert "rows with a blank (unknown) label not trained on" in out
+    assert "refitted" not in out
+    meta = Registry(models).get("cards-xgboost").metadata
+    split = meta["split"]
+    end_ts = pd.Timestamp(end, tz="UTC")
+    assert pd.Timestamp(split["test_end"]) == end_ts
+    assert pd.Timestamp(split["test_start"]) == end_ts - pd.Timedelta(days=4)
+    assert pd.Timestamp(split["train_end"]) == end_ts - pd.Timedelta(days=7)
+    assert pd.Timestamp(split["train_start"]) == end_ts - pd.Timedelta(days=12)
+    assert meta["refit"] is None and meta["unknown_labels"] == int(late.sum())
+    det = Registry(models).load("cards-xgboost")
+    assert "refit_rows" not in det.fit_info_
+    assert det.fit_info_["n_train"] == split["train_rows"]
+
+    # Refit (the default): every labelled row, and no unknown one.
+    _run("train", "--data", str(tmp_path / "blank.csv"), "-m", str(models))
+    meta = Registry(models).get("cards-xgboost").metadata
+    assert meta["refit"]["rows"] == int((~late).sum())
+    assert meta["metrics"]["validation"]["rounds"] == meta["refit"]["rounds"]
+
+
+@pytest.mark.slow
 def test_anomaly_model_alone_gives_no_extra_column(workspace: Path) -> None:
     data = workspace / "sim" / "transactions.csv"
     models = workspace / "only-anomaly"
@@ -161,12 +284,21 @@ def test_anomaly_model_alone_gives_no_extra_column(workspace: Path) -> None:
     )
     _run("score", "--data", str(data), "-m", str(models), "--out", str(workspace / "a.csv"))
     scores = pd.read_csv(workspace / "a.csv")
-    assert list(scores.columns) == ["transaction_id", "score", "flagged", "model", "threshold"]
+    assert list(scores.columns) == [
+        "row",
+        "transaction_id",
+        "score",
+        "flagged",
+        "model",
+        "threshold",
+    ]
     assert 0.0 < scores["flagged"].mean() < 0.1
+    out = _fails("score", "--data", str(data), "-m", str(models), "--out", "x.csv", "--explain")
+    assert "--explain needs a classifier" in out
 
 
 @pytest.mark.slow
-def test_train_on_real_ulb_uses_the_first_16_hours(tmp_path: Path) -> None:
+def test_train_on_real_ulb_holds_out_the_last_8_hours(tmp_path: Path) -> None:
     if not ULB_DAY1.is_file():
         pytest.skip(f"the ULB day-1 file is not at {ULB_DAY1}")
     out = _run(
@@ -180,53 +312,93 @@ def test_train_on_real_ulb_uses_the_first_16_hours(tmp_path: Path) -> None:
         "--threshold",
         "recall:0.8",
     )
-    assert "average_precision" in out
+    assert "average_precision" in out and "held out 16 h .. 24 h" in out
     meta = Registry(tmp_path).get("cards-logistic").metadata
-    assert meta["split"]["train_hours"] == 16.0
-    assert meta["metrics"]["roc_auc"] > 0.88
-    _run("score", "--data", str(ULB_DAY1), "-m", str(tmp_path), "--out", str(tmp_path / "s.csv"))
+    split = meta["split"]
+    assert (split["train_end"], split["test_start"], split["test_end"]) == (57600, 57600, 86400)
+    assert split["train_rows"] == 16_599 and split["test_rows"] == 9_726
+    assert meta["metrics"]["validation"]["roc_auc"] > 0.88
+    assert meta["params"]["time_of_day"] == "Time"
+    assert meta["refit"]["rows"] == 26_325
+    _run(
+        "score",
+        "--data",
+        str(ULB_DAY1),
+        "-m",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "s.csv"),
+        "--explain",
+        "--top",
+        "2",
+    )
     scores = pd.read_csv(tmp_path / "s.csv")
-    # The ULB table has no transaction ids.
-    assert list(scores.columns) == ["score", "flagged", "model", "threshold"]
-    assert len(scores) == 26_325
+    # The ULB table has no transaction ids: "row" says which input row each score is.
+    assert list(scores.columns) == ["row", "score", "flagged", "model", "threshold", "reasons"]
+    assert len(scores) == 26_325 and scores["row"].iloc[-1] == 26_325
+    flagged = scores[scores["flagged"] == 1]
+    reasons = [json.loads(r) for r in flagged["reasons"]]
+    assert all(1 <= len(r) <= 2 for r in reasons)
+    assert all(r[0]["contribution"] >= r[-1]["contribution"] > 0 for r in reasons)
+
+
+@pytest.mark.slow
+def test_benchmark_runs_the_handbook_protocol(tmp_path: Path) -> None:
+    _run("simulate", "--out", str(tmp_path), "--customers", "300", "--days", "60", "--seed", "2")
+    out = _run(
+        "benchmark",
+        "--data",
+        str(tmp_path / "transactions.csv"),
+        "--protocol",
+        "handbook",
+        "--detector",
+        "logistic",
+        "--weeks",
+        "2",
+        "--out",
+        str(tmp_path / "bench"),
+    )
+    assert "handbook best*" in out and "mean, 2 weeks" in out
+    report = json.loads((tmp_path / "bench" / "report.json").read_text())
+    weeks = report["weeks"]
+    assert len(weeks) == 2
+    # The latest two weeks that fit: 21 days from each start, 7 days apart.
+    starts = [pd.Timestamp(w["train_start"]) for w in weeks]
+    assert starts[1] - starts[0] == pd.Timedelta(days=7)
+    assert 0.5 < report["mean"]["roc_auc"] <= 1.0
+    assert report["mean"]["average_precision"] == pytest.approx(
+        np.mean([w["average_precision"] for w in weeks])
+    )
+    assert "handbook XGBoost after model selection (best)" in report["published"]
+    for name in ("benchmark_weeks.png", "benchmark_pr.png"):
+        assert (tmp_path / "bench" / name).stat().st_size > 5000
+    out = _fails("benchmark", "--data", str(tmp_path / "transactions.csv"), "--protocol", "prequel")
+    assert "prequel" in out and "handbook" in out
 
 
 def test_bad_options_and_bad_rows_exit_with_a_message(workspace: Path, tmp_path: Path) -> None:
     data = workspace / "sim" / "transactions.csv"
-    result = runner.invoke(
-        app,
-        ["cards", "train", "--data", str(data), "-m", str(tmp_path), "--threshold", "precision:2"],
-    )
-    assert result.exit_code == 2
-    assert "unknown threshold strategy" in result.output
+    out = _fails("train", "--data", str(data), "-m", str(tmp_path), "--threshold", "precision:2")
+    assert "unknown threshold strategy" in out
 
-    result = runner.invoke(
-        app, ["cards", "train", "--data", str(data), "-m", str(tmp_path), "--detector", "forest"]
+    # --detector is a choice: the message lists the valid ones.
+    out = _fails("train", "--data", str(data), "-m", str(tmp_path), "--detector", "forest")
+    assert "'forest' is not one of 'logistic', 'xgboost', 'anomaly'" in out
+    out = _fails(
+        "train", "--data", str(data), "-m", str(tmp_path), "--test-days", "2", "--test-hours", "5"
     )
-    assert result.exit_code == 2 and "unknown detector" in result.output
+    assert "give --test-days or --test-hours, not both" in out
+    out = _fails("train", "--data", str(data), "-m", str(tmp_path), "--split", "random",
+                 "--test-days", "3")  # fmt: skip
+    assert "window options apply to --split time only" in out
 
     bad = pd.read_csv(data, nrows=50, dtype={"amount": str})
     bad.loc[9, "amount"] = "lots"
     bad.to_csv(tmp_path / "bad.csv", index=False)
-    result = runner.invoke(
-        app,
-        [
-            "cards",
-            "score",
-            "--data",
-            str(tmp_path / "bad.csv"),
-            "-m",
-            str(tmp_path),
-            "--out",
-            str(tmp_path / "x.csv"),
-        ],
+    out = _fails(
+        "score", "--data", str(tmp_path / "bad.csv"), "-m", str(tmp_path), "--out", "x.csv"
     )
-    assert result.exit_code == 2
-    assert "no model" in result.output  # nothing trained in this registry yet
+    assert "no model" in out  # nothing trained in this registry yet
 
-    result = runner.invoke(
-        app, ["cards", "train", "--data", str(tmp_path / "bad.csv"), "-m", str(tmp_path)]
-    )
-    assert result.exit_code == 2
-    text = " ".join(result.output.split())
-    assert "row 10" in text and "'amount'" in text
+    out = _fails("train", "--data", str(tmp_path / "bad.csv"), "-m", str(tmp_path))
+    assert "row 10" in out and "'amount'" in out

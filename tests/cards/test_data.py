@@ -91,7 +91,7 @@ def _write(tmp_path: Path, df: pd.DataFrame, name: str = "t.csv") -> Path:
         ("V7", "", 2, "missing value"),
         ("V2", "inf", 4, "infinite value"),
         ("Amount", "-5", 2, "negative amount"),
-        ("Class", "2", 3, "label must be 0 or 1"),
+        ("Class", "2", 3, "label must be 0, 1 or blank"),
     ],
 )
 def test_ulb_errors_name_row_and_column(
@@ -208,7 +208,7 @@ def test_raw_table_with_another_label_name(sim: pd.DataFrame) -> None:
         ("amount", "-1", 2, "negative amount"),
         ("amount", "12,5", 4, "not a number"),
         ("transaction_id", 10, 3, r"duplicate transaction_id 10 \(first in row 1\)"),
-        ("label", "yes", 2, "not a number"),
+        ("label", "yes", 2, "label must be 0, 1 or blank"),
         ("customer_id", None, 4, "missing value"),
     ],
 )
@@ -300,3 +300,178 @@ def test_time_split_needs_time() -> None:
     table = CardTable(X=pd.DataFrame({"a": [1.0]}), y=None, kind="features")
     with pytest.raises(DataError, match="no time column"):
         time_split(table)
+
+
+# ------------------------------------------------------------------ deployment inputs
+
+
+def _handbook_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Raw rows under the Fraud Detection Handbook's column names (and its extras)."""
+    out = df.rename(
+        columns={
+            "transaction_id": "TRANSACTION_ID",
+            "ts": "TX_DATETIME",
+            "customer_id": "CUSTOMER_ID",
+            "terminal_id": "TERMINAL_ID",
+            "amount": "TX_AMOUNT",
+            "label": "TX_FRAUD",
+        }
+    )
+    out["TX_FRAUD_SCENARIO"] = out["TX_FRAUD"]
+    return out
+
+
+def test_handbook_columns_read_as_raw_transactions(tmp_path: Path) -> None:
+    df = simulate(40, 80, 12, seed=4).drop(columns=["scenario", "tx_time_seconds", "tx_time_days"])
+    plain = validate_frame(df, "auto", "<plain>")
+    hb = _handbook_frame(df)
+    hb["TX_DATETIME"] = hb["TX_DATETIME"].dt.tz_localize(None)  # the handbook's naive UTC
+    table = load_table(_write(tmp_path, hb))
+    assert table.kind == "raw" and table.label_column == "label"
+    pd.testing.assert_frame_equal(table.X, plain.X)
+    # The scenario column is not a feature.
+    assert "TX_FRAUD_SCENARIO" not in table.X.columns
+
+
+def test_a_folder_of_daily_files_is_one_table(tmp_path: Path) -> None:
+    df = simulate(40, 80, 6, seed=5).drop(columns=["scenario", "tx_time_seconds", "tx_time_days"])
+    days = df["ts"].dt.strftime("%Y-%m-%d")
+    folder = tmp_path / "days"
+    folder.mkdir()
+    for day, part in df.groupby(days):
+        # Parquet and CSV mixed: both are read, in file-name order.
+        if day.endswith(("1", "3")):
+            part.to_parquet(folder / f"{day}.parquet")
+        else:
+            part.to_csv(folder / f"{day}.csv", index=False)
+    (folder / "README.txt").write_text("not a table")
+    table = load_table(folder)
+    whole = validate_frame(df.reset_index(drop=True), "raw", "<whole>")
+    np.testing.assert_array_equal(table.ids.to_numpy(), whole.ids.to_numpy())
+    pd.testing.assert_frame_equal(table.X, whole.X)
+    # A bad cell is named by its own file and row in that file.
+    second = sorted(folder.glob("*.csv"))[1]
+    bad = pd.read_csv(second, dtype={"amount": str})
+    bad.loc[2, "amount"] = "lots"
+    bad.to_csv(second, index=False)
+    with pytest.raises(DataError) as err:
+        load_table(folder)
+    assert err.value.file == str(second) and err.value.row == 3 and err.value.column == "amount"
+
+
+def test_pickle_files_need_trust(tmp_path: Path) -> None:
+    df = _raw_rows()
+    folder = tmp_path / "pkl"
+    folder.mkdir()
+    df.iloc[:2].to_pickle(folder / "a.pkl")
+    df.iloc[2:].to_pickle(folder / "b.pkl")
+    for path in (folder, folder / "a.pkl"):
+        with pytest.raises(DataError, match="pickle file can run code") as err:
+            load_table(path)
+        assert "--trust-pickle" in str(err.value)
+    table = load_table(folder, trust_pickle=True)
+    assert len(table) == 4 and table.kind == "raw"
+    with pytest.raises(DataError, match="no such file or folder"):
+        load_table(tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no table files"):
+        load_table(empty)
+
+
+def test_blank_labels_are_unknown(tmp_path: Path) -> None:
+    df = _raw_rows().astype({"label": object})
+    df.loc[[1, 3], "label"] = ""
+    table = load_table(_write(tmp_path, df))
+    assert table.known is not None and table.known.tolist() == [True, False, True, False]
+    assert table.n_unknown == 2 and table.labelled.tolist() == [0, 2]
+    assert table.y is not None and table.y.tolist() == [0, 0, 1, 0]
+    # The features read unknown labels as not (yet) fraud, as missing ones.
+    zero = df.assign(label=df["label"].replace("", 0).astype(int))
+    pd.testing.assert_frame_equal(table.X, load_table(_write(tmp_path, zero)).X)
+    df["label"] = ""
+    with pytest.raises(DataError, match="every label is blank"):
+        load_table(_write(tmp_path, df), require_label=True)
+    ulb = pd.DataFrame({c: [0.5, 1.0] for c in ULB_FEATURES}).assign(Class=[1.0, np.nan])
+    t = validate_frame(ulb, "ulb", "<ulb>")
+    assert t.n_unknown == 1 and t.labelled.tolist() == [0]
+
+
+def test_holdout_split_windows(tmp_path: Path) -> None:
+    df = simulate(200, 400, 40, seed=6).drop(
+        columns=["scenario", "tx_time_seconds", "tx_time_days"]
+    )
+    table = validate_frame(df, "raw", "<sim>")
+    from fraudlens.cards.data import holdout_split, redo_holdout
+
+    day = 86_400.0
+    train, test, desc = holdout_split(
+        table, test_seconds=7 * day, gap_seconds=7 * day, train_seconds=7 * day
+    )
+    # Whole days ending after the latest row: the handbook split of the latest 21 days.
+    last = df["ts"].max().normalize()
+    start = last - pd.Timedelta(days=20)
+    ref_train, ref_test = time_split(table, start=start)
+    np.testing.assert_array_equal(train, ref_train)
+    np.testing.assert_array_equal(test, ref_test)
+    assert desc["known_frauds_removed"] and desc["test_rows"] == len(test)
+    np.testing.assert_array_equal(redo_holdout(table, desc)[1], test)
+    # Rows with unknown labels are never trained or measured on.
+    unknown = np.zeros(len(df), dtype=bool)
+    unknown[::5] = True
+    df2 = df.astype({"label": float})
+    df2.loc[unknown, "label"] = np.nan
+    t2 = validate_frame(df2, "raw", "<sim>")
+    tr2, te2, _ = holdout_split(t2, test_seconds=7 * day, gap_seconds=7 * day)
+    assert not unknown[tr2].any() and not unknown[te2].any()
+    # Before the gap, everything trains when no training length is given.
+    assert table.time is not None
+    assert table.time.iloc[tr2].min() == table.time[~unknown].min()
+    with pytest.raises(DataError, match="holds no labelled rows"):
+        holdout_split(table, test_seconds=day, test_end="2000-01-01")
+
+
+def test_holdout_split_in_seconds_and_hours(ulb: CardTable) -> None:
+    from fraudlens.cards.data import holdout_split
+
+    train, test, desc = holdout_split(ulb, test_seconds=8 * 3600)
+    ref_train, ref_test = time_split_hours(ulb, 16)
+    np.testing.assert_array_equal(train, ref_train)
+    np.testing.assert_array_equal(test, ref_test)
+    assert (desc["train_end"], desc["test_end"]) == (57_600, 86_400)
+    train, test, _ = holdout_split(
+        ulb, test_seconds=4 * 3600, gap_seconds=2 * 3600, train_seconds=6 * 3600, test_end=72_000
+    )
+    h = ulb.X["Time"].to_numpy() / 3600
+    assert h[train].min() >= 8 and h[train].max() < 14
+    assert h[test].min() >= 16 and h[test].max() < 20
+
+
+def test_with_history_gives_the_features_of_the_whole_file() -> None:
+    from fraudlens.cards.data import with_history
+
+    df = simulate(60, 120, 50, seed=8).drop(columns=["scenario", "tx_time_seconds", "tx_time_days"])
+    whole = validate_frame(df, "raw", "<whole>")
+    cut = df["ts"].max() - pd.Timedelta(days=5)
+    past, new = df[df["ts"] <= cut], df[df["ts"] > cut].drop(columns=["label"])
+    alone = validate_frame(new, "raw", "<new>")
+    hist = validate_frame(past, "raw", "<past>")
+    joined = with_history(alone, hist)
+    assert joined.history_rows == len(past)
+    idx = np.flatnonzero((df["ts"] > cut).to_numpy())
+    np.testing.assert_array_equal(joined.X.to_numpy(), whole.X.iloc[idx].to_numpy())
+    # Without it the terminal risk is all zero; with it, it is not.
+    assert (alone.X["terminal_id_risk_30day_window"] == 0).all()
+    assert (joined.X["terminal_id_risk_30day_window"] > 0).any()
+    # Rows given twice count once (the scored row wins).
+    again = with_history(alone, validate_frame(df, "raw", "<all>"))
+    np.testing.assert_array_equal(again.X.to_numpy(), joined.X.to_numpy())
+    with pytest.raises(DataError, match="no label column"):
+        with_history(alone, validate_frame(past.drop(columns=["label"]), "raw", "<x>"))
+
+
+def test_read_csv_rows_names_the_expected_columns() -> None:
+    with pytest.raises(DataError) as err:
+        read_csv_rows("1,2\n3", 2, ["a", "b"])
+    assert "expected 2 comma-separated values (a, b), got 1" in str(err.value)
+    assert err.value.row == 2

@@ -43,6 +43,8 @@ __all__ = ["ThresholdStrategy", "parse_threshold_strategy"]
 ThresholdStrategy = str | tuple[str, float] | list[Any] | None
 
 _META_FILE = "detector.json"
+# Scores of the validation rows by the model before a refit (see ``validation_``).
+_VALIDATION_FILE = "validation.npz"
 _DAY_S = 86_400.0
 
 
@@ -140,6 +142,10 @@ class _TabularDetector(Detector):
 
     feature_names_: list[str]
     fit_info_: dict[str, Any]
+    #: Optional: the held-out validation rows (``rows``: positions in the training data,
+    #: ``scores``, ``labels``) as scored by the model *before* it was refitted on them,
+    #: stored beside the model so an honest report can be drawn later.
+    validation_: dict[str, np.ndarray]
 
     def __init__(
         self,
@@ -517,6 +523,9 @@ class _TabularDetector(Detector):
             **meta,
         }
         (path / _META_FILE).write_text(json.dumps(_plain(own), indent=2, sort_keys=True))
+        if getattr(self, "validation_", None):
+            arrays: dict[str, Any] = dict(self.validation_)
+            np.savez(path / _VALIDATION_FILE, **arrays)
         return meta
 
     @classmethod
@@ -538,6 +547,9 @@ class _TabularDetector(Detector):
         det.fit_info_ = dict(meta.get("fit_info", {}))
         det.threshold_ = float(meta.get("threshold", det.threshold_))
         det._load_model(path, meta)
+        if (path / _VALIDATION_FILE).is_file():
+            with np.load(path / _VALIDATION_FILE, allow_pickle=False) as arrays:
+                det.validation_ = {k: arrays[k] for k in arrays.files}
         return det
 
 

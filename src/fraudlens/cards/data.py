@@ -5,9 +5,19 @@ Three kinds of table are accepted (CSV or Parquet, with a header row):
 - ``ulb``: the ULB / Worldline table ``Time, V1..V28, Amount`` with label ``Class``;
 - ``raw``: raw transactions ``transaction_id, ts, customer_id, terminal_id, amount`` with an
   optional ``label``; their features come from
-  :func:`fraudlens.cards.features.transaction_features`;
+  :func:`fraudlens.cards.features.transaction_features`. The Fraud Detection Handbook's
+  column names (``TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT,
+  TX_FRAUD``) are read as these;
 - ``features``: any numeric feature table with a label column (``Class``, ``label`` or
   ``is_fraud`` unless named), optional ``transaction_id`` and ``ts`` columns.
+
+A path may be a file or a folder of files of one table (e.g. one file a day), read in
+name order. Pickle files (``.pkl``) can run code when loaded: they are read only when the
+caller says it trusts them (``trust_pickle=True``, the CLI's ``--trust-pickle``).
+
+Labels may be blank: a blank label is *unknown* (not yet investigated). Such rows are
+kept for scoring and for the window features (where an unknown label counts as not yet
+fraud), and left out of training and of every metric; :attr:`CardTable.known` marks them.
 
 Bad input raises :class:`~fraudlens.errors.DataError` naming the file, the 1-based data row
 (the header is row 0) and the column. Where several cells are bad, the one in the earliest
@@ -17,7 +27,7 @@ row is named (the leftmost column on ties).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -26,20 +36,27 @@ import numpy as np
 import pandas as pd
 
 from fraudlens._csvread import NO_DATA_ROWS, read_error
-from fraudlens.errors import DataError
+from fraudlens.errors import ConfigError, DataError
 
 __all__ = [
+    "HANDBOOK_COLUMNS",
     "KINDS",
     "LABEL_CANDIDATES",
     "RAW_COLUMNS",
+    "TABLE_SUFFIXES",
     "ULB_FEATURES",
     "CardTable",
+    "describe_columns",
+    "holdout_split",
     "load_table",
     "random_split",
     "read_csv_rows",
+    "read_frame",
+    "redo_holdout",
     "time_split",
     "time_split_hours",
     "validate_frame",
+    "with_history",
 ]
 
 #: The ULB table's feature columns, in the order models see them.
@@ -57,6 +74,18 @@ RAW_COLUMNS: tuple[str, ...] = (
 LABEL_CANDIDATES: tuple[str, ...] = ("Class", "label", "is_fraud")
 #: Table kinds.
 KINDS: tuple[str, ...] = ("ulb", "features", "raw")
+#: The Fraud Detection Handbook's raw column names and the raw contract's names for them.
+HANDBOOK_COLUMNS: dict[str, str] = {
+    "TRANSACTION_ID": "transaction_id",
+    "TX_DATETIME": "ts",
+    "CUSTOMER_ID": "customer_id",
+    "TERMINAL_ID": "terminal_id",
+    "TX_AMOUNT": "amount",
+    "TX_FRAUD": "label",
+}
+#: File name endings read as tables (pickle only when trusted).
+TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".parquet", ".pq")
+_PICKLE_SUFFIXES = (".pkl", ".pickle")
 
 _NONNEGATIVE = frozenset({"Amount", "amount"})
 _DAY_S = 86_400.0
@@ -71,7 +100,7 @@ class CardTable:
     X
         Numeric features (float32 or float64) in a stable column order, index 0..n-1.
     y
-        Labels (int8, 1 = fraud), or None for an unlabelled table.
+        Labels (int8, 1 = fraud; 0 where unknown), or None for an unlabelled table.
     kind
         ``"ulb"``, ``"features"`` or ``"raw"``.
     ids
@@ -85,6 +114,12 @@ class CardTable:
         Name of the label column in the source, if any.
     source
         Where the rows came from (a path, or a name such as ``"<request>"``).
+    known
+        Boolean mask of rows whose label is known (blank labels are unknown), or None
+        for an unlabelled table.
+    history_rows
+        Raw tables: rows of a label history the window features were computed with
+        (see :func:`with_history`), 0 without one.
     """
 
     X: pd.DataFrame
@@ -95,6 +130,8 @@ class CardTable:
     frame: pd.DataFrame = field(default_factory=pd.DataFrame)
     label_column: str | None = None
     source: str = "<memory>"
+    known: np.ndarray | None = None
+    history_rows: int = 0
 
     def __len__(self) -> int:
         return len(self.X)
@@ -108,6 +145,22 @@ class CardTable:
     def n_frauds(self) -> int:
         """Number of rows labelled fraud (0 when unlabelled)."""
         return 0 if self.y is None else int(self.y.sum())
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """Positions of the rows with a known label (none for an unlabelled table)."""
+        if self.y is None:
+            return np.zeros(0, dtype=np.int64)
+        if self.known is None:
+            return np.arange(len(self.y), dtype=np.int64)
+        return np.flatnonzero(self.known).astype(np.int64)
+
+    @property
+    def n_unknown(self) -> int:
+        """Rows whose label is blank (unknown)."""
+        if self.y is None or self.known is None:
+            return 0
+        return int(len(self.known) - self.known.sum())
 
     def subset(self, idx: np.ndarray | Sequence[int]) -> CardTable:
         """The rows at positions ``idx`` (e.g. from :func:`time_split`), re-indexed 0..k-1."""
@@ -125,17 +178,32 @@ class CardTable:
             frame=take(self.frame) if len(self.frame) else self.frame,
             label_column=self.label_column,
             source=self.source,
+            known=None if self.known is None else self.known[pos],
+            history_rows=self.history_rows,
         )
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def _read(path: str | PathLike[str]) -> pd.DataFrame:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError("no such file", file=str(p))
+def _is_pickle(p: Path) -> bool:
+    return p.name.lower().endswith(_PICKLE_SUFFIXES)
+
+
+def _read_one(p: Path, trust_pickle: bool) -> pd.DataFrame:
     name = p.name.lower()
+    if _is_pickle(p):
+        if not trust_pickle:
+            raise DataError(
+                "a pickle file can run code when it is read: convert it to Parquet or CSV, "
+                "or pass --trust-pickle (trust_pickle=True) if you trust where it came from",
+                file=str(p),
+            )
+        try:
+            # Read only at the caller's explicit word (see the module docstring).
+            return pd.read_pickle(p)
+        except Exception as exc:  # an unpickler can raise anything
+            raise DataError(f"cannot read the pickle file: {exc}", file=str(p)) from None
     try:
         if name.endswith((".parquet", ".pq")):
             return pd.read_parquet(p)
@@ -146,26 +214,111 @@ def _read(path: str | PathLike[str]) -> pd.DataFrame:
         raise read_error(p, exc) from None
 
 
+def _table_files(folder: Path, trust_pickle: bool) -> list[Path]:
+    entries = sorted(f for f in folder.iterdir() if f.is_file())
+    files = [f for f in entries if f.name.lower().endswith(TABLE_SUFFIXES)]
+    pickles = [f for f in entries if _is_pickle(f)]
+    if pickles and trust_pickle:
+        files = sorted([*files, *pickles])
+    elif pickles and not files:
+        # Name the first one: its error says how to proceed.
+        return pickles[:1]
+    if not files:
+        raise DataError(
+            f"no table files in the folder (expected {', '.join(TABLE_SUFFIXES)})",
+            file=str(folder),
+        )
+    return files
+
+
+def read_frame(
+    path: str | PathLike[str], *, trust_pickle: bool = False
+) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
+    """Read a table file, or every table file of a folder (in name order) as one table.
+
+    Parameters
+    ----------
+    path
+        A ``.csv`` (optionally ``.gz``) or ``.parquet`` file, or a folder of them.
+    trust_pickle
+        Also read ``.pkl`` files. Unpickling runs code from the file: only for files the
+        caller trusts.
+
+    Returns
+    -------
+    (pandas.DataFrame, list of (str, int))
+        The rows, and per file its path and number of rows, in row order (to name the
+        file and row of a problem).
+
+    Raises
+    ------
+    DataError
+        Naming the file of an unreadable, empty or (untrusted) pickle file.
+    """
+    p = Path(path)
+    if p.is_dir():
+        files = _table_files(p, trust_pickle)
+    elif p.is_file():
+        files = [p]
+    else:
+        raise DataError("no such file or folder", file=str(p))
+    frames = []
+    parts = []
+    for f in files:
+        df = _read_one(f, trust_pickle)
+        if len(df) == 0:
+            raise DataError(NO_DATA_ROWS, file=str(f))
+        frames.append(df.reset_index(drop=True))
+        parts.append((str(f), len(df)))
+    first = [str(c) for c in frames[0].columns]
+    for f, df in zip(files[1:], frames[1:], strict=True):
+        if [str(c) for c in df.columns] != first:
+            raise DataError(
+                f"its columns differ from those of the folder's first file {files[0].name} "
+                f"({', '.join(first[:6])}, ...)",
+                file=str(f),
+            )
+    out = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return out, parts
+
+
+def _locate(exc: DataError, parts: list[tuple[str, int]]) -> DataError:
+    """``exc`` with its row given inside the file it came from (for a folder's files)."""
+    if len(parts) < 2 or exc.row is None:
+        return exc
+    row = exc.row
+    for name, n in parts:
+        if row <= n:
+            return DataError(exc.reason, file=name, row=row, column=exc.column)
+        row -= n
+    return exc
+
+
 def load_table(
     path: str | PathLike[str],
     *,
     label: str | None = None,
     kind: str = "auto",
     require_label: bool = False,
+    trust_pickle: bool = False,
 ) -> CardTable:
-    """Read and validate a card table from CSV or Parquet.
+    """Read and validate a card table from CSV or Parquet (a file or a folder of files).
 
     Parameters
     ----------
     path
-        A ``.csv`` (optionally compressed, e.g. ``.csv.gz``) or ``.parquet`` file.
+        A ``.csv`` (optionally compressed, e.g. ``.csv.gz``) or ``.parquet`` file, or a
+        folder of such files (one table in parts, e.g. one file a day).
     label
         Label column. By default the first present of ``Class``, ``label`` and ``is_fraud``
         (``label`` first for raw transactions).
     kind
         ``"auto"`` (detect), ``"ulb"``, ``"raw"`` or ``"features"``.
     require_label
-        Raise when there is no label column (for training and evaluation).
+        Raise when there is no label column, or no row with a known label (for training
+        and evaluation).
+    trust_pickle
+        Also read ``.pkl`` files (see :func:`read_frame`).
 
     Returns
     -------
@@ -176,10 +329,11 @@ def load_table(
     DataError
         Naming file, row and column of the first problem.
     """
-    df = _read(path)
-    if len(df) == 0:
-        raise DataError(NO_DATA_ROWS, file=str(path))
-    return validate_frame(df, kind, str(path), label, require_label=require_label)
+    df, parts = read_frame(path, trust_pickle=trust_pickle)
+    try:
+        return validate_frame(df, kind, str(path), label, require_label=require_label)
+    except DataError as exc:
+        raise _locate(exc, parts) from None
 
 
 # --------------------------------------------------------------------------- validation
@@ -269,11 +423,31 @@ def _parse_ts(s: pd.Series, problems: list[_Problem], col: str = "ts") -> pd.Ser
 
 
 def _label(df: pd.DataFrame, col: str, problems: list[_Problem]) -> pd.Series:
-    num = _numeric(df, col, problems)
-    v = num.to_numpy()
-    bad = np.isfinite(v) & (v != 0) & (v != 1)
-    problems.append((col, bad, lambda i: f"label must be 0 or 1, got {_show(df[col].iloc[i])}"))
+    """Labels as float64: 0, 1, or NaN where the cell is blank (unknown)."""
+    s = df[col]
+    if pd.api.types.is_bool_dtype(s.dtype):
+        s = s.astype(np.int8)
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        num = s.astype(np.float64)
+        bad = (num.notna() & ~num.isin((0.0, 1.0))).to_numpy()
+    else:
+        text = s.astype("string").str.strip()
+        blank = (text.isna() | (text == "")).to_numpy(dtype=bool)
+        num = pd.to_numeric(text.where(~blank), errors="coerce").astype(np.float64)
+        bad = ~blank & ~num.isin((0.0, 1.0)).to_numpy()
+    problems.append(
+        (col, bad, lambda i: f"label must be 0, 1 or blank (unknown), got {_show(df[col].iloc[i])}")
+    )
     return num
+
+
+def _handbook_names(df: pd.DataFrame) -> pd.DataFrame:
+    """The handbook's raw column names as the raw contract's (when it is not there)."""
+    cols = set(map(str, df.columns))
+    needed = {k for k, v in HANDBOOK_COLUMNS.items() if v in RAW_COLUMNS[1:5]}
+    if needed <= cols and not set(HANDBOOK_COLUMNS.values()) & cols:
+        return df.rename(columns=HANDBOOK_COLUMNS)
+    return df
 
 
 def validate_frame(
@@ -300,7 +474,7 @@ def validate_frame(
     label
         Label column (see :func:`load_table` for the default).
     require_label
-        Raise when there is no label column.
+        Raise when there is no label column, or no row with a known label.
 
     Returns
     -------
@@ -310,12 +484,15 @@ def validate_frame(
     ------
     DataError
         Missing columns, non-numeric values, NaN or infinite features, negative amounts,
-        labels other than 0/1, unparseable timestamps, duplicate ``transaction_id``.
+        labels other than 0, 1 or blank, unparseable timestamps, duplicate
+        ``transaction_id``.
     """
     if kind not in (*KINDS, "auto"):
         raise DataError(f"unknown table kind {kind!r}; use auto, ulb, raw or features", file=source)
     df = df.reset_index(drop=True)
     df.columns = [str(c) for c in df.columns]
+    if kind in ("auto", "raw"):
+        df = _handbook_names(df)
     if kind == "auto":
         kind = _detect_kind(df.columns)
     if len(df) == 0:
@@ -389,8 +566,19 @@ def validate_frame(
 
     _raise_first(problems, list(df.columns), source)
 
-    y = None if label_col is None else frame[label_col].to_numpy().astype(np.int8)
+    y: np.ndarray | None = None
+    known: np.ndarray | None = None
     if label_col is not None:
+        v = frame[label_col].to_numpy(dtype=np.float64)
+        is_known = ~np.isnan(v)
+        if require_label and not is_known.any():
+            raise DataError(
+                "every label is blank (unknown); training and evaluation need known labels",
+                file=source,
+                column=label_col,
+            )
+        y = np.where(is_known, v, 0.0).astype(np.int8)
+        known = None if is_known.all() else is_known
         frame[label_col] = y
     if kind == "raw":
         from fraudlens.cards.features import transaction_features
@@ -414,10 +602,76 @@ def validate_frame(
         frame=frame,
         label_column=label_col,
         source=source,
+        known=known,
     )
 
 
-def read_csv_rows(text: str, n_features: int) -> np.ndarray:
+def with_history(table: CardTable, history: CardTable) -> CardTable:
+    """Recompute a raw table's window features over a label history and its own rows.
+
+    The customer and terminal windows of a transaction look back up to ``D + L`` days
+    (37 by default); the terminal risk features count the *known* frauds there. Rows to
+    score usually carry no labels, so without their past the risk features are all 0 and
+    the counts short. ``history`` supplies that past: earlier raw transactions with their
+    labels (blank where unknown).
+
+    Parameters
+    ----------
+    table
+        The raw rows to score.
+    history
+        Earlier raw rows with a label column. Rows whose ``transaction_id`` is also in
+        ``table`` are dropped from the history (the table's row is the one scored).
+
+    Returns
+    -------
+    CardTable
+        ``table`` with its features recomputed and :attr:`CardTable.history_rows` set.
+
+    Raises
+    ------
+    DataError
+        When either table is not raw transactions or the history has no label column.
+    """
+    from fraudlens.cards.features import transaction_features
+
+    if table.kind != "raw":
+        raise DataError(
+            "a label history only applies to raw transactions (window features)",
+            file=table.source,
+        )
+    if history.kind != "raw":
+        raise DataError("the history must be raw transactions", file=history.source)
+    if history.y is None:
+        raise DataError(
+            "the history has no label column (label); it is there for its known frauds",
+            file=history.source,
+        )
+    cols = list(RAW_COLUMNS[1:5])
+    past = history.frame[cols].assign(label=history.y.astype(np.float64))
+    if history.known is not None:
+        past.loc[~history.known, "label"] = np.nan
+    if table.ids is not None and history.ids is not None:
+        # Ids are compared as text: one file may read them as numbers, another as strings.
+        mine = set(table.ids.astype(str))
+        past = past[~history.ids.astype(str).isin(mine).to_numpy()]
+    now = table.frame[cols].assign(label=np.nan if table.y is None else table.y.astype(np.float64))
+    if table.y is not None and table.known is not None:
+        now.loc[~table.known, "label"] = np.nan
+    both = pd.concat([past, now], ignore_index=True)
+    X = transaction_features(both).iloc[len(past) :].reset_index(drop=True)
+    return replace(table, X=X, history_rows=len(past))
+
+
+def describe_columns(names: Sequence[str], limit: int = 40) -> str:
+    """``names`` joined for a message (the middle elided past ``limit`` names)."""
+    names = [str(n) for n in names]
+    if len(names) > limit:
+        names = [*names[: limit - 2], "...", names[-1]]
+    return ", ".join(names)
+
+
+def read_csv_rows(text: str, n_features: int, names: Sequence[str] | None = None) -> np.ndarray:
     """Parse headerless CSV rows (SageMaker ``text/csv``): one line per record.
 
     Parameters
@@ -427,6 +681,9 @@ def read_csv_rows(text: str, n_features: int) -> np.ndarray:
         Blank lines are skipped (row numbers still count them).
     n_features
         Number of values each line must hold.
+    names
+        The columns those values stand for, in order; named in the error for a line
+        with the wrong number of values.
 
     Returns
     -------
@@ -448,8 +705,10 @@ def read_csv_rows(text: str, n_features: int) -> np.ndarray:
     wrong = np.flatnonzero(counts != n_features)
     if len(wrong):
         j = int(wrong[0])
+        which = f" ({describe_columns(names)})" if names else ""
         raise DataError(
-            f"expected {n_features} comma-separated values, got {int(counts[j])}", row=line_no[j]
+            f"expected {n_features} comma-separated values{which}, got {int(counts[j])}",
+            row=line_no[j],
         )
     tokens = pd.Series([t for f in fields for t in f], dtype=object).str.strip()
     values = pd.to_numeric(tokens, errors="coerce").to_numpy(dtype=np.float64)
@@ -537,6 +796,158 @@ def time_split(
         known = first_fraud < days - gap_days
         test &= ~known
     return np.flatnonzero(train).astype(np.int64), np.flatnonzero(test).astype(np.int64)
+
+
+def _is_timestamp(time: pd.Series) -> bool:
+    return isinstance(time.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
+        time.dtype
+    )
+
+
+def holdout_split(
+    table: CardTable,
+    *,
+    test_seconds: float,
+    gap_seconds: float = 0.0,
+    train_seconds: float | None = None,
+    test_end: Any = None,
+    drop_known_frauds: bool = True,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Deployment split: a held-out window at the end, a gap before it, training before that.
+
+    Windows are half-open, ``[start, end)``. Only rows with a known label are returned.
+
+    Parameters
+    ----------
+    table
+        A labelled table with :attr:`CardTable.time` (timestamps, or seconds as ULB's
+        ``Time``).
+    test_seconds, gap_seconds
+        Lengths of the held-out window and of the gap before it (the label delay).
+    train_seconds
+        Length of the training window; None: every labelled row before the gap.
+    test_end
+        End of the held-out window (exclusive): a timestamp (or ISO text), or seconds for
+        a ``Time`` column. Default: the end of the latest labelled row's day for raw
+        transactions (so that windows are whole days, as in the handbook), else the end
+        of its hour.
+    drop_known_frauds
+        Raw transactions with whole-day windows: leave out of each held-out day the
+        customers with a fraud known by then (see :func:`time_split`), as the handbook
+        does.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, dict)
+        Training and held-out row positions, and a description of the windows (to record
+        and to redo the split).
+
+    Raises
+    ------
+    DataError
+        When the table has no time column or labels, or a window holds no labelled row.
+    """
+    time = _require_time(table)
+    if table.y is None:
+        raise DataError("a held-out split needs labels", file=table.source)
+    if test_seconds <= 0 or gap_seconds < 0 or (train_seconds is not None and train_seconds <= 0):
+        raise ConfigError("window lengths must be positive (the gap may be 0)")
+    labelled = np.zeros(len(table), dtype=bool)
+    labelled[table.labelled] = True
+    stamp = _is_timestamp(time)
+    desc: dict[str, Any] = {"method": "holdout", "unit": "timestamp" if stamp else "seconds"}
+    if stamp:
+        t = time.dt.tz_convert("UTC") if isinstance(time.dtype, pd.DatetimeTZDtype) else time
+        t = t.dt.tz_localize("UTC") if not isinstance(t.dtype, pd.DatetimeTZDtype) else t
+        latest = t[labelled].max()
+        if test_end is None:
+            unit = "D" if table.kind == "raw" else "h"
+            end = latest.floor(unit) + pd.Timedelta(1, unit=unit)
+        else:
+            end = pd.Timestamp(test_end)
+            end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+        test_start = end - pd.Timedelta(seconds=test_seconds)
+        train_end = test_start - pd.Timedelta(seconds=gap_seconds)
+        train_start = (
+            t.min() if train_seconds is None else train_end - pd.Timedelta(seconds=train_seconds)
+        )
+        whole_days = all(x == x.normalize() for x in (end, test_start, train_end)) and (
+            train_seconds is None or train_start == train_start.normalize()
+        )
+        if table.kind == "raw" and whole_days and drop_known_frauds:
+            first_day = t.min().normalize() if train_seconds is None else train_start
+            day = pd.Timedelta(days=1)
+            train, test = time_split(
+                table,
+                train_days=(train_end - first_day) / day,
+                gap_days=(test_start - train_end) / day,
+                test_days=(end - test_start) / day,
+                start=first_day,
+            )
+            desc["known_frauds_removed"] = True
+            train = train[labelled[train]]
+            test = test[labelled[test]]
+        else:
+            v = t
+            train_m = (v >= train_start) & (v < train_end)
+            test_m = (v >= test_start) & (v < end)
+            train = np.flatnonzero(train_m.to_numpy() & labelled)
+            test = np.flatnonzero(test_m.to_numpy() & labelled)
+        shown = [train_start, train_end, test_start, end]
+        desc.update(
+            dict(
+                zip(
+                    ("train_start", "train_end", "test_start", "test_end"),
+                    map(str, shown),
+                    strict=True,
+                )
+            )
+        )
+    else:
+        v = time.to_numpy(dtype=np.float64)
+        latest = float(np.max(v[labelled]))
+        end = (
+            float(np.floor(latest / 3600.0) * 3600.0 + 3600.0)
+            if test_end is None
+            else float(test_end)
+        )
+        test_start = end - test_seconds
+        train_end = test_start - gap_seconds
+        train_start = float(np.min(v)) if train_seconds is None else train_end - train_seconds
+        train = np.flatnonzero((v >= train_start) & (v < train_end) & labelled)
+        test = np.flatnonzero((v >= test_start) & (v < end) & labelled)
+        desc.update(
+            train_start=train_start, train_end=train_end, test_start=test_start, test_end=end
+        )
+    desc.update(
+        train_seconds=train_seconds,
+        gap_seconds=gap_seconds,
+        test_seconds=test_seconds,
+        train_rows=len(train),
+        test_rows=len(test),
+    )
+    for what, idx in (("training", train), ("held-out", test)):
+        if len(idx) == 0:
+            raise DataError(
+                f"the {what} window holds no labelled rows ({desc['train_start']} .. "
+                f"{desc['train_end']} to train, {desc['test_start']} .. {desc['test_end']} "
+                "held out); change the window lengths or --test-end",
+                file=table.source,
+            )
+    return train.astype(np.int64), test.astype(np.int64), desc
+
+
+def redo_holdout(table: CardTable, desc: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The split :func:`holdout_split` described by ``desc`` (e.g. from a model's metadata)."""
+    train, test, _ = holdout_split(
+        table,
+        test_seconds=float(desc["test_seconds"]),
+        gap_seconds=float(desc["gap_seconds"]),
+        train_seconds=None if desc.get("train_seconds") is None else float(desc["train_seconds"]),
+        test_end=desc["test_end"],
+        drop_known_frauds=bool(desc.get("known_frauds_removed", True)),
+    )
+    return train, test
 
 
 def time_split_hours(

@@ -5,8 +5,12 @@ part of it, e.g. the test rows of a time split) and writes a report folder::
 
     report.json          every metric (see below), the model and the data it saw
     roc.png, pr.png      ROC and precision-recall curves
-    threshold_sweep.png  precision, recall, F1 and FPR for thresholds 0.1 .. 0.9
+    threshold_sweep.png  precision, recall, F1 and FPR for thresholds 0.01 .. 0.99 (a
+                         logit scale: as fine near 0.01 and 0.99 as near 0.5) and the
+                         model's own threshold
     confusion.png        the confusion matrix at the model's threshold
+
+Plot titles name the model (``name:version``) and the data (file and rows).
 
 Metrics come from :func:`fraudlens.evaluation.binary_metrics` (ROC AUC, average
 precision, balanced accuracy, Cohen's kappa, recall at 1 % FPR, confusion matrix,
@@ -30,7 +34,21 @@ if TYPE_CHECKING:
     from fraudlens._detector import Detector
     from fraudlens.cards.data import CardTable
 
-__all__ = ["card_precision_at_k", "evaluate_cards"]
+__all__ = ["SWEEP_THRESHOLDS", "card_precision_at_k", "evaluate_cards", "sweep_thresholds"]
+
+#: Thresholds of the sweep, symmetric on the logit scale between 0.01 and 0.99.
+SWEEP_THRESHOLDS: tuple[float, ...] = (
+    0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+    0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99,
+)  # fmt: skip
+
+
+def sweep_thresholds(threshold: float | None = None) -> list[float]:
+    """:data:`SWEEP_THRESHOLDS` plus the model's own ``threshold`` (if in (0, 1)), sorted."""
+    out = set(SWEEP_THRESHOLDS)
+    if threshold is not None and 0.0 < threshold < 1.0:
+        out.add(round(float(threshold), 6))
+    return sorted(out)
 
 
 def _days(ts: pd.Series) -> np.ndarray:
@@ -124,6 +142,15 @@ def card_precision_at_k(
     return {"k": int(k), "mean": mean, "per_day": rows}
 
 
+def _wrap(title: str, width: int = 40) -> str:
+    """A plot title broken into lines that fit the figure."""
+    import textwrap
+
+    return "\n".join(
+        textwrap.fill(part, width, break_long_words=False) for part in title.split("\n")
+    )
+
+
 def _plot_sweep(sweep: list[dict[str, float]], threshold: float, path: Path, title: str) -> None:
     import matplotlib
 
@@ -131,17 +158,22 @@ def _plot_sweep(sweep: list[dict[str, float]], threshold: float, path: Path, tit
     import matplotlib.pyplot as plt
 
     t = [r["threshold"] for r in sweep]
-    fig, ax = plt.subplots(figsize=(5.0, 3.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(5.6, 4.0), dpi=110)
     for key, style in (("precision", "-"), ("recall", "-"), ("f1", "--"), ("fpr", ":")):
         ax.plot(t, [r[key] for r in sweep], style, marker="o", ms=3, label=key)
-    if 0.0 <= threshold <= 1.0:
+    if 0.0 < threshold < 1.0:
         ax.axvline(threshold, c="grey", lw=0.8, label=f"model threshold {threshold:.3f}")
+    if all(0.0 < x < 1.0 for x in t):
+        ax.set_xscale("logit")
+        ax.set_xticks([0.01, 0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99])
+        ax.set_xticklabels(["0.01", "0.05", "0.1", "0.3", "0.5", "0.7", "0.9", "0.95", "0.99"])
+        ax.minorticks_off()
     ax.set(
-        xlabel="threshold",
+        xlabel="threshold (logit scale)",
         ylabel="value",
         ylim=(-0.02, 1.02),
-        title=f"Threshold sweep {title}".strip(),
     )
+    ax.set_title(f"Threshold sweep\n{title}".strip(), fontsize=9)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
@@ -171,9 +203,8 @@ def _plot_confusion(cm: dict[str, int], threshold: float, path: Path, title: str
             )
     ax.set_xticks([0, 1], ["normal", "fraud"])
     ax.set_yticks([0, 1], ["normal", "fraud"])
-    ax.set(
-        xlabel="predicted", ylabel="actual", title=f"Confusion at {threshold:.3f} {title}".strip()
-    )
+    ax.set(xlabel="predicted", ylabel="actual")
+    ax.set_title(f"Confusion at {threshold:.3f}\n{title}".strip(), fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -188,6 +219,8 @@ def evaluate_cards(
     k: int = 100,
     title: str = "",
     extra: dict[str, Any] | None = None,
+    scores: np.ndarray | None = None,
+    model_label: str | None = None,
 ) -> dict[str, Any]:
     """Score labelled rows, compute the card metrics and write the report folder.
 
@@ -199,6 +232,7 @@ def evaluate_cards(
         A labelled card table.
     idx
         Row positions to evaluate (e.g. the test part of a split); all rows by default.
+        Rows whose label is blank (unknown) are left out.
     out_dir
         Folder for ``report.json``, ``roc.png``, ``pr.png``, ``threshold_sweep.png`` and
         ``confusion.png`` (created if needed).
@@ -208,6 +242,12 @@ def evaluate_cards(
         Shown in the plot titles.
     extra
         Added to ``report.json`` as is (e.g. the split used).
+    scores
+        Scores of the rows at ``idx`` (in that order) computed beforehand, e.g. by the
+        validation model before it was refitted; the detector then only lends its name
+        and threshold.
+    model_label
+        ``name:version`` shown in the report (the detector's own by default).
 
     Returns
     -------
@@ -220,22 +260,31 @@ def evaluate_cards(
     DataError
         When the rows have no labels or only one class.
     """
-    from fraudlens.evaluation import binary_metrics, plot_curves, write_json
+    from fraudlens.evaluation import binary_metrics, plot_curves, threshold_sweep, write_json
 
-    part = table.subset(idx) if idx is not None else table
-    if part.y is None:
+    if table.y is None:
         raise DataError("evaluation needs labels; the table has no label column", file=table.source)
+    rows = np.arange(len(table)) if idx is None else np.asarray(idx, dtype=np.int64)
+    keep = np.ones(len(rows), dtype=bool) if table.known is None else table.known[rows]
+    if scores is not None and len(scores) != len(rows):
+        raise DataError(f"expected {len(rows)} scores, got {len(scores)}")
+    part = table.subset(rows[keep])
     if len(part) == 0:
-        raise DataError("no rows to evaluate", file=table.source)
+        raise DataError("no rows with a known label to evaluate", file=table.source)
+    assert part.y is not None
     y = part.y.astype(np.int8)
     if y.min() == y.max():
         raise DataError(
             f"the evaluated rows hold only label {int(y[0])}; need both frauds and normal rows",
             file=table.source,
         )
-    scores = np.asarray(detector.decision_function(part.X), dtype=np.float64)
+    if scores is None:
+        scores = np.asarray(detector.decision_function(part.X), dtype=np.float64)
+    else:
+        scores = np.asarray(scores, dtype=np.float64)[keep]
     threshold = float(detector.threshold_)
     metrics = binary_metrics(y, scores, threshold)
+    metrics["threshold_sweep"] = threshold_sweep(y, scores, sweep_thresholds(threshold))
     frame = part.frame
     if {"ts", "customer_id"} <= set(frame.columns):
         label_col = part.label_column or "label"
@@ -244,7 +293,9 @@ def evaluate_cards(
         metrics[f"card_precision@{k}"] = cp["mean"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plot_curves(y, scores, out, title=title)
+    title = _wrap(title)
+    # On a line of its own below the plot name ("ROC", "Precision-recall").
+    plot_curves(y, scores, out, title="\n" + title)
     _plot_sweep(metrics["threshold_sweep"], threshold, out / "threshold_sweep.png", title)
     _plot_confusion(metrics["confusion_matrix"], threshold, out / "confusion.png", title)
     period = None
@@ -253,7 +304,7 @@ def evaluate_cards(
     report: dict[str, Any] = {
         "model": {
             "name": detector.name,
-            "version": getattr(detector, "model_version_", None),
+            "version": model_label or getattr(detector, "model_version_", None),
             "threshold": threshold,
         },
         "data": {
@@ -261,6 +312,7 @@ def evaluate_cards(
             "kind": table.kind,
             "rows": len(part),
             "frauds": int(y.sum()),
+            "unknown_labels_left_out": int((~keep).sum()),
             "period": period,
         },
         "metrics": metrics,

@@ -22,20 +22,39 @@ def cards_pass(
     # The anomaly model first, so the supervised one ends up as the cards default.
     for det in ("anomaly", "xgboost"):
         console.rule(f"[bold]cards: train and evaluate {det}")
+        # train prints the validation table; the report of the same rows is not printed
+        # again.
         c.train_cmd(
             data=tx,
             model_dir=models,
-            detector=det,
+            detector=c.Kind(det),
             label=None,
-            preset="default",
-            split="time",
+            preset=c.Preset.default,
+            split=c.Split.time,
+            train_days=None,
+            gap_days=None,
+            test_days=None,
+            train_hours=None,
+            gap_hours=None,
+            test_hours=None,
+            test_end=None,
+            no_refit=False,
             oversample=None,
             threshold=None,
             seed=seed,
+            trust_pickle=False,
         )
         rep = out / "reports" / f"cards-{det}"
         c.evaluate_cmd(
-            data=tx, model_dir=models, detector=det, out=rep, label=None, rows="auto", k=100
+            data=tx,
+            model_dir=models,
+            detector=c.Kind(det),
+            out=rep,
+            label=None,
+            rows=c.Rows.auto,
+            k=100,
+            trust_pickle=False,
+            show=False,
         )
         reports[f"cards-{det}"] = rep
     console.rule("[bold]cards: stream scored records into the sink")
