@@ -63,7 +63,7 @@ def test_models_list_fits_80_columns_with_a_headline(
     rows = {line.split()[0]: line.split() for line in lines if line.startswith(("market", "cards"))}
     assert rows["market-features"][-3:-1] == ["AUC", rows["market-features"][-2]]
     assert rows["market-features"][-1] == "eval"  # evaluated on labelled data
-    assert rows["cards-logistic"][-1] == "test"  # the training split's test part
+    assert rows["cards-logistic"][-1] == "val"  # the held-out window of the training split
     assert rows["market-features"][1:3] == ["v0001", "yes"]
     for name in ("market-features", "cards-logistic"):
         auc = float(rows[name][-2])

@@ -21,7 +21,8 @@ app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 stdout = Console()
 
 #: Where a model's headline figure comes from, best first: ``evaluate`` on labelled data,
-#: the test part of the training split (cards), the hold-out validation (market).
+#: a test part of a training split, the hold-out validation (market; cards: the held-out
+#: window of ``cards train``).
 _SOURCES = (("evaluation", "eval"), ("metrics", "test"), ("metrics.validation", "val"))
 _FIGURES = (("roc_auc", "AUC"), ("average_precision", "AP"))
 
@@ -50,8 +51,9 @@ def headline(metadata: dict[str, Any]) -> str:
 def list_models(model_dir: ModelDir = None) -> None:
     """List every stored model version with its threshold and headline figure.
 
-    The headline is ROC AUC from `evaluate` (eval), else from the test part of the
-    training split (test, cards), else from the training hold-out (val, market). A
+    The headline is ROC AUC from `evaluate` (eval), else from the test part of a
+    training split (test), else from the training hold-out (val: market, and cards'
+    held-out window). A
     version marked * was trained with analysts' reviewed labels (market train
     --reviewed-from).
     """

@@ -39,14 +39,15 @@ def decode_text(body: bytes) -> str:
         raise DataError(f"the body is not UTF-8 text (byte {exc.start})") from None
 
 
-def card_matrix(
-    det: Detector, text: str | None, rows: list[list[float]] | None = None
-) -> np.ndarray:
+def card_matrix(det: Detector, text: str | None, rows: list[Any] | None = None) -> np.ndarray:
     """Card rows as a float matrix in the detector's feature order.
 
-    ``text``: headerless CSV, one row a line; else ``rows``: lists of numbers. Widths
-    and values are checked here (row and column named), so the detector sees clean input.
+    ``text``: headerless CSV, one row a line; else ``rows``: lists of numbers, or objects
+    ``{feature: value}``. Widths and values are checked here (row and column named), so
+    the detector sees clean input.
     """
+    from fraudlens.cards.data import describe_columns
+
     names = list(getattr(det, "feature_names_", []))
     if text is not None:
         X = _fast_csv(text, len(names))
@@ -54,13 +55,30 @@ def card_matrix(
             from fraudlens.cards.data import read_csv_rows
 
             # The slow path names the row and column of whatever the fast one choked on.
-            X = read_csv_rows(text, len(names))
+            X = read_csv_rows(text, len(names), names)
         return X
     if not rows:
         raise DataError("no rows in data", column="data")
+    if isinstance(rows[0], dict):
+        table = []
+        for i, rec in enumerate(rows):
+            missing = [n for n in names if n not in rec] if isinstance(rec, dict) else names
+            if missing:
+                raise DataError(
+                    f"missing feature {missing[0]!r} ({len(missing)} of the model's "
+                    f"{len(names)}: {describe_columns(names)})",
+                    row=i + 1,
+                    column=missing[0],
+                )
+            table.append([rec[n] for n in names])
+        rows = table
     for i, row in enumerate(rows):
-        if len(row) != len(names):
-            raise DataError(f"expected {len(names)} values, got {len(row)}", row=i + 1)
+        if not isinstance(row, list) or len(row) != len(names):
+            got = len(row) if isinstance(row, list) else "an object"
+            raise DataError(
+                f"expected {len(names)} values ({describe_columns(names)}), got {got}",
+                row=i + 1,
+            )
     X = np.asarray(rows, dtype=np.float64)
     bad = ~np.isfinite(X)
     if bad.any():

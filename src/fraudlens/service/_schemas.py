@@ -18,6 +18,7 @@ __all__ = [
     "AnomalyResult",
     "BulkReviewRequest",
     "BulkReviewResult",
+    "CardReason",
     "CardScoreRequest",
     "CardScoreResponse",
     "ErrorResponse",
@@ -108,6 +109,7 @@ CARD_ROW_EXAMPLE = (
 )
 
 _Rows = Annotated[list[Annotated[list[float], Field(min_length=1)]], Field(min_length=1)]
+_Records = Annotated[list[Annotated[dict[str, float], Field(min_length=1)]], Field(min_length=1)]
 
 # Request bodies are strict: true is not 1, "3" is not 3.
 _REQUEST = ConfigDict(protected_namespaces=(), strict=True)
@@ -118,9 +120,11 @@ class CardScoreRequest(BaseModel):
 
     model_config = _REQUEST
 
-    data: str | _Rows = Field(
-        description="Headerless CSV rows (one transaction a line) or a list of numeric rows, "
-        "features in the model's order (for the ULB table: Time, V1..V28, Amount).",
+    data: str | _Rows | _Records = Field(
+        description="Headerless CSV rows (one transaction a line), a list of numeric rows "
+        "(features in the model's order; for the ULB table: Time, V1..V28, Amount), or a "
+        "list of rows as objects {feature: value} (every feature of the model; other keys "
+        "are ignored).",
         examples=[CARD_ROW_EXAMPLE],
     )
     metadata: list[Any] | None = Field(
@@ -131,6 +135,20 @@ class CardScoreRequest(BaseModel):
     model: Literal["fraud_classifier", "anomaly_detector"] | None = Field(
         None, description="Which model to run; both when null."
     )
+    explain: bool = Field(
+        False,
+        description="Add the fraud classifier's top reasons per row: the features that "
+        "raised its score most (tree SHAP for XGBoost, coefficient x value for logistic).",
+    )
+    top: int = Field(3, ge=1, le=20, description="Reasons per row when explain is true.")
+
+
+class CardReason(BaseModel):
+    """A feature that raised a card score: its value and its contribution (log-odds)."""
+
+    feature: str
+    value: float
+    contribution: float
 
 
 class FraudClassifierResult(BaseModel):
@@ -138,6 +156,9 @@ class FraudClassifierResult(BaseModel):
 
     pred_proba: list[float]
     prediction: list[int]
+    reasons: list[list[CardReason]] | None = Field(
+        None, description="Per row, with explain: the top reasons, largest first."
+    )
 
 
 class AnomalyResult(BaseModel):

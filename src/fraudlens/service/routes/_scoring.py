@@ -37,13 +37,18 @@ async def run(inline: bool, func: Callable[..., R], *args: Any, **kwargs: Any) -
 
 
 def _cards(
-    classifier: Detector | None, anomaly: Detector | None, text: str | None, rows: Any
+    classifier: Detector | None,
+    anomaly: Detector | None,
+    text: str | None,
+    rows: Any,
+    explain: bool = False,
+    top: int = 3,
 ) -> CardScores:
     shape = classifier if classifier is not None else anomaly
     assert shape is not None
     X = card_matrix(shape, text, rows)
     try:
-        return score_cards(classifier, X, anomaly=anomaly)
+        return score_cards(classifier, X, anomaly=anomaly, explain=explain, top=top)
     except DataError as exc:
         raise name_card_column(exc, shape) from None
 
@@ -54,11 +59,14 @@ async def cards_scored(
     anomaly: Detector | None,
     *,
     text: str | None = None,
-    rows: list[list[float]] | None = None,
+    rows: list[Any] | None = None,
     inline: bool = False,
+    explain: bool = False,
+    top: int = 3,
 ) -> CardScores:
-    """Card rows (CSV ``text`` or numeric ``rows``) scored through :func:`score_cards`."""
-    res = await run(inline, _cards, classifier, anomaly, text, rows)
+    """Card rows (CSV ``text``, numeric ``rows`` or ``{feature: value}`` rows) scored
+    through :func:`score_cards`, with the classifier's top reasons when ``explain``."""
+    res = await run(inline, _cards, classifier, anomaly, text, rows, explain, top)
     for version in res.models:
         metrics.scored.labels(version).inc(len(res))
     return res

@@ -47,11 +47,15 @@ async def cards_score(
     anomaly = await models.get("cards-anomaly") if "anomaly_detector" in wanted else None
     text = req.data if isinstance(req.data, str) else None
     rows = None if isinstance(req.data, str) else req.data
-    res = await cards_scored(metrics, classifier, anomaly, text=text, rows=rows)
+    res = await cards_scored(
+        metrics, classifier, anomaly, text=text, rows=rows, explain=req.explain, top=req.top
+    )
     out = CardScoreResponse()
     if res.scores is not None:
         out.fraud_classifier = FraudClassifierResult(
-            pred_proba=res.scores.tolist(), prediction=res.flagged.astype(int).tolist()
+            pred_proba=res.scores.tolist(),
+            prediction=res.flagged.astype(int).tolist(),
+            reasons=res.explanations if req.explain else None,  # type: ignore[arg-type]
         )
     if res.anomaly_scores is not None:
         out.anomaly_detector = AnomalyResult(score=res.anomaly_scores.tolist())
@@ -82,6 +86,8 @@ def _sink_rows(res: CardScores, meta: list[Any]) -> list[dict[str, Any]]:
             row["threshold"] = res.threshold
         if anomaly is not None:
             row["anomaly_score"] = anomaly[i]
+        if res.explanations is not None:
+            row["reasons"] = json.dumps(res.explanations[i])
         row["model"] = ",".join(res.models)
         rows.append(row)
     return rows
