@@ -639,3 +639,57 @@ def test_an_unreachable_user_store_is_503_not_500(tmp_path: Path) -> None:
         assert r.status_code == 503, r.text
         assert c.get("/v1/risk-events").status_code == 401  # no identity: no lookup at all
         assert c.get("/login").status_code == 200
+
+
+def test_hostile_credentials_and_headers_get_4xx_never_5xx(ctx: Ctx) -> None:
+    c = ctx.client
+    long = "x" * 20_000
+    hostile_auth = [
+        "Bearer " + long,
+        "Bearer flk_" + long,
+        "Bearer flk_\u00e9\u00e9",
+        "Bearer " + "flk_" + "a" * 43 + " extra",
+        "bearer flk_short",
+        "Bearer\tflk_x",
+        "Digest username=x",
+        "Bearer",
+        "",
+    ]
+    for value in hostile_auth:
+        r = c.get("/v1/risk-events", headers={"Authorization": value.encode("utf-8")})
+        assert r.status_code == 401, (value[:40], r.status_code, r.text[:200])
+    hostile_cookies = [
+        "fraudlens_session=" + long,
+        "fraudlens_session=" + "a.b.c",
+        'fraudlens_session="quoted"',
+        "__Host-fraudlens_session=x; fraudlens_session=y",
+        "fraudlens_session=",
+        "other=1",
+    ]
+    for value in hostile_cookies:
+        r = c.post("/v1/risk-events/1/review", json={"status": "open"}, headers={"Cookie": value})
+        assert r.status_code in (401, 403), (value[:40], r.status_code, r.text[:200])
+    for origin in ("http://", "https://[::1", "javascript:alert(1)", "http://a:b:c", long):
+        r = c.post("/v1/accounts/acct-1/check", headers={"Origin": origin})
+        assert r.status_code in (401, 403), (origin[:40], r.status_code)
+    for user, password in (
+        ("ana\x00", PASSWORD),
+        ("a" * 5000, PASSWORD),
+        ("analyst-user", "p" * 5000),
+        ("\u202eanalyst-user", PASSWORD),
+        ("analyst-user", ""),
+    ):
+        r = c.post("/login", data={"username": user, "password": password})
+        assert r.status_code in (401, 422, 429), (user[:20], r.status_code)
+    r = c.post(
+        "/login",
+        content=b"\xff\xfe" * 100,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert 400 <= r.status_code < 500
+    fields = "&".join(f"f{i}=1" for i in range(100))
+    r = c.post(
+        "/login", content=fields, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert 400 <= r.status_code < 500
+    assert c.get("/login", params={"next": long[:600]}).status_code == 422

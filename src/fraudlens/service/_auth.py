@@ -406,11 +406,13 @@ def error_reply(
 
 
 def _host_port(netloc: str, default: int | None) -> tuple[str, int | None]:
-    parts = urlsplit(f"//{netloc}")
+    """(host, port) of ``host[:port]``; ("", -1) when it cannot be read (which then
+    matches nothing)."""
     try:
+        parts = urlsplit(f"//{netloc}")
         port = parts.port
-    except ValueError:
-        port = -1
+    except ValueError:  # "[::1", "a:b:c", a port out of range
+        return "", -1
     return (parts.hostname or "").lower(), port if port is not None else default
 
 
@@ -429,16 +431,21 @@ def _cross_site(headers: Headers, scope: Scope) -> str | None:
         return None
     if origin == "null":
         return "a request from an opaque origin"
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return "a request from an unreadable origin"
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return f"a request from origin {origin!r}"
+        return f"a request from origin {origin[:200]!r}"
     host = headers.get("host", "")
     want_host, want_port = _host_port(host, None)
     got_host, got_port = _host_port(parts.netloc, {"http": 80, "https": 443}[parts.scheme])
+    if not got_host:
+        return "a request from an unreadable origin"
     # No port in Host: the client used the scheme's default, possibly through a TLS proxy.
     same_port = got_port == want_port if want_port is not None else got_port in (80, 443)
     if got_host != want_host or not same_port:
-        return f"a request from origin {origin!r} to host {host!r}"
+        return f"a request from origin {origin[:200]!r} to host {host[:200]!r}"
     return None
 
 
