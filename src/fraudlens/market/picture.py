@@ -12,8 +12,8 @@ a person to read, and embeds the detector's own image of the account beneath it:
   sells as green triangles pointing down (the renderer's colours: red buys, green
   sells);
 - its matched round trips (:func:`fraudlens.market.pairs.round_trips`: equal-quantity
-  buy and sell in the same or the next bar) joined by a dashed line, labelled with the
-  value they moved;
+  buy and sell in the same or the next bar) joined by a dashed line, the eight that moved
+  most in each panel labelled with the value they moved (every one has a tooltip);
 - the counterparty's mirrored trades (:func:`fraudlens.market.pairs.find_pairs`: the
   other side of the account's fills at equal price and quantity within a minute) as
   orange rings;
@@ -52,6 +52,9 @@ _PANEL_H = 170
 _PANEL_GAP = 34
 _TOP = 46  # title and legend
 _AXIS_H = 24
+
+#: Round trips labelled with their value per panel (the largest); all have a tooltip.
+_LABELLED_TRIPS = 8
 
 _BUY = "#c62828"
 _SELL = "#2e7d32"
@@ -281,7 +284,9 @@ def account_picture_svg(
             )
         # round trips: a dashed line from buy to sell, with the value moved
         r = rt[rt["symbol"].astype(str) == sym]
-        for row in r.itertuples(index=False):
+        # labels only on the trips that moved most: many small ones would overprint
+        labelled = set(r["value_lost"].abs().nlargest(_LABELLED_TRIPS).index)
+        for idx, row in zip(r.index, r.itertuples(index=False), strict=True):
             bx = float(span.x(_ns(pd.Series([row.buy_ts]))[0], _LEFT, plot_w))
             sx = float(span.x(_ns(pd.Series([row.sell_ts]))[0], _LEFT, plot_w))
             by, sy = float(y(row.buy_price)), float(y(row.sell_price))
@@ -290,6 +295,8 @@ def account_picture_svg(
                 f'y2="{_num(sy)}" stroke="{_ROUND_TRIP}" stroke-width="1.6" '
                 f'stroke-dasharray="4 3"><title>{_text(_round_trip_title(row))}</title></line>'
             )
+            if idx not in labelled:
+                continue
             # beside the trip's later leg, clear of the marks on it
             lx, ly = max(bx, sx) + 10, (by + sy) / 2 + 3
             parts.append(

@@ -111,7 +111,7 @@ def _page(s: dict[str, Any]) -> str:
             (
                 "Flagged",
                 _pct(scores["flagged_share"]),
-                f"of {scores['accounts']:,} recently active accounts",
+                f"of {scores['accounts']:,} recently active accounts, over the model threshold",
             )
         )
     card_html = "".join(
