@@ -77,7 +77,7 @@ def _database(store_url: str, create: bool) -> None:
     if url.get_backend_name() == "sqlite":
         return
     name = url.database
-    admin = url.set(database="postgres" if url.get_backend_name() == "postgresql" else None)
+    admin = url.set(database="postgres" if url.get_backend_name() == "postgresql" else "mysql")
     engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         if create:
