@@ -91,7 +91,14 @@ def contributions(detector: Any, X: Any) -> Contributions:
     if booster is not None:
         import xgboost as xgb
 
-        out = np.asarray(booster.predict(xgb.DMatrix(values), pred_contribs=True))
+        # The detector's own thread rule (one thread for small inputs): a second thread
+        # that busy-waits on a shared machine makes one row's SHAP ~40x slower.
+        threads = detector._threads(len(values)) if hasattr(detector, "_threads") else 1
+        if threads != getattr(detector, "_predict_threads", None):
+            booster.set_param({"nthread": threads})
+            detector._predict_threads = threads
+        matrix_in = xgb.DMatrix(values, nthread=threads)
+        out = np.asarray(booster.predict(matrix_in, pred_contribs=True))
         matrix, bias = out[:, : len(names)], out[:, len(names)]
     else:
         coef = np.asarray(detector.coef_, dtype=np.float64)

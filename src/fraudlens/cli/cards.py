@@ -349,6 +349,7 @@ def _headline(metrics: dict[str, Any]) -> dict[str, float]:
         "recall_at_1pct_fpr",
         "balanced_accuracy",
         "cohen_kappa",
+        "brier_score",
     )
     out = {k: float(metrics[k]) for k in keys if k in metrics}
     for k, v in metrics.items():
@@ -547,6 +548,11 @@ def train_cmd(
         )
         scores = det.decision_function(table.X.iloc[test])
     metrics = binary_metrics(y_test, scores, det.threshold_)
+    if not unsupervised:
+        from sklearn.metrics import brier_score_loss
+
+        # How well the scores read as probabilities on the held-out rows.
+        metrics["brier_score"] = float(brier_score_loss(y_test, scores))
     if table.kind == "raw":
         cp = card_precision_at_k(
             table.frame.iloc[test], scores, 100, label=table.label_column or "label"
