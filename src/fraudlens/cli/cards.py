@@ -890,18 +890,25 @@ def benchmark_cmd(
         result = run_handbook(table, make, starts, model=name, k=k, progress=step)
     for note in result.warnings:
         _warn(note)
+    from rich import box
+
+    # Fits 80 columns: no side borders, short labels.
     t = Table(
         title=f"{name} on {_data_name(data)}: handbook protocol",
         caption="* the handbook's published figures (7/7/7 days, same weeks)",
         title_justify="left",
+        box=box.SIMPLE_HEAD,
     )
-    for col in ("train start", "train rows/frauds", "test rows/frauds", "AUC", "AP", f"CP@{k}"):
-        t.add_column(col, justify="left" if col == "train start" else "right", no_wrap=True)
+    t.add_column("train start", no_wrap=True)
+    for col in ("train rows/frauds", "test rows/frauds"):
+        t.add_column(col, justify="right")
+    for col in ("AUC", "AP", f"CP@{k}"):
+        t.add_column(col, justify="right", no_wrap=True, min_width=len(col) + 2)
     for w in result.weeks:
         t.add_row(
             w.train_start,
-            f"{w.train_rows:,} / {w.train_frauds:,}",
-            f"{w.test_rows:,} / {w.test_frauds:,}",
+            f"{w.train_rows:,}/{w.train_frauds:,}",
+            f"{w.test_rows:,}/{w.test_frauds:,}",
             f"{w.roc_auc:.3f}",
             f"{w.average_precision:.3f}",
             f"{w.card_precision_at_100:.3f}",
