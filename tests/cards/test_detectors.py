@@ -339,8 +339,28 @@ def test_time_of_day_reads_later_days_at_the_same_hours() -> None:
     pd.testing.assert_frame_equal(X, before)
     np.testing.assert_array_equal(arr, before.to_numpy())
     assert det.model_feature_names_[0] == "Time (hour of day)"
-    # Without the option, a later day reads as past the end of the training hours.
-    plain = XGBoostDetector(n_estimators=60, n_jobs=1).fit(X, table.y[train])
+    # Without it, a later day reads as past the end of the training hours.
+    plain = XGBoostDetector(n_estimators=60, n_jobs=1, time_of_day=None).fit(X, table.y[train])
     assert not np.array_equal(plain.decision_function(day2), plain.decision_function(X))
+    # The default, "auto", folds Time for the ULB table's columns, and nothing else.
+    auto = XGBoostDetector(n_estimators=60, n_jobs=1).fit(X, table.y[train])
+    assert auto.time_of_day_ == "Time"
+    np.testing.assert_array_equal(auto.decision_function(day2), det.decision_function(day2))
+    other = XGBoostDetector(n_estimators=5, n_jobs=1).fit(X.drop(columns="V1"), table.y[train])
+    assert other.time_of_day_ is None
     with pytest.raises(DataError, match="time_of_day"):
         XGBoostDetector(n_estimators=5, time_of_day="When").fit(X, table.y[train])
+
+
+def test_time_of_day_survives_the_registry(tmp_path: Path) -> None:
+    table, train, test = ulb()
+    assert table.y is not None
+    det = LogisticDetector().fit(table.X.iloc[train], table.y[train])
+    assert det.time_of_day_ == "Time"
+    reg = Registry(tmp_path)
+    reg.save(det, metrics={}, data_digest=None)
+    loaded = reg.load("cards-logistic")
+    assert loaded.time_of_day_ == "Time"
+    X = table.X.iloc[test]
+    later = X.assign(Time=X["Time"] + 3 * 86_400.0)
+    np.testing.assert_array_equal(loaded.decision_function(later), det.decision_function(X))

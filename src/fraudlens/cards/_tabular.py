@@ -5,7 +5,8 @@ Every card detector trains the same way:
 1. the input (DataFrame or array) is checked and turned into a float64 matrix, and the
    feature names are remembered; with ``time_of_day`` set, that column (seconds, as ULB's
    ``Time``) is folded to the hour of the day, so a model trained on one day reads the
-   next day's rows at the same hours instead of past the end of its training data;
+   next day's rows at the same hours instead of past the end of its training data
+   (``"auto"``, the default: ``Time`` when the features are the ULB table's, else none);
 2. validation data: the rows given as ``eval_set`` (e.g. a later time window), or else
    the most recent ``validation_fraction`` of the training rows (rows are taken in time
    order), held out as a validation tail;
@@ -146,6 +147,8 @@ class _TabularDetector(Detector):
     #: ``scores``, ``labels``) as scored by the model *before* it was refitted on them,
     #: stored beside the model so an honest report can be drawn later.
     validation_: dict[str, np.ndarray]
+    #: The column folded to the hour of the day (``time_of_day`` resolved at fit), or None.
+    time_of_day_: str | None
 
     def __init__(
         self,
@@ -155,7 +158,7 @@ class _TabularDetector(Detector):
         threshold_strategy: ThresholdStrategy = "f1",
         validation_fraction: float = 0.2,
         refit: bool = False,
-        time_of_day: str | None = None,
+        time_of_day: str | None = "auto",
         random_state: int = 0,
     ) -> None:
         self.class_weight = class_weight
@@ -247,20 +250,30 @@ class _TabularDetector(Detector):
                 row=int(row) + 1,
                 column=self.feature_names_[int(col)],
             )
-        if self.time_of_day is not None:
+        if fitting:
+            self.time_of_day_ = self._resolve_time_of_day()
+        if getattr(self, "time_of_day_", None) is not None:
             arr = self._fold_time_of_day(arr, X)
         return arr
 
-    def _fold_time_of_day(self, arr: np.ndarray, source: Any) -> np.ndarray:
-        """The ``time_of_day`` column (seconds) as the hour of the day, in a copy if needed."""
+    def _resolve_time_of_day(self) -> str | None:
+        """``time_of_day`` for the fitted feature names (``"auto"``: ULB's ``Time``)."""
+        from fraudlens.cards.data import ULB_FEATURES
+
         name = self.time_of_day
-        if name not in self.feature_names_:
+        if name == "auto":
+            return "Time" if set(ULB_FEATURES) <= set(self.feature_names_) else None
+        if name is not None and name not in self.feature_names_:
             raise DataError(
                 f"time_of_day names {name!r}, which is not a feature column "
                 f"({', '.join(self.feature_names_[:3])}, ...)",
                 column=str(name),
             )
-        j = self.feature_names_.index(str(name))
+        return name
+
+    def _fold_time_of_day(self, arr: np.ndarray, source: Any) -> np.ndarray:
+        """The ``time_of_day_`` column (seconds) as the hour of the day, in a copy if needed."""
+        j = self.feature_names_.index(str(self.time_of_day_))
         # Never write into the caller's data: an array may be the input itself, and a
         # DataFrame may hand out a view of its own block.
         if isinstance(source, np.ndarray):
@@ -277,8 +290,9 @@ class _TabularDetector(Detector):
         """What the model sees: ``feature_names_``, the time-of-day column renamed."""
         self._check_fitted()
         names = list(self.feature_names_)
-        if self.time_of_day in names:
-            names[names.index(str(self.time_of_day))] = f"{self.time_of_day} (hour of day)"
+        tod = getattr(self, "time_of_day_", None)
+        if tod in names:
+            names[names.index(str(tod))] = f"{tod} (hour of day)"
         return names
 
     def _check_fitted(self) -> None:
@@ -520,6 +534,7 @@ class _TabularDetector(Detector):
             "name": self.name,
             "params": self.get_params(),
             "threshold": float(self.threshold_),
+            "time_of_day": getattr(self, "time_of_day_", None),
             **meta,
         }
         (path / _META_FILE).write_text(json.dumps(_plain(own), indent=2, sort_keys=True))
@@ -546,6 +561,9 @@ class _TabularDetector(Detector):
         det.feature_names_ = list(meta["feature_names"])
         det.fit_info_ = dict(meta.get("fit_info", {}))
         det.threshold_ = float(meta.get("threshold", det.threshold_))
+        # Resolved at fit; models saved before "auto" existed had the column itself or None.
+        param = params.get("time_of_day")
+        det.time_of_day_ = meta.get("time_of_day", None if param == "auto" else param)
         det._load_model(path, meta)
         if (path / _VALIDATION_FILE).is_file():
             with np.load(path / _VALIDATION_FILE, allow_pickle=False) as arrays:

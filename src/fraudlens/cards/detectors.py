@@ -93,7 +93,7 @@ class LogisticDetector(_TabularDetector):
         threshold_strategy: ThresholdStrategy = "f1",
         validation_fraction: float = 0.2,
         refit: bool = True,
-        time_of_day: str | None = None,
+        time_of_day: str | None = "auto",
         random_state: int = 0,
     ) -> None:
         super().__init__(
@@ -254,7 +254,7 @@ class XGBoostDetector(_TabularDetector):
         threshold_strategy: ThresholdStrategy = "f1",
         validation_fraction: float = 0.3,
         refit: bool = True,
-        time_of_day: str | None = None,
+        time_of_day: str | None = "auto",
         n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
@@ -487,7 +487,7 @@ class AnomalyDetector(_TabularDetector):
         threshold_strategy: ThresholdStrategy = ("fpr", 0.01),
         validation_fraction: float = 0.2,
         refit: bool = True,
-        time_of_day: str | None = None,
+        time_of_day: str | None = "auto",
         random_state: int = 0,
     ) -> None:
         super().__init__(

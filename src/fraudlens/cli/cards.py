@@ -185,7 +185,8 @@ def make_detector(
     cls = classes[short]
     det: _TabularDetector = cls.reference() if preset == "reference" else cls()
     det.random_state = seed
-    det.time_of_day = time_of_day
+    if time_of_day is not None:
+        det.time_of_day = time_of_day
     if oversample is not None:
         if short == "anomaly":
             raise ConfigError("--oversample applies to supervised detectors only")
