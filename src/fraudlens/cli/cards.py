@@ -502,7 +502,16 @@ def train_cmd(
     trust_pickle: TrustPickleOpt = False,
 ) -> None:
     """Validate a card model on a held-out time window, refit it on every labelled row,
-    and store it (see the module help for the protocol)."""
+    and store it.
+
+    Default windows: raw transactions spanning 21 days or more: 7 days to train, a
+    7-day gap (the label delay) and the latest 7 days held out, whole days. Other tables
+    (ULB's Time in seconds, feature tables): the last third of the time span held out, in
+    whole hours, everything before trains (ULB day 1: hours 16-24 held out). The held-out
+    window chooses XGBoost's number of rounds and the threshold and gives the validation
+    figures; the model is then refitted on every labelled row with them (--no-refit keeps
+    the validation model). Rows with a blank label are not trained on.
+    """
     import numpy as np
 
     from fraudlens.cards.evaluate import card_precision_at_k
