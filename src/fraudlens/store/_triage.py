@@ -342,10 +342,14 @@ class TriageStore:
         """
         if self.dialect != "sqlite":
             return False
-        state = self.__dict__.setdefault("_stats", {"rows": 0, "pending": 0, "lock": None})
+        state = self.__dict__.setdefault("_stats", {"rows": None, "pending": 0, "lock": None})
         if state["lock"] is None:
             state["lock"] = threading.Lock()
         with state["lock"]:
+            if state["rows"] is None:
+                # a new process: start from the statistics already in the file, so that a
+                # worker's first batch does not pay for an ANALYZE another process did
+                state["rows"] = self._analysed_rows()
             if inserted is not None:
                 state["pending"] += max(int(inserted), 0)
                 due = state["pending"] >= max(_STATS_MIN_ROWS, state["rows"] // 5)
@@ -366,6 +370,20 @@ class TriageStore:
                 return False
             state["rows"], state["pending"] = int(rows), 0
             return True
+
+    def _analysed_rows(self) -> int:
+        """Rows of risk_events when SQLite last analysed it (0: never)."""
+        try:
+            with self._connect() as conn:
+                stat = conn.exec_driver_sql(
+                    "SELECT stat FROM sqlite_stat1 WHERE tbl = 'risk_events' LIMIT 1"
+                ).scalar_one_or_none()
+        except Exception:  # no sqlite_stat1 table: never analysed
+            return 0
+        try:
+            return int(str(stat).split()[0]) if stat else 0
+        except ValueError:
+            return 0
 
     # -- monitoring --------------------------------------------------------------------
     def _day(self, col: Any) -> Any:
