@@ -58,7 +58,7 @@ def test_check_message_round_trips() -> None:
         ({"account_id": "x" * 65}, "account_id", "65 characters"),
         ({"account_id": "a\x00b"}, "account_id", "U+0000"),
         ({"userid": "a\nb"}, "account_id", "control character"),
-        ({"account_id": "a\u202eb"}, "account_id", "non-printable"),
+        ({"account_id": "a\u202eb"}, "account_id", "U+202E"),
         ({"account_id": "A1", "business_type": 5}, "business_type", "must be a string"),
         ({"account_id": "A1", "business_type": "w" * 65}, "business_type", "65 characters"),
         ({"account_id": "A1", "businessType": "a\tb"}, "business_type", "control character"),

@@ -46,7 +46,9 @@ def _check(r: Any) -> None:
     assert r.dead_letters == 0, summary
     assert r.left_in_queue == 0
     assert r.lost == 0 and r.duplicated == 0 and r.unexpected == 0
-    assert r.events == r.expected_events
+    # Accounts with a mirrored trade may go either way (see bench/outage.py); few here.
+    assert r.ambiguous < 0.05 * r.checks
+    assert r.expected_events - r.ambiguous <= r.events <= r.expected_events + r.ambiguous
     # The outage was seen and waited out, not spent on attempts.
     assert r.healthz_503_seen, summary
     assert r.worker_outages is not None and r.worker_outages >= 1, summary
