@@ -182,3 +182,35 @@ def test_resnet18_accepts_any_input_size() -> None:
             assert tuple(out.shape) == (2, 2)
     with pytest.raises(ValueError, match="unknown CNN architecture"):
         build_network("vgg")
+
+
+def test_threads_follow_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fraudlens.market._cnn as cnn
+
+    monkeypatch.setattr(cnn.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert cnn.free_cores() == 2
+    # one CPU-bound job beside us: one core left
+    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (1.2, 1.0, 0.5))
+    assert cnn.free_cores() == 1
+    # our own two busy threads are not "other jobs"
+    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (2.1, 2.0, 1.0))
+    assert cnn.free_cores(own_threads=2) == 2
+    # a crowded machine still gets one thread
+    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert cnn.free_cores() == 1
+
+
+def test_sample_weights() -> None:
+    data = window(simulate(120, seed=3, n_symbols=6, days=2))
+    n = len(data.account_ids)
+    with pytest.raises(DataError, match="sample weights"):
+        CNNDetector(epochs=1).fit(data, sample_weight=np.ones(n - 1))
+    with pytest.raises(DataError, match="not all 0"):
+        CNNDetector(epochs=1).fit(data, sample_weight=np.zeros(n))
+    # weights of 1 train exactly as no weights
+    kw = {"epochs": 1, "seed": 0, "num_threads": 1}
+    a = CNNDetector(**kw).fit(data)
+    b = CNNDetector(**kw).fit(data, sample_weight=np.ones(n))
+    for key in a.state_dict_:
+        np.testing.assert_allclose(a.state_dict_[key], b.state_dict_[key], rtol=1e-5, atol=1e-6)

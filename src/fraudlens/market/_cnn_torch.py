@@ -59,16 +59,15 @@ def _conv_bn(
 class CompactCNN(nn.Module):
     """A small CNN for trade images that reads them bar by bar and counts patterns.
 
-    2-D convolutions (3 x 3) halve the height at each step but keep most of the time
-    resolution (one halving of the width), so a bar one pixel wide and its neighbours
-    stay apart; after them each column of the feature map describes one or two bars:
-    where its fills sit in their bars, how volatile the bar is, and what the
-    neighbouring bars hold. A convolution as tall as what is left collapses the height,
-    and a 1-D convolution over time relates each bar to its neighbours (round trips
-    split over adjacent bars).
+    2-D convolutions (3 x 3) halve the height at each step and keep the full time
+    resolution, so a bar one pixel wide and its neighbours stay apart; after them each
+    column of the feature map describes one bar: where its fills sit in it, how
+    volatile it is, and what the neighbouring bars hold. A convolution as tall as what
+    is left collapses the height, and a 1-D convolution over time relates each bar to
+    its neighbours (round trips split over adjacent bars).
 
     Pooling over time keeps, per channel, the largest, the second and the third largest
-    local peak (a column that is the largest within two on either side) and the mean:
+    local peak (a column that is the largest within three on either side) and the mean:
     "the second strongest round trip" is what tells a repeated pattern from one
     stopped-out trade, and top-k pooling makes that count readable to the linear head.
     Two logits come out, ``[takeover, normal]``.
@@ -77,19 +76,21 @@ class CompactCNN(nn.Module):
     def __init__(
         self,
         n_classes: int = 2,
-        channels: tuple[int, ...] = (12, 24, 32, 48),
+        channels: tuple[int, ...] = (12, 16, 24, 32),
         width: int = 64,
         dropout: float = 0.1,
         height: int = 64,
+        width_strides: tuple[int, ...] = (1, 1, 1, 1),
+        peak: int = 7,
     ) -> None:
         super().__init__()
         self.input = _Input()
+        self.peak = peak
         layers: list[nn.Module] = []
         c_in = 3
         h = height
-        for i, c_out in enumerate(channels):
-            stride = (2, 2) if i == 1 else (2, 1)
-            layers.append(_conv_bn(c_in, c_out, 3, stride=stride))
+        for c_out, ws in zip(channels, width_strides, strict=True):
+            layers.append(_conv_bn(c_in, c_out, 3, stride=(2, ws)))
             c_in = c_out
             h = (h + 1) // 2
         self.features = nn.Sequential(*layers)
@@ -110,7 +111,7 @@ class CompactCNN(nn.Module):
         # One event (a round trip, whose two legs may sit in neighbouring bars) spreads
         # over a few columns: keep only each channel's local maxima before ranking, so
         # the second largest is a second event, not the first one's neighbour.
-        peak = F.max_pool1d(z, 5, stride=1, padding=2)
+        peak = F.max_pool1d(z, self.peak, stride=1, padding=self.peak // 2)
         top = (z * (z >= peak).to(z.dtype)).topk(3, dim=2).values
         pooled = torch.cat([top[:, :, 0], top[:, :, 1], top[:, :, 2], z.mean(dim=2)], dim=1)
         return self.head(self.dropout(pooled))

@@ -68,7 +68,6 @@ import pandas as pd
 from fraudlens.errors import ConfigError, DataError
 from fraudlens.market._bars import BarContext, bar_context
 from fraudlens.market.data import MarketData, _bar_positions
-from fraudlens.market.features import equal_size_legs
 
 __all__ = ["STYLES", "panels", "render_account", "render_batch", "save_png"]
 
@@ -170,6 +169,86 @@ def _bar_levels(ctx: BarContext) -> np.ndarray:
     return np.rint(level).astype(np.uint8)
 
 
+def _equal_size_legs(
+    acc: np.ndarray,
+    bar_row: np.ndarray,
+    buy: np.ndarray,
+    price: np.ndarray,
+    qty: np.ndarray,
+    k_sym: np.ndarray,
+    k_ts: np.ndarray,
+    k_low: np.ndarray,
+    k_high: np.ndarray,
+    bar: pd.Timedelta,
+) -> np.ndarray:
+    """Per fill: where in its bar the partner of its leg sits (``nan`` without one).
+
+    A leg is an account's fills on one side in one third of a bar's range (an order cut
+    into pieces is one leg), as in :mod:`fraudlens.market.features`. Its partner is an
+    opposite leg of the account with the same total size in the same bar or a
+    neighbouring one (the farthest in price when there are several): together they are
+    an equal-size round trip.
+    """
+    n = len(acc)
+    out = np.full(n, np.nan)
+    has = bar_row >= 0
+    if not has.any():
+        return out
+    row = np.where(has, bar_row, 0)
+    amp = k_high[row] - k_low[row]
+    pos = np.divide(price - k_low[row], amp, out=np.full(n, 0.5), where=amp > 0)
+    pos = np.clip(pos, 0.0, 1.0)
+    zone = np.where(pos <= 1 / 3, 0, np.where(pos >= 2 / 3, 2, 1))
+    n_rows = len(k_ts) + 1
+    leg_key = ((acc.astype(np.int64) * n_rows + row) * 2 + buy) * 3 + zone
+    leg_key = np.where(has, leg_key, -1)
+    codes, uniq = pd.factorize(leg_key)
+    total = np.bincount(codes, weights=qty)
+    leg_pos = np.bincount(codes, weights=qty * pos) / np.maximum(total, 1e-300)
+    u_row = (uniq // 6) % n_rows
+    u_acc = uniq // 6 // n_rows
+    u_buy = (uniq // 3) % 2 == 1
+    size_code = pd.factorize(np.round(total, 9))[0].astype(np.int64)
+    n_size = int(size_code.max()) + 1 if len(size_code) else 1
+    real = uniq >= 0
+
+    def key(a: np.ndarray, r: np.ndarray, sz: np.ndarray) -> np.ndarray:
+        return (a * n_rows + r) * n_size + sz
+
+    # per (account, row, size) of each side: the lowest and the highest leg position
+    tables = {}
+    for side in (False, True):
+        m = real & (u_buy == side)
+        k_side = key(u_acc[m], u_row[m], size_code[m])
+        order = np.argsort(k_side, kind="stable")
+        ks = k_side[order]
+        first = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]]) if len(ks) else np.zeros(0, int)
+        lo = np.minimum.reduceat(leg_pos[m][order], first) if len(ks) else np.zeros(0)
+        hi = np.maximum.reduceat(leg_pos[m][order], first) if len(ks) else np.zeros(0)
+        tables[side] = (ks[first] if len(ks) else ks, lo, hi)
+    partner = np.full(len(uniq), np.nan)
+    gap = np.full(len(uniq), -1.0)
+    for step in (-1, 0, 1):
+        nb = np.clip(u_row + step, 0, n_rows - 2)
+        ok = real & (u_row + step >= 0) & (u_row + step < n_rows - 1)
+        if step:
+            here = np.minimum(u_row, n_rows - 2)
+            ok &= (k_sym[nb] == k_sym[here]) & (np.abs(k_ts[nb] - k_ts[here]) <= 2.5 * bar.value)
+        probe = key(u_acc, nb, size_code)
+        for side in (False, True):
+            keys, lo, hi = tables[not side]
+            m = ok & (u_buy == side)
+            if not len(keys) or not m.any():
+                continue
+            j = np.minimum(np.searchsorted(keys, probe), len(keys) - 1)
+            hit = m & (keys[j] == probe)
+            cand = np.where(leg_pos < 0.5, hi[j], lo[j])
+            better = hit & (np.abs(cand - leg_pos) > gap)
+            partner[better] = cand[better]
+            gap[better] = np.abs(cand - leg_pos)[better]
+    return np.where(has, partner[codes], np.nan)
+
+
 def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepared:
     trades = data.trades
     acc = pd.Index(ids).get_indexer(trades["account_id"].astype(str))
@@ -207,7 +286,13 @@ def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepar
         ctx = bar_context(k_sorted)
         k_level[:-1] = _bar_levels(ctx)
         if len(trades):
-            eq = equal_size_legs(trades.reset_index(drop=True), k_sorted, data.bar, ctx, bar_row)
+            qty = trades["quantity"].to_numpy(dtype=np.float64)
+            price = trades["price"].to_numpy(dtype=np.float64)
+            buy = (trades["side"].astype(str).str.lower() == "buy").to_numpy()
+            partner = _equal_size_legs(
+                acc, bar_row, buy, price, qty, k_sym, k_ts, k_low, k_high, data.bar
+            )
+            eq = np.isfinite(partner)
             bright = np.where(eq, _FL.fill_value, _FL.unmatched_value).astype(np.uint8)
     x_ts = t_ts.copy()
     has_bar = bar_row >= 0
