@@ -258,8 +258,10 @@ def account_picture_svg(
                 f'font-size="10" fill="{_MUTED}">{_text(_price(price))}</text>'
             )
         parts.append(
+            # a white halo keeps the symbol readable over the candles behind it
             f'<text x="{_LEFT + 6}" y="{y0 + 14}" font-size="12" font-weight="600" '
-            f'fill="{_INK}">{_text(sym)}</text>'
+            f'fill="{_INK}" stroke="#ffffff" stroke-width="3" paint-order="stroke">'
+            f"{_text(sym)}</text>"
         )
         # candles
         bw = plot_w / span.bars
