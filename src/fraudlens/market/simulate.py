@@ -822,6 +822,13 @@ class _Accounts:
             return
         self.singles(acct, self.busy(prev, int(rng.integers(1, 4))))
 
+    def distinct(self, pool: np.ndarray, n: int) -> np.ndarray:
+        """``n`` bars of ``pool``, all different while the pool lasts: two round trips in
+        one bar would read as one (their legs merge)."""
+        if n <= len(pool):
+            return self.rng.choice(pool, n, replace=False)
+        return np.r_[self.rng.permutation(pool), self.rng.choice(pool, n - len(pool))]
+
     def takeover_pool(self, sd: int, wide: bool = False) -> np.ndarray:
         k = self.b.subtle_top if wide else int(self.rng.choice(self.b.takeover_top))
         return self.m.top(sd, k)
@@ -1123,14 +1130,14 @@ class _Accounts:
 
     def takeover_reverse(self, acct: int) -> None:
         sds = self.pick(1)
-        bars = self.rng.choice(self.takeover_pool(sds[0]), self.n_trips())
+        bars = self.distinct(self.takeover_pool(sds[0]), self.n_trips())
         self.extreme_trips(acct, bars, band=(0.0, self.b.extreme_band), victim_buys_low=False)
         self.previous_day(acct, sds)
 
     def takeover_wick(self, acct: int, widen: bool) -> None:
         rng = self.rng
         sds = self.pick(1)
-        bars = rng.choice(self.takeover_pool(sds[0]), int(rng.integers(2, 7)))
+        bars = self.distinct(self.takeover_pool(sds[0]), int(rng.integers(2, 7)))
         if widen:
             # The matched trades print outside the market and become the bar's wicks.
             ext = rng.uniform(0.02, 0.5, (2, len(bars)))
@@ -1154,7 +1161,7 @@ class _Accounts:
         sds = self.pick(1)
         pool = self.takeover_pool(sds[0], wide=bool(rng.random() < 0.3))
         n = self.n_trips()
-        bars = rng.choice(pool, n)
+        bars = self.distinct(pool, n)
         adjacent = rng.random() < 0.2
         self.extreme_trips(
             acct,
@@ -1183,7 +1190,7 @@ class _Accounts:
     def takeover_adjacent(self, acct: int) -> None:
         sds = self.pick(1)
         n = self.n_trips()
-        bars = self.rng.choice(self.takeover_pool(sds[0]), n)
+        bars = self.distinct(self.takeover_pool(sds[0]), n)
         self.extreme_trips(
             acct,
             bars,
@@ -1197,7 +1204,7 @@ class _Accounts:
         rng = self.rng
         sds = self.pick(1)
         n = int(rng.integers(2, 7))
-        bars = rng.choice(self.takeover_pool(sds[0]), n)
+        bars = self.distinct(self.takeover_pool(sds[0]), n)
         self.extreme_trips(
             acct,
             bars,
@@ -1235,7 +1242,7 @@ class _Accounts:
                 same_ts=0.0,
             )
         n = int(rng.integers(2, 5))
-        bars = rng.choice(self.takeover_pool(sds[0]), n)
+        bars = self.distinct(self.takeover_pool(sds[0]), n)
         band = (0.0, self.b.extreme_band if rng.random() < 0.7 else self.b.rough_band)
         self.extreme_trips(
             acct,
@@ -1254,7 +1261,7 @@ class _Accounts:
         if per.sum() < 3:
             per[0] += 3 - per.sum()
         for sd, k in zip(sds, per, strict=True):
-            bars = rng.choice(self.takeover_pool(sd), int(k))
+            bars = self.distinct(self.takeover_pool(sd), int(k))
             self.extreme_trips(
                 acct, bars, band=(0.0, self.b.extreme_band), victim_buys_low=low_side
             )
@@ -1280,7 +1287,7 @@ class _Accounts:
             # a victim outside this book: the mirror of a takeover's round trips
             sd = self.pick(1)[0]
             n = self.n_trips()
-            bars = rng.choice(self.takeover_pool(sd), n)
+            bars = self.distinct(self.takeover_pool(sd), n)
             self.extreme_trips(
                 acct,
                 bars,
