@@ -229,6 +229,7 @@ def test_errors_are_shown(page: Any, served: tuple[str, str]) -> None:
     page.goto(f"{base}/review?sort=-created_at")
     rows = page.locator("#events-body tr")
     expect(rows).to_have_count(4)
+    expect(page.locator("#d-id")).to_have_text("#4")  # the first event is open
     banner = page.locator("#banner")
     expect(banner).to_be_hidden()
 
