@@ -83,7 +83,7 @@ DEFAULT_KIND_WEIGHTS: dict[str, float] = {
     "normal_limit": 0.7,
     "normal_edge": 1.3,
     "normal_market_maker": 1.3,
-    "normal_momentum": 1.5,
+    "normal_momentum": 2.5,
     "normal_small_fills": 1.5,
     "normal_volatile": 1.3,
     "takeover_mixed": 1.5,
@@ -152,7 +152,8 @@ class Behaviour:
     edge_round_trips
         Round trips of a market-order edge trader.
     momentum_top
-        A momentum trader's entry bar is among the day's top ``k`` widest bars.
+        A momentum trader's entry bar is among the day's top ``k`` widest bars, ``k``
+        drawn from this tuple per account.
     momentum_band
         Entry and stop lie within this share of the range from the extremes.
     momentum_next_bar
@@ -190,7 +191,7 @@ class Behaviour:
     mm_adjacent: float = 0.2
     edge_max_ticks: int = 4
     edge_round_trips: tuple[int, int] = (2, 15)
-    momentum_top: int = 20
+    momentum_top: tuple[int, ...] = (5, 10, 20)
     momentum_band: float = 0.12
     momentum_next_bar: float = 0.5
     momentum_extra: tuple[int, int] = (0, 5)
@@ -1028,7 +1029,7 @@ class _Accounts:
         rng = self.rng
         sds = self.pick(1)
         sd = sds[0]
-        entry = rng.choice(self.m.top(sd, self.b.momentum_top), 1)
+        entry = rng.choice(self.m.top(sd, int(rng.choice(self.b.momentum_top))), 1)
         stop = self.m.neighbour(entry) if rng.random() < self.b.momentum_next_bar else entry
         band = self.b.momentum_band
         hi_pos = 1.0 - rng.uniform(0.0, band, 1)
