@@ -61,9 +61,9 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
+from fraudlens._closing import Closing
 from fraudlens._io import atomic_write
 from fraudlens.errors import ConfigError
 
@@ -114,7 +114,7 @@ def _is_local(target: str) -> bool:
     return "://" not in target or target.startswith("file://")
 
 
-class Sink:
+class Sink(Closing):
     """A buffered writer of scored records to a folder or an fsspec URL.
 
     Use :func:`open_sink` to build one. A sink is thread-safe and a context manager;
@@ -376,17 +376,6 @@ class Sink:
                     self._spool = None
         if self._timer is not None and self._timer is not threading.current_thread():
             self._timer.join(timeout=5)
-
-    def __enter__(self) -> Sink:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Sink({self.target!r}, prefix={self.prefix!r}, fmt={self.fmt!r})"

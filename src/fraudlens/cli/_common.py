@@ -26,11 +26,14 @@ from rich.progress import (
 from fraudlens.errors import FraudlensError
 
 __all__ = [
+    "DbOpt",
     "ModelDir",
+    "SeedOpt",
     "cli_errors",
     "command_name",
     "console",
     "error",
+    "event_threshold_option",
     "existing_database",
     "fail_cleanly",
     "fraudlens_command",
@@ -51,6 +54,36 @@ ModelDir = Annotated[
         show_default=False,
     ),
 ]
+
+
+#: The ``--db`` option of the commands that work on the store.
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database URL [default: FRAUDLENS_DATABASE_URL or sqlite:///fraudlens.db].",
+        show_default=False,
+    ),
+]
+
+#: The ``--seed`` option of the commands that draw random numbers.
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+
+
+def event_threshold_option(*names: str) -> Any:
+    """The risk-event threshold option (``flagged = score > it``), under ``names``.
+
+    The worker calls it ``--threshold`` and ``models compare`` ``--event-threshold``; the
+    range, the default and its help are the same for both.
+    """
+    return typer.Option(
+        *names,
+        min=0.0,
+        max=1.0,
+        help="Risk-event threshold: flagged = score > it [default: FRAUDLENS_MARKET_THRESHOLD "
+        "or 0.9].",
+        show_default=False,
+    )
 
 
 def registry_root(model_dir: Path | None, *, must_exist: bool = False) -> Path:

@@ -39,7 +39,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fraudlens.cli._common import ModelDir, cli_errors, console, progress, registry_root
+from fraudlens.cli._common import ModelDir, SeedOpt, cli_errors, console, progress, registry_root
 from fraudlens.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -389,7 +389,7 @@ def simulate_cmd(
         int, typer.Option("--customers", min=1, help="Number of customers.")
     ] = 5000,
     days: Annotated[int, typer.Option("--days", min=1, help="Days to simulate.")] = 183,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: SeedOpt = 0,
     terminals: Annotated[
         int | None,
         typer.Option("--terminals", min=1, help="Number of terminals [default: 2 x customers]."),
@@ -498,7 +498,7 @@ def train_cmd(
         str | None,
         typer.Option(help="f1, recall:0.8, fpr:0.01, none, or a fixed number."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: SeedOpt = 0,
     trust_pickle: TrustPickleOpt = False,
 ) -> None:
     """Validate a card model on a held-out time window, refit it on every labelled row,
@@ -866,7 +866,7 @@ def benchmark_cmd(
         Ties, typer.Option(help="Same-second rows of a customer: input order or the handbook's.")
     ] = Ties.input,
     k: Annotated[int, typer.Option("--k", min=1, help="Cards per day for card precision@k.")] = 100,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: SeedOpt = 0,
     trust_pickle: TrustPickleOpt = False,
 ) -> None:
     """Run the Fraud Detection Handbook's protocol on raw transactions: per test week and on

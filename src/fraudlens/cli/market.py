@@ -11,7 +11,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from fraudlens.cli._common import ModelDir, cli_errors, console, progress, registry_root
+from fraudlens.cli._common import ModelDir, SeedOpt, cli_errors, console, progress, registry_root
 
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
@@ -54,7 +54,7 @@ def simulate(
         Path, typer.Option(help="Output folder for klines.csv, trades.csv, labels.csv.")
     ],
     accounts: Annotated[int, typer.Option(min=2, help="Number of accounts.")] = 2000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: SeedOpt = 0,
     fraud_share: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of takeover accounts.")
     ] = 0.5,
@@ -247,7 +247,7 @@ def train(
     detector: Annotated[
         DetectorChoice, typer.Option(help="cnn (image CNN) or features (boosting).")
     ] = DetectorChoice.features,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: SeedOpt = 0,
     epochs: Annotated[
         int | None, typer.Option(help="CNN epochs [default: the detector's].")
     ] = None,

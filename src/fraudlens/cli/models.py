@@ -10,7 +10,13 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from fraudlens.cli._common import ModelDir, cli_errors, console, registry_root
+from fraudlens.cli._common import (
+    ModelDir,
+    cli_errors,
+    console,
+    event_threshold_option,
+    registry_root,
+)
 from fraudlens.errors import ModelNotFoundError
 from fraudlens.registry import Registry
 
@@ -119,15 +125,7 @@ def compare(
         str | None, typer.Option(help="Version to compare with [default: the active one].")
     ] = None,
     model_dir: ModelDir = None,
-    event_threshold: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Risk-event threshold: flagged = score > it [default: the market_threshold "
-            "setting, 0.9].",
-        ),
-    ] = None,
+    event_threshold: Annotated[float | None, event_threshold_option()] = None,
     holdout_after: Annotated[
         str | None,
         typer.Option(help="Compare only on events whose window ends after this ISO-8601 time."),

@@ -14,9 +14,11 @@ import typer
 from rich.table import Table
 
 from fraudlens.cli._common import (
+    DbOpt,
     ModelDir,
     cli_errors,
     console,
+    event_threshold_option,
     existing_database,
     progress,
     registry_root,
@@ -30,14 +32,6 @@ __all__ = ["db_app", "enqueue", "worker"]
 
 db_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
-DbOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="Database URL [default: FRAUDLENS_DATABASE_URL or sqlite:///fraudlens.db].",
-        show_default=False,
-    ),
-]
 QueueOpt = Annotated[
     str | None,
     typer.Option(
@@ -202,15 +196,7 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
     model_dir: ModelDir = None,
     model: Annotated[str, typer.Option(help="Model name or domain.")] = "market",
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Risk-event threshold [default: FRAUDLENS_MARKET_THRESHOLD or 0.9].",
-            show_default=False,
-        ),
-    ] = None,
+    threshold: Annotated[float | None, event_threshold_option("--threshold")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Messages worked together.")] = 100,
     visibility_timeout: Annotated[
         float, typer.Option(min=1.0, help="Seconds a received batch stays leased.")

@@ -12,7 +12,14 @@ from typing import Annotated
 import typer
 from rich.panel import Panel
 
-from fraudlens.cli._common import cli_errors, console, fraudlens_command, progress, shell_path
+from fraudlens.cli._common import (
+    SeedOpt,
+    cli_errors,
+    console,
+    fraudlens_command,
+    progress,
+    shell_path,
+)
 
 #: Where the service of the printed ``serve`` command listens: loopback only.
 SERVE_HOST = "127.0.0.1"
@@ -32,7 +39,7 @@ def quickstart(
     accounts: Annotated[
         int, typer.Option(min=200, help="Training accounts (test set: half).")
     ] = 4000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: SeedOpt = 0,
     cnn: Annotated[
         bool, typer.Option(help="Also train the image CNN (a few minutes on 2 cores).")
     ] = True,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from fraudlens.cli._common import cli_errors, console, existing_database
+from fraudlens.cli._common import DbOpt, cli_errors, console, existing_database
 from fraudlens.config import get_settings
 from fraudlens.errors import DataError
 
@@ -29,14 +29,6 @@ __all__ = ["local_analyst", "tokens_app", "users_app"]
 users_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 tokens_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
-DbOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="Database URL [default: FRAUDLENS_DATABASE_URL or sqlite:///fraudlens.db].",
-        show_default=False,
-    ),
-]
 PasswordStdin = Annotated[
     bool,
     typer.Option(

@@ -29,19 +29,21 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from fraudlens._closing import Closing
 from fraudlens.errors import ConfigError, QueueError
 
 __all__ = [
     "EXPIRED_REASON",
     "Message",
     "Queue",
+    "dead_letter_record",
     "decode_body",
     "encode_body",
     "max_attempts_reason",
@@ -129,7 +131,26 @@ def utc_iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
 
 
-class Queue(ABC):
+def dead_letter_record(
+    message_id: str, raw: str, reason: str, attempts: int, failed_at: float
+) -> dict[str, Any]:
+    """One entry of :meth:`Queue.dead_letters`, the same in every backend.
+
+    ``failed_at`` is Unix time; ``body`` is the decoded object, or None when ``raw`` is
+    not a JSON object (the reason then says why).
+    """
+    body, error = decode_body(raw)
+    return {
+        "id": message_id,
+        "body": None if error else body,
+        "raw": raw,
+        "reason": reason,
+        "attempts": int(attempts),
+        "failed_at": utc_iso(failed_at),
+    }
+
+
+class Queue(Closing, ABC):
     """A work queue with leases, retries and a dead-letter store.
 
     Parameters
@@ -191,7 +212,6 @@ class Queue(ABC):
         return [self.send(b) for b in bodies]
 
     # -- consuming -----------------------------------------------------------------------
-    @abstractmethod
     def receive(
         self, max_messages: int = 10, *, visibility_timeout: float = 30.0, wait: float = 0.0
     ) -> list[Message]:
@@ -212,6 +232,16 @@ class Queue(ABC):
             Possibly empty. Messages over ``max_attempts`` and malformed bodies are
             dead-lettered here and not returned.
         """
+        if max_messages < 1:
+            return []
+        return self._receive(max_messages, visibility_timeout, time.monotonic() + max(0.0, wait))
+
+    @abstractmethod
+    def _receive(
+        self, max_messages: int, visibility_timeout: float, deadline: float
+    ) -> list[Message]:
+        """The backend's :meth:`receive`: at least one message wanted, waiting for one
+        until ``deadline`` (a :func:`time.monotonic` time) at the latest."""
 
     @abstractmethod
     def ack(self, msg: Message) -> None:
@@ -273,17 +303,6 @@ class Queue(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections. The instance cannot be used afterwards."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, max_attempts={self.max_attempts})"

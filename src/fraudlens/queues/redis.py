@@ -44,11 +44,10 @@ from fraudlens.errors import QueueError
 from fraudlens.queues._base import (
     Message,
     Queue,
-    decode_body,
+    dead_letter_record,
     encode_body,
     log,
     max_attempts_reason,
-    utc_iso,
 )
 
 if TYPE_CHECKING:
@@ -233,13 +232,10 @@ class RedisQueue(Queue):
         return ids
 
     # -- consuming -----------------------------------------------------------------------
-    def receive(
-        self, max_messages: int = 10, *, visibility_timeout: float = 30.0, wait: float = 0.0
+    def _receive(
+        self, max_messages: int, visibility_timeout: float, deadline: float
     ) -> list[Message]:
-        """Claim expired entries, then read new ones; block up to ``wait`` seconds."""
-        if max_messages < 1:
-            return []
-        deadline = time.monotonic() + max(0.0, wait)
+        """Claim expired entries, then read new ones; block until ``deadline``."""
         with self._guard("receive"):
             while True:
                 remaining = deadline - time.monotonic()
@@ -392,21 +388,16 @@ class RedisQueue(Queue):
         """Return up to ``limit`` entries of ``<stream>:dlq``, oldest first."""
         with self._guard("dead_letters"):
             rows = self._redis.xrange(self.dlq, "-", "+", count=int(limit))
-        out = []
-        for _dlq_id, f in rows:
-            raw = f.get("body", "")
-            body, error = decode_body(raw)
-            out.append(
-                {
-                    "id": f.get("id", ""),
-                    "body": None if error else body,
-                    "raw": raw,
-                    "reason": f.get("reason", ""),
-                    "attempts": int(f.get("attempts", 0)),
-                    "failed_at": utc_iso(float(f.get("failed_at", 0.0))),
-                }
+        return [
+            dead_letter_record(
+                f.get("id", ""),
+                f.get("body", ""),
+                f.get("reason", ""),
+                int(f.get("attempts", 0)),
+                float(f.get("failed_at", 0.0)),
             )
-        return out
+            for _dlq_id, f in rows
+        ]
 
     # -- housekeeping --------------------------------------------------------------------
     def depth(self) -> int:

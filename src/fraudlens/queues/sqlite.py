@@ -26,11 +26,10 @@ from fraudlens.queues._base import (
     EXPIRED_REASON,
     Message,
     Queue,
-    decode_body,
+    dead_letter_record,
     encode_body,
     log,
     max_attempts_reason,
-    utc_iso,
 )
 
 __all__ = ["DEFAULT_SQLITE_PATH", "SQLiteQueue"]
@@ -225,13 +224,10 @@ class SQLiteQueue(Queue):
         return ids
 
     # -- consuming -----------------------------------------------------------------------
-    def receive(
-        self, max_messages: int = 10, *, visibility_timeout: float = 30.0, wait: float = 0.0
+    def _receive(
+        self, max_messages: int, visibility_timeout: float, deadline: float
     ) -> list[Message]:
-        """Lease up to ``max_messages`` visible messages, polling up to ``wait`` seconds."""
-        if max_messages < 1:
-            return []
-        deadline = time.monotonic() + max(0.0, wait)
+        """Lease up to ``max_messages`` visible messages, polling until ``deadline``."""
         pause = _POLL_MIN
         while True:
             got, dead = self._receive_once(max_messages, visibility_timeout)
@@ -374,20 +370,10 @@ class SQLiteQueue(Queue):
                 " WHERE queue = ? ORDER BY id LIMIT ?",
                 (self.name, int(limit)),
             ).fetchall()
-        out = []
-        for message_id, raw, reason, attempts, failed_at in rows:
-            body, error = decode_body(raw)
-            out.append(
-                {
-                    "id": str(message_id),
-                    "body": None if error else body,
-                    "raw": raw,
-                    "reason": reason,
-                    "attempts": attempts,
-                    "failed_at": utc_iso(failed_at),
-                }
-            )
-        return out
+        return [
+            dead_letter_record(str(message_id), raw, reason, attempts, failed_at)
+            for message_id, raw, reason, attempts, failed_at in rows
+        ]
 
     # -- housekeeping --------------------------------------------------------------------
     def depth(self) -> int:

@@ -41,11 +41,10 @@ from fraudlens.errors import ConfigError, QueueError
 from fraudlens.queues._base import (
     Message,
     Queue,
-    decode_body,
+    dead_letter_record,
     encode_body,
     log,
     max_attempts_reason,
-    utc_iso,
 )
 
 __all__ = ["SQSQueue"]
@@ -215,13 +214,10 @@ class SQSQueue(Queue):
         return ids
 
     # -- consuming -----------------------------------------------------------------------
-    def receive(
-        self, max_messages: int = 10, *, visibility_timeout: float = 30.0, wait: float = 0.0
+    def _receive(
+        self, max_messages: int, visibility_timeout: float, deadline: float
     ) -> list[Message]:
-        """Receive up to ``max_messages`` (10 per call), long-polling up to ``wait`` s."""
-        if max_messages < 1:
-            return []
-        deadline = time.monotonic() + max(0.0, wait)
+        """Receive up to ``max_messages`` (10 per call), long-polling until ``deadline``."""
         out: list[Message] = []
         with self._guard("receive"):
             while len(out) < max_messages:
@@ -402,24 +398,20 @@ class SQSQueue(Queue):
                         for i, h in enumerate(handles[start : start + _BATCH])
                     ],
                 )
-        out = []
+        dated = []
         for m in seen.values():
             attrs = {k: v.get("StringValue", "") for k, v in m.get("MessageAttributes", {}).items()}
-            body, error = decode_body(m["Body"])
             failed_at = float(attrs.get("failed_at") or 0.0)
-            out.append(
-                {
-                    "id": attrs.get("source_message_id", ""),
-                    "body": None if error else body,
-                    "raw": m["Body"],
-                    "reason": attrs.get("reason", ""),
-                    "attempts": int(attrs.get("attempts") or 0),
-                    "failed_at": utc_iso(failed_at),
-                    "_ts": failed_at,
-                }
+            record = dead_letter_record(
+                attrs.get("source_message_id", ""),
+                m["Body"],
+                attrs.get("reason", ""),
+                int(attrs.get("attempts") or 0),
+                failed_at,
             )
-        out.sort(key=lambda d: d.pop("_ts"))
-        return out[:limit]
+            dated.append((failed_at, record))
+        dated.sort(key=lambda pair: pair[0])
+        return [record for _, record in dated[:limit]]
 
     # -- housekeeping --------------------------------------------------------------------
     def depth(self) -> int:

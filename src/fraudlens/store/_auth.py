@@ -166,23 +166,40 @@ _SECRETS = _table(AuthSecretRow)
 _AUDIT = _table(ReviewAuditRow)
 
 
-def _user(row: Any) -> User:
+def _user(row: Any, *, joined: bool = False) -> User:
+    """A user from a ``users`` row, or (``joined``) from a row of :func:`_with_owner`,
+    where the user's id is ``user_id`` and its creation time ``user_created_at``."""
     return User(
-        id=int(row.id),
+        id=int(row.user_id if joined else row.id),
         username=row.username,
         role=row.role,
         disabled=bool(row.disabled),
-        created_at=row.created_at,
+        created_at=row.user_created_at if joined else row.created_at,
         disabled_at=row.disabled_at,
         has_password=row.password_hash is not None,
     )
 
 
-def _token(row: Any, username: str) -> ApiToken:
+def _with_owner(table: sa.Table) -> sa.Select[Any]:
+    """``table``'s rows (tokens or sessions, keyed by ``user_id``) with their user's
+    columns, read back by ``_user(row, joined=True)``."""
+    return sa.select(
+        table,
+        _USERS.c.username,
+        _USERS.c.role,
+        _USERS.c.disabled,
+        _USERS.c.password_hash,
+        _USERS.c.created_at.label("user_created_at"),
+        _USERS.c.disabled_at,
+    ).join(_USERS, _USERS.c.id == table.c.user_id)
+
+
+def _token(row: Any) -> ApiToken:
+    """A token selected by :func:`_with_owner`."""
     return ApiToken(
         id=int(row.id),
         user_id=int(row.user_id),
-        username=username,
+        username=row.username,
         name=row.name,
         prefix=row.prefix,
         created_at=row.created_at,
@@ -431,55 +448,31 @@ class AuthStore:
         assert found is not None
         return found
 
-    def _tokens_query(self) -> sa.Select[Any]:
-        return sa.select(_TOKENS, _USERS.c.username).join(_USERS, _USERS.c.id == _TOKENS.c.user_id)
-
     @_mapped
     def get_api_token(self, token_id: int) -> ApiToken | None:
         """A token's record by id, or None."""
         with self._connect() as conn:
-            row = conn.execute(self._tokens_query().where(_TOKENS.c.id == int(token_id))).first()
-        return None if row is None else _token(row, row.username)
+            row = conn.execute(_with_owner(_TOKENS).where(_TOKENS.c.id == int(token_id))).first()
+        return None if row is None else _token(row)
 
     @_mapped
     def api_token_by_hash(self, token_hash: str) -> tuple[ApiToken, User] | None:
         """The token with this digest and its user (disabled or not), or None."""
         with self._connect() as conn:
             row = conn.execute(
-                sa.select(
-                    _TOKENS,
-                    _USERS.c.username,
-                    _USERS.c.role,
-                    _USERS.c.disabled,
-                    _USERS.c.password_hash,
-                    _USERS.c.created_at.label("user_created_at"),
-                    _USERS.c.disabled_at,
-                )
-                .join(_USERS, _USERS.c.id == _TOKENS.c.user_id)
-                .where(_TOKENS.c.token_hash == token_hash)
+                _with_owner(_TOKENS).where(_TOKENS.c.token_hash == token_hash)
             ).first()
-        if row is None:
-            return None
-        user = User(
-            id=int(row.user_id),
-            username=row.username,
-            role=row.role,
-            disabled=bool(row.disabled),
-            created_at=row.user_created_at,
-            disabled_at=row.disabled_at,
-            has_password=row.password_hash is not None,
-        )
-        return _token(row, row.username), user
+        return None if row is None else (_token(row), _user(row, joined=True))
 
     @_mapped
     def list_api_tokens(self, username: str | None = None) -> list[ApiToken]:
         """Every token (of one user if named), oldest first; revoked ones included."""
-        query = self._tokens_query().order_by(_TOKENS.c.id)
+        query = _with_owner(_TOKENS).order_by(_TOKENS.c.id)
         if username is not None:
             query = query.where(_USERS.c.username == username)
         with self._connect() as conn:
             rows = conn.execute(query).all()
-        return [_token(r, r.username) for r in rows]
+        return [_token(r) for r in rows]
 
     @_mapped
     def revoke_api_token(self, token_id: int) -> ApiToken:
@@ -539,31 +532,8 @@ class AuthStore:
     def session_with_user(self, session_id: str) -> tuple[Session, User] | None:
         """A session and its user (whatever their state), or None."""
         with self._connect() as conn:
-            row = conn.execute(
-                sa.select(
-                    _SESSIONS,
-                    _USERS.c.username,
-                    _USERS.c.role,
-                    _USERS.c.disabled,
-                    _USERS.c.password_hash,
-                    _USERS.c.created_at.label("user_created_at"),
-                    _USERS.c.disabled_at,
-                )
-                .join(_USERS, _USERS.c.id == _SESSIONS.c.user_id)
-                .where(_SESSIONS.c.id == session_id)
-            ).first()
-        if row is None:
-            return None
-        user = User(
-            id=int(row.user_id),
-            username=row.username,
-            role=row.role,
-            disabled=bool(row.disabled),
-            created_at=row.user_created_at,
-            disabled_at=row.disabled_at,
-            has_password=row.password_hash is not None,
-        )
-        return _session(row), user
+            row = conn.execute(_with_owner(_SESSIONS).where(_SESSIONS.c.id == session_id)).first()
+        return None if row is None else (_session(row), _user(row, joined=True))
 
     @_mapped
     def touch_session(self, session_id: str, at: datetime) -> None:

@@ -57,6 +57,7 @@ __all__ = [
     "MAX_BULK",
     "SORT_KEYS",
     "TriageStore",
+    "decision_values",
     "event_priority",
     "event_symbols",
     "like_prefix",
@@ -208,6 +209,31 @@ _EVENTS = RiskEventRow.__table__
 _SYMBOLS = RiskEventSymbol.__table__
 
 
+def decision_values(status: str, reviewed_by: str, note: str | None) -> dict[str, Any]:
+    """The columns an analyst's decision sets on an event, checked.
+
+    Raises
+    ------
+    DataError
+        ``status`` is not a risk-event status, or ``reviewed_by`` is empty.
+    """
+    from fraudlens._time import utcnow
+    from fraudlens.store.records import RISK_STATUSES
+
+    if status not in RISK_STATUSES:
+        raise DataError(f"status {status!r} is not one of {RISK_STATUSES}", column="status")
+    if not reviewed_by or not reviewed_by.strip():
+        raise DataError("reviewed_by must not be empty", column="reviewed_by")
+    values: dict[str, Any] = {
+        "status": status,
+        "reviewed_by": reviewed_by.strip(),
+        "reviewed_at": utcnow(),
+    }
+    if note is not None:
+        values["note"] = note
+    return values
+
+
 class TriageStore:
     """Bulk decisions and monitoring figures; mixed into :class:`fraudlens.store.Store`."""
 
@@ -226,22 +252,25 @@ class TriageStore:
         values: Mapping[str, Any],
         *,
         user_id: int | None,
-        note: str | None,
     ) -> None:
+        """Record one decision (``values`` from :func:`decision_values`) inside ``conn``'s
+        transaction: its audit row first, then the event's own columns."""
         appended = append_review_audit(
             conn,
             event_id,
             actor=values["reviewed_by"],
             user_id=user_id,
             to_status=values["status"],
-            note=note,
+            note=values.get("note"),
             at=values["reviewed_at"],
         )
         if appended == 0:
             raise NotFoundError(f"no risk event with id {event_id}")
-        conn.execute(
+        result = conn.execute(
             sa.update(RiskEventRow).where(RiskEventRow.id == int(event_id)).values(**values)
         )
+        if result.rowcount == 0:
+            raise NotFoundError(f"no risk event with id {event_id}")
 
     @_mapped
     def review_risk_events(
@@ -275,13 +304,7 @@ class TriageStore:
         DataError
             Bad status, reviewer, or list of ids.
         """
-        from fraudlens._time import utcnow
-        from fraudlens.store.records import RISK_STATUSES
-
-        if status not in RISK_STATUSES:
-            raise DataError(f"status {status!r} is not one of {RISK_STATUSES}", column="status")
-        if not reviewed_by or not reviewed_by.strip():
-            raise DataError("reviewed_by must not be empty", column="reviewed_by")
+        values = decision_values(status, reviewed_by, note)
         ids = [int(i) for i in event_ids]
         if not ids:
             raise DataError("no event ids given", column="ids")
@@ -289,13 +312,6 @@ class TriageStore:
             raise DataError(f"at most {MAX_BULK} events per decision, not {len(ids)}", column="ids")
         if len(set(ids)) != len(ids):
             raise DataError("an event id is given twice", column="ids")
-        values: dict[str, Any] = {
-            "status": status,
-            "reviewed_by": reviewed_by.strip(),
-            "reviewed_at": utcnow(),
-        }
-        if note is not None:
-            values["note"] = note
         with self._begin() as conn:
             found = {
                 int(r[0])
@@ -311,7 +327,7 @@ class TriageStore:
             # in id order: two bulk decisions over overlapping events lock them in the
             # same order, so they queue behind each other instead of deadlocking
             for event_id in sorted(ids):
-                self._review_in(conn, event_id, values, user_id=user_id, note=note)
+                self._review_in(conn, event_id, values, user_id=user_id)
         return ids
 
     # -- planner statistics --------------------------------------------------------------

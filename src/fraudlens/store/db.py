@@ -35,27 +35,27 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from fraudlens._closing import Closing
 from fraudlens._time import utc, utcnow
 from fraudlens.errors import (
     ConfigError,
     DataError,
     FraudlensError,
-    NotFoundError,
     StoreError,
     StoreUnavailableError,
 )
-from fraudlens.store._auth import AuthStore, append_review_audit
+from fraudlens.store._auth import AuthStore
 from fraudlens.store._tables import Base, Kline, RiskEventRow, RiskEventSymbol, Trade
 from fraudlens.store._triage import (
     TriageStore,
+    decision_values,
     event_priority,
     filter_conditions,
     order_by,
@@ -210,7 +210,7 @@ def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
-class Store(AuthStore, TriageStore):
+class Store(Closing, AuthStore, TriageStore):
     """Trades, k-lines and risk events in one SQL database.
 
     Parameters
@@ -274,17 +274,6 @@ class Store(AuthStore, TriageStore):
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _connect(self) -> sa.Connection:
         try:
@@ -927,34 +916,9 @@ class Store(AuthStore, TriageStore):
         DataError
             Bad status or reviewer.
         """
-        if status not in RISK_STATUSES:
-            raise DataError(f"status {status!r} is not one of {RISK_STATUSES}", column="status")
-        if not reviewed_by or not reviewed_by.strip():
-            raise DataError("reviewed_by must not be empty", column="reviewed_by")
-        values: dict[str, Any] = {
-            "status": status,
-            "reviewed_by": reviewed_by.strip(),
-            "reviewed_at": utcnow(),
-        }
-        if note is not None:
-            values["note"] = note
+        values = decision_values(status, reviewed_by, note)
         with self._begin() as conn:
-            appended = append_review_audit(
-                conn,
-                event_id,
-                actor=values["reviewed_by"],
-                user_id=user_id,
-                to_status=status,
-                note=note,
-                at=values["reviewed_at"],
-            )
-            if appended == 0:
-                raise NotFoundError(f"no risk event with id {event_id}")
-            result = conn.execute(
-                sa.update(RiskEventRow).where(RiskEventRow.id == int(event_id)).values(**values)
-            )
-            if result.rowcount == 0:
-                raise NotFoundError(f"no risk event with id {event_id}")
+            self._review_in(conn, event_id, values, user_id=user_id)
         event = self.get_risk_event(event_id)
         assert event is not None
         return event

@@ -7,13 +7,12 @@ import json
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from fraudlens._time import utcnow
 from fraudlens.scoring import CardScores
 from fraudlens.service._parse import align_metadata
-from fraudlens.service._responses import error_docs
+from fraudlens.service._responses import error_docs, model_reply
 from fraudlens.service._schemas import (
     AnomalyResult,
     CardScoreRequest,
@@ -62,9 +61,7 @@ async def cards_score(
     meta = align_metadata(req.metadata, len(res))
     if sink is not None:
         await run_in_threadpool(sink.put_many, _sink_rows(res, meta))
-    return JSONResponse(
-        out.model_dump(exclude_none=True), headers={"X-Model-Version": ",".join(res.models)}
-    )
+    return model_reply(out.model_dump(exclude_none=True), ",".join(res.models))
 
 
 def _sink_rows(res: CardScores, meta: list[Any]) -> list[dict[str, Any]]:

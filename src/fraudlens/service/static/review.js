@@ -483,13 +483,7 @@
   async function bulkReview(status) {
     const ids = state.items.filter((e) => state.selected.has(e.id)).map((e) => e.id);
     if (!ids.length || state.busy) return;
-    const who = reviewer();
-    if (!who) {
-      $("reviewer").classList.add("missing");
-      $("reviewer").focus();
-      showError(new ApiError(0, "Enter your name as reviewer first", "It is recorded with the decision."), "Cannot review");
-      return;
-    }
+    if (!requireReviewer()) return;
     const note = $("bulk-note").value.trim();
     state.busy = true;
     renderBulk();
@@ -498,7 +492,7 @@
       const done = await api("/v1/reviews", {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ ids, status, reviewed_by: who, note: note || null }),
+        body: JSON.stringify({ ids, status, reviewed_by: reviewer(), note: note || null }),
       });
       clearError();
       toast(`${done.ids.length} event${done.ids.length === 1 ? "" : "s"} ${status}`);
@@ -668,6 +662,15 @@
     return session.username || $("reviewer").value.trim();
   }
 
+  // A decision needs a name: the signed-in user, or the one typed at the top.
+  function requireReviewer() {
+    if (reviewer()) return true;
+    $("reviewer").classList.add("missing");
+    $("reviewer").focus();
+    showError(new ApiError(0, "Enter your name as reviewer first", "It is recorded with the decision."), "Cannot review");
+    return false;
+  }
+
   async function loadSession() {
     try {
       const me = await api("/v1/me");
@@ -700,13 +703,7 @@
   async function review(status) {
     const e = state.event;
     if (!e || state.busy) return;
-    const who = reviewer();
-    if (!who) {
-      $("reviewer").classList.add("missing");
-      $("reviewer").focus();
-      showError(new ApiError(0, "Enter your name as reviewer first", "It is recorded with the decision."), "Cannot review");
-      return;
-    }
+    if (!requireReviewer()) return;
     const note = $("note").value.trim();
     state.busy = true;
     updateButtons();
@@ -714,7 +711,7 @@
       const updated = await api(`${API}/${encodeURIComponent(e.id)}/review`, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ status, reviewed_by: who, note: note || null }),
+        body: JSON.stringify({ status, reviewed_by: reviewer(), note: note || null }),
       });
       clearError();
       toast(`Event #${updated.id} (${updated.account_id}) ${status === "open" ? "reopened" : status}`);
