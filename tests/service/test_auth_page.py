@@ -5,8 +5,6 @@ A page on another origin that posts forms at the service changes nothing."""
 from __future__ import annotations
 
 import http.server
-import os
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _live import chromium, serve_in_thread, watched_page  # type: ignore[import-not-found]
 
-from _services import unavailable  # type: ignore[import-not-found]
 from fraudlens.config import Settings
 from fraudlens.service import create_app
 
@@ -28,7 +26,6 @@ from fraudlens.auth import Authenticator  # noqa: E402
 from fraudlens.queues import open_queue  # noqa: E402
 from fraudlens.store import open_store  # noqa: E402
 
-CHROMIUM = os.environ.get("FRAUDLENS_TEST_CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "a passphrase for the desk"
 expect = playwright_api.expect
 expect.set_options(timeout=20_000)
@@ -48,19 +45,10 @@ def _event(account: str, hours: int) -> dict[str, Any]:
     }
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @pytest.fixture
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     """The real app under uvicorn, authentication on unless the test asks for "off":
     (base URL, db URL, queue URL)."""
-    import uvicorn
-
     db_url = f"sqlite:///{tmp_path / 'store.db'}"
     queue_url = f"sqlite:///{tmp_path / 'q.db'}"
     with open_store(db_url) as store:
@@ -73,24 +61,8 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
         queue_url=queue_url,
         auth=getattr(request, "param", "on"),
     )
-    app = create_app(settings, preload=False)
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    waited = threading.Event()
-    for _ in range(600):
-        if server.started or not thread.is_alive():
-            break
-        waited.wait(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}", db_url, queue_url
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+    with serve_in_thread(create_app(settings, preload=False)) as base:
+        yield base, db_url, queue_url
 
 
 @pytest.fixture
@@ -137,23 +109,14 @@ def attacker(served: tuple[str, str, str]) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        unavailable(f"chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield pg
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    with watched_page(browser, 1400, 900) as pg:
+        yield pg
 
 
 def _stored(db_url: str, event_id: int) -> tuple[Any, list[Any]]:

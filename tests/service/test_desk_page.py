@@ -6,9 +6,6 @@ monitoring page."""
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from _live import chromium, serve_in_thread, watched_page  # type: ignore[import-not-found]
 
-from _services import unavailable  # type: ignore[import-not-found]
 from fraudlens.config import Settings
 from fraudlens.service import create_app
 
@@ -27,7 +24,6 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 from fraudlens.store import open_store  # noqa: E402
 
-CHROMIUM = os.environ.get("FRAUDLENS_TEST_CHROMIUM", "/usr/bin/chromium")
 T0 = pd.Timestamp("2026-03-02T14:30:00Z")
 expect = playwright_api.expect
 # A busy 2-core machine can take a while to render; these are waits, not speed checks.
@@ -126,8 +122,6 @@ EVENTS = [
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """The real app under uvicorn on a free loopback port: (base URL, database URL)."""
-    import uvicorn
-
     db_url = f"sqlite:///{tmp_path / 'desk.db'}"
     klines, trades = _market()
     with open_store(db_url) as store:
@@ -141,52 +135,20 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
         database_url=db_url,
         queue_url=f"sqlite:///{tmp_path / 'q.db'}",
     )
-    app = create_app(settings, preload=False)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    ready = threading.Event()
-    for _ in range(600):
-        if server.started or not thread.is_alive():
-            break
-        ready.wait(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}", db_url
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+    with serve_in_thread(create_app(settings, preload=False)) as base:
+        yield base, db_url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        unavailable(f"chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+    with chromium() as b:
         yield b
-        b.close()
-
-
-def _page(browser: Any, width: int = 1500, height: int = 950) -> Any:
-    context = browser.new_context(viewport={"width": width, "height": height})
-    pg = context.new_page()
-    pg.errors = []
-    pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
-    return pg
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    pg = _page(browser)
-    yield pg
-    pg.context.close()
-    assert not pg.errors, f"JavaScript errors on the page: {pg.errors}"
+    with watched_page(browser, 1500, 950) as pg:
+        yield pg
 
 
 def _ids(page: Any) -> list[str]:
@@ -361,8 +323,7 @@ def test_layout(
 ) -> None:
     """Trade rows visible above the review form, and no list column clipped."""
     base, _ = served
-    page = _page(browser, width, height)
-    try:
+    with watched_page(browser, width, height) as page:
         page.goto(f"{base}/review?status=")
         expect(page.locator("#trades-body tr")).to_have_count(10)
         geometry = page.evaluate(
@@ -390,9 +351,6 @@ def test_layout(
         assert geometry["clipped"] == [], geometry
         assert geometry["scroll"] <= geometry["client"], geometry
         assert geometry["bodyScroll"] <= geometry["height"], geometry  # panes scroll, not the page
-    finally:
-        page.context.close()
-    assert not page.errors, page.errors
 
 
 def test_monitor_page_and_icon(page: Any, served: tuple[str, str]) -> None:

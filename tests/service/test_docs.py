@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,59 +60,33 @@ def test_docs_assets_load(client: TestClient) -> None:
         assert client.get(bad).status_code == 404, bad
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
 @pytest.mark.slow
 def test_docs_render_in_a_browser_without_network(tmp_path: Path) -> None:
     """Chromium renders the operations with every request to another host refused."""
     playwright_api = pytest.importorskip("playwright.sync_api")
-    import uvicorn
+    pytest.importorskip("uvicorn")
+    from _live import chromium, serve_in_thread, watched_page  # type: ignore[import-not-found]
 
-    from _services import unavailable  # type: ignore[import-not-found]
-
-    if not Path(CHROMIUM).exists():
-        unavailable(f"chromium is not installed at {CHROMIUM} (apt-get install chromium)")
     app = create_app(models_dir=tmp_path / "models", preload=False)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(600):
-        if server.started:
-            break
-        threading.Event().wait(0.05)
-    base = f"http://127.0.0.1:{port}"
     outside: list[str] = []
-    errors: list[str] = []
-    try:
-        with playwright_api.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-            )
-            page = browser.new_page()
+    with (
+        serve_in_thread(app) as base,
+        chromium() as browser,
+        watched_page(browser, 1280, 720) as page,
+    ):
 
-            def route(r: Any) -> None:
-                if r.request.url.startswith(base):
-                    r.continue_()
-                else:
-                    outside.append(r.request.url)
-                    r.abort()
+        def route(r: Any) -> None:
+            if r.request.url.startswith(base):
+                r.continue_()
+            else:
+                outside.append(r.request.url)
+                r.abort()
 
-            page.route("**/*", route)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{base}/docs")
-            playwright_api.expect(page.locator(".opblock-summary-path").first).to_be_visible(
-                timeout=30_000
-            )
-            paths = page.locator(".opblock-summary-path").all_inner_texts()
-            browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+        page.route("**/*", route)
+        page.goto(f"{base}/docs")
+        playwright_api.expect(page.locator(".opblock-summary-path").first).to_be_visible(
+            timeout=30_000
+        )
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
     assert outside == []
-    assert errors == []
     assert any("/invocations" in t for t in paths) and any("/v1/risk-events" in t for t in paths)

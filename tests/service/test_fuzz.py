@@ -5,11 +5,9 @@ documented exceptions are in schemathesis.toml beside this file)."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from _live import free_port, serve_in_process  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.slow
 
@@ -24,12 +23,6 @@ HERE = Path(__file__).resolve().parent
 #: Examples per operation and phase: about 1,800 test cases, under a minute on 2 cores.
 MAX_EXAMPLES = int(os.environ.get("FRAUDLENS_FUZZ_EXAMPLES", "100"))
 SEED = 20260301
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _seed_store(url: str) -> None:
@@ -62,7 +55,7 @@ def test_schemathesis_all_checks(full_registry: Path, tmp_path: Path) -> None:
         pytest.skip("schemathesis is not installed (dev extra)")
     db = f"sqlite:///{tmp_path / 'store.db'}"
     _seed_store(db)
-    port = _free_port()
+    port = free_port()
     code = (
         "import uvicorn; from fraudlens.config import Settings; "
         "from fraudlens.service import create_app; "
@@ -70,20 +63,7 @@ def test_schemathesis_all_checks(full_registry: Path, tmp_path: Path) -> None:
         f"queue_url={'sqlite:///' + str(tmp_path / 'q.db')!r}); "
         f"uvicorn.run(create_app(s), host='127.0.0.1', port={port}, log_level='error')"
     )
-    server = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, "the server died"
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/ping")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+    with serve_in_process(code, port, cwd=tmp_path):
         report = tmp_path / "report.json"
         t0 = time.perf_counter()
         run = subprocess.run(
@@ -117,9 +97,6 @@ def test_schemathesis_all_checks(full_registry: Path, tmp_path: Path) -> None:
             cwd=tmp_path,
         )
         seconds = time.perf_counter() - t0
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     out = run.stdout + run.stderr
     summary = out[out.rfind("SUMMARY") :] if "SUMMARY" in out else out[-3000:]
     print(f"schemathesis: {seconds:.0f} s, rc {run.returncode}\n{summary}")

@@ -8,9 +8,6 @@ import io
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _live import free_port, serve_in_process  # type: ignore[import-not-found]
 from fastapi.testclient import TestClient
 
 from _bombs import png_bomb  # type: ignore[import-not-found]
@@ -146,12 +144,6 @@ def test_decodes_are_bounded(full_registry: Path) -> None:
     assert busy["most"] == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _vm(pid: int, field: str) -> int:
     """A /proc/<pid>/status memory field in kB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -168,28 +160,13 @@ def test_three_concurrent_bombs_keep_the_server_small(
     arrive at once, and each is answered 413 within a second."""
     import http.client
 
-    port = _free_port()
+    port = free_port()
     code = (
         "import uvicorn; from fraudlens.service import create_app; "
         f"uvicorn.run(create_app(models_dir={str(full_registry)!r}), host='127.0.0.1', "
         f"port={port}, log_level='warning')"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "the server died"
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/ping")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+    with serve_in_process(code, port, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
         before = _vm(proc.pid, "VmHWM")
         payloads = [bombs["20000x20000 1-bit"], bombs["13000x13000 RGB"], bombs["13000x13000 RGB"]]
         results: list[tuple[int, float]] = []
@@ -214,9 +191,6 @@ def test_three_concurrent_bombs_keep_the_server_small(
         assert sorted(s for s, _ in results) == [413, 413, 413]
         assert max(sec for _, sec in results) < 1.0
         assert peak < 500 * 1024
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 # ----------------------------------------------------------------- ids and text

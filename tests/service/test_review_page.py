@@ -3,17 +3,14 @@ against the real service on a real port, with the decisions read back from the d
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _live import chromium, serve_in_thread, watched_page  # type: ignore[import-not-found]
 
-from _services import unavailable  # type: ignore[import-not-found]
 from fraudlens.config import Settings
 from fraudlens.service import create_app
 
@@ -23,7 +20,6 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 from fraudlens.store import open_store  # noqa: E402
 
-CHROMIUM = os.environ.get("FRAUDLENS_TEST_CHROMIUM", "/usr/bin/chromium")
 BASE = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 expect = playwright_api.expect
 # A busy 2-core machine can take a while to render; these are waits, not speed checks.
@@ -75,8 +71,6 @@ EVENTS = [
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """The real app under uvicorn on a free port: (base URL, database URL)."""
-    import uvicorn
-
     db_url = f"sqlite:///{tmp_path / 'store.db'}"
     with open_store(db_url) as store:
         store.upgrade()
@@ -86,48 +80,20 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
         database_url=db_url,
         queue_url=f"sqlite:///{tmp_path / 'q.db'}",
     )
-    app = create_app(settings, preload=False)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    ready = threading.Event()
-    for _ in range(600):
-        if server.started or not thread.is_alive():
-            ready.set()
-            break
-        ready.wait(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}", db_url
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+    with serve_in_thread(create_app(settings, preload=False)) as base:
+        yield base, db_url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        unavailable(f"chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1500, "height": 950})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield pg
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    with watched_page(browser, 1500, 950) as pg:
+        yield pg
 
 
 def _stored(db_url: str, event_id: int) -> dict[str, Any]:
