@@ -17,8 +17,10 @@ reads the same at any price level:
 - the round trip's **price gap relative to the day's typical bar** (value moved, scale
   free) and **repetition** (two or more such round trips against one stop-out);
 - the account's **share of the bar's volume**;
-- **mirror trades with a counterparty** in the same data, when there is one
-  (:mod:`fraudlens.market.pairs`).
+- and not who else is in the data: an account's features come from its own trades and
+  the bars alone, so a score is the same whether the account is scored alone (the
+  real-time worker), in a chunk or with the whole book. The counterparty and the value
+  moved (:mod:`fraudlens.market.pairs`) travel beside the score as evidence instead.
 
 Everything is vectorised over all trades at once (sorts, ``searchsorted`` and
 ``np.bincount``); there is no Python loop per account or per trade.
@@ -156,11 +158,6 @@ FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {
     "rt2_eq": "1 if its legs have equal quantity",
     "rt3_ext": "ext of the third strongest round trip (0 if none)",
     "rt3_gap": "log2(1 + gap) of the third strongest",
-    # counterparty (mirror trades with another account in the same data)
-    "n_strong_mirrored": (
-        "strong round trips with a leg another account's round trip mirrors (same symbol, "
-        "opposite side, same price and size, close in time): the counterparty is in the data"
-    ),
 }
 
 #: Column order of :func:`account_features` (stable; a saved model records it).
@@ -630,8 +627,9 @@ def _top3(rt: _RoundTrips, n_acc: int) -> list[np.ndarray]:
         return out
     strength = rt.ext[cand] + np.minimum(rt.gap[cand], 4.0) / 4.0 + 0.25 * rt.eq[cand]
     acct = rt.acct[cand]
-    # one sort: by account, strongest first (strength < 3 keeps accounts apart)
-    order = np.argsort(acct * 4.0 + (3.0 - strength), kind="stable")
+    # by account, strongest first (lexsort: an account's own code must not change how
+    # two nearly equal strengths compare, or scores would depend on who else is scored)
+    order = np.lexsort((-strength, acct))
     a = acct[order]
     start = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
     rank = np.arange(len(a)) - np.repeat(start, np.diff(np.r_[start, len(a)]))
@@ -790,8 +788,6 @@ def _features(tr: _Trades, legs: _Legs, rt: _RoundTrips) -> pd.DataFrame:
         else np.zeros(n_acc)
     )
 
-    f["n_strong_mirrored"] = per_rt(strong & rt.mirrored)
-
     # One float32 block: a frame built from ~70 separate columns costs more than the
     # features themselves on the real-time worker's small batches.
     block = np.empty((n_acc, len(FEATURE_NAMES)), dtype=np.float32)
@@ -807,7 +803,6 @@ def _analyse(data: MarketData) -> tuple[_Trades, _Legs, _RoundTrips, pd.DataFram
     tr = _trade_arrays(data.trades, k, data.bar)
     legs = _legs(tr)
     rt = _round_trips(tr, legs, k, data.bar)
-    _mark_mirrors(data.trades, tr, legs, rt)
     return tr, legs, rt, k
 
 
