@@ -108,3 +108,44 @@ def test_bad_input_exits_2_naming_row_and_column(tmp_path: Path) -> None:
     assert res.exit_code == 2
     text = " ".join(res.output.split())
     assert "row 5" in text and "side" in text and "trades.csv" in text
+
+
+def test_simulate_on_user_klines(tmp_path: Path) -> None:
+    import numpy as np
+
+    rows = []
+    t0 = pd.Timestamp("2024-05-06T00:00:00Z")
+    rng = np.random.default_rng(0)
+    p = 4.2e-5
+    for i in range(96):
+        step = p * np.exp(rng.normal(0, 4e-3, 3))
+        o, c = round(p, 8), round(step[-1], 8)
+        h, lo = round(max(o, *step), 8), round(min(o, *step), 8)
+        ts = (t0 + pd.Timedelta(minutes=5 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append(("ALT_BTC", ts, o, max(h, o, c), min(lo, o, c), c, 1e6))
+        p = c
+    k = pd.DataFrame(rows, columns=["symbol", "ts", "open", "high", "low", "close", "volume"])
+    path = tmp_path / "bars.csv"
+    k.to_csv(path, index=False)
+    out = tmp_path / "sim"
+    said = _ok(["market", "simulate", "--out", str(out), "--accounts", "60", "--klines", str(path)])
+    assert "60 accounts" in said
+    trades = pd.read_csv(out / "trades.csv")
+    assert set(trades["symbol"]) == {"ALT_BTC"}
+    steps = (trades["price"] / 1e-8).round(6)
+    assert (steps == steps.round()).all()  # on the 1e-8 tick read from the bars
+    # bars with no range anywhere: a clear error naming the file, exit code 2
+    flat = k.assign(high=k["open"], low=k["open"], close=k["open"])
+    flat.to_csv(tmp_path / "flat.csv", index=False)
+    res = runner.invoke(
+        app,
+        [
+            "market",
+            "simulate",
+            "--out",
+            str(tmp_path / "x"),
+            "--klines",
+            str(tmp_path / "flat.csv"),
+        ],
+    )
+    assert res.exit_code == 2 and "flat.csv" in res.output
