@@ -20,10 +20,20 @@ import re
 
 from fraudlens.errors import DataError
 
-__all__ = ["FORBIDDEN", "ID_PATTERN", "MAX_ID_LENGTH", "check_id", "id_problem"]
+__all__ = [
+    "FORBIDDEN",
+    "ID_PATTERN",
+    "MAX_ID_LENGTH",
+    "MAX_SYMBOL_LENGTH",
+    "check_id",
+    "id_problem",
+]
 
 #: Longest id fraudlens accepts (the store's ``String(64)`` id columns).
 MAX_ID_LENGTH = 64
+
+#: Longest ticker symbol (the store's ``String(32)`` symbol columns).
+MAX_SYMBOL_LENGTH = 32
 
 #: Characters no id may hold, as the body of a regular-expression character class (the
 #: escapes read the same in Python, Rust and JSON Schema / ECMAScript patterns). Lone

@@ -1,15 +1,25 @@
-"""Settings: every knob comes from here (environment ``FRAUDLENS_*`` or ``.env``)."""
+"""Settings: every knob comes from here (environment ``FRAUDLENS_*`` or ``.env``).
+
+Renamed settings keep their old name working for a while, with a warning:
+``FRAUDLENS_MARKET_THRESHOLD`` is now ``FRAUDLENS_EVENT_THRESHOLD``.
+"""
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+from fraudlens._images import DEFAULT_MAX_PIXELS
+
+__all__ = ["DEFAULT_EVENT_THRESHOLD", "Settings", "get_settings"]
+
+#: The risk-event threshold when none is set: the reference system's 0.9.
+DEFAULT_EVENT_THRESHOLD = 0.9
 
 
 class Settings(BaseSettings):
@@ -25,14 +35,36 @@ class Settings(BaseSettings):
     queue_url: str = Field("sqlite", description="Queue: sqlite[:///path], redis://..., sqs://...")
     sink: str = Field("./sink", description="Where scored card records go: a folder or s3://...")
     models_dir: Path = Field(Path("./models"), description="Model registry folder.")
-    market_threshold: float = Field(0.9, ge=0.0, le=1.0, description="Risk-event threshold.")
+    event_threshold: float = Field(
+        DEFAULT_EVENT_THRESHOLD,
+        ge=0.0,
+        le=1.0,
+        description="Risk-event threshold: the worker records a risk event when an account's "
+        "score is above it (flagged = score > threshold).",
+    )
+    market_threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        exclude=True,
+        description="Deprecated name of event_threshold (FRAUDLENS_MARKET_THRESHOLD); used "
+        "when event_threshold is not set, with a warning.",
+    )
     window_hours: float = Field(
         24.0, gt=0, description="Scoring window that ends at the latest trade."
     )
     max_body_bytes: int = Field(
         5 * 2**20, gt=0, description="Largest request body the service reads."
     )
-    log_json: bool = Field(False, description="Log as JSON lines.")
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        gt=0,
+        description="Largest image the service decodes (width x height, read from the "
+        "image's header before decoding; a larger one is answered 413).",
+    )
+    image_decoders: int = Field(
+        2, ge=1, description="Images the service decodes at the same time (per process)."
+    )
     # -- identity (see fraudlens.auth and the README's "Sign-in and roles") --------------
     host: str = Field(
         "127.0.0.1",
@@ -64,6 +96,20 @@ class Settings(BaseSettings):
     login_failures_per_address: int = Field(
         30, ge=1, description="Failed sign-ins per client address per 15 minutes (per process)."
     )
+
+    @model_validator(mode="after")
+    def _renamed(self) -> Self:
+        # The old name still works, but only when the new one is not given.
+        if self.market_threshold is not None:
+            warnings.warn(
+                "FRAUDLENS_MARKET_THRESHOLD (market_threshold) is deprecated: set "
+                "FRAUDLENS_EVENT_THRESHOLD (event_threshold) instead",
+                FutureWarning,
+                stacklevel=2,
+            )
+            if "event_threshold" not in self.model_fields_set:
+                self.event_threshold = self.market_threshold
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -932,7 +932,7 @@ def compare_versions(
     against
         The version to compare with (default the active one).
     event_threshold
-        Flag above this (default the ``market_threshold`` setting, 0.9).
+        Flag above this (default the ``event_threshold`` setting, 0.9).
     split
         Use only the events this split holds out.
     include_trained
@@ -965,7 +965,7 @@ def compare_versions(
     if event_threshold is None:
         from fraudlens.config import get_settings
 
-        event_threshold = float(get_settings().market_threshold)
+        event_threshold = float(get_settings().event_threshold)
     thr = float(event_threshold)
     if not math.isfinite(thr) or not 0.0 <= thr <= 1.0:
         raise DataError(f"event threshold must be within 0..1, not {event_threshold!r}")

@@ -36,12 +36,12 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraudlens._io import atomic_write
+from fraudlens._time import utcnow
 from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError, UnavailableError
 
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ class Registry:
                 "domain": detector.domain,
                 "version": version,
                 "detector": DETECTORS[name],
-                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "created_at": utcnow().isoformat(timespec="seconds"),
                 "threshold": float(detector.threshold_),
                 "params": _jsonable(detector.get_params()),
                 "data_hash": data_digest,

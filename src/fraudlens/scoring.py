@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from fraudlens.config import DEFAULT_EVENT_THRESHOLD
 from fraudlens.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -65,8 +66,8 @@ __all__ = [
 ]
 
 #: The risk-event threshold of the real-time pipeline (the reference's 0.9); the
-#: ``market_threshold`` setting overrides it.
-EVENT_THRESHOLD = 0.9
+#: ``event_threshold`` setting overrides it.
+EVENT_THRESHOLD = DEFAULT_EVENT_THRESHOLD
 
 #: Per-account evidence columns that :func:`score_market` adds to its results beside the
 #: score, from :func:`fraudlens.market.pairs.account_evidence` (see its
@@ -328,9 +329,10 @@ def market_chunks(
 ) -> Iterator[MarketData]:
     """Split ``data`` into consecutive groups of at most ``chunk_size`` accounts.
 
-    Each chunk holds all the trades of its accounts and shares the bars, so chunks are
-    independent and score the same alone as together. Chunks follow the sorted account
-    order, so their scores concatenate in ``data.account_ids`` order.
+    Each chunk holds all the trades of its accounts and shares the bars and the book
+    (every trade of ``data``, or ``data.book``), so chunks are independent and score the
+    same alone as together. Chunks follow the sorted account order, so their scores
+    concatenate in ``data.account_ids`` order.
 
     Raises
     ------
@@ -345,11 +347,12 @@ def market_chunks(
     # One stable sort, then slices: cheaper than one isin() per chunk.
     trades = data.trades.sort_values("account_id", kind="stable")
     acc = trades["account_id"].to_numpy(dtype=str)
+    book = data.the_book()
     for i in range(0, len(ids), chunk_size):
         part = ids[i : i + chunk_size]
         lo = int(np.searchsorted(acc, part[0], side="left"))
         hi = int(np.searchsorted(acc, part[-1], side="right"))
-        yield MarketData(data.klines, trades.iloc[lo:hi], None, data.bar)
+        yield MarketData(data.klines, trades.iloc[lo:hi], None, data.bar, book)
 
 
 def _explain_market(

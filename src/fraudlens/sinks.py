@@ -59,12 +59,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from fraudlens._closing import Closing
 from fraudlens._io import atomic_write
+from fraudlens._time import utcnow
 from fraudlens.errors import ConfigError
 
 __all__ = ["CHECKPOINTS_NAME", "SPOOL_NAME", "Sink", "open_sink"]
@@ -428,7 +428,7 @@ class Sink(Closing):
             if self._intent is not None:
                 part, name = self._intent  # a flush that failed after announcing its name
             else:
-                now = datetime.now(UTC)
+                now = utcnow()
                 part = now.strftime("%Y/%m/%d/%H")
                 name = (
                     f"{self.prefix}-{now.strftime('%Y-%m-%d-%H-%M-%S')}-{uuid.uuid4()}.{self.fmt}"

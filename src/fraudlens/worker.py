@@ -98,7 +98,7 @@ class CheckHandler:
         Registry model or domain (``market`` = the market default).
     threshold
         The risk-event threshold: scores above it raise an event (default: the
-        ``market_threshold`` setting, 0.9).
+        ``event_threshold`` setting, 0.9).
     hours
         Window length ending at the account's latest trade.
     explain_top
@@ -126,7 +126,7 @@ class CheckHandler:
             else ModelCache(Path(models), prepare=serving_threads)
         )
         self.model = model
-        self.threshold = float(settings.market_threshold if threshold is None else threshold)
+        self.threshold = float(settings.event_threshold if threshold is None else threshold)
         self.hours = float(settings.window_hours if hours is None else hours)
         self.explain_top = int(explain_top)
 
@@ -210,8 +210,11 @@ class CheckHandler:
 
         ids = np.asarray(sorted(flagged), dtype=object)
         mine = data.subset(ids)
-        # the store's candidates include the batch's other accounts' mirror trades
-        context = self.store.mirror_candidates(mine.trades)
+        # The batch's book (the batch's trades and the store's mirror candidates): the
+        # candidates the feature detector fetched already are reused, only the flagged
+        # accounts' other trades are looked up.
+        book = data.book if data.book is not None else self.store.book(data.trades)
+        context = book.candidates(mine.trades)
         return replace(scores, evidence=market_evidence(mine, ids, context_trades=context))
 
     def _events(
@@ -410,7 +413,7 @@ class WorkerConfig:
     model
         Registry model or domain.
     threshold
-        The risk-event threshold (None: the ``market_threshold`` setting).
+        The risk-event threshold (None: the ``event_threshold`` setting).
     hours
         Window length (None: the ``window_hours`` setting).
     batch_size, visibility_timeout, explain_top, pause_cap

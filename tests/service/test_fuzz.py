@@ -1,7 +1,13 @@
 """A bounded schemathesis run, every check, against a real server: the app in its own
 uvicorn process with trained models, a SQLite store holding risk events and a SQLite
-queue. No request may get a server error, and every other check must pass too (the
-documented exceptions are in schemathesis.toml beside this file)."""
+queue, authentication on. No request may get a server error, and every other check must
+pass too (the documented exceptions are in schemathesis.toml beside this file).
+
+Requests carry a service account's API token, and an analyst's on the two operations
+only analysts may call (review decisions), so every operation is exercised as its
+callers use it. The ``ignored_auth`` check then also proves that each operation the
+document marks as secured refuses a request without a token and one with a wrong token.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +31,10 @@ MAX_EXAMPLES = int(os.environ.get("FRAUDLENS_FUZZ_EXAMPLES", "100"))
 SEED = 20260301
 
 
-def _seed_store(url: str) -> None:
+def _seed_store(url: str) -> dict[str, str]:
+    """Risk events to read and review, and the API tokens of a service account and an
+    analyst (environment variables schemathesis.toml reads)."""
+    from fraudlens.auth import Authenticator
     from fraudlens.store import open_store
 
     base = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -47,6 +56,12 @@ def _seed_store(url: str) -> None:
                 for i in range(5)
             ]
         )
+        auth = Authenticator(store)
+        auth.create_user("scorer", "service")
+        auth.create_user("ana", "analyst", "a passphrase for the fuzzer")
+        service, _ = auth.create_token("scorer", name="fuzz")
+        analyst, _ = auth.create_token("ana", name="fuzz")
+    return {"FRAUDLENS_FUZZ_SERVICE_TOKEN": service, "FRAUDLENS_FUZZ_ANALYST_TOKEN": analyst}
 
 
 def test_schemathesis_all_checks(full_registry: Path, tmp_path: Path) -> None:
@@ -54,13 +69,13 @@ def test_schemathesis_all_checks(full_registry: Path, tmp_path: Path) -> None:
     if st is None:
         pytest.skip("schemathesis is not installed (dev extra)")
     db = f"sqlite:///{tmp_path / 'store.db'}"
-    _seed_store(db)
+    tokens = _seed_store(db)
     port = free_port()
     code = (
         "import uvicorn; from fraudlens.config import Settings; "
         "from fraudlens.service import create_app; "
         f"s = Settings(models_dir={str(full_registry)!r}, database_url={db!r}, "
-        f"queue_url={'sqlite:///' + str(tmp_path / 'q.db')!r}); "
+        f"queue_url={'sqlite:///' + str(tmp_path / 'q.db')!r}, auth='on'); "
         f"uvicorn.run(create_app(s), host='127.0.0.1', port={port}, log_level='error')"
     )
     with serve_in_process(code, port, cwd=tmp_path):
@@ -95,6 +110,7 @@ def test_schemathesis_all_checks(full_registry: Path, tmp_path: Path) -> None:
             text=True,
             timeout=900,
             cwd=tmp_path,
+            env={**os.environ, **tokens},
         )
         seconds = time.perf_counter() - t0
     out = run.stdout + run.stderr

@@ -9,9 +9,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from fraudlens._ids import MAX_ID_LENGTH
+from fraudlens._time import utcnow
 from fraudlens.auth._errors import InvalidCredentialsError, RateLimitedError
 from fraudlens.auth._limits import LoginLimiter
 from fraudlens.auth._passwords import (
@@ -47,10 +49,6 @@ _KEY_NAME = "session-signing"
 _TOUCH_EVERY = timedelta(minutes=5)
 # Same for an API token's last use.
 _TOKEN_TOUCH_EVERY = timedelta(hours=1)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,13 +235,15 @@ class Authenticator:
         if user.disabled:
             raise DataError(f"user {uname!r} is disabled", column="username")
         label = name.strip()
-        if not label or len(label) > 64 or not label.isprintable():
-            raise DataError("a token name has 1 to 64 printable characters", column="name")
+        if not label or len(label) > MAX_ID_LENGTH or not label.isprintable():
+            raise DataError(
+                f"a token name has 1 to {MAX_ID_LENGTH} printable characters", column="name"
+            )
         expires_at = None
         if expires_in is not None:
             if expires_in <= timedelta(0):
                 raise DataError("a token's lifetime must be positive", column="expires")
-            expires_at = _now() + expires_in
+            expires_at = utcnow() + expires_in
         value = new_api_token()
         record = self.store.add_api_token(
             user.id,
@@ -279,7 +279,7 @@ class Authenticator:
         clock = time.monotonic()
         with self._cache_lock:
             hit = self._token_cache.get(key)
-        now = _now()
+        now = utcnow()
         if hit is not None and hit[0] > clock:
             _, token, user = hit
         else:
@@ -317,7 +317,7 @@ class Authenticator:
             Unknown name, wrong password, disabled user or a service account. The message
             is the same for all, and so is the time taken.
         """
-        key_name = str(username).strip().lower()[:64]
+        key_name = str(username).strip().lower()[:MAX_ID_LENGTH]
         wait = self.limiter.retry_after(key_name, address)
         if wait > 0:
             raise RateLimitedError(wait)
@@ -356,7 +356,7 @@ class Authenticator:
     def _open_session(self, user: User) -> SessionGrant:
         key, signer = self._secret()
         token = new_session_token()
-        now = _now()
+        now = utcnow()
         session = self.store.add_session(
             digest(token), user.id, created_at=now, expires_at=now + self.session_lifetime
         )
@@ -373,7 +373,7 @@ class Authenticator:
         if found is None:
             return None
         session, user = found
-        now = _now()
+        now = utcnow()
         if (
             session.revoked_at is not None
             or session.expires_at <= now

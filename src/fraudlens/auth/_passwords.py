@@ -6,6 +6,7 @@ import re
 import threading
 from typing import Any
 
+from fraudlens._ids import MAX_ID_LENGTH
 from fraudlens.errors import DataError
 
 __all__ = [
@@ -23,7 +24,8 @@ MIN_PASSWORD_CHARS = 12
 #: a hostile request cannot make the server hash megabytes.
 MAX_PASSWORD_CHARS = 1024
 
-_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
+# A user name is an id like any other: at most MAX_ID_LENGTH characters.
+_USERNAME = re.compile(rf"^[a-z0-9][a-z0-9._@-]{{0,{MAX_ID_LENGTH - 1}}}$")
 
 
 def normalise_username(name: str) -> str:
@@ -35,12 +37,14 @@ def normalise_username(name: str) -> str:
     Raises
     ------
     DataError
-        Not 1 to 64 characters of ``a-z 0-9 . _ @ -`` starting with a letter or digit.
+        Not 1 to :data:`~fraudlens._ids.MAX_ID_LENGTH` (64) characters of
+        ``a-z 0-9 . _ @ -`` starting with a letter or digit.
     """
     text = str(name).strip().lower()
     if not _USERNAME.match(text):
         raise DataError(
-            f"user name {name!r} is not allowed: use 1 to 64 characters a-z, 0-9, '.', '_', "
+            f"user name {name!r} is not allowed: use 1 to {MAX_ID_LENGTH} characters a-z, 0-9, "
+            "'.', '_', "
             "'@' or '-', starting with a letter or a digit",
             column="username",
         )

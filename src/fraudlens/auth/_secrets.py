@@ -19,6 +19,8 @@ import hmac
 import secrets
 
 __all__ = [
+    "DIGEST_CHARS",
+    "SHOWN_CHARS",
     "TOKEN_PREFIX",
     "CookieSigner",
     "csrf_token",
@@ -34,6 +36,9 @@ TOKEN_PREFIX = "flk_"
 #: Characters of a token kept in the clear (the listing shows them to tell tokens apart).
 SHOWN_CHARS = 12
 
+#: Length of :func:`digest`'s hex text (SHA-256): the width of the store's digest columns.
+DIGEST_CHARS = 2 * hashlib.sha256().digest_size
+
 _CSRF_LABEL = b"fraudlens.csrf.v1:"
 
 
@@ -48,7 +53,8 @@ def new_session_token() -> str:
 
 
 def digest(value: str) -> str:
-    """SHA-256 of a token, as 64 hex characters: what the store keeps."""
+    """SHA-256 of a token, as :data:`DIGEST_CHARS` (64) hex characters: what the store
+    keeps."""
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 

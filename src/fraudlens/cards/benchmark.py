@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from fraudlens._time import utc
 from fraudlens.errors import DataError
 
 if TYPE_CHECKING:
@@ -210,9 +211,7 @@ def run_handbook(
     assert table.time is not None
     result = BenchmarkResult(model=model, data=table.source, weeks=[])
     for s in starts:
-        start = pd.Timestamp(s)
-        start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
-        start = start.normalize()
+        start = utc(pd.Timestamp(s)).normalize()
         if start - days.min() < pd.Timedelta(days=_WARM_DAYS):
             result.warnings.append(
                 f"week from {start.date()}: less than {_WARM_DAYS} days of data before it, "

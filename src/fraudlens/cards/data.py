@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlens._csvread import NO_DATA_ROWS, read_error
+from fraudlens._time import utc, utc_series
 from fraudlens.errors import ConfigError, DataError
 
 __all__ = [
@@ -403,10 +404,8 @@ def _raise_first(problems: list[_Problem], columns: Sequence[str], source: str) 
 
 def _parse_ts(s: pd.Series, problems: list[_Problem], col: str = "ts") -> pd.Series:
     """Timestamps as ``datetime64[ns, UTC]`` (no zone means UTC), recording bad cells."""
-    if isinstance(s.dtype, pd.DatetimeTZDtype):
-        out = s.dt.tz_convert("UTC")
-    elif pd.api.types.is_datetime64_dtype(s.dtype):
-        out = s.dt.tz_localize("UTC")
+    if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s.dtype):
+        out = utc_series(s)
     elif pd.api.types.is_numeric_dtype(s.dtype):
         bad = s.notna().to_numpy()
         problems.append(
@@ -779,8 +778,7 @@ def time_split(
     if start is None:
         s = float(np.nanmin(days))
     elif origin is not None:
-        ts = pd.Timestamp(start)
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        ts = utc(pd.Timestamp(start))
         s = float((ts.normalize() - origin) // pd.Timedelta(days=1))
     else:
         s = float(start)  # type: ignore[arg-type]
@@ -857,15 +855,13 @@ def holdout_split(
     stamp = _is_timestamp(time)
     desc: dict[str, Any] = {"method": "holdout", "unit": "timestamp" if stamp else "seconds"}
     if stamp:
-        t = time.dt.tz_convert("UTC") if isinstance(time.dtype, pd.DatetimeTZDtype) else time
-        t = t.dt.tz_localize("UTC") if not isinstance(t.dtype, pd.DatetimeTZDtype) else t
+        t = utc_series(time)
         latest = t[labelled].max()
         if test_end is None:
             unit = "D" if table.kind == "raw" else "h"
             end = latest.floor(unit) + pd.Timedelta(1, unit=unit)
         else:
-            end = pd.Timestamp(test_end)
-            end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+            end = utc(pd.Timestamp(test_end))
         test_start = end - pd.Timedelta(seconds=test_seconds)
         train_end = test_start - pd.Timedelta(seconds=gap_seconds)
         train_start = (

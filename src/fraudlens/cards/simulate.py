@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fraudlens._time import utc
 from fraudlens.cards.data import RAW_COLUMNS
 
 __all__ = ["SIM_COLUMNS", "simulate", "write_transactions"]
@@ -195,9 +196,7 @@ def simulate(
             label[sel] = 1
             scenario[sel] = 3
 
-    origin = pd.Timestamp(start)
-    origin = origin.tz_localize("UTC") if origin.tzinfo is None else origin.tz_convert("UTC")
-    origin = origin.normalize()
+    origin = utc(pd.Timestamp(start)).normalize()
     ts = pd.DatetimeIndex(origin.as_unit("ns") + pd.to_timedelta(t_sec, unit="s"))
     return pd.DataFrame(
         {

@@ -80,7 +80,7 @@ def event_threshold_option(*names: str) -> Any:
         *names,
         min=0.0,
         max=1.0,
-        help="Risk-event threshold: flagged = score > it [default: FRAUDLENS_MARKET_THRESHOLD "
+        help="Risk-event threshold: flagged = score > it [default: FRAUDLENS_EVENT_THRESHOLD "
         "or 0.9].",
         show_default=False,
     )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from fraudlens._time import utcnow
 from fraudlens.cli._common import DbOpt, cli_errors, console, existing_database
 from fraudlens.config import get_settings
 from fraudlens.errors import DataError
@@ -205,7 +206,7 @@ def tokens_list(
     if not tokens:
         console.print("no API tokens")
         return
-    now = datetime.now(UTC)
+    now = utcnow()
     table = Table("id", "user", "name", "starts with", "created", "expires", "last used", "state")
     for t in tokens:
         if t.revoked_at is not None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fraudlens._time import utcnow
 from fraudlens.monitoring._drift import feature_drift
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def compute_snapshot(
         The current time (tests).
     """
     t0 = time.perf_counter()
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     since = datetime.combine((now - timedelta(days=days - 1)).date(), datetime.min.time(), UTC)
     per_day = store.risk_events_per_day(since=since)
     by_version: dict[str, int] = defaultdict(int)

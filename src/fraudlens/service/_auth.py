@@ -64,6 +64,7 @@ __all__ = [
     "CSRF_HEADER",
     "PUBLIC",
     "SAFE_METHODS",
+    "SECURITY_SCHEMES",
     "AuthMiddleware",
     "Identity",
     "Policy",
@@ -73,6 +74,7 @@ __all__ = [
     "auth_always",
     "auth_of",
     "cookie_names",
+    "document_security",
     "error_reply",
     "identity_of",
     "install_auth",
@@ -614,7 +616,8 @@ class _RefusedError(Exception):
 
 
 def install_auth(app: FastAPI, settings: Settings, store: Lazy[Store]) -> ServiceAuth:
-    """Put identity checks in front of every route of ``app``.
+    """Put identity checks in front of every route of ``app``, and say so in its OpenAPI
+    document (:func:`document_security`).
 
     Call it after the routers are included and before other middleware is added: the
     check then runs after the body limit and the metrics (a refused request is counted)
@@ -623,4 +626,84 @@ def install_auth(app: FastAPI, settings: Settings, store: Lazy[Store]) -> Servic
     auth = ServiceAuth(settings, store)
     app.state.fraudlens_auth = auth
     app.add_middleware(AuthMiddleware, routes=lambda: app.router.routes, auth=auth)
+    document_security(app)
     return auth
+
+
+# ------------------------------------------------------------------------------ OpenAPI
+
+#: The OpenAPI security schemes: what ``/docs``'s Authorize button offers.
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token (`fraudlens tokens create USER`), sent as "
+        "`Authorization: Bearer flk_...`. Machines (the service role) use these; "
+        "analysts may too. No CSRF token is needed.",
+    },
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": _COOKIE,
+        "description": "The session cookie a sign-in at `/login` sets (named "
+        f"`{_SECURE_COOKIE}` over HTTPS). A browser that has signed in sends it by itself.",
+    },
+    "csrfToken": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-CSRF-Token",
+        "description": "The session's CSRF token (`csrf_token` of `GET /v1/me`): every "
+        "state-changing request that relies on the session cookie carries it.",
+    },
+}
+# Either a bearer token, or the session cookie (with its CSRF token when the request
+# changes state).
+_READ_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"sessionCookie": []}]
+_WRITE_SECURITY: list[dict[str, list[str]]] = [
+    {"bearerAuth": []},
+    {"sessionCookie": [], "csrfToken": []},
+]
+_AUTH_RESPONSES = {
+    "401": "No identity (authentication is on), or an unknown, expired or revoked token",
+    "403": "The caller's role may not do this, a session request without its CSRF "
+    "token, or a request a browser marks as coming from another site",
+}
+
+
+def document_security(app: FastAPI) -> None:
+    """Add the security schemes to ``app``'s OpenAPI document, and to each operation the
+    requirement its access policy sets (public operations have none).
+
+    The document says what a request needs when authentication is on; with it off
+    (a loopback-only service), the same requests also succeed without an identity.
+    """
+    build = app.openapi  # FastAPI's own: builds the document once and keeps it
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        error = {"$ref": "#/components/schemas/ErrorResponse"}
+        for entry in route_entries(app.routes):
+            if entry.policy is None or entry.policy.public or not entry.methods:
+                continue
+            for method in entry.methods:
+                operation = schema["paths"].get(entry.path, {}).get(method.lower())
+                if operation is None:  # a route left out of the document
+                    continue
+                write = method not in SAFE_METHODS
+                operation["security"] = _WRITE_SECURITY if write else _READ_SECURITY
+                responses = operation.setdefault("responses", {})
+                for code, text in _AUTH_RESPONSES.items():
+                    responses.setdefault(
+                        code,
+                        {
+                            "description": text,
+                            "content": {"application/json": {"schema": error}},
+                        },
+                    )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

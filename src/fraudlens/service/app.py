@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from fraudlens._images import DEFAULT_MAX_PIXELS
 from fraudlens.config import Settings, get_settings
 from fraudlens.model_cache import ModelCache, serving_threads
 from fraudlens.service._auth import install_auth
@@ -62,10 +61,10 @@ __all__ = ["DEFAULT_IMAGE_DECODERS", "DEFAULT_MAX_BODY_BYTES", "create_app"]
 
 log = logging.getLogger("fraudlens.service")
 
-#: Request body limit when the settings do not give one.
-DEFAULT_MAX_BODY_BYTES = 5 * 2**20
-#: Images decoded at the same time when the settings do not say.
-DEFAULT_IMAGE_DECODERS = 2
+#: Request body limit when the settings do not give one (the setting's default).
+DEFAULT_MAX_BODY_BYTES: int = Settings.model_fields["max_body_bytes"].default
+#: Images decoded at the same time when the settings do not say (the setting's default).
+DEFAULT_IMAGE_DECODERS: int = Settings.model_fields["image_decoders"].default
 # Models loaded at startup (errors are left for the requests that need them).
 _PRELOAD = ("cards-classifier", "cards-anomaly", "market")
 
@@ -92,13 +91,14 @@ def create_app(
     models_dir
         Registry folder; ``settings.models_dir`` by default.
     max_body_bytes
-        Request body limit; ``settings.max_body_bytes`` if that exists, else 5 MiB.
+        Request body limit; ``settings.max_body_bytes`` (5 MiB by default) if None.
     max_image_pixels
         Largest image decoded (width x height, read from the header before decoding);
-        ``settings.max_image_pixels`` if that exists, else 4 megapixels.
+        ``settings.max_image_pixels`` (``FRAUDLENS_MAX_IMAGE_PIXELS``, 4 megapixels by
+        default) if None.
     image_decoders
-        Images decoded at the same time; ``settings.image_decoders`` if that exists,
-        else 2.
+        Images decoded at the same time; ``settings.image_decoders``
+        (``FRAUDLENS_IMAGE_DECODERS``, 2 by default) if None.
     sink
         If given, ``/v1/cards/score`` writes each scored row (with its metadata) to it,
         like the reference API's Firehose stream. The app closes it on shutdown.
@@ -131,12 +131,10 @@ def create_app(
         sink=sink,
         store=Lazy(store, lambda: _open_store(settings), "store"),
         queue=Lazy(queue, lambda: _open_queue(settings), "queue"),
-        max_body_bytes=int(
-            _setting(max_body_bytes, settings, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
-        ),
+        max_body_bytes=_given(max_body_bytes, settings.max_body_bytes),
         images=ImageGate(
-            _setting(max_image_pixels, settings, "max_image_pixels", DEFAULT_MAX_PIXELS),
-            _setting(image_decoders, settings, "image_decoders", DEFAULT_IMAGE_DECODERS),
+            _given(max_image_pixels, settings.max_image_pixels),
+            _given(image_decoders, settings.image_decoders),
         ),
     )
 
@@ -189,10 +187,9 @@ def create_app(
     return app
 
 
-def _setting(given: int | None, settings: Settings, name: str, default: int) -> int:
-    if given is not None:
-        return int(given)
-    return int(getattr(settings, name, default))
+def _given(given: int | None, setting: int) -> int:
+    """An argument of :func:`create_app` when given, else the setting it overrides."""
+    return int(setting if given is None else given)
 
 
 def _version() -> str:

@@ -19,13 +19,16 @@ import contextlib
 import functools
 import secrets
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from fraudlens._ids import MAX_ID_LENGTH
+from fraudlens._time import utcnow
 from fraudlens.auth._records import ROLES, ApiToken, AuditEntry, Session, User
+from fraudlens.auth._secrets import DIGEST_CHARS
 from fraudlens.errors import DataError, NotFoundError
 from fraudlens.store._tables import Base
 
@@ -47,10 +50,6 @@ __all__ = [
 _SESSION_KEEP = timedelta(days=1)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 # --------------------------------------------------------------------------- tables
 
 
@@ -64,7 +63,7 @@ class UserRow(Base):
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    username: Mapped[str] = mapped_column(sa.String(64))
+    username: Mapped[str] = mapped_column(sa.String(MAX_ID_LENGTH))
     role: Mapped[str] = mapped_column(sa.String(16))
     # None for service accounts: they cannot sign in with a password, only use tokens.
     password_hash: Mapped[str | None] = mapped_column(sa.String(255))
@@ -84,8 +83,8 @@ class ApiTokenRow(Base):
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", name="fk_api_tokens_user"))
-    name: Mapped[str] = mapped_column(sa.String(64))
-    token_hash: Mapped[str] = mapped_column(sa.String(64))
+    name: Mapped[str] = mapped_column(sa.String(MAX_ID_LENGTH))
+    token_hash: Mapped[str] = mapped_column(sa.String(DIGEST_CHARS))
     # The token's first characters, shown in listings so an operator can tell tokens apart.
     prefix: Mapped[str] = mapped_column(sa.String(16))
     created_at: Mapped[datetime]
@@ -103,7 +102,7 @@ class SessionRow(Base):
         sa.Index("ix_user_sessions_expires", "expires_at"),
     )
 
-    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(sa.String(DIGEST_CHARS), primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", name="fk_user_sessions_user"))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
@@ -331,7 +330,7 @@ class AuthStore:
         """
         if role not in ROLES:
             raise DataError(f"role {role!r} is not one of {ROLES}", column="role")
-        now = _now()
+        now = utcnow()
         taken = f"user {username!r} already exists"
         if self.get_user(username) is not None:
             raise DataError(taken, column="username")
@@ -380,7 +379,7 @@ class AuthStore:
         NotFoundError
             No user has this name.
         """
-        now = _now()
+        now = utcnow()
         with self._begin() as conn:
             result = conn.execute(
                 sa.update(_USERS)
@@ -431,7 +430,7 @@ class AuthStore:
         expires_at: datetime | None = None,
     ) -> ApiToken:
         """Record a new token (its digest) for a user and return its record."""
-        now = _now()
+        now = utcnow()
         with self._begin() as conn:
             result = conn.execute(
                 sa.insert(_TOKENS).values(
@@ -488,7 +487,7 @@ class AuthStore:
                 sa.update(_TOKENS)
                 .where(_TOKENS.c.id == int(token_id))
                 .where(_TOKENS.c.revoked_at.is_(None))
-                .values(revoked_at=_now())
+                .values(revoked_at=utcnow())
             )
         found = self.get_api_token(token_id)
         if found is None:
@@ -551,7 +550,7 @@ class AuthStore:
                 sa.update(_SESSIONS)
                 .where(_SESSIONS.c.id == session_id)
                 .where(_SESSIONS.c.revoked_at.is_(None))
-                .values(revoked_at=_now())
+                .values(revoked_at=utcnow())
             )
 
     # -- keys ------------------------------------------------------------------------
@@ -577,7 +576,7 @@ class AuthStore:
             with self._begin() as conn:
                 conn.execute(
                     sa.insert(_SECRETS).values(
-                        name=name, value=secrets.token_urlsafe(48), created_at=_now()
+                        name=name, value=secrets.token_urlsafe(48), created_at=utcnow()
                     )
                 )
         except sa.exc.DBAPIError as exc:

@@ -7,7 +7,7 @@ without surprises) and come back timezone-aware. Prices are double precision: Ma
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -15,7 +15,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from fraudlens._ids import MAX_ID_LENGTH
+from fraudlens._ids import MAX_ID_LENGTH, MAX_SYMBOL_LENGTH
+from fraudlens._time import utc
 
 __all__ = [
     "Base",
@@ -40,18 +41,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         return dialect.type_descriptor(sa.DateTime(timezone=False))
 
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value
+        # Naive values already mean UTC; aware ones are converted first.
+        return None if value is None else utc(value).replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
         if isinstance(value, str):  # defensive: raw text from a hand-written SQLite row
             value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return utc(value)
 
 
 class Base(DeclarativeBase):
@@ -65,7 +63,7 @@ class Kline(Base):
 
     __tablename__ = "klines"
 
-    symbol: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(sa.String(MAX_SYMBOL_LENGTH), primary_key=True)
     ts: Mapped[datetime] = mapped_column(primary_key=True)
     open: Mapped[float]
     high: Mapped[float]
@@ -88,7 +86,7 @@ class Trade(Base):
 
     trade_id: Mapped[str] = mapped_column(sa.String(MAX_ID_LENGTH), primary_key=True)
     account_id: Mapped[str] = mapped_column(sa.String(MAX_ID_LENGTH))
-    symbol: Mapped[str] = mapped_column(sa.String(32))
+    symbol: Mapped[str] = mapped_column(sa.String(MAX_SYMBOL_LENGTH))
     ts: Mapped[datetime]
     side: Mapped[str] = mapped_column(sa.String(4))
     price: Mapped[float]
@@ -133,8 +131,8 @@ class RiskEventRow(Base):
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(sa.String(MAX_ID_LENGTH))
-    fraud_type: Mapped[str] = mapped_column(sa.String(64))
-    business_type: Mapped[str | None] = mapped_column(sa.String(64))
+    fraud_type: Mapped[str] = mapped_column(sa.String(MAX_ID_LENGTH))
+    business_type: Mapped[str | None] = mapped_column(sa.String(MAX_ID_LENGTH))
     score: Mapped[float]
     # The risk-event threshold (``event_threshold``); the column keeps its first name.
     threshold: Mapped[float]
@@ -168,4 +166,4 @@ class RiskEventSymbol(Base):
     event_id: Mapped[int] = mapped_column(
         sa.ForeignKey("risk_events.id", name="fk_risk_event_symbols_event"), primary_key=True
     )
-    symbol: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(sa.String(MAX_SYMBOL_LENGTH), primary_key=True)

@@ -151,7 +151,7 @@ variable "ecr_keep_images" {
 }
 
 variable "extra_environment" {
-  description = "More environment variables for every fraudlens container (e.g. FRAUDLENS_MARKET_THRESHOLD)."
+  description = "More environment variables for every fraudlens container (e.g. FRAUDLENS_EVENT_THRESHOLD)."
   type        = map(string)
   default     = {}
 }

@@ -23,7 +23,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from fraudlens._ids import ID_PATTERN
+from fraudlens._ids import ID_PATTERN, MAX_SYMBOL_LENGTH
 from fraudlens._time import utc
 from fraudlens.errors import DataError, NotFoundError
 from fraudlens.service._auth import actor_for
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 else:
     SortKey = Literal[tuple(k for key in SORT_KEYS for k in (f"-{key}", key))]
 #: A ticker symbol, as the store keeps it.
-Symbol = Annotated[str, Field(min_length=1, max_length=32, pattern=ID_PATTERN)]
+Symbol = Annotated[str, Field(min_length=1, max_length=MAX_SYMBOL_LENGTH, pattern=ID_PATTERN)]
 
 __all__ = ["router"]
 

@@ -1,0 +1,101 @@
+"""Settings: the risk-event threshold's name (and its former one), the image limits, and
+that they reach the parts that use them."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fraudlens.config import DEFAULT_EVENT_THRESHOLD, Settings, get_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No FRAUDLENS_* variable or .env file of the machine leaks into these tests."""
+    import os
+
+    for name in list(os.environ):
+        if name.upper().startswith("FRAUDLENS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_event_threshold_default_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().event_threshold == DEFAULT_EVENT_THRESHOLD == 0.9
+    monkeypatch.setenv("FRAUDLENS_EVENT_THRESHOLD", "0.8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new name warns about nothing
+        assert Settings().event_threshold == 0.8
+
+
+def test_former_name_still_works_and_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRAUDLENS_MARKET_THRESHOLD", "0.75")
+    with pytest.warns(FutureWarning, match="FRAUDLENS_EVENT_THRESHOLD"):
+        assert Settings().event_threshold == 0.75
+    # both given: the new name wins
+    monkeypatch.setenv("FRAUDLENS_EVENT_THRESHOLD", "0.6")
+    with pytest.warns(FutureWarning):
+        assert Settings().event_threshold == 0.6
+    # the former name read from a .env file too, and still range-checked
+    monkeypatch.delenv("FRAUDLENS_EVENT_THRESHOLD")
+    monkeypatch.delenv("FRAUDLENS_MARKET_THRESHOLD")
+    Path(".env").write_text("FRAUDLENS_MARKET_THRESHOLD=0.7\n")
+    with pytest.warns(FutureWarning):
+        assert Settings().event_threshold == 0.7
+    Path(".env").write_text("FRAUDLENS_MARKET_THRESHOLD=1.5\n")
+    with pytest.raises(ValueError, match="market_threshold"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        Settings()
+
+
+def test_worker_reads_the_event_threshold(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pytest.importorskip("sqlalchemy")
+    from fraudlens.store import open_store
+    from fraudlens.worker import CheckHandler
+
+    monkeypatch.setenv("FRAUDLENS_EVENT_THRESHOLD", "0.85")
+    monkeypatch.setenv("FRAUDLENS_WINDOW_HOURS", "12")
+    get_settings.cache_clear()
+    with open_store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        handler = CheckHandler(store, tmp_path / "models")
+        assert (handler.threshold, handler.hours) == (0.85, 12.0)
+        assert CheckHandler(store, tmp_path / "models", threshold=0.5).threshold == 0.5
+
+
+def test_image_limits_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """FRAUDLENS_MAX_IMAGE_PIXELS and FRAUDLENS_IMAGE_DECODERS reach the service: a 20 x 20
+    PNG is refused (413, before any model is looked up) under a 399-pixel limit."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from fraudlens.service import create_app
+
+    monkeypatch.setenv("FRAUDLENS_MAX_IMAGE_PIXELS", "399")
+    monkeypatch.setenv("FRAUDLENS_IMAGE_DECODERS", "3")
+    monkeypatch.setenv("FRAUDLENS_AUTH", "off")
+    settings = Settings(models_dir=tmp_path / "models")
+    assert (settings.max_image_pixels, settings.image_decoders) == (399, 3)
+    app = create_app(settings, preload=False)
+    images = app.state.fraudlens.images
+    assert (images.max_pixels, images.concurrency) == (399, 3)
+    buf = io.BytesIO()
+    Image.new("RGB", (20, 20)).save(buf, format="PNG")
+    with TestClient(app) as client:
+        r = client.post(
+            "/invocations", content=buf.getvalue(), headers={"Content-Type": "image/png"}
+        )
+    assert r.status_code == 413, r.text
+    assert "399" in r.text.replace(",", "")
+    # an explicit argument still wins over the setting
+    assert (
+        create_app(settings, max_image_pixels=1000, preload=False).state.fraudlens.images.max_pixels
+        == 1000
+    )
