@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from fraudlens.errors import ConfigError
-from fraudlens.sinks import SPOOL_NAME, open_sink
+from fraudlens.sinks import _FLUSH_MARK, CHECKPOINTS_NAME, SPOOL_NAME, open_sink
 
 NAME = re.compile(
     r"^scores-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}"
@@ -353,3 +353,31 @@ def test_sigkill_and_resume_from_the_checkpoint_leaves_each_record_once(tmp_path
     ids = [int(r["id"]) for r in read_rows(objects(root))]
     assert len(ids) == len(set(ids)) == total
     assert set(ids) == set(range(total))
+
+
+def test_a_crashed_flush_leaves_no_temporary_files_after_recovery(tmp_path: Path) -> None:
+    """A writer killed mid-flush leaves the hidden temporary file of the object it was
+    writing (and perhaps of the checkpoints). Reopening replays the flush into the same
+    name and removes those leftovers; other hidden files are left alone."""
+    root = tmp_path / "sink"
+    sink = open_sink(root, timer=False)
+    sink.put_many([{"id": 1}], checkpoint={"file:a": 1})
+    # Announce the flush the way _flush_locked does, then "die" before the write.
+    sink._spool_write(json.dumps([_FLUSH_MARK, "2026/01/02/03", "scores-x.csv"]) + "\n")  # type: ignore[attr-defined]
+    sink._spool.close()  # type: ignore[union-attr]
+    folder = root / "2026" / "01" / "02" / "03"
+    folder.mkdir(parents=True)
+    torn = folder / ".scores-x.csv.abc123.tmp"
+    torn.write_text("id\n")
+    (root / f".{CHECKPOINTS_NAME}.zz9.tmp").write_text("{")
+    (root / ".probe-q1w2").write_text("")
+    other = folder / ".unrelated.tmp"
+    other.write_text("keep")
+
+    again = open_sink(root, timer=False)
+    again.flush()
+    again.close()
+    assert not torn.exists()
+    assert not list(root.glob(f".{CHECKPOINTS_NAME}.*.tmp")) and not list(root.glob(".probe-*"))
+    assert other.exists()
+    assert [int(r["id"]) for r in read_rows(objects(root))] == [1]

@@ -225,6 +225,11 @@ class Sink(Closing):
         self._checkpoints = dict(self._saved_checkpoints)
         if self._spool_path is not None:
             self._open_spool()
+            if self._fs is None:
+                # The spool's lock makes this the folder's only writer: hidden leftovers
+                # of a writer killed while it saved the checkpoints or probed can go.
+                _remove_temporaries(Path(self._root), CHECKPOINTS_NAME)
+                _remove_temporaries(Path(self._root), "probe-", probe=True)
 
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
@@ -528,6 +533,9 @@ class Sink(Closing):
         folder = Path(self._root) / part
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / name
+        # A flush that a crash cut short left its hidden temporary file here; the replay
+        # writes the same name, so that file can go (only this name's, never another's).
+        _remove_temporaries(folder, name)
         atomic_write(final, data, suffix=".tmp")
         _fsync_dir(folder)
         return str(final)
@@ -592,6 +600,17 @@ def _replay(text: str, checkpoints: dict[str, Any]) -> tuple[list[dict[str, Any]
         records.extend(pending)
     # (With end marks, records after the last one are a torn put: not accepted.)
     return records, intent
+
+
+def _remove_temporaries(folder: Path, name: str, *, probe: bool = False) -> None:
+    """Remove the hidden temporary files :func:`~fraudlens._io.atomic_write` (or the
+    write probe) leaves when a process dies mid-write: ``.<name>.<random>.tmp`` for
+    ``name``, or ``.probe-<random>``. Visible objects are never touched."""
+    pattern = f".{name}*" if probe else f".{name}.*.tmp"
+    with contextlib.suppress(OSError):
+        for stale in folder.glob(pattern):
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
 
 def _fsync_dir(folder: Path) -> None:
