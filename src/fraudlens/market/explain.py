@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,9 +27,16 @@ import pandas as pd
 
 from fraudlens.errors import DataError
 from fraudlens.market.data import MarketData
-from fraudlens.market.features import STRONG_EXT, trade_level_frame
+from fraudlens.market.features import (
+    STRONG_EXT,
+    _legs,
+    _round_trips,
+    _sorted_klines,
+    _trade_arrays,
+    _traded_symbols_only,
+)
 
-__all__ = ["explain_account", "explain_batch"]
+__all__ = ["explain_account", "explain_analysis", "explain_batch"]
 
 _TOP_BARS = 10
 
@@ -43,24 +51,86 @@ def _iso(value: Any) -> str | None:
     return pd.Timestamp(value).isoformat()
 
 
+def _iso_many(values: Any) -> list[str | None]:
+    """:func:`_iso` of each value of a datetime column, vectorised for UTC timestamps
+    (the same text as ``Timestamp.isoformat``: fractions of a second only when there
+    are any, in microseconds unless there are nanoseconds)."""
+    idx = pd.DatetimeIndex(values)
+    if idx.tz is None or str(idx.tz) != "UTC":
+        return [_iso(v) for v in idx]
+    missing = idx.isna()
+    ns = np.where(missing, 0, idx.as_unit("ns").asi8)
+    sec, frac = np.divmod(ns, 10**9)
+    base = np.datetime_as_string(sec.astype("datetime64[s]"), unit="s").tolist()
+    out: list[str | None] = []
+    for b, f, m in zip(base, frac.tolist(), missing.tolist(), strict=True):
+        if m:
+            out.append(None)
+        elif f == 0:
+            out.append(f"{b}+00:00")
+        elif f % 1000 == 0:
+            out.append(f"{b}.{f // 1000:06d}+00:00")
+        else:
+            out.append(f"{b}.{f:09d}+00:00")
+    return out
+
+
 def _num(value: Any) -> float | None:
     v = float(value)
     return None if math.isnan(v) else v
 
 
-def _annotate(tl: pd.DataFrame) -> pd.DataFrame:
-    """Add ``direction, delta, partner, weight, group`` columns to a trade-level frame."""
-    n = len(tl)
-    partner = tl["rt_partner"].to_numpy(np.int64)
-    ext = np.nan_to_num(tl["rt_ext"].to_numpy(dtype=np.float64), nan=-np.inf)
-    gap = np.nan_to_num(tl["rt_gap"].to_numpy(dtype=np.float64))
-    strong = tl["rt_strong"].to_numpy(dtype=bool)
+@dataclass
+class _Annotated:
+    """Per-fill columns of the explanation, as arrays in the trades' row order."""
+
+    partner: np.ndarray  # row of a fill of the other leg of the fill's round trip, or -1
+    direction: np.ndarray  # "forward", "reverse" or ""
+    delta: np.ndarray
+    same_ts: np.ndarray
+    weight: np.ndarray
+    pair_weight: np.ndarray
+    group: np.ndarray
+    strong: np.ndarray
+    gap: np.ndarray
+    equal: np.ndarray
+
+
+def _annotate(tr: Any, legs: Any, rt: Any) -> _Annotated:
+    """Each fill's round trip (through its leg) and how strongly it shows the pattern.
+
+    ``tr``, ``legs`` and ``rt`` are the feature pass's trade, leg and round-trip arrays
+    (:mod:`fraudlens.market.features`); everything here is per fill and per account, so
+    the result for an account does not depend on which other accounts the arrays hold.
+    """
+    n = len(tr.pos)
+    # each fill -> its leg -> the leg's round trip -> the other leg's first fill
+    leg_rt = np.full(len(legs.buy), -1, dtype=np.int64)
+    leg_other = np.full(len(legs.buy), -1, dtype=np.int64)
+    leg_rt[rt.buy] = np.arange(len(rt.buy))
+    leg_rt[rt.sell] = np.arange(len(rt.buy))
+    leg_other[rt.buy] = legs.first[rt.sell]
+    leg_other[rt.sell] = legs.first[rt.buy]
+    leg = np.maximum(tr.leg, 0)
+    fill_rt = np.where(tr.leg >= 0, leg_rt[leg], -1)
+    in_rt = fill_rt >= 0
+    j = np.maximum(fill_rt, 0)
+
+    def per(a: np.ndarray, fill: Any) -> np.ndarray:
+        if len(a) == 0:
+            return np.full(n, fill)
+        return np.where(in_rt, a[j], fill)
+
+    partner = np.where(in_rt, leg_other[leg], -1).astype(np.int64)
+    ext = np.nan_to_num(per(rt.ext, np.nan).astype(np.float64), nan=-np.inf)
+    gap = np.nan_to_num(per(rt.gap, np.nan).astype(np.float64))
+    strong = per(rt.strong, False).astype(bool)
     matched = (partner >= 0) & (ext >= STRONG_EXT)
-    forward = tl["rt_forward"].to_numpy(dtype=bool)
-    equal = tl["rt_equal_qty"].to_numpy(dtype=bool)
-    pos = tl["pos"].to_numpy(dtype=np.float64)
-    wick = tl["wick"].to_numpy(dtype=bool) & (tl["ticks"].to_numpy(dtype=np.float64) >= 4)
-    ts = tl["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    forward = per(rt.fwd, False).astype(bool)
+    equal = per(rt.eq, False).astype(bool)
+    pos = tr.pos
+    wick = tr.wick & (tr.ticks >= 4)
+    ts = tr.ts
     same_ts = matched & (ts[np.where(matched, partner, 0)] == ts)
     edge = np.abs(pos - 0.5) * 2.0  # 0 at the middle of the bar, 1 at either end
     # tiers keep the categories apart; the small terms order trades inside a tier
@@ -73,23 +143,20 @@ def _annotate(tl: pd.DataFrame) -> pd.DataFrame:
     # both legs of a pair share the stronger leg's weight so they sort together
     idx = np.arange(n)
     group = np.where(matched, np.minimum(idx, np.where(matched, partner, idx)), idx)
-    pair_w = pd.Series(weight).groupby(group).transform("max").to_numpy()
-    extra = pd.DataFrame(
-        {
-            "_direction": np.where(matched, np.where(forward, "forward", "reverse"), ""),
-            "_delta": np.where(matched, ext, np.nan),
-            "_partner": np.where(matched, partner, -1),
-            "_same_ts": same_ts,
-            "_weight": weight,
-            "_pair_weight": pair_w,
-            "_group": group,
-            "_strong": matched & strong,
-            "_gap": np.where(matched, gap, np.nan),
-            "_equal": matched & equal,
-        },
-        index=tl.index,
+    pair_w = np.full(n, -np.inf)
+    np.maximum.at(pair_w, group, weight)
+    return _Annotated(
+        partner=np.where(matched, partner, -1),
+        direction=np.where(matched, np.where(forward, "forward", "reverse"), ""),
+        delta=np.where(matched, ext, np.nan),
+        same_ts=same_ts,
+        weight=weight,
+        pair_weight=pair_w[group],
+        group=group,
+        strong=matched & strong,
+        gap=np.where(matched, gap, np.nan),
+        equal=matched & equal,
     )
-    return pd.concat([tl, extra], axis=1)
 
 
 def _reason(row: dict[str, Any], partner: dict[str, Any] | None) -> str:
@@ -127,43 +194,58 @@ def _reason(row: dict[str, Any], partner: dict[str, Any] | None) -> str:
     return where + rank_txt
 
 
-def _records(tl: pd.DataFrame, rows: np.ndarray) -> list[dict[str, Any]]:
-    cols = [
-        "trade_id",
-        "account_id",
-        "symbol",
-        "ts",
-        "side",
-        "price",
-        "quantity",
-        "bar_ts",
-        "bar_high",
-        "bar_low",
-        "pos",
-        "wick",
-        "amp_rank",
-        "bars_in_day",
-        "_direction",
-        "_delta",
-        "_partner",
-        "_same_ts",
-        "_weight",
-        "bar_row",
-        "rel",
-        "ticks",
-        "_strong",
-        "_gap",
-        "_equal",
-    ]
-    # plain Python rows only for the trades reported and their partners
-    partners = tl["_partner"].to_numpy()[rows]
+def _records(
+    trades: pd.DataFrame, k: pd.DataFrame, tr: Any, an: _Annotated, rows: np.ndarray
+) -> list[dict[str, Any]]:
+    # plain Python values only for the trades reported and their partners
+    partners = an.partner[rows]
     needed = np.unique(np.r_[rows, partners[partners >= 0]]).astype(np.int64)
-    # Column arrays, then plain dicts: DataFrame.to_dict("records") is slow on a few rows.
-    values = {c: tl[c].to_numpy()[needed].tolist() for c in cols}
-    recs = {int(i): {c: values[c][j] for c in cols} for j, i in enumerate(needed.tolist())}
+    has = tr.has_bar[needed]
+    safe = np.where(has, tr.bar_row[needed], 0)
+    if len(k):
+        bar_ts = pd.Series(k["ts"].array.take(safe)).where(has)
+        bar_high = np.where(has, k["high"].to_numpy(dtype=np.float64)[safe], np.nan)
+        bar_low = np.where(has, k["low"].to_numpy(dtype=np.float64)[safe], np.nan)
+    else:
+        bar_ts = pd.Series(pd.NaT, index=range(len(needed)), dtype="datetime64[ns, UTC]")
+        bar_high = bar_low = np.full(len(needed), np.nan)
+    sel = trades.iloc[needed]
+    arrays: dict[str, Any] = {
+        "trade_id": sel["trade_id"].to_numpy(),
+        "symbol": sel["symbol"].to_numpy(),
+        "ts": np.asarray(_iso_many(sel["ts"]), dtype=object),
+        "side": sel["side"].to_numpy(),
+        "price": sel["price"].to_numpy(),
+        "quantity": sel["quantity"].to_numpy(),
+        "bar_ts": np.asarray(_iso_many(bar_ts), dtype=object),
+        "bar_high": bar_high,
+        "bar_low": bar_low,
+        "pos": tr.pos[needed],
+        "wick": tr.wick[needed],
+        "amp_rank": tr.rank[needed],
+        "bars_in_day": tr.n_day[needed],
+        "_direction": an.direction[needed],
+        "_delta": an.delta[needed],
+        "_partner": an.partner[needed],
+        "_same_ts": an.same_ts[needed],
+        "_weight": an.weight[needed],
+        "bar_row": tr.bar_row[needed],
+        "rel": tr.rel[needed],
+        "ticks": tr.ticks[needed],
+        "_strong": an.strong[needed],
+        "_gap": an.gap[needed],
+        "_equal": an.equal[needed],
+    }
+    # Column arrays, then plain dicts: per-row pandas access is slow on a few rows.
+    values = {c: a.tolist() for c, a in arrays.items()}
+    cols = list(values)
+    recs = {
+        i: dict(zip(cols, row, strict=True))
+        for i, row in zip(needed.tolist(), zip(*values.values(), strict=True), strict=True)
+    }
     out: list[dict[str, Any]] = []
-    for i in rows:
-        r = recs[int(i)]
+    for i in rows.tolist():
+        r = recs[i]
         r["_has_bar"] = int(r["bar_row"]) >= 0
         p_idx = int(r["_partner"])
         partner = recs[p_idx] if p_idx >= 0 else None
@@ -171,11 +253,11 @@ def _records(tl: pd.DataFrame, rows: np.ndarray) -> list[dict[str, Any]]:
             {
                 "trade_id": str(r["trade_id"]),
                 "symbol": str(r["symbol"]),
-                "ts": _iso(r["ts"]),
+                "ts": r["ts"],
                 "side": str(r["side"]),
                 "price": float(r["price"]),
                 "quantity": _num(r["quantity"]),
-                "bar_ts": _iso(r["bar_ts"]),
+                "bar_ts": r["bar_ts"],
                 "bar_high": _num(r["bar_high"]),
                 "bar_low": _num(r["bar_low"]),
                 "pos": round(float(r["pos"]), 4),
@@ -196,6 +278,54 @@ def _records(tl: pd.DataFrame, rows: np.ndarray) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def explain_analysis(
+    trades: pd.DataFrame,
+    klines: pd.DataFrame,
+    tr: Any,
+    legs: Any,
+    rt: Any,
+    account_ids: Iterable[str],
+    *,
+    top: int = 10,
+) -> dict[str, list[dict[str, Any]]]:
+    """:func:`explain_batch` from arrays the feature pass built already.
+
+    Parameters
+    ----------
+    trades
+        The trades the arrays were built from, in the same row order.
+    klines
+        The k-lines the arrays' bar rows point into (sorted by ``(symbol, ts)``).
+    tr, legs, rt
+        The trade, leg and round-trip arrays of :mod:`fraudlens.market.features` for
+        ``trades`` (any accounts: an account's explanation reads its own rows only).
+    account_ids, top
+        As in :func:`explain_batch`.
+    """
+    ids = [str(a) for a in account_ids]
+    result: dict[str, list[dict[str, Any]]] = {a: [] for a in ids}
+    if not ids or len(trades) == 0:
+        return result
+    an = _annotate(tr, legs, rt)
+    acct_all = tr.account_ids.astype(str)
+    wanted = np.isin(acct_all, np.asarray(ids, dtype=str))
+    rows = np.flatnonzero(wanted[tr.acct])
+    if len(rows) == 0:
+        return result
+    account = acct_all[tr.acct[rows]]
+    # strongest pair first; legs of one pair stay together, buy before sell
+    side = trades["side"].astype(str).to_numpy()[rows]
+    order = np.lexsort((side != "buy", an.group[rows], -an.pair_weight[rows], account))
+    acct_sorted = account[order]
+    first = np.r_[True, acct_sorted[1:] != acct_sorted[:-1]]
+    start = np.flatnonzero(first)
+    rank = np.arange(len(order)) - np.repeat(start, np.diff(np.r_[start, len(order)]))
+    keep = order[rank < top]
+    for rec, acct in zip(_records(trades, klines, tr, an, rows[keep]), account[keep], strict=True):
+        result.setdefault(str(acct), []).append(rec)
+    return result
 
 
 def explain_batch(
@@ -231,28 +361,11 @@ def explain_batch(
     if len(sub.trades) == 0:
         return result
     # only the traded symbols' bars matter; fewer bars make the join and ranks cheaper
-    keep = sub.klines["symbol"].isin(pd.unique(sub.trades["symbol"])).to_numpy()
-    sub = MarketData(sub.klines[keep], sub.trades, sub.labels, sub.bar)
-    tl = _annotate(trade_level_frame(sub))
-    # strongest pair first; legs of one pair stay together, buy before sell
-    order = np.lexsort(
-        (
-            tl["side"].astype(str).to_numpy() != "buy",
-            tl["_group"].to_numpy(),
-            -tl["_pair_weight"].to_numpy(),
-            tl["account_id"].astype(str).to_numpy(),
-        )
-    )
-    acct_sorted = tl["account_id"].astype(str).to_numpy()[order]
-    first = np.r_[True, acct_sorted[1:] != acct_sorted[:-1]]
-    start = np.flatnonzero(first)
-    rank = np.arange(len(order)) - np.repeat(start, np.diff(np.r_[start, len(order)]))
-    keep = order[rank < top]
-    for rec, acct in zip(
-        _records(tl, keep), tl["account_id"].astype(str).to_numpy()[keep], strict=True
-    ):
-        result.setdefault(acct, []).append(rec)
-    return result
+    k = _sorted_klines(_traded_symbols_only(sub.klines, sub.trades))
+    tr = _trade_arrays(sub.trades, k, sub.bar)
+    legs = _legs(tr)
+    rt = _round_trips(tr, legs, k, sub.bar)
+    return explain_analysis(sub.trades, k, tr, legs, rt, ids, top=top)
 
 
 def explain_account(data: MarketData, account_id: str, *, top: int = 10) -> list[dict[str, Any]]:

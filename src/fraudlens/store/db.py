@@ -663,17 +663,17 @@ class Store(Closing, AuthStore, TriageStore):
         last = np.r_[first[1:] - 1, len(ts) - 1]
         gap64 = np.timedelta64(gap.value, "ns")
         # the store keeps microseconds: widen the box to whole microseconds
-        lo_t = (ts[first] - gap64).astype("datetime64[us]").astype(object)
+        lo_t = _driver_stamps(self.dialect, (ts[first] - gap64).astype("datetime64[us]"))
         hi_ns = (ts[last] + gap64).astype(np.int64)
-        hi_t = (-(-hi_ns // 1000)).astype("datetime64[us]").astype(object)
+        hi_t = _driver_stamps(self.dialect, (-(-hi_ns // 1000)).astype("datetime64[us]"))
         price = cols["price"][first].astype(np.float64)
         qty = cols["quantity"][first].astype(np.float64)
         values = list(
             zip(
                 cols["symbol"][first].astype(str).tolist(),
                 np.where(cols["side"][first] == "buy", "sell", "buy").tolist(),
-                lo_t.tolist(),
-                hi_t.tolist(),
+                lo_t,
+                hi_t,
                 (price - price_tol * np.abs(price)).tolist(),
                 (price + price_tol * np.abs(price)).tolist(),
                 (qty - qty_tol * np.abs(qty)).tolist(),
@@ -681,21 +681,19 @@ class Store(Closing, AuthStore, TriageStore):
                 strict=True,
             )
         )
-        # A few statement shapes, each compiled once (building SQL expressions per
-        # condition costs more than the query): a chunk is padded with its own last
-        # condition up to the smallest shape that holds it.
+        # A few statement shapes, each built once, run on the driver directly with
+        # positional values already in the driver's form: SQLAlchemy's per-value bind
+        # processing cost more than the query itself. A chunk is padded with its own
+        # last condition up to the smallest shape that holds it.
         rows: list[Any] = []
+        style = self.engine.dialect.paramstyle
         with self._connect() as conn:
             for i in range(0, len(values), _MIRROR_CHUNK):
                 part = values[i : i + _MIRROR_CHUNK]
                 size = next(n for n in _MIRROR_SHAPES if n >= len(part))
                 part += [part[-1]] * (size - len(part))
-                params = {
-                    f"{k}{j}": v
-                    for j, row in enumerate(part)
-                    for k, v in zip("sdabpPqQ", row, strict=True)
-                }
-                rows.extend(conn.execute(_mirror_statement(size), params))
+                params = tuple(v for row in part for v in row)
+                rows.extend(conn.exec_driver_sql(_mirror_sql(size, style), params).all())
         found = _frame(rows, _TRADE_COLUMNS)
         found = found[~found["account_id"].isin(pd.unique(trades["account_id"].astype(str)))]
         found = found.drop_duplicates("trade_id").sort_values(["ts", "trade_id"], kind="stable")
@@ -983,22 +981,31 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
-@functools.lru_cache(maxsize=8)
-def _mirror_statement(n: int) -> sa.TextClause:
+@functools.lru_cache(maxsize=16)
+def _mirror_sql(n: int, paramstyle: str) -> str:
     """``SELECT`` of trades matching any of ``n`` (symbol, side, time, price, quantity)
-    boxes, with bind parameters ``s0, d0, a0, b0, p0, P0, q0, Q0, s1, ...``; each box is
+    boxes, with eight positional driver parameters per box (symbol, side, earliest and
+    latest time, lowest and highest price, smallest and largest quantity); each box is
     served by the ``(symbol, ts)`` index. Timestamps come back as raw driver values, as
     in :func:`_raw_columns`."""
+    mark = "?" if paramstyle == "qmark" else "%s"
     box = (
-        "(symbol = :s{i} AND side = :d{i} AND ts >= :a{i} AND ts <= :b{i} "
-        "AND price >= :p{i} AND price <= :P{i} AND quantity >= :q{i} AND quantity <= :Q{i})"
+        f"(symbol = {mark} AND side = {mark} AND ts >= {mark} AND ts <= {mark} "
+        f"AND price >= {mark} AND price <= {mark} AND quantity >= {mark} AND quantity <= {mark})"
     )
-    sql = f"SELECT {', '.join(_TRADE_COLUMNS)} FROM {Trade.__tablename__} WHERE " + " OR ".join(
-        box.format(i=i) for i in range(n)
+    return f"SELECT {', '.join(_TRADE_COLUMNS)} FROM {Trade.__tablename__} WHERE " + " OR ".join(
+        [box] * n
     )
-    stamp = Trade.__table__.c["ts"].type
-    binds = [sa.bindparam(f"{k}{i}", type_=stamp) for i in range(n) for k in "ab"]
-    return sa.text(sql).bindparams(*binds)
+
+
+def _driver_stamps(dialect: str, stamps: np.ndarray) -> list[Any]:
+    """UTC ``datetime64[us]`` values as the driver takes them for the ``ts`` column:
+    SQLite's stored text (``YYYY-MM-DD HH:MM:SS.ffffff``, what SQLAlchemy writes, so
+    text order is time order), naive datetimes elsewhere."""
+    if dialect == "sqlite":
+        text = np.datetime_as_string(stamps.astype("datetime64[us]"), unit="us")
+        return [t.replace("T", " ") for t in text.tolist()]
+    return list(stamps.astype("datetime64[us]").astype(object).tolist())
 
 
 def _raw_columns(table: type[Kline] | type[Trade], names: tuple[str, ...]) -> list[Any]:
