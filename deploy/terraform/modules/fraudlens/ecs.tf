@@ -111,6 +111,14 @@ resource "aws_ecs_task_definition" "this" {
         { name = "PGPASSWORD", valueFrom = "${local.db_secret_arn}:password::" },
       ]
 
+      # The image cannot be changed at run time: only the task's own scratch volumes
+      # (the working folder and /tmp, see the image's VOLUME) are writable.
+      readonlyRootFilesystem = true
+      mountPoints = [
+        { sourceVolume = "work", containerPath = "/var/lib/fraudlens", readOnly = false },
+        { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
+      ]
+
       # tini as PID 1: signals reach fraudlens, which finishes its batch on SIGTERM.
       linuxParameters = { initProcessEnabled = true }
       stopTimeout     = 60
@@ -125,6 +133,14 @@ resource "aws_ecs_task_definition" "this" {
       }
     },
   ])
+
+  # Task-scoped bind mounts on Fargate's ephemeral storage, gone with the task.
+  volume {
+    name = "work"
+  }
+  volume {
+    name = "tmp"
+  }
 
   tags = local.tags
 

@@ -205,6 +205,16 @@ run "defaults" {
   }
 
   assert {
+    condition = alltrue([
+      for k, td in aws_ecs_task_definition.this :
+      jsondecode(td.container_definitions)[0].readonlyRootFilesystem == true
+      && toset([for m in jsondecode(td.container_definitions)[0].mountPoints : m.containerPath]) == toset(["/var/lib/fraudlens", "/tmp"])
+      && toset([for v in td.volume : v.name]) == toset(["work", "tmp"])
+    ])
+    error_message = "Every task runs on a read-only root file system with only its scratch volumes writable."
+  }
+
+  assert {
     condition = (
       { for e in jsondecode(aws_ecs_task_definition.this["worker"].container_definitions)[0].environment : e.name => e.value }["FRAUDLENS_QUEUE_URL"]
       == "sqs://fraudlens-checks?region=eu-west-1&create=false"
