@@ -155,3 +155,17 @@ def test_score_cards_anomaly_alone(cards) -> None:
     assert list(res.frame().columns) == ["score", "flagged", "model", "threshold"]
     with pytest.raises(ConfigError):
         score_cards(None, X)
+
+
+def test_score_market_explanation_reads_the_feature_pass(market) -> None:
+    """Scoring with explanations builds the trade arrays once for the features and the
+    explanation: scores equal the detector's own, explanations equal explain_batch's."""
+    from fraudlens.market.explain import explain_batch
+
+    det, data = market
+    plain = np.asarray(det.decision_function(data), dtype=np.float64)
+    for explain in ("flagged", True):
+        res = score_market(det, data, threshold=0.5, explain=explain, top=4)
+        np.testing.assert_array_equal(res.scores, plain)
+        wanted = res.flagged_ids() if explain == "flagged" else res.account_ids.tolist()
+        assert res.explanations == explain_batch(data, wanted, top=4)

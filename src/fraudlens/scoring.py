@@ -391,13 +391,15 @@ def market_evidence(
     """
     import pandas as pd
 
+    from fraudlens._isin import isin
     from fraudlens.market.data import TRADE_COLUMNS
     from fraudlens.market.pairs import account_evidence
 
     trades = data.trades
     if context_trades is not None and len(context_trades):
         cols = list(TRADE_COLUMNS)
-        extra = context_trades.loc[~context_trades["trade_id"].isin(trades["trade_id"]), cols]
+        seen = isin(context_trades["trade_id"], trades["trade_id"])
+        extra = context_trades.loc[~seen, cols]
         trades = pd.concat([trades[cols], extra], ignore_index=True)
     ev = account_evidence(trades, data.klines, bar=data.bar)
     ids = data.account_ids if account_ids is None else account_ids

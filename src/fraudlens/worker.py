@@ -264,10 +264,16 @@ def _message(item: tuple[Message, AccountCheck]) -> Message:
 
 def _latest_trades(data: MarketData, accounts: set[str]) -> dict[str, Any]:
     """Each account's latest trade time (its window's end), as aware datetimes."""
+    import numpy as np
+    import pandas as pd
+
     trades = data.trades
-    acc = trades["account_id"].to_numpy()
-    ts = trades["ts"].to_numpy("datetime64[us]")
-    return {a: utc(ts[acc == a].max().astype(object)) for a in accounts}
+    codes, names = pd.factorize(trades["account_id"])
+    ts = trades["ts"].to_numpy("datetime64[us]").view(np.int64)
+    latest = np.full(len(names), np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(latest, codes, ts)
+    at = dict(zip(names.tolist(), latest.astype("datetime64[us]").tolist(), strict=True))
+    return {a: utc(at[a]) for a in accounts}
 
 
 def _evidence(scores: MarketScores, accounts: set[str]) -> dict[str, dict[str, Any]]:

@@ -581,8 +581,14 @@ class _Book:
         bar_ns = int(pd.Timedelta(bar).value)
         start = self.ts.copy()
         if klines is not None and len(klines) and self.n:
-            k = klines[klines["symbol"].isin(self.symbols).to_numpy()]
-            k = k.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
+            from fraudlens._isin import isin
+            from fraudlens.market.features import _is_sorted
+
+            k = klines[isin(klines["symbol"], self.symbols)]
+            # bars from the store come sorted: a stable sort would change nothing
+            if not _is_sorted(k):
+                k = k.sort_values(["symbol", "ts"], kind="stable")
+            k = k.reset_index(drop=True)
             rows = _bar_positions(self.trades, k, pd.Timedelta(bar))
             has = rows >= 0
             start = np.where(has, _ts_ns(k["ts"])[np.where(has, rows, 0)], self.ts)

@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from fraudlens._closing import Closing
+from fraudlens._isin import isin
 from fraudlens._time import utc, utcnow
 from fraudlens.errors import (
     ConfigError,
@@ -695,7 +696,7 @@ class Store(Closing, AuthStore, TriageStore):
                 params = tuple(v for row in part for v in row)
                 rows.extend(conn.exec_driver_sql(_mirror_sql(size, style), params).all())
         found = _frame(rows, _TRADE_COLUMNS)
-        found = found[~found["account_id"].isin(pd.unique(trades["account_id"].astype(str)))]
+        found = found[~isin(found["account_id"], pd.unique(trades["account_id"].astype(str)))]
         found = found.drop_duplicates("trade_id").sort_values(["ts", "trade_id"], kind="stable")
         return found.reset_index(drop=True)
 
@@ -1028,7 +1029,11 @@ def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:
             data[name] = _utc_index(values)
         elif name in ("trade_id", "account_id", "symbol", "side"):
             arr = np.empty(n, dtype=object)
-            arr[:] = [v if isinstance(v, str) else str(v) for v in values]
+            arr[:] = values
+            # text columns come back as str; anything else (a driver's bytes, numbers
+            # in a hand-written row) is made str, value by value only then
+            if n and pd.api.types.infer_dtype(arr, skipna=False) != "string":
+                arr[:] = [v if isinstance(v, str) else str(v) for v in values]
             data[name] = arr
         else:
             data[name] = np.asarray(values, dtype=np.float64)
