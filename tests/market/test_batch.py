@@ -1,18 +1,22 @@
-"""Batch scoring: chunking gives the same scores as one call, locally and on Ray."""
+"""Batch scoring: chunking gives the same scores as one call, locally and on Ray, and an
+account scores the same alone as in a chunk or in the whole file (its mirror evidence is
+read against the whole input)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fraudlens.market.batch import score_accounts, score_accounts_ray
-from fraudlens.market.data import window
+from fraudlens.market.data import MarketData, window
 from fraudlens.market.detectors import FeatureDetector
+from fraudlens.market.features import account_features
 from fraudlens.market.simulate import simulate
 from fraudlens.registry import Registry
-from fraudlens.scoring import EVIDENCE_COLUMNS, market_evidence
+from fraudlens.scoring import EVIDENCE_COLUMNS, market_evidence, score_market
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +70,38 @@ def test_ray_scores_equal_local(trained, tmp_path: Path) -> None:
     np.testing.assert_allclose(remote["value_moved"], local["value_moved"])
     got = remote["counterparty"].fillna("").tolist()
     assert got == local["counterparty"].fillna("").tolist()
+
+
+def _paired(data: MarketData) -> np.ndarray:
+    """Accounts with mirror evidence: a round trip both of whose legs one other account
+    mirrors (beneficiaries and their victims)."""
+    f = account_features(data)
+    return f.index[f["mirror_pair_share"].to_numpy() > 0].to_numpy()
+
+
+def test_score_alone_in_a_chunk_and_in_the_whole_file_are_equal(trained) -> None:
+    _, det = trained
+    raw = simulate(300, seed=12, days=2)
+    data = window(raw)
+    paired = _paired(data)
+    kinds = dict(zip(data.account_ids, data.label_column("kind"), strict=True))
+    # the check has teeth: beneficiaries and victims carry pair evidence, read against
+    # other accounts' trades
+    assert {kinds[a] for a in paired} >= {"beneficiary"} and len(paired) >= 10
+    whole = pd.Series(det.decision_function(data), index=data.account_ids)
+    # alone: one account's trades, read against the same book (every trade of the file)
+    for a in [*paired[:12], *data.account_ids[:5]]:
+        alone = det.decision_function(data.subset([a]))
+        assert alone[0] == whole[a], a
+    # without the book, an account scored alone has no counterparty in sight
+    lone = account_features(
+        MarketData(data.klines, data.trades[data.trades["account_id"] == paired[0]])
+    )
+    assert lone["mirror_pair_share"].iloc[0] == 0.0
+    # chunks of several sizes, including one account per chunk
+    for size in (1, 7, 64):
+        got = score_market(det, data, chunk_size=size, evidence=False).scores
+        np.testing.assert_array_equal(got, whole.to_numpy())
+    # the whole input is the book, not the windows: score_accounts windows after
+    frame = score_accounts(raw, det, chunk_size=50)
+    np.testing.assert_array_equal(frame["score"].to_numpy(), whole.to_numpy())

@@ -1,4 +1,5 @@
-"""FeatureDetector: quality on simulated accounts, score order, persistence."""
+"""FeatureDetector: quality on simulated accounts, score order, persistence, and the pair
+evidence (the book an account's mirrored legs are read against)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -13,7 +15,8 @@ from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError
 from fraudlens.evaluation import recall_at_fpr
 from fraudlens.market._gbm import FeatureDetector
 from fraudlens.market.data import MarketData, window
-from fraudlens.market.features import FEATURE_NAMES, account_features
+from fraudlens.market.features import FEATURE_NAMES, TradeBook, account_features
+from fraudlens.market.pairs import account_evidence
 from fraudlens.market.simulate import simulate
 
 pytestmark = pytest.mark.slow
@@ -60,7 +63,10 @@ def test_scores_follow_account_ids_order(fitted: FeatureDetector, test_data: Mar
     # shuffling the trade rows changes nothing
     rng = np.random.default_rng(0)
     shuffled = test_data.trades.iloc[rng.permutation(len(test_data.trades))]
-    again = fitted.decision_function(MarketData(test_data.klines, shuffled, test_data.labels))
+    # (the same book: the simulated days before the window hold mirrors too)
+    again = fitted.decision_function(
+        MarketData(test_data.klines, shuffled, test_data.labels, book=test_data.the_book())
+    )
     np.testing.assert_allclose(again, base, rtol=0, atol=1e-7)
     # a subset of accounts scores the same as within the full batch
     ids = test_data.account_ids[::7]
@@ -147,3 +153,106 @@ def test_errors(train: MarketData) -> None:
         FeatureDetector().fit(train, y)
     with pytest.raises(DataError, match="labels"):
         FeatureDetector().fit(train, y[:-1])
+
+
+# ------------------------------------------------------------------ pair evidence
+
+
+def _brute_mirrors(trades: pd.DataFrame, book: pd.DataFrame) -> set[tuple[int, str]]:
+    """The rule of TradeBook written one pair at a time."""
+    out = set()
+    gap = pd.Timedelta(seconds=60).value
+    for i, t in enumerate(trades.itertuples(index=False)):
+        for b in book.itertuples(index=False):
+            if (
+                b.symbol == t.symbol
+                and b.side != t.side
+                and b.account_id != t.account_id
+                and t.price - 1e-9 * abs(t.price) <= b.price <= t.price + 1e-9 * abs(t.price)
+                and t.quantity - 1e-9 * t.quantity <= b.quantity <= t.quantity + 1e-9 * t.quantity
+                and abs(b.ts.value - t.ts.value) <= gap
+            ):
+                out.add((i, b.account_id))
+    return out
+
+
+def test_trade_book_finds_what_a_pairwise_check_finds() -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    t0 = pd.Timestamp("2026-03-02", tz="UTC")
+    book = pd.DataFrame(
+        {
+            "trade_id": [f"t{i}" for i in range(n)],
+            "account_id": rng.choice(["A", "B", "C", "D", "E"], n),
+            "symbol": rng.choice(["X", "Y"], n),
+            # a few seconds to a few minutes apart: some within the minute, some not
+            "ts": t0 + pd.to_timedelta(rng.integers(0, 900, n), unit="s"),
+            "side": rng.choice(["buy", "sell"], n),
+            # few prices and sizes (ties), one price with float noise within tolerance
+            "price": rng.choice([1e-7, 2e-7, 101.25, 101.25 * (1 + 3e-10), 101.5], n),
+            "quantity": rng.choice([1.0, 2.0, 2.0 + 1e-12], n),
+        }
+    )
+    tb = TradeBook(book)
+    queries = book.sample(120, random_state=1).reset_index(drop=True)
+    at, other = tb.mirrors(queries)
+    got = set(zip(at.tolist(), other.tolist(), strict=True))
+    assert got == _brute_mirrors(queries, book)
+    assert len(got) > 20
+    # a book that fetches the rest gives the same answer as one that holds everything
+    held = book[book["account_id"].isin(["A", "B"])]
+    rest = book[~book["account_id"].isin(["A", "B"])]
+    calls: list[int] = []
+
+    def fetch(trades: pd.DataFrame) -> pd.DataFrame:
+        calls.append(len(trades))
+        return rest
+
+    lazy = TradeBook(held, fetch=fetch)
+    at2, other2 = lazy.mirrors(queries)
+    assert set(zip(at2.tolist(), other2.tolist(), strict=True)) == got
+    # each trade is asked about once: the counterparty evidence reuses what came back
+    lazy.candidates(queries.iloc[:50])
+    assert calls == [len(queries)]
+    assert set(lazy.candidates(queries)["trade_id"]) == set(tb.candidates(queries)["trade_id"])
+
+
+def test_pair_evidence_marks_the_thief_and_victims_not_market_makers() -> None:
+    data = window(simulate(600, seed=31))
+    f = account_features(data)
+    kinds = data.label_column("kind")
+    share = f["mirror_pair_share"].to_numpy()
+    strong = f["n_mirror_pair_strong"].to_numpy()
+    ben = kinds == "beneficiary"
+    # most beneficiaries trade with a victim in the data (some with one outside it)
+    assert (share[ben] > 0.5).mean() >= 0.6 and (strong[ben] >= 2).mean() >= 0.6
+    # internalising market makers take the other side of single fills of many clients:
+    # they have mirrored trades, but no round trip whose two legs one account mirrors
+    ev = account_evidence(data.trades, data.klines)
+    mm = kinds == "normal_market_maker"
+    internalising = mm & (ev.reindex(data.account_ids)["n_mirrored"].to_numpy() > 0)
+    assert internalising.sum() >= 5
+    assert (share[mm] == 0).all() and (strong[mm] == 0).all()
+    # no normal account's round trips are pair-mirrored
+    normal = data.y() == 0
+    assert (strong[normal] == 0).mean() >= 0.99
+
+
+def test_mirror_features_change_the_beneficiaries_scores_only_where_evidence_is(
+    train: MarketData, test_data: MarketData
+) -> None:
+    """Trained with and without the pair features on the same accounts: the beneficiaries
+    score higher with them, the market makers no higher."""
+    cols = [c for c in FEATURE_NAMES if not c.startswith(("mirror_", "n_mirror_"))]
+    assert len(cols) == len(FEATURE_NAMES) - 4
+    Xtr, Xte = account_features(train), account_features(test_data)
+    y = train.y()
+    kinds = test_data.label_column("kind")
+    with_ = FeatureDetector(n_estimators=150, max_depth=4).fit_features(Xtr, y)
+    without = FeatureDetector(n_estimators=150, max_depth=4).fit_features(Xtr[cols], y)
+    s_with = with_.decision_function_features(Xte)
+    s_without = without.decision_function_features(Xte[cols])
+    ben = kinds == "beneficiary"
+    assert np.median(s_with[ben]) >= np.median(s_without[ben])
+    mm = kinds == "normal_market_maker"
+    assert (s_with[mm] > 0.9).sum() == 0

@@ -122,14 +122,39 @@ def test_load_is_idempotent_and_windows_match_batch(store: Store, market: Market
 
 def test_scores_from_the_store_equal_scores_from_files(store: Store, market: MarketData) -> None:
     from fraudlens.market.detectors import FeatureDetector
+    from fraudlens.market.features import account_features
 
-    det = FeatureDetector(n_estimators=40).fit(window(market))
+    files = window(market)
+    det = FeatureDetector(n_estimators=40).fit(files)
     store.load_klines(market.klines)
     store.load_trades(market.trades)
-    ids = market.account_ids[:40]
-    from_db = det.decision_function(store.account_windows(ids))
-    from_files = det.decision_function(window(market.subset(ids)))
-    np.testing.assert_allclose(from_db, from_files, rtol=1e-6)
+    whole = pd.Series(det.decision_function(files), index=files.account_ids)
+    # accounts whose features read other accounts' trades (a round trip both of whose
+    # legs one other account mirrors: beneficiaries and their victims) and some others
+    feats = account_features(files)
+    paired = feats.index[feats["mirror_pair_share"].to_numpy() > 0].tolist()
+    assert len(paired) >= 4
+    ids = list(dict.fromkeys([*paired, *market.account_ids[:30]]))
+    # one batch, batches of other sizes and accounts alone (the worker's cases): the
+    # store's book (the batch's trades and the stored mirror candidates) gives the score
+    # the whole file gives
+    np.testing.assert_array_equal(
+        det.decision_function(store.account_windows(ids)), whole[sorted(ids)].to_numpy()
+    )
+    for size in (1, 5):
+        for i in range(0, len(ids), size):
+            part = ids[i : i + size]
+            got = det.decision_function(store.account_windows(part))
+            np.testing.assert_array_equal(got, whole[sorted(part)].to_numpy(), err_msg=str(part))
+    # the store's book is what finds the other side: without it, none
+    alone = store.account_windows([paired[0]])
+    assert account_features(alone)["mirror_pair_share"].iloc[0] > 0
+    bare = MarketData(alone.klines, alone.trades)
+    assert account_features(bare)["mirror_pair_share"].iloc[0] == 0
+    # the same accounts from files: the book is the whole input, not the subset
+    np.testing.assert_array_equal(
+        det.decision_function(files.subset(ids)), whole[sorted(ids)].to_numpy()
+    )
 
 
 def test_risk_events_are_idempotent_and_reviewable(store: Store) -> None:

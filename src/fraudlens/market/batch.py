@@ -3,8 +3,9 @@
 Both engines score through :func:`fraudlens.scoring.score_market`, the one scoring path,
 and return the public ``scores`` table: ``account_id, score, flagged, model, threshold``
 (plus any per-account evidence columns). The unit of work is a chunk of accounts; every
-chunk carries all of its accounts' trades, so chunks are independent and can be scored
-anywhere the model and the k-lines are.
+chunk carries all of its accounts' trades and reads their mirror evidence against the
+same book (every trade of the input, before windowing), so chunks are independent and can
+be scored anywhere the model, the k-lines and the book are.
 """
 
 from __future__ import annotations
@@ -67,7 +68,12 @@ class _RayScorer:
     """Ray actor: loads the model once, then scores chunks of trades."""
 
     def __init__(
-        self, models_dir: str, model: str, klines_ref: Any, threshold: float | None
+        self,
+        models_dir: str,
+        model: str,
+        klines_ref: Any,
+        threshold: float | None,
+        book_ref: Any = None,
     ) -> None:
         import ray
 
@@ -75,10 +81,11 @@ class _RayScorer:
 
         self.detector = Registry(models_dir).load(model)
         self.klines = ray.get(klines_ref) if isinstance(klines_ref, ray.ObjectRef) else klines_ref
+        self.book = ray.get(book_ref) if isinstance(book_ref, ray.ObjectRef) else book_ref
         self.threshold = threshold
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        data = MarketData(self.klines, batch.drop(columns=["_chunk"]), None)
+        data = MarketData(self.klines, batch.drop(columns=["_chunk"]), None, book=self.book)
         return score_market(self.detector, data, threshold=self.threshold).frame()
 
 
@@ -111,10 +118,12 @@ def score_accounts_ray(
         chunk.trades.assign(_chunk=i) for i, chunk in enumerate(market_chunks(data, chunk_size))
     ]
     klines_ref = ray.put(data.klines)
+    # every chunk reads its accounts' mirror evidence against the same book
+    book_ref = ray.put(data.the_book())
     ds = ray.data.from_pandas(pieces)
     out = ds.map_batches(
         _RayScorer,
-        fn_constructor_args=(str(models_dir), model, klines_ref, threshold),
+        fn_constructor_args=(str(models_dir), model, klines_ref, threshold, book_ref),
         batch_format="pandas",
         batch_size=None,
         compute=ray.data.ActorPoolStrategy(size=num_actors),

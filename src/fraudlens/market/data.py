@@ -23,13 +23,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 
 from fraudlens._csvread import NO_DATA_ROWS, read_error
 from fraudlens.errors import DataError
+
+if TYPE_CHECKING:
+    from fraudlens.market.features import TradeBook
 
 __all__ = [
     "BAR",
@@ -68,12 +71,27 @@ class MarketData:
 
     ``account_ids`` fixes the order in which every detector returns its scores: the
     sorted unique account ids of ``trades``.
+
+    ``book`` is what an account's mirror evidence is read against (the trades of other
+    accounts that may have taken the other side of its trades, see
+    :class:`~fraudlens.market.features.TradeBook`). None means ``trades`` themselves.
+    :meth:`subset`, :func:`window` and chunked scoring keep the book of the data they
+    start from, so an account scores the same alone, in a chunk or with every account.
     """
 
     klines: pd.DataFrame
     trades: pd.DataFrame
     labels: pd.DataFrame | None = None
     bar: pd.Timedelta = field(default=BAR)
+    book: TradeBook | None = field(default=None, repr=False, compare=False)
+
+    def the_book(self) -> TradeBook:
+        """:attr:`book`, or a book of :attr:`trades` when there is none."""
+        if self.book is not None:
+            return self.book
+        from fraudlens.market.features import TradeBook
+
+        return TradeBook(self.trades)
 
     @property
     def account_ids(self) -> np.ndarray:
@@ -103,20 +121,23 @@ class MarketData:
         labels = None
         if self.labels is not None:
             labels = self.labels[self.labels["account_id"].isin(ids)].reset_index(drop=True)
-        return MarketData(self.klines, trades, labels, self.bar)
+        return MarketData(self.klines, trades, labels, self.bar, self.the_book())
 
 
 def window(data: MarketData, hours: float = 24.0) -> MarketData:
     """Keep, for each account, the trades in the ``hours`` that end at its latest trade.
 
-    This is the scoring unit of every detector.
+    This is the scoring unit of every detector. The mirror evidence of the kept trades
+    is still read against every trade of ``data`` (its book).
     """
     t = data.trades
     last = t.groupby("account_id", sort=False)["ts"].transform("max")
     keep = t["ts"] >= last - pd.Timedelta(hours=hours)
     if bool(keep.all()):
         return data
-    return MarketData(data.klines, t[keep].reset_index(drop=True), data.labels, data.bar)
+    return MarketData(
+        data.klines, t[keep].reset_index(drop=True), data.labels, data.bar, data.the_book()
+    )
 
 
 def attach_bars(

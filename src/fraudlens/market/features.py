@@ -17,10 +17,18 @@ reads the same at any price level:
 - the round trip's **price gap relative to the day's typical bar** (value moved, scale
   free) and **repetition** (two or more such round trips against one stop-out);
 - the account's **share of the bar's volume**;
-- and not who else is in the data: an account's features come from its own trades and
-  the bars alone, so a score is the same whether the account is scored alone (the
-  real-time worker), in a chunk or with the whole book. The counterparty and the value
-  moved (:mod:`fraudlens.market.pairs`) travel beside the score as evidence instead.
+- **one other account on the other side of both legs** of the account's extreme round
+  trips (the thief's own account mirroring a stolen one, or the other way round), read
+  against a *book* (:class:`TradeBook`) that does not depend on which accounts are
+  scored together: every trade of the input data in batch scoring, the trades the store
+  holds in the real-time worker. A trade is mirrored by an account of the book that has
+  a trade of the same symbol on the other side, at the same price and quantity (within
+  relative tolerances) and at most a minute apart: a test of each pair of trades on its
+  own (no greedy matching, whose result depends on every other trade), so an account's
+  features depend on its own trades, the bars and the book's trades that mirror its
+  trades only, and its score is the same alone, in a chunk, with the whole file or from
+  the store. A market maker that internalises client flow is on the other side of single
+  fills of many clients, not of both legs of one client's extreme round trips.
 
 Everything is vectorised over all trades at once (sorts, ``searchsorted`` and
 ``np.bincount``); there is no Python loop per account or per trade.
@@ -52,6 +60,7 @@ Terms used in names and docstrings:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -60,12 +69,14 @@ import pandas as pd
 
 from fraudlens.market._bars import BarContext, bar_context
 from fraudlens.market.data import MarketData, _bar_positions
+from fraudlens.market.pairs import DEFAULT_MAX_GAP, DEFAULT_PRICE_TOL, DEFAULT_QTY_TOL
 
 __all__ = [
     "FEATURE_DESCRIPTIONS",
     "FEATURE_NAMES",
     "STRONG_EXT",
     "STRONG_GAP",
+    "TradeBook",
     "account_features",
     "trade_level_frame",
 ]
@@ -87,6 +98,9 @@ _TOP_BARS: Final = 10
 _WIDE_TICKS: Final = 4
 #: Neighbouring bars further apart than this many bar lengths are not adjacent.
 _ADJ_MAX_BARS: Final = 2.5
+#: Round trips whose legs are looked up in the book: ext and gap at least these.
+_MIRROR_EXT: Final = 0.6
+_MIRROR_GAP: Final = 0.75
 
 #: What each feature measures, per account (terms: see the module docstring).
 FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {
@@ -158,6 +172,15 @@ FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {
     "rt2_eq": "1 if its legs have equal quantity",
     "rt3_ext": "ext of the third strongest round trip (0 if none)",
     "rt3_gap": "log2(1 + gap) of the third strongest",
+    # the other side in the book (round trips with ext >= 0.6 and gap >= 0.75 only; a
+    # round trip is pair-mirrored by an account that mirrors a fill of each of its legs)
+    "mirror_pair_share": (
+        "round-trip value (both legs' notional) pair-mirrored by the one account that "
+        "pair-mirrors most of it, over all of the account's round-trip value"
+    ),
+    "n_mirror_pair_strong": "strong round trips pair-mirrored by that one account",
+    "mirror_pair_ext": "mean ext of the round trips that one account pair-mirrors (0 if none)",
+    "n_mirror_accounts": "distinct accounts mirroring a fill of those round trips",
 }
 
 #: Column order of :func:`account_features` (stable; a saved model records it).
@@ -211,6 +234,205 @@ def _first_per_group(group: np.ndarray, score: np.ndarray, n_groups: int) -> np.
     first = np.full(n_groups, np.iinfo(np.int64).max)
     np.minimum.at(first, group[at_best], at_best)
     return first[first < np.iinfo(np.int64).max]
+
+
+# ---------------------------------------------------------------------------------------
+# the book an account's mirror evidence is read against
+# ---------------------------------------------------------------------------------------
+_EMPTY_HITS: Final = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object))
+
+
+def _buys(side: pd.Series) -> np.ndarray:
+    is_buy = (side == "buy").to_numpy(dtype=bool)
+    if not bool((is_buy | (side == "sell").to_numpy(dtype=bool)).all()):
+        # tolerate frames that skipped validation (e.g. "BUY", " sell")
+        is_buy = (side.astype(str).str.strip().str.lower() == "buy").to_numpy(dtype=bool)
+    return is_buy
+
+
+class TradeBook:
+    """The trades an account's mirror evidence is read against.
+
+    A trade of the book *mirrors* a given trade when it belongs to another account, has
+    the same symbol and the other side, a price and a quantity within ``price_tol`` and
+    ``qty_tol`` (relative to the given trade's) and a time at most ``max_gap`` away: the
+    box of :meth:`fraudlens.store.Store.mirror_candidates`, tested for each pair of trades
+    on its own. So what mirrors a trade depends only on the book's trades in its box, and
+    any book holding those gives the same answer.
+
+    Parameters
+    ----------
+    trades
+        Trades held in memory (the trades contract): the whole input in batch scoring,
+        the batch's windows in the real-time worker.
+    fetch
+        Called with trades whose mirrors are wanted; returns further trades of other
+        accounts that may mirror them (a superset is fine), e.g.
+        :meth:`fraudlens.store.Store.mirror_candidates`. Each trade is asked about once;
+        what came back is kept (:meth:`candidates` hands it to the counterparty evidence).
+    max_gap, price_tol, qty_tol
+        As in :func:`fraudlens.market.pairs.find_pairs`.
+    """
+
+    def __init__(
+        self,
+        trades: pd.DataFrame,
+        fetch: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+        *,
+        max_gap: pd.Timedelta = DEFAULT_MAX_GAP,
+        price_tol: float = DEFAULT_PRICE_TOL,
+        qty_tol: float = DEFAULT_QTY_TOL,
+    ) -> None:
+        self.trades = trades
+        self.fetch = fetch
+        self.max_gap = pd.Timedelta(max_gap)
+        self.price_tol = float(price_tol)
+        self.qty_tol = float(qty_tol)
+        self._fetched: list[pd.DataFrame] = []
+        self._asked: set[str] = set()
+        self._index: dict[str, Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a book crosses processes (Ray) without its index or its fetch callable
+        state = dict(self.__dict__)
+        state["_index"] = None
+        if state["fetch"] is not None:
+            state["trades"] = self.all_trades()
+            state["fetch"], state["_fetched"], state["_asked"] = None, [], set()
+        return state
+
+    def _ask(self, trades: pd.DataFrame) -> None:
+        if self.fetch is None or trades.empty:
+            return
+        ids = trades["trade_id"].astype(str)
+        new = ~ids.isin(self._asked).to_numpy()
+        if not new.any():
+            return
+        self._asked.update(ids[new].tolist())
+        got = self.fetch(trades[new])
+        if len(got):
+            self._fetched.append(got)
+            self._index = None
+
+    def all_trades(self) -> pd.DataFrame:
+        """The trades held, and those fetched so far (a trade may appear twice)."""
+        if not self._fetched:
+            return self.trades
+        from fraudlens.market.data import TRADE_COLUMNS
+
+        cols = list(TRADE_COLUMNS)
+        return pd.concat([self.trades[cols], *(f[cols] for f in self._fetched)], ignore_index=True)
+
+    def candidates(self, trades: pd.DataFrame) -> pd.DataFrame:
+        """The book's trades that mirror one of ``trades``, each once, in book order: the
+        other side as counterparty evidence takes it (``context_trades`` of
+        :func:`fraudlens.scoring.market_evidence`)."""
+        _, rows = self._hits(trades)
+        return self.all_trades().iloc[np.unique(rows)]
+
+    def _built(self) -> dict[str, Any]:
+        if self._index is not None:
+            return self._index
+        book = self.all_trades()
+        sym_codes, syms = pd.factorize(book["symbol"], sort=True)
+        ts = book["ts"].to_numpy("datetime64[ns]").view(np.int64)
+        # groups: (symbol, side, max_gap-wide time bucket); a mirror sits in the same
+        # bucket as its trade or a neighbouring one
+        gap = max(int(self.max_gap.value), 1)
+        bucket = ts // gap
+        b0 = int(bucket.min(initial=0)) - 1
+        n_buckets = int(bucket.max(initial=0)) - b0 + 2
+        comp = (np.asarray(sym_codes, dtype=np.int64) * 2 + _buys(book["side"])) * n_buckets + (
+            bucket - b0
+        )
+        groups, gid = np.unique(comp, return_inverse=True)
+        # complex numbers sort by real part, then imaginary part: (group, price) in one key
+        key = gid.astype(np.float64) + 1j * book["price"].to_numpy(dtype=np.float64)
+        order = np.argsort(key, kind="stable")
+        # quantities, times and accounts are read only for the rows a query lands on
+        self._index = {
+            "order": order,
+            "key": key[order],
+            "groups": groups,
+            "b0": b0,
+            "n_buckets": n_buckets,
+            "gap": gap,
+            "syms": pd.Index(syms),
+            "qty": book["quantity"].to_numpy(dtype=np.float64),
+            "ts": ts,
+            "acct": book["account_id"].array,
+        }
+        return self._index
+
+    def mirrors(self, trades: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Every (row position in ``trades``, account id) such that a trade of that
+        account in the book mirrors the trade at that row (a pair per mirroring trade)."""
+        at, rows = self._hits(trades)
+        if len(at) == 0:
+            return _EMPTY_HITS
+        ix = self._built()
+        return at, np.asarray(ix["acct"].take(rows), dtype=object)
+
+    def _hits(self, trades: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(row position in ``trades``, row in :meth:`all_trades`) of every mirroring
+        pair."""
+        none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        if trades.empty:
+            return none
+        self._ask(trades)
+        ix = self._built()
+        if len(ix["key"]) == 0:
+            return none
+        sym = ix["syms"].get_indexer(trades["symbol"])
+        known = np.flatnonzero(sym >= 0)
+        if len(known) == 0:
+            return none
+        is_buy = _buys(trades["side"])[known]
+        price = trades["price"].to_numpy(dtype=np.float64)[known]
+        span = self.price_tol * np.abs(price)
+        t_q = trades["ts"].to_numpy("datetime64[ns]").view(np.int64)[known]
+        side_key = sym[known].astype(np.int64) * 2 + ~is_buy  # the other side
+        # queries in (group, price) order: searchsorted runs much faster on sorted keys
+        qo = np.lexsort((price, t_q // ix["gap"], side_key))
+        known, price, span, t_q, side_key = (a[qo] for a in (known, price, span, t_q, side_key))
+        groups = ix["groups"]
+        at_parts, row_parts = [], []
+        for step in (-1, 0, 1):
+            b = t_q // ix["gap"] + step - ix["b0"]
+            comp = side_key * ix["n_buckets"] + b
+            g = np.searchsorted(groups, comp)
+            g_ok = (b >= 0) & (b < ix["n_buckets"]) & (g < len(groups))
+            g_ok[g_ok] = groups[g[g_ok]] == comp[g_ok]
+            if not g_ok.any():
+                continue
+            sel = np.flatnonzero(g_ok)
+            gf = g[sel].astype(np.float64)
+            lo = np.searchsorted(ix["key"], gf + 1j * (price[sel] - span[sel]), side="left")
+            hi = np.searchsorted(ix["key"], gf + 1j * (price[sel] + span[sel]), side="right")
+            n = np.maximum(hi - lo, 0)
+            if not n.any():
+                continue
+            start = np.repeat(lo, n) + (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n))
+            at_parts.append(known[np.repeat(sel, n)])
+            row_parts.append(ix["order"][start])
+        if not at_parts:
+            return none
+        at = np.concatenate(at_parts)
+        rows = np.concatenate(row_parts)
+        qty = trades["quantity"].to_numpy(dtype=np.float64)[at]
+        ts = trades["ts"].to_numpy("datetime64[ns]").view(np.int64)[at]
+        q_span = self.qty_tol * np.abs(qty)
+        b_qty = ix["qty"][rows]
+        ok = (
+            (b_qty >= qty - q_span)
+            & (b_qty <= qty + q_span)
+            & (np.abs(ix["ts"][rows] - ts) <= self.max_gap.value)
+        )
+        at, rows = at[ok], rows[ok]
+        mine = np.asarray(trades["account_id"].array.take(at), dtype=object)
+        other = np.asarray(ix["acct"].take(rows), dtype=object)
+        ok = mine != other
+        return at[ok], rows[ok]
 
 
 # ---------------------------------------------------------------------------------------
@@ -616,6 +838,86 @@ def _round_trips(tr: _Trades, legs: _Legs, k: pd.DataFrame, bar: pd.Timedelta) -
     )
 
 
+@dataclass
+class _PairMirrors:
+    """Round trips both of whose legs one account of the book mirrors."""
+
+    rt: np.ndarray  # round-trip index (a round trip may appear once per such account)
+    other: np.ndarray  # that account's id
+    hit_acct: np.ndarray  # (account code, mirroring account id) of every mirrored fill
+    hit_other: np.ndarray
+
+
+def _pair_mirrors(
+    trades: pd.DataFrame, tr: _Trades, legs: _Legs, rt: _RoundTrips, book: TradeBook
+) -> _PairMirrors:
+    """Look up the legs of the loosely extreme round trips in ``book``."""
+    none = _PairMirrors(*(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)) * 2)
+    loose = (rt.ext >= _MIRROR_EXT - _EPS) & (rt.gap >= _MIRROR_GAP - _EPS)
+    if not loose.any():
+        return none
+    leg_on = np.zeros(len(legs.buy), dtype=bool)
+    leg_on[rt.buy[loose]] = True
+    leg_on[rt.sell[loose]] = True
+    fills = np.flatnonzero((tr.leg >= 0) & leg_on[np.maximum(tr.leg, 0)])
+    at, other = book.mirrors(trades.iloc[fills])
+    if len(at) == 0:
+        return none
+    f = fills[at]
+    o_code, o_names = pd.factorize(other, sort=True)
+    n_o = len(o_names)
+    keys = np.unique(tr.leg[f] * n_o + o_code)
+    leg_of, o_of = keys // n_o, keys % n_o
+    buy_rt = np.full(len(legs.buy), -1, dtype=np.int64)
+    buy_rt[rt.buy[loose]] = np.flatnonzero(loose)
+    r = buy_rt[leg_of]
+    on_buy = r >= 0
+    r, o = r[on_buy], o_of[on_buy]
+    both = np.isin(rt.sell[r] * n_o + o, keys)
+    names = np.asarray(o_names, dtype=object)
+    return _PairMirrors(
+        rt=r[both], other=names[o[both]], hit_acct=tr.acct[f], hit_other=np.asarray(other)
+    )
+
+
+def _mirror_features(
+    f: dict[str, np.ndarray], rt: _RoundTrips, pm: _PairMirrors, n_acc: int
+) -> None:
+    f["n_mirror_accounts"] = np.zeros(n_acc)
+    if len(pm.hit_acct):
+        h_code = np.asarray(pd.factorize(pm.hit_other)[0], dtype=np.int64)
+        span = int(h_code.max()) + 1
+        pairs = np.unique(pm.hit_acct * span + h_code)
+        f["n_mirror_accounts"] = np.bincount(pairs // span, minlength=n_acc).astype(np.float64)
+    f["mirror_pair_share"] = np.zeros(n_acc)
+    f["n_mirror_pair_strong"] = np.zeros(n_acc)
+    f["mirror_pair_ext"] = np.zeros(n_acc)
+    if len(pm.rt) == 0:
+        return
+    total = np.bincount(rt.acct, weights=rt.value, minlength=n_acc)
+    # in round-trip order, as ``total`` adds them: a share of 1 is exactly 1 (bincount
+    # adds in input order; a model may split at 1.0)
+    by_rt = np.argsort(pm.rt, kind="stable")
+    pm = _PairMirrors(pm.rt[by_rt], pm.other[by_rt], pm.hit_acct, pm.hit_other)
+    # per (account, mirroring account): value, strong round trips, ext; codes in id
+    # order, so ties go to the smaller id whoever else is in the data
+    o_code = np.asarray(pd.factorize(pm.other, sort=True)[0], dtype=np.int64)
+    span = int(o_code.max()) + 1
+    groups, inv = np.unique(rt.acct[pm.rt] * span + o_code, return_inverse=True)
+    value = np.bincount(inv, weights=rt.value[pm.rt])
+    strong = np.bincount(inv, weights=rt.strong[pm.rt].astype(np.float64))
+    ext = np.bincount(inv, weights=rt.ext[pm.rt])
+    count = np.bincount(inv).astype(np.float64)
+    g_acct, g_other = groups // span, groups % span
+    # each account's one mirroring account: most value, then the smaller id
+    order = np.lexsort((g_other, -value, g_acct))
+    first = order[np.r_[True, g_acct[order][1:] != g_acct[order][:-1]]]
+    a = g_acct[first]
+    f["mirror_pair_share"][a] = np.minimum(_ratio(value[first], total[a]), 1.0)
+    f["n_mirror_pair_strong"][a] = strong[first]
+    f["mirror_pair_ext"][a] = ext[first] / count[first]
+
+
 # ---------------------------------------------------------------------------------------
 # per-account aggregates
 # ---------------------------------------------------------------------------------------
@@ -639,7 +941,7 @@ def _top3(rt: _RoundTrips, n_acc: int) -> list[np.ndarray]:
     return out
 
 
-def _features(tr: _Trades, legs: _Legs, rt: _RoundTrips) -> pd.DataFrame:
+def _features(tr: _Trades, legs: _Legs, rt: _RoundTrips, pm: _PairMirrors) -> pd.DataFrame:
     n_acc = len(tr.account_ids)
     acct = tr.acct
 
@@ -788,6 +1090,8 @@ def _features(tr: _Trades, legs: _Legs, rt: _RoundTrips) -> pd.DataFrame:
         else np.zeros(n_acc)
     )
 
+    _mirror_features(f, rt, pm, n_acc)
+
     # One float32 block: a frame built from ~70 separate columns costs more than the
     # features themselves on the real-time worker's small batches.
     block = np.empty((n_acc, len(FEATURE_NAMES)), dtype=np.float32)
@@ -798,12 +1102,13 @@ def _features(tr: _Trades, legs: _Legs, rt: _RoundTrips) -> pd.DataFrame:
     )
 
 
-def _analyse(data: MarketData) -> tuple[_Trades, _Legs, _RoundTrips, pd.DataFrame]:
+def _analyse(data: MarketData) -> tuple[_Trades, _Legs, _RoundTrips, _PairMirrors]:
     k = _sorted_klines(_traded_symbols_only(data.klines, data.trades))
     tr = _trade_arrays(data.trades, k, data.bar)
     legs = _legs(tr)
     rt = _round_trips(tr, legs, k, data.bar)
-    return tr, legs, rt, k
+    pm = _pair_mirrors(data.trades, tr, legs, rt, data.the_book())
+    return tr, legs, rt, pm
 
 
 # ---------------------------------------------------------------------------------------
@@ -817,7 +1122,9 @@ def account_features(data: MarketData) -> pd.DataFrame:
     data
         Trades and the k-lines of what they traded (whole UTC days: a bar is read against
         its symbol-day). Trades outside every bar still count in the activity features
-        (``no_bar_share``) but take no part in the bar features.
+        (``no_bar_share``) but take no part in the bar features. The ``mirror_*``
+        features read ``data.book`` (``data.trades`` when None): pass the same book to
+        score accounts alone or in chunks as with all of them.
 
     Returns
     -------
@@ -830,8 +1137,7 @@ def account_features(data: MarketData) -> pd.DataFrame:
             {name: np.zeros(0, dtype=np.float32) for name in FEATURE_NAMES},
             index=pd.Index([], name="account_id", dtype=object),
         )
-    tr, legs, rt, _ = _analyse(data)
-    return _features(tr, legs, rt)
+    return _features(*_analyse(data))
 
 
 def trade_level_frame(data: MarketData) -> pd.DataFrame:

@@ -66,6 +66,7 @@ from fraudlens.store.records import RISK_STATUSES, RiskEvent
 
 if TYPE_CHECKING:
     from fraudlens.market.data import MarketData
+    from fraudlens.market.features import TradeBook
 
 __all__ = ["DEFAULT_DATABASE_URL", "Store", "is_outage", "normalise_url", "open_store"]
 
@@ -535,7 +536,20 @@ class Store(Closing, AuthStore, TriageStore):
             trades = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
             klines = self._day_bars(conn, trades)
         # Rows come ordered by (account_id, ts, trade_id) from the database.
-        return MarketData(klines, trades.reset_index(drop=True))
+        trades = trades.reset_index(drop=True)
+        return MarketData(klines, trades, book=self.book(trades))
+
+    def book(self, trades: pd.DataFrame) -> TradeBook:
+        """The book an account's mirror evidence is read against in the store: the given
+        trades, and the stored trades of other accounts that :meth:`mirror_candidates`
+        finds for the trades the feature detector asks about (fetched when asked, once).
+
+        With the same trades stored as in a file, an account's features here equal its
+        features in batch scoring of that file (whose book is the whole file).
+        """
+        from fraudlens.market.features import TradeBook
+
+        return TradeBook(trades, fetch=self.mirror_candidates)
 
     @_mapped
     def trades_between(
