@@ -1,6 +1,6 @@
 """Cards benchmark: fraudlens's card models on real and handbook data, speed, explanations.
 
-Run:  python bench/cards.py [--parts ulb,handbook,features,speed,sim]
+Run:  python bench/cards.py [--parts ulb,handbook,features,speed,sim,candidates]
                            [--ulb ../shared/data/ulb_creditcard_day1.csv]
                            [--handbook DIR --handbook-transformed DIR --trust-pickle]
                            [--rows 1000000] [--http 3000]
@@ -31,6 +31,15 @@ speed
 sim
     fraudlens's own handbook-like simulator (5,000 customers), the same protocol over
     three consecutive weeks, every model on all features.
+candidates
+    The alternatives to the default XGBoost that were weighed, on validation data only:
+    ULB inside day 1 (the last 8 hours held out, and the expanding 2-hour blocks) and the
+    handbook's validation weeks (training from 2018-06-13 to 07-04; never its test
+    weeks). Tuned settings, class weighting, a slower learning rate, blends (weighted
+    mean log-odds) with logistic regression or with the reference's XGBoost, and
+    (handbook only) training without the customers already known to be compromised, as
+    the test days leave them out. Each beside the default and the reference (the AWS solution's
+    settings) on the same splits.
 
 Pickle files (the handbook publishes its daily files as pickles) are read only with
 ``--trust-pickle``; convert them to Parquet to avoid it.
@@ -376,6 +385,182 @@ def simulated(customers: int, terminals: int, start_day: int, periods: int, seed
     return out, table
 
 
+# --------------------------------------------------------------------------- candidates
+
+
+def _candidate_models(table_kind: str) -> dict[str, Any]:
+    """Single models weighed against the default (name -> factory), reference included."""
+    from fraudlens.cards.detectors import LogisticDetector, XGBoostDetector
+
+    tod = "Time" if table_kind == "ulb" else None
+
+    def xgb(**kw: Any) -> Any:
+        return lambda: XGBoostDetector(time_of_day=tod, **kw)
+
+    return {
+        "xgboost-default": xgb(),
+        "xgboost-reference": lambda: _with(XGBoostDetector.reference(), tod),
+        "logistic-default": lambda: LogisticDetector(time_of_day=tod),
+        "xgboost min_child_weight 5": xgb(min_child_weight=5.0),
+        "xgboost depth 5, eta 0.1": xgb(max_depth=5, learning_rate=0.1),
+        "xgboost scale_pos_weight sqrt": xgb(class_weight="sqrt"),
+        "xgboost eta 0.02, up to 800 rounds": xgb(learning_rate=0.02, n_estimators=800),
+    }
+
+
+#: Blends (weighted mean of log-odds): name -> {model: weight}.
+BLENDS: dict[str, dict[str, float]] = {
+    "blend 0.85 xgboost + 0.15 logistic": {"xgboost-default": 0.85, "logistic-default": 0.15},
+    "blend 0.5 xgboost + 0.5 logistic": {"xgboost-default": 0.5, "logistic-default": 0.5},
+    "blend 0.7 xgboost + 0.3 xgboost-reference": {
+        "xgboost-default": 0.7,
+        "xgboost-reference": 0.3,
+    },
+}
+
+
+def _blend(scores: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """Weighted mean of the models' log-odds.
+
+    Unlike ranks taken within one test set, log-odds mean the same in every block of the
+    expanding windows, so the pooled blocks can be ranked together, and a deployed blend
+    could score one transaction at a time.
+    """
+    from scipy.special import logit
+
+    return sum(  # type: ignore[return-value]
+        w * logit(np.clip(scores[m], 1e-12, 1 - 1e-12)) for m, w in weights.items()
+    )
+
+
+def _known_customer_rows(table: Any, rows: np.ndarray, back_days: int = 14) -> np.ndarray:
+    """Of ``rows``, those whose customer had a fraud more than 7 days (the label delay)
+    before the row's day, counting frauds from ``back_days`` before the first row's day:
+    the training-side twin of the test days' "customers with a known fraud" rule."""
+    day = table.time.dt.tz_convert("UTC").dt.normalize()
+    days = ((day - day.min()) // pd.Timedelta(days=1)).to_numpy()
+    cust = table.frame["customer_id"].to_numpy()
+    d0 = days[rows].min()
+    fraud = (table.y == 1) & (days >= d0 - back_days) & (days < days[rows].max() + 1)
+    first = pd.Series(days[fraud]).groupby(cust[fraud]).min()
+    first_fraud = pd.Series(cust[rows]).map(first).to_numpy(dtype=np.float64)
+    return rows[first_fraud < days[rows] - 7]
+
+
+def candidates(ulb_path: Path, hb: Any | None) -> dict[str, Any]:
+    """Every candidate on the validation splits (never on the handbook's test weeks)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from fraudlens.cards.data import load_table, time_split
+    from fraudlens.cards.evaluate import card_precision_at_k
+
+    out: dict[str, Any] = {}
+    if ulb_path.is_file():
+        table = load_table(ulb_path, require_label=True)
+        assert table.y is not None
+        hours = table.X["Time"].to_numpy() / 3600.0
+        splits = [("held", hours < 16, hours >= 16)] + [
+            (f"block {h}", hours < h, (hours >= h) & (hours < h + 2)) for h in range(8, 24, 2)
+        ]
+        scores: dict[str, dict[str, np.ndarray]] = {}
+        for name, make in _candidate_models("ulb").items():
+            t0 = time.perf_counter()
+            scores[name] = {}
+            for split, tr, te in splits:
+                tr_i, te_i = np.flatnonzero(tr), np.flatnonzero(te)
+                det = make().fit(table.X.iloc[tr_i], table.y[tr_i])
+                scores[name][split] = det.decision_function(table.X.iloc[te_i])
+            log(f"  ULB {name}: {time.perf_counter() - t0:.0f} s")
+        for name, weights in BLENDS.items():
+            scores[name] = {
+                split: _blend({m: scores[m][split] for m in weights}, weights)
+                for split, _, _ in splits
+            }
+        y_held = table.y[hours >= 16]
+        y_exp = np.concatenate([table.y[te] for split, _, te in splits[1:]])
+        ulb_out = {}
+        for name, by_split in scores.items():
+            s_exp = np.concatenate([by_split[split] for split, _, _ in splits[1:]])
+            ulb_out[name] = {
+                "held_average_precision": float(average_precision_score(y_held, by_split["held"])),
+                "held_roc_auc": float(roc_auc_score(y_held, by_split["held"])),
+                "expanding_average_precision": float(average_precision_score(y_exp, s_exp)),
+                "expanding_roc_auc": float(roc_auc_score(y_exp, s_exp)),
+            }
+        _table(
+            f"Candidates on ULB day 1: last 8 h held out ({int(y_held.sum())} frauds) and "
+            f"expanding 2-hour blocks from hour 8 ({int(y_exp.sum())} frauds)",
+            ["model", "AP last 8 h", "AUC last 8 h", "AP expanding", "AUC expanding"],
+            [
+                [
+                    n,
+                    f"{m['held_average_precision']:.3f}",
+                    f"{m['held_roc_auc']:.3f}",
+                    f"{m['expanding_average_precision']:.3f}",
+                    f"{m['expanding_roc_auc']:.3f}",
+                ]
+                for n, m in ulb_out.items()
+            ],
+        )
+        out["ulb_day1"] = ulb_out
+    else:
+        log(f"ULB file not found at {ulb_path}; skipping its candidates")
+    if hb is None:
+        return out
+    models = {k: v for k, v in _candidate_models("raw").items()}
+    weeks: list[dict[str, Any]] = []
+    for start in VALID_STARTS:
+        train, test = time_split(hb, start=start)
+        train = train[np.isin(train, hb.labelled)]
+        test = test[np.isin(test, hb.labelled)]
+        order = hb.time.iloc[train].to_numpy()
+        wk: dict[str, Any] = {"test": test, "scores": {}}
+        for name, make in models.items():
+            det = make().fit(hb.X.iloc[train], hb.y[train], time_order=order)
+            wk["scores"][name] = det.decision_function(hb.X.iloc[test])
+        known = _known_customer_rows(hb, train)
+        kept = np.setdiff1d(train, known)
+        det = models["xgboost-default"]().fit(
+            hb.X.iloc[kept], hb.y[kept], time_order=hb.time.iloc[kept].to_numpy()
+        )
+        wk["scores"]["xgboost, known-compromised customers left out of training"] = (
+            det.decision_function(hb.X.iloc[test])
+        )
+        for name, weights in BLENDS.items():
+            wk["scores"][name] = _blend({m: wk["scores"][m] for m in weights}, weights)
+        weeks.append(wk)
+        log(f"  handbook week from {start}: {len(kept):,} of {len(train):,} rows kept")
+    hb_out: dict[str, Any] = {}
+    for name in weeks[0]["scores"]:
+        figs = []
+        for wk in weeks:
+            y_te, s = hb.y[wk["test"]], wk["scores"][name]
+            cp = card_precision_at_k(
+                hb.frame.iloc[wk["test"]], s, 100, label=hb.label_column or "label"
+            )
+            figs.append(
+                [roc_auc_score(y_te, s), average_precision_score(y_te, s), float(cp["mean"])]
+            )
+        mean = np.mean(figs, axis=0)
+        hb_out[name] = {
+            "roc_auc": float(mean[0]),
+            "average_precision": float(mean[1]),
+            "card_precision@100": float(mean[2]),
+            "weeks": figs,
+        }
+    _table(
+        "Candidates on the handbook's validation weeks (training from 2018-06-13 to 07-04), "
+        "mean of 4 weeks",
+        ["model", "AUC", "AP", "CP@100"],
+        [
+            [n, *(f"{m[k]:.3f}" for k in ("roc_auc", "average_precision", "card_precision@100"))]
+            for n, m in hb_out.items()
+        ],
+    )
+    out["handbook_validation_weeks"] = hb_out
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -399,7 +584,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "ulb" in parts:
         res["ulb"] = ulb(args.ulb)
     hb = None
-    if parts & {"handbook", "features", "speed"} and args.handbook is not None:
+    if parts & {"handbook", "features", "speed", "candidates"} and args.handbook is not None:
         hb = _handbook_table(args.handbook, args.trust_pickle)
     if "handbook" in parts:
         res["handbook"] = handbook(hb) if hb is not None else None
@@ -413,6 +598,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res["simulated"], sim_table = simulated(
             args.customers, args.terminals, args.start_day, args.periods, args.seed
         )
+    if "candidates" in parts:
+        res["candidates"] = candidates(args.ulb, hb)
     if "speed" in parts:
         from fraudlens.cards.data import time_split
 
