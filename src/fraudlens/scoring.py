@@ -284,6 +284,7 @@ def score_market(
     """
     thr = resolve_threshold(detector, threshold)
     ids = np.asarray(data.account_ids, dtype=str)
+    shared = None
     if chunk_size is not None and len(ids) > chunk_size:
         parts = []
         for chunk in market_chunks(data, chunk_size, ids):
@@ -292,14 +293,21 @@ def score_market(
                 progress(len(parts[-1]))
         scores = np.concatenate(parts)
     else:
-        scores = _market_scores(detector, data, ids)
+        shared = _feature_pass(detector, data, ids) if explain and top > 0 else None
+        scores = shared[0] if shared is not None else _market_scores(detector, data, ids)
         if progress is not None:
             progress(len(ids))
     flags = flag(scores, thr)
     explanations = None
     if explain:
         wanted = ids[flags] if explain == "flagged" else ids
-        explanations = _explain_market(data, wanted, top)
+        if shared is not None and len(wanted):
+            from fraudlens.market.explain import explain_analysis
+
+            klines, tr, legs, rt = shared[1]
+            explanations = explain_analysis(data.trades, klines, tr, legs, rt, wanted, top=top)
+        else:
+            explanations = _explain_market(data, wanted, top)
     return MarketScores(
         account_ids=ids,
         scores=scores,
@@ -322,6 +330,36 @@ def _market_scores(
     if scores.shape != (n,):
         raise RuntimeError(f"{model_id(detector)} returned {scores.shape} scores for {n} accounts")
     return scores
+
+
+def _feature_pass(
+    detector: Detector, data: MarketData, ids: np.ndarray
+) -> tuple[np.ndarray, tuple[Any, ...]] | None:
+    """Scores of the feature detector, and the arrays its features were computed from
+    (k-lines, trades, legs, round trips), so an explanation reads the same arrays
+    instead of building them again. None for any other detector (or no trades)."""
+    from fraudlens.market._gbm import FeatureDetector
+
+    if (
+        not isinstance(detector, FeatureDetector)
+        or type(detector).decision_function is not FeatureDetector.decision_function
+        or len(data.trades) == 0
+    ):
+        return None
+    from fraudlens.market import features
+
+    # what FeatureDetector.decision_function(data) computes, step by step
+    analysis = features._analyse(data)
+    scores = np.asarray(
+        detector.decision_function_features(features._features(*analysis)), dtype=np.float64
+    )
+    if scores.shape != (len(ids),):
+        raise RuntimeError(
+            f"{model_id(detector)} returned {scores.shape} scores for {len(ids)} accounts"
+        )
+    klines = features._sorted_klines(features._traded_symbols_only(data.klines, data.trades))
+    tr, legs, rt = analysis[:3]
+    return scores, (klines, tr, legs, rt)
 
 
 def market_chunks(
