@@ -507,7 +507,7 @@ def candidates(ulb_path: Path, hb: Any | None) -> dict[str, Any]:
         log(f"ULB file not found at {ulb_path}; skipping its candidates")
     if hb is None:
         return out
-    models = {k: v for k, v in _candidate_models("raw").items()}
+    models = _candidate_models("raw")
     weeks: list[dict[str, Any]] = []
     for start in VALID_STARTS:
         train, test = time_split(hb, start=start)
