@@ -534,8 +534,10 @@ class Consumer:
                     pause = min(pause * 2, _MAX_POLL)
                 continue
             pause = 0.001
-            idle_since = time.monotonic()
             self.process(msgs)
+            # Idle time runs from the end of the batch: a batch slower than idle_exit must
+            # not end the loop before the retries it nacked (short back-off) come due.
+            idle_since = time.monotonic()
             self.stats.seconds = time.perf_counter() - t0
             if on_batch is not None:
                 on_batch(self.stats)
