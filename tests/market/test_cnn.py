@@ -185,6 +185,23 @@ def test_resnet18_accepts_any_input_size() -> None:
         build_network("vgg")
 
 
+def test_every_architecture_takes_the_rendered_images() -> None:
+    torch = pytest.importorskip("torch")
+    from fraudlens.market._cnn_torch import ARCHS, build_network
+
+    imgs = render_batch(window(simulate(40, seed=3)))[:4]
+    x = torch.from_numpy(imgs)
+    for arch in ("columns", "compact"):
+        assert arch in ARCHS
+        net = build_network(arch, height=imgs.shape[1]).eval()
+        with torch.no_grad():
+            out = net(x)
+        assert tuple(out.shape) == (4, 2) and bool(torch.isfinite(out).all())
+    # the column network is the smaller one
+    small = sum(p.numel() for p in build_network("columns").parameters())
+    assert small < sum(p.numel() for p in build_network("compact").parameters())
+
+
 def test_threads_follow_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     import fraudlens.market._cnn as cnn
 

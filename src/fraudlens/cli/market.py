@@ -251,7 +251,9 @@ def train(
     epochs: Annotated[
         int | None, typer.Option(help="CNN epochs [default: the detector's].")
     ] = None,
-    arch: Annotated[str, typer.Option(help="CNN architecture: compact or resnet18.")] = "compact",
+    arch: Annotated[
+        str, typer.Option(help="CNN architecture: compact, columns or resnet18.")
+    ] = "compact",
     window_hours: Annotated[
         float, typer.Option(help="Scoring window that ends at the latest trade.")
     ] = 24.0,
