@@ -5,15 +5,14 @@
 
 What happens:
 
-1. ``--checks`` simulated accounts (one check each) are loaded into the store, and a
-   feature detector trained on other simulated accounts is put in a fresh registry.
-   The accounts batch scoring flags above 0.9 are the expected risk events. The
-   simulated kinds leave out beneficiaries and internalising market makers: the
-   detector's mirrored-leg features see the trades of the accounts checked in the same
-   batch, so an account whose trades another account mirrors can score differently in
-   the worker (whose batches an outage reshuffles) than in batch scoring. The few
-   accounts with a mirrored trade left (chance matches) are reported as ``ambiguous``
-   and counted neither as lost nor as unexpected.
+1. ``--checks`` simulated accounts of every default kind (beneficiaries and
+   internalising market makers, whose trades mirror other accounts' trades, included;
+   one check each) are loaded into the store, and a feature detector trained on other
+   simulated accounts is put in a fresh registry. The accounts batch scoring flags
+   above 0.9 (:func:`fraudlens.scoring.score_market` on the whole window, read against
+   the whole input's book) are the expected risk events. A score from the store equals
+   the batch score whichever accounts share a worker batch, so the events must be
+   exactly these, however the outage reshuffles the batches.
 2. A real ``fraudlens worker`` process starts on the queue (Redis Streams on the machine's
    server with ``--store postgresql``, an SQLite queue file with ``--store sqlite``).
 3. Once it has worked ``--outage-at`` checks, the store goes away for ``--outage``
@@ -28,8 +27,8 @@ What happens:
    Meanwhile ``/healthz`` of the worker is polled (it should answer 503).
 4. When the worker has drained the queue and exited, the script counts: messages left
    in the queue, dead letters, risk events per account against the expected set (lost
-   = expected, not ambiguous and missing; duplicated = more than one row per account;
-   unexpected = neither expected nor ambiguous).
+   = expected and missing; duplicated = more than one row per account; unexpected = an
+   event of an account not expected).
 
 Prints a table and, with ``--json``, the figures as JSON. Exit status 1 if anything was
 lost, duplicated or dead-lettered. ``tests/test_outage.py`` runs the same scenario with a
@@ -157,7 +156,6 @@ class OutageResult:
     checks: int
     outage_s: float
     expected_events: int
-    ambiguous: int = 0
     events: int = 0
     lost: int = 0
     duplicated: int = 0
@@ -175,44 +173,31 @@ class OutageResult:
     healthz_reason: str = ""
     done_before_outage: int = 0
     seconds: float = 0.0
+    lost_ids: list[str] = field(default_factory=list)
+    unexpected_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        """Nothing lost, duplicated, unexpected, left or dead-lettered."""
+        """Exactly the expected events (nothing lost, duplicated or unexpected), nothing
+        left or dead-lettered."""
         return (
             self.worker_exit == 0
             and self.lost == self.duplicated == self.unexpected == 0
+            and self.events == self.expected_events
             and self.left_in_queue == 0
             and self.dead_letters == 0
         )
 
 
-def _expected(market: Any, models: Path) -> tuple[set[str], set[str]]:
-    """(accounts batch scoring flags, accounts with a trade another account mirrors)."""
-    import numpy as np
-
+def _expected(market: Any, models: Path) -> set[str]:
+    """The accounts batch scoring flags (the whole window, read against its book)."""
     from fraudlens.market.data import window
-    from fraudlens.market.pairs import mirrored_mask
     from fraudlens.registry import Registry
     from fraudlens.scoring import EVENT_THRESHOLD, score_market
 
     det = Registry(models).load("market")
-    w = window(market)
-    flagged = set(score_market(det, w, threshold=EVENT_THRESHOLD).flagged_ids())
-    mirrored = np.asarray(mirrored_mask(w.trades), dtype=bool)
-    return flagged, set(w.trades["account_id"].astype(str).to_numpy()[mirrored].tolist())
-
-
-def _kinds() -> dict[str, float]:
-    """Simulated kinds without deliberate mirrors (see the module docstring)."""
-    from fraudlens.market.simulate import DEFAULT_KIND_WEIGHTS
-
-    return {
-        k: w
-        for k, w in DEFAULT_KIND_WEIGHTS.items()
-        if k not in ("beneficiary", "normal_market_maker")
-    }
+    return set(score_market(det, window(market), threshold=EVENT_THRESHOLD).flagged_ids())
 
 
 def _models(root: Path) -> Path:
@@ -222,7 +207,7 @@ def _models(root: Path) -> Path:
     from fraudlens.registry import Registry
 
     models = root / "models"
-    train = simulate(1500, seed=812, days=3, kinds=_kinds())
+    train = simulate(1500, seed=812, days=3)
     Registry(models).save(FeatureDetector(n_estimators=60).fit(window(train)))
     return models
 
@@ -287,9 +272,9 @@ def run_outage(
     queue = None
     try:
         log(f"simulating {checks:,} accounts and training a model...")
-        market = simulate(checks, seed=seed, days=3, kinds=_kinds())
+        market = simulate(checks, seed=seed, days=3)
         models = _models(root)
-        expected, ambiguous = _expected(market, models)
+        expected = _expected(market, models)
         if store_kind == "postgresql":
             pg = PrivatePostgres()
             pg.init()
@@ -301,7 +286,7 @@ def run_outage(
             queue_url = f"sqlite:///{root / 'queue.db'}"
         else:
             raise ValueError(f"unknown store {store_kind!r}: postgresql or sqlite")
-        result = OutageResult(store_kind, checks, outage, len(expected), len(ambiguous))
+        result = OutageResult(store_kind, checks, outage, len(expected))
         log(f"loading the store ({db_url.split('@')[-1]}) and queueing {checks:,} checks...")
         with open_store(db_url) as store:
             store.upgrade()
@@ -394,9 +379,11 @@ def run_outage(
             items, total = store.list_risk_events(limit=checks + 10)
         per_account = Counter(e["account_id"] for e in items)
         result.events = int(total)
-        result.lost = len(expected - ambiguous - set(per_account))
+        result.lost = len(expected - set(per_account))
         result.duplicated = sum(n - 1 for n in per_account.values() if n > 1)
-        result.unexpected = len(set(per_account) - expected - ambiguous)
+        result.unexpected = len(set(per_account) - expected)
+        result.lost_ids = sorted(expected - set(per_account))
+        result.unexpected_ids = sorted(set(per_account) - expected)
         result.seconds = time.monotonic() - t_start
         return result
     finally:
@@ -421,7 +408,6 @@ def _table(results: list[OutageResult]) -> str:
             "checks",
             "outage s",
             "expected",
-            "ambiguous",
             "events",
             "lost",
             "duplicated",
@@ -439,7 +425,6 @@ def _table(results: list[OutageResult]) -> str:
                 f"{r.checks:,}",
                 f"{r.outage_s:.0f}",
                 f"{r.expected_events:,}",
-                f"{r.ambiguous:,}",
                 f"{r.events:,}",
                 str(r.lost),
                 str(r.duplicated),
@@ -480,6 +465,9 @@ def main() -> int:
         )
         results.append(r)
         print(r.worker_summary[-400:])
+        for what, ids in (("lost", r.lost_ids), ("unexpected", r.unexpected_ids)):
+            if ids:
+                print(f"{what} ({len(ids)}): {', '.join(ids[:20])}")
     print(_table(results))
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
