@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--throughput-n", type=int, default=20000, help="accounts for feature throughput"
     )
     ap.add_argument("--epochs", type=int, default=None, help="CNN epochs [detector default]")
+    ap.add_argument("--arch", default=None, help="CNN architecture [detector default]")
     ap.add_argument(
         "--pairs-n", type=int, default=100_000, help="accounts in the pair-linkage book"
     )
@@ -91,7 +92,10 @@ def main(argv: list[str] | None = None) -> dict:
     from fraudlens.market.render import render_batch
     from fraudlens.market.simulate import simulate, simulate_reference
 
-    fig: dict = {"machine": {"cores": os.cpu_count(), "threads": args.threads}}
+    fig: dict = {
+        "machine": {"cores": os.cpu_count(), "threads": args.threads, "load": os.getloadavg()},
+        "cnn_arch": args.arch or "default",
+    }
     print(
         f"simulating: train {args.train}, test {args.test}, reference train {args.ref_train}",
         flush=True,
@@ -125,7 +129,9 @@ def main(argv: list[str] | None = None) -> dict:
     print("training the feature detector", flush=True)
     (feat, t_feat) = _timed(lambda: FeatureDetector().fit(train))
     print("training the CNN", flush=True)
-    cnn_kw = {} if args.epochs is None else {"epochs": args.epochs}
+    cnn_kw: dict = {} if args.epochs is None else {"epochs": args.epochs}
+    if args.arch is not None:
+        cnn_kw["arch"] = args.arch
     (cnn, t_cnn) = _timed(lambda: CNNDetector(**cnn_kw).fit(train))
     print("training the CNN the reference way (reference generator, reference look)", flush=True)
     (ref_cnn, t_ref) = _timed(lambda: CNNDetector(style="reference", **cnn_kw).fit(ref_train))
