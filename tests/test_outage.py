@@ -64,7 +64,7 @@ def _check(r: Any) -> None:
 def test_postgresql_outage_loses_nothing(tmp_path: Path) -> None:
     outage = _outage_module()
     try:
-        outage.PrivatePostgres()
+        outage.PrivatePostgres().cleanup()  # can we run one? (its folder goes again)
     except RuntimeError as exc:
         unavailable(f"cannot run a private PostgreSQL server: {exc}")
     try:
