@@ -37,7 +37,7 @@
   // Who is signed in (GET /v1/me). With a session, every state-changing request carries
   // its CSRF token; with authentication off and nobody signed in, the reviewer's name
   // comes from the field at the top.
-  const session = { username: null, role: null, csrf: null, required: false };
+  const session = { username: null, role: null, csrf: null, required: false, signingOut: false };
   // Replies can arrive out of order when the analyst clicks fast: only the newest counts.
   let listSeq = 0;
   let detailSeq = 0;
@@ -74,8 +74,10 @@
         body = null;
       }
     }
-    if (response.status === 401 && session.required) {
-      // The session ended (signed out elsewhere, expired, or the user was disabled).
+    if (response.status === 401 && session.required && !session.signingOut) {
+      // The session ended (signed out elsewhere, expired, or the user was disabled). A
+      // request still in flight when the user signs out here is answered 401 too: the
+      // sign-out itself then goes to the sign-in page, without a way back.
       window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
     }
     if (!response.ok) {
@@ -691,9 +693,11 @@
   }
 
   async function signOut() {
+    session.signingOut = true;
     try {
       await api("/logout", { method: "POST" });
     } catch (err) {
+      session.signingOut = false;
       showError(err, "Could not sign out");
       return;
     }
