@@ -7,7 +7,11 @@ reached the test is skipped, unless the environment variable ``CI`` is set (to a
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -51,3 +55,17 @@ def fresh_store(kind: str, tmp_path: Any) -> Any:
         unavailable(f"{kind} is unreachable: {exc}")
     store.upgrade()
     return store
+
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def bench_module(name: str) -> ModuleType:
+    """A script of ``bench/`` (``name`` without ``.py``) imported as a module, registered in
+    ``sys.modules`` so that its dataclasses and pickles resolve."""
+    spec = importlib.util.spec_from_file_location(f"fraudlens_bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -18,28 +18,19 @@ unhealthy on ``/healthz`` while the store was down.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from _services import unavailable  # type: ignore[import-not-found]
+from _services import bench_module, unavailable  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.slow
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "outage.py"
-
 
 def _outage_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fraudlens_bench_outage", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("outage")
 
 
 def _check(r: Any) -> None:

@@ -3,28 +3,19 @@ training-side twin of the handbook's "customers with a known fraud" rule."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from _services import bench_module  # type: ignore[import-not-found]
 from fraudlens.cards.data import validate_frame
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "cards.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fraudlens_bench_cards", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("cards")
 
 
 def test_blend_is_the_weighted_mean_of_log_odds(bench: ModuleType) -> None:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _services import bench_module  # type: ignore[import-not-found]
 from fraudlens.market import pairs
 from fraudlens.market.pairs import (
     EVIDENCE_COLUMNS,
@@ -467,14 +468,7 @@ def test_strongest_counterparty_wins() -> None:
 
 def test_scale_smoke() -> None:
     """A generated book of many accounts links every planted pair (timings: bench/pairs.py)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_pairs", Path(__file__).resolve().parents[2] / "bench" / "pairs.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = bench_module("pairs")
     klines, trades, planted = mod.make_book(5000, per_symbol=20, mirrored=0.04, seed=5)
     ev = account_evidence(trades, klines)
     assert len(ev) == trades["account_id"].nunique()

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
+from _services import bench_module  # type: ignore[import-not-found]
 from fraudlens.errors import ConfigError, DataError
 from fraudlens.market import render
 from fraudlens.market.data import MarketData
@@ -73,13 +74,8 @@ def data() -> MarketData:
     return MarketData(k, t)
 
 
-def _reference_module():
-    path = Path(__file__).resolve().parents[2] / "bench" / "_reference.py"
-    spec = importlib.util.spec_from_file_location("bench_reference", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _reference_module() -> ModuleType:
+    return bench_module("_reference")
 
 
 # ------------------------------------------------------------------ shapes and API
