@@ -570,7 +570,10 @@ def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
         out=out[:, :top_h, :, 2],
         casting="unsafe",
     )
-    out[:, top_h:, :, 2] = levels.reshape(n, 1, width)
+    # The range panel's columns are one value top to bottom: set its first row, then
+    # copy whole rows (contiguous pixels, no marks yet) instead of a strided channel write.
+    out[:, top_h, :, 2] = levels.reshape(n, width)
+    out[:, top_h + 1 :] = out[:, top_h : top_h + 1]
 
     # Fills: marks 3 rows tall on the bar's line columns (at most 3), at the fill's price
     # row in the price panel and at its position inside its bar in the range panel.
