@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["isin"]
+__all__ = ["equals", "isin"]
 
 
 def isin(values: pd.Series | pd.Index, test: Any) -> np.ndarray:
@@ -56,3 +56,20 @@ def _strings(values: Any) -> Any:
     if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         return None
     return arr.cast(pa.large_string())
+
+
+def equals(values: pd.Series, value: str) -> np.ndarray:
+    """``(values == value)`` as a boolean array (missing values are not equal).
+
+    The same answer as pandas' comparison, without its fixed cost per call on pyarrow
+    strings (about 0.1 ms, which the worker paid a dozen times per batch).
+    """
+    arrow = getattr(values.array, "_pa_array", None)
+    if arrow is not None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type):
+            hit = pc.fill_null(pc.equal(arrow, pa.scalar(value, arrow.type)), False)
+            return np.asarray(hit.to_numpy(), dtype=bool)
+    return np.asarray(values == value, dtype=bool)

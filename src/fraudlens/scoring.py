@@ -349,16 +349,15 @@ def _feature_pass(
     from fraudlens.market import features
 
     # what FeatureDetector.decision_function(data) computes, step by step
-    analysis = features._analyse(data)
+    klines, tr, legs, rt, pm = features._analyse_bars(data)
     scores = np.asarray(
-        detector.decision_function_features(features._features(*analysis)), dtype=np.float64
+        detector.decision_function_features(features._features(tr, legs, rt, pm)),
+        dtype=np.float64,
     )
     if scores.shape != (len(ids),):
         raise RuntimeError(
             f"{model_id(detector)} returned {scores.shape} scores for {len(ids)} accounts"
         )
-    klines = features._sorted_klines(features._traded_symbols_only(data.klines, data.trades))
-    tr, legs, rt = analysis[:3]
     return scores, (klines, tr, legs, rt)
 
 

@@ -166,25 +166,29 @@ class CheckHandler:
         from fraudlens.scoring import score_market
 
         ids = list(dict.fromkeys(c.account_id for _, c in items))
-        data = self.store.account_windows(ids, hours=self.hours)
-        events: list[RiskEvent] = []
-        flagged: set[str] = set()
-        if len(data.trades):
-            scores = score_market(
-                self._detector(),
-                data,
-                threshold=self.threshold,
-                explain="flagged",
-                top=self.explain_top,
-                # Only events carry evidence: it is computed below for the flagged
-                # accounts alone, with their stored counterparties.
-                evidence=False,
-            )
-            flagged = set(scores.flagged_ids())
-            if flagged:
-                scores = self._with_counterparties(data, scores, flagged)
-                events = self._events(items, data, scores, flagged)
-        written = self.store.add_risk_events(events)
+        # One connection for the batch's reads and its write (not one per call: on a
+        # server each checkout is a ping and each return a rollback, round trips a
+        # check waits for).
+        with self.store.pinned():
+            data = self.store.account_windows(ids, hours=self.hours)
+            events: list[RiskEvent] = []
+            flagged: set[str] = set()
+            if len(data.trades):
+                scores = score_market(
+                    self._detector(),
+                    data,
+                    threshold=self.threshold,
+                    explain="flagged",
+                    top=self.explain_top,
+                    # Only events carry evidence: it is computed below for the flagged
+                    # accounts alone, with their stored counterparties.
+                    evidence=False,
+                )
+                flagged = set(scores.flagged_ids())
+                if flagged:
+                    scores = self._with_counterparties(data, scores, flagged)
+                    events = self._events(items, data, scores, flagged)
+            written = self.store.add_risk_events(events)
         done = utcnow()
         # The events are committed: only now may the messages go (the loop acks them).
         result.done.extend(m for m, _ in items)

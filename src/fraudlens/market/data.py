@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -116,8 +116,10 @@ class MarketData:
 
     def subset(self, account_ids: np.ndarray | list[str]) -> MarketData:
         """Only the given accounts' trades and labels (k-lines are shared and kept whole)."""
+        from fraudlens._isin import isin
+
         ids = pd.Index(np.asarray(account_ids, dtype=str))
-        trades = self.trades[self.trades["account_id"].isin(ids)].reset_index(drop=True)
+        trades = self.trades[isin(self.trades["account_id"], ids)].reset_index(drop=True)
         labels = None
         if self.labels is not None:
             labels = self.labels[self.labels["account_id"].isin(ids)].reset_index(drop=True)
@@ -174,6 +176,17 @@ def attach_bars(
 
 def _bar_positions(trades: pd.DataFrame, k: pd.DataFrame, bar: pd.Timedelta) -> np.ndarray:
     """Row of the bar in ``k`` (sorted by symbol, ts) holding each trade; -1 if none."""
+    if len(trades) and len(k):
+        # k's symbols come in runs: find the runs by comparing neighbours, and each
+        # traded symbol's run by name (cheaper than factorizing both columns together,
+        # which the worker did twice per batch)
+        k_sym_arr = np.asarray(k["symbol"].to_numpy(), dtype=object)
+        cut = np.flatnonzero(k_sym_arr[1:] != k_sym_arr[:-1]) + 1
+        run_lo = np.r_[0, cut].tolist()
+        run_hi = np.r_[cut, len(k)].tolist()
+        runs = {k_sym_arr[lo]: (lo, hi) for lo, hi in zip(run_lo, run_hi, strict=True)}
+        if len(runs) == len(run_lo):  # one run per symbol (else: the general path)
+            return _positions_in_runs(trades, k, runs, bar)
     sym_codes, sym_uniques = pd.factorize(
         pd.concat([k["symbol"], trades["symbol"]], ignore_index=True), sort=True
     )
@@ -197,6 +210,30 @@ def _bar_positions(trades: pd.DataFrame, k: pd.DataFrame, bar: pd.Timedelta) -> 
         j = np.searchsorted(seg, t_ts[idx], side="right") - 1
         ok = (j >= 0) & (t_ts[idx] < seg[np.clip(j, 0, None)] + bar_ns)
         pos[idx[ok]] = starts[s] + j[ok]
+    return pos
+
+
+def _positions_in_runs(
+    trades: pd.DataFrame, k: pd.DataFrame, runs: dict[Any, tuple[int, int]], bar: pd.Timedelta
+) -> np.ndarray:
+    """:func:`_bar_positions` with each symbol's rows of ``k`` given as ``runs``."""
+    t_codes, t_uniques = pd.factorize(trades["symbol"])
+    k_ts = k["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    t_ts = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    pos = np.full(len(trades), -1, dtype=np.int64)
+    order = np.argsort(t_codes, kind="stable")
+    bounds = np.searchsorted(t_codes[order], np.arange(len(t_uniques) + 1), side="left")
+    bar_ns = int(bar.value)
+    for s, name in enumerate(t_uniques.tolist()):
+        run = runs.get(name)
+        idx = order[bounds[s] : bounds[s + 1]]
+        if run is None or len(idx) == 0:
+            continue
+        start, end = run
+        seg = k_ts[start:end]
+        j = np.searchsorted(seg, t_ts[idx], side="right") - 1
+        ok = (j >= 0) & (t_ts[idx] < seg[np.clip(j, 0, None)] + bar_ns)
+        pos[idx[ok]] = start + j[ok]
     return pos
 
 

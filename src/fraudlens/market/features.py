@@ -67,6 +67,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from fraudlens._isin import equals, isin
 from fraudlens.market._bars import BarContext, bar_context
 from fraudlens.market.data import MarketData, _bar_positions
 from fraudlens.market.pairs import DEFAULT_MAX_GAP, DEFAULT_PRICE_TOL, DEFAULT_QTY_TOL
@@ -243,8 +244,8 @@ _EMPTY_HITS: Final = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object))
 
 
 def _buys(side: pd.Series) -> np.ndarray:
-    is_buy = (side == "buy").to_numpy(dtype=bool)
-    if not bool((is_buy | (side == "sell").to_numpy(dtype=bool)).all()):
+    is_buy = equals(side, "buy")
+    if not bool((is_buy | equals(side, "sell")).all()):
         # tolerate frames that skipped validation (e.g. "BUY", " sell")
         is_buy = (side.astype(str).str.strip().str.lower() == "buy").to_numpy(dtype=bool)
     return is_buy
@@ -304,12 +305,15 @@ class TradeBook:
     def _ask(self, trades: pd.DataFrame) -> None:
         if self.fetch is None or trades.empty:
             return
-        ids = trades["trade_id"].astype(str)
-        new = ~ids.isin(self._asked).to_numpy()
+        # a set lookup per id: pandas' isin against a set builds its hash table again
+        # on every call, which cost more than the rest of a small batch's ask
+        asked = self._asked
+        ids = [str(t) for t in trades["trade_id"].tolist()]
+        new = np.fromiter((t not in asked for t in ids), dtype=bool, count=len(ids))
         if not new.any():
             return
-        self._asked.update(ids[new].tolist())
-        got = self.fetch(trades[new])
+        asked.update(t for t, n in zip(ids, new.tolist(), strict=True) if n)
+        got = self.fetch(trades if bool(new.all()) else trades[new])
         if len(got):
             self._fetched.append(got)
             self._index = None
@@ -542,7 +546,7 @@ def _is_sorted(klines: pd.DataFrame) -> bool:
 
 def _traded_symbols_only(klines: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
     """The k-lines of the symbols in ``trades`` (whole days are kept for day statistics)."""
-    keep = klines["symbol"].isin(pd.unique(trades["symbol"])).to_numpy()
+    keep = isin(klines["symbol"], pd.unique(trades["symbol"]))
     return klines if bool(keep.all()) else klines[keep]
 
 
@@ -604,8 +608,8 @@ def _trade_arrays(
     acct_codes, account_ids = pd.factorize(trades["account_id"].astype(str), sort=True)
     acct = np.asarray(acct_codes, dtype=np.int64)
     side = trades["side"]
-    is_buy = (side == "buy").to_numpy(dtype=bool)
-    if not bool((is_buy | (side == "sell").to_numpy(dtype=bool)).all()):
+    is_buy = equals(side, "buy")
+    if not bool((is_buy | equals(side, "sell")).all()):
         # tolerate frames that skipped validation (e.g. "BUY", " sell")
         is_buy = (side.astype(str).str.strip().str.lower() == "buy").to_numpy(dtype=bool)
     price = trades["price"].to_numpy(dtype=np.float64)
@@ -1103,12 +1107,20 @@ def _features(tr: _Trades, legs: _Legs, rt: _RoundTrips, pm: _PairMirrors) -> pd
 
 
 def _analyse(data: MarketData) -> tuple[_Trades, _Legs, _RoundTrips, _PairMirrors]:
+    return _analyse_bars(data)[1:]
+
+
+def _analyse_bars(
+    data: MarketData,
+) -> tuple[pd.DataFrame, _Trades, _Legs, _RoundTrips, _PairMirrors]:
+    """:func:`_analyse`, with the k-lines it read first (the traded symbols' k-lines
+    sorted by ``(symbol, ts)``)."""
     k = _sorted_klines(_traded_symbols_only(data.klines, data.trades))
     tr = _trade_arrays(data.trades, k, data.bar)
     legs = _legs(tr)
     rt = _round_trips(tr, legs, k, data.bar)
     pm = _pair_mirrors(data.trades, tr, legs, rt, data.the_book())
-    return tr, legs, rt, pm
+    return k, tr, legs, rt, pm
 
 
 # ---------------------------------------------------------------------------------------

@@ -194,9 +194,11 @@ def _levels(group: np.ndarray, value: np.ndarray, rel_tol: float) -> np.ndarray:
 
 
 def _side_index(trades: pd.DataFrame) -> np.ndarray:
+    from fraudlens._isin import equals
+
     side = trades["side"]
-    is_buy = (side == "buy").to_numpy(dtype=bool)
-    if not bool((is_buy | (side == "sell").to_numpy(dtype=bool)).all()):
+    is_buy = equals(side, "buy")
+    if not bool((is_buy | equals(side, "sell")).all()):
         # frames that skipped validation ("BUY", " sell")
         norm = side.astype(str).str.strip().str.lower()
         is_buy = (norm == "buy").to_numpy(dtype=bool)

@@ -312,7 +312,7 @@ class AuthStore:
     dialect: str
 
     # Provided by Store.
-    def _connect(self) -> sa.Connection:  # pragma: no cover - overridden
+    def _connect(self) -> AbstractContextManager[sa.Connection]:  # pragma: no cover
         raise NotImplementedError
 
     def _begin(self) -> AbstractContextManager[sa.Connection]:  # pragma: no cover

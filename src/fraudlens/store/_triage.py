@@ -239,7 +239,7 @@ class TriageStore:
 
     dialect: str
 
-    def _connect(self) -> sa.Connection:  # pragma: no cover - provided by Store
+    def _connect(self) -> AbstractContextManager[sa.Connection]:  # pragma: no cover
         raise NotImplementedError
 
     def _begin(self) -> AbstractContextManager[sa.Connection]:  # pragma: no cover

@@ -29,10 +29,11 @@ problem with the data at hand.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -43,7 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from fraudlens._closing import Closing
-from fraudlens._isin import isin
+from fraudlens._isin import equals
 from fraudlens._time import utc, utcnow
 from fraudlens.errors import (
     ConfigError,
@@ -69,6 +70,8 @@ if TYPE_CHECKING:
     from fraudlens.market.features import TradeBook
 
 __all__ = ["DEFAULT_DATABASE_URL", "Store", "is_outage", "normalise_url", "open_store"]
+
+log = logging.getLogger("fraudlens.store")
 
 #: The embedded default.
 DEFAULT_DATABASE_URL = "sqlite:///fraudlens.db"
@@ -277,7 +280,13 @@ class Store(Closing, AuthStore, TriageStore):
         """Close every pooled connection."""
         self.engine.dispose()
 
-    def _connect(self) -> sa.Connection:
+    def _connect(self) -> AbstractContextManager[sa.Connection]:
+        pinned = self._pinned_connection()
+        if pinned is not None:
+            return self._lend(pinned)
+        return self._checkout()
+
+    def _checkout(self) -> sa.Connection:
         try:
             return self.engine.connect()
         except sa.exc.SQLAlchemyError as exc:
@@ -288,8 +297,58 @@ class Store(Closing, AuthStore, TriageStore):
     def _begin(self) -> Iterator[sa.Connection]:
         # engine.begin() only connects on entry, past any try around the call: connect
         # here, so a write to an unreachable server is a StoreError like a read.
-        with self._connect() as conn, conn.begin():
+        with self._connect() as conn:
+            if conn.in_transaction():
+                # a pinned connection's reads began a transaction: end it first
+                conn.commit()
+            with conn.begin():
+                yield conn
+
+    def _pinned_connection(self) -> sa.Connection | None:
+        local = self.__dict__.get("_pin")
+        return getattr(local, "conn", None) if local is not None else None
+
+    @contextmanager
+    def _lend(self, conn: sa.Connection) -> Iterator[sa.Connection]:
+        """The pinned connection for one call; unpinned (and closed) if the call fails,
+        so the rest of the block starts again on a fresh one."""
+        try:
             yield conn
+        except BaseException:
+            self._unpin(conn)
+            raise
+
+    def _unpin(self, conn: sa.Connection) -> None:
+        local = self.__dict__.get("_pin")
+        if local is not None and getattr(local, "conn", None) is conn:
+            local.conn = None
+        try:
+            conn.close()
+        except Exception:  # a dead connection: the pool drops it
+            log.debug("closing a pinned connection failed", exc_info=True)
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Run this thread's store calls inside the block on one pooled connection.
+
+        Each call otherwise checks a connection out of the pool and back in, and on a
+        server that is two round trips per call (the liveness ping on checkout, the
+        rollback on return): several per worker batch, which a check waits for. Reads
+        inside share one transaction (ended before a write, which commits on its own);
+        a call that fails gives the connection up, and later calls take fresh ones.
+        Nothing changes on SQLite, whose connections are in-process.
+        """
+        if self.dialect == "sqlite" or self._pinned_connection() is not None:
+            yield
+            return
+        conn = self._checkout()
+        local = self.__dict__.setdefault("_pin", threading.local())
+        local.conn = conn
+        try:
+            yield
+        finally:
+            if getattr(local, "conn", None) is conn:
+                self._unpin(conn)
 
     # -- schema ----------------------------------------------------------------------
     def _alembic_config(self) -> Any:
@@ -657,7 +716,7 @@ class Store(Closing, AuthStore, TriageStore):
         # at most 2 x max_gap apart: every time in [first - gap, last + gap] is then
         # within max_gap of one of them, so nothing beyond the tolerance is fetched
         sym_code, sym_names = pd.factorize(trades["symbol"].astype(str))
-        is_buy = (trades["side"] == "buy").to_numpy()
+        is_buy = equals(trades["side"], "buy")
         price_all = trades["price"].to_numpy(dtype=np.float64)
         qty_all = trades["quantity"].to_numpy(dtype=np.float64)
         ts_all = trades["ts"].to_numpy("datetime64[ns]")
@@ -703,16 +762,38 @@ class Store(Closing, AuthStore, TriageStore):
         rows: list[Any] = []
         style = self.engine.dialect.paramstyle
         with self._connect() as conn:
+            if self.dialect == "postgresql":
+                # One statement of eight arrays, whatever the number of boxes: its text
+                # never changes (parsed and planned once per connection), and each box is
+                # one index lookup. PostgreSQL plans a long OR for every call (tens of
+                # ms at 256 boxes), which cost more than the query itself.
+                params = tuple(list(col) for col in zip(*values, strict=True))
+                rows.extend(conn.exec_driver_sql(_PG_MIRROR_SQL, params).all())
+                values = []
             for i in range(0, len(values), _MIRROR_CHUNK):
                 part = values[i : i + _MIRROR_CHUNK]
                 size = next(n for n in _MIRROR_SHAPES if n >= len(part))
                 part += [part[-1]] * (size - len(part))
                 params = tuple(v for row in part for v in row)
                 rows.extend(conn.exec_driver_sql(_mirror_sql(size, style), params).all())
-        found = _frame(rows, _TRADE_COLUMNS)
-        found = found[~isin(found["account_id"], pd.unique(trades["account_id"].astype(str)))]
-        found = found.drop_duplicates("trade_id").sort_values(["ts", "trade_id"], kind="stable")
-        return found.reset_index(drop=True)
+        # other accounts' trades, each once (a trade inside two boxes comes back twice),
+        # sorted by (ts, trade_id): on the rows themselves, as they are few
+        mine = {str(a) for a in pd.unique(trades["account_id"])}
+        seen: set[str] = set()
+        kept = []
+        for row in rows:
+            tid = str(row[0])
+            if str(row[1]) in mine or tid in seen:
+                continue
+            seen.add(tid)
+            kept.append(row)
+        found = _frame(kept, _TRADE_COLUMNS)
+        if len(found) > 1:
+            ts_ns = found["ts"].to_numpy("datetime64[ns]").view(np.int64).tolist()
+            tids = found["trade_id"].tolist()
+            by_time = sorted(range(len(found)), key=lambda i: (ts_ns[i], tids[i]))
+            found = found.take(by_time).reset_index(drop=True)
+        return found
 
     def _day_bars(self, conn: sa.Connection, trades: pd.DataFrame) -> pd.DataFrame:
         """The bars of every (symbol, UTC day) the trades fall on, sorted by ``(symbol,
@@ -1013,6 +1094,21 @@ def _mirror_sql(n: int, paramstyle: str) -> str:
     )
 
 
+#: PostgreSQL's mirror-candidate statement: the boxes of :func:`_mirror_sql` as eight
+#: arrays, each box a lateral lookup on the ``(symbol, ts)`` index (``OFFSET 0`` keeps the
+#: planner from turning it into a hash join over the whole table). A trade inside two
+#: boxes comes back twice; the caller drops repeats.
+_PG_MIRROR_SQL = (
+    "SELECT t.* FROM unnest(%s::text[], %s::text[], %s::timestamp[], %s::timestamp[], "
+    "%s::float8[], %s::float8[], %s::float8[], %s::float8[]) "
+    "AS b(symbol, side, lo, hi, plo, phi, qlo, qhi) CROSS JOIN LATERAL "
+    f"(SELECT {', '.join(_TRADE_COLUMNS)} FROM {Trade.__tablename__} "
+    "WHERE symbol = b.symbol AND side = b.side AND ts >= b.lo AND ts <= b.hi "
+    "AND price >= b.plo AND price <= b.phi AND quantity >= b.qlo AND quantity <= b.qhi "
+    "OFFSET 0) AS t"
+)
+
+
 def _driver_stamps(dialect: str, stamps: np.ndarray) -> list[Any]:
     """UTC ``datetime64[us]`` values as the driver takes them for the ``ts`` column:
     SQLite's stored text (``YYYY-MM-DD HH:MM:SS.ffffff``, what SQLAlchemy writes, so
@@ -1036,6 +1132,10 @@ def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:
     built column by column with numpy (pandas' per-value parsing costs more than the
     query on the worker's small windows)."""
     n = len(rows)
+    if n == 0:
+        # a copy of one empty frame per column set: building it costs ten times more,
+        # and most mirror-candidate lookups find nothing
+        return _empty_frame(columns).copy()
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
     data: dict[str, Any] = {}
     for name, values in zip(columns, cols, strict=True):
@@ -1051,6 +1151,19 @@ def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:
             data[name] = arr
         else:
             data[name] = np.asarray(values, dtype=np.float64)
+    return pd.DataFrame(data)
+
+
+@functools.cache
+def _empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
+    data: dict[str, Any] = {}
+    for name in columns:
+        if name == "ts":
+            data[name] = _utc_index(())
+        elif name in ("trade_id", "account_id", "symbol", "side"):
+            data[name] = np.empty(0, dtype=object)
+        else:
+            data[name] = np.zeros(0, dtype=np.float64)
     return pd.DataFrame(data)
 
 
