@@ -30,3 +30,16 @@ def test_isin_falls_back_to_pandas_off_strings() -> None:
     ]
     for values, test in cases:
         np.testing.assert_array_equal(isin(values, test), values.isin(test).to_numpy())
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_equals_matches_pandas(dtype: object) -> None:
+    from fraudlens._isin import equals
+
+    values = pd.Series(["buy", "sell", None, "BUY", "buy ", "buy"], dtype=dtype)
+    got = equals(values, "buy")
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, (values == "buy").to_numpy(dtype=bool))
+    np.testing.assert_array_equal(equals(values[:0], "buy"), np.zeros(0, dtype=bool))
+    numbers = pd.Series([1, 2, 1])
+    np.testing.assert_array_equal(equals(numbers, "1"), np.zeros(3, dtype=bool))  # type: ignore[arg-type]

@@ -154,6 +154,58 @@ def test_candidates_of_runs_fetch_nothing_between(store: Store) -> None:
     assert got["trade_id"].tolist() == ["b2"]
 
 
+def test_a_candidate_inside_two_boxes_comes_back_once(store: Store) -> None:
+    # two checked trades whose prices differ by less than the tolerance make two boxes
+    # (one per distinct price) that overlap: the trade inside both is returned once
+    p = 100.0
+    trades = book(
+        [
+            ("a1", "V", "X", 10, "buy", p, 1.0),
+            ("a2", "V", "X", 12, "buy", p * (1 + 5e-10), 1.0),
+            ("b1", "B", "X", 11, "sell", p * (1 + 2e-10), 1.0),
+            ("b2", "B", "X", 40, "sell", p, 1.0),
+        ]
+    )
+    store.load_trades(trades)
+    got = store.mirror_candidates(trades[trades["account_id"] == "V"])
+    assert got["trade_id"].tolist() == ["b1", "b2"]  # each once, by time
+
+
+def test_pinned_calls_share_one_connection_and_give_it_up_on_failure(store: Store) -> None:
+    import sqlalchemy as sa
+
+    trades = book(
+        [
+            ("v1", "V", "X", 10, "buy", 13.0, 4.0),
+            ("b1", "B", "X", 10, "sell", 13.0, 4.0),
+        ]
+    )
+    store.load_klines(_klines("X", 8.0, 14.0))
+    store.load_trades(trades)
+    alone = store.account_windows(["V"]).trades
+    with store.pinned():
+        pinned = store._pinned_connection()
+        if store.dialect == "sqlite":
+            assert pinned is None  # in-process connections: nothing to save
+        else:
+            assert pinned is not None
+        data = store.account_windows(["V"])
+        pd.testing.assert_frame_equal(data.trades, alone)
+        assert store.mirror_candidates(data.trades)["trade_id"].tolist() == ["b1"]
+        assert store._pinned_connection() is pinned
+        # reads began a transaction on the pinned connection: the write still commits
+        assert store.add_risk_events([_event("V")]) == 1
+        if pinned is not None:
+            # a failing statement gives the connection up; later calls take fresh ones
+            with pytest.raises(sa.exc.ProgrammingError), store._connect() as conn:
+                conn.exec_driver_sql("SELECT * FROM no_such_table")
+            assert store._pinned_connection() is None
+        assert store.mirror_candidates(data.trades)["trade_id"].tolist() == ["b1"]
+    assert store._pinned_connection() is None
+    assert store.add_risk_events([_event("V")]) == 0  # committed above: the key is taken
+    assert store.counts()["risk_events"] == 1
+
+
 def test_empty_and_bad_arguments(store: Store) -> None:
     empty = book([])
     assert store.mirror_candidates(empty).empty
