@@ -64,3 +64,26 @@ def test_known_customer_rows_follow_the_label_delay(bench: ModuleType) -> None:
     known = bench._known_customer_rows(table, rows, back_days=14)
     got = sorted(zip(table.frame["customer_id"].to_numpy()[known], days[known], strict=True))
     assert got == [(1, 20), (1, 25), (4, 21)]
+
+
+def test_detectable_first_ranks_only_frauds_with_a_known_signal_first(bench: ModuleType) -> None:
+    from types import SimpleNamespace
+
+    ts = pd.Timestamp("2026-01-05 10:00", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "ts": [ts] * 4,
+            "customer_id": [1, 2, 3, 4],
+            "label": [1, 1, 1, 0],
+            # Over 220; compromised terminal not yet known; known terminal; genuine.
+            "TX_FRAUD_SCENARIO": [1, 2, 2, 0],
+        }
+    )
+    X = pd.DataFrame({"terminal_id_risk_30day_window": [0.0, 0.0, 0.5, 0.0]})
+    hb = SimpleNamespace(frame=frame, X=X, y=frame["label"].to_numpy(), label_column="label")
+    got = bench._detectable_first(hb, np.arange(4), np.array([0.1, 0.8, 0.2, 0.9]))
+    # Rows 3 and 1 first (their own order kept), then the genuine row 4 above row 2.
+    assert got["average_precision"] == pytest.approx((1 + 1 + 3 / 4) / 3)
+    assert got["card_precision@100"] == pytest.approx(3 / 100)
+    hb.frame = frame.drop(columns="TX_FRAUD_SCENARIO")
+    assert bench._detectable_first(hb, np.arange(4), np.zeros(4)) is None

@@ -103,13 +103,22 @@ def reference_features(
         r[f"terminal_id_last_fraud_amount_ratio_{big}day_window"] = (
             amount[frauds[-1]] / mean if frauds and mean != 0 else 0.0
         )
+        far = delay_days + longest
+        r[f"terminal_id_nb_fraud_{big}day_window"] = len(frauds)
+        r[f"terminal_id_days_since_last_fraud_{big}day_window"] = (
+            (t - tt[frauds[-1]]) / day if frauds else far
+        )
+        before_run = seen[: len(seen) - streak]  # its last row is genuine
+        r[f"terminal_id_days_since_genuine_before_streak_{big}day_window"] = (
+            0.0 if not streak else (t - tt[before_run[-1]]) / day if before_run else far
+        )
         rows.append(r)
     return pd.DataFrame(rows, columns=list(feature_names(windows))).astype(np.float32)
 
 
 def test_feature_names_are_stable() -> None:
     assert FEATURE_NAMES[:3] == ("tx_amount", "tx_during_weekend", "tx_during_night")
-    assert len(FEATURE_NAMES) == 30 == len(set(FEATURE_NAMES))
+    assert len(FEATURE_NAMES) == 33 == len(set(FEATURE_NAMES))
     # The handbook's 15 come first, in their order; the behavioural ones follow.
     assert FEATURE_NAMES[:15] == HANDBOOK_FEATURE_NAMES
     assert FEATURE_NAMES[3:5] == (
@@ -134,6 +143,9 @@ def test_feature_names_are_stable() -> None:
         "terminal_id_fraud_streak_30day_window",
         "terminal_id_days_since_streak_start_30day_window",
         "terminal_id_last_fraud_amount_ratio_30day_window",
+        "terminal_id_nb_fraud_30day_window",
+        "terminal_id_days_since_last_fraud_30day_window",
+        "terminal_id_days_since_genuine_before_streak_30day_window",
         "customer_id_amount_to_baseline_30day_window",
         "customer_id_nb_large_tx_7day_window",
     )
@@ -152,6 +164,9 @@ def test_feature_names_are_stable() -> None:
         "terminal_id_fraud_streak_2day_window",
         "terminal_id_days_since_streak_start_2day_window",
         "terminal_id_last_fraud_amount_ratio_2day_window",
+        "terminal_id_nb_fraud_2day_window",
+        "terminal_id_days_since_last_fraud_2day_window",
+        "terminal_id_days_since_genuine_before_streak_2day_window",
     )
     for bad in ((), (7, 0), (-1,)):
         with pytest.raises(ValueError, match="positive"):
@@ -229,6 +244,19 @@ def test_exact_values_on_a_hand_made_example() -> None:
     np.testing.assert_allclose(
         f["terminal_id_last_fraud_amount_ratio_7day_window"], [0, 0, 0, 0, 1.5, 1.5], rtol=1e-6
     )
+    # One known fraud; without one, the days since read D + L = 14. The genuine row before
+    # the run (row 1, Apr 1 08:00) is 8 days 4 hours back.
+    np.testing.assert_array_equal(f["terminal_id_nb_fraud_7day_window"], [0, 0, 0, 0, 1, 1])
+    np.testing.assert_allclose(
+        f["terminal_id_days_since_last_fraud_7day_window"],
+        [14, 14, 14, 14, 7 + 16 / 24, 7 + 16 / 24],
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        f["terminal_id_days_since_genuine_before_streak_7day_window"],
+        [0, 0, 0, 0, 8 + 4 / 24, 8 + 4 / 24],
+        rtol=1e-6,
+    )
     pd.testing.assert_frame_equal(f, reference_features(df, (1, 7)), check_exact=False, rtol=1e-6)
 
 
@@ -270,6 +298,16 @@ def test_terminal_fraud_streak_by_hand() -> None:
         f["terminal_id_last_fraud_amount_ratio_7day_window"],
         [0, 0, 0, 20 / 15, 30 / 20, 30 / 25, 30 / 40, 0],
         rtol=1e-6,
+    )
+    # Known frauds, days since the latest (D + L = 9 without one), and days since the
+    # genuine row before the run (row 1 for rows 4 and 5; 0 without a run).
+    np.testing.assert_array_equal(f["terminal_id_nb_fraud_7day_window"], [0, 0, 0, 1, 2, 2, 2, 0])
+    np.testing.assert_allclose(
+        f["terminal_id_days_since_last_fraud_7day_window"], [9, 9, 9, 2.25, 2.5, 3.5, 7.5, 9]
+    )
+    np.testing.assert_allclose(
+        f["terminal_id_days_since_genuine_before_streak_7day_window"],
+        [0, 0, 0, 3.25, 4.5, 0, 0, 0],
     )
     pd.testing.assert_frame_equal(f, reference_features(df, (7,), 2), check_exact=False, rtol=1e-6)
 

@@ -58,6 +58,17 @@ Then behavioural features, over the same customer windows and delayed terminal w
   latest known fraud in ``(t - D - L, t - D]`` over the terminal's mean amount in that
   window (0 without a fraud). Frauds with ordinary amounts point at the terminal, frauds
   with large amounts at the card used there.
+- ``terminal_id_nb_fraud_{L}day_window``: the number of the terminal's known frauds in
+  ``(t - D - L, t - D]``.
+- ``terminal_id_days_since_last_fraud_{L}day_window``: days from the terminal's latest
+  known fraud in that window to ``t`` (``D + L`` without one).
+- ``terminal_id_days_since_genuine_before_streak_{L}day_window``: days from the
+  terminal's latest genuine transaction before its run of frauds (the run of
+  ``terminal_id_fraud_streak``) to ``t``; 0 without a run, ``D + L`` when the window holds
+  no genuine transaction before the run. A compromise began between that transaction
+  and the run's first fraud, so this bounds its age from above, as the days since the
+  run's start bound it from below: a compromise that lasts a fixed time may be known
+  to be over although its last known transactions were all frauds.
 
 With ``R`` the longest window shorter than ``L`` (7 days by default; these two are left
 out when there is a single window), against the customer's *baseline*, their mean amount
@@ -155,6 +166,9 @@ def _behaviour_names(windows: Sequence[float]) -> list[str]:
         f"terminal_id_fraud_streak_{longest}day_window",
         f"terminal_id_days_since_streak_start_{longest}day_window",
         f"terminal_id_last_fraud_amount_ratio_{longest}day_window",
+        f"terminal_id_nb_fraud_{longest}day_window",
+        f"terminal_id_days_since_last_fraud_{longest}day_window",
+        f"terminal_id_days_since_genuine_before_streak_{longest}day_window",
     ]
     recent = _recent(windows)
     if recent is not None:
@@ -459,6 +473,24 @@ def _terminal_features(
     fraud_amount = a[np.maximum(last_fraud, 0)]
     ratio = np.divide(fraud_amount, mean, out=np.zeros(n), where=has_fraud & (mean != 0))
     out[f"terminal_id_last_fraud_amount_ratio_{key}day_window"] = tg.scatter(ratio)
+    out[f"terminal_id_nb_fraud_{key}day_window"] = tg.scatter(
+        (cfraud[hi] - cfraud[lo]).astype(np.float64)
+    )
+    # Both "days since" read D + L (the furthest a label is read back) when the window
+    # holds no such row: further back than anything seen.
+    far = (delay / _NS_PER_DAY) + longest
+    since_fraud = (ts - ts[np.maximum(last_fraud, 0)]) / _NS_PER_DAY
+    out[f"terminal_id_days_since_last_fraud_{key}day_window"] = tg.scatter(
+        np.where(has_fraud, since_fraud, far)
+    )
+    # A compromise began after the latest genuine row before the run of frauds: the days
+    # since that row bound the compromise's age from above (days since the run's start
+    # bound it from below).
+    has_genuine = known & (last_genuine >= lo)
+    since_genuine = (ts - ts[np.maximum(last_genuine, 0)]) / _NS_PER_DAY
+    out[f"terminal_id_days_since_genuine_before_streak_{key}day_window"] = tg.scatter(
+        np.where(streak > 0, np.where(has_genuine, since_genuine, far), 0.0)
+    )
 
 
 def transaction_features(
