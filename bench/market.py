@@ -5,8 +5,8 @@ Run:  python bench/market.py [--train 4000] [--test 2000] [--ref-n 40]
 Measures, on the same simulated accounts:
 - rendering: the reference's matplotlib recipe vs fraudlens's numpy rasteriser;
 - scoring per account: matplotlib + ResNet-18 at 512x512 in PyTorch eager (the reference
-  endpoint's path) vs numpy rendering + the compact CNN on ONNX Runtime, and the
-  feature detector;
+  endpoint's path) vs numpy rendering + the default CNN (or ``--arch``) on ONNX Runtime,
+  and the feature detector;
 - pair linkage (counterparty and value moved, ``market/pairs.py``) on a generated one-day
   book of ``--pairs-n`` accounts (``bench/pairs.py`` has the details);
 - quality on fraudlens's hard test set (every simulated kind) for: the reference way of

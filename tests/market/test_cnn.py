@@ -109,7 +109,7 @@ def test_save_and_load_round_trip(
     assert (tmp_path / "model.onnx").is_file()
     assert (tmp_path / "model.safetensors").is_file()
     assert meta["classes"] == ["takeover", "normal"]
-    assert meta["arch"] == "compact" and meta["style"] == "fraudlens"
+    assert meta["arch"] == "bars" and meta["style"] == "fraudlens"
     assert meta["input_shape"] == [*STYLES["fraudlens"], 3]
     assert len(meta["history"]) == 8
 
@@ -191,15 +191,29 @@ def test_every_architecture_takes_the_rendered_images() -> None:
 
     imgs = render_batch(window(simulate(40, seed=3)))[:4]
     x = torch.from_numpy(imgs)
-    for arch in ("columns", "compact"):
+    for arch in ("bars", "columns", "compact"):
         assert arch in ARCHS
         net = build_network(arch, height=imgs.shape[1]).eval()
         with torch.no_grad():
             out = net(x)
         assert tuple(out.shape) == (4, 2) and bool(torch.isfinite(out).all())
-    # the column network is the smaller one
-    small = sum(p.numel() for p in build_network("columns").parameters())
-    assert small < sum(p.numel() for p in build_network("compact").parameters())
+    # the column networks are the smaller ones, the default the smallest
+    sizes = {a: sum(p.numel() for p in build_network(a).parameters()) for a in ARCHS}
+    assert sizes["bars"] < sizes["columns"] < sizes["compact"]
+
+
+def test_window_peak_pool_counts_an_event_once() -> None:
+    torch = pytest.importorskip("torch")
+    from fraudlens.market._cnn_torch import _window_peak_pool
+
+    z = torch.zeros((1, 1, 32))
+    z[0, 0, 7] = 3.0  # one event over two windows (columns 4-7 and 8-11)
+    z[0, 0, 8] = 2.0
+    z[0, 0, 21] = 1.0  # a second, weaker event
+    out = _window_peak_pool(z, 4)[0].tolist()
+    # the three largest window peaks, then the mean: the neighbour 2.0 is not a peak
+    assert out[:3] == [3.0, 1.0, 0.0]
+    assert out[3] == pytest.approx(6.0 / 32)
 
 
 def test_threads_follow_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:

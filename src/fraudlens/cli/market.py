@@ -252,8 +252,8 @@ def train(
         int | None, typer.Option(help="CNN epochs [default: the detector's].")
     ] = None,
     arch: Annotated[
-        str, typer.Option(help="CNN architecture: compact, columns or resnet18.")
-    ] = "compact",
+        str, typer.Option(help="CNN architecture: bars, compact, columns or resnet18.")
+    ] = "bars",
     window_hours: Annotated[
         float, typer.Option(help="Scoring window that ends at the latest trade.")
     ] = 24.0,

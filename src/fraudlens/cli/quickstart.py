@@ -85,7 +85,7 @@ def quickstart(
             detector=det,
             seed=seed,
             epochs=cnn_epochs,
-            arch="compact",
+            arch="bars",
             window_hours=24.0,
         )
         rep = out / "reports" / f"market-{det.value}"

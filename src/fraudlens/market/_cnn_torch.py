@@ -26,6 +26,8 @@ from torch.nn import functional as F  # noqa: N812
 
 __all__ = [
     "ARCHS",
+    "BarCNN",
+    "BarEnsemble",
     "ColumnCNN",
     "CompactCNN",
     "ResNet18",
@@ -35,7 +37,7 @@ __all__ = [
     "train_network",
 ]
 
-ARCHS = ("columns", "compact", "resnet18")
+ARCHS = ("bar", "bars", "columns", "compact", "resnet18")
 
 
 class _Input(nn.Module):
@@ -70,8 +72,24 @@ def _peak_pool(z: torch.Tensor, peak: int, k: int = 3) -> torch.Tensor:
     return torch.cat([top[:, :, i] for i in range(k)] + [z.mean(dim=2)], dim=1)
 
 
+def _window_peak_pool(z: torch.Tensor, window: int, k: int = 3) -> torch.Tensor:
+    """Per channel of ``(n, c, time)``: the ``k`` largest window peaks and the mean.
+
+    Time is cut into windows of ``window`` columns; a window's maximum counts when it is
+    at least as large as both neighbouring windows' (a local peak among windows), so one
+    event spread over a few columns, or over two windows, is counted once. Two cheap
+    max-pools (one over the full time axis with stride ``window``, one over the few
+    windows) replace :func:`_peak_pool`'s sliding max over every column, which cost more
+    than a convolution layer in ONNX Runtime.
+    """
+    zw = F.max_pool1d(z, window, stride=window, ceil_mode=True) if window > 1 else z
+    top_peak = F.max_pool1d(zw, 3, stride=1, padding=1)
+    top = (zw * (zw >= top_peak).to(zw.dtype)).topk(k, dim=2).values
+    return torch.cat([top[:, :, i] for i in range(k)] + [z.mean(dim=2)], dim=1)
+
+
 class ColumnCNN(nn.Module):
-    """The default market CNN: reads the image column by column (bar by bar), counts.
+    """A market CNN that reads the image column by column (bar by bar), then counts.
 
     Every column of the image is one bar (or part of one) and holds all there is to
     know about it: where its fills sit in the day's price range and inside the bar,
@@ -134,7 +152,76 @@ class ColumnCNN(nn.Module):
         # (n, rows, w, c) -> (n, rows * c, w): the small tensor is the one transposed.
         z = z.reshape(n, self.n_rows, w, c).permute(0, 1, 3, 2).reshape(n, self.n_rows * c, w)
         z = self.temporal(self.mix(z))
-        return self.head(self.dropout(_peak_pool(z, self.peak)))
+        return self.head(self.dropout(self._pool(z)))
+
+    def _pool(self, z: torch.Tensor) -> torch.Tensor:
+        return _peak_pool(z, self.peak)
+
+
+class BarCNN(ColumnCNN):
+    """:class:`ColumnCNN`, narrower, with window-peak pooling (one member of the default).
+
+    The same column network (each image column, a bar, projected by one matrix product
+    on the uint8 image, then 1-D convolutions over time) with ``width`` 32 features per
+    column instead of 48, and pooling over windows of ``window`` columns
+    (:func:`_window_peak_pool`): per channel the three largest window peaks and the
+    mean. A window of 4 columns is one bar of a 72-bar (6 h) picture or a few bars of a
+    longer one; a round trip whose legs sit in neighbouring bars stays one peak, and a
+    second round trip elsewhere is a second peak. It needs about half of
+    :class:`ColumnCNN`'s multiply-adds and of its time in ONNX Runtime, and is about as
+    accurate on validation data.
+    """
+
+    def __init__(
+        self,
+        n_classes: int = 2,
+        height: int = 64,
+        rows: int = 16,
+        width: int = 32,
+        temporal: int = 2,
+        kernel: int = 3,
+        window: int = 4,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__(
+            n_classes,
+            height=height,
+            rows=rows,
+            width=width,
+            temporal=temporal,
+            kernel=kernel,
+            dropout=dropout,
+        )
+        self.window = window
+
+    def _pool(self, z: torch.Tensor) -> torch.Tensor:
+        return _window_peak_pool(z, self.window)
+
+
+class BarEnsemble(nn.Module):
+    """The default market CNN: ``members`` :class:`BarCNN` networks, averaged.
+
+    The members differ only in their initialisation (and dropout); they are trained
+    side by side on the same batches, each on its own loss
+    (:meth:`member_logits`), and the model's probability is their mean probability.
+    One network's result swings with its initialisation (recall at 1 % FPR 0.865 to
+    0.914 on one validation set for two seeds); the mean of three is steadier and
+    better than any one, at three times one small network's cost, still well below
+    :class:`CompactCNN`'s. The pixels are cast to float once for all members.
+    """
+
+    def __init__(self, n_classes: int = 2, height: int = 64, members: int = 3) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(BarCNN(n_classes, height=height) for _ in range(members))
+
+    def member_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
+        xf = x.float()
+        return [m(xf) for m in self.members]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The log of the members' mean probability: its softmax is that mean.
+        probs = torch.stack([torch.softmax(z, dim=1) for z in self.member_logits(x)])
+        return torch.log(probs.mean(dim=0).clamp_min(1e-12))
 
 
 class CompactCNN(nn.Module):
@@ -248,7 +335,12 @@ class ResNet18(nn.Module):
 
 
 def build_network(arch: str, n_classes: int = 2, height: int = 64) -> nn.Module:
-    """A freshly initialised network: ``"columns"``, ``"compact"`` or ``"resnet18"``."""
+    """A freshly initialised network: ``"bars"`` (three ``"bar"`` networks averaged),
+    ``"bar"``, ``"columns"``, ``"compact"`` or ``"resnet18"``."""
+    if arch == "bars":
+        return BarEnsemble(n_classes, height=height)
+    if arch == "bar":
+        return BarCNN(n_classes, height=height)
     if arch == "columns":
         return ColumnCNN(n_classes, height=height)
     if arch == "compact":
@@ -381,7 +473,7 @@ def train_network(
     images: np.ndarray,
     y: np.ndarray,
     *,
-    arch: str = "compact",
+    arch: str = "bars",
     epochs: int = 20,
     batch_size: int = 64,
     lr: float = 3e-3,
@@ -483,7 +575,11 @@ def train_network(
             if len(b) < 2:  # batch norm needs two samples
                 continue
             xb = _augment(x_all[b], gen, max_shift, bands)
-            per = F.cross_entropy(net(xb), target[b], weight=weights, reduction="none")
+            # an ensemble's members are trained each on its own loss
+            outs = net.member_logits(xb) if isinstance(net, BarEnsemble) else [net(xb)]
+            per = torch.stack(
+                [F.cross_entropy(z, target[b], weight=weights, reduction="none") for z in outs]
+            ).mean(dim=0)
             w = sw_t[b]
             loss = (per * w).sum() / (weights[target[b]] * w).sum().clamp_min(1e-12)
             opt.zero_grad(set_to_none=True)
