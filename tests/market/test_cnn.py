@@ -191,15 +191,16 @@ def test_every_architecture_takes_the_rendered_images() -> None:
 
     imgs = render_batch(window(simulate(40, seed=3)))[:4]
     x = torch.from_numpy(imgs)
-    for arch in ("bars", "columns", "compact"):
+    for arch in ("bar", "bars", "columns", "compact"):
         assert arch in ARCHS
         net = build_network(arch, height=imgs.shape[1]).eval()
         with torch.no_grad():
             out = net(x)
         assert tuple(out.shape) == (4, 2) and bool(torch.isfinite(out).all())
-    # the column networks are the smaller ones, the default the smallest
+    # the column networks are the smaller ones; the default averages three of the smallest
     sizes = {a: sum(p.numel() for p in build_network(a).parameters()) for a in ARCHS}
-    assert sizes["bars"] < sizes["columns"] < sizes["compact"]
+    assert sizes["bar"] < sizes["columns"] < sizes["compact"]
+    assert sizes["bars"] == 3 * sizes["bar"]
 
 
 def test_window_peak_pool_counts_an_event_once() -> None:
@@ -214,6 +215,24 @@ def test_window_peak_pool_counts_an_event_once() -> None:
     # the three largest window peaks, then the mean: the neighbour 2.0 is not a peak
     assert out[:3] == [3.0, 1.0, 0.0]
     assert out[3] == pytest.approx(6.0 / 32)
+
+
+def test_default_network_exports_the_mean_of_its_members() -> None:
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from fraudlens.market._cnn_torch import BarEnsemble, build_network, export_onnx
+
+    torch.manual_seed(0)
+    net = build_network("bars").eval()
+    assert isinstance(net, BarEnsemble) and len(net.members) == 3
+    imgs = render_batch(window(simulate(40, seed=3)))[:6]
+    x = torch.from_numpy(imgs)
+    with torch.no_grad():
+        mean = torch.stack([torch.softmax(m(x), dim=1) for m in net.members]).mean(dim=0)
+    session = ort.InferenceSession(export_onnx(net, *imgs.shape[1:3]))
+    probs = session.run(None, {"images": imgs})[0]
+    np.testing.assert_allclose(probs, mean.numpy(), atol=1e-5)
 
 
 def test_threads_follow_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
