@@ -764,9 +764,10 @@ class Store(Closing, AuthStore, TriageStore):
         with self._connect() as conn:
             if self.dialect == "postgresql":
                 # One statement of eight arrays, whatever the number of boxes: its text
-                # never changes (parsed and planned once per connection), and each box is
-                # one index lookup. PostgreSQL plans a long OR for every call (tens of
-                # ms at 256 boxes), which cost more than the query itself.
+                # never changes (psycopg prepares it on the server after a few calls)
+                # and its plan is small, each box one index lookup. A long OR was parsed
+                # and planned anew on every call (tens of ms at 256 boxes), which cost
+                # more than running it.
                 params = tuple(list(col) for col in zip(*values, strict=True))
                 rows.extend(conn.exec_driver_sql(_PG_MIRROR_SQL, params).all())
                 values = []
