@@ -265,3 +265,18 @@ def test_sample_weights() -> None:
     b = CNNDetector(**kw).fit(data, sample_weight=np.ones(n))
     for key in a.state_dict_:
         np.testing.assert_allclose(a.state_dict_[key], b.state_dict_[key], rtol=1e-5, atol=1e-6)
+
+
+def test_the_cli_offers_every_architecture_and_refuses_others(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from fraudlens.cli import app
+    from fraudlens.cli.market import ArchChoice
+    from fraudlens.market._cnn_torch import ARCHS
+
+    assert sorted(a.value for a in ArchChoice) == sorted(ARCHS)
+    res = CliRunner().invoke(
+        app, ["market", "train", "--data", str(tmp_path), "--detector", "cnn", "--arch", "vgg"]
+    )
+    assert res.exit_code == 2 and "vgg" in res.output

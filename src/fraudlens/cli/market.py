@@ -27,6 +27,16 @@ class DetectorChoice(StrEnum):
     features = "features"
 
 
+class ArchChoice(StrEnum):
+    """The CNN's architecture (``fraudlens.market._cnn_torch.ARCHS``)."""
+
+    bars = "bars"
+    bar = "bar"
+    compact = "compact"
+    columns = "columns"
+    resnet18 = "resnet18"
+
+
 class Engine(StrEnum):
     """Where batch scoring runs."""
 
@@ -252,8 +262,12 @@ def train(
         int | None, typer.Option(help="CNN epochs [default: the detector's].")
     ] = None,
     arch: Annotated[
-        str, typer.Option(help="CNN architecture: bars, compact, columns or resnet18.")
-    ] = "bars",
+        ArchChoice,
+        typer.Option(
+            help="CNN architecture: bars (three averaged column networks), bar (one), "
+            "compact, columns or resnet18."
+        ),
+    ] = ArchChoice.bars,
     window_hours: Annotated[
         float, typer.Option(help="Scoring window that ends at the latest trade.")
     ] = 24.0,
@@ -330,7 +344,7 @@ def train(
     )
     t0 = time.perf_counter()
     weights = training.sample_weight if reviewed is not None else None
-    det, metrics = _fit(detector, training.data, seed, epochs, arch, weights)
+    det, metrics = _fit(detector, training.data, seed, epochs, arch.value, weights)
     seconds = time.perf_counter() - t0
     mv = Registry(_models_dir(model_dir)).save(
         det,

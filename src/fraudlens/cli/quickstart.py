@@ -85,7 +85,7 @@ def quickstart(
             detector=det,
             seed=seed,
             epochs=cnn_epochs,
-            arch="bars",
+            arch=m.ArchChoice.bars,
             window_hours=24.0,
         )
         rep = out / "reports" / f"market-{det.value}"
