@@ -432,17 +432,20 @@ def market_evidence(
     from fraudlens.market.data import TRADE_COLUMNS
     from fraudlens.market.pairs import account_evidence
 
+    def columns(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+        # a column selection copies the frame: skip it when the columns are those already
+        return frame if frame.columns.tolist() == cols else frame[cols]
+
     trades = data.trades
     if context_trades is not None and len(context_trades):
         cols = list(TRADE_COLUMNS)
         seen = isin(context_trades["trade_id"], trades["trade_id"])
-        extra = context_trades.loc[~seen, cols]
-        trades = pd.concat([trades[cols], extra], ignore_index=True)
+        extra = columns(context_trades if not seen.any() else context_trades[~seen], cols)
+        trades = pd.concat([columns(trades, cols), extra], ignore_index=True)
     ev = account_evidence(trades, data.klines, bar=data.bar)
     ids = data.account_ids if account_ids is None else account_ids
-    return ev.reindex(pd.Index(np.asarray(ids, dtype=object), name="account_id"))[
-        list(EVIDENCE_COLUMNS)
-    ]
+    ev = ev.reindex(pd.Index(np.asarray(ids, dtype=object), name="account_id"))
+    return columns(ev, list(EVIDENCE_COLUMNS))
 
 
 # ------------------------------------------------------------------------------- cards

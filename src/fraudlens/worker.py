@@ -213,7 +213,9 @@ class CheckHandler:
         from fraudlens.scoring import market_evidence
 
         ids = np.asarray(sorted(flagged), dtype=object)
-        mine = data.subset(ids)
+        # Every scored account flagged (the usual batch of one or two take-over checks):
+        # the batch's data is already theirs, no subset to build.
+        mine = data if len(flagged) == len(scores.account_ids) else data.subset(ids)
         # The batch's book (the batch's trades and the store's mirror candidates): the
         # candidates the feature detector fetched already are reused, only the flagged
         # accounts' other trades are looked up.
@@ -287,11 +289,16 @@ def _evidence(scores: MarketScores, accounts: set[str]) -> dict[str, dict[str, A
     if ev is None or not len(ev.columns):
         return {}
     cols = [str(c) for c in ev.columns]
-    out: dict[str, dict[str, Any]] = {}
-    for account, values in zip(ev.index.tolist(), ev.itertuples(index=False), strict=True):
-        if account in accounts:
-            out[str(account)] = {c: _json_value(v) for c, v in zip(cols, values, strict=True)}
-    return out
+    rows = [i for i, a in enumerate(ev.index.tolist()) if a in accounts]
+    if not rows:
+        return {}
+    # One object array of the wanted rows: pandas' row iteration costs more than this.
+    values = ev.to_numpy(dtype=object)[rows]
+    names = ev.index.to_numpy()[rows]
+    return {
+        str(account): {c: _json_value(v) for c, v in zip(cols, row, strict=True)}
+        for account, row in zip(names.tolist(), values.tolist(), strict=True)
+    }
 
 
 def _json_value(value: Any) -> Any:

@@ -209,14 +209,18 @@ def _records(
     else:
         bar_ts = pd.Series(pd.NaT, index=range(len(needed)), dtype="datetime64[ns, UTC]")
         bar_high = bar_low = np.full(len(needed), np.nan)
-    sel = trades.iloc[needed]
+
+    # the reported rows of each column (no row selection of the whole frame first)
+    def col(name: str) -> Any:
+        return trades[name].array.take(needed)
+
     arrays: dict[str, Any] = {
-        "trade_id": sel["trade_id"].to_numpy(),
-        "symbol": sel["symbol"].to_numpy(),
-        "ts": np.asarray(_iso_many(sel["ts"]), dtype=object),
-        "side": sel["side"].to_numpy(),
-        "price": sel["price"].to_numpy(),
-        "quantity": sel["quantity"].to_numpy(),
+        "trade_id": np.asarray(col("trade_id")),
+        "symbol": np.asarray(col("symbol")),
+        "ts": np.asarray(_iso_many(col("ts")), dtype=object),
+        "side": np.asarray(col("side")),
+        "price": np.asarray(col("price")),
+        "quantity": np.asarray(col("quantity")),
         "bar_ts": np.asarray(_iso_many(bar_ts), dtype=object),
         "bar_high": bar_high,
         "bar_low": bar_low,
