@@ -176,41 +176,36 @@ def attach_bars(
 
 def _bar_positions(trades: pd.DataFrame, k: pd.DataFrame, bar: pd.Timedelta) -> np.ndarray:
     """Row of the bar in ``k`` (sorted by symbol, ts) holding each trade; -1 if none."""
-    if len(trades) and len(k):
-        # k's symbols come in runs: find the runs by comparing neighbours, and each
-        # traded symbol's run by name (cheaper than factorizing both columns together,
-        # which the worker did twice per batch)
-        k_sym_arr = np.asarray(k["symbol"].to_numpy(), dtype=object)
-        cut = np.flatnonzero(k_sym_arr[1:] != k_sym_arr[:-1]) + 1
-        run_lo = np.r_[0, cut].tolist()
-        run_hi = np.r_[cut, len(k)].tolist()
-        runs = {k_sym_arr[lo]: (lo, hi) for lo, hi in zip(run_lo, run_hi, strict=True)}
-        if len(runs) == len(run_lo):  # one run per symbol (else: the general path)
-            return _positions_in_runs(trades, k, runs, bar)
+    if not (len(trades) and len(k)):
+        return np.full(len(trades), -1, dtype=np.int64)
+    # k's symbols come in runs: find the runs by comparing neighbours, and each traded
+    # symbol's run by name (cheaper than factorizing both columns together, which the
+    # worker did twice per batch)
+    k_sym_arr = np.asarray(k["symbol"].to_numpy(), dtype=object)
+    cut = np.flatnonzero(k_sym_arr[1:] != k_sym_arr[:-1]) + 1
+    run_lo = np.r_[0, cut].tolist()
+    run_hi = np.r_[cut, len(k)].tolist()
+    runs = {k_sym_arr[lo]: (lo, hi) for lo, hi in zip(run_lo, run_hi, strict=True)}
+    if len(runs) != len(run_lo):  # a symbol in several runs: search the symbols' codes
+        runs = _runs_by_code(trades, k)
+    return _positions_in_runs(trades, k, runs, bar)
+
+
+def _runs_by_code(trades: pd.DataFrame, k: pd.DataFrame) -> dict[Any, tuple[int, int]]:
+    """Each symbol's rows ``[start, end)`` of ``k``, searched on the symbols' sorted codes
+    over ``k`` and ``trades`` together (symbols without rows in ``k`` left out)."""
     sym_codes, sym_uniques = pd.factorize(
         pd.concat([k["symbol"], trades["symbol"]], ignore_index=True), sort=True
     )
     k_sym = sym_codes[: len(k)].astype(np.int64)
-    t_sym = sym_codes[len(k) :].astype(np.int64)
-    k_ts = k["ts"].to_numpy("datetime64[ns]").astype(np.int64)
-    t_ts = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64)
-    # k-lines are sorted by (symbol, ts): search each symbol's slice with its trades.
-    starts = np.searchsorted(k_sym, np.arange(len(sym_uniques)), side="left")
-    ends = np.searchsorted(k_sym, np.arange(len(sym_uniques)), side="right")
-    pos = np.full(len(trades), -1, dtype=np.int64)
-    order = np.argsort(t_sym, kind="stable")
-    ts_sorted_sym = t_sym[order]
-    bounds = np.searchsorted(ts_sorted_sym, np.arange(len(sym_uniques) + 1), side="left")
-    bar_ns = int(bar.value)
-    for s in range(len(sym_uniques)):
-        idx = order[bounds[s] : bounds[s + 1]]
-        if len(idx) == 0 or starts[s] == ends[s]:
-            continue
-        seg = k_ts[starts[s] : ends[s]]
-        j = np.searchsorted(seg, t_ts[idx], side="right") - 1
-        ok = (j >= 0) & (t_ts[idx] < seg[np.clip(j, 0, None)] + bar_ns)
-        pos[idx[ok]] = starts[s] + j[ok]
-    return pos
+    codes = np.arange(len(sym_uniques))
+    starts = np.searchsorted(k_sym, codes, side="left").tolist()
+    ends = np.searchsorted(k_sym, codes, side="right").tolist()
+    return {
+        name: (lo, hi)
+        for name, lo, hi in zip(sym_uniques.tolist(), starts, ends, strict=True)
+        if lo < hi
+    }
 
 
 def _positions_in_runs(

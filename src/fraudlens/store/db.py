@@ -1132,12 +1132,21 @@ def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:
     """Rows from the database as a frame with the dtypes the market loaders produce,
     built column by column with numpy (pandas' per-value parsing costs more than the
     query on the worker's small windows)."""
-    n = len(rows)
-    if n == 0:
+    if not rows:
         # a copy of one empty frame per column set: building it costs ten times more,
         # and most mirror-candidate lookups find nothing
         return _empty_frame(columns).copy()
-    cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    return _columns_frame(list(zip(*rows, strict=True)), columns)
+
+
+@functools.cache
+def _empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
+    return _columns_frame([() for _ in columns], columns)
+
+
+def _columns_frame(cols: Sequence[Sequence[Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+    """:func:`_frame` from the rows' columns ``cols``, one per name in ``columns``."""
+    n = len(cols[0]) if cols else 0
     data: dict[str, Any] = {}
     for name, values in zip(columns, cols, strict=True):
         if name == "ts":
@@ -1152,19 +1161,6 @@ def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:
             data[name] = arr
         else:
             data[name] = np.asarray(values, dtype=np.float64)
-    return pd.DataFrame(data)
-
-
-@functools.cache
-def _empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
-    data: dict[str, Any] = {}
-    for name in columns:
-        if name == "ts":
-            data[name] = _utc_index(())
-        elif name in ("trade_id", "account_id", "symbol", "side"):
-            data[name] = np.empty(0, dtype=object)
-        else:
-            data[name] = np.zeros(0, dtype=np.float64)
     return pd.DataFrame(data)
 
 
