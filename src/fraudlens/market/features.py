@@ -607,11 +607,7 @@ def _trade_arrays(
     safe = np.where(has_bar, bar_row, 0)
     acct_codes, account_ids = pd.factorize(trades["account_id"].astype(str), sort=True)
     acct = np.asarray(acct_codes, dtype=np.int64)
-    side = trades["side"]
-    is_buy = equals(side, "buy")
-    if not bool((is_buy | equals(side, "sell")).all()):
-        # tolerate frames that skipped validation (e.g. "BUY", " sell")
-        is_buy = (side.astype(str).str.strip().str.lower() == "buy").to_numpy(dtype=bool)
+    is_buy = _buys(trades["side"])
     price = trades["price"].to_numpy(dtype=np.float64)
     qty = trades["quantity"].to_numpy(dtype=np.float64) if "quantity" in trades else np.ones(n)
     ts = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64)
