@@ -181,19 +181,19 @@ def _equal_size_legs(
     k_high: np.ndarray,
     bar: pd.Timedelta,
 ) -> np.ndarray:
-    """Per fill: where in its bar the partner of its leg sits (``nan`` without one).
+    """Per fill: whether its leg has a partner (bool).
 
     A leg is an account's fills on one side in one third of a bar's range (an order cut
     into pieces is one leg), as in :mod:`fraudlens.market.features`. Its partner is an
     opposite leg of the account with the same total size in the same bar or a
-    neighbouring one (the farthest in price when there are several): together they are
-    an equal-size round trip.
+    neighbouring one: together they are an equal-size round trip. A leg whose size-
+    weighted position in its bar is not a number (a ``nan`` price or quantity) pairs
+    with nothing, and no leg pairs with the (account, bar, size) it sits in.
     """
     n = len(acc)
-    out = np.full(n, np.nan)
     has = bar_row >= 0
     if not has.any():
-        return out
+        return np.zeros(n, dtype=bool)
     row = np.where(has, bar_row, 0)
     amp = k_high[row] - k_low[row]
     pos = np.divide(price - k_low[row], amp, out=np.full(n, 0.5), where=amp > 0)
@@ -210,43 +210,35 @@ def _equal_size_legs(
     u_buy = (uniq // 3) % 2 == 1
     size_code = pd.factorize(np.round(total, 9))[0].astype(np.int64)
     n_size = int(size_code.max()) + 1 if len(size_code) else 1
-    real = uniq >= 0
-
-    def key(a: np.ndarray, r: np.ndarray, sz: np.ndarray) -> np.ndarray:
-        return (a * n_rows + r) * n_size + sz
-
-    # per (account, row, size) of each side: the lowest and the highest leg position
-    tables = {}
+    real = uniq >= 0  # legs of fills with a bar
+    bad = np.isnan(leg_pos)
+    # Key (account, bar row, size): a neighbouring bar's key is this one +- n_size.
+    key = (u_acc * n_rows + u_row) * n_size + size_code
+    here = np.minimum(u_row, n_rows - 2)
+    matched = np.zeros(len(uniq), dtype=bool)
     for side in (False, True):
-        m = real & (u_buy == side)
-        k_side = key(u_acc[m], u_row[m], size_code[m])
-        order = np.argsort(k_side, kind="stable")
-        ks = k_side[order]
-        first = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]]) if len(ks) else np.zeros(0, int)
-        lo = np.minimum.reduceat(leg_pos[m][order], first) if len(ks) else np.zeros(0)
-        hi = np.maximum.reduceat(leg_pos[m][order], first) if len(ks) else np.zeros(0)
-        tables[side] = (ks[first] if len(ks) else ks, lo, hi)
-    partner = np.full(len(uniq), np.nan)
-    gap = np.full(len(uniq), -1.0)
-    for step in (-1, 0, 1):
-        nb = np.clip(u_row + step, 0, n_rows - 2)
-        ok = real & (u_row + step >= 0) & (u_row + step < n_rows - 1)
-        if step:
-            here = np.minimum(u_row, n_rows - 2)
-            ok &= (k_sym[nb] == k_sym[here]) & (np.abs(k_ts[nb] - k_ts[here]) <= 2.5 * bar.value)
-        probe = key(u_acc, nb, size_code)
-        for side in (False, True):
-            keys, lo, hi = tables[not side]
-            m = ok & (u_buy == side)
-            if not len(keys) or not m.any():
-                continue
+        mine = np.flatnonzero(real & ~bad & (u_buy == side))
+        # The opposite side's keys, less those shared with a leg whose position is nan.
+        keys = np.sort(key[real & (u_buy != side)])
+        if bad.any():
+            keys = np.setdiff1d(keys, key[real & bad & (u_buy != side)])
+        if not len(mine) or not len(keys):
+            continue
+        mine = mine[np.argsort(key[mine], kind="stable")]  # sorted probes search faster
+        k_mine, r_mine, h_mine = key[mine], u_row[mine], here[mine]
+        found = np.zeros(len(mine), dtype=bool)
+        for step in (-1, 0, 1):
+            ok = (r_mine + step >= 0) & (r_mine + step < n_rows - 1)
+            if step:
+                nb = np.clip(r_mine + step, 0, n_rows - 2)
+                ok &= (k_sym[nb] == k_sym[h_mine]) & (
+                    np.abs(k_ts[nb] - k_ts[h_mine]) <= 2.5 * bar.value
+                )
+            probe = k_mine + step * n_size
             j = np.minimum(np.searchsorted(keys, probe), len(keys) - 1)
-            hit = m & (keys[j] == probe)
-            cand = np.where(leg_pos < 0.5, hi[j], lo[j])
-            better = hit & (np.abs(cand - leg_pos) > gap)
-            partner[better] = cand[better]
-            gap[better] = np.abs(cand - leg_pos)[better]
-    return np.where(has, partner[codes], np.nan)
+            found |= ok & (keys[j] == probe)
+        matched[mine] = found
+    return has & matched[codes]
 
 
 def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepared:
@@ -289,10 +281,9 @@ def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepar
             qty = trades["quantity"].to_numpy(dtype=np.float64)
             price = trades["price"].to_numpy(dtype=np.float64)
             buy = (trades["side"].astype(str).str.lower() == "buy").to_numpy()
-            partner = _equal_size_legs(
+            eq = _equal_size_legs(
                 acc, bar_row, buy, price, qty, k_sym, k_ts, k_low, k_high, data.bar
             )
-            eq = np.isfinite(partner)
             bright = np.where(eq, _FL.fill_value, _FL.unmatched_value).astype(np.uint8)
     x_ts = t_ts.copy()
     has_bar = bar_row >= 0
