@@ -196,6 +196,31 @@ def test_risk_events_are_idempotent_and_reviewable(store: Store) -> None:
     assert store.get_risk_event(999_999) is None
 
 
+def test_the_window_query_reads_the_covering_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fraudlens.store.db import _window_statement
+
+    s = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    s.upgrade()
+    with s.engine.connect() as conn:
+        state = (
+            _window_statement()
+            .compile(conn)
+            .construct_expanded_state(
+                {"ids": ["A1", "A2"], "lo": datetime(2026, 3, 1), "hi": datetime(2026, 3, 2)}
+            )
+        )
+        params = tuple(str(v) for v in state.positional_parameters or ())
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {state.statement}", params).all()
+    text = " ".join(str(row[-1]) for row in plan)
+    # every selected column from the index, already in (account_id, ts, trade_id) order
+    assert "COVERING INDEX ix_trades_account_window" in text, text
+    assert "TEMP B-TREE" not in text, text
+    s.downgrade("0007")
+    assert s.current_revision() == "0007"
+    s.upgrade()
+    s.close()
+
+
 def test_unreachable_database_is_a_store_error() -> None:
     s = open_store(f"postgresql://nobody@127.0.0.1:1/{uuid.uuid4().hex}")
     with pytest.raises(StoreError, match="cannot connect"):

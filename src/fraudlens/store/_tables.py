@@ -77,7 +77,18 @@ class Trade(Base):
 
     __tablename__ = "trades"
     __table_args__ = (
-        sa.Index("ix_trades_account_ts", "account_id", "ts"),
+        # the worker's window query (Store.account_windows) read from the index alone, in
+        # its (account_id, ts, trade_id) order; also each account's latest trade
+        sa.Index(
+            "ix_trades_account_window",
+            "account_id",
+            "ts",
+            "trade_id",
+            "symbol",
+            "side",
+            "price",
+            "quantity",
+        ),
         # the counterparty lookup (Store.mirror_candidates): a symbol's trades around a time
         sa.Index("ix_trades_symbol_ts", "symbol", "ts"),
         # the newest trade and the accounts active since a time (monitoring's sample)

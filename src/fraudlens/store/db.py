@@ -580,9 +580,9 @@ class Store(Closing, AuthStore, TriageStore):
                 ends = dict(latest)
                 lo = min(ends.values()) - span
                 hi = max(ends.values())
-                rows = conn.execute(
-                    _window_statement(), {"ids": list(ends), "lo": lo, "hi": hi}
-                ).all()
+                rows = _driver_rows(
+                    conn.execute(_window_statement(), {"ids": list(ends), "lo": lo, "hi": hi})
+                )
                 frame = _frame(rows, _TRADE_COLUMNS)
                 start_ns = {a: pd.Timestamp(e).value - span_ns for a, e in ends.items()}
                 starts = np.fromiter(
@@ -769,14 +769,14 @@ class Store(Closing, AuthStore, TriageStore):
                 # and planned anew on every call (tens of ms at 256 boxes), which cost
                 # more than running it.
                 params = tuple(list(col) for col in zip(*values, strict=True))
-                rows.extend(conn.exec_driver_sql(_PG_MIRROR_SQL, params).all())
+                rows.extend(_driver_rows(conn.exec_driver_sql(_PG_MIRROR_SQL, params)))
                 values = []
             for i in range(0, len(values), _MIRROR_CHUNK):
                 part = values[i : i + _MIRROR_CHUNK]
                 size = next(n for n in _MIRROR_SHAPES if n >= len(part))
                 part += [part[-1]] * (size - len(part))
                 params = tuple(v for row in part for v in row)
-                rows.extend(conn.exec_driver_sql(_mirror_sql(size, style), params).all())
+                rows.extend(_driver_rows(conn.exec_driver_sql(_mirror_sql(size, style), params)))
         # other accounts' trades, each once (a trade inside two boxes comes back twice),
         # sorted by (ts, trade_id): on the rows themselves, as they are few
         mine = {str(a) for a in pd.unique(trades["account_id"])}
@@ -817,14 +817,16 @@ class Store(Closing, AuthStore, TriageStore):
             # compiled once; the rows are then cut to the wanted (symbol, day) pairs.
             lo = min(d for _, d in missing)
             hi = max(d for _, d in missing) + 1
-            rows = conn.execute(
-                _bars_statement(),
-                {
-                    "symbols": sorted({sym for sym, _ in missing}),
-                    "lo": _naive(lo * day_ns),
-                    "hi": _naive(hi * day_ns),
-                },
-            ).all()
+            rows = _driver_rows(
+                conn.execute(
+                    _bars_statement(),
+                    {
+                        "symbols": sorted({sym for sym, _ in missing}),
+                        "lo": _naive(lo * day_ns),
+                        "hi": _naive(hi * day_ns),
+                    },
+                )
+            )
             fresh = _bar_arrays(rows)
             settled = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=1) - _SETTLE).value
             cache = self.bar_cache_days > 0
@@ -1071,6 +1073,18 @@ def _pg_copy_ignore(conn: sa.Connection, table: sa.Table, names: list[str], rows
             "ON CONFLICT DO NOTHING"
         )
         return max(int(cur.rowcount), 0)
+
+
+def _driver_rows(result: sa.CursorResult[Any]) -> list[Any]:
+    """A result's rows as the driver's tuples, read from its cursor: for the worker's
+    statements whose columns need no type processing (see :func:`_raw_columns`), building
+    SQLAlchemy's row objects cost about as much as the query (6,000 rows of a window
+    query: 5 ms of 46 on SQLite)."""
+    cursor = result.cursor
+    try:
+        return list(cursor.fetchall()) if cursor is not None else []
+    finally:
+        result.close()
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
