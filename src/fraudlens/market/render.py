@@ -478,8 +478,18 @@ def _stamp(
 # --------------------------------------------------------------------------------------
 # A mark column: 3 rows centred on the fill's row.
 _MARK_DY, _MARK_DX = np.array([-1, 0, 1]), np.array([0, 0, 0])
-# _LOW_BITS[k]: the k lowest bits set (k = 0..64).
-_LOW_BITS = np.array([(1 << k) - 1 for k in range(65)], dtype=np.uint64)
+# A price-panel column as a bit mask of its rows (bit r = row r): one byte per 8 rows.
+_MASK_BYTES = _FL.price_rows // 8
+if _FL.price_rows % 8 or _MASK_BYTES not in (1, 2, 4, 8):
+    raise ValueError("the price panel's rows must fill an unsigned integer mask")
+_MASK = np.dtype(f"<u{_MASK_BYTES}")
+# _LOW_BITS[k]: the k lowest bits set (k = 0..price_rows).
+_LOW_BITS = np.array([(1 << k) - 1 for k in range(_FL.price_rows + 1)], dtype=_MASK)
+# _BYTE_ROWS[b]: the 8 pixels of a column that mask byte b covers, byte j = row j.
+_BYTE_ROWS = np.array(
+    [sum(_FL.bar_value << (8 * j) for j in range(8) if b >> j & 1) for b in range(256)],
+    dtype="<u8",
+)
 
 
 def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> None:
@@ -532,39 +542,33 @@ def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
 
     # Bars of one (account, symbol) pair share a column only when there are more bars
     # than columns, and then only bars less than `per_col` apart: planes indexed by
-    # (symbol rank, bar index mod per_col) never see a column twice, so each is filled by
-    # plain assignment (no slow unbuffered ufunc.at), then the planes are merged.
+    # (symbol rank, bar index mod per_col) never see a column twice. The first plane
+    # (most bars) is set by plain assignment; the others are merged into it (bits or'ed,
+    # the highest level kept) by ufunc.at.
     per_col = max(1, -(-int(n_bars.max()) // width))
     plane = c.pair_rank[bar_pair] * per_col + k_idx % per_col
-    key = c.pair_acc[bar_pair] * width + col0
-    n_planes = int(plane.max()) + 1 if len(plane) else 0
-    masks = np.zeros(n * width, dtype=np.uint64)
+    cover, cover_col = _expand(line_w)  # every column of every bar's line
+    col_key = (c.pair_acc[bar_pair] * width + col0)[cover] + cover_col
+    masks = np.zeros(n * width, dtype=_MASK)
     levels = np.zeros(n * width, dtype=np.uint8)
-    for p0 in range(0, n_planes, 8):
-        depth = min(8, n_planes - p0)
-        mask_planes = np.zeros((depth, n * width), dtype=np.uint64)
-        level_planes = np.zeros((depth, n * width), dtype=np.uint8)
-        blk = (plane >= p0) & (plane < p0 + 8) if n_planes > 8 else slice(None)
-        plane_key = ((plane - p0) * (n * width) + key)[blk]
-        b_bits, b_level, b_w = bits[blk], level[blk].astype(np.uint8), line_w[blk]
-        flat_m, flat_l = mask_planes.reshape(-1), level_planes.reshape(-1)
-        for d in range(int(b_w.max()) if len(b_w) else 0):
-            sel = b_w > d
-            flat_m[plane_key[sel] + d] = b_bits[sel]
-            flat_l[plane_key[sel] + d] = b_level[sel]
-        masks |= np.bitwise_or.reduce(mask_planes, axis=0)
-        np.maximum(levels, level_planes.max(axis=0), out=levels)
-    col_bits = np.unpackbits(masks.view(np.uint8).reshape(n, width, 8), axis=2, bitorder="little")
-    np.multiply(
-        col_bits[:, :, :top_h].transpose(0, 2, 1),
-        _FL.bar_value,
-        out=out[:, :top_h, :, 2],
-        casting="unsafe",
-    )
-    # The range panel's columns are one value top to bottom: set its first row, then
-    # copy whole rows (contiguous pixels, no marks yet) instead of a strided channel write.
-    out[:, top_h, :, 2] = levels.reshape(n, width)
-    out[:, top_h + 1 :] = out[:, top_h : top_h + 1]
+    if len(plane) and plane.max() > 0:
+        later = (plane > 0)[cover]
+        first = ~later
+        masks[col_key[first]] = bits[cover[first]]
+        levels[col_key[first]] = level[cover[first]]
+        np.bitwise_or.at(masks, col_key[later], bits[cover[later]])
+        np.maximum.at(levels, col_key[later], level[cover[later]])
+    else:
+        masks[col_key] = bits[cover]
+        levels[col_key] = level[cover]
+    # Price panel pixels: each byte of a column's mask gives its 8 rows at once.
+    mask_bytes = masks.view(np.uint8).reshape(n, width, _MASK_BYTES).transpose(0, 2, 1)
+    rows8 = _BYTE_ROWS[np.ascontiguousarray(mask_bytes)]  # (n, byte, column) uint64
+    rows8_px = rows8.view(np.uint8).reshape(n, _MASK_BYTES, width, 8)
+    for i in range(_MASK_BYTES):
+        out[:, 8 * i : 8 * i + 8, :, 2] = rows8_px[:, i].transpose(0, 2, 1)
+    # Range panel: a column is one value top to bottom.
+    out[:, top_h:, :, 2] = levels.reshape(n, 1, width)
 
     # Fills: marks 3 rows tall on the bar's line columns (at most 3), at the fill's price
     # row in the price panel and at its position inside its bar in the range panel.
