@@ -158,10 +158,12 @@ def test_errors(train: MarketData) -> None:
 # ------------------------------------------------------------------ pair evidence
 
 
-def _brute_mirrors(trades: pd.DataFrame, book: pd.DataFrame) -> set[tuple[int, str]]:
-    """The rule of TradeBook written one pair at a time."""
+def _brute_mirrors(
+    trades: pd.DataFrame, book: pd.DataFrame, max_gap: pd.Timedelta | None = None
+) -> set[tuple[int, str]]:
+    """The rule of TradeBook written one pair at a time (``max_gap`` 60 s by default)."""
     out = set()
-    gap = pd.Timedelta(seconds=60).value
+    gap = pd.Timedelta(seconds=60).value if max_gap is None else max_gap.value
     for i, t in enumerate(trades.itertuples(index=False)):
         for b in book.itertuples(index=False):
             if (
@@ -215,6 +217,60 @@ def test_trade_book_finds_what_a_pairwise_check_finds() -> None:
     lazy.candidates(queries.iloc[:50])
     assert calls == [len(queries)]
     assert set(lazy.candidates(queries)["trade_id"]) == set(tb.candidates(queries)["trade_id"])
+
+
+def test_trade_book_on_a_long_book_with_a_short_gap_and_unknown_values() -> None:
+    """Trades over 150 years with a gap of nanoseconds (the search widens its time
+    buckets to keep its keys in int64), queries at prices, sizes and symbols the book
+    lacks."""
+    rng = np.random.default_rng(8)
+    n = 300
+    # clusters of trades a few nanoseconds apart, decades from each other
+    centre = pd.Timestamp("1950-01-01", tz="UTC").value + rng.integers(0, 6, n) * 10**18
+    book = pd.DataFrame(
+        {
+            "trade_id": [f"t{i}" for i in range(n)],
+            "account_id": rng.choice(["A", "B", "C"], n),
+            "symbol": rng.choice(["X", "Y"], n),
+            "ts": pd.to_datetime(centre + rng.integers(0, 6, n), utc=True),
+            "side": rng.choice(["buy", "sell"], n),
+            "price": rng.choice([3.0, 3.0 * (1 + 5e-10), 4.0], n),
+            "quantity": rng.choice([1.0, 1.0 * (1 - 4e-10), 5.0], n),
+        }
+    )
+    queries = pd.concat(
+        [
+            book.sample(100, random_state=2),
+            book.sample(30, random_state=3).assign(price=3.5),  # a price the book lacks
+            book.sample(30, random_state=4).assign(quantity=2.0),  # a size it lacks
+            book.sample(10, random_state=5).assign(symbol="Z"),  # a symbol it lacks
+            book.sample(20, random_state=6).assign(account_id="new"),  # an unknown account
+        ],
+        ignore_index=True,
+    )
+    gap = pd.Timedelta(2, unit="ns")
+    tb = TradeBook(book, max_gap=gap)
+    at, other = tb.mirrors(queries)
+    got = set(zip(at.tolist(), other.tolist(), strict=True))
+    assert got == _brute_mirrors(queries, book, gap)
+    assert len(got) > 20 and any(i >= 160 for i, _ in got)
+    assert tb._built()["width"] > gap.value  # the widened buckets were exercised
+
+
+def test_tuple_codes_dense_in_tuple_order_across_stages() -> None:
+    from fraudlens.market.features import _TupleCodes
+
+    rng = np.random.default_rng(2)
+    spans = [2**40, 2**30, 7]  # more than int64 holds at once: built in stages
+    codes = [rng.integers(0, 3, 500) * (s // 3) for s in spans[:2]] + [rng.integers(0, 7, 500)]
+    tc = _TupleCodes(codes, spans)
+    assert len(tc.stages) > 1
+    tuples = sorted(set(zip(*(c.tolist() for c in codes), strict=True)))
+    want = {t: i for i, t in enumerate(tuples)}
+    assert tc.n == len(tuples)
+    assert tc.ids.tolist() == [want[t] for t in zip(*(c.tolist() for c in codes), strict=True)]
+    probe = [np.array([codes[0][0], 1]), np.array([codes[1][0], 1]), np.array([codes[2][0], 1])]
+    assert tc.lookup(probe).tolist() == [tc.ids[0], -1]
 
 
 def test_pair_evidence_marks_the_thief_and_victims_not_market_makers() -> None:

@@ -241,6 +241,7 @@ def _first_per_group(group: np.ndarray, score: np.ndarray, n_groups: int) -> np.
 # the book an account's mirror evidence is read against
 # ---------------------------------------------------------------------------------------
 _EMPTY_HITS: Final = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object))
+_NO_HITS: Final = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
 
 def _buys(side: pd.Series) -> np.ndarray:
@@ -339,32 +340,49 @@ class TradeBook:
             return self._index
         book = self.all_trades()
         sym_codes, syms = pd.factorize(book["symbol"], sort=True)
+        acct_codes, accts = pd.factorize(book["account_id"], sort=True)
         ts = book["ts"].to_numpy("datetime64[ns]").view(np.int64)
-        # groups: (symbol, side, max_gap-wide time bucket); a mirror sits in the same
-        # bucket as its trade or a neighbouring one
-        gap = max(int(self.max_gap.value), 1)
-        bucket = ts // gap
-        b0 = int(bucket.min(initial=0)) - 1
-        n_buckets = int(bucket.max(initial=0)) - b0 + 2
-        comp = (np.asarray(sym_codes, dtype=np.int64) * 2 + _buys(book["side"])) * n_buckets + (
-            bucket - b0
+        price = book["price"].to_numpy(dtype=np.float64)
+        qty = book["quantity"].to_numpy(dtype=np.float64)
+        # Cells of (symbol, side, price, quantity) as written: a query's price and
+        # quantity windows are looked up among the book's distinct prices and quantities
+        # (usually one of each, or none), so only trades that pass both tests are ever
+        # read. Within a cell, trades sit in buckets of at least max_gap: a mirror is in
+        # its trade's bucket or a neighbouring one.
+        prices = np.unique(price)
+        qtys = np.unique(qty)
+        # price first: queries taken in price order look cells up in nearly sorted order
+        cells = _TupleCodes(
+            [
+                np.searchsorted(prices, price),
+                np.asarray(sym_codes, dtype=np.int64) * 2 + _buys(book["side"]),
+                np.searchsorted(qtys, qty),
+            ],
+            [len(prices) + 1, 2 * len(syms) + 2, len(qtys) + 1],
         )
-        groups, gid = np.unique(comp, return_inverse=True)
-        # complex numbers sort by real part, then imaginary part: (group, price) in one key
-        key = gid.astype(np.float64) + 1j * book["price"].to_numpy(dtype=np.float64)
+        width = max(int(self.max_gap.value), 1)
+        t0 = int(ts.min(initial=0))
+        t1 = int(ts.max(initial=0))
+        while cells.n * ((t1 - t0) // width + 3) >= 2**62:  # keys must fit in int64
+            width *= 2
+        bucket = (ts - t0) // width + 1  # 1 .. n_buckets - 2: one spare on each side
+        n_buckets = (t1 - t0) // width + 3
+        key = cells.ids * n_buckets + bucket
         order = np.argsort(key, kind="stable")
-        # quantities, times and accounts are read only for the rows a query lands on
         self._index = {
             "order": order,
             "key": key[order],
-            "groups": groups,
-            "b0": b0,
+            "cells": cells,
+            "prices": prices,
+            "qtys": qtys,
+            "qty_index": pd.Index(qtys),
+            "t0": t0,
+            "width": width,
             "n_buckets": n_buckets,
-            "gap": gap,
             "syms": pd.Index(syms),
-            "qty": book["quantity"].to_numpy(dtype=np.float64),
+            "accts": pd.Index(accts),
+            "acct": np.asarray(acct_codes, dtype=np.int64),
             "ts": ts,
-            "acct": book["account_id"].array,
         }
         return self._index
 
@@ -375,68 +393,153 @@ class TradeBook:
         if len(at) == 0:
             return _EMPTY_HITS
         ix = self._built()
-        return at, np.asarray(ix["acct"].take(rows), dtype=object)
+        return at, np.asarray(ix["accts"].take(ix["acct"][rows]), dtype=object)
 
     def _hits(self, trades: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(row position in ``trades``, row in :meth:`all_trades`) of every mirroring
         pair."""
-        none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         if trades.empty:
-            return none
+            return _NO_HITS
         self._ask(trades)
         ix = self._built()
         if len(ix["key"]) == 0:
-            return none
-        sym = ix["syms"].get_indexer(trades["symbol"])
-        known = np.flatnonzero(sym >= 0)
-        if len(known) == 0:
-            return none
-        is_buy = _buys(trades["side"])[known]
-        price = trades["price"].to_numpy(dtype=np.float64)[known]
-        span = self.price_tol * np.abs(price)
-        t_q = trades["ts"].to_numpy("datetime64[ns]").view(np.int64)[known]
-        side_key = sym[known].astype(np.int64) * 2 + ~is_buy  # the other side
-        # queries in (group, price) order: searchsorted runs much faster on sorted keys
-        qo = np.lexsort((price, t_q // ix["gap"], side_key))
-        known, price, span, t_q, side_key = (a[qo] for a in (known, price, span, t_q, side_key))
-        groups = ix["groups"]
-        at_parts, row_parts = [], []
-        for step in (-1, 0, 1):
-            b = t_q // ix["gap"] + step - ix["b0"]
-            comp = side_key * ix["n_buckets"] + b
-            g = np.searchsorted(groups, comp)
-            g_ok = (b >= 0) & (b < ix["n_buckets"]) & (g < len(groups))
-            g_ok[g_ok] = groups[g[g_ok]] == comp[g_ok]
-            if not g_ok.any():
-                continue
-            sel = np.flatnonzero(g_ok)
-            gf = g[sel].astype(np.float64)
-            lo = np.searchsorted(ix["key"], gf + 1j * (price[sel] - span[sel]), side="left")
-            hi = np.searchsorted(ix["key"], gf + 1j * (price[sel] + span[sel]), side="right")
-            n = np.maximum(hi - lo, 0)
-            if not n.any():
-                continue
-            start = np.repeat(lo, n) + (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n))
-            at_parts.append(known[np.repeat(sel, n)])
-            row_parts.append(ix["order"][start])
-        if not at_parts:
-            return none
-        at = np.concatenate(at_parts)
-        rows = np.concatenate(row_parts)
-        qty = trades["quantity"].to_numpy(dtype=np.float64)[at]
-        ts = trades["ts"].to_numpy("datetime64[ns]").view(np.int64)[at]
-        q_span = self.qty_tol * np.abs(qty)
-        b_qty = ix["qty"][rows]
-        ok = (
-            (b_qty >= qty - q_span)
-            & (b_qty <= qty + q_span)
-            & (np.abs(ix["ts"][rows] - ts) <= self.max_gap.value)
+            return _NO_HITS
+        return self._hits_arrays(
+            _codes_in(ix["syms"], trades["symbol"]),
+            _buys(trades["side"]),
+            trades["price"].to_numpy(dtype=np.float64),
+            trades["quantity"].to_numpy(dtype=np.float64),
+            trades["ts"].to_numpy("datetime64[ns]").view(np.int64),
+            _codes_in(ix["accts"], trades["account_id"]),
         )
-        at, rows = at[ok], rows[ok]
-        mine = np.asarray(trades["account_id"].array.take(at), dtype=object)
-        other = np.asarray(ix["acct"].take(rows), dtype=object)
-        ok = mine != other
+
+    def _hits_arrays(
+        self,
+        sym: np.ndarray,
+        is_buy: np.ndarray,
+        price: np.ndarray,
+        qty: np.ndarray,
+        ts: np.ndarray,
+        acct: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_hits` on arrays: ``sym`` and ``acct`` are codes in the built index's
+        ``syms`` and ``accts`` (-1 when the book has none), after :meth:`_ask`."""
+        ix = self._built()
+        known = np.flatnonzero((sym >= 0) & np.isfinite(price) & np.isfinite(qty))
+        if len(known) == 0 or len(ix["key"]) == 0:
+            return _NO_HITS
+        # in price order every search below reads the sorted arrays nearly in order
+        known = known[np.argsort(price[known], kind="stable")]
+        p = price[known]
+        span = self.price_tol * np.abs(p)
+        p_lo = np.searchsorted(ix["prices"], p - span, side="left")
+        n_p = np.searchsorted(ix["prices"], p + span, side="right") - p_lo
+        q_lo, n_q = _window(ix["qtys"], ix["qty_index"], qty[known], self.qty_tol)
+        # each (price, quantity) of the book within both windows: nearly always one
+        combos = np.maximum(n_p, 0) * np.maximum(n_q, 0)
+        sel = np.flatnonzero(combos)
+        if len(sel) == 0:
+            return _NO_HITS
+        if bool((combos[sel] == 1).all()):
+            q_at, p_code, q_code = known[sel], p_lo[sel], q_lo[sel]
+        else:
+            reps = combos[sel]
+            each = np.repeat(sel, reps)
+            off = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
+            q_at = known[each]
+            p_code = p_lo[each] + off // n_q[each]
+            q_code = q_lo[each] + off % n_q[each]
+        cell = ix["cells"].lookup([p_code, sym[q_at] * 2 + ~is_buy[q_at], q_code])
+        bucket = (ts[q_at] - ix["t0"]) // ix["width"] + 1
+        b_lo = np.maximum(bucket - 1, 0)
+        b_hi = np.minimum(bucket + 1, ix["n_buckets"] - 1)
+        on = np.flatnonzero((cell >= 0) & (b_lo <= b_hi))
+        if len(on) == 0:
+            return _NO_HITS
+        q_at, cell = q_at[on], cell[on]
+        base = cell * ix["n_buckets"]
+        lo = np.searchsorted(ix["key"], base + b_lo[on], side="left")
+        n = np.searchsorted(ix["key"], base + b_hi[on], side="right") - lo
+        total = int(n.sum())
+        if total == 0:
+            return _NO_HITS
+        at = np.repeat(q_at, n)
+        rows = ix["order"][np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(total)]
+        ok = (np.abs(ix["ts"][rows] - ts[at]) <= self.max_gap.value) & (
+            ix["acct"][rows] != acct[at]
+        )
         return at[ok], rows[ok]
+
+
+def _window(
+    values: np.ndarray, index: pd.Index, v: np.ndarray, tol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """First position and count of the sorted distinct ``values`` within ``tol x |v|`` of
+    each of ``v`` (``index`` is ``pd.Index(values)``). A value found as written whose
+    neighbours lie outside its window is its own window (one hash lookup); the rest are
+    searched."""
+    span = tol * np.abs(v)
+    lo = np.asarray(index.get_indexer(v), dtype=np.int64)
+    n = np.ones(len(v), dtype=np.int64)
+    m = len(values)
+    at = np.maximum(lo, 0)
+    search = (
+        (lo < 0)
+        | ((lo > 0) & (values[np.maximum(at - 1, 0)] >= v - span))
+        | ((lo < m - 1) & (values[np.minimum(at + 1, m - 1)] <= v + span))
+    )
+    s = np.flatnonzero(search)
+    if len(s):
+        lo[s] = np.searchsorted(values, v[s] - span[s], side="left")
+        n[s] = np.searchsorted(values, v[s] + span[s], side="right") - lo[s]
+    return lo, n
+
+
+def _codes_in(index: pd.Index, values: pd.Series) -> np.ndarray:
+    """Position of each of ``values`` in ``index`` (-1 if absent): one lookup per
+    distinct value."""
+    codes, uniques = pd.factorize(values)
+    where = index.get_indexer(uniques)
+    return np.where(codes >= 0, where[np.maximum(codes, 0)], -1).astype(np.int64)
+
+
+class _TupleCodes:
+    """Dense ids (in sorted tuple order) of the distinct tuples of non-negative integer
+    codes, and the id of further tuples (-1 for a tuple not among them).
+
+    ``spans[i]`` bounds ``codes[i]``; codes are combined into one int64 key while the
+    product of their spans fits, and made dense in between."""
+
+    def __init__(self, codes: list[np.ndarray], spans: list[int]) -> None:
+        self.spans = spans
+        self.stages: list[tuple[int, np.ndarray]] = []  # (first code folded in next, uniques)
+        key = np.asarray(codes[0], dtype=np.int64)
+        width = spans[0]
+        for i in range(1, len(codes)):
+            if width * spans[i] >= 2**62:
+                uniq, inv = np.unique(key, return_inverse=True)
+                self.stages.append((i, uniq))
+                key, width = inv.astype(np.int64), len(uniq)
+            key = key * spans[i] + np.asarray(codes[i], dtype=np.int64)
+            width *= spans[i]
+        uniq, inv = np.unique(key, return_inverse=True)
+        self.stages.append((len(codes), uniq))
+        self.ids = inv.astype(np.int64).ravel()
+        self.n = len(uniq)
+
+    def lookup(self, codes: list[np.ndarray]) -> np.ndarray:
+        key = np.asarray(codes[0], dtype=np.int64)
+        i = 1
+        for stop, uniq in self.stages:
+            for j in range(i, stop):
+                key = key * self.spans[j] + np.asarray(codes[j], dtype=np.int64)
+            i = stop
+            at = np.searchsorted(uniq, key)
+            found = at < len(uniq)
+            found[found] = uniq[at[found]] == key[found]
+            # an absent tuple keeps a negative key: it matches nothing in later stages
+            key = np.where(found, at, -1)
+        return key
 
 
 # ---------------------------------------------------------------------------------------
@@ -453,6 +556,7 @@ class _Trades:
     qty: np.ndarray
     ts: np.ndarray
     sym: np.ndarray
+    symbols: np.ndarray  # the symbol of each code of ``sym``
     bar_row: np.ndarray
     has_bar: np.ndarray
     pos: np.ndarray
@@ -638,7 +742,8 @@ def _trade_arrays(
     volume = pick(ctx.volume, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         vol_share = np.where(volume > 0, qty / volume, np.nan)
-    sym = np.asarray(pd.factorize(trades["symbol"].astype(str))[0], dtype=np.int64)
+    sym_codes, symbols = pd.factorize(trades["symbol"].astype(str))
+    sym = np.asarray(sym_codes, dtype=np.int64)
     # Legs: (account, bar, side, third of the range). One sort by that key serves every
     # grouping below: bars of an account, symbols of an account (a symbol's bars are
     # contiguous rows), legs, and the legs sharing a bar. Fills without a bar get the
@@ -680,6 +785,7 @@ def _trade_arrays(
         qty=qty,
         ts=ts,
         sym=sym,
+        symbols=np.asarray(symbols, dtype=object),
         bar_row=bar_row,
         has_bar=has_bar,
         pos=pos,
@@ -840,11 +946,12 @@ def _round_trips(tr: _Trades, legs: _Legs, k: pd.DataFrame, bar: pd.Timedelta) -
 
 @dataclass
 class _PairMirrors:
-    """Round trips both of whose legs one account of the book mirrors."""
+    """Round trips both of whose legs one account of the book mirrors. Mirroring
+    accounts are codes that follow the order of their ids."""
 
     rt: np.ndarray  # round-trip index (a round trip may appear once per such account)
-    other: np.ndarray  # that account's id
-    hit_acct: np.ndarray  # (account code, mirroring account id) of every mirrored fill
+    other: np.ndarray  # that account's code
+    hit_acct: np.ndarray  # (account code, mirroring account code) of every mirrored fill
     hit_other: np.ndarray
 
 
@@ -852,7 +959,7 @@ def _pair_mirrors(
     trades: pd.DataFrame, tr: _Trades, legs: _Legs, rt: _RoundTrips, book: TradeBook
 ) -> _PairMirrors:
     """Look up the legs of the loosely extreme round trips in ``book``."""
-    none = _PairMirrors(*(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)) * 2)
+    none = _PairMirrors(*(np.zeros(0, dtype=np.int64),) * 4)
     loose = (rt.ext >= _MIRROR_EXT - _EPS) & (rt.gap >= _MIRROR_GAP - _EPS)
     if not loose.any():
         return none
@@ -860,12 +967,25 @@ def _pair_mirrors(
     leg_on[rt.buy[loose]] = True
     leg_on[rt.sell[loose]] = True
     fills = np.flatnonzero((tr.leg >= 0) & leg_on[np.maximum(tr.leg, 0)])
-    at, other = book.mirrors(trades.iloc[fills])
+    # the book is searched with the arrays at hand (no frame of the fills, no strings)
+    if book.fetch is not None:
+        book._ask(trades.iloc[fills])
+    ix = book._built()
+    at, rows = book._hits_arrays(
+        ix["syms"].get_indexer(tr.symbols)[tr.sym[fills]],
+        tr.is_buy[fills],
+        tr.price[fills],
+        tr.qty[fills],
+        tr.ts[fills],
+        ix["accts"].get_indexer(tr.account_ids)[tr.acct[fills]],
+    )
     if len(at) == 0:
         return none
     f = fills[at]
-    o_code, o_names = pd.factorize(other, sort=True)
-    n_o = len(o_names)
+    # the book's account codes follow the ids' order; keep that order, densely
+    o_uniq, o_code = np.unique(ix["acct"][rows], return_inverse=True)
+    o_code = o_code.astype(np.int64).ravel()
+    n_o = len(o_uniq)
     keys = np.unique(tr.leg[f] * n_o + o_code)
     leg_of, o_of = keys // n_o, keys % n_o
     buy_rt = np.full(len(legs.buy), -1, dtype=np.int64)
@@ -874,10 +994,7 @@ def _pair_mirrors(
     on_buy = r >= 0
     r, o = r[on_buy], o_of[on_buy]
     both = np.isin(rt.sell[r] * n_o + o, keys)
-    names = np.asarray(o_names, dtype=object)
-    return _PairMirrors(
-        rt=r[both], other=names[o[both]], hit_acct=tr.acct[f], hit_other=np.asarray(other)
-    )
+    return _PairMirrors(rt=r[both], other=o[both], hit_acct=tr.acct[f], hit_other=o_code)
 
 
 def _mirror_features(
@@ -885,7 +1002,7 @@ def _mirror_features(
 ) -> None:
     f["n_mirror_accounts"] = np.zeros(n_acc)
     if len(pm.hit_acct):
-        h_code = np.asarray(pd.factorize(pm.hit_other)[0], dtype=np.int64)
+        h_code = pm.hit_other
         span = int(h_code.max()) + 1
         pairs = np.unique(pm.hit_acct * span + h_code)
         f["n_mirror_accounts"] = np.bincount(pairs // span, minlength=n_acc).astype(np.float64)
@@ -901,7 +1018,7 @@ def _mirror_features(
     pm = _PairMirrors(pm.rt[by_rt], pm.other[by_rt], pm.hit_acct, pm.hit_other)
     # per (account, mirroring account): value, strong round trips, ext; codes in id
     # order, so ties go to the smaller id whoever else is in the data
-    o_code = np.asarray(pd.factorize(pm.other, sort=True)[0], dtype=np.int64)
+    o_code = pm.other
     span = int(o_code.max()) + 1
     groups, inv = np.unique(rt.acct[pm.rt] * span + o_code, return_inverse=True)
     value = np.bincount(inv, weights=rt.value[pm.rt])
