@@ -61,6 +61,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -241,9 +242,26 @@ def _equal_size_legs(
     return has & matched[codes]
 
 
+def _positions(values: pd.Series, ids: np.ndarray) -> np.ndarray:
+    """Position of each of ``values`` in ``ids`` (unique strings), -1 where absent.
+
+    ``pd.Index(ids).get_indexer(values.astype(str))``; on pyarrow strings without
+    missing values, pyarrow's ``index_in`` gives the same answer about ten times faster.
+    """
+    arrow = getattr(values.array, "_pa_array", None)
+    if arrow is not None and not arrow.null_count:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type):
+            pos = pc.index_in(arrow, value_set=pa.array(ids, type=arrow.type))
+            return np.asarray(pos.fill_null(-1).to_numpy(), dtype=np.intp)
+    return pd.Index(ids).get_indexer(values.astype(str))
+
+
 def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepared:
     trades = data.trades
-    acc = pd.Index(ids).get_indexer(trades["account_id"].astype(str))
+    acc = _positions(trades["account_id"], ids)
     keep = acc >= 0
     if not keep.all():
         trades = trades.loc[keep]
@@ -272,6 +290,7 @@ def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepar
         bar_row = np.asarray(_bar_positions(trades, k_sorted, data.bar), dtype=np.int64)
     else:
         bar_row = np.full(len(trades), -1, dtype=np.int64)
+    buy = (trades["side"].astype(str).str.lower() == "buy").to_numpy()
     k_level = np.zeros(len(k) + 1, dtype=np.uint8)
     bright = np.full(len(trades), _FL.fill_value, dtype=np.uint8)
     if context and len(k):
@@ -280,7 +299,6 @@ def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepar
         if len(trades):
             qty = trades["quantity"].to_numpy(dtype=np.float64)
             price = trades["price"].to_numpy(dtype=np.float64)
-            buy = (trades["side"].astype(str).str.lower() == "buy").to_numpy()
             eq = _equal_size_legs(
                 acc, bar_row, buy, price, qty, k_sym, k_ts, k_low, k_high, data.bar
             )
@@ -289,7 +307,6 @@ def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepar
     has_bar = bar_row >= 0
     x_ts[has_bar] = k_ts[bar_row[has_bar]]
 
-    side = trades["side"].astype(str).str.lower().to_numpy()
     price = trades["price"].to_numpy(dtype=np.float64)
     order = np.lexsort((t_sym, acc))
     acc = acc[order].astype(np.int64)
@@ -300,7 +317,7 @@ def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepar
         x_ts=x_ts[order],
         t_bar=bar_row[order],
         price=price[order],
-        buy=(side == "buy")[order],
+        buy=buy[order],
         bounds=np.searchsorted(acc, np.arange(len(ids) + 1), side="left"),
         k_ts=k_ts,
         k_grid=k_ts // int(data.bar.value),
@@ -425,26 +442,25 @@ def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, k
 
 
-def _stamp(
-    out: np.ndarray,
+def _stamp_pixels(
+    shape: tuple[int, int],
     img: np.ndarray,
     row: np.ndarray,
     col: np.ndarray,
     dy: np.ndarray,
     dx: np.ndarray,
     box: tuple[int, int, int, int],
-    colour: tuple[int, ...] | int,
     values: np.ndarray | None = None,
-) -> None:
-    """Paint a fixed pixel pattern (offsets ``dy, dx``) centred on each (row, col).
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pixels of a fixed pattern (offsets ``dy, dx``) centred on each (row, col).
 
-    Pixels outside ``box = (row_min, row_max, col_min, col_max)`` (inclusive) are clipped.
-    ``colour`` gives one value per channel (a ``-1`` leaves that channel alone), or is
-    one channel index whose value per mark is in ``values``.
+    Returns the flat pixel numbers in images of ``shape = (height, width)`` (pixel
+    ``(img * height + row) * width + col``) in painting order, and with ``values`` (one
+    per mark) the value of each pixel. Pixels outside ``box = (row_min, row_max,
+    col_min, col_max)`` (inclusive) are clipped; the patterns wholly inside the box come
+    first, then what is left of the others.
     """
-    if len(img) == 0:
-        return
-    height, width = out.shape[1:3]
+    height, width = shape
     r_min, r_max, c_min, c_max = box
     base = (img * height + row) * width + col
     pix = base[:, None] + (dy * width + dx)[None, :]
@@ -463,11 +479,29 @@ def _stamp(
         if values is not None and vals is not None:
             edge_vals = np.broadcast_to(values[~inside][:, None], ok.shape)[ok]
             vals = np.concatenate([vals, edge_vals])
+    return flat_pix, vals
+
+
+def _stamp(
+    out: np.ndarray,
+    img: np.ndarray,
+    row: np.ndarray,
+    col: np.ndarray,
+    dy: np.ndarray,
+    dx: np.ndarray,
+    box: tuple[int, int, int, int],
+    colour: tuple[int, ...],
+) -> None:
+    """Paint a fixed pixel pattern (offsets ``dy, dx``) centred on each (row, col).
+
+    Pixels outside ``box = (row_min, row_max, col_min, col_max)`` (inclusive) are clipped.
+    ``colour`` gives one value per channel (a ``-1`` leaves that channel alone).
+    """
+    if len(img) == 0:
+        return
+    flat_pix, _ = _stamp_pixels(out.shape[1:3], img, row, col, dy, dx, box)
     flat_pix *= 3
     flat = out.reshape(-1)
-    if isinstance(colour, int):
-        flat[flat_pix + colour] = vals
-        return
     for ch, value in enumerate(colour):
         if value >= 0:
             flat[flat_pix + ch] = value
@@ -594,18 +628,26 @@ def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
     row2 = top_h + np.clip(np.rint((1.0 - pos) * (low_h - 1)), 0, low_h - 1).astype(np.int64)
     box_top = (0, top_h - 1, 0, width - 1)
     box_low = (top_h, height - 1, 0, width - 1)
-    # Dim marks first, so that a bright mark wins where two of one side overlap.
+    # Dim marks first, so that a bright mark wins where two of one side overlap. Each
+    # side is painted by one assignment of its pixels in painting order (column by column
+    # of the marks, price panel then range panel), where the last write to a pixel wins.
     order = np.argsort(c.bright, kind="stable")
+    flat = out.reshape(-1)
     for channel, side in ((0, c.buy), (1, ~c.buy)):
+        marks = order[(inside & side)[order]]
+        pix: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
         for d in range(3):
-            m = order[(inside & side & (mark_w > d))[order]]
-            v = c.bright[m]
-            cc = first_col[m] + d
-            _stamp(out, c.acc[m], row[m], cc, _MARK_DY, _MARK_DX, box_top, channel, v)
+            m = marks[mark_w[marks] > d]
             m2 = m[c.t_bar[m] >= 0]
-            cc = first_col[m2] + d
-            v2 = c.bright[m2]
-            _stamp(out, c.acc[m2], row2[m2], cc, _MARK_DY, _MARK_DX, box_low, channel, v2)
+            for mm, rows, box in ((m, row[m], box_top), (m2, row2[m2], box_low)):
+                p_d, v_d = _stamp_pixels(
+                    (height, width), c.acc[mm], rows, first_col[mm] + d,
+                    _MARK_DY, _MARK_DX, box, c.bright[mm],
+                )  # fmt: skip
+                pix.append(p_d)
+                vals.append(cast(np.ndarray, v_d))
+        flat[np.concatenate(pix) * 3 + channel] = np.concatenate(vals)
 
 
 # --------------------------------------------------------------------------------------
