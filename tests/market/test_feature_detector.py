@@ -80,6 +80,32 @@ def test_scores_follow_account_ids_order(fitted: FeatureDetector, test_data: Mar
     np.testing.assert_allclose(fitted.decision_function_features(reordered), base, atol=1e-7)
 
 
+def test_small_calls_score_on_one_thread_with_the_same_scores(
+    fitted: FeatureDetector, test_data: MarketData
+) -> None:
+    from fraudlens.market import _gbm
+
+    feats = account_features(test_data)
+    # enough rows for every thread: the model itself, on n_jobs threads
+    many = pd.concat([feats] * (2 * _gbm._ROWS_PER_THREAD // len(feats) + 1))
+    assert fitted.n_jobs == 2 and fitted._scoring_booster(len(many)) is fitted.booster_
+    one = fitted._scoring_booster(1)
+    assert one is not fitted.booster_ and one is fitted._scoring_booster(len(feats))
+    s_many = fitted.decision_function_features(many)
+    s_one = fitted.decision_function_features(feats)
+    np.testing.assert_array_equal(s_many[: len(feats)], s_one)
+    # a refitted model gets a copy of the new model
+    det = FeatureDetector(n_estimators=5).fit_features(feats, test_data.y())
+    old = det._scoring_booster(1)
+    det.fit_features(feats, 1 - test_data.y())
+    new = det._scoring_booster(1)
+    assert new is not old
+    np.testing.assert_array_equal(
+        new.inplace_predict(fitted._matrix(feats)),
+        det.booster_.inplace_predict(fitted._matrix(feats)),
+    )
+
+
 def test_predict_proba_and_importances(fitted: FeatureDetector, test_data: MarketData) -> None:
     proba = fitted.predict_proba(test_data)
     assert proba.shape == (len(test_data.account_ids), 2)
