@@ -196,6 +196,27 @@ def test_risk_events_are_idempotent_and_reviewable(store: Store) -> None:
     assert store.get_risk_event(999_999) is None
 
 
+def test_a_batch_of_events_is_written_at_once_and_only_new_ones_count(store: Store) -> None:
+    end = datetime(2026, 3, 3, 14, 5, 1, 123456, tzinfo=UTC)
+    later = end + timedelta(microseconds=1)
+
+    def event(account: str, at: datetime, symbol: str) -> dict[str, object]:
+        trades = [{"trade_id": f"{account}-{symbol}", "symbol": symbol}]
+        return _event(account, at, details={"trades": trades})
+
+    batch = [event("A", end, "AAA"), event("B", end, "BBB"), event("A", end, "ZZZ")]
+    assert store.add_risk_events(batch) == 2  # A's second event has A's key: skipped
+    # a key already stored is skipped, a window ending a microsecond later is new
+    assert store.add_risk_events([event("A", end, "CCC"), event("A", later, "DDD")]) == 1
+    assert store.list_risk_events()[1] == 3
+    # each new event's symbols are recorded under its own id, and only a new event's
+    assert store.list_risk_events(symbol="AAA")[1] == 1
+    assert store.list_risk_events(symbol="BBB")[0][0]["account_id"] == "B"
+    assert store.list_risk_events(symbol="DDD")[0][0]["window_end"] == later.isoformat()
+    assert store.list_risk_events(symbol="ZZZ")[1] == 0
+    assert store.list_risk_events(symbol="CCC")[1] == 0
+
+
 def test_the_window_query_reads_the_covering_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from fraudlens.store.db import _window_statement
 

@@ -874,26 +874,22 @@ class Store(Closing, AuthStore, TriageStore):
             _event_row(e if isinstance(e, RiskEvent) else RiskEvent.from_mapping(e, row=i + 1), now)
             for i, e in enumerate(events)
         ]
-        stmt = _insert_ignore(self.dialect, _table(RiskEventRow))
-        inserted = 0
+        # One statement for the whole batch (SQLAlchemy sends the rows as multi-row
+        # VALUES): it returns the key and id of each row it inserted, and a row whose key
+        # was already stored returns nothing. The batch still commits (or not) together.
+        key = (RiskEventRow.account_id, RiskEventRow.fraud_type, RiskEventRow.window_end)
+        stmt = _insert_ignore(self.dialect, _table(RiskEventRow)).returning(RiskEventRow.id, *key)
+        details: dict[tuple[str, str, datetime], Mapping[str, Any]] = {}
+        for row in rows:
+            details.setdefault(_event_key(row), row["details"])
         symbols: list[dict[str, Any]] = []
         with self._begin() as conn:
-            # One statement per event: its rowcount says whether it was new, on every
-            # driver, and the whole batch still commits (or not) together.
-            for row in rows:
-                if self.dialect == "postgresql":
-                    # psycopg reports no rowcount for a skipped ON CONFLICT row it returned
-                    # nothing for: count the returned ids instead.
-                    ids = conn.execute(stmt.returning(RiskEventRow.id), row).scalars().all()
-                    new_id = ids[0] if ids else None
-                else:
-                    result = conn.execute(stmt, row)
-                    new_id = result.lastrowid if result.rowcount > 0 else None
-                if new_id is not None:
-                    inserted += 1
-                    symbols.extend(symbol_rows(new_id, row["details"]))
+            new = conn.execute(stmt, rows).all()
+            for new_id, *row_key in new:
+                symbols.extend(symbol_rows(new_id, details[_event_key(row_key)]))
             if symbols:
                 conn.execute(sa.insert(_table(RiskEventSymbol)), symbols)
+        inserted = len(new)
         self.refresh_statistics(inserted)
         return inserted
 
@@ -1294,6 +1290,17 @@ def _event_row(event: RiskEvent, now: datetime) -> dict[str, Any]:
         "created_at": event.created_at or now,
         "requested_at": event.requested_at,
     }
+
+
+def _event_key(row: Any) -> tuple[str, str, datetime]:
+    """An event's unique key from its row values or a returned ``(account_id,
+    fraud_type, window_end)``, with the time as the store keeps it (UTC, microseconds)."""
+    if isinstance(row, Mapping):
+        row = (row["account_id"], row["fraud_type"], row["window_end"])
+    account_id, fraud_type, window_end = row
+    end = utc(window_end)
+    assert end is not None
+    return str(account_id), str(fraud_type), end
 
 
 def _event_record(row: Any) -> RiskEvent:
