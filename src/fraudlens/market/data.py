@@ -174,8 +174,16 @@ def attach_bars(
     return out
 
 
-def _bar_positions(trades: pd.DataFrame, k: pd.DataFrame, bar: pd.Timedelta) -> np.ndarray:
-    """Row of the bar in ``k`` (sorted by symbol, ts) holding each trade; -1 if none."""
+def _bar_positions(
+    trades: pd.DataFrame,
+    k: pd.DataFrame,
+    bar: pd.Timedelta,
+    *,
+    symbols: tuple[np.ndarray, Any] | None = None,
+) -> np.ndarray:
+    """Row of the bar in ``k`` (sorted by symbol, ts) holding each trade; -1 if none.
+
+    ``symbols`` is ``pd.factorize(trades["symbol"])`` when the caller has it already."""
     if not (len(trades) and len(k)):
         return np.full(len(trades), -1, dtype=np.int64)
     # k's symbols come in runs: find the runs by comparing neighbours, and each traded
@@ -188,7 +196,15 @@ def _bar_positions(trades: pd.DataFrame, k: pd.DataFrame, bar: pd.Timedelta) -> 
     runs = {k_sym_arr[lo]: (lo, hi) for lo, hi in zip(run_lo, run_hi, strict=True)}
     if len(runs) != len(run_lo):  # a symbol in several runs: search the symbols' codes
         runs = _runs_by_code(trades, k)
-    return _positions_in_runs(trades, k, runs, bar)
+    return _positions_in_runs(trades, k, runs, bar, symbols)
+
+
+def stable_order(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """``np.argsort(codes, kind="stable")`` for integer codes in ``[-1, n_codes)``: a
+    radix sort (linear) when they fit in 16 bits, which is most calls."""
+    if n_codes < 2**15 - 1:
+        return np.argsort(codes.astype(np.int16), kind="stable")
+    return np.argsort(codes, kind="stable")
 
 
 def _runs_by_code(trades: pd.DataFrame, k: pd.DataFrame) -> dict[Any, tuple[int, int]]:
@@ -209,14 +225,18 @@ def _runs_by_code(trades: pd.DataFrame, k: pd.DataFrame) -> dict[Any, tuple[int,
 
 
 def _positions_in_runs(
-    trades: pd.DataFrame, k: pd.DataFrame, runs: dict[Any, tuple[int, int]], bar: pd.Timedelta
+    trades: pd.DataFrame,
+    k: pd.DataFrame,
+    runs: dict[Any, tuple[int, int]],
+    bar: pd.Timedelta,
+    symbols: tuple[np.ndarray, Any] | None = None,
 ) -> np.ndarray:
     """:func:`_bar_positions` with each symbol's rows of ``k`` given as ``runs``."""
-    t_codes, t_uniques = pd.factorize(trades["symbol"])
+    t_codes, t_uniques = pd.factorize(trades["symbol"]) if symbols is None else symbols
     k_ts = k["ts"].to_numpy("datetime64[ns]").astype(np.int64)
     t_ts = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64)
     pos = np.full(len(trades), -1, dtype=np.int64)
-    order = np.argsort(t_codes, kind="stable")
+    order = stable_order(t_codes, len(t_uniques))
     bounds = np.searchsorted(t_codes[order], np.arange(len(t_uniques) + 1), side="left")
     bar_ns = int(bar.value)
     for s, name in enumerate(t_uniques.tolist()):

@@ -351,7 +351,6 @@ class TradeBook:
         # its trade's bucket or a neighbouring one.
         prices = np.unique(price)
         qtys = np.unique(qty)
-        # price first: queries taken in price order look cells up in nearly sorted order
         cells = _TupleCodes(
             [
                 np.searchsorted(prices, price),
@@ -376,6 +375,7 @@ class TradeBook:
             "prices": prices,
             "qtys": qtys,
             "qty_index": pd.Index(qtys),
+            "price_index": pd.Index(prices),
             "t0": t0,
             "width": width,
             "n_buckets": n_buckets,
@@ -428,12 +428,7 @@ class TradeBook:
         known = np.flatnonzero((sym >= 0) & np.isfinite(price) & np.isfinite(qty))
         if len(known) == 0 or len(ix["key"]) == 0:
             return _NO_HITS
-        # in price order every search below reads the sorted arrays nearly in order
-        known = known[np.argsort(price[known], kind="stable")]
-        p = price[known]
-        span = self.price_tol * np.abs(p)
-        p_lo = np.searchsorted(ix["prices"], p - span, side="left")
-        n_p = np.searchsorted(ix["prices"], p + span, side="right") - p_lo
+        p_lo, n_p = _window(ix["prices"], ix["price_index"], price[known], self.price_tol)
         q_lo, n_q = _window(ix["qtys"], ix["qty_index"], qty[known], self.qty_tol)
         # each (price, quantity) of the book within both windows: nearly always one
         combos = np.maximum(n_p, 0) * np.maximum(n_q, 0)
@@ -512,18 +507,18 @@ class _TupleCodes:
 
     def __init__(self, codes: list[np.ndarray], spans: list[int]) -> None:
         self.spans = spans
-        self.stages: list[tuple[int, np.ndarray]] = []  # (first code folded in next, uniques)
+        self.stages: list[tuple[int, pd.Index]] = []  # (first code folded in next, uniques)
         key = np.asarray(codes[0], dtype=np.int64)
         width = spans[0]
         for i in range(1, len(codes)):
             if width * spans[i] >= 2**62:
                 uniq, inv = np.unique(key, return_inverse=True)
-                self.stages.append((i, uniq))
+                self.stages.append((i, pd.Index(uniq)))
                 key, width = inv.astype(np.int64), len(uniq)
             key = key * spans[i] + np.asarray(codes[i], dtype=np.int64)
             width *= spans[i]
         uniq, inv = np.unique(key, return_inverse=True)
-        self.stages.append((len(codes), uniq))
+        self.stages.append((len(codes), pd.Index(uniq)))
         self.ids = inv.astype(np.int64).ravel()
         self.n = len(uniq)
 
@@ -534,11 +529,9 @@ class _TupleCodes:
             for j in range(i, stop):
                 key = key * self.spans[j] + np.asarray(codes[j], dtype=np.int64)
             i = stop
-            at = np.searchsorted(uniq, key)
-            found = at < len(uniq)
-            found[found] = uniq[at[found]] == key[found]
-            # an absent tuple keeps a negative key: it matches nothing in later stages
-            key = np.where(found, at, -1)
+            # a hash lookup; an absent tuple gets -1, and a negative key matches nothing
+            # in later stages
+            key = np.asarray(uniq.get_indexer(key), dtype=np.int64)
         return key
 
 
@@ -589,6 +582,7 @@ class _Legs:
     mirrored: np.ndarray  # any fill of the leg mirrored
     first: np.ndarray  # one fill of the leg
     in_bar: np.ndarray  # legs of the account in the leg's bar (itself included)
+    run: np.ndarray  # dense id of the leg's (account, bar), in leg order
 
 
 @dataclass
@@ -648,9 +642,12 @@ def _is_sorted(klines: pd.DataFrame) -> bool:
     return bool((ts[1:][same] >= ts[:-1][same]).all())
 
 
-def _traded_symbols_only(klines: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
-    """The k-lines of the symbols in ``trades`` (whole days are kept for day statistics)."""
-    keep = isin(klines["symbol"], pd.unique(trades["symbol"]))
+def _traded_symbols_only(
+    klines: pd.DataFrame, trades: pd.DataFrame, traded: Any = None
+) -> pd.DataFrame:
+    """The k-lines of the symbols in ``trades`` (whole days are kept for day statistics);
+    ``traded`` are those symbols when the caller has them."""
+    keep = isin(klines["symbol"], pd.unique(trades["symbol"]) if traded is None else traded)
     return klines if bool(keep.all()) else klines[keep]
 
 
@@ -700,13 +697,17 @@ def _trade_arrays(
     *,
     ctx: BarContext | None = None,
     bar_row: np.ndarray | None = None,
+    symbols: tuple[np.ndarray, Any] | None = None,
 ) -> _Trades:
     """Flat arrays for ``trades``; ``k`` are the k-lines sorted by ``(symbol, ts)``,
-    ``ctx`` their :func:`~fraudlens.market._bars.bar_context` and ``bar_row`` each
-    trade's row in ``k`` (both computed when not given)."""
+    ``ctx`` their :func:`~fraudlens.market._bars.bar_context`, ``bar_row`` each
+    trade's row in ``k`` and ``symbols`` ``pd.factorize(trades["symbol"])`` (each
+    computed when not given)."""
     n = len(trades)
+    if symbols is None:
+        symbols = pd.factorize(trades["symbol"])
     if bar_row is None:
-        bar_row = np.asarray(_bar_positions(trades, k, bar), dtype=np.int64)
+        bar_row = np.asarray(_bar_positions(trades, k, bar, symbols=symbols), dtype=np.int64)
     has_bar = bar_row >= 0
     safe = np.where(has_bar, bar_row, 0)
     acct_codes, account_ids = pd.factorize(trades["account_id"].astype(str), sort=True)
@@ -742,8 +743,15 @@ def _trade_arrays(
     volume = pick(ctx.volume, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         vol_share = np.where(volume > 0, qty / volume, np.nan)
-    sym_codes, symbols = pd.factorize(trades["symbol"].astype(str))
-    sym = np.asarray(sym_codes, dtype=np.int64)
+    # symbols as text (the raw codes' distinct values, each once)
+    raw_codes, raw_names = symbols
+    name_codes, names = pd.factorize(pd.Index(raw_names).astype(str))
+    name_codes = np.asarray(name_codes, dtype=np.int64)
+    sym = (
+        np.where(raw_codes >= 0, name_codes[np.maximum(raw_codes, 0)], -1)
+        if len(name_codes)
+        else np.full(n, -1, dtype=np.int64)
+    )
     # Legs: (account, bar, side, third of the range). One sort by that key serves every
     # grouping below: bars of an account, symbols of an account (a symbol's bars are
     # contiguous rows), legs, and the legs sharing a bar. Fills without a bar get the
@@ -785,7 +793,7 @@ def _trade_arrays(
         qty=qty,
         ts=ts,
         sym=sym,
-        symbols=np.asarray(symbols, dtype=object),
+        symbols=np.asarray(names, dtype=object),
         bar_row=bar_row,
         has_bar=has_bar,
         pos=pos,
@@ -823,6 +831,7 @@ def _legs(tr: _Trades) -> _Legs:
         run = np.cumsum(new) - 1
         in_bar = np.bincount(run).astype(np.float64)[run]
     else:
+        run = np.zeros(0, dtype=np.int64)
         in_bar = np.zeros(0)
     return _Legs(
         acct=acct,
@@ -835,6 +844,7 @@ def _legs(tr: _Trades) -> _Legs:
         mirrored=np.zeros(n, dtype=bool),
         first=first,
         in_bar=in_bar,
+        run=run,
     )
 
 
@@ -861,13 +871,15 @@ def _round_trips(tr: _Trades, legs: _Legs, k: pd.DataFrame, bar: pd.Timedelta) -
     s_sorted = legs.acct[s_idx] * n_rows + legs.row[s_idx]
     cb_parts, cs_parts, adj_parts = [], [], []
     b_key = legs.acct[b_idx] * n_rows + legs.row[b_idx]
+    n_s = len(s_sorted)
     for step in (-1, 0, 1):
         target = b_key + step
         lo = np.searchsorted(s_sorted, target, side="left")
-        hi = np.searchsorted(s_sorted, target, side="right")
         for z in range(3):
+            # the key's sell legs are those from lo on that carry the key
             j = lo + z
-            ok = j < hi
+            ok = j < n_s
+            ok[ok] = s_sorted[j[ok]] == target[ok]
             if not ok.any():
                 continue
             bi = b_idx[ok]
@@ -1046,15 +1058,22 @@ def _top3(rt: _RoundTrips, n_acc: int) -> list[np.ndarray]:
         return out
     strength = rt.ext[cand] + np.minimum(rt.gap[cand], 4.0) / 4.0 + 0.25 * rt.eq[cand]
     acct = rt.acct[cand]
-    # by account, strongest first (lexsort: an account's own code must not change how
-    # two nearly equal strengths compare, or scores would depend on who else is scored)
-    order = np.lexsort((-strength, acct))
-    a = acct[order]
-    start = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
-    rank = np.arange(len(a)) - np.repeat(start, np.diff(np.r_[start, len(a)]))
+    # Each account's strongest, ties to the lower index, three times over (no sort; the
+    # strengths are compared as they are, so an account's own code cannot change how two
+    # nearly equal ones compare, or scores would depend on who else is scored).
+    none = np.iinfo(np.int64).max
     for r in range(3):
-        m = rank == r
-        out[r][a[m]] = cand[order[m]]
+        best = np.full(n_acc, -np.inf)
+        np.maximum.at(best, acct, strength)
+        at_best = np.flatnonzero((strength >= best[acct]) & (strength > -np.inf))
+        first = np.full(n_acc, none)
+        np.minimum.at(first, acct[at_best], at_best)
+        has = np.flatnonzero(first < none)
+        out[r][has] = cand[first[has]]
+        if r < 2:
+            if r == 0:
+                strength = strength.copy()
+            strength[first[has]] = -np.inf  # taken
     return out
 
 
@@ -1144,15 +1163,13 @@ def _features(tr: _Trades, legs: _Legs, rt: _RoundTrips, pm: _PairMirrors) -> pd
     f["n_strong_eq"] = per_rt(strong & rt.eq)
     f["n_strong_fwd"] = per_rt(strong & rt.fwd)
     f["n_strong_rev"] = per_rt(strong & ~rt.fwd)
-    s_rows = legs.row[rt.buy[strong]]
-    s_acc = rt.acct[strong]
-    if len(s_acc):
-        key = np.unique(s_acc * (int(s_rows.max()) + 1) + s_rows)
-        f["n_strong_bars"] = np.bincount(key // (int(s_rows.max()) + 1), minlength=n_acc).astype(
-            np.float64
-        )
-    else:
-        f["n_strong_bars"] = np.zeros(n_acc)
+    # distinct (account, bar) of strong round trips' buy legs: mark their runs
+    n_runs = int(legs.run[-1]) + 1 if len(legs.run) else 0
+    s_run = np.zeros(n_runs, dtype=bool)
+    s_run[legs.run[rt.buy[strong]]] = True
+    run_acct = np.zeros(n_runs, dtype=np.int64)
+    run_acct[legs.run] = legs.acct
+    f["n_strong_bars"] = np.bincount(run_acct[s_run], minlength=n_acc).astype(np.float64)
     f["n_strong_hi"] = per_rt((rt.ext >= 0.9) & (rt.gap >= 2.0))
     f["n_strong_loose"] = per_rt((rt.ext >= 0.6) & (rt.gap >= 0.75))
     f["n_strong_top"] = per_rt(strong & (rt.pct <= 0.1))
@@ -1228,8 +1245,10 @@ def _analyse_bars(
 ) -> tuple[pd.DataFrame, _Trades, _Legs, _RoundTrips, _PairMirrors]:
     """:func:`_analyse`, with the k-lines it read first (the traded symbols' k-lines
     sorted by ``(symbol, ts)``)."""
-    k = _sorted_klines(_traded_symbols_only(data.klines, data.trades))
-    tr = _trade_arrays(data.trades, k, data.bar)
+    # one factorisation of the trades' symbols serves the bars' selection and search
+    symbols = pd.factorize(data.trades["symbol"])
+    k = _sorted_klines(_traded_symbols_only(data.klines, data.trades, symbols[1]))
+    tr = _trade_arrays(data.trades, k, data.bar, symbols=symbols)
     legs = _legs(tr)
     rt = _round_trips(tr, legs, k, data.bar)
     pm = _pair_mirrors(data.trades, tr, legs, rt, data.the_book())
