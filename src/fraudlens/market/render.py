@@ -61,7 +61,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -96,7 +95,6 @@ class _FraudlensLook:
     range_floor: int = 24  # range panel intensity of a flat bar (the largest gets 255)
     fill_value: int = 255  # a leg of an equal-size round trip
     unmatched_value: int = 150  # any other fill
-    narrow_marks: bool = True  # marks as wide as the bar's line (1-3 px), not always 3 px
 
 
 _FL = _FraudlensLook()
@@ -442,46 +440,6 @@ def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, k
 
 
-def _stamp_pixels(
-    shape: tuple[int, int],
-    img: np.ndarray,
-    row: np.ndarray,
-    col: np.ndarray,
-    dy: np.ndarray,
-    dx: np.ndarray,
-    box: tuple[int, int, int, int],
-    values: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Pixels of a fixed pattern (offsets ``dy, dx``) centred on each (row, col).
-
-    Returns the flat pixel numbers in images of ``shape = (height, width)`` (pixel
-    ``(img * height + row) * width + col``) in painting order, and with ``values`` (one
-    per mark) the value of each pixel. Pixels outside ``box = (row_min, row_max,
-    col_min, col_max)`` (inclusive) are clipped; the patterns wholly inside the box come
-    first, then what is left of the others.
-    """
-    height, width = shape
-    r_min, r_max, c_min, c_max = box
-    base = (img * height + row) * width + col
-    pix = base[:, None] + (dy * width + dx)[None, :]
-    # Most patterns lie wholly inside the box; only the others need a per-pixel test.
-    inside = (
-        (row + dy.min() >= r_min) & (row + dy.max() <= r_max)
-        & (col + dx.min() >= c_min) & (col + dx.max() <= c_max)
-    )  # fmt: skip
-    flat_pix = pix[inside].reshape(-1)
-    vals = None if values is None else np.repeat(values[inside], len(dy))
-    if not inside.all():
-        rr = row[~inside][:, None] + dy[None, :]
-        cc = col[~inside][:, None] + dx[None, :]
-        ok = (rr >= r_min) & (rr <= r_max) & (cc >= c_min) & (cc <= c_max)
-        flat_pix = np.concatenate([flat_pix, pix[~inside][ok]])
-        if values is not None and vals is not None:
-            edge_vals = np.broadcast_to(values[~inside][:, None], ok.shape)[ok]
-            vals = np.concatenate([vals, edge_vals])
-    return flat_pix, vals
-
-
 def _stamp(
     out: np.ndarray,
     img: np.ndarray,
@@ -499,7 +457,23 @@ def _stamp(
     """
     if len(img) == 0:
         return
-    flat_pix, _ = _stamp_pixels(out.shape[1:3], img, row, col, dy, dx, box)
+    height, width = out.shape[1:3]
+    r_min, r_max, c_min, c_max = box
+    base = (img * height + row) * width + col
+    pix = base[:, None] + (dy * width + dx)[None, :]
+    # Most patterns lie wholly inside the box; only the others need a per-pixel test.
+    inside = (
+        (row + dy.min() >= r_min) & (row + dy.max() <= r_max)
+        & (col + dx.min() >= c_min) & (col + dx.max() <= c_max)
+    )  # fmt: skip
+    flat_pix = pix[inside].reshape(-1)
+    if not inside.all():
+        rr = row[~inside][:, None] + dy[None, :]
+        cc = col[~inside][:, None] + dx[None, :]
+        ok = (rr >= r_min) & (rr <= r_max) & (cc >= c_min) & (cc <= c_max)
+        flat_pix = np.concatenate([flat_pix, pix[~inside][ok]])
+    # Freed before painting: the writes below then reuse this memory instead of new pages.
+    del pix, base
     flat_pix *= 3
     flat = out.reshape(-1)
     for ch, value in enumerate(colour):
@@ -510,8 +484,10 @@ def _stamp(
 # --------------------------------------------------------------------------------------
 # Style "fraudlens"
 # --------------------------------------------------------------------------------------
-# A mark column: 3 rows centred on the fill's row.
-_MARK_DY, _MARK_DX = np.array([-1, 0, 1]), np.array([0, 0, 0])
+# A fill's mark: 3 rows centred on its row, over up to 3 columns from its first column;
+# pixel offsets (rows, columns) of the widest mark, row by row.
+_MARK_ROWS = np.repeat(np.arange(-1, 2), 3)
+_MARK_COLS = np.tile(np.arange(3), 3)
 # A price-panel column as a bit mask of its rows (bit r = row r): one byte per 8 rows.
 _MASK_BYTES = _FL.price_rows // 8
 if _FL.price_rows % 8 or _MASK_BYTES not in (1, 2, 4, 8):
@@ -612,12 +588,8 @@ def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
     t_col0 = tk * width // tn
     t_slot = (tk + 1) * width // tn - t_col0
     t_line = np.maximum(t_slot - 1, 1)
-    if _FL.narrow_marks:
-        mark_w = np.minimum(t_line, 3)
-        first_col = t_col0 + (t_line - mark_w) // 2
-    else:
-        mark_w = np.full(len(tk), 3)
-        first_col = t_col0 + np.maximum(t_slot - 1, 0) // 2 - 1
+    mark_w = np.minimum(t_line, 3)
+    first_col = t_col0 + (t_line - mark_w) // 2
     row = np.rint((1.0 - _normalise(c.price, c.pair, c)) * scale)
     row = np.clip(row, 0, scale).astype(np.int64)
     tb = np.where(c.t_bar >= 0, c.t_bar, len(p.k_ts))  # the sentinel: no bar
@@ -626,28 +598,35 @@ def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
     pos = np.divide(c.price - b_lo, b_amp, out=np.full(len(tb), 0.5), where=b_amp > 0)
     low_h = height - top_h
     row2 = top_h + np.clip(np.rint((1.0 - pos) * (low_h - 1)), 0, low_h - 1).astype(np.int64)
-    box_top = (0, top_h - 1, 0, width - 1)
-    box_low = (top_h, height - 1, 0, width - 1)
-    # Dim marks first, so that a bright mark wins where two of one side overlap. Each
-    # side is painted by one assignment of its pixels in painting order (column by column
-    # of the marks, price panel then range panel), where the last write to a pixel wins.
+    # Each side is painted by one assignment, mark by mark, dim marks first so that a
+    # bright mark wins where two of one side overlap; in each panel the marks it holds
+    # whole come before those it clips. Marks share pixels only within one bar's columns,
+    # where they are alike (same columns, same width), so the last one in this order wins
+    # as it would painting all marks' first columns, then their second, then their third.
     order = np.argsort(c.bright, kind="stable")
     flat = out.reshape(-1)
     for channel, side in ((0, c.buy), (1, ~c.buy)):
         marks = order[(inside & side)[order]]
+        with_bar = marks[c.t_bar[marks] >= 0]
         pix: list[np.ndarray] = []
         vals: list[np.ndarray] = []
-        for d in range(3):
-            m = marks[mark_w[marks] > d]
-            m2 = m[c.t_bar[m] >= 0]
-            for mm, rows, box in ((m, row[m], box_top), (m2, row2[m2], box_low)):
-                p_d, v_d = _stamp_pixels(
-                    (height, width), c.acc[mm], rows, first_col[mm] + d,
-                    _MARK_DY, _MARK_DX, box, c.bright[mm],
-                )  # fmt: skip
-                pix.append(p_d)
-                vals.append(cast(np.ndarray, v_d))
-        flat[np.concatenate(pix) * 3 + channel] = np.concatenate(vals)
+        for m, rows, r_min, r_max in (
+            (marks, row[marks], 0, top_h - 1),
+            (with_bar, row2[with_bar], top_h, height - 1),
+        ):
+            whole = (rows - 1 >= r_min) & (rows + 1 <= r_max)
+            if not whole.all():
+                m = np.concatenate([m[whole], m[~whole]])
+                rows = np.concatenate([rows[whole], rows[~whole]])
+            base = (c.acc[m] * height + rows) * width + first_col[m]
+            rr = rows[:, None] + _MARK_ROWS[None, :]
+            ok = (_MARK_COLS[None, :] < mark_w[m][:, None]) & (rr >= r_min) & (rr <= r_max)
+            pix.append((base[:, None] + (_MARK_ROWS * width + _MARK_COLS)[None, :])[ok])
+            vals.append(np.broadcast_to(c.bright[m][:, None], ok.shape)[ok])
+        flat_pix = np.concatenate(pix) * 3 + channel
+        flat_vals = np.concatenate(vals)
+        del pix, vals
+        flat[flat_pix] = flat_vals
 
 
 # --------------------------------------------------------------------------------------
@@ -728,7 +707,9 @@ def _render_reference(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
         int(np.floor(width * _REF_LEFT + 0.5)),
         int(np.floor(width * (_REF_LEFT + _REF_WIDTH) + 0.5)),
     )
-    for side, colour in ((c.buy, _REF_RED), (~c.buy, _REF_GREEN)):
+    # Red discs first, on white: their red channel is 255 already and is left alone.
+    red_on_white = tuple(-1 if v == 255 else v for v in _REF_RED)
+    for side, colour in ((c.buy, red_on_white), (~c.buy, _REF_GREEN)):
         _stamp(out, ta[side], row[side], col[side], _DISC_DY, _DISC_DX, box, colour)
 
 
