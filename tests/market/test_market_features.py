@@ -202,3 +202,27 @@ def test_features_on_simulated_accounts_separate_the_look_alikes() -> None:
     assert by["n_strong"].median()["normal_market_maker"] <= 1
     for kind in ("takeover_reverse", "takeover_reference", "takeover_two", "beneficiary"):
         assert by["n_strong"].median()[kind] >= 2, kind
+
+
+def test_tick_found_in_either_block_of_candidates() -> None:
+    from fraudlens.market._bars import estimate_tick
+
+    rng = np.random.default_rng(4)
+    # 1e5 quoted to the cent: the tick sits beyond the six largest decades
+    assert estimate_tick(np.round(rng.uniform(99_000, 101_000, 400), 2)) == 0.01
+    assert estimate_tick(np.round(rng.uniform(90, 110, 400) * 4) / 4) == 0.25
+    assert estimate_tick(np.round(rng.uniform(1e-7, 3e-7, 400), 10)) == 1e-10
+
+
+def test_bar_order_within_days_is_the_two_key_sort() -> None:
+    from fraudlens.market._bars import _order_in_groups
+
+    rng = np.random.default_rng(6)
+    for n_groups in (1, 7, 300):  # runs of many rows (one sort per run) and of few
+        counts = rng.integers(1, 60, n_groups)
+        start = np.r_[0, np.cumsum(counts)[:-1]]
+        group = np.repeat(np.arange(n_groups), counts)
+        values = rng.integers(0, 5, len(group)).astype(np.float64)  # many ties
+        np.testing.assert_array_equal(
+            _order_in_groups(values, start, counts), np.lexsort((values, group))
+        )
