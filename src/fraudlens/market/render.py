@@ -433,13 +433,6 @@ def _normalise(values: np.ndarray, pair: np.ndarray, c: _Chunk) -> np.ndarray:
     return (values - c.p_lo[pair]) * c.p_inv[pair] + c.p_add[pair]
 
 
-def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For items repeated ``counts`` times: (item index, 0-based repeat number)."""
-    idx = np.repeat(np.arange(len(counts)), counts)
-    k = np.arange(len(idx)) - np.repeat(np.cumsum(counts) - counts, counts)
-    return idx, k
-
-
 def _stamp(
     out: np.ndarray,
     img: np.ndarray,
@@ -493,6 +486,26 @@ _MASK_BYTES = _FL.price_rows // 8
 if _FL.price_rows % 8 or _MASK_BYTES not in (1, 2, 4, 8):
     raise ValueError("the price panel's rows must fill an unsigned integer mask")
 _MASK = np.dtype(f"<u{_MASK_BYTES}")
+# _COLUMN_SLOTS[nb, c]: in an image of nb bars, the bar whose line covers column c, or
+# max_bars (no bar) in the gap between lines. Each bar gets width / nb columns (at
+# least one) starting at column k * width // nb; its line is one column narrower than
+# its slot when the slot is 2 px or wider.
+_WIDTH = STYLES["fraudlens"][1]
+if _FL.max_bars > _WIDTH:
+    raise ValueError("the CNN look needs a column per bar at least")
+
+
+def _column_slots() -> np.ndarray:
+    nb = np.arange(_FL.max_bars + 1)[:, None]
+    col = np.arange(_WIDTH)[None, :]
+    k = ((col + 1) * nb - 1) // _WIDTH
+    col0 = k * _WIDTH // np.maximum(nb, 1)
+    slot = (k + 1) * _WIDTH // np.maximum(nb, 1) - col0
+    line = np.maximum(slot - 1, 1)
+    return np.where((nb > 0) & (col - col0 < line), k, _FL.max_bars).astype(np.intp)
+
+
+_COLUMN_SLOTS = _column_slots()
 # _LOW_BITS[k]: the k lowest bits set (k = 0..price_rows).
 _LOW_BITS = np.array([(1 << k) - 1 for k in range(_FL.price_rows + 1)], dtype=_MASK)
 # _BYTE_ROWS[b]: the 8 pixels of a column that mask byte b covers, byte j = row j.
@@ -529,16 +542,12 @@ def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
     top_h = _FL.price_rows
     scale = top_h - 1
 
-    # Every drawn bar: its pair, k-line row, column slot.
+    # Every drawn bar: its pair, k-line row, slot (bar index in its account's grid).
     counts = c.last - c.first
     bar_pair = np.repeat(np.arange(len(counts)), counts)
     bar_row = np.arange(len(bar_pair)) + np.repeat(c.first - (np.cumsum(counts) - counts), counts)
     pa = c.pair_acc
     k_idx = p.k_grid[bar_row] - g0[pa][bar_pair]
-    nb = n_bars[pa][bar_pair]
-    col0 = k_idx * width // nb
-    slot = (k_idx + 1) * width // nb - col0
-    line_w = np.maximum(slot - 1, 1)  # a 1 px gap between bars wider than 1 px
 
     # Price panel: each column is a bit mask of its rows (bit r = row r); a bar sets the
     # bits from its high's row to its low's row. Rows: offset - price * gain, per pair.
@@ -550,27 +559,28 @@ def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
     # Range panel: one intensity per column, the bar's range relative to its day.
     level = p.k_level[bar_row]
 
-    # Bars of one (account, symbol) pair share a column only when there are more bars
-    # than columns, and then only bars less than `per_col` apart: planes indexed by
-    # (symbol rank, bar index mod per_col) never see a column twice. The first plane
-    # (most bars) is set by plain assignment; the others are merged into it (bits or'ed,
-    # the highest level kept) by ufunc.at.
-    per_col = max(1, -(-int(n_bars.max()) // width))
-    plane = c.pair_rank[bar_pair] * per_col + k_idx % per_col
-    cover, cover_col = _expand(line_w)  # every column of every bar's line
-    col_key = (c.pair_acc[bar_pair] * width + col0)[cover] + cover_col
-    masks = np.zeros(n * width, dtype=_MASK)
-    levels = np.zeros(n * width, dtype=np.uint8)
-    if len(plane) and plane.max() > 0:
-        later = (plane > 0)[cover]
+    # Per (account, slot): the bits and level of its bars. An account's symbols share
+    # its slots: the first symbol's bars are set by plain assignment, the others' are
+    # merged in (bits or'ed, the highest level kept) by ufunc.at. The last slot of each
+    # account stays empty: the gaps between bar lines read it.
+    n_slots = _FL.max_bars + 1
+    slot_key = pa[bar_pair] * n_slots + k_idx
+    slot_masks = np.zeros(n * n_slots, dtype=_MASK)
+    slot_levels = np.zeros(n * n_slots, dtype=np.uint8)
+    later = c.pair_rank[bar_pair] > 0
+    if later.any():
         first = ~later
-        masks[col_key[first]] = bits[cover[first]]
-        levels[col_key[first]] = level[cover[first]]
-        np.bitwise_or.at(masks, col_key[later], bits[cover[later]])
-        np.maximum.at(levels, col_key[later], level[cover[later]])
+        slot_masks[slot_key[first]] = bits[first]
+        slot_levels[slot_key[first]] = level[first]
+        np.bitwise_or.at(slot_masks, slot_key[later], bits[later])
+        np.maximum.at(slot_levels, slot_key[later], level[later])
     else:
-        masks[col_key] = bits[cover]
-        levels[col_key] = level[cover]
+        slot_masks[slot_key] = bits
+        slot_levels[slot_key] = level
+    # Per (account, column): the slot whose bar line covers it, from its number of bars.
+    col_slot = (np.arange(n) * n_slots)[:, None] + _COLUMN_SLOTS[n_bars]
+    masks = slot_masks[col_slot]
+    levels = slot_levels[col_slot]
     # Price panel pixels: each byte of a column's mask gives its 8 rows at once.
     mask_bytes = masks.view(np.uint8).reshape(n, width, _MASK_BYTES).transpose(0, 2, 1)
     rows8 = _BYTE_ROWS[np.ascontiguousarray(mask_bytes)]  # (n, byte, column) uint64
