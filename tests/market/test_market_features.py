@@ -226,3 +226,19 @@ def test_bar_order_within_days_is_the_two_key_sort() -> None:
         np.testing.assert_array_equal(
             _order_in_groups(values, start, counts), np.lexsort((values, group))
         )
+
+
+def test_leg_radix_order_is_the_stable_argsort() -> None:
+    from fraudlens.market.features import _radix_order
+
+    rng = np.random.default_rng(9)
+    for n_major, n_minor in [(1, 10), (5, 70_000), (20_000, 240_000), (2**16, 2**20)]:
+        for n in (0, 1, 5_000):
+            a = rng.integers(0, n_major, n)
+            b = rng.integers(0, n_minor, n)
+            got = _radix_order(a, n_major, b, n_minor)
+            assert got is not None
+            np.testing.assert_array_equal(got, np.argsort(a * n_minor + b, kind="stable"))
+    # codes beyond 16 bits, or a missing account (-1): the caller sorts the keys itself
+    assert _radix_order(np.array([70_000]), 70_001, np.array([1]), 2) is None
+    assert _radix_order(np.array([-1, 0]), 1, np.array([1, 1]), 2) is None

@@ -158,12 +158,12 @@ class FeatureDetector(Detector):
         return booster
 
     def _matrix(self, X: pd.DataFrame) -> np.ndarray:
+        cols = X.columns.tolist()
+        if cols == self.feature_names_:  # the usual case: no lookup per column
+            return np.ascontiguousarray(X.to_numpy(dtype=np.float32))
         missing = [c for c in self.feature_names_ if c not in X.columns]
         if missing:
             raise DataError(f"feature columns missing: {missing[:5]}")
-        cols = X.columns.tolist()
-        if cols == self.feature_names_:
-            return np.ascontiguousarray(X.to_numpy(dtype=np.float32))
         return np.ascontiguousarray(X[self.feature_names_].to_numpy(dtype=np.float32))
 
     def decision_function(self, X: MarketData) -> np.ndarray:

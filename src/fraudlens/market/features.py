@@ -631,14 +631,15 @@ def _is_sorted(klines: pd.DataFrame) -> bool:
     """Whether ``klines`` are ordered by ``(symbol, ts)``."""
     if len(klines) < 2:
         return True
-    sym = klines["symbol"].to_numpy()
+    # codes in sorted symbol order (hashing, not a string compare per row)
     try:
-        if not bool((sym[1:] >= sym[:-1]).all()):
-            return False
+        codes = np.asarray(pd.factorize(klines["symbol"], sort=True)[0])
     except TypeError:  # mixed types: let the sort decide
         return False
+    if bool((codes < 0).any()) or not bool((codes[1:] >= codes[:-1]).all()):
+        return False  # (-1: a missing symbol, let the sort decide)
     ts = klines["ts"].to_numpy("datetime64[ns]")
-    same = sym[1:] == sym[:-1]
+    same = codes[1:] == codes[:-1]
     return bool((ts[1:][same] >= ts[:-1][same]).all())
 
 
