@@ -371,3 +371,59 @@ def test_range_panel_reads_the_bar_against_its_day() -> None:
     assert red.max() == 255 and green[:, wide_col].max() == 255  # the matched legs
     assert render._FL.unmatched_value in set(green.ravel().tolist())  # the lone sell
     np.testing.assert_array_equal(render_account(book(1e-6), "x"), img)
+
+
+def test_column_slots_follow_each_bars_line() -> None:
+    # For every number of bars: bar k's line covers its slot's columns but the last one
+    # (its own column when the slot is 1 px); the gap columns read the empty slot.
+    width = STYLES["fraudlens"][1]
+    empty = render._FL.max_bars
+    for nb in range(render._FL.min_bars, render._FL.max_bars + 1):
+        want = np.full(width, empty)
+        for k in range(nb):
+            col0 = k * width // nb
+            slot = (k + 1) * width // nb - col0
+            want[col0 : col0 + max(slot - 1, 1)] = k
+        assert np.array_equal(render._COLUMN_SLOTS[nb], want), nb
+
+
+def test_equal_size_legs_pair_within_neighbouring_bars_only() -> None:
+    ts = np.arange(4, dtype=np.int64) * BAR.value
+    k_sym = np.array([0, 0, 0, 1])
+    low, high = np.full(4, 10.0), np.full(4, 12.0)
+
+    def legs(bar_row, buy, price, qty, acc=None):
+        acc = np.zeros(len(bar_row), dtype=np.int64) if acc is None else np.asarray(acc)
+        return render._equal_size_legs(
+            acc, np.asarray(bar_row), np.asarray(buy), np.asarray(price, dtype=float),
+            np.asarray(qty, dtype=float), k_sym, ts, low, high, BAR,
+        )  # fmt: skip
+
+    # a buy at one bar's low and a sell of the same size at the next bar's high
+    assert legs([0, 1], [True, False], [10, 12], [2, 2]).tolist() == [True, True]
+    # two bars apart, another size, the same side, another account, another symbol
+    assert not legs([0, 2], [True, False], [10, 12], [2, 2]).any()
+    assert not legs([0, 1], [True, False], [10, 12], [2, 3]).any()
+    assert not legs([0, 1], [True, True], [10, 12], [2, 2]).any()
+    assert not legs([0, 1], [True, False], [10, 12], [2, 2], acc=[0, 1]).any()
+    assert not legs([2, 3], [True, False], [10, 12], [2, 2]).any()
+    # an order cut into pieces is one leg; a fill with no bar has no partner
+    pieces = legs([1, 1, 1, -1], [True, True, False, False], [10, 10, 12, 12], [1, 1, 2, 2])
+    assert pieces.tolist() == [True, True, True, False]
+    # a leg whose position is nan pairs with nothing, and no leg pairs with its
+    # (bar, size); the other legs there still find partners of their own
+    assert not legs([0, 1], [True, False], [np.nan, 12], [2, 2]).any()
+    got = legs([0, 0, 1], [False, False, True], [np.nan, 12, 10], [2, 2, 2])
+    assert got.tolist() == [False, True, False]
+
+
+def test_account_positions_match_pandas() -> None:
+    ids = np.unique(np.array(["a", "b", "nan", "1"]))
+    for values in (
+        pd.Series(["a", "x", "b", "a"], dtype="string[pyarrow]"),
+        pd.Series(["a", None, "nan"], dtype="string[pyarrow]"),
+        pd.Series(["a", "x", None], dtype=object),
+        pd.Series([1, 2, 1]),
+    ):
+        want = pd.Index(ids).get_indexer(values.astype(str))
+        assert np.array_equal(render._positions(values, ids), want)
