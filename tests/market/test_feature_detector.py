@@ -283,7 +283,7 @@ def test_trade_book_on_a_long_book_with_a_short_gap_and_unknown_values() -> None
     assert tb._built()["width"] > gap.value  # the widened buckets were exercised
 
 
-def test_tuple_codes_dense_in_tuple_order_across_stages() -> None:
+def test_tuple_codes_dense_across_stages() -> None:
     from fraudlens.market.features import _TupleCodes
 
     rng = np.random.default_rng(2)
@@ -291,8 +291,11 @@ def test_tuple_codes_dense_in_tuple_order_across_stages() -> None:
     codes = [rng.integers(0, 3, 500) * (s // 3) for s in spans[:2]] + [rng.integers(0, 7, 500)]
     tc = _TupleCodes(codes, spans)
     assert len(tc.stages) > 1
-    tuples = sorted(set(zip(*(c.tolist() for c in codes), strict=True)))
-    want = {t: i for i, t in enumerate(tuples)}
+    rows = list(zip(*(c.tolist() for c in codes), strict=True))
+    want: dict[tuple[int, ...], int] = {}
+    for t in rows:  # ids in order of first appearance
+        want.setdefault(t, len(want))
+    tuples = list(want)
     assert tc.n == len(tuples)
     assert tc.ids.tolist() == [want[t] for t in zip(*(c.tolist() for c in codes), strict=True)]
     probe = [np.array([codes[0][0], 1]), np.array([codes[1][0], 1]), np.array([codes[2][0], 1])]

@@ -242,3 +242,15 @@ def test_leg_radix_order_is_the_stable_argsort() -> None:
     # codes beyond 16 bits, or a missing account (-1): the caller sorts the keys itself
     assert _radix_order(np.array([70_000]), 70_001, np.array([1]), 2) is None
     assert _radix_order(np.array([-1, 0]), 1, np.array([1, 1]), 2) is None
+
+
+def test_int_order_is_the_stable_argsort() -> None:
+    from fraudlens.market.features import _int_order
+
+    rng = np.random.default_rng(10)
+    for bound in (1, 300, 2**16, 2**16 + 1, 2**40, 2**62):
+        key = rng.integers(0, bound, 20_000) if bound > 1 else np.zeros(20_000, np.int64)
+        key[::7] = key[0]  # ties
+        np.testing.assert_array_equal(_int_order(key, bound), np.argsort(key, kind="stable"))
+    key = np.array([3, -1, 2, -1])
+    np.testing.assert_array_equal(_int_order(key, 4), np.argsort(key, kind="stable"))

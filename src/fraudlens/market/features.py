@@ -339,7 +339,8 @@ class TradeBook:
         if self._index is not None:
             return self._index
         book = self.all_trades()
-        sym_codes, syms = pd.factorize(book["symbol"], sort=True)
+        sym_codes, syms = pd.factorize(book["symbol"])
+        # account codes in id order: ties between mirroring accounts go to the smaller id
         acct_codes, accts = pd.factorize(book["account_id"], sort=True)
         ts = book["ts"].to_numpy("datetime64[ns]").view(np.int64)
         price = book["price"].to_numpy(dtype=np.float64)
@@ -349,14 +350,10 @@ class TradeBook:
         # (usually one of each, or none), so only trades that pass both tests are ever
         # read. Within a cell, trades sit in buckets of at least max_gap: a mirror is in
         # its trade's bucket or a neighbouring one.
-        prices = np.unique(price)
-        qtys = np.unique(qty)
+        p_code, prices = _value_codes(price)
+        q_code, qtys = _value_codes(qty)
         cells = _TupleCodes(
-            [
-                np.searchsorted(prices, price),
-                np.asarray(sym_codes, dtype=np.int64) * 2 + _buys(book["side"]),
-                np.searchsorted(qtys, qty),
-            ],
+            [p_code, np.asarray(sym_codes, dtype=np.int64) * 2 + _buys(book["side"]), q_code],
             [len(prices) + 1, 2 * len(syms) + 2, len(qtys) + 1],
         )
         width = max(int(self.max_gap.value), 1)
@@ -367,7 +364,7 @@ class TradeBook:
         bucket = (ts - t0) // width + 1  # 1 .. n_buckets - 2: one spare on each side
         n_buckets = (t1 - t0) // width + 3
         key = cells.ids * n_buckets + bucket
-        order = np.argsort(key, kind="stable")
+        order = _int_order(key, cells.n * n_buckets)
         self._index = {
             "order": order,
             "key": key[order],
@@ -490,6 +487,28 @@ def _window(
     return lo, n
 
 
+def _value_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of ``values`` in their sorted distinct values, and those values (a hash
+    pass and a sort of the distinct values only); NaN gets the code after the last."""
+    codes, uniques = pd.factorize(values, sort=True)
+    codes = np.asarray(codes, dtype=np.int64)
+    return np.where(codes >= 0, codes, len(uniques)), np.asarray(uniques, dtype=np.float64)
+
+
+def _int_order(key: np.ndarray, bound: int) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` for integer keys in ``[0, bound)``: 16-bit
+    radix passes (linear each) from the lowest digit up while four or fewer do."""
+    if bound > 2**64 or (len(key) and int(key.min()) < 0):
+        return np.argsort(key, kind="stable")
+    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    shift = 16
+    while bound > 1 << shift:
+        digit = ((key >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit[order], kind="stable")]
+        shift += 16
+    return order
+
+
 def _codes_in(index: pd.Index, values: pd.Series) -> np.ndarray:
     """Position of each of ``values`` in ``index`` (-1 if absent): one lookup per
     distinct value."""
@@ -499,8 +518,8 @@ def _codes_in(index: pd.Index, values: pd.Series) -> np.ndarray:
 
 
 class _TupleCodes:
-    """Dense ids (in sorted tuple order) of the distinct tuples of non-negative integer
-    codes, and the id of further tuples (-1 for a tuple not among them).
+    """Dense ids (in order of first appearance) of the distinct tuples of non-negative
+    integer codes, and the id of further tuples (-1 for a tuple not among them).
 
     ``spans[i]`` bounds ``codes[i]``; codes are combined into one int64 key while the
     product of their spans fits, and made dense in between."""
@@ -512,14 +531,14 @@ class _TupleCodes:
         width = spans[0]
         for i in range(1, len(codes)):
             if width * spans[i] >= 2**62:
-                uniq, inv = np.unique(key, return_inverse=True)
+                inv, uniq = pd.factorize(key)
                 self.stages.append((i, pd.Index(uniq)))
-                key, width = inv.astype(np.int64), len(uniq)
+                key, width = np.asarray(inv, dtype=np.int64), len(uniq)
             key = key * spans[i] + np.asarray(codes[i], dtype=np.int64)
             width *= spans[i]
-        uniq, inv = np.unique(key, return_inverse=True)
+        inv, uniq = pd.factorize(key)
         self.stages.append((len(codes), pd.Index(uniq)))
-        self.ids = inv.astype(np.int64).ravel()
+        self.ids = np.asarray(inv, dtype=np.int64)
         self.n = len(uniq)
 
     def lookup(self, codes: list[np.ndarray]) -> np.ndarray:
