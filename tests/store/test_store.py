@@ -242,6 +242,33 @@ def test_the_window_query_reads_the_covering_index(tmp_path) -> None:  # type: i
     s.close()
 
 
+def test_cached_days_give_the_same_bars_and_callers_cannot_change_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    market = simulate(30, seed=5, days=2)  # days long closed: their bars are cached
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    s = open_store(url)
+    s.upgrade()
+    s.load_klines(market.klines)
+    s.load_trades(market.trades)
+    ids = market.account_ids[:3].tolist()
+    first = s.account_windows(ids).klines  # read from the database, days cached
+    second = s.account_windows(ids).klines  # every day cached: the frame is built, kept
+    third = s.account_windows(ids).klines  # the kept frame
+    pd.testing.assert_frame_equal(first, second, check_exact=True)
+    pd.testing.assert_frame_equal(first, third, check_exact=True)
+    third.loc[third.index[0], "high"] = -1.0
+    third["extra"] = 1.0
+    pd.testing.assert_frame_equal(s.account_windows(ids).klines, first, check_exact=True)
+    # other accounts, other days: their own frame
+    other = market.account_ids[-3:].tolist()
+    uncached = Store(url, bar_cache_days=0)
+    for _ in range(2):
+        pd.testing.assert_frame_equal(
+            s.account_windows(other).klines, uncached.account_windows(other).klines
+        )
+    uncached.close()
+    s.close()
+
+
 def test_unreachable_database_is_a_store_error() -> None:
     s = open_store(f"postgresql://nobody@127.0.0.1:1/{uuid.uuid4().hex}")
     with pytest.raises(StoreError, match="cannot connect"):

@@ -89,6 +89,8 @@ _MIRROR_SHAPES = (4, 16, 64, _MIRROR_CHUNK)
 _SQLITE_BUSY_MS = 30_000
 #: How long after a UTC day ends its bars are taken as final and may be cached.
 _SETTLE = pd.Timedelta(hours=1)
+#: K-line frames of cached days kept whole (each a few symbols' days of bars).
+_BAR_FRAMES = 256
 _KLINE_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
 _TRADE_COLUMNS = ("trade_id", "account_id", "symbol", "ts", "side", "price", "quantity")
 
@@ -245,6 +247,8 @@ class Store(Closing, AuthStore, TriageStore):
         self.url = normalise_url(url)
         self.bar_cache_days = int(bar_cache_days)
         self._bar_cache: OrderedDict[tuple[str, int], tuple[np.ndarray, ...]] = OrderedDict()
+        # k-line frames built from cached days alone, by the (symbol, day) pairs they hold
+        self._bar_frames: OrderedDict[tuple[tuple[str, int], ...], pd.DataFrame] = OrderedDict()
         self._cache_lock = threading.Lock()
         try:
             parsed = sa.engine.make_url(self.url)
@@ -815,6 +819,23 @@ class Store(Closing, AuthStore, TriageStore):
                 else:
                     self._bar_cache.move_to_end(key)
                     found[key] = hit
+        if not missing and self.bar_cache_days > 0:
+            # Every day from the cache: the same days make the same frame, which is kept
+            # (a batch of a few accounts touches a few symbols and days, often the same
+            # ones). Callers get a shallow copy: with copy-on-write, nothing they do to it
+            # reaches the kept frame.
+            whole = tuple(wanted)
+            with self._cache_lock:
+                frame = self._bar_frames.get(whole)
+                if frame is not None:
+                    self._bar_frames.move_to_end(whole)
+            if frame is None:
+                frame = _bars_frame([(key[0], found[key]) for key in wanted])
+                with self._cache_lock:
+                    self._bar_frames[whole] = frame
+                    while len(self._bar_frames) > _BAR_FRAMES:
+                        self._bar_frames.popitem(last=False)
+            return frame.copy(deep=False)
         if missing:
             # One statement for every missing symbol over the span of the missing days,
             # compiled once; the rows are then cut to the wanted (symbol, day) pairs.
