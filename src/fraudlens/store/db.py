@@ -764,8 +764,11 @@ class Store(Closing, AuthStore, TriageStore):
         )
         # A few statement shapes, each built once, run on the driver directly with
         # positional values already in the driver's form: SQLAlchemy's per-value bind
-        # processing cost more than the query itself. A chunk is padded with its own
-        # last condition up to the smallest shape that holds it.
+        # processing cost more than the query itself. On SQLite a chunk is padded with
+        # its own last condition up to the smallest shape that holds it (the driver
+        # keeps each text's prepared statement). PyMySQL sends the values inside the
+        # text, so MariaDB parses and plans every call anyway: there the OR has only the
+        # chunk's own boxes (a window of 19 trades: 1.8 ms instead of 2.5 ms padded).
         rows: list[Any] = []
         style = self.engine.dialect.paramstyle
         with self._connect() as conn:
@@ -780,7 +783,11 @@ class Store(Closing, AuthStore, TriageStore):
                 values = []
             for i in range(0, len(values), _MIRROR_CHUNK):
                 part = values[i : i + _MIRROR_CHUNK]
-                size = next(n for n in _MIRROR_SHAPES if n >= len(part))
+                size = (
+                    len(part)
+                    if self.dialect == "mysql"
+                    else next(n for n in _MIRROR_SHAPES if n >= len(part))
+                )
                 part += [part[-1]] * (size - len(part))
                 params = tuple(v for row in part for v in row)
                 rows.extend(_driver_rows(conn.exec_driver_sql(_mirror_sql(size, style), params)))
@@ -1112,7 +1119,7 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=64)
 def _mirror_sql(n: int, paramstyle: str) -> str:
     """``SELECT`` of trades matching any of ``n`` (symbol, side, time, price, quantity)
     boxes, with eight positional driver parameters per box (symbol, side, earliest and
