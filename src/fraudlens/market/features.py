@@ -583,6 +583,7 @@ class _Trades:
     median: np.ndarray  # the symbol-day's median range
     tick: np.ndarray
     bar_volume: np.ndarray  # NaN without volume
+    bar_symbol: np.ndarray  # symbol code of each row of the k-lines (not of each trade)
     leg: np.ndarray  # leg id of each fill (-1 without a bar); ids follow the leg key order
     mirrored: np.ndarray  # the fill is mirrored by another account
     first_of_bar: np.ndarray  # one fill per (account, bar)
@@ -830,6 +831,7 @@ def _trade_arrays(
         amp=np.nan_to_num(amp),
         median=pick(ctx.median_amp, 0.0),
         tick=pick(ctx.tick, np.nan),
+        bar_symbol=ctx.symbol,
         bar_volume=volume,
         leg=leg,
         mirrored=np.zeros(n, dtype=bool),  # filled in by _mark_mirrors
@@ -905,7 +907,7 @@ def _round_trips(tr: _Trades, legs: _Legs, k: pd.DataFrame, bar: pd.Timedelta) -
         e_b = np.zeros(0, dtype=bool)
         return _RoundTrips(e_i, e_i, e_i, empty, e_b, empty, empty, empty, empty, empty, e_b,
                            e_b, empty, empty, empty, e_b)  # fmt: skip
-    k_sym = np.asarray(pd.factorize(k["symbol"])[0], dtype=np.int64)
+    k_sym = tr.bar_symbol  # each bar's symbol code (equal codes: same symbol)
     k_ts = k["ts"].to_numpy("datetime64[ns]").astype(np.int64)
     # sell legs by (account, row); up to three per key (one per zone)
     # sell legs come in leg-id order, i.e. sorted by (account, row)
