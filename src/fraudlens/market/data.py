@@ -189,14 +189,16 @@ def _bar_positions(
     # k's symbols come in runs: find the runs by comparing neighbours, and each traded
     # symbol's run by name (cheaper than factorizing both columns together, which the
     # worker did twice per batch)
-    k_codes, k_names = pd.factorize(k["symbol"])  # (hashing: no object array of k)
-    if bool((k_codes < 0).any()):  # a missing symbol: compare the values themselves
+    # many bars: hash their symbols (no object array of every bar); few, or a missing
+    # symbol: compare the values themselves
+    k_codes, k_names = pd.factorize(k["symbol"]) if len(k) >= 4096 else (None, None)
+    if k_codes is not None and not bool((k_codes < 0).any()):
+        cut = np.flatnonzero(k_codes[1:] != k_codes[:-1]) + 1
+        names = np.asarray(k_names, dtype=object)[k_codes[np.r_[0, cut]]].tolist()
+    else:
         k_sym_arr = np.asarray(k["symbol"].to_numpy(), dtype=object)
         cut = np.flatnonzero(k_sym_arr[1:] != k_sym_arr[:-1]) + 1
         names = k_sym_arr[np.r_[0, cut]].tolist()
-    else:
-        cut = np.flatnonzero(k_codes[1:] != k_codes[:-1]) + 1
-        names = np.asarray(k_names, dtype=object)[k_codes[np.r_[0, cut]]].tolist()
     run_lo = np.r_[0, cut].tolist()
     run_hi = np.r_[cut, len(k)].tolist()
     runs = dict(zip(names, zip(run_lo, run_hi, strict=True), strict=True))

@@ -99,6 +99,8 @@ _TOP_BARS: Final = 10
 _WIDE_TICKS: Final = 4
 #: Neighbouring bars further apart than this many bar lengths are not adjacent.
 _ADJ_MAX_BARS: Final = 2.5
+#: Below this many k-lines, their symbols are compared as strings rather than hashed.
+_FEW_BARS: Final = 4096
 #: Round trips whose legs are looked up in the book: ext and gap at least these.
 _MIRROR_EXT: Final = 0.6
 _MIRROR_GAP: Final = 0.75
@@ -651,13 +653,17 @@ def _is_sorted(klines: pd.DataFrame) -> bool:
     """Whether ``klines`` are ordered by ``(symbol, ts)``."""
     if len(klines) < 2:
         return True
-    # codes in sorted symbol order (hashing, not a string compare per row)
     try:
-        codes = np.asarray(pd.factorize(klines["symbol"], sort=True)[0])
+        if len(klines) < _FEW_BARS:  # a string compare per row costs less than hashing
+            codes = klines["symbol"].to_numpy()
+        else:  # codes in sorted symbol order
+            codes = np.asarray(pd.factorize(klines["symbol"], sort=True)[0])
+            if bool((codes < 0).any()):
+                return False  # a missing symbol: let the sort decide
+        if not bool((codes[1:] >= codes[:-1]).all()):
+            return False
     except TypeError:  # mixed types: let the sort decide
         return False
-    if bool((codes < 0).any()) or not bool((codes[1:] >= codes[:-1]).all()):
-        return False  # (-1: a missing symbol, let the sort decide)
     ts = klines["ts"].to_numpy("datetime64[ns]")
     same = codes[1:] == codes[:-1]
     return bool((ts[1:][same] >= ts[:-1][same]).all())
@@ -766,7 +772,10 @@ def _trade_arrays(
         vol_share = np.where(volume > 0, qty / volume, np.nan)
     # symbols as text (the raw codes' distinct values, each once)
     raw_codes, raw_names = symbols
-    name_codes, names = pd.factorize(pd.Index(raw_names).astype(str))
+    if isinstance(trades["symbol"].dtype, pd.StringDtype):  # text already, each once
+        name_codes, names = np.arange(len(raw_names)), raw_names
+    else:
+        name_codes, names = pd.factorize(pd.Index(raw_names).astype(str))
     name_codes = np.asarray(name_codes, dtype=np.int64)
     sym = (
         np.where(raw_codes >= 0, name_codes[np.maximum(raw_codes, 0)], -1)
