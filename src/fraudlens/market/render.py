@@ -292,8 +292,13 @@ def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepar
     k_level = np.zeros(len(k) + 1, dtype=np.uint8)
     bright = np.full(len(trades), _FL.fill_value, dtype=np.uint8)
     if context and len(k):
-        ctx = bar_context(k_sorted)
-        k_level[:-1] = _bar_levels(ctx)
+        # Bars of symbols not traded here are never drawn; a symbol-day's context reads
+        # that symbol-day alone, so the others' bars are left out of it.
+        traded = np.isin(k_sym, t_sym)
+        if traded.all():
+            k_level[:-1] = _bar_levels(bar_context(k_sorted))
+        elif traded.any():
+            k_level[:-1][traded] = _bar_levels(bar_context(k_sorted.loc[traded]))
         if len(trades):
             qty = trades["quantity"].to_numpy(dtype=np.float64)
             price = trades["price"].to_numpy(dtype=np.float64)
