@@ -226,6 +226,15 @@ def test_default_network_exports_the_mean_of_its_members() -> None:
     torch.manual_seed(0)
     net = build_network("bars").eval()
     assert isinstance(net, BarEnsemble) and len(net.members) == 3
+    # trained-looking batch norms, different per member: the export (one grouped network)
+    # must keep each member's statistics and weights in its own channels
+    with torch.no_grad():
+        for mod in net.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.running_mean.uniform_(-1.0, 1.0)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.5, 0.5)
     imgs = render_batch(window(simulate(40, seed=3)))[:6]
     x = torch.from_numpy(imgs)
     with torch.no_grad():

@@ -224,6 +224,72 @@ class BarEnsemble(nn.Module):
         return torch.log(probs.mean(dim=0).clamp_min(1e-12))
 
 
+class _GroupedBars(nn.Module):
+    """A :class:`BarEnsemble` as one network of grouped layers, for export and scoring.
+
+    The members' row projections stacked into one matrix product, their 1 x 1 and
+    temporal convolutions as convolutions with one group per member, their heads as one
+    batched product: the same function as the ensemble (same weights, same mean of the
+    members' probabilities) in about a third as many graph nodes, which ONNX Runtime
+    runs faster than three separate chains. Built from a trained ensemble by
+    :meth:`from_ensemble`; training keeps the separate members.
+    """
+
+    def __init__(self, ens: BarEnsemble) -> None:
+        super().__init__()
+        members = [b for b in ens.members if isinstance(b, BarCNN)]
+        first = members[0]
+        self.m = m = len(members)
+        self.n_rows = rows = first.n_rows
+        self.window = first.window
+        self.width = width = first.head.in_features // 4
+        states = [b.state_dict() for b in members]
+        height = int(states[0]["rows"].shape[1])
+        self.rows = nn.Parameter(torch.empty(m * rows, height))
+        self.rows_bn = nn.BatchNorm1d(m * rows)
+        self.mix = nn.Sequential(
+            nn.Conv1d(3 * rows * m, width * m, 1, groups=m, bias=False),
+            nn.BatchNorm1d(width * m),
+            nn.ReLU(),
+        )
+        layers: list[nn.Module] = []
+        for i in range(0, len(first.temporal), 3):
+            k = int(states[0][f"temporal.{i}.weight"].shape[2])
+            layers += [
+                nn.Conv1d(width * m, width * m, k, padding=k // 2, groups=m, bias=False),
+                nn.BatchNorm1d(width * m),
+                nn.ReLU(),
+            ]
+        self.temporal = nn.Sequential(*layers)
+        self.head_w = nn.Parameter(torch.stack([st["head.weight"] for st in states]))
+        self.head_b = nn.Parameter(torch.stack([st["head.bias"] for st in states]))
+        # The layers above are named like a member's: each tensor is the members' stacked
+        # along the output channels (a grouped convolution's weight is laid out so).
+        own = self.state_dict()
+        for key in own:
+            if key.startswith("head_"):
+                continue
+            if key.endswith("num_batches_tracked"):
+                own[key] = states[0][key].clone()
+            else:
+                own[key] = torch.cat([st[key] for st in states]).detach().clone()
+        self.load_state_dict(own)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, h, w, c = x.shape
+        z = torch.matmul(self.rows, x.float().reshape(n, h, w * c))
+        z = F.relu(self.rows_bn(z))
+        # (n, m * rows, w, c) -> (n, m * rows * c, w): member j's channels stay a block
+        z = z.reshape(n, self.m * self.n_rows, w, c).permute(0, 1, 3, 2)
+        z = self.temporal(self.mix(z.reshape(n, self.m * self.n_rows * c, w)))
+        pooled = _window_peak_pool(z, self.window)  # (n, 4 * m * width), 4 blocks
+        feats = pooled.reshape(n, 4, self.m, self.width).permute(0, 2, 1, 3)
+        feats = feats.reshape(n, self.m, 4 * self.width)
+        logits = torch.einsum("nmf,mcf->nmc", feats, self.head_w) + self.head_b
+        probs = torch.softmax(logits, dim=2).mean(dim=1)
+        return torch.log(probs.clamp_min(1e-12))
+
+
 class CompactCNN(nn.Module):
     """A small CNN for trade images that reads them bar by bar and counts patterns.
 
@@ -364,12 +430,15 @@ def export_onnx(net: nn.Module, height: int, width: int) -> bytes:
 
     Input ``images``: uint8 ``(batch, height, width, 3)``; output ``probs``: float32
     ``(batch, 2)`` in the order ``[takeover, normal]``. The batch size is dynamic.
-    Uses the ``torch.export`` based exporter, falling back to the TorchScript one.
+    Uses the ``torch.export`` based exporter, falling back to the TorchScript one. The
+    default ensemble (:class:`BarEnsemble`) is exported as one grouped network
+    (:class:`_GroupedBars`, the same function, faster in ONNX Runtime).
     """
     import logging
     import warnings
 
-    model = _WithSoftmax(copy.deepcopy(net)).eval()
+    net = _GroupedBars(net) if isinstance(net, BarEnsemble) else copy.deepcopy(net)
+    model = _WithSoftmax(net).eval()
     example = torch.zeros((2, height, width, 3), dtype=torch.uint8)
     quiet = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript")]
     levels = [lg.level for lg in quiet]
