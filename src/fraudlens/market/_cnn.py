@@ -92,7 +92,11 @@ class CNNDetector(Detector):
         Image style of :mod:`fraudlens.market.render` (``"fraudlens"`` or
         ``"reference"``).
     epochs, batch_size, lr, weight_decay
-        Training: AdamW with a one-cycle schedule, from scratch.
+        Training: AdamW with a one-cycle schedule, from scratch. 40 epochs by default:
+        on validation data (trained on ``simulate(4000, seed=101)``, judged on
+        ``simulate(3000, seed=909)``) the default ensemble gave ROC AUC 0.9917 / 0.9933
+        and recall 0.921 / 0.916 at 1 % FPR for training seeds 0 / 1, against 0.9894 /
+        0.9911 and 0.891 / 0.904 with 20 epochs, for twice the training time.
     seed
         Seeds the split, the initialisation and the augmentation.
     val_share
@@ -131,7 +135,7 @@ class CNNDetector(Detector):
         self,
         arch: str = "bars",
         style: str = "fraudlens",
-        epochs: int = 20,
+        epochs: int = 40,
         batch_size: int = 64,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,

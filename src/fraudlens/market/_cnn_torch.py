@@ -543,7 +543,7 @@ def train_network(
     y: np.ndarray,
     *,
     arch: str = "bars",
-    epochs: int = 20,
+    epochs: int = 40,
     batch_size: int = 64,
     lr: float = 3e-3,
     weight_decay: float = 1e-4,
