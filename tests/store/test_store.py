@@ -196,7 +196,15 @@ def test_risk_events_are_idempotent_and_reviewable(store: Store) -> None:
     assert store.get_risk_event(999_999) is None
 
 
-def test_a_batch_of_events_is_written_at_once_and_only_new_ones_count(store: Store) -> None:
+@pytest.mark.parametrize("returning", [True, False], ids=["returning", "row-by-row"])
+def test_a_batch_of_events_is_written_at_once_and_only_new_ones_count(
+    store: Store, returning: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not returning:
+        if store.dialect == "postgresql":
+            pytest.skip("PostgreSQL always has INSERT ... RETURNING")
+        # the path of a server without INSERT ... RETURNING (MySQL, SQLite < 3.35)
+        monkeypatch.setattr(store.engine.dialect, "insert_returning", False)
     end = datetime(2026, 3, 3, 14, 5, 1, 123456, tzinfo=UTC)
     later = end + timedelta(microseconds=1)
 

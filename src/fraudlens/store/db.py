@@ -915,7 +915,17 @@ class Store(Closing, AuthStore, TriageStore):
             details.setdefault(_event_key(row), row["details"])
         symbols: list[dict[str, Any]] = []
         with self._begin() as conn:
-            new = conn.execute(stmt, rows).all()
+            if self.engine.dialect.insert_returning:
+                new = [tuple(r) for r in conn.execute(stmt, rows).all()]
+            else:
+                # MySQL (MariaDB has RETURNING) and SQLite before 3.35: one statement per
+                # event, whose rowcount says whether it was new and lastrowid its id
+                plain = _insert_ignore(self.dialect, _table(RiskEventRow))
+                new = []
+                for row in rows:
+                    result = conn.execute(plain, row)
+                    if result.rowcount > 0:
+                        new.append((result.lastrowid, *_event_key(row)))
             for new_id, *row_key in new:
                 symbols.extend(symbol_rows(new_id, details[_event_key(row_key)]))
             if symbols:
