@@ -261,7 +261,7 @@ def run_outage(
     """
     from fraudlens.checks import check_message
     from fraudlens.market.simulate import simulate
-    from fraudlens.queues import open_queue
+    from fraudlens.queues import RedisQueue, open_queue
     from fraudlens.store import open_store
 
     t_start = time.monotonic()
@@ -392,8 +392,8 @@ def run_outage(
             proc.wait()
         if queue is not None:
             with contextlib.suppress(Exception):
-                if store_kind == "postgresql":
-                    queue.purge()
+                if isinstance(queue, RedisQueue):
+                    queue.remove()  # the stream was this run's own
             queue.close()
         if pg is not None:
             pg.cleanup()

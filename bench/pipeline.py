@@ -51,7 +51,7 @@ from fraudlens.checks import check_message
 from fraudlens.market.data import window
 from fraudlens.market.detectors import FeatureDetector
 from fraudlens.market.simulate import simulate
-from fraudlens.queues import Queue, open_queue
+from fraudlens.queues import Queue, RedisQueue, open_queue
 from fraudlens.registry import Registry
 from fraudlens.store import Store, open_store
 from fraudlens.worker import Worker, WorkerConfig, run_workers
@@ -67,6 +67,14 @@ SETUPS = {
         "mysql+pymysql://root@127.0.0.1:3306/fraudlens_bench_{uid}",
     ),
 }
+
+
+def _drop_stream(queue_url: str) -> None:
+    """Delete the run's own Redis stream (its keys would stay in the server otherwise)."""
+    if queue_url.startswith("redis"):
+        queue = open_queue(queue_url)
+        assert isinstance(queue, RedisQueue)
+        queue.remove()
 
 
 def _database(store_url: str, create: bool) -> None:
@@ -265,6 +273,7 @@ def main() -> None:
             store.close()
         finally:
             _database(store_url, create=False)
+            _drop_stream(queue_url)
         results[name] = {**timings, **one, "checks_per_s_2proc": two, **lat}
 
     heads = " | ".join(f"checks/s 1 proc, batch {b} (per CPU s)" for b in batch_sizes)

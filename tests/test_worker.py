@@ -299,11 +299,17 @@ CRASH_SETUPS = [
 
 @pytest.mark.parametrize("setup", CRASH_SETUPS)
 def test_kill_9_mid_batch_then_restart_processes_every_check_exactly_once(
-    setup: tuple[str, str], market: MarketData, models: Path, tmp_path: Path
+    setup: tuple[str, str],
+    market: MarketData,
+    models: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     queue_kind, db_kind = setup
     store = _loaded_db(db_kind, tmp_path, market)
     q, queue_url = _queue_for(queue_kind, tmp_path)
+    if isinstance(q, RedisQueue):
+        request.addfinalizer(lambda: RedisQueue.from_url(queue_url).remove())
     expected = _expected_flags(market, models)
     # Every account twice: duplicates must not double the events either.
     ids = [str(a) for a in market.account_ids] * 2

@@ -113,3 +113,16 @@ def test_open_queue_redis_url_options(redis_url: str, redis_stream: str) -> None
     r = redis.Redis.from_url(redis_url)
     r.delete(default.stream)
     r.close()
+
+
+def test_remove_deletes_every_key_of_the_queue(redis_url: str, redis_stream: str) -> None:
+    q = RedisQueue(redis_url, stream=redis_stream, max_attempts=1)
+    q.send_batch([{"n": i} for i in range(3)])
+    (msg,) = q.receive(1)
+    q.nack(msg, reason="bad")  # the last attempt: a dead letter
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert r.exists(redis_stream, f"{redis_stream}:dlq") == 2
+    q.remove()
+    assert r.exists(redis_stream, f"{redis_stream}:dlq", f"{redis_stream}:errors") == 0
+    q.close()  # still safe after remove
+    r.close()

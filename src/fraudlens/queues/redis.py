@@ -413,6 +413,16 @@ class RedisQueue(Queue):
         self._cursor = "0-0"
         self._ensure_group()
 
+    def remove(self) -> None:
+        """Delete the queue for good: the stream with its consumer group, its dead letters
+        and nack reasons; then disconnect. For throwaway queues (benchmarks, tests)."""
+        with self._guard("remove"):
+            self._redis.delete(self.stream, self.dlq, self._errors_key)
+        self._leases.clear()
+        if self._r is not None and self._owns_client:
+            self._r.close()
+        self._r = None
+
     def close(self) -> None:
         """Remove this consumer from the group if it holds nothing, and disconnect."""
         if self._r is None:
