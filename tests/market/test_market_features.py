@@ -228,20 +228,24 @@ def test_bar_order_within_days_is_the_two_key_sort() -> None:
         )
 
 
-def test_leg_radix_order_is_the_stable_argsort() -> None:
-    from fraudlens.market.features import _radix_order
+def test_leg_key_order_is_the_stable_argsort() -> None:
+    from fraudlens.market.features import _int_order
 
     rng = np.random.default_rng(9)
     for n_major, n_minor in [(1, 10), (5, 70_000), (20_000, 240_000), (2**16, 2**20)]:
         for n in (0, 1, 5_000):
             a = rng.integers(0, n_major, n)
             b = rng.integers(0, n_minor, n)
-            got = _radix_order(a, n_major, b, n_minor)
-            assert got is not None
-            np.testing.assert_array_equal(got, np.argsort(a * n_minor + b, kind="stable"))
-    # codes beyond 16 bits, or a missing account (-1): the caller sorts the keys itself
-    assert _radix_order(np.array([70_000]), 70_001, np.array([1]), 2) is None
-    assert _radix_order(np.array([-1, 0]), 1, np.array([1, 1]), 2) is None
+            key = a * n_minor + b  # the legs' (account, inner) key
+            got = _int_order(key, n_major * n_minor)
+            np.testing.assert_array_equal(got, np.argsort(key, kind="stable"))
+    # accounts beyond 16 bits, and a missing account (-1: a negative key)
+    for a, b, n_major in [
+        (np.array([70_000, 3]), np.array([1, 0]), 70_001),
+        (np.array([-1, 0]), np.array([1, 1]), 1),
+    ]:
+        key = a * 2 + b
+        np.testing.assert_array_equal(_int_order(key, n_major * 2), np.argsort(key, kind="stable"))
 
 
 def test_int_order_is_the_stable_argsort() -> None:

@@ -791,9 +791,7 @@ def _trade_arrays(
     row = np.where(has_bar, bar_row, len(k))
     inner = (row * 2 + is_buy) * 3 + zone
     leg_key = acct * (6 * n_rows) + inner
-    order = _radix_order(acct, len(account_ids), inner, 6 * n_rows)
-    if order is None:
-        order = np.argsort(leg_key, kind="stable")
+    order = _int_order(leg_key, len(account_ids) * 6 * n_rows)
     key_s = leg_key[order]
     new_leg = np.r_[True, key_s[1:] != key_s[:-1]] if n else np.zeros(0, dtype=bool)
     bar_s = key_s // 6
@@ -847,24 +845,6 @@ def _trade_arrays(
         first_of_bar=first_of_bar & has_bar,
         first_of_sym=first_of_sym,
     )
-
-
-def _radix_order(
-    major: np.ndarray, n_major: int, minor: np.ndarray, n_minor: int
-) -> np.ndarray | None:
-    """``np.argsort(major * n_minor + minor, kind="stable")`` for non-negative codes
-    below ``n_major`` and ``n_minor``, as 16-bit stable sorts (numpy's radix sort, linear)
-    from the least significant digit up; None when ``major`` needs more than 16 bits or
-    ``minor`` more than 32."""
-    if n_major > 2**16 or n_minor > 2**32 or (len(major) and int(major.min()) < 0):
-        return None  # (-1: a missing account id)
-    order = np.argsort((minor & 0xFFFF).astype(np.uint16), kind="stable")
-    if n_minor > 2**16:
-        hi = (minor >> 16).astype(np.uint16)
-        order = order[np.argsort(hi[order], kind="stable")]
-    if n_major > 1:
-        order = order[np.argsort(major.astype(np.uint16)[order], kind="stable")]
-    return order
 
 
 def _legs(tr: _Trades) -> _Legs:
