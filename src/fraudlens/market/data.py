@@ -60,6 +60,8 @@ LABEL_COLUMNS = ("account_id", "label")
 #: Default bar length.
 BAR = pd.Timedelta(minutes=5)
 
+#: Below this many k-lines, their symbols are compared as strings rather than hashed.
+FEW_BARS = 4096
 _SUFFIXES = (".parquet", ".pq", ".csv.gz", ".csv")
 _FRAME = "<frame>"
 _TS_DTYPE = "datetime64[ns, UTC]"
@@ -191,7 +193,7 @@ def _bar_positions(
     # worker did twice per batch)
     # many bars: hash their symbols (no object array of every bar); few, or a missing
     # symbol: compare the values themselves
-    k_codes, k_names = pd.factorize(k["symbol"]) if len(k) >= 4096 else (None, None)
+    k_codes, k_names = pd.factorize(k["symbol"]) if len(k) >= FEW_BARS else (None, None)
     if k_codes is not None and not bool((k_codes < 0).any()):
         cut = np.flatnonzero(k_codes[1:] != k_codes[:-1]) + 1
         names = np.asarray(k_names, dtype=object)[k_codes[np.r_[0, cut]]].tolist()

@@ -69,7 +69,7 @@ import pandas as pd
 
 from fraudlens._isin import equals, isin
 from fraudlens.market._bars import BarContext, bar_context
-from fraudlens.market.data import MarketData, _bar_positions
+from fraudlens.market.data import FEW_BARS, MarketData, _bar_positions
 from fraudlens.market.pairs import DEFAULT_MAX_GAP, DEFAULT_PRICE_TOL, DEFAULT_QTY_TOL
 
 __all__ = [
@@ -99,8 +99,6 @@ _TOP_BARS: Final = 10
 _WIDE_TICKS: Final = 4
 #: Neighbouring bars further apart than this many bar lengths are not adjacent.
 _ADJ_MAX_BARS: Final = 2.5
-#: Below this many k-lines, their symbols are compared as strings rather than hashed.
-_FEW_BARS: Final = 4096
 #: Round trips whose legs are looked up in the book: ext and gap at least these.
 _MIRROR_EXT: Final = 0.6
 _MIRROR_GAP: Final = 0.75
@@ -654,7 +652,7 @@ def _is_sorted(klines: pd.DataFrame) -> bool:
     if len(klines) < 2:
         return True
     try:
-        if len(klines) < _FEW_BARS:  # a string compare per row costs less than hashing
+        if len(klines) < FEW_BARS:  # a string compare per row costs less than hashing
             codes = klines["symbol"].to_numpy()
         else:  # codes in sorted symbol order
             codes = np.asarray(pd.factorize(klines["symbol"], sort=True)[0])
