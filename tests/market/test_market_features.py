@@ -215,17 +215,53 @@ def test_tick_found_in_either_block_of_candidates() -> None:
 
 
 def test_bar_order_within_days_is_the_two_key_sort() -> None:
-    from fraudlens.market._bars import _order_in_groups
+    from fraudlens.market._bars import _sort_in_groups
 
     rng = np.random.default_rng(6)
-    for n_groups in (1, 7, 300):  # runs of many rows (one sort per run) and of few
-        counts = rng.integers(1, 60, n_groups)
-        start = np.r_[0, np.cumsum(counts)[:-1]]
+    special = np.array([0.0, -0.0, 1.0, -1.0, np.nan, -np.nan, np.inf, -np.inf, 1e-300, -2.5])
+    for n_groups in (1, 7, 300, 70_000):  # one group digit, and two
+        counts = rng.integers(1, 60 if n_groups < 70_000 else 4, n_groups)
         group = np.repeat(np.arange(n_groups), counts)
-        values = rng.integers(0, 5, len(group)).astype(np.float64)  # many ties
-        np.testing.assert_array_equal(
-            _order_in_groups(values, start, counts), np.lexsort((values, group))
+        ties = rng.integers(0, 5, len(group)).astype(np.float64)  # many ties
+        mixed = np.where(
+            rng.random(len(group)) < 0.5,
+            rng.choice(special, len(group)),
+            rng.normal(0, 1e3, len(group)),
         )
+        for values in (ties, -ties, mixed, rng.uniform(0, 1e6, len(group))):
+            np.testing.assert_array_equal(
+                _sort_in_groups(values, group, n_groups), np.lexsort((values, group))
+            )
+
+
+def test_ticks_of_all_days_at_once_are_estimate_tick_of_each() -> None:
+    from fraudlens.market._bars import _ticks_of_runs, estimate_tick
+
+    rng = np.random.default_rng(11)
+    n_runs = 120
+    counts = rng.integers(1, 400, n_runs)  # fewer than 64 bars (whole) and more (sampled)
+    start = np.r_[0, np.cumsum(counts)[:-1]]
+    n = int(counts.sum())
+    level = np.repeat(10.0 ** rng.uniform(-8, 5, n_runs), counts)
+    tick = np.repeat(rng.choice([1e-8, 2.5e-3, 5e-2, 0.01, 0.25, 1.0, 2e-6], n_runs), counts)
+    raw = level * (1 + rng.normal(0, 0.01, (4, n)))
+    kind = np.repeat(rng.integers(0, 6, n_runs), counts)
+    prices = np.where(kind == 0, raw, np.maximum(np.round(raw / tick), 1) * tick)
+    off = (kind == 1) & (rng.random((4, n)) < 0.004)  # a few off-grid prints
+    off[0, start] = True  # one among the first prices read, which 50+ bars allow
+    prices = np.where(off, raw, prices)
+    # exact powers of ten and their float neighbours (the top decade's edge)
+    tens = np.repeat(10.0 ** rng.integers(-8, 6, n_runs).astype(np.float64), counts)
+    near = tens * rng.choice([1.0, 1 - 1e-12, 1 + 1e-12, 0.5], (4, n))
+    prices = np.where(kind == 2, near, prices)
+    # missing, zero and negative prices: the days holding them
+    bad = (kind == 3) & (rng.random((4, n)) < 0.01)
+    prices = np.where(bad, rng.choice([np.nan, 0.0, -1.0, np.inf], (4, n)), prices)
+    prices[:, start[-1] :] = np.nan  # a day without any price
+    got = _ticks_of_runs(prices, start, counts)
+    for i, (a, c) in enumerate(zip(start, counts, strict=True)):
+        want = estimate_tick(prices[:, a : a + c].ravel())
+        assert np.float64(got[i]).tobytes() == np.float64(want).tobytes(), (i, got[i], want)
 
 
 def test_leg_key_order_is_the_stable_argsort() -> None:

@@ -132,19 +132,126 @@ def _group_median(values: np.ndarray, group: np.ndarray, order: np.ndarray) -> n
     return (v[mid] + v[mid2]) / 2.0
 
 
-def _order_in_groups(values: np.ndarray, start: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``np.lexsort((values, group))`` for groups that are consecutive runs of rows
-    (``start``, ``counts``) in ascending order: each run's own stable argsort, which
-    costs much less than two over every row unless the runs are tiny."""
-    n = len(values)
-    if len(start) > n // 32:
-        group = np.repeat(np.arange(len(start)), counts)
-        order = np.argsort(values, kind="stable")
-        return order[np.argsort(group[order], kind="stable")]
-    order = np.empty(n, dtype=np.int64)
-    for a, c in zip(start.tolist(), counts.tolist(), strict=True):
-        order[a : a + c] = a + np.argsort(values[a : a + c], kind="stable")
+def _float_keys(values: np.ndarray) -> np.ndarray:
+    """Unsigned integers ordered as numpy's sort orders ``values`` (float64): ``-0.0``
+    equal to ``0.0`` and every NaN last."""
+    v = np.asarray(values, dtype=np.float64) + 0.0  # -0.0 + 0.0 is 0.0
+    bits = v.view(np.uint64)
+    neg = (bits >> np.uint64(63)).astype(bool)
+    keys = np.where(neg, ~bits, bits | np.uint64(1 << 63))
+    keys[np.isnan(v)] = np.iinfo(np.uint64).max
+    return keys
+
+
+def _sort_in_groups(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """``np.lexsort((values, group))`` (float ``values``, ``group`` in ``[0, n_groups)``):
+    stable 16-bit radix passes (each linear) over the values' ordered bits, lowest digit
+    first, skipping digits that are the same in every row, then over the group."""
+    keys = _float_keys(values)
+    order = np.arange(len(keys))
+    for shift in (0, 16, 32, 48):
+        digit = ((keys >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.uint16)
+        if len(digit) and digit.min() == digit.max():
+            continue  # a pass over one digit value keeps the order
+        order = order[np.argsort(digit[order], kind="stable")]
+    g = np.asarray(group, dtype=np.int64)
+    shift = 0
+    while n_groups > 1 << shift:
+        digit = ((g >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit[order], kind="stable")]
+        shift += 16
     return order
+
+
+#: Sampled prices read per symbol-day in the first, cheap test of every candidate tick.
+_SCREEN: Final = 8
+
+
+def _ticks_of_runs(prices: np.ndarray, start: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """:func:`estimate_tick` of every run of rows at once.
+
+    ``prices`` is ``(4, n)``: opens, highs, lows and closes of rows sorted by run; run
+    ``i`` is rows ``start[i] : start[i] + counts[i]``, and its prices are
+    ``np.concatenate(prices[:, a:b])``. The same sample of each run's prices, the same
+    candidates and the same float tests as :func:`estimate_tick`, so the same ticks;
+    candidates that the first few sampled prices already rule out are never tested on
+    the whole sample.
+    """
+    n_runs = len(start)
+    out = np.full(n_runs, np.nan)
+    if n_runs == 0:
+        return out
+    run_of_row = np.repeat(np.arange(n_runs), counts)
+    valid = np.isfinite(prices) & (prices > 0)
+    clean = np.bincount(run_of_row, weights=valid.all(axis=0), minlength=n_runs) == counts
+    # a run with any missing or non-positive price: the function itself (rare)
+    for i in np.flatnonzero(~clean).tolist():
+        a, b = int(start[i]), int(start[i] + counts[i])
+        out[i] = estimate_tick(np.concatenate([prices[0, a:b], prices[1, a:b],
+                                               prices[2, a:b], prices[3, a:b]]))  # fmt: skip
+    runs = np.flatnonzero(clean & (counts > 0))
+    if len(runs) == 0:
+        return out
+    # the sample: every s-th of a run's 4c prices, as ``p[:: s]`` takes them
+    c = counts[runs].astype(np.int64)
+    m = 4 * c
+    step = np.where(m > _TICK_SAMPLE, np.ceil(m / _TICK_SAMPLE), 1).astype(np.int64)
+    k = (m + step - 1) // step
+    first = np.cumsum(k) - k
+    j = np.arange(int(k.sum())) - np.repeat(first, k)
+    at = j * np.repeat(step, k)
+    c_rep = np.repeat(c, k)
+    p = prices[at // c_rep, np.repeat(start[runs], k) + at % c_rep]
+    which = np.repeat(np.arange(len(runs)), k)  # each sampled price's run (in ``runs``)
+    top = np.floor(np.log10(np.maximum.reduceat(p, first))).astype(np.int64)
+    # candidates as estimate_tick builds them, once per distinct top decade
+    tops, top_code = np.unique(top, return_inverse=True)
+    table = np.empty((len(tops), 13 * len(_MANTISSAS)))
+    for i, t in enumerate(tops.tolist()):
+        exps = np.arange(t, t - 13, -1, dtype=np.float64)
+        table[i] = (np.asarray(_MANTISSAS)[None, :] * 10.0 ** exps[:, None]).ravel()
+    cands = table[top_code.ravel()]
+    n_c = cands.shape[1]
+    # most misses a run may have: on the grid means count / k >= _ON_GRID
+    allowed = np.zeros(len(runs), dtype=np.int64)
+    for misses in (1, 2, 3):
+        allowed += (k - misses) / k >= _ON_GRID
+    # screening: a candidate missing more of the first sampled prices than allowed fails
+    s_n = np.minimum(k, _SCREEN)
+    first_s = np.flatnonzero(j < _SCREEN)
+    grid = np.ones((len(runs), _SCREEN))
+    grid[which[first_s], j[first_s]] = p[first_s]
+    q = grid[:, None, :] / cands[:, :, None]
+    off = ~(np.abs(q - np.rint(q)) <= 1e-4 + 1e-10 * q)
+    off &= np.arange(_SCREEN)[None, None, :] < s_n[:, None, None]
+    alive = np.count_nonzero(off, axis=2) <= allowed[:, None]
+    # the first candidate alive, tested on the whole sample; the next one if it fails
+    pick = np.where(alive.any(axis=1), alive.argmax(axis=1), n_c)
+    found = np.full(len(runs), np.nan)
+    todo = np.flatnonzero(pick < n_c)
+    while len(todo):
+        sel = np.zeros(len(runs), dtype=bool)
+        sel[todo] = True
+        rows = np.flatnonzero(sel[which])
+        w = which[rows]
+        cand = cands[todo, pick[todo]]
+        cand_of = np.zeros(len(runs))
+        cand_of[todo] = cand
+        q = p[rows] / cand_of[w]
+        on = np.abs(q - np.rint(q)) <= 1e-4 + 1e-10 * q
+        ok = np.bincount(w, weights=on, minlength=len(runs))[todo].astype(np.int64) / k[todo]
+        hit = ok >= _ON_GRID
+        found[todo[hit]] = cand[hit]
+        miss = todo[~hit]
+        alive[miss, pick[miss]] = False
+        nxt = np.where(alive[miss].any(axis=1), alive[miss].argmax(axis=1), n_c)
+        pick[miss] = nxt
+        todo = miss[nxt < n_c]
+    # no candidate: the smallest decade's unit, as estimate_tick returns it
+    for i in np.flatnonzero(np.isnan(found)).tolist():
+        found[i] = float(10.0 ** (int(top[i]) - 12))
+    out[runs] = found
+    return out
 
 
 def bar_context(klines: pd.DataFrame) -> BarContext:
@@ -178,10 +285,7 @@ def bar_context(klines: pd.DataFrame) -> BarContext:
     # Tick per symbol-day from its own prices.
     opens = klines["open"].to_numpy(dtype=np.float64)
     closes = klines["close"].to_numpy(dtype=np.float64)
-    ticks_day = np.empty(len(start))
-    for i, (a, c) in enumerate(zip(start, counts, strict=True)):
-        b = a + c
-        ticks_day[i] = estimate_tick(np.concatenate([opens[a:b], high[a:b], low[a:b], closes[a:b]]))
+    ticks_day = _ticks_of_runs(np.stack([opens, high, low, closes]), start, counts)
     tick = ticks_day[group]
     with np.errstate(divide="ignore", invalid="ignore"):
         n_ticks = np.rint(np.where(tick > 0, amp / tick, 0.0))
@@ -189,7 +293,7 @@ def bar_context(klines: pd.DataFrame) -> BarContext:
     # Rank widest first within each symbol-day; equal ranges share the best rank. Ranges
     # are compared in whole ticks, so float noise cannot split a tie.
     key = np.where(np.isfinite(tick) & (tick > 0), n_ticks, amp)
-    order = _order_in_groups(-key, start, counts)
+    order = _sort_in_groups(-key, group, len(start))
     g_sorted = group[order]
     a_sorted = key[order]
     new_value = np.r_[True, (g_sorted[1:] != g_sorted[:-1]) | (a_sorted[1:] != a_sorted[:-1])]
@@ -207,7 +311,7 @@ def bar_context(klines: pd.DataFrame) -> BarContext:
         vol = klines["volume"].to_numpy(dtype=np.float64)
     else:
         vol = np.full(n, np.nan)
-    v_order = _order_in_groups(vol, start, counts)
+    v_order = _sort_in_groups(vol, group, len(start))
     med_vol = _group_median(np.nan_to_num(vol), group, v_order)
     has_vol = np.bincount(group, weights=np.nan_to_num(vol) > 0, minlength=len(start)) > 0
     med_vol = np.where(has_vol & (med_vol > 0), med_vol, np.nan)[group]
