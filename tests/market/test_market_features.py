@@ -294,3 +294,66 @@ def test_int_order_is_the_stable_argsort() -> None:
         np.testing.assert_array_equal(_int_order(key, bound), np.argsort(key, kind="stable"))
     key = np.array([3, -1, 2, -1])
     np.testing.assert_array_equal(_int_order(key, 4), np.argsort(key, kind="stable"))
+
+
+def test_traded_klines_read_with_one_hash_of_their_symbols() -> None:
+    from fraudlens.market._bars import bar_context
+    from fraudlens.market.data import FEW_BARS, _bar_positions
+    from fraudlens.market.features import (
+        _sorted_klines,
+        _traded_sorted_klines,
+        _traded_symbols_only,
+    )
+
+    rng = np.random.default_rng(12)
+    n_sym, per = 12, FEW_BARS // 8  # more k-lines than FEW_BARS, then fewer once selected
+    ts = T0 + pd.to_timedelta(np.tile(np.arange(per) * 5, n_sym), unit="min")
+    sym = np.repeat([f"S{i:02d}" for i in rng.permutation(n_sym)], per)
+    price = np.round(rng.uniform(10, 11, len(ts)), 2)
+    base = pd.DataFrame(
+        {
+            "symbol": sym,
+            "ts": ts,
+            "open": price,
+            "high": price + 0.05,
+            "low": price - 0.05,
+            "close": price,
+            "volume": 1.0,
+        }
+    )
+    base["symbol"] = base["symbol"].astype("str")
+    trades = pd.DataFrame(
+        {"symbol": ["S03", "S07", "S03", "ZZZ"], "ts": T0 + pd.to_timedelta([7, 12, 99, 3], "min")}
+    )
+    traded = pd.factorize(trades["symbol"])[1]
+    cases = {
+        "sorted": base.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True),
+        "as built": base,
+        "shuffled": base.sample(frac=1.0, random_state=1),
+        "index kept": base.sort_values(["symbol", "ts"], kind="stable"),
+        "few": base.sort_values(["symbol", "ts"]).head(FEW_BARS - 1).reset_index(drop=True),
+    }
+    missing = cases["sorted"].copy()
+    missing.loc[5, "symbol"] = None
+    cases["a missing symbol"] = missing
+    hashed = []
+    for name, k in cases.items():
+        for tr, tr_syms in ((trades, traded), (base, pd.factorize(base["symbol"])[1])):
+            want = _sorted_klines(_traded_symbols_only(k, tr, tr_syms))
+            got, k_symbols = _traded_sorted_klines(k, tr, tr_syms)
+            pd.testing.assert_frame_equal(got, want, obj=name)
+            if k_symbols is None:
+                continue
+            hashed.append(name)
+            codes, names = k_symbols
+            np.testing.assert_array_equal(np.asarray(names)[codes], got["symbol"].to_numpy())
+            dense = np.cumsum(np.r_[0, codes[1:] != codes[:-1]])
+            np.testing.assert_array_equal(dense, pd.factorize(got["symbol"], sort=True)[0])
+            ctx, ctx_own = bar_context(got, symbol_codes=dense), bar_context(got)
+            for field in ("symbol", "rank", "tick", "median_amp"):
+                np.testing.assert_array_equal(getattr(ctx, field), getattr(ctx_own, field))
+            np.testing.assert_array_equal(
+                _bar_positions(tr, got, pd.Timedelta(minutes=5), k_symbols=k_symbols),
+                _bar_positions(tr, got, pd.Timedelta(minutes=5)),
+            )
+    assert set(hashed) == {"sorted", "index kept"}

@@ -254,13 +254,15 @@ def _ticks_of_runs(prices: np.ndarray, start: np.ndarray, counts: np.ndarray) ->
     return out
 
 
-def bar_context(klines: pd.DataFrame) -> BarContext:
+def bar_context(klines: pd.DataFrame, symbol_codes: np.ndarray | None = None) -> BarContext:
     """Per-bar context of k-lines **sorted by** ``(symbol, ts)``.
 
     Parameters
     ----------
     klines
         The k-lines contract, sorted by symbol then time.
+    symbol_codes
+        ``pd.factorize(klines["symbol"], sort=True)[0]`` when the caller has it.
 
     Returns
     -------
@@ -275,7 +277,9 @@ def bar_context(klines: pd.DataFrame) -> BarContext:
     high = klines["high"].to_numpy(dtype=np.float64)
     low = klines["low"].to_numpy(dtype=np.float64)
     amp = high - low
-    sym = np.asarray(pd.factorize(klines["symbol"], sort=True)[0], dtype=np.int64)
+    if symbol_codes is None:
+        symbol_codes = pd.factorize(klines["symbol"], sort=True)[0]
+    sym = np.asarray(symbol_codes, dtype=np.int64)
     day = klines["ts"].to_numpy("datetime64[ns]").astype(np.int64) // _DAY_NS
     new = np.r_[True, (sym[1:] != sym[:-1]) | (day[1:] != day[:-1])]
     group = np.cumsum(new) - 1

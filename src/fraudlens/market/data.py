@@ -182,10 +182,13 @@ def _bar_positions(
     bar: pd.Timedelta,
     *,
     symbols: tuple[np.ndarray, Any] | None = None,
+    k_symbols: tuple[np.ndarray, Any] | None = None,
 ) -> np.ndarray:
     """Row of the bar in ``k`` (sorted by symbol, ts) holding each trade; -1 if none.
 
-    ``symbols`` is ``pd.factorize(trades["symbol"])`` when the caller has it already."""
+    ``symbols`` is ``pd.factorize(trades["symbol"])`` when the caller has it already;
+    ``k_symbols`` codes of ``k["symbol"]`` (equal codes for equal symbols, none
+    negative) and the symbol of each code, likewise."""
     if not (len(trades) and len(k)):
         return np.full(len(trades), -1, dtype=np.int64)
     # k's symbols come in runs: find the runs by comparing neighbours, and each traded
@@ -193,7 +196,11 @@ def _bar_positions(
     # worker did twice per batch)
     # many bars: hash their symbols (no object array of every bar); few, or a missing
     # symbol: compare the values themselves
-    k_codes, k_names = pd.factorize(k["symbol"]) if len(k) >= FEW_BARS else (None, None)
+    k_codes: np.ndarray | None
+    if k_symbols is not None:
+        k_codes, k_names = k_symbols
+    else:
+        k_codes, k_names = pd.factorize(k["symbol"]) if len(k) >= FEW_BARS else (None, None)
     if k_codes is not None and not bool((k_codes < 0).any()):
         cut = np.flatnonzero(k_codes[1:] != k_codes[:-1]) + 1
         names = np.asarray(k_names, dtype=object)[k_codes[np.r_[0, cut]]].tolist()

@@ -676,6 +676,53 @@ def _traded_symbols_only(
     return klines if bool(keep.all()) else klines[keep]
 
 
+def _traded_sorted_klines(
+    klines: pd.DataFrame, trades: pd.DataFrame, traded: Any
+) -> tuple[pd.DataFrame, tuple[np.ndarray, Any] | None]:
+    """``_sorted_klines(_traded_symbols_only(klines, trades, traded))``, and, for many
+    k-lines, the codes of their symbols (``pd.factorize(k["symbol"], sort=True)``'s
+    order, not necessarily dense) with the symbols they stand for: one hash of the
+    symbols serves the selection, the order check, the bar search and the bar context,
+    which hashed them once each. None when the k-lines are few, hold a missing symbol
+    or needed a sort (each step then reads the symbols itself)."""
+
+    def plain() -> tuple[pd.DataFrame, tuple[np.ndarray, Any] | None]:
+        return _sorted_klines(_traded_symbols_only(klines, trades, traded)), None
+
+    if len(klines) < FEW_BARS:
+        return plain()
+    try:
+        codes, names = pd.factorize(klines["symbol"], sort=True)
+    except TypeError:  # symbols that do not compare: let the sort decide
+        return plain()
+    codes = np.asarray(codes, dtype=np.int64)
+    if bool((codes < 0).any()):
+        return plain()
+    # which symbols were traded: a set lookup per symbol (a few dozen) for text
+    name_list = list(names)
+    traded_list = list(traded)
+    if all(isinstance(x, str) for x in name_list + traded_list):
+        wanted = set(traded_list)
+        keep_name = np.fromiter((x in wanted for x in name_list), dtype=bool, count=len(name_list))
+    else:
+        keep_name = isin(pd.Series(names), traded)
+    keep = keep_name[codes]
+    k = klines
+    if not bool(keep.all()):
+        k, codes = klines[keep], codes[keep]
+    if len(k) >= 2:
+        if not bool((codes[1:] >= codes[:-1]).all()):
+            return _sorted_klines(k), None
+        ts = k["ts"].to_numpy("datetime64[ns]")
+        same = codes[1:] == codes[:-1]
+        if not bool((ts[1:][same] >= ts[:-1][same]).all()):
+            return _sorted_klines(k), None
+    index = k.index
+    if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
+        k = k.reset_index(drop=True)
+    return k, (codes, names)
+
+
 def _mark_mirrors(trades: pd.DataFrame, tr: _Trades, legs: _Legs, rt: _RoundTrips) -> None:
     """Mark fills, legs and round trips that another account's trade mirrors.
 
@@ -723,16 +770,20 @@ def _trade_arrays(
     ctx: BarContext | None = None,
     bar_row: np.ndarray | None = None,
     symbols: tuple[np.ndarray, Any] | None = None,
+    k_symbols: tuple[np.ndarray, Any] | None = None,
 ) -> _Trades:
     """Flat arrays for ``trades``; ``k`` are the k-lines sorted by ``(symbol, ts)``,
     ``ctx`` their :func:`~fraudlens.market._bars.bar_context`, ``bar_row`` each
     trade's row in ``k`` and ``symbols`` ``pd.factorize(trades["symbol"])`` (each
-    computed when not given)."""
+    computed when not given); ``k_symbols`` the codes of ``k``'s symbols in sorted
+    order and what they stand for (:func:`_traded_sorted_klines`), when known."""
     n = len(trades)
     if symbols is None:
         symbols = pd.factorize(trades["symbol"])
     if bar_row is None:
-        bar_row = np.asarray(_bar_positions(trades, k, bar, symbols=symbols), dtype=np.int64)
+        bar_row = np.asarray(
+            _bar_positions(trades, k, bar, symbols=symbols, k_symbols=k_symbols), dtype=np.int64
+        )
     has_bar = bar_row >= 0
     safe = np.where(has_bar, bar_row, 0)
     acct_codes, account_ids = pd.factorize(trades["account_id"].astype(str), sort=True)
@@ -742,7 +793,12 @@ def _trade_arrays(
     qty = trades["quantity"].to_numpy(dtype=np.float64) if "quantity" in trades else np.ones(n)
     ts = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64)
     if ctx is None:
-        ctx = bar_context(k)
+        dense = None
+        if k_symbols is not None and len(k):
+            # sorted k-lines: a symbol's rows are one run, runs in symbol order
+            k_codes = k_symbols[0]
+            dense = np.cumsum(np.r_[0, k_codes[1:] != k_codes[:-1]])
+        ctx = bar_context(k, symbol_codes=dense)
     if len(k):
         high = np.where(has_bar, k["high"].to_numpy(dtype=np.float64)[safe], np.nan)
         low = np.where(has_bar, k["low"].to_numpy(dtype=np.float64)[safe], np.nan)
@@ -1277,8 +1333,8 @@ def _analyse_bars(
     sorted by ``(symbol, ts)``)."""
     # one factorisation of the trades' symbols serves the bars' selection and search
     symbols = pd.factorize(data.trades["symbol"])
-    k = _sorted_klines(_traded_symbols_only(data.klines, data.trades, symbols[1]))
-    tr = _trade_arrays(data.trades, k, data.bar, symbols=symbols)
+    k, k_symbols = _traded_sorted_klines(data.klines, data.trades, symbols[1])
+    tr = _trade_arrays(data.trades, k, data.bar, symbols=symbols, k_symbols=k_symbols)
     legs = _legs(tr)
     rt = _round_trips(tr, legs, k, data.bar)
     pm = _pair_mirrors(data.trades, tr, legs, rt, data.the_book())
