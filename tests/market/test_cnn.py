@@ -261,6 +261,42 @@ def test_threads_follow_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cnn.free_cores() == 1
 
 
+def test_scoring_threads_follow_the_cores_free_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fraudlens.market._cnn as cnn
+
+    monkeypatch.setattr(cnn.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    # The load average still counts our own training of the last minute; nothing but
+    # this thread is runnable now: both cores are free.
+    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (1.9, 1.5, 0.8))
+    monkeypatch.setattr(cnn, "_runnable_now", lambda: 1)
+    assert cnn.scoring_workers() == 2
+    # another job is running now and has been for a while: one core left
+    monkeypatch.setattr(cnn, "_runnable_now", lambda: 2)
+    assert cnn.scoring_workers() == 1
+    # a crowded machine still gets one thread
+    monkeypatch.setattr(cnn, "_runnable_now", lambda: 7)
+    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+    assert cnn.scoring_workers() == 1
+    # no instant count (not Linux): the load average alone
+    monkeypatch.setattr(cnn, "_runnable_now", lambda: None)
+    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert cnn.scoring_workers() == 2
+
+
+@pytest.mark.slow
+def test_threads_do_not_change_the_scores(fitted: CNNDetector, test_data: MarketData) -> None:
+    import copy
+
+    one, two = copy.copy(fitted), copy.copy(fitted)
+    one.num_threads, two.num_threads = 1, 2
+    single = one.decision_function(test_data)
+    # two threads: rendering a chunk while scoring the previous ones
+    np.testing.assert_array_equal(two.decision_function(test_data), single)
+    imgs = render_batch(test_data)
+    np.testing.assert_array_equal(two.score_images(imgs), one.score_images(imgs))
+    np.testing.assert_array_equal(one.score_images(imgs)[:, 0], single)
+
+
 def test_sample_weights() -> None:
     data = window(simulate(120, seed=3, n_symbols=6, days=2))
     n = len(data.account_ids)

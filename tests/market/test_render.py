@@ -14,7 +14,7 @@ from _services import bench_module  # type: ignore[import-not-found]
 from fraudlens.errors import ConfigError, DataError
 from fraudlens.market import render
 from fraudlens.market.data import MarketData
-from fraudlens.market.render import STYLES, render_account, render_batch, save_png
+from fraudlens.market.render import STYLES, render_account, render_batch, render_chunks, save_png
 
 T0 = pd.Timestamp("2026-03-02 14:30", tz="UTC")
 BAR = pd.Timedelta(minutes=5)
@@ -111,6 +111,24 @@ def test_chunking_does_not_change_pixels(
     chunked = render_batch(data, style=style, progress=done.append)
     np.testing.assert_array_equal(whole, chunked)
     assert done == [2, 1]
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_render_chunks_hands_out_the_batch_pixels(data: MarketData, style: str) -> None:
+    whole = render_batch(data, style=style)
+    for size in (1, 2, 3, 10):
+        parts = list(render_chunks(data, style=style, chunk=size))
+        assert [start for start, _ in parts] == list(range(0, 3, size))
+        np.testing.assert_array_equal(np.concatenate([imgs for _, imgs in parts]), whole)
+    # Unsorted ids with a repeat: rendered whole, then handed out in that order.
+    ids = ["acct-3", "acct-1", "acct-3", "acct-2"]
+    parts = list(render_chunks(data, ids, style=style, chunk=3))
+    assert [start for start, _ in parts] == [0, 3]
+    np.testing.assert_array_equal(
+        np.concatenate([imgs for _, imgs in parts]), render_batch(data, ids, style=style)
+    )
+    with pytest.raises(ConfigError):
+        next(render_chunks(data, style="nope"))
 
 
 def test_unknown_account_and_style(data: MarketData) -> None:

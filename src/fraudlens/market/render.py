@@ -58,7 +58,7 @@ first for the usual 24 h scoring window).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +69,7 @@ from fraudlens.errors import ConfigError, DataError
 from fraudlens.market._bars import BarContext, bar_context
 from fraudlens.market.data import MarketData, _bar_positions
 
-__all__ = ["STYLES", "panels", "render_account", "render_batch", "save_png"]
+__all__ = ["STYLES", "panels", "render_account", "render_batch", "render_chunks", "save_png"]
 
 #: Style name -> image ``(height, width)`` in pixels.
 STYLES: dict[str, tuple[int, int]] = {
@@ -786,6 +786,43 @@ def render_batch(
     if len(uniq) == len(ids) and np.array_equal(uniq, ids):
         return imgs
     return imgs[inverse.reshape(-1)]
+
+
+def render_chunks(
+    data: MarketData,
+    account_ids: Sequence[str] | np.ndarray | None = None,
+    *,
+    style: str = "fraudlens",
+    chunk: int = _CHUNK,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Render one image per account, a chunk of accounts at a time.
+
+    Yields ``(start, images)``: the images of ``account_ids[start : start +
+    len(images)]``, the same pixels :func:`render_batch` draws, so a consumer (the CNN's
+    scoring) can work on one chunk while the next is drawn. The data are prepared once
+    for all the chunks. Accounts given unsorted or more than once are rendered whole
+    first (:func:`render_batch`), then handed out in chunks.
+    """
+    if style not in STYLES:
+        raise ConfigError(f"unknown image style {style!r}; choose one of {sorted(STYLES)}")
+    chunk = max(1, int(chunk))
+    ids = data.account_ids if account_ids is None else np.asarray(account_ids, dtype=str)
+    if len(ids) > 1 and not bool((ids[1:] > ids[:-1]).all()):
+        imgs = render_batch(data, ids, style=style)
+        for start in range(0, len(ids), chunk):
+            yield start, imgs[start : start + chunk]
+        return
+    height, width = STYLES[style]
+    prepared = _prepare(data, ids, context=style == "fraudlens")
+    draw = _RENDERERS[style]
+    for start in range(0, len(ids), chunk):
+        stop = min(start + chunk, len(ids))
+        if style == "fraudlens":
+            imgs = np.zeros((stop - start, height, width, 3), dtype=np.uint8)
+        else:
+            imgs = np.full((stop - start, height, width, 3), 255, dtype=np.uint8)
+        draw(prepared, start, stop, imgs)
+        yield start, imgs
 
 
 def panels(style: str = "fraudlens") -> tuple[tuple[int, int], ...]:
