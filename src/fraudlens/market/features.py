@@ -952,24 +952,34 @@ def _round_trips(tr: _Trades, legs: _Legs, k: pd.DataFrame, bar: pd.Timedelta) -
                            e_b, empty, empty, empty, e_b)  # fmt: skip
     k_sym = tr.bar_symbol  # each bar's symbol code (equal codes: same symbol)
     k_ts = k["ts"].to_numpy("datetime64[ns]").astype(np.int64)
-    # sell legs by (account, row); up to three per key (one per zone)
-    # sell legs come in leg-id order, i.e. sorted by (account, row)
-    s_sorted = legs.acct[s_idx] * n_rows + legs.row[s_idx]
+    # Legs follow (account, row, side, zone) and sells come before buys in a bar, so the
+    # sell legs of a bar (a run of legs.run) are a block of s_idx: up to three (one per
+    # zone), from the block's start. The bar a step away is the next or previous run when
+    # that run holds the same account's neighbouring row.
+    n_runs = int(legs.run[-1]) + 1
+    run_key = np.empty(n_runs, dtype=np.int64)
+    run_key[legs.run] = legs.acct * n_rows + legs.row
+    n_sell = np.bincount(legs.run[s_idx], minlength=n_runs)
+    sell_at = np.cumsum(n_sell) - n_sell  # the run's first sell leg's position in s_idx
     cb_parts, cs_parts, adj_parts = [], [], []
-    b_key = legs.acct[b_idx] * n_rows + legs.row[b_idx]
-    n_s = len(s_sorted)
+    b_run = legs.run[b_idx]
+    b_key = run_key[b_run]
     for step in (-1, 0, 1):
-        target = b_key + step
-        lo = np.searchsorted(s_sorted, target, side="left")
+        if step:
+            r = b_run + step
+            there = (r >= 0) & (r < n_runs)
+            r = np.where(there, r, 0)
+            there &= run_key[r] == b_key + step
+            n_here = np.where(there, n_sell[r], 0)
+        else:
+            r, n_here = b_run, n_sell[b_run]
         for z in range(3):
-            # the key's sell legs are those from lo on that carry the key
-            j = lo + z
-            ok = j < n_s
-            ok[ok] = s_sorted[j[ok]] == target[ok]
+            # the key's sell legs are those from the run's first sell on
+            ok = n_here > z
             if not ok.any():
                 continue
             bi = b_idx[ok]
-            si = s_idx[j[ok]]
+            si = s_idx[sell_at[r[ok]] + z]
             if step:
                 rb, rs = legs.row[bi], legs.row[si]
                 same = (k_sym[rb] == k_sym[rs]) & (
