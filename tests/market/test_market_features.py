@@ -357,3 +357,50 @@ def test_traded_klines_read_with_one_hash_of_their_symbols() -> None:
                 _bar_positions(tr, got, pd.Timedelta(minutes=5)),
             )
     assert set(hashed) == {"sorted", "index kept"}
+
+
+def test_bar_context_kept_days_read_the_same_as_fresh_ones(monkeypatch) -> None:
+    from fraudlens.market import _bars
+
+    k = simulate(60, seed=21).klines.sort_values(["symbol", "ts"], kind="stable")
+    k = k.reset_index(drop=True)
+    fields = ("symbol", "day_group", "amp", "rank", "n_day", "median_amp", "rel", "tick",
+              "ticks", "volume", "median_volume")  # fmt: skip
+
+    def same(a: _bars.BarContext, b: _bars.BarContext) -> None:
+        for f in fields:
+            x, y = getattr(a, f), getattr(b, f)
+            assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), f
+
+    _bars.clear_day_cache()
+    fresh = _bars.bar_context(k)
+    assert len(_bars._days) == len(np.unique(fresh.day_group))
+    same(_bars.bar_context(k), fresh)  # every day kept
+    # one symbol's bars only, then a frame where one day changed: the changed day is
+    # another day, worked out again, the others read from the cache
+    one = k[k["symbol"] == k["symbol"].iloc[0]].reset_index(drop=True)
+    _bars.clear_day_cache()
+    same(_bars.bar_context(k), fresh)
+    same(_bars.bar_context(one), _bars.bar_context(one.copy()))
+    changed = k.copy()
+    one_day = fresh.day_group == fresh.day_group.max() // 2  # not the frame's first rows
+    changed.loc[one_day, "high"] = changed.loc[one_day, "high"] * 1.5
+    _bars.clear_day_cache()
+    want = _bars.bar_context(changed)
+    _bars.clear_day_cache()
+    _bars.bar_context(k)
+    n_kept = len(_bars._days)
+    same(_bars.bar_context(changed), want)
+    assert len(_bars._days) == n_kept + 1
+    assert not np.array_equal(want.median_amp[one_day], fresh.median_amp[one_day])
+    # without volume, and a bounded cache (oldest days dropped first)
+    no_vol = k.drop(columns=["volume"])
+    _bars.clear_day_cache()
+    want = _bars.bar_context(no_vol)
+    monkeypatch.setattr(_bars, "_DAYS_KEPT", 500)
+    _bars.clear_day_cache()
+    same(_bars.bar_context(no_vol), want)
+    same(_bars.bar_context(no_vol), want)
+    assert 0 < _bars._days_rows <= 500
+    assert _bars._days_rows == sum(len(day[3]) for day in _bars._days.values())
+    _bars.clear_day_cache()

@@ -21,8 +21,10 @@ structure.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 import numpy as np
 import pandas as pd
@@ -254,6 +256,107 @@ def _ticks_of_runs(prices: np.ndarray, start: np.ndarray, counts: np.ndarray) ->
     return out
 
 
+def _day_statistics(
+    prices: np.ndarray, vol: np.ndarray, start: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`bar_context` reads per symbol-day, for days that are runs of rows
+    (``start``, ``counts``): each day's tick, median range and median volume (NaN when
+    the day has none), and each row's amplitude rank within its day. ``prices`` is
+    ``(4, n)``: opens, highs, lows, closes; ``vol`` the volumes (NaN when unknown). A
+    day's figures depend on its own rows only."""
+    n = prices.shape[1]
+    n_days = len(start)
+    group = np.repeat(np.arange(n_days), counts)
+    amp = prices[1] - prices[2]
+    ticks_day = _ticks_of_runs(prices, start, counts)
+    tick = ticks_day[group]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_ticks = np.rint(np.where(tick > 0, amp / tick, 0.0))
+    # Rank widest first within each symbol-day; equal ranges share the best rank. Ranges
+    # are compared in whole ticks, so float noise cannot split a tie.
+    key = np.where(np.isfinite(tick) & (tick > 0), n_ticks, amp)
+    order = _sort_in_groups(-key, group, n_days)
+    g_sorted = group[order]
+    a_sorted = key[order]
+    new_value = np.r_[True, (g_sorted[1:] != g_sorted[:-1]) | (a_sorted[1:] != a_sorted[:-1])]
+    first_of_value = np.maximum.accumulate(np.where(new_value, np.arange(n), 0))
+    rank = np.empty(n)
+    rank[order] = first_of_value - np.repeat(start, counts) + 1
+    # The median of a group is the same whichever way its values are sorted.
+    median_amp = _group_median(amp, group, order)
+    v_order = _sort_in_groups(vol, group, n_days)
+    med_vol = _group_median(np.nan_to_num(vol), group, v_order)
+    has_vol = np.bincount(group, weights=np.nan_to_num(vol) > 0, minlength=n_days) > 0
+    med_vol = np.where(has_vol & (med_vol > 0), med_vol, np.nan)
+    return ticks_day, median_amp, med_vol, rank
+
+
+#: Bars whose symbol-day figures are kept between calls, in all (about 8 bytes each plus
+#: about 300 per day): a closed day's bars never change, and the real-time worker, the
+#: chunks of a batch and the renderer read the same days again and again.
+_DAYS_KEPT: Final = 1 << 20
+#: sha256 of a day's opens, highs, lows, closes and volumes (float64, in row order) ->
+#: (tick, median range, median volume, ranks): the key is the day's content, so a day
+#: whose bars changed (today's, a corrected one) is simply another day.
+_days: dict[bytes, tuple[float, float, float, np.ndarray]] = {}
+_days_rows = 0
+_days_lock = threading.Lock()
+
+
+def clear_day_cache() -> None:
+    """Forget the symbol-day figures kept between calls of :func:`bar_context`."""
+    global _days_rows
+    with _days_lock:
+        _days.clear()
+        _days_rows = 0
+
+
+def _cached_day_statistics(
+    prices: np.ndarray, vol: np.ndarray, start: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_day_statistics`, reading days seen before (the same rows, bit for bit)
+    from the cache and working out only the others."""
+    global _days_rows
+    columns = [np.ascontiguousarray(c).data.cast("B") for c in (*prices, vol)]
+    keys = []
+    for a, c in zip(start.tolist(), counts.tolist(), strict=True):
+        digest = hashlib.sha256()
+        for column in columns:  # the day's opens, highs, lows, closes and volumes
+            digest.update(column[a * 8 : (a + c) * 8])
+        keys.append(digest.digest())
+    found = [_days.get(key) for key in keys]
+    miss = [i for i, day in enumerate(found) if day is None]
+    if miss:
+        if len(miss) == len(keys):
+            sub_prices, sub_vol, sub_start, sub_counts = prices, vol, start, counts
+        else:
+            m = np.asarray(miss)
+            sub_counts = counts[m]
+            sub_start = np.cumsum(sub_counts) - sub_counts
+            take = np.repeat(start[m] - sub_start, sub_counts) + np.arange(int(sub_counts.sum()))
+            sub_prices, sub_vol = prices[:, take], vol[take]
+        ticks, medians, volumes, ranks = _day_statistics(sub_prices, sub_vol, sub_start, sub_counts)
+        new = []
+        for j, (a, c) in enumerate(zip(sub_start.tolist(), sub_counts.tolist(), strict=True)):
+            day = (float(ticks[j]), float(medians[j]), float(volumes[j]), ranks[a : a + c].copy())
+            found[miss[j]] = day
+            new.append((keys[miss[j]], day))
+        with _days_lock:
+            for key, day in new:
+                if key not in _days:
+                    _days[key] = day
+                    _days_rows += len(day[3])
+            while _days_rows > _DAYS_KEPT and _days:  # the oldest first
+                _days_rows -= len(_days.pop(next(iter(_days)))[3])
+    days = cast("list[tuple[float, float, float, np.ndarray]]", found)
+    return (
+        np.array([d[0] for d in days]),
+        np.array([d[1] for d in days]),
+        np.array([d[2] for d in days]),
+        np.concatenate([d[3] for d in days]),
+    )
+
+
 def bar_context(klines: pd.DataFrame, symbol_codes: np.ndarray | None = None) -> BarContext:
     """Per-bar context of k-lines **sorted by** ``(symbol, ts)``.
 
@@ -267,7 +370,9 @@ def bar_context(klines: pd.DataFrame, symbol_codes: np.ndarray | None = None) ->
     Returns
     -------
     BarContext
-        Arrays aligned with the rows of ``klines``.
+        Arrays aligned with the rows of ``klines``. A symbol-day's figures (tick, ranks,
+        medians) are kept between calls, keyed by its bars' content, so a day read again
+        costs a hash of its bars.
     """
     n = len(klines)
     if n == 0:
@@ -285,40 +390,24 @@ def bar_context(klines: pd.DataFrame, symbol_codes: np.ndarray | None = None) ->
     group = np.cumsum(new) - 1
     start = np.flatnonzero(new)
     counts = np.diff(np.r_[start, n])
-
-    # Tick per symbol-day from its own prices.
     opens = klines["open"].to_numpy(dtype=np.float64)
     closes = klines["close"].to_numpy(dtype=np.float64)
-    ticks_day = _ticks_of_runs(np.stack([opens, high, low, closes]), start, counts)
-    tick = ticks_day[group]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n_ticks = np.rint(np.where(tick > 0, amp / tick, 0.0))
-
-    # Rank widest first within each symbol-day; equal ranges share the best rank. Ranges
-    # are compared in whole ticks, so float noise cannot split a tie.
-    key = np.where(np.isfinite(tick) & (tick > 0), n_ticks, amp)
-    order = _sort_in_groups(-key, group, len(start))
-    g_sorted = group[order]
-    a_sorted = key[order]
-    new_value = np.r_[True, (g_sorted[1:] != g_sorted[:-1]) | (a_sorted[1:] != a_sorted[:-1])]
-    first_of_value = np.maximum.accumulate(np.where(new_value, np.arange(n), 0))
-    rank = np.empty(n)
-    rank[order] = first_of_value - np.repeat(start, counts) + 1
-    # The median of a group is the same whichever way its values are sorted.
-    median_amp = _group_median(amp, group, order)[group]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(
-            median_amp > 0, amp / median_amp, np.where(amp > 0, np.maximum(n_ticks, 1.0), 1.0)
-        )
-
     if "volume" in klines.columns:
         vol = klines["volume"].to_numpy(dtype=np.float64)
     else:
         vol = np.full(n, np.nan)
-    v_order = _sort_in_groups(vol, group, len(start))
-    med_vol = _group_median(np.nan_to_num(vol), group, v_order)
-    has_vol = np.bincount(group, weights=np.nan_to_num(vol) > 0, minlength=len(start)) > 0
-    med_vol = np.where(has_vol & (med_vol > 0), med_vol, np.nan)[group]
+    ticks_day, median_day, vol_day, rank = _cached_day_statistics(
+        np.stack([opens, high, low, closes]), vol, start, counts
+    )
+    tick = ticks_day[group]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_ticks = np.rint(np.where(tick > 0, amp / tick, 0.0))
+    median_amp = median_day[group]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(
+            median_amp > 0, amp / median_amp, np.where(amp > 0, np.maximum(n_ticks, 1.0), 1.0)
+        )
+    med_vol = vol_day[group]
     vol = np.where(np.isfinite(med_vol), vol, np.nan)
     return BarContext(
         symbol=sym,
