@@ -63,6 +63,8 @@ def test_training_reaches_a_quality_floor(fitted: CNNDetector, test_data: Market
     assert fitted.history_ and {"train_loss", "val_loss", "val_ap"} <= set(fitted.history_[0])
     assert 1 <= fitted.best_epoch_ <= 8
     assert fitted.input_shape_ == (*STYLES["fraudlens"], 3)
+    # the stored model is the blocked-layout rewrite of the export
+    assert b"fl_temporal0" in fitted.onnx_bytes_
 
 
 @pytest.mark.slow
@@ -242,6 +244,46 @@ def test_default_network_exports_the_mean_of_its_members() -> None:
     session = ort.InferenceSession(export_onnx(net, *imgs.shape[1:3]))
     probs = session.run(None, {"images": imgs})[0]
     np.testing.assert_allclose(probs, mean.numpy(), atol=1e-5)
+
+
+def test_blocked_layout_is_the_same_function() -> None:
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    from fraudlens.market._cnn import _blocked_layout
+    from fraudlens.market._cnn_torch import build_network, export_onnx
+
+    torch.manual_seed(1)
+    net = build_network("bars").eval()
+    with torch.no_grad():
+        for mod in net.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.running_mean.uniform_(-1.0, 1.0)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.bias.uniform_(-0.5, 0.5)
+    imgs = render_batch(window(simulate(60, seed=4)))[:20]
+    exported = export_onnx(net, *imgs.shape[1:3])
+    fast = _blocked_layout(exported)
+    ops = [n.op_type for n in onnx.load_from_string(fast).graph.node]
+    # four 2-D convolutions; no matrix product, no transpose of the image-sized tensor
+    # (the one left reorders the three members' pooled features for their heads)
+    assert ops.count("Conv") == 4 and "MatMul" not in ops and ops.count("Transpose") == 1
+    assert _blocked_layout(fast) == fast  # already rewritten: left alone
+
+    def probs(model: bytes) -> np.ndarray:
+        return ort.InferenceSession(model).run(None, {"images": imgs})[0]
+
+    np.testing.assert_allclose(probs(fast), probs(exported), rtol=0, atol=1e-5)
+    # Other graphs, and bytes that are no model, pass through untouched.
+    compact = export_onnx(build_network("compact").eval(), *imgs.shape[1:3])
+    assert _blocked_layout(compact) == compact
+    assert _blocked_layout(b"not a model") == b"not a model"
+    # A model file saved as exported before the rewrite still loads and scores the same.
+    det = CNNDetector()
+    det.onnx_bytes_, det.input_shape_ = exported, (*imgs.shape[1:3], 3)
+    np.testing.assert_allclose(det.score_images(imgs), probs(exported), rtol=0, atol=1e-5)
+    assert det.onnx_bytes_ == exported
 
 
 def test_threads_follow_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:

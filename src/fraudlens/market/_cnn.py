@@ -124,6 +124,162 @@ def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+_BARS_HEAD = (
+    "Cast", "Reshape", "MatMul", "BatchNormalization", "Relu", "Reshape", "Transpose",
+    "Reshape", "Conv", "Relu", "Conv", "Relu", "Conv", "Relu", "MaxPool",
+)  # fmt: skip
+
+
+def _blocked_layout(onnx_bytes: bytes) -> bytes:
+    """The default CNN's exported graph rewritten so ONNX Runtime runs it in its blocked
+    (NCHWc) layout; any other graph is returned as it is.
+
+    :class:`fraudlens.market._cnn_torch.BarEnsemble` exports as a row projection
+    (a matrix product over the image's height), a transpose, and 1-D convolutions over
+    time. ONNX Runtime runs 1-D convolutions by unfolding them into matrix products;
+    its fast direct convolutions on blocks of 16 channels are for 2-D ones. Here the
+    same layers become 2-D with the time on the width axis and no transpose:
+
+    - the uint8 image ``(n, H, W, 3)`` is read as ``(n, H, 1, W * 3)``, the height as
+      channels (the same memory), and the row projection is a 1 x 1 convolution;
+    - the colour mix, a grouped 1 x 1 convolution over ``rows * 3`` channels after the
+      transpose, is a grouped ``(1, 3)`` convolution with stride 3 along ``W * 3``;
+    - the temporal convolutions are ``(1, k)``, the first window max-pool ``(1, w)``.
+
+    The function is the same (sums taken in another order: probabilities within about
+    1e-5). Checked on random images before it is used; on any mismatch, or without the
+    ``onnx`` package (scoring-only installs), the graph stays as it was. The CPU per
+    image falls by about a quarter (0.35 -> 0.26 ms, one thread, batches of 16).
+    """
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        return onnx_bytes
+    try:
+        model = onnx.load_from_string(onnx_bytes)
+        graph = model.graph
+        nodes = list(graph.node)
+        if tuple(n.op_type for n in nodes[: len(_BARS_HEAD)]) != _BARS_HEAD:
+            return onnx_bytes
+        cast, _, matmul, bn, _, _, transpose, _, mix, _, t0, _, t1, relu3, pool = nodes[:15]
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+
+        def attr(node: Any, name: str, default: Any = None) -> Any:
+            for a in node.attribute:
+                if a.name == name:
+                    return helper.get_attribute_value(a)
+            return default
+
+        rows = inits[matmul.input[0]]
+        w_mix = inits[mix.input[1]]
+        groups = int(attr(mix, "group", 1))
+        if (
+            rows.ndim != 2
+            or list(attr(transpose, "perm")) != [0, 1, 3, 2]
+            or w_mix.ndim != 3
+            or w_mix.shape[2] != 1
+            or w_mix.shape[1] % 3
+            or list(attr(pool, "kernel_shape")) != list(attr(pool, "strides"))
+        ):
+            return onnx_bytes
+        out_ch = w_mix.shape[0]
+        new_inits = {
+            "fl_rows": rows.reshape(*rows.shape, 1, 1),
+            "fl_mix": w_mix.reshape(out_ch, w_mix.shape[1] // 3, 1, 3),
+            "fl_shape4": np.array([0, 0, 1, -1], np.int64),
+            "fl_shape3": np.array([0, out_ch, -1], np.int64),
+        }
+        new = [
+            cast,
+            helper.make_node("Reshape", [cast.output[0], "fl_shape4"], ["fl_image"]),
+            helper.make_node("Conv", ["fl_image", "fl_rows"], ["fl_proj"], kernel_shape=[1, 1]),
+            helper.make_node(
+                "BatchNormalization",
+                ["fl_proj", *bn.input[1:]],
+                ["fl_proj_bn"],
+                epsilon=float(attr(bn, "epsilon", 1e-5)),
+            ),
+            helper.make_node("Relu", ["fl_proj_bn"], ["fl_proj_relu"]),
+            helper.make_node(
+                "Conv",
+                ["fl_proj_relu", "fl_mix", *mix.input[2:]],
+                ["fl_mix_out"],
+                kernel_shape=[1, 3],
+                strides=[1, 3],
+                group=groups,
+            ),
+            helper.make_node("Relu", ["fl_mix_out"], ["fl_t"]),
+        ]
+        prev = "fl_t"
+        for j, conv in enumerate((t0, t1)):
+            w = inits[conv.input[1]]
+            k = int(w.shape[2])
+            pads = list(attr(conv, "pads", [0, 0]))
+            new_inits[f"fl_temporal{j}"] = w[:, :, None, :]
+            new += [
+                helper.make_node(
+                    "Conv",
+                    [prev, f"fl_temporal{j}", *conv.input[2:]],
+                    [f"fl_temporal{j}_out"],
+                    kernel_shape=[1, k],
+                    pads=[0, pads[0], 0, pads[1]],
+                    group=int(attr(conv, "group", 1)),
+                ),
+                helper.make_node("Relu", [f"fl_temporal{j}_out"], [f"fl_temporal{j}_relu"]),
+            ]
+            prev = f"fl_temporal{j}_relu"
+        window = int(attr(pool, "kernel_shape")[0])
+        new += [
+            helper.make_node("Reshape", [prev, "fl_shape3"], [relu3.output[0]]),
+            helper.make_node(
+                "MaxPool",
+                [prev],
+                ["fl_pool"],
+                kernel_shape=[1, window],
+                strides=[1, window],
+                ceil_mode=int(attr(pool, "ceil_mode", 0)),
+            ),
+            helper.make_node("Reshape", ["fl_pool", "fl_shape3"], [pool.output[0]]),
+        ]
+        del graph.node[:]
+        graph.node.extend(new + nodes[15:])
+        used = {name for n in graph.node for name in n.input}
+        kept = [i for i in graph.initializer if i.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+        graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in new_inits.items())
+        produced = {name for n in graph.node for name in n.output}
+        kept_info = [v for v in graph.value_info if v.name in produced]
+        del graph.value_info[:]
+        graph.value_info.extend(kept_info)
+        onnx.checker.check_model(model)
+        rewritten = model.SerializeToString()
+        if not _same_function(onnx_bytes, rewritten):
+            return onnx_bytes
+        return rewritten
+    except Exception:  # an unexpected graph: keep it as exported
+        return onnx_bytes
+
+
+def _same_function(a: bytes, b: bytes, n: int = 6, atol: float = 1e-4) -> bool:
+    """Whether two image models give the same probabilities on random sparse images."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sa = ort.InferenceSession(a, sess_options=opts, providers=["CPUExecutionProvider"])
+    sb = ort.InferenceSession(b, sess_options=opts, providers=["CPUExecutionProvider"])
+    shape = [int(d) if isinstance(d, int) else n for d in sa.get_inputs()[0].shape]
+    shape[0] = n
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, shape, dtype=np.uint8)
+    images[rng.random(shape) < 0.6] = 0
+    pa = sa.run(None, {sa.get_inputs()[0].name: images})[0]
+    pb = sb.run(None, {sb.get_inputs()[0].name: images})[0]
+    return pa.shape == pb.shape and bool(np.allclose(pa, pb, rtol=0, atol=atol))
+
+
 class CNNDetector(Detector):
     """Account takeover detector: trade images classified by a CNN.
 
@@ -273,7 +429,7 @@ class CNNDetector(Detector):
         self.state_dict_ = {
             k: v.detach().cpu().numpy().copy() for k, v in result.net.state_dict().items()
         }
-        self.onnx_bytes_ = _cnn_torch.export_onnx(result.net, *size)
+        self.onnx_bytes_ = _blocked_layout(_cnn_torch.export_onnx(result.net, *size))
         self.input_shape_ = (size[0], size[1], 3)
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
@@ -327,8 +483,12 @@ class CNNDetector(Detector):
             opts.intra_op_num_threads = 1
             opts.inter_op_num_threads = 1
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # A model saved before the blocked layout (fraudlens <= 5dc9e99's export) is
+            # rewritten in memory here when the onnx package is at hand; the file stays.
             self._session = ort.InferenceSession(
-                self.onnx_bytes_, sess_options=opts, providers=["CPUExecutionProvider"]
+                _blocked_layout(self.onnx_bytes_),
+                sess_options=opts,
+                providers=["CPUExecutionProvider"],
             )
         return self._session
 
