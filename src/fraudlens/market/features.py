@@ -799,16 +799,18 @@ def _trade_arrays(
             k_codes = k_symbols[0]
             dense = np.cumsum(np.r_[0, k_codes[1:] != k_codes[:-1]])
         ctx = bar_context(k, symbol_codes=dense)
-    if len(k):
-        high = np.where(has_bar, k["high"].to_numpy(dtype=np.float64)[safe], np.nan)
-        low = np.where(has_bar, k["low"].to_numpy(dtype=np.float64)[safe], np.nan)
-    else:
-        high = low = np.full(n, np.nan)
+    every_bar = bool(has_bar.all())  # usual: each row's own value, nothing to fill in
 
     def pick(a: np.ndarray, missing: float) -> np.ndarray:
         if len(a) == 0:
             return np.full(n, missing)
-        return np.where(has_bar, a[safe], missing)
+        return a[safe] if every_bar else np.where(has_bar, a[safe], missing)
+
+    if len(k):
+        high = pick(k["high"].to_numpy(dtype=np.float64), np.nan)
+        low = pick(k["low"].to_numpy(dtype=np.float64), np.nan)
+    else:
+        high = low = np.full(n, np.nan)
 
     amp = high - low
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -820,7 +822,11 @@ def _trade_arrays(
     ticks = pick(ctx.ticks, 0.0)
     rank = pick(ctx.rank, np.nan)
     n_day = pick(ctx.n_day, np.nan)
-    pct = np.where(has_bar, _ratio(rank - 1.0, n_day), 1.0)
+    pct = (
+        _ratio(rank - 1.0, n_day)
+        if every_bar
+        else np.where(has_bar, _ratio(rank - 1.0, n_day), 1.0)
+    )
     volume = pick(ctx.volume, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         vol_share = np.where(volume > 0, qty / volume, np.nan)
