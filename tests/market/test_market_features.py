@@ -234,6 +234,26 @@ def test_bar_order_within_days_is_the_two_key_sort() -> None:
             )
 
 
+def test_day_medians_from_a_padded_table_are_those_of_the_sort() -> None:
+    from fraudlens.market._bars import _group_median, _group_median_values, _sort_in_groups
+
+    rng = np.random.default_rng(13)
+    for sizes in ((1, 60), (200, 300), (1, 2)):  # equal-ish days, and very unequal ones
+        counts = rng.integers(*sizes, 150)
+        if sizes == (1, 2):
+            counts[0] = 5000  # one long day: the stable sort instead of the table
+        start = np.r_[0, np.cumsum(counts)[:-1]]
+        group = np.repeat(np.arange(len(counts)), counts)
+        values = np.round(rng.lognormal(3, 2, len(group)), 1)
+        values[rng.random(len(group)) < 0.05] = np.nan
+        values[rng.random(len(group)) < 0.05] = 0.0
+        values[rng.random(len(group)) < 0.01] = np.inf
+        values[start[3] : start[3] + counts[3]] = np.nan  # a day without volume
+        want = _group_median(np.nan_to_num(values), group, _sort_in_groups(values, group, 150))
+        got = _group_median_values(values, group, start, counts)
+        assert got.tobytes() == want.tobytes()
+
+
 def test_ticks_of_all_days_at_once_are_estimate_tick_of_each() -> None:
     from fraudlens.market._bars import _ticks_of_runs, estimate_tick
 

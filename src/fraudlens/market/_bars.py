@@ -134,6 +134,28 @@ def _group_median(values: np.ndarray, group: np.ndarray, order: np.ndarray) -> n
     return (v[mid] + v[mid2]) / 2.0
 
 
+def _group_median_values(
+    values: np.ndarray, group: np.ndarray, start: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    """``_group_median(np.nan_to_num(values), group, _sort_in_groups(values, ...))`` for
+    groups that are runs of rows: only the values at the middle positions count, not
+    which of equal values sits there, so each group's values are sorted as one row of a
+    padded table (NaN last, as in every numpy sort; a zero's sign may differ, which no
+    caller reads). Groups of very unequal sizes take the stable sort."""
+    n = len(values)
+    n_groups = len(start)
+    width = int(counts.max()) if n_groups else 0
+    if n_groups * width > 2 * n + 1024:
+        return _group_median(np.nan_to_num(values), group, _sort_in_groups(values, group, n_groups))
+    table = np.full((n_groups, width), np.nan)
+    table[group, np.arange(n) - np.repeat(start, counts)] = values
+    table.sort(axis=1)
+    rows = np.arange(n_groups)
+    low = np.nan_to_num(table[rows, (counts - 1) // 2])
+    high = np.nan_to_num(table[rows, counts // 2])
+    return (low + high) / 2.0
+
+
 def _float_keys(values: np.ndarray) -> np.ndarray:
     """Unsigned integers ordered as numpy's sort orders ``values`` (float64): ``-0.0``
     equal to ``0.0`` and every NaN last."""
@@ -145,18 +167,39 @@ def _float_keys(values: np.ndarray) -> np.ndarray:
     return keys
 
 
+def _int_key_order(key: np.ndarray, bound: int) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` for integer keys in ``[0, bound)``: stable
+    16-bit radix passes from the lowest digit up."""
+    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    shift = 16
+    while bound > 1 << shift:
+        digit = ((key >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit[order], kind="stable")]
+        shift += 16
+    return order
+
+
 def _sort_in_groups(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
     """``np.lexsort((values, group))`` (float ``values``, ``group`` in ``[0, n_groups)``):
-    stable 16-bit radix passes (each linear) over the values' ordered bits, lowest digit
-    first, skipping digits that are the same in every row, then over the group."""
-    keys = _float_keys(values)
+    stable 16-bit radix passes (each linear) over one int64 key of (group, value) when
+    the values are whole numbers, else over the values' ordered bits, lowest digit first,
+    skipping digits that are the same in every row, then over the group."""
+    v = np.asarray(values, dtype=np.float64)
+    g = np.asarray(group, dtype=np.int64)
+    if len(v) and bool(np.isfinite(v).all()):
+        lo, hi = float(v.min()), float(v.max())
+        if max(-lo, hi) < 2.0**52 and bool((v == np.rint(v)).all()):
+            # whole numbers (ranges in ticks): (group, value) as one exact int64 key
+            span = int(hi - lo) + 1
+            if n_groups * span < 2**62:
+                return _int_key_order(g * span + (v - lo).astype(np.int64), n_groups * span)
+    keys = _float_keys(v)
     order = np.arange(len(keys))
     for shift in (0, 16, 32, 48):
         digit = ((keys >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.uint16)
         if len(digit) and digit.min() == digit.max():
             continue  # a pass over one digit value keeps the order
         order = order[np.argsort(digit[order], kind="stable")]
-    g = np.asarray(group, dtype=np.int64)
     shift = 0
     while n_groups > 1 << shift:
         digit = ((g >> shift) & 0xFFFF).astype(np.uint16)
@@ -284,8 +327,7 @@ def _day_statistics(
     rank[order] = first_of_value - np.repeat(start, counts) + 1
     # The median of a group is the same whichever way its values are sorted.
     median_amp = _group_median(amp, group, order)
-    v_order = _sort_in_groups(vol, group, n_days)
-    med_vol = _group_median(np.nan_to_num(vol), group, v_order)
+    med_vol = _group_median_values(vol, group, start, counts)
     has_vol = np.bincount(group, weights=np.nan_to_num(vol) > 0, minlength=n_days) > 0
     med_vol = np.where(has_vol & (med_vol > 0), med_vol, np.nan)
     return ticks_day, median_amp, med_vol, rank
