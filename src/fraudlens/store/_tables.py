@@ -89,8 +89,18 @@ class Trade(Base):
             "price",
             "quantity",
         ),
-        # the counterparty lookup (Store.mirror_candidates): a symbol's trades around a time
-        sa.Index("ix_trades_symbol_ts", "symbol", "ts"),
+        # the counterparty lookup (Store.mirror_candidates): a symbol's trades around a
+        # time, with a side, price and quantity, read from the index alone
+        sa.Index(
+            "ix_trades_mirror",
+            "symbol",
+            "ts",
+            "side",
+            "price",
+            "quantity",
+            "account_id",
+            "trade_id",
+        ),
         # the newest trade and the accounts active since a time (monitoring's sample)
         sa.Index("ix_trades_ts", "ts"),
     )
