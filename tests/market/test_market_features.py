@@ -422,5 +422,34 @@ def test_bar_context_kept_days_read_the_same_as_fresh_ones(monkeypatch) -> None:
     same(_bars.bar_context(no_vol), want)
     same(_bars.bar_context(no_vol), want)
     assert 0 < _bars._days_rows <= 500
-    assert _bars._days_rows == sum(len(day[3]) for day in _bars._days.values())
+    assert _bars._days_rows == sum(len(day[3]) + _bars._DAY_COST for day in _bars._days.values())
+    _bars.clear_day_cache()
+
+
+def test_bar_context_cache_bound_counts_each_kept_day(monkeypatch) -> None:
+    from fraudlens.market import _bars
+
+    # one bar a day: each kept day holds a key, a tuple and an array besides its one bar,
+    # so the bound counts it as more than one bar
+    n_days = 400
+    k = pd.DataFrame(
+        {
+            "symbol": "AAA",
+            "ts": T0 + pd.to_timedelta(np.arange(n_days), unit="D"),
+            "open": 10.0 + 0.01 * np.arange(n_days),
+            "high": 11.0 + 0.01 * np.arange(n_days),
+            "low": 9.0,
+            "close": 10.5,
+            "volume": 5.0,
+        }
+    )
+    monkeypatch.setattr(_bars, "_DAYS_KEPT", 2_000)
+    _bars.clear_day_cache()
+    want = _bars.bar_context(k)
+    assert 0 < len(_bars._days) <= 2_000 // (1 + _bars._DAY_COST)
+    assert _bars._days_rows <= 2_000
+    # the days dropped are worked out again, the same
+    got = _bars.bar_context(k)
+    for f in ("rank", "tick", "median_amp", "median_volume"):
+        assert getattr(got, f).tobytes() == getattr(want, f).tobytes(), f
     _bars.clear_day_cache()

@@ -167,9 +167,11 @@ def _float_keys(values: np.ndarray) -> np.ndarray:
     return keys
 
 
-def _int_key_order(key: np.ndarray, bound: int) -> np.ndarray:
-    """``np.argsort(key, kind="stable")`` for integer keys in ``[0, bound)``: stable
-    16-bit radix passes from the lowest digit up."""
+def _int_order(key: np.ndarray, bound: int) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` for integer keys in ``[0, bound)``: 16-bit
+    radix passes (linear each) from the lowest digit up while four or fewer do."""
+    if bound > 2**64 or (len(key) and int(key.min()) < 0):
+        return np.argsort(key, kind="stable")
     order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
     shift = 16
     while bound > 1 << shift:
@@ -192,7 +194,7 @@ def _sort_in_groups(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.
             # whole numbers (ranges in ticks): (group, value) as one exact int64 key
             span = int(hi - lo) + 1
             if n_groups * span < 2**62:
-                return _int_key_order(g * span + (v - lo).astype(np.int64), n_groups * span)
+                return _int_order(g * span + (v - lo).astype(np.int64), n_groups * span)
     keys = _float_keys(v)
     order = np.arange(len(keys))
     for shift in (0, 16, 32, 48):
@@ -200,11 +202,8 @@ def _sort_in_groups(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.
         if len(digit) and digit.min() == digit.max():
             continue  # a pass over one digit value keeps the order
         order = order[np.argsort(digit[order], kind="stable")]
-    shift = 0
-    while n_groups > 1 << shift:
-        digit = ((g >> shift) & 0xFFFF).astype(np.uint16)
-        order = order[np.argsort(digit[order], kind="stable")]
-        shift += 16
+    if n_groups > 1:  # then by group, keeping the value order within each
+        order = order[_int_order(g[order], n_groups)]
     return order
 
 
@@ -334,9 +333,13 @@ def _day_statistics(
 
 
 #: Bars whose symbol-day figures are kept between calls, in all (about 8 bytes each plus
-#: about 300 per day): a closed day's bars never change, and the real-time worker, the
+#: about 370 per day): a closed day's bars never change, and the real-time worker, the
 #: chunks of a batch and the renderer read the same days again and again.
 _DAYS_KEPT: Final = 1 << 20
+#: What each kept day counts for beside its bars (its key, tuple, floats and array
+#: header, in bars of 8 bytes), so that many short days cannot hold far more memory
+#: than the bound's bars: 2^20 one-bar days would otherwise keep about 380 MB.
+_DAY_COST: Final = 48
 #: sha256 of a day's opens, highs, lows, closes and volumes (float64, in row order) ->
 #: (tick, median range, median volume, ranks): the key is the day's content, so a day
 #: whose bars changed (today's, a corrected one) is simply another day.
@@ -387,9 +390,9 @@ def _cached_day_statistics(
             for key, day in new:
                 if key not in _days:
                     _days[key] = day
-                    _days_rows += len(day[3])
+                    _days_rows += len(day[3]) + _DAY_COST
             while _days_rows > _DAYS_KEPT and _days:  # the oldest first
-                _days_rows -= len(_days.pop(next(iter(_days)))[3])
+                _days_rows -= len(_days.pop(next(iter(_days)))[3]) + _DAY_COST
     days = cast("list[tuple[float, float, float, np.ndarray]]", found)
     return (
         np.array([d[0] for d in days]),

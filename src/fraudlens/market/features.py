@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlens._isin import equals, isin
-from fraudlens.market._bars import BarContext, bar_context
+from fraudlens.market._bars import BarContext, _int_order, bar_context
 from fraudlens.market.data import FEW_BARS, MarketData, _bar_positions
 from fraudlens.market.pairs import DEFAULT_MAX_GAP, DEFAULT_PRICE_TOL, DEFAULT_QTY_TOL
 
@@ -493,20 +493,6 @@ def _value_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes, uniques = pd.factorize(values, sort=True)
     codes = np.asarray(codes, dtype=np.int64)
     return np.where(codes >= 0, codes, len(uniques)), np.asarray(uniques, dtype=np.float64)
-
-
-def _int_order(key: np.ndarray, bound: int) -> np.ndarray:
-    """``np.argsort(key, kind="stable")`` for integer keys in ``[0, bound)``: 16-bit
-    radix passes (linear each) from the lowest digit up while four or fewer do."""
-    if bound > 2**64 or (len(key) and int(key.min()) < 0):
-        return np.argsort(key, kind="stable")
-    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
-    shift = 16
-    while bound > 1 << shift:
-        digit = ((key >> shift) & 0xFFFF).astype(np.uint16)
-        order = order[np.argsort(digit[order], kind="stable")]
-        shift += 16
-    return order
 
 
 def _codes_in(index: pd.Index, values: pd.Series) -> np.ndarray:
