@@ -286,6 +286,32 @@ def test_blocked_layout_is_the_same_function() -> None:
     assert det.onnx_bytes_ == exported
 
 
+def test_layout_check_refuses_huge_declared_inputs() -> None:
+    # A model file declares its own input shape; a hostile or odd one must not make the
+    # check before the rewrite draw images of that size (here 6 x 180 GB).
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from fraudlens.market._cnn import _same_function
+
+    def model(height: int, width: int) -> bytes:
+        graph = helper.make_graph(
+            [helper.make_node("Cast", ["images"], ["probs"], to=TensorProto.FLOAT)],
+            "g",
+            [helper.make_tensor_value_info("images", TensorProto.UINT8, ["n", height, width, 3])],
+            [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["n", height, width, 3])],
+        )
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        return bytes(m.SerializeToString())
+
+    small = model(4, 5)
+    assert _same_function(small, small)
+    huge = model(100_000, 100_000)
+    assert not _same_function(huge, huge)
+    assert onnx.load_from_string(huge).graph.input[0].name == "images"
+
+
 def test_threads_follow_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     import fraudlens.market._cnn as cnn
 
