@@ -121,3 +121,18 @@ def test_batch_matches_single(sim: MarketData) -> None:
     batch = explain_batch(sim, ids, top=5)
     for acct in ids[:4]:
         assert batch[acct] == explain_account(sim, acct, top=5)
+
+
+def test_pyarrow_columns_read_the_same() -> None:
+    pa = pytest.importorskip("pyarrow")
+    data = _hand_made()
+    want = explain_account(data, "victim", top=5)
+    trades = data.trades.copy()
+    # pyarrow-backed columns: strings, and a time with its zone (which numpy cannot hold)
+    trades["ts"] = trades["ts"].astype(pd.ArrowDtype(pa.timestamp("ns", tz="UTC")))
+    trades["price"] = trades["price"].astype(pd.ArrowDtype(pa.float64()))
+    for name in ("trade_id", "account_id", "symbol", "side"):
+        trades[name] = trades[name].astype(pd.StringDtype("pyarrow"))
+    got = explain_account(MarketData(data.klines, trades), "victim", top=5)
+    assert got == want
+    assert got[0]["ts"].endswith("+00:00")

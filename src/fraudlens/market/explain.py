@@ -214,9 +214,14 @@ def _records(
     def col(name: str) -> Any:
         values = trades[name].array
         arrow = getattr(values, "_pa_array", None)
-        if arrow is not None and not arrow.null_count:
+        if (
+            arrow is not None
+            and not arrow.null_count
+            and pd.api.types.is_string_dtype(values.dtype)
+        ):
             # pyarrow's own take: pandas' take of pyarrow strings costs a dozen times more
-            # (index checks and a new pandas array) than the few rows it returns
+            # (index checks and a new pandas array) than the few rows it returns. Strings
+            # only: other pyarrow types would lose what numpy cannot hold (a time zone).
             import pyarrow as pa
 
             return arrow.take(pa.array(needed)).to_numpy(zero_copy_only=False)
