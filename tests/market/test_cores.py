@@ -1,0 +1,63 @@
+"""The cores the CNN sizes its threads to: CPU affinity capped by a cgroup CPU quota."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import fraudlens.market._cnn as cnn
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_cgroup_v2_quota_along_the_path(tmp_path: Path) -> None:
+    root, own = tmp_path / "cg", tmp_path / "self_cgroup"
+    _write(own, "0::/system.slice/fraudlens.service\n")
+    assert cnn._cpu_quota(root, own) is None  # nothing readable
+    _write(root / "system.slice" / "fraudlens.service" / "cpu.max", "max 100000\n")
+    assert cnn._cpu_quota(root, own) is None  # no quota set
+    _write(root / "system.slice" / "cpu.max", "250000 100000\n")  # a parent's quota
+    assert cnn._cpu_quota(root, own) == 2.5
+    _write(root / "system.slice" / "fraudlens.service" / "cpu.max", "150000 100000\n")
+    assert cnn._cpu_quota(root, own) == 1.5  # the least along the path
+    # a container's cgroup namespace: its own cgroup at the mount's root
+    _write(own, "0::/\n")
+    _write(root / "cpu.max", "200000 100000\n")
+    assert cnn._cpu_quota(root, own) == 2.0
+
+
+def test_cgroup_v1_quota_and_other_controllers(tmp_path: Path) -> None:
+    root, own = tmp_path / "cg", tmp_path / "self_cgroup"
+    _write(own, "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n0::/\n")
+    base = root / "cpu,cpuacct"
+    _write(base / "cpu.cfs_quota_us", "-1\n")
+    _write(base / "cpu.cfs_period_us", "100000\n")
+    assert cnn._cpu_quota(root, own) is None
+    # the container sees its own cgroup at the mount (no /docker/abc below it)
+    _write(base / "cpu.cfs_quota_us", "300000\n")
+    assert cnn._cpu_quota(root, own) == 3.0
+    _write(root / "memory" / "docker" / "abc" / "cpu.max", "100000 100000\n")  # not cpu
+    assert cnn._cpu_quota(root, own) == 3.0
+    _write(base / "cpu.cfs_period_us", "garbage\n")
+    assert cnn._cpu_quota(root, own) is None
+    assert cnn._cpu_quota(root, tmp_path / "no_such_file") is None  # not Linux
+
+
+def test_threads_never_exceed_the_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cnn.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(cnn, "_runnable_now", lambda: 1)
+    monkeypatch.setattr(cnn, "_quota_read", (-float("inf"), None))  # read again now
+    monkeypatch.setattr(cnn, "_cpu_quota", lambda: 2.0)
+    assert cnn._usable_cores() == 2
+    assert cnn.free_cores() == 2 and cnn.scoring_workers() == 2
+    monkeypatch.setattr(cnn, "_quota_read", (-float("inf"), None))
+    monkeypatch.setattr(cnn, "_cpu_quota", lambda: 0.5)  # half a CPU: still one thread
+    assert cnn.free_cores() == 1 and cnn.scoring_workers() == 1
+    monkeypatch.setattr(cnn, "_quota_read", (-float("inf"), None))
+    monkeypatch.setattr(cnn, "_cpu_quota", lambda: None)
+    assert cnn.free_cores() == 64 and cnn.scoring_workers() == 64
