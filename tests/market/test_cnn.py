@@ -393,3 +393,47 @@ def test_the_cli_offers_every_architecture_and_refuses_others(tmp_path: Path) ->
         app, ["market", "train", "--data", str(tmp_path), "--detector", "cnn", "--arch", "vgg"]
     )
     assert res.exit_code == 2 and "vgg" in res.output
+
+
+def _price_mirror(data: MarketData) -> MarketData:
+    """The same accounts with every price read upside down and every buy a sell."""
+    k, t = data.klines.copy(), data.trades.copy()
+    top = {s: 2.0 * float(g["high"].max()) for s, g in k.groupby("symbol")}
+    ck, ct = k["symbol"].map(top).astype(float), t["symbol"].map(top).astype(float)
+    high, low = k["high"].copy(), k["low"].copy()
+    k["high"], k["low"] = ck - low, ck - high
+    k["open"], k["close"] = ck - k["open"], ck - k["close"]
+    t["price"] = ct - t["price"]
+    t["side"] = t["side"].map({"buy": "sell", "sell": "buy"})
+    return MarketData(k, t, data.labels)
+
+
+def test_the_training_flip_is_the_price_mirror() -> None:
+    torch = pytest.importorskip("torch")
+    from fraudlens.market._cnn_torch import _augment, _mirror_channels
+    from fraudlens.market.render import panels
+
+    data = window(simulate(150, seed=5))
+    images = render_batch(data)
+    mirrored = render_batch(_price_mirror(data))
+    swap = _mirror_channels(images, panels("fraudlens"))
+    assert swap == (0, 1)
+    # the reference look's colours are not a channel swap apart; resized images neither
+    assert _mirror_channels(render_batch(data, style="reference")[:2], panels("reference")) is None
+    assert _mirror_channels(images[:, :, :200], panels("fraudlens")) is None
+
+    def flipped(swap: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+        gen = torch.Generator().manual_seed(0)
+        out = _augment(torch.from_numpy(images), gen, 0, panels("fraudlens"), swap).numpy()
+        changed = ~(out == images).all(axis=(1, 2, 3))
+        return out[changed], mirrored[changed]
+
+    out, want = flipped(swap)
+    assert 40 < len(out) < 110
+    fills = (want[..., :2] > 0).any(axis=3)  # the pixels of buy and sell marks
+    same = (out == want).all(axis=3)
+    # the mirror renders as the flipped, swapped image, up to a row of rounding
+    assert same.mean() > 0.999
+    assert same[fills].mean() > 0.95
+    out, want = flipped(None)  # the plain flip turns the buys of one into the sells of the other
+    assert (out == want).all(axis=3)[fills].mean() < 0.2

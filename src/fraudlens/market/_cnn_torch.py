@@ -493,21 +493,34 @@ class TrainResult:
 
 
 def _augment(
-    x: torch.Tensor, gen: torch.Generator, max_shift: int, flip_bands: tuple[tuple[int, int], ...]
+    x: torch.Tensor,
+    gen: torch.Generator,
+    max_shift: int,
+    flip_bands: tuple[tuple[int, int], ...],
+    swap: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Random horizontal shifts (zero fill) and vertical flips of a uint8 NHWC batch.
 
     Each band of rows ``[r0, r1)`` in ``flip_bands`` (an image's panels) is flipped on
-    its own. A vertical flip turns "buy low, sell high" into "buy high, sell low": both
-    are the takeover pattern, and a flipped normal account stays normal.
+    its own. With ``swap``, a pair of channel indices, the flipped images also swap
+    those two channels: for the fraudlens look (red buys, green sells) that is the
+    price mirror, the same account with prices read upside down and every buy a sell
+    (:func:`_mirror_channels`).
     """
     n = x.shape[0]
     flip = torch.rand(n, generator=gen) < 0.5
     if flip_bands and bool(flip.any()):
         x = x.clone()
         idx = torch.nonzero(flip).flatten()
+        # gathered once, flipped, put back: cheaper than indexed writes per band
+        sub = x.index_select(0, idx)
         for r0, r1 in flip_bands:
-            x[idx, r0:r1] = x[idx, r0:r1].flip(1)
+            sub[:, r0:r1] = sub[:, r0:r1].flip(1)
+        if swap is not None:
+            order = list(range(x.shape[3]))
+            order[swap[0]], order[swap[1]] = swap[1], swap[0]
+            sub = sub.index_select(3, torch.tensor(order))
+        x.index_copy_(0, idx, sub)
     if max_shift > 0:
         shift = int(torch.randint(-max_shift, max_shift + 1, (1,), generator=gen))
         if shift:
@@ -517,6 +530,28 @@ def _augment(
             else:
                 x[:, :, shift:] = 0
     return x
+
+
+def _mirror_channels(
+    images: np.ndarray, flip_bands: tuple[tuple[int, int], ...] | None
+) -> tuple[int, int] | None:
+    """The channels a flip swaps for ``images``: red and green for the fraudlens look.
+
+    A flip of each panel alone turns "buy at the high, sell at the low" into "buy at
+    the low, sell at the high": a losing round trip into a winning one, a stopped-out
+    momentum trade into spread capture. Swapping the buy (red) and sell (green) colours
+    as well gives the price mirror instead (prices read upside down, so each buy is a
+    sell): a loss stays a loss, a long trade becomes a short one. Rendering the mirrored
+    trades and bars gives the flipped, swapped image up to rounding (99.96 % of the
+    pixels of ``simulate(3000, seed=909)``'s images alike; the others are bar ends and
+    fill marks one row apart). The reference look's colours (red ``(255, 0, 0)`` buys, green
+    ``(0, 128, 0)`` sells on white) are not a channel swap apart: it keeps the plain flip.
+    """
+    from fraudlens.market.render import STYLES, panels
+
+    if tuple(images.shape[1:3]) != STYLES["fraudlens"] or flip_bands is None:
+        return None
+    return (0, 1) if tuple(map(tuple, flip_bands)) == panels("fraudlens") else None
 
 
 def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
@@ -558,8 +593,9 @@ def train_network(
     """Train a network from scratch on rendered images.
 
     AdamW with a one-cycle learning-rate schedule, class-balanced cross-entropy, random
-    shifts and flips. A stratified ``val_share`` of the images is held out; the epoch
-    with the lowest validation loss is kept.
+    shifts and flips (for the fraudlens look, the price mirror: panels flipped, buy and
+    sell colours swapped; :func:`_mirror_channels`). A stratified ``val_share`` of the
+    images is held out; the epoch with the lowest validation loss is kept.
 
     Parameters
     ----------
@@ -575,7 +611,13 @@ def train_network(
         Largest random horizontal shift, in pixels.
     flip_bands
         Row bands flipped (each on its own) in half of the training images; default the
-        whole image, ``()`` for no flips.
+        whole image, ``()`` for no flips. When they are the fraudlens look's two panels
+        (:func:`fraudlens.market.render.panels`) and the images have its size, the
+        flipped images also swap red and green (the price mirror). On validation data
+        (trained on ``simulate(4000, seed=101)``, judged on ``simulate(3000,
+        seed=909)``, 40 epochs) the mirror gave ROC AUC 0.9944 / 0.9949 and recall
+        0.939 / 0.938 at 1 % FPR for training seeds 0 / 1, against 0.9917 / 0.9933 and
+        0.921 / 0.916 with the plain flip.
     sample_weight
         Per-image weight in the loss (normalised to mean 1 over the training part, so
         the learning rate means the same with or without it); all 1 when None.
@@ -592,6 +634,7 @@ def train_network(
     y = np.asarray(y).astype(np.int64)
     n = len(y)
     bands = ((0, images.shape[1]),) if flip_bands is None else tuple(flip_bands)
+    swap = _mirror_channels(images, flip_bands)
 
     # Stratified hold-out.
     val_parts = []
@@ -643,7 +686,7 @@ def train_network(
             b = order[i : i + batch_size]
             if len(b) < 2:  # batch norm needs two samples
                 continue
-            xb = _augment(x_all[b], gen, max_shift, bands)
+            xb = _augment(x_all[b], gen, max_shift, bands, swap)
             # an ensemble's members are trained each on its own loss
             outs = net.member_logits(xb) if isinstance(net, BarEnsemble) else [net(xb)]
             per = torch.stack(
