@@ -316,6 +316,7 @@ def test_threads_follow_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     import fraudlens.market._cnn as cnn
 
     monkeypatch.setattr(cnn.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cnn, "_quota_read", (float("inf"), None))  # no CPU quota here
     monkeypatch.setattr(cnn.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     assert cnn.free_cores() == 2
     # one CPU-bound job beside us: one core left
@@ -333,6 +334,7 @@ def test_scoring_threads_follow_the_cores_free_now(monkeypatch: pytest.MonkeyPat
     import fraudlens.market._cnn as cnn
 
     monkeypatch.setattr(cnn.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cnn, "_quota_read", (float("inf"), None))  # no CPU quota here
     # The load average still counts our own training of the last minute; nothing but
     # this thread is runnable now: both cores are free.
     monkeypatch.setattr(cnn.os, "getloadavg", lambda: (1.9, 1.5, 0.8))
