@@ -30,6 +30,7 @@ import pandas as pd
 
 from fraudlens._csvread import NO_DATA_ROWS, read_error
 from fraudlens.errors import DataError
+from fraudlens.market._bars import _factorize
 
 if TYPE_CHECKING:
     from fraudlens.market.features import TradeBook
@@ -249,7 +250,7 @@ def _positions_in_runs(
     symbols: tuple[np.ndarray, Any] | None = None,
 ) -> np.ndarray:
     """:func:`_bar_positions` with each symbol's rows of ``k`` given as ``runs``."""
-    t_codes, t_uniques = pd.factorize(trades["symbol"]) if symbols is None else symbols
+    t_codes, t_uniques = _factorize(trades["symbol"]) if symbols is None else symbols
     k_ts = k["ts"].to_numpy("datetime64[ns]").astype(np.int64)
     t_ts = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64)
     pos = np.full(len(trades), -1, dtype=np.int64)

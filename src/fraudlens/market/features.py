@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlens._isin import equals, isin
-from fraudlens.market._bars import BarContext, _int_order, bar_context
+from fraudlens.market._bars import BarContext, _factorize, _int_order, bar_context
 from fraudlens.market.data import FEW_BARS, MarketData, _bar_positions
 from fraudlens.market.pairs import DEFAULT_MAX_GAP, DEFAULT_PRICE_TOL, DEFAULT_QTY_TOL
 
@@ -242,6 +242,9 @@ def _first_per_group(group: np.ndarray, score: np.ndarray, n_groups: int) -> np.
 # ---------------------------------------------------------------------------------------
 _EMPTY_HITS: Final = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object))
 _NO_HITS: Final = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+#: Most (asked trade, fetched trade) pairs :meth:`TradeBook.candidates` tests one by one
+#: for trades fetched after the index was built, rather than building it again.
+_PAIRWISE_MAX: Final = 1 << 18
 
 
 def _buys(side: pd.Series) -> np.ndarray:
@@ -293,6 +296,7 @@ class TradeBook:
         self._fetched: list[pd.DataFrame] = []
         self._asked: set[str] = set()
         self._index: dict[str, Any] | None = None
+        self._indexed = 0  # how many of ``_fetched`` the built index covers
 
     def __getstate__(self) -> dict[str, Any]:
         # a book crosses processes (Ray) without its index or its fetch callable
@@ -316,8 +320,9 @@ class TradeBook:
         asked.update(t for t, n in zip(ids, new.tolist(), strict=True) if n)
         got = self.fetch(trades if bool(new.all()) else trades[new])
         if len(got):
+            # the index stays over what it covers: the next _built rebuilds it, while
+            # candidates may read the new trades beside it (_extra_rows)
             self._fetched.append(got)
-            self._index = None
 
     def all_trades(self) -> pd.DataFrame:
         """The trades held, and those fetched so far (a trade may appear twice)."""
@@ -332,16 +337,86 @@ class TradeBook:
         """The book's trades that mirror one of ``trades``, each once, in book order: the
         other side as counterparty evidence takes it (``context_trades`` of
         :func:`fraudlens.scoring.market_evidence`)."""
+        if not trades.empty:
+            self._ask(trades)
+            ix = self._index
+            extra = self._fetched[self._indexed :]
+            if ix is not None and extra:
+                rows = self._extra_rows(trades, extra)
+                if rows is not None:
+                    # the index over the trades it covers, the new trades searched beside
+                    # it: the rows a rebuilt index would give, without the rebuild
+                    _, old = self._hits_arrays(*self._query_codes(ix, trades), ix=ix)
+                    return self.all_trades().iloc[np.unique(np.concatenate([old, rows]))]
         _, rows = self._hits(trades)
         return self.all_trades().iloc[np.unique(rows)]
 
+    def _extra_rows(self, trades: pd.DataFrame, extra: list[pd.DataFrame]) -> np.ndarray | None:
+        """Rows in :meth:`all_trades` of the fetched trades not yet indexed (``extra``)
+        that mirror one of ``trades``, each pair tested as :meth:`_hits_arrays` tests it;
+        None when there are too many pairs to test one by one (or values it does not
+        take)."""
+        n_e = sum(len(f) for f in extra)
+        if len(trades) * n_e > _PAIRWISE_MAX:
+            return None
+        cols = ["symbol", "side", "price", "quantity", "ts", "account_id"]
+        e = extra[0][cols] if len(extra) == 1 else pd.concat([f[cols] for f in extra])
+        strings = []
+        for c in ("symbol", "account_id"):
+            both = np.concatenate([trades[c].to_numpy(dtype=object), e[c].to_numpy(dtype=object)])
+            if not all(type(v) is str for v in both.tolist()):
+                return None
+            _, code = np.unique(both, return_inverse=True)
+            code = np.asarray(code, dtype=np.int64).reshape(-1)
+            strings.append((code[: len(trades)], code[len(trades) :]))
+        (q_sym, e_sym), (q_acct, e_acct) = strings
+        q_ts = trades["ts"].to_numpy("datetime64[ns]").view(np.int64)
+        e_ts = e["ts"].to_numpy("datetime64[ns]").view(np.int64)
+        nat = np.iinfo(np.int64).min
+        if bool((q_ts == nat).any()) or bool((e_ts == nat).any()):
+            return None
+        q_p = trades["price"].to_numpy(dtype=np.float64)
+        q_q = trades["quantity"].to_numpy(dtype=np.float64)
+        e_p = e["price"].to_numpy(dtype=np.float64)[None, :]
+        e_q = e["quantity"].to_numpy(dtype=np.float64)[None, :]
+        known = np.isfinite(q_p) & np.isfinite(q_q)
+        p_span = (self.price_tol * np.abs(q_p))[:, None]
+        q_span = (self.qty_tol * np.abs(q_q))[:, None]
+        q_p, q_q = q_p[:, None], q_q[:, None]
+        ok = (
+            known[:, None]
+            & (q_sym[:, None] == e_sym[None, :])
+            & (_buys(trades["side"])[:, None] != _buys(e["side"])[None, :])
+            & (e_p >= q_p - p_span)
+            & (e_p <= q_p + p_span)
+            & (e_q >= q_q - q_span)
+            & (e_q <= q_q + q_span)
+            & (np.abs(e_ts[None, :] - q_ts[:, None]) <= self.max_gap.value)
+            & (q_acct[:, None] != e_acct[None, :])
+        )
+        start = len(self.trades) + sum(len(f) for f in self._fetched[: self._indexed])
+        return start + np.flatnonzero(ok.any(axis=0))
+
+    def _query_codes(
+        self, ix: dict[str, Any], trades: pd.DataFrame
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            _codes_in(ix["syms"], trades["symbol"]),
+            _buys(trades["side"]),
+            trades["price"].to_numpy(dtype=np.float64),
+            trades["quantity"].to_numpy(dtype=np.float64),
+            trades["ts"].to_numpy("datetime64[ns]").view(np.int64),
+            _codes_in(ix["accts"], trades["account_id"]),
+        )
+
     def _built(self) -> dict[str, Any]:
-        if self._index is not None:
+        if self._index is not None and self._indexed == len(self._fetched):
             return self._index
+        self._indexed = len(self._fetched)
         book = self.all_trades()
-        sym_codes, syms = pd.factorize(book["symbol"])
+        sym_codes, syms = _factorize(book["symbol"])
         # account codes in id order: ties between mirroring accounts go to the smaller id
-        acct_codes, accts = pd.factorize(book["account_id"], sort=True)
+        acct_codes, accts = _factorize(book["account_id"], sort=True)
         ts = book["ts"].to_numpy("datetime64[ns]").view(np.int64)
         price = book["price"].to_numpy(dtype=np.float64)
         qty = book["quantity"].to_numpy(dtype=np.float64)
@@ -401,14 +476,7 @@ class TradeBook:
         ix = self._built()
         if len(ix["key"]) == 0:
             return _NO_HITS
-        return self._hits_arrays(
-            _codes_in(ix["syms"], trades["symbol"]),
-            _buys(trades["side"]),
-            trades["price"].to_numpy(dtype=np.float64),
-            trades["quantity"].to_numpy(dtype=np.float64),
-            trades["ts"].to_numpy("datetime64[ns]").view(np.int64),
-            _codes_in(ix["accts"], trades["account_id"]),
-        )
+        return self._hits_arrays(*self._query_codes(ix, trades), ix=ix)
 
     def _hits_arrays(
         self,
@@ -418,10 +486,14 @@ class TradeBook:
         qty: np.ndarray,
         ts: np.ndarray,
         acct: np.ndarray,
+        *,
+        ix: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_hits` on arrays: ``sym`` and ``acct`` are codes in the built index's
-        ``syms`` and ``accts`` (-1 when the book has none), after :meth:`_ask`."""
-        ix = self._built()
+        ``syms`` and ``accts`` (-1 when the book has none), after :meth:`_ask`; ``ix``
+        an index already at hand (the built one when None)."""
+        if ix is None:
+            ix = self._built()
         known = np.flatnonzero((sym >= 0) & np.isfinite(price) & np.isfinite(qty))
         if len(known) == 0 or len(ix["key"]) == 0:
             return _NO_HITS
@@ -498,7 +570,7 @@ def _value_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _codes_in(index: pd.Index, values: pd.Series) -> np.ndarray:
     """Position of each of ``values`` in ``index`` (-1 if absent): one lookup per
     distinct value."""
-    codes, uniques = pd.factorize(values)
+    codes, uniques = _factorize(values)
     where = index.get_indexer(uniques)
     return np.where(codes >= 0, where[np.maximum(codes, 0)], -1).astype(np.int64)
 
@@ -765,14 +837,17 @@ def _trade_arrays(
     order and what they stand for (:func:`_traded_sorted_klines`), when known."""
     n = len(trades)
     if symbols is None:
-        symbols = pd.factorize(trades["symbol"])
+        symbols = _factorize(trades["symbol"])
     if bar_row is None:
         bar_row = np.asarray(
             _bar_positions(trades, k, bar, symbols=symbols, k_symbols=k_symbols), dtype=np.int64
         )
     has_bar = bar_row >= 0
     safe = np.where(has_bar, bar_row, 0)
-    acct_codes, account_ids = pd.factorize(trades["account_id"].astype(str), sort=True)
+    acct_col = trades["account_id"]
+    if acct_col.dtype == object or not pd.api.types.is_string_dtype(acct_col.dtype):
+        acct_col = acct_col.astype(str)  # strings need no copy
+    acct_codes, account_ids = _factorize(acct_col, sort=True)
     acct = np.asarray(acct_codes, dtype=np.int64)
     is_buy = _buys(trades["side"])
     price = trades["price"].to_numpy(dtype=np.float64)
@@ -1334,7 +1409,7 @@ def _analyse_bars(
     """:func:`_analyse`, with the k-lines it read first (the traded symbols' k-lines
     sorted by ``(symbol, ts)``)."""
     # one factorisation of the trades' symbols serves the bars' selection and search
-    symbols = pd.factorize(data.trades["symbol"])
+    symbols = _factorize(data.trades["symbol"])
     k, k_symbols = _traded_sorted_klines(data.klines, data.trades, symbols[1])
     tr = _trade_arrays(data.trades, k, data.bar, symbols=symbols, k_symbols=k_symbols)
     legs = _legs(tr)
