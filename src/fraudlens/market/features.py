@@ -242,9 +242,6 @@ def _first_per_group(group: np.ndarray, score: np.ndarray, n_groups: int) -> np.
 # ---------------------------------------------------------------------------------------
 _EMPTY_HITS: Final = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object))
 _NO_HITS: Final = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-#: Most (asked trade, fetched trade) pairs :meth:`TradeBook.candidates` tests one by one
-#: for trades fetched after the index was built, rather than building it again.
-_PAIRWISE_MAX: Final = 1 << 18
 
 
 def _buys(side: pd.Series) -> np.ndarray:
@@ -296,7 +293,6 @@ class TradeBook:
         self._fetched: list[pd.DataFrame] = []
         self._asked: set[str] = set()
         self._index: dict[str, Any] | None = None
-        self._indexed = 0  # how many of ``_fetched`` the built index covers
 
     def __getstate__(self) -> dict[str, Any]:
         # a book crosses processes (Ray) without its index or its fetch callable
@@ -320,9 +316,8 @@ class TradeBook:
         asked.update(t for t, n in zip(ids, new.tolist(), strict=True) if n)
         got = self.fetch(trades if bool(new.all()) else trades[new])
         if len(got):
-            # the index stays over what it covers: the next _built rebuilds it, while
-            # candidates may read the new trades beside it (_extra_rows)
             self._fetched.append(got)
+            self._index = None
 
     def all_trades(self) -> pd.DataFrame:
         """The trades held, and those fetched so far (a trade may appear twice)."""
@@ -337,82 +332,12 @@ class TradeBook:
         """The book's trades that mirror one of ``trades``, each once, in book order: the
         other side as counterparty evidence takes it (``context_trades`` of
         :func:`fraudlens.scoring.market_evidence`)."""
-        if not trades.empty:
-            self._ask(trades)
-            ix = self._index
-            extra = self._fetched[self._indexed :]
-            if ix is not None and extra:
-                rows = self._extra_rows(trades, extra)
-                if rows is not None:
-                    # the index over the trades it covers, the new trades searched beside
-                    # it: the rows a rebuilt index would give, without the rebuild
-                    _, old = self._hits_arrays(*self._query_codes(ix, trades), ix=ix)
-                    return self.all_trades().iloc[np.unique(np.concatenate([old, rows]))]
         _, rows = self._hits(trades)
         return self.all_trades().iloc[np.unique(rows)]
 
-    def _extra_rows(self, trades: pd.DataFrame, extra: list[pd.DataFrame]) -> np.ndarray | None:
-        """Rows in :meth:`all_trades` of the fetched trades not yet indexed (``extra``)
-        that mirror one of ``trades``, each pair tested as :meth:`_hits_arrays` tests it;
-        None when there are too many pairs to test one by one (or values it does not
-        take)."""
-        n_e = sum(len(f) for f in extra)
-        if len(trades) * n_e > _PAIRWISE_MAX:
-            return None
-        cols = ["symbol", "side", "price", "quantity", "ts", "account_id"]
-        e = extra[0][cols] if len(extra) == 1 else pd.concat([f[cols] for f in extra])
-        strings = []
-        for c in ("symbol", "account_id"):
-            both = np.concatenate([trades[c].to_numpy(dtype=object), e[c].to_numpy(dtype=object)])
-            if not all(type(v) is str for v in both.tolist()):
-                return None
-            _, code = np.unique(both, return_inverse=True)
-            code = np.asarray(code, dtype=np.int64).reshape(-1)
-            strings.append((code[: len(trades)], code[len(trades) :]))
-        (q_sym, e_sym), (q_acct, e_acct) = strings
-        q_ts = trades["ts"].to_numpy("datetime64[ns]").view(np.int64)
-        e_ts = e["ts"].to_numpy("datetime64[ns]").view(np.int64)
-        nat = np.iinfo(np.int64).min
-        if bool((q_ts == nat).any()) or bool((e_ts == nat).any()):
-            return None
-        q_p = trades["price"].to_numpy(dtype=np.float64)
-        q_q = trades["quantity"].to_numpy(dtype=np.float64)
-        e_p = e["price"].to_numpy(dtype=np.float64)[None, :]
-        e_q = e["quantity"].to_numpy(dtype=np.float64)[None, :]
-        known = np.isfinite(q_p) & np.isfinite(q_q)
-        p_span = (self.price_tol * np.abs(q_p))[:, None]
-        q_span = (self.qty_tol * np.abs(q_q))[:, None]
-        q_p, q_q = q_p[:, None], q_q[:, None]
-        ok = (
-            known[:, None]
-            & (q_sym[:, None] == e_sym[None, :])
-            & (_buys(trades["side"])[:, None] != _buys(e["side"])[None, :])
-            & (e_p >= q_p - p_span)
-            & (e_p <= q_p + p_span)
-            & (e_q >= q_q - q_span)
-            & (e_q <= q_q + q_span)
-            & (np.abs(e_ts[None, :] - q_ts[:, None]) <= self.max_gap.value)
-            & (q_acct[:, None] != e_acct[None, :])
-        )
-        start = len(self.trades) + sum(len(f) for f in self._fetched[: self._indexed])
-        return start + np.flatnonzero(ok.any(axis=0))
-
-    def _query_codes(
-        self, ix: dict[str, Any], trades: pd.DataFrame
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return (
-            _codes_in(ix["syms"], trades["symbol"]),
-            _buys(trades["side"]),
-            trades["price"].to_numpy(dtype=np.float64),
-            trades["quantity"].to_numpy(dtype=np.float64),
-            trades["ts"].to_numpy("datetime64[ns]").view(np.int64),
-            _codes_in(ix["accts"], trades["account_id"]),
-        )
-
     def _built(self) -> dict[str, Any]:
-        if self._index is not None and self._indexed == len(self._fetched):
+        if self._index is not None:
             return self._index
-        self._indexed = len(self._fetched)
         book = self.all_trades()
         sym_codes, syms = _factorize(book["symbol"])
         # account codes in id order: ties between mirroring accounts go to the smaller id
@@ -476,7 +401,14 @@ class TradeBook:
         ix = self._built()
         if len(ix["key"]) == 0:
             return _NO_HITS
-        return self._hits_arrays(*self._query_codes(ix, trades), ix=ix)
+        return self._hits_arrays(
+            _codes_in(ix["syms"], trades["symbol"]),
+            _buys(trades["side"]),
+            trades["price"].to_numpy(dtype=np.float64),
+            trades["quantity"].to_numpy(dtype=np.float64),
+            trades["ts"].to_numpy("datetime64[ns]").view(np.int64),
+            _codes_in(ix["accts"], trades["account_id"]),
+        )
 
     def _hits_arrays(
         self,
@@ -486,14 +418,10 @@ class TradeBook:
         qty: np.ndarray,
         ts: np.ndarray,
         acct: np.ndarray,
-        *,
-        ix: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_hits` on arrays: ``sym`` and ``acct`` are codes in the built index's
-        ``syms`` and ``accts`` (-1 when the book has none), after :meth:`_ask`; ``ix``
-        an index already at hand (the built one when None)."""
-        if ix is None:
-            ix = self._built()
+        ``syms`` and ``accts`` (-1 when the book has none), after :meth:`_ask`."""
+        ix = self._built()
         known = np.flatnonzero((sym >= 0) & np.isfinite(price) & np.isfinite(qty))
         if len(known) == 0 or len(ix["key"]) == 0:
             return _NO_HITS
