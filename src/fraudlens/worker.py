@@ -271,17 +271,14 @@ def _message(item: tuple[Message, AccountCheck]) -> Message:
 def _latest_trades(data: MarketData, accounts: set[str]) -> dict[str, Any]:
     """Each account's latest trade time (its window's end), as aware datetimes."""
     import numpy as np
-    import pandas as pd
+
+    from fraudlens.market._bars import _factorize
 
     trades = data.trades
     column = trades["account_id"]
-    if len(column) <= 512 and pd.api.types.is_string_dtype(column.dtype) and not column.hasnans:
-        # numpy's unique of the ids as Python strings: on a small batch's rows pandas'
-        # factorize of pyarrow strings costs several times more (its fixed cost)
-        names, codes = np.unique(column.to_numpy(dtype=object), return_inverse=True)
-        codes = np.asarray(codes).reshape(-1)
-    else:
-        codes, names = pd.factorize(column)
+
+    # short string columns skip pandas' fixed cost (a small batch's few dozen ids)
+    codes, names = _factorize(column)
     ts = trades["ts"].to_numpy("datetime64[us]").view(np.int64)
     latest = np.full(len(names), np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(latest, codes, ts)

@@ -25,3 +25,22 @@ def test_short_string_columns_factorise_as_pandas(sort: bool) -> None:
     codes, uniques = _factorize(col, sort=sort)
     want_codes, want_uniques = pd.factorize(col, sort=sort)
     assert np.array_equal(codes, want_codes) and list(uniques) == list(want_uniques)
+
+
+@pytest.mark.parametrize("n", [0, 5, 300, 600])
+def test_pair_codes_equal_pandas_on_strings_numbers_and_missing_values(n: int) -> None:
+    from fraudlens.market.pairs import _sorted_codes
+
+    rng = np.random.default_rng(n)
+    words = np.array(["acct-b", "acct-a", "ä", "Z", "a b"])
+    cases = [
+        pd.Series(words[rng.integers(0, len(words), n)], dtype="str"),
+        pd.Series(rng.integers(0, 50, n)),
+        pd.Series(["b", None, "a"] * (n // 3 + 1), dtype="str"),
+    ]
+    for col in cases:
+        codes, uniques = _sorted_codes(col)
+        want_codes, want_uniques = pd.factorize(col.astype(str), sort=True)
+        assert codes.dtype == np.int64
+        assert np.array_equal(codes, want_codes)
+        assert list(uniques) == list(want_uniques)

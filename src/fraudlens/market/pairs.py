@@ -150,8 +150,6 @@ EVIDENCE_DESCRIPTIONS: Final[dict[str, str]] = {
 EVIDENCE_COLUMNS: Final[tuple[str, ...]] = tuple(EVIDENCE_DESCRIPTIONS)
 
 _NO_LIMIT: Final = np.iinfo(np.int64).max // 4
-#: Longest string column :func:`_sorted_codes` factorises with numpy rather than pandas.
-_NUMPY_UNIQUE_MAX: Final = 512
 #: Vectorised matching rounds before a slow-settling remainder goes to the sequential
 #: greedy (module-level so tests can force either path).
 _FAST_ROUNDS = 16
@@ -197,21 +195,14 @@ def _levels(group: np.ndarray, value: np.ndarray, rel_tol: float) -> np.ndarray:
 
 def _sorted_codes(column: pd.Series) -> tuple[np.ndarray, Any]:
     """``pd.factorize(column.astype(str), sort=True)``: int64 codes into the sorted
-    distinct values.
+    distinct values. A column of strings needs no ``astype(str)`` copy, and a short one
+    is coded by :func:`fraudlens.market._bars._factorize` without pandas' fixed cost."""
+    from fraudlens.market._bars import _factorize
 
-    A short column of strings is factorised by numpy on its Python strings: pandas'
-    factorize of pyarrow strings has a fixed cost of about 0.2 ms a call, a tenth of a
-    small worker batch's evidence, while numpy's sort costs more past a few hundred
-    values. A column of strings needs no ``astype(str)`` copy. Anything else (numbers,
-    missing values) takes pandas' path.
-    """
-    if pd.api.types.is_string_dtype(column.dtype) and column.dtype != object and not column.hasnans:
-        if len(column) <= _NUMPY_UNIQUE_MAX:
-            # Python's str order is code-point order, as pandas sorts strings
-            uniques, codes = np.unique(column.to_numpy(dtype=object), return_inverse=True)
-            return np.asarray(codes, dtype=np.int64).reshape(-1), uniques
-        codes, uniques = pd.factorize(column, sort=True)
-        return np.asarray(codes, dtype=np.int64), uniques
+    if pd.api.types.is_string_dtype(column.dtype) and column.dtype != object:
+        codes, uniques = _factorize(column, sort=True)
+        if not bool((codes < 0).any()):  # a missing value takes astype(str) below
+            return np.asarray(codes, dtype=np.int64), uniques
     codes, uniques = pd.factorize(column.astype(str), sort=True)
     return np.asarray(codes, dtype=np.int64), uniques
 
