@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
 
 from fraudlens._closing import Closing
 from fraudlens._time import utc, utcnow
@@ -1140,13 +1141,13 @@ def _mirror_sql(n: int, paramstyle: str) -> str:
     served by the ``(symbol, ts)`` index. Timestamps come back as raw driver values, as
     in :func:`_raw_columns`."""
     mark = "?" if paramstyle == "qmark" else "%s"
+    # %s is PyMySQL's (PostgreSQL has its own statement): ts as text, as in _RawTs
+    cols = [("CAST(ts AS CHAR) AS ts" if c == "ts" and mark == "%s" else c) for c in _TRADE_COLUMNS]
     box = (
         f"(symbol = {mark} AND side = {mark} AND ts >= {mark} AND ts <= {mark} "
         f"AND price >= {mark} AND price <= {mark} AND quantity >= {mark} AND quantity <= {mark})"
     )
-    return f"SELECT {', '.join(_TRADE_COLUMNS)} FROM {Trade.__tablename__} WHERE " + " OR ".join(
-        [box] * n
-    )
+    return f"SELECT {', '.join(cols)} FROM {Trade.__tablename__} WHERE " + " OR ".join([box] * n)
 
 
 #: PostgreSQL's mirror-candidate statement: the boxes of :func:`_mirror_sql` as eight
@@ -1174,12 +1175,34 @@ def _driver_stamps(dialect: str, stamps: np.ndarray) -> list[Any]:
     return list(stamps.astype("datetime64[us]").astype(object).tolist())
 
 
+class _RawTs(sa.sql.functions.FunctionElement[Any]):
+    """A ``ts`` column as the driver reads it fastest: the column itself, except on
+    MySQL/MariaDB, where it is the column's text (``CAST(ts AS CHAR)``, ISO text with
+    microseconds): PyMySQL turns each DATETIME into a datetime in Python, which cost
+    more than the whole column's text read by numpy (156 bar rows: 3.0 ms instead of
+    3.8 ms)."""
+
+    type = sa.types.NullType()
+    inherit_cache = True
+    name = "raw_ts"
+
+
+@compiles(_RawTs)
+def _raw_ts_default(element: _RawTs, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_RawTs, "mysql")
+def _raw_ts_mysql(element: _RawTs, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS CHAR)"
+
+
 def _raw_columns(table: type[Kline] | type[Trade], names: tuple[str, ...]) -> list[Any]:
     """Columns to select, with ``ts`` left unprocessed: pandas parses a whole column of
-    driver values (text on SQLite, naive datetimes elsewhere) far faster than a per-row
-    type processor."""
+    driver values (text on SQLite and MySQL/MariaDB, see :class:`_RawTs`, naive
+    datetimes elsewhere) far faster than a per-row type processor."""
     cols = table.__table__.c
-    return [sa.type_coerce(cols[c], sa.types.NullType()) if c == "ts" else cols[c] for c in names]
+    return [_RawTs(cols[c]).label(c) if c == "ts" else cols[c] for c in names]
 
 
 def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:
