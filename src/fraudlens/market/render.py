@@ -738,6 +738,16 @@ _RENDERERS: dict[str, Callable[[_Prepared, int, int, np.ndarray], None]] = {
 # --------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------
+def _canvas(style: str, n: int) -> np.ndarray:
+    """``n`` blank images of ``style``: black as np.zeros (fresh zero pages, no pass over
+    the memory) for the fraudlens look, white for the reference look; the renderers draw
+    on them."""
+    height, width = STYLES[style]
+    if style == "fraudlens":
+        return np.zeros((n, height, width, 3), dtype=np.uint8)
+    return np.full((n, height, width, 3), 255, dtype=np.uint8)
+
+
 def render_batch(
     data: MarketData,
     account_ids: Sequence[str] | np.ndarray | None = None,
@@ -769,13 +779,7 @@ def render_batch(
     ids = data.account_ids if account_ids is None else np.asarray(account_ids, dtype=str)
     uniq, inverse = np.unique(ids, return_inverse=True)
     # Render each account once, in sorted order, then put them in the order asked for.
-    height, width = STYLES[style]
-    # The background is set here, once: black as np.zeros (fresh zero pages, no pass
-    # over the memory), white for the reference look; the renderers draw on it.
-    if style == "fraudlens":
-        imgs = np.zeros((len(uniq), height, width, 3), dtype=np.uint8)
-    else:
-        imgs = np.full((len(uniq), height, width, 3), 255, dtype=np.uint8)
+    imgs = _canvas(style, len(uniq))
     prepared = _prepare(data, uniq, context=style == "fraudlens")
     draw = _RENDERERS[style]
     for start in range(0, len(uniq), _CHUNK):
@@ -812,15 +816,11 @@ def render_chunks(
         for start in range(0, len(ids), chunk):
             yield start, imgs[start : start + chunk]
         return
-    height, width = STYLES[style]
     prepared = _prepare(data, ids, context=style == "fraudlens")
     draw = _RENDERERS[style]
     for start in range(0, len(ids), chunk):
         stop = min(start + chunk, len(ids))
-        if style == "fraudlens":
-            imgs = np.zeros((stop - start, height, width, 3), dtype=np.uint8)
-        else:
-            imgs = np.full((stop - start, height, width, 3), 255, dtype=np.uint8)
+        imgs = _canvas(style, stop - start)
         draw(prepared, start, stop, imgs)
         yield start, imgs
 
