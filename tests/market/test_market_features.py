@@ -455,3 +455,35 @@ def test_bar_context_cache_bound_counts_each_kept_day(monkeypatch) -> None:
     for f in ("rank", "tick", "median_amp", "median_volume"):
         assert getattr(got, f).tobytes() == getattr(want, f).tobytes(), f
     _bars.clear_day_cache()
+
+
+def test_bar_context_cache_keeps_the_days_read_again(monkeypatch) -> None:
+    from fraudlens.market import _bars
+
+    # A worker reads yesterday's closed day with every batch while today's day gets a
+    # new key with each new bar: the closed day must outlive today's old versions.
+    def one_day(symbol: str, n_bars: int, shift: float = 0.0) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "symbol": symbol,
+                "ts": T0 + pd.to_timedelta(5 * np.arange(n_bars), unit="min"),
+                "open": 10.0 + shift,
+                "high": 11.0 + 0.01 * np.arange(n_bars) + shift,
+                "low": 9.0,
+                "close": 10.5,
+                "volume": 5.0,
+            }
+        )
+
+    closed = one_day("AAA", 100)
+    key_bars = 100 + _bars._DAY_COST
+    monkeypatch.setattr(_bars, "_DAYS_KEPT", 3 * key_bars)  # room for three such days
+    _bars.clear_day_cache()
+    _bars.bar_context(closed)
+    (closed_key,) = _bars._days
+    for version in range(1, 6):  # today's bars, one version after another
+        _bars.bar_context(one_day("BBB", 100, shift=version))
+        assert closed_key in _bars._days, version
+        _bars.bar_context(closed)  # read again
+    assert _bars._days_rows <= 3 * key_bars
+    _bars.clear_day_cache()

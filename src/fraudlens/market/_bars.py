@@ -371,6 +371,14 @@ def _cached_day_statistics(
         keys.append(digest.digest())
     found = [_days.get(key) for key in keys]
     miss = [i for i, day in enumerate(found) if day is None]
+    if len(miss) < len(keys):
+        # Least recently used leaves first: a day read again moves to the end, so the
+        # closed days a worker reads all the time outlive the versions of today's bars
+        # that each new bar makes.
+        with _days_lock:
+            for key, day in zip(keys, found, strict=True):
+                if day is not None and key in _days:
+                    _days[key] = _days.pop(key)
     if miss:
         if len(miss) == len(keys):
             sub_prices, sub_vol, sub_start, sub_counts = prices, vol, start, counts
@@ -391,7 +399,7 @@ def _cached_day_statistics(
                 if key not in _days:
                     _days[key] = day
                     _days_rows += len(day[3]) + _DAY_COST
-            while _days_rows > _DAYS_KEPT and _days:  # the oldest first
+            while _days_rows > _DAYS_KEPT and _days:  # the least recently used first
                 _days_rows -= len(_days.pop(next(iter(_days)))[3]) + _DAY_COST
     days = cast("list[tuple[float, float, float, np.ndarray]]", found)
     return (
