@@ -191,8 +191,19 @@ def test_pinned_calls_share_one_connection_and_give_it_up_on_failure(store: Stor
         pd.testing.assert_frame_equal(data.trades, alone)
         assert store.mirror_candidates(data.trades)["trade_id"].tolist() == ["b1"]
         assert store._pinned_connection() is pinned
-        # reads began a transaction on the pinned connection: the write still commits
+        # reads began a transaction on the pinned connection: the write still commits;
+        # on a server it joins the reads' transaction, one COMMIT for both
+        commits: list[object] = []
+
+        def committed(conn: object) -> None:
+            commits.append(conn)
+
+        sa.event.listen(store.engine, "commit", committed)
         assert store.add_risk_events([_event("V")]) == 1
+        sa.event.remove(store.engine, "commit", committed)
+        on_pinned = [c for c in commits if c is pinned]  # (SQLite's ANALYZE has its own)
+        assert len(on_pinned) == (2 if store.dialect == "sqlite" else 1)
+        assert not pinned.in_transaction()
         # a failing statement gives the connection up; later calls take fresh ones
         with pytest.raises(sa.exc.DBAPIError), store._connect() as conn:
             conn.exec_driver_sql("SELECT * FROM no_such_table")
@@ -201,6 +212,23 @@ def test_pinned_calls_share_one_connection_and_give_it_up_on_failure(store: Stor
     assert store._pinned_connection() is None
     assert store.add_risk_events([_event("V")]) == 0  # committed above: the key is taken
     assert store.counts()["risk_events"] == 1
+
+
+def test_a_failed_write_after_pinned_reads_rolls_back_and_gives_the_connection_up(
+    store: Store,
+) -> None:
+    import sqlalchemy as sa
+
+    store.load_klines(_klines("X", 8.0, 14.0))
+    store.load_trades(book([("v1", "V", "X", 10, "buy", 13.0, 4.0)]))
+    with store.pinned():
+        assert len(store.account_windows(["V"]).trades) == 1  # reads begin a transaction
+        with pytest.raises(sa.exc.DBAPIError), store._begin() as conn:
+            conn.execute(sa.text("DELETE FROM trades"))
+            conn.exec_driver_sql("SELECT * FROM no_such_table")
+        assert store._pinned_connection() is None
+        assert len(store.account_windows(["V"]).trades) == 1
+    assert store.counts()["trades"] == 1
 
 
 def test_empty_and_bad_arguments(store: Store) -> None:

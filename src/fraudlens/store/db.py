@@ -303,8 +303,22 @@ class Store(Closing, AuthStore, TriageStore):
         # here, so a write to an unreachable server is a StoreError like a read.
         with self._connect() as conn:
             if conn.in_transaction():
-                # a pinned connection's reads began a transaction: end it first
-                conn.commit()
+                if self.dialect == "sqlite":
+                    # a pinned connection's reads began a transaction: end it first (a
+                    # SQLite read transaction that turns writer fails at once with
+                    # "database is locked" when another connection wrote meanwhile)
+                    conn.commit()
+                else:
+                    # on a server the write joins the reads' transaction and one COMMIT
+                    # ends both: a round trip less per worker batch (the reads' COMMIT
+                    # cost 1.2 ms a batch on MariaDB on a loaded machine)
+                    try:
+                        yield conn
+                    except BaseException:
+                        conn.rollback()
+                        raise
+                    conn.commit()
+                    return
             with conn.begin():
                 yield conn
 
@@ -339,8 +353,10 @@ class Store(Closing, AuthStore, TriageStore):
         server that is two round trips per call (the liveness ping on checkout, the
         rollback on return): several per worker batch, which a check waits for. On a
         SQLite file they are statements too (a few tenths of a millisecond per batch).
-        Reads inside share one transaction (ended before a write, which commits on its
-        own); a call that fails gives the connection up, and later calls take fresh ones.
+        Reads inside share one transaction. On a server a write joins it and its COMMIT
+        ends both; on SQLite the reads' transaction is ended before the write, which
+        commits on its own. A call that fails gives the connection up, and later calls
+        take fresh ones.
         An in-memory SQLite database has one connection anyway: nothing changes there.
         """
         if self._pinned_connection() is not None or (
