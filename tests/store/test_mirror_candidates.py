@@ -214,6 +214,50 @@ def test_pinned_calls_share_one_connection_and_give_it_up_on_failure(store: Stor
     assert store.counts()["risk_events"] == 1
 
 
+def test_a_lingering_pin_keeps_its_connection_for_the_next_block(store: Store) -> None:
+    import sqlalchemy as sa
+
+    store.load_klines(_klines("X", 8.0, 14.0))
+    store.load_trades(book([("v1", "V", "X", 10, "buy", 13.0, 4.0)]))
+    checkouts: list[object] = []
+
+    def checked_out(*args: object) -> None:
+        checkouts.append(args)
+
+    sa.event.listen(store.engine, "checkout", checked_out)
+    with store.pinned(linger=60):
+        first = store._pinned_connection()
+        assert first is not None
+        assert len(store.account_windows(["V"]).trades) == 1  # reads begin a transaction
+    # kept, its reads' transaction ended (no snapshot or lock held between blocks)
+    assert store._pinned_connection() is None
+    assert not first.closed and not first.in_transaction()
+    with store.pinned(linger=60):
+        assert store._pinned_connection() is first
+        assert len(store.account_windows(["V"]).trades) == 1
+    assert len(checkouts) == 1  # no second checkout (no ping, no rollback on return)
+    checkouts.clear()
+    # a block that raises keeps nothing; the next block takes a fresh connection
+    with pytest.raises(RuntimeError), store.pinned(linger=60):
+        assert store._pinned_connection() is first
+        raise RuntimeError("bad batch")
+    assert first.closed
+    with store.pinned(linger=60):
+        second = store._pinned_connection()
+        assert second is not None and second is not first
+    assert len(checkouts) == 1
+    # a block after the linger (here none) gives the kept connection back first
+    with store.pinned():
+        assert store._pinned_connection() is not second
+    assert second.closed
+    with store.pinned(linger=60):
+        third = store._pinned_connection()
+    assert third is not None and not third.closed
+    store.close()  # closes the kept connection too
+    assert third.closed
+    sa.event.remove(store.engine, "checkout", checked_out)
+
+
 def test_a_failed_write_after_pinned_reads_rolls_back_and_gives_the_connection_up(
     store: Store,
 ) -> None:

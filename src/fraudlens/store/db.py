@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -251,6 +252,8 @@ class Store(Closing, AuthStore, TriageStore):
         # k-line frames built from cached days alone, by the (symbol, day) pairs they hold
         self._bar_frames: OrderedDict[tuple[tuple[str, int], ...], pd.DataFrame] = OrderedDict()
         self._cache_lock = threading.Lock()
+        # connections kept between pinned blocks (pinned(linger=...)), any thread's
+        self._kept: set[sa.Connection] = set()
         try:
             parsed = sa.engine.make_url(self.url)
         except sa.exc.ArgumentError as exc:
@@ -281,7 +284,11 @@ class Store(Closing, AuthStore, TriageStore):
         return f"Store({self._safe_url()!r})"
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and those kept by :meth:`pinned`)."""
+        with self._cache_lock:
+            kept, self._kept = self._kept, set()
+        for conn in kept:
+            self._close_quietly(conn)
         self.engine.dispose()
 
     def _connect(self) -> AbstractContextManager[sa.Connection]:
@@ -340,13 +347,46 @@ class Store(Closing, AuthStore, TriageStore):
         local = self.__dict__.get("_pin")
         if local is not None and getattr(local, "conn", None) is conn:
             local.conn = None
+        self._close_quietly(conn)
+
+    @staticmethod
+    def _close_quietly(conn: sa.Connection) -> None:
         try:
             conn.close()
         except Exception:  # a dead connection: the pool drops it
             log.debug("closing a pinned connection failed", exc_info=True)
 
+    def _take_kept(self, local: threading.local, linger: float) -> sa.Connection | None:
+        """This thread's connection kept by the last pinned block, if it ended at most
+        ``linger`` seconds ago (else it goes back to the pool)."""
+        kept = getattr(local, "kept", None)
+        if kept is None:
+            return None
+        local.kept = None
+        conn, at = kept
+        with self._cache_lock:
+            self._kept.discard(conn)
+        if time.monotonic() - at <= linger and not conn.closed and not conn.invalidated:
+            return conn
+        self._close_quietly(conn)
+        return None
+
+    def _keep(self, local: threading.local, conn: sa.Connection) -> bool:
+        """End the pinned block's read transaction, if any, and keep its connection for
+        the next block; False (and nothing kept) if that fails."""
+        try:
+            if conn.in_transaction():
+                conn.rollback()  # reads only: a write committed on its own
+        except Exception:
+            log.debug("ending a pinned connection's reads failed", exc_info=True)
+            return False
+        local.kept = (conn, time.monotonic())
+        with self._cache_lock:
+            self._kept.add(conn)
+        return True
+
     @contextmanager
-    def pinned(self) -> Iterator[None]:
+    def pinned(self, *, linger: float = 0.0) -> Iterator[None]:
         """Run this thread's store calls inside the block on one pooled connection.
 
         Each call otherwise checks a connection out of the pool and back in, and on a
@@ -358,20 +398,34 @@ class Store(Closing, AuthStore, TriageStore):
         commits on its own. A call that fails gives the connection up, and later calls
         take fresh ones.
         An in-memory SQLite database has one connection anyway: nothing changes there.
+
+        Parameters
+        ----------
+        linger
+            Seconds the connection stays checked out after the block ends well (its
+            reads' transaction ended), for this thread's next pinned block: a worker
+            busy with batch after batch then skips the checkout's ping and the
+            return's rollback, two round trips a batch. A connection idle for longer
+            goes back to the pool and the next block takes one afresh, pinged. One that
+            died meanwhile fails the first call, an outage like any other.
         """
         if self._pinned_connection() is not None or (
             self.dialect == "sqlite" and self.engine.pool.__class__ is sa.pool.StaticPool
         ):
             yield
             return
-        conn = self._checkout()
         local = self.__dict__.setdefault("_pin", threading.local())
+        conn = self._take_kept(local, linger) or self._checkout()
         local.conn = conn
+        ok = False
         try:
             yield
+            ok = True
         finally:
             if getattr(local, "conn", None) is conn:
-                self._unpin(conn)
+                local.conn = None
+                if not (ok and linger > 0 and self._keep(local, conn)):
+                    self._close_quietly(conn)
 
     # -- schema ----------------------------------------------------------------------
     def _alembic_config(self) -> Any:
