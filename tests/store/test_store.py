@@ -120,6 +120,45 @@ def test_load_is_idempotent_and_windows_match_batch(store: Store, market: Market
     assert empty.trades.empty and empty.klines.empty
 
 
+def test_windows_of_a_few_accounts_equal_on_both_query_paths(
+    store: Store, market: MarketData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fraudlens.store import db
+
+    store.load_klines(market.klines)
+    store.load_trades(market.trades)
+    # an account whose trades sit on the window's edge: at its start (kept) and a
+    # microsecond before it (left out)
+    end = pd.Timestamp("2026-03-04T10:00:00.250001Z")
+    edge = pd.DataFrame(
+        {
+            "trade_id": ["e1", "e2", "e3"],
+            "account_id": "EDGE",
+            "symbol": market.trades["symbol"].iloc[0],
+            "ts": [end - pd.Timedelta(hours=6, microseconds=1), end - pd.Timedelta(hours=6), end],
+            "side": "buy",
+            "price": 1.0,
+            "quantity": 1.0,
+        }
+    )
+    store.load_trades(edge)
+    ids = [str(a) for a in market.account_ids[::9]]
+    chunks = [["EDGE"], ids[:1], [*ids[:3], "no-such-account", "EDGE"], ids[:16]]
+    for hours in (24.0, 6.0):
+        for chunk in chunks:
+            one = store.account_windows(chunk, hours=hours)  # one statement on MariaDB
+            monkeypatch.setattr(db, "_JOINED_WINDOWS", 0)
+            two = store.account_windows(chunk, hours=hours)
+            monkeypatch.undo()
+            pd.testing.assert_frame_equal(one.trades, two.trades)
+            pd.testing.assert_frame_equal(one.klines, two.klines)
+            want = window(market.subset([a for a in chunk if a in ids]), hours=hours).trades
+            got = one.trades[one.trades["account_id"] != "EDGE"]
+            assert sorted(got["trade_id"]) == sorted(want["trade_id"])
+    edge_ids = store.account_windows(["EDGE"], hours=6.0).trades["trade_id"].tolist()
+    assert edge_ids == ["e2", "e3"]
+
+
 def test_scores_from_the_store_equal_scores_from_files(store: Store, market: MarketData) -> None:
     from fraudlens.market.detectors import FeatureDetector
     from fraudlens.market.features import account_features

@@ -82,6 +82,9 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 _LOAD_CHUNK = 20_000
 #: Accounts per window query: three bound values each, far below every driver's limit.
 _WINDOW_CHUNK = 200
+#: Accounts up to which MySQL/MariaDB reads the windows in one statement (a round trip
+#: less) rather than the latest trades, then the windows.
+_JOINED_WINDOWS = 16
 #: Conditions per mirror-candidate query: eight bound values each (2,000 per query,
 #: far below every driver's limit).
 _MIRROR_CHUNK = 256
@@ -648,20 +651,38 @@ class Store(Closing, AuthStore, TriageStore):
         parts: list[pd.DataFrame] = []
         with self._connect() as conn:
             for chunk in _chunks(ids, _WINDOW_CHUNK):
-                # Two statements compiled once (an expanding IN list): each account's
-                # latest trade, then the trades of the chunk since the earliest window
-                # start, cut to each account's own window here.
-                latest = conn.execute(_latest_statement(), {"ids": chunk}).all()
-                if not latest:
-                    continue
-                ends = dict(latest)
-                lo = min(ends.values()) - span
-                hi = max(ends.values())
-                rows = _driver_rows(
-                    conn.execute(_window_statement(), {"ids": list(ends), "lo": lo, "hi": hi})
-                )
-                frame = _frame(rows, _TRADE_COLUMNS)
-                start_ns = {a: pd.Timestamp(e).value - span_ns for a, e in ends.items()}
+                if self.dialect == "mysql" and len(chunk) <= _JOINED_WINDOWS:
+                    # A few accounts (a worker batch at a moderate rate): one statement
+                    # instead of two, each account's window a range of the (account_id,
+                    # ts) index below its latest trade, a microsecond wider than the
+                    # window; the exact cut is made here, as below.
+                    params = [v for a in chunk for v in (a, a, a, span_ns // 1000 + 1)]
+                    rows = _driver_rows(
+                        conn.exec_driver_sql(_mysql_windows_sql(len(chunk)), tuple(params))
+                    )
+                    if not rows:
+                        continue
+                    frame = _frame(rows, _TRADE_COLUMNS)
+                    ts_ns = frame["ts"].to_numpy("datetime64[ns]").astype(np.int64).tolist()
+                    end_ns: dict[str, int] = {}
+                    for a, t in zip(frame["account_id"].tolist(), ts_ns, strict=True):
+                        end_ns[a] = max(t, end_ns.get(a, t))
+                    start_ns = {a: e - span_ns for a, e in end_ns.items()}
+                else:
+                    # Two statements compiled once (an expanding IN list): each account's
+                    # latest trade, then the trades of the chunk since the earliest window
+                    # start, cut to each account's own window here.
+                    latest = conn.execute(_latest_statement(), {"ids": chunk}).all()
+                    if not latest:
+                        continue
+                    ends = dict(latest)
+                    lo = min(ends.values()) - span
+                    hi = max(ends.values())
+                    rows = _driver_rows(
+                        conn.execute(_window_statement(), {"ids": list(ends), "lo": lo, "hi": hi})
+                    )
+                    frame = _frame(rows, _TRADE_COLUMNS)
+                    start_ns = {a: pd.Timestamp(e).value - span_ns for a, e in ends.items()}
                 starts = np.fromiter(
                     (start_ns[a] for a in frame["account_id"].tolist()), np.int64, len(frame)
                 )
@@ -1382,6 +1403,25 @@ def _latest_statement() -> Any:
         .where(Trade.account_id.in_(sa.bindparam("ids", expanding=True)))
         .group_by(Trade.account_id)
     )
+
+
+@functools.lru_cache(maxsize=32)
+def _mysql_windows_sql(n: int) -> str:
+    """MySQL/MariaDB: the trades of ``n`` accounts from a microsecond before their
+    window's start to their latest trade, ordered as :func:`_window_statement`; four
+    PyMySQL parameters per account (the id thrice, the window's length in microseconds
+    plus one). Each account's latest trade is a subquery MariaDB answers from the
+    ``(account_id, ts)`` index while planning ("Select tables optimized away"), so each
+    window is then a range of that index, as two statements (latest trades, then
+    windows) read it, in one round trip."""
+    cols = ", ".join("CAST(ts AS CHAR) AS ts" if c == "ts" else c for c in _TRADE_COLUMNS)
+    latest = f"(SELECT MAX(ts) FROM {Trade.__tablename__} WHERE account_id = %s)"
+    one = (
+        f"(SELECT {cols} FROM {Trade.__tablename__} WHERE account_id = %s "
+        f"AND ts <= {latest} AND ts >= {latest} - INTERVAL %s MICROSECOND)"
+    )
+    # the text of ts sorts as the time (fixed width), ties by trade_id as everywhere
+    return " UNION ALL ".join([one] * n) + " ORDER BY account_id, ts, trade_id"
 
 
 @functools.cache
