@@ -1233,12 +1233,18 @@ def _mirror_sql(n: int, paramstyle: str) -> str:
     in :func:`_raw_columns`."""
     mark = "?" if paramstyle == "qmark" else "%s"
     # %s is PyMySQL's (PostgreSQL has its own statement): ts as text, as in _RawTs
-    cols = [("CAST(ts AS CHAR) AS ts" if c == "ts" and mark == "%s" else c) for c in _TRADE_COLUMNS]
+    cols = _mysql_trade_columns() if mark == "%s" else ", ".join(_TRADE_COLUMNS)
     box = (
         f"(symbol = {mark} AND side = {mark} AND ts >= {mark} AND ts <= {mark} "
         f"AND price >= {mark} AND price <= {mark} AND quantity >= {mark} AND quantity <= {mark})"
     )
-    return f"SELECT {', '.join(cols)} FROM {Trade.__tablename__} WHERE " + " OR ".join([box] * n)
+    return f"SELECT {cols} FROM {Trade.__tablename__} WHERE " + " OR ".join([box] * n)
+
+
+def _mysql_trade_columns() -> str:
+    """The trade columns' select list for MySQL/MariaDB's hand-written statements, ``ts``
+    read as its text (``CAST(ts AS CHAR)``), as :class:`_RawTs` reads it."""
+    return ", ".join("CAST(ts AS CHAR) AS ts" if c == "ts" else c for c in _TRADE_COLUMNS)
 
 
 #: PostgreSQL's mirror-candidate statement: the boxes of :func:`_mirror_sql` as eight
@@ -1414,7 +1420,7 @@ def _mysql_windows_sql(n: int) -> str:
     ``(account_id, ts)`` index while planning ("Select tables optimized away"), so each
     window is then a range of that index, as two statements (latest trades, then
     windows) read it, in one round trip."""
-    cols = ", ".join("CAST(ts AS CHAR) AS ts" if c == "ts" else c for c in _TRADE_COLUMNS)
+    cols = _mysql_trade_columns()
     latest = f"(SELECT MAX(ts) FROM {Trade.__tablename__} WHERE account_id = %s)"
     one = (
         f"(SELECT {cols} FROM {Trade.__tablename__} WHERE account_id = %s "
