@@ -29,28 +29,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def _timed(fn, *args, repeat: int = 1, **kwargs):
+def _timed(fn, *args, repeat: int = 1, before=None, **kwargs):
+    """``fn(*args, **kwargs)``'s last result and its best time of ``repeat`` calls;
+    ``before()``, if given, runs ahead of each call, untimed."""
     best = float("inf")
     out = None
     for _ in range(repeat):
+        if before is not None:
+            before()
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
         best = min(best, time.perf_counter() - t0)
     return out, best
-
-
-def _timed_cold(fn, *args, repeat: int = 1):
-    """:func:`_timed` with the bar context's day cache emptied before every call: a
-    first look at bars no call has read before."""
-    from fraudlens.market._bars import clear_day_cache
-
-    best = float("inf")
-    for _ in range(repeat):
-        clear_day_cache()
-        t0 = time.perf_counter()
-        fn(*args)
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _quality(y, s):
@@ -101,6 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     from _reference import render_matplotlib, resnet18_eager_scorer
+    from fraudlens.market._bars import clear_day_cache
     from fraudlens.market.data import window
     from fraudlens.market.detectors import CNNDetector, FeatureDetector
     from fraudlens.market.render import render_batch
@@ -161,11 +152,13 @@ def main(argv: list[str] | None = None) -> dict:
     cnn.decision_function(test.subset(ids[:64]))  # warm up the ORT session
     s_cnn, t_c = _timed(cnn.decision_function, test, repeat=3)
     s_feat, t_f = _timed(feat.decision_function, test, repeat=3)
-    t_f_cold = _timed_cold(feat.decision_function, test, repeat=3)
+    # the same calls with the bar context's day cache emptied before each (bars no
+    # call has read before)
+    _, t_f_cold = _timed(feat.decision_function, test, repeat=3, before=clear_day_cache)
     s_ref = ref_cnn.decision_function(test)
     big = window(simulate(args.throughput_n, seed=404))
     _, t_big = _timed(feat.decision_function, big, repeat=3)
-    t_big_cold = _timed_cold(feat.decision_function, big, repeat=3)
+    _, t_big_cold = _timed(feat.decision_function, big, repeat=3, before=clear_day_cache)
     fig["score_ms_per_account"] = {
         "reference_matplotlib_resnet18_512_eager": ref_ms,
         "fraudlens_cnn_onnx": t_c / len(ids) * 1e3,
