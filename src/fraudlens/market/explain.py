@@ -29,6 +29,8 @@ from fraudlens.errors import DataError
 from fraudlens.market.data import MarketData
 from fraudlens.market.features import (
     STRONG_EXT,
+    _array,
+    _floats,
     _legs,
     _round_trips,
     _sorted_klines,
@@ -203,16 +205,16 @@ def _records(
     has = tr.has_bar[needed]
     safe = np.where(has, tr.bar_row[needed], 0)
     if len(k):
-        bar_ts = pd.Series(k["ts"].array.take(safe)).where(has)
-        bar_high = np.where(has, k["high"].to_numpy(dtype=np.float64)[safe], np.nan)
-        bar_low = np.where(has, k["low"].to_numpy(dtype=np.float64)[safe], np.nan)
+        bar_ts = pd.Series(_array(k, "ts").take(safe)).where(has)
+        bar_high = np.where(has, _floats(k, "high")[safe], np.nan)
+        bar_low = np.where(has, _floats(k, "low")[safe], np.nan)
     else:
         bar_ts = pd.Series(pd.NaT, index=range(len(needed)), dtype="datetime64[ns, UTC]")
         bar_high = bar_low = np.full(len(needed), np.nan)
 
     # the reported rows of each column (no row selection of the whole frame first)
     def col(name: str) -> Any:
-        values = trades[name].array
+        values = _array(trades, name)
         arrow = getattr(values, "_pa_array", None)
         if (
             arrow is not None
@@ -333,7 +335,11 @@ def explain_analysis(
         return result
     account = acct_all[tr.acct[rows]]
     # strongest pair first; legs of one pair stay together, buy before sell
-    side = trades["side"].astype(str).to_numpy()[rows]
+    sides = _array(trades, "side")
+    if isinstance(sides.dtype, pd.StringDtype):  # text already: no astype(str) copy
+        side = np.asarray(sides.take(rows), dtype=object)
+    else:
+        side = trades["side"].astype(str).to_numpy()[rows]
     order = np.lexsort((side != "buy", an.group[rows], -an.pair_weight[rows], account))
     acct_sorted = account[order]
     first = np.r_[True, acct_sorted[1:] != acct_sorted[:-1]]

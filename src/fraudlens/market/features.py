@@ -252,6 +252,70 @@ def _buys(side: pd.Series) -> np.ndarray:
     return is_buy
 
 
+# ---------------------------------------------------------------------------------------
+# column reads without pandas' fixed cost
+# ---------------------------------------------------------------------------------------
+# ``frame[name]`` builds a Series each time (about 40 us on pandas 3, whose copy-on-write
+# keeps no cache of them), and the worker's small batches read a few dozen columns: the
+# helpers below read a column's array directly and convert it as ``frame[name]``'s
+# ``to_numpy`` would, falling back to ``frame[name]`` for anything unusual.
+def _array(frame: pd.DataFrame, name: str) -> Any:
+    """``frame[name]``'s values: its numpy array (a read-only view) or extension array."""
+    loc = frame.columns.get_loc(name)
+    get = getattr(frame, "_get_column_array", None)
+    if type(loc) is not int or get is None:  # duplicated names, or an older pandas
+        return frame[name].array
+    values = get(loc)
+    if isinstance(values, np.ndarray):
+        values = values.view()
+        values.flags.writeable = False  # the frame's own memory
+    return values
+
+
+def _floats(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """``frame[name].to_numpy(dtype=np.float64)`` (read-only)."""
+    values = _array(frame, name)
+    if isinstance(values, np.ndarray) and values.dtype == np.float64:
+        return values
+    return frame[name].to_numpy(dtype=np.float64)
+
+
+def _ns(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """``frame[name].to_numpy("datetime64[ns]")`` (read-only)."""
+    values = _array(frame, name)
+    if isinstance(values, pd.arrays.DatetimeArray):
+        out = np.asarray(values, dtype="datetime64[ns]").view()
+        out.flags.writeable = False
+        return out
+    return frame[name].to_numpy("datetime64[ns]")
+
+
+def _text(frame: pd.DataFrame, name: str) -> Any:
+    """``frame[name]``, as its string array when pandas holds it as one (what
+    :func:`~fraudlens.market._bars._factorize` and ``tolist`` read the same way)."""
+    values = _array(frame, name)
+    if isinstance(values.dtype, pd.StringDtype):
+        return values
+    return frame[name]
+
+
+#: Longest side column :func:`_frame_buys` compares in Python rather than with pyarrow
+#: (two compute calls of about 25 us each, however short the column).
+_SHORT_SIDES: Final = 256
+
+
+def _frame_buys(frame: pd.DataFrame) -> np.ndarray:
+    """``_buys(frame["side"])``."""
+    values = _array(frame, "side")
+    if isinstance(values.dtype, pd.StringDtype) and len(values) <= _SHORT_SIDES:
+        sides = values.tolist()
+        # a missing value (None or NaN) equals neither, as in ``equals``
+        is_buy = np.fromiter((v == "buy" for v in sides), dtype=bool, count=len(sides))
+        if all(v == "buy" or v == "sell" for v in sides):
+            return is_buy
+    return _buys(frame["side"])
+
+
 class TradeBook:
     """The trades an account's mirror evidence is read against.
 
@@ -298,6 +362,7 @@ class TradeBook:
         # a book crosses processes (Ray) without its index or its fetch callable
         state = dict(self.__dict__)
         state["_index"] = None
+        state.pop("_all", None)
         if state["fetch"] is not None:
             state["trades"] = self.all_trades()
             state["fetch"], state["_fetched"], state["_asked"] = None, [], set()
@@ -309,7 +374,7 @@ class TradeBook:
         # a set lookup per id: pandas' isin against a set builds its hash table again
         # on every call, which cost more than the rest of a small batch's ask
         asked = self._asked
-        ids = [str(t) for t in trades["trade_id"].tolist()]
+        ids = [str(t) for t in _array(trades, "trade_id").tolist()]
         new = np.fromiter((t not in asked for t in ids), dtype=bool, count=len(ids))
         if not new.any():
             return
@@ -323,10 +388,16 @@ class TradeBook:
         """The trades held, and those fetched so far (a trade may appear twice)."""
         if not self._fetched:
             return self.trades
+        # the index and the candidates each read it: one concat per fetch, not per read
+        kept = self.__dict__.get("_all")
+        if kept is not None and kept[0] == len(self._fetched):
+            return kept[1]
         from fraudlens.market.data import TRADE_COLUMNS
 
         cols = list(TRADE_COLUMNS)
-        return pd.concat([self.trades[cols], *(f[cols] for f in self._fetched)], ignore_index=True)
+        out = pd.concat([self.trades[cols], *(f[cols] for f in self._fetched)], ignore_index=True)
+        self._all = (len(self._fetched), out)
+        return out
 
     def candidates(self, trades: pd.DataFrame) -> pd.DataFrame:
         """The book's trades that mirror one of ``trades``, each once, in book order: the
@@ -339,12 +410,12 @@ class TradeBook:
         if self._index is not None:
             return self._index
         book = self.all_trades()
-        sym_codes, syms = _factorize(book["symbol"])
+        sym_codes, syms = _factorize(_text(book, "symbol"))
         # account codes in id order: ties between mirroring accounts go to the smaller id
-        acct_codes, accts = _factorize(book["account_id"], sort=True)
-        ts = book["ts"].to_numpy("datetime64[ns]").view(np.int64)
-        price = book["price"].to_numpy(dtype=np.float64)
-        qty = book["quantity"].to_numpy(dtype=np.float64)
+        acct_codes, accts = _factorize(_text(book, "account_id"), sort=True)
+        ts = _ns(book, "ts").view(np.int64)
+        price = _floats(book, "price")
+        qty = _floats(book, "quantity")
         # Cells of (symbol, side, price, quantity) as written: a query's price and
         # quantity windows are looked up among the book's distinct prices and quantities
         # (usually one of each, or none), so only trades that pass both tests are ever
@@ -353,7 +424,7 @@ class TradeBook:
         p_code, prices = _value_codes(price)
         q_code, qtys = _value_codes(qty)
         cells = _TupleCodes(
-            [p_code, np.asarray(sym_codes, dtype=np.int64) * 2 + _buys(book["side"]), q_code],
+            [p_code, np.asarray(sym_codes, dtype=np.int64) * 2 + _frame_buys(book), q_code],
             [len(prices) + 1, 2 * len(syms) + 2, len(qtys) + 1],
         )
         width = max(int(self.max_gap.value), 1)
@@ -402,12 +473,12 @@ class TradeBook:
         if len(ix["key"]) == 0:
             return _NO_HITS
         return self._hits_arrays(
-            _codes_in(ix["syms"], trades["symbol"]),
-            _buys(trades["side"]),
-            trades["price"].to_numpy(dtype=np.float64),
-            trades["quantity"].to_numpy(dtype=np.float64),
-            trades["ts"].to_numpy("datetime64[ns]").view(np.int64),
-            _codes_in(ix["accts"], trades["account_id"]),
+            _codes_in(ix, "syms", _text(trades, "symbol")),
+            _frame_buys(trades),
+            _floats(trades, "price"),
+            _floats(trades, "quantity"),
+            _ns(trades, "ts").view(np.int64),
+            _codes_in(ix, "accts", _text(trades, "account_id")),
         )
 
     def _hits_arrays(
@@ -471,9 +542,16 @@ def _window(
     neighbours lie outside its window is its own window (one hash lookup); the rest are
     searched."""
     span = tol * np.abs(v)
-    lo = np.asarray(index.get_indexer(v), dtype=np.int64)
-    n = np.ones(len(v), dtype=np.int64)
     m = len(values)
+    # ``index.get_indexer(v)`` for the distinct sorted values: a binary search and an
+    # equality test cost less than pandas' hash lookup on a few values
+    if m:
+        lo = np.searchsorted(values, v, side="left")
+        at = np.minimum(lo, m - 1)
+        lo = np.where((lo < m) & (values[at] == v), lo, -1).astype(np.int64)
+    else:
+        lo = np.full(len(v), -1, dtype=np.int64)
+    n = np.ones(len(v), dtype=np.int64)
     at = np.maximum(lo, 0)
     search = (
         (lo < 0)
@@ -495,12 +573,38 @@ def _value_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(codes >= 0, codes, len(uniques)), np.asarray(uniques, dtype=np.float64)
 
 
-def _codes_in(index: pd.Index, values: pd.Series) -> np.ndarray:
-    """Position of each of ``values`` in ``index`` (-1 if absent): one lookup per
-    distinct value."""
+def _codes_in(ix: dict[str, Any], name: str, values: pd.Series) -> np.ndarray:
+    """Position of each of ``values`` in the built index's ``ix[name]`` (-1 if absent):
+    one lookup per distinct value."""
     codes, uniques = _factorize(values)
-    where = index.get_indexer(uniques)
+    where = _get_indexer(ix, name, uniques)
     return np.where(codes >= 0, where[np.maximum(codes, 0)], -1).astype(np.int64)
+
+
+#: Most values :func:`_get_indexer` looks up one by one in a dict of the index's strings.
+_FEW_LOOKUPS: Final = 512
+
+
+def _get_indexer(ix: dict[str, Any], name: str, values: Any) -> np.ndarray:
+    """``ix[name].get_indexer(values)`` (int64) for a built index's ``syms`` or
+    ``accts`` (distinct values): a few strings are looked up in a dict of the index's
+    strings (built once per index, kept in ``ix``), which costs less than pandas' fixed
+    cost per call."""
+    index = ix[name]
+    if len(values) <= _FEW_LOOKUPS:
+        table = ix.get(name + "_table", False)
+        if table is False:
+            keys = index.tolist()
+            table = {k: i for i, k in enumerate(keys)}
+            if len(table) != len(keys) or not all(type(k) is str for k in keys):
+                table = None
+            ix[name + "_table"] = table
+        if table is not None:
+            keys = values.tolist() if hasattr(values, "tolist") else list(values)
+            if all(type(v) is str for v in keys):
+                found = (table.get(v, -1) for v in keys)
+                return np.fromiter(found, dtype=np.int64, count=len(keys))
+    return np.asarray(index.get_indexer(values), dtype=np.int64)
 
 
 class _TupleCodes:
@@ -512,32 +616,44 @@ class _TupleCodes:
 
     def __init__(self, codes: list[np.ndarray], spans: list[int]) -> None:
         self.spans = spans
-        self.stages: list[tuple[int, pd.Index]] = []  # (first code folded in next, uniques)
+        # (first code folded in next, uniques sorted, their ids)
+        self.stages: list[tuple[int, np.ndarray, np.ndarray]] = []
         key = np.asarray(codes[0], dtype=np.int64)
         width = spans[0]
         for i in range(1, len(codes)):
             if width * spans[i] >= 2**62:
                 inv, uniq = pd.factorize(key)
-                self.stages.append((i, pd.Index(uniq)))
+                self.stages.append((i, *_sorted_ids(uniq)))
                 key, width = np.asarray(inv, dtype=np.int64), len(uniq)
             key = key * spans[i] + np.asarray(codes[i], dtype=np.int64)
             width *= spans[i]
         inv, uniq = pd.factorize(key)
-        self.stages.append((len(codes), pd.Index(uniq)))
+        self.stages.append((len(codes), *_sorted_ids(uniq)))
         self.ids = np.asarray(inv, dtype=np.int64)
         self.n = len(uniq)
 
     def lookup(self, codes: list[np.ndarray]) -> np.ndarray:
         key = np.asarray(codes[0], dtype=np.int64)
         i = 1
-        for stop, uniq in self.stages:
+        for stop, uniq, ids in self.stages:
             for j in range(i, stop):
                 key = key * self.spans[j] + np.asarray(codes[j], dtype=np.int64)
             i = stop
-            # a hash lookup; an absent tuple gets -1, and a negative key matches nothing
-            # in later stages
-            key = np.asarray(uniq.get_indexer(key), dtype=np.int64)
+            # a binary search; an absent tuple gets -1, and a negative key matches
+            # nothing in later stages
+            if len(uniq):
+                at = np.minimum(np.searchsorted(uniq, key), len(uniq) - 1)
+                key = np.where(uniq[at] == key, ids[at], -1)
+            else:
+                key = np.full(len(key), -1, dtype=np.int64)
         return key
+
+
+def _sorted_ids(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct int64 keys sorted, and each one's position in ``uniq``."""
+    uniq = np.asarray(uniq, dtype=np.int64)
+    order = np.argsort(uniq, kind="stable")
+    return uniq[order], order.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------
@@ -639,7 +755,7 @@ def _is_sorted(klines: pd.DataFrame) -> bool:
         return True
     try:
         if len(klines) < FEW_BARS:  # a string compare per row costs less than hashing
-            codes = klines["symbol"].to_numpy()
+            codes = np.asarray(_array(klines, "symbol"), dtype=object)
         else:  # codes in sorted symbol order
             codes = np.asarray(pd.factorize(klines["symbol"], sort=True)[0])
             if bool((codes < 0).any()):
@@ -648,7 +764,7 @@ def _is_sorted(klines: pd.DataFrame) -> bool:
             return False
     except TypeError:  # mixed types: let the sort decide
         return False
-    ts = klines["ts"].to_numpy("datetime64[ns]")
+    ts = _ns(klines, "ts")
     same = codes[1:] == codes[:-1]
     return bool((ts[1:][same] >= ts[:-1][same]).all())
 
@@ -699,7 +815,7 @@ def _traded_sorted_klines(
     if len(k) >= 2:
         if not bool((codes[1:] >= codes[:-1]).all()):
             return _sorted_klines(k), None
-        ts = k["ts"].to_numpy("datetime64[ns]")
+        ts = _ns(k, "ts")
         same = codes[1:] == codes[:-1]
         if not bool((ts[1:][same] >= ts[:-1][same]).all()):
             return _sorted_klines(k), None
@@ -765,22 +881,22 @@ def _trade_arrays(
     order and what they stand for (:func:`_traded_sorted_klines`), when known."""
     n = len(trades)
     if symbols is None:
-        symbols = _factorize(trades["symbol"])
+        symbols = _factorize(_text(trades, "symbol"))
     if bar_row is None:
         bar_row = np.asarray(
             _bar_positions(trades, k, bar, symbols=symbols, k_symbols=k_symbols), dtype=np.int64
         )
     has_bar = bar_row >= 0
     safe = np.where(has_bar, bar_row, 0)
-    acct_col = trades["account_id"]
+    acct_col = _text(trades, "account_id")
     if acct_col.dtype == object or not pd.api.types.is_string_dtype(acct_col.dtype):
-        acct_col = acct_col.astype(str)  # strings need no copy
+        acct_col = trades["account_id"].astype(str)  # strings need no copy
     acct_codes, account_ids = _factorize(acct_col, sort=True)
     acct = np.asarray(acct_codes, dtype=np.int64)
-    is_buy = _buys(trades["side"])
-    price = trades["price"].to_numpy(dtype=np.float64)
-    qty = trades["quantity"].to_numpy(dtype=np.float64) if "quantity" in trades else np.ones(n)
-    ts = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    is_buy = _frame_buys(trades)
+    price = _floats(trades, "price")
+    qty = _floats(trades, "quantity") if "quantity" in trades else np.ones(n)
+    ts = _ns(trades, "ts").astype(np.int64)
     if ctx is None:
         dense = None
         if k_symbols is not None and len(k):
@@ -796,8 +912,8 @@ def _trade_arrays(
         return a[safe] if every_bar else np.where(has_bar, a[safe], missing)
 
     if len(k):
-        high = pick(k["high"].to_numpy(dtype=np.float64), np.nan)
-        low = pick(k["low"].to_numpy(dtype=np.float64), np.nan)
+        high = pick(_floats(k, "high"), np.nan)
+        low = pick(_floats(k, "low"), np.nan)
     else:
         high = low = np.full(n, np.nan)
 
@@ -821,7 +937,7 @@ def _trade_arrays(
         vol_share = np.where(volume > 0, qty / volume, np.nan)
     # symbols as text (the raw codes' distinct values, each once)
     raw_codes, raw_names = symbols
-    if isinstance(trades["symbol"].dtype, pd.StringDtype):  # text already, each once
+    if isinstance(_array(trades, "symbol").dtype, pd.StringDtype):  # text already, each once
         name_codes, names = np.arange(len(raw_names)), raw_names
     else:
         name_codes, names = pd.factorize(pd.Index(raw_names).astype(str))
@@ -946,7 +1062,7 @@ def _round_trips(tr: _Trades, legs: _Legs, k: pd.DataFrame, bar: pd.Timedelta) -
         return _RoundTrips(e_i, e_i, e_i, empty, e_b, empty, empty, empty, empty, empty, e_b,
                            e_b, empty, empty, empty, e_b)  # fmt: skip
     k_sym = tr.bar_symbol  # each bar's symbol code (equal codes: same symbol)
-    k_ts = k["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    k_ts = _ns(k, "ts").astype(np.int64)
     # Legs follow (account, row, side, zone) and sells come before buys in a bar, so the
     # sell legs of a bar (a run of legs.run) are a block of s_idx: up to three (one per
     # zone), from the block's start. The bar a step away is the next or previous run when
@@ -1075,12 +1191,12 @@ def _pair_mirrors(
         book._ask(trades.iloc[fills])
     ix = book._built()
     at, rows = book._hits_arrays(
-        ix["syms"].get_indexer(tr.symbols)[tr.sym[fills]],
+        _get_indexer(ix, "syms", tr.symbols)[tr.sym[fills]],
         tr.is_buy[fills],
         tr.price[fills],
         tr.qty[fills],
         tr.ts[fills],
-        ix["accts"].get_indexer(tr.account_ids)[tr.acct[fills]],
+        _get_indexer(ix, "accts", tr.account_ids)[tr.acct[fills]],
     )
     if len(at) == 0:
         return none
@@ -1337,7 +1453,7 @@ def _analyse_bars(
     """:func:`_analyse`, with the k-lines it read first (the traded symbols' k-lines
     sorted by ``(symbol, ts)``)."""
     # one factorisation of the trades' symbols serves the bars' selection and search
-    symbols = _factorize(data.trades["symbol"])
+    symbols = _factorize(_text(data.trades, "symbol"))
     k, k_symbols = _traded_sorted_klines(data.klines, data.trades, symbols[1])
     tr = _trade_arrays(data.trades, k, data.bar, symbols=symbols, k_symbols=k_symbols)
     legs = _legs(tr)

@@ -209,7 +209,14 @@ def _sorted_codes(column: pd.Series) -> tuple[np.ndarray, Any]:
 
 def _side_index(trades: pd.DataFrame) -> np.ndarray:
     from fraudlens._isin import equals
+    from fraudlens.market.features import _SHORT_SIDES, _array
 
+    values = _array(trades, "side")
+    if isinstance(values.dtype, pd.StringDtype) and len(values) <= _SHORT_SIDES:
+        # a few values: compared in Python (pyarrow's compute calls cost more)
+        sides = values.tolist()
+        if all(v == "buy" or v == "sell" for v in sides):
+            return np.fromiter((v == "buy" for v in sides), dtype=bool, count=len(sides))
     side = trades["side"]
     is_buy = equals(side, "buy")
     if not bool((is_buy | equals(side, "sell")).all()):
@@ -560,14 +567,17 @@ class _Book:
     def __init__(self, trades: pd.DataFrame, price_tol: float, qty_tol: float) -> None:
         if price_tol < 0 or qty_tol < 0:
             raise ValueError("price_tol and qty_tol must be >= 0")
+        from fraudlens.market.features import _floats, _ns
+
         self.trades = trades
         self.n = len(trades)
         self.acct, self.account_ids = _sorted_codes(trades["account_id"])
         self.sym, self.symbols = _sorted_codes(trades["symbol"])
         self.is_buy = _side_index(trades)
-        self.price = trades["price"].to_numpy(dtype=np.float64)
-        self.qty = trades["quantity"].to_numpy(dtype=np.float64)
-        self.ts = _ts_ns(trades["ts"])
+        # the columns' arrays without a Series each (pandas' fixed cost per column)
+        self.price = _floats(trades, "price")
+        self.qty = _floats(trades, "quantity")
+        self.ts = _ns(trades, "ts").astype(np.int64)
         self.price_level = _levels(self.sym, self.price, price_tol)
         self.qty_level = _levels(np.zeros(self.n, dtype=np.int64), self.qty, qty_tol)
 
@@ -596,7 +606,7 @@ class _Book:
         start = self.ts.copy()
         if klines is not None and len(klines) and self.n:
             from fraudlens._isin import isin
-            from fraudlens.market.features import _is_sorted
+            from fraudlens.market.features import _is_sorted, _ns
 
             keep = isin(klines["symbol"], self.symbols)
             # the store's bars are those of the traded symbols: no copy when all are kept
@@ -608,7 +618,7 @@ class _Book:
                 k = k.reset_index(drop=True)
             rows = _bar_positions(self.trades, k, pd.Timedelta(bar))
             has = rows >= 0
-            start = np.where(has, _ts_ns(k["ts"])[np.where(has, rows, 0)], self.ts)
+            start = np.where(has, _ns(k, "ts").astype(np.int64)[np.where(has, rows, 0)], self.ts)
         return np.floor_divide(start, bar_ns)
 
 
