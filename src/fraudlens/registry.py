@@ -250,7 +250,11 @@ class Registry:
             raise ModelNotFoundError(f"unknown model name {name!r}; known: {sorted(DETECTORS)}")
         if not (path / "metadata.json").is_file():
             raise ModelNotFoundError(f"no version {version!r} of model {name!r} in {self.root}")
-        domain = json.loads((path / "metadata.json").read_text())["domain"]
+        # A version folder that leads out of the registry, or metadata that is not a JSON
+        # object, may not become the active version (the current ACTIVE marker is not
+        # read: activating a version is how a broken one is repaired).
+        self._check_inside(path, name, version)
+        domain = self._metadata(path / "metadata.json", name, version).get("domain")
         if domain not in ("market", "cards"):
             raise DataError(f"metadata of {name} {version} names an unknown domain {domain!r}")
         atomic_write(self.root / name / "ACTIVE", version + "\n")
@@ -260,7 +264,10 @@ class Registry:
 
     def update_metadata(self, name: str, version: str, **fields: Any) -> None:
         """Merge ``fields`` into a stored version's metadata (e.g. evaluation metrics)."""
-        path = self._version_path(name, version) / "metadata.json"
+        folder = self._version_path(name, version)
+        # Never write through a link to a folder outside the registry.
+        self._check_inside(folder, name, version)
+        path = folder / "metadata.json"
         meta = json.loads(path.read_text())
         meta.update(_jsonable(fields))
         atomic_write(path, json.dumps(meta, indent=2, sort_keys=True))
@@ -390,6 +397,13 @@ class Registry:
         if not meta_path.is_file():
             raise ModelNotFoundError(f"no version {version!r} of model {name!r} in {self.root}")
         self._check_inside(path, name, version)
+        meta = self._metadata(meta_path, name, version)
+        active = version == self.active_version(name)
+        return ModelVersion(name, version, path, meta, active)
+
+    @staticmethod
+    def _metadata(meta_path: Path, name: str, version: str) -> dict[str, Any]:
+        """A version's metadata (UnavailableError when it is not a JSON object)."""
         try:
             meta = json.loads(meta_path.read_text())
         except (ValueError, UnicodeDecodeError) as exc:
@@ -400,8 +414,7 @@ class Registry:
             raise UnavailableError(
                 f"model {name}:{version}: {meta_path} does not hold a JSON object", what="model"
             )
-        active = version == self.active_version(name)
-        return ModelVersion(name, version, path, meta, active)
+        return meta
 
     def list(self) -> list[ModelVersion]:
         """Every stored version of every model."""

@@ -1,0 +1,71 @@
+"""Registry entries that lead outside it, or hold no domain, never become active and never
+end a CLI command with a traceback; writing metadata never follows a link out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fraudlens.cli import app
+from fraudlens.errors import DataError, UnavailableError
+from fraudlens.market.detectors import FeatureDetector
+from fraudlens.market.simulate import simulate
+from fraudlens.registry import Registry
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Registry:
+    data = simulate(40, seed=2, n_symbols=1, days=1)
+    reg = Registry(tmp_path / "models")
+    reg.save(FeatureDetector(n_estimators=5, n_jobs=1).fit(data))
+    return reg
+
+
+def test_linked_version_cannot_be_activated(saved: Registry, tmp_path: Path) -> None:
+    outside = tmp_path / "outside" / "v0009"
+    outside.mkdir(parents=True)
+    (outside / "metadata.json").write_text('{"domain": "market"}')
+    (saved.root / "market-features" / "v0009").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnavailableError, match="not a folder inside the registry"):
+        saved.activate("market-features", "v0009")
+    assert saved.active_version("market-features") == "v0001"
+    res = runner.invoke(
+        app, ["models", "activate", "market-features", "v0009", "-m", str(saved.root)]
+    )
+    assert res.exit_code == 2, res.output
+    assert "not a folder inside the registry" in " ".join(res.output.split())
+
+
+@pytest.mark.parametrize("meta", ["{}", "[1]", '{"domain": "x"}'])
+def test_metadata_without_a_domain_is_an_error_not_a_crash(saved: Registry, meta: str) -> None:
+    folder = saved.root / "market-features" / "v0002"
+    folder.mkdir()
+    (folder / "metadata.json").write_text(meta)
+    with pytest.raises((DataError, UnavailableError)):
+        saved.activate("market-features", "v0002")
+    res = runner.invoke(
+        app, ["models", "activate", "market-features", "v0002", "-m", str(saved.root)]
+    )
+    assert res.exit_code == 2, res.output + repr(res.exception)
+    assert "Traceback" not in res.output
+    assert saved.active_version("market-features") == "v0001"
+
+
+def test_activate_repairs_a_broken_active_marker(saved: Registry) -> None:
+    (saved.root / "market-features" / "ACTIVE").write_text("../../etc\n")
+    saved.activate("market-features", "v0001")
+    assert saved.active_version("market-features") == "v0001"
+
+
+def test_update_metadata_does_not_write_through_a_link(saved: Registry, tmp_path: Path) -> None:
+    outside = tmp_path / "outside" / "v0003"
+    outside.mkdir(parents=True)
+    (outside / "metadata.json").write_text('{"domain": "market"}')
+    (saved.root / "market-features" / "v0003").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnavailableError, match="not a folder inside the registry"):
+        saved.update_metadata("market-features", "v0003", evaluation={"auc": 1.0})
+    assert (outside / "metadata.json").read_text() == '{"domain": "market"}'
