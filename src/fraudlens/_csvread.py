@@ -15,12 +15,19 @@ from typing import BinaryIO, cast
 
 from fraudlens.errors import DataError
 
-__all__ = ["EMPTY_FILE", "NO_DATA_ROWS", "read_error", "undecodable"]
+__all__ = ["EMPTY_FILE", "MAX_COLUMNS", "NO_DATA_ROWS", "check_header", "read_error", "undecodable"]
 
 #: The file holds nothing at all (not even a header row).
 EMPTY_FILE = "the file is empty (no header row, no data rows)"
 #: The file holds a header row and nothing else.
 NO_DATA_ROWS = "no data rows (the file has only a header row)"
+
+
+#: Most columns a table file may have. A header of a million commas is a one-megabyte
+#: file that pandas would turn into a million columns for every row (gigabytes).
+MAX_COLUMNS = 1024
+# Longest header row read looking for its end.
+_HEADER_BYTES = 1 << 20
 
 
 def _open_binary(path: Path) -> BinaryIO:
@@ -71,6 +78,40 @@ def undecodable(path: str | Path) -> DataError:
                 )
     # pandas found a bad byte this scan did not (it should not happen); still say what.
     return DataError("the file is not UTF-8 text; save the file as UTF-8", file=str(p))
+
+
+def check_header(path: str | Path, max_columns: int = MAX_COLUMNS) -> None:
+    """Refuse a CSV file whose header row has more than ``max_columns`` columns, or is
+    longer than a megabyte, before pandas reads it.
+
+    Raises
+    ------
+    DataError
+        Naming the file and the header row (row 0).
+    """
+    p = Path(path)
+    with _open_binary(p) as raw:
+        try:
+            head = raw.readline(_HEADER_BYTES + 1)
+        except (OSError, EOFError, gzip.BadGzipFile):
+            return  # pandas reports the unreadable file in its own words
+    if len(head) > _HEADER_BYTES:
+        raise DataError(
+            f"the header row is longer than {_HEADER_BYTES:,} bytes", file=str(p), row=0
+        )
+    text = head.decode("utf-8", "replace")
+    # A quoted header field may hold a line break; then the rough count below is low,
+    # which only lets pandas read the file as before.
+    try:
+        n = len(next(csv.reader([text.rstrip("\r\n")]), []))
+    except csv.Error:  # a field longer than the csv module takes
+        n = text.count(",") + 1
+    if n > max_columns:
+        raise DataError(
+            f"the header row has {n:,} columns; at most {max_columns:,} are read",
+            file=str(p),
+            row=0,
+        )
 
 
 def read_error(path: str | Path, exc: BaseException) -> DataError:

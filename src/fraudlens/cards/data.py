@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraudlens._csvread import NO_DATA_ROWS, read_error
+from fraudlens._csvread import NO_DATA_ROWS, check_header, read_error
 from fraudlens._time import utc, utc_series
 from fraudlens.errors import ConfigError, DataError
 
@@ -191,6 +191,10 @@ def _is_pickle(p: Path) -> bool:
     return p.name.lower().endswith(_PICKLE_SUFFIXES)
 
 
+# Largest magnitude a card value may have (the models' 32-bit floats).
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _read_one(p: Path, trust_pickle: bool) -> pd.DataFrame:
     name = p.name.lower()
     if _is_pickle(p):
@@ -205,6 +209,8 @@ def _read_one(p: Path, trust_pickle: bool) -> pd.DataFrame:
             return pd.read_pickle(p)
         except Exception as exc:  # an unpickler can raise anything
             raise DataError(f"cannot read the pickle file: {exc}", file=str(p)) from None
+    if not name.endswith((".parquet", ".pq")):
+        check_header(p)
     try:
         if name.endswith((".parquet", ".pq")):
             return pd.read_parquet(p)
@@ -379,6 +385,12 @@ def _numeric(
     problems.append((col, non_numeric, lambda i: f"not a number: {_show(raw.iloc[i])}"))
     problems.append((col, missing, lambda i: "missing value"))
     problems.append((col, np.isinf(v), lambda i: f"infinite value: {_show(raw.iloc[i])}"))
+    # The models compute in 32-bit floats, where a larger number is infinite.
+    with np.errstate(invalid="ignore"):
+        huge = np.isfinite(v) & (np.abs(v) > _FLOAT32_MAX)
+    problems.append(
+        (col, huge, lambda i: f"value {_show(raw.iloc[i])} is too large (at most 3.4e+38 in size)")
+    )
     if nonnegative:
         with np.errstate(invalid="ignore"):
             neg = v < 0

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from fraudlens._csvread import NO_DATA_ROWS, read_error
+from fraudlens._csvread import NO_DATA_ROWS, check_header, read_error
+from fraudlens._ids import MAX_ID_LENGTH, MAX_SYMBOL_LENGTH, bad_ids, id_problem
 from fraudlens.errors import DataError
 from fraudlens.market._bars import _factorize
 
@@ -66,6 +67,14 @@ FEW_BARS = 4096
 _SUFFIXES = (".parquet", ".pq", ".csv.gz", ".csv")
 _FRAME = "<frame>"
 _TS_DTYPE = "datetime64[ns, UTC]"
+#: Timestamps outside these bounds are refused: no market data is older, and the bounds
+#: keep every window and bar computation far from the nanosecond clock's 1677-2262 limits.
+TS_MIN = pd.Timestamp("1900-01-01", tz="UTC")
+TS_MAX = pd.Timestamp("2200-01-01", tz="UTC")
+# Values an id may be given as (numbers become their text).
+_SCALARS = (str, int, float, np.number)
+#: Longest id of each text column (the store's column widths).
+_ID_LENGTHS = {"symbol": MAX_SYMBOL_LENGTH}
 
 
 @dataclass
@@ -326,9 +335,35 @@ def _show(value: object) -> str:
 
 
 def _text_column(df: pd.DataFrame, col: str, checks: _Checks) -> pd.Series:
-    """An id-like column as ``str``; missing or blank values are reported."""
+    """An id-like column as ``str``; missing or blank values are reported, and so are
+    values that are not text or a number (a list, a mapping, true/false) and ids that
+    break the id rule of :mod:`fraudlens._ids` (too long, control or invisible
+    characters)."""
     s = df[col]
     null = s.isna().to_numpy()
+    if pd.api.types.is_bool_dtype(s.dtype):
+        checks.add(~null, col, lambda i: f"{col} must be text or a number, not {_show(s.iloc[i])}")
+    elif s.dtype == object:
+        # Parquet list columns or JSON records: a value that is no scalar has no id.
+        given = s
+        wrong = np.fromiter(
+            (
+                v is not None and (isinstance(v, bool | np.bool_) or not isinstance(v, _SCALARS))
+                for v in s.to_numpy()
+            ),
+            dtype=bool,
+            count=len(s),
+        )
+        checks.add(
+            wrong,
+            col,
+            lambda i: (
+                f"{col} must be text or a number, not {type(given.iloc[i]).__name__} "
+                f"{_show(given.iloc[i])}"
+            ),
+        )
+        null = null & ~wrong
+        s = s.where(~wrong, None)
     if pd.api.types.is_float_dtype(s.dtype):
         # Parquet or pandas turns integer ids with gaps into floats: 12.0 means "12".
         vals = s.to_numpy(dtype=np.float64)
@@ -344,6 +379,12 @@ def _text_column(df: pd.DataFrame, col: str, checks: _Checks) -> pd.Series:
         out = s.astype(str)
     out = out.where(~null, "").str.strip()
     checks.add(null | (out == "").to_numpy(), col, lambda i: f"missing {col}")
+    longest = _ID_LENGTHS.get(col, MAX_ID_LENGTH)
+    checks.add(
+        bad_ids(out, max_length=longest),
+        col,
+        lambda i: f"{col} {id_problem(out.iat[i], max_length=longest)}",
+    )
     return out
 
 
@@ -369,6 +410,7 @@ def _ts_column(df: pd.DataFrame, col: str, checks: _Checks, *, lenient: bool = F
     """Parse ISO-8601 timestamps to UTC (a value with no zone is UTC).
 
     ``lenient`` also accepts other unambiguous date formats (for the reference files).
+    Timestamps before :data:`TS_MIN` or from :data:`TS_MAX` on are reported.
     """
     s = df[col]
     raw_null = s.isna().to_numpy()
@@ -386,6 +428,21 @@ def _ts_column(df: pd.DataFrame, col: str, checks: _Checks, *, lenient: bool = F
         return pd.Series(pd.NaT, index=s.index, dtype=_TS_DTYPE)
     else:
         text = s.astype(object).where(s.notna(), None)
+        if s.dtype == object:
+            # JSON records or a mixed column: only text is read as a date.
+            not_text = np.fromiter(
+                (v is not None and not isinstance(v, str | pd.Timestamp) for v in text),
+                dtype=bool,
+                count=len(text),
+            )
+            if not_text.any():
+                checks.add(
+                    not_text,
+                    col,
+                    lambda i: f"{_show(s.iloc[i])} is not text, not an ISO-8601 timestamp",
+                )
+                raw_null = raw_null | not_text
+                text = text.where(~not_text, None)
         out = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
         if lenient:
             retry = out.isna().to_numpy() & ~raw_null
@@ -393,9 +450,23 @@ def _ts_column(df: pd.DataFrame, col: str, checks: _Checks, *, lenient: bool = F
                 again = pd.to_datetime(text[retry], utc=True, format="mixed", errors="coerce")
                 out = out.astype(_TS_DTYPE)
                 out[retry] = again.astype(_TS_DTYPE)
+    # Compared in the parsed unit, before the nanosecond cast that would overflow.
+    out_of_range = ((out < TS_MIN) | (out >= TS_MAX)).to_numpy(dtype=bool, na_value=False)
+    if out_of_range.any():
+        shown = out.copy()
+        checks.add(
+            out_of_range,
+            col,
+            lambda i: (
+                f"{col} {shown.iat[i].isoformat()} is outside the dates fraudlens "
+                f"reads ({TS_MIN.date()} to {TS_MAX.date()})"
+            ),
+        )
+        out = out.where(~out_of_range, pd.NaT)
+        raw_null = raw_null | out_of_range
     out = out.astype(_TS_DTYPE)
     parsed = out.notna().to_numpy()
-    checks.add(raw_null, col, lambda i: f"missing {col}")
+    checks.add(raw_null & ~out_of_range, col, lambda i: f"missing {col}")
     expect = "a date and time" if lenient else "an ISO-8601 timestamp"
     checks.add(
         ~parsed & ~raw_null,
@@ -536,6 +607,14 @@ def validate_trades(
         out[col] = _float_column(df, col, checks)
         arr = out[col].to_numpy()
         checks.positive(arr, col)
+    price, qty = out["price"].to_numpy(), out["quantity"].to_numpy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        value = price * qty
+    checks.add(
+        np.isfinite(price) & np.isfinite(qty) & ~np.isfinite(value),
+        "quantity",
+        lambda i: f"price {price[i]:g} x quantity {qty[i]:g} is too large to add up",
+    )
     _first_duplicate(
         out[["trade_id"]], "trade_id", "trade_id", checks, out["trade_id"].eq("").to_numpy()
     )
@@ -640,8 +719,12 @@ def _read_table(
     """
     p = Path(path)
     suf = _suffix(p)
+    if p.is_dir():
+        raise DataError("is a folder, not a file", file=str(p))
     if not p.is_file():
         raise DataError("file not found", file=str(p))
+    if suf not in (".parquet", ".pq"):
+        check_header(p)
     try:
         if suf in (".parquet", ".pq"):
             df = pd.read_parquet(p)

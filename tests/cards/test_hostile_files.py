@@ -1,0 +1,47 @@
+"""Hostile card files: values too large for the models' 32-bit floats and a header of a
+million columns are refused with one DataError naming the file (and the row and column),
+never a crash in the model or gigabytes of memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudlens.cards.data import load_table
+from fraudlens.errors import DataError
+
+
+def _table(n: int = 20) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    cols = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount"]
+    df = pd.DataFrame(rng.normal(size=(n, len(cols))), columns=cols)
+    df["Time"] = np.arange(n, dtype=float)
+    df["Amount"] = 10.0
+    df["Class"] = [0, 1] * (n // 2)
+    return df
+
+
+@pytest.mark.parametrize("value", [1e308, -1e39])
+def test_values_beyond_float32_name_row_and_column(tmp_path: Path, value: float) -> None:
+    df = _table()
+    df.loc[4, "V3"] = value
+    path = tmp_path / "cards.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(DataError, match="too large") as info:
+        load_table(path)
+    assert (info.value.file, info.value.row, info.value.column) == (str(path), 5, "V3")
+    df.loc[4, "V3"] = float(np.finfo(np.float32).max)
+    df.to_csv(path, index=False)
+    assert len(load_table(path)) == 20
+
+
+def test_a_header_of_a_million_columns_is_refused_unread(tmp_path: Path) -> None:
+    lines = _table().to_csv(index=False).splitlines()
+    path = tmp_path / "wide.csv"
+    path.write_text(lines[0] + "," * 1_000_000 + "\n" + "\n".join(lines[1:]) + "\n")
+    with pytest.raises(DataError, match="at most 1,024") as info:
+        load_table(path)
+    assert info.value.row == 0

@@ -1,0 +1,146 @@
+"""Hostile market files: every one is refused with exit code 2 and one line naming the
+file, row and column, never a traceback (dates the nanosecond clock cannot hold, ids that
+break the id rule, ids that are lists, a header of a million columns, a folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from fraudlens.cli import app
+from fraudlens.errors import DataError
+from fraudlens.market.data import load_klines, load_trades, validate_trades
+from fraudlens.market.simulate import simulate
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    data = simulate(6, seed=4, n_symbols=1, days=1)
+    folder = tmp_path_factory.mktemp("hostile-market")
+    data.klines.to_csv(folder / "klines.csv", index=False)
+    return data.klines, data.trades, folder
+
+
+def _pairs(folder: Path, trades: Path, klines: Path | None = None) -> str:
+    """``market pairs`` on the files (it reads and validates them, no model needed);
+    the one error line it printed."""
+    res = runner.invoke(
+        app,
+        [
+            "market",
+            "pairs",
+            "--klines",
+            str(klines or folder / "klines.csv"),
+            "--trades",
+            str(trades),
+            "--out",
+            str(folder / "pairs.csv"),
+        ],
+    )
+    assert res.exit_code == 2, res.output + repr(res.exception)
+    assert "Traceback" not in res.output
+    text = " ".join(res.output.split())
+    # A progress line may come first; the error is the last thing printed.
+    assert "error: " in text, text
+    return text[text.index("error: ") :]
+
+
+def _with(trades: pd.DataFrame, column: str, value: object, row: int = 2) -> pd.DataFrame:
+    out = trades.copy()
+    out[column] = pd.Series(
+        [value if i == row else v for i, v in enumerate(out[column])], index=out.index, dtype=object
+    )
+    return out
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00Z", "9999-12-31", "2262-04-12T00:00:00"])
+def test_dates_out_of_range_name_row_and_column(files: tuple, ts: str) -> None:
+    klines, trades, folder = files
+    path = folder / "trades_far.csv"
+    _with(trades, "ts", ts).to_csv(path, index=False)
+    text = _pairs(folder, path)
+    assert "row 3" in text and "'ts'" in text and "outside the dates" in text, text
+    kpath = folder / "klines_far.csv"
+    far = klines.copy().astype({"ts": object})
+    far.loc[4, "ts"] = ts
+    far.to_csv(kpath, index=False)
+    text = _pairs(folder, folder / "trades_far.csv", klines=kpath)
+    assert "klines_far.csv, row 5" in text and "'ts'" in text, text
+
+
+def test_parquet_microsecond_dates_out_of_range(files: tuple, tmp_path: Path) -> None:
+    _, trades, folder = files
+    t = trades.copy()
+    t["ts"] = t["ts"].dt.tz_localize(None).astype("datetime64[us]")
+    t.loc[3, "ts"] = pd.Timestamp("9999-01-01")
+    path = tmp_path / "trades.parquet"
+    t.to_parquet(path)
+    text = _pairs(folder, path)
+    assert "row 4" in text and "'ts'" in text and "9999-01-01" in text, text
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        ("account_id", "x" * 65, "at most 64"),
+        ("account_id", "a\u202eb", "invisible formatting character"),
+        ("trade_id", "t\x00", "control character"),
+        ("symbol", "S" * 33, "at most 32"),
+    ],
+)
+def test_ids_follow_the_id_rule(files: tuple, column: str, value: str, words: str) -> None:
+    _, trades, folder = files
+    path = folder / f"trades_{column}.csv"
+    _with(trades, column, value).to_csv(path, index=False)
+    text = _pairs(folder, path)
+    assert "row 3" in text and f"'{column}'" in text and words in text, text
+
+
+def test_list_ids_in_parquet_are_refused(files: tuple, tmp_path: Path) -> None:
+    _, trades, folder = files
+    t = trades.copy()
+    t["account_id"] = [[1, 2]] * len(t)
+    path = tmp_path / "trades.parquet"
+    t.to_parquet(path)
+    text = _pairs(folder, path)
+    assert "row 1" in text and "'account_id'" in text and "text or a number" in text, text
+
+
+def test_records_with_wrong_types_are_data_errors(files: tuple) -> None:
+    # What a JSON body brings: dicts, lists and booleans where ids belong.
+    _, trades, _ = files
+    for value in ({"a": 1}, [1, 2], True):
+        with pytest.raises(DataError, match="text or a number") as info:
+            validate_trades(_with(trades, "trade_id", value), "trades")
+        assert info.value.row == 3 and info.value.column == "trade_id"
+
+
+def test_price_times_quantity_must_be_finite(files: tuple) -> None:
+    _, trades, folder = files
+    path = folder / "trades_huge.csv"
+    _with(trades, "price", 1e308).to_csv(path, index=False)
+    text = _pairs(folder, path)
+    assert "row 3" in text and "too large to add up" in text, text
+
+
+def test_a_header_of_a_million_columns_is_refused_unread(files: tuple) -> None:
+    _, trades, folder = files
+    path = folder / "trades_wide.csv"
+    lines = trades.to_csv(index=False).splitlines()
+    path.write_text(lines[0] + "," * 1_000_000 + "\n" + "\n".join(lines[1:]) + "\n")
+    text = _pairs(folder, path)
+    assert "row 0" in text and "1,000,007 columns" in text, text
+    with pytest.raises(DataError, match="at most 1,024"):
+        load_trades(path)
+
+
+def test_a_folder_is_not_a_file(files: tuple) -> None:
+    _, _, folder = files
+    (folder / "dir.csv").mkdir(exist_ok=True)
+    with pytest.raises(DataError, match="is a folder, not a file"):
+        load_klines(folder / "dir.csv")
