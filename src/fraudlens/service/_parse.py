@@ -24,6 +24,12 @@ __all__ = ["card_matrix", "decode_text", "market_data", "market_model_key", "med
 
 # Longest CSV body the numpy fast path takes; longer ones go to the validating parser.
 _FAST_CSV_CHARS = 1 << 16
+#: Largest magnitude of a card value: the models compute in 32-bit floats, where a larger
+#: number is infinite.
+MAX_CARD_VALUE = float(np.finfo(np.float32).max)
+#: Most accounts one market request may hold. The CNN draws an image of every account
+#: (about 65 KB each while scoring); a 5 MB body can name 30,000 accounts.
+MAX_MARKET_ACCOUNTS = 2000
 
 
 def media_type(request: Request) -> str:
@@ -56,7 +62,7 @@ def card_matrix(det: Detector, text: str | None, rows: list[Any] | None = None) 
 
             # The slow path names the row and column of whatever the fast one choked on.
             X = read_csv_rows(text, len(names), names)
-        return X
+        return _in_card_range(X)
     if not rows:
         raise DataError("no rows in data", column="data")
     if isinstance(rows[0], dict):
@@ -85,6 +91,19 @@ def card_matrix(det: Detector, text: str | None, rows: list[Any] | None = None) 
         r, c = np.argwhere(bad)[0]
         raise DataError(
             f"value {X[r, c]} is not a finite number", row=int(r) + 1, column=str(c + 1)
+        )
+    return _in_card_range(X)
+
+
+def _in_card_range(X: np.ndarray) -> np.ndarray:
+    """``X``, unless a value is too large for the models' 32-bit floats (DataError)."""
+    big = np.abs(X) > MAX_CARD_VALUE
+    if big.any():
+        r, c = np.argwhere(big)[0]
+        raise DataError(
+            f"value {X[r, c]:g} is too large (at most {MAX_CARD_VALUE:.3g} in size)",
+            row=int(r) + 1,
+            column=str(c + 1),
         )
     return X
 
@@ -126,17 +145,67 @@ def market_model_key(model: str | None) -> str:
 
 def market_data(req: MarketScoreRequest, window_hours: float) -> MarketData:
     """Validated bars and trades of a request, cut to the scoring window."""
-    import pandas as pd
-
-    from fraudlens.market.data import MarketData, validate_klines, validate_trades, window
+    from fraudlens.market.data import (
+        KLINE_COLUMNS,
+        TRADE_COLUMNS,
+        MarketData,
+        validate_klines,
+        validate_trades,
+        window,
+    )
 
     if not req.trades:
         raise DataError("no trades", column="trades")
     if not req.klines:
         raise DataError("no klines", column="klines")
-    klines = validate_klines(pd.DataFrame.from_records(req.klines), "klines")
-    trades = validate_trades(pd.DataFrame.from_records(req.trades), "trades", klines=klines)
+    klines = validate_klines(_records_frame(req.klines, KLINE_COLUMNS, "klines"), "klines")
+    trades = _records_frame(req.trades, TRADE_COLUMNS, "trades")
+    _check_accounts(trades)
+    trades = validate_trades(trades, "trades", klines=klines)
     return window(MarketData(klines, trades), hours=window_hours)
+
+
+def _records_frame(records: list[dict[str, Any]], columns: tuple[str, ...], what: str) -> Any:
+    """The contract's columns of JSON records as a DataFrame.
+
+    Only the contract's keys are read: records that each bring their own other keys would
+    otherwise make a column of every key for every row (a few megabytes of JSON, gigabytes
+    of table). A string the tables cannot hold (a lone surrogate, ``"\\ud800"`` in JSON)
+    is refused naming its row and column.
+    """
+    import pandas as pd
+
+    present = [c for c in columns if any(c in rec for rec in records)]
+    try:
+        return pd.DataFrame.from_records(records, columns=present)
+    except UnicodeEncodeError:
+        for i, rec in enumerate(records):
+            for c in present:
+                value = rec.get(c)
+                if isinstance(value, str) and any("\ud800" <= ch <= "\udfff" for ch in value):
+                    raise DataError(
+                        "contains a lone surrogate, which is not text",
+                        file=what,
+                        row=i + 1,
+                        column=c,
+                    ) from None
+        raise
+
+
+def _check_accounts(trades: Any) -> None:
+    """At most :data:`MAX_MARKET_ACCOUNTS` accounts in one request."""
+    if "account_id" not in trades.columns:
+        return  # validate_trades names the missing column
+    ids = trades["account_id"]
+    # Counted on the raw values, as the validation below reads them (text, stripped).
+    n = ids.dropna().astype(str).str.strip().nunique()
+    if n > MAX_MARKET_ACCOUNTS:
+        raise DataError(
+            f"{n:,} accounts in one request; at most {MAX_MARKET_ACCOUNTS:,}: send them in "
+            "several requests",
+            file="trades",
+            column="account_id",
+        )
 
 
 def align_metadata(metadata: list[Any] | None, n_rows: int) -> list[Any]:

@@ -4,6 +4,7 @@ path of :mod:`fraudlens.scoring`, metrics. Blocking work runs in the thread pool
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from fraudlens.service._schemas import MarketScoreRequest
     from fraudlens.service._state import ImageGate, ServiceModels
 
-__all__ = ["cards_scored", "image_scored", "market_scored"]
+__all__ = ["cards_scored", "image_scored", "market_records", "market_scored"]
 
 R = TypeVar("R")
 
@@ -88,6 +89,43 @@ async def market_scored(
     res = await run_in_threadpool(lambda: score_market(det, data, explain=explain, top=req.top))
     metrics.scored.labels(res.model).inc(len(res))
     return res
+
+
+def market_records(res: MarketScores) -> list[dict[str, Any]]:
+    """The reply's records of a market score (:meth:`MarketScores.records`).
+
+    JSON has no infinity: prices and quantities that each pass validation can still add
+    up past the largest float (value moved, a trade's reason figures). Such a request is
+    refused (DataError, 422) naming the account and field, not answered with a 500.
+    """
+    records = res.records()
+    for rec in records:
+        where = _non_finite(rec)
+        if where is not None:
+            raise DataError(
+                f"account {rec.get('account_id')!r}: {where} is not a finite number; the "
+                "trades' prices and quantities are too large to add up",
+                file="trades",
+                column=where.split(".", 1)[0].split("[", 1)[0],
+            )
+    return records
+
+
+def _non_finite(obj: Any, path: str = "") -> str | None:
+    """Where in a JSON-like value a float is NaN or infinite (``"trades[2].delta"``)."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else path or "value"
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            found = _non_finite(v, f"{path}.{k}" if path else str(k))
+            if found is not None:
+                return found
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            found = _non_finite(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 async def image_scored(

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fraudlens.service._responses import error_docs, model_reply
 from fraudlens.service._schemas import MarketScoreRequest, MarketScoreResponse
 from fraudlens.service.deps import ForServices, MetricsDep, ModelsDep, SettingsDep
-from fraudlens.service.routes._scoring import market_scored
+from fraudlens.service.routes._scoring import market_records, market_scored
 
 __all__ = ["router"]
 
@@ -30,5 +30,5 @@ async def market_score(
     return the ``top`` trades behind each score. ``flagged``: score above the model's own
     threshold."""
     res = await market_scored(models, settings, metrics, req, explain=True)
-    content = {"model": res.model, "threshold": res.threshold, "scores": res.records()}
+    content = {"model": res.model, "threshold": res.threshold, "scores": market_records(res)}
     return model_reply(content, res.model)

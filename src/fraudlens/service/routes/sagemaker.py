@@ -34,6 +34,7 @@ from fraudlens.service.routes._scoring import (
     INLINE_BYTES,
     cards_scored,
     image_scored,
+    market_records,
     market_scored,
 )
 
@@ -128,7 +129,7 @@ async def invocations(
         except ValidationError as exc:
             raise RequestValidationError(exc.errors(include_url=False)) from None
         res = await market_scored(models, settings, metrics, req, explain=False)
-        content = {"model": res.model, "threshold": res.threshold, "scores": res.records()}
+        content = {"model": res.model, "threshold": res.threshold, "scores": market_records(res)}
         return model_reply(content, res.model)
     return await _csv(request, body, models, metrics)
 

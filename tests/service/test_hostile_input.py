@@ -1,0 +1,206 @@
+"""Hostile scoring requests get a 4xx naming what is wrong, never a 500 or gigabytes of
+memory: lone surrogates and out-of-range dates in market JSON, records that each bring
+their own keys, too many accounts in one request, sums that overflow, card values too
+large for 32-bit floats, and ids that decode to the replacement character."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from fraudlens.config import Settings
+from fraudlens.errors import DataError
+from fraudlens.service import create_app
+from fraudlens.service._parse import MAX_MARKET_ACCOUNTS, market_data
+from fraudlens.service._schemas import MarketScoreRequest
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def market() -> dict[str, list[dict[str, Any]]]:
+    from fraudlens.market.simulate import simulate
+
+    data = simulate(6, seed=8, n_symbols=1, days=1)
+    klines = data.klines.assign(ts=data.klines["ts"].map(pd.Timestamp.isoformat))
+    trades = data.trades.assign(ts=data.trades["ts"].map(pd.Timestamp.isoformat))
+    return {"klines": klines.to_dict("records"), "trades": trades.to_dict("records")}
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A service with no models: market input is validated before any model is looked up."""
+    root = tmp_path_factory.mktemp("no-models")
+    with TestClient(create_app(Settings(models_dir=root), preload=False)) as c:
+        yield c
+
+
+def _raw(body: dict[str, Any], which: str, row: int, column: str, raw_value: str) -> bytes:
+    """``body`` as JSON text with one value replaced by raw JSON (``"\\ud800"``, ...)."""
+    marker = "@@REPLACE@@"
+    body = json.loads(json.dumps(body))
+    body[which][row][column] = marker
+    return json.dumps(body).replace(json.dumps(marker), raw_value).encode()
+
+
+@pytest.mark.parametrize(
+    ("which", "column"),
+    [("trades", "account_id"), ("trades", "trade_id"), ("trades", "ts"), ("klines", "symbol")],
+)
+def test_lone_surrogates_are_422(bare: Any, market: dict, which: str, column: str) -> None:
+    body = _raw(market, which, 1, column, '"a\\ud800"')
+    r = bare.post("/v1/market/score", content=body, headers=JSON)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert (detail["file"], detail["row"], detail["column"]) == (which, 2, column)
+    # /invocations reads JSON with pydantic's parser, which refuses the text itself.
+    assert bare.post("/invocations", content=body, headers=JSON).status_code == 400
+
+
+@pytest.mark.parametrize("raw", ['"0001-01-01T00:00:00Z"', '"9999-12-31"', "-1", '"2262-04-12"'])
+def test_dates_the_clock_cannot_hold_are_422(bare: Any, market: dict, raw: str) -> None:
+    for which in ("trades", "klines"):
+        r = bare.post("/v1/market/score", content=_raw(market, which, 2, "ts", raw), headers=JSON)
+        assert r.status_code == 422, r.text
+        detail = r.json()["detail"]
+        assert (detail["file"], detail["row"], detail["column"]) == (which, 3, "ts")
+
+
+@pytest.mark.parametrize(
+    ("column", "raw"),
+    [
+        ("account_id", '"a\\u0000b"'),
+        ("account_id", json.dumps("x" * 65)),
+        ("account_id", "[1, 2]"),
+        ("trade_id", "true"),
+        ("trade_id", '{"a": 1}'),
+    ],
+)
+def test_ids_in_market_json_follow_the_id_rule(bare: Any, market: dict, column: str, raw: str):
+    r = bare.post("/v1/market/score", content=_raw(market, "trades", 0, column, raw), headers=JSON)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"]["column"] == column
+
+
+def test_price_times_quantity_overflow_is_422(bare: Any, market: dict) -> None:
+    r = bare.post(
+        "/v1/market/score", content=_raw(market, "trades", 0, "price", "1e308"), headers=JSON
+    )
+    assert r.status_code == 422, r.text
+    assert "too large to add up" in r.json()["error"]
+
+
+def test_records_with_their_own_keys_stay_small(market: dict) -> None:
+    # Trades that each bring 40 keys of their own: every key a column for every row
+    # (1,600 columns here; a 5 MB body of 570 such trades made a table of several GB and
+    # took minutes to copy column by column). Only the contract's columns are read.
+    trades = [
+        {**t, **{f"k{i}_{j}": 0 for j in range(40)}} for i, t in enumerate(market["trades"][:40])
+    ]
+    req = MarketScoreRequest(klines=market["klines"], trades=trades)
+    t0 = time.perf_counter()
+    data = market_data(req, 24.0)
+    assert time.perf_counter() - t0 < 10
+    assert not [c for c in data.trades.columns if str(c).startswith("k")]
+    assert len(data.trades) > 0
+
+
+def test_too_many_accounts_in_one_request_is_422(bare: Any, market: dict) -> None:
+    bar = market["klines"][0]
+    ts = pd.Timestamp(bar["ts"]) + pd.Timedelta(minutes=1)
+    n = MAX_MARKET_ACCOUNTS + 1
+    trades = [
+        {
+            "trade_id": f"t{i}",
+            "account_id": f"a{i}",
+            "symbol": bar["symbol"],
+            "ts": ts.isoformat(),
+            "side": "buy",
+            "price": bar["low"],
+            "quantity": 1,
+        }
+        for i in range(n)
+    ]
+    r = bare.post("/v1/market/score", json={"klines": [bar], "trades": trades})
+    assert r.status_code == 422, r.text
+    assert f"{n:,} accounts" in r.json()["error"]
+    # Exactly the limit passes validation (then 503: this service has no model).
+    r = bare.post("/v1/market/score", json={"klines": [bar], "trades": trades[:-1]})
+    assert r.status_code == 503, r.text
+
+
+def test_scores_that_are_not_finite_are_422_not_500() -> None:
+    from fraudlens.service.routes._scoring import market_records
+
+    class Scores:
+        def records(self) -> list[dict[str, Any]]:
+            return [
+                {"account_id": "a", "score": 0.5, "value_moved": 1.0, "trades": []},
+                {"account_id": "b", "score": 0.5, "trades": [{"delta": float("inf")}]},
+            ]
+
+    with pytest.raises(DataError, match=r"account 'b': trades\[0\]\.delta is not a finite"):
+        market_records(Scores())  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ cards
+
+
+@pytest.fixture(scope="module")
+def client(full_registry: Path) -> Any:
+    with TestClient(create_app(models_dir=full_registry, check_seconds=0.0)) as c:
+        yield c
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("explain", [False, True])
+def test_card_values_beyond_float32_are_422(client: Any, explain: bool) -> None:
+    from conftest import CARD_FEATURES  # type: ignore[import-not-found]
+
+    row = [0.5] * len(CARD_FEATURES)
+    row[2] = 1e308
+    for body in (
+        {"data": [row], "explain": explain},
+        {"data": [dict(zip(CARD_FEATURES, row, strict=True))], "explain": explain},
+        {"data": ",".join(map(repr, row)), "explain": explain},
+    ):
+        r = client.post("/v1/cards/score", json=body)
+        assert r.status_code == 422, r.text
+        assert (r.json()["detail"]["row"], r.json()["detail"]["column"]) == (1, "3")
+    r = client.post(
+        "/invocations", content=",".join(map(repr, row)), headers={"Content-Type": "text/csv"}
+    )
+    assert r.status_code == 422, r.text
+    row[2] = float(np.finfo(np.float32).max)
+    assert client.post("/v1/cards/score", json={"data": [row]}).status_code == 200
+
+
+# -------------------------------------------------------------------------------- ids
+
+
+def test_ids_that_are_not_utf8_are_422(tmp_path: Path) -> None:
+    pytest.importorskip("sqlalchemy")
+    from fraudlens.queues import SQLiteQueue
+    from fraudlens.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    store.upgrade()
+    queue = SQLiteQueue(tmp_path / "q.db")
+    app = create_app(Settings(models_dir=tmp_path / "m"), store=store, queue=queue, preload=False)
+    try:
+        with TestClient(app) as c:
+            # %FF is no UTF-8: it decodes to U+FFFD, which no sender meant as an id.
+            for bad in ("%FF", "a%ED%A0%80"):
+                assert c.post(f"/v1/accounts/{bad}/check").status_code == 422
+                assert c.get(f"/v1/risk-events?account_id={bad}").status_code == 422
+            assert queue.depth() == 0
+    finally:
+        queue.close()
+        store.close()
