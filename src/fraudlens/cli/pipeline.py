@@ -144,6 +144,34 @@ def db_events(
     console.print(table)
 
 
+def _account_file(file: Path) -> list[str]:
+    """The account ids of a file, one a line (an ``account_id`` header line is skipped),
+    each checked against the id rule; DataError naming the file and line otherwise."""
+    from fraudlens._ids import check_id
+    from fraudlens.errors import ConfigError, DataError
+
+    if file.is_dir():
+        raise DataError("is a folder, not a file", file=str(file))
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc}") from None
+    ids = []
+    for no, line in enumerate(raw.splitlines(), start=1):
+        try:
+            text = line.decode("utf-8-sig" if no == 1 else "utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"the file is not UTF-8 text: byte 0x{line[exc.start]:02X}; save the file as UTF-8",
+                file=str(file),
+                row=no,
+                column="account_id",
+            ) from None
+        if text and text != "account_id":
+            ids.append(check_id(text, column="account_id", file=str(file), row=no))
+    return ids
+
+
 @cli_errors
 def enqueue(
     account_ids: Annotated[
@@ -161,17 +189,15 @@ def enqueue(
     db: DbOpt = None,
 ) -> None:
     """Queue account checks for the worker."""
+    from fraudlens._ids import check_id
     from fraudlens.checks import check_message
-    from fraudlens.errors import ConfigError
     from fraudlens.queues import open_queue
 
-    ids = list(account_ids or [])
+    # Every id is checked before anything is sent: a bad id on line 600 used to leave the
+    # first 500 queued.
+    ids = [check_id(a, column="account_id", row=k + 1) for k, a in enumerate(account_ids or [])]
     if file is not None:
-        try:
-            lines = file.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {file}: {exc}") from None
-        ids += [line.strip() for line in lines if line.strip() and line.strip() != "account_id"]
+        ids += _account_file(file)
     if all_accounts:
         from fraudlens.store import open_store
 

@@ -1,0 +1,61 @@
+"""`fraudlens enqueue --file` on hostile files: one line naming the file, line and column,
+exit code 2, and nothing queued (a bad id late in the file used to leave the ids before
+it on the queue; a file that is not UTF-8 ended in a traceback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fraudlens.cli import app
+
+runner = CliRunner()
+
+
+def _depth(url: str) -> int:
+    from fraudlens.queues import open_queue
+
+    with open_queue(url, name="checks") as q:
+        return int(q.depth())
+
+
+@pytest.mark.parametrize(
+    ("content", "row", "words"),
+    [
+        (
+            b"account_id\n" + b"".join(b"a%d\n" % i for i in range(600)) + b"bad\x01id\n",
+            602,
+            "control character",
+        ),
+        (b"a1\nb\xe9\n", 2, "not UTF-8"),
+        (b"a1\n" + b"x" * 100 + b"\n", 2, "at most 64"),
+    ],
+)
+def test_bad_files_queue_nothing(tmp_path: Path, content: bytes, row: int, words: str) -> None:
+    path = tmp_path / "ids.txt"
+    path.write_bytes(content)
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    res = runner.invoke(app, ["enqueue", "--file", str(path), "--queue", url])
+    assert res.exit_code == 2, res.output + repr(res.exception)
+    text = " ".join(res.output.split())
+    assert "Traceback" not in text
+    assert f"ids.txt, row {row}, column 'account_id'" in text and words in text, text
+    assert _depth(url) == 0
+
+
+def test_a_folder_is_not_a_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    res = runner.invoke(app, ["enqueue", "--file", str(tmp_path), "--queue", url])
+    assert res.exit_code == 2
+    assert "is a folder, not a file" in " ".join(res.output.split())
+
+
+def test_good_file_and_arguments_are_queued(tmp_path: Path) -> None:
+    path = tmp_path / "ids.txt"
+    path.write_bytes(b"\xef\xbb\xbfaccount_id\na1\n\n a2 \n")
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    res = runner.invoke(app, ["enqueue", "x1", "--file", str(path), "--queue", url])
+    assert res.exit_code == 0, res.output
+    assert _depth(url) == 3
