@@ -395,6 +395,17 @@ class CNNDetector(Detector):
     input_size
         ``(height, width)`` the images are resized to before the network; default the
         style's own size.
+    mirror_tta
+        Test-time mirror (off by default): the exported default ensemble also scores
+        each image's price mirror, the training flip, and returns the mean of the two
+        probabilities (:func:`fraudlens.market._cnn_torch.with_mirrored_members`: each
+        member's twin with permuted first-layer weights, so the graph takes the same
+        images). Only for ``"bars"`` in the fraudlens look at its own size. On
+        validation data (trained on ``simulate(4000, seed=101)``, judged on
+        ``simulate(3000, seed=909)``, training seeds 0 / 1) ROC AUC 0.9939 -> 0.9943
+        and 0.9947 -> 0.9950, recall at 1 % FPR 0.930 -> 0.933 and 0.925 -> 0.935
+        (paired bootstrap intervals of the recall gain include 0), for about two thirds
+        more CPU per scored account (rendering included).
 
     Attributes
     ----------
@@ -428,6 +439,7 @@ class CNNDetector(Detector):
         threshold: float | None = 0.5,
         num_threads: int | None = None,
         input_size: tuple[int, int] | None = None,
+        mirror_tta: bool = False,
     ) -> None:
         self.arch = arch
         self.style = style
@@ -440,6 +452,7 @@ class CNNDetector(Detector):
         self.threshold = threshold
         self.num_threads = num_threads
         self.input_size = input_size
+        self.mirror_tta = mirror_tta
         self._session: Any = None
 
     # -- training ------------------------------------------------------------------------
@@ -490,6 +503,7 @@ class CNNDetector(Detector):
                 raise DataError("sample weights must be finite, >= 0 and not all 0")
         size = self._size()
         images = resize_images(render_batch(data, style=self.style), size)
+        flip_bands = panels(self.style) if self.input_size is None else None
         result = _cnn_torch.train_network(
             images,
             labels,
@@ -501,14 +515,29 @@ class CNNDetector(Detector):
             seed=self.seed,
             val_share=self.val_share,
             num_threads=self.num_threads,
-            flip_bands=panels(self.style) if self.input_size is None else None,
+            flip_bands=flip_bands,
             sample_weight=weight,
             progress=progress,
         )
         self.state_dict_ = {
             k: v.detach().cpu().numpy().copy() for k, v in result.net.state_dict().items()
         }
-        self.onnx_bytes_ = _blocked_layout(_cnn_torch.export_onnx(result.net, *size))
+        net = result.net
+        swap = _cnn_torch._mirror_channels(images, flip_bands)
+        val_scores = result.val_scores
+        if (
+            self.mirror_tta
+            and swap is not None
+            and flip_bands is not None
+            and isinstance(net, _cnn_torch.BarEnsemble)
+        ):
+            net = _cnn_torch.with_mirrored_members(net, flip_bands, swap)
+            if len(result.val_index):
+                import torch
+
+                x_val = torch.from_numpy(images[result.val_index])
+                val_scores = _cnn_torch._predict(net, x_val, 256)
+        self.onnx_bytes_ = _blocked_layout(_cnn_torch.export_onnx(net, *size))
         self.input_shape_ = (size[0], size[1], 3)
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
@@ -518,10 +547,10 @@ class CNNDetector(Detector):
         elif len(np.unique(y_val)) == 2:
             from fraudlens.evaluation import threshold_for
 
-            self.threshold_ = threshold_for(y_val, result.val_scores, target_fpr=0.01)
+            self.threshold_ = threshold_for(y_val, val_scores, target_fpr=0.01)
         else:
             self.threshold_ = 0.5
-        self.validation_ = self._validation_metrics(y_val, result.val_scores)
+        self.validation_ = self._validation_metrics(y_val, val_scores)
         self._session = None
         self._weights_path: Path | None = None
         self.train_seconds_ = time.perf_counter() - t0

@@ -35,6 +35,7 @@ __all__ = [
     "build_network",
     "export_onnx",
     "train_network",
+    "with_mirrored_members",
 ]
 
 ARCHS = ("bar", "bars", "columns", "compact", "resnet18")
@@ -222,6 +223,43 @@ class BarEnsemble(nn.Module):
         # The log of the members' mean probability: its softmax is that mean.
         probs = torch.stack([torch.softmax(z, dim=1) for z in self.member_logits(x)])
         return torch.log(probs.mean(dim=0).clamp_min(1e-12))
+
+
+def with_mirrored_members(
+    ens: BarEnsemble, bands: tuple[tuple[int, int], ...], swap: tuple[int, int]
+) -> BarEnsemble:
+    """``ens`` plus, for each member, a copy that reads the price-mirrored image.
+
+    Test-time augmentation folded into the weights: the mirror (each row band in
+    ``bands`` upside down, channels ``swap`` exchanged; the training flip of
+    :func:`_augment`) only reorders the rows a member's row projection reads and the
+    colours its 1 x 1 mix reads, so a member applied to the mirrored image is the same
+    member with its projection's columns and its mix's input channels permuted. The
+    result, ``2 m`` members, scores an image as the mean of the ensemble's probability
+    on it and on its mirror, in one pass and one graph (exported like any
+    :class:`BarEnsemble`), without the mirrored copy of the image.
+    """
+    out = copy.deepcopy(ens)
+    first = ens.members[0]
+    assert isinstance(first, BarCNN)
+    height = int(first.rows.shape[1])
+    perm = torch.arange(height)
+    for r0, r1 in bands:
+        perm[r0:r1] = torch.arange(r1 - 1, r0 - 1, -1)
+    colours = [0, 1, 2]
+    colours[swap[0]], colours[swap[1]] = swap[1], swap[0]
+    rows = first.n_rows
+    mix_perm = torch.tensor([r * 3 + colours[c] for r in range(rows) for c in range(3)])
+    for member in ens.members:
+        assert isinstance(member, BarCNN)
+        twin = copy.deepcopy(member)
+        src_mix, twin_mix = member.mix[0], twin.mix[0]
+        assert isinstance(src_mix, nn.Conv1d) and isinstance(twin_mix, nn.Conv1d)
+        with torch.no_grad():
+            twin.rows.copy_(member.rows[:, perm])
+            twin_mix.weight.copy_(src_mix.weight[:, mix_perm])
+        out.members.append(twin)
+    return out.eval()
 
 
 class _GroupedBars(nn.Module):
