@@ -204,3 +204,36 @@ def test_ids_that_are_not_utf8_are_422(tmp_path: Path) -> None:
     finally:
         queue.close()
         store.close()
+
+
+@pytest.mark.slow
+def test_card_metadata_the_sink_cannot_write_is_422(full_registry: Path, tmp_path: Path) -> None:
+    from conftest import CARD_FEATURES  # type: ignore[import-not-found]
+    from fraudlens.sinks import open_sink
+
+    row = json.dumps([0.5] * len(CARD_FEATURES))
+    sink = open_sink(str(tmp_path / "sink"))
+    app = create_app(models_dir=full_registry, sink=sink, check_seconds=0.0)
+    with TestClient(app) as c:
+        for meta in ('[{"x": "a\\ud800"}]', '[{"\\ud800": 1}]', '["\\udfff"]', '[{"x": NaN}]'):
+            body = '{"data": [' + row + '], "metadata": ' + meta + "}"
+            r = c.post("/v1/cards/score", content=body, headers=JSON)
+            assert r.status_code == 422, (meta, r.text)
+        # Items that each bring their own keys: a sink column per key for every row.
+        rows = "[" + ",".join([row] * 300) + "]"
+        meta = json.dumps([{f"k{i}": 1} for i in range(300)])
+        r = c.post(
+            "/v1/cards/score", content=f'{{"data": {rows}, "metadata": {meta}}}', headers=JSON
+        )
+        assert r.status_code == 422, r.text
+        assert "256 keys" in r.json()["error"]
+        ok = c.post("/v1/cards/score", json={"data": [json.loads(row)], "metadata": [{"id": "é"}]})
+        assert ok.status_code == 200, ok.text
+    # The sink flushed on shutdown: nothing hostile reached its buffer.
+    written = [
+        p
+        for p in (tmp_path / "sink").rglob("*")
+        if p.is_file() and p.suffix in (".csv", ".jsonl") and not p.name.startswith(".")
+    ]
+    assert len(written) == 1
+    assert "é" in written[0].read_text()

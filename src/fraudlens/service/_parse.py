@@ -27,6 +27,8 @@ _FAST_CSV_CHARS = 1 << 16
 #: Largest magnitude of a card value: the models compute in 32-bit floats, where a larger
 #: number is infinite.
 MAX_CARD_VALUE = float(np.finfo(np.float32).max)
+#: Most distinct keys the metadata objects of one card request may name (sink columns).
+MAX_METADATA_KEYS = 256
 #: Most accounts one market request may hold. The CNN draws an image of every account
 #: (about 65 KB each while scoring); a 5 MB body can name 30,000 accounts.
 MAX_MARKET_ACCOUNTS = 2000
@@ -212,6 +214,17 @@ def align_metadata(metadata: list[Any] | None, n_rows: int) -> list[Any]:
     """One metadata item per row (a flat list belongs to a single row)."""
     if metadata is None:
         return [None] * n_rows
+    # Each key of an object becomes a column of the sink's table for every row: items
+    # that each bring their own keys would make a table of rows x keys cells.
+    keys: set[str] = set()
+    for item in metadata:
+        if isinstance(item, dict):
+            keys.update(map(str, item))
+            if len(keys) > MAX_METADATA_KEYS:
+                raise DataError(
+                    f"metadata objects name more than {MAX_METADATA_KEYS} keys between them",
+                    column="metadata",
+                )
     if len(metadata) == n_rows:
         return list(metadata)
     if n_rows == 1:

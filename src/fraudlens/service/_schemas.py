@@ -71,6 +71,27 @@ def _storable(value: str) -> str:
     return value
 
 
+def _storable_json(value: Any) -> Any:
+    """``value`` if it can be written as JSON text: no lone surrogate in a key or string,
+    no NaN or infinity (walked without recursion, however deep the nesting)."""
+    stack = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= ch <= "\udfff" for ch in item):
+                raise ValueError(f"{where or 'value'} contains a lone surrogate, which is not text")
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                raise ValueError(f"{where or 'value'} is {item}, which JSON cannot hold")
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                stack.append((k, f"{where}[{k!r}]" if isinstance(k, str) else where))
+                stack.append((v, f"{where}[{k!r}]"))
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+    return value
+
+
 #: Free text (an analyst's note): anything a database can store (no NUL, no lone
 #: surrogate); newlines and tabs are fine.
 Text = Annotated[str, Field(pattern="^[^\\x00]*$"), AfterValidator(_storable)]
@@ -127,7 +148,7 @@ class CardScoreRequest(BaseModel):
         "are ignored).",
         examples=[CARD_ROW_EXAMPLE],
     )
-    metadata: list[Any] | None = Field(
+    metadata: Annotated[list[Any] | None, AfterValidator(_storable_json)] = Field(
         None,
         description="Free-form metadata: one item per row, or (for one row) a flat list. "
         "Written to the sink beside the predictions when the service has one.",
