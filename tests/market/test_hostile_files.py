@@ -144,3 +144,27 @@ def test_a_folder_is_not_a_file(files: tuple) -> None:
     (folder / "dir.csv").mkdir(exist_ok=True)
     with pytest.raises(DataError, match="is a folder, not a file"):
         load_klines(folder / "dir.csv")
+
+
+def test_output_at_a_folder_is_one_line(files: tuple, tmp_path: Path) -> None:
+    _, trades, folder = files
+    path = tmp_path / "trades.csv"
+    trades.to_csv(path, index=False)
+    out = tmp_path / "out.csv"
+    out.mkdir()
+    res = runner.invoke(
+        app,
+        [
+            "market",
+            "pairs",
+            "--klines",
+            str(folder / "klines.csv"),
+            "--trades",
+            str(path),
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 2, res.output + repr(res.exception)
+    text = " ".join(res.output.split())
+    assert f"error: cannot use {out}" in text and "Traceback" not in text, text

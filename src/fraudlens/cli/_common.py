@@ -213,6 +213,8 @@ def error(message: str) -> None:
 def fail_cleanly() -> Iterator[None]:
     """Turn a :class:`FraudlensError` into a red message and exit code 2.
 
+    So is an :class:`OSError` about a named path (an output file that is a folder).
+
     A missing module of an optional extra (``ray``, ``boto3``, ``torch``, ...) is one too:
     the message names the extra and the install command.
     """
@@ -230,6 +232,13 @@ def fail_cleanly() -> Iterator[None]:
         if missing is None:
             raise
         error(str(missing))
+        raise typer.Exit(code=2) from None
+    except OSError as exc:
+        # A path the user gave that cannot be written or read (``--out`` at a folder, a
+        # read-only place): one line naming it, not a traceback.
+        if exc.filename is None:
+            raise
+        error(f"cannot use {exc.filename}: {exc.strerror or exc}")
         raise typer.Exit(code=2) from None
 
 
