@@ -283,7 +283,7 @@ def score_market(
         If ``threshold`` is not a finite number.
     """
     thr = resolve_threshold(detector, threshold)
-    ids = np.asarray(data.account_ids, dtype=str)
+    ids = _account_ids(data)
     shared = None
     if chunk_size is not None and len(ids) > chunk_size:
         parts = []
@@ -320,6 +320,24 @@ def score_market(
     )
 
 
+def _account_ids(data: MarketData) -> np.ndarray:
+    """``np.asarray(data.account_ids, dtype=str)``; a column of strings (no missing
+    value) is read as Python strings and sorted by Python (code-point order, as numpy
+    sorts them), without pandas' fixed costs of ``astype``, ``unique`` and a Series."""
+    import pandas as pd
+
+    from fraudlens.market.features import _array
+
+    trades = data.trades
+    if "account_id" in trades.columns:
+        values = _array(trades, "account_id")
+        if isinstance(values.dtype, pd.StringDtype):
+            ids = values.tolist()
+            if all(type(a) is str for a in ids):
+                return np.asarray(sorted(set(ids)), dtype=str)
+    return np.asarray(data.account_ids, dtype=str)
+
+
 def _market_scores(
     detector: Detector, data: MarketData, ids: np.ndarray | None = None
 ) -> np.ndarray:
@@ -350,10 +368,12 @@ def _feature_pass(
 
     # what FeatureDetector.decision_function(data) computes, step by step
     klines, tr, legs, rt, pm = features._analyse_bars(data)
-    scores = np.asarray(
-        detector.decision_function_features(features._features(tr, legs, rt, pm)),
-        dtype=np.float64,
-    )
+    if type(detector).decision_function_features is FeatureDetector.decision_function_features:
+        # the feature values straight to the booster: no frame of a few rows to build
+        raw = detector._decision_block(features._feature_block(tr, legs, rt, pm))
+    else:
+        raw = detector.decision_function_features(features._features(tr, legs, rt, pm))
+    scores = np.asarray(raw, dtype=np.float64)
     if scores.shape != (len(ids),):
         raise RuntimeError(
             f"{model_id(detector)} returned {scores.shape} scores for {len(ids)} accounts"
@@ -469,7 +489,10 @@ def _positions(sorted_ids: np.ndarray, index: pd.Index) -> np.ndarray | None:
     """Where each id of ``index`` sits in ``sorted_ids``; None unless every one is
     there, once."""
     want = index.to_numpy(dtype=object)
-    if not len(sorted_ids) or not len(want) or not index.is_unique:
+    if not len(sorted_ids) or not len(want):
+        return None
+    # a few ids: a set tells whether they are distinct for less than pandas' hash table
+    if not (len(set(want.tolist())) == len(want) if len(want) <= 512 else index.is_unique):
         return None
     try:
         pos = np.searchsorted(sorted_ids, want)

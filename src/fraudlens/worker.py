@@ -277,15 +277,20 @@ def _message(item: tuple[Message, AccountCheck]) -> Message:
 def _latest_trades(data: MarketData, accounts: set[str]) -> dict[str, Any]:
     """Each account's latest trade time (its window's end), as aware datetimes."""
     import numpy as np
+    import pandas as pd
 
     from fraudlens.market._bars import _factorize
+    from fraudlens.market.features import _array, _text
 
     trades = data.trades
-    column = trades["account_id"]
-
-    # short string columns skip pandas' fixed cost (a small batch's few dozen ids)
-    codes, names = _factorize(column)
-    ts = trades["ts"].to_numpy("datetime64[us]").view(np.int64)
+    # the columns' arrays (no Series each); short string columns skip pandas' fixed
+    # cost (a small batch's few dozen ids)
+    codes, names = _factorize(_text(trades, "account_id"))
+    values = _array(trades, "ts")
+    if isinstance(values, pd.arrays.DatetimeArray):
+        ts = np.asarray(values, dtype="datetime64[us]").view(np.int64)
+    else:
+        ts = trades["ts"].to_numpy("datetime64[us]").view(np.int64)
     latest = np.full(len(names), np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(latest, codes, ts)
     at = dict(zip(names.tolist(), latest.astype("datetime64[us]").tolist(), strict=True))

@@ -1,8 +1,8 @@
 """The small-batch shortcuts of the worker's scoring path give pandas' answers.
 
-Column reads without a Series, binary searches and dict lookups in place of pandas' hash
-lookups, the Python side compare: each is checked against the pandas expression it
-replaces.
+Column reads without a Series, the feature block scored without a frame, binary searches
+and dict lookups in place of pandas' hash lookups, the Python side compare: each is
+checked against the pandas expression it replaces.
 """
 
 from __future__ import annotations
@@ -11,14 +11,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraudlens.errors import FraudlensError
 from fraudlens.market import features as feat
 from fraudlens.market.data import window
+from fraudlens.market.detectors import FeatureDetector
 from fraudlens.market.simulate import simulate
+from fraudlens.scoring import _account_ids, _feature_pass
 
 
 @pytest.fixture(scope="module")
 def data():
     return window(simulate(40, seed=7, days=2))
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return FeatureDetector(n_estimators=20).fit(window(simulate(60, seed=3, days=2)))
 
 
 def test_column_reads_equal_pandas(data):
@@ -123,3 +131,45 @@ def test_all_trades_concat_once_per_fetch(data):
     book._fetched.append(extra)  # a later fetch: a new concat
     assert len(book.all_trades()) == len(first) + 5
     assert "_all" not in book.__getstate__()
+
+
+def test_feature_block_scores_equal_the_frame(data, detector):
+    _klines, tr, legs, rt, pm = feat._analyse_bars(data)
+    frame = feat._features(tr, legs, rt, pm)
+    block = feat._feature_block(tr, legs, rt, pm)
+    assert np.array_equal(frame.to_numpy(), block, equal_nan=True)
+    assert frame.columns.tolist() == list(feat.FEATURE_NAMES)
+    assert frame.columns is not feat._FEATURE_INDEX  # no frame shares the constant
+    want = detector.decision_function_features(frame)
+    assert np.array_equal(detector._decision_block(block), want)
+    assert np.array_equal(detector.decision_function(data), want)
+    scores, _ = _feature_pass(detector, data, _account_ids(data))
+    assert np.array_equal(scores, want)
+    # a model of another column order reads its columns by name
+    names = list(reversed(feat.FEATURE_NAMES))
+    other = FeatureDetector(n_estimators=5)
+    other.fit_features(frame[names], (np.arange(len(frame)) % 2).astype(int))
+    assert np.array_equal(
+        other._decision_block(block), other.decision_function_features(frame[names])
+    )
+    with pytest.raises(FraudlensError, match="not fitted"):
+        FeatureDetector()._decision_block(block)
+
+
+def test_account_ids_equal_data_account_ids(data):
+    assert np.array_equal(_account_ids(data), np.asarray(data.account_ids, dtype=str))
+    objects = data.trades.assign(account_id=data.trades["account_id"].astype(object))
+    sub = type(data)(data.klines, objects)
+    assert np.array_equal(_account_ids(sub), np.asarray(sub.account_ids, dtype=str))
+
+
+def test_traded_symbols_only_equals_isin(data):
+    klines, trades = data.klines.iloc[:3000], data.trades  # few bars: the set lookup
+    assert len(klines) < feat.FEW_BARS
+    syms = sorted(set(klines["symbol"].tolist()))
+    for traded in (syms, syms[:1], [], ["NOPE", syms[0]]):
+        got = feat._traded_symbols_only(klines, trades, np.asarray(traded, dtype=object))
+        want = klines[klines["symbol"].isin(traded).to_numpy()]
+        assert got["symbol"].tolist() == want["symbol"].tolist()
+        assert got.index.tolist() == want.index.tolist()
+    assert feat._traded_symbols_only(klines, trades, syms) is klines  # all kept: no copy

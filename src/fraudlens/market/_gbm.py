@@ -179,6 +179,34 @@ class FeatureDetector(Detector):
         pred = booster.inplace_predict(self._matrix(X), validate_features=False)
         return np.asarray(pred, dtype=np.float64)
 
+    def _decision_block(self, block: np.ndarray) -> np.ndarray:
+        """:meth:`decision_function_features` of ``pd.DataFrame(block, columns=
+        FEATURE_NAMES)``, without the frame: the worker scores a few accounts a call, for
+        which building the frame cost more than the prediction."""
+        self._check_fitted()
+        names = self.feature_names_
+        cached = getattr(self, "_block_columns", None)
+        if cached is None or cached[0] is not names:
+            at = {n: i for i, n in enumerate(FEATURE_NAMES)}
+            cols: Any = None  # the block's own order
+            if list(names) != list(FEATURE_NAMES):
+                known = all(n in at for n in names)
+                # unknown names (False): the frame's path says which
+                cols = np.asarray([at[n] for n in names], dtype=np.intp) if known else False
+            cached = (names, cols)
+            self._block_columns = cached
+        cols = cached[1]
+        if cols is False:
+            return self.decision_function_features(pd.DataFrame(block, columns=list(FEATURE_NAMES)))
+        booster = self._scoring_booster(len(block))
+        if len(block) == 0:
+            return np.zeros(0, dtype=np.float64)
+        X = block if cols is None else block[:, cols]
+        pred = booster.inplace_predict(
+            np.ascontiguousarray(X, dtype=np.float32), validate_features=False
+        )
+        return np.asarray(pred, dtype=np.float64)
+
     def _scoring_booster(self, rows: int) -> xgb.Booster:
         """The booster to score ``rows`` rows with: the model itself, or a copy of it on
         fewer threads (``n_jobs`` at most, one per :data:`_ROWS_PER_THREAD` rows). Each

@@ -186,6 +186,9 @@ FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {
 
 #: Column order of :func:`account_features` (stable; a saved model records it).
 FEATURE_NAMES: Final[tuple[str, ...]] = tuple(FEATURE_DESCRIPTIONS)
+#: The feature frame's columns, built once (``pd.Index`` of the names costs more than a
+#: small batch's features); each frame takes a copy, so no frame shares it.
+_FEATURE_INDEX: Final = pd.Index(list(FEATURE_NAMES))
 
 
 # ---------------------------------------------------------------------------------------
@@ -774,7 +777,17 @@ def _traded_symbols_only(
 ) -> pd.DataFrame:
     """The k-lines of the symbols in ``trades`` (whole days are kept for day statistics);
     ``traded`` are those symbols when the caller has them."""
-    keep = isin(klines["symbol"], pd.unique(trades["symbol"]) if traded is None else traded)
+    keep = None
+    if traded is not None and len(klines) < FEW_BARS:
+        # a few bars and symbols: a set lookup per bar costs less than pyarrow's is_in
+        symbols = _array(klines, "symbol")
+        wanted = list(traded)
+        if isinstance(symbols.dtype, pd.StringDtype) and all(type(x) is str for x in wanted):
+            found = set(wanted)
+            names = symbols.tolist()
+            keep = np.fromiter((x in found for x in names), dtype=bool, count=len(names))
+    if keep is None:
+        keep = isin(klines["symbol"], pd.unique(trades["symbol"]) if traded is None else traded)
     return klines if bool(keep.all()) else klines[keep]
 
 
@@ -1285,6 +1298,16 @@ def _top3(rt: _RoundTrips, n_acc: int) -> list[np.ndarray]:
 
 
 def _features(tr: _Trades, legs: _Legs, rt: _RoundTrips, pm: _PairMirrors) -> pd.DataFrame:
+    return pd.DataFrame(
+        _feature_block(tr, legs, rt, pm),
+        columns=_FEATURE_INDEX.copy(),
+        index=pd.Index(tr.account_ids, name="account_id"),
+    )
+
+
+def _feature_block(tr: _Trades, legs: _Legs, rt: _RoundTrips, pm: _PairMirrors) -> np.ndarray:
+    """:func:`_features`' values: float32, one row per account of ``tr.account_ids``,
+    one column per :data:`FEATURE_NAMES` name (what the scorer reads, without a frame)."""
     n_acc = len(tr.account_ids)
     acct = tr.acct
 
@@ -1438,9 +1461,7 @@ def _features(tr: _Trades, legs: _Legs, rt: _RoundTrips, pm: _PairMirrors) -> pd
     block = np.empty((n_acc, len(FEATURE_NAMES)), dtype=np.float32)
     for col, name in enumerate(FEATURE_NAMES):
         block[:, col] = f[name]
-    return pd.DataFrame(
-        block, columns=list(FEATURE_NAMES), index=pd.Index(tr.account_ids, name="account_id")
-    )
+    return block
 
 
 def _analyse(data: MarketData) -> tuple[_Trades, _Legs, _RoundTrips, _PairMirrors]:
