@@ -22,6 +22,8 @@ from fraudlens.service._parse import MAX_MARKET_ACCOUNTS, market_data
 from fraudlens.service._schemas import MarketScoreRequest
 
 JSON = {"Content-Type": "application/json"}
+#: The card models of the service tests' registry (conftest.full_registry) take these.
+CARD_FEATURES = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount"]
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +164,6 @@ def client(full_registry: Path) -> Any:
 @pytest.mark.slow
 @pytest.mark.parametrize("explain", [False, True])
 def test_card_values_beyond_float32_are_422(client: Any, explain: bool) -> None:
-    from conftest import CARD_FEATURES  # type: ignore[import-not-found]
-
     row = [0.5] * len(CARD_FEATURES)
     row[2] = 1e308
     for body in (
@@ -208,7 +208,6 @@ def test_ids_that_are_not_utf8_are_422(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_card_metadata_the_sink_cannot_write_is_422(full_registry: Path, tmp_path: Path) -> None:
-    from conftest import CARD_FEATURES  # type: ignore[import-not-found]
     from fraudlens.sinks import open_sink
 
     row = json.dumps([0.5] * len(CARD_FEATURES))
