@@ -367,6 +367,36 @@ def test_threads_do_not_change_the_scores(fitted: CNNDetector, test_data: Market
     np.testing.assert_array_equal(one.score_images(imgs)[:, 0], single)
 
 
+@pytest.mark.slow
+def test_one_thread_renders_a_chunk_at_a_time(
+    fitted: CNNDetector, test_data: MarketData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory follows the chunk, not the accounts: no path draws every account at once."""
+    import copy
+
+    from fraudlens.market import _cnn
+
+    sizes: list[int] = []
+    real = _cnn.render_chunks
+
+    def spy(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        for start, imgs in real(*args, **kwargs):  # type: ignore[arg-type]
+            sizes.append(len(imgs))
+            yield start, imgs
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("every account drawn at once")
+
+    one = copy.copy(fitted)
+    one.num_threads = 1
+    expected = one.score_images(render_batch(test_data))[:, 0]
+    monkeypatch.setattr(_cnn, "render_chunks", spy)
+    monkeypatch.setattr(_cnn, "render_batch", refuse)
+    np.testing.assert_array_equal(one.decision_function(test_data), expected)
+    assert sum(sizes) == len(test_data.account_ids)
+    assert max(sizes) <= _cnn._RENDER_CHUNK < len(test_data.account_ids)
+
+
 def test_sample_weights() -> None:
     data = window(simulate(120, seed=3, n_symbols=6, days=2))
     n = len(data.account_ids)

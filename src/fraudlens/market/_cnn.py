@@ -670,16 +670,20 @@ class CNNDetector(Detector):
     def decision_function(self, data: MarketData) -> np.ndarray:
         """P(takeover) for each account, in ``data.account_ids`` order.
 
-        With more than one free core the accounts are rendered a chunk at a time while
-        other threads score the chunks already drawn (rendering and scoring overlap);
-        the scores are the same either way.
+        The accounts are rendered a chunk at a time, so memory is bounded by the chunk
+        (about 65 KB of pixels an account), not by the number of accounts. With more
+        than one free core other threads score the chunks already drawn while the next
+        is drawn (rendering and scoring overlap); the scores are the same either way.
         """
         self._check_fitted()
         n = len(data.account_ids)
         threads = self._threads(-(-n // _SCORE_BATCH))
         if threads == 1 or self.input_shape_[:2] != STYLES[self.style]:
-            images = render_batch(data, style=self.style)
-            return self.score_images(images)[:, 0].astype(np.float64)
+            # A chunk at a time, so memory stays bounded by the chunk, not the accounts.
+            scores = np.empty(n, dtype=np.float64)
+            for start, imgs in render_chunks(data, style=self.style, chunk=_RENDER_CHUNK):
+                scores[start : start + len(imgs)] = self.score_images(imgs)[:, 0]
+            return scores
         from concurrent.futures import ThreadPoolExecutor
 
         sess = self._ort()
