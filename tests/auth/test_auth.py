@@ -136,6 +136,11 @@ def test_sign_in_session_csrf_and_sign_out(store: Store) -> None:
         auth.sign_in("nobody", PASSWORD, "10.0.0.1")
     grant = auth.sign_in(" ANA ", PASSWORD, "10.0.0.1")
     assert grant.user.username == "ana"
+    # A longer name is another name, not the 64-character prefix it starts with.
+    auth.create_user("a" * 64, "analyst", PASSWORD)
+    with pytest.raises(InvalidCredentialsError):
+        auth.sign_in("a" * 64 + "b", PASSWORD, "10.0.0.2")
+    assert auth.sign_in("a" * 64, PASSWORD, "10.0.0.2").user.username == "a" * 64
     # Only the digest of the session token is stored.
     assert grant.session.id == digest(auth._secret()[1].loads(grant.cookie, 60) or "")
     signed = auth.check_session(grant.cookie)

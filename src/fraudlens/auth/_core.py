@@ -317,6 +317,8 @@ class Authenticator:
             Unknown name, wrong password, disabled user or a service account. The message
             is the same for all, and so is the time taken.
         """
+        # The rate limiter's key is bounded; the password is checked against the whole
+        # name, so a name longer than any user's never signs in as its prefix.
         key_name = str(username).strip().lower()[:MAX_ID_LENGTH]
         wait = self.limiter.retry_after(key_name, address)
         if wait > 0:
@@ -324,7 +326,7 @@ class Authenticator:
         if not self._slots.acquire(timeout=self._hash_wait):
             raise RateLimitedError(1.0, "the server is busy checking other sign-ins")
         try:
-            user = self._check_password(key_name, password)
+            user = self._check_password(str(username), password)
         finally:
             self._slots.release()
         if user is None:
