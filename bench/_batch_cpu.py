@@ -68,24 +68,11 @@ def _setup(accounts: int, cache: Path) -> tuple[CheckHandler, list[str]]:
 
 def _batch(handler: CheckHandler, ids: list[str]) -> tuple[float, list[dict]]:
     """CPU seconds of one batch's scoring path, and its events."""
-    from fraudlens.scoring import score_market
 
     items = [(None, AccountCheck(a, "withdrawal", None)) for a in ids]
     data = handler.store.account_windows(ids, hours=handler.hours)
     t0 = time.process_time()
-    scores = score_market(
-        handler._detector(),
-        data,
-        threshold=handler.threshold,
-        explain="flagged",
-        top=handler.explain_top,
-        evidence=False,
-    )
-    flagged = set(scores.flagged_ids())
-    events = []
-    if flagged:
-        scores = handler._with_counterparties(data, scores, flagged)
-        events = handler._events(items, data, scores, flagged)  # type: ignore[arg-type]
+    events, _ = handler._score(items, data)  # type: ignore[arg-type]
     cpu = time.process_time() - t0
     out = []
     for e in events:
@@ -144,20 +131,7 @@ def main() -> None:
             items = [(None, AccountCheck(a, "withdrawal", None)) for a in ids]
             data = handler.store.account_windows(ids, hours=handler.hours)
             prof.enable()
-            from fraudlens.scoring import score_market
-
-            scores = score_market(
-                handler._detector(),
-                data,
-                threshold=handler.threshold,
-                explain="flagged",
-                top=handler.explain_top,
-                evidence=False,
-            )
-            fl = set(scores.flagged_ids())
-            if fl:
-                scores = handler._with_counterparties(data, scores, fl)
-                handler._events(items, data, scores, fl)  # type: ignore[arg-type]
+            handler._score(items, data)  # type: ignore[arg-type]
             prof.disable()
         s = io.StringIO()
         st = pstats.Stats(prof, stream=s)

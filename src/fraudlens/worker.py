@@ -169,31 +169,13 @@ class CheckHandler:
             ) from exc
 
     def _work(self, items: Sequence[tuple[Message, AccountCheck]], result: BatchResult) -> None:
-        from fraudlens.scoring import score_market
-
         ids = list(dict.fromkeys(c.account_id for _, c in items))
         # One connection for the batch's reads and its write (not one per call: on a
         # server each checkout is a ping and each return a rollback, round trips a
         # check waits for), kept for the next batch if it comes soon.
         with self.store.pinned(linger=_LINGER):
             data = self.store.account_windows(ids, hours=self.hours)
-            events: list[RiskEvent] = []
-            flagged: set[str] = set()
-            if len(data.trades):
-                scores = score_market(
-                    self._detector(),
-                    data,
-                    threshold=self.threshold,
-                    explain="flagged",
-                    top=self.explain_top,
-                    # Only events carry evidence: it is computed below for the flagged
-                    # accounts alone, with their stored counterparties.
-                    evidence=False,
-                )
-                flagged = set(scores.flagged_ids())
-                if flagged:
-                    scores = self._with_counterparties(data, scores, flagged)
-                    events = self._events(items, data, scores, flagged)
+            events, flagged = self._score(items, data)
             written = self.store.add_risk_events(events)
         done = utcnow()
         # The events are committed: only now may the messages go (the loop acks them).
@@ -203,6 +185,31 @@ class CheckHandler:
         result.latencies.extend(
             (done - c.requested_at).total_seconds() for _, c in items if c.requested_at
         )
+
+    def _score(
+        self, items: Sequence[tuple[Message, AccountCheck]], data: MarketData
+    ) -> tuple[list[RiskEvent], set[str]]:
+        """The batch's risk events and flagged accounts from its windows (``data``); the
+        store is only read (the counterparties' trades), never written."""
+        from fraudlens.scoring import score_market
+
+        if not len(data.trades):
+            return [], set()
+        scores = score_market(
+            self._detector(),
+            data,
+            threshold=self.threshold,
+            explain="flagged",
+            top=self.explain_top,
+            # Only events carry evidence: it is computed below for the flagged
+            # accounts alone, with their stored counterparties.
+            evidence=False,
+        )
+        flagged = set(scores.flagged_ids())
+        if not flagged:
+            return [], flagged
+        scores = self._with_counterparties(data, scores, flagged)
+        return self._events(items, data, scores, flagged), flagged
 
     def _with_counterparties(
         self, data: MarketData, scores: MarketScores, flagged: set[str]
