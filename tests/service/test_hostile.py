@@ -226,6 +226,15 @@ def test_ids_with_control_characters_are_422(risk_client: Any, bad: str) -> None
     assert queue.depth() == 0
 
 
+def test_ids_that_are_not_utf8_are_422(risk_client: Any) -> None:
+    c, queue = risk_client
+    # %FF is no UTF-8: it decodes to U+FFFD, which no sender meant as an id.
+    for bad in ("%FF", "a%ED%A0%80"):
+        assert c.post(f"/v1/accounts/{bad}/check").status_code == 422
+        assert c.get(f"/v1/risk-events?account_id={bad}").status_code == 422
+    assert queue.depth() == 0
+
+
 def test_bodies_with_control_characters_are_422(risk_client: Any) -> None:
     c, queue = risk_client
     for body in ({"business_type": "a\u0000b"}, {"business_type": "x\u202ey"}):
