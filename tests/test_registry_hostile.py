@@ -25,11 +25,18 @@ def saved(tmp_path: Path) -> Registry:
     return reg
 
 
-def test_linked_version_cannot_be_activated(saved: Registry, tmp_path: Path) -> None:
-    outside = tmp_path / "outside" / "v0009"
+def _linked_version(reg: Registry, tmp_path: Path, version: str) -> Path:
+    """A version folder of market-features that is a link to a folder outside the
+    registry (its metadata a valid market model's); the outside folder."""
+    outside = tmp_path / "outside" / version
     outside.mkdir(parents=True)
     (outside / "metadata.json").write_text('{"domain": "market"}')
-    (saved.root / "market-features" / "v0009").symlink_to(outside, target_is_directory=True)
+    (reg.root / "market-features" / version).symlink_to(outside, target_is_directory=True)
+    return outside
+
+
+def test_linked_version_cannot_be_activated(saved: Registry, tmp_path: Path) -> None:
+    _linked_version(saved, tmp_path, "v0009")
     with pytest.raises(UnavailableError, match="not a folder inside the registry"):
         saved.activate("market-features", "v0009")
     assert saved.active_version("market-features") == "v0001"
@@ -62,10 +69,7 @@ def test_activate_repairs_a_broken_active_marker(saved: Registry) -> None:
 
 
 def test_update_metadata_does_not_write_through_a_link(saved: Registry, tmp_path: Path) -> None:
-    outside = tmp_path / "outside" / "v0003"
-    outside.mkdir(parents=True)
-    (outside / "metadata.json").write_text('{"domain": "market"}')
-    (saved.root / "market-features" / "v0003").symlink_to(outside, target_is_directory=True)
+    outside = _linked_version(saved, tmp_path, "v0003")
     with pytest.raises(UnavailableError, match="not a folder inside the registry"):
         saved.update_metadata("market-features", "v0003", evaluation={"auc": 1.0})
     assert (outside / "metadata.json").read_text() == '{"domain": "market"}'
