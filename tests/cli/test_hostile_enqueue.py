@@ -59,3 +59,67 @@ def test_good_file_and_arguments_are_queued(tmp_path: Path) -> None:
     res = runner.invoke(app, ["enqueue", "x1", "--file", str(path), "--queue", url])
     assert res.exit_code == 0, res.output
     assert _depth(url) == 3
+
+
+def _endless(tmp_path: Path, chunk: bytes, cap: int) -> Path:
+    """A FIFO that serves ``chunk`` again and again (like /dev/zero or ``yes ''``), up to
+    ``cap`` bytes: a reader that does not stop early gets the wrong error, not all memory."""
+    import os
+    import threading
+
+    fifo = tmp_path / "endless"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        try:
+            with open(fifo, "wb") as f:
+                for _ in range(cap // len(chunk)):
+                    f.write(chunk)
+        except BrokenPipeError:  # the reader stopped early: what the test wants
+            pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    return fifo
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"\0" * 65536, "longer than 256 characters"),  # /dev/zero
+        (b"a" * 65536, "longer than 256 characters"),  # no line break at all
+    ],
+)
+def test_a_file_without_line_breaks_is_refused_at_its_first_line(
+    tmp_path: Path, content: bytes, words: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    fifo = _endless(tmp_path, content, 32 << 20)
+    res = runner.invoke(app, ["enqueue", "--file", str(fifo), "--queue", url])
+    assert res.exit_code == 2, res.output + repr(res.exception)
+    text = " ".join(res.output.split())
+    assert "endless, row 1, column 'account_id'" in text and words in text, text
+    assert _depth(url) == 0
+
+
+def test_endless_blank_lines_stop_at_the_line_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fraudlens.cli import pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_ID_FILE_LINES", 1000)
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    fifo = _endless(tmp_path, b"a1\n\n\r\n", 32 << 20)
+    res = runner.invoke(app, ["enqueue", "--file", str(fifo), "--queue", url])
+    assert res.exit_code == 2, res.output + repr(res.exception)
+    text = " ".join(res.output.split())
+    assert "row 1001, column 'account_id': more than 1,000 lines" in text, text
+    assert _depth(url) == 0
+
+
+def test_old_mac_line_breaks_still_split_ids(tmp_path: Path) -> None:
+    path = tmp_path / "ids.txt"
+    path.write_bytes(b"account_id\ra1\ra2\r\na3")
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    res = runner.invoke(app, ["enqueue", "--file", str(path), "--queue", url])
+    assert res.exit_code == 0, res.output
+    assert _depth(url) == 3

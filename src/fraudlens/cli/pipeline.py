@@ -144,31 +144,63 @@ def db_events(
     console.print(table)
 
 
+#: Longest line of an ``enqueue --file`` id file (ids are at most 64 characters; the
+#: rest leaves room for blanks around them).
+MAX_ID_LINE_CHARS = 256
+#: Most lines (blank lines and the header included) ``enqueue --file`` reads.
+MAX_ID_FILE_LINES = 1_000_000
+
+
 def _account_file(file: Path) -> list[str]:
     """The account ids of a file, one a line (an ``account_id`` header line is skipped),
-    each checked against the id rule; DataError naming the file and line otherwise."""
+    each checked against the id rule; DataError naming the file and line otherwise.
+
+    The file is read a line at a time, and at most :data:`MAX_ID_FILE_LINES` lines of at
+    most :data:`MAX_ID_LINE_CHARS` characters are read: ``/dev/zero``, a file with no line
+    break or an endless stream of blank lines is refused at once instead of read forever.
+    """
     from fraudlens._ids import check_id
     from fraudlens.errors import ConfigError, DataError
 
     if file.is_dir():
         raise DataError("is a folder, not a file", file=str(file))
+
+    def bad(message: str, no: int) -> DataError:
+        return DataError(message, file=str(file), row=no, column="account_id")
+
+    ids = []
     try:
-        raw = file.read_bytes()
+        # Universal newlines (\n, \r\n, \r); bytes that are not UTF-8 are kept as
+        # surrogates so that the first one can be named with its line.
+        with open(file, encoding="utf-8-sig", errors="surrogateescape") as f:
+            for no in range(1, MAX_ID_FILE_LINES + 2):
+                line = f.readline(MAX_ID_LINE_CHARS + 1)
+                if not line:
+                    break
+                if no > MAX_ID_FILE_LINES:
+                    raise bad(
+                        f"more than {MAX_ID_FILE_LINES:,} lines; split the file and "
+                        "enqueue each part",
+                        no,
+                    )
+                if len(line) > MAX_ID_LINE_CHARS and not line.endswith("\n"):
+                    raise bad(
+                        f"the line is longer than {MAX_ID_LINE_CHARS} characters (account "
+                        "ids are at most 64): is this a file of account ids, one a line?",
+                        no,
+                    )
+                undecodable = next((ch for ch in line if "\udc80" <= ch <= "\udcff"), None)
+                if undecodable is not None:
+                    raise bad(
+                        f"the file is not UTF-8 text: byte 0x{ord(undecodable) - 0xDC00:02X}; "
+                        "save the file as UTF-8",
+                        no,
+                    )
+                text = line.strip()
+                if text and text != "account_id":
+                    ids.append(check_id(text, column="account_id", file=str(file), row=no))
     except OSError as exc:
         raise ConfigError(f"cannot read {file}: {exc}") from None
-    ids = []
-    for no, line in enumerate(raw.splitlines(), start=1):
-        try:
-            text = line.decode("utf-8-sig" if no == 1 else "utf-8").strip()
-        except UnicodeDecodeError as exc:
-            raise DataError(
-                f"the file is not UTF-8 text: byte 0x{line[exc.start]:02X}; save the file as UTF-8",
-                file=str(file),
-                row=no,
-                column="account_id",
-            ) from None
-        if text and text != "account_id":
-            ids.append(check_id(text, column="account_id", file=str(file), row=no))
     return ids
 
 
