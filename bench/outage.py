@@ -61,6 +61,11 @@ from pathlib import Path
 from typing import Any
 
 REDIS_URL = os.environ.get("FRAUDLENS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: Stores a scenario can run on.
+STORES = ("postgresql", "mariadb", "sqlite")
+#: What can go away: the store, the queue (Redis with an append-only file), or a Redis
+#: without persistence.
+DOWN = ("store", "queue", "queue-volatile")
 
 
 def free_port() -> int:
@@ -145,6 +150,210 @@ class PrivatePostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+# --------------------------------------------------------------- private Redis, MariaDB
+
+
+def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class PrivateRedis:
+    """A Redis server of our own, on a free port, its files in a temporary folder.
+
+    ``persistent`` (the default) turns the append-only file on (``--appendonly yes``,
+    fsynced every second), so a stopped and restarted server comes back with its streams,
+    consumer groups and pending entries. Without it (``--save "" --appendonly no``) a
+    restart loses everything the server held, as a cache-configured Redis does.
+    """
+
+    def __init__(self, *, persistent: bool = True, root: Path | None = None) -> None:
+        found = shutil.which("redis-server")
+        if found is None:
+            raise RuntimeError("redis-server not found")
+        self.bin = found
+        self.persistent = persistent
+        self.root = (
+            Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="fraudlens-redis-"))
+        )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log = self.root / "server.log"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Connection URL (database 0)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the server and wait until it answers PING (and has loaded its data)."""
+        import redis
+
+        cmd = [
+            self.bin,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.root),
+            "--save", "",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--logfile", str(self.log),
+            "--daemonize", "no",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"redis-server exited: {self._log_tail()}")
+                try:
+                    if client.ping():  # LOADING raises until the data is loaded
+                        return
+                except redis.RedisError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not answer in {timeout} s")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self, mode: str = "term") -> None:
+        """Stop the server: ``term`` (SIGTERM: a clean shutdown, the append-only file
+        flushed) or ``kill`` (SIGKILL: up to a second of writes may not be on disk)."""
+        if self.proc is None:
+            return
+        if mode == "kill":
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        _wait_exit(self.proc, 60)
+        self.proc = None
+
+    def _log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+
+    def cleanup(self) -> None:
+        """Stop (if running) and delete the folder."""
+        with contextlib.suppress(Exception):
+            self.stop("kill")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class PrivateMariaDB:
+    """A MariaDB server of our own: ``mariadb-install-db`` in a temporary folder, started
+    with ``mariadbd --no-defaults`` on a free port (root without a password, loopback
+    only). Stop and start it at will: nobody else uses it.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+        server = (
+            shutil.which("mariadbd")
+            or shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin")
+            or shutil.which("mysqld", path="/usr/sbin:/usr/local/sbin")
+        )
+        if install is None or server is None:
+            raise RuntimeError("MariaDB server binaries (mariadb-install-db, mariadbd) not found")
+        self.install, self.server = install, server
+        self.root = (
+            Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="fraudlens-maria-"))
+        )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.data = self.root / "data"
+        self.sock = self.root / "sock"
+        self.log = self.root / "server.log"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._as_root = os.geteuid() == 0
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the server's ``fraudlens`` database."""
+        return f"mysql+pymysql://root@127.0.0.1:{self.port}/fraudlens"
+
+    def init(self) -> None:
+        """Create the data folder and the ``fraudlens`` database."""
+        cmd = [
+            self.install,
+            "--no-defaults",
+            f"--datadir={self.data}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ]
+        if self._as_root:
+            cmd.append("--user=root")
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed: {(done.stderr or done.stdout)[-2000:]}")
+        self.start()
+        import pymysql
+
+        conn = pymysql.connect(host="127.0.0.1", port=self.port, user="root")
+        try:
+            conn.cursor().execute("CREATE DATABASE IF NOT EXISTS fraudlens")
+        finally:
+            conn.close()
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start the server and wait until it accepts connections."""
+        import pymysql
+
+        cmd = [
+            self.server,
+            "--no-defaults",
+            f"--datadir={self.data}",
+            f"--socket={self.sock}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            f"--pid-file={self.root / 'server.pid'}",
+            f"--log-error={self.log}",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=128M",
+        ]
+        if self._as_root:
+            cmd.append("--user=root")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mariadbd exited: {self._log_tail()}")
+            try:
+                pymysql.connect(
+                    host="127.0.0.1", port=self.port, user="root", connect_timeout=1
+                ).close()
+                return
+            except pymysql.MySQLError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mariadbd did not accept connections in {timeout} s")
+            time.sleep(0.1)
+
+    def stop(self, mode: str = "term") -> None:
+        """Stop the server: ``term`` (SIGTERM: a normal shutdown, every connection
+        dropped) or ``kill`` (SIGKILL: crash recovery at the next start)."""
+        if self.proc is None:
+            return
+        if mode == "kill":
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        _wait_exit(self.proc, 120)
+        self.proc = None
+
+    def _log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+
+    def cleanup(self) -> None:
+        """Stop (if running) and delete the folder."""
+        with contextlib.suppress(Exception):
+            self.stop("kill")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 # ----------------------------------------------------------------------------- scenario
 
 
@@ -156,6 +365,8 @@ class OutageResult:
     checks: int
     outage_s: float
     expected_events: int
+    down: str = "store"
+    queue: str = ""
     events: int = 0
     lost: int = 0
     duplicated: int = 0
@@ -172,6 +383,9 @@ class OutageResult:
     healthz_503_seen: bool = False
     healthz_reason: str = ""
     done_before_outage: int = 0
+    depth_before_outage: int = 0
+    depth_after_restart: int | None = None
+    resent: int = 0
     seconds: float = 0.0
     lost_ids: list[str] = field(default_factory=list)
     unexpected_ids: list[str] = field(default_factory=list)
@@ -180,13 +394,27 @@ class OutageResult:
     @property
     def clean(self) -> bool:
         """Exactly the expected events (nothing lost, duplicated or unexpected), nothing
-        left or dead-lettered."""
+        left or dead-lettered, the outage seen on ``/healthz``."""
         return (
             self.worker_exit == 0
             and self.lost == self.duplicated == self.unexpected == 0
             and self.events == self.expected_events
             and self.left_in_queue == 0
             and self.dead_letters == 0
+            and self.healthz_503_seen
+        )
+
+    @property
+    def setup(self) -> str:
+        """``queue + store`` in words, and what went down."""
+        store = {"postgresql": "PostgreSQL", "mariadb": "MariaDB", "sqlite": "SQLite"}
+        what = {
+            "store": "store stopped" if self.store != "sqlite" else "store locked",
+            "queue": "Redis stopped (AOF)",
+            "queue-volatile": "Redis stopped (no persistence), checks re-sent",
+        }
+        return (
+            f"{self.queue} + {store.get(self.store, self.store)}: {what.get(self.down, self.down)}"
         )
 
 
@@ -237,11 +465,13 @@ def _sqlite_locked(path: Path) -> Iterator[None]:
 def run_outage(
     store_kind: str,
     *,
+    down: str = "store",
     checks: int = 10_000,
     outage: float = 300.0,
     outage_at: int = 2_000,
     batch_size: int = 100,
     seed: int = 7,
+    stop_mode: str = "term",
     workdir: Path | None = None,
     log: Any = print,
 ) -> OutageResult:
@@ -250,24 +480,39 @@ def run_outage(
     Parameters
     ----------
     store_kind
-        ``postgresql`` (Redis queue + a private PostgreSQL) or ``sqlite`` (SQLite queue +
-        SQLite store).
+        ``postgresql`` (a private PostgreSQL), ``mariadb`` (a private MariaDB) or
+        ``sqlite`` (a file).
+    down
+        What goes away: ``store`` (the store is stopped, or the SQLite file locked; the
+        queue is Redis on the machine's server for the server stores, an SQLite file for
+        ``sqlite``), ``queue`` (a private Redis with an append-only file is stopped and
+        started again) or ``queue-volatile`` (a private Redis without persistence: its
+        restart loses the stream, so every check is sent again once it is back).
     checks
         Accounts simulated and checked (one check each).
     outage
-        Seconds the store stays unavailable.
+        Seconds the store or queue stays unavailable.
     outage_at
         Checks worked before the outage starts.
+    stop_mode
+        How a server is stopped: ``term`` (a clean shutdown; PostgreSQL's ``fast``) or
+        ``kill`` (SIGKILL; PostgreSQL's ``immediate``).
     """
     from fraudlens.checks import check_message
     from fraudlens.market.simulate import simulate
     from fraudlens.queues import RedisQueue, open_queue
     from fraudlens.store import open_store
 
+    if down not in DOWN:
+        raise ValueError(f"unknown outage {down!r}: one of {', '.join(DOWN)}")
+    if store_kind not in STORES:
+        raise ValueError(f"unknown store {store_kind!r}: one of {', '.join(STORES)}")
     t_start = time.monotonic()
     root = Path(workdir or tempfile.mkdtemp(prefix="fraudlens-outage-"))
     root.mkdir(parents=True, exist_ok=True)
     pg: PrivatePostgres | None = None
+    maria: PrivateMariaDB | None = None
+    rds: PrivateRedis | None = None
     proc: subprocess.Popen[str] | None = None
     queue = None
     try:
@@ -280,20 +525,35 @@ def run_outage(
             pg.init()
             pg.start()
             db_url = pg.url
-            queue_url = f"{REDIS_URL}?stream=fraudlens-outage-{uuid.uuid4().hex}"
-        elif store_kind == "sqlite":
-            db_url = f"sqlite:///{root / 'store.db'}"
-            queue_url = f"sqlite:///{root / 'queue.db'}"
+        elif store_kind == "mariadb":
+            maria = PrivateMariaDB(root / "mariadb")
+            maria.init()
+            db_url = maria.url
         else:
-            raise ValueError(f"unknown store {store_kind!r}: postgresql or sqlite")
-        result = OutageResult(store_kind, checks, outage, len(expected))
+            db_url = f"sqlite:///{root / 'store.db'}"
+        stream = f"fraudlens-outage-{uuid.uuid4().hex}"
+        if down != "store":
+            rds = PrivateRedis(persistent=down == "queue", root=root / "redis")
+            rds.start()
+            queue_url = f"{rds.url}?stream={stream}"
+            queue_name = "Redis Streams (private)"
+        elif store_kind == "sqlite":
+            queue_url = f"sqlite:///{root / 'queue.db'}"
+            queue_name = "SQLite"
+        else:
+            queue_url = f"{REDIS_URL}?stream={stream}"
+            queue_name = "Redis Streams"
+        result = OutageResult(
+            store_kind, checks, outage, len(expected), down=down, queue=queue_name
+        )
         log(f"loading the store ({db_url.split('@')[-1]}) and queueing {checks:,} checks...")
         with open_store(db_url) as store:
             store.upgrade()
             store.load_klines(market.klines)
             store.load_trades(market.trades)
         queue = open_queue(queue_url, name="checks", max_attempts=5)
-        queue.send_batch([check_message(str(a)) for a in market.account_ids])
+        messages = [check_message(str(a)) for a in market.account_ids]
+        queue.send_batch(messages)
 
         port = free_port()
         cmd = [
@@ -333,8 +593,10 @@ def run_outage(
             if time.monotonic() > deadline:
                 raise RuntimeError("the worker made no progress in 600 s")
             time.sleep(0.05)
-        result.done_before_outage = checks - queue.depth()
-        log(f"{result.done_before_outage:,} checks done: store down for {outage:.0f} s")
+        result.depth_before_outage = queue.depth()
+        result.done_before_outage = checks - result.depth_before_outage
+        what = "store" if down == "store" else "queue"
+        log(f"{result.done_before_outage:,} checks done: {what} down for {outage:.0f} s")
 
         def watch_health(until: float) -> None:
             while time.monotonic() < until:
@@ -345,14 +607,35 @@ def run_outage(
                 time.sleep(0.5)
 
         t_down = time.monotonic()
-        if pg is not None:
-            pg.stop("fast")
+        if rds is not None:
+            rds.stop(stop_mode)
+            watch_health(t_down + outage)
+            rds.start()
+            result.depth_after_restart = queue.depth()
+            if down == "queue-volatile":
+                # The server came back empty: a producer that re-sends what was not
+                # confirmed worked sends every check again (the worker is idempotent).
+                lost_by_redis = result.depth_before_outage - result.depth_after_restart
+                log(
+                    f"Redis came back with {result.depth_after_restart:,} messages "
+                    f"({lost_by_redis:,} lost with it): sending every check again"
+                )
+                queue.send_batch(messages)
+                result.resent = len(messages)
+        elif pg is not None:
+            pg.stop("fast" if stop_mode == "term" else "immediate")
             watch_health(t_down + outage)
             pg.start()
+        elif maria is not None:
+            maria.stop(stop_mode)
+            watch_health(t_down + outage)
+            maria.start()
         else:
             with _sqlite_locked(root / "store.db"):
                 watch_health(t_down + outage)
-        log(f"store back after {time.monotonic() - t_down:.0f} s; waiting for the worker...")
+        # The worker may still be waiting out its back-off: keep watching a few seconds.
+        watch_health(time.monotonic() + 2)
+        log(f"{what} back after {time.monotonic() - t_down:.0f} s; waiting for the worker...")
         _, metrics_text = _scrape(port, "/metrics")
         proc.wait(timeout=max(600.0, checks / 20))
         reader.join(timeout=10)
@@ -395,8 +678,9 @@ def run_outage(
                 if isinstance(queue, RedisQueue):
                     queue.remove()  # the stream was this run's own
             queue.close()
-        if pg is not None:
-            pg.cleanup()
+        for server in (pg, maria, rds):
+            if server is not None:
+                server.cleanup()
         if workdir is None:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -422,7 +706,7 @@ def _table(results: list[OutageResult]) -> str:
     for r in results:
         rows.append(
             (
-                "Redis + PostgreSQL" if r.store == "postgresql" else "SQLite + SQLite",
+                r.setup,
                 f"{r.checks:,}",
                 f"{r.outage_s:.0f}",
                 f"{r.expected_events:,}",
@@ -448,28 +732,52 @@ def _table(results: list[OutageResult]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", choices=["postgresql", "sqlite", "both"], default="both")
+    parser.add_argument(
+        "--store",
+        choices=[*STORES, "both", "all"],
+        default="both",
+        help="both: postgresql and sqlite; all: the three",
+    )
+    parser.add_argument(
+        "--down",
+        choices=[*DOWN, "all"],
+        default="store",
+        help="what goes away: the store, the queue (Redis with an append-only file), a "
+        "Redis without persistence (queue-volatile), or each in turn",
+    )
+    parser.add_argument("--stop", choices=["term", "kill"], default="term",
+                        help="stop servers cleanly (SIGTERM) or with SIGKILL")  # fmt: skip
     parser.add_argument("--checks", type=int, default=10_000)
-    parser.add_argument("--outage", type=float, default=300.0, help="seconds the store is down")
+    parser.add_argument("--outage", type=float, default=300.0, help="seconds it is down")
     parser.add_argument("--outage-at", type=int, default=2_000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
-    kinds = ["postgresql", "sqlite"] if args.store == "both" else [args.store]
+    kinds = {"both": ["postgresql", "sqlite"], "all": list(STORES)}.get(args.store, [args.store])
+    downs = list(DOWN) if args.down == "all" else [args.down]
     results = []
-    for kind in kinds:
-        r = run_outage(
-            kind,
-            checks=args.checks,
-            outage=args.outage,
-            outage_at=args.outage_at,
-            batch_size=args.batch_size,
-        )
-        results.append(r)
-        print(r.worker_summary[-400:])
-        for what, ids in (("lost", r.lost_ids), ("unexpected", r.unexpected_ids)):
-            if ids:
-                print(f"{what} ({len(ids)}): {', '.join(ids[:20])}")
+    for down in downs:
+        for kind in kinds:
+            r = run_outage(
+                kind,
+                down=down,
+                checks=args.checks,
+                outage=args.outage,
+                outage_at=args.outage_at,
+                batch_size=args.batch_size,
+                stop_mode=args.stop,
+            )
+            results.append(r)
+            print(r.worker_summary[-400:])
+            if r.depth_after_restart is not None:
+                print(
+                    f"queue depth {r.depth_before_outage:,} before the outage, "
+                    f"{r.depth_after_restart:,} after the restart; {r.resent:,} re-sent"
+                )
+            for what, ids in (("lost", r.lost_ids), ("unexpected", r.unexpected_ids)):
+                if ids:
+                    print(f"{what} ({len(ids)}): {', '.join(ids[:20])}")
+            print(_table([r]), flush=True)
     print(_table(results))
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))

@@ -39,10 +39,15 @@ An outage is not the messages' fault, so it must cost them nothing. The loop the
 So an outage of any length dead-letters nothing and loses nothing: the messages stay in
 the queue, and delivery attempts are only spent on work that was really tried.
 
-The queue itself failing (``QueueError`` on receive or ack) is an outage too: the loop
-pauses the same way, probing the queue. Messages whose ack was lost come back after their
-lease and are redone; handlers must be idempotent (the worker's risk-event key and the
-processor's checkpointed sink are).
+The queue itself failing (``QueueError`` on receive, ack, nack, release or dead-letter)
+is an outage too: the loop pauses the same way, probing the queue. The queue calls that
+failed are owed: once the queue answers again they are made again, in order, before
+anything new is received (an ack of work already durable, say), so a queue outage neither
+leaves acked work in the queue until its lease runs out nor works it twice. A call that
+keeps failing while the queue answers is given up after a few tries; its messages come
+back after their lease and are redone, so handlers must be idempotent (the worker's
+risk-event key is). A queue that lost its messages while it was down (a Redis without
+persistence, restarted) makes the owed calls no-ops.
 
 Dead letters are counted where they happen: through the queue's ``on_dead_letter`` hook,
 so moves the queue makes on its own (a receive that finds a message over ``max_attempts``,
@@ -94,6 +99,8 @@ log = logging.getLogger("fraudlens.consume")
 _MAX_POLL = 0.005
 #: Check latencies kept in memory for summaries and benchmarks.
 _KEEP_LATENCIES = 100_000
+#: Times an owed queue call may fail while the queue answers before it is given up.
+_OWED_TRIES = 3
 
 
 class Source(Protocol):
@@ -472,6 +479,9 @@ class Consumer:
         self.health = Health()
         self.stop_event = stop_event or threading.Event()
         self._frozen = False
+        # Queue calls that failed with the queue down, made again when it answers:
+        # [function, args, kwargs, failures while the queue answered].
+        self._owed: list[list[Any]] = []
         self._count_dead_letters()
 
     def _count_dead_letters(self) -> None:
@@ -541,6 +551,10 @@ class Consumer:
             self.stats.seconds = time.perf_counter() - t0
             if on_batch is not None:
                 on_batch(self.stats)
+        if self._owed:
+            # Stopped during a queue outage: one last try, else the leases run out and
+            # the messages are redone.
+            self._pay_owed()
         self.stats.seconds = time.perf_counter() - t0
         return self.stats
 
@@ -591,14 +605,10 @@ class Consumer:
         if result.released and result.outage is None:
             result.outage = UnavailableError("handler released messages", what="handler")
 
-        try:
-            if result.done:
-                self.source.ack_many(result.done)
-        except QueueError as exc:
-            # The effects are durable; the messages come back after their lease and are
-            # redone as no-ops. Stop pulling until the queue answers.
-            log.warning("ack of %d message(s) failed: %s", len(result.done), exc)
-            self._enter_outage(UnavailableError(str(exc), what="queue"))
+        if result.done:
+            # The effects are durable: if the queue is down, the ack is owed and made
+            # once it answers (stop pulling until then).
+            self._queue_call(self.source.ack_many, list(result.done))
         self._count("processed", len(result.done))
         self._count("flagged", result.flagged)
         self.stats.written += result.written
@@ -627,20 +637,53 @@ class Consumer:
             self._queue_call(self.source.nack, msg, reason=reason[:500], delay=delay)
             self._count("failed")
 
-    def _queue_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    def _queue_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Make a queue call; if the queue is down, owe it (made again once the queue
+        answers) and pause."""
+        if self._owed:
+            # Keep the order: an earlier owed call (an ack, say) goes first.
+            self._owed.append([fn, args, kwargs, 0])
+            return None
         try:
-            fn(*args, **kwargs)
+            return fn(*args, **kwargs)
         except QueueError as exc:
-            # The lease runs out and the message comes back: nothing is lost.
             log.warning("queue call %s failed: %s", getattr(fn, "__name__", fn), exc)
+            self._owed.append([fn, args, kwargs, 0])
             self._enter_outage(UnavailableError(str(exc), what="queue"))
+            return None
+
+    def _pay_owed(self) -> QueueError | None:
+        """Make the owed queue calls again, in order; the error that stopped them, if any.
+
+        A call that fails ``_OWED_TRIES`` times while the queue answers (its depth) is
+        given up: its messages come back after their lease.
+        """
+        while self._owed:
+            entry = self._owed[0]
+            fn, args, kwargs = entry[0], entry[1], entry[2]
+            try:
+                fn(*args, **kwargs)
+            except QueueError as exc:
+                try:
+                    self.source.depth()
+                except QueueError:
+                    return exc  # still down
+                entry[3] += 1
+                if entry[3] < _OWED_TRIES:
+                    return exc
+                log.error(
+                    "queue call %s keeps failing while the queue answers: given up (%s)",
+                    getattr(fn, "__name__", fn),
+                    exc,
+                )
+            self._owed.pop(0)
+        return None
 
     def _release(self, msgs: list[Message], outage: UnavailableError) -> None:
-        try:
-            n = self.source.release(msgs, reason=str(outage)[:200])
-        except QueueError as exc:
-            log.warning("release of %d message(s) failed: %s", len(msgs), exc)
-            return
+        self._queue_call(self._release_now, msgs, str(outage)[:200])
+
+    def _release_now(self, msgs: list[Message], reason: str) -> None:
+        n = self.source.release(msgs, reason=reason)
         self.stats.released += n
         if self.metrics is not None:
             self.metrics.messages.labels("released").inc(n)
@@ -648,8 +691,11 @@ class Consumer:
     # -- outages ---------------------------------------------------------------------
     def _probe(self) -> UnavailableError | None:
         try:
-            if self.health.what == "queue":
+            if self.health.what == "queue" or self._owed:
                 self.source.depth()
+                owed = self._pay_owed()
+                if owed is not None:
+                    raise owed
             self.handler.probe()
         except UnavailableError as exc:
             return exc

@@ -25,6 +25,20 @@ How the contract maps onto Redis:
 The visibility timeout is the *claimer's* ``min-idle-time``: Redis tracks only how long an
 entry has been idle, so a consumer receiving with a short timeout may claim an entry that
 another consumer received with a long one.
+
+When the server goes away
+-------------------------
+Every redis-py error becomes a :class:`~fraudlens.errors.QueueError` (the consumer loop
+pauses on it and probes with :meth:`RedisQueue.depth`). A queue opened while the server
+is down waits for it: the consumer group is created on the first receive that reaches
+the server. A server restarted *with* its data (an append-only file, ``appendonly yes``)
+keeps the stream, the group and the pending entries: nothing is lost. A server without
+persistence comes back empty: the stream and the group are gone (``NOGROUP``), and with
+them every message not yet acked. The queue then recreates the group (reading from the
+stream's start, so messages sent meanwhile are all delivered), and an ack, nack, release
+or dead-letter of an entry that vanished with the group is a no-op. The messages Redis
+lost are lost by Redis itself: run Redis with ``appendonly yes`` (``appendfsync
+everysec`` loses at most a second of writes to a crash, ``always`` none).
 """
 
 from __future__ import annotations
@@ -132,7 +146,15 @@ class RedisQueue(Queue):
         self._cursor = "0-0"
         # Visibility timeout each in-flight entry was received with, for nack's delay.
         self._leases: dict[str, float] = {}
-        self._ensure_group()
+        self._group_ready = False
+        try:
+            self._ensure_group()
+        except QueueError as exc:
+            if not isinstance(exc.__cause__, redis_lib.ConnectionError | redis_lib.TimeoutError):
+                raise
+            # The server is down: the group is created by the first receive that reaches
+            # it (a consumer started during an outage waits instead of crashing).
+            log.warning("queue %s: %s; the consumer group is created later", name, exc)
 
     @classmethod
     def from_url(cls, url: str, *, name: str = "checks", max_attempts: int = 5) -> RedisQueue:
@@ -173,12 +195,52 @@ class RedisQueue(Queue):
         try:
             yield
         except self._redis_errors as exc:
-            if isinstance(exc, self._response_error) and "NOGROUP" in str(exc):
-                # Another instance purged the stream: recreate so the next call works.
+            if self._no_group(exc):
+                # The stream was purged, or the server restarted without its data:
+                # recreate so the next call works.
+                self._group_lost()
                 self._ensure_group()
             raise QueueError(
                 f"Redis queue {self.stream} ({self._safe_url()}): {what}: {exc}"
             ) from exc
+
+    def _no_group(self, exc: BaseException) -> bool:
+        return isinstance(exc, self._response_error) and "NOGROUP" in str(exc)
+
+    def _group_lost(self) -> None:
+        """Forget what this instance knew of the old group's entries."""
+        if self._group_ready:
+            log.warning(
+                "queue %s: consumer group %s on %s is gone (stream deleted, or the server "
+                "restarted without its data): recreating it; unacked messages it held are "
+                "lost with it",
+                self.name,
+                self.group,
+                self.stream,
+            )
+        self._group_ready = False
+        self._leases.clear()
+        self._cursor = "0-0"
+
+    @contextmanager
+    def _entries_guard(self, what: str, ids: list[str]) -> Iterator[None]:
+        """Like :meth:`_guard` for a call on received entries: when their group is gone
+        (``NOGROUP``), so are they, and the call is a no-op."""
+        try:
+            with self._guard(what):
+                yield
+        except QueueError as exc:
+            if not self._no_group(exc.__cause__ or exc):
+                raise
+            log.warning(
+                "queue %s: %s of %d entr%s skipped: they went with the consumer group",
+                self.name,
+                what,
+                len(ids),
+                "y" if len(ids) == 1 else "ies",
+            )
+            for i in ids:
+                self._leases.pop(i, None)
 
     def _safe_url(self) -> str:
         parts = urlsplit(self.url)
@@ -196,6 +258,7 @@ class RedisQueue(Queue):
                 ) from exc
         except self._redis_errors as exc:
             raise QueueError(f"Redis at {self._safe_url()} is unreachable: {exc}") from exc
+        self._group_ready = True
 
     def _move_to_dlq(self, entry_id: str, raw: str, reason: str, attempts: int) -> bool:
         done = self._dead_letter_script(
@@ -236,15 +299,24 @@ class RedisQueue(Queue):
         self, max_messages: int, visibility_timeout: float, deadline: float
     ) -> list[Message]:
         """Claim expired entries, then read new ones; block until ``deadline``."""
-        with self._guard("receive"):
-            while True:
-                remaining = deadline - time.monotonic()
-                block = min(remaining, _BLOCK_SLICE) if remaining > 0 else 0.0
-                got, dead = self._receive_once(max_messages, visibility_timeout, block)
-                if got:
-                    return got
-                if not dead and deadline - time.monotonic() <= 0:
-                    return []
+        if not self._group_ready:
+            self._ensure_group()
+        for attempt in range(2):
+            try:
+                with self._guard("receive"):
+                    while True:
+                        remaining = deadline - time.monotonic()
+                        block = min(remaining, _BLOCK_SLICE) if remaining > 0 else 0.0
+                        got, dead = self._receive_once(max_messages, visibility_timeout, block)
+                        if got:
+                            return got
+                        if not dead and deadline - time.monotonic() <= 0:
+                            return []
+            except QueueError as exc:
+                # The group went (and _guard recreated it): read again at once.
+                if attempt or not self._no_group(exc.__cause__ or exc):
+                    raise
+        return []
 
     def _receive_once(
         self, limit: int, visibility_timeout: float, block: float
@@ -325,7 +397,7 @@ class RedisQueue(Queue):
         ids = [m.id for m in msgs]
         if not ids:
             return
-        with self._guard("ack"):
+        with self._entries_guard("ack", ids):
             pipe = self._redis.pipeline(transaction=True)
             pipe.xack(self.stream, self.group, *ids)
             pipe.xdel(self.stream, *ids)
@@ -337,7 +409,7 @@ class RedisQueue(Queue):
     def nack(self, msg: Message, *, reason: str = "", delay: float = 0.0) -> None:
         """Leave the entry pending with its idle time reset so it is claimed after ``delay``."""
         reason = reason or "nacked"
-        with self._guard("nack"):
+        with self._entries_guard("nack", [msg.id]):
             if msg.attempts >= self.max_attempts:
                 self._move_to_dlq(msg.id, msg.raw, max_attempts_reason(reason), msg.attempts)
                 return
@@ -355,7 +427,8 @@ class RedisQueue(Queue):
         todo = list(msgs)
         if not todo:
             return 0
-        with self._guard("release"):
+        claimed: list[Any] = []
+        with self._entries_guard("release", [m.id for m in todo]):
             pipe = self._redis.pipeline(transaction=True)
             for msg in todo:
                 # RETRYCOUNT sets the counter the next claim increments: that claim then
@@ -380,7 +453,7 @@ class RedisQueue(Queue):
 
     def dead_letter(self, msg: Message, reason: str) -> None:
         """Move the entry to ``<stream>:dlq`` now."""
-        with self._guard("dead_letter"):
+        with self._entries_guard("dead_letter", [msg.id]):
             if not self._move_to_dlq(msg.id, msg.raw, reason, msg.attempts):
                 log.warning("queue %s: dead_letter of %s after it was acked", self.name, msg.id)
 
