@@ -381,3 +381,48 @@ def test_a_crashed_flush_leaves_no_temporary_files_after_recovery(tmp_path: Path
     assert not list(root.glob(f".{CHECKPOINTS_NAME}.*.tmp")) and not list(root.glob(".probe-*"))
     assert other.exists()
     assert [int(r["id"]) for r in read_rows(objects(root))] == [1]
+
+
+def test_records_that_each_bring_their_own_keys_keep_objects_narrow(tmp_path: Path) -> None:
+    """2,000 one-row requests of 256 keys each used to make one 700 MB object of 500,000
+    columns (a minute of CPU): now no object has more than max_columns columns, and every
+    record is written whole."""
+    from fraudlens.sinks import MAX_COLUMNS
+
+    n, keys = 150, 100
+    with open_sink(tmp_path, timer=False, max_columns=300) as sink:
+        for i in range(n):
+            sink.put({"timestamp": "t", **{f"r{i}k{j}": j for j in range(keys)}, "score": 0.5})
+        sink.put_many([{"a": 1}, {"b": 2}, *({f"x{j}": j} for j in range(400))])
+    files = objects(tmp_path)
+    widths = []
+    for f in files:
+        with open(f, newline="") as fh:
+            widths.append(len(next(csv.reader(fh))))
+    assert max(widths) <= 300
+    rows = read_rows(files)
+    assert len(rows) == n + 402
+    assert sorted(r[f"r{i}k99"] for i in range(n) for r in rows if r.get(f"r{i}k99")) == ["99"] * n
+    assert MAX_COLUMNS == 1024
+
+
+def test_a_record_wider_than_the_column_limit_is_refused_whole(tmp_path: Path) -> None:
+    from fraudlens.errors import DataError
+
+    with open_sink(tmp_path, timer=False, max_columns=10) as sink:
+        sink.put({"a": 1})
+        with pytest.raises(DataError, match="11 fields; a CSV sink writes at most 10"):
+            sink.put_many([{"b": 2}, {f"k{j}": j for j in range(11)}])
+        with pytest.raises(DataError, match="name 12 fields"):
+            sink.put_many(
+                [{f"k{j}": j for j in range(6)}, {f"m{j}": j for j in range(6)}],
+                checkpoint={"file:x": 1},
+            )
+        # A checkpointed put that fits alone, but not beside the buffer: a new object.
+        sink.put_many([{f"k{j}": j for j in range(10)}], checkpoint={"file:x": 2})
+        assert sink.checkpoint("file:x") == 2
+    rows = read_rows(objects(tmp_path))
+    assert [sorted(r) for r in rows] == [["a"], sorted(f"k{j}" for j in range(10))]
+    # JSON lines have no columns to share: any record goes.
+    with open_sink(tmp_path / "jsonl", timer=False, max_columns=10, fmt="jsonl") as sink:
+        sink.put({f"k{j}": j for j in range(50)})

@@ -45,6 +45,21 @@ second copy. So, with the spool, every accepted record lands in exactly one obje
 
 A checkpointed put is never split across objects (the buffer is flushed first when the put
 would not fit); an oversized one becomes one larger object.
+
+Columns of a CSV object
+-----------------------
+A CSV object's columns are the union of its records' keys, in order of first appearance,
+and every row has a cell for every column: records that each bring keys of their own
+would make an object of records x keys cells (2,000 records of 256 keys each: 700 MB and
+a minute of CPU). So a CSV object holds at most ``max_columns`` columns
+(:data:`MAX_COLUMNS`, the most the loaders read back): a put whose records bring keys the
+buffered ones do not fit beside is written to a new object (the buffer is flushed first),
+and a record with more keys than that, or a checkpointed put whose records name more
+between them, is refused with :class:`~fraudlens.errors.DataError` before any of it is
+accepted. The sink writes the keys it is given: which fields a record carries, and what
+wins when a caller's free-form metadata names one of them, is its writer's decision (the
+service's ``/v1/cards/score`` keeps its own fields and writes a colliding metadata key
+as ``metadata.<key>``; the card processor writes a fixed set of columns).
 """
 
 from __future__ import annotations
@@ -65,9 +80,9 @@ from typing import Any, Literal
 from fraudlens._closing import Closing
 from fraudlens._io import atomic_write
 from fraudlens._time import utcnow
-from fraudlens.errors import ConfigError
+from fraudlens.errors import ConfigError, DataError
 
-__all__ = ["CHECKPOINTS_NAME", "SPOOL_NAME", "Sink", "open_sink"]
+__all__ = ["CHECKPOINTS_NAME", "MAX_COLUMNS", "SPOOL_NAME", "Sink", "open_sink"]
 
 #: Name of the spool file kept in a local sink's root folder.
 SPOOL_NAME = ".spool.jsonl"
@@ -79,6 +94,8 @@ _PUT_MARK = "put"
 _FLUSH_MARK = "flush"
 # First line of a spool whose puts carry end marks (older spools have none).
 _SPOOL_HEADER = json.dumps(["spool", 2])
+#: Most columns of one CSV object (the loaders' own limit, :data:`fraudlens._csvread.MAX_COLUMNS`).
+MAX_COLUMNS = 1024
 
 Format = Literal["csv", "jsonl"]
 
@@ -139,6 +156,8 @@ class Sink(Closing):
         nobody calls :meth:`put`.
     storage_options
         Passed to fsspec for remote targets (credentials, endpoint, ...).
+    max_columns
+        Most columns of one CSV object (see the module documentation).
     """
 
     def __init__(
@@ -153,11 +172,14 @@ class Sink(Closing):
         spool: bool | str | os.PathLike[str] | None = None,
         timer: bool = True,
         storage_options: Mapping[str, Any] | None = None,
+        max_columns: int = MAX_COLUMNS,
     ) -> None:
         if fmt not in ("csv", "jsonl"):
             raise ConfigError(f"sink format must be 'csv' or 'jsonl', not {fmt!r}")
-        if max_records < 1 or max_bytes < 1 or max_seconds <= 0:
-            raise ConfigError("sink limits max_records, max_bytes and max_seconds must be > 0")
+        if max_records < 1 or max_bytes < 1 or max_seconds <= 0 or max_columns < 1:
+            raise ConfigError(
+                "sink limits max_records, max_bytes, max_seconds and max_columns must be > 0"
+            )
         if "/" in prefix or not prefix:
             raise ConfigError(f"sink prefix must be a non-empty name without '/', not {prefix!r}")
         self.target = str(target)
@@ -165,6 +187,7 @@ class Sink(Closing):
         self.max_records = int(max_records)
         self.max_bytes = int(max_bytes)
         self.max_seconds = float(max_seconds)
+        self.max_columns = int(max_columns)
         self.fmt: Format = fmt
         #: Paths (local) or URLs (remote) of every object this sink wrote, oldest first.
         self.written: list[str] = []
@@ -185,6 +208,8 @@ class Sink(Closing):
 
         self._lock = threading.RLock()
         self._buffer: list[dict[str, Any]] = []
+        # The buffered records' keys (the next CSV object's columns).
+        self._columns: dict[str, None] = {}
         self._bytes = 0
         self._first_at: float | None = None
         self._closed = False
@@ -281,10 +306,28 @@ class Sink(Closing):
         OSError
             The spool or an object could not be written (disk full, folder gone, ...):
             nothing of this put was accepted unless it was written before the error.
+        DataError
+            CSV only: a record has more than ``max_columns`` keys, or the records of a
+            checkpointed put name more between them. Nothing of this put was accepted.
         """
         batch = [dict(r) for r in records]
         if not batch and not checkpoint:
             return
+        if self.fmt == "csv":
+            for i, r in enumerate(batch):
+                if len(r) > self.max_columns:
+                    raise DataError(
+                        f"a record with {len(r):,} fields; a CSV sink writes at most "
+                        f"{self.max_columns:,} columns",
+                        row=i + 1,
+                    )
+            if checkpoint:
+                names = dict.fromkeys(k for r in batch for k in r)
+                if len(names) > self.max_columns:
+                    raise DataError(
+                        f"the records of one checkpointed put name {len(names):,} fields; a "
+                        f"CSV sink writes at most {self.max_columns:,} columns"
+                    )
         lines = [json.dumps(r, default=_json_default, separators=(",", ":")) for r in batch]
         with self._lock:
             if self._closed:
@@ -295,7 +338,10 @@ class Sink(Closing):
                 self._flush_locked()
             if checkpoint:
                 # One unit: records, then the end mark with the checkpoint, one fsync.
-                if self._buffer and len(self._buffer) + len(batch) > self.max_records:
+                if self._buffer and (
+                    len(self._buffer) + len(batch) > self.max_records
+                    or self._fitting(batch, 0, len(batch)) < len(batch)
+                ):
                     self._flush_locked()
                 mark = json.dumps([_PUT_MARK, len(lines), dict(checkpoint)], default=_json_default)
                 self._append(lines, batch, mark)
@@ -306,11 +352,30 @@ class Sink(Closing):
             # Fill the buffer up to max_records at a time, so no object holds more.
             while start < len(batch):
                 stop = start + max(1, self.max_records - len(self._buffer))
+                stop = self._fitting(batch, start, min(stop, len(batch)))
+                if stop == start:
+                    # The next record's keys do not fit beside the buffered records'
+                    # columns: it starts a new object. (An empty buffer takes any record.)
+                    self._flush_locked()
+                    continue
                 chunk = lines[start:stop]
                 mark = json.dumps([_PUT_MARK, len(chunk), None])
                 self._append(chunk, batch[start:stop], mark)
                 self._flush_if_due()
                 start = stop
+
+    def _fitting(self, batch: list[dict[str, Any]], start: int, stop: int) -> int:
+        """The end of the longest run ``batch[start:end]`` (``end <= stop``) whose keys
+        fit beside the buffered records' in one CSV object."""
+        if self.fmt != "csv":
+            return stop
+        columns = set(self._columns)
+        for i in range(start, stop):
+            new = [k for k in batch[i] if k not in columns]
+            if new and len(columns) + len(new) > self.max_columns:
+                return i
+            columns.update(new)
+        return stop
 
     def _flush_if_due(self) -> None:
         """Flush when a threshold is reached; a failure is kept, not raised: the put that
@@ -358,6 +423,9 @@ class Sink(Closing):
         if self._first_at is None:
             self._first_at = time.monotonic()
         self._buffer.extend(records)
+        if self.fmt == "csv":
+            for r in records:
+                self._columns.update(dict.fromkeys(r))
         # The JSON form is a close stand-in for the written size in either format.
         self._bytes += sum(len(line) + 1 for line in lines)
 
@@ -455,6 +523,7 @@ class Sink(Closing):
         self._intent = None
         # Only now is the buffer safe to forget.
         self._buffer = []
+        self._columns = {}
         self._bytes = 0
         self._first_at = None
         self.written.append(where)
@@ -561,6 +630,7 @@ class Sink(Closing):
         spool.seek(0, os.SEEK_END)
         if recovered:
             self._buffer = recovered
+            self._columns = dict.fromkeys(k for r in recovered for k in r)
             self._bytes = sum(len(json.dumps(r, default=_json_default)) + 1 for r in recovered)
             self._first_at = time.monotonic()
             self.recovered = len(recovered)
@@ -651,6 +721,7 @@ def open_sink(
     spool: bool | str | os.PathLike[str] | None = None,
     timer: bool = True,
     storage_options: Mapping[str, Any] | None = None,
+    max_columns: int = MAX_COLUMNS,
 ) -> Sink:
     """Open a Firehose-like sink on a local folder or an fsspec URL such as ``s3://b/p``.
 
@@ -672,6 +743,9 @@ def open_sink(
         Flush on age from a background thread as well as on put.
     storage_options
         fsspec options for remote targets.
+    max_columns
+        Most columns of one CSV object: a record whose keys do not fit beside the
+        buffered ones starts a new object (see :mod:`fraudlens.sinks`).
 
     Returns
     -------
@@ -693,4 +767,5 @@ def open_sink(
         spool=spool,
         timer=timer,
         storage_options=storage_options,
+        max_columns=max_columns,
     )
