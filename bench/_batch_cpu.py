@@ -1,8 +1,8 @@
-"""CPU time of the worker's scoring path per small batch (no queue, no timing of the
-store's window read).
+"""CPU time of the worker's scoring path per small batch (no queue; the store's window
+read timed with ``--read`` only).
 
 Run:  python bench/_batch_cpu.py [--sizes 1,4,16] [--repeats 60] [--profile 1]
-                                [--accounts 2000] [--out FILE]
+                                [--accounts 2000] [--read] [--out FILE]
 
 The set-up follows bench/pipeline.py: ``simulate(accounts, seed=1, days=3)`` loaded into
 a SQLite store in a temporary folder, the default feature detector fitted on
@@ -11,11 +11,12 @@ with the same model), and the take-over accounts (score above the risk-event thr
 0.9): the checks the latency run sends at 100/s, each of which makes a risk event.
 
 Per repeat a batch of ``size`` such accounts is read with ``Store.account_windows``
-(untimed, a fresh read each time, as the worker does), then the worker's handler path is
-timed with ``time.process_time``: ``score_market`` (features, scores, explanations of the
-flagged), ``CheckHandler._with_counterparties`` (the book's candidates, the evidence)
-and ``CheckHandler._events`` (the risk events). The store's mirror-candidate lookup the
-book makes inside ``score_market`` is in the timed part (SQLite, in process).
+(untimed unless ``--read``, a fresh read each time, as the worker does), then the
+worker's handler path is timed with ``time.process_time``: ``score_market`` (features,
+scores, explanations of the flagged), ``CheckHandler._with_counterparties`` (the book's
+candidates, the evidence) and ``CheckHandler._events`` (the risk events). The store's
+mirror-candidate lookup the book makes inside ``score_market`` is in the timed part
+(SQLite, in process).
 
 Each batch runs ``--inner`` times (a fresh read each time) and its least CPU time
 counts (other jobs on a shared machine only ever add time). Prints per size the median
@@ -66,12 +67,18 @@ def _setup(accounts: int, cache: Path) -> tuple[CheckHandler, list[str]]:
     return handler, flagged
 
 
-def _batch(handler: CheckHandler, ids: list[str]) -> tuple[float, list[dict]]:
-    """CPU seconds of one batch's scoring path, and its events."""
+def _batch(
+    handler: CheckHandler, ids: list[str], *, read: bool = False
+) -> tuple[float, list[dict]]:
+    """CPU seconds of one batch's scoring path (with its window read when ``read``), and
+    its events."""
 
     items = [(None, AccountCheck(a, "withdrawal", None)) for a in ids]
-    data = handler.store.account_windows(ids, hours=handler.hours)
+    if not read:
+        data = handler.store.account_windows(ids, hours=handler.hours)
     t0 = time.process_time()
+    if read:
+        data = handler.store.account_windows(ids, hours=handler.hours)
     events, _ = handler._score(items, data)  # type: ignore[arg-type]
     cpu = time.process_time() - t0
     out = []
@@ -89,6 +96,11 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=2000)
     ap.add_argument(
         "--inner", type=int, default=3, help="runs of each batch (fresh reads); the least counts"
+    )
+    ap.add_argument(
+        "--read",
+        action="store_true",
+        help="time the window read (Store.account_windows: query and frames) too",
     )
     ap.add_argument("--profile", type=int, default=0, help="profile batches of this size")
     ap.add_argument("--top", type=int, default=30, help="rows of the profile")
@@ -110,7 +122,7 @@ def main() -> None:
         events = []
         for _ in range(args.repeats):
             ids = sorted(rng.choice(flagged, size, replace=False).tolist())
-            runs = [_batch(handler, ids) for _ in range(args.inner)]
+            runs = [_batch(handler, ids, read=args.read) for _ in range(args.inner)]
             cpu, ev = min(runs, key=lambda r: r[0])
             times.append(cpu * 1000)
             events.append(ev)
@@ -129,8 +141,11 @@ def main() -> None:
         prof = cProfile.Profile()
         for ids in batches:
             items = [(None, AccountCheck(a, "withdrawal", None)) for a in ids]
-            data = handler.store.account_windows(ids, hours=handler.hours)
+            if not args.read:
+                data = handler.store.account_windows(ids, hours=handler.hours)
             prof.enable()
+            if args.read:
+                data = handler.store.account_windows(ids, hours=handler.hours)
             handler._score(items, data)  # type: ignore[arg-type]
             prof.disable()
         s = io.StringIO()

@@ -16,13 +16,13 @@ import pandas as pd
 __all__ = ["equals", "isin"]
 
 
-def isin(values: pd.Series | pd.Index, test: Any) -> np.ndarray:
+def isin(values: Any, test: Any) -> np.ndarray:
     """``values.isin(test)`` as a boolean array, the same answer for strings.
 
     Parameters
     ----------
     values
-        The column to test.
+        The column to test (a Series, Index or pandas array).
     test
         The values to look for (a Series, Index, array or list).
 

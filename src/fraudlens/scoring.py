@@ -450,6 +450,7 @@ def market_evidence(
 
     from fraudlens._isin import isin
     from fraudlens.market import pairs
+    from fraudlens.market._columns import _text
     from fraudlens.market.data import TRADE_COLUMNS
 
     def columns(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -459,7 +460,7 @@ def market_evidence(
     trades = data.trades
     if context_trades is not None and len(context_trades):
         cols = list(TRADE_COLUMNS)
-        seen = isin(context_trades["trade_id"], trades["trade_id"])
+        seen = isin(_text(context_trades, "trade_id"), _text(trades, "trade_id"))
         extra = columns(context_trades if not seen.any() else context_trades[~seen], cols)
         trades = pd.concat([columns(trades, cols), extra], ignore_index=True)
     acc, arrays = pairs._evidence_arrays(trades, data.klines, bar=data.bar)

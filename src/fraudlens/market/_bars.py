@@ -475,23 +475,23 @@ def bar_context(klines: pd.DataFrame, symbol_codes: np.ndarray | None = None) ->
         z = np.zeros(0)
         zi = np.zeros(0, dtype=np.int64)
         return BarContext(zi, zi, z, z, z, z, z, z, z, z, z)
-    high = klines["high"].to_numpy(dtype=np.float64)
-    low = klines["low"].to_numpy(dtype=np.float64)
+    from fraudlens.market._columns import _floats, _ns, _text
+
+    # the columns' arrays (read-only), not a Series each: pandas' fixed cost per column
+    high = _floats(klines, "high")
+    low = _floats(klines, "low")
     amp = high - low
     if symbol_codes is None:
-        symbol_codes = _factorize(klines["symbol"], sort=True)[0]
+        symbol_codes = _factorize(_text(klines, "symbol"), sort=True)[0]
     sym = np.asarray(symbol_codes, dtype=np.int64)
-    day = klines["ts"].to_numpy("datetime64[ns]").astype(np.int64) // _DAY_NS
+    day = _ns(klines, "ts").astype(np.int64) // _DAY_NS
     new = np.r_[True, (sym[1:] != sym[:-1]) | (day[1:] != day[:-1])]
     group = np.cumsum(new) - 1
     start = np.flatnonzero(new)
     counts = np.diff(np.r_[start, n])
-    opens = klines["open"].to_numpy(dtype=np.float64)
-    closes = klines["close"].to_numpy(dtype=np.float64)
-    if "volume" in klines.columns:
-        vol = klines["volume"].to_numpy(dtype=np.float64)
-    else:
-        vol = np.full(n, np.nan)
+    opens = _floats(klines, "open")
+    closes = _floats(klines, "close")
+    vol = _floats(klines, "volume") if "volume" in klines.columns else np.full(n, np.nan)
     ticks_day, median_day, vol_day, rank = _cached_day_statistics(
         np.stack([opens, high, low, closes]), vol, start, counts
     )

@@ -206,6 +206,8 @@ def _bar_positions(
     # worker did twice per batch)
     # many bars: hash their symbols (no object array of every bar); few, or a missing
     # symbol: compare the values themselves
+    from fraudlens.market._columns import _text
+
     k_codes: np.ndarray | None
     if k_symbols is not None:
         k_codes, k_names = k_symbols
@@ -215,7 +217,7 @@ def _bar_positions(
         cut = np.flatnonzero(k_codes[1:] != k_codes[:-1]) + 1
         names = np.asarray(k_names, dtype=object)[k_codes[np.r_[0, cut]]].tolist()
     else:
-        k_sym_arr = np.asarray(k["symbol"].to_numpy(), dtype=object)
+        k_sym_arr = np.asarray(_text(k, "symbol").to_numpy(), dtype=object)
         cut = np.flatnonzero(k_sym_arr[1:] != k_sym_arr[:-1]) + 1
         names = k_sym_arr[np.r_[0, cut]].tolist()
     run_lo = np.r_[0, cut].tolist()
@@ -259,9 +261,12 @@ def _positions_in_runs(
     symbols: tuple[np.ndarray, Any] | None = None,
 ) -> np.ndarray:
     """:func:`_bar_positions` with each symbol's rows of ``k`` given as ``runs``."""
-    t_codes, t_uniques = _factorize(trades["symbol"]) if symbols is None else symbols
-    k_ts = k["ts"].to_numpy("datetime64[ns]").astype(np.int64)
-    t_ts = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    from fraudlens.market._columns import _ns, _text
+
+    # the columns' arrays, not a Series each (pandas' fixed cost per column)
+    t_codes, t_uniques = _factorize(_text(trades, "symbol")) if symbols is None else symbols
+    k_ts = _ns(k, "ts").astype(np.int64)
+    t_ts = _ns(trades, "ts").astype(np.int64)
     pos = np.full(len(trades), -1, dtype=np.int64)
     order = stable_order(t_codes, len(t_uniques))
     bounds = np.searchsorted(t_codes[order], np.arange(len(t_uniques) + 1), side="left")

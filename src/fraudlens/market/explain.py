@@ -57,11 +57,19 @@ def _iso_many(values: Any) -> list[str | None]:
     """:func:`_iso` of each value of a datetime column, vectorised for UTC timestamps
     (the same text as ``Timestamp.isoformat``: fractions of a second only when there
     are any, in microseconds unless there are nanoseconds)."""
+    if isinstance(values, pd.arrays.DatetimeArray) and str(values.tz) == "UTC":
+        # a UTC column's array (the worker's case): its nanoseconds directly, no index
+        stamps = np.asarray(values, dtype="datetime64[ns]")
+        return _iso_utc(stamps.view(np.int64), np.isnat(stamps))
     idx = pd.DatetimeIndex(values)
     if idx.tz is None or str(idx.tz) != "UTC":
         return [_iso(v) for v in idx]
-    missing = idx.isna()
-    ns = np.where(missing, 0, idx.as_unit("ns").asi8)
+    return _iso_utc(idx.as_unit("ns").asi8, np.asarray(idx.isna(), dtype=bool))
+
+
+def _iso_utc(ns: np.ndarray, missing: np.ndarray) -> list[str | None]:
+    """:func:`_iso_many` of UTC times given as Unix nanoseconds (``missing`` marks NaT)."""
+    ns = np.where(missing, 0, ns)
     sec, frac = np.divmod(ns, 10**9)
     base = np.datetime_as_string(sec.astype("datetime64[s]"), unit="s").tolist()
     out: list[str | None] = []
@@ -205,11 +213,20 @@ def _records(
     has = tr.has_bar[needed]
     safe = np.where(has, tr.bar_row[needed], 0)
     if len(k):
-        bar_ts = pd.Series(_array(k, "ts").take(safe)).where(has)
+        k_ts = _array(k, "ts")
+        if isinstance(k_ts, pd.arrays.DatetimeArray) and str(k_ts.tz) == "UTC":
+            # the bars' times as nanoseconds, missing where there is no bar (what the
+            # Series below reads, without building it)
+            stamps = np.asarray(k_ts, dtype="datetime64[ns]")[safe]
+            bar_ts_text = _iso_utc(stamps.view(np.int64), ~has | np.isnat(stamps))
+        else:
+            bar_ts_text = _iso_many(pd.Series(k_ts.take(safe)).where(has))
         bar_high = np.where(has, _floats(k, "high")[safe], np.nan)
         bar_low = np.where(has, _floats(k, "low")[safe], np.nan)
     else:
-        bar_ts = pd.Series(pd.NaT, index=range(len(needed)), dtype="datetime64[ns, UTC]")
+        bar_ts_text = _iso_many(
+            pd.Series(pd.NaT, index=range(len(needed)), dtype="datetime64[ns, UTC]")
+        )
         bar_high = bar_low = np.full(len(needed), np.nan)
 
     # the reported rows of each column (no row selection of the whole frame first)
@@ -236,7 +253,7 @@ def _records(
         "side": np.asarray(col("side")),
         "price": np.asarray(col("price")),
         "quantity": np.asarray(col("quantity")),
-        "bar_ts": np.asarray(_iso_many(bar_ts), dtype=object),
+        "bar_ts": np.asarray(bar_ts_text, dtype=object),
         "bar_high": bar_high,
         "bar_low": bar_low,
         "pos": tr.pos[needed],

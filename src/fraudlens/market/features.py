@@ -69,6 +69,7 @@ import pandas as pd
 
 from fraudlens._isin import equals, isin
 from fraudlens.market._bars import BarContext, _factorize, _int_order, bar_context
+from fraudlens.market._columns import _array, _floats, _ns, _text
 from fraudlens.market.data import FEW_BARS, MarketData, _bar_positions
 from fraudlens.market.pairs import DEFAULT_MAX_GAP, DEFAULT_PRICE_TOL, DEFAULT_QTY_TOL
 
@@ -253,53 +254,6 @@ def _buys(side: pd.Series) -> np.ndarray:
         # tolerate frames that skipped validation (e.g. "BUY", " sell")
         is_buy = (side.astype(str).str.strip().str.lower() == "buy").to_numpy(dtype=bool)
     return is_buy
-
-
-# ---------------------------------------------------------------------------------------
-# column reads without pandas' fixed cost
-# ---------------------------------------------------------------------------------------
-# ``frame[name]`` builds a Series each time (about 40 us on pandas 3, whose copy-on-write
-# keeps no cache of them), and the worker's small batches read a few dozen columns: the
-# helpers below read a column's array directly and convert it as ``frame[name]``'s
-# ``to_numpy`` would, falling back to ``frame[name]`` for anything unusual.
-def _array(frame: pd.DataFrame, name: str) -> Any:
-    """``frame[name]``'s values: its numpy array (a read-only view) or extension array."""
-    loc = frame.columns.get_loc(name)
-    get = getattr(frame, "_get_column_array", None)
-    if type(loc) is not int or get is None:  # duplicated names, or an older pandas
-        return frame[name].array
-    values = get(loc)
-    if isinstance(values, np.ndarray):
-        values = values.view()
-        values.flags.writeable = False  # the frame's own memory
-    return values
-
-
-def _floats(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """``frame[name].to_numpy(dtype=np.float64)`` (read-only)."""
-    values = _array(frame, name)
-    if isinstance(values, np.ndarray) and values.dtype == np.float64:
-        return values
-    return frame[name].to_numpy(dtype=np.float64)
-
-
-def _ns(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """``frame[name].to_numpy("datetime64[ns]")`` (read-only)."""
-    values = _array(frame, name)
-    if isinstance(values, pd.arrays.DatetimeArray):
-        out = np.asarray(values, dtype="datetime64[ns]").view()
-        out.flags.writeable = False
-        return out
-    return frame[name].to_numpy("datetime64[ns]")
-
-
-def _text(frame: pd.DataFrame, name: str) -> Any:
-    """``frame[name]``, as its string array when pandas holds it as one (what
-    :func:`~fraudlens.market._bars._factorize` and ``tolist`` read the same way)."""
-    values = _array(frame, name)
-    if isinstance(values.dtype, pd.StringDtype):
-        return values
-    return frame[name]
 
 
 #: Longest side column :func:`_frame_buys` compares in Python rather than with pyarrow

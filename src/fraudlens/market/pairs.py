@@ -606,9 +606,9 @@ class _Book:
         start = self.ts.copy()
         if klines is not None and len(klines) and self.n:
             from fraudlens._isin import isin
-            from fraudlens.market.features import _is_sorted, _ns
+            from fraudlens.market.features import _is_sorted, _ns, _text
 
-            keep = isin(klines["symbol"], self.symbols)
+            keep = isin(_text(klines, "symbol"), self.symbols)
             # the store's bars are those of the traded symbols: no copy when all are kept
             k = klines if bool(keep.all()) else klines[keep]
             # bars from the store come sorted: a stable sort would change nothing

@@ -643,6 +643,7 @@ class Store(Closing, AuthStore, TriageStore):
         fraudlens.market.data.MarketData
             Empty trades when none of the accounts has any.
         """
+        from fraudlens.market._columns import _ns, _text
         from fraudlens.market.data import MarketData
 
         ids = list(dict.fromkeys(str(a) for a in account_ids))
@@ -663,9 +664,9 @@ class Store(Closing, AuthStore, TriageStore):
                     if not rows:
                         continue
                     frame = _frame(rows, _TRADE_COLUMNS)
-                    ts_ns = frame["ts"].to_numpy("datetime64[ns]").astype(np.int64).tolist()
+                    ts_ns = _ns(frame, "ts").astype(np.int64).tolist()
                     end_ns: dict[str, int] = {}
-                    for a, t in zip(frame["account_id"].tolist(), ts_ns, strict=True):
+                    for a, t in zip(_text(frame, "account_id").tolist(), ts_ns, strict=True):
                         end_ns[a] = max(t, end_ns.get(a, t))
                     start_ns = {a: e - span_ns for a, e in end_ns.items()}
                 else:
@@ -684,16 +685,20 @@ class Store(Closing, AuthStore, TriageStore):
                     frame = _frame(rows, _TRADE_COLUMNS)
                     start_ns = {a: pd.Timestamp(e).value - span_ns for a, e in ends.items()}
                 starts = np.fromiter(
-                    (start_ns[a] for a in frame["account_id"].tolist()), np.int64, len(frame)
+                    (start_ns[a] for a in _text(frame, "account_id").tolist()), np.int64, len(frame)
                 )
-                keep = frame["ts"].to_numpy("datetime64[ns]").astype(np.int64) >= starts
+                keep = _ns(frame, "ts").astype(np.int64) >= starts
                 parts.append(frame if bool(keep.all()) else frame[keep])
             if not parts:
                 return MarketData(_frame([], _KLINE_COLUMNS), _frame([], _TRADE_COLUMNS))
             trades = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
             klines = self._day_bars(conn, trades)
-        # Rows come ordered by (account_id, ts, trade_id) from the database.
-        trades = trades.reset_index(drop=True)
+        # Rows come ordered by (account_id, ts, trade_id) from the database. A frame built
+        # here and kept whole has its 0..n-1 index already (nothing to reset).
+        if not (
+            type(trades.index) is pd.RangeIndex and trades.index.equals(pd.RangeIndex(len(trades)))
+        ):
+            trades = trades.reset_index(drop=True)
         return MarketData(klines, trades, book=self.book(trades))
 
     def book(self, trades: pd.DataFrame) -> TradeBook:
@@ -815,13 +820,16 @@ class Store(Closing, AuthStore, TriageStore):
         # within max_gap of one of them, so nothing beyond the tolerance is fetched
         # numpy's unique on the few symbols of a window costs a fraction of pandas'
         # factorize of pyarrow strings; the order of the boxes does not change the rows
+        # the columns' arrays, not a Series each (pandas' fixed cost per column)
+        from fraudlens.market._columns import _floats, _ns, _text
+
         sym_names, sym_code = np.unique(
-            np.asarray(trades["symbol"].to_numpy(dtype=object), dtype=str), return_inverse=True
+            np.asarray(_object_values(_text(trades, "symbol")), dtype=str), return_inverse=True
         )
-        is_buy = np.asarray(trades["side"].to_numpy(dtype=object) == "buy", dtype=bool)
-        price_all = trades["price"].to_numpy(dtype=np.float64)
-        qty_all = trades["quantity"].to_numpy(dtype=np.float64)
-        ts_all = trades["ts"].to_numpy("datetime64[ns]")
+        is_buy = np.asarray(_object_values(_text(trades, "side")) == "buy", dtype=bool)
+        price_all = _floats(trades, "price")
+        qty_all = _floats(trades, "quantity")
+        ts_all = _ns(trades, "ts")
         order = np.lexsort((ts_all, qty_all, price_all, is_buy, sym_code))
         cols = {
             "symbol": sym_names[sym_code[order]],
@@ -888,7 +896,7 @@ class Store(Closing, AuthStore, TriageStore):
                 rows.extend(_driver_rows(conn.exec_driver_sql(_mirror_sql(size, style), params)))
         # other accounts' trades, each once (a trade inside two boxes comes back twice),
         # sorted by (ts, trade_id): on the rows themselves, as they are few
-        mine = {str(a) for a in set(trades["account_id"].tolist())}
+        mine = {str(a) for a in set(_text(trades, "account_id").tolist())}
         seen: set[str] = set()
         kept = []
         for row in rows:
@@ -897,20 +905,24 @@ class Store(Closing, AuthStore, TriageStore):
                 continue
             seen.add(tid)
             kept.append(row)
-        found = _frame(kept, _TRADE_COLUMNS)
-        if len(found) > 1:
-            ts_ns = found["ts"].to_numpy("datetime64[ns]").view(np.int64).tolist()
-            tids = found["trade_id"].tolist()
-            by_time = sorted(range(len(found)), key=lambda i: (ts_ns[i], tids[i]))
-            found = found.take(by_time).reset_index(drop=True)
-        return found
+        if len(kept) > 1:
+            # the rows put in order before the frame is built (no row selection of it):
+            # by time as the frame reads it, then by the trade id as the frame holds it
+            at = _TRADE_COLUMNS.index("ts")
+            ts_ns = _utc_index([r[at] for r in kept]).asi8.tolist()
+            tids = [r[0] if isinstance(r[0], str) else str(r[0]) for r in kept]
+            by_time = sorted(range(len(kept)), key=lambda i: (ts_ns[i], tids[i]))
+            kept = [kept[i] for i in by_time]
+        return _frame(kept, _TRADE_COLUMNS)
 
     def _day_bars(self, conn: sa.Connection, trades: pd.DataFrame) -> pd.DataFrame:
         """The bars of every (symbol, UTC day) the trades fall on, sorted by ``(symbol,
         ts)``; the days that closed a while ago are cached as arrays."""
+        from fraudlens.market._columns import _ns, _text
+
         day_ns = 86_400 * 10**9
-        days = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64) // day_ns
-        wanted = sorted(set(zip(trades["symbol"].tolist(), days.tolist(), strict=True)))
+        days = _ns(trades, "ts").astype(np.int64) // day_ns
+        wanted = sorted(set(zip(_text(trades, "symbol").tolist(), days.tolist(), strict=True)))
         found: dict[tuple[str, int], tuple[np.ndarray, ...]] = {}
         missing: list[tuple[str, int]] = []
         with self._cache_lock:
@@ -1313,6 +1325,11 @@ def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:
     return _columns_frame(list(zip(*rows, strict=True)), columns)
 
 
+def _object_values(values: Any) -> np.ndarray:
+    """A text column's values as an object array (``Series.to_numpy(dtype=object)``)."""
+    return np.asarray(values.to_numpy(dtype=object), dtype=object)
+
+
 @functools.cache
 def _empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
     return _columns_frame([() for _ in columns], columns)
@@ -1335,7 +1352,12 @@ def _columns_frame(cols: Sequence[Sequence[Any]], columns: tuple[str, ...]) -> p
             data[name] = arr
         else:
             data[name] = np.asarray(values, dtype=np.float64)
-    return pd.DataFrame(data)
+    # the same frame as pd.DataFrame(data), without its inference of each column's dtype
+    # (the text columns' strings go to pyarrow directly): a third of its cost on a small
+    # window's rows
+    from fraudlens.market._columns import frame_of
+
+    return frame_of(list(data), list(data.values()))
 
 
 def _utc_index(values: Sequence[Any]) -> pd.DatetimeIndex:
@@ -1399,7 +1421,9 @@ def _bars_frame(parts: list[tuple[str, tuple[np.ndarray, ...]]]) -> pd.DataFrame
     }
     for i, col in enumerate(_BAR_VALUES, start=1):
         data[col] = np.concatenate([a[i] for _, a in parts]) if parts else np.zeros(0)
-    return pd.DataFrame(data)
+    from fraudlens.market._columns import frame_of
+
+    return frame_of(list(data), list(data.values()))
 
 
 @functools.cache
