@@ -685,6 +685,198 @@ def run_outage(
             shutil.rmtree(root, ignore_errors=True)
 
 
+# --------------------------------------------------------------- card processor scenario
+
+
+@dataclass
+class ProcessorOutageResult:
+    """What one run of the card processor through a queue outage measured."""
+
+    records: int
+    outage_s: float
+    persistent: bool = True
+    rows: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    unexpected: int = 0
+    left_in_queue: int = 0
+    dead_letters: int = 0
+    resent: int = 0
+    done_before_outage: int = 0
+    depth_after_restart: int | None = None
+    exit_code: int | None = None
+    output: str = field(default="", repr=False)
+    healthz_503_seen: bool = False
+    healthz_reason: str = ""
+    seconds: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        """Every record in the sink once, nothing left or dead-lettered, the outage seen."""
+        return (
+            self.exit_code == 0
+            and self.lost == self.duplicated == self.unexpected == 0
+            and self.rows == self.records
+            and self.left_in_queue == 0
+            and self.dead_letters == 0
+            and self.healthz_503_seen
+        )
+
+
+def _card_model(root: Path) -> tuple[Path, Any]:
+    """A card classifier trained on simulated transactions, and their feature frame."""
+    from fraudlens.cards.detectors import XGBoostDetector
+    from fraudlens.cards.features import transaction_features
+    from fraudlens.cards.simulate import simulate as simulate_cards
+    from fraudlens.registry import Registry
+
+    tx = simulate_cards(
+        200, 400, 60, seed=5, compromised_terminals_per_day=1, compromised_customers_per_day=1
+    )
+    X = transaction_features(tx)
+    models = root / "models"
+    det = XGBoostDetector(n_estimators=30, early_stopping_rounds=None, refit=False, n_jobs=1)
+    Registry(models).save(det.fit(X, tx["label"].to_numpy()))
+    return models, X
+
+
+def _sink_ids(root: Path) -> Counter[str]:
+    import csv
+
+    ids: Counter[str] = Counter()
+    # Published objects only: hidden names are the spool and unfinished temporary files.
+    for f in sorted(p for p in root.rglob("*.csv") if not p.name.startswith(".")):
+        with open(f, newline="") as fh:
+            ids.update(row["transaction_id"] for row in csv.DictReader(fh))
+    return ids
+
+
+def run_processor_outage(
+    *,
+    records: int = 10_000,
+    outage: float = 60.0,
+    outage_at: int = 2_000,
+    batch_size: int = 100,
+    persistent: bool = True,
+    stop_mode: str = "term",
+    workdir: Path | None = None,
+    log: Any = print,
+) -> ProcessorOutageResult:
+    """``fraudlens cards process --source queue:redis://...`` through a Redis outage.
+
+    ``records`` card records (feature rows of simulated transactions) are queued on a
+    private Redis; a real ``fraudlens cards process`` drains them into a local sink. After
+    ``outage_at`` records the server is stopped for ``outage`` seconds and started again.
+    With ``persistent`` (an append-only file) every record must be in the sink exactly
+    once; without it the server comes back empty, and every record is sent again (the
+    sink then holds each once or twice: records the sink had already accepted come again,
+    so only lost and unexpected records count).
+    """
+    from fraudlens.queues import open_queue
+
+    t_start = time.monotonic()
+    root = Path(workdir or tempfile.mkdtemp(prefix="fraudlens-proc-outage-"))
+    root.mkdir(parents=True, exist_ok=True)
+    rds: PrivateRedis | None = None
+    proc: subprocess.Popen[str] | None = None
+    queue = None
+    try:
+        log("training a card model on simulated transactions...")
+        models, X = _card_model(root)
+        rows = X.sample(n=records, replace=len(X) < records, random_state=1).reset_index(drop=True)
+        ids = [f"t{i:06d}" for i in range(records)]
+        bodies = [
+            {"record": {**rec, "transaction_id": tid}, "source": "Web"}
+            for tid, rec in zip(ids, rows.to_dict(orient="records"), strict=True)
+        ]
+        rds = PrivateRedis(persistent=persistent, root=root / "redis")
+        rds.start()
+        queue_url = f"{rds.url}?stream=fraudlens-proc-outage-{uuid.uuid4().hex}"
+        queue = open_queue(queue_url, name="card-events", max_attempts=5)
+        queue.send_batch(bodies)
+        result = ProcessorOutageResult(records, outage, persistent)
+        port = free_port()
+        sink = root / "sink"
+        cmd = [
+            sys.executable,
+            "-m",
+            "fraudlens.cli",
+            "cards",
+            "process",
+            "--source",
+            f"queue:{queue_url}",
+            "--sink",
+            str(sink),
+            "--model-dir",
+            str(models),
+            "--batch-size",
+            str(batch_size),
+            "--metrics-port",
+            str(port),
+        ]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        output: list[str] = []
+        reader = threading.Thread(
+            target=lambda: output.extend(proc.stdout or []), daemon=True, name="proc-output"
+        )
+        reader.start()
+        deadline = time.monotonic() + 600
+        while records - queue.depth() < outage_at:
+            if proc.poll() is not None:
+                raise RuntimeError("the processor exited early:\n" + "".join(output)[-3000:])
+            if time.monotonic() > deadline:
+                raise RuntimeError("the processor made no progress in 600 s")
+            time.sleep(0.02)
+        result.done_before_outage = records - queue.depth()
+        log(f"{result.done_before_outage:,} records done: Redis down for {outage:.0f} s")
+
+        def watch_health(until: float) -> None:
+            while time.monotonic() < until:
+                status, body = _scrape(port, "/healthz")
+                if status == 503 and not result.healthz_503_seen:
+                    result.healthz_503_seen = True
+                    result.healthz_reason = body[:300]
+                time.sleep(0.5)
+
+        t_down = time.monotonic()
+        rds.stop(stop_mode)
+        watch_health(t_down + outage)
+        rds.start()
+        result.depth_after_restart = queue.depth()
+        if not persistent:
+            queue.send_batch(bodies)
+            result.resent = len(bodies)
+        log(f"Redis back after {time.monotonic() - t_down:.0f} s; waiting for the processor...")
+        proc.wait(timeout=max(600.0, records / 20))
+        reader.join(timeout=10)
+        result.exit_code = proc.returncode
+        result.output = "".join(output)
+        result.left_in_queue = queue.depth()
+        result.dead_letters = len(queue.dead_letters(limit=records + 10))
+        seen = _sink_ids(sink)
+        result.rows = sum(seen.values())
+        result.lost = len(set(ids) - set(seen))
+        result.unexpected = len(set(seen) - set(ids))
+        result.duplicated = sum(n - 1 for n in seen.values() if n > 1)
+        result.seconds = time.monotonic() - t_start
+        return result
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if queue is not None:
+            with contextlib.suppress(Exception):
+                queue.remove()  # type: ignore[attr-defined]
+            queue.close()
+        if rds is not None:
+            rds.cleanup()
+        if workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def _table(results: list[OutageResult]) -> str:
     rows = [
         (
@@ -752,7 +944,15 @@ def main() -> int:
     parser.add_argument("--outage-at", type=int, default=2_000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument(
+        "--processor",
+        action="store_true",
+        help="run `fraudlens cards process` from a Redis queue through a Redis outage "
+        "instead of the worker (--down queue or queue-volatile)",
+    )
     args = parser.parse_args()
+    if args.processor:
+        return _processor_main(args)
     kinds = {"both": ["postgresql", "sqlite"], "all": list(STORES)}.get(args.store, [args.store])
     downs = list(DOWN) if args.down == "all" else [args.down]
     results = []
@@ -782,6 +982,47 @@ def main() -> int:
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
     return 0 if all(r.clean for r in results) else 1
+
+
+def _processor_main(args: argparse.Namespace) -> int:
+    downs = ["queue", "queue-volatile"] if args.down == "all" else [args.down]
+    if "store" in downs:
+        raise SystemExit("--processor: --down queue, queue-volatile or all")
+    results = []
+    for down in downs:
+        r = run_processor_outage(
+            records=args.checks,
+            outage=args.outage,
+            outage_at=args.outage_at,
+            batch_size=args.batch_size,
+            persistent=down == "queue",
+            stop_mode=args.stop,
+        )
+        results.append(r)
+        print(" ".join(r.output.split())[-400:])
+        print(
+            f"processor, Redis {'with AOF' if r.persistent else 'without persistence'}: "
+            f"{r.records:,} records, {r.outage_s:.0f} s outage after {r.done_before_outage:,}; "
+            f"queue depth after the restart {r.depth_after_restart}, re-sent {r.resent:,}; "
+            f"sink rows {r.rows:,}, lost {r.lost}, unexpected {r.unexpected}, duplicated "
+            f"{r.duplicated}, dead letters {r.dead_letters}, left in queue {r.left_in_queue}, "
+            f"/healthz 503 {'yes' if r.healthz_503_seen else 'no'}, exit {r.exit_code}, "
+            f"{r.seconds:.0f} s",
+            flush=True,
+        )
+    if args.json:
+        print(json.dumps([{**asdict(r), "output": r.output[-2000:]} for r in results], indent=2))
+    # Without persistence the records accepted before the outage come again: only lost
+    # or unexpected ones (and anything left or dead-lettered) fail that run.
+    ok = all(
+        r.clean
+        if r.persistent
+        else r.exit_code == 0
+        and r.lost == r.unexpected == r.left_in_queue == r.dead_letters == 0
+        and r.healthz_503_seen
+        for r in results
+    )
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

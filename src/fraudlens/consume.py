@@ -235,6 +235,10 @@ class ConsumerMetrics:
     - ``<prefix>_healthy``: 1 while consuming, 0 while paused by an outage;
     - ``<prefix>_outages_total`` and ``<prefix>_paused_seconds_total``.
 
+    :attr:`health` is the :class:`Health` that ``/healthz`` of :meth:`serve` reports by
+    default; a :class:`Consumer` given these metrics reports into it, so a process that
+    runs one consumer after another (the card processor's passes) keeps one ``/healthz``.
+
     Parameters
     ----------
     prefix
@@ -284,9 +288,11 @@ class ConsumerMetrics:
         self.healthy.set(1)
         for outcome in self.OUTCOMES:
             self.messages.labels(outcome)
+        self.health = Health()
 
     def serve(self, port: int, addr: str = "127.0.0.1", health: Health | None = None) -> bool:
-        """Serve ``/metrics`` (and ``/healthz`` from ``health``) over HTTP in a thread.
+        """Serve ``/metrics`` and ``/healthz`` (from ``health``, by default :attr:`health`)
+        over HTTP in a thread.
 
         Returns
         -------
@@ -294,7 +300,7 @@ class ConsumerMetrics:
             False (and a warning) if the port is taken.
         """
         try:
-            serve_metrics(self.registry, port, addr, health)
+            serve_metrics(self.registry, port, addr, health if health is not None else self.health)
         except OSError as exc:
             log.warning("metrics not exported on %s:%d: %s", addr, port, exc)
             return False
@@ -476,7 +482,8 @@ class Consumer:
         self.pause_cap = float(pause_cap)
         self.metrics = metrics
         self.stats = ConsumerStats()
-        self.health = Health()
+        # One health per metrics (what their /healthz shows), else our own.
+        self.health = metrics.health if metrics is not None else Health()
         self.stop_event = stop_event or threading.Event()
         self._frozen = False
         # Queue calls that failed with the queue down, made again when it answers:
