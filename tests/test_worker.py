@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from _services import fresh_store, unavailable  # type: ignore[import-not-found]
+from _services import bench_module, fresh_store, unavailable  # type: ignore[import-not-found]
 from fraudlens.checks import check_message
 from fraudlens.errors import StoreError
 from fraudlens.market.data import MarketData, window
@@ -232,6 +232,57 @@ def test_an_unusable_store_pauses_the_worker_and_spends_no_attempt(
     assert sorted(flagged) == ids
     store.close()
     q.close()
+
+
+@pytest.mark.services
+def test_a_server_restarted_between_batches_spends_no_attempt(
+    market: MarketData,
+    models: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A private PostgreSQL restarted while the worker keeps its connection between
+    batches: the next batch's first call fails on the dead connection while the server is
+    already back, so the loop's probe passes. The batch is tried again on a fresh
+    connection instead of being counted failed (with max_attempts 1 it was dead-lettered)."""
+    import logging
+
+    import fraudlens.worker as worker_module
+    from fraudlens.store import open_store
+
+    outage = bench_module("outage")
+    try:
+        pg = outage.PrivatePostgres()
+    except RuntimeError as exc:
+        unavailable(f"cannot run a private PostgreSQL server: {exc}")
+    # Keep the connection however long the restart takes (2 s otherwise).
+    monkeypatch.setattr(worker_module, "_LINGER", 600.0)
+    try:
+        pg.init()
+        pg.start()
+        with open_store(pg.url) as store:
+            store.upgrade()
+            store.load_klines(market.klines)
+            store.load_trades(market.trades)
+            ids = sorted(_expected_flags(market, models))[:20]
+            q = SQLiteQueue(tmp_path / "q.db", max_attempts=1)
+            q.send_batch([check_message(a) for a in ids[:10]])
+            w = Worker(q, store, models, batch_size=10, pause_cap=0.2)
+            assert w.run(limit=10).processed == 10
+            pg.stop("fast")
+            pg.start()
+            q.send_batch([check_message(a) for a in ids[10:]])
+            with caplog.at_level(logging.WARNING, logger="fraudlens.worker"):
+                stats = w.run(limit=20)
+            assert "store connection lost" in caplog.text  # the dead connection was hit
+            assert stats.processed == 20 and stats.failed == 0 and stats.dead_lettered == 0
+            assert q.dead_letters() == [] and q.depth() == 0
+            flagged = sorted(e["account_id"] for e in store.list_risk_events(limit=100)[0])
+            assert flagged == ids
+            q.close()
+    finally:
+        pg.cleanup()
 
 
 def test_dead_letters_counted_where_the_queue_moves_them(

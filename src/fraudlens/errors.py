@@ -136,9 +136,19 @@ class UnavailableError(FraudlensError):
 
 class StoreUnavailableError(StoreError, UnavailableError):
     """The database cannot be reached or used at all: connection refused or closed,
-    server shut down, file locked or unopenable, tables missing."""
+    server shut down, file locked or unopenable, tables missing.
 
-    def __init__(self, message: str) -> None:
+    Parameters
+    ----------
+    message
+        What failed and why.
+    disconnected
+        The connection in use died under the call (the server restarted, or dropped it):
+        a fresh connection may work at once, while one that cannot connect would not.
+    """
+
+    def __init__(self, message: str, *, disconnected: bool = False) -> None:
+        self.disconnected = disconnected
         super().__init__(message, what="store")
 
 

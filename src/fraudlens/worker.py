@@ -19,7 +19,10 @@ handler (:class:`CheckHandler`) and the process plumbing.
   work fails (bad account data) spends a delivery attempt and is retried with back-off.
 - When the store or the model is unavailable (:class:`~fraudlens.errors.
   UnavailableError`) the batch is handed back without spending attempts and the worker
-  pauses, probing with back-off, until the store answers again.
+  pauses, probing with back-off, until the store answers again. A batch whose
+  connection died under it (the server restarted while the connection was kept between
+  batches) is tried once more on a fresh connection first: the server may be back
+  already, and the loop's probe would then pass and count the batch as failed.
 - On SIGTERM the worker finishes and acks the batch in hand, then exits.
 """
 
@@ -46,7 +49,7 @@ from fraudlens.consume import (
     stop_on_signals,
     work_isolated,
 )
-from fraudlens.errors import DataError, FraudlensError, UnavailableError
+from fraudlens.errors import DataError, FraudlensError, StoreUnavailableError, UnavailableError
 
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
@@ -152,8 +155,23 @@ class CheckHandler:
             except DataError as exc:
                 result.invalid.append((msg, f"invalid check message: {exc}"))
         if good:
-            work_isolated(good, lambda items: self._work(items, result), _message, result)
+            work_isolated(
+                good, lambda items: self._work_reconnecting(items, result), _message, result
+            )
         return result
+
+    def _work_reconnecting(
+        self, items: Sequence[tuple[Message, AccountCheck]], result: BatchResult
+    ) -> None:
+        """:meth:`_work`, once more on a fresh connection if the one in use died under it
+        (nothing was committed: the events' unique key makes a redo harmless anyway)."""
+        try:
+            self._work(items, result)
+        except StoreUnavailableError as exc:
+            if not exc.disconnected:
+                raise
+            log.warning("store connection lost (%s): trying the batch on a fresh one", exc)
+            self._work(items, result)
 
     # -- the work --------------------------------------------------------------------
     def _detector(self) -> Detector:

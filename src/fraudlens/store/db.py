@@ -191,6 +191,14 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
 
 
+def _disconnected(exc: BaseException) -> bool:
+    """True when the connection in use died under the call (SQLAlchemy invalidated it):
+    the server restarted or dropped it, and a fresh connection may work at once."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return bool(exc.connection_invalidated)
+    return isinstance(exc, sa.exc.DisconnectionError)
+
+
 def _first_line(exc: BaseException) -> str:
     orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
     text = str(orig).strip()
@@ -214,7 +222,8 @@ def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
             where = store._safe_url() if isinstance(store, Store) else "the database"
             if is_outage(exc):
                 raise StoreUnavailableError(
-                    f"database {where} is unavailable: {_first_line(exc)}"
+                    f"database {where} is unavailable: {_first_line(exc)}",
+                    disconnected=_disconnected(exc),
                 ) from exc
             raise StoreError(f"database {where}: {_first_line(exc)}") from exc
 
