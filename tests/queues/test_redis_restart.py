@@ -183,3 +183,39 @@ def test_the_consumer_acks_after_a_queue_outage_what_it_had_done(durable: Any) -
     assert stats.processed == 30 and stats.outages == 1 and stats.dead_lettered == 0
     assert q.depth() == 0
     q.close()
+
+
+def test_entries_a_lost_reply_left_pending_come_back_at_once(durable: Any) -> None:
+    """A read whose reply the broken connection lost leaves its entries pending on this
+    consumer, which does not hold them: after losing contact, the next receive hands them
+    back unspent instead of leaving them to their lease (30 s here)."""
+    durable.start()
+    stream = f"restart-{uuid.uuid4().hex}"
+    # Another handle with the same consumer name reads them: to ``q`` this is a read
+    # whose reply never arrived.
+    lost = RedisQueue(durable.url, stream=stream, consumer="c1")
+    q = RedisQueue(durable.url, stream=stream, consumer="c1")
+    q.send_batch([{"n": i} for i in range(3)])
+    assert len(lost.receive(3, visibility_timeout=30)) == 3
+    durable.stop("term")
+    with pytest.raises(QueueError):
+        q.depth()
+    durable.start()
+    got = q.receive(10, visibility_timeout=30, wait=0.5)
+    assert sorted((m.body["n"], m.attempts) for m in got) == [(0, 1), (1, 1), (2, 1)]
+    q.ack_many(got)
+    assert q.depth() == 0
+    # Entries this handle holds are not touched by that.
+    q.send({"n": 3})
+    held = q.receive(1, visibility_timeout=30)
+    durable.stop("term")
+    durable.start()
+    with pytest.raises(QueueError):
+        durable.stop("term")
+        q.depth()
+    durable.start()
+    assert q.receive(1, visibility_timeout=30, wait=0.2) == []
+    q.ack_many(held)
+    assert q.depth() == 0
+    lost.close()
+    q.close()

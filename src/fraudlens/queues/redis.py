@@ -36,7 +36,11 @@ keeps the stream, the group and the pending entries: nothing is lost. A server w
 persistence comes back empty: the stream and the group are gone (``NOGROUP``), and with
 them every message not yet acked. The queue then recreates the group (reading from the
 stream's start, so messages sent meanwhile are all delivered), and an ack, nack, release
-or dead-letter of an entry that vanished with the group is a no-op. The messages Redis
+or dead-letter of an entry that vanished with the group is a no-op. After losing contact
+with the server, the first receive that reaches it again also hands back, unspent, the
+entries pending on this consumer that it does not hold: entries a read delivered whose
+reply the broken connection lost (they would otherwise wait for their lease to run out,
+a visibility timeout later). The messages Redis
 lost are lost by Redis itself: run Redis with ``appendonly yes`` (``appendfsync
 everysec`` loses at most a second of writes to a crash, ``always`` none).
 """
@@ -130,6 +134,7 @@ class RedisQueue(Queue):
         import redis as redis_lib
 
         self._redis_errors: tuple[type[Exception], ...] = (redis_lib.RedisError,)
+        self._lost_errors = (redis_lib.ConnectionError, redis_lib.TimeoutError)
         self._response_error = redis_lib.ResponseError
         self.url = url
         self.stream = stream or f"fraudlens:{name}"
@@ -147,6 +152,9 @@ class RedisQueue(Queue):
         # Visibility timeout each in-flight entry was received with, for nack's delay.
         self._leases: dict[str, float] = {}
         self._group_ready = False
+        # Set when a call lost the connection: the next receive looks for entries a lost
+        # reply left pending on this consumer.
+        self._contact_lost = False
         try:
             self._ensure_group()
         except QueueError as exc:
@@ -195,6 +203,8 @@ class RedisQueue(Queue):
         try:
             yield
         except self._redis_errors as exc:
+            if isinstance(exc, self._lost_errors):
+                self._contact_lost = True
             if self._no_group(exc):
                 # The stream was purged, or the server restarted without its data:
                 # recreate so the next call works.
@@ -304,6 +314,8 @@ class RedisQueue(Queue):
         for attempt in range(2):
             try:
                 with self._guard("receive"):
+                    if self._contact_lost:
+                        self._reclaim_orphans()
                     while True:
                         remaining = deadline - time.monotonic()
                         block = min(remaining, _BLOCK_SLICE) if remaining > 0 else 0.0
@@ -317,6 +329,40 @@ class RedisQueue(Queue):
                 if attempt or not self._no_group(exc.__cause__ or exc):
                     raise
         return []
+
+    def _reclaim_orphans(self) -> None:
+        """Make the entries pending on this consumer that it does not hold claimable now,
+        their delivery undone (a read whose reply was lost delivered them to nobody)."""
+        r = self._redis
+        rows = r.xpending_range(self.stream, self.group, "-", "+", 10_000, self.consumer)
+        orphans = [
+            (str(row["message_id"]), int(row["times_delivered"]))
+            for row in rows
+            if str(row["message_id"]) not in self._leases
+        ]
+        if orphans:
+            pipe = r.pipeline(transaction=False)
+            for entry_id, delivered in orphans:
+                pipe.xclaim(
+                    self.stream,
+                    self.group,
+                    self.consumer,
+                    0,
+                    [entry_id],
+                    idle=_IDLE_NOW_MS,
+                    retrycount=max(0, delivered - 1),
+                    justid=True,
+                )
+            pipe.execute()
+            self._cursor = "0-0"
+            log.warning(
+                "queue %s: %d entr%s delivered to this consumer before the connection broke "
+                "handed back",
+                self.name,
+                len(orphans),
+                "y" if len(orphans) == 1 else "ies",
+            )
+        self._contact_lost = False
 
     def _receive_once(
         self, limit: int, visibility_timeout: float, block: float
