@@ -1,7 +1,15 @@
-"""Chaos run: a worker drains account checks through a store outage, then we count.
+"""Chaos run: a worker drains account checks through a store or queue outage, then we count.
 
     python bench/outage.py --store postgresql --outage 300        # Redis + private PostgreSQL
     python bench/outage.py --store sqlite --outage 300            # SQLite queue + SQLite store
+    python bench/outage.py --store mariadb --outage 60            # Redis + private MariaDB
+    python bench/outage.py --store postgresql --down queue        # private Redis (AOF) stopped
+    python bench/outage.py --store postgresql --down queue-volatile   # ... without persistence
+    python bench/outage.py --processor --down queue               # cards process from Redis
+
+Every server that is stopped is a private one, on a free port, in a temporary folder; the
+machine's own servers are never touched. ``--stop kill`` stops them with SIGKILL instead of
+a clean shutdown.
 
 What happens:
 
@@ -24,6 +32,17 @@ What happens:
    - SQLite: another process holds the store file's write lock (``BEGIN EXCLUSIVE``), so
      every write fails with "database is locked".
 
+   - MariaDB: a private server (``mariadb-install-db`` and ``mariadbd --no-defaults``) is
+     stopped with SIGTERM and started again;
+   - the queue (``--down queue``): a private ``redis-server`` with an append-only file
+     is stopped and started again; the stream, its consumer group and its pending
+     entries come back with it;
+   - ``--down queue-volatile``: a private ``redis-server`` without persistence (``--save
+     "" --appendonly no``): it comes back empty, the messages it held are lost by Redis
+     itself, and every check is sent again once it is back (a producer re-sending what
+     was not confirmed); the worker must recreate its consumer group by itself and the
+     events must still be exactly the expected ones.
+
    Meanwhile ``/healthz`` of the worker is polled (it should answer 503).
 4. When the worker has drained the queue and exited, the script counts: messages left
    in the queue, dead letters, risk events per account against the expected set (lost
@@ -31,8 +50,13 @@ What happens:
    event of an account not expected).
 
 Prints a table and, with ``--json``, the figures as JSON. Exit status 1 if anything was
-lost, duplicated or dead-lettered. ``tests/test_outage.py`` runs the same scenario with a
-short outage.
+lost, duplicated or dead-lettered, or ``/healthz`` never answered 503.
+``tests/test_outage.py`` runs the same scenarios with short outages.
+
+``--processor`` runs ``fraudlens cards process --source queue:redis://...`` instead: card
+records (feature rows of simulated transactions) are queued on a private Redis, which is
+stopped mid-run; every record must be in the sink exactly once (without persistence, the
+re-sent records the sink had already accepted come twice: only lost ones count).
 """
 
 from __future__ import annotations
