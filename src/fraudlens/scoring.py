@@ -450,7 +450,7 @@ def market_evidence(
 
     from fraudlens._isin import isin
     from fraudlens.market import pairs
-    from fraudlens.market._columns import _text
+    from fraudlens.market._columns import _text, indexed_frame
     from fraudlens.market.data import TRADE_COLUMNS
 
     def columns(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -471,14 +471,15 @@ def market_evidence(
         # Every wanted account has evidence (the worker's case): its rows of the wanted
         # columns, not the whole frame reindexed and then cut (which cost ten times more
         # on a batch of one account).
-        return pd.DataFrame(
-            {
-                c: pd.Series(arrays[c].to_numpy()[pos], index=index, dtype=object)
+        return indexed_frame(
+            EVIDENCE_COLUMNS,
+            [
+                np.asarray(arrays[c].to_numpy(), dtype=object)[pos]
                 if c == "counterparty"
                 else arrays[c][pos]
                 for c in EVIDENCE_COLUMNS
-            },
-            index=index,
+            ],
+            index,
         )
     ev = pd.DataFrame(arrays, columns=list(pairs.EVIDENCE_COLUMNS))
     ev.index = pd.Index(acc, name="account_id", dtype=object)

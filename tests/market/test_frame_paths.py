@@ -154,3 +154,61 @@ def test_worker_events_equal_with_pandas_frames(handler, monkeypatch):
     slow = _events(handler, batches)
     assert fast == slow
     assert fast.count('"account_id"') >= 5  # batches that raise events, with evidence
+
+
+@pytest.mark.parametrize("n", [47, 48, 128, 129, 512, 513, 2000])
+def test_factorize_equals_pandas(n):
+    from fraudlens.market._bars import _arrow_factorize, _factorize
+
+    rng = np.random.default_rng(n)
+    pool = np.array(["SYM1", "SYM10", "SYM2", "é", "Z", "a", "ß", "日本", ""], dtype=object)
+    values = pool[rng.integers(0, len(pool), n)].tolist()
+    series = pd.Series(values, dtype="str")
+    # two chunks of pyarrow strings, as a concat leaves them
+    chunked = pd.concat([series[: n // 2], series[n // 2 :]], ignore_index=True)
+    assert chunked.array._pa_array.num_chunks == 2
+    for sort in (False, True):
+        ref_codes, ref_uniques = pd.factorize(series, sort=sort)
+        for column in (series, series.array, chunked, sorted(values)):
+            column = pd.Series(column, dtype="str") if isinstance(column, list) else column
+            want = pd.factorize(column, sort=sort)
+            for codes, uniques in (
+                _factorize(column, sort=sort),
+                _arrow_factorize(column, sort=sort),
+            ):
+                assert codes.dtype == np.int64
+                assert np.array_equal(codes, want[0])
+                assert list(uniques) == list(want[1])
+        assert np.array_equal(_factorize(series, sort=sort)[0], ref_codes)
+        assert list(_factorize(series, sort=sort)[1]) == list(ref_uniques)
+    missing = pd.Series([*values[:-1], None], dtype="str")
+    assert _arrow_factorize(missing, sort=True) is None  # pandas' path for missing values
+    assert _arrow_factorize(pd.Series(values, dtype=object), sort=True) is None
+
+
+def test_indexed_frame_equals_pandas(monkeypatch):
+    from fraudlens.scoring import EVIDENCE_COLUMNS, market_evidence
+
+    assert _columns._indexed_fast_ok()
+    index = pd.Index(np.array(["b", "a", "c"], dtype=object), name="account_id")
+    cols = [
+        np.array([1.0, np.nan, -0.0]),
+        np.array([None, "x", "y"], dtype=object),
+        np.array([1, 2, 3], dtype=np.int64),
+    ]
+    names = ("value_moved", "counterparty", "n_mirrored")
+    want = _columns._indexed_pandas_frame(names, cols, index)
+    got = _columns.indexed_frame(names, cols, index)
+    _same_frame(got, want)
+    assert got["counterparty"].dtype == object
+    odd = [cols[0], cols[1], np.array([True, False, True])]  # bool: pandas' path
+    _same_frame(
+        _columns.indexed_frame(names, odd, index), _columns._indexed_pandas_frame(names, odd, index)
+    )
+    # the evidence of a few accounts, fast and pandas' constructor
+    data = window(simulate(30, seed=5, days=2))
+    ids = np.asarray(sorted(data.account_ids.astype(str))[:7], dtype=object)
+    fast = market_evidence(data, ids)
+    monkeypatch.setattr(_columns, "_indexed_fast_ok", lambda: False)
+    _same_frame(fast, market_evidence(data, ids))
+    assert fast.columns.tolist() == list(EVIDENCE_COLUMNS)

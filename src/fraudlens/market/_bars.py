@@ -417,6 +417,43 @@ _SHORT_UNSORTED: Final = 128
 _SHORT_SORTED: Final = 512
 
 
+#: Shortest string column :func:`_factorize` codes with pyarrow's dictionary encoding
+#: rather than a dict of its Python strings (which first makes every value a str).
+_ARROW_CODES: Final = 48
+
+
+def _arrow_factorize(column: Any, *, sort: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """What :func:`_factorize`'s dict of Python strings gives (int64 codes in order of
+    first appearance or of the sorted values, the distinct values as an object array),
+    from pyarrow's dictionary encoding of a pyarrow string column without missing
+    values; None for anything else."""
+    arrow = getattr(getattr(column, "array", column), "_pa_array", None)
+    if arrow is None or arrow.null_count:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type)):
+        return None
+    encoded = pc.dictionary_encode(arrow)
+    if isinstance(encoded, pa.ChunkedArray):
+        if encoded.num_chunks != 1:
+            # each chunk has a dictionary of its own: one array, one dictionary
+            encoded = pc.dictionary_encode(arrow.combine_chunks())
+        else:
+            encoded = encoded.chunk(0)
+    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    names = encoded.dictionary.to_pylist()  # first appearance, as the dict's keys
+    if sort:
+        # Python's str order is code-point order, as pandas and the dict path sort
+        order = sorted(range(len(names)), key=names.__getitem__)
+        rank = np.empty(len(names), dtype=np.int64)
+        rank[order] = np.arange(len(names), dtype=np.int64)
+        codes = rank[codes]
+        names = [names[i] for i in order]
+    return codes, np.array(names, dtype=object).reshape(-1)
+
+
 def _factorize(column: pd.Series, *, sort: bool = False) -> tuple[np.ndarray, Any]:
     """``pd.factorize(column, sort=sort)``: int64 codes and the distinct values (in
     order of first appearance, or sorted).
@@ -432,6 +469,10 @@ def _factorize(column: pd.Series, *, sort: bool = False) -> tuple[np.ndarray, An
         and column.dtype != object
         and pd.api.types.is_string_dtype(column.dtype)
     ):
+        if n >= _ARROW_CODES:
+            coded = _arrow_factorize(column, sort=sort)
+            if coded is not None:
+                return coded
         values = column.tolist()
         # a missing value (None or NaN in the list) takes pandas' path (Series.hasnans
         # alone costs half of pandas' factorize)
@@ -482,7 +523,11 @@ def bar_context(klines: pd.DataFrame, symbol_codes: np.ndarray | None = None) ->
     low = _floats(klines, "low")
     amp = high - low
     if symbol_codes is None:
-        symbol_codes = _factorize(_text(klines, "symbol"), sort=True)[0]
+        symbols = _text(klines, "symbol")
+        # only the codes are used: pyarrow's for any length (pandas' sorted factorize of
+        # the bars' symbols costs several times more)
+        coded = _arrow_factorize(symbols, sort=True)
+        symbol_codes = (coded if coded is not None else _factorize(symbols, sort=True))[0]
     sym = np.asarray(symbol_codes, dtype=np.int64)
     day = _ns(klines, "ts").astype(np.int64) // _DAY_NS
     new = np.r_[True, (sym[1:] != sym[:-1]) | (day[1:] != day[:-1])]

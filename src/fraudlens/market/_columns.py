@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["frame_of", "utc_times"]
+__all__ = ["frame_of", "indexed_frame", "utc_times"]
 
 
 @functools.cache
@@ -49,7 +49,7 @@ def _text_array(values: Any) -> Any:
     # Python strings only (pandas' own test, in C): None, NaN or bytes take pandas' path
     if pd.api.types.infer_dtype(values, skipna=False) != "string":
         return None
-    items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    items = values if isinstance(values, np.ndarray) else list(values)
     return ArrowStringArray(pa.array(items, type=pa.large_string()), dtype=dtype)
 
 
@@ -208,3 +208,71 @@ def _text(frame: pd.DataFrame, name: str) -> Any:
     if isinstance(values.dtype, pd.StringDtype):
         return values
     return frame[name]
+
+
+# ---------------------------------------------------------------------------------------
+# a frame of final column arrays on a given index
+# ---------------------------------------------------------------------------------------
+def _indexed_pandas_frame(
+    names: Sequence[str], columns: Sequence[np.ndarray], index: pd.Index
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            name: pd.Series(values, index=index, dtype=object) if values.dtype == object else values
+            for name, values in zip(names, columns, strict=True)
+        },
+        index=index,
+    )
+
+
+def _indexed_fast_frame(
+    names: tuple[str, ...], columns: Sequence[np.ndarray], index: pd.Index
+) -> pd.DataFrame | None:
+    n = len(index)
+    for values in columns:
+        if not (
+            isinstance(values, np.ndarray)
+            and values.ndim == 1
+            and len(values) == n
+            and values.dtype in (np.dtype(object), np.dtype(np.float64), np.dtype(np.int64))
+        ):
+            return None
+    return pd.DataFrame._from_arrays(
+        list(columns), columns=_column_index(names).copy(), index=index, verify_integrity=False
+    )
+
+
+@functools.cache
+def _indexed_fast_ok() -> bool:
+    """Whether :func:`_indexed_fast_frame` builds what :func:`_indexed_pandas_frame`
+    builds, on a sample of each column kind."""
+    if not hasattr(pd.DataFrame, "_from_arrays"):
+        return False
+    names = ("moved", "counterparty", "n", "lost")
+    index = pd.Index(np.array(["a", "b"], dtype=object), name="account_id")
+    columns = [
+        np.array([1.5, np.nan]),
+        np.array(["x", None], dtype=object),
+        np.array([3, 0], dtype=np.int64),
+        np.array([-0.0, 2.0]),
+    ]
+    try:
+        fast = _indexed_fast_frame(names, columns, index)
+        return fast is not None and _same(fast, _indexed_pandas_frame(names, columns, index))
+    except Exception:  # any surprise in pandas' internals: its own path
+        return False
+
+
+def indexed_frame(
+    names: Sequence[str], columns: Sequence[np.ndarray], index: pd.Index
+) -> pd.DataFrame:
+    """``pd.DataFrame({name: values, ...}, index=index)`` of 1-d numpy columns, object
+    columns kept as objects (as ``pd.Series(values, index=index, dtype=object)``), int64
+    and float64 as they are; other columns, or a pandas on which the result would differ,
+    take pandas' constructor."""
+    names = tuple(names)
+    if len(set(names)) == len(names) and _indexed_fast_ok():
+        frame = _indexed_fast_frame(names, columns, index)
+        if frame is not None:
+            return frame
+    return _indexed_pandas_frame(names, columns, index)
