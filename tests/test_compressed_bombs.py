@@ -1,0 +1,97 @@
+"""Compressed table files that decompress to far more than they hold (decompression
+bombs) are refused by both loaders while they are being decompressed, in constant memory,
+with one DataError naming the file; ordinary compressed files still load. A 1 MB gzip
+file of 1 GB of NUL bytes used to make pandas abort the process (std::bad_alloc)."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudlens import _csvread
+from fraudlens.cards.data import load_table
+from fraudlens.errors import DataError
+from fraudlens.market.data import load_klines
+
+KLINES = b"symbol,ts,open,high,low,close,volume\n"
+CARDS = b"Time,V1,Amount,Class\n"
+
+
+@pytest.fixture(autouse=True)
+def small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The limits scaled down 64 times, so the bombs are a few megabytes.
+    monkeypatch.setattr(_csvread, "EXPANSION_FLOOR", 1 << 20, raising=False)
+
+
+def _write(path: Path, head: bytes, filler: bytes, n: int) -> Path:
+    """``head`` then ``filler`` ``n`` times, compressed by the file's suffix."""
+    data = head + filler * n
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(data))
+    elif path.suffix == ".bz2":
+        path.write_bytes(bz2.compress(data))
+    elif path.suffix == ".xz":
+        path.write_bytes(lzma.compress(data))
+    else:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(path.stem, data)
+    return path
+
+
+LOADERS: dict[str, tuple[Callable[[Path], Any], bytes]] = {
+    "market": (load_klines, KLINES),
+    "cards": (load_table, CARDS),
+}
+
+
+@pytest.mark.parametrize(
+    # The market loader takes .csv.gz; the card loader reads whatever pandas reads.
+    ("loader", "suffix"),
+    [("market", ".gz"), ("cards", ".gz"), ("cards", ".bz2"), ("cards", ".zip")],
+)
+def test_a_bomb_is_refused_while_it_is_decompressed(tmp_path: Path, loader: str, suffix: str):
+    load, head = LOADERS[loader]
+    # 4 MB of blank lines: a thousand times its compressed size.
+    path = _write(tmp_path / f"bomb.csv{suffix}", head, b"\n", 4 << 20)
+    with pytest.raises(DataError, match="decompression bomb") as info:
+        load(path)
+    assert info.value.file == str(path)
+
+
+def test_an_endless_row_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path / "nul.csv.gz", KLINES, b"\0", 3 << 20)
+    with pytest.raises(DataError, match="a row longer than 1,048,576 bytes"):
+        load_klines(path)
+
+
+def test_a_file_over_the_decompressed_limit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_csvread, "MAX_DECOMPRESSED_BYTES", 1 << 20, raising=False)
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"Time": np.arange(40_000.0), "V1": rng.normal(size=40_000)})
+    df["Amount"], df["Class"] = 10.0, 0
+    path = tmp_path / "cards.csv.gz"
+    df.to_csv(path, index=False)
+    with pytest.raises(DataError, match="decompress it first or convert it to Parquet"):
+        load_table(path)
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zip"])
+def test_ordinary_compressed_files_load(tmp_path: Path, suffix: str) -> None:
+    rng = np.random.default_rng(1)
+    n = 60_000  # 2.5 MB of CSV, past the (scaled) floor, compressing about 3 times
+    df = pd.DataFrame({"Time": np.arange(float(n)), "V1": rng.normal(size=n)})
+    df["Amount"], df["Class"] = rng.gamma(2.0, 40.0, n).round(2), [0, 1] * (n // 2)
+    path = tmp_path / f"cards.csv{suffix}"
+    _write(path, b"", df.to_csv(index=False).encode(), 1)
+    assert len(load_table(path)) == n
