@@ -212,3 +212,36 @@ def test_card_metadata_the_sink_cannot_write_is_422(full_registry: Path, tmp_pat
     ]
     assert len(written) == 1
     assert "é" in written[0].read_text()
+
+
+@pytest.mark.slow
+def test_card_metadata_cannot_overwrite_the_rows_own_fields(
+    full_registry: Path, tmp_path: Path
+) -> None:
+    """A metadata key named like one of the row's own fields (timestamp, score, ...) used to
+    replace the service's value in the sink (a back-dated row); a key of a megabyte became
+    a sink column name."""
+    import csv
+
+    from fraudlens.sinks import open_sink
+
+    row = [0.5] * len(CARD_FEATURES)
+    sink = open_sink(str(tmp_path / "sink"))
+    app = create_app(models_dir=full_registry, sink=sink, check_seconds=0.0)
+    meta = {"timestamp": "1999-01-01", "score": "0", "model": "x", "metadata.score": "own", "id": 7}
+    with TestClient(app) as c:
+        long_key = {"k" * 129: 1}
+        r = c.post("/v1/cards/score", json={"data": [row], "metadata": [long_key]})
+        assert r.status_code == 422, r.text
+        assert "129 characters; at most 128" in r.json()["error"]
+        ok = c.post("/v1/cards/score", json={"data": [row], "metadata": [meta]})
+        assert ok.status_code == 200, ok.text
+        score = ok.json()["fraud_classifier"]["pred_proba"][0]
+    (written,) = [p for p in (tmp_path / "sink").rglob("*.csv") if not p.name.startswith(".")]
+    with open(written, newline="") as f:
+        (out,) = list(csv.DictReader(f))
+    assert out["timestamp"].startswith("20") and out["timestamp"] != "1999-01-01"
+    assert float(out["score"]) == pytest.approx(score)
+    assert out["model"] != "x"
+    assert out["metadata.timestamp"] == "1999-01-01" and out["metadata.model"] == "x"
+    assert out["metadata.score"] == "0" and out["id"] == "7"

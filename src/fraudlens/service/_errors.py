@@ -21,11 +21,19 @@ anything else                           500     the exception's class name, logg
 
 SQLAlchemy errors that reach this far (the store maps its own; a store given by a caller
 may not) count as the store being unavailable, never as a bad request.
+
+A 4xx reply repeats little of what the client sent (:func:`clip_echoes`, applied by
+:func:`error_reply` to every string of a 4xx reply, keys included): a quoted value or
+a run of text without blanks longer than :data:`MAX_ECHO_CHARS` characters is cut there
+with an ellipsis, a whole string is cut at :data:`MAX_REPLY_CHARS`, and a 422 lists at
+most :data:`MAX_ERRORS` validation errors (``"n_errors"`` in the last one's place says
+how many there were). A 5 MB body of bad values used to get a 100 MB reply.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -48,16 +56,78 @@ from fraudlens.errors import (
     UnavailableError,
 )
 
-__all__ = ["error_reply", "install_error_handlers", "reply_for"]
+__all__ = [
+    "MAX_ECHO_CHARS",
+    "MAX_ERRORS",
+    "MAX_REPLY_CHARS",
+    "clip_echoes",
+    "error_reply",
+    "install_error_handlers",
+    "reply_for",
+]
 
 log = logging.getLogger("fraudlens.service")
 
 _WHAT = {"store": "the risk-event store", "queue": "the queue", "sink": "the sink"}
 
 
+#: Longest quoted value, or run of text without blanks, a 4xx reply repeats whole.
+MAX_ECHO_CHARS = 80
+#: Longest string of a 4xx reply.
+MAX_REPLY_CHARS = 2000
+#: Most validation errors a 422 reply lists.
+MAX_ERRORS = 20
+# A quoted value (as repr() and the error messages quote them) or a run without blanks.
+_TOKEN = re.compile(r"""'[^'\n]*'|"[^"\n]*"|[^\s'"]+""")
+_ELLIPSIS = "\u2026"
+
+
+def _clip_token(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if len(token) <= MAX_ECHO_CHARS:
+        return token
+    if token[0] in "'\"":
+        return token[: MAX_ECHO_CHARS - 2] + _ELLIPSIS + token[0]
+    return token[: MAX_ECHO_CHARS - 1] + _ELLIPSIS
+
+
+def clip_echoes(text: str) -> str:
+    """``text`` with every quoted value or run without blanks longer than
+    :data:`MAX_ECHO_CHARS` cut there with an ellipsis (a quoted one keeps its closing
+    quote), and the whole cut at :data:`MAX_REPLY_CHARS`.
+
+    >>> clip_echoes("not a number: '" + "x" * 500 + "'") == (
+    ...     "not a number: '" + "x" * 77 + "\u2026'"
+    ... )
+    True
+    """
+    if len(text) <= MAX_ECHO_CHARS:
+        return text
+    # The pattern is linear (an unclosed quote is scanned to the end of its line once);
+    # a text of megabytes is cut first all the same.
+    clipped = _TOKEN.sub(_clip_token, text[: 16 * MAX_REPLY_CHARS])
+    if len(clipped) > MAX_REPLY_CHARS:
+        clipped = clipped[: MAX_REPLY_CHARS - 1] + _ELLIPSIS
+    return clipped
+
+
+def _clip_all(value: Any) -> Any:
+    if isinstance(value, str):
+        return clip_echoes(value)
+    if isinstance(value, dict):
+        return {clip_echoes(str(k)): _clip_all(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clip_all(v) for v in value]
+    return value
+
+
 def error_reply(status: int, error: str, detail: Any = None) -> JSONResponse:
-    """The JSON error reply ``{"error", "detail"}``."""
-    return JSONResponse({"error": error, "detail": jsonable_encoder(detail)}, status_code=status)
+    """The JSON error reply ``{"error", "detail"}``; a 4xx reply's strings are cut by
+    :func:`clip_echoes`."""
+    content = {"error": error, "detail": jsonable_encoder(detail)}
+    if status < 500:
+        content = _clip_all(content)
+    return JSONResponse(content, status_code=status)
 
 
 def data_error_detail(exc: DataError) -> dict[str, Any]:
@@ -136,11 +206,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        errors = [
+        raw = exc.errors()
+        errors: list[dict[str, Any]] = [
             {"loc": list(e.get("loc", ())), "msg": _message(e), "type": e.get("type")}
-            for e in exc.errors()
+            for e in raw[:MAX_ERRORS]
         ]
-        if any(e["type"] == "json_invalid" for e in errors):
+        if len(raw) > MAX_ERRORS:
+            # A body of a million bad values is a million errors: say how many, list a few.
+            errors[-1] = {
+                "loc": [],
+                "msg": f"{len(raw):,} errors in all; the first {MAX_ERRORS - 1} are listed",
+                "type": "too_many_errors",
+                "n_errors": len(raw),
+            }
+        if any(e.get("type") == "json_invalid" for e in raw):
             return error_reply(400, "the body is not valid JSON", errors)
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"

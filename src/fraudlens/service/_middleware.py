@@ -1,4 +1,5 @@
-"""ASGI middleware: request body size limit and Prometheus request metrics."""
+"""ASGI middleware: request body size limit, HEAD on GET routes and Prometheus request
+metrics."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimitMiddleware", "Metrics", "MetricsMiddleware"]
+__all__ = ["BodyLimitMiddleware", "HeadMiddleware", "Metrics", "MetricsMiddleware"]
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -61,6 +62,34 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited, send)
+
+
+class HeadMiddleware:
+    """Answer ``HEAD`` wherever ``GET`` is answered (RFC 9110: the same status and
+    headers, no body), as Starlette's own routes do and FastAPI's do not.
+
+    The request goes on as a ``GET`` (so authentication, routing and the reply are the
+    GET's, and a path without GET still gets 405 with its ``Allow``), and the reply's body
+    is dropped; its ``Content-Length`` stays the GET's. GET routes change nothing, so
+    answering HEAD on them is safe. The outer middleware (metrics) still sees ``HEAD``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)
 
 
 async def _json_reply(send: Send, status: int, error: str, detail: Any) -> None:

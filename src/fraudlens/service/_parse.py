@@ -20,7 +20,15 @@ if TYPE_CHECKING:
     from fraudlens.market.data import MarketData
     from fraudlens.service._schemas import MarketScoreRequest
 
-__all__ = ["card_matrix", "decode_text", "market_data", "market_model_key", "media_type"]
+__all__ = [
+    "align_metadata",
+    "card_matrix",
+    "check_metadata",
+    "decode_text",
+    "market_data",
+    "market_model_key",
+    "media_type",
+]
 
 # Longest CSV body the numpy fast path takes; longer ones go to the validating parser.
 _FAST_CSV_CHARS = 1 << 16
@@ -29,6 +37,8 @@ _FAST_CSV_CHARS = 1 << 16
 MAX_CARD_VALUE = float(np.finfo(np.float32).max)
 #: Most distinct keys the metadata objects of one card request may name (sink columns).
 MAX_METADATA_KEYS = 256
+#: Longest metadata key (a sink column name).
+MAX_METADATA_KEY_CHARS = 128
 #: Most accounts one market request may hold. The CNN draws an image of every account
 #: (about 65 KB each while scoring); a 5 MB body can name 30,000 accounts.
 MAX_MARKET_ACCOUNTS = 2000
@@ -50,14 +60,17 @@ def decode_text(body: bytes) -> str:
 def card_matrix(det: Detector, text: str | None, rows: list[Any] | None = None) -> np.ndarray:
     """Card rows as a float matrix in the detector's feature order.
 
-    ``text``: headerless CSV, one row a line; else ``rows``: lists of numbers, or objects
-    ``{feature: value}``. Widths and values are checked here (row and column named), so
-    the detector sees clean input.
+    ``text``: headerless CSV, one row a line (a leading byte-order mark is dropped);
+    else ``rows``: lists of numbers, or objects ``{feature: value}``. Widths and values are
+    checked here (row and column named), so the detector sees clean input.
     """
     from fraudlens.cards.data import describe_columns
 
     names = list(getattr(det, "feature_names_", []))
     if text is not None:
+        # A byte-order mark before the first row (spreadsheets save "CSV UTF-8" with one)
+        # is not part of its first value.
+        text = text.removeprefix("\ufeff")
         X = _fast_csv(text, len(names))
         if X is None:
             from fraudlens.cards.data import read_csv_rows
@@ -210,21 +223,36 @@ def _check_accounts(trades: Any) -> None:
         )
 
 
-def align_metadata(metadata: list[Any] | None, n_rows: int) -> list[Any]:
-    """One metadata item per row (a flat list belongs to a single row)."""
-    if metadata is None:
-        return [None] * n_rows
+def check_metadata(metadata: list[Any] | None) -> None:
+    """Refuse metadata objects the sink cannot write as columns: more than
+    :data:`MAX_METADATA_KEYS` keys between them, or a key longer than
+    :data:`MAX_METADATA_KEY_CHARS` characters (DataError, before anything is scored)."""
     # Each key of an object becomes a column of the sink's table for every row: items
     # that each bring their own keys would make a table of rows x keys cells.
     keys: set[str] = set()
-    for item in metadata:
+    for item in metadata or ():
         if isinstance(item, dict):
-            keys.update(map(str, item))
+            for key in map(str, item):
+                if len(key) > MAX_METADATA_KEY_CHARS:
+                    raise DataError(
+                        f"a metadata key of {len(key):,} characters; at most "
+                        f"{MAX_METADATA_KEY_CHARS}",
+                        column="metadata",
+                    )
+                keys.add(key)
             if len(keys) > MAX_METADATA_KEYS:
                 raise DataError(
                     f"metadata objects name more than {MAX_METADATA_KEYS} keys between them",
                     column="metadata",
                 )
+
+
+def align_metadata(metadata: list[Any] | None, n_rows: int) -> list[Any]:
+    """One metadata item per row (a flat list belongs to a single row), checked by
+    :func:`check_metadata`."""
+    if metadata is None:
+        return [None] * n_rows
+    check_metadata(metadata)
     if len(metadata) == n_rows:
         return list(metadata)
     if n_rows == 1:

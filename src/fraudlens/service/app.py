@@ -47,7 +47,12 @@ from fraudlens.config import Settings, get_settings
 from fraudlens.model_cache import ModelCache, serving_threads
 from fraudlens.service._auth import install_auth
 from fraudlens.service._errors import install_error_handlers
-from fraudlens.service._middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from fraudlens.service._middleware import (
+    BodyLimitMiddleware,
+    HeadMiddleware,
+    Metrics,
+    MetricsMiddleware,
+)
 from fraudlens.service._monitor import Monitor
 from fraudlens.service._state import ImageGate, Lazy, ServiceModels, ServiceState
 from fraudlens.service.routes import ROUTERS
@@ -177,6 +182,8 @@ def create_app(
     install_auth(app, settings, state.store)
     # Outermost first in the chain: metrics see every reply, including a 413.
     app.add_middleware(BodyLimitMiddleware, limit=state.max_body_bytes)
+    # HEAD is answered as GET without the body (between the metrics and the body limit).
+    app.add_middleware(HeadMiddleware)
     # Paths of requests answered before routing (a 413 from the body limit) are labelled
     # by path when it is one of these.
     known_paths = {str(app.openapi_url)} | {

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fraudlens._time import utcnow
 from fraudlens.scoring import CardScores
-from fraudlens.service._parse import align_metadata
+from fraudlens.service._parse import align_metadata, check_metadata
 from fraudlens.service._responses import error_docs, model_reply
 from fraudlens.service._schemas import (
     AnomalyResult,
@@ -41,6 +41,7 @@ async def cards_score(
 
     ``prediction`` is the one flag rule: the classifier's score above its own threshold.
     """
+    check_metadata(req.metadata)  # before any work
     wanted = [req.model] if req.model else ["fraud_classifier", "anomaly_detector"]
     classifier = await models.get("cards-classifier") if "fraud_classifier" in wanted else None
     anomaly = await models.get("cards-anomaly") if "anomaly_detector" in wanted else None
@@ -64,8 +65,28 @@ async def cards_score(
     return model_reply(out.model_dump(exclude_none=True), ",".join(res.models))
 
 
+#: The fields of a sink row that the service writes itself.
+SINK_FIELDS = (
+    "timestamp",
+    "metadata",
+    "prediction",
+    "score",
+    "threshold",
+    "anomaly_score",
+    "reasons",
+    "model",
+)
+
+
 def _sink_rows(res: CardScores, meta: list[Any]) -> list[dict[str, Any]]:
-    """One sink record per row: its metadata, the scores, the model(s) and the threshold."""
+    """One sink record per row: its metadata, the scores, the model(s) and the threshold.
+
+    A metadata object's keys become columns beside the service's own fields
+    (:data:`SINK_FIELDS`); the service's fields win: a metadata key that names one of
+    them (``timestamp``, say) is written as ``metadata.<key>`` instead, so a client can
+    neither back-date a row nor overwrite its score. Metadata that is not an object is
+    written as JSON in the ``metadata`` column.
+    """
     now = utcnow().isoformat()
     rows = []
     scores = res.scores.tolist() if res.scores is not None else None
@@ -74,7 +95,10 @@ def _sink_rows(res: CardScores, meta: list[Any]) -> list[dict[str, Any]]:
     for i, m in enumerate(meta):
         row: dict[str, Any] = {"timestamp": now}
         if isinstance(m, dict):
-            row.update({str(k): v for k, v in m.items()})
+            for key, value in m.items():
+                name = str(key)
+                # (A client's own "metadata.timestamp" beside "timestamp": the first wins.)
+                row.setdefault(f"metadata.{name}" if name in SINK_FIELDS else name, value)
         elif m is not None:
             row["metadata"] = json.dumps(m)
         if scores is not None:
