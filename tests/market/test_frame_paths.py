@@ -212,3 +212,61 @@ def test_indexed_frame_equals_pandas(monkeypatch):
     monkeypatch.setattr(_columns, "_indexed_fast_ok", lambda: False)
     _same_frame(fast, market_evidence(data, ids))
     assert fast.columns.tolist() == list(EVIDENCE_COLUMNS)
+
+
+def _no_arrow_codes(monkeypatch) -> None:
+    """Every column coded by the paths before pyarrow's dictionary encoding."""
+    from fraudlens.market import _bars
+    from fraudlens.market import features as feat
+
+    monkeypatch.setattr(_bars, "_arrow_factorize", lambda *a, **k: None)
+    monkeypatch.setattr(feat, "_arrow_factorize", lambda *a, **k: None)
+
+
+def test_bar_order_and_positions_equal_without_arrow_codes(monkeypatch):
+    from fraudlens.market import features as feat
+    from fraudlens.market.data import BAR, _bar_positions
+
+    data = window(simulate(25, seed=9, days=2))
+    k = feat._sorted_klines(data.klines)
+    shuffled = data.klines.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    one_day_late = k.assign(ts=k["ts"].where(k.index != 5, k["ts"].iloc[4] - pd.Timedelta("1s")))
+    frames = (k, shuffled, one_day_late, k.iloc[:3], k.iloc[:1])
+
+    def run() -> list[tuple[bool, list[int]]]:
+        return [(feat._is_sorted(f), _bar_positions(data.trades, f, BAR).tolist()) for f in frames]
+
+    fast = run()
+    _no_arrow_codes(monkeypatch)
+    assert run() == fast
+    assert [s for s, _ in fast] == [True, False, False, True, True]
+
+
+def test_scores_explanations_evidence_equal_without_arrow_codes(monkeypatch):
+    from fraudlens.scoring import score_market
+
+    data = window(simulate(40, seed=7, days=2))
+    det = FeatureDetector(n_estimators=20).fit(window(simulate(60, seed=3, days=2)))
+    ids = np.asarray(sorted(data.account_ids.astype(str)), dtype=object)
+    batches = [ids[:1], ids[3:7], ids]
+
+    def run() -> list[str]:
+        out = []
+        for batch in batches:
+            got = score_market(det, data.subset(batch), explain=True, evidence=True)
+            out.append(
+                json.dumps(
+                    {
+                        "scores": got.scores.tolist(),
+                        "explanations": got.explanations,
+                        "evidence": got.evidence.astype(object).to_dict("index"),
+                    },
+                    default=str,
+                    sort_keys=True,
+                )
+            )
+        return out
+
+    fast = run()
+    _no_arrow_codes(monkeypatch)
+    assert run() == fast

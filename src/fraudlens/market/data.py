@@ -206,13 +206,20 @@ def _bar_positions(
     # worker did twice per batch)
     # many bars: hash their symbols (no object array of every bar); few, or a missing
     # symbol: compare the values themselves
+    from fraudlens.market._bars import _arrow_factorize
     from fraudlens.market._columns import _text
 
     k_codes: np.ndarray | None
     if k_symbols is not None:
         k_codes, k_names = k_symbols
     else:
-        k_codes, k_names = pd.factorize(k["symbol"]) if len(k) >= FEW_BARS else (None, None)
+        # pyarrow strings: their dictionary codes (pandas' factorize's, at a fraction of
+        # its cost, and no object array of every bar's symbol either)
+        coded = _arrow_factorize(_text(k, "symbol"), sort=False)
+        if coded is not None:
+            k_codes, k_names = coded
+        else:
+            k_codes, k_names = pd.factorize(k["symbol"]) if len(k) >= FEW_BARS else (None, None)
     if k_codes is not None and not bool((k_codes < 0).any()):
         cut = np.flatnonzero(k_codes[1:] != k_codes[:-1]) + 1
         names = np.asarray(k_names, dtype=object)[k_codes[np.r_[0, cut]]].tolist()
