@@ -73,3 +73,43 @@ def test_update_metadata_does_not_write_through_a_link(saved: Registry, tmp_path
     with pytest.raises(UnavailableError, match="not a folder inside the registry"):
         saved.update_metadata("market-features", "v0003", evaluation={"auc": 1.0})
     assert (outside / "metadata.json").read_text() == '{"domain": "market"}'
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("where", "content", "words"),
+    [
+        ("market-features/v0001/metadata.json", DEEP, "nested too deeply"),
+        ("market-features/v0001/metadata.json", "\xff{}", "not valid JSON"),
+        ("defaults.json", '{"a":' * 50_000 + "1" + "}" * 50_000, "nested too deeply"),
+        ("market-features/ACTIVE", "\xff\xfe", "which is not a version"),
+        ("market-features/ACTIVE", "\0" * 100_000, "which is not a version"),
+    ],
+)
+def test_registry_files_nested_too_deeply_or_not_text_are_one_line_errors(
+    saved: Registry, where: str, content: str, words: str
+) -> None:
+    """A metadata.json of 100,000 nested lists ended `models list` with a RecursionError
+    traceback, an ACTIVE marker that is not UTF-8 with a UnicodeDecodeError."""
+    (saved.root / where).write_bytes(content.encode("latin-1"))
+    for args in (["models", "list"], ["models", "activate", "market-features", "v0001"]):
+        res = runner.invoke(app, [*args, "-m", str(saved.root)])
+        text = " ".join(res.output.split())
+        if args[1] == "activate" and where.endswith("ACTIVE"):
+            assert res.exit_code == 0, text  # activating rewrites the broken marker
+            continue
+        assert res.exit_code == 2, text + repr(res.exception)
+        assert words in text and "Traceback" not in text, text
+        assert len(text) < 1000
+
+
+def test_a_huge_metadata_file_is_not_read_whole(saved: Registry) -> None:
+    from fraudlens import registry
+
+    meta = saved.root / "market-features" / "v0001" / "metadata.json"
+    with open(meta, "r+b") as f:
+        f.truncate(registry.MAX_JSON_BYTES + 1)  # sparse: no disk space taken
+    with pytest.raises(UnavailableError, match="larger than 33,554,432 bytes"):
+        saved.get("market-features")

@@ -74,6 +74,30 @@ _FILE = re.compile(FILE_PATTERN)
 # Metadata keys that name a file of the version folder.
 _FILE_KEYS = ("model_file", "weights_file", "onnx_file")
 
+#: Largest ``metadata.json`` or ``defaults.json`` read (a version's metadata, training
+#: profile included, is a few hundred kilobytes).
+MAX_JSON_BYTES = 32 << 20
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """The JSON value of a registry file, or UnavailableError naming ``what`` and the file
+    when it is larger than :data:`MAX_JSON_BYTES`, not UTF-8, not JSON, or nested too
+    deeply for the parser."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise UnavailableError(
+            f"{what}: {path} is larger than {MAX_JSON_BYTES:,} bytes", what="model"
+        )
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise UnavailableError(
+            f"{what}: {path} is not valid JSON ({reason})", what="model"
+        ) from None
+
+
 #: Registry name -> "module:Class". Only these classes can be loaded from a registry.
 DETECTORS: dict[str, str] = {
     "market-cnn": "fraudlens.market.detectors:CNNDetector",
@@ -268,7 +292,11 @@ class Registry:
         # Never write through a link to a folder outside the registry.
         self._check_inside(folder, name, version)
         path = folder / "metadata.json"
-        meta = json.loads(path.read_text())
+        meta = _read_json(path, f"model {name}:{version}")
+        if not isinstance(meta, dict):
+            raise UnavailableError(
+                f"model {name}:{version}: {path} does not hold a JSON object", what="model"
+            )
         meta.update(_jsonable(fields))
         atomic_write(path, json.dumps(meta, indent=2, sort_keys=True))
 
@@ -292,10 +320,7 @@ class Registry:
         p = self.root / "defaults.json"
         if not p.is_file():
             return {}
-        try:
-            raw = json.loads(p.read_text())
-        except ValueError as exc:
-            raise UnavailableError(f"{p} is not valid JSON: {exc}", what="model") from None
+        raw = _read_json(p, "the registry's defaults")
         if not isinstance(raw, dict):
             raise UnavailableError(f"{p} does not hold a JSON object", what="model")
         return {str(k): v for k, v in raw.items() if isinstance(v, str) and _NAME.fullmatch(v)}
@@ -332,7 +357,10 @@ class Registry:
         """
         marker = self.root / check_name(name) / "ACTIVE"
         if marker.is_file():
-            v = marker.read_text().strip()
+            with open(marker, "rb") as f:
+                # A marker holds one version name; more (or bytes that are not UTF-8)
+                # is named in the error below, cut short.
+                v = f.read(256).decode("utf-8", "replace").strip()
             if not _VERSION.fullmatch(v):
                 raise UnavailableError(
                     f"{marker} names {v[:80]!r}, which is not a version (v0001, ...)",
@@ -404,12 +432,7 @@ class Registry:
     @staticmethod
     def _metadata(meta_path: Path, name: str, version: str) -> dict[str, Any]:
         """A version's metadata (UnavailableError when it is not a JSON object)."""
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise UnavailableError(
-                f"model {name}:{version}: {meta_path} is not valid JSON ({exc})", what="model"
-            ) from None
+        meta = _read_json(meta_path, f"model {name}:{version}")
         if not isinstance(meta, dict):
             raise UnavailableError(
                 f"model {name}:{version}: {meta_path} does not hold a JSON object", what="model"
