@@ -95,3 +95,35 @@ def test_ordinary_compressed_files_load(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"cards.csv{suffix}"
     _write(path, b"", df.to_csv(index=False).encode(), 1)
     assert len(load_table(path)) == n
+
+
+def _parquet_bomb(path: Path, rows: int) -> Path:
+    """A Parquet file of ``rows`` equal values in a dictionary-encoded column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    column = pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, dtype=np.int8)), ["A"])
+    pq.write_table(pa.table({"Time": column}), path, compression="zstd")
+    return path
+
+
+def test_a_parquet_bomb_is_refused_from_its_footer(tmp_path: Path) -> None:
+    """A 561 KB file of 200 million such rows kept load_table busy past two minutes and
+    5 GB; at the scaled limits, 4 million rows in a few kilobytes."""
+    path = _parquet_bomb(tmp_path / "bomb.parquet", 4_000_000)
+    assert path.stat().st_size < 50_000
+    with pytest.raises(DataError, match="decompression bomb") as info:
+        load_table(path)
+    assert info.value.file == str(path)
+    with pytest.raises(DataError, match="4,000,000 rows x 1 columns"):
+        _csvread.check_header(path)
+
+
+def test_ordinary_parquet_files_load(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    n = 200_000  # 6.4 MB of float64 cells, past the (scaled) floor
+    df = pd.DataFrame({"Time": np.arange(float(n)), "V1": rng.normal(size=n)})
+    df["Amount"], df["Class"] = rng.gamma(2.0, 40.0, n).round(2), [0, 1] * (n // 2)
+    path = tmp_path / "cards.parquet"
+    df.to_parquet(path)
+    assert len(load_table(path)) == n

@@ -209,8 +209,7 @@ def _read_one(p: Path, trust_pickle: bool) -> pd.DataFrame:
             return pd.read_pickle(p)
         except Exception as exc:  # an unpickler can raise anything
             raise DataError(f"cannot read the pickle file: {exc}", file=str(p)) from None
-    if not name.endswith((".parquet", ".pq")):
-        check_header(p)
+    check_header(p)  # (a Parquet file's footer: see fraudlens._csvread.check_parquet)
     try:
         if name.endswith((".parquet", ".pq")):
             return pd.read_parquet(p)
