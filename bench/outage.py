@@ -391,6 +391,7 @@ class OutageResult:
     expected_events: int
     down: str = "store"
     queue: str = ""
+    stop_mode: str = "term"
     events: int = 0
     lost: int = 0
     duplicated: int = 0
@@ -437,8 +438,11 @@ class OutageResult:
             "queue": "Redis stopped (AOF)",
             "queue-volatile": "Redis stopped (no persistence), checks re-sent",
         }
+        # SQLite is locked, not stopped: no signal involved
+        killed = ", SIGKILL" if self.stop_mode == "kill" and self.queue != "SQLite" else ""
         return (
-            f"{self.queue} + {store.get(self.store, self.store)}: {what.get(self.down, self.down)}"
+            f"{self.queue} + {store.get(self.store, self.store)}: "
+            f"{what.get(self.down, self.down)}{killed}"
         )
 
 
@@ -568,7 +572,13 @@ def run_outage(
             queue_url = f"{REDIS_URL}?stream={stream}"
             queue_name = "Redis Streams"
         result = OutageResult(
-            store_kind, checks, outage, len(expected), down=down, queue=queue_name
+            store_kind,
+            checks,
+            outage,
+            len(expected),
+            down=down,
+            queue=queue_name,
+            stop_mode=stop_mode,
         )
         log(f"loading the store ({db_url.split('@')[-1]}) and queueing {checks:,} checks...")
         with open_store(db_url) as store:
