@@ -117,6 +117,10 @@ def test_a_parquet_bomb_is_refused_from_its_footer(tmp_path: Path) -> None:
     assert info.value.file == str(path)
     with pytest.raises(DataError, match="4,000,000 rows x 1 columns"):
         _csvread.check_header(path)
+    # The market loader too (a 1.5 MB file of 50 million bars took `market score` to a
+    # MemoryError traceback after 57 s and 9.3 GB).
+    with pytest.raises(DataError, match="decompression bomb"):
+        load_klines(path)
 
 
 def test_ordinary_parquet_files_load(tmp_path: Path) -> None:

@@ -735,8 +735,7 @@ def _read_table(
         raise DataError("is a folder, not a file", file=str(p))
     if not p.is_file():
         raise DataError("file not found", file=str(p))
-    if suf not in (".parquet", ".pq"):
-        check_header(p)
+    check_header(p)  # a CSV's header and compression, a Parquet file's footer
     try:
         if suf in (".parquet", ".pq"):
             df = pd.read_parquet(p)
