@@ -131,3 +131,13 @@ def test_ordinary_parquet_files_load(tmp_path: Path) -> None:
     path = tmp_path / "cards.parquet"
     df.to_parquet(path)
     assert len(load_table(path)) == n
+
+
+def test_the_card_processor_file_source_refuses_bombs(tmp_path: Path) -> None:
+    from fraudlens.processor import _read_any
+
+    gz = _write(tmp_path / "bomb.csv.gz", CARDS, b"\n", 4 << 20)
+    parquet = _parquet_bomb(tmp_path / "bomb.parquet", 4_000_000)
+    for path in (gz, parquet):
+        with pytest.raises(DataError, match="decompression bomb"):
+            _read_any(str(path))
