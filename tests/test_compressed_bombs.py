@@ -40,7 +40,7 @@ def _write(path: Path, head: bytes, filler: bytes, n: int) -> Path:
     elif path.suffix == ".bz2":
         path.write_bytes(bz2.compress(data))
     elif path.suffix == ".xz":
-        path.write_bytes(lzma.compress(data))
+        path.write_bytes(lzma.compress(data, preset=1))
     else:
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr(path.stem, data)
