@@ -28,11 +28,13 @@ fields (all but ``created_at``) of every timed batch as JSON, to compare two tre
 from __future__ import annotations
 
 import argparse
+import atexit
 import cProfile
 import dataclasses
 import io
 import json
 import pstats
+import shutil
 import statistics
 import tempfile
 import time
@@ -56,6 +58,9 @@ def _setup(accounts: int, cache: Path) -> tuple[CheckHandler, list[str]]:
     data = simulate(accounts, seed=1, days=3)
     tmp = Path(tempfile.mkdtemp(prefix="fraudlens-batch-cpu-"))
     store = open_store(f"sqlite:///{tmp}/store.db")
+    # the store's folder goes at exit (each run had left its 22 MB behind)
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    atexit.register(store.close)
     store.upgrade()
     store.load_klines(data.klines)
     store.load_trades(data.trades)
