@@ -221,10 +221,13 @@ def test_queue_source_acks_and_dead_letters(ulb: Path, ulb_models: Path, tmp_pat
         bad = {**df.iloc[0].to_dict(), "V3": "seven"}
         q.send(bad)
         q.send("this is not JSON")
+        # Unbounded or mistyped fields: no 1 MB sink cell, no id taken from a dict's text.
+        q.send({"record": {**df.iloc[1].to_dict(), "transaction_id": "big"}, "source": "S" * 2**20})
+        q.send({"record": {**df.iloc[2].to_dict(), "transaction_id": {"id": "q2"}}})
     stats = process(f"queue:{url}", tmp_path / "sink", ulb_models, batch_size=10)
     assert stats.records == 25
     # Counted wherever they happen: the non-JSON text is moved by the queue itself.
-    assert stats.dead_lettered == 3
+    assert stats.dead_lettered == 5
     rows = sink_rows(tmp_path / "sink")
     assert sorted(r["transaction_id"] for r in rows) == sorted(f"q{i}" for i in range(25))
     assert {r["source"] for r in rows} == {"Mobile"}
@@ -239,6 +242,9 @@ def test_queue_source_acks_and_dead_letters(ulb: Path, ulb_models: Path, tmp_pat
     assert any("missing field 'V2'" in r for r in reasons), reasons
     assert any("'V3'" in r and "seven" in r for r in reasons), reasons
     assert any("malformed JSON" in r for r in reasons), reasons
+    assert any("'source'" in r and "at most 64" in r for r in reasons), reasons
+    assert any("'transaction_id'" in r and "not a dict" in r for r in reasons), reasons
+    assert all(len(r) < 500 for r in reasons), reasons
 
 
 def test_queue_raw_records_with_history(sim: tuple[Path, Path, Path], tmp_path: Path) -> None:

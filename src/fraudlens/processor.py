@@ -37,7 +37,13 @@ Sources
     its row (with a durable sink: spooled to disk; otherwise the sink is flushed first). A
     record that cannot be scored (missing fields, values that are not numbers, bad
     timestamp, an id with control characters) is dead-lettered with a reason naming the
-    field.
+    field. Every field is bounded: ``transaction_id``, ``customer_id`` and
+    ``terminal_id`` follow the id rule (:mod:`fraudlens._ids`: a string or an integer of
+    1 to 64 characters, no control or invisible character), ``source`` is a string of at
+    most :data:`MAX_SOURCE_LENGTH` characters under the same rule, ``ts`` an ISO-8601
+    text of at most :data:`MAX_TS_LENGTH`, numbers are JSON numbers or numeric text of
+    at most 64 characters (never ``true``/``false``). A reason repeats at most 80
+    characters of any value (:func:`fraudlens._echo.clip_echoes`).
 
 Outages
 -------
@@ -83,7 +89,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fraudlens._ids import id_problem
+from fraudlens._echo import clip_echoes
+from fraudlens._ids import MAX_ID_LENGTH, id_problem
 from fraudlens._time import utc, utcnow
 from fraudlens.consume import (
     BatchResult,
@@ -125,6 +132,12 @@ OUTPUT_COLUMNS = (
 )
 _META_COLUMNS = ("customer_id", "terminal_id", "amount", "transaction_ts")
 _RAW_REQUIRED = ("transaction_id", "ts", "customer_id", "terminal_id", "amount")
+#: Longest ``source`` (channel) of a queued record; it is written to the sink as is.
+MAX_SOURCE_LENGTH = 64
+#: Longest ``ts`` text of a queued record (ISO-8601 with nanoseconds and a zone is 35).
+MAX_TS_LENGTH = 64
+# Longest text of a dead-letter reason.
+_MAX_REASON_CHARS = 500
 # Longest look-back of the window features: 30-day window + 7-day label delay, + slack.
 _HISTORY_SPAN = pd.Timedelta(days=38)
 
@@ -432,47 +445,105 @@ def _record_of(body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
+    if isinstance(value, str) and len(value) > 64:
+        return None  # no number is written with more characters
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1e308
         return None
     return x if np.isfinite(x) else None
 
 
 def _ts(value: Any) -> pd.Timestamp | None:
     """An ISO-8601 text as a UTC timestamp (no zone means UTC), else None."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > MAX_TS_LENGTH:
         return None
     try:
         ts = pd.Timestamp(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if pd.isna(ts):
         return None
     return utc(ts)
 
 
+def _shown(value: Any) -> str:
+    """A message value as a reason quotes it: scalars by repr (cut later by
+    :func:`clip_echoes`), containers by their kind only."""
+    if isinstance(value, str):
+        return repr(value[: 2 * MAX_TS_LENGTH])
+    if value is None or isinstance(value, bool | int | float):
+        return (
+            repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge integer"
+        )
+    return f"a {type(value).__name__}"
+
+
+def _text_problem(record: Mapping[str, Any], field: str, max_length: int) -> str | None:
+    """Why ``record[field]`` is not an acceptable id (or text of at most ``max_length``
+    characters), or None. Ids may be integers (the reference's ids are numbers)."""
+    value = record[field]
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return f"field {field!r}: must be a string, not {_shown(value)}"
+    if isinstance(value, int) and abs(value) >= 10**max_length:
+        return f"field {field!r}: the number has more than {max_length} digits"
+    problem = id_problem(str(value), max_length=max_length)
+    return None if problem is None else f"field {field!r}: {field} {problem}"
+
+
 def _check(record: dict[str, Any], features: Sequence[str]) -> tuple[str | None, str]:
-    """Why a queued record cannot be scored (None if it can), and its kind."""
+    """Why a queued record cannot be scored (None if it can), and its kind.
+
+    The reason repeats at most :data:`fraudlens._echo.MAX_ECHO_CHARS` characters of any
+    value of the message.
+    """
+    problem, kind = _check_fields(record, features)
+    if problem is not None:
+        problem = clip_echoes(problem, _MAX_REASON_CHARS)
+    return problem, kind
+
+
+def _check_outer(record: Mapping[str, Any], outer: Mapping[str, Any]) -> str | None:
+    """Why the envelope's fields (``source``, an outer ``transaction_id``) are not
+    acceptable, or None."""
+    for where in (outer, record):
+        if "source" in where and where["source"] is not None:
+            problem = _text_problem(where, "source", MAX_SOURCE_LENGTH)
+            if problem is not None:
+                return clip_echoes(problem, _MAX_REASON_CHARS)
+    if "transaction_id" not in record and outer.get("transaction_id") is not None:
+        problem = _text_problem(outer, "transaction_id", MAX_ID_LENGTH)
+        if problem is not None:
+            return clip_echoes(problem, _MAX_REASON_CHARS)
+    return None
+
+
+def _check_fields(record: dict[str, Any], features: Sequence[str]) -> tuple[str | None, str]:
     if all(c in record for c in features):
         for c in features:
             if _number(record[c]) is None:
-                return f"field {c!r}: {record[c]!r} is not a finite number", "features"
+                return f"field {c!r}: {_shown(record[c])} is not a finite number", "features"
+        if record.get("transaction_id") is not None:
+            problem = _text_problem(record, "transaction_id", MAX_ID_LENGTH)
+            if problem is not None:
+                return problem, "features"
+        if record.get("ts") is not None and _ts(record["ts"]) is None:
+            return f"field 'ts': {_shown(record['ts'])} is not an ISO-8601 timestamp", "features"
         return None, "features"
     if all(c in record for c in _RAW_REQUIRED):
         for c in ("transaction_id", "customer_id", "terminal_id"):
-            if record[c] is None or str(record[c]).strip() == "":
+            if record[c] is None or (isinstance(record[c], str) and record[c].strip() == ""):
                 return f"field {c!r}: missing value", "raw"
-            problem = id_problem(str(record[c]))
+            problem = _text_problem(record, c, MAX_ID_LENGTH)
             if problem is not None:
-                return f"field {c!r}: {c} {problem}", "raw"
+                return problem, "raw"
         amount = _number(record["amount"])
         if amount is None or amount < 0:
-            return f"field 'amount': {record['amount']!r} is not a number >= 0", "raw"
+            return f"field 'amount': {_shown(record['amount'])} is not a number >= 0", "raw"
         if _ts(record["ts"]) is None:
-            return f"field 'ts': {record['ts']!r} is not an ISO-8601 timestamp", "raw"
+            return f"field 'ts': {_shown(record['ts'])} is not an ISO-8601 timestamp", "raw"
         return None, "raw"
     missing = [c for c in features if c not in record]
     missing_raw = [c for c in _RAW_REQUIRED if c not in record]
@@ -645,6 +716,8 @@ class _QueueHandler(_Handler):
         for msg in msgs:
             record, outer = _record_of(msg.body)
             problem, kind = _check(record, features)
+            if problem is None:
+                problem = _check_outer(record, outer)
             if problem is not None:
                 result.invalid.append((msg, problem))
             else:
@@ -701,9 +774,16 @@ def _first(item: tuple[Message, dict[str, Any], dict[str, Any], str]) -> Message
 
 
 def _queue_meta(record: dict[str, Any], outer: dict[str, Any]) -> dict[str, Any]:
+    # Every value here passed _check and _check_outer: ids, bounded texts, numbers.
+    tid = record.get("transaction_id")
+    if tid is None:
+        tid = outer.get("transaction_id")
+    source = outer.get("source")
+    if source is None:
+        source = record.get("source")
     m: dict[str, Any] = {
-        "transaction_id": str(record.get("transaction_id", outer.get("transaction_id", ""))),
-        "source": str(outer.get("source", record.get("source", "queue"))),
+        "transaction_id": "" if tid is None else str(tid),
+        "source": "queue" if source is None else str(source),
     }
     for col in ("customer_id", "terminal_id"):
         if col in record:

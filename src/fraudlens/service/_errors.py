@@ -22,7 +22,8 @@ anything else                           500     the exception's class name, logg
 SQLAlchemy errors that reach this far (the store maps its own; a store given by a caller
 may not) count as the store being unavailable, never as a bad request.
 
-A 4xx reply repeats little of what the client sent (:func:`clip_echoes`, applied by
+A 4xx reply repeats little of what the client sent (:func:`clip_echoes`, shared with the
+card processor's dead-letter reasons in :mod:`fraudlens._echo`, applied by
 :func:`error_reply` to every string of a 4xx reply, keys included): a quoted value or
 a run of text without blanks longer than :data:`MAX_ECHO_CHARS` characters is cut there
 with an ellipsis, a whole string is cut at :data:`MAX_REPLY_CHARS`, and a 422 lists at
@@ -33,7 +34,6 @@ how many there were). A 5 MB body of bad values used to get a 100 MB reply.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +43,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from fraudlens._echo import MAX_ECHO_CHARS, MAX_REPLY_CHARS, clip_echoes
 from fraudlens._images import ImageTooLargeError
 from fraudlens.errors import (
     ConfigError,
@@ -71,44 +72,8 @@ log = logging.getLogger("fraudlens.service")
 _WHAT = {"store": "the risk-event store", "queue": "the queue", "sink": "the sink"}
 
 
-#: Longest quoted value, or run of text without blanks, a 4xx reply repeats whole.
-MAX_ECHO_CHARS = 80
-#: Longest string of a 4xx reply.
-MAX_REPLY_CHARS = 2000
 #: Most validation errors a 422 reply lists.
 MAX_ERRORS = 20
-# A quoted value (as repr() and the error messages quote them) or a run without blanks.
-_TOKEN = re.compile(r"""'[^'\n]*'|"[^"\n]*"|[^\s'"]+""")
-_ELLIPSIS = "\u2026"
-
-
-def _clip_token(match: re.Match[str]) -> str:
-    token = match.group(0)
-    if len(token) <= MAX_ECHO_CHARS:
-        return token
-    if token[0] in "'\"":
-        return token[: MAX_ECHO_CHARS - 2] + _ELLIPSIS + token[0]
-    return token[: MAX_ECHO_CHARS - 1] + _ELLIPSIS
-
-
-def clip_echoes(text: str) -> str:
-    """``text`` with every quoted value or run without blanks longer than
-    :data:`MAX_ECHO_CHARS` cut there with an ellipsis (a quoted one keeps its closing
-    quote), and the whole cut at :data:`MAX_REPLY_CHARS`.
-
-    >>> clip_echoes("not a number: '" + "x" * 500 + "'") == (
-    ...     "not a number: '" + "x" * 77 + "\u2026'"
-    ... )
-    True
-    """
-    if len(text) <= MAX_ECHO_CHARS:
-        return text
-    # The pattern is linear (an unclosed quote is scanned to the end of its line once);
-    # a text of megabytes is cut first all the same.
-    clipped = _TOKEN.sub(_clip_token, text[: 16 * MAX_REPLY_CHARS])
-    if len(clipped) > MAX_REPLY_CHARS:
-        clipped = clipped[: MAX_REPLY_CHARS - 1] + _ELLIPSIS
-    return clipped
 
 
 def _clip_all(value: Any) -> Any:
