@@ -449,3 +449,105 @@ def test_two_worker_processes_share_the_queue(
     assert flagged == _expected_flags(market, models)
     q.close()
     store.close()
+
+
+# ------------------------------------------------------------- health of several processes
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthz(port: int) -> tuple[int, dict[str, Any]]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return int(r.status), json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), json.loads(exc.read())
+    except OSError:
+        return 0, {}
+
+
+def _wait_healthz(
+    port: int, code: int, proc: subprocess.Popen[str], seconds: float, what: str | None = None
+) -> dict[str, Any]:
+    """The first /healthz body with status ``code`` (and, if given, naming ``what``)."""
+    deadline = time.monotonic() + seconds
+    seen: tuple[int, dict[str, Any]] = (0, {})
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        seen = _healthz(port)
+        if seen[0] == code and (what is None or seen[1].get("what") == what):
+            return seen[1]
+        time.sleep(0.1)
+    raise AssertionError(f"/healthz did not answer {code} ({what}) in {seconds} s; last: {seen}")
+
+
+def test_healthz_of_several_processes_reports_the_worst_one(
+    market: MarketData, models: Path, tmp_path: Path
+) -> None:
+    """``worker --concurrency 2``: /healthz answers 503 while the processes start, 503
+    while one process is paused by a locked SQLite store (another process holds its write
+    lock) and 200 once the lock is released; then 503 again, naming the process, once a
+    process is killed."""
+    import sqlite3
+
+    store = _loaded_db("sqlite", tmp_path, market)
+    q, queue_url = _queue_for("sqlite", tmp_path)
+    flagged = sorted(_expected_flags(market, models))
+    assert flagged
+    # Another process holds the store's write lock from the start; a check that raises
+    # an event must wait for it: after the store's busy timeout (30 s) the batch is handed
+    # back and its process pauses, while the other process stays healthy.
+    holder = sqlite3.connect(store.url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    q.send_batch([check_message(flagged[0])])
+    port = _free_port()
+    cmd = _worker_cmd(queue_url, store.url, models, "--concurrency", "2", "--batch-size", "5")
+    proc = subprocess.Popen(
+        [*cmd, "--metrics-port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        body = _wait_healthz(port, 503, proc, 30, what="process")
+        assert "has not started consuming yet" in body["reason"], body
+        body = _wait_healthz(port, 503, proc, 50, what="store")
+        assert "database is locked" in body["reason"], body
+        assert sorted(p["status"] for p in body["processes"]) == ["ok", "unavailable"]
+        assert store.counts()["risk_events"] == 0
+        holder.execute("ROLLBACK")
+        holder.close()
+        holder = None
+        body = _wait_healthz(port, 200, proc, 20)
+        deadline = time.monotonic() + 20
+        while store.counts()["risk_events"] < 1 or q.depth():
+            assert time.monotonic() < deadline, "the check was not worked after the lock"
+            time.sleep(0.1)
+        assert [e["account_id"] for e in store.list_risk_events()[0]] == [flagged[0]]
+        # A dead process counts as unhealthy (it is not replaced).
+        victim = body["processes"][1]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        body = _wait_healthz(port, 503, proc, 10)
+        assert body["what"] == "process" and "killed by signal 9" in body["reason"], body
+        assert [p["status"] for p in body["processes"]] == ["ok", "dead"]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert q.dead_letters() == []
+    finally:
+        if holder is not None:
+            holder.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        q.close()
+        store.close()

@@ -86,6 +86,8 @@ __all__ = [
     "ConsumerStats",
     "Handler",
     "Health",
+    "HealthReport",
+    "SharedHealth",
     "Source",
     "failure_reason",
     "stop_on_signals",
@@ -290,7 +292,7 @@ class ConsumerMetrics:
             self.messages.labels(outcome)
         self.health = Health()
 
-    def serve(self, port: int, addr: str = "127.0.0.1", health: Health | None = None) -> bool:
+    def serve(self, port: int, addr: str = "127.0.0.1", health: HealthReport | None = None) -> bool:
         """Serve ``/metrics`` and ``/healthz`` (from ``health``, by default :attr:`health`)
         over HTTP in a thread.
 
@@ -312,22 +314,49 @@ class Health:
     """Whether a consumer is consuming, and if not, why.
 
     One instance per consumer, updated in place (the HTTP thread reads it).
+    ``on_change``, if set, is called with the health after each change (a worker process
+    of several publishes it to the parent that serves ``/healthz``:
+    :class:`SharedHealth`).
     """
 
     healthy: bool = True
     what: str | None = None
     reason: str | None = None
     since: float | None = None
+    on_change: Callable[[Health], None] | None = field(default=None, repr=False, compare=False)
 
     def down(self, what: str | None, reason: str) -> None:
         """Mark unhealthy."""
         self.what, self.reason, self.since = what, reason, time.time()
         self.healthy = False
+        self._changed()
+
+    def still_down(self, reason: str) -> None:
+        """Record the latest reason while unhealthy (a probe that failed again)."""
+        self.reason = reason
+        self._changed()
 
     def up(self) -> None:
         """Mark healthy."""
         self.healthy = True
         self.what = self.reason = self.since = None
+        self._changed()
+
+    def state(self) -> dict[str, Any]:
+        """The fields as plain values (what :class:`SharedHealth` stores)."""
+        return {
+            "healthy": self.healthy,
+            "what": self.what,
+            "reason": self.reason,
+            "since": self.since,
+        }
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(self)
+            except Exception as exc:  # reporting must never stop the loop
+                log.warning("health not published: %s: %s", type(exc).__name__, exc)
 
     def as_json(self) -> dict[str, Any]:
         """The ``/healthz`` body."""
@@ -341,8 +370,163 @@ class Health:
         }
 
 
+class HealthReport(Protocol):
+    """What ``/healthz`` reports: a :class:`Health` or a :class:`SharedHealth`."""
+
+    def as_json(self) -> dict[str, Any]: ...
+
+
+#: Shared memory per process of a :class:`SharedHealth`: its health as JSON (the reason
+#: is cut to fit).
+_SLOT_BYTES = 2048
+
+
+class SharedHealth:
+    """The health of several consumer processes in shared memory: each process
+    publishes its consumer's :class:`Health` to a slot of its own (:meth:`attach`), and
+    the parent serving ``/healthz`` reports the worst of them (:meth:`as_json`).
+
+    A process counts as unhealthy while its consumer is paused by an outage, while it is
+    starting (until it has attached its health), and once it has died (a non-zero exit
+    code, or killed by a signal) until a new process is given its slot (:meth:`watch`). A
+    process that exited normally (code 0: stopped by a signal or idle) does not count.
+
+    Parameters
+    ----------
+    processes
+        Number of slots, one per process.
+    context
+        The multiprocessing context the processes are started from (the default one
+        otherwise).
+    """
+
+    def __init__(self, processes: int, context: Any = None) -> None:
+        import ctypes
+        import multiprocessing
+
+        ctx = context if context is not None else multiprocessing.get_context()
+        self.size = max(1, int(processes))
+        self._memory = ctx.Array(ctypes.c_char, self.size * _SLOT_BYTES)
+        # the parent's side only: each slot's process and when it was first seen dead
+        self._processes: list[Any] = [None] * self.size
+        self._dead_since: list[float | None] = [None] * self.size
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A child gets the shared memory; the process handles stay with the parent.
+        return {"size": self.size, "_memory": self._memory}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.size = state["size"]
+        self._memory = state["_memory"]
+        self._processes = [None] * self.size
+        self._dead_since = [None] * self.size
+
+    # -- a process's side --------------------------------------------------------------
+    def attach(self, index: int, health: Health) -> None:
+        """Publish ``health`` to slot ``index`` now and after each of its changes."""
+        health.on_change = lambda h: self._write(index, h.state())
+        self._write(index, health.state())
+
+    # -- the parent's side -------------------------------------------------------------
+    def watch(self, index: int, process: Any) -> None:
+        """Judge slot ``index`` by ``process`` (a ``multiprocessing`` process) from now on;
+        the slot is cleared, so the process counts as starting until it attaches."""
+        self._processes[index] = process
+        self._dead_since[index] = None
+        self._write(index, None)
+
+    def processes(self) -> list[dict[str, Any]]:
+        """Each process's status: ``ok``, ``unavailable`` (paused by an outage, with what
+        and why), ``starting``, ``dead`` or ``stopped``."""
+        now = time.time()
+        out = []
+        for i in range(self.size):
+            proc = self._processes[i]
+            item: dict[str, Any] = {"process": i, "pid": getattr(proc, "pid", None)}
+            exitcode = getattr(proc, "exitcode", None)
+            state = self._read(i)
+            if exitcode is not None and exitcode != 0:
+                if self._dead_since[i] is None:
+                    self._dead_since[i] = now
+                how = f"killed by signal {-exitcode}" if exitcode < 0 else f"exit code {exitcode}"
+                item.update(
+                    status="dead",
+                    what="process",
+                    reason=f"process {i} (pid {item['pid']}) died: {how}",
+                    down_seconds=round(now - (self._dead_since[i] or now), 1),
+                )
+            elif exitcode == 0:
+                item["status"] = "stopped"
+            elif state is None:
+                item.update(
+                    status="starting",
+                    what="process",
+                    reason=f"process {i} has not started consuming yet",
+                )
+            elif state.get("healthy"):
+                item["status"] = "ok"
+            else:
+                since = state.get("since")
+                item.update(
+                    status="unavailable",
+                    what=state.get("what"),
+                    reason=state.get("reason"),
+                    down_seconds=round(now - (since or now), 1),
+                )
+            out.append(item)
+        return out
+
+    @property
+    def healthy(self) -> bool:
+        """Whether every process is consuming (or stopped normally)."""
+        return self.as_json()["status"] == "ok"
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``/healthz`` body: the worst process's what, why and how long (dead, then
+        paused longest, then starting), and every process's status."""
+        items = self.processes()
+        rank = {"dead": 0, "unavailable": 1, "starting": 2}
+        bad = [p for p in items if p["status"] in rank]
+        if not bad:
+            return {"status": "ok", "processes": items}
+        worst = min(bad, key=lambda p: (rank[p["status"]], -(p.get("down_seconds") or 0.0)))
+        return {
+            "status": "unavailable",
+            "what": worst["what"],
+            "reason": worst["reason"],
+            "down_seconds": worst.get("down_seconds", 0.0),
+            "unhealthy": len(bad),
+            "processes": items,
+        }
+
+    # -- the shared memory -------------------------------------------------------------
+    def _write(self, index: int, state: dict[str, Any] | None) -> None:
+        if not 0 <= index < self.size:
+            raise IndexError(f"health slot {index} of {self.size}")
+        data = b""
+        if state is not None:
+            state = dict(state)
+            data = json.dumps(state).encode()
+            while len(data) > _SLOT_BYTES and state.get("reason"):
+                state["reason"] = str(state["reason"])[: len(str(state["reason"])) // 2]
+                data = json.dumps(state).encode()
+        start = index * _SLOT_BYTES
+        self._memory[start : start + _SLOT_BYTES] = data.ljust(_SLOT_BYTES, b"\0")
+
+    def _read(self, index: int) -> dict[str, Any] | None:
+        start = index * _SLOT_BYTES
+        raw = bytes(self._memory[start : start + _SLOT_BYTES]).rstrip(b"\0")
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+
 def serve_metrics(
-    registry: Any, port: int, addr: str = "127.0.0.1", health: Health | None = None
+    registry: Any, port: int, addr: str = "127.0.0.1", health: HealthReport | None = None
 ) -> Any:
     """Start a threaded HTTP server with ``/metrics`` and ``/healthz``; return it.
 
@@ -757,7 +941,7 @@ class Consumer:
                 if self.metrics is not None:
                     self.metrics.healthy.set(1)
                 break
-            self.health.reason = str(problem)[:500]
+            self.health.still_down(str(problem)[:500])
             if probes == 1 or probes % 10 == 0:
                 log.warning("still unavailable after %d probes: %s", probes, problem)
             pause = min(pause * 2, self.pause_cap)

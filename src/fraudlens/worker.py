@@ -53,6 +53,7 @@ from fraudlens.errors import DataError, FraudlensError, StoreUnavailableError, U
 
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
+    from fraudlens.consume import SharedHealth
     from fraudlens.market.data import MarketData
     from fraudlens.model_cache import ModelCache
     from fraudlens.queues import Message, Queue
@@ -543,8 +544,9 @@ def work(
             return worker.run(idle_exit=config.idle_exit, on_batch=on_batch)
 
 
-def _child(config: WorkerConfig, index: int, results: Any) -> None:
-    """One worker process of :func:`run_workers`: work, then report its stats."""
+def _child(config: WorkerConfig, index: int, results: Any, health: SharedHealth) -> None:
+    """One worker process of :func:`run_workers`: work, then report its stats; its health
+    goes to its slot of ``health`` (read by the parent's ``/healthz``)."""
     metrics = None
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import REGISTRY
@@ -552,16 +554,30 @@ def _child(config: WorkerConfig, index: int, results: Any) -> None:
         # In multiprocess mode the metrics write to files the parent collects; they must
         # be registered in the default registry.
         metrics = WorkerMetrics(registry=REGISTRY)
-    stats = work(config, metrics=metrics)
+
+    def attach(worker: Worker) -> None:
+        health.attach(index, worker.consumer.health)
+
+    stats = work(config, metrics=metrics, on_start=attach)
     stats.latencies = stats.latencies[:20_000]
     results.put((index, stats))
 
 
-def run_workers(config: WorkerConfig, concurrency: int = 2) -> list[WorkerStats]:
+def run_workers(
+    config: WorkerConfig,
+    concurrency: int = 2,
+    *,
+    on_start: Callable[[SharedHealth], None] | None = None,
+) -> list[WorkerStats]:
     """Run ``concurrency`` worker processes, each as :func:`work` does.
 
     Each process opens its own queue and store connections. SIGTERM and SIGINT sent to
     the caller are forwarded; each process finishes its batch in hand before it exits.
+
+    ``on_start`` is called with the processes' health once they are started (e.g. to
+    serve it on ``/healthz``): a :class:`~fraudlens.consume.SharedHealth` that is
+    unhealthy while any live process is paused by an outage or still starting, or any
+    process has died (dead processes are not replaced).
 
     Returns
     -------
@@ -571,11 +587,19 @@ def run_workers(config: WorkerConfig, concurrency: int = 2) -> list[WorkerStats]
     import multiprocessing as mp
     import queue as stdlib_queue
 
+    from fraudlens.consume import SharedHealth
+
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_child, args=(config, i, results)) for i in range(concurrency)]
-    for p in procs:
+    health = SharedHealth(concurrency, ctx)
+    procs = [
+        ctx.Process(target=_child, args=(config, i, results, health)) for i in range(concurrency)
+    ]
+    for i, p in enumerate(procs):
+        health.watch(i, p)
         p.start()
+    if on_start is not None:
+        on_start(health)
 
     def forward(signum: int, _frame: Any) -> None:
         for p in procs:

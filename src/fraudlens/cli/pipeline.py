@@ -26,6 +26,7 @@ from fraudlens.cli._common import (
 from fraudlens.config import get_settings
 
 if TYPE_CHECKING:
+    from fraudlens.consume import SharedHealth
     from fraudlens.worker import WorkerConfig, WorkerStats
 
 __all__ = ["db_app", "enqueue", "worker"]
@@ -310,9 +311,16 @@ def worker(
     else:
         from fraudlens.worker import run_workers
 
-        folder = _serve_multiprocess_metrics(metrics_port) if metrics_port else None
+        folder = _multiprocess_metrics() if metrics_port else None
+
+        def serve(health: SharedHealth) -> None:
+            # /metrics gathered from the processes' files; /healthz 503 while any live
+            # process is paused by an outage (or starting, or dead), with what and why
+            if folder is not None:
+                _serve_multiprocess_metrics(folder, metrics_port, health)
+
         try:
-            all_stats = run_workers(config, concurrency)
+            all_stats = run_workers(config, concurrency, on_start=serve)
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -381,18 +389,25 @@ def _metrics_host() -> str:
     return "0.0.0.0" if in_container() else "127.0.0.1"
 
 
-def _serve_multiprocess_metrics(port: int) -> str:
-    """Collect the worker processes' metrics (prometheus-client multiprocess mode); return
-    the folder the processes write them to."""
+def _multiprocess_metrics() -> str:
+    """Make the folder the worker processes write their metrics to (prometheus-client
+    multiprocess mode) and name it in the environment they inherit; return it."""
     folder = tempfile.mkdtemp(prefix="fraudlens-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
-    from prometheus_client import CollectorRegistry, start_http_server
+    return folder
+
+
+def _serve_multiprocess_metrics(folder: str, port: int, health: SharedHealth) -> None:
+    """Serve the worker processes' metrics (collected from ``folder``) on ``/metrics``
+    and their health, the worst live process's, on ``/healthz``."""
+    from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
+
+    from fraudlens.consume import serve_metrics
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=folder)
     try:
-        start_http_server(port, addr=_metrics_host(), registry=registry)
+        serve_metrics(registry, port, _metrics_host(), health)
     except OSError as exc:
         console.print(f"[yellow]metrics not exported on :{port}: {exc}")
-    return folder
