@@ -4,6 +4,7 @@ never a crash in the model or gigabytes of memory."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,54 @@ def test_a_header_of_a_million_columns_is_refused_unread(tmp_path: Path) -> None
     with pytest.raises(DataError, match="at most 1,024") as info:
         load_table(path)
     assert info.value.row == 0
+
+
+def _raw(n: int = 8) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "transaction_id": [f"t{i}" for i in range(n)],
+            "ts": pd.date_range("2024-04-01", periods=n, freq="h").astype(str),
+            "customer_id": [f"c{i % 3}" for i in range(n)],
+            "terminal_id": [f"m{i % 2}" for i in range(n)],
+            "amount": 12.5,
+            "label": 0,
+        }
+    )
+
+
+@pytest.mark.parametrize("column", ["transaction_id", "customer_id", "terminal_id"])
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("ab\x01c", "control character (U+0001 at position 3)"),
+        ("x" * 100_000, "has 100000 characters; at most 64"),
+        ("\u202eevil", "invisible formatting character"),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_ids_follow_the_id_rule(
+    tmp_path: Path, column: str, value: str, words: str, suffix: str
+) -> None:
+    df = _raw()
+    df.loc[5, column] = value
+    path = tmp_path / f"raw{suffix}"
+    df.to_csv(path, index=False) if suffix == ".csv" else df.to_parquet(path)
+    with pytest.raises(DataError, match=re.escape(words)) as info:
+        load_table(path)
+    assert (info.value.file, info.value.row, info.value.column) == (str(path), 6, column)
+    assert len(str(info.value)) < 300  # the value is not repeated
+
+
+def test_integer_ids_still_load(tmp_path: Path) -> None:
+    df = _raw()
+    df["transaction_id"] = range(100, 108)
+    df["customer_id"] = 7
+    path = tmp_path / "raw.csv"
+    df.to_csv(path, index=False)
+    assert len(load_table(path)) == 8
+    df["customer_id"] = df["customer_id"].astype(object)
+    df.loc[2, "customer_id"] = ""  # a missing cell in a CSV: named as missing
+    df.to_csv(path, index=False)
+    with pytest.raises(DataError, match="missing value") as info:
+        load_table(path)
+    assert (info.value.row, info.value.column) == (3, "customer_id")

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlens._csvread import NO_DATA_ROWS, check_header, read_error
+from fraudlens._ids import bad_ids, id_problem
 from fraudlens._time import utc, utc_series
 from fraudlens.errors import ConfigError, DataError
 
@@ -413,6 +414,46 @@ def _raise_first(problems: list[_Problem], columns: Sequence[str], source: str) 
         raise DataError(msg(row), file=source, row=row + 1, column=col)
 
 
+def _check_ids(s: pd.Series, col: str, problems: list[_Problem]) -> None:
+    """Record the cells of an id column that break the id rule (:mod:`fraudlens._ids`).
+
+    Whole column at once: integers (the reference's ids) always pass; text goes through
+    :func:`fraudlens._ids.bad_ids` (pyarrow's compute kernels), so a million ids cost a
+    fraction of a second. Missing cells are reported as missing elsewhere.
+    """
+    if pd.api.types.is_integer_dtype(s.dtype) or pd.api.types.is_float_dtype(s.dtype):
+        return
+    if pd.api.types.is_bool_dtype(s.dtype):
+        problems.append((col, s.notna().to_numpy(), lambda i: f"{col} must be text, not a boolean"))
+        return
+    text = s.astype(object)
+    bad = bad_ids(text)
+    kinds = pd.api.types.infer_dtype(text, skipna=True)
+    if kinds not in ("string", "empty"):
+        # Mixed cells (a folder of files, a Parquet object column): numbers pass, other
+        # objects (booleans, lists, bytes) do not.
+        other = np.fromiter(
+            (
+                isinstance(v, bool | np.bool_)
+                or not isinstance(v, str | int | float | np.integer | np.floating)
+                for v in text
+            ),
+            dtype=bool,
+            count=len(text),
+        )
+        bad |= other & text.notna().to_numpy()
+    empty = (text == "").to_numpy(dtype=bool)
+    bad |= empty
+
+    def message(i: int) -> str:
+        value = text.iloc[i]
+        if isinstance(value, str):
+            return f"{col} {id_problem(value)}"
+        return f"{col} must be text or an integer, not {type(value).__name__}"
+
+    problems.append((col, bad, message))
+
+
 def _parse_ts(s: pd.Series, problems: list[_Problem], col: str = "ts") -> pd.Series:
     """Timestamps as ``datetime64[ns, UTC]`` (no zone means UTC), recording bad cells."""
     if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s.dtype):
@@ -551,11 +592,13 @@ def validate_frame(
             )
 
         problems.append(("transaction_id", dup, dup_msg))
+        _check_ids(tid, "transaction_id", problems)
         ids = tid
 
     if kind == "raw":
         for col in ("customer_id", "terminal_id"):
             problems.append((col, df[col].isna().to_numpy(), lambda i: "missing value"))
+            _check_ids(df[col], col, problems)
         frame["ts"] = _parse_ts(df["ts"], problems)
         frame["amount"] = _numeric(df, "amount", problems, nonnegative=True)
         feature_cols: list[str] = []
