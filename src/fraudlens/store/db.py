@@ -880,7 +880,8 @@ class Store(Closing, AuthStore, TriageStore):
         # its own last condition up to the smallest shape that holds it (the driver
         # keeps each text's prepared statement). PyMySQL sends the values inside the
         # text, so MariaDB parses and plans every call anyway: there the OR has only the
-        # chunk's own boxes (a window of 19 trades: 1.8 ms instead of 2.5 ms padded).
+        # chunk's own boxes (a window of 19 trades: 1.8 ms instead of 2.5 ms padded),
+        # grouped by symbol and side (see _mysql_mirror).
         rows: list[Any] = []
         style = self.engine.dialect.paramstyle
         with self._connect() as conn:
@@ -895,11 +896,11 @@ class Store(Closing, AuthStore, TriageStore):
                 values = []
             for i in range(0, len(values), _MIRROR_CHUNK):
                 part = values[i : i + _MIRROR_CHUNK]
-                size = (
-                    len(part)
-                    if self.dialect == "mysql"
-                    else next(n for n in _MIRROR_SHAPES if n >= len(part))
-                )
+                if self.dialect == "mysql":
+                    sql, params = _mysql_mirror(part)
+                    rows.extend(_driver_rows(conn.exec_driver_sql(sql, params)))
+                    continue
+                size = next(n for n in _MIRROR_SHAPES if n >= len(part))
                 part += [part[-1]] * (size - len(part))
                 params = tuple(v for row in part for v in row)
                 rows.extend(_driver_rows(conn.exec_driver_sql(_mirror_sql(size, style), params)))
@@ -1260,6 +1261,50 @@ def _mirror_sql(n: int, paramstyle: str) -> str:
         f"AND price >= {mark} AND price <= {mark} AND quantity >= {mark} AND quantity <= {mark})"
     )
     return f"SELECT {cols} FROM {Trade.__tablename__} WHERE " + " OR ".join([box] * n)
+
+
+def _mysql_mirror(boxes: list[tuple[Any, ...]]) -> tuple[str, tuple[Any, ...]]:
+    """MySQL/MariaDB's mirror-candidate statement for ``boxes`` (rows of
+    :func:`_mirror_sql`'s eight values; consecutive boxes of one symbol and side make
+    one group, so sorted boxes make the fewest) and its parameters.
+
+    The boxes of one (symbol, side) share one ``symbol = AND side =`` test around the OR
+    of their time, price and quantity ranges: the same rows as :func:`_mirror_sql`'s flat
+    OR of whole boxes. MariaDB reads the boxes' index ranges, then tests every row read
+    against the whole WHERE clause; against a flat OR of 256 boxes that test was most of
+    the statement's time (a batch of 100 accounts: 689 rows read, 10 symbol-sides,
+    ANALYZE's ``r_other_time_ms`` 112 ms against 9 ms grouped), and the shorter text is
+    parsed and planned faster too.
+    """
+    sizes: list[int] = []
+    params: list[Any] = []
+    prev: tuple[Any, Any] | None = None
+    for box in boxes:
+        if (box[0], box[1]) != prev:
+            prev = (box[0], box[1])
+            sizes.append(0)
+            params += prev
+        sizes[-1] += 1
+        params += box[2:]
+    return _mysql_mirror_sql(tuple(sizes)), tuple(params)
+
+
+@functools.lru_cache(maxsize=256)
+def _mysql_mirror_sql(sizes: tuple[int, ...]) -> str:
+    """The text of :func:`_mysql_mirror`'s statement: one group per entry of ``sizes``
+    (its symbol and side, then six values per box: earliest and latest time, lowest and
+    highest price, smallest and largest quantity), PyMySQL's ``%s`` parameters."""
+    box = (
+        "(ts >= %s AND ts <= %s AND price >= %s AND price <= %s "
+        "AND quantity >= %s AND quantity <= %s)"
+    )
+    groups = [f"(symbol = %s AND side = %s AND ({' OR '.join([box] * n)}))" for n in sizes]
+    # FORCE INDEX: the planner otherwise weighs the (ts) index too, for every box (the
+    # plan is the same; planning a 256-box statement took a quarter less without it)
+    return (
+        f"SELECT {_mysql_trade_columns()} FROM {Trade.__tablename__} "
+        "FORCE INDEX (ix_trades_mirror) WHERE " + " OR ".join(groups)
+    )
 
 
 def _mysql_trade_columns() -> str:
