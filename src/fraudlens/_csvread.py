@@ -20,6 +20,13 @@ for them, may not pass :data:`MAX_EXPANSION` times the file's size beyond
 :data:`EXPANSION_FLOOR`, nor :data:`MAX_DECOMPRESSED_BYTES`. A 561 KB Parquet file of
 200 million dictionary-encoded rows kept the card loader busy for over two minutes and
 5 GB before.
+
+:func:`check_header` also refuses what is not a table file of a supported kind before
+pandas reads it: a name without a supported suffix (:data:`TABLE_FORMATS`; a ``.json``
+file used to be read as CSV and reported as "no data rows"), content that is clearly
+something else (JSON, Parquet or compressed bytes under a CSV name, NUL bytes in the
+header), and a header naming a column twice (pandas would rename the second ``Time.1``
+and read on), naming both positions.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ __all__ = [
     "MAX_EXPANSION",
     "MAX_ROW_BYTES",
     "NO_DATA_ROWS",
+    "TABLE_FORMATS",
+    "check_columns",
     "check_expansion",
     "check_header",
     "check_parquet",
@@ -73,6 +82,18 @@ EXPANSION_FLOOR = 64 << 20
 MAX_DECOMPRESSED_BYTES = 4 << 30
 # Suffixes of the compressed files pandas reads by name and this module checks.
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zip")
+_PARQUET = (".parquet", ".pq")
+_CSV = (".csv", *(f".csv{c}" for c in _COMPRESSED))
+#: The table files the loaders read, in words (for error messages).
+TABLE_FORMATS = "CSV (.csv, or .csv.gz, .csv.bz2, .csv.xz, .csv.zip) or Parquet (.parquet, .pq)"
+# Leading bytes of files that are not CSV text, and what they are.
+_MAGIC = (
+    (b"PAR1", "a Parquet file; name it .parquet"),
+    (b"\x1f\x8b", "gzip-compressed; name it .csv.gz"),
+    (b"BZh", "bzip2-compressed; name it .csv.bz2"),
+    (b"\xfd7zXZ\x00", "xz-compressed; name it .csv.xz"),
+    (b"PK\x03\x04", "a ZIP archive; name it .csv.zip"),
+)
 
 
 class _Counting(io.RawIOBase):
@@ -245,6 +266,11 @@ def check_parquet(path: str | Path) -> None:
     except Exception:  # any reader error is the loader's to report, in its words
         return
     rows, columns = int(meta.num_rows), int(meta.num_columns)
+    try:
+        names = meta.schema.to_arrow_schema().names
+    except Exception:  # an unusual schema: the loader reports what it cannot read
+        names = []
+    check_columns(names[: MAX_COLUMNS + 1], str(p))
     if columns > MAX_COLUMNS:
         raise DataError(
             f"the file has {columns:,} columns; at most {MAX_COLUMNS:,} are read", file=str(p)
@@ -271,15 +297,19 @@ def check_header(path: str | Path, max_columns: int = MAX_COLUMNS) -> None:
         Naming the file and the header row (row 0).
     """
     p = Path(path)
-    if p.name.lower().endswith((".parquet", ".pq")):
+    name = p.name.lower()
+    if name.endswith(_PARQUET):
         check_parquet(p)
         return
+    if not name.endswith(_CSV):
+        raise DataError(f"unsupported file type; expected {TABLE_FORMATS}", file=str(p))
     check_expansion(p)
     try:
         with _open_binary(p) as raw:
             head = raw.readline(_HEADER_BYTES + 1)
     except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError):
         return  # pandas reports the unreadable file in its own words
+    _check_content(p, head)
     if len(head) > _HEADER_BYTES:
         raise DataError(
             f"the header row is longer than {_HEADER_BYTES:,} bytes", file=str(p), row=0
@@ -288,15 +318,57 @@ def check_header(path: str | Path, max_columns: int = MAX_COLUMNS) -> None:
     # A quoted header field may hold a line break; then the rough count below is low,
     # which only lets pandas read the file as before.
     try:
-        n = len(next(csv.reader([text.rstrip("\r\n")]), []))
+        names = next(csv.reader([text.rstrip("\r\n")]), [])
     except csv.Error:  # a field longer than the csv module takes
-        n = text.count(",") + 1
-    if n > max_columns:
+        names = text.split(",")
+    if len(names) > max_columns:
         raise DataError(
-            f"the header row has {n:,} columns; at most {max_columns:,} are read",
+            f"the header row has {len(names):,} columns; at most {max_columns:,} are read",
             file=str(p),
             row=0,
         )
+    check_columns(names, str(p))
+
+
+def _check_content(p: Path, head: bytes) -> None:
+    """Refuse a file named CSV whose first line is clearly not CSV text."""
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            raise DataError(f"not CSV text: the file is {what}", file=str(p))
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if start.startswith(b"{") or (start.startswith(b"[") and start[1:].lstrip()[:1] in b'{["'):
+        raise DataError(
+            f"not CSV text: the file looks like JSON; expected {TABLE_FORMATS}", file=str(p)
+        )
+    if b"\x00" in head:
+        raise DataError("not CSV text: the header row holds NUL bytes", file=str(p), row=0)
+
+
+def check_columns(names: list[str], file: str | None = None) -> None:
+    """Refuse a header that names a column twice (blanks and a byte-order mark aside).
+
+    pandas reads such a file and renames the second ``Time.1``, so a loader would take
+    the first and quietly ignore the other.
+
+    Raises
+    ------
+    DataError
+        Naming the file, the header row (row 0), the column and both positions (1-based).
+    """
+    seen: dict[str, int] = {}
+    for k, raw in enumerate(names):
+        key = str(raw).strip().lstrip("\ufeff").strip()
+        if not key:
+            continue  # unnamed columns are numbered by pandas ("Unnamed: 3")
+        if key in seen:
+            raise DataError(
+                f"duplicate column name: columns {seen[key] + 1} and {k + 1} are both "
+                f"named {key[:80]!r}",
+                file=file,
+                row=0,
+                column=key[:80],
+            )
+        seen[key] = k
 
 
 def read_error(path: str | Path, exc: BaseException) -> DataError:

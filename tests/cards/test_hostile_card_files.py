@@ -97,3 +97,69 @@ def test_integer_ids_still_load(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="missing value") as info:
         load_table(path)
     assert (info.value.row, info.value.column) == (3, "customer_id")
+
+
+def test_a_column_named_twice_is_refused_naming_both(tmp_path: Path) -> None:
+    """pandas renamed the second column ``Time.1`` and the table loaded."""
+    text = _table().to_csv(index=False).replace("Time,V1,", "Time,Time,", 1)
+    path = tmp_path / "dup.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match="columns 1 and 2 are both named 'Time'") as info:
+        load_table(path)
+    assert (info.value.file, info.value.row, info.value.column) == (str(path), 0, "Time")
+
+
+def test_a_parquet_column_named_twice_is_refused(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = _table()
+    arrays = [pa.array(df[c]) for c in df.columns] + [pa.array(df["V5"])]
+    path = tmp_path / "dup.parquet"
+    pq.write_table(pa.Table.from_arrays(arrays, names=[*df.columns, "V5"]), path)
+    with pytest.raises(DataError, match="columns 6 and 32 are both named 'V5'"):
+        load_table(path)
+
+
+def test_booleans_in_a_numeric_column_are_refused(tmp_path: Path) -> None:
+    """A column of True/False (read as bool) or a True among numbers (a folder of files)
+    was taken as 1.0."""
+    df = _table()
+    df["Amount"] = True
+    path = tmp_path / "bool.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(DataError, match="not a number: True") as info:
+        load_table(path)
+    assert (info.value.row, info.value.column) == (1, "Amount")
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    _table().to_parquet(folder / "a.parquet")
+    df.iloc[:4].to_parquet(folder / "b.parquet")
+    with pytest.raises(DataError, match="not a number: True") as info:
+        load_table(folder)
+    assert (info.value.file, info.value.row, info.value.column) == (
+        str(folder / "b.parquet"),
+        1,
+        "Amount",
+    )
+
+
+@pytest.mark.parametrize("name", ["cards.json", "cards.txt", "cards"])
+def test_an_unsupported_file_type_names_the_formats(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    _table().to_json(path, orient="records")
+    with pytest.raises(DataError, match=r"unsupported file type; expected CSV .* or Parquet"):
+        load_table(path)
+
+
+@pytest.mark.parametrize("kind", ["json", "parquet", "gzip"])
+def test_content_that_is_not_csv_is_named(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "cards.csv"
+    if kind == "json":
+        _table().to_json(path, orient="records")
+    elif kind == "parquet":
+        _table().to_parquet(path)
+    else:
+        _table().to_csv(path, index=False, compression="gzip")
+    with pytest.raises(DataError, match=f"(?i)not CSV text: the file .*{kind[:4]}"):
+        load_table(path)

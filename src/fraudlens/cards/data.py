@@ -285,6 +285,18 @@ def read_frame(
                 f"({', '.join(first[:6])}, ...)",
                 file=str(f),
             )
+    if len(frames) > 1:
+        # pandas concatenates a bool column with a numeric one as numbers (True as 1.0):
+        # keep the booleans as objects so validation sees and names them.
+        mixed = {
+            c
+            for c in frames[0].columns
+            if len({pd.api.types.is_bool_dtype(df[c].dtype) for df in frames}) > 1
+        }
+        frames = [
+            df.astype({c: object for c in mixed if pd.api.types.is_bool_dtype(df[c].dtype)})
+            for df in frames
+        ]
     out = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     return out, parts
 
@@ -373,13 +385,25 @@ def _numeric(
     s = df[col]
     raw = s
     if pd.api.types.is_bool_dtype(s.dtype):
-        s = s.astype(np.int8)
-    if pd.api.types.is_numeric_dtype(s.dtype):
+        # True/False is no amount or feature value (pandas reads a column of them as bool).
+        num = pd.Series(np.nan, index=s.index, dtype=np.float64)
+        non_numeric = s.notna().to_numpy()
+    elif pd.api.types.is_numeric_dtype(s.dtype):
         num = s.astype(np.float64)
         non_numeric = np.zeros(len(s), dtype=bool)
     else:
         num = pd.to_numeric(s, errors="coerce").astype(np.float64)
         non_numeric = (num.isna() & s.notna()).to_numpy()
+        if pd.api.types.infer_dtype(s, skipna=True) not in ("string", "floating", "integer"):
+            # Mixed cells (a folder of files, a Parquet object column): to_numeric takes
+            # True for 1; a boolean is refused like any other non-number.
+            flags = np.fromiter(
+                (isinstance(v, bool | np.bool_) for v in s.astype(object)),
+                dtype=bool,
+                count=len(s),
+            )
+            non_numeric = non_numeric | flags
+            num = num.mask(flags)
     v = num.to_numpy()
     missing = np.isnan(v) & ~non_numeric
     problems.append((col, non_numeric, lambda i: f"not a number: {_show(raw.iloc[i])}"))
@@ -534,9 +558,10 @@ def validate_frame(
     Raises
     ------
     DataError
-        Missing columns, non-numeric values, NaN or infinite features, negative amounts,
-        labels other than 0, 1 or blank, unparseable timestamps, duplicate
-        ``transaction_id``.
+        Missing columns, non-numeric values (booleans included), NaN or infinite
+        features, negative amounts, labels other than 0, 1 or blank, unparseable
+        timestamps, duplicate ``transaction_id``, ids that break the id rule
+        (:mod:`fraudlens._ids`).
     """
     if kind not in (*KINDS, "auto"):
         raise DataError(f"unknown table kind {kind!r}; use auto, ulb, raw or features", file=source)
