@@ -149,6 +149,13 @@ def test_file_source_bad_file(ulb_models: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         process(f"file:{bad}", tmp_path / "sink", ulb_models)
     assert (err.value.row, err.value.column) == (3, "V5")
+    # A source column is bounded like a queued record's: no 1 MB sink cell.
+    df = pd.read_csv(ULB, nrows=3)
+    df["source"] = ["Web", "S" * 100_000, "Store"]
+    df.to_csv(bad, index=False)
+    with pytest.raises(DataError, match="source has 100000 characters; at most 64") as err:
+        process(f"file:{bad}", tmp_path / "sink", ulb_models)
+    assert (err.value.file, err.value.row, err.value.column) == (str(bad), 2, "source")
 
 
 def test_limit_and_generate(ulb: Path, ulb_models: Path, tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlens._echo import clip_echoes
-from fraudlens._ids import MAX_ID_LENGTH, id_problem
+from fraudlens._ids import MAX_ID_LENGTH, bad_ids, id_problem
 from fraudlens._time import utc, utcnow
 from fraudlens.consume import (
     BatchResult,
@@ -358,7 +358,9 @@ def _raw_features(batch: pd.DataFrame, history: pd.DataFrame | None) -> pd.DataF
     return X.iloc[len(history) :].reset_index(drop=True)
 
 
-def _meta(frame: pd.DataFrame, original: pd.DataFrame, default_source: str) -> list[dict[str, Any]]:
+def _meta(
+    frame: pd.DataFrame, original: pd.DataFrame, default_source: str, file: str | None = None
+) -> list[dict[str, Any]]:
     n = len(frame)
     if "transaction_id" in frame.columns:
         ids = frame["transaction_id"].astype(str).to_numpy()
@@ -366,11 +368,15 @@ def _meta(frame: pd.DataFrame, original: pd.DataFrame, default_source: str) -> l
         ids = np.arange(1, n + 1).astype(str)  # 1-based data row, as in error messages
     out: dict[str, Any] = {"transaction_id": ids}
     src = original["source"] if "source" in original.columns else None
-    out["source"] = (
-        src.fillna(default_source).astype(str).to_numpy()
-        if src is not None
-        else [default_source] * n
-    )
+    if src is not None:
+        text = src.fillna(default_source).astype(str)
+        # A file's source column is written to the sink as is: the queue's bound on it.
+        bad = bad_ids(text, max_length=MAX_SOURCE_LENGTH) | (text == "").to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            problem = id_problem(text.iloc[i], max_length=MAX_SOURCE_LENGTH)
+            raise DataError(f"source {problem}", file=file, row=i + 1, column="source")
+    out["source"] = text.to_numpy() if src is not None else [default_source] * n
     for col in ("customer_id", "terminal_id"):
         if col in frame.columns:
             out[col] = frame[col].astype(str).to_numpy()
@@ -393,7 +399,7 @@ class _Generator:
         if path is not None:
             df = _read_any(path)
             self.X, frame = _table(df, models.features, path)
-            self.meta = _meta(frame, df.reset_index(drop=True), "file")
+            self.meta = _meta(frame, df.reset_index(drop=True), "file", path)
             return
         from fraudlens.cards.features import transaction_features
         from fraudlens.cards.simulate import simulate
@@ -975,7 +981,7 @@ def _file_pass(
     X, frame = _table(df, models.features, path)
     if hist is not None and "customer_id" in frame.columns and "ts" in frame.columns:
         X = _raw_features(frame, hist).loc[:, models.features]
-    meta = _meta(frame, df.reset_index(drop=True), "file")
+    meta = _meta(frame, df.reset_index(drop=True), "file", path)
     key = f"file:{Path(path).resolve()}"
     digest = _digest(path)
     start = 0
