@@ -16,7 +16,9 @@ Batches: of size 1 and 4, distinct take-over accounts (each batch writes its eve
 the latency run's checks do); of size 100 (or any size >= 50), the 2,000 accounts in
 order, as the drain works them. The risk events are deleted before each size (untimed).
 Prints per size: batches, wall and CPU ms per batch (median), database ms per batch
-(median), then per statement kind the calls and ms per batch (mean) and per call.
+(median), then per statement kind the calls and ms per batch (mean) and per call, and
+the CPU this process spent inside those calls per batch (the driver's quoting and row
+parsing; the rest of a call's time is the network and the server).
 
 ``--events FILE`` also drains every account at batches of 100 into an emptied store and
 writes its risk events (all fields but id, created_at, requested_at) and their symbol
@@ -51,7 +53,12 @@ _KINDS = (
     ("latest", re.compile(r"^SELECT trades\.account_id, max\(", re.I)),
     ("window", re.compile(r"FROM trades\s+WHERE trades\.account_id IN", re.I)),
     ("bars", re.compile(r"FROM klines", re.I)),
-    ("mirror", re.compile(r"FROM (trades WHERE \(symbol|unnest)", re.I)),
+    (
+        "mirror",
+        re.compile(
+            r"FROM (trades (FORCE INDEX \(ix_trades_mirror\) )?WHERE \(symbol|unnest)", re.I
+        ),
+    ),
     ("insert_event", re.compile(r"^INSERT\b.*INTO risk_events\b", re.I | re.S)),
     ("insert_symbols", re.compile(r"^INSERT\b.*INTO risk_event_symbols", re.I | re.S)),
 )
@@ -67,6 +74,9 @@ def _kind(statement: str) -> str:
 class _Timer:
     def __init__(self, engine: sa.Engine) -> None:
         self.calls: dict[str, list[float]] = defaultdict(list)
+        #: this process's CPU seconds inside each kind's calls (PyMySQL quotes the values
+        #: and parses the rows in Python: that part is the client's, not the server's)
+        self.cpu: dict[str, float] = defaultdict(float)
         #: the slowest call of each kind: (seconds, the statement as sent, when known)
         self.slowest: dict[str, tuple[float, str]] = {}
         self.on = False
@@ -84,16 +94,18 @@ class _Timer:
         inner = getattr(dialect, name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return inner(*args, **kwargs)
             finally:
                 if self.on:
                     self.calls[kind].append(time.perf_counter() - t0)
+                    self.cpu[kind] += time.process_time() - c0
 
         setattr(dialect, name, timed)
 
     def _before(self, conn, cursor, statement, params, context, executemany) -> None:
+        conn.info["_c0"] = time.process_time()
         conn.info["_t0"] = time.perf_counter()
 
     def _after(self, conn, cursor, statement, params, context, executemany) -> None:
@@ -101,6 +113,7 @@ class _Timer:
             kind = _kind(statement)
             took = time.perf_counter() - conn.info.pop("_t0")
             self.calls[kind].append(took)
+            self.cpu[kind] += time.process_time() - conn.info.pop("_c0")
             if took > self.slowest.get(kind, (0.0, ""))[0]:
                 sent = getattr(cursor, "_executed", None) or statement
                 self.slowest[kind] = (took, sent if isinstance(sent, str) else str(sent))
@@ -194,6 +207,7 @@ def main() -> None:
                 pool = rng.permutation(flagged).tolist()
                 batches = [pool[i * size : (i + 1) * size] for i in range(args.repeats)]
             timer.calls.clear()
+            timer.cpu.clear()
             timer.slowest.clear()
             walls, cpus, dbs = [], [], []
             for batch in batches:
@@ -216,7 +230,8 @@ def main() -> None:
             for kind, times in sorted(timer.calls.items(), key=lambda kv: -sum(kv[1])):
                 print(
                     f"  {kind:<16} {len(times) / n:6.2f} calls {sum(times) / n * 1e3:8.3f} ms "
-                    f"per batch; {statistics.median(times) * 1e3:7.3f} ms median per call",
+                    f"per batch; {statistics.median(times) * 1e3:7.3f} ms median per call; "
+                    f"client CPU {timer.cpu[kind] / n * 1e3:7.3f} ms per batch",
                     flush=True,
                 )
             if args.slowest:
