@@ -513,7 +513,9 @@ def test_healthz_of_several_processes_reports_the_worst_one(
     port = _free_port()
     cmd = _worker_cmd(queue_url, store.url, models, "--concurrency", "2", "--batch-size", "5")
     proc = subprocess.Popen(
-        [*cmd, "--metrics-port", str(port)],
+        # a lease longer than the busy timeout: the check is not redelivered to the other
+        # process while the first one waits for the lock
+        [*cmd, "--metrics-port", str(port), "--visibility-timeout", "120"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -534,6 +536,23 @@ def test_healthz_of_several_processes_reports_the_worst_one(
             assert time.monotonic() < deadline, "the check was not worked after the lock"
             time.sleep(0.1)
         assert [e["account_id"] for e in store.list_risk_events()[0]] == [flagged[0]]
+        # /metrics on the same port gathers the processes' counts
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        values = {
+            (s.name, s.labels.get("outcome")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        assert values[("fraudlens_worker_messages_total", "processed")] == 1, values
+        assert values[("fraudlens_worker_messages_total", "released")] == 1, values
+        assert values[("fraudlens_worker_messages_total", "failed")] == 0, values
+        assert values[("fraudlens_worker_outages_total", None)] == 1, values
+        assert values[("fraudlens_worker_healthy", None)] == 1, values
         # A dead process counts as unhealthy (it is not replaced).
         victim = body["processes"][1]["pid"]
         os.kill(victim, signal.SIGKILL)
