@@ -185,13 +185,45 @@ def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> None:
         proc.wait()
 
 
-class PrivateRedis:
+class _PrivateServer:
+    """What the private Redis and MariaDB servers share: their process, log and folder."""
+
+    root: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None
+    #: Seconds a stopped server gets to exit before it is killed.
+    stop_timeout: float = 60.0
+
+    def stop(self, mode: str = "term") -> None:
+        """Stop the server: ``term`` (SIGTERM, a clean shutdown) or ``kill`` (SIGKILL)."""
+        if self.proc is None:
+            return
+        if mode == "kill":
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        _wait_exit(self.proc, self.stop_timeout)
+        self.proc = None
+
+    def _log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+
+    def cleanup(self) -> None:
+        """Stop (if running) and delete the folder."""
+        with contextlib.suppress(Exception):
+            self.stop("kill")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class PrivateRedis(_PrivateServer):
     """A Redis server of our own, on a free port, its files in a temporary folder.
 
     ``persistent`` (the default) turns the append-only file on (``--appendonly yes``,
     fsynced every second), so a stopped and restarted server comes back with its streams,
     consumer groups and pending entries. Without it (``--save "" --appendonly no``) a
-    restart loses everything the server held, as a cache-configured Redis does.
+    restart loses everything the server held, as a cache-configured Redis does. Stopped
+    with ``term`` it flushes the append-only file; with ``kill`` up to a second of writes
+    may not be on disk.
     """
 
     def __init__(self, *, persistent: bool = True, root: Path | None = None) -> None:
@@ -245,33 +277,15 @@ class PrivateRedis:
         finally:
             client.close()
 
-    def stop(self, mode: str = "term") -> None:
-        """Stop the server: ``term`` (SIGTERM: a clean shutdown, the append-only file
-        flushed) or ``kill`` (SIGKILL: up to a second of writes may not be on disk)."""
-        if self.proc is None:
-            return
-        if mode == "kill":
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        _wait_exit(self.proc, 60)
-        self.proc = None
 
-    def _log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-
-    def cleanup(self) -> None:
-        """Stop (if running) and delete the folder."""
-        with contextlib.suppress(Exception):
-            self.stop("kill")
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-class PrivateMariaDB:
+class PrivateMariaDB(_PrivateServer):
     """A MariaDB server of our own: ``mariadb-install-db`` in a temporary folder, started
     with ``mariadbd --no-defaults`` on a free port (root without a password, loopback
-    only). Stop and start it at will: nobody else uses it.
+    only). Stop and start it at will: nobody else uses it. Stopped with ``term`` every
+    connection is dropped; with ``kill`` it runs crash recovery at the next start.
     """
+
+    stop_timeout = 120.0
 
     def __init__(self, root: Path | None = None) -> None:
         install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
@@ -355,27 +369,6 @@ class PrivateMariaDB:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"mariadbd did not accept connections in {timeout} s")
             time.sleep(0.1)
-
-    def stop(self, mode: str = "term") -> None:
-        """Stop the server: ``term`` (SIGTERM: a normal shutdown, every connection
-        dropped) or ``kill`` (SIGKILL: crash recovery at the next start)."""
-        if self.proc is None:
-            return
-        if mode == "kill":
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        _wait_exit(self.proc, 120)
-        self.proc = None
-
-    def _log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-
-    def cleanup(self) -> None:
-        """Stop (if running) and delete the folder."""
-        with contextlib.suppress(Exception):
-            self.stop("kill")
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- scenario
@@ -476,6 +469,16 @@ def _scrape(port: int, path: str) -> tuple[int, str]:
         return int(exc.code), exc.read().decode()
     except OSError:
         return 0, ""
+
+
+def _watch_health(port: int, result: Any, until: float) -> None:
+    """Poll ``/healthz`` until ``until``; the first 503 is kept on ``result``."""
+    while time.monotonic() < until:
+        status, body = _scrape(port, "/healthz")
+        if status == 503 and not result.healthz_503_seen:
+            result.healthz_503_seen = True
+            result.healthz_reason = body[:300]
+        time.sleep(0.5)
 
 
 @contextlib.contextmanager
@@ -632,18 +635,10 @@ def run_outage(
         what = "store" if down == "store" else "queue"
         log(f"{result.done_before_outage:,} checks done: {what} down for {outage:.0f} s")
 
-        def watch_health(until: float) -> None:
-            while time.monotonic() < until:
-                status, body = _scrape(port, "/healthz")
-                if status == 503 and not result.healthz_503_seen:
-                    result.healthz_503_seen = True
-                    result.healthz_reason = body[:300]
-                time.sleep(0.5)
-
         t_down = time.monotonic()
         if rds is not None:
             rds.stop(stop_mode)
-            watch_health(t_down + outage)
+            _watch_health(port, result, t_down + outage)
             rds.start()
             result.depth_after_restart = queue.depth()
             if down == "queue-volatile":
@@ -658,17 +653,17 @@ def run_outage(
                 result.resent = len(messages)
         elif pg is not None:
             pg.stop("fast" if stop_mode == "term" else "immediate")
-            watch_health(t_down + outage)
+            _watch_health(port, result, t_down + outage)
             pg.start()
         elif maria is not None:
             maria.stop(stop_mode)
-            watch_health(t_down + outage)
+            _watch_health(port, result, t_down + outage)
             maria.start()
         else:
             with _sqlite_locked(root / "store.db"):
-                watch_health(t_down + outage)
+                _watch_health(port, result, t_down + outage)
         # The worker may still be waiting out its back-off: keep watching a few seconds.
-        watch_health(time.monotonic() + 2)
+        _watch_health(port, result, time.monotonic() + 2)
         log(f"{what} back after {time.monotonic() - t_down:.0f} s; waiting for the worker...")
         _, metrics_text = _scrape(port, "/metrics")
         proc.wait(timeout=max(600.0, checks / 20))
@@ -867,17 +862,9 @@ def run_processor_outage(
         result.done_before_outage = records - queue.depth()
         log(f"{result.done_before_outage:,} records done: Redis down for {outage:.0f} s")
 
-        def watch_health(until: float) -> None:
-            while time.monotonic() < until:
-                status, body = _scrape(port, "/healthz")
-                if status == 503 and not result.healthz_503_seen:
-                    result.healthz_503_seen = True
-                    result.healthz_reason = body[:300]
-                time.sleep(0.5)
-
         t_down = time.monotonic()
         rds.stop(stop_mode)
-        watch_health(t_down + outage)
+        _watch_health(port, result, t_down + outage)
         rds.start()
         result.depth_after_restart = queue.depth()
         if not persistent:
