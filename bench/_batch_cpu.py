@@ -39,6 +39,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,17 +52,20 @@ from fraudlens.store import open_store
 from fraudlens.worker import CheckHandler
 
 
-def _setup(accounts: int, cache: Path) -> tuple[CheckHandler, list[str]]:
+def bench_models(cache: Path) -> Path:
+    """The benchmark's feature model (trained once, kept in ``cache``)."""
     models = cache / "models"
     if not models.exists():
         Registry(models).save(FeatureDetector().fit(window(simulate(2000, seed=2, days=3))))
+    return models
+
+
+def load_store(
+    store: Any, accounts: int, models: Path
+) -> tuple[CheckHandler, list[str], list[str]]:
+    """Load ``accounts`` simulated accounts into ``store``: the worker's handler on it,
+    every account id, and the accounts its model flags."""
     data = simulate(accounts, seed=1, days=3)
-    tmp = Path(tempfile.mkdtemp(prefix="fraudlens-batch-cpu-"))
-    store = open_store(f"sqlite:///{tmp}/store.db")
-    # the store's folder goes at exit (each run had left its 22 MB behind)
-    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-    atexit.register(store.close)
-    store.upgrade()
     store.load_klines(data.klines)
     store.load_trades(data.trades)
     handler = CheckHandler(store, models)
@@ -69,6 +73,18 @@ def _setup(accounts: int, cache: Path) -> tuple[CheckHandler, list[str]]:
     scores = det.decision_function(window(data))
     ids = [str(a) for a in data.account_ids]
     flagged = [a for a, s in zip(ids, scores, strict=True) if s > handler.threshold]
+    return handler, ids, flagged
+
+
+def _setup(accounts: int, cache: Path) -> tuple[CheckHandler, list[str]]:
+    models = bench_models(cache)
+    tmp = Path(tempfile.mkdtemp(prefix="fraudlens-batch-cpu-"))
+    store = open_store(f"sqlite:///{tmp}/store.db")
+    # the store's folder goes at exit (each run had left its 22 MB behind)
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    atexit.register(store.close)
+    store.upgrade()
+    handler, _, flagged = load_store(store, accounts, models)
     return handler, flagged
 
 

@@ -39,12 +39,9 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from _batch_cpu import bench_models, load_store  # type: ignore[import-not-found]
 from fraudlens.checks import AccountCheck
 from fraudlens.consume import BatchResult
-from fraudlens.market.data import window
-from fraudlens.market.detectors import FeatureDetector
-from fraudlens.market.simulate import simulate
-from fraudlens.registry import Registry
 from fraudlens.store import open_store
 from fraudlens.worker import CheckHandler
 
@@ -119,13 +116,6 @@ class _Timer:
                 self.slowest[kind] = (took, sent if isinstance(sent, str) else str(sent))
 
 
-def _model(cache: Path) -> Path:
-    models = cache / "models"
-    if not models.exists():
-        Registry(models).save(FeatureDetector().fit(window(simulate(2000, seed=2, days=3))))
-    return models
-
-
 def _database(server: str, name: str, create: bool) -> str:
     url = sa.engine.make_url(server)
     admin = url.set(database="postgres" if url.get_backend_name() == "postgresql" else "mysql")
@@ -180,19 +170,12 @@ def main() -> None:
     ap.add_argument("--slowest", default=None, help="write each kind's slowest statement here")
     ap.add_argument("--keep", action="store_true", help="leave the database (drop it yourself)")
     args = ap.parse_args()
-    models = _model(Path(args.cache))
+    models = bench_models(Path(args.cache))
     url = _database(args.server, args.db, True)
     try:
         store = open_store(url)
         store.upgrade()
-        data = simulate(args.accounts, seed=1, days=3)
-        store.load_klines(data.klines)
-        store.load_trades(data.trades)
-        handler = CheckHandler(store, models)
-        det = handler._detector()
-        scores = det.decision_function(window(data))
-        ids = [str(a) for a in data.account_ids]
-        flagged = [a for a, s in zip(ids, scores, strict=True) if s > handler.threshold]
+        handler, ids, flagged = load_store(store, args.accounts, models)
         timer = _Timer(store.engine)
         # warm-up (libraries, the model, the closed days' bars), then a clean table
         for a in ids[:50]:
