@@ -471,6 +471,43 @@ def _scrape(port: int, path: str) -> tuple[int, str]:
         return 0, ""
 
 
+def _start_cli(
+    cmd: list[str], name: str
+) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
+    """Start a ``fraudlens`` command; its output lines are gathered by a thread."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    output: list[str] = []
+    reader = threading.Thread(
+        target=lambda: output.extend(proc.stdout or []), daemon=True, name=f"{name}-output"
+    )
+    reader.start()
+    return proc, output, reader
+
+
+def _wait_until_done(
+    proc: subprocess.Popen[str],
+    output: list[str],
+    queue: Any,
+    total: int,
+    done: int,
+    name: str,
+    *,
+    poll: float,
+) -> None:
+    """Wait until ``done`` of the ``total`` messages sent have left the queue (600 s at
+    most); the command's output if it exits first."""
+    deadline = time.monotonic() + 600
+    while total - queue.depth() < done:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the {name} exited early:\n" + "".join(output)[-3000:])
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the {name} made no progress in 600 s")
+        time.sleep(poll)
+
+
 def _watch_health(port: int, result: Any, until: float) -> None:
     """Poll ``/healthz`` until ``until``; the first 503 is kept on ``result``."""
     while time.monotonic() < until:
@@ -613,23 +650,8 @@ def run_outage(
             "--idle-exit",
             "5",
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        output: list[str] = []
-        reader = threading.Thread(
-            target=lambda: output.extend(proc.stdout or []), daemon=True, name="worker-output"
-        )
-        reader.start()
-
-        deadline = time.monotonic() + 600
-        while checks - queue.depth() < outage_at:
-            if proc.poll() is not None:
-                raise RuntimeError("the worker exited early:\n" + "".join(output)[-3000:])
-            if time.monotonic() > deadline:
-                raise RuntimeError("the worker made no progress in 600 s")
-            time.sleep(0.05)
+        proc, output, reader = _start_cli(cmd, "worker")
+        _wait_until_done(proc, output, queue, checks, outage_at, "worker", poll=0.05)
         result.depth_before_outage = queue.depth()
         result.done_before_outage = checks - result.depth_before_outage
         what = "store" if down == "store" else "queue"
@@ -843,22 +865,8 @@ def run_processor_outage(
             "--metrics-port",
             str(port),
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        output: list[str] = []
-        reader = threading.Thread(
-            target=lambda: output.extend(proc.stdout or []), daemon=True, name="proc-output"
-        )
-        reader.start()
-        deadline = time.monotonic() + 600
-        while records - queue.depth() < outage_at:
-            if proc.poll() is not None:
-                raise RuntimeError("the processor exited early:\n" + "".join(output)[-3000:])
-            if time.monotonic() > deadline:
-                raise RuntimeError("the processor made no progress in 600 s")
-            time.sleep(0.02)
+        proc, output, reader = _start_cli(cmd, "processor")
+        _wait_until_done(proc, output, queue, records, outage_at, "processor", poll=0.02)
         result.done_before_outage = records - queue.depth()
         log(f"{result.done_before_outage:,} records done: Redis down for {outage:.0f} s")
 
