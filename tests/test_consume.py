@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fraudlens.consume import BatchResult, Consumer
+from fraudlens.consume import BatchResult, Consumer, work_isolated
 from fraudlens.queues import Message, SQLiteQueue
 
 
@@ -45,4 +45,35 @@ def test_idle_exit_counts_from_the_end_of_a_slow_batch(tmp_path: Path) -> None:
     assert handler.deliveries == [1, 2]
     assert stats.failed == 1 and stats.processed == 1 and stats.dead_lettered == 0
     assert q.depth() == 0
+    q.close()
+
+
+class _EchoingFailure:
+    """Fails every message with an error quoting the message's own long value, as a
+    parser's error does."""
+
+    def handle(self, msgs: Sequence[Message]) -> BatchResult:
+        result = BatchResult()
+
+        def work(items: Sequence[Message]) -> None:
+            raise ValueError(f"bad account id: {items[0].body['account_id']!r}")
+
+        for m in msgs:
+            work_isolated([m], work, lambda item: item, result)
+        return result
+
+    def probe(self) -> None:
+        return None
+
+
+def test_a_dead_letter_reason_does_not_repeat_a_long_value(tmp_path: Path) -> None:
+    """A message's megabyte of text is cut at 80 characters in its dead-letter reason."""
+    q = SQLiteQueue(tmp_path / "q.db", max_attempts=1)
+    q.send_batch([{"account_id": "x" * 1_000_000}])
+    stats = Consumer(q, _EchoingFailure(), poll=True).run(idle_exit=0.2)
+    assert stats.dead_lettered == 1
+    (dead,) = q.dead_letters()
+    reason = dead["reason"]
+    assert "ValueError: bad account id: 'xxx" in reason
+    assert "x" * 81 not in reason and len(reason) <= 500
     q.close()
