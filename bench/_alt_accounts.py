@@ -341,7 +341,7 @@ class AltGenerator:
             self.bar_open[a] = bool(rng.random() < 0.33)
         order = [i for i in range(n_accounts) if kinds[i] != "beneficiary"]
         order += [i for i in range(n_accounts) if kinds[i] == "beneficiary"]
-        free = []
+        free: list[int] = []
         for a in order:
             sd = self.sd[int(home[a])]
             victims: list[int] = []

@@ -55,7 +55,9 @@ def prepare() -> None:
         data = window(simulate(n, seed=seed))
         np.save(OUT / f"{name}_x.npy", render_batch(data, style="fraudlens"))
         np.save(OUT / f"{name}_y.npy", data.y().astype(np.int8))
-        np.save(OUT / f"{name}_kind.npy", data.label_column("kind").astype(str))
+        kinds = data.label_column("kind")
+        assert kinds is not None  # the simulator labels every account's kind
+        np.save(OUT / f"{name}_kind.npy", kinds.astype(str))
         print(name, len(data.account_ids), flush=True)
 
 
@@ -228,8 +230,11 @@ def score(seeds: list[int], tag: str, variants: list[str] | None) -> None:
             )
     print("\nmeans over seeds", seeds)
     for name, qs in rows.items():
-        m = {k: np.mean([q[k] for _, q in qs]) for k in ("auc", "recall", "busy")}
-        print(f"{name:22s} AUC {m['auc']:.4f}  recall@1% {m['recall']:.3f}  busy {m['busy']:.3f}")
+        mean = {k: np.mean([q[k] for _, q in qs]) for k in ("auc", "recall", "busy")}
+        print(
+            f"{name:22s} AUC {mean['auc']:.4f}  recall@1% {mean['recall']:.3f}"
+            f"  busy {mean['busy']:.3f}"
+        )
 
 
 def bootstrap(seeds: list[int], tag: str, a: str, b: str, n_boot: int = 1000) -> None:

@@ -133,7 +133,9 @@ def database(kind: str, tmp: Path) -> Iterator[str]:
     import sqlalchemy as sa
 
     name = f"fl_desk_{uuid.uuid4().hex[:10]}"
-    base = sa.engine.make_url(DATABASES[kind])
+    server = DATABASES[kind]
+    assert server is not None  # every kind but sqlite names its server
+    base = sa.engine.make_url(server)
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     if kind == "postgresql":
         create, drop = f'CREATE SCHEMA "{name}"', f'DROP SCHEMA IF EXISTS "{name}" CASCADE'

@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         data = window(data)
         y = data.y()
         kinds = data.label_column("kind")
+        assert kinds is not None  # both account generators label every account's kind
         n_sym = data.klines["symbol"].nunique()
         print(
             f"\n== set {name}: {len(y)} accounts, {int(y.sum())} takeover, "
