@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fraudlens.processor import _check, _check_outer, _queue_meta, _record_of
+from fraudlens.processor import _problem, _queue_meta, _record_of
 
 FEATURES = ["Time", "V1", "Amount"]
 RAW = {
@@ -22,8 +22,8 @@ MEGA = "x" * 1_000_000
 
 def reason_of(body: dict[str, Any]) -> str | None:
     record, outer = _record_of(body)
-    problem, _ = _check(record, FEATURES)
-    return problem if problem is not None else _check_outer(record, outer)
+    problem, _ = _problem(record, outer, FEATURES)
+    return problem
 
 
 def test_good_messages_pass_with_their_values() -> None:

@@ -80,6 +80,7 @@ if TYPE_CHECKING:
     from fraudlens.queues import Message
 
 __all__ = [
+    "MAX_REASON_CHARS",
     "BatchResult",
     "Consumer",
     "ConsumerMetrics",
@@ -103,6 +104,8 @@ _MAX_POLL = 0.005
 _KEEP_LATENCIES = 100_000
 #: Times an owed queue call may fail while the queue answers before it is given up.
 _OWED_TRIES = 3
+#: Longest text of a failed or dead-lettered message's reason.
+MAX_REASON_CHARS = 500
 
 
 class Source(Protocol):
@@ -168,7 +171,7 @@ def failure_reason(exc: BaseException) -> str:
     a message's own megabyte of text must not come back in its reason."""
     from fraudlens._echo import clip_echoes
 
-    return clip_echoes(f"{type(exc).__name__}: {exc}", 500)
+    return clip_echoes(f"{type(exc).__name__}: {exc}", MAX_REASON_CHARS)
 
 
 _T = TypeVar("_T")

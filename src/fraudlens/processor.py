@@ -93,6 +93,7 @@ from fraudlens._echo import clip_echoes
 from fraudlens._ids import MAX_ID_LENGTH, bad_ids, id_problem
 from fraudlens._time import utc, utcnow
 from fraudlens.consume import (
+    MAX_REASON_CHARS,
     BatchResult,
     Consumer,
     ConsumerMetrics,
@@ -136,8 +137,6 @@ _RAW_REQUIRED = ("transaction_id", "ts", "customer_id", "terminal_id", "amount")
 MAX_SOURCE_LENGTH = 64
 #: Longest ``ts`` text of a queued record (ISO-8601 with nanoseconds and a zone is 35).
 MAX_TS_LENGTH = 64
-# Longest text of a dead-letter reason.
-_MAX_REASON_CHARS = 500
 # Longest look-back of the window features: 30-day window + 7-day label delay, + slack.
 _HISTORY_SPAN = pd.Timedelta(days=38)
 
@@ -499,16 +498,16 @@ def _text_problem(record: Mapping[str, Any], field: str, max_length: int) -> str
     return None if problem is None else f"field {field!r}: {field} {problem}"
 
 
-def _check(record: dict[str, Any], features: Sequence[str]) -> tuple[str | None, str]:
-    """Why a queued record cannot be scored (None if it can), and its kind.
-
-    The reason repeats at most :data:`fraudlens._echo.MAX_ECHO_CHARS` characters of any
-    value of the message.
-    """
-    problem, kind = _check_fields(record, features)
-    if problem is not None:
-        problem = clip_echoes(problem, _MAX_REASON_CHARS)
-    return problem, kind
+def _problem(
+    record: dict[str, Any], outer: Mapping[str, Any], features: Sequence[str]
+) -> tuple[str | None, str]:
+    """Why a queued message cannot be scored (None if it can), and its record's kind: the
+    record's fields, then the envelope's. The reason repeats at most
+    :data:`fraudlens._echo.MAX_ECHO_CHARS` characters of any value of the message."""
+    problem, kind = _check(record, features)
+    if problem is None:
+        problem = _check_outer(record, outer)
+    return (None if problem is None else clip_echoes(problem, MAX_REASON_CHARS)), kind
 
 
 def _check_outer(record: Mapping[str, Any], outer: Mapping[str, Any]) -> str | None:
@@ -518,15 +517,15 @@ def _check_outer(record: Mapping[str, Any], outer: Mapping[str, Any]) -> str | N
         if "source" in where and where["source"] is not None:
             problem = _text_problem(where, "source", MAX_SOURCE_LENGTH)
             if problem is not None:
-                return clip_echoes(problem, _MAX_REASON_CHARS)
+                return problem
     if "transaction_id" not in record and outer.get("transaction_id") is not None:
-        problem = _text_problem(outer, "transaction_id", MAX_ID_LENGTH)
-        if problem is not None:
-            return clip_echoes(problem, _MAX_REASON_CHARS)
+        return _text_problem(outer, "transaction_id", MAX_ID_LENGTH)
     return None
 
 
-def _check_fields(record: dict[str, Any], features: Sequence[str]) -> tuple[str | None, str]:
+def _check(record: dict[str, Any], features: Sequence[str]) -> tuple[str | None, str]:
+    """Why a queued record cannot be scored (None if it can), and its kind. The caller
+    cuts the reason with :func:`fraudlens._echo.clip_echoes` before recording it."""
     if all(c in record for c in features):
         for c in features:
             if _number(record[c]) is None:
@@ -721,9 +720,7 @@ class _QueueHandler(_Handler):
         good: list[tuple[Message, dict[str, Any], dict[str, Any], str]] = []
         for msg in msgs:
             record, outer = _record_of(msg.body)
-            problem, kind = _check(record, features)
-            if problem is None:
-                problem = _check_outer(record, outer)
+            problem, kind = _problem(record, outer, features)
             if problem is not None:
                 result.invalid.append((msg, problem))
             else:
