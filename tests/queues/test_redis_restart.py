@@ -41,22 +41,22 @@ def _server(outage: ModuleType, *, persistent: bool) -> Any:
         unavailable(f"cannot run a private Redis server: {exc}")
 
 
-@pytest.fixture
-def volatile(outage: ModuleType) -> Iterator[Any]:
-    server = _server(outage, persistent=False)
+def _serving(outage: ModuleType, *, persistent: bool) -> Iterator[Any]:
+    server = _server(outage, persistent=persistent)
     try:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def volatile(outage: ModuleType) -> Iterator[Any]:
+    yield from _serving(outage, persistent=False)
 
 
 @pytest.fixture
 def durable(outage: ModuleType) -> Iterator[Any]:
-    server = _server(outage, persistent=True)
-    try:
-        yield server
-    finally:
-        server.cleanup()
+    yield from _serving(outage, persistent=True)
 
 
 def _queue(server: Any, **kw: Any) -> RedisQueue:
