@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from fraudlens.consume import BatchResult, Consumer, work_isolated
+from fraudlens.errors import UnavailableError
 from fraudlens.queues import Message, SQLiteQueue
 
 
@@ -77,3 +79,43 @@ def test_a_dead_letter_reason_does_not_repeat_a_long_value(tmp_path: Path) -> No
     assert "ValueError: bad account id: 'xxx" in reason
     assert "x" * 81 not in reason and len(reason) <= 500
     q.close()
+
+
+class _Warming:
+    """Records when its model was loaded, relative to the batches it handled."""
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+        self.calls: list[str] = []
+
+    def warm_up(self) -> None:
+        self.calls.append("warm_up")
+        if self.fail:
+            raise UnavailableError("model not there yet", what="model")
+
+    def handle(self, msgs: Sequence[Message]) -> BatchResult:
+        self.calls.append("handle")
+        return BatchResult(done=list(msgs))
+
+    def probe(self) -> None:
+        return None
+
+
+def test_the_handler_warms_up_before_the_first_batch_and_the_heap_is_frozen(
+    tmp_path: Path,
+) -> None:
+    """The model is loaded before the first receive, and what was loaded is frozen out of
+    the collector's way (the first batch once paid for that full collection); a handler
+    that cannot warm up yet still gets its batches (the loop's outage handling is for
+    them)."""
+    for fail in (False, True):
+        gc.unfreeze()
+        q = SQLiteQueue(tmp_path / f"q{fail}.db")
+        q.send_batch([{"n": 1}, {"n": 2}])
+        handler = _Warming(fail)
+        stats = Consumer(q, handler, poll=True).run(idle_exit=0.2)
+        assert handler.calls == ["warm_up", "handle"]
+        assert stats.processed == 2
+        assert gc.get_freeze_count() > 0
+        q.close()
+    gc.unfreeze()

@@ -676,6 +676,7 @@ class Consumer:
         # One health per metrics (what their /healthz shows), else our own.
         self.health = metrics.health if metrics is not None else Health()
         self.stop_event = stop_event or threading.Event()
+        self._warmed = False
         self._frozen = False
         # Queue calls that failed with the queue down, made again when it answers:
         # [function, args, kwargs, failures while the queue answered].
@@ -714,6 +715,8 @@ class Consumer:
         ConsumerStats
             The running totals (also :attr:`stats`).
         """
+        if not self._warmed:
+            self._warm_up()
         t0 = time.perf_counter() - self.stats.seconds
         idle_since = time.monotonic()
         pause = 0.001
@@ -756,6 +759,22 @@ class Consumer:
         self.stats.seconds = time.perf_counter() - t0
         return self.stats
 
+    def _warm_up(self) -> None:
+        """Before the first receive: let the handler load what it keeps for the run (its
+        model), then move everything loaded so far out of the collector's way, so the
+        first batch does not pay for a full collection of the libraries and the model.
+        A handler that cannot warm up now (its model unavailable) is left to the loop's
+        outage handling."""
+        self._warmed = True
+        warm_up = getattr(self.handler, "warm_up", None)
+        if warm_up is not None:
+            try:
+                warm_up()
+            except UnavailableError as exc:
+                log.info("not warmed up before the first batch: %s", exc)
+        gc.collect()
+        gc.freeze()
+
     # -- one batch -------------------------------------------------------------------
     def process(self, msgs: Sequence[Message]) -> None:
         """Handle one received batch and settle every message of it."""
@@ -779,9 +798,10 @@ class Consumer:
         if self.metrics is not None:
             self.metrics.batch.observe(time.perf_counter() - started)
         if not self._frozen and self.stats.processed:
-            # The model, caches and libraries loaded by the first batches live for the
-            # whole run: move them out of the collector's way, or a full collection
-            # walking them stalls a message for tens of milliseconds now and then.
+            # The caches the first batch filled live for the whole run too (the model
+            # and the libraries were frozen before it): move them out of the
+            # collector's way, or a full collection walking them stalls a message for
+            # tens of milliseconds now and then.
             gc.collect()
             gc.freeze()
             self._frozen = True

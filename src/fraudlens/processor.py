@@ -655,6 +655,10 @@ class _Handler:
         """Work one batch (each kind of source has its own)."""
         raise NotImplementedError
 
+    def warm_up(self) -> None:
+        """Load the models before the first batch (UnavailableError if they cannot be)."""
+        self.models.refresh_or_unavailable()
+
     def probe(self) -> None:
         """Raise UnavailableError until the models load and the sink can write."""
         self.models.refresh_or_unavailable()

@@ -146,6 +146,10 @@ class CheckHandler:
         self.store.ping(write=True)
         self._detector()
 
+    def warm_up(self) -> None:
+        """Load the model before the first batch (UnavailableError if it cannot be)."""
+        self._detector()
+
     def handle(self, msgs: Sequence[Message]) -> BatchResult:
         """Work one batch: parse, score, write events; report each message's fate."""
         result = BatchResult()
