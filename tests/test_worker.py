@@ -497,13 +497,13 @@ def test_healthz_of_several_processes_reports_the_worst_one(
     """``worker --concurrency 2``: /healthz answers 503 while the processes start, 503
     while one process is paused by a locked SQLite store (another process holds its write
     lock) and 200 once the lock is released; then 503 again, naming the process, once a
-    process is killed."""
+    process is killed, and 200 once a new process has taken its slot and works."""
     import sqlite3
 
     store = _loaded_db("sqlite", tmp_path, market)
     q, queue_url = _queue_for("sqlite", tmp_path)
     flagged = sorted(_expected_flags(market, models))
-    assert flagged
+    assert len(flagged) >= 2
     # Another process holds the store's write lock from the start; a check that raises
     # an event must wait for it: after the store's busy timeout (30 s) the batch is handed
     # back and its process pauses, while the other process stays healthy.
@@ -553,12 +553,32 @@ def test_healthz_of_several_processes_reports_the_worst_one(
         assert values[("fraudlens_worker_messages_total", "failed")] == 0, values
         assert values[("fraudlens_worker_outages_total", None)] == 1, values
         assert values[("fraudlens_worker_healthy", None)] == 1, values
-        # A dead process counts as unhealthy (it is not replaced).
+        # A dead process counts as unhealthy until a new one has taken its slot.
         victim = body["processes"][1]["pid"]
         os.kill(victim, signal.SIGKILL)
         body = _wait_healthz(port, 503, proc, 10)
         assert body["what"] == "process" and "killed by signal 9" in body["reason"], body
         assert [p["status"] for p in body["processes"]] == ["ok", "dead"]
+        body = _wait_healthz(port, 200, proc, 60)
+        assert [p["status"] for p in body["processes"]] == ["ok", "ok"], body
+        assert body["processes"][1]["pid"] != victim
+        # the killed process's health gauge is gone: the gathered gauge is the live ones'
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        healthy = [
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "fraudlens_worker_healthy"
+        ]
+        assert healthy == [1], healthy
+        # the new process works: the other process is stopped, a check still gets done
+        os.kill(body["processes"][0]["pid"], signal.SIGTERM)
+        q.send_batch([check_message(flagged[1])])
+        deadline = time.monotonic() + 30
+        while store.counts()["risk_events"] < 2 or q.depth():
+            assert time.monotonic() < deadline, "the new process did not work the check"
+            time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         assert q.dead_letters() == []
@@ -570,3 +590,24 @@ def test_healthz_of_several_processes_reports_the_worst_one(
             proc.wait()
         q.close()
         store.close()
+
+
+def test_a_process_that_dies_while_starting_is_not_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Processes that die before they consume (here: a queue file whose folder is a
+    file) are not restarted in a loop: the run ends, saying why."""
+    from fraudlens.worker import WorkerConfig, run_workers
+
+    (tmp_path / "file").write_text("not a folder")
+    config = WorkerConfig(
+        f"sqlite:///{tmp_path}/file/queue.db",
+        f"sqlite:///{tmp_path}/store.db",
+        tmp_path / "models",
+        idle_exit=1.0,
+    )
+    started = time.monotonic()
+    with caplog.at_level("ERROR", logger="fraudlens.worker"):
+        assert run_workers(config, 2, restart_base=0.1) == []
+    assert time.monotonic() - started < 60
+    assert caplog.text.count("died while starting") == 2, caplog.text

@@ -442,6 +442,10 @@ class SharedHealth:
         self._dead_since[index] = None
         self._write(index, None)
 
+    def started(self, index: int) -> bool:
+        """Whether slot ``index``'s process has attached its health (started consuming)."""
+        return self._read(index) is not None
+
     def processes(self) -> list[dict[str, Any]]:
         """Each process's status: ``ok``, ``unavailable`` (paused by an outage, with what
         and why), ``starting``, ``dead`` or ``stopped``."""

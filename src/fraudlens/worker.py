@@ -32,6 +32,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -572,16 +573,24 @@ def run_workers(
     concurrency: int = 2,
     *,
     on_start: Callable[[SharedHealth], None] | None = None,
+    restart_base: float = 1.0,
+    restart_cap: float = 60.0,
 ) -> list[WorkerStats]:
     """Run ``concurrency`` worker processes, each as :func:`work` does.
 
     Each process opens its own queue and store connections. SIGTERM and SIGINT sent to
     the caller are forwarded; each process finishes its batch in hand before it exits.
 
+    A process that dies (killed, or a crash) after it started consuming is replaced in
+    its slot, after ``restart_base`` seconds, doubling with each death that follows
+    within a minute up to ``restart_cap``; the checks it held come back to the queue
+    when their lease runs out. One that dies while starting is not replaced: a wrong
+    setting would only kill it again (the run ends once no process is left).
+
     ``on_start`` is called with the processes' health once they are started (e.g. to
     serve it on ``/healthz``): a :class:`~fraudlens.consume.SharedHealth` that is
-    unhealthy while any live process is paused by an outage or still starting, or any
-    process has died (dead processes are not replaced).
+    unhealthy while any live process is paused by an outage or still starting, or a
+    process is dead and not yet replaced.
 
     Returns
     -------
@@ -596,16 +605,28 @@ def run_workers(
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     health = SharedHealth(concurrency, ctx)
-    procs = [
-        ctx.Process(target=_child, args=(config, i, results, health)) for i in range(concurrency)
-    ]
-    for i, p in enumerate(procs):
-        health.watch(i, p)
-        p.start()
+    procs: list[Any] = [None] * concurrency
+    born = [0.0] * concurrency
+    delay = [restart_base] * concurrency
+    due: dict[int, float] = {}
+
+    def start(i: int) -> None:
+        procs[i] = ctx.Process(target=_child, args=(config, i, results, health))
+        health.watch(i, procs[i])
+        procs[i].start()
+        born[i] = time.monotonic()
+
+    for i in range(concurrency):
+        start(i)
     if on_start is not None:
         on_start(health)
 
+    stopping = False
+
     def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        due.clear()
         for p in procs:
             if p.is_alive() and p.pid is not None:
                 os.kill(p.pid, signal.SIGTERM)
@@ -613,16 +634,56 @@ def run_workers(
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         out: dict[int, WorkerStats] = {}
-        while len(out) < len(procs):
+        while len(out) < concurrency:
             try:
                 i, stats = results.get(timeout=0.5)
                 out[i] = stats
+                continue
             except stdlib_queue.Empty:
-                if not any(p.is_alive() for p in procs):
-                    break
+                pass
+            now = time.monotonic()
+            for i, p in enumerate(procs):
+                if stopping or i in out or i in due or p.exitcode in (None, 0):
+                    continue
+                _forget_metrics_of(p.pid)
+                if not health.started(i):
+                    log.error(
+                        "worker process %d (pid %s) died while starting (exit code %s): "
+                        "not replaced",
+                        i,
+                        p.pid,
+                        p.exitcode,
+                    )
+                    continue
+                # a process that lived a minute or more starts the back-off again
+                delay[i] = restart_base if now - born[i] >= 60 else delay[i]
+                due[i] = now + delay[i]
+                log.warning(
+                    "worker process %d (pid %s) died (exit code %s): a new one starts in %.0f s",
+                    i,
+                    p.pid,
+                    p.exitcode,
+                    delay[i],
+                )
+                delay[i] = min(delay[i] * 2, restart_cap)
+            for i, when in list(due.items()):
+                if now >= when:
+                    del due[i]
+                    start(i)
+            if not due and not any(p.is_alive() for p in procs):
+                break
         for p in procs:
             p.join()
         return [out[i] for i in sorted(out)]
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _forget_metrics_of(pid: int | None) -> None:
+    """Drop a dead process's live gauges (its health) from the multiprocess metrics; its
+    counters stay in the totals."""
+    if pid is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
