@@ -611,3 +611,22 @@ def test_a_process_that_dies_while_starting_is_not_replaced(
         assert run_workers(config, 2, restart_base=0.1) == []
     assert time.monotonic() - started < 60
     assert caplog.text.count("died while starting") == 2, caplog.text
+
+
+def test_each_process_reads_as_its_own_redis_consumer(tmp_path: Path) -> None:
+    """``--concurrency 2`` with ``consumer=NAME`` in the queue URL: the processes read as
+    ``NAME-0`` and ``NAME-1`` (one name for both made each hand back the other's entries
+    as its own lost ones); other parameters and other queues are left alone."""
+    from fraudlens.worker import WorkerConfig, _own_consumer
+
+    url = "redis://127.0.0.1:6379/0?stream=s&consumer=desk&socket_timeout=5"
+    config = WorkerConfig(url, "sqlite:///x.db", tmp_path)
+    urls = [_own_consumer(config, i).queue_url for i in (0, 1)]
+    queues = [RedisQueue.from_url(u) for u in urls]
+    assert [q.consumer for q in queues] == ["desk-0", "desk-1"]
+    assert all(q.stream == "s" for q in queues)
+    assert all("socket_timeout=5" in u for u in urls)
+    for q in queues:
+        q.close()
+    for plain in ("redis://127.0.0.1:6379/0?stream=s", "sqlite:///q.db"):
+        assert _own_consumer(WorkerConfig(plain, "sqlite:///x.db", tmp_path), 1).queue_url == plain

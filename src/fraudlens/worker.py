@@ -563,9 +563,27 @@ def _child(config: WorkerConfig, index: int, results: Any, health: SharedHealth)
     def attach(worker: Worker) -> None:
         health.attach(index, worker.consumer.health)
 
-    stats = work(config, metrics=metrics, on_start=attach)
+    stats = work(_own_consumer(config, index), metrics=metrics, on_start=attach)
     stats.latencies = stats.latencies[:20_000]
     results.put((index, stats))
+
+
+def _own_consumer(config: WorkerConfig, index: int) -> WorkerConfig:
+    """``config`` for process ``index``: a Redis consumer name given in the queue URL
+    (``consumer=NAME``) becomes ``NAME-<index>``, so no two processes read as one
+    consumer (each would hand back the other's entries as its own lost ones); a process
+    that replaces a dead one gets its name, and with it the entries it left pending."""
+    from dataclasses import replace
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(config.queue_url)
+    if not parts.scheme.startswith("redis"):
+        return config
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(k == "consumer" for k, _ in query):
+        return config
+    query = [(k, f"{v}-{index}" if k == "consumer" else v) for k, v in query]
+    return replace(config, queue_url=urlunsplit(parts._replace(query=urlencode(query))))
 
 
 def run_workers(
