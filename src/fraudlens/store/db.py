@@ -29,6 +29,7 @@ problem with the data at hand.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -912,7 +913,7 @@ class Store(Closing, AuthStore, TriageStore):
                     continue
                 size = next(n for n in _MIRROR_SHAPES if n >= len(part))
                 part += [part[-1]] * (size - len(part))
-                params = tuple(v for row in part for v in row)
+                params = tuple(itertools.chain.from_iterable(part))
                 rows.extend(_driver_rows(conn.exec_driver_sql(_mirror_sql(size, style), params)))
         # other accounts' trades, each once (a trade inside two boxes comes back twice),
         # sorted by (ts, trade_id): on the rows themselves, as they are few
