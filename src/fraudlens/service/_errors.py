@@ -15,9 +15,15 @@ exception                               status  detail
 ``MissingDependencyError``
 any other ``FraudlensError``            400
 ``HTTPException``                       its own (413 body limit, 404 unknown path, ...)
-``RequestValidationError``              422     (400 when the body is not JSON at all)
+``RequestValidationError``              422     (400 when the body is not JSON at all;
+                                                415 when a JSON route's body is sent as
+                                                another type)
+``ClientDisconnect``                    499     (the client left; nothing is sent)
 anything else                           500     the exception's class name, logged
 ======================================  ======  ==========================================
+
+A body that cannot be parsed at all gets 400 saying why (nested too deeply, a number of
+thousands of digits, not UTF-8), not the framework's bare "error parsing the body".
 
 SQLAlchemy errors that reach this far (the store maps its own; a store given by a caller
 may not) count as the store being unavailable, never as a bad request.
@@ -42,6 +48,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from fraudlens._echo import MAX_ECHO_CHARS, MAX_REPLY_CHARS, clip_echoes
 from fraudlens._images import ImageTooLargeError
@@ -153,12 +160,44 @@ def _message(error: Any) -> Any:
     return error.get("msg")
 
 
+#: FastAPI's reply when a JSON body cannot be read for a reason other than bad syntax.
+_FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+#: Media types FastAPI reads as JSON for a route with a JSON body.
+_JSON_SUFFIX = "+json"
+# Validation errors that say the whole body is not an object: for a body that is not
+# JSON at all (a text/plain body, or none), FastAPI validates the raw bytes.
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
+
+
+def _parse_failure(exc: BaseException | None) -> str:
+    """Why a JSON body could not be parsed, for FastAPI's generic 400."""
+    if isinstance(exc, RecursionError):
+        return "the body's JSON is nested too deeply to read"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the body is not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, ValueError) and "digits" in str(exc):
+        # int("9" * 5000): Python refuses integers of more than 4,300 digits.
+        return "a number in the body has too many digits to read"
+    return "the body could not be read as JSON"
+
+
+def _is_json_media(request: Request) -> bool:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith(_JSON_SUFFIX)
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every exception into a JSON reply."""
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        if isinstance(exc.__cause__, ClientDisconnect):
+            return await client_gone(request, exc.__cause__)
         detail = exc.detail
+        if exc.status_code == 400 and detail == _FASTAPI_PARSE_ERROR:
+            detail = _parse_failure(exc.__cause__)
         error = detail if isinstance(detail, str) else "request failed"
         extra = None if isinstance(detail, str) else detail
         if exc.status_code == 413:
@@ -186,6 +225,20 @@ def install_error_handlers(app: FastAPI) -> None:
             }
         if any(e.get("type") == "json_invalid" for e in raw):
             return error_reply(400, "the body is not valid JSON", errors)
+        if (
+            raw
+            and tuple(raw[0].get("loc", ())) == ("body",)
+            and raw[0].get("type") in _NOT_AN_OBJECT
+            and not _is_json_media(request)
+        ):
+            # FastAPI reads a JSON body only when it is sent as JSON; anything else is
+            # validated as raw bytes, and "should be a valid dictionary" misleads.
+            media = request.headers.get("content-type") or "none"
+            return error_reply(
+                415,
+                "send the body as JSON (Content-Type: application/json)",
+                {"content_type": media},
+            )
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
         return error_reply(422, f"{where}: {first['msg']}", errors)
@@ -211,7 +264,14 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_reply(500, "internal server error", type(exc).__name__)
 
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # The client closed the connection before its body was in: nobody reads the
+        # reply. Not a server error: no traceback, and metrics count it as 499.
+        log.info("client left during %s %s", request.method, request.url.path)
+        return Response(status_code=499)
+
     handlers: dict[Any, Callable[..., Any]] = {
+        ClientDisconnect: client_gone,
         HTTPException: http_error,
         RequestValidationError: validation_error,
         FraudlensError: fraudlens_error,

@@ -1,8 +1,9 @@
-"""ASGI middleware: request body size limit, HEAD on GET routes and Prometheus request
-metrics."""
+"""ASGI middleware: request body size and time limits, HEAD on GET routes and Prometheus
+request metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -11,7 +12,37 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimitMiddleware", "HeadMiddleware", "Metrics", "MetricsMiddleware"]
+__all__ = [
+    "BODY_IDLE_SECONDS",
+    "BODY_SECONDS",
+    "LARGE_BODY_BYTES",
+    "LARGE_BODY_SLOTS",
+    "LARGE_BODY_WAIT_SECONDS",
+    "BodyLimitMiddleware",
+    "HeadMiddleware",
+    "Metrics",
+    "MetricsMiddleware",
+]
+
+#: Longest wait for the next piece of a request body (or the first) before a 408.
+BODY_IDLE_SECONDS = 15.0
+#: Longest time a whole request body may take to arrive (5 MB at 45 KB/s) before a 408.
+BODY_SECONDS = 120.0
+#: Bodies larger than this are "large": at most :data:`LARGE_BODY_SLOTS` of them are
+#: handled at a time. Parsed and scored, a body takes about 40 times its size in memory
+#: (a 5 MB JSON body of card rows: 200 MB).
+LARGE_BODY_BYTES = 256 * 1024
+#: Large bodies handled at the same time (the others wait, up to
+#: :data:`LARGE_BODY_WAIT_SECONDS`, then get 503). Eight 5 MB card requests at once had
+#: taken the server from 390 MB to 1.9 GB; as many again, that much more.
+LARGE_BODY_SLOTS = 2
+#: How long a large body waits for a slot before the reply is 503 (with Retry-After).
+LARGE_BODY_WAIT_SECONDS = 30.0
+
+#: Methods the metrics label by name; any other (``M1XXXX...``: HTTP allows any token)
+#: is labelled ``other``, so clients cannot add series. 200 requests with their own
+#: 60 KB method names had grown a /metrics scrape to 240 MB.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -23,13 +54,64 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body is larger than the limit of {limit} bytes")
 
 
+class BodyTooSlow(HTTPException):
+    """Raised from ``receive`` when a body stalls or takes too long to arrive."""
+
+    def __init__(self, why: str) -> None:
+        # The rest of the body may still come: the connection cannot carry another request.
+        super().__init__(
+            408,
+            f"the request body {why}; send it whole and promptly",
+            headers={"Connection": "close"},
+        )
+
+
+class LargeBodiesBusy(HTTPException):
+    """Raised from ``receive`` when a large body found no free slot in time."""
+
+    def __init__(self, slots: int, waited: float) -> None:
+        super().__init__(
+            503,
+            f"the service is handling {slots} large requests already and none finished "
+            f"within {waited:g} s; retry later, or send fewer rows per request",
+            headers={"Retry-After": "5"},
+        )
+
+
 class BodyLimitMiddleware:
     """Refuse bodies over ``limit`` bytes: from ``Content-Length`` before reading, and by
-    counting while reading (chunked uploads, or a lying header)."""
+    counting while reading (chunked uploads, or a lying header).
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    Bodies are also bounded in time: a client that stops sending for ``idle_seconds``, or
+    whose body takes longer than ``total_seconds`` in all, gets 408 and the connection is
+    closed. Without this a client that announces a body and never sends it (or sends a
+    byte a minute) holds its connection and the request's handler forever.
+
+    And in number: a request whose body is over ``large_bytes`` takes one of
+    ``large_slots`` slots once its body is in (so a slow sender holds none) and keeps it
+    until its reply is sent; the memory of parsing and scoring is then bounded by the
+    slots, not by how many clients send at once. A body that finds no slot within
+    ``large_wait_seconds`` gets 503 with ``Retry-After``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        idle_seconds: float = BODY_IDLE_SECONDS,
+        total_seconds: float = BODY_SECONDS,
+        large_bytes: int = LARGE_BODY_BYTES,
+        large_slots: int = LARGE_BODY_SLOTS,
+        large_wait_seconds: float = LARGE_BODY_WAIT_SECONDS,
+    ) -> None:
         self.app = app
         self.limit = int(limit)
+        self.idle_seconds = float(idle_seconds)
+        self.total_seconds = float(total_seconds)
+        self.large_bytes = int(large_bytes)
+        self.large_slots = int(large_slots)
+        self.large_wait_seconds = float(large_wait_seconds)
+        self._large = asyncio.Semaphore(self.large_slots)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,17 +133,48 @@ class BodyLimitMiddleware:
                     )
                     return
         seen = 0
+        complete = False
+        waited = 0.0  # seconds spent waiting for the client's body so far
+        holds_slot = False
+        loop = asyncio.get_running_loop()
 
         async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete, waited, holds_slot
+            if complete:
+                # The body is in: later calls wait for the client to disconnect.
+                return await receive()
+            wait = min(self.idle_seconds, self.total_seconds - waited)
+            start = loop.time()
+            try:
+                message = await asyncio.wait_for(receive(), wait)
+            except TimeoutError:
+                if wait < self.idle_seconds:
+                    raise BodyTooSlow(
+                        f"took more than {self.total_seconds:g} s to arrive"
+                    ) from None
+                raise BodyTooSlow(f"stalled for {self.idle_seconds:g} s") from None
+            finally:
+                waited += loop.time() - start
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
                     raise BodyTooLarge(self.limit)
+                complete = not message.get("more_body", False)
+                if complete and seen > self.large_bytes:
+                    try:
+                        await asyncio.wait_for(self._large.acquire(), self.large_wait_seconds)
+                    except TimeoutError:
+                        raise LargeBodiesBusy(self.large_slots, self.large_wait_seconds) from None
+                    holds_slot = True
+            else:
+                complete = True  # the client is gone
             return message
 
-        await self.app(scope, limited, send)
+        try:
+            await self.app(scope, limited, send)
+        finally:
+            if holds_slot:
+                self._large.release()
 
 
 class HeadMiddleware:
@@ -194,5 +307,7 @@ class MetricsMiddleware:
                 path = scope.get("path", "")
                 label = path if path in self.known_paths else "<unmatched>"
             method = scope.get("method", "")
+            if method not in _METHODS:
+                method = "other"
             self.metrics.requests.labels(label, method, str(status)).inc()
             self.metrics.latency.labels(label, method).observe(time.perf_counter() - start)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from fraudlens.service._schemas import MarketScoreRequest
 
 __all__ = [
+    "MAX_EXPLAIN_ROWS",
+    "MAX_MARKET_ACCOUNTS",
     "align_metadata",
     "card_matrix",
     "check_metadata",
@@ -42,6 +44,10 @@ MAX_METADATA_KEY_CHARS = 128
 #: Most accounts one market request may hold. The CNN draws an image of every account
 #: (about 65 KB each while scoring); a 5 MB body can name 30,000 accounts.
 MAX_MARKET_ACCOUNTS = 2000
+#: Most card rows one request may ask reasons for (``explain``). Each row's reasons are up
+#: to 20 objects in the reply: 73,000 rows (a 5 MB body) took 18 s, 1.1 GB and replied
+#: 88 MB; 1,000 rows take 0.2 s and reply 1.2 MB.
+MAX_EXPLAIN_ROWS = 1000
 
 
 def media_type(request: Request) -> str:
@@ -71,6 +77,7 @@ def card_matrix(det: Detector, text: str | None, rows: list[Any] | None = None) 
         # A byte-order mark before the first row (spreadsheets save "CSV UTF-8" with one)
         # is not part of its first value.
         text = text.removeprefix("\ufeff")
+        _check_csv_lines(text, len(names))
         X = _fast_csv(text, len(names))
         if X is None:
             from fraudlens.cards.data import read_csv_rows
@@ -108,6 +115,32 @@ def card_matrix(det: Detector, text: str | None, rows: list[Any] | None = None) 
             f"value {X[r, c]} is not a finite number", row=int(r) + 1, column=str(c + 1)
         )
     return _in_card_range(X)
+
+
+#: Blank lines a CSV body may hold beyond its rows.
+MAX_BLANK_CSV_LINES = 1000
+# What str.splitlines splits on (\r\n counts once).
+_LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def _check_csv_lines(text: str, n_features: int) -> None:
+    """Refuse a CSV body with more lines than its rows can fill (DataError), before the
+    parser makes an object of every line.
+
+    A row of ``n_features`` values takes at least ``2 * n_features`` characters with its
+    line break, so a body of ``len(text)`` characters holds at most ``len(text) // (2 *
+    n_features)`` rows; more lines than that plus :data:`MAX_BLANK_CSV_LINES` are blank or
+    too short. 2.5 million one-character lines (5 MB) had taken 5 s and 540 MB to be told
+    that their first row was too short.
+    """
+    breaks = sum(text.count(ch) for ch in _LINE_BREAKS) - text.count("\r\n")
+    most = len(text) // (2 * max(n_features, 1)) + MAX_BLANK_CSV_LINES
+    if breaks > most:
+        raise DataError(
+            f"{breaks:,} lines in a body of {len(text):,} characters: rows of {n_features} "
+            f"values fill at most {most - MAX_BLANK_CSV_LINES:,} lines (and "
+            f"{MAX_BLANK_CSV_LINES:,} blank ones); most lines are blank or too short"
+        )
 
 
 def _in_card_range(X: np.ndarray) -> np.ndarray:
@@ -173,11 +206,41 @@ def market_data(req: MarketScoreRequest, window_hours: float) -> MarketData:
         raise DataError("no trades", column="trades")
     if not req.klines:
         raise DataError("no klines", column="klines")
-    klines = validate_klines(_records_frame(req.klines, KLINE_COLUMNS, "klines"), "klines")
+    try:
+        klines = validate_klines(_records_frame(req.klines, KLINE_COLUMNS, "klines"), "klines")
+    except OverflowError:
+        raise _too_large_number(req.klines, KLINE_COLUMNS, "klines") from None
     trades = _records_frame(req.trades, TRADE_COLUMNS, "trades")
     _check_accounts(trades)
-    trades = validate_trades(trades, "trades", klines=klines)
+    try:
+        trades = validate_trades(trades, "trades", klines=klines)
+    except OverflowError:
+        raise _too_large_number(req.trades, TRADE_COLUMNS, "trades") from None
     return window(MarketData(klines, trades), hours=window_hours)
+
+
+def _too_large_number(
+    records: list[dict[str, Any]], columns: tuple[str, ...], what: str
+) -> DataError:
+    """The DataError naming the first integer of ``records`` beyond the float range.
+
+    JSON integers have no size limit (``1`` and 400 zeros is one); pandas cannot turn such
+    a number into a float and raises OverflowError, which was a 500.
+    """
+    for i, rec in enumerate(records):
+        for c in columns:
+            value = rec.get(c)
+            if isinstance(value, int) and not isinstance(value, bool):
+                try:
+                    float(value)
+                except OverflowError:
+                    return DataError(
+                        f"a number of {len(str(value)):,} digits is too large",
+                        file=what,
+                        row=i + 1,
+                        column=c,
+                    )
+    return DataError("a number is too large", file=what)
 
 
 def _records_frame(records: list[dict[str, Any]], columns: tuple[str, ...], what: str) -> Any:

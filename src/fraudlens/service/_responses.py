@@ -13,8 +13,9 @@ __all__ = ["error_docs", "model_reply"]
 _TEXT = {
     400: "Unreadable body or corrupt image",
     404: "No such record",
+    408: "The body stalled (15 s) or took too long to arrive (120 s)",
     413: "Body or image larger than the limit",
-    415: "Unsupported content type",
+    415: "Unsupported content type (JSON routes: a body not sent as application/json)",
     422: "Missing fields or bad values (row and column named)",
     503: "No model trained, a model that cannot be loaded, or an unreachable store or queue",
 }

@@ -24,11 +24,11 @@ Routes (one router module per resource in :mod:`fraudlens.service.routes`):
 
 Every score goes through :mod:`fraudlens.scoring` (one flag rule: ``score > threshold``).
 Every error is JSON ``{"error", "detail"}``, decided in :mod:`fraudlens.service._errors`:
-bad input 4xx (415 content type, 400 unreadable body, 413 body or image too large, 422
-bad values with row and column, 404 unknown record), 503 when a model is missing or
-cannot be loaded or the store or queue cannot be reached. Images are refused from their
-header when they declare more than ``max_image_pixels`` pixels, and at most
-``image_decoders`` are decoded at a time.
+bad input 4xx (415 content type, 400 unreadable body, 408 body too slow, 413 body or
+image too large, 422 bad values with row and column, 404 unknown record), 503 when a
+model is missing or cannot be loaded or the store or queue cannot be reached. Images
+are refused from their header when they declare more than ``max_image_pixels`` pixels,
+and at most ``image_decoders`` are decoded at a time.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ from fraudlens.model_cache import ModelCache, serving_threads
 from fraudlens.service._auth import install_auth
 from fraudlens.service._errors import install_error_handlers
 from fraudlens.service._middleware import (
+    BODY_IDLE_SECONDS,
+    BODY_SECONDS,
+    LARGE_BODY_SLOTS,
+    LARGE_BODY_WAIT_SECONDS,
     BodyLimitMiddleware,
     HeadMiddleware,
     Metrics,
@@ -86,6 +90,10 @@ def create_app(
     preload: bool = True,
     store: Store | None = None,
     queue: Queue | None = None,
+    body_idle_seconds: float = BODY_IDLE_SECONDS,
+    body_seconds: float = BODY_SECONDS,
+    large_body_slots: int = LARGE_BODY_SLOTS,
+    large_body_wait_seconds: float = LARGE_BODY_WAIT_SECONDS,
 ) -> FastAPI:
     """Build the scoring service.
 
@@ -118,6 +126,12 @@ def create_app(
     queue
         Queue the account checks go to. If None, ``open_queue(settings.queue_url)`` on
         first use, closed at shutdown; a given queue is left open for its owner.
+    body_idle_seconds, body_seconds
+        A request body that stalls this long, or takes this long in all, gets 408 (15 s
+        and 120 s).
+    large_body_slots, large_body_wait_seconds
+        Requests with bodies over 256 KiB handled at a time (2), and how long one waits
+        for a slot before its reply is 503 (30 s).
 
     Returns
     -------
@@ -181,7 +195,14 @@ def create_app(
     # Identity checks run last before routing (after the body limit and the metrics).
     install_auth(app, settings, state.store)
     # Outermost first in the chain: metrics see every reply, including a 413.
-    app.add_middleware(BodyLimitMiddleware, limit=state.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=state.max_body_bytes,
+        idle_seconds=body_idle_seconds,
+        total_seconds=body_seconds,
+        large_slots=large_body_slots,
+        large_wait_seconds=large_body_wait_seconds,
+    )
     # HEAD is answered as GET without the body (between the metrics and the body limit).
     app.add_middleware(HeadMiddleware)
     # Paths of requests answered before routing (a 413 from the body limit) are labelled

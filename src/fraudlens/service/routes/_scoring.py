@@ -12,7 +12,13 @@ from starlette.concurrency import run_in_threadpool
 
 from fraudlens.errors import DataError, UnavailableError
 from fraudlens.scoring import CardScores, MarketScores, score_cards, score_market
-from fraudlens.service._parse import card_matrix, market_data, market_model_key, name_card_column
+from fraudlens.service._parse import (
+    MAX_EXPLAIN_ROWS,
+    card_matrix,
+    market_data,
+    market_model_key,
+    name_card_column,
+)
 
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
@@ -48,6 +54,12 @@ def _cards(
     shape = classifier if classifier is not None else anomaly
     assert shape is not None
     X = card_matrix(shape, text, rows)
+    if explain and classifier is not None and len(X) > MAX_EXPLAIN_ROWS:
+        raise DataError(
+            f"explain is limited to {MAX_EXPLAIN_ROWS:,} rows per request, got {len(X):,}: "
+            "send the rows to explain in smaller requests, or explain=false",
+            column="explain",
+        )
     try:
         return score_cards(classifier, X, anomaly=anomaly, explain=explain, top=top)
     except DataError as exc:

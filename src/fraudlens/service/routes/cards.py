@@ -32,7 +32,7 @@ router = APIRouter(prefix="/v1/cards", tags=["cards"], dependencies=[ForServices
     "/score",
     response_model=CardScoreResponse,
     response_model_exclude_none=True,
-    responses=error_docs(400, 413, 422, 503),
+    responses=error_docs(400, 408, 413, 415, 422, 503),
 )
 async def cards_score(
     req: CardScoreRequest, models: ModelsDep, metrics: MetricsDep, sink: SinkDep

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/market", tags=["market"], dependencies=[ForServic
     "/score",
     response_model=MarketScoreResponse,
     response_model_exclude_none=True,
-    responses=error_docs(400, 413, 422, 503),
+    responses=error_docs(400, 408, 413, 415, 422, 503),
 )
 async def market_score(
     req: MarketScoreRequest, models: ModelsDep, settings: SettingsDep, metrics: MetricsDep

@@ -89,7 +89,14 @@ _EVENT_ERRORS = error_docs(
     status_code=202,
     response_model=AccountCheckQueued,
     responses=error_docs(
-        400, 413, 422, 503, _422="Bad account id or body", _503="The queue cannot be reached"
+        400,
+        408,
+        413,
+        415,
+        422,
+        503,
+        _422="Bad account id or body",
+        _503="The queue cannot be reached",
     ),
 )
 async def check_account(
@@ -208,7 +215,7 @@ async def get_risk_event(event_id: Annotated[int, Path(ge=1)], store: StoreDep) 
 @router.post(
     "/risk-events/{event_id}/review",
     response_model=RiskEvent,
-    responses={**_EVENT_ERRORS, **error_docs(400, 413)},
+    responses={**_EVENT_ERRORS, **error_docs(400, 408, 413, 415)},
     dependencies=[ForAnalysts],
 )
 async def review_risk_event(
@@ -235,7 +242,7 @@ async def review_risk_event(
     dependencies=[ForAnalysts],
     responses={
         **_EVENT_ERRORS,
-        **error_docs(400, 413, _404="Some id names no risk event (nothing was changed)"),
+        **error_docs(400, 408, 413, 415, _404="Some id names no risk event (nothing was changed)"),
     },
 )
 async def review_risk_events(review: BulkReviewRequest, store: StoreDep, user: UserDep) -> Any:

@@ -92,7 +92,7 @@ _REPLIES: dict[int | str, dict[str, Any]] = {
             "text/csv": {"schema": {"type": "string"}},
         },
     },
-    **error_docs(400, 413, 415, 422, 503),
+    **error_docs(400, 408, 413, 415, 422, 503),
 }
 
 
