@@ -407,3 +407,21 @@ def test_made_up_methods_add_no_metric_series(bare: Any) -> None:
     assert "XXXX" not in text
     assert 'method="other"' in text
     assert len(text) < before + 20_000
+
+
+@pytest.mark.parametrize("path", ["/v1/market/score", "/invocations"])
+@pytest.mark.parametrize(
+    ("which", "column", "value"),
+    [("trades", "price", True), ("trades", "quantity", False), ("klines", "close", True)],
+)
+def test_booleans_are_not_numbers(bare: Any, path: str, which: str, column: str, value: bool):
+    """``"price": true`` had been read as a price of 1."""
+    body = _market()
+    body["trades"].append({**body["trades"][0], "trade_id": "t2"})
+    body["klines"].append({**body["klines"][0], "ts": "2025-01-01T00:05:00Z"})
+    body[which][1][column] = value
+    r = bare.post(path, json=body)
+    assert r.status_code == 422, r.text[:300]
+    detail = r.json()["detail"]
+    assert (detail["file"], detail["row"], detail["column"]) == (which, 2, column)
+    assert "boolean" in detail["reason"]
