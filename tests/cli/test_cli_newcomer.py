@@ -277,8 +277,10 @@ def _reference(root: Path) -> tuple[Path, Path, Path]:
 def test_import_reference_then_score_as_printed(market_models: Path, tmp_path: Path) -> None:
     kl, buy, sell = _reference(tmp_path)
     out = tmp_path / "imported"
+    # The default registry holds a trained market model: one command, the score.
     proc = run_cli(["market", "import-reference", "--klines", str(kl), "--buy", str(buy),
-                    "--sell", str(sell), "--out", str(out), "--symbol", "COIN"])  # fmt: skip
+                    "--sell", str(sell), "--out", str(out), "--symbol", "COIN"],
+                   env={"FRAUDLENS_MODELS_DIR": str(market_models)})  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "imported 3 bars and 5 trades of 2 accounts" in one_line(proc.stderr)
     trades = pd.read_csv(out / "trades.csv")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import shutil
@@ -29,6 +30,7 @@ __all__ = [
     "DbOpt",
     "ModelDir",
     "SeedOpt",
+    "WindowHoursOpt",
     "cli_errors",
     "command_name",
     "console",
@@ -68,6 +70,30 @@ DbOpt = Annotated[
 
 #: The ``--seed`` option of the commands that draw random numbers.
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+
+#: Longest scoring window the CLI takes, in hours (about 11 years): past it the window's
+#: start leaves pandas' time range.
+MAX_WINDOW_HOURS = 100_000.0
+
+
+def _window_hours(value: float) -> float:
+    # 0, negative, nan or inf hours used to end in a pandas traceback (or an empty window).
+    if not (math.isfinite(value) and 0.0 < value <= MAX_WINDOW_HOURS):
+        raise typer.BadParameter(
+            f"{value:g} is not a window: give hours above 0 and at most {MAX_WINDOW_HOURS:,.0f}"
+        )
+    return value
+
+
+#: The ``--window-hours`` option: the scoring window that ends at an account's latest trade.
+WindowHoursOpt = Annotated[
+    float,
+    typer.Option(
+        "--window-hours",
+        callback=_window_hours,
+        help="Scoring window that ends at each account's latest trade, in hours.",
+    ),
+]
 
 
 def event_threshold_option(*names: str) -> Any:

@@ -57,14 +57,46 @@ def import_reference(
     for name, path in paths.items():
         console.print(f"  {name}: {path}", soft_wrap=True, highlight=False)
     k, t = (shlex.quote(str(paths[n])) for n in ("klines", "trades"))
-    console.print(
-        "score them with the default registry's market model (add -m FOLDER for another):",
-        highlight=False,
-    )
-    console.print(
-        f"  $ {fraudlens_command()} market score --klines {k} --trades {t} "
-        f"--out {shlex.quote(str(Path(out) / 'scores.csv'))}",
-        soft_wrap=True,
-        highlight=False,
-        markup=False,
-    )
+    exe = fraudlens_command()
+    steps = [
+        f"{exe} market score --klines {k} --trades {t} "
+        f"--out {shlex.quote(str(Path(out) / 'scores.csv'))}"
+    ]
+    registry = _default_registry()
+    if _has_market_model(registry):
+        console.print(
+            "score them with the default registry's market model (add -m FOLDER for another):",
+            highlight=False,
+        )
+    else:
+        # The score command alone would fail here ("no model registry at models"): train a
+        # model on simulated accounts first, into the default registry the command reads.
+        sim = "market-sim"
+        console.print(
+            f"no market model in the default registry ({registry}) yet: train one on "
+            "simulated accounts, then score them (or add -m FOLDER to score with another "
+            "registry's):",
+            soft_wrap=True,
+            highlight=False,
+        )
+        steps[:0] = [f"{exe} market simulate --out {sim}", f"{exe} market train --data {sim}"]
+    for step in steps:
+        console.print(f"  $ {step}", soft_wrap=True, highlight=False, markup=False)
+
+
+def _default_registry() -> Path:
+    # The registry `market score` reads without -m.
+    from fraudlens.config import get_settings
+
+    return Path(get_settings().models_dir)
+
+
+def _has_market_model(root: Path) -> bool:
+    from fraudlens.errors import FraudlensError
+    from fraudlens.registry import Registry
+
+    try:
+        Registry(root).get("market")
+    except FraudlensError:
+        return False
+    return True

@@ -11,7 +11,16 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from fraudlens.cli._common import ModelDir, SeedOpt, cli_errors, console, progress, registry_root
+from fraudlens.cli._common import (
+    ModelDir,
+    SeedOpt,
+    WindowHoursOpt,
+    cli_errors,
+    console,
+    fraudlens_command,
+    progress,
+    registry_root,
+)
 
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
@@ -68,7 +77,7 @@ def simulate(
     fraud_share: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of takeover accounts.")
     ] = 0.5,
-    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    fmt: Annotated[str, typer.Option("--format", help="csv, csv.gz or parquet.")] = "csv",
     klines: Annotated[
         Path | None,
         typer.Option(
@@ -86,10 +95,13 @@ def simulate(
     ] = None,
 ) -> None:
     """Simulate 5-minute bars and accounts (normal and takeover kinds) with labels."""
-    from fraudlens.errors import DataError
+    from fraudlens.errors import ConfigError, DataError
     from fraudlens.market.data import load_klines, write_market
     from fraudlens.market.simulate import simulate as run
 
+    # Checked before the simulation: a bad --format used to end, after it, in a traceback.
+    if fmt not in ("csv", "csv.gz", "parquet"):
+        raise ConfigError(f"--format must be csv, csv.gz or parquet, not {fmt!r}")
     bars = None
     if klines is not None:
         with console.status(f"loading {klines}"):
@@ -130,9 +142,7 @@ def render(
         str, typer.Option(help="fraudlens (CNN input) or reference (the seed's look).")
     ] = "fraudlens",
     scale: Annotated[int, typer.Option(min=1, max=16, help="Enlarge pixels by this factor.")] = 1,
-    window_hours: Annotated[
-        float, typer.Option(help="Window that ends at the latest trade.")
-    ] = 24.0,
+    window_hours: WindowHoursOpt = 24.0,
 ) -> None:
     """Render one account's trades over its bars as an image."""
     from fraudlens.errors import DataError
@@ -259,7 +269,7 @@ def train(
     ] = DetectorChoice.features,
     seed: SeedOpt = 0,
     epochs: Annotated[
-        int | None, typer.Option(help="CNN epochs [default: the detector's].")
+        int | None, typer.Option(min=1, help="CNN epochs [default: the detector's].")
     ] = None,
     arch: Annotated[
         ArchChoice,
@@ -268,9 +278,7 @@ def train(
             "compact, columns or resnet18."
         ),
     ] = ArchChoice.bars,
-    window_hours: Annotated[
-        float, typer.Option(help="Scoring window that ends at the latest trade.")
-    ] = 24.0,
+    window_hours: WindowHoursOpt = 24.0,
     reviewed_from: Annotated[
         str | None,
         typer.Option(
@@ -378,12 +386,36 @@ def train(
         )
     console.print(f"stored in {mv.path}")
     if not mv.active:
-        console.print(
-            f"not activated: compare it with `fraudlens models compare {mv.name} {mv.version} "
-            f"--db URL`, then `fraudlens models activate {mv.name} {mv.version}`",
-            soft_wrap=True,
-            highlight=False,
-        )
+        _print_candidate_steps(mv.name, mv.version, model_dir, reviewed_from)
+
+
+def _print_candidate_steps(
+    name: str, version: str, model_dir: Path | None, reviewed_from: str | None
+) -> None:
+    """The commands that judge and activate a version stored without activating it,
+    runnable as printed: this registry and the store the reviewed events came from."""
+    import shlex
+
+    from fraudlens.feedback import redact_url
+
+    exe = fraudlens_command()
+    registry = "" if model_dir is None else f" -m {shlex.quote(str(model_dir))}"
+    steps, note = [], ""
+    if reviewed_from is not None:
+        db = reviewed_from
+        if "***" in redact_url(db) and "***" not in db:
+            # A password is not echoed to the terminal: the user puts it back.
+            db, note = redact_url(db), " (with the database password in place of ***)"
+        steps.append(f"{exe} models compare {name} {version} --db {shlex.quote(db)}{registry}")
+    steps.append(f"{exe} models activate {name} {version}{registry}")
+    what = (
+        f"compare it with the active version{note}, then activate it"
+        if reviewed_from is not None
+        else "activate it with"
+    )
+    console.print(f"not activated; {what}:", highlight=False)
+    for step in steps:
+        console.print(f"  $ {step}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()
@@ -398,9 +430,7 @@ def evaluate(
         Path | None,
         typer.Option(help="Report folder [default: <model-dir>/reports/<model>-<version>]."),
     ] = None,
-    window_hours: Annotated[
-        float, typer.Option(help="Scoring window that ends at the latest trade.")
-    ] = 24.0,
+    window_hours: WindowHoursOpt = 24.0,
 ) -> None:
     """Evaluate a stored detector on labelled data and write a report with plots."""
     from fraudlens.market.data import load_market
@@ -474,9 +504,7 @@ def score(
     detector: Annotated[
         DetectorChoice | None, typer.Option(help="Model [default: the last trained market model].")
     ] = None,
-    window_hours: Annotated[
-        float, typer.Option(help="Scoring window that ends at each account's latest trade.")
-    ] = 24.0,
+    window_hours: WindowHoursOpt = 24.0,
     engine: Annotated[Engine, typer.Option(help="local (in-process) or ray.")] = Engine.local,
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address (ray engine).")

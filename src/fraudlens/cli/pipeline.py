@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import tempfile
@@ -154,7 +155,10 @@ MAX_ID_FILE_LINES = 1_000_000
 
 def _account_file(file: Path) -> list[str]:
     """The account ids of a file, one a line (an ``account_id`` header line is skipped),
-    each checked against the id rule; DataError naming the file and line otherwise.
+    or the ``account_id`` column of a CSV file whose header names it (``labels.csv``;
+    each account once), each checked against the id rule; DataError naming the file and
+    line otherwise. An empty file, or one with only a header row, is refused with the
+    words every loader uses.
 
     The file is read a line at a time, and at most :data:`MAX_ID_FILE_LINES` lines of at
     most :data:`MAX_ID_LINE_CHARS` characters are read: ``/dev/zero``, a file with no line
@@ -170,6 +174,10 @@ def _account_file(file: Path) -> list[str]:
         return DataError(message, file=str(file), row=no, column="account_id")
 
     ids = []
+    # The account_id column's position when the first line is a CSV header (a CSV row
+    # used to be queued whole as one account id, header included).
+    column: int | None = None
+    seen_text = False
     try:
         # Universal newlines (\n, \r\n, \r); bytes that are not UTF-8 are kept as
         # surrogates so that the first one can be named with its line.
@@ -198,11 +206,40 @@ def _account_file(file: Path) -> list[str]:
                         no,
                     )
                 text = line.strip()
-                if text and text != "account_id":
+                if not text:
+                    continue
+                if not seen_text:
+                    seen_text = True
+                    if "," in text:
+                        names = [c.strip() for c in next(csv.reader([text]))]
+                        if "account_id" not in names:
+                            raise bad(
+                                "a CSV header without an account_id column: give a file "
+                                "of account ids, one a line, or a CSV with an account_id "
+                                "column",
+                                no,
+                            )
+                        column = names.index("account_id")
+                        continue
+                if column is not None:
+                    fields = next(csv.reader([text]))
+                    if len(fields) <= column:
+                        raise bad(
+                            f"{len(fields)} values; the header names account_id as value "
+                            f"{column + 1}",
+                            no,
+                        )
+                    text = fields[column].strip()
+                if text != "account_id":
                     ids.append(check_id(text, column="account_id", file=str(file), row=no))
     except OSError as exc:
         raise ConfigError(f"cannot read {file}: {exc}") from None
-    return ids
+    if not ids:
+        from fraudlens._csvread import EMPTY_FILE, NO_DATA_ROWS
+
+        raise DataError(NO_DATA_ROWS if seen_text else EMPTY_FILE, file=str(file))
+    # A CSV repeats an account on each of its rows (trades.csv): each is checked once.
+    return list(dict.fromkeys(ids)) if column is not None else ids
 
 
 @cli_errors
@@ -213,7 +250,12 @@ def enqueue(
     all_accounts: Annotated[
         bool, typer.Option("--all", help="Every account with trades in the database.")
     ] = False,
-    file: Annotated[Path | None, typer.Option(help="A file with one account id per line.")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A file with one account id per line, or a CSV file with an account_id column."
+        ),
+    ] = None,
     business_type: Annotated[
         str | None, typer.Option(help="Why the check is asked for (e.g. withdrawal).")
     ] = None,

@@ -44,7 +44,7 @@ def quickstart(
         bool, typer.Option(help="Also train the image CNN (a few minutes on 2 cores).")
     ] = True,
     cnn_epochs: Annotated[
-        int | None, typer.Option(help="CNN epochs [default: the detector's].")
+        int | None, typer.Option(min=1, help="CNN epochs [default: the detector's].")
     ] = None,
     cards: Annotated[bool, typer.Option(help="Also run the cards pass.")] = True,
 ) -> None:
