@@ -229,3 +229,12 @@ def test_enqueue_file_empty_header_only_and_csv(market_dir: Path, tmp_path: Path
         got = q.receive(max_messages=n + 10, visibility_timeout=60)
     ids = sorted(m.body["account_id"] for m in got)
     assert ids == sorted(pd.read_csv(market_dir / "labels.csv")["account_id"])
+
+
+@pytest.mark.parametrize("seconds", ["nan", "-1"])
+def test_worker_idle_exit_is_seconds(seconds: str, tmp_path: Path) -> None:
+    # nan used to run the worker forever (never "reached"); -1 exited before any receive.
+    text = _fails(["worker", "--queue", f"sqlite:///{tmp_path / 'q.db'}", "--db",
+                   f"sqlite:///{tmp_path / 's.db'}", "--metrics-port", "0",
+                   "--idle-exit", seconds])  # fmt: skip
+    assert "--idle-exit" in text and "is not a number of seconds" in text, text

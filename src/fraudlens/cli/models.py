@@ -117,7 +117,8 @@ def compare(
     db: Annotated[
         str | None,
         typer.Option(
-            help="Store with the reviewed risk events [default: FRAUDLENS_DATABASE_URL].",
+            help="Store with the reviewed risk events [default: FRAUDLENS_DATABASE_URL or "
+            "sqlite:///fraudlens.db].",
             show_default=False,
         ),
     ] = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import shutil
 import tempfile
@@ -290,6 +291,14 @@ def enqueue(
     console.print(f"queued {len(ids):,} checks on {_queue_url(queue)} ({queue_name})")
 
 
+def _idle_seconds(value: float | None) -> float | None:
+    # nan never compared as reached (the worker ran forever); a negative value exited
+    # before the first receive.
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"{value:g} is not a number of seconds (0 or more)")
+    return value
+
+
 @cli_errors
 def worker(
     queue: QueueOpt = None,
@@ -316,7 +325,10 @@ def worker(
     ] = 9108,
     idle_exit: Annotated[
         float | None,
-        typer.Option(help="Exit after the queue has been empty this many seconds."),
+        typer.Option(
+            callback=_idle_seconds,
+            help="Exit after the queue has been empty this many seconds.",
+        ),
     ] = None,
 ) -> None:
     """Work account checks from the queue: score the last 24 h, write risk events.
