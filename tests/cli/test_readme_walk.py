@@ -238,3 +238,13 @@ def test_worker_idle_exit_is_seconds(seconds: str, tmp_path: Path) -> None:
                    f"sqlite:///{tmp_path / 's.db'}", "--metrics-port", "0",
                    "--idle-exit", seconds])  # fmt: skip
     assert "--idle-exit" in text and "is not a number of seconds" in text, text
+
+
+@pytest.mark.parametrize("days", ["inf", "1e9"])
+def test_token_expiry_days_is_bounded(days: str, tmp_path: Path) -> None:
+    # Used to end in an OverflowError traceback after the user was looked up.
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    proc = run_cli(["users", "add", "svc", "--role", "service", "--db", db])
+    assert proc.returncode == 0, proc.stderr
+    text = _fails(["tokens", "create", "svc", "--expires-days", days, "--db", db])
+    assert "--expires-days" in text, text

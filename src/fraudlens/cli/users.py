@@ -163,7 +163,8 @@ def tokens_create(
     name: Annotated[str, typer.Option(help="A label to tell tokens apart.")] = "default",
     expires_days: Annotated[
         float | None,
-        typer.Option(min=0.001, help="Expire after this many days [default: never]."),
+        # At most 100 years: inf or 1e9 days used to end in an OverflowError traceback.
+        typer.Option(min=0.001, max=36_500, help="Expire after this many days [default: never]."),
     ] = None,
     db: DbOpt = None,
 ) -> None:
