@@ -702,8 +702,9 @@ class Store(Closing, AuthStore, TriageStore):
                     rows = _driver_rows(
                         conn.execute(_window_statement(), {"ids": list(ends), "lo": lo, "hi": hi})
                     )
-                    frame = _frame(rows, _TRADE_COLUMNS)
                     start_ns = {a: pd.Timestamp(e).value - span_ns for a, e in ends.items()}
+                    parts.append(_window_frame(rows, start_ns))
+                    continue
                 starts = np.fromiter(
                     (start_ns[a] for a in _text(frame, "account_id").tolist()), np.int64, len(frame)
                 )
@@ -1458,6 +1459,31 @@ def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:
     return _columns_frame(list(zip(*rows, strict=True)), columns)
 
 
+def _window_frame(rows: Sequence[Any], start_ns: dict[str, int]) -> pd.DataFrame:
+    """:func:`_frame` of trade rows without those before their account's window start
+    (``start_ns``, Unix nanoseconds): the rows are cut on their columns, before the frame
+    is built, which costs a fraction of a row selection of the frame (a batch of 500
+    accounts: 14,000 rows, a few hundred of them cut)."""
+    if not rows:
+        return _frame(rows, _TRADE_COLUMNS)
+    cols: list[Any] = list(zip(*rows, strict=True))
+    at_ts = _TRADE_COLUMNS.index("ts")
+    at_account = _TRADE_COLUMNS.index("account_id")
+    ts = _utc_index(cols[at_ts])
+    accounts = cols[at_account]
+    if not all(type(a) is str for a in accounts):  # the frame's text is str
+        accounts = [a if isinstance(a, str) else str(a) for a in accounts]
+    starts = np.fromiter((start_ns[a] for a in accounts), np.int64, len(rows))
+    keep = ts.asi8 >= starts
+    if not keep.any():  # (an empty frame of the rows' dtypes, as the frame's selection)
+        return _frame(rows, _TRADE_COLUMNS)[keep]
+    if not bool(keep.all()):
+        cols = [np.asarray(c, dtype=object)[keep] for c in cols]
+        ts = ts[keep]
+    cols[at_ts] = ts
+    return _columns_frame(cols, _TRADE_COLUMNS)
+
+
 def _object_values(values: Any) -> np.ndarray:
     """A text column's values as an object array (``Series.to_numpy(dtype=object)``)."""
     return np.asarray(values.to_numpy(dtype=object), dtype=object)
@@ -1474,7 +1500,8 @@ def _columns_frame(cols: Sequence[Sequence[Any]], columns: tuple[str, ...]) -> p
     data: dict[str, Any] = {}
     for name, values in zip(columns, cols, strict=True):
         if name == "ts":
-            data[name] = _utc_index(values)
+            # parsed already (a window's rows cut on their times) or the driver's values
+            data[name] = values if isinstance(values, pd.DatetimeIndex) else _utc_index(values)
         elif name in ("trade_id", "account_id", "symbol", "side"):
             arr = np.empty(n, dtype=object)
             arr[:] = values
