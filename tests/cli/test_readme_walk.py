@@ -248,3 +248,28 @@ def test_token_expiry_days_is_bounded(days: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     text = _fails(["tokens", "create", "svc", "--expires-days", days, "--db", db])
     assert "--expires-days" in text, text
+
+
+def test_pairs_max_gap_is_bounded(market_dir: Path, tmp_path: Path) -> None:
+    # inf used to end in pandas' OutOfBoundsTimedelta traceback.
+    text = _fails(["market", "pairs", "--klines", str(market_dir / "klines.csv"),
+                   "--trades", str(market_dir / "trades.csv"), "--out",
+                   str(tmp_path / "p.csv"), "--max-gap", "inf"])  # fmt: skip
+    assert "--max-gap" in text
+
+
+def test_cards_window_lengths_are_bounded(card_file: Path, tmp_path: Path) -> None:
+    # inf used to end in pandas' OutOfBoundsTimedelta traceback.
+    text = _fails(["cards", "train", "--data", str(card_file), "-m", str(tmp_path / "m"),
+                   "--train-days", "inf"])  # fmt: skip
+    assert "--train-days inf: a window is at most 36,500 days" in text
+
+
+@pytest.mark.parametrize("every", ["nan", "inf"])
+def test_process_every_is_a_schedule(every: str) -> None:
+    # Both were taken as a schedule that never comes round.
+    from fraudlens.cli.serve import parse_duration
+    from fraudlens.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be positive"):
+        parse_duration(every)

@@ -214,17 +214,26 @@ def make_detector(
 
 _HOUR = 3600.0
 _DAY = 86_400.0
+#: Longest train, gap or held-out window (100 years).
+_MAX_WINDOW_SECONDS = 36_500 * _DAY
 
 
 def _window(days: float | None, hours: float | None, name: str) -> float | None:
     """One window length in seconds from ``--NAME-days`` or ``--NAME-hours`` (not both)."""
+    import math
+
     if days is not None and hours is not None:
         raise ConfigError(f"give --{name}-days or --{name}-hours, not both")
+    seconds = None
     if days is not None:
-        return float(days) * _DAY
-    if hours is not None:
-        return float(hours) * _HOUR
-    return None
+        seconds = float(days) * _DAY
+    elif hours is not None:
+        seconds = float(hours) * _HOUR
+    # inf used to end in pandas' OutOfBoundsTimedelta traceback.
+    if seconds is not None and not (math.isfinite(seconds) and seconds <= _MAX_WINDOW_SECONDS):
+        given = f"--{name}-days {days:g}" if days is not None else f"--{name}-hours {hours:g}"
+        raise ConfigError(f"{given}: a window is at most {_MAX_WINDOW_SECONDS / _DAY:,.0f} days")
+    return seconds
 
 
 def _span_seconds(table: CardTable) -> float:

@@ -573,7 +573,9 @@ def pairs(
         Path | None, typer.Option(help="Also write every mirrored trade match to this CSV.")
     ] = None,
     max_gap: Annotated[
-        float, typer.Option(min=0.0, help="Largest time between mirrored legs, in seconds.")
+        float,
+        # At most a day: inf used to end in pandas' OutOfBoundsTimedelta traceback.
+        typer.Option(min=0.0, max=86_400.0, help="Largest time between mirrored legs, in seconds."),
     ] = 60.0,
     price_tol: Annotated[
         float, typer.Option(min=0.0, help="Relative tolerance for equal prices.")

@@ -186,7 +186,7 @@ def parse_duration(text: str) -> float:
         value = float(number) * (scale or 1.0)
     except ValueError:
         raise ConfigError(f"--every {text!r}: use seconds (60), or 60s, 5m, 1h") from None
-    if value <= 0:
+    if not value > 0 or value == float("inf"):  # nan and inf are no schedule
         raise ConfigError(f"--every {text!r} must be positive")
     return value
 
