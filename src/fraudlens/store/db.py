@@ -29,7 +29,6 @@ problem with the data at hand.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import threading
 import time
@@ -852,16 +851,16 @@ class Store(Closing, AuthStore, TriageStore):
         qty_all = _floats(trades, "quantity")
         ts_all = _ns(trades, "ts")
         order = np.lexsort((ts_all, qty_all, price_all, is_buy, sym_code))
-        cols = {
-            "symbol": sym_names[sym_code[order]],
-            "side": np.where(is_buy[order], "buy", "sell"),
-            "price": price_all[order],
-            "quantity": qty_all[order],
-        }
+        # runs compared on the symbols' codes and the sides' flags (equal exactly when
+        # the texts are), not on arrays of text
+        sym = sym_code[order]
+        buy = is_buy[order]
+        price = price_all[order]
+        qty = qty_all[order]
         ts = ts_all[order]
         same = np.ones(len(ts), dtype=bool)
         same[0] = False
-        for col in cols.values():
+        for col in (sym, buy, price, qty):
             same[1:] &= col[1:] == col[:-1]
         same[1:] &= (ts[1:] - ts[:-1]) <= np.timedelta64(2 * gap.value, "ns")
         first = np.flatnonzero(~same)
@@ -871,21 +870,28 @@ class Store(Closing, AuthStore, TriageStore):
         lo_t = _driver_stamps(self.dialect, (ts[first] - gap64).astype("datetime64[us]"))
         hi_ns = (ts[last] + gap64).astype(np.int64)
         hi_t = _driver_stamps(self.dialect, (-(-hi_ns // 1000)).astype("datetime64[us]"))
-        price = cols["price"][first].astype(np.float64)
-        qty = cols["quantity"][first].astype(np.float64)
-        values = list(
-            zip(
-                cols["symbol"][first].astype(str).tolist(),
-                np.where(cols["side"][first] == "buy", "sell", "buy").tolist(),
-                lo_t,
-                hi_t,
-                (price - price_tol * np.abs(price)).tolist(),
-                (price + price_tol * np.abs(price)).tolist(),
-                (qty - qty_tol * np.abs(qty)).tolist(),
-                (qty + qty_tol * np.abs(qty)).tolist(),
-                strict=True,
-            )
-        )
+        price = price[first].astype(np.float64)
+        qty = qty[first].astype(np.float64)
+        box_columns = [
+            sym_names[sym[first]].astype(str).tolist(),
+            np.where(buy[first], "sell", "buy").tolist(),
+            lo_t,
+            hi_t,
+            (price - price_tol * np.abs(price)).tolist(),
+            (price + price_tol * np.abs(price)).tolist(),
+            (qty - qty_tol * np.abs(qty)).tolist(),
+            (qty + qty_tol * np.abs(qty)).tolist(),
+        ]
+        values: list[tuple[Any, ...]] = []
+        flat: np.ndarray | None = None
+        if self.dialect in ("postgresql", "mysql"):
+            values = list(zip(*box_columns, strict=True))
+        else:
+            # the boxes' driver values in one object array (a row per box): a chunk's
+            # parameters are then its rows' values in order, with no tuple per box
+            flat = np.empty((len(first), len(box_columns)), dtype=object)
+            for j, column in enumerate(box_columns):
+                flat[:, j] = column
         # A few statement shapes, each built once, run on the driver directly with
         # positional values already in the driver's form: SQLAlchemy's per-value bind
         # processing cost more than the query itself. On SQLite a chunk is padded with
@@ -907,14 +913,16 @@ class Store(Closing, AuthStore, TriageStore):
                 rows.extend(_driver_rows(conn.exec_driver_sql(_PG_MIRROR_SQL, params)))
                 values = []
             for i in range(0, len(values), _MIRROR_CHUNK):
-                part = values[i : i + _MIRROR_CHUNK]
-                if self.dialect == "mysql":
-                    sql, params = _mysql_mirror(part)
-                    rows.extend(_driver_rows(conn.exec_driver_sql(sql, params)))
-                    continue
+                sql, params = _mysql_mirror(values[i : i + _MIRROR_CHUNK])
+                rows.extend(_driver_rows(conn.exec_driver_sql(sql, params)))
+            n_boxes = 0 if flat is None else len(flat)
+            for i in range(0, n_boxes, _MIRROR_CHUNK):
+                assert flat is not None
+                part = flat[i : i + _MIRROR_CHUNK]
                 size = next(n for n in _MIRROR_SHAPES if n >= len(part))
-                part += [part[-1]] * (size - len(part))
-                params = tuple(itertools.chain.from_iterable(part))
+                if size > len(part):
+                    part = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
+                params = tuple(part.ravel().tolist())
                 rows.extend(_driver_rows(conn.exec_driver_sql(_mirror_sql(size, style), params)))
         # other accounts' trades, each once (a trade inside two boxes comes back twice),
         # sorted by (ts, trade_id): on the rows themselves, as they are few
