@@ -84,6 +84,21 @@ def test_a_version_not_activated_prints_commands_that_run(market_dir: Path, tmp_
     assert len(active) == 1 and "v0002" in active[0], listing
 
 
+def test_a_first_version_not_activated_is_said_to_be_in_use(
+    market_dir: Path, tmp_path: Path
+) -> None:
+    # With no version marked active the newest one is used: the run used to say "not
+    # activated" and print commands to compare it.
+    models = tmp_path / "m"
+    proc = run_cli(["market", "train", "--data", str(market_dir), "-m", str(models),
+                    "--no-activate"])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "not marked active, but in use" in one_line(proc.stderr), proc.stderr
+    assert _printed(proc.stderr) == []
+    listing = run_cli(["models", "list", "-m", str(models)]).stdout
+    assert any(" yes " in line and "v0001" in line for line in listing.splitlines())
+
+
 def test_a_candidate_names_its_store_and_registry(capsys: pytest.CaptureFixture[str]) -> None:
     # It used to print `--db URL` (a placeholder) and no -m.
     from fraudlens.cli.market import _print_candidate_steps

@@ -354,9 +354,10 @@ def train(
     weights = training.sample_weight if reviewed is not None else None
     det, metrics = _fit(detector, training.data, seed, epochs, arch.value, weights)
     seconds = time.perf_counter() - t0
+    wanted = reviewed is None if activate is None else activate
     mv = Registry(_models_dir(model_dir)).save(
         det,
-        activate=reviewed is None if activate is None else activate,
+        activate=wanted,
         metrics={"validation": metrics, "train_seconds": round(seconds, 2)},
         data_digest=(
             sim_hash if reviewed is None else data_hash(training.data.trades, training.data.klines)
@@ -385,7 +386,16 @@ def train(
             highlight=False,
         )
     console.print(f"stored in {mv.path}")
-    if not mv.active:
+    if mv.active and not wanted:
+        # No version of the model is marked active, so the newest is used: the run used
+        # to say nothing, as if the version waited for `models activate`.
+        console.print(
+            f"not marked active, but in use: no version of {mv.name} is marked active, "
+            "so the newest (this one) is the one scoring uses",
+            soft_wrap=True,
+            highlight=False,
+        )
+    elif not mv.active:
         _print_candidate_steps(mv.name, mv.version, model_dir, reviewed_from)
 
 
