@@ -116,7 +116,7 @@ class ModelCache:
                 return name
         raise ModelNotFoundError(
             f"no supervised card model in registry {self.root}; "
-            "train one with `fraudlens cards train`"
+            f"train one with `fraudlens cards train --data FILE -m {self.root}`"
         )
 
     def get(self, key: str) -> Detector:

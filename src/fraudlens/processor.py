@@ -222,7 +222,7 @@ class _Models:
         if self.classifier is None and self.anomaly is None:
             raise ModelNotFoundError(
                 f"no card model in registry {self.cache.root}; "
-                "train one with `fraudlens cards train`"
+                f"train one with `fraudlens cards train --data FILE -m {self.cache.root}`"
             )
 
     def refresh_or_unavailable(self) -> None:

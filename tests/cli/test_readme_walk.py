@@ -288,3 +288,45 @@ def test_process_every_is_a_schedule(every: str) -> None:
 
     with pytest.raises(ConfigError, match="must be positive"):
         parse_duration(every)
+
+
+def test_render_writes_into_a_new_folder_and_an_empty_registry_hint_runs(tmp_path: Path) -> None:
+    """``market render --out new/folder/a.png`` makes the folder (as ``simulate`` does),
+    and ``cards process`` on an empty registry names a train command with the registry
+    the user gave (a bare ``fraudlens cards train`` fails for want of ``--data``)."""
+    data = tmp_path / "sim"
+    run_cli(["market", "simulate", "--out", str(data), "--accounts", "20", "--seed", "1"])
+    account = str(pd.read_csv(data / "labels.csv")["account_id"].iloc[0])
+    out = tmp_path / "new" / "folder" / "a.png"
+    proc = run_cli(
+        [
+            "market",
+            "render",
+            "--klines",
+            str(data / "klines.csv"),
+            "--trades",
+            str(data / "trades.csv"),
+            "--account",
+            account,
+            "--out",
+            str(out),
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "empty").mkdir()
+    rows = tmp_path / "rows.csv"
+    rows.write_text("Time,Amount\n0,1.0\n")
+    message = _fails(
+        [
+            "cards",
+            "process",
+            "--source",
+            f"file:{rows}",
+            "--sink",
+            str(tmp_path / "sink"),
+            "-m",
+            str(tmp_path / "empty"),
+        ]
+    )
+    assert f"fraudlens cards train --data FILE -m {tmp_path / 'empty'}" in message, message

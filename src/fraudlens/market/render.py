@@ -857,5 +857,6 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     from PIL import Image
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(path, format="PNG")
     return path
