@@ -391,7 +391,11 @@ class TradeBook:
             return self.all_trades().iloc[np.unique(rows)]
         got = self._fetched[-1]
         part = TradeBook(got, max_gap=self.max_gap, price_tol=self.price_tol, qty_tol=self.qty_tol)
-        rows = np.unique(np.r_[self._hits_in(old, trades)[1], part._hits(trades)[1] + len(held)])
+        # the trades read once for both searches
+        q = _Query.of(trades)
+        rows = np.unique(
+            np.r_[self._hits_in(old, q)[1], part._hits_in(part._built(), q)[1] + len(held)]
+        )
         from fraudlens.market.data import TRADE_COLUMNS
 
         cols = list(TRADE_COLUMNS)
@@ -469,17 +473,21 @@ class TradeBook:
         self._ask(trades)
         return self._hits_in(self._built(), trades)
 
-    def _hits_in(self, ix: dict[str, Any], trades: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_hits` against the built index ``ix`` (no ask)."""
+    def _hits_in(
+        self, ix: dict[str, Any], trades: pd.DataFrame | _Query
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_hits` against the built index ``ix`` (no ask); ``trades`` may be
+        given as their :class:`_Query` (read once for several indexes)."""
         if len(ix["key"]) == 0:
             return _NO_HITS
+        q = trades if isinstance(trades, _Query) else _Query.of(trades)
         return self._hits_arrays(
-            _codes_in(ix, "syms", _text(trades, "symbol")),
-            _frame_buys(trades),
-            _floats(trades, "price"),
-            _floats(trades, "quantity"),
-            _ns(trades, "ts").view(np.int64),
-            _codes_in(ix, "accts", _text(trades, "account_id")),
+            q.codes_in(ix, "syms"),
+            q.is_buy,
+            q.price,
+            q.qty,
+            q.ts,
+            q.codes_in(ix, "accts"),
             ix,
         )
 
@@ -577,12 +585,37 @@ def _value_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(codes >= 0, codes, len(uniques)), np.asarray(uniques, dtype=np.float64)
 
 
-def _codes_in(ix: dict[str, Any], name: str, values: pd.Series) -> np.ndarray:
-    """Position of each of ``values`` in the built index's ``ix[name]`` (-1 if absent):
-    one lookup per distinct value."""
-    codes, uniques = _factorize(values)
-    where = _get_indexer(ix, name, uniques)
-    return np.where(codes >= 0, where[np.maximum(codes, 0)], -1).astype(np.int64)
+@dataclass
+class _Query:
+    """Trades whose mirrors are searched, as the search reads them: the columns' arrays
+    and the symbols' and accounts' codes in their own distinct values, looked up in
+    each index searched (not factorized again per index)."""
+
+    is_buy: np.ndarray
+    price: np.ndarray
+    qty: np.ndarray
+    ts: np.ndarray
+    text: dict[str, tuple[np.ndarray, Any]]
+
+    @classmethod
+    def of(cls, trades: pd.DataFrame) -> _Query:
+        return cls(
+            _frame_buys(trades),
+            _floats(trades, "price"),
+            _floats(trades, "quantity"),
+            _ns(trades, "ts").view(np.int64),
+            {
+                "syms": _factorize(_text(trades, "symbol")),
+                "accts": _factorize(_text(trades, "account_id")),
+            },
+        )
+
+    def codes_in(self, ix: dict[str, Any], name: str) -> np.ndarray:
+        """Position of each symbol (``name`` ``"syms"``) or account (``"accts"``) in
+        the built index's ``ix[name]`` (-1 if absent): one lookup per distinct value."""
+        codes, uniques = self.text[name]
+        where = _get_indexer(ix, name, uniques)
+        return np.where(codes >= 0, where[np.maximum(codes, 0)], -1).astype(np.int64)
 
 
 #: Most values :func:`_get_indexer` looks up one by one in a dict of the index's strings.
