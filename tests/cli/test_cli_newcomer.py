@@ -15,6 +15,7 @@ import pytest
 from _cli import one_line, run_cli
 from typer.testing import CliRunner
 
+from _reference import BUYS, SELLS, write_reference  # type: ignore[import-not-found]
 from fraudlens.cli import app
 
 runner = CliRunner()
@@ -253,25 +254,11 @@ def test_market_evaluate_lists_only_the_plots_it_wrote(
 
 
 def _reference(root: Path) -> tuple[Path, Path, Path]:
-    kl = root / "COIN.csv"
-    kl.write_text(
-        "time,high,low\n"
-        "2022-01-04 19:40:00,231.5,229.0\n"
-        "2022-01-04 19:35:00,230.0,228.0\n"
-        "2022-01-04 19:30:00,229.0,226.0\n"
+    return write_reference(
+        root,
+        {"buy_COIN_7.csv": BUYS, "u42.csv": "2022-01-04 19:36:10,229.0\n"},
+        {"sell_COIN_7.csv": SELLS, "u42.csv": ""},
     )
-    buy, sell = root / "buy", root / "sell"
-    buy.mkdir()
-    sell.mkdir()
-    (buy / "buy_COIN_7.csv").write_text(
-        "time,price\n2022-01-04 19:30:00,226.1\n2022-01-04 19:40:00,229.2\n"
-    )
-    (sell / "sell_COIN_7.csv").write_text(
-        "time,price\n2022-01-04 19:30:00,228.9\n2022-01-04 19:40:00,231.3\n"
-    )
-    (buy / "u42.csv").write_text("time,price\n2022-01-04 19:36:10,229.0\n")
-    (sell / "u42.csv").write_text("time,price\n")
-    return kl, buy, sell
 
 
 def test_import_reference_then_score_as_printed(market_models: Path, tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 from _cli import one_line, run_cli
 
+from _reference import write_reference  # type: ignore[import-not-found]
+
 SCRIPT = Path(sys.executable).parent / "fraudlens"
 
 
@@ -117,19 +119,11 @@ def test_a_candidate_names_its_store_and_registry(capsys: pytest.CaptureFixture[
 
 
 def _reference(root: Path) -> tuple[Path, Path, Path]:
-    kl = root / "COIN.csv"
-    kl.write_text(
-        "time,high,low\n"
-        "2022-01-04 19:40:00,231.5,229.0\n"
-        "2022-01-04 19:35:00,230.0,228.0\n"
-        "2022-01-04 19:30:00,229.0,226.0\n"
+    return write_reference(
+        root,
+        {"buy_7.csv": "2022-01-04 19:30:00,226.1\n"},
+        {"sell_7.csv": "2022-01-04 19:30:00,228.9\n"},
     )
-    buy, sell = root / "buy", root / "sell"
-    buy.mkdir()
-    sell.mkdir()
-    (buy / "buy_7.csv").write_text("time,price\n2022-01-04 19:30:00,226.1\n")
-    (sell / "sell_7.csv").write_text("time,price\n2022-01-04 19:30:00,228.9\n")
-    return kl, buy, sell
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _reference import BUYS, SELLS, write_reference  # type: ignore[import-not-found]
 from fraudlens.errors import DataError
 from fraudlens.market.data import (
     MarketData,
@@ -298,26 +299,11 @@ def test_validate_labels_accepts_bool_and_float() -> None:
 
 
 def _reference_files(root: Path) -> tuple[Path, Path, Path]:
-    kl = root / "COIN.csv"
-    # Newest first, as the market-data API delivers it; no zone.
-    kl.write_text(
-        "time,high,low\n"
-        "2022-01-04 19:40:00,231.5,229.0\n"
-        "2022-01-04 19:35:00,230.0,228.0\n"
-        "2022-01-04 19:30:00,229.0,226.0\n"
+    return write_reference(
+        root,
+        {"buy_COIN_hacker_1.csv": BUYS, "u42.csv": "2022-01-04 19:36:10,229.0\n"},
+        {"sell_COIN_hacker_1.csv": SELLS, "u42.csv": ""},  # header only: no sells
     )
-    buy, sell = root / "buy", root / "sell"
-    buy.mkdir()
-    sell.mkdir()
-    (buy / "buy_COIN_hacker_1.csv").write_text(
-        "time,price\n2022-01-04 19:30:00,226.1\n2022-01-04 19:40:00,229.2\n"
-    )
-    (sell / "sell_COIN_hacker_1.csv").write_text(
-        "time,price\n2022-01-04 19:30:00,228.9\n2022-01-04 19:40:00,231.3\n"
-    )
-    (buy / "u42.csv").write_text("time,price\n2022-01-04 19:36:10,229.0\n")
-    (sell / "u42.csv").write_text("time,price\n")  # header only: no sells
-    return kl, buy, sell
 
 
 def test_import_reference(tmp_path: Path) -> None:
