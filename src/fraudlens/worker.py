@@ -627,6 +627,7 @@ def run_workers(
     born = [0.0] * concurrency
     delay = [restart_base] * concurrency
     due: dict[int, float] = {}
+    given_up: set[int] = set()
 
     def start(i: int) -> None:
         procs[i] = ctx.Process(target=_child, args=(config, i, results, health))
@@ -661,10 +662,11 @@ def run_workers(
                 pass
             now = time.monotonic()
             for i, p in enumerate(procs):
-                if stopping or i in out or i in due or p.exitcode in (None, 0):
+                if stopping or i in out or i in due or i in given_up or p.exitcode in (None, 0):
                     continue
                 _forget_metrics_of(p.pid)
                 if not health.started(i):
+                    given_up.add(i)
                     log.error(
                         "worker process %d (pid %s) died while starting (exit code %s): "
                         "not replaced",
