@@ -15,7 +15,7 @@ import pytest
 from _cli import one_line, run_cli
 from typer.testing import CliRunner
 
-from _reference import BUYS, SELLS, write_reference  # type: ignore[import-not-found]
+from _reference_format import BUYS, SELLS, write_reference  # type: ignore[import-not-found]
 from fraudlens.cli import app
 
 runner = CliRunner()

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from _cli import one_line, run_cli
 
-from _reference import write_reference  # type: ignore[import-not-found]
+from _reference_format import write_reference  # type: ignore[import-not-found]
 
 SCRIPT = Path(sys.executable).parent / "fraudlens"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _reference import BUYS, SELLS, write_reference  # type: ignore[import-not-found]
+from _reference_format import BUYS, SELLS, write_reference  # type: ignore[import-not-found]
 from fraudlens.errors import DataError
 from fraudlens.market.data import (
     MarketData,
