@@ -382,3 +382,21 @@ def test_attach_bars_with_no_klines_leaves_every_trade_unmatched() -> None:
     out = attach_bars(trades, klines)
     assert out["bar_row"].tolist() == [-1]
     assert out["bar_high"].isna().all() and out["bar_ts"].isna().all()
+
+
+def test_a_boolean_is_no_price_in_any_loader() -> None:
+    """A bool column (Parquet) or a ``true`` among numbers (JSON records) is refused with
+    its row and column, where it had been read as 1; labels keep True/False as 1/0."""
+    data = simulate(4, seed=0, days=1)
+    trades = data.trades.copy()
+    trades["price"] = trades["price"].astype(object)
+    trades.loc[1, "price"] = True
+    with pytest.raises(DataError) as info:
+        validate_trades(trades, "t.json")
+    assert (info.value.row, info.value.column) == (2, "price")
+    assert "true is a boolean" in str(info.value)
+    klines = data.klines.copy()
+    klines["volume"] = True
+    with pytest.raises(DataError) as info:
+        validate_klines(klines, "k.parquet")
+    assert (info.value.row, info.value.column) == (1, "volume")

@@ -400,20 +400,31 @@ def _text_column(df: pd.DataFrame, col: str, checks: _Checks) -> pd.Series:
     return out
 
 
-def _float_column(df: pd.DataFrame, col: str, checks: _Checks) -> pd.Series:
-    """A numeric column as float64; values that are not numbers are reported."""
+def _float_column(
+    df: pd.DataFrame, col: str, checks: _Checks, *, booleans: bool = False
+) -> pd.Series:
+    """A numeric column as float64; values that are not numbers are reported, booleans
+    among them unless ``booleans`` (labels: True/False is 1/0); a price of ``true``
+    (JSON records, a Parquet column) had been read as 1."""
     s = df[col]
+    is_bool = np.zeros(len(s), dtype=bool)
     if pd.api.types.is_bool_dtype(s.dtype):
         num = s.astype(np.float64)
+        is_bool = s.notna().to_numpy()
     elif pd.api.types.is_numeric_dtype(s.dtype):
         num = s
     else:
         # A CSV column with one stray word is read as text: find the values that fail.
         num = pd.to_numeric(s.astype(object).where(s.notna(), None), errors="coerce")
+        if s.dtype == object and not booleans:
+            # JSON records or a mixed column: only pandas' untyped columns hold booleans.
+            is_bool = s.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
     out = pd.Series(num.to_numpy(dtype=np.float64, na_value=np.nan), index=s.index)
     raw_null = s.isna().to_numpy()
     bad = ~np.isfinite(out.to_numpy())
     checks.add(raw_null, col, lambda i: f"missing {col}")
+    if not booleans:
+        checks.add(is_bool, col, lambda i: f"{str(s.iloc[i]).lower()} is a boolean, not a number")
     checks.add(bad & ~raw_null, col, lambda i: f"{_show(s.iloc[i])} is not a finite number")
     return out
 
@@ -691,7 +702,7 @@ def validate_labels(df: pd.DataFrame, source: str = _FRAME) -> pd.DataFrame:
     checks = _Checks(source)
     out = pd.DataFrame(index=df.index)
     out["account_id"] = _text_column(df, "account_id", checks)
-    lab = _float_column(df, "label", checks).to_numpy()
+    lab = _float_column(df, "label", checks, booleans=True).to_numpy()
     raw = df["label"]
     checks.add(
         np.isfinite(lab) & (lab != 0) & (lab != 1),

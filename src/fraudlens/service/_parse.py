@@ -255,7 +255,7 @@ def _records_frame(records: list[dict[str, Any]], columns: tuple[str, ...], what
 
     present = [c for c in columns if any(c in rec for rec in records)]
     try:
-        frame = pd.DataFrame.from_records(records, columns=present)
+        return pd.DataFrame.from_records(records, columns=present)
     except UnicodeEncodeError:
         for i, rec in enumerate(records):
             for c in present:
@@ -268,38 +268,6 @@ def _records_frame(records: list[dict[str, Any]], columns: tuple[str, ...], what
                         column=c,
                     ) from None
         raise
-    _refuse_booleans(frame, what)
-    return frame
-
-
-#: Columns of market records that hold numbers.
-_NUMBER_COLUMNS = ("open", "high", "low", "close", "volume", "price", "quantity")
-
-
-def _refuse_booleans(frame: Any, what: str) -> None:
-    """A JSON ``true`` or ``false`` where a number belongs is a DataError, not 1 or 0.
-
-    The tables read numbers laxly (a CSV's text, ``"9.81"``, is a number); a boolean is
-    not one. Free for numeric columns: only a column pandas could not type is looked at.
-    """
-    for c in _NUMBER_COLUMNS:
-        if c not in frame.columns:
-            continue
-        col = frame[c]
-        if col.dtype == bool:
-            is_bool = col.notna()
-        elif col.dtype == object:
-            is_bool = col.map(lambda v: isinstance(v, bool))
-        else:
-            continue
-        if is_bool.any():
-            i = int(is_bool.to_numpy().argmax())
-            raise DataError(
-                f"{str(col.iloc[i]).lower()} is a boolean, not a number",
-                file=what,
-                row=i + 1,
-                column=c,
-            )
 
 
 def _check_accounts(trades: Any) -> None:
