@@ -293,7 +293,7 @@ def split_table(
     end: Any = test_end
     if test_end is not None and table.kind == "raw":
         end = _timestamp(test_end, "--test-end")
-    if test_end is not None and table.kind != "raw":
+    elif test_end is not None:
         import pandas as pd
 
         if not (
