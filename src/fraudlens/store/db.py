@@ -683,11 +683,16 @@ class Store(Closing, AuthStore, TriageStore):
                     if not rows:
                         continue
                     frame = _frame(rows, _TRADE_COLUMNS)
-                    ts_ns = _ns(frame, "ts").astype(np.int64).tolist()
+                    accounts = _text(frame, "account_id").tolist()
+                    ts_ns = _ns(frame, "ts").astype(np.int64)
                     end_ns: dict[str, int] = {}
-                    for a, t in zip(_text(frame, "account_id").tolist(), ts_ns, strict=True):
+                    for a, t in zip(accounts, ts_ns.tolist(), strict=True):
                         end_ns[a] = max(t, end_ns.get(a, t))
-                    start_ns = {a: e - span_ns for a, e in end_ns.items()}
+                    starts = np.fromiter(
+                        (end_ns[a] - span_ns for a in accounts), np.int64, len(frame)
+                    )
+                    keep = ts_ns >= starts
+                    parts.append(frame if bool(keep.all()) else frame[keep])
                 else:
                     # Two statements compiled once (an expanding IN list): each account's
                     # latest trade, then the trades of the chunk since the earliest window
@@ -703,12 +708,6 @@ class Store(Closing, AuthStore, TriageStore):
                     )
                     start_ns = {a: pd.Timestamp(e).value - span_ns for a, e in ends.items()}
                     parts.append(_window_frame(rows, start_ns))
-                    continue
-                starts = np.fromiter(
-                    (start_ns[a] for a in _text(frame, "account_id").tolist()), np.int64, len(frame)
-                )
-                keep = _ns(frame, "ts").astype(np.int64) >= starts
-                parts.append(frame if bool(keep.all()) else frame[keep])
             if not parts:
                 return MarketData(_frame([], _KLINE_COLUMNS), _frame([], _TRADE_COLUMNS))
             trades = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
