@@ -2,7 +2,8 @@
 read timed with ``--read`` only).
 
 Run:  python bench/_batch_cpu.py [--sizes 1,4,16] [--repeats 60] [--profile 1]
-                                [--accounts 2000] [--read] [--out FILE]
+                                [--accounts 2000] [--read] [--write] [--prefill 20000]
+                                [--out FILE]
 
 The set-up follows bench/pipeline.py: ``simulate(accounts, seed=1, days=3)`` loaded into
 a SQLite store in a temporary folder, the default feature detector fitted on
@@ -23,6 +24,15 @@ counts (other jobs on a shared machine only ever add time). Prints per size the 
 (and min) of those CPU ms per batch over the repeats, then with
 ``--profile`` a cProfile top list of batches of that size. ``--out`` writes the events'
 fields (all but ``created_at``) of every timed batch as JSON, to compare two trees.
+
+``--write`` times the worker's whole handler path (``CheckHandler._work`` without the
+queue): the window read, the scoring path above and the events' insert
+(``Store.add_risk_events``: the rows, their JSON details, the table's indexes, the symbol
+rows). The events table first holds ``--prefill`` events of other accounts (the indexes
+of a store in use are not empty); each run's new events are deleted after it, untimed.
+With ``--write``, ``--out`` writes the stored rows instead: every column but ``id`` and
+``created_at``, ``details`` parsed from the stored text by :func:`json.loads`, and the
+event's symbol rows, so two trees' files are equal when they store the same values.
 """
 
 from __future__ import annotations
@@ -88,6 +98,95 @@ def _setup(accounts: int, cache: Path) -> tuple[CheckHandler, list[str]]:
     return handler, flagged
 
 
+def prefill(store: Any, n: int) -> None:
+    """``n`` risk events of accounts no check names (``fill-<i>``), spread over a few
+    weeks, statuses, scores and counterparties as a store in use holds them, written
+    through ``Store.add_risk_events`` in batches of 1,000."""
+    from datetime import UTC, datetime, timedelta
+
+    from fraudlens.store import RiskEvent
+
+    rng = np.random.default_rng(7)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for lo in range(0, n, 1000):
+        events = []
+        for i in range(lo, min(n, lo + 1000)):
+            end = t0 + timedelta(seconds=int(rng.integers(0, 30 * 86400)))
+            moved = None if rng.random() < 0.2 else float(rng.gamma(2.0, 5000.0))
+            events.append(
+                RiskEvent(
+                    account_id=f"fill-{i:07d}",
+                    score=float(rng.uniform(0.9, 1.0)),
+                    event_threshold=0.9,
+                    model_version="market-features:fill",
+                    window_start=end - timedelta(hours=24),
+                    window_end=end,
+                    business_type="withdrawal",
+                    details={"trades": [{"symbol": f"SYM{i % 40}", "price": 1.0}]},
+                    value_moved=moved,
+                    counterparty=None if rng.random() < 0.5 else f"fill-{i // 3:07d}",
+                    created_at=end + timedelta(minutes=1),
+                )
+            )
+        store.add_risk_events(events)
+
+
+def _stored(store: Any, since_id: int) -> list[dict[str, Any]]:
+    """The risk-event rows above ``since_id`` as stored (see ``--write``), in key order."""
+    import sqlalchemy as sa
+
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT * FROM risk_events WHERE id > ? ORDER BY account_id, window_end",
+            (since_id,),
+        )
+        names = list(rows.keys())
+        events = [dict(zip(names, r, strict=True)) for r in rows.cursor.fetchall()]
+        symbols: dict[int, list[str]] = {}
+        for event_id, sym in conn.execute(
+            sa.text(
+                "SELECT event_id, symbol FROM risk_event_symbols WHERE event_id > :i "
+                "ORDER BY event_id, symbol"
+            ),
+            {"i": since_id},
+        ):
+            symbols.setdefault(int(event_id), []).append(str(sym))
+    out = []
+    for e in events:
+        e["symbols"] = symbols.get(int(e.pop("id")), [])
+        e.pop("created_at")
+        e["details"] = json.loads(e["details"])
+        out.append(e)
+    return out
+
+
+def _last_id(store: Any) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM risk_events").scalar())
+
+
+def _forget(store: Any, since_id: int) -> None:
+    """Delete the risk events above ``since_id`` and their symbol rows."""
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM risk_event_symbols WHERE event_id > ?", (since_id,))
+        conn.exec_driver_sql("DELETE FROM risk_events WHERE id > ?", (since_id,))
+
+
+def _work(handler: CheckHandler, ids: list[str], keep: int) -> tuple[float, list[dict]]:
+    """CPU seconds of one batch's whole handler path (read, score, insert) and the rows it
+    stored; they are deleted again (untimed), down to the prefilled ``keep``."""
+    from fraudlens.consume import BatchResult
+
+    items = [(None, AccountCheck(a, "withdrawal", None)) for a in ids]
+    result = BatchResult()
+    t0 = time.process_time()
+    handler._work(items, result)  # type: ignore[arg-type]
+    cpu = time.process_time() - t0
+    out = _stored(handler.store, keep)
+    _forget(handler.store, keep)
+    return cpu, out
+
+
 def _batch(
     handler: CheckHandler, ids: list[str], *, read: bool = False
 ) -> tuple[float, list[dict]]:
@@ -123,6 +222,14 @@ def main() -> None:
         action="store_true",
         help="time the window read (Store.account_windows: query and frames) too",
     )
+    ap.add_argument(
+        "--write",
+        action="store_true",
+        help="time the whole handler path: window read, scoring and the events' insert",
+    )
+    ap.add_argument(
+        "--prefill", type=int, default=20_000, help="events stored before --write's batches"
+    )
     ap.add_argument("--profile", type=int, default=0, help="profile batches of this size")
     ap.add_argument("--top", type=int, default=30, help="rows of the profile")
     ap.add_argument("--cache", default="/tmp/fraudlens-batch-cpu-cache")
@@ -132,6 +239,11 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     handler, flagged = _setup(args.accounts, cache)
     print(f"{len(flagged)} take-over accounts above {handler.threshold}", flush=True)
+    keep = 0
+    if args.write:
+        prefill(handler.store, args.prefill)
+        keep = _last_id(handler.store)
+        print(f"{keep} events stored before the timed batches", flush=True)
     rng = np.random.default_rng(0)
     # warm-up: libraries, the model, the closed days' bars (as a running worker has)
     for _ in range(5):
@@ -143,7 +255,10 @@ def main() -> None:
         events = []
         for _ in range(args.repeats):
             ids = sorted(rng.choice(flagged, size, replace=False).tolist())
-            runs = [_batch(handler, ids, read=args.read) for _ in range(args.inner)]
+            runs = [
+                _work(handler, ids, keep) if args.write else _batch(handler, ids, read=args.read)
+                for _ in range(args.inner)
+            ]
             cpu, ev = min(runs, key=lambda r: r[0])
             times.append(cpu * 1000)
             events.append(ev)
@@ -162,6 +277,14 @@ def main() -> None:
         prof = cProfile.Profile()
         for ids in batches:
             items = [(None, AccountCheck(a, "withdrawal", None)) for a in ids]
+            if args.write:
+                from fraudlens.consume import BatchResult
+
+                prof.enable()
+                handler._work(items, BatchResult())  # type: ignore[arg-type]
+                prof.disable()
+                _forget(handler.store, keep)
+                continue
             if not args.read:
                 data = handler.store.account_windows(ids, hours=handler.hours)
             prof.enable()
@@ -175,7 +298,7 @@ def main() -> None:
         st.sort_stats("cumulative").print_stats(args.top)
         print(s.getvalue())
     if args.out:
-        Path(args.out).write_text(json.dumps(results, sort_keys=True))
+        Path(args.out).write_text(json.dumps(results, sort_keys=True, default=str))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ problem with the data at hand.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 import time
@@ -273,7 +274,10 @@ class Store(Closing, AuthStore, TriageStore):
         except sa.exc.ArgumentError as exc:
             raise ConfigError(f"database URL {url!r}: {exc}") from None
         self.dialect = parsed.get_backend_name()
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        # risk events' details are written by orjson (see _json_text): a missing orjson
+        # is reported here, not by the first batch of events
+        _orjson()
+        kwargs: dict[str, Any] = {"pool_pre_ping": True, "json_serializer": _json_text}
         if self.dialect == "sqlite":
             memory = parsed.database in (None, "", ":memory:")
             if not memory and parsed.database:
@@ -1208,6 +1212,56 @@ def _table(model: type[Base]) -> sa.Table:
     return table
 
 
+def _json_text(value: Any) -> str:
+    """The JSON text a JSON column stores (a risk event's ``details``), for every database.
+
+    orjson writes it (a batch of 500 events with 4,000 explained trades: 3.9 ms instead of
+    json.dumps' 30.7 ms, the largest single cost of the worker's insert) when the value
+    is plain JSON: dicts with str keys, lists, tuples, str, int (64 bits), float, bool,
+    None, and the text is ASCII. Anything else is written by :func:`json.dumps` as before
+    (or refused by it, as before): datetimes, dataclasses and subclasses of str, int,
+    dict or list (e.g. numpy's float64, an IntEnum), which orjson hands to its
+    ``default``; non-str keys and larger ints, which it refuses; and text with non-ASCII
+    characters, which json.dumps escapes (``\\u00e9``: the same value, and no database
+    column's character set to get wrong).
+
+    The two texts differ in spacing only (orjson writes no blank after ``,`` and ``:``)
+    and parse to the same values, with two deliberate exceptions: a float that is NaN or
+    infinite, which JSON cannot hold, is stored as ``null`` (before, SQLite stored the
+    non-JSON token ``NaN`` and PostgreSQL and MariaDB refused the batch), as the
+    worker's evidence already turns NaN into None; and an enum or a UUID, which
+    json.dumps refused (unless an int or str enum), is written as its value or text.
+    """
+    dumps, options = _orjson()
+    try:
+        text = dumps(value, default=_not_plain, option=options)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(value)
+    if not text.isascii():
+        return json.dumps(value)
+    return text.decode("ascii")
+
+
+def _not_plain(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not a plain JSON value")
+
+
+@functools.cache
+def _orjson() -> tuple[Callable[..., bytes], int]:
+    """orjson's ``dumps`` (orjson is installed with the ``store`` extra) and the options
+    under which it hands datetimes, dataclasses and subclasses of str, int, dict and list
+    to ``default`` instead of writing them by its own rules."""
+    from fraudlens._optional import require
+
+    orjson = require("orjson", extra="store", feature="the SQL store")
+    options = (
+        orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+    return orjson.dumps, options
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets the worker write while the service and analysts read; NORMAL sync in WAL
@@ -1683,8 +1737,6 @@ def _event_record(row: Any) -> RiskEvent:
     values["event_threshold"] = values.pop("threshold")
     details = values.get("details")
     if isinstance(details, str):  # MariaDB hands JSON back as text
-        import json
-
         values["details"] = json.loads(details)
     elif details is None:
         values["details"] = {}
