@@ -16,6 +16,11 @@ from fraudlens.errors import ConfigError
 
 __all__ = ["in_container", "process", "serve"]
 
+#: ``--limit-concurrency`` and ``--header-timeout`` defaults: those of
+#: :mod:`fraudlens.service._protocol` (not imported here: it pulls in uvicorn).
+DEFAULT_LIMIT_CONCURRENCY = 1000
+HEADER_SECONDS = 10.0
+
 #: Where SageMaker puts a model's artifacts inside a serving container.
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 
@@ -92,10 +97,31 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    limit_concurrency: Annotated[
+        int,
+        typer.Option(
+            "--limit-concurrency",
+            min=1,
+            help="Connections (and requests in hand) each worker process serves at once; "
+            "a request beyond gets 503 with Retry-After.",
+        ),
+    ] = DEFAULT_LIMIT_CONCURRENCY,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            "--header-timeout",
+            min=0.1,
+            max=3600.0,
+            help="Seconds a client may take to send a request's headers (408 and closed "
+            "beyond; idle connections are closed too).",
+        ),
+    ] = HEADER_SECONDS,
 ) -> None:
     """Run the scoring service: SageMaker /ping + /invocations, /v1 API, /metrics, /docs,
     and the analysts' review page at /review."""
     import uvicorn
+
+    from fraudlens.service._protocol import guarded_protocol
 
     # Through the environment, so uvicorn's worker processes see the same settings.
     for var, value in (("FRAUDLENS_DATABASE_URL", db), ("FRAUDLENS_QUEUE_URL", queue)):
@@ -122,25 +148,25 @@ def serve(
     _say_auth(bind, port)
     if sink is not None and workers > 1:
         raise typer.BadParameter("--sink needs --workers 1 (each sink folder has one writer)")
+    # The same connection bounds in both modes: a header deadline (slowloris) and a cap
+    # on connections per process; no WebSocket upgrades (the service has no such route).
+    bounds = {
+        "http": guarded_protocol(header_timeout, limit_concurrency),
+        "ws": "none",
+        "host": bind,
+        "port": port,
+        "log_level": log_level,
+    }
     if workers == 1:
         from fraudlens.service.app import create_app
         from fraudlens.sinks import open_sink
 
         out = open_sink(sink) if sink is not None else None
-        uvicorn.run(
-            create_app(models_dir=models, sink=out), host=bind, port=port, log_level=log_level
-        )
+        uvicorn.run(create_app(models_dir=models, sink=out), **bounds)
         return
     # Worker processes build their own app from the settings, so pass the folder by env.
     os.environ["FRAUDLENS_MODELS_DIR"] = str(models)
-    uvicorn.run(
-        "fraudlens.service.app:create_app",
-        factory=True,
-        host=bind,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-    )
+    uvicorn.run("fraudlens.service.app:create_app", factory=True, workers=workers, **bounds)
 
 
 def _say_auth(bind: str, port: int) -> None:

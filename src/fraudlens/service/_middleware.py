@@ -16,6 +16,7 @@ __all__ = [
     "BODY_IDLE_SECONDS",
     "BODY_SECONDS",
     "LARGE_BODY_BYTES",
+    "LARGE_BODY_QUEUE",
     "LARGE_BODY_SLOTS",
     "LARGE_BODY_WAIT_SECONDS",
     "BodyLimitMiddleware",
@@ -38,6 +39,11 @@ LARGE_BODY_BYTES = 256 * 1024
 LARGE_BODY_SLOTS = 2
 #: How long a large body waits for a slot before the reply is 503 (with Retry-After).
 LARGE_BODY_WAIT_SECONDS = 30.0
+#: Large bodies let in beyond the slots (being read, or read and waiting for a slot); one
+#: more gets 503 with Retry-After before its body is read. A waiting 5 MB body holds
+#: about 10 MB (its pieces and their join): fifty 5 MB card requests at once had taken
+#: a server from 250 MB to 910 MB, and a thousand would take it to 10 GB.
+LARGE_BODY_QUEUE = 8
 
 #: Methods the metrics label by name; any other (``M1XXXX...``: HTTP allows any token)
 #: is labelled ``other``, so clients cannot add series. 200 requests with their own
@@ -78,6 +84,25 @@ class LargeBodiesBusy(HTTPException):
         )
 
 
+class LargeBodiesQueued(HTTPException):
+    """Raised from ``receive`` when a body turns out large (it had no ``Content-Length``,
+    or a smaller one) while :data:`LARGE_BODY_QUEUE` large bodies wait already."""
+
+    def __init__(self, admitted: int) -> None:
+        super().__init__(
+            503,
+            _queued_error(admitted),
+            headers={"Retry-After": "5", "Connection": "close"},
+        )
+
+
+def _queued_error(admitted: int) -> str:
+    return (
+        f"the service has {admitted} large requests in hand or waiting already; retry "
+        "later, or send fewer rows per request"
+    )
+
+
 class BodyLimitMiddleware:
     """Refuse bodies over ``limit`` bytes: from ``Content-Length`` before reading, and by
     counting while reading (chunked uploads, or a lying header).
@@ -92,6 +117,14 @@ class BodyLimitMiddleware:
     until its reply is sent; the memory of parsing and scoring is then bounded by the
     slots, not by how many clients send at once. A body that finds no slot within
     ``large_wait_seconds`` gets 503 with ``Retry-After``.
+
+    And the bodies waiting for a slot are bounded too, since each holds its bytes: at
+    most ``large_slots + large_queue`` large requests are let in at a time (from their
+    ``Content-Length``, or once a body without one grows past ``large_bytes``). One more
+    gets 503 with ``Retry-After`` and ``Connection: close`` before its body is read; the
+    body is then read and dropped, within the same time limits, so that clients that
+    send their whole body before reading the reply (Python's ``http.client``) get the
+    503 rather than a reset connection.
     """
 
     def __init__(
@@ -103,6 +136,7 @@ class BodyLimitMiddleware:
         large_bytes: int = LARGE_BODY_BYTES,
         large_slots: int = LARGE_BODY_SLOTS,
         large_wait_seconds: float = LARGE_BODY_WAIT_SECONDS,
+        large_queue: int = LARGE_BODY_QUEUE,
     ) -> None:
         self.app = app
         self.limit = int(limit)
@@ -111,12 +145,16 @@ class BodyLimitMiddleware:
         self.large_bytes = int(large_bytes)
         self.large_slots = int(large_slots)
         self.large_wait_seconds = float(large_wait_seconds)
+        self.large_queue = int(large_queue)
         self._large = asyncio.Semaphore(self.large_slots)
+        #: Large requests let in (reading, waiting for a slot or holding one).
+        self.large_admitted = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared = 0
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -132,6 +170,13 @@ class BodyLimitMiddleware:
                         {"limit": self.limit, "content_length": declared},
                     )
                     return
+        admitted = False  # counted in large_admitted
+        if declared > self.large_bytes:
+            if self.large_admitted >= self.large_slots + self.large_queue:
+                await self._refuse_unread(scope, receive, send)
+                return
+            self.large_admitted += 1
+            admitted = True
         seen = 0
         complete = False
         waited = 0.0  # seconds spent waiting for the client's body so far
@@ -139,7 +184,7 @@ class BodyLimitMiddleware:
         loop = asyncio.get_running_loop()
 
         async def limited() -> Message:
-            nonlocal seen, complete, waited, holds_slot
+            nonlocal seen, complete, waited, holds_slot, admitted
             if complete:
                 # The body is in: later calls wait for the client to disconnect.
                 return await receive()
@@ -159,6 +204,11 @@ class BodyLimitMiddleware:
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
                     raise BodyTooLarge(self.limit)
+                if seen > self.large_bytes and not admitted:
+                    if self.large_admitted >= self.large_slots + self.large_queue:
+                        raise LargeBodiesQueued(self.large_admitted)
+                    self.large_admitted += 1
+                    admitted = True
                 complete = not message.get("more_body", False)
                 if complete and seen > self.large_bytes:
                     try:
@@ -175,6 +225,47 @@ class BodyLimitMiddleware:
         finally:
             if holds_slot:
                 self._large.release()
+            if admitted:
+                self.large_admitted -= 1
+
+    async def _refuse_unread(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """503 for a large body that is not let in: the reply goes first, then the body
+        is read and dropped (bounded by the body time limits), then the connection is
+        closed."""
+        body = json.dumps(
+            {
+                "error": _queued_error(self.large_admitted),
+                "detail": {"large_requests": self.large_admitted},
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", b"5"),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        expects = (b"expect", b"100-continue") in [
+            (k, v.lower()) for k, v in scope.get("headers", ())
+        ]
+        if expects:  # the client waits for a 100 before it sends its body: none comes
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.total_seconds
+        with contextlib.suppress(TimeoutError):
+            while True:
+                wait = min(self.idle_seconds, deadline - loop.time())
+                message = await asyncio.wait_for(receive(), max(wait, 0.0))
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    break
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class HeadMiddleware:

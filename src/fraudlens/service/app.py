@@ -50,6 +50,7 @@ from fraudlens.service._errors import install_error_handlers
 from fraudlens.service._middleware import (
     BODY_IDLE_SECONDS,
     BODY_SECONDS,
+    LARGE_BODY_QUEUE,
     LARGE_BODY_SLOTS,
     LARGE_BODY_WAIT_SECONDS,
     BodyLimitMiddleware,
@@ -94,6 +95,7 @@ def create_app(
     body_seconds: float = BODY_SECONDS,
     large_body_slots: int = LARGE_BODY_SLOTS,
     large_body_wait_seconds: float = LARGE_BODY_WAIT_SECONDS,
+    large_body_queue: int = LARGE_BODY_QUEUE,
 ) -> FastAPI:
     """Build the scoring service.
 
@@ -132,6 +134,9 @@ def create_app(
     large_body_slots, large_body_wait_seconds
         Requests with bodies over 256 KiB handled at a time (2), and how long one waits
         for a slot before its reply is 503 (30 s).
+    large_body_queue
+        Such requests let in beyond the slots, being read or waiting for a slot (8); one
+        more gets 503 before its body is read.
 
     Returns
     -------
@@ -202,6 +207,7 @@ def create_app(
         total_seconds=body_seconds,
         large_slots=large_body_slots,
         large_wait_seconds=large_body_wait_seconds,
+        large_queue=large_body_queue,
     )
     # HEAD is answered as GET without the body (between the metrics and the body limit).
     app.add_middleware(HeadMiddleware)

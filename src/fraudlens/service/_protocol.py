@@ -1,0 +1,178 @@
+"""uvicorn's HTTP/1.1 protocol (h11) with two bounds it lacks: on the time a client may
+take to send a request's headers, and on the connections served at once.
+
+uvicorn times out neither a connection that never sends a byte nor one that sends part
+of its request line and headers and then stalls (slowloris): its keep-alive timer runs
+only between requests and is cancelled by any byte. Measured on uvicorn 0.54 (h11): a
+connection that sent ``GET /ping HTTP/1.1\\r\\nHost: x\\r\\n`` was still open after 40 s, and
+3,000 of them were all held open. Its own ``limit_concurrency`` refuses with a plain-text
+503 and no ``Retry-After``.
+
+:class:`GuardedH11Protocol` keeps a deadline, :data:`HEADER_SECONDS` by default, from the
+moment the connection waits for a request (it was accepted, or the previous reply was
+sent) until that request's headers are in. When it passes, a client that sent part of a
+request gets ``408`` with ``Connection: close`` and a silent one is closed; either way the
+connection is gone. While a request is being handled the deadline does not run (the body
+has its own limits, in :class:`~fraudlens.service._middleware.BodyLimitMiddleware`).
+
+And with ``max_connections``, a request arriving while more than that many connections
+are open, or more than that many requests are in hand, gets a JSON ``503`` with
+``Retry-After`` and ``Connection: close`` (uvicorn's own check, with the service's reply).
+Each worker process counts its own.
+
+``fraudlens serve`` passes it to uvicorn as ``http=guarded_protocol(...)`` (a
+:func:`functools.partial`, so it survives the trip to worker processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from typing import Any
+
+import h11
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+__all__ = [
+    "DEFAULT_LIMIT_CONCURRENCY",
+    "HEADER_SECONDS",
+    "GuardedH11Protocol",
+    "guarded_protocol",
+]
+
+#: How long a client may take to send a request's line and headers, counted from when
+#: the connection starts waiting for it.
+HEADER_SECONDS = 10.0
+#: Connections (and requests in hand) one worker process serves at once; beyond, 503.
+DEFAULT_LIMIT_CONCURRENCY = 1000
+
+
+def _timeout_reply(seconds: float) -> bytes:
+    """A whole ``408`` reply, written straight to the socket (h11 sends replies only to
+    requests it has read)."""
+    error = f"the request's headers did not arrive within {seconds:g} s; send them promptly"
+    body = json.dumps({"error": error, "detail": {"header_seconds": seconds}}).encode()
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a request-header deadline and a connection cap (see
+    the module's docs)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        header_seconds: float = HEADER_SECONDS,
+        max_connections: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_seconds = float(header_seconds)
+        self.max_connections = max_connections
+        self._header_timer: asyncio.TimerHandle | None = None
+        if max_connections is not None:
+            self.limit_concurrency = None  # checked by _limited, with the service's reply
+            self.app = functools.partial(
+                _limited, self.connections, self.tasks, max_connections, self.app
+            )
+
+    # --------------------------------------------------------------- header deadline
+
+    def _busy(self) -> bool:
+        """A request's headers are in and its reply is not yet complete."""
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _watch(self) -> None:
+        """Run the deadline while the connection waits for a request's headers."""
+        if self._busy() or self.transport is None or self.transport.is_closing():
+            self._stop_watch()
+        elif self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_seconds, self._headers_late)
+
+    def _stop_watch(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or self._busy():
+            return
+        pending, _ = self.conn.trailing_data
+        if pending and self.conn.their_state is h11.IDLE:
+            self.transport.write(_timeout_reply(self.header_seconds))
+        self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch()
+
+    def on_response_complete(self) -> None:
+        # Waiting for the next request starts now (a pipelined one may start at once).
+        self._stop_watch()
+        self._header_timer = self.loop.call_later(self.header_seconds, self._headers_late)
+        super().on_response_complete()
+        self._watch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_watch()
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._stop_watch()
+        super().handle_websocket_upgrade(event)
+
+
+async def _limited(
+    connections: set[Any],
+    tasks: set[Any],
+    limit: int,
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """``app``, or a 503 when the process holds more than ``limit`` connections or
+    requests in hand (this connection and this request's task counted)."""
+    if scope["type"] == "http" and (len(connections) > limit or len(tasks) > limit):
+        body = json.dumps(
+            {
+                "error": f"the service is serving {limit} connections already; retry later",
+                "detail": {"limit": limit},
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", b"1"),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        return
+    await app(scope, receive, send)
+
+
+def guarded_protocol(
+    header_seconds: float = HEADER_SECONDS, max_connections: int | None = None
+) -> Any:
+    """The protocol to pass to uvicorn as ``http=``: picklable, so ``--workers N``
+    processes get the same bounds."""
+    return functools.partial(
+        GuardedH11Protocol, header_seconds=header_seconds, max_connections=max_connections
+    )
