@@ -21,12 +21,13 @@ mirror-candidate lookup the book makes inside ``score_market`` is in the timed p
 
 Each batch runs ``--inner`` times (a fresh read each time) and its least CPU time
 counts (other jobs on a shared machine only ever add time). Prints per size the median
-(and min) of those CPU ms per batch over the repeats, then with
+(and min and mean) of those CPU ms per batch over the repeats and the garbage
+collections that ran inside the timed runs (CPU ms per run), then with
 ``--profile`` a cProfile top list of batches of that size. ``--out`` writes the events'
 fields (all but ``created_at``) of every timed batch as JSON, to compare two trees.
 
-``--write`` times the worker's whole handler path (``CheckHandler._work`` without the
-queue): the window read, the scoring path above and the events' insert
+``--write`` times the worker's whole handler path (``CheckHandler._work_reconnecting``
+without the queue): the window read, the scoring path above and the events' insert
 (``Store.add_risk_events``: the rows, their JSON details, the table's indexes, the symbol
 rows). The events table first holds ``--prefill`` events of other accounts (the indexes
 of a store in use are not empty); each run's new events are deleted after it, untimed.
@@ -41,6 +42,7 @@ import argparse
 import atexit
 import cProfile
 import dataclasses
+import gc
 import io
 import json
 import pstats
@@ -96,6 +98,37 @@ def _setup(accounts: int, cache: Path) -> tuple[CheckHandler, list[str]]:
     store.upgrade()
     handler, _, flagged = load_store(store, accounts, models)
     return handler, flagged
+
+
+class _Collections:
+    """CPU seconds of Python's garbage collections while a batch is timed (``on``), per
+    generation: part of a batch's cost that its own code does not show."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.spent: dict[int, list[float]] = {}
+        self._t0 = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.process_time()
+        elif self.on:
+            self.spent.setdefault(int(info["generation"]), []).append(
+                time.process_time() - self._t0
+            )
+
+    def report(self, batches: int) -> str:
+        if not self.spent:
+            return "no garbage collection while timed"
+        parts = [
+            f"gen {g}: {len(t)} x, {sum(t) * 1000 / batches:.2f} ms/batch"
+            for g, t in sorted(self.spent.items())
+        ]
+        return "garbage collections while timed: " + "; ".join(parts)
+
+
+COLLECTIONS = _Collections()
 
 
 def prefill(store: Any, n: int) -> None:
@@ -179,9 +212,11 @@ def _work(handler: CheckHandler, ids: list[str], keep: int) -> tuple[float, list
 
     items = [(None, AccountCheck(a, "withdrawal", None)) for a in ids]
     result = BatchResult()
+    COLLECTIONS.on = True
     t0 = time.process_time()
-    handler._work(items, result)  # type: ignore[arg-type]
+    handler._work_reconnecting(items, result)  # type: ignore[arg-type]
     cpu = time.process_time() - t0
+    COLLECTIONS.on = False
     out = _stored(handler.store, keep)
     _forget(handler.store, keep)
     return cpu, out
@@ -196,11 +231,13 @@ def _batch(
     items = [(None, AccountCheck(a, "withdrawal", None)) for a in ids]
     if not read:
         data = handler.store.account_windows(ids, hours=handler.hours)
+    COLLECTIONS.on = True
     t0 = time.process_time()
     if read:
         data = handler.store.account_windows(ids, hours=handler.hours)
     events, _ = handler._score(items, data)  # type: ignore[arg-type]
     cpu = time.process_time() - t0
+    COLLECTIONS.on = False
     out = []
     for e in events:
         d = dataclasses.asdict(e)
@@ -250,6 +287,7 @@ def main() -> None:
         _batch(handler, list(rng.choice(flagged, 4, replace=False)))
     results: dict[str, list] = {}
     for size in (int(s) for s in args.sizes.split(",")):
+        COLLECTIONS.spent.clear()
         rng = np.random.default_rng(size)
         times = []
         events = []
@@ -265,9 +303,10 @@ def main() -> None:
         results[str(size)] = events
         print(
             f"batch of {size:3d}: CPU {statistics.median(times):7.3f} ms median, "
-            f"{min(times):7.3f} min ({args.repeats} batches)",
+            f"{min(times):7.3f} min, {statistics.mean(times):7.3f} mean ({args.repeats} batches)",
             flush=True,
         )
+        print("  " + COLLECTIONS.report(args.repeats * args.inner), flush=True)
     if args.profile:
         rng = np.random.default_rng(99)
         batches = [
@@ -281,7 +320,7 @@ def main() -> None:
                 from fraudlens.consume import BatchResult
 
                 prof.enable()
-                handler._work(items, BatchResult())  # type: ignore[arg-type]
+                handler._work_reconnecting(items, BatchResult())  # type: ignore[arg-type]
                 prof.disable()
                 _forget(handler.store, keep)
                 continue
