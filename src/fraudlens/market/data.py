@@ -421,6 +421,14 @@ def _float_column(
             is_bool = s.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
     out = pd.Series(num.to_numpy(dtype=np.float64, na_value=np.nan), index=s.index)
     raw_null = s.isna().to_numpy()
+    if s.dtype == object and raw_null.any():
+        # JSON records: null is missing, but NaN (Python's json reads it) is a number that
+        # is not finite, like Infinity; it had been reported as missing.
+        vals = s.to_numpy()
+        at = np.flatnonzero(raw_null)
+        nan = np.fromiter((isinstance(vals[i], float | np.floating) for i in at), bool, len(at))
+        raw_null = raw_null.copy()
+        raw_null[at[nan]] = False
     bad = ~np.isfinite(out.to_numpy())
     checks.add(raw_null, col, lambda i: f"missing {col}")
     if not booleans:
@@ -473,6 +481,18 @@ def _ts_column(df: pd.DataFrame, col: str, checks: _Checks, *, lenient: bool = F
                 again = pd.to_datetime(text[retry], utc=True, format="mixed", errors="coerce")
                 out = out.astype(_TS_DTYPE)
                 out[retry] = again.astype(_TS_DTYPE)
+        words = _clock_words(s if pd.api.types.is_string_dtype(s.dtype) else text, out)
+        if words.any():
+            checks.add(
+                words,
+                col,
+                lambda i: (
+                    f"{_show(s.iloc[i])} is a word read as the time of reading, not "
+                    "an ISO-8601 timestamp"
+                ),
+            )
+            raw_null = raw_null | words
+            out = out.where(~words, pd.NaT)
     # Compared in the parsed unit, before the nanosecond cast that would overflow.
     out_of_range = ((out < TS_MIN) | (out >= TS_MAX)).to_numpy(dtype=bool, na_value=False)
     if out_of_range.any():
@@ -497,6 +517,26 @@ def _ts_column(df: pd.DataFrame, col: str, checks: _Checks, *, lenient: bool = F
         lambda i: f"cannot parse {_show(s.iloc[i])} as {expect}",
     )
     return out
+
+
+#: Values this long or longer are not searched for words (every word pandas reads as a
+#: time is shorter; the search is for speed only).
+_CLOCK_WORD_CHARS = 16
+
+
+def _clock_words(text: pd.Series, parsed: pd.Series) -> np.ndarray:
+    """Where a value that parsed as a time holds no digit: pandas reads ``"now"`` and
+    ``"today"`` as the clock's time (a trade or bar would be stamped with the time its
+    file or request was read). Every timestamp has digits."""
+    ok = parsed.notna().to_numpy()
+    if not ok.any():
+        return np.zeros(len(text), dtype=bool)
+    short = (text.str.len() < _CLOCK_WORD_CHARS).to_numpy(dtype=bool, na_value=False) & ok
+    words = np.zeros(len(text), dtype=bool)
+    if short.any():
+        digits = text[short].str.contains("[0-9]", regex=True, na=True)
+        words[short] = ~digits.to_numpy(dtype=bool, na_value=True)
+    return words
 
 
 def _first_duplicate(

@@ -249,13 +249,14 @@ def _records_frame(records: list[dict[str, Any]], columns: tuple[str, ...], what
     Only the contract's keys are read: records that each bring their own other keys would
     otherwise make a column of every key for every row (a few megabytes of JSON, gigabytes
     of table). A string the tables cannot hold (a lone surrogate, ``"\\ud800"`` in JSON)
-    is refused naming its row and column.
+    is refused naming its row and column. A number column holding null or NaN keeps its
+    values as sent (``object``), so that the loader can tell the two apart.
     """
     import pandas as pd
 
     present = [c for c in columns if any(c in rec for rec in records)]
     try:
-        return pd.DataFrame.from_records(records, columns=present)
+        frame = pd.DataFrame.from_records(records, columns=present)
     except UnicodeEncodeError:
         for i, rec in enumerate(records):
             for c in present:
@@ -268,6 +269,12 @@ def _records_frame(records: list[dict[str, Any]], columns: tuple[str, ...], what
                         column=c,
                     ) from None
         raise
+    for c in present:
+        if pd.api.types.is_float_dtype(frame[c].dtype) and frame[c].isna().any():
+            # null and NaN (Python's json reads it) are both NaN here: keep the values as
+            # sent, so the loader tells a missing value from one that is not finite.
+            frame[c] = pd.Series([rec.get(c) for rec in records], index=frame.index, dtype=object)
+    return frame
 
 
 def _check_accounts(trades: Any) -> None:
