@@ -81,9 +81,12 @@ def _event(details: dict[str, object], account: str = "acct-1") -> RiskEvent:
 
 
 def _stored_text(store: Store) -> list[str]:
+    """The details' text as the database keeps it (PostgreSQL's json type keeps it
+    verbatim; psycopg would parse it, so it is read as text)."""
+    column = "CAST(details AS TEXT)" if store.dialect == "postgresql" else "details"
     with store.engine.connect() as conn:
-        rows = conn.exec_driver_sql("SELECT details FROM risk_events ORDER BY id").all()
-    return [r[0] if isinstance(r[0], str) else json.dumps(r[0]) for r in rows]
+        rows = conn.exec_driver_sql(f"SELECT {column} FROM risk_events ORDER BY id").all()
+    return [r[0] for r in rows]
 
 
 def test_plain_details_are_written_by_orjson_and_read_back_as_the_same_values(
@@ -92,11 +95,9 @@ def test_plain_details_are_written_by_orjson_and_read_back_as_the_same_values(
     details = _details()
     assert store.add_risk_events([_event(details)]) == 1
     (text,) = _stored_text(store)
-    if store.dialect == "sqlite":
-        # orjson's compact text (json.dumps writes ", " and ": "), not json.dumps' own
-        assert text == _json_text(details)
-        assert text != json.dumps(details)
-        assert ", " not in text.replace('"buy at 0%', "")
+    # orjson's compact text (json.dumps writes ", " and ": "), on every database
+    assert text == _json_text(details)
+    assert text != json.dumps(details)
     assert json.loads(text) == json.loads(json.dumps(details))
     (event,), _ = store.list_risk_events()
     assert event["details"] == json.loads(json.dumps(details))
@@ -130,8 +131,7 @@ def test_non_ascii_details_keep_their_escaped_text(store: Store) -> None:
     details = {"trades": [{"trade_id": "T-é", "reason": "achat à 0 %"}]}
     assert store.add_risk_events([_event(details)]) == 1
     (text,) = _stored_text(store)
-    if store.dialect == "sqlite":
-        assert text == json.dumps(details)
+    assert text == json.dumps(details)
     (event,), _ = store.list_risk_events()
     assert event["details"] == details
 
@@ -165,3 +165,28 @@ def test_a_missing_orjson_is_reported_when_the_store_opens(
     finally:
         monkeypatch.delitem(sys.modules, "orjson")
         db._orjson.cache_clear()
+
+
+def test_event_symbols_of_plain_dicts_and_other_mappings() -> None:
+    from collections import UserDict
+
+    from fraudlens.store._triage import event_symbols
+
+    details = {
+        "trades": [
+            {"symbol": "BTC-USD"},
+            {"symbol": "ETH-USD", "price": 1.0},
+            {"symbol": "BTC-USD"},
+            UserDict({"symbol": "SOL-USD"}),  # a Mapping that is not a dict
+            {"symbol": ""},  # empty
+            {"symbol": "X" * 33},  # too long
+            {"symbol": 5},  # not text
+            {"price": 2.0},  # no symbol
+            "not a trade",
+        ]
+    }
+    assert event_symbols(details) == ["BTC-USD", "ETH-USD", "SOL-USD"]
+    assert event_symbols(json.dumps({"trades": [{"symbol": "A"}]})) == ["A"]
+    assert event_symbols("not json") == []
+    assert event_symbols({"trades": "BTC-USD"}) == []
+    assert event_symbols(None) == []

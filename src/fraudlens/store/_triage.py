@@ -113,12 +113,14 @@ def event_symbols(details: Mapping[str, Any] | str | None) -> list[str]:
     trades = details.get("trades") if isinstance(details, Mapping) else None
     if not isinstance(trades, list):
         return []
+    # plain dicts (what the worker writes) skip the Mapping ABC's isinstance check, the
+    # larger part of this set's cost (4,000 trades of a batch of 500 events)
     out = {
-        t["symbol"]
+        symbol
         for t in trades
-        if isinstance(t, Mapping)
-        and isinstance(t.get("symbol"), str)
-        and 0 < len(t["symbol"]) <= 32
+        if (type(t) is dict or isinstance(t, Mapping))
+        and isinstance(symbol := t.get("symbol"), str)
+        and 0 < len(symbol) <= 32
     }
     return sorted(out)
 
