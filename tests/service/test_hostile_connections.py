@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -398,3 +399,61 @@ def _vm(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise AssertionError(f"no {field} for {pid}")
+
+
+# ----------------------------------------------------------------- unread replies
+
+
+@contextmanager
+def _guarded_server(app: Any, **bounds: Any) -> Iterator[tuple[Any, int]]:
+    """uvicorn with :func:`guarded_protocol` in a thread, on a free loopback port."""
+    import uvicorn
+
+    from fraudlens.service._protocol import guarded_protocol
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, http=guarded_protocol(**bounds), log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield server, int(sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+async def _eight_megabytes(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body = b"x" * 8_000_000
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_a_reply_left_unread_is_dropped() -> None:
+    """A client that asks for a large reply and never reads it: the connection and the
+    reply's bytes are dropped after the write deadline (they had been held for good,
+    since closing waits for the bytes to be read). A client that reads gets it all."""
+    with _guarded_server(_eight_megabytes, write_seconds=1.0) as (server, port):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)
+        assert len(server.server_state.connections) == 1
+        deadline = time.monotonic() + 10
+        while server.server_state.connections and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not server.server_state.connections
+        s.close()
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.request("GET", "/")
+        assert len(c.getresponse().read()) == 8_000_000

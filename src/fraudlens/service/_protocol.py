@@ -1,5 +1,5 @@
-"""uvicorn's HTTP/1.1 protocol (h11) with two bounds it lacks: on the time a client may
-take to send a request's headers, and on the connections served at once.
+"""uvicorn's HTTP/1.1 protocol (h11) with the bounds it lacks: on the time a client may
+take to send a request's headers or to read its reply, and on the connections served at once.
 
 uvicorn times out neither a connection that never sends a byte nor one that sends part
 of its request line and headers and then stalls (slowloris): its keep-alive timer runs
@@ -14,6 +14,13 @@ sent) until that request's headers are in. When it passes, a client that sent pa
 request gets ``408`` with ``Connection: close`` and a silent one is closed; either way the
 connection is gone. While a request is being handled the deadline does not run (the body
 has its own limits, in :class:`~fraudlens.service._middleware.BodyLimitMiddleware`).
+
+Replies are bounded in time too: uvicorn hands a reply to the transport whole, and a
+client that never reads it kept it in the server's memory for good (a 5 MB request of
+card rows has a 3.3 MB reply; twelve such clients held 80 MB, a thousand would hold
+3 GB), since closing a connection waits for its unread bytes. When the process's write
+buffer of a connection stays above its high-water mark for :data:`WRITE_SECONDS`, the
+connection is dropped with the bytes.
 
 And with ``max_connections``, a request arriving while more than that many connections
 are open, or more than that many requests are in hand, gets a JSON ``503`` with
@@ -38,6 +45,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 __all__ = [
     "DEFAULT_LIMIT_CONCURRENCY",
     "HEADER_SECONDS",
+    "WRITE_SECONDS",
     "GuardedH11Protocol",
     "guarded_protocol",
 ]
@@ -47,6 +55,9 @@ __all__ = [
 HEADER_SECONDS = 10.0
 #: Connections (and requests in hand) one worker process serves at once; beyond, 503.
 DEFAULT_LIMIT_CONCURRENCY = 1000
+#: How long a reply may sit unread in the process's write buffer (above its high-water
+#: mark, 64 KiB) before the connection is dropped with it.
+WRITE_SECONDS = 30.0
 
 
 def _timeout_reply(seconds: float) -> bytes:
@@ -70,12 +81,15 @@ class GuardedH11Protocol(H11Protocol):
         *args: Any,
         header_seconds: float = HEADER_SECONDS,
         max_connections: int | None = None,
+        write_seconds: float = WRITE_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.header_seconds = float(header_seconds)
         self.max_connections = max_connections
+        self.write_seconds = float(write_seconds)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
         if max_connections is not None:
             self.limit_concurrency = None  # checked by _limited, with the service's reply
             self.app = functools.partial(
@@ -126,7 +140,29 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_watch()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         super().connection_lost(exc)
+
+    # ---------------------------------------------------------------- write deadline
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.write_seconds, self._write_late)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_late(self) -> None:
+        """The client has not read its reply: drop the connection and the unread bytes
+        (``close`` would wait for them to be read)."""
+        self._write_timer = None
+        self.transport.abort()
 
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
         self._stop_watch()
@@ -169,10 +205,15 @@ async def _limited(
 
 
 def guarded_protocol(
-    header_seconds: float = HEADER_SECONDS, max_connections: int | None = None
+    header_seconds: float = HEADER_SECONDS,
+    max_connections: int | None = None,
+    write_seconds: float = WRITE_SECONDS,
 ) -> Any:
     """The protocol to pass to uvicorn as ``http=``: picklable, so ``--workers N``
     processes get the same bounds."""
     return functools.partial(
-        GuardedH11Protocol, header_seconds=header_seconds, max_connections=max_connections
+        GuardedH11Protocol,
+        header_seconds=header_seconds,
+        max_connections=max_connections,
+        write_seconds=write_seconds,
     )
