@@ -73,6 +73,8 @@ TS_MIN = pd.Timestamp("1900-01-01", tz="UTC")
 TS_MAX = pd.Timestamp("2200-01-01", tz="UTC")
 # Values an id may be given as (numbers become their text).
 _SCALARS = (str, int, float, np.number)
+#: Floats at or past this size are not exact integers, so not ids.
+_EXACT_FLOAT_ID = float(2**53)
 #: Longest id of each text column (the store's column widths).
 _ID_LENGTHS = {"symbol": MAX_SYMBOL_LENGTH}
 
@@ -376,9 +378,37 @@ def _text_column(df: pd.DataFrame, col: str, checks: _Checks) -> pd.Series:
         )
         null = null & ~wrong
         s = s.where(~wrong, None)
+    if s.dtype == object or pd.api.types.is_float_dtype(s.dtype):
+        # A float past 2**53 (or infinite) names no exact id: 1e19 and 1e300 would
+        # both have become int64's minimum, merging different accounts.
+        floats = s.to_numpy()
+        if s.dtype == object:
+            inexact = np.array(
+                [
+                    isinstance(v, float | np.floating) and abs(float(v)) >= _EXACT_FLOAT_ID
+                    for v in floats
+                ],
+                dtype=bool,
+            )
+        else:
+            inexact = np.abs(floats.astype(np.float64)) >= _EXACT_FLOAT_ID
+        checks.add(
+            inexact,
+            col,
+            lambda i: (
+                f"{col} {float(floats[i])!r} is "
+                + (
+                    "a number too large to be an exact id (write ids as text)"
+                    if np.isfinite(float(floats[i]))
+                    else "not a finite number"
+                )
+            ),
+        )
+        null = null | inexact
     if pd.api.types.is_float_dtype(s.dtype):
         # Parquet or pandas turns integer ids with gaps into floats: 12.0 means "12".
         vals = s.to_numpy(dtype=np.float64)
+        vals = np.where(null, np.nan, vals)
         if np.all(np.isnan(vals) | (vals == np.round(vals))):
             out = pd.Series(
                 np.where(null, "", np.nan_to_num(vals).astype(np.int64).astype(str)),
