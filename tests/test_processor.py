@@ -556,3 +556,122 @@ def test_processor_metrics_count_queue_outcomes(
     with open_queue(url, name="card-events") as q:
         reasons = sorted(d["reason"] for d in q.dead_letters())
     assert any("U+0000" in r for r in reasons), reasons
+
+
+QUEUE_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from fraudlens.processor import process
+    from fraudlens.queues import SQLiteQueue
+    from fraudlens.sinks import open_sink
+
+    source, root, models = sys.argv[1:4]
+    kill_at_ack = int(os.environ.get("KILL_AT_ACK", "0"))
+    if kill_at_ack:
+        # Fault injection: die by SIGKILL at the n-th ack, after the sink's durable write
+        # of its rows and before the queue heard of the ack (the code under test is as is).
+        calls = []
+        real_ack_many = SQLiteQueue.ack_many
+
+        def ack_many(self, msgs):
+            calls.append(1)
+            if len(calls) == kill_at_ack:
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_ack_many(self, msgs)
+
+        SQLiteQueue.ack_many = ack_many
+    with open_sink(root, max_records=300, timer=False) as sink:
+        stats = process(source, sink, models, batch_size=40, visibility_timeout=0.5,
+                        on_batch=lambda s: print(s.records, flush=True))
+    print("done", stats.records, getattr(stats, "repeats", -1), flush=True)
+    """
+)
+
+
+def _fill_queue(url: str, ulb: Path, copies: int) -> list[str]:
+    from fraudlens.queues import open_queue
+
+    df = pd.read_csv(ulb).drop(columns="Class")
+    big = pd.concat([df] * copies, ignore_index=True)
+    ids = [f"q{i}" for i in range(len(big))]
+    with open_queue(url, name="card-events") as q:
+        q.send_batch(
+            [
+                {"record": {**rec, "transaction_id": tid}}
+                for tid, rec in zip(ids, big.to_dict(orient="records"), strict=True)
+            ]
+        )
+    return ids
+
+
+def _finish_queue(cmd: list[str], env: dict[str, str], root: Path, url: str, ids: list[str]) -> int:
+    """Run the child to the end (after the leases of a killed run ran out) and check that
+    every record is in the sink exactly once, the queue empty and no unacked id kept."""
+    from fraudlens.queues import open_queue
+
+    time.sleep(0.7)  # the killed run's leases (0.5 s) run out: its messages come back
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    final = done.stdout.strip().splitlines()[-1].split()
+    assert final[0] == "done"
+    got = [r["transaction_id"] for r in sink_rows(root)]
+    dup = sorted({i for i in got if got.count(i) > 1})
+    assert not dup, f"{len(got) - len(set(got))} rows written twice: {dup[:10]}"
+    assert sorted(got) == sorted(ids)
+    assert (root / SPOOL_NAME).read_text() == ""
+    with open_queue(url, name="card-events") as q:
+        assert q.depth() == 0
+    saved = json.loads((root / ".checkpoints.json").read_text())
+    assert [v["unacked"] for k, v in saved.items() if k.startswith("queue:sqlite:")] == [[]]
+    return int(final[2])
+
+
+def test_queue_kill_9_between_spool_and_ack_writes_nothing_twice(
+    ulb: Path, ulb_models: Path, tmp_path: Path
+) -> None:
+    """SIGKILL exactly between the sink's durable write of a batch and its ack: the
+    restarted processor gets the batch again and acks it without writing its rows again
+    (the old code wrote its 40 rows twice)."""
+    url = queue_url(tmp_path)
+    ids = _fill_queue(url, ulb, 1)
+    root = tmp_path / "sink"
+    cmd = [sys.executable, "-c", QUEUE_CHILD, f"queue:{url}", str(root), str(ulb_models)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    killed = subprocess.run(
+        cmd, capture_output=True, text=True, env={**env, "KILL_AT_ACK": "3"}, timeout=300
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert killed.stdout.split() == ["40", "80"]  # two batches acked, the third killed
+    repeats = _finish_queue(cmd, env, root, url, ids)
+    assert repeats == 40  # the killed batch: acked, not written again
+
+
+def test_queue_kill_9_three_times_leaves_each_record_once(
+    ulb: Path, ulb_models: Path, tmp_path: Path
+) -> None:
+    """A processor on a SQLite queue with a spooled sink, killed by SIGKILL at random
+    points three times and restarted, ends with every record exactly once in the sink."""
+    import random
+
+    url = queue_url(tmp_path)
+    ids = _fill_queue(url, ulb, 3)
+    root = tmp_path / "sink"
+    cmd = [sys.executable, "-c", QUEUE_CHILD, f"queue:{url}", str(root), str(ulb_models)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    rng = random.Random()
+    seed = rng.randrange(2**32)
+    rng.seed(seed)
+    for _ in range(3):
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+        assert proc.stdout is not None
+        kill_after = rng.randrange(40, 1600)
+        for line in proc.stdout:
+            assert not line.startswith("done"), f"the run ended before the kill (seed {seed})"
+            if int(line) >= kill_after:
+                break
+        # Anywhere within the next batch: scoring, spooling, acking.
+        time.sleep(rng.uniform(0.0, 0.05))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        time.sleep(0.7)  # leases of the killed run run out before the next one
+    _finish_queue(cmd, env, root, url, ids)

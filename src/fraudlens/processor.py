@@ -34,7 +34,24 @@ Sources
     the record itself, or holds it under ``"record"`` or ``"transaction"`` (other
     top-level keys such as ``source`` are kept). A record is a feature row (every feature
     the models need) or a raw transaction. A message is acked only after the sink accepted
-    its row (with a durable sink: spooled to disk; otherwise the sink is flushed first). A
+    its row (with a durable sink: spooled to disk; otherwise the sink is flushed first).
+    **Exactly once with a durable sink** (one with a spool, see :mod:`fraudlens.sinks`):
+    every put carries, as the queue's checkpoint, the ids of the messages whose rows the
+    sink accepted and whose ack the queue has not confirmed yet, durable in the same
+    fsync as the rows. A message received again whose id is among them (after a
+    ``kill -9`` between the put and the ack, or an ack lost with the queue's server) is
+    acked without being scored or written again (counted in ``ProcessStats.repeats``).
+    The id is the one that stays the same across deliveries: the SQLite row id, the
+    Redis stream entry id, the SQS MessageId (not the receipt handle, new with every
+    receive). Confirmed acks drop their ids (recorded with the next put, or at the end of
+    the run); so does a receive that finds the queue empty a lease
+    (``visibility_timeout``, the same across runs) after an id was taken (an ack that
+    went through unconfirmed, or a message the queue lost, does not come back). In
+    normal running the set holds one batch; it never holds more than
+    :data:`MAX_UNACKED` ids (the oldest go first, with a warning). One processor per
+    sink folder (the spool's lock) and per queue: a message a second processor takes
+    over after a lease is written by both. A sink without a spool is flushed before each
+    ack: at least once (a crash between the flush and the ack writes the batch again). A
     record that cannot be scored (missing fields, values that are not numbers, bad
     timestamp, an id with control characters) is dead-lettered with a reason naming the
     field. Every field is bounded: ``transaction_id``, ``customer_id`` and
@@ -137,6 +154,9 @@ _RAW_REQUIRED = ("transaction_id", "ts", "customer_id", "terminal_id", "amount")
 MAX_SOURCE_LENGTH = 64
 #: Longest ``ts`` text of a queued record (ISO-8601 with nanoseconds and a zone is 35).
 MAX_TS_LENGTH = 64
+#: Most ids of queue messages written but not acked that a durable sink keeps: one
+#: batch at a time in normal running; more only while acks fail (see :func:`process`).
+MAX_UNACKED = 20_000
 # Longest look-back of the window features: 30-day window + 7-day label delay, + slack.
 _HISTORY_SPAN = pd.Timedelta(days=38)
 
@@ -155,7 +175,9 @@ class ProcessStats:
 
     ``records`` are rows written to the sink; ``dead_lettered`` counts every queue message
     moved to the dead-letter store (the queue's own moves included); ``resumed_from`` is
-    the row a file source resumed at from its checkpoint (None: it started at the top).
+    the row a file source resumed at from its checkpoint (None: it started at the top);
+    ``repeats`` are queue messages acked without being written, their rows being in the
+    sink already (a lost ack, a restart).
     """
 
     records: int = 0
@@ -168,6 +190,7 @@ class ProcessStats:
     outages: int = 0
     paused_seconds: float = 0.0
     resumed_from: int | None = None
+    repeats: int = 0
     seconds: float = 0.0
     models: dict[str, str] = field(default_factory=dict)
     objects: list[str] = field(default_factory=list)
@@ -712,17 +735,103 @@ class _RowHandler(_Handler):
 
 
 class _QueueHandler(_Handler):
-    """Card records from queue messages; bad ones are dead-lettered with the reason."""
+    """Card records from queue messages; bad ones are dead-lettered with the reason.
 
-    def __init__(self, models: _Models, sink: Sink, history: pd.DataFrame | None):
+    With a durable sink, the stable ids of the messages whose rows the sink accepted but
+    whose ack is not confirmed yet ride with every put as the queue's checkpoint (durable
+    in the same fsync as the rows). A message received again whose id is among them is
+    acked without being scored or written again.
+    """
+
+    def __init__(
+        self,
+        models: _Models,
+        sink: Sink,
+        history: pd.DataFrame | None,
+        queue: Queue,
+        visibility_timeout: float,
+    ) -> None:
         super().__init__(models, sink, ack_needs_flush=True)
         self.history = history
+        self.queue = queue
+        # Checkpoint key of this queue in the sink; None without a spool (flush, then ack).
+        self.key = _queue_key(queue) if sink.durable else None
+        self.visibility_timeout = visibility_timeout
+        # Stable ids accepted by the sink, ack not confirmed, oldest first; each with the
+        # time (monotonic) from which its lease runs at the latest.
+        self.unacked: dict[str, float] = {}
+        # Whether ``unacked`` differs from what the sink last recorded.
+        self.dirty = False
+        #: Messages acked without scoring: their rows were in the sink already.
+        self.repeats = 0
+        if self.key is not None:
+            saved = sink.checkpoint(self.key)
+            if isinstance(saved, dict) and isinstance(saved.get("unacked"), list):
+                # Their leases ran from before this run started at the latest.
+                self.unacked = dict.fromkeys((str(i) for i in saved["unacked"]), time.monotonic())
+                if self.unacked:
+                    log.info(
+                        "%d message(s) of %s were written before a lost ack: "
+                        "acked without writing them again if they come back",
+                        len(self.unacked),
+                        self.key,
+                    )
+
+    def acked(self, msgs: Sequence[Message], ids: Sequence[str | None]) -> None:
+        """The queue confirmed these acks: their ids need no longer be kept."""
+        for sid in ids:
+            if sid is not None and sid in self.unacked:
+                del self.unacked[sid]
+                self.dirty = True
+
+    def drained(self, msgs: Sequence[Message]) -> None:
+        """A receive returned fewer messages than asked (``msgs``): no other message was
+        visible. An id held for longer than a lease is not coming back (its ack went
+        through though not confirmed, or the queue lost it): it need no longer be kept."""
+        if not self.unacked:
+            return
+        back = {_stable_id(self.queue, m) for m in msgs}
+        due = time.monotonic() - self.visibility_timeout * 1.1 - 0.5
+        gone = [sid for sid, since in self.unacked.items() if since < due and sid not in back]
+        for sid in gone:
+            del self.unacked[sid]
+        if gone:
+            self.dirty = True
+            log.info("%d unacked message id(s) did not come back after a lease: dropped", len(gone))
+
+    def settle(self) -> None:
+        """Record the ids still unacked (the acks confirmed since the last put are
+        dropped) before the sink is flushed at the end of a run."""
+        if self.key is None or not self.dirty:
+            return
+        try:
+            self.sink.put_many([], checkpoint=self._checkpoint())
+            self.dirty = False
+        except (OSError, ConfigError) as exc:
+            # The set on disk is a superset: acked ids come back only if reused, which
+            # the backends' ids never are.
+            log.warning("unacked message ids not updated in the sink: %s", exc)
+
+    def _checkpoint(self) -> dict[str, Any] | None:
+        if self.key is None:
+            return None
+        return {self.key: {"unacked": list(self.unacked)}}
 
     def handle(self, msgs: Sequence[Message]) -> BatchResult:
         result = BatchResult()
         features = self.models.features
         good: list[tuple[Message, dict[str, Any], dict[str, Any], str]] = []
+        seen: set[str] = set()
         for msg in msgs:
+            if self.key is not None:
+                sid = _stable_id(self.queue, msg)
+                if sid is not None and (sid in self.unacked or sid in seen):
+                    # Its rows are in the sink already (a lost ack, a restart): ack only.
+                    result.done.append(msg)
+                    self.repeats += 1
+                    continue
+                if sid is not None:
+                    seen.add(sid)
             record, outer = _record_of(msg.body)
             problem, kind = _problem(record, outer, features)
             if problem is not None:
@@ -760,13 +869,41 @@ class _QueueHandler(_Handler):
             parts.append((X, [_queue_meta(r, o) for r, o in raw]))
         X = pd.concat([p[0] for p in parts], ignore_index=True) if len(parts) > 1 else parts[0][0]
         meta = [m for p in parts for m in p[1]]
-        flagged = self._put(X, meta, None)
+        checkpoint = None
+        new: list[str] = []
+        if self.key is not None:
+            new = [
+                sid
+                for sid in (_stable_id(self.queue, m) for m, *_ in items)
+                if sid is not None and sid not in self.unacked
+            ]
+            self._bound(len(new))
+            checkpoint = {self.key: {"unacked": [*self.unacked, *new]}}
+        flagged = self._put(X, meta, checkpoint)
+        if checkpoint is not None:
+            self.unacked.update(dict.fromkeys(new, time.monotonic()))
+            self.dirty = False
         if frame is not None:
             self._remember(frame)
         # The rows are accepted (spooled, or written out): the loop may ack now.
         result.done.extend(m for m, *_ in items)
         result.flagged += flagged
         result.written += len(meta)
+
+    def _bound(self, adding: int) -> None:
+        """Keep at most :data:`MAX_UNACKED` ids: the oldest go first (with a warning)."""
+        over = len(self.unacked) + adding - MAX_UNACKED
+        if over <= 0:
+            return
+        log.warning(
+            "%d unacked message id(s) of %s forgotten (more than %d kept): "
+            "should they come back, they are written again",
+            over,
+            self.key,
+            MAX_UNACKED,
+        )
+        for sid in list(self.unacked)[:over]:
+            del self.unacked[sid]
 
     def _remember(self, frame: pd.DataFrame) -> None:
         both = (
@@ -778,6 +915,83 @@ class _QueueHandler(_Handler):
 
 def _first(item: tuple[Message, dict[str, Any], dict[str, Any], str]) -> Message:
     return item[0]
+
+
+def _stable_id(queue: Queue, msg: Message) -> str | None:
+    """The id of ``msg`` that stays the same when the queue delivers it again, or None.
+
+    SQLite: the row id (AUTOINCREMENT: never reused). Redis: the stream entry id (a
+    claim keeps it). SQS: the MessageId; ``Message.id`` is the receipt handle, new with
+    every receive. Another kind of queue: None (its messages are not deduplicated).
+    """
+    from fraudlens.queues import RedisQueue, SQLiteQueue, SQSQueue
+
+    if isinstance(queue, (SQLiteQueue, RedisQueue)):
+        return msg.id
+    if isinstance(queue, SQSQueue):
+        # The adapter maps each receipt handle it handed out to its MessageId.
+        return queue._message_ids.get(msg.id)
+    return None
+
+
+def _queue_key(queue: Queue) -> str:
+    """The sink checkpoint key of a queue: what names it, without credentials."""
+    from fraudlens.queues import RedisQueue, SQLiteQueue, SQSQueue
+
+    if isinstance(queue, SQLiteQueue):
+        return f"queue:sqlite:{queue.path.resolve()}#{queue.name}"
+    if isinstance(queue, RedisQueue):
+        kw = getattr(getattr(queue._redis, "connection_pool", None), "connection_kwargs", {})
+        where = kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}"
+        return f"queue:redis:{where}/{kw.get('db', 0)}#{queue.stream}#{queue.group}"
+    if isinstance(queue, SQSQueue):
+        return f"queue:sqs:{queue.queue_url}"
+    return f"queue:{type(queue).__name__}#{queue.name}"
+
+
+class _AckedQueue:
+    """A queue that tells the handler which acks the queue confirmed (a failed ack is
+    owed by the consumer loop and tells it later, or never)."""
+
+    def __init__(self, queue: Queue, handler: _QueueHandler) -> None:
+        self.queue = queue
+        self.handler = handler
+        self.name = queue.name
+
+    @property
+    def on_dead_letter(self) -> Callable[[str], None] | None:
+        return self.queue.on_dead_letter
+
+    @on_dead_letter.setter
+    def on_dead_letter(self, hook: Callable[[str], None] | None) -> None:
+        self.queue.on_dead_letter = hook
+
+    def receive(
+        self, max_messages: int = 10, *, visibility_timeout: float = 30.0, wait: float = 0.0
+    ) -> list[Message]:
+        msgs = self.queue.receive(max_messages, visibility_timeout=visibility_timeout, wait=wait)
+        if len(msgs) < max_messages:
+            self.handler.drained(msgs)
+        return msgs
+
+    def ack_many(self, msgs: Iterable[Message]) -> None:
+        todo = list(msgs)
+        # Before the ack: SQS forgets a receipt handle's MessageId once it is acked.
+        ids = [_stable_id(self.queue, m) for m in todo]
+        self.queue.ack_many(todo)
+        self.handler.acked(todo, ids)
+
+    def nack(self, msg: Message, *, reason: str = "", delay: float = 0.0) -> None:
+        self.queue.nack(msg, reason=reason, delay=delay)
+
+    def release(self, msgs: Iterable[Message], *, delay: float = 0.0, reason: str = "") -> int:
+        return self.queue.release(msgs, delay=delay, reason=reason)
+
+    def dead_letter(self, msg: Message, reason: str) -> None:
+        self.queue.dead_letter(msg, reason)
+
+    def depth(self) -> int:
+        return self.queue.depth()
 
 
 def _queue_meta(record: dict[str, Any], outer: dict[str, Any]) -> dict[str, Any]:
@@ -851,7 +1065,8 @@ def process(
         Stop after this many scored records.
     batch_size
         Records scored together (and, for ``generate``, records per pass); at most the
-        sink's ``max_records`` for a file, so a batch and its checkpoint stay one object.
+        sink's ``max_records`` for a file or a queue with a durable sink, so a batch and
+        its checkpoint stay one object.
     stop_event
         Set it to stop after the batch in flight.
     history
@@ -859,7 +1074,9 @@ def process(
     seed
         Random seed of the ``generate`` source.
     visibility_timeout
-        Lease of queue messages, in seconds; longer than a batch takes to score.
+        Lease of queue messages, in seconds; longer than a batch takes to score. Keep it
+        the same across restarts: ids of messages written but not acked are dropped once
+        the queue is found empty a lease after they were taken.
     queue_name
         Name of the queue inside the backend (``queue:`` sources).
     handle_signals
@@ -904,6 +1121,7 @@ def process(
     written_before = len(out.written)
     generator: _Generator | None = None
     queue: Queue | None = None
+    queue_handler: _QueueHandler | None = None
     if kind == "file":
         # A batch and its checkpoint go to the sink as one unit, in one object.
         batch_size = min(batch_size, out.max_records)
@@ -914,7 +1132,11 @@ def process(
 
                 assert arg is not None
                 queue = open_queue(arg, name=queue_name)
-                queue_handler = _QueueHandler(models, out, hist)
+                queue_handler = _QueueHandler(models, out, hist, queue, visibility_timeout)
+                queue_source = _AckedQueue(queue, queue_handler)
+                if queue_handler.key is not None:
+                    # A put and its checkpoint (the unacked ids) stay one object.
+                    batch_size = min(batch_size, out.max_records)
             while not stop.is_set():
                 pass_start = time.monotonic()
                 models.refresh()
@@ -924,7 +1146,7 @@ def process(
                     break
                 if kind == "queue":
                     assert queue is not None
-                    src: Any = queue
+                    src: Any = queue_source
                     handler: Any = queue_handler
                 elif kind == "file":
                     assert arg is not None
@@ -958,6 +1180,9 @@ def process(
                 stop.wait(max(0.0, pass_start + every - time.monotonic()))
     finally:
         try:
+            if queue_handler is not None:
+                queue_handler.settle()
+                stats.repeats = queue_handler.repeats
             if own_sink:
                 out.close()
             else:
@@ -1021,7 +1246,7 @@ def _run_pass(
         handler,
         batch_size=batch_size,
         visibility_timeout=visibility_timeout,
-        poll=kind != "queue" or isinstance(src, SQLiteQueue),
+        poll=kind != "queue" or isinstance(getattr(src, "queue", src), SQLiteQueue),
         wait=0.0,
         pause_cap=pause_cap,
         metrics=metrics,
