@@ -94,6 +94,19 @@ def test_flush_on_interval_by_timer(tmp_path: Path) -> None:
         assert read_rows(files) == [{"id": "1"}]
 
 
+def test_a_checkpoint_alone_does_not_start_the_age_clock(tmp_path: Path) -> None:
+    """A put that carries only a checkpoint (the card processor's record of confirmed
+    acks) buffers nothing, so the next record's object is not due on age at once."""
+    with open_sink(tmp_path, max_seconds=0.2, timer=False) as sink:
+        sink.put_many([], checkpoint={"queue:test": {"unacked": []}})
+        time.sleep(0.3)
+        sink.put({"id": 1})
+        assert objects(tmp_path) == [] and sink.buffered == 1
+        time.sleep(0.25)
+        sink.put({"id": 2})
+        assert len(objects(tmp_path)) == 1
+
+
 def test_flush_on_interval_checked_on_put(tmp_path: Path) -> None:
     with open_sink(tmp_path, max_seconds=0.2, timer=False) as sink:
         sink.put({"id": 1})

@@ -420,7 +420,9 @@ class Sink(Closing):
     def _append(self, lines: list[str], records: list[dict[str, Any]], mark: str) -> None:
         if self._spool is not None:
             self._spool_write("".join(line + "\n" for line in lines) + mark + "\n")
-        if self._first_at is None:
+        if records and self._first_at is None:
+            # the age clock starts with the first record (a put of a checkpoint alone
+            # would have made the next record's object due at once)
             self._first_at = time.monotonic()
         self._buffer.extend(records)
         if self.fmt == "csv":
