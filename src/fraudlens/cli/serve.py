@@ -307,6 +307,11 @@ def process(
             )
     if stats.resumed_from:
         console.print(f"resumed after row {stats.resumed_from:,} (the sink's checkpoint)")
+    if stats.repeats:
+        console.print(
+            f"{stats.repeats:,} queue message(s) came back whose rows the sink already "
+            "held: acked without writing them again"
+        )
     if stats.outages:
         console.print(
             f"paused by {stats.outages:,} outage(s) for {stats.paused_seconds:.1f} s "
