@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -144,3 +145,39 @@ def make_queue(
         opened[0].purge()
     for q in opened:
         q.close()
+
+
+ULB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ulb_creditcard_day1.csv"
+
+
+@pytest.fixture(scope="session")
+def ulb_records() -> list[dict[str, Any]]:
+    """The ULB sample's first 3,000 rows and every fraud (both classes for a model)."""
+    if not ULB.is_file():
+        pytest.skip(f"ULB sample not found at {ULB}")
+    import pandas as pd
+
+    df = pd.read_csv(ULB)
+    df = df[(df.index < 3000) | (df["Class"] == 1)]
+    return list(df.to_dict(orient="records"))
+
+
+@pytest.fixture(scope="session")
+def card_models(
+    tmp_path_factory: pytest.TempPathFactory, ulb_records: list[dict[str, Any]]
+) -> Path:
+    """A registry with a small XGBoost card model trained on :func:`ulb_records`."""
+    import pandas as pd
+
+    from fraudlens.cards.detectors import XGBoostDetector
+    from fraudlens.registry import Registry
+
+    df = pd.DataFrame(ulb_records)
+    X, y = df.drop(columns="Class"), df["Class"].to_numpy()
+    root = tmp_path_factory.mktemp("models")
+    Registry(root).save(
+        XGBoostDetector(n_estimators=10, early_stopping_rounds=None, refit=False, n_jobs=1).fit(
+            X, y
+        )
+    )
+    return root

@@ -19,42 +19,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pandas as pd
 import pytest
 
 from _services import bench_module, unavailable  # type: ignore[import-not-found]
 from fraudlens.processor import process
 from fraudlens.queues import Message, RedisQueue, open_queue
-from fraudlens.registry import Registry
 
 pytestmark = pytest.mark.services
-
-ULB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ulb_creditcard_day1.csv"
-
-
-@pytest.fixture(scope="module")
-def records() -> list[dict[str, Any]]:
-    if not ULB.is_file():
-        pytest.skip(f"ULB sample not found at {ULB}")
-    df = pd.read_csv(ULB)
-    # The first rows, and every fraud so that the model has both classes.
-    df = df[(df.index < 3000) | (df["Class"] == 1)]
-    return list(df.to_dict(orient="records"))
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory, records: list[dict[str, Any]]) -> Path:
-    from fraudlens.cards.detectors import XGBoostDetector
-
-    df = pd.DataFrame(records)
-    X, y = df.drop(columns="Class"), df["Class"].to_numpy()
-    root = tmp_path_factory.mktemp("models")
-    Registry(root).save(
-        XGBoostDetector(n_estimators=10, early_stopping_rounds=None, refit=False, n_jobs=1).fit(
-            X, y
-        )
-    )
-    return root
 
 
 @pytest.fixture
@@ -80,15 +51,15 @@ def _rows(root: Path) -> list[str]:
 
 def test_an_ack_lost_with_the_server_writes_nothing_twice(
     server: Any,
-    models: Path,
-    records: list[dict[str, Any]],
+    card_models: Path,
+    ulb_records: list[dict[str, Any]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server.start()
     ids = [f"r{i}" for i in range(100)]
     with open_queue(server.url, name="card-events") as q:
-        body = [{k: v for k, v in r.items() if k != "Class"} for r in records[:100]]
+        body = [{k: v for k, v in r.items() if k != "Class"} for r in ulb_records[:100]]
         q.send_batch(
             [{"record": {**b, "transaction_id": i}} for i, b in zip(ids, body, strict=True)]
         )
@@ -111,7 +82,7 @@ def test_an_ack_lost_with_the_server_writes_nothing_twice(
     first = process(
         f"queue:{server.url}",
         sink,
-        models,
+        card_models,
         batch_size=20,
         visibility_timeout=1.0,
         stop_event=stop,
@@ -128,7 +99,9 @@ def test_an_ack_lost_with_the_server_writes_nothing_twice(
     with open_queue(server.url, name="card-events") as q:
         assert q.depth() == 100
     time.sleep(1.3)  # the lost batch's entries idle longer than a lease: claimable
-    second = process(f"queue:{server.url}", sink, models, batch_size=20, visibility_timeout=1.0)
+    second = process(
+        f"queue:{server.url}", sink, card_models, batch_size=20, visibility_timeout=1.0
+    )
     got = _rows(sink)
     assert len(got) - len(set(got)) == 0, f"{len(got) - len(set(got))} rows written twice"
     assert getattr(second, "repeats", None) == 20  # acked, not written again

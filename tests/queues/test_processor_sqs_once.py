@@ -14,45 +14,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 from fraudlens.errors import QueueError
 from fraudlens.processor import process
 from fraudlens.queues import Message, SQSQueue
-from fraudlens.registry import Registry
-
-ULB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ulb_creditcard_day1.csv"
-
-
-@pytest.fixture(scope="module")
-def records() -> list[dict[str, Any]]:
-    if not ULB.is_file():
-        pytest.skip(f"ULB sample not found at {ULB}")
-    df = pd.read_csv(ULB)
-    df = df[(df.index < 3000) | (df["Class"] == 1)]
-    return list(df.to_dict(orient="records"))
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory, records: list[dict[str, Any]]) -> Path:
-    from fraudlens.cards.detectors import XGBoostDetector
-
-    df = pd.DataFrame(records)
-    X, y = df.drop(columns="Class"), df["Class"].to_numpy()
-    root = tmp_path_factory.mktemp("models")
-    Registry(root).save(
-        XGBoostDetector(n_estimators=10, early_stopping_rounds=None, refit=False, n_jobs=1).fit(
-            X, y
-        )
-    )
-    return root
 
 
 def test_a_batch_whose_ack_failed_is_known_by_its_message_id(
     sqs_endpoint: str,
-    models: Path,
-    records: list[dict[str, Any]],
+    card_models: Path,
+    ulb_records: list[dict[str, Any]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -66,7 +38,7 @@ def test_a_batch_whose_ack_failed_is_known_by_its_message_id(
     url = f"sqs://{name}?region=us-east-1&endpoint_url={sqs_endpoint}"
     ids = [f"s{i}" for i in range(30)]
     q = SQSQueue.from_url(url, name=name)
-    body = [{k: v for k, v in r.items() if k != "Class"} for r in records[:30]]
+    body = [{k: v for k, v in r.items() if k != "Class"} for r in ulb_records[:30]]
     q.send_batch([{"record": {**b, "transaction_id": i}} for i, b in zip(ids, body, strict=True)])
     q.close()
     sink = tmp_path / "sink"
@@ -83,12 +55,12 @@ def test_a_batch_whose_ack_failed_is_known_by_its_message_id(
     real_ack_many = SQSQueue.ack_many
     monkeypatch.setattr(SQSQueue, "ack_many", ack_many)
     first = process(
-        f"queue:{url}", sink, models, batch_size=10, visibility_timeout=1, stop_event=stop
+        f"queue:{url}", sink, card_models, batch_size=10, visibility_timeout=1, stop_event=stop
     )
     assert first.records == 10
     monkeypatch.setattr(SQSQueue, "ack_many", real_ack_many)
     time.sleep(1.5)  # the batch's lease runs out: SQS delivers it again, new handles
-    second = process(f"queue:{url}", sink, models, batch_size=10, visibility_timeout=1)
+    second = process(f"queue:{url}", sink, card_models, batch_size=10, visibility_timeout=1)
     got: list[str] = []
     for f in sorted(p for p in sink.rglob("*.csv") if not p.name.startswith(".")):
         with open(f, newline="") as fh:

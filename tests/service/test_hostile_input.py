@@ -245,3 +245,72 @@ def test_card_metadata_cannot_overwrite_the_rows_own_fields(
     assert out["model"] != "x"
     assert out["metadata.timestamp"] == "1999-01-01" and out["metadata.model"] == "x"
     assert out["metadata.score"] == "0" and out["id"] == "7"
+
+
+# -- values that parse but mean nothing ------------------------------------------------
+# ``"ts": "now"`` or ``"today"`` (pandas reads them as the time of reading: a request's
+# trades were stamped with the clock's time and scored), and ``NaN`` in a number column
+# (Python's json reads it; it had been reported as "missing open"). Each is a 422 naming
+# the row and column, on both market routes.
+
+VALUE_ROUTES = ("/v1/market/score", "/invocations")
+
+
+@pytest.mark.parametrize("route", VALUE_ROUTES)
+@pytest.mark.parametrize("which", ["klines", "trades"])
+@pytest.mark.parametrize("word", ["now", "today"])
+def test_clock_words_are_no_timestamps(
+    bare: Any, market: dict, route: str, which: str, word: str
+) -> None:
+    r = bare.post(route, content=_raw(market, which, 2, "ts", json.dumps(word)), headers=JSON)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert (detail["file"], detail["row"], detail["column"]) == (which, 3, "ts")
+    assert f"'{word}' is a word read as the time of reading" in detail["reason"]
+
+
+@pytest.mark.parametrize("route", VALUE_ROUTES)
+@pytest.mark.parametrize(
+    ("which", "column"),
+    [
+        ("klines", "open"),
+        ("klines", "high"),
+        ("klines", "low"),
+        ("klines", "close"),
+        ("klines", "volume"),
+        ("trades", "price"),
+        ("trades", "quantity"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("raw", "shown"), [("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf")]
+)
+def test_numbers_that_are_not_finite_are_named(
+    bare: Any, market: dict, route: str, which: str, column: str, raw: str, shown: str
+) -> None:
+    r = bare.post(route, content=_raw(market, which, 2, column, raw), headers=JSON)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert (detail["file"], detail["row"], detail["column"]) == (which, 3, column)
+    assert detail["reason"] == f"{shown} is not a finite number"
+
+
+@pytest.mark.parametrize("route", VALUE_ROUTES)
+def test_null_is_still_missing(bare: Any, market: dict, route: str) -> None:
+    """null (and a NaN elsewhere in the column) keep their own messages."""
+    body = json.loads(_raw(market, "klines", 1, "open", "null"))
+    body["klines"][4]["open"] = float("nan")
+    r = bare.post(route, content=json.dumps(body).encode(), headers=JSON)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert (detail["row"], detail["column"], detail["reason"]) == (2, "open", "missing open")
+    body["klines"][1]["open"] = market["klines"][1]["open"]
+    r = bare.post(route, content=json.dumps(body).encode(), headers=JSON)
+    assert r.json()["detail"]["row"] == 5
+    assert r.json()["detail"]["reason"] == "nan is not a finite number"
+
+
+def test_a_valid_body_still_reaches_the_model(bare: Any, market: dict) -> None:
+    """Integer and float values, with no null or NaN, pass as before (503: no model)."""
+    r = bare.post("/v1/market/score", content=json.dumps(market).encode(), headers=JSON)
+    assert r.status_code == 503, r.text

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 
 import numpy as np
 import pytest
 
-from _services import fresh_store  # type: ignore[import-not-found]
 from fraudlens.store import RiskEvent, Store
 
 pytest.importorskip("sqlalchemy")
@@ -21,20 +19,6 @@ pytest.importorskip("orjson")
 from fraudlens.store.db import _json_text
 
 END = datetime(2026, 3, 2, 17, 24, 5, 369000, tzinfo=UTC)
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.services),
-        pytest.param("mariadb", marks=pytest.mark.services),
-    ]
-)
-def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
-    s = fresh_store(request.param, tmp_path)
-    yield s
-    s.drop_all()
-    s.close()
 
 
 def _details() -> dict[str, object]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -22,20 +21,6 @@ pytest.importorskip("sqlalchemy")
 @pytest.fixture(scope="module")
 def market() -> MarketData:
     return simulate(120, seed=3, days=3)
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.services),
-        pytest.param("mariadb", marks=pytest.mark.services),
-    ]
-)
-def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
-    s = fresh_store(request.param, tmp_path)
-    yield s
-    s.drop_all()
-    s.close()
 
 
 def _event(account: str, end: datetime, score: float = 0.97, **extra: object) -> dict[str, object]:

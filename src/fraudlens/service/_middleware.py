@@ -232,23 +232,12 @@ class BodyLimitMiddleware:
         """503 for a large body that is not let in: the reply goes first, then the body
         is read and dropped (bounded by the body time limits), then the connection is
         closed."""
-        body = json.dumps(
-            {
-                "error": _queued_error(self.large_admitted),
-                "detail": {"large_requests": self.large_admitted},
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", b"5"),
-                    (b"connection", b"close"),
-                ],
-            }
+        body = await send_unavailable(
+            send,
+            _queued_error(self.large_admitted),
+            {"large_requests": self.large_admitted},
+            retry_after=5,
+            finish=False,
         )
         expects = (b"expect", b"100-continue") in [
             (k, v.lower()) for k, v in scope.get("headers", ())
@@ -266,6 +255,34 @@ class BodyLimitMiddleware:
                 if message["type"] != "http.request" or not message.get("more_body", False):
                     break
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def send_unavailable(
+    send: Send,
+    error: str,
+    detail: dict[str, Any],
+    *,
+    retry_after: int,
+    finish: bool = True,
+) -> bytes:
+    """Start a JSON ``503`` with ``Retry-After`` and ``Connection: close``; with
+    ``finish`` also send its body. Returns the body (to send later when not finished)."""
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry_after).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    if finish:
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+    return body
 
 
 class HeadMiddleware:

@@ -42,6 +42,8 @@ import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from fraudlens.service._middleware import send_unavailable
+
 __all__ = [
     "DEFAULT_LIMIT_CONCURRENCY",
     "HEADER_SECONDS",
@@ -181,25 +183,12 @@ async def _limited(
     """``app``, or a 503 when the process holds more than ``limit`` connections or
     requests in hand (this connection and this request's task counted)."""
     if scope["type"] == "http" and (len(connections) > limit or len(tasks) > limit):
-        body = json.dumps(
-            {
-                "error": f"the service is serving {limit} connections already; retry later",
-                "detail": {"limit": limit},
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", b"1"),
-                    (b"connection", b"close"),
-                ],
-            }
+        await send_unavailable(
+            send,
+            f"the service is serving {limit} connections already; retry later",
+            {"limit": limit},
+            retry_after=1,
         )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
         return
     await app(scope, receive, send)
 
