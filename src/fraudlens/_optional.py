@@ -44,6 +44,7 @@ EXTRAS: dict[str, tuple[str, str, str]] = {
     "psycopg": ("store", "psycopg", "PostgreSQL"),
     "psycopg_binary": ("store", "psycopg", "PostgreSQL"),
     "pymysql": ("store", "PyMySQL", "MySQL/MariaDB"),
+    "orjson": ("store", "orjson", "risk events' JSON details"),
     "redis": ("queues", "redis-py", "Redis Streams queues"),
     "boto3": ("queues", "boto3", "SQS queues"),
     "botocore": ("queues", "botocore", "SQS queues"),

@@ -790,7 +790,7 @@ class _QueueHandler(_Handler):
         through though not confirmed, or the queue lost it): it need no longer be kept."""
         if not self.unacked:
             return
-        back = {_stable_id(self.queue, m) for m in msgs}
+        back = {m.key for m in msgs}
         due = time.monotonic() - self.visibility_timeout * 1.1 - 0.5
         gone = [sid for sid, since in self.unacked.items() if since < due and sid not in back]
         for sid in gone:
@@ -824,7 +824,7 @@ class _QueueHandler(_Handler):
         seen: set[str] = set()
         for msg in msgs:
             if self.key is not None:
-                sid = _stable_id(self.queue, msg)
+                sid = msg.key
                 if sid is not None and (sid in self.unacked or sid in seen):
                     # Its rows are in the sink already (a lost ack, a restart): ack only.
                     result.done.append(msg)
@@ -874,7 +874,7 @@ class _QueueHandler(_Handler):
         if self.key is not None:
             new = [
                 sid
-                for sid in (_stable_id(self.queue, m) for m, *_ in items)
+                for sid in (m.key for m, *_ in items)
                 if sid is not None and sid not in self.unacked
             ]
             self._bound(len(new))
@@ -915,23 +915,6 @@ class _QueueHandler(_Handler):
 
 def _first(item: tuple[Message, dict[str, Any], dict[str, Any], str]) -> Message:
     return item[0]
-
-
-def _stable_id(queue: Queue, msg: Message) -> str | None:
-    """The id of ``msg`` that stays the same when the queue delivers it again, or None.
-
-    SQLite: the row id (AUTOINCREMENT: never reused). Redis: the stream entry id (a
-    claim keeps it). SQS: the MessageId; ``Message.id`` is the receipt handle, new with
-    every receive. Another kind of queue: None (its messages are not deduplicated).
-    """
-    from fraudlens.queues import RedisQueue, SQLiteQueue, SQSQueue
-
-    if isinstance(queue, (SQLiteQueue, RedisQueue)):
-        return msg.id
-    if isinstance(queue, SQSQueue):
-        # The adapter maps each receipt handle it handed out to its MessageId.
-        return queue._message_ids.get(msg.id)
-    return None
 
 
 def _queue_key(queue: Queue) -> str:
@@ -976,8 +959,7 @@ class _AckedQueue:
 
     def ack_many(self, msgs: Iterable[Message]) -> None:
         todo = list(msgs)
-        # Before the ack: SQS forgets a receipt handle's MessageId once it is acked.
-        ids = [_stable_id(self.queue, m) for m in todo]
+        ids = [m.key for m in todo]
         self.queue.ack_many(todo)
         self.handler.acked(todo, ids)
 

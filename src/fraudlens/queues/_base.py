@@ -71,12 +71,17 @@ class Message:
         How many times the message has been delivered, this delivery included (1 = first).
     raw
         The message text exactly as stored.
+    key
+        The message's own id, the same in every delivery of it: the SQLite row id, the
+        Redis stream entry id, the SQS MessageId (``id`` is the receipt handle there, new
+        with every receive). None when the backend has none.
     """
 
     id: str
     body: dict[str, Any] = field(repr=False)
     attempts: int
     raw: str = field(repr=False)
+    key: str | None = field(default=None, repr=False)
 
 
 def encode_body(body: dict[str, Any] | str) -> str:

@@ -431,7 +431,7 @@ class RedisQueue(Queue):
                 dead += 1
                 continue
             self._leases[entry_id] = visibility_timeout
-            out.append(Message(entry_id, verdict, attempts, raw))
+            out.append(Message(entry_id, verdict, attempts, raw, key=entry_id))
         return out, dead
 
     def ack(self, msg: Message) -> None:

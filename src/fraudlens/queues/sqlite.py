@@ -276,7 +276,7 @@ class SQLiteQueue(Queue):
                     dead += 1
                     continue
                 leases.append((now + visibility_timeout, row_id))
-                out.append(Message(str(row_id), verdict, attempts + 1, raw))
+                out.append(Message(str(row_id), verdict, attempts + 1, raw, key=str(row_id)))
             conn.executemany(
                 "UPDATE messages SET attempts = attempts + 1, visible_at = ?, last_error = NULL"
                 " WHERE id = ?",

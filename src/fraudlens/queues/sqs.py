@@ -250,7 +250,9 @@ class SQSQueue(Queue):
                 attempts += int(spent)
             verdict = self._verdict(attempts, raw, self._reasons.get(message_id))
             self._message_ids[handle] = message_id
-            msg = Message(handle, verdict if isinstance(verdict, dict) else {}, attempts, raw)
+            msg = Message(
+                handle, verdict if isinstance(verdict, dict) else {}, attempts, raw, key=message_id
+            )
             if isinstance(verdict, str):
                 self.dead_letter(msg, verdict)
                 continue
