@@ -777,10 +777,10 @@ class _QueueHandler(_Handler):
                         self.key,
                     )
 
-    def acked(self, msgs: Sequence[Message], ids: Sequence[str | None]) -> None:
+    def acked(self, msgs: Sequence[Message]) -> None:
         """The queue confirmed these acks: their ids need no longer be kept."""
-        for sid in ids:
-            if sid is not None and sid in self.unacked:
+        for msg in msgs:
+            if (sid := msg.key) is not None and sid in self.unacked:
                 del self.unacked[sid]
                 self.dirty = True
 
@@ -959,9 +959,8 @@ class _AckedQueue:
 
     def ack_many(self, msgs: Iterable[Message]) -> None:
         todo = list(msgs)
-        ids = [m.key for m in todo]
         self.queue.ack_many(todo)
-        self.handler.acked(todo, ids)
+        self.handler.acked(todo)
 
     def nack(self, msg: Message, *, reason: str = "", delay: float = 0.0) -> None:
         self.queue.nack(msg, reason=reason, delay=delay)

@@ -75,6 +75,8 @@ TS_MAX = pd.Timestamp("2200-01-01", tz="UTC")
 _SCALARS = (str, int, float, np.number)
 #: Floats at or past this size are not exact integers, so not ids.
 _EXACT_FLOAT_ID = float(2**53)
+#: What pandas' infer_dtype calls a column of ids that holds no float.
+_NO_FLOATS = frozenset(("string", "integer", "empty"))
 #: Longest id of each text column (the store's column widths).
 _ID_LENGTHS = {"symbol": MAX_SYMBOL_LENGTH}
 
@@ -382,7 +384,10 @@ def _text_column(df: pd.DataFrame, col: str, checks: _Checks) -> pd.Series:
         # A float past 2**53 (or infinite) names no exact id: 1e19 and 1e300 would
         # both have become int64's minimum, merging different accounts.
         floats = s.to_numpy()
-        if s.dtype == object:
+        if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in _NO_FLOATS:
+            # text or integers only (found in C): no value to look at one by one
+            inexact = np.zeros(len(s), dtype=bool)
+        elif s.dtype == object:
             inexact = np.array(
                 [
                     isinstance(v, float | np.floating) and abs(float(v)) >= _EXACT_FLOAT_ID

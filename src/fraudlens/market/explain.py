@@ -121,7 +121,7 @@ def _round4_where(values: np.ndarray, when: np.ndarray) -> list[float | None]:
 
 
 def _floats_or_none(values: Any) -> list[float | None]:
-    """``[_num(v) for v in values]``: each value as a float, None where it is NaN."""
+    """Each value as a float, None where it is NaN."""
     x = np.asarray(values, dtype=np.float64)
     out: list[float | None] = list(x.tolist())
     nan = np.isnan(x)
@@ -138,11 +138,6 @@ def _pct_texts(values: np.ndarray) -> list[str]:
     if not np.isfinite(x).all():  # round() raises on these: let it, as before
         return [_pct(v) for v in np.asarray(values, dtype=np.float64).tolist()]
     return [f"{v}%" for v in np.rint(x).astype(np.int64).tolist()]
-
-
-def _num(value: Any) -> float | None:
-    v = float(value)
-    return None if math.isnan(v) else v
 
 
 @dataclass

@@ -172,10 +172,9 @@ class BodyLimitMiddleware:
                     return
         admitted = False  # counted in large_admitted
         if declared > self.large_bytes:
-            if self.large_admitted >= self.large_slots + self.large_queue:
+            if not self._admit():
                 await self._refuse_unread(scope, receive, send)
                 return
-            self.large_admitted += 1
             admitted = True
         seen = 0
         complete = False
@@ -205,9 +204,8 @@ class BodyLimitMiddleware:
                 if seen > self.limit:
                     raise BodyTooLarge(self.limit)
                 if seen > self.large_bytes and not admitted:
-                    if self.large_admitted >= self.large_slots + self.large_queue:
+                    if not self._admit():
                         raise LargeBodiesQueued(self.large_admitted)
-                    self.large_admitted += 1
                     admitted = True
                 complete = not message.get("more_body", False)
                 if complete and seen > self.large_bytes:
@@ -227,6 +225,13 @@ class BodyLimitMiddleware:
                 self._large.release()
             if admitted:
                 self.large_admitted -= 1
+
+    def _admit(self) -> bool:
+        """Count one more large request in, unless the slots and the queue are full."""
+        if self.large_admitted >= self.large_slots + self.large_queue:
+            return False
+        self.large_admitted += 1
+        return True
 
     async def _refuse_unread(self, scope: Scope, receive: Receive, send: Send) -> None:
         """503 for a large body that is not let in: the reply goes first, then the body
