@@ -567,9 +567,12 @@ QUEUE_CHILD = textwrap.dedent(
 
     source, root, models = sys.argv[1:4]
     kill_at_ack = int(os.environ.get("KILL_AT_ACK", "0"))
-    if kill_at_ack:
+    kill_after_ack = int(os.environ.get("KILL_AFTER_ACK", "0"))
+    lease = float(os.environ.get("LEASE", "0.5"))
+    if kill_at_ack or kill_after_ack:
         # Fault injection: die by SIGKILL at the n-th ack, after the sink's durable write
-        # of its rows and before the queue heard of the ack (the code under test is as is).
+        # of its rows and before the queue heard of the ack (KILL_AT_ACK), or just after
+        # the queue made it (KILL_AFTER_ACK); the code under test is as is.
         calls = []
         real_ack_many = SQLiteQueue.ack_many
 
@@ -578,10 +581,12 @@ QUEUE_CHILD = textwrap.dedent(
             if len(calls) == kill_at_ack:
                 os.kill(os.getpid(), signal.SIGKILL)
             real_ack_many(self, msgs)
+            if len(calls) == kill_after_ack:
+                os.kill(os.getpid(), signal.SIGKILL)
 
         SQLiteQueue.ack_many = ack_many
     with open_sink(root, max_records=300, timer=False) as sink:
-        stats = process(source, sink, models, batch_size=40, visibility_timeout=0.5,
+        stats = process(source, sink, models, batch_size=40, visibility_timeout=lease,
                         on_batch=lambda s: print(s.records, flush=True))
     print("done", stats.records, getattr(stats, "repeats", -1), flush=True)
     """
@@ -644,6 +649,71 @@ def test_queue_kill_9_between_spool_and_ack_writes_nothing_twice(
     assert killed.stdout.split() == ["40", "80"]  # two batches acked, the third killed
     repeats = _finish_queue(cmd, env, root, url, ids)
     assert repeats == 40  # the killed batch: acked, not written again
+
+
+def _saved_unacked(root: Path, url: str) -> list[str]:
+    """The unacked ids the sink holds for the queue (its spool replayed, as the next run
+    would: a killed run's last checkpoint is in the spool)."""
+    from fraudlens.processor import _queue_key
+    from fraudlens.queues import open_queue
+
+    with open_queue(url, name="card-events") as q, open_sink(root, timer=False) as sink:
+        saved = sink.checkpoint(_queue_key(q))
+    return [str(i) for i in saved["unacked"]]
+
+
+def test_queue_ids_of_a_run_killed_after_its_ack_go_with_the_next_short_run(
+    ulb: Path, ulb_models: Path, tmp_path: Path
+) -> None:
+    """SIGKILL just after the queue made the last batch's ack: the sink still lists the
+    batch's ids as unacked (the next put would have dropped them). They never come back,
+    and the next run, however short (here: it finds the queue empty at once), drops them
+    once they are older than a lease by the time the checkpoint recorded. The old code
+    aged them from the start of the next run, so every run shorter than 1.1 lease +
+    0.5 s kept them (the three-kill test failed when the last run drained in < 1.05 s)."""
+    url = queue_url(tmp_path)
+    ids = _fill_queue(url, ulb, 1)
+    root = tmp_path / "sink"
+    cmd = [sys.executable, "-c", QUEUE_CHILD, f"queue:{url}", str(root), str(ulb_models)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    batches = len(ids) // 40
+    killed = subprocess.run(
+        cmd, capture_output=True, text=True, env={**env, "KILL_AFTER_ACK": str(batches)}
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert killed.stdout.split()[-1] == str(len(ids) - 40)  # the last batch: acked, killed
+    assert len(_saved_unacked(root, url)) == 40
+    time.sleep(0.5)  # with _finish_queue's 0.7 s: older than 1.1 lease + 0.5 s (1.05 s)
+    assert _finish_queue(cmd, env, root, url, ids) == 0
+
+
+def test_queue_ids_taken_within_a_lease_are_kept_across_a_restart(
+    ulb: Path, ulb_models: Path, tmp_path: Path
+) -> None:
+    """The saved ages never drop an id whose message may still come back: killed before
+    the last batch's ack (lease 5 s), a run started at once finds the queue empty (the
+    batch is leased) and keeps the ids; once the lease ran out, the next run gets the
+    batch back and acks it without writing it again."""
+    url = queue_url(tmp_path)
+    ids = _fill_queue(url, ulb, 1)
+    root = tmp_path / "sink"
+    cmd = [sys.executable, "-c", QUEUE_CHILD, f"queue:{url}", str(root), str(ulb_models)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LEASE": "5"}
+    batches = len(ids) // 40
+    killed = subprocess.run(
+        cmd, capture_output=True, text=True, env={**env, "KILL_AT_ACK": str(batches)}
+    )
+    killed_at = time.monotonic()
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    held = _saved_unacked(root, url)
+    assert len(held) == 40
+    early = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert early.returncode == 0, early.stderr
+    assert time.monotonic() - killed_at < 4.5, "the early run came too late to test this"
+    assert early.stdout.split() == ["done", "0", "0"]  # the batch is still leased
+    assert _saved_unacked(root, url) == held
+    time.sleep(max(0.0, killed_at + 5.2 - time.monotonic()))
+    assert _finish_queue(cmd, env, root, url, ids) == 40
 
 
 def test_queue_kill_9_three_times_leaves_each_record_once(

@@ -107,6 +107,24 @@ def test_a_checkpoint_alone_does_not_start_the_age_clock(tmp_path: Path) -> None
         assert len(objects(tmp_path)) == 1
 
 
+def test_a_close_after_a_checkpoint_alone_leaves_the_spool_empty(tmp_path: Path) -> None:
+    """A close with nothing buffered saves the checkpoint of a put that carried only
+    one (the card processor's last record of its unacked ids) and empties the spool, as a
+    flush of records does; the checkpoint is read back after it. The old code saved it
+    but left the put in the spool."""
+    root = tmp_path / "sink"
+    with open_sink(root, timer=False) as sink:
+        sink.put_many([{"id": 1}], checkpoint={"queue:test": {"unacked": ["7"]}})
+        sink.flush()
+        sink.put_many([], checkpoint={"queue:test": {"unacked": []}})
+        assert (root / SPOOL_NAME).read_text() != ""
+    assert (root / SPOOL_NAME).read_text() == ""
+    assert json.loads((root / CHECKPOINTS_NAME).read_text()) == {"queue:test": {"unacked": []}}
+    with open_sink(root, timer=False) as again:
+        assert again.recovered == 0 and again.checkpoint("queue:test") == {"unacked": []}
+    assert [int(r["id"]) for r in read_rows(objects(root))] == [1]
+
+
 def test_flush_on_interval_checked_on_put(tmp_path: Path) -> None:
     with open_sink(tmp_path, max_seconds=0.2, timer=False) as sink:
         sink.put({"id": 1})

@@ -46,8 +46,12 @@ Sources
     receive). Confirmed acks drop their ids (recorded with the next put, or at the end of
     the run); so does a receive that finds the queue empty a lease
     (``visibility_timeout``, the same across runs) after an id was taken (an ack that
-    went through unconfirmed, or a message the queue lost, does not come back). In
-    normal running the set holds one batch; it never holds more than
+    went through unconfirmed, or a message the queue lost, does not come back). The
+    checkpoint keeps when the ids were taken (Unix time), so a restarted processor ages
+    the ids of the run before it from then, by the wall clock, not from its own start:
+    those of a run killed after an ack go with the first such receive of the next run,
+    however short that run is. In normal running the set holds one batch; it never
+    holds more than
     :data:`MAX_UNACKED` ids (the oldest go first, with a warning). One processor per
     sink folder (the spool's lock) and per queue: a message a second processor takes
     over after a lease is written by both. A sink without a spool is flushed before each
@@ -94,6 +98,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -767,8 +772,7 @@ class _QueueHandler(_Handler):
         if self.key is not None:
             saved = sink.checkpoint(self.key)
             if isinstance(saved, dict) and isinstance(saved.get("unacked"), list):
-                # Their leases ran from before this run started at the latest.
-                self.unacked = dict.fromkeys((str(i) for i in saved["unacked"]), time.monotonic())
+                self.unacked = _unacked_from(saved)
                 if self.unacked:
                     log.info(
                         "%d message(s) of %s were written before a lost ack: "
@@ -815,7 +819,7 @@ class _QueueHandler(_Handler):
     def _checkpoint(self) -> dict[str, Any] | None:
         if self.key is None:
             return None
-        return {self.key: {"unacked": list(self.unacked)}}
+        return {self.key: _unacked_record(self.unacked.items())}
 
     def handle(self, msgs: Sequence[Message]) -> BatchResult:
         result = BatchResult()
@@ -878,10 +882,14 @@ class _QueueHandler(_Handler):
                 if sid is not None and sid not in self.unacked
             ]
             self._bound(len(new))
-            checkpoint = {self.key: {"unacked": [*self.unacked, *new]}}
+            # Taken now at the latest: their leases ran from their receive, before this.
+            now = time.monotonic()
+            checkpoint = {
+                self.key: _unacked_record([*self.unacked.items(), *((sid, now) for sid in new)])
+            }
         flagged = self._put(X, meta, checkpoint)
         if checkpoint is not None:
-            self.unacked.update(dict.fromkeys(new, time.monotonic()))
+            self.unacked.update(dict.fromkeys(new, now))
             self.dirty = False
         if frame is not None:
             self._remember(frame)
@@ -915,6 +923,54 @@ class _QueueHandler(_Handler):
 
 def _first(item: tuple[Message, dict[str, Any], dict[str, Any], str]) -> Message:
     return item[0]
+
+
+def _unacked_record(items: Iterable[tuple[str, float]]) -> dict[str, Any]:
+    """The sink checkpoint of unacked ids (oldest first, each with the monotonic time it
+    was taken by): ``{"unacked": [id, ...], "taken": [[unix_time, count], ...]}``, the
+    times of consecutive ids taken together given once, in Unix seconds (rounded up to
+    the millisecond: never older than they are) so that a later process can age them."""
+    ids: list[str] = []
+    taken: list[list[float | int]] = []
+    offset = time.time() - time.monotonic()
+    last: float | None = None
+    for sid, since in items:
+        ids.append(sid)
+        if since == last:
+            taken[-1][1] += 1
+        else:
+            taken.append([math.ceil((since + offset) * 1000) / 1000, 1])
+            last = since
+    return {"unacked": ids, "taken": taken}
+
+
+def _unacked_from(saved: Mapping[str, Any]) -> dict[str, float]:
+    """The unacked ids of a sink checkpoint, each with the monotonic time it was taken by:
+    read from the saved Unix times (:func:`_unacked_record`; a time in the future counts
+    as now), or now for a checkpoint without them (their leases ran from before this
+    process started at the latest)."""
+    ids = [str(i) for i in saved["unacked"]]
+    now, wall = time.monotonic(), time.time()
+    taken = saved.get("taken")
+    since: list[float] = []
+    if isinstance(taken, list):
+        for group in taken:
+            if not (
+                isinstance(group, list)
+                and len(group) == 2
+                and isinstance(group[0], int | float)
+                and not isinstance(group[0], bool)
+                and math.isfinite(group[0])
+                and isinstance(group[1], int)
+                and not isinstance(group[1], bool)
+                and group[1] > 0
+            ):
+                since = []
+                break
+            since.extend([now - max(0.0, wall - group[0])] * group[1])
+    if len(since) != len(ids):
+        since = [now] * len(ids)
+    return dict(zip(ids, since, strict=True))
 
 
 def _queue_key(queue: Queue) -> str:

@@ -496,6 +496,9 @@ class Sink(Closing):
     def _flush_locked(self, part: str | None = None, name: str | None = None) -> str | None:
         if not self._buffer:
             self._save_checkpoints()
+            if self._spool is not None and os.fstat(self._spool.fileno()).st_size > 0:
+                # Only checkpoint-only puts are left in it, saved now.
+                self._reset_spool()
             return None
         records = self._buffer
         data = self._encode(records)
