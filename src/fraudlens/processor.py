@@ -975,17 +975,7 @@ def _unacked_from(saved: Mapping[str, Any]) -> dict[str, float]:
 
 def _queue_key(queue: Queue) -> str:
     """The sink checkpoint key of a queue: what names it, without credentials."""
-    from fraudlens.queues import RedisQueue, SQLiteQueue, SQSQueue
-
-    if isinstance(queue, SQLiteQueue):
-        return f"queue:sqlite:{queue.path.resolve()}#{queue.name}"
-    if isinstance(queue, RedisQueue):
-        kw = getattr(getattr(queue._redis, "connection_pool", None), "connection_kwargs", {})
-        where = kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}"
-        return f"queue:redis:{where}/{kw.get('db', 0)}#{queue.stream}#{queue.group}"
-    if isinstance(queue, SQSQueue):
-        return f"queue:sqs:{queue.queue_url}"
-    return f"queue:{type(queue).__name__}#{queue.name}"
+    return f"queue:{queue.identity}"
 
 
 class _AckedQueue:

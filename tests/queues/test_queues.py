@@ -272,3 +272,44 @@ def test_every_move_to_the_dead_letter_store_is_counted(make_queue: QueueFactory
         "malformed JSON",
         "max attempts exceeded",
     ]
+
+
+def test_identity_names_the_queue_the_same_in_every_handle(
+    make_queue: QueueFactory, backend: str
+) -> None:
+    """``Queue.identity`` (the card processor's checkpoint key of a queue) is the same
+    for two handles on one queue and starts with the backend."""
+    from fraudlens.processor import _queue_key
+
+    a, b = make_queue(), make_queue()
+    assert a.identity == b.identity
+    assert a.identity.startswith(f"{backend}:")
+    assert _queue_key(a) == f"queue:{a.identity}"
+
+
+def test_identity_of_each_backend_is_the_key_sinks_already_hold(
+    tmp_path: Any, redis_url: str, redis_stream: str
+) -> None:
+    """The text of the checkpoint keys written before (so a sink's unacked ids are
+    found after an upgrade), read from public settings: the SQLite file's absolute path,
+    the Redis client's connection settings without the password (a client passed in
+    too, a Unix socket by its path)."""
+    from urllib.parse import urlsplit
+
+    import redis
+
+    from fraudlens.queues import RedisQueue, SQLiteQueue
+
+    with SQLiteQueue(tmp_path / "q.db", name="cards") as q:
+        assert q.identity == f"sqlite:{(tmp_path / 'q.db').resolve()}#cards"
+    parts = urlsplit(redis_url)
+    secret = f"{parts.scheme}://:not-the-password@{parts.hostname}:{parts.port}/3"
+    with RedisQueue(secret, name="cards", stream=redis_stream, group="g") as q:
+        assert q.identity == f"redis:{parts.hostname}:{parts.port}/3#{redis_stream}#g"
+        assert "not-the-password" not in q.identity
+    client = redis.Redis(unix_socket_path="/nowhere/redis.sock", db=2, decode_responses=True)
+    try:
+        q = RedisQueue(name="cards", stream=redis_stream, group="g", client=client)
+        assert q.identity == f"redis:/nowhere/redis.sock/2#{redis_stream}#g"
+    finally:
+        client.close()

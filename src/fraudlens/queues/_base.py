@@ -189,6 +189,14 @@ class Queue(Closing, ABC):
         self.dead_letter_count = 0
         self.on_dead_letter: Callable[[str], None] | None = None
 
+    @property
+    def identity(self) -> str:
+        """What names this queue: its backend, where it lives and its name, without
+        credentials (``sqlite:/abs/path.db#name``, ``redis:host:port/db#stream#group``,
+        ``sqs:<queue URL>``). The same queue gives the same text in every process and
+        after a restart (the card processor keys its sink checkpoint by it)."""
+        return f"{type(self).__name__}#{self.name}"
+
     def _counted_dead_letter(self, reason: str) -> None:
         """Record one move to the dead-letter store (call after it is committed)."""
         self.dead_letter_count += 1

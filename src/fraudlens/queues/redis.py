@@ -148,6 +148,7 @@ class RedisQueue(Queue):
             url, decode_responses=True
         )
         self._dead_letter_script = self._redis.register_script(_DEAD_LETTER_LUA)
+        self._identity = self._where()
         self._cursor = "0-0"
         # Visibility timeout each in-flight entry was received with, for nack's delay.
         self._leases: dict[str, float] = {}
@@ -187,6 +188,21 @@ class RedisQueue(Queue):
             consumer=ours.get("consumer"),
             max_attempts=max_attempts,
         )
+
+    @property
+    def identity(self) -> str:
+        """``redis:<host>:<port>/<db>#<stream>#<group>`` (``redis:<socket path>/<db>#...``
+        on a Unix socket), read from the client's connection settings (a client passed
+        in included), never its password."""
+        return self._identity
+
+    def _where(self) -> str:
+        try:
+            kw = self._redis.get_connection_kwargs()
+        except AttributeError:  # not a redis.Redis: nothing known of where it connects
+            kw = {}
+        where = kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}"
+        return f"redis:{where}/{kw.get('db', 0)}#{self.stream}#{self.group}"
 
     # -- plumbing ------------------------------------------------------------------------
     @property

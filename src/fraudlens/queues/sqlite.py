@@ -157,6 +157,11 @@ class SQLiteQueue(Queue):
             synchronous=opts.get("synchronous", "NORMAL"),
         )
 
+    @property
+    def identity(self) -> str:
+        """``sqlite:<absolute path of the file>#<queue name>``."""
+        return f"sqlite:{self.path.resolve()}#{self.name}"
+
     # -- plumbing ------------------------------------------------------------------------
     @property
     def _conn(self) -> sqlite3.Connection:

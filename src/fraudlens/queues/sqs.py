@@ -158,6 +158,11 @@ class SQSQueue(Queue):
             create=opts.get("create", "true").lower() not in {"0", "false", "no"},
         )
 
+    @property
+    def identity(self) -> str:
+        """``sqs:<queue URL>``."""
+        return f"sqs:{self.queue_url}"
+
     # -- plumbing ------------------------------------------------------------------------
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:
