@@ -190,6 +190,54 @@ def test_the_default_deadline_is_ten_seconds(default: int) -> None:
     assert out.startswith(b"HTTP/1.1 408 ")
 
 
+# ------------------------------------------------------------- body framing
+
+SMUGGLED = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        # Chunked for h11, 5 bytes for a proxy reading Content-Length: the bytes after
+        # the empty chunk would be a second, smuggled request on the old code.
+        b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+        b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        b"Content-Length: 5\r\ntransfer-encoding: Chunked\r\n",
+        b"Content-Length: 5\r\nContent-Length: 5\r\n",
+        b"Content-Length: 5, 5\r\n",
+        b"Content-Length: 5\r\nContent-Length: 6\r\n",  # refused by h11 already
+    ],
+)
+def test_ambiguous_body_framing_gets_400_and_is_closed(quick: int, framing: bytes) -> None:
+    """Both Transfer-Encoding and Content-Length, or more than one Content-Length: 400
+    with Connection: close, and nothing after it is read as a request (h11 had read the
+    first shape as chunked, answered the smuggled GET too, and merged equal lengths)."""
+    head = b"POST /ping HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n"
+    with socket.create_connection(("127.0.0.1", quick)) as s:
+        s.sendall(head + b"0\r\n\r\n" + SMUGGLED)
+        out, _, closed = _until_closed(s, 10)
+    assert closed, out[:300]
+    assert out.startswith(b"HTTP/1.1 400 "), out[:300]
+    assert b"connection: close" in out.lower()
+    assert out.count(b"HTTP/1.1 ") == 1, out[:600]
+
+
+def test_one_framing_header_is_served(quick: int) -> None:
+    """A body framed by Content-Length alone or by chunked alone reaches the app (405
+    for a POST to /ping), and the connection stays open for the next request."""
+    for framing, body in (
+        (b"Content-Length: 5\r\n", b"hello"),
+        (b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    ):
+        head = b"POST /ping HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n"
+        with socket.create_connection(("127.0.0.1", quick)) as s:
+            s.sendall(head + body + SMUGGLED)
+            out, _, closed = _until_closed(s, 0.5)
+        assert not closed, out[:300]
+        assert out.startswith(b"HTTP/1.1 405 "), out[:300]
+        assert out.count(b"HTTP/1.1 200 ") == 1, out[:600]
+
+
 # --------------------------------------------------------------- connection cap
 
 

@@ -27,6 +27,14 @@ are open, or more than that many requests are in hand, gets a JSON ``503`` with
 ``Retry-After`` and ``Connection: close`` (uvicorn's own check, with the service's reply).
 Each worker process counts its own.
 
+A request whose body framing is ambiguous is refused with ``400`` and ``Connection:
+close`` before the application sees it: one that carries both ``Transfer-Encoding`` and
+``Content-Length`` (the shape of request smuggling through a proxy that reads the other
+header; RFC 9112 section 6.1 lets a server reject it, and h11 accepted it, reading the
+body as chunked and keeping the connection), or more than one ``Content-Length`` (two
+field lines or a list, even of equal values, which h11 merged into one; different values
+it refused already).
+
 ``fraudlens serve`` passes it to uvicorn as ``http=guarded_protocol(...)`` (a
 :func:`functools.partial`, so it survives the trip to worker processes).
 """
@@ -36,11 +44,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from typing import Any
 
 import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H11Protocol
 
 from fraudlens.service._middleware import send_unavailable
 
@@ -74,6 +83,56 @@ def _timeout_reply(seconds: float) -> bytes:
     return head.encode("ascii") + body
 
 
+# The end of a request's head, as h11 finds it (its lines may end in LF alone).
+_HEAD_END = re.compile(rb"\n\r?\n")
+
+
+def _framing_problem(head: bytes) -> str | None:
+    """Why the body framing of a request head (as received, the request line first) is
+    refused, or None."""
+    lengths = 0
+    transfer = False
+    for line in head.split(b"\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon:
+            continue
+        name = name.strip().lower()
+        if name == b"content-length":
+            lengths += 1 + value.count(b",")
+        elif name == b"transfer-encoding":
+            transfer = True
+    if transfer and lengths:
+        return (
+            "a request with both Transfer-Encoding and Content-Length is refused "
+            "(RFC 9112 section 6.1); send one of them"
+        )
+    if lengths > 1:
+        return "a request with more than one Content-Length is refused; send one"
+    return None
+
+
+class _FramedConnection(h11.Connection):
+    """h11's connection, refusing (as a protocol error: ``400``, connection closed) a
+    request whose head has ambiguous body framing (see :func:`_framing_problem`)."""
+
+    refused: str | None = None
+
+    def next_event(self) -> Any:
+        head = None
+        if self.their_state is h11.IDLE:
+            # The head as it came, before h11 merges equal Content-Length values.
+            data, _ = self.trailing_data
+            end = _HEAD_END.search(data)
+            head = data[: end.start()] if end is not None else None
+        event = super().next_event()
+        if head is not None and isinstance(event, h11.Request):
+            problem = _framing_problem(head)
+            if problem is not None:
+                self.refused = problem
+                raise h11.RemoteProtocolError(problem, error_status_hint=400)
+        return event
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a request-header deadline and a connection cap (see
     the module's docs)."""
@@ -87,6 +146,10 @@ class GuardedH11Protocol(H11Protocol):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        size = self.config.h11_max_incomplete_event_size
+        self.conn = _FramedConnection(
+            h11.SERVER, DEFAULT_MAX_INCOMPLETE_EVENT_SIZE if size is None else size
+        )
         self.header_seconds = float(header_seconds)
         self.max_connections = max_connections
         self.write_seconds = float(write_seconds)
@@ -165,6 +228,11 @@ class GuardedH11Protocol(H11Protocol):
         (``close`` would wait for them to be read)."""
         self._write_timer = None
         self.transport.abort()
+
+    def send_400_response(self, msg: str) -> None:
+        # The reason of a refused framing instead of uvicorn's "Invalid HTTP request".
+        refused = getattr(self.conn, "refused", None)
+        super().send_400_response(refused or msg)
 
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
         self._stop_watch()
