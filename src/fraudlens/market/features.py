@@ -98,6 +98,10 @@ STRONG_GAP: Final = 1.25
 _EPS: Final = 1e-6
 #: A fill within this share of the range from a bar end is "at the edge".
 _EDGE: Final = 0.1
+#: Largest share of its bar's volume a fill (or leg) counts as: a larger one (a quantity
+#: of 1e300 in a bar of 1,000) is counted as this, which float32 features hold, instead
+#: of overflowing to infinity. A share above 1 is a fill its bar's volume cannot hold.
+_MAX_SHARE: Final = 1e30
 #: Legs are fills of one side in one third of the bar: below this, above 1 - this, or between.
 _ZONE: Final = 1.0 / 3.0
 #: Bars ranked this high (or better) by range within their symbol-day are "top" bars.
@@ -985,8 +989,8 @@ def _trade_arrays(
         else np.where(has_bar, _ratio(rank - 1.0, n_day), 1.0)
     )
     volume = pick(ctx.volume, np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        vol_share = np.where(volume > 0, qty / volume, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        vol_share = np.where(volume > 0, np.minimum(qty / volume, _MAX_SHARE), np.nan)
     # symbols as text (the raw codes' distinct values, each once)
     raw_codes, raw_names = symbols
     if isinstance(_array(trades, "symbol").dtype, pd.StringDtype):  # text already, each once
@@ -1192,9 +1196,9 @@ def _round_trips(tr: _Trades, legs: _Legs, k: pd.DataFrame, bar: pd.Timedelta) -
         # a day whose median bar is flat: count the gap in ticks instead
         gap = np.where(median > 0, gap_abs / median, np.where(tick > 0, gap_abs / tick, 0.0))
     q = np.minimum(legs.qty[cb], legs.qty[cs])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share_b = legs.qty[cb] / tr.bar_volume[fb]
-        share_s = legs.qty[cs] / tr.bar_volume[fs]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        share_b = np.minimum(legs.qty[cb] / tr.bar_volume[fb], _MAX_SHARE)
+        share_s = np.minimum(legs.qty[cs] / tr.bar_volume[fs], _MAX_SHARE)
     return _RoundTrips(
         buy=cb,
         sell=cs,
@@ -1409,9 +1413,7 @@ def _feature_block(tr: _Trades, legs: _Legs, rt: _RoundTrips, pm: _PairMirrors) 
     vs = np.where(np.isfinite(tr.vol_share), tr.vol_share, -np.inf)
     f["vol_share_max"] = _gmax(acct, vs, n_acc, np.nan)
     f["vol_share_max"][np.isneginf(f["vol_share_max"])] = np.nan
-    q_mean = _ratio(count(weights=tr.qty), n_tr)
-    q_sq = _ratio(count(weights=tr.qty**2), n_tr)
-    f["size_cv"] = _ratio(np.sqrt(np.maximum(q_sq - q_mean**2, 0.0)), q_mean)
+    f["size_cv"] = _size_cv(acct, tr.qty, n_tr, n_acc)
 
     n_rt = per_rt()
     f["n_rt"] = n_rt
@@ -1501,6 +1503,27 @@ def _feature_block(tr: _Trades, legs: _Legs, rt: _RoundTrips, pm: _PairMirrors) 
     for col, name in enumerate(FEATURE_NAMES):
         block[:, col] = f[name]
     return block
+
+
+def _size_cv(acct: np.ndarray, qty: np.ndarray, n_tr: np.ndarray, n_acc: int) -> np.ndarray:
+    """Each account's coefficient of variation of its fill sizes (0 without fills).
+
+    From the sums of the sizes and of their squares; an account whose sums do not fit a
+    float (sizes beyond ~1e154) gets it from its sizes divided by its largest, which
+    leaves the ratio as it is and keeps every sum at most its number of fills."""
+
+    def cv(q: np.ndarray) -> np.ndarray:
+        mean = _ratio(np.bincount(acct, weights=q, minlength=n_acc), n_tr)
+        sq = _ratio(np.bincount(acct, weights=q * q, minlength=n_acc), n_tr)
+        return _ratio(np.sqrt(np.maximum(sq - mean**2, 0.0)), mean)
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = cv(qty)
+    big = ~np.isfinite(out)
+    if big.any():
+        largest = _gmax(acct, qty, n_acc, 1.0)
+        out[big] = cv(qty / largest[acct])[big]
+    return out
 
 
 def _analyse(data: MarketData) -> tuple[_Trades, _Legs, _RoundTrips, _PairMirrors]:
