@@ -259,7 +259,13 @@ def _pings(port: int, n: int) -> list[tuple[int, str | None, bytes]]:
 
 
 def test_connections_beyond_the_limit_get_503(quick: int) -> None:
-    replies = _pings(quick, 8)
+    # The server registers a connection when its event loop gets to it: on a loaded
+    # machine it may answer the first request before it has seen all eight, so the
+    # shape is tried up to three times (a server without the cap never gives all 503).
+    for _ in range(3):
+        replies = _pings(quick, 8)
+        if {status for status, _, _ in replies} == {503}:
+            break
     assert {status for status, _, _ in replies} == {503}, replies
     _, retry, body = replies[0]
     assert retry == "1"
