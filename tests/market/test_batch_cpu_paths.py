@@ -63,7 +63,7 @@ def test_window_equals_hash_lookup():
     rng = np.random.default_rng(0)
     values = np.unique(np.round(rng.uniform(1, 5, 50), 2))
     v = np.r_[values[::3], rng.uniform(0, 6, 20), 0.0, -0.0]
-    lo, n = feat._window(values, pd.Index(values), v, 0.001)
+    lo, n = feat._window(values, v, 0.001)
     # the reference: pandas' exact lookup, then the same search for the rest
     ref_lo = np.asarray(pd.Index(values).get_indexer(v), dtype=np.int64)
     span = 0.001 * np.abs(v)
@@ -173,3 +173,43 @@ def test_traded_symbols_only_equals_isin(data):
         assert got["symbol"].tolist() == want["symbol"].tolist()
         assert got.index.tolist() == want.index.tolist()
     assert feat._traded_symbols_only(klines, trades, syms) is klines  # all kept: no copy
+
+
+def _sorted_reference(frame: pd.DataFrame) -> bool:
+    """The order test as the sort itself answers it."""
+    ordered = frame.sort_values(["symbol", "ts"], kind="stable")
+    return ordered.index.tolist() == frame.index.tolist()
+
+
+def test_is_sorted_neighbour_compare_equals_the_sort():
+    import pyarrow as pa
+
+    rng = np.random.default_rng(4)
+    # code-point order (what Python and pandas sort by): "Z" < "a" < "é" < "€" < "𝔸"
+    names = np.array(["A", "AB", "Z", "a", "aa", "é", "€", "𝔸", "ÉT", ""], dtype=object)
+    ts = pd.to_datetime(np.arange(6) * 60, unit="s", utc=True)
+    seen = {True: 0, False: 0}
+    for _ in range(300):
+        n = int(rng.integers(2, 12))
+        sym = rng.choice(names, n)
+        t = ts[rng.integers(0, len(ts), n)]
+        if rng.random() < 0.5:  # mostly ordered frames, the store's case
+            order = np.lexsort((t.asi8, np.array([s.encode() for s in sym], dtype=object)))
+            sym, t = sym[order], t[order]
+        frame = pd.DataFrame({"symbol": pd.array(sym.tolist(), dtype="str"), "ts": t})
+        want = _sorted_reference(frame)
+        assert feat._is_sorted(frame) is want
+        # the same column in two pyarrow chunks
+        arrow = pa.chunked_array(
+            [sym[: n // 2].tolist(), sym[n // 2 :].tolist()], pa.large_string()
+        )
+        chunked = frame.assign(symbol=pd.array(pd.arrays.ArrowStringArray(arrow), dtype="str"))
+        assert chunked["symbol"].array._pa_array.num_chunks == 2
+        assert feat._is_sorted(chunked) is want
+        seen[want] += 1
+    assert seen[True] > 50 and seen[False] > 50
+    # a missing symbol: not for the neighbour compare; the old path says False (the
+    # sort then decides)
+    frame = pd.DataFrame({"symbol": pd.array(["a", None], dtype="str"), "ts": ts[:2]})
+    assert feat._arrow_sorted(feat._text(frame, "symbol"), 2) is None
+    assert feat._is_sorted(frame) is False

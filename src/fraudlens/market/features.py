@@ -448,13 +448,13 @@ class TradeBook:
             "cells": cells,
             "prices": prices,
             "qtys": qtys,
-            "qty_index": pd.Index(qtys),
-            "price_index": pd.Index(prices),
             "t0": t0,
             "width": width,
             "n_buckets": n_buckets,
-            "syms": pd.Index(syms),
-            "accts": pd.Index(accts),
+            # object indexes: their values are the same strings, and pandas does not
+            # infer a dtype for them (twice the cost of the rest on a small batch's book)
+            "syms": pd.Index(syms, dtype=object),
+            "accts": pd.Index(accts, dtype=object),
             "acct": np.asarray(acct_codes, dtype=np.int64),
             "ts": ts,
         }
@@ -512,8 +512,8 @@ class TradeBook:
         known = np.flatnonzero((sym >= 0) & np.isfinite(price) & np.isfinite(qty))
         if len(known) == 0 or len(ix["key"]) == 0:
             return _NO_HITS
-        p_lo, n_p = _window(ix["prices"], ix["price_index"], price[known], self.price_tol)
-        q_lo, n_q = _window(ix["qtys"], ix["qty_index"], qty[known], self.qty_tol)
+        p_lo, n_p = _window(ix["prices"], price[known], self.price_tol)
+        q_lo, n_q = _window(ix["qtys"], qty[known], self.qty_tol)
         # each (price, quantity) of the book within both windows: nearly always one
         combos = np.maximum(n_p, 0) * np.maximum(n_q, 0)
         sel = np.flatnonzero(combos)
@@ -550,13 +550,10 @@ class TradeBook:
         return at[ok], rows[ok]
 
 
-def _window(
-    values: np.ndarray, index: pd.Index, v: np.ndarray, tol: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _window(values: np.ndarray, v: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
     """First position and count of the sorted distinct ``values`` within ``tol x |v|`` of
-    each of ``v`` (``index`` is ``pd.Index(values)``). A value found as written whose
-    neighbours lie outside its window is its own window (one hash lookup); the rest are
-    searched."""
+    each of ``v``. A value found as written whose neighbours lie outside its window is
+    its own window (one binary search); the rest are searched."""
     span = tol * np.abs(v)
     m = len(values)
     # ``index.get_indexer(v)`` for the distinct sorted values: a binary search and an
@@ -792,11 +789,19 @@ def _sorted_klines(klines: pd.DataFrame) -> pd.DataFrame:
 
 def _is_sorted(klines: pd.DataFrame) -> bool:
     """Whether ``klines`` are ordered by ``(symbol, ts)``."""
-    if len(klines) < 2:
+    n = len(klines)
+    if n < 2:
         return True
+    symbols = _text(klines, "symbol")
+    same = _arrow_sorted(symbols, n)
+    if same is not None:
+        if same is False:
+            return False
+        ts = _ns(klines, "ts")
+        return bool((ts[1:][same] >= ts[:-1][same]).all())
     # pyarrow strings: codes in sorted symbol order from their dictionary (the same
     # order as comparing the strings, at a fraction of the cost)
-    coded = _arrow_factorize(_text(klines, "symbol"), sort=True)
+    coded = _arrow_factorize(symbols, sort=True)
     try:
         if coded is not None:
             codes = coded[0]
@@ -813,6 +818,28 @@ def _is_sorted(klines: pd.DataFrame) -> bool:
     ts = _ns(klines, "ts")
     same = codes[1:] == codes[:-1]
     return bool((ts[1:][same] >= ts[:-1][same]).all())
+
+
+def _arrow_sorted(column: Any, n: int) -> np.ndarray | bool | None:
+    """For a pyarrow string column of ``n >= 2`` values without missing ones: False if a
+    value sorts before the one above it, else whether each value equals the one above
+    (from the second on); None for any other column. Each neighbour pair is compared in
+    pyarrow: UTF-8 bytes compare in code-point order, Python's str order, and no
+    dictionary of the values is built."""
+    arrow = getattr(getattr(column, "array", column), "_pa_array", None)
+    if arrow is None or arrow.null_count:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type)):
+        return None
+    if isinstance(arrow, pa.ChunkedArray):
+        arrow = arrow.chunk(0) if arrow.num_chunks == 1 else arrow.combine_chunks()
+    above, below = arrow.slice(0, n - 1), arrow.slice(1)
+    if not pc.all(pc.less_equal(above, below)).as_py():
+        return False
+    return np.asarray(pc.equal(above, below).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _traded_symbols_only(

@@ -193,16 +193,19 @@ def _levels(group: np.ndarray, value: np.ndarray, rel_tol: float) -> np.ndarray:
     return out
 
 
-def _sorted_codes(column: pd.Series) -> tuple[np.ndarray, Any]:
+def _sorted_codes(column: Any) -> tuple[np.ndarray, Any]:
     """``pd.factorize(column.astype(str), sort=True)``: int64 codes into the sorted
     distinct values. A column of strings needs no ``astype(str)`` copy, and a short one
-    is coded by :func:`fraudlens.market._bars._factorize` without pandas' fixed cost."""
+    is coded by :func:`fraudlens.market._bars._factorize` without pandas' fixed cost.
+    ``column`` is a Series or a pandas string array (``features._text``)."""
     from fraudlens.market._bars import _factorize
 
     if pd.api.types.is_string_dtype(column.dtype) and column.dtype != object:
         codes, uniques = _factorize(column, sort=True)
         if not bool((codes < 0).any()):  # a missing value takes astype(str) below
             return np.asarray(codes, dtype=np.int64), uniques
+    if not isinstance(column, pd.Series):
+        column = pd.Series(column, copy=False)
     codes, uniques = pd.factorize(column.astype(str), sort=True)
     return np.asarray(codes, dtype=np.int64), uniques
 
@@ -567,12 +570,13 @@ class _Book:
     def __init__(self, trades: pd.DataFrame, price_tol: float, qty_tol: float) -> None:
         if price_tol < 0 or qty_tol < 0:
             raise ValueError("price_tol and qty_tol must be >= 0")
-        from fraudlens.market.features import _floats, _ns
+        from fraudlens.market.features import _floats, _ns, _text
 
         self.trades = trades
         self.n = len(trades)
-        self.acct, self.account_ids = _sorted_codes(trades["account_id"])
-        self.sym, self.symbols = _sorted_codes(trades["symbol"])
+        # the string arrays, not a Series each (pandas' fixed cost per column)
+        self.acct, self.account_ids = _sorted_codes(_text(trades, "account_id"))
+        self.sym, self.symbols = _sorted_codes(_text(trades, "symbol"))
         self.is_buy = _side_index(trades)
         # the columns' arrays without a Series each (pandas' fixed cost per column)
         self.price = _floats(trades, "price")
@@ -605,12 +609,11 @@ class _Book:
         bar_ns = int(pd.Timedelta(bar).value)
         start = self.ts.copy()
         if klines is not None and len(klines) and self.n:
-            from fraudlens._isin import isin
-            from fraudlens.market.features import _is_sorted, _ns, _text
+            from fraudlens.market.features import _is_sorted, _ns, _traded_symbols_only
 
-            keep = isin(_text(klines, "symbol"), self.symbols)
             # the store's bars are those of the traded symbols: no copy when all are kept
-            k = klines if bool(keep.all()) else klines[keep]
+            # (a few bars: a set lookup per bar, less than pyarrow's is_in of the symbols)
+            k = _traded_symbols_only(klines, self.trades, self.symbols)
             # bars from the store come sorted: a stable sort would change nothing
             if not _is_sorted(k):
                 k = k.sort_values(["symbol", "ts"], kind="stable")
