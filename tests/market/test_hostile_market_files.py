@@ -128,6 +128,19 @@ def test_price_times_quantity_must_be_finite(files: tuple) -> None:
     assert "row 3" in text and "too large to add up" in text, text
 
 
+@pytest.mark.parametrize(("column", "value"), [("quantity", 1e306), ("price", 1e305)])
+def test_a_finite_product_past_the_bound_is_refused(files: tuple, column: str, value: float):
+    """A product that is finite alone but whose sums over an account could overflow
+    (a quantity of 1e306 at a price below 1: 1e300 to 1e306, finite) is refused too."""
+    _, trades, _ = files
+    trades = _with(_with(trades, "price", 1e-3), "quantity", 1e-3)
+    with pytest.raises(DataError, match="at most 1e\\+303") as info:
+        validate_trades(_with(trades, column, value), "trades")
+    assert info.value.row == 3 and info.value.column == "quantity"
+    # At the bound it is taken.
+    validate_trades(_with(trades, column, 1e303), "trades")
+
+
 def test_a_header_of_a_million_columns_is_refused_unread(files: tuple) -> None:
     _, trades, folder = files
     path = folder / "trades_wide.csv"

@@ -71,6 +71,9 @@ _TS_DTYPE = "datetime64[ns, UTC]"
 #: keep every window and bar computation far from the nanosecond clock's 1677-2262 limits.
 TS_MIN = pd.Timestamp("1900-01-01", tz="UTC")
 TS_MAX = pd.Timestamp("2200-01-01", tz="UTC")
+#: The largest price, quantity or price x quantity a trades file may hold: sums over an
+#: account's fills (up to 100,000 of them) stay finite.
+MAX_TRADE_MAGNITUDE = 1e303
 # Values an id may be given as (numbers become their text).
 _SCALARS = (str, int, float, np.number)
 #: Floats at or past this size are not exact integers, so not ids.
@@ -708,10 +711,21 @@ def validate_trades(
     price, qty = out["price"].to_numpy(), out["quantity"].to_numpy()
     with np.errstate(over="ignore", invalid="ignore"):
         value = price * qty
+    # Sums over an account's fills and legs must stay finite: each factor and the
+    # product at most MAX_TRADE_MAGNITUDE (far beyond any real book, far below overflow).
     checks.add(
-        np.isfinite(price) & np.isfinite(qty) & ~np.isfinite(value),
+        np.isfinite(price)
+        & np.isfinite(qty)
+        & ~(
+            (value <= MAX_TRADE_MAGNITUDE)
+            & (price <= MAX_TRADE_MAGNITUDE)
+            & (qty <= MAX_TRADE_MAGNITUDE)
+        ),
         "quantity",
-        lambda i: f"price {price[i]:g} x quantity {qty[i]:g} is too large to add up",
+        lambda i: (
+            f"price {price[i]:g} x quantity {qty[i]:g} is too large to add up (price, "
+            f"quantity and their product may be at most {MAX_TRADE_MAGNITUDE:g})"
+        ),
     )
     _first_duplicate(
         out[["trade_id"]], "trade_id", "trade_id", checks, out["trade_id"].eq("").to_numpy()
