@@ -1048,8 +1048,7 @@ class Store(Closing, AuthStore, TriageStore):
         # One statement for the whole batch (SQLAlchemy sends the rows as multi-row
         # VALUES): it returns the key and id of each row it inserted, and a row whose key
         # was already stored returns nothing. The batch still commits (or not) together.
-        key = (RiskEventRow.account_id, RiskEventRow.fraud_type, RiskEventRow.window_end)
-        stmt = _insert_ignore(self.dialect, _table(RiskEventRow)).returning(RiskEventRow.id, *key)
+        stmt = _event_insert(self.dialect)
         details: dict[tuple[str, str, datetime], Mapping[str, Any]] = {}
         for row in rows:
             details.setdefault(_event_key(row), row["details"])
@@ -1060,7 +1059,7 @@ class Store(Closing, AuthStore, TriageStore):
             else:
                 # MySQL (MariaDB has RETURNING) and SQLite before 3.35: one statement per
                 # event, whose rowcount says whether it was new and lastrowid its id
-                plain = _insert_ignore(self.dialect, _table(RiskEventRow))
+                plain = _event_insert(self.dialect, returning=False)
                 new = []
                 for row in rows:
                     result = conn.execute(plain, row)
@@ -1069,7 +1068,7 @@ class Store(Closing, AuthStore, TriageStore):
             for new_id, *row_key in new:
                 symbols.extend(symbol_rows(new_id, details[_event_key(row_key)]))
             if symbols:
-                conn.execute(sa.insert(_table(RiskEventSymbol)), symbols)
+                conn.execute(_symbol_insert(), symbols)
         inserted = len(new)
         self.refresh_statistics(inserted)
         return inserted
@@ -1280,6 +1279,25 @@ def _insert_ignore(dialect: str, table: sa.Table) -> Any:
     if dialect == "mysql":
         return mysql.insert(table).prefix_with("IGNORE")
     raise ConfigError(f"unsupported database {dialect!r}: use SQLite, PostgreSQL or MySQL/MariaDB")
+
+
+@functools.cache
+def _event_insert(dialect: str, *, returning: bool = True) -> Any:
+    """The risk events' insert that skips a stored key (returning each new row's id and
+    key), built once per dialect: a statement object costs more to build than SQLite
+    takes to run it for a worker's batch of one (the compiled form is cached by
+    SQLAlchemy either way)."""
+    stmt = _insert_ignore(dialect, _table(RiskEventRow))
+    if not returning:
+        return stmt
+    key = (RiskEventRow.account_id, RiskEventRow.fraud_type, RiskEventRow.window_end)
+    return stmt.returning(RiskEventRow.id, *key)
+
+
+@functools.cache
+def _symbol_insert() -> Any:
+    """The risk events' symbol rows' insert (built once)."""
+    return sa.insert(_table(RiskEventSymbol))
 
 
 def _pg_copy_ignore(conn: sa.Connection, table: sa.Table, names: list[str], rows: list[Any]) -> int:
