@@ -213,3 +213,21 @@ def test_is_sorted_neighbour_compare_equals_the_sort():
     frame = pd.DataFrame({"symbol": pd.array(["a", None], dtype="str"), "ts": ts[:2]})
     assert feat._arrow_sorted(feat._text(frame, "symbol"), 2) is None
     assert feat._is_sorted(frame) is False
+
+
+def test_all_trades_equals_the_selected_columns_concat(data):
+    from fraudlens.market.data import TRADE_COLUMNS
+
+    cols = list(TRADE_COLUMNS)
+    extra = data.trades.iloc[:4].assign(account_id="other")
+    for held in (
+        data.trades.iloc[4:].reset_index(drop=True),  # the contract's columns: no selection
+        data.trades.iloc[4:].assign(note="x")[[*cols[::-1], "note"]],  # others, reordered
+    ):
+        book = feat.TradeBook(held, lambda trades: extra)
+        book._ask(data.trades.iloc[:2])
+        want = pd.concat([held[cols], extra[cols]], ignore_index=True)
+        pd.testing.assert_frame_equal(book.all_trades(), want, check_exact=True)
+    frame = data.trades
+    assert feat._columns_of(frame, cols) is frame
+    assert feat._columns_of(frame, cols[::-1]).columns.tolist() == cols[::-1]

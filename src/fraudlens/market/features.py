@@ -367,7 +367,10 @@ class TradeBook:
         from fraudlens.market.data import TRADE_COLUMNS
 
         cols = list(TRADE_COLUMNS)
-        out = pd.concat([self.trades[cols], *(f[cols] for f in self._fetched)], ignore_index=True)
+        out = pd.concat(
+            [_columns_of(self.trades, cols), *(_columns_of(f, cols) for f in self._fetched)],
+            ignore_index=True,
+        )
         self._all = (len(self._fetched), out)
         return out
 
@@ -405,7 +408,10 @@ class TradeBook:
         cols = list(TRADE_COLUMNS)
         split = int(np.searchsorted(rows, len(held)))
         out = pd.concat(
-            [held[cols].iloc[rows[:split]], got[cols].iloc[rows[split:] - len(held)]],
+            [
+                _columns_of(held, cols).iloc[rows[:split]],
+                _columns_of(got, cols).iloc[rows[split:] - len(held)],
+            ],
             ignore_index=True,
         )
         # the labels the whole book's rows have (its rows are numbered from 0)
@@ -773,6 +779,12 @@ class _RoundTrips:
             & (self.gap >= STRONG_GAP - _EPS)
             & (self.rel_max > 1.0 + _EPS)
         )
+
+
+def _columns_of(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """``frame[cols]``; the frame itself when those are its columns already, in that
+    order (a column selection copies every column: about 0.1 ms for a small window)."""
+    return frame if frame.columns.tolist() == cols else frame[cols]
 
 
 def _sorted_klines(klines: pd.DataFrame) -> pd.DataFrame:
