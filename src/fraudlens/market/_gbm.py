@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlens._detector import Detector
-from fraudlens._xgb import dense_predict, load_booster
+from fraudlens._xgb import load_booster
 from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError
 from fraudlens.market.data import MarketData
 from fraudlens.market.features import FEATURE_NAMES, account_features
@@ -176,7 +176,8 @@ class FeatureDetector(Detector):
         booster = self._scoring_booster(len(X))
         if len(X) == 0:
             return np.zeros(0, dtype=np.float64)
-        return dense_predict(booster, self._matrix(X))
+        pred = booster.inplace_predict(self._matrix(X), validate_features=False)
+        return np.asarray(pred, dtype=np.float64)
 
     def _decision_block(self, block: np.ndarray) -> np.ndarray:
         """:meth:`decision_function_features` of ``pd.DataFrame(block, columns=
@@ -201,8 +202,10 @@ class FeatureDetector(Detector):
         if len(block) == 0:
             return np.zeros(0, dtype=np.float64)
         X = block if cols is None else block[:, cols]
-        # inplace_predict's library call without its Python set-up (checked identical)
-        return dense_predict(booster, np.ascontiguousarray(X, dtype=np.float32))
+        pred = booster.inplace_predict(
+            np.ascontiguousarray(X, dtype=np.float32), validate_features=False
+        )
+        return np.asarray(pred, dtype=np.float64)
 
     def _scoring_booster(self, rows: int) -> xgb.Booster:
         """The booster to score ``rows`` rows with: the model itself, or a copy of it on
