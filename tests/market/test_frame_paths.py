@@ -215,12 +215,13 @@ def test_indexed_frame_equals_pandas(monkeypatch):
 
 
 def _no_arrow_codes(monkeypatch) -> None:
-    """Every column coded by the paths before pyarrow's dictionary encoding."""
+    """Every column coded, and every bar order checked, by the paths before pyarrow's
+    dictionary encoding and neighbour comparison."""
     from fraudlens.market import _bars
     from fraudlens.market import features as feat
 
     monkeypatch.setattr(_bars, "_arrow_factorize", lambda *a, **k: None)
-    monkeypatch.setattr(feat, "_arrow_factorize", lambda *a, **k: None)
+    monkeypatch.setattr(feat, "_arrow_sorted", lambda *a, **k: None)
 
 
 def test_bar_order_and_positions_equal_without_arrow_codes(monkeypatch):

@@ -422,19 +422,30 @@ _SHORT_SORTED: Final = 512
 _ARROW_CODES: Final = 48
 
 
+def _arrow_strings(column: Any) -> Any:
+    """The pyarrow array (or chunked array) behind a pyarrow string column (a Series or
+    its array) without missing values; None for anything else."""
+    arrow = getattr(getattr(column, "array", column), "_pa_array", None)
+    if arrow is None or arrow.null_count:
+        return None
+    import pyarrow as pa
+
+    if not (pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type)):
+        return None
+    return arrow
+
+
 def _arrow_factorize(column: Any, *, sort: bool) -> tuple[np.ndarray, np.ndarray] | None:
     """What :func:`_factorize`'s dict of Python strings gives (int64 codes in order of
     first appearance or of the sorted values, the distinct values as an object array),
     from pyarrow's dictionary encoding of a pyarrow string column without missing
     values; None for anything else."""
-    arrow = getattr(getattr(column, "array", column), "_pa_array", None)
-    if arrow is None or arrow.null_count:
+    arrow = _arrow_strings(column)
+    if arrow is None:
         return None
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not (pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type)):
-        return None
     encoded = pc.dictionary_encode(arrow)
     if isinstance(encoded, pa.ChunkedArray):
         if encoded.num_chunks != 1:

@@ -70,7 +70,7 @@ import pandas as pd
 from fraudlens._isin import equals, isin
 from fraudlens.market._bars import (
     BarContext,
-    _arrow_factorize,
+    _arrow_strings,
     _factorize,
     _int_order,
     bar_context,
@@ -804,31 +804,23 @@ def _is_sorted(klines: pd.DataFrame) -> bool:
     n = len(klines)
     if n < 2:
         return True
-    symbols = _text(klines, "symbol")
-    same = _arrow_sorted(symbols, n)
-    if same is not None:
-        if same is False:
-            return False
-        ts = _ns(klines, "ts")
-        return bool((ts[1:][same] >= ts[:-1][same]).all())
-    # pyarrow strings: codes in sorted symbol order from their dictionary (the same
-    # order as comparing the strings, at a fraction of the cost)
-    coded = _arrow_factorize(symbols, sort=True)
-    try:
-        if coded is not None:
-            codes = coded[0]
-        elif len(klines) < FEW_BARS:  # a string compare per row costs less than hashing
-            codes = np.asarray(_array(klines, "symbol"), dtype=object)
-        else:  # codes in sorted symbol order
-            codes = np.asarray(pd.factorize(klines["symbol"], sort=True)[0])
-            if bool((codes < 0).any()):
-                return False  # a missing symbol: let the sort decide
-        if not bool((codes[1:] >= codes[:-1]).all()):
-            return False
-    except TypeError:  # mixed types: let the sort decide
+    same = _arrow_sorted(_text(klines, "symbol"), n)
+    if same is False:
         return False
+    if same is None:  # not pyarrow strings without missing values
+        try:
+            if n < FEW_BARS:  # a string compare per row costs less than hashing
+                codes = np.asarray(_array(klines, "symbol"), dtype=object)
+            else:  # codes in sorted symbol order
+                codes = np.asarray(pd.factorize(klines["symbol"], sort=True)[0])
+                if bool((codes < 0).any()):
+                    return False  # a missing symbol: let the sort decide
+            if not bool((codes[1:] >= codes[:-1]).all()):
+                return False
+        except TypeError:  # mixed types: let the sort decide
+            return False
+        same = codes[1:] == codes[:-1]
     ts = _ns(klines, "ts")
-    same = codes[1:] == codes[:-1]
     return bool((ts[1:][same] >= ts[:-1][same]).all())
 
 
@@ -838,14 +830,12 @@ def _arrow_sorted(column: Any, n: int) -> np.ndarray | bool | None:
     (from the second on); None for any other column. Each neighbour pair is compared in
     pyarrow: UTF-8 bytes compare in code-point order, Python's str order, and no
     dictionary of the values is built."""
-    arrow = getattr(getattr(column, "array", column), "_pa_array", None)
-    if arrow is None or arrow.null_count:
+    arrow = _arrow_strings(column)
+    if arrow is None:
         return None
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not (pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type)):
-        return None
     if isinstance(arrow, pa.ChunkedArray):
         arrow = arrow.chunk(0) if arrow.num_chunks == 1 else arrow.combine_chunks()
     above, below = arrow.slice(0, n - 1), arrow.slice(1)
