@@ -758,7 +758,6 @@ class _QueueHandler(_Handler):
     ) -> None:
         super().__init__(models, sink, ack_needs_flush=True)
         self.history = history
-        self.queue = queue
         # Checkpoint key of this queue in the sink; None without a spool (flush, then ack).
         self.key = _queue_key(queue) if sink.durable else None
         self.visibility_timeout = visibility_timeout
