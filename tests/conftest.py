@@ -1,1 +1,29 @@
-"""Root conftest: its folder goes on ``sys.path``, so tests can import ``_services``."""
+"""Root conftest: its folder goes on ``sys.path``, so tests can import ``_services``.
+
+The ``store`` fixture: a fresh, empty store on each database (SQLite in the test's
+folder; PostgreSQL and MariaDB, marked ``services``), dropped afterwards. A module may
+define its own ``store`` instead."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _services import fresh_store  # type: ignore[import-not-found]
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.services),
+        pytest.param("mariadb", marks=pytest.mark.services),
+    ]
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    s = fresh_store(request.param, tmp_path)
+    yield s
+    s.drop_all()
+    s.close()

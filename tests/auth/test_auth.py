@@ -7,13 +7,11 @@ import itertools
 import re
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from _services import fresh_store  # type: ignore[import-not-found]
 from fraudlens.auth import (
     Authenticator,
     InvalidCredentialsError,
@@ -36,20 +34,6 @@ PASSWORD = "correct horse battery staple"
 def fast_passwords() -> Passwords:
     """Real Argon2id with small parameters, so tests that sign in often stay quick."""
     return Passwords(argon2.PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.services),
-        pytest.param("mariadb", marks=pytest.mark.services),
-    ]
-)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = fresh_store(request.param, tmp_path)
-    yield s
-    s.drop_all()
-    s.close()
 
 
 def _auth(store: Store, **kw: object) -> Authenticator:
