@@ -8,6 +8,9 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import os
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -141,3 +144,72 @@ def test_the_card_processor_file_source_refuses_bombs(tmp_path: Path) -> None:
     for path in (gz, parquet):
         with pytest.raises(DataError, match="decompression bomb"):
             _read_any(str(path))
+
+
+def _damaged(path: Path, data: bytes, damage: str) -> Path:
+    """``data`` compressed by ``path``'s suffix, then cut short or overwritten past its
+    first bytes (so the file still starts like one of its kind)."""
+    _write(path, b"", data, 1)
+    raw = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    else:
+        path.write_bytes(raw[:12] + bytes(range(256)) * 4)
+    return path
+
+
+_DAMAGED_CASES = [
+    (loader, suffix, damage)
+    for loader, suffixes in (("market", (".gz",)), ("cards", (".gz", ".bz2", ".xz", ".zip")))
+    for suffix in suffixes
+    for damage in ("truncated", "corrupt")
+]
+
+
+@pytest.mark.parametrize(("loader", "suffix", "damage"), _DAMAGED_CASES)
+def test_a_damaged_compressed_file_is_one_data_error(
+    tmp_path: Path, loader: str, suffix: str, damage: str
+) -> None:
+    """A truncated or corrupt compressed file had ended in EOFError, zlib.error,
+    LZMAError or BadZipFile tracebacks (and "Aborted!" with exit code 1 from the CLI,
+    which takes EOFError for Ctrl-D)."""
+    load, head = LOADERS[loader]
+    row = b"A,2025-01-01T00:00:00Z,1,1,1,1,1\n" if loader == "market" else b"0,0.5,10,0\n"
+    path = _damaged(tmp_path / f"damaged.csv{suffix}", head + row * 20_000, damage)
+    with pytest.raises(DataError, match="cannot read the file") as info:
+        load(path)
+    assert info.value.file == str(path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_the_card_processor_file_source_reports_damaged_files(tmp_path: Path, damage: str) -> None:
+    from fraudlens.processor import _read_any
+
+    path = _damaged(tmp_path / "damaged.csv.gz", CARDS + b"0,0.5,10,0\n" * 20_000, damage)
+    with pytest.raises(DataError, match="cannot read the file"):
+        _read_any(str(path))
+
+
+def test_the_cli_reports_a_truncated_file_in_one_line(tmp_path: Path) -> None:
+    klines = tmp_path / "klines.csv"
+    klines.write_bytes(KLINES + b"A,2025-01-01T00:00:00Z,1,1,1,1,1\n")
+    trades = _damaged(
+        tmp_path / "trades.csv.gz",
+        b"trade_id,account_id,symbol,ts,side,price,quantity\n"
+        + b"".join(b"t%d,a1,A,2025-01-01T00:01:00Z,buy,1,1\n" % i for i in range(20_000)),
+        "truncated",
+    )
+    args = ["--klines", str(klines), "--trades", str(trades), "--out", str(tmp_path / "p.csv")]
+    res = subprocess.run(
+        [sys.executable, "-m", "fraudlens", "market", "pairs", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "1000", "TERM": "dumb"},
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    # (the progress bar aside)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1, res.stderr[-2000:]
+    assert errors[0].startswith(f"error: file {trades}: cannot read the file: ")
+    assert "Traceback" not in res.stderr and "Aborted" not in res.stderr

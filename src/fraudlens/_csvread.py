@@ -37,6 +37,7 @@ import gzip
 import io
 import lzma
 import zipfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -50,6 +51,7 @@ __all__ = [
     "MAX_EXPANSION",
     "MAX_ROW_BYTES",
     "NO_DATA_ROWS",
+    "READ_ERRORS",
     "TABLE_FORMATS",
     "check_columns",
     "check_expansion",
@@ -86,6 +88,12 @@ _PARQUET = (".parquet", ".pq")
 _CSV = (".csv", *(f".csv{c}" for c in _COMPRESSED))
 #: The table files the loaders read, in words (for error messages).
 TABLE_FORMATS = "CSV (.csv, or .csv.gz, .csv.bz2, .csv.xz, .csv.zip) or Parquet (.parquet, .pq)"
+# What a corrupt or truncated compressed file raises while it is read: a bad gzip
+# stream is zlib.error, a truncated one EOFError, neither of them an OSError.
+_DECOMPRESS_ERRORS = (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError, zlib.error)
+#: What reading a table file (pandas or pyarrow, through a decompressor) raises for a file
+#: that cannot be read: the loaders turn these into :func:`read_error`'s DataError.
+READ_ERRORS = (ValueError, *_DECOMPRESS_ERRORS)
 # Leading bytes of files that are not CSV text, and what they are.
 _MAGIC = (
     (b"PAR1", "a Parquet file; name it .parquet"),
@@ -172,7 +180,7 @@ def check_expansion(path: str | Path) -> None:
     line = 0  # bytes since the last line break
     try:
         stream = _open_binary(p, counter)
-    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError):
+    except _DECOMPRESS_ERRORS:
         return
     try:
         with stream:
@@ -199,7 +207,7 @@ def check_expansion(path: str | Path) -> None:
                         "decompression bomb, not a table file",
                         file=str(p),
                     )
-    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError):
+    except _DECOMPRESS_ERRORS:
         return  # a corrupt or truncated file: pandas says so in its own words
 
 
@@ -307,7 +315,7 @@ def check_header(path: str | Path, max_columns: int = MAX_COLUMNS) -> None:
     try:
         with _open_binary(p) as raw:
             head = raw.readline(_HEADER_BYTES + 1)
-    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError):
+    except _DECOMPRESS_ERRORS:
         return  # pandas reports the unreadable file in its own words
     _check_content(p, head)
     if len(head) > _HEADER_BYTES:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from fraudlens._csvread import NO_DATA_ROWS, check_header, read_error
+from fraudlens._csvread import NO_DATA_ROWS, READ_ERRORS, check_header, read_error
 from fraudlens._ids import MAX_ID_LENGTH, MAX_SYMBOL_LENGTH, bad_ids, id_problem
 from fraudlens.errors import DataError
 from fraudlens.market._bars import _factorize
@@ -849,8 +849,9 @@ def _read_table(
                 encoding="utf-8-sig",
                 skipinitialspace=True,
             )
-    except (pd.errors.ParserError, OSError, ValueError) as exc:
-        # ValueError covers an empty file, bytes that are not UTF-8 and a bad Parquet file.
+    except READ_ERRORS as exc:
+        # ValueError covers an empty file, bytes that are not UTF-8 and a bad Parquet file;
+        # the others a corrupt or truncated .csv.gz.
         raise read_error(p, exc) from None
     if len(df) == 0 and not header_only:
         raise DataError(NO_DATA_ROWS, file=str(p))
