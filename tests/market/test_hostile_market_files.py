@@ -128,6 +128,27 @@ def test_price_times_quantity_must_be_finite(files: tuple) -> None:
     assert "row 3" in text and "too large to add up" in text, text
 
 
+@pytest.mark.parametrize("column", ["quantity", "price"])
+def test_an_integer_beyond_the_float_range_is_named(files: tuple, column: str) -> None:
+    """``1`` and 400 zeros in a CSV column of integers: read_csv gives it as a Python
+    int, which pandas' to_numeric refused with an OverflowError (a traceback from
+    ``market score``)."""
+    klines, trades, folder = files
+    path = folder / f"trades_digits_{column}.csv"
+    whole = trades.assign(**{column: trades[column].round().clip(lower=1).astype("int64")})
+    _with(whole, column, 10**400).to_csv(path, index=False)
+    text = _pairs(folder, path)
+    assert "row 3" in text and f"'{column}'" in text, text
+    assert "a number of 401 digits is too large" in text, text
+    kpath = folder / "klines_digits.csv"
+    far = klines.assign(volume=klines["volume"].round().astype("int64")).astype({"volume": object})
+    far.loc[4, "volume"] = 10**400
+    far.to_csv(kpath, index=False)
+    with pytest.raises(DataError, match="401 digits is too large") as info:
+        load_klines(kpath)
+    assert info.value.row == 5 and info.value.column == "volume"
+
+
 @pytest.mark.parametrize(("column", "value"), [("quantity", 1e306), ("price", 1e305)])
 def test_a_finite_product_past_the_bound_is_refused(files: tuple, column: str, value: float):
     """A product that is finite alone but whose sums over an account could overflow

@@ -438,6 +438,16 @@ def _text_column(df: pd.DataFrame, col: str, checks: _Checks) -> pd.Series:
     return out
 
 
+def _beyond_float(value: object) -> bool:
+    """Whether ``value`` is an integer too large for a float."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return True
+    return False
+
+
 def _float_column(
     df: pd.DataFrame, col: str, checks: _Checks, *, booleans: bool = False
 ) -> pd.Series:
@@ -453,7 +463,17 @@ def _float_column(
         num = s
     else:
         # A CSV column with one stray word is read as text: find the values that fail.
-        num = pd.to_numeric(s.astype(object).where(s.notna(), None), errors="coerce")
+        values = s.astype(object).where(s.notna(), None)
+        try:
+            num = pd.to_numeric(values, errors="coerce")
+        except OverflowError:
+            # An integer no float holds ("1" and 400 zeros; read_csv and JSON give it as
+            # a Python int), which pandas refuses even when told to coerce.
+            huge = np.fromiter(map(_beyond_float, values), dtype=bool, count=len(values))
+            checks.add(
+                huge, col, lambda i: f"a number of {len(str(s.iloc[i])):,} digits is too large"
+            )
+            num = pd.to_numeric(values.where(~huge, None), errors="coerce")
         if s.dtype == object and not booleans:
             # JSON records or a mixed column: only pandas' untyped columns hold booleans.
             is_bool = s.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
