@@ -9,7 +9,11 @@ Run:  python bench/market_real.py --klines /work/ext/klines/*.csv [--accounts 26
    - ``alt``: an independent generator (``bench/_alt_accounts.py``: its own code and
      parametrisation of the same behaviours), the honest generalisation check;
    - ``own``: fraudlens's own simulator on those bars (``simulate(klines=...)``), which
-     shows what a firm gets when it trains on its own bars.
+     shows what a firm gets when it trains on its own bars;
+   - ``blind`` (only with ``--sets ... blind``): a third generator
+     (``bench/_blind_accounts.py``), written without reading either of the others, with
+     behaviour neither was tuned for (accounts across midnight, several symbols, 1-3
+     trades, partial and split fills, momentum stops in the next bar, ...).
 3. Report ROC AUC, recall at 1 % false-positive rate, and per kind the share flagged at
    the model's own threshold and at the risk-event threshold 0.9.
 
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--detectors", nargs="+", default=["features", "cnn"])
     ap.add_argument("--model-dir", type=Path, default=None, help="use models trained already")
     ap.add_argument("--work", type=Path, default=Path("/tmp/fraudlens-real"))
-    ap.add_argument("--sets", nargs="+", default=["alt", "own"])
+    ap.add_argument("--sets", nargs="+", default=["alt", "own"], choices=["alt", "own", "blind"])
     args = ap.parse_args(argv)
 
     from _alt_accounts import AltGenerator
@@ -127,12 +131,18 @@ def main(argv: list[str] | None = None) -> dict:
         sets["alt"] = MarketData(k, trades, labels)
     if "own" in args.sets:
         sets["own"] = simulate(args.accounts, seed=args.seed + 1, klines=k)
+    if "blind" in args.sets:
+        from _blind_accounts import BlindGenerator
+
+        trades, labels = BlindGenerator(k, args.seed + 2).run(args.accounts)
+        trades = validate_trades(trades, klines=k)
+        sets["blind"] = MarketData(k, trades, labels)
     pd.set_option("display.width", 200)
     for name, data in sets.items():
         data = window(data)
         y = data.y()
         kinds = data.label_column("kind")
-        assert kinds is not None  # both account generators label every account's kind
+        assert kinds is not None  # every account generator labels every account's kind
         n_sym = data.klines["symbol"].nunique()
         print(
             f"\n== set {name}: {len(y)} accounts, {int(y.sum())} takeover, "
