@@ -51,6 +51,12 @@ def test_good_messages_pass_with_their_values() -> None:
         ({**RAW, "customer_id": 10**5000}, "customer_id", "more than 64 digits"),
         ({**RAW, "terminal_id": {"x": MEGA}}, "terminal_id", "not a dict"),
         ({**RAW, "ts": MEGA}, "ts", "not an ISO-8601"),
+        # pandas reads these as the time of reading, or they are past what it holds
+        ({**RAW, "ts": "now"}, "ts", "not an ISO-8601"),
+        ({**RAW, "ts": "today"}, "ts", "not an ISO-8601"),
+        ({**RAW, "ts": "9999-12-31T00:00:00Z"}, "ts", "not an ISO-8601"),
+        ({**RAW, "ts": "0001-01-01"}, "ts", "not an ISO-8601"),
+        ({"Time": 1, "V1": 0, "Amount": 1, "ts": "now"}, "ts", "not an ISO-8601"),
         ({**RAW, "amount": 10**400}, "amount", "a huge integer"),
         ({**RAW, "amount": MEGA}, "amount", "is not a number"),
         ({**RAW, "amount": [1.0] * 100_000}, "amount", "a list is not a number"),

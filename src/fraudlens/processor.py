@@ -491,8 +491,12 @@ def _number(value: Any) -> float | None:
 
 
 def _ts(value: Any) -> pd.Timestamp | None:
-    """An ISO-8601 text as a UTC timestamp (no zone means UTC), else None."""
+    """An ISO-8601 text as a UTC timestamp (no zone means UTC), else None: also for a
+    word pandas reads as the time of reading (``"now"``, ``"today"``: no digit) and a
+    time outside the dates the card loader reads."""
     if not isinstance(value, str) or len(value) > MAX_TS_LENGTH:
+        return None
+    if not any(ch.isdigit() for ch in value):
         return None
     try:
         ts = pd.Timestamp(value)
@@ -500,7 +504,10 @@ def _ts(value: Any) -> pd.Timestamp | None:
         return None
     if pd.isna(ts):
         return None
-    return utc(ts)
+    from fraudlens.market.data import TS_MAX, TS_MIN
+
+    ts = utc(ts)
+    return ts if TS_MIN <= ts < TS_MAX else None
 
 
 def _shown(value: Any) -> str:

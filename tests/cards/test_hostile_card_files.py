@@ -84,6 +84,40 @@ def test_ids_follow_the_id_rule(
     assert len(str(info.value)) < 300  # the value is not repeated
 
 
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        # read by pandas as the time of reading: the rows had been stamped with it
+        ("now", "unparseable timestamp: 'now'"),
+        ("today", "unparseable timestamp: 'today'"),
+        # past the nanosecond clock: an OutOfBoundsDatetime traceback
+        ("3000-01-01", "timestamp 3000-01-01T00:00:00+00:00 is outside the dates"),
+        ("0001-01-01T00:00:00Z", "is outside the dates fraudlens reads"),
+        ("1899-12-31T23:59:59Z", "is outside the dates fraudlens reads (1900-01-01 to 2200"),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_timestamps_a_clock_word_or_out_of_range_are_named(
+    tmp_path: Path, value: str, words: str, suffix: str
+) -> None:
+    df = _raw()
+    df.loc[5, "ts"] = value
+    if suffix == ".parquet" and value[0].isdigit():
+        # a timestamp column, in microseconds: the dates it holds are past the clock too
+        df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601").astype(
+            "datetime64[us, UTC]"
+        )
+    path = tmp_path / f"raw{suffix}"
+    df.to_csv(path, index=False) if suffix == ".csv" else df.to_parquet(path)
+    with pytest.raises(DataError, match=re.escape(words)) as info:
+        load_table(path)
+    assert (info.value.file, info.value.row, info.value.column) == (str(path), 6, "ts")
+    df.loc[5, "ts"] = "2199-12-31T23:59:59Z"  # the last second read
+    df["ts"] = df["ts"].astype(str)
+    df.to_csv(tmp_path / "late.csv", index=False)
+    assert len(load_table(tmp_path / "late.csv")) == 8
+
+
 def test_integer_ids_still_load(tmp_path: Path) -> None:
     df = _raw()
     df["transaction_id"] = range(100, 108)

@@ -39,6 +39,7 @@ from fraudlens._csvread import NO_DATA_ROWS, READ_ERRORS, check_header, read_err
 from fraudlens._ids import bad_ids, id_problem
 from fraudlens._time import utc, utc_series
 from fraudlens.errors import ConfigError, DataError
+from fraudlens.market.data import TS_MAX, TS_MIN, _clock_words
 
 __all__ = [
     "HANDBOOK_COLUMNS",
@@ -491,8 +492,25 @@ def _parse_ts(s: pd.Series, problems: list[_Problem], col: str = "ts") -> pd.Ser
         out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
     else:
         out = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
+        # "now" and "today" (the time of reading to pandas) are no timestamps: the market
+        # loader's rule.
+        out = out.where(~_clock_words(s.astype(str), out), pd.NaT)
         unparseable = (out.isna() & s.notna()).to_numpy()
         problems.append((col, unparseable, lambda i: f"unparseable timestamp: {_show(s.iloc[i])}"))
+    # Compared in the parsed unit, before the nanosecond cast that would overflow.
+    far = ((out < TS_MIN) | (out >= TS_MAX)).to_numpy(dtype=bool, na_value=False)
+    shown = out.copy()
+    problems.append(
+        (
+            col,
+            far,
+            lambda i: (
+                f"timestamp {shown.iat[i].isoformat()} is outside the dates fraudlens "
+                f"reads ({TS_MIN.date()} to {TS_MAX.date()})"
+            ),
+        )
+    )
+    out = out.where(~far, pd.NaT)
     out = out.astype("datetime64[ns, UTC]")
     problems.append((col, (out.isna() & s.isna()).to_numpy(), lambda i: "missing timestamp"))
     return out
