@@ -66,7 +66,8 @@ fewer than two); round-trip size 1-4 x the account's usual size.
   a fifth over two symbols.
 - ``to_adjacent``: 2-5 round trips whose legs sit in adjacent bars (buy near bar i's
   high, sell near bar i+1's low, or reverse, whichever moves more), within 5 %; the
-  two bars' extremes >= 1.5 median ranges apart (each bar alone may be ordinary).
+  two bars' extremes >= 1.5 median ranges apart (each bar alone may be ordinary; the
+  widest tenth of such moves when none is).
 - ``to_rough``: 2-5 round trips only roughly at the extremes (within 25 % of the range).
 - ``to_two_trips``: exactly two round trips (four trades), within 10 %; 30 % with legs
   in adjacent bars.
@@ -155,6 +156,7 @@ class _Sym:
     day: np.ndarray  # int day number of each bar
     tick: np.ndarray  # per bar (its day's tick)
     rel: np.ndarray  # range / day's median non-zero range
+    med: np.ndarray  # that median range, per bar
     ticks: np.ndarray  # range in ticks
     vol_rank: np.ndarray  # volume (or range) percentile inside its day
     rng_rank: np.ndarray  # range percentile inside its day
@@ -206,7 +208,7 @@ class BlindGenerator:
         v = g["volume"].to_numpy(dtype=float)
         day = ts // _DAY_NS
         n = len(ts)
-        tick, rel, vr, rr = (np.zeros(n) for _ in range(4))
+        tick, rel, med_range, vr, rr = (np.zeros(n) for _ in range(5))
         rngs = h - lo
         for d in np.unique(day):
             m = day == d
@@ -215,6 +217,7 @@ class BlindGenerator:
             nz = rngs[m][rngs[m] > 0]
             med = float(np.median(nz)) if len(nz) else t
             rel[m] = rngs[m] / med
+            med_range[m] = med
             key = v[m] if v[m].max() > 0 else rngs[m]
             vr[m] = pd.Series(key).rank(pct=True).to_numpy()
             rr[m] = pd.Series(rngs[m]).rank(pct=True).to_numpy()
@@ -223,8 +226,8 @@ class BlindGenerator:
         pos = v[v > 0]
         price = float(np.median(c))
         qscale = 0.005 * float(np.median(pos)) if len(pos) else 10_000.0 / price
-        return _Sym(name, ts, o, h, lo, c, v, day, tick, rel, rngs / tick, vr, rr, adjacent,
-                    max(qscale, 1e-9), price >= 50)  # fmt: skip
+        return _Sym(name, ts, o, h, lo, c, v, day, tick, rel, med_range, rngs / tick, vr, rr,
+                    adjacent, max(qscale, 1e-9), price >= 50)  # fmt: skip
 
     def _day_bars(self, si: int, day: int) -> np.ndarray:
         s = self.syms[si]
@@ -596,9 +599,8 @@ class BlindGenerator:
         if adjacent:
             ok = bars[:-1][s.adjacent[bars[:-1]]]
             gap = np.maximum(s.h[ok] - s.lo[ok + 1], s.h[ok + 1] - s.lo[ok])
-            med = (s.h[ok] - s.lo[ok]) / np.maximum(s.rel[ok], 1e-12)
-            pool = ok[gap >= 1.5 * med]
-            pool = pool if len(pool) else ok
+            pool = ok[gap >= 1.5 * s.med[ok]]
+            pool = pool if len(pool) else ok[gap >= np.quantile(gap, 0.9)]
         else:
             pool = self._volatile(si, bars, rel_min)
         used: set[int] = set()
