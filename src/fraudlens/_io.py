@@ -1,10 +1,11 @@
-"""Durable local file writes shared by the registry and the sinks."""
+"""Durable local file writes shared by the registry, the sinks and the CLI's outputs."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: Path, data: str | bytes, *, suffix: str = "") -> None:
@@ -33,3 +34,31 @@ def atomic_write(path: Path, data: str | bytes, *, suffix: str = "") -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_csv(frame: Any, path: Path) -> None:
+    """Write a DataFrame to ``path`` as CSV (no index), whole or not at all.
+
+    A new file, or a regular file it replaces, is written beside ``path`` and renamed
+    over it once complete and fsynced (:func:`atomic_write`'s way, streamed): a crash or
+    a full disk leaves the old file, never part of the new one. Anything else that exists
+    there (``/dev/stdout``, a pipe, a folder) is written to directly. An OSError names
+    ``path``.
+    """
+    try:
+        if path.exists() and not path.is_file():
+            frame.to_csv(path, index=False)
+            return
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                frame.to_csv(f, index=False)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        # (not the temporary file's name; a full disk's error has none)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc

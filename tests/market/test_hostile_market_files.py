@@ -4,7 +4,10 @@ break the id rule, ids that are lists, a header of a million columns, a folder).
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -202,3 +205,56 @@ def test_output_at_a_folder_is_one_line(files: tuple, tmp_path: Path) -> None:
     assert res.exit_code == 2, res.output + repr(res.exception)
     text = " ".join(res.output.split())
     assert f"error: cannot use {out}" in text and "Traceback" not in text, text
+
+
+def _pairs_to(files: tuple, out: Path) -> Any:
+    _, trades, folder = files
+    path = folder / "trades_ok.csv"
+    if not path.exists():
+        trades.to_csv(path, index=False)
+    args = ["--klines", str(folder / "klines.csv"), "--trades", str(path), "--out", str(out)]
+    return runner.invoke(app, ["market", "pairs", *args])
+
+
+def test_a_full_disk_keeps_the_old_output_and_is_one_line(
+    files: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills half-way through writing ``--out``: the file there before is kept
+    whole (it had been cut to the half written) and the error is one line naming it (it
+    had been an OSError traceback: a full disk's error names no file)."""
+    out = tmp_path / "pairs.csv"
+    out.write_text("the old results\n")
+    _pairs_to(files, tmp_path / "warm-up.csv")  # (writes the trades file)
+    (tmp_path / "warm-up.csv").unlink()
+    real = pd.DataFrame.to_csv
+
+    def full_disk(self: pd.DataFrame, path_or_buf: Any = None, **kwargs: Any) -> None:
+        text = real(self, None, **kwargs)
+        if isinstance(path_or_buf, str | os.PathLike):
+            with open(path_or_buf, "w") as f:
+                f.write(text[: len(text) // 2])
+        else:
+            path_or_buf.write(text[: len(text) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    res = _pairs_to(files, out)
+    monkeypatch.undo()
+    assert res.exit_code == 2, res.output + repr(res.exception)
+    text = " ".join(res.output.split())
+    assert f"error: cannot use {out}: No space left on device" in text, text
+    assert out.read_text() == "the old results\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # Written whole when the disk has room.
+    res = _pairs_to(files, out)
+    assert res.exit_code == 0, res.output
+    assert out.read_text().startswith("account_id,counterparty,")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_output_to_a_full_device_is_one_line(files: tuple, tmp_path: Path) -> None:
+    res = _pairs_to(files, Path("/dev/full"))
+    assert res.exit_code == 2, res.output + repr(res.exception)
+    text = " ".join(res.output.split())
+    assert "error: cannot use /dev/full: No space left on device" in text, text
+    assert Path("/dev/full").is_char_device()  # written to, not replaced

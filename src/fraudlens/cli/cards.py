@@ -39,6 +39,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fraudlens._io import write_csv
 from fraudlens.cli._common import ModelDir, SeedOpt, cli_errors, console, progress, registry_root
 from fraudlens.errors import ConfigError, DataError
 
@@ -869,7 +870,7 @@ def score_cmd(
         result.insert(0, "transaction_id", table.ids.to_numpy())
     result.insert(0, "row", range(1, n + 1))
     out.parent.mkdir(parents=True, exist_ok=True)
-    result.to_csv(out, index=False)
+    write_csv(result, out)
     seconds = time.perf_counter() - t0
     stdout.print(
         f"{n:,} rows scored by {mv.name}:{mv.version}, {int(result['flagged'].sum()):,} flagged "

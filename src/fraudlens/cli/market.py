@@ -11,6 +11,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
+from fraudlens._io import write_csv
 from fraudlens.cli._common import (
     ModelDir,
     SeedOpt,
@@ -561,7 +562,7 @@ def score(
                 progress=lambda k: bar.advance(task, k),
             )
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
+    write_csv(frame, out)
     secs = time.perf_counter() - t0
     console.print(
         f"scored {len(frame):,} accounts in {secs:.2f} s ({len(frame) / max(secs, 1e-9):,.0f}/s); "
@@ -618,7 +619,7 @@ def pairs(
         shown = table.copy()
         for col in ("first_ts", "last_ts"):
             shown[col] = _iso(shown[col])
-        shown.to_csv(out, index=False)
+        write_csv(shown, out)
         n_matches = None
         if matches is not None:
             m = find_pairs(t, max_gap=gap, price_tol=price_tol)
@@ -626,7 +627,7 @@ def pairs(
             for col in ("buy_ts", "sell_ts"):
                 m[col] = _iso(m[col])
             matches.parent.mkdir(parents=True, exist_ok=True)
-            m.to_csv(matches, index=False)
+            write_csv(m, matches)
         bar.update(task, advance=1, description="done")
     secs = time.perf_counter() - t0
     n_acc = t["account_id"].nunique()

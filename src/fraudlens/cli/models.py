@@ -10,6 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from fraudlens._io import write_csv
 from fraudlens.cli._common import (
     ModelDir,
     cli_errors,
@@ -176,7 +177,7 @@ def compare(
     reg.update_metadata(cand[0], cand[1], reviewed_comparison=result.to_dict())
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        result.events.to_csv(out, index=False)
+        write_csv(result.events, out)
         console.print(f"per-event scores -> {out}", soft_wrap=True)
 
 
