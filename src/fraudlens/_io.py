@@ -36,6 +36,13 @@ def atomic_write(path: Path, data: str | bytes, *, suffix: str = "") -> None:
         raise
 
 
+def _new_file_mode() -> int:
+    """The mode ``open`` gives a new file: 0666 less the process's umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_csv(frame: Any, path: Path) -> None:
     """Write a DataFrame to ``path`` as CSV (no index), whole or not at all.
 
@@ -51,6 +58,8 @@ def write_csv(frame: Any, path: Path) -> None:
             return
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            # The mode a file written in place gets (mkstemp's is 0600).
+            os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else _new_file_mode())
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
                 frame.to_csv(f, index=False)
                 f.flush()

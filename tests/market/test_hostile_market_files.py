@@ -245,10 +245,17 @@ def test_a_full_disk_keeps_the_old_output_and_is_one_line(
     assert f"error: cannot use {out}: No space left on device" in text, text
     assert out.read_text() == "the old results\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    # Written whole when the disk has room.
+    # Written whole when the disk has room, with the mode a file written in place gets.
+    out.chmod(0o640)
     res = _pairs_to(files, out)
     assert res.exit_code == 0, res.output
     assert out.read_text().startswith("account_id,counterparty,")
+    assert out.stat().st_mode & 0o777 == 0o640
+    new = tmp_path / "new.csv"
+    assert _pairs_to(files, new).exit_code == 0
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert new.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
