@@ -234,6 +234,17 @@ def test_card_metadata_cannot_overwrite_the_rows_own_fields(
         r = c.post("/v1/cards/score", json={"data": [row], "metadata": [long_key]})
         assert r.status_code == 422, r.text
         assert "129 characters; at most 128" in r.json()["error"]
+        # Keys that break a line of the sink's CSV header, or show as another column's name
+        # (they had become sink columns).
+        for key, words in [
+            ("a\x00", "contains a control character (U+0000 at position 2)"),
+            ("a\nb", "contains a control character (U+000A at position 2)"),
+            ("sc\u202eore", "contains an invisible formatting character (U+202E at position 3)"),
+            ("", "must not be empty"),
+        ]:
+            r = c.post("/v1/cards/score", json={"data": [row], "metadata": [{"id": 1, key: 1}]})
+            assert r.status_code == 422, (key, r.text)
+            assert f"a metadata key {words}" in r.json()["error"], r.text
         ok = c.post("/v1/cards/score", json={"data": [row], "metadata": [meta]})
         assert ok.status_code == 200, ok.text
         score = ok.json()["fraud_classifier"]["pred_proba"][0]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fastapi import Request
 
+from fraudlens._ids import id_problem
 from fraudlens.errors import DataError
 
 if TYPE_CHECKING:
@@ -295,20 +296,28 @@ def _check_accounts(trades: Any) -> None:
 
 def check_metadata(metadata: list[Any] | None) -> None:
     """Refuse metadata objects the sink cannot write as columns: more than
-    :data:`MAX_METADATA_KEYS` keys between them, or a key longer than
-    :data:`MAX_METADATA_KEY_CHARS` characters (DataError, before anything is scored)."""
+    :data:`MAX_METADATA_KEYS` keys between them, a key longer than
+    :data:`MAX_METADATA_KEY_CHARS` characters, or an empty one or one with a character
+    the id rule forbids (DataError, before anything is scored)."""
     # Each key of an object becomes a column of the sink's table for every row: items
     # that each bring their own keys would make a table of rows x keys cells.
     keys: set[str] = set()
     for item in metadata or ():
         if isinstance(item, dict):
             for key in map(str, item):
+                if key in keys:
+                    continue
                 if len(key) > MAX_METADATA_KEY_CHARS:
                     raise DataError(
                         f"a metadata key of {len(key):,} characters; at most "
                         f"{MAX_METADATA_KEY_CHARS}",
                         column="metadata",
                     )
+                # A column name that shows as another (invisible characters) or breaks a
+                # line: the id rule's characters.
+                problem = id_problem(key, max_length=MAX_METADATA_KEY_CHARS)
+                if problem is not None:
+                    raise DataError(f"a metadata key {problem}", column="metadata")
                 keys.add(key)
             if len(keys) > MAX_METADATA_KEYS:
                 raise DataError(
