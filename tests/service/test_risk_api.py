@@ -357,6 +357,16 @@ def test_check_puts_a_message_on_the_queue(client: TestClient, queue: SQLiteQueu
     assert queue.depth() == 0
 
 
+def test_check_replies_with_the_account_as_queued(client: TestClient, queue: SQLiteQueue):
+    """Blanks around a path's id are stripped from the message; the reply had repeated
+    them (``"acct-09 "``), naming an account no risk event would carry."""
+    r = client.post("/v1/accounts/%20acct-09%20/check")
+    assert r.status_code == 202, r.text
+    (msg,) = queue.receive(10, visibility_timeout=30)
+    assert msg.body["account_id"] == r.json()["account_id"] == "acct-09"
+    queue.ack_many([msg])
+
+
 def test_check_bad_input(client: TestClient, queue: SQLiteQueue) -> None:
     _assert_error(client.post(f"/v1/accounts/{'a' * 65}/check"), 422)
     _assert_error(client.post("/v1/accounts/a1/check", json={"business_type": 3}), 422)

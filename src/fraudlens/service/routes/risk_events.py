@@ -111,7 +111,10 @@ async def check_account(
     message = check_message(account_id, body.business_type if body is not None else None)
     message_id = await run_in_threadpool(queue.send, message)
     return JSONResponse(
-        AccountCheckQueued(message_id=str(message_id), account_id=account_id).model_dump(),
+        # The id as queued (blanks around it stripped), which the risk event will carry.
+        AccountCheckQueued(
+            message_id=str(message_id), account_id=message["account_id"]
+        ).model_dump(),
         status_code=202,
     )
 
