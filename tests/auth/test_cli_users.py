@@ -69,6 +69,11 @@ def test_users_and_tokens_commands(tmp_path: Path) -> None:
         tid = auth.tokens("scorer")[0].id
     r = run("tokens", "revoke", str(tid), "--db", db)
     assert r.returncode == 0, r.stderr
+    # Ids no key holds: one line (SQLite's OverflowError had been a traceback, exit 1).
+    for unknown in ("999", str(2**31), "9" * 30):
+        r = run("tokens", "revoke", unknown, "--db", db)
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert r.stderr.strip() == f"error: no API token with id {unknown}", r.stderr[-2000:]
     r = run("users", "disable", "ana", "--db", db)
     assert r.returncode == 0, r.stderr
     with open_store(db) as store:

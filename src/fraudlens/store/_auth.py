@@ -48,6 +48,9 @@ __all__ = [
 
 #: How long an ended session's row is kept before a new sign-in clears it away.
 _SESSION_KEEP = timedelta(days=1)
+# Largest integer key of every backend (32-bit on PostgreSQL and MariaDB): larger ids name
+# no row, and binding one is an error (OverflowError on SQLite).
+_MAX_KEY = 2**31 - 1
 
 
 # --------------------------------------------------------------------------- tables
@@ -450,6 +453,8 @@ class AuthStore:
     @_mapped
     def get_api_token(self, token_id: int) -> ApiToken | None:
         """A token's record by id, or None."""
+        if not 0 < int(token_id) <= _MAX_KEY:
+            return None  # no such key can exist (and SQLite cannot even bind it)
         with self._connect() as conn:
             row = conn.execute(_with_owner(_TOKENS).where(_TOKENS.c.id == int(token_id))).first()
         return None if row is None else _token(row)
@@ -482,6 +487,8 @@ class AuthStore:
         NotFoundError
             No token has this id.
         """
+        if not 0 < int(token_id) <= _MAX_KEY:
+            raise NotFoundError(f"no API token with id {token_id}")
         with self._begin() as conn:
             conn.execute(
                 sa.update(_TOKENS)
