@@ -265,3 +265,17 @@ def test_output_to_a_full_device_is_one_line(files: tuple, tmp_path: Path) -> No
     text = " ".join(res.output.split())
     assert "error: cannot use /dev/full: No space left on device" in text, text
     assert Path("/dev/full").is_char_device()  # written to, not replaced
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_picture_to_a_full_device_is_one_line(files: tuple) -> None:
+    """``market render`` saves through Pillow, whose full-disk error names no file: it
+    had been a traceback (exit code 1)."""
+    _, trades, folder = files
+    path = folder / "trades_ok.csv"
+    trades.to_csv(path, index=False)
+    account = str(trades["account_id"].iloc[0])
+    args = ["--klines", str(folder / "klines.csv"), "--trades", str(path), "--account", account]
+    res = runner.invoke(app, ["market", "render", *args, "--out", "/dev/full"])
+    assert res.exit_code == 2, res.output + repr(res.exception)
+    assert " ".join(res.output.split()) == "error: cannot write: No space left on device"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import shlex
@@ -190,6 +191,9 @@ def existing_database(url: str) -> str:
     return url
 
 
+# Errors of a write that say what is wrong with the disk, not with fraudlens.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -239,7 +243,8 @@ def error(message: str) -> None:
 def fail_cleanly() -> Iterator[None]:
     """Turn a :class:`FraudlensError` into a red message and exit code 2.
 
-    So is an :class:`OSError` about a named path (an output file that is a folder).
+    So is an :class:`OSError` about a named path (an output file that is a folder), or
+    about the disk (full, read-only, failing).
 
     A missing module of an optional extra (``ray``, ``boto3``, ``torch``, ...) is one too:
     the message names the extra and the install command.
@@ -262,9 +267,13 @@ def fail_cleanly() -> Iterator[None]:
     except OSError as exc:
         # A path the user gave that cannot be written or read (``--out`` at a folder, a
         # read-only place): one line naming it, not a traceback.
-        if exc.filename is None:
+        if exc.filename is not None:
+            error(f"cannot use {exc.filename}: {exc.strerror or exc}")
+        elif exc.errno in _DISK_ERRNOS:
+            # A full, read-only or failing disk: the write's error names no file.
+            error(f"cannot write: {exc.strerror or exc}")
+        else:
             raise
-        error(f"cannot use {exc.filename}: {exc.strerror or exc}")
         raise typer.Exit(code=2) from None
 
 
