@@ -249,6 +249,75 @@ def test_a_batch_of_events_is_written_at_once_and_only_new_ones_count(
     assert store.list_risk_events(symbol="CCC")[1] == 0
 
 
+def test_the_symbol_filter_matches_the_events_of_the_symbol_once_in_every_order(
+    store: Store,
+) -> None:
+    import sqlalchemy as sa
+
+    end = datetime(2026, 3, 3, 14, 5, tzinfo=UTC)
+    rng = np.random.default_rng(3)
+    symbols = ["AAA", "BBB", "CCC"]
+    events, truth = [], {}
+    for i in range(60):
+        syms = [s for s in symbols if rng.random() < 0.5] or ["AAA"]
+        trades = [{"trade_id": f"t{i}-{k}", "symbol": s} for k, s in enumerate(syms * 2)]
+        events.append(
+            _event(
+                f"acct-{i:03d}",
+                end + timedelta(minutes=i),
+                score=0.9 + float(rng.random()) / 10,
+                value_moved=float(rng.integers(0, 4)) * 100.0,
+                details={"trades": trades},
+            )
+        )
+        truth[f"acct-{i:03d}"] = set(syms)
+    assert store.add_risk_events(events) == 60
+    reviewed = store.list_risk_events(symbol="BBB", limit=1)[0][0]
+    store.review_risk_event(reviewed["id"], status="dismissed", reviewed_by="ann")
+    statements: list[tuple[str, object]] = []
+
+    def keep(conn: object, cursor: object, statement: str, params: object, *_: object) -> None:
+        statements.append((statement, params))
+
+    sa.event.listen(store.engine, "before_cursor_execute", keep)
+    try:
+        for sort in ("-priority", "-score", "created_at", "account_id"):
+            for status in (None, "open"):
+                want = {
+                    a
+                    for a, syms in truth.items()
+                    if "BBB" in syms and (status is None or a != reviewed["account_id"])
+                }
+                full = store.list_risk_events(status=status, symbol="BBB", sort=sort, limit=500)
+                pages = [
+                    e
+                    for off in range(0, 60, 7)
+                    for e in store.list_risk_events(
+                        status=status, symbol="BBB", sort=sort, limit=7, offset=off
+                    )[0]
+                ]
+                assert full[1] == len(want)
+                assert [e["account_id"] for e in full[0]] == [e["account_id"] for e in pages]
+                assert sorted(e["account_id"] for e in full[0]) == sorted(want)
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", keep)
+    if store.dialect != "mysql":
+        return
+    # MySQL/MariaDB read the events first (in the order's index on a large table) and
+    # look each one's symbol up: no temporary table of the symbol's whole events
+    page, params = next(
+        (s, p)
+        for s, p in statements
+        if "ORDER BY risk_events.priority DESC" in s and "open" in dict(p).values()  # type: ignore[call-overload]
+    )
+    assert page.startswith("SELECT STRAIGHT_JOIN"), page
+    with store.engine.connect() as conn:
+        plan = conn.exec_driver_sql("EXPLAIN " + page, params).mappings().all()  # type: ignore[arg-type]
+    assert plan[0]["table"] == "risk_events", plan
+    assert plan[1]["table"] == "risk_event_symbols", plan
+    assert not any("temporary" in (row["Extra"] or "") for row in plan), plan
+
+
 def test_the_window_query_reads_the_covering_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from fraudlens.store.db import _window_statement
 

@@ -31,6 +31,16 @@ SQLite (whose LIKE ignores ASCII case and so cannot use a case-sensitive index) 
 comes with the equivalent range ``prefix <= account_id < next(prefix)``. Matching is
 case-sensitive on SQLite and PostgreSQL and follows the column's collation on
 MySQL/MariaDB (case-insensitive by default), as exact account ids do there.
+
+Symbol filter
+-------------
+``symbol`` keeps the events whose evidence trades the symbol (``risk_event_symbols``).
+On SQLite and PostgreSQL it is a semi-join (``id IN (SELECT event_id ...)``). On
+MySQL/MariaDB it is a join read in the events' order (``STRAIGHT_JOIN``, see
+:func:`events_source`): there the semi-join starts from the symbol's rows and looks up
+every matching event's whole row, details included, before it sorts them; once the
+events outgrow InnoDB's buffer pool (100,000 events are about 300 MB, the pool 128 MB by
+default) those reads come from disk, 0.7 s for the first page of 5,000 matches.
 """
 
 from __future__ import annotations
@@ -60,6 +70,7 @@ __all__ = [
     "decision_values",
     "event_priority",
     "event_symbols",
+    "events_source",
     "like_prefix",
     "order_by",
 ]
@@ -209,6 +220,23 @@ def filter_conditions(
 
 _EVENTS = RiskEventRow.__table__
 _SYMBOLS = RiskEventSymbol.__table__
+
+
+def events_source(dialect: str, symbol: str | None) -> tuple[Any, bool]:
+    """What a triage query reads (the FROM clause), and whether it keeps its join order.
+
+    On MySQL/MariaDB a ``symbol`` filter joins ``risk_event_symbols`` on its primary key
+    (event, symbol), so every event appears at most once, and the query must be run as
+    ``STRAIGHT_JOIN`` (the second value ``True``): the events are then read from the
+    index that serves the filters and the order, and each one's symbol row is looked up
+    by key, instead of reading the whole row of every event of the symbol (see the
+    module docstring). :func:`filter_conditions` is then called without ``symbol``.
+    Elsewhere the events table alone (the symbol is a semi-join condition).
+    """
+    if dialect != "mysql" or symbol is None:
+        return _EVENTS, False
+    on = sa.and_(_SYMBOLS.c.event_id == _EVENTS.c.id, _SYMBOLS.c.symbol == symbol)
+    return _EVENTS.join(_SYMBOLS, on), True
 
 
 def decision_values(status: str, reviewed_by: str, note: str | None) -> dict[str, Any]:

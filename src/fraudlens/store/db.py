@@ -61,6 +61,7 @@ from fraudlens.store._triage import (
     TriageStore,
     decision_values,
     event_priority,
+    events_source,
     filter_conditions,
     order_by,
     symbol_rows,
@@ -1121,26 +1122,31 @@ class Store(Closing, AuthStore, TriageStore):
             conds.append(RiskEventRow.created_at >= _as_utc(since, "since"))
         if until is not None:
             conds.append(RiskEventRow.created_at < _as_utc(until, "until"))
+        source, straight = events_source(self.dialect, symbol)
         conds += filter_conditions(
             self.dialect,
             account_prefix=account_prefix,
-            symbol=symbol,
+            symbol=None if straight else symbol,
             counterparty=counterparty,
             min_value_moved=min_value_moved,
         )
         order = order_by(sort, self.dialect)
         where = sa.and_(sa.true(), *conds)
+        count = sa.select(sa.func.count()).select_from(source).where(where)
+        page = (
+            sa.select(RiskEventRow.__table__)
+            .select_from(source)
+            .where(where)
+            .order_by(*order)
+            .limit(limit)
+            .offset(offset)
+        )
+        if straight:
+            count = count.prefix_with("STRAIGHT_JOIN", dialect="mysql")
+            page = page.prefix_with("STRAIGHT_JOIN", dialect="mysql")
         with self._connect() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(RiskEventRow).where(where)
-            ).scalar_one()
-            rows = conn.execute(
-                sa.select(RiskEventRow.__table__)
-                .where(where)
-                .order_by(*order)
-                .limit(limit)
-                .offset(offset)
-            ).mappings()
+            total = conn.execute(count).scalar_one()
+            rows = conn.execute(page).mappings()
             return [_event_dict(r) for r in rows], int(total)
 
     @_mapped
