@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,37 @@ def test_missing_models_raise(tmp_path: Path) -> None:
         reg.load("market")
     with pytest.raises(ModelNotFoundError):
         reg.get("market-features", "v0009")
+
+
+def test_two_saves_at_once_get_two_versions(
+    tmp_path: Path, small_market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two trainings that finish together both read v0001 as the newest version: the
+    second rename met the first's v0002 folder (ENOTEMPTY), and its model was lost with
+    an OSError. A folder without metadata (not a version) cannot hold the name either."""
+    reg = Registry(tmp_path)
+    det = FeatureDetector(n_estimators=5).fit(small_market)
+    reg.save(det)
+    (tmp_path / "market-features" / "v0003").mkdir()
+    (tmp_path / "market-features" / "v0003" / "leftover").write_text("x")
+    real_replace = os.replace
+    raced = []
+
+    def racing_replace(src: Any, dst: Any) -> None:
+        if not raced and Path(src).name.startswith(".incoming"):
+            raced.append(dst)
+            reg.save(det)  # another process saves the same version meanwhile
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", racing_replace)
+    mv = reg.save(det)
+    monkeypatch.undo()
+    assert raced == [tmp_path / "market-features" / "v0002"]
+    assert mv.version == "v0004"
+    assert reg.versions("market-features") == ["v0001", "v0002", "v0004"]
+    assert reg.get("market-features", "v0004").metadata["version"] == "v0004"
+    assert reg.active_version("market-features") == "v0004"
+    assert not any(p.name.startswith(".incoming") for p in (tmp_path / "market-features").iterdir())
 
 
 def test_failed_save_leaves_no_version(tmp_path: Path, small_market) -> None:

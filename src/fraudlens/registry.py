@@ -26,6 +26,7 @@ the service answers 503 and a worker pauses instead of failing message after mes
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import json
@@ -231,9 +232,8 @@ class Registry:
         tmp = Path(tempfile.mkdtemp(dir=base, prefix=".incoming-"))
         try:
             file_meta = detector.save_files(tmp) or {}
-            existing = self.versions(name)
-            number = 1 + max((int(v[1:]) for v in existing), default=0)
-            version = f"v{number:04d}"
+            files = sorted(p.name for p in tmp.iterdir())
+            version = self._next_version(name)
             meta: dict[str, Any] = {
                 "name": name,
                 "domain": detector.domain,
@@ -245,19 +245,32 @@ class Registry:
                 "data_hash": data_digest,
                 "metrics": _jsonable(metrics or {}),
                 "libraries": library_versions(),
-                "files": sorted(p.name for p in tmp.iterdir()),
+                "files": files,
                 **_jsonable(file_meta),
                 **_jsonable(extra or {}),
             }
-            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-            final = base / version
-            os.replace(tmp, final)
+            while True:
+                (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+                try:
+                    os.replace(tmp, base / version)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+                # Another process saved this version first (both read the same newest
+                # version), or a folder without metadata holds the name: take a later one.
+                version = meta["version"] = self._next_version(name, after=version)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         if activate:
             self.activate(name, version)
         return self.get(name, version)
+
+    def _next_version(self, name: str, after: str = "v0000") -> str:
+        """The version after the newest stored one of ``name`` (and after ``after``)."""
+        number = 1 + max(int(v[1:]) for v in [after, *self.versions(name)])
+        return f"v{number:04d}"
 
     def activate(self, name: str, version: str) -> None:
         """Make ``version`` the active version of ``name`` and ``name`` its domain's default.
