@@ -325,3 +325,36 @@ def test_a_valid_body_still_reaches_the_model(bare: Any, market: dict) -> None:
     """Integer and float values, with no null or NaN, pass as before (503: no model)."""
     r = bare.post("/v1/market/score", content=json.dumps(market).encode(), headers=JSON)
     assert r.status_code == 503, r.text
+
+
+@pytest.mark.slow
+def test_a_sink_that_cannot_write_is_503(full_registry: Path, tmp_path: Path) -> None:
+    """The sink's disk is full (or its folder gone, or S3 unreachable): the rows were not
+    accepted, so the reply is 503, an outage the client retries after (it was a 500)."""
+    import errno
+
+    from fraudlens.sinks import open_sink
+
+    class FullDisk:
+        def __init__(self) -> None:
+            self.inner = open_sink(str(tmp_path / "sink"))
+            self.full = True
+
+        def put_many(self, records: Any, **kwargs: Any) -> None:
+            if self.full:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.inner.put_many(records, **kwargs)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    sink = FullDisk()
+    app = create_app(models_dir=full_registry, sink=sink, check_seconds=0.0)  # type: ignore[arg-type]
+    row = [0.5] * len(CARD_FEATURES)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/v1/cards/score", json={"data": [row]})
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "the sink is unavailable", r.text
+        assert "No space left on device" in r.json()["detail"]["reason"]
+        sink.full = False
+        assert c.post("/v1/cards/score", json={"data": [row]}).status_code == 200

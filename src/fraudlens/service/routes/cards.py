@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from fraudlens._time import utcnow
+from fraudlens.errors import UnavailableError
 from fraudlens.scoring import CardScores
 from fraudlens.service._parse import align_metadata, check_metadata
 from fraudlens.service._responses import error_docs, model_reply
@@ -61,7 +62,12 @@ async def cards_score(
         out.anomaly_detector = AnomalyResult(score=res.anomaly_scores.tolist())
     meta = align_metadata(req.metadata, len(res))
     if sink is not None:
-        await run_in_threadpool(sink.put_many, _sink_rows(res, meta))
+        try:
+            await run_in_threadpool(sink.put_many, _sink_rows(res, meta))
+        except OSError as exc:
+            # The rows were not accepted (a full disk, a folder gone, S3 out of reach): an
+            # outage of the sink, which the client retries after, as for the store.
+            raise UnavailableError(f"cannot write to the sink: {exc}", what="sink") from exc
     return model_reply(out.model_dump(exclude_none=True), ",".join(res.models))
 
 
