@@ -56,15 +56,17 @@ def write_csv(frame: Any, path: Path) -> None:
         if path.exists() and not path.is_file():
             frame.to_csv(path, index=False)
             return
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # A link's file is replaced, not the link (writing in place went through it).
+        real = path.resolve() if path.is_symlink() else path
+        fd, tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
         try:
             # The mode a file written in place gets (mkstemp's is 0600).
-            os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else _new_file_mode())
+            os.fchmod(fd, real.stat().st_mode & 0o777 if real.exists() else _new_file_mode())
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
                 frame.to_csv(f, index=False)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
+            os.replace(tmp, real)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

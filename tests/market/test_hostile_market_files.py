@@ -256,6 +256,12 @@ def test_a_full_disk_keeps_the_old_output_and_is_one_line(
     mask = os.umask(0o022)
     os.umask(mask)
     assert new.stat().st_mode & 0o777 == 0o666 & ~mask
+    # Through a link, the linked file is written and the link kept.
+    link = tmp_path / "latest.csv"
+    link.symlink_to(new)
+    new.write_text("older\n")
+    assert _pairs_to(files, link).exit_code == 0
+    assert link.is_symlink() and new.read_text().startswith("account_id,counterparty,")
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
