@@ -118,6 +118,28 @@ def test_timestamps_a_clock_word_or_out_of_range_are_named(
     assert len(load_table(tmp_path / "late.csv")) == 8
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        ("amount", "9" * 100_000 + "x", "not a number: '999"),
+        ("ts", "2" * 100_000, "unparseable timestamp: '222"),
+        ("label", "1" * 100_000, "label must be 0, 1 or blank (unknown), got '111"),
+    ],
+)
+def test_a_huge_bad_cell_is_named_not_repeated(
+    tmp_path: Path, column: str, value: str, words: str
+) -> None:
+    """The error had repeated the whole cell: a 100 KB line for a 100 KB value."""
+    df = _raw().astype({column: object})
+    df.loc[5, column] = value
+    path = tmp_path / "raw.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(DataError, match=re.escape(words)) as info:
+        load_table(path)
+    assert (info.value.file, info.value.row, info.value.column) == (str(path), 6, column)
+    assert len(str(info.value)) < 300 and str(info.value).endswith("...")
+
+
 def test_integer_ids_still_load(tmp_path: Path) -> None:
     df = _raw()
     df["transaction_id"] = range(100, 108)

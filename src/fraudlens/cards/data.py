@@ -361,10 +361,12 @@ def load_table(
 
 
 def _show(value: Any) -> str:
-    """A cell value as users wrote it: ``'abc'``, ``10``, not ``np.int64(10)``."""
+    """A cell value as users wrote it: ``'abc'``, ``10``, not ``np.int64(10)``; cut to
+    60 characters (a cell can hold megabytes), as the market loader shows it."""
     if isinstance(value, np.generic):
         value = value.item()
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # A check: (column, mask of bad rows, message for a bad row position).
