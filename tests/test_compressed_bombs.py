@@ -9,6 +9,7 @@ import bz2
 import gzip
 import lzma
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -213,3 +214,24 @@ def test_the_cli_reports_a_truncated_file_in_one_line(tmp_path: Path) -> None:
     assert len(errors) == 1, res.stderr[-2000:]
     assert errors[0].startswith(f"error: file {trades}: cannot read the file: ")
     assert "Traceback" not in res.stderr and "Aborted" not in res.stderr
+
+
+@pytest.mark.parametrize("loader", ["market", "cards"])
+@pytest.mark.parametrize("where", ["header", "row"])
+def test_a_long_field_that_is_not_utf8_is_not_repeated(
+    tmp_path: Path, loader: str, where: str
+) -> None:
+    """The error had quoted the whole field holding the bad byte (twice for a header):
+    a 100,000-byte field gave a 200 KB line. It shows the bytes around the bad one."""
+    load, head = LOADERS[loader]
+    field = b"a" * 100_000 + b"\xff" + b"b" * 10
+    path = tmp_path / "latin.csv"
+    if where == "header":
+        path.write_bytes(head.rstrip(b"\n") + b"," + field + b"\n")
+    else:
+        path.write_bytes(head + b",".join([field] * len(head.split(b","))) + b"\n")
+    shown = "'..." + "a" * 30 + "\ufffd" + "b" * 10 + "'"
+    with pytest.raises(DataError, match=f"not UTF-8 text: byte 0xFF in {re.escape(shown)}") as info:
+        load(path)
+    assert len(str(info.value)) < 400, str(info.value)[:500]
+    assert info.value.row == (0 if where == "header" else 1)

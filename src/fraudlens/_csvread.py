@@ -239,20 +239,29 @@ def undecodable(path: str | Path) -> DataError:
                 bad = next((ch for ch in value if "\udc80" <= ch <= "\udcff"), None)
                 if bad is None:
                     continue
-                shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                shown = _around(value, value.index(bad))
                 if row_no > 0 and col_no < len(header):
-                    column = header[col_no].strip()
+                    column = header[col_no].strip()[:80]
                 else:
-                    column = shown.strip() if row_no == 0 else f"#{col_no + 1}"
+                    column = shown if row_no == 0 else f"#{col_no + 1}"
                 return DataError(
                     f"the file is not UTF-8 text: byte 0x{ord(bad) - 0xDC00:02X} in "
-                    f"{shown.strip()!r}; save the file as UTF-8",
+                    f"{shown!r}; save the file as UTF-8",
                     file=str(p),
                     row=row_no,
                     column=column,
                 )
     # pandas found a bad byte this scan did not (it should not happen); still say what.
     return DataError("the file is not UTF-8 text; save the file as UTF-8", file=str(p))
+
+
+def _around(value: str, at: int, reach: int = 30) -> str:
+    """``value`` (undecodable bytes as U+FFFD, blanks stripped) cut to ``reach``
+    characters either side of position ``at``, with ``...`` where it was cut: a field
+    can hold a megabyte."""
+    lo, hi = max(0, at - reach), at + reach
+    part = value[lo:hi].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return ("..." if lo else "") + part.strip() + ("..." if hi < len(value) else "")
 
 
 def check_parquet(path: str | Path) -> None:
