@@ -285,3 +285,16 @@ def test_a_picture_to_a_full_device_is_one_line(files: tuple) -> None:
     res = runner.invoke(app, ["market", "render", *args, "--out", "/dev/full"])
     assert res.exit_code == 2, res.output + repr(res.exception)
     assert " ".join(res.output.split()) == "error: cannot write: No space left on device"
+
+
+def test_a_missing_column_lists_a_few_found_ones(tmp_path: Path) -> None:
+    """The "(found: ...)" list had named every column of the header in full: 1,000 names of
+    900 characters made a 900 KB error line."""
+    path = tmp_path / "trades.csv"
+    names = [f"c{i}_" + "x" * 900 for i in range(1000)]
+    path.write_text(",".join(names) + "\n" + ",".join(["1"] * 1000) + "\n")
+    with pytest.raises(DataError, match="missing columns 'trade_id', 'account_id'") as info:
+        load_trades(path)
+    text = str(info.value)
+    assert len(text) < 2000, len(text)
+    assert "(found: 'c0_xxx" in text and "... (1,000 columns))" in text, text[-300:]

@@ -336,11 +336,19 @@ def _require_columns(df: pd.DataFrame, required: tuple[str, ...], source: str) -
     missing = [c for c in required if c not in df.columns]
     if missing:
         names = ", ".join(repr(c) for c in missing)
-        found = ", ".join(repr(str(c)) for c in df.columns) or "none"
+        # At most 20 names of 40 characters: a header may hold a megabyte of them.
+        found = ", ".join(repr(_cut(str(c), 40)) for c in df.columns[:20]) or "none"
+        if len(df.columns) > 20:
+            found += f", ... ({len(df.columns):,} columns)"
         plural = "s" if len(missing) > 1 else ""
         raise DataError(
             f"missing column{plural} {names} (found: {found})", file=source, column=missing[0]
         )
+
+
+def _cut(text: str, most: int) -> str:
+    """``text`` cut to ``most`` characters, ``...`` marking the cut."""
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _show(value: object) -> str:
@@ -350,7 +358,7 @@ def _show(value: object) -> str:
     if isinstance(value, np.generic):
         value = value.item()
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return _cut(text, 60)
 
 
 def _text_column(df: pd.DataFrame, col: str, checks: _Checks) -> pd.Series:
