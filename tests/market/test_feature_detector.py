@@ -316,7 +316,7 @@ def test_pair_evidence_marks_the_thief_and_victims_not_market_makers() -> None:
     ev = account_evidence(data.trades, data.klines)
     mm = kinds == "normal_market_maker"
     internalising = mm & (ev.reindex(data.account_ids)["n_mirrored"].to_numpy() > 0)
-    assert internalising.sum() >= 5
+    assert internalising.sum() >= 3  # about 30 % of the ~20 market makers
     assert (share[mm] == 0).all() and (strong[mm] == 0).all()
     # no normal account's round trips are pair-mirrored
     normal = data.y() == 0

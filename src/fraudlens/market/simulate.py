@@ -133,6 +133,17 @@ class Behaviour:
         Ordinary trades a beneficiary makes besides the mirrored ones.
     busy_owner_trades
         The owner's own trades around a ``takeover_mixed`` thief's round trips.
+    busy_owner_kinds
+        Normal kinds whose day of trading a ``takeover_mixed`` thief's round trips may
+        hide in (the owner's day is then one such account's day, the round trips in the
+        widest bars of the hours it traded, or of its day) ...
+    busy_owner_kind_share
+        ... for this share of ``takeover_mixed`` accounts.
+    busy_owner_overnight
+        Share of ``takeover_mixed`` accounts whose owner trades from the last hours of one
+        day into the first hours of the next (``busy_owner_overnight_trades`` trades), the
+        round trips falling after midnight (a day of one of ``busy_owner_kinds`` when the
+        symbol drawn has no bars the day before).
     same_ts
         Share of same-bar round trips whose two legs share a timestamp.
     unequal_legs
@@ -183,6 +194,19 @@ class Behaviour:
     beneficiary_victims: tuple[int, int] = (1, 2)
     beneficiary_cover: tuple[int, int] = (0, 6)
     busy_owner_trades: tuple[int, int] = (6, 160)
+    busy_owner_kinds: tuple[str, ...] = (
+        "normal_daytrader",
+        "normal_edge",
+        "normal_limit",
+        "normal_market_maker",
+        "normal_scalper",
+        "normal_small_fills",
+        "normal_volatile",
+        "normal_volume_chaser",
+    )
+    busy_owner_kind_share: float = 0.4
+    busy_owner_overnight: float = 0.2
+    busy_owner_overnight_trades: tuple[int, int] = (8, 60)
     same_ts: float = 0.4
     unequal_legs: float = 0.1
     bar_start_share: float = 0.15
@@ -1217,8 +1241,23 @@ class _Accounts:
         self.previous_day(acct, sds)
 
     def takeover_mixed(self, acct: int) -> None:
-        """The thief's round trips inside a busy owner's own day of trading."""
+        """The thief's round trips inside a busy owner's own day of trading: a day of one
+        of the normal kinds, a day that runs past midnight, or one of the owner styles
+        below (day trading, spread capture, scalps, market orders)."""
         rng = self.rng
+        u = rng.random()
+        b = self.b
+        if u < b.busy_owner_overnight and self._overnight_owner(acct):
+            return
+        if u < b.busy_owner_overnight + b.busy_owner_kind_share and b.busy_owner_kinds:
+            sd, span = self._owner_day(acct, str(rng.choice(list(b.busy_owner_kinds))))
+            pool = self.takeover_pool(sd)
+            if rng.random() < 0.5:
+                # the round trips in the widest bars of the hours the owner traded
+                wide = self._widest(span, len(pool))
+                pool = wide if len(wide) >= 2 else pool
+            self._mixed_trips(acct, pool)
+            return
         sds = self.pick(int(rng.integers(1, 3)))
         lo, hi = self.b.busy_owner_trades
         n_own = int(rng.integers(lo, hi + 1))
@@ -1242,8 +1281,14 @@ class _Accounts:
                 buy_first=rng.random(k) < 0.6,
                 same_ts=0.0,
             )
+        self._mixed_trips(acct, self.takeover_pool(sds[0]))
+        self.previous_day(acct, sds)
+
+    def _mixed_trips(self, acct: int, pool: np.ndarray) -> None:
+        """A ``takeover_mixed`` thief's 2-4 round trips in bars of ``pool``."""
+        rng = self.rng
         n = int(rng.integers(2, 5))
-        bars = self.distinct(self.takeover_pool(sds[0]), n)
+        bars = self.distinct(pool, n)
         band = (0.0, self.b.extreme_band if rng.random() < 0.7 else self.b.rough_band)
         self.extreme_trips(
             acct,
@@ -1252,7 +1297,81 @@ class _Accounts:
             victim_buys_low=self.direction(n),
             adjacent=bool(rng.random() < 0.15),
         )
-        self.previous_day(acct, sds)
+
+    def _widest(self, bars: np.ndarray, k: int) -> np.ndarray:
+        """The ``k`` widest bars of ``bars`` that have a range."""
+        amp = self.m.high[bars] - self.m.low[bars]
+        moving = bars[amp > 0]
+        return moving[np.argsort(-(self.m.high[moving] - self.m.low[moving]), kind="stable")][:k]
+
+    def _owner_day(self, acct: int, kind: str) -> tuple[int, np.ndarray]:
+        """Trade a day of the normal ``kind`` for ``acct``; return the symbol-day holding
+        most of those fills and the bars from its first to its last fill there."""
+        chunks = len(self.out.bar)
+        getattr(self, kind)(acct)
+        if len(self.out.bar) == chunks:  # pragma: no cover - every normal kind trades
+            sd = self.pick(1)[0]
+            return sd, self.m.bars(sd)
+        bars = np.concatenate(self.out.bar[chunks:])
+        sd_of_bar = np.searchsorted(self.m.sd_start, bars, side="right") - 1
+        sd = int(np.bincount(sd_of_bar).argmax())
+        own = bars[sd_of_bar == sd]
+        return sd, np.arange(int(own.min()), int(own.max()) + 1)
+
+    def _overnight_owner(self, acct: int) -> bool:
+        """An owner trading from the last 4 h of one day into the first 6 h of the next
+        (less when that would not fit in 24 h), the thief's round trips after midnight.
+        False (nothing made) when the symbol drawn has no bars the day before."""
+        rng = self.rng
+        m = self.m
+        sd = self.pick(1)[0]
+        prev = m.sd_of.get((int(m.sd_sym[sd]), int(m.sd_day[sd]) - 1))
+        if prev is None:
+            return False
+        hour = 3600 * 10**9
+        late = m.bars(prev)
+        late = late[m.ts[late] >= m.ts[late[-1]] - 4 * hour]
+        early = m.bars(sd)
+        # six hours into the day, all within one day's scoring window (a session market
+        # closes hours before midnight)
+        end = min(m.ts[early[0]] + 6 * hour, m.ts[late[0]] + 22 * hour)
+        early = early[m.ts[early] < max(end, m.ts[early[0]] + 1)]
+        own = np.r_[late, early]
+        lo, hi = self.b.busy_owner_overnight_trades
+        n_own = int(rng.integers(lo, hi + 1))
+        if rng.random() < 0.5:
+            # single fills at any price, often small (a worked order, a grid)
+            bars = np.sort(rng.choice(own, n_own))
+            q = self.qty(n_own, bars) / (rng.uniform(2.0, 12.0) if rng.random() < 0.6 else 1.0)
+            sell = rng.random(n_own) < 0.5
+            self.out.add(acct, bars, self.offsets(acct, n_own), sell, rng.random(n_own),
+                         _round_qty(q))  # fmt: skip
+        else:
+            # round trips in the same or a nearby bar at any price
+            k = max(n_own // 2, 1)
+            first = rng.choice(own, k)
+            at = np.searchsorted(own, first)
+            second = own[np.minimum(at + rng.integers(0, 4, k), len(own) - 1)]
+            self.trips(
+                acct,
+                first,
+                second,
+                rng.random(k),
+                rng.random(k),
+                buy_first=rng.random(k) < 0.6,
+                same_ts=0.05,
+            )
+        # the widest bars of those hours, or of the day's first 22 h when fewer than two
+        # of them are wider than the day's median bar
+        k = int(rng.choice(self.b.takeover_top))
+        day = m.bars(sd)
+        for bars in (early, day[m.ts[day] < m.ts[late[0]] + 22 * hour]):
+            pool = self._widest(bars, k)
+            amp = m.high[pool] - m.low[pool]
+            if np.count_nonzero(amp > np.median(m.high[day] - m.low[day])) >= 2:
+                break
+        self._mixed_trips(acct, pool if len(pool) >= 2 else self.takeover_pool(sd))
+        return True
 
     def takeover_multi(self, acct: int) -> None:
         rng = self.rng
@@ -1518,7 +1637,10 @@ def simulate(
     - ``takeover_adjacent``: the two legs in neighbouring bars, each at its own bar's
       extreme.
     - ``takeover_split``: each leg cut into several fills.
-    - ``takeover_mixed``: 2-4 round trips inside a busy owner's own day of trading.
+    - ``takeover_mixed``: 2-4 round trips inside a busy owner's own day of trading: the
+      owner's day trading, spread capture, scalps or market orders, a day of another
+      normal kind (many small fills, scalper, market maker, ...) or a day that runs
+      past midnight (see :class:`Behaviour`).
     - ``takeover_multi``: round trips spread over 2-3 symbols.
     - ``beneficiary``: the thief's account, taking the other side of each matched trade
       of one or two victims in the book (or of a victim elsewhere).
