@@ -5,13 +5,14 @@ so a user sees what was wrong; a hostile value of megabytes must not come back w
 (a 5 MB body of bad values used to get a 100 MB reply). :func:`clip_echoes` cuts every
 quoted value, or run of text without blanks, longer than :data:`MAX_ECHO_CHARS`
 characters there with an ellipsis, and the whole text at :data:`MAX_REPLY_CHARS`.
+:func:`hide_password` keeps a password out of a message that quotes a URL.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_ECHO_CHARS", "MAX_REPLY_CHARS", "clip_echoes"]
+__all__ = ["MAX_ECHO_CHARS", "MAX_REPLY_CHARS", "clip_echoes", "hide_password"]
 
 #: Longest quoted value, or run of text without blanks, repeated whole.
 MAX_ECHO_CHARS = 80
@@ -49,3 +50,9 @@ def clip_echoes(text: str, max_chars: int = MAX_REPLY_CHARS) -> str:
     if len(clipped) > max_chars:
         clipped = clipped[: max_chars - 1] + _ELLIPSIS
     return clipped
+
+
+def hide_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part as ``***``: for a URL
+    too malformed for its library to render without it (an error message quotes it)."""
+    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)

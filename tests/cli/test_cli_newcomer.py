@@ -220,6 +220,29 @@ def test_reading_a_database_file_that_does_not_exist(command: list[str], tmp_pat
     assert not db.exists() and not db.parent.exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "url", "says"),
+    [
+        ("--db", "postgresql://u:SECRET@h:abc/x", "invalid literal for int()"),
+        ("--db", "mysql://u:SECRET@[::1/x", "invalid literal for int()"),
+        ("--queue", "redis://:SECRET@h:abc/0", "Port could not be cast to integer"),
+        ("--queue", "redis://:SECRET@[::1/0", "Invalid IPv6 URL"),
+        ("--queue", "redis://h/0?socket_timeout=abc", "Invalid value for 'socket_timeout'"),
+        ("--queue", "sqs://[::1", "Invalid IPv6 URL"),
+    ],
+)
+def test_a_malformed_url_is_one_line_without_its_password(
+    option: str, url: str, says: str, tmp_path: Path
+) -> None:
+    """A mistyped port or an unclosed [IPv6 address] had been a ValueError traceback
+    (exit code 1) from every command reading the setting."""
+    command = ["db", "status"] if option == "--db" else ["enqueue", "a1"]
+    out = _fails([*command, option, url])
+    kind = "database" if option == "--db" else "queue"
+    assert out.startswith(f"error: {kind} URL '"), out
+    assert says in out and "SECRET" not in out, out
+
+
 def test_reading_the_default_database_that_does_not_exist(tmp_path: Path) -> None:
     proc = run_cli(["db", "events"], cwd=tmp_path)
     assert proc.returncode == 2

@@ -13,7 +13,8 @@ The backend client libraries (redis-py, boto3) are imported only when such a que
 
 from __future__ import annotations
 
-from fraudlens.errors import ConfigError
+from fraudlens._echo import hide_password
+from fraudlens.errors import ConfigError, FraudlensError
 from fraudlens.queues._base import Message, Queue
 from fraudlens.queues.redis import RedisQueue
 from fraudlens.queues.sqlite import DEFAULT_SQLITE_PATH, SQLiteQueue
@@ -67,12 +68,19 @@ def open_queue(url: str | None = None, *, name: str = "checks", max_attempts: in
 
         url = get_settings().queue_url
     scheme = url.split(":", 1)[0].lower() if ":" in url else url.lower()
-    if scheme == "sqlite":
-        return SQLiteQueue.from_url(url, name=name, max_attempts=max_attempts)
-    if scheme in {"redis", "rediss", "unix"}:
-        return RedisQueue.from_url(url, name=name, max_attempts=max_attempts)
-    if scheme in {"sqs", "https", "http"}:
-        return SQSQueue.from_url(url, name=name, max_attempts=max_attempts)
+    try:
+        if scheme == "sqlite":
+            return SQLiteQueue.from_url(url, name=name, max_attempts=max_attempts)
+        if scheme in {"redis", "rediss", "unix"}:
+            return RedisQueue.from_url(url, name=name, max_attempts=max_attempts)
+        if scheme in {"sqs", "https", "http"}:
+            return SQSQueue.from_url(url, name=name, max_attempts=max_attempts)
+    except ValueError as exc:
+        if isinstance(exc, FraudlensError):
+            raise
+        # A malformed URL: a port that is not a number, an unclosed [IPv6 address], an
+        # option the client cannot read.
+        raise ConfigError(f"queue URL {hide_password(url)!r}: {exc}") from None
     raise ConfigError(
         f"unknown queue URL {url!r}: expected sqlite[:///path], redis://host:port/db "
         "or sqs://queue-name"

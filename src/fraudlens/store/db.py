@@ -47,6 +47,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 
 from fraudlens._closing import Closing
+from fraudlens._echo import hide_password
 from fraudlens._time import utc, utcnow
 from fraudlens.errors import (
     ConfigError,
@@ -272,8 +273,9 @@ class Store(Closing, AuthStore, TriageStore):
         self._kept: set[sa.Connection] = set()
         try:
             parsed = sa.engine.make_url(self.url)
-        except sa.exc.ArgumentError as exc:
-            raise ConfigError(f"database URL {url!r}: {exc}") from None
+        except (sa.exc.ArgumentError, ValueError) as exc:
+            # (ValueError: a port that is not a number, an unclosed [IPv6 address])
+            raise ConfigError(f"database URL {hide_password(url)!r}: {exc}") from None
         self.dialect = parsed.get_backend_name()
         # risk events' details are written by orjson (see _json_text): a missing orjson
         # is reported here, not by the first batch of events
