@@ -358,3 +358,59 @@ def test_a_sink_that_cannot_write_is_503(full_registry: Path, tmp_path: Path) ->
         assert "No space left on device" in r.json()["detail"]["reason"]
         sink.full = False
         assert c.post("/v1/cards/score", json={"data": [row]}).status_code == 200
+
+
+def _accounts(n: int) -> dict[str, Any]:
+    """A market request of ``n`` accounts, one trade each."""
+    bar = {"symbol": "C", "ts": "2024-03-01T14:30:00Z", "open": 10, "high": 11, "low": 9}
+    trades = [
+        {"trade_id": f"t{i}", "account_id": f"a{i}", "symbol": "C", "ts": "2024-03-01T14:31:00Z"}
+        | {"side": "buy", "price": 10, "quantity": 1}
+        for i in range(n)
+    ]
+    return {"klines": [bar | {"close": 10, "volume": 1}], "trades": trades, "model": "features"}
+
+
+@pytest.mark.slow
+def test_market_requests_of_many_accounts_are_scored_a_few_at_a_time(
+    full_registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request of 2,000 accounts is a 230 KB body, under the body limit's "large" size,
+    and holds about 30 MB while scored: forty at once (the thread pool) had taken a real
+    server from 350 MB to 1.5 GB. More than 100 accounts take one of the large bodies'
+    slots (2 here); a request that waits too long for one gets 503; small ones never
+    wait."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fraudlens.service.routes import _scoring
+
+    real = _scoring.score_market
+    lock = threading.Lock()
+    running: dict[int, int] = {}  # requests being scored, by their number of accounts
+    most: dict[int, int] = {}
+
+    def slow(det: Any, data: Any, **kwargs: Any) -> Any:
+        n = len(data.account_ids)
+        with lock:
+            running[n] = running.get(n, 0) + 1
+            most[n] = max(most.get(n, 0), running[n])
+        time.sleep(0.5)
+        with lock:
+            running[n] -= 1
+        return real(det, data, **kwargs)
+
+    monkeypatch.setattr(_scoring, "score_market", slow)
+    heavy, light = _accounts(150), _accounts(3)
+
+    def post_all(app: Any, bodies: list[dict[str, Any]]) -> list[int]:
+        with TestClient(app) as c, ThreadPoolExecutor(len(bodies)) as pool:
+            return list(pool.map(lambda b: c.post("/v1/market/score", json=b).status_code, bodies))
+
+    app = create_app(models_dir=full_registry, large_body_slots=2)
+    assert post_all(app, [heavy] * 6 + [light] * 6) == [200] * 12
+    assert most[150] == 2
+    assert most[3] >= 3, most
+    # A heavy request that finds no slot in time: 503.
+    app = create_app(models_dir=full_registry, large_body_slots=1, large_body_wait_seconds=0.1)
+    assert sorted(post_all(app, [heavy] * 2)) == [200, 503]

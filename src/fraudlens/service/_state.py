@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from fraudlens.sinks import Sink
     from fraudlens.store import Store
 
-__all__ = ["ImageGate", "Lazy", "ServiceModels", "ServiceState"]
+__all__ = ["ImageGate", "Lazy", "ServiceModels", "ServiceState", "WorkGate"]
 
 
 class _Closable(Protocol):
@@ -151,6 +152,52 @@ class ImageGate:
         return self._semaphore
 
 
+class WorkGate:
+    """How many heavy requests are worked at the same time.
+
+    A market request of 2,000 accounts is a body of about 230 KB, under the body limit's
+    "large" size, but holds about 30 MB while it is scored: forty at once (the thread
+    pool's size) had taken a server from 350 MB to 1.5 GB. Heavy requests take a slot;
+    one that finds none free within ``wait_seconds`` is refused (UnavailableError: 503).
+
+    Parameters
+    ----------
+    slots
+        Heavy requests worked at the same time.
+    wait_seconds
+        How long a request waits for a slot.
+    """
+
+    def __init__(self, slots: int, wait_seconds: float) -> None:
+        self.slots = max(1, int(slots))
+        self.wait_seconds = float(wait_seconds)
+        self._semaphore: asyncio.Semaphore | None = None
+
+    @property
+    def semaphore(self) -> asyncio.Semaphore:
+        """The slots (created in the running event loop on first use)."""
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.slots)
+        return self._semaphore
+
+    @asynccontextmanager
+    async def slot(self, what: str) -> AsyncIterator[None]:
+        """Hold a slot for the block; UnavailableError naming ``what`` (the requests the
+        slots are for) if none is free in time."""
+        try:
+            await asyncio.wait_for(self.semaphore.acquire(), self.wait_seconds)
+        except TimeoutError:
+            raise UnavailableError(
+                f"every slot for {what} ({self.slots}) stayed busy for "
+                f"{self.wait_seconds:.0f} s; retry later",
+                what=what,
+            ) from None
+        try:
+            yield
+        finally:
+            self.semaphore.release()
+
+
 @dataclass
 class ServiceState:
     """Everything the routes of one app share."""
@@ -163,6 +210,7 @@ class ServiceState:
     queue: Lazy[Queue]
     max_body_bytes: int
     images: ImageGate
+    market: WorkGate
 
 
 def _first_line(exc: BaseException) -> str:

@@ -59,7 +59,7 @@ from fraudlens.service._middleware import (
     MetricsMiddleware,
 )
 from fraudlens.service._monitor import Monitor
-from fraudlens.service._state import ImageGate, Lazy, ServiceModels, ServiceState
+from fraudlens.service._state import ImageGate, Lazy, ServiceModels, ServiceState, WorkGate
 from fraudlens.service.routes import ROUTERS
 
 if TYPE_CHECKING:
@@ -133,7 +133,8 @@ def create_app(
         and 120 s).
     large_body_slots, large_body_wait_seconds
         Requests with bodies over 256 KiB handled at a time (2), and how long one waits
-        for a slot before its reply is 503 (30 s).
+        for a slot before its reply is 503 (30 s); the same for market requests of more
+        than 100 accounts while they are scored (a smaller body, as heavy to score).
     large_body_queue
         Such requests let in beyond the slots, being read or waiting for a slot (8); one
         more gets 503 before its body is read.
@@ -160,6 +161,8 @@ def create_app(
             _given(max_image_pixels, settings.max_image_pixels),
             _given(image_decoders, settings.image_decoders),
         ),
+        # Market requests of many accounts: as many at a time as large bodies.
+        market=WorkGate(large_body_slots, large_body_wait_seconds),
     )
 
     @asynccontextmanager

@@ -23,7 +23,7 @@ from fraudlens.auth import ADMIN, ANALYST, SERVICE, User
 from fraudlens.config import Settings
 from fraudlens.service._auth import PUBLIC, identity_of, require_role
 from fraudlens.service._middleware import Metrics
-from fraudlens.service._state import ImageGate, ServiceModels, ServiceState
+from fraudlens.service._state import ImageGate, ServiceModels, ServiceState, WorkGate
 
 if TYPE_CHECKING:
     from fraudlens.queues import Queue
@@ -36,6 +36,7 @@ __all__ = [
     "ForEveryone",
     "ForServices",
     "ImagesDep",
+    "MarketGateDep",
     "MetricsDep",
     "ModelsDep",
     "QueueDep",
@@ -86,6 +87,11 @@ def get_images(state: StateDep) -> ImageGate:
     return state.images
 
 
+def get_market_gate(state: StateDep) -> WorkGate:
+    """Slots for market requests of many accounts."""
+    return state.market
+
+
 async def get_store(state: StateDep) -> Store:
     """The risk-event store, opened on first use (UnavailableError if it cannot be)."""
     return await state.store.aget()
@@ -113,6 +119,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModelsDep = Annotated[ServiceModels, Depends(get_models)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ImagesDep = Annotated[ImageGate, Depends(get_images)]
+MarketGateDep = Annotated[WorkGate, Depends(get_market_gate)]
 if TYPE_CHECKING:
     SinkDep = Annotated[Sink | None, Depends(get_sink)]
     StoreDep = Annotated[Store, Depends(get_store)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -25,15 +26,24 @@ if TYPE_CHECKING:
     from fraudlens.config import Settings
     from fraudlens.service._middleware import Metrics
     from fraudlens.service._schemas import MarketScoreRequest
-    from fraudlens.service._state import ImageGate, ServiceModels
+    from fraudlens.service._state import ImageGate, ServiceModels, WorkGate
 
-__all__ = ["cards_scored", "image_scored", "market_records", "market_scored"]
+__all__ = [
+    "HEAVY_MARKET_ACCOUNTS",
+    "cards_scored",
+    "image_scored",
+    "market_records",
+    "market_scored",
+]
 
 R = TypeVar("R")
 
 # Bodies up to this size (a few card rows) are scored on the event loop: cheaper than a
 # hop to the thread pool. Larger work goes to the pool so the loop stays free.
 INLINE_BYTES = 4096
+#: Market requests of more accounts than this take a slot of the service's market gate
+#: (:class:`~fraudlens.service._state.WorkGate`) while they are scored.
+HEAVY_MARKET_ACCOUNTS = 100
 # How long an image waits for a decode slot before the reply is 503.
 _DECODE_WAIT_SECONDS = 10.0
 
@@ -92,13 +102,18 @@ async def market_scored(
     req: MarketScoreRequest,
     *,
     explain: bool,
+    gate: WorkGate,
 ) -> MarketScores:
     """A market request scored through :func:`score_market` (its default model if the
-    request names none), with the trades behind each score when ``explain``."""
+    request names none), with the trades behind each score when ``explain``. A request
+    of more than :data:`HEAVY_MARKET_ACCOUNTS` accounts is scored in one of ``gate``'s
+    slots."""
     # Bad input is answered 422 whether or not a model is trained: parse first.
     data = await run_in_threadpool(market_data, req, settings.window_hours)
     det = await models.get(market_model_key(req.model))
-    res = await run_in_threadpool(lambda: score_market(det, data, explain=explain, top=req.top))
+    heavy = len(data.account_ids) > HEAVY_MARKET_ACCOUNTS
+    async with gate.slot("market requests of many accounts") if heavy else nullcontext():
+        res = await run_in_threadpool(lambda: score_market(det, data, explain=explain, top=req.top))
     metrics.scored.labels(res.model).inc(len(res))
     return res
 

@@ -29,7 +29,14 @@ from fraudlens.service._errors import error_reply
 from fraudlens.service._parse import decode_text, media_type
 from fraudlens.service._responses import error_docs, model_reply
 from fraudlens.service._schemas import CARD_ROW_EXAMPLE, MarketScoreRequest
-from fraudlens.service.deps import ForServices, ImagesDep, MetricsDep, ModelsDep, SettingsDep
+from fraudlens.service.deps import (
+    ForServices,
+    ImagesDep,
+    MarketGateDep,
+    MetricsDep,
+    ModelsDep,
+    SettingsDep,
+)
 from fraudlens.service.routes._scoring import (
     INLINE_BYTES,
     cards_scored,
@@ -103,6 +110,7 @@ async def invocations(
     settings: SettingsDep,
     metrics: MetricsDep,
     images: ImagesDep,
+    gate: MarketGateDep,
 ) -> Response:
     """Score an image (market CNN), trades + bars (market) or card rows (CSV)."""
     media = media_type(request)
@@ -128,7 +136,7 @@ async def invocations(
             req = MarketScoreRequest.model_validate_json(body)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors(include_url=False)) from None
-        res = await market_scored(models, settings, metrics, req, explain=False)
+        res = await market_scored(models, settings, metrics, req, explain=False, gate=gate)
         content = {"model": res.model, "threshold": res.threshold, "scores": market_records(res)}
         return model_reply(content, res.model)
     return await _csv(request, body, models, metrics)
