@@ -58,9 +58,8 @@ LOADERS: dict[str, tuple[Callable[[Path], Any], bytes]] = {
 
 
 @pytest.mark.parametrize(
-    # The market loader takes .csv.gz; the card loader reads whatever pandas reads.
     ("loader", "suffix"),
-    [("market", ".gz"), ("cards", ".gz"), ("cards", ".bz2"), ("cards", ".zip")],
+    [(loader, suffix) for loader in ("market", "cards") for suffix in (".gz", ".bz2", ".zip")],
 )
 def test_a_bomb_is_refused_while_it_is_decompressed(tmp_path: Path, loader: str, suffix: str):
     load, head = LOADERS[loader]
@@ -88,6 +87,22 @@ def test_a_file_over_the_decompressed_limit_is_refused(
     df.to_csv(path, index=False)
     with pytest.raises(DataError, match="decompress it first or convert it to Parquet"):
         load_table(path)
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zip"])
+def test_compressed_market_files_load_as_the_plain_ones(tmp_path: Path, suffix: str) -> None:
+    from fraudlens.market.data import load_market, write_market
+    from fraudlens.market.simulate import simulate
+
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    write_market(simulate(30, seed=4), plain)
+    packed.mkdir()
+    for name in ("klines", "trades", "labels"):
+        _write(packed / f"{name}.csv{suffix}", b"", (plain / f"{name}.csv").read_bytes(), 1)
+    a, b = load_market(plain), load_market(packed)
+    pd.testing.assert_frame_equal(a.klines, b.klines)
+    pd.testing.assert_frame_equal(a.trades, b.trades)
+    pd.testing.assert_frame_equal(a.labels, b.labels)
 
 
 @pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zip"])
@@ -161,8 +176,8 @@ def _damaged(path: Path, data: bytes, damage: str) -> Path:
 
 _DAMAGED_CASES = [
     (loader, suffix, damage)
-    for loader, suffixes in (("market", (".gz",)), ("cards", (".gz", ".bz2", ".xz", ".zip")))
-    for suffix in suffixes
+    for loader in ("market", "cards")
+    for suffix in (".gz", ".bz2", ".xz", ".zip")
     for damage in ("truncated", "corrupt")
 ]
 

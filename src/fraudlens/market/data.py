@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from fraudlens._csvread import NO_DATA_ROWS, READ_ERRORS, check_header, read_error
+from fraudlens._csvread import (
+    NO_DATA_ROWS,
+    READ_ERRORS,
+    TABLE_FORMATS,
+    check_header,
+    read_error,
+)
 from fraudlens._ids import MAX_ID_LENGTH, MAX_SYMBOL_LENGTH, bad_ids, id_problem
 from fraudlens.errors import DataError
 from fraudlens.market._bars import _factorize
@@ -64,7 +70,7 @@ BAR = pd.Timedelta(minutes=5)
 
 #: Below this many k-lines, their symbols are compared as strings rather than hashed.
 FEW_BARS = 4096
-_SUFFIXES = (".parquet", ".pq", ".csv.gz", ".csv")
+_SUFFIXES = (".parquet", ".pq", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip", ".csv")
 _FRAME = "<frame>"
 _TS_DTYPE = "datetime64[ns, UTC]"
 #: Timestamps outside these bounds are refused: no market data is older, and the bounds
@@ -844,9 +850,7 @@ def _suffix(path: Path) -> str:
     for suf in _SUFFIXES:
         if name.endswith(suf):
             return suf
-    raise DataError(
-        "unsupported file type (expected .csv, .csv.gz, .parquet or .pq)", file=str(path)
-    )
+    raise DataError(f"unsupported file type; expected {TABLE_FORMATS}", file=str(path))
 
 
 def _read_table(
@@ -893,7 +897,8 @@ def load_klines(path: str | Path) -> pd.DataFrame:
     Parameters
     ----------
     path
-        ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file.
+        ``.csv`` (or a compressed CSV: ``.csv.gz``, ``.csv.bz2``, ``.csv.xz``, ``.csv.zip``),
+        ``.parquet`` or ``.pq`` file.
 
     Returns
     -------
@@ -909,7 +914,8 @@ def load_trades(path: str | Path, klines: pd.DataFrame | None = None) -> pd.Data
     Parameters
     ----------
     path
-        ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file.
+        ``.csv`` (or a compressed CSV: ``.csv.gz``, ``.csv.bz2``, ``.csv.xz``, ``.csv.zip``),
+        ``.parquet`` or ``.pq`` file.
     klines
         If given, every trade must lie inside a bar of its symbol.
 
@@ -928,7 +934,8 @@ def load_labels(path: str | Path) -> pd.DataFrame:
     Parameters
     ----------
     path
-        ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file.
+        ``.csv`` (or a compressed CSV: ``.csv.gz``, ``.csv.bz2``, ``.csv.xz``, ``.csv.zip``),
+        ``.parquet`` or ``.pq`` file.
 
     Returns
     -------
@@ -946,7 +953,8 @@ def _find(data_dir: Path, stem: str, required: bool) -> Path | None:
     if not hits:
         if required:
             raise DataError(
-                f"no {stem} file (expected {stem}.csv, {stem}.csv.gz, {stem}.parquet or {stem}.pq)",
+                f"no {stem} file (expected {stem}.csv, {stem}.parquet or {stem}.pq, or a "
+                f"compressed {stem}.csv.gz, .csv.bz2, .csv.xz or .csv.zip)",
                 file=str(data_dir),
             )
         return None
