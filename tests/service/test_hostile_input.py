@@ -356,6 +356,7 @@ def test_a_sink_that_cannot_write_is_503(full_registry: Path, tmp_path: Path) ->
         assert r.status_code == 503, r.text
         assert r.json()["error"] == "the sink is unavailable", r.text
         assert "No space left on device" in r.json()["detail"]["reason"]
+        assert r.headers["retry-after"] == "5"  # an outage: the client may try again
         sink.full = False
         assert c.post("/v1/cards/score", json={"data": [row]}).status_code == 200
 

@@ -409,9 +409,11 @@ def test_given_store_and_queue_stay_open(tmp_path: Path, store: Store, queue: SQ
 def test_store_without_tables_is_503(tmp_path: Path, queue: SQLiteQueue) -> None:
     empty = open_store(f"sqlite:///{tmp_path / 'empty.db'}")
     with empty, _client(tmp_path, empty, queue) as c:
-        body = _assert_error(c.get("/v1/risk-events"), 503)
+        r = c.get("/v1/risk-events")
+        body = _assert_error(r, 503)
         assert "store is unavailable" in body["error"]
         assert "fraudlens db upgrade" in body["detail"]["hint"]
+        assert r.headers["retry-after"] == "5"
         _assert_error(c.get("/v1/risk-events/1"), 503)
 
 

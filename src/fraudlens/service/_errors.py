@@ -28,6 +28,11 @@ thousands of digits, not UTF-8), not the framework's bare "error parsing the bod
 SQLAlchemy errors that reach this far (the store maps its own; a store given by a caller
 may not) count as the store being unavailable, never as a bad request.
 
+A 503 for an outage (the store, queue or sink unreachable, no free slot for a large
+request) carries ``Retry-After`` (:data:`RETRY_AFTER_SECONDS`), as the large-body gate's
+503s do: the client may try again. A 503 for what waiting will not mend (no model
+trained, a missing extra, a bad setting) does not.
+
 A 4xx reply repeats little of what the client sent (:func:`clip_echoes`, shared with the
 card processor's dead-letter reasons in :mod:`fraudlens._echo`, applied by
 :func:`error_reply` to every string of a 4xx reply, keys included): a quoted value or
@@ -100,6 +105,15 @@ def error_reply(status: int, error: str, detail: Any = None) -> JSONResponse:
     if status < 500:
         content = _clip_all(content)
     return JSONResponse(content, status_code=status)
+
+
+#: Seconds an outage's 503 asks the client to wait before trying again.
+RETRY_AFTER_SECONDS = 5
+
+
+def _retry_later(response: Response) -> Response:
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def data_error_detail(exc: DataError) -> dict[str, Any]:
@@ -248,7 +262,10 @@ def install_error_handlers(app: FastAPI) -> None:
         status, error, detail = reply_for(exc)
         if status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return error_reply(status, error, detail)
+        reply = error_reply(status, error, detail)
+        if status == 503 and isinstance(exc, StoreError | UnavailableError | QueueError):
+            return _retry_later(reply)
+        return reply
 
     async def other_error(request: Request, exc: Exception) -> Response:
         if type(exc).__module__.split(".", 1)[0] == "sqlalchemy":
@@ -256,10 +273,12 @@ def install_error_handlers(app: FastAPI) -> None:
             # the store as far as the client can tell.
             reason = _first_line(exc)
             log.warning("store error on %s %s: %s", request.method, request.url.path, reason)
-            return error_reply(
-                503,
-                "the risk-event store is unavailable",
-                {"reason": reason, "hint": _hint(reason)},
+            return _retry_later(
+                error_reply(
+                    503,
+                    "the risk-event store is unavailable",
+                    {"reason": reason, "hint": _hint(reason)},
+                )
             )
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_reply(500, "internal server error", type(exc).__name__)
