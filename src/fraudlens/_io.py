@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def atomic_write(path: Path, data: str | bytes, *, suffix: str = "") -> None:
@@ -24,10 +25,32 @@ def atomic_write(path: Path, data: str | bytes, *, suffix: str = "") -> None:
     suffix
         Suffix of the temporary file name.
     """
+    _replace(path, lambda f: f.write(data), binary=isinstance(data, bytes), suffix=suffix)
+
+
+def _replace(
+    path: Path,
+    write: Callable[[IO[Any]], object],
+    *,
+    binary: bool,
+    suffix: str,
+    mode: int | None = None,
+    encoding: str | None = None,
+    newline: str | None = None,
+) -> None:
+    """``write`` a hidden temporary file beside ``path`` (chmod ``mode`` first when
+    given), fsync it and rename it over ``path``; on any failure remove it and re-raise."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
+        if mode is not None:
+            os.fchmod(fd, mode)
+        f: IO[Any] = (
+            os.fdopen(fd, "wb")
+            if binary
+            else os.fdopen(fd, "w", encoding=encoding, newline=newline)
+        )
+        with f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -58,18 +81,16 @@ def write_csv(frame: Any, path: Path) -> None:
             return
         # A link's file is replaced, not the link (writing in place went through it).
         real = path.resolve() if path.is_symlink() else path
-        fd, tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
-        try:
-            # The mode a file written in place gets (mkstemp's is 0600).
-            os.fchmod(fd, real.stat().st_mode & 0o777 if real.exists() else _new_file_mode())
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                frame.to_csv(f, index=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, real)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _replace(
+            real,
+            lambda f: frame.to_csv(f, index=False),
+            binary=False,
+            suffix=".tmp",
+            # the mode a file written in place gets (mkstemp's is 0600)
+            mode=real.stat().st_mode & 0o777 if real.exists() else _new_file_mode(),
+            encoding="utf-8",
+            newline="",
+        )
     except OSError as exc:
         # (not the temporary file's name; a full disk's error has none)
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
