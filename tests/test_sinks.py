@@ -209,6 +209,17 @@ def test_bad_settings_and_second_owner(tmp_path: Path) -> None:
         sink.put({"a": 1})
 
 
+@pytest.mark.parametrize("text", ["[]", "null", "3", '"x"'])
+def test_a_checkpoint_file_that_is_not_an_object_is_refused(tmp_path: Path, text: str) -> None:
+    # Read as "no checkpoints", it would start a file source from row 1 again and write
+    # its records twice.
+    root = tmp_path / "sink"
+    root.mkdir()
+    (root / CHECKPOINTS_NAME).write_text(text)
+    with pytest.raises(ConfigError, match="not the object of sources' checkpoints"):
+        open_sink(root, timer=False)
+
+
 def test_concurrent_puts_from_threads(tmp_path: Path) -> None:
     with open_sink(tmp_path, max_records=50, max_seconds=0.05) as sink:
 

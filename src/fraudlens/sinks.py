@@ -601,7 +601,16 @@ class Sink(Closing):
             value = json.loads(raw)
         except ValueError as exc:
             raise ConfigError(f"the sink's {CHECKPOINTS_NAME} is not JSON: {exc}") from exc
-        return dict(value) if isinstance(value, dict) else {}
+        if not isinstance(value, dict):
+            # Only ever written as an object: anything else was damaged or replaced, and
+            # reading it as "no checkpoints" would start every source again from its
+            # beginning, writing its records a second time.
+            raise ConfigError(
+                f"the sink's {CHECKPOINTS_NAME} holds a JSON {type(value).__name__}, not the "
+                "object of sources' checkpoints it is written as; restore it, or remove it "
+                "to start every source from its beginning"
+            )
+        return value
 
     def _write_local(self, part: str, name: str, data: bytes) -> str:
         folder = Path(self._root) / part
