@@ -128,37 +128,16 @@ class ServiceModels:
         return det if det is not None else await run_in_threadpool(self.cache.get, key)
 
 
-class ImageGate:
-    """How large an image may be, and how many are decoded at once.
-
-    Parameters
-    ----------
-    max_pixels
-        Largest image decoded (read from the header before decoding).
-    concurrency
-        Images decoded and scored at the same time; further requests wait their turn.
-    """
-
-    def __init__(self, max_pixels: int, concurrency: int) -> None:
-        self.max_pixels = int(max_pixels)
-        self.concurrency = max(1, int(concurrency))
-        self._semaphore: asyncio.Semaphore | None = None
-
-    @property
-    def semaphore(self) -> asyncio.Semaphore:
-        """The decode slots (created in the running event loop on first use)."""
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.concurrency)
-        return self._semaphore
-
-
 class WorkGate:
     """How many heavy requests are worked at the same time.
 
-    A market request of 2,000 accounts is a body of about 230 KB, under the body limit's
-    "large" size, but holds about 30 MB while it is scored: forty at once (the thread
-    pool's size) had taken a server from 350 MB to 1.5 GB. Heavy requests take a slot;
-    one that finds none free within ``wait_seconds`` is refused (UnavailableError: 503).
+    A request takes a slot for its work (:meth:`slot`); one that finds none free within
+    ``wait_seconds`` is refused (UnavailableError: 503, "every <name> (<slots>) stayed
+    busy ..."). The service has two: the image decode slots (:class:`ImageGate`) and the
+    market requests of many accounts. A market request of 2,000 accounts is a body of
+    about 230 KB, under the body limit's "large" size, but holds about 30 MB while it is
+    scored: forty at once (the thread pool's size) had taken a server from 350 MB to
+    1.5 GB.
 
     Parameters
     ----------
@@ -166,11 +145,24 @@ class WorkGate:
         Heavy requests worked at the same time.
     wait_seconds
         How long a request waits for a slot.
+    name
+        What one slot is, in the refusal ("slot for market requests of many accounts").
+    what
+        What is unavailable, the refusal's ``what``.
     """
 
-    def __init__(self, slots: int, wait_seconds: float) -> None:
+    def __init__(
+        self,
+        slots: int,
+        wait_seconds: float,
+        *,
+        name: str = "slot for market requests of many accounts",
+        what: str = "market requests of many accounts",
+    ) -> None:
         self.slots = max(1, int(slots))
         self.wait_seconds = float(wait_seconds)
+        self.name = name
+        self.what = what
         self._semaphore: asyncio.Semaphore | None = None
 
     @property
@@ -181,21 +173,51 @@ class WorkGate:
         return self._semaphore
 
     @asynccontextmanager
-    async def slot(self, what: str) -> AsyncIterator[None]:
-        """Hold a slot for the block; UnavailableError naming ``what`` (the requests the
-        slots are for) if none is free in time."""
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a slot for the block; UnavailableError if none is free in time."""
         try:
             await asyncio.wait_for(self.semaphore.acquire(), self.wait_seconds)
         except TimeoutError:
             raise UnavailableError(
-                f"every slot for {what} ({self.slots}) stayed busy for "
+                f"every {self.name} ({self.slots}) stayed busy for "
                 f"{self.wait_seconds:.0f} s; retry later",
-                what=what,
+                what=self.what,
             ) from None
         try:
             yield
         finally:
             self.semaphore.release()
+
+
+#: How long an image waits for a decode slot before the reply is 503.
+IMAGE_DECODE_WAIT_SECONDS = 10.0
+
+
+class ImageGate(WorkGate):
+    """How large an image may be, and how many are decoded at once (a :class:`WorkGate`
+    whose slots are the decode slots, waited for :data:`IMAGE_DECODE_WAIT_SECONDS`).
+
+    Parameters
+    ----------
+    max_pixels
+        Largest image decoded (read from the header before decoding).
+    concurrency
+        Images decoded and scored at the same time; further requests wait their turn.
+    """
+
+    def __init__(self, max_pixels: int, concurrency: int) -> None:
+        super().__init__(
+            concurrency,
+            IMAGE_DECODE_WAIT_SECONDS,
+            name="image decode slot",
+            what="image decoder",
+        )
+        self.max_pixels = int(max_pixels)
+
+    @property
+    def concurrency(self) -> int:
+        """Images decoded and scored at the same time."""
+        return self.slots
 
 
 @dataclass

@@ -3,7 +3,6 @@ path of :mod:`fraudlens.scoring`, metrics. Blocking work runs in the thread pool
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
-from fraudlens.errors import DataError, UnavailableError
+from fraudlens.errors import DataError
 from fraudlens.scoring import CardScores, MarketScores, score_cards, score_market
 from fraudlens.service._parse import (
     MAX_EXPLAIN_ROWS,
@@ -44,8 +43,6 @@ INLINE_BYTES = 4096
 #: Market requests of more accounts than this take a slot of the service's market gate
 #: (:class:`~fraudlens.service._state.WorkGate`) while they are scored.
 HEAVY_MARKET_ACCOUNTS = 100
-# How long an image waits for a decode slot before the reply is 503.
-_DECODE_WAIT_SECONDS = 10.0
 
 
 async def run(inline: bool, func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
@@ -112,7 +109,7 @@ async def market_scored(
     data = await run_in_threadpool(market_data, req, settings.window_hours)
     det = await models.get(market_model_key(req.model))
     heavy = len(data.account_ids) > HEAVY_MARKET_ACCOUNTS
-    async with gate.slot("market requests of many accounts") if heavy else nullcontext():
+    async with gate.slot() if heavy else nullcontext():
         res = await run_in_threadpool(lambda: score_market(det, data, explain=explain, top=req.top))
     metrics.scored.labels(res.model).inc(len(res))
     return res
@@ -170,22 +167,12 @@ async def image_scored(
     # The header first: an oversized image is refused whether or not a CNN is trained.
     await run_in_threadpool(check_image, body, max_pixels=images.max_pixels)
     det = await models.get("market-cnn")
-    try:
-        await asyncio.wait_for(images.semaphore.acquire(), _DECODE_WAIT_SECONDS)
-    except TimeoutError:
-        raise UnavailableError(
-            f"every image decode slot ({images.concurrency}) stayed busy for "
-            f"{_DECODE_WAIT_SECONDS:.0f} s; retry later",
-            what="image decoder",
-        ) from None
-    try:
+    async with images.slot():
         probs = await run_in_threadpool(
             det.score_image_bytes,  # type: ignore[attr-defined]
             body,
             max_pixels=images.max_pixels,
         )
-    finally:
-        images.semaphore.release()
     version = model_id(det)
     metrics.scored.labels(version).inc()
     return [float(p) for p in probs], version
