@@ -25,6 +25,15 @@ MARIADB_URL = os.environ.get(
 )
 
 
+#: The three databases a store test runs on (the servers' cases marked ``services``), as
+#: a fixture's ``params``.
+DATABASES = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.services),
+    pytest.param("mariadb", marks=pytest.mark.services),
+]
+
+
 def in_ci() -> bool:
     """True when the environment variable CI asks for services to be mandatory."""
     return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}

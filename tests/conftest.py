@@ -12,16 +12,10 @@ from typing import Any
 
 import pytest
 
-from _services import fresh_store  # type: ignore[import-not-found]
+from _services import DATABASES, fresh_store  # type: ignore[import-not-found]
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.services),
-        pytest.param("mariadb", marks=pytest.mark.services),
-    ]
-)
+@pytest.fixture(params=DATABASES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     s = fresh_store(request.param, tmp_path)
     yield s

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from _services import MARIADB_URL, POSTGRES_URL, unavailable  # type: ignore[import-not-found]
+from _services import DATABASES, MARIADB_URL, POSTGRES_URL, unavailable  # type: ignore[import-not-found]
 from fraudlens.config import Settings
 from fraudlens.service import create_app
 
@@ -129,11 +129,7 @@ def _database(kind: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.services),
-        pytest.param("mariadb", marks=pytest.mark.services),
-    ],
+    params=DATABASES,
     scope="module",
 )
 def seeded(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from _services import MARIADB_URL, POSTGRES_URL, unavailable  # type: ignore[import-not-found]
+from _services import DATABASES, MARIADB_URL, POSTGRES_URL, unavailable  # type: ignore[import-not-found]
 from fraudlens.errors import DataError
 from fraudlens.market.pairs import account_evidence
 from fraudlens.store import RiskEvent, Store, open_store
@@ -49,13 +49,7 @@ def _server_db(base_url: str, kind: str) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.services),
-        pytest.param("mariadb", marks=pytest.mark.services),
-    ]
-)
+@pytest.fixture(params=DATABASES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"

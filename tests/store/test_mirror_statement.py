@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _services import MARIADB_URL, POSTGRES_URL  # type: ignore[import-not-found]
+from _services import DATABASES, MARIADB_URL, POSTGRES_URL  # type: ignore[import-not-found]
 from fraudlens.store import Store, open_store
 from fraudlens.store.db import _MIRROR_CHUNK, _mirror_sql, _mysql_mirror
 
@@ -61,13 +61,7 @@ def _brute_force(book: pd.DataFrame, asked: pd.DataFrame) -> set[str]:
     return found
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.services),
-        pytest.param("mariadb", marks=pytest.mark.services),
-    ]
-)
+@pytest.fixture(params=DATABASES)
 def loaded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, pd.DataFrame]]:
     if request.param == "sqlite":
         urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'store.db'}"])
