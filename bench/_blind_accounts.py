@@ -293,6 +293,19 @@ class BlindGenerator:
             return float(f"{nice * 10.0**k:.12g}")
         return float(f"{q:.3g}")
 
+    def _nudged(self, si: int, b: int, side: str, price: float, ticks: int) -> float:
+        """``price`` moved ``ticks`` ticks into bar ``b`` (down for a buy, up for a
+        sell), kept within the bar."""
+        s = self.syms[si]
+        p = price + s.tick[b] * ticks * (-1 if side == "buy" else 1)
+        return float(min(max(float(f"{p:.12g}"), s.lo[b]), s.h[b]))
+
+    @staticmethod
+    def _later(sec: float, gap: float, whole: bool) -> float:
+        """``gap`` seconds after ``sec`` within the bar (whole seconds when ``whole``)."""
+        sec = min(299.999, round(sec + gap, 3))
+        return float(np.floor(sec)) if whole else sec
+
     def _split_qty(self, q: float, parts: int, style: str) -> list[float]:
         if style == "int":
             q = int(q)
@@ -319,13 +332,9 @@ class BlindGenerator:
             for q in self._split_qty(qty, parts, style):
                 p = price
                 if self.rng.random() < 0.3:  # walks a tick into the bar
-                    s = self.syms[si]
-                    step = s.tick[b] * (-1 if side == "buy" else 1)
-                    p = float(min(max(float(f"{price + step:.12g}"), s.lo[b]), s.h[b]))
+                    p = self._nudged(si, b, side, price, 1)
                 out.append(_Fill(si, b, sec, side, p, q, take))
-                sec = min(299.999, round(sec + float(self.rng.uniform(0.0, 20.0)), 3))
-                if whole:
-                    sec = float(np.floor(sec))
+                sec = self._later(sec, float(self.rng.uniform(0.0, 20.0)), whole)
         else:
             out.append(_Fill(si, b, sec, side, price, qty, take))
 
@@ -574,21 +583,15 @@ class BlindGenerator:
         sec = self._sec(whole)
         for bb, side, p in legs:
             if split:
-                s = self.syms[si]
                 for qq in self._split_qty(q, int(self.rng.integers(2, 7)), style):
-                    t = s.tick[bb] * int(self.rng.integers(0, 3)) * (-1 if side == "buy" else 1)
-                    pp = float(min(max(float(f"{p + t:.12g}"), s.lo[bb]), s.h[bb]))
+                    pp = self._nudged(si, bb, side, p, int(self.rng.integers(0, 3)))
                     out.append(_Fill(si, bb, sec, side, pp, qq, True))
-                    sec = min(299.999, round(sec + float(self.rng.uniform(0.5, 8.0)), 3))
-                    if whole:
-                        sec = float(np.floor(sec))
+                    sec = self._later(sec, float(self.rng.uniform(0.5, 8.0)), whole)
             else:
                 out.append(_Fill(si, bb, sec, side, p, q, True))
             # the second leg: later in the same bar, or anywhere in the next one
-            sec = (min(299.999, round(sec + float(self.rng.uniform(1.0, 120.0)), 3)) if b2 == b
+            sec = (self._later(sec, float(self.rng.uniform(1.0, 120.0)), whole) if b2 == b
                    else self._sec(whole))  # fmt: skip
-            if whole:
-                sec = float(np.floor(sec))
 
     def _takeover(self, si, day, whole, n_trips, within, rel_min=1.5, adjacent=False,
                   split=False, bars=None, out=None, size=None):  # fmt: skip
