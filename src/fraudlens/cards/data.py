@@ -39,7 +39,7 @@ from fraudlens._csvread import NO_DATA_ROWS, READ_ERRORS, check_header, read_err
 from fraudlens._ids import bad_ids, id_problem
 from fraudlens._time import utc, utc_series
 from fraudlens.errors import ConfigError, DataError
-from fraudlens.market.data import TS_MAX, TS_MIN, _clock_words
+from fraudlens.market.data import TS_MAX, TS_MIN, _clock_words, _cut
 
 __all__ = [
     "HANDBOOK_COLUMNS",
@@ -365,8 +365,7 @@ def _show(value: Any) -> str:
     60 characters (a cell can hold megabytes), as the market loader shows it."""
     if isinstance(value, np.generic):
         value = value.item()
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return _cut(repr(value), 60)
 
 
 # A check: (column, mask of bad rows, message for a bad row position).
@@ -501,7 +500,7 @@ def _parse_ts(s: pd.Series, problems: list[_Problem], col: str = "ts") -> pd.Ser
         problems.append((col, unparseable, lambda i: f"unparseable timestamp: {_show(s.iloc[i])}"))
     # Compared in the parsed unit, before the nanosecond cast that would overflow.
     far = ((out < TS_MIN) | (out >= TS_MAX)).to_numpy(dtype=bool, na_value=False)
-    shown = out.copy()
+    shown = out  # the parsed values, for the message (``out`` is rebound below, not changed)
     problems.append(
         (
             col,
