@@ -172,6 +172,22 @@ def test_integers_beyond_the_float_range_are_422(
     assert "too large" in detail["reason"]
 
 
+@pytest.mark.parametrize("path", ["/v1/market/score", "/invocations"])
+def test_a_byte_order_mark_before_json_reads_as_without_one(bare: Any, path: str) -> None:
+    """Both market routes read a JSON body saved with a UTF-8 byte-order mark as the
+    same body without it (json.loads on bytes ignores one; /invocations used to 400)."""
+    plain = json.dumps(_market()).encode()
+    body = _market()
+    body["trades"][0]["price"] = "x"  # refused by validation: proves the body was read
+    bad = json.dumps(body).encode()
+    for content in (plain, bad):
+        want = bare.post(path, content=content, headers=JSON)
+        got = bare.post(path, content=b"\xef\xbb\xbf" + content, headers=JSON)
+        assert got.status_code == want.status_code, got.text[:300]
+        assert got.status_code != 400, got.text[:300]
+    assert got.status_code == 422 and got.json()["detail"]["column"] == "price"
+
+
 # ------------------------------------------------------------------ unreadable JSON
 
 

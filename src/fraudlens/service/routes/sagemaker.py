@@ -133,7 +133,9 @@ async def invocations(
         return model_reply(probs, version)
     if media in JSON_TYPES:
         try:
-            req = MarketScoreRequest.model_validate_json(body)
+            # A leading byte-order mark is ignored, as the JSON routes' own parser
+            # (json.loads on bytes) does, so one body reads the same on either route.
+            req = MarketScoreRequest.model_validate_json(body.removeprefix(b"\xef\xbb\xbf"))
         except ValidationError as exc:
             raise RequestValidationError(exc.errors(include_url=False)) from None
         res = await market_scored(models, settings, metrics, req, explain=False, gate=gate)
