@@ -67,8 +67,23 @@ cards_app.command("process")(process)
 market_app.command("import-reference")(import_reference)
 
 
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM end the command as Ctrl-C does: by an exception (exit status 143),
+    so ``finally`` blocks run and a half-written output's hidden temporary file is
+    removed. Commands that handle SIGTERM themselves (the worker, the processor, the
+    server) install their own handlers over this one."""
+    import signal
+
+    def _stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _stop)
+
+
 def main() -> None:
     """Entry point of the ``fraudlens`` console script."""
+    _exit_on_sigterm()
     app()
 
 
