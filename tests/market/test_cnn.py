@@ -90,7 +90,7 @@ def test_training_reaches_a_quality_floor(fitted: CNNDetector, test_data: Market
 @pytest.mark.slow
 def test_score_images_reply_shape_and_order(fitted: CNNDetector, test_data: MarketData) -> None:
     ids = test_data.account_ids[:16]
-    imgs = render_batch(test_data, ids)
+    imgs = render_batch(test_data, ids, style=fitted.style)
     reply = fitted.score_images(imgs)
     assert reply.shape == (16, 2)
     np.testing.assert_allclose(reply.sum(axis=1), 1.0, atol=1e-5)
@@ -131,7 +131,7 @@ def test_save_and_load_round_trip(
     assert (tmp_path / "model.onnx").is_file()
     assert (tmp_path / "model.safetensors").is_file()
     assert meta["classes"] == ["takeover", "normal"]
-    assert meta["arch"] == "bars" and meta["style"] == "fraudlens"
+    assert meta["arch"] == "bars" and meta["style"] == "fraudlens-gap"
     assert meta["input_shape"] == [*STYLES["fraudlens"], 3]
     assert len(meta["history"]) == 8
 
@@ -375,7 +375,7 @@ def test_threads_do_not_change_the_scores(fitted: CNNDetector, test_data: Market
     single = one.decision_function(test_data)
     # two threads: rendering a chunk while scoring the previous ones
     np.testing.assert_array_equal(two.decision_function(test_data), single)
-    imgs = render_batch(test_data)
+    imgs = render_batch(test_data, style=fitted.style)
     np.testing.assert_array_equal(two.score_images(imgs), one.score_images(imgs))
     np.testing.assert_array_equal(one.score_images(imgs)[:, 0], single)
 
@@ -402,7 +402,7 @@ def test_one_thread_renders_a_chunk_at_a_time(
 
     one = copy.copy(fitted)
     one.num_threads = 1
-    expected = one.score_images(render_batch(test_data))[:, 0]
+    expected = one.score_images(render_batch(test_data, style=one.style))[:, 0]
     monkeypatch.setattr(_cnn, "render_chunks", spy)
     monkeypatch.setattr(_cnn, "render_batch", refuse)
     np.testing.assert_array_equal(one.decision_function(test_data), expected)

@@ -47,6 +47,19 @@ class ArchChoice(StrEnum):
     resnet18 = "resnet18"
 
 
+class StyleChoice(StrEnum):
+    """The CNN's image style (``fraudlens.market.render.STYLES``, the two-panel looks)."""
+
+    fraudlens = "fraudlens"
+    fraudlens_gap = "fraudlens-gap"
+
+
+#: The image style a new CNN is trained on unless ``--style`` says otherwise: the
+#: adjacent-bar gap mark caught more of the real-bar blind set's takeovers whose legs sit
+#: in neighbouring ordinary bars (README, market on real bars).
+DEFAULT_CNN_STYLE = StyleChoice.fraudlens_gap
+
+
 class Engine(StrEnum):
     """Where batch scoring runs."""
 
@@ -140,8 +153,12 @@ def render(
     account: Annotated[str, typer.Option(help="Account id to draw.")],
     out: Annotated[Path, typer.Option(help="Output PNG.")],
     style: Annotated[
-        str, typer.Option(help="fraudlens (CNN input) or reference (the seed's look).")
-    ] = "fraudlens",
+        str,
+        typer.Option(
+            help="fraudlens-gap or fraudlens (the CNN's inputs; a model renders with the "
+            "style it was trained on) or reference (the seed's look)."
+        ),
+    ] = DEFAULT_CNN_STYLE.value,
     scale: Annotated[int, typer.Option(min=1, max=16, help="Enlarge pixels by this factor.")] = 1,
     window_hours: WindowHoursOpt = 24.0,
 ) -> None:
@@ -167,6 +184,7 @@ def _fit(
     epochs: int | None,
     arch: str,
     weights: np.ndarray | None = None,
+    style: str = DEFAULT_CNN_STYLE.value,
 ) -> tuple[Detector, dict[str, Any]]:
     """Fit one detector with progress; return it and its validation metrics.
 
@@ -194,7 +212,7 @@ def _fit(
             metrics = _headline(binary_metrics(y[val], s, det.threshold_))
             det = FeatureDetector(seed=seed).fit(data, y, sample_weight=weights)
         return det, metrics
-    params: dict[str, Any] = {"seed": seed, "arch": arch}
+    params: dict[str, Any] = {"seed": seed, "arch": arch, "style": style}
     if epochs is not None:
         params["epochs"] = epochs
     det_cnn = CNNDetector(**params)
@@ -279,6 +297,15 @@ def train(
             "compact, columns or resnet18."
         ),
     ] = ArchChoice.bars,
+    style: Annotated[
+        StyleChoice,
+        typer.Option(
+            help="CNN image style: fraudlens-gap draws the two bars of an equal-size "
+            "round trip across neighbouring bars at least as bright as one bar as wide as "
+            "the legs' price gap; fraudlens (the earlier default) does not. The model's "
+            "metadata records it and scoring uses it."
+        ),
+    ] = DEFAULT_CNN_STYLE,
     window_hours: WindowHoursOpt = 24.0,
     reviewed_from: Annotated[
         str | None,
@@ -353,7 +380,9 @@ def train(
     )
     t0 = time.perf_counter()
     weights = training.sample_weight if reviewed is not None else None
-    det, metrics = _fit(detector, training.data, seed, epochs, arch.value, weights)
+    det, metrics = _fit(
+        detector, training.data, seed, epochs, arch.value, weights, style=style.value
+    )
     seconds = time.perf_counter() - t0
     wanted = reviewed is None if activate is None else activate
     mv = Registry(_models_dir(model_dir)).save(

@@ -368,8 +368,10 @@ class CNNDetector(Detector):
         image), ``"columns"`` (the column network with per-column peak pooling) or
         ``"resnet18"`` (the reference's architecture, much slower).
     style
-        Image style of :mod:`fraudlens.market.render` (``"fraudlens"`` or
-        ``"reference"``).
+        Image style of :mod:`fraudlens.market.render`: ``"fraudlens-gap"`` (default),
+        ``"fraudlens"`` (the default before it: no adjacent-bar gap mark) or
+        ``"reference"``. Saved in the model's metadata; a loaded model renders with the
+        style it was trained on.
     epochs, batch_size, lr, weight_decay
         Training: AdamW with a one-cycle schedule, from scratch. 40 epochs by default:
         on validation data (trained on ``simulate(4000, seed=101)``, judged on
@@ -430,7 +432,7 @@ class CNNDetector(Detector):
     def __init__(
         self,
         arch: str = "bars",
-        style: str = "fraudlens",
+        style: str = "fraudlens-gap",
         epochs: int = 40,
         batch_size: int = 64,
         lr: float = 3e-3,
@@ -742,6 +744,9 @@ class CNNDetector(Detector):
         for key in ("arch", "style"):
             if key in metadata:
                 params[key] = metadata[key]
+        # the look a model is scored with is the one it was trained on; a model that
+        # recorded none predates the other two-panel look
+        params.setdefault("style", "fraudlens")
         if params.get("input_size") is not None:
             params["input_size"] = tuple(params["input_size"])
         det = cls(**{k: v for k, v in params.items() if k in allowed})

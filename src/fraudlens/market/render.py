@@ -7,8 +7,9 @@ plotting library.
 
 Styles (``STYLES`` maps each name to its ``(height, width)``):
 
-``"fraudlens"`` (default, 64 x 288), the encoding the image CNN is trained on: two
-panels on a black background, sharing one time axis.
+``"fraudlens"`` (this module's default, 64 x 288), the image CNN's encoding: two panels
+on a black background, sharing one time axis. (A new CNN is trained on
+``"fraudlens-gap"``, below: this look plus one mark.)
 
 - x, both panels: the bar grid, one slot per 5-minute bar, from 3 bars before the
   account's first trade to 3 bars after its last; at least 48 bars (4 h) and at most
@@ -34,6 +35,17 @@ panels on a black background, sharing one time axis.
   bar); other fills are drawn at 150. A matched round trip at a bar's two extremes
   shows as a red and a green mark in one column, at the range panel's top and bottom
   rows; a buy and a sell in one bar at one price add up to yellow.
+
+``"fraudlens-gap"`` (64 x 288, the CNN's default): ``"fraudlens"`` plus one mark for a
+round trip whose two legs sit in neighbouring bars. The range panel draws each bar
+against its own range, so a buy at one ordinary bar's extreme and the sell at the next
+bar's opposite extreme look like two quiet bars there, and the gap between them shows
+only in the price panel, a few rows tall. In this style the two bars of an equal-size
+round trip across neighbouring bars (the legs the full-intensity marks show) are drawn
+in the range panel at least as bright as one bar as wide as the legs' price gap (the gap
+between their size-weighted prices, in day-median ranges and ticks as for a bar). A
+model records the style it was trained on in its metadata and renders with it when
+scoring.
 
 ``"reference"`` (250 x 150), the reference system's look, matching its matplotlib
 recipe (2.5 x 1.5 in at dpi 100) pixel for pixel, save for anti-aliasing and JPEG noise:
@@ -74,6 +86,7 @@ __all__ = ["STYLES", "panels", "render_account", "render_batch", "render_chunks"
 #: Style name -> image ``(height, width)`` in pixels.
 STYLES: dict[str, tuple[int, int]] = {
     "fraudlens": (64, 288),
+    "fraudlens-gap": (64, 288),
     "reference": (150, 250),
 }
 
@@ -117,8 +130,13 @@ def _ref_disc() -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------
-# Preparation shared by both styles
+# Preparation shared by the styles
 # --------------------------------------------------------------------------------------
+#: The two-panel looks (black background, price and range panels); "fraudlens-gap" adds
+#: the adjacent-bar gap to the range panel.
+_TWO_PANEL = ("fraudlens", "fraudlens-gap")
+
+
 def _group_reduce(
     ufunc: np.ufunc, values: np.ndarray, group: np.ndarray, n: int, fill: float
 ) -> np.ndarray:
@@ -152,6 +170,11 @@ class _Prepared:
     k_high: np.ndarray  # idem
     k_amp: np.ndarray  # high - low, idem
     k_level: np.ndarray  # range-panel intensity of each bar (uint8), idem
+    # style "fraudlens-gap": per (account, bar row) a range-panel intensity at least, for
+    # the bars of equal-size round trips across neighbouring bars; sorted by account
+    gap_acc: np.ndarray
+    gap_row: np.ndarray
+    gap_level: np.ndarray
     bright: np.ndarray  # per trade: mark value (255: a leg of an equal-size round trip)
     k_start: np.ndarray  # bars of symbol s are [k_start[s], k_start[s + 1])
     bar_ns: int
@@ -161,11 +184,30 @@ def _bar_levels(ctx: BarContext) -> np.ndarray:
     """Range-panel intensity per bar: its range over the day's median (log scale: half
     the median or less is dark, four times or more is full), dimmed for bars under four
     ticks, where a fill at the edge is only the bid or the ask."""
+    return _levels(ctx.rel, ctx.ticks)
+
+
+def _levels(rel: np.ndarray, ticks: np.ndarray) -> np.ndarray:
+    """Range-panel intensity of a range ``rel`` day-median ranges and ``ticks`` ticks wide."""
     with np.errstate(divide="ignore"):
-        rel = np.clip((np.log2(np.maximum(ctx.rel, 1e-9)) + 1.0) / 3.0, 0.0, 1.0)
-    ticks = np.clip(ctx.ticks / 4.0, 0.25, 1.0)
-    level = _FL.range_floor + (255 - _FL.range_floor) * rel * ticks
+        r = np.clip((np.log2(np.maximum(rel, 1e-9)) + 1.0) / 3.0, 0.0, 1.0)
+    t = np.clip(ticks / 4.0, 0.25, 1.0)
+    level = _FL.range_floor + (255 - _FL.range_floor) * r * t
     return np.rint(level).astype(np.uint8)
+
+
+@dataclass
+class _Gaps:
+    """Equal-size round trips across neighbouring bars: per leg, its account, its bar's
+    row, and the price gap to its partner leg (each leg of the pair appears once)."""
+
+    acc: np.ndarray
+    row: np.ndarray
+    gap: np.ndarray
+
+
+def _no_gaps() -> _Gaps:
+    return _Gaps(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
 
 
 def _equal_size_legs(
@@ -179,6 +221,7 @@ def _equal_size_legs(
     k_low: np.ndarray,
     k_high: np.ndarray,
     bar: pd.Timedelta,
+    gaps: _Gaps | None = None,
 ) -> np.ndarray:
     """Per fill: whether its leg has a partner (bool).
 
@@ -188,6 +231,10 @@ def _equal_size_legs(
     neighbouring one: together they are an equal-size round trip. A leg whose size-
     weighted position in its bar is not a number (a ``nan`` price or quantity) pairs
     with nothing, and no leg pairs with the (account, bar, size) it sits in.
+
+    With ``gaps`` (empty :class:`_Gaps`), its arrays are set to the legs partnered in a
+    neighbouring bar: account, bar row and the absolute gap between the two legs'
+    size-weighted prices (the widest, for a leg with partners on both sides).
     """
     n = len(acc)
     has = bar_row >= 0
@@ -204,6 +251,9 @@ def _equal_size_legs(
     codes, uniq = pd.factorize(leg_key)
     total = np.bincount(codes, weights=qty)
     leg_pos = np.bincount(codes, weights=qty * pos) / np.maximum(total, 1e-300)
+    if gaps is not None:
+        leg_price = np.bincount(codes, weights=qty * price) / np.maximum(total, 1e-300)
+        leg_gap = np.full(len(uniq), -1.0)
     u_row = (uniq // 6) % n_rows
     u_acc = uniq // 6 // n_rows
     u_buy = (uniq // 3) % 2 == 1
@@ -218,7 +268,13 @@ def _equal_size_legs(
     for side in (False, True):
         mine = np.flatnonzero(real & ~bad & (u_buy == side))
         # The opposite side's keys, less those shared with a leg whose position is nan.
-        keys = np.sort(key[real & (u_buy != side)])
+        if gaps is None:
+            keys = np.sort(key[real & (u_buy != side)])
+        else:
+            # the opposite legs sorted by key, to find a neighbouring partner's price
+            opp = np.flatnonzero(real & (u_buy != side))
+            opp = opp[np.argsort(key[opp], kind="stable")]
+            keys = opp_keys = key[opp]
         if bad.any():
             keys = np.setdiff1d(keys, key[real & bad & (u_buy != side)])
         if not len(mine) or not len(keys):
@@ -235,8 +291,16 @@ def _equal_size_legs(
                 )
             probe = k_mine + step * n_size
             j = np.minimum(np.searchsorted(keys, probe), len(keys) - 1)
-            found |= ok & (keys[j] == probe)
+            hit = ok & (keys[j] == probe)
+            found |= hit
+            if gaps is not None and step and hit.any():
+                partner = opp[np.searchsorted(opp_keys, probe[hit])]
+                gap = np.abs(leg_price[mine[hit]] - leg_price[partner])
+                leg_gap[mine[hit]] = np.maximum(leg_gap[mine[hit]], gap)
         matched[mine] = found
+    if gaps is not None:
+        sel = np.flatnonzero(leg_gap >= 0)
+        gaps.acc, gaps.row, gaps.gap = u_acc[sel], u_row[sel], leg_gap[sel]
     return has & matched[codes]
 
 
@@ -257,7 +321,9 @@ def _positions(values: pd.Series, ids: np.ndarray) -> np.ndarray:
     return pd.Index(ids).get_indexer(values.astype(str))
 
 
-def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepared:
+def _prepare(
+    data: MarketData, ids: np.ndarray, context: bool = True, gap_marks: bool = False
+) -> _Prepared:
     trades = data.trades
     acc = _positions(trades["account_id"], ids)
     keep = acc >= 0
@@ -291,21 +357,41 @@ def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepar
     buy = (trades["side"].astype(str).str.lower() == "buy").to_numpy()
     k_level = np.zeros(len(k) + 1, dtype=np.uint8)
     bright = np.full(len(trades), _FL.fill_value, dtype=np.uint8)
+    gaps = _no_gaps()
+    gap_level = np.zeros(0, dtype=np.uint8)
     if context and len(k):
         # Bars of symbols not traded here are never drawn; a symbol-day's context reads
         # that symbol-day alone, so the others' bars are left out of it.
         traded = np.isin(k_sym, t_sym)
-        if traded.all():
-            k_level[:-1] = _bar_levels(bar_context(k_sorted))
-        elif traded.any():
-            k_level[:-1][traded] = _bar_levels(bar_context(k_sorted.loc[traded]))
+        median_amp = tick = None
+        if traded.any():
+            ctx = bar_context(k_sorted if traded.all() else k_sorted.loc[traded])
+            k_level[:-1][traded] = _bar_levels(ctx)
+            if gap_marks:
+                median_amp = np.zeros(len(k))
+                tick = np.zeros(len(k))
+                median_amp[traded] = ctx.median_amp
+                tick[traded] = ctx.tick
         if len(trades):
             qty = trades["quantity"].to_numpy(dtype=np.float64)
             price = trades["price"].to_numpy(dtype=np.float64)
             eq = _equal_size_legs(
-                acc, bar_row, buy, price, qty, k_sym, k_ts, k_low, k_high, data.bar
-            )
+                acc, bar_row, buy, price, qty, k_sym, k_ts, k_low, k_high, data.bar,
+                gaps=gaps if gap_marks else None,
+            )  # fmt: skip
             bright = np.where(eq, _FL.fill_value, _FL.unmatched_value).astype(np.uint8)
+        if len(gaps.acc) and median_amp is not None and tick is not None:
+            # The gap drawn as a bar as wide as it: in day-median ranges and in ticks.
+            med, tk = median_amp[gaps.row], tick[gaps.row]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                n_ticks = np.rint(np.where(tk > 0, gaps.gap / tk, 0.0))
+                rel = np.where(
+                    med > 0, gaps.gap / med, np.where(gaps.gap > 0, np.maximum(n_ticks, 1.0), 1.0)
+                )
+            gap_level = _levels(rel, n_ticks)
+            g_order = np.argsort(gaps.acc, kind="stable")
+            gaps = _Gaps(gaps.acc[g_order], gaps.row[g_order], gaps.gap[g_order])
+            gap_level = gap_level[g_order]
     x_ts = t_ts.copy()
     has_bar = bar_row >= 0
     x_ts[has_bar] = k_ts[bar_row[has_bar]]
@@ -328,6 +414,9 @@ def _prepare(data: MarketData, ids: np.ndarray, context: bool = True) -> _Prepar
         k_high=np.append(k_high, -np.inf),
         k_amp=np.append(k_high - k_low, -np.inf),
         k_level=k_level,
+        gap_acc=gaps.acc.astype(np.int64),
+        gap_row=gaps.row.astype(np.int64),
+        gap_level=gap_level,
         bright=bright[order],
         k_start=np.searchsorted(k_sym, np.arange(len(uniques) + 1), side="left"),
         bar_ns=int(data.bar.value),
@@ -582,6 +671,15 @@ def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
     else:
         slot_masks[slot_key] = bits
         slot_levels[slot_key] = level
+    if len(p.gap_acc):
+        # Style "fraudlens-gap": the bars of a round trip across neighbouring bars at
+        # least as bright as one bar as wide as the legs' gap.
+        ga, gb = np.searchsorted(p.gap_acc, (start, stop))
+        if gb > ga:
+            g_acc = p.gap_acc[ga:gb] - start
+            g_idx = p.k_grid[p.gap_row[ga:gb]] - g0[g_acc]
+            ok = (g_idx >= 0) & (g_idx < n_bars[g_acc])
+            np.maximum.at(slot_levels, g_acc[ok] * n_slots + g_idx[ok], p.gap_level[ga:gb][ok])
     # Per (account, column): the slot whose bar line covers it, from its number of bars.
     col_slot = (np.arange(n) * n_slots)[:, None] + _COLUMN_SLOTS[n_bars]
     masks = slot_masks[col_slot]
@@ -731,6 +829,7 @@ def _render_reference(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
 # Each draws accounts [start, stop) onto `out`, which already holds the background.
 _RENDERERS: dict[str, Callable[[_Prepared, int, int, np.ndarray], None]] = {
     "fraudlens": _render_fraudlens,
+    "fraudlens-gap": _render_fraudlens,  # the gap marks come from _prepare
     "reference": _render_reference,
 }
 
@@ -743,7 +842,7 @@ def _canvas(style: str, n: int) -> np.ndarray:
     the memory) for the fraudlens look, white for the reference look; the renderers draw
     on them."""
     height, width = STYLES[style]
-    if style == "fraudlens":
+    if style in _TWO_PANEL:
         return np.zeros((n, height, width, 3), dtype=np.uint8)
     return np.full((n, height, width, 3), 255, dtype=np.uint8)
 
@@ -765,7 +864,8 @@ def render_batch(
         Accounts to draw, in output order; default ``data.account_ids``. An account
         with no trades gets an empty image (background only).
     style
-        A key of :data:`STYLES`: ``"fraudlens"`` (default) or ``"reference"``.
+        A key of :data:`STYLES`: ``"fraudlens"`` (default), ``"fraudlens-gap"`` or
+        ``"reference"``.
     progress
         Called with the number of images just finished, after each chunk.
 
@@ -780,7 +880,7 @@ def render_batch(
     uniq, inverse = np.unique(ids, return_inverse=True)
     # Render each account once, in sorted order, then put them in the order asked for.
     imgs = _canvas(style, len(uniq))
-    prepared = _prepare(data, uniq, context=style == "fraudlens")
+    prepared = _prepare(data, uniq, context=style in _TWO_PANEL, gap_marks=style == "fraudlens-gap")
     draw = _RENDERERS[style]
     for start in range(0, len(uniq), _CHUNK):
         stop = min(start + _CHUNK, len(uniq))
@@ -816,7 +916,7 @@ def render_chunks(
         for start in range(0, len(ids), chunk):
             yield start, imgs[start : start + chunk]
         return
-    prepared = _prepare(data, ids, context=style == "fraudlens")
+    prepared = _prepare(data, ids, context=style in _TWO_PANEL, gap_marks=style == "fraudlens-gap")
     draw = _RENDERERS[style]
     for start in range(0, len(ids), chunk):
         stop = min(start + chunk, len(ids))
@@ -834,7 +934,7 @@ def panels(style: str = "fraudlens") -> tuple[tuple[int, int], ...]:
     if style not in STYLES:
         raise ConfigError(f"unknown image style {style!r}; choose one of {sorted(STYLES)}")
     height = STYLES[style][0]
-    if style == "fraudlens":
+    if style in _TWO_PANEL:
         return ((0, _FL.price_rows), (_FL.price_rows, height))
     return ((0, height),)
 
