@@ -191,3 +191,82 @@ def test_cli_train_trains_the_cnn_on_the_style_asked(
     with pytest.raises(StopError):
         CliRunner().invoke(app, cmd, catch_exceptions=False)
     assert seen == [want]
+
+
+def _embedded_image(svg: str) -> np.ndarray:
+    """The detector's image an analysts' picture embeds (its inline PNG), as pixels."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    found = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", svg)
+    assert found, "no detector image in the picture"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(found.group(1)))).convert("RGB"))
+
+
+@pytest.mark.parametrize("style", [None, "fraudlens", "fraudlens-gap"])
+def test_the_analysts_picture_embeds_the_image_in_the_style_asked(style: str | None) -> None:
+    from fraudlens.market.picture import account_picture_svg
+    from fraudlens.market.render import CNN_STYLE, render_account
+
+    data = _data()
+    got = _embedded_image(account_picture_svg(data, "adj", style=style))
+    want = render_account(data, "adj", style=style or CNN_STYLE)
+    other = render_account(data, "adj", style="fraudlens")
+    assert np.array_equal(got, want)
+    if (style or CNN_STYLE) == "fraudlens-gap":
+        assert not np.array_equal(got, other)  # the two looks differ for this account
+
+
+def _registry_with(tmp_path: Path, versions: dict[str, dict]) -> Path:
+    """A registry folder holding market-cnn versions with the given metadata (the files
+    a saved CNN writes beside it are not read to find its style)."""
+    import json
+
+    for version, meta in versions.items():
+        folder = tmp_path / "market-cnn" / version
+        folder.mkdir(parents=True)
+        (folder / "metadata.json").write_text(json.dumps(meta))
+    return tmp_path
+
+
+def test_the_event_picture_uses_the_style_of_the_cnn_that_scored_it(tmp_path: Path) -> None:
+    from fraudlens.registry import Registry
+    from fraudlens.service.routes.risk_events import _cnn_style
+
+    root = _registry_with(
+        tmp_path,
+        {
+            "v0001": {"style": "fraudlens", "params": {"style": "fraudlens"}},
+            "v0002": {"params": {"arch": "bars"}},  # saved before styles were recorded
+            "v0003": {"style": "fraudlens-gap", "params": {"style": "fraudlens-gap"}},
+        },
+    )
+    reg = Registry(root)
+    assert _cnn_style(reg, "market-cnn:v0001") == "fraudlens"
+    assert _cnn_style(reg, "market-cnn:v0002") == "fraudlens"
+    assert _cnn_style(reg, "market-cnn:v0003") == "fraudlens-gap"
+    # scored by the feature detector, or by a CNN version since deleted: the active CNN's
+    assert _cnn_style(reg, "market-features:v0007") == "fraudlens-gap"
+    assert _cnn_style(reg, "market-cnn:v0099") == "fraudlens-gap"
+    (root / "market-cnn" / "ACTIVE").write_text("v0001\n")
+    assert _cnn_style(reg, "market-features:v0007") == "fraudlens"
+    assert _cnn_style(reg, None) == "fraudlens"
+    # no CNN at all: the default look (None)
+    assert _cnn_style(Registry(tmp_path / "empty"), "market-features:v0001") is None
+
+
+def test_one_default_style_for_the_cli_the_detector_and_the_picture() -> None:
+    """The command line writes the default out (it starts without pandas); it must stay
+    the library's."""
+    import inspect
+
+    from fraudlens.cli.market import DEFAULT_CNN_STYLE
+    from fraudlens.market.detectors import CNNDetector
+    from fraudlens.market.picture import account_picture_svg
+    from fraudlens.market.render import CNN_STYLE
+
+    assert DEFAULT_CNN_STYLE.value == CNN_STYLE == CNNDetector().style
+    assert inspect.signature(account_picture_svg).parameters["style"].default is None

@@ -55,8 +55,8 @@ class StyleChoice(StrEnum):
 
 
 #: The image style a new CNN is trained on unless ``--style`` says otherwise: the
-#: adjacent-bar gap mark caught more of the real-bar blind set's takeovers whose legs sit
-#: in neighbouring ordinary bars (README, market on real bars).
+#: library's ``fraudlens.market.render.CNN_STYLE``, written out so that the command line
+#: starts without importing pandas (a test keeps the two equal).
 DEFAULT_CNN_STYLE = StyleChoice.fraudlens_gap
 
 

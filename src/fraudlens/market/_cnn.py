@@ -24,7 +24,7 @@ import numpy as np
 from fraudlens._detector import Detector
 from fraudlens._images import DEFAULT_MAX_PIXELS, decode_image
 from fraudlens.errors import DataError
-from fraudlens.market.render import STYLES, panels, render_batch, render_chunks
+from fraudlens.market.render import CNN_STYLE, STYLES, panels, render_batch, render_chunks
 
 if TYPE_CHECKING:
     from fraudlens.market.data import MarketData
@@ -432,7 +432,7 @@ class CNNDetector(Detector):
     def __init__(
         self,
         arch: str = "bars",
-        style: str = "fraudlens-gap",
+        style: str = CNN_STYLE,
         epochs: int = 40,
         batch_size: int = 64,
         lr: float = 3e-3,
@@ -730,6 +730,15 @@ class CNNDetector(Detector):
             "train_seconds": getattr(self, "train_seconds_", None),
         }
 
+    @staticmethod
+    def recorded_style(metadata: dict[str, Any]) -> str:
+        """The image style a saved model was trained on, from its ``metadata.json``: the
+        look it is scored with. A model that recorded none predates the other two-panel
+        look, ``"fraudlens"``."""
+        params = metadata.get("params")
+        style = metadata.get("style", params.get("style") if isinstance(params, dict) else None)
+        return str(style) if style is not None else "fraudlens"
+
     @classmethod
     def load_files(cls, path: Path, metadata: dict[str, Any]) -> Self:
         """Load a detector for scoring from ``model.onnx`` (torch is not needed)."""
@@ -741,12 +750,9 @@ class CNNDetector(Detector):
             raise FileNotFoundError(f"no {_ONNX_FILE} in {path}")
         params = dict(metadata.get("params", {}))
         allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        for key in ("arch", "style"):
-            if key in metadata:
-                params[key] = metadata[key]
-        # the look a model is scored with is the one it was trained on; a model that
-        # recorded none predates the other two-panel look
-        params.setdefault("style", "fraudlens")
+        if "arch" in metadata:
+            params["arch"] = metadata["arch"]
+        params["style"] = cls.recorded_style(metadata)
         if params.get("input_size") is not None:
             params["input_size"] = tuple(params["input_size"])
         det = cls(**{k: v for k, v in params.items() if k in allowed})

@@ -18,7 +18,8 @@ a person to read, and embeds the detector's own image of the account beneath it:
   other side of the account's fills at equal price and quantity within a minute) as
   orange rings;
 - below, the detector's image of the account (:func:`fraudlens.market.render.render_account`,
-  ``fraudlens`` style), scaled up without smoothing.
+  in the style of the CNN that scored it when known, else the CNN's default style),
+  scaled up without smoothing.
 
 The SVG loads nothing from outside (the detector's image is an inline PNG), and every
 piece of text in it is escaped.
@@ -122,14 +123,16 @@ def _ns(ts: pd.Series) -> np.ndarray:
     return pd.to_datetime(ts, utc=True).to_numpy("datetime64[ns]").astype(np.int64)
 
 
-def _detector_png(data: MarketData, account_id: str) -> tuple[str, int, int] | None:
+def _detector_png(
+    data: MarketData, account_id: str, style: str | None
+) -> tuple[str, int, int] | None:
     """The detector's image of the account as base64 PNG, or None if it cannot be drawn."""
     from PIL import Image
 
-    from fraudlens.market.render import render_account
+    from fraudlens.market.render import CNN_STYLE, render_account
 
     try:
-        image = render_account(data, account_id)
+        image = render_account(data, account_id, style=style or CNN_STYLE)
     except Exception:  # the picture is still useful without it
         return None
     buf = io.BytesIO()
@@ -145,6 +148,7 @@ def account_picture_svg(
     title: str | None = None,
     max_symbols: int = 4,
     detector_image: bool = True,
+    style: str | None = None,
 ) -> str:
     """Draw an account's trades over its bars (see the module docstring).
 
@@ -164,6 +168,10 @@ def account_picture_svg(
         Most symbol panels drawn (the account's most traded symbols).
     detector_image
         Embed the detector's image of the account beneath the chart.
+    style
+        The image style of that image (:data:`fraudlens.market.render.STYLES`): the
+        style of the CNN that scored the account; None: the CNN's default
+        (:data:`fraudlens.market.render.CNN_STYLE`).
 
     Returns
     -------
@@ -347,7 +355,7 @@ def account_picture_svg(
         y0 += 16
 
     if detector_image:
-        png = _detector_png(MarketData(data.klines, mine, None, data.bar), str(account_id))
+        png = _detector_png(MarketData(data.klines, mine, None, data.bar), str(account_id), style)
         if png is not None:
             b64, w, h = png
             scale = min(2.0, plot_w / w)

@@ -81,7 +81,15 @@ from fraudlens.errors import ConfigError, DataError
 from fraudlens.market._bars import BarContext, bar_context
 from fraudlens.market.data import MarketData, _bar_positions
 
-__all__ = ["STYLES", "panels", "render_account", "render_batch", "render_chunks", "save_png"]
+__all__ = [
+    "CNN_STYLE",
+    "STYLES",
+    "panels",
+    "render_account",
+    "render_batch",
+    "render_chunks",
+    "save_png",
+]
 
 #: Style name -> image ``(height, width)`` in pixels.
 STYLES: dict[str, tuple[int, int]] = {
@@ -89,6 +97,12 @@ STYLES: dict[str, tuple[int, int]] = {
     "fraudlens-gap": (64, 288),
     "reference": (150, 250),
 }
+
+#: The style a new CNN is trained on (and the analysts' picture draws when the CNN that
+#: scored an account is not known): the adjacent-bar gap mark caught more of the
+#: real-bar check's takeovers whose legs sit in neighbouring ordinary bars (README,
+#: market on real bars). A saved model keeps the style it was trained on.
+CNN_STYLE = "fraudlens-gap"
 
 #: Accounts rendered per chunk: bounds the temporary arrays, sets the progress step.
 _CHUNK = 512

@@ -45,6 +45,7 @@ from fraudlens.service.deps import (
     ForAnalysts,
     ForAnyRole,
     ForServices,
+    ModelsDep,
     QueueDep,
     StoreDep,
     UserDep,
@@ -280,6 +281,26 @@ _PICTURE_HEADERS = {
 }
 
 
+def _cnn_style(registry: Any, model_version: Any) -> str | None:
+    """The image style of the CNN that scored an event (``market-cnn:vNNNN``), else of
+    the active CNN; None (the default look) when neither can be read."""
+    from fraudlens.market.detectors import CNNDetector
+    from fraudlens.market.render import STYLES
+
+    scored_by, _, scored_version = str(model_version or "").partition(":")
+    tried: list[str | None] = [None]  # the active version
+    if scored_by == CNNDetector.name and scored_version:
+        tried.insert(0, scored_version)
+    for version in tried:
+        try:
+            style = CNNDetector.recorded_style(registry.get(CNNDetector.name, version).metadata)
+        except Exception:  # no such model, or unreadable: the next, or the default
+            continue
+        if style in STYLES and style != "reference":
+            return str(style)
+    return None
+
+
 @router.get(
     "/risk-events/{event_id}/picture.svg",
     response_class=Response,
@@ -289,10 +310,13 @@ _PICTURE_HEADERS = {
         **_EVENT_ERRORS,
     },
 )
-async def risk_event_picture(event_id: Annotated[int, Path(ge=1)], store: StoreDep) -> Response:
+async def risk_event_picture(
+    event_id: Annotated[int, Path(ge=1)], store: StoreDep, models: ModelsDep
+) -> Response:
     """The account's trades over the bars of its window, drawn by the server: matched
     round trips joined, the counterparty's mirrored trades ringed, and the detector's own
-    image of the account beneath (:mod:`fraudlens.market.picture`)."""
+    image of the account beneath (:mod:`fraudlens.market.picture`), in the look of the
+    CNN that scored the event, else of the active CNN, else the CNN's default look."""
     event = None
     if event_id <= _MAX_EVENT_ID:
         event = await run_in_threadpool(store.get_risk_event, event_id)
@@ -312,6 +336,7 @@ async def risk_event_picture(event_id: Annotated[int, Path(ge=1)], store: StoreD
             account,
             counterparty=counterparty,
             title=f"Risk event #{event_id}: account {account}",
+            style=_cnn_style(models.cache.registry, event.get("model_version")),
         )
 
     svg = await run_in_threadpool(draw)
