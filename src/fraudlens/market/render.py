@@ -851,6 +851,12 @@ _RENDERERS: dict[str, Callable[[_Prepared, int, int, np.ndarray], None]] = {
 # --------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------
+def _prepare_for(style: str, data: MarketData, ids: np.ndarray) -> _Prepared:
+    """:func:`_prepare` with what ``style`` draws: the bars' context for the two-panel
+    looks, and the adjacent-bar gap marks for ``"fraudlens-gap"``."""
+    return _prepare(data, ids, context=style in _TWO_PANEL, gap_marks=style == "fraudlens-gap")
+
+
 def _canvas(style: str, n: int) -> np.ndarray:
     """``n`` blank images of ``style``: black as np.zeros (fresh zero pages, no pass over
     the memory) for the fraudlens look, white for the reference look; the renderers draw
@@ -894,7 +900,7 @@ def render_batch(
     uniq, inverse = np.unique(ids, return_inverse=True)
     # Render each account once, in sorted order, then put them in the order asked for.
     imgs = _canvas(style, len(uniq))
-    prepared = _prepare(data, uniq, context=style in _TWO_PANEL, gap_marks=style == "fraudlens-gap")
+    prepared = _prepare_for(style, data, uniq)
     draw = _RENDERERS[style]
     for start in range(0, len(uniq), _CHUNK):
         stop = min(start + _CHUNK, len(uniq))
@@ -930,7 +936,7 @@ def render_chunks(
         for start in range(0, len(ids), chunk):
             yield start, imgs[start : start + chunk]
         return
-    prepared = _prepare(data, ids, context=style in _TWO_PANEL, gap_marks=style == "fraudlens-gap")
+    prepared = _prepare_for(style, data, ids)
     draw = _RENDERERS[style]
     for start in range(0, len(ids), chunk):
         stop = min(start + chunk, len(ids))
