@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 import sys
@@ -535,3 +536,46 @@ def test_fitted_detector_scores_with_the_mirror() -> None:
     plain = CNNDetector(epochs=2, seed=0, num_threads=1).fit(window(simulate(200, seed=11)))
     assert not plain.mirror_tta  # off by default
     np.testing.assert_allclose(plain.score_images(imgs), p, atol=1e-5)
+
+
+def test_kind_weights_multiply_the_sample_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fraudlens.market import _cnn_torch
+    from fraudlens.market._cnn import CNN_KIND_WEIGHTS
+
+    data = window(simulate(120, seed=3, n_symbols=6, days=2))
+    kinds = data.label_column("kind")
+    assert kinds is not None and "takeover_mixed" in set(kinds)
+    n = len(data.account_ids)
+    seen: list[np.ndarray | None] = []
+
+    class StopError(Exception):
+        pass
+
+    def spy(*args: object, sample_weight: np.ndarray | None = None, **kwargs: object) -> None:
+        seen.append(sample_weight)
+        raise StopError
+
+    monkeypatch.setattr(_cnn_torch, "train_network", spy)
+    given = np.full(n, 2.0)
+    for kw, sw in (
+        ({}, None),
+        ({}, given),
+        ({"kind_weights": {}}, None),
+        ({"kind_weights": {"takeover_mixed": 3.0}}, None),
+    ):
+        with pytest.raises(StopError):
+            CNNDetector(epochs=1, **kw).fit(data, sample_weight=sw)  # type: ignore[arg-type]
+    default = np.array([CNN_KIND_WEIGHTS.get(str(k), 1.0) for k in kinds])
+    assert CNN_KIND_WEIGHTS["takeover_mixed"] > 1 and (default > 1).any()
+    np.testing.assert_allclose(seen[0], default)  # type: ignore[arg-type]
+    np.testing.assert_allclose(seen[1], 2.0 * default)  # type: ignore[arg-type]
+    assert seen[2] is None
+    np.testing.assert_allclose(seen[3], np.where(kinds == "takeover_mixed", 3.0, 1.0))  # type: ignore[arg-type]
+    # data without a kind column trains unweighted
+    assert data.labels is not None
+    no_kind = dataclasses.replace(data, labels=data.labels.drop(columns="kind"))
+    with pytest.raises(StopError):
+        CNNDetector(epochs=1).fit(no_kind)
+    assert seen[4] is None
+    with pytest.raises(DataError, match="kind weight"):
+        CNNDetector(epochs=1, kind_weights={"takeover_mixed": -1.0}).fit(data)
