@@ -558,9 +558,9 @@ def test_kind_weights_multiply_the_sample_weights(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(_cnn_torch, "train_network", spy)
     given = np.full(n, 2.0)
     for kw, sw in (
+        ({"kind_weights": CNN_KIND_WEIGHTS}, None),
+        ({"kind_weights": CNN_KIND_WEIGHTS}, given),
         ({}, None),
-        ({}, given),
-        ({"kind_weights": {}}, None),
         ({"kind_weights": {"takeover_mixed": 3.0}}, None),
     ):
         with pytest.raises(StopError):
@@ -575,7 +575,7 @@ def test_kind_weights_multiply_the_sample_weights(monkeypatch: pytest.MonkeyPatc
     assert data.labels is not None
     no_kind = dataclasses.replace(data, labels=data.labels.drop(columns="kind"))
     with pytest.raises(StopError):
-        CNNDetector(epochs=1).fit(no_kind)
+        CNNDetector(epochs=1, kind_weights=CNN_KIND_WEIGHTS).fit(no_kind)
     assert seen[4] is None
     with pytest.raises(DataError, match="kind weight"):
         CNNDetector(epochs=1, kind_weights={"takeover_mixed": -1.0}).fit(data)
