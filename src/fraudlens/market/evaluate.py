@@ -173,7 +173,9 @@ def sample_grid(
             ax.set_title(line, fontsize=5.5)
     handles = [Patch(color=col, label=lab) for lab, col in COLOUR_KEY]
     if style == "fraudlens-gap":
-        gap_key = "bottom: as bright as the gap of a round trip across two bars, at least"
+        gap_key = (
+            "bars of a round trip across two bars (bottom): as bright as a bar as wide as its gap"
+        )
         handles.append(Patch(color=(0.0, 0.0, 1.0), label=gap_key))
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=6, frameon=False)
     head = f"errors at threshold {threshold:.3f}" if scores is not None else "samples"
