@@ -146,7 +146,8 @@ class WorkGate:
     wait_seconds
         How long a request waits for a slot.
     name
-        What one slot is, in the refusal ("slot for market requests of many accounts").
+        What one slot is, in the refusal (e.g. "slot for market requests of many
+        accounts").
     what
         What is unavailable, the refusal's ``what``.
     """
@@ -156,8 +157,8 @@ class WorkGate:
         slots: int,
         wait_seconds: float,
         *,
-        name: str = "slot for market requests of many accounts",
-        what: str = "market requests of many accounts",
+        name: str,
+        what: str,
     ) -> None:
         self.slots = max(1, int(slots))
         self.wait_seconds = float(wait_seconds)

@@ -162,7 +162,12 @@ def create_app(
             _given(image_decoders, settings.image_decoders),
         ),
         # Market requests of many accounts: as many at a time as large bodies.
-        market=WorkGate(large_body_slots, large_body_wait_seconds),
+        market=WorkGate(
+            large_body_slots,
+            large_body_wait_seconds,
+            name="slot for market requests of many accounts",
+            what="market requests of many accounts",
+        ),
     )
 
     @asynccontextmanager
