@@ -188,14 +188,16 @@ def _handbook_figures(
     return np.mean(figs, axis=0)
 
 
-def _bootstrap(
+def ap_gain_bootstrap(
     y_by_week: dict[str, np.ndarray],
     a: list[dict[str, np.ndarray]],
     b: list[dict[str, np.ndarray]],
     weeks: tuple[str, ...],
     n: int,
 ) -> np.ndarray:
-    """Resampled mean-over-weeks AP difference ``mean(b) - mean(a)`` (rows per week)."""
+    """Paired bootstrap of the mean-over-weeks AP gain ``mean(b) - mean(a)``: each week's
+    rows resampled (the same rows for every model), ``a`` and ``b`` lists of scores by
+    week (one entry a seed or a bag). Also used by ``_cards_outliers.py``."""
     from sklearn.metrics import average_precision_score as ap
 
     rng = np.random.default_rng(12345)
@@ -308,8 +310,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         gains = ""
         if name != "default":
             same = [base_hb[s] for s in seeds]
-            b4 = _bootstrap(y_week, same, h, STARTS[4:], args.bootstrap)
-            b8 = _bootstrap(y_week, same, h, STARTS, args.bootstrap)
+            b4 = ap_gain_bootstrap(y_week, same, h, STARTS[4:], args.bootstrap)
+            b8 = ap_gain_bootstrap(y_week, same, h, STARTS, args.bootstrap)
             row["ap_gain"] = {"4_weeks": [b4.mean(), b4.std()], "8_weeks": [b8.mean(), b8.std()]}
             gains = f"{b4.mean():+.4f} ({b4.std():.4f}) / {b8.mean():+.4f} ({b8.std():.4f})"
         ulb_txt = "n/a"

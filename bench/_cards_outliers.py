@@ -131,6 +131,7 @@ def recent_outlier_features(
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
+    from _cards_bagging import ap_gain_bootstrap  # type: ignore[import-not-found]
     from fraudlens.cards.data import load_table, time_split
     from fraudlens.cards.detectors import XGBoostDetector
     from fraudlens.cards.evaluate import card_precision_at_k
@@ -182,18 +183,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"| {v} | {seed} | {m[0]:.4f} | {m[1]:.4f} | {m[2]:.4f} |")
         m = np.mean([np.mean(figs[v][s], axis=0) for s in seeds], axis=0)
         print(f"| {v} | mean | {m[0]:.4f} | {m[1]:.4f} | {m[2]:.4f} |")
-    rng = np.random.default_rng(12345)
-    diffs = np.zeros(args.bootstrap)
-    for y, sc in tests:
-        for i in range(args.bootstrap):
-            idx = rng.integers(0, len(y), len(y))
-            diffs[i] += np.mean(
-                [
-                    average_precision_score(y[idx], sc["with outliers"][s][idx])
-                    - average_precision_score(y[idx], sc["default"][s][idx])
-                    for s in seeds
-                ]
-            ) / len(tests)
+    weeks = tuple(starts)
+    y_week = {w: y for w, (y, _) in zip(weeks, tests, strict=True)}
+
+    def by_seed(variant: str) -> list[dict[str, np.ndarray]]:
+        return [{w: sc[variant][s] for w, (_, sc) in zip(weeks, tests, strict=True)} for s in seeds]
+
+    diffs = ap_gain_bootstrap(
+        y_week, by_seed("default"), by_seed("with outliers"), weeks, args.bootstrap
+    )
     print(
         f"paired bootstrap of the AP difference ({args.bootstrap} resamples): mean "
         f"{diffs.mean():+.4f}, s.d. {diffs.std():.4f}, share <= 0 {(diffs <= 0).mean():.2f}"
