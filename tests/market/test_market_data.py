@@ -276,6 +276,28 @@ def test_unsupported_suffix_and_missing_file(tmp_path: Path) -> None:
         load_klines(tmp_path / "nope.csv")
 
 
+@pytest.mark.parametrize("name", ["klines.csv", "klines"])
+def test_a_folder_or_missing_path_is_named_as_such(tmp_path: Path, name: str) -> None:
+    # A folder given as a file, or a path that does not exist, is said to be one, whatever
+    # its name ends with (both had been "unsupported file type" without a suffix).
+    folder = tmp_path / name
+    folder.mkdir()
+    with pytest.raises(DataError, match="is a folder, not a file") as exc:
+        load_klines(folder)
+    assert exc.value.file == str(folder)
+    with pytest.raises(DataError, match="file not found"):
+        load_klines(tmp_path / "missing" / name)
+
+
+def test_a_file_where_the_data_folder_belongs_is_named(tmp_path: Path) -> None:
+    file = _write(tmp_path / "klines.csv", "symbol,ts\n")
+    with pytest.raises(DataError, match="is a file, not a folder") as exc:
+        load_market(file)
+    assert exc.value.file == str(file)
+    with pytest.raises(DataError, match="folder not found"):
+        load_market(tmp_path / "nope")
+
+
 def test_validation_is_vectorised() -> None:
     data = simulate(300, seed=2, n_symbols=8, days=2)
     t = data.trades

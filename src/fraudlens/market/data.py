@@ -845,6 +845,12 @@ def validate_labels(df: pd.DataFrame, source: str = _FRAME) -> pd.DataFrame:
 # --------------------------------------------------------------------------- files
 
 
+def _not_a_folder(path: Path) -> str:
+    # What is wrong with a path given where a folder belongs (a file had been "folder not
+    # found").
+    return "is a file, not a folder" if path.exists() else "folder not found"
+
+
 def _suffix(path: Path) -> str:
     name = path.name.lower()
     for suf in _SUFFIXES:
@@ -862,11 +868,13 @@ def _read_table(
     error names that file rather than a later check on another one.
     """
     p = Path(path)
-    suf = _suffix(p)
+    # A folder or a missing path is named as such, whatever its name ends with (a folder
+    # had been "unsupported file type").
     if p.is_dir():
         raise DataError("is a folder, not a file", file=str(p))
-    if not p.is_file():
+    if not p.exists():
         raise DataError("file not found", file=str(p))
+    suf = _suffix(p)
     check_header(p)  # a CSV's header and compression, a Parquet file's footer
     try:
         if suf in (".parquet", ".pq"):
@@ -1011,7 +1019,7 @@ def load_market(data_dir: str | Path, *, require_labels: bool = False) -> Market
     """
     d = Path(data_dir)
     if not d.is_dir():
-        raise DataError("folder not found", file=str(d))
+        raise DataError(_not_a_folder(d), file=str(d))
     k_path = _find(d, "klines", True)
     t_path = _find(d, "trades", True)
     l_path = _find(d, "labels", require_labels)
@@ -1145,7 +1153,7 @@ def _reference_klines(path: Path, symbol: str) -> pd.DataFrame:
 
 def _reference_side(folder: Path, side: str, symbol: str) -> tuple[pd.DataFrame, list[Path]]:
     if not folder.is_dir():
-        raise DataError("folder not found", file=str(folder))
+        raise DataError(_not_a_folder(folder), file=str(folder))
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(".csv"))
     frames = []
     for f in files:
