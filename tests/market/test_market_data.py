@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -287,6 +288,10 @@ def test_a_folder_or_missing_path_is_named_as_such(tmp_path: Path, name: str) ->
     assert exc.value.file == str(folder)
     with pytest.raises(DataError, match="file not found"):
         load_klines(tmp_path / "missing" / name)
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        load_klines(fifo)
 
 
 def test_a_file_where_the_data_folder_belongs_is_named(tmp_path: Path) -> None:

@@ -875,6 +875,8 @@ def _read_table(
     if not p.exists():
         raise DataError("file not found", file=str(p))
     suf = _suffix(p)
+    if not p.is_file():  # a pipe or a device: not read (it may never end)
+        raise DataError("not a regular file", file=str(p))
     check_header(p)  # a CSV's header and compression, a Parquet file's footer
     try:
         if suf in (".parquet", ".pq"):
