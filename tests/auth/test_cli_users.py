@@ -128,3 +128,121 @@ def test_the_password_prompt_does_not_echo(tmp_path: Path) -> None:
         found = store.user_credentials("cy")
         assert found is not None and found[0].role == "admin"
         assert found[1] is not None and Passwords().verify(found[1], PASSWORD)
+
+
+def _not_activated() -> dict[str, str]:
+    # A shell where the virtualenv is not activated and no setting points at a store.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDLENS_")}
+    env.pop("VIRTUAL_ENV", None)
+    env.update(PATH="/usr/local/bin:/usr/bin:/bin", COLUMNS="200", NO_COLOR="1")
+    return env
+
+
+def test_the_printed_next_commands_run_as_printed(tmp_path: Path) -> None:
+    # The hints named a bare `fraudlens` (not on PATH when the virtualenv is not
+    # activated) and no --db, so they went to the default store, not the one given.
+    import re
+    import shlex
+
+    home = tmp_path / "home"
+    home.mkdir()
+    db = f"sqlite:///{tmp_path / 'auth store.db'}"
+    env = _not_activated()
+
+    def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(FRAUDLENS), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=home,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+
+    r = cli("db", "upgrade", "--db", db)
+    assert r.returncode == 0, r.stderr
+    r = cli("users", "list", "--db", db)
+    found = re.search(r"no users yet: add one with `([^`]+)`", r.stderr)
+    assert r.returncode == 0 and found is not None, r.stderr
+    add = [*shlex.split(found.group(1).replace("NAME", "ana")), "--password-stdin"]
+    r = subprocess.run(
+        add,
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        cwd=home,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 0, (add, r.stderr)
+
+    r = cli("users", "add", "scorer", "--role", "service", "--db", db)
+    found = re.search(r"^give it a token: (.+)$", r.stderr, flags=re.M)
+    assert r.returncode == 0 and found is not None, r.stderr
+    r = subprocess.run(
+        shlex.split(found.group(1)),
+        capture_output=True,
+        text=True,
+        cwd=home,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 0, (found.group(1), r.stderr)
+    assert r.stdout.startswith("flk_")
+    assert not (home / "fraudlens.db").exists()  # nothing went to the default store
+    with open_store(db) as store:
+        assert {u.username for u in store.list_users()} == {"ana", "scorer"}
+
+
+def test_a_printed_database_password_is_hidden() -> None:
+    from fraudlens.cli._common import db_option
+
+    assert db_option(None) == ("", "")
+    assert db_option("sqlite:///a b.db") == (" --db 'sqlite:///a b.db'", "")
+    words, note = db_option("postgresql+psycopg://fraud:s3cret@db:5432/risk")
+    assert "s3cret" not in words and "***" in words and "password" in note
+
+
+def test_a_bad_role_is_refused_before_the_password_is_asked_for(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'fl.db'}"
+    r = run("users", "add", "bo", "--role", "superuser", "--db", db, stdin="")
+    assert r.returncode == 2
+    assert "role 'superuser' is not one of analyst, admin, service" in r.stderr, r.stderr
+    r = run("users", "add", "Bad Name!", "--db", db, stdin="")
+    assert r.returncode == 2 and "is not allowed" in r.stderr, r.stderr
+
+
+def test_serve_names_its_store_in_its_hints_without_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `serve` with sign-in on printed `fraudlens users add NAME --db <the URL>`, password
+    # and all, into the service's log.
+    import importlib
+
+    from fraudlens.config import get_settings
+
+    serve = importlib.import_module("fraudlens.cli.serve")
+
+    monkeypatch.setenv("FRAUDLENS_AUTH", "on")
+    monkeypatch.setenv("FRAUDLENS_DATABASE_URL", "postgresql+psycopg://fraud:S3CRET@127.0.0.1:1/x")
+    get_settings.cache_clear()
+    try:
+        serve._say_auth("0.0.0.0", 8080)
+        said = " ".join(capsys.readouterr().err.split())
+        assert "S3CRET" not in said and "tokens create NAME --db" in said, said
+        assert "fraud:***@127.0.0.1:1/x" in said and "in place of ***" in said, said
+
+        db = f"sqlite:///{tmp_path / 'serve.db'}"
+        with open_store(db) as store:
+            store.upgrade()
+        monkeypatch.setenv("FRAUDLENS_DATABASE_URL", db)
+        get_settings.cache_clear()
+        serve._say_auth("0.0.0.0", 8080)
+        said = " ".join(capsys.readouterr().err.split())
+        assert f"users add NAME --db {db}`" in said, said
+    finally:
+        get_settings.cache_clear()

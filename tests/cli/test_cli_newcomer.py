@@ -218,6 +218,17 @@ def test_reading_a_database_file_that_does_not_exist(command: list[str], tmp_pat
     assert f"database file {db} does not exist" in out
     assert f"fraudlens db upgrade --db {url}" in out
     assert not db.exists() and not db.parent.exists()
+    # The command it names runs as printed, with the virtualenv not activated (it had
+    # named a bare `fraudlens`).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDLENS_")}
+    env.pop("VIRTUAL_ENV", None)
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+    proc = run_cli([*command, "--db", url], env=env)
+    printed = one_line(proc.stderr).split("`")[1]
+    assert printed.endswith(f" db upgrade --db {url}"), printed
+    made = subprocess.run(shlex.split(printed), env=env, capture_output=True, text=True)
+    assert made.returncode == 0, (printed, made.stderr)
+    assert db.is_file()
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ __all__ = [
     "cli_errors",
     "command_name",
     "console",
+    "db_option",
     "error",
     "event_threshold_option",
     "existing_database",
@@ -154,6 +155,28 @@ def fraudlens_command() -> str:
     return shlex.quote(shell_path(script))
 
 
+def db_option(url: str | None) -> tuple[str, str]:
+    """``" --db URL"`` for a command printed for the user to run, shell-quoted, and a note.
+
+    ``("", "")`` when ``url`` is None: the printed command then reads the same default
+    store. A password in the URL is not printed (terminals and service logs keep what is
+    printed): it shows as ``***`` and the note asks the user to put it back.
+    """
+    if url is None:
+        return "", ""
+    shown, note = url, ""
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:  # not a URL SQLAlchemy reads (or no SQLAlchemy): printed as given
+        parsed = None
+    if parsed is not None and parsed.password:
+        shown = parsed.render_as_string(hide_password=True)
+        note = " (with the database password in place of ***)"
+    return f" --db {shlex.quote(shown)}", note
+
+
 def shell_path(path: Path) -> str:
     """``path`` as typed in a shell: relative to the working folder when under it (a
     leading ``./`` when it would otherwise be a bare name), else absolute. Symlinks are
@@ -184,9 +207,10 @@ def existing_database(url: str) -> str:
     if sep and scheme.split("+")[0] == "sqlite":
         file = rest.removeprefix("/").split("?")[0]
         if file not in ("", ":memory:") and not Path(file).expanduser().exists():
+            exe, db = fraudlens_command(), db_option(url)[0]
             raise StoreError(
                 f"database file {file} does not exist (--db {url}); "
-                f"`fraudlens db upgrade --db {url}` creates it and `fraudlens db load` fills it"
+                f"`{exe} db upgrade{db}` creates it and `{exe} db load ...{db}` fills it"
             )
     return url
 

@@ -16,6 +16,7 @@ from fraudlens.cli._common import (
     SeedOpt,
     cli_errors,
     console,
+    db_option,
     fraudlens_command,
     progress,
     shell_path,
@@ -125,7 +126,8 @@ def quickstart(
     user, password = local_analyst(db_url)
     console.print(
         f"  sign in to the review page as user {user} with password {password} (shown only "
-        f"now; `fraudlens users password {user} --db {db_url}` sets another)",
+        f"now; `{fraudlens_command()} users password {user}{db_option(db_url)[0]}` sets "
+        "another)",
         soft_wrap=True,
         highlight=False,
         markup=False,

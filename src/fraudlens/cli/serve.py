@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 
-from fraudlens.cli._common import ModelDir, cli_errors, console, registry_root
+from fraudlens.cli._common import (
+    ModelDir,
+    cli_errors,
+    console,
+    db_option,
+    fraudlens_command,
+    registry_root,
+)
 from fraudlens.config import get_settings
 from fraudlens.errors import ConfigError
 
@@ -183,20 +190,27 @@ def _say_auth(bind: str, port: int) -> None:
         console.print(f"authentication is off ({why})", soft_wrap=True)
         return
     where = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+    # The commands name this service's store; its password, if any, is not printed.
+    exe, (db, note) = fraudlens_command(), db_option(settings.database_url)
     console.print(
         f"authentication is on: analysts sign in at http://{where}:{port}/login; machines send "
-        "Authorization: Bearer TOKEN (fraudlens tokens create NAME)",
+        f"Authorization: Bearer TOKEN (`{exe} tokens create NAME{db}`{note})",
         soft_wrap=True,
+        highlight=False,
+        markup=False,
     )
     try:
         from fraudlens.store import open_store
 
         with open_store(settings.database_url) as store:
             if store.current_revision() is not None and not store.list_users():
+                from rich.markup import escape
+
                 console.print(
                     "[yellow]no users yet:[/] add one with "
-                    f"fraudlens users add NAME --db {settings.database_url}",
+                    + escape(f"`{exe} users add NAME{db}`{note}"),
                     soft_wrap=True,
+                    highlight=False,
                 )
     except Exception:  # the store is the service's to report; this is only a hint
         pass

@@ -18,7 +18,14 @@ import typer
 from rich.table import Table
 
 from fraudlens._time import utcnow
-from fraudlens.cli._common import DbOpt, cli_errors, console, existing_database
+from fraudlens.cli._common import (
+    DbOpt,
+    cli_errors,
+    console,
+    db_option,
+    existing_database,
+    fraudlens_command,
+)
 from fraudlens.config import get_settings
 from fraudlens.errors import DataError
 
@@ -88,13 +95,25 @@ def users_add(
 ) -> None:
     """Add a user. Analysts and admins get a password (prompted, not echoed); service
     accounts get API tokens with `fraudlens tokens create`."""
+    from fraudlens.auth import ROLES, normalise_username
+
+    # The name and role are checked before the password is asked for (twice), not after.
+    normalise_username(username)
+    if role not in ROLES:
+        raise DataError(f"role {role!r} is not one of {', '.join(ROLES)}", column="role")
     wants_password = role != "service" or password_stdin  # a service account refuses one
     password = _read_password(password_stdin, confirm=True) if wants_password else None
     with _auth(db, create=True) as auth:
         user = auth.create_user(username, role, password)
     console.print(f"added {user.role} {user.username!r}")
     if user.role == "service":
-        console.print(f"give it a token: fraudlens tokens create {user.username}")
+        db_words, note = db_option(db)
+        console.print(
+            f"give it a token{note}: {fraudlens_command()} tokens create {user.username}{db_words}",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
 
 
 @users_app.command("list")
@@ -104,7 +123,14 @@ def users_list(db: DbOpt = None) -> None:
     with _auth(db, create=False) as auth:
         users = auth.users()
     if not users:
-        console.print("no users yet: add one with `fraudlens users add NAME --role analyst`")
+        db_words, note = db_option(db)
+        console.print(
+            f"no users yet: add one with `{fraudlens_command()} users add NAME --role analyst"
+            f"{db_words}`{note}",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
         return
     table = Table("user", "role", "state", "signs in with", "created")
     for u in users:
