@@ -402,3 +402,19 @@ def test_bad_options_and_bad_rows_exit_with_a_message(workspace: Path, tmp_path:
 
     out = _fails("train", "--data", str(tmp_path / "bad.csv"), "-m", str(tmp_path))
     assert "row 10" in out and "'amount'" in out
+
+
+def test_benchmark_titles_name_the_data_folder_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A folder given by a bare relative name (`--data hb`) had been titled "/hb".
+    from fraudlens.cli.cards import _data_name
+
+    (tmp_path / "raw" / "hb").mkdir(parents=True)
+    (tmp_path / "raw" / "t.csv").write_text("x\n")
+    monkeypatch.chdir(tmp_path / "raw")
+    assert _data_name(Path("hb")) == "raw/hb"
+    assert _data_name(Path(".")) == f"{tmp_path.name}/raw"
+    assert _data_name(tmp_path / "raw" / "hb") == "raw/hb"
+    assert _data_name(Path("t.csv")) == "t.csv"
+    assert _data_name(Path("/")) == "/"

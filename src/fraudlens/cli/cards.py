@@ -1035,9 +1035,15 @@ def _check_weeks(table: CardTable, starts: list[Any], *, given: bool) -> None:
 
 
 def _data_name(path: Path) -> str:
-    """A file's name, or a folder's with its parent (``hb-raw/data``)."""
-    p = Path(path)
-    return f"{p.parent.name}/{p.name}" if p.is_dir() else p.name
+    """A file's name, or a folder's with its parent (``hb-raw/data``).
+
+    A folder given by a bare relative name (``data``) gets its parent from the working
+    folder: it had read ``/data``, a path that is not the one given.
+    """
+    p = Path(path).absolute()
+    if not p.is_dir():
+        return p.name
+    return f"{p.parent.name}/{p.name}" if p.parent.name else str(p)
 
 
 def _handbook_ties(table: CardTable) -> CardTable:
