@@ -92,6 +92,15 @@ def quickstart(
         rep = out / "reports" / f"market-{det.value}"
         m.evaluate(data=test_dir, model_dir=models, detector=det, out=rep, window_hours=24.0)
         reports[f"market-{det.value}"] = rep
+    if cnn:
+        # The last activated model is its domain's default: the feature detector, the
+        # more accurate and far faster of the two, is made the market default again, so
+        # the real-time pass and the printed batch-scoring command use the model that
+        # scores.csv is scored with (the CNN, trained last, had been the default).
+        from fraudlens.registry import Registry
+
+        registry = Registry(models)
+        registry.activate("market-features", registry.active_version("market-features"))
     console.rule("[bold]market: batch scoring")
     scores = out / "market" / "scores.csv"
     m.score(
