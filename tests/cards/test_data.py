@@ -475,3 +475,17 @@ def test_read_csv_rows_names_the_expected_columns() -> None:
         read_csv_rows("1,2\n3", 2, ["a", "b"])
     assert "expected 2 comma-separated values (a, b), got 1" in str(err.value)
     assert err.value.row == 2
+
+
+@pytest.mark.parametrize("missing", ["amount", "ts", "transaction_id"])
+def test_raw_transactions_missing_a_column_are_refused_naming_it(
+    tmp_path: Path, missing: str
+) -> None:
+    # Without its amount column a raw file had been read as a feature table and trained
+    # on with the ids (and the simulator's scenario column) as features.
+    raw = simulate(40, 80, 5, seed=1)
+    path = tmp_path / "tx.csv"
+    raw.drop(columns=[missing]).to_csv(path, index=False)
+    with pytest.raises(DataError, match="missing column") as exc:
+        load_table(path)
+    assert (exc.value.file, exc.value.column) == (str(path), missing)
