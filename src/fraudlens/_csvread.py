@@ -36,6 +36,7 @@ import csv
 import gzip
 import io
 import lzma
+import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -405,4 +406,21 @@ def read_error(path: str | Path, exc: BaseException) -> DataError:
         return DataError(EMPTY_FILE, file=str(path))
     if isinstance(exc, UnicodeDecodeError):
         return undecodable(path)
+    if isinstance(exc, pd.errors.ParserError):
+        # A row with more values than the header has columns: named by its row, as every
+        # other bad row is (it had been pandas' "Error tokenizing data. C error: Expected
+        # 7 fields in line 8, saw 8").
+        found = _RAGGED.search(str(exc))
+        if found is not None:
+            expected, line, saw = (int(g) for g in found.groups())
+            return DataError(
+                f"{saw} values, but the header row names {expected} columns (line {line} "
+                "of the file)",
+                file=str(path),
+                row=line - 1,
+            )
     return DataError(f"cannot read the file: {exc}", file=str(path))
+
+
+# pandas' C parser on a row with more fields than the header.
+_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")

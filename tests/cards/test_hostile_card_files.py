@@ -219,3 +219,16 @@ def test_content_that_is_not_csv_is_named(tmp_path: Path, kind: str) -> None:
         _table().to_csv(path, index=False, compression="gzip")
     with pytest.raises(DataError, match=f"(?i)not CSV text: the file .*{kind[:4]}"):
         load_table(path)
+
+
+def test_a_row_with_more_values_than_the_header_names_its_row(tmp_path: Path) -> None:
+    # It had been pandas' "Error tokenizing data. C error: Expected 31 fields in line 8,
+    # saw 32", with no row named.
+    path = tmp_path / "cards.csv"
+    lines = _table().to_csv(index=False).splitlines()
+    lines[7] += ",9"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as info:
+        load_table(path)
+    assert (info.value.file, info.value.row) == (str(path), 7)
+    assert "32 values, but the header row names 31 columns (line 8 of the file)" in str(info.value)

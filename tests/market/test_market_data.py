@@ -294,6 +294,15 @@ def test_a_folder_or_missing_path_is_named_as_such(tmp_path: Path, name: str) ->
         load_klines(fifo)
 
 
+def test_a_row_with_more_values_than_the_header_names_its_row(tmp_path: Path) -> None:
+    lines = TRADES_CSV.splitlines()
+    lines[3] += ",extra"
+    path = _write(tmp_path / "trades.csv", "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="8 values, but the header row names 7 columns") as exc:
+        load_trades(path)
+    assert (exc.value.file, exc.value.row) == (str(path), 3)
+
+
 def test_a_file_where_the_data_folder_belongs_is_named(tmp_path: Path) -> None:
     file = _write(tmp_path / "klines.csv", "symbol,ts\n")
     with pytest.raises(DataError, match="is a file, not a folder") as exc:
