@@ -418,3 +418,24 @@ def test_benchmark_titles_name_the_data_folder_as_given(
     assert _data_name(tmp_path / "raw" / "hb") == "raw/hb"
     assert _data_name(Path("t.csv")) == "t.csv"
     assert _data_name(Path("/")) == "/"
+
+
+@pytest.mark.parametrize(
+    ("threshold", "said"),
+    [
+        ("0.3", "threshold 0.3000, fixed by --threshold; boosting rounds chosen on the held-out"),
+        ("none", "threshold 0.5000, fixed by --threshold; boosting rounds chosen on the held-out"),
+        ("f1", "threshold and boosting rounds chosen on the held-out rows"),
+    ],
+)
+def test_train_says_what_the_held_out_rows_chose(
+    workspace: Path, tmp_path: Path, threshold: str, said: str
+) -> None:
+    # A fixed --threshold had been reported as "threshold ... chosen on the held-out rows".
+    tx = workspace / "sim" / "transactions.csv"
+    res = runner.invoke(
+        app,
+        ["cards", "train", "--data", str(tx), "-m", str(tmp_path / "m"), "--threshold", threshold],
+    )
+    assert res.exit_code == 0, res.output
+    assert said in " ".join(res.output.split()), res.output

@@ -615,8 +615,16 @@ def train_cmd(
         "threshold": float(det.threshold_),
         "rounds": det.fit_info_.get("rounds"),
         "threshold_source": det.fit_info_.get("threshold_source"),
-        "chosen_here": "threshold"
-        + (" and boosting rounds" if "best_rounds" in det.fit_info_ else ""),
+        # What the held-out rows chose: a fixed threshold (--threshold 0.3 or none) is
+        # not chosen there, and had been reported as if it were.
+        "chosen_here": " and ".join(
+            what
+            for what, here in (
+                ("threshold", _threshold_chosen(det.fit_info_.get("threshold_source"))),
+                ("boosting rounds", "best_rounds" in det.fit_info_),
+            )
+            if here
+        ),
     }
     det.validation_ = {
         "rows": np.asarray(test, dtype=np.int64),
@@ -662,11 +670,22 @@ def train_cmd(
         )
     )
     stdout.print(f"windows: {_describe_windows(desc)}")
-    chosen = validation["chosen_here"]
+    chosen = str(validation["chosen_here"])
     rounds = f", {validation['rounds']} boosting rounds" if validation["rounds"] else ""
+    fixed = (
+        ""
+        if "threshold" in chosen
+        else f"threshold {det.threshold_:.4f}, "
+        + (
+            "fixed by --threshold"
+            if validation["threshold_source"] == "fixed"
+            else str(validation["threshold_source"])
+        )
+        + ("; " if chosen else "")
+    )
     stdout.print(
         f"validation model: {len(train):,} training rows ({int(y_train.sum())} frauds){rounds}; "
-        f"{chosen} chosen on the held-out rows"
+        f"{fixed}{chosen + ' chosen on the held-out rows' if chosen else ''}"
     )
     if refit is not None:
         kept = "the same rounds and threshold" if validation["rounds"] else "the same threshold"
@@ -677,6 +696,11 @@ def train_cmd(
     if table.n_unknown:
         stdout.print(f"{table.n_unknown:,} rows with a blank (unknown) label not trained on")
     stdout.print(f"saved {mv.name}:{mv.version} -> {mv.path}")
+
+
+def _threshold_chosen(source: str | None) -> bool:
+    # The threshold came from the held-out rows, not from --threshold or the default.
+    return source is not None and not source.startswith(("fixed", "default"))
 
 
 @app.command("evaluate")
