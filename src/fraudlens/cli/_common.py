@@ -210,7 +210,8 @@ def existing_database(url: str) -> str:
             exe, db = fraudlens_command(), db_option(url)[0]
             raise StoreError(
                 f"database file {file} does not exist (--db {url}); "
-                f"`{exe} db upgrade{db}` creates it and `{exe} db load ...{db}` fills it"
+                f"`{exe} db upgrade{db}` creates it and "
+                f"`{exe} db load --klines K --trades T{db}` fills it"
             )
     return url
 
