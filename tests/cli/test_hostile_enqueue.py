@@ -25,10 +25,13 @@ def _depth(url: str) -> int:
     ("content", "row", "words"),
     [
         (
+            # After a header, rows count from it (header row 0), as in every loader.
             b"account_id\n" + b"".join(b"a%d\n" % i for i in range(600)) + b"bad\x01id\n",
-            602,
+            601,
             "control character",
         ),
+        (b"account_id,label\na1,0\na2,1\nbad\x01id,0\n", 3, "control character"),
+        (b"id,label\na1,0\n", 0, "a CSV header without an account_id column"),
         (b"a1\nb\xe9\n", 2, "not UTF-8"),
         (b"a1\n" + b"x" * 100 + b"\n", 2, "at most 64"),
     ],

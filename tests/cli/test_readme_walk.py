@@ -226,7 +226,8 @@ def test_enqueue_file_empty_header_only_and_csv(market_dir: Path, tmp_path: Path
     other = tmp_path / "other.csv"
     other.write_text("id,label\nx,1\n")
     text = _fails(["enqueue", "--file", str(other), "--queue", queue])
-    assert "row 1, column 'account_id': a CSV header without an account_id column" in text
+    # The header is row 0, as in every loader.
+    assert "row 0, column 'account_id': a CSV header without an account_id column" in text
     # labels.csv: its account_id column, each account once (rows used to be queued whole).
     proc = run_cli(["enqueue", "--file", str(market_dir / "labels.csv"), "--queue", queue])
     assert proc.returncode == 0, proc.stderr

@@ -171,8 +171,14 @@ def _account_file(file: Path) -> list[str]:
     if file.is_dir():
         raise DataError("is a folder, not a file", file=str(file))
 
+    # Rows are numbered as in every other loader: after a header line (an account_id
+    # header, or a CSV header naming it) the header is row 0 and the first id row 1; a
+    # file of bare ids has no header, and its first line is row 1 (a CSV's rows had been
+    # named by their line, one more than the market loaders say for the same labels.csv).
+    header_line = 0
+
     def bad(message: str, no: int) -> DataError:
-        return DataError(message, file=str(file), row=no, column="account_id")
+        return DataError(message, file=str(file), row=no - header_line, column="account_id")
 
     ids = []
     # The account_id column's position when the first line is a CSV header (a CSV row
@@ -213,6 +219,7 @@ def _account_file(file: Path) -> list[str]:
                     seen_text = True
                     if "," in text:
                         names = [c.strip() for c in next(csv.reader([text]))]
+                        header_line = no
                         if "account_id" not in names:
                             raise bad(
                                 "a CSV header without an account_id column: give a file "
@@ -221,6 +228,9 @@ def _account_file(file: Path) -> list[str]:
                                 no,
                             )
                         column = names.index("account_id")
+                        continue
+                    if text == "account_id":
+                        header_line = no
                         continue
                 if column is not None:
                     fields = next(csv.reader([text]))
@@ -232,7 +242,9 @@ def _account_file(file: Path) -> list[str]:
                         )
                     text = fields[column].strip()
                 if text != "account_id":
-                    ids.append(check_id(text, column="account_id", file=str(file), row=no))
+                    ids.append(
+                        check_id(text, column="account_id", file=str(file), row=no - header_line)
+                    )
     except OSError as exc:
         raise ConfigError(f"cannot read {file}: {exc}") from None
     if not ids:
