@@ -464,7 +464,7 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="Folder with klines, trades and labels.")],
     model_dir: ModelDir = None,
     detector: Annotated[
-        DetectorChoice | None, typer.Option(help="Model [default: the last trained market model].")
+        DetectorChoice | None, typer.Option(help="Model [default: the last activated].")
     ] = None,
     out: Annotated[
         Path | None,
@@ -542,7 +542,7 @@ def score(
     out: Annotated[Path, typer.Option(help="Output scores CSV.")],
     model_dir: ModelDir = None,
     detector: Annotated[
-        DetectorChoice | None, typer.Option(help="Model [default: the last trained market model].")
+        DetectorChoice | None, typer.Option(help="Model [default: the last activated].")
     ] = None,
     window_hours: WindowHoursOpt = 24.0,
     engine: Annotated[Engine, typer.Option(help="local (in-process) or ray.")] = Engine.local,
