@@ -10,11 +10,20 @@ Run:
   python bench/_cnn_valid.py train --seed 0             # train the default, keep snapshots
   python bench/_cnn_valid.py score --seeds 0 1 2        # the default and the variants
   python bench/_cnn_valid.py bootstrap --seeds 0 1 2    # paired bootstrap, TTA - default
+  python bench/_cnn_valid.py fit --seed 0 --fill-dropout 0.8 --tag drop  # a CNNDetector
+  python bench/_cnn_valid.py compare --seeds 0 1 --a base --b drop   # paired bootstrap
 
 ``train`` trains exactly as :class:`fraudlens.market.detectors.CNNDetector` does (the
 same :func:`train_network` call) on one torch thread, and also keeps the weights of the
 last ``--keep`` epochs, so scoring-time variants (test-time augmentation, weight
 averages of the last epochs, snapshot ensembles) are judged without retraining.
+
+``fit`` trains a whole :class:`~fraudlens.market.detectors.CNNDetector` (default style,
+one torch thread) on the training accounts themselves, so training options that need the
+trades, not the cached images (``--fill-dropout``: re-rendered training images), are
+judged the same way; it writes the judge set's scores to ``{tag}fit_seed{seed}.npz``
+and prints ROC AUC, recall at 1 % FPR, busy-owner recall at 1 % FPR and the share of
+normal accounts above 0.9.
 """
 
 from __future__ import annotations
@@ -59,6 +68,57 @@ def prepare() -> None:
         assert kinds is not None  # the simulator labels every account's kind
         np.save(OUT / f"{name}_kind.npy", kinds.astype(str))
         print(name, len(data.account_ids), flush=True)
+
+
+def _data(name: str):
+    """``window(simulate(...))`` of the training or judge set, cached as a pickle."""
+    import pickle
+
+    from fraudlens.market.data import window
+    from fraudlens.market.simulate import simulate
+
+    n, seed = {"train": (4000, 101), "judge": (3000, 909)}[name]
+    path = OUT / f"{name}_data.pkl"
+    if path.exists():
+        with path.open("rb") as f:
+            return pickle.load(f)
+    OUT.mkdir(parents=True, exist_ok=True)
+    data = window(simulate(n, seed=seed))
+    with path.open("wb") as f:
+        pickle.dump(data, f)
+    return data
+
+
+def fit(seed: int, epochs: int, tag: str, fill_dropout: float, every: int) -> None:
+    from fraudlens.market.detectors import CNNDetector
+
+    train_data, judge = _data("train"), _data("judge")
+    # the option only when used, so the harness also trains a code without it
+    opts: dict = {}
+    if fill_dropout > 0:
+        opts = {"fill_dropout": fill_dropout, "rerender_every": every}
+    det = CNNDetector(seed=seed, epochs=epochs, num_threads=1, **opts)
+    t0 = time.perf_counter()
+    det.fit(
+        train_data,
+        progress=lambda e, total, m: print(
+            f"epoch {e} {json.dumps({k: round(v, 4) for k, v in m.items()})}", flush=True
+        ),
+    )
+    secs = time.perf_counter() - t0
+    s = det.decision_function(judge)
+    y = judge.y().astype(int)
+    kind = judge.label_column("kind").astype(str)
+    np.savez(OUT / f"{tag}fit_seed{seed}.npz", score=s, y=y, kind=kind)
+    q = _quality(y, s, kind)
+    normal09 = float(np.mean(s[y == 0] > 0.9))
+    print(
+        f"FIT tag={tag or 'default'} seed={seed} epochs={epochs} fill_dropout={fill_dropout}"
+        f" every={every}: AUC {q['auc']:.4f}  recall@1% {q['recall']:.3f}"
+        f"  busy@1% {q['busy']:.3f}  normals>0.9 {normal09:.4f}"
+        f"  (best epoch {det.best_epoch_}, {secs:.0f} s)",
+        flush=True,
+    )
 
 
 def train(seed: int, keep: int, tag: str) -> None:
@@ -260,6 +320,27 @@ def bootstrap(seeds: list[int], tag: str, a: str, b: str, n_boot: int = 1000) ->
             )
 
 
+def compare(seeds: list[int], a: str, b: str, n_boot: int = 1000) -> None:
+    """Paired bootstrap over the judge accounts of ``fit`` tag ``b`` minus tag ``a``."""
+    rng = np.random.default_rng(0)
+    for seed in seeds:
+        sa = np.load(OUT / f"{a}fit_seed{seed}.npz")
+        sb = np.load(OUT / f"{b}fit_seed{seed}.npz")
+        y, kind = sa["y"], sa["kind"]
+        base = {k: _quality(y, sb["score"], kind)[k] - _quality(y, sa["score"], kind)[k]
+                for k in ("auc", "recall", "busy")}  # fmt: skip
+        d: dict[str, list[float]] = {k: [] for k in base}
+        for _ in range(n_boot):
+            i = rng.integers(0, len(y), len(y))
+            qa = _quality(y[i], sa["score"][i], kind[i])
+            qb = _quality(y[i], sb["score"][i], kind[i])
+            for k in d:
+                d[k].append(qb[k] - qa[k])
+        for k, v in d.items():
+            lo, hi = np.percentile(v, [2.5, 97.5])
+            print(f"seed {seed} {b} - {a} {k}: {base[k]:+.4f}, 95 % [{lo:+.4f}, {hi:+.4f}]")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -277,9 +358,25 @@ def main() -> None:
     bs.add_argument("--tag", default="")
     bs.add_argument("--a", default="default")
     bs.add_argument("--b", default="tta_mirror_prob")
+    c = sub.add_parser("compare")
+    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    c.add_argument("--a", required=True, help="tag of the baseline fit")
+    c.add_argument("--b", required=True, help="tag of the variant fit")
+    f = sub.add_parser("fit")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--epochs", type=int, default=40)
+    f.add_argument("--tag", default="")
+    f.add_argument("--fill-dropout", type=float, default=0.0)
+    f.add_argument("--every", type=int, default=1, help="re-render every this many epochs")
     a = ap.parse_args()
     if a.cmd == "bootstrap":
         bootstrap(a.seeds, a.tag, a.a, a.b)
+        return
+    if a.cmd == "compare":
+        compare(a.seeds, a.a, a.b)
+        return
+    if a.cmd == "fit":
+        fit(a.seed, a.epochs, a.tag, a.fill_dropout, a.every)
         return
     if a.cmd == "prepare":
         prepare()

@@ -627,6 +627,8 @@ def train_network(
     flip_bands: tuple[tuple[int, int], ...] | None = None,
     sample_weight: np.ndarray | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    rerender: Callable[[int], np.ndarray] | None = None,
+    rerender_every: int = 1,
 ) -> TrainResult:
     """Train a network from scratch on rendered images.
 
@@ -661,6 +663,13 @@ def train_network(
         the learning rate means the same with or without it); all 1 when None.
     progress
         Called after each epoch with ``(epoch, epochs, metrics)``.
+    rerender
+        Training-data augmentation that needs the trades, not the pixels: called with
+        the epoch number before epochs 1, ``1 + rerender_every``, ...; returns new images
+        of all ``n`` accounts (same order, shape and dtype as ``images``), which the
+        training batches read until the next call (shifts and flips still apply). The
+        held-out validation images are always ``images`` as given. E.g. the detector's
+        fill dropout (:class:`fraudlens.market._cnn.FillDropout`).
     """
     from fraudlens.market._cnn import free_cores
 
@@ -707,6 +716,8 @@ def train_network(
     gen = torch.Generator().manual_seed(seed)
     x_val = x_all[torch.from_numpy(val_idx)]
     y_val = y[val_idx]
+    x_train = x_all
+    every = max(1, int(rerender_every))
 
     history: list[dict[str, float]] = []
     best = (math.inf, -1)
@@ -717,6 +728,14 @@ def train_network(
         if num_threads is None and epoch > 1:
             threads = free_cores(own_threads=threads)
             torch.set_num_threads(threads)
+        if rerender is not None and (epoch - 1) % every == 0:
+            fresh = np.ascontiguousarray(rerender(epoch))
+            if fresh.shape != images.shape or fresh.dtype != images.dtype:
+                raise ValueError(
+                    f"rerender gave images {fresh.shape} {fresh.dtype}, "
+                    f"expected {images.shape} {images.dtype}"
+                )
+            x_train = torch.from_numpy(fresh)
         net.train()
         order = torch.from_numpy(rng.permutation(train_idx))
         total, seen = 0.0, 0
@@ -724,7 +743,7 @@ def train_network(
             b = order[i : i + batch_size]
             if len(b) < 2:  # batch norm needs two samples
                 continue
-            xb = _augment(x_all[b], gen, max_shift, bands, swap)
+            xb = _augment(x_train[b], gen, max_shift, bands, swap)
             # an ensemble's members are trained each on its own loss
             outs = net.member_logits(xb) if isinstance(net, BarEnsemble) else [net(xb)]
             per = torch.stack(

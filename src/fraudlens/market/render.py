@@ -236,6 +236,7 @@ def _equal_size_legs(
     k_high: np.ndarray,
     bar: pd.Timedelta,
     gaps: _Gaps | None = None,
+    legs: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Per fill: whether its leg has a partner (bool).
 
@@ -249,10 +250,15 @@ def _equal_size_legs(
     With ``gaps`` (empty :class:`_Gaps`), its arrays are set to the legs partnered in a
     neighbouring bar: account, bar row and the absolute gap between the two legs'
     size-weighted prices (the widest, for a leg with partners on both sides).
+
+    With ``legs`` (an empty list), each fill's leg number is appended to it (0, 1, ...;
+    -1 for a fill without a bar).
     """
     n = len(acc)
     has = bar_row >= 0
     if not has.any():
+        if legs is not None:
+            legs.append(np.full(n, -1, dtype=np.int64))
         return np.zeros(n, dtype=bool)
     row = np.where(has, bar_row, 0)
     amp = k_high[row] - k_low[row]
@@ -263,6 +269,8 @@ def _equal_size_legs(
     leg_key = ((acc.astype(np.int64) * n_rows + row) * 2 + buy) * 3 + zone
     leg_key = np.where(has, leg_key, -1)
     codes, uniq = pd.factorize(leg_key)
+    if legs is not None:
+        legs.append(np.where(has, codes, -1).astype(np.int64))
     total = np.bincount(codes, weights=qty)
     leg_pos = np.bincount(codes, weights=qty * pos) / np.maximum(total, 1e-300)
     if gaps is not None:
@@ -335,15 +343,22 @@ def _positions(values: pd.Series, ids: np.ndarray) -> np.ndarray:
     return pd.Index(ids).get_indexer(values.astype(str))
 
 
-def _prepare(
-    data: MarketData, ids: np.ndarray, context: bool = True, gap_marks: bool = False
-) -> _Prepared:
-    trades = data.trades
-    acc = _positions(trades["account_id"], ids)
-    keep = acc >= 0
-    if not keep.all():
-        trades = trades.loc[keep]
-        acc = acc[keep]
+@dataclass
+class _Bars:
+    """The k-lines in :func:`~fraudlens.market.data.attach_bars`' order (by symbol, then
+    time) as arrays, and each trade's bar row in them (-1: none)."""
+
+    k_sorted: pd.DataFrame
+    k_sym: np.ndarray
+    k_ts: np.ndarray
+    k_low: np.ndarray
+    k_high: np.ndarray
+    t_sym: np.ndarray
+    bar_row: np.ndarray
+    n_symbols: int
+
+
+def _bars(data: MarketData, trades: pd.DataFrame) -> _Bars:
     k = data.klines
     codes, uniques = pd.factorize(
         pd.concat([k["symbol"], trades["symbol"]], ignore_index=True).astype(str), sort=True
@@ -351,7 +366,6 @@ def _prepare(
     k_sym = codes[: len(k)].astype(np.int64)
     t_sym = codes[len(k) :].astype(np.int64)
     k_ts = k["ts"].to_numpy("datetime64[ns]").astype(np.int64)
-    t_ts = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64)
     k_low = k["low"].to_numpy(dtype=np.float64)
     k_high = k["high"].to_numpy(dtype=np.float64)
     # Bars in attach_bars' order (stable by symbol, then ts), so that its bar_row indexes
@@ -368,6 +382,45 @@ def _prepare(
         bar_row = np.asarray(_bar_positions(trades, k_sorted, data.bar), dtype=np.int64)
     else:
         bar_row = np.full(len(trades), -1, dtype=np.int64)
+    return _Bars(k_sorted, k_sym, k_ts, k_low, k_high, t_sym, bar_row, len(uniques))
+
+
+def fill_legs(data: MarketData) -> tuple[np.ndarray, np.ndarray]:
+    """Each trade's leg and whether the leg is half of an equal-size round trip.
+
+    Per row of ``data.trades``: the leg number (0, 1, ...; -1 for a trade without a
+    bar), a leg being an account's fills on one side in one third of a bar's range, and
+    whether the leg has an equal-size opposite partner in its bar or a neighbouring one
+    (the fills the two-panel looks draw at full brightness). Dropping whole legs never
+    makes a new partner; keeping a matched leg and its partners keeps its brightness.
+    """
+    trades = data.trades
+    acc = pd.factorize(trades["account_id"].astype(str))[0].astype(np.int64)
+    b = _bars(data, trades)
+    buy = (trades["side"].astype(str).str.lower() == "buy").to_numpy()
+    legs: list[np.ndarray] = []
+    matched = _equal_size_legs(
+        acc, b.bar_row, buy, trades["price"].to_numpy(dtype=np.float64),
+        trades["quantity"].to_numpy(dtype=np.float64), b.k_sym, b.k_ts, b.k_low, b.k_high,
+        data.bar, legs=legs,
+    )  # fmt: skip
+    return legs[0], matched
+
+
+def _prepare(
+    data: MarketData, ids: np.ndarray, context: bool = True, gap_marks: bool = False
+) -> _Prepared:
+    trades = data.trades
+    acc = _positions(trades["account_id"], ids)
+    keep = acc >= 0
+    if not keep.all():
+        trades = trades.loc[keep]
+        acc = acc[keep]
+    k = data.klines
+    b = _bars(data, trades)
+    k_sorted, k_sym, k_ts, k_low, k_high = b.k_sorted, b.k_sym, b.k_ts, b.k_low, b.k_high
+    t_sym, bar_row = b.t_sym, b.bar_row
+    t_ts = trades["ts"].to_numpy("datetime64[ns]").astype(np.int64)
     buy = (trades["side"].astype(str).str.lower() == "buy").to_numpy()
     k_level = np.zeros(len(k) + 1, dtype=np.uint8)
     bright = np.full(len(trades), _FL.fill_value, dtype=np.uint8)
@@ -432,7 +485,7 @@ def _prepare(
         gap_row=gaps.row.astype(np.int64),
         gap_level=gap_level,
         bright=bright[order],
-        k_start=np.searchsorted(k_sym, np.arange(len(uniques) + 1), side="left"),
+        k_start=np.searchsorted(k_sym, np.arange(b.n_symbols + 1), side="left"),
         bar_ns=int(data.bar.value),
     )
 
