@@ -125,9 +125,21 @@ def db_events(
     account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Rows to show.")] = 20,
 ) -> None:
-    """List risk events, newest first."""
+    """List risk events, newest first.
+
+    ``--account`` follows the id rule (:func:`fraudlens._ids.id_problem`): an argument that
+    is not UTF-8 or holds a control character is refused (exit 2) before the database is
+    read; the database's driver would otherwise fail to encode it."""
+    from fraudlens._ids import id_problem
     from fraudlens.store import open_store
 
+    problem = id_problem(account) if account is not None else None
+    if account is not None and problem is not None:
+        # a byte that is not UTF-8 reaches Python as a lone surrogate (U+DC80-U+DCFF)
+        raw = next((ord(ch) - 0xDC00 for ch in account if "\udc80" <= ch <= "\udcff"), None)
+        if raw is not None:
+            problem = f"is not UTF-8 text: byte 0x{raw:02X}"
+        raise typer.BadParameter(f"the account id {problem}", param_hint="--account")
     with open_store(_existing_db(db)) as store:
         store.require_schema(upgrade_empty=False)
         items, total = store.list_risk_events(status=status, account_id=account, limit=limit)
