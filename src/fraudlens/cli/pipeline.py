@@ -125,14 +125,12 @@ def db_events(
     account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Rows to show.")] = 20,
 ) -> None:
-    """List risk events, newest first.
-
-    ``--account`` follows the id rule (:func:`fraudlens._ids.id_problem`): an argument that
-    is not UTF-8 or holds a control character is refused (exit 2) before the database is
-    read; the database's driver would otherwise fail to encode it."""
+    """List risk events, newest first."""
     from fraudlens._ids import id_problem
     from fraudlens.store import open_store
 
+    # --account follows the id rule: one that is not UTF-8 or holds a control character is
+    # refused (exit 2) before the database is read (its driver could not encode it).
     problem = id_problem(account) if account is not None else None
     if account is not None and problem is not None:
         # a byte that is not UTF-8 reaches Python as a lone surrogate (U+DC80-U+DCFF)
