@@ -288,6 +288,9 @@ QUERY_VALUES = (
     "a%00b",
     "%FF",
     "=cmd|'/c calc'!A0",
+    "%5C",  # a backslash, and LIKE's wildcards and escape
+    "a%25%5F%2F%5C",
+    "'%3B DROP TABLE risk_events%3B --",
     "-unknown_key",
     "9999-99-99T99:99:99",
     "2024-03-01T00:00:00+25:00",
