@@ -623,8 +623,17 @@ def hostile_requests(ctx: Ctx, route: RouteInfo) -> Iterator[Req]:
                 json.dumps(sample)[:-1] + f', "{key}": null, "{key}": {json.dumps(sample[key])}}}'
             )
             yield Req(f"field {key} twice", base, headers=json_type, content=text)
-        # arrays of records: each key of the first record
         given = sample.get(key)
+        if isinstance(given, list) and given:
+            # as many values as the body limit lets in (or more: then 413)
+            many = given[:1] * (BODY_LIMIT // max(len(json.dumps(given[0])), 1))
+            yield Req(
+                f"field {key} of {len(many):,} values",
+                base,
+                headers=json_type,
+                content=json.dumps({**sample, key: many}),
+            )
+        # arrays of records: each key of the first record
         if isinstance(given, list) and given and isinstance(given[0], dict):
             for inner in given[0]:
                 for bad in (*WRONG_VALUES[::3], "1e400"):
