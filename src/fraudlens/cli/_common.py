@@ -8,6 +8,7 @@ import os
 import shlex
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -29,6 +31,7 @@ from fraudlens.errors import FraudlensError
 
 __all__ = [
     "DbOpt",
+    "LineProgress",
     "ModelDir",
     "SeedOpt",
     "WindowHoursOpt",
@@ -223,18 +226,159 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+#: Off a terminal, a bar's line is written once it has moved this share of its total and
+#: :data:`LINE_SECONDS` have passed since its last line (whichever comes later).
+LINE_SHARE = 0.10
+#: Seconds between two lines of one bar off a terminal (a bar without a total writes a
+#: "running" line this often).
+LINE_SECONDS = 30.0
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _count(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:,.1f}"
+
+
+class LineProgress(Progress):
+    """The progress display off a terminal (a pipe, a log file, a service's journal).
+
+    A live bar cannot redraw there, so rich writes it once, at the end: a long step said
+    nothing for minutes. This one writes plain lines instead, no more often than
+    :data:`LINE_SHARE` of the total and :data:`LINE_SECONDS` (the rarer of the two):
+
+    - a line when a task has moved :data:`LINE_SHARE` of its total and
+      :data:`LINE_SECONDS` have passed since its start or last line; a task without a
+      total writes a ``running`` line every :data:`LINE_SECONDS`;
+    - a line when a task added with ``line_each_step=True`` starts and one for every step
+      it makes (the CNN's epochs); its ``unit`` and ``detail`` fields name the step and
+      its figures;
+    - a last line when the task completes or the display stops (for a ``transient``
+      display only when the task had written a line).
+
+    So a step that ends within :data:`LINE_SECONDS` writes one line, at its end, as the
+    bar did.
+
+    A line reads ``NAME: [UNIT ]DONE/TOTAL (PCT%)[, DETAIL], ELAPSED elapsed``, NAME being
+    the task's ``name`` field or else its description.
+    """
+
+    def __init__(self, *columns: Any, transient: bool = False, **kwargs: Any) -> None:
+        super().__init__(*columns, transient=transient, disable=True, **kwargs)
+        self._transient = transient
+        # task id -> (completed, time) at its last line; absent: no line written yet.
+        self._last: dict[Any, tuple[float, float]] = {}
+        self._done: set[Any] = set()
+        self._stop_beat = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def _line(self, task: Any, *, done: bool = False) -> None:
+        name = task.fields.get("name") or task.description
+        unit = task.fields.get("unit")
+        detail = task.fields.get("detail")
+        elapsed = _duration(task.elapsed or 0.0)
+        if task.total is None:
+            state = "done" if done else "running"
+        else:
+            pct = 100.0 * task.completed / task.total if task.total else 100.0
+            state = f"{unit + ' ' if unit else ''}{_count(task.completed)}/{_count(task.total)}"
+            state += f" ({pct:.0f}%)"
+        parts = [f"{name}: {state}"]
+        if detail:
+            parts.append(str(detail))
+        parts.append(f"{elapsed} elapsed")
+        self.console.print(", ".join(parts), markup=False, highlight=False, soft_wrap=True)
+        self._last[task.id] = (task.completed, self.get_time())
+        if done:
+            self._done.add(task.id)
+
+    def _check(self, task_id: Any, *, stepped: bool = False) -> None:
+        with self._lock:
+            task = self._tasks[task_id]
+            if task_id in self._done:
+                return
+            if task.total is not None and task.completed >= task.total:
+                self._line(task, done=True)
+                return
+            last_n, last_t = self._last.get(task_id, (0.0, task.start_time or self.get_time()))
+            each_step = stepped and bool(task.fields.get("line_each_step"))
+            moved = task.total is None or task.completed - last_n >= LINE_SHARE * task.total
+            if (each_step and task.completed != last_n) or (
+                moved and self.get_time() - last_t >= LINE_SECONDS
+            ):
+                self._line(task)
+
+    def add_task(self, description: str, *args: Any, **kwargs: Any) -> TaskID:
+        task_id = super().add_task(description, *args, **kwargs)
+        if kwargs.get("line_each_step"):
+            with self._lock:
+                self._line(self._tasks[task_id])
+        return task_id
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:  # type: ignore[override]
+        super().update(task_id, **kwargs)
+        self._check(task_id, stepped="completed" in kwargs or "advance" in kwargs)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._check(task_id, stepped=True)
+
+    def tick(self) -> None:
+        """Write the ``running`` lines that are due (tasks without a total)."""
+        with self._lock:
+            due = [t.id for t in self._tasks.values() if t.total is None]
+        for task_id in due:
+            self._check(task_id)
+
+    def _heartbeat(self) -> None:
+        while not self._stop_beat.wait(1.0):
+            self.tick()
+
+    def start(self) -> None:
+        super().start()
+        self._stop_beat.clear()
+        self._beat = threading.Thread(target=self._heartbeat, name="progress-lines", daemon=True)
+        self._beat.start()
+
+    def stop(self) -> None:
+        self._stop_beat.set()
+        if self._beat is not None:
+            self._beat.join()
+            self._beat = None
+        super().stop()
+        with self._lock:
+            for task in self._tasks.values():
+                if task.id in self._done:
+                    continue
+                if not self._transient or task.id in self._last:
+                    self._line(task, done=True)
+
+
 def progress(transient: bool = False) -> Progress:
-    """A rich progress display with bar, count, elapsed and remaining time."""
-    return Progress(
+    """A rich progress display with bar, count, elapsed and remaining time.
+
+    Off a terminal (stderr piped or sent to a file), a :class:`LineProgress` writing a few
+    plain lines instead.
+    """
+    columns = (
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console,
-        transient=transient,
     )
+    if not console.is_terminal:
+        return LineProgress(*columns, console=console, transient=transient)
+    return Progress(*columns, console=console, transient=transient)
 
 
 def command_name() -> str:

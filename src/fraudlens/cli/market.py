@@ -217,11 +217,24 @@ def _fit(
         params["epochs"] = epochs
     det_cnn = CNNDetector(**params)
     with progress() as bar:
-        task = bar.add_task("training the CNN (epochs)", total=det_cnn.epochs)
+        # Off a terminal: one line per epoch ("training the CNN: epoch 3/8 (38%), loss ...").
+        task = bar.add_task(
+            "training the CNN (epochs)",
+            total=det_cnn.epochs,
+            name="training the CNN",
+            unit="epoch",
+            line_each_step=True,
+        )
 
         def on_epoch(epoch: int, total: int, m: dict[str, float]) -> None:
             desc = ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
-            bar.update(task, completed=epoch, total=total, description=f"training the CNN  {desc}")
+            bar.update(
+                task,
+                completed=epoch,
+                total=total,
+                description=f"training the CNN  {desc}",
+                detail=desc,
+            )
 
         if weights is None:
             det_cnn.fit(data, y, progress=on_epoch)
