@@ -27,6 +27,13 @@ file used to be read as CSV and reported as "no data rows"), content that is cle
 something else (JSON, Parquet or compressed bytes under a CSV name, NUL bytes in the
 header), and a header naming a column twice (pandas would rename the second ``Time.1``
 and read on), naming both positions.
+
+:func:`read_csv` is pandas' reader for the loaders, except that data rows holding more
+values than the header names columns are never read shifted: pandas takes the extra
+leading values as the row index when the first data row has them, and every column then
+holds its left neighbour's values ("row 1, column 'ts': cannot parse 'buy'"). A
+delimiter at the end of the rows (empty values past the header) is read as if it were
+not there; a value past the header is refused, naming its row.
 """
 
 from __future__ import annotations
@@ -40,9 +47,12 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from fraudlens.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "EMPTY_FILE",
@@ -58,6 +68,7 @@ __all__ = [
     "check_expansion",
     "check_header",
     "check_parquet",
+    "read_csv",
     "read_error",
     "undecodable",
 ]
@@ -402,6 +413,8 @@ def read_error(path: str | Path, exc: BaseException) -> DataError:
     """
     import pandas as pd
 
+    if isinstance(exc, DataError):  # already in these words (read_csv's)
+        return exc
     if isinstance(exc, pd.errors.EmptyDataError):
         return DataError(EMPTY_FILE, file=str(path))
     if isinstance(exc, UnicodeDecodeError):
@@ -424,3 +437,45 @@ def read_error(path: str | Path, exc: BaseException) -> DataError:
 
 # pandas' C parser on a row with more fields than the header.
 _RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def read_csv(path: str | Path, **kwargs: object) -> pd.DataFrame:
+    """``pandas.read_csv(path, **kwargs)``, with rows longer than the header read right.
+
+    When the first data row holds more values than the header names columns, pandas reads
+    the extra leading values as the index and shifts every column. Here the file is read
+    with ``index_col=False``: empty values past the header's columns (a delimiter ending
+    each row, as some exports write) are dropped, and the first row with a value there is
+    refused.
+
+    Raises
+    ------
+    DataError
+        Naming the file and that row.
+    pandas.errors.ParserError, ValueError, ...
+        As ``pandas.read_csv`` (see :func:`read_error`).
+    """
+    import warnings
+
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        # pandas warns (and drops them) only when a value past the header is not empty.
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            out: pd.DataFrame = pd.read_csv(path, index_col=False, **kwargs)  # type: ignore[call-overload]
+            return out
+        except pd.errors.ParserWarning:
+            pass
+    # Read as pandas would by default to find the row: the extra values shift each row
+    # right, so the last columns hold the values past the header's.
+    shifted = pd.read_csv(path, **kwargs)  # type: ignore[call-overload]
+    extra = shifted.index.nlevels
+    n_cols = len(shifted.columns)
+    past = shifted.iloc[:, n_cols - extra :].notna().any(axis=1).to_numpy()
+    row = int(past.argmax()) + 1 if past.any() else 1
+    raise DataError(
+        f"{n_cols + extra} values, but the header row names {n_cols} columns",
+        file=str(path),
+        row=row,
+    )

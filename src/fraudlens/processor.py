@@ -321,13 +321,13 @@ def _read_any(path: str) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
         raise DataError("no such file", file=path)
-    from fraudlens._csvread import READ_ERRORS, check_header, read_error
+    from fraudlens._csvread import READ_ERRORS, check_header, read_csv, read_error
 
     check_header(p)  # the card loader's checks: header, compression bombs, Parquet footer
     try:
         if p.name.lower().endswith((".parquet", ".pq")):
             return pd.read_parquet(p)
-        return pd.read_csv(p, low_memory=False)
+        return read_csv(p, low_memory=False)
     except READ_ERRORS as exc:
         # The card loader's words: empty file, not UTF-8 (with row and column), bad or
         # truncated file.

@@ -232,3 +232,25 @@ def test_a_row_with_more_values_than_the_header_names_its_row(tmp_path: Path) ->
         load_table(path)
     assert (info.value.file, info.value.row) == (str(path), 7)
     assert "32 values, but the header row names 31 columns (line 8 of the file)" in str(info.value)
+
+
+def test_a_delimiter_ending_every_row_is_read_as_if_absent(tmp_path: Path) -> None:
+    # pandas took each row's first value as the index and shifted every column left.
+    plain, trailing = tmp_path / "plain.csv", tmp_path / "trailing.csv"
+    text = _table().to_csv(index=False)
+    plain.write_text(text)
+    lines = text.splitlines()
+    trailing.write_text("\n".join([lines[0], *(line + "," for line in lines[1:])]) + "\n")
+    a, b = load_table(plain), load_table(trailing)
+    pd.testing.assert_frame_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.y, b.y)
+
+
+def test_an_extra_value_in_the_first_row_names_that_row(tmp_path: Path) -> None:
+    path = tmp_path / "cards.csv"
+    lines = _table().to_csv(index=False).splitlines()
+    lines[1] += ",9"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="32 values, but the header row names 31 columns") as info:
+        load_table(path)
+    assert (info.value.file, info.value.row) == (str(path), 1)

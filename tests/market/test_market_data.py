@@ -436,3 +436,30 @@ def test_a_boolean_is_no_price_in_any_loader() -> None:
     with pytest.raises(DataError) as info:
         validate_klines(klines, "k.parquet")
     assert (info.value.row, info.value.column) == (1, "volume")
+
+
+def test_a_delimiter_ending_every_row_is_read_as_if_absent(tmp_path: Path) -> None:
+    # pandas took the extra first value of each row as the index and shifted every column
+    # ("row 1, column 'ts': cannot parse 'buy' as an ISO-8601 timestamp").
+    plain = load_trades(_write(tmp_path / "plain.csv", TRADES_CSV))
+    lines = TRADES_CSV.splitlines()
+    trailing = [lines[0], *(line + "," for line in lines[1:] if line)]
+    got = load_trades(_write(tmp_path / "trailing.csv", "\n".join(trailing) + "\n"))
+    pd.testing.assert_frame_equal(got, plain)
+
+
+def test_an_extra_value_in_the_first_row_names_that_row(tmp_path: Path) -> None:
+    lines = TRADES_CSV.splitlines()
+    lines[1] += ",extra"
+    path = _write(tmp_path / "trades.csv", "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="8 values, but the header row names 7 columns") as exc:
+        load_trades(path)
+    assert (exc.value.file, exc.value.row) == (str(path), 1)
+    # Only a later row with the extra value: that row, not the first.
+    lines = TRADES_CSV.splitlines()
+    lines[1] += ","
+    lines[3] += ",extra"
+    path = _write(tmp_path / "later.csv", "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="8 values, but the header row names 7 columns") as exc:
+        load_trades(path)
+    assert exc.value.row == 3

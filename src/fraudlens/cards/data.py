@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraudlens._csvread import NO_DATA_ROWS, READ_ERRORS, check_header, read_error
+from fraudlens._csvread import NO_DATA_ROWS, READ_ERRORS, check_header, read_csv, read_error
 from fraudlens._ids import bad_ids, id_problem
 from fraudlens._time import utc, utc_series
 from fraudlens.errors import ConfigError, DataError
@@ -215,7 +215,7 @@ def _read_one(p: Path, trust_pickle: bool) -> pd.DataFrame:
     try:
         if name.endswith((".parquet", ".pq")):
             return pd.read_parquet(p)
-        return pd.read_csv(p, low_memory=False)
+        return read_csv(p, low_memory=False)
     except READ_ERRORS as exc:
         # ValueError covers an empty file, bytes that are not UTF-8 and a bad Parquet file
         # (pyarrow's ArrowInvalid), the others a corrupt or truncated compressed file; the

@@ -33,6 +33,7 @@ from fraudlens._csvread import (
     READ_ERRORS,
     TABLE_FORMATS,
     check_header,
+    read_csv,
     read_error,
 )
 from fraudlens._ids import MAX_ID_LENGTH, MAX_SYMBOL_LENGTH, bad_ids, id_problem
@@ -883,7 +884,7 @@ def _read_table(
             df = pd.read_parquet(p)
         else:
             # Ids such as "000123" or a symbol "NA" must survive as written.
-            df = pd.read_csv(
+            df = read_csv(
                 p,
                 dtype=dict.fromkeys(text_columns, str),
                 keep_default_na=False,
