@@ -84,6 +84,7 @@ from fraudlens.market.data import MarketData, _bar_positions
 __all__ = [
     "CNN_STYLE",
     "STYLES",
+    "fill_legs",
     "panels",
     "render_account",
     "render_batch",
