@@ -234,6 +234,113 @@ def test_an_unusable_store_pauses_the_worker_and_spends_no_attempt(
     q.close()
 
 
+def test_a_worker_without_a_model_says_so_keeps_the_checks_and_idle_exit_ends_it(
+    loaded_store: Store,
+    market: MarketData,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A registry with no model: the checks wait in the queue (none worked, none spent),
+    a warning naming the registry and what to run is logged at once and then every
+    NO_MODEL_WARN_SECONDS (not at every probe), and idle_exit counts the wait as idle."""
+    import fraudlens.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "NO_MODEL_WARN_SECONDS", 0.5)
+    q = SQLiteQueue(tmp_path / "q.db", max_attempts=1)
+    ids = sorted(market.account_ids)[:20]
+    q.send_batch([check_message(a) for a in ids])
+    nowhere = tmp_path / "typo" / "models"
+    w = Worker(q, loaded_store, nowhere, pause_cap=0.05, model_hint="run `train -m typo`")
+    probes = 0
+    probe = w.handler.probe
+
+    def counted() -> None:
+        nonlocal probes
+        probes += 1
+        probe()
+
+    monkeypatch.setattr(w.handler, "probe", counted)
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="fraudlens.worker"):
+        stats = w.run(idle_exit=2.0)
+    assert 2.0 <= time.monotonic() - started < 10
+    assert stats.gave_up is not None and "no usable model" in stats.gave_up
+    assert stats.processed == stats.failed == stats.dead_lettered == 0
+    assert q.depth() == len(ids) and q.dead_letters() == []
+    warned = [r.getMessage() for r in caplog.records if r.name == "fraudlens.worker"]
+    assert warned and all(str(nowhere) in m and "run `train -m typo`" in m for m in warned)
+    assert "checks stay queued" in warned[0]
+    # at start, then about every 0.5 s of the 2 s: far fewer than the probes
+    assert 3 <= len(warned) <= 7 and probes >= 3 * len(warned), (len(warned), probes)
+    q.close()
+
+
+def test_a_model_activated_while_the_worker_waits_is_used(
+    loaded_store: Store, market: MarketData, models: Path, tmp_path: Path
+) -> None:
+    """idle_exit only ends a wait for a model that lasts that long: a registry filled
+    meanwhile is picked up and every check is worked."""
+    import shutil
+    import threading
+
+    q = SQLiteQueue(tmp_path / "q.db", max_attempts=1)
+    ids = sorted(market.account_ids)[:20]
+    q.send_batch([check_message(a) for a in ids])
+    later = tmp_path / "later"
+    w = Worker(q, loaded_store, later, pause_cap=0.1)
+    w.handler.models.check_seconds = 0.0
+    filler = threading.Timer(1.0, lambda: shutil.copytree(models, later))
+    filler.start()
+    stats = w.run(idle_exit=4.0)
+    filler.join()
+    assert stats.gave_up is None and stats.outages == 1
+    assert stats.processed == len(ids) and q.depth() == 0
+    q.close()
+
+
+def test_the_cli_worker_without_a_model_names_the_fix_and_exits_2(
+    loaded_store: Store, market: MarketData, tmp_path: Path
+) -> None:
+    from fraudlens.cli._common import fraudlens_command
+
+    q = SQLiteQueue(tmp_path / "q.db")
+    q.send_batch([check_message(a) for a in sorted(market.account_ids)[:5]])
+    q.close()
+    env = {**os.environ, "COLUMNS": "400"}
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fraudlens",
+            "worker",
+            "--queue",
+            f"sqlite:///{tmp_path}/q.db",
+            "--db",
+            loaded_store.url,
+            "-m",
+            "typo/models",
+            "--idle-exit",
+            "1",
+            "--metrics-port",
+            "0",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2, res.stdout + res.stderr
+    out = " ".join(res.stderr.split())
+    exe = fraudlens_command()
+    assert f"{exe} market train --data DIR -m typo/models" in out
+    assert f"{exe} models activate NAME VERSION -m typo/models" in out
+    assert "no usable model 'market' in the registry" in out  # the log's warning
+    assert "stopped after --idle-exit 1 s without a usable model" in out
+    assert SQLiteQueue(tmp_path / "q.db").depth() == 5
+
+
 @pytest.mark.services
 def test_a_server_restarted_between_batches_spends_no_attempt(
     market: MarketData,

@@ -604,6 +604,9 @@ class ConsumerStats:
     first_at: float | None = None
     last_at: float | None = None
     latencies: list[float] = field(default_factory=list, repr=False)
+    #: Why the run ended with work left in the queue (``idle_exit`` spent without a
+    #: usable model), else None.
+    gave_up: str | None = None
 
     @property
     def rate(self) -> float:
@@ -709,10 +712,18 @@ class Consumer:
         idle_exit: float | None = None,
         drain: bool = False,
         on_batch: Callable[[ConsumerStats], None] | None = None,
+        idle_without_model: bool = False,
     ) -> ConsumerStats:
         """Consume until stopped, ``limit`` messages are settled (processed or
         dead-lettered), the source stays empty for ``idle_exit`` seconds, or (``drain``)
         the first receive that finds nothing.
+
+        With ``idle_without_model``, time paused by a *model* outage (no model, or one
+        that does not load) counts as idle: with ``idle_exit`` the run ends after that
+        long without a usable model, the messages it handed back still queued (none
+        acked, none dead-lettered), and :attr:`ConsumerStats.gave_up` says why. A missing
+        model is a setting to fix, not an outage that ends by itself. A store or queue
+        outage is waited out whatever ``idle_exit`` is (a server restart ends by itself).
 
         Returns
         -------
@@ -721,12 +732,24 @@ class Consumer:
         """
         if not self._warmed:
             self._warm_up()
+        self.stats.gave_up = None
         t0 = time.perf_counter() - self.stats.seconds
         idle_since = time.monotonic()
         pause = 0.001
         while not self.stop_event.is_set():
             if not self.health.healthy:
-                self._wait_out_outage()
+                until = None
+                if idle_without_model and idle_exit is not None and self.health.what == "model":
+                    until = idle_since + idle_exit
+                self._wait_out_outage(until=until)
+                if until is not None and not self.health.healthy and time.monotonic() >= until:
+                    self.stats.gave_up = (
+                        f"no usable model for {idle_exit:g} s (idle exit): {self.health.reason}"
+                    )
+                    log.error(
+                        "stopping: %s; the messages handed back stay queued", self.stats.gave_up
+                    )
+                    break
                 continue
             settled = self.stats.handled
             if limit is not None and settled >= limit:
@@ -948,13 +971,16 @@ class Consumer:
             self.metrics.healthy.set(0)
             self.metrics.outages.inc()
 
-    def _wait_out_outage(self) -> None:
-        """Back off and probe until the dependency answers (or we are stopped)."""
+    def _wait_out_outage(self, until: float | None = None) -> None:
+        """Back off and probe until the dependency answers (or we are stopped, or the
+        monotonic time ``until`` has passed)."""
         started = time.monotonic()
         pause = self.pause_base
         probes = 0
         while not self.stop_event.is_set():
             jittered = pause * random.uniform(0.9, 1.1)
+            if until is not None:
+                jittered = min(jittered, max(0.0, until - time.monotonic()))
             self.stop_event.wait(jittered)
             if self.stop_event.is_set():
                 break
@@ -976,6 +1002,8 @@ class Consumer:
             if probes == 1 or probes % 10 == 0:
                 log.warning("still unavailable after %d probes: %s", probes, problem)
             pause = min(pause * 2, self.pause_cap)
+            if until is not None and time.monotonic() >= until:
+                break
         paused = time.monotonic() - started
         self.stats.paused_seconds += paused
         if self.metrics is not None:

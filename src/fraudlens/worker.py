@@ -31,6 +31,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import shlex
 import signal
 import threading
 import time
@@ -81,6 +82,10 @@ log = logging.getLogger("fraudlens.worker")
 #: server (0.5-0.7 ms a batch on MariaDB on a loaded machine).
 _LINGER = 2.0
 
+#: Seconds between two warnings that the worker has no usable model (the first is at
+#: once); the outage's probes run far more often.
+NO_MODEL_WARN_SECONDS = 60.0
+
 #: What a worker did (the consumer loop's counts; ``written`` = new risk events).
 WorkerStats = ConsumerStats
 
@@ -116,6 +121,9 @@ class CheckHandler:
         Window length ending at the account's latest trade.
     explain_top
         Trades recorded in an event's ``details``.
+    model_hint
+        What to run to get a usable model, for the warning logged while there is none
+        (default: ``fraudlens market train`` into the registry).
     """
 
     def __init__(
@@ -127,6 +135,7 @@ class CheckHandler:
         threshold: float | None = None,
         hours: float | None = None,
         explain_top: int = 10,
+        model_hint: str | None = None,
     ) -> None:
         from fraudlens.config import get_settings
         from fraudlens.model_cache import ModelCache, serving_threads
@@ -142,6 +151,12 @@ class CheckHandler:
         self.threshold = float(settings.event_threshold if threshold is None else threshold)
         self.hours = float(settings.window_hours if hours is None else hours)
         self.explain_top = int(explain_top)
+        self.model_hint = model_hint or (
+            f"`fraudlens market train --data DIR -m {shlex.quote(str(self.models.root))}` "
+            "trains and activates one"
+        )
+        # monotonic time of the last no-model warning (None: the model loaded since)
+        self._no_model_warned: float | None = None
 
     # -- Handler protocol ------------------------------------------------------------
     def probe(self) -> None:
@@ -185,15 +200,38 @@ class CheckHandler:
     # -- the work --------------------------------------------------------------------
     def _detector(self) -> Detector:
         try:
-            return self.models.get(self.model)
-        except UnavailableError:
+            detector = self.models.get(self.model)
+        except UnavailableError as exc:
+            self._warn_no_model(str(exc))
             raise
         except Exception as exc:
             # No model, or one that does not load: nothing any message can fix.
+            reason = failure_reason(exc)
+            self._warn_no_model(reason)
             raise UnavailableError(
-                f"model {self.model!r} in {self.models.root} cannot be used: {failure_reason(exc)}",
+                f"model {self.model!r} in {self.models.root} cannot be used: {reason}",
                 what="model",
             ) from exc
+        self._no_model_warned = None
+        return detector
+
+    def _warn_no_model(self, reason: str) -> None:
+        """Tell the operator, at once and then every :data:`NO_MODEL_WARN_SECONDS`, that
+        checks wait for a model, where it is looked for and what to run."""
+        now = time.monotonic()
+        if self._no_model_warned is not None and now - self._no_model_warned < (
+            NO_MODEL_WARN_SECONDS
+        ):
+            return
+        self._no_model_warned = now
+        log.warning(
+            "no usable model %r in the registry %s (%s); the checks stay queued, none "
+            "worked and none lost, until one is active: %s",
+            self.model,
+            self.models.root,
+            reason,
+            self.model_hint,
+        )
 
     def _work(self, items: Sequence[tuple[Message, AccountCheck]], result: BatchResult) -> None:
         ids = list(dict.fromkeys(c.account_id for _, c in items))
@@ -428,6 +466,8 @@ class Worker:
         Longest wait between probes while the store is down.
     metrics
         Prometheus metrics to update, if any.
+    model_hint
+        See :class:`CheckHandler`.
     """
 
     def __init__(
@@ -445,13 +485,20 @@ class Worker:
         explain_top: int = 10,
         pause_cap: float = 10.0,
         metrics: WorkerMetrics | None = None,
+        model_hint: str | None = None,
     ) -> None:
         from fraudlens.queues import SQLiteQueue
 
         self.queue = queue
         self.store = store
         self.handler = CheckHandler(
-            store, models, model=model, threshold=threshold, hours=hours, explain_top=explain_top
+            store,
+            models,
+            model=model,
+            threshold=threshold,
+            hours=hours,
+            explain_top=explain_top,
+            model_hint=model_hint,
         )
         self.metrics = metrics
         self.consumer = Consumer(
@@ -493,8 +540,11 @@ class Worker:
         on_batch: Callable[[WorkerStats], None] | None = None,
     ) -> WorkerStats:
         """Work until stopped, ``limit`` messages are settled, or the queue stays empty
-        for ``idle_exit`` seconds."""
-        return self.consumer.run(limit=limit, idle_exit=idle_exit, on_batch=on_batch)
+        for ``idle_exit`` seconds (or the worker is that long without a usable model: see
+        :meth:`Consumer.run <fraudlens.consume.Consumer.run>`)."""
+        return self.consumer.run(
+            limit=limit, idle_exit=idle_exit, on_batch=on_batch, idle_without_model=True
+        )
 
     def process(self, msgs: Sequence[Message]) -> None:
         """Work one received batch and settle its messages."""
@@ -525,7 +575,10 @@ class WorkerConfig:
     batch_size, visibility_timeout, explain_top, pause_cap
         See :class:`Worker`.
     idle_exit
-        Exit after the queue has been empty this many seconds (None: run until stopped).
+        Exit after the queue has been empty, or the worker without a usable model, this
+        many seconds (None: run until stopped). Checks waiting for a model stay queued.
+    model_hint
+        See :class:`CheckHandler`.
     """
 
     queue_url: str
@@ -541,6 +594,7 @@ class WorkerConfig:
     explain_top: int = 10
     pause_cap: float = 10.0
     idle_exit: float | None = None
+    model_hint: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.models_dir, Path):
@@ -583,6 +637,7 @@ def work(
             explain_top=config.explain_top,
             pause_cap=config.pause_cap,
             metrics=metrics,
+            model_hint=config.model_hint,
         )
         if on_start is not None:
             on_start(worker)

@@ -20,10 +20,13 @@ from fraudlens.cli._common import (
     ModelDir,
     cli_errors,
     console,
+    error,
     event_threshold_option,
     existing_database,
+    fraudlens_command,
     progress,
     registry_root,
+    shell_path,
 )
 from fraudlens.config import get_settings
 
@@ -349,7 +352,8 @@ def worker(
         float | None,
         typer.Option(
             callback=_idle_seconds,
-            help="Exit after the queue has been empty this many seconds.",
+            help="Exit after the queue has been empty, or the worker without a usable "
+            "model, this many seconds (checks waiting for a model stay queued; exit 2).",
         ),
     ] = None,
 ) -> None:
@@ -357,11 +361,20 @@ def worker(
 
     Stops on SIGTERM or Ctrl-C after finishing the batch in hand.
     """
+    import shlex
+
     from fraudlens.store import open_store
     from fraudlens.worker import WorkerConfig
 
     queue_url, db_url = _queue_url(queue), _db_url(db)
     models = registry_root(model_dir).expanduser().resolve()
+    # Logged while there is no usable model (at start, then every minute), and printed if
+    # --idle-exit ends the wait for one: this installation's fraudlens and this registry.
+    exe, m = fraudlens_command(), shlex.quote(shell_path(models))
+    hint = (
+        f"`{exe} market train --data DIR -m {m}` trains and activates one, "
+        f"`{exe} models activate NAME VERSION -m {m}` activates one trained before"
+    )
     # The parent migrates an empty embedded database before any worker starts, so the
     # processes never race to create the tables.
     with open_store(db_url) as store:
@@ -381,6 +394,7 @@ def worker(
         batch_size=batch_size,
         visibility_timeout=visibility_timeout,
         idle_exit=idle_exit,
+        model_hint=hint,
     )
     if concurrency == 1:
         all_stats = [_run_one(config, metrics_port)]
@@ -415,6 +429,15 @@ def worker(
             f"paused by {outages:,} outage(s) for {sum(s.paused_seconds for s in all_stats):.1f} s "
             f"in all; {sum(s.released for s in all_stats):,} messages handed back unspent"
         )
+    gave_up = next((s.gave_up for s in all_stats if s.gave_up), None)
+    if gave_up is not None:
+        # --idle-exit spent without a model: the checks are still queued, and the run
+        # did not do its work (a script or CI job must not read it as done).
+        error(
+            f"stopped after --idle-exit {idle_exit:g} s without a usable model in {models}; "
+            f"the checks stay queued for the next worker: {hint}"
+        )
+        raise typer.Exit(code=2)
 
 
 def _run_one(config: WorkerConfig, metrics_port: int) -> WorkerStats:
