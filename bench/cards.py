@@ -81,7 +81,7 @@ def _models(table_kind: str = "raw") -> dict[str, Any]:
     """Model name -> factory of an unfitted detector, reference configurations first."""
     from fraudlens.cards.detectors import AnomalyDetector, LogisticDetector, XGBoostDetector
 
-    tod = "Time" if table_kind == "ulb" else None
+    tod = "auto"  # ULB: Time ignored, as the CLI's models
     return {
         "logistic-reference": lambda: _with(LogisticDetector.reference(), tod),
         "logistic-default": lambda: LogisticDetector(time_of_day=tod),
@@ -137,7 +137,7 @@ def ulb(path: Path) -> dict[str, Any] | None:
     train, test = time_split_hours(table, 16)
     models = _models("ulb")
     models["xgboost-default, raw Time"] = XGBoostDetector
-    models["xgboost-default, 256 bins"] = lambda: XGBoostDetector(time_of_day="Time", max_bin=256)
+    models["xgboost-default, 256 bins"] = lambda: XGBoostDetector(max_bin=256)
     held: dict[str, Any] = {}
     y_te = table.y[test]
     for name, make in models.items():
@@ -397,7 +397,7 @@ def _candidate_models(table_kind: str) -> dict[str, Any]:
     """Single models weighed against the default (name -> factory), reference included."""
     from fraudlens.cards.detectors import LogisticDetector, XGBoostDetector
 
-    tod = "Time" if table_kind == "ulb" else None
+    tod = "auto"  # ULB: Time ignored, as the CLI's models
 
     def xgb(**kw: Any) -> Any:
         return lambda: XGBoostDetector(time_of_day=tod, **kw)

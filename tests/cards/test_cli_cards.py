@@ -318,7 +318,8 @@ def test_train_on_real_ulb_holds_out_the_last_8_hours(tmp_path: Path) -> None:
     assert (split["train_end"], split["test_start"], split["test_end"]) == (57600, 57600, 86400)
     assert split["train_rows"] == 16_599 and split["test_rows"] == 9_726
     assert meta["metrics"]["validation"]["roc_auc"] > 0.88
-    assert meta["params"]["time_of_day"] == "Time"
+    assert meta["params"]["time_of_day"] == "auto"
+    assert Registry(tmp_path).load("cards-logistic").ignored_ == ["Time"]
     assert meta["refit"]["rows"] == 26_325
     _run(
         "score",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -342,12 +343,11 @@ def test_time_of_day_reads_later_days_at_the_same_hours() -> None:
     # Without it, a later day reads as past the end of the training hours.
     plain = XGBoostDetector(n_estimators=60, n_jobs=1, time_of_day=None).fit(X, table.y[train])
     assert not np.array_equal(plain.decision_function(day2), plain.decision_function(X))
-    # The default, "auto", folds Time for the ULB table's columns, and nothing else.
+    # The default, "auto", ignores Time for the ULB table's columns, and nothing else.
     auto = XGBoostDetector(n_estimators=60, n_jobs=1).fit(X, table.y[train])
-    assert auto.time_of_day_ == "Time"
-    np.testing.assert_array_equal(auto.decision_function(day2), det.decision_function(day2))
+    assert (auto.time_of_day_, auto.ignored_) == (None, ["Time"])
     other = XGBoostDetector(n_estimators=5, n_jobs=1).fit(X.drop(columns="V1"), table.y[train])
-    assert other.time_of_day_ is None
+    assert (other.time_of_day_, other.ignored_) == (None, [])
     with pytest.raises(DataError, match="time_of_day"):
         XGBoostDetector(n_estimators=5, time_of_day="When").fit(X, table.y[train])
 
@@ -355,7 +355,7 @@ def test_time_of_day_reads_later_days_at_the_same_hours() -> None:
 def test_time_of_day_survives_the_registry(tmp_path: Path) -> None:
     table, train, test = ulb()
     assert table.y is not None
-    det = LogisticDetector().fit(table.X.iloc[train], table.y[train])
+    det = LogisticDetector(time_of_day="Time").fit(table.X.iloc[train], table.y[train])
     assert det.time_of_day_ == "Time"
     reg = Registry(tmp_path)
     reg.save(det, metrics={}, data_digest=None)
@@ -364,3 +364,38 @@ def test_time_of_day_survives_the_registry(tmp_path: Path) -> None:
     X = table.X.iloc[test]
     later = X.assign(Time=X["Time"] + 3 * 86_400.0)
     np.testing.assert_array_equal(loaded.decision_function(later), det.decision_function(X))
+
+
+def test_auto_ignores_ulb_time_and_it_survives_the_registry(tmp_path: Path) -> None:
+    """On a ULB table the default reads Time as 0: a row scores the same at any time, its
+    explanation gives Time nothing, and a stored model keeps ignoring it."""
+    table, train, test = ulb()
+    assert table.y is not None
+    X = table.X.iloc[train]
+    before = X.copy()
+    det = XGBoostDetector(n_estimators=60, n_jobs=1).fit(X, table.y[train])
+    pd.testing.assert_frame_equal(X, before)  # the caller's data are not changed
+    Xt = table.X.iloc[test]
+    moved = Xt.assign(Time=Xt["Time"] * 7.0 + 86_400.0)
+    day2 = X.assign(Time=X["Time"] + 86_400.0)
+    np.testing.assert_array_equal(det.decision_function(day2), det.decision_function(X))
+    np.testing.assert_array_equal(det.decision_function(moved), det.decision_function(Xt))
+    np.testing.assert_array_equal(
+        det.decision_function(moved.to_numpy()), det.decision_function(Xt)
+    )
+    assert det.model_feature_names_[0] == "Time (ignored)"
+    # The same model with Time as given does depend on it (the test is not vacuous).
+    plain = XGBoostDetector(n_estimators=60, n_jobs=1, time_of_day=None).fit(X, table.y[train])
+    assert not np.array_equal(plain.decision_function(day2), plain.decision_function(X))
+    reg = Registry(tmp_path)
+    reg.save(det, metrics={}, data_digest=None)
+    loaded = reg.load("cards-xgboost")
+    assert loaded.ignored_ == ["Time"]
+    np.testing.assert_array_equal(loaded.decision_function(moved), det.decision_function(Xt))
+    # Models stored before the ignored columns existed ignore none.
+    meta = tmp_path / "cards-xgboost"
+    for f in meta.rglob("detector.json"):
+        doc = json.loads(f.read_text())
+        doc.pop("ignored")
+        f.write_text(json.dumps(doc))
+    assert reg.load("cards-xgboost").ignored_ == []

@@ -9,8 +9,9 @@
 
 Both are in log-odds units. A *reason* is a feature whose contribution pushed the score
 up (positive contribution); :func:`explain` lists a row's largest ones first. Features
-are named as the model sees them: with ``time_of_day`` the seconds column reads
-``"Time (hour of day)"`` and its value is the hour.
+are named as the model sees them: with ``time_of_day="Time"`` the seconds column reads
+``"Time (hour of day)"`` and its value is the hour; a column the model ignores (ULB's
+``Time`` by default) reads ``"Time (ignored)"`` and contributes nothing.
 
 The Isolation Forest (``cards-anomaly``) has no such decomposition here;
 :func:`contributions` refuses it.
