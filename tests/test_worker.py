@@ -273,6 +273,7 @@ def test_a_worker_without_a_model_says_so_keeps_the_checks_and_idle_exit_ends_it
     assert "checks stay queued" in warned[0]
     # at start, then about every 0.5 s of the 2 s: far fewer than the probes
     assert 3 <= len(warned) <= 7 and probes >= 3 * len(warned), (len(warned), probes)
+    assert "still unavailable after 1 probe: " in caplog.text  # not "1 probes"
     q.close()
 
 

@@ -989,10 +989,11 @@ class Consumer:
             if problem is None:
                 down = time.monotonic() - started
                 log.warning(
-                    "%s answers again after %.1f s (%d probes): resuming",
+                    "%s answers again after %.1f s (%d %s): resuming",
                     self.health.what or "dependency",
                     down,
                     probes,
+                    "probe" if probes == 1 else "probes",
                 )
                 self.health.up()
                 if self.metrics is not None:
@@ -1000,7 +1001,12 @@ class Consumer:
                 break
             self.health.still_down(str(problem)[:500])
             if probes == 1 or probes % 10 == 0:
-                log.warning("still unavailable after %d probes: %s", probes, problem)
+                log.warning(
+                    "still unavailable after %d %s: %s",
+                    probes,
+                    "probe" if probes == 1 else "probes",
+                    problem,
+                )
             pause = min(pause * 2, self.pause_cap)
             if until is not None and time.monotonic() >= until:
                 break

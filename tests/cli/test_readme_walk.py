@@ -191,11 +191,13 @@ def test_cards_benchmark_start_and_weeks(card_file: Path, tmp_path: Path) -> Non
     text = _fails(["cards", "benchmark", "--data", str(card_file), "--weeks", "2",
                    "--out", str(tmp_path / "b")])  # fmt: skip
     assert f"file {card_file}" in text and "ask for --weeks 1" in text, text
+    assert "room for 1 week of the protocol" in one_line(text), text
     proc = run_cli(["cards", "benchmark", "--data", str(card_file), "--weeks", "1",
                     "--out", str(tmp_path / "b")])  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     # Not the handbook's weeks: the caption must not say "same weeks".
     assert "same weeks" not in proc.stdout and "not these" in one_line(proc.stdout)
+    assert re.search(r"mean, 1 week\b(?!s)", proc.stdout), proc.stdout
 
 
 def test_cards_simulate_help_matches_the_fraud_rate(tmp_path: Path) -> None:

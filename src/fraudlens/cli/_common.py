@@ -44,6 +44,7 @@ __all__ = [
     "existing_database",
     "fail_cleanly",
     "fraudlens_command",
+    "plural",
     "progress",
     "registry_root",
     "shell_path",
@@ -156,6 +157,13 @@ def fraudlens_command() -> str:
     if on_path is not None and Path(on_path).resolve() == script.resolve():
         return "fraudlens"
     return shlex.quote(shell_path(script))
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``n`` and ``word`` in a message, plural unless ``n`` is 1: ``1 check``,
+    ``2 checks``, ``0 checks``, ``1,234 checks``; ``words`` for a plural that is not
+    ``word`` + ``s`` (``plural(2, "pass", "passes")``)."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
 
 
 def db_option(url: str | None) -> tuple[str, str]:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from fraudlens.cli._common import cli_errors, console, fraudlens_command
+from fraudlens.cli._common import cli_errors, console, fraudlens_command, plural
 
 
 @cli_errors
@@ -51,8 +51,8 @@ def import_reference(
     paths = write_market(data, out, fmt=fmt)
     accounts = len(data.account_ids)
     console.print(
-        f"imported {len(data.klines):,} bars and {len(data.trades):,} trades of "
-        f"{accounts:,} accounts (symbol {symbol}) to {out}"
+        f"imported {plural(len(data.klines), 'bar')} and {plural(len(data.trades), 'trade')} of "
+        f"{plural(accounts, 'account')} (symbol {symbol}) to {out}"
     )
     for name, path in paths.items():
         console.print(f"  {name}: {path}", soft_wrap=True, highlight=False)

@@ -19,6 +19,7 @@ from fraudlens.cli._common import (
     cli_errors,
     console,
     fraudlens_command,
+    plural,
     progress,
     registry_root,
 )
@@ -138,8 +139,9 @@ def simulate(
     paths = write_market(data, out, fmt=fmt)
     assert data.labels is not None
     console.print(
-        f"wrote {len(data.klines):,} bars, {len(data.trades):,} trades, "
-        f"{len(data.labels):,} accounts ({int(data.labels['label'].sum()):,} takeover) to {out}"
+        f"wrote {plural(len(data.klines), 'bar')}, {plural(len(data.trades), 'trade')}, "
+        f"{plural(len(data.labels), 'account')} ({int(data.labels['label'].sum()):,} takeover) "
+        f"to {out}"
     )
     for name, p in paths.items():
         console.print(f"  {name}: {p}")
@@ -381,7 +383,10 @@ def train(
     with console.status(f"loading {data}"):
         md = window(load_market(data, require_labels=True), window_hours)
     y = md.y()
-    console.print(f"{len(y):,} accounts ({int(y.sum()):,} takeover), {len(md.trades):,} trades")
+    console.print(
+        f"{plural(len(y), 'account')} ({int(y.sum()):,} takeover), "
+        f"{plural(len(md.trades), 'trade')}"
+    )
     sim_hash = data_hash(md.trades, md.klines)
     reviewed = None
     if reviewed_from is not None:
@@ -607,7 +612,8 @@ def score(
     write_csv(frame, out)
     secs = time.perf_counter() - t0
     console.print(
-        f"scored {len(frame):,} accounts in {secs:.2f} s ({len(frame) / max(secs, 1e-9):,.0f}/s); "
+        f"scored {plural(len(frame), 'account')} in {secs:.2f} s "
+        f"({len(frame) / max(secs, 1e-9):,.0f}/s); "
         f"{int(frame['flagged'].sum()):,} flagged -> {out}"
     )
     if len(frame):
@@ -674,9 +680,14 @@ def pairs(
     secs = time.perf_counter() - t0
     n_acc = t["account_id"].nunique()
     console.print(
-        f"{n_acc:,} accounts, {len(t):,} trades: {len(table) // 2:,} account pairs with "
+        f"{plural(n_acc, 'account')}, {plural(len(t), 'trade')}: "
+        f"{plural(len(table) // 2, 'account pair')} with "
         f"mirrored trades in {secs:.2f} s -> {out}"
-        + (f" ({n_matches:,} matches -> {matches})" if matches is not None else "")
+        + (
+            f" ({plural(n_matches or 0, 'match', 'matches')} -> {matches})"
+            if matches is not None
+            else ""
+        )
     )
     if top and len(table):
         # each pair once, from the side that lost the value

@@ -16,6 +16,7 @@ from fraudlens.cli._common import (
     cli_errors,
     console,
     event_threshold_option,
+    plural,
     registry_root,
 )
 from fraudlens.errors import ModelNotFoundError
@@ -201,7 +202,9 @@ def _print_comparison(result: Comparison) -> None:
         highlight=False,
     )
     for tag, k in result.excluded.items():
-        stdout.print(f"left out: {k:,} events {tag} trained on", soft_wrap=True, highlight=False)
+        stdout.print(
+            f"left out: {plural(k, 'event')} {tag} trained on", soft_wrap=True, highlight=False
+        )
     if result.split.active:
         stdout.print(f"held-out events only: {result.split.describe()}", highlight=False)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)

@@ -24,6 +24,7 @@ from fraudlens.cli._common import (
     event_threshold_option,
     existing_database,
     fraudlens_command,
+    plural,
     progress,
     registry_root,
     shell_path,
@@ -313,7 +314,7 @@ def enqueue(
             chunk = ids[i : i + 500]
             q.send_batch([check_message(a, business_type) for a in chunk])
             bar.advance(task, len(chunk))
-    console.print(f"queued {len(ids):,} checks on {_queue_url(queue)} ({queue_name})")
+    console.print(f"queued {plural(len(ids), 'check')} on {_queue_url(queue)} ({queue_name})")
 
 
 def _idle_seconds(value: float | None) -> float | None:
@@ -418,16 +419,17 @@ def worker(
     flagged = sum(s.flagged for s in all_stats)
     seconds = max((s.seconds for s in all_stats), default=0.0)
     console.print(
-        f"processed {processed:,} checks ({flagged:,} flagged, "
-        f"{sum(s.written for s in all_stats):,} new risk events, "
-        f"{sum(s.failed for s in all_stats):,} failed attempts, "
+        f"processed {plural(processed, 'check')} ({flagged:,} flagged, "
+        f"{plural(sum(s.written for s in all_stats), 'new risk event')}, "
+        f"{plural(sum(s.failed for s in all_stats), 'failed attempt')}, "
         f"{sum(s.dead_lettered for s in all_stats):,} dead-lettered) in {seconds:.1f} s"
     )
     outages = sum(s.outages for s in all_stats)
     if outages:
         console.print(
-            f"paused by {outages:,} outage(s) for {sum(s.paused_seconds for s in all_stats):.1f} s "
-            f"in all; {sum(s.released for s in all_stats):,} messages handed back unspent"
+            f"paused by {plural(outages, 'outage')} for "
+            f"{sum(s.paused_seconds for s in all_stats):.1f} s in all; "
+            f"{plural(sum(s.released for s in all_stats), 'message')} handed back unspent"
         )
     gave_up = next((s.gave_up for s in all_stats if s.gave_up), None)
     if gave_up is not None:
@@ -458,8 +460,9 @@ def _run_one(config: WorkerConfig, metrics_port: int) -> WorkerStats:
 
         def show(s: WorkerStats) -> None:
             status.update(
-                f"[bold]{s.processed:,}[/] checks, {s.flagged:,} flagged, "
-                f"{s.failed:,} failed, {s.dead_lettered:,} dead-lettered, {s.rate:,.0f}/s"
+                f"[bold]{s.processed:,}[/] {'check' if s.processed == 1 else 'checks'}, "
+                f"{s.flagged:,} flagged, {s.failed:,} failed, {s.dead_lettered:,} dead-lettered, "
+                f"{s.rate:,.0f}/s"
             )
 
         return work(config, metrics=metrics, on_batch=show, on_start=on_start)
@@ -474,7 +477,7 @@ def _log_every(seconds: float) -> Callable[[WorkerStats], None]:
         if now - last[0] >= seconds:
             last[0] = now
             console.print(
-                f"{s.processed:,} checks, {s.flagged:,} flagged, {s.failed:,} failed, "
+                f"{plural(s.processed, 'check')}, {s.flagged:,} flagged, {s.failed:,} failed, "
                 f"{s.dead_lettered:,} dead-lettered"
             )
 

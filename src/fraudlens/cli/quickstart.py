@@ -18,6 +18,7 @@ from fraudlens.cli._common import (
     console,
     db_option,
     fraudlens_command,
+    plural,
     progress,
     shell_path,
 )
@@ -212,9 +213,9 @@ def _pipeline_pass(out: Path, models: Path, test_dir: Path) -> tuple[str, int]:
         items, total = store.list_risk_events(business_type="quickstart", limit=10_000)
     busy = (stats.last_at or 0.0) - (stats.first_at or 0.0)
     console.print(
-        f"worker: {stats.processed:,} checks in {busy:.1f} s "
+        f"worker: {plural(stats.processed, 'check')} in {busy:.1f} s "
         f"({stats.processed / busy if busy > 0 else 0:,.0f}/s), {stats.flagged:,} above "
-        f"{worker.threshold}, {stats.written:,} new risk events, "
+        f"{worker.threshold}, {plural(stats.written, 'new risk event')}, "
         f"{stats.dead_lettered:,} dead-lettered"
     )
     table = Table(title=f"flagged accounts (top 10 of {total:,} by score)")

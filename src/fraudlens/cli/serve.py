@@ -16,6 +16,7 @@ from fraudlens.cli._common import (
     console,
     db_option,
     fraudlens_command,
+    plural,
     registry_root,
 )
 from fraudlens.config import get_settings
@@ -305,7 +306,7 @@ def process(
 
         with open_sink(target, fmt=fmt, max_seconds=max_seconds) as out:  # type: ignore[arg-type]
             if out.recovered:
-                console.print(f"recovered {out.recovered:,} records from the sink spool")
+                console.print(f"recovered {plural(out.recovered, 'record')} from the sink spool")
             stats = run(
                 source,
                 out,
@@ -323,18 +324,19 @@ def process(
         console.print(f"resumed after row {stats.resumed_from:,} (the sink's checkpoint)")
     if stats.repeats:
         console.print(
-            f"{stats.repeats:,} queue message(s) came back whose rows the sink already "
+            f"{plural(stats.repeats, 'queue message')} came back whose rows the sink already "
             "held: acked without writing them again"
         )
     if stats.outages:
         console.print(
-            f"paused by {stats.outages:,} outage(s) for {stats.paused_seconds:.1f} s "
-            f"in all; {stats.released:,} records handed back and redone"
+            f"paused by {plural(stats.outages, 'outage')} for {stats.paused_seconds:.1f} s "
+            f"in all; {plural(stats.released, 'record')} handed back and redone"
         )
     console.print(
-        f"scored {stats.records:,} records ({stats.flagged:,} flagged, "
-        f"{stats.dead_lettered:,} dead-lettered) in {stats.seconds:.1f} s over {stats.passes} "
-        f"pass(es); wrote {len(out.written):,} object(s) to {target}"
+        f"scored {plural(stats.records, 'record')} ({stats.flagged:,} flagged, "
+        f"{stats.dead_lettered:,} dead-lettered) in {stats.seconds:.1f} s over "
+        f"{plural(stats.passes, 'pass', 'passes')}; wrote {plural(len(out.written), 'object')} "
+        f"to {target}"
     )
     for path in out.written[-5:]:
         console.print(f"  {path}")
