@@ -78,3 +78,22 @@ def bench_module(name: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def route_table_app(tag: str) -> Any:
+    """An app built only to read its route table at collection time: nothing is opened
+    (its store, queue and models would live under the temporary folder ``tag``)."""
+    import tempfile
+
+    from fraudlens.config import Settings
+    from fraudlens.service import create_app
+
+    root = Path(tempfile.gettempdir()) / tag
+    return create_app(
+        Settings(
+            models_dir=root / "models",
+            database_url=f"sqlite:///{root / 'never-opened.db'}",
+            queue_url=f"sqlite:///{root / 'never-opened-q.db'}",
+        ),
+        preload=False,
+    )

@@ -11,7 +11,6 @@ a test fails and says which.
 from __future__ import annotations
 
 import socket
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from _services import route_table_app  # type: ignore[import-not-found]
 from fraudlens.config import Settings
 from fraudlens.service import create_app
 from fraudlens.service._auth import CSRF_HEADER, SAFE_METHODS, Policy, route_entries
@@ -92,15 +92,8 @@ def policy_problems(app: FastAPI) -> list[str]:
 
 def _collection_app() -> FastAPI:
     # Only for reading the route table at collection time: nothing is opened.
-    root = Path(tempfile.gettempdir()) / "fraudlens-route-table"
-    return create_app(
-        Settings(
-            models_dir=root / "models",
-            database_url=f"sqlite:///{root / 'never-opened.db'}",
-            queue_url=f"sqlite:///{root / 'never-opened-q.db'}",
-        ),
-        preload=False,
-    )
+    app: FastAPI = route_table_app("fraudlens-route-table")
+    return app
 
 
 #: Every state-changing (method, path) of the service, read from its route table.

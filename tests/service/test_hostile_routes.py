@@ -35,7 +35,6 @@ import json
 import resource
 import struct
 import sys
-import tempfile
 import time
 import zlib
 from collections.abc import Iterator
@@ -50,7 +49,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from _services import fresh_store  # type: ignore[import-not-found]
+from _services import fresh_store, route_table_app  # type: ignore[import-not-found]
 from fraudlens.config import Settings
 from fraudlens.service import create_app
 from fraudlens.service._auth import CSRF_HEADER, SAFE_METHODS, Policy, route_entries
@@ -118,15 +117,8 @@ def routes_of(app: FastAPI) -> list[RouteInfo]:
 
 def _collection_app() -> FastAPI:
     # Only for reading the route table at collection time: nothing is opened.
-    root = Path(tempfile.gettempdir()) / "fraudlens-hostile-routes"
-    return create_app(
-        Settings(
-            models_dir=root / "models",
-            database_url=f"sqlite:///{root / 'never-opened.db'}",
-            queue_url=f"sqlite:///{root / 'never-opened-q.db'}",
-        ),
-        preload=False,
-    )
+    app: FastAPI = route_table_app("fraudlens-hostile-routes")
+    return app
 
 
 ROUTES = routes_of(_collection_app())
