@@ -8,7 +8,7 @@ Every card detector trains the same way:
    the next day's rows at the same hours instead of past the end of its training data;
    with ``"auto"``, the default, ULB's ``Time`` is ignored (read as 0 by the model, kept
    in the input) when the features are the ULB table's: on day 1's hours held out in
-   turn, the hour of the day cost XGBoost 0.009-0.013 average precision (see
+   turn, the hour of the day cost XGBoost 0.014 average precision (see
    :meth:`_TabularDetector._resolve_time_of_day`);
 2. validation data: the rows given as ``eval_set`` (e.g. a later time window), or else
    the most recent ``validation_fraction`` of the training rows (rows are taken in time
@@ -273,10 +273,12 @@ class _TabularDetector(Detector):
         ULB's first day only, every block of hours held out in turn and scored by a model
         fitted on all the other hours (the second day's model has seen every hour of the
         day, bursts of fraud excepted): pooled average precision of the default XGBoost
-        with ``Time`` as the hour of the day / ignored, 2-hour blocks 0.869 / 0.882 (seeds
-        0-2), 1-hour blocks 0.880 / 0.889 (seeds 0-1; paired bootstrap of the gain +0.009,
-        s.d. 0.003); logistic regression, 2-hour blocks, 0.806 / 0.808 (seed 0). The hour
-        mostly told the model when day 1's bursts of fraud came. ``Time`` as given
+        with ``Time`` as the hour of the day / ignored (``bench/_cards_time_of_day.py``),
+        2-hour blocks: 0.863 / 0.877 over seeds 0-5, ignored higher with 5 of the 6 (paired
+        bootstrap of the gain +0.009, s.d. 0.003, seeds 0-2; +0.020, s.d. 0.006, seeds
+        3-5); 1-hour blocks 0.880 / 0.889 (seeds 0-1, the column dropped rather than read
+        as 0); logistic regression 0.806 / 0.808 (seed 0). The hour mostly told the model
+        when day 1's bursts of fraud came. ``Time`` as given
         (seconds since the first row) reads every later day as past the end of training.
         """
         from fraudlens.cards.data import ULB_FEATURES
