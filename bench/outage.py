@@ -698,7 +698,7 @@ def run_outage(
         if m:
             result.worker_dead_lettered = int(m.group(1).replace(",", ""))
         m = re.search(
-            r"paused by ([\d,]+) outage\(s\) for ([\d.]+) s in all; ([\d,]+) messages", text
+            r"paused by ([\d,]+) outages? for ([\d.]+) s in all; ([\d,]+) messages?", text
         )
         if m:
             result.worker_outages = int(m.group(1).replace(",", ""))
