@@ -97,3 +97,19 @@ def route_table_app(tag: str) -> Any:
         ),
         preload=False,
     )
+
+
+def risk_event(account: str, hours: int) -> dict[str, Any]:
+    """A risk event of ``account`` whose 24 h window ends ``hours`` after 2024-03-01."""
+    from datetime import UTC, datetime, timedelta
+
+    end = datetime(2024, 3, 1, tzinfo=UTC) + timedelta(hours=hours)
+    return {
+        "account_id": account,
+        "score": 0.97,
+        "threshold": 0.9,
+        "model_version": "market-features:v0001",
+        "window_start": end - timedelta(hours=24),
+        "window_end": end,
+        "details": {"trades": []},
+    }

@@ -13,7 +13,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from _services import route_table_app  # type: ignore[import-not-found]
+from _services import risk_event, route_table_app  # type: ignore[import-not-found]
 from fraudlens.config import Settings
 from fraudlens.service import create_app
 from fraudlens.service._auth import CSRF_HEADER, SAFE_METHODS, Policy, route_entries
@@ -106,19 +105,6 @@ STATE_CHANGING = sorted(
 # --------------------------------------------------------------------------- fixtures
 
 
-def _event(account: str, hours: int) -> dict[str, Any]:
-    end = datetime(2024, 3, 1, tzinfo=UTC) + timedelta(hours=hours)
-    return {
-        "account_id": account,
-        "score": 0.97,
-        "threshold": 0.9,
-        "model_version": "market-features:v0001",
-        "window_start": end - timedelta(hours=24),
-        "window_end": end,
-        "details": {"trades": []},
-    }
-
-
 @dataclass
 class Ctx:
     """A service with authentication on, its store and queue, users of each role."""
@@ -165,7 +151,7 @@ def ctx(full_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     qurl = f"sqlite:///{tmp / 'q.db'}"
     store = open_store(db)
     store.upgrade()
-    store.add_risk_events([_event(f"acct-{i}", i) for i in range(1, 6)])
+    store.add_risk_events([risk_event(f"acct-{i}", i) for i in range(1, 6)])
     fast = Passwords(argon2.PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
     auth = Authenticator(store, passwords=fast)
     tokens = {}

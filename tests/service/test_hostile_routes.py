@@ -39,7 +39,6 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from _services import fresh_store, route_table_app  # type: ignore[import-not-found]
+from _services import fresh_store, risk_event, route_table_app  # type: ignore[import-not-found]
 from fraudlens.config import Settings
 from fraudlens.service import create_app
 from fraudlens.service._auth import CSRF_HEADER, SAFE_METHODS, Policy, route_entries
@@ -143,19 +142,6 @@ class Ctx:
         return f"fraudlens_session={grant.cookie}", grant.csrf_token
 
 
-def _event(account: str, hours: int) -> dict[str, Any]:
-    end = datetime(2024, 3, 1, tzinfo=UTC) + timedelta(hours=hours)
-    return {
-        "account_id": account,
-        "score": 0.97,
-        "threshold": 0.9,
-        "model_version": "market-features:v0001",
-        "window_start": end - timedelta(hours=24),
-        "window_end": end,
-        "details": {"trades": []},
-    }
-
-
 def _serve(kind: str, registry: Path, tmp: Path) -> Iterator[Ctx]:
     """A service with authentication on over a fresh store on ``kind`` (a database name
     of ``_services.DATABASES``), with a few risk events and a user of each role."""
@@ -166,7 +152,7 @@ def _serve(kind: str, registry: Path, tmp: Path) -> Iterator[Ctx]:
     qurl = f"sqlite:///{tmp / 'q.db'}"
     store = fresh_store(kind, tmp)
     db = store.url
-    store.add_risk_events([_event(f"acct-{i}", i) for i in range(1, 6)])
+    store.add_risk_events([risk_event(f"acct-{i}", i) for i in range(1, 6)])
     fast = Passwords(argon2.PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
     auth = Authenticator(store, passwords=fast)
     tokens = {}
