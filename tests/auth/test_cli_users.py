@@ -4,15 +4,13 @@ a real terminal for the password prompt, the rows read back from the database.""
 from __future__ import annotations
 
 import os
-import pty
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from _terminal import pty_session  # type: ignore[import-not-found]
 from fraudlens.auth import Authenticator, Passwords
 from fraudlens.store import open_store
 
@@ -85,39 +83,9 @@ def test_users_and_tokens_commands(tmp_path: Path) -> None:
     assert r.returncode == 2 and "nobody" in r.stderr
 
 
-def _pty_session(args: list[str], answers: list[str], timeout: float = 60.0) -> tuple[int, str]:
-    """Run a command on a pseudo-terminal, typing each answer after the next prompt."""
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.execv(args[0], args)
-    out = b""
-    pending = list(answers)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-            # click prints "Password:" and getpass then prints " " after switching echo off
-            # (and flushing typed-ahead input): answer only once the space is there.
-            if pending and out.endswith(b": "):
-                os.write(fd, pending.pop(0).encode() + b"\r")
-                out += b"\n<typed>\n"
-    else:
-        os.kill(pid, 9)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
-
-
 def test_the_password_prompt_does_not_echo(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'fl.db'}"
-    code, screen = _pty_session(
+    code, screen = pty_session(
         [str(FRAUDLENS), "users", "add", "cy", "--role", "admin", "--db", db],
         [PASSWORD, PASSWORD],
     )

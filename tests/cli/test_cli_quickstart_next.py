@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from _terminal import pty_session  # type: ignore[import-not-found]
+
 pytestmark = pytest.mark.slow
 
 SCRIPT = Path(sys.executable).parent / "fraudlens"
@@ -154,9 +156,6 @@ def test_the_printed_password_command_runs_as_printed(
 ) -> None:
     # The closing line's `users password` command had named a bare `fraudlens`, which a
     # shell without the virtualenv activated does not find.
-    import pty
-    import select
-
     home, output, port = quickstart
     found = re.search(
         r"`([^`]+ users password analyst [^`]+)` sets another", " ".join(output.split())
@@ -164,28 +163,9 @@ def test_the_printed_password_command_runs_as_printed(
     assert found is not None, output[-1500:]
     argv = shlex.split(found.group(1))
     password = "a new long passphrase"
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover - the child: the printed command, from the same folder
-        try:
-            os.chdir(home)
-            os.execve(argv[0], argv, {**_env(port), "NO_COLOR": "1"})
-        finally:  # not found (a bare `fraudlens` off PATH): exit as a shell would
-            os._exit(127)
-    screen, answers = b"", [password, password]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if not select.select([fd], [], [], 0.2)[0]:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        screen += chunk
-        if answers and screen.endswith(b": "):
-            os.write(fd, answers.pop(0).encode() + b"\r")
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, screen.decode(errors="replace")
-    assert b"password of 'analyst' changed" in screen
+    # The printed command, from the same folder.
+    code, screen = pty_session(
+        argv, [password, password], env={**_env(port), "NO_COLOR": "1"}, cwd=home, timeout=120
+    )
+    assert code == 0, screen
+    assert "password of 'analyst' changed" in screen
