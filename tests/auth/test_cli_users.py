@@ -117,9 +117,10 @@ def test_the_printed_next_commands_run_as_printed(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'auth store.db'}"
     env = _not_activated()
 
-    def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    def run(argv: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+        """``argv`` from the home folder, the virtualenv not activated."""
         return subprocess.run(
-            [str(FRAUDLENS), *args],
+            argv,
             input=stdin,
             capture_output=True,
             text=True,
@@ -129,36 +130,22 @@ def test_the_printed_next_commands_run_as_printed(tmp_path: Path) -> None:
             check=False,
         )
 
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return run([str(FRAUDLENS), *args])
+
     r = cli("db", "upgrade", "--db", db)
     assert r.returncode == 0, r.stderr
     r = cli("users", "list", "--db", db)
     found = re.search(r"no users yet: add one with `([^`]+)`", r.stderr)
     assert r.returncode == 0 and found is not None, r.stderr
     add = [*shlex.split(found.group(1).replace("NAME", "ana")), "--password-stdin"]
-    r = subprocess.run(
-        add,
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        cwd=home,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    r = run(add, stdin=PASSWORD + "\n")
     assert r.returncode == 0, (add, r.stderr)
 
     r = cli("users", "add", "scorer", "--role", "service", "--db", db)
     found = re.search(r"^give it a token: (.+)$", r.stderr, flags=re.M)
     assert r.returncode == 0 and found is not None, r.stderr
-    r = subprocess.run(
-        shlex.split(found.group(1)),
-        capture_output=True,
-        text=True,
-        cwd=home,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    r = run(shlex.split(found.group(1)))
     assert r.returncode == 0, (found.group(1), r.stderr)
     assert r.stdout.startswith("flk_")
     assert not (home / "fraudlens.db").exists()  # nothing went to the default store
