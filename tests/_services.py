@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -64,6 +66,41 @@ def fresh_store(kind: str, tmp_path: Any) -> Any:
         unavailable(f"{kind} is unreachable: {exc}")
     store.upgrade()
     return store
+
+
+@contextmanager
+def private_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A URL to a fresh SQLite file in ``tmp_path``, or to a schema (PostgreSQL) or
+    database (MariaDB) of its own on the server, dropped afterwards; skip or fail if the
+    server is unreachable. Tests on a private one may run beside others on the server."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'private.db'}"
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"fl_test_{uuid.uuid4().hex[:12]}"
+    base = sa.engine.make_url(POSTGRES_URL if kind == "postgresql" else MARIADB_URL)
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    if kind == "postgresql":
+        create, drop = f'CREATE SCHEMA "{name}"', f'DROP SCHEMA IF EXISTS "{name}" CASCADE'
+        url = base.update_query_dict({"options": f"-csearch_path={name}"})
+    else:
+        create, drop = f"CREATE DATABASE `{name}`", f"DROP DATABASE IF EXISTS `{name}`"
+        url = base.set(database=name)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(create))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        unavailable(f"{kind} is unreachable at {base.render_as_string()}: {exc.orig}")
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(drop))
+        admin.dispose()
 
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"

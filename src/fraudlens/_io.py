@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -75,15 +75,32 @@ def write_csv(frame: Any, path: Path) -> None:
     there (``/dev/stdout``, a pipe, a folder) is written to directly. An OSError names
     ``path``.
     """
+    _write_text(path, lambda f: frame.to_csv(f, index=False))
+
+
+def write_text_chunks(chunks: Iterable[str], path: Path) -> None:
+    """Write ``chunks`` of text (UTF-8, line ends as given) to ``path``, one after the
+    other, whole or not at all, as :func:`write_csv` writes a table."""
+
+    def write(f: IO[Any]) -> None:
+        for chunk in chunks:
+            f.write(chunk)
+
+    _write_text(path, write)
+
+
+def _write_text(path: Path, write: Callable[[IO[Any]], object]) -> None:
+    """:func:`write_csv`'s way of writing ``path`` (UTF-8, newlines as written)."""
     try:
         if path.exists() and not path.is_file():
-            frame.to_csv(path, index=False)
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                write(f)
             return
         # A link's file is replaced, not the link (writing in place went through it).
         real = path.resolve() if path.is_symlink() else path
         _replace(
             real,
-            lambda f: frame.to_csv(f, index=False),
+            write,
             binary=False,
             suffix=".tmp",
             # the mode a file written in place gets (mkstemp's is 0600)

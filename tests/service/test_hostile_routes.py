@@ -96,6 +96,15 @@ def _api_routes(app: FastAPI) -> dict[str, APIRoute]:
     return found
 
 
+def _query_params(dependant: Any) -> tuple[str, ...]:
+    """The query parameters a route reads: its own and its dependencies' (a shared set
+    of filters declared once as a dependency, say), each once."""
+    names = [p.alias for p in dependant.query_params]
+    for sub in dependant.dependencies:
+        names.extend(_query_params(sub))
+    return tuple(dict.fromkeys(names))
+
+
 def routes_of(app: FastAPI) -> list[RouteInfo]:
     """Every method of every route, as requests reach them."""
     api = _api_routes(app)
@@ -107,7 +116,7 @@ def routes_of(app: FastAPI) -> list[RouteInfo]:
         route = api.get(entry.path)
         dep = route.dependant if route is not None else None
         path_params = tuple(p.name for p in dep.path_params) if dep else ()
-        query = tuple(p.alias for p in dep.query_params) if dep else ()
+        query = _query_params(dep) if dep else ()
         body = bool(dep and dep.body_params)
         for m in sorted(methods):
             rows.append(RouteInfo(m, entry.path, entry.policy, path_params, query, body))
@@ -756,6 +765,9 @@ def test_the_route_table_is_read_from_the_app() -> None:
     } <= paths
     event = next(r for r in ROUTES if r.path == "/v1/risk-events")
     assert {"limit", "offset", "sort", "since"} <= set(event.query_params)
+    # the export's filters are the list's (one dependency), read through it
+    export = next(r for r in ROUTES if r.path == "/v1/risk-events/export")
+    assert set(export.query_params) == set(event.query_params) - {"limit", "offset"} | {"max_rows"}
     assert next(r for r in ROUTES if r.path.endswith("/review") and r.method == "POST").json_body
 
 

@@ -3,6 +3,8 @@ against the real service on a real port, with the decisions read back from the d
 
 from __future__ import annotations
 
+import csv
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -226,3 +228,50 @@ def test_errors_are_shown(page: Any, served: tuple[str, str]) -> None:
     page.goto(f"{base}/review?event=999")
     expect(banner).to_contain_text("Could not load risk event 999")
     expect(banner).to_contain_text("HTTP 404")
+
+
+def test_export_csv_follows_the_filters_and_sort(
+    page: Any, served: tuple[str, str], tmp_path: Path
+) -> None:
+    base, db_url = served
+    with open_store(db_url) as store:  # an account id a spreadsheet would run (id 6)
+        assert store.add_risk_events([_event('=HYPERLINK("http://x")', 6, 0.92)]) == 1
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    reply = page.goto(f"{base}/review?sort=-created_at")
+    assert reply is not None and "script-src 'self'" in reply.headers["content-security-policy"]
+    rows = page.locator("#events-body tr")
+    expect(rows).to_have_count(5)
+
+    def export() -> list[list[str]]:
+        with page.expect_download() as info:
+            page.click("#export")
+        download = info.value
+        assert re.fullmatch(r"risk-events-\d{8}T\d{6}Z\.csv", download.suggested_filename)
+        target = tmp_path / download.suggested_filename
+        download.save_as(target)
+        with target.open(encoding="utf-8", newline="") as f:
+            table = list(csv.reader(f))
+        assert table[0][:3] == ["id", "recorded_at", "account_id"]
+        return table[1:]
+
+    # The open events, newest first, as the page lists them; the formula is quoted.
+    got = export()
+    assert [r[0] for r in got] == ["6", "4", "3", "2", "1"]
+    assert got[0][2] == '\'=HYPERLINK("http://x")'
+
+    # A prefix search and another order: the export follows both, not only this page.
+    page.fill("#account-search", "acct-0")
+    expect(rows).to_have_count(4)
+    page.locator('#events th[data-sort="account_id"] button').click()
+    expect(rows.first).to_have_attribute("data-id", "1")
+    assert [r[0] for r in export()] == ["1", "4", "2", "3"]
+
+    # Every status: the dismissed event too.
+    page.locator('.segmented button[data-status=""]').click()
+    expect(rows).to_have_count(5)
+    assert [r[0] for r in export()] == ["1", "4", "2", "3", "5"]
+    assert violations == []

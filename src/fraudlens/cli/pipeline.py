@@ -128,6 +128,15 @@ def db_events(
     status: Annotated[str | None, typer.Option(help="open, confirmed or dismissed.")] = None,
     account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Rows to show.")] = 20,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Write the events to this CSV file for a spreadsheet instead of showing "
+            "a table: every field of the service's export, text that a spreadsheet would "
+            "run as a formula quoted.",
+        ),
+    ] = None,
 ) -> None:
     """List risk events, newest first."""
     from fraudlens._ids import id_problem
@@ -145,6 +154,16 @@ def db_events(
     with open_store(_existing_db(db)) as store:
         store.require_schema(upgrade_empty=False)
         items, total = store.list_risk_events(status=status, account_id=account, limit=limit)
+    if csv_file is not None:
+        from fraudlens._csvsafe import RISK_EVENT_COLUMNS, csv_chunks, risk_event_row
+        from fraudlens._io import write_text_chunks
+
+        header = [name for name, _key in RISK_EVENT_COLUMNS]
+        write_text_chunks(csv_chunks(header, [[risk_event_row(e) for e in items]]), csv_file)
+        console.print(
+            f"wrote {plural(len(items), 'risk event')} (of {total:,}) to {shell_path(csv_file)}"
+        )
+        return
     table = Table(title=f"risk events ({len(items)} of {total:,})")
     for col in ("id", "account", "score", "status", "business", "window end", "model"):
         table.add_column(col)

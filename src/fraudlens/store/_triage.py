@@ -21,6 +21,15 @@ Every order is served by an index (migrations 0005 and 0007) for the open queue,
 priority, value moved and newest first also across statuses, so the first page of
 100,000 events is read without sorting them (``bench/desk.py`` measures it).
 
+Pages by key
+------------
+:meth:`~fraudlens.store.Store.risk_events_after` reads the same order a page at a time
+from where the last page ended (:func:`after_condition`: the events after the last one's
+sort values, NULL where the database puts it), not by offset: a page deep in the order
+costs what the first does, and an event recorded, decided or dropped from the filter
+while the pages are read moves no later page (an export of the list, which may run to a
+million events, neither repeats nor skips one for it).
+
 Account prefix search
 ---------------------
 ``account_prefix`` matches account ids that begin with the given text, as
@@ -67,12 +76,14 @@ __all__ = [
     "MAX_BULK",
     "SORT_KEYS",
     "TriageStore",
+    "after_condition",
     "decision_values",
     "event_priority",
     "event_symbols",
     "events_source",
     "like_prefix",
     "order_by",
+    "sort_columns",
 ]
 
 #: Keys ``sort`` accepts (each also with a leading ``-`` for descending).
@@ -167,8 +178,9 @@ def prefix_condition(prefix: str, dialect: str) -> Any:
     return cond
 
 
-def order_by(sort: str, dialect: str) -> list[Any]:
-    """ORDER BY clauses of a ``sort`` value (see the module docstring).
+def sort_columns(sort: str) -> list[Any]:
+    """The columns a ``sort`` value orders by, the event id last (see the module
+    docstring).
 
     Raises
     ------
@@ -188,9 +200,67 @@ def order_by(sort: str, dialect: str) -> list[Any]:
         cols.append(RiskEventRow.score)
     if key != "id":
         cols.append(RiskEventRow.id)
+    return cols
+
+
+def order_by(sort: str, dialect: str) -> list[Any]:
+    """ORDER BY clauses of a ``sort`` value (see the module docstring).
+
+    Raises
+    ------
+    DataError
+        An unknown key.
+    """
+    desc = sort.startswith("-")
     # NULL where the database puts it (see the module docstring): forcing one place would
     # cost PostgreSQL (or the others) its index for these orders
-    return [col.desc() if desc else col.asc() for col in cols]
+    return [col.desc() if desc else col.asc() for col in sort_columns(sort)]
+
+
+def after_condition(sort: str, dialect: str, after: Sequence[Any]) -> Any:
+    """The WHERE condition of the events that come after ``after`` in ``sort`` order:
+    ``after`` holds the values of :func:`sort_columns` of one event (as read from the
+    store), and the condition keeps exactly the events :func:`order_by` puts after it.
+
+    Lexicographic over the columns, with NULL (an unknown value moved or counterparty)
+    where the database sorts it: the smallest value on SQLite and MySQL/MariaDB, the
+    largest on PostgreSQL. The first column is also bounded on its own (``key >=
+    value``, or ``<=`` descending), so that the database starts reading the order's index
+    at the event instead of at its head.
+    """
+    desc = sort.startswith("-")
+    cols = sort_columns(sort)
+    if len(after) != len(cols):
+        raise DataError(
+            f"a position in {sort!r} order has {len(cols)} values, not {len(after)}",
+            column="after",
+        )
+    null_smallest = dialect != "postgresql"
+    # NULL comes first in this direction (ascending with NULL smallest, or descending
+    # with NULL largest)
+    nulls_first = null_smallest != desc
+
+    def equal(col: Any, value: Any) -> Any:
+        return col.is_(None) if value is None else col == value
+
+    def beyond(col: Any, value: Any) -> Any:
+        if value is None:
+            # after a NULL come the values, if NULLs come first; else nothing
+            return col.is_not(None) if nulls_first else sa.false()
+        cond = col < value if desc else col > value
+        if col.nullable and not nulls_first:
+            cond = sa.or_(cond, col.is_(None))
+        return cond
+
+    terms = []
+    for i, (col, value) in enumerate(zip(cols, after, strict=True)):
+        same = [equal(c, v) for c, v in zip(cols[:i], after[:i], strict=True)]
+        terms.append(sa.and_(*same, beyond(col, value)))
+    cond: Any = sa.or_(*terms)
+    head, first = cols[0], after[0]
+    if first is not None and (nulls_first or not head.nullable):
+        cond = sa.and_(head <= first if desc else head >= first, cond)
+    return cond
 
 
 def filter_conditions(

@@ -60,11 +60,13 @@ from fraudlens.store._auth import AuthStore
 from fraudlens.store._tables import Base, Kline, RiskEventRow, RiskEventSymbol, Trade
 from fraudlens.store._triage import (
     TriageStore,
+    after_condition,
     decision_values,
     event_priority,
     events_source,
     filter_conditions,
     order_by,
+    sort_columns,
     symbol_rows,
 )
 from fraudlens.store.records import RISK_STATUSES, RiskEvent
@@ -1105,10 +1107,59 @@ class Store(Closing, AuthStore, TriageStore):
         review queue's ``-priority``: score x value moved). See
         :mod:`fraudlens.store._triage`.
         """
-        if status is not None and status not in RISK_STATUSES:
-            raise DataError(f"status {status!r} is not one of {RISK_STATUSES}", column="status")
         if limit < 1 or offset < 0:
             raise DataError("limit must be >= 1 and offset >= 0", column="limit")
+        source, where, straight = self._triage_where(
+            status=status,
+            account_id=account_id,
+            business_type=business_type,
+            fraud_type=fraud_type,
+            min_score=min_score,
+            since=since,
+            until=until,
+            account_prefix=account_prefix,
+            symbol=symbol,
+            counterparty=counterparty,
+            min_value_moved=min_value_moved,
+        )
+        order = order_by(sort, self.dialect)
+        count = sa.select(sa.func.count()).select_from(source).where(where)
+        page = (
+            sa.select(RiskEventRow.__table__)
+            .select_from(source)
+            .where(where)
+            .order_by(*order)
+            .limit(limit)
+            .offset(offset)
+        )
+        if straight:
+            count = count.prefix_with("STRAIGHT_JOIN", dialect="mysql")
+            page = page.prefix_with("STRAIGHT_JOIN", dialect="mysql")
+        with self._connect() as conn:
+            total = conn.execute(count).scalar_one()
+            rows = conn.execute(page).mappings()
+            return [_event_dict(r) for r in rows], int(total)
+
+    def _triage_where(
+        self,
+        *,
+        status: str | None = None,
+        account_id: str | None = None,
+        business_type: str | None = None,
+        fraud_type: str | None = None,
+        min_score: float | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        account_prefix: str | None = None,
+        symbol: str | None = None,
+        counterparty: str | None = None,
+        min_value_moved: float | None = None,
+    ) -> tuple[Any, Any, bool]:
+        """What a triage query reads, its WHERE condition, and whether it must keep its
+        join order (:func:`~fraudlens.store._triage.events_source`), for the filters of
+        :meth:`list_risk_events`."""
+        if status is not None and status not in RISK_STATUSES:
+            raise DataError(f"status {status!r} is not one of {RISK_STATUSES}", column="status")
         conds: list[Any] = []
         for col, value in (
             (RiskEventRow.status, status),
@@ -1132,24 +1183,61 @@ class Store(Closing, AuthStore, TriageStore):
             counterparty=counterparty,
             min_value_moved=min_value_moved,
         )
-        order = order_by(sort, self.dialect)
-        where = sa.and_(sa.true(), *conds)
+        return source, sa.and_(sa.true(), *conds), straight
+
+    @_mapped
+    def count_risk_events(self, **filters: Any) -> int:
+        """How many risk events match ``filters`` (the filters of
+        :meth:`list_risk_events`)."""
+        source, where, straight = self._triage_where(**filters)
         count = sa.select(sa.func.count()).select_from(source).where(where)
+        if straight:
+            count = count.prefix_with("STRAIGHT_JOIN", dialect="mysql")
+        with self._connect() as conn:
+            return int(conn.execute(count).scalar_one())
+
+    @_mapped
+    def risk_events_after(
+        self,
+        after: Sequence[Any] | None,
+        *,
+        limit: int = 1000,
+        sort: str = "-created_at",
+        **filters: Any,
+    ) -> tuple[list[dict[str, Any]], tuple[Any, ...] | None]:
+        """The next page of risk events in ``sort`` order, after the event whose sort
+        values are ``after`` (None: from the first), and the sort values of this page's
+        last event, to ask for the page after it (None when the page is empty).
+
+        The same events and order as :meth:`list_risk_events` with the same ``filters``
+        and ``sort``, read page by page by key instead of by offset: each page starts in
+        the order's index where the last one ended (a page deep in a million events costs
+        what the first does), and events that are recorded, or leave the filter, while
+        the pages are read shift no later page (see
+        :func:`~fraudlens.store._triage.after_condition`).
+        """
+        if limit < 1:
+            raise DataError("limit must be >= 1", column="limit")
+        source, where, straight = self._triage_where(**filters)
+        order = order_by(sort, self.dialect)
+        if after is not None:
+            where = sa.and_(where, after_condition(sort, self.dialect, after))
         page = (
             sa.select(RiskEventRow.__table__)
             .select_from(source)
             .where(where)
             .order_by(*order)
             .limit(limit)
-            .offset(offset)
         )
         if straight:
-            count = count.prefix_with("STRAIGHT_JOIN", dialect="mysql")
             page = page.prefix_with("STRAIGHT_JOIN", dialect="mysql")
         with self._connect() as conn:
-            total = conn.execute(count).scalar_one()
-            rows = conn.execute(page).mappings()
-            return [_event_dict(r) for r in rows], int(total)
+            rows = list(conn.execute(page).mappings())
+        if not rows:
+            return [], None
+        last = rows[-1]
+        cursor = tuple(last[col.key] for col in sort_columns(sort))
+        return [_event_dict(r) for r in rows], cursor
 
     @_mapped
     def get_risk_event(self, event_id: int) -> dict[str, Any] | None:

@@ -3,6 +3,8 @@
 - ``POST /v1/accounts/{account_id}/check``: queue a check of the account for the worker.
 - ``GET /v1/risk-events``: filtered, sorted (by priority unless told otherwise),
   paginated.
+- ``GET /v1/risk-events/export``: the same events, filters and order as a CSV file for a
+  spreadsheet (streamed; text that would run as a formula is quoted).
 - ``GET /v1/risk-events/{event_id}``: one event with the trades behind its score.
 - ``POST /v1/risk-events/{event_id}/review``: an analyst's decision.
 - ``POST /v1/reviews``: one decision and note on several events (all or none).
@@ -14,17 +16,20 @@ Their failures are answered 503 by the service's error handlers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from fraudlens._csvsafe import RISK_EVENT_COLUMNS, csv_chunks, risk_event_row
 from fraudlens._ids import ID_PATTERN, MAX_SYMBOL_LENGTH
-from fraudlens._time import utc
+from fraudlens._time import utc, utcnow
 from fraudlens.errors import DataError, NotFoundError
 from fraudlens.service._auth import actor_for
 from fraudlens.service._responses import error_docs
@@ -120,14 +125,32 @@ async def check_account(
     )
 
 
-@router.get(
-    "/risk-events",
-    response_model=RiskEventPage,
-    responses=_EVENT_ERRORS,
-    dependencies=[ForAnyRole],
-)
-async def list_risk_events(
-    store: StoreDep,
+@dataclass(frozen=True)
+class TriageFilters:
+    """The filters and order of a triage query, as the list and the export take them
+    (the keyword arguments of :meth:`fraudlens.store.Store.list_risk_events`)."""
+
+    status: str | None = None
+    account_id: str | None = None
+    business_type: str | None = None
+    fraud_type: str | None = None
+    min_score: float | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    account_prefix: str | None = None
+    symbol: str | None = None
+    counterparty: str | None = None
+    min_value_moved: float | None = None
+    sort: str = "-priority"
+
+    def filters(self) -> dict[str, Any]:
+        """The filters alone (without ``sort``), as the store's keyword arguments."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        del out["sort"]
+        return out
+
+
+def triage_filters(
     status: Annotated[
         Literal["open", "confirmed", "dismissed"] | None,
         Query(description="Only events in this review state."),
@@ -146,8 +169,6 @@ async def list_risk_events(
         IsoTime | None,
         Query(description="Recorded before this time (ISO-8601; UTC if no zone)."),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
-    offset: Annotated[int, Query(ge=0, le=10**9, description="Events to skip.")] = 0,
     account_prefix: Annotated[
         AccountId | None,
         Query(
@@ -172,30 +193,131 @@ async def list_risk_events(
             "then the highest score; every order ends with the id."
         ),
     ] = "-priority",
-) -> Any:
-    """Risk events matching every filter given, in ``sort`` order, one page at a time."""
+) -> TriageFilters:
+    """The triage filters and order of a request (one list of query parameters for every
+    route that reads events this way); DataError (422) when ``since`` is after ``until``."""
     lo, hi = utc(since), utc(until)
     if lo is not None and hi is not None and lo > hi:
         raise DataError(f"since ({lo.isoformat()}) is after until ({hi.isoformat()})")
+    return TriageFilters(
+        status=status,
+        account_id=account_id,
+        business_type=business_type,
+        fraud_type=fraud_type,
+        min_score=min_score,
+        since=lo,
+        until=hi,
+        account_prefix=account_prefix,
+        symbol=symbol,
+        counterparty=counterparty,
+        min_value_moved=min_value_moved,
+        sort=sort,
+    )
+
+
+TriageFiltersDep = Annotated[TriageFilters, Depends(triage_filters)]
+
+
+@router.get(
+    "/risk-events",
+    response_model=RiskEventPage,
+    responses=_EVENT_ERRORS,
+    dependencies=[ForAnyRole],
+)
+async def list_risk_events(
+    store: StoreDep,
+    triage: TriageFiltersDep,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9, description="Events to skip.")] = 0,
+) -> Any:
+    """Risk events matching every filter given, in ``sort`` order, one page at a time."""
     items, total = await run_in_threadpool(
         lambda: store.list_risk_events(
-            status=status,
-            account_id=account_id,
-            business_type=business_type,
-            fraud_type=fraud_type,
-            min_score=min_score,
-            since=lo,
-            until=hi,
-            limit=limit,
-            offset=offset,
-            account_prefix=account_prefix,
-            symbol=symbol,
-            counterparty=counterparty,
-            min_value_moved=min_value_moved,
-            sort=sort,
+            **triage.filters(), limit=limit, offset=offset, sort=triage.sort
         )
     )
     return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+#: Rows an export holds unless ``max_rows`` asks for fewer, and the most it may ask for.
+EXPORT_ROWS = 100_000
+MAX_EXPORT_ROWS = 1_000_000
+#: Events read from the store at a time while an export streams.
+EXPORT_PAGE = 1000
+
+
+@router.get(
+    "/risk-events/export",
+    response_class=StreamingResponse,
+    dependencies=[ForAnyRole],
+    responses={
+        200: {
+            "content": {"text/csv": {}},
+            "description": "The events as CSV, a header row first. Text a spreadsheet "
+            "would run as a formula starts with a single quote. ``X-Fraudlens-Total``: "
+            "the events that match; ``X-Fraudlens-Truncated: true`` when that is more "
+            "than ``max_rows``, which is then how many the file holds.",
+        },
+        **error_docs(422, 503, _422="Bad filter or sort"),
+    },
+)
+async def export_risk_events(
+    store: StoreDep,
+    triage: TriageFiltersDep,
+    max_rows: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=MAX_EXPORT_ROWS,
+            description=f"Most events to write (at most {MAX_EXPORT_ROWS:,}).",
+        ),
+    ] = EXPORT_ROWS,
+) -> StreamingResponse:
+    """The risk events of the triage list (the filters and ``sort`` of
+    ``GET /v1/risk-events``) as a CSV file for a spreadsheet: one row an event, in
+    ``sort`` order, every event that matches up to ``max_rows``.
+
+    Text that a spreadsheet would read as a formula (it starts with ``=``, ``+``, ``-``,
+    ``@``, a tab or a carriage return) is written with a single quote before it; numbers
+    are written as numbers. The file is streamed as it is read from the store, a
+    thousand events at a time, each page continuing where the last ended."""
+    filters = triage.filters()
+    total = await run_in_threadpool(lambda: store.count_risk_events(**filters))
+    # The first page before the reply starts: a store that fails now is a 503, not a
+    # cut file.
+    first = await run_in_threadpool(
+        lambda: store.risk_events_after(
+            None, limit=min(EXPORT_PAGE, max_rows), sort=triage.sort, **filters
+        )
+    )
+
+    def batches() -> Iterator[list[list[Any]]]:
+        items, after = first
+        asked, written = min(EXPORT_PAGE, max_rows), 0
+        while True:
+            written += len(items)
+            yield [risk_event_row(e) for e in items]
+            if len(items) < asked or written >= max_rows:
+                return
+            asked = min(EXPORT_PAGE, max_rows - written)
+            # A page that fails now ends the file early: the reply has begun, so the
+            # connection is closed without the chunked ending, which clients report.
+            items, after = store.risk_events_after(after, limit=asked, sort=triage.sort, **filters)
+
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    headers = {
+        "Content-Disposition": f'attachment; filename="risk-events-{stamp}.csv"',
+        "X-Fraudlens-Total": str(total),
+        "X-Fraudlens-Truncated": "true" if total > max_rows else "false",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+    }
+    header = [name for name, _key in RISK_EVENT_COLUMNS]
+    # a sync iterator: Starlette reads it in the thread pool, one batch (a store page) at
+    # a time, so the store's blocking calls stay off the event loop
+    return StreamingResponse(
+        csv_chunks(header, batches()), media_type="text/csv; charset=utf-8", headers=headers
+    )
 
 
 @router.get(

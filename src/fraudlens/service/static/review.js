@@ -272,10 +272,12 @@
     if (state.selectedId) q.set("event", String(state.selectedId));
     const qs = q.toString();
     history.replaceState(null, "", qs ? `?${qs}` : window.location.pathname);
+    updateExport();
   }
 
   // ------------------------------------------------------------------ the list
-  function listQuery() {
+  // The list's filters and order, as the list and the export take them.
+  function filterQuery() {
     const q = new URLSearchParams();
     if (state.status) q.set("status", state.status);
     if (state.account) q.set("account_prefix", state.account);
@@ -284,9 +286,20 @@
     if (state.minScore !== "") q.set("min_score", state.minScore);
     if (state.minValue !== "") q.set("min_value_moved", state.minValue);
     q.set("sort", state.sort);
+    return q;
+  }
+
+  function listQuery() {
+    const q = filterQuery();
     q.set("limit", String(state.limit));
     q.set("offset", String(state.offset));
     return q.toString();
+  }
+
+  // The "Export CSV" link downloads every event of the list's filters, in its order
+  // (not only this page): a plain link, so the browser saves the file itself.
+  function updateExport() {
+    $("export").href = `${API}/export?${filterQuery().toString()}`;
   }
 
   async function loadList(options) {
