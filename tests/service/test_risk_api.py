@@ -7,9 +7,7 @@ another test is using.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from _services import MARIADB_URL, POSTGRES_URL, unavailable  # type: ignore[import-not-found]
+from _services import private_database  # type: ignore[import-not-found]
 from fraudlens.config import Settings
 from fraudlens.queues import SQLiteQueue
 from fraudlens.service import create_app
@@ -447,40 +445,12 @@ def test_review_page_is_served(client: TestClient) -> None:
 # ------------------------------------------------------------------------- servers
 
 
-@contextmanager
-def _own_database(kind: str) -> Iterator[str]:
-    """A URL to a fresh PostgreSQL schema or MariaDB database, dropped afterwards."""
-    import sqlalchemy as sa
-
-    name = f"fl_svc_{uuid.uuid4().hex[:12]}"
-    base = sa.engine.make_url(POSTGRES_URL if kind == "postgresql" else MARIADB_URL)
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    if kind == "postgresql":
-        create, drop = f'CREATE SCHEMA "{name}"', f'DROP SCHEMA IF EXISTS "{name}" CASCADE'
-        url = base.update_query_dict({"options": f"-csearch_path={name}"})
-    else:
-        create, drop = f"CREATE DATABASE `{name}`", f"DROP DATABASE IF EXISTS `{name}`"
-        url = base.set(database=name)
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(create))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        unavailable(f"{kind} is unreachable at {base.render_as_string()}: {exc.orig}")
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(drop))
-        admin.dispose()
-
-
 @pytest.mark.services
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
 def test_list_and_review_round_trip_on_server(
     kind: str, tmp_path: Path, queue: SQLiteQueue
 ) -> None:
-    with _own_database(kind) as url, open_store(url) as server_store:
+    with private_database(kind, tmp_path) as url, open_store(url) as server_store:
         assert server_store.dialect == ("postgresql" if kind == "postgresql" else "mysql")
         server_store.upgrade()
         ids = _seed(server_store)

@@ -5,17 +5,14 @@ SQLite and, each in a private schema or database, on PostgreSQL and MariaDB."""
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from _services import DATABASES, MARIADB_URL, POSTGRES_URL, unavailable  # type: ignore[import-not-found]
+from _services import DATABASES, private_database  # type: ignore[import-not-found]
 from fraudlens.config import Settings
 from fraudlens.service import create_app
 
@@ -97,37 +94,6 @@ def _ids(reply: Any) -> list[int]:
     return [e["id"] for e in reply.json()["items"]]
 
 
-@contextmanager
-def _database(kind: str, tmp_path: Path) -> Iterator[str]:
-    """A URL to a fresh SQLite file, PostgreSQL schema or MariaDB database."""
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'triage.db'}"
-        return
-    import sqlalchemy as sa
-
-    name = f"fl_triage_{uuid.uuid4().hex[:12]}"
-    base = sa.engine.make_url(POSTGRES_URL if kind == "postgresql" else MARIADB_URL)
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    if kind == "postgresql":
-        create, drop = f'CREATE SCHEMA "{name}"', f'DROP SCHEMA IF EXISTS "{name}" CASCADE'
-        url = base.update_query_dict({"options": f"-csearch_path={name}"})
-    else:
-        create, drop = f"CREATE DATABASE `{name}`", f"DROP DATABASE IF EXISTS `{name}`"
-        url = base.set(database=name)
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(create))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        unavailable(f"{kind} is unreachable at {base.render_as_string()}: {exc.orig}")
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(drop))
-        admin.dispose()
-
-
 @pytest.fixture(
     params=DATABASES,
     scope="module",
@@ -137,7 +103,7 @@ def seeded(
 ) -> Iterator[tuple[TestClient, Store, dict[int, int]]]:
     """(client, store, seed position -> event id) on each database."""
     tmp = tmp_path_factory.mktemp(f"triage-{request.param}")
-    with _database(request.param, tmp) as url, open_store(url) as store:
+    with private_database(request.param, tmp) as url, open_store(url) as store:
         store.upgrade()
         ids = {}
         for pos in range(len(SEED)):  # one at a time: ids follow the seed's order
