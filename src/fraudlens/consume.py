@@ -81,6 +81,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_REASON_CHARS",
+    "NO_MODEL_WARN_SECONDS",
     "BatchResult",
     "Consumer",
     "ConsumerMetrics",
@@ -88,6 +89,7 @@ __all__ = [
     "Handler",
     "Health",
     "HealthReport",
+    "NoModelWarning",
     "SharedHealth",
     "Source",
     "failure_reason",
@@ -106,6 +108,9 @@ _KEEP_LATENCIES = 100_000
 _OWED_TRIES = 3
 #: Longest text of a failed or dead-lettered message's reason.
 MAX_REASON_CHARS = 500
+#: Seconds between two warnings that a consumer has no usable model (the first is at
+#: once); the outage's probes run far more often.
+NO_MODEL_WARN_SECONDS = 60.0
 
 
 class Source(Protocol):
@@ -211,6 +216,35 @@ def work_isolated(
             return
         except Exception as exc:
             result.failed.append((message(item), failure_reason(exc)))
+
+
+class NoModelWarning:
+    """The warning a handler logs while it has no usable model: at once, then at most
+    every ``every`` seconds while the model stays unusable (the outage's probes run far
+    more often), again at once after the model was usable in between.
+
+    The worker and the card processor each word theirs (where the model is looked for,
+    what waits, what to run); this keeps when they say it the same.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.log = logger
+        # monotonic time of the last warning (None: usable since, or never warned)
+        self._last: float | None = None
+
+    def warn(self, every: float, message: str, *args: Any) -> bool:
+        """Log ``message % args`` as a warning unless one was logged within ``every``
+        seconds; whether it was logged."""
+        now = time.monotonic()
+        if self._last is not None and now - self._last < every:
+            return False
+        self._last = now
+        self.log.warning(message, *args)
+        return True
+
+    def usable(self) -> None:
+        """The model is usable: the next unusable spell warns at once."""
+        self._last = None
 
 
 class Handler(Protocol):
@@ -704,6 +738,13 @@ class Consumer:
     def stop(self) -> None:
         """Finish the batch in hand, then return from :meth:`run`."""
         self.stop_event.set()
+
+    def hold(self, outage: UnavailableError) -> None:
+        """Pause for ``outage``, found outside a batch (what the next work needs is down:
+        a model a pass must load before it can start). :meth:`run` then waits it out
+        first, probing with back-off, as for an outage a batch met: with
+        ``idle_without_model`` a model outage counts as idle."""
+        self._enter_outage(outage)
 
     def run(
         self,

@@ -73,6 +73,15 @@ cannot be loaded pauses the processor: the batch is handed back (queue messages 
 spending an attempt, file rows from the last checkpoint), ``fraudlens_processor_healthy``
 drops to 0, and it probes with back-off until it can write again.
 
+No card model at the start is an error (:class:`~fraudlens.errors.ModelNotFoundError`).
+One that goes later (the registry emptied, the active version broken: found at a pass's
+start, or at a queue batch, whose models are resolved per batch like the worker's) is an
+outage too: the processor logs a warning naming the registry and what to run, at once
+and then once a minute (:data:`~fraudlens.consume.NO_MODEL_WARN_SECONDS`), and waits;
+with ``idle_exit`` that wait counts as idle, as the worker's does: after ``idle_exit``
+seconds without a usable model the run ends (:attr:`ProcessStats.gave_up`), the records
+not scored still queued and none written.
+
 Raw transactions and history
 ----------------------------
 Customer and terminal window features look back up to 30 days (plus a 7-day label delay).
@@ -89,7 +98,9 @@ Scheduling and stopping
 With ``every``, a pass starts every ``every`` seconds (a queue pass drains what is
 visible, a file pass scores the rows not yet scored, a generate pass makes one batch)
 until ``limit`` records are done, ``stop_event`` is set, or SIGTERM/SIGINT arrives (when
-called from the main thread). Stopping finishes the batch in flight and flushes the sink;
+called from the main thread). With ``idle_exit`` instead, a queue is consumed
+continuously, as the worker consumes checks, until it has been empty that long.
+Stopping finishes the batch in flight and flushes the sink;
 a second SIGINT interrupts at once.
 """
 
@@ -116,9 +127,12 @@ from fraudlens._ids import MAX_ID_LENGTH, bad_ids, id_problem
 from fraudlens._time import utc, utcnow
 from fraudlens.consume import (
     MAX_REASON_CHARS,
+    NO_MODEL_WARN_SECONDS,
     BatchResult,
     Consumer,
     ConsumerMetrics,
+    ConsumerStats,
+    NoModelWarning,
     stop_on_signals,
     work_isolated,
 )
@@ -199,6 +213,9 @@ class ProcessStats:
     seconds: float = 0.0
     models: dict[str, str] = field(default_factory=dict)
     objects: list[str] = field(default_factory=list)
+    #: Why the run ended with records left to score (``idle_exit`` spent without a usable
+    #: model), else None.
+    gave_up: str | None = None
 
     @property
     def rate(self) -> float:
@@ -237,12 +254,23 @@ def parse_source(source: str) -> tuple[str, str | None]:
 
 
 class _Models:
-    """The classifier and the anomaly model, re-resolved from the registry every pass."""
+    """The classifier and the anomaly model, re-resolved from the registry every pass
+    (and every batch of a queue).
 
-    def __init__(self, cache: ModelCache) -> None:
+    ``hint`` says what to run to get a usable model and ``waiting`` what becomes of the
+    records meanwhile, for the warning logged while there is none (at once, then every
+    :data:`~fraudlens.consume.NO_MODEL_WARN_SECONDS`).
+    """
+
+    def __init__(self, cache: ModelCache, hint: str | None = None) -> None:
         self.cache = cache
         self.classifier: Detector | None = None
         self.anomaly: Detector | None = None
+        self.hint = hint or (
+            f"`fraudlens cards train --data FILE -m {cache.root}` trains and activates one"
+        )
+        self.waiting = "the records wait"
+        self._no_model = NoModelWarning(log)
 
     def refresh(self) -> None:
         self.classifier = self.cache.find("cards-classifier")
@@ -254,14 +282,26 @@ class _Models:
             )
 
     def refresh_or_unavailable(self) -> None:
-        """:meth:`refresh`, with any failure reported as a model outage."""
+        """:meth:`refresh`, with any failure reported as a model outage (and warned
+        about: where the models are looked for and what to run)."""
         try:
             self.refresh()
         except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            # NO_MODEL_WARN_SECONDS is read here at each warning (tests shorten it).
+            self._no_model.warn(
+                NO_MODEL_WARN_SECONDS,
+                "no usable card model in the registry %s (%s); %s, none scored and none "
+                "lost, until one is active: %s",
+                self.cache.root,
+                reason,
+                self.waiting,
+                self.hint,
+            )
             raise UnavailableError(
-                f"card models in {self.cache.root} cannot be used: {type(exc).__name__}: {exc}",
-                what="model",
+                f"card models in {self.cache.root} cannot be used: {reason}", what="model"
             ) from exc
+        self._no_model.usable()
 
     @property
     def features(self) -> list[str]:
@@ -829,6 +869,9 @@ class _QueueHandler(_Handler):
         return {self.key: _unacked_record(self.unacked.items())}
 
     def handle(self, msgs: Sequence[Message]) -> BatchResult:
+        # The models of each batch, as the worker's: a version activated meanwhile is
+        # used, and a registry emptied meanwhile is an outage (the batch handed back).
+        self.models.refresh_or_unavailable()
         result = BatchResult()
         features = self.models.features
         good: list[tuple[Message, dict[str, Any], dict[str, Any], str]] = []
@@ -1072,6 +1115,8 @@ def process(
     on_batch: Callable[[ProcessStats], None] | None = None,
     metrics: ProcessorMetrics | None = None,
     pause_cap: float = 10.0,
+    idle_exit: float | None = None,
+    model_hint: str | None = None,
 ) -> ProcessStats:
     """Score card records from ``source`` and write one row per record to ``sink``.
 
@@ -1121,6 +1166,17 @@ def process(
         Prometheus metrics to update (``fraudlens_processor_*``), if any.
     pause_cap
         Longest wait between probes while the sink or the model is unavailable.
+    idle_exit
+        Seconds, as the worker's: a ``queue:`` source is consumed continuously (not
+        drained once) until it has been empty this long; and in any pass, this long
+        without a usable card model (the registry emptied or its model broken after
+        the start) ends the run with :attr:`ProcessStats.gave_up` set, the records not
+        scored still queued (a file's rows: after the sink's checkpoint). None: a pass
+        drains its source, and a missing model is waited for however long. Not with
+        ``every``.
+    model_hint
+        What to run to get a usable card model, for the warning logged (at once, then
+        once a minute) while there is none (default: ``fraudlens cards train``).
 
     Returns
     -------
@@ -1133,18 +1189,31 @@ def process(
     DataError
         A file source that breaks the card data contract (file, row, column named).
     ModelNotFoundError
-        No card model in the registry.
+        No card model in the registry (at the start; one that goes later is waited for).
     """
     kind, arg = parse_source(source)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if idle_exit is not None and not (math.isfinite(idle_exit) and idle_exit >= 0):
+        raise ConfigError(f"idle_exit must be a number of seconds (0 or more), got {idle_exit}")
+    if idle_exit is not None and every is not None:
+        raise ConfigError(
+            "idle_exit (--idle-exit) consumes the source until it has been idle that long; "
+            "every (--every) runs passes on a schedule: give one or the other"
+        )
     if limit is not None and limit < 0:
         raise ConfigError(f"limit must be >= 0, got {limit}")
     if every is not None and every < 0:
         raise ConfigError(f"every must be >= 0 seconds, got {every}")
     from fraudlens.model_cache import ModelCache
 
-    models = _Models(ModelCache(models_dir, check_seconds=0.0))
+    models = _Models(ModelCache(models_dir, check_seconds=0.0), model_hint)
+    models.waiting = {
+        "queue": "the records stay queued",
+        "file": "the file's rows wait (a new run resumes from the sink's checkpoint)",
+        "generate": "no traffic is generated",
+    }[kind]
+    # No model at the start is a mistake to fix now; one that goes later is waited for.
     models.refresh()
     hist = _load_history(history)
     own_sink = not isinstance(sink, Sink)
@@ -1173,7 +1242,10 @@ def process(
                     batch_size = min(batch_size, out.max_records)
             while not stop.is_set():
                 pass_start = time.monotonic()
-                models.refresh()
+                if stats.passes and not _models_back(
+                    models, out, stats, metrics, stop, pause_cap, idle_exit
+                ):
+                    break
                 stats.models = models.versions()
                 left = None if limit is None else max(0, limit - stats.records)
                 if left == 0:
@@ -1205,10 +1277,13 @@ def process(
                     pause_cap,
                     on_batch,
                     started,
+                    idle_exit,
                 )
                 if queue is not None:
                     queue.on_dead_letter = None  # the next pass's loop counts its own
                 stats.passes += 1
+                if stats.gave_up is not None:
+                    break
                 if every is None or (limit is not None and stats.records >= limit):
                     break
                 stop.wait(max(0.0, pass_start + every - time.monotonic()))
@@ -1272,6 +1347,7 @@ def _run_pass(
     pause_cap: float,
     on_batch: Callable[[ProcessStats], None] | None,
     started: float,
+    idle_exit: float | None = None,
 ) -> None:
     from fraudlens.queues import SQLiteQueue
 
@@ -1292,16 +1368,66 @@ def _run_pass(
     def progress(_c: Any) -> None:
         stats.records = records0 + handler.records - handled0
         stats.flagged = flagged0 + handler.flagged - marked0
+        stats.models = handler.models.versions()
         stats.batches += 1
         stats.seconds = time.monotonic() - started
         if on_batch is not None:
             on_batch(stats)
 
-    c = consumer.run(limit=left, drain=True, on_batch=progress)
+    # With idle_exit a queue is consumed until it has been empty that long (the worker's
+    # loop); a file or a generated batch is finite either way. In both, idle_exit spent
+    # without a usable model ends the run, the records handed back still queued.
+    c = consumer.run(
+        limit=left,
+        drain=kind != "queue" or idle_exit is None,
+        idle_exit=idle_exit,
+        idle_without_model=True,
+        on_batch=progress,
+    )
     stats.records = records0 + handler.records - handled0
     stats.flagged = flagged0 + handler.flagged - marked0
+    _add_loop_counts(stats, c)
+
+
+def _add_loop_counts(stats: ProcessStats, c: ConsumerStats) -> None:
     stats.dead_lettered += c.dead_lettered
     stats.failed += c.failed
     stats.released += c.released
     stats.outages += c.outages
     stats.paused_seconds += c.paused_seconds
+    stats.gave_up = c.gave_up or stats.gave_up
+
+
+def _models_back(
+    models: _Models,
+    out: Sink,
+    stats: ProcessStats,
+    metrics: ProcessorMetrics | None,
+    stop: threading.Event,
+    pause_cap: float,
+    idle_exit: float | None,
+) -> bool:
+    """Resolve the models for a pass after the first; while they cannot be used (the
+    registry emptied, the active version broken), wait as for an outage, on the consumer
+    loop (back-off, probes, health, metrics, the warning once a minute). Whether the
+    pass may start: False when stopped meanwhile or ``idle_exit`` was spent waiting."""
+    try:
+        models.refresh_or_unavailable()
+        return True
+    except UnavailableError as exc:
+        # Nothing to receive: the loop waits the outage out, then finds its source empty.
+        nothing = _RowSource("waiting for a card model", pd.DataFrame(), [], 0, 0)
+        waiter = Consumer(
+            nothing,
+            _Handler(models, out, ack_needs_flush=False),
+            poll=True,
+            wait=0.0,
+            pause_cap=pause_cap,
+            metrics=metrics,
+            stop_event=stop,
+        )
+        waiter.hold(exc)
+        _add_loop_counts(
+            stats, waiter.run(drain=True, idle_exit=idle_exit, idle_without_model=True)
+        )
+    return stats.gave_up is None and not stop.is_set()

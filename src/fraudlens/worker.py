@@ -45,10 +45,12 @@ from typing import TYPE_CHECKING, Any
 from fraudlens._time import utc, utcnow
 from fraudlens.checks import AccountCheck, parse_check
 from fraudlens.consume import (
+    NO_MODEL_WARN_SECONDS,
     BatchResult,
     Consumer,
     ConsumerMetrics,
     ConsumerStats,
+    NoModelWarning,
     failure_reason,
     stop_on_signals,
     work_isolated,
@@ -81,10 +83,6 @@ log = logging.getLogger("fraudlens.worker")
 #: skip the pool's ping on checkout and rollback on return, two round trips a batch on a
 #: server (0.5-0.7 ms a batch on MariaDB on a loaded machine).
 _LINGER = 2.0
-
-#: Seconds between two warnings that the worker has no usable model (the first is at
-#: once); the outage's probes run far more often.
-NO_MODEL_WARN_SECONDS = 60.0
 
 #: What a worker did (the consumer loop's counts; ``written`` = new risk events).
 WorkerStats = ConsumerStats
@@ -155,8 +153,7 @@ class CheckHandler:
             f"`fraudlens market train --data DIR -m {shlex.quote(str(self.models.root))}` "
             "trains and activates one"
         )
-        # monotonic time of the last no-model warning (None: the model loaded since)
-        self._no_model_warned: float | None = None
+        self._no_model = NoModelWarning(log)
 
     # -- Handler protocol ------------------------------------------------------------
     def probe(self) -> None:
@@ -212,19 +209,16 @@ class CheckHandler:
                 f"model {self.model!r} in {self.models.root} cannot be used: {reason}",
                 what="model",
             ) from exc
-        self._no_model_warned = None
+        self._no_model.usable()
         return detector
 
     def _warn_no_model(self, reason: str) -> None:
-        """Tell the operator, at once and then every :data:`NO_MODEL_WARN_SECONDS`, that
-        checks wait for a model, where it is looked for and what to run."""
-        now = time.monotonic()
-        if self._no_model_warned is not None and now - self._no_model_warned < (
-            NO_MODEL_WARN_SECONDS
-        ):
-            return
-        self._no_model_warned = now
-        log.warning(
+        """Tell the operator, at once and then every
+        :data:`~fraudlens.consume.NO_MODEL_WARN_SECONDS` (this module's name, read at
+        each warning), that checks wait for a model, where it is looked for and what to
+        run."""
+        self._no_model.warn(
+            NO_MODEL_WARN_SECONDS,
             "no usable model %r in the registry %s (%s); the checks stay queued, none "
             "worked and none lost, until one is active: %s",
             self.model,

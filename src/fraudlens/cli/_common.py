@@ -9,10 +9,11 @@ import shlex
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -32,6 +33,7 @@ from fraudlens.errors import FraudlensError
 __all__ = [
     "DbOpt",
     "LineProgress",
+    "LineStatus",
     "ModelDir",
     "SeedOpt",
     "WindowHoursOpt",
@@ -44,10 +46,13 @@ __all__ = [
     "existing_database",
     "fail_cleanly",
     "fraudlens_command",
+    "gave_up_without_model",
+    "idle_seconds",
     "plural",
     "progress",
     "registry_root",
     "shell_path",
+    "working",
 ]
 
 console = Console(stderr=True)
@@ -389,6 +394,107 @@ def progress(transient: bool = False) -> Progress:
     return Progress(*columns, console=console, transient=transient)
 
 
+class LineStatus:
+    """What :func:`working` shows off a terminal (a pipe, a log file, a service's
+    journal), where rich's spinner prints nothing: a step that took a minute left no
+    sign in the log that it had begun or how long it took.
+
+    Plain lines instead, as :class:`LineProgress` writes for a bar:
+
+    - ``MESSAGE ...`` when the step starts;
+    - ``MESSAGE: LATEST, ELAPSED elapsed`` every :data:`LINE_SECONDS` while it runs,
+      LATEST being the text of the last :meth:`update` (``running`` without one);
+    - ``MESSAGE: done in S.S s`` when it ends (``stopped after S.S s`` when it ends by
+      an exception).
+
+    Markup in the texts is rendered as plain text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        console: Console,
+        get_time: Callable[[], float] = time.monotonic,
+        heartbeat: bool = True,
+    ) -> None:
+        self.console = console
+        self.get_time = get_time
+        # "starting..." and "starting" read the same in a line that adds its own " ...".
+        self.message = _plain(message).rstrip(". ") or _plain(message)
+        self.latest: str | None = None
+        self.started = 0.0
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        self._heartbeat = heartbeat
+
+    def _print(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def __enter__(self) -> LineStatus:
+        self.started = self._last = self.get_time()
+        self._print(f"{self.message} ...")
+        if self._heartbeat:
+            self._beat = threading.Thread(target=self._beating, name="status-lines", daemon=True)
+            self._beat.start()
+        return self
+
+    def update(self, status: str) -> None:
+        """Record the step's latest state (written with the next ``running`` line)."""
+        with self._lock:
+            self.latest = _plain(status)
+
+    def tick(self) -> None:
+        """Write the ``running`` line if :data:`LINE_SECONDS` have passed since the last."""
+        now = self.get_time()
+        with self._lock:
+            if now - self._last < LINE_SECONDS:
+                return
+            self._last = now
+            state = self.latest or "running"
+        self._print(f"{self.message}: {state}, {_duration(now - self.started)} elapsed")
+
+    def _beating(self) -> None:
+        while not self._stop.wait(1.0):
+            self.tick()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+            self._beat = None
+        seconds = self.get_time() - self.started
+        how = f"done in {seconds:.1f} s" if exc_type is None else f"stopped after {seconds:.1f} s"
+        self._print(f"{self.message}: {how}")
+
+
+def _plain(text: str) -> str:
+    """``text`` with its rich markup rendered (``[bold]1[/]`` -> ``1``); as is when it
+    is not valid markup (a path with brackets)."""
+    from rich.errors import MarkupError
+    from rich.text import Text
+
+    try:
+        return Text.from_markup(text).plain
+    except MarkupError:
+        return text
+
+
+def working(message: str) -> AbstractContextManager[Any]:
+    """Show that a step without a count is under way: rich's spinner on a terminal;
+    off one (stderr piped or sent to a file), a :class:`LineStatus` writing plain lines
+    when the step starts and ends (with its seconds) and every :data:`LINE_SECONDS` in
+    between. Both take ``.update(text)``.
+
+    Use it instead of ``console.status``, whose spinner prints nothing off a terminal.
+    """
+    if not console.is_terminal:
+        return LineStatus(message, console=console)
+    return console.status(message)
+
+
 def command_name() -> str:
     """The running command as a user types it, e.g. ``fraudlens market score``.
 
@@ -414,6 +520,26 @@ def error(message: str) -> None:
     from rich.markup import escape
 
     console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
+def idle_seconds(value: float | None) -> float | None:
+    """The ``--idle-exit`` callback of the worker and the card processor: seconds, 0 or
+    more. nan never compared as reached (the consumer ran forever); a negative value
+    exited before the first receive."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"{value:g} is not a number of seconds (0 or more)")
+    return value
+
+
+def gave_up_without_model(idle_exit: float, models: Path, waiting: str, hint: str) -> NoReturn:
+    """End a worker's or a processor's run that ``--idle-exit`` stopped without a usable
+    model: one error line (the registry, what became of the work, the fix) and exit
+    status 2, so a script or a CI job does not read the run as done."""
+    error(
+        f"stopped after --idle-exit {idle_exit:g} s without a usable model in {models}; "
+        f"{waiting}: {hint}"
+    )
+    raise typer.Exit(code=2)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from fraudlens.cli._common import cli_errors, console, fraudlens_command, plural
+from fraudlens.cli._common import cli_errors, console, fraudlens_command, plural, working
 
 
 @cli_errors
@@ -46,7 +46,7 @@ def import_reference(
 
     if fmt not in ("csv", "csv.gz", "parquet"):
         raise ConfigError(f"--format must be csv, csv.gz or parquet, not {fmt!r}")
-    with console.status("reading and validating the reference files"):
+    with working("reading and validating the reference files"):
         data = run(klines, buy, sell, symbol=symbol, labels=labels)
     paths = write_market(data, out, fmt=fmt)
     accounts = len(data.account_ids)

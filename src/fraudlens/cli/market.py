@@ -22,6 +22,7 @@ from fraudlens.cli._common import (
     plural,
     progress,
     registry_root,
+    working,
 )
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def simulate(
         raise ConfigError(f"--format must be csv, csv.gz or parquet, not {fmt!r}")
     bars = None
     if klines is not None:
-        with console.status(f"loading {klines}"):
+        with working(f"loading {klines}"):
             bars = load_klines(klines)
     with progress() as bar:
         task = bar.add_task("simulating accounts", total=accounts)
@@ -205,7 +206,7 @@ def _fit(
         for label in (0, 1):
             idx = np.flatnonzero(y == label)
             val[rng.choice(idx, size=max(1, len(idx) // 5), replace=False)] = True
-        with console.status("training the feature detector (hold-out validation)"):
+        with working("training the feature detector (hold-out validation)"):
             w_fit = None if weights is None else weights[~val]
             det = FeatureDetector(seed=seed).fit(
                 data.subset(ids[~val]), y[~val], sample_weight=w_fit
@@ -262,7 +263,7 @@ def _load_reviewed(url: str, split: Any, detector: DetectorChoice) -> Any:
             "the CNN does not take sample weights yet, so it cannot weight reviewed "
             "events: train --detector features with --reviewed-from"
         )
-    with console.status("loading reviewed events") as status:
+    with working("loading reviewed events") as status:
         rev = load_reviewed(
             existing_database(url), split=split, part="train", progress=status.update
         )
@@ -380,7 +381,7 @@ def train(
         raise ConfigError(
             "--review-weight, --holdout-after and --holdout-fraction need --reviewed-from"
         )
-    with console.status(f"loading {data}"):
+    with working(f"loading {data}"):
         md = window(load_market(data, require_labels=True), window_hours)
     y = md.y()
     console.print(
@@ -498,7 +499,7 @@ def evaluate(
     reg = Registry(_models_dir(model_dir))
     mv = reg.get(_model_name(detector))
     det = reg.load(mv.name, mv.version)
-    with console.status(f"loading {data}"):
+    with working(f"loading {data}"):
         md = load_market(data, require_labels=True)
     out_dir = out or reg.root / "reports" / f"{mv.name}-{mv.version}"
     with progress() as bar:
@@ -583,12 +584,12 @@ def score(
     from fraudlens.registry import Registry
 
     t0 = time.perf_counter()
-    with console.status("loading and validating"):
+    with working("loading and validating"):
         md = load_market_files(klines, trades)
     reg = Registry(_models_dir(model_dir))
     name = _model_name(detector)
     if engine is Engine.ray:
-        with console.status("scoring on Ray"):
+        with working("scoring on Ray"):
             frame = score_accounts_ray(
                 md,
                 str(reg.root),

@@ -18,6 +18,7 @@ from fraudlens.cli._common import (
     event_threshold_option,
     plural,
     registry_root,
+    working,
 )
 from fraudlens.errors import ModelNotFoundError
 from fraudlens.registry import Registry
@@ -161,7 +162,7 @@ def compare(
 
     reg = Registry(registry_root(model_dir, must_exist=True))
     url = existing_database(db or get_settings().database_url)
-    with console.status("comparing") as status:
+    with working("comparing") as status:
         result = compare_versions(
             reg,
             name,

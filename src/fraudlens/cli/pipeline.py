@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 import os
 import shutil
 import tempfile
@@ -20,14 +19,16 @@ from fraudlens.cli._common import (
     ModelDir,
     cli_errors,
     console,
-    error,
     event_threshold_option,
     existing_database,
     fraudlens_command,
+    gave_up_without_model,
+    idle_seconds,
     plural,
     progress,
     registry_root,
     shell_path,
+    working,
 )
 from fraudlens.config import get_settings
 
@@ -104,7 +105,7 @@ def db_load(
     from fraudlens.store import open_store
 
     t0 = time.perf_counter()
-    with console.status("reading and validating the files..."):
+    with working("reading and validating the files"):
         k = load_klines(klines)
         t = load_trades(trades, klines=k)
     with open_store(_db_url(db)) as store:
@@ -336,14 +337,6 @@ def enqueue(
     console.print(f"queued {plural(len(ids), 'check')} on {_queue_url(queue)} ({queue_name})")
 
 
-def _idle_seconds(value: float | None) -> float | None:
-    # nan never compared as reached (the worker ran forever); a negative value exited
-    # before the first receive.
-    if value is not None and not (math.isfinite(value) and value >= 0):
-        raise typer.BadParameter(f"{value:g} is not a number of seconds (0 or more)")
-    return value
-
-
 @cli_errors
 def worker(
     queue: QueueOpt = None,
@@ -371,7 +364,7 @@ def worker(
     idle_exit: Annotated[
         float | None,
         typer.Option(
-            callback=_idle_seconds,
+            callback=idle_seconds,
             help="Exit after the queue has been empty, or the worker without a usable "
             "model, this many seconds (checks waiting for a model stay queued; exit 2).",
         ),
@@ -454,11 +447,8 @@ def worker(
     if gave_up is not None:
         # --idle-exit spent without a model: the checks are still queued, and the run
         # did not do its work (a script or CI job must not read it as done).
-        error(
-            f"stopped after --idle-exit {idle_exit:g} s without a usable model in {models}; "
-            f"the checks stay queued for the next worker: {hint}"
-        )
-        raise typer.Exit(code=2)
+        assert idle_exit is not None
+        gave_up_without_model(idle_exit, models, "the checks stay queued for the next worker", hint)
 
 
 def _run_one(config: WorkerConfig, metrics_port: int) -> WorkerStats:
@@ -475,7 +465,7 @@ def _run_one(config: WorkerConfig, metrics_port: int) -> WorkerStats:
         # Under a supervisor (a container, systemd) there is no one to watch a spinner,
         # and its refresh thread would compete with the checks for the interpreter.
         return work(config, metrics=metrics, on_batch=_log_every(60.0), on_start=on_start)
-    with console.status("waiting for checks...") as status:
+    with working("waiting for checks...") as status:
 
         def show(s: WorkerStats) -> None:
             status.update(

@@ -16,8 +16,12 @@ from fraudlens.cli._common import (
     console,
     db_option,
     fraudlens_command,
+    gave_up_without_model,
+    idle_seconds,
     plural,
     registry_root,
+    shell_path,
+    working,
 )
 from fraudlens.config import get_settings
 from fraudlens.errors import ConfigError
@@ -273,13 +277,24 @@ def process(
             help="Prometheus metrics port (0: off), fraudlens_processor_*; on 127.0.0.1.",
         ),
     ] = 0,
+    idle_exit: Annotated[
+        float | None,
+        typer.Option(
+            callback=idle_seconds,
+            help="Consume a queue until it has been empty this many seconds, and exit "
+            "after this long without a usable card model (records waiting for one stay "
+            "queued; exit 2). Not with --every.",
+        ),
+    ] = None,
 ) -> None:
     """Score card transactions from a source and write them to a sink (Firehose-like).
 
     A file source resumes after the last row the sink accepted (a checkpoint kept with
     the sink), so an interrupted run can simply be started again.
     """
-    from fraudlens.processor import ProcessorMetrics, ProcessStats
+    import shlex
+
+    from fraudlens.processor import ProcessorMetrics, ProcessStats, parse_source
     from fraudlens.processor import process as run
     from fraudlens.sinks import open_sink
 
@@ -289,13 +304,21 @@ def process(
     every_s = parse_duration(every) if every is not None else None
     target = sink or settings.sink
     models = registry_root(model_dir)
+    # Logged while the card model is gone (at once, then every minute), and printed if
+    # --idle-exit ends the wait for one: this installation's fraudlens and this registry.
+    where = models.expanduser().resolve()
+    exe, m = fraudlens_command(), shlex.quote(shell_path(where))
+    hint = (
+        f"`{exe} cards train --data FILE -m {m}` trains and activates one, "
+        f"`{exe} models activate NAME VERSION -m {m}` activates one trained before"
+    )
     if fmt not in ("csv", "jsonl"):
         raise typer.BadParameter("--format must be csv or jsonl")
     metrics = ProcessorMetrics()
     if metrics_port:
         metrics.serve(metrics_port)
 
-    with console.status("starting...") as status:
+    with working("scoring card records") as status:
 
         def show(stats: ProcessStats) -> None:
             status.update(
@@ -319,6 +342,8 @@ def process(
                 queue_name=queue_name,
                 on_batch=show,
                 metrics=metrics,
+                idle_exit=idle_exit,
+                model_hint=hint,
             )
     if stats.resumed_from:
         console.print(f"resumed after row {stats.resumed_from:,} (the sink's checkpoint)")
@@ -340,3 +365,13 @@ def process(
     )
     for path in out.written[-5:]:
         console.print(f"  {path}")
+    if stats.gave_up is not None:
+        # --idle-exit spent without a model: the records wait, and the run did not do its
+        # work (a script or CI job must not read it as done).
+        assert idle_exit is not None
+        waiting = {
+            "queue": "the records stay queued for the next processor",
+            "file": "a new run resumes after the last row the sink accepted",
+            "generate": "no traffic was generated meanwhile",
+        }[parse_source(source)[0]]
+        gave_up_without_model(idle_exit, where, waiting, hint)
