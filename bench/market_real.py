@@ -13,7 +13,10 @@ Run:  python bench/market_real.py --klines /work/ext/klines/*.csv [--accounts 26
    - ``blind`` (only with ``--sets ... blind``): a third generator
      (``bench/_blind_accounts.py``), written without reading either of the others, with
      behaviour neither was tuned for (accounts across midnight, several symbols, 1-3
-     trades, partial and split fills, momentum stops in the next bar, ...).
+     trades, partial and split fills, momentum stops in the next bar, ...);
+   - ``fourth`` (only with ``--sets ... fourth``): a fourth generator
+     (``bench/_fourth_accounts.py``), also written from the behaviour catalogue and the
+     data contract alone, with its own parametrisation (in its docstring).
 3. Report ROC AUC, recall at 1 % false-positive rate, and per kind the share flagged at
    the model's own threshold and at the risk-event threshold 0.9.
 
@@ -110,7 +113,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--detectors", nargs="+", default=["features", "cnn"])
     ap.add_argument("--model-dir", type=Path, default=None, help="use models trained already")
     ap.add_argument("--work", type=Path, default=Path("/tmp/fraudlens-real"))
-    ap.add_argument("--sets", nargs="+", default=["alt", "own"], choices=["alt", "own", "blind"])
+    ap.add_argument(
+        "--sets", nargs="+", default=["alt", "own"], choices=["alt", "own", "blind", "fourth"]
+    )
     args = ap.parse_args(argv)
 
     from _alt_accounts import AltGenerator
@@ -137,6 +142,12 @@ def main(argv: list[str] | None = None) -> dict:
         trades, labels = BlindGenerator(k, args.seed + 2).run(args.accounts)
         trades = validate_trades(trades, klines=k)
         sets["blind"] = MarketData(k, trades, labels)
+    if "fourth" in args.sets:
+        from _fourth_accounts import FourthGenerator
+
+        trades, labels = FourthGenerator(k, args.seed + 3).run(args.accounts)
+        trades = validate_trades(trades, klines=k)
+        sets["fourth"] = MarketData(k, trades, labels)
     pd.set_option("display.width", 200)
     for name, data in sets.items():
         data = window(data)
