@@ -19,7 +19,8 @@ Bars and sessions
   wide (fallback: the session's widest bars); quiet bars: 2 ticks wide or more and rr at
   most the session's 45 % quantile; narrow bars: 1 tick wide or more, rr <= 0.6.
 - adjacent legs: bar i and the next bar (exactly 5 minutes later), the two extremes used
-  at least 1.6 day-median ranges apart.
+  at least 1.6 day-median ranges apart. A thief's round trips never share or touch a bar
+  (a busy owner's own fills may).
 - timestamps: bar start + Beta(1.3, 1.6) x 299.999 s, millisecond resolution; a tenth
   of the accounts fill at the bar's first second (stamped at open + 0-999 ms).
 - quantity: account notional in USD lognormal (median 6,000, sigma 1.1, clipped
@@ -251,10 +252,13 @@ class FourthGenerator:
         if len(cand) < n:
             best = np.argsort(-np.maximum(gap_bs, gap_sb))[: max(n, 3)]
             cand = [(int(i[b]), bool(gap_bs[b] >= gap_sb[b])) for b in best]
-        pick = self.rng.choice(len(cand), size=min(n, len(cand)), replace=False)
-        for p in pick:
+        used: set[int] = set()
+        for p in self.rng.permutation(len(cand)):
             a, bf = cand[int(p)]
+            if len(out) == n or {a - 1, a, a + 1, a + 2} & used:
+                continue  # round trips of one account never share or touch a bar
             out.append((a, a + 1, bf))
+            used |= {a, a + 1}
         return out
 
     def _time(self, b: int, lo: float = 0.0, hi: float = 1.0, at_open: bool = False) -> int:
@@ -545,11 +549,15 @@ class FourthGenerator:
         fills: list = []
         n_adj = int(self.rng.binomial(n, adjacent)) if adjacent < 1 else n
         adj = self._adjacent(ses, n_adj) if n_adj else []
-        same = self.rng.choice(
-            self._volatile(ses, n - len(adj)),
-            size=n - len(adj),
-            replace=len(self._volatile(ses, n - len(adj))) < n - len(adj),
-        )
+        used = {b for a, _, _ in adj for b in (a - 1, a, a + 1, a + 2)}
+        vol = self._volatile(ses, n - len(adj))
+        same: list[int] = []
+        for b in self.rng.permutation(vol):
+            if len(same) < n - len(adj) and not {int(b) - 1, int(b), int(b) + 1} & used:
+                same.append(int(b))
+                used.add(int(b))
+        while len(same) < n - len(adj):  # a session too quiet to keep them apart
+            same.append(int(self.rng.choice(vol)))
         legs: list[tuple[int, int, bool]] = [
             *adj,
             *((int(b), int(b), bool(self.rng.random() < 0.5)) for b in same),
