@@ -556,7 +556,11 @@ class FourthGenerator:
             if len(same) < n - len(adj) and not {int(b) - 1, int(b), int(b) + 1} & used:
                 same.append(int(b))
                 used.add(int(b))
-        while len(same) < n - len(adj):  # a session too quiet to keep them apart
+        for b in ses[np.argsort(-self.rr[ses], kind="stable")]:  # few volatile bars left:
+            if len(same) < n - len(adj) and not {int(b) - 1, int(b), int(b) + 1} & used:
+                same.append(int(b))  # the session's next widest bars
+                used.add(int(b))
+        while len(same) < n - len(adj):  # a session too short to keep them apart
             same.append(int(self.rng.choice(vol)))
         legs: list[tuple[int, int, bool]] = [
             *adj,

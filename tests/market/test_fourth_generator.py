@@ -93,6 +93,10 @@ def test_takeovers_lose_and_market_makers_gain(klines, made) -> None:
         mm["side"] == "buy", mm["price"] == mm["bar_low"], mm["price"] == mm["bar_high"]
     )
     assert at_edge.mean() > 0.7
+    # a thief's round trips never share a bar: at most one buy and one sell fill per bar
+    thief = bars[kind.isin(["wick", "adjacent", "rough", "two_rt"]).to_numpy()]
+    per_bar = thief.groupby(["account_id", "bar_ts", "side"]).size()
+    assert per_bar.max() == 1
 
 
 def test_beneficiary_mirrors_a_victim(made) -> None:
