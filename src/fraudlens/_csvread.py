@@ -70,6 +70,7 @@ __all__ = [
     "check_parquet",
     "read_csv",
     "read_error",
+    "read_parquet",
     "undecodable",
 ]
 
@@ -433,6 +434,41 @@ def read_error(path: str | Path, exc: BaseException) -> DataError:
                 row=line - 1,
             )
     return DataError(f"cannot read the file: {exc}", file=str(path))
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """``pandas.read_parquet(path)``, also for a file whose pandas metadata does not match
+    its columns.
+
+    A file written from pandas records each column's pandas type; when a column holds
+    something else (a struct or a list where the metadata says text), pandas' cast to that
+    type raised pyarrow's ArrowNotImplementedError, which no loader caught (a traceback,
+    exit code 1). Such a file is read again without the metadata, so the loaders'
+    validation names the row and column of the first value of the wrong kind.
+
+    Raises
+    ------
+    DataError
+        Naming the file, when pyarrow cannot read it either way.
+    ValueError, OSError
+        As ``pandas.read_parquet`` (see :func:`read_error`).
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        out: pd.DataFrame = pd.read_parquet(path)
+        return out
+    except pa.ArrowException as exc:
+        if isinstance(exc, OSError | MemoryError):
+            raise
+        first = exc
+    try:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pandas(ignore_metadata=True)
+    except (pa.ArrowException, ValueError, TypeError):
+        raise read_error(path, first) from None
 
 
 # pandas' C parser on a row with more fields than the header.

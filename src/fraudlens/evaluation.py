@@ -154,7 +154,12 @@ def binary_metrics(
         "threshold_sweep": threshold_sweep(y, score),
     }
     if groups is not None:
-        g = np.asarray(groups, dtype=object)
+        g = np.array(groups, dtype=object)  # (a copy: blanks are renamed below)
+        # A missing kind (a labels file with a blank cell) is a group of its own: NaN is
+        # equal to nothing, so its rows had made an empty group and a NaN mean (a
+        # ValueError traceback from `market evaluate`).
+        blank = np.fromiter((v is None or v != v for v in g), dtype=bool, count=len(g))
+        g[blank] = "(none)"
         by: dict[str, Any] = {}
         for kind in sorted(set(g.tolist()), key=str):
             m = g == kind

@@ -360,13 +360,15 @@ class _Models:
 def _read_any(path: str) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
-        raise DataError("no such file", file=path)
-    from fraudlens._csvread import READ_ERRORS, check_header, read_csv, read_error
+        # (the market loader's words: a folder, or a pipe or a device that may never end)
+        what = "is a folder, not a file" if p.is_dir() else "not a regular file"
+        raise DataError(what if p.exists() else "no such file", file=path)
+    from fraudlens._csvread import READ_ERRORS, check_header, read_csv, read_error, read_parquet
 
     check_header(p)  # the card loader's checks: header, compression bombs, Parquet footer
     try:
         if p.name.lower().endswith((".parquet", ".pq")):
-            return pd.read_parquet(p)
+            return read_parquet(p)
         return read_csv(p, low_memory=False)
     except READ_ERRORS as exc:
         # The card loader's words: empty file, not UTF-8 (with row and column), bad or

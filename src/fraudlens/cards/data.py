@@ -35,7 +35,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraudlens._csvread import NO_DATA_ROWS, READ_ERRORS, check_header, read_csv, read_error
+from fraudlens._csvread import (
+    NO_DATA_ROWS,
+    READ_ERRORS,
+    check_header,
+    read_csv,
+    read_error,
+    read_parquet,
+)
 from fraudlens._ids import bad_ids, id_problem
 from fraudlens._time import utc, utc_series
 from fraudlens.errors import ConfigError, DataError
@@ -214,7 +221,7 @@ def _read_one(p: Path, trust_pickle: bool) -> pd.DataFrame:
     check_header(p)  # (a Parquet file's footer: see fraudlens._csvread.check_parquet)
     try:
         if name.endswith((".parquet", ".pq")):
-            return pd.read_parquet(p)
+            return read_parquet(p)
         return read_csv(p, low_memory=False)
     except READ_ERRORS as exc:
         # ValueError covers an empty file, bytes that are not UTF-8 and a bad Parquet file
@@ -269,6 +276,8 @@ def read_frame(
         files = _table_files(p, trust_pickle)
     elif p.is_file():
         files = [p]
+    elif p.exists():  # a pipe or a device (or a link to one): not read, it may never end
+        raise DataError("not a regular file", file=str(p))
     else:
         raise DataError("no such file or folder", file=str(p))
     frames = []
@@ -391,8 +400,10 @@ def _numeric(
     """``df[col]`` as float64, recording non-numeric, missing, infinite and negative cells."""
     s = df[col]
     raw = s
-    if pd.api.types.is_bool_dtype(s.dtype):
-        # True/False is no amount or feature value (pandas reads a column of them as bool).
+    if pd.api.types.is_bool_dtype(s.dtype) or _is_datetime(s.dtype):
+        # True/False is no amount or feature value (pandas reads a column of them as bool);
+        # nor is a date or time (a Parquet timestamp column had been read as its count of
+        # microseconds or nanoseconds since 1970).
         num = pd.Series(np.nan, index=s.index, dtype=np.float64)
         non_numeric = s.notna().to_numpy()
     elif pd.api.types.is_numeric_dtype(s.dtype):
@@ -427,6 +438,14 @@ def _numeric(
             neg = v < 0
         problems.append((col, neg, lambda i: f"negative amount: {v[i]:g}"))
     return num
+
+
+def _is_datetime(dtype: Any) -> bool:
+    return (
+        isinstance(dtype, pd.DatetimeTZDtype)
+        or pd.api.types.is_datetime64_dtype(dtype)
+        or (pd.api.types.is_timedelta64_dtype(dtype))
+    )
 
 
 def _raise_first(problems: list[_Problem], columns: Sequence[str], source: str) -> None:
@@ -473,7 +492,8 @@ def _check_ids(s: pd.Series, col: str, problems: list[_Problem]) -> None:
             count=len(text),
         )
         bad |= other & text.notna().to_numpy()
-    empty = (text == "").to_numpy(dtype=bool)
+    # (elementwise: a Parquet list cell compared to "" is an array, not a truth value)
+    empty = np.fromiter((isinstance(v, str) and v == "" for v in text), bool, len(text))
     bad |= empty
 
     def message(i: int) -> str:

@@ -1063,9 +1063,11 @@ def _check_weeks(table: CardTable, starts: list[Any], *, given: bool) -> None:
             f"--start {early[0].date()} is before the first day of the data; {cover}",
             file=table.source,
         )
+    # (with no room at all, "ask for --weeks 1" had sent the user to the same refusal)
+    fix = f"ask for --weeks {fit}" if fit else "give the data at least 21 days"
     raise DataError(
         f"{cover}: room for {plural(fit, 'week')} of the protocol (21 days for the first, 7 more "
-        f"for each next one), not {len(starts)}; ask for --weeks {max(fit, 1)}",
+        f"for each next one), not {len(starts)}; {fix}",
         file=table.source,
     )
 

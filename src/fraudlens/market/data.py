@@ -35,6 +35,7 @@ from fraudlens._csvread import (
     check_header,
     read_csv,
     read_error,
+    read_parquet,
 )
 from fraudlens._ids import MAX_ID_LENGTH, MAX_SYMBOL_LENGTH, bad_ids, id_problem
 from fraudlens.errors import DataError
@@ -881,7 +882,7 @@ def _read_table(
     check_header(p)  # a CSV's header and compression, a Parquet file's footer
     try:
         if suf in (".parquet", ".pq"):
-            df = pd.read_parquet(p)
+            df = read_parquet(p)
         else:
             # Ids such as "000123" or a symbol "NA" must survive as written.
             df = read_csv(
