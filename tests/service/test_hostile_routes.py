@@ -18,8 +18,10 @@ input in every part of its request, and answers each request with a 4xx (or a co
   not UTF-8, NaN/Infinity/1e400/10**400, duplicate keys, empty arrays and objects, an
   array of 100,000 values, and each field of a valid request replaced in turn by a value
   of every wrong type (records and rows inside arrays too); forms, multipart bodies and
-  CSV rows that are not what they claim; and decompression bombs (one declared in the
-  header, one in the compressed data), truncated and corrupt PNG/JPEG/GIF images.
+  CSV rows that are not what they claim (NUL, NaN, inf, 1e308, UTF-16, a byte-order mark,
+  a header row, short and long rows, CR line ends, binary garbage, a Parquet file); and
+  decompression bombs (one declared in the header, one in the compressed data), truncated
+  and corrupt PNG/JPEG/GIF images.
 
 A route added later is covered without changing this file: its path parameters, query
 parameters and body fields are read from the route itself (a route whose valid body is
@@ -708,10 +710,31 @@ def hostile_requests(ctx: Ctx, route: RouteInfo) -> Iterator[Req]:
         ("csv quoted newline", ('"0.5\n",' + csv_row[4:] + "\n").encode()),
         ("csv 5,000 columns", (",".join(["1"] * 5000) + "\n").encode()),
         ("csv one long line", b"1" * 200_000),
+        ("csv inf", ("inf," + csv_row[4:] + "\n-inf," + csv_row[4:] + "\n").encode()),
+        ("csv 1e308 everywhere", (",".join(["1e308"] * 30) + "\n").encode()),
+        ("csv UTF-16", (csv_row + "\n").encode("utf-16")),
+        ("csv byte-order mark", b"\xef\xbb\xbf" + (csv_row + "\n").encode()),
+        ("csv header row", (",".join(f"V{i}" for i in range(30)) + "\n").encode()),
+        ("csv short row", (csv_row[4:] + "\n").encode()),
+        ("csv long row", (csv_row + ",0.5\n").encode()),
+        ("csv CR line ends", (csv_row + "\r" + csv_row + "\r").encode()),
+        ("csv blank lines", ("\n\n" + csv_row + "\n\n").encode()),
+        ("csv only commas", b"," * 100_000),
+        ("csv binary garbage", np.random.default_rng(5).bytes(4096)),
+        ("csv a Parquet file", _parquet_bytes()),
     ):
         yield Req(name, base, headers=csv, content=content)
     for name, ctype, content in image_bodies():
         yield Req(name, base, headers={"Content-Type": ctype}, content=content)
+
+
+def _parquet_bytes() -> bytes:
+    """A small Parquet file of card rows (a client sending a table as it has it)."""
+    import pandas as pd
+
+    buf = io.BytesIO()
+    pd.DataFrame({f"V{i}": [0.5, 1.5] for i in range(30)}).to_parquet(buf)
+    return buf.getvalue()
 
 
 def _is_public(route: RouteInfo) -> bool:
