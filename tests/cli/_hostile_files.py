@@ -87,6 +87,9 @@ TABLES = {
         num="Amount",
         ids="Time",
     ),
+    "features": Table(
+        "features", ("transaction_id", "f1", "f2", "f3", "label"), num="f2", ids="transaction_id"
+    ),
 }
 
 
@@ -306,6 +309,13 @@ def _parquet_duplicate_column(table: Any, t: Table) -> Any:
     return table.append_column(t.num, table.column(t.num))
 
 
+def _struct_last(table: Any, t: Table) -> Any:
+    """A struct in the file's last column (an optional one, such as labels' kind)."""
+    name = table.column_names[-1]
+    cells = _pa().array([{"a": 1}] * table.num_rows)
+    return table.set_column(table.num_columns - 1, name, cells)
+
+
 def _year_one(old: Any) -> Any:
     pa = _pa()
     return pa.array([-62135596800_000_000] * len(old), pa.timestamp("us", tz="UTC"))
@@ -391,6 +401,7 @@ PARQUET_VARIANTS = [
         _parquet(_set(lambda t: t.ts, lambda o: _pa().array([20513] * len(o), _pa().date32()))),
     ),
     Variant("parquet-duplicate-column", "refuse", ".parquet", _parquet(_parquet_duplicate_column)),
+    Variant("parquet-struct-last", "refuse", ".parquet", _parquet(_struct_last)),
     Variant("parquet-year-9999", "refuse", ".parquet", _parquet(_set(lambda t: t.ts, _year_9999))),
     Variant(
         "parquet-ts-ns-naive",
@@ -556,7 +567,17 @@ TARGETS = [
             "-m",
             "{market_models}",
         ),
-        FULL,
+        (
+            *READING,
+            "nan",
+            "inf",
+            "text-number",
+            "high-below-low",
+            "year-1",
+            "epoch-s",
+            "duplicate-row",
+            "formula-id",
+        ),  # (the value checks are the trades loader's: see market-score-trades)
     ),
     Target(
         "market-score-trades",
@@ -579,7 +600,15 @@ TARGETS = [
         "market-evaluate-labels",
         "labels",
         ("market", "evaluate", "--data", "{D}", "-m", "{market_models}", "--out", "{out}"),
-        (*CORE, "short-row", "formula-id", "folder", "parquet-struct", "parquet-list-id"),
+        (
+            *CORE,
+            "short-row",
+            "formula-id",
+            "folder",
+            "parquet-struct",
+            "parquet-list-id",
+            "parquet-struct-last",
+        ),
         folder=True,
     ),
     Target(
@@ -665,6 +694,33 @@ TARGETS = [
             "random",
         ),
         FULL,
+    ),
+    Target(
+        "cards-train-features",
+        "features",
+        (
+            "cards",
+            "train",
+            "--data",
+            "{H}",
+            "-m",
+            "{out}",
+            "--detector",
+            "logistic",
+            "--split",
+            "random",
+        ),
+        (
+            *CORE,
+            "inf",
+            "formula-id",
+            "huge-int",
+            "duplicate-row",
+            "parquet-bool",
+            "parquet-struct",
+            "parquet-list-id",
+            "parquet-year-9999",
+        ),
     ),
     Target(
         "cards-train",
@@ -803,6 +859,14 @@ def _build(base: Path) -> dict[str, Path]:
     ulb["Amount"] = rng.gamma(2.0, 30.0, n).round(2)
     ulb["Class"] = (rng.random(n) < 0.2).astype(int)
     ulb.to_csv(base / "ulb.csv", index=False)
+    features = pd.DataFrame(
+        {
+            "transaction_id": [f"tx-{i}" for i in range(n)],
+            **{f"f{k}": rng.normal(size=n).round(4) for k in (1, 2, 3)},
+            "label": (rng.random(n) < 0.2).astype(int),
+        }
+    )
+    features.to_csv(base / "features.csv", index=False)
     return {
         "klines": market / "klines.csv",
         "trades": market / "trades.csv",
@@ -812,6 +876,7 @@ def _build(base: Path) -> dict[str, Path]:
         "transactions": cards / "transactions.csv",
         "tx_late": base / "tx-late.csv",
         "ulb": base / "ulb.csv",
+        "features": base / "features.csv",
         "cards_models": base / "cards-models",
     }
 

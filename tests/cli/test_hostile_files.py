@@ -15,7 +15,9 @@ so a refusal for some other reason (no model, a wrong option) cannot pass for on
 Found by it (each ended in a traceback, exit code 1): a Parquet column holding structs
 or lists where the file's pandas metadata says text (pyarrow's ArrowNotImplementedError,
 market and card loaders and the card processor); a Parquet list column of card ids (a
-ValueError in the id check); a labels file with a blank ``kind`` (``market evaluate``:
+ValueError in the id check); a list or struct ``transaction_id`` ("unhashable type" in
+the duplicate check); a struct in a labels file's ``kind`` (the same, in ``market
+evaluate``'s by-kind table); a labels file with a blank ``kind`` (``market evaluate``:
 "cannot convert float NaN to integer"). A Parquet timestamp column where a card value
 belongs had been read as a count of microseconds, not refused; a link to /dev/zero given
 to a card command was "no such file or folder", and a folder given to ``cards process

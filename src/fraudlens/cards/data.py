@@ -200,6 +200,8 @@ def _is_pickle(p: Path) -> bool:
     return p.name.lower().endswith(_PICKLE_SUFFIXES)
 
 
+# Values an id cell may hold and be hashed as is.
+_ID_SCALARS = (str, bytes, int, float, np.generic)
 # Largest magnitude a card value may have (the models' 32-bit floats).
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -650,8 +652,13 @@ def validate_frame(
     if "transaction_id" in df.columns:
         tid = df["transaction_id"]
         problems.append(("transaction_id", tid.isna().to_numpy(), lambda i: "missing value"))
-        dup = (tid.duplicated(keep="first") & tid.notna()).to_numpy()
-        codes = pd.factorize(tid)[0]
+        key = tid
+        if tid.dtype == object:
+            # A Parquet list or struct cell is no id (_check_ids says so) and cannot be
+            # hashed: looking for duplicates had ended in "unhashable type" (a TypeError).
+            key = tid.map(lambda v: v if v is None or isinstance(v, _ID_SCALARS) else repr(v))
+        dup = (key.duplicated(keep="first") & tid.notna()).to_numpy()
+        codes = pd.factorize(key)[0]
         uniq, first_idx = np.unique(codes, return_index=True)
         first_row = first_idx[np.searchsorted(uniq, codes)]
 

@@ -837,6 +837,20 @@ def validate_labels(df: pd.DataFrame, source: str = _FRAME) -> pd.DataFrame:
     _first_duplicate(
         out[["account_id"]], "account_id", "account_id", checks, out["account_id"].eq("").to_numpy()
     )
+    if "kind" in df.columns and df["kind"].dtype == object:
+        # Read by the evaluation's by-kind table: a Parquet list or struct cell there had
+        # ended its grouping in a traceback.
+        kind = df["kind"]
+        wrong = np.fromiter(
+            (v is not None and v is not pd.NA and not isinstance(v, _SCALARS) for v in kind),
+            dtype=bool,
+            count=len(kind),
+        )
+        checks.add(
+            wrong,
+            "kind",
+            lambda i: f"kind must be text, not {type(kind.iloc[i]).__name__} {_show(kind.iloc[i])}",
+        )
     checks.raise_first()
     out["label"] = lab.astype(np.int64)
     for col in _extras(df, LABEL_COLUMNS):
