@@ -433,6 +433,15 @@ def read_error(path: str | Path, exc: BaseException) -> DataError:
                 file=str(path),
                 row=line - 1,
             )
+        found = _UNCLOSED.search(str(exc))
+        if found is not None:
+            # (it had been pandas' "Error tokenizing data. C error: EOF inside string
+            # starting at row 1", with no row of the loaders' numbering)
+            return DataError(
+                "a quoted value is never closed: the file ends before its closing quote",
+                file=str(path),
+                row=int(found.group(1)),
+            )
     return DataError(f"cannot read the file: {exc}", file=str(path))
 
 
@@ -471,6 +480,8 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
         raise read_error(path, first) from None
 
 
+# pandas' C parser on a quote never closed (its rows counted from the header row, 0).
+_UNCLOSED = re.compile(r"EOF inside string starting at row (\d+)")
 # pandas' C parser on a row with more fields than the header.
 _RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 

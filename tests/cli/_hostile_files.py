@@ -119,6 +119,7 @@ def _cell(col_of: Callable[[Table], str | None], value: str, row: int = 1):
         rows[row - 1][header.index(col)] = value
         path.write_bytes(_csv(header, rows))
 
+    write.cell = True  # type: ignore[attr-defined]
     return write
 
 
@@ -779,6 +780,18 @@ ENQUEUE_VARIANTS: dict[str, tuple[str, bytes]] = {
 def case_ids() -> list[str]:
     ids = [f"{t.name}:{v}" for t in TARGETS for v in t.variants]
     return [*ids, *(f"enqueue:{v}" for v in ENQUEUE_VARIANTS)]
+
+
+#: Variants whose error names the row only: pandas stops at the quote, before columns.
+ROW_ONLY = frozenset({"unclosed-quote"})
+
+
+def bad_cell(case: str) -> bool:
+    """Whether the case's file has one bad cell (in row 1): its refusal names the row
+    (and the column, unless the variant is in :data:`ROW_ONLY`)."""
+    target, variant = case.split(":", 1)
+    v = ALL_VARIANTS.get(variant)
+    return target != "enqueue" and v is not None and getattr(v.write, "cell", False)
 
 
 def expectation(case: str) -> str:

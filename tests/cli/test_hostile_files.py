@@ -8,9 +8,10 @@ dates in year 1 or 9999, epoch numbers, duplicated rows or columns, Parquet file
 are truncated or hold a struct, a list, a map, a dictionary or a date where a number or
 text belongs, a folder of mixed files, ...) and runs the command on it in one child
 process with a memory limit and a per-case alarm. A case passes when the command exits
-0 (where the variant may be taken) or 2 with one ``error:`` line naming the file, never
-a traceback, another exit code or the alarm. The unchanged file must be taken (exit 0),
-so a refusal for some other reason (no model, a wrong option) cannot pass for one.
+0 (where the variant may be taken) or 2 with one ``error:`` line naming the file (and,
+for a bad cell, its row and column), never a traceback, another exit code or the
+alarm. The unchanged file must be taken (exit 0), so a refusal for some other reason
+(no model, a wrong option) cannot pass for one.
 
 Found by it (each ended in a traceback, exit code 1): a Parquet column holding structs
 or lists where the file's pandas metadata says text (pyarrow's ArrowNotImplementedError,
@@ -18,10 +19,12 @@ market and card loaders and the card processor); a Parquet list column of card i
 ValueError in the id check); a list or struct ``transaction_id`` ("unhashable type" in
 the duplicate check); a struct in a labels file's ``kind`` (the same, in ``market
 evaluate``'s by-kind table); a labels file with a blank ``kind`` (``market evaluate``:
-"cannot convert float NaN to integer"). A Parquet timestamp column where a card value
-belongs had been read as a count of microseconds, not refused; a link to /dev/zero given
-to a card command was "no such file or folder", and a folder given to ``cards process
---source file:`` "no such file" (now "not a regular file", "is a folder, not a file").
+"cannot convert float NaN to integer"). Also: a Parquet timestamp column where a card
+value belongs had been read as a count of microseconds, not refused; a quote never
+closed was pandas' "EOF inside string starting at row 1" (now that row, as the loaders
+number rows); a link to /dev/zero given to a card command was "no such file or folder",
+and a folder given to ``cards process --source file:`` "no such file" (now "not a
+regular file", "is a folder, not a file").
 """
 
 from __future__ import annotations
@@ -88,6 +91,10 @@ def test_a_hostile_file_is_refused_in_one_line(results: dict[str, Any], case: st
         assert len(errors) == 1, shown
         named = [r["file"], _folder_of(case, r["file"])]
         assert any(n and n in errors[0] for n in named), shown
+        if expect == "refuse" and sweep.bad_cell(case):
+            assert ", row " in errors[0], shown
+            variant = case.split(":", 1)[1]
+            assert variant in sweep.ROW_ONLY or ", column " in errors[0], shown
 
 
 def test_a_card_file_too_short_for_the_benchmark_names_the_fix(tmp_path: Path) -> None:

@@ -131,7 +131,7 @@ def test_load_market_unlabelled_account(tmp_path: Path) -> None:
     _write(tmp_path / "trades.csv", TRADES_CSV)
     _write(tmp_path / "labels.csv", "account_id,label\n000123,0\n")
     assert load_market(tmp_path).labels is not None
-    with pytest.raises(DataError, match="have no label") as exc:
+    with pytest.raises(DataError, match="1 account with trades has no label") as exc:
         load_market(tmp_path, require_labels=True)
     assert exc.value.column == "account_id"
 

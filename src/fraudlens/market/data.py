@@ -997,8 +997,10 @@ def _assemble(
     if labels is not None and require_labels:
         missing = np.setdiff1d(trades["account_id"].unique(), labels["account_id"].to_numpy())
         if len(missing):
+            n = len(missing)
             raise DataError(
-                f"{len(missing)} accounts with trades have no label, e.g. {sorted(missing)[:3]}",
+                f"{n:,} account{'s' if n != 1 else ''} with trades "
+                f"{'have' if n != 1 else 'has'} no label, e.g. {sorted(missing)[:3]}",
                 file=labels_source,
                 column="account_id",
             )
