@@ -52,6 +52,8 @@ RISK_EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("reviewed_by", "reviewed_by"),
     ("reviewed_at", "reviewed_at"),
     ("note", "note"),
+    ("assignee", "assignee"),
+    ("assigned_at", "assigned_at"),
 )
 
 

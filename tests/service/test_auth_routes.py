@@ -61,7 +61,7 @@ PASSWORD = "correct horse battery staple"
 def route_table(app: FastAPI) -> list[tuple[str, str, Policy | None]]:
     """(method, path, policy) for every method of every route the app has, as requests
     reach them (included routers flattened, prefixes applied)."""
-    rows = []
+    rows: list[tuple[str, str, Policy | None]] = []
     for entry in route_entries(app.routes):
         methods = set(entry.methods or {"ANY"})  # a mount takes every method
         if "GET" in methods:
@@ -130,7 +130,9 @@ class Ctx:
         with self.store.engine.connect() as conn:
             audit = conn.execute(sa.text("SELECT COUNT(*) FROM review_audit")).scalar_one()
             events = conn.execute(
-                sa.text("SELECT id, status, reviewed_by, note FROM risk_events ORDER BY id")
+                sa.text(
+                    "SELECT id, status, reviewed_by, note, assignee FROM risk_events ORDER BY id"
+                )
             ).all()
             # (the test opens sessions itself: what must not change is how many ended)
             sessions = conn.execute(
@@ -217,6 +219,12 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/v1/reviews"): lambda c: (
         "/v1/reviews",
         {"json": {"ids": [2, 3], "status": "dismissed", "note": "known client"}},
+        200,
+    ),
+    # force: every admitted identity takes events 4 and 5 in turn
+    ("POST", "/v1/assignments"): lambda c: (
+        "/v1/assignments",
+        {"json": {"ids": [4, 5], "assignee": "analyst-user", "force": True}},
         200,
     ),
     ("POST", "/logout"): lambda c: ("/logout", {}, 204),

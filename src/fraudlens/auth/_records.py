@@ -71,6 +71,10 @@ class AuditEntry:
     from_status: str
     to_status: str
     note: str | None
+    #: ``review`` (a decision) or ``assign`` (a change of assignee, status unchanged).
+    action: str = "review"
+    from_assignee: str | None = None
+    to_assignee: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (ISO-8601 UTC time)."""
@@ -83,4 +87,7 @@ class AuditEntry:
             "from_status": self.from_status,
             "to_status": self.to_status,
             "note": self.note,
+            "action": self.action,
+            "from_assignee": self.from_assignee,
+            "to_assignee": self.to_assignee,
         }

@@ -265,8 +265,11 @@ def route_entries(routes: Iterable[BaseRoute]) -> list[RouteEntry]:
     return entries
 
 
-def actor_for(user: User | None, reviewed_by: str | None) -> tuple[str, int | None]:
-    """Who a review decision is recorded as: (name, user id).
+def actor_for(
+    user: User | None, reviewed_by: str | None, *, column: str = "reviewed_by"
+) -> tuple[str, int | None]:
+    """Who a review decision (or an assignment: ``column`` names the body's field) is
+    recorded as: (name, user id).
 
     The caller's own identity when there is one (a name in the request body is ignored:
     nobody can record a decision in someone else's name); otherwise, on a service with
@@ -283,8 +286,8 @@ def actor_for(user: User | None, reviewed_by: str | None) -> tuple[str, int | No
         from fraudlens.errors import DataError
 
         raise DataError(
-            "reviewed_by is required when nobody is signed in (authentication is off)",
-            column="reviewed_by",
+            f"{column} is required when nobody is signed in (authentication is off)",
+            column=column,
         )
     return reviewed_by.strip(), None
 

@@ -14,6 +14,7 @@ _TEXT = {
     400: "Unreadable body or corrupt image",
     404: "No such record",
     408: "The body stalled (15 s) or took too long to arrive (120 s)",
+    409: "The request conflicts with the record's current state (nothing was changed)",
     413: "Body or image larger than the limit",
     415: "Unsupported content type (JSON routes: a body not sent as application/json)",
     422: "Missing fields or bad values (row and column named)",

@@ -16,6 +16,8 @@ __all__ = [
     "AccountCheckRequest",
     "AccountId",
     "AnomalyResult",
+    "AssignRequest",
+    "AssignResult",
     "BulkReviewRequest",
     "BulkReviewResult",
     "CardReason",
@@ -398,10 +400,13 @@ class RiskEvent(BaseModel):
     requested_at: datetime | None = Field(None, description="When the check was asked for.")
     reviewed_at: datetime | None = None
     reviewed_by: str | None = None
+    assignee: str | None = Field(None, description="The user who works the event (None: nobody).")
+    assigned_at: datetime | None = Field(None, description="Since when (UTC).")
 
 
 class ReviewEntry(BaseModel):
-    """One decision in a risk event's history (the append-only review audit)."""
+    """One decision or assignment in a risk event's history (the append-only review
+    audit)."""
 
     id: int
     actor: str = Field(description="Who decided: the signed-in user or token's user.")
@@ -412,6 +417,13 @@ class ReviewEntry(BaseModel):
     from_status: Literal["open", "confirmed", "dismissed"]
     to_status: Literal["open", "confirmed", "dismissed"]
     note: str | None = None
+    action: Literal["review", "assign"] = Field(
+        "review",
+        description="review: a decision; assign: the assignee changed (from_assignee -> "
+        "to_assignee), the status did not.",
+    )
+    from_assignee: str | None = None
+    to_assignee: str | None = None
 
 
 class RiskEventDetail(RiskEvent):
@@ -467,6 +479,50 @@ class BulkReviewRequest(ReviewRequest):
         "All are decided or, if one is unknown, none.",
         examples=[[12, 15, 19]],
     )
+
+
+class AssignRequest(BaseModel):
+    """Assign several risk events to a user, or to nobody."""
+
+    model_config = _REQUEST
+
+    ids: list[Annotated[int, Field(ge=1)]] = Field(
+        min_length=1,
+        max_length=500,
+        description="The events (at most 500; an id given twice counts once). All are "
+        "assigned or, if one is unknown or held by someone else without force, none.",
+        examples=[[12, 15, 19]],
+    )
+    assignee: Name | None = Field(
+        description="The user who is to work them (an analyst or admin, not disabled), or "
+        "null to unassign them.",
+        examples=["j.doe"],
+    )
+    note: Text | None = Field(
+        None, max_length=4000, description="Recorded in each event's history."
+    )
+    force: bool = Field(
+        False,
+        description="Take events another user holds (else 409 naming the holders and "
+        "nothing changes). Not needed for events of the caller or of the assignee.",
+    )
+    assigned_by: Name | None = Field(
+        None,
+        description="Who assigns. Ignored for a signed-in user or an API token (their own "
+        "name is recorded); required only when authentication is off.",
+    )
+
+
+class AssignResult(BaseModel):
+    """The outcome of an assignment."""
+
+    ids: list[int] = Field(description="The events named, in the order given.")
+    changed: list[int] = Field(
+        description="Those whose assignee changed (each has a new history entry); the "
+        "others already had this assignee."
+    )
+    assignee: str | None
+    assigned_by: str
 
 
 class BulkReviewResult(BaseModel):

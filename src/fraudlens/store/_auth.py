@@ -124,7 +124,8 @@ class AuthSecretRow(Base):
 
 
 class ReviewAuditRow(Base):
-    """One review decision on a risk event: who, when, from which status to which, note.
+    """One review decision on a risk event: who, when, from which status to which, note;
+    or (``action`` ``assign``) a change of the event's assignee.
 
     Append-only: see the module docstring.
     """
@@ -138,6 +139,8 @@ class ReviewAuditRow(Base):
         sa.CheckConstraint(
             "to_status IN ('open', 'confirmed', 'dismissed')", name="ck_review_audit_to"
         ),
+        # created on PostgreSQL and MySQL/MariaDB only (migration 0010)
+        sa.CheckConstraint("action IN ('review', 'assign')", name="ck_review_audit_action"),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -153,6 +156,10 @@ class ReviewAuditRow(Base):
     from_status: Mapped[str] = mapped_column(sa.String(16))
     to_status: Mapped[str] = mapped_column(sa.String(16))
     note: Mapped[str | None] = mapped_column(sa.Text)
+    # ``review`` (a decision) or ``assign`` (the assignee changed, the status did not).
+    action: Mapped[str] = mapped_column(sa.String(16), server_default=sa.text("'review'"))
+    from_assignee: Mapped[str | None] = mapped_column(sa.String(MAX_ID_LENGTH))
+    to_assignee: Mapped[str | None] = mapped_column(sa.String(MAX_ID_LENGTH))
 
 
 def _table(model: Any) -> sa.Table:
@@ -232,6 +239,9 @@ def _audit(row: Any) -> AuditEntry:
         from_status=row.from_status,
         to_status=row.to_status,
         note=row.note,
+        action=row.action,
+        from_assignee=row.from_assignee,
+        to_assignee=row.to_assignee,
     )
 
 
@@ -244,6 +254,10 @@ def append_review_audit(
     to_status: str,
     note: str | None,
     at: datetime,
+    action: str = "review",
+    from_status: str | None = None,
+    from_assignee: str | None = None,
+    to_assignee: str | None = None,
 ) -> int:
     """Append the audit row of a review decision, inside the caller's transaction.
 
@@ -253,6 +267,10 @@ def append_review_audit(
     write lock before it reads. Two analysts deciding on the same event at once therefore
     get a history in which each row starts from the status the previous one left.
 
+    An assignment (``action`` ``assign``) passes ``from_status`` (the status its caller
+    read under a lock; the same as ``to_status``) and the previous and new assignee; the
+    row is then inserted as given.
+
     Returns
     -------
     int
@@ -261,6 +279,11 @@ def append_review_audit(
     # The caller has checked the status; the table's check constraint is the backstop.
     events = sa.table("risk_events", sa.column("id"), sa.column("status"))
     columns = ["event_id", "user_id", "actor", "at", "from_status", "to_status", "note"]
+    extra = {"action": action, "from_assignee": from_assignee, "to_assignee": to_assignee}
+    if from_status is not None:
+        values = [int(event_id), user_id, actor, at, from_status, to_status, note]
+        conn.execute(sa.insert(_AUDIT).values({**dict(zip(columns, values, strict=True)), **extra}))
+        return 1
     if conn.dialect.name == "sqlite":
         source = sa.select(
             events.c.id,
@@ -270,15 +293,19 @@ def append_review_audit(
             events.c.status,
             sa.literal(to_status, sa.String(16)),
             sa.literal(note, sa.Text()),
+            sa.literal(action, sa.String(16)),
+            sa.literal(from_assignee, sa.String(MAX_ID_LENGTH)),
+            sa.literal(to_assignee, sa.String(MAX_ID_LENGTH)),
         ).where(events.c.id == int(event_id))
-        return max(int(conn.execute(sa.insert(_AUDIT).from_select(columns, source)).rowcount), 0)
+        insert = sa.insert(_AUDIT).from_select([*columns, *extra], source)
+        return max(int(conn.execute(insert).rowcount), 0)
     current = conn.execute(
         sa.select(events.c.status).where(events.c.id == int(event_id)).with_for_update()
     ).scalar_one_or_none()
     if current is None:
         return 0
     values = [int(event_id), user_id, actor, at, current, to_status, note]
-    conn.execute(sa.insert(_AUDIT).values(dict(zip(columns, values, strict=True))))
+    conn.execute(sa.insert(_AUDIT).values({**dict(zip(columns, values, strict=True)), **extra}))
     return 1
 
 

@@ -145,6 +145,9 @@ class RiskEventRow(Base):
         sa.Index("ix_risk_events_status_account", "status", "account_id", "id"),
         sa.Index("ix_risk_events_status_counterparty", "status", "counterparty", "id"),
         sa.Index("ix_risk_events_counterparty", "counterparty"),
+        # case assignment (migration 0010): open events of one assignee, or unassigned
+        # ones (NULL), in the default priority order
+        sa.Index("ix_risk_events_status_assignee", "status", "assignee", "priority", "score", "id"),
         sa.CheckConstraint(
             "status IN ('open', 'confirmed', 'dismissed')", name="ck_risk_events_status"
         ),
@@ -175,6 +178,9 @@ class RiskEventRow(Base):
     requested_at: Mapped[datetime | None]
     reviewed_at: Mapped[datetime | None]
     reviewed_by: Mapped[str | None] = mapped_column(sa.String(128))
+    # Who works the event (a user name; None: nobody) and since when.
+    assignee: Mapped[str | None] = mapped_column(sa.String(MAX_ID_LENGTH))
+    assigned_at: Mapped[datetime | None]
 
 
 class RiskEventSymbol(Base):

@@ -41,6 +41,13 @@ comes with the equivalent range ``prefix <= account_id < next(prefix)``. Matchin
 case-sensitive on SQLite and PostgreSQL and follows the column's collation on
 MySQL/MariaDB (case-insensitive by default), as exact account ids do there.
 
+Assignee filter
+---------------
+``assignee`` keeps the events assigned to one user, ``unassigned`` those assigned to
+nobody (``assignee IS NULL``). With ``status`` and the default order both are read from
+``(status, assignee, priority, score, id)`` (migration 0010) without sorting, on every
+database; other orders with an assignee filter sort that assignee's events.
+
 Symbol filter
 -------------
 ``symbol`` keeps the events whose evidence trades the symbol (``risk_event_symbols``).
@@ -64,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from fraudlens._time import utc
-from fraudlens.errors import DataError, NotFoundError
+from fraudlens.errors import DataError, FraudlensError, NotFoundError
 from fraudlens.store._auth import _mapped, append_review_audit
 from fraudlens.store._tables import RiskEventRow, RiskEventSymbol
 
@@ -75,6 +82,7 @@ __all__ = [
     "DEFAULT_SORT",
     "MAX_BULK",
     "SORT_KEYS",
+    "AssignedElsewhereError",
     "TriageStore",
     "after_condition",
     "decision_values",
@@ -270,9 +278,20 @@ def filter_conditions(
     symbol: str | None = None,
     counterparty: str | None = None,
     min_value_moved: float | None = None,
+    assignee: str | None = None,
+    unassigned: bool = False,
 ) -> list[Any]:
-    """WHERE conditions of the triage filters beyond the plain column matches."""
+    """WHERE conditions of the triage filters beyond the plain column matches.
+
+    ``assignee`` keeps the events assigned to that user, ``unassigned`` those assigned
+    to nobody; both at once is a DataError."""
     conds: list[Any] = []
+    if assignee is not None and unassigned:
+        raise DataError("assignee and unassigned exclude each other: give one", column="assignee")
+    if assignee is not None:
+        conds.append(RiskEventRow.assignee == assignee)
+    if unassigned:
+        conds.append(RiskEventRow.assignee.is_(None))
     if account_prefix:
         conds.append(prefix_condition(account_prefix, dialect))
     if symbol is not None:
@@ -332,6 +351,41 @@ def decision_values(status: str, reviewed_by: str, note: str | None) -> dict[str
     if note is not None:
         values["note"] = note
     return values
+
+
+class AssignedElsewhereError(FraudlensError):
+    """An assignment would take events another user holds, and was not forced.
+
+    Attributes
+    ----------
+    holders
+        Event id -> the user who holds it.
+    """
+
+    def __init__(self, holders: Mapping[int, str]) -> None:
+        self.holders = dict(holders)
+        shown = "; ".join(f"#{i} to {who}" for i, who in sorted(self.holders.items())[:20])
+        more = " ..." if len(self.holders) > 20 else ""
+        super().__init__(
+            f"assigned to another user: {shown}{more}. Send force: true to take "
+            f"{'it' if len(self.holders) == 1 else 'them'} (nothing was changed)"
+        )
+
+
+def _checked_ids(event_ids: Sequence[int], what: str) -> list[int]:
+    ids = [int(i) for i in event_ids]
+    if not ids:
+        raise DataError("no event ids given", column="ids")
+    if len(ids) > MAX_BULK:
+        raise DataError(f"at most {MAX_BULK} events per {what}, not {len(ids)}", column="ids")
+    if len(set(ids)) != len(ids):
+        raise DataError("an event id is given twice", column="ids")
+    return ids
+
+
+def _not_found(missing: Sequence[int]) -> NotFoundError:
+    shown = ", ".join(str(i) for i in missing[:20])
+    return NotFoundError(f"no risk event with id {shown}" + (" ..." if len(missing) > 20 else ""))
 
 
 class TriageStore:
@@ -405,13 +459,7 @@ class TriageStore:
             Bad status, reviewer, or list of ids.
         """
         values = decision_values(status, reviewed_by, note)
-        ids = [int(i) for i in event_ids]
-        if not ids:
-            raise DataError("no event ids given", column="ids")
-        if len(ids) > MAX_BULK:
-            raise DataError(f"at most {MAX_BULK} events per decision, not {len(ids)}", column="ids")
-        if len(set(ids)) != len(ids):
-            raise DataError("an event id is given twice", column="ids")
+        ids = _checked_ids(event_ids, "decision")
         with self._begin() as conn:
             found = {
                 int(r[0])
@@ -420,15 +468,137 @@ class TriageStore:
             }
             missing = [i for i in ids if i not in found]
             if missing:
-                shown = ", ".join(str(i) for i in missing[:20])
-                raise NotFoundError(
-                    f"no risk event with id {shown}" + (" ..." if len(missing) > 20 else "")
-                )
+                raise _not_found(missing)
             # in id order: two bulk decisions over overlapping events lock them in the
             # same order, so they queue behind each other instead of deadlocking
             for event_id in sorted(ids):
                 self._review_in(conn, event_id, values, user_id=user_id)
         return ids
+
+    @_mapped
+    def assign_risk_events(
+        self,
+        event_ids: Sequence[int],
+        assignee: str | None,
+        *,
+        actor: str,
+        user_id: int | None = None,
+        note: str | None = None,
+        force: bool = False,
+    ) -> list[int]:
+        """Assign several events to a user (``assignee``), or to nobody (None): all or
+        none, each change in the event's history.
+
+        An event held by a user who is neither ``actor`` nor ``assignee`` is taken only
+        with ``force``; without it nothing changes and :class:`AssignedElsewhereError`
+        names the holders. An event already assigned to ``assignee`` is left as it is
+        (no history entry). Each change appends a ``review_audit`` row with ``action``
+        ``assign``, the status unchanged (``from_status`` = ``to_status``), the previous
+        and the new assignee and ``note``; a review decision later keeps the assignee.
+
+        The events are read under a lock before anything is written (``SELECT ... FOR
+        UPDATE`` on PostgreSQL and MySQL; on SQLite an UPDATE that changes nothing first
+        takes the database's write lock), so two analysts taking the same event at once
+        are served one after the other and the second sees the first's assignment.
+
+        Parameters
+        ----------
+        event_ids
+            The events (each once; at most :data:`MAX_BULK`).
+        assignee
+            A user's name (an analyst or admin, not disabled), or None to unassign.
+        actor, user_id
+            Who assigns (recorded in the history), and their user id when signed in.
+        note
+            Recorded in each history entry (the events' own notes are left alone).
+        force
+            Take events another user holds.
+
+        Returns
+        -------
+        list of int
+            The events whose assignee changed, in the order given.
+
+        Raises
+        ------
+        NotFoundError
+            Some id names no event (nothing is changed).
+        DataError
+            ``assignee`` names no user, a disabled one or a service account; a bad actor
+            or list of ids.
+        AssignedElsewhereError
+            Some event is held by another user and ``force`` is false.
+        """
+        from fraudlens._time import utcnow
+        from fraudlens.store._auth import UserRow
+
+        ids = _checked_ids(event_ids, "assignment")
+        if not actor or not actor.strip():
+            raise DataError("the assigning user's name must not be empty", column="actor")
+        actor = actor.strip()
+        events = RiskEventRow
+        with self._begin() as conn:
+            if assignee is not None:
+                user = conn.execute(
+                    sa.select(UserRow.role, UserRow.disabled).where(UserRow.username == assignee)
+                ).first()
+                if user is None:
+                    raise DataError(f"no user named {assignee!r} to assign", column="assignee")
+                if user.disabled:
+                    raise DataError(f"user {assignee!r} is disabled", column="assignee")
+                if user.role not in ("analyst", "admin"):
+                    raise DataError(
+                        f"{assignee!r} is a {user.role} account: only analysts and admins "
+                        "work risk events",
+                        column="assignee",
+                    )
+            if self.dialect == "sqlite":
+                # take the write lock before reading (a no-op write of the first event)
+                conn.execute(
+                    sa.update(events).where(events.id == min(ids)).values(assignee=events.assignee)
+                )
+            current: dict[int, tuple[str, str | None]] = {}
+            for chunk in _chunked(sorted(ids), 500):
+                query = sa.select(events.id, events.status, events.assignee).where(
+                    events.id.in_(chunk)
+                )
+                if self.dialect != "sqlite":
+                    query = query.order_by(events.id).with_for_update()
+                for row in conn.execute(query):
+                    current[int(row[0])] = (str(row[1]), row[2])
+            missing = [i for i in ids if i not in current]
+            if missing:
+                raise _not_found(missing)
+            held = {
+                i: holder
+                for i, (_status, holder) in current.items()
+                if holder is not None and holder not in (actor, assignee)
+            }
+            if held and not force:
+                raise AssignedElsewhereError(held)
+            now = utcnow()
+            changed = [i for i in ids if current[i][1] != assignee]
+            for event_id in sorted(changed):
+                status, holder = current[event_id]
+                append_review_audit(
+                    conn,
+                    event_id,
+                    actor=actor,
+                    user_id=user_id,
+                    to_status=status,
+                    note=note,
+                    at=now,
+                    action="assign",
+                    from_status=status,
+                    from_assignee=holder,
+                    to_assignee=assignee,
+                )
+                conn.execute(
+                    sa.update(events)
+                    .where(events.id == event_id)
+                    .values(assignee=assignee, assigned_at=None if assignee is None else now)
+                )
+        return changed
 
     # -- planner statistics --------------------------------------------------------------
     def refresh_statistics(self, inserted: int | None = None) -> bool:

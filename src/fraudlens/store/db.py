@@ -1095,6 +1095,8 @@ class Store(Closing, AuthStore, TriageStore):
         symbol: str | None = None,
         counterparty: str | None = None,
         min_value_moved: float | None = None,
+        assignee: str | None = None,
+        unassigned: bool = False,
         sort: str = "-created_at",
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of risk events in ``sort`` order (newest first by default), and how many
@@ -1102,9 +1104,10 @@ class Store(Closing, AuthStore, TriageStore):
 
         ``since``/``until`` bound ``created_at`` (inclusive/exclusive). ``account_prefix``
         matches account ids that start with it, ``symbol`` events whose evidence trades
-        the symbol, ``counterparty`` the suspected counterparty exactly; ``sort`` is one
-        of :data:`fraudlens.store._triage.SORT_KEYS`, ``-`` first for descending (the
-        review queue's ``-priority``: score x value moved). See
+        the symbol, ``counterparty`` the suspected counterparty exactly, ``assignee``
+        the events assigned to that user, ``unassigned`` those assigned to nobody;
+        ``sort`` is one of :data:`fraudlens.store._triage.SORT_KEYS`, ``-`` first for
+        descending (the review queue's ``-priority``: score x value moved). See
         :mod:`fraudlens.store._triage`.
         """
         if limit < 1 or offset < 0:
@@ -1121,6 +1124,8 @@ class Store(Closing, AuthStore, TriageStore):
             symbol=symbol,
             counterparty=counterparty,
             min_value_moved=min_value_moved,
+            assignee=assignee,
+            unassigned=unassigned,
         )
         order = order_by(sort, self.dialect)
         count = sa.select(sa.func.count()).select_from(source).where(where)
@@ -1154,6 +1159,8 @@ class Store(Closing, AuthStore, TriageStore):
         symbol: str | None = None,
         counterparty: str | None = None,
         min_value_moved: float | None = None,
+        assignee: str | None = None,
+        unassigned: bool = False,
     ) -> tuple[Any, Any, bool]:
         """What a triage query reads, its WHERE condition, and whether it must keep its
         join order (:func:`~fraudlens.store._triage.events_source`), for the filters of
@@ -1182,6 +1189,8 @@ class Store(Closing, AuthStore, TriageStore):
             symbol=None if straight else symbol,
             counterparty=counterparty,
             min_value_moved=min_value_moved,
+            assignee=assignee,
+            unassigned=unassigned,
         )
         return source, sa.and_(sa.true(), *conds), straight
 

@@ -35,6 +35,10 @@ _REQUIRED = (
 )
 
 
+#: The timestamp fields of a risk event.
+_TIMES = ("window_start", "window_end", "created_at", "requested_at", "reviewed_at", "assigned_at")
+
+
 @dataclass(frozen=True, slots=True)
 class RiskEvent:
     """One risk event: a score above the risk-event threshold, for an analyst to review.
@@ -77,6 +81,9 @@ class RiskEvent:
         When the event was written, the check asked for, the decision taken (aware UTC).
     reviewed_by
         Who decided.
+    assignee, assigned_at
+        The user who works the event (None: nobody) and since when (aware UTC); set
+        through :meth:`fraudlens.store.Store.assign_risk_events`, never when written.
     id
         The store's id (None before it is written).
     """
@@ -99,6 +106,8 @@ class RiskEvent:
     requested_at: datetime | None = None
     reviewed_at: datetime | None = None
     reviewed_by: str | None = None
+    assignee: str | None = None
+    assigned_at: datetime | None = None
     id: int | None = None
 
     def __post_init__(self) -> None:
@@ -121,7 +130,7 @@ class RiskEvent:
             )
         if not isinstance(self.details, Mapping):
             raise DataError("details must be a JSON object", column="details")
-        for name in ("window_start", "window_end", "created_at", "requested_at", "reviewed_at"):
+        for name in _TIMES:
             value = getattr(self, name)
             if value is not None and not isinstance(value, datetime):
                 raise DataError(f"{name} must be a datetime, not {value!r}", column=name)
@@ -147,7 +156,7 @@ class RiskEvent:
         missing = [k for k in _REQUIRED if data.get(k) is None]
         if missing:
             raise DataError(f"risk event lacks {', '.join(missing)}", row=row, column=missing[0])
-        for name in ("window_start", "window_end", "created_at", "requested_at", "reviewed_at"):
+        for name in _TIMES:
             if isinstance(data.get(name), str):
                 data[name] = _parse_time(data[name], name, row)
         for name, default in (("fraud_type", FRAUD_TYPE), ("status", "open"), ("details", {})):
@@ -165,7 +174,7 @@ class RiskEvent:
         # by a (shallow) copy just below anyway, and the copy dominated listing events
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["details"] = dict(self.details)
-        for name in ("window_start", "window_end", "created_at", "requested_at", "reviewed_at"):
+        for name in _TIMES:
             value = out[name]
             out[name] = None if value is None else value.isoformat()
         out["threshold"] = self.event_threshold

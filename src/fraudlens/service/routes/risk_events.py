@@ -8,6 +8,9 @@
 - ``GET /v1/risk-events/{event_id}``: one event with the trades behind its score.
 - ``POST /v1/risk-events/{event_id}/review``: an analyst's decision.
 - ``POST /v1/reviews``: one decision and note on several events (all or none).
+- ``POST /v1/assignments``: assign several events to a user, or to nobody (all or none;
+  taking another user's events needs ``force``). Not under ``/v1/risk-events/``, where
+  ``GET /v1/risk-events/{event_id}`` would take every other method's request for it.
 - ``GET /v1/risk-events/{event_id}/picture.svg``: the account's trades over its bars.
 
 The store and the queue are blocking clients: every call goes through the thread pool.
@@ -37,10 +40,13 @@ from fraudlens.service._schemas import (
     AccountCheckQueued,
     AccountCheckRequest,
     AccountId,
+    AssignRequest,
+    AssignResult,
     BulkReviewRequest,
     BulkReviewResult,
     IsoTime,
     Label,
+    Name,
     ReviewRequest,
     RiskEvent,
     RiskEventDetail,
@@ -141,6 +147,8 @@ class TriageFilters:
     symbol: str | None = None
     counterparty: str | None = None
     min_value_moved: float | None = None
+    assignee: str | None = None
+    unassigned: bool = False
     sort: str = "-priority"
 
     def filters(self) -> dict[str, Any]:
@@ -193,12 +201,36 @@ def triage_filters(
             "then the highest score; every order ends with the id."
         ),
     ] = "-priority",
+    assignee: Annotated[
+        Name | None,
+        Query(
+            description="Events assigned to this user; ``me``: to the caller (a signed-in "
+            "user or a token's user)."
+        ),
+    ] = None,
+    unassigned: Annotated[
+        bool, Query(description="Only events assigned to nobody (not with ``assignee``).")
+    ] = False,
+    user: UserDep = None,
 ) -> TriageFilters:
     """The triage filters and order of a request (one list of query parameters for every
-    route that reads events this way); DataError (422) when ``since`` is after ``until``."""
-    lo, hi = utc(since), utc(until)
+    route that reads events this way); DataError (422) when ``since`` is after ``until``,
+    ``assignee=me`` comes from nobody, or ``assignee`` comes with ``unassigned``."""
+    try:
+        lo, hi = utc(since), utc(until)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: past year 9999 in UTC
+        raise DataError("since or until lies outside years 1-9999 in UTC") from None
     if lo is not None and hi is not None and lo > hi:
         raise DataError(f"since ({lo.isoformat()}) is after until ({hi.isoformat()})")
+    if assignee is not None and unassigned:
+        raise DataError("assignee and unassigned exclude each other: give one", column="assignee")
+    if assignee == "me":
+        if user is None:
+            raise DataError(
+                "assignee=me needs a signed-in caller (authentication is off): name the user",
+                column="assignee",
+            )
+        assignee = user.username
     return TriageFilters(
         status=status,
         account_id=account_id,
@@ -211,6 +243,8 @@ def triage_filters(
         symbol=symbol,
         counterparty=counterparty,
         min_value_moved=min_value_moved,
+        assignee=assignee,
+        unassigned=unassigned,
         sort=sort,
     )
 
@@ -393,6 +427,58 @@ async def review_risk_events(review: BulkReviewRequest, store: StoreDep, user: U
     except NotFoundError as exc:
         raise HTTPException(404, str(exc)) from None
     return {"status": review.status, "ids": ids, "reviewed_by": actor}
+
+
+@router.post(
+    "/assignments",
+    response_model=AssignResult,
+    dependencies=[ForAnalysts],
+    responses={
+        **error_docs(
+            400,
+            404,
+            408,
+            409,
+            413,
+            415,
+            422,
+            503,
+            _404="Some id names no risk event (nothing was changed)",
+            _409="Some event is assigned to another user and force was not sent (nothing "
+            "was changed; the message names the holders)",
+            _422="Bad body, or the assignee is no user, a disabled one or a service account",
+        ),
+    },
+)
+async def assign_risk_events(assign: AssignRequest, store: StoreDep, user: UserDep) -> Any:
+    """Assign events to a user, so that two analysts do not work the same alert, or to
+    nobody (``assignee: null``): all of them or, when an id is unknown, none. Each change
+    appends an ``assign`` entry to the event's history (status unchanged, from and to
+    assignee, the note); reviewing an event later keeps its assignee. Events held by a
+    user other than the caller and the new assignee are taken only with ``force``."""
+    from fraudlens.store._triage import AssignedElsewhereError
+
+    actor, user_id = actor_for(user, assign.assigned_by, column="assigned_by")
+    unique = list(dict.fromkeys(assign.ids))
+    too_big = [i for i in unique if i > _MAX_EVENT_ID]
+    if too_big:
+        raise HTTPException(404, f"no risk event with id {too_big[0]}")
+    try:
+        changed = await run_in_threadpool(
+            lambda: store.assign_risk_events(
+                unique,
+                assign.assignee,
+                actor=actor,
+                user_id=user_id,
+                note=assign.note,
+                force=assign.force,
+            )
+        )
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except AssignedElsewhereError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return {"ids": unique, "changed": changed, "assignee": assign.assignee, "assigned_by": actor}
 
 
 #: The picture loads nothing and runs nothing; its one image is inline.

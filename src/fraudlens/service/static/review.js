@@ -6,6 +6,8 @@
 (function () {
   const API = "/v1/risk-events";
   const STATUSES = ["open", "confirmed", "dismissed", ""];
+  // The assignee filter: anyone, the caller's own events, or events nobody works.
+  const ASSIGNED = ["", "me", "none"];
   const REVIEWER_KEY = "fraudlens.reviewer";
   const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -18,6 +20,7 @@
 
   const state = {
     status: "open",
+    assigned: "",
     account: "",
     accountExact: "",
     symbol: "",
@@ -243,6 +246,7 @@
       const s = q.get("status");
       state.status = STATUSES.includes(s) ? s : "open";
     }
+    state.assigned = ASSIGNED.includes(q.get("assigned")) ? q.get("assigned") : "";
     state.account = q.get("account") || "";
     state.accountExact = q.get("account_id") || "";
     state.symbol = q.get("symbol") || "";
@@ -261,6 +265,7 @@
   function writeUrl() {
     const q = new URLSearchParams();
     if (state.status !== "open") q.set("status", state.status);
+    if (state.assigned) q.set("assigned", state.assigned);
     if (state.account) q.set("account", state.account);
     if (state.accountExact) q.set("account_id", state.accountExact);
     if (state.symbol) q.set("symbol", state.symbol);
@@ -280,6 +285,13 @@
   function filterQuery() {
     const q = new URLSearchParams();
     if (state.status) q.set("status", state.status);
+    if (state.assigned === "me") {
+      // the API resolves "me" to the signed-in user; with authentication off, the
+      // reviewer's name is who "me" is
+      q.set("assignee", session.username || $("reviewer").value.trim() || "me");
+    } else if (state.assigned === "none") {
+      q.set("unassigned", "true");
+    }
     if (state.account) q.set("account_prefix", state.account);
     if (state.accountExact) q.set("account_id", state.accountExact);
     if (state.symbol) q.set("symbol", state.symbol);
@@ -387,6 +399,9 @@
       const when = el("td", "when", fmtTime(e.window_end).slice(5, 16));
       when.title = `${fmtTime(e.window_end)} UTC`;
       tr.appendChild(when);
+      const assignee = el("td", "col-assignee account", text(e.assignee));
+      if (e.assignee) assignee.title = `${e.assignee} since ${fmtTime(e.assigned_at)} UTC`;
+      tr.appendChild(assignee);
       const statusTd = el("td", "col-status");
       statusTd.appendChild(badge(e.status));
       if (e.reviewed_by) statusTd.title = `by ${e.reviewed_by}`;
@@ -403,8 +418,11 @@
       : "0 events";
     $("prev").disabled = state.offset === 0;
     $("next").disabled = last >= state.total;
-    for (const b of document.querySelectorAll(".segmented button")) {
+    for (const b of document.querySelectorAll(".segmented button[data-status]")) {
       b.setAttribute("aria-checked", String(b.dataset.status === state.status));
+    }
+    for (const b of document.querySelectorAll(".segmented button[data-assigned]")) {
+      b.setAttribute("aria-checked", String(b.dataset.assigned === state.assigned));
     }
     // one status shown: the filter says it, and the room goes to the other columns
     $("events").classList.toggle("one-status", Boolean(state.status));
@@ -492,7 +510,62 @@
     const all = $("select-page");
     all.checked = n > 0 && n === state.items.length;
     all.indeterminate = n > 0 && n < state.items.length;
-    for (const b of document.querySelectorAll("[data-bulk]")) b.disabled = state.busy || n === 0;
+    for (const b of document.querySelectorAll("[data-bulk], [data-assign]")) b.disabled = state.busy || n === 0;
+  }
+
+  // ------------------------------------------------------------------ assignment
+  // Assign events to the reviewer ("me") or to nobody. An event another analyst holds
+  // is taken only after the analyst agrees (the API's 409 names the holders).
+  async function assign(ids, toMe, force) {
+    if (!ids.length || state.busy) return false;
+    if (!requireReviewer()) return false;
+    const who = reviewer();
+    state.busy = true;
+    renderBulk();
+    updateButtons();
+    let done = null;
+    try {
+      done = await api("/v1/assignments", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ ids, assignee: toMe ? who : null, assigned_by: who, force: Boolean(force) }),
+      });
+      clearError();
+    } catch (err) {
+      state.busy = false;
+      if (err.status === 409 && !force && window.confirm(`${err.message}\n\nTake ${ids.length === 1 ? "it" : "them"} anyway?`)) {
+        return await assign(ids, toMe, true);
+      }
+      showError(err, `Could not ${toMe ? "assign" : "unassign"} ${ids.length === 1 ? `event #${ids[0]}` : `${ids.length} events`}`);
+      return false;
+    } finally {
+      state.busy = false;
+      renderBulk();
+      updateButtons();
+    }
+    const n = done.ids.length;
+    const what = n === 1 ? `Event #${done.ids[0]}` : `${n} events`;
+    toast(toMe ? `${what} assigned to ${who}` : `${what} unassigned`);
+    const current = state.event ? state.event.id : null;
+    await loadList({ keepDetail: true });
+    if (current !== null && done.ids.includes(current)) await select(current);
+    return true;
+  }
+
+  async function bulkAssign(toMe) {
+    const ids = state.items.filter((e) => state.selected.has(e.id)).map((e) => e.id);
+    if (await assign(ids, toMe, false)) {
+      state.selected.clear();
+      renderList();
+    }
+  }
+
+  // The current event: to me, or back to nobody when it is mine already.
+  function assignCurrent() {
+    const e = state.event;
+    if (!e) return;
+    const mine = Boolean(e.assignee) && e.assignee === reviewer();
+    assign([e.id], !mine, false);
   }
 
   async function bulkReview(status) {
@@ -591,6 +664,7 @@
     $("d-created").textContent = fmtTime(e.created_at);
     $("d-reviewed").textContent = e.reviewed_at ? `${fmtTime(e.reviewed_at)} by ${text(e.reviewed_by)}` : "—";
     $("d-note").textContent = text(e.note);
+    $("d-assignee").textContent = e.assignee ? `${e.assignee} since ${fmtTime(e.assigned_at)}` : "—";
     $("note").value = e.note || "";
     renderTrades((e.details && Array.isArray(e.details.trades) && e.details.trades) || []);
     $("d-picture").dataset.event = "";
@@ -669,6 +743,9 @@
       const b = $(id);
       b.disabled = state.busy || !e || e.status === b.dataset.review;
     }
+    const mine = Boolean(e && e.assignee) && e.assignee === who;
+    $("assign").disabled = state.busy || !e;
+    $("assign").firstChild.textContent = mine ? "Unassign " : "Assign to me ";
     $("reopen").hidden = !e || e.status === "open";
   }
 
@@ -812,6 +889,7 @@
       c: () => review("confirmed"),
       d: () => review("dismissed"),
       n: () => state.event && $("note").focus(),
+      a: () => assignCurrent(),
       x: () => state.selectedId !== null && toggleSelected(state.selectedId, !state.selected.has(state.selectedId)),
       p: () => state.event && showTab("picture"),
       t: () => state.event && showTab("trades"),
@@ -864,6 +942,10 @@
     for (const b of document.querySelectorAll("[data-bulk]")) {
       b.addEventListener("click", () => bulkReview(b.dataset.bulk));
     }
+    for (const b of document.querySelectorAll("[data-assign]")) {
+      b.addEventListener("click", () => bulkAssign(b.dataset.assign === "me"));
+    }
+    $("assign").addEventListener("click", assignCurrent);
     $("bulk-clear").addEventListener("click", () => {
       for (const id of [...state.selected]) toggleSelected(id, false);
     });
@@ -874,8 +956,15 @@
       state.offset = 0;
       loadList({ autoSelect: true });
     });
-    for (const b of document.querySelectorAll(".segmented button")) {
+    for (const b of document.querySelectorAll(".segmented button[data-status]")) {
       b.addEventListener("click", () => setStatus(b.dataset.status));
+    }
+    for (const b of document.querySelectorAll(".segmented button[data-assigned]")) {
+      b.addEventListener("click", () => {
+        state.assigned = b.dataset.assigned;
+        state.offset = 0;
+        loadList({ autoSelect: true });
+      });
     }
     $("refresh").addEventListener("click", () => loadList({ keepDetail: true }));
     $("prev").addEventListener("click", () => page(-1));
