@@ -242,6 +242,10 @@ def test_filters_by_symbol_counterparty_value_and_together(seeded: Any) -> None:
         ({"counterparty": "b\x07"}, "counterparty"),
         ({"min_value_moved": "lots"}, "min_value_moved"),
         ({"min_value_moved": "inf"}, "min_value_moved"),
+        # past year 9999 once in UTC (it had been a 500)
+        ({"until": "9999-12-31T23:59:59-01:00"}, "years 1-9999"),
+        ({"since": "0001-01-01T00:00:00+01:00"}, "years 1-9999"),
+        ({"assignee": "ana", "unassigned": "true"}, "exclude each other"),
     ],
 )
 def test_bad_triage_parameters_are_422(seeded: Any, params: dict[str, Any], where: str) -> None:
