@@ -208,6 +208,7 @@ def _serve(kind: str, registry: Path, tmp: Path) -> Iterator[Ctx]:
             "reviewed_by": "someone",
         },
         ("POST", "/v1/reviews"): {"ids": [2, 3], "status": "dismissed", "note": "known client"},
+        ("POST", "/v1/assignments"): {"ids": [2, 3], "assignee": "analyst-user", "note": "mine"},
     }
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Ctx(app, client, auth, tokens, samples)
@@ -796,7 +797,15 @@ def test_the_route_table_is_read_from_the_app() -> None:
 
 #: Routes that read or write the store beyond the access check: fuzzed on PostgreSQL and
 #: MariaDB too (each refuses some text SQLite takes, such as NUL, and has integer limits).
-STORE_ROUTES = ("/v1/risk-events", "/v1/reviews", "/v1/me", "/v1/monitor", "/login", "/logout")
+STORE_ROUTES = (
+    "/v1/risk-events",
+    "/v1/reviews",
+    "/v1/assignments",
+    "/v1/me",
+    "/v1/monitor",
+    "/login",
+    "/logout",
+)
 
 
 SERVER_ROUTES = [
