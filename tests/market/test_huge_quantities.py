@@ -33,9 +33,12 @@ def data() -> MarketData:
 
 
 def _scaled(data: MarketData, scale: float) -> tuple[MarketData, str]:
-    """``data`` with every quantity of its busiest account times ``scale``."""
+    """``data`` with every quantity of its busiest account times ``scale`` (of the
+    accounts with a fill worth 10 or more, so that price x quantity reaches 10 x scale)."""
     trades = data.trades.copy()
-    acc = str(trades["account_id"].astype(str).value_counts().index[0])
+    ids = trades["account_id"].astype(str)
+    worth = (trades["price"] * trades["quantity"]).groupby(ids).max()
+    acc = str(ids[ids.isin(worth.index[worth >= 10])].value_counts().index[0])
     mine = trades["account_id"].astype(str) == acc
     trades.loc[mine, "quantity"] = trades.loc[mine, "quantity"] * scale
     validate_trades(trades, "trades", data.klines, data.bar)  # the loaders take it

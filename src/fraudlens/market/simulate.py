@@ -84,6 +84,7 @@ DEFAULT_KIND_WEIGHTS: dict[str, float] = {
     "normal_edge": 1.3,
     "normal_market_maker": 1.3,
     "normal_momentum": 2.5,
+    "normal_scalper": 1.5,
     "normal_small_fills": 1.5,
     "normal_volatile": 1.3,
     "takeover_mixed": 1.5,
@@ -114,7 +115,10 @@ class Behaviour:
     ----------
     takeover_top
         Takeover bars are drawn from the day's top ``k`` widest bars, ``k`` drawn from
-        this tuple per account.
+        this tuple per account ...
+    takeover_floor
+        ... those beyond the day's 10 widest only while at least this many times the
+        day's median bar range (a volatile bar, if not one of the very widest).
     subtle_top
         The wider pool of ``takeover_subtle`` (and of rough round trips).
     extreme_band
@@ -144,6 +148,16 @@ class Behaviour:
         day into the first hours of the next (``busy_owner_overnight_trades`` trades), the
         round trips falling after midnight (a day of one of ``busy_owner_kinds`` when the
         symbol drawn has no bars the day before).
+    mixed_adjacent
+        Share of the takeovers that can have adjacent legs (two, rough, split, mixed, a
+        beneficiary's victim elsewhere) whose round trips mix same-bar and adjacent ones.
+    adjacent_span
+        Adjacent legs may sit in two ordinary neighbouring bars whose used extremes (the
+        high of one, the low of the other) lie at least this many of the day's median
+        bar ranges apart ...
+    adjacent_ordinary
+        ... for this share of ``takeover_adjacent`` accounts and of the adjacent round
+        trips of ``takeover_two``.
     same_ts
         Share of same-bar round trips whose two legs share a timestamp.
     unequal_legs
@@ -157,6 +171,16 @@ class Behaviour:
         Round trips of a market maker.
     mm_adjacent
         Share of a market maker's round trips whose legs sit in neighbouring bars.
+    scalper_edge_share
+        Share of scalpers who trade near the ends of ordinary bars (limit orders resting
+        about the day's typical bar edges), not near the middle of busy ones.
+    scalper_ordinary
+        Their bars' range as a multiple of the day's median bar range ...
+    scalper_edge_band
+        ... their legs within this share of the range from the bar's ends ...
+    scalper_losing
+        ... and the share of their round trips lost (bought near the high, sold near the
+        low), drawn per account from this range.
     edge_max_ticks
         Market-order traders' bars are at most this many ticks wide (when the day has
         such bars).
@@ -184,7 +208,8 @@ class Behaviour:
         Log-normal spread of fill sizes.
     """
 
-    takeover_top: tuple[int, ...] = (5, 10, 10, 15)
+    takeover_top: tuple[int, ...] = (5, 10, 10, 15, 25, 40)
+    takeover_floor: float = 1.5
     subtle_top: int = 20
     extreme_band: float = 0.10
     subtle_band: tuple[float, float] = (0.01, 0.15)
@@ -207,12 +232,19 @@ class Behaviour:
     busy_owner_kind_share: float = 0.4
     busy_owner_overnight: float = 0.2
     busy_owner_overnight_trades: tuple[int, int] = (8, 60)
+    mixed_adjacent: float = 0.25
+    adjacent_span: float = 1.6
+    adjacent_ordinary: float = 0.4
     same_ts: float = 0.4
     unequal_legs: float = 0.1
     bar_start_share: float = 0.15
     quiet_quantile: float = 0.6
     mm_round_trips: tuple[int, int] = (4, 40)
     mm_adjacent: float = 0.2
+    scalper_edge_share: float = 0.5
+    scalper_ordinary: tuple[float, float] = (0.6, 1.3)
+    scalper_edge_band: float = 0.2
+    scalper_losing: tuple[float, float] = (0.1, 0.35)
     edge_max_ticks: int = 4
     edge_round_trips: tuple[int, int] = (2, 15)
     momentum_top: tuple[int, ...] = (5, 10, 20)
@@ -539,6 +571,12 @@ class _Market:
             (int(s), int(d)): i
             for i, (s, d) in enumerate(zip(self.sd_sym, self.sd_day, strict=True))
         }
+        # Each symbol-day's median bar range (of the bars with a range when most have none).
+        med = np.array([np.median(amp[a:b]) for a, b in spans])
+        med_moving = np.array(
+            [np.median(amp[a:b][amp[a:b] > 0]) if (amp[a:b] > 0).any() else 0.0 for a, b in spans]
+        )
+        self.med_amp = np.where(med > 0, med, med_moving)
         n_bars = ends - starts
         moving = np.array([np.count_nonzero(amp[a:b] > 0) for a, b in spans])
         self.usable = np.flatnonzero((n_bars >= 12) & (moving >= 6))
@@ -560,11 +598,36 @@ class _Market:
     def bars(self, sd: int) -> np.ndarray:
         return np.arange(self.sd_start[sd], self.sd_end[sd])
 
-    def top(self, sd: int, k: int) -> np.ndarray:
-        """The ``k`` widest bars with a range (at least one)."""
+    def top(self, sd: int, k: int, floor: float = 0.0) -> np.ndarray:
+        """The ``k`` widest bars with a range (at least one); beyond the 10 widest only
+        those at least ``floor`` times the day's median bar range."""
         order = self.by_amp[sd]
         moving = order[self.high[order] > self.low[order]]
-        return moving[: max(k, 1)] if len(moving) else order[:1]
+        if not len(moving):
+            return order[:1]
+        return self.floored(sd, moving[: max(k, 1)], floor)
+
+    def floored(self, sd: int, widest: np.ndarray, floor: float) -> np.ndarray:
+        """``widest`` (bars widest first) past its 10th only while at least ``floor``
+        times the median bar range of symbol-day ``sd``."""
+        if floor <= 0 or len(widest) <= 10:
+            return widest
+        amp = self.high[widest] - self.low[widest]
+        keep = (np.arange(len(widest)) < 10) | (amp >= floor * self.med_amp[sd])
+        return widest[keep]
+
+    def span_pairs(self, sd: int, span: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Neighbouring bars ``(a, a + 1)`` of a symbol-day whose high in one and low in
+        the other lie at least ``span`` median bar ranges apart: ``(a, high_first)``
+        pairs, ``high_first`` saying the high is ``a``'s (the low ``a + 1``'s)."""
+        b = self.bars(sd)
+        i, j = b[:-1], b[1:]
+        thr = span * self.med_amp[sd]
+        s1 = (self.high[i] - self.low[j] >= thr) & (thr > 0)
+        s2 = (self.high[j] - self.low[i] >= thr) & (thr > 0)
+        first = np.r_[i[s1], i[s2]]
+        high_first = np.r_[np.ones(int(s1.sum()), bool), np.zeros(int(s2.sum()), bool)]
+        return first, first + 1, high_first
 
     def quiet(self, sd: int, quantile: float) -> np.ndarray:
         """Bars with a range of at least one tick and at most the ``quantile`` range."""
@@ -801,12 +864,13 @@ class _Accounts:
         *,
         band: tuple[float, float],
         victim_buys_low: np.ndarray | bool,
-        adjacent: bool = False,
+        adjacent: bool | np.ndarray = False,
         split: tuple[int, int] | None = None,
         same_ts: float | None = None,
     ) -> np.ndarray:
         """Matched round trips at opposite extremes of ``bars`` (or of a bar and its
-        neighbour when ``adjacent``); legs ``band[0]..band[1]`` of the range inside."""
+        neighbour when ``adjacent``, for all or per round trip); legs
+        ``band[0]..band[1]`` of the range inside."""
         rng = self.rng
         n = len(bars)
         edge, width = band
@@ -816,7 +880,8 @@ class _Accounts:
         buy = np.where(low_side, near_low, near_high)
         sell = np.where(low_side, near_high, near_low)
         first = rng.random(n) < 0.5
-        other = self.m.neighbour(bars) if adjacent else bars
+        adj = np.broadcast_to(np.asarray(adjacent, dtype=bool), (n,))
+        other = np.where(adj, self.m.neighbour(bars), bars)
         # Sometimes the victim sells back less than it bought (or the reverse).
         uneven = rng.random(n) < self.b.unequal_legs
         share = np.where(uneven, rng.uniform(0.5, 0.95, n), 1.0)
@@ -856,7 +921,7 @@ class _Accounts:
 
     def takeover_pool(self, sd: int, wide: bool = False) -> np.ndarray:
         k = self.b.subtle_top if wide else int(self.rng.choice(self.b.takeover_top))
-        return self.m.top(sd, k)
+        return self.m.top(sd, k, self.b.takeover_floor)
 
     def n_trips(self) -> int:
         lo, hi = self.b.round_trips
@@ -869,6 +934,53 @@ class _Accounts:
         if rng.random() < 0.8:
             return np.full(n, d)
         return rng.random(n) < 0.5
+
+    def adjacency(self, n: int, share: float) -> np.ndarray:
+        """Which of ``n`` round trips have their legs in neighbouring bars: all of them
+        for ``share`` of accounts, a mix of same-bar and adjacent ones for
+        ``mixed_adjacent`` of them (at least one of each), else none."""
+        rng = self.rng
+        u = rng.random()
+        if u < share:
+            return np.ones(n, dtype=bool)
+        if u < share + self.b.mixed_adjacent and n >= 2:
+            adj = rng.random(n) < 0.5
+            adj[:2] = (True, False)
+            return rng.permutation(adj)
+        return np.zeros(n, dtype=bool)
+
+    def span_trips(self, acct: int, sd: int, n: int, band: float) -> np.ndarray | None:
+        """``n`` round trips with adjacent legs in neighbouring bars (ordinary ones too)
+        whose used extremes lie ``adjacent_span`` median ranges apart; the legs within
+        ``band`` of the range of their bar's extreme. None when the day has no such pair."""
+        rng = self.rng
+        a, b, high_first = self.m.span_pairs(sd, self.b.adjacent_span)
+        if len(a) < min(n, 2):
+            return None
+        pick = self.distinct(np.arange(len(a)), min(n, len(a)))
+        a, b, high_first = a[pick], b[pick], high_first[pick]
+        n = len(pick)
+        hi_pos = 1.0 - rng.uniform(0.0, band, n)
+        lo_pos = rng.uniform(0.0, band, n)
+        buys_high = ~self.direction(n)
+        # the victim buys the high and sells the low (or buys the low, sells the high)
+        buy_bar = np.where(buys_high == high_first, a, b)
+        buy_pos = np.where(buys_high, hi_pos, lo_pos)
+        sell_pos = np.where(buys_high, lo_pos, hi_pos)
+        uneven = rng.random(n) < self.b.unequal_legs
+        share = np.where(uneven, rng.uniform(0.5, 0.95, n), 1.0)
+        idx = self.trips(
+            acct,
+            a,
+            b,
+            buy_pos,
+            sell_pos,
+            buy_first=buy_bar == a,
+            same_ts=0.0,
+            sell_share=share,
+        )
+        self.matched.setdefault(acct, []).append(idx)
+        return idx
 
     # ------------------------------------------------------------------ normal kinds
     def normal_casual(self, acct: int) -> None:
@@ -943,6 +1055,37 @@ class _Accounts:
             same_ts=0.1,
         )
 
+    def _edge_scalps(self, acct: int, sd: int, n: int) -> None:
+        """Round trips near the two ends of ordinary bars (about the day's median
+        range), most of them won (bought near the low, sold near the high), some lost."""
+        rng = self.rng
+        m = self.m
+        b = m.bars(sd)
+        amp = m.high[b] - m.low[b]
+        lo, hi = self.b.scalper_ordinary
+        med = m.med_amp[sd]
+        pool = b[(amp > 0) & (amp >= lo * med) & (amp <= hi * med)]
+        if len(pool) < 3:
+            pool = m.quiet(sd, 0.8)
+        act = m.activity[pool] + 1e-12 + 0.05 * m.activity[pool].mean()
+        bars = rng.choice(pool, n, p=act / act.sum())
+        other = np.where(rng.random(n) < 0.1, m.neighbour(bars), bars)
+        band = self.b.scalper_edge_band
+        near_low = rng.uniform(0.0, band, n) * (rng.random(n) >= 0.2)
+        near_high = 1.0 - rng.uniform(0.0, band, n) * (rng.random(n) >= 0.2)
+        lose = rng.random(n) < rng.uniform(*self.b.scalper_losing)
+        q = self.qty(1, bars[:1])[0] * np.ones(n) if rng.random() < 0.5 else None
+        self.trips(
+            acct,
+            bars,
+            other,
+            np.where(lose, near_high, near_low),
+            np.where(lose, near_low, near_high),
+            buy_first=rng.random(n) < 0.6,
+            same_ts=0.05,
+            qty=q,
+        )
+
     def _spread_capture(self, acct: int, sd: int, n: int, adjacent: float) -> np.ndarray:
         """Equal-size round trips at the two edges of quiet bars (buy low, sell high)."""
         rng = self.rng
@@ -971,7 +1114,11 @@ class _Accounts:
         sds = self.pick(int(rng.integers(1, 3)))
         n = int(rng.integers(6, 31))
         n_quiet = int(rng.binomial(n, 0.4))
-        self._scalps(acct, sds[0], n - n_quiet)
+        if rng.random() < self.b.scalper_edge_share:
+            n_quiet = int(rng.binomial(n, 0.15))
+            self._edge_scalps(acct, sds[0], n - n_quiet)
+        else:
+            self._scalps(acct, sds[0], n - n_quiet)
         if n_quiet:
             self._spread_capture(acct, int(rng.choice(sds)), n_quiet, 0.1)
         self.previous_day(acct, sds)
@@ -1187,13 +1334,12 @@ class _Accounts:
         pool = self.takeover_pool(sds[0], wide=bool(rng.random() < 0.3))
         n = self.n_trips()
         bars = self.distinct(pool, n)
-        adjacent = rng.random() < 0.2
         self.extreme_trips(
             acct,
             bars,
             band=(0.0, self.b.rough_band),
             victim_buys_low=self.direction(n),
-            adjacent=bool(adjacent),
+            adjacent=self.adjacency(n, 0.2),
         )
         self.previous_day(acct, sds)
 
@@ -1203,18 +1349,26 @@ class _Accounts:
         pool = self.takeover_pool(sds[0])
         bars = rng.choice(pool, 2, replace=len(pool) < 2)
         band = (0.0, self.b.extreme_band if rng.random() < 0.7 else self.b.rough_band)
-        self.extreme_trips(
-            acct,
-            bars,
-            band=band,
-            victim_buys_low=self.direction(2),
-            adjacent=bool(rng.random() < 0.2),
-        )
+        adjacent = self.adjacency(2, 0.2)
+        if adjacent.any() and rng.random() < self.b.adjacent_ordinary:
+            # the adjacent round trip(s) in any neighbouring bars far enough apart
+            made = self.span_trips(acct, sds[0], int(adjacent.sum()), band[1])
+            if made is not None:
+                bars, adjacent = bars[~adjacent], adjacent[~adjacent]
+        if len(bars):
+            self.extreme_trips(
+                acct, bars, band=band, victim_buys_low=self.direction(len(bars)), adjacent=adjacent
+            )
         self.previous_day(acct, sds)
 
     def takeover_adjacent(self, acct: int) -> None:
         sds = self.pick(1)
         n = self.n_trips()
+        if self.rng.random() < self.b.adjacent_ordinary:
+            made = self.span_trips(acct, sds[0], n, self.b.extreme_band)
+            if made is not None:
+                self.previous_day(acct, sds)
+                return
         bars = self.distinct(self.takeover_pool(sds[0]), n)
         self.extreme_trips(
             acct,
@@ -1235,7 +1389,7 @@ class _Accounts:
             bars,
             band=(0.0, self.b.extreme_band),
             victim_buys_low=self.direction(n),
-            adjacent=bool(rng.random() < 0.2),
+            adjacent=self.adjacency(n, 0.2),
             split=self.b.split_parts,
         )
         self.previous_day(acct, sds)
@@ -1254,7 +1408,7 @@ class _Accounts:
             pool = self.takeover_pool(sd)
             if rng.random() < 0.5:
                 # the round trips in the widest bars of the hours the owner traded
-                wide = self._widest(span, len(pool))
+                wide = self.m.floored(sd, self._widest(span, len(pool)), self.b.takeover_floor)
                 pool = wide if len(wide) >= 2 else pool
             self._mixed_trips(acct, pool)
             return
@@ -1295,7 +1449,7 @@ class _Accounts:
             bars,
             band=band,
             victim_buys_low=self.direction(n),
-            adjacent=bool(rng.random() < 0.15),
+            adjacent=self.adjacency(n, 0.15),
         )
 
     def _widest(self, bars: np.ndarray, k: int) -> np.ndarray:
@@ -1366,7 +1520,7 @@ class _Accounts:
         k = int(rng.choice(self.b.takeover_top))
         day = m.bars(sd)
         for bars in (early, day[m.ts[day] < m.ts[late[0]] + 22 * hour]):
-            pool = self._widest(bars, k)
+            pool = m.floored(sd, self._widest(bars, k), self.b.takeover_floor)
             amp = m.high[pool] - m.low[pool]
             if np.count_nonzero(amp > np.median(m.high[day] - m.low[day])) >= 2:
                 break
@@ -1413,7 +1567,7 @@ class _Accounts:
                 bars,
                 band=(0.0, self.b.extreme_band),
                 victim_buys_low=self.direction(n),
-                adjacent=bool(rng.random() < 0.2),
+                adjacent=self.adjacency(n, 0.2),
             )
         lo, hi = self.b.beneficiary_cover
         k = int(rng.integers(lo, hi + 1))
@@ -1621,7 +1775,8 @@ def simulate(
     Notes
     -----
     Takeover kinds (label 1) make matched round trips (a buy and a sell of the same
-    size) at opposite extremes of volatile bars, the victim buying high and selling low
+    size) at opposite extremes of volatile bars (among the day's 5 to 40 widest, those
+    past the 10th at least 1.5 times the day's median range), the victim buying high and selling low
     (as in the SEC's intrusion cases) or buying low and selling high (the reference's
     recipe):
 
@@ -1633,9 +1788,11 @@ def simulate(
       lie beyond the market and become the wicks).
     - ``takeover_subtle``: 2-3 round trips 1-15 % inside the extremes, top-20 bars.
     - ``takeover_rough``: legs anywhere within a quarter of the range of the extremes.
-    - ``takeover_two``: exactly two round trips.
+    - ``takeover_two``: exactly two round trips (both same-bar, both adjacent or one
+      of each).
     - ``takeover_adjacent``: the two legs in neighbouring bars, each at its own bar's
-      extreme.
+      extreme; the bars volatile ones or any two ordinary ones whose used extremes lie
+      1.6 median bar ranges apart.
     - ``takeover_split``: each leg cut into several fills.
     - ``takeover_mixed``: 2-4 round trips inside a busy owner's own day of trading: the
       owner's day trading, spread capture, scalps or market orders, a day of another
@@ -1648,8 +1805,9 @@ def simulate(
     Normal kinds (label 0): ``normal_casual`` (1-4 trades), ``normal_swing`` (buys,
     then sells later), ``normal_daytrader`` (10-50 trades, round trips over a few
     bars), ``normal_scalper`` (same-bar round trips near the middle of busy bars and at
-    the edges of quiet ones), ``normal_limit`` (limit fills at a bar's extreme, never
-    matched in that bar), ``normal_volatile`` (trades anywhere in the day's volatile
+    the edges of quiet ones, or near the two ends of ordinary bars, some of them lost),
+    ``normal_limit`` (limit fills at a bar's extreme, never matched in that bar),
+    ``normal_volatile`` (trades anywhere in the day's volatile
     bars), ``normal_market_maker`` (equal-size round trips buying the low and selling
     the high of quiet bars; some also take the other side of another client's trade),
     ``normal_edge`` (market orders at the ask and bid of bars a few ticks wide),
