@@ -396,6 +396,16 @@ async def review_risk_event(
         raise HTTPException(404, f"no risk event with id {event_id}") from None
 
 
+def _distinct_event_ids(ids: list[int]) -> list[int]:
+    """``ids`` once each, in the order given; 404 naming the first beyond any id the store
+    can hold (a bulk request's ids, checked before the store is asked)."""
+    unique = list(dict.fromkeys(ids))
+    too_big = [i for i in unique if i > _MAX_EVENT_ID]
+    if too_big:
+        raise HTTPException(404, f"no risk event with id {too_big[0]}")
+    return unique
+
+
 @router.post(
     "/reviews",
     response_model=BulkReviewResult,
@@ -410,10 +420,7 @@ async def review_risk_events(review: BulkReviewRequest, store: StoreDep, user: U
     id is unknown, none. Each event's history gets its own entry; an id given twice is
     decided once."""
     actor, user_id = actor_for(user, review.reviewed_by)
-    unique = list(dict.fromkeys(review.ids))
-    too_big = [i for i in unique if i > _MAX_EVENT_ID]
-    if too_big:
-        raise HTTPException(404, f"no risk event with id {too_big[0]}")
+    unique = _distinct_event_ids(review.ids)
     try:
         ids = await run_in_threadpool(
             lambda: store.review_risk_events(
@@ -459,10 +466,7 @@ async def assign_risk_events(assign: AssignRequest, store: StoreDep, user: UserD
     from fraudlens.store._triage import AssignedElsewhereError
 
     actor, user_id = actor_for(user, assign.assigned_by, column="assigned_by")
-    unique = list(dict.fromkeys(assign.ids))
-    too_big = [i for i in unique if i > _MAX_EVENT_ID]
-    if too_big:
-        raise HTTPException(404, f"no risk event with id {too_big[0]}")
+    unique = _distinct_event_ids(assign.ids)
     try:
         changed = await run_in_threadpool(
             lambda: store.assign_risk_events(
