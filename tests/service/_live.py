@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,21 @@ def watched_page(browser: Any, width: int, height: int) -> Iterator[Any]:
     finally:
         context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def desk_event(account: str, hours: int, **extra: Any) -> dict[str, Any]:
+    """An open risk event of ``account`` for a page test: score 0.95 over the 0.9
+    threshold, its 24 h window ending (and recorded) ``hours`` after 2024-03-01 12:00
+    UTC; ``extra`` overrides fields (``status="dismissed"``)."""
+    end = datetime(2024, 3, 1, 12, tzinfo=UTC) + timedelta(hours=hours)
+    return {
+        "account_id": account,
+        "score": 0.95,
+        "threshold": 0.9,
+        "model_version": "market-features:v0001",
+        "window_start": end - timedelta(hours=24),
+        "window_end": end,
+        "created_at": end,
+        "details": {"trades": []},
+        **extra,
+    }

@@ -6,12 +6,16 @@ key after agreeing to, unassigning; every change read back from the database."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _live import chromium, serve_in_thread, watched_page  # type: ignore[import-not-found]
+from _live import (  # type: ignore[import-not-found]
+    chromium,
+    desk_event,
+    serve_in_thread,
+    watched_page,
+)
 
 from fraudlens.config import Settings
 from fraudlens.service import create_app
@@ -29,21 +33,6 @@ expect = playwright_api.expect
 expect.set_options(timeout=20_000)
 
 
-def _event(account: str, hours: int, **extra: Any) -> dict[str, Any]:
-    end = datetime(2024, 3, 1, 12, tzinfo=UTC) + timedelta(hours=hours)
-    return {
-        "account_id": account,
-        "score": 0.95,
-        "threshold": 0.9,
-        "model_version": "market-features:v0001",
-        "window_start": end - timedelta(hours=24),
-        "window_end": end,
-        "created_at": end,
-        "details": {"trades": []},
-        **extra,
-    }
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """The app with authentication on; events 1-4 open (2 assigned to bo), 5 dismissed:
@@ -51,8 +40,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
     db_url = f"sqlite:///{tmp_path / 'store.db'}"
     with open_store(db_url) as store:
         store.upgrade()
-        store.add_risk_events([_event(f"acct-0{i}", i) for i in range(1, 5)])
-        store.add_risk_events([_event("acct-05", 5, status="dismissed")])
+        store.add_risk_events([desk_event(f"acct-0{i}", i) for i in range(1, 5)])
+        store.add_risk_events([desk_event("acct-05", 5, status="dismissed")])
         auth = Authenticator(store)
         auth.create_user("ana", "analyst", PASSWORD)
         auth.create_user("bo", "analyst", PASSWORD)

@@ -7,12 +7,16 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _live import chromium, serve_in_thread, watched_page  # type: ignore[import-not-found]
+from _live import (  # type: ignore[import-not-found]
+    chromium,
+    desk_event,
+    serve_in_thread,
+    watched_page,
+)
 
 from fraudlens.config import Settings
 from fraudlens.service import create_app
@@ -31,20 +35,6 @@ expect = playwright_api.expect
 expect.set_options(timeout=20_000)
 
 
-def _event(account: str, hours: int) -> dict[str, Any]:
-    end = datetime(2024, 3, 1, 12, tzinfo=UTC) + timedelta(hours=hours)
-    return {
-        "account_id": account,
-        "score": 0.95,
-        "threshold": 0.9,
-        "model_version": "market-features:v0001",
-        "window_start": end - timedelta(hours=24),
-        "window_end": end,
-        "created_at": end,
-        "details": {"trades": []},
-    }
-
-
 @pytest.fixture
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     """The real app under uvicorn, authentication on unless the test asks for "off":
@@ -53,7 +43,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     queue_url = f"sqlite:///{tmp_path / 'q.db'}"
     with open_store(db_url) as store:
         store.upgrade()
-        store.add_risk_events([_event(f"acct-0{i}", i) for i in range(1, 4)])
+        store.add_risk_events([desk_event(f"acct-0{i}", i) for i in range(1, 4)])
         Authenticator(store).create_user("ana", "analyst", PASSWORD)
     settings = Settings(
         models_dir=tmp_path / "models",
