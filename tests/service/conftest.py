@@ -3,7 +3,9 @@ hostile-input and fuzz tests (built once per session)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,3 +46,22 @@ def full_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reg.save(CNNDetector(epochs=1, num_threads=2).fit(train.subset(train.account_ids[::4])))
     reg.save(FeatureDetector(n_estimators=30, n_jobs=1).fit(train, train.y()))
     return root
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless chromium shared by a page-test module (see ``_live.chromium``)."""
+    from _live import chromium  # type: ignore[import-not-found]
+
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh 1500 x 950 page of :func:`browser` that fails the test on a JavaScript
+    error (a module that needs another size defines its own ``page``)."""
+    from _live import watched_page  # type: ignore[import-not-found]
+
+    with watched_page(browser, 1500, 950) as pg:
+        yield pg

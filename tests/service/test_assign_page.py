@@ -11,10 +11,8 @@ from typing import Any
 
 import pytest
 from _live import (  # type: ignore[import-not-found]
-    chromium,
     desk_event,
     serve_in_thread,
-    watched_page,
 )
 
 from fraudlens.config import Settings
@@ -54,18 +52,6 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
     )
     with serve_in_thread(create_app(settings, preload=False)) as base:
         yield base, db_url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    with watched_page(browser, 1500, 950) as pg:
-        yield pg
 
 
 def _stored(db_url: str, event_id: int) -> tuple[dict[str, Any], list[Any]]:

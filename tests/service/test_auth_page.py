@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from _live import (  # type: ignore[import-not-found]
-    chromium,
     desk_event,
     serve_in_thread,
     watched_page,
@@ -95,12 +94,6 @@ def attacker(served: tuple[str, str, str]) -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture

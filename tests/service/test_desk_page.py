@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from _live import chromium, serve_in_thread, watched_page  # type: ignore[import-not-found]
+from _live import serve_in_thread, watched_page  # type: ignore[import-not-found]
 
 from fraudlens.config import Settings
 from fraudlens.service import create_app
@@ -137,18 +137,6 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
     )
     with serve_in_thread(create_app(settings, preload=False)) as base:
         yield base, db_url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    with watched_page(browser, 1500, 950) as pg:
-        yield pg
 
 
 def _ids(page: Any) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _live import chromium, serve_in_thread, watched_page  # type: ignore[import-not-found]
+from _live import serve_in_thread  # type: ignore[import-not-found]
 
 from fraudlens.config import Settings
 from fraudlens.service import create_app
@@ -84,18 +84,6 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
     )
     with serve_in_thread(create_app(settings, preload=False)) as base:
         yield base, db_url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    with watched_page(browser, 1500, 950) as pg:
-        yield pg
 
 
 def _stored(db_url: str, event_id: int) -> dict[str, Any]:
