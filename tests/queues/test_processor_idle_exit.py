@@ -174,6 +174,25 @@ def test_a_card_model_gone_mid_run_is_waited_for_warned_and_idle_exit_ends_the_w
     assert 3 <= len(warned) <= 7, warned
 
 
+class _GoneForASecond:
+    """An ``on_batch`` callback: after the first batch (or pass) it deletes the registry
+    and restores it from ``saved`` one second later; :meth:`join` waits for that."""
+
+    def __init__(self, registry: Path, saved: Path) -> None:
+        self.timer = threading.Timer(1.0, lambda: shutil.copytree(saved, registry))
+        self.registry = registry
+        self.gone = False
+
+    def __call__(self, stats: ProcessStats) -> None:
+        if not self.gone:
+            self.gone = True
+            shutil.rmtree(self.registry)
+            self.timer.start()
+
+    def join(self) -> None:
+        self.timer.join()
+
+
 def test_a_card_model_back_within_idle_exit_is_used(
     queue_url: str, registry: Path, ulb_records: list[dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -183,13 +202,7 @@ def test_a_card_model_back_within_idle_exit_is_used(
     shutil.copytree(registry, saved)
     with _queue(queue_url) as q:
         q.send_batch(_bodies(ulb_records, "a", 30))
-    restorer: list[threading.Timer] = []
-
-    def gone_after_the_first_batch(s: ProcessStats) -> None:
-        if not restorer:
-            shutil.rmtree(registry)
-            restorer.append(threading.Timer(1.0, lambda: shutil.copytree(saved, registry)))
-            restorer[0].start()
+    gone = _GoneForASecond(registry, saved)
 
     stats = process(
         f"queue:{queue_url}",
@@ -198,9 +211,9 @@ def test_a_card_model_back_within_idle_exit_is_used(
         batch_size=10,
         idle_exit=6.0,
         pause_cap=0.1,
-        on_batch=gone_after_the_first_batch,
+        on_batch=gone,
     )
-    restorer[0].join()
+    gone.join()
     assert stats.gave_up is None and stats.outages == 1 and stats.paused_seconds >= 0.5
     assert stats.records == 30
     assert sorted(_rows(tmp_path / "sink")) == sorted(f"a{i}" for i in range(30))
@@ -220,13 +233,7 @@ def test_a_scheduled_pass_waits_for_a_card_model_gone_between_passes(
     pd.DataFrame(ulb_records).drop(columns="Class").to_csv(table, index=False)
     saved = tmp_path / "saved-models"
     shutil.copytree(registry, saved)
-    restorer: list[threading.Timer] = []
-
-    def gone_after_the_first_pass(s: ProcessStats) -> None:
-        if not restorer:
-            shutil.rmtree(registry)
-            restorer.append(threading.Timer(1.0, lambda: shutil.copytree(saved, registry)))
-            restorer[0].start()
+    gone = _GoneForASecond(registry, saved)
 
     with caplog.at_level("WARNING"):
         stats = process(
@@ -238,9 +245,9 @@ def test_a_scheduled_pass_waits_for_a_card_model_gone_between_passes(
             batch_size=20,
             seed=1,
             pause_cap=0.1,
-            on_batch=gone_after_the_first_pass,
+            on_batch=gone,
         )
-    restorer[0].join()
+    gone.join()
     assert stats.records == 60 and stats.passes == 3
     assert stats.outages == 1 and stats.paused_seconds >= 0.5 and stats.gave_up is None
     assert len(_rows(tmp_path / "sink")) == 60
