@@ -1,7 +1,8 @@
 """Case assignment on the review page in a real browser (Debian's chromium driven by
 Playwright), signed in, against the real service on a real port: assign ticked events to
 me, the Mine / Unassigned / Anyone filter, taking another analyst's event with the ``a``
-key after agreeing to, unassigning; every change read back from the database."""
+key after agreeing to, unassigning; every change read back from the database; the event's
+history tab after an assignment and a decision, hostile names and notes shown as text."""
 
 from __future__ import annotations
 
@@ -179,3 +180,77 @@ def test_refusing_to_take_changes_nothing(page: Any, served: tuple[str, str]) ->
     expect(banner).to_contain_text("#2 to bo")
     event, history = _stored(db_url, 2)
     assert event["assignee"] == "bo" and len(history) == 1
+
+
+def test_history_shows_review_and_assignment_newest_first_as_text(
+    page: Any, served: tuple[str, str]
+) -> None:
+    """The History tab (h) lists an event's decisions and assignments, newest first,
+    refreshed after each; names and notes are shown as text, never run as markup."""
+    base, db_url = served
+    hostile = "<img src=x onerror=alert(1)>"
+    with open_store(db_url) as store:  # a name and a note from outside the page (event 3)
+        store.review_risk_event(3, status="dismissed", reviewed_by="<b>mallory</b>", note=hostile)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(f"{base}/review")
+    page.fill("#username", "ana")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("#user-name")).to_have_text("ana (analyst)")
+    page.goto(f"{base}/review?status=&sort=-created_at&event=4")
+    expect(page.locator("#d-id")).to_have_text("#4")
+    history = page.locator("#history-list li")
+    page.keyboard.press("h")
+    expect(page.locator("#panel-history")).to_be_visible()
+    expect(page.locator("#panel-trades")).to_be_hidden()
+    expect(page.locator("#history-empty")).to_be_visible()
+    expect(history).to_have_count(0)
+
+    # Assign it to me with the a key: the open History tab shows the entry.
+    page.keyboard.press("a")
+    expect(page.locator("#toast")).to_contain_text("Event #4 assigned to ana")
+    expect(history).to_have_count(1)
+    expect(page.locator("#d-history-count")).to_have_text("(1)")
+    expect(history.first.locator(".assignee")).to_have_text("— → ana")
+
+    # Confirm it with a hostile note: the decision comes first, the assignment after it.
+    page.fill("#note", hostile)
+    page.click("#confirm")
+    expect(page.locator("#toast")).to_contain_text("Event #4 (acct-04) confirmed")
+    expect(history).to_have_count(2)
+    expect(page.locator("#d-history-count")).to_have_text("(2)")
+    assert history.evaluate_all("rs => rs.map(r => r.dataset.action)") == ["review", "assign"]
+    newest, oldest = history.nth(0), history.nth(1)
+    expect(newest.locator(".who")).to_have_text("ana")
+    expect(newest.locator(".action")).to_have_text("confirmed")
+    expect(newest.locator(".status")).to_have_text("open → confirmed")
+    expect(newest.locator(".note")).to_have_text(hostile)
+    expect(newest.locator(".assignee")).to_have_count(0)  # a decision keeps the assignee
+    expect(oldest.locator(".action")).to_have_text("assigned")
+    expect(oldest.locator(".status")).to_have_text("open")
+    expect(oldest.locator(".note")).to_have_count(0)
+    times = history.locator(".time").all_text_contents()
+    assert times[0] >= times[1], times
+    assert page.locator("#history-list img").count() == 0
+    event, stored = _stored(db_url, 4)
+    assert (event["status"], event["assignee"]) == ("confirmed", "ana")
+    assert [(h.action, h.to_status, h.to_assignee, h.note) for h in stored] == [
+        ("assign", "open", "ana", None),
+        ("review", "confirmed", None, hostile),
+    ]
+
+    # Another event's history: a hostile name and note as text; the keys still switch tabs.
+    page.keyboard.press("j")
+    expect(page.locator("#d-id")).to_have_text("#3")
+    expect(history).to_have_count(1)
+    expect(history.first.locator(".who")).to_have_text("<b>mallory</b>")
+    expect(history.first.locator(".note")).to_have_text(hostile)
+    expect(history.first.locator(".status")).to_have_text("open → dismissed")
+    assert page.locator("#history-list img, #history-list b").count() == 0
+    page.keyboard.press("t")
+    expect(page.locator("#panel-trades")).to_be_visible()
+    expect(page.locator("#panel-history")).to_be_hidden()
+    page.keyboard.press("h")
+    expect(page.locator("#panel-history")).to_be_visible()
+    assert dialogs == []

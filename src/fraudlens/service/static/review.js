@@ -667,20 +667,23 @@
     $("d-assignee").textContent = e.assignee ? `${e.assignee} since ${fmtTime(e.assigned_at)}` : "—";
     $("note").value = e.note || "";
     renderTrades((e.details && Array.isArray(e.details.trades) && e.details.trades) || []);
+    renderHistory(Array.isArray(e.history) ? e.history : []);
     $("d-picture").dataset.event = "";
     showTab(state.tab);
     updateButtons();
   }
 
   // ------------------------------------------------------------------ evidence tabs
+  const TABS = ["trades", "picture", "history"];
+
   function showTab(tab) {
-    state.tab = tab === "picture" ? "picture" : "trades";
-    const picture = state.tab === "picture";
-    $("tab-trades").setAttribute("aria-selected", String(!picture));
-    $("tab-picture").setAttribute("aria-selected", String(picture));
-    $("panel-trades").hidden = picture;
-    $("panel-picture").hidden = !picture;
-    if (picture) loadPicture();
+    state.tab = TABS.includes(tab) ? tab : "trades";
+    for (const name of TABS) {
+      const on = name === state.tab;
+      $(`tab-${name}`).setAttribute("aria-selected", String(on));
+      $(`panel-${name}`).hidden = !on;
+    }
+    if (state.tab === "picture") loadPicture();
   }
 
   function loadPicture() {
@@ -733,6 +736,62 @@
     });
     $("trades-empty").hidden = trades.length > 0;
     $("d-trade-count").textContent = trades.length ? `(${trades.length})` : "";
+  }
+
+  // What a history entry did, in a word: the decision, or the change of assignee.
+  function historyAction(h) {
+    if (h.action === "assign") {
+      if (!h.to_assignee) return "unassigned";
+      return h.from_assignee ? "reassigned" : "assigned";
+    }
+    if (h.action === "review") {
+      if (h.to_status === "open") return h.from_status === "open" ? "reviewed" : "reopened";
+      return text(h.to_status);
+    }
+    return text(h.action);
+  }
+
+  // The event's review history (the API sends it oldest first), newest first. Every
+  // value is user input (names, notes): it goes in as text, never as markup.
+  function renderHistory(history) {
+    const when = (h) => {
+      const t = Date.parse(h.at);
+      return Number.isNaN(t) ? 0 : t;
+    };
+    const entries = history
+      .filter((h) => h && typeof h === "object")
+      .sort((a, b) => when(b) - when(a) || (Number(b.id) || 0) - (Number(a.id) || 0));
+    const list = $("history-list");
+    list.replaceChildren();
+    for (const h of entries) {
+      const item = el("li", "entry");
+      item.dataset.action = text(h.action);
+      const head = el("div", "entry-head");
+      const time = el("span", "time", fmtTime(h.at));
+      time.title = `${fmtTime(h.at)} UTC`;
+      head.appendChild(time);
+      const who = el("span", "who", text(h.actor));
+      who.title = text(h.actor);
+      head.appendChild(who);
+      head.appendChild(el("span", "action", historyAction(h)));
+      const status = el("span", "status");
+      status.appendChild(badge(h.from_status));
+      if (h.to_status !== h.from_status) {
+        status.appendChild(document.createTextNode(" → "));
+        status.appendChild(badge(h.to_status));
+      }
+      head.appendChild(status);
+      if (h.action === "assign" || h.from_assignee || h.to_assignee) {
+        const assignee = el("span", "assignee", `${text(h.from_assignee)} → ${text(h.to_assignee)}`);
+        assignee.title = `assignee ${assignee.textContent}`;
+        head.appendChild(assignee);
+      }
+      item.appendChild(head);
+      if (h.note) item.appendChild(el("div", "note", String(h.note)));
+      list.appendChild(item);
+    }
+    $("history-empty").hidden = entries.length > 0;
+    $("d-history-count").textContent = entries.length ? `(${entries.length})` : "";
   }
 
   function updateButtons() {
@@ -812,7 +871,9 @@
       const index = state.items.findIndex((x) => x.id === updated.id);
       const stays = !state.status || state.status === updated.status;
       if (stays) {
-        renderDetail(updated);
+        // the decision's reply has no history: read the event again, with its new entry
+        renderDetail(Object.assign({}, updated, { history: e.history }));
+        await select(updated.id);
         await loadList({ keepDetail: true });
       } else {
         // Move on to the event that takes its place in the list, as in a work queue.
@@ -893,6 +954,7 @@
       x: () => state.selectedId !== null && toggleSelected(state.selectedId, !state.selected.has(state.selectedId)),
       p: () => state.event && showTab("picture"),
       t: () => state.event && showTab("trades"),
+      h: () => state.event && showTab("history"),
       "/": () => $("account-search").focus(),
       r: () => loadList({ keepDetail: true }),
       "[": () => page(-1),
@@ -951,6 +1013,7 @@
     });
     $("tab-trades").addEventListener("click", () => showTab("trades"));
     $("tab-picture").addEventListener("click", () => showTab("picture"));
+    $("tab-history").addEventListener("click", () => showTab("history"));
     $("page-size").addEventListener("change", () => {
       state.limit = parseInt($("page-size").value, 10) || 50;
       state.offset = 0;
