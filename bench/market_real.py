@@ -16,7 +16,12 @@ Run:  python bench/market_real.py --klines /work/ext/klines/*.csv [--accounts 26
      trades, partial and split fills, momentum stops in the next bar, ...);
    - ``fourth`` (only with ``--sets ... fourth``): a fourth generator
      (``bench/_fourth_accounts.py``), also written from the behaviour catalogue and the
-     data contract alone, with its own parametrisation (in its docstring).
+     data contract alone, with its own parametrisation (in its docstring);
+   - ``fifth`` (only with ``--sets ... fifth``): a fifth generator
+     (``bench/_fifth_accounts.py``), written from the behaviour catalogue and the data
+     contract alone, with realistic rather than textbook values (fills a tick or two
+     inside the extremes, thieves' cover trading, beneficiaries with their own trading,
+     market makers matched against market-order takers; parameters in its docstring).
 3. Report ROC AUC, recall at 1 % false-positive rate, and per kind the share flagged at
    the model's own threshold and at the risk-event threshold 0.9.
 
@@ -114,7 +119,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model-dir", type=Path, default=None, help="use models trained already")
     ap.add_argument("--work", type=Path, default=Path("/tmp/fraudlens-real"))
     ap.add_argument(
-        "--sets", nargs="+", default=["alt", "own"], choices=["alt", "own", "blind", "fourth"]
+        "--sets",
+        nargs="+",
+        default=["alt", "own"],
+        choices=["alt", "own", "blind", "fourth", "fifth"],
     )
     args = ap.parse_args(argv)
 
@@ -148,6 +156,12 @@ def main(argv: list[str] | None = None) -> dict:
         trades, labels = FourthGenerator(k, args.seed + 3).run(args.accounts)
         trades = validate_trades(trades, klines=k)
         sets["fourth"] = MarketData(k, trades, labels)
+    if "fifth" in args.sets:
+        from _fifth_accounts import FifthGenerator
+
+        trades, labels = FifthGenerator(k, args.seed + 4).run(args.accounts)
+        trades = validate_trades(trades, klines=k)
+        sets["fifth"] = MarketData(k, trades, labels)
     pd.set_option("display.width", 200)
     for name, data in sets.items():
         data = window(data)
