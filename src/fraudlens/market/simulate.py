@@ -1787,7 +1787,8 @@ def simulate(
     - ``takeover_wick``: prints exactly at the bars' high and low (on built-in bars they
       lie beyond the market and become the wicks).
     - ``takeover_subtle``: 2-3 round trips 1-15 % inside the extremes, top-20 bars.
-    - ``takeover_rough``: legs anywhere within a quarter of the range of the extremes.
+    - ``takeover_rough``: legs anywhere within 30 % of the bar's range from its extremes
+      (``Behaviour.rough_band``, 0.3).
     - ``takeover_two``: exactly two round trips (both same-bar, both adjacent or one
       of each).
     - ``takeover_adjacent``: the two legs in neighbouring bars, each at its own bar's
