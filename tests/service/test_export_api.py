@@ -192,9 +192,48 @@ def test_safe_cell() -> None:
     for text in ('=HYPERLINK("http://x")', "+1", "-2+3", "@SUM(A1)", "\tfoo", "\rbar"):
         assert safe_cell(text) == "'" + text
     assert safe_cell("acct-1") == "acct-1" and safe_cell("") == "" and safe_cell(None) == ""
-    assert safe_cell(" =1") == " =1"  # not a formula to a spreadsheet
     assert safe_cell(-2.5) == -2.5 and safe_cell(-3) == -3 and safe_cell(0.0) == 0.0
     assert safe_cell(True) == "True"  # not a number
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " =1",  # spreadsheets skip the blanks before a formula
+        "   +1",
+        "\n-2+3",
+        " \t@SUM(A1)",
+        "\u00a0=HYPERLINK(1)",  # no-break space
+        "\u2003\u3000=1",  # em space, ideographic space
+        "\u200b\ufeff=1",  # invisible: zero-width space, byte-order mark
+        "\uff1dHYPERLINK(1)",  # the full-width forms of = + - @
+        "\uff0b1",
+        "\uff0d2\uff0b3",
+        "\uff20SUM(A1)",
+        "  \uff1d1",
+        "\u3000\uff20x",
+    ],
+)
+def test_safe_cell_sees_through_blanks_and_full_width_forms(text: str) -> None:
+    assert safe_cell(text) == "'" + text
+
+
+def test_safe_cell_leaves_other_text_and_numbers_alone() -> None:
+    for text in (
+        "acct 1",
+        "  acct",
+        " x=1",
+        "a-b",
+        "\u00a0",
+        "   ",
+        "\uff21",
+        "\uff10=1",
+        "x\uff1d",
+    ):
+        assert safe_cell(text) == text, repr(text)
+    for number in (-1, -0.5, float("-inf"), 3):
+        assert safe_cell(number) == number
+    assert safe_cell(" -1") == "' -1"  # text, not a number: quoted
 
 
 def test_max_rows_bounds_the_file_and_says_so(seeded: Any, small_pages: None) -> None:
