@@ -33,7 +33,10 @@ values than the header names columns are never read shifted: pandas takes the ex
 leading values as the row index when the first data row has them, and every column then
 holds its left neighbour's values ("row 1, column 'ts': cannot parse 'buy'"). A
 delimiter at the end of the rows (empty values past the header) is read as if it were
-not there; a value past the header is refused, naming its row.
+not there; a value past the header is refused, naming its row. A row holding fewer
+values than the header names columns is refused too, naming its row and both counts:
+pandas fills the missing values in as empty, so the loaders had reported the row's last
+column as missing ("missing account_id"), or read a row that lost its label as unlabelled.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import lzma
 import re
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
@@ -511,9 +515,11 @@ def read_csv(path: str | Path, **kwargs: object) -> pd.DataFrame:
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
             out: pd.DataFrame = pd.read_csv(path, index_col=False, **kwargs)  # type: ignore[call-overload]
-            return out
         except pd.errors.ParserWarning:
             pass
+        else:
+            _check_short_rows(path, out, kwargs)
+            return out
     # Read as pandas would by default to find the row: the extra values shift each row
     # right, so the last columns hold the values past the header's.
     shifted = pd.read_csv(path, **kwargs)  # type: ignore[call-overload]
@@ -523,6 +529,80 @@ def read_csv(path: str | Path, **kwargs: object) -> pd.DataFrame:
     row = int(past.argmax()) + 1 if past.any() else 1
     raise DataError(
         f"{n_cols + extra} values, but the header row names {n_cols} columns",
+        file=str(path),
+        row=row,
+    )
+
+
+# read_csv options under which the csv module's rows are not pandas' rows.
+_OTHER_DIALECT = frozenset(
+    {
+        "usecols",
+        "nrows",
+        "skiprows",
+        "skipfooter",
+        "header",
+        "sep",
+        "delimiter",
+        "comment",
+        "quotechar",
+        "quoting",
+        "escapechar",
+        "lineterminator",
+        "skip_blank_lines",
+        "chunksize",
+        "iterator",
+    }
+)
+
+
+def _check_short_rows(path: str | Path, df: pd.DataFrame, kwargs: dict[str, object]) -> None:
+    """Refuse the first data row of ``path`` holding fewer values than its header names
+    columns (pandas read it with the missing values empty).
+
+    Such a row leaves its last column empty, so the file is only scanned (as CSV, in
+    constant memory, up to the last such row) when ``df``'s last column has an empty
+    value; a file without one costs nothing. Rows are counted as pandas counts them:
+    blank lines skipped, a quoted value's line breaks inside its row.
+    """
+    if df.shape[1] < 2 or kwargs.keys() & _OTHER_DIALECT:
+        return  # a reading this scan would not count the same way
+    empty = df.iloc[:, -1].isna().to_numpy()
+    if not empty.any():
+        return
+    last = len(empty) - int(empty[::-1].argmax())  # 1-based row of the last empty value
+    expected = df.shape[1]
+    row = 0
+    fields: list[str] = []
+    try:
+        with _open_binary(Path(path)) as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+            line = [""]  # the last line the csv module read
+
+            def lines() -> Iterator[str]:
+                for line[0] in text:
+                    yield line[0]
+
+            skip = bool(kwargs.get("skipinitialspace", False))
+            reader = csv.reader(lines(), skipinitialspace=skip)
+            if next(reader, None) is None:
+                return
+            for fields in reader:
+                if len(fields) <= 1 and not line[0].strip(" \t\r\n"):
+                    continue  # a blank line, or one of blanks: pandas skips it
+                row += 1
+                if row > last:
+                    return
+                if len(fields) < expected and empty[row - 1]:
+                    break
+            else:
+                return
+    except (csv.Error, *_DECOMPRESS_ERRORS):  # pandas read what the csv module cannot
+        return
+    n = len(fields)
+    raise DataError(
+        f"{n} value{'' if n == 1 else 's'}, but the header row names {expected} columns "
+        "(a value or a delimiter is missing)",
         file=str(path),
         row=row,
     )

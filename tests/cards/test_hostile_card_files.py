@@ -234,6 +234,26 @@ def test_a_row_with_more_values_than_the_header_names_its_row(tmp_path: Path) ->
     assert "32 values, but the header row names 31 columns (line 8 of the file)" in str(info.value)
 
 
+def test_a_row_with_fewer_values_than_the_header_names_its_row(tmp_path: Path) -> None:
+    # A row that lost its last value (the label) had been read as unlabelled; one that
+    # lost more, as "missing value" in its last column.
+    path = tmp_path / "cards.csv"
+    text = _table().to_csv(index=False)
+    lines = text.splitlines()
+    lines[7] = lines[7].rsplit(",", 1)[0]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as info:
+        load_table(path)
+    assert (info.value.file, info.value.row, info.value.column) == (str(path), 7, None)
+    assert "30 values, but the header row names 31 columns" in str(info.value)
+    # An empty label (unknown) is a value: that file reads.
+    lines = text.splitlines()
+    lines[7] = lines[7].rsplit(",", 1)[0] + ","
+    path.write_text("\n".join(lines) + "\n")
+    table = load_table(path)
+    assert len(table.X) == 20 and table.known is not None and int((~table.known).sum()) == 1
+
+
 def test_a_delimiter_ending_every_row_is_read_as_if_absent(tmp_path: Path) -> None:
     # pandas took each row's first value as the index and shifted every column left.
     plain, trailing = tmp_path / "plain.csv", tmp_path / "trailing.csv"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import time
 from pathlib import Path
@@ -301,6 +302,43 @@ def test_a_row_with_more_values_than_the_header_names_its_row(tmp_path: Path) ->
     with pytest.raises(DataError, match="8 values, but the header row names 7 columns") as exc:
         load_trades(path)
     assert (exc.value.file, exc.value.row) == (str(path), 3)
+
+
+@pytest.mark.parametrize(("kept", "said"), [(6, "6 values,"), (3, "3 values,"), (1, "1 value,")])
+def test_a_row_with_fewer_values_than_the_header_names_its_row(
+    tmp_path: Path, kept: int, said: str
+) -> None:
+    # pandas filled the missing values in as empty: it had been "row 2, column
+    # 'account_id': missing account_id" (or the row's last column missing).
+    lines = TRADES_CSV.splitlines()
+    lines[2] = ",".join(lines[2].split(",")[:kept])
+    path = _write(tmp_path / "trades.csv", "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=f"{said} but the header row names 7 columns") as exc:
+        load_trades(path)
+    assert (exc.value.file, exc.value.row, exc.value.column) == (str(path), 2, None)
+    assert "missing" not in exc.value.reason.replace("is missing", "")
+
+
+def test_short_rows_are_counted_as_pandas_counts_them(tmp_path: Path) -> None:
+    # Blank lines (and lines of blanks) are no rows; a quoted line break stays in its row;
+    # an empty last value is a value. The short row is the fourth data row.
+    header, *rows = TRADES_CSV.splitlines()
+    quoted = rows[0].replace("000001", '"0000\n01"', 1)
+    text = "\n".join([header, "", quoted, "   ", rows[1], "\t", rows[2], "000004,000777"]) + "\n"
+    path = tmp_path / "trades.csv.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    with pytest.raises(DataError, match="2 values, but the header row names 7 columns") as exc:
+        load_trades(path)
+    assert exc.value.row == 4
+    # With that row whole, the file is read (and its first row refused for the line break
+    # in its id, as before); without the line break, it loads.
+    whole = text.replace("000004,000777\n", rows[3] + "\n")
+    path.write_bytes(gzip.compress(whole.encode()))
+    with pytest.raises(DataError, match="control character") as exc:
+        load_trades(path)
+    assert (exc.value.row, exc.value.column) == (1, "trade_id")
+    path.write_bytes(gzip.compress(whole.replace('"0000\n01"', "000001").encode()))
+    assert len(load_trades(path)) == 4
 
 
 def test_a_file_where_the_data_folder_belongs_is_named(tmp_path: Path) -> None:
