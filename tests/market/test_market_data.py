@@ -135,6 +135,13 @@ def test_load_market_unlabelled_account(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="1 account with trades has no label") as exc:
         load_market(tmp_path, require_labels=True)
     assert exc.value.column == "account_id"
+    # y() of data loaded without requiring labels: "1 account has", "2 accounts have".
+    data = load_market(tmp_path)
+    with pytest.raises(ValueError, match=r"^1 account has no label, e\.g\. \['000777'\]$"):
+        data.y()
+    _write(tmp_path / "labels.csv", "account_id,label\n999999,1\n")
+    with pytest.raises(ValueError, match=r"^2 accounts have no label, e\.g\. "):
+        load_market(tmp_path).y()
 
 
 @pytest.mark.parametrize("fmt", ["csv", "csv.gz", "parquet"])

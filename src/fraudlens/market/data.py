@@ -132,7 +132,11 @@ class MarketData:
         lab = self.labels.set_index("account_id")["label"]
         missing = np.setdiff1d(self.account_ids, lab.index.astype(str))
         if len(missing):
-            raise ValueError(f"{len(missing)} accounts have no label, e.g. {missing[:3].tolist()}")
+            n = len(missing)
+            raise ValueError(
+                f"{n:,} account{'s' if n != 1 else ''} {'have' if n != 1 else 'has'} no label, "
+                f"e.g. {missing[:3].tolist()}"
+            )
         return lab.reindex(self.account_ids).to_numpy(dtype=np.int8)
 
     def label_column(self, name: str) -> np.ndarray | None:
