@@ -77,7 +77,10 @@ def _data(name: str):
     from fraudlens.market.data import window
     from fraudlens.market.simulate import simulate
 
-    n, seed = {"train": (4000, 101), "judge": (3000, 909)}[name]
+    sizes = {"train": (4000, 101), "judge": (3000, 909)}
+    if name.startswith("train") and name[5:].isdigit():  # train8000: more accounts, same seed
+        sizes[name] = (int(name[5:]), 101)
+    n, seed = sizes[name]
     path = OUT / f"{name}_data.pkl"
     if path.exists():
         with path.open("rb") as f:
@@ -89,10 +92,13 @@ def _data(name: str):
     return data
 
 
-def fit(seed: int, epochs: int, tag: str, fill_dropout: float, every: int) -> None:
+def fit(
+    seed: int, epochs: int, tag: str, fill_dropout: float, every: int, train_n: int = 4000
+) -> None:
     from fraudlens.market.detectors import CNNDetector
 
-    train_data, judge = _data("train"), _data("judge")
+    train_data = _data("train" if train_n == 4000 else f"train{train_n}")
+    judge = _data("judge")
     # the option only when used, so the harness also trains a code without it
     opts: dict = {}
     if fill_dropout > 0:
@@ -368,6 +374,7 @@ def main() -> None:
     f.add_argument("--tag", default="")
     f.add_argument("--fill-dropout", type=float, default=0.0)
     f.add_argument("--every", type=int, default=1, help="re-render every this many epochs")
+    f.add_argument("--train-n", type=int, default=4000, help="training accounts (seed 101)")
     a = ap.parse_args()
     if a.cmd == "bootstrap":
         bootstrap(a.seeds, a.tag, a.a, a.b)
@@ -376,7 +383,7 @@ def main() -> None:
         compare(a.seeds, a.a, a.b)
         return
     if a.cmd == "fit":
-        fit(a.seed, a.epochs, a.tag, a.fill_dropout, a.every)
+        fit(a.seed, a.epochs, a.tag, a.fill_dropout, a.every, a.train_n)
         return
     if a.cmd == "prepare":
         prepare()

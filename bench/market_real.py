@@ -3,7 +3,7 @@
 Run:  python bench/market_real.py --klines /work/ext/klines/*.csv [--accounts 2600]
 
 1. Train (or load with ``--model-dir``) both detectors exactly as the README's defaults
-   do: ``fraudlens market simulate --accounts 4000 --seed 7`` (built-in bars), then
+   do: ``fraudlens market simulate --accounts 8000 --seed 7`` (built-in bars), then
    ``fraudlens market train`` with default options.
 2. Place accounts on the given real k-lines twice:
    - ``alt``: an independent generator (``bench/_alt_accounts.py``: its own code and
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--klines", nargs="+", required=True, help="k-lines files (CSV/Parquet)")
     ap.add_argument("--accounts", type=int, default=2600)
     ap.add_argument("--seed", type=int, default=11)
-    ap.add_argument("--train-accounts", type=int, default=4000)
+    ap.add_argument("--train-accounts", type=int, default=8000)
     ap.add_argument("--train-seed", type=int, default=7)
     ap.add_argument("--detectors", nargs="+", default=["features", "cnn"])
     ap.add_argument("--model-dir", type=Path, default=None, help="use models trained already")

@@ -61,3 +61,15 @@ def test_threads_never_exceed_the_quota(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(cnn, "_quota_read", (-float("inf"), None))
     monkeypatch.setattr(cnn, "_cpu_quota", lambda: None)
     assert cnn.free_cores() == 64 and cnn.scoring_workers() == 64
+
+
+def test_default_epochs_hold_training_time_past_8000_accounts():
+    from fraudlens.market._cnn import CNNDetector, default_epochs
+
+    assert [default_epochs(n) for n in (0, 200, 4000, 8000)] == [40, 40, 40, 40]
+    assert default_epochs(10_000) == 32  # 320,000 account images
+    assert default_epochs(12_000) == 27
+    assert default_epochs(16_000) == 20
+    assert default_epochs(100_000) == 20  # never fewer than 20
+    assert CNNDetector().epochs_for(10_000) == 32
+    assert CNNDetector(epochs=7).epochs_for(10_000) == 7  # an explicit choice is kept

@@ -88,7 +88,12 @@ def simulate(
     out: Annotated[
         Path, typer.Option(help="Output folder for klines.csv, trades.csv, labels.csv.")
     ],
-    accounts: Annotated[int, typer.Option(min=2, help="Number of accounts.")] = 2000,
+    accounts: Annotated[
+        int,
+        typer.Option(
+            min=2, help="Number of accounts (the default is the training set the README uses)."
+        ),
+    ] = 8000,
     seed: SeedOpt = 0,
     fraud_share: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of takeover accounts.")
@@ -223,7 +228,7 @@ def _fit(
         # Off a terminal: one line per epoch ("training the CNN: epoch 3/8 (38%), loss ...").
         task = bar.add_task(
             "training the CNN (epochs)",
-            total=det_cnn.epochs,
+            total=det_cnn.epochs_for(len(data.account_ids)),
             name="training the CNN",
             unit="epoch",
             line_each_step=True,
@@ -304,7 +309,11 @@ def train(
     ] = DetectorChoice.features,
     seed: SeedOpt = 0,
     epochs: Annotated[
-        int | None, typer.Option(min=1, help="CNN epochs [default: the detector's].")
+        int | None,
+        typer.Option(
+            min=1,
+            help="CNN epochs [default: 40; past 8,000 accounts 320,000 / accounts, at least 20].",
+        ),
     ] = None,
     arch: Annotated[
         ArchChoice,

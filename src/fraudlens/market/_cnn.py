@@ -33,6 +33,7 @@ __all__ = [
     "CLASSES",
     "CNNDetector",
     "FillDropout",
+    "default_epochs",
     "free_cores",
     "resize_images",
     "scoring_workers",
@@ -54,6 +55,20 @@ _RENDER_CHUNK = 128
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PROC_CGROUP = Path("/proc/self/cgroup")
+
+#: Default CNN training: 40 epochs, and past 8,000 accounts as many as this many account
+#: images allow (at least 20), so training time stops growing with the data.
+DEFAULT_EPOCHS = 40
+EPOCH_BUDGET = 320_000
+MIN_EPOCHS = 20
+
+
+def default_epochs(n_accounts: int) -> int:
+    """Epochs of a CNN trained with the default on ``n_accounts`` accounts: 40 up to
+    8,000 accounts, then ``320,000 / n_accounts`` rounded (32 for 10,000), at least 20."""
+    if n_accounts <= 0:
+        return DEFAULT_EPOCHS
+    return int(min(DEFAULT_EPOCHS, max(MIN_EPOCHS, round(EPOCH_BUDGET / n_accounts))))
 
 
 def _read_quota(directory: Path, v2: bool) -> float | None:
@@ -466,7 +481,14 @@ class CNNDetector(Detector):
         ``"reference"``. Saved in the model's metadata; a loaded model renders with the
         style it was trained on.
     epochs, batch_size, lr, weight_decay
-        Training: AdamW with a one-cycle schedule, from scratch. 40 epochs by default:
+        Training: AdamW with a one-cycle schedule, from scratch. ``epochs`` None (the
+        default) is :func:`default_epochs`: 40 up to 8,000 accounts, fewer past them so
+        that training time stops growing. 8,000 training accounts instead of 4,000 (40
+        epochs both; ``simulate(n, seed=101)``, judged on ``simulate(3000, seed=909)``,
+        training seed 0): ROC AUC 0.9892 -> 0.9933, recall at 1 % FPR 0.883 -> 0.911
+        (8,000 with 20 epochs, the same training time as 4,000 with 40: 0.9915 / 0.907;
+        with 30, seeds 0 / 1: 0.9929 / 0.900 and 0.9924 / 0.911 against 4,000's 0.9889 /
+        0.883 for seed 1). 40 epochs by default:
         on validation data (trained on ``simulate(4000, seed=101)``, judged on
         ``simulate(3000, seed=909)``) the default ensemble gave ROC AUC 0.9917 / 0.9933
         and recall 0.921 / 0.916 at 1 % FPR for training seeds 0 / 1, against 0.9894 /
@@ -568,7 +590,7 @@ class CNNDetector(Detector):
         self,
         arch: str = "bars",
         style: str = CNN_STYLE,
-        epochs: int = 40,
+        epochs: int | None = None,
         batch_size: int = 64,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
@@ -600,6 +622,11 @@ class CNNDetector(Detector):
         self._session: Any = None
 
     # -- training ------------------------------------------------------------------------
+    def epochs_for(self, n_accounts: int) -> int:
+        """Epochs :meth:`fit` runs on ``n_accounts`` accounts: ``epochs`` when given, else
+        :func:`default_epochs`."""
+        return int(self.epochs) if self.epochs is not None else default_epochs(n_accounts)
+
     def _size(self) -> tuple[int, int]:
         if self.input_size is not None:
             return int(self.input_size[0]), int(self.input_size[1])
@@ -675,7 +702,7 @@ class CNNDetector(Detector):
             images,
             labels,
             arch=self.arch,
-            epochs=self.epochs,
+            epochs=self.epochs_for(len(labels)),
             batch_size=self.batch_size,
             lr=self.lr,
             weight_decay=self.weight_decay,
@@ -891,6 +918,7 @@ class CNNDetector(Detector):
             "onnx_input": "images",
             "onnx_output": "probs",
             "best_epoch": getattr(self, "best_epoch_", None),
+            "epochs_run": len(getattr(self, "history_", [])) or None,
             "history": getattr(self, "history_", []),
             "validation": getattr(self, "validation_", {}),
             "train_seconds": getattr(self, "train_seconds_", None),
