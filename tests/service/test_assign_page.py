@@ -63,6 +63,15 @@ def _stored(db_url: str, event_id: int) -> tuple[dict[str, Any], list[Any]]:
     return event, history
 
 
+def _sign_in(page: Any, base: str) -> None:
+    """Sign in on the review page as analyst ana."""
+    page.goto(f"{base}/review")
+    page.fill("#username", "ana")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("#user-name")).to_have_text("ana (analyst)")
+
+
 def _ids(rows: Any) -> list[str]:
     ids: list[str] = rows.evaluate_all("rs => rs.map(r => r.dataset.id)")
     return ids
@@ -77,11 +86,7 @@ def test_assign_to_me_filter_mine_take_and_unassign(
         "console",
         lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
     )
-    page.goto(f"{base}/review")
-    page.fill("#username", "ana")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator("#user-name")).to_have_text("ana (analyst)")
+    _sign_in(page, base)
     page.goto(f"{base}/review?sort=-created_at")
     rows = page.locator("#events-body tr")
     expect(rows).to_have_count(4)
@@ -166,10 +171,7 @@ def test_assign_to_me_filter_mine_take_and_unassign(
 
 def test_refusing_to_take_changes_nothing(page: Any, served: tuple[str, str]) -> None:
     base, db_url = served
-    page.goto(f"{base}/review")
-    page.fill("#username", "ana")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
+    _sign_in(page, base)
     page.goto(f"{base}/review?sort=-created_at&event=2")
     expect(page.locator("#d-id")).to_have_text("#2")
     page.once("dialog", lambda dialog: dialog.dismiss())
@@ -193,11 +195,7 @@ def test_history_shows_review_and_assignment_newest_first_as_text(
         store.review_risk_event(3, status="dismissed", reviewed_by="<b>mallory</b>", note=hostile)
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    page.goto(f"{base}/review")
-    page.fill("#username", "ana")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator("#user-name")).to_have_text("ana (analyst)")
+    _sign_in(page, base)
     page.goto(f"{base}/review?status=&sort=-created_at&event=4")
     expect(page.locator("#d-id")).to_have_text("#4")
     history = page.locator("#history-list li")
