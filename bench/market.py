@@ -1,6 +1,6 @@
 """Market benchmark: the reference pipeline and fraudlens side by side, in one run.
 
-Run:  python bench/market.py [--train 4000] [--test 2000] [--ref-n 40]
+Run:  python bench/market.py [--train 8000] [--test 2000] [--ref-n 40]
 
 Measures, on the same simulated accounts:
 - rendering: the reference's matplotlib recipe vs fraudlens's numpy rasteriser;
@@ -72,7 +72,7 @@ def _reference_inputs(data, ids):
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--train", type=int, default=4000, help="fraudlens training accounts")
+    ap.add_argument("--train", type=int, default=8000, help="fraudlens training accounts")
     ap.add_argument("--test", type=int, default=2000, help="hard test accounts (every kind)")
     ap.add_argument("--ref-train", type=int, default=4000, help="reference-generator accounts")
     ap.add_argument("--ref-n", type=int, default=40, help="accounts timed on the reference path")
