@@ -35,12 +35,18 @@ __all__ = [
     "safe_cell",
 ]
 
+# The characters that open a formula.
+_FORMULA_CHARS = ("=", "+", "-", "@")
 #: First characters that make a spreadsheet read a text cell as a formula.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = (*_FORMULA_CHARS, "\t", "\r")
 #: Full-width forms of ``= + - @`` that spreadsheets read as the ASCII ones.
 FULLWIDTH_FORMULA_STARTS = ("\uff1d", "\uff0b", "\uff0d", "\uff20")
 # A formula character (ASCII or full-width) after any whitespace or invisible characters.
-_FORMULA_AFTER_BLANKS = re.compile(r"[\s\u200b-\u200d\u2060\ufeff]*[=+\-@\uff1d\uff0b\uff0d\uff20]")
+_FORMULA_AFTER_BLANKS = re.compile(
+    r"[\s\u200b-\u200d\u2060\ufeff]*["
+    + re.escape("".join((*_FORMULA_CHARS, *FULLWIDTH_FORMULA_STARTS)))
+    + "]"
+)
 
 #: Columns of an analysts' export of risk events: (header, the event dict's key).
 RISK_EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
