@@ -918,7 +918,6 @@ class CNNDetector(Detector):
             "onnx_input": "images",
             "onnx_output": "probs",
             "best_epoch": getattr(self, "best_epoch_", None),
-            "epochs_run": len(getattr(self, "history_", [])) or None,
             "history": getattr(self, "history_", []),
             "validation": getattr(self, "validation_", {}),
             "train_seconds": getattr(self, "train_seconds_", None),
