@@ -327,44 +327,44 @@ def test_layout_check_refuses_huge_declared_inputs() -> None:
 
 
 def test_threads_follow_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    import fraudlens.market._cnn as cnn
+    import fraudlens._cores as cores
 
-    monkeypatch.setattr(cnn.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(cnn, "_quota_read", (float("inf"), None))  # no CPU quota here
-    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
-    assert cnn.free_cores() == 2
+    monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cores, "_quota_read", (float("inf"), None))  # no CPU quota here
+    monkeypatch.setattr(cores.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert cores.free_cores() == 2
     # one CPU-bound job beside us: one core left
-    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (1.2, 1.0, 0.5))
-    assert cnn.free_cores() == 1
+    monkeypatch.setattr(cores.os, "getloadavg", lambda: (1.2, 1.0, 0.5))
+    assert cores.free_cores() == 1
     # our own two busy threads are not "other jobs"
-    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (2.1, 2.0, 1.0))
-    assert cnn.free_cores(own_threads=2) == 2
+    monkeypatch.setattr(cores.os, "getloadavg", lambda: (2.1, 2.0, 1.0))
+    assert cores.free_cores(own_threads=2) == 2
     # a crowded machine still gets one thread
-    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
-    assert cnn.free_cores() == 1
+    monkeypatch.setattr(cores.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert cores.free_cores() == 1
 
 
 def test_scoring_threads_follow_the_cores_free_now(monkeypatch: pytest.MonkeyPatch) -> None:
-    import fraudlens.market._cnn as cnn
+    import fraudlens._cores as cores
 
-    monkeypatch.setattr(cnn.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(cnn, "_quota_read", (float("inf"), None))  # no CPU quota here
+    monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cores, "_quota_read", (float("inf"), None))  # no CPU quota here
     # The load average still counts our own training of the last minute; nothing but
     # this thread is runnable now: both cores are free.
-    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (1.9, 1.5, 0.8))
-    monkeypatch.setattr(cnn, "_runnable_now", lambda: 1)
-    assert cnn.scoring_workers() == 2
+    monkeypatch.setattr(cores.os, "getloadavg", lambda: (1.9, 1.5, 0.8))
+    monkeypatch.setattr(cores, "_runnable_now", lambda: 1)
+    assert cores.scoring_workers() == 2
     # another job is running now and has been for a while: one core left
-    monkeypatch.setattr(cnn, "_runnable_now", lambda: 2)
-    assert cnn.scoring_workers() == 1
+    monkeypatch.setattr(cores, "_runnable_now", lambda: 2)
+    assert cores.scoring_workers() == 1
     # a crowded machine still gets one thread
-    monkeypatch.setattr(cnn, "_runnable_now", lambda: 7)
-    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (6.0, 6.0, 6.0))
-    assert cnn.scoring_workers() == 1
+    monkeypatch.setattr(cores, "_runnable_now", lambda: 7)
+    monkeypatch.setattr(cores.os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+    assert cores.scoring_workers() == 1
     # no instant count (not Linux): the load average alone
-    monkeypatch.setattr(cnn, "_runnable_now", lambda: None)
-    monkeypatch.setattr(cnn.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
-    assert cnn.scoring_workers() == 2
+    monkeypatch.setattr(cores, "_runnable_now", lambda: None)
+    monkeypatch.setattr(cores.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert cores.scoring_workers() == 2
 
 
 @pytest.mark.slow

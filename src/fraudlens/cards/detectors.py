@@ -16,12 +16,12 @@ files (JSON, XGBoost JSON, ``.npz``), never pickle.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 
+from fraudlens._cores import THREADS_FROM_ROWS, scoring_workers, training_threads
 from fraudlens._xgb import load_booster
 from fraudlens.cards._iforest import FlatForest
 from fraudlens.cards._tabular import ThresholdStrategy, _TabularDetector, parse_threshold_strategy
@@ -34,10 +34,6 @@ __all__ = [
     "XGBoostDetector",
     "parse_threshold_strategy",
 ]
-
-
-#: Row count from which XGBoost uses every core (training and scoring).
-_THREADS_FROM_ROWS = 100_000
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -323,15 +319,19 @@ class XGBoostDetector(_TabularDetector):
             "seed": self.random_state,
             "verbosity": 0,
         }
-        params["nthread"] = self._threads(n_rows)
+        # training: one thread for small tables, else the cores other jobs leave free
+        # (a thread that loses its core stalls every round of the others)
+        params["nthread"] = training_threads(n_rows) if self.n_jobs is None else int(self.n_jobs)
         return params
 
     def _threads(self, n_rows: int) -> int:
+        """Threads to score (or explain) ``n_rows`` rows with."""
         if self.n_jobs is not None:
             return int(self.n_jobs)
-        # Below ~100k rows a second thread costs more in synchronisation than it saves,
-        # and on a shared machine busy-waiting threads can slow training tenfold.
-        return 1 if n_rows < _THREADS_FROM_ROWS else max(1, os.cpu_count() or 1)
+        # Below ~100k rows a second thread costs more in synchronisation than it saves;
+        # above, the cores free now (each thread sums its own rows' trees, so one that
+        # loses its core delays only its rows).
+        return 1 if n_rows < THREADS_FROM_ROWS else scoring_workers()
 
     def _fit_model(
         self,

@@ -645,7 +645,7 @@ def train_network(
         1 = takeover, 0 = normal.
     num_threads
         Torch threads; ``None`` sizes them to the free cores before every epoch
-        (:func:`fraudlens.market._cnn.free_cores`), so training neither idles cores
+        (:func:`fraudlens._cores.free_cores`), so training neither idles cores
         nor collapses beside other CPU-bound jobs.
     max_shift
         Largest random horizontal shift, in pixels.
@@ -671,7 +671,7 @@ def train_network(
         held-out validation images are always ``images`` as given. E.g. the detector's
         fill dropout (:class:`fraudlens.market._cnn.FillDropout`).
     """
-    from fraudlens.market._cnn import free_cores
+    from fraudlens._cores import free_cores
 
     t_start = time.perf_counter()
     threads = free_cores() if num_threads is None else max(1, int(num_threads))
