@@ -113,10 +113,10 @@ def test_strong_round_trips_both_directions(data: MarketData) -> None:
     # both legs at the extremes of bars 8x the day's median range: ext 1, gap 8; the
     # second round trip's ext is 0.98; the strongest three are read up to 0.9
     assert f.loc["fwd", "ext_mean_wide"] == pytest.approx((1.0 + 0.98) / 2)
-    assert f.loc["fwd", "rt1_ext"] == pytest.approx(0.9)
+    assert f.loc["fwd", "rt1_ext90"] == pytest.approx(0.9)
     assert f.loc["fwd", "rt1_gap"] == pytest.approx(np.log2(1 + 8.0))
-    assert f.loc["fwd", "rt2_ext"] == pytest.approx(0.9)
-    assert f.loc["rev", "rt3_ext"] == pytest.approx(0.9)
+    assert f.loc["fwd", "rt2_ext90"] == pytest.approx(0.9)
+    assert f.loc["rev", "rt3_ext90"] == pytest.approx(0.9)
     assert f.loc["fwd", "strong_pnl_sign"] == 1 and f.loc["rev", "strong_pnl_sign"] == -1
     assert f.loc["fwd", "n_strong_pure"] == 2 and f.loc["fwd", "strong_crowd"] == 0
 
@@ -124,7 +124,7 @@ def test_strong_round_trips_both_directions(data: MarketData) -> None:
 def test_one_stop_out_is_one_round_trip(data: MarketData) -> None:
     f = account_features(data)
     assert f.loc["stop", "n_strong"] == 1
-    assert f.loc["stop", "rt2_ext"] == 0 and f.loc["stop", "rt2_gap"] == 0
+    assert f.loc["stop", "rt2_ext90"] == 0 and f.loc["stop", "rt2_gap"] == 0
     assert f.loc["stop", "strong_adjacent_share"] == 1
 
 
@@ -139,7 +139,7 @@ def test_quiet_bar_spread_capture_is_extreme_but_not_strong(data: MarketData) ->
 def test_adjacent_rough_and_split(data: MarketData) -> None:
     f = account_features(data)
     assert f.loc["adj", "n_strong"] == 2 and f.loc["adj", "rt_adjacent_share"] == 1
-    assert f.loc["rough", "n_strong"] == 2 and f.loc["rough", "rt1_ext"] <= 0.8 + 1e-6
+    assert f.loc["rough", "n_strong"] == 2 and f.loc["rough", "rt1_ext90"] <= 0.8 + 1e-6
     assert f.loc["split", "n_strong"] == 2 and f.loc["split", "n_strong_eq"] == 2
     assert f.loc["split", "fills_per_leg"] == pytest.approx(7 / 4)
     assert f.loc["scalp", "n_strong"] == 0 and f.loc["scalp", "n_rt"] == 2

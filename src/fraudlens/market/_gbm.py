@@ -279,7 +279,9 @@ class FeatureDetector(Detector):
         unknown = sorted(set(names) - set(FEATURE_NAMES))
         if unknown:
             raise ModelNotFoundError(
-                f"model at {path} uses features this version does not compute: {unknown[:5]}"
+                f"model at {path} uses features this version does not compute: {unknown[:5]} "
+                "(a model trained by an earlier version; train it again with "
+                "`fraudlens market train`)"
             )
         det.booster_ = booster
         det.feature_names_ = list(names)

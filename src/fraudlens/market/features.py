@@ -114,7 +114,9 @@ _ADJ_MAX_BARS: Final = 2.5
 #: low and one within a tenth of the range of it are the same evidence (a thief's fill
 #: may set the bar's extreme or sit a tick inside it), and the simulator's normal
 #: accounts sit exactly on quiet bars' edges more often than its thieves, a difference
-#: of that simulator, not of the threat, which the model would otherwise learn.
+#: of that simulator, not of the threat, which the model would otherwise learn. (The
+#: features are named ``rt1_ext90`` ...: a model trained on the uncapped ``rt1_ext`` of
+#: earlier versions is refused when it is loaded rather than fed values it never saw.)
 _RT_EXT_CAP: Final = 0.9
 #: Round trips whose legs are looked up in the book: ext and gap at least these.
 _MIRROR_EXT: Final = 0.6
@@ -176,19 +178,19 @@ FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {
     "strong_vol_share_max": "largest leg size over its bar's volume among strong round trips",
     # the two strongest round trips (ranked by ext + gap + equal size), the second to tell a
     # repeated pattern from a single stop-out
-    "rt1_ext": f"ext of the strongest round trip, at most {_RT_EXT_CAP} (0 if none)",
+    "rt1_ext90": f"ext of the strongest round trip, at most {_RT_EXT_CAP} (0 if none)",
     "rt1_gap": "log2(1 + gap) of the strongest round trip",
     "rt1_rel": "log2 range / day's median range of its narrower bar",
     "rt1_ticks": "log2(1 + range in ticks) of its narrower bar",
     "rt1_pct": "amplitude percentile of its narrower bar (0 = widest)",
     "rt1_eq": "1 if its legs have equal quantity",
-    "rt2_ext": f"ext of the second strongest round trip, at most {_RT_EXT_CAP} (0 if none)",
+    "rt2_ext90": f"ext of the second strongest round trip, at most {_RT_EXT_CAP} (0 if none)",
     "rt2_gap": "log2(1 + gap) of the second strongest",
     "rt2_rel": "log2 range / day's median range of its narrower bar",
     "rt2_ticks": "log2(1 + range in ticks) of its narrower bar",
     "rt2_pct": "amplitude percentile of its narrower bar",
     "rt2_eq": "1 if its legs have equal quantity",
-    "rt3_ext": f"ext of the third strongest round trip, at most {_RT_EXT_CAP} (0 if none)",
+    "rt3_ext90": f"ext of the third strongest round trip, at most {_RT_EXT_CAP} (0 if none)",
     "rt3_gap": "log2(1 + gap) of the third strongest",
     # the other side in the book (round trips with ext >= 0.6 and gap >= 0.75 only; a
     # round trip is pair-mirrored by an account that mirrors a fill of each of its legs)
@@ -1515,7 +1517,7 @@ def _feature_block(tr: _Trades, legs: _Legs, rt: _RoundTrips, pm: _PairMirrors) 
                 return np.full(n_acc, fill)
             return np.where(has, a[j], fill)
 
-        f[f"rt{r}_ext"] = np.minimum(take(rt.ext, 0.0), _RT_EXT_CAP)
+        f[f"rt{r}_ext90"] = np.minimum(take(rt.ext, 0.0), _RT_EXT_CAP)
         f[f"rt{r}_gap"] = np.log2(1.0 + np.minimum(take(rt.gap, 0.0), 64.0))
         f[f"rt{r}_rel"] = np.log2(np.clip(take(rt.rel, 1.0), 1.0 / 64, 64.0))
         f[f"rt{r}_ticks"] = np.log2(1.0 + take(rt.ticks, 0.0))
@@ -1523,7 +1525,7 @@ def _feature_block(tr: _Trades, legs: _Legs, rt: _RoundTrips, pm: _PairMirrors) 
         f[f"rt{r}_eq"] = take(rt.eq.astype(np.float64), 0.0)
     has3 = tops[2] >= 0
     j3 = np.where(has3, tops[2], 0)
-    f["rt3_ext"] = (
+    f["rt3_ext90"] = (
         np.where(has3, np.minimum(rt.ext[j3], _RT_EXT_CAP), 0.0) if len(rt.ext) else np.zeros(n_acc)
     )
     f["rt3_gap"] = (
