@@ -173,9 +173,7 @@ def test_load_rejects_unknown_features(fitted: FeatureDetector, tmp_path: Path) 
     with pytest.raises(ModelNotFoundError, match="no XGBoost model"):
         FeatureDetector.load_files(tmp_path / "missing", meta)
     # a model of an earlier version, trained on the uncapped rt1_ext: refused with the fix
-    meta["feature_names"] = [
-        "rt1_ext" if n == "rt1_ext90" else n for n in fitted.save_files(tmp_path)["feature_names"]
-    ]
+    meta["feature_names"] = ["rt1_ext" if n == "rt1_ext90" else n for n in fitted.feature_names_]
     with pytest.raises(ModelNotFoundError, match=r"\['rt1_ext'\].*fraudlens market train"):
         FeatureDetector.load_files(tmp_path, meta)
 

@@ -86,7 +86,10 @@ class FeatureDetector(Detector):
         self.min_child_weight = min_child_weight
 
     # -- training ------------------------------------------------------------------------
-    def _xgb_params(self) -> dict[str, Any]:
+    def _xgb_params(self, rows: int) -> dict[str, Any]:
+        """Training parameters for ``rows`` accounts; the threads are
+        :func:`~fraudlens._cores.training_threads` (one for a few thousand accounts, else
+        the cores other jobs leave free), at most ``n_jobs``."""
         return {
             "objective": "binary:logistic",
             "eval_metric": "auc",
@@ -97,7 +100,7 @@ class FeatureDetector(Detector):
             "colsample_bytree": float(self.colsample_bytree),
             "min_child_weight": float(self.min_child_weight),
             "seed": int(self.seed),
-            "nthread": int(self.n_jobs),
+            "nthread": training_threads(rows, self.n_jobs),
         }
 
     def fit(
@@ -145,13 +148,10 @@ class FeatureDetector(Detector):
         dtrain = xgb.DMatrix(
             X.to_numpy(dtype=np.float32), label=y, weight=weight, feature_names=names
         )
-        # Training threads: one for a few thousand accounts, else the cores other jobs
-        # leave free, at most n_jobs (a thread that loses its core to another job stalls
-        # every round: 8,000 accounts took 159 s on 2 threads with one core busy, 4 s on
-        # one). Scoring goes back to n_jobs.
-        params = {**self._xgb_params(), "nthread": training_threads(len(y), self.n_jobs)}
-        self.booster_ = xgb.train(params, dtrain, num_boost_round=int(self.n_estimators))
-        self.booster_.set_param({"nthread": int(self.n_jobs)})
+        self.booster_ = xgb.train(
+            self._xgb_params(len(y)), dtrain, num_boost_round=int(self.n_estimators)
+        )
+        self.booster_.set_param({"nthread": int(self.n_jobs)})  # scoring: n_jobs
         self.feature_names_ = names
         self.threshold_ = float(self.threshold)
         return self
