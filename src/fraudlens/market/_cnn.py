@@ -154,6 +154,44 @@ class FillDropout:
         return resize_images(render_batch(sub, self.ids, style=self.style), self.size)
 
 
+class ExtremeSnap:
+    """Training images in which some accounts' fills near an extreme are drawn at it.
+
+    Each call (one per epoch) draws, in every account alike, a share ``rate`` of the
+    accounts whose images come from a second rendering where a fill within ``near`` of
+    its bar's range of the high or low is drawn at it in the range panel
+    (:func:`fraudlens.market.render.render_batch`'s ``extreme_snap``); the others keep
+    their images. A round trip exactly at a bar's extremes and one just inside them then
+    look alike in some epochs for takeovers and normal accounts alike, so the CNN cannot
+    lean on the difference (the simulator's market makers sit exactly on quiet bars'
+    edges more often than its thieves sit exactly on volatile bars' ones). No label is
+    read. The same ``seed`` and epoch give the same images.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        data: MarketData,
+        *,
+        style: str,
+        size: tuple[int, int],
+        rate: float,
+        near: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        if not (0.0 <= rate <= 1.0):
+            raise DataError(f"extreme snap rate must be within [0, 1], got {rate}")
+        self.images = images
+        self.snapped = resize_images(render_batch(data, style=style, extreme_snap=near), size)
+        self.rate = float(rate)
+        self.seed = int(seed)
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, int(epoch), 1])
+        pick = rng.random(len(self.images)) < self.rate
+        return np.where(pick[:, None, None, None], self.snapped, self.images)
+
+
 _BARS_HEAD = (
     "Cast", "Reshape", "MatMul", "BatchNormalization", "Relu", "Reshape", "Transpose",
     "Reshape", "Conv", "Relu", "Conv", "Relu", "Conv", "Relu", "MaxPool",
@@ -437,6 +475,16 @@ class CNNDetector(Detector):
         (the other intervals include 0): no gain beyond the seeds' spread, so neither
         the real-bar check nor the hard test was run. Re-rendering costs about 2 s per
         epoch on 4,000 accounts (an epoch's training 12-25 s on one thread).
+    extreme_snap
+        Training-data augmentation of the two-panel looks (default ``0.5``; ``0`` turns
+        it off): each epoch, this share of the training accounts, drawn anew and
+        without reading labels, is drawn with every fill within a tenth of its bar's
+        range of the high or low at it in the range panel (:class:`ExtremeSnap`; the
+        validation split and scoring draw fills where they are). The simulator's
+        market makers sit exactly on quiet bars' edges more often than its thieves sit
+        exactly on volatile bars' ones, and a CNN trained without it flagged takeovers
+        whose round trips are exactly at the extremes less often (README, market on
+        real bars). A ``fill_dropout`` above 0 replaces it.
 
     Attributes
     ----------
@@ -474,6 +522,7 @@ class CNNDetector(Detector):
         kind_weights: dict[str, float] | None = None,
         fill_dropout: float = 0.0,
         rerender_every: int = 1,
+        extreme_snap: float = 0.5,
     ) -> None:
         self.arch = arch
         self.style = style
@@ -490,6 +539,7 @@ class CNNDetector(Detector):
         self.kind_weights = kind_weights
         self.fill_dropout = fill_dropout
         self.rerender_every = rerender_every
+        self.extreme_snap = extreme_snap
         self._session: Any = None
 
     # -- training ------------------------------------------------------------------------
@@ -502,6 +552,21 @@ class CNNDetector(Detector):
         if self.input_size is not None:
             return int(self.input_size[0]), int(self.input_size[1])
         return STYLES[self.style]
+
+    def _augmentation(
+        self, data: MarketData, images: np.ndarray, size: tuple[int, int]
+    ) -> FillDropout | ExtremeSnap | None:
+        """What draws each epoch's training images anew: fill dropout when it is set,
+        else the extreme snap of the two-panel looks, else nothing."""
+        if self.fill_dropout > 0:
+            return FillDropout(
+                data, style=self.style, size=size, rate=self.fill_dropout, seed=self.seed
+            )
+        if self.extreme_snap > 0 and self.style in ("fraudlens", "fraudlens-gap"):
+            return ExtremeSnap(
+                images, data, style=self.style, size=size, rate=self.extreme_snap, seed=self.seed
+            )
+        return None
 
     def _kind_factors(self, data: MarketData) -> np.ndarray | None:
         """Each account's ``kind_weights`` factor, or None when all would be 1."""
@@ -564,11 +629,7 @@ class CNNDetector(Detector):
         size = self._size()
         images = resize_images(render_batch(data, style=self.style), size)
         flip_bands = panels(self.style) if self.input_size is None else None
-        rerender = None
-        if self.fill_dropout > 0:
-            rerender = FillDropout(
-                data, style=self.style, size=size, rate=self.fill_dropout, seed=self.seed
-            )
+        rerender = self._augmentation(data, images, size)
         result = _cnn_torch.train_network(
             images,
             labels,

@@ -193,6 +193,9 @@ class _Prepared:
     bright: np.ndarray  # per trade: mark value (255: a leg of an equal-size round trip)
     k_start: np.ndarray  # bars of symbol s are [k_start[s], k_start[s + 1])
     bar_ns: int
+    # range panel: a fill within this share of its bar's range of the high or low is
+    # drawn at it (0: where it is); the CNN's training augmentation only
+    extreme_snap: float = 0.0
 
 
 def _bar_levels(ctx: BarContext) -> np.ndarray:
@@ -777,6 +780,9 @@ def _render_fraudlens(p: _Prepared, start: int, stop: int, out: np.ndarray) -> N
     b_lo = p.k_low[tb]
     b_amp = p.k_amp[tb]
     pos = np.divide(c.price - b_lo, b_amp, out=np.full(len(tb), 0.5), where=b_amp > 0)
+    if p.extreme_snap > 0.0:
+        near = p.extreme_snap
+        pos = np.where(pos <= near, 0.0, np.where(pos >= 1.0 - near, 1.0, pos))
     low_h = height - top_h
     row2 = top_h + np.clip(np.rint((1.0 - pos) * (low_h - 1)), 0, low_h - 1).astype(np.int64)
     # Each side is painted by one assignment, mark by mark, dim marks first so that a
@@ -927,6 +933,7 @@ def render_batch(
     *,
     style: str = "fraudlens",
     progress: Callable[[int], None] | None = None,
+    extreme_snap: float = 0.0,
 ) -> np.ndarray:
     """Render one image per account.
 
@@ -942,6 +949,11 @@ def render_batch(
         ``"reference"``.
     progress
         Called with the number of images just finished, after each chunk.
+    extreme_snap
+        Two-panel looks: in the range panel, draw a fill within this share of its
+        bar's range of the bar's high or low at it (0, the default: where it is). The
+        CNN's training augmentation (:class:`fraudlens.market._cnn.ExtremeSnap`); no
+        model scores images drawn this way.
 
     Returns
     -------
@@ -950,11 +962,14 @@ def render_batch(
     """
     if style not in STYLES:
         raise ConfigError(f"unknown image style {style!r}; choose one of {sorted(STYLES)}")
+    if not (0.0 <= extreme_snap < 0.5):
+        raise ConfigError(f"extreme_snap must be within [0, 0.5), got {extreme_snap}")
     ids = data.account_ids if account_ids is None else np.asarray(account_ids, dtype=str)
     uniq, inverse = np.unique(ids, return_inverse=True)
     # Render each account once, in sorted order, then put them in the order asked for.
     imgs = _canvas(style, len(uniq))
     prepared = _prepare_for(style, data, uniq)
+    prepared.extreme_snap = float(extreme_snap)
     draw = _RENDERERS[style]
     for start in range(0, len(uniq), _CHUNK):
         stop = min(start + _CHUNK, len(uniq))
