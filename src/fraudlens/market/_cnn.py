@@ -562,7 +562,7 @@ class CNNDetector(Detector):
             return FillDropout(
                 data, style=self.style, size=size, rate=self.fill_dropout, seed=self.seed
             )
-        if self.extreme_snap > 0 and self.style in ("fraudlens", "fraudlens-gap"):
+        if self.extreme_snap > 0 and len(panels(self.style)) > 1:  # a range panel to snap
             return ExtremeSnap(
                 images, data, style=self.style, size=size, rate=self.extreme_snap, seed=self.seed
             )
