@@ -114,7 +114,8 @@ def test_predict_proba_and_importances(fitted: FeatureDetector, test_data: Marke
     assert proba.shape == (len(test_data.account_ids), 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     imp = fitted.feature_importances_
-    assert list(imp) == list(FEATURE_NAMES)
+    # every feature but the ignored ones (default: n_symbols), in FEATURE_NAMES order
+    assert list(imp) == [n for n in FEATURE_NAMES if n != "n_symbols"]
     assert sum(imp.values()) == pytest.approx(1.0)
     # the model leans on the round-trip features, not on activity counts
     top = sorted(imp, key=imp.__getitem__, reverse=True)[:5]
@@ -126,7 +127,7 @@ def test_feature_contributions_sum_to_log_odds(
 ) -> None:
     feats = account_features(test_data.subset(test_data.account_ids[:20]))
     contrib = fitted.feature_contributions(feats)
-    assert list(contrib.columns) == [*FEATURE_NAMES, "bias"]
+    assert list(contrib.columns) == [*fitted.feature_names_, "bias"]
     p = fitted.decision_function_features(feats)
     logit = np.log(p / (1 - p))
     np.testing.assert_allclose(contrib.sum(axis=1).to_numpy(), logit, atol=1e-3)
@@ -139,7 +140,7 @@ def test_save_load_round_trip(
     model = tmp_path / "model.json"
     assert model.is_file()
     assert "learner" in json.loads(model.read_text())  # XGBoost JSON, not a pickle
-    assert meta["feature_names"] == list(FEATURE_NAMES)
+    assert meta["feature_names"] == [n for n in FEATURE_NAMES if n != "n_symbols"]
     metadata = {**meta, "params": fitted.get_params(), "threshold": 0.7}
     loaded = FeatureDetector.load_files(tmp_path, metadata)
     assert loaded.threshold_ == 0.7
@@ -176,6 +177,50 @@ def test_load_rejects_unknown_features(fitted: FeatureDetector, tmp_path: Path) 
     meta["feature_names"] = ["rt1_ext" if n == "rt1_ext90" else n for n in fitted.feature_names_]
     with pytest.raises(ModelNotFoundError, match=r"\['rt1_ext'\].*fraudlens market train"):
         FeatureDetector.load_files(tmp_path, meta)
+
+
+def test_ignored_features_are_computed_but_never_read(
+    fitted: FeatureDetector, train: MarketData, test_data: MarketData, tmp_path: Path
+) -> None:
+    from fraudlens.market import features
+    from fraudlens.errors import ConfigError
+
+    assert fitted.ignore_features == ("n_symbols",)
+    assert "n_symbols" not in fitted.feature_names_
+    feats = account_features(test_data)
+    assert "n_symbols" in feats.columns  # still computed (older models read it)
+    # the default model's scores do not move with the number of symbols
+    changed = feats.assign(n_symbols=feats["n_symbols"] + 3)
+    np.testing.assert_array_equal(
+        fitted.decision_function_features(changed), fitted.decision_function_features(feats)
+    )
+    # the worker's path (the feature block, the model's columns picked out) agrees
+    klines, tr, legs, rt, pm = features._analyse_bars(test_data)
+    block = features._feature_block(tr, legs, rt, pm)
+    np.testing.assert_allclose(
+        fitted._decision_block(block), fitted.decision_function(test_data), rtol=0, atol=1e-7
+    )
+    # a model trained on every feature (as earlier versions did) loads and reads it
+    every = FeatureDetector(n_estimators=20, ignore_features=()).fit(train)
+    assert every.feature_names_ == list(FEATURE_NAMES)
+    meta = every.save_files(tmp_path)
+    old = FeatureDetector.load_files(tmp_path, {**meta, "params": {}})
+    assert old.feature_names_ == list(FEATURE_NAMES)
+    np.testing.assert_array_equal(
+        old.decision_function(test_data), every.decision_function(test_data)
+    )
+    assert not np.array_equal(
+        old.decision_function_features(changed), old.decision_function_features(feats)
+    )
+    # one name alone is one name; other values are refused
+    one = FeatureDetector(n_estimators=5, ignore_features="n_bars").fit_features(
+        feats, test_data.y()
+    )
+    assert "n_bars" not in one.feature_names_ and "n_symbols" in one.feature_names_
+    with pytest.raises(ConfigError, match="list of feature names"):
+        FeatureDetector(ignore_features=5).fit_features(feats, test_data.y())  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="every feature"):
+        FeatureDetector(ignore_features=FEATURE_NAMES).fit_features(feats, test_data.y())
 
 
 def test_errors(train: MarketData) -> None:

@@ -128,7 +128,7 @@ FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {
     "log_trades": "log(1 + number of fills)",
     "n_bars": "distinct bars traded in",
     "trades_per_bar": "fills per bar traded in",
-    "n_symbols": "distinct symbols traded",
+    "n_symbols": "distinct symbols traded (computed; the default feature detector ignores it)",
     "buy_share": "share of fills that are buys",
     "no_bar_share": "share of fills no bar of their symbol contains",
     "legs_per_bar": "legs per bar traded in",
