@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError
+from fraudlens.errors import ConfigError, DataError, FraudlensError, ModelNotFoundError
 from fraudlens.evaluation import recall_at_fpr
 from fraudlens.market._gbm import FeatureDetector
 from fraudlens.market.data import MarketData, window
@@ -183,7 +183,6 @@ def test_ignored_features_are_computed_but_never_read(
     fitted: FeatureDetector, train: MarketData, test_data: MarketData, tmp_path: Path
 ) -> None:
     from fraudlens.market import features
-    from fraudlens.errors import ConfigError
 
     assert fitted.ignore_features == ("n_symbols",)
     assert "n_symbols" not in fitted.feature_names_
@@ -195,7 +194,7 @@ def test_ignored_features_are_computed_but_never_read(
         fitted.decision_function_features(changed), fitted.decision_function_features(feats)
     )
     # the worker's path (the feature block, the model's columns picked out) agrees
-    klines, tr, legs, rt, pm = features._analyse_bars(test_data)
+    _, tr, legs, rt, pm = features._analyse_bars(test_data)
     block = features._feature_block(tr, legs, rt, pm)
     np.testing.assert_allclose(
         fitted._decision_block(block), fitted.decision_function(test_data), rtol=0, atol=1e-7
