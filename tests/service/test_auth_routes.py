@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from _services import risk_event, route_table_app  # type: ignore[import-not-found]
+from _tamper import tampered_signature  # type: ignore[import-not-found]
 from fraudlens.config import Settings
 from fraudlens.service import create_app
 from fraudlens.service._auth import CSRF_HEADER, SAFE_METHODS, Policy, route_entries
@@ -321,10 +322,7 @@ def test_state_changing_route_needs_identity_csrf_and_role(
             r = c.request(method, url, **_with(kw, **headers))
             assert r.status_code == 403, (role, headers, r.text)
         # A forged or tampered cookie is no session at all.
-        # (a character inside the signature; the last one carries two bits that base64
-        # decoding drops, so changing the end alone may keep the signature's bytes)
-        at = len(cookie) - 5
-        tampered = cookie[:at] + ("B" if cookie[at] == "A" else "A") + cookie[at + 1 :]
+        tampered = tampered_signature(cookie)
         r = c.request(method, url, **_with(kw, Cookie=tampered, **{CSRF_HEADER: csrf}))
         assert r.status_code == 401, r.text
     # Tokens of every role the route does not admit.
