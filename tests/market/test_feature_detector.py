@@ -222,6 +222,71 @@ def test_ignored_features_are_computed_but_never_read(
         FeatureDetector(ignore_features=FEATURE_NAMES).fit_features(feats, test_data.y())
 
 
+def test_counterparty_evidence_lifts_mirrored_accounts_only(
+    fitted: FeatureDetector, train: MarketData, test_data: MarketData, tmp_path: Path
+) -> None:
+    from fraudlens.market import features
+
+    # the weight is estimated on the training rows: the log of how much more often full
+    # evidence occurs among takeovers than among normal accounts, one case added to each
+    Xtr = account_features(train)
+    y = train.y()
+    ev_tr = np.where(Xtr["n_mirror_pair_strong"] >= 1, Xtr["mirror_pair_share"], 0.0)
+    full = ev_tr >= 0.5
+    assert full[y == 1].sum() >= 20  # the simulator's beneficiaries and their victims
+    expect = np.log(((full & (y == 1)).sum() + 1) / ((y == 1).sum() + 2)) - np.log(
+        ((full & (y == 0)).sum() + 1) / ((y == 0).sum() + 2)
+    )
+    assert fitted.counterparty_weight is None
+    assert fitted.counterparty_weight_ == pytest.approx(expect) and expect > 3
+    # the same trees without it: rows with no evidence score exactly the same, rows with
+    # evidence gain weight x evidence in log-odds
+    off = FeatureDetector(n_estimators=150, max_depth=4, seed=0, counterparty_weight=0).fit(train)
+    assert off.counterparty_weight_ == 0.0
+    X = account_features(test_data)
+    ev = np.where(X["n_mirror_pair_strong"] >= 1, X["mirror_pair_share"], 0.0)
+    assert (ev > 0).sum() >= 10 and (ev == 0).sum() >= 100
+    s_on, s_off = fitted.decision_function_features(X), off.decision_function_features(X)
+    np.testing.assert_array_equal(s_on[ev == 0], s_off[ev == 0])
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        return np.log(p) - np.log1p(-p)
+
+    lifted = (ev > 0) & (s_on < 1 - 1e-6)  # far from float saturation
+    np.testing.assert_allclose(
+        logit(s_on[lifted]) - logit(s_off[lifted]),
+        fitted.counterparty_weight_ * ev[lifted],
+        atol=1e-3,
+    )
+    # a round trip mirrored only loosely (no strong one) is no evidence
+    loose = X.assign(n_mirror_pair_strong=0.0)
+    np.testing.assert_array_equal(
+        fitted.decision_function_features(loose), off.decision_function_features(loose)
+    )
+    # the worker's block path and the explanation agree with the frame's path
+    _, tr, legs, rt, pm = features._analyse_bars(test_data)
+    block = features._feature_block(tr, legs, rt, pm)
+    np.testing.assert_allclose(fitted._decision_block(block), s_on, rtol=0, atol=1e-7)
+    contrib = fitted.feature_contributions(X)
+    np.testing.assert_allclose(
+        contrib.sum(axis=1).to_numpy()[lifted], logit(s_on[lifted]), atol=1e-3
+    )
+    # saved with the model; a model saved before the evidence existed scores as before
+    meta = fitted.save_files(tmp_path)
+    assert meta["counterparty_weight"] == pytest.approx(fitted.counterparty_weight_)
+    again = FeatureDetector.load_files(tmp_path, {**meta, "params": fitted.get_params()})
+    np.testing.assert_array_equal(again.decision_function_features(X), s_on)
+    old_meta = {k: v for k, v in meta.items() if k != "counterparty_weight"}
+    old = FeatureDetector.load_files(tmp_path, {**old_meta, "params": {}})
+    np.testing.assert_array_equal(old.decision_function_features(X), s_off)
+    # a weight given is used as given; nonsense is refused
+    fixed = FeatureDetector(n_estimators=5, counterparty_weight=2.5).fit_features(Xtr, y)
+    assert fixed.counterparty_weight_ == 2.5
+    for bad in (-1.0, float("nan"), "much"):
+        with pytest.raises(ConfigError, match="counterparty_weight"):
+            FeatureDetector(counterparty_weight=bad).fit_features(Xtr, y)  # type: ignore[arg-type]
+
+
 def test_errors(train: MarketData) -> None:
     with pytest.raises(FraudlensError, match="not fitted"):
         FeatureDetector().decision_function(train)
