@@ -31,3 +31,19 @@ def png_bomb(width: int, height: int, *, bit_depth: int = 8, color_type: int = 2
         + _chunk(b"IDAT", b"".join(parts))
         + _chunk(b"IEND", b"")
     )
+
+
+def jpeg_scan_bomb(extra_scans: int, size: int = 2048) -> bytes:
+    """A valid progressive grey JPEG of ``size`` x ``size`` pixels whose last scan is
+    repeated ``extra_scans`` more times (16 bytes each): libjpeg decodes every scan as a
+    pass over the whole image, so 3,000 of them (65 KB) take seconds."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (size, size), 128).save(buf, "JPEG", progressive=True)
+    data = buf.getvalue()
+    assert data.endswith(b"\xff\xd9")
+    last_scan = data[data.rindex(b"\xff\xda") : -2]
+    return data[:-2] + last_scan * extra_scans + b"\xff\xd9"

@@ -18,7 +18,7 @@ import pytest
 from _live import free_port, serve_in_process  # type: ignore[import-not-found]
 from fastapi.testclient import TestClient
 
-from _bombs import png_bomb  # type: ignore[import-not-found]
+from _bombs import jpeg_scan_bomb, png_bomb  # type: ignore[import-not-found]
 from fraudlens.config import Settings
 from fraudlens.service import create_app
 
@@ -107,6 +107,29 @@ def test_images_within_the_limit_are_scored(client: Any) -> None:
     Image.new("RGB", (8, 8)).save(gif, "GIF")
     r = client.post("/invocations", content=gif.getvalue(), headers=PNG)
     assert r.status_code == 400 and "not a JPEG or PNG" in r.json()["error"]
+
+
+def test_jpeg_of_many_scans_is_400_within_a_second(client: Any) -> None:
+    # 3,000 repeats of one 16-byte scan over 2048 x 2048 pixels had taken 14 s to decode
+    # (a 5 MB body of them, over 20 minutes); now refused from a count of the scans.
+    body = jpeg_scan_bomb(3000)
+    assert len(body) < 70_000
+    t0 = time.perf_counter()
+    r = client.post("/invocations", content=body, headers={"Content-Type": "image/jpeg"})
+    seconds = time.perf_counter() - t0
+    assert r.status_code == 400, r.text
+    assert seconds < 1.0, seconds
+    assert "3,006 scans; at most 100" in r.json()["error"]
+    # Progressive JPEGs as encoders write them (10 scans in colour) are scored.
+    from PIL import Image
+
+    for mode in ("RGB", "L"):
+        buf = io.BytesIO()
+        Image.new(mode, (2048, 2048)).save(buf, "JPEG", progressive=True)
+        r = client.post(
+            "/invocations", content=buf.getvalue(), headers={"Content-Type": "image/jpeg"}
+        )
+        assert r.status_code == 200, r.text
 
 
 def test_decodes_are_bounded(full_registry: Path) -> None:
