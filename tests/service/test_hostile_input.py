@@ -183,6 +183,26 @@ def test_card_values_beyond_float32_are_422(client: Any, explain: bool) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("digit", ["\uff11", "\u0661", "\U0001d7cf"])
+def test_card_digits_of_other_scripts_are_422_in_short_bodies_too(client: Any, digit: str) -> None:
+    # A short body went to the numpy fast path, whose float() read a fullwidth or
+    # Arabic-Indic 1 as 1.0 and scored the row; the same row in a longer body was a 422.
+    row = ",".join([digit] + ["0.5"] * (len(CARD_FEATURES) - 1))
+    filler = (",".join(["0.5"] * len(CARD_FEATURES)) + "\n") * 3000
+    for text in (row, filler + row):
+        r = client.post("/invocations", content=text.encode(), headers={"Content-Type": "text/csv"})
+        assert r.status_code == 422, r.text
+        assert "not a finite number" in r.json()["error"]
+        r = client.post("/v1/cards/score", json={"data": text})
+        assert r.status_code == 422, r.text
+    # Blanks of other scripts around a number are read as blanks, short or long.
+    spaced = ",".join(["\u00a00.5"] * len(CARD_FEATURES))
+    for text in (spaced, filler + spaced):
+        r = client.post("/invocations", content=text.encode(), headers={"Content-Type": "text/csv"})
+        assert r.status_code == 200, r.text
+
+
+@pytest.mark.slow
 def test_card_metadata_the_sink_cannot_write_is_422(full_registry: Path, tmp_path: Path) -> None:
     from fraudlens.sinks import open_sink
 

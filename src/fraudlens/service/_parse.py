@@ -171,9 +171,11 @@ def _fast_csv(text: str, n_features: int) -> np.ndarray | None:
     """Parse clean numeric CSV rows with numpy alone (a single row in microseconds).
 
     Returns None on anything unusual (wrong width, a token that is not a plain finite
-    number), so the caller falls back to the validating parser.
+    number), so the caller falls back to the validating parser. That includes text that
+    is not ASCII: Python's float reads ``"1_000"``, and digits of other scripts (``"１"``,
+    ``"١"``) too, which the validating parser refuses.
     """
-    if "_" in text or len(text) > _FAST_CSV_CHARS:
+    if "_" in text or not text.isascii() or len(text) > _FAST_CSV_CHARS:
         return None
     rows = [line.split(",") for line in text.splitlines() if line.strip()]
     if not rows or any(len(r) != n_features for r in rows):
