@@ -95,9 +95,12 @@ def test_score_images_reply_shape_and_order(fitted: CNNDetector, test_data: Mark
     reply = fitted.score_images(imgs)
     assert reply.shape == (16, 2)
     np.testing.assert_allclose(reply.sum(axis=1), 1.0, atol=1e-5)
-    # Column 0 is P(takeover): the same number decision_function returns.
-    scores = fitted.decision_function(test_data.subset(ids))
-    np.testing.assert_allclose(reply[:, 0], scores, atol=1e-6)
+    # Column 0 is P(takeover): the number decision_function returns, to which it adds
+    # the counterparty evidence of the accounts in its data.
+    sub = test_data.subset(ids)
+    scores = fitted.decision_function(sub)
+    lifted = fitted._with_evidence(sub, reply[:, 0].astype(np.float64))
+    np.testing.assert_allclose(lifted, scores, atol=1e-6)
     assert CLASSES == ("takeover", "normal")
     # One image, and images of another size (resized to the model's input).
     assert fitted.score_images(imgs[0]).shape == (1, 2)
@@ -152,6 +155,50 @@ def test_save_and_load_round_trip(
     assert (again / "model.safetensors").read_bytes() == (
         tmp_path / "model.safetensors"
     ).read_bytes()
+
+
+def test_counterparty_evidence_lifts_mirrored_accounts_only(
+    fitted: CNNDetector, test_data: MarketData, tmp_path: Path
+) -> None:
+    from fraudlens.errors import ConfigError
+    from fraudlens.market.features import account_features
+
+    # estimated on the training accounts, as the feature detector's (the simulator's
+    # beneficiaries and their victims carry it, its normal accounts do not)
+    assert fitted.counterparty_weight is None and fitted.counterparty_weight_ > 3
+    X = account_features(test_data)
+    ev = np.where(X["n_mirror_pair_strong"] >= 1, X["mirror_pair_share"], 0.0)
+    assert (ev > 0).sum() >= 10 and (ev == 0).sum() >= 100
+    images = fitted.score_images(render_batch(test_data, style=fitted.style))[:, 0]
+    images = images.astype(np.float64)
+    scores = fitted.decision_function(test_data)
+    # no evidence: the image's score as it is; evidence: weight x evidence more log-odds
+    np.testing.assert_array_equal(scores[ev == 0], images[ev == 0])
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        p = np.clip(p, 1e-7, 1 - 1e-7)
+        return np.log(p) - np.log1p(-p)
+
+    lifted = (ev > 0) & (scores < 1 - 1e-6)
+    assert lifted.sum() >= 5
+    np.testing.assert_allclose(
+        logit(scores[lifted]) - logit(images[lifted]),
+        fitted.counterparty_weight_ * ev[lifted],
+        atol=1e-3,
+    )
+    # saved with the model; a model saved before the evidence existed scores its images
+    meta = fitted.save_files(tmp_path)
+    assert meta["counterparty_weight"] == pytest.approx(fitted.counterparty_weight_)
+    old_meta = {k: v for k, v in meta.items() if k != "counterparty_weight"}
+    old = CNNDetector.load_files(tmp_path, {**old_meta, "params": {}})
+    assert old.counterparty_weight_ == 0.0
+    np.testing.assert_allclose(old.decision_function(test_data), images, atol=1e-6)
+    # a weight given is used as given; nonsense is refused
+    y = test_data.y()
+    assert CNNDetector(counterparty_weight=0)._fit_counterparty_weight(test_data, y, None) == 0
+    for bad in (-1.0, float("inf"), "much"):
+        with pytest.raises(ConfigError, match="counterparty_weight"):
+            CNNDetector(counterparty_weight=bad)._fit_counterparty_weight(test_data, y, None)  # type: ignore[arg-type]
 
 
 @pytest.mark.slow
@@ -378,7 +425,9 @@ def test_threads_do_not_change_the_scores(fitted: CNNDetector, test_data: Market
     np.testing.assert_array_equal(two.decision_function(test_data), single)
     imgs = render_batch(test_data, style=fitted.style)
     np.testing.assert_array_equal(two.score_images(imgs), one.score_images(imgs))
-    np.testing.assert_array_equal(one.score_images(imgs)[:, 0], single)
+    # the images' own scores, with the counterparty evidence of the accounts added
+    plain = one.score_images(imgs)[:, 0].astype(np.float64)
+    np.testing.assert_array_equal(one._with_evidence(test_data, plain), single)
 
 
 @pytest.mark.slow
@@ -403,7 +452,8 @@ def test_one_thread_renders_a_chunk_at_a_time(
 
     one = copy.copy(fitted)
     one.num_threads = 1
-    expected = one.score_images(render_batch(test_data, style=one.style))[:, 0]
+    images = one.score_images(render_batch(test_data, style=one.style))[:, 0]
+    expected = one._with_evidence(test_data, images.astype(np.float64))
     monkeypatch.setattr(_cnn, "render_chunks", spy)
     monkeypatch.setattr(_cnn, "render_batch", refuse)
     np.testing.assert_array_equal(one.decision_function(test_data), expected)

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
+import pandas as pd
 
 from fraudlens._cores import free_cores, scoring_workers
 from fraudlens._detector import Detector
 from fraudlens._images import DEFAULT_MAX_PIXELS, decode_image
 from fraudlens.errors import DataError
+from fraudlens.market import _evidence
 from fraudlens.market.render import CNN_STYLE, STYLES, panels, render_batch, render_chunks
 
 if TYPE_CHECKING:
@@ -51,6 +53,8 @@ _WEIGHTS_FILE = "model.safetensors"
 _SCORE_BATCH = 16
 # Accounts rendered per chunk while other threads score the previous chunks.
 _RENDER_CHUNK = 128
+# Probabilities are read as log-odds within [_EPS, 1 - _EPS] (float32 scores reach 1.0).
+_EPS = 1e-7
 
 
 #: Default CNN training: 40 epochs, and past 8,000 accounts as many as this many account
@@ -485,6 +489,14 @@ class CNNDetector(Detector):
         exactly on volatile bars' ones, and a CNN trained without it flagged takeovers
         whose round trips are exactly at the extremes less often (README, market on
         real bars). A ``fill_dropout`` above 0 replaces it.
+    counterparty_weight
+        Log-odds added to an account's score per unit of counterparty evidence, as in
+        :class:`~fraudlens.market.detectors.FeatureDetector` (:mod:`fraudlens.market.
+        _evidence`): an image shows one account, so the other side of its round trips
+        is read from the trades of the other accounts in the data. None (the default)
+        estimates it on the training data when fitting; 0 turns it off. Images scored
+        on their own (:meth:`score_images`) have no such evidence. Models saved before
+        it existed load with 0 and score as before.
 
     Attributes
     ----------
@@ -523,6 +535,7 @@ class CNNDetector(Detector):
         fill_dropout: float = 0.0,
         rerender_every: int = 1,
         extreme_snap: float = 0.5,
+        counterparty_weight: float | None = None,
     ) -> None:
         self.arch = arch
         self.style = style
@@ -540,6 +553,7 @@ class CNNDetector(Detector):
         self.fill_dropout = fill_dropout
         self.rerender_every = rerender_every
         self.extreme_snap = extreme_snap
+        self.counterparty_weight = counterparty_weight
         self._session: Any = None
 
     # -- training ------------------------------------------------------------------------
@@ -626,6 +640,7 @@ class CNNDetector(Detector):
             weight = by_kind if weight is None else weight * by_kind
             if weight.sum() <= 0:
                 raise DataError("sample weights times kind weights are all 0")
+        weight_cp = self._fit_counterparty_weight(data, labels, weight)
         size = self._size()
         images = resize_images(render_batch(data, style=self.style), size)
         flip_bands = panels(self.style) if self.input_size is None else None
@@ -679,10 +694,36 @@ class CNNDetector(Detector):
         else:
             self.threshold_ = 0.5
         self.validation_ = self._validation_metrics(y_val, val_scores)
+        self.counterparty_weight_ = weight_cp
         self._session = None
         self._weights_path: Path | None = None
         self.train_seconds_ = time.perf_counter() - t0
         return self
+
+    def _fit_counterparty_weight(
+        self, data: MarketData, labels: np.ndarray, weight: np.ndarray | None
+    ) -> float:
+        """The counterparty weight, given or estimated on the training accounts."""
+        if self.counterparty_weight is not None:
+            return _evidence.fit_weight(self.counterparty_weight, pd.DataFrame(), labels)
+        from fraudlens.market.features import account_features
+
+        return _evidence.fit_weight(None, account_features(data), labels, weight)
+
+    def _with_evidence(self, data: MarketData, scores: np.ndarray) -> np.ndarray:
+        """``scores`` with the counterparty evidence of ``data``'s accounts added to their
+        log-odds (in place; accounts without evidence keep their score)."""
+        weight = float(getattr(self, "counterparty_weight_", 0.0))
+        if weight <= 0 or len(scores) == 0 or len(data.trades) == 0:
+            return scores
+        from fraudlens.market.features import account_features
+
+        ev = _evidence.evidence_of(account_features(data))
+        rows = np.flatnonzero(ev > 0) if ev is not None else np.zeros(0, dtype=np.intp)
+        if len(rows):
+            p = np.clip(scores[rows], _EPS, 1.0 - _EPS)
+            scores[rows] = _evidence.lift(np.log(p) - np.log1p(-p), ev[rows], weight)
+        return scores
 
     def _validation_metrics(self, y: np.ndarray, s: np.ndarray) -> dict[str, float]:
         if len(y) == 0 or len(np.unique(y)) < 2:
@@ -795,7 +836,8 @@ class CNNDetector(Detector):
         return [float(v) for v in self.score_images(rgb[None])[0]]
 
     def decision_function(self, data: MarketData) -> np.ndarray:
-        """P(takeover) for each account, in ``data.account_ids`` order.
+        """P(takeover) for each account, in ``data.account_ids`` order, with the
+        counterparty evidence (``counterparty_weight``) of the accounts in ``data``.
 
         The accounts are rendered a chunk at a time, so memory is bounded by the chunk
         (about 65 KB of pixels an account), not by the number of accounts. With more
@@ -810,7 +852,7 @@ class CNNDetector(Detector):
             scores = np.empty(n, dtype=np.float64)
             for start, imgs in render_chunks(data, style=self.style, chunk=_RENDER_CHUNK):
                 scores[start : start + len(imgs)] = self.score_images(imgs)[:, 0]
-            return scores
+            return self._with_evidence(data, scores)
         from concurrent.futures import ThreadPoolExecutor
 
         sess = self._ort()
@@ -823,7 +865,7 @@ class CNNDetector(Detector):
             ]
             for job in jobs:
                 job.result()
-        return out[:, 0].astype(np.float64)
+        return self._with_evidence(data, out[:, 0].astype(np.float64))
 
     # -- persistence ---------------------------------------------------------------------
     def save_files(self, path: Path) -> dict[str, Any]:
@@ -853,6 +895,7 @@ class CNNDetector(Detector):
             "history": getattr(self, "history_", []),
             "validation": getattr(self, "validation_", {}),
             "train_seconds": getattr(self, "train_seconds_", None),
+            "counterparty_weight": float(getattr(self, "counterparty_weight_", 0.0)),
         }
 
     @staticmethod
@@ -896,5 +939,7 @@ class CNNDetector(Detector):
         best = metadata.get("best_epoch")
         det.best_epoch_ = int(best) if best is not None else 0
         det.validation_ = dict(metadata.get("validation", {}))
+        # absent from models saved before the evidence existed: they score as before
+        det.counterparty_weight_ = float(metadata.get("counterparty_weight") or 0.0)
         det._weights_path = path / _WEIGHTS_FILE
         return det

@@ -13,6 +13,7 @@ from fraudlens._cores import training_threads
 from fraudlens._detector import Detector
 from fraudlens._xgb import load_booster
 from fraudlens.errors import ConfigError, DataError, FraudlensError, ModelNotFoundError
+from fraudlens.market import _evidence
 from fraudlens.market.data import MarketData
 from fraudlens.market.features import FEATURE_NAMES, account_features
 
@@ -27,9 +28,6 @@ _MODEL_FILE = "model.json"
 #: call waits tens of milliseconds for its team (measured: 1 to 2,000 rows took about
 #: 40 ms on 2 threads and 0.2 to 10 ms on one, load 5 on 2 cores; the same scores).
 _ROWS_PER_THREAD = 5000
-#: Feature columns the counterparty evidence reads (see ``FeatureDetector``).
-_PAIR_SHARE = "mirror_pair_share"
-_PAIR_STRONG = "n_mirror_pair_strong"
 
 
 class FeatureDetector(Detector):
@@ -179,7 +177,7 @@ class FeatureDetector(Detector):
                 raise DataError(f"{len(y)} labels but {len(weight)} sample weights")
             if not np.all(np.isfinite(weight)) or bool((weight < 0).any()) or weight.sum() <= 0:
                 raise DataError("sample weights must be finite, >= 0 and not all 0")
-        weight_cp = self._fit_counterparty_weight(X, y, weight)
+        weight_cp = _evidence.fit_weight(self.counterparty_weight, X, y, weight)
         ignored = self._ignored()
         names = [c for c in X.columns if c not in ignored]
         if not names:
@@ -196,33 +194,6 @@ class FeatureDetector(Detector):
         self.threshold_ = float(self.threshold)
         self.counterparty_weight_ = weight_cp
         return self
-
-    def _fit_counterparty_weight(
-        self, X: pd.DataFrame, y: np.ndarray, weight: np.ndarray | None
-    ) -> float:
-        """``counterparty_weight`` as given, or estimated on the training rows (see the
-        class docstring): log((a + 1) / (n1 + 2)) - log((b + 1) / (n0 + 2)), where a of
-        n1 takeovers and b of n0 normal accounts have evidence 0.5 or more; never below
-        0."""
-        given = self.counterparty_weight
-        if given is not None:
-            try:
-                value = float(given)
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"counterparty_weight must be a number or None, not {given!r}"
-                ) from None
-            if not np.isfinite(value) or value < 0:
-                raise ConfigError(f"counterparty_weight must be finite and >= 0, not {given!r}")
-            return value
-        if _PAIR_SHARE not in X.columns or _PAIR_STRONG not in X.columns:
-            return 0.0
-        full = _evidence(X[_PAIR_SHARE].to_numpy(), X[_PAIR_STRONG].to_numpy()) >= 0.5
-        w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)
-        pos, neg = y == 1, y != 1
-        rate_pos = (w[pos & full].sum() + 1.0) / (w[pos].sum() + 2.0)
-        rate_neg = (w[neg & full].sum() + 1.0) / (w[neg].sum() + 2.0)
-        return float(max(0.0, np.log(rate_pos / rate_neg)))
 
     def _ignored(self) -> set[str]:
         """``ignore_features`` as a set of names (one name given alone counts as one)."""
@@ -266,8 +237,8 @@ class FeatureDetector(Detector):
             return np.zeros(0, dtype=np.float64)
         matrix = self._matrix(X)
         pred = np.asarray(booster.inplace_predict(matrix, validate_features=False), np.float64)
-        if self._weight() > 0 and _PAIR_SHARE in X.columns and _PAIR_STRONG in X.columns:
-            ev = _evidence(X[_PAIR_SHARE].to_numpy(), X[_PAIR_STRONG].to_numpy())
+        ev = _evidence.evidence_of(X) if self._weight() > 0 else None
+        if ev is not None:
             self._add_evidence(booster, matrix, pred, ev)
         return pred
 
@@ -286,8 +257,7 @@ class FeatureDetector(Detector):
         margin = booster.inplace_predict(
             np.ascontiguousarray(matrix[rows]), predict_type="margin", validate_features=False
         )
-        z = np.asarray(margin, dtype=np.float64) + self._weight() * ev[rows]
-        pred[rows] = 1.0 / (1.0 + np.exp(-z))
+        pred[rows] = _evidence.lift(margin, ev[rows], self._weight())
 
     def _decision_block(self, block: np.ndarray) -> np.ndarray:
         """:meth:`decision_function_features` of ``pd.DataFrame(block, columns=
@@ -314,7 +284,7 @@ class FeatureDetector(Detector):
         X = np.ascontiguousarray(block if cols is None else block[:, cols], dtype=np.float32)
         pred = np.asarray(booster.inplace_predict(X, validate_features=False), np.float64)
         if self._weight() > 0:
-            ev = _evidence(block[:, _BLOCK_SHARE], block[:, _BLOCK_STRONG])
+            ev = _evidence.evidence(block[:, _BLOCK_SHARE], block[:, _BLOCK_STRONG])
             self._add_evidence(booster, X, pred, ev)
         return pred
 
@@ -350,10 +320,10 @@ class FeatureDetector(Detector):
         dm = xgb.DMatrix(self._matrix(X), feature_names=self.feature_names_)
         contrib = booster.predict(dm, pred_contribs=True)
         out = pd.DataFrame(contrib, index=X.index, columns=[*self.feature_names_, "bias"])
-        if self._weight() > 0 and _PAIR_SHARE in X.columns and _PAIR_STRONG in X.columns:
+        ev = _evidence.evidence_of(X) if self._weight() > 0 else None
+        if ev is not None:
             # the counterparty evidence's log-odds go to the share it reads
-            ev = _evidence(X[_PAIR_SHARE].to_numpy(), X[_PAIR_STRONG].to_numpy())
-            col = _PAIR_SHARE if _PAIR_SHARE in out.columns else "bias"
+            col = _evidence.PAIR_SHARE if _evidence.PAIR_SHARE in out.columns else "bias"
             out[col] = out[col].to_numpy(dtype=np.float64) + self._weight() * ev
         return out
 
@@ -410,14 +380,5 @@ class FeatureDetector(Detector):
         return f"FeatureDetector({params})"
 
 
-_BLOCK_SHARE = FEATURE_NAMES.index(_PAIR_SHARE)
-_BLOCK_STRONG = FEATURE_NAMES.index(_PAIR_STRONG)
-
-
-def _evidence(share: np.ndarray, strong: np.ndarray) -> np.ndarray:
-    """Counterparty evidence per account: the mirrored share of its round-trip value,
-    in [0, 1], where the mirroring account takes both legs of a strong round trip; 0
-    elsewhere (and where either value is not a number)."""
-    share = np.nan_to_num(np.asarray(share, dtype=np.float64), nan=0.0)
-    strong = np.nan_to_num(np.asarray(strong, dtype=np.float64), nan=0.0)
-    return np.where(strong >= 1.0, np.clip(share, 0.0, 1.0), 0.0)
+_BLOCK_SHARE = FEATURE_NAMES.index(_evidence.PAIR_SHARE)
+_BLOCK_STRONG = FEATURE_NAMES.index(_evidence.PAIR_STRONG)
