@@ -47,3 +47,30 @@ def jpeg_scan_bomb(extra_scans: int, size: int = 2048) -> bytes:
     assert data.endswith(b"\xff\xd9")
     last_scan = data[data.rindex(b"\xff\xda") : -2]
     return data[:-2] + last_scan * extra_scans + b"\xff\xd9"
+
+
+def jpeg_header_bomb(kind: str, total: int = 5_000_000) -> bytes:
+    """A valid 64 x 64 JPEG whose header is padded, right after its start-of-image marker,
+    to about ``total`` bytes of ``kind``: ``"comments"`` (5-byte COM segments),
+    ``"app"`` (4-byte empty APP1 segments), ``"fill"`` (runs of 1,000 FF fill bytes, each
+    before a 5-byte COM segment), ``"fill run"`` (one run of FF fill bytes) or
+    ``"tables"`` (64 KB DQT segments of 65-byte quantisation tables). Pillow reads a header
+    in Python, segment by segment and fill byte by fill byte: 5 MB of any of them took
+    0.5 to 5 s to open."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 30, 200)).save(buf, "JPEG")
+    data = buf.getvalue()
+    assert data.startswith(b"\xff\xd8")
+    tables = (b"\x00" + b"\x01" * 64) * 1008
+    unit = {
+        "comments": b"\xff\xfe\x00\x03x",
+        "app": b"\xff\xe1\x00\x02",
+        "fill": b"\xff" * 1000 + b"\xfe\x00\x03x",
+        "fill run": b"\xff",
+        "tables": b"\xff\xdb" + struct.pack(">H", len(tables) + 2) + tables,
+    }[kind]
+    return data[:2] + unit * ((total - len(data)) // len(unit)) + data[2:]

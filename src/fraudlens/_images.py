@@ -7,12 +7,20 @@ refuses an image over ``max_pixels`` with :class:`ImageTooLargeError` before a s
 pixel is decoded, and only then decodes. Only PNG and JPEG are opened at all, so none of
 Pillow's other decoders is reachable from a request. A JPEG of more than
 :data:`MAX_JPEG_SCANS` scans is refused unread too: each scan is a pass over the whole
-image, so a small file of many scans takes minutes to decode.
+image, so a small file of many scans takes minutes to decode. The header of a JPEG (the
+marker segments before its first scan) is walked by Pillow in Python, segment by segment
+and stray byte by stray byte, before anything is decoded; it is checked first at the speed
+of ``bytes.find``, and a header of more than :data:`MAX_JPEG_SEGMENTS` segments, more than
+:data:`MAX_JPEG_STRAY_BYTES` fill or stray bytes, or more than
+:data:`MAX_JPEG_PARSED_BYTES` bytes of the segments Pillow reads item by item is refused
+unread: a 5 MB header of tiny segments took 3 to 5 s to open, once for the size check and
+again for the decode.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from typing import TYPE_CHECKING
 
 from fraudlens.errors import DataError
@@ -24,7 +32,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FORMATS",
+    "MAX_JPEG_PARSED_BYTES",
     "MAX_JPEG_SCANS",
+    "MAX_JPEG_SEGMENTS",
+    "MAX_JPEG_STRAY_BYTES",
     "ImageTooLargeError",
     "check_image",
     "decode_image",
@@ -42,6 +53,29 @@ FORMATS = ("PNG", "JPEG")
 #: 65 KB JPEG of 2048 x 2048 pixels that repeats one scan 3,000 times had taken 14 s to
 #: decode, and a 5 MB body of such scans would take over 20 minutes.
 MAX_JPEG_SCANS = 100
+
+#: Most marker segments a JPEG may hold before its first scan. Pillow reads the header in
+#: Python, a few microseconds a segment, so 5 MB of 5-byte comments took 3 s to open (and
+#: were opened twice, for the size check and the decode). Encoders write a few dozen: APP0
+#: (JFIF), APP1 (EXIF, XMP), APP2 (an ICC profile, split in at most 255 chunks), APP13,
+#: APP14, DQT, DHT, DRI, COM, SOF. 1,000 leaves room for the longest ICC profile besides
+#: every other kind, and for more full-sized (64 KB) segments than the body limit holds;
+#: 1,000 segments take Pillow about 4 ms.
+MAX_JPEG_SEGMENTS = 1000
+
+#: Most fill (FF) or stray bytes a JPEG may hold between the markers before its first
+#: scan. The standard allows any number of FF bytes before a marker, and Pillow and
+#: libjpeg skip other stray bytes; Pillow reads them one by one in Python (5 MB of FF took
+#: 4 s to open). Encoders write none; 4,096 takes Pillow about 3 ms.
+MAX_JPEG_STRAY_BYTES = 4096
+
+#: Most bytes a JPEG may hold, before its first scan, in the segments whose content Pillow
+#: reads item by item in Python: frame headers (SOF, 3 bytes a component), quantisation
+#: tables (DQT, 65 or 129 bytes a table) and Photoshop resources (APP13). 5 MB of them
+#: took 0.5 to 1 s to open, yet an image has one frame header of a few dozen bytes and at
+#: most four tables (516 bytes), and Photoshop writes tens of kilobytes of resources. 256 KB
+#: takes Pillow at most about 50 ms.
+MAX_JPEG_PARSED_BYTES = 256 * 1024
 
 
 class ImageTooLargeError(DataError):
@@ -104,7 +138,9 @@ def decode_image(payload: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
         The header declares more than ``max_pixels`` pixels (nothing was decoded).
     DataError
         The bytes are not a PNG or JPEG image, the image data is corrupt, or a JPEG holds
-        more than :data:`MAX_JPEG_SCANS` scans (nothing was decoded).
+        more than :data:`MAX_JPEG_SCANS` scans or a header past the limits
+        :data:`MAX_JPEG_SEGMENTS`, :data:`MAX_JPEG_STRAY_BYTES` and
+        :data:`MAX_JPEG_PARSED_BYTES` (nothing was decoded).
     """
     import numpy as np
     from PIL import Image
@@ -124,6 +160,8 @@ def _open(payload: bytes, max_pixels: int) -> Image.Image:
     """Open lazily (header only), PNG or JPEG only."""
     from PIL import Image, UnidentifiedImageError
 
+    if payload[:3] == b"\xff\xd8\xff":
+        _check_jpeg_header(payload)  # before Pillow walks the header in Python
     try:
         return Image.open(io.BytesIO(payload), formats=FORMATS)
     except Image.DecompressionBombError:
@@ -172,12 +210,82 @@ def _header_size(payload: bytes) -> tuple[int, int]:
     ((0, 0) when neither is found)."""
     if payload[:8] == b"\x89PNG\r\n\x1a\n" and payload[12:16] == b"IHDR":
         return int.from_bytes(payload[16:20], "big"), int.from_bytes(payload[20:24], "big")
-    i = 2 if payload[:2] == b"\xff\xd8" else len(payload)
-    while i + 9 <= len(payload) and payload[i] == 0xFF:
-        marker = payload[i + 1]
-        if marker in _SOF:
-            height = int.from_bytes(payload[i + 5 : i + 7], "big")
-            width = int.from_bytes(payload[i + 7 : i + 9], "big")
-            return width, height
-        i += 2 + int.from_bytes(payload[i + 2 : i + 4], "big")
+    if payload[:3] == b"\xff\xd8\xff":
+        return _check_jpeg_header(payload)
     return 0, 0
+
+
+# JPEG markers that Pillow reads without a length (RST0-7, SOI, EOI, the extensions JPG
+# and JPG0-13); those it reads as frame headers (SOF, and DHP, the hierarchical one); and
+# those whose content it reads item by item in Python (see MAX_JPEG_PARSED_BYTES): frame
+# headers, DQT, APP13. Any other marker is followed by its length. (Pillow 13's table.)
+_STANDALONE = frozenset([*range(0xD0, 0xDA), 0xC8, *range(0xF0, 0xFE)])
+_FRAME = _SOF | {0xDE}
+_PARSED = _FRAME | {0xDB, 0xED}
+_NOT_FF = re.compile(rb"[^\xff]")
+
+
+def _check_jpeg_header(payload: bytes) -> tuple[int, int]:
+    """Walk a JPEG's marker segments up to its first scan (SOS, where Pillow stops reading
+    the header) as Pillow does, and return the size its last frame header declares ((0, 0)
+    if none). DataError when the header holds more than :data:`MAX_JPEG_SEGMENTS`
+    segments, :data:`MAX_JPEG_STRAY_BYTES` fill or stray bytes or
+    :data:`MAX_JPEG_PARSED_BYTES` bytes of SOF, DQT and APP13 segments.
+
+    Each pass of the loop takes one marker or at least one stray byte, and the walk stops
+    past either limit, so it runs at most a few thousand times whatever the payload; runs of
+    stray bytes are skipped with ``bytes.find`` and a regular expression, which look no
+    further than the stray bytes still allowed, so the whole walk reads a bounded number of
+    bytes however long the payload is.
+    """
+    size = (0, 0)
+    segments = stray = parsed = 0
+    i, n = 2, len(payload)
+    while i < n:
+        # Look no further than the stray bytes still allowed (and the marker after them).
+        end = min(n, i + MAX_JPEG_STRAY_BYTES - stray + 2)
+        if payload[i] != 0xFF:  # stray bytes up to the next FF
+            j = payload.find(b"\xff", i, end)
+            j = end if j < 0 else j
+            stray += j - i
+        else:  # FF bytes: the last one starts a marker, any before it are fill
+            found = _NOT_FF.search(payload, i, end)
+            j = end if found is None else found.start()
+            stray += j - i - 1
+        if stray > MAX_JPEG_STRAY_BYTES:
+            raise DataError(
+                f"the JPEG holds over {MAX_JPEG_STRAY_BYTES:,} fill or stray bytes between "
+                "the markers of its header; they are refused unread"
+            )
+        if j >= n or payload[j - 1] != 0xFF:
+            i = j
+            continue
+        marker, i = payload[j], j + 1
+        if marker == 0x00:  # FF 00 outside a scan: skipped as one stray byte
+            stray += 1
+            continue
+        if marker == 0xDA:  # start of scan: the header ends
+            break
+        segments += 1
+        if segments > MAX_JPEG_SEGMENTS:
+            raise DataError(
+                f"the JPEG holds over {MAX_JPEG_SEGMENTS:,} marker segments before its "
+                "image data (encoders write a few dozen); it is refused unread"
+            )
+        if marker in _STANDALONE:
+            continue
+        length = max(int.from_bytes(payload[i : i + 2], "big"), 2)
+        if marker in _PARSED:
+            parsed += length
+            if parsed > MAX_JPEG_PARSED_BYTES:
+                raise DataError(
+                    f"the JPEG holds over {MAX_JPEG_PARSED_BYTES:,} bytes of frame headers, "
+                    "quantisation tables and Photoshop resources before its image data; "
+                    "it is refused unread"
+                )
+            if marker in _FRAME and i + 7 <= n:
+                height = int.from_bytes(payload[i + 3 : i + 5], "big")
+                width = int.from_bytes(payload[i + 5 : i + 7], "big")
+                size = (width, height)
+        i += length
+    return size

@@ -18,7 +18,7 @@ import pytest
 from _live import free_port, serve_in_process  # type: ignore[import-not-found]
 from fastapi.testclient import TestClient
 
-from _bombs import jpeg_scan_bomb, png_bomb  # type: ignore[import-not-found]
+from _bombs import jpeg_header_bomb, jpeg_scan_bomb, png_bomb  # type: ignore[import-not-found]
 from fraudlens.config import Settings
 from fraudlens.service import create_app
 
@@ -130,6 +130,63 @@ def test_jpeg_of_many_scans_is_400_within_a_second(client: Any) -> None:
             "/invocations", content=buf.getvalue(), headers={"Content-Type": "image/jpeg"}
         )
         assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("comments", "over 1,000 marker segments before its image data"),
+        ("app", "over 1,000 marker segments before its image data"),
+        ("fill", "over 4,096 fill or stray bytes"),
+        ("fill run", "over 4,096 fill or stray bytes"),
+        ("tables", "over 262,144 bytes of frame headers, quantisation tables"),
+    ],
+)
+def test_jpeg_of_a_huge_header_is_400_within_a_second(client: Any, kind: str, error: str) -> None:
+    # Pillow reads a JPEG's header in Python: 5 MB of tiny segments or fill bytes had taken
+    # 3 to 5 s to open (tables 0.5 s), twice a request (the size check, then the decode);
+    # now the header is walked at the speed of bytes.find and refused first.
+    body = jpeg_header_bomb(kind)
+    assert 4_900_000 < len(body) <= 5_000_000
+    t0 = time.perf_counter()
+    r = client.post("/invocations", content=body, headers={"Content-Type": "image/jpeg"})
+    seconds = time.perf_counter() - t0
+    assert r.status_code == 400, r.text
+    assert seconds < 1.0, seconds
+    assert error in r.json()["error"]
+
+
+def test_ordinary_jpegs_are_scored(client: Any) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (288, 64, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x010F] = "Camera maker"  # Make
+    exif[0x0110] = "Camera model"  # Model
+    exif[0x0131] = "Software " * 200  # Software: a 1.8 KB APP1 segment
+    variants: dict[str, dict[str, Any]] = {
+        "baseline": {},
+        "progressive": {"progressive": True},
+        "exif": {"exif": exif.tobytes()},
+        # A 200 KB profile: Pillow writes it as four APP2 chunks.
+        "icc": {"icc_profile": bytes(rng.integers(0, 255, 200_000, dtype=np.uint8))},
+        "everything": {
+            "progressive": True,
+            "exif": exif.tobytes(),
+            "icc_profile": b"\x00" * 200_000,
+            "comment": "a comment",
+        },
+    }
+    for name, options in variants.items():
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=90, **options)
+        body = buf.getvalue()
+        if "icc_profile" in options:
+            assert body.count(b"ICC_PROFILE\x00") == 4, name
+        r = client.post("/invocations", content=body, headers={"Content-Type": "image/jpeg"})
+        assert r.status_code == 200, (name, r.text)
+        assert sum(r.json()) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_decodes_are_bounded(full_registry: Path) -> None:
