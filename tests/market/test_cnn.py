@@ -195,7 +195,15 @@ def test_counterparty_evidence_lifts_mirrored_accounts_only(
     np.testing.assert_allclose(old.decision_function(test_data), images, atol=1e-6)
     # a weight given is used as given; nonsense is refused
     y = test_data.y()
-    assert CNNDetector(counterparty_weight=0)._fit_counterparty_weight(test_data, y, None) == 0
+    assert CNNDetector(counterparty_weight=0)._fit_counterparty_weight(test_data, y, None) == (
+        0.0,
+        None,
+    )
+    given, ev_given = CNNDetector(counterparty_weight=2.5)._fit_counterparty_weight(
+        test_data, y, None
+    )
+    assert given == 2.5
+    np.testing.assert_array_equal(ev_given, ev)
     for bad in (-1.0, float("inf"), "much"):
         with pytest.raises(ConfigError, match="counterparty_weight"):
             CNNDetector(counterparty_weight=bad)._fit_counterparty_weight(test_data, y, None)  # type: ignore[arg-type]

@@ -640,7 +640,7 @@ class CNNDetector(Detector):
             weight = by_kind if weight is None else weight * by_kind
             if weight.sum() <= 0:
                 raise DataError("sample weights times kind weights are all 0")
-        weight_cp = self._fit_counterparty_weight(data, labels, weight)
+        weight_cp, evidence = self._fit_counterparty_weight(data, labels, weight)
         size = self._size()
         images = resize_images(render_batch(data, style=self.style), size)
         flip_bands = panels(self.style) if self.input_size is None else None
@@ -685,6 +685,11 @@ class CNNDetector(Detector):
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         y_val = labels[result.val_index]
+        if weight_cp > 0 and evidence is not None and len(result.val_index):
+            # validation scores as scoring gives them: with the counterparty evidence
+            val_scores = self._lifted(
+                np.asarray(val_scores, dtype=np.float64), evidence[result.val_index], weight_cp
+            )
         if self.threshold is not None:
             self.threshold_ = float(self.threshold)
         elif len(np.unique(y_val)) == 2:
@@ -702,13 +707,29 @@ class CNNDetector(Detector):
 
     def _fit_counterparty_weight(
         self, data: MarketData, labels: np.ndarray, weight: np.ndarray | None
-    ) -> float:
-        """The counterparty weight, given or estimated on the training accounts."""
-        if self.counterparty_weight is not None:
-            return _evidence.fit_weight(self.counterparty_weight, pd.DataFrame(), labels)
+    ) -> tuple[float, np.ndarray | None]:
+        """The counterparty weight, given or estimated on the training accounts, and the
+        training accounts' evidence (None when the weight is 0)."""
         from fraudlens.market.features import account_features
 
-        return _evidence.fit_weight(None, account_features(data), labels, weight)
+        given = self.counterparty_weight
+        if given is not None:
+            value = _evidence.fit_weight(given, pd.DataFrame(), labels)
+            if value == 0:
+                return value, None
+            return value, _evidence.evidence_of(account_features(data))
+        feats = account_features(data)
+        return _evidence.fit_weight(None, feats, labels, weight), _evidence.evidence_of(feats)
+
+    @staticmethod
+    def _lifted(scores: np.ndarray, ev: np.ndarray, weight: float) -> np.ndarray:
+        """``scores`` (in place) with ``weight x ev`` added to the log-odds of the rows
+        with evidence."""
+        rows = np.flatnonzero(ev > 0)
+        if len(rows):
+            p = np.clip(scores[rows], _EPS, 1.0 - _EPS)
+            scores[rows] = _evidence.lift(np.log(p) - np.log1p(-p), ev[rows], weight)
+        return scores
 
     def _with_evidence(self, data: MarketData, scores: np.ndarray) -> np.ndarray:
         """``scores`` with the counterparty evidence of ``data``'s accounts added to their
@@ -719,11 +740,7 @@ class CNNDetector(Detector):
         from fraudlens.market.features import account_features
 
         ev = _evidence.evidence_of(account_features(data))
-        rows = np.flatnonzero(ev > 0) if ev is not None else np.zeros(0, dtype=np.intp)
-        if len(rows):
-            p = np.clip(scores[rows], _EPS, 1.0 - _EPS)
-            scores[rows] = _evidence.lift(np.log(p) - np.log1p(-p), ev[rows], weight)
-        return scores
+        return scores if ev is None else self._lifted(scores, ev, weight)
 
     def _validation_metrics(self, y: np.ndarray, s: np.ndarray) -> dict[str, float]:
         if len(y) == 0 or len(np.unique(y)) < 2:
