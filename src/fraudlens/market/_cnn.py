@@ -709,7 +709,7 @@ class CNNDetector(Detector):
         self, data: MarketData, labels: np.ndarray, weight: np.ndarray | None
     ) -> tuple[float, np.ndarray | None]:
         """The counterparty weight, given or estimated on the training accounts, and the
-        training accounts' evidence (None when the weight is 0)."""
+        training accounts' evidence (None when a weight of 0 is given)."""
         from fraudlens.market.features import account_features
 
         given = self.counterparty_weight
