@@ -27,9 +27,11 @@ prefix: reviewed windows then never share bars or trades with simulated data or 
 another window of the same account, while the windows of different accounts keep each
 other's trades in view, as in a worker's batch. Every feature reads symbols as keys
 only, so the renaming changes no score (tested). Features that look at other accounts'
-trades (mirrored fills) see the other reviewed windows here, where the worker saw the
-other accounts of its batch, so a few rescored events differ slightly from their recorded
-scores; :class:`VersionFigures` reports how many were reproduced.
+trades (mirrored fills, and the counterparty evidence) read each layer's samples against
+the stored trades that mirror them, as the worker read its batch against the store
+(:meth:`fraudlens.store.Store.mirror_candidates`); trades stored after an event was
+raised may still make a rescored event differ from its recorded score, and
+:class:`VersionFigures` reports how many were reproduced.
 
 Hold-out rule
 -------------
@@ -467,7 +469,11 @@ def load_reviewed(
             )
         ]
         raw = st.trades_in_windows(windows) if windows else None
-        data, events, no_trades = _samples(events, raw)
+        context = None
+        if raw is not None and not raw.trades.empty:
+            say("looking up the windows' counterparties")
+            context = st.mirror_candidates(raw.trades)
+        data, events, no_trades = _samples(events, raw, context)
         if no_trades:
             skipped["no_trades"] = no_trades
         return ReviewedWindows(
@@ -483,9 +489,16 @@ def load_reviewed(
             st.close()
 
 
-def _samples(events: pd.DataFrame, raw: MarketData | None) -> tuple[MarketData, pd.DataFrame, int]:
-    """Cut the stored trades into one renamed sample per event (see the module docs)."""
+def _samples(
+    events: pd.DataFrame, raw: MarketData | None, context: pd.DataFrame | None = None
+) -> tuple[MarketData, pd.DataFrame, int]:
+    """Cut the stored trades into one renamed sample per event (see the module docs).
+
+    ``context``: stored trades that may mirror ``raw``'s (beyond them), e.g.
+    :meth:`fraudlens.store.Store.mirror_candidates`; with ``raw``'s own trades they make
+    the samples' book (:func:`_sample_book`)."""
     from fraudlens.market.data import KLINE_COLUMNS, LABEL_COLUMNS, TRADE_COLUMNS, MarketData
+    from fraudlens.market.features import TradeBook
 
     empty_k = pd.DataFrame({c: pd.Series(dtype=_KDTYPES[c]) for c in KLINE_COLUMNS})
     empty_t = pd.DataFrame({c: pd.Series(dtype=_TDTYPES[c]) for c in TRADE_COLUMNS})
@@ -496,6 +509,7 @@ def _samples(events: pd.DataFrame, raw: MarketData | None) -> tuple[MarketData, 
     # rank of the event among its account's events: windows of one account never share
     # a layer, so their (possibly common) trades never meet as different accounts
     ev["layer"] = ev.sort_values(["window_end", "event_id"]).groupby("account_id").cumcount()
+    book = None
     if raw is None or raw.trades.empty:
         trades, klines = empty_t, empty_k
     else:
@@ -522,6 +536,7 @@ def _samples(events: pd.DataFrame, raw: MarketData | None) -> tuple[MarketData, 
         trades = trades.sort_values(["account_id", "ts", "trade_id"], kind="stable")
         trades = trades.reset_index(drop=True)
         klines = klines.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
+        book = TradeBook(_sample_book(t, raw.trades, context, trades))
     have = set(trades["account_id"].unique())
     present = ev["sample_id"].isin(have).to_numpy()
     no_trades = int((~present).sum())
@@ -544,7 +559,64 @@ def _samples(events: pd.DataFrame, raw: MarketData | None) -> tuple[MarketData, 
         "reviewed_at",
         "reviewed_by",
     ]
-    return MarketData(klines, trades, labels), ev[cols], no_trades
+    data = MarketData(klines, trades, labels)
+    if book is not None:
+        data.book = book
+    return data, ev[cols], no_trades
+
+
+def _sample_book(
+    cut: pd.DataFrame,
+    stored: pd.DataFrame,
+    context: pd.DataFrame | None,
+    samples: pd.DataFrame,
+) -> pd.DataFrame:
+    """The trades the samples' mirror evidence is read against: the samples' own, and
+    for each layer the stored trades that mirror one of its samples' trades but are not
+    among them, renamed into the layer.
+
+    The worker read an event's window against every stored trade that mirrors one of
+    its trades (:meth:`fraudlens.store.Store.mirror_candidates`), whoever's window it
+    was in. Here those trades are another reviewed window's (in view already when that
+    window is in the same layer), or trades of no window of the layer, added here: of a
+    sample's account, they join that sample's account (so both legs of a round trip it
+    mirrors stay one account's); of any other account, they keep its id.
+
+    ``cut``: the stored trades of each event's window with the event's ``sample_id`` and
+    ``layer``; ``stored``: the windows' stored trades; ``context``: further stored trades
+    that may mirror them; ``samples``: the renamed samples' trades.
+    """
+    from fraudlens.market.data import TRADE_COLUMNS
+    from fraudlens.market.features import TradeBook
+
+    cols = list(TRADE_COLUMNS)
+    pool = stored[cols]
+    if context is not None and len(context):
+        pool = pd.concat([pool, context[cols]], ignore_index=True)
+    pool = pool.drop_duplicates("trade_id").reset_index(drop=True)
+    lookup = TradeBook(pool)
+    parts = [samples[cols]]
+    for layer, mine in cut.groupby("layer", sort=True):
+        found = lookup.candidates(mine[cols])
+        found = found[~found["trade_id"].isin(set(mine["trade_id"]))]
+        if found.empty:
+            continue
+        own = dict(zip(mine["account_id"].astype(str), mine["sample_id"].astype(str), strict=False))
+        accounts = found["account_id"].astype(str)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "trade_id": f"c{layer}/" + found["trade_id"].astype(str),
+                    "account_id": [own.get(a, a) for a in accounts.tolist()],
+                    "symbol": found["symbol"].astype(str) + "@" + str(layer),
+                    "ts": found["ts"],
+                    "side": found["side"],
+                    "price": found["price"],
+                    "quantity": found["quantity"],
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 _KDTYPES = {
@@ -669,11 +741,19 @@ def merge_training(
         [sim_labels[["account_id", "label", "kind"]], rev_labels[["account_id", "label", "kind"]]],
         ignore_index=True,
     )
+    from fraudlens.market.data import TRADE_COLUMNS
+    from fraudlens.market.features import TradeBook
+
+    # each part's mirror evidence is read against its own book, as when scored alone
+    # (the simulated accounts' whole days, the reviewed windows' stored counterparties)
+    cols = list(TRADE_COLUMNS)
+    books = [d.the_book().all_trades()[cols] for d in (simulated, reviewed.data)]
     data = MarketData(
         pd.concat([simulated.klines, reviewed.data.klines], ignore_index=True),
         pd.concat([simulated.trades, reviewed.data.trades], ignore_index=True),
         labels,
         simulated.bar,
+        TradeBook(pd.concat(books, ignore_index=True)),
     )
     ids = np.asarray(data.account_ids, dtype=str)
     is_rev = np.char.startswith(ids, _SAMPLE_PREFIX)

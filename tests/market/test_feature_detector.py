@@ -237,14 +237,12 @@ def test_counterparty_evidence_lifts_mirrored_accounts_only(
     expect = np.log(((full & (y == 1)).sum() + 1) / ((y == 1).sum() + 2)) - np.log(
         ((full & (y == 0)).sum() + 1) / ((y == 0).sum() + 2)
     )
-    # off by default; None estimates it
-    assert fitted.counterparty_weight == 0 and fitted.counterparty_weight_ == 0.0
-    off = fitted
-    fitted = FeatureDetector(n_estimators=150, max_depth=4, seed=0, counterparty_weight=None)
-    fitted.fit(train)
+    assert fitted.counterparty_weight is None
     assert fitted.counterparty_weight_ == pytest.approx(expect) and expect > 3
-    # the same trees: rows with no evidence score exactly the same, rows with evidence
-    # gain weight x evidence in log-odds
+    # the same trees without it: rows with no evidence score exactly the same, rows with
+    # evidence gain weight x evidence in log-odds
+    off = FeatureDetector(n_estimators=150, max_depth=4, seed=0, counterparty_weight=0).fit(train)
+    assert off.counterparty_weight_ == 0.0
     X = account_features(test_data)
     ev = np.where(X["n_mirror_pair_strong"] >= 1, X["mirror_pair_share"], 0.0)
     assert (ev > 0).sum() >= 10 and (ev == 0).sum() >= 100

@@ -377,3 +377,61 @@ def test_migration_0004_up_and_down(store_url: str) -> None:
         assert diff == []
     finally:
         s.close()
+
+
+def test_an_account_of_the_batch_is_found_beyond_its_own_window(store: Store) -> None:
+    # B took the other side of both of V's legs (V bought at the bars' high and sold at
+    # their low), then traded again 30 h later: B's own
+    # last 24 h no longer hold those trades, but V's window does. Scored in one batch
+    # (the worker's case), V still finds B, as it does in the file of the same trades.
+    from fraudlens.market.data import MarketData, window
+    from fraudlens.market.features import account_features
+
+    later = 30 * 3600
+    trades = book(
+        [
+            ("v1", "V", "X", 10, "buy", 14.0, 4.0),
+            ("b1", "B", "X", 10, "sell", 14.0, 4.0),
+            ("v2", "V", "X", 320, "sell", 8.0, 4.0),
+            ("b2", "B", "X", 320, "buy", 8.0, 4.0),
+            ("b3", "B", "X", later, "buy", 10.0, 1.0),
+        ]
+    )
+    bars = pd.concat(
+        [_klines("X", 8.0, 14.0), _klines("X", 8.0, 14.0).assign(
+            ts=lambda k: k["ts"] + pd.Timedelta(seconds=later))],
+        ignore_index=True,
+    )  # fmt: skip
+    store.load_klines(bars)
+    store.load_trades(trades)
+    batch = store.account_windows(["V", "B"])
+    assert sorted(batch.trades["trade_id"]) == ["b3", "v1", "v2"]
+    # B's older trades come back as candidates though B is in the batch; the batch's
+    # own trades do not
+    assert store.mirror_candidates(batch.trades)["trade_id"].tolist() == ["b1", "b2"]
+    got = account_features(batch)
+    files = window(MarketData(bars, trades))
+    want = account_features(files)
+    assert got.loc["V", "mirror_pair_share"] == pytest.approx(1.0)
+    pd.testing.assert_series_equal(got.loc["V"], want.loc["V"])
+    pd.testing.assert_series_equal(got.loc["B"], want.loc["B"])
+    # the book holds each trade once, whatever the fetch returns
+    held = batch.book.all_trades()
+    assert held["trade_id"].is_unique and set(held["trade_id"]) == set(trades["trade_id"])
+
+
+def test_a_book_keeps_each_fetched_trade_once() -> None:
+    from fraudlens.market.features import TradeBook
+
+    trades = book(
+        [
+            ("v1", "V", "X", 10, "buy", 13.0, 4.0),
+            ("w1", "W", "X", 10, "sell", 13.0, 4.0),
+        ]
+    )
+    extra = book([("b1", "B", "X", 12, "sell", 13.0, 4.0)])
+    # a fetch that returns a held trade, and the same new trade twice
+    tb = TradeBook(trades, fetch=lambda asked: pd.concat([trades, extra, extra]))
+    _, accounts = tb.mirrors(trades.iloc[:1])
+    assert sorted(accounts.tolist()) == ["B", "W"]  # one pair per mirroring trade
+    assert tb.all_trades()["trade_id"].tolist() == ["v1", "w1", "b1"]

@@ -493,11 +493,10 @@ class CNNDetector(Detector):
         Log-odds added to an account's score per unit of counterparty evidence, as in
         :class:`~fraudlens.market.detectors.FeatureDetector` (:mod:`fraudlens.market.
         _evidence`): an image shows one account, so the other side of its round trips
-        is read from the trades of the other accounts in the data. None estimates it
-        on the training data when fitting; 0, the default, turns it off (as the feature
-        detector's, for the same reason). Images scored on their own
-        (:meth:`score_images`) have no such evidence. Models saved before it existed
-        load with 0 and score as before.
+        is read from the trades of the other accounts in the data. None (the default)
+        estimates it on the training data when fitting; 0 turns it off. Images scored
+        on their own (:meth:`score_images`) have no such evidence. Models saved before
+        it existed load with 0 and score as before.
 
     Attributes
     ----------
@@ -536,7 +535,7 @@ class CNNDetector(Detector):
         fill_dropout: float = 0.0,
         rerender_every: int = 1,
         extreme_snap: float = 0.5,
-        counterparty_weight: float | None = 0.0,
+        counterparty_weight: float | None = None,
     ) -> None:
         self.arch = arch
         self.style = style

@@ -70,14 +70,12 @@ class FeatureDetector(Detector):
         the trees weigh it little: in training, mirrored takeovers are caught by their
         look anyway, so among the most suspicious-looking accounts of a real book a
         mirrored victim or beneficiary ranked below market makers and stopped-out
-        momentum traders that no one mirrors. None estimates the weight when fitting, as
-        the log of how much more often full evidence (0.5 or more) occurs among the
-        training takeovers than among the normal accounts, each rate with one case added
-        to each side (about 6.5 on ``market simulate``'s data, where no normal account
-        has such evidence). Off (0) by default: the store's counterparty lookup and a
-        file's own trades do not always find the same mirroring account (README, market
-        on real bars), and the evidence would turn that into different scores for the
-        same account. Models saved before it existed load with 0 and score as before.
+        momentum traders that no one mirrors. None (the default) estimates the weight
+        when fitting, as the log of how much more often full evidence (0.5 or more)
+        occurs among the training takeovers than among the normal accounts, each rate
+        with one case added to each side (about 6.5 on ``market simulate``'s data, where
+        no normal account has such evidence); 0 turns it off. Models saved before it
+        existed load with 0 and score as before.
 
     Attributes
     ----------
@@ -106,7 +104,7 @@ class FeatureDetector(Detector):
         colsample_bytree: float = 0.8,
         min_child_weight: float = 1.0,
         ignore_features: tuple[str, ...] = ("n_symbols",),
-        counterparty_weight: float | None = 0.0,
+        counterparty_weight: float | None = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth

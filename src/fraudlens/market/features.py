@@ -307,10 +307,11 @@ class TradeBook:
         Trades held in memory (the trades contract): the whole input in batch scoring,
         the batch's windows in the real-time worker.
     fetch
-        Called with trades whose mirrors are wanted; returns further trades of other
-        accounts that may mirror them (a superset is fine), e.g.
-        :meth:`fraudlens.store.Store.mirror_candidates`. Each trade is asked about once;
-        what came back is kept (:meth:`candidates` hands it to the counterparty evidence).
+        Called with trades whose mirrors are wanted; returns further trades that may
+        mirror them (a superset is fine: trades the book holds already, by
+        ``trade_id``, are dropped), e.g. :meth:`fraudlens.store.Store.mirror_candidates`.
+        Each trade is asked about once; what came back is kept (:meth:`candidates` hands
+        it to the counterparty evidence).
     max_gap, price_tol, qty_tol
         As in :func:`fraudlens.market.pairs.find_pairs`.
     """
@@ -338,6 +339,7 @@ class TradeBook:
         state = dict(self.__dict__)
         state["_index"] = None
         state.pop("_all", None)
+        state.pop("_known", None)
         if state["fetch"] is not None:
             state["trades"] = self.all_trades()
             state["fetch"], state["_fetched"], state["_asked"] = None, [], set()
@@ -360,12 +362,30 @@ class TradeBook:
                 return
             asked.update(t for t, n in zip(ids, new.tolist(), strict=True) if n)
             got = self.fetch(trades if bool(new.all()) else trades[new])
+        got = self._unseen(got)
         if len(got):
             self._fetched.append(got)
             self._index = None
 
+    def _unseen(self, got: pd.DataFrame) -> pd.DataFrame:
+        """The fetched trades the book does not hold yet (by ``trade_id``), each once: a
+        fetch may return trades of the held accounts, some of them held already."""
+        if got.empty:
+            return got
+        known = self.__dict__.get("_known")
+        if known is None:
+            known = {str(t) for t in _array(self.trades, "trade_id").tolist()}
+            self._known = known
+        ids = [str(t) for t in _array(got, "trade_id").tolist()]
+        keep = np.zeros(len(ids), dtype=bool)
+        for i, t in enumerate(ids):
+            if t not in known:
+                known.add(t)
+                keep[i] = True
+        return got if bool(keep.all()) else got[keep]
+
     def all_trades(self) -> pd.DataFrame:
-        """The trades held, and those fetched so far (a trade may appear twice)."""
+        """The trades held, and those fetched so far (each once)."""
         if not self._fetched:
             return self.trades
         # the index and the candidates each read it: one concat per fetch, not per read

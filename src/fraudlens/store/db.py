@@ -818,13 +818,16 @@ class Store(Closing, AuthStore, TriageStore):
         price_tol: float = 1e-9,
         qty_tol: float = 1e-9,
     ) -> pd.DataFrame:
-        """Stored trades of other accounts that may be the other side of ``trades``.
+        """Stored trades that may be the other side of ``trades``.
 
         A candidate has the symbol of one of the given trades, the opposite side, a price
         and a quantity within the relative tolerances of its, and a time at most
-        ``max_gap`` from it; its account is none of ``trades``' accounts. Which candidate
-        mirrors which trade is for :func:`fraudlens.market.pairs.find_pairs` to decide
-        (pass the result to :func:`fraudlens.scoring.score_market` as ``context_trades``).
+        ``max_gap`` from it; it is none of ``trades`` (by ``trade_id``). It may belong to
+        one of their accounts: the given trades may be each account's latest window only,
+        and an account's older trade can mirror another account's trade in its window.
+        That an account never mirrors itself, and which candidate mirrors which trade,
+        is for :func:`fraudlens.market.pairs.find_pairs` to decide (pass the result to
+        :func:`fraudlens.scoring.score_market` as ``context_trades``).
 
         Parameters
         ----------
@@ -932,14 +935,17 @@ class Store(Closing, AuthStore, TriageStore):
                     part = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
                 params = tuple(part.ravel().tolist())
                 rows.extend(_driver_rows(conn.exec_driver_sql(_mirror_sql(size, style), params)))
-        # other accounts' trades, each once (a trade inside two boxes comes back twice),
-        # sorted by (ts, trade_id): on the rows themselves, as they are few
-        mine = {str(a) for a in set(_text(trades, "account_id").tolist())}
-        seen: set[str] = set()
+        # stored trades other than the given ones, each once (a trade inside two boxes
+        # comes back twice), sorted by (ts, trade_id): on the rows themselves, as they
+        # are few. Trades of the given trades' accounts are kept: the given trades may be
+        # only each account's latest window (the worker's batch), and an account's older
+        # trades can still mirror another account's window (a beneficiary's trades with
+        # its victim from before its own last 24 h).
+        seen = {str(t) for t in _text(trades, "trade_id").tolist()}
         kept = []
         for row in rows:
             tid = str(row[0])
-            if str(row[1]) in mine or tid in seen:
+            if tid in seen:
                 continue
             seen.add(tid)
             kept.append(row)
