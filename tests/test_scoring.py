@@ -169,3 +169,48 @@ def test_score_market_explanation_reads_the_feature_pass(market) -> None:
         np.testing.assert_array_equal(res.scores, plain)
         wanted = res.flagged_ids() if explain == "flagged" else res.account_ids.tolist()
         assert res.explanations == explain_batch(data, wanted, top=4)
+
+
+def test_a_files_evidence_finds_a_counterparty_beyond_its_window() -> None:
+    # B took the other side of both of V's legs, then traded again 30 h later: B's
+    # window no longer holds those trades, V's does. Scored from the file, V's
+    # counterparty is B (the whole file is the book), and B's own figures are those of
+    # its window (its older trades are only V's other side).
+    from fraudlens.market.data import MarketData
+    from fraudlens.scoring import market_evidence
+
+    t0 = pd.Timestamp("2026-03-02T14:30:00Z")
+    later = 30 * 3600
+    rows = [
+        ("v1", "V", 10, "buy", 14.0, 4.0),
+        ("b1", "B", 10, "sell", 14.0, 4.0),
+        ("v2", "V", 320, "sell", 8.0, 4.0),
+        ("b2", "B", 320, "buy", 8.0, 4.0),
+        ("b3", "B", later, "buy", 10.0, 1.0),
+    ]
+    trades = pd.DataFrame(
+        [(i, a, "X", t0 + pd.Timedelta(seconds=s), side, p, q) for i, a, s, side, p, q in rows],
+        columns=["trade_id", "account_id", "symbol", "ts", "side", "price", "quantity"],
+    )
+    bars = pd.DataFrame(
+        {
+            "symbol": "X",
+            "ts": [t0 + pd.Timedelta(minutes=5 * i) for i in range(12)]
+            + [t0 + pd.Timedelta(seconds=later, minutes=5 * i) for i in range(12)],
+            "open": 8.0,
+            "high": 14.0,
+            "low": 8.0,
+            "close": 14.0,
+            "volume": 1.0,
+        }
+    )
+    data = window(MarketData(bars, trades))
+    assert sorted(data.trades["trade_id"]) == ["b3", "v1", "v2"]
+    ev = market_evidence(data)
+    assert ev.loc["V", "counterparty"] == "B"
+    assert ev.loc["V", "counterparty_value_moved"] == pytest.approx(24.0)
+    # without the book (the windows alone) V has none; B is the same either way
+    bare = market_evidence(MarketData(data.klines, data.trades))
+    assert bare.loc["V", "counterparty"] is None
+    assert ev.loc["B", "counterparty"] is None
+    pd.testing.assert_series_equal(ev.loc["B"], bare.loc["B"])

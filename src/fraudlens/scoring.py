@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from fraudlens._detector import Detector
     from fraudlens.market.data import MarketData
+    from fraudlens.market.features import TradeBook
 
 __all__ = [
     "EVENT_THRESHOLD",
@@ -423,6 +424,30 @@ def _explain_market(
     return explain_batch(data, ids, top=top)
 
 
+#: Prefix of the alias under which :func:`market_evidence` reads context trades of a
+#: scored account (a control character: never in an account id).
+_ALIAS: Final = "\x00"
+
+
+def _book_context(book: TradeBook, trades: pd.DataFrame) -> pd.DataFrame | None:
+    """The trades of ``book`` beyond ``trades`` that mirror one of them (e.g. a file's
+    trades before the windows of ``trades``'s accounts)."""
+    from fraudlens._isin import isin
+    from fraudlens.market._columns import _text
+    from fraudlens.market.features import TradeBook as _Book
+
+    if book.fetch is not None:
+        # a book that asks a store: what it holds may not be all there is
+        return book.candidates(trades)
+    held = book.all_trades()
+    beyond = ~isin(_text(held, "trade_id"), _text(trades, "trade_id"))
+    if not beyond.any():
+        return None
+    # a book of those trades alone: few beside a file's windows, and none to drop again
+    part = _Book(held[beyond], max_gap=book.max_gap, price_tol=book.price_tol, qty_tol=book.qty_tol)
+    return part.candidates(trades)
+
+
 def market_evidence(
     data: MarketData,
     account_ids: np.ndarray | None = None,
@@ -439,7 +464,10 @@ def market_evidence(
         The accounts to return, in this order (``data.account_ids`` when None).
     context_trades
         Other accounts' trades that may be the other side of the scored accounts'
-        trades (see :func:`score_market`).
+        trades (see :func:`score_market`); None: those of ``data.book`` that mirror
+        them, when it has a book (a file's windows read against the whole file), else
+        none. Trades of a scored account among them (older than its window) count as
+        its counterparty's other side only, never as more of its own trades.
 
     Returns
     -------
@@ -458,12 +486,31 @@ def market_evidence(
         return frame if frame.columns.tolist() == cols else frame[cols]
 
     trades = data.trades
+    if context_trades is None and data.book is not None and len(trades):
+        context_trades = _book_context(data.book, trades)
+    aliased = False
     if context_trades is not None and len(context_trades):
         cols = list(TRADE_COLUMNS)
         seen = isin(_text(context_trades, "trade_id"), _text(trades, "trade_id"))
         extra = columns(context_trades if not seen.any() else context_trades[~seen], cols)
+        # Context trades of an account scored here (older than its window: the store's
+        # candidates may hold them) are another account's other side, not more of its
+        # own trades: they are read under an alias (no id has a control character) and
+        # named by the account's id again as a counterparty.
+        theirs = isin(_text(extra, "account_id"), _text(trades, "account_id"))
+        if theirs.any():
+            extra = extra.copy()
+            extra.loc[theirs, "account_id"] = _ALIAS + extra.loc[theirs, "account_id"].astype(str)
+            aliased = True
         trades = pd.concat([columns(trades, cols), extra], ignore_index=True)
     acc, arrays = pairs._evidence_arrays(trades, data.klines, bar=data.bar)
+    if aliased:
+        cp = arrays["counterparty"]
+        arrays["counterparty"] = pd.Series(
+            [v[len(_ALIAS) :] if isinstance(v, str) and v.startswith(_ALIAS) else v for v in cp],
+            index=cp.index,
+            dtype=object,
+        )
     ids = data.account_ids if account_ids is None else account_ids
     index = pd.Index(np.asarray(ids, dtype=object), name="account_id")
     pos = _positions(acc, index)

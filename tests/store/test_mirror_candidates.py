@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -418,6 +419,20 @@ def test_an_account_of_the_batch_is_found_beyond_its_own_window(store: Store) ->
     # the book holds each trade once, whatever the fetch returns
     held = batch.book.all_trades()
     assert held["trade_id"].is_unique and set(held["trade_id"]) == set(trades["trade_id"])
+    # the worker's evidence for both flagged: V's counterparty is B, while B's own
+    # figures are those of its window alone (its older trades are V's other side only)
+    from fraudlens.scoring import market_evidence
+
+    ids = np.asarray(["B", "V"], dtype=object)
+    context = batch.book.candidates(batch.trades)
+    assert sorted(context["trade_id"]) == ["b1", "b2"]  # B's, older than its window
+    ev = market_evidence(batch, ids, context_trades=context)
+    assert ev.loc["V", "counterparty"] == "B"
+    assert ev.loc["V", "counterparty_value_moved"] == pytest.approx(24.0)
+    alone = market_evidence(store.account_windows(["B"]), np.asarray(["B"], dtype=object))
+    assert ev.loc["B", "counterparty"] is None and alone.loc["B", "counterparty"] is None
+    for col in ("value_moved", "value_lost", "n_round_trips", "n_mirrored"):
+        assert ev.loc["B", col] == alone.loc["B", col], col
 
 
 def test_a_book_keeps_each_fetched_trade_once() -> None:
