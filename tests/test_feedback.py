@@ -509,3 +509,44 @@ def test_train_options_need_reviewed_from(world: dict[str, Any], tmp_path: Path)
     res = runner.invoke(cli, ["market", "train", "--data", str(world["tmp"] / "train"),
                               "-m", str(tmp_path / "m"), "--holdout-fraction", "0.5"])  # fmt: skip
     assert res.exit_code == 2 and "need --reviewed-from" in " ".join(res.output.split())
+
+
+def test_sample_book_names_counterparties_apart_from_samples() -> None:
+    # Reviewed windows of V and W (samples review-000000000001 and -2, layer 0). V's
+    # stored counterparty's trades lie in no window; that account is named like a
+    # sample and keeps a name of its own. W's older trade, outside W's window, that
+    # mirrors V's joins W's sample.
+    from fraudlens.feedback import _sample_book
+
+    t0 = pd.Timestamp("2026-03-02T14:30:00Z")
+    cols = ["trade_id", "account_id", "symbol", "ts", "side", "price", "quantity"]
+
+    def frame(rows: list[tuple]) -> pd.DataFrame:
+        return pd.DataFrame(
+            [(i, a, "X", t0 + pd.Timedelta(seconds=s), d, p, q) for i, a, s, d, p, q in rows],
+            columns=cols,
+        )
+
+    s1, s2 = "review-000000000001", "review-000000000002"
+    stored = frame(
+        [
+            ("v1", "V", 10, "buy", 14.0, 4.0),
+            ("v2", "V", 320, "sell", 8.0, 4.0),
+            ("w1", "W", 2000, "buy", 10.0, 1.0),
+        ]
+    )
+    cut = stored.assign(sample_id=np.where(stored["account_id"] == "V", s1, s2), layer=0)
+    samples = cut.assign(trade_id="e/" + cut["trade_id"], account_id=cut["sample_id"])[cols]
+    samples = samples.assign(symbol="X@0")
+    context = frame(
+        [
+            ("b1", s1, 10, "sell", 14.0, 4.0),  # named like V's sample
+            ("w0", "W", 330, "buy", 8.0, 4.0),  # W's, before its window
+            ("o1", "O", 900, "buy", 8.0, 4.0),  # mirrors nothing
+        ]
+    )
+    book = _sample_book(cut, stored, context, samples).set_index("trade_id")
+    assert sorted(book.index) == ["c0/b1", "c0/w0", "e/v1", "e/v2", "e/w1"]
+    assert book.loc["c0/b1", "account_id"] == "~" + s1
+    assert book.loc["c0/w0", "account_id"] == s2
+    assert set(book["symbol"]) == {"X@0"}

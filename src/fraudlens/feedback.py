@@ -580,7 +580,8 @@ def _sample_book(
     was in. Here those trades are another reviewed window's (in view already when that
     window is in the same layer), or trades of no window of the layer, added here: of a
     sample's account, they join that sample's account (so both legs of a round trip it
-    mirrors stay one account's); of any other account, they keep its id.
+    mirrors stay one account's); of any other account, they keep its id (marked when it
+    looks like a sample's name, so it never joins one).
 
     ``cut``: the stored trades of each event's window with the event's ``sample_id`` and
     ``layer``; ``stored``: the windows' stored trades; ``context``: further stored trades
@@ -607,7 +608,7 @@ def _sample_book(
             pd.DataFrame(
                 {
                     "trade_id": f"c{layer}/" + found["trade_id"].astype(str),
-                    "account_id": [own.get(a, a) for a in accounts.tolist()],
+                    "account_id": [own.get(a) or _not_a_sample(a) for a in accounts.tolist()],
                     "symbol": found["symbol"].astype(str) + "@" + str(layer),
                     "ts": found["ts"],
                     "side": found["side"],
@@ -617,6 +618,11 @@ def _sample_book(
             )
         )
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _not_a_sample(account: str) -> str:
+    """``account``, or a name no sample has when it looks like one (``review-...``)."""
+    return "~" + account if account.startswith(_SAMPLE_PREFIX) else account
 
 
 _KDTYPES = {
