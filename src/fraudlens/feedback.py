@@ -559,10 +559,7 @@ def _samples(
         "reviewed_at",
         "reviewed_by",
     ]
-    data = MarketData(klines, trades, labels)
-    if book is not None:
-        data.book = book
-    return data, ev[cols], no_trades
+    return MarketData(klines, trades, labels, book=book), ev[cols], no_trades
 
 
 def _sample_book(
@@ -705,7 +702,8 @@ def merge_training(
         A bad weight, or simulated account ids or symbols that clash with the reviewed
         samples' names.
     """
-    from fraudlens.market.data import MarketData
+    from fraudlens.market.data import TRADE_COLUMNS, MarketData
+    from fraudlens.market.features import TradeBook
 
     w = float(review_weight)
     if not math.isfinite(w) or w <= 0:
@@ -747,9 +745,6 @@ def merge_training(
         [sim_labels[["account_id", "label", "kind"]], rev_labels[["account_id", "label", "kind"]]],
         ignore_index=True,
     )
-    from fraudlens.market.data import TRADE_COLUMNS
-    from fraudlens.market.features import TradeBook
-
     # each part's mirror evidence is read against its own book, as when scored alone
     # (the simulated accounts' whole days, the reviewed windows' stored counterparties)
     cols = list(TRADE_COLUMNS)
