@@ -93,7 +93,13 @@ def _data(name: str):
 
 
 def fit(
-    seed: int, epochs: int, tag: str, fill_dropout: float, every: int, train_n: int = 4000
+    seed: int,
+    epochs: int,
+    tag: str,
+    fill_dropout: float,
+    every: int,
+    train_n: int = 4000,
+    precision: str | None = None,
 ) -> None:
     from fraudlens.market.detectors import CNNDetector
 
@@ -103,6 +109,8 @@ def fit(
     opts: dict = {}
     if fill_dropout > 0:
         opts = {"fill_dropout": fill_dropout, "rerender_every": every}
+    if precision is not None:
+        opts["precision"] = precision
     det = CNNDetector(seed=seed, epochs=epochs, num_threads=1, **opts)
     t0 = time.perf_counter()
     det.fit(
@@ -375,6 +383,7 @@ def main() -> None:
     f.add_argument("--fill-dropout", type=float, default=0.0)
     f.add_argument("--every", type=int, default=1, help="re-render every this many epochs")
     f.add_argument("--train-n", type=int, default=4000, help="training accounts (seed 101)")
+    f.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="training arithmetic")
     a = ap.parse_args()
     if a.cmd == "bootstrap":
         bootstrap(a.seeds, a.tag, a.a, a.b)
@@ -383,7 +392,7 @@ def main() -> None:
         compare(a.seeds, a.a, a.b)
         return
     if a.cmd == "fit":
-        fit(a.seed, a.epochs, a.tag, a.fill_dropout, a.every, a.train_n)
+        fit(a.seed, a.epochs, a.tag, a.fill_dropout, a.every, a.train_n, a.precision)
         return
     if a.cmd == "prepare":
         prepare()

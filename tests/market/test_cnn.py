@@ -315,6 +315,66 @@ def test_default_network_exports_the_mean_of_its_members() -> None:
     np.testing.assert_allclose(probs, mean.numpy(), atol=1e-5)
 
 
+def test_the_shared_projection_is_each_members_own() -> None:
+    torch = pytest.importorskip("torch")
+    from fraudlens.market._cnn_torch import _project, build_network
+
+    torch.manual_seed(1)
+    net = _trained_looking(torch, build_network("bars"))
+    imgs = render_batch(window(simulate(40, seed=3)))[:5]
+    x = torch.from_numpy(imgs)
+    rows = net.members[0].rows
+    n, h, w, c = x.shape
+    with torch.no_grad():
+        plain = torch.matmul(rows, x.float().reshape(n, h, w * c))
+        assert torch.equal(_project(rows, x), plain)
+        # the members' logits from one stacked product equal each member's own forward
+        joint = net.member_logits(x)
+        for member, z in zip(net.members, joint, strict=True):
+            torch.testing.assert_close(z, member(x), rtol=0, atol=1e-5)
+    # and so do the gradients that reach each member's projection
+    net.train()
+    torch.manual_seed(2)
+    sum(z.square().sum() for z in net.member_logits(x)).backward()
+    joint_grads = [m.rows.grad.clone() for m in net.members]
+    net.zero_grad()
+    torch.manual_seed(2)  # the same dropout draws, member after member
+    sum(m(x).square().sum() for m in net.members).backward()
+    for member, g in zip(net.members, joint_grads, strict=True):
+        assert member.rows.grad is not None
+        # sums over every pixel taken in another order: equal up to float rounding
+        scale = float(g.abs().max())
+        assert scale > 0
+        torch.testing.assert_close(g, member.rows.grad, rtol=1e-3, atol=1e-5 * scale)
+
+
+def test_training_precision(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from fraudlens.market import _cnn_torch
+
+    assert _cnn_torch.training_precision("fp32") == "fp32"
+    assert _cnn_torch.training_precision("bf16") == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
+        _cnn_torch.training_precision("fp16")
+    # auto: bfloat16 only where the CPU multiplies it natively
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    assert _cnn_torch.training_precision("auto") == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert _cnn_torch.training_precision("auto") == "bf16"
+    # both arithmetics train, and the kept model scores in float32 as validation read it
+    train = window(simulate(120, seed=5))
+    for precision in ("fp32", "bf16"):
+        det = CNNDetector(epochs=2, seed=0, num_threads=1, precision=precision).fit(train)
+        assert det.precision_ == precision
+        assert det.save_files(tmp_path / precision)["train_precision"] == precision
+        # validation figures of the kept epoch are recorded in either arithmetic
+        y_val = det.validation_
+        assert y_val and all(np.isfinite(v) for v in y_val.values() if isinstance(v, float))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        CNNDetector(epochs=1, num_threads=1, precision="half").fit(train)
+
+
 def test_blocked_layout_is_the_same_function() -> None:
     torch = pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
@@ -497,6 +557,41 @@ def test_the_cli_offers_every_architecture_and_refuses_others(tmp_path: Path) ->
         app, ["market", "train", "--data", str(tmp_path), "--detector", "cnn", "--arch", "vgg"]
     )
     assert res.exit_code == 2 and "vgg" in res.output
+
+
+def test_the_cli_passes_the_training_precision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from fraudlens.cli import app
+    from fraudlens.cli.market import PrecisionChoice
+    from fraudlens.market import detectors
+    from fraudlens.market._cnn_torch import PRECISIONS
+    from fraudlens.market.data import write_market
+
+    assert sorted(p.value for p in PrecisionChoice) == sorted(PRECISIONS)
+    write_market(simulate(40, seed=3), tmp_path / "d")
+    seen: list[str] = []
+
+    class StopError(Exception):
+        pass
+
+    class Recording(detectors.CNNDetector):
+        def fit(self, *a: object, **k: object) -> Recording:
+            seen.append(self.precision)
+            raise StopError
+
+    monkeypatch.setattr(detectors, "CNNDetector", Recording)
+    base = ["market", "train", "--data", str(tmp_path / "d"), "--model-dir", str(tmp_path / "m"),
+            "--detector", "cnn"]  # fmt: skip
+    for extra, want in (([], "auto"), (["--precision", "fp32"], "fp32")):
+        with pytest.raises(StopError):
+            CliRunner().invoke(app, [*base, *extra], catch_exceptions=False)
+        assert seen[-1] == want
+    res = CliRunner().invoke(app, [*base, "--precision", "fp16"])
+    assert res.exit_code == 2 and "fp16" in res.output
 
 
 def _price_mirror(data: MarketData) -> MarketData:

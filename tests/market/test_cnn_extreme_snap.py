@@ -101,6 +101,13 @@ def test_each_epoch_draws_a_share_of_the_accounts_snapped() -> None:
     assert not np.array_equal(picked[0], picked[1])  # drawn anew each epoch
     assert np.array_equal(es(2), ExtremeSnap(images, data, style=_STYLE, size=size,
                                              rate=0.5, seed=3)(2))  # fmt: skip
+    # the reused output follows any order of epochs
+    fresh = ExtremeSnap(images, data, style=_STYLE, size=size, rate=0.5, seed=3)
+    for epoch in (1, 3, 1, 2, 2):
+        own = es(epoch)
+        drawn = np.random.default_rng([3, epoch, 1]).random(len(images)) < 0.5
+        assert np.array_equal(own, np.where(drawn[:, None, None, None], snapped, images))
+        assert np.array_equal(own, fresh(epoch))
     assert np.array_equal(ExtremeSnap(images, data, style=_STYLE, size=size, rate=0.0)(1), images)
     assert np.array_equal(ExtremeSnap(images, data, style=_STYLE, size=size, rate=1.0)(1), snapped)
     with pytest.raises(DataError, match="extreme snap rate"):

@@ -49,6 +49,14 @@ class ArchChoice(StrEnum):
     resnet18 = "resnet18"
 
 
+class PrecisionChoice(StrEnum):
+    """The CNN's training arithmetic (``fraudlens.market._cnn_torch.PRECISIONS``)."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 class StyleChoice(StrEnum):
     """The CNN's image style (``fraudlens.market.render.STYLES``, the two-panel looks)."""
 
@@ -193,6 +201,7 @@ def _fit(
     arch: str,
     weights: np.ndarray | None = None,
     style: str = DEFAULT_CNN_STYLE.value,
+    precision: str = PrecisionChoice.auto.value,
 ) -> tuple[Detector, dict[str, Any]]:
     """Fit one detector with progress; return it and its validation metrics.
 
@@ -220,7 +229,7 @@ def _fit(
             metrics = _headline(binary_metrics(y[val], s, det.threshold_))
             det = FeatureDetector(seed=seed).fit(data, y, sample_weight=weights)
         return det, metrics
-    params: dict[str, Any] = {"seed": seed, "arch": arch, "style": style}
+    params: dict[str, Any] = {"seed": seed, "arch": arch, "style": style, "precision": precision}
     if epochs is not None:
         params["epochs"] = epochs
     det_cnn = CNNDetector(**params)
@@ -331,6 +340,14 @@ def train(
             "metadata records it and scoring uses it."
         ),
     ] = DEFAULT_CNN_STYLE,
+    precision: Annotated[
+        PrecisionChoice,
+        typer.Option(
+            help="CNN training arithmetic: auto is bf16 (bfloat16 products, float32 "
+            "weights and scoring) where the CPU multiplies bfloat16 natively (AVX-512 "
+            "BF16 or AMX), fp32 elsewhere."
+        ),
+    ] = PrecisionChoice.auto,
     window_hours: WindowHoursOpt = 24.0,
     reviewed_from: Annotated[
         str | None,
@@ -409,7 +426,14 @@ def train(
     t0 = time.perf_counter()
     weights = training.sample_weight if reviewed is not None else None
     det, metrics = _fit(
-        detector, training.data, seed, epochs, arch.value, weights, style=style.value
+        detector,
+        training.data,
+        seed,
+        epochs,
+        arch.value,
+        weights,
+        style=style.value,
+        precision=precision.value,
     )
     seconds = time.perf_counter() - t0
     wanted = reviewed is None if activate is None else activate
