@@ -362,7 +362,7 @@ def test_training_precision(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert _cnn_torch.training_precision("auto") == "fp32"
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     assert _cnn_torch.training_precision("auto") == "bf16"
-    # both arithmetics train, and the kept model scores in float32 as validation read it
+    # both arithmetics train and record which one ran
     train = window(simulate(120, seed=5))
     for precision in ("fp32", "bf16"):
         det = CNNDetector(epochs=2, seed=0, num_threads=1, precision=precision).fit(train)

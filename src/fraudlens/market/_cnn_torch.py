@@ -338,9 +338,8 @@ class _GroupedBars(nn.Module):
         self.load_state_dict(own)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, h, w, c = x.shape
-        z = torch.matmul(self.rows, x.float().reshape(n, h, w * c))
-        z = F.relu(self.rows_bn(z))
+        n, _, w, c = x.shape
+        z = F.relu(self.rows_bn(_project(self.rows, x)))
         # (n, m * rows, w, c) -> (n, m * rows * c, w): member j's channels stay a block
         z = z.reshape(n, self.m * self.n_rows, w, c).permute(0, 1, 3, 2)
         z = self.temporal(self.mix(z.reshape(n, self.m * self.n_rows * c, w)))
