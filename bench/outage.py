@@ -540,6 +540,7 @@ def run_outage(
     batch_size: int = 100,
     seed: int = 7,
     stop_mode: str = "term",
+    sqlite_timeout: float | None = None,
     workdir: Path | None = None,
     log: Any = print,
 ) -> OutageResult:
@@ -565,6 +566,9 @@ def run_outage(
     stop_mode
         How a server is stopped: ``term`` (a clean shutdown; PostgreSQL's ``fast``) or
         ``kill`` (SIGKILL; PostgreSQL's ``immediate``).
+    sqlite_timeout
+        The SQLite store's busy timeout in seconds (``?timeout=`` on its URL); None: the
+        store's default (30 s). The lock must be held longer than it for writes to fail.
     """
     from fraudlens.checks import check_message
     from fraudlens.market.simulate import simulate
@@ -599,6 +603,8 @@ def run_outage(
             db_url = maria.url
         else:
             db_url = f"sqlite:///{root / 'store.db'}"
+            if sqlite_timeout is not None:
+                db_url += f"?timeout={sqlite_timeout:g}"
         stream = f"fraudlens-outage-{uuid.uuid4().hex}"
         if down != "store":
             rds = PrivateRedis(persistent=down == "queue", root=root / "redis")

@@ -5,9 +5,10 @@ Runs the scenario of ``bench/outage.py`` (which the README's figures come from, 
 checks (the suite runs it on every CI run):
 
 - Redis Streams + a private PostgreSQL server that is stopped (``pg_ctl stop -m fast``)
-  for 40 s mid-run and started again;
-- SQLite queue + SQLite store whose write lock another process holds for 45 s (longer
-  than the store's 30 s busy timeout, so writes really fail with "database is locked").
+  for 20 s mid-run and started again;
+- SQLite queue + SQLite store whose write lock another process holds for 12 s (longer
+  than the store's busy timeout, set to 3 s on its URL with ``?timeout=3``, so writes
+  really fail with "database is locked").
 
 The accounts are of every default simulated kind (beneficiaries and internalising market
 makers included). Each run ends with every check worked: no dead letters, an empty queue,
@@ -77,7 +78,7 @@ def test_postgresql_outage_loses_nothing(tmp_path: Path) -> None:
     except Exception as exc:
         unavailable(f"Redis is unreachable at {outage.REDIS_URL}: {exc}")
     result = outage.run_outage(
-        "postgresql", checks=5_000, outage=40, outage_at=1_000, workdir=tmp_path, log=print
+        "postgresql", checks=5_000, outage=20, outage_at=1_000, workdir=tmp_path, log=print
     )
     _check(result)
 
@@ -85,7 +86,13 @@ def test_postgresql_outage_loses_nothing(tmp_path: Path) -> None:
 def test_sqlite_locked_store_loses_nothing(tmp_path: Path) -> None:
     outage = _outage_module()
     result = outage.run_outage(
-        "sqlite", checks=5_000, outage=45, outage_at=1_000, workdir=tmp_path, log=print
+        "sqlite",
+        checks=5_000,
+        outage=12,
+        outage_at=1_000,
+        sqlite_timeout=3,
+        workdir=tmp_path,
+        log=print,
     )
     _check(result)
     assert "database is locked" in result.healthz_reason

@@ -613,13 +613,16 @@ def test_healthz_of_several_processes_reports_the_worst_one(
     flagged = sorted(_expected_flags(market, models))
     assert len(flagged) >= 2
     # Another process holds the store's write lock from the start; a check that raises
-    # an event must wait for it: after the store's busy timeout (30 s) the batch is handed
-    # back and its process pauses, while the other process stays healthy.
+    # an event must wait for it: after the store's busy timeout (3 s here, set on the
+    # worker's store URL; 30 s by default) the batch is handed back and its process
+    # pauses, while the other process stays healthy.
     holder = sqlite3.connect(store.url.removeprefix("sqlite:///"), isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     q.send_batch([check_message(flagged[0])])
     port = _free_port()
-    cmd = _worker_cmd(queue_url, store.url, models, "--concurrency", "2", "--batch-size", "5")
+    cmd = _worker_cmd(
+        queue_url, f"{store.url}?timeout=3", models, "--concurrency", "2", "--batch-size", "5"
+    )
     proc = subprocess.Popen(
         # a lease longer than the busy timeout: the check is not redelivered to the other
         # process while the first one waits for the lock

@@ -436,6 +436,42 @@ def test_a_locked_sqlite_file_is_an_outage(tmp_path) -> None:  # type: ignore[no
     s.close()
 
 
+def test_a_sqlite_url_sets_how_long_a_write_waits_for_the_lock(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``?timeout=SECONDS`` on a sqlite URL is the busy timeout of every write (30 s
+    without it); the lock released in time lets the write through, and a value that is
+    not a number of seconds is a ConfigError naming the URL."""
+    import sqlite3
+    import threading
+    import time
+
+    from fraudlens.errors import ConfigError, StoreUnavailableError
+
+    path = tmp_path / "locked.db"
+    s = open_store(f"sqlite:///{path}?timeout=0.5")
+    s.upgrade()
+    event = _event("A1", datetime(2026, 3, 3, 14, 5, tzinfo=UTC))
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(StoreUnavailableError, match="database is locked"):
+            s.add_risk_events([event])
+        waited = time.monotonic() - t0
+        assert 0.4 < waited < 5, waited
+        # released within the timeout: the write waits for it and goes through
+        threading.Timer(0.2, lambda: holder.execute("ROLLBACK")).start()
+        s.add_risk_events([event])
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+    assert s.counts()["risk_events"] == 1
+    s.close()
+    for bad in ("0", "-1", "soon", "nan", "1e9"):
+        with pytest.raises(ConfigError, match=f"timeout={bad!r}"):
+            open_store(f"sqlite:///{path}?timeout={bad}")
+
+
 @pytest.mark.services
 def test_data_the_database_refuses_is_a_store_error_not_an_outage(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL refuses a NUL character in text: that is the data's fault."""

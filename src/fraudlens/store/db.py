@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -279,6 +280,11 @@ class Store(Closing, AuthStore, TriageStore):
             # (ValueError: a port that is not a number, an unclosed [IPv6 address])
             raise ConfigError(f"database URL {hide_password(url)!r}: {exc}") from None
         self.dialect = parsed.get_backend_name()
+        #: SQLite's busy timeout (``?timeout=SECONDS`` on a sqlite URL; 30 s by default)
+        self._busy_ms = _SQLITE_BUSY_MS
+        if self.dialect == "sqlite" and "timeout" in parsed.query:
+            self._busy_ms = _sqlite_busy_ms(parsed.query["timeout"], url)
+            parsed = parsed.difference_update_query(["timeout"])
         # risk events' details are written by orjson (see _json_text): a missing orjson
         # is reported here, not by the first batch of events
         _orjson()
@@ -287,7 +293,7 @@ class Store(Closing, AuthStore, TriageStore):
             memory = parsed.database in (None, "", ":memory:")
             if not memory and parsed.database:
                 Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": _SQLITE_BUSY_MS / 1000}
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": self._busy_ms / 1000}
             if memory:
                 kwargs["poolclass"] = sa.pool.StaticPool
         else:
@@ -297,7 +303,12 @@ class Store(Closing, AuthStore, TriageStore):
         except Exception as exc:  # a missing driver module, say
             raise ConfigError(f"cannot open database {self._safe_url()}: {exc}") from None
         if self.dialect == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            busy_ms = self._busy_ms
+
+            def pragmas(dbapi_conn: Any, _record: Any) -> None:
+                _sqlite_pragmas(dbapi_conn, busy_ms)
+
+            sa.event.listen(self.engine, "connect", pragmas)
 
     # -- lifecycle -------------------------------------------------------------------
     def _safe_url(self) -> str:
@@ -556,7 +567,7 @@ class Store(Closing, AuthStore, TriageStore):
                     raw.execute("BEGIN IMMEDIATE")
                     raw.execute("ROLLBACK")
                 finally:
-                    raw.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_MS}")
+                    raw.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             conn.execute(sa.select(RiskEventRow.id).limit(1)).all()
 
     @_mapped
@@ -1372,13 +1383,30 @@ def _orjson() -> tuple[Callable[..., bytes], int]:
     return orjson.dumps, options
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_busy_ms(value: Any, url: str) -> int:
+    """Milliseconds of a sqlite URL's ``timeout`` query value (seconds, above 0 and at
+    most a day); ConfigError naming the URL otherwise."""
+    raw = value[-1] if isinstance(value, tuple) else value
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (0 < seconds <= 86_400):  # NaN fails too
+        raise ConfigError(
+            f"database URL {hide_password(url)!r}: timeout={raw!r} is not a number of "
+            "seconds above 0 and at most 86400 (how long a write waits for another "
+            "process's lock)"
+        )
+    return max(1, round(seconds * 1000))
+
+
+def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets the worker write while the service and analysts read; NORMAL sync in WAL
     # mode is still durable against a process crash, which is the failure that matters.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cur.close()
 
 
