@@ -74,6 +74,23 @@ def _by_kind(kinds: np.ndarray, y: np.ndarray, s: np.ndarray, thr: float) -> pd.
     return out.sort_values(["label", "kind"])
 
 
+def _by_feature(
+    data, kinds: np.ndarray, y: np.ndarray, s: np.ndarray, feature: str
+) -> pd.DataFrame:
+    """Accounts of each kind by the value of one account feature (capped at 5), with the
+    share above the risk-event threshold 0.9: ``n (share)`` per cell."""
+    from fraudlens.market.features import FEATURE_NAMES, account_features
+
+    if feature not in FEATURE_NAMES:
+        raise SystemExit(f"--by: unknown feature {feature!r}; one of {', '.join(FEATURE_NAMES)}")
+    f = account_features(data)
+    value = np.minimum(np.round(f[feature].to_numpy(np.float64), 2), 5.0)
+    df = pd.DataFrame({"kind": kinds, "label": y, "v": value, "hit": s > 0.9})
+    g = df.groupby(["label", "kind", "v"])["hit"].agg(["size", "mean"])
+    cell = g["size"].astype(str) + " (" + g["mean"].map("{:.3f}".format) + ")"
+    return cell.unstack("v", fill_value="")
+
+
 def _load_klines(paths: list[str]) -> pd.DataFrame:
     from fraudlens.market.data import load_klines
 
@@ -123,6 +140,13 @@ def main(argv: list[str] | None = None) -> dict:
         nargs="+",
         default=["alt", "own"],
         choices=["alt", "own", "blind", "fourth", "fifth"],
+    )
+    ap.add_argument(
+        "--by",
+        default=None,
+        metavar="FEATURE",
+        help="also break each kind down by this account feature's value (for example "
+        "n_strong_rev, the strong losing round trips the feature detector reads)",
     )
     args = ap.parse_args(argv)
 
@@ -185,6 +209,10 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{q['recall_at_1pct_fpr']:.3f}  ({secs:.1f} s)")  # fmt: skip
             print(tab.round(3).to_string())
             fig[f"{name}/{det_name}"] = {**q, "by_kind": tab.round(4).to_dict(orient="index")}
+            if args.by is not None:
+                by = _by_feature(data, kinds, y, s, args.by)
+                print(f"-- {det_name}, each kind by {args.by}: accounts (share above 0.9)")
+                print(by.to_string())
     print(json.dumps(fig, sort_keys=True, default=float))
     return fig
 
