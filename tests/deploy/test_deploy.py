@@ -494,24 +494,58 @@ def test_terraform_fmt(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-@pytest.mark.slow
-@needs_terraform
-@pytest.mark.parametrize("folder", [MODULE, NETWORK, EXAMPLE], ids=["module", "network", "example"])
-def test_terraform_validate_and_mocked_plan(folder: Path, tmp_path: Path) -> None:
+def _init_validate_test(folder: Path, tmp: Path, plugins: Path) -> list[tuple[str, Any]]:
+    """``terraform init``, ``validate`` and ``test`` in a copy of the Terraform tree (so
+    that .terraform/ and lock files never land in the repository), stopping at the first
+    failure: each step's name and completed process."""
+    copy = tmp / "terraform"
+    shutil.copytree(TERRAFORM, copy, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
+    work = copy / folder.relative_to(TERRAFORM)
+    steps = {
+        "init": ["init", "-backend=false", f"-plugin-dir={plugins}"],
+        "validate": ["validate"],
+        "test": ["test"],
+    }
+    done: list[tuple[str, Any]] = []
+    for name, args in steps.items():
+        done.append((name, _terraform(args, work, tmp)))
+        if done[-1][1].returncode != 0:
+            break
+    return done
+
+
+TERRAFORM_FOLDERS = {"module": MODULE, "network": NETWORK, "example": EXAMPLE}
+
+
+@pytest.fixture(scope="module")
+def terraform_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[str, Any]]]:
+    """The three folders' runs, side by side: each is mostly waiting on the provider
+    plugin's processes, so together they take little longer than the slowest alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
     plugins = _plugin_dir()
     if plugins is None:
         pytest.skip("no AWS provider plugin folder (set FRAUDLENS_TF_PLUGIN_DIR)")
-    # A copy, so that .terraform/ and lock files never land in the repository.
-    copy = tmp_path / "terraform"
-    shutil.copytree(TERRAFORM, copy, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
-    work = copy / folder.relative_to(TERRAFORM)
-    init = _terraform(["init", "-backend=false", f"-plugin-dir={plugins}"], work, tmp_path)
-    assert init.returncode == 0, init.stdout + init.stderr
-    validate = _terraform(["validate"], work, tmp_path)
-    assert validate.returncode == 0, validate.stdout + validate.stderr
-    test = _terraform(["test"], work, tmp_path)
-    assert test.returncode == 0, test.stdout + test.stderr
-    assert re.search(r"Success! \d+ passed, 0 failed", test.stdout), test.stdout
+    with ThreadPoolExecutor(len(TERRAFORM_FOLDERS)) as pool:
+        futures = {
+            name: pool.submit(_init_validate_test, folder, tmp_path_factory.mktemp(name), plugins)
+            for name, folder in TERRAFORM_FOLDERS.items()
+        }
+        return {name: f.result() for name, f in futures.items()}
+
+
+@pytest.mark.slow
+@needs_terraform
+@pytest.mark.parametrize("folder", list(TERRAFORM_FOLDERS))
+def test_terraform_validate_and_mocked_plan(
+    folder: str, terraform_runs: dict[str, list[tuple[str, Any]]]
+) -> None:
+    runs = dict(terraform_runs[folder])
+    for step in ("init", "validate", "test"):
+        assert step in runs, f"terraform {step} did not run"
+        out = runs[step]
+        assert out.returncode == 0, f"terraform {step}:\n{out.stdout}{out.stderr}"
+    assert re.search(r"Success! \d+ passed, 0 failed", runs["test"].stdout), runs["test"].stdout
 
 
 # -- security scanners: checkov (Terraform) and hadolint (Dockerfiles) ----------------------
