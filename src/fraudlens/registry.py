@@ -228,6 +228,8 @@ class Registry:
         if name not in DETECTORS:
             raise ModelNotFoundError(f"unknown detector name {name!r}; known: {sorted(DETECTORS)}")
         base = self.root / name
+        # Never write a version through a model folder that links out of the registry.
+        self._check_inside(base, name, "new version")
         base.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=base, prefix=".incoming-"))
         try:
@@ -320,8 +322,10 @@ class Registry:
 
     def _check_inside(self, path: Path, name: str, version: str) -> None:
         # A version folder that is a link to somewhere else would load a model from
-        # outside the registry.
-        if path.is_symlink() or not path.resolve().is_relative_to((self.root / name).resolve()):
+        # outside the registry, and so would a model's folder that is one (the version
+        # folders inside it are then real folders, outside): the path must lead into the
+        # registry's own folder of the model.
+        if path.is_symlink() or not path.resolve().is_relative_to(self.root.resolve() / name):
             raise UnavailableError(
                 f"model {name}:{version} is not a folder inside the registry ({path})",
                 what="model",
