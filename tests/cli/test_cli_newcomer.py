@@ -329,3 +329,20 @@ def test_import_reference_bad_row_names_file_row_and_column(tmp_path: Path) -> N
                   "--sell", str(sell), "--out", str(tmp_path / "o")])  # fmt: skip
     assert f"file {bad}, row 2, column 'time': no 5-minute bar" in out
     assert not (tmp_path / "o").exists()
+
+
+def test_import_reference_file_name_or_symbol_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """An account file whose name is not UTF-8 (its account id is the name), or a --symbol
+    that is not, ended `market import-reference` with a UnicodeEncodeError traceback (the
+    lone surrogate Python keeps for the byte reached pyarrow)."""
+    kl, buy, sell = _reference(tmp_path)
+    bad = Path(os.fsdecode(bytes(buy) + b"/buy_caf\xe9.csv"))
+    shutil.copy(buy / "buy_COIN_7.csv", bad)
+    args = ["market", "import-reference", "--klines", str(kl), "--buy", str(buy),
+            "--sell", str(sell), "--out", str(tmp_path / "o")]  # fmt: skip
+    out = _fails(args)
+    assert "the file name is not UTF-8 text (byte 0xE9)" in out and "buy_caf" in out
+    bad.unlink()
+    out = _fails([*args, "--symbol", os.fsdecode(b"COIN\xff")])
+    assert "the symbol is not UTF-8 text (byte 0xFF)" in out
+    assert not (tmp_path / "o").exists()
