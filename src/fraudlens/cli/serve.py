@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -233,6 +234,13 @@ def parse_duration(text: str) -> float:
         raise ConfigError(f"--every {text!r}: use seconds (60), or 60s, 5m, 1h") from None
     if not value > 0 or value == float("inf"):  # nan and inf are no schedule
         raise ConfigError(f"--every {text!r} must be positive")
+    # A longer wait between passes overflows the platform's timeout (an OverflowError
+    # traceback after the first pass).
+    if value > threading.TIMEOUT_MAX:
+        raise ConfigError(
+            f"--every {text!r}: at most {threading.TIMEOUT_MAX:,.0f} s between passes "
+            "(the longest wait this platform allows)"
+        )
     return value
 
 
