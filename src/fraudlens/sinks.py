@@ -595,6 +595,15 @@ class Sink(Closing):
                 raw = self._fs.cat_file(key) if self._fs.exists(key) else b""
         except OSError as exc:
             raise ConfigError(f"cannot read the sink's checkpoints: {exc}") from exc
+        except Exception as exc:
+            if self._fs is None:
+                raise
+            # The remote store's client says what is wrong in its own exceptions, not
+            # OSError (s3fs: botocore's NoCredentialsError, ParamValidationError for a bad
+            # bucket name): the sink cannot be opened, which is no traceback.
+            raise ConfigError(
+                f"cannot open sink {self.target!r}: {type(exc).__name__}: {exc}"
+            ) from exc
         if not raw:
             return {}
         try:
