@@ -236,6 +236,11 @@ def test_reading_a_database_file_that_does_not_exist(command: list[str], tmp_pat
     [
         ("--db", "postgresql://u:SECRET@h:abc/x", "invalid literal for int()"),
         ("--db", "mysql://u:SECRET@[::1/x", "invalid literal for int()"),
+        # A host name the resolver cannot encode, a byte that is not UTF-8: a UnicodeError
+        # traceback (exit code 1) when the first connection was made.
+        ("--db", "postgresql://u:SECRET@db..example/x", "label empty or too long"),
+        ("--db", "mysql+pymysql://u:SECRET@db..example/x", "label empty or too long"),
+        ("--db", "postgresql://u:SECRET\udcff@h/x", "is not UTF-8 text (U+DCFF)"),
         ("--queue", "redis://:SECRET@h:abc/0", "Port could not be cast to integer"),
         ("--queue", "redis://:SECRET@[::1/0", "Invalid IPv6 URL"),
         ("--queue", "redis://h/0?socket_timeout=abc", "Invalid value for 'socket_timeout'"),
