@@ -44,3 +44,25 @@ def test_db_events_takes_a_formula_like_account_id(db: str, account: str) -> Non
     proc = run_cli(["db", "events", "--db", db, "--account", account])
     assert proc.returncode == 0, proc.stderr
     assert "risk events (0 of 0)" in one_line(proc.stdout + proc.stderr)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["market", "simulate", "--accounts", "2"],
+        ["cards", "simulate", "--customers", "5", "--days", "1"],
+        ["cards", "process", "--source", "generate", "--limit", "5"],
+    ],
+)
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_a_seed_no_random_source_takes_is_refused(
+    args: list[str], seed: str, tmp_path: Path
+) -> None:
+    """A negative --seed ended every command that draws random numbers in a ValueError
+    traceback from numpy (exit 1), and one past 32 bits `market train` in an XGBoostError."""
+    out = ["--sink" if args[0:2] == ["cards", "process"] else "--out", str(tmp_path / "o")]
+    proc = run_cli([*args, *out, "--seed", seed], cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert "Invalid value for '--seed'" in one_line(proc.stderr)
+    assert not (tmp_path / "o").exists()

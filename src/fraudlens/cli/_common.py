@@ -31,6 +31,7 @@ from rich.progress import (
 from fraudlens.errors import FraudlensError
 
 __all__ = [
+    "MAX_SEED",
     "DbOpt",
     "LineProgress",
     "LineStatus",
@@ -79,8 +80,11 @@ DbOpt = Annotated[
     ),
 ]
 
+#: Largest ``--seed``: the seeds every random source takes (numpy's generators refuse a
+#: negative one, scikit-learn's and XGBoost's one past 32 bits).
+MAX_SEED = 2**32 - 1
 #: The ``--seed`` option of the commands that draw random numbers.
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed.")]
 
 #: Longest scoring window the CLI takes, in hours (about 11 years): past it the window's
 #: start leaves pandas' time range.

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from fraudlens.cli._common import (
+    MAX_SEED,
     ModelDir,
     cli_errors,
     console,
@@ -271,7 +272,10 @@ def process(
     history: Annotated[
         Path | None, typer.Option(help="Raw transactions preceding the source's (window features).")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed of the generate source.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(min=0, max=MAX_SEED, help="Random seed of the generate source."),
+    ] = None,
     queue_name: Annotated[str, typer.Option(help="Queue name for queue: sources.")] = "card-events",
     fmt: Annotated[str, typer.Option("--format", help="Sink object format: csv or jsonl.")] = "csv",
     max_seconds: Annotated[
