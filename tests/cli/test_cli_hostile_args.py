@@ -66,3 +66,20 @@ def test_a_seed_no_random_source_takes_is_refused(
     assert "Traceback" not in proc.stderr
     assert "Invalid value for '--seed'" in one_line(proc.stderr)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["market", "simulate", "--accounts", "99999999999"],
+        ["cards", "simulate", "--customers", "99999999999", "--days", "1"],
+    ],
+)
+def test_a_size_no_machine_holds_is_one_line(args: list[str], tmp_path: Path) -> None:
+    """A count whose arrays cannot be allocated ended in a MemoryError traceback (exit 1):
+    numpy's message, how much it could not allocate, is the useful line."""
+    proc = run_cli([*args, "--out", str(tmp_path / "o"), "--seed", "1"], cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert "not enough memory (Unable to allocate" in out, out

@@ -553,6 +553,8 @@ def fail_cleanly() -> Iterator[None]:
     So is an :class:`OSError` about a named path (an output file that is a folder), or
     about the disk (full, read-only, failing).
 
+    So is a MemoryError (a size no machine holds), naming what could not be allocated.
+
     A missing module of an optional extra (``ray``, ``boto3``, ``torch``, ...) is one too:
     the message names the extra and the install command.
     """
@@ -581,6 +583,11 @@ def fail_cleanly() -> Iterator[None]:
             error(f"cannot write: {exc.strerror or exc}")
         else:
             raise
+        raise typer.Exit(code=2) from None
+    except MemoryError as exc:
+        # A size no machine holds (`market simulate --accounts 99999999999`): numpy says
+        # how much it could not allocate, which is the useful line, not the traceback.
+        error(f"{command_name()}: not enough memory ({exc or 'MemoryError'})")
         raise typer.Exit(code=2) from None
 
 
