@@ -216,6 +216,24 @@ def test_a_remote_sink_whose_client_refuses_is_a_config_error(
         open_sink(root, timer=False)
 
 
+def test_a_link_or_fifo_at_the_spool_is_refused_untouched(tmp_path: Path) -> None:
+    """The spool is read whole and truncated after each flush: a link planted at its name
+    had emptied the file it led to, outside the sink's folder (and a FIFO there hung the
+    sink's opening)."""
+    root = tmp_path / "sink"
+    root.mkdir()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious data\n")
+    (root / SPOOL_NAME).symlink_to(victim)
+    with pytest.raises(ConfigError, match="is a link"):
+        open_sink(root, timer=False)
+    assert victim.read_text() == "precious data\n"
+    (root / SPOOL_NAME).unlink()
+    os.mkfifo(root / SPOOL_NAME)
+    with pytest.raises(ConfigError, match="not a plain file"):
+        open_sink(root, timer=False)
+
+
 def test_bad_settings_and_second_owner(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         open_sink(tmp_path, fmt="xml")  # type: ignore[arg-type]

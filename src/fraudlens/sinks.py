@@ -69,6 +69,7 @@ import csv
 import io
 import json
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -641,7 +642,24 @@ class Sink(Closing):
     def _open_spool(self) -> None:
         assert self._spool_path is not None
         self._spool_path.parent.mkdir(parents=True, exist_ok=True)
-        spool = open(self._spool_path, "a+", encoding="utf-8")  # noqa: SIM115 - held open
+        # Never through a link, nor anything but a regular file: the spool is read whole
+        # and truncated after every flush, so a link planted at its name had emptied the
+        # file it led to (and one to /dev/zero, or a FIFO, was read without end).
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(self._spool_path, flags | getattr(os, "O_NONBLOCK", 0), 0o666)
+        except OSError:
+            if self._spool_path.is_symlink():
+                raise ConfigError(
+                    f"the sink's spool {self._spool_path} is a link; a spool must be a "
+                    "plain file (remove the link)"
+                ) from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError(f"the sink's spool {self._spool_path} is not a plain file; remove it")
+        os.set_blocking(fd, True)
+        spool = open(fd, "a+", encoding="utf-8")  # noqa: SIM115 - held open
         try:
             _lock_exclusive(spool, self._spool_path)
         except BaseException:
