@@ -232,6 +232,11 @@ def test_a_link_or_fifo_at_the_spool_is_refused_untouched(tmp_path: Path) -> Non
     os.mkfifo(root / SPOOL_NAME)
     with pytest.raises(ConfigError, match="not a plain file"):
         open_sink(root, timer=False)
+    # The checkpoints are read whole too: a link to /dev/zero had been read without end.
+    (root / SPOOL_NAME).unlink()
+    (root / CHECKPOINTS_NAME).symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match="not a plain file"):
+        open_sink(root, timer=False)
 
 
 def test_bad_settings_and_second_owner(tmp_path: Path) -> None:

@@ -590,6 +590,13 @@ class Sink(Closing):
         try:
             if self._fs is None:
                 path = Path(self._root) / CHECKPOINTS_NAME
+                if path.is_symlink() or (path.exists() and not path.is_file()):
+                    # (always written by renaming a file onto it: a link or a FIFO here was
+                    # planted, and /dev/zero behind one had been read without end)
+                    raise ConfigError(
+                        f"the sink's {path} is not a plain file; restore it, or remove it "
+                        "to start every source from its beginning"
+                    )
                 raw = path.read_bytes() if path.exists() else b""
             else:
                 key = f"{self._root}/{CHECKPOINTS_NAME}" if self._root else CHECKPOINTS_NAME
