@@ -70,6 +70,20 @@ def test_a_linked_model_folder_is_neither_read_nor_written(saved: Registry, tmp_
     assert "not a folder inside the registry" in " ".join(res.output.split())
 
 
+def test_a_default_of_another_domain_is_left_out(saved: Registry) -> None:
+    """defaults.json naming a market model as the cards default (or a card model as the
+    market one) had that model loaded for the other domain's data: a TypeError, a 500
+    from the service and a traceback from `cards score` / `market score`."""
+    from fraudlens.errors import ModelNotFoundError
+
+    (saved.root / "defaults.json").write_text('{"cards": "market-features", "market": "x-y"}')
+    assert saved.defaults() == {}
+    with pytest.raises(ModelNotFoundError, match="no model for 'cards'"):
+        saved.load("cards")
+    saved.activate("market-features", "v0001")  # activating still repairs the file
+    assert saved.defaults() == {"market": "market-features"}
+
+
 @pytest.mark.parametrize("meta", ["{}", "[1]", '{"domain": "x"}'])
 def test_metadata_without_a_domain_is_an_error_not_a_crash(saved: Registry, meta: str) -> None:
     folder = saved.root / "market-features" / "v0002"

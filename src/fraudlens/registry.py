@@ -333,14 +333,21 @@ class Registry:
 
     # -- reading -----------------------------------------------------------------------
     def defaults(self) -> dict[str, str]:
-        """Domain -> default model name (entries that are not model names are left out)."""
+        """Domain -> default model name (entries that are not model names, or that name a
+        model of another domain, are left out)."""
         p = self.root / "defaults.json"
         if not p.is_file():
             return {}
         raw = _read_json(p, "the registry's defaults")
         if not isinstance(raw, dict):
             raise UnavailableError(f"{p} does not hold a JSON object", what="model")
-        return {str(k): v for k, v in raw.items() if isinstance(v, str) and _NAME.fullmatch(v)}
+        # (a card model as the market default had been handed market data: a TypeError, a
+        # 500 from the service and a traceback from `market score`)
+        return {
+            str(k): v
+            for k, v in raw.items()
+            if isinstance(v, str) and _NAME.fullmatch(v) and v.startswith(f"{k}-")
+        }
 
     def names(self) -> list[str]:
         """Model names that have at least one version."""
