@@ -27,6 +27,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from fraudlens.errors import FraudlensError
 
@@ -56,7 +57,11 @@ __all__ = [
     "working",
 ]
 
-console = Console(stderr=True)
+# Markup off: messages carry paths, ids and names the user gave, in which the console
+# would read [ and ] as styles ("scores [copy].csv" was shown as "scores .csv", and
+# "[/]out.csv" ended a command that had done its work in a MarkupError traceback).
+# The few styled messages ask for markup themselves (markup=True), their data escaped.
+console = Console(stderr=True, markup=False)
 
 #: The ``--model-dir`` / ``-m`` option every command that reads the registry takes.
 ModelDir = Annotated[
@@ -387,7 +392,7 @@ def progress(transient: bool = False) -> Progress:
     """
     columns = (
         SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -496,7 +501,7 @@ def working(message: str) -> AbstractContextManager[Any]:
     """
     if not console.is_terminal:
         return LineStatus(message, console=console)
-    return console.status(message)
+    return console.status(Text(message))
 
 
 def command_name() -> str:
@@ -523,7 +528,9 @@ def error(message: str) -> None:
     """Print one error line: never wrapped (so it can be copied) and no markup parsed."""
     from rich.markup import escape
 
-    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+    console.print(
+        f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False, markup=True
+    )
 
 
 def idle_seconds(value: float | None) -> float | None:

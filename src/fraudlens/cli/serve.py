@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from fraudlens.cli._common import (
     MAX_SEED,
@@ -151,9 +152,10 @@ def serve(
     models = registry_root(model_dir or _default_models_dir()).expanduser().resolve()
     if not models.is_dir():
         console.print(
-            f"[yellow]no model registry at {models} yet:[/] /ping answers 503 until a model "
-            "is trained there",
+            f"[yellow]no model registry at {escape(str(models))} yet:[/] /ping answers 503 "
+            "until a model is trained there",
             soft_wrap=True,
+            markup=True,
         )
     console.print(
         f"serving models from {models} on http://{bind}:{port} "
@@ -211,12 +213,11 @@ def _say_auth(bind: str, port: int) -> None:
 
         with open_store(settings.database_url) as store:
             if store.current_revision() is not None and not store.list_users():
-                from rich.markup import escape
-
                 console.print(
                     "[yellow]no users yet:[/] add one with "
                     + escape(f"`{exe} users add NAME{db}`{note}"),
                     soft_wrap=True,
+                    markup=True,
                     highlight=False,
                 )
     except Exception:  # the store is the service's to report; this is only a hint
