@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 
@@ -31,6 +32,23 @@ def png_bomb(width: int, height: int, *, bit_depth: int = 8, color_type: int = 2
         + _chunk(b"IDAT", b"".join(parts))
         + _chunk(b"IEND", b"")
     )
+
+
+def png_chunk_bomb(total: int = 5_000_000, *, split_idat: int = 0) -> bytes:
+    """A valid 64 x 64 PNG padded after its header to about ``total`` bytes of empty
+    ancillary chunks (12 bytes each), or, with ``split_idat``, whose image data is split
+    into that many chunks instead (and no padding). Pillow reads a PNG chunk by chunk in
+    Python: 5 MB of empty chunks took 2 s to open and as long again to decode."""
+    row = b"\x00" * (1 + 64 * 3)
+    data = zlib.compress(row * 64, 0)  # stored: 12 KB, enough to split in 2,000 chunks
+    ihdr = struct.pack(">IIBBBBB", 64, 64, 8, 2, 0, 0, 0)
+    head = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
+    if split_idat:
+        cut = [len(data) * k // split_idat for k in range(split_idat + 1)]
+        idat = b"".join(_chunk(b"IDAT", data[a:b]) for a, b in itertools.pairwise(cut))
+        return head + idat + _chunk(b"IEND", b"")
+    pad = _chunk(b"prVt", b"") * ((total - len(head) - len(data) - 24) // 12)
+    return head + pad + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
 
 
 def jpeg_scan_bomb(extra_scans: int, size: int = 2048) -> bytes:

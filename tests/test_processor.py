@@ -422,6 +422,25 @@ def test_cli_process(ulb: Path, ulb_models: Path, tmp_path: Path) -> None:
     assert "no such file" in bad.output
 
 
+def test_cli_process_every_longer_than_a_wait_can_be_is_refused(
+    ulb: Path, ulb_models: Path, tmp_path: Path
+) -> None:
+    """`cards process --every 1e12s` scored its first pass, then ended in an
+    OverflowError traceback (exit 1) from the wait for the next one."""
+    from typer.testing import CliRunner
+
+    from fraudlens.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["cards", "process", "--source", f"file:{ulb}", "--sink", str(tmp_path / "sink"),
+         "-m", str(ulb_models), "--every", "1e12s"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output + repr(result.exception)
+    assert "--every '1e12s': at most" in result.output
+    assert not (tmp_path / "sink").exists()
+
+
 # -------------------------------------------------------------- checkpoints and outages
 
 

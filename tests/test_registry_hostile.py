@@ -47,6 +47,43 @@ def test_linked_version_cannot_be_activated(saved: Registry, tmp_path: Path) -> 
     assert "not a folder inside the registry" in " ".join(res.output.split())
 
 
+def test_a_linked_model_folder_is_neither_read_nor_written(saved: Registry, tmp_path: Path) -> None:
+    """A model's folder that is a link out of the registry (its version folders real
+    folders there) passed the check, which resolved the link first: the model was loaded
+    from outside, `models activate` wrote its ACTIVE marker there and a save its version."""
+    import shutil
+
+    outside = tmp_path / "outside" / "market-features"
+    shutil.move(saved.root / "market-features", outside)
+    (saved.root / "market-features").symlink_to(outside, target_is_directory=True)
+    before = sorted(p.name for p in outside.iterdir())
+    with pytest.raises(UnavailableError, match="not a folder inside the registry"):
+        saved.load("market")
+    with pytest.raises(UnavailableError, match="not a folder inside the registry"):
+        saved.activate("market-features", "v0001")
+    data = simulate(40, seed=2, n_symbols=1, days=1)
+    with pytest.raises(UnavailableError, match="not a folder inside the registry"):
+        saved.save(FeatureDetector(n_estimators=5, n_jobs=1).fit(data))
+    assert sorted(p.name for p in outside.iterdir()) == before
+    res = runner.invoke(app, ["models", "list", "-m", str(saved.root)])
+    assert res.exit_code == 2, res.output + repr(res.exception)
+    assert "not a folder inside the registry" in " ".join(res.output.split())
+
+
+def test_a_default_of_another_domain_is_left_out(saved: Registry) -> None:
+    """defaults.json naming a market model as the cards default (or a card model as the
+    market one) had that model loaded for the other domain's data: a TypeError, a 500
+    from the service and a traceback from `cards score` / `market score`."""
+    from fraudlens.errors import ModelNotFoundError
+
+    (saved.root / "defaults.json").write_text('{"cards": "market-features", "market": "x-y"}')
+    assert saved.defaults() == {}
+    with pytest.raises(ModelNotFoundError, match="no model for 'cards'"):
+        saved.load("cards")
+    saved.activate("market-features", "v0001")  # activating still repairs the file
+    assert saved.defaults() == {"market": "market-features"}
+
+
 @pytest.mark.parametrize("meta", ["{}", "[1]", '{"domain": "x"}'])
 def test_metadata_without_a_domain_is_an_error_not_a_crash(saved: Registry, meta: str) -> None:
     folder = saved.root / "market-features" / "v0002"

@@ -196,6 +196,49 @@ def test_remote_sink_with_local_spool_recovers(tmp_path: Path) -> None:
     assert fs.cat_file(obj).decode().splitlines()[1:] == [str(i) for i in range(5)]
 
 
+def test_a_remote_sink_whose_client_refuses_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A remote store's client raises its own exceptions, not OSError: with no AWS
+    credentials (botocore's NoCredentialsError) or a bad bucket name (ParamValidationError)
+    `cards process --sink s3://...` ended in a traceback as the sink was opened."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    class NoCredentialsError(Exception):  # botocore's is no OSError either
+        pass
+
+    def refuse(self: object, path: str, **kwargs: object) -> bool:
+        raise NoCredentialsError("Unable to locate credentials")
+
+    monkeypatch.setattr(MemoryFileSystem, "exists", refuse)
+    root = f"memory://sinktest-{uuid.uuid4().hex}"
+    with pytest.raises(ConfigError, match="NoCredentialsError: Unable to locate credentials"):
+        open_sink(root, timer=False)
+
+
+def test_a_link_or_fifo_at_the_spool_is_refused_untouched(tmp_path: Path) -> None:
+    """The spool is read whole and truncated after each flush: a link planted at its name
+    had emptied the file it led to, outside the sink's folder (and a FIFO there hung the
+    sink's opening)."""
+    root = tmp_path / "sink"
+    root.mkdir()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious data\n")
+    (root / SPOOL_NAME).symlink_to(victim)
+    with pytest.raises(ConfigError, match="is a link"):
+        open_sink(root, timer=False)
+    assert victim.read_text() == "precious data\n"
+    (root / SPOOL_NAME).unlink()
+    os.mkfifo(root / SPOOL_NAME)
+    with pytest.raises(ConfigError, match="not a plain file"):
+        open_sink(root, timer=False)
+    # The checkpoints are read whole too: a link to /dev/zero had been read without end.
+    (root / SPOOL_NAME).unlink()
+    (root / CHECKPOINTS_NAME).symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match="not a plain file"):
+        open_sink(root, timer=False)
+
+
 def test_bad_settings_and_second_owner(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         open_sink(tmp_path, fmt="xml")  # type: ignore[arg-type]

@@ -14,7 +14,8 @@ of ``bytes.find``, and a header of more than :data:`MAX_JPEG_SEGMENTS` segments,
 :data:`MAX_JPEG_STRAY_BYTES` fill or stray bytes, or more than
 :data:`MAX_JPEG_PARSED_BYTES` bytes of the segments Pillow reads item by item is refused
 unread: a 5 MB header of tiny segments took 3 to 5 s to open, once for the size check and
-again for the decode.
+again for the decode. Pillow reads a PNG chunk by chunk in Python too, so a PNG of more
+than :data:`MAX_PNG_CHUNKS` chunks is refused unread, its chunks counted from their lengths.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_JPEG_SCANS",
     "MAX_JPEG_SEGMENTS",
     "MAX_JPEG_STRAY_BYTES",
+    "MAX_PNG_CHUNKS",
     "ImageTooLargeError",
     "check_image",
     "decode_image",
@@ -76,6 +78,15 @@ MAX_JPEG_STRAY_BYTES = 4096
 #: most four tables (516 bytes), and Photoshop writes tens of kilobytes of resources. 256 KB
 #: takes Pillow at most about 50 ms.
 MAX_JPEG_PARSED_BYTES = 256 * 1024
+
+#: Most chunks a PNG may hold. Pillow reads a PNG chunk by chunk in Python, a few
+#: microseconds a chunk: every chunk before the image data when it opens the file, the image
+#: data's chunks when it decodes them and every chunk after when it finishes, so 5 MB of
+#: empty chunks took 2 s to open and as long again to decode. Encoders write a dozen chunks
+#: besides the image data, which they split into chunks of 8 KB or more: under 700 for a
+#: 5 MB body, about 4,000 for the largest image the pixel limit lets through unpacked.
+#: 10,000 chunks take Pillow about 50 ms.
+MAX_PNG_CHUNKS = 10_000
 
 
 class ImageTooLargeError(DataError):
@@ -162,6 +173,8 @@ def _open(payload: bytes, max_pixels: int) -> Image.Image:
 
     if payload[:3] == b"\xff\xd8\xff":
         _check_jpeg_header(payload)  # before Pillow walks the header in Python
+    elif payload[:8] == _PNG_SIGNATURE:
+        _check_png_chunks(payload)  # before Pillow walks the chunks in Python
     try:
         return Image.open(io.BytesIO(payload), formats=FORMATS)
     except Image.DecompressionBombError:
@@ -201,6 +214,28 @@ def _check_scans(payload: bytes) -> None:
         )
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png_chunks(payload: bytes) -> None:
+    """Refuse a PNG of more than :data:`MAX_PNG_CHUNKS` chunks up to its end chunk
+    (DataError). Each chunk is stepped over by its length, its content unread, and the walk
+    stops past the limit, so it runs at most :data:`MAX_PNG_CHUNKS` + 1 times whatever the
+    payload."""
+    i, n, chunks = len(_PNG_SIGNATURE), len(payload), 0
+    while i + 8 <= n:
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise DataError(
+                f"the PNG holds over {MAX_PNG_CHUNKS:,} chunks (each one read in Python); "
+                "it is refused unread"
+            )
+        if payload[i + 4 : i + 8] == b"IEND":
+            return
+        # length, type, data, CRC
+        i += 12 + int.from_bytes(payload[i : i + 4], "big")
+
+
 # JPEG start-of-frame markers (they hold the image size); C4, C8 and CC are not frames.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
@@ -208,7 +243,7 @@ _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 def _header_size(payload: bytes) -> tuple[int, int]:
     """Width and height declared by a PNG's IHDR chunk or a JPEG's frame header
     ((0, 0) when neither is found)."""
-    if payload[:8] == b"\x89PNG\r\n\x1a\n" and payload[12:16] == b"IHDR":
+    if payload[:8] == _PNG_SIGNATURE and payload[12:16] == b"IHDR":
         return int.from_bytes(payload[16:20], "big"), int.from_bytes(payload[20:24], "big")
     if payload[:3] == b"\xff\xd8\xff":
         return _check_jpeg_header(payload)

@@ -228,6 +228,8 @@ class Registry:
         if name not in DETECTORS:
             raise ModelNotFoundError(f"unknown detector name {name!r}; known: {sorted(DETECTORS)}")
         base = self.root / name
+        # Never write a version through a model folder that links out of the registry.
+        self._check_inside(base, name, "new version")
         base.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=base, prefix=".incoming-"))
         try:
@@ -320,8 +322,10 @@ class Registry:
 
     def _check_inside(self, path: Path, name: str, version: str) -> None:
         # A version folder that is a link to somewhere else would load a model from
-        # outside the registry.
-        if path.is_symlink() or not path.resolve().is_relative_to((self.root / name).resolve()):
+        # outside the registry, and so would a model's folder that is one (the version
+        # folders inside it are then real folders, outside): the path must lead into the
+        # registry's own folder of the model.
+        if path.is_symlink() or not path.resolve().is_relative_to(self.root.resolve() / name):
             raise UnavailableError(
                 f"model {name}:{version} is not a folder inside the registry ({path})",
                 what="model",
@@ -329,14 +333,21 @@ class Registry:
 
     # -- reading -----------------------------------------------------------------------
     def defaults(self) -> dict[str, str]:
-        """Domain -> default model name (entries that are not model names are left out)."""
+        """Domain -> default model name (entries that are not model names, or that name a
+        model of another domain, are left out)."""
         p = self.root / "defaults.json"
         if not p.is_file():
             return {}
         raw = _read_json(p, "the registry's defaults")
         if not isinstance(raw, dict):
             raise UnavailableError(f"{p} does not hold a JSON object", what="model")
-        return {str(k): v for k, v in raw.items() if isinstance(v, str) and _NAME.fullmatch(v)}
+        # (a card model as the market default had been handed market data: a TypeError, a
+        # 500 from the service and a traceback from `market score`)
+        return {
+            str(k): v
+            for k, v in raw.items()
+            if isinstance(v, str) and _NAME.fullmatch(v) and v.startswith(f"{k}-")
+        }
 
     def names(self) -> list[str]:
         """Model names that have at least one version."""

@@ -69,6 +69,7 @@ import csv
 import io
 import json
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -589,12 +590,28 @@ class Sink(Closing):
         try:
             if self._fs is None:
                 path = Path(self._root) / CHECKPOINTS_NAME
+                if path.is_symlink() or (path.exists() and not path.is_file()):
+                    # (always written by renaming a file onto it: a link or a FIFO here was
+                    # planted, and /dev/zero behind one had been read without end)
+                    raise ConfigError(
+                        f"the sink's {path} is not a plain file; restore it, or remove it "
+                        "to start every source from its beginning"
+                    )
                 raw = path.read_bytes() if path.exists() else b""
             else:
                 key = f"{self._root}/{CHECKPOINTS_NAME}" if self._root else CHECKPOINTS_NAME
                 raw = self._fs.cat_file(key) if self._fs.exists(key) else b""
         except OSError as exc:
             raise ConfigError(f"cannot read the sink's checkpoints: {exc}") from exc
+        except Exception as exc:
+            if self._fs is None:
+                raise
+            # The remote store's client says what is wrong in its own exceptions, not
+            # OSError (s3fs: botocore's NoCredentialsError, ParamValidationError for a bad
+            # bucket name): the sink cannot be opened, which is no traceback.
+            raise ConfigError(
+                f"cannot open sink {self.target!r}: {type(exc).__name__}: {exc}"
+            ) from exc
         if not raw:
             return {}
         try:
@@ -632,7 +649,24 @@ class Sink(Closing):
     def _open_spool(self) -> None:
         assert self._spool_path is not None
         self._spool_path.parent.mkdir(parents=True, exist_ok=True)
-        spool = open(self._spool_path, "a+", encoding="utf-8")  # noqa: SIM115 - held open
+        # Never through a link, nor anything but a regular file: the spool is read whole
+        # and truncated after every flush, so a link planted at its name had emptied the
+        # file it led to (and one to /dev/zero, or a FIFO, was read without end).
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(self._spool_path, flags | getattr(os, "O_NONBLOCK", 0), 0o666)
+        except OSError:
+            if self._spool_path.is_symlink():
+                raise ConfigError(
+                    f"the sink's spool {self._spool_path} is a link; a spool must be a "
+                    "plain file (remove the link)"
+                ) from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError(f"the sink's spool {self._spool_path} is not a plain file; remove it")
+        os.set_blocking(fd, True)
+        spool = open(fd, "a+", encoding="utf-8")  # noqa: SIM115 - held open
         try:
             _lock_exclusive(spool, self._spool_path)
         except BaseException:

@@ -201,3 +201,43 @@ def test_serve_names_its_store_in_its_hints_without_the_password(
         assert f"users add NAME --db {db}`" in said, said
     finally:
         get_settings.cache_clear()
+
+
+def _address_space(limit: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@pytest.mark.parametrize(
+    ("stdin", "says"),
+    [
+        # Endless input without a line break had been read whole: a MemoryError traceback.
+        ("/dev/zero", "the password is longer than 1024 characters"),
+        # A byte that is not UTF-8 had been a UnicodeEncodeError traceback.
+        (b"passphrase\xff with a bad byte\n", "the password is not UTF-8 text (byte 0xFF)"),
+    ],
+)
+def test_password_stdin_that_is_no_password_line_is_one_line(
+    tmp_path: Path, stdin: str | bytes, says: str
+) -> None:
+    db = f"sqlite:///{tmp_path / 'fl.db'}"
+    args = [str(FRAUDLENS), "users", "add", "ana", "--password-stdin", "--db", db]
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    feed = {"input": stdin} if isinstance(stdin, bytes) else {"stdin": open(stdin, "rb")}  # noqa: SIM115
+    try:
+        r = subprocess.run(
+            args,
+            capture_output=True,
+            timeout=120,
+            env=env,
+            check=False,
+            preexec_fn=lambda: _address_space(3 << 30),
+            **feed,
+        )
+    finally:
+        if "stdin" in feed:
+            feed["stdin"].close()
+    err = r.stderr.decode("utf-8", "replace")
+    assert r.returncode == 2, err
+    assert "Traceback" not in err and says in " ".join(err.split()), err

@@ -44,3 +44,94 @@ def test_db_events_takes_a_formula_like_account_id(db: str, account: str) -> Non
     proc = run_cli(["db", "events", "--db", db, "--account", account])
     assert proc.returncode == 0, proc.stderr
     assert "risk events (0 of 0)" in one_line(proc.stdout + proc.stderr)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["market", "simulate", "--accounts", "2"],
+        ["cards", "simulate", "--customers", "5", "--days", "1"],
+        ["cards", "process", "--source", "generate", "--limit", "5"],
+    ],
+)
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_a_seed_no_random_source_takes_is_refused(
+    args: list[str], seed: str, tmp_path: Path
+) -> None:
+    """A negative --seed ended every command that draws random numbers in a ValueError
+    traceback from numpy (exit 1), and one past 32 bits `market train` in an XGBoostError."""
+    out = ["--sink" if args[0:2] == ["cards", "process"] else "--out", str(tmp_path / "o")]
+    proc = run_cli([*args, *out, "--seed", seed], cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert "Invalid value for '--seed'" in one_line(proc.stderr)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["market", "simulate", "--accounts", "99999999999"],
+        ["cards", "simulate", "--customers", "99999999999", "--days", "1"],
+    ],
+)
+def test_a_size_no_machine_holds_is_one_line(args: list[str], tmp_path: Path) -> None:
+    """A count whose arrays cannot be allocated ended in a MemoryError traceback (exit 1):
+    numpy's message, how much it could not allocate, is the useful line."""
+    proc = run_cli([*args, "--out", str(tmp_path / "o"), "--seed", "1"], cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert "not enough memory (Unable to allocate" in out, out
+
+
+def test_brackets_in_data_are_text_not_console_markup(
+    market_dir: Path, market_models: Path, db: str, tmp_path: Path
+) -> None:
+    """The console read [ and ] in a table cell or a message as markup: an output path, a
+    kind, an account id or a token name holding '[/]' ended `market score`, `market
+    evaluate`, `market pairs`, `db events` and `tokens create` / `tokens list` in a
+    MarkupError traceback (the token was stored, never shown, and listed no more), and
+    "[copy]" in a path was left out of the path shown."""
+    import shutil
+
+    import pandas as pd
+
+    data = tmp_path / "data"
+    shutil.copytree(market_dir, data)
+    labels = pd.read_csv(data / "labels.csv")
+    labels["kind"] = "[/]" + labels["kind"].astype(str)
+    labels["account_id"] = "[/]" + labels["account_id"].astype(str)
+    labels.to_csv(data / "labels.csv", index=False)
+    trades = pd.read_csv(data / "trades.csv")
+    trades["account_id"] = "[/]" + trades["account_id"].astype(str)
+    trades.to_csv(data / "trades.csv", index=False)
+    runs = [
+        ["market", "evaluate", "--data", str(data), "-m", str(market_models),
+         "--out", str(tmp_path / "report")],
+        ["market", "pairs", "--klines", str(data / "klines.csv"),
+         "--trades", str(data / "trades.csv"), "--out", str(tmp_path / "pairs.csv")],
+        # a path the user names: it had been shown as "scores .csv", or ended the command,
+        # its work done, in the traceback
+        ["market", "score", "--klines", str(data / "klines.csv"), "--trades",
+         str(data / "trades.csv"), "-m", str(market_models),
+         "--out", str(tmp_path / "scores [copy] [/].csv")],
+        ["users", "add", "svc", "--role", "service", "--db", db],
+        ["tokens", "create", "svc", "--name", "[/]batch", "--db", db],
+        ["tokens", "list", "--db", db],
+    ]  # fmt: skip
+    for args in runs:
+        proc = run_cli(args)
+        assert proc.returncode == 0, (args, proc.stderr[-2000:])
+        if args[0] != "users":
+            assert "[/]" in proc.stderr, (args, proc.stderr[-2000:])
+        if args[1] == "score":
+            assert "scores [copy] [/].csv" in " ".join(proc.stderr.split()), proc.stderr
+    from _services import risk_event  # type: ignore[import-not-found]
+    from fraudlens.store import open_store
+
+    with open_store(db) as store:
+        store.add_risk_events([risk_event("[/]a1", 1)])
+    proc = run_cli(["db", "events", "--db", db])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "[/]a1" in proc.stdout + proc.stderr

@@ -236,6 +236,11 @@ def test_reading_a_database_file_that_does_not_exist(command: list[str], tmp_pat
     [
         ("--db", "postgresql://u:SECRET@h:abc/x", "invalid literal for int()"),
         ("--db", "mysql://u:SECRET@[::1/x", "invalid literal for int()"),
+        # A host name the resolver cannot encode, a byte that is not UTF-8: a UnicodeError
+        # traceback (exit code 1) when the first connection was made.
+        ("--db", "postgresql://u:SECRET@db..example/x", "label empty or too long"),
+        ("--db", "mysql+pymysql://u:SECRET@db..example/x", "label empty or too long"),
+        ("--db", "postgresql://u:SECRET\udcff@h/x", "is not UTF-8 text (U+DCFF)"),
         ("--queue", "redis://:SECRET@h:abc/0", "Port could not be cast to integer"),
         ("--queue", "redis://:SECRET@[::1/0", "Invalid IPv6 URL"),
         ("--queue", "redis://h/0?socket_timeout=abc", "Invalid value for 'socket_timeout'"),
@@ -328,4 +333,21 @@ def test_import_reference_bad_row_names_file_row_and_column(tmp_path: Path) -> N
     out = _fails(["market", "import-reference", "--klines", str(kl), "--buy", str(buy),
                   "--sell", str(sell), "--out", str(tmp_path / "o")])  # fmt: skip
     assert f"file {bad}, row 2, column 'time': no 5-minute bar" in out
+    assert not (tmp_path / "o").exists()
+
+
+def test_import_reference_file_name_or_symbol_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """An account file whose name is not UTF-8 (its account id is the name), or a --symbol
+    that is not, ended `market import-reference` with a UnicodeEncodeError traceback (the
+    lone surrogate Python keeps for the byte reached pyarrow)."""
+    kl, buy, sell = _reference(tmp_path)
+    bad = Path(os.fsdecode(bytes(buy) + b"/buy_caf\xe9.csv"))
+    shutil.copy(buy / "buy_COIN_7.csv", bad)
+    args = ["market", "import-reference", "--klines", str(kl), "--buy", str(buy),
+            "--sell", str(sell), "--out", str(tmp_path / "o")]  # fmt: skip
+    out = _fails(args)
+    assert "the file name is not UTF-8 text (byte 0xE9)" in out and "buy_caf" in out
+    bad.unlink()
+    out = _fails([*args, "--symbol", os.fsdecode(b"COIN\xff")])
+    assert "the symbol is not UTF-8 text (byte 0xFF)" in out
     assert not (tmp_path / "o").exists()

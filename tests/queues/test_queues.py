@@ -152,6 +152,23 @@ def test_malformed_bodies_are_dead_lettered_not_delivered(make_queue: QueueFacto
     assert q.depth() == 0
 
 
+def test_a_body_nested_too_deeply_is_dead_lettered_not_a_crash(make_queue: QueueFactory) -> None:
+    """json.loads raised RecursionError, which no consumer caught: a worker receiving
+    such a message died, and so did every worker started after it."""
+    q = make_queue()
+    deep = '{"account_id": "A6", "x": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    q.send(deep)
+    q.send({"account_id": "A7"})
+
+    got = drain(q, 1)
+    got += q.receive(10)
+    assert [m.body for m in got] == [{"account_id": "A7"}]
+    q.ack(got[0])
+    (dead,) = q.dead_letters()
+    assert dead["raw"] == deep
+    assert dead["reason"] == "malformed JSON: nested too deeply"
+
+
 def test_dead_letter_moves_message_immediately(make_queue: QueueFactory) -> None:
     q = make_queue()
     q.send({"account_id": "A8", "ts": "2024-01-01T00:00:00Z"})

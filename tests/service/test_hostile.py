@@ -18,7 +18,12 @@ import pytest
 from _live import free_port, serve_in_process  # type: ignore[import-not-found]
 from fastapi.testclient import TestClient
 
-from _bombs import jpeg_header_bomb, jpeg_scan_bomb, png_bomb  # type: ignore[import-not-found]
+from _bombs import (  # type: ignore[import-not-found]
+    jpeg_header_bomb,
+    jpeg_scan_bomb,
+    png_bomb,
+    png_chunk_bomb,
+)
 from fraudlens.config import Settings
 from fraudlens.service import create_app
 
@@ -154,6 +159,24 @@ def test_jpeg_of_a_huge_header_is_400_within_a_second(client: Any, kind: str, er
     assert r.status_code == 400, r.text
     assert seconds < 1.0, seconds
     assert error in r.json()["error"]
+
+
+def test_png_of_too_many_chunks_is_400_within_a_second(client: Any) -> None:
+    # Pillow reads a PNG chunk by chunk in Python: 5 MB of empty chunks had taken 2 s to
+    # open and as long again to decode (a 200); now the chunks are counted first.
+    body = png_chunk_bomb()
+    assert 4_900_000 < len(body) <= 5_000_000
+    t0 = time.perf_counter()
+    r = client.post("/invocations", content=body, headers=PNG)
+    seconds = time.perf_counter() - t0
+    assert r.status_code == 400, r.text
+    assert seconds < 1.0, seconds
+    assert "over 10,000 chunks" in r.json()["error"]
+    # Image data split in many chunks, as encoders do for a large image, is scored.
+    body = png_chunk_bomb(split_idat=2000)
+    assert body.count(b"IDAT") == 2000
+    r = client.post("/invocations", content=body, headers=PNG)
+    assert r.status_code == 200, r.text
 
 
 def test_ordinary_jpegs_are_scored(client: Any) -> None:

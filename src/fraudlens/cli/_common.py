@@ -27,10 +27,12 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from fraudlens.errors import FraudlensError
 
 __all__ = [
+    "MAX_SEED",
     "DbOpt",
     "LineProgress",
     "LineStatus",
@@ -55,7 +57,11 @@ __all__ = [
     "working",
 ]
 
-console = Console(stderr=True)
+# Markup off: messages carry paths, ids and names the user gave, in which the console
+# would read [ and ] as styles ("scores [copy].csv" was shown as "scores .csv", and
+# "[/]out.csv" ended a command that had done its work in a MarkupError traceback).
+# The few styled messages ask for markup themselves (markup=True), their data escaped.
+console = Console(stderr=True, markup=False)
 
 #: The ``--model-dir`` / ``-m`` option every command that reads the registry takes.
 ModelDir = Annotated[
@@ -79,8 +85,11 @@ DbOpt = Annotated[
     ),
 ]
 
+#: Largest ``--seed``: the seeds every random source takes (numpy's generators refuse a
+#: negative one, scikit-learn's and XGBoost's one past 32 bits).
+MAX_SEED = 2**32 - 1
 #: The ``--seed`` option of the commands that draw random numbers.
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed.")]
 
 #: Longest scoring window the CLI takes, in hours (about 11 years): past it the window's
 #: start leaves pandas' time range.
@@ -383,7 +392,7 @@ def progress(transient: bool = False) -> Progress:
     """
     columns = (
         SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -492,7 +501,7 @@ def working(message: str) -> AbstractContextManager[Any]:
     """
     if not console.is_terminal:
         return LineStatus(message, console=console)
-    return console.status(message)
+    return console.status(Text(message))
 
 
 def command_name() -> str:
@@ -519,7 +528,9 @@ def error(message: str) -> None:
     """Print one error line: never wrapped (so it can be copied) and no markup parsed."""
     from rich.markup import escape
 
-    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+    console.print(
+        f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False, markup=True
+    )
 
 
 def idle_seconds(value: float | None) -> float | None:
@@ -549,6 +560,8 @@ def fail_cleanly() -> Iterator[None]:
     So is an :class:`OSError` about a named path (an output file that is a folder), or
     about the disk (full, read-only, failing).
 
+    So is a MemoryError (a size no machine holds), naming what could not be allocated.
+
     A missing module of an optional extra (``ray``, ``boto3``, ``torch``, ...) is one too:
     the message names the extra and the install command.
     """
@@ -577,6 +590,11 @@ def fail_cleanly() -> Iterator[None]:
             error(f"cannot write: {exc.strerror or exc}")
         else:
             raise
+        raise typer.Exit(code=2) from None
+    except MemoryError as exc:
+        # A size no machine holds (`market simulate --accounts 99999999999`): numpy says
+        # how much it could not allocate, which is the useful line, not the traceback.
+        error(f"{command_name()}: not enough memory ({exc or 'MemoryError'})")
         raise typer.Exit(code=2) from None
 
 

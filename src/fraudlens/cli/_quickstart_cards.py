@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
+
 from fraudlens.cli._common import console
 
 
@@ -15,13 +17,13 @@ def cards_pass(
     from fraudlens.cli.serve import process
 
     data_dir = out / "cards"
-    console.rule("[bold]cards: simulate")
+    console.rule(Text("cards: simulate", style="bold"))
     c.simulate_cmd(out=data_dir, customers=customers, days=days, seed=seed, terminals=None)
     tx = data_dir / "transactions.csv"
     reports: dict[str, Path] = {}
     # The anomaly model first, so the supervised one ends up as the cards default.
     for det in ("anomaly", "xgboost"):
-        console.rule(f"[bold]cards: train and evaluate {det}")
+        console.rule(Text(f"cards: train and evaluate {det}", style="bold"))
         # train prints the validation table; the report of the same rows is not printed
         # again.
         c.train_cmd(
@@ -57,7 +59,7 @@ def cards_pass(
             show=False,
         )
         reports[f"cards-{det}"] = rep
-    console.rule("[bold]cards: stream scored records into the sink")
+    console.rule(Text("cards: stream scored records into the sink", style="bold"))
     sink = out / "sink"
     process(
         source=f"generate:{tx}",

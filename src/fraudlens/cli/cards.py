@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from fraudlens.cards.data import CardTable
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
-stdout = Console()
+stdout = Console(markup=False)  # (as the console of cli._common: paths are no markup)
 
 
 class Kind(StrEnum):
@@ -421,7 +421,9 @@ def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
 def _warn(message: str) -> None:
     from rich.markup import escape
 
-    console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True, highlight=False)
+    console.print(
+        f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True, highlight=False, markup=True
+    )
 
 
 # --------------------------------------------------------------------------- commands

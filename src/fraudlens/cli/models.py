@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fraudlens._io import write_csv
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from fraudlens.feedback import Comparison
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
-stdout = Console()
+stdout = Console(markup=False)  # (as the console of cli._common: paths are no markup)
 
 #: Where a model's headline figure comes from, best first: ``evaluate`` on labelled data,
 #: a test part of a training split, the hold-out validation (market; cards: the held-out
@@ -194,7 +195,9 @@ def _num(value: float | None) -> str:
 def _print_comparison(result: Comparison) -> None:
     """The comparison table, with warnings first and in red."""
     for text in result.warnings:
-        console.print(f"[bold red]WARNING:[/] {text}", soft_wrap=True, highlight=False)
+        console.print(
+            f"[bold red]WARNING:[/] {escape(text)}", soft_wrap=True, highlight=False, markup=True
+        )
     n = len(result.events)
     stdout.print(
         f"{n:,} reviewed events of {result.database} ({result.confirmed:,} confirmed, "

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fraudlens.cli._common import (
@@ -521,4 +522,4 @@ def _serve_multiprocess_metrics(folder: str, port: int, health: SharedHealth) ->
     try:
         serve_metrics(registry, port, _metrics_host(), health)
     except OSError as exc:
-        console.print(f"[yellow]metrics not exported on :{port}: {exc}")
+        console.print(f"[yellow]metrics not exported on :{port}: {escape(str(exc))}", markup=True)

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
+from rich.text import Text
 
 from fraudlens.cli._common import (
     SeedOpt,
@@ -76,7 +78,7 @@ def quickstart(
     out.mkdir(parents=True, exist_ok=True)
     models = out / "models"
     train_dir, test_dir = out / "market" / "train", out / "market" / "test"
-    console.rule("[bold]market: simulate")
+    console.rule(Text("market: simulate", style="bold"))
     m.simulate(out=train_dir, accounts=accounts, seed=seed + 1, fraud_share=0.5, fmt="csv")
     m.simulate(
         out=test_dir, accounts=max(accounts // 2, 100), seed=seed + 2, fraud_share=0.5, fmt="csv"
@@ -84,7 +86,7 @@ def quickstart(
     reports = {}
     detectors = [m.DetectorChoice.features] + ([m.DetectorChoice.cnn] if cnn else [])
     for det in detectors:
-        console.rule(f"[bold]market: train and evaluate the {det.value} detector")
+        console.rule(Text(f"market: train and evaluate the {det.value} detector", style="bold"))
         m.train(
             data=train_dir,
             model_dir=models,
@@ -106,7 +108,7 @@ def quickstart(
 
         registry = Registry(models)
         registry.activate("market-features", registry.active_version("market-features"))
-    console.rule("[bold]market: batch scoring")
+    console.rule(Text("market: batch scoring", style="bold"))
     scores = out / "market" / "scores.csv"
     m.score(
         klines=test_dir / "klines.csv",
@@ -177,7 +179,9 @@ def next_steps(models: Path, db_url: str, test_dir: Path) -> list[tuple[str, str
 
 def _print_next_steps(steps: list[tuple[str, str]]) -> None:
     # Printed outside the panel and never wrapped, so each command can be copied whole.
-    console.print(f"[bold]next[/], from {os.getcwd()}:", soft_wrap=True, highlight=False)
+    console.print(
+        f"[bold]next[/], from {escape(os.getcwd())}:", soft_wrap=True, highlight=False, markup=True
+    )
     for what, command in steps:
         console.print(f"  {what}:", highlight=False)
         console.print(f"    $ {command}", soft_wrap=True, highlight=False, markup=False)
@@ -203,7 +207,9 @@ def _pipeline_pass(out: Path, models: Path, test_dir: Path) -> tuple[str, int]:
     from fraudlens.store import open_store
     from fraudlens.worker import Worker
 
-    console.rule("[bold]market: real-time pipeline (store -> queue -> worker -> risk events)")
+    console.rule(
+        Text("market: real-time pipeline (store -> queue -> worker -> risk events)", style="bold")
+    )
     db_url = f"sqlite:///{out / 'fraudlens.db'}"
     queue_url = f"sqlite:///{out / 'queue.db'}"
     p.db_load(klines=test_dir / "klines.csv", trades=test_dir / "trades.csv", db=db_url)

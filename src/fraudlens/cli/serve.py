@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from fraudlens.cli._common import (
+    MAX_SEED,
     ModelDir,
     cli_errors,
     console,
@@ -149,9 +152,10 @@ def serve(
     models = registry_root(model_dir or _default_models_dir()).expanduser().resolve()
     if not models.is_dir():
         console.print(
-            f"[yellow]no model registry at {models} yet:[/] /ping answers 503 until a model "
-            "is trained there",
+            f"[yellow]no model registry at {escape(str(models))} yet:[/] /ping answers 503 "
+            "until a model is trained there",
             soft_wrap=True,
+            markup=True,
         )
     console.print(
         f"serving models from {models} on http://{bind}:{port} "
@@ -209,12 +213,11 @@ def _say_auth(bind: str, port: int) -> None:
 
         with open_store(settings.database_url) as store:
             if store.current_revision() is not None and not store.list_users():
-                from rich.markup import escape
-
                 console.print(
                     "[yellow]no users yet:[/] add one with "
                     + escape(f"`{exe} users add NAME{db}`{note}"),
                     soft_wrap=True,
+                    markup=True,
                     highlight=False,
                 )
     except Exception:  # the store is the service's to report; this is only a hint
@@ -233,6 +236,13 @@ def parse_duration(text: str) -> float:
         raise ConfigError(f"--every {text!r}: use seconds (60), or 60s, 5m, 1h") from None
     if not value > 0 or value == float("inf"):  # nan and inf are no schedule
         raise ConfigError(f"--every {text!r} must be positive")
+    # A longer wait between passes overflows the platform's timeout (an OverflowError
+    # traceback after the first pass).
+    if value > threading.TIMEOUT_MAX:
+        raise ConfigError(
+            f"--every {text!r}: at most {threading.TIMEOUT_MAX:,.0f} s between passes "
+            "(the longest wait this platform allows)"
+        )
     return value
 
 
@@ -263,7 +273,10 @@ def process(
     history: Annotated[
         Path | None, typer.Option(help="Raw transactions preceding the source's (window features).")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed of the generate source.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(min=0, max=MAX_SEED, help="Random seed of the generate source."),
+    ] = None,
     queue_name: Annotated[str, typer.Option(help="Queue name for queue: sources.")] = "card-events",
     fmt: Annotated[str, typer.Option("--format", help="Sink object format: csv or jsonl.")] = "csv",
     max_seconds: Annotated[

@@ -63,7 +63,21 @@ def _auth(db: str | None, *, create: bool) -> Iterator[Authenticator]:
 
 def _read_password(stdin: bool, *, confirm: bool) -> str:
     if stdin:
-        line = sys.stdin.readline()
+        from fraudlens.auth import MAX_PASSWORD_CHARS
+
+        # No further than a password can be long (and its line break): standard input
+        # without a line break (/dev/zero, a binary file) had been read whole into memory.
+        try:
+            line = sys.stdin.readline(MAX_PASSWORD_CHARS + 2)
+            # (a byte that is not UTF-8, where standard input keeps it as a lone surrogate)
+            byte = next((ord(ch) - 0xDC00 for ch in line if "\udc80" <= ch <= "\udcff"), None)
+        except UnicodeDecodeError as exc:
+            line, byte = "", exc.object[exc.start]
+        if byte is not None:
+            raise DataError(
+                f"--password-stdin: the password is not UTF-8 text (byte 0x{byte:02X})",
+                column="password",
+            )
         if not line:
             raise DataError("--password-stdin: standard input is empty", column="password")
         return line.rstrip("\r\n")

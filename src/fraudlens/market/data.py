@@ -1175,12 +1175,29 @@ def _reference_klines(path: Path, symbol: str) -> pd.DataFrame:
         raise _reraise(exc, str(path), exc.row, {"ts": "time"}) from None
 
 
+def _undecodable(text: str) -> str | None:
+    """The first byte of ``text`` that was not UTF-8, as ``0xFF``, or None. A name from the
+    file system or the command line keeps such a byte as a lone surrogate (U+DC80-U+DCFF),
+    which no table or file can hold."""
+    bad = next((ch for ch in text if "\udc80" <= ch <= "\udcff"), None)
+    return None if bad is None else f"0x{ord(bad) - 0xDC00:02X}"
+
+
 def _reference_side(folder: Path, side: str, symbol: str) -> tuple[pd.DataFrame, list[Path]]:
     if not folder.is_dir():
         raise DataError(_not_a_folder(folder), file=str(folder))
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(".csv"))
     frames = []
     for f in files:
+        # The account id is the file name: one that is not UTF-8 cannot become an id.
+        byte = _undecodable(f.name)
+        if byte is not None:
+            raise DataError(
+                f"the file name is not UTF-8 text (byte {byte}), and the account id is "
+                "the file name: rename the file",
+                file=str(f),
+                column="account_id",
+            )
         # An account may have no trades on one side: a header-only file is allowed.
         raw = _read_table(f, ("time",), header_only=True)
         raw.columns = [c.lower() for c in raw.columns]
@@ -1258,6 +1275,9 @@ def import_reference(
         no bar contains.
     """
     kpath = Path(klines_csv)
+    byte = _undecodable(symbol)
+    if byte is not None:
+        raise DataError(f"the symbol is not UTF-8 text (byte {byte})", column="symbol")
     klines = _reference_klines(kpath, symbol)
     buys, buy_files = _reference_side(Path(buy_dir), "buy", symbol)
     sells, sell_files = _reference_side(Path(sell_dir), "sell", symbol)

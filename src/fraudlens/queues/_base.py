@@ -117,6 +117,10 @@ def decode_body(raw: str) -> tuple[dict[str, Any], str | None]:
     """
     try:
         value = json.loads(raw)
+    except RecursionError:
+        # A body nested deeper than the parser's stack: a poison message like any other
+        # malformed one, not a crash of every consumer that receives it.
+        return {}, "malformed JSON: nested too deeply"
     except ValueError as exc:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         pos = f" (char {exc.pos})" if isinstance(exc, json.JSONDecodeError) else ""

@@ -279,6 +279,13 @@ class Store(Closing, AuthStore, TriageStore):
         except (sa.exc.ArgumentError, ValueError) as exc:
             # (ValueError: a port that is not a number, an unclosed [IPv6 address])
             raise ConfigError(f"database URL {hide_password(url)!r}: {exc}") from None
+        bad = next((ch for ch in self.url if "\ud800" <= ch <= "\udfff"), None)
+        if bad is not None:
+            # A byte that is not UTF-8 (the command line and the environment keep it as a
+            # lone surrogate): no driver can send it, nor can the URL be shown.
+            raise ConfigError(
+                f"database URL {hide_password(url)!r} is not UTF-8 text (U+{ord(bad):04X})"
+            )
         self.dialect = parsed.get_backend_name()
         #: SQLite's busy timeout (``?timeout=SECONDS`` on a sqlite URL; 30 s by default)
         self._busy_ms = _SQLITE_BUSY_MS
@@ -337,6 +344,10 @@ class Store(Closing, AuthStore, TriageStore):
         except sa.exc.SQLAlchemyError as exc:
             error = StoreUnavailableError if is_outage(exc) else StoreError
             raise error(f"cannot connect to {self._safe_url()}: {_first_line(exc)}") from exc
+        except UnicodeError as exc:
+            # A host name the resolver cannot encode (an empty label, "db..example", or
+            # one over 63 characters) is a malformed URL, not an outage.
+            raise ConfigError(f"database URL {self._safe_url()!r}: {exc}") from None
 
     @contextmanager
     def _begin(self) -> Iterator[sa.Connection]:
