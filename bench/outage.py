@@ -567,7 +567,7 @@ def run_outage(
         How a server is stopped: ``term`` (a clean shutdown; PostgreSQL's ``fast``) or
         ``kill`` (SIGKILL; PostgreSQL's ``immediate``).
     sqlite_timeout
-        The SQLite store's busy timeout in seconds (``?timeout=`` on its URL); None: the
+        The SQLite store's busy timeout in seconds (``?busy_timeout=`` on its URL); None: the
         store's default (30 s). The lock must be held longer than it for writes to fail.
     """
     from fraudlens.checks import check_message
@@ -604,7 +604,7 @@ def run_outage(
         else:
             db_url = f"sqlite:///{root / 'store.db'}"
             if sqlite_timeout is not None:
-                db_url += f"?timeout={sqlite_timeout:g}"
+                db_url += f"?busy_timeout={sqlite_timeout:g}"
         stream = f"fraudlens-outage-{uuid.uuid4().hex}"
         if down != "store":
             rds = PrivateRedis(persistent=down == "queue", root=root / "redis")

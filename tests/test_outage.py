@@ -7,7 +7,7 @@ checks (the suite runs it on every CI run):
 - Redis Streams + a private PostgreSQL server that is stopped (``pg_ctl stop -m fast``)
   for 20 s mid-run and started again;
 - SQLite queue + SQLite store whose write lock another process holds for 12 s (longer
-  than the store's busy timeout, set to 3 s on its URL with ``?timeout=3``, so writes
+  than the store's busy timeout, set to 3 s on its URL with ``?busy_timeout=3``, so writes
   really fail with "database is locked").
 
 The accounts are of every default simulated kind (beneficiaries and internalising market

@@ -621,7 +621,7 @@ def test_healthz_of_several_processes_reports_the_worst_one(
     q.send_batch([check_message(flagged[0])])
     port = _free_port()
     cmd = _worker_cmd(
-        queue_url, f"{store.url}?timeout=3", models, "--concurrency", "2", "--batch-size", "5"
+        queue_url, f"{store.url}?busy_timeout=3", models, "--concurrency", "2", "--batch-size", "5"
     )
     proc = subprocess.Popen(
         # a lease longer than the busy timeout: the check is not redelivered to the other

@@ -135,3 +135,28 @@ def test_brackets_in_data_are_text_not_console_markup(
     proc = run_cli(["db", "events", "--db", db])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "[/]a1" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["db", "upgrade", "--db", "sqlite:///:memory:"], "database URL sqlite:///:memory:"),
+        (["db", "upgrade", "--db", "sqlite://"], "database URL sqlite://"),
+        (
+            ["db", "load", "--klines", "k.csv", "--trades", "t.csv", "--db", "sqlite://"],
+            "sqlite://",
+        ),
+        (["enqueue", "A1", "--queue", "sqlite:///:memory:"], "queue URL sqlite:///:memory:"),
+    ],
+    ids=["upgrade-memory", "upgrade-empty", "load", "enqueue"],
+)
+def test_an_in_memory_database_or_queue_is_refused_where_it_would_lose_the_writes(
+    args: list[str], says: str
+) -> None:
+    """What these commands write is read later by another process; an in-memory SQLite
+    database or queue was reported written and was gone when the command ended."""
+    proc = run_cli(args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert says in out and "in-memory SQLite" in out and "give a file" in out, out

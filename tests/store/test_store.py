@@ -437,7 +437,7 @@ def test_a_locked_sqlite_file_is_an_outage(tmp_path) -> None:  # type: ignore[no
 
 
 def test_a_sqlite_url_sets_how_long_a_write_waits_for_the_lock(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """``?timeout=SECONDS`` on a sqlite URL is the busy timeout of every write (30 s
+    """``?busy_timeout=SECONDS`` on a sqlite URL is the busy timeout of every write (30 s
     without it); the lock released in time lets the write through, and a value that is
     not a number of seconds is a ConfigError naming the URL."""
     import sqlite3
@@ -447,7 +447,7 @@ def test_a_sqlite_url_sets_how_long_a_write_waits_for_the_lock(tmp_path) -> None
     from fraudlens.errors import ConfigError, StoreUnavailableError
 
     path = tmp_path / "locked.db"
-    s = open_store(f"sqlite:///{path}?timeout=0.5")
+    s = open_store(f"sqlite:///{path}?busy_timeout=0.5")
     s.upgrade()
     event = _event("A1", datetime(2026, 3, 3, 14, 5, tzinfo=UTC))
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -468,8 +468,8 @@ def test_a_sqlite_url_sets_how_long_a_write_waits_for_the_lock(tmp_path) -> None
     assert s.counts()["risk_events"] == 1
     s.close()
     for bad in ("0", "-1", "soon", "nan", "1e9"):
-        with pytest.raises(ConfigError, match=f"timeout={bad!r}"):
-            open_store(f"sqlite:///{path}?timeout={bad}")
+        with pytest.raises(ConfigError, match=f"busy_timeout={bad!r}"):
+            open_store(f"sqlite:///{path}?busy_timeout={bad}")
 
 
 @pytest.mark.services

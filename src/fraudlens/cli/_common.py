@@ -50,6 +50,7 @@ __all__ = [
     "fraudlens_command",
     "gave_up_without_model",
     "idle_seconds",
+    "lasting_url",
     "plural",
     "progress",
     "registry_root",
@@ -238,6 +239,33 @@ def existing_database(url: str) -> str:
                 f"`{exe} db upgrade{db}` creates it and "
                 f"`{exe} db load --klines K --trades T{db}` fills it"
             )
+    return url
+
+
+def lasting_url(url: str, what: str) -> str:
+    """``url``, for a command whose writes another process reads later: an in-memory
+    SQLite database is an error, since what the command writes is gone when it ends.
+    ``what`` is ``database`` (``sqlite://`` and ``sqlite:///:memory:`` are in memory) or
+    ``queue`` (``sqlite:///:memory:``; a bare ``sqlite`` is the default file).
+
+    Raises
+    ------
+    ConfigError
+        Naming the URL and what to give instead.
+    """
+    from fraudlens.errors import ConfigError
+
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme.split("+")[0].lower() != "sqlite":
+        return url
+    file = rest.removeprefix("/").split("?")[0]
+    if file == ":memory:" or (what == "database" and file == ""):
+        option = "--db" if what == "database" else "--queue"
+        raise ConfigError(
+            f"{what} URL {url} is an in-memory SQLite {what}: it is gone when this command "
+            f"ends, with what the command writes; give a file (e.g. {option} "
+            f"sqlite:///fraudlens{'' if what == 'database' else '-queue'}.db)"
+        )
     return url
 
 

@@ -25,6 +25,7 @@ from fraudlens.cli._common import (
     fraudlens_command,
     gave_up_without_model,
     idle_seconds,
+    lasting_url,
     plural,
     progress,
     registry_root,
@@ -74,7 +75,7 @@ def db_upgrade(
     """Create or migrate the tables (trades, klines, risk_events) with Alembic."""
     from fraudlens.store import open_store
 
-    with open_store(_db_url(db)) as store:
+    with open_store(lasting_url(_db_url(db), "database")) as store:
         before = store.current_revision()
         after = store.upgrade(revision)
         console.print(f"{store!r}: schema revision {before or '(none)'} -> {after}")
@@ -105,11 +106,12 @@ def db_load(
     from fraudlens.market.data import load_klines, load_trades
     from fraudlens.store import open_store
 
+    url = lasting_url(_db_url(db), "database")
     t0 = time.perf_counter()
     with working("reading and validating the files"):
         k = load_klines(klines)
         t = load_trades(trades, klines=k)
-    with open_store(_db_url(db)) as store:
+    with open_store(url) as store:
         store.require_schema()
         with progress() as bar:
             task = bar.add_task("k-lines", total=len(k))
@@ -316,6 +318,7 @@ def enqueue(
     from fraudlens.checks import check_message
     from fraudlens.queues import open_queue
 
+    queue_url = lasting_url(_queue_url(queue), "queue")
     # Every id is checked before anything is sent: a bad id on line 600 used to leave the
     # first 500 queued.
     ids = [check_id(a, column="account_id", row=k + 1) for k, a in enumerate(account_ids or [])]
@@ -329,7 +332,7 @@ def enqueue(
             ids += store.account_ids()
     if not ids:
         raise typer.BadParameter("give account ids, --file or --all")
-    with open_queue(_queue_url(queue), name=queue_name) as q, progress() as bar:
+    with open_queue(queue_url, name=queue_name) as q, progress() as bar:
         task = bar.add_task("enqueue", total=len(ids))
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]

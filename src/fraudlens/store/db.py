@@ -287,11 +287,12 @@ class Store(Closing, AuthStore, TriageStore):
                 f"database URL {hide_password(url)!r} is not UTF-8 text (U+{ord(bad):04X})"
             )
         self.dialect = parsed.get_backend_name()
-        #: SQLite's busy timeout (``?timeout=SECONDS`` on a sqlite URL; 30 s by default)
+        #: SQLite's busy timeout (``?busy_timeout=SECONDS`` on a sqlite URL, as on a SQLite
+        #: queue's; 30 s by default)
         self._busy_ms = _SQLITE_BUSY_MS
-        if self.dialect == "sqlite" and "timeout" in parsed.query:
-            self._busy_ms = _sqlite_busy_ms(parsed.query["timeout"], url)
-            parsed = parsed.difference_update_query(["timeout"])
+        if self.dialect == "sqlite" and "busy_timeout" in parsed.query:
+            self._busy_ms = _sqlite_busy_ms(parsed.query["busy_timeout"], url)
+            parsed = parsed.difference_update_query(["busy_timeout"])
         # risk events' details are written by orjson (see _json_text): a missing orjson
         # is reported here, not by the first batch of events
         _orjson()
@@ -1395,7 +1396,7 @@ def _orjson() -> tuple[Callable[..., bytes], int]:
 
 
 def _sqlite_busy_ms(value: Any, url: str) -> int:
-    """Milliseconds of a sqlite URL's ``timeout`` query value (seconds, above 0 and at
+    """Milliseconds of a sqlite URL's ``busy_timeout`` query value (seconds, above 0 and at
     most a day); ConfigError naming the URL otherwise."""
     raw = value[-1] if isinstance(value, tuple) else value
     try:
@@ -1404,7 +1405,7 @@ def _sqlite_busy_ms(value: Any, url: str) -> int:
         seconds = math.nan
     if not (0 < seconds <= 86_400):  # NaN fails too
         raise ConfigError(
-            f"database URL {hide_password(url)!r}: timeout={raw!r} is not a number of "
+            f"database URL {hide_password(url)!r}: busy_timeout={raw!r} is not a number of "
             "seconds above 0 and at most 86400 (how long a write waits for another "
             "process's lock)"
         )
