@@ -252,6 +252,15 @@ def test_bad_settings_and_second_owner(tmp_path: Path) -> None:
         sink.put({"a": 1})
 
 
+def test_a_checkpoint_file_nested_too_deeply_is_refused(tmp_path: Path) -> None:
+    # json raises RecursionError, not ValueError, on it: open_sink ended in a traceback.
+    root = tmp_path / "sink"
+    root.mkdir()
+    (root / CHECKPOINTS_NAME).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        open_sink(root, timer=False)
+
+
 @pytest.mark.parametrize("text", ["[]", "null", "3", '"x"'])
 def test_a_checkpoint_file_that_is_not_an_object_is_refused(tmp_path: Path, text: str) -> None:
     # Read as "no checkpoints", it would start a file source from row 1 again and write

@@ -616,6 +616,10 @@ class Sink(Closing):
             return {}
         try:
             value = json.loads(raw)
+        except RecursionError:  # (never written so: a damaged or replaced file)
+            raise ConfigError(
+                f"the sink's {CHECKPOINTS_NAME} is not JSON the sink wrote: nested too deeply"
+            ) from None
         except ValueError as exc:
             raise ConfigError(f"the sink's {CHECKPOINTS_NAME} is not JSON: {exc}") from exc
         if not isinstance(value, dict):
