@@ -469,3 +469,29 @@ def test_a_record_wider_than_the_column_limit_is_refused_whole(tmp_path: Path) -
     # JSON lines have no columns to share: any record goes.
     with open_sink(tmp_path / "jsonl", timer=False, max_columns=10, fmt="jsonl") as sink:
         sink.put({f"k{j}": j for j in range(50)})
+
+
+def test_a_full_disk_fails_the_probe_until_the_put_that_failed_fits(
+    full_disk_folder: Path,
+) -> None:
+    """On a full disk an empty file can still be made: the probe (an empty temporary
+    file) passed while every put failed, so the card processor read a full disk as
+    "not an outage" and nacked its queue messages until they were dead-lettered. The
+    probe now writes as many bytes as the spool write that failed."""
+    from _disk import fill  # type: ignore[import-not-found]
+
+    root = full_disk_folder / "sink"
+    sink = open_sink(root, timer=False)
+    records = [{"id": i, "pad": "x" * 200} for i in range(200)]  # ~45 KB
+    filler = fill(full_disk_folder, leave=8192)
+    with pytest.raises(OSError) as info:
+        sink.put_many(records, checkpoint={"file:a": 200})
+    assert info.value.errno == 28
+    with pytest.raises(OSError):
+        sink.probe()
+    assert not list(root.glob(".probe-*"))
+    filler.unlink()
+    sink.probe()
+    sink.put_many(records, checkpoint={"file:a": 200})
+    sink.close()
+    assert [int(r["id"]) for r in read_rows(objects(root))] == list(range(200))

@@ -205,6 +205,9 @@ class Sink(Closing):
         self._intent: tuple[str, str] | None = None
         # Size to cut the spool back to after a failed write (a torn put or intent).
         self._spool_good: int | None = None
+        # Bytes of the last spool write that failed (0: none did): the probe writes as
+        # many, since on a full disk an empty file can still be made.
+        self._spool_failed = 0
 
         self._lock = threading.RLock()
         self._buffer: list[dict[str, Any]] = []
@@ -398,7 +401,8 @@ class Sink(Closing):
             return self._checkpoints.get(key)
 
     def probe(self) -> None:
-        """Check that the sink can write now (its folder, or the remote target).
+        """Check that the sink can write now (its folder, or the remote target), and that
+        the spool takes as many bytes as the write that last failed there.
 
         Raises
         ------
@@ -410,10 +414,11 @@ class Sink(Closing):
                 self._repair_spool()
             if self._flush_error is not None and self._buffer:
                 self._flush_locked()  # what failed last time must work now
+            if self._spool is not None and self._spool_failed:
+                assert self._spool_path is not None
+                _probe_write(self._spool_path.parent, self._spool_failed)
         if self._fs is None:
-            fd, tmp = tempfile.mkstemp(dir=self._root, prefix=".probe-")
-            os.close(fd)
-            os.unlink(tmp)
+            _probe_write(Path(self._root), 0)
         else:
             self._fs.ls(self._root or "/", detail=False)
 
@@ -559,9 +564,11 @@ class Sink(Closing):
             os.fsync(fd)
         except OSError:
             self._spool_good = size
+            self._spool_failed = len((head + text).encode())
             with contextlib.suppress(OSError):
                 self._repair_spool()
             raise
+        self._spool_failed = 0
 
     def _repair_spool(self) -> None:
         if self._spool is None or self._spool_good is None:
@@ -695,6 +702,22 @@ def _remove_temporaries(folder: Path, name: str, *, probe: bool = False) -> None
         for stale in folder.glob(pattern):
             with contextlib.suppress(OSError):
                 stale.unlink()
+
+
+def _probe_write(folder: Path, size: int) -> None:
+    """Write ``size`` bytes to a hidden file in ``folder``, fsync and remove it (OSError
+    when the folder cannot take them: full, read-only, gone)."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".probe-")
+    try:
+        chunk = b"\0" * min(size, 1 << 20)
+        left = size
+        while left > 0:
+            left -= os.write(fd, chunk[:left])
+        if size:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
 
 
 def _fsync_dir(folder: Path) -> None:
