@@ -25,9 +25,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def full_disk_folder(tmp_path: Path) -> Iterator[Path]:
-    """A folder on its own 1 MiB tmpfs (see ``_disk``; skipped where it cannot be
+    """A folder on its own 8 MiB tmpfs (see ``_disk``; skipped where it cannot be
     mounted), unmounted afterwards. Fill it with ``_disk.fill``."""
     from _disk import small_disk  # type: ignore[import-not-found]
 
-    with small_disk(tmp_path / "disk") as disk:
+    with small_disk(tmp_path / "disk", 8 << 20) as disk:
         yield disk

@@ -59,6 +59,24 @@ def _replace(
         raise
 
 
+def probe_write(folder: Path, size: int) -> None:
+    """Write ``size`` bytes to a hidden file in ``folder`` (``.probe-<random>``), fsync
+    and remove it: OSError when the folder cannot take them now (full, over quota,
+    read-only, gone). A full disk still lets an empty file be made, so a probe of a write
+    that failed for room writes as much as that write needed."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".probe-")
+    try:
+        chunk = b"\0" * min(size, 1 << 20)
+        left = size
+        while left > 0:
+            left -= os.write(fd, chunk[:left])
+        if size:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
+
+
 def _new_file_mode() -> int:
     """The mode ``open`` gives a new file: 0666 less the process's umask."""
     mask = os.umask(0o022)

@@ -69,7 +69,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -78,7 +77,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fraudlens._closing import Closing
-from fraudlens._io import atomic_write
+from fraudlens._io import atomic_write, probe_write
 from fraudlens._time import utcnow
 from fraudlens.errors import ConfigError, DataError
 
@@ -416,9 +415,9 @@ class Sink(Closing):
                 self._flush_locked()  # what failed last time must work now
             if self._spool is not None and self._spool_failed:
                 assert self._spool_path is not None
-                _probe_write(self._spool_path.parent, self._spool_failed)
+                probe_write(self._spool_path.parent, self._spool_failed)
         if self._fs is None:
-            _probe_write(Path(self._root), 0)
+            probe_write(Path(self._root), 0)
         else:
             self._fs.ls(self._root or "/", detail=False)
 
@@ -702,22 +701,6 @@ def _remove_temporaries(folder: Path, name: str, *, probe: bool = False) -> None
         for stale in folder.glob(pattern):
             with contextlib.suppress(OSError):
                 stale.unlink()
-
-
-def _probe_write(folder: Path, size: int) -> None:
-    """Write ``size`` bytes to a hidden file in ``folder``, fsync and remove it (OSError
-    when the folder cannot take them: full, read-only, gone)."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".probe-")
-    try:
-        chunk = b"\0" * min(size, 1 << 20)
-        left = size
-        while left > 0:
-            left -= os.write(fd, chunk[:left])
-        if size:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-        os.unlink(tmp)
 
 
 def _fsync_dir(folder: Path) -> None:
