@@ -95,6 +95,39 @@ def test_failed_save_leaves_no_version(tmp_path: Path, small_market) -> None:
     assert not any(p.name.startswith(".incoming") for p in (tmp_path / "market-features").iterdir())
 
 
+def test_a_full_disk_names_the_model_folder_and_keeps_the_active_version(
+    full_disk_folder: Path, small_market
+) -> None:
+    """On a full disk ``fraudlens market train`` / ``cards train`` said only "error:
+    cannot write: No space left on device": the write's error names no file. The save's
+    error now names the model's folder (the ACTIVE marker's, when that is what could not
+    be written); no version becomes visible and the active one stays."""
+    from _disk import fill  # type: ignore[import-not-found]
+
+    reg = Registry(full_disk_folder / "models")
+    det = FeatureDetector(n_estimators=5).fit(small_market)
+    reg.save(det)
+    filler = fill(full_disk_folder)
+    with pytest.raises(OSError) as info:
+        reg.save(det)
+    assert info.value.errno == 28
+    assert info.value.filename == str(full_disk_folder / "models" / "market-features")
+    assert reg.versions("market-features") == ["v0001"]
+    assert reg.active_version("market-features") == "v0001"
+    assert not list((full_disk_folder / "models" / "market-features").glob(".*"))
+    # an ACTIVE marker that does not fit names itself
+    filler.unlink()
+    reg.save(det, activate=False)
+    filler = fill(full_disk_folder)
+    with pytest.raises(OSError) as info:
+        reg.activate("market-features", "v0002")
+    assert info.value.filename == str(full_disk_folder / "models" / "market-features" / "ACTIVE")
+    assert reg.active_version("market-features") == "v0001"
+    filler.unlink()
+    reg.activate("market-features", "v0002")
+    assert reg.load("market").model_version_ == "market-features:v0002"  # type: ignore[attr-defined]
+
+
 # ----------------------------------------------------------------- hostile registries
 
 

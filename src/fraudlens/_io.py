@@ -14,7 +14,8 @@ def atomic_write(path: Path, data: str | bytes, *, suffix: str = "") -> None:
 
     The data go to a hidden temporary file in the same folder (``.<name>.<random><suffix>``),
     are fsynced, and the file is then renamed over ``path``; on any failure the temporary
-    file is removed and the error re-raised.
+    file is removed and the error re-raised (an OSError then names ``path``: a full
+    disk's error names no file, and the temporary file's name is gone).
 
     Parameters
     ----------
@@ -25,7 +26,10 @@ def atomic_write(path: Path, data: str | bytes, *, suffix: str = "") -> None:
     suffix
         Suffix of the temporary file name.
     """
-    _replace(path, lambda f: f.write(data), binary=isinstance(data, bytes), suffix=suffix)
+    try:
+        _replace(path, lambda f: f.write(data), binary=isinstance(data, bytes), suffix=suffix)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
 
 def _replace(

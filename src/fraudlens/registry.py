@@ -260,6 +260,10 @@ class Registry:
                 # Another process saved this version first (both read the same newest
                 # version), or a folder without metadata holds the name: take a later one.
                 version = meta["version"] = self._next_version(name, after=version)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            # (a full disk's error names no file; the temporary folder's name is gone)
+            raise OSError(exc.errno, exc.strerror or str(exc), str(base)) from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
