@@ -111,24 +111,34 @@ def write_text_chunks(chunks: Iterable[str], path: Path) -> None:
     _write_text(path, write)
 
 
-def _write_text(path: Path, write: Callable[[IO[Any]], object]) -> None:
-    """:func:`write_csv`'s way of writing ``path`` (UTF-8, newlines as written)."""
+def write_binary(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Call ``write`` with a binary file (Parquet, a compressed CSV) that becomes
+    ``path`` whole or not at all, as :func:`write_csv` writes a table."""
+    _write_text(path, write, binary=True)
+
+
+def _write_text(path: Path, write: Callable[[IO[Any]], object], *, binary: bool = False) -> None:
+    """:func:`write_csv`'s way of writing ``path`` (UTF-8, newlines as written; or bytes)."""
     try:
         if path.exists() and not path.is_file():
-            with open(path, "w", encoding="utf-8", newline="") as f:
-                write(f)
+            if binary:
+                with open(path, "wb") as f:
+                    write(f)
+            else:
+                with open(path, "w", encoding="utf-8", newline="") as f:
+                    write(f)
             return
         # A link's file is replaced, not the link (writing in place went through it).
         real = path.resolve() if path.is_symlink() else path
         _replace(
             real,
             write,
-            binary=False,
+            binary=binary,
             suffix=".tmp",
             # the mode a file written in place gets (mkstemp's is 0600)
             mode=real.stat().st_mode & 0o777 if real.exists() else _new_file_mode(),
-            encoding="utf-8",
-            newline="",
+            encoding=None if binary else "utf-8",
+            newline=None if binary else "",
         )
     except OSError as exc:
         # (not the temporary file's name; a full disk's error has none)
