@@ -220,6 +220,22 @@ def test_a_checkpoint_file_that_is_not_an_object_is_refused(tmp_path: Path, text
         open_sink(root, timer=False)
 
 
+@pytest.mark.parametrize("text", ["", "\n", '{"file:a": {"off'])
+def test_an_empty_or_truncated_checkpoint_file_is_refused_naming_it(
+    tmp_path: Path, text: str
+) -> None:
+    """An empty .checkpoints.json (a damaged file: it is only ever written whole, as an
+    object) was read as "no checkpoints": `cards process --source file:F` then wrote
+    every row of F a second time."""
+    root = tmp_path / "sink"
+    root.mkdir()
+    (root / CHECKPOINTS_NAME).write_text(text)
+    with pytest.raises(ConfigError) as info:
+        open_sink(root, timer=False)
+    assert str(root / CHECKPOINTS_NAME) in str(info.value)
+    assert "remove it to start every source from its beginning" in str(info.value)
+
+
 def test_concurrent_puts_from_threads(tmp_path: Path) -> None:
     with open_sink(tmp_path, max_records=50, max_seconds=0.05) as sink:
 

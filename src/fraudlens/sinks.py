@@ -595,26 +595,32 @@ class Sink(Closing):
         try:
             if self._fs is None:
                 path = Path(self._root) / CHECKPOINTS_NAME
-                raw = path.read_bytes() if path.exists() else b""
+                where = str(path)
+                raw = path.read_bytes() if path.exists() else None
             else:
                 key = f"{self._root}/{CHECKPOINTS_NAME}" if self._root else CHECKPOINTS_NAME
-                raw = self._fs.cat_file(key) if self._fs.exists(key) else b""
+                where = str(self._fs.unstrip_protocol(key))
+                raw = self._fs.cat_file(key) if self._fs.exists(key) else None
         except OSError as exc:
             raise ConfigError(f"cannot read the sink's checkpoints: {exc}") from exc
-        if not raw:
+        if raw is None:
             return {}
+        # Only ever written as a JSON object, whole: anything else (an empty file
+        # included) was damaged or replaced, and reading it as "no checkpoints" would
+        # start every source again from its beginning, writing its records a second time.
+        fix = "restore it, or remove it to start every source from its beginning"
+        if not raw.strip():
+            raise ConfigError(f"the sink's checkpoints file {where} is empty; {fix}")
         try:
             value = json.loads(raw)
         except ValueError as exc:
-            raise ConfigError(f"the sink's {CHECKPOINTS_NAME} is not JSON: {exc}") from exc
+            raise ConfigError(
+                f"the sink's {CHECKPOINTS_NAME} is not JSON: {exc} ({where}; {fix})"
+            ) from exc
         if not isinstance(value, dict):
-            # Only ever written as an object: anything else was damaged or replaced, and
-            # reading it as "no checkpoints" would start every source again from its
-            # beginning, writing its records a second time.
             raise ConfigError(
                 f"the sink's {CHECKPOINTS_NAME} holds a JSON {type(value).__name__}, not the "
-                "object of sources' checkpoints it is written as; restore it, or remove it "
-                "to start every source from its beginning"
+                f"object of sources' checkpoints it is written as ({where}); {fix}"
             )
         return value
 
