@@ -128,6 +128,39 @@ def test_a_full_disk_names_the_model_folder_and_keeps_the_active_version(
     assert reg.load("market").model_version_ == "market-features:v0002"  # type: ignore[attr-defined]
 
 
+def test_a_version_is_on_disk_before_its_name(
+    tmp_path: Path, small_market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version folder was renamed into place with its files never fsynced: after a
+    crash of the machine the version could be visible (and active) with empty model
+    files. Every file and the folder are now fsynced before the rename, the registry
+    folder after it."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc/self/fd to name the fsynced files")
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    mv = Registry(tmp_path).save(FeatureDetector(n_estimators=5).fit(small_market))
+    monkeypatch.undo()
+    base = tmp_path / "market-features"
+    at = events.index(("replace", str(mv.path)))
+    synced = {Path(p).name for kind, p in events[:at] if kind == "fsync"}
+    assert {p.name for p in mv.path.iterdir()} == {"metadata.json", "model.json"}
+    assert {"metadata.json", "model.json"} <= synced
+    assert any(p.startswith(str(base / ".incoming-")) for k, p in events[:at] if k == "fsync")
+    assert ("fsync", str(base)) in events[at:]
+
+
 # ----------------------------------------------------------------- hostile registries
 
 

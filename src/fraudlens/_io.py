@@ -81,6 +81,34 @@ def probe_write(folder: Path, size: int) -> None:
         os.unlink(tmp)
 
 
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder, which makes a rename in it durable (quietly skipped where a
+    folder cannot be opened or fsynced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_files(folder: Path) -> None:
+    """fsync every file of ``folder`` and then the folder: before the folder is renamed
+    into place, so a crash of the machine cannot leave it visible with empty files."""
+    for p in folder.iterdir():
+        if p.is_file() and not p.is_symlink():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fsync_dir(folder)
+
+
 def _new_file_mode() -> int:
     """The mode ``open`` gives a new file: 0666 less the process's umask."""
     mask = os.umask(0o022)

@@ -41,7 +41,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fraudlens._io import atomic_write
+from fraudlens._io import atomic_write, fsync_dir, fsync_files
 from fraudlens._time import utcnow
 from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError, UnavailableError
 
@@ -251,8 +251,10 @@ class Registry:
             }
             while True:
                 (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+                fsync_files(tmp)  # the files are on disk before the name is
                 try:
                     os.replace(tmp, base / version)
+                    fsync_dir(base)
                     break
                 except OSError as exc:
                     if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):

@@ -77,7 +77,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fraudlens._closing import Closing
-from fraudlens._io import atomic_write, probe_write
+from fraudlens._io import atomic_write, fsync_dir, probe_write
 from fraudlens._time import utcnow
 from fraudlens.errors import ConfigError, DataError
 
@@ -585,7 +585,7 @@ class Sink(Closing):
         data = json.dumps(self._checkpoints, default=_json_default, sort_keys=True).encode()
         if self._fs is None:
             atomic_write(Path(self._root) / CHECKPOINTS_NAME, data, suffix=".tmp")
-            _fsync_dir(Path(self._root))
+            fsync_dir(Path(self._root))
         else:
             key = f"{self._root}/{CHECKPOINTS_NAME}" if self._root else CHECKPOINTS_NAME
             self._fs.pipe_file(key, data)
@@ -632,7 +632,7 @@ class Sink(Closing):
         # writes the same name, so that file can go (only this name's, never another's).
         _remove_temporaries(folder, name)
         atomic_write(final, data, suffix=".tmp")
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return str(final)
 
     def _write_remote(self, part: str, name: str, data: bytes) -> str:
@@ -707,20 +707,6 @@ def _remove_temporaries(folder: Path, name: str, *, probe: bool = False) -> None
         for stale in folder.glob(pattern):
             with contextlib.suppress(OSError):
                 stale.unlink()
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not supported on every platform.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _lock_exclusive(f: io.TextIOWrapper, path: Path) -> None:
