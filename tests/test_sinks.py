@@ -236,6 +236,23 @@ def test_an_empty_or_truncated_checkpoint_file_is_refused_naming_it(
     assert "remove it to start every source from its beginning" in str(info.value)
 
 
+def test_a_spool_with_bytes_that_are_not_text_is_refused_naming_it(tmp_path: Path) -> None:
+    """The spool is ASCII JSON lines; bytes damaged on disk made opening the sink (and
+    `cards process`) end in a UnicodeDecodeError traceback."""
+    root = tmp_path / "sink"
+    sink = open_sink(root, timer=False)
+    sink.put_many([{"id": 1}])
+    sink._spool.close()  # type: ignore[union-attr]  # "crash": the put stays spooled
+    spool = root / SPOOL_NAME
+    spool.write_bytes(spool.read_bytes() + b"\xd9\x00garbage\n")
+    with pytest.raises(ConfigError, match="is damaged") as info:
+        open_sink(root, timer=False)
+    assert str(spool) in str(info.value)
+    # once moved aside, the sink opens (and the lock was released)
+    spool.rename(root / "spool.damaged")
+    open_sink(root, timer=False).close()
+
+
 def test_concurrent_puts_from_threads(tmp_path: Path) -> None:
     with open_sink(tmp_path, max_records=50, max_seconds=0.05) as sink:
 

@@ -652,7 +652,20 @@ class Sink(Closing):
             raise
         self._spool = spool
         spool.seek(0)
-        recovered, intent = _replay(spool.read(), self._checkpoints)
+        try:
+            text = spool.read()
+        except UnicodeDecodeError as exc:
+            # Written as ASCII JSON lines only: bytes that are not text were damaged on
+            # disk. Replayed, they could be read as records; skipped, accepted records
+            # would be lost without a word.
+            spool.close()
+            self._spool = None
+            raise ConfigError(
+                f"the sink's spool {self._spool_path} is damaged (byte {exc.start:,} is not "
+                "text); move it aside to start without it, after recovering the records it "
+                "holds (JSON lines)"
+            ) from None
+        recovered, intent = _replay(text, self._checkpoints)
         spool.seek(0, os.SEEK_END)
         if recovered:
             self._buffer = recovered
