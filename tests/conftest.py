@@ -21,3 +21,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     yield s
     s.drop_all()
     s.close()
+
+
+@pytest.fixture
+def full_disk_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder on its own 8 MiB tmpfs (see ``_disk``; skipped where it cannot be
+    mounted), unmounted afterwards. Fill it with ``_disk.fill``."""
+    from _disk import small_disk  # type: ignore[import-not-found]
+
+    with small_disk(tmp_path / "disk", 8 << 20) as disk:
+        yield disk

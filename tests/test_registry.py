@@ -95,6 +95,72 @@ def test_failed_save_leaves_no_version(tmp_path: Path, small_market) -> None:
     assert not any(p.name.startswith(".incoming") for p in (tmp_path / "market-features").iterdir())
 
 
+def test_a_full_disk_names_the_model_folder_and_keeps_the_active_version(
+    full_disk_folder: Path, small_market
+) -> None:
+    """On a full disk ``fraudlens market train`` / ``cards train`` said only "error:
+    cannot write: No space left on device": the write's error names no file. The save's
+    error now names the model's folder (the ACTIVE marker's, when that is what could not
+    be written); no version becomes visible and the active one stays."""
+    from _disk import fill  # type: ignore[import-not-found]
+
+    reg = Registry(full_disk_folder / "models")
+    det = FeatureDetector(n_estimators=5).fit(small_market)
+    reg.save(det)
+    filler = fill(full_disk_folder)
+    with pytest.raises(OSError) as info:
+        reg.save(det)
+    assert info.value.errno == 28
+    assert info.value.filename == str(full_disk_folder / "models" / "market-features")
+    assert reg.versions("market-features") == ["v0001"]
+    assert reg.active_version("market-features") == "v0001"
+    assert not list((full_disk_folder / "models" / "market-features").glob(".*"))
+    # an ACTIVE marker that does not fit names itself
+    filler.unlink()
+    reg.save(det, activate=False)
+    filler = fill(full_disk_folder)
+    with pytest.raises(OSError) as info:
+        reg.activate("market-features", "v0002")
+    assert info.value.filename == str(full_disk_folder / "models" / "market-features" / "ACTIVE")
+    assert reg.active_version("market-features") == "v0001"
+    filler.unlink()
+    reg.activate("market-features", "v0002")
+    assert reg.load("market").model_version_ == "market-features:v0002"  # type: ignore[attr-defined]
+
+
+def test_a_version_is_on_disk_before_its_name(
+    tmp_path: Path, small_market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version folder was renamed into place with its files never fsynced: after a
+    crash of the machine the version could be visible (and active) with empty model
+    files. Every file and the folder are now fsynced before the rename, the registry
+    folder after it."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc/self/fd to name the fsynced files")
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    mv = Registry(tmp_path).save(FeatureDetector(n_estimators=5).fit(small_market))
+    monkeypatch.undo()
+    base = tmp_path / "market-features"
+    at = events.index(("replace", str(mv.path)))
+    synced = {Path(p).name for kind, p in events[:at] if kind == "fsync"}
+    assert {p.name for p in mv.path.iterdir()} == {"metadata.json", "model.json"}
+    assert {"metadata.json", "model.json"} <= synced
+    assert any(p.startswith(str(base / ".incoming-")) for k, p in events[:at] if k == "fsync")
+    assert ("fsync", str(base)) in events[at:]
+
+
 # ----------------------------------------------------------------- hostile registries
 
 

@@ -272,6 +272,39 @@ def test_a_checkpoint_file_that_is_not_an_object_is_refused(tmp_path: Path, text
         open_sink(root, timer=False)
 
 
+@pytest.mark.parametrize("text", ["", "\n", '{"file:a": {"off'])
+def test_an_empty_or_truncated_checkpoint_file_is_refused_naming_it(
+    tmp_path: Path, text: str
+) -> None:
+    """An empty .checkpoints.json (a damaged file: it is only ever written whole, as an
+    object) was read as "no checkpoints": `cards process --source file:F` then wrote
+    every row of F a second time."""
+    root = tmp_path / "sink"
+    root.mkdir()
+    (root / CHECKPOINTS_NAME).write_text(text)
+    with pytest.raises(ConfigError) as info:
+        open_sink(root, timer=False)
+    assert str(root / CHECKPOINTS_NAME) in str(info.value)
+    assert "remove it to start every source from its beginning" in str(info.value)
+
+
+def test_a_spool_with_bytes_that_are_not_text_is_refused_naming_it(tmp_path: Path) -> None:
+    """The spool is ASCII JSON lines; bytes damaged on disk made opening the sink (and
+    `cards process`) end in a UnicodeDecodeError traceback."""
+    root = tmp_path / "sink"
+    sink = open_sink(root, timer=False)
+    sink.put_many([{"id": 1}])
+    sink._spool.close()  # type: ignore[union-attr]  # "crash": the put stays spooled
+    spool = root / SPOOL_NAME
+    spool.write_bytes(spool.read_bytes() + b"\xd9\x00garbage\n")
+    with pytest.raises(ConfigError, match="is damaged") as info:
+        open_sink(root, timer=False)
+    assert str(spool) in str(info.value)
+    # once moved aside, the sink opens (and the lock was released)
+    spool.rename(root / "spool.damaged")
+    open_sink(root, timer=False).close()
+
+
 def test_concurrent_puts_from_threads(tmp_path: Path) -> None:
     with open_sink(tmp_path, max_records=50, max_seconds=0.05) as sink:
 
@@ -521,3 +554,29 @@ def test_a_record_wider_than_the_column_limit_is_refused_whole(tmp_path: Path) -
     # JSON lines have no columns to share: any record goes.
     with open_sink(tmp_path / "jsonl", timer=False, max_columns=10, fmt="jsonl") as sink:
         sink.put({f"k{j}": j for j in range(50)})
+
+
+def test_a_full_disk_fails_the_probe_until_the_put_that_failed_fits(
+    full_disk_folder: Path,
+) -> None:
+    """On a full disk an empty file can still be made: the probe (an empty temporary
+    file) passed while every put failed, so the card processor read a full disk as
+    "not an outage" and nacked its queue messages until they were dead-lettered. The
+    probe now writes as many bytes as the spool write that failed."""
+    from _disk import fill  # type: ignore[import-not-found]
+
+    root = full_disk_folder / "sink"
+    sink = open_sink(root, timer=False)
+    records = [{"id": i, "pad": "x" * 200} for i in range(200)]  # ~45 KB
+    filler = fill(full_disk_folder, leave=8192)
+    with pytest.raises(OSError) as info:
+        sink.put_many(records, checkpoint={"file:a": 200})
+    assert info.value.errno == 28
+    with pytest.raises(OSError):
+        sink.probe()
+    assert not list(root.glob(".probe-*"))
+    filler.unlink()
+    sink.probe()
+    sink.put_many(records, checkpoint={"file:a": 200})
+    sink.close()
+    assert [int(r["id"]) for r in read_rows(objects(root))] == list(range(200))

@@ -14,7 +14,8 @@ def atomic_write(path: Path, data: str | bytes, *, suffix: str = "") -> None:
 
     The data go to a hidden temporary file in the same folder (``.<name>.<random><suffix>``),
     are fsynced, and the file is then renamed over ``path``; on any failure the temporary
-    file is removed and the error re-raised.
+    file is removed and the error re-raised (an OSError then names ``path``: a full
+    disk's error names no file, and the temporary file's name is gone).
 
     Parameters
     ----------
@@ -25,7 +26,10 @@ def atomic_write(path: Path, data: str | bytes, *, suffix: str = "") -> None:
     suffix
         Suffix of the temporary file name.
     """
-    _replace(path, lambda f: f.write(data), binary=isinstance(data, bytes), suffix=suffix)
+    try:
+        _replace(path, lambda f: f.write(data), binary=isinstance(data, bytes), suffix=suffix)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
 
 def _replace(
@@ -59,6 +63,52 @@ def _replace(
         raise
 
 
+def probe_write(folder: Path, size: int) -> None:
+    """Write ``size`` bytes to a hidden file in ``folder`` (``.probe-<random>``), fsync
+    and remove it: OSError when the folder cannot take them now (full, over quota,
+    read-only, gone). A full disk still lets an empty file be made, so a probe of a write
+    that failed for room writes as much as that write needed."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".probe-")
+    try:
+        chunk = b"\0" * min(size, 1 << 20)
+        left = size
+        while left > 0:
+            left -= os.write(fd, chunk[:left])
+        if size:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder, which makes a rename in it durable (quietly skipped where a
+    folder cannot be opened or fsynced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_files(folder: Path) -> None:
+    """fsync every file of ``folder`` and then the folder: before the folder is renamed
+    into place, so a crash of the machine cannot leave it visible with empty files."""
+    for p in folder.iterdir():
+        if p.is_file() and not p.is_symlink():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fsync_dir(folder)
+
+
 def _new_file_mode() -> int:
     """The mode ``open`` gives a new file: 0666 less the process's umask."""
     mask = os.umask(0o022)
@@ -89,24 +139,34 @@ def write_text_chunks(chunks: Iterable[str], path: Path) -> None:
     _write_text(path, write)
 
 
-def _write_text(path: Path, write: Callable[[IO[Any]], object]) -> None:
-    """:func:`write_csv`'s way of writing ``path`` (UTF-8, newlines as written)."""
+def write_binary(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Call ``write`` with a binary file (Parquet, a compressed CSV) that becomes
+    ``path`` whole or not at all, as :func:`write_csv` writes a table."""
+    _write_text(path, write, binary=True)
+
+
+def _write_text(path: Path, write: Callable[[IO[Any]], object], *, binary: bool = False) -> None:
+    """:func:`write_csv`'s way of writing ``path`` (UTF-8, newlines as written; or bytes)."""
     try:
         if path.exists() and not path.is_file():
-            with open(path, "w", encoding="utf-8", newline="") as f:
-                write(f)
+            if binary:
+                with open(path, "wb") as f:
+                    write(f)
+            else:
+                with open(path, "w", encoding="utf-8", newline="") as f:
+                    write(f)
             return
         # A link's file is replaced, not the link (writing in place went through it).
         real = path.resolve() if path.is_symlink() else path
         _replace(
             real,
             write,
-            binary=False,
+            binary=binary,
             suffix=".tmp",
             # the mode a file written in place gets (mkstemp's is 0600)
             mode=real.stat().st_mode & 0o777 if real.exists() else _new_file_mode(),
-            encoding="utf-8",
-            newline="",
+            encoding=None if binary else "utf-8",
+            newline=None if binary else "",
         )
     except OSError as exc:
         # (not the temporary file's name; a full disk's error has none)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from fraudlens._io import atomic_write
 from fraudlens.scoring import flag
 
 __all__ = [
@@ -227,5 +228,5 @@ def write_json(obj: Any, path: Path) -> Path:
             return [clean(v) for v in o]
         return o
 
-    path.write_text(json.dumps(clean(obj), indent=2))
+    atomic_write(path, json.dumps(clean(obj), indent=2))
     return path

@@ -41,7 +41,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fraudlens._io import atomic_write
+from fraudlens._io import atomic_write, fsync_dir, fsync_files
 from fraudlens._time import utcnow
 from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError, UnavailableError
 
@@ -253,8 +253,10 @@ class Registry:
             }
             while True:
                 (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+                fsync_files(tmp)  # the files are on disk before the name is
                 try:
                     os.replace(tmp, base / version)
+                    fsync_dir(base)
                     break
                 except OSError as exc:
                     if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
@@ -262,6 +264,10 @@ class Registry:
                 # Another process saved this version first (both read the same newest
                 # version), or a folder without metadata holds the name: take a later one.
                 version = meta["version"] = self._next_version(name, after=version)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            # (a full disk's error names no file; the temporary folder's name is gone)
+            raise OSError(exc.errno, exc.strerror or str(exc), str(base)) from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -70,7 +70,6 @@ import io
 import json
 import os
 import stat
-import tempfile
 import threading
 import time
 import uuid
@@ -79,7 +78,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fraudlens._closing import Closing
-from fraudlens._io import atomic_write
+from fraudlens._io import atomic_write, fsync_dir, probe_write
 from fraudlens._time import utcnow
 from fraudlens.errors import ConfigError, DataError
 
@@ -206,6 +205,9 @@ class Sink(Closing):
         self._intent: tuple[str, str] | None = None
         # Size to cut the spool back to after a failed write (a torn put or intent).
         self._spool_good: int | None = None
+        # Bytes of the last spool write that failed (0: none did): the probe writes as
+        # many, since on a full disk an empty file can still be made.
+        self._spool_failed = 0
 
         self._lock = threading.RLock()
         self._buffer: list[dict[str, Any]] = []
@@ -399,7 +401,8 @@ class Sink(Closing):
             return self._checkpoints.get(key)
 
     def probe(self) -> None:
-        """Check that the sink can write now (its folder, or the remote target).
+        """Check that the sink can write now (its folder, or the remote target), and that
+        the spool takes as many bytes as the write that last failed there.
 
         Raises
         ------
@@ -411,10 +414,11 @@ class Sink(Closing):
                 self._repair_spool()
             if self._flush_error is not None and self._buffer:
                 self._flush_locked()  # what failed last time must work now
+            if self._spool is not None and self._spool_failed:
+                assert self._spool_path is not None
+                probe_write(self._spool_path.parent, self._spool_failed)
         if self._fs is None:
-            fd, tmp = tempfile.mkstemp(dir=self._root, prefix=".probe-")
-            os.close(fd)
-            os.unlink(tmp)
+            probe_write(Path(self._root), 0)
         else:
             self._fs.ls(self._root or "/", detail=False)
 
@@ -560,9 +564,11 @@ class Sink(Closing):
             os.fsync(fd)
         except OSError:
             self._spool_good = size
+            self._spool_failed = len((head + text).encode())
             with contextlib.suppress(OSError):
                 self._repair_spool()
             raise
+        self._spool_failed = 0
 
     def _repair_spool(self) -> None:
         if self._spool is None or self._spool_good is None:
@@ -580,7 +586,7 @@ class Sink(Closing):
         data = json.dumps(self._checkpoints, default=_json_default, sort_keys=True).encode()
         if self._fs is None:
             atomic_write(Path(self._root) / CHECKPOINTS_NAME, data, suffix=".tmp")
-            _fsync_dir(Path(self._root))
+            fsync_dir(Path(self._root))
         else:
             key = f"{self._root}/{CHECKPOINTS_NAME}" if self._root else CHECKPOINTS_NAME
             self._fs.pipe_file(key, data)
@@ -597,10 +603,12 @@ class Sink(Closing):
                         f"the sink's {path} is not a plain file; restore it, or remove it "
                         "to start every source from its beginning"
                     )
-                raw = path.read_bytes() if path.exists() else b""
+                where = str(path)
+                raw = path.read_bytes() if path.exists() else None
             else:
                 key = f"{self._root}/{CHECKPOINTS_NAME}" if self._root else CHECKPOINTS_NAME
-                raw = self._fs.cat_file(key) if self._fs.exists(key) else b""
+                where = str(self._fs.unstrip_protocol(key))
+                raw = self._fs.cat_file(key) if self._fs.exists(key) else None
         except OSError as exc:
             raise ConfigError(f"cannot read the sink's checkpoints: {exc}") from exc
         except Exception as exc:
@@ -612,8 +620,14 @@ class Sink(Closing):
             raise ConfigError(
                 f"cannot open sink {self.target!r}: {type(exc).__name__}: {exc}"
             ) from exc
-        if not raw:
+        if raw is None:
             return {}
+        # Only ever written as a JSON object, whole: anything else (an empty file
+        # included) was damaged or replaced, and reading it as "no checkpoints" would
+        # start every source again from its beginning, writing its records a second time.
+        fix = "restore it, or remove it to start every source from its beginning"
+        if not raw.strip():
+            raise ConfigError(f"the sink's checkpoints file {where} is empty; {fix}")
         try:
             value = json.loads(raw)
         except RecursionError:  # (never written so: a damaged or replaced file)
@@ -621,15 +635,13 @@ class Sink(Closing):
                 f"the sink's {CHECKPOINTS_NAME} is not JSON the sink wrote: nested too deeply"
             ) from None
         except ValueError as exc:
-            raise ConfigError(f"the sink's {CHECKPOINTS_NAME} is not JSON: {exc}") from exc
+            raise ConfigError(
+                f"the sink's {CHECKPOINTS_NAME} is not JSON: {exc} ({where}; {fix})"
+            ) from exc
         if not isinstance(value, dict):
-            # Only ever written as an object: anything else was damaged or replaced, and
-            # reading it as "no checkpoints" would start every source again from its
-            # beginning, writing its records a second time.
             raise ConfigError(
                 f"the sink's {CHECKPOINTS_NAME} holds a JSON {type(value).__name__}, not the "
-                "object of sources' checkpoints it is written as; restore it, or remove it "
-                "to start every source from its beginning"
+                f"object of sources' checkpoints it is written as ({where}); {fix}"
             )
         return value
 
@@ -641,7 +653,7 @@ class Sink(Closing):
         # writes the same name, so that file can go (only this name's, never another's).
         _remove_temporaries(folder, name)
         atomic_write(final, data, suffix=".tmp")
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return str(final)
 
     def _write_remote(self, part: str, name: str, data: bytes) -> str:
@@ -678,7 +690,20 @@ class Sink(Closing):
             raise
         self._spool = spool
         spool.seek(0)
-        recovered, intent = _replay(spool.read(), self._checkpoints)
+        try:
+            text = spool.read()
+        except UnicodeDecodeError as exc:
+            # Written as ASCII JSON lines only: bytes that are not text were damaged on
+            # disk. Replayed, they could be read as records; skipped, accepted records
+            # would be lost without a word.
+            spool.close()
+            self._spool = None
+            raise ConfigError(
+                f"the sink's spool {self._spool_path} is damaged (byte {exc.start:,} is not "
+                "text); move it aside to start without it, after recovering the records it "
+                "holds (JSON lines)"
+            ) from None
+        recovered, intent = _replay(text, self._checkpoints)
         spool.seek(0, os.SEEK_END)
         if recovered:
             self._buffer = recovered
@@ -733,20 +758,6 @@ def _remove_temporaries(folder: Path, name: str, *, probe: bool = False) -> None
         for stale in folder.glob(pattern):
             with contextlib.suppress(OSError):
                 stale.unlink()
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not supported on every platform.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _lock_exclusive(f: io.TextIOWrapper, path: Path) -> None:

@@ -108,3 +108,27 @@ def test_no_terminal_in_reach_means_no_transactions() -> None:
     df = simulate(50, 5, 10, seed=0, radius=0.001)
     assert len(df) == 0
     assert tuple(df.columns) == SIM_COLUMNS
+
+
+@pytest.mark.parametrize("name", ["transactions.csv", "transactions.csv.gz", "t.parquet"])
+def test_a_full_disk_keeps_the_old_file_and_names_it(full_disk_folder, name: str) -> None:  # type: ignore[no-untyped-def]
+    """``cards simulate --out DIR`` onto a full disk left a truncated transactions.csv,
+    whose torn last row the next ``cards train`` refused (or whose rows it silently
+    lost, when the cut fell between rows). The file is now written whole or not at all."""
+    from _disk import fill  # type: ignore[import-not-found]
+    from fraudlens.cards.simulate import write_transactions
+
+    path = full_disk_folder / name
+    write_transactions(simulate(5, 5, 2, seed=1), path)
+    before = path.read_bytes()
+    big = simulate(300, 300, 30, seed=2)
+    filler = fill(full_disk_folder, leave=64 << 10)
+    with pytest.raises(OSError) as info:
+        write_transactions(big, path)
+    assert info.value.errno == 28 and info.value.filename == str(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in full_disk_folder.iterdir() if p.name != "filler"] == [name]
+    filler.unlink()
+    write_transactions(big, path)
+    back = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+    assert len(back) == len(big)

@@ -732,3 +732,22 @@ def test_kind_weights_multiply_the_sample_weights(monkeypatch: pytest.MonkeyPatc
     assert seen[4] is None
     with pytest.raises(DataError, match="kind weight"):
         CNNDetector(epochs=1, kind_weights={"takeover_mixed": -1.0}).fit(data)
+
+
+def test_saving_onto_a_full_disk_is_an_os_error(full_disk_folder: Path) -> None:
+    """safetensors' own file writer reported a full disk as a SafetensorError, so
+    ``market train --detector cnn`` onto a full registry disk ended in a traceback; the
+    weights are now written by Python (an OSError: one line naming the model folder)."""
+    from _disk import fill  # type: ignore[import-not-found]
+    from fraudlens.registry import Registry
+
+    det = CNNDetector()
+    det.onnx_bytes_ = b"\0" * 1024
+    det.state_dict_ = {"w": np.zeros(256 << 10, dtype=np.float32)}  # 1 MiB of weights
+    det.input_shape_ = (1, 8, 8)
+    det.threshold_ = 0.5
+    fill(full_disk_folder, leave=512 << 10)
+    with pytest.raises(OSError) as info:
+        Registry(full_disk_folder / "models").save(det)
+    assert info.value.errno == 28
+    assert info.value.filename == str(full_disk_folder / "models" / "market-cnn")

@@ -13,9 +13,11 @@ from fraudlens.market.data import (
     MarketData,
     attach_bars,
     load_klines,
+    load_market,
     validate_klines,
     validate_labels,
     validate_trades,
+    write_market,
 )
 from fraudlens.market.simulate import (
     DEFAULT_KIND_WEIGHTS,
@@ -572,3 +574,29 @@ def test_busy_owner_day_across_midnight() -> None:
     assert (pairs >= 2).mean() > 0.5 and (pairs >= 1).mean() > 0.8
     before = own[own["ts"].dt.floor("D") < last_day]
     assert before.groupby("account_id").size().median() >= 3
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "parquet"])
+def test_a_full_disk_keeps_the_old_files_and_names_the_one_that_did_not_fit(
+    full_disk_folder: Path, fmt: str
+) -> None:
+    """``market simulate --out DIR`` onto a full disk left a truncated klines.csv (the
+    next ``market train`` read it, or failed on its torn last row) and said only "cannot
+    write: No space left on device". Each file is now written whole or not at all, and
+    the error names it."""
+    from _disk import fill  # type: ignore[import-not-found]
+
+    data = simulate(60, seed=2, days=2)
+    out = full_disk_folder / "data"
+    old = write_market(simulate(5, seed=1, days=1), out, fmt=fmt)
+    before = {name: p.read_bytes() for name, p in old.items()}
+    filler = fill(full_disk_folder, leave=64 << 10)
+    with pytest.raises(OSError) as info:
+        write_market(data, out, fmt=fmt)
+    assert info.value.errno == 28 and info.value.filename == str(out / f"klines.{fmt}")
+    assert {name: p.read_bytes() for name, p in old.items()} == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in old.values())
+    filler.unlink()
+    written = write_market(data, out, fmt=fmt)
+    again = load_market(out)
+    assert len(again.trades) == len(data.trades) and set(written) == set(old)

@@ -13,7 +13,7 @@ import _queue_workers  # type: ignore[import-not-found]
 import pytest
 
 from fraudlens.config import get_settings
-from fraudlens.errors import ConfigError
+from fraudlens.errors import ConfigError, QueueError
 from fraudlens.queues import DEFAULT_SQLITE_PATH, SQLiteQueue, open_queue
 
 
@@ -102,6 +102,31 @@ def test_a_stale_ack_does_not_delete_a_redelivered_message(tmp_path: Path) -> No
     assert q.depth() == 1
     q.ack(new)
     assert q.depth() == 0
+    q.close()
+
+
+def test_a_full_disk_is_a_queue_error_and_the_queue_works_once_freed(
+    full_disk_folder: Path,
+) -> None:
+    """A full disk failed the COMMIT, which SQLite rolls back itself; the ROLLBACK after
+    it raised "cannot rollback - no transaction is active" (sqlite3.OperationalError),
+    which hid the QueueError: `fraudlens worker` with its queue on a full disk ended in a
+    traceback. Errors of statements inside a transaction were not QueueErrors either."""
+    from _disk import fill  # type: ignore[import-not-found]
+
+    q = SQLiteQueue(str(full_disk_folder / "queue.db"), name="full")
+    q.send_batch([{"n": i} for i in range(50)])
+    filler = fill(full_disk_folder, leave=16 << 10)
+    with pytest.raises(QueueError, match="database or disk is full"):
+        for _ in range(50):
+            q.send_batch([{"n": -1, "pad": "x" * 2000} for _ in range(200)])
+    assert q.depth() >= 50
+    filler.unlink()
+    q.purge()
+    q.send_batch([{"n": i} for i in range(10)])
+    got = q.receive(max_messages=10)
+    q.ack_many(got)
+    assert sorted(m.body["n"] for m in got) == list(range(10)) and q.depth() == 0
     q.close()
 
 

@@ -472,6 +472,34 @@ def test_a_sqlite_url_sets_how_long_a_write_waits_for_the_lock(tmp_path) -> None
             open_store(f"sqlite:///{path}?busy_timeout={bad}")
 
 
+def test_a_full_disk_under_sqlite_is_an_outage_until_there_is_room(full_disk_folder) -> None:  # type: ignore[no-untyped-def]
+    """Taking the write lock writes nothing, so ping(write=True) passed on a full disk
+    while every batch failed with "database or disk is full": the worker read it as
+    "not an outage" and spent the checks' attempts until they were dead-lettered. After
+    such a failure the write probe now needs room for a full WAL."""
+    from _disk import fill  # type: ignore[import-not-found]
+    from fraudlens.errors import StoreUnavailableError
+
+    s = open_store(f"sqlite:///{full_disk_folder / 'store.db'}")
+    s.upgrade()
+    s.ping(write=True)
+    end = datetime(2026, 3, 3, tzinfo=UTC)
+    trades = [{"trade_id": f"T{i}", "reason": "x" * 200} for i in range(50)]
+    events = [_event(f"A{i}", end, details={"trades": trades}) for i in range(200)]
+    filler = fill(full_disk_folder, leave=32 << 10)
+    with pytest.raises(StoreUnavailableError, match="database or disk is full"):
+        for i in range(0, len(events), 20):
+            s.add_risk_events(events[i : i + 20])
+    with pytest.raises(StoreUnavailableError, match=r"has no room for .* bytes"):
+        s.ping(write=True)
+    assert not list(full_disk_folder.glob(".probe-*"))
+    filler.unlink()
+    s.ping(write=True)
+    s.add_risk_events(events)
+    assert s.count_risk_events() == len(events)
+    s.close()
+
+
 @pytest.mark.services
 def test_data_the_database_refuses_is_a_store_error_not_an_outage(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL refuses a NUL character in text: that is the data's fault."""

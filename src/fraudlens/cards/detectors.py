@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from fraudlens._cores import THREADS_FROM_ROWS, scoring_workers, training_threads
-from fraudlens._xgb import load_booster
+from fraudlens._xgb import load_booster, save_booster
 from fraudlens.cards._iforest import FlatForest
 from fraudlens.cards._tabular import ThresholdStrategy, _TabularDetector, parse_threshold_strategy
 from fraudlens.errors import ConfigError
@@ -429,7 +429,7 @@ class XGBoostDetector(_TabularDetector):
         return np.asarray(self.booster_.inplace_predict(X), dtype=np.float64)
 
     def _save_model(self, path: Path) -> dict[str, Any]:
-        self.booster_.save_model(str(path / "xgboost.json"))
+        save_booster(self.booster_, path / "xgboost.json")
         return {"model_file": "xgboost.json"}
 
     def _load_model(self, path: Path, metadata: dict[str, Any]) -> None:

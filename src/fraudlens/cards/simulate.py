@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fraudlens._io import write_binary, write_csv
 from fraudlens._time import utc
 from fraudlens.cards.data import RAW_COLUMNS
 
@@ -214,6 +215,10 @@ def simulate(
     )
 
 
+#: CSV compressions written whole through a temporary file (by suffix).
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
+
+
 def write_transactions(df: pd.DataFrame, path: str | PathLike[str]) -> Path:
     """Write transactions to CSV or Parquet (chosen by the suffix ``.parquet`` / ``.pq``).
 
@@ -234,8 +239,19 @@ def write_transactions(df: pd.DataFrame, path: str | PathLike[str]) -> Path:
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() in {".parquet", ".pq"}:
-        df.to_parquet(out, index=False)
+    # Whole or not at all: a crash or a full disk keeps the old file, never a part.
+    suffix = out.suffix.lower()
+    if suffix in {".parquet", ".pq"}:
+        write_binary(out, lambda f: df.to_parquet(f, index=False))
+    elif suffix in _COMPRESSION:
+        # (the name in a gzip header is the file's, not its temporary name)
+        how = {
+            "method": _COMPRESSION[suffix],
+            **({"filename": out.name} if suffix == ".gz" else {}),
+        }
+        write_binary(out, lambda f: df.to_csv(f, index=False, compression=how))
+    elif suffix in {".zip", ".zst", ".tar"}:
+        df.to_csv(out, index=False)  # compression inferred from the name, as before
     else:
-        df.to_csv(out, index=False)
+        write_csv(df, out)
     return out

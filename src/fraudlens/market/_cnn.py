@@ -923,9 +923,12 @@ class CNNDetector(Detector):
         (path / _ONNX_FILE).write_bytes(self.onnx_bytes_)
         state = getattr(self, "state_dict_", None)
         if state is not None:
-            from safetensors.numpy import save_file
+            from safetensors.numpy import save
 
-            save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, path / _WEIGHTS_FILE)
+            # Serialized here and written by Python: safetensors' own file writer reports a
+            # full disk as a SafetensorError, not as the OSError the CLI reports in a line.
+            weights_bytes = save({k: np.ascontiguousarray(v) for k, v in state.items()})
+            (path / _WEIGHTS_FILE).write_bytes(weights_bytes)
         else:
             weights = getattr(self, "_weights_path", None)
             if weights is not None and weights.is_file():

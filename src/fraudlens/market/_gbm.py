@@ -11,7 +11,7 @@ import pandas as pd
 
 from fraudlens._cores import training_threads
 from fraudlens._detector import Detector
-from fraudlens._xgb import load_booster
+from fraudlens._xgb import load_booster, save_booster
 from fraudlens.errors import ConfigError, DataError, FraudlensError, ModelNotFoundError
 from fraudlens.market import _evidence
 from fraudlens.market.data import MarketData
@@ -343,7 +343,7 @@ class FeatureDetector(Detector):
         booster = self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        booster.save_model(str(path / _MODEL_FILE))
+        save_booster(booster, path / _MODEL_FILE)
         return {
             "feature_names": list(self.feature_names_),
             "model_file": _MODEL_FILE,

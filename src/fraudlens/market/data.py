@@ -38,6 +38,7 @@ from fraudlens._csvread import (
     read_parquet,
 )
 from fraudlens._ids import MAX_ID_LENGTH, MAX_SYMBOL_LENGTH, bad_ids, id_problem
+from fraudlens._io import write_binary, write_csv
 from fraudlens.errors import DataError
 from fraudlens.market._bars import _factorize
 
@@ -1128,13 +1129,21 @@ def write_market(data: MarketData, out_dir: str | Path, fmt: str = "csv") -> dic
     paths: dict[str, Path] = {}
     for name, df in frames.items():
         path = out / f"{name}.{fmt}"
+        # Each file whole or not at all (a crash or a full disk keeps the old one).
         if fmt == "parquet":
-            df.to_parquet(path, index=False)
+            write_binary(path, lambda f, df=df: df.to_parquet(f, index=False))
         else:
             df = df.copy()
             if "ts" in df.columns:
                 df["ts"] = _iso(df["ts"])
-            df.to_csv(path, index=False)
+            if fmt == "csv":
+                write_csv(df, path)
+            else:
+                # (the name in the gzip header is the file's, not its temporary name)
+                gz = {"method": "gzip", "filename": path.name}
+                write_binary(
+                    path, lambda f, df=df, gz=gz: df.to_csv(f, index=False, compression=gz)
+                )
         paths[name] = path
     return paths
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from fraudlens._io import write_csv
 from fraudlens.evaluation import binary_metrics, plot_curves, write_json
 from fraudlens.market.data import MarketData, window
 
@@ -252,7 +253,7 @@ def evaluate_market(
     frame = scores.assign(label=y)
     if kinds is not None:
         frame["kind"] = kinds
-    frame.to_csv(out_dir / "scores.csv", index=False)
+    write_csv(frame, out_dir / "scores.csv")
     for p in plot_curves(y, scores["score"].to_numpy(), out_dir, title=title):
         files[p.stem] = p.name
     if "by_kind" in report:

@@ -171,7 +171,8 @@ class SQLiteQueue(Queue):
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """Run a block in one write transaction (BEGIN IMMEDIATE), thread-safely."""
+        """Run a block in one write transaction (BEGIN IMMEDIATE), thread-safely; an
+        SQLite error in it (a full disk, a failing one) is a QueueError."""
         with self._lock:
             conn = self._conn
             try:
@@ -180,15 +181,28 @@ class SQLiteQueue(Queue):
                 raise QueueError(f"SQLite queue {self.path}: {exc}") from exc
             try:
                 yield conn
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise QueueError(f"SQLite queue {self.path}: {exc}") from exc
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             else:
                 try:
                     conn.execute("COMMIT")
                 except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     raise QueueError(f"SQLite queue {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """Run reads outside a write transaction, thread-safely; an SQLite error is a
+        QueueError."""
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise QueueError(f"SQLite queue {self.path}: {exc}") from exc
 
     def _move_to_dead_letters(
         self, conn: sqlite3.Connection, row_id: int, attempts: int, reason: str, now: float
@@ -253,8 +267,8 @@ class SQLiteQueue(Queue):
         dead = 0
         # Idle consumers poll: check with a plain read first (WAL readers take no lock) so
         # they do not queue up for the write lock only to find nothing.
-        with self._lock:
-            (ready,) = self._conn.execute(
+        with self._read() as conn:
+            (ready,) = conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM messages WHERE queue = ? AND visible_at <= ?)",
                 (self.name, now),
             ).fetchone()
@@ -369,8 +383,8 @@ class SQLiteQueue(Queue):
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """Return up to ``limit`` dead letters of this queue, oldest first."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as conn:
+            rows = conn.execute(
                 "SELECT message_id, body, reason, attempts, failed_at FROM dead_letters"
                 " WHERE queue = ? ORDER BY id LIMIT ?",
                 (self.name, int(limit)),
@@ -383,8 +397,8 @@ class SQLiteQueue(Queue):
     # -- housekeeping --------------------------------------------------------------------
     def depth(self) -> int:
         """Return visible plus leased messages of this queue."""
-        with self._lock:
-            (n,) = self._conn.execute(
+        with self._read() as conn:
+            (n,) = conn.execute(
                 "SELECT COUNT(*) FROM messages WHERE queue = ?", (self.name,)
             ).fetchone()
         return int(n)
@@ -404,3 +418,14 @@ class SQLiteQueue(Queue):
 
     def __repr__(self) -> str:
         return f"SQLiteQueue(path={str(self.path)!r}, name={self.name!r})"
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """End a failed transaction. SQLite has already rolled it back after some errors (a
+    full disk at COMMIT): a ROLLBACK then raises "no transaction is active", which would
+    hide the error that matters."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.warning("SQLite queue: ROLLBACK failed", exc_info=True)

@@ -49,6 +49,7 @@ from sqlalchemy.ext.compiler import compiles
 
 from fraudlens._closing import Closing
 from fraudlens._echo import hide_password
+from fraudlens._io import probe_write
 from fraudlens._time import utc, utcnow
 from fraudlens.errors import (
     ConfigError,
@@ -152,6 +153,7 @@ def _as_utc(value: datetime | str | None, column: str) -> datetime | None:
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
+_SQLITE_FULL = "database or disk is full"
 #: SQLite messages that mean the file cannot be used now, whatever the statement.
 _SQLITE_OUTAGES = (
     "database is locked",
@@ -159,7 +161,7 @@ _SQLITE_OUTAGES = (
     "unable to open database",
     "disk i/o error",
     "readonly database",
-    "database or disk is full",
+    _SQLITE_FULL,
     "file is not a database",
     "no such table",
 )
@@ -229,6 +231,8 @@ def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
             store = args[0] if args else None
             where = store._safe_url() if isinstance(store, Store) else "the database"
             if is_outage(exc):
+                if isinstance(store, Store) and _SQLITE_FULL in str(exc).lower():
+                    store._full = True  # the write probe checks for room from now on
                 raise StoreUnavailableError(
                     f"database {where} is unavailable: {_first_line(exc)}",
                     disconnected=_disconnected(exc),
@@ -293,6 +297,13 @@ class Store(Closing, AuthStore, TriageStore):
         if self.dialect == "sqlite" and "busy_timeout" in parsed.query:
             self._busy_ms = _sqlite_busy_ms(parsed.query["busy_timeout"], url)
             parsed = parsed.difference_update_query(["busy_timeout"])
+        # A SQLite write failed for want of room (the write probe then checks for room).
+        self._full = False
+        self._sqlite_file = (
+            Path(parsed.database).expanduser()
+            if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:")
+            else None
+        )
         # risk events' details are written by orjson (see _json_text): a missing orjson
         # is reported here, not by the first batch of events
         _orjson()
@@ -560,7 +571,10 @@ class Store(Closing, AuthStore, TriageStore):
         write
             Also check that a write could start now: on SQLite, that the file's write
             lock can be taken within ``timeout`` seconds (a server database takes row
-            locks, so answering is enough there).
+            locks, so answering is enough there) and, after a write failed with
+            "database or disk is full", that the file's folder has room for a full WAL
+            (``page_size`` x ``wal_autocheckpoint`` bytes): taking the lock writes
+            nothing, so a full disk passed that check while every batch failed.
         timeout
             Seconds the SQLite write check waits for the lock.
 
@@ -580,6 +594,19 @@ class Store(Closing, AuthStore, TriageStore):
                     raw.execute("ROLLBACK")
                 finally:
                     raw.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+                if self._full and self._sqlite_file is not None:
+                    room = raw.execute("PRAGMA page_size").fetchone()[0] * max(
+                        1, raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+                    )
+                    try:
+                        probe_write(self._sqlite_file.parent, room)
+                    except OSError as exc:
+                        raise StoreUnavailableError(
+                            f"database {self._safe_url()} is unavailable: "
+                            f"{self._sqlite_file.parent} has no room for {room:,} bytes "
+                            f"({exc.strerror or exc})"
+                        ) from exc
+                    self._full = False
             conn.execute(sa.select(RiskEventRow.id).limit(1)).all()
 
     @_mapped
