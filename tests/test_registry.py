@@ -161,6 +161,32 @@ def test_a_version_is_on_disk_before_its_name(
     assert ("fsync", str(base)) in events[at:]
 
 
+def test_a_registry_is_readable_as_the_umask_allows(tmp_path: Path, small_market) -> None:
+    """A version's folder came from mkdtemp (0700) and ACTIVE, defaults.json and
+    metadata.json from mkstemp (0600): a service running as another user than the
+    training job could not read the registry. They get the modes mkdir and open give
+    (here umask 027), and a rewritten file keeps the mode it had."""
+    old = os.umask(0o027)
+    try:
+        reg = Registry(tmp_path)
+        mv = reg.save(FeatureDetector(n_estimators=5).fit(small_market))
+        reg.activate(mv.name, mv.version)
+    finally:
+        os.umask(old)
+
+    def mode(p: Path) -> int:
+        return p.stat().st_mode & 0o777
+
+    base = tmp_path / "market-features"
+    assert mode(mv.path) == 0o750
+    assert mode(mv.path / "metadata.json") == 0o640
+    assert mode(base / "ACTIVE") == 0o640
+    assert mode(tmp_path / "defaults.json") == 0o640
+    (base / "ACTIVE").chmod(0o644)
+    reg.activate(mv.name, mv.version)
+    assert mode(base / "ACTIVE") == 0o644
+
+
 # ----------------------------------------------------------------- hostile registries
 
 

@@ -73,6 +73,20 @@ def test_many_puts_all_rows_land_in_complete_partitioned_files(tmp_path: Path) -
     assert (tmp_path / SPOOL_NAME).stat().st_size == 0
 
 
+def test_objects_and_checkpoints_get_the_mode_the_umask_gives(tmp_path: Path) -> None:
+    """They were written as mkstemp's 0600: a job of another user reading the sink's
+    objects could not."""
+    old = os.umask(0o022)
+    try:
+        with open_sink(tmp_path, max_records=2, timer=False) as sink:
+            sink.put_many([{"id": 1}, {"id": 2}], checkpoint={"file": 2})
+    finally:
+        os.umask(old)
+    (obj,) = objects(tmp_path)
+    assert obj.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / CHECKPOINTS_NAME).stat().st_mode & 0o777 == 0o644
+
+
 def test_flush_on_bytes(tmp_path: Path) -> None:
     with open_sink(tmp_path, max_bytes=2000, timer=False) as sink:
         for i in range(10):

@@ -25,9 +25,16 @@ def atomic_write(path: Path, data: str | bytes, *, suffix: str = "") -> None:
         Text (written in text mode, default encoding) or bytes (written as is).
     suffix
         Suffix of the temporary file name.
+
+    The file keeps the mode of the one it replaces; a new one gets the mode ``open``
+    would give it (not the temporary file's 0600, which other users, such as a service
+    reading a registry or a job reading the sink's objects, could not read).
     """
     try:
-        _replace(path, lambda f: f.write(data), binary=isinstance(data, bytes), suffix=suffix)
+        mode = path.stat().st_mode & 0o777 if path.is_file() else _new_file_mode()
+        _replace(
+            path, lambda f: f.write(data), binary=isinstance(data, bytes), suffix=suffix, mode=mode
+        )
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
@@ -109,11 +116,21 @@ def fsync_files(folder: Path) -> None:
     fsync_dir(folder)
 
 
-def _new_file_mode() -> int:
-    """The mode ``open`` gives a new file: 0666 less the process's umask."""
+def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def _new_file_mode() -> int:
+    """The mode ``open`` gives a new file: 0666 less the process's umask."""
+    return 0o666 & ~_umask()
+
+
+def new_folder_mode() -> int:
+    """The mode ``mkdir`` gives a new folder: 0777 less the process's umask (a folder
+    made by ``tempfile.mkdtemp`` is 0700)."""
+    return 0o777 & ~_umask()
 
 
 def write_csv(frame: Any, path: Path) -> None:

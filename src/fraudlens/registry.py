@@ -41,7 +41,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fraudlens._io import atomic_write, fsync_dir, fsync_files
+from fraudlens._io import atomic_write, fsync_dir, fsync_files, new_folder_mode
 from fraudlens._time import utcnow
 from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError, UnavailableError
 
@@ -233,6 +233,9 @@ class Registry:
         base.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=base, prefix=".incoming-"))
         try:
+            # readable as a folder made by mkdir is (mkdtemp's is 0700): a service running
+            # as another user than the training job reads the registry too
+            os.chmod(tmp, new_folder_mode())
             file_meta = detector.save_files(tmp) or {}
             files = sorted(p.name for p in tmp.iterdir())
             version = self._next_version(name)
