@@ -99,6 +99,10 @@ def test_brackets_in_data_are_text_not_console_markup(
 
     data = tmp_path / "data"
     shutil.copytree(market_dir, data)
+    # a copy: `market evaluate` records its report in the registry, which the session's
+    # other tests share
+    models = tmp_path / "models"
+    shutil.copytree(market_models, models)
     labels = pd.read_csv(data / "labels.csv")
     labels["kind"] = "[/]" + labels["kind"].astype(str)
     labels["account_id"] = "[/]" + labels["account_id"].astype(str)
@@ -107,14 +111,14 @@ def test_brackets_in_data_are_text_not_console_markup(
     trades["account_id"] = "[/]" + trades["account_id"].astype(str)
     trades.to_csv(data / "trades.csv", index=False)
     runs = [
-        ["market", "evaluate", "--data", str(data), "-m", str(market_models),
+        ["market", "evaluate", "--data", str(data), "-m", str(models),
          "--out", str(tmp_path / "report")],
         ["market", "pairs", "--klines", str(data / "klines.csv"),
          "--trades", str(data / "trades.csv"), "--out", str(tmp_path / "pairs.csv")],
         # a path the user names: it had been shown as "scores .csv", or ended the command,
         # its work done, in the traceback
         ["market", "score", "--klines", str(data / "klines.csv"), "--trades",
-         str(data / "trades.csv"), "-m", str(market_models),
+         str(data / "trades.csv"), "-m", str(models),
          "--out", str(tmp_path / "scores [copy] [/].csv")],
         ["users", "add", "svc", "--role", "service", "--db", db],
         ["tokens", "create", "svc", "--name", "[/]batch", "--db", db],
