@@ -632,7 +632,8 @@ class Sink(Closing):
             value = json.loads(raw)
         except RecursionError:  # (never written so: a damaged or replaced file)
             raise ConfigError(
-                f"the sink's {CHECKPOINTS_NAME} is not JSON the sink wrote: nested too deeply"
+                f"the sink's {CHECKPOINTS_NAME} is not JSON the sink wrote: nested too deeply "
+                f"({where}; {fix})"
             ) from None
         except ValueError as exc:
             raise ConfigError(

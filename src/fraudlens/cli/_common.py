@@ -226,20 +226,24 @@ def existing_database(url: str) -> str:
     """
     from fraudlens.errors import StoreError
 
-    text = url.strip()
-    scheme, sep, rest = (
-        ("sqlite", "://", "/fraudlens.db") if text == "sqlite" else text.partition("://")
-    )
-    if sep and scheme.split("+")[0] == "sqlite":
-        file = rest.removeprefix("/").split("?")[0]
-        if file not in ("", ":memory:") and not Path(file).expanduser().exists():
-            exe, db = fraudlens_command(), db_option(url)[0]
-            raise StoreError(
-                f"database file {file} does not exist (--db {url}); "
-                f"`{exe} db upgrade{db}` creates it and "
-                f"`{exe} db load --klines K --trades T{db}` fills it"
-            )
+    file = _sqlite_file("sqlite:///fraudlens.db" if url.strip() == "sqlite" else url)
+    if file not in (None, "", ":memory:") and not Path(file).expanduser().exists():
+        exe, db = fraudlens_command(), db_option(url)[0]
+        raise StoreError(
+            f"database file {file} does not exist (--db {url}); "
+            f"`{exe} db upgrade{db}` creates it and "
+            f"`{exe} db load --klines K --trades T{db}` fills it"
+        )
     return url
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file part of a ``sqlite://`` URL (``""`` when it names none, ``:memory:``),
+    its query left out; None for any other URL."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme.split("+")[0].lower() != "sqlite":
+        return None
+    return rest.removeprefix("/").split("?")[0]
 
 
 def lasting_url(url: str, what: str) -> str:
@@ -255,10 +259,7 @@ def lasting_url(url: str, what: str) -> str:
     """
     from fraudlens.errors import ConfigError
 
-    scheme, sep, rest = url.strip().partition("://")
-    if not sep or scheme.split("+")[0].lower() != "sqlite":
-        return url
-    file = rest.removeprefix("/").split("?")[0]
+    file = _sqlite_file(url)
     if file == ":memory:" or (what == "database" and file == ""):
         option = "--db" if what == "database" else "--queue"
         raise ConfigError(

@@ -309,11 +309,10 @@ class Store(Closing, AuthStore, TriageStore):
         _orjson()
         kwargs: dict[str, Any] = {"pool_pre_ping": True, "json_serializer": _json_text}
         if self.dialect == "sqlite":
-            memory = parsed.database in (None, "", ":memory:")
-            if not memory and parsed.database:
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            if self._sqlite_file is not None:
+                self._sqlite_file.parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": self._busy_ms / 1000}
-            if memory:
+            if self._sqlite_file is None:  # in memory
                 kwargs["poolclass"] = sa.pool.StaticPool
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
