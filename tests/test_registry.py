@@ -95,6 +95,35 @@ def test_failed_save_leaves_no_version(tmp_path: Path, small_market) -> None:
     assert not any(p.name.startswith(".incoming") for p in (tmp_path / "market-features").iterdir())
 
 
+def test_a_killed_saves_leftover_is_removed_by_the_next_save(tmp_path: Path, small_market) -> None:
+    """A save killed before its rename (SIGKILL, power loss) left its ``.incoming-*``
+    folder in the model's folder for ever, each the size of a model. The next save removes
+    those untouched for over an hour; a recent one (perhaps another process's save in
+    progress) stays, and a link named like one is neither followed nor removed."""
+    reg = Registry(tmp_path)
+    det = FeatureDetector(n_estimators=5).fit(small_market)
+    reg.save(det)
+    base = tmp_path / "market-features"
+    old = base / ".incoming-killed"
+    (old / "sub").mkdir(parents=True)
+    (old / "sub" / "model.json").write_text("x" * 1000)
+    stale = os.path.getmtime(old) - 2 * 3600
+    os.utime(old, (stale, stale))
+    recent = base / ".incoming-busy"
+    recent.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    link = base / ".incoming-link"
+    link.symlink_to(outside, target_is_directory=True)
+    os.utime(link, (0, 0), follow_symlinks=False)
+    reg.save(det)
+    assert not old.exists()
+    assert recent.is_dir()
+    assert link.is_symlink() and (outside / "keep.txt").read_text() == "keep"
+    assert reg.versions("market-features") == ["v0001", "v0002"]
+
+
 def test_a_full_disk_names_the_model_folder_and_keeps_the_active_version(
     full_disk_folder: Path, small_market
 ) -> None:

@@ -36,6 +36,7 @@ import platform
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -186,6 +187,36 @@ def data_hash(*parts: Any) -> str:
     return h.hexdigest()[:16]
 
 
+#: prefix of the temporary folder a version is written into before it is renamed
+_INCOMING = ".incoming-"
+#: a temporary folder untouched this long is a killed save's leftover (a save writes
+#: its files in seconds to minutes; the CNN's ONNX file is the largest)
+_STALE_INCOMING_SECONDS = 3600.0
+
+
+def _remove_stale_incoming(base: Path, *, older_than: float = _STALE_INCOMING_SECONDS) -> None:
+    """Remove the temporary folders of saves killed before they finished (SIGKILL, power
+    loss) from the model folder ``base``: those last modified over ``older_than`` seconds
+    ago. A link is never followed nor removed (it is not a folder this code made), and a
+    folder that cannot be removed is left for the next save."""
+    now = time.time()
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(_INCOMING):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if now - entry.stat(follow_symlinks=False).st_mtime <= older_than:
+                continue  # perhaps another process's save in progress
+        except OSError:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     """One stored model version."""
@@ -231,7 +262,8 @@ class Registry:
         # Never write a version through a model folder that links out of the registry.
         self._check_inside(base, name, "new version")
         base.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=base, prefix=".incoming-"))
+        _remove_stale_incoming(base)
+        tmp = Path(tempfile.mkdtemp(dir=base, prefix=_INCOMING))
         try:
             # readable as a folder made by mkdir is (mkdtemp's is 0700): a service running
             # as another user than the training job reads the registry too
