@@ -72,7 +72,6 @@ def test_a_seed_no_random_source_takes_is_refused(
     "args",
     [
         ["market", "simulate", "--accounts", "99999999999"],
-        ["cards", "simulate", "--customers", "99999999999", "--days", "1"],
     ],
 )
 def test_a_size_no_machine_holds_is_one_line(args: list[str], tmp_path: Path) -> None:
@@ -164,3 +163,38 @@ def test_an_in_memory_database_or_queue_is_refused_where_it_would_lose_the_write
     assert "Traceback" not in proc.stderr
     out = one_line(proc.stderr)
     assert says in out and "in-memory SQLite" in out and "give a file" in out, out
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--customers", "99999999999", "--days", "1"],
+            "would make about 199,999,999,998 transactions, needing about",
+        ),
+        # a few customers over many days filled memory block by block for hours
+        (["--customers", "100000", "--days", "36500"], "simulate fewer customers or days"),
+        (["--customers", "10", "--days", "999999999"], "Invalid value for '--days'"),
+    ],
+)
+def test_a_card_simulation_no_machine_holds_is_refused_up_front(
+    args: list[str], expected: str, tmp_path: Path
+) -> None:
+    proc = run_cli(["cards", "simulate", *args, "--out", str(tmp_path / "o")], cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert expected in one_line(proc.stderr), proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_card_simulation_with_no_transactions_says_why(tmp_path: Path) -> None:
+    """One customer over one day printed '0 transactions, 0 frauds (nan%)'."""
+    out = str(tmp_path / "o")
+    proc = run_cli(
+        ["cards", "simulate", "--customers", "1", "--days", "1", "--seed", "3", "--out", out],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    text = one_line(proc.stdout + proc.stderr)
+    assert "nan" not in text
+    assert "no transactions: 1 customer and 2 terminals over 1 day made none" in text, text

@@ -438,7 +438,9 @@ def simulate_cmd(
     customers: Annotated[
         int, typer.Option("--customers", min=1, help="Number of customers.")
     ] = 5000,
-    days: Annotated[int, typer.Option("--days", min=1, help="Days to simulate.")] = 183,
+    days: Annotated[
+        int, typer.Option("--days", min=1, max=_MAX_SIM_DAYS, help="Days to simulate.")
+    ] = 183,
     seed: SeedOpt = 0,
     terminals: Annotated[
         int | None,
@@ -455,6 +457,7 @@ def simulate_cmd(
     from fraudlens.cards.simulate import simulate, write_transactions
 
     n_terminals = terminals if terminals is not None else 2 * customers
+    _check_simulation_fits(customers, days)
     per_day_t = max(1, round(2 * min(n_terminals, 10_000) / 10_000))
     per_day_c = max(1, round(3 * min(customers, 5_000) / 5_000))
     t0 = time.perf_counter()
@@ -472,10 +475,46 @@ def simulate_cmd(
         write = bar.add_task("writing transactions.csv", total=None)
         path = write_transactions(df, Path(out) / "transactions.csv")
         bar.update(write, total=1, completed=1)
+    if df.empty:
+        _warn(
+            f"no transactions: {plural(customers, 'customer')} and "
+            f"{plural(n_terminals, 'terminal')} over {plural(days, 'day')} made none (a "
+            "customer makes 2 a day on average, at the terminals within 5 of them on a "
+            "100 x 100 grid); simulate more customers, terminals or days"
+        )
+    rate = f" ({df['label'].mean():.2%})" if len(df) else ""
     stdout.print(
-        f"{plural(len(df), 'transaction')}, {plural(int(df['label'].sum()), 'fraud')} "
-        f"({df['label'].mean():.2%}) -> {path} in {time.perf_counter() - t0:.1f} s"
+        f"{plural(len(df), 'transaction')}, {plural(int(df['label'].sum()), 'fraud')}"
+        f"{rate} -> {path} in {time.perf_counter() - t0:.1f} s"
     )
+
+
+#: ``cards simulate --days`` at most (a century: timestamps stay far inside what
+#: datetime64[ns] holds, which ends in 2262)
+_MAX_SIM_DAYS = 36_500
+#: memory the simulation needs per transaction at its peak, bytes (the blocks' arrays,
+#: their concatenation and the DataFrame; measured about 200 at 5,000 x 183)
+_SIM_BYTES_PER_TX = 250
+
+
+def _check_simulation_fits(customers: int, days: int) -> None:
+    """ConfigError up front when ``customers`` x ``days`` needs more memory than the
+    machine has: the simulation runs block of days by block of days and met a
+    MemoryError only after hours."""
+    import os
+
+    expected = 2.0 * customers * days  # a customer makes 2 transactions a day on average
+    need = expected * _SIM_BYTES_PER_TX
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return  # no way to tell here: a MemoryError is still one line
+    if need > have:
+        raise ConfigError(
+            f"--customers {customers:,} --days {days:,} would make about {expected:,.0f} "
+            f"transactions, needing about {need / 2**30:,.0f} GiB of memory; this machine "
+            f"has {have / 2**30:,.0f} GiB: simulate fewer customers or days"
+        )
 
 
 def _describe_windows(desc: dict[str, Any]) -> str:
