@@ -159,6 +159,25 @@ def test_open_queue_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         open_queue("sqlite", max_attempts=0)
 
 
+@pytest.mark.parametrize("bad", ["-1", "0", "nan", "inf", "1e300", "86401", "soon"])
+def test_a_busy_timeout_that_is_not_seconds_in_range_is_refused(tmp_path: Path, bad: str) -> None:
+    """The queue took any float: -1 waited not at all, inf and 1e300 ended in an
+    OverflowError traceback, nan in a ValueError. As the store's ``busy_timeout``, it is
+    seconds above 0 and at most a day, or a ConfigError naming the URL."""
+    url = f"sqlite:///{tmp_path}/q.db?busy_timeout={bad}"
+    with pytest.raises(ConfigError, match=f"queue URL .*busy_timeout={bad!r} is not a number"):
+        open_queue(url)
+    with pytest.raises(ConfigError, match="busy_timeout="):
+        SQLiteQueue(tmp_path / "q.db", busy_timeout=float(bad) if bad != "soon" else bad)  # type: ignore[arg-type]
+
+
+def test_the_busy_timeout_is_the_urls(tmp_path: Path) -> None:
+    q = open_queue(f"sqlite:///{tmp_path}/q.db?busy_timeout=2.5")
+    assert isinstance(q, SQLiteQueue)
+    assert q._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 2500
+    q.close()
+
+
 def test_open_queue_defaults_to_the_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

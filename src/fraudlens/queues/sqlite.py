@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from fraudlens._sqlite import busy_timeout_ms
 from fraudlens.errors import ConfigError, QueueError
 from fraudlens.queues._base import (
     EXPIRED_REASON,
@@ -106,6 +107,7 @@ class SQLiteQueue(Queue):
             raise ConfigError(
                 f"synchronous must be one of {sorted(_SYNC_MODES)}, got {synchronous!r}"
             )
+        busy_ms = busy_timeout_ms(busy_timeout, str(path), "SQLite queue at")
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
@@ -113,9 +115,9 @@ class SQLiteQueue(Queue):
             # isolation_level=None: transactions are begun explicitly, so the write lock is
             # taken by BEGIN IMMEDIATE rather than lazily at the first UPDATE.
             self._db: sqlite3.Connection | None = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+                self.path, timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False
             )
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._db.execute(f"PRAGMA busy_timeout = {busy_ms}")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(f"PRAGMA synchronous = {sync}")
             with self._tx():
@@ -145,10 +147,7 @@ class SQLiteQueue(Queue):
         unknown = set(opts) - {"synchronous", "busy_timeout"}
         if unknown:
             raise ConfigError(f"unknown SQLite queue option(s) {sorted(unknown)} in {url!r}")
-        try:
-            busy = float(opts.get("busy_timeout", 30.0))
-        except ValueError as exc:
-            raise ConfigError(f"busy_timeout in {url!r} is not a number") from exc
+        busy = busy_timeout_ms(opts.get("busy_timeout", 30.0), url, "queue URL") / 1000
         return cls(
             path or DEFAULT_SQLITE_PATH,
             name=name,

@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -50,6 +49,7 @@ from sqlalchemy.ext.compiler import compiles
 from fraudlens._closing import Closing
 from fraudlens._echo import hide_password
 from fraudlens._io import probe_write
+from fraudlens._sqlite import busy_timeout_ms
 from fraudlens._time import utc, utcnow
 from fraudlens.errors import (
     ConfigError,
@@ -295,7 +295,7 @@ class Store(Closing, AuthStore, TriageStore):
         #: queue's; 30 s by default)
         self._busy_ms = _SQLITE_BUSY_MS
         if self.dialect == "sqlite" and "busy_timeout" in parsed.query:
-            self._busy_ms = _sqlite_busy_ms(parsed.query["busy_timeout"], url)
+            self._busy_ms = busy_timeout_ms(parsed.query["busy_timeout"], url, "database URL")
             parsed = parsed.difference_update_query(["busy_timeout"])
         # A SQLite write failed for want of room (the write probe then checks for room).
         self._full = False
@@ -1419,23 +1419,6 @@ def _orjson() -> tuple[Callable[..., bytes], int]:
         | orjson.OPT_PASSTHROUGH_SUBCLASS
     )
     return orjson.dumps, options
-
-
-def _sqlite_busy_ms(value: Any, url: str) -> int:
-    """Milliseconds of a sqlite URL's ``busy_timeout`` query value (seconds, above 0 and at
-    most a day); ConfigError naming the URL otherwise."""
-    raw = value[-1] if isinstance(value, tuple) else value
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    if not (0 < seconds <= 86_400):  # NaN fails too
-        raise ConfigError(
-            f"database URL {hide_password(url)!r}: busy_timeout={raw!r} is not a number of "
-            "seconds above 0 and at most 86400 (how long a write waits for another "
-            "process's lock)"
-        )
-    return max(1, round(seconds * 1000))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
