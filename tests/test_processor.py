@@ -543,6 +543,76 @@ def test_a_sink_that_cannot_write_pauses_the_processor(
     assert 'fraudlens_processor_messages_total{outcome="processed"} 2400.0' in text
 
 
+def test_stopped_while_the_sink_is_down_says_where_the_records_wait(
+    ulb: Path, ulb_models: Path, tmp_path: Path
+) -> None:
+    """Stopped (SIGTERM, the stop event) while paused by a sink that cannot write, the
+    processor's last flush failed and the sink's close ended the run with the bare
+    OSError ('cannot use .../2026/12/03/06: Not a directory'), saying nothing of the
+    records. Its error now says how many were not written and that they stay in the
+    spool; the next run writes them, each row once. The background flush, failing every
+    second meanwhile, logs one warning instead of a traceback a second."""
+    import logging
+    from datetime import UTC, datetime
+
+    from prometheus_client import generate_latest
+
+    from fraudlens.errors import UnavailableError
+    from fraudlens.processor import ProcessorMetrics
+
+    root = tmp_path / "sink"
+    root.mkdir()
+    blocker = root / datetime.now(UTC).strftime("%Y")
+    blocker.write_text("not a folder")
+    metrics = ProcessorMetrics()
+    stop = threading.Event()
+
+    def stop_when_paused() -> None:
+        deadline = time.monotonic() + 60
+        while b"fraudlens_processor_healthy 0.0" not in generate_latest(metrics.registry):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(2.5)  # the background flush fails a few times meanwhile
+        stop.set()
+
+    stopper = threading.Thread(target=stop_when_paused)
+    stopper.start()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("fraudlens.sinks").addHandler(handler)
+    try:
+        with (
+            pytest.raises(UnavailableError) as info,
+            open_sink(root, max_records=200, max_seconds=0.5) as sink,
+        ):
+            process(
+                f"file:{ulb}",
+                sink,
+                ulb_models,
+                batch_size=100,
+                metrics=metrics,
+                pause_cap=0.2,
+                stop_event=stop,
+                handle_signals=False,
+            )
+    finally:
+        logging.getLogger("fraudlens.sinks").removeHandler(handler)
+    stopper.join()
+    text = str(info.value)
+    assert f"sink {root} cannot write (Not a directory: {root}" in text, text
+    assert f"records not written stay in its spool {root / SPOOL_NAME}" in text, text
+    background = [r for r in records if "background sink flush failed" in r.getMessage()]
+    assert len(background) == 1 and background[0].exc_info is None, background
+    assert sink_rows(root) == []
+    blocker.unlink()
+    with open_sink(root, max_records=200, timer=False) as sink:
+        assert sink.recovered > 0
+        process(f"file:{ulb}", sink, ulb_models, batch_size=100, handle_signals=False)
+    ids = [r["transaction_id"] for r in sink_rows(root)]
+    assert len(ids) == len(set(ids)) == 2400
+
+
 def test_processor_metrics_count_queue_outcomes(
     ulb: Path, ulb_models: Path, tmp_path: Path
 ) -> None:

@@ -68,6 +68,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import os
 import stat
 import threading
@@ -80,7 +81,7 @@ from typing import Any, Literal
 from fraudlens._closing import Closing
 from fraudlens._io import atomic_write, fsync_dir, probe_write
 from fraudlens._time import utcnow
-from fraudlens.errors import ConfigError, DataError
+from fraudlens.errors import ConfigError, DataError, UnavailableError
 
 __all__ = ["CHECKPOINTS_NAME", "MAX_COLUMNS", "SPOOL_NAME", "Sink", "open_sink"]
 
@@ -388,8 +389,6 @@ class Sink(Closing):
         try:
             self._flush_locked()
         except OSError as exc:
-            import logging
-
             logging.getLogger(__name__).warning("sink flush failed, will retry: %s", exc)
 
     def checkpoint(self, key: str) -> Any:
@@ -449,6 +448,11 @@ class Sink(Closing):
             self._stop.set()
             try:
                 self._flush_locked()
+            except OSError as exc:
+                # Stopped while the sink cannot write (an outage, SIGTERM while paused):
+                # say where the records are and what brings them out, not only the
+                # path that failed.
+                raise self._unwritten(exc) from exc
             finally:
                 self._closed = True
                 if self._spool is not None:
@@ -460,6 +464,27 @@ class Sink(Closing):
     def __repr__(self) -> str:
         return f"Sink({self.target!r}, prefix={self.prefix!r}, fmt={self.fmt!r})"
 
+    def _unwritten(self, exc: OSError) -> UnavailableError:
+        """The error of a close whose last flush failed: what failed, how many records
+        were not written, and where they wait."""
+        where = f": {exc.filename}" if exc.filename else ""
+        n = len(self._buffer)
+        what = f"{n:,} record{'' if n == 1 else 's'} not written"
+        if self._spool_path is not None:
+            fate = (
+                f"{what} stay in its spool {self._spool_path}; the next run with this sink "
+                "writes them first"
+            )
+        else:
+            fate = (
+                f"{what}; a file's rows and a queue's messages are marked done only once "
+                "written, so the next run scores them again"
+            )
+        return UnavailableError(
+            f"sink {self.target} cannot write ({exc.strerror or exc}{where}); {fate}",
+            what="sink",
+        )
+
     # -- internals ---------------------------------------------------------------------
     def _due(self) -> bool:
         if not self._buffer:
@@ -470,6 +495,7 @@ class Sink(Closing):
 
     def _tick(self) -> None:
         period = min(1.0, self.max_seconds / 4)
+        failing = False
         while not self._stop.wait(period):
             with self._lock:
                 if self._closed:
@@ -477,10 +503,18 @@ class Sink(Closing):
                 if self._due():
                     try:
                         self._flush_locked()
+                    except OSError as exc:
+                        # An outage: one warning, then quiet until a flush succeeds (it
+                        # had logged a traceback every second while the sink was down).
+                        if not failing:
+                            logging.getLogger(__name__).warning(
+                                "background sink flush failed, will retry: %s", exc
+                            )
+                        failing = True
                     except Exception:
-                        import logging
-
                         logging.getLogger(__name__).exception("background sink flush failed")
+                    else:
+                        failing = False
 
     def _encode(self, records: list[dict[str, Any]]) -> bytes:
         if self.fmt == "jsonl":
