@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -49,3 +52,35 @@ def test_plot_curves_writes_pngs(tmp_path) -> None:
     paths = plot_curves(y, s, tmp_path)
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_plot_is_written_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plots (``roc.png``, ``pr.png``, the sample grids, the sweeps) had Matplotlib write
+    in place: a full disk half-way left half a PNG over the last evaluation's and an
+    error naming no file. The old picture now stays, the error names the file, no
+    temporary file is left and the figure is closed."""
+    import errno
+
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    (tmp_path / "roc.png").write_bytes(b"the old curve")
+    real = Figure.savefig
+
+    def full_disk(self: Figure, fname: Any, **kw: Any) -> None:
+        fname.write(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    y = np.array([0, 1, 0, 1, 1, 0])
+    with pytest.raises(OSError) as info:
+        plot_curves(y, np.linspace(0, 1, 6), tmp_path)
+    assert info.value.filename == str(tmp_path / "roc.png")
+    assert (tmp_path / "roc.png").read_bytes() == b"the old curve"
+    assert [p.name for p in tmp_path.iterdir()] == ["roc.png"]
+    assert plt.get_fignums() == []
+    monkeypatch.setattr(Figure, "savefig", real)
+    paths = plot_curves(y, np.linspace(0, 1, 6), tmp_path)
+    assert [p.read_bytes()[:4] for p in paths] == [b"\x89PNG"] * 2

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from fraudlens._io import atomic_write
+from fraudlens._io import atomic_write, write_binary
 from fraudlens.scoring import flag
 
 __all__ = [
@@ -174,6 +174,24 @@ def binary_metrics(
     return out
 
 
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write a Matplotlib figure to ``path`` (format from its suffix, PNG by default),
+    whole or not at all, and close the figure; return ``path``.
+
+    The picture is written beside ``path`` and renamed over it (:func:`write_binary`): a
+    crash or a full disk leaves the old picture, and an OSError names ``path`` (a full
+    disk's error from the image writer names no file).
+    """
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    try:
+        write_binary(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png"))
+    finally:
+        plt.close(fig)
+    return path
+
+
 def plot_curves(y: np.ndarray, score: np.ndarray, out_dir: Path, title: str = "") -> list[Path]:
     """Write ``roc.png`` and ``pr.png`` into ``out_dir``; return their paths."""
     import matplotlib
@@ -198,9 +216,7 @@ def plot_curves(y: np.ndarray, score: np.ndarray, out_dir: Path, title: str = ""
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title=f"ROC {title}".strip())
     ax.legend(loc="lower right")
     fig.tight_layout()
-    paths.append(out_dir / "roc.png")
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    paths.append(save_figure(fig, out_dir / "roc.png"))
     prec, rec, _ = precision_recall_curve(y, score)
     fig, ax = plt.subplots(figsize=(4.5, 4.0), dpi=110)
     ax.plot(rec, prec, lw=1.8, label=f"AP {average_precision_score(y, score):.4f}")
@@ -209,9 +225,7 @@ def plot_curves(y: np.ndarray, score: np.ndarray, out_dir: Path, title: str = ""
     ax.set_ylim(0, 1.02)
     ax.legend(loc="lower left")
     fig.tight_layout()
-    paths.append(out_dir / "pr.png")
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    paths.append(save_figure(fig, out_dir / "pr.png"))
     return paths
 
 

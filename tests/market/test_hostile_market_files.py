@@ -284,7 +284,47 @@ def test_a_picture_to_a_full_device_is_one_line(files: tuple) -> None:
     args = ["--klines", str(folder / "klines.csv"), "--trades", str(path), "--account", account]
     res = runner.invoke(app, ["market", "render", *args, "--out", "/dev/full"])
     assert res.exit_code == 2, res.output + repr(res.exception)
-    assert " ".join(res.output.split()) == "error: cannot write: No space left on device"
+    # (it had said "error: cannot write: ...", naming no file)
+    assert " ".join(res.output.split()) == "error: cannot use /dev/full: No space left on device"
+
+
+def test_a_picture_is_written_whole_or_not_at_all(
+    files: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``market render --out`` had Pillow write the file in place: a full disk half-way
+    left half a PNG where the old picture was, with an error naming no file. It is now
+    written beside and renamed over, as every other output: the old picture stays, the
+    error names it, and no temporary file is left."""
+    from PIL import Image
+
+    _, trades, folder = files
+    path = folder / "trades_ok.csv"
+    trades.to_csv(path, index=False)
+    account = str(trades["account_id"].iloc[0])
+    args = ["--klines", str(folder / "klines.csv"), "--trades", str(path), "--account", account]
+    out = tmp_path / "account.png"
+    out.write_bytes(b"the old picture")
+    real = Image.Image.save
+
+    def full_disk(self: Any, fp: Any, format: Any = None, **kw: Any) -> None:
+        fp.write(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    res = runner.invoke(app, ["market", "render", *args, "--out", str(out)])
+    monkeypatch.setattr(Image.Image, "save", real)
+    assert res.exit_code == 2, res.output + repr(res.exception)
+    assert " ".join(res.output.split()) == f"error: cannot use {out}: No space left on device"
+    assert out.read_bytes() == b"the old picture"
+    assert [p.name for p in tmp_path.iterdir()] == ["account.png"]
+    res = runner.invoke(app, ["market", "render", *args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes().startswith(b"\x89PNG")
+    folder_out = tmp_path / "a-folder.png"
+    folder_out.mkdir()
+    res = runner.invoke(app, ["market", "render", *args, "--out", str(folder_out)])
+    assert res.exit_code == 2, res.output + repr(res.exception)
+    assert f"error: cannot use {folder_out}" in " ".join(res.output.split())
 
 
 def test_a_missing_column_lists_a_few_found_ones(tmp_path: Path) -> None:

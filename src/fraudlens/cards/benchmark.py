@@ -29,6 +29,7 @@ import pandas as pd
 
 from fraudlens._time import utc
 from fraudlens.errors import DataError
+from fraudlens.evaluation import save_figure
 
 if TYPE_CHECKING:
     from fraudlens.cards.data import CardTable
@@ -301,9 +302,7 @@ def plot_benchmark(result: BenchmarkResult, out_dir: str | Path, title: str) -> 
         ax.legend(loc="lower right", fontsize=7)
     fig.suptitle(f"Handbook protocol, test weeks by training start\n{title}", fontsize=9)
     fig.tight_layout()
-    weeks_png = out / "benchmark_weeks.png"
-    fig.savefig(weeks_png)
-    plt.close(fig)
+    weeks_png = save_figure(fig, out / "benchmark_weeks.png")
 
     fig, ax = plt.subplots(figsize=(5.2, 4.4), dpi=110)
     for w in result.weeks:
@@ -314,7 +313,5 @@ def plot_benchmark(result: BenchmarkResult, out_dir: str | Path, title: str) -> 
     ax.set_title(f"Precision-recall per test week\n{title}", fontsize=9)
     ax.legend(loc="lower left", fontsize=7)
     fig.tight_layout()
-    pr_png = out / "benchmark_pr.png"
-    fig.savefig(pr_png)
-    plt.close(fig)
+    pr_png = save_figure(fig, out / "benchmark_pr.png")
     return [weeks_png, pr_png]

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlens.errors import DataError
+from fraudlens.evaluation import save_figure
 
 if TYPE_CHECKING:
     from fraudlens._detector import Detector
@@ -176,8 +177,7 @@ def _plot_sweep(sweep: list[dict[str, float]], threshold: float, path: Path, tit
     ax.set_title(f"Threshold sweep\n{title}".strip(), fontsize=9)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _plot_confusion(cm: dict[str, int], threshold: float, path: Path, title: str) -> None:
@@ -206,8 +206,7 @@ def _plot_confusion(cm: dict[str, int], threshold: float, path: Path, title: str
     ax.set(xlabel="predicted", ylabel="actual")
     ax.set_title(f"Confusion at {threshold:.3f}\n{title}".strip(), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def evaluate_cards(

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlens._io import write_csv
-from fraudlens.evaluation import binary_metrics, plot_curves, write_json
+from fraudlens.evaluation import binary_metrics, plot_curves, save_figure, write_json
 from fraudlens.market.data import MarketData, window
 
 if TYPE_CHECKING:
@@ -183,9 +183,7 @@ def sample_grid(
     fig.suptitle(f"{title}: {head}".strip(": "), fontsize=8)
     fig.tight_layout(rect=(0.02, 0.08, 1.0, 0.95))
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_by_kind(by_kind: dict[str, Any], out: Path, title: str = "") -> Path:
@@ -208,9 +206,7 @@ def plot_by_kind(by_kind: dict[str, Any], out: Path, title: str = "") -> Path:
         ax.text(min(s + 0.01, 0.9), i, f"{s:.3f}", va="center", fontsize=7)
     ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def evaluate_market(

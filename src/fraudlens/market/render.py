@@ -77,6 +77,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fraudlens._io import write_binary
 from fraudlens.errors import ConfigError, DataError
 from fraudlens.market._bars import BarContext, bar_context
 from fraudlens.market.data import MarketData, _bar_positions
@@ -1047,5 +1048,8 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(path, format="PNG")
+    picture = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    # whole or not at all, and an OSError names the path (Pillow's full-disk error
+    # names no file)
+    write_binary(path, lambda f: picture.save(f, format="PNG"))
     return path
