@@ -198,3 +198,23 @@ def test_a_card_simulation_with_no_transactions_says_why(tmp_path: Path) -> None
     text = one_line(proc.stdout + proc.stderr)
     assert "nan" not in text
     assert "no transactions: 1 customer and 2 terminals over 1 day made none" in text, text
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_holdout_time_past_the_calendar_in_utc_is_one_line(
+    market_models: Path, db: str, tmp_path: Path, when: str
+) -> None:
+    """A hold-out time whose zone moves it past year 9999 (or before year 1) in UTC ended
+    `market train` and `models compare` in an OverflowError traceback (exit 1)."""
+    runs = [
+        ["market", "train", "--data", str(tmp_path / "data"), "-m", str(tmp_path / "m"),
+         "--reviewed-from", db, "--holdout-after", when],
+        ["models", "compare", "market-features", "v0001", "--against", "v0002",
+         "-m", str(market_models), "--db", db, "--holdout-after", when],
+    ]  # fmt: skip
+    for args in runs:
+        proc = run_cli(args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        out = one_line(proc.stderr)
+        assert f"hold-out time '{when}' lies outside years 1-9999 in UTC" in out, out
