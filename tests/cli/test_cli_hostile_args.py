@@ -218,3 +218,35 @@ def test_a_holdout_time_past_the_calendar_in_utc_is_one_line(
         assert "Traceback" not in proc.stderr
         out = one_line(proc.stderr)
         assert f"hold-out time '{when}' lies outside years 1-9999 in UTC" in out, out
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--test-end", "0001-01-01"], "held-out window ending at 0001-01-01 00:00:00+00:00"),
+        (["--test-end", "1700-01-01"], "held-out window ending at 1700-01-01 00:00:00+00:00"),
+        (["--test-end", "5000-01-01"], "held-out window ending at 5000-01-01 00:00:00+00:00"),
+        # three windows of 300 years in all, back from the data's own end
+        (
+            ["--train-days", "36500", "--gap-days", "36500", "--test-days", "36500"],
+            "the training window holds no labelled rows (1726-",
+        ),
+    ],
+    ids=["year-1", "year-1700", "year-5000", "300-years"],
+)
+def test_card_windows_centuries_from_the_data_are_one_line(
+    card_file: Path, tmp_path: Path, args: list[str], says: str
+) -> None:
+    """`cards train` with a --test-end centuries from the data, or with windows of 300
+    years in all, ended in pandas' OutOfBoundsDatetime (a difference of timestamps holds
+    292 years) or OverflowError traceback, exit 1."""
+    proc = run_cli(
+        ["cards", "train", "--data", str(card_file), "-m", str(tmp_path / "m"),
+         "--detector", "logistic", *args],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert f"error: file {card_file}: " in out and says in out, out
+    assert not (tmp_path / "m").exists()
