@@ -250,3 +250,30 @@ def test_card_windows_centuries_from_the_data_are_one_line(
     out = one_line(proc.stderr)
     assert f"error: file {card_file}: " in out and says in out, out
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    ("start", "says"),
+    [
+        ("2262-05-01", "--start 2262-05-01 is after the last day of the data; the data cover"),
+        ("9999-12-31", "--start 9999-12-31 is after the last day of the data; the data cover"),
+        ("9999-12-31T23:59:59-01:00", "lies outside years 1-9999 in UTC"),
+        ("0001-01-01T00:00:00+01:00", "lies outside years 1-9999 in UTC"),
+    ],
+)
+def test_a_benchmark_start_past_the_data_or_the_calendar_is_one_line(
+    card_file: Path, tmp_path: Path, start: str, says: str
+) -> None:
+    """`cards benchmark --start` past year 2262 ended in pandas' OutOfBoundsDatetime, and
+    one whose zone moves it past year 9999 (or before year 1) in UTC in a
+    NotImplementedError ("date not yet supported on Timestamps which are outside the range
+    of Python's standard library"), each a traceback, exit 1."""
+    proc = run_cli(
+        ["cards", "benchmark", "--data", str(card_file), "--detector", "logistic",
+         "-o", str(tmp_path / "report"), "--start", start],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert says in out, out
