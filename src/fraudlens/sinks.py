@@ -79,7 +79,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fraudlens._closing import Closing
-from fraudlens._io import atomic_write, fsync_dir, probe_write
+from fraudlens._io import atomic_write, fsync_dir, probe_write, resolve
 from fraudlens._time import utcnow
 from fraudlens.errors import ConfigError, DataError, UnavailableError
 
@@ -223,7 +223,7 @@ class Sink(Closing):
             local = (
                 self.target[len("file://") :] if self.target.startswith("file://") else self.target
             )
-            self._root = str(Path(local).expanduser().resolve())
+            self._root = str(resolve(Path(local).expanduser()))
             Path(self._root).mkdir(parents=True, exist_ok=True)
         else:
             try:
@@ -248,7 +248,7 @@ class Sink(Closing):
         elif spool is False:
             self._spool_path = None
         else:
-            self._spool_path = Path(spool).expanduser().resolve()
+            self._spool_path = resolve(Path(spool).expanduser())
         self._spool: io.TextIOWrapper | None = None
         self._saved_checkpoints = self._load_checkpoints()
         self._checkpoints = dict(self._saved_checkpoints)

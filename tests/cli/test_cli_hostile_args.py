@@ -277,3 +277,38 @@ def test_a_benchmark_start_past_the_data_or_the_calendar_is_one_line(
     assert "Traceback" not in proc.stderr
     out = one_line(proc.stderr)
     assert says in out, out
+
+
+@pytest.mark.parametrize("case", ["score-out", "train-registry", "sink", "worker", "serve"])
+def test_a_link_that_loops_is_one_line(
+    market_dir: Path, market_models: Path, tmp_path: Path, case: str
+) -> None:
+    """A link to itself (``ln -s loop loop``) given as an output file, a sink or a model
+    registry ended the command in Python 3.11's RuntimeError traceback ("Symlink loop
+    from ..."), exit 1: Path.resolve() raises it where other unusable paths are an
+    OSError."""
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    kl, tr = str(market_dir / "klines.csv"), str(market_dir / "trades.csv")
+    args = {
+        "score-out": ["market", "score", "--klines", kl, "--trades", tr,
+                      "-m", str(market_models), "--out", str(loop)],
+        "train-registry": ["market", "train", "--data", str(market_dir), "-m", str(loop),
+                           "--detector", "features"],
+        "sink": ["cards", "process", "--source", "generate", "--limit", "3",
+                 "--sink", str(loop), "-m", str(tmp_path / "no-models")],
+        "worker": ["worker", "-m", str(loop), "--queue", f"sqlite:///{tmp_path / 'q.db'}",
+                   "--db", f"sqlite:///{tmp_path / 'store.db'}", "--idle-exit", "1"],
+        "serve": ["serve", "-m", str(loop), "--port", "1"],
+    }[case]  # fmt: skip
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr and "RuntimeError" not in proc.stderr
+    out = one_line(proc.stderr)
+    says = (
+        f"model market-features:new version is not a folder inside the registry ({loop}/"
+        if case == "train-registry"
+        else f"cannot use {loop}: Too many levels of symbolic links"
+    )
+    assert says in out, out
+    assert loop.is_symlink()

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from fraudlens._io import resolve
 from fraudlens.cli._common import (
     MAX_SEED,
     ModelDir,
@@ -149,7 +150,7 @@ def serve(
     # overrides); through the environment, so worker processes decide the same.
     os.environ["FRAUDLENS_HOST"] = bind
     get_settings.cache_clear()
-    models = registry_root(model_dir or _default_models_dir()).expanduser().resolve()
+    models = resolve(registry_root(model_dir or _default_models_dir()).expanduser())
     if not models.is_dir():
         console.print(
             f"[yellow]no model registry at {escape(str(models))} yet:[/] /ping answers 503 "
@@ -319,7 +320,7 @@ def process(
     models = registry_root(model_dir)
     # Logged while the card model is gone (at once, then every minute), and printed if
     # --idle-exit ends the wait for one: this installation's fraudlens and this registry.
-    where = models.expanduser().resolve()
+    where = resolve(models.expanduser())
     exe, m = fraudlens_command(), shlex.quote(shell_path(where))
     hint = (
         f"`{exe} cards train --data FILE -m {m}` trains and activates one, "
