@@ -237,6 +237,13 @@ class Sink(Closing):
             except (ImportError, ValueError) as exc:
                 raise ConfigError(f"cannot open sink {self.target!r}: {exc}") from exc
             self._root = str(root).rstrip("/")
+            if not self._root:
+                # The objects' first folder would be taken for the bucket: s3:// wrote to
+                # a bucket named after the year (and ended in botocore's traceback).
+                raise ConfigError(
+                    f"sink {self.target!r} names no bucket or folder: give one, e.g. "
+                    "s3://BUCKET/PREFIX"
+                )
 
         if spool is None:
             spool = self._fs is None
@@ -622,7 +629,7 @@ class Sink(Closing):
             atomic_write(Path(self._root) / CHECKPOINTS_NAME, data, suffix=".tmp")
             fsync_dir(Path(self._root))
         else:
-            key = f"{self._root}/{CHECKPOINTS_NAME}" if self._root else CHECKPOINTS_NAME
+            key = f"{self._root}/{CHECKPOINTS_NAME}"
             self._fs.pipe_file(key, data)
         self._saved_checkpoints = dict(self._checkpoints)
 
@@ -640,7 +647,7 @@ class Sink(Closing):
                 where = str(path)
                 raw = path.read_bytes() if path.exists() else None
             else:
-                key = f"{self._root}/{CHECKPOINTS_NAME}" if self._root else CHECKPOINTS_NAME
+                key = f"{self._root}/{CHECKPOINTS_NAME}"
                 where = str(self._fs.unstrip_protocol(key))
                 raw = self._fs.cat_file(key) if self._fs.exists(key) else None
         except OSError as exc:
@@ -692,7 +699,7 @@ class Sink(Closing):
         return str(final)
 
     def _write_remote(self, part: str, name: str, data: bytes) -> str:
-        key = f"{self._root}/{part}/{name}" if self._root else f"{part}/{name}"
+        key = f"{self._root}/{part}/{name}"
         # One put per object: object stores make it visible whole or not at all.
         self._fs.pipe_file(key, data)
         return str(self._fs.unstrip_protocol(key))
