@@ -223,6 +223,12 @@ class Sink(Closing):
             local = (
                 self.target[len("file://") :] if self.target.startswith("file://") else self.target
             )
+            if not local.strip():
+                # (an empty path is the working folder: file:// had filled it with the
+                # objects' hour folders and the spool)
+                raise ConfigError(
+                    f"sink {self.target!r} names no folder: give one, e.g. file:///srv/sink"
+                )
             self._root = str(resolve(Path(local).expanduser()))
             Path(self._root).mkdir(parents=True, exist_ok=True)
         else:
