@@ -312,3 +312,29 @@ def test_a_link_that_loops_is_one_line(
     )
     assert says in out, out
     assert loop.is_symlink()
+
+
+@pytest.mark.parametrize(
+    ("share", "held"), [("1", "3 takeover and 0 normal"), ("0", "0 takeover and 3 normal")]
+)
+def test_market_training_labels_of_one_class_are_one_line(
+    tmp_path: Path, share: str, held: str
+) -> None:
+    """`market train` (features) on labels of one class ended in numpy's ValueError
+    traceback ("a cannot be empty unless no samples are taken", exit 1) while drawing the
+    validation hold-out."""
+    data = tmp_path / "data"
+    made = run_cli(
+        ["market", "simulate", "--out", str(data), "--accounts", "3", "--fraud-share", share],
+        cwd=tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
+    proc = run_cli(
+        ["market", "train", "--data", str(data), "-m", str(tmp_path / "m")], cwd=tmp_path
+    )
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert "training needs at least 2 takeover (1) and 2 normal (0) accounts" in out, out
+    assert f"the labels hold {held}" in out, out
+    assert not (tmp_path / "m").exists()

@@ -207,6 +207,7 @@ def _fit(
 
     ``weights``: per-account sample weights in ``data.account_ids`` order (None: all 1).
     """
+    from fraudlens.errors import DataError
     from fraudlens.evaluation import binary_metrics
     from fraudlens.market.detectors import CNNDetector, FeatureDetector
 
@@ -214,6 +215,16 @@ def _fit(
     if kind is DetectorChoice.features:
         # A stratified hold-out gives honest validation figures; the stored model is
         # then refit on everything (boosting is fast).
+        takeover, normal = int((y == 1).sum()), int((y == 0).sum())
+        if min(takeover, normal) < 2:
+            # (labels of one class had ended the draw below in numpy's ValueError; one
+            # account of a class went to the hold-out and left training without it)
+            raise DataError(
+                "training needs at least 2 takeover (1) and 2 normal (0) accounts, one of "
+                f"each to hold out for validation; the labels hold {takeover} takeover and "
+                f"{normal} normal",
+                column="label",
+            )
         rng = np.random.default_rng(seed)
         ids = data.account_ids
         val = np.zeros(len(ids), dtype=bool)
