@@ -338,3 +338,21 @@ def test_market_training_labels_of_one_class_are_one_line(
     assert "training needs at least 2 takeover (1) and 2 normal (0) accounts" in out, out
     assert f"the labels hold {held}" in out, out
     assert not (tmp_path / "m").exists()
+
+
+def test_a_random_split_holding_out_no_row_is_one_line(card_file: Path, tmp_path: Path) -> None:
+    """`cards train --split random` on a few rows (10 % of them rounds to none) ended in
+    numpy's ValueError traceback ("zero-size array to reduction operation minimum which
+    has no identity", exit 1)."""
+    few = tmp_path / "few.csv"
+    few.write_text("".join(card_file.read_text().splitlines(keepends=True)[:6]))
+    proc = run_cli(
+        ["cards", "train", "--data", str(few), "-m", str(tmp_path / "m"),
+         "--detector", "logistic", "--split", "random"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert f"file {few}: the held-out rows (0) hold no row; cannot validate" in out, out
+    assert not (tmp_path / "m").exists()

@@ -637,9 +637,12 @@ def train_cmd(
     train, test, desc = split_table(table, split, seed, test_end=test_end, **windows)
     assert table.y is not None
     y_train, y_test = table.y[train], table.y[test]
-    if y_test.min() == y_test.max():
+    # (none held out: a random 10 % of a few rows rounds to 0, whose minimum had ended
+    # in numpy's ValueError)
+    if len(test) == 0 or y_test.min() == y_test.max():
+        what = "a single class" if len(test) else "no row"
         raise DataError(
-            f"the held-out rows ({len(test)}) hold a single class; cannot validate "
+            f"the held-out rows ({len(test)}) hold {what}; cannot validate "
             f"({_describe_windows(desc)})",
             file=str(data),
         )
