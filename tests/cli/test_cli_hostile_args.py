@@ -356,3 +356,16 @@ def test_a_random_split_holding_out_no_row_is_one_line(card_file: Path, tmp_path
     out = one_line(proc.stderr)
     assert f"file {few}: the held-out rows (0) hold no row; cannot validate" in out, out
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("level", ["bogus", "", "INFO!"])
+def test_serve_refuses_a_log_level_uvicorn_has_not(tmp_path: Path, level: str) -> None:
+    """`serve --log-level bogus` ended in uvicorn's KeyError traceback (exit 1) after the
+    banner; now it is refused first, naming the levels."""
+    proc = run_cli(["serve", "-m", str(tmp_path / "m"), "--port", "1", "--log-level", level])
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert "Invalid value for '--log-level'" in out, out
+    assert "give one of critical, error, warning, info, debug, trace" in out, out
+    assert "serving models" not in out

@@ -94,7 +94,10 @@ def serve(
             show_default=False,
         ),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[
+        str,
+        typer.Option(help="uvicorn log level: critical, error, warning, info, debug or trace."),
+    ] = "info",
     db: Annotated[
         str | None,
         typer.Option(
@@ -136,9 +139,17 @@ def serve(
     """Run the scoring service: SageMaker /ping + /invocations, /v1 API, /metrics, /docs,
     and the analysts' review page at /review."""
     import uvicorn
+    from uvicorn.config import LOG_LEVELS
 
     from fraudlens.service._protocol import guarded_protocol
 
+    # uvicorn looks the name up as given: another ended in its KeyError traceback.
+    log_level = log_level.strip().lower()
+    if log_level not in LOG_LEVELS:
+        raise typer.BadParameter(
+            f"{log_level!r} is not a log level: give one of {', '.join(LOG_LEVELS)}",
+            param_hint="'--log-level'",
+        )
     # Through the environment, so uvicorn's worker processes see the same settings.
     for var, value in (("FRAUDLENS_DATABASE_URL", db), ("FRAUDLENS_QUEUE_URL", queue)):
         if value is not None:
