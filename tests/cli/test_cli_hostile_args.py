@@ -369,3 +369,39 @@ def test_serve_refuses_a_log_level_uvicorn_has_not(tmp_path: Path, level: str) -
     assert "Invalid value for '--log-level'" in out, out
     assert "give one of critical, error, warning, info, debug, trace" in out, out
     assert "serving models" not in out
+
+
+def test_serve_refuses_more_workers_than_a_machine_runs(tmp_path: Path) -> None:
+    """`serve --workers 100000` started uvicorn worker processes, each loading the models,
+    until memory ran out (92 processes in its first 6 seconds on 2 cores). The command
+    runs in a session of its own, ended whole whatever happens, so that on such code the
+    test fails without leaving processes behind."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from _cli import _BOOT  # type: ignore[attr-defined]
+
+    args = ["serve", "-m", str(tmp_path / "m"), "--port", "1", "--workers", "100000"]
+    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BOOT, "", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        err = "(still running after 15 s)"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 2, err[-3000:]
+    assert "Invalid value for '--workers'" in one_line(err), err

@@ -85,7 +85,9 @@ def serve(
             show_default=False,
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    # At most as many as `worker --concurrency`: --workers 100000 had started processes,
+    # each loading the models, until the machine ran out of memory.
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
     sink: Annotated[
         str | None,
         typer.Option(
