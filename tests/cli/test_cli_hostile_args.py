@@ -405,3 +405,42 @@ def test_serve_refuses_more_workers_than_a_machine_runs(tmp_path: Path) -> None:
         proc.wait()
     assert proc.returncode == 2, err[-3000:]
     assert "Invalid value for '--workers'" in one_line(err), err
+
+
+def test_an_output_that_is_an_input_or_another_output_is_refused(
+    market_dir: Path, market_models: Path, card_file: Path, tmp_path: Path
+) -> None:
+    """`market score --out` naming its --trades file (or a link to it) replaced the trades
+    with the scores, `cards score --out` its --data file the transactions, and `market
+    pairs --matches` naming its --out file the pairs with the matches; each reported
+    success (exit 0)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(market_dir, data)
+    kl, tr = data / "klines.csv", data / "trades.csv"
+    cards = tmp_path / "transactions.csv"
+    shutil.copy(card_file, cards)
+    link = tmp_path / "link.csv"
+    link.symlink_to(tr)
+    before = {p: p.read_bytes() for p in (kl, tr, cards)}
+    pairs = tmp_path / "pairs.csv"
+    runs = [
+        (["market", "score", "--klines", str(kl), "--trades", str(tr), "-m", str(market_models),
+          "--out", str(tr)], f"--out {tr} is the same file as --trades {tr}"),
+        (["market", "score", "--klines", str(kl), "--trades", str(tr), "-m", str(market_models),
+          "--out", str(link)], f"--out {link} is the same file as --trades {tr}"),
+        (["market", "render", "--klines", str(kl), "--trades", str(tr), "--account", "a",
+          "--out", str(kl)], f"--out {kl} is the same file as --klines {kl}"),
+        (["market", "pairs", "--klines", str(kl), "--trades", str(tr), "--out", str(pairs),
+          "--matches", str(pairs)], f"--matches {pairs} is the same file as --out {pairs}"),
+        (["cards", "score", "--data", str(cards), "-m", str(tmp_path / "m"), "--out", str(cards)],
+         f"--out {cards} is the same file as --data {cards}"),
+    ]  # fmt: skip
+    for args, says in runs:
+        proc = run_cli(args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr[-3000:])
+        out = one_line(proc.stderr)
+        assert says in out and "give another file" in out, (args, out)
+    assert {p: p.read_bytes() for p in (kl, tr, cards)} == before
+    assert not pairs.exists()

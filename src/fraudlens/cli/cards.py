@@ -44,6 +44,7 @@ from fraudlens._io import write_csv
 from fraudlens.cli._common import (
     ModelDir,
     SeedOpt,
+    check_outputs,
     cli_errors,
     console,
     plural,
@@ -908,6 +909,7 @@ def score_cmd(
     from fraudlens.errors import ModelNotFoundError
     from fraudlens.scoring import score_cards
 
+    check_outputs({"--data": data, "--history": history}, {"--out": out})
     reg = _registry(model_dir)
     mv = reg.get(_model_name(detector))
     det = reg.load(mv.name, mv.version)

@@ -16,6 +16,7 @@ from fraudlens.cli._common import (
     ModelDir,
     SeedOpt,
     WindowHoursOpt,
+    check_outputs,
     cli_errors,
     console,
     fraudlens_command,
@@ -183,6 +184,7 @@ def render(
     from fraudlens.market.data import load_market_files, window
     from fraudlens.market.render import render_account, save_png
 
+    check_outputs({"--klines": klines, "--trades": trades}, {"--out": out})
     data = window(load_market_files(klines, trades), window_hours)
     if account not in set(data.account_ids.tolist()):
         raise DataError(f"account {account!r} has no trades", file=str(trades), column="account_id")
@@ -627,6 +629,7 @@ def score(
     from fraudlens.market.data import load_market_files
     from fraudlens.registry import Registry
 
+    check_outputs({"--klines": klines, "--trades": trades}, {"--out": out})
     t0 = time.perf_counter()
     with working("loading and validating"):
         md = load_market_files(klines, trades)
@@ -698,6 +701,7 @@ def pairs(
     from fraudlens.market.data import _iso, load_klines, load_trades
     from fraudlens.market.pairs import account_pairs, find_pairs
 
+    check_outputs({"--klines": klines, "--trades": trades}, {"--out": out, "--matches": matches})
     t0 = time.perf_counter()
     gap = pd.Timedelta(seconds=max_gap)
     with progress() as bar:
