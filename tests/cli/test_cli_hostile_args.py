@@ -444,3 +444,22 @@ def test_an_output_that_is_an_input_or_another_output_is_refused(
         assert says in out and "give another file" in out, (args, out)
     assert {p: p.read_bytes() for p in (kl, tr, cards)} == before
     assert not pairs.exists()
+
+
+def test_import_reference_keeps_a_reference_file_in_its_out_folder(tmp_path: Path) -> None:
+    """`market import-reference --klines ref/klines.csv --out ref` replaced the reference's
+    k-lines (time, high, low) with the converted ones and reported success."""
+    from _reference_format import BUYS, SELLS, write_reference  # type: ignore[import-not-found]
+
+    kl, buy, sell = write_reference(tmp_path, {"buy_7.csv": BUYS}, {"sell_7.csv": SELLS})
+    ref = kl.rename(tmp_path / "klines.csv")
+    before = ref.read_bytes()
+    proc = run_cli(
+        ["market", "import-reference", "--klines", str(ref), "--buy", str(buy),
+         "--sell", str(sell), "--out", str(tmp_path)],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    out = one_line(proc.stderr)
+    assert f"--out {ref} is the same file as --klines {ref}" in out, out
+    assert ref.read_bytes() == before and not (tmp_path / "trades.csv").exists()
