@@ -463,3 +463,33 @@ def test_import_reference_keeps_a_reference_file_in_its_out_folder(tmp_path: Pat
     out = one_line(proc.stderr)
     assert f"--out {ref} is the same file as --klines {ref}" in out, out
     assert ref.read_bytes() == before and not (tmp_path / "trades.csv").exists()
+
+
+@pytest.mark.parametrize("kind", ["\x1b]0;pwned\x07takeover", "\x1b[31mred", "normal\x9b2J"])
+def test_a_label_kind_holding_a_terminal_escape_is_refused(
+    market_dir: Path, market_models: Path, tmp_path: Path, kind: str
+) -> None:
+    """A labels file's ``kind`` reached the analyst's terminal raw in `market evaluate`'s
+    by-kind table: an escape sequence there set the window title or coloured the rest
+    of the output."""
+    import shutil
+
+    import pandas as pd
+
+    data = tmp_path / "data"
+    shutil.copytree(market_dir, data)
+    labels = pd.read_csv(data / "labels.csv")
+    labels.loc[2, "kind"] = kind
+    labels.to_csv(data / "labels.csv", index=False)
+    models = tmp_path / "models"
+    shutil.copytree(market_models, models)
+    proc = run_cli(
+        ["market", "evaluate", "--data", str(data), "-m", str(models),
+         "--out", str(tmp_path / "report")],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    assert "\x1b" not in proc.stdout + proc.stderr and "\x9b" not in proc.stdout + proc.stderr
+    out = one_line(proc.stderr)
+    assert f"file {data / 'labels.csv'}, row 3, column 'kind'" in out, out
+    assert "contains a control character (U+" in out, out
