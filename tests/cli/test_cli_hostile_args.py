@@ -493,3 +493,49 @@ def test_a_label_kind_holding_a_terminal_escape_is_refused(
     out = one_line(proc.stderr)
     assert f"file {data / 'labels.csv'}, row 3, column 'kind'" in out, out
     assert "contains a control character (U+" in out, out
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "nosuchhost.invalid:6379"])
+def test_a_ray_address_nothing_answers_at_is_one_line(
+    market_dir: Path, market_models: Path, tmp_path: Path, address: str
+) -> None:
+    """`market score --engine ray --ray-address` naming an address nothing answers at
+    (refused, or a name that does not resolve) waited in ray.init, retrying, for minutes
+    (still "waiting for GCS" after 5). The command runs in a session of its own, ended
+    whole whatever happens, so that on such code the test fails without leaving Ray's
+    processes behind."""
+    pytest.importorskip("ray")
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from _cli import _BOOT  # type: ignore[attr-defined]
+
+    args = [
+        "market", "score", "--klines", str(market_dir / "klines.csv"),
+        "--trades", str(market_dir / "trades.csv"), "-m", str(market_models),
+        "--out", str(tmp_path / "s.csv"), "--engine", "ray", "--ray-address", address,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BOOT, "", *args],
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "80", "TERM": "dumb"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        err = "(still running after 60 s)"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 2, err[-3000:]
+    assert "Traceback" not in err
+    assert f"cannot reach the Ray cluster at '{address}'" in one_line(err), err[-3000:]
+    assert not (tmp_path / "s.csv").exists()
