@@ -190,6 +190,29 @@ def test_fsspec_memory_filesystem_target() -> None:
     assert sink.written[0].startswith("memory://")
 
 
+@pytest.mark.parametrize("target", ["file://", "", " "])
+def test_a_local_sink_naming_no_folder_is_refused(
+    target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--sink file://`` wrote the objects' hour folders and the spool into the working
+    folder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"names no folder: give one, e\.g\. file:///srv/sink"):
+        open_sink(target, timer=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("target", ["memory://", "memory:///", "s3://", "s3:///"])
+def test_a_remote_sink_naming_no_bucket_or_folder_is_refused(target: str) -> None:
+    """A remote sink with nothing after the scheme wrote its objects' hour folders from
+    the store's top: on S3 the year became the bucket (``s3://2026/12/03/...``, someone
+    else's bucket, or botocore's traceback without credentials)."""
+    if target.startswith("s3"):
+        pytest.importorskip("s3fs")
+    with pytest.raises(ConfigError, match=r"names no bucket or folder: give one, e.g\."):
+        open_sink(target, timer=False)
+
+
 def test_remote_sink_with_local_spool_recovers(tmp_path: Path) -> None:
     import fsspec
 

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
+
+
+def resolve(path: Path) -> Path:
+    """``path.resolve()``, with a link that loops (``ln -s x x``) an OSError (ELOOP) naming
+    ``path``, as for any other path that cannot be used: Python 3.11 and 3.12 raise a
+    RuntimeError ("Symlink loop from ..."), which had ended commands in a traceback."""
+    try:
+        return path.resolve()
+    except RuntimeError:
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path)) from None
 
 
 def atomic_write(path: Path, data: str | bytes, *, suffix: str = "") -> None:
@@ -174,7 +185,7 @@ def _write_text(path: Path, write: Callable[[IO[Any]], object], *, binary: bool 
                     write(f)
             return
         # A link's file is replaced, not the link (writing in place went through it).
-        real = path.resolve() if path.is_symlink() else path
+        real = resolve(path) if path.is_symlink() else path
         _replace(
             real,
             write,

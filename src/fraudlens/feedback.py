@@ -261,6 +261,13 @@ class HoldoutSplit:
                     f"hold-out time {after!r} is not ISO-8601 (e.g. 2024-03-01T00:00)",
                     column="holdout_after",
                 ) from None
+            try:
+                when = utc(when)
+            except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: past year 9999 in UTC
+                raise DataError(
+                    f"hold-out time {after!r} lies outside years 1-9999 in UTC",
+                    column="holdout_after",
+                ) from None
         return cls(after=when, fraction=fraction)
 
     def describe(self) -> str:

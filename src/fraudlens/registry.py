@@ -42,7 +42,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fraudlens._io import atomic_write, fsync_dir, fsync_files, new_folder_mode
+from fraudlens._io import atomic_write, fsync_dir, fsync_files, new_folder_mode, resolve
 from fraudlens._time import utcnow
 from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError, UnavailableError
 
@@ -365,8 +365,12 @@ class Registry:
         # A version folder that is a link to somewhere else would load a model from
         # outside the registry, and so would a model's folder that is one (the version
         # folders inside it are then real folders, outside): the path must lead into the
-        # registry's own folder of the model.
-        if path.is_symlink() or not path.resolve().is_relative_to(self.root.resolve() / name):
+        # registry's own folder of the model. (A link that loops leads nowhere.)
+        try:
+            inside = resolve(path).is_relative_to(resolve(self.root) / name)
+        except OSError:
+            inside = False
+        if path.is_symlink() or not inside:
             raise UnavailableError(
                 f"model {name}:{version} is not a folder inside the registry ({path})",
                 what="model",

@@ -79,7 +79,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fraudlens._closing import Closing
-from fraudlens._io import atomic_write, fsync_dir, probe_write
+from fraudlens._io import atomic_write, fsync_dir, probe_write, resolve
 from fraudlens._time import utcnow
 from fraudlens.errors import ConfigError, DataError, UnavailableError
 
@@ -223,7 +223,13 @@ class Sink(Closing):
             local = (
                 self.target[len("file://") :] if self.target.startswith("file://") else self.target
             )
-            self._root = str(Path(local).expanduser().resolve())
+            if not local.strip():
+                # (an empty path is the working folder: file:// had filled it with the
+                # objects' hour folders and the spool)
+                raise ConfigError(
+                    f"sink {self.target!r} names no folder: give one, e.g. file:///srv/sink"
+                )
+            self._root = str(resolve(Path(local).expanduser()))
             Path(self._root).mkdir(parents=True, exist_ok=True)
         else:
             try:
@@ -237,6 +243,13 @@ class Sink(Closing):
             except (ImportError, ValueError) as exc:
                 raise ConfigError(f"cannot open sink {self.target!r}: {exc}") from exc
             self._root = str(root).rstrip("/")
+            if not self._root:
+                # The objects' first folder would be taken for the bucket: s3:// wrote to
+                # a bucket named after the year (and ended in botocore's traceback).
+                raise ConfigError(
+                    f"sink {self.target!r} names no bucket or folder: give one, e.g. "
+                    "s3://BUCKET/PREFIX"
+                )
 
         if spool is None:
             spool = self._fs is None
@@ -248,7 +261,7 @@ class Sink(Closing):
         elif spool is False:
             self._spool_path = None
         else:
-            self._spool_path = Path(spool).expanduser().resolve()
+            self._spool_path = resolve(Path(spool).expanduser())
         self._spool: io.TextIOWrapper | None = None
         self._saved_checkpoints = self._load_checkpoints()
         self._checkpoints = dict(self._saved_checkpoints)
@@ -622,7 +635,7 @@ class Sink(Closing):
             atomic_write(Path(self._root) / CHECKPOINTS_NAME, data, suffix=".tmp")
             fsync_dir(Path(self._root))
         else:
-            key = f"{self._root}/{CHECKPOINTS_NAME}" if self._root else CHECKPOINTS_NAME
+            key = f"{self._root}/{CHECKPOINTS_NAME}"
             self._fs.pipe_file(key, data)
         self._saved_checkpoints = dict(self._checkpoints)
 
@@ -640,7 +653,7 @@ class Sink(Closing):
                 where = str(path)
                 raw = path.read_bytes() if path.exists() else None
             else:
-                key = f"{self._root}/{CHECKPOINTS_NAME}" if self._root else CHECKPOINTS_NAME
+                key = f"{self._root}/{CHECKPOINTS_NAME}"
                 where = str(self._fs.unstrip_protocol(key))
                 raw = self._fs.cat_file(key) if self._fs.exists(key) else None
         except OSError as exc:
@@ -692,7 +705,7 @@ class Sink(Closing):
         return str(final)
 
     def _write_remote(self, part: str, name: str, data: bytes) -> str:
-        key = f"{self._root}/{part}/{name}" if self._root else f"{part}/{name}"
+        key = f"{self._root}/{part}/{name}"
         # One put per object: object stores make it visible whole or not at all.
         self._fs.pipe_file(key, data)
         return str(self._fs.unstrip_protocol(key))

@@ -198,3 +198,344 @@ def test_a_card_simulation_with_no_transactions_says_why(tmp_path: Path) -> None
     text = one_line(proc.stdout + proc.stderr)
     assert "nan" not in text
     assert "no transactions: 1 customer and 2 terminals over 1 day made none" in text, text
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_holdout_time_past_the_calendar_in_utc_is_one_line(
+    market_models: Path, db: str, tmp_path: Path, when: str
+) -> None:
+    """A hold-out time whose zone moves it past year 9999 (or before year 1) in UTC ended
+    `market train` and `models compare` in an OverflowError traceback (exit 1)."""
+    runs = [
+        ["market", "train", "--data", str(tmp_path / "data"), "-m", str(tmp_path / "m"),
+         "--reviewed-from", db, "--holdout-after", when],
+        ["models", "compare", "market-features", "v0001", "--against", "v0002",
+         "-m", str(market_models), "--db", db, "--holdout-after", when],
+    ]  # fmt: skip
+    for args in runs:
+        proc = run_cli(args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        out = one_line(proc.stderr)
+        assert f"hold-out time '{when}' lies outside years 1-9999 in UTC" in out, out
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--test-end", "0001-01-01"], "held-out window ending at 0001-01-01 00:00:00+00:00"),
+        (["--test-end", "1700-01-01"], "held-out window ending at 1700-01-01 00:00:00+00:00"),
+        (["--test-end", "5000-01-01"], "held-out window ending at 5000-01-01 00:00:00+00:00"),
+        # three windows of 300 years in all, back from the data's own end
+        (
+            ["--train-days", "36500", "--gap-days", "36500", "--test-days", "36500"],
+            "the training window holds no labelled rows (1726-",
+        ),
+    ],
+    ids=["year-1", "year-1700", "year-5000", "300-years"],
+)
+def test_card_windows_centuries_from_the_data_are_one_line(
+    card_file: Path, tmp_path: Path, args: list[str], says: str
+) -> None:
+    """`cards train` with a --test-end centuries from the data, or with windows of 300
+    years in all, ended in pandas' OutOfBoundsDatetime (a difference of timestamps holds
+    292 years) or OverflowError traceback, exit 1."""
+    proc = run_cli(
+        ["cards", "train", "--data", str(card_file), "-m", str(tmp_path / "m"),
+         "--detector", "logistic", *args],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert f"error: file {card_file}: " in out and says in out, out
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    ("start", "says"),
+    [
+        ("2262-05-01", "--start 2262-05-01 is after the last day of the data; the data cover"),
+        ("9999-12-31", "--start 9999-12-31 is after the last day of the data; the data cover"),
+        ("9999-12-31T23:59:59-01:00", "lies outside years 1-9999 in UTC"),
+        ("0001-01-01T00:00:00+01:00", "lies outside years 1-9999 in UTC"),
+    ],
+)
+def test_a_benchmark_start_past_the_data_or_the_calendar_is_one_line(
+    card_file: Path, tmp_path: Path, start: str, says: str
+) -> None:
+    """`cards benchmark --start` past year 2262 ended in pandas' OutOfBoundsDatetime, and
+    one whose zone moves it past year 9999 (or before year 1) in UTC in a
+    NotImplementedError ("date not yet supported on Timestamps which are outside the range
+    of Python's standard library"), each a traceback, exit 1."""
+    proc = run_cli(
+        ["cards", "benchmark", "--data", str(card_file), "--detector", "logistic",
+         "-o", str(tmp_path / "report"), "--start", start],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert says in out, out
+
+
+@pytest.mark.parametrize("case", ["score-out", "train-registry", "sink", "worker", "serve"])
+def test_a_link_that_loops_is_one_line(
+    market_dir: Path, market_models: Path, tmp_path: Path, case: str
+) -> None:
+    """A link to itself (``ln -s loop loop``) given as an output file, a sink or a model
+    registry ended the command in Python 3.11's RuntimeError traceback ("Symlink loop
+    from ..."), exit 1: Path.resolve() raises it where other unusable paths are an
+    OSError."""
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    kl, tr = str(market_dir / "klines.csv"), str(market_dir / "trades.csv")
+    args = {
+        "score-out": ["market", "score", "--klines", kl, "--trades", tr,
+                      "-m", str(market_models), "--out", str(loop)],
+        "train-registry": ["market", "train", "--data", str(market_dir), "-m", str(loop),
+                           "--detector", "features"],
+        "sink": ["cards", "process", "--source", "generate", "--limit", "3",
+                 "--sink", str(loop), "-m", str(tmp_path / "no-models")],
+        "worker": ["worker", "-m", str(loop), "--queue", f"sqlite:///{tmp_path / 'q.db'}",
+                   "--db", f"sqlite:///{tmp_path / 'store.db'}", "--idle-exit", "1"],
+        "serve": ["serve", "-m", str(loop), "--port", "1"],
+    }[case]  # fmt: skip
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr and "RuntimeError" not in proc.stderr
+    out = one_line(proc.stderr)
+    says = (
+        f"model market-features:new version is not a folder inside the registry ({loop}/"
+        if case == "train-registry"
+        else f"cannot use {loop}: Too many levels of symbolic links"
+    )
+    assert says in out, out
+    assert loop.is_symlink()
+
+
+@pytest.mark.parametrize(
+    ("share", "held"), [("1", "3 takeover and 0 normal"), ("0", "0 takeover and 3 normal")]
+)
+def test_market_training_labels_of_one_class_are_one_line(
+    tmp_path: Path, share: str, held: str
+) -> None:
+    """`market train` (features) on labels of one class ended in numpy's ValueError
+    traceback ("a cannot be empty unless no samples are taken", exit 1) while drawing the
+    validation hold-out."""
+    data = tmp_path / "data"
+    made = run_cli(
+        ["market", "simulate", "--out", str(data), "--accounts", "3", "--fraud-share", share],
+        cwd=tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
+    proc = run_cli(
+        ["market", "train", "--data", str(data), "-m", str(tmp_path / "m")], cwd=tmp_path
+    )
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert "training needs at least 2 takeover (1) and 2 normal (0) accounts" in out, out
+    assert f"the labels hold {held}" in out, out
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_random_split_holding_out_no_row_is_one_line(card_file: Path, tmp_path: Path) -> None:
+    """`cards train --split random` on a few rows (10 % of them rounds to none) ended in
+    numpy's ValueError traceback ("zero-size array to reduction operation minimum which
+    has no identity", exit 1)."""
+    few = tmp_path / "few.csv"
+    few.write_text("".join(card_file.read_text().splitlines(keepends=True)[:6]))
+    proc = run_cli(
+        ["cards", "train", "--data", str(few), "-m", str(tmp_path / "m"),
+         "--detector", "logistic", "--split", "random"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert f"file {few}: the held-out rows (0) hold no row; cannot validate" in out, out
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("level", ["bogus", "", "INFO!"])
+def test_serve_refuses_a_log_level_uvicorn_has_not(tmp_path: Path, level: str) -> None:
+    """`serve --log-level bogus` ended in uvicorn's KeyError traceback (exit 1) after the
+    banner; now it is refused first, naming the levels."""
+    proc = run_cli(["serve", "-m", str(tmp_path / "m"), "--port", "1", "--log-level", level])
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert "Invalid value for '--log-level'" in out, out
+    assert "give one of critical, error, warning, info, debug, trace" in out, out
+    assert "serving models" not in out
+
+
+def test_serve_refuses_more_workers_than_a_machine_runs(tmp_path: Path) -> None:
+    """`serve --workers 100000` started uvicorn worker processes, each loading the models,
+    until memory ran out (92 processes in its first 6 seconds on 2 cores). The command
+    runs in a session of its own, ended whole whatever happens, so that on such code the
+    test fails without leaving processes behind."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from _cli import _BOOT  # type: ignore[attr-defined]
+
+    args = ["serve", "-m", str(tmp_path / "m"), "--port", "1", "--workers", "100000"]
+    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BOOT, "", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        err = "(still running after 15 s)"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 2, err[-3000:]
+    assert "Invalid value for '--workers'" in one_line(err), err
+
+
+def test_an_output_that_is_an_input_or_another_output_is_refused(
+    market_dir: Path, market_models: Path, card_file: Path, tmp_path: Path
+) -> None:
+    """`market score --out` naming its --trades file (or a link to it) replaced the trades
+    with the scores, `cards score --out` its --data file the transactions, and `market
+    pairs --matches` naming its --out file the pairs with the matches; each reported
+    success (exit 0)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(market_dir, data)
+    kl, tr = data / "klines.csv", data / "trades.csv"
+    cards = tmp_path / "transactions.csv"
+    shutil.copy(card_file, cards)
+    link = tmp_path / "link.csv"
+    link.symlink_to(tr)
+    before = {p: p.read_bytes() for p in (kl, tr, cards)}
+    pairs = tmp_path / "pairs.csv"
+    runs = [
+        (["market", "score", "--klines", str(kl), "--trades", str(tr), "-m", str(market_models),
+          "--out", str(tr)], f"--out {tr} is the same file as --trades {tr}"),
+        (["market", "score", "--klines", str(kl), "--trades", str(tr), "-m", str(market_models),
+          "--out", str(link)], f"--out {link} is the same file as --trades {tr}"),
+        (["market", "render", "--klines", str(kl), "--trades", str(tr), "--account", "a",
+          "--out", str(kl)], f"--out {kl} is the same file as --klines {kl}"),
+        (["market", "pairs", "--klines", str(kl), "--trades", str(tr), "--out", str(pairs),
+          "--matches", str(pairs)], f"--matches {pairs} is the same file as --out {pairs}"),
+        (["cards", "score", "--data", str(cards), "-m", str(tmp_path / "m"), "--out", str(cards)],
+         f"--out {cards} is the same file as --data {cards}"),
+    ]  # fmt: skip
+    for args, says in runs:
+        proc = run_cli(args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr[-3000:])
+        out = one_line(proc.stderr)
+        assert says in out and "give another file" in out, (args, out)
+    assert {p: p.read_bytes() for p in (kl, tr, cards)} == before
+    assert not pairs.exists()
+
+
+def test_import_reference_keeps_a_reference_file_in_its_out_folder(tmp_path: Path) -> None:
+    """`market import-reference --klines ref/klines.csv --out ref` replaced the reference's
+    k-lines (time, high, low) with the converted ones and reported success."""
+    from _reference_format import BUYS, SELLS, write_reference  # type: ignore[import-not-found]
+
+    kl, buy, sell = write_reference(tmp_path, {"buy_7.csv": BUYS}, {"sell_7.csv": SELLS})
+    ref = kl.rename(tmp_path / "klines.csv")
+    before = ref.read_bytes()
+    proc = run_cli(
+        ["market", "import-reference", "--klines", str(ref), "--buy", str(buy),
+         "--sell", str(sell), "--out", str(tmp_path)],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    out = one_line(proc.stderr)
+    assert f"--out {ref} is the same file as --klines {ref}" in out, out
+    assert ref.read_bytes() == before and not (tmp_path / "trades.csv").exists()
+
+
+@pytest.mark.parametrize("kind", ["\x1b]0;pwned\x07takeover", "\x1b[31mred", "normal\x9b2J"])
+def test_a_label_kind_holding_a_terminal_escape_is_refused(
+    market_dir: Path, market_models: Path, tmp_path: Path, kind: str
+) -> None:
+    """A labels file's ``kind`` reached the analyst's terminal raw in `market evaluate`'s
+    by-kind table: an escape sequence there set the window title or coloured the rest
+    of the output."""
+    import shutil
+
+    import pandas as pd
+
+    data = tmp_path / "data"
+    shutil.copytree(market_dir, data)
+    labels = pd.read_csv(data / "labels.csv")
+    labels.loc[2, "kind"] = kind
+    labels.to_csv(data / "labels.csv", index=False)
+    models = tmp_path / "models"
+    shutil.copytree(market_models, models)
+    proc = run_cli(
+        ["market", "evaluate", "--data", str(data), "-m", str(models),
+         "--out", str(tmp_path / "report")],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    assert "\x1b" not in proc.stdout + proc.stderr and "\x9b" not in proc.stdout + proc.stderr
+    out = one_line(proc.stderr)
+    assert f"file {data / 'labels.csv'}, row 3, column 'kind'" in out, out
+    assert "contains a control character (U+" in out, out
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "nosuchhost.invalid:6379"])
+def test_a_ray_address_nothing_answers_at_is_one_line(
+    market_dir: Path, market_models: Path, tmp_path: Path, address: str
+) -> None:
+    """`market score --engine ray --ray-address` naming an address nothing answers at
+    (refused, or a name that does not resolve) waited in ray.init, retrying, for minutes
+    (still "waiting for GCS" after 5). The command runs in a session of its own, ended
+    whole whatever happens, so that on such code the test fails without leaving Ray's
+    processes behind."""
+    pytest.importorskip("ray")
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from _cli import _BOOT  # type: ignore[attr-defined]
+
+    args = [
+        "market", "score", "--klines", str(market_dir / "klines.csv"),
+        "--trades", str(market_dir / "trades.csv"), "-m", str(market_models),
+        "--out", str(tmp_path / "s.csv"), "--engine", "ray", "--ray-address", address,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BOOT, "", *args],
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "80", "TERM": "dumb"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        err = "(still running after 60 s)"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 2, err[-3000:]
+    assert "Traceback" not in err
+    assert f"cannot reach the Ray cluster at '{address}'" in one_line(err), err[-3000:]
+    assert not (tmp_path / "s.csv").exists()

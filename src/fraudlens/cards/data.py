@@ -909,7 +909,9 @@ def time_split(
         s = float(np.nanmin(days))
     elif origin is not None:
         ts = utc(pd.Timestamp(start))
-        s = float((ts.normalize() - origin) // pd.Timedelta(days=1))
+        # In Python's datetimes: pandas' difference of two timestamps overflows past 292
+        # years (three windows of 36,500 days, or a start centuries from the data).
+        s = float((ts.normalize().to_pydatetime() - origin.to_pydatetime()).days)
     else:
         s = float(start)  # type: ignore[arg-type]
     test_start = s + train_days + gap_days
@@ -991,7 +993,10 @@ def holdout_split(
             unit = "D" if table.kind == "raw" else "h"
             end = latest.floor(unit) + pd.Timedelta(1, unit=unit)
         else:
-            end = utc(pd.Timestamp(test_end))
+            # (microseconds: a window of a century before an end near 1677 or 2262 is past
+            # what a timestamp in nanoseconds holds)
+            end = utc(pd.Timestamp(test_end)).as_unit("us")
+            _check_test_end(end, t, test_seconds, table.source)
         test_start = end - pd.Timedelta(seconds=test_seconds)
         train_end = test_start - pd.Timedelta(seconds=gap_seconds)
         train_start = (
@@ -1061,6 +1066,20 @@ def holdout_split(
                 file=table.source,
             )
     return train.astype(np.int64), test.astype(np.int64), desc
+
+
+def _check_test_end(end: pd.Timestamp, t: pd.Series, test_seconds: float, source: Any) -> None:
+    """Refuse a held-out window ending at ``end`` that holds no moment of the data: before
+    the first row, or starting after the last one. Such an end, given centuries from the
+    data (year 1, 1700, 5000), had ended in pandas' OutOfBoundsDatetime."""
+    first, last = t.min(), t.max()
+    # compared in seconds: a difference of timestamps overflows past 292 years
+    if end.timestamp() <= first.timestamp() or end.timestamp() - test_seconds > last.timestamp():
+        raise DataError(
+            f"the held-out window ending at {end} holds no labelled rows: the data run from "
+            f"{first} to {last}; change --test-end",
+            file=source,
+        )
 
 
 def redo_holdout(table: CardTable, desc: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

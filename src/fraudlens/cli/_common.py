@@ -215,6 +215,43 @@ def shell_path(path: Path) -> str:
     return str(rel) if len(rel.parts) > 1 else f".{os.sep}{rel}"
 
 
+def check_outputs(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:
+    """Refuse an output file that is one of the command's input files, or another of its
+    outputs (the same path, a link to it or a hard link): ``market score --out`` naming
+    its --trades file had replaced the trades with the scores, and ``market pairs
+    --matches`` naming its --out file the pairs with the matches. Keys are the options'
+    names (``--out``); None is an option not given. An output that exists and is not a
+    regular file (``/dev/stdout``, a pipe) is written to as it is, and not compared.
+
+    Raises
+    ------
+    ConfigError
+        Naming both options and the file.
+    """
+    from fraudlens.errors import ConfigError
+
+    given = [(opt, path) for opt, path in inputs.items() if path is not None]
+    for opt, path in ((o, p) for o, p in outputs.items() if p is not None):
+        if not (path.exists() and not path.is_file()):
+            for other, seen in given:
+                if _same_file(path, seen):
+                    what = "that input" if other in inputs else "the other output"
+                    raise ConfigError(
+                        f"{opt} {path} is the same file as {other} {seen}: writing it would "
+                        f"replace {what}; give another file"
+                    )
+        given.append((opt, path))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:  # (unreadable: not known to be the same)
+        return False
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def existing_database(url: str) -> str:
     """``url``, for a command that only reads the database: an embedded SQLite file that
     does not exist is an error, not a new empty database.

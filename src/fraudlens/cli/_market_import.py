@@ -12,7 +12,14 @@ from typing import Annotated
 
 import typer
 
-from fraudlens.cli._common import cli_errors, console, fraudlens_command, plural, working
+from fraudlens.cli._common import (
+    check_outputs,
+    cli_errors,
+    console,
+    fraudlens_command,
+    plural,
+    working,
+)
 
 
 @cli_errors
@@ -46,6 +53,9 @@ def import_reference(
 
     if fmt not in ("csv", "csv.gz", "parquet"):
         raise ConfigError(f"--format must be csv, csv.gz or parquet, not {fmt!r}")
+    # (an --out folder holding the reference's own klines.csv had replaced it)
+    for name in ("klines", "trades", "labels"):
+        check_outputs({"--klines": klines, "--labels": labels}, {"--out": out / f"{name}.{fmt}"})
     with working("reading and validating the reference files"):
         data = run(klines, buy, sell, symbol=symbol, labels=labels)
     paths = write_market(data, out, fmt=fmt)

@@ -44,6 +44,7 @@ from fraudlens._io import write_csv
 from fraudlens.cli._common import (
     ModelDir,
     SeedOpt,
+    check_outputs,
     cli_errors,
     console,
     plural,
@@ -342,7 +343,15 @@ def _timestamp(text: str, option: str) -> Any:
         value = pd.NaT
     if value is pd.NaT:
         raise ConfigError(f"{option} {text!r} is not a date or time (e.g. 2026-04-25)")
-    return utc(value)
+    try:
+        value = utc(value)
+    except (OverflowError, ValueError):
+        value = pd.NaT
+    # A zone can move it past year 9999 (or before year 1) in UTC, a timestamp pandas
+    # holds but cannot show or take the date of (NotImplementedError tracebacks).
+    if value is pd.NaT or not 1 <= value.year <= 9999:
+        raise ConfigError(f"{option} {text!r} lies outside years 1-9999 in UTC")
+    return value
 
 
 def _redo_split(table: CardTable, desc: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -629,9 +638,12 @@ def train_cmd(
     train, test, desc = split_table(table, split, seed, test_end=test_end, **windows)
     assert table.y is not None
     y_train, y_test = table.y[train], table.y[test]
-    if y_test.min() == y_test.max():
+    # (none held out: a random 10 % of a few rows rounds to 0, whose minimum had ended
+    # in numpy's ValueError)
+    if len(test) == 0 or y_test.min() == y_test.max():
+        what = "a single class" if len(test) else "no row"
         raise DataError(
-            f"the held-out rows ({len(test)}) hold a single class; cannot validate "
+            f"the held-out rows ({len(test)}) hold {what}; cannot validate "
             f"({_describe_windows(desc)})",
             file=str(data),
         )
@@ -897,6 +909,7 @@ def score_cmd(
     from fraudlens.errors import ModelNotFoundError
     from fraudlens.scoring import score_cards
 
+    check_outputs({"--data": data, "--history": history}, {"--out": out})
     reg = _registry(model_dir)
     mv = reg.get(_model_name(detector))
     det = reg.load(mv.name, mv.version)
@@ -1088,17 +1101,24 @@ def benchmark_cmd(
 
 def _check_weeks(table: CardTable, starts: list[Any], *, given: bool) -> None:
     """Refuse weeks whose 7-day training window starts before the data (the run used to
-    stop at such a week with "need at least 2 training rows, got 0")."""
+    stop at such a week with "need at least 2 training rows, got 0"), and a --start after
+    its last day (one past year 2262 ended in pandas' OutOfBoundsDatetime)."""
     from fraudlens.cards.benchmark import _utc_days
 
     days = _utc_days(table)
     first, last = days.min(), days.max()
     span = int((last - first).days) + 1
     fit = max(0, (span - 21) // 7 + 1)
+    cover = f"the data cover {span} days ({first.date()} .. {last.date()})"
+    late = [s for s in starts if s > last] if given else []
+    if late:
+        raise DataError(
+            f"--start {late[0].date()} is after the last day of the data; {cover}",
+            file=table.source,
+        )
     early = [s for s in starts if s < first]
     if not early:
         return
-    cover = f"the data cover {span} days ({first.date()} .. {last.date()})"
     if given:
         raise DataError(
             f"--start {early[0].date()} is before the first day of the data; {cover}",

@@ -16,6 +16,7 @@ from fraudlens.cli._common import (
     ModelDir,
     SeedOpt,
     WindowHoursOpt,
+    check_outputs,
     cli_errors,
     console,
     fraudlens_command,
@@ -183,6 +184,7 @@ def render(
     from fraudlens.market.data import load_market_files, window
     from fraudlens.market.render import render_account, save_png
 
+    check_outputs({"--klines": klines, "--trades": trades}, {"--out": out})
     data = window(load_market_files(klines, trades), window_hours)
     if account not in set(data.account_ids.tolist()):
         raise DataError(f"account {account!r} has no trades", file=str(trades), column="account_id")
@@ -207,6 +209,7 @@ def _fit(
 
     ``weights``: per-account sample weights in ``data.account_ids`` order (None: all 1).
     """
+    from fraudlens.errors import DataError
     from fraudlens.evaluation import binary_metrics
     from fraudlens.market.detectors import CNNDetector, FeatureDetector
 
@@ -214,6 +217,16 @@ def _fit(
     if kind is DetectorChoice.features:
         # A stratified hold-out gives honest validation figures; the stored model is
         # then refit on everything (boosting is fast).
+        takeover, normal = int((y == 1).sum()), int((y == 0).sum())
+        if min(takeover, normal) < 2:
+            # (labels of one class had ended the draw below in numpy's ValueError; one
+            # account of a class went to the hold-out and left training without it)
+            raise DataError(
+                "training needs at least 2 takeover (1) and 2 normal (0) accounts, one of "
+                f"each to hold out for validation; the labels hold {takeover} takeover and "
+                f"{normal} normal",
+                column="label",
+            )
         rng = np.random.default_rng(seed)
         ids = data.account_ids
         val = np.zeros(len(ids), dtype=bool)
@@ -616,6 +629,7 @@ def score(
     from fraudlens.market.data import load_market_files
     from fraudlens.registry import Registry
 
+    check_outputs({"--klines": klines, "--trades": trades}, {"--out": out})
     t0 = time.perf_counter()
     with working("loading and validating"):
         md = load_market_files(klines, trades)
@@ -687,6 +701,7 @@ def pairs(
     from fraudlens.market.data import _iso, load_klines, load_trades
     from fraudlens.market.pairs import account_pairs, find_pairs
 
+    check_outputs({"--klines": klines, "--trades": trades}, {"--out": out, "--matches": matches})
     t0 = time.perf_counter()
     gap = pd.Timedelta(seconds=max_gap)
     with progress() as bar:

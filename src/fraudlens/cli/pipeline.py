@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from fraudlens._io import resolve
 from fraudlens.cli._common import (
     DbOpt,
     ModelDir,
@@ -384,7 +385,7 @@ def worker(
     from fraudlens.worker import WorkerConfig
 
     queue_url, db_url = _queue_url(queue), _db_url(db)
-    models = registry_root(model_dir).expanduser().resolve()
+    models = resolve(registry_root(model_dir).expanduser())
     # Logged while there is no usable model (at start, then every minute), and printed if
     # --idle-exit ends the wait for one: this installation's fraudlens and this registry.
     exe, m = fraudlens_command(), shlex.quote(shell_path(models))

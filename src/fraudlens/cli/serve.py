@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from fraudlens._io import resolve
 from fraudlens.cli._common import (
     MAX_SEED,
     ModelDir,
@@ -84,7 +85,9 @@ def serve(
             show_default=False,
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    # At most as many as `worker --concurrency`: --workers 100000 had started processes,
+    # each loading the models, until the machine ran out of memory.
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
     sink: Annotated[
         str | None,
         typer.Option(
@@ -93,7 +96,10 @@ def serve(
             show_default=False,
         ),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[
+        str,
+        typer.Option(help="uvicorn log level: critical, error, warning, info, debug or trace."),
+    ] = "info",
     db: Annotated[
         str | None,
         typer.Option(
@@ -135,9 +141,17 @@ def serve(
     """Run the scoring service: SageMaker /ping + /invocations, /v1 API, /metrics, /docs,
     and the analysts' review page at /review."""
     import uvicorn
+    from uvicorn.config import LOG_LEVELS
 
     from fraudlens.service._protocol import guarded_protocol
 
+    # uvicorn looks the name up as given: another ended in its KeyError traceback.
+    log_level = log_level.strip().lower()
+    if log_level not in LOG_LEVELS:
+        raise typer.BadParameter(
+            f"{log_level!r} is not a log level: give one of {', '.join(LOG_LEVELS)}",
+            param_hint="'--log-level'",
+        )
     # Through the environment, so uvicorn's worker processes see the same settings.
     for var, value in (("FRAUDLENS_DATABASE_URL", db), ("FRAUDLENS_QUEUE_URL", queue)):
         if value is not None:
@@ -149,7 +163,7 @@ def serve(
     # overrides); through the environment, so worker processes decide the same.
     os.environ["FRAUDLENS_HOST"] = bind
     get_settings.cache_clear()
-    models = registry_root(model_dir or _default_models_dir()).expanduser().resolve()
+    models = resolve(registry_root(model_dir or _default_models_dir()).expanduser())
     if not models.is_dir():
         console.print(
             f"[yellow]no model registry at {escape(str(models))} yet:[/] /ping answers 503 "
@@ -319,7 +333,7 @@ def process(
     models = registry_root(model_dir)
     # Logged while the card model is gone (at once, then every minute), and printed if
     # --idle-exit ends the wait for one: this installation's fraudlens and this registry.
-    where = models.expanduser().resolve()
+    where = resolve(models.expanduser())
     exe, m = fraudlens_command(), shlex.quote(shell_path(where))
     hint = (
         f"`{exe} cards train --data FILE -m {m}` trains and activates one, "

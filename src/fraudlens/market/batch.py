@@ -89,6 +89,37 @@ class _RayScorer:
         return score_market(self.detector, data, threshold=self.threshold).frame()
 
 
+#: Seconds to wait for a Ray cluster's address to answer before giving up on it.
+RAY_CONNECT_SECONDS = 10.0
+
+
+def _check_reachable(address: str, timeout: float = RAY_CONNECT_SECONDS) -> None:
+    """Refuse a Ray cluster address (``host:port`` or ``ray://host:port``) that nothing
+    answers at: ``ray.init`` retries such an address for minutes on end (``bogus:1`` was
+    still "waiting for GCS" after 5 minutes). ``auto`` and other forms are left to Ray.
+
+    Raises
+    ------
+    UnavailableError
+        Naming the address and why it cannot be reached.
+    """
+    import socket
+
+    from fraudlens.errors import UnavailableError
+
+    host, sep, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise UnavailableError(
+            f"cannot reach the Ray cluster at {address!r}: {reason}", what="ray"
+        ) from None
+
+
 def score_accounts_ray(
     data: MarketData,
     models_dir: str,
@@ -111,7 +142,16 @@ def score_accounts_ray(
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        if address is not None:
+            _check_reachable(address)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as exc:  # answered, but no Ray cluster there
+            from fraudlens.errors import UnavailableError
+
+            raise UnavailableError(
+                f"cannot reach the Ray cluster at {address!r}: {exc}", what="ray"
+            ) from None
     if window_hours is not None:
         data = window(data, window_hours)
     pieces = [

@@ -20,6 +20,7 @@ header row, or one that is not UTF-8 get the same words as the card loader's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,6 +344,10 @@ class _Checks:
             return
         pos, _, column, message = min(self.found, key=lambda f: (f[0], f[1]))
         raise DataError(message(pos), file=self.source, row=pos + 1, column=column)
+
+
+#: Control characters (C0, DEL, C1), which no label kind holds.
+_KIND_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _require_columns(df: pd.DataFrame, required: tuple[str, ...], source: str) -> None:
@@ -856,6 +861,27 @@ def validate_labels(df: pd.DataFrame, source: str = _FRAME) -> pd.DataFrame:
             "kind",
             lambda i: f"kind must be text, not {type(kind.iloc[i]).__name__} {_show(kind.iloc[i])}",
         )
+    if "kind" in df.columns:
+        # The by-kind table prints it to the analyst's terminal: an escape sequence there
+        # (ESC ] 0 ; ... sets the window title, ESC [ 31 m colours what follows) reached
+        # it raw. (Text, categories or objects alike: one value per account.)
+        kind = df["kind"].astype(object)
+        control = np.fromiter(
+            (isinstance(v, str) and _KIND_CONTROL.search(v) is not None for v in kind),
+            dtype=bool,
+            count=len(kind),
+        )
+
+        def says(i: int) -> str:
+            text = kind.iloc[i]
+            hit = _KIND_CONTROL.search(text)
+            assert hit is not None
+            return (
+                f"kind {_show(text)} contains a control character "
+                f"(U+{ord(hit.group()):04X} at position {hit.start() + 1})"
+            )
+
+        checks.add(control, "kind", says)
     checks.raise_first()
     out["label"] = lab.astype(np.int64)
     for col in _extras(df, LABEL_COLUMNS):
