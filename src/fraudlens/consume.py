@@ -135,6 +135,16 @@ class Source(Protocol):
     def depth(self) -> int: ...
 
 
+def _ping(source: Source) -> None:
+    """Check that ``source`` can be used now: its ``ping`` where it has one (a queue,
+    which checks that a write could go through), else its depth. QueueError if not."""
+    ping = getattr(source, "ping", None)
+    if callable(ping):
+        ping()
+    else:
+        source.depth()
+
+
 @dataclass
 class BatchResult:
     """What became of each message of a batch (each in exactly one list).
@@ -941,8 +951,9 @@ class Consumer:
     def _pay_owed(self) -> QueueError | None:
         """Make the owed queue calls again, in order; the error that stopped them, if any.
 
-        A call that fails ``_OWED_TRIES`` times while the queue answers (its depth) is
-        given up: its messages come back after their lease.
+        A call that fails ``_OWED_TRIES`` times while the queue answers (its ping: a
+        queue that answers reads but cannot take a write, such as a SQLite file on a full
+        disk, is still down) is given up: its messages come back after their lease.
         """
         while self._owed:
             entry = self._owed[0]
@@ -951,7 +962,7 @@ class Consumer:
                 fn(*args, **kwargs)
             except QueueError as exc:
                 try:
-                    self.source.depth()
+                    _ping(self.source)
                 except QueueError:
                     return exc  # still down
                 entry[3] += 1
@@ -978,7 +989,7 @@ class Consumer:
     def _probe(self) -> UnavailableError | None:
         try:
             if self.health.what == "queue" or self._owed:
-                self.source.depth()
+                _ping(self.source)
                 owed = self._pay_owed()
                 if owed is not None:
                     raise owed

@@ -1069,6 +1069,9 @@ class _AckedQueue:
     def dead_letter(self, msg: Message, reason: str) -> None:
         self.queue.dead_letter(msg, reason)
 
+    def ping(self) -> None:
+        self.queue.ping()
+
     def depth(self) -> int:
         return self.queue.depth()
 

@@ -6,6 +6,7 @@ import multiprocessing as mp
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 # Importable by name in spawned children: pytest puts this folder on sys.path, and spawn
 # hands the parent's sys.path to the child.
@@ -216,3 +217,89 @@ def test_throughput_meets_the_embedded_targets(tmp_path: Path) -> None:
     q.close()
     assert send_rate >= 2000, f"send_batch: {send_rate:.0f} msg/s"
     assert consume_rate >= 1000, f"receive+ack: {consume_rate:.0f} msg/s"
+
+
+class _Recorder:
+    """A handler that records what it worked, and runs ``first`` (once) after the first
+    batch's work, before the loop acks it."""
+
+    def __init__(self, first: Any) -> None:
+        self.first = first
+        self.seen: list[int] = []
+
+    def handle(self, msgs: Any) -> Any:
+        from fraudlens.consume import BatchResult
+
+        self.seen.extend(m.body["n"] for m in msgs)
+        if self.first is not None:
+            self.first, first = None, self.first
+            first()
+        return BatchResult(done=list(msgs))
+
+    def probe(self) -> None:
+        pass
+
+
+def _run_consumer(q: SQLiteQueue, handler: _Recorder) -> Any:
+    from fraudlens.consume import Consumer
+
+    c = Consumer(
+        q, handler, batch_size=10, visibility_timeout=2, poll=True, pause_base=0.2, pause_cap=0.5
+    )
+    return c.run(idle_exit=4.0)
+
+
+def test_a_full_disk_under_the_queue_is_one_pause_and_no_work_is_redone(
+    full_disk_folder: Path,
+) -> None:
+    """The disk fills after the first batch's work, before its ack, and is freed 5 s
+    later. The loop judged the queue by its depth, a read that a full disk allows: it
+    resumed at once, failed its next receive and paused again (outage after outage),
+    and gave the refused ack up after three tries, so that batch was worked twice.
+    Now the queue's ping checks there is room for a write: one outage, each message
+    worked once, the ack made once the disk has room."""
+    import threading
+
+    from _disk import fill  # type: ignore[import-not-found]
+
+    q = SQLiteQueue(full_disk_folder / "queue.db", name="full")
+    q.send_batch([{"n": i} for i in range(40)])
+
+    def fill_for_a_while() -> None:
+        filler = fill(full_disk_folder, leave=0)
+        threading.Timer(5.0, filler.unlink).start()
+
+    handler = _Recorder(fill_for_a_while)
+    stats = _run_consumer(q, handler)
+    assert sorted(handler.seen) == list(range(40))  # none worked twice
+    assert stats.outages == 1 and stats.processed == 40 and stats.failed == 0
+    assert q.depth() == 0 and q.dead_letters() == []
+    q.close()
+
+
+def test_a_locked_queue_is_one_pause_and_no_work_is_redone(tmp_path: Path) -> None:
+    """Another process holds the queue's write lock for 5 s from the first batch's ack
+    on (the queue waits 0.3 s for it). Its depth, a WAL read, answered throughout: the
+    loop resumed, failed its next receive and paused again, and gave the ack up. Now the
+    ping takes the write lock: one outage, each message worked once."""
+    import threading
+
+    path = tmp_path / "queue.db"
+    q = SQLiteQueue(path, name="locked", busy_timeout=0.3)
+    q.send_batch([{"n": i} for i in range(40)])
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def lock_for_a_while() -> None:
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(5.0, other.execute, ("ROLLBACK",)).start()
+
+    handler = _Recorder(lock_for_a_while)
+    try:
+        stats = _run_consumer(q, handler)
+    finally:
+        time.sleep(0.1)
+        other.close()
+    assert sorted(handler.seen) == list(range(40))
+    assert stats.outages == 1 and stats.processed == 40 and stats.failed == 0
+    assert q.depth() == 0 and q.dead_letters() == []
+    q.close()

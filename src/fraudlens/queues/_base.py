@@ -309,6 +309,21 @@ class Queue(Closing, ABC):
         """
 
     # -- housekeeping --------------------------------------------------------------------
+    def ping(self) -> None:
+        """Check that the queue can be used now; a consumer waiting out a queue outage
+        calls this to learn when to resume.
+
+        A backend whose writes can fail while it still answers reads (a SQLite file on a
+        full disk, or whose write lock another process holds) checks that a write could
+        go through too; by default, answering :meth:`depth` is enough.
+
+        Raises
+        ------
+        QueueError
+            The queue cannot be used now.
+        """
+        self.depth()
+
     @abstractmethod
     def depth(self) -> int:
         """Return the number of messages not yet acked: visible plus in flight."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from fraudlens._io import probe_write
 from fraudlens._sqlite import busy_timeout_ms
 from fraudlens.errors import ConfigError, QueueError
 from fraudlens.queues._base import (
@@ -63,6 +64,10 @@ CREATE INDEX IF NOT EXISTS dead_letters_queue ON dead_letters (queue, id);
 """
 
 _SYNC_MODES = {"OFF", "NORMAL", "FULL", "EXTRA"}
+#: What SQLite says when a write finds no room on the disk.
+_SQLITE_FULL = "database or disk is full"
+#: Seconds :meth:`SQLiteQueue.ping` waits for the write lock.
+_PING_LOCK_WAIT = 1.0
 # Rows per INSERT in send_batch; bounded so one transaction does not hold the lock for long.
 _SEND_CHUNK = 1000
 _POLL_MIN, _POLL_MAX = 0.01, 0.2
@@ -110,6 +115,9 @@ class SQLiteQueue(Queue):
         busy_ms = busy_timeout_ms(busy_timeout, str(path), "SQLite queue at")
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._busy_ms = busy_ms
+        # A write failed for want of room: ping checks there is room again.
+        self._full = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: transactions are begun explicitly, so the write lock is
@@ -182,7 +190,7 @@ class SQLiteQueue(Queue):
                 yield conn
             except sqlite3.Error as exc:
                 _rollback(conn)
-                raise QueueError(f"SQLite queue {self.path}: {exc}") from exc
+                raise self._error(exc) from exc
             except BaseException:
                 _rollback(conn)
                 raise
@@ -191,7 +199,13 @@ class SQLiteQueue(Queue):
                     conn.execute("COMMIT")
                 except sqlite3.Error as exc:
                     _rollback(conn)
-                    raise QueueError(f"SQLite queue {self.path}: {exc}") from exc
+                    raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error) -> QueueError:
+        """The QueueError of a failed write; a full disk is remembered for :meth:`ping`."""
+        if _SQLITE_FULL in str(exc).lower():
+            self._full = True
+        return QueueError(f"SQLite queue {self.path}: {exc}")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -394,6 +408,40 @@ class SQLiteQueue(Queue):
         ]
 
     # -- housekeeping --------------------------------------------------------------------
+    def ping(self) -> None:
+        """Check that a write could go through now, not only a read (a WAL file is read
+        without a lock, and with no room on the disk): the file's write lock can be
+        taken within a second, and, after a write failed with "database or disk is
+        full", its folder has room for a full write-ahead log (``page_size`` x
+        ``wal_autocheckpoint`` bytes). A consumer that judged a full or locked queue by
+        its depth resumed at once, failed its next receive and paused again, over and
+        over, and gave up the acks the queue kept refusing (their work was done again).
+
+        Raises
+        ------
+        QueueError
+            The queue cannot take a write now.
+        """
+        with self._read() as conn:
+            conn.execute(f"PRAGMA busy_timeout = {int(_PING_LOCK_WAIT * 1000)}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                _rollback(conn)
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            if self._full:
+                room = conn.execute("PRAGMA page_size").fetchone()[0] * max(
+                    1, conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+                )
+                try:
+                    probe_write(self.path.resolve().parent, room)
+                except OSError as exc:
+                    raise QueueError(
+                        f"SQLite queue {self.path}: {self.path.resolve().parent} has no room "
+                        f"for {room:,} bytes ({exc.strerror or exc})"
+                    ) from exc
+                self._full = False
+
     def depth(self) -> int:
         """Return visible plus leased messages of this queue."""
         with self._read() as conn:
