@@ -303,3 +303,79 @@ def test_a_locked_queue_is_one_pause_and_no_work_is_redone(tmp_path: Path) -> No
     assert stats.outages == 1 and stats.processed == 40 and stats.failed == 0
     assert q.depth() == 0 and q.dead_letters() == []
     q.close()
+
+
+def _remove_queue_file(path: Path) -> None:
+    for f in path.parent.glob(path.name + "*"):  # the file, its -wal and -shm
+        f.unlink()
+
+
+def test_a_consumer_follows_a_queue_file_replaced_while_it_holds_no_lease(
+    tmp_path: Path,
+) -> None:
+    """The queue file is deleted under a running consumer, after its first batch was
+    acked, and made again by a producer (10 new messages). The consumer kept polling the
+    deleted file through its open handle, healthy, and never saw them; now it opens the
+    file at the path."""
+    from fraudlens.consume import Consumer
+
+    path = tmp_path / "queue.db"
+    q = SQLiteQueue(path, name="checks")
+    q.send_batch([{"n": i} for i in range(10)])
+    replaced: list[bool] = []
+
+    def operator(_stats: Any) -> None:
+        if replaced:
+            return
+        _remove_queue_file(path)
+        with SQLiteQueue(path, name="checks") as producer:
+            producer.send_batch([{"n": 100 + i} for i in range(10)])
+        replaced.append(True)
+
+    handler = _Recorder(None)
+    consumer = Consumer(q, handler, batch_size=10, poll=True)
+    stats = consumer.run(idle_exit=2.0, on_batch=operator)
+    assert replaced
+    assert sorted(handler.seen) == [*range(10), *range(100, 110)]
+    assert stats.processed == 20 and consumer.health.healthy
+    with SQLiteQueue(path, name="checks") as again:
+        assert again.depth() == 0
+    q.close()
+
+
+def test_a_producer_follows_a_queue_file_replaced_under_it(tmp_path: Path) -> None:
+    """The service's enqueue route holds one handle: after the file was deleted, its
+    sends (answered 202) went to the deleted file, where no consumer looks."""
+    path = tmp_path / "queue.db"
+    producer = SQLiteQueue(path, name="checks")
+    producer.send({"n": 1})
+    _remove_queue_file(path)
+    producer.send({"n": 2})
+    with SQLiteQueue(path, name="checks") as consumer:
+        assert [m.body["n"] for m in consumer.receive(10)] == [2]
+    producer.close()
+
+
+def test_a_queue_file_replaced_under_a_lease_stops_the_consumer(tmp_path: Path) -> None:
+    """A handle holding leases from the old file cannot follow: their row ids name other
+    messages in the new one. Its calls fail with a ConfigError that says what happened
+    and what to do (the consumer stops; a restart opens the new file), and the new
+    file's messages are left alone."""
+    path = tmp_path / "queue.db"
+    q = SQLiteQueue(path, name="checks")
+    q.send_batch([{"n": i} for i in range(3)])
+    held = q.receive(3, visibility_timeout=30)
+    _remove_queue_file(path)
+    with SQLiteQueue(path, name="checks") as producer:
+        producer.send_batch([{"n": 100 + i} for i in range(3)])
+        first = producer.receive(1, visibility_timeout=30)  # row 1, attempts 1, as held[0]
+        with pytest.raises(
+            ConfigError, match="was replaced by another file while this process had 3 message"
+        ):
+            q.ack_many(held)
+        with pytest.raises(ConfigError, match="restart this process"):
+            q.receive(10)
+        assert producer.depth() == 3
+        producer.ack_many(first)
+        assert producer.depth() == 2
+    q.close()

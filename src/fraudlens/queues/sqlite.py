@@ -12,11 +12,12 @@ loss may be rolled back. Pass ``?synchronous=FULL`` in the URL to trade speed fo
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -116,24 +117,46 @@ class SQLiteQueue(Queue):
         self.path = Path(path)
         self._lock = threading.Lock()
         self._busy_ms = busy_ms
+        self._sync = sync
         # A write failed for want of room: ping checks there is room again.
         self._full = False
+        # The file this handle reads and writes (see _check_file), and the row ids it
+        # leased there and has not settled (acked, nacked, released or dead-lettered).
+        self._file: tuple[int, int] | None = None
+        self._taken: set[int] = set()
+        self._db: sqlite3.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: transactions are begun explicitly, so the write lock is
-            # taken by BEGIN IMMEDIATE rather than lazily at the first UPDATE.
-            self._db: sqlite3.Connection | None = sqlite3.connect(
-                self.path, timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute(f"PRAGMA synchronous = {sync}")
-            with self._tx():
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        self._conn.execute(stmt)
+            self._db = self._connect()
         except sqlite3.Error as exc:
             raise QueueError(f"cannot open SQLite queue at {self.path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        """Open the file at the path (made, with its folder and tables, if missing) and
+        note which file it is."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are begun explicitly, so the write lock is
+        # taken by BEGIN IMMEDIATE rather than lazily at the first UPDATE.
+        db = sqlite3.connect(
+            self.path, timeout=self._busy_ms / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
+            db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {self._sync}")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+            self._file = _file_id(self.path)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     @classmethod
     def from_url(cls, url: str, *, name: str = "checks", max_attempts: int = 5) -> SQLiteQueue:
@@ -176,11 +199,12 @@ class SQLiteQueue(Queue):
             raise QueueError(f"queue {self.name!r} at {self.path} is closed")
         return self._db
 
-    @contextmanager
+    @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """Run a block in one write transaction (BEGIN IMMEDIATE), thread-safely; an
         SQLite error in it (a full disk, a failing one) is a QueueError."""
         with self._lock:
+            self._check_file()
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -207,15 +231,68 @@ class SQLiteQueue(Queue):
             self._full = True
         return QueueError(f"SQLite queue {self.path}: {exc}")
 
-    @contextmanager
+    @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """Run reads outside a write transaction, thread-safely; an SQLite error is a
         QueueError."""
         with self._lock:
+            self._check_file()
+            conn = self._conn
             try:
-                yield self._conn
+                yield conn
             except sqlite3.Error as exc:
                 raise QueueError(f"SQLite queue {self.path}: {exc}") from exc
+
+    def _check_file(self) -> None:
+        """Follow the file at the queue's path if it is no longer the one this handle
+        opened, or refuse to go on.
+
+        A queue file deleted (or replaced: restored from a backup, made again by a
+        producer) under an open handle stays readable through it, and empty of what is
+        sent since: a consumer polled it for ever, healthy, while every new message went
+        to the file at the path, and a producer (the service's enqueue route) answered
+        202 for checks written where no consumer looks. A handle holding no lease opens
+        the file at the path instead (a warning says so). One that does cannot: the
+        messages it leased from the old file cannot be acked in the new one (their row
+        ids name other messages there), so the consumer stops, and a restart (the
+        worker's supervisor replaces a process that died) opens the new file.
+
+        Raises
+        ------
+        ConfigError
+            The file was replaced while this handle held leases from it.
+        QueueError
+            The file at the path cannot be opened.
+        """
+        if self._file is None or self._db is None:
+            return
+        try:
+            now: tuple[int, int] | None = _file_id(self.path)
+        except FileNotFoundError:
+            now = None
+        except OSError:
+            return  # cannot tell (a folder we may not search): the calls will say
+        if now == self._file:
+            return
+        what = "deleted" if now is None else "replaced by another file"
+        if self._taken:
+            raise ConfigError(
+                f"SQLite queue {self.path} was {what} while this process had "
+                f"{len(self._taken)} message(s) of it leased: what is sent to that path goes "
+                "to another file now (restart this process to read it; the messages it had "
+                "leased went with the old file)"
+            )
+        log.warning(
+            "SQLite queue %s was %s while open: opening the file at that path", self.path, what
+        )
+        old, self._db = self._db, None
+        if old is not None:
+            with contextlib.suppress(sqlite3.Error):
+                old.close()
+        try:
+            self._db = self._connect()
+        except sqlite3.Error as exc:
+            raise QueueError(f"cannot open SQLite queue at {self.path}: {exc}") from exc
 
     def _move_to_dead_letters(
         self, conn: sqlite3.Connection, row_id: int, attempts: int, reason: str, now: float
@@ -314,6 +391,7 @@ class SQLiteQueue(Queue):
                 " WHERE id = ?",
                 leases,
             )
+        self._taken.update(row_id for _, row_id in leases)
         for reason in reasons:
             self._counted_dead_letter(reason)
         return out, dead
@@ -331,6 +409,7 @@ class SQLiteQueue(Queue):
             before = conn.total_changes
             conn.executemany("DELETE FROM messages WHERE id = ? AND attempts = ?", pairs)
             lost = len(pairs) - (conn.total_changes - before)
+        self._taken.difference_update(row_id for row_id, _ in pairs)
         if lost:
             log.warning("queue %s: %d ack(s) came after the lease was lost", self.name, lost)
 
@@ -351,6 +430,7 @@ class SQLiteQueue(Queue):
                     (now + max(0.0, delay), reason or "nacked", int(msg.id), msg.attempts),
                 )
                 ok = cur.rowcount > 0
+        self._taken.discard(int(msg.id))
         if moved:
             self._counted_dead_letter(dead_reason)
         if not ok:
@@ -377,6 +457,7 @@ class SQLiteQueue(Queue):
                 [(visible, note, row_id, attempts) for row_id, attempts in todo],
             )
             done = conn.total_changes - before
+        self._taken.difference_update(row_id for row_id, _ in todo)
         if done < len(todo):
             log.warning(
                 "queue %s: %d release(s) came after the lease was lost", self.name, len(todo) - done
@@ -387,6 +468,7 @@ class SQLiteQueue(Queue):
         """Move the message to ``dead_letters`` now."""
         with self._tx() as conn:
             ok = self._move_to_dead_letters(conn, int(msg.id), msg.attempts, reason, time.time())
+        self._taken.discard(int(msg.id))
         if ok:
             self._counted_dead_letter(reason)
         if not ok:
@@ -465,6 +547,12 @@ class SQLiteQueue(Queue):
 
     def __repr__(self) -> str:
         return f"SQLiteQueue(path={str(self.path)!r}, name={self.name!r})"
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    """(device, inode) of the file at ``path``: which file it is."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
