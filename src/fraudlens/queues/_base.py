@@ -201,6 +201,15 @@ class Queue(Closing, ABC):
         after a restart (the card processor keys its sink checkpoint by it)."""
         return f"{type(self).__name__}#{self.name}"
 
+    @property
+    def incarnation(self) -> str | None:
+        """What tells this copy of the queue's storage from another at the same place
+        (None when the backend has no such thing): a SQLite queue file deleted and made
+        again has a new one, and its row ids (:attr:`Message.key`) start over, naming
+        other messages than the old file's. The card processor keeps it with the
+        message ids in its sink checkpoint and ignores ids of another incarnation."""
+        return None
+
     def _counted_dead_letter(self, reason: str) -> None:
         """Record one move to the dead-letter store (call after it is committed)."""
         self.dead_letter_count += 1

@@ -17,6 +17,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at   REAL    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_queue ON dead_letters (queue, id);
+CREATE TABLE IF NOT EXISTS queue_meta (
+    key         TEXT    PRIMARY KEY,
+    value       TEXT    NOT NULL
+);
 """
 
 _SYNC_MODES = {"OFF", "NORMAL", "FULL", "EXTRA"}
@@ -124,6 +129,7 @@ class SQLiteQueue(Queue):
         # leased there and has not settled (acked, nacked, released or dead-lettered).
         self._file: tuple[int, int] | None = None
         self._taken: set[int] = set()
+        self._incarnation: str | None = None
         self._db: sqlite3.Connection | None = None
         try:
             self._db = self._connect()
@@ -148,6 +154,14 @@ class SQLiteQueue(Queue):
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         db.execute(stmt)
+                # Made once per file: a file deleted and made again gets another.
+                db.execute(
+                    "INSERT OR IGNORE INTO queue_meta (key, value) VALUES ('incarnation', ?)",
+                    (uuid.uuid4().hex,),
+                )
+                (self._incarnation,) = db.execute(
+                    "SELECT value FROM queue_meta WHERE key = 'incarnation'"
+                ).fetchone()
                 db.execute("COMMIT")
             except BaseException:
                 _rollback(db)
@@ -191,6 +205,12 @@ class SQLiteQueue(Queue):
     def identity(self) -> str:
         """``sqlite:<absolute path of the file>#<queue name>``."""
         return f"sqlite:{self.path.resolve()}#{self.name}"
+
+    @property
+    def incarnation(self) -> str | None:
+        """A random id made with the file this handle uses (kept in its ``queue_meta``
+        table)."""
+        return self._incarnation
 
     # -- plumbing ------------------------------------------------------------------------
     @property
