@@ -68,6 +68,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -167,8 +168,32 @@ class PrivatePostgres:
         """Stop the server (``fast``: roll back and drop every connection)."""
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
+    def _pids(self) -> list[int]:
+        """The postmaster and its children (the backends and helpers)."""
+        post = int((self.data / "postmaster.pid").read_text().split()[0])
+        kids = subprocess.run(
+            ["pgrep", "-P", str(post)], capture_output=True, text=True, timeout=30
+        ).stdout.split()
+        return [post, *(int(k) for k in kids)]
+
+    def freeze(self) -> None:
+        """Stop every server process with SIGSTOP: connections stay open and the kernel
+        still acknowledges, but nothing answers (a hung server, or a host gone without
+        closing its connections)."""
+        self._frozen = self._pids()
+        for pid in self._frozen:
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let the processes :meth:`freeze` stopped run again."""
+        for pid in getattr(self, "_frozen", []):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._frozen = []
+
     def cleanup(self) -> None:
         """Stop (if running) and delete the folder."""
+        self.thaw()
         with contextlib.suppress(Exception):
             self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
@@ -541,6 +566,7 @@ def run_outage(
     seed: int = 7,
     stop_mode: str = "term",
     sqlite_timeout: float | None = None,
+    visibility_timeout: float | None = None,
     workdir: Path | None = None,
     log: Any = print,
 ) -> OutageResult:
@@ -565,11 +591,17 @@ def run_outage(
         Checks worked before the outage starts.
     stop_mode
         How a server is stopped: ``term`` (a clean shutdown; PostgreSQL's ``fast``) or
-        ``kill`` (SIGKILL; PostgreSQL's ``immediate``).
+        ``kill`` (SIGKILL; PostgreSQL's ``immediate``); for PostgreSQL also ``freeze``
+        (SIGSTOP to every server process for the outage, then SIGCONT: the worker's
+        calls wait without an error, and ``/healthz`` must say it is stalled).
+    visibility_timeout
+        The worker's lease in seconds (``--visibility-timeout``); None: its default.
     sqlite_timeout
         The SQLite store's busy timeout in seconds (``?busy_timeout=`` on its URL); None: the
         store's default (30 s). The lock must be held longer than it for writes to fail.
     """
+    if stop_mode == "freeze" and (store_kind != "postgresql" or down != "store"):
+        raise ValueError("stop_mode='freeze' is for a PostgreSQL store only")
     from fraudlens.checks import check_message
     from fraudlens.market.simulate import simulate
     from fraudlens.queues import RedisQueue, open_queue
@@ -656,6 +688,8 @@ def run_outage(
             "--idle-exit",
             "5",
         ]
+        if visibility_timeout is not None:
+            cmd += ["--visibility-timeout", f"{visibility_timeout:g}"]
         proc, output, reader = _start_cli(cmd, "worker")
         _wait_until_done(proc, output, queue, checks, outage_at, "worker", poll=0.05)
         result.depth_before_outage = queue.depth()
@@ -679,6 +713,12 @@ def run_outage(
                 )
                 queue.send_batch(messages)
                 result.resent = len(messages)
+        elif pg is not None and stop_mode == "freeze":
+            pg.freeze()
+            try:
+                _watch_health(port, result, t_down + outage)
+            finally:
+                pg.thaw()
         elif pg is not None:
             pg.stop("fast" if stop_mode == "term" else "immediate")
             _watch_health(port, result, t_down + outage)
@@ -972,8 +1012,9 @@ def main() -> int:
         help="what goes away: the store, the queue (Redis with an append-only file), a "
         "Redis without persistence (queue-volatile), or each in turn",
     )
-    parser.add_argument("--stop", choices=["term", "kill"], default="term",
-                        help="stop servers cleanly (SIGTERM) or with SIGKILL")  # fmt: skip
+    parser.add_argument("--stop", choices=["term", "kill", "freeze"], default="term",
+                        help="stop servers cleanly (SIGTERM), with SIGKILL, or freeze "
+                        "them (SIGSTOP, then SIGCONT; a PostgreSQL store only)")  # fmt: skip
     parser.add_argument("--checks", type=int, default=10_000)
     parser.add_argument("--outage", type=float, default=300.0, help="seconds it is down")
     parser.add_argument("--outage-at", type=int, default=2_000)

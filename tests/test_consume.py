@@ -119,3 +119,76 @@ def test_the_handler_warms_up_before_the_first_batch_and_the_heap_is_frozen(
         assert gc.get_freeze_count() > 0
         q.close()
     gc.unfreeze()
+
+
+class _Frozen:
+    """A handler whose call never returns until ``thaw`` is set: a store or sink server
+    that stopped answering without closing its connection (``SIGSTOP``, a host gone)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.thaw = threading.Event()
+
+    def handle(self, msgs: Sequence[Message]) -> BatchResult:
+        self.thaw.wait(30)
+        return BatchResult(done=list(msgs))
+
+    def probe(self) -> None:
+        return None
+
+
+def _healthz(port: int) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_a_batch_stuck_past_its_lease_is_unhealthy(tmp_path: Path) -> None:
+    """A call that never returns (a PostgreSQL server stopped with SIGSTOP left the
+    store's ping waiting over 40 s, and for as long as it stayed stopped) held the loop
+    in its batch: /healthz said ok for ever while nothing moved and the batch's lease ran
+    out. Now a batch in hand for longer than its lease is reported: 503, what
+    'stalled', and ok again once it ends. The same for a process of several
+    (SharedHealth)."""
+    import socket
+    import threading
+    from types import SimpleNamespace
+
+    from fraudlens.consume import ConsumerMetrics, SharedHealth
+
+    q = SQLiteQueue(tmp_path / "q.db", name="frozen")
+    q.send({"n": 1})
+    handler = _Frozen()
+    metrics = ConsumerMetrics("test_frozen")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    assert metrics.serve(port)
+    consumer = Consumer(q, handler, poll=True, visibility_timeout=0.5, metrics=metrics)
+    shared = SharedHealth(1)
+    shared.watch(0, SimpleNamespace(pid=1, exitcode=None))
+    shared.attach(0, consumer.health)
+    runner = threading.Thread(target=consumer.run, kwargs={"limit": 1})
+    runner.start()
+    try:
+        time.sleep(1.2)
+        code, body = _healthz(port)
+        assert code == 503, body
+        assert body["what"] == "stalled" and "longer than its 0.5 s lease" in body["reason"]
+        worst = shared.as_json()
+        assert worst["status"] == "unavailable" and worst["what"] == "stalled", worst
+    finally:
+        handler.thaw.set()
+        runner.join(10)
+    assert consumer.stats.processed == 1
+    assert _healthz(port) == (200, {"status": "ok"})
+    assert shared.as_json()["status"] == "ok"
+    q.close()

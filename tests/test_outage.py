@@ -98,6 +98,41 @@ def test_sqlite_locked_store_loses_nothing(tmp_path: Path) -> None:
     assert "database is locked" in result.healthz_reason
 
 
+@pytest.mark.services
+def test_a_frozen_postgresql_is_reported_stalled_and_loses_nothing(tmp_path: Path) -> None:
+    """Every process of a private PostgreSQL server stopped with SIGSTOP for 12 s under a
+    worker (lease 4 s): its store call waits without an error (no read timeout, and the
+    kernel still acknowledges), so the loop never paused; /healthz had said 200 all
+    along. Now it says 503, "stalled", once the batch is in hand past its lease; when
+    the server runs again the worker goes on, and the judgement is exact."""
+    outage = _outage_module()
+    try:
+        outage.PrivatePostgres().cleanup()
+    except RuntimeError as exc:
+        unavailable(f"cannot run a private PostgreSQL server: {exc}")
+    try:
+        import redis
+
+        redis.Redis.from_url(outage.REDIS_URL, socket_connect_timeout=1).ping()
+    except Exception as exc:
+        unavailable(f"Redis is unreachable at {outage.REDIS_URL}: {exc}")
+    r = outage.run_outage(
+        "postgresql",
+        checks=1_500,
+        outage=12,
+        outage_at=400,
+        stop_mode="freeze",
+        visibility_timeout=4,
+        workdir=tmp_path,
+    )
+    summary = r.worker_output[-2000:]
+    assert r.worker_exit == 0, summary
+    assert (r.lost, r.duplicated, r.unexpected) == (0, 0, 0), (r.lost_ids[:10], summary)
+    assert r.events == r.expected_events and r.dead_letters == 0 and r.left_in_queue == 0
+    assert r.healthz_503_seen, summary
+    assert '"what": "stalled"' in r.healthz_reason, r.healthz_reason
+
+
 def test_private_postgres_helper_cleans_up() -> None:
     outage = _outage_module()
     try:

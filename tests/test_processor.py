@@ -740,6 +740,46 @@ def test_queue_kill_9_between_spool_and_ack_writes_nothing_twice(
     assert repeats == 40  # the killed batch: acked, not written again
 
 
+def test_queue_ids_of_a_deleted_queue_file_do_not_swallow_the_new_files_messages(
+    ulb: Path, ulb_models: Path, tmp_path: Path
+) -> None:
+    """SIGKILL between the third batch's spool write and its ack (the sink keeps row ids
+    81-120 as unacked), then the queue file is deleted and made again with 200 new
+    records, whose row ids start at 1 again. The restarted processor took rows 81-120
+    of the new file for the killed batch coming back and acked them without writing
+    them: 40 records lost. The ids now carry the queue file's incarnation, and ids of
+    another one are not kept."""
+    from fraudlens.queues import open_queue
+
+    url = queue_url(tmp_path)
+    ids = _fill_queue(url, ulb, 1)
+    root = tmp_path / "sink"
+    cmd = [sys.executable, "-c", QUEUE_CHILD, f"queue:{url}", str(root), str(ulb_models)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    killed = subprocess.run(
+        cmd, capture_output=True, text=True, env={**env, "KILL_AT_ACK": "3"}, timeout=300
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(_saved_unacked(root, url)) == 40
+    for f in tmp_path.glob("q.db*"):
+        f.unlink()
+    df = pd.read_csv(ulb).drop(columns="Class").head(200)
+    fresh = [f"n{i}" for i in range(len(df))]
+    with open_queue(url, name="card-events") as q:
+        q.send_batch(
+            [
+                {"record": {**rec, "transaction_id": tid}}
+                for tid, rec in zip(fresh, df.to_dict(orient="records"), strict=True)
+            ]
+        )
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "0"  # no repeats
+    got = [r["transaction_id"] for r in sink_rows(root)]
+    # The killed run's 120 (its last batch from the spool) and every new record, once.
+    assert sorted(got) == sorted([*ids[:120], *fresh])
+
+
 def _saved_unacked(root: Path, url: str) -> list[str]:
     """The unacked ids the sink holds for the queue (its spool replayed, as the next run
     would: a killed run's last checkpoint is in the spool)."""

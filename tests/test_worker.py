@@ -22,7 +22,7 @@ import pytest
 
 from _services import bench_module, fresh_store, unavailable  # type: ignore[import-not-found]
 from fraudlens.checks import check_message
-from fraudlens.errors import StoreError
+from fraudlens.errors import FraudlensError, StoreError
 from fraudlens.market.data import MarketData, window
 from fraudlens.market.detectors import FeatureDetector
 from fraudlens.market.simulate import simulate
@@ -707,7 +707,8 @@ def test_a_process_that_dies_while_starting_is_not_replaced(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Processes that die before they consume (here: a queue file whose folder is a
-    file) are not restarted in a loop: the run ends, saying why."""
+    file) are not restarted in a loop: the run ends, saying why, and fails (it had
+    returned no stats, and the CLI exited 0)."""
     from fraudlens.worker import WorkerConfig, run_workers
 
     (tmp_path / "file").write_text("not a folder")
@@ -718,10 +719,14 @@ def test_a_process_that_dies_while_starting_is_not_replaced(
         idle_exit=1.0,
     )
     started = time.monotonic()
-    with caplog.at_level("ERROR", logger="fraudlens.worker"):
-        assert run_workers(config, 2, restart_base=0.1) == []
+    with (
+        caplog.at_level("ERROR", logger="fraudlens.worker"),
+        pytest.raises(FraudlensError, match="every worker process died while starting: "),
+    ):
+        run_workers(config, 2, restart_base=0.1)
     assert time.monotonic() - started < 60
     assert caplog.text.count("died while starting") == 2, caplog.text
+    assert caplog.text.count("File exists") == 2, caplog.text
 
 
 def test_each_process_reads_as_its_own_redis_consumer(tmp_path: Path) -> None:
@@ -741,3 +746,25 @@ def test_each_process_reads_as_its_own_redis_consumer(tmp_path: Path) -> None:
         q.close()
     for plain in ("redis://127.0.0.1:6379/0?stream=s", "sqlite:///q.db"):
         assert _own_consumer(WorkerConfig(plain, "sqlite:///x.db", tmp_path), 1).queue_url == plain
+
+
+def test_worker_processes_that_cannot_start_fail_the_run_in_one_line(tmp_path: Path) -> None:
+    """``worker --concurrency 2`` with a setting every process refuses (an unknown SQLite
+    queue option): each process printed a traceback, and the run ended with exit status
+    0 and "processed 0 checks", which a supervisor takes for success; one process
+    (``--concurrency 1``) exits 2 with one line. Now the processes' error is one line
+    each and the run exits 2 with it."""
+    queue_url = f"sqlite:///{tmp_path / 'q.db'}?bogus=1"
+    cmd = _worker_cmd(queue_url, f"sqlite:///{tmp_path / 's.db'}", tmp_path / "models")
+    done = subprocess.run(
+        [*cmd, "--concurrency", "2", "--idle-exit", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert "Traceback" not in out, out
+    assert "every worker process died while starting: unknown SQLite queue option" in " ".join(
+        out.split()
+    ), out

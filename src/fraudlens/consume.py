@@ -135,6 +135,16 @@ class Source(Protocol):
     def depth(self) -> int: ...
 
 
+def _ping(source: Source) -> None:
+    """Check that ``source`` can be used now: its ``ping`` where it has one (a queue,
+    which checks that a write could go through), else its depth. QueueError if not."""
+    ping = getattr(source, "ping", None)
+    if callable(ping):
+        ping()
+    else:
+        source.depth()
+
+
 @dataclass
 class BatchResult:
     """What became of each message of a batch (each in exactly one list).
@@ -364,7 +374,14 @@ class Health:
     what: str | None = None
     reason: str | None = None
     since: float | None = None
+    #: Unix time the batch in hand was received (None between batches), and the seconds
+    #: after which a batch still in hand counts as stalled (its lease; None: never).
+    busy_since: float | None = None
+    stall_after: float | None = None
     on_change: Callable[[Health], None] | None = field(default=None, repr=False, compare=False)
+    #: Called with :attr:`busy_since` after each :meth:`busy` (a batch taken or done:
+    #: often, so kept apart from :attr:`on_change`, whose reports are heavier).
+    on_busy: Callable[[float | None], None] | None = field(default=None, repr=False, compare=False)
 
     def down(self, what: str | None, reason: str) -> None:
         """Mark unhealthy."""
@@ -383,6 +400,15 @@ class Health:
         self.what = self.reason = self.since = None
         self._changed()
 
+    def busy(self, busy: bool) -> None:
+        """A batch is in hand from now (True), or no longer (False)."""
+        self.busy_since = time.time() if busy else None
+        if self.on_busy is not None:
+            try:
+                self.on_busy(self.busy_since)
+            except Exception as exc:  # reporting must never stop the loop
+                log.warning("health not published: %s: %s", type(exc).__name__, exc)
+
     def state(self) -> dict[str, Any]:
         """The fields as plain values (what :class:`SharedHealth` stores)."""
         return {
@@ -390,6 +416,8 @@ class Health:
             "what": self.what,
             "reason": self.reason,
             "since": self.since,
+            "busy_since": self.busy_since,
+            "stall_after": self.stall_after,
         }
 
     def _changed(self) -> None:
@@ -402,13 +430,43 @@ class Health:
     def as_json(self) -> dict[str, Any]:
         """The ``/healthz`` body."""
         if self.healthy:
-            return {"status": "ok"}
+            stalled = _stalled(self.state(), time.time())
+            if stalled is None:
+                return {"status": "ok"}
+            reason, down = stalled
+            return {
+                "status": "unavailable",
+                "what": "stalled",
+                "reason": reason,
+                "down_seconds": down,
+            }
         return {
             "status": "unavailable",
             "what": self.what,
             "reason": self.reason,
             "down_seconds": round(time.time() - (self.since or time.time()), 1),
         }
+
+
+def _stalled(state: dict[str, Any], now: float) -> tuple[str, float] | None:
+    """Why a consumer that says it is healthy is not (its batch in hand for longer than
+    its lease: a call that never returns), and for how long; None if it is.
+
+    A server frozen, or gone without closing its connections, leaves a call waiting for
+    its reply for ever: the loop never gets to mark itself down, and ``/healthz`` said
+    ``ok`` while nothing moved."""
+    since, after = state.get("busy_since"), state.get("stall_after")
+    if not isinstance(since, int | float) or not isinstance(after, int | float):
+        return None
+    busy = now - since
+    if busy <= after:
+        return None
+    reason = (
+        f"a batch has been in hand for {busy:.0f} s, longer than its {after:g} s lease: a "
+        "call to the store, queue or sink has not returned (a server that stopped answering "
+        "without closing the connection?)"
+    )
+    return reason, round(busy - after, 1)
 
 
 class HealthReport(Protocol):
@@ -448,25 +506,38 @@ class SharedHealth:
         ctx = context if context is not None else multiprocessing.get_context()
         self.size = max(1, int(processes))
         self._memory = ctx.Array(ctypes.c_char, self.size * _SLOT_BYTES)
+        # Each slot's Health.busy_since (0: none), written once per batch: a plain double
+        # per slot, without the lock and the JSON of the slots above.
+        self._busy = ctx.Array(ctypes.c_double, self.size, lock=False)
         # the parent's side only: each slot's process and when it was first seen dead
         self._processes: list[Any] = [None] * self.size
         self._dead_since: list[float | None] = [None] * self.size
 
     def __getstate__(self) -> dict[str, Any]:
         # A child gets the shared memory; the process handles stay with the parent.
-        return {"size": self.size, "_memory": self._memory}
+        return {"size": self.size, "_memory": self._memory, "_busy": self._busy}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.size = state["size"]
         self._memory = state["_memory"]
+        self._busy = state["_busy"]
         self._processes = [None] * self.size
         self._dead_since = [None] * self.size
 
     # -- a process's side --------------------------------------------------------------
     def attach(self, index: int, health: Health) -> None:
         """Publish ``health`` to slot ``index`` now and after each of its changes."""
+        if not 0 <= index < self.size:
+            raise IndexError(f"health slot {index} of {self.size}")
+        busy = self._busy
+
+        def on_busy(since: float | None) -> None:
+            busy[index] = since or 0.0
+
         health.on_change = lambda h: self._write(index, h.state())
+        health.on_busy = on_busy
         self._write(index, health.state())
+        on_busy(health.busy_since)
 
     # -- the parent's side -------------------------------------------------------------
     def watch(self, index: int, process: Any) -> None:
@@ -475,6 +546,7 @@ class SharedHealth:
         self._processes[index] = process
         self._dead_since[index] = None
         self._write(index, None)
+        self._busy[index] = 0.0
 
     def started(self, index: int) -> bool:
         """Whether slot ``index``'s process has attached its health (started consuming)."""
@@ -490,6 +562,8 @@ class SharedHealth:
             item: dict[str, Any] = {"process": i, "pid": getattr(proc, "pid", None)}
             exitcode = getattr(proc, "exitcode", None)
             state = self._read(i)
+            if state is not None:
+                state["busy_since"] = self._busy[i] or None
             if exitcode is not None and exitcode != 0:
                 if self._dead_since[i] is None:
                     self._dead_since[i] = now
@@ -507,6 +581,13 @@ class SharedHealth:
                     status="starting",
                     what="process",
                     reason=f"process {i} has not started consuming yet",
+                )
+            elif state.get("healthy") and (stalled := _stalled(state, now)) is not None:
+                item.update(
+                    status="unavailable",
+                    what="stalled",
+                    reason=stalled[0],
+                    down_seconds=stalled[1],
                 )
             elif state.get("healthy"):
                 item["status"] = "ok"
@@ -716,6 +797,8 @@ class Consumer:
         self.stats = ConsumerStats()
         # One health per metrics (what their /healthz shows), else our own.
         self.health = metrics.health if metrics is not None else Health()
+        # A batch in hand for longer than its lease is stalled (see Health.as_json).
+        self.health.stall_after = self.visibility_timeout
         self.stop_event = stop_event or threading.Event()
         self._warmed = False
         self._frozen = False
@@ -851,17 +934,22 @@ class Consumer:
             self.stats.first_at = time.time()
         self.stats.received += len(msgs)
         self.stats.batches += 1
+        self.health.busy(True)
         try:
-            result = self.handler.handle(msgs)
-        except UnavailableError as exc:
-            result = BatchResult(released=list(msgs), outage=exc)
-        except Exception as exc:
-            # A bug or an unexpected library error: the messages' attempts pay for it, so
-            # a poisonous message ends in the dead-letter store instead of looping.
-            log.exception("handling a batch of %d failed", len(msgs))
-            reason = failure_reason(exc)
-            result = BatchResult(failed=[(m, reason) for m in msgs])
-        self._settle(msgs, result)
+            try:
+                result = self.handler.handle(msgs)
+            except UnavailableError as exc:
+                result = BatchResult(released=list(msgs), outage=exc)
+            except Exception as exc:
+                # A bug or an unexpected library error: the messages' attempts pay for
+                # it, so a poisonous message ends in the dead-letter store instead of
+                # looping.
+                log.exception("handling a batch of %d failed", len(msgs))
+                reason = failure_reason(exc)
+                result = BatchResult(failed=[(m, reason) for m in msgs])
+            self._settle(msgs, result)
+        finally:
+            self.health.busy(False)
         self.stats.last_at = time.time()
         if self.metrics is not None:
             self.metrics.batch.observe(time.perf_counter() - started)
@@ -941,8 +1029,9 @@ class Consumer:
     def _pay_owed(self) -> QueueError | None:
         """Make the owed queue calls again, in order; the error that stopped them, if any.
 
-        A call that fails ``_OWED_TRIES`` times while the queue answers (its depth) is
-        given up: its messages come back after their lease.
+        A call that fails ``_OWED_TRIES`` times while the queue answers (its ping: a
+        queue that answers reads but cannot take a write, such as a SQLite file on a full
+        disk, is still down) is given up: its messages come back after their lease.
         """
         while self._owed:
             entry = self._owed[0]
@@ -951,7 +1040,7 @@ class Consumer:
                 fn(*args, **kwargs)
             except QueueError as exc:
                 try:
-                    self.source.depth()
+                    _ping(self.source)
                 except QueueError:
                     return exc  # still down
                 entry[3] += 1
@@ -978,7 +1067,7 @@ class Consumer:
     def _probe(self) -> UnavailableError | None:
         try:
             if self.health.what == "queue" or self._owed:
-                self.source.depth()
+                _ping(self.source)
                 owed = self._pay_owed()
                 if owed is not None:
                     raise owed

@@ -811,6 +811,9 @@ class _QueueHandler(_Handler):
         # Checkpoint key of this queue in the sink; None without a spool (flush, then ack).
         self.key = _queue_key(queue) if sink.durable else None
         self.visibility_timeout = visibility_timeout
+        self.queue = queue
+        # Which copy of the queue the ids below belong to (Queue.incarnation).
+        self.incarnation = queue.incarnation
         # Stable ids accepted by the sink, ack not confirmed, oldest first; each with the
         # time (monotonic) from which its lease runs at the latest.
         self.unacked: dict[str, float] = {}
@@ -820,7 +823,23 @@ class _QueueHandler(_Handler):
         self.repeats = 0
         if self.key is not None:
             saved = sink.checkpoint(self.key)
-            if isinstance(saved, dict) and isinstance(saved.get("unacked"), list):
+            if (
+                isinstance(saved, dict)
+                and isinstance(saved.get("unacked"), list)
+                and saved["unacked"]
+                and saved.get("incarnation", self.incarnation) != self.incarnation
+            ):
+                # The queue's storage was made anew since (a SQLite file deleted and made
+                # again): its ids start over and name other messages; acking those as
+                # repeats would lose them.
+                log.warning(
+                    "%d unacked message id(s) of %s belong to an earlier copy of the queue "
+                    "(made anew since): not kept",
+                    len(saved["unacked"]),
+                    self.key,
+                )
+                self.dirty = True
+            elif isinstance(saved, dict) and isinstance(saved.get("unacked"), list):
                 self.unacked = _unacked_from(saved)
                 if self.unacked:
                     log.info(
@@ -868,12 +887,24 @@ class _QueueHandler(_Handler):
     def _checkpoint(self) -> dict[str, Any] | None:
         if self.key is None:
             return None
-        return {self.key: _unacked_record(self.unacked.items())}
+        return {self.key: _unacked_record(self.unacked.items(), self.incarnation)}
 
     def handle(self, msgs: Sequence[Message]) -> BatchResult:
         # The models of each batch, as the worker's: a version activated meanwhile is
         # used, and a registry emptied meanwhile is an outage (the batch handed back).
         self.models.refresh_or_unavailable()
+        if self.key is not None and self.queue.incarnation != self.incarnation:
+            # The queue followed its storage made anew (a SQLite file replaced): the ids
+            # kept are of the old one, and the same ids name other messages now.
+            if self.unacked:
+                log.warning(
+                    "the queue %s was made anew: %d unacked message id(s) of the old one dropped",
+                    self.key,
+                    len(self.unacked),
+                )
+                self.unacked.clear()
+                self.dirty = True
+            self.incarnation = self.queue.incarnation
         result = BatchResult()
         features = self.models.features
         good: list[tuple[Message, dict[str, Any], dict[str, Any], str]] = []
@@ -937,7 +968,9 @@ class _QueueHandler(_Handler):
             # Taken now at the latest: their leases ran from their receive, before this.
             now = time.monotonic()
             checkpoint = {
-                self.key: _unacked_record([*self.unacked.items(), *((sid, now) for sid in new)])
+                self.key: _unacked_record(
+                    [*self.unacked.items(), *((sid, now) for sid in new)], self.incarnation
+                )
             }
         flagged = self._put(X, meta, checkpoint)
         if checkpoint is not None:
@@ -977,11 +1010,14 @@ def _first(item: tuple[Message, dict[str, Any], dict[str, Any], str]) -> Message
     return item[0]
 
 
-def _unacked_record(items: Iterable[tuple[str, float]]) -> dict[str, Any]:
+def _unacked_record(
+    items: Iterable[tuple[str, float]], incarnation: str | None = None
+) -> dict[str, Any]:
     """The sink checkpoint of unacked ids (oldest first, each with the monotonic time it
     was taken by): ``{"unacked": [id, ...], "taken": [[unix_time, count], ...]}``, the
     times of consecutive ids taken together given once, in Unix seconds (rounded up to
-    the millisecond: never older than they are) so that a later process can age them."""
+    the millisecond: never older than they are) so that a later process can age them,
+    and the queue's ``incarnation`` the ids belong to (when it has one)."""
     ids: list[str] = []
     taken: list[list[float | int]] = []
     offset = time.time() - time.monotonic()
@@ -993,7 +1029,10 @@ def _unacked_record(items: Iterable[tuple[str, float]]) -> dict[str, Any]:
         else:
             taken.append([math.ceil((since + offset) * 1000) / 1000, 1])
             last = since
-    return {"unacked": ids, "taken": taken}
+    record: dict[str, Any] = {"unacked": ids, "taken": taken}
+    if incarnation is not None:
+        record["incarnation"] = incarnation
+    return record
 
 
 def _unacked_from(saved: Mapping[str, Any]) -> dict[str, float]:
@@ -1068,6 +1107,9 @@ class _AckedQueue:
 
     def dead_letter(self, msg: Message, reason: str) -> None:
         self.queue.dead_letter(msg, reason)
+
+    def ping(self) -> None:
+        self.queue.ping()
 
     def depth(self) -> int:
         return self.queue.depth()

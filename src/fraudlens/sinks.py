@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import logging
@@ -413,8 +414,9 @@ class Sink(Closing):
             return self._checkpoints.get(key)
 
     def probe(self) -> None:
-        """Check that the sink can write now (its folder, or the remote target), and that
-        the spool takes as many bytes as the write that last failed there.
+        """Check that the sink can write now (its folder, or the remote target), that the
+        spool is still the file at its path (made again if it was removed), and that it
+        takes as many bytes as the write that last failed there.
 
         Raises
         ------
@@ -423,6 +425,7 @@ class Sink(Closing):
         """
         with self._lock:
             if self._spool is not None:
+                self._follow_spool()
                 self._repair_spool()
             if self._flush_error is not None and self._buffer:
                 self._flush_locked()  # what failed last time must work now
@@ -600,6 +603,7 @@ class Sink(Closing):
         """Append to the spool and fsync; on failure cut it back to where it was, so no
         torn line can glue onto the next put."""
         assert self._spool is not None
+        self._follow_spool()
         self._repair_spool()
         fd = self._spool.fileno()
         size = os.fstat(fd).st_size
@@ -616,6 +620,72 @@ class Sink(Closing):
                 self._repair_spool()
             raise
         self._spool_failed = 0
+
+    def _follow_spool(self) -> None:
+        """Make the spool again at its path if its file was removed (the sink's folder
+        deleted under a running sink): the records accepted and not yet written out, the
+        checkpoints and a flush's announced name go into the new file first.
+
+        Appends went on to the removed file, fsynced but reachable by no later run, so
+        the puts were accepted (a queue's messages acked) and lost at the next crash.
+
+        Raises
+        ------
+        OSError
+            Another file took the spool's name: accepting puts into either would lose
+            them at a crash (an outage until it is moved away).
+        """
+        assert self._spool is not None and self._spool_path is not None
+        mine = os.fstat(self._spool.fileno())
+        try:
+            there = os.stat(self._spool_path, follow_symlinks=False)
+        except FileNotFoundError:
+            there = None
+        if there is not None:
+            if (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+                return
+            raise OSError(
+                errno.EEXIST,
+                "the sink's spool was replaced by another file while this sink wrote to it; "
+                "move that file away",
+                str(self._spool_path),
+            )
+        logging.getLogger(__name__).warning(
+            "the sink's spool %s was removed while in use: made again, with the %d record(s) "
+            "accepted and not yet written out",
+            self._spool_path,
+            len(self._buffer),
+        )
+        self._spool_path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self._spool_path, flags, 0o666)
+        spool = open(fd, "a+", encoding="utf-8")  # noqa: SIM115 - held open
+        try:
+            _lock_exclusive(spool, self._spool_path)
+            lines = [_SPOOL_HEADER]
+            lines += [
+                json.dumps(r, default=_json_default, separators=(",", ":")) for r in self._buffer
+            ]
+            lines.append(
+                json.dumps([_PUT_MARK, len(self._buffer), self._checkpoints], default=_json_default)
+            )
+            if self._intent is not None:
+                lines.append(json.dumps([_FLUSH_MARK, *self._intent]))
+            spool.write("".join(line + "\n" for line in lines))
+            spool.flush()
+            os.fsync(fd)
+            fsync_dir(self._spool_path.parent)
+        except BaseException:
+            spool.close()
+            with contextlib.suppress(OSError):
+                self._spool_path.unlink()
+            raise
+        old, self._spool = self._spool, spool
+        self._spool_good = None
+        # The checkpoints file went with the folder, maybe: save it again at the next flush.
+        self._saved_checkpoints = {}
+        with contextlib.suppress(OSError):
+            old.close()
 
     def _repair_spool(self) -> None:
         if self._spool is None or self._spool_good is None:

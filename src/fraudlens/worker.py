@@ -655,7 +655,15 @@ def _child(config: WorkerConfig, index: int, results: Any, health: SharedHealth)
     def attach(worker: Worker) -> None:
         health.attach(index, worker.consumer.health)
 
-    stats = work(_own_consumer(config, index), metrics=metrics, on_start=attach)
+    try:
+        stats = work(_own_consumer(config, index), metrics=metrics, on_start=attach)
+    except (FraudlensError, OSError) as exc:
+        # A wrong setting (a path that cannot be used included), or a state waiting
+        # cannot mend: the parent says it in one line (and whether the process is
+        # replaced), as a single process's CLI does, instead of the traceback
+        # multiprocessing prints.
+        results.put((index, str(exc)))
+        raise SystemExit(2) from None
     stats.latencies = stats.latencies[:20_000]
     results.put((index, stats))
 
@@ -745,36 +753,56 @@ def run_workers(
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         out: dict[int, WorkerStats] = {}
+        # The error each process that stopped on one said (its last).
+        errors: dict[int, str] = {}
         while len(out) < concurrency:
             try:
                 i, stats = results.get(timeout=0.5)
-                out[i] = stats
+                if isinstance(stats, str):
+                    errors[i] = stats
+                else:
+                    out[i] = stats
                 continue
             except stdlib_queue.Empty:
                 pass
             now = time.monotonic()
+            # Taken before the pass: the run ends only after a pass that saw every
+            # process dead, so none that died meanwhile goes unreported.
+            alive = any(p.is_alive() for p in procs)
             for i, p in enumerate(procs):
                 if stopping or i in out or i in due or i in given_up or p.exitcode in (None, 0):
                     continue
                 _forget_metrics_of(p.pid)
+                try:  # its error, if it stopped on one (sent just before it exited)
+                    while True:
+                        j, said = results.get(timeout=0.2)
+                        if isinstance(said, str):
+                            errors[j] = said
+                        else:
+                            out[j] = said
+                except stdlib_queue.Empty:
+                    pass
+                why = f": {errors[i]}" if i in errors else ""
                 if not health.started(i):
                     given_up.add(i)
                     log.error(
                         "worker process %d (pid %s) died while starting (exit code %s): "
-                        "not replaced",
+                        "not replaced%s",
                         i,
                         p.pid,
                         p.exitcode,
+                        why,
                     )
                     continue
                 # a process that lived a minute or more starts the back-off again
                 delay[i] = restart_base if now - born[i] >= 60 else delay[i]
                 due[i] = now + delay[i]
                 log.warning(
-                    "worker process %d (pid %s) died (exit code %s): a new one starts in %.0f s",
+                    "worker process %d (pid %s) died (exit code %s)%s; a new one starts in %.0f s",
                     i,
                     p.pid,
                     p.exitcode,
+                    why,
                     delay[i],
                 )
                 delay[i] = min(delay[i] * 2, restart_cap)
@@ -782,10 +810,18 @@ def run_workers(
                 if now >= when:
                     del due[i]
                     start(i)
-            if not due and not any(p.is_alive() for p in procs):
+            if not due and not alive:
                 break
         for p in procs:
             p.join()
+        if not out and len(given_up) == concurrency:
+            # Not one process could start (a wrong setting): a failed run, as with one
+            # process, not "processed 0 checks" and exit status 0.
+            first = next((errors[i] for i in sorted(errors)), None)
+            raise FraudlensError(
+                "every worker process died while starting"
+                + (f": {first}" if first else " (see above)")
+            )
         return [out[i] for i in sorted(out)]
     finally:
         for s, h in previous.items():

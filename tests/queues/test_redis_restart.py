@@ -219,3 +219,57 @@ def test_entries_a_lost_reply_left_pending_come_back_at_once(durable: Any) -> No
     assert q.depth() == 0
     lost.close()
     q.close()
+
+
+class _FillsTheServer:
+    """Works each batch; after the first one's work, before its ack, the server reaches
+    ``maxmemory`` (no eviction) for ``full_for`` seconds: it answers reads and refuses
+    every write (receives and acks included), as one out of memory, refusing writes
+    after a failed save (MISCONF) or a read-only replica does."""
+
+    def __init__(self, server: Any, full_for: float) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(server.url)
+        self.full_for = full_for
+        self.seen: list[int] = []
+        self.freed = threading.Event()
+
+    def handle(self, msgs: Sequence[Message]) -> BatchResult:
+        self.seen.extend(m.body["n"] for m in msgs)
+        if len(self.seen) == len(msgs):
+            used = int(self.client.info("memory")["used_memory"])
+            self.client.config_set("maxmemory-policy", "noeviction")
+            self.client.config_set("maxmemory", str(max(1, used - 4096)))
+
+            def free() -> None:
+                self.client.config_set("maxmemory", "0")
+                self.freed.set()
+
+            threading.Timer(self.full_for, free).start()
+        return BatchResult(done=list(msgs))
+
+    def probe(self) -> None:
+        return None
+
+
+def test_a_server_refusing_writes_is_one_pause_and_no_ack_is_given_up(volatile: Any) -> None:
+    """Redis at maxmemory for 4 s, from the first batch's work on: it answered XLEN (the
+    queue's depth, what the loop judged it by) while it refused every receive and ack,
+    so the loop resumed, failed, paused again (4 outages in 4 s) and gave the refused
+    ack up: the batch stayed pending for its lease (30 s here, past the idle exit) and
+    would have been worked again. Now the queue's ping is a write: one pause, and the
+    ack made once the server takes writes."""
+    volatile.start()
+    q = _queue(volatile)
+    q.send_batch([{"n": i} for i in range(40)])
+    handler = _FillsTheServer(volatile, full_for=4.0)
+    consumer = Consumer(
+        q, handler, batch_size=10, visibility_timeout=30, wait=0.2, pause_base=0.2, pause_cap=0.5
+    )
+    stats = consumer.run(idle_exit=1.0)
+    assert handler.freed.is_set()
+    assert sorted(handler.seen) == list(range(40))
+    assert stats.outages == 1 and stats.processed == 40 and stats.dead_lettered == 0
+    assert q.depth() == 0
+    q.close()

@@ -6,6 +6,7 @@ import multiprocessing as mp
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 # Importable by name in spawned children: pytest puts this folder on sys.path, and spawn
 # hands the parent's sys.path to the child.
@@ -216,3 +217,165 @@ def test_throughput_meets_the_embedded_targets(tmp_path: Path) -> None:
     q.close()
     assert send_rate >= 2000, f"send_batch: {send_rate:.0f} msg/s"
     assert consume_rate >= 1000, f"receive+ack: {consume_rate:.0f} msg/s"
+
+
+class _Recorder:
+    """A handler that records what it worked, and runs ``first`` (once) after the first
+    batch's work, before the loop acks it."""
+
+    def __init__(self, first: Any) -> None:
+        self.first = first
+        self.seen: list[int] = []
+
+    def handle(self, msgs: Any) -> Any:
+        from fraudlens.consume import BatchResult
+
+        self.seen.extend(m.body["n"] for m in msgs)
+        if self.first is not None:
+            self.first, first = None, self.first
+            first()
+        return BatchResult(done=list(msgs))
+
+    def probe(self) -> None:
+        pass
+
+
+def _run_consumer(q: SQLiteQueue, handler: _Recorder) -> Any:
+    from fraudlens.consume import Consumer
+
+    c = Consumer(
+        q, handler, batch_size=10, visibility_timeout=2, poll=True, pause_base=0.2, pause_cap=0.5
+    )
+    return c.run(idle_exit=4.0)
+
+
+def test_a_full_disk_under_the_queue_is_one_pause_and_no_work_is_redone(
+    full_disk_folder: Path,
+) -> None:
+    """The disk fills after the first batch's work, before its ack, and is freed 5 s
+    later. The loop judged the queue by its depth, a read that a full disk allows: it
+    resumed at once, failed its next receive and paused again (outage after outage),
+    and gave the refused ack up after three tries, so that batch was worked twice.
+    Now the queue's ping checks there is room for a write: one outage, each message
+    worked once, the ack made once the disk has room."""
+    import threading
+
+    from _disk import fill  # type: ignore[import-not-found]
+
+    q = SQLiteQueue(full_disk_folder / "queue.db", name="full")
+    q.send_batch([{"n": i} for i in range(40)])
+
+    def fill_for_a_while() -> None:
+        filler = fill(full_disk_folder, leave=0)
+        threading.Timer(5.0, filler.unlink).start()
+
+    handler = _Recorder(fill_for_a_while)
+    stats = _run_consumer(q, handler)
+    assert sorted(handler.seen) == list(range(40))  # none worked twice
+    assert stats.outages == 1 and stats.processed == 40 and stats.failed == 0
+    assert q.depth() == 0 and q.dead_letters() == []
+    q.close()
+
+
+def test_a_locked_queue_is_one_pause_and_no_work_is_redone(tmp_path: Path) -> None:
+    """Another process holds the queue's write lock for 5 s from the first batch's ack
+    on (the queue waits 0.3 s for it). Its depth, a WAL read, answered throughout: the
+    loop resumed, failed its next receive and paused again, and gave the ack up. Now the
+    ping takes the write lock: one outage, each message worked once."""
+    import threading
+
+    path = tmp_path / "queue.db"
+    q = SQLiteQueue(path, name="locked", busy_timeout=0.3)
+    q.send_batch([{"n": i} for i in range(40)])
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def lock_for_a_while() -> None:
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(5.0, other.execute, ("ROLLBACK",)).start()
+
+    handler = _Recorder(lock_for_a_while)
+    try:
+        stats = _run_consumer(q, handler)
+    finally:
+        time.sleep(0.1)
+        other.close()
+    assert sorted(handler.seen) == list(range(40))
+    assert stats.outages == 1 and stats.processed == 40 and stats.failed == 0
+    assert q.depth() == 0 and q.dead_letters() == []
+    q.close()
+
+
+def _remove_queue_file(path: Path) -> None:
+    for f in path.parent.glob(path.name + "*"):  # the file, its -wal and -shm
+        f.unlink()
+
+
+def test_a_consumer_follows_a_queue_file_replaced_while_it_holds_no_lease(
+    tmp_path: Path,
+) -> None:
+    """The queue file is deleted under a running consumer, after its first batch was
+    acked, and made again by a producer (10 new messages). The consumer kept polling the
+    deleted file through its open handle, healthy, and never saw them; now it opens the
+    file at the path."""
+    from fraudlens.consume import Consumer
+
+    path = tmp_path / "queue.db"
+    q = SQLiteQueue(path, name="checks")
+    q.send_batch([{"n": i} for i in range(10)])
+    replaced: list[bool] = []
+
+    def operator(_stats: Any) -> None:
+        if replaced:
+            return
+        _remove_queue_file(path)
+        with SQLiteQueue(path, name="checks") as producer:
+            producer.send_batch([{"n": 100 + i} for i in range(10)])
+        replaced.append(True)
+
+    handler = _Recorder(None)
+    consumer = Consumer(q, handler, batch_size=10, poll=True)
+    stats = consumer.run(idle_exit=2.0, on_batch=operator)
+    assert replaced
+    assert sorted(handler.seen) == [*range(10), *range(100, 110)]
+    assert stats.processed == 20 and consumer.health.healthy
+    with SQLiteQueue(path, name="checks") as again:
+        assert again.depth() == 0
+    q.close()
+
+
+def test_a_producer_follows_a_queue_file_replaced_under_it(tmp_path: Path) -> None:
+    """The service's enqueue route holds one handle: after the file was deleted, its
+    sends (answered 202) went to the deleted file, where no consumer looks."""
+    path = tmp_path / "queue.db"
+    producer = SQLiteQueue(path, name="checks")
+    producer.send({"n": 1})
+    _remove_queue_file(path)
+    producer.send({"n": 2})
+    with SQLiteQueue(path, name="checks") as consumer:
+        assert [m.body["n"] for m in consumer.receive(10)] == [2]
+    producer.close()
+
+
+def test_a_queue_file_replaced_under_a_lease_stops_the_consumer(tmp_path: Path) -> None:
+    """A handle holding leases from the old file cannot follow: their row ids name other
+    messages in the new one. Its calls fail with a ConfigError that says what happened
+    and what to do (the consumer stops; a restart opens the new file), and the new
+    file's messages are left alone."""
+    path = tmp_path / "queue.db"
+    q = SQLiteQueue(path, name="checks")
+    q.send_batch([{"n": i} for i in range(3)])
+    held = q.receive(3, visibility_timeout=30)
+    _remove_queue_file(path)
+    with SQLiteQueue(path, name="checks") as producer:
+        producer.send_batch([{"n": 100 + i} for i in range(3)])
+        first = producer.receive(1, visibility_timeout=30)  # row 1, attempts 1, as held[0]
+        with pytest.raises(
+            ConfigError, match="was replaced by another file while this process had 3 message"
+        ):
+            q.ack_many(held)
+        with pytest.raises(ConfigError, match="restart this process"):
+            q.receive(10)
+        assert producer.depth() == 3
+        producer.ack_many(first)
+        assert producer.depth() == 2
+    q.close()

@@ -609,7 +609,9 @@ def test_when_authentication_is_on() -> None:
 
 def test_an_unreachable_user_store_is_503_not_500(tmp_path: Path) -> None:
     """Identities live in the database: when it cannot be reached, a request that needs
-    one is told so (503 with the reason), and open routes still answer."""
+    one is told so (503 with the reason), and open routes still answer. The 503 is an
+    outage's, with ``Retry-After`` as every other (the identity check and the sign-in
+    form answered theirs without it, so a client did not know to retry)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -623,8 +625,11 @@ def test_an_unreachable_user_store_is_503_not_500(tmp_path: Path) -> None:
         r = c.get("/v1/risk-events", headers={"Authorization": "Bearer flk_" + "x" * 43})
         assert r.status_code == 503, r.text
         assert set(r.json()) == {"error", "detail"}
+        assert r.json()["error"] == "the risk-event store is unavailable"
+        assert r.headers.get("retry-after") == "5"
         r = c.post("/login", data={"username": "ana", "password": PASSWORD})
         assert r.status_code == 503, r.text
+        assert r.headers.get("retry-after") == "5"
         assert c.get("/v1/risk-events").status_code == 401  # no identity: no lookup at all
         assert c.get("/login").status_code == 200
 

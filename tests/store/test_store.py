@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -538,3 +539,62 @@ def test_risk_event_records_are_checked_once() -> None:
         with pytest.raises(DataError) as err:
             RiskEvent.from_mapping({**_event("A1", end), **bad}, row=3)
         assert err.value.column == column and err.value.row == 3
+
+
+def _remove_sqlite(path: Any) -> None:
+    for f in path.parent.glob(path.name + "*"):  # the file, its -wal and -shm
+        f.unlink()
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_a_sqlite_store_file_deleted_under_the_store_is_an_outage_not_lost_events(
+    tmp_path: Any, pinned: bool
+) -> None:
+    """The store's file is deleted while the store is open (the worker's, whose batches
+    run pinned on a kept connection, or any other). Its connections kept the deleted
+    file: risk events went on being written there, where no other process reads them,
+    and the ping passed, so the worker acked their checks. Now the connections to the
+    old file are given up: the file at the path has no tables, an outage."""
+    from contextlib import nullcontext
+
+    from _services import risk_event  # type: ignore[import-not-found]
+    from fraudlens.errors import StoreUnavailableError
+
+    path = tmp_path / "store.db"
+    store = open_store(f"sqlite:///{path}")
+    store.upgrade()
+    block = store.pinned(linger=60) if pinned else nullcontext()
+    with block:
+        assert store.add_risk_events([risk_event("a1", 1)]) == 1
+    _remove_sqlite(path)
+    again = store.pinned(linger=60) if pinned else nullcontext()
+    with again, pytest.raises(StoreUnavailableError, match="no such table"):
+        store.add_risk_events([risk_event("a2", 2)])
+    with pytest.raises(StoreUnavailableError, match="no such table"):
+        store.ping(write=True)
+    store.close()
+
+
+def test_a_sqlite_store_file_replaced_under_the_store_is_followed(tmp_path: Any) -> None:
+    """A file restored over the store's (renamed onto its path): the events written
+    after it are in the file at the path, which the service and the next worker read."""
+    from _services import risk_event  # type: ignore[import-not-found]
+
+    path = tmp_path / "store.db"
+    store = open_store(f"sqlite:///{path}")
+    store.upgrade()
+    with store.pinned(linger=60):
+        store.add_risk_events([risk_event("a1", 1)])
+    backup = tmp_path / "backup.db"
+    with open_store(f"sqlite:///{backup}") as other:
+        other.upgrade()
+        other.add_risk_events([risk_event("b1", 1)])
+    backup.rename(path)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"store.db{suffix}").unlink(missing_ok=True)
+    with store.pinned(linger=60):
+        store.add_risk_events([risk_event("a2", 2)])
+    store.close()
+    with open_store(f"sqlite:///{path}") as reader:
+        events, _ = reader.list_risk_events()
+        assert sorted(e["account_id"] for e in events) == ["a2", "b1"]

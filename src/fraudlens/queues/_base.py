@@ -201,6 +201,15 @@ class Queue(Closing, ABC):
         after a restart (the card processor keys its sink checkpoint by it)."""
         return f"{type(self).__name__}#{self.name}"
 
+    @property
+    def incarnation(self) -> str | None:
+        """What tells this copy of the queue's storage from another at the same place
+        (None when the backend has no such thing): a SQLite queue file deleted and made
+        again has a new one, and its row ids (:attr:`Message.key`) start over, naming
+        other messages than the old file's. The card processor keeps it with the
+        message ids in its sink checkpoint and ignores ids of another incarnation."""
+        return None
+
     def _counted_dead_letter(self, reason: str) -> None:
         """Record one move to the dead-letter store (call after it is committed)."""
         self.dead_letter_count += 1
@@ -309,6 +318,21 @@ class Queue(Closing, ABC):
         """
 
     # -- housekeeping --------------------------------------------------------------------
+    def ping(self) -> None:
+        """Check that the queue can be used now; a consumer waiting out a queue outage
+        calls this to learn when to resume.
+
+        A backend whose writes can fail while it still answers reads (a SQLite file on a
+        full disk, or whose write lock another process holds) checks that a write could
+        go through too; by default, answering :meth:`depth` is enough.
+
+        Raises
+        ------
+        QueueError
+            The queue cannot be used now.
+        """
+        self.depth()
+
     @abstractmethod
     def depth(self) -> int:
         """Return the number of messages not yet acked: visible plus in flight."""

@@ -99,6 +99,11 @@ def _default_consumer() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+#: Field of the nack-reason hash that :meth:`RedisQueue.ping` sets and deletes (entry ids
+#: are ``<ms>-<seq>``, so it names no entry).
+_PING_FIELD = "fraudlens:ping"
+
+
 class RedisQueue(Queue):
     """A queue on a Redis Stream read through a consumer group.
 
@@ -535,6 +540,27 @@ class RedisQueue(Queue):
         ]
 
     # -- housekeeping --------------------------------------------------------------------
+    def ping(self) -> None:
+        """Check that the server takes a write now, not only a read: a field set and
+        deleted again in the queue's hash of nack reasons (commands the queue needs
+        anyway, so a user whose ACL allows the queue allows them). A server out of
+        memory (``maxmemory`` with
+        ``noeviction``), refusing writes after a failed save (``MISCONF``) or a read-only
+        replica answers ``XLEN`` while it refuses every receive and ack: a consumer that
+        judged it by its depth resumed, failed, paused again, over and over, and gave up
+        the acks it owed (their work was done again after the lease).
+
+        Raises
+        ------
+        QueueError
+            The server cannot take a write now.
+        """
+        with self._guard("ping"):
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(self._errors_key, _PING_FIELD, "1")
+            pipe.hdel(self._errors_key, _PING_FIELD)
+            pipe.execute()
+
     def depth(self) -> int:
         """Return the stream length: acked entries are deleted, so this is what is left."""
         with self._guard("depth"):

@@ -12,15 +12,18 @@ loss may be rolled back. Pass ``?synchronous=FULL`` in the URL to trade speed fo
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from fraudlens._io import probe_write
 from fraudlens._sqlite import busy_timeout_ms
 from fraudlens.errors import ConfigError, QueueError
 from fraudlens.queues._base import (
@@ -60,9 +63,17 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at   REAL    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_queue ON dead_letters (queue, id);
+CREATE TABLE IF NOT EXISTS queue_meta (
+    key         TEXT    PRIMARY KEY,
+    value       TEXT    NOT NULL
+);
 """
 
 _SYNC_MODES = {"OFF", "NORMAL", "FULL", "EXTRA"}
+#: What SQLite says when a write finds no room on the disk.
+_SQLITE_FULL = "database or disk is full"
+#: Seconds :meth:`SQLiteQueue.ping` waits for the write lock.
+_PING_LOCK_WAIT = 1.0
 # Rows per INSERT in send_batch; bounded so one transaction does not hold the lock for long.
 _SEND_CHUNK = 1000
 _POLL_MIN, _POLL_MAX = 0.01, 0.2
@@ -110,22 +121,56 @@ class SQLiteQueue(Queue):
         busy_ms = busy_timeout_ms(busy_timeout, str(path), "SQLite queue at")
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._busy_ms = busy_ms
+        self._sync = sync
+        # A write failed for want of room: ping checks there is room again.
+        self._full = False
+        # The file this handle reads and writes (see _check_file), and the row ids it
+        # leased there and has not settled (acked, nacked, released or dead-lettered).
+        self._file: tuple[int, int] | None = None
+        self._taken: set[int] = set()
+        self._incarnation: str | None = None
+        self._db: sqlite3.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: transactions are begun explicitly, so the write lock is
-            # taken by BEGIN IMMEDIATE rather than lazily at the first UPDATE.
-            self._db: sqlite3.Connection | None = sqlite3.connect(
-                self.path, timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute(f"PRAGMA synchronous = {sync}")
-            with self._tx():
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        self._conn.execute(stmt)
+            self._db = self._connect()
         except sqlite3.Error as exc:
             raise QueueError(f"cannot open SQLite queue at {self.path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        """Open the file at the path (made, with its folder and tables, if missing) and
+        note which file it is."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are begun explicitly, so the write lock is
+        # taken by BEGIN IMMEDIATE rather than lazily at the first UPDATE.
+        db = sqlite3.connect(
+            self.path, timeout=self._busy_ms / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
+            db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {self._sync}")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+                # Made once per file: a file deleted and made again gets another.
+                db.execute(
+                    "INSERT OR IGNORE INTO queue_meta (key, value) VALUES ('incarnation', ?)",
+                    (uuid.uuid4().hex,),
+                )
+                (self._incarnation,) = db.execute(
+                    "SELECT value FROM queue_meta WHERE key = 'incarnation'"
+                ).fetchone()
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+            self._file = _file_id(self.path)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     @classmethod
     def from_url(cls, url: str, *, name: str = "checks", max_attempts: int = 5) -> SQLiteQueue:
@@ -161,6 +206,12 @@ class SQLiteQueue(Queue):
         """``sqlite:<absolute path of the file>#<queue name>``."""
         return f"sqlite:{self.path.resolve()}#{self.name}"
 
+    @property
+    def incarnation(self) -> str | None:
+        """A random id made with the file this handle uses (kept in its ``queue_meta``
+        table)."""
+        return self._incarnation
+
     # -- plumbing ------------------------------------------------------------------------
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -168,11 +219,12 @@ class SQLiteQueue(Queue):
             raise QueueError(f"queue {self.name!r} at {self.path} is closed")
         return self._db
 
-    @contextmanager
+    @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """Run a block in one write transaction (BEGIN IMMEDIATE), thread-safely; an
         SQLite error in it (a full disk, a failing one) is a QueueError."""
         with self._lock:
+            self._check_file()
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -182,7 +234,7 @@ class SQLiteQueue(Queue):
                 yield conn
             except sqlite3.Error as exc:
                 _rollback(conn)
-                raise QueueError(f"SQLite queue {self.path}: {exc}") from exc
+                raise self._error(exc) from exc
             except BaseException:
                 _rollback(conn)
                 raise
@@ -191,17 +243,76 @@ class SQLiteQueue(Queue):
                     conn.execute("COMMIT")
                 except sqlite3.Error as exc:
                     _rollback(conn)
-                    raise QueueError(f"SQLite queue {self.path}: {exc}") from exc
+                    raise self._error(exc) from exc
 
-    @contextmanager
+    def _error(self, exc: sqlite3.Error) -> QueueError:
+        """The QueueError of a failed write; a full disk is remembered for :meth:`ping`."""
+        if _SQLITE_FULL in str(exc).lower():
+            self._full = True
+        return QueueError(f"SQLite queue {self.path}: {exc}")
+
+    @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """Run reads outside a write transaction, thread-safely; an SQLite error is a
         QueueError."""
         with self._lock:
+            self._check_file()
+            conn = self._conn
             try:
-                yield self._conn
+                yield conn
             except sqlite3.Error as exc:
                 raise QueueError(f"SQLite queue {self.path}: {exc}") from exc
+
+    def _check_file(self) -> None:
+        """Follow the file at the queue's path if it is no longer the one this handle
+        opened, or refuse to go on.
+
+        A queue file deleted (or replaced: restored from a backup, made again by a
+        producer) under an open handle stays readable through it, and empty of what is
+        sent since: a consumer polled it for ever, healthy, while every new message went
+        to the file at the path, and a producer (the service's enqueue route) answered
+        202 for checks written where no consumer looks. A handle holding no lease opens
+        the file at the path instead (a warning says so). One that does cannot: the
+        messages it leased from the old file cannot be acked in the new one (their row
+        ids name other messages there), so the consumer stops, and a restart (the
+        worker's supervisor replaces a process that died) opens the new file.
+
+        Raises
+        ------
+        ConfigError
+            The file was replaced while this handle held leases from it.
+        QueueError
+            The file at the path cannot be opened.
+        """
+        if self._file is None or self._db is None:
+            return
+        try:
+            now: tuple[int, int] | None = _file_id(self.path)
+        except FileNotFoundError:
+            now = None
+        except OSError:
+            return  # cannot tell (a folder we may not search): the calls will say
+        if now == self._file:
+            return
+        what = "deleted" if now is None else "replaced by another file"
+        if self._taken:
+            raise ConfigError(
+                f"SQLite queue {self.path} was {what} while this process had "
+                f"{len(self._taken)} message(s) of it leased: what is sent to that path goes "
+                "to another file now (restart this process to read it; the messages it had "
+                "leased went with the old file)"
+            )
+        log.warning(
+            "SQLite queue %s was %s while open: opening the file at that path", self.path, what
+        )
+        old, self._db = self._db, None
+        if old is not None:
+            with contextlib.suppress(sqlite3.Error):
+                old.close()
+        try:
+            self._db = self._connect()
+        except sqlite3.Error as exc:
+            raise QueueError(f"cannot open SQLite queue at {self.path}: {exc}") from exc
 
     def _move_to_dead_letters(
         self, conn: sqlite3.Connection, row_id: int, attempts: int, reason: str, now: float
@@ -300,6 +411,7 @@ class SQLiteQueue(Queue):
                 " WHERE id = ?",
                 leases,
             )
+        self._taken.update(row_id for _, row_id in leases)
         for reason in reasons:
             self._counted_dead_letter(reason)
         return out, dead
@@ -317,6 +429,7 @@ class SQLiteQueue(Queue):
             before = conn.total_changes
             conn.executemany("DELETE FROM messages WHERE id = ? AND attempts = ?", pairs)
             lost = len(pairs) - (conn.total_changes - before)
+        self._taken.difference_update(row_id for row_id, _ in pairs)
         if lost:
             log.warning("queue %s: %d ack(s) came after the lease was lost", self.name, lost)
 
@@ -337,6 +450,7 @@ class SQLiteQueue(Queue):
                     (now + max(0.0, delay), reason or "nacked", int(msg.id), msg.attempts),
                 )
                 ok = cur.rowcount > 0
+        self._taken.discard(int(msg.id))
         if moved:
             self._counted_dead_letter(dead_reason)
         if not ok:
@@ -363,6 +477,7 @@ class SQLiteQueue(Queue):
                 [(visible, note, row_id, attempts) for row_id, attempts in todo],
             )
             done = conn.total_changes - before
+        self._taken.difference_update(row_id for row_id, _ in todo)
         if done < len(todo):
             log.warning(
                 "queue %s: %d release(s) came after the lease was lost", self.name, len(todo) - done
@@ -373,6 +488,7 @@ class SQLiteQueue(Queue):
         """Move the message to ``dead_letters`` now."""
         with self._tx() as conn:
             ok = self._move_to_dead_letters(conn, int(msg.id), msg.attempts, reason, time.time())
+        self._taken.discard(int(msg.id))
         if ok:
             self._counted_dead_letter(reason)
         if not ok:
@@ -394,6 +510,40 @@ class SQLiteQueue(Queue):
         ]
 
     # -- housekeeping --------------------------------------------------------------------
+    def ping(self) -> None:
+        """Check that a write could go through now, not only a read (a WAL file is read
+        without a lock, and with no room on the disk): the file's write lock can be
+        taken within a second, and, after a write failed with "database or disk is
+        full", its folder has room for a full write-ahead log (``page_size`` x
+        ``wal_autocheckpoint`` bytes). A consumer that judged a full or locked queue by
+        its depth resumed at once, failed its next receive and paused again, over and
+        over, and gave up the acks the queue kept refusing (their work was done again).
+
+        Raises
+        ------
+        QueueError
+            The queue cannot take a write now.
+        """
+        with self._read() as conn:
+            conn.execute(f"PRAGMA busy_timeout = {int(_PING_LOCK_WAIT * 1000)}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                _rollback(conn)
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            if self._full:
+                room = conn.execute("PRAGMA page_size").fetchone()[0] * max(
+                    1, conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+                )
+                try:
+                    probe_write(self.path.resolve().parent, room)
+                except OSError as exc:
+                    raise QueueError(
+                        f"SQLite queue {self.path}: {self.path.resolve().parent} has no room "
+                        f"for {room:,} bytes ({exc.strerror or exc})"
+                    ) from exc
+                self._full = False
+
     def depth(self) -> int:
         """Return visible plus leased messages of this queue."""
         with self._read() as conn:
@@ -417,6 +567,12 @@ class SQLiteQueue(Queue):
 
     def __repr__(self) -> str:
         return f"SQLiteQueue(path={str(self.path)!r}, name={self.name!r})"
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    """(device, inode) of the file at ``path``: which file it is."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

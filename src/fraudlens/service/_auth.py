@@ -48,7 +48,7 @@ from starlette.routing import get_route_path
 
 from fraudlens.errors import FraudlensError
 from fraudlens.service._errors import error_reply as _error_reply
-from fraudlens.service._errors import reply_for
+from fraudlens.service._errors import exception_reply
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -606,8 +606,10 @@ class AuthMiddleware:
             assert cookie is not None
             signed_in = await run_in_threadpool(auth.check_session, cookie)
         except FraudlensError as exc:
-            status, error, detail = reply_for(exc)
-            raise _RefusedError(error_reply(status, error, detail)) from None
+            # The store holding the identities is down: 503 with Retry-After, as any
+            # outage (the client retries), not a refusal of the credentials.
+            where = f"identity check of {conn.scope.get('method', '')} {conn.url.path}"
+            raise _RefusedError(exception_reply(exc, where)) from None
         if signed_in is None:
             return None, None, None
         return signed_in.user, "session", signed_in

@@ -75,6 +75,7 @@ __all__ = [
     "MAX_REPLY_CHARS",
     "clip_echoes",
     "error_reply",
+    "exception_reply",
     "install_error_handlers",
     "reply_for",
 ]
@@ -114,6 +115,20 @@ RETRY_AFTER_SECONDS = 5
 def _retry_later(response: Response) -> Response:
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+def exception_reply(exc: FraudlensError, where: str = "") -> Response:
+    """The reply to an exception of the fraudlens tree, wherever it is caught (the
+    error handlers, the identity check before routing, the sign-in form): an outage's
+    503 carries ``Retry-After`` and is logged (with ``where``, the request's method and
+    path), as every outage's 503 is."""
+    status, error, detail = reply_for(exc)
+    if status >= 500:
+        log.warning("%s: %s", where or "request", exc)
+    reply = error_reply(status, error, detail)
+    if status == 503 and isinstance(exc, StoreError | UnavailableError | QueueError):
+        return _retry_later(reply)
+    return reply
 
 
 def data_error_detail(exc: DataError) -> dict[str, Any]:
@@ -259,13 +274,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def fraudlens_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FraudlensError)
-        status, error, detail = reply_for(exc)
-        if status >= 500:
-            log.warning("%s %s: %s", request.method, request.url.path, exc)
-        reply = error_reply(status, error, detail)
-        if status == 503 and isinstance(exc, StoreError | UnavailableError | QueueError):
-            return _retry_later(reply)
-        return reply
+        return exception_reply(exc, f"{request.method} {request.url.path}")
 
     async def other_error(request: Request, exc: Exception) -> Response:
         if type(exc).__module__.split(".", 1)[0] == "sqlalchemy":

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -322,11 +323,22 @@ class Store(Closing, AuthStore, TriageStore):
             raise ConfigError(f"cannot open database {self._safe_url()}: {exc}") from None
         if self.dialect == "sqlite":
             busy_ms = self._busy_ms
+            file = self._sqlite_file
 
-            def pragmas(dbapi_conn: Any, _record: Any) -> None:
+            def pragmas(dbapi_conn: Any, record: Any) -> None:
                 _sqlite_pragmas(dbapi_conn, busy_ms)
+                if file is not None:
+                    record.info[_FILE_KEY] = _file_id(file)
 
             sa.event.listen(self.engine, "connect", pragmas)
+            if file is not None:
+
+                def same_file(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+                    if self._file_changed(record.info):
+                        # the pool closes it and takes another, on the file at the path
+                        raise sa.exc.DisconnectionError(f"{file} was deleted or replaced")
+
+                sa.event.listen(self.engine, "checkout", same_file)
 
     # -- lifecycle -------------------------------------------------------------------
     def _safe_url(self) -> str:
@@ -346,8 +358,36 @@ class Store(Closing, AuthStore, TriageStore):
     def _connect(self) -> AbstractContextManager[sa.Connection]:
         pinned = self._pinned_connection()
         if pinned is not None:
-            return self._lend(pinned)
+            if self._sqlite_file is None or not self._file_changed(pinned.connection.info):
+                return self._lend(pinned)
+            self._unpin(pinned)  # its checkout's check closes it; later calls take new ones
         return self._checkout()
+
+    def _file_changed(self, info: Mapping[Any, Any]) -> bool:
+        """Whether the SQLite file a connection opened (noted in its pool record's
+        ``info``) is no longer the file at the store's path (deleted, or replaced by a
+        restore or a new ``db upgrade``).
+
+        A connection keeps the file it opened: a store whose file was deleted went on
+        writing risk events into it, where no other process (the service, a restarted
+        worker) would ever read them, and its ping passed; the worker acked the checks.
+        Connections to the old file are given up, and the file at the path is used: a
+        new empty file has no tables, which is an outage (``db upgrade``), not lost
+        events."""
+        if self._sqlite_file is None or _FILE_KEY not in info:
+            return False
+        try:
+            now = _file_id(self._sqlite_file)
+        except OSError:
+            return False  # cannot tell: the statements will say
+        if now == info[_FILE_KEY]:
+            return False
+        log.warning(
+            "SQLite store %s was %s while open: its connections to the old file are closed",
+            self._sqlite_file,
+            "deleted" if now is None else "replaced by another file",
+        )
+        return True
 
     def _checkout(self) -> sa.Connection:
         try:
@@ -1419,6 +1459,19 @@ def _orjson() -> tuple[Callable[..., bytes], int]:
         | orjson.OPT_PASSTHROUGH_SUBCLASS
     )
     return orjson.dumps, options
+
+
+#: Key of a SQLite connection's pool record ``info``: (device, inode) of its file.
+_FILE_KEY = "fraudlens_sqlite_file"
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``: which file it is (None: no file)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:

@@ -31,7 +31,7 @@ from fraudlens.service._auth import (
     identity_of,
     require_role,
 )
-from fraudlens.service._errors import reply_for
+from fraudlens.service._errors import exception_reply
 
 __all__ = ["LOGIN_HEADERS", "router"]
 
@@ -129,8 +129,7 @@ async def login(request: Request) -> Response:
             401, message="Wrong user name or password.", next_path=target, username=username
         )
     except FraudlensError as exc:
-        status, error, detail = reply_for(exc)
-        return error_reply(status, error, detail)
+        return exception_reply(exc, "POST /login")
     reply = RedirectResponse(target, status_code=303)
     service.set_session_cookie(reply, request.scope, grant.cookie)
     reply.headers["Cache-Control"] = "no-store"
