@@ -64,8 +64,9 @@ def _check(r: Any, *, released: bool = True) -> None:
     assert r.worker_dead_lettered == 0
 
 
-@pytest.mark.services
-def test_postgresql_outage_loses_nothing(tmp_path: Path) -> None:
+def _private_postgresql_and_redis() -> ModuleType:
+    """``bench/outage.py`` as a module, once a private PostgreSQL server can run here and
+    Redis answers (the test is unavailable otherwise)."""
     outage = _outage_module()
     try:
         outage.PrivatePostgres().cleanup()  # can we run one? (its folder goes again)
@@ -77,6 +78,12 @@ def test_postgresql_outage_loses_nothing(tmp_path: Path) -> None:
         redis.Redis.from_url(outage.REDIS_URL, socket_connect_timeout=1).ping()
     except Exception as exc:
         unavailable(f"Redis is unreachable at {outage.REDIS_URL}: {exc}")
+    return outage
+
+
+@pytest.mark.services
+def test_postgresql_outage_loses_nothing(tmp_path: Path) -> None:
+    outage = _private_postgresql_and_redis()
     result = outage.run_outage(
         "postgresql", checks=5_000, outage=20, outage_at=1_000, workdir=tmp_path, log=print
     )
@@ -105,17 +112,7 @@ def test_a_frozen_postgresql_is_reported_stalled_and_loses_nothing(tmp_path: Pat
     kernel still acknowledges), so the loop never paused; /healthz had said 200 all
     along. Now it says 503, "stalled", once the batch is in hand past its lease; when
     the server runs again the worker goes on, and the judgement is exact."""
-    outage = _outage_module()
-    try:
-        outage.PrivatePostgres().cleanup()
-    except RuntimeError as exc:
-        unavailable(f"cannot run a private PostgreSQL server: {exc}")
-    try:
-        import redis
-
-        redis.Redis.from_url(outage.REDIS_URL, socket_connect_timeout=1).ping()
-    except Exception as exc:
-        unavailable(f"Redis is unreachable at {outage.REDIS_URL}: {exc}")
+    outage = _private_postgresql_and_redis()
     r = outage.run_outage(
         "postgresql",
         checks=1_500,

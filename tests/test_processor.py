@@ -720,12 +720,12 @@ def _finish_queue(cmd: list[str], env: dict[str, str], root: Path, url: str, ids
     return int(final[2])
 
 
-def test_queue_kill_9_between_spool_and_ack_writes_nothing_twice(
+def _killed_at_the_third_ack(
     ulb: Path, ulb_models: Path, tmp_path: Path
-) -> None:
-    """SIGKILL exactly between the sink's durable write of a batch and its ack: the
-    restarted processor gets the batch again and acks it without writing its rows again
-    (the old code wrote its 40 rows twice)."""
+) -> tuple[str, list[str], Path, list[str], dict[str, str], subprocess.CompletedProcess[str]]:
+    """A queue filled with the ULB sample and a processor child SIGKILLed exactly between
+    its third batch's spool write and its ack: the queue URL, the records' ids, the sink
+    root, the child's command and environment, and the killed run."""
     url = queue_url(tmp_path)
     ids = _fill_queue(url, ulb, 1)
     root = tmp_path / "sink"
@@ -735,6 +735,16 @@ def test_queue_kill_9_between_spool_and_ack_writes_nothing_twice(
         cmd, capture_output=True, text=True, env={**env, "KILL_AT_ACK": "3"}, timeout=300
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
+    return url, ids, root, cmd, env, killed
+
+
+def test_queue_kill_9_between_spool_and_ack_writes_nothing_twice(
+    ulb: Path, ulb_models: Path, tmp_path: Path
+) -> None:
+    """SIGKILL exactly between the sink's durable write of a batch and its ack: the
+    restarted processor gets the batch again and acks it without writing its rows again
+    (the old code wrote its 40 rows twice)."""
+    url, ids, root, cmd, env, killed = _killed_at_the_third_ack(ulb, ulb_models, tmp_path)
     assert killed.stdout.split() == ["40", "80"]  # two batches acked, the third killed
     repeats = _finish_queue(cmd, env, root, url, ids)
     assert repeats == 40  # the killed batch: acked, not written again
@@ -751,15 +761,7 @@ def test_queue_ids_of_a_deleted_queue_file_do_not_swallow_the_new_files_messages
     another one are not kept."""
     from fraudlens.queues import open_queue
 
-    url = queue_url(tmp_path)
-    ids = _fill_queue(url, ulb, 1)
-    root = tmp_path / "sink"
-    cmd = [sys.executable, "-c", QUEUE_CHILD, f"queue:{url}", str(root), str(ulb_models)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    killed = subprocess.run(
-        cmd, capture_output=True, text=True, env={**env, "KILL_AT_ACK": "3"}, timeout=300
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    url, ids, root, cmd, env, _ = _killed_at_the_third_ack(ulb, ulb_models, tmp_path)
     assert len(_saved_unacked(root, url)) == 40
     for f in tmp_path.glob("q.db*"):
         f.unlink()

@@ -376,34 +376,9 @@ def test_serve_refuses_more_workers_than_a_machine_runs(tmp_path: Path) -> None:
     until memory ran out (92 processes in its first 6 seconds on 2 cores). The command
     runs in a session of its own, ended whole whatever happens, so that on such code the
     test fails without leaving processes behind."""
-    import contextlib
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from _cli import _BOOT  # type: ignore[attr-defined]
-
     args = ["serve", "-m", str(tmp_path / "m"), "--port", "1", "--workers", "100000"]
-    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _BOOT, "", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        _, err = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        err = "(still running after 15 s)"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == 2, err[-3000:]
+    code, err = _run_in_own_session(args, tmp_path, 15)
+    assert code == 2, err[-3000:]
     assert "Invalid value for '--workers'" in one_line(err), err
 
 
@@ -505,6 +480,23 @@ def test_a_ray_address_nothing_answers_at_is_one_line(
     whole whatever happens, so that on such code the test fails without leaving Ray's
     processes behind."""
     pytest.importorskip("ray")
+    args = [
+        "market", "score", "--klines", str(market_dir / "klines.csv"),
+        "--trades", str(market_dir / "trades.csv"), "-m", str(market_models),
+        "--out", str(tmp_path / "s.csv"), "--engine", "ray", "--ray-address", address,
+    ]  # fmt: skip
+    code, err = _run_in_own_session(args, tmp_path, 60)
+    assert code == 2, err[-3000:]
+    assert "Traceback" not in err
+    assert f"cannot reach the Ray cluster at '{address}'" in one_line(err), err[-3000:]
+    assert not (tmp_path / "s.csv").exists()
+
+
+def _run_in_own_session(args: list[str], cwd: Path, timeout: float) -> tuple[int, str]:
+    """Run ``fraudlens ARGS`` in a session of its own, killed whole after ``timeout``
+    seconds whatever happens (so that code that starts processes without end, or waits
+    for ever, fails the test without leaving processes behind); its exit code and
+    standard error."""
     import contextlib
     import os
     import signal
@@ -513,14 +505,9 @@ def test_a_ray_address_nothing_answers_at_is_one_line(
 
     from _cli import _BOOT  # type: ignore[attr-defined]
 
-    args = [
-        "market", "score", "--klines", str(market_dir / "klines.csv"),
-        "--trades", str(market_dir / "trades.csv"), "-m", str(market_models),
-        "--out", str(tmp_path / "s.csv"), "--engine", "ray", "--ray-address", address,
-    ]  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-c", _BOOT, "", *args],
-        cwd=tmp_path,
+        cwd=cwd,
         env={**os.environ, "COLUMNS": "80", "TERM": "dumb"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -528,14 +515,11 @@ def test_a_ray_address_nothing_answers_at_is_one_line(
         start_new_session=True,
     )
     try:
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        err = "(still running after 60 s)"
+        err = f"(still running after {timeout:g} s)"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert proc.returncode == 2, err[-3000:]
-    assert "Traceback" not in err
-    assert f"cannot reach the Ray cluster at '{address}'" in one_line(err), err[-3000:]
-    assert not (tmp_path / "s.csv").exists()
+    return proc.returncode, err
