@@ -523,3 +523,25 @@ def _run_in_own_session(args: list[str], cwd: Path, timeout: float) -> tuple[int
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     return proc.returncode, err
+
+
+def test_cnn_epochs_without_end_are_refused(tmp_path: Path) -> None:
+    """`market train --detector cnn --epochs 99999999999` trained until killed."""
+    proc = run_cli(
+        [
+            "market",
+            "train",
+            "--data",
+            str(tmp_path / "d"),
+            "-m",
+            str(tmp_path / "m"),
+            "--detector",
+            "cnn",
+            "--epochs",
+            "99999999999",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Invalid value for '--epochs'" in one_line(proc.stderr), proc.stderr
+    assert not (tmp_path / "m").exists()

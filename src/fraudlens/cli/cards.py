@@ -1109,7 +1109,7 @@ def _check_weeks(table: CardTable, starts: list[Any], *, given: bool) -> None:
     first, last = days.min(), days.max()
     span = int((last - first).days) + 1
     fit = max(0, (span - 21) // 7 + 1)
-    cover = f"the data cover {span} days ({first.date()} .. {last.date()})"
+    cover = f"the data cover {plural(span, 'day')} ({first.date()} .. {last.date()})"
     late = [s for s in starts if s > last] if given else []
     if late:
         raise DataError(

@@ -334,6 +334,9 @@ def train(
         int | None,
         typer.Option(
             min=1,
+            # (no bound had trained for ever: --epochs 99999999999; the default's 40
+            # epochs take minutes, 1,000 a few hours)
+            max=1000,
             help="CNN epochs [default: 40; past 8,000 accounts 320,000 / accounts, at least 20].",
         ),
     ] = None,
