@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -379,3 +380,19 @@ def test_a_queue_file_replaced_under_a_lease_stops_the_consumer(tmp_path: Path) 
         producer.ack_many(first)
         assert producer.depth() == 2
     q.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("bad\x1b]0;title\x07", "contains a control character (U+001B at position 4)"),
+        ("x" * 81, "has 81 characters; at most 80 are allowed"),
+        ("", "must not be empty"),
+    ],
+)
+def test_a_queue_name_follows_the_id_rule(tmp_path: Path, name: str, why: str) -> None:
+    """`enqueue --queue-name` took terminal escape sequences and names of 1,000
+    characters, stored them and printed them raw ('queued 1 check on ... (NAME)')."""
+    with pytest.raises(ConfigError, match=re.escape(why)):
+        open_queue(f"sqlite:///{tmp_path}/q.db", name=name)
+    assert not (tmp_path / "q.db").exists()

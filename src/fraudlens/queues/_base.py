@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fraudlens._closing import Closing
+from fraudlens._echo import clip_echoes
+from fraudlens._ids import id_problem
 from fraudlens.errors import ConfigError, QueueError
 
 __all__ = [
@@ -159,6 +161,10 @@ def dead_letter_record(
     }
 
 
+#: Longest queue name (SQS allows 80 characters).
+_MAX_NAME = 80
+
+
 class Queue(Closing, ABC):
     """A work queue with leases, retries and a dead-letter store.
 
@@ -184,8 +190,13 @@ class Queue(Closing, ABC):
     max_attempts: int = 5
 
     def __init__(self, name: str, *, max_attempts: int = 5) -> None:
-        if not name:
-            raise ConfigError("queue name must not be empty")
+        # A name is shown in messages and logs and stored in the queue's tables: the id
+        # rule (1 to 80 characters, no control or invisible character; SQS allows 80).
+        # `enqueue --queue-name` had taken ESC sequences and 1,000 characters and printed
+        # them raw in "queued 1 check on ... (NAME)".
+        problem = id_problem(str(name), max_length=_MAX_NAME) if isinstance(name, str) else None
+        if not isinstance(name, str) or problem is not None:
+            raise ConfigError(f"queue name {clip_echoes(repr(name))} {problem or 'is not text'}")
         if int(max_attempts) < 1:
             raise ConfigError(f"max_attempts must be at least 1, got {max_attempts}")
         self.name = name
