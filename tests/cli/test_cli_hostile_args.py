@@ -545,3 +545,13 @@ def test_cnn_epochs_without_end_are_refused(tmp_path: Path) -> None:
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "Invalid value for '--epochs'" in one_line(proc.stderr), proc.stderr
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "a b"])
+def test_serve_names_a_host_it_cannot_bind(tmp_path: Path, host: str) -> None:
+    """uvicorn printed the banner, then "ERROR: [Errno -2] Name or service not known"
+    without naming the address, and exited 3."""
+    args = ["serve", "-m", str(tmp_path / "m"), "--port", "18999", "--host", host]
+    code, err = _run_in_own_session(args, tmp_path, 30)
+    assert code == 2, err[-3000:]
+    assert f"--host '{host}' is not an address to serve on" in one_line(err), err

@@ -159,6 +159,7 @@ def serve(
     get_settings.cache_clear()
 
     bind = host or _default_host()
+    _check_bind_address(bind, port)
     # The service demands sign-in unless it binds to loopback only (FRAUDLENS_AUTH
     # overrides); through the environment, so worker processes decide the same.
     os.environ["FRAUDLENS_HOST"] = bind
@@ -197,6 +198,21 @@ def serve(
     # Worker processes build their own app from the settings, so pass the folder by env.
     os.environ["FRAUDLENS_MODELS_DIR"] = str(models)
     uvicorn.run("fraudlens.service.app:create_app", factory=True, workers=workers, **bounds)
+
+
+def _check_bind_address(bind: str, port: int) -> None:
+    """ConfigError naming ``--host`` when ``bind`` is no address of this machine's
+    resolver (``999.1.1.1``, ``a b``): uvicorn had printed the banner, then "ERROR:
+    [Errno -2] Name or service not known" without the address, and exited 3."""
+    import socket
+
+    from fraudlens.errors import ConfigError
+
+    try:
+        socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"--host {bind!r} is not an address to serve on: {reason}") from None
 
 
 def _say_auth(bind: str, port: int) -> None:
