@@ -20,6 +20,25 @@ def resolve(path: Path) -> Path:
         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path)) from None
 
 
+def missing(path: Path, words: str) -> str:
+    """What is wrong with ``path``, which does not exist as far as a program can tell:
+    ``words`` (``"file not found"``, ``"no such file"``), unless it is a link, whose
+    target is named: a link that loops (``ln -s x x``) or leads nowhere had been "file
+    not found" though ``ls`` lists it."""
+    if not path.is_symlink():
+        return words
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a link that loops (too many levels of symbolic links)"
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return words
+    return f"is a link to {target}, which does not exist"
+
+
 def atomic_write(path: Path, data: str | bytes, *, suffix: str = "") -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
 

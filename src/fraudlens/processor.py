@@ -124,6 +124,7 @@ import pandas as pd
 
 from fraudlens._echo import clip_echoes
 from fraudlens._ids import MAX_ID_LENGTH, bad_ids, id_problem
+from fraudlens._io import missing
 from fraudlens._time import utc, utcnow
 from fraudlens.consume import (
     MAX_REASON_CHARS,
@@ -362,7 +363,7 @@ def _read_any(path: str) -> pd.DataFrame:
     if not p.is_file():
         # (the market loader's words: a folder, or a pipe or a device that may never end)
         what = "is a folder, not a file" if p.is_dir() else "not a regular file"
-        raise DataError(what if p.exists() else "no such file", file=path)
+        raise DataError(what if p.exists() else missing(p, "no such file"), file=path)
     from fraudlens._csvread import READ_ERRORS, check_header, read_csv, read_error, read_parquet
 
     check_header(p)  # the card loader's checks: header, compression bombs, Parquet footer

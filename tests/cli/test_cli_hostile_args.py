@@ -3,6 +3,7 @@ a traceback; formula-like ids (``=1+1``) are ids like any other."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -555,3 +556,28 @@ def test_serve_names_a_host_it_cannot_bind(tmp_path: Path, host: str) -> None:
     code, err = _run_in_own_session(args, tmp_path, 30)
     assert code == 2, err[-3000:]
     assert f"--host '{host}' is not an address to serve on" in one_line(err), err
+
+
+def test_an_input_link_that_loops_or_leads_nowhere_says_so(
+    tmp_path: Path, market_models: Path
+) -> None:
+    """A link given as an input file that loops (`ln -s loop loop`) or whose target is
+    gone had been "file not found" / "no such file", though `ls` lists it: so said
+    `market score`, `cards score` / `cards train` (read_frame) and `cards process`."""
+    from fraudlens.cards.data import read_frame
+    from fraudlens.errors import DataError
+    from fraudlens.processor import _read_any
+
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "gone").symlink_to("nothing-here")
+    for name, why in [
+        ("loop", "is a link that loops (too many levels of symbolic links)"),
+        ("gone", "is a link to nothing-here, which does not exist"),
+    ]:
+        args = ["market", "score", "--klines", name, "--trades", name, "--out", "o.csv"]
+        proc = run_cli([*args, "-m", str(market_models)], cwd=tmp_path)
+        assert proc.returncode == 2, (proc.stdout, proc.stderr)
+        assert f"{name}: {why}" in one_line(proc.stderr), proc.stderr
+        for read in (read_frame, _read_any):
+            with pytest.raises(DataError, match=re.escape(why)):
+                read(str(tmp_path / name))

@@ -44,6 +44,7 @@ from fraudlens._csvread import (
     read_parquet,
 )
 from fraudlens._ids import bad_ids, id_problem
+from fraudlens._io import missing
 from fraudlens._time import utc, utc_series
 from fraudlens.errors import ConfigError, DataError
 from fraudlens.market.data import TS_MAX, TS_MIN, _clock_words, _cut
@@ -281,7 +282,7 @@ def read_frame(
     elif p.exists():  # a pipe or a device (or a link to one): not read, it may never end
         raise DataError("not a regular file", file=str(p))
     else:
-        raise DataError("no such file or folder", file=str(p))
+        raise DataError(missing(p, "no such file or folder"), file=str(p))
     frames = []
     parts = []
     for f in files:

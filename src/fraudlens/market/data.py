@@ -39,7 +39,7 @@ from fraudlens._csvread import (
     read_parquet,
 )
 from fraudlens._ids import MAX_ID_LENGTH, MAX_SYMBOL_LENGTH, bad_ids, id_problem
-from fraudlens._io import write_binary, write_csv
+from fraudlens._io import missing, write_binary, write_csv
 from fraudlens.errors import DataError
 from fraudlens.market._bars import _factorize
 
@@ -895,7 +895,7 @@ def validate_labels(df: pd.DataFrame, source: str = _FRAME) -> pd.DataFrame:
 def _not_a_folder(path: Path) -> str:
     # What is wrong with a path given where a folder belongs (a file had been "folder not
     # found").
-    return "is a file, not a folder" if path.exists() else "folder not found"
+    return "is a file, not a folder" if path.exists() else missing(path, "folder not found")
 
 
 def _suffix(path: Path) -> str:
@@ -920,7 +920,7 @@ def _read_table(
     if p.is_dir():
         raise DataError("is a folder, not a file", file=str(p))
     if not p.exists():
-        raise DataError("file not found", file=str(p))
+        raise DataError(missing(p, "file not found"), file=str(p))
     suf = _suffix(p)
     if not p.is_file():  # a pipe or a device: not read (it may never end)
         raise DataError("not a regular file", file=str(p))
