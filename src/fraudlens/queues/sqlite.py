@@ -13,7 +13,6 @@ loss may be rolled back. Pass ``?synchronous=FULL`` in the URL to trade speed fo
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import threading
 import time
@@ -24,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fraudlens._io import probe_write
-from fraudlens._sqlite import busy_timeout_ms
+from fraudlens._sqlite import busy_timeout_ms, file_id
 from fraudlens.errors import ConfigError, QueueError
 from fraudlens.queues._base import (
     EXPIRED_REASON,
@@ -166,7 +165,7 @@ class SQLiteQueue(Queue):
             except BaseException:
                 _rollback(db)
                 raise
-            self._file = _file_id(self.path)
+            self._file = file_id(self.path)
         except BaseException:
             db.close()
             raise
@@ -287,9 +286,7 @@ class SQLiteQueue(Queue):
         if self._file is None or self._db is None:
             return
         try:
-            now: tuple[int, int] | None = _file_id(self.path)
-        except FileNotFoundError:
-            now = None
+            now = file_id(self.path)
         except OSError:
             return  # cannot tell (a folder we may not search): the calls will say
         if now == self._file:
@@ -567,12 +564,6 @@ class SQLiteQueue(Queue):
 
     def __repr__(self) -> str:
         return f"SQLiteQueue(path={str(self.path)!r}, name={self.name!r})"
-
-
-def _file_id(path: Path) -> tuple[int, int]:
-    """(device, inode) of the file at ``path``: which file it is."""
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -50,7 +49,7 @@ from sqlalchemy.ext.compiler import compiles
 from fraudlens._closing import Closing
 from fraudlens._echo import hide_password
 from fraudlens._io import probe_write
-from fraudlens._sqlite import busy_timeout_ms
+from fraudlens._sqlite import busy_timeout_ms, file_id
 from fraudlens._time import utc, utcnow
 from fraudlens.errors import (
     ConfigError,
@@ -328,7 +327,7 @@ class Store(Closing, AuthStore, TriageStore):
             def pragmas(dbapi_conn: Any, record: Any) -> None:
                 _sqlite_pragmas(dbapi_conn, busy_ms)
                 if file is not None:
-                    record.info[_FILE_KEY] = _file_id(file)
+                    record.info[_FILE_KEY] = file_id(file)
 
             sa.event.listen(self.engine, "connect", pragmas)
             if file is not None:
@@ -377,7 +376,7 @@ class Store(Closing, AuthStore, TriageStore):
         if self._sqlite_file is None or _FILE_KEY not in info:
             return False
         try:
-            now = _file_id(self._sqlite_file)
+            now = file_id(self._sqlite_file)
         except OSError:
             return False  # cannot tell: the statements will say
         if now == info[_FILE_KEY]:
@@ -1463,15 +1462,6 @@ def _orjson() -> tuple[Callable[..., bytes], int]:
 
 #: Key of a SQLite connection's pool record ``info``: (device, inode) of its file.
 _FILE_KEY = "fraudlens_sqlite_file"
-
-
-def _file_id(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the file at ``path``: which file it is (None: no file)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
