@@ -755,13 +755,17 @@ def run_workers(
         out: dict[int, WorkerStats] = {}
         # The error each process that stopped on one said (its last).
         errors: dict[int, str] = {}
+
+        def take(i: int, said: WorkerStats | str) -> None:
+            """A process's report: its stats on a normal exit, else its error."""
+            if isinstance(said, str):
+                errors[i] = said
+            else:
+                out[i] = said
+
         while len(out) < concurrency:
             try:
-                i, stats = results.get(timeout=0.5)
-                if isinstance(stats, str):
-                    errors[i] = stats
-                else:
-                    out[i] = stats
+                take(*results.get(timeout=0.5))
                 continue
             except stdlib_queue.Empty:
                 pass
@@ -775,11 +779,7 @@ def run_workers(
                 _forget_metrics_of(p.pid)
                 try:  # its error, if it stopped on one (sent just before it exited)
                     while True:
-                        j, said = results.get(timeout=0.2)
-                        if isinstance(said, str):
-                            errors[j] = said
-                        else:
-                            out[j] = said
+                        take(*results.get(timeout=0.2))
                 except stdlib_queue.Empty:
                     pass
                 why = f": {errors[i]}" if i in errors else ""
