@@ -441,6 +441,17 @@ def test_cli_process_every_longer_than_a_wait_can_be_is_refused(
     assert not (tmp_path / "sink").exists()
 
 
+def test_every_shorter_than_a_second_is_refused() -> None:
+    """`--every 1e-9s` re-read the file back to back: a busy loop, not a schedule."""
+    from fraudlens.cli.serve import parse_duration
+    from fraudlens.errors import ConfigError
+
+    for text in ("1e-9s", "0.5", "0.001m"):
+        with pytest.raises(ConfigError, match="at least 1 s between passes"):
+            parse_duration(text)
+    assert parse_duration("1") == 1.0 and parse_duration("0.5m") == 30.0
+
+
 # -------------------------------------------------------------- checkpoints and outages
 
 

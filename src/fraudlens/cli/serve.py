@@ -254,6 +254,10 @@ def _say_auth(bind: str, port: int) -> None:
         pass
 
 
+#: The shortest ``--every`` (seconds).
+_MIN_EVERY_S = 1.0
+
+
 def parse_duration(text: str) -> float:
     """Seconds in ``"90"``, ``"60s"``, ``"5m"`` or ``"1h"``; raises ConfigError otherwise."""
     units = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -266,6 +270,9 @@ def parse_duration(text: str) -> float:
         raise ConfigError(f"--every {text!r}: use seconds (60), or 60s, 5m, 1h") from None
     if not value > 0 or value == float("inf"):  # nan and inf are no schedule
         raise ConfigError(f"--every {text!r} must be positive")
+    # A shorter one re-reads the source back to back, a busy loop, not a schedule.
+    if value < _MIN_EVERY_S:
+        raise ConfigError(f"--every {text!r}: at least {_MIN_EVERY_S:g} s between passes")
     # A longer wait between passes overflows the platform's timeout (an OverflowError
     # traceback after the first pass).
     if value > threading.TIMEOUT_MAX:
@@ -296,7 +303,9 @@ def process(
     model_dir: ModelDir = None,
     every: Annotated[
         str | None,
-        typer.Option(help="Repeat a pass on a schedule: 60, 60s, 5m or 1h (the reference: 1m)."),
+        typer.Option(
+            help="Repeat a pass on a schedule: 60, 60s, 5m or 1h, at least 1 s (the reference: 1m)."
+        ),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="Stop after this many records.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Records scored together.")] = 500,
