@@ -199,11 +199,28 @@ def test_features_on_simulated_accounts_separate_the_look_alikes() -> None:
     # repetition: a stopped-out momentum trader has one strong round trip at most
     assert by["n_strong"].median()["normal_momentum"] <= 1
     assert by["rt2_gap"].median()["normal_momentum"] < 1.0
-    # quiet bars: market makers' round trips are extreme but not strong
+    # quiet bars: market makers' round trips are extreme, and few of them strong (those
+    # in bars up to two day-medians wide, where their quotes stood as the bar widened)
     assert by["n_rt_ext_quiet"].median()["normal_market_maker"] >= 4
-    assert by["n_strong"].median()["normal_market_maker"] <= 1
+    strong_share = (f["n_strong"] / f["n_rt"].clip(lower=1)).groupby(kinds).median()
+    assert strong_share["normal_market_maker"] <= 0.25
     for kind in ("takeover_reverse", "takeover_reference", "takeover_two", "beneficiary"):
         assert by["n_strong"].median()[kind] >= 2, kind
+
+
+@pytest.mark.parametrize("seed", [12, 13, 15])
+def test_features_do_not_depend_on_the_trades_row_order(seed: int) -> None:
+    from fraudlens.market.data import window
+
+    d = window(simulate(400, seed=seed))
+    base = account_features(d)
+    for p in range(3):
+        rng = np.random.default_rng(p)
+        shuffled = d.trades.iloc[rng.permutation(len(d.trades))]
+        again = account_features(MarketData(d.klines, shuffled, d.labels, book=d.the_book()))
+        # exactly: a leg's price summed over its fills in another order had moved a
+        # last bit, and round trips across the gap thresholds of the strong counts
+        pd.testing.assert_frame_equal(again, base, check_exact=True)
 
 
 def test_tick_found_in_either_block_of_candidates() -> None:

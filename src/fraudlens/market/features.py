@@ -1125,14 +1125,29 @@ def _trade_arrays(
     )
 
 
+def _leg_sum_order(tr: _Trades, sel: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``sel`` with the fills of each leg of several fills in one fixed order (by price,
+    then quantity). Floating-point sums depend on the order of their terms, and a leg's
+    price and position are sums over its fills: summed in the input's row order, the
+    same book in another row order could move a last bit, and with it a round trip
+    across a threshold (a gap of exactly two median ranges, say)."""
+    multi = np.bincount(g)[g] > 1
+    if not multi.any():
+        return sel
+    m = sel[multi]
+    return np.r_[sel[~multi], m[np.lexsort((tr.qty[m], tr.price[m], g[multi]))]]
+
+
 def _legs(tr: _Trades) -> _Legs:
     sel = np.flatnonzero(tr.leg >= 0)
     g = tr.leg[sel]
     n = int(g.max()) + 1 if len(g) else 0
-    q = tr.qty[sel]
-    qty = np.bincount(g, weights=q, minlength=n)
     first = np.zeros(n, dtype=np.int64)
     first[g[::-1]] = sel[::-1]
+    sel = _leg_sum_order(tr, sel, g)
+    g = tr.leg[sel]
+    q = tr.qty[sel]
+    qty = np.bincount(g, weights=q, minlength=n)
     acct = tr.acct[first]
     row = tr.bar_row[first]
     # leg ids follow (account, row, side, zone): legs of one bar are a run
