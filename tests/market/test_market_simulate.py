@@ -242,7 +242,7 @@ def _trips(g: pd.DataFrame) -> int:
 def test_takeover_reference_at_extremes_of_top10_bars(joined: pd.DataFrame) -> None:
     r = _of(joined, "takeover_reference")
     # (a wick takeover's prints can widen another bar of the day past one of these)
-    assert (r["rank"] <= 10).mean() > 0.95 and (r["rank"] <= 20).all()
+    assert (r["rank"] <= 10).mean() > 0.9 and (r["rank"] <= 20).all()
     buys, sells = r[r["side"] == "buy"], r[r["side"] == "sell"]
     wide = r["ticks"] >= 20  # tick rounding moves a fill by up to half a tick
     assert (buys.loc[wide, "pos"] <= 0.1 + 1e-9).all()
@@ -392,10 +392,22 @@ def test_beneficiary_mirrors_its_victims(data: MarketData) -> None:
 
 def test_market_maker_captures_the_spread_of_quiet_bars(joined: pd.DataFrame) -> None:
     mm = _of(joined, "normal_market_maker")
-    assert (mm["rel"] <= 1.5).mean() > 0.9  # quiet bars
+    assert (mm["rel"] <= 1.0).mean() > 0.55  # mostly quiet bars
+    assert (mm["rel"] <= 2.05).mean() > 0.97  # not the day's volatile ones
     buys, sells = mm[mm["side"] == "buy"], mm[mm["side"] == "sell"]
     assert (buys["pos"] <= 0.5).mean() > 0.95 and (sells["pos"] >= 0.5).mean() > 0.95
     assert mm.groupby("account_id").size().median() >= 12
+
+
+def test_market_maker_keeps_quoting_as_bars_widen(joined: pd.DataFrame) -> None:
+    mm = _of(joined, "normal_market_maker")
+    # round trips in bars 1.3-2 day-medians wide, in most makers' days
+    wide = mm[(mm["rel"] > 1.3) & (mm["rel"] <= 2.05)]
+    assert len(wide) > 0.08 * len(mm)
+    assert wide["account_id"].nunique() > 0.6 * mm["account_id"].nunique()
+    # still bought near the low and sold near the high
+    buys, sells = wide[wide["side"] == "buy"], wide[wide["side"] == "sell"]
+    assert (buys["pos"] <= 0.25).mean() > 0.95 and (sells["pos"] >= 0.75).mean() > 0.95
 
 
 def test_momentum_trader_is_stopped_out_once(joined: pd.DataFrame) -> None:

@@ -171,6 +171,15 @@ class Behaviour:
         Round trips of a market maker.
     mm_adjacent
         Share of a market maker's round trips whose legs sit in neighbouring bars.
+    mm_moderate
+        A market maker keeps quoting when bars widen: a share of its round trips, drawn
+        per account from this range, sit in bars ``mm_moderate_range`` times the day's
+        median bar range wide ...
+    mm_moderate_range
+        ... (those bars) ...
+    mm_moderate_band
+        ... their legs within this share of the range from the bar's ends (bought near
+        the low, sold near the high).
     scalper_edge_share
         Share of scalpers who trade near the ends of ordinary bars (limit orders resting
         about the day's typical bar edges), not near the middle of busy ones.
@@ -241,6 +250,9 @@ class Behaviour:
     quiet_quantile: float = 0.6
     mm_round_trips: tuple[int, int] = (4, 40)
     mm_adjacent: float = 0.2
+    mm_moderate: tuple[float, float] = (0.0, 0.4)
+    mm_moderate_range: tuple[float, float] = (1.0, 2.0)
+    mm_moderate_band: float = 0.2
     scalper_edge_share: float = 0.5
     scalper_ordinary: tuple[float, float] = (0.6, 1.3)
     scalper_edge_band: float = 0.2
@@ -628,6 +640,14 @@ class _Market:
         first = np.r_[i[s1], i[s2]]
         high_first = np.r_[np.ones(int(s1.sum()), bool), np.zeros(int(s2.sum()), bool)]
         return first, first + 1, high_first
+
+    def ranged(self, sd: int, lo: float, hi: float) -> np.ndarray:
+        """Bars of symbol-day ``sd`` with a range of ``lo`` to ``hi`` times the day's
+        median bar range (at least one tick)."""
+        b = self.bars(sd)
+        amp = self.high[b] - self.low[b]
+        med = self.med_amp[sd]
+        return b[(amp > 0) & (amp >= lo * med) & (amp <= hi * med)]
 
     def quiet(self, sd: int, quantile: float) -> np.ndarray:
         """Bars with a range of at least one tick and at most the ``quantile`` range."""
@@ -1060,11 +1080,7 @@ class _Accounts:
         range), most of them won (bought near the low, sold near the high), some lost."""
         rng = self.rng
         m = self.m
-        b = m.bars(sd)
-        amp = m.high[b] - m.low[b]
-        lo, hi = self.b.scalper_ordinary
-        med = m.med_amp[sd]
-        pool = b[(amp > 0) & (amp >= lo * med) & (amp <= hi * med)]
+        pool = m.ranged(sd, *self.b.scalper_ordinary)
         if len(pool) < 3:
             pool = m.quiet(sd, 0.8)
         act = m.activity[pool] + 1e-12 + 0.05 * m.activity[pool].mean()
@@ -1128,8 +1144,34 @@ class _Accounts:
         sds = self.pick(int(rng.integers(1, 3)))
         lo, hi = self.b.mm_round_trips
         for sd in sds:
-            self._spread_capture(acct, sd, int(rng.integers(lo, hi + 1)), self.b.mm_adjacent)
+            n = int(rng.integers(lo, hi + 1))
+            n_mod = int(rng.binomial(n, rng.uniform(*self.b.mm_moderate)))
+            if n - n_mod:
+                self._spread_capture(acct, sd, n - n_mod, self.b.mm_adjacent)
+            if n_mod:
+                self._moderate_capture(acct, sd, n_mod)
         self.previous_day(acct, sds)
+
+    def _moderate_capture(self, acct: int, sd: int, n: int) -> None:
+        """A market maker's round trips in bars wider than the day's median (its quotes
+        still standing as the bar widens): bought near the low, sold near the high."""
+        rng = self.rng
+        m = self.m
+        pool = m.ranged(sd, *self.b.mm_moderate_range)
+        if not len(pool):
+            return
+        bars = rng.choice(pool, n)
+        other = np.where(rng.random(n) < self.b.mm_adjacent, m.neighbour(bars), bars)
+        band = self.b.mm_moderate_band
+        self.trips(
+            acct,
+            bars,
+            other,
+            rng.uniform(0.0, band, n),
+            1.0 - rng.uniform(0.0, band, n),
+            buy_first=rng.random(n) < 0.5,
+            same_ts=0.1,
+        )
 
     def normal_limit(self, acct: int) -> None:
         rng = self.rng
@@ -1810,7 +1852,9 @@ def simulate(
     ``normal_limit`` (limit fills at a bar's extreme, never matched in that bar),
     ``normal_volatile`` (trades anywhere in the day's volatile
     bars), ``normal_market_maker`` (equal-size round trips buying the low and selling
-    the high of quiet bars; some also take the other side of another client's trade),
+    the high of quiet bars, and, for up to 40 % of an account's round trips, near the
+    ends of bars 1-2 day-medians wide, its quotes standing as the bar widened; some also
+    take the other side of another client's trade),
     ``normal_edge`` (market orders at the ask and bid of bars a few ticks wide),
     ``normal_momentum`` (one losing round trip: in at one extreme of a volatile bar,
     stopped out at the other extreme of that bar or the next), ``normal_volume_chaser``
