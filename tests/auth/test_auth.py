@@ -86,6 +86,13 @@ def test_user_names_and_password_rules(store: Store) -> None:
         auth.create_user("ana", "analyst", "short")
     with pytest.raises(DataError, match="must not be the user name"):
         auth.create_user("ana.lyst.one", "analyst", "ANA.LYST.ONE")
+    # set from a pipe, a control character had locked the user out of the login page
+    for bad, where in (
+        ("abc\x00defghijkl", "U+0000 at character 4"),
+        ("tab\there-and-there", "U+0009"),
+    ):
+        with pytest.raises(DataError, match=re.escape(f"control character ({where}")):
+            auth.create_user("ana", "analyst", bad)
     with pytest.raises(DataError, match="role"):
         auth.create_user("ana", "root", PASSWORD)
     with pytest.raises(DataError, match="password is required"):

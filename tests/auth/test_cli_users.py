@@ -216,6 +216,8 @@ def _address_space(limit: int) -> None:
         ("/dev/zero", "the password is longer than 1024 characters"),
         # A byte that is not UTF-8 had been a UnicodeEncodeError traceback.
         (b"passphrase\xff with a bad byte\n", "the password is not UTF-8 text (byte 0xFF)"),
+        # A NUL had been stored: no one could type that password at the login page.
+        (b"passphrase\x00 with a NUL\n", "the password holds a control character (U+0000"),
     ],
 )
 def test_password_stdin_that_is_no_password_line_is_one_line(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from typing import Any
 
 from fraudlens._ids import MAX_ID_LENGTH
@@ -58,7 +59,7 @@ def check_password(password: str, username: str | None = None) -> str:
     ------
     DataError
         Shorter than :data:`MIN_PASSWORD_CHARS`, longer than :data:`MAX_PASSWORD_CHARS`,
-        or the user name itself.
+        holding a control character, or the user name itself.
     """
     if len(password) < MIN_PASSWORD_CHARS:
         raise DataError(
@@ -69,6 +70,15 @@ def check_password(password: str, username: str | None = None) -> str:
     if len(password) > MAX_PASSWORD_CHARS:
         raise DataError(
             f"the password is longer than {MAX_PASSWORD_CHARS} characters", column="password"
+        )
+    # A control character (NUL, a line break, ESC, ...) cannot be typed at the login
+    # page: a password holding one, set from a pipe, locked its user out.
+    ctl = next((i for i, ch in enumerate(password) if unicodedata.category(ch) == "Cc"), None)
+    if ctl is not None:
+        raise DataError(
+            f"the password holds a control character (U+{ord(password[ctl]):04X} at "
+            f"character {ctl + 1}), which cannot be typed at the login page",
+            column="password",
         )
     if username is not None and password.strip().lower() == username.strip().lower():
         raise DataError("the password must not be the user name", column="password")
