@@ -52,6 +52,7 @@ EXTRAS: dict[str, tuple[str, str, str]] = {
     "fsspec": ("cloud", "fsspec", "remote storage"),
     "imblearn": ("imbalance", "imbalanced-learn", "--oversample"),
     "ray": ("ray", "Ray", "--engine ray"),
+    "grpc": ("ray", "grpcio", "Ray Client (ray:// addresses)"),
 }
 
 

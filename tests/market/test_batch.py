@@ -4,6 +4,7 @@ read against the whole input)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,20 @@ def test_score_alone_in_a_chunk_and_in_the_whole_file_are_equal(trained) -> None
     # the whole input is the book, not the windows: score_accounts windows after
     frame = score_accounts(raw, det, chunk_size=50)
     np.testing.assert_array_equal(frame["score"].to_numpy(), whole.to_numpy())
+
+
+def test_a_ray_client_address_without_ray_client_names_the_extra(
+    trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `ray://` address needs Ray Client (grpcio); where it was missing, ray.init had
+    raised a ValueError, a traceback from `market score --engine ray`."""
+    pytest.importorskip("ray")
+    from fraudlens.errors import MissingDependencyError
+
+    root, _ = trained
+    monkeypatch.setitem(sys.modules, "grpc", None)  # as if grpcio were not installed
+    with pytest.raises(MissingDependencyError) as err:
+        score_accounts_ray(simulate(20, seed=14), str(root), address="ray://127.0.0.1:1")
+    said = str(err.value)
+    assert "the Ray address 'ray://127.0.0.1:1' (Ray Client) needs grpcio" in said, said
+    assert "add the 'ray' extra" in said, said

@@ -142,6 +142,11 @@ def score_accounts_ray(
     import ray
 
     if not ray.is_initialized():
+        if address is not None and address.strip().lower().startswith("ray://"):
+            # Ray Client (grpcio): without it ray.init raised a ValueError (a traceback)
+            from fraudlens._optional import require
+
+            require("grpc", feature=f"the Ray address {address!r} (Ray Client)")
         if address is not None:
             _check_reachable(address)
         try:
