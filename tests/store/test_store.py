@@ -598,3 +598,47 @@ def test_a_sqlite_store_file_replaced_under_the_store_is_followed(tmp_path: Any)
     with open_store(f"sqlite:///{path}") as reader:
         events, _ = reader.list_risk_events()
         assert sorted(e["account_id"] for e in events) == ["a2", "b1"]
+
+
+def test_a_postgresql_server_that_never_answers_is_an_outage_not_a_hang() -> None:
+    """A server that takes the TCP connection and then says nothing (a frozen process:
+    its kernel still accepts) had held libpq's connect for ever, so the worker hung
+    instead of pausing for the outage. Now the connect gives up after 10 s."""
+    import socket
+    import threading
+
+    from fraudlens.errors import StoreUnavailableError
+
+    pytest.importorskip("psycopg")
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held: list[socket.socket] = []
+
+    def take() -> None:
+        while True:
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=take, daemon=True).start()
+    said: list[BaseException] = []
+
+    def ping() -> None:
+        try:
+            Store(f"postgresql+psycopg://postgres@127.0.0.1:{srv.getsockname()[1]}/test").ping()
+        except BaseException as exc:
+            said.append(exc)
+
+    t = threading.Thread(target=ping, daemon=True)
+    try:
+        t.start()
+        t.join(60)
+        assert not t.is_alive(), "the connect still waits after 60 s"
+        assert len(said) == 1 and isinstance(said[0], StoreUnavailableError), said
+        assert "connection timeout expired" in str(said[0]), said
+    finally:
+        srv.close()
+        for c in held:
+            c.close()

@@ -242,6 +242,10 @@ def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
+#: Seconds libpq waits for a PostgreSQL server to take a connection and answer it.
+_PG_CONNECT_TIMEOUT_S = 10
+
+
 class Store(Closing, AuthStore, TriageStore):
     """Trades, k-lines and risk events in one SQL database.
 
@@ -316,6 +320,12 @@ class Store(Closing, AuthStore, TriageStore):
                 kwargs["poolclass"] = sa.pool.StaticPool
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+            if self.dialect == "postgresql" and "connect_timeout" not in parsed.query:
+                # A server that takes the connection but never answers (a frozen
+                # process, whose kernel still accepts) had held libpq's connect for
+                # ever: the worker hung instead of pausing for the outage and retrying.
+                # (?connect_timeout=N on the URL sets another.)
+                kwargs["connect_args"] = {"connect_timeout": _PG_CONNECT_TIMEOUT_S}
         try:
             self.engine = sa.create_engine(parsed, **kwargs)
         except Exception as exc:  # a missing driver module, say
