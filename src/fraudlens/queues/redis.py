@@ -80,6 +80,9 @@ _IDLE_NOW_MS = 10 * 365 * 24 * 3600 * 1000
 # Longest single XREADGROUP BLOCK, so entries nacked or expired meanwhile are still seen.
 _BLOCK_SLICE = 0.5
 _SEND_CHUNK = 500
+#: Seconds a Redis command may wait for its reply, and a connection for the server.
+_SOCKET_TIMEOUT_S = 15.0
+_CONNECT_TIMEOUT_S = 10.0
 
 # Atomically move a pending entry to the dead-letter stream. XACK returning 0 means the
 # entry was already acked or dead-lettered by someone else: then nothing is written.
@@ -149,8 +152,16 @@ class RedisQueue(Queue):
         self.consumer = consumer or _default_consumer()
         # A client passed in belongs to the caller, who closes it.
         self._owns_client = client is None
+        # Socket timeouts (the URL's socket_timeout / socket_connect_timeout override
+        # them): a server that stops answering (a frozen process, a host gone without
+        # closing its connections) had held a command for ever, where the consumer
+        # should pause for the outage and retry. Every command here is short: a receive
+        # blocks at most _BLOCK_SLICE, a send goes in pipelines of _SEND_CHUNK entries.
         self._r: redis_lib.Redis | None = client or redis_lib.Redis.from_url(
-            url, decode_responses=True
+            url,
+            decode_responses=True,
+            socket_timeout=_SOCKET_TIMEOUT_S,
+            socket_connect_timeout=_CONNECT_TIMEOUT_S,
         )
         self._dead_letter_script = self._redis.register_script(_DEAD_LETTER_LUA)
         self._identity = self._where()
