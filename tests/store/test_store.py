@@ -600,16 +600,26 @@ def test_a_sqlite_store_file_replaced_under_the_store_is_followed(tmp_path: Any)
         assert sorted(e["account_id"] for e in events) == ["a2", "b1"]
 
 
-def test_a_postgresql_server_that_never_answers_is_an_outage_not_a_hang() -> None:
+@pytest.mark.parametrize(
+    ("scheme", "driver", "says"),
+    [
+        ("postgresql+psycopg", "psycopg", "connection timeout expired"),
+        ("mysql+pymysql", "pymysql", "timed out"),
+    ],
+)
+def test_a_server_that_never_answers_is_an_outage_not_a_hang(
+    scheme: str, driver: str, says: str
+) -> None:
     """A server that takes the TCP connection and then says nothing (a frozen process:
-    its kernel still accepts) had held libpq's connect for ever, so the worker hung
-    instead of pausing for the outage. Now the connect gives up after 10 s."""
+    its kernel still accepts) had held the driver's connect for ever (libpq waiting for
+    the answer, PyMySQL for the greeting), so the worker hung instead of pausing for the
+    outage. Now the connect gives up after 10 s."""
     import socket
     import threading
 
     from fraudlens.errors import StoreUnavailableError
 
-    pytest.importorskip("psycopg")
+    pytest.importorskip(driver)
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)
@@ -627,7 +637,7 @@ def test_a_postgresql_server_that_never_answers_is_an_outage_not_a_hang() -> Non
 
     def ping() -> None:
         try:
-            Store(f"postgresql+psycopg://postgres@127.0.0.1:{srv.getsockname()[1]}/test").ping()
+            Store(f"{scheme}://root@127.0.0.1:{srv.getsockname()[1]}/test").ping()
         except BaseException as exc:
             said.append(exc)
 
@@ -637,8 +647,24 @@ def test_a_postgresql_server_that_never_answers_is_an_outage_not_a_hang() -> Non
         t.join(60)
         assert not t.is_alive(), "the connect still waits after 60 s"
         assert len(said) == 1 and isinstance(said[0], StoreUnavailableError), said
-        assert "connection timeout expired" in str(said[0]), said
+        assert says in str(said[0]), said
     finally:
         srv.close()
         for c in held:
             c.close()
+
+
+@pytest.mark.services
+def test_a_mariadb_query_may_run_past_the_connect_timeout() -> None:
+    """The read timeout that bounds a MariaDB connection's greeting is lifted once the
+    connection is open: a query longer than it (11 s against 10) is not cut short."""
+    import sqlalchemy as sa
+
+    from _services import MARIADB_URL  # type: ignore[import-not-found]
+
+    store = Store(MARIADB_URL)
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT SLEEP(11)")).scalar() == 0
+    finally:
+        store.close()

@@ -242,8 +242,9 @@ def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
-#: Seconds libpq waits for a PostgreSQL server to take a connection and answer it.
-_PG_CONNECT_TIMEOUT_S = 10
+#: Seconds a new PostgreSQL or MySQL/MariaDB connection waits for the server to take it
+#: and answer.
+_CONNECT_TIMEOUT_S = 10
 
 
 class Store(Closing, AuthStore, TriageStore):
@@ -325,11 +326,28 @@ class Store(Closing, AuthStore, TriageStore):
                 # process, whose kernel still accepts) had held libpq's connect for
                 # ever: the worker hung instead of pausing for the outage and retrying.
                 # (?connect_timeout=N on the URL sets another.)
-                kwargs["connect_args"] = {"connect_timeout": _PG_CONNECT_TIMEOUT_S}
+                kwargs["connect_args"] = {"connect_timeout": _CONNECT_TIMEOUT_S}
+            # PyMySQL's connect_timeout covers the TCP connect only: a server that takes
+            # the connection and never greets (a frozen process) held it for ever. A
+            # read timeout bounds the greeting and sign-in; it is lifted once the
+            # connection is open (see below), so no query is cut short.
+            if (
+                self.dialect == "mysql"
+                and parsed.get_driver_name() == "pymysql"
+                and "read_timeout" not in parsed.query
+            ):
+                kwargs["connect_args"] = {"read_timeout": _CONNECT_TIMEOUT_S}
         try:
             self.engine = sa.create_engine(parsed, **kwargs)
         except Exception as exc:  # a missing driver module, say
             raise ConfigError(f"cannot open database {self._safe_url()}: {exc}") from None
+        if kwargs.get("connect_args", {}).get("read_timeout") is not None:
+
+            def open_reads(dbapi_conn: Any, _record: Any) -> None:
+                # (PyMySQL reads this before each reply it waits for)
+                dbapi_conn._read_timeout = None
+
+            sa.event.listen(self.engine, "connect", open_reads)
         if self.dialect == "sqlite":
             busy_ms = self._busy_ms
             file = self._sqlite_file
