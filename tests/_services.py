@@ -150,3 +150,51 @@ def risk_event(account: str, hours: int) -> dict[str, Any]:
         "window_end": end,
         "details": {"trades": []},
     }
+
+
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that takes connections and never says a word, as a frozen
+    server does (its kernel still accepts); yields the port."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held: list[socket.socket] = []
+
+    def take() -> None:
+        while True:
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=take, daemon=True).start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        srv.close()
+        for c in held:
+            c.close()
+
+
+def error_within(call: Any, seconds: float) -> BaseException | None:
+    """Run ``call()`` in a thread and return what it raised (None if nothing); fails the
+    test if it is still running after ``seconds`` (the thread is left behind, a daemon)."""
+    import threading
+
+    said: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            said.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still waiting after {seconds:g} s"
+    return said[0] if said else None

@@ -134,43 +134,13 @@ def test_a_redis_server_that_never_answers_is_an_outage_not_a_hang(
     """A server that takes the connection and then says nothing (a frozen process: its
     kernel still accepts) had held every command for ever, so the consumer hung instead
     of pausing for the outage. Commands now time out (15 s by default; 1 s here)."""
-    import threading
-
+    from _services import error_within, silent_server  # type: ignore[import-not-found]
     from fraudlens.errors import QueueError
     from fraudlens.queues import redis as redis_queue
 
     monkeypatch.setattr(redis_queue, "_SOCKET_TIMEOUT_S", 1.0)
     monkeypatch.setattr(redis_queue, "_CONNECT_TIMEOUT_S", 1.0)
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    held: list[socket.socket] = []
-
-    def take() -> None:
-        while True:
-            try:
-                held.append(srv.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=take, daemon=True).start()
-    said: list[BaseException] = []
-
-    def use() -> None:
-        try:
-            q = RedisQueue.from_url(f"redis://127.0.0.1:{srv.getsockname()[1]}/0")
-            q.ping()
-        except BaseException as exc:
-            said.append(exc)
-
-    t = threading.Thread(target=use, daemon=True)
-    try:
-        t.start()
-        t.join(60)
-        assert not t.is_alive(), "the queue still waits for the server after 60 s"
-        assert len(said) == 1 and isinstance(said[0], QueueError), said
-        assert "Timeout" in str(said[0]) or "timed out" in str(said[0]), said
-    finally:
-        srv.close()
-        for c in held:
-            c.close()
+    with silent_server() as port:
+        said = error_within(lambda: RedisQueue.from_url(f"redis://127.0.0.1:{port}/0").ping(), 60)
+    assert isinstance(said, QueueError), said
+    assert "Timeout" in str(said) or "timed out" in str(said), said

@@ -614,44 +614,14 @@ def test_a_server_that_never_answers_is_an_outage_not_a_hang(
     its kernel still accepts) had held the driver's connect for ever (libpq waiting for
     the answer, PyMySQL for the greeting), so the worker hung instead of pausing for the
     outage. Now the connect gives up after 10 s."""
-    import socket
-    import threading
-
+    from _services import error_within, silent_server  # type: ignore[import-not-found]
     from fraudlens.errors import StoreUnavailableError
 
     pytest.importorskip(driver)
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    held: list[socket.socket] = []
-
-    def take() -> None:
-        while True:
-            try:
-                held.append(srv.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=take, daemon=True).start()
-    said: list[BaseException] = []
-
-    def ping() -> None:
-        try:
-            Store(f"{scheme}://root@127.0.0.1:{srv.getsockname()[1]}/test").ping()
-        except BaseException as exc:
-            said.append(exc)
-
-    t = threading.Thread(target=ping, daemon=True)
-    try:
-        t.start()
-        t.join(60)
-        assert not t.is_alive(), "the connect still waits after 60 s"
-        assert len(said) == 1 and isinstance(said[0], StoreUnavailableError), said
-        assert says in str(said[0]), said
-    finally:
-        srv.close()
-        for c in held:
-            c.close()
+    with silent_server() as port:
+        said = error_within(lambda: Store(f"{scheme}://root@127.0.0.1:{port}/test").ping(), 60)
+    assert isinstance(said, StoreUnavailableError), said
+    assert says in str(said), said
 
 
 @pytest.mark.services
