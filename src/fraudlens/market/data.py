@@ -787,6 +787,7 @@ def validate_trades(
 def _check_in_bars(
     out: pd.DataFrame, klines: pd.DataFrame, bar: pd.Timedelta, checks: _Checks
 ) -> None:
+    where = f" in {klines.attrs['source']}" if klines.attrs.get("source") else ""
     if not isinstance(klines["ts"].dtype, pd.DatetimeTZDtype):
         klines = validate_klines(klines, "<klines>")
     k = klines.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
@@ -799,13 +800,13 @@ def _check_in_bars(
     checks.add(
         valid & ~known,
         "symbol",
-        lambda i: f"symbol {_show(out['symbol'].iat[i])} has no k-lines",
+        lambda i: f"symbol {_show(out['symbol'].iat[i])} has no k-lines{where}",
     )
     checks.add(
         valid & known & (pos < 0),
         "ts",
         lambda i: (
-            f"no {minutes:g}-minute bar of symbol {_show(out['symbol'].iat[i])} "
+            f"no {minutes:g}-minute bar of symbol {_show(out['symbol'].iat[i])}{where} "
             f"contains {out['ts'].iat[i].isoformat()}"
         ),
     )
@@ -962,7 +963,10 @@ def load_klines(path: str | Path) -> pd.DataFrame:
     pandas.DataFrame
         The normalised k-lines, in file order.
     """
-    return validate_klines(_read_table(path, ("symbol", "ts")), str(path))
+    k = validate_klines(_read_table(path, ("symbol", "ts")), str(path))
+    # named by a trade that no bar holds: the fault may be in either file
+    k.attrs["source"] = str(path)
+    return k
 
 
 def load_trades(path: str | Path, klines: pd.DataFrame | None = None) -> pd.DataFrame:
