@@ -593,7 +593,8 @@ def run_outage(
         How a server is stopped: ``term`` (a clean shutdown; PostgreSQL's ``fast``) or
         ``kill`` (SIGKILL; PostgreSQL's ``immediate``); for PostgreSQL also ``freeze``
         (SIGSTOP to every server process for the outage, then SIGCONT: the worker's
-        calls wait without an error, and ``/healthz`` must say it is stalled).
+        call waits without an error until it has run past the lease, when the worker
+        cuts its connections and pauses as for any outage).
     visibility_timeout
         The worker's lease in seconds (``--visibility-timeout``); None: its default.
     sqlite_timeout

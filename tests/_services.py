@@ -11,7 +11,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -198,3 +198,87 @@ def error_within(call: Any, seconds: float) -> BaseException | None:
     t.join(seconds)
     assert not t.is_alive(), f"still waiting after {seconds:g} s"
     return said[0] if said else None
+
+
+class FailoverProxy:
+    """A TCP relay on 127.0.0.1 to a real server, whose :meth:`fail_over` leaves every
+    connection open at that moment half-open: the server's end is closed (its session
+    ends and its locks go, as when its host vanished), while the client's end stays open
+    and silent for ever (what the client sends is read and dropped, so its kernel sees it
+    acknowledged). Connections made afterwards are relayed as before: the server "behind
+    the same name" a client reconnects to. Use as a context manager; :attr:`port` is the
+    port to connect to."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+        import threading
+
+        self._target = (host, port)
+        self._srv = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._srv.getsockname()[1]
+        self._lock = threading.Lock()
+        self._pairs: list[dict[str, Any]] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client = self._srv.accept()[0]
+                server = socket.create_connection(self._target, timeout=10)
+                server.settimeout(None)
+            except OSError:
+                return
+            pair = {"client": client, "server": server, "dead": False}
+            with self._lock:
+                self._pairs.append(pair)
+            for src, dst in (("client", "server"), ("server", "client")):
+                threading.Thread(target=self._pump, args=(pair, src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(pair: dict[str, Any], src: str, dst: str) -> None:
+        while True:
+            try:
+                data = pair[src].recv(65536)
+            except OSError:
+                return
+            if not data:
+                if not pair["dead"]:
+                    pair[dst].close()
+                return
+            if pair["dead"]:
+                continue  # read and dropped: nobody answers
+            try:
+                pair[dst].sendall(data)
+            except OSError:
+                return
+
+    def fail_over(self) -> int:
+        """Make every open connection half-open; return how many there were."""
+        with self._lock:
+            live = [p for p in self._pairs if not p["dead"]]
+            for p in live:
+                p["dead"] = True
+                _close(p["server"])
+        return len(live)
+
+    def __enter__(self) -> FailoverProxy:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._srv.close()
+        with self._lock:
+            for p in self._pairs:
+                _close(p["client"])
+                _close(p["server"])
+
+
+def _close(sock: Any) -> None:
+    """Shut a socket down (which wakes a thread blocked reading it), then close it."""
+    import socket
+
+    with suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()

@@ -106,12 +106,15 @@ def test_sqlite_locked_store_loses_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.services
-def test_a_frozen_postgresql_is_reported_stalled_and_loses_nothing(tmp_path: Path) -> None:
+def test_a_frozen_postgresql_is_cut_after_the_lease_and_loses_nothing(tmp_path: Path) -> None:
     """Every process of a private PostgreSQL server stopped with SIGSTOP for 12 s under a
     worker (lease 4 s): its store call waits without an error (no read timeout, and the
-    kernel still acknowledges), so the loop never paused; /healthz had said 200 all
-    along. Now it says 503, "stalled", once the batch is in hand past its lease; when
-    the server runs again the worker goes on, and the judgement is exact."""
+    kernel still acknowledges). The call had waited out the whole freeze while /healthz
+    said 200 (later "stalled"). Now, once it has run past the lease, the worker cuts its
+    connections: the call fails and the batch is tried on a fresh connection, which
+    opens once the server runs again (within the 10 s connect timeout; a longer freeze is
+    an outage the worker pauses for). /healthz says "stalled" while the batch is in hand
+    past its lease, and the judgement is exact."""
     outage = _private_postgresql_and_redis()
     r = outage.run_outage(
         "postgresql",
@@ -128,6 +131,7 @@ def test_a_frozen_postgresql_is_reported_stalled_and_loses_nothing(tmp_path: Pat
     assert r.events == r.expected_events and r.dead_letters == 0 and r.left_in_queue == 0
     assert r.healthz_503_seen, summary
     assert '"what": "stalled"' in r.healthz_reason, r.healthz_reason
+    assert "longer than the 4 s lease: cut" in r.worker_output, summary
 
 
 def test_private_postgres_helper_cleans_up() -> None:

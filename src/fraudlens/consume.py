@@ -271,6 +271,12 @@ class Handler(Protocol):
     def probe(self) -> None: ...
 
 
+# A handler may also have ``unstick(reason) -> int``: cut what a call of it that has not
+# returned waits on (the store's connections), so the call fails as an outage instead
+# of waiting for ever; it returns how many things it cut. The consumer calls it from
+# another thread when ``handle`` or ``probe`` has run longer than the batch's lease.
+
+
 # ------------------------------------------------------------------------------ metrics
 
 
@@ -722,6 +728,8 @@ class ConsumerStats:
     #: Why the run ended with work left in the queue (``idle_exit`` spent without a
     #: usable model), else None.
     gave_up: str | None = None
+    #: Times a handler call still running past the lease was cut (``unstick``).
+    cut: int = 0
 
     @property
     def rate(self) -> float:
@@ -802,6 +810,8 @@ class Consumer:
         self.stop_event = stop_event or threading.Event()
         self._warmed = False
         self._frozen = False
+        # Monotonic time the handler call in progress (handle or probe) began, else None.
+        self._call_since: float | None = None
         # Queue calls that failed with the queue down, made again when it answers:
         # [function, args, kwargs, failures while the queue answered].
         self._owed: list[list[Any]] = []
@@ -857,6 +867,21 @@ class Consumer:
         if not self._warmed:
             self._warm_up()
         self.stats.gave_up = None
+        watch = self._start_watch()
+        try:
+            return self._run(limit, idle_exit, drain, on_batch, idle_without_model)
+        finally:
+            if watch is not None:
+                watch.set()
+
+    def _run(
+        self,
+        limit: int | None,
+        idle_exit: float | None,
+        drain: bool,
+        on_batch: Callable[[ConsumerStats], None] | None,
+        idle_without_model: bool,
+    ) -> ConsumerStats:
         t0 = time.perf_counter() - self.stats.seconds
         idle_since = time.monotonic()
         pause = 0.001
@@ -910,6 +935,53 @@ class Consumer:
         self.stats.seconds = time.perf_counter() - t0
         return self.stats
 
+    def _start_watch(self) -> threading.Event | None:
+        """Start the thread that unsticks a handler call running past the lease (when the
+        handler can); return the event that stops it."""
+        unstick = getattr(self.handler, "unstick", None)
+        if unstick is None:
+            return None
+        done = threading.Event()
+        threading.Thread(
+            target=self._watch, args=(unstick, done), name="fraudlens-unstick", daemon=True
+        ).start()
+        return done
+
+    def _watch(self, unstick: Callable[[str], int], done: threading.Event) -> None:
+        """Every quarter lease (a second at most): a handler call in progress for longer
+        than the lease waits on a server that will not answer (a half-open connection, a
+        frozen process), and so would the loop, for ever: cut what it waits on, so it
+        fails as an outage (the batch is handed back, the loop pauses and probes). At most
+        once a lease for one call."""
+        lease = self.visibility_timeout
+        while not done.wait(min(1.0, lease / 4)):
+            since = self._call_since
+            if since is None or time.monotonic() - since <= lease:
+                continue
+            reason = (
+                f"a call to the store has not returned in {time.monotonic() - since:.0f} s, "
+                f"longer than the {lease:g} s lease"
+            )
+            try:
+                cut = unstick(reason)
+            except Exception as exc:  # the watch must go on
+                log.warning("could not cut a stuck call: %s: %s", type(exc).__name__, exc)
+                continue
+            if self._call_since == since:
+                self._call_since = time.monotonic()  # the next cut a lease later
+            if cut:
+                self.stats.cut += 1
+                log.error("%s: cut %d connection(s); the call fails as an outage", reason, cut)
+
+    @contextlib.contextmanager
+    def _calling(self) -> Iterator[None]:
+        """Mark a handler call in progress for :meth:`_watch`."""
+        self._call_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._call_since = None
+
     def _warm_up(self) -> None:
         """Before the first receive: let the handler load what it keeps for the run (its
         model), then move everything loaded so far out of the collector's way, so the
@@ -937,7 +1009,8 @@ class Consumer:
         self.health.busy(True)
         try:
             try:
-                result = self.handler.handle(msgs)
+                with self._calling():
+                    result = self.handler.handle(msgs)
             except UnavailableError as exc:
                 result = BatchResult(released=list(msgs), outage=exc)
             except Exception as exc:
@@ -1071,7 +1144,8 @@ class Consumer:
                 owed = self._pay_owed()
                 if owed is not None:
                     raise owed
-            self.handler.probe()
+            with self._calling():
+                self.handler.probe()
         except UnavailableError as exc:
             return exc
         except QueueError as exc:

@@ -161,6 +161,12 @@ class CheckHandler:
         self.store.ping(write=True)
         self._detector()
 
+    def unstick(self, reason: str) -> int:
+        """Cut the store's connections: a call waits on one that will never answer
+        (see :meth:`Store.cut_connections <fraudlens.store.Store.cut_connections>`)."""
+        log.warning("store call stuck (%s): cutting its connections", reason)
+        return self.store.cut_connections()
+
     def warm_up(self) -> None:
         """Load the model before the first batch (UnavailableError if it cannot be)."""
         self._detector()

@@ -448,6 +448,12 @@ def worker(
             f"{sum(s.paused_seconds for s in all_stats):.1f} s in all; "
             f"{plural(sum(s.released for s in all_stats), 'message')} handed back unspent"
         )
+    cut = sum(s.cut for s in all_stats)
+    if cut:
+        console.print(
+            f"cut the store's connections {plural(cut, 'time')}: a call had run past the "
+            f"{config.visibility_timeout:g} s lease (a server that stopped answering)"
+        )
     gave_up = next((s.gave_up for s in all_stats if s.gave_up), None)
     if gave_up is not None:
         # --idle-exit spent without a model: the checks are still queued, and the run

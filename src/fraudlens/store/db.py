@@ -31,8 +31,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import socket
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -242,6 +245,21 @@ def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
+def _driver_socket(dbapi_conn: Any) -> tuple[socket.socket, bool] | None:
+    """The socket of a driver connection that is still open, and whether it is a
+    duplicate for the caller to close (psycopg's) rather than the driver's own
+    (PyMySQL's); None if it has none."""
+    sock = getattr(dbapi_conn, "_sock", None)  # PyMySQL (None once closed)
+    if isinstance(sock, socket.socket):
+        return sock, False
+    if getattr(dbapi_conn, "closed", True):  # psycopg: closed, or not a driver we know
+        return None
+    try:
+        return socket.socket(fileno=os.dup(int(dbapi_conn.pgconn.socket))), True
+    except Exception:  # no socket (yet, or any more)
+        return None
+
+
 #: Seconds a new PostgreSQL or MySQL/MariaDB connection waits for the server to take it
 #: and answer.
 _CONNECT_TIMEOUT_S = 10
@@ -341,6 +359,15 @@ class Store(Closing, AuthStore, TriageStore):
             self.engine = sa.create_engine(parsed, **kwargs)
         except Exception as exc:  # a missing driver module, say
             raise ConfigError(f"cannot open database {self._safe_url()}: {exc}") from None
+        # The driver connections open now (see cut_connections).
+        self._open: weakref.WeakSet[Any] = weakref.WeakSet()
+        if self.dialect != "sqlite":
+            opened = self._open
+
+            def track(dbapi_conn: Any, _record: Any) -> None:
+                opened.add(dbapi_conn)
+
+            sa.event.listen(self.engine, "connect", track)
         if kwargs.get("connect_args", {}).get("read_timeout") is not None:
 
             def open_reads(dbapi_conn: Any, _record: Any) -> None:
@@ -381,6 +408,38 @@ class Store(Closing, AuthStore, TriageStore):
         for conn in kept:
             self._close_quietly(conn)
         self.engine.dispose()
+
+    def cut_connections(self) -> int:
+        """Shut down the socket of every connection this store has open to its server;
+        return how many were cut.
+
+        For a call that waits for a reply that will never come: the server's host
+        vanished without closing its connections (a network partition, a failover to
+        another host behind the same name), or the server process froze while its kernel
+        still acknowledges. No timeout covers a query on a connection already open (a
+        read timeout would also cut a long query short), so the call waited for ever. A
+        cut connection fails its call at once, as a server that dropped it does: the
+        call's transaction is lost (nothing of it was committed) and the pool opens a
+        fresh connection for the next call, which finds the new server, or fails within
+        the connect timeout while the old one is still frozen. Safe from any thread. A
+        SQLite store has no connection to cut (a locked file has its busy timeout)."""
+        cut = 0
+        for dbapi_conn in list(self._open):
+            found = _driver_socket(dbapi_conn)
+            if found is None:
+                continue
+            sock, duplicate = found
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                cut += 1
+            except OSError:
+                pass  # closed meanwhile, or never connected
+            finally:
+                if duplicate:
+                    sock.close()
+        if cut:
+            log.warning("cut %d connection(s) to %s", cut, self._safe_url())
+        return cut
 
     def _connect(self) -> AbstractContextManager[sa.Connection]:
         pinned = self._pinned_connection()
