@@ -393,6 +393,109 @@ def test_a_server_restarted_between_batches_spends_no_attempt(
         pg.cleanup()
 
 
+@pytest.mark.services
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_a_connection_a_failover_left_half_open_is_cut_after_the_lease(
+    kind: str, market: MarketData, models: Path, tmp_path: Path, caplog: Any
+) -> None:
+    """The database fails over under a working worker: its connections are left
+    half-open (the old server's end gone without a word, the new server behind the same
+    address). No timeout covers a query on an open connection, so the next batch's first
+    call had waited for ever (the worker was still waiting after 60 s). Now the call
+    that has run past the batch's 3 s lease is cut, the batch goes on over a fresh
+    connection, and every check ends exactly as batch scoring says."""
+    import logging
+    import threading
+
+    import sqlalchemy as sa
+
+    from _services import MARIADB_URL, POSTGRES_URL, FailoverProxy  # type: ignore[import-not-found]
+
+    _loaded_db(kind, tmp_path, market).close()
+    direct = sa.engine.make_url(POSTGRES_URL if kind == "postgresql" else MARIADB_URL)
+    expected = _expected_flags(market, models)
+    q = SQLiteQueue(tmp_path / "q.db")
+    q.send_batch([check_message(a) for a in market.account_ids])
+    done: dict[str, Any] = {}
+    failed_over: list[int] = []
+    with FailoverProxy(direct.host or "127.0.0.1", direct.port or 0) as proxy:
+        url = direct.set(host="127.0.0.1", port=proxy.port)
+        store = Store(url.render_as_string(hide_password=False))
+        w = Worker(q, store, models, batch_size=25, visibility_timeout=3)
+
+        def on_batch(stats: Any) -> None:
+            if stats.batches == 2 and not failed_over:
+                failed_over.append(proxy.fail_over())
+
+        def run() -> None:
+            done["stats"] = w.run(idle_exit=1, on_batch=on_batch)
+
+        with caplog.at_level(logging.ERROR, logger="fraudlens.consume"):
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            t.join(60)
+            assert not t.is_alive(), "the worker still waits on a half-open connection"
+    store.close()
+    assert failed_over and failed_over[0] >= 1  # the worker's connection was open
+    stats = done["stats"]
+    assert stats.cut >= 1
+    assert "longer than the 3 s lease: cut" in caplog.text
+    assert stats.processed == len(market.account_ids) and stats.dead_lettered == 0
+    assert q.depth() == 0 and q.dead_letters() == []
+    check = Store(direct.render_as_string(hide_password=False))
+    events, total = check.list_risk_events(limit=1000)
+    check.close()
+    assert total == len(expected) and {e["account_id"] for e in events} == expected
+    q.close()
+
+
+def test_a_sqlite_store_deleted_mid_batch_loses_no_event(
+    market: MarketData, models: Path, tmp_path: Path
+) -> None:
+    """The store's file is deleted while the worker writes a batch's events (after the
+    connection was checked, before the commit): those events went into the deleted file
+    and the worker acked their checks, so they were lost. Now the batch is not taken as
+    stored: the worker pauses (no store at the path), and once a restored store is moved
+    onto the path every event is there, exactly as batch scoring says."""
+    import threading
+
+    import sqlalchemy as sa
+
+    path = tmp_path / "store.db"
+    store = _loaded_db("sqlite", tmp_path, market)
+    expected = _expected_flags(market, models)
+    deleted = threading.Event()
+
+    def delete_on_insert(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not deleted.is_set() and statement.lstrip().upper().startswith("INSERT INTO RISK"):
+            for f in tmp_path.glob("store.db*"):  # the file, its -wal and -shm
+                f.unlink()
+            deleted.set()
+
+    sa.event.listen(store.engine, "before_cursor_execute", delete_on_insert)
+
+    def restore() -> None:
+        deleted.wait(30)
+        time.sleep(1.0)  # the worker meets the outage first
+        (tmp_path / "restore").mkdir()
+        fresh = _loaded_db("sqlite", tmp_path / "restore", market)
+        fresh.close()
+        (tmp_path / "restore" / "store.db").rename(path)
+
+    q = SQLiteQueue(tmp_path / "q.db")
+    q.send_batch([check_message(a) for a in market.account_ids])
+    threading.Thread(target=restore, daemon=True).start()
+    stats = Worker(q, store, models, batch_size=50, pause_cap=0.5).run(idle_exit=1)
+    assert deleted.is_set()
+    assert stats.outages >= 1 and stats.processed == len(market.account_ids)
+    assert q.depth() == 0 and q.dead_letters() == []
+    store.close()
+    with Store(f"sqlite:///{path}") as reader:
+        events, total = reader.list_risk_events(limit=1000)
+    assert total == len(expected) and {e["account_id"] for e in events} == expected
+    q.close()
+
+
 def test_dead_letters_counted_where_the_queue_moves_them(
     loaded_store: Store, market: MarketData, models: Path, tmp_path: Path
 ) -> None:

@@ -575,6 +575,46 @@ def test_a_sqlite_store_file_deleted_under_the_store_is_an_outage_not_lost_event
     store.close()
 
 
+@pytest.mark.parametrize("pinned", [False, True])
+def test_a_sqlite_store_file_deleted_while_events_are_written_is_not_taken_as_stored(
+    tmp_path: Any, pinned: bool
+) -> None:
+    """The file is deleted after the write's connection was checked and before its
+    commit: the events went into the deleted file, and add_risk_events returned their
+    count as stored (the worker then acked the checks: the events were lost). Now it
+    raises an outage, and once a store is at the path again the same events are
+    written there."""
+    from contextlib import nullcontext
+
+    import sqlalchemy as sa
+
+    from _services import risk_event  # type: ignore[import-not-found]
+    from fraudlens.errors import StoreUnavailableError
+
+    path = tmp_path / "store.db"
+    store = open_store(f"sqlite:///{path}")
+    store.upgrade()
+    deleted: list[str] = []
+
+    def delete_on_insert(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not deleted and statement.lstrip().upper().startswith("INSERT INTO RISK_EVENTS"):
+            _remove_sqlite(path)
+            deleted.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", delete_on_insert)
+    events = [risk_event("a1", 1), risk_event("a2", 2)]
+    block = store.pinned(linger=60) if pinned else nullcontext()
+    with block, pytest.raises(StoreUnavailableError, match="deleted or replaced while 2 risk"):
+        store.add_risk_events(events)
+    assert deleted
+    with pytest.raises(StoreUnavailableError, match="no such table"):
+        store.ping(write=True)
+    store.upgrade()  # `fraudlens db upgrade`: a new store at the path
+    assert store.add_risk_events(events) == 2
+    assert sorted(e["account_id"] for e in store.list_risk_events()[0]) == ["a1", "a2"]
+    store.close()
+
+
 def test_a_sqlite_store_file_replaced_under_the_store_is_followed(tmp_path: Any) -> None:
     """A file restored over the store's (renamed onto its path): the events written
     after it are in the file at the path, which the service and the next worker read."""

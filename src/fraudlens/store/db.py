@@ -1240,6 +1240,7 @@ class Store(Closing, AuthStore, TriageStore):
             details.setdefault(_event_key(row), row["details"])
         symbols: list[dict[str, Any]] = []
         with self._begin() as conn:
+            opened = conn.connection.info  # the file this connection opened (SQLite)
             if self.engine.dialect.insert_returning:
                 new = [tuple(r) for r in conn.execute(stmt, rows).all()]
             else:
@@ -1255,6 +1256,17 @@ class Store(Closing, AuthStore, TriageStore):
                 symbols.extend(symbol_rows(new_id, details[_event_key(row_key)]))
             if symbols:
                 conn.execute(_symbol_insert(), symbols)
+        if self._file_changed(opened):
+            # The file was deleted or replaced between this connection's check and the
+            # commit: the events went into the old file, which nobody reads any more.
+            # The caller must not take them as stored (the worker would ack its checks);
+            # written again, they go to the file at the path (none: an outage).
+            raise StoreUnavailableError(
+                f"database {self._safe_url()}: its file was deleted or replaced while "
+                f"{len(rows):,} risk event(s) were written, so they went to the old file; "
+                "write them again",
+                disconnected=True,
+            )
         inserted = len(new)
         self.refresh_statistics(inserted)
         return inserted
