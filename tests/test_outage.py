@@ -110,7 +110,7 @@ def test_a_frozen_postgresql_is_cut_after_the_lease_and_loses_nothing(tmp_path: 
     """Every process of a private PostgreSQL server stopped with SIGSTOP for 12 s under a
     worker (lease 4 s): its store call waits without an error (no read timeout, and the
     kernel still acknowledges). The call had waited out the whole freeze while /healthz
-    said 200 (later "stalled"). Now, once it has run past the lease, the worker cuts its
+    said 200 (later "stalled"). Now, once it has run past the lease (and 10 s), the worker cuts its
     connections: the call fails and the batch is tried on a fresh connection, which
     opens once the server runs again (within the 10 s connect timeout; a longer freeze is
     an outage the worker pauses for). /healthz says "stalled" while the batch is in hand
@@ -131,7 +131,7 @@ def test_a_frozen_postgresql_is_cut_after_the_lease_and_loses_nothing(tmp_path: 
     assert r.events == r.expected_events and r.dead_letters == 0 and r.left_in_queue == 0
     assert r.healthz_503_seen, summary
     assert '"what": "stalled"' in r.healthz_reason, r.healthz_reason
-    assert "longer than the 4 s lease: cut" in r.worker_output, summary
+    assert "(the batch's lease is 4 s): cut" in r.worker_output, summary
 
 
 def test_private_postgres_helper_cleans_up() -> None:

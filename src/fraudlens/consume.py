@@ -274,7 +274,11 @@ class Handler(Protocol):
 # A handler may also have ``unstick(reason) -> int``: cut what a call of it that has not
 # returned waits on (the store's connections), so the call fails as an outage instead
 # of waiting for ever; it returns how many things it cut. The consumer calls it from
-# another thread when ``handle`` or ``probe`` has run longer than the batch's lease.
+# another thread when ``handle`` or ``probe`` has run longer than the batch's lease and
+# CUT_AFTER_MIN seconds (a short lease must not cut calls that are merely slow).
+
+#: Fewest seconds a handler call runs before it may be cut (see ``unstick`` above).
+CUT_AFTER_MIN = 10.0
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -948,19 +952,20 @@ class Consumer:
         return done
 
     def _watch(self, unstick: Callable[[str], int], done: threading.Event) -> None:
-        """Every quarter lease (a second at most): a handler call in progress for longer
-        than the lease waits on a server that will not answer (a half-open connection, a
-        frozen process), and so would the loop, for ever: cut what it waits on, so it
-        fails as an outage (the batch is handed back, the loop pauses and probes). At most
-        once a lease for one call."""
+        """Every second at most: a handler call in progress for longer than the lease
+        (and :data:`CUT_AFTER_MIN` s) waits on a server that will not answer (a half-open
+        connection, a frozen process), and so would the loop, for ever: cut what it
+        waits on, so it fails as an outage (the batch is handed back, the loop pauses
+        and probes). At most once a lease for one call."""
         lease = self.visibility_timeout
-        while not done.wait(min(1.0, lease / 4)):
+        bound = max(lease, CUT_AFTER_MIN)
+        while not done.wait(min(1.0, bound / 4)):
             since = self._call_since
-            if since is None or time.monotonic() - since <= lease:
+            if since is None or time.monotonic() - since <= bound:
                 continue
             reason = (
-                f"a call to the store has not returned in {time.monotonic() - since:.0f} s, "
-                f"longer than the {lease:g} s lease"
+                f"a call to the store has not returned in {time.monotonic() - since:.0f} s "
+                f"(the batch's lease is {lease:g} s)"
             )
             try:
                 cut = unstick(reason)
@@ -968,7 +973,7 @@ class Consumer:
                 log.warning("could not cut a stuck call: %s: %s", type(exc).__name__, exc)
                 continue
             if self._call_since == since:
-                self._call_since = time.monotonic()  # the next cut a lease later
+                self._call_since = time.monotonic()  # the next cut as long after
             if cut:
                 self.stats.cut += 1
                 log.error("%s: cut %d connection(s); the call fails as an outage", reason, cut)

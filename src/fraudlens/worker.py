@@ -163,8 +163,8 @@ class CheckHandler:
 
     def unstick(self, reason: str) -> int:
         """Cut the store's connections: a call waits on one that will never answer
-        (see :meth:`Store.cut_connections <fraudlens.store.Store.cut_connections>`)."""
-        log.warning("store call stuck (%s): cutting its connections", reason)
+        (see :meth:`Store.cut_connections <fraudlens.store.Store.cut_connections>`);
+        ``reason`` is what the consumer logs if any was cut."""
         return self.store.cut_connections()
 
     def warm_up(self) -> None:
