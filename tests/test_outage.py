@@ -28,6 +28,7 @@ Shorter runs (1,500 checks or records, 12 s outages) cover the other servers goi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -132,6 +133,10 @@ def test_a_frozen_postgresql_is_cut_after_the_lease_and_loses_nothing(tmp_path: 
     assert r.healthz_503_seen, summary
     assert '"what": "stalled"' in r.healthz_reason, r.healthz_reason
     assert "(the batch's lease is 4 s): cut" in r.worker_output, summary
+    said = " ".join(summary.split())  # the summary may be wrapped
+    assert re.search(
+        r"cut the store's connections \d+ times?: a call had not returned in 10 s", said
+    ), summary
 
 
 def test_private_postgres_helper_cleans_up() -> None:

@@ -421,7 +421,8 @@ def test_a_connection_a_failover_left_half_open_is_cut_after_the_lease(
     with FailoverProxy(direct.host or "127.0.0.1", direct.port or 0) as proxy:
         url = direct.set(host="127.0.0.1", port=proxy.port)
         store = Store(url.render_as_string(hide_password=False))
-        w = Worker(q, store, models, batch_size=25, visibility_timeout=3)
+        metrics = WorkerMetrics()
+        w = Worker(q, store, models, batch_size=25, visibility_timeout=3, metrics=metrics)
 
         def on_batch(stats: Any) -> None:
             if stats.batches == 2 and not failed_over:
@@ -440,6 +441,10 @@ def test_a_connection_a_failover_left_half_open_is_cut_after_the_lease(
     stats = done["stats"]
     assert stats.cut >= 1
     assert "(the batch's lease is 3 s): cut" in caplog.text
+    from prometheus_client import generate_latest
+
+    cuts = f"fraudlens_worker_stuck_calls_cut_total {float(stats.cut)}"
+    assert cuts in generate_latest(metrics.registry).decode()
     assert stats.processed == len(market.account_ids) and stats.dead_lettered == 0
     assert q.depth() == 0 and q.dead_letters() == []
     check = Store(direct.render_as_string(hide_password=False))

@@ -348,6 +348,11 @@ class ConsumerMetrics:
         self.paused = Counter(
             f"{prefix}_paused_seconds", "Time spent paused by outages.", registry=self.registry
         )
+        self.cuts = Counter(
+            f"{prefix}_stuck_calls_cut",
+            "Calls still running past the lease whose connections were cut.",
+            registry=self.registry,
+        )
         self.healthy.set(1)
         for outcome in self.OUTCOMES:
             self.messages.labels(outcome)
@@ -956,7 +961,7 @@ class Consumer:
         (and :data:`CUT_AFTER_MIN` s) waits on a server that will not answer (a half-open
         connection, a frozen process), and so would the loop, for ever: cut what it
         waits on, so it fails as an outage (the batch is handed back, the loop pauses
-        and probes). At most once a lease for one call."""
+        and probes). Once per bound at most for one call."""
         lease = self.visibility_timeout
         bound = max(lease, CUT_AFTER_MIN)
         while not done.wait(min(1.0, bound / 4)):
@@ -976,6 +981,8 @@ class Consumer:
                 self._call_since = time.monotonic()  # the next cut as long after
             if cut:
                 self.stats.cut += 1
+                if self.metrics is not None:
+                    self.metrics.cuts.inc()
                 log.error("%s: cut %d connection(s); the call fails as an outage", reason, cut)
 
     @contextlib.contextmanager

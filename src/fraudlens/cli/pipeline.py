@@ -450,9 +450,12 @@ def worker(
         )
     cut = sum(s.cut for s in all_stats)
     if cut:
+        from fraudlens.consume import CUT_AFTER_MIN
+
+        bound = max(config.visibility_timeout, CUT_AFTER_MIN)
         console.print(
-            f"cut the store's connections {plural(cut, 'time')}: a call had run past the "
-            f"{config.visibility_timeout:g} s lease (a server that stopped answering)"
+            f"cut the store's connections {plural(cut, 'time')}: a call had not returned in "
+            f"{bound:g} s (a server that stopped answering without closing them)"
         )
     gave_up = next((s.gave_up for s in all_stats if s.gave_up), None)
     if gave_up is not None:
