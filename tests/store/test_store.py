@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _services import fresh_store  # type: ignore[import-not-found]
+from _services import fresh_store, unavailable  # type: ignore[import-not-found]
 from fraudlens.errors import DataError, NotFoundError, StoreError
 from fraudlens.market.data import MarketData, window
 from fraudlens.market.simulate import simulate
@@ -638,6 +638,49 @@ def test_a_sqlite_store_file_replaced_under_the_store_is_followed(tmp_path: Any)
     with open_store(f"sqlite:///{path}") as reader:
         events, _ = reader.list_risk_events()
         assert sorted(e["account_id"] for e in events) == ["a2", "b1"]
+
+
+@pytest.mark.services
+@pytest.mark.parametrize(
+    ("kind", "query", "idle"),
+    [("postgresql", "", 30), ("postgresql", "?keepalives_idle=120", 120), ("mariadb", "", 30)],
+)
+def test_server_connections_probe_a_silent_peer_within_a_minute(
+    kind: str, query: str, idle: int
+) -> None:
+    """TCP keepalive on the store's server connections: first probe after 30 s of
+    silence, then every 10 s, 3 unanswered ending the connection. The system's default
+    (2 h of silence first) had left a query waiting that long for a reply from a host
+    that was gone (a partition or a failover); the service has no watch that cuts it.
+    What the URL sets (``keepalives_idle`` for libpq) is kept. The sockets' options are
+    read back from the kernel (a partition cannot be simulated on this machine)."""
+    import socket
+
+    from _services import MARIADB_URL, POSTGRES_URL  # type: ignore[import-not-found]
+    from fraudlens.store.db import _driver_socket
+
+    url = (POSTGRES_URL if kind == "postgresql" else MARIADB_URL) + query
+    store = open_store(url)
+    try:
+        with store._checkout() as conn:  # a connection, schema or not
+            conn.exec_driver_sql("SELECT 1")
+    except StoreError as exc:
+        unavailable(f"{kind} is unreachable: {exc}")
+    conns = list(store._open)
+    assert conns
+    for conn in conns:
+        found = _driver_socket(conn)
+        assert found is not None
+        sock, duplicate = found
+        try:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == idle
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+        finally:
+            if duplicate:
+                sock.close()
+    store.close()
 
 
 @pytest.mark.parametrize(

@@ -260,6 +260,29 @@ def _driver_socket(dbapi_conn: Any) -> tuple[socket.socket, bool] | None:
         return None
 
 
+#: TCP keepalive of server connections: the first probe after this many seconds of
+#: silence, then one every ``interval`` seconds, ``count`` unanswered ones ending the
+#: connection (about a minute in all). A query waiting for its reply from a host that
+#: is gone then fails as a dropped connection does; a frozen server's kernel still
+#: answers the probes (the worker cuts such a call after its lease).
+_KEEPALIVE = (30, 10, 3)
+
+
+def _keep_alive(sock: socket.socket) -> None:
+    """Set :data:`_KEEPALIVE` on a TCP socket (a Unix socket has no keepalive)."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    idle, interval, count = _KEEPALIVE
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):  # Linux (macOS names it TCP_KEEPALIVE)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+    except (OSError, AttributeError):
+        pass  # a platform without these options keeps the system's
+
+
 #: Seconds a new PostgreSQL or MySQL/MariaDB connection waits for the server to take it
 #: and answer.
 _CONNECT_TIMEOUT_S = 10
@@ -345,6 +368,21 @@ class Store(Closing, AuthStore, TriageStore):
                 # ever: the worker hung instead of pausing for the outage and retrying.
                 # (?connect_timeout=N on the URL sets another.)
                 kwargs["connect_args"] = {"connect_timeout": _CONNECT_TIMEOUT_S}
+            if self.dialect == "postgresql":
+                # A connection whose server's host is gone (a partition, a failover)
+                # is found dead after about a minute of silence instead of the system's
+                # 2 h 11 min, even while a query waits for its reply (see _KEEPALIVE).
+                # What the URL sets (?keepalives_idle=N, say) is kept.
+                idle, interval, count = _KEEPALIVE
+                keep = {
+                    "keepalives": 1,
+                    "keepalives_idle": idle,
+                    "keepalives_interval": interval,
+                    "keepalives_count": count,
+                }
+                kwargs.setdefault("connect_args", {}).update(
+                    {k: v for k, v in keep.items() if k not in parsed.query}
+                )
             # PyMySQL's connect_timeout covers the TCP connect only: a server that takes
             # the connection and never greets (a frozen process) held it for ever. A
             # read timeout bounds the greeting and sign-in; it is lifted once the
@@ -366,6 +404,9 @@ class Store(Closing, AuthStore, TriageStore):
 
             def track(dbapi_conn: Any, _record: Any) -> None:
                 opened.add(dbapi_conn)
+                sock = getattr(dbapi_conn, "_sock", None)  # PyMySQL's (libpq sets its own)
+                if isinstance(sock, socket.socket):
+                    _keep_alive(sock)
 
             sa.event.listen(self.engine, "connect", track)
         if kwargs.get("connect_args", {}).get("read_timeout") is not None:
