@@ -180,6 +180,31 @@ def silent_server() -> Iterator[int]:
             c.close()
 
 
+def remove_sqlite(path: Path) -> None:
+    """Delete a SQLite file with its -wal and -shm."""
+    for f in path.parent.glob(path.name + "*"):
+        f.unlink()
+
+
+def remove_sqlite_at_first_event_insert(store: Any, path: Path) -> Any:
+    """Delete ``store``'s SQLite file ``path`` just before the first INSERT into its
+    risk events runs (after the write's connection was checked, before its commit);
+    return a ``threading.Event`` set once it was deleted."""
+    import threading
+
+    import sqlalchemy as sa
+
+    deleted = threading.Event()
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not deleted.is_set() and statement.lstrip().upper().startswith("INSERT INTO RISK_"):
+            remove_sqlite(path)
+            deleted.set()
+
+    sa.event.listen(store.engine, "before_cursor_execute", on_execute)
+    return deleted
+
+
 def error_within(call: Any, seconds: float) -> BaseException | None:
     """Run ``call()`` in a thread and return what it raised (None if nothing); fails the
     test if it is still running after ``seconds`` (the thread is left behind, a daemon)."""

@@ -464,20 +464,12 @@ def test_a_sqlite_store_deleted_mid_batch_loses_no_event(
     onto the path every event is there, exactly as batch scoring says."""
     import threading
 
-    import sqlalchemy as sa
+    from _services import remove_sqlite_at_first_event_insert  # type: ignore[import-not-found]
 
     path = tmp_path / "store.db"
     store = _loaded_db("sqlite", tmp_path, market)
     expected = _expected_flags(market, models)
-    deleted = threading.Event()
-
-    def delete_on_insert(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not deleted.is_set() and statement.lstrip().upper().startswith("INSERT INTO RISK"):
-            for f in tmp_path.glob("store.db*"):  # the file, its -wal and -shm
-                f.unlink()
-            deleted.set()
-
-    sa.event.listen(store.engine, "before_cursor_execute", delete_on_insert)
+    deleted = remove_sqlite_at_first_event_insert(store, path)
 
     def restore() -> None:
         deleted.wait(30)

@@ -271,14 +271,19 @@ class Handler(Protocol):
     def probe(self) -> None: ...
 
 
-# A handler may also have ``unstick(reason) -> int``: cut what a call of it that has not
+# A handler may also have ``unstick() -> int``: cut what a call of it that has not
 # returned waits on (the store's connections), so the call fails as an outage instead
 # of waiting for ever; it returns how many things it cut. The consumer calls it from
-# another thread when ``handle`` or ``probe`` has run longer than the batch's lease and
-# CUT_AFTER_MIN seconds (a short lease must not cut calls that are merely slow).
+# another thread when ``handle`` or ``probe`` has run longer than ``cut_after(lease)``.
 
 #: Fewest seconds a handler call runs before it may be cut (see ``unstick`` above).
 CUT_AFTER_MIN = 10.0
+
+
+def cut_after(lease: float) -> float:
+    """Seconds a handler call runs before it is cut: the batch's lease, and at least
+    :data:`CUT_AFTER_MIN` (a short lease must not cut calls that are merely slow)."""
+    return max(lease, CUT_AFTER_MIN)
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -956,24 +961,21 @@ class Consumer:
         ).start()
         return done
 
-    def _watch(self, unstick: Callable[[str], int], done: threading.Event) -> None:
-        """Every second at most: a handler call in progress for longer than the lease
-        (and :data:`CUT_AFTER_MIN` s) waits on a server that will not answer (a half-open
+    def _watch(self, unstick: Callable[[], int], done: threading.Event) -> None:
+        """Every second at most: a handler call in progress for longer than
+        :func:`cut_after` the lease waits on a server that will not answer (a half-open
         connection, a frozen process), and so would the loop, for ever: cut what it
         waits on, so it fails as an outage (the batch is handed back, the loop pauses
         and probes). Once per bound at most for one call."""
         lease = self.visibility_timeout
-        bound = max(lease, CUT_AFTER_MIN)
+        bound = cut_after(lease)
         while not done.wait(min(1.0, bound / 4)):
             since = self._call_since
             if since is None or time.monotonic() - since <= bound:
                 continue
-            reason = (
-                f"a call to the store has not returned in {time.monotonic() - since:.0f} s "
-                f"(the batch's lease is {lease:g} s)"
-            )
+            held = time.monotonic() - since
             try:
-                cut = unstick(reason)
+                cut = unstick()
             except Exception as exc:  # the watch must go on
                 log.warning("could not cut a stuck call: %s: %s", type(exc).__name__, exc)
                 continue
@@ -983,7 +985,13 @@ class Consumer:
                 self.stats.cut += 1
                 if self.metrics is not None:
                     self.metrics.cuts.inc()
-                log.error("%s: cut %d connection(s); the call fails as an outage", reason, cut)
+                log.error(
+                    "a call to the store has not returned in %.0f s (the batch's lease is "
+                    "%g s): cut %d connection(s); the call fails as an outage",
+                    held,
+                    lease,
+                    cut,
+                )
 
     @contextlib.contextmanager
     def _calling(self) -> Iterator[None]:

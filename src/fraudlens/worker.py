@@ -161,10 +161,9 @@ class CheckHandler:
         self.store.ping(write=True)
         self._detector()
 
-    def unstick(self, reason: str) -> int:
+    def unstick(self) -> int:
         """Cut the store's connections: a call waits on one that will never answer
-        (see :meth:`Store.cut_connections <fraudlens.store.Store.cut_connections>`);
-        ``reason`` is what the consumer logs if any was cut."""
+        (see :meth:`Store.cut_connections <fraudlens.store.Store.cut_connections>`)."""
         return self.store.cut_connections()
 
     def warm_up(self) -> None:

@@ -10,7 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _services import fresh_store, unavailable  # type: ignore[import-not-found]
+from _services import (  # type: ignore[import-not-found]
+    fresh_store,
+    remove_sqlite,
+    remove_sqlite_at_first_event_insert,
+    unavailable,
+)
 from fraudlens.errors import DataError, NotFoundError, StoreError
 from fraudlens.market.data import MarketData, window
 from fraudlens.market.simulate import simulate
@@ -541,11 +546,6 @@ def test_risk_event_records_are_checked_once() -> None:
         assert err.value.column == column and err.value.row == 3
 
 
-def _remove_sqlite(path: Any) -> None:
-    for f in path.parent.glob(path.name + "*"):  # the file, its -wal and -shm
-        f.unlink()
-
-
 @pytest.mark.parametrize("pinned", [False, True])
 def test_a_sqlite_store_file_deleted_under_the_store_is_an_outage_not_lost_events(
     tmp_path: Any, pinned: bool
@@ -566,7 +566,7 @@ def test_a_sqlite_store_file_deleted_under_the_store_is_an_outage_not_lost_event
     block = store.pinned(linger=60) if pinned else nullcontext()
     with block:
         assert store.add_risk_events([risk_event("a1", 1)]) == 1
-    _remove_sqlite(path)
+    remove_sqlite(path)
     again = store.pinned(linger=60) if pinned else nullcontext()
     with again, pytest.raises(StoreUnavailableError, match="no such table"):
         store.add_risk_events([risk_event("a2", 2)])
@@ -586,27 +586,18 @@ def test_a_sqlite_store_file_deleted_while_events_are_written_is_not_taken_as_st
     written there."""
     from contextlib import nullcontext
 
-    import sqlalchemy as sa
-
     from _services import risk_event  # type: ignore[import-not-found]
     from fraudlens.errors import StoreUnavailableError
 
     path = tmp_path / "store.db"
     store = open_store(f"sqlite:///{path}")
     store.upgrade()
-    deleted: list[str] = []
-
-    def delete_on_insert(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not deleted and statement.lstrip().upper().startswith("INSERT INTO RISK_EVENTS"):
-            _remove_sqlite(path)
-            deleted.append(statement)
-
-    sa.event.listen(store.engine, "before_cursor_execute", delete_on_insert)
+    deleted = remove_sqlite_at_first_event_insert(store, path)
     events = [risk_event("a1", 1), risk_event("a2", 2)]
     block = store.pinned(linger=60) if pinned else nullcontext()
     with block, pytest.raises(StoreUnavailableError, match="deleted or replaced while 2 risk"):
         store.add_risk_events(events)
-    assert deleted
+    assert deleted.is_set()
     with pytest.raises(StoreUnavailableError, match="no such table"):
         store.ping(write=True)
     store.upgrade()  # `fraudlens db upgrade`: a new store at the path

@@ -450,12 +450,12 @@ def worker(
         )
     cut = sum(s.cut for s in all_stats)
     if cut:
-        from fraudlens.consume import CUT_AFTER_MIN
+        from fraudlens.consume import cut_after
 
-        bound = max(config.visibility_timeout, CUT_AFTER_MIN)
         console.print(
             f"cut the store's connections {plural(cut, 'time')}: a call had not returned in "
-            f"{bound:g} s (a server that stopped answering without closing them)"
+            f"{cut_after(config.visibility_timeout):g} s (a server that stopped answering "
+            "without closing them)"
         )
     gave_up = next((s.gave_up for s in all_stats if s.gave_up), None)
     if gave_up is not None:
