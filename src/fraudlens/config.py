@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FRAUDLENS_", env_file=".env", extra="ignore")
 
     database_url: str = Field("sqlite:///fraudlens.db", description="SQLAlchemy URL of the store.")
+    store_call_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds one of the service's calls to a PostgreSQL or MariaDB store may "
+        "wait on the server before its connection is cut and the request answered 503 (a "
+        "frozen or vanished server); 0 sets no bound.",
+    )
     queue_url: str = Field("sqlite", description="Queue: sqlite[:///path], redis://..., sqs://...")
     sink: str = Field("./sink", description="Where scored card records go: a folder or s3://...")
     models_dir: Path = Field(Path("./models"), description="Model registry folder.")

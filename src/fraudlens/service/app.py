@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -203,6 +203,7 @@ def create_app(
     # monitoring snapshots for /monitor, /v1/monitor and the gauges in /metrics
     app.state.fraudlens_monitor = Monitor(state)
     metrics.registry.register(app.state.fraudlens_monitor)
+    metrics.registry.register(_StoreCuts(state.store))
     for router in ROUTERS:
         app.include_router(router)
     # Identity checks run last before routing (after the body limit and the metrics).
@@ -240,10 +241,29 @@ def _version() -> str:
     return __version__
 
 
+class _StoreCuts:
+    """``fraudlens_store_calls_cut_total``: store calls cut for running past
+    ``FRAUDLENS_STORE_CALL_TIMEOUT`` (0 until the store is opened)."""
+
+    def __init__(self, store: Lazy[Store]) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        store = self._store.get() if self._store.opened else None
+        yield CounterMetricFamily(
+            "fraudlens_store_calls_cut",
+            "Store calls whose connection was cut after FRAUDLENS_STORE_CALL_TIMEOUT "
+            "(a frozen or vanished database server).",
+            value=getattr(store, "calls_cut", 0),
+        )
+
+
 def _open_store(settings: Settings) -> Store:
     from fraudlens.store import open_store
 
-    return open_store(settings.database_url)
+    return open_store(settings.database_url, call_timeout=settings.store_call_timeout or None)
 
 
 def _open_queue(settings: Settings) -> Queue:

@@ -74,6 +74,7 @@ from fraudlens.store._triage import (
     sort_columns,
     symbol_rows,
 )
+from fraudlens.store._watch import CallWatch
 from fraudlens.store.records import RISK_STATUSES, RiskEvent
 
 if TYPE_CHECKING:
@@ -224,6 +225,9 @@ def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
 
     @functools.wraps(method)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        watch = getattr(args[0], "_watch", None) if args else None
+        if watch is not None:
+            watch.enter()
         try:
             return method(*args, **kwargs)
         except FraudlensError:
@@ -241,6 +245,9 @@ def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
                     disconnected=_disconnected(exc),
                 ) from exc
             raise StoreError(f"database {where}: {_first_line(exc)}") from exc
+        finally:
+            if watch is not None:
+                watch.leave()
 
     return wrapper
 
@@ -302,6 +309,13 @@ class Store(Closing, AuthStore, TriageStore):
         (symbol, UTC day) sets of bars kept in memory once the day has closed (an hour
         after midnight UTC), so checks of recent windows do not read them again. 0 turns
         the cache off. Bars are only ever added, never changed, for a closed day.
+    call_timeout
+        Seconds a call may wait on a PostgreSQL or MariaDB server before its connection
+        is cut (:class:`~fraudlens.store._watch.CallWatch`): the call then raises
+        :class:`~fraudlens.errors.StoreUnavailableError` instead of waiting for as long
+        as a frozen server stays frozen. ``None`` (the default) sets no bound; the
+        service sets ``FRAUDLENS_STORE_CALL_TIMEOUT`` (30 s). SQLite has its busy
+        timeout instead.
 
     Notes
     -----
@@ -310,7 +324,12 @@ class Store(Closing, AuthStore, TriageStore):
     """
 
     def __init__(
-        self, url: str | None = None, *, pool_size: int = 5, bar_cache_days: int = 4096
+        self,
+        url: str | None = None,
+        *,
+        pool_size: int = 5,
+        bar_cache_days: int = 4096,
+        call_timeout: float | None = None,
     ) -> None:
         if url is None:
             from fraudlens.config import get_settings
@@ -409,6 +428,22 @@ class Store(Closing, AuthStore, TriageStore):
                     _keep_alive(sock)
 
             sa.event.listen(self.engine, "connect", track)
+        # Which thread has each driver connection checked out (see _cut_stuck).
+        self._owners: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._watch: CallWatch | None = None
+        if call_timeout is not None and call_timeout > 0 and self.dialect != "sqlite":
+            owners = self._owners
+
+            def checked_out(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+                owners[dbapi_conn] = threading.get_ident()
+
+            def checked_in(dbapi_conn: Any, _record: Any) -> None:
+                if dbapi_conn is not None:
+                    owners.pop(dbapi_conn, None)
+
+            sa.event.listen(self.engine, "checkout", checked_out)
+            sa.event.listen(self.engine, "checkin", checked_in)
+            self._watch = CallWatch(call_timeout, self._cut_stuck, self._safe_url())
         if kwargs.get("connect_args", {}).get("read_timeout") is not None:
 
             def open_reads(dbapi_conn: Any, _record: Any) -> None:
@@ -448,6 +483,8 @@ class Store(Closing, AuthStore, TriageStore):
             kept, self._kept = self._kept, set()
         for conn in kept:
             self._close_quietly(conn)
+        if self._watch is not None:
+            self._watch.close()
         self.engine.dispose()
 
     def cut_connections(self) -> int:
@@ -464,8 +501,29 @@ class Store(Closing, AuthStore, TriageStore):
         fresh connection for the next call, which finds the new server, or fails within
         the connect timeout while the old one is still frozen. Safe from any thread. A
         SQLite store has no connection to cut (a locked file has its busy timeout)."""
+        cut = self._cut(list(self._open))
+        if cut:
+            log.warning("cut %d connection(s) to %s", cut, self._safe_url())
+        return cut
+
+    @property
+    def calls_cut(self) -> int:
+        """Calls cut for running past ``call_timeout`` since the store opened."""
+        return self._watch.calls_cut if self._watch is not None else 0
+
+    def _cut_stuck(self, threads: set[int]) -> int:
+        """Cut the connections the threads of stuck calls hold, and those no thread
+        holds (idle in the pool, or being pinged or opened for a call); every connection
+        when that finds none (a connection lent on without a checkout)."""
+        conns = list(self._open)
+        mine = [c for c in conns if self._owners.get(c) in threads or c not in self._owners]
+        return self._cut(mine) or self._cut(conns)
+
+    @staticmethod
+    def _cut(conns: Iterable[Any]) -> int:
+        """Shut down the sockets of driver connections; return how many were open."""
         cut = 0
-        for dbapi_conn in list(self._open):
+        for dbapi_conn in conns:
             found = _driver_socket(dbapi_conn)
             if found is None:
                 continue
@@ -478,8 +536,6 @@ class Store(Closing, AuthStore, TriageStore):
             finally:
                 if duplicate:
                     sock.close()
-        if cut:
-            log.warning("cut %d connection(s) to %s", cut, self._safe_url())
         return cut
 
     def _connect(self) -> AbstractContextManager[sa.Connection]:
@@ -1536,9 +1592,10 @@ class Store(Closing, AuthStore, TriageStore):
         return event
 
 
-def open_store(url: str | None = None) -> Store:
-    """Open the store a URL names (``None``: the ``database_url`` setting)."""
-    return Store(url)
+def open_store(url: str | None = None, *, call_timeout: float | None = None) -> Store:
+    """Open the store a URL names (``None``: the ``database_url`` setting); see
+    :class:`Store` for ``call_timeout``."""
+    return Store(url, call_timeout=call_timeout)
 
 
 # ---------------------------------------------------------------------------- helpers
