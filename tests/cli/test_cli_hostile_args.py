@@ -493,7 +493,38 @@ def test_a_ray_address_nothing_answers_at_is_one_line(
     assert not (tmp_path / "s.csv").exists()
 
 
-def _run_in_own_session(args: list[str], cwd: Path, timeout: float) -> tuple[int, str]:
+def test_a_ray_client_address_that_answers_without_ray_is_one_line(
+    market_dir: Path, market_models: Path, tmp_path: Path
+) -> None:
+    """A `ray://` address where something takes the connection but no Ray Client server
+    answers: Ray's own INFO line (the options passed on to the server) and its
+    UserWarning about ports came before fraudlens's error. Ray Client's connection
+    timeouts are cut to 1 s here (its 30 s in all otherwise)."""
+    pytest.importorskip("ray")
+    pytest.importorskip("grpc")
+    from _services import silent_server  # type: ignore[import-not-found]
+
+    with silent_server() as port:
+        address = f"ray://127.0.0.1:{port}"
+        args = [
+            "market", "score", "--klines", str(market_dir / "klines.csv"),
+            "--trades", str(market_dir / "trades.csv"), "-m", str(market_models),
+            "--out", str(tmp_path / "s.csv"), "--engine", "ray", "--ray-address", address,
+        ]  # fmt: skip
+        env = {
+            "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "1",
+            "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "1",
+        }
+        code, err = _run_in_own_session(args, tmp_path, 60, env)
+    assert code == 2, err[-3000:]
+    assert f"cannot reach the Ray cluster at '{address}'" in one_line(err), err[-3000:]
+    assert "Warning" not in err and " INFO " not in err, err[-3000:]
+    assert "Traceback" not in err
+
+
+def _run_in_own_session(
+    args: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """Run ``fraudlens ARGS`` in a session of its own, killed whole after ``timeout``
     seconds whatever happens (so that code that starts processes without end, or waits
     for ever, fails the test without leaving processes behind); its exit code and
@@ -509,7 +540,7 @@ def _run_in_own_session(args: list[str], cwd: Path, timeout: float) -> tuple[int
     proc = subprocess.Popen(
         [sys.executable, "-c", _BOOT, "", *args],
         cwd=cwd,
-        env={**os.environ, "COLUMNS": "80", "TERM": "dumb"},
+        env={**os.environ, "COLUMNS": "80", "TERM": "dumb", **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -120,6 +120,29 @@ def _check_reachable(address: str, timeout: float = RAY_CONNECT_SECONDS) -> None
         ) from None
 
 
+def _quiet_ray_init(address: str | None) -> None:
+    """``ray.init`` without the lines Ray Client prints on its own before its error (an
+    INFO line listing the options passed on to the server, and a UserWarning about ports
+    when the address answers but no Ray Client server does): fraudlens says the error in
+    one line."""
+    import logging
+    import warnings
+
+    import ray
+
+    client_log = logging.getLogger("ray.client_builder")
+    level = client_log.level
+    client_log.setLevel(max(level, logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="Ray Client connection timed out", category=UserWarning
+            )
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    finally:
+        client_log.setLevel(level)
+
+
 def score_accounts_ray(
     data: MarketData,
     models_dir: str,
@@ -150,7 +173,7 @@ def score_accounts_ray(
         if address is not None:
             _check_reachable(address)
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            _quiet_ray_init(address)
         except ConnectionError as exc:  # answered, but no Ray cluster there
             from fraudlens.errors import UnavailableError
 
