@@ -225,6 +225,25 @@ def error_within(call: Any, seconds: float) -> BaseException | None:
     return said[0] if said else None
 
 
+@contextmanager
+def relayed_database(kind: str, tmp_path: Path) -> Iterator[tuple[str, FailoverProxy]]:
+    """A private database (see :func:`private_database`) with the schema and one risk
+    event, reached through a :class:`FailoverProxy`: yields the URL through the relay,
+    and the relay."""
+    import sqlalchemy as sa
+
+    from fraudlens.store import open_store
+
+    with private_database(kind, tmp_path) as url:
+        with open_store(url) as direct:
+            direct.upgrade()
+            direct.add_risk_events([risk_event("acct-1", 1)])
+        target = sa.engine.make_url(url)
+        with FailoverProxy(target.host or "127.0.0.1", target.port or 0) as proxy:
+            relayed = target.set(host="127.0.0.1", port=proxy.port)
+            yield relayed.render_as_string(hide_password=False), proxy
+
+
 class FailoverProxy:
     """A TCP relay on 127.0.0.1 to a real server, whose :meth:`fail_over` leaves every
     connection open at that moment half-open: the server's end is closed (its session

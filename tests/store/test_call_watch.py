@@ -16,17 +16,16 @@ from typing import Any
 import pytest
 
 from _services import (  # type: ignore[import-not-found]
-    FailoverProxy,
     error_within,
     private_database,
-    risk_event,
+    relayed_database,
 )
 from fraudlens.errors import StoreUnavailableError
 from fraudlens.store._watch import CallWatch
 
 pytest.importorskip("sqlalchemy")
 
-from fraudlens.store import Store, open_store
+from fraudlens.store import Store
 
 
 def _watch(bound: float) -> tuple[CallWatch, list[set[int]]]:
@@ -112,39 +111,30 @@ def test_a_call_on_a_connection_left_half_open_fails_after_the_bound(
 ) -> None:
     """A call on a pinned connection whose server's end is gone: on the old code it
     waited for ever (still waiting after 40 s); now it fails as an outage once it has
-    run 2 s, the next call takes a fresh connection, and only the stuck call's
-    connection and idle ones are cut."""
-    import sqlalchemy as sa
+    run 2 s, and the next call takes a fresh connection."""
+    with relayed_database(kind, tmp_path) as (url, proxy):
+        store = Store(url, call_timeout=2)
+        try:
+            said: list[Any] = []
 
-    with private_database(kind, tmp_path) as url:
-        with open_store(url) as direct:
-            direct.upgrade()
-            direct.add_risk_events([risk_event("acct-1", 1)])
-        target = sa.engine.make_url(url)
-        with FailoverProxy(target.host or "127.0.0.1", target.port or 0) as proxy:
-            proxied = target.set(host="127.0.0.1", port=proxy.port)
-            store = Store(proxied.render_as_string(hide_password=False), call_timeout=2)
-            try:
-                said: list[Any] = []
+            def stuck_call() -> None:
+                with store.pinned():
+                    said.append(store.count_risk_events())
+                    assert proxy.fail_over() >= 1
+                    started = time.monotonic()
+                    try:
+                        store.count_risk_events()
+                    finally:
+                        said.append(time.monotonic() - started)
 
-                def stuck_call() -> None:
-                    with store.pinned():
-                        said.append(store.count_risk_events())
-                        assert proxy.fail_over() >= 1
-                        started = time.monotonic()
-                        try:
-                            store.count_risk_events()
-                        finally:
-                            said.append(time.monotonic() - started)
-
-                err = error_within(stuck_call, 40)
-                assert isinstance(err, StoreUnavailableError), err
-                assert said[0] == 1
-                assert 1.9 <= said[1] < 10, f"failed after {said[1]:.1f} s"
-                assert store.calls_cut == 1
-                assert store.count_risk_events() == 1  # over a fresh connection
-            finally:
-                store.close()
+            err = error_within(stuck_call, 40)
+            assert isinstance(err, StoreUnavailableError), err
+            assert said[0] == 1
+            assert 1.9 <= said[1] < 10, f"failed after {said[1]:.1f} s"
+            assert store.calls_cut == 1
+            assert store.count_risk_events() == 1  # over a fresh connection
+        finally:
+            store.close()
 
 
 @pytest.mark.services
