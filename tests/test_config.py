@@ -99,3 +99,27 @@ def test_image_limits_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
         create_app(settings, max_image_pixels=1000, preload=False).state.fraudlens.images.max_pixels
         == 1000
     )
+
+
+def test_a_refused_setting_is_named_with_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """get_settings (what every command and the service read) names each refused
+    FRAUDLENS_* variable, its value and why: a ConfigError, which the CLI says in one
+    line. It raised pydantic's ValidationError, a traceback in every command."""
+    from fraudlens.errors import ConfigError
+
+    monkeypatch.setenv("FRAUDLENS_STORE_CALL_TIMEOUT", "abc")
+    monkeypatch.setenv("FRAUDLENS_AUTH", "x\x1b[31m" + "y" * 100)
+    with pytest.raises(ConfigError) as info:
+        get_settings()
+    said = str(info.value)
+    assert "FRAUDLENS_STORE_CALL_TIMEOUT='abc': Input should be a valid number" in said
+    # the value is shown as a repr (no terminal escape goes out raw), cut at 60 characters
+    assert "FRAUDLENS_AUTH='x\\x1b[31m" + "y" * 54 + "'...: Input should be" in said
+    assert "\x1b" not in said and "\n" not in said
+    monkeypatch.delenv("FRAUDLENS_STORE_CALL_TIMEOUT")
+    monkeypatch.delenv("FRAUDLENS_AUTH")
+    Path(".env").write_text("FRAUDLENS_WINDOW_HOURS=-3\n")
+    with pytest.raises(ConfigError, match=r"FRAUDLENS_WINDOW_HOURS='-3': Input should be greater"):
+        get_settings()
+    Path(".env").unlink()
+    assert get_settings().window_hours == 24.0

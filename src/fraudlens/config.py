@@ -9,12 +9,13 @@ from __future__ import annotations
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fraudlens._images import DEFAULT_MAX_PIXELS
+from fraudlens.errors import ConfigError
 
 __all__ = ["DEFAULT_EVENT_THRESHOLD", "Settings", "get_settings"]
 
@@ -121,5 +122,34 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Return the process-wide settings instance (read once)."""
-    return Settings()
+    """Return the process-wide settings instance (read once).
+
+    Raises
+    ------
+    ConfigError
+        Naming each ``FRAUDLENS_*`` variable whose value is refused, what it holds and
+        why (every command then says it in one line instead of a traceback).
+    """
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(_refused(exc)) from None
+
+
+def _refused(exc: Any) -> str:
+    """One line naming the settings a ValidationError refused."""
+    parts = []
+    for err in exc.errors():
+        loc = err.get("loc") or ()
+        message = str(err.get("msg", "refused"))
+        if not loc:  # a check of several settings at once
+            parts.append(message)
+            continue
+        value = err.get("input")
+        shown = ""
+        if isinstance(value, str):
+            shown = "=" + (repr(value[:60]) + "..." if len(value) > 60 else repr(value))
+        parts.append(f"FRAUDLENS_{str(loc[0]).upper()}{shown}: {message}")
+    return "setting refused (from the environment or ./.env): " + "; ".join(parts)

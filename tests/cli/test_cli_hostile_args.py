@@ -612,3 +612,15 @@ def test_an_input_link_that_loops_or_leads_nowhere_says_so(
         for read in (read_frame, _read_any):
             with pytest.raises(DataError, match=re.escape(why)):
                 read(str(tmp_path / name))
+
+
+@pytest.mark.parametrize("command", [["users", "list"], ["serve", "--port", "1"], ["worker"]])
+def test_a_refused_setting_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    """A FRAUDLENS_* variable with a value the settings refuse was a pydantic traceback
+    in every command that reads the settings."""
+    proc = run_cli(command, cwd=tmp_path, env={"FRAUDLENS_STORE_CALL_TIMEOUT": "abc"}, timeout=60)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    err = one_line(proc.stderr)
+    assert "Traceback" not in err and "ValidationError" not in err, err
+    assert "error: setting refused (from the environment or ./.env): " in err, err
+    assert "FRAUDLENS_STORE_CALL_TIMEOUT='abc': Input should be a valid number" in err, err
