@@ -123,3 +123,14 @@ def test_a_refused_setting_is_named_with_its_value(monkeypatch: pytest.MonkeyPat
         get_settings()
     Path(".env").unlink()
     assert get_settings().window_hours == 24.0
+
+
+def test_a_settings_file_that_is_not_utf8_is_named_with_line_and_column() -> None:
+    from fraudlens.errors import ConfigError
+
+    Path(".env").write_bytes(b"FRAUDLENS_AUTH=on\nFRAUDLENS_SINK=\xff\xfe\n")
+    with pytest.raises(ConfigError) as info:
+        get_settings()
+    assert str(info.value) == (
+        f"settings file {Path('.env').resolve()}, line 2, column 16: not UTF-8 text (byte 0xff)"
+    )

@@ -128,7 +128,8 @@ def get_settings() -> Settings:
     ------
     ConfigError
         Naming each ``FRAUDLENS_*`` variable whose value is refused, what it holds and
-        why (every command then says it in one line instead of a traceback).
+        why (every command then says it in one line instead of a traceback); or a
+        ``.env`` file that cannot be read or is not UTF-8 text.
     """
     from pydantic import ValidationError
 
@@ -136,6 +137,18 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise ConfigError(_refused(exc)) from None
+    except UnicodeDecodeError as exc:  # a .env file that is not UTF-8 text
+        data, at = bytes(exc.object), exc.start
+        line, column = data.count(b"\n", 0, at) + 1, at - data.rfind(b"\n", 0, at)
+        raise ConfigError(
+            f"settings file {Path('.env').resolve()}, line {line}, column {column}: not "
+            f"UTF-8 text (byte {data[at]:#04x})"
+        ) from None
+    except OSError as exc:  # a .env file that cannot be read
+        raise ConfigError(
+            f"cannot read the settings file {exc.filename or Path('.env').resolve()}: "
+            f"{exc.strerror or exc}"
+        ) from None
 
 
 def _refused(exc: Any) -> str:
