@@ -134,3 +134,20 @@ def test_a_settings_file_that_is_not_utf8_is_named_with_line_and_column() -> Non
     assert str(info.value) == (
         f"settings file {Path('.env').resolve()}, line 2, column 16: not UTF-8 text (byte 0xff)"
     )
+
+
+def test_a_short_secret_key_is_refused_without_showing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FRAUDLENS_SECRET_KEY under 32 characters: the service had started, then answered
+    every signed-in request 422. Now the settings refuse it, and never echo it."""
+    from fraudlens.errors import ConfigError
+
+    monkeypatch.setenv("FRAUDLENS_SECRET_KEY", "hunter2-hunter2")
+    with pytest.raises(ConfigError) as info:
+        get_settings()
+    said = str(info.value)
+    assert "FRAUDLENS_SECRET_KEY: the secret key must have at least 32 characters" in said
+    assert "hunter2" not in said
+    monkeypatch.setenv("FRAUDLENS_SECRET_KEY", "k" * 32)
+    get_settings.cache_clear()
+    key = get_settings().secret_key
+    assert key is not None and key.get_secret_value() == "k" * 32

@@ -11,13 +11,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fraudlens._images import DEFAULT_MAX_PIXELS
 from fraudlens.errors import ConfigError
 
 __all__ = ["DEFAULT_EVENT_THRESHOLD", "Settings", "get_settings"]
+
+#: Fewest characters of a session-signing key (FRAUDLENS_SECRET_KEY).
+_MIN_SECRET_KEY = 32
+
+#: Settings whose refused value is never shown in an error (it may be a secret).
+_SECRET_SETTINGS = frozenset({"secret_key"})
 
 #: The risk-event threshold when none is set: the reference system's 0.9.
 DEFAULT_EVENT_THRESHOLD = 0.9
@@ -105,6 +111,18 @@ class Settings(BaseSettings):
         30, ge=1, description="Failed sign-ins per client address per 15 minutes (per process)."
     )
 
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        # Checked here, so that `serve` stops at once: the service had started and then
+        # answered every signed-in request 422, as if the client had sent something wrong.
+        if key is not None and len(key.get_secret_value()) < _MIN_SECRET_KEY:
+            raise ValueError(
+                f"the secret key must have at least {_MIN_SECRET_KEY} characters (e.g. the "
+                "output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
+        return key
+
     @model_validator(mode="after")
     def _renamed(self) -> Self:
         # The old name still works, but only when the new one is not given.
@@ -156,13 +174,13 @@ def _refused(exc: Any) -> str:
     parts = []
     for err in exc.errors():
         loc = err.get("loc") or ()
-        message = str(err.get("msg", "refused"))
+        message = str(err.get("msg", "refused")).removeprefix("Value error, ")
         if not loc:  # a check of several settings at once
             parts.append(message)
             continue
         value = err.get("input")
         shown = ""
-        if isinstance(value, str):
+        if isinstance(value, str) and str(loc[0]) not in _SECRET_SETTINGS:
             shown = "=" + (repr(value[:60]) + "..." if len(value) > 60 else repr(value))
         parts.append(f"FRAUDLENS_{str(loc[0]).upper()}{shown}: {message}")
     return "setting refused (from the environment or ./.env): " + "; ".join(parts)

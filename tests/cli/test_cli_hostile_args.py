@@ -614,13 +614,24 @@ def test_an_input_link_that_loops_or_leads_nowhere_says_so(
                 read(str(tmp_path / name))
 
 
-@pytest.mark.parametrize("command", [["users", "list"], ["serve", "--port", "1"], ["worker"]])
-def test_a_refused_setting_is_one_line(tmp_path: Path, command: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("command", "name", "value", "said"),
+    [
+        (["users", "list"], "STORE_CALL_TIMEOUT", "abc", "='abc': Input should be a valid number"),
+        (["serve", "--port", "1"], "STORE_CALL_TIMEOUT", "abc", "='abc': Input should be"),
+        (["worker"], "STORE_CALL_TIMEOUT", "abc", "='abc': Input should be a valid number"),
+        # the service had started, then answered every signed-in request 422
+        (["serve", "--port", "1"], "SECRET_KEY", "hunter2", ": the secret key must have"),
+    ],
+)
+def test_a_refused_setting_is_one_line(
+    tmp_path: Path, command: list[str], name: str, value: str, said: str
+) -> None:
     """A FRAUDLENS_* variable with a value the settings refuse was a pydantic traceback
     in every command that reads the settings."""
-    proc = run_cli(command, cwd=tmp_path, env={"FRAUDLENS_STORE_CALL_TIMEOUT": "abc"}, timeout=60)
+    proc = run_cli(command, cwd=tmp_path, env={f"FRAUDLENS_{name}": value}, timeout=60)
     assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
     err = one_line(proc.stderr)
     assert "Traceback" not in err and "ValidationError" not in err, err
     assert "error: setting refused (from the environment or ./.env): " in err, err
-    assert "FRAUDLENS_STORE_CALL_TIMEOUT='abc': Input should be a valid number" in err, err
+    assert f"FRAUDLENS_{name}{said}" in err, err
