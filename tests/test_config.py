@@ -151,3 +151,20 @@ def test_a_short_secret_key_is_refused_without_showing_it(monkeypatch: pytest.Mo
     get_settings.cache_clear()
     key = get_settings().secret_key
     assert key is not None and key.get_secret_value() == "k" * 32
+
+
+@pytest.mark.parametrize("hours", ["inf", "nan", "1e300", "100001", "0"])
+def test_a_window_no_store_can_read_is_refused(monkeypatch: pytest.MonkeyPatch, hours: str) -> None:
+    """FRAUDLENS_WINDOW_HOURS=inf (or 1e300) was taken, and every check the worker then
+    took failed in the store (OverflowError: a window start before any date); the CLI's
+    --window-hours already refused it."""
+    from fraudlens.errors import ConfigError
+
+    monkeypatch.setenv("FRAUDLENS_WINDOW_HOURS", hours)
+    with pytest.raises(ConfigError, match=f"FRAUDLENS_WINDOW_HOURS='{hours}': Input should be"):
+        get_settings()
+
+
+def test_the_longest_window_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRAUDLENS_WINDOW_HOURS", "100000")
+    assert get_settings().window_hours == 100_000

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
 
 __all__ = ["utc", "utc_series", "utcnow"]
 
+#: Longest scoring window, in hours (about 11 years): past it the window's start leaves
+#: pandas' time range (inf hours had failed every check the worker took).
+MAX_WINDOW_HOURS = 100_000.0
+
 _D = TypeVar("_D", bound=datetime)
 
 

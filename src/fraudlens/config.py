@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fraudlens._images import DEFAULT_MAX_PIXELS
+from fraudlens._time import MAX_WINDOW_HOURS
 from fraudlens.errors import ConfigError
 
 __all__ = ["DEFAULT_EVENT_THRESHOLD", "Settings", "get_settings"]
@@ -65,7 +66,10 @@ class Settings(BaseSettings):
         "when event_threshold is not set, with a warning.",
     )
     window_hours: float = Field(
-        24.0, gt=0, description="Scoring window that ends at the latest trade."
+        24.0,
+        gt=0,
+        le=MAX_WINDOW_HOURS,
+        description="Scoring window that ends at the latest trade, in hours (at most 100,000).",
     )
     max_body_bytes: int = Field(
         5 * 2**20, gt=0, description="Largest request body the service reads."

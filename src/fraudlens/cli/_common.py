@@ -29,6 +29,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from fraudlens._time import MAX_WINDOW_HOURS
 from fraudlens.errors import FraudlensError
 
 __all__ = [
@@ -91,10 +92,6 @@ DbOpt = Annotated[
 MAX_SEED = 2**32 - 1
 #: The ``--seed`` option of the commands that draw random numbers.
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed.")]
-
-#: Longest scoring window the CLI takes, in hours (about 11 years): past it the window's
-#: start leaves pandas' time range.
-MAX_WINDOW_HOURS = 100_000.0
 
 
 def _window_hours(value: float) -> float:
