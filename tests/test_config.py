@@ -168,3 +168,24 @@ def test_a_window_no_store_can_read_is_refused(monkeypatch: pytest.MonkeyPatch, 
 def test_the_longest_window_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FRAUDLENS_WINDOW_HOURS", "100000")
     assert get_settings().window_hours == 100_000
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SESSION_HOURS", "inf"),
+        ("SESSION_HOURS", "8785"),
+        ("SESSION_IDLE_MINUTES", "1e300"),
+        ("LOGIN_FAILURES_PER_USER", "99999999999999999999999"),
+        ("LOGIN_FAILURES_PER_ADDRESS", "1000001"),
+    ],
+)
+def test_sign_in_settings_past_their_bounds_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """Each was taken, and every sign-in then failed with a 500."""
+    from fraudlens.errors import ConfigError
+
+    monkeypatch.setenv(f"FRAUDLENS_{name}", value)
+    with pytest.raises(ConfigError, match=f"FRAUDLENS_{name}='{value}': Input should be"):
+        get_settings()

@@ -20,6 +20,13 @@ from fraudlens.errors import ConfigError
 
 __all__ = ["DEFAULT_EVENT_THRESHOLD", "Settings", "get_settings"]
 
+#: Longest sign-in, in hours (366 days); the idle limit's bound too.
+_YEAR_HOURS = 366 * 24
+
+#: Most failed sign-ins a limit may allow in its 15 minutes (a larger count had made
+#: every sign-in fail with a 500).
+_MAX_LOGIN_FAILURES = 1_000_000
+
 #: Fewest characters of a session-signing key (FRAUDLENS_SECRET_KEY).
 _MIN_SECRET_KEY = 32
 
@@ -99,9 +106,20 @@ class Settings(BaseSettings):
         description="Key (32+ characters) that signs session cookies; by default a random "
         "key kept in the database.",
     )
-    session_hours: float = Field(12.0, gt=0, description="A sign-in lasts at most this long.")
+    # (Bounded above: inf or 1e300 hours were taken, and every signed-in request and
+    # sign-in then failed with a 500, a time no date can hold.)
+    session_hours: float = Field(
+        12.0,
+        gt=0,
+        le=_YEAR_HOURS,
+        description="A sign-in lasts at most this long, in hours (at most 8,784: a year).",
+    )
     session_idle_minutes: float = Field(
-        120.0, gt=0, description="A sign-in ends after this long without a request."
+        120.0,
+        gt=0,
+        le=_YEAR_HOURS * 60,
+        description="A sign-in ends after this long without a request, in minutes (at most "
+        "a year).",
     )
     behind_tls_proxy: bool = Field(
         False,
@@ -109,10 +127,16 @@ class Settings(BaseSettings):
         "cookies are marked Secure even on plain-HTTP requests.",
     )
     login_failures_per_user: int = Field(
-        10, ge=1, description="Failed sign-ins per user name per 15 minutes (per process)."
+        10,
+        ge=1,
+        le=_MAX_LOGIN_FAILURES,
+        description="Failed sign-ins per user name per 15 minutes (per process).",
     )
     login_failures_per_address: int = Field(
-        30, ge=1, description="Failed sign-ins per client address per 15 minutes (per process)."
+        30,
+        ge=1,
+        le=_MAX_LOGIN_FAILURES,
+        description="Failed sign-ins per client address per 15 minutes (per process).",
     )
 
     @field_validator("secret_key")

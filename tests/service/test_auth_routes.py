@@ -686,3 +686,30 @@ def test_hostile_credentials_and_headers_get_4xx_never_5xx(ctx: Ctx) -> None:
     )
     assert 400 <= r.status_code < 500
     assert c.get("/login", params={"next": long[:600]}).status_code == 422
+
+
+def test_the_longest_sign_in_settings_work(tmp_path: Path) -> None:
+    """The largest session lengths and sign-in limits the settings take (inf hours or a
+    count past 2**63 were taken before, and every sign-in then failed with a 500)."""
+    from fraudlens.auth import Authenticator
+    from fraudlens.store import open_store
+
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(db) as store:
+        store.upgrade()
+        Authenticator(store).create_user("ana", "analyst", PASSWORD)
+        settings = Settings(
+            models_dir=tmp_path / "m",
+            database_url=db,
+            auth="on",
+            session_hours=366 * 24,
+            session_idle_minutes=366 * 24 * 60,
+            login_failures_per_user=1_000_000,
+            login_failures_per_address=1_000_000,
+        )
+        with TestClient(create_app(settings, store=store, preload=False)) as c:
+            assert _login(c, "ana", "wrong password!!").status_code == 401
+            r = _login(c, "ana", PASSWORD)
+            assert r.status_code == 303, r.text
+            assert f"max-age={366 * 24 * 3600}" in r.headers["set-cookie"].lower()
+            assert c.get("/v1/me").json()["username"] == "ana"
