@@ -189,3 +189,19 @@ def test_sign_in_settings_past_their_bounds_are_refused(
     monkeypatch.setenv(f"FRAUDLENS_{name}", value)
     with pytest.raises(ConfigError, match=f"FRAUDLENS_{name}='{value}': Input should be"):
         get_settings()
+
+
+@pytest.mark.parametrize("seconds", ["1e-300", "0.5", "-1", "nan"])
+def test_a_store_call_bound_under_a_second_is_refused(
+    monkeypatch: pytest.MonkeyPatch, seconds: str
+) -> None:
+    """A bound of microseconds would cut every store call of the service."""
+    from fraudlens.errors import ConfigError
+
+    monkeypatch.setenv("FRAUDLENS_STORE_CALL_TIMEOUT", seconds)
+    with pytest.raises(ConfigError, match=f"FRAUDLENS_STORE_CALL_TIMEOUT='{seconds}': "):
+        get_settings()
+    for fine in ("0", "1", "inf"):
+        monkeypatch.setenv("FRAUDLENS_STORE_CALL_TIMEOUT", fine)
+        get_settings.cache_clear()
+        assert get_settings().store_call_timeout == float(fine)

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds one of the service's calls to a PostgreSQL or MariaDB store may "
         "wait on the server before its connection is cut and the request answered 503 (a "
-        "frozen or vanished server); 0 sets no bound.",
+        "frozen or vanished server): 0 sets no bound, else at least 1.",
     )
     queue_url: str = Field("sqlite", description="Queue: sqlite[:///path], redis://..., sqs://...")
     sink: str = Field("./sink", description="Where scored card records go: a folder or s3://...")
@@ -138,6 +138,14 @@ class Settings(BaseSettings):
         le=_MAX_LOGIN_FAILURES,
         description="Failed sign-ins per client address per 15 minutes (per process).",
     )
+
+    @field_validator("store_call_timeout")
+    @classmethod
+    def _whole_calls(cls, seconds: float) -> float:
+        # A bound of microseconds would cut every call (and spin the watch's thread).
+        if 0 < seconds < 1:
+            raise ValueError("give 0 (no bound) or at least 1 second")
+        return seconds
 
     @field_validator("secret_key")
     @classmethod

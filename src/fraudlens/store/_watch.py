@@ -96,7 +96,7 @@ class CallWatch:
         return found
 
     def _run(self) -> None:
-        tick = min(0.5, self.bound / 4)
+        tick = max(0.01, min(0.5, self.bound / 4))
         while not self._stop.wait(tick):
             threads = self.stuck()
             if not threads:
