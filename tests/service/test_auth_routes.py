@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -485,8 +486,9 @@ def test_cross_site_form_post_to_account_check_is_refused(ctx: Ctx, tmp_path: Pa
 # ----------------------------------------------------------------------------- sign-in
 
 
-@pytest.fixture
-def login_app(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
+@contextmanager
+def _signed_in_app(tmp_path: Path, **settings: Any) -> Iterator[tuple[TestClient, Any]]:
+    """A service with authentication on over a fresh store with one analyst, "ana"."""
     from fraudlens.auth import Authenticator
     from fraudlens.store import open_store
 
@@ -494,16 +496,18 @@ def login_app(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
     store = open_store(db)
     store.upgrade()
     Authenticator(store).create_user("ana", "analyst", PASSWORD)
-    settings = Settings(
-        models_dir=tmp_path / "m",
-        database_url=db,
-        auth="on",
-        login_failures_per_user=3,
-        login_failures_per_address=100,
-    )
-    with TestClient(create_app(settings, store=store, preload=False)) as c:
-        yield c, store
-    store.close()
+    cfg = Settings(models_dir=tmp_path / "m", database_url=db, auth="on", **settings)
+    try:
+        with TestClient(create_app(cfg, store=store, preload=False)) as c:
+            yield c, store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def login_app(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
+    with _signed_in_app(tmp_path, login_failures_per_user=3, login_failures_per_address=100) as app:
+        yield app
 
 
 def _login(c: TestClient, user: str, password: str, **kw: Any) -> Any:
@@ -691,25 +695,15 @@ def test_hostile_credentials_and_headers_get_4xx_never_5xx(ctx: Ctx) -> None:
 def test_the_longest_sign_in_settings_work(tmp_path: Path) -> None:
     """The largest session lengths and sign-in limits the settings take (inf hours or a
     count past 2**63 were taken before, and every sign-in then failed with a 500)."""
-    from fraudlens.auth import Authenticator
-    from fraudlens.store import open_store
-
-    db = f"sqlite:///{tmp_path / 'store.db'}"
-    with open_store(db) as store:
-        store.upgrade()
-        Authenticator(store).create_user("ana", "analyst", PASSWORD)
-        settings = Settings(
-            models_dir=tmp_path / "m",
-            database_url=db,
-            auth="on",
-            session_hours=366 * 24,
-            session_idle_minutes=366 * 24 * 60,
-            login_failures_per_user=1_000_000,
-            login_failures_per_address=1_000_000,
-        )
-        with TestClient(create_app(settings, store=store, preload=False)) as c:
-            assert _login(c, "ana", "wrong password!!").status_code == 401
-            r = _login(c, "ana", PASSWORD)
-            assert r.status_code == 303, r.text
-            assert f"max-age={366 * 24 * 3600}" in r.headers["set-cookie"].lower()
-            assert c.get("/v1/me").json()["username"] == "ana"
+    with _signed_in_app(
+        tmp_path,
+        session_hours=366 * 24,
+        session_idle_minutes=366 * 24 * 60,
+        login_failures_per_user=1_000_000,
+        login_failures_per_address=1_000_000,
+    ) as (c, _store):
+        assert _login(c, "ana", "wrong password!!").status_code == 401
+        r = _login(c, "ana", PASSWORD)
+        assert r.status_code == 303, r.text
+        assert f"max-age={366 * 24 * 3600}" in r.headers["set-cookie"].lower()
+        assert c.get("/v1/me").json()["username"] == "ana"
