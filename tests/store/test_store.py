@@ -642,7 +642,7 @@ def test_server_connections_probe_a_silent_peer_within_a_minute(
     """TCP keepalive on the store's server connections: first probe after 30 s of
     silence, then every 10 s, 3 unanswered ending the connection. The system's default
     (2 h of silence first) had left a query waiting that long for a reply from a host
-    that was gone (a partition or a failover); the service has no watch that cuts it.
+    that was gone (a partition or a failover); the CLI has no watch that cuts it.
     What the URL sets (``keepalives_idle`` for libpq) is kept. The sockets' options are
     read back from the kernel (a partition cannot be simulated on this machine)."""
     import socket

@@ -27,6 +27,18 @@ __all__ = ["CallWatch"]
 log = logging.getLogger(__name__)
 
 
+class _Call:
+    """A thread's outermost store call: when it began, how many calls deep the thread
+    is, and whether its connection was cut."""
+
+    __slots__ = ("cut", "depth", "start")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.depth = 1
+        self.cut = False
+
+
 class CallWatch:
     """Cut the connection of a store call still running ``bound`` seconds after it began.
 
@@ -48,8 +60,7 @@ class CallWatch:
         self._cut = cut
         self._name = name
         self._lock = threading.Lock()
-        # thread ident -> [start (monotonic), depth of nested calls, already cut]
-        self._calls: dict[int, list[float | int | bool]] = {}
+        self._calls: dict[int, _Call] = {}  # by thread ident
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         #: Calls whose connection was cut, since the watch began.
@@ -61,9 +72,9 @@ class CallWatch:
         with self._lock:
             call = self._calls.get(ident)
             if call is not None:
-                call[1] = int(call[1]) + 1
+                call.depth += 1
                 return
-            self._calls[ident] = [time.monotonic(), 1, False]
+            self._calls[ident] = _Call(time.monotonic())
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(
                     target=self._run, name="fraudlens-store-watch", daemon=True
@@ -77,8 +88,8 @@ class CallWatch:
             call = self._calls.get(ident)
             if call is None:
                 return
-            call[1] = int(call[1]) - 1
-            if int(call[1]) <= 0:
+            call.depth -= 1
+            if call.depth <= 0:
                 del self._calls[ident]
 
     def stuck(self, now: float | None = None) -> set[int]:
@@ -88,11 +99,11 @@ class CallWatch:
         with self._lock:
             found = {
                 ident
-                for ident, (start, _depth, cut) in self._calls.items()
-                if not cut and now - float(start) > self.bound
+                for ident, call in self._calls.items()
+                if not call.cut and now - call.start > self.bound
             }
             for ident in found:
-                self._calls[ident][2] = True
+                self._calls[ident].cut = True
         return found
 
     def _run(self) -> None:

@@ -271,7 +271,7 @@ def _driver_socket(dbapi_conn: Any) -> tuple[socket.socket, bool] | None:
 #: silence, then one every ``interval`` seconds, ``count`` unanswered ones ending the
 #: connection (about a minute in all). A query waiting for its reply from a host that
 #: is gone then fails as a dropped connection does; a frozen server's kernel still
-#: answers the probes (the worker cuts such a call after its lease).
+#: answers the probes (the worker's lease and the service's call bound cut such a call).
 _KEEPALIVE = (30, 10, 3)
 
 
