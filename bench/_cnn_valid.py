@@ -145,20 +145,21 @@ def train(seed: int, keep: int, tag: str) -> None:
     x = np.load(OUT / "train_x.npy")
     y = np.load(OUT / "train_y.npy")
     built: list = []
-    orig = _cnn_torch.build_network
+    orig = _cnn_torch._GroupedBars
 
-    def capture(*a, **k):
-        net = orig(*a, **k)
-        built.append(net)
-        return net
+    class Capture(orig):  # the ensemble trains in its grouped form: keep hold of it
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            built.append(self)
 
-    _cnn_torch.build_network = capture
+    _cnn_torch._GroupedBars = Capture
     snaps: dict[int, dict] = {}
     epochs = 40
 
     def progress(epoch, total, metrics):
         if epoch > total - keep:
-            snaps[epoch] = copy.deepcopy(built[0].state_dict())
+            ens = built[0].write_to(_cnn_torch.BarEnsemble())
+            snaps[epoch] = copy.deepcopy(ens.state_dict())
         print(
             f"epoch {epoch} {json.dumps({k: round(v, 4) for k, v in metrics.items()})}", flush=True
         )
@@ -169,7 +170,7 @@ def train(seed: int, keep: int, tag: str) -> None:
         flip_bands=panels("fraudlens"), progress=progress,
     )  # fmt: skip
     secs = time.perf_counter() - t0
-    _cnn_torch.build_network = orig
+    _cnn_torch._GroupedBars = orig
     torch.save(
         {
             "best": res.net.state_dict(),

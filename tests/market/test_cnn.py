@@ -315,6 +315,71 @@ def test_default_network_exports_the_mean_of_its_members() -> None:
     np.testing.assert_allclose(probs, mean.numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("grouped", [True, False])
+def test_the_grouped_training_form_is_the_ensemble(grouped: bool) -> None:
+    """Training runs the ensemble as one grouped network: the same logits, the same
+    gradients for every member's weights, and the weights written back exactly."""
+    torch = pytest.importorskip("torch")
+    from torch.nn import functional as F  # noqa: N812
+
+    from fraudlens.market._cnn_torch import BarEnsemble, _GroupedBars
+
+    torch.manual_seed(2)
+    ens = _trained_looking(torch, BarEnsemble())
+    for member in ens.members:
+        member.dropout.p = 0.0  # dropout draws its masks differently in the two forms
+    form = _GroupedBars(ens, grouped_convs=grouped)
+    form.dropout.p = 0.0
+    x = torch.from_numpy(render_batch(window(simulate(40, seed=3)))[:8])
+    target = torch.tensor([0, 1] * 4)
+    for mode in ("eval", "train"):  # stored statistics, then the batch's own
+        ens.train(mode == "train")
+        form.train(mode == "train")
+        a, b = ens.member_logits(x), form.member_logits(x)
+        for za, zb in zip(a, b, strict=True):
+            torch.testing.assert_close(zb, za, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(form(x), ens(x), rtol=1e-4, atol=1e-5)
+    # one training step's loss gives each member's weights the same gradient
+    for net, outs in ((ens, ens.member_logits(x)), (form, form.member_logits(x))):
+        net.zero_grad()
+        torch.stack([F.cross_entropy(z, target) for z in outs]).sum().backward()
+    grads = {k: p.grad for k, p in form.named_parameters()}
+
+    def same(a, b):  # up to the order of float32 sums
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * float(b.abs().max()))
+
+    for j, member in enumerate(ens.members):
+        same(grads["rows"].chunk(3)[j], member.rows.grad)
+        same(grads["mix.0.weight"].chunk(3)[j], member.mix[0].weight.grad)
+        same(grads["temporal.3.weight"].chunk(3)[j], member.temporal[3].weight.grad)
+        same(grads["head_w"][j], member.head.weight.grad)
+    # trained weights and batch-norm statistics go back member by member
+    with torch.no_grad():
+        for t in [*form.parameters(), *form.buffers()]:
+            if t.is_floating_point():
+                t.add_(torch.randn_like(t) * 0.1).abs_()
+    form.eval()
+    back = form.write_to(BarEnsemble()).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), form(x), rtol=1e-4, atol=1e-5)
+        var = form.rows_bn.running_var
+        torch.testing.assert_close(back.members[2].rows_bn.running_var, var[32:])
+
+
+def test_window_peak_pool_is_the_same_in_the_export_and_in_training() -> None:
+    torch = pytest.importorskip("torch")
+    from fraudlens.market import _cnn_torch
+
+    torch.manual_seed(3)
+    z = torch.relu(torch.randn(4, 6, 72))
+    z[:, :, 10:14] = 0.5  # ties inside and across windows
+    fast = _cnn_torch._window_peak_pool(z, 4)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+        pools = _cnn_torch._window_peak_pool(z, 4)
+    torch.testing.assert_close(fast, pools, rtol=0, atol=0)
+
+
 def test_the_shared_projection_is_each_members_own() -> None:
     torch = pytest.importorskip("torch")
     from fraudlens.market._cnn_torch import _project, build_network
