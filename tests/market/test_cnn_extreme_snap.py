@@ -86,12 +86,14 @@ def test_each_epoch_draws_a_share_of_the_accounts_snapped() -> None:
     es = ExtremeSnap(images, data, style=_STYLE, size=size, rate=0.5, seed=3)
     picked = []
     for epoch in (1, 2):
-        out = es(epoch)
+        choice = es(epoch)
+        # the choice is between the account's own image and its snapped one
+        assert choice.alt is es.snapped and np.array_equal(es.snapped, snapped)
+        assert choice.use_alt.shape == (len(images),) and choice.use_alt.dtype == np.bool_
+        out = es.images_of(epoch)
         assert out.shape == images.shape and out.dtype == np.uint8
-        # every image is either the account's own or its snapped one
-        own = (out == images).all(axis=(1, 2, 3))
         snap = (out == snapped).all(axis=(1, 2, 3))
-        assert (own | snap).all()
+        assert ((out == images).all(axis=(1, 2, 3)) | snap).all()
         picked.append(snap & differs)
         # about half of the accounts that differ are drawn snapped, takeovers or not
         share = picked[-1][differs].mean()
@@ -99,17 +101,19 @@ def test_each_epoch_draws_a_share_of_the_accounts_snapped() -> None:
         y = data.y()[differs]
         assert picked[-1][differs][y == 1].any() and picked[-1][differs][y == 0].any()
     assert not np.array_equal(picked[0], picked[1])  # drawn anew each epoch
-    assert np.array_equal(es(2), ExtremeSnap(images, data, style=_STYLE, size=size,
-                                             rate=0.5, seed=3)(2))  # fmt: skip
-    # the reused output follows any order of epochs
+    # the same seed and epoch give the same draw, in any order of epochs
     fresh = ExtremeSnap(images, data, style=_STYLE, size=size, rate=0.5, seed=3)
     for epoch in (1, 3, 1, 2, 2):
-        own = es(epoch)
         drawn = np.random.default_rng([3, epoch, 1]).random(len(images)) < 0.5
-        assert np.array_equal(own, np.where(drawn[:, None, None, None], snapped, images))
-        assert np.array_equal(own, fresh(epoch))
-    assert np.array_equal(ExtremeSnap(images, data, style=_STYLE, size=size, rate=0.0)(1), images)
-    assert np.array_equal(ExtremeSnap(images, data, style=_STYLE, size=size, rate=1.0)(1), snapped)
+        assert np.array_equal(es(epoch).use_alt, drawn)
+        assert np.array_equal(es.images_of(epoch), fresh.images_of(epoch))
+        assert np.array_equal(
+            es.images_of(epoch), np.where(drawn[:, None, None, None], snapped, images)
+        )
+    none = ExtremeSnap(images, data, style=_STYLE, size=size, rate=0.0)
+    every = ExtremeSnap(images, data, style=_STYLE, size=size, rate=1.0)
+    assert np.array_equal(none.images_of(1), images) and not none(1).use_alt.any()
+    assert np.array_equal(every.images_of(1), snapped) and every(1).use_alt.all()
     with pytest.raises(DataError, match="extreme snap rate"):
         ExtremeSnap(images, data, style=_STYLE, size=size, rate=1.5)
 
@@ -125,3 +129,38 @@ def test_the_cnn_trains_with_it_by_default_and_fill_dropout_replaces_it() -> Non
     # the reference look has no range panel to snap
     ref = render_batch(data, style="reference")
     assert CNNDetector(style="reference")._augmentation(data, ref, STYLES["reference"]) is None
+
+
+def test_training_from_the_choice_is_training_from_its_images() -> None:
+    """Batches gathered from the choice are the images the choice stands for: the same
+    draws give the same trained network, bit for bit."""
+    torch = pytest.importorskip("torch")
+    from fraudlens.market._cnn_torch import ImageChoice, train_network
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (40, 64, 32, 3), dtype=np.uint8)
+    alt = rng.integers(0, 255, images.shape, dtype=np.uint8)
+    y = np.array([0, 1] * 20)
+
+    def which(epoch: int) -> np.ndarray:
+        return np.random.default_rng(epoch).random(len(images)) < 0.5
+
+    def as_choice(epoch: int) -> ImageChoice:
+        return ImageChoice(alt, which(epoch))
+
+    def as_images(epoch: int) -> np.ndarray:
+        return np.where(which(epoch)[:, None, None, None], alt, images)
+
+    kw = {"arch": "bars", "epochs": 3, "batch_size": 8, "seed": 0, "num_threads": 1}
+    a = train_network(images, y, rerender=as_choice, **kw)
+    b = train_network(images, y, rerender=as_images, **kw)
+    for key, value in a.net.state_dict().items():
+        assert torch.equal(value, b.net.state_dict()[key]), key
+    plain = train_network(images, y, **kw)  # the choice was read: it differs from none
+    assert not torch.equal(
+        plain.net.state_dict()["members.0.rows"], a.net.state_dict()["members.0.rows"]
+    )
+    with pytest.raises(ValueError, match="rerender chose with"):
+        train_network(images, y, rerender=lambda e: ImageChoice(alt, which(e)[:5]), **kw)
+    with pytest.raises(ValueError, match="rerender gave images"):
+        train_network(images, y, rerender=lambda e: ImageChoice(alt[:, :32], which(e)), **kw)

@@ -29,6 +29,7 @@ from fraudlens.market import _evidence
 from fraudlens.market.render import CNN_STYLE, STYLES, panels, render_batch, render_chunks
 
 if TYPE_CHECKING:
+    from fraudlens.market._cnn_torch import ImageChoice
     from fraudlens.market.data import MarketData
 
 __all__ = [
@@ -171,9 +172,9 @@ class ExtremeSnap:
     edges more often than its thieves sit exactly on volatile bars' ones). No label is
     read. The same ``seed`` and epoch give the same images.
 
-    The array a call returns is reused by the next call, which rewrites only the
-    images whose choice changed: a new array of every training image each epoch (442 MB
-    for 8,000 accounts) cost more in page faults than the copy itself.
+    A call returns the choice (:class:`fraudlens.market._cnn_torch.ImageChoice`), not
+    the images: training gathers each batch from the two renderings, so no third array
+    of every training image is built (442 MB for 8,000 accounts, rewritten each epoch).
     """
 
     def __init__(
@@ -193,21 +194,20 @@ class ExtremeSnap:
         self.snapped = resize_images(render_batch(data, style=style, extreme_snap=near), size)
         self.rate = float(rate)
         self.seed = int(seed)
-        self._out: np.ndarray | None = None
-        self._pick = np.zeros(len(images), dtype=bool)
 
-    def __call__(self, epoch: int) -> np.ndarray:
+    def pick(self, epoch: int) -> np.ndarray:
+        """Which accounts' images are the snapped ones in ``epoch`` (booleans)."""
         rng = np.random.default_rng([self.seed, int(epoch), 1])
-        pick = rng.random(len(self.images)) < self.rate
-        if self._out is None:
-            self._out = np.array(self.images, copy=True)
-        changed = pick != self._pick
-        to_snapped = np.flatnonzero(changed & pick)
-        to_own = np.flatnonzero(changed & ~pick)
-        self._out[to_snapped] = self.snapped[to_snapped]
-        self._out[to_own] = self.images[to_own]
-        self._pick = pick
-        return self._out
+        return rng.random(len(self.images)) < self.rate
+
+    def __call__(self, epoch: int) -> ImageChoice:
+        from fraudlens.market._cnn_torch import ImageChoice
+
+        return ImageChoice(self.snapped, self.pick(epoch))
+
+    def images_of(self, epoch: int) -> np.ndarray:
+        """Every training image of ``epoch`` in one array (what the choice gathers)."""
+        return np.where(self.pick(epoch)[:, None, None, None], self.snapped, self.images)
 
 
 _BARS_HEAD = (

@@ -30,6 +30,7 @@ __all__ = [
     "BarEnsemble",
     "ColumnCNN",
     "CompactCNN",
+    "ImageChoice",
     "ResNet18",
     "TrainResult",
     "build_network",
@@ -713,6 +714,51 @@ def _predict(net: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
     return torch.cat(out).numpy() if out else np.empty(0, dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class ImageChoice:
+    """Training images as a choice between the images :func:`train_network` was given
+    and a second set: image ``i`` is ``alt[i]`` where ``use_alt[i]``, else the given
+    one. What a ``rerender`` that redraws only some accounts returns: each batch is
+    gathered from the two, with no third array of every training image.
+    """
+
+    alt: np.ndarray
+    use_alt: np.ndarray
+
+    def checked(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(alt, use_alt)`` checked against ``images``: same shape and dtype, one
+        boolean per image."""
+        which = np.asarray(self.use_alt)
+        if which.dtype != np.bool_ or which.shape != (len(images),):
+            raise ValueError(
+                f"rerender chose with {which.shape} {which.dtype}, expected ({len(images)},) bool"
+            )
+        return _same_as(np.asarray(self.alt), images), which
+
+
+def _same_as(drawn: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """``drawn``, C-contiguous, after checking it has the shape and dtype of ``images``."""
+    if drawn.shape != images.shape or drawn.dtype != images.dtype:
+        raise ValueError(
+            f"rerender gave images {drawn.shape} {drawn.dtype}, "
+            f"expected {images.shape} {images.dtype}"
+        )
+    return np.ascontiguousarray(drawn)
+
+
+def _batch_images(
+    x: torch.Tensor, choice: tuple[torch.Tensor, torch.Tensor] | None, b: torch.Tensor
+) -> torch.Tensor:
+    """The images of batch ``b``: rows of ``x``, those ``choice`` picks from its alt."""
+    xb = x[b]  # a copy: indexing with a tensor gathers
+    if choice is not None:
+        alt, which = choice
+        pick = which[b]
+        if bool(pick.any()):
+            xb[pick] = alt[b[pick]]
+    return xb
+
+
 def train_network(
     images: np.ndarray,
     y: np.ndarray,
@@ -729,7 +775,7 @@ def train_network(
     flip_bands: tuple[tuple[int, int], ...] | None = None,
     sample_weight: np.ndarray | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
-    rerender: Callable[[int], np.ndarray] | None = None,
+    rerender: Callable[[int], np.ndarray | ImageChoice] | None = None,
     rerender_every: int = 1,
     precision: str = "fp32",
 ) -> TrainResult:
@@ -770,9 +816,11 @@ def train_network(
         Training-data augmentation that needs the trades, not the pixels: called with
         the epoch number before epochs 1, ``1 + rerender_every``, ...; returns new images
         of all ``n`` accounts (same order, shape and dtype as ``images``), which the
-        training batches read until the next call (shifts and flips still apply). The
-        held-out validation images are always ``images`` as given. E.g. the detector's
-        fill dropout (:class:`fraudlens.market._cnn.FillDropout`).
+        training batches read until the next call (shifts and flips still apply), or an
+        :class:`ImageChoice` of ``images`` and a second set. The held-out validation
+        images are always ``images`` as given. E.g. the detector's fill dropout
+        (:class:`fraudlens.market._cnn.FillDropout`) and extreme snap
+        (:class:`fraudlens.market._cnn.ExtremeSnap`, a choice).
     precision
         ``"fp32"``, ``"bf16"`` (the training steps' forward pass under bfloat16
         autocast; weights, optimiser and validation stay float32) or ``"auto"``
@@ -830,6 +878,7 @@ def train_network(
     x_val = x_all[torch.from_numpy(val_idx)]
     y_val = y[val_idx]
     x_train = x_all
+    choice: tuple[torch.Tensor, torch.Tensor] | None = None  # (alt images, which)
     every = max(1, int(rerender_every))
 
     history: list[dict[str, float]] = []
@@ -842,13 +891,12 @@ def train_network(
             threads = free_cores(own_threads=threads)
             torch.set_num_threads(threads)
         if rerender is not None and (epoch - 1) % every == 0:
-            fresh = np.ascontiguousarray(rerender(epoch))
-            if fresh.shape != images.shape or fresh.dtype != images.dtype:
-                raise ValueError(
-                    f"rerender gave images {fresh.shape} {fresh.dtype}, "
-                    f"expected {images.shape} {images.dtype}"
-                )
-            x_train = torch.from_numpy(fresh)
+            drawn = rerender(epoch)
+            if isinstance(drawn, ImageChoice):
+                alt, which = drawn.checked(images)
+                x_train, choice = x_all, (torch.from_numpy(alt), torch.from_numpy(which))
+            else:
+                x_train, choice = torch.from_numpy(_same_as(np.asarray(drawn), images)), None
         model.train()
         order = torch.from_numpy(rng.permutation(train_idx))
         total, seen = 0.0, 0
@@ -856,7 +904,7 @@ def train_network(
             b = order[i : i + batch_size]
             if len(b) < 2:  # batch norm needs two samples
                 continue
-            xb = _augment(x_train[b], gen, max_shift, bands, swap)
+            xb = _augment(_batch_images(x_train, choice, b), gen, max_shift, bands, swap)
             # an ensemble's members are trained each on its own loss
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 outs = model.member_logits(xb) if isinstance(model, _GroupedBars) else [model(xb)]
