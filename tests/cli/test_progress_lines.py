@@ -35,7 +35,8 @@ def test_a_counted_bar_writes_at_most_every_tenth_and_thirty_seconds() -> None:
             clock.now += 1.0
             bar.advance(task, 1)
     lines = out.getvalue().splitlines()
-    assert lines[0] == "scoring accounts: 100/1,000 (10%), 1m40s elapsed"
+    assert lines[0] == "scoring accounts: 100/1,000 (10%), 1m40s elapsed, about 15m00s left"
+    assert lines[4] == "scoring accounts: 500/1,000 (50%), 8m20s elapsed, about 8m20s left"
     assert lines[-1] == "scoring accounts: 1,000/1,000 (100%), 16m40s elapsed"
     assert len(lines) == 10  # each tenth (the last is the end), nothing more at stop
 
@@ -100,8 +101,8 @@ def test_each_step_lines_name_the_unit_and_detail() -> None:
             bar.update(task, completed=epoch, total=3, detail=f"loss 0.{epoch}000")
     assert out.getvalue().splitlines() == [
         "training: epoch 0/3 (0%), 0s elapsed",
-        "training: epoch 1/3 (33%), loss 0.1000, 2s elapsed",
-        "training: epoch 2/3 (67%), loss 0.2000, 4s elapsed",
+        "training: epoch 1/3 (33%), loss 0.1000, 2s elapsed, about 4s left",
+        "training: epoch 2/3 (67%), loss 0.2000, 4s elapsed, about 2s left",
         "training: epoch 3/3 (100%), loss 0.3000, 6s elapsed",
     ]
 
@@ -141,4 +142,5 @@ def test_cnn_training_writes_a_line_per_epoch(monkeypatch: pytest.MonkeyPatch) -
         "training the CNN: epoch 1/2 (50%)",
         "training the CNN: epoch 2/2 (100%)",
     ]
-    assert all(re.search(r"loss \d\.\d{4}.*, \d+s elapsed$", line) for line in lines[1:])
+    ends = r"loss \d\.\d{4}.*, \d+s elapsed(, about \d+s left)?$"
+    assert all(re.search(ends, line) for line in lines[1:])

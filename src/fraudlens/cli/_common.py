@@ -352,8 +352,9 @@ class LineProgress(Progress):
     So a step that ends within :data:`LINE_SECONDS` writes one line, at its end, as the
     bar did.
 
-    A line reads ``NAME: [UNIT ]DONE/TOTAL (PCT%)[, DETAIL], ELAPSED elapsed``, NAME being
-    the task's ``name`` field or else its description.
+    A line reads ``NAME: [UNIT ]DONE/TOTAL (PCT%)[, DETAIL], ELAPSED elapsed[, about LEFT
+    left]``, NAME being the task's ``name`` field or else its description; LEFT, while a
+    counted task is under way, is the time the rest takes at the rate so far.
     """
 
     def __init__(self, *columns: Any, transient: bool = False, **kwargs: Any) -> None:
@@ -380,6 +381,10 @@ class LineProgress(Progress):
         if detail:
             parts.append(str(detail))
         parts.append(f"{elapsed} elapsed")
+        if not done and task.total and 0 < task.completed < task.total and task.elapsed:
+            # the rate so far (the display's own estimate needs steps under 30 s apart)
+            left = task.elapsed * (task.total - task.completed) / task.completed
+            parts.append(f"about {_duration(left)} left")
         self.console.print(", ".join(parts), markup=False, highlight=False, soft_wrap=True)
         self._last[task.id] = (task.completed, self.get_time())
         if done:
