@@ -342,8 +342,8 @@ class _GroupedBars(nn.Module):
             ]
         self.temporal = nn.Sequential(*layers)
         self.dropout = nn.Dropout(first.dropout.p)
-        self.head_w = nn.Parameter(torch.stack([st["head.weight"] for st in states]).clone())
-        self.head_b = nn.Parameter(torch.stack([st["head.bias"] for st in states]).clone())
+        self.head_w = nn.Parameter(torch.stack([st["head.weight"] for st in states]))
+        self.head_b = nn.Parameter(torch.stack([st["head.bias"] for st in states]))
         # The layers above are named like a member's: each tensor is the members' stacked
         # along the output channels (a grouped convolution's weight is laid out so).
         own = self.state_dict()
@@ -359,13 +359,13 @@ class _GroupedBars(nn.Module):
     def _block(self, layers: nn.Sequential, at: int, z: torch.Tensor) -> torch.Tensor:
         """Convolution, batch norm and ReLU ``layers[at : at + 3]``, the convolution
         grouped or one per member."""
-        conv, norm = layers[at], layers[at + 1]
+        conv, norm, act = layers[at], layers[at + 1], layers[at + 2]
         assert isinstance(conv, nn.Conv1d)
         if self.grouped_convs or torch.onnx.is_in_onnx_export():
-            return F.relu(norm(conv(z)))
+            return act(norm(conv(z)))
         parts = zip(z.chunk(self.m, dim=1), conv.weight.chunk(self.m), strict=True)
         z = torch.cat([F.conv1d(zj, wj, padding=conv.padding) for zj, wj in parts], dim=1)
-        return F.relu(norm(z))
+        return act(norm(z))
 
     def member_logits_stacked(self, x: torch.Tensor) -> torch.Tensor:
         """Each member's two logits: ``(n, members, 2)``."""
