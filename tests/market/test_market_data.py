@@ -198,6 +198,23 @@ def test_error_unparseable_timestamp(tmp_path: Path) -> None:
     assert "03/02/2026 2pm" in str(exc.value)
 
 
+@pytest.mark.parametrize("value", ["1772434800000", "1772434800", "1772434800.5"])
+def test_an_epoch_time_is_refused_with_what_to_write_instead(tmp_path: Path, value: str) -> None:
+    """Exchange exports often carry epoch numbers (seconds or milliseconds); they are not
+    read in a guessed unit, and the error says so, with the ISO-8601 form to write."""
+    path = _write(tmp_path / "k.csv", _edit(KLINES_CSV, 2, "ts", value))
+    with pytest.raises(DataError, match="is a number, not an ISO-8601 timestamp") as exc:
+        load_klines(path)
+    _expect(exc, path, 2, "ts")
+    assert value in str(exc.value) and "epoch times are not read" in str(exc.value)
+    # the same hint where the column arrives as numbers (Parquet, JSON records)
+    k = load_klines(_write(tmp_path / "ok.csv", KLINES_CSV)).copy()
+    k["ts"] = k["ts"].astype("int64") // 10**6
+    with pytest.raises(DataError, match="epoch times are not read") as exc:
+        validate_klines(k, "k.parquet")
+    assert (exc.value.row, exc.value.column) == (1, "ts")
+
+
 def test_error_duplicate_bar(tmp_path: Path) -> None:
     path = _write(tmp_path / "k.csv", _edit(KLINES_CSV, 3, "ts", "2026-03-02T14:30:00Z"))
     with pytest.raises(DataError, match="duplicate bar") as exc:

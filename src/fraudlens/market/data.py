@@ -535,11 +535,7 @@ def _ts_column(df: pd.DataFrame, col: str, checks: _Checks, *, lenient: bool = F
         out = s.dt.tz_localize("UTC")
     elif pd.api.types.is_numeric_dtype(s.dtype) and not raw_null.all():
         # Epoch numbers are ambiguous (s, ms, ns): ask for ISO-8601 instead of guessing.
-        checks.add(
-            ~raw_null,
-            col,
-            lambda i: f"{_show(s.iloc[i])} is a number, not an ISO-8601 timestamp",
-        )
+        checks.add(~raw_null, col, lambda i: f"{_show(s.iloc[i])} {_EPOCH_HINT}")
         return pd.Series(pd.NaT, index=s.index, dtype=_TS_DTYPE)
     else:
         text = s.astype(object).where(s.notna(), None)
@@ -595,12 +591,24 @@ def _ts_column(df: pd.DataFrame, col: str, checks: _Checks, *, lenient: bool = F
     parsed = out.notna().to_numpy()
     checks.add(raw_null & ~out_of_range, col, lambda i: f"missing {col}")
     expect = "a date and time" if lenient else "an ISO-8601 timestamp"
-    checks.add(
-        ~parsed & ~raw_null,
-        col,
-        lambda i: f"cannot parse {_show(s.iloc[i])} as {expect}",
-    )
+
+    def unparsed(i: int) -> str:
+        value = s.iloc[i]
+        if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):
+            return f"{_show(value)} {_EPOCH_HINT}"
+        return f"cannot parse {_show(value)} as {expect}"
+
+    checks.add(~parsed & ~raw_null, col, unparsed)
     return out
+
+
+#: An epoch time written as text (digits, perhaps a fraction): refused with
+#: :data:`_EPOCH_HINT` rather than read in a guessed unit.
+_EPOCH_TEXT = re.compile(r"[+-]?\d+(\.\d*)?")
+_EPOCH_HINT = (
+    "is a number, not an ISO-8601 timestamp (epoch times are not read: seconds, "
+    "milliseconds and nanoseconds look alike; write e.g. 2026-03-02T07:05:00Z)"
+)
 
 
 #: Values this long or longer are not searched for words (every word pandas reads as a
