@@ -150,3 +150,38 @@ def test_a_huge_metadata_file_is_not_read_whole(saved: Registry) -> None:
         f.truncate(registry.MAX_JSON_BYTES + 1)  # sparse: no disk space taken
     with pytest.raises(UnavailableError, match="larger than 33,554,432 bytes"):
         saved.get("market-features")
+
+
+@pytest.mark.parametrize("link", [True, False])
+def test_a_folder_that_is_no_model_does_not_stop_the_listing(
+    saved: Registry, tmp_path: Path, link: bool
+) -> None:
+    """A folder under a name no detector has (a copy, or a link to one outside) made
+    `models list` stop at it ("no model for 'linked' ... train one first") and list
+    nothing; it is now none of the registry's models, and is neither listed nor read."""
+    import shutil
+
+    other = tmp_path / "outside" / "evil"
+    shutil.copytree(saved.root / "market-features", other)
+    if link:
+        (saved.root / "linked").symlink_to(other, target_is_directory=True)
+    else:
+        shutil.copytree(other, saved.root / "linked")
+    assert saved.names() == ["market-features"]
+    assert [(mv.name, mv.version) for mv in saved.list()] == [("market-features", "v0001")]
+    res = runner.invoke(app, ["models", "list", "-m", str(saved.root)])
+    assert res.exit_code == 0, res.output
+    assert "market-features" in res.output and "linked" not in res.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["n" * 100_000, "v0001"], ["market-features", "v" * 5_000], ["../" * 2_000 + "x", "v0001"]],
+)
+def test_a_long_name_or_version_is_cut_short_in_the_error(saved: Registry, args: list[str]) -> None:
+    """`models activate` repeated a 100,000-character name whole in its error line."""
+    res = runner.invoke(app, ["models", "activate", *args, "-m", str(saved.root)])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    assert len(res.output) < 600, len(res.output)
+    assert "..." in res.output

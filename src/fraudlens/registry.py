@@ -135,11 +135,18 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def _quoted(value: object) -> str:
+    """A name or version as an error quotes it: its repr, cut to 60 characters (a name
+    given on the command line can be any length)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def check_name(name: str) -> str:
     """Return ``name`` if it is a well-formed model name, else raise DataError."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise DataError(
-            f"invalid model name {name!r}: lower-case letters, digits and dashes "
+            f"invalid model name {_quoted(name)}: lower-case letters, digits and dashes "
             "(e.g. market-features)",
             column="name",
         )
@@ -150,7 +157,7 @@ def check_version(version: str) -> str:
     """Return ``version`` if it is a well-formed version (``v0001``), else raise DataError."""
     if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise DataError(
-            f"invalid model version {version!r}: versions look like v0001", column="version"
+            f"invalid model version {_quoted(version)}: versions look like v0001", column="version"
         )
     return version
 
@@ -160,7 +167,7 @@ def check_file_name(name: Any) -> str:
     DataError."""
     if not isinstance(name, str) or not _FILE.fullmatch(name) or name in (".", ".."):
         raise DataError(
-            f"invalid model file name {name!r}: model files are plain names inside "
+            f"invalid model file name {_quoted(name)}: model files are plain names inside "
             "their version folder",
             column="files",
         )
@@ -257,7 +264,9 @@ class Registry:
         """
         name = detector.name
         if name not in DETECTORS:
-            raise ModelNotFoundError(f"unknown detector name {name!r}; known: {sorted(DETECTORS)}")
+            raise ModelNotFoundError(
+                f"unknown detector name {_quoted(name)}; known: {sorted(DETECTORS)}"
+            )
         base = self.root / name
         # Never write a version through a model folder that links out of the registry.
         self._check_inside(base, name, "new version")
@@ -327,9 +336,13 @@ class Registry:
         """
         path = self._version_path(name, version)
         if name not in DETECTORS:
-            raise ModelNotFoundError(f"unknown model name {name!r}; known: {sorted(DETECTORS)}")
+            raise ModelNotFoundError(
+                f"unknown model name {_quoted(name)}; known: {sorted(DETECTORS)}"
+            )
         if not (path / "metadata.json").is_file():
-            raise ModelNotFoundError(f"no version {version!r} of model {name!r} in {self.root}")
+            raise ModelNotFoundError(
+                f"no version {_quoted(version)} of model {_quoted(name)} in {self.root}"
+            )
         # A version folder that leads out of the registry, or metadata that is not a JSON
         # object, may not become the active version (the current ACTIVE marker is not
         # read: activating a version is how a broken one is repaired).
@@ -395,13 +408,15 @@ class Registry:
         }
 
     def names(self) -> list[str]:
-        """Model names that have at least one version."""
+        """Model names that have at least one version. Only the detectors' names
+        (:data:`DETECTORS`) are models: a folder with another name (a copy, a link a
+        user put there) is none of the registry's, and is not listed."""
         if not self.root.is_dir():
             return []
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if _NAME.fullmatch(p.name) and p.is_dir() and self.versions(p.name)
+            if p.name in DETECTORS and p.is_dir() and self.versions(p.name)
         )
 
     def versions(self, name: str) -> list[str]:
@@ -440,7 +455,7 @@ class Registry:
         versions = self.versions(name)
         if not versions:
             raise ModelNotFoundError(
-                self.root_problem() or f"no model named {name!r} in registry {self.root}"
+                self.root_problem() or f"no model named {_quoted(name)} in registry {self.root}"
             )
         return versions[-1]
 
@@ -482,7 +497,7 @@ class Registry:
                 return f"{domain}-{name_or_domain}"
         raise ModelNotFoundError(
             self.root_problem()
-            or f"no model for {name_or_domain!r} in registry {self.root}; train one first"
+            or f"no model for {_quoted(name_or_domain)} in registry {self.root}; train one first"
         )
 
     def get(self, name: str, version: str | None = None) -> ModelVersion:
@@ -492,7 +507,9 @@ class Registry:
         path = self._version_path(name, version)
         meta_path = path / "metadata.json"
         if not meta_path.is_file():
-            raise ModelNotFoundError(f"no version {version!r} of model {name!r} in {self.root}")
+            raise ModelNotFoundError(
+                f"no version {_quoted(version)} of model {_quoted(name)} in {self.root}"
+            )
         self._check_inside(path, name, version)
         meta = self._metadata(meta_path, name, version)
         active = version == self.active_version(name)
@@ -527,7 +544,9 @@ class Registry:
         """
         mv = self.get(name, version)
         if mv.name not in DETECTORS:
-            raise ModelNotFoundError(f"unknown model name {mv.name!r}; known: {sorted(DETECTORS)}")
+            raise ModelNotFoundError(
+                f"unknown model name {_quoted(mv.name)}; known: {sorted(DETECTORS)}"
+            )
         where = f"model {mv.name}:{mv.version}"
         try:
             _check_files(mv)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from _cli import one_line, run_cli
 
@@ -420,6 +421,23 @@ def test_an_output_that_is_an_input_or_another_output_is_refused(
         assert says in out and "give another file" in out, (args, out)
     assert {p: p.read_bytes() for p in (kl, tr, cards)} == before
     assert not pairs.exists()
+
+
+@pytest.mark.parametrize("name", ["r.jpg", "r.JPEG", "r.webp", "r.png.txt"])
+def test_render_writes_png_under_a_png_name_only(
+    market_dir: Path, tmp_path: Path, name: str
+) -> None:
+    """`market render --out r.jpg` had written PNG bytes under a JPEG name (exit 0)."""
+    kl, tr = market_dir / "klines.csv", market_dir / "trades.csv"
+    account = pd.read_csv(tr, usecols=["account_id"])["account_id"].iloc[0]
+    base = ["market", "render", "--klines", str(kl), "--trades", str(tr), "--account", account]
+    proc = run_cli([*base, "--out", str(tmp_path / name)], cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    assert "must end in .png" in one_line(proc.stderr)
+    assert not (tmp_path / name).exists()
+    proc = run_cli([*base, "--out", str(tmp_path / "r.PNG")], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "r.PNG").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_import_reference_keeps_a_reference_file_in_its_out_folder(tmp_path: Path) -> None:

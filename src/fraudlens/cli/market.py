@@ -180,11 +180,15 @@ def render(
     window_hours: WindowHoursOpt = 24.0,
 ) -> None:
     """Render one account's trades over its bars as an image."""
-    from fraudlens.errors import DataError
+    from fraudlens.errors import ConfigError, DataError
     from fraudlens.market.data import load_market_files, window
     from fraudlens.market.render import render_account, save_png
 
     check_outputs({"--klines": klines, "--trades": trades}, {"--out": out})
+    if out.suffix and out.suffix.lower() != ".png":
+        # (a .jpg name had been given PNG bytes; a name with no suffix, a device such as
+        # /dev/stdout, is written as given)
+        raise ConfigError(f"--out {out} must end in .png: the image is written as a PNG")
     data = window(load_market_files(klines, trades), window_hours)
     if account not in set(data.account_ids.tolist()):
         raise DataError(f"account {account!r} has no trades", file=str(trades), column="account_id")
