@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_ECHO_CHARS", "MAX_REPLY_CHARS", "clip_echoes", "hide_password"]
+__all__ = ["MAX_ECHO_CHARS", "MAX_REPLY_CHARS", "clip_echoes", "cut", "hide_password"]
 
 #: Longest quoted value, or run of text without blanks, repeated whole.
 MAX_ECHO_CHARS = 80
@@ -50,6 +50,13 @@ def clip_echoes(text: str, max_chars: int = MAX_REPLY_CHARS) -> str:
     if len(clipped) > max_chars:
         clipped = clipped[: max_chars - 1] + _ELLIPSIS
     return clipped
+
+
+def cut(text: str, most: int) -> str:
+    """``text`` cut to ``most`` characters, ``...`` marking the cut: an error line's
+    quote of one value (a cell, a column name, a model name given on the command line).
+    """
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def hide_password(url: str) -> str:

@@ -42,6 +42,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fraudlens._echo import cut
 from fraudlens._io import atomic_write, fsync_dir, fsync_files, new_folder_mode, resolve
 from fraudlens._time import utcnow
 from fraudlens.errors import DataError, FraudlensError, ModelNotFoundError, UnavailableError
@@ -138,8 +139,7 @@ def library_versions() -> dict[str, str]:
 def _quoted(value: object) -> str:
     """A name or version as an error quotes it: its repr, cut to 60 characters (a name
     given on the command line can be any length)."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return cut(repr(value), 60)
 
 
 def check_name(name: str) -> str:

@@ -43,11 +43,12 @@ from fraudlens._csvread import (
     read_error,
     read_parquet,
 )
+from fraudlens._echo import cut
 from fraudlens._ids import bad_ids, id_problem
 from fraudlens._io import missing
 from fraudlens._time import utc, utc_series
 from fraudlens.errors import ConfigError, DataError
-from fraudlens.market.data import TS_MAX, TS_MIN, _clock_words, _cut
+from fraudlens.market.data import TS_MAX, TS_MIN, _clock_words
 
 __all__ = [
     "HANDBOOK_COLUMNS",
@@ -377,7 +378,7 @@ def _show(value: Any) -> str:
     60 characters (a cell can hold megabytes), as the market loader shows it."""
     if isinstance(value, np.generic):
         value = value.item()
-    return _cut(repr(value), 60)
+    return cut(repr(value), 60)
 
 
 # A check: (column, mask of bad rows, message for a bad row position).

@@ -38,6 +38,7 @@ from fraudlens._csvread import (
     read_error,
     read_parquet,
 )
+from fraudlens._echo import cut
 from fraudlens._ids import MAX_ID_LENGTH, MAX_SYMBOL_LENGTH, bad_ids, id_problem
 from fraudlens._io import missing, write_binary, write_csv
 from fraudlens.errors import DataError
@@ -355,18 +356,13 @@ def _require_columns(df: pd.DataFrame, required: tuple[str, ...], source: str) -
     if missing:
         names = ", ".join(repr(c) for c in missing)
         # At most 20 names of 40 characters: a header may hold a megabyte of them.
-        found = ", ".join(repr(_cut(str(c), 40)) for c in df.columns[:20]) or "none"
+        found = ", ".join(repr(cut(str(c), 40)) for c in df.columns[:20]) or "none"
         if len(df.columns) > 20:
             found += f", ... ({len(df.columns):,} columns)"
         plural = "s" if len(missing) > 1 else ""
         raise DataError(
             f"missing column{plural} {names} (found: {found})", file=source, column=missing[0]
         )
-
-
-def _cut(text: str, most: int) -> str:
-    """``text`` cut to ``most`` characters, ``...`` marking the cut."""
-    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _show(value: object) -> str:
@@ -376,7 +372,7 @@ def _show(value: object) -> str:
     if isinstance(value, np.generic):
         value = value.item()
     text = repr(value)
-    return _cut(text, 60)
+    return cut(text, 60)
 
 
 def _text_column(df: pd.DataFrame, col: str, checks: _Checks) -> pd.Series:
