@@ -185,3 +185,23 @@ def test_a_long_name_or_version_is_cut_short_in_the_error(saved: Registry, args:
     assert "Traceback" not in res.output
     assert len(res.output) < 600, len(res.output)
     assert "..." in res.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["activate", "market-features", "v99x"],
+        # compare would open a database next: the version is refused before that
+        ["compare", "market-features", "latest", "--db", "sqlite:///"],
+        ["compare", "market-features", "v0001", "--against", "1", "--db", "sqlite:///"],
+    ],
+)
+def test_a_version_argument_is_no_column(saved: Registry, args: list[str]) -> None:
+    """A malformed VERSION on the command line was reported as "column 'version'", the
+    registry's name for the field in the service's error bodies; the CLI has no columns
+    there, only arguments."""
+    res = runner.invoke(app, ["models", *args, "-m", str(saved.root)])
+    assert res.exit_code == 2, res.output
+    line = " ".join(res.output.split())
+    assert "invalid model version" in line and "versions look like v0001" in line, line
+    assert "column" not in line, line

@@ -440,6 +440,21 @@ def test_render_writes_png_under_a_png_name_only(
     assert (tmp_path / "r.PNG").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_render_quotes_an_unknown_account_cut_short(market_dir: Path, tmp_path: Path) -> None:
+    """`market render --account <100,000 characters>` repeated the id whole in its error."""
+    kl, tr = market_dir / "klines.csv", market_dir / "trades.csv"
+    base = ["market", "render", "--klines", str(kl), "--trades", str(tr)]
+    out = ["--out", str(tmp_path / "r.png")]
+    proc = run_cli([*base, "--account", "z" * 100_000, *out], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert len(proc.stderr) < 400, len(proc.stderr)
+    assert "'zzz" in proc.stderr and "... has no trades" in one_line(proc.stderr)
+    proc = run_cli([*base, "--account", "a\x1b[31mb", *out], cwd=tmp_path)
+    assert proc.returncode == 2 and "\x1b" not in proc.stderr, proc.stderr[-3000:]
+    assert "account 'a\\x1b[31mb' has no trades" in one_line(proc.stderr)
+    assert not (tmp_path / "r.png").exists()
+
+
 def test_import_reference_keeps_a_reference_file_in_its_out_folder(tmp_path: Path) -> None:
     """`market import-reference --klines ref/klines.csv --out ref` replaced the reference's
     k-lines (time, high, low) with the converted ones and reported success."""

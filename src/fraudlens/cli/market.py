@@ -180,6 +180,7 @@ def render(
     window_hours: WindowHoursOpt = 24.0,
 ) -> None:
     """Render one account's trades over its bars as an image."""
+    from fraudlens._echo import cut
     from fraudlens.errors import ConfigError, DataError
     from fraudlens.market.data import load_market_files, window
     from fraudlens.market.render import render_account, save_png
@@ -191,7 +192,10 @@ def render(
         raise ConfigError(f"--out {out} must end in .png: the image is written as a PNG")
     data = window(load_market_files(klines, trades), window_hours)
     if account not in set(data.account_ids.tolist()):
-        raise DataError(f"account {account!r} has no trades", file=str(trades), column="account_id")
+        # (the id quoted as repr shows control characters; cut, as a long one was repeated whole)
+        raise DataError(
+            f"account {cut(repr(account), 80)} has no trades", file=str(trades), column="account_id"
+        )
     image = render_account(data, account, style=style)
     if scale > 1:
         image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)

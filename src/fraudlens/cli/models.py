@@ -21,8 +21,8 @@ from fraudlens.cli._common import (
     registry_root,
     working,
 )
-from fraudlens.errors import ModelNotFoundError
-from fraudlens.registry import Registry
+from fraudlens.errors import DataError, ModelNotFoundError
+from fraudlens.registry import Registry, check_version
 
 if TYPE_CHECKING:
     from fraudlens.feedback import Comparison
@@ -35,6 +35,18 @@ stdout = Console(markup=False)  # (as the console of cli._common: paths are no m
 #: window of ``cards train``).
 _SOURCES = (("evaluation", "eval"), ("metrics", "test"), ("metrics.validation", "val"))
 _FIGURES = (("roc_auc", "AUC"), ("average_precision", "AP"))
+
+
+def version_argument(version: str) -> str:
+    """``version`` if it is a well-formed version, else a DataError about the argument.
+
+    The registry's own check names the field ``version`` as a column, which is what the
+    service's error bodies show; on the command line it is an argument, not a column.
+    """
+    try:
+        return check_version(version)
+    except DataError as e:
+        raise DataError(e.reason) from None
 
 
 def headline(metadata: dict[str, Any]) -> str:
@@ -109,7 +121,7 @@ def list_models(model_dir: ModelDir = None) -> None:
 def activate(name: str, version: str, model_dir: ModelDir = None) -> None:
     """Make VERSION the active version of model NAME."""
     reg = Registry(registry_root(model_dir, must_exist=True))
-    reg.activate(reg.resolve(name), version)
+    reg.activate(reg.resolve(name), version_argument(version))
     console.print(f"{name} -> {version}")
 
 
@@ -161,6 +173,9 @@ def compare(
     from fraudlens.config import get_settings
     from fraudlens.feedback import HoldoutSplit, compare_versions
 
+    for given in (candidate, against):
+        if given is not None:
+            version_argument(given)
     reg = Registry(registry_root(model_dir, must_exist=True))
     url = existing_database(db or get_settings().database_url)
     with working("comparing") as status:

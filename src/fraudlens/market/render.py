@@ -77,6 +77,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fraudlens._echo import cut
 from fraudlens._io import write_binary
 from fraudlens.errors import ConfigError, DataError
 from fraudlens.market._bars import BarContext, bar_context
@@ -1038,7 +1039,9 @@ def render_account(data: MarketData, account_id: str, *, style: str = "fraudlens
         If the account has no trades in ``data``.
     """
     if not (data.trades["account_id"].astype(str) == str(account_id)).any():
-        raise DataError(f"account {account_id!r} has no trades to draw", column="account_id")
+        raise DataError(
+            f"account {cut(repr(account_id), 80)} has no trades to draw", column="account_id"
+        )
     return render_batch(data, [str(account_id)], style=style)[0]
 
 
