@@ -177,6 +177,17 @@ def test_an_in_memory_database_or_queue_is_refused_where_it_would_lose_the_write
         # a few customers over many days filled memory block by block for hours
         (["--customers", "100000", "--days", "36500"], "simulate fewer customers or days"),
         (["--customers", "10", "--days", "999999999"], "Invalid value for '--days'"),
+        # the customers' terminals within reach, customers x terminals distances: the
+        # memory check counted transactions alone, and this filled memory for hours
+        (
+            ["--customers", "5000000", "--days", "2"],
+            "would put about 392,699,081,699 terminals within the customers' reach",
+        ),
+        # numpy's "Maximum allowed dimension exceeded" traceback (exit 1)
+        (
+            ["--customers", "50", "--days", "2", "--terminals", "99999999999999999999999"],
+            "simulate fewer customers or terminals (--terminals)",
+        ),
     ],
 )
 def test_a_card_simulation_no_machine_holds_is_refused_up_front(

@@ -31,6 +31,7 @@ came, which cost average precision on hours it had not seen.
 from __future__ import annotations
 
 import json
+import math
 import time
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -466,7 +467,7 @@ def simulate_cmd(
     from fraudlens.cards.simulate import simulate, write_transactions
 
     n_terminals = terminals if terminals is not None else 2 * customers
-    _check_simulation_fits(customers, days)
+    _check_simulation_fits(customers, days, n_terminals)
     per_day_t = max(1, round(2 * min(n_terminals, 10_000) / 10_000))
     per_day_c = max(1, round(3 * min(customers, 5_000) / 5_000))
     t0 = time.perf_counter()
@@ -504,12 +505,21 @@ _MAX_SIM_DAYS = 36_500
 #: memory the simulation needs per transaction at its peak, bytes (the blocks' arrays,
 #: their concatenation and the DataFrame; measured about 200 at 5,000 x 183)
 _SIM_BYTES_PER_TX = 250
+#: share of the terminals within a customer's reach (radius 5 on the 100 x 100 grid)
+_SIM_REACH = math.pi * 5.0**2 / 100.0**2
+#: memory per (customer, terminal within reach) pair at the peak of listing them, bytes
+#: (measured about 50 at 20,000 x 200,000 and 5,000 x 1,000,000)
+_SIM_BYTES_PER_PAIR = 56
 
 
-def _check_simulation_fits(customers: int, days: int) -> None:
+def _check_simulation_fits(customers: int, days: int, terminals: int) -> None:
     """ConfigError up front when ``customers`` x ``days`` needs more memory than the
     machine has: the simulation runs block of days by block of days and met a
-    MemoryError only after hours."""
+    MemoryError only after hours. So do the customers' lists of terminals within reach
+    (``customers`` x ``terminals`` distances: 5,000,000 customers with their default
+    10,000,000 terminals filled memory for hours) and the terminals' compromise calendar
+    (``terminals`` x ``days``; --terminals 99999999999999999999999 ended in numpy's
+    ValueError traceback)."""
     import os
 
     expected = 2.0 * customers * days  # a customer makes 2 transactions a day on average
@@ -523,6 +533,17 @@ def _check_simulation_fits(customers: int, days: int) -> None:
             f"--customers {customers:,} --days {days:,} would make about {expected:,.0f} "
             f"transactions, needing about {need / 2**30:,.0f} GiB of memory; this machine "
             f"has {have / 2**30:,.0f} GiB: simulate fewer customers or days"
+        )
+    pairs = float(customers) * terminals * _SIM_REACH
+    # (a terminal's place and its distances to a chunk of customers: about 48 bytes; its
+    # calendar: a byte a day)
+    need = pairs * _SIM_BYTES_PER_PAIR + float(terminals) * (48 + days)
+    if need > have:
+        raise ConfigError(
+            f"--customers {customers:,} with {terminals:,} terminals over {days:,} days "
+            f"would put about {pairs:,.0f} terminals within the customers' reach, needing "
+            f"about {need / 2**30:,.0f} GiB of memory; this machine has "
+            f"{have / 2**30:,.0f} GiB: simulate fewer customers or terminals (--terminals)"
         )
 
 
