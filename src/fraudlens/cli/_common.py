@@ -660,7 +660,8 @@ def fail_cleanly() -> Iterator[None]:
             raise
         raise typer.Exit(code=2) from None
     except MemoryError as exc:
-        # A size no machine holds (`market simulate --accounts 99999999999`): numpy says
+        # A size past the memory the process may use (`cards simulate --terminals
+        # 100000000` under `ulimit -v 4000000`): numpy says
         # how much it could not allocate, which is the useful line, not the traceback.
         error(f"{command_name()}: not enough memory ({exc or 'MemoryError'})")
         raise typer.Exit(code=2) from None
