@@ -93,6 +93,19 @@ def test_a_market_simulation_no_machine_holds_is_refused_up_front(
     assert not (tmp_path / "o").exists()
 
 
+def test_an_infinite_tick_is_refused(market_dir: Path, tmp_path: Path) -> None:
+    """`market simulate --tick-size inf` passed the option's min=0 and the accounts were
+    placed on a tick of 1e-8 instead, without a word."""
+    klines = str(market_dir / "klines.csv")
+    args = ["market", "simulate", "--klines", klines, "--accounts", "4", "--seed", "1"]
+    proc = run_cli([*args, "--tick-size", "inf", "--out", str(tmp_path / "o")], cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert "Invalid value for '--tick-size': inf is not a price tick" in out, out
+    assert not (tmp_path / "o").exists()
+
+
 def test_brackets_in_data_are_text_not_console_markup(
     market_dir: Path, market_models: Path, db: str, tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -91,6 +92,13 @@ def _model_name(detector: DetectorChoice | None) -> str:
     return "market" if detector is None else f"market-{detector.value}"
 
 
+def _finite_tick(value: float | None) -> float | None:
+    # inf passed min=0 and was silently replaced by a tick of 1e-8.
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value:g} is not a price tick: give a finite number")
+    return value
+
+
 @app.command()
 @cli_errors
 def simulate(
@@ -119,6 +127,7 @@ def simulate(
         float | None,
         typer.Option(
             min=0.0,
+            callback=_finite_tick,
             help="Price tick of every symbol of --klines [default: derived from each "
             "symbol-day's prices].",
         ),
