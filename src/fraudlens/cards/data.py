@@ -389,11 +389,11 @@ def _detect_kind(columns: pd.Index) -> str:
     cols = set(map(str, columns))
     if set(ULB_FEATURES) <= cols:
         return "ulb"
-    # The raw contract's customer and terminal ids are no features: a table with both is
+    # The raw contract's customer and terminal ids are no features: a table with either is
     # raw transactions, and one that lacks another raw column is refused naming it (a raw
-    # file without its amount column had been trained on as a feature table, ids and
-    # all).
-    if set(RAW_COLUMNS[:-1]) <= cols or {"customer_id", "terminal_id"} <= cols:
+    # file without its amount column, or without its customer_id, had been trained on as
+    # a feature table, ids and all).
+    if set(RAW_COLUMNS[:-1]) <= cols or {"customer_id", "terminal_id"} & cols:
         return "raw"
     return "features"
 
