@@ -405,6 +405,20 @@ def test_bad_options_and_bad_rows_exit_with_a_message(workspace: Path, tmp_path:
     assert "row 10" in out and "'amount'" in out
 
 
+def test_train_on_rows_of_one_time_names_the_file_and_the_time_column(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """Rows all at one time had been refused as "window lengths must be positive (the gap
+    may be 0)": no file named, and no window option had been given."""
+    same = pd.read_csv(workspace / "sim" / "transactions.csv", nrows=200)
+    same["ts"] = "2026-04-05 10:00:00+00:00"
+    path = tmp_path / "same.csv"
+    same.to_csv(path, index=False)
+    out = _fails("train", "--data", str(path), "-m", str(tmp_path / "m"), "--detector", "logistic")
+    assert f"file {path}, column 'ts': every labelled row has the same time" in out, out
+    assert "use --split random" in out
+
+
 def test_benchmark_titles_name_the_data_folder_as_given(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

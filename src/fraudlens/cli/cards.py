@@ -294,6 +294,15 @@ def split_table(
             "a time split needs a Time or ts column; use --split random", file=table.source
         )
     span = _span_seconds(table)
+    if span <= 0 and test is None:
+        # (the default held-out window, a third of no time, had been refused as "window
+        # lengths must be positive", which no option given had set)
+        column = "ts" if table.frame is not None and "ts" in table.frame.columns else "Time"
+        raise DataError(
+            "every labelled row has the same time: a time split needs a span; use --split random",
+            file=table.source,
+            column=column,
+        )
     handbook = table.kind == "raw" and span >= 20 * _DAY
     if handbook:
         d_train, d_gap, d_test = 7 * _DAY, 7 * _DAY, 7 * _DAY
