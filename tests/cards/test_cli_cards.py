@@ -419,6 +419,23 @@ def test_train_on_rows_of_one_time_names_the_file_and_the_time_column(
     assert "use --split random" in out
 
 
+def test_a_table_without_the_models_features_is_named(workspace: Path, tmp_path: Path) -> None:
+    """A feature table given to a raw-transaction model: `cards score` and `cards
+    evaluate` named the first missing feature column but not the file."""
+    models = tmp_path / "m"
+    data = workspace / "sim" / "transactions.csv"
+    _run("train", "--data", str(data), "-m", str(models), "--detector", "logistic")
+    table = tmp_path / "features.csv"
+    pd.read_csv(data, nrows=200)[["amount", "tx_time_seconds", "label"]].to_csv(table, index=False)
+    runs = [
+        ("score", "--data", str(table), "-m", str(models), "--out", str(tmp_path / "s.csv")),
+        ("evaluate", "--data", str(table), "-m", str(models), "--out", str(tmp_path / "r")),
+    ]
+    for args in runs:
+        out = _fails(*args)
+        assert f"file {table}, column 'tx_amount': 33 feature column(s) missing" in out, out
+
+
 def test_benchmark_titles_name_the_data_folder_as_given(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -410,6 +410,16 @@ def _load(
         )
 
 
+def _located(exc: DataError, path: Path, offset: int | None) -> DataError:
+    """``exc`` naming ``path`` when it names no file (a column the model needs and DATA
+    lacks had been reported without the file); its row moved by ``offset``, dropped when
+    None (rows of a subset)."""
+    if exc.file is not None:
+        return exc
+    row = None if exc.row is None or offset is None else exc.row + offset
+    return DataError(exc.reason, file=str(path), row=row, column=exc.column)
+
+
 def _headline(metrics: dict[str, Any]) -> dict[str, float]:
     keys = (
         "roc_auc",
@@ -861,17 +871,20 @@ def evaluate_cmd(
     title = f"{label_v}\n{Path(data).name}: {which}"
     with progress(transient=True) as bar:
         bar.add_task("scoring and plotting", total=None)
-        report = evaluate_cards(
-            det,
-            table,
-            idx,
-            out,
-            k=k,
-            title=title,
-            scores=scores,
-            model_label=label_v,
-            extra={"rows": which, "split": split},
-        )
+        try:
+            report = evaluate_cards(
+                det,
+                table,
+                idx,
+                out,
+                k=k,
+                title=title,
+                scores=scores,
+                model_label=label_v,
+                extra={"rows": which, "split": split},
+            )
+        except DataError as exc:
+            raise _located(exc, data, None if idx is not None else 0) from None
     if show:
         stdout.print(
             _metrics_table(f"{label_v} on {which} of {Path(data).name}", report["metrics"])
@@ -979,7 +992,10 @@ def score_cmd(
         task = bar.add_task(f"scoring with {mv.name}:{mv.version}", total=n)
         for lo in range(0, max(n, 1), chunk):
             part = table.X.iloc[lo : lo + chunk]
-            scored = score_cards(classifier, part, anomaly=anomaly, explain=explain, top=top)
+            try:
+                scored = score_cards(classifier, part, anomaly=anomaly, explain=explain, top=top)
+            except DataError as exc:
+                raise _located(exc, data, lo) from None
             frame = scored.frame()
             if explain and scored.explanations is not None:
                 frame["reasons"] = [_reasons_text(r) for r in scored.explanations]
