@@ -106,6 +106,29 @@ def test_an_infinite_tick_is_refused(market_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["worker", "--queue", "sqlite:///{tmp}/q.db", "--db", "sqlite:///{tmp}/s.db",
+         "--metrics-port", "0", "--idle-exit", "0"],
+        ["cards", "process", "--source", "generate", "--sink", "{tmp}/sink", "--limit", "1"],
+    ],
+    ids=["worker", "cards-process"],
+)  # fmt: skip
+@pytest.mark.parametrize("size", ["10001", "99999999999999999999999"])
+def test_a_batch_size_past_the_bound_is_refused(args: list[str], size: str, tmp_path: Path) -> None:
+    """No bound: a SQLite queue's receive ended in an OverflowError traceback (exit 1) past
+    2**63, and the card processor's generate source made a pass's records at once (2.9 GB
+    a million)."""
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    proc = run_cli([*argv, "--batch-size", size], cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert "Invalid value for '--batch-size'" in out and "10000" in out, out
+    assert not (tmp_path / "sink").exists()
+
+
 def test_brackets_in_data_are_text_not_console_markup(
     market_dir: Path, market_models: Path, db: str, tmp_path: Path
 ) -> None:

@@ -350,7 +350,11 @@ def worker(
     model_dir: ModelDir = None,
     model: Annotated[str, typer.Option(help="Model name or domain.")] = "market",
     threshold: Annotated[float | None, event_threshold_option("--threshold")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Messages worked together.")] = 100,
+    # (no bound: 99999999999999999999999 ended a SQLite queue's receive in an
+    # OverflowError traceback, and each message of a batch is held at once)
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Messages worked together.")
+    ] = 100,
     visibility_timeout: Annotated[
         float, typer.Option(min=1.0, help="Seconds a received batch stays leased.")
     ] = 60.0,

@@ -308,7 +308,11 @@ def process(
         ),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="Stop after this many records.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Records scored together.")] = 500,
+    # (no bound: the generate source made a pass's records at once, 2.9 GB a million,
+    # and a SQLite queue's receive ended in an OverflowError traceback past 2**63)
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Records scored together.")
+    ] = 500,
     history: Annotated[
         Path | None, typer.Option(help="Raw transactions preceding the source's (window features).")
     ] = None,
