@@ -129,6 +129,20 @@ def test_a_batch_size_past_the_bound_is_refused(args: list[str], size: str, tmp_
     assert not (tmp_path / "sink").exists()
 
 
+@pytest.mark.parametrize("lease", ["inf", "1e20", "43201"])
+def test_a_worker_lease_past_twelve_hours_is_refused(lease: str, tmp_path: Path) -> None:
+    """--visibility-timeout inf ended a Redis (or SQS) receive in an OverflowError
+    traceback (exit 1), and 1e20 had Redis refuse every receive, which the worker read as
+    an outage and waited out for ever."""
+    args = ["worker", "--queue", f"sqlite:///{tmp_path}/q.db", "--db",
+            f"sqlite:///{tmp_path}/s.db", "--metrics-port", "0", "--idle-exit", "0"]  # fmt: skip
+    proc = run_cli([*args, "--visibility-timeout", lease], cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert "Invalid value for '--visibility-timeout'" in out and "43200" in out, out
+
+
 def test_brackets_in_data_are_text_not_console_markup(
     market_dir: Path, market_models: Path, db: str, tmp_path: Path
 ) -> None:

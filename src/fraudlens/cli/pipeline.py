@@ -355,8 +355,11 @@ def worker(
     batch_size: Annotated[
         int, typer.Option(min=1, max=10_000, help="Messages worked together.")
     ] = 100,
+    # At most SQS's own bound, 12 h: inf ended a Redis or SQS receive in an OverflowError
+    # traceback, and 1e20 had Redis refuse every receive, read as an outage for ever.
     visibility_timeout: Annotated[
-        float, typer.Option(min=1.0, help="Seconds a received batch stays leased.")
+        float,
+        typer.Option(min=1.0, max=43_200.0, help="Seconds a received batch stays leased."),
     ] = 60.0,
     queue_name: QueueNameOpt = "checks",
     max_attempts: Annotated[
