@@ -143,6 +143,30 @@ def test_a_worker_lease_past_twelve_hours_is_refused(lease: str, tmp_path: Path)
     assert "Invalid value for '--visibility-timeout'" in out and "43200" in out, out
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["market", "train", "--detector", "features"],
+        ["cards", "train", "--detector", "logistic"],
+    ],
+    ids=["market", "cards"],
+)
+def test_train_refuses_a_registry_that_is_no_registry_before_the_training(
+    args: list[str], tmp_path: Path
+) -> None:
+    """-m at a file (or a model's folder) was refused only when the trained model was to
+    be stored: a CNN's epochs, or a card model's validation and refit, lost. Checked now
+    before DATA is read (here DATA does not exist, which had been said first)."""
+    not_a_registry = tmp_path / "models.txt"
+    not_a_registry.write_text("x")
+    data = ["--data", str(tmp_path / "no-such-data")]
+    proc = run_cli([*args, *data, "-m", str(not_a_registry)], cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    out = one_line(proc.stderr)
+    assert f"{not_a_registry} is a file, not a model registry folder" in out, out
+
+
 def test_brackets_in_data_are_text_not_console_markup(
     market_dir: Path, market_models: Path, db: str, tmp_path: Path
 ) -> None:

@@ -665,8 +665,10 @@ def train_cmd(
     }
     if _value(split) == "random" and (test_end is not None or any(windows.values())):
         raise ConfigError("window options apply to --split time only")
-    # Bad options fail before a large file is read.
+    # Bad options fail before a large file is read (and -m at a file or a model's folder
+    # before the training, which it had followed).
     make_detector(detector, preset, oversample=oversample, threshold=threshold, seed=seed)
+    reg = _registry(model_dir)
     table = _load(data, label, require_label=True, trust_pickle=trust_pickle)
     det = make_detector(
         detector,
@@ -746,7 +748,6 @@ def train_cmd(
             "seconds": det.fit_info_.get("refit_seconds"),
         }
         fitted_rows = labelled
-    reg = _registry(model_dir)
     mv = reg.save(
         det,
         metrics={"validation": validation},

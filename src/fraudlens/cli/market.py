@@ -467,6 +467,9 @@ def train(
         raise ConfigError(
             "--review-weight, --holdout-after and --holdout-fraction need --reviewed-from"
         )
+    # -m at a file or a model's folder is refused before the training (it had been after,
+    # a CNN's hours of epochs lost)
+    registry = Registry(_models_dir(model_dir))
     with working(f"loading {data}"):
         md = window(load_market(data, require_labels=True), window_hours)
     y = md.y()
@@ -497,7 +500,7 @@ def train(
     )
     seconds = time.perf_counter() - t0
     wanted = reviewed is None if activate is None else activate
-    mv = Registry(_models_dir(model_dir)).save(
+    mv = registry.save(
         det,
         activate=wanted,
         metrics={"validation": metrics, "train_seconds": round(seconds, 2)},
