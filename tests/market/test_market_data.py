@@ -452,6 +452,29 @@ def test_import_reference_errors_name_file_and_row(tmp_path: Path) -> None:
     _expect(exc, kl, 1, "high")
 
 
+def test_import_reference_refuses_a_date_whose_day_and_month_could_swap(
+    tmp_path: Path,
+) -> None:
+    """Other formats were read by pandas' guess: in one file 04/01/2022 was 1 April
+    (month first) and 13/01/2022 was 13 January (day first), without a word."""
+    kl, buy, sell = _reference_files(tmp_path)
+    bad = buy / "u42.csv"
+    bad.write_text("time,price\n04/01/2022 19:36:10,229.0\n")
+    with pytest.raises(DataError, match="could be day/month or month/day") as exc:
+        import_reference(kl, buy, sell)
+    _expect(exc, bad, 1, "time")
+    # a day past 12 leaves one reading (here no bar holds 2022-01-13)
+    bad.write_text("time,price\n13/01/2022 19:36:10,229.0\n")
+    with pytest.raises(DataError, match="no 5-minute bar"):
+        import_reference(kl, buy, sell)
+    # day and month alike, and ISO-8601, are read as before
+    bad.write_text("time,price\n04/04/2022 19:36:10,229.0\n")
+    with pytest.raises(DataError, match="no 5-minute bar"):
+        import_reference(kl, buy, sell)
+    bad.write_text("time,price\n2022-01-04 19:36:10,229.0\n")
+    assert len(import_reference(kl, buy, sell).trades) == 5
+
+
 def test_marketdata_helpers_on_loaded_data(tmp_path: Path) -> None:
     _write(tmp_path / "klines.csv", KLINES_CSV)
     _write(tmp_path / "trades.csv", TRADES_CSV)

@@ -557,6 +557,13 @@ def _ts_column(df: pd.DataFrame, col: str, checks: _Checks, *, lenient: bool = F
                 again = pd.to_datetime(text[retry], utc=True, format="mixed", errors="coerce")
                 out = out.astype(_TS_DTYPE)
                 out[retry] = again.astype(_TS_DTYPE)
+                # 12/03/2026 had been read month first (3 December) and 13/03/2026 day
+                # first (13 March) in the same file: no order is guessed.
+                ambiguous = retry & text.map(_ambiguous_date).to_numpy(dtype=bool)
+                if ambiguous.any():
+                    checks.add(ambiguous, col, lambda i: f"{_show(s.iloc[i])} {_AMBIGUOUS_HINT}")
+                    raw_null = raw_null | ambiguous
+                    out = out.where(~ambiguous, pd.NaT)
         words = _clock_words(s if pd.api.types.is_string_dtype(s.dtype) else text, out)
         if words.any():
             checks.add(
@@ -605,6 +612,21 @@ _EPOCH_HINT = (
     "is a number, not an ISO-8601 timestamp (epoch times are not read: seconds, "
     "milliseconds and nanoseconds look alike; write e.g. 2026-03-02T07:05:00Z)"
 )
+
+
+#: A date written day and month in an unknown order (``12/03/2026``, ``1.2.2026``).
+_NUMERIC_DATE = re.compile(r"\s*(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}\b")
+_AMBIGUOUS_HINT = (
+    "could be day/month or month/day; write the date as ISO-8601 (e.g. 2026-03-02 07:05)"
+)
+
+
+def _ambiguous_date(value: object) -> bool:
+    """True for text that starts with a date both of whose first numbers could be the month."""
+    if not isinstance(value, str):
+        return False
+    m = _NUMERIC_DATE.match(value)
+    return m is not None and m[1] != m[2] and int(m[1]) <= 12 and int(m[2]) <= 12
 
 
 #: Values this long or longer are not searched for words (every word pandas reads as a
@@ -1293,7 +1315,8 @@ def import_reference(
     reference's own naming), so ``buy/buy_COIN_7.csv`` and ``sell/sell_COIN_7.csv`` are
     account ``COIN_7``. Every trade gets quantity 1 and the id
     ``<account>:<side>:<row>``. Times may be ISO-8601 or another unambiguous date
-    format; a time with no zone is UTC.
+    format (a numeric date such as ``04/01/2022``, whose day and month could swap, is
+    refused); a time with no zone is UTC.
 
     Parameters
     ----------
