@@ -475,6 +475,30 @@ def test_import_reference_refuses_a_date_whose_day_and_month_could_swap(
     assert len(import_reference(kl, buy, sell).trades) == 5
 
 
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        # a valid 60-character account id, but its trade ids <account>:buy:<row> are not
+        ("a" * 60, "has 60 characters; at most 58 leave room for the trade ids"),
+        ("a" * 200, "has 200 characters; at most 58 leave room"),
+        ("a\u200bb", "contains an invisible formatting character (U+200B at position 2)"),
+    ],
+)
+def test_import_reference_names_a_file_name_that_makes_no_account_id(
+    tmp_path: Path, name: str, says: str
+) -> None:
+    """The account id and the trade ids come from the file name: one too long was refused
+    as "row 1, column 'trade_id'", a column the reference files do not have."""
+    kl, buy, sell = _reference_files(tmp_path)
+    bad = buy / f"buy_{name}.csv"
+    bad.write_text("time,price\n2022-01-04 19:36:10,229.0\n")
+    with pytest.raises(DataError) as exc:
+        import_reference(kl, buy, sell)
+    assert (exc.value.file, exc.value.row, exc.value.column) == (str(bad), None, "account_id")
+    assert "the account id is the file name" in exc.value.reason
+    assert says in exc.value.reason and "rename the file" in exc.value.reason
+
+
 def test_marketdata_helpers_on_loaded_data(tmp_path: Path) -> None:
     _write(tmp_path / "klines.csv", KLINES_CSV)
     _write(tmp_path / "trades.csv", TRADES_CSV)

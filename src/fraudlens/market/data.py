@@ -1277,6 +1277,22 @@ def _reference_side(folder: Path, side: str, symbol: str) -> tuple[pd.DataFrame,
         # The reference names files buy_<id>.csv / sell_<id>.csv; both mean account <id>.
         prefix = f"{side}_"
         account = stem[len(prefix) :] if stem.lower().startswith(prefix) else stem
+        # The ids are made from the file name: one too long (or not an id) was refused as
+        # "column 'trade_id'", a column no reference file has.
+        room = MAX_ID_LENGTH - len(f":{side}:{len(raw)}")
+        problem = id_problem(account, max_length=room)
+        if problem is not None and account:
+            if len(account) > room:
+                problem = (
+                    f"has {len(account)} characters; at most {room} leave room for the trade "
+                    f"ids <account>:{side}:<row> (at most {MAX_ID_LENGTH} characters)"
+                )
+            raise DataError(
+                f"the account id is the file name {cut(repr(account), 80)}, which {problem}: "
+                "rename the file",
+                file=str(f),
+                column="account_id",
+            )
         rows = np.arange(1, len(raw) + 1)
         frames.append(
             pd.DataFrame(
