@@ -499,6 +499,20 @@ def test_import_reference_names_a_file_name_that_makes_no_account_id(
     assert says in exc.value.reason and "rename the file" in exc.value.reason
 
 
+@pytest.mark.parametrize("other", ["COIN_hacker_1.csv", "BUY_COIN_hacker_1.csv"])
+def test_import_reference_names_two_files_of_one_account(tmp_path: Path, other: str) -> None:
+    """buy_X.csv and X.csv are both account X: their trade ids collided, reported as
+    "duplicate trade_id 'X:buy:1': rows 1 and 4", rows of the joined trades, not of a file."""
+    kl, buy, sell = _reference_files(tmp_path)
+    (buy / other).write_text((buy / "buy_COIN_hacker_1.csv").read_text())
+    with pytest.raises(DataError) as exc:
+        import_reference(kl, buy, sell)
+    assert exc.value.column == "account_id" and exc.value.row is None
+    assert f"{other} and buy_COIN_hacker_1.csv are both account 'COIN_hacker_1'" in str(
+        exc.value
+    ) or f"buy_COIN_hacker_1.csv and {other} are both account 'COIN_hacker_1'" in str(exc.value)
+
+
 def test_marketdata_helpers_on_loaded_data(tmp_path: Path) -> None:
     _write(tmp_path / "klines.csv", KLINES_CSV)
     _write(tmp_path / "trades.csv", TRADES_CSV)

@@ -1253,6 +1253,7 @@ def _reference_side(folder: Path, side: str, symbol: str) -> tuple[pd.DataFrame,
         raise DataError(_not_a_folder(folder), file=str(folder))
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(".csv"))
     frames = []
+    seen: dict[str, Path] = {}
     for f in files:
         # The account id is the file name: one that is not UTF-8 cannot become an id.
         byte = _undecodable(f.name)
@@ -1293,6 +1294,16 @@ def _reference_side(folder: Path, side: str, symbol: str) -> tuple[pd.DataFrame,
                 file=str(f),
                 column="account_id",
             )
+        if account in seen:
+            # (buy_7.csv and 7.csv: their trade ids collided, reported as "duplicate
+            # trade_id '7:buy:1': rows 1 and 9", rows of no file)
+            raise DataError(
+                f"{seen[account].name} and {f.name} are both account {cut(repr(account), 80)}: "
+                "keep one file per account",
+                file=str(f),
+                column="account_id",
+            )
+        seen[account] = f
         rows = np.arange(1, len(raw) + 1)
         frames.append(
             pd.DataFrame(
