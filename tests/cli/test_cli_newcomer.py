@@ -351,3 +351,25 @@ def test_import_reference_file_name_or_symbol_not_utf8_is_one_line(tmp_path: Pat
     out = _fails([*args, "--symbol", os.fsdecode(b"COIN\xff")])
     assert "the symbol is not UTF-8 text (byte 0xFF)" in out
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("symbol", "says"),
+    [
+        ("", "the symbol '' must not be empty"),
+        ("X" * 100, "has 100 characters; at most 32 are allowed"),
+        ("A\tB", "contains a control character (U+0009 at position 2)"),
+    ],
+)
+def test_import_reference_refuses_a_symbol_that_is_no_symbol(
+    tmp_path: Path, symbol: str, says: str
+) -> None:
+    """A --symbol that is no symbol was blamed on row 1 of the k-line file ("file
+    COIN.csv, row 1, column 'symbol': missing symbol"), which has no symbol column."""
+    kl, buy, sell = _reference(tmp_path)
+    out = _fails(["market", "import-reference", "--klines", str(kl), "--buy", str(buy),
+                  "--sell", str(sell), "--out", str(tmp_path / "o"),
+                  "--symbol", symbol])  # fmt: skip
+    assert "column 'symbol': " in out and says in out, out
+    assert str(kl) not in out and "row 1" not in out, out
+    assert not (tmp_path / "o").exists()

@@ -1371,6 +1371,10 @@ def import_reference(
     byte = _undecodable(symbol)
     if byte is not None:
         raise DataError(f"the symbol is not UTF-8 text (byte {byte})", column="symbol")
+    # (an empty or long symbol had been blamed on row 1 of the k-line file)
+    problem = id_problem(symbol, max_length=MAX_SYMBOL_LENGTH)
+    if problem is not None:
+        raise DataError(f"the symbol {cut(repr(symbol), 40)} {problem}", column="symbol")
     klines = _reference_klines(kpath, symbol)
     buys, buy_files = _reference_side(Path(buy_dir), "buy", symbol)
     sells, sell_files = _reference_side(Path(sell_dir), "sell", symbol)
