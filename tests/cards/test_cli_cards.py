@@ -375,6 +375,13 @@ def test_benchmark_runs_the_handbook_protocol(tmp_path: Path) -> None:
         assert (tmp_path / "bench" / name).stat().st_size > 5000
     out = _fails("benchmark", "--data", str(tmp_path / "transactions.csv"), "--protocol", "prequel")
     assert "prequel" in out and "handbook" in out
+    # One week given twice had been run twice and counted twice in the mean.
+    week = starts[0].strftime("%Y-%m-%d")
+    out = _fails("benchmark", "--data", str(tmp_path / "transactions.csv"), "--detector",
+                 "logistic", "--start", week, "--start", f"{week}T05:00",
+                 "--out", str(tmp_path / "twice"))  # fmt: skip
+    assert f"--start {week} is given twice: give each week once" in out, out
+    assert not (tmp_path / "twice").exists()
 
 
 def test_bad_options_and_bad_rows_exit_with_a_message(workspace: Path, tmp_path: Path) -> None:

@@ -1068,6 +1068,10 @@ def benchmark_cmd(
         if start
         else default_starts(table, weeks)
     )
+    twice = next((d for i, d in enumerate(starts) if d in starts[:i]), None)
+    if twice is not None:
+        # (the week was run again and counted twice in the mean)
+        raise ConfigError(f"--start {twice.date()} is given twice: give each week once")
     _check_weeks(table, starts, given=bool(start))
     same_weeks = [str(s.date()) for s in starts] == list(HANDBOOK_STARTS[: len(starts)])
     name = f"cards-{_value(detector)} ({_value(preset)} preset, fraudlens {__version__})"
