@@ -167,6 +167,33 @@ def test_train_refuses_a_registry_that_is_no_registry_before_the_training(
     assert f"{not_a_registry} is a file, not a model registry folder" in out, out
 
 
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        ("file:{tmp}/no-such.csv", "no such file"),
+        ("ftp://x", "unknown source 'ftp://x'"),
+        ("generate", "no card model in registry"),
+    ],
+)
+def test_cards_process_that_fails_leaves_no_new_sink_folder(
+    card_file: Path, tmp_path: Path, source: str, says: str
+) -> None:
+    """A run refused at its start (a missing file, an unknown source, no model) had left
+    the new sink folder behind, with nothing in it but an empty hidden spool."""
+    if source != "generate":
+        trained = run_cli(["cards", "train", "--data", str(card_file), "-m",
+                           str(tmp_path / "models"), "--detector", "logistic"])  # fmt: skip
+        assert trained.returncode == 0, trained.stderr
+    sink = tmp_path / "out" / "sink"
+    args = ["cards", "process", "--source", source.replace("{tmp}", str(tmp_path)),
+            "--sink", str(sink), "-m", str(tmp_path / "models")]  # fmt: skip
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert says in one_line(proc.stderr), proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_brackets_in_data_are_text_not_console_markup(
     market_dir: Path, market_models: Path, db: str, tmp_path: Path
 ) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -283,6 +285,42 @@ def parse_duration(text: str) -> float:
     return value
 
 
+def _folders_to_make(target: str) -> list[Path]:
+    """The folders a local sink at ``target`` will create (deepest first): none for a
+    remote one or one that exists."""
+    if "://" in target and not target.startswith("file://"):
+        return []
+    local = target.removeprefix("file://")
+    if not local.strip():
+        return []
+    made, folder = [], Path(local).expanduser().absolute()
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    return made
+
+
+@contextmanager
+def _unmade_on_error(made: list[Path]) -> Iterator[None]:
+    """On an error, remove the folders of ``made`` that the run left with nothing but an
+    empty spool: a bad source, a missing model or history had left a new sink folder
+    (and its hidden spool) behind, though nothing was written."""
+    from fraudlens.sinks import SPOOL_NAME
+
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            spool = folder / SPOOL_NAME
+            try:
+                if spool.is_file() and not spool.is_symlink() and spool.stat().st_size == 0:
+                    spool.unlink()
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+        raise
+
+
 @cli_errors
 def process(
     source: Annotated[
@@ -374,7 +412,8 @@ def process(
     if metrics_port:
         metrics.serve(metrics_port)
 
-    with working("scoring card records") as status:
+    made = _folders_to_make(target)
+    with working("scoring card records") as status, _unmade_on_error(made):
 
         def show(stats: ProcessStats) -> None:
             status.update(
