@@ -217,6 +217,27 @@ def test_simulate_on_user_klines_file(tmp_path: Path, fmt: str) -> None:
     assert d.trades["symbol"].nunique() == 2
 
 
+def test_bars_priced_past_what_trades_may_hold_are_refused() -> None:
+    """Bars priced near 1e300 (the klines contract allows them) had given trades whose
+    price x quantity passed the trades contract's 1e303: `market simulate --klines`
+    wrote them and `market train` on its folder refused them."""
+    from fraudlens.errors import DataError
+
+    k = simulate(40, seed=1, n_symbols=8, days=2).klines
+    cols = ["open", "high", "low", "close"]
+
+    def scaled(top: float) -> pd.DataFrame:
+        out = k.copy()
+        out[cols] = out[cols].mul(top / out.groupby("symbol")["high"].transform("max"), axis=0)
+        return out
+
+    with pytest.raises(DataError, match="leave no room for the accounts' quantities") as exc:
+        simulate(40, seed=1, klines=scaled(9e299))
+    assert exc.value.column == "high"
+    d = simulate(40, seed=1, klines=scaled(1e295))
+    validate_trades(d.trades, klines=d.klines)
+
+
 def test_tick_from_the_data_and_given() -> None:
     assert estimate_tick(np.array([100.25, 100.5, 101.0, 99.75])) == 0.25
     assert estimate_tick(np.array([0.09219985, 0.0922])) == pytest.approx(5e-8)

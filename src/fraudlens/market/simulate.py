@@ -36,7 +36,7 @@ import pandas as pd
 
 from fraudlens.errors import DataError
 from fraudlens.market._bars import bar_context
-from fraudlens.market.data import BAR, MarketData, validate_klines
+from fraudlens.market.data import BAR, MAX_TRADE_MAGNITUDE, MarketData, validate_klines
 
 __all__ = [
     "DEFAULT_KIND_WEIGHTS",
@@ -1936,7 +1936,24 @@ def simulate(
         progress(n_accounts - done)
     if widen:
         _apply_wicks(market)
-    return _finish(market, gen.out, _account_ids(n_accounts), kind_arr, labels, bar)
+    data = _finish(market, gen.out, _account_ids(n_accounts), kind_arr, labels, bar)
+    _check_trade_sizes(data.trades)
+    return data
+
+
+def _check_trade_sizes(trades: pd.DataFrame) -> None:
+    """DataError (column ``high``) when a trade's price x quantity is past what a trades
+    file may hold: bars priced near 1e300 had given trades that the loaders then refused
+    (``market train`` on the folder ``market simulate --klines`` had just written)."""
+    with np.errstate(over="ignore"):
+        value = trades["price"].to_numpy() * trades["quantity"].to_numpy()
+    if len(value) and not np.max(value) <= MAX_TRADE_MAGNITUDE:
+        raise DataError(
+            f"prices up to {trades['price'].max():g} leave no room for the accounts' "
+            f"quantities: a trade's price x quantity would reach {np.max(value):g}, past "
+            f"the {MAX_TRADE_MAGNITUDE:g} a trades file may hold; give smaller prices",
+            column="high",
+        )
 
 
 def _spread_kinds(
