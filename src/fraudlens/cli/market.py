@@ -637,10 +637,12 @@ def _print_report(report: dict[str, Any]) -> None:
     t.add_row("confusion (tn fp / fn tp)", f"{cm['tn']} {cm['fp']} / {cm['fn']} {cm['tp']}")
     console.print(t)
     if "by_kind" in report:
+        from fraudlens._echo import cut
+
         kt = Table("kind", "label", "n", "flagged share", "mean score", title="by kind")
         for name, row in report["by_kind"].items():
             kt.add_row(
-                name,
+                cut(str(name), 40),  # (report.json keeps it whole)
                 str(row["label"]),
                 str(row["n"]),
                 f"{row['flagged_share']:.3f}",

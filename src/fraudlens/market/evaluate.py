@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from fraudlens._echo import cut
 from fraudlens._io import write_csv
 from fraudlens.evaluation import binary_metrics, plot_curves, save_figure, write_json
 from fraudlens.market.data import MarketData, window
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from fraudlens._detector import Detector
 
 __all__ = ["error_samples", "evaluate_market", "plot_by_kind", "sample_grid"]
+
+#: Characters of a kind shown in a plot (the report and scores.csv keep it whole).
+_KIND_CHARS = 40
 
 # Accounts per scoring call: bounds the CNN's image memory on large test sets.
 _CHUNK = 4096
@@ -168,6 +172,7 @@ def sample_grid(
             acct = chosen[c]
             ax.imshow(images[c], interpolation="nearest", aspect="auto")
             kind = str(kind_of.get(acct, name)).replace("takeover_", "T:").replace("normal_", "N:")
+            kind = cut(kind, _KIND_CHARS)
             line = f"{kind} {acct[-6:]}\n{where.get(acct, '')}"
             if scores is not None:
                 line += f"\nscore {float(score_of.get(acct, float('nan'))):.3f}"
@@ -197,7 +202,10 @@ def plot_by_kind(by_kind: dict[str, Any], out: Path, title: str = "") -> Path:
     share = [by_kind[k]["flagged_share"] for k in names]
     colors = ["tab:red" if by_kind[k]["label"] == 1 else "tab:blue" for k in names]
     fig, ax = plt.subplots(figsize=(6.5, 0.32 * len(names) + 1.4), dpi=110)
-    ax.barh(names, share, color=colors)
+    # Each kind on its own row, its name cut: kinds of 100,000 characters had held the
+    # layout for minutes (and two names cut alike must not share a bar).
+    ax.barh(range(len(names)), share, color=colors)
+    ax.set_yticks(range(len(names)), labels=[cut(str(k), _KIND_CHARS) for k in names])
     ax.set_xlim(0, 1)
     ax.set_xlabel("share flagged (red: takeover kinds, blue: normal kinds)")
     if title:
