@@ -69,3 +69,24 @@ def test_the_handbooks_own_weeks_when_the_data_cover_them() -> None:
     short = _table(30, origin="2018-07-01")
     with pytest.raises(DataError, match=r"single class|21 days"):
         run_handbook(short, LogisticDetector, ["2018-07-25"], model="x")
+
+
+@pytest.mark.parametrize("k", [100, 50])
+def test_card_precision_is_reported_under_its_own_k(tmp_path: Path, k: int) -> None:
+    """`cards benchmark --k 50` had stored precision@50 as `card_precision@100` in
+    report.json and drawn it beside the handbook's published precision@100."""
+    from fraudlens.cards.benchmark import BenchmarkResult, Week
+
+    weeks = [
+        Week("2026-04-01", 100, 5, 100, 4, 0.9, 0.6, 0.25, 1.0),
+        Week("2026-04-08", 100, 5, 100, 4, 0.8, 0.5, 0.35, 1.0),
+    ]
+    result = BenchmarkResult(model="m", data="d", weeks=weeks, k=k)
+    report = result.to_dict()
+    assert report["mean"][f"card_precision@{k}"] == pytest.approx(0.30)
+    assert [w[f"card_precision_at_{k}"] for w in report["weeks"]] == [0.25, 0.35]
+    if k != 100:
+        assert "card_precision@100" not in report["mean"]
+        assert all("card_precision_at_100" not in w for w in report["weeks"])
+    files = plot_benchmark(result, tmp_path, "m | d")
+    assert all(f.stat().st_size > 5000 for f in files)

@@ -1140,7 +1140,8 @@ def benchmark_cmd(
             "",
             f"{figs['roc_auc']:.3f}",
             f"{figs['average_precision']:.3f}",
-            f"{figs['card_precision@100']:.3f}",
+            # (published at 100 cards a day only: no figure beside another --k)
+            f"{figs['card_precision@100']:.3f}" if k == 100 else "-",
         )
     stdout.print(t)
     report = {**result.to_dict(), "ties": _value(ties), "k": k}
