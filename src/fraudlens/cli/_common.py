@@ -212,6 +212,17 @@ def shell_path(path: Path) -> str:
     return str(rel) if len(rel.parts) > 1 else f".{os.sep}{rel}"
 
 
+def memory_short(need: float) -> str | None:
+    """``None`` when ``need`` bytes fit in this machine's memory, else how much it has
+    (``"24 GiB"``), for an up-front refusal of a size that would fill memory for hours
+    before a MemoryError. ``None`` too where the memory cannot be read."""
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None  # no way to tell here: a MemoryError is still one line
+    return f"{have / 2**30:,.0f} GiB" if need > have else None
+
+
 def check_outputs(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:
     """Refuse an output file that is one of the command's input files, or another of its
     outputs (the same path, a link to it or a hard link): ``market score --out`` naming

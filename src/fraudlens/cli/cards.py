@@ -48,6 +48,7 @@ from fraudlens.cli._common import (
     check_outputs,
     cli_errors,
     console,
+    memory_short,
     plural,
     progress,
     registry_root,
@@ -539,30 +540,26 @@ def _check_simulation_fits(customers: int, days: int, terminals: int) -> None:
     10,000,000 terminals filled memory for hours) and the terminals' compromise calendar
     (``terminals`` x ``days``; --terminals 99999999999999999999999 ended in numpy's
     ValueError traceback)."""
-    import os
-
     expected = 2.0 * customers * days  # a customer makes 2 transactions a day on average
     need = expected * _SIM_BYTES_PER_TX
-    try:
-        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return  # no way to tell here: a MemoryError is still one line
-    if need > have:
+    have = memory_short(need)
+    if have is not None:
         raise ConfigError(
             f"--customers {customers:,} --days {days:,} would make about {expected:,.0f} "
             f"transactions, needing about {need / 2**30:,.0f} GiB of memory; this machine "
-            f"has {have / 2**30:,.0f} GiB: simulate fewer customers or days"
+            f"has {have}: simulate fewer customers or days"
         )
     pairs = float(customers) * terminals * _SIM_REACH
     # (a terminal's place and its distances to a chunk of customers: about 48 bytes; its
     # calendar: a byte a day)
     need = pairs * _SIM_BYTES_PER_PAIR + float(terminals) * (48 + days)
-    if need > have:
+    have = memory_short(need)
+    if have is not None:
         raise ConfigError(
             f"--customers {customers:,} with {terminals:,} terminals over {days:,} days "
             f"would put about {pairs:,.0f} terminals within the customers' reach, needing "
             f"about {need / 2**30:,.0f} GiB of memory; this machine has "
-            f"{have / 2**30:,.0f} GiB: simulate fewer customers or terminals (--terminals)"
+            f"{have}: simulate fewer customers or terminals (--terminals)"
         )
 
 

@@ -21,6 +21,7 @@ from fraudlens.cli._common import (
     cli_errors,
     console,
     fraudlens_command,
+    memory_short,
     plural,
     progress,
     registry_root,
@@ -181,20 +182,15 @@ def _check_simulation_fits(accounts: int) -> None:
     """ConfigError up front when ``accounts`` need more memory than the machine has: the
     accounts are made one by one, so 5,000,000 filled memory for an hour before a
     MemoryError, and 99999999999999999999999 ended in an OverflowError traceback."""
-    import os
-
     from fraudlens.errors import ConfigError
 
     need = float(accounts) * _SIM_BYTES_PER_ACCOUNT
-    try:
-        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return  # no way to tell here: a MemoryError is still one line
-    if need > have:
+    have = memory_short(need)
+    if have is not None:
         raise ConfigError(
             f"--accounts {accounts:,} would need about {need / 2**30:,.0f} GiB of memory "
             f"(about {_SIM_BYTES_PER_ACCOUNT / 1000:,.0f} kB an account); this machine has "
-            f"{have / 2**30:,.0f} GiB: simulate fewer accounts"
+            f"{have}: simulate fewer accounts"
         )
 
 
