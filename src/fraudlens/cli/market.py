@@ -634,11 +634,12 @@ def _print_report(report: dict[str, Any]) -> None:
     console.print(t)
     if "by_kind" in report:
         from fraudlens._echo import cut
+        from fraudlens.market.evaluate import KIND_CHARS
 
         kt = Table("kind", "label", "n", "flagged share", "mean score", title="by kind")
         for name, row in report["by_kind"].items():
             kt.add_row(
-                cut(str(name), 40),  # (report.json keeps it whole)
+                cut(str(name), KIND_CHARS),  # (report.json keeps it whole)
                 str(row["label"]),
                 str(row["n"]),
                 f"{row['flagged_share']:.3f}",

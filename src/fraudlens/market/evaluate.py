@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["error_samples", "evaluate_market", "plot_by_kind", "sample_grid"]
 
-#: Characters of a kind shown in a plot (the report and scores.csv keep it whole).
-_KIND_CHARS = 40
+#: Characters of a kind shown in a plot or table (the report and scores.csv keep it whole).
+KIND_CHARS = 40
 
 # Accounts per scoring call: bounds the CNN's image memory on large test sets.
 _CHUNK = 4096
@@ -172,7 +172,7 @@ def sample_grid(
             acct = chosen[c]
             ax.imshow(images[c], interpolation="nearest", aspect="auto")
             kind = str(kind_of.get(acct, name)).replace("takeover_", "T:").replace("normal_", "N:")
-            kind = cut(kind, _KIND_CHARS)
+            kind = cut(kind, KIND_CHARS)
             line = f"{kind} {acct[-6:]}\n{where.get(acct, '')}"
             if scores is not None:
                 line += f"\nscore {float(score_of.get(acct, float('nan'))):.3f}"
@@ -205,7 +205,7 @@ def plot_by_kind(by_kind: dict[str, Any], out: Path, title: str = "") -> Path:
     # Each kind on its own row, its name cut: kinds of 100,000 characters had held the
     # layout for minutes (and two names cut alike must not share a bar).
     ax.barh(range(len(names)), share, color=colors)
-    ax.set_yticks(range(len(names)), labels=[cut(str(k), _KIND_CHARS) for k in names])
+    ax.set_yticks(range(len(names)), labels=[cut(str(k), KIND_CHARS) for k in names])
     ax.set_xlim(0, 1)
     ax.set_xlabel("share flagged (red: takeover kinds, blue: normal kinds)")
     if title:
