@@ -478,3 +478,32 @@ def test_train_says_what_the_held_out_rows_chose(
     )
     assert res.exit_code == 0, res.output
     assert said in " ".join(res.output.split()), res.output
+
+
+def test_train_sets_row_ids_aside_and_warns_of_a_leak(tmp_path: Path) -> None:
+    """A feature table with a row id (sorted by class, as public benchmark files often
+    are) and a column that is the label in disguise: the id had been trained on and
+    the leak passed in silence."""
+    rng = np.random.default_rng(3)
+    n = 1_200
+    y = (rng.random(n) < 0.1).astype(int)
+    df = pd.DataFrame({"f1": rng.normal(size=n) + y, "f2": rng.normal(size=n)})
+    df["chargeback"] = y * 2.0 + rng.random(n) * 0.1
+    df["Class"] = y
+    df = df.sort_values("Class", kind="stable").reset_index(drop=True)
+    df.insert(0, "id", np.arange(n) + 1000)
+    data = tmp_path / "table.csv"
+    df.to_csv(data, index=False)
+    models = tmp_path / "m"
+    out = " ".join(
+        _run("train", "--data", str(data), "-m", str(models), "--split", "random").split()
+    )
+    assert "set aside as row ids, not features: id" in out
+    assert "feature 'chargeback' alone ranks the held-out rows with ROC AUC 1.0000" in out
+    assert "'f1' alone" not in out
+    meta = json.loads((models / "cards-xgboost" / "v0001" / "metadata.json").read_text())
+    assert meta["set_aside"] == ["id"] and set(meta["leak_suspects"]) == {"chargeback"}
+    _run("score", "--data", str(data), "-m", str(models), "--out", str(tmp_path / "s.csv"))
+    scores = pd.read_csv(tmp_path / "s.csv")
+    assert list(scores.columns[:3]) == ["row", "id", "score"]
+    assert scores["id"].tolist() == df["id"].tolist()

@@ -492,3 +492,25 @@ def test_raw_transactions_missing_a_column_are_refused_naming_it(
     with pytest.raises(DataError, match="missing column") as exc:
         load_table(path)
     assert (exc.value.file, exc.value.column) == (str(path), missing)
+
+
+@pytest.mark.parametrize("name", ["id", "ID", "Index", "Unnamed: 0"])
+def test_row_ids_of_a_feature_table_are_no_features(tmp_path: Path, name: str) -> None:
+    """A feature table's row id (``id``, or the ``Unnamed: 0`` of a saved pandas index)
+    had been a feature: on a file sorted by class it ranks every row perfectly."""
+    df = pd.DataFrame({name: [0, 1, 2, 3], "f1": [0.3, 0.1, 0.4, 0.2], "Class": [0, 0, 1, 1]})
+    table = load_table(_write(tmp_path, df, "f.csv"))
+    assert table.kind == "features" and list(table.X.columns) == ["f1"]
+    assert table.set_aside == (name,)
+    assert list(table.subset([1, 2]).set_aside) == [name]
+    with pytest.raises(DataError, match=r"no feature columns \(.*set aside as row ids\)"):
+        validate_frame(df[[name, "Class"]])
+    # A column that only contains the words is a feature; so is one named as the label.
+    kept = validate_frame(df.rename(columns={name: "order_id_count"}))
+    assert "order_id_count" in kept.X.columns and kept.set_aside == ()
+    assert validate_frame(df.assign(**{name: [0, 1, 0, 1]}), label=name).set_aside == ()
+
+
+def test_is_fraud_in_camel_case_is_a_label() -> None:
+    table = validate_frame(pd.DataFrame({"f1": [0.1, 0.2], "isFraud": [0, 1]}))
+    assert table.label_column == "isFraud" and list(table.X.columns) == ["f1"]

@@ -13,6 +13,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraudlens.cards._iforest import FlatForest
+from fraudlens.cards.data import validate_frame
 from fraudlens.cards.detectors import (
     AnomalyDetector,
     LogisticDetector,
@@ -399,3 +400,17 @@ def test_auto_ignores_ulb_time_and_it_survives_the_registry(tmp_path: Path) -> N
         doc.pop("ignored")
         f.write_text(json.dumps(doc))
     assert reg.load("cards-xgboost").ignored_ == []
+
+
+def test_a_model_trained_on_a_row_id_asks_to_be_trained_again() -> None:
+    """A model fitted before row ids were set aside needs its ``id`` column, which
+    feature tables no longer carry as a feature: the error says why, not just 'missing'."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"id": np.arange(200.0), "f1": rng.normal(size=200)})
+    y = (X["f1"] > 0.5).to_numpy().astype(int)
+    det = LogisticDetector(threshold_strategy=None).fit(X, y)
+    table = validate_frame(X.assign(Class=y))
+    assert "id" not in table.X.columns
+    with pytest.raises(DataError, match="trained with the row id 'id' as a feature") as err:
+        det.decision_function(table.X)
+    assert err.value.column == "id"

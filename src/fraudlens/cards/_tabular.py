@@ -219,6 +219,17 @@ class _TabularDetector(Detector):
             else:
                 missing = [n for n in self.feature_names_ if n not in set(names)]
                 if missing:
+                    from fraudlens.cards.data import row_id_column
+
+                    ids = [n for n in missing if row_id_column(n)]
+                    if ids:
+                        # Trained before row ids were set aside: the id is no feature.
+                        raise DataError(
+                            f"model {self.name} was trained with the row id {ids[0]!r} as a "
+                            "feature; row ids are now set aside (a row number ranks only "
+                            "the order of its file): train the model again",
+                            column=ids[0],
+                        )
                     raise DataError(
                         f"{len(missing)} feature column(s) missing; model {self.name} needs "
                         f"{len(self.feature_names_)} columns, first missing: {missing[:5]}",

@@ -323,7 +323,11 @@ def plot_benchmark(result: BenchmarkResult, out_dir: str | Path, title: str) -> 
             ax.plot(rec, prec, lw=1.4, label=f"{w.train_start}: AP {w.average_precision:.3f}")
     ax.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02))
     ax.set_title(f"Precision-recall per test week\n{title}", fontsize=9)
-    ax.legend(loc="lower left", fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left", fontsize=7)
+    else:
+        # (a week whose test rows hold one class has no curve)
+        ax.text(0.5, 0.5, "no test week holds both classes", ha="center", va="center")
     fig.tight_layout()
     pr_png = save_figure(fig, out / "benchmark_pr.png")
     return [weeks_png, pr_png]

@@ -8,8 +8,10 @@ Three kinds of table are accepted (CSV or Parquet, with a header row):
   :func:`fraudlens.cards.features.transaction_features`. The Fraud Detection Handbook's
   column names (``TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT,
   TX_FRAUD``) are read as these;
-- ``features``: any numeric feature table with a label column (``Class``, ``label`` or
-  ``is_fraud`` unless named), optional ``transaction_id`` and ``ts`` columns.
+- ``features``: any numeric feature table with a label column (``Class``, ``label``,
+  ``is_fraud`` or ``isFraud`` unless named), optional ``transaction_id`` and ``ts``
+  columns. Row identifiers are set aside, never features: a column named ``id`` or
+  ``index`` (any case) and the ``Unnamed: N`` columns a saved pandas index leaves.
 
 A path may be a file or a folder of files of one table (e.g. one file a day), read in
 name order. Pickle files (``.pkl``) can run code when loaded: they are read only when the
@@ -26,6 +28,7 @@ row is named (the leftmost column on ties).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from os import PathLike
@@ -65,6 +68,7 @@ __all__ = [
     "read_csv_rows",
     "read_frame",
     "redo_holdout",
+    "row_id_column",
     "time_split",
     "time_split_hours",
     "validate_frame",
@@ -83,7 +87,7 @@ RAW_COLUMNS: tuple[str, ...] = (
     "label",
 )
 #: Label column names looked for, in order, when none is given.
-LABEL_CANDIDATES: tuple[str, ...] = ("Class", "label", "is_fraud")
+LABEL_CANDIDATES: tuple[str, ...] = ("Class", "label", "is_fraud", "isFraud")
 #: Table kinds.
 KINDS: tuple[str, ...] = ("ulb", "features", "raw")
 #: The Fraud Detection Handbook's raw column names and the raw contract's names for them.
@@ -100,6 +104,19 @@ TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".parquet", ".pq")
 _PICKLE_SUFFIXES = (".pkl", ".pickle")
 
 _NONNEGATIVE = frozenset({"Amount", "amount"})
+# Columns of a feature table that identify rows and are no features: ``id`` / ``index``
+# in any case, and ``Unnamed: 0`` (the column a pandas index saved with the rows gets).
+# A row number learned as a feature ranks whatever order the file was written in (a
+# table sorted by class gives a perfect, meaningless model).
+_ROW_ID_NAMES = frozenset({"id", "index"})
+_UNNAMED = re.compile(r"Unnamed: \d+")
+
+
+def row_id_column(name: str) -> bool:
+    """Whether a feature table's column ``name`` identifies rows (set aside, no feature)."""
+    return name.strip().lower() in _ROW_ID_NAMES or _UNNAMED.fullmatch(name) is not None
+
+
 _DAY_S = 86_400.0
 
 
@@ -132,6 +149,8 @@ class CardTable:
     history_rows
         Raw tables: rows of a label history the window features were computed with
         (see :func:`with_history`), 0 without one.
+    set_aside
+        Feature tables: columns set aside as row identifiers (:func:`row_id_column`).
     """
 
     X: pd.DataFrame
@@ -144,6 +163,7 @@ class CardTable:
     source: str = "<memory>"
     known: np.ndarray | None = None
     history_rows: int = 0
+    set_aside: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.X)
@@ -192,6 +212,7 @@ class CardTable:
             source=self.source,
             known=None if self.known is None else self.known[pos],
             history_rows=self.history_rows,
+            set_aside=self.set_aside,
         )
 
 
@@ -673,6 +694,7 @@ def validate_frame(
         _check_ids(tid, "transaction_id", problems)
         ids = tid
 
+    set_aside: tuple[str, ...] = ()
     if kind == "raw":
         for col in ("customer_id", "terminal_id"):
             problems.append((col, df[col].isna().to_numpy(), lambda i: "missing value"))
@@ -684,9 +706,11 @@ def validate_frame(
         feature_cols = list(ULB_FEATURES)
     else:
         skip = {label_col, "transaction_id", "ts"}
-        feature_cols = [c for c in df.columns if c not in skip]
+        set_aside = tuple(c for c in df.columns if c not in skip and row_id_column(c))
+        feature_cols = [c for c in df.columns if c not in skip and c not in set_aside]
         if not feature_cols:
-            raise DataError("no feature columns", file=source)
+            aside = f" ({describe_columns(set_aside)} set aside as row ids)" if set_aside else ""
+            raise DataError(f"no feature columns{aside}", file=source)
         if "ts" in df.columns:
             frame["ts"] = _parse_ts(df["ts"], problems)
 
@@ -734,6 +758,7 @@ def validate_frame(
         label_column=label_col,
         source=source,
         known=known,
+        set_aside=set_aside,
     )
 
 

@@ -129,7 +129,8 @@ DataOpt = Annotated[
 LabelOpt = Annotated[
     str | None,
     typer.Option(
-        "--label", help="Label column [default: Class, label or is_fraud]; blank = unknown."
+        "--label",
+        help="Label column [default: Class, label, is_fraud or isFraud]; blank = unknown.",
     ),
 ]
 DetectorOpt = Annotated[
@@ -650,7 +651,9 @@ def train_cmd(
     """
     import numpy as np
 
-    from fraudlens.cards.evaluate import card_precision_at_k
+    from fraudlens._echo import cut
+    from fraudlens.cards.data import describe_columns
+    from fraudlens.cards.evaluate import LEAK_AUC, card_precision_at_k, single_feature_auc
     from fraudlens.evaluation import binary_metrics
     from fraudlens.monitoring import reference_profile
     from fraudlens.registry import data_hash
@@ -698,6 +701,14 @@ def train_cmd(
         )
         scores = det.decision_function(table.X.iloc[test])
     metrics = binary_metrics(y_test, scores, det.threshold_)
+    # One feature that ranks the held-out rows almost perfectly on its own is, in real
+    # data, nearly always the label in another form (a chargeback flag, a status set
+    # after the fraud): a model trained on it is useless in production.
+    leaks = {
+        col: auc
+        for col, auc in single_feature_auc(table.X.iloc[test], y_test).items()
+        if auc >= LEAK_AUC
+    }
     if not unsupervised:
         from sklearn.metrics import brier_score_loss
 
@@ -756,6 +767,8 @@ def train_cmd(
             "data_file": str(data),
             "table_kind": table.kind,
             "label_column": table.label_column,
+            "set_aside": list(table.set_aside),
+            "leak_suspects": leaks,
             "preset": _value(preset),
             # what monitoring measures feature drift against
             "reference_profile": reference_profile(table.X.iloc[fitted_rows]),
@@ -769,6 +782,14 @@ def train_cmd(
         )
     )
     stdout.print(f"windows: {_describe_windows(desc)}")
+    if table.set_aside:
+        stdout.print(f"set aside as row ids, not features: {describe_columns(table.set_aside)}")
+    for col, auc in leaks.items():
+        _warn(
+            f"feature {cut(repr(col), 60)} alone ranks the held-out rows with ROC AUC "
+            f"{auc:.4f}: check that it is not the label in another form or known only "
+            "after the fraud (a leak)"
+        )
     chosen = str(validation["chosen_here"])
     rounds = f", {validation['rounds']} boosting rounds" if validation["rounds"] else ""
     fixed = (
@@ -935,8 +956,9 @@ def score_cmd(
     top: Annotated[int, typer.Option(min=1, max=20, help="Reasons per row.")] = 3,
     trust_pickle: TrustPickleOpt = False,
 ) -> None:
-    """Score every row of DATA; write row, transaction_id, score, flagged, model, threshold
-    (and anomaly_score, anomaly_model; reasons with --explain).
+    """Score every row of DATA; write row, transaction_id (or a feature table's row ids,
+    such as id or Unnamed: 0), score, flagged, model, threshold (and anomaly_score,
+    anomaly_model; reasons with --explain).
 
     Rows keep the input order; ``row`` is the 1-based data row of the input (the header is
     row 0). ``anomaly_score`` is added when the registry also holds a cards-anomaly model
@@ -1002,6 +1024,10 @@ def score_cmd(
     result = pd.concat(parts, ignore_index=True)
     if table.ids is not None:
         result.insert(0, "transaction_id", table.ids.to_numpy())
+    # Row ids set aside from a feature table's features (id, Unnamed: 0) come along, so
+    # the scores join back to the rows; a name the output has already is left out.
+    for pos, col in enumerate(c for c in table.set_aside if c not in result.columns):
+        result.insert(pos, col, table.frame[col].to_numpy())
     result.insert(0, "row", range(1, n + 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(result, out)
