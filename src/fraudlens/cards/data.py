@@ -420,9 +420,15 @@ def _detect_kind(columns: pd.Index) -> str:
 
 
 def _numeric(
-    df: pd.DataFrame, col: str, problems: list[_Problem], *, nonnegative: bool = False
+    df: pd.DataFrame,
+    col: str,
+    problems: list[_Problem],
+    *,
+    nonnegative: bool = False,
+    hint: str = "",
 ) -> pd.Series:
-    """``df[col]`` as float64, recording non-numeric, missing, infinite and negative cells."""
+    """``df[col]`` as float64, recording non-numeric, missing, infinite and negative cells
+    (``hint`` follows the message of a non-numeric cell)."""
     s = df[col]
     raw = s
     if pd.api.types.is_bool_dtype(s.dtype) or _is_datetime(s.dtype):
@@ -449,7 +455,7 @@ def _numeric(
             num = num.mask(flags)
     v = num.to_numpy()
     missing = np.isnan(v) & ~non_numeric
-    problems.append((col, non_numeric, lambda i: f"not a number: {_show(raw.iloc[i])}"))
+    problems.append((col, non_numeric, lambda i: f"not a number: {_show(raw.iloc[i])}{hint}"))
     problems.append((col, missing, lambda i: "missing value"))
     problems.append((col, np.isinf(v), lambda i: f"infinite value: {_show(raw.iloc[i])}"))
     # The models compute in 32-bit floats, where a larger number is infinite.
@@ -714,8 +720,16 @@ def validate_frame(
         if "ts" in df.columns:
             frame["ts"] = _parse_ts(df["ts"], problems)
 
+    # A text column in a feature table (a transaction type, a merchant name) is a cell
+    # error like any other, with what to do about it.
+    hint = (
+        " (every column of a feature table but the label, transaction_id, ts and row ids "
+        "is a feature and must be a number: encode text columns as numbers or drop them)"
+        if kind == "features"
+        else ""
+    )
     for col in feature_cols:
-        frame[col] = _numeric(df, col, problems, nonnegative=col in _NONNEGATIVE)
+        frame[col] = _numeric(df, col, problems, nonnegative=col in _NONNEGATIVE, hint=hint)
     if label_col is not None:
         frame[label_col] = _label(df, label_col, problems)
 
