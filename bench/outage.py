@@ -1054,7 +1054,9 @@ def main() -> int:
             for what, ids in (("lost", r.lost_ids), ("unexpected", r.unexpected_ids)):
                 if ids:
                     print(f"{what} ({len(ids)}): {', '.join(ids[:20])}")
-            print(_table([r]), flush=True)
+            if len(kinds) * len(downs) > 1:
+                # each setup's row as soon as it is known; all of them together below
+                print(_table([r]), flush=True)
     print(_table(results))
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
