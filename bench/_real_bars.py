@@ -12,6 +12,9 @@ Formats read (by file name):
   their end (NinjaTrader exports).
 - ``*-min-001.txt`` / ``*-min-005.txt``: ``date,time,open,high,low,close,volume,oi``
   bars stamped at their end (backtrader's sample files).
+- ``SYMBOL-5m*.csv`` / ``SYMBOL-1m*.csv`` without a header: Binance's public k-line
+  files (``open_time`` in epoch milliseconds, open, high, low, close, volume, then
+  close time and trade counts, 12 columns).
 
 Bars shorter than 5 minutes are aggregated (first open, highest high, lowest low, last
 close, summed volume) into 5-minute bars by start time.
@@ -82,6 +85,13 @@ def _backtrader(path: Path, symbol: str, minutes: int) -> pd.DataFrame:
     return _aggregate(d, symbol)
 
 
+def _binance(path: Path) -> pd.DataFrame:
+    d = pd.read_csv(path, header=None).iloc[:, :6]
+    d.columns = ["open_time", "open", "high", "low", "close", "volume"]
+    d["start"] = pd.to_datetime(d["open_time"], unit="ms", utc=True)
+    return _aggregate(d, path.name.split("-")[0])
+
+
 def convert(path: Path) -> pd.DataFrame:
     """One file in a known format -> 5-minute k-lines."""
     name = path.name
@@ -94,6 +104,8 @@ def convert(path: Path) -> pd.DataFrame:
     if m:
         symbol = "ESTX50" if "volume" in name else "ESTX50_IDX"
         return _backtrader(path, symbol, int(m.group(1)))
+    if re.search(r"-[15]m\b.*\.csv$", name):
+        return _binance(path)
     raise SystemExit(f"{path}: unknown format")
 
 
