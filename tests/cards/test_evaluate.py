@@ -123,3 +123,24 @@ def test_report_needs_labels_of_both_classes(tmp_path: Path) -> None:
     unlabelled.y = None
     with pytest.raises(DataError, match="needs labels"):
         evaluate_cards(det, unlabelled, None, tmp_path)
+
+
+def test_single_feature_auc_matches_scikit_learn_in_either_direction() -> None:
+    """The leak check's per-column AUC (ranks, 64 columns at a time, rows thinned past
+    ``max_rows`` with every fraud kept) against scikit-learn's, folded to >= 0.5."""
+    from fraudlens.cards.evaluate import single_feature_auc
+
+    rng = np.random.default_rng(0)
+    n = 3_000
+    y = (rng.random(n) < 0.1).astype(int)
+    X = pd.DataFrame(rng.normal(size=(n, 70)), columns=[f"c{i}" for i in range(70)])
+    X["c5"] += 2.0 * y
+    X["c69"] = np.round(-y + rng.random(n) * 0.1, 1)  # ties, and the label reversed
+    got = single_feature_auc(X, y)
+    for col in ("c0", "c5", "c69"):
+        auc = roc_auc_score(y, X[col])
+        assert got[col] == pytest.approx(max(auc, 1 - auc), abs=1e-12)
+    assert got["c69"] == pytest.approx(1.0)
+    thinned = single_feature_auc(X, y, max_rows=1_000)
+    assert thinned["c69"] == pytest.approx(1.0) and 0.5 <= thinned["c0"] < 0.6
+    assert single_feature_auc(X, np.zeros(n, dtype=int)) == {}
