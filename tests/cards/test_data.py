@@ -155,8 +155,9 @@ def test_feature_table_with_named_label(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_table(_write(tmp_path, bad))
     assert (err.value.row, err.value.column) == (3, "f2")
-    # A text column says what a feature table needs (it had said only "not a number").
-    assert "encode text columns as numbers or drop them" in err.value.reason
+    # A stray word in a column of numbers is a bad cell, said so (a column mostly of
+    # text would be read as text levels).
+    assert "this column is mostly numbers" in err.value.reason
     # A column named by --label overrides the default.
     named = validate_frame(df.assign(other=[1, 0, 0]), label="other")
     np.testing.assert_array_equal(named.y, [1, 0, 0])

@@ -69,7 +69,7 @@ def test_long_values_are_not_echoed_whole(bare: Any) -> None:
 def test_a_body_of_bad_values_gets_one_short_error(bare: Any) -> None:
     """A 4.5 MB body of 930,000 bad card values took 64 s and got a 100 MB reply."""
     bodies = [
-        {"data": [["x"] * 30] * 8000},  # 240,000 bad values
+        {"data": [[[0]] * 30] * 8000},  # 240,000 bad values
         {"data": [[]] * 100_000},
         {"data": [[1.0] * 30] * 10 + [{"Time": 1.0}] * 10_000},
         {"klines": [1] * 300_000, "trades": []},
@@ -85,8 +85,8 @@ def test_a_body_of_bad_values_gets_one_short_error(bare: Any) -> None:
             assert r.status_code == 422, r.text[:500]
             assert len(r.content) < 1000, (path, len(r.content))
             assert time.process_time() - start < 2.0
-    r = bare.post("/v1/cards/score", json={"data": [[1.0, "x"]]})
-    assert "row 1, value 2: 'x' is not a number" in r.json()["error"]
+    r = bare.post("/v1/cards/score", json={"data": [[1.0, {"x": 1}]]})
+    assert "row 1, value 2: {'x': 1} is not a number or text" in r.json()["error"]
 
 
 def test_validation_errors_are_listed_up_to_a_limit() -> None:

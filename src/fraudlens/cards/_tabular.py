@@ -208,14 +208,35 @@ class _TabularDetector(Detector):
 
     # -- input checks ------------------------------------------------------------------
     def _matrix(self, X: Any, *, fitting: bool = False) -> np.ndarray:
-        """Check ``X`` and return it as a float64 matrix in ``feature_names_`` order."""
+        """Check ``X`` and return it as a float64 matrix in ``feature_names_`` order, each
+        text column encoded as the model learned at fit (:mod:`fraudlens.cards._categories`)."""
         import pandas as pd
+
+        from fraudlens.cards import _categories
 
         if isinstance(X, pd.DataFrame):
             names = [str(c) for c in X.columns]
             if fitting:
-                self.feature_names_ = names
-                frame = X
+                frame = X.set_axis(names, axis=1)
+                text = [c for c in names if _categories.is_text(frame[c])]
+                self.set_aside_ = _categories.identifiers(frame, text)
+                self.feature_names_ = [c for c in names if c not in self.set_aside_]
+                if not self.feature_names_:
+                    raise DataError(
+                        f"no feature columns: {', '.join(self.set_aside_)} hold a distinct "
+                        "value in most rows (identifiers, no features)"
+                    )
+                frame = frame[self.feature_names_] if self.set_aside_ else frame
+                self.categories_ = {
+                    c: _categories.learn(frame[c]) for c in text if c not in self.set_aside_
+                }
+                width = len(self._matrix_names())
+                if width > _categories.MAX_ENCODED_COLUMNS:
+                    raise DataError(
+                        f"{len(self.categories_)} text columns encode to {width:,} feature "
+                        f"columns (at most {_categories.MAX_ENCODED_COLUMNS:,}): drop text "
+                        "columns or encode them as numbers"
+                    )
             else:
                 missing = [n for n in self.feature_names_ if n not in set(names)]
                 if missing:
@@ -236,16 +257,22 @@ class _TabularDetector(Detector):
                         column=missing[0],
                     )
                 frame = X.loc[:, self.feature_names_] if names != self.feature_names_ else X
+            categories = getattr(self, "categories_", {})
             for col in frame.columns:
-                if not (
-                    pd.api.types.is_numeric_dtype(frame[col])
-                    or pd.api.types.is_bool_dtype(frame[col])
-                ):
-                    raise DataError(
-                        f"feature column is not numeric (dtype {frame[col].dtype})", column=str(col)
-                    )
+                if str(col) in categories or pd.api.types.is_numeric_dtype(frame[col]):
+                    continue
+                if pd.api.types.is_bool_dtype(frame[col]):
+                    continue
+                frame = self._numbers(frame, str(col))
+            if categories:
+                frame = _categories.expand(frame, categories)
             arr = frame.to_numpy(dtype=np.float64)
         else:
+            if getattr(self, "categories_", None):
+                raise DataError(
+                    f"model {self.name} reads text columns ({', '.join(self.categories_)}): "
+                    "give its rows as a table with column names, not as bare numbers"
+                )
             arr = np.asarray(X, dtype=np.float64)
             if arr.ndim == 1 and not fitting:
                 arr = arr.reshape(1, -1)
@@ -253,6 +280,8 @@ class _TabularDetector(Detector):
                 raise DataError(f"features must be a 2-D table, got shape {arr.shape}")
             if fitting:
                 self.feature_names_ = [f"x{i}" for i in range(arr.shape[1])]
+                self.categories_ = {}
+                self.set_aside_ = []
             elif arr.shape[1] != len(self.feature_names_):
                 raise DataError(
                     f"expected {len(self.feature_names_)} feature columns "
@@ -264,7 +293,7 @@ class _TabularDetector(Detector):
             raise DataError(
                 f"value {arr[row, col]} is not a finite number",
                 row=int(row) + 1,
-                column=self.feature_names_[int(col)],
+                column=self._sources()[int(col)],
             )
         if fitting:
             self.time_of_day_, self.ignored_ = self._resolve_time_of_day()
@@ -273,8 +302,50 @@ class _TabularDetector(Detector):
         ignored = getattr(self, "ignored_", [])
         if ignored:
             arr = self._writable(arr, X)
-            arr[:, [self.feature_names_.index(c) for c in ignored]] = 0.0
+            arr[:, [self._sources().index(c) for c in ignored]] = 0.0
         return arr
+
+    def _matrix_names(self) -> list[str]:
+        """The columns of the model's matrix: ``feature_names_``, text columns encoded."""
+        from fraudlens.cards import _categories
+
+        categories = getattr(self, "categories_", {})
+        out: list[str] = []
+        for name in self.feature_names_:
+            spec = categories.get(name)
+            out.extend(_categories.names(name, spec) if spec else [name])
+        return out
+
+    def _sources(self) -> list[str]:
+        """The feature column each column of the model's matrix comes from."""
+        from fraudlens.cards import _categories
+
+        categories = getattr(self, "categories_", {})
+        out: list[str] = []
+        for name in self.feature_names_:
+            spec = categories.get(name)
+            out.extend([name] * (len(_categories.names(name, spec)) if spec else 1))
+        return out
+
+    @staticmethod
+    def _numbers(frame: Any, col: str) -> Any:
+        """``frame`` with text column ``col`` read as numbers (the model reads numbers
+        there); DataError naming the first cell that is none."""
+        import pandas as pd
+
+        s = frame[col]
+        if (
+            isinstance(s.dtype, pd.CategoricalDtype)
+            or pd.api.types.is_object_dtype(s.dtype)
+            or (pd.api.types.is_string_dtype(s.dtype))
+        ):
+            num = pd.to_numeric(s.astype(object), errors="coerce")
+            bad = np.flatnonzero((num.isna() | s.map(lambda v: isinstance(v, bool))).to_numpy())
+            if not len(bad):
+                return frame.assign(**{col: num.astype(np.float64)})
+            i = int(bad[0])
+            raise DataError(f"not a number: {s.iloc[i]!r}", row=i + 1, column=col)
+        raise DataError(f"feature column is not numeric (dtype {s.dtype})", column=col)
 
     def _resolve_time_of_day(self) -> tuple[str | None, list[str]]:
         """``time_of_day`` for the fitted feature names: (the column folded to the hour
@@ -298,6 +369,11 @@ class _TabularDetector(Detector):
         if name == "auto":
             ulb = set(ULB_FEATURES) <= set(self.feature_names_)
             return None, ["Time"] if ulb else []
+        if name is not None and name in getattr(self, "categories_", {}):
+            raise DataError(
+                f"time_of_day names {name!r}, a text column; it must hold seconds",
+                column=str(name),
+            )
         if name is not None and name not in self.feature_names_:
             raise DataError(
                 f"time_of_day names {name!r}, which is not a feature column "
@@ -308,7 +384,7 @@ class _TabularDetector(Detector):
 
     def _fold_time_of_day(self, arr: np.ndarray, source: Any) -> np.ndarray:
         """The ``time_of_day_`` column (seconds) as the hour of the day, in a copy if needed."""
-        j = self.feature_names_.index(str(self.time_of_day_))
+        j = self._sources().index(str(self.time_of_day_))
         arr = self._writable(arr, source)
         arr[:, j] = np.mod(arr[:, j], _DAY_S) / 3600.0
         return arr
@@ -331,7 +407,7 @@ class _TabularDetector(Detector):
         """What the model sees: ``feature_names_``, the time-of-day column and the ignored
         columns renamed."""
         self._check_fitted()
-        names = list(self.feature_names_)
+        names = self._matrix_names()
         tod = getattr(self, "time_of_day_", None)
         if tod in names:
             names[names.index(str(tod))] = f"{tod} (hour of day)"
@@ -580,6 +656,8 @@ class _TabularDetector(Detector):
             "threshold": float(self.threshold_),
             "time_of_day": getattr(self, "time_of_day_", None),
             "ignored": list(getattr(self, "ignored_", [])),
+            "categories": getattr(self, "categories_", {}),
+            "set_aside": list(getattr(self, "set_aside_", [])),
             **meta,
         }
         (path / _META_FILE).write_text(json.dumps(_plain(own), indent=2, sort_keys=True))
@@ -611,6 +689,9 @@ class _TabularDetector(Detector):
         det.time_of_day_ = meta.get("time_of_day", None if param == "auto" else param)
         # Models saved before ignored columns existed ignore none.
         det.ignored_ = [str(c) for c in meta.get("ignored", [])]
+        # Models saved before text columns were encoded read numbers only.
+        det.categories_ = {str(k): dict(v) for k, v in dict(meta.get("categories", {})).items()}
+        det.set_aside_ = [str(c) for c in meta.get("set_aside", [])]
         det._load_model(path, meta)
         if (path / _VALIDATION_FILE).is_file():
             with np.load(path / _VALIDATION_FILE, allow_pickle=False) as arrays:

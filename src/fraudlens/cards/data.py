@@ -50,6 +50,7 @@ from fraudlens._echo import cut
 from fraudlens._ids import bad_ids, id_problem
 from fraudlens._io import missing
 from fraudlens._time import utc, utc_series
+from fraudlens.cards import _categories
 from fraudlens.errors import ConfigError, DataError
 from fraudlens.market.data import TS_MAX, TS_MIN, _clock_words
 
@@ -127,7 +128,8 @@ class CardTable:
     Attributes
     ----------
     X
-        Numeric features (float32 or float64) in a stable column order, index 0..n-1.
+        Features in a stable column order, index 0..n-1: numbers (float32 or float64),
+        and the text columns named in ``text`` as they were given.
     y
         Labels (int8, 1 = fraud; 0 where unknown), or None for an unlabelled table.
     kind
@@ -151,6 +153,9 @@ class CardTable:
         (see :func:`with_history`), 0 without one.
     set_aside
         Feature tables: columns set aside as row identifiers (:func:`row_id_column`).
+    text
+        Feature tables: text columns, kept as text in ``X`` for the model to encode
+        (:mod:`fraudlens.cards._categories`).
     """
 
     X: pd.DataFrame
@@ -164,6 +169,7 @@ class CardTable:
     known: np.ndarray | None = None
     history_rows: int = 0
     set_aside: tuple[str, ...] = ()
+    text: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.X)
@@ -213,6 +219,7 @@ class CardTable:
             known=None if self.known is None else self.known[pos],
             history_rows=self.history_rows,
             set_aside=self.set_aside,
+            text=self.text,
         )
 
 
@@ -723,12 +730,17 @@ def validate_frame(
     # A text column in a feature table (a transaction type, a merchant name) is a cell
     # error like any other, with what to do about it.
     hint = (
-        " (every column of a feature table but the label, transaction_id, ts and row ids "
-        "is a feature and must be a number: encode text columns as numbers or drop them)"
+        " (this column is mostly numbers, so every cell must be one; a column mostly of "
+        "text is read as text levels)"
         if kind == "features"
         else ""
     )
+    text: list[str] = []
     for col in feature_cols:
+        if kind == "features" and col not in _NONNEGATIVE and _categories.mostly_text(df[col]):
+            # A text column (a transaction type, a card network): the model encodes it.
+            text.append(col)
+            continue
         frame[col] = _numeric(df, col, problems, nonnegative=col in _NONNEGATIVE, hint=hint)
     if label_col is not None:
         frame[label_col] = _label(df, label_col, problems)
@@ -757,7 +769,7 @@ def validate_frame(
         X = transaction_features(named)
         time = frame["ts"]
     else:
-        X = frame[feature_cols].astype(np.float64)
+        X = frame[feature_cols].astype({c: np.float64 for c in feature_cols if c not in text})
         if "ts" in frame.columns:
             time = frame["ts"]
         elif "Time" in frame.columns:
@@ -773,6 +785,7 @@ def validate_frame(
         source=source,
         known=known,
         set_aside=set_aside,
+        text=tuple(text),
     )
 
 

@@ -439,7 +439,8 @@ class XGBoostDetector(_TabularDetector):
     def feature_importances_(self) -> dict[str, float]:
         """Total gain per feature name, normalised to sum to 1."""
         gain = self.booster_.get_score(importance_type="total_gain")
-        by_name = {self.feature_names_[int(k[1:])]: float(v) for k, v in gain.items()}  # type: ignore[arg-type]
+        names = self._matrix_names()
+        by_name = {names[int(k[1:])]: float(v) for k, v in gain.items()}  # type: ignore[arg-type]
         total = sum(by_name.values()) or 1.0
         return {k: v / total for k, v in sorted(by_name.items(), key=lambda kv: -kv[1])}
 

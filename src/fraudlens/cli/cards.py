@@ -652,6 +652,7 @@ def train_cmd(
     import numpy as np
 
     from fraudlens._echo import cut
+    from fraudlens.cards._categories import expand
     from fraudlens.cards.data import describe_columns
     from fraudlens.cards.evaluate import LEAK_AUC, card_precision_at_k, single_feature_auc
     from fraudlens.evaluation import binary_metrics
@@ -704,9 +705,16 @@ def train_cmd(
     # One feature that ranks the held-out rows almost perfectly on its own is, in real
     # data, nearly always the label in another form (a chargeback flag, a status set
     # after the fraud): a model trained on it is useless in production.
+    # Text columns as the model reads them (a level such as status=chargeback can leak).
+    aside = [*table.set_aside, *getattr(det, "set_aside_", [])]
+    categories = getattr(det, "categories_", {})
+
+    def features(rows: Any) -> Any:
+        return expand(table.X.iloc[rows].drop(columns=det.set_aside_), categories)
+
     leaks = {
         col: auc
-        for col, auc in single_feature_auc(table.X.iloc[test], y_test).items()
+        for col, auc in single_feature_auc(features(test), y_test).items()
         if auc >= LEAK_AUC
     }
     if not unsupervised:
@@ -767,11 +775,11 @@ def train_cmd(
             "data_file": str(data),
             "table_kind": table.kind,
             "label_column": table.label_column,
-            "set_aside": list(table.set_aside),
+            "set_aside": aside,
             "leak_suspects": leaks,
             "preset": _value(preset),
             # what monitoring measures feature drift against
-            "reference_profile": reference_profile(table.X.iloc[fitted_rows]),
+            "reference_profile": reference_profile(features(fitted_rows)),
         },
     )
     stdout.print(
@@ -784,6 +792,17 @@ def train_cmd(
     stdout.print(f"windows: {_describe_windows(desc)}")
     if table.set_aside:
         stdout.print(f"set aside as row ids, not features: {describe_columns(table.set_aside)}")
+    if getattr(det, "set_aside_", None):
+        stdout.print(
+            "set aside as identifiers (a distinct value in most rows), not features: "
+            f"{describe_columns(det.set_aside_)}"
+        )
+    if categories:
+        levels = ", ".join(
+            f"{cut(repr(col), 40)} ({plural(len(spec['levels']), 'level')})"
+            for col, spec in categories.items()
+        )
+        stdout.print(f"text columns read as levels: {levels}")
     for col, auc in leaks.items():
         _warn(
             f"feature {cut(repr(col), 60)} alone ranks the held-out rows with ROC AUC "
@@ -1026,7 +1045,9 @@ def score_cmd(
         result.insert(0, "transaction_id", table.ids.to_numpy())
     # Row ids set aside from a feature table's features (id, Unnamed: 0) come along, so
     # the scores join back to the rows; a name the output has already is left out.
-    for pos, col in enumerate(c for c in table.set_aside if c not in result.columns):
+    # So do text columns the model set aside as identifiers (an account name).
+    aside = [*table.set_aside, *(c for c in getattr(det, "set_aside_", []) if c in table.frame)]
+    for pos, col in enumerate(c for c in dict.fromkeys(aside) if c not in result.columns):
         result.insert(pos, col, table.frame[col].to_numpy())
     result.insert(0, "row", range(1, n + 1))
     out.parent.mkdir(parents=True, exist_ok=True)

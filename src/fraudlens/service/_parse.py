@@ -17,6 +17,8 @@ from fraudlens._ids import id_problem
 from fraudlens.errors import DataError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from fraudlens._detector import Detector
     from fraudlens.market.data import MarketData
     from fraudlens.service._schemas import MarketScoreRequest
@@ -64,8 +66,11 @@ def decode_text(body: bytes) -> str:
         raise DataError(f"the body is not UTF-8 text (byte {exc.start})") from None
 
 
-def card_matrix(det: Detector, text: str | None, rows: list[Any] | None = None) -> np.ndarray:
-    """Card rows as a float matrix in the detector's feature order.
+def card_matrix(
+    det: Detector, text: str | None, rows: list[Any] | None = None
+) -> np.ndarray | pd.DataFrame:
+    """Card rows as a float matrix in the detector's feature order (a feature table, text
+    columns as text, for a model that reads text columns).
 
     ``text``: headerless CSV, one row a line (a leading byte-order mark is dropped);
     else ``rows``: lists of numbers, or objects ``{feature: value}``. Widths and values are
@@ -74,11 +79,15 @@ def card_matrix(det: Detector, text: str | None, rows: list[Any] | None = None) 
     from fraudlens.cards.data import describe_columns
 
     names = list(getattr(det, "feature_names_", []))
+    # A model that reads text columns takes its rows as a table (it encodes the text).
+    text_columns = bool(getattr(det, "categories_", None))
     if text is not None:
         # A byte-order mark before the first row (spreadsheets save "CSV UTF-8" with one)
         # is not part of its first value.
         text = text.removeprefix("\ufeff")
         _check_csv_lines(text, len(names))
+        if text_columns:
+            return _text_rows(names, text, None)
         X = _fast_csv(text, len(names))
         if X is None:
             from fraudlens.cards.data import read_csv_rows
@@ -108,6 +117,16 @@ def card_matrix(det: Detector, text: str | None, rows: list[Any] | None = None) 
                 f"expected {len(names)} values ({describe_columns(names)}), got {got}",
                 row=i + 1,
             )
+    if text_columns:
+        return _text_rows(names, None, rows)
+    for i, row in enumerate(rows):
+        for j, v in enumerate(row):
+            if v is None or isinstance(v, str):
+                raise DataError(
+                    f"{v!r:.40} is not a number (this model reads numbers only)",
+                    row=i + 1,
+                    column=f"{j + 1} ({names[j]})",
+                )
     X = np.asarray(rows, dtype=np.float64)
     bad = ~np.isfinite(X)
     if bad.any():
@@ -116,6 +135,32 @@ def card_matrix(det: Detector, text: str | None, rows: list[Any] | None = None) 
             f"value {X[r, c]} is not a finite number", row=int(r) + 1, column=str(c + 1)
         )
     return _in_card_range(X)
+
+
+def _text_rows(names: list[str], text: str | None, rows: list[Any] | None) -> pd.DataFrame:
+    """Rows for a model that reads text columns, as a validated feature table: CSV
+    ``text`` (values split at commas, as for every CSV body) or ``rows`` of values in
+    ``names`` order, already checked for width."""
+    import pandas as pd
+
+    from fraudlens.cards.data import describe_columns, validate_frame
+
+    if text is not None:
+        lines = [(k + 1, line) for k, line in enumerate(text.splitlines()) if line.strip()]
+        if not lines:
+            raise DataError("no rows in the CSV body")
+        rows = []
+        for line_no, line in lines:
+            values = [v.strip() for v in line.split(",")]
+            if len(values) != len(names):
+                raise DataError(
+                    f"expected {len(names)} comma-separated values "
+                    f"({describe_columns(names)}), got {len(values)}",
+                    row=line_no,
+                )
+            rows.append(values)
+    frame = pd.DataFrame(rows, columns=names, dtype=object)
+    return validate_frame(frame, "features", "<request>").X
 
 
 #: Blank lines a CSV body may hold beyond its rows.

@@ -136,9 +136,19 @@ def _card_rows(value: Any) -> Any:
             raise ValueError(f"row {i} is empty")
         items = row.items() if isinstance(row, dict) else enumerate(row, start=1)
         for name, x in items:
+            what = f"feature {_shown(name)}" if isinstance(row, dict) else f"value {name}"
+            if isinstance(x, str):
+                # A level of a text column (a model that reads text columns takes it).
+                if len(x) > MAX_CARD_TEXT:
+                    raise ValueError(
+                        f"row {i}, {what}: text of {len(x):,} characters "
+                        f"(at most {MAX_CARD_TEXT:,})"
+                    )
+                continue
+            if x is None:
+                continue
             if isinstance(x, bool) or not isinstance(x, int | float):
-                what = f"feature {_shown(name)}" if isinstance(row, dict) else f"value {name}"
-                raise ValueError(f"row {i}, {what}: {_shown(x)} is not a number")
+                raise ValueError(f"row {i}, {what}: {_shown(x)} is not a number or text")
     return value
 
 
@@ -173,8 +183,13 @@ CARD_ROW_EXAMPLE = (
     "0.13,-0.02,149.62"
 )
 
-_Rows = Annotated[list[Annotated[list[float], Field(min_length=1)]], Field(min_length=1)]
-_Records = Annotated[list[Annotated[dict[str, float], Field(min_length=1)]], Field(min_length=1)]
+#: Longest text value of a card row (a level of a text column such as a transaction type).
+MAX_CARD_TEXT = 256
+# A value is a number, or text or null for a model that reads text columns (the scoring
+# path refuses them for a model that reads numbers only).
+_Value = float | str | None
+_Rows = Annotated[list[Annotated[list[_Value], Field(min_length=1)]], Field(min_length=1)]
+_Records = Annotated[list[Annotated[dict[str, _Value], Field(min_length=1)]], Field(min_length=1)]
 
 # Request bodies are strict: true is not 1, "3" is not 3.
 _REQUEST = ConfigDict(protected_namespaces=(), strict=True)
@@ -189,7 +204,8 @@ class CardScoreRequest(BaseModel):
         description="Headerless CSV rows (one transaction a line), a list of numeric rows "
         "(features in the model's order; for the ULB table: Time, V1..V28, Amount), or a "
         "list of rows as objects {feature: value} (every feature of the model; other keys "
-        "are ignored).",
+        "are ignored). Values are numbers; a model trained with text columns (a "
+        "transaction type, say) takes text there (at most 256 characters; null is blank).",
         examples=[CARD_ROW_EXAMPLE],
     )
     metadata: Annotated[list[Any] | None, AfterValidator(_storable_json)] = Field(

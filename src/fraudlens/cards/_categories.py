@@ -1,0 +1,145 @@
+"""Text columns of a card feature table, encoded as numbers by the model that reads them.
+
+A feature table may hold text columns: a transaction type (``PAYMENT``, ``CASH_OUT``), a
+card network, an e-mail domain, a ``T``/``F`` match flag. The card models read numbers,
+so a model learns each text column's encoding from its training rows and keeps it in its
+metadata; every scoring path (files, the service, the event processor) then encodes the
+same way, whatever levels a batch happens to hold:
+
+- one indicator column ``col=level`` for each of the column's :data:`MAX_LEVELS` most
+  common levels that :data:`MIN_LEVEL_ROWS` training rows or more hold;
+- ``col (share)``: the share of the training rows holding the row's level (0 for a level
+  rarer than :data:`MIN_LEVEL_ROWS` rows, or never seen), so trees can tell common from
+  rare levels of a column with thousands of them.
+
+A blank cell is its own level, :data:`MISSING`. A text column with a distinct value in
+most training rows (an account or merchant name, a free-text note) identifies rows, as a
+row number does, and is set aside, no feature (:func:`identifiers`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: At most this many indicator columns per text column (its most common levels).
+MAX_LEVELS = 20
+#: A level needs this many training rows for an indicator column and a share.
+MIN_LEVEL_ROWS = 5
+#: At most this many levels' shares are kept per column (the most common).
+MAX_SHARES = 1000
+#: A text column whose distinct values outnumber this share of the training rows (and
+#: :data:`MIN_ID_ROWS` rows or more) identifies rows: set aside.
+ID_SHARE = 0.5
+MIN_ID_ROWS = 50
+#: The level of a blank cell.
+MISSING = "(blank)"
+#: Longer text is never a level (kept out of the model's metadata): read as a rare value.
+MAX_LEVEL_CHARS = 256
+#: At most this many columns in all once the text columns are encoded.
+MAX_ENCODED_COLUMNS = 4096
+
+
+def is_text(s: pd.Series) -> bool:
+    """Whether a column holds text (strings, a pandas category), not numbers or flags."""
+    dtype = s.dtype
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        return False
+    return not (pd.api.types.is_datetime64_any_dtype(dtype) or isinstance(dtype, pd.PeriodDtype))
+
+
+def mostly_text(s: pd.Series) -> bool:
+    """Whether a column reads as a text column of a feature table.
+
+    A column of text cells (half or more of its non-blank cells are no number) is one; a
+    column of numbers with a stray word in it is a column of numbers with a bad cell.
+    """
+    if not is_text(s):
+        return False
+    values = s.dropna()
+    values = values[values.astype(str).str.strip() != ""]
+    if len(values) == 0:
+        return False
+    kinds = pd.api.types.infer_dtype(values, skipna=True)
+    if kinds not in ("string", "categorical", "mixed", "mixed-integer"):
+        return False
+    numbers = pd.to_numeric(values.astype(str).str.strip(), errors="coerce").notna()
+    return float(numbers.mean()) < 0.5
+
+
+def keys(s: pd.Series) -> pd.Series:
+    """The level of each cell as text (blank cells: :data:`MISSING`).
+
+    Whole numbers read as numbers (``12`` or ``12.0`` where training saw ``"12"``) give
+    the same key as their text.
+    """
+
+    def key(v: Any) -> str:
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+            return MISSING
+        if isinstance(v, float | np.floating) and float(v).is_integer():
+            return str(int(v))
+        text = str(v).strip()
+        return text if text else MISSING
+
+    return s.astype(object).map(key)
+
+
+def identifiers(frame: pd.DataFrame, text: Sequence[str]) -> list[str]:
+    """The ``text`` columns of ``frame`` with a distinct value in most rows."""
+    n = len(frame)
+    if n < MIN_ID_ROWS:
+        return []
+    return [c for c in text if keys(frame[c]).nunique() > ID_SHARE * n]
+
+
+def learn(s: pd.Series) -> dict[str, Any]:
+    """A text column's encoding: ``levels`` (indicator columns) and ``shares``."""
+    counts = keys(s).value_counts(sort=False)
+    counts = counts[(counts >= MIN_LEVEL_ROWS) & (counts.index.str.len() <= MAX_LEVEL_CHARS)]
+    # Most common first; ties by name, so the encoding does not hang on row order.
+    order = sorted(counts.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
+    common = [(str(k), int(c)) for k, c in order]
+    n = max(len(s), 1)
+    return {
+        "levels": [k for k, _ in common[:MAX_LEVELS]],
+        "shares": {k: round(c / n, 7) for k, c in common[:MAX_SHARES]},
+    }
+
+
+def names(col: str, spec: Mapping[str, Any]) -> list[str]:
+    """The encoded columns' names of text column ``col``."""
+    return [f"{col}={level}" for level in spec["levels"]] + [f"{col} (share)"]
+
+
+def encode(s: pd.Series, spec: Mapping[str, Any]) -> np.ndarray:
+    """Text column ``s`` as its encoded float64 columns (see :func:`names`)."""
+    k = keys(s)
+    levels = list(spec["levels"])
+    out = np.zeros((len(k), len(levels) + 1), dtype=np.float64)
+    if levels:
+        codes = pd.Index(levels).get_indexer(k).astype(np.int64)
+        hit = np.flatnonzero(codes >= 0)
+        out[hit, codes[hit]] = 1.0
+    out[:, -1] = k.map(dict(spec["shares"])).fillna(0.0).to_numpy(dtype=np.float64)
+    return out
+
+
+def expand(frame: pd.DataFrame, categories: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """``frame`` with each text column in ``categories`` replaced by its encoded columns,
+    in place of the column (other columns as they are)."""
+    parts: list[pd.DataFrame] = []
+    for col in frame.columns:
+        spec = categories.get(str(col))
+        if spec is None:
+            parts.append(frame[[col]])
+        else:
+            parts.append(
+                pd.DataFrame(
+                    encode(frame[col], spec), columns=names(str(col), spec), index=frame.index
+                )
+            )
+    return pd.concat(parts, axis=1) if parts else frame
