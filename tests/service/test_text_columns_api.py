@@ -89,8 +89,37 @@ def test_a_numeric_model_refuses_text_values(tmp_path: Path) -> None:
     with TestClient(create_app(models_dir=tmp_path, check_seconds=0.0)) as c:
         r = c.post("/v1/cards/score", json={"data": [[1.0, "2", 3.0]], "model": "fraud_classifier"})
         assert r.status_code == 422, r.text
-        assert "not a number (this model reads numbers only)" in r.text and "2 (b)" in r.text
+        assert "not a number (this model reads numbers only" in r.text and "2 (b)" in r.text
         ok = c.post(
             "/v1/cards/score", json={"data": [[1.0, 2.0, 3.0]], "model": "fraud_classifier"}
         )
         assert ok.status_code == 200, ok.text
+
+
+def test_blanks_for_a_model_trained_with_blanks(tmp_path: Path) -> None:
+    """JSON null and an empty CSV value are blanks for a column that had blanks in
+    training (scored as the model scores them); elsewhere a blank is a 422 naming it."""
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.normal(size=(600, 3)), columns=["a", "b", "c"])
+    X.loc[rng.random(600) < 0.2, "b"] = np.nan
+    y = ((X["a"] > 1.0) | X["b"].isna() & (X["c"] > 0.5)).astype(int).to_numpy()
+    det = XGBoostDetector(n_estimators=20, early_stopping_rounds=None, refit=False).fit(X, y)
+    Registry(tmp_path).save(det)
+    rows = [[1.5, None, 0.2], [0.1, 0.3, 0.9]]
+    expected = det.decision_function(pd.DataFrame(rows, columns=["a", "b", "c"], dtype=float))
+    with TestClient(create_app(models_dir=tmp_path, check_seconds=0.0)) as c:
+        r = c.post("/v1/cards/score", json={"data": rows, "model": "fraud_classifier"})
+        assert r.status_code == 200, r.text
+        np.testing.assert_allclose(r.json()["fraud_classifier"]["pred_proba"], expected, rtol=1e-6)
+        r = c.post(
+            "/invocations", content="1.5,,0.2\n0.1,0.3,0.9", headers={"Content-Type": "text/csv"}
+        )
+        assert r.status_code == 200, r.text
+        np.testing.assert_allclose(
+            [p["score"] for p in r.json()["predictions"]], expected, rtol=1e-6
+        )
+        r = c.post(
+            "/v1/cards/score", json={"data": [[1.0, 0.0, None]], "model": "fraud_classifier"}
+        )
+        assert r.status_code == 422 and "no blank in this column" in r.text, r.text
+        assert r.json()["detail"]["column"] == "3 (c)"

@@ -12,7 +12,9 @@ same way, whatever levels a batch happens to hold:
   rarer than :data:`MIN_LEVEL_ROWS` rows, or never seen), so trees can tell common from
   rare levels of a column with thousands of them.
 
-A blank cell is its own level, :data:`MISSING`. A text column with a distinct value in
+A blank cell is its own level, :data:`MISSING`. A numeric column with blank cells in
+its training rows is read as its value (a blank filled with the training median) and
+``col (blank)``, 1 where the cell was blank (:func:`expand`). A text column with a distinct value in
 most training rows (an account or merchant name, a free-text note) identifies rows, as a
 row number does, and is set aside, no feature (:func:`identifiers`).
 """
@@ -128,18 +130,35 @@ def encode(s: pd.Series, spec: Mapping[str, Any]) -> np.ndarray:
     return out
 
 
-def expand(frame: pd.DataFrame, categories: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """``frame`` with each text column in ``categories`` replaced by its encoded columns,
-    in place of the column (other columns as they are)."""
+def blank_names(col: str) -> list[str]:
+    """The columns of numeric column ``col`` that had blank cells in training: its value
+    (a blank filled with the training median) and ``col (blank)``, 1 where it was blank."""
+    return [col, f"{col} (blank)"]
+
+
+def expand(
+    frame: pd.DataFrame,
+    categories: Mapping[str, Mapping[str, Any]],
+    fill: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """``frame`` as the model reads it: each text column in ``categories`` replaced by
+    its encoded columns, and each numeric column in ``fill`` by its value (blanks filled
+    with ``fill[col]``) and its blank indicator, in place of the column."""
+    fill = fill or {}
+    if not categories and not fill:
+        return frame
     parts: list[pd.DataFrame] = []
     for col in frame.columns:
-        spec = categories.get(str(col))
-        if spec is None:
-            parts.append(frame[[col]])
+        name = str(col)
+        spec = categories.get(name)
+        if spec is not None:
+            block = encode(frame[col], spec)
+            parts.append(pd.DataFrame(block, columns=names(name, spec), index=frame.index))
+        elif name in fill:
+            v = frame[col].to_numpy(dtype=np.float64)
+            blank = np.isnan(v)
+            both = np.column_stack([np.where(blank, fill[name], v), blank.astype(np.float64)])
+            parts.append(pd.DataFrame(both, columns=blank_names(name), index=frame.index))
         else:
-            parts.append(
-                pd.DataFrame(
-                    encode(frame[col], spec), columns=names(str(col), spec), index=frame.index
-                )
-            )
+            parts.append(frame[[col]])
     return pd.concat(parts, axis=1) if parts else frame

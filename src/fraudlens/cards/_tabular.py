@@ -207,7 +207,7 @@ class _TabularDetector(Detector):
         """Adjust settings before refitting on all rows (e.g. fix the number of rounds)."""
 
     # -- input checks ------------------------------------------------------------------
-    def _matrix(self, X: Any, *, fitting: bool = False) -> np.ndarray:
+    def _matrix(self, X: Any, *, fitting: bool = False, also: Any = None) -> np.ndarray:
         """Check ``X`` and return it as a float64 matrix in ``feature_names_`` order, each
         text column encoded as the model learned at fit (:mod:`fraudlens.cards._categories`)."""
         import pandas as pd
@@ -264,8 +264,9 @@ class _TabularDetector(Detector):
                 if pd.api.types.is_bool_dtype(frame[col]):
                     continue
                 frame = self._numbers(frame, str(col))
-            if categories:
-                frame = _categories.expand(frame, categories)
+            if fitting:
+                self.fill_ = self._learn_fill(frame, also)
+            frame = self.encode_features(frame)
             arr = frame.to_numpy(dtype=np.float64)
         else:
             if getattr(self, "categories_", None):
@@ -282,6 +283,7 @@ class _TabularDetector(Detector):
                 self.feature_names_ = [f"x{i}" for i in range(arr.shape[1])]
                 self.categories_ = {}
                 self.set_aside_ = []
+                self.fill_ = {}
             elif arr.shape[1] != len(self.feature_names_):
                 raise DataError(
                     f"expected {len(self.feature_names_)} feature columns "
@@ -290,8 +292,11 @@ class _TabularDetector(Detector):
         finite = np.isfinite(arr)
         if not finite.all():
             row, col = np.argwhere(~finite)[0]
+            value = arr[row, col]
             raise DataError(
-                f"value {arr[row, col]} is not a finite number",
+                "missing value (the model's training rows had no blank in this column)"
+                if np.isnan(value)
+                else f"value {value} is not a finite number",
                 row=int(row) + 1,
                 column=self._sources()[int(col)],
             )
@@ -305,26 +310,59 @@ class _TabularDetector(Detector):
             arr[:, [self._sources().index(c) for c in ignored]] = 0.0
         return arr
 
-    def _matrix_names(self) -> list[str]:
-        """The columns of the model's matrix: ``feature_names_``, text columns encoded."""
+    def encode_features(self, frame: Any) -> Any:
+        """Feature columns (a DataFrame in ``feature_names_`` order, numbers as numbers) as
+        the model reads them: text columns encoded and blank indicators added (see
+        :mod:`fraudlens.cards._categories`); time of day and ignored columns as given."""
         from fraudlens.cards import _categories
 
-        categories = getattr(self, "categories_", {})
-        out: list[str] = []
-        for name in self.feature_names_:
-            spec = categories.get(name)
-            out.extend(_categories.names(name, spec) if spec else [name])
-        return out
+        return _categories.expand(
+            frame, getattr(self, "categories_", {}), getattr(self, "fill_", {})
+        )
+
+    @staticmethod
+    def _learn_fill(frame: Any, also: Any) -> dict[str, float]:
+        """The numeric columns with blank cells in the training rows (or in ``also``, the
+        validation rows), each with the median of its training values (0 if none)."""
+        import pandas as pd
+
+        fill: dict[str, float] = {}
+        for col in frame.columns:
+            s = frame[col]
+            if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+                continue
+            more = also[col] if isinstance(also, pd.DataFrame) and col in also else None
+            blank = bool(s.isna().any()) or (
+                more is not None and pd.api.types.is_numeric_dtype(more) and bool(more.isna().any())
+            )
+            if blank:
+                median = s.median()
+                fill[str(col)] = 0.0 if pd.isna(median) else float(median)
+        return fill
+
+    def _matrix_names(self) -> list[str]:
+        """The columns of the model's matrix: ``feature_names_``, text columns encoded."""
+        return [name for name, _ in self._columns()]
 
     def _sources(self) -> list[str]:
         """The feature column each column of the model's matrix comes from."""
+        return [source for _, source in self._columns()]
+
+    def _columns(self) -> list[tuple[str, str]]:
+        """(name, feature column it comes from) of each column of the model's matrix."""
         from fraudlens.cards import _categories
 
         categories = getattr(self, "categories_", {})
-        out: list[str] = []
+        fill = getattr(self, "fill_", {})
+        out: list[tuple[str, str]] = []
         for name in self.feature_names_:
             spec = categories.get(name)
-            out.extend([name] * (len(_categories.names(name, spec)) if spec else 1))
+            if spec:
+                out.extend((n, name) for n in _categories.names(name, spec))
+            elif name in fill:
+                out.extend((n, name) for n in _categories.blank_names(name))
+            else:
+                out.append((name, name))
         return out
 
     @staticmethod
@@ -488,7 +526,7 @@ class _TabularDetector(Detector):
             The fitted detector.
         """
         t0 = time.perf_counter()
-        Xa = self._matrix(X, fitting=True)
+        Xa = self._matrix(X, fitting=True, also=None if eval_set is None else eval_set[0])
         n = len(Xa)
         if n < 2:
             raise DataError(f"need at least 2 training rows, got {n}")
@@ -657,6 +695,7 @@ class _TabularDetector(Detector):
             "time_of_day": getattr(self, "time_of_day_", None),
             "ignored": list(getattr(self, "ignored_", [])),
             "categories": getattr(self, "categories_", {}),
+            "fill": getattr(self, "fill_", {}),
             "set_aside": list(getattr(self, "set_aside_", [])),
             **meta,
         }
@@ -692,6 +731,8 @@ class _TabularDetector(Detector):
         # Models saved before text columns were encoded read numbers only.
         det.categories_ = {str(k): dict(v) for k, v in dict(meta.get("categories", {})).items()}
         det.set_aside_ = [str(c) for c in meta.get("set_aside", [])]
+        # ... and no blanks.
+        det.fill_ = {str(k): float(v) for k, v in dict(meta.get("fill", {})).items()}
         det._load_model(path, meta)
         if (path / _VALIDATION_FILE).is_file():
             with np.load(path / _VALIDATION_FILE, allow_pickle=False) as arrays:

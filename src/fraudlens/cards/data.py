@@ -433,9 +433,10 @@ def _numeric(
     *,
     nonnegative: bool = False,
     hint: str = "",
+    blank_ok: bool = False,
 ) -> pd.Series:
-    """``df[col]`` as float64, recording non-numeric, missing, infinite and negative cells
-    (``hint`` follows the message of a non-numeric cell)."""
+    """``df[col]`` as float64, recording non-numeric, missing (unless ``blank_ok``: NaN),
+    infinite and negative cells (``hint`` follows the message of a non-numeric cell)."""
     s = df[col]
     raw = s
     if pd.api.types.is_bool_dtype(s.dtype) or _is_datetime(s.dtype):
@@ -463,7 +464,8 @@ def _numeric(
     v = num.to_numpy()
     missing = np.isnan(v) & ~non_numeric
     problems.append((col, non_numeric, lambda i: f"not a number: {_show(raw.iloc[i])}{hint}"))
-    problems.append((col, missing, lambda i: "missing value"))
+    if not blank_ok:
+        problems.append((col, missing, lambda i: "missing value"))
     problems.append((col, np.isinf(v), lambda i: f"infinite value: {_show(raw.iloc[i])}"))
     # The models compute in 32-bit floats, where a larger number is infinite.
     with np.errstate(invalid="ignore"):
@@ -640,8 +642,9 @@ def validate_frame(
     Raises
     ------
     DataError
-        Missing columns, non-numeric values (booleans included), NaN or infinite
-        features, negative amounts, labels other than 0, 1 or blank, unparseable
+        Missing columns, non-numeric values (booleans included), infinite features,
+        blank features outside a feature table (where a blank is a missing value the
+        model reads), negative amounts, labels other than 0, 1 or blank, unparseable
         timestamps, duplicate ``transaction_id``, ids that break the id rule
         (:mod:`fraudlens._ids`).
     """
@@ -741,7 +744,16 @@ def validate_frame(
             # A text column (a transaction type, a card network): the model encodes it.
             text.append(col)
             continue
-        frame[col] = _numeric(df, col, problems, nonnegative=col in _NONNEGATIVE, hint=hint)
+        # A feature table's blank number is a missing value the model reads as such
+        # (its training median and a blank indicator: _categories.expand).
+        frame[col] = _numeric(
+            df,
+            col,
+            problems,
+            nonnegative=col in _NONNEGATIVE,
+            hint=hint,
+            blank_ok=kind == "features",
+        )
     if label_col is not None:
         frame[label_col] = _label(df, label_col, problems)
 

@@ -652,7 +652,6 @@ def train_cmd(
     import numpy as np
 
     from fraudlens._echo import cut
-    from fraudlens.cards._categories import expand
     from fraudlens.cards.data import describe_columns
     from fraudlens.cards.evaluate import LEAK_AUC, card_precision_at_k, single_feature_auc
     from fraudlens.evaluation import binary_metrics
@@ -705,12 +704,12 @@ def train_cmd(
     # One feature that ranks the held-out rows almost perfectly on its own is, in real
     # data, nearly always the label in another form (a chargeback flag, a status set
     # after the fraud): a model trained on it is useless in production.
-    # Text columns as the model reads them (a level such as status=chargeback can leak).
+    # Features as the model reads them (a level such as status=chargeback can leak).
     aside = [*table.set_aside, *getattr(det, "set_aside_", [])]
     categories = getattr(det, "categories_", {})
 
     def features(rows: Any) -> Any:
-        return expand(table.X.iloc[rows].drop(columns=det.set_aside_), categories)
+        return det.encode_features(table.X.iloc[rows].loc[:, det.feature_names_])
 
     leaks = {
         col: auc

@@ -79,8 +79,9 @@ def card_matrix(
     from fraudlens.cards.data import describe_columns
 
     names = list(getattr(det, "feature_names_", []))
-    # A model that reads text columns takes its rows as a table (it encodes the text).
-    text_columns = bool(getattr(det, "categories_", None))
+    # A model that reads text columns, or blanks, takes its rows as a table (it encodes
+    # the text and fills the blanks).
+    text_columns = bool(getattr(det, "categories_", None) or getattr(det, "fill_", None))
     if text is not None:
         # A byte-order mark before the first row (spreadsheets save "CSV UTF-8" with one)
         # is not part of its first value.
@@ -123,7 +124,8 @@ def card_matrix(
         for j, v in enumerate(row):
             if v is None or isinstance(v, str):
                 raise DataError(
-                    f"{v!r:.40} is not a number (this model reads numbers only)",
+                    f"{v!r:.40} is not a number (this model reads numbers only, and had "
+                    "no blank in its training rows)",
                     row=i + 1,
                     column=f"{j + 1} ({names[j]})",
                 )
@@ -138,9 +140,9 @@ def card_matrix(
 
 
 def _text_rows(names: list[str], text: str | None, rows: list[Any] | None) -> pd.DataFrame:
-    """Rows for a model that reads text columns, as a validated feature table: CSV
-    ``text`` (values split at commas, as for every CSV body) or ``rows`` of values in
-    ``names`` order, already checked for width."""
+    """Rows for a model that reads text columns or blanks, as a validated feature table:
+    CSV ``text`` (values split at commas, as for every CSV body; an empty value is blank)
+    or ``rows`` of values in ``names`` order, already checked for width."""
     import pandas as pd
 
     from fraudlens.cards.data import describe_columns, validate_frame
@@ -151,7 +153,7 @@ def _text_rows(names: list[str], text: str | None, rows: list[Any] | None) -> pd
             raise DataError("no rows in the CSV body")
         rows = []
         for line_no, line in lines:
-            values = [v.strip() for v in line.split(",")]
+            values = [v.strip() or None for v in line.split(",")]
             if len(values) != len(names):
                 raise DataError(
                     f"expected {len(names)} comma-separated values "
