@@ -497,7 +497,9 @@ def test_raw_transactions_missing_a_column_are_refused_naming_it(
     assert (exc.value.file, exc.value.column) == (str(path), missing)
 
 
-@pytest.mark.parametrize("name", ["id", "ID", "Index", "Unnamed: 0"])
+@pytest.mark.parametrize(
+    "name", ["id", "ID", "Index", "Unnamed: 0", "TransactionID", "user_id", "accountId"]
+)
 def test_row_ids_of_a_feature_table_are_no_features(tmp_path: Path, name: str) -> None:
     """A feature table's row id (``id``, or the ``Unnamed: 0`` of a saved pandas index)
     had been a feature: on a file sorted by class it ranks every row perfectly."""
@@ -511,6 +513,8 @@ def test_row_ids_of_a_feature_table_are_no_features(tmp_path: Path, name: str) -
     # A column that only contains the words is a feature; so is one named as the label.
     kept = validate_frame(df.rename(columns={name: "order_id_count"}))
     assert "order_id_count" in kept.X.columns and kept.set_aside == ()
+    for word in ("paid", "valid", "card1", "grid"):
+        assert validate_frame(df.rename(columns={name: word})).set_aside == ()
     assert validate_frame(df.assign(**{name: [0, 1, 0, 1]}), label=name).set_aside == ()
 
 

@@ -106,16 +106,26 @@ _PICKLE_SUFFIXES = (".pkl", ".pickle")
 
 _NONNEGATIVE = frozenset({"Amount", "amount"})
 # Columns of a feature table that identify rows and are no features: ``id`` / ``index``
-# in any case, and ``Unnamed: 0`` (the column a pandas index saved with the rows gets).
-# A row number learned as a feature ranks whatever order the file was written in (a
-# table sorted by class gives a perfect, meaningless model).
+# in any case, ``Unnamed: 0`` (the column a pandas index saved with the rows gets) and
+# names that end in an id word (``TransactionID``, ``user_id``, ``Account Id``). A row
+# number learned as a feature ranks whatever order the file was written in (a table
+# sorted by class gives a perfect, meaningless model), and an id's number says nothing
+# of the row.
 _ROW_ID_NAMES = frozenset({"id", "index"})
 _UNNAMED = re.compile(r"Unnamed: \d+")
+# ``..._id``, ``...-id``, ``... id`` (any case), or ``ID`` / ``Id`` after a lower-case
+# letter or digit (``TransactionID``, ``accountId``); not ``paid`` or ``valid``.
+_ID_SUFFIX = re.compile(r".*([_\- .](id|ID|Id|iD)|[a-z0-9](ID|Id))")
 
 
 def row_id_column(name: str) -> bool:
     """Whether a feature table's column ``name`` identifies rows (set aside, no feature)."""
-    return name.strip().lower() in _ROW_ID_NAMES or _UNNAMED.fullmatch(name) is not None
+    name = name.strip()
+    return (
+        name.lower() in _ROW_ID_NAMES
+        or _UNNAMED.fullmatch(name) is not None
+        or _ID_SUFFIX.fullmatch(name) is not None
+    )
 
 
 _DAY_S = 86_400.0
