@@ -114,7 +114,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -172,6 +172,8 @@ _META_COLUMNS = ("customer_id", "terminal_id", "amount", "transaction_ts")
 _RAW_REQUIRED = ("transaction_id", "ts", "customer_id", "terminal_id", "amount")
 #: Longest ``source`` (channel) of a queued record; it is written to the sink as is.
 MAX_SOURCE_LENGTH = 64
+#: Longest value of a text feature in a queued record (a transaction type, say).
+MAX_TEXT_VALUE = 256
 #: Longest ``ts`` text of a queued record (ISO-8601 with nanoseconds and a zone is 35).
 MAX_TS_LENGTH = 64
 #: Most ids of queue messages written but not acked that a durable sink keeps: one
@@ -303,6 +305,26 @@ class _Models:
                 f"card models in {self.cache.root} cannot be used: {reason}", what="model"
             ) from exc
         self._no_model.usable()
+
+    @property
+    def text_features(self) -> set[str]:
+        """Features the models read as text (text columns of their training tables)."""
+        return {
+            str(c)
+            for det in (self.classifier, self.anomaly)
+            if det is not None
+            for c in getattr(det, "categories_", {})
+        }
+
+    @property
+    def blank_features(self) -> set[str]:
+        """Numeric features that may be blank (blanks in the models' training rows)."""
+        return {
+            str(c)
+            for det in (self.classifier, self.anomaly)
+            if det is not None
+            for c in getattr(det, "fill_", {})
+        }
 
     @property
     def features(self) -> list[str]:
@@ -578,12 +600,17 @@ def _text_problem(record: Mapping[str, Any], field: str, max_length: int) -> str
 
 
 def _problem(
-    record: dict[str, Any], outer: Mapping[str, Any], features: Sequence[str]
+    record: dict[str, Any],
+    outer: Mapping[str, Any],
+    features: Sequence[str],
+    text: Collection[str] = (),
+    blank: Collection[str] = (),
 ) -> tuple[str | None, str]:
     """Why a queued message cannot be scored (None if it can), and its record's kind: the
     record's fields, then the envelope's. The reason repeats at most
-    :data:`fraudlens._echo.MAX_ECHO_CHARS` characters of any value of the message."""
-    problem, kind = _check(record, features)
+    :data:`fraudlens._echo.MAX_ECHO_CHARS` characters of any value of the message.
+    ``text``: features the models read as text; ``blank``: features that may be null."""
+    problem, kind = _check(record, features, text, blank)
     if problem is None:
         problem = _check_outer(record, outer)
     return (None if problem is None else clip_echoes(problem, MAX_REASON_CHARS)), kind
@@ -602,13 +629,32 @@ def _check_outer(record: Mapping[str, Any], outer: Mapping[str, Any]) -> str | N
     return None
 
 
-def _check(record: dict[str, Any], features: Sequence[str]) -> tuple[str | None, str]:
+def _check(
+    record: dict[str, Any],
+    features: Sequence[str],
+    text: Collection[str] = (),
+    blank: Collection[str] = (),
+) -> tuple[str | None, str]:
     """Why a queued record cannot be scored (None if it can), and its kind. The caller
     cuts the reason with :func:`fraudlens._echo.clip_echoes` before recording it."""
     if all(c in record for c in features):
         for c in features:
-            if _number(record[c]) is None:
-                return f"field {c!r}: {_shown(record[c])} is not a finite number", "features"
+            value = record[c]
+            if c in text:
+                # A level of a text column (a number or null reads as one too).
+                if isinstance(value, str) and len(value) > MAX_TEXT_VALUE:
+                    return (
+                        f"field {c!r}: text of {len(value):,} characters (at most "
+                        f"{MAX_TEXT_VALUE})",
+                        "features",
+                    )
+                if value is None or isinstance(value, str) or _number(value) is not None:
+                    continue
+                return f"field {c!r}: {_shown(value)} is not text", "features"
+            if value is None and c in blank:
+                continue
+            if _number(value) is None:
+                return f"field {c!r}: {_shown(value)} is not a finite number", "features"
         if record.get("transaction_id") is not None:
             problem = _text_problem(record, "transaction_id", MAX_ID_LENGTH)
             if problem is not None:
@@ -921,7 +967,9 @@ class _QueueHandler(_Handler):
                 if sid is not None:
                     seen.add(sid)
             record, outer = _record_of(msg.body)
-            problem, kind = _problem(record, outer, features)
+            problem, kind = _problem(
+                record, outer, features, self.models.text_features, self.models.blank_features
+            )
             if problem is not None:
                 result.invalid.append((msg, problem))
             else:
@@ -941,7 +989,14 @@ class _QueueHandler(_Handler):
         raw = [(r, o) for _, r, o, k in items if k == "raw"]
         frame = None
         if feat:
-            X = pd.DataFrame([[float(r[c]) for c in features] for r, _ in feat], columns=features)
+            text = self.models.text_features
+
+            def value(r: Mapping[str, Any], c: str) -> Any:
+                if c in text:
+                    return r[c]
+                return np.nan if r[c] is None else float(r[c])
+
+            X = pd.DataFrame([[value(r, c) for c in features] for r, _ in feat], columns=features)
             parts.append((X, [_queue_meta(r, o) for r, o in feat]))
         if raw:
             frame = pd.DataFrame(

@@ -157,3 +157,61 @@ def test_text_levels_and_width_are_bounded() -> None:
     y = np.tile([0, 1, 0], 10)
     with pytest.raises(DataError, match="encode to 5,600 feature columns"):
         LogisticDetector().fit(wide, y)
+
+
+def test_the_processor_scores_files_and_queued_records_with_text_and_blanks(
+    book: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The event processor reads text columns and blanks of a feature table from a file
+    and from queue messages, scoring them as the model does; a record whose text feature
+    is not text, or whose numeric feature is blank where training had none, is
+    dead-lettered with the reason."""
+    import csv
+
+    from fraudlens.processor import process
+    from fraudlens.queues import open_queue
+
+    df = book.drop(columns="nameOrig").copy()
+    df.loc[df.index % 7 == 0, "oldbalanceOrg"] = np.nan
+    table = validate_frame(df, "features")
+    models = tmp_path / "m"
+    det = XGBoostDetector(n_estimators=30, early_stopping_rounds=None, refit=False)
+    Registry(models).save(det.fit(table.X, table.y))
+    assert det.fill_ and "type" in det.categories_
+    new = df.drop(columns="isFraud").head(12).reset_index(drop=True)
+    expected = det.decision_function(validate_frame(new, "features").X)
+
+    def sink_scores(root: Path) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for f in sorted(p for p in root.rglob("*.csv") if not p.name.startswith(".")):
+            with open(f, newline="") as fh:
+                out.update((r["transaction_id"], float(r["score"])) for r in csv.DictReader(fh))
+        return out
+
+    new.assign(transaction_id=[f"f{i}" for i in range(12)]).to_csv(
+        tmp_path / "new.csv", index=False
+    )
+    stats = process(f"file:{tmp_path / 'new.csv'}", tmp_path / "sink-file", models)
+    assert stats.records == 12
+    got = sink_scores(tmp_path / "sink-file")
+    np.testing.assert_allclose([got[f"f{i}"] for i in range(12)], expected, rtol=1e-6)
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    with open_queue(url, name="card-events") as q:
+        records = [
+            {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rec.items()}
+            for rec in new.to_dict(orient="records")
+        ]
+        for i, rec in enumerate(records):
+            q.send({"record": {**rec, "transaction_id": f"q{i}"}})
+        first = records[0]
+        q.send({**first, "type": {"not": "text"}, "transaction_id": "bad-type"})
+        q.send({**first, "amount": None, "transaction_id": "bad-blank"})
+    stats = process(f"queue:{url}", tmp_path / "sink-queue", models, batch_size=5)
+    assert stats.records == 12 and stats.dead_lettered == 2
+    got = sink_scores(tmp_path / "sink-queue")
+    np.testing.assert_allclose([got[f"q{i}"] for i in range(12)], expected, rtol=1e-6)
+    with open_queue(url, name="card-events") as q:
+        reasons = [d["reason"] for d in q.dead_letters()]
+    assert any("'type'" in r and "is not text" in r for r in reasons), reasons
+    assert any("'amount'" in r for r in reasons), reasons
