@@ -37,6 +37,8 @@ MAX_SHARES = 1000
 #: :data:`MIN_ID_ROWS` rows or more) identifies rows: set aside.
 ID_SHARE = 0.5
 MIN_ID_ROWS = 50
+#: Non-blank cells :func:`mostly_text` reads of a long column (evenly spaced).
+_SAMPLE = 10_000
 #: The level of a blank cell.
 MISSING = "(blank)"
 #: Longer text is never a level (kept out of the model's metadata): read as a rare value.
@@ -62,6 +64,9 @@ def mostly_text(s: pd.Series) -> bool:
     if not is_text(s):
         return False
     values = s.dropna()
+    if len(values) > 2 * _SAMPLE:
+        # Evenly spaced cells tell a column of text from one of numbers as well as all.
+        values = values.iloc[:: len(values) // _SAMPLE]
     values = values[values.astype(str).str.strip() != ""]
     if len(values) == 0:
         return False
@@ -78,6 +83,11 @@ def keys(s: pd.Series) -> pd.Series:
     Whole numbers read as numbers (``12`` or ``12.0`` where training saw ``"12"``) give
     the same key as their text.
     """
+
+    if pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+        # Text and blanks only (the common case): vectorised.
+        text = s.astype(object).where(s.notna(), "").astype(str).str.strip()
+        return text.where(text != "", MISSING).astype(object)
 
     def key(v: Any) -> str:
         if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
