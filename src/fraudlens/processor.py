@@ -648,7 +648,7 @@ def _check(
                         f"{MAX_TEXT_VALUE})",
                         "features",
                     )
-                if value is None or isinstance(value, str) or _number(value) is not None:
+                if value is None or isinstance(value, str | bool) or _number(value) is not None:
                     continue
                 return f"field {c!r}: {_shown(value)} is not text", "features"
             if value is None and c in blank:

@@ -215,3 +215,30 @@ def test_the_processor_scores_files_and_queued_records_with_text_and_blanks(
         reasons = [d["reason"] for d in q.dead_letters()]
     assert any("'type'" in r and "is not text" in r for r in reasons), reasons
     assert any("'amount'" in r for r in reasons), reasons
+
+
+def test_a_column_of_flags_is_read_as_two_levels(tmp_path: Path) -> None:
+    """True/False (a card-present flag) had been refused as "not a number: True"; it is
+    read as the levels True and False, from a file, a frame or JSON true/false."""
+    rng = np.random.default_rng(4)
+    n = 2000
+    present = rng.random(n) < 0.7
+    amount = rng.lognormal(3.0, 1.0, n)
+    fraud = (~present & (rng.random(n) < 0.3)) | (rng.random(n) < 0.01)
+    df = pd.DataFrame({"card_present": present, "amount": amount, "label": fraud.astype(int)})
+    path = tmp_path / "flags.csv"
+    df.to_csv(path, index=False)
+    table = load_table(path)
+    assert table.text == ("card_present",)
+    assert set(table.X["card_present"]) == {"True", "False"}
+    det = XGBoostDetector(n_estimators=30, early_stopping_rounds=None, refit=False)
+    det.fit(table.X, table.y)
+    assert det.categories_["card_present"]["levels"] == ["True", "False"]
+    # JSON-style rows (Python bools, a blank) score as the file's text does.
+    rows = pd.DataFrame({"card_present": [False, True, None], "amount": [20.0, 20.0, 20.0]})
+    got = det.decision_function(validate_frame(rows, "features").X)
+    want = det.decision_function(
+        pd.DataFrame({"card_present": ["False", "True", None], "amount": [20.0] * 3})
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert got[0] > got[1]  # fraud comes without the card here

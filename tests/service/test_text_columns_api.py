@@ -123,3 +123,24 @@ def test_blanks_for_a_model_trained_with_blanks(tmp_path: Path) -> None:
         )
         assert r.status_code == 422 and "no blank in this column" in r.text, r.text
         assert r.json()["detail"]["column"] == "3 (c)"
+
+
+def test_json_flags_for_a_model_trained_on_flags(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    present = rng.random(800) < 0.7
+    X = pd.DataFrame({"card_present": present, "amount": rng.lognormal(3.0, 1.0, 800)})
+    y = (~present & (rng.random(800) < 0.4)).astype(int)
+    table = validate_frame(X.assign(label=y), "features")
+    det = XGBoostDetector(n_estimators=20, early_stopping_rounds=None, refit=False)
+    Registry(tmp_path).save(det.fit(table.X, table.y))
+    with TestClient(create_app(models_dir=tmp_path, check_seconds=0.0)) as c:
+        body = {"data": [[False, 20.0], [True, 20.0]], "model": "fraud_classifier"}
+        r = c.post("/v1/cards/score", json=body)
+        assert r.status_code == 200, r.text
+        want = det.decision_function(
+            pd.DataFrame({"card_present": ["False", "True"], "amount": [20.0, 20.0]})
+        )
+        np.testing.assert_allclose(r.json()["fraud_classifier"]["pred_proba"], want, rtol=1e-6)
+        # A flag where the model reads a number is named.
+        r = c.post("/v1/cards/score", json={"data": [[True, True]], "model": "fraud_classifier"})
+        assert r.status_code == 422 and r.json()["detail"]["column"] == "amount", r.text

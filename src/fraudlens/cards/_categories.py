@@ -1,7 +1,8 @@
 """Text columns of a card feature table, encoded as numbers by the model that reads them.
 
 A feature table may hold text columns: a transaction type (``PAYMENT``, ``CASH_OUT``), a
-card network, an e-mail domain, a ``T``/``F`` match flag. The card models read numbers,
+card network, an e-mail domain, a ``T``/``F`` match flag, a column of ``True``/``False``
+(read as the text levels ``True`` and ``False``). The card models read numbers,
 so a model learns each text column's encoding from its training rows and keeps it in its
 metadata; every scoring path (files, the service, the event processor) then encodes the
 same way, whatever levels a batch happens to hold:
@@ -53,6 +54,21 @@ def is_text(s: pd.Series) -> bool:
     if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
         return False
     return not (pd.api.types.is_datetime64_any_dtype(dtype) or isinstance(dtype, pd.PeriodDtype))
+
+
+def is_flags(s: pd.Series) -> bool:
+    """Whether a column holds only True/False (and blanks): a flag column, whose two
+    values a feature table reads as text levels ``True`` and ``False``."""
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return True
+    if pd.api.types.is_numeric_dtype(s.dtype) or s.notna().sum() == 0:
+        return False
+    return pd.api.types.infer_dtype(s, skipna=True) == "boolean"
+
+
+def flags_as_text(s: pd.Series) -> pd.Series:
+    """A flag column as text: ``"True"``, ``"False"``, blanks as None."""
+    return s.astype(object).map(lambda v: None if pd.isna(v) else str(bool(v)))
 
 
 def mostly_text(s: pd.Series) -> bool:

@@ -750,6 +750,11 @@ def validate_frame(
     )
     text: list[str] = []
     for col in feature_cols:
+        if kind == "features" and col not in _NONNEGATIVE and _categories.is_flags(df[col]):
+            # A column of True/False (blanks allowed): two levels, read as text.
+            frame[col] = _categories.flags_as_text(df[col])
+            text.append(col)
+            continue
         if kind == "features" and col not in _NONNEGATIVE and _categories.mostly_text(df[col]):
             # A text column (a transaction type, a card network): the model encodes it.
             text.append(col)

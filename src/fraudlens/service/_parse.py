@@ -122,7 +122,7 @@ def card_matrix(
         return _text_rows(names, None, rows)
     for i, row in enumerate(rows):
         for j, v in enumerate(row):
-            if v is None or isinstance(v, str):
+            if v is None or isinstance(v, str | bool):
                 raise DataError(
                     f"{v!r:.40} is not a number (this model reads numbers only, and had "
                     "no blank in its training rows)",

@@ -145,9 +145,9 @@ def _card_rows(value: Any) -> Any:
                         f"(at most {MAX_CARD_TEXT:,})"
                     )
                 continue
-            if x is None:
-                continue
-            if isinstance(x, bool) or not isinstance(x, int | float):
+            if x is None or isinstance(x, bool):
+                continue  # blank, or a flag: for a model that reads them (else refused there)
+            if not isinstance(x, int | float):
                 raise ValueError(f"row {i}, {what}: {_shown(x)} is not a number or text")
     return value
 
@@ -185,9 +185,9 @@ CARD_ROW_EXAMPLE = (
 
 #: Longest text value of a card row (a level of a text column such as a transaction type).
 MAX_CARD_TEXT = 256
-# A value is a number, or text or null for a model that reads text columns (the scoring
-# path refuses them for a model that reads numbers only).
-_Value = float | str | None
+# A value is a number, or text, a flag (true/false) or null for a model that reads text
+# columns or blanks (the scoring path refuses them for a model that reads numbers only).
+_Value = bool | float | str | None
 _Rows = Annotated[list[Annotated[list[_Value], Field(min_length=1)]], Field(min_length=1)]
 _Records = Annotated[list[Annotated[dict[str, _Value], Field(min_length=1)]], Field(min_length=1)]
 
@@ -205,7 +205,8 @@ class CardScoreRequest(BaseModel):
         "(features in the model's order; for the ULB table: Time, V1..V28, Amount), or a "
         "list of rows as objects {feature: value} (every feature of the model; other keys "
         "are ignored). Values are numbers; a model trained with text columns (a "
-        "transaction type, say) takes text there (at most 256 characters; null is blank).",
+        "transaction type, say) takes text there (at most 256 characters; true/false for "
+        "a column of flags), and null where its training rows had blanks.",
         examples=[CARD_ROW_EXAMPLE],
     )
     metadata: Annotated[list[Any] | None, AfterValidator(_storable_json)] = Field(
