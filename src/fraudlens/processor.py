@@ -306,25 +306,20 @@ class _Models:
             ) from exc
         self._no_model.usable()
 
+    def _named(self, attr: str) -> set[str]:
+        """The feature names keyed in the models' ``attr`` (a dict per model)."""
+        models = (det for det in (self.classifier, self.anomaly) if det is not None)
+        return {str(c) for det in models for c in getattr(det, attr, {})}
+
     @property
     def text_features(self) -> set[str]:
         """Features the models read as text (text columns of their training tables)."""
-        return {
-            str(c)
-            for det in (self.classifier, self.anomaly)
-            if det is not None
-            for c in getattr(det, "categories_", {})
-        }
+        return self._named("categories_")
 
     @property
     def blank_features(self) -> set[str]:
         """Numeric features that may be blank (blanks in the models' training rows)."""
-        return {
-            str(c)
-            for det in (self.classifier, self.anomaly)
-            if det is not None
-            for c in getattr(det, "fill_", {})
-        }
+        return self._named("fill_")
 
     @property
     def features(self) -> list[str]:
