@@ -373,6 +373,8 @@ def load_table(
     kind: str = "auto",
     require_label: bool = False,
     trust_pickle: bool = False,
+    time_column: str | None = None,
+    time_unit: float = 1.0,
 ) -> CardTable:
     """Read and validate a card table from CSV or Parquet (a file or a folder of files).
 
@@ -391,6 +393,8 @@ def load_table(
         and evaluation).
     trust_pickle
         Also read ``.pkl`` files (see :func:`read_frame`).
+    time_column, time_unit
+        Feature tables: the column that times the rows (see :func:`validate_frame`).
 
     Returns
     -------
@@ -403,7 +407,15 @@ def load_table(
     """
     df, parts = read_frame(path, trust_pickle=trust_pickle)
     try:
-        return validate_frame(df, kind, str(path), label, require_label=require_label)
+        return validate_frame(
+            df,
+            kind,
+            str(path),
+            label,
+            require_label=require_label,
+            time_column=time_column,
+            time_unit=time_unit,
+        )
     except DataError as exc:
         raise _locate(exc, parts) from None
 
@@ -626,6 +638,8 @@ def validate_frame(
     label: str | None = None,
     *,
     require_label: bool = False,
+    time_column: str | None = None,
+    time_unit: float = 1.0,
 ) -> CardTable:
     """Validate an in-memory table and build its :class:`CardTable`.
 
@@ -644,6 +658,12 @@ def validate_frame(
         Label column (see :func:`load_table` for the default).
     require_label
         Raise when there is no label column, or no row with a known label.
+    time_column
+        Feature tables: the column that times the rows for time splits, instead of
+        ``ts`` or ``Time``: numbers (``time_unit`` seconds each: a step of hours is
+        3600) or date-times. It is no feature.
+    time_unit
+        Seconds per unit of a numeric ``time_column``.
 
     Returns
     -------
@@ -668,6 +688,16 @@ def validate_frame(
         kind = _detect_kind(df.columns)
     if len(df) == 0:
         raise DataError("no data rows", file=source)
+    if time_column is not None:
+        if kind != "features":
+            raise DataError(
+                f"a time column is for feature tables; this is a {kind} table, timed by "
+                f"{'its ts column' if kind == 'raw' else 'its Time column'}",
+                file=source,
+                column=time_column,
+            )
+        if time_column not in df.columns:
+            raise DataError("time column not found", file=source, column=time_column)
 
     if label is not None:
         if label not in df.columns:
@@ -731,7 +761,7 @@ def validate_frame(
     elif kind == "ulb":
         feature_cols = list(ULB_FEATURES)
     else:
-        skip = {label_col, "transaction_id", "ts"}
+        skip = {label_col, "transaction_id", "ts", time_column}
         set_aside = tuple(c for c in df.columns if c not in skip and row_id_column(c))
         feature_cols = [c for c in df.columns if c not in skip and c not in set_aside]
         if not feature_cols:
@@ -739,6 +769,13 @@ def validate_frame(
             raise DataError(f"no feature columns{aside}", file=source)
         if "ts" in df.columns:
             frame["ts"] = _parse_ts(df["ts"], problems)
+        if time_column is not None:
+            when = df[time_column]
+            if _is_datetime(when.dtype) or _categories.mostly_text(when):
+                frame[time_column] = _parse_ts(when, problems, time_column)
+            else:
+                seconds = _numeric(df, time_column, problems)
+                frame[time_column] = seconds * float(time_unit)
 
     # A text column in a feature table (a transaction type, a merchant name) is a cell
     # error like any other, with what to do about it.
@@ -797,7 +834,9 @@ def validate_frame(
         time = frame["ts"]
     else:
         X = frame[feature_cols].astype({c: np.float64 for c in feature_cols if c not in text})
-        if "ts" in frame.columns:
+        if time_column is not None:
+            time = frame[time_column]
+        elif "ts" in frame.columns:
             time = frame["ts"]
         elif "Time" in frame.columns:
             time = frame["Time"]

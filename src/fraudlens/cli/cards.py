@@ -87,6 +87,18 @@ class Split(StrEnum):
     random = "random"
 
 
+class TimeUnit(StrEnum):
+    """What one unit of a numeric ``--time-column`` is."""
+
+    seconds = "seconds"
+    minutes = "minutes"
+    hours = "hours"
+    days = "days"
+
+
+_UNIT_SECONDS = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0, "days": 86_400.0}
+
+
 class Oversample(StrEnum):
     """Oversampling of frauds."""
 
@@ -293,7 +305,9 @@ def split_table(
         raise ConfigError(f"--split must be time or random, not {method!r}")
     if table.time is None:
         raise DataError(
-            "a time split needs a Time or ts column; use --split random", file=table.source
+            "a time split needs a Time or ts column, or --time-column naming the column "
+            "that times the rows; else use --split random",
+            file=table.source,
         )
     span = _span_seconds(table)
     if span <= 0 and test is None:
@@ -402,13 +416,21 @@ def _load(
     *,
     trust_pickle: bool = False,
     kind: str = "auto",
+    time_column: str | None = None,
+    time_unit: str = "seconds",
 ) -> CardTable:
     from fraudlens.cards.data import load_table
 
     with progress(transient=True) as bar:
         bar.add_task(f"reading {path.name} and building features", total=None)
         return load_table(
-            path, label=label, require_label=require_label, trust_pickle=trust_pickle, kind=kind
+            path,
+            label=label,
+            require_label=require_label,
+            trust_pickle=trust_pickle,
+            kind=kind,
+            time_column=time_column,
+            time_unit=_UNIT_SECONDS[time_unit],
         )
 
 
@@ -637,6 +659,16 @@ def train_cmd(
     ] = None,
     seed: SeedOpt = 0,
     trust_pickle: TrustPickleOpt = False,
+    time_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Feature tables: the column that times the rows for --split time (numbers "
+            "in --time-unit, or date-times), instead of ts or Time; not a feature."
+        ),
+    ] = None,
+    time_unit: Annotated[
+        TimeUnit, typer.Option(help="What one unit of a numeric --time-column is.")
+    ] = TimeUnit.seconds,
 ) -> None:
     """Validate a card model on a held-out time window, refit it on every labelled row,
     and store it.
@@ -669,7 +701,14 @@ def train_cmd(
     # before the training, which it had followed).
     make_detector(detector, preset, oversample=oversample, threshold=threshold, seed=seed)
     reg = _registry(model_dir)
-    table = _load(data, label, require_label=True, trust_pickle=trust_pickle)
+    table = _load(
+        data,
+        label,
+        require_label=True,
+        trust_pickle=trust_pickle,
+        time_column=time_column,
+        time_unit=_value(time_unit),
+    )
     det = make_detector(
         detector,
         preset,
@@ -774,6 +813,8 @@ def train_cmd(
             "data_file": str(data),
             "table_kind": table.kind,
             "label_column": table.label_column,
+            "time_column": time_column,
+            "time_unit": _value(time_unit) if time_column is not None else None,
             "set_aside": aside,
             "leak_suspects": leaks,
             "preset": _value(preset),
@@ -877,14 +918,18 @@ def evaluate_cmd(
     reg = _registry(model_dir)
     mv = reg.get(_model_name(detector))
     det = reg.load(mv.name, mv.version)
+    same_data = Path(data).is_file() and mv.metadata.get("data_hash") == data_hash(data)
+    # The split is redone by the column that timed it.
+    redo = rows_v == "test" or (rows_v == "auto" and same_data)
     table = _load(
         data,
         label or mv.metadata.get("label_column"),
         require_label=True,
         trust_pickle=trust_pickle,
+        time_column=mv.metadata.get("time_column") if redo else None,
+        time_unit=str(mv.metadata.get("time_unit") or "seconds"),
     )
     split = mv.metadata.get("split")
-    same_data = Path(data).is_file() and mv.metadata.get("data_hash") == data_hash(data)
     use_test = rows_v == "test" or (rows_v == "auto" and same_data and split is not None)
     if use_test and split is None:
         raise ConfigError(f"{mv.name}:{mv.version} has no recorded split; use --rows all")
