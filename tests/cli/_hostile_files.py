@@ -794,10 +794,17 @@ def bad_cell(case: str) -> bool:
     return target != "enqueue" and v is not None and getattr(v.write, "cell", False)
 
 
+#: Variants a target takes where the file kind refuses them elsewhere: a blank number in
+#: a feature table is a missing value the card models read (median and indicator).
+TARGET_ACCEPTS = {"cards-train-features": {"nan", "parquet-nan"}}
+
+
 def expectation(case: str) -> str:
     target, variant = case.split(":", 1)
     if target == "enqueue":
         return ENQUEUE_VARIANTS[variant][0]
+    if variant in TARGET_ACCEPTS.get(target, ()):
+        return "accept"
     return ALL_VARIANTS[variant].expect
 
 

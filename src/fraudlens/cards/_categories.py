@@ -89,6 +89,8 @@ def mostly_text(s: pd.Series) -> bool:
     kinds = pd.api.types.infer_dtype(values, skipna=True)
     if kinds not in ("string", "categorical", "mixed", "mixed-integer"):
         return False
+    if kinds != "string" and not values.map(lambda v: isinstance(v, str | int | float)).all():
+        return False  # lists, mappings, bytes: no text, no number (refused as cells)
     numbers = pd.to_numeric(values.astype(str).str.strip(), errors="coerce").notna()
     return float(numbers.mean()) < 0.5
 
