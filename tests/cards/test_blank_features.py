@@ -109,3 +109,21 @@ def test_cli_trains_when_blanks_come_only_in_the_held_out_rows(tmp_path: Path) -
     )
     assert res.exit_code == 0, res.output
     assert len(pd.read_csv(out)) == len(df)
+
+
+def test_python_rows_of_mixed_types_read_as_the_cli_reads_them() -> None:
+    """A frame built from records (an object column of numbers with None, a bool column)
+    fitted directly: the numbers stay numbers with blanks, the flags become levels; and
+    the same rows validated as a file would be score the same."""
+    rng = np.random.default_rng(0)
+    n = 500
+    a = pd.Series(rng.normal(size=n)).astype(object)
+    a[::10] = None
+    X = pd.DataFrame({"a": a, "b": rng.normal(size=n), "flag": rng.random(n) < 0.5})
+    y = (rng.random(n) < 0.2).astype(int)
+    det = XGBoostDetector(n_estimators=10, early_stopping_rounds=None, refit=False).fit(X, y)
+    assert list(det.categories_) == ["flag"] and list(det.fill_) == ["a"]
+    validated = validate_frame(X.assign(label=y), "features").X
+    np.testing.assert_allclose(
+        det.decision_function(X), det.decision_function(validated), rtol=1e-12
+    )

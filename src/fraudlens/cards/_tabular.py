@@ -218,7 +218,14 @@ class _TabularDetector(Detector):
             names = [str(c) for c in X.columns]
             if fitting:
                 frame = X.set_axis(names, axis=1)
-                text = [c for c in names if _categories.is_text(frame[c])]
+                # Text (mostly not numbers) and True/False columns, as validate_frame
+                # reads them; an object column of numbers stays numbers.
+                text = [
+                    c
+                    for c in names
+                    if _categories.is_flags(frame[c])
+                    or (_categories.is_text(frame[c]) and _categories.mostly_text(frame[c]))
+                ]
                 self.set_aside_ = _categories.identifiers(frame, text)
                 self.feature_names_ = [c for c in names if c not in self.set_aside_]
                 if not self.feature_names_:
@@ -378,7 +385,9 @@ class _TabularDetector(Detector):
             or (pd.api.types.is_string_dtype(s.dtype))
         ):
             num = pd.to_numeric(s.astype(object), errors="coerce")
-            bad = np.flatnonzero((num.isna() | s.map(lambda v: isinstance(v, bool))).to_numpy())
+            # A blank stays blank (the model fills it, or names it as missing).
+            wrong = (num.isna() & s.notna()) | s.map(lambda v: isinstance(v, bool))
+            bad = np.flatnonzero(wrong.to_numpy())
             if not len(bad):
                 return frame.assign(**{col: num.astype(np.float64)})
             i = int(bad[0])
