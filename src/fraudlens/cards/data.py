@@ -777,8 +777,7 @@ def validate_frame(
                 seconds = _numeric(df, time_column, problems)
                 frame[time_column] = seconds * float(time_unit)
 
-    # A text column in a feature table (a transaction type, a merchant name) is a cell
-    # error like any other, with what to do about it.
+    # A stray word in a column of numbers is a cell error like any other, said so.
     hint = (
         " (this column is mostly numbers, so every cell must be one; a column mostly of "
         "text is read as text levels)"
