@@ -242,3 +242,9 @@ def test_a_column_of_flags_is_read_as_two_levels(tmp_path: Path) -> None:
     )
     np.testing.assert_allclose(got, want, rtol=1e-9)
     assert got[0] > got[1]  # fraud comes without the card here
+
+
+def test_an_encoded_name_made_twice_is_refused() -> None:
+    df = pd.DataFrame({"type": ["A"] * 10 + ["B"] * 10, "type=A": np.arange(20.0)})
+    with pytest.raises(DataError, match="'type=A' would be made twice"):
+        LogisticDetector().fit(df, np.tile([0, 1], 10))

@@ -145,16 +145,20 @@ def names(col: str, spec: Mapping[str, Any]) -> list[str]:
     return [f"{col}={level}" for level in spec["levels"]] + [f"{col} (share)"]
 
 
-def encode(s: pd.Series, spec: Mapping[str, Any]) -> np.ndarray:
-    """Text column ``s`` as its encoded float64 columns (see :func:`names`)."""
+def encode(s: pd.Series, spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Text column ``s`` as its encoded columns by name (see :func:`names`): indicators
+    as uint8 (a wide table's encoding stays small until the model's matrix is made),
+    the share as float64."""
+    col = str(s.name)
     k = keys(s)
     levels = list(spec["levels"])
-    out = np.zeros((len(k), len(levels) + 1), dtype=np.float64)
-    if levels:
-        codes = pd.Index(levels).get_indexer(k).astype(np.int64)
-        hit = np.flatnonzero(codes >= 0)
-        out[hit, codes[hit]] = 1.0
-    out[:, -1] = k.map(dict(spec["shares"])).fillna(0.0).to_numpy(dtype=np.float64)
+    codes = pd.Index(levels).get_indexer(k) if levels else np.full(len(k), -1)
+    out: dict[str, np.ndarray] = {
+        name: (codes == j).astype(np.uint8)
+        for j, name in enumerate(names(col, spec)[: len(levels)])
+    }
+    share = k.map(dict(spec["shares"])).fillna(0.0).to_numpy(dtype=np.float64)
+    out[f"{col} (share)"] = share
     return out
 
 
@@ -175,18 +179,18 @@ def expand(
     fill = fill or {}
     if not categories and not fill:
         return frame
-    parts: list[pd.DataFrame] = []
+    out: dict[str, Any] = {}
     for col in frame.columns:
         name = str(col)
         spec = categories.get(name)
         if spec is not None:
-            block = encode(frame[col], spec)
-            parts.append(pd.DataFrame(block, columns=names(name, spec), index=frame.index))
+            out.update(encode(frame[col].rename(name), spec))
         elif name in fill:
             v = frame[col].to_numpy(dtype=np.float64)
             blank = np.isnan(v)
-            both = np.column_stack([np.where(blank, fill[name], v), blank.astype(np.float64)])
-            parts.append(pd.DataFrame(both, columns=blank_names(name), index=frame.index))
+            value, flag = blank_names(name)
+            out[value] = np.where(blank, fill[name], v)
+            out[flag] = blank.astype(np.uint8)
         else:
-            parts.append(frame[[col]])
-    return pd.concat(parts, axis=1) if parts else frame
+            out[name] = frame[col].to_numpy()
+    return pd.DataFrame(out, index=frame.index)

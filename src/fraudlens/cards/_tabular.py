@@ -237,7 +237,16 @@ class _TabularDetector(Detector):
                 self.categories_ = {
                     c: _categories.learn(frame[c]) for c in text if c not in self.set_aside_
                 }
-                width = len(self._matrix_names())
+                self.fill_ = {}  # learned below, once the numbers are read
+                encoded = self._matrix_names()
+                width = len(encoded)
+                if len(set(encoded)) < width:
+                    twice = next(n for n in encoded if encoded.count(n) > 1)
+                    raise DataError(
+                        f"the encoded column {twice!r} would be made twice (a column of "
+                        "that name and a text column's level): rename the column",
+                        column=twice.split("=", 1)[0].split(" (", 1)[0],
+                    )
                 if width > _categories.MAX_ENCODED_COLUMNS:
                     raise DataError(
                         f"{len(self.categories_)} text columns encode to {width:,} feature "
