@@ -83,7 +83,9 @@ def mostly_text(s: pd.Series) -> bool:
     if len(values) > 2 * _SAMPLE:
         # Evenly spaced cells tell a column of text from one of numbers as well as all.
         values = values.iloc[:: len(values) // _SAMPLE]
-    values = values[values.astype(str).str.strip() != ""]
+    stripped = values.astype(str).str.strip()
+    filled = stripped != ""
+    values, stripped = values[filled], stripped[filled]
     if len(values) == 0:
         return False
     kinds = pd.api.types.infer_dtype(values, skipna=True)
@@ -91,7 +93,7 @@ def mostly_text(s: pd.Series) -> bool:
         return False
     if kinds != "string" and not values.map(lambda v: isinstance(v, str | int | float)).all():
         return False  # lists, mappings, bytes: no text, no number (refused as cells)
-    numbers = pd.to_numeric(values.astype(str).str.strip(), errors="coerce").notna()
+    numbers = pd.to_numeric(stripped, errors="coerce").notna()
     return float(numbers.mean()) < 0.5
 
 
