@@ -322,6 +322,13 @@ class _Models:
         return self._named("fill_")
 
     @property
+    def clock(self) -> dict[str, Any] | None:
+        """The time column whose hour of the day a model reads (``cards train
+        --time-of-day``), as ``{"column", "unit"}``, or None."""
+        models = (det for det in (self.classifier, self.anomaly) if det is not None)
+        return next((c for det in models if (c := getattr(det, "clock_", None))), None)
+
+    @property
     def features(self) -> list[str]:
         names: dict[str, None] = {}
         for det in (self.classifier, self.anomaly):
@@ -395,10 +402,12 @@ def _read_any(path: str) -> pd.DataFrame:
 
 
 def _table(
-    df: pd.DataFrame, features: Sequence[str], source: str
+    df: pd.DataFrame, features: Sequence[str], source: str, clock: dict[str, Any] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validate ``df`` and return (model features, validated frame) for its rows."""
-    from fraudlens.cards.data import RAW_COLUMNS, ULB_FEATURES, validate_frame
+    """Validate ``df`` and return (model features, validated frame) for its rows; with
+    ``clock`` (:attr:`_Models.clock`), the hour of the day of its time column is built
+    as the model's feature."""
+    from fraudlens.cards.data import HOUR_OF_DAY, RAW_COLUMNS, ULB_FEATURES, validate_frame
 
     cols = set(map(str, df.columns))
     if set(ULB_FEATURES) <= cols and set(features) <= set(ULB_FEATURES):
@@ -408,7 +417,9 @@ def _table(
         keep = [c for c in RAW_COLUMNS if c in cols]
         table = validate_frame(df[keep], "raw", source)
     else:
-        missing = [c for c in features if c not in cols]
+        tcol = None if clock is None else str(clock["column"])
+        tod = None if tcol is None else f"{tcol}{HOUR_OF_DAY}"
+        missing = [c for c in features if c not in cols and not (c == tod and tcol in cols)]
         if missing:
             raise DataError(
                 f"missing feature column ({len(missing)} of the {len(features)} the model needs); "
@@ -417,8 +428,19 @@ def _table(
                 row=0,
                 column=missing[0],
             )
-        keep = [c for c in (*features, "transaction_id", "ts") if c in cols]
-        table = validate_frame(df[keep], "features", source)
+        timed = tcol is not None and tod in features and tod not in cols
+        extra = (tcol,) if timed and tcol else ()
+        keep = list(
+            dict.fromkeys(c for c in (*features, *extra, "transaction_id", "ts") if c in cols)
+        )
+        table = validate_frame(
+            df[keep],
+            "features",
+            source,
+            time_column=tcol if timed else None,
+            time_unit=float(clock["unit"]) if timed and clock else 1.0,
+            time_of_day=timed,
+        )
     X = table.X
     missing = [c for c in features if c not in X.columns]
     if missing:
@@ -486,7 +508,7 @@ class _Generator:
         self.rng = np.random.default_rng(seed)
         if path is not None:
             df = _read_any(path)
-            self.X, frame = _table(df, models.features, path)
+            self.X, frame = _table(df, models.features, path, models.clock)
             self.meta = _meta(frame, df.reset_index(drop=True), "file", path)
             return
         from fraudlens.cards.features import transaction_features
@@ -1408,7 +1430,7 @@ def _file_pass(
     stats: ProcessStats,
 ) -> tuple[_RowSource, _RowHandler]:
     df = _read_any(path)
-    X, frame = _table(df, models.features, path)
+    X, frame = _table(df, models.features, path, models.clock)
     if hist is not None and "customer_id" in frame.columns and "ts" in frame.columns:
         X = _raw_features(frame, hist).loc[:, models.features]
     meta = _meta(frame, df.reset_index(drop=True), "file", path)

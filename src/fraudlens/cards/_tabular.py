@@ -154,6 +154,12 @@ class _TabularDetector(Detector):
     time_of_day_: str | None
     #: Columns the model reads as 0 (``time_of_day="auto"`` on a ULB table: ``Time``).
     ignored_: list[str]
+    #: The time column whose hour of the day the model reads as the feature ``COL (hour
+    #: of day)`` (``cards train --time-of-day``): ``{"column": COL, "unit": seconds per
+    #: unit of a numeric column}``, or None. Set by the caller that built the feature, so
+    #: every file-scoring path builds it the same way (:func:`fraudlens.cards.data.
+    #: validate_frame`'s ``time_of_day``).
+    clock_: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -715,6 +721,7 @@ class _TabularDetector(Detector):
             "categories": getattr(self, "categories_", {}),
             "fill": getattr(self, "fill_", {}),
             "set_aside": list(getattr(self, "set_aside_", [])),
+            "clock": getattr(self, "clock_", None),
             **meta,
         }
         (path / _META_FILE).write_text(json.dumps(_plain(own), indent=2, sort_keys=True))
@@ -749,6 +756,11 @@ class _TabularDetector(Detector):
         # Models saved before text columns were encoded read numbers only.
         det.categories_ = {str(k): dict(v) for k, v in dict(meta.get("categories", {})).items()}
         det.set_aside_ = [str(c) for c in meta.get("set_aside", [])]
+        # ... and no hour of the day of a time column (cards train --time-of-day).
+        clock = meta.get("clock")
+        det.clock_ = (
+            None if not clock else {"column": str(clock["column"]), "unit": float(clock["unit"])}
+        )
         # ... and no blanks.
         det.fill_ = {str(k): float(v) for k, v in dict(meta.get("fill", {})).items()}
         det._load_model(path, meta)

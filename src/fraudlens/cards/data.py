@@ -375,6 +375,9 @@ def load_table(
     trust_pickle: bool = False,
     time_column: str | None = None,
     time_unit: float = 1.0,
+    drop: Sequence[str] = (),
+    drop_strict: bool = True,
+    time_of_day: bool = False,
 ) -> CardTable:
     """Read and validate a card table from CSV or Parquet (a file or a folder of files).
 
@@ -393,8 +396,11 @@ def load_table(
         and evaluation).
     trust_pickle
         Also read ``.pkl`` files (see :func:`read_frame`).
-    time_column, time_unit
-        Feature tables: the column that times the rows (see :func:`validate_frame`).
+    time_column, time_unit, time_of_day
+        Feature tables: the column that times the rows, and whether its hour of the day
+        is a feature (see :func:`validate_frame`).
+    drop, drop_strict
+        Feature tables: columns that are not read at all (see :func:`validate_frame`).
 
     Returns
     -------
@@ -415,6 +421,9 @@ def load_table(
             require_label=require_label,
             time_column=time_column,
             time_unit=time_unit,
+            drop=drop,
+            drop_strict=drop_strict,
+            time_of_day=time_of_day,
         )
     except DataError as exc:
         raise _locate(exc, parts) from None
@@ -640,6 +649,9 @@ def validate_frame(
     require_label: bool = False,
     time_column: str | None = None,
     time_unit: float = 1.0,
+    drop: Sequence[str] = (),
+    drop_strict: bool = True,
+    time_of_day: bool = False,
 ) -> CardTable:
     """Validate an in-memory table and build its :class:`CardTable`.
 
@@ -664,6 +676,19 @@ def validate_frame(
         3600) or date-times. It is no feature.
     time_unit
         Seconds per unit of a numeric ``time_column``.
+    drop
+        Feature tables: columns that are neither features nor checked, as if the table
+        did not hold them (a card holder's name or address, which lets a model remember
+        the cards that had fraud rather than learn what fraud looks like). Naming the
+        label, the time column, ``ts`` or ``transaction_id`` is an error.
+    drop_strict
+        Whether a ``drop`` column the table lacks is an error (training), or is skipped
+        (scoring rows that may come without it).
+    time_of_day
+        Add the feature ``<time_column> (hour of day)`` (:data:`HOUR_OF_DAY`): the time of
+        day of ``time_column`` in hours, 0 to 24, as its date-times are written (UTC for
+        those with a zone), or a numeric column's seconds modulo a day (so seconds since
+        a midnight).
 
     Returns
     -------
@@ -698,6 +723,15 @@ def validate_frame(
             )
         if time_column not in df.columns:
             raise DataError("time column not found", file=source, column=time_column)
+        clock = f"{time_column}{HOUR_OF_DAY}"
+        if time_of_day and clock in df.columns:
+            raise DataError(
+                f"the table has a column {clock!r}, the name of the time of day feature",
+                file=source,
+                column=clock,
+            )
+    elif time_of_day:
+        raise DataError("the hour of the day is read from a time column: name one", file=source)
 
     if label is not None:
         if label not in df.columns:
@@ -713,6 +747,9 @@ def validate_frame(
             f"no label column (expected one of {', '.join(LABEL_CANDIDATES)}, or name one)",
             file=source,
         )
+    if drop:
+        roles = {label_col: "label", time_column: "time"}
+        df = _drop_columns(df, kind, source, drop, drop_strict, roles)
 
     required: tuple[str, ...] = {"ulb": ULB_FEATURES, "raw": RAW_COLUMNS[:-1]}.get(kind, ())
     for col in required:
@@ -835,6 +872,8 @@ def validate_frame(
         X = frame[feature_cols].astype({c: np.float64 for c in feature_cols if c not in text})
         if time_column is not None:
             time = frame[time_column]
+            if time_of_day:
+                X[f"{time_column}{HOUR_OF_DAY}"] = hour_of_day(time)
         elif "ts" in frame.columns:
             time = frame["ts"]
         elif "Time" in frame.columns:
@@ -909,6 +948,53 @@ def with_history(table: CardTable, history: CardTable) -> CardTable:
     both = pd.concat([past, now], ignore_index=True)
     X = transaction_features(both).iloc[len(past) :].reset_index(drop=True)
     return replace(table, X=X, history_rows=len(past))
+
+
+#: What the time-of-day feature of a time column is called after the column's name.
+HOUR_OF_DAY = " (hour of day)"
+
+
+def hour_of_day(time: pd.Series) -> np.ndarray:
+    """Hours since midnight (0 to 24) of validated times: date-times as written (UTC for
+    those with a zone), or seconds (since a midnight)."""
+    if isinstance(time.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(time.dtype):
+        since = time - time.dt.floor("D")
+        return (since.dt.total_seconds() / 3600.0).to_numpy(dtype=np.float64)
+    return np.mod(time.to_numpy(dtype=np.float64), _DAY_S) / 3600.0
+
+
+def _drop_columns(
+    df: pd.DataFrame,
+    kind: str,
+    source: str,
+    drop: Sequence[str],
+    strict: bool,
+    roles: dict[str | None, str],
+) -> pd.DataFrame:
+    """``df`` without the ``drop`` columns (see :func:`validate_frame`); ``roles`` names
+    the columns that cannot be dropped (the label, the time column) and what they are."""
+    if kind != "features":
+        raise DataError(
+            f"dropping columns is for feature tables; this is a {kind} table, whose "
+            "features are fixed",
+            file=source,
+            column=str(drop[0]),
+        )
+    roles = {**roles, "ts": "time", "transaction_id": "id"}
+    for col in drop:
+        if col in roles:
+            raise DataError(
+                f"cannot drop {col!r}: it is the table's {roles[col]} column, not a feature",
+                file=source,
+                column=col,
+            )
+        if strict and col not in df.columns:
+            raise DataError(
+                f"column to drop not found (the table has {describe_columns(df.columns)})",
+                file=source,
+                column=col,
+            )
+    return df.drop(columns=[c for c in drop if c in df.columns])
 
 
 def describe_columns(names: Sequence[str], limit: int = 40) -> str:

@@ -56,6 +56,8 @@ from fraudlens.cli._common import (
 from fraudlens.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
 
     from fraudlens.cards._tabular import _TabularDetector
@@ -417,7 +419,10 @@ def _load(
     trust_pickle: bool = False,
     kind: str = "auto",
     time_column: str | None = None,
-    time_unit: str = "seconds",
+    time_unit: str | float = "seconds",
+    drop: Sequence[str] = (),
+    drop_strict: bool = False,
+    time_of_day: bool = False,
 ) -> CardTable:
     from fraudlens.cards.data import load_table
 
@@ -430,8 +435,18 @@ def _load(
             trust_pickle=trust_pickle,
             kind=kind,
             time_column=time_column,
-            time_unit=_UNIT_SECONDS[time_unit],
+            time_unit=_UNIT_SECONDS[time_unit] if isinstance(time_unit, str) else time_unit,
+            drop=drop,
+            drop_strict=drop_strict,
+            time_of_day=time_of_day,
         )
+
+
+def _dropped(metadata: dict[str, Any], *also: Any) -> list[str]:
+    """The columns a stored model was trained without (``cards train --drop``), less any
+    that another model scoring the same rows (``also``) reads."""
+    needed = {str(c) for det in also if det is not None for c in det.feature_names_}
+    return [str(c) for c in metadata.get("dropped_columns") or () if str(c) not in needed]
 
 
 def _located(exc: DataError, path: Path, offset: int | None) -> DataError:
@@ -669,6 +684,22 @@ def train_cmd(
     time_unit: Annotated[
         TimeUnit, typer.Option(help="What one unit of a numeric --time-column is.")
     ] = TimeUnit.seconds,
+    drop: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Feature tables: a column not to read at all (repeat it, or separate "
+            "names with commas), e.g. a card holder's name or address, which lets the "
+            "model remember the cards that had fraud."
+        ),
+    ] = None,
+    time_of_day: Annotated[
+        bool,
+        typer.Option(
+            "--time-of-day",
+            help="With --time-column: the model also reads the column's hour of the day, "
+            "as the feature 'COL (hour of day)'.",
+        ),
+    ] = False,
 ) -> None:
     """Validate a card model on a held-out time window, refit it on every labelled row,
     and store it.
@@ -701,6 +732,7 @@ def train_cmd(
     # before the training, which it had followed).
     make_detector(detector, preset, oversample=oversample, threshold=threshold, seed=seed)
     reg = _registry(model_dir)
+    dropped = [c for names in drop or () for c in names.split(",") if c]
     table = _load(
         data,
         label,
@@ -708,6 +740,9 @@ def train_cmd(
         trust_pickle=trust_pickle,
         time_column=time_column,
         time_unit=_value(time_unit),
+        drop=dropped,
+        drop_strict=True,
+        time_of_day=time_of_day,
     )
     det = make_detector(
         detector,
@@ -802,6 +837,9 @@ def train_cmd(
             "seconds": det.fit_info_.get("refit_seconds"),
         }
         fitted_rows = labelled
+    if time_of_day:
+        # Carried by the model, so every path that scores files builds the feature.
+        det.clock_ = {"column": time_column, "unit": _UNIT_SECONDS[_value(time_unit)]}
     mv = reg.save(
         det,
         metrics={"validation": validation},
@@ -815,6 +853,7 @@ def train_cmd(
             "label_column": table.label_column,
             "time_column": time_column,
             "time_unit": _value(time_unit) if time_column is not None else None,
+            "dropped_columns": dropped,
             "set_aside": aside,
             "leak_suspects": leaks,
             "preset": _value(preset),
@@ -830,6 +869,8 @@ def train_cmd(
         )
     )
     stdout.print(f"windows: {_describe_windows(desc)}")
+    if dropped:
+        stdout.print(f"dropped, not read: {describe_columns(dropped)}")
     if table.set_aside:
         stdout.print(f"set aside as row ids, not features: {describe_columns(table.set_aside)}")
     if getattr(det, "set_aside_", None):
@@ -921,13 +962,16 @@ def evaluate_cmd(
     same_data = Path(data).is_file() and mv.metadata.get("data_hash") == data_hash(data)
     # The split is redone by the column that timed it.
     redo = rows_v == "test" or (rows_v == "auto" and same_data)
+    clock = getattr(det, "clock_", None)
     table = _load(
         data,
         label or mv.metadata.get("label_column"),
         require_label=True,
         trust_pickle=trust_pickle,
-        time_column=mv.metadata.get("time_column") if redo else None,
+        time_column=mv.metadata.get("time_column") if redo or clock else None,
         time_unit=str(mv.metadata.get("time_unit") or "seconds"),
+        drop=_dropped(mv.metadata),
+        time_of_day=clock is not None,
     )
     split = mv.metadata.get("split")
     use_test = rows_v == "test" or (rows_v == "auto" and same_data and split is not None)
@@ -1045,7 +1089,17 @@ def score_cmd(
             anomaly = reg.load("cards-anomaly")
         except ModelNotFoundError:
             anomaly = None
-    table = _load(data, label, require_label=False, trust_pickle=trust_pickle)
+    clock = getattr(det, "clock_", None) or getattr(anomaly, "clock_", None)
+    table = _load(
+        data,
+        label,
+        require_label=False,
+        trust_pickle=trust_pickle,
+        drop=_dropped(mv.metadata, anomaly),
+        time_column=None if clock is None else clock["column"],
+        time_unit=1.0 if clock is None else float(clock["unit"]),
+        time_of_day=clock is not None,
+    )
     if history is not None:
         with progress(transient=True) as bar:
             bar.add_task(f"reading {history.name} and rebuilding the window features", total=None)
