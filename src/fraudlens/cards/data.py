@@ -29,6 +29,7 @@ row is named (the leftmost column on ties).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from os import PathLike
@@ -166,6 +167,9 @@ class CardTable:
     text
         Feature tables: text columns, kept as text in ``X`` for the model to encode
         (:mod:`fraudlens.cards._categories`).
+    time_column
+        Feature tables: the column of the table's own that timed it (``ts`` and ``Time``
+        excepted), or None.
     """
 
     X: pd.DataFrame
@@ -180,6 +184,7 @@ class CardTable:
     history_rows: int = 0
     set_aside: tuple[str, ...] = ()
     text: tuple[str, ...] = ()
+    time_column: str | None = None
 
     def __len__(self) -> int:
         return len(self.X)
@@ -230,6 +235,7 @@ class CardTable:
             history_rows=self.history_rows,
             set_aside=self.set_aside,
             text=self.text,
+            time_column=self.time_column,
         )
 
 
@@ -673,7 +679,9 @@ def validate_frame(
     time_column
         Feature tables: the column that times the rows for time splits, instead of
         ``ts`` or ``Time``: numbers (``time_unit`` seconds each: a step of hours is
-        3600) or date-times. It is no feature.
+        3600) or date-times. It is no feature. :data:`AUTO_TIME` (``"auto"``): the one
+        column of date-times with times of day in a feature table without ``ts``, if
+        there is one (:func:`_find_time_column`); the table's ``time_column`` says which.
     time_unit
         Seconds per unit of a numeric ``time_column``.
     drop
@@ -713,6 +721,8 @@ def validate_frame(
         kind = _detect_kind(df.columns)
     if len(df) == 0:
         raise DataError("no data rows", file=source)
+    if time_column == AUTO_TIME:
+        time_column = _find_time_column(df, kind, (label, *LABEL_CANDIDATES, *drop), source)
     if time_column is not None:
         if kind != "features":
             raise DataError(
@@ -890,6 +900,7 @@ def validate_frame(
         known=known,
         set_aside=set_aside,
         text=tuple(text),
+        time_column=time_column,
     )
 
 
@@ -948,6 +959,54 @@ def with_history(table: CardTable, history: CardTable) -> CardTable:
     both = pd.concat([past, now], ignore_index=True)
     X = transaction_features(both).iloc[len(past) :].reset_index(drop=True)
     return replace(table, X=X, history_rows=len(past))
+
+
+#: ``time_column`` value that looks for a column of date-times (:func:`_find_time_column`).
+AUTO_TIME = "auto"
+
+
+def _find_time_column(
+    df: pd.DataFrame, kind: str, skip: Sequence[str | None], source: str
+) -> str | None:
+    """The feature table's one text column of date-times with times of day, or None.
+
+    A column is one when every one of up to 1,000 evenly spaced non-blank cells is an
+    ISO-8601 date-time and at least one of them is not at midnight (a column of dates,
+    such as a birth date, times no transaction). A table with ``ts`` is timed by it, and
+    other kinds by their own columns: None. Two such columns are refused (DataError naming
+    them): which one times the rows is the user's to say.
+    """
+    if kind != "features" or "ts" in df.columns:
+        return None
+    found = []
+    for col in df.columns:
+        s = df[col]
+        stamps = _is_datetime(s.dtype)
+        if col in skip or row_id_column(col) or not (stamps or _categories.is_text(s)):
+            continue
+        values = s.dropna()
+        if len(values) > 2000:
+            values = values.iloc[:: len(values) // 1000]
+        if len(values) == 0 or not (stamps or _categories.mostly_text(values)):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = (
+                utc_series(values)
+                if stamps
+                else pd.to_datetime(values.astype(str), errors="coerce", utc=True, format="ISO8601")
+            )
+        if parsed.isna().any() or (parsed == parsed.dt.normalize()).all():
+            continue
+        found.append(str(col))
+    if len(found) > 1:
+        raise DataError(
+            f"columns {', '.join(found)} all hold date-times: name the one that times the "
+            "rows with --time-column",
+            file=source,
+            column=found[0],
+        )
+    return found[0] if found else None
 
 
 #: What the time-of-day feature of a time column is called after the column's name.

@@ -307,8 +307,8 @@ def split_table(
         raise ConfigError(f"--split must be time or random, not {method!r}")
     if table.time is None:
         raise DataError(
-            "a time split needs a Time or ts column, or --time-column naming the column "
-            "that times the rows; else use --split random",
+            "a time split needs a Time or ts column, a column of date-times, or "
+            "--time-column naming the column that times the rows; else use --split random",
             file=table.source,
         )
     span = _span_seconds(table)
@@ -678,7 +678,8 @@ def train_cmd(
         str | None,
         typer.Option(
             help="Feature tables: the column that times the rows for --split time (numbers "
-            "in --time-unit, or date-times), instead of ts or Time; not a feature."
+            "in --time-unit, or date-times), instead of ts or Time; not a feature "
+            "[default: ts, or the table's one column of date-times]."
         ),
     ] = None,
     time_unit: Annotated[
@@ -715,7 +716,7 @@ def train_cmd(
     import numpy as np
 
     from fraudlens._echo import cut
-    from fraudlens.cards.data import describe_columns
+    from fraudlens.cards.data import AUTO_TIME, describe_columns
     from fraudlens.cards.evaluate import LEAK_AUC, card_precision_at_k, single_feature_auc
     from fraudlens.evaluation import binary_metrics
     from fraudlens.monitoring import reference_profile
@@ -733,17 +734,22 @@ def train_cmd(
     make_detector(detector, preset, oversample=oversample, threshold=threshold, seed=seed)
     reg = _registry(model_dir)
     dropped = [c for names in drop or () for c in names.split(",") if c]
+    # A time split of a feature table without ts is timed by its one column of
+    # date-times, when it has one.
+    find_time = time_column is None and _value(split) == "time"
     table = _load(
         data,
         label,
         require_label=True,
         trust_pickle=trust_pickle,
-        time_column=time_column,
+        time_column=AUTO_TIME if find_time else time_column,
         time_unit=_value(time_unit),
         drop=dropped,
         drop_strict=True,
         time_of_day=time_of_day,
     )
+    if find_time:
+        time_column = table.time_column
     det = make_detector(
         detector,
         preset,
@@ -869,6 +875,11 @@ def train_cmd(
         )
     )
     stdout.print(f"windows: {_describe_windows(desc)}")
+    if find_time and time_column is not None:
+        stdout.print(
+            f"timed by its column of date-times {time_column!r} (not a feature; "
+            "--time-column names another)"
+        )
     if dropped:
         stdout.print(f"dropped, not read: {describe_columns(dropped)}")
     if table.set_aside:
