@@ -125,7 +125,7 @@ import pandas as pd
 from fraudlens._echo import clip_echoes
 from fraudlens._ids import MAX_ID_LENGTH, bad_ids, id_problem
 from fraudlens._io import missing
-from fraudlens._time import utc, utcnow
+from fraudlens._time import utcnow
 from fraudlens.consume import (
     MAX_REASON_CHARS,
     NO_MODEL_WARN_SECONDS,
@@ -573,23 +573,11 @@ def _number(value: Any) -> float | None:
 
 
 def _ts(value: Any) -> pd.Timestamp | None:
-    """An ISO-8601 text as a UTC timestamp (no zone means UTC), else None: also for a
-    word pandas reads as the time of reading (``"now"``, ``"today"``: no digit) and a
-    time outside the dates the card loader reads."""
-    if not isinstance(value, str) or len(value) > MAX_TS_LENGTH:
-        return None
-    if not any(ch.isdigit() for ch in value):
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if pd.isna(ts):
-        return None
-    from fraudlens.market.data import TS_MAX, TS_MIN
+    """An ISO-8601 text as a UTC timestamp, else None (:func:`fraudlens.cards.data.
+    one_timestamp`)."""
+    from fraudlens.cards.data import one_timestamp
 
-    ts = utc(ts)
-    return ts if TS_MIN <= ts < TS_MAX else None
+    return one_timestamp(value, MAX_TS_LENGTH)
 
 
 def _shown(value: Any) -> str:
@@ -969,6 +957,8 @@ class _QueueHandler(_Handler):
                 self.unacked.clear()
                 self.dirty = True
             self.incarnation = self.queue.incarnation
+        from fraudlens.cards.data import with_clock
+
         result = BatchResult()
         features = self.models.features
         good: list[tuple[Message, dict[str, Any], dict[str, Any], str]] = []
@@ -984,9 +974,13 @@ class _QueueHandler(_Handler):
                 if sid is not None:
                     seen.add(sid)
             record, outer = _record_of(msg.body)
-            problem, kind = _problem(
-                record, outer, features, self.models.text_features, self.models.blank_features
-            )
+            record, problem = with_clock(record, self.models.clock)
+            if problem is None:
+                problem, kind = _problem(
+                    record, outer, features, self.models.text_features, self.models.blank_features
+                )
+            else:
+                problem = clip_echoes(problem, MAX_REASON_CHARS)
             if problem is not None:
                 result.invalid.append((msg, problem))
             else:

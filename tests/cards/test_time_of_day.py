@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,31 +118,83 @@ def test_cli_model_reads_the_hour_and_every_file_path_builds_it(tmp_path: Path) 
     assert res.exit_code == 2 and "time column not found" in res.output
 
 
-def test_the_service_takes_the_hour_as_a_feature_by_its_name(tmp_path: Path) -> None:
-    from fastapi.testclient import TestClient
-
+@pytest.fixture(scope="module")
+def clocked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame, Any]:
+    """A registry whose models read the hour of the day of ``when``; and rows to score."""
     from fraudlens.cards.detectors import AnomalyDetector, XGBoostDetector
     from fraudlens.registry import Registry
-    from fraudlens.service import create_app
 
+    root = tmp_path_factory.mktemp("clocked")
     table = validate_frame(_nightly(1500), "features", time_column="when", time_of_day=True)
     det = XGBoostDetector(n_estimators=30, early_stopping_rounds=None, refit=False, n_jobs=1)
     det.fit(table.X, table.y)
     det.clock_ = {"column": "when", "unit": 1.0}
-    Registry(tmp_path).save(det)
-    Registry(tmp_path).save(AnomalyDetector(n_estimators=20, refit=False).fit(table.X, table.y))
-    rows = table.X.iloc[:4]
-    expected = det.decision_function(rows)
-    records = rows.astype(object).to_dict("records")
-    with TestClient(create_app(models_dir=tmp_path, check_seconds=0.0)) as client:
-        res = client.post("/v1/cards/score", json={"data": records})
+    Registry(root).save(det)
+    Registry(root).save(AnomalyDetector(n_estimators=20, refit=False).fit(table.X, table.y))
+    return root, _nightly(8, seed=3), det
+
+
+def _expected(det: Any, rows: pd.DataFrame) -> np.ndarray:
+    X = validate_frame(rows, "features", time_column="when", time_of_day=True).X
+    return np.asarray(det.decision_function(X))
+
+
+def test_the_service_takes_the_hour_or_the_raw_time(
+    clocked: tuple[Path, pd.DataFrame, Any],
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from fraudlens.service import create_app
+
+    root, rows, det = clocked
+    expected = _expected(det, rows)
+    raw = rows.drop(columns="is_fraud").to_dict("records")
+    hours = validate_frame(rows, "features", time_column="when", time_of_day=True).X
+    with TestClient(create_app(models_dir=root, check_seconds=0.0)) as client:
+        # The feature by its name, as for any feature ...
+        res = client.post("/v1/cards/score", json={"data": hours.astype(object).to_dict("records")})
         assert res.status_code == 200, res.text
-        got = res.json()["fraud_classifier"]["pred_proba"]
-        np.testing.assert_allclose(got, expected, rtol=1e-6)
-        # The raw time is no feature of the model: its hour of the day is.
-        raw = [
-            {**{k: v for k, v in r.items() if k != "when (hour of day)"}, "when": "x"}
-            for r in records
-        ]
+        np.testing.assert_allclose(
+            res.json()["fraud_classifier"]["pred_proba"], expected, rtol=1e-6
+        )
+        # ... or the raw time, whose hour of the day the service reads.
         res = client.post("/v1/cards/score", json={"data": raw})
+        assert res.status_code == 200, res.text
+        np.testing.assert_allclose(
+            res.json()["fraud_classifier"]["pred_proba"], expected, rtol=1e-6
+        )
+        for bad in ("x", "now", True, None, "9" * 300):
+            res = client.post("/v1/cards/score", json={"data": [{**raw[0], "when": bad}]})
+            assert res.status_code == 422, (bad, res.text)
+            # (text over 256 characters is refused by the request's schema first)
+            assert "when (hour of day)" in res.text or "at most 256" in res.text
+        gone = {k: v for k, v in raw[0].items() if k != "when"}
+        res = client.post("/v1/cards/score", json={"data": [gone]})
         assert res.status_code == 422 and "when (hour of day)" in res.text
+
+
+def test_queued_records_carry_the_raw_time(
+    clocked: tuple[Path, pd.DataFrame, Any], tmp_path: Path
+) -> None:
+    import csv
+
+    from fraudlens.processor import process
+    from fraudlens.queues import open_queue
+
+    root, rows, det = clocked
+    expected = _expected(det, rows)
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    with open_queue(url, name="card-events") as q:
+        for i, rec in enumerate(rows.drop(columns="is_fraud").to_dict("records")):
+            q.send({"record": {**rec, "transaction_id": f"q{i}"}})
+        q.send({"record": {**rec, "when": "yesterday", "transaction_id": "bad"}})
+    stats = process(f"queue:{url}", tmp_path / "sink", root, batch_size=4)
+    assert stats.records == 8 and stats.dead_lettered == 1
+    got: dict[str, float] = {}
+    for f in sorted(p for p in (tmp_path / "sink").rglob("*.csv") if not p.name.startswith(".")):
+        with open(f, newline="") as fh:
+            got.update((r["transaction_id"], float(r["score"])) for r in csv.DictReader(fh))
+    np.testing.assert_allclose([got[f"q{i}"] for i in range(8)], expected, rtol=1e-6)
+    with open_queue(url, name="card-events") as q:
+        reasons = [d["reason"] for d in q.dead_letters()]
+    assert any("'when'" in r and "hour of the day" in r for r in reasons), reasons

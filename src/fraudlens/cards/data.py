@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
@@ -1020,6 +1020,59 @@ def hour_of_day(time: pd.Series) -> np.ndarray:
         since = time - time.dt.floor("D")
         return (since.dt.total_seconds() / 3600.0).to_numpy(dtype=np.float64)
     return np.mod(time.to_numpy(dtype=np.float64), _DAY_S) / 3600.0
+
+
+def one_timestamp(value: Any, max_length: int = 64) -> pd.Timestamp | None:
+    """One ISO-8601 text as a UTC timestamp (no zone means UTC, as the loader reads
+    them), else None: also for a text longer than ``max_length``, a word pandas reads as
+    the time of reading (``"now"``, ``"today"``: no digit) and a time outside the dates
+    fraudlens reads."""
+    if not isinstance(value, str) or len(value) > max_length:
+        return None
+    if not any(ch.isdigit() for ch in value):
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if pd.isna(ts):
+        return None
+    ts = utc(ts)
+    return ts if TS_MIN <= ts < TS_MAX else None
+
+
+def with_clock(
+    record: dict[str, Any], clock: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], str | None]:
+    """A record (one row as a mapping) with the hour of the day of ``clock``'s time
+    column (``cards train --time-of-day``) added as its feature, when the record has the
+    time column and not the feature; and why it cannot be (None if it can).
+
+    The time is an ISO-8601 date-time (UTC for one with a zone) or a number of the
+    clock's unit (seconds since a midnight), as :func:`hour_of_day` reads a column.
+    """
+    if clock is None:
+        return record, None
+    col = str(clock["column"])
+    name = f"{col}{HOUR_OF_DAY}"
+    if name in record or col not in record:
+        return record, None
+    value = record[col]
+    hours: float | None = None
+    if isinstance(value, str):
+        ts = one_timestamp(value)
+        if ts is not None:
+            hours = float(hour_of_day(pd.Series([ts]))[0])
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value) * float(clock["unit"])
+        if np.isfinite(seconds):
+            hours = float(np.mod(seconds, _DAY_S) / 3600.0)
+    if hours is None:
+        return record, (
+            f"{col!r}: {_show(value)} is no ISO-8601 date-time or number (the model reads "
+            f"its hour of the day, {name!r})"
+        )
+    return {**record, name: hours}, None
 
 
 def _drop_columns(

@@ -99,8 +99,16 @@ def card_matrix(
     if not rows:
         raise DataError("no rows in data", column="data")
     if isinstance(rows[0], dict):
+        from fraudlens.cards.data import with_clock
+
+        clock = getattr(det, "clock_", None)
         table = []
         for i, rec in enumerate(rows):
+            if clock is not None and isinstance(rec, dict):
+                # The raw time, for the hour of the day the model reads.
+                rec, problem = with_clock(rec, clock)
+                if problem is not None:
+                    raise DataError(problem, row=i + 1, column=str(clock["column"]))
             missing = [n for n in names if n not in rec] if isinstance(rec, dict) else names
             if missing:
                 raise DataError(
