@@ -28,6 +28,7 @@ row is named (the leftmost column on ties).
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -1064,7 +1065,10 @@ def with_clock(
         if ts is not None:
             hours = float(hour_of_day(pd.Series([ts]))[0])
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value) * float(clock["unit"])
+        try:
+            seconds = float(value) * float(clock["unit"])
+        except OverflowError:  # an int past 1e308
+            seconds = math.inf
         if np.isfinite(seconds):
             hours = float(np.mod(seconds, _DAY_S) / 3600.0)
     if hours is None:
