@@ -71,6 +71,14 @@ def test_bad_rows_for_a_text_model_are_named(served: tuple[TestClient, XGBoostDe
     row = [3, "TRANSFER", "lots", 10.0, 0.0, "visa"]
     r = client.post("/v1/cards/score", json={"data": [row]})
     assert r.status_code == 422 and "amount" in r.text and "not a number" in r.text, r.text
+    # A request is no file, and a model's numeric column takes numbers whatever the
+    # other rows hold (the file loader's "mostly numbers" hint had been repeated here).
+    good = [3, "TRANSFER", 5.0, 10.0, 0.0, "visa"]
+    for body in ({"data": [good, row, good]}, {"data": [row]}):
+        r = client.post("/v1/cards/score", json=body)
+        reason = r.json()["detail"]["reason"]
+        assert "<request>" not in r.text and "mostly" not in reason, r.text
+        assert reason == "not a number: 'lots' (the model reads numbers in this column)", reason
     r = client.post("/v1/cards/score", json={"data": [[3, "x" * 300, 1.0, 1.0, 0.0, "visa"]]})
     assert r.status_code == 422 and "at most 256" in r.text, r.text
     r = client.post(

@@ -826,12 +826,7 @@ def validate_frame(
                 frame[time_column] = seconds * float(time_unit)
 
     # A stray word in a column of numbers is a cell error like any other, said so.
-    hint = (
-        " (this column is mostly numbers, so every cell must be one; a column mostly of "
-        "text is read as text levels)"
-        if kind == "features"
-        else ""
-    )
+    hint = NUMBERS_HINT if kind == "features" else ""
     text: list[str] = []
     for col in feature_cols:
         if kind == "features" and col not in _NONNEGATIVE and _categories.is_flags(df[col]):
@@ -961,6 +956,12 @@ def with_history(table: CardTable, history: CardTable) -> CardTable:
     X = transaction_features(both).iloc[len(past) :].reset_index(drop=True)
     return replace(table, X=X, history_rows=len(past))
 
+
+#: What a feature table's "not a number" error adds: why the cell must be a number.
+NUMBERS_HINT = (
+    " (this column is mostly numbers, so every cell must be one; a column mostly of "
+    "text is read as text levels)"
+)
 
 #: ``time_column`` value that looks for a column of date-times (:func:`_find_time_column`).
 AUTO_TIME = "auto"

@@ -153,7 +153,7 @@ def _text_rows(names: list[str], text: str | None, rows: list[Any] | None) -> pd
     or ``rows`` of values in ``names`` order, already checked for width."""
     import pandas as pd
 
-    from fraudlens.cards.data import describe_columns, validate_frame
+    from fraudlens.cards.data import NUMBERS_HINT, describe_columns, validate_frame
 
     if text is not None:
         lines = [(k + 1, line) for k, line in enumerate(text.splitlines()) if line.strip()]
@@ -170,7 +170,13 @@ def _text_rows(names: list[str], text: str | None, rows: list[Any] | None) -> pd
                 )
             rows.append(values)
     frame = pd.DataFrame(rows, columns=names, dtype=object)
-    return validate_frame(frame, "features", "<request>").X
+    try:
+        return validate_frame(frame, "features", "<request>").X
+    except DataError as exc:
+        # A request is no file, and its columns are the model's: a number is a number
+        # because the model reads one there, whatever the other rows hold.
+        reason = exc.reason.replace(NUMBERS_HINT, " (the model reads numbers in this column)")
+        raise DataError(reason, row=exc.row, column=exc.column) from None
 
 
 #: Blank lines a CSV body may hold beyond its rows.
