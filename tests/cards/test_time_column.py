@@ -120,6 +120,9 @@ def test_auto_finds_the_one_column_of_date_times() -> None:
     # A table with ts is timed by it.
     with_ts = df.rename(columns={"trans_date_trans_time": "ts"})
     assert validate_frame(with_ts, "features", time_column="auto").time_column is None
+    with_time = df.assign(Time=np.arange(40.0))
+    timed = validate_frame(with_time, "features", time_column="auto")
+    assert timed.time_column is None and timed.time is not None and timed.time.name == "Time"
     # Two columns of date-times: which one times the rows is the user's to say.
     two = df.assign(posted=df["trans_date_trans_time"])
     with pytest.raises(DataError, match="trans_date_trans_time, posted all hold date-times"):

@@ -55,6 +55,9 @@ def test_time_of_day_needs_a_time_column_and_its_name_free() -> None:
     df = _nightly(20)
     with pytest.raises(DataError, match="read from a time column: name one"):
         validate_frame(df, "features", time_of_day=True)
+    ulb = pd.DataFrame({"Time": [0.0], **{f"V{i}": [0.0] for i in range(1, 29)}, "Amount": [1.0]})
+    with pytest.raises(DataError, match="is for feature tables; this is a ulb table"):
+        validate_frame(ulb, "auto", time_of_day=True)
     taken = df.assign(**{"when (hour of day)": 1.0})
     with pytest.raises(DataError, match="the name of the time of day feature") as err:
         validate_frame(taken, "features", time_column="when", time_of_day=True)

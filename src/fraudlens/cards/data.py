@@ -742,7 +742,13 @@ def validate_frame(
                 column=clock,
             )
     elif time_of_day:
-        raise DataError("the hour of the day is read from a time column: name one", file=source)
+        raise DataError(
+            "the hour of the day is read from a time column: name one"
+            if kind == "features"
+            else f"the hour of the day of a time column is for feature tables; this is a "
+            f"{kind} table",
+            file=source,
+        )
 
     if label is not None:
         if label not in df.columns:
@@ -974,11 +980,11 @@ def _find_time_column(
 
     A column is one when every one of up to 1,000 evenly spaced non-blank cells is an
     ISO-8601 date-time and at least one of them is not at midnight (a column of dates,
-    such as a birth date, times no transaction). A table with ``ts`` is timed by it, and
-    other kinds by their own columns: None. Two such columns are refused (DataError naming
+    such as a birth date, times no transaction). A table with ``ts`` (or ``Time``) is
+    timed by it, and other kinds by their own columns: None. Two such columns are refused (DataError naming
     them): which one times the rows is the user's to say.
     """
-    if kind != "features" or "ts" in df.columns:
+    if kind != "features" or "ts" in df.columns or "Time" in df.columns:
         return None
     found = []
     for col in df.columns:
