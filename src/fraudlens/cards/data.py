@@ -981,8 +981,8 @@ def _find_time_column(
     A column is one when every one of up to 1,000 evenly spaced non-blank cells is an
     ISO-8601 date-time and at least one of them is not at midnight (a column of dates,
     such as a birth date, times no transaction). A table with ``ts`` (or ``Time``) is
-    timed by it, and other kinds by their own columns: None. Two such columns are refused (DataError naming
-    them): which one times the rows is the user's to say.
+    timed by it, and other kinds by their own columns: None. Two such columns are
+    refused (DataError naming them): which one times the rows is the user's to say.
     """
     if kind != "features" or "ts" in df.columns or "Time" in df.columns:
         return None
