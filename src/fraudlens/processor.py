@@ -313,8 +313,9 @@ class _Models:
 
     @property
     def text_features(self) -> set[str]:
-        """Features the models read as text (text columns of their training tables)."""
-        return self._named("categories_")
+        """Features the models read as text (text columns of their training tables, dates
+        among them)."""
+        return self._named("categories_") | self._named("dates_")
 
     @property
     def blank_features(self) -> set[str]:

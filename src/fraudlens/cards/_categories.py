@@ -17,16 +17,21 @@ A blank cell is its own level, :data:`MISSING`. A numeric column with blank cell
 its training rows is read as its value (a blank filled with the training median) and
 ``col (blank)``, 1 where the cell was blank (:func:`expand`). A text column with a distinct value in
 most training rows (an account or merchant name, a free-text note) identifies rows, as a
-row number does, and is set aside, no feature (:func:`identifiers`).
+row number does, and is set aside, no feature (:func:`identifiers`). A text column of
+ISO-8601 dates (a birth date) is read as one number, days since 1970-01-01
+(:func:`is_dates`, :func:`as_days`).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from fraudlens.errors import DataError
 
 #: At most this many indicator columns per text column (its most common levels).
 MAX_LEVELS = 20
@@ -64,6 +69,56 @@ def is_flags(s: pd.Series) -> bool:
     if pd.api.types.is_numeric_dtype(s.dtype) or s.notna().sum() == 0:
         return False
     return pd.api.types.infer_dtype(s, skipna=True) == "boolean"
+
+
+#: Dates are read as days since this day.
+EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+#: A date is written in at most this many characters.
+_MAX_DATE_CHARS = 64
+
+
+def _parse_dates(text: pd.Series) -> pd.Series:
+    """ISO-8601 dates or date-times as UTC timestamps (no zone means UTC); NaT where a
+    cell is none."""
+    ok = text.str.len().le(_MAX_DATE_CHARS) & text.str.contains("-", regex=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(text.where(ok), errors="coerce", utc=True, format="ISO8601")
+    return parsed
+
+
+def is_dates(s: pd.Series) -> bool:
+    """Whether a text column holds dates (a birth date, the day an account opened): every
+    one of up to 1,000 evenly spaced non-blank cells an ISO-8601 date or date-time. Such
+    a column is read as a number, days since 1970-01-01 (:func:`as_days`), not as levels:
+    the order of dates means something; their 20 commonest values do not."""
+    values = s.dropna()
+    if len(values) > 2000:
+        values = values.iloc[:: len(values) // 1000]
+    if len(values) == 0 or not values.map(lambda v: isinstance(v, str)).all():
+        return False
+    return not _parse_dates(values.str.strip()).isna().any()
+
+
+def as_days(s: pd.Series, col: str) -> np.ndarray:
+    """A date column (:func:`is_dates`) as days since 1970-01-01 (blank cells NaN);
+    DataError naming the row and column of the first cell that is no date."""
+    cells = s.astype(object)
+    blank = cells.isna().to_numpy()
+    text = cells.map(lambda v: v.strip() if isinstance(v, str) else None)
+    parsed = _parse_dates(text.astype(object).where(text.notna(), ""))
+    wrong = np.flatnonzero(parsed.isna().to_numpy() & ~blank)
+    if len(wrong):
+        i = int(wrong[0])
+        raise DataError(
+            f"not a date: {str(cells.iloc[i])[:60]!r} (the model reads this column as "
+            "ISO-8601 dates, such as 1988-03-09)",
+            row=i + 1,
+            column=col,
+        )
+    days = (parsed - EPOCH).dt.total_seconds().to_numpy(dtype=np.float64) / 86_400.0
+    days[blank] = np.nan
+    return days
 
 
 def flags_as_text(s: pd.Series) -> pd.Series:

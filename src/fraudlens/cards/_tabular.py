@@ -154,6 +154,9 @@ class _TabularDetector(Detector):
     time_of_day_: str | None
     #: Columns the model reads as 0 (``time_of_day="auto"`` on a ULB table: ``Time``).
     ignored_: list[str]
+    #: Text columns of ISO-8601 dates, read as days since 1970-01-01
+    #: (:func:`fraudlens.cards._categories.is_dates`).
+    dates_: list[str]
     #: The time column whose hour of the day the model reads as the feature ``COL (hour
     #: of day)`` (``cards train --time-of-day``): ``{"column": COL, "unit": seconds per
     #: unit of a numeric column}``, or None. Set by the caller that built the feature, so
@@ -232,6 +235,9 @@ class _TabularDetector(Detector):
                     if _categories.is_flags(frame[c])
                     or (_categories.is_text(frame[c]) and _categories.mostly_text(frame[c]))
                 ]
+                # Dates are numbers, not identifiers, however many distinct ones.
+                self.dates_ = [c for c in text if _categories.is_dates(frame[c])]
+                text = [c for c in text if c not in self.dates_]
                 self.set_aside_ = _categories.identifiers(frame, text)
                 self.feature_names_ = [c for c in names if c not in self.set_aside_]
                 if not self.feature_names_:
@@ -280,6 +286,7 @@ class _TabularDetector(Detector):
                     )
                 frame = X.loc[:, self.feature_names_] if names != self.feature_names_ else X
             categories = getattr(self, "categories_", {})
+            frame = self._read_dates(frame)
             for col in frame.columns:
                 if str(col) in categories or pd.api.types.is_numeric_dtype(frame[col]):
                     continue
@@ -288,12 +295,16 @@ class _TabularDetector(Detector):
                 frame = self._numbers(frame, str(col))
             if fitting:
                 self.fill_ = self._learn_fill(frame, also)
-            frame = self.encode_features(frame)
+            # (dates are read above, before the numbers and the blanks)
+            frame = _categories.expand(
+                frame, getattr(self, "categories_", {}), getattr(self, "fill_", {})
+            )
             arr = frame.to_numpy(dtype=np.float64)
         else:
-            if getattr(self, "categories_", None):
+            if getattr(self, "categories_", None) or getattr(self, "dates_", None):
+                text = [*getattr(self, "categories_", {}), *getattr(self, "dates_", [])]
                 raise DataError(
-                    f"model {self.name} reads text columns ({', '.join(self.categories_)}): "
+                    f"model {self.name} reads text columns ({', '.join(text)}): "
                     "give its rows as a table with column names, not as bare numbers"
                 )
             arr = np.asarray(X, dtype=np.float64)
@@ -305,6 +316,7 @@ class _TabularDetector(Detector):
                 self.feature_names_ = [f"x{i}" for i in range(arr.shape[1])]
                 self.categories_ = {}
                 self.set_aside_ = []
+                self.dates_ = []
                 self.fill_ = {}
             elif arr.shape[1] != len(self.feature_names_):
                 raise DataError(
@@ -339,8 +351,17 @@ class _TabularDetector(Detector):
         from fraudlens.cards import _categories
 
         return _categories.expand(
-            frame, getattr(self, "categories_", {}), getattr(self, "fill_", {})
+            self._read_dates(frame), getattr(self, "categories_", {}), getattr(self, "fill_", {})
         )
+
+    def _read_dates(self, frame: Any) -> Any:
+        """``frame`` with each of the model's date columns as days since 1970-01-01."""
+        from fraudlens.cards import _categories
+
+        dates = [c for c in getattr(self, "dates_", []) if c in frame.columns]
+        if not dates:
+            return frame
+        return frame.assign(**{c: _categories.as_days(frame[c], c) for c in dates})
 
     @staticmethod
     def _learn_fill(frame: Any, also: Any) -> dict[str, float]:
@@ -354,9 +375,8 @@ class _TabularDetector(Detector):
             if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
                 continue
             more = also[col] if isinstance(also, pd.DataFrame) and col in also else None
-            blank = bool(s.isna().any()) or (
-                more is not None and pd.api.types.is_numeric_dtype(more) and bool(more.isna().any())
-            )
+            # (``also`` as given: a date column is still text there, blanks are None)
+            blank = bool(s.isna().any()) or (more is not None and bool(more.isna().any()))
             if blank:
                 median = s.median()
                 fill[str(col)] = 0.0 if pd.isna(median) else float(median)
@@ -721,6 +741,7 @@ class _TabularDetector(Detector):
             "categories": getattr(self, "categories_", {}),
             "fill": getattr(self, "fill_", {}),
             "set_aside": list(getattr(self, "set_aside_", [])),
+            "dates": list(getattr(self, "dates_", [])),
             "clock": getattr(self, "clock_", None),
             **meta,
         }
@@ -756,6 +777,8 @@ class _TabularDetector(Detector):
         # Models saved before text columns were encoded read numbers only.
         det.categories_ = {str(k): dict(v) for k, v in dict(meta.get("categories", {})).items()}
         det.set_aside_ = [str(c) for c in meta.get("set_aside", [])]
+        # ... and no dates (columns of dates had been read as levels).
+        det.dates_ = [str(c) for c in meta.get("dates", [])]
         # ... and no hour of the day of a time column (cards train --time-of-day).
         clock = meta.get("clock")
         det.clock_ = (

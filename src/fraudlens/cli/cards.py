@@ -895,6 +895,8 @@ def train_cmd(
             for col, spec in categories.items()
         )
         stdout.print(f"text columns read as levels: {levels}")
+    if getattr(det, "dates_", None):
+        stdout.print(f"dates read as days since 1970-01-01: {describe_columns(det.dates_)}")
     for col, auc in leaks.items():
         _warn(
             f"feature {cut(repr(col), 60)} alone ranks the held-out rows with ROC AUC "

@@ -81,7 +81,7 @@ def card_matrix(
     names = list(getattr(det, "feature_names_", []))
     # A model that reads text columns, or blanks, takes its rows as a table (it encodes
     # the text and fills the blanks).
-    text_columns = bool(getattr(det, "categories_", None) or getattr(det, "fill_", None))
+    text_columns = any(getattr(det, a, None) for a in ("categories_", "dates_", "fill_"))
     if text is not None:
         # A byte-order mark before the first row (spreadsheets save "CSV UTF-8" with one)
         # is not part of its first value.
