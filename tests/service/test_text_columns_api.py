@@ -81,6 +81,14 @@ def test_bad_rows_for_a_text_model_are_named(served: tuple[TestClient, XGBoostDe
         assert reason == "not a number: 'lots' (the model reads numbers in this column)", reason
     r = client.post("/v1/cards/score", json={"data": [[3, "x" * 300, 1.0, 1.0, 0.0, "visa"]]})
     assert r.status_code == 422 and "at most 256" in r.text, r.text
+    # The same bound for text sent as CSV (it had been taken, and read as a rare level).
+    r = client.post(
+        "/invocations",
+        content=f"3,{'x' * 300},1.0,1.0,0.0,visa",
+        headers={"Content-Type": "text/csv"},
+    )
+    assert r.status_code == 422 and "text of 300 characters (at most 256)" in r.text, r.text
+    assert r.json()["detail"]["column"] == "type"
     r = client.post(
         "/invocations", content="3,TRANSFER,1.0,1.0", headers={"Content-Type": "text/csv"}
     )

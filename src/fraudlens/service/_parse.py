@@ -15,6 +15,7 @@ from fastapi import Request
 
 from fraudlens._ids import id_problem
 from fraudlens.errors import DataError
+from fraudlens.service._schemas import MAX_CARD_TEXT
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -168,6 +169,14 @@ def _text_rows(names: list[str], text: str | None, rows: list[Any] | None) -> pd
                     f"({describe_columns(names)}), got {len(values)}",
                     row=line_no,
                 )
+            for name, v in zip(names, values, strict=True):
+                # The bound of a JSON row's text, for the same value sent as CSV.
+                if v is not None and len(v) > MAX_CARD_TEXT:
+                    raise DataError(
+                        f"text of {len(v):,} characters (at most {MAX_CARD_TEXT:,})",
+                        row=line_no,
+                        column=name,
+                    )
             rows.append(values)
     frame = pd.DataFrame(rows, columns=names, dtype=object)
     try:
