@@ -374,11 +374,14 @@ def _vm(pid: int, field: str) -> int:
 def test_many_large_bodies_at_once_keep_the_server_small(cards_registry: Path) -> None:
     """A real uvicorn process: six 5 MB card requests at once are all scored, and the
     server's peak RSS grows by less than 600 MB (each takes about 200 MB while it is
-    parsed and scored; six at once had grown it by 1.2 GB)."""
+    parsed and scored; six at once had grown it by 1.2 GB). The bodies may wait up to 120
+    s for a slot: a slow, busy machine had scored too few in the default 30 s, and one
+    got 503."""
     port = free_port()
     code = (
         "import uvicorn; from fraudlens.service import create_app; "
-        f"uvicorn.run(create_app(models_dir={str(cards_registry)!r}), host='127.0.0.1', "
+        f"uvicorn.run(create_app(models_dir={str(cards_registry)!r}, "
+        "large_body_wait_seconds=120), host='127.0.0.1', "
         f"port={port}, log_level='warning')"
     )
     body = _large_card_body()
