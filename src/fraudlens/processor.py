@@ -429,17 +429,18 @@ def _table(
                 row=0,
                 column=missing[0],
             )
-        timed = tcol is not None and tod in features and tod not in cols
-        extra = (tcol,) if timed and tcol else ()
+        # The hour of the day the model reads, from the time column.
+        timed = tod in features and tod not in cols
+        clocked = (tcol,) if timed else ()
         keep = list(
-            dict.fromkeys(c for c in (*features, *extra, "transaction_id", "ts") if c in cols)
+            dict.fromkeys(c for c in (*features, *clocked, "transaction_id", "ts") if c in cols)
         )
         table = validate_frame(
             df[keep],
             "features",
             source,
             time_column=tcol if timed else None,
-            time_unit=float(clock["unit"]) if timed and clock else 1.0,
+            time_unit=float(clock["unit"]) if clock is not None and timed else 1.0,
             time_of_day=timed,
         )
     X = table.X

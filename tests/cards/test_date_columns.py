@@ -88,5 +88,6 @@ def test_the_service_takes_dates_as_text(tmp_path: Path) -> None:
         assert res.status_code == 200, res.text
         got = res.json()["fraud_classifier"]["pred_proba"]
         np.testing.assert_allclose(got, expected, rtol=1e-6)
-        res = client.post("/v1/cards/score", json={"data": [{"amount": 1.0, "dob": "June"}]})
-        assert res.status_code == 422 and "not a date" in res.text and "dob" in res.text
+        for dob in ("June", 6000):  # a number is no date either (never a 500)
+            res = client.post("/v1/cards/score", json={"data": [{"amount": 1.0, "dob": dob}]})
+            assert res.status_code == 422 and "not a date" in res.text and "dob" in res.text

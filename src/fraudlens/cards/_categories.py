@@ -87,14 +87,21 @@ def _parse_dates(text: pd.Series) -> pd.Series:
     return parsed
 
 
+#: Non-blank cells :func:`is_dates` (and the search for a time column) reads.
+DATE_SAMPLE = 1000
+
+
+def spaced(values: pd.Series, k: int) -> pd.Series:
+    """About ``k`` evenly spaced cells of ``values`` (all of them up to ``2 * k``)."""
+    return values.iloc[:: len(values) // k] if len(values) > 2 * k else values
+
+
 def is_dates(s: pd.Series) -> bool:
     """Whether a text column holds dates (a birth date, the day an account opened): every
     one of up to 1,000 evenly spaced non-blank cells an ISO-8601 date or date-time. Such
     a column is read as a number, days since 1970-01-01 (:func:`as_days`), not as levels:
     the order of dates means something; their 20 commonest values do not."""
-    values = s.dropna()
-    if len(values) > 2000:
-        values = values.iloc[:: len(values) // 1000]
+    values = spaced(s.dropna(), DATE_SAMPLE)
     if len(values) == 0 or not values.map(lambda v: isinstance(v, str)).all():
         return False
     return not _parse_dates(values.str.strip()).isna().any()
@@ -105,6 +112,7 @@ def as_days(s: pd.Series, col: str) -> np.ndarray:
     DataError naming the row and column of the first cell that is no date."""
     cells = s.astype(object)
     blank = cells.isna().to_numpy()
+    # (a map, not .str: a column of numbers sent for dates has no .str accessor)
     text = cells.map(lambda v: v.strip() if isinstance(v, str) else None)
     parsed = _parse_dates(text.astype(object).where(text.notna(), ""))
     wrong = np.flatnonzero(parsed.isna().to_numpy() & ~blank)
@@ -134,10 +142,8 @@ def mostly_text(s: pd.Series) -> bool:
     """
     if not is_text(s):
         return False
-    values = s.dropna()
-    if len(values) > 2 * _SAMPLE:
-        # Evenly spaced cells tell a column of text from one of numbers as well as all.
-        values = values.iloc[:: len(values) // _SAMPLE]
+    # Evenly spaced cells tell a column of text from one of numbers as well as all.
+    values = spaced(s.dropna(), _SAMPLE)
     stripped = values.astype(str).str.strip()
     filled = stripped != ""
     values, stripped = values[filled], stripped[filled]

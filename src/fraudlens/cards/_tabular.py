@@ -295,10 +295,7 @@ class _TabularDetector(Detector):
                 frame = self._numbers(frame, str(col))
             if fitting:
                 self.fill_ = self._learn_fill(frame, also)
-            # (dates are read above, before the numbers and the blanks)
-            frame = _categories.expand(
-                frame, getattr(self, "categories_", {}), getattr(self, "fill_", {})
-            )
+            frame = self._expand(frame)  # (its dates were read above)
             arr = frame.to_numpy(dtype=np.float64)
         else:
             if getattr(self, "categories_", None) or getattr(self, "dates_", None):
@@ -348,10 +345,14 @@ class _TabularDetector(Detector):
         """Feature columns (a DataFrame in ``feature_names_`` order, numbers as numbers) as
         the model reads them: text columns encoded and blank indicators added (see
         :mod:`fraudlens.cards._categories`); time of day and ignored columns as given."""
+        return self._expand(self._read_dates(frame))
+
+    def _expand(self, frame: Any) -> Any:
+        """``frame`` (dates read) with text columns encoded and blank indicators added."""
         from fraudlens.cards import _categories
 
         return _categories.expand(
-            self._read_dates(frame), getattr(self, "categories_", {}), getattr(self, "fill_", {})
+            frame, getattr(self, "categories_", {}), getattr(self, "fill_", {})
         )
 
     def _read_dates(self, frame: Any) -> Any:

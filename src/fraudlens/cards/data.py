@@ -992,9 +992,7 @@ def _find_time_column(
         stamps = _is_datetime(s.dtype)
         if col in skip or row_id_column(col) or not (stamps or _categories.is_text(s)):
             continue
-        values = s.dropna()
-        if len(values) > 2000:
-            values = values.iloc[:: len(values) // 1000]
+        values = _categories.spaced(s.dropna(), _categories.DATE_SAMPLE)
         if len(values) == 0 or not (stamps or _categories.mostly_text(values)):
             continue
         with warnings.catch_warnings():
@@ -1067,17 +1065,17 @@ def with_clock(
         return record, None
     value = record[col]
     hours: float | None = None
+    when: Any = None
     if isinstance(value, str):
-        ts = one_timestamp(value)
-        if ts is not None:
-            hours = float(hour_of_day(pd.Series([ts]))[0])
+        when = one_timestamp(value)
     elif isinstance(value, int | float) and not isinstance(value, bool):
         try:
             seconds = float(value) * float(clock["unit"])
         except OverflowError:  # an int past 1e308
             seconds = math.inf
-        if np.isfinite(seconds):
-            hours = float(np.mod(seconds, _DAY_S) / 3600.0)
+        when = seconds if math.isfinite(seconds) else None
+    if when is not None:
+        hours = float(hour_of_day(pd.Series([when]))[0])
     if hours is None:
         return record, (
             f"{col!r}: {_show(value)} is no ISO-8601 date-time or number (the model reads "
